@@ -1,0 +1,91 @@
+"""All the rate limits of one organization on one model, charged all-or-nothing.
+
+A request costs ``{requests: 1, tokens: n, audio_seconds: s}``.  It is admitted only if every unit
+(RPM, RPD, TPM, TPD, ASH, ASD, as the tier defines them) admits its share; then every unit is charged.
+If any unit refuses, nothing is charged, and the refusal names the refusing units and the wait until all
+of them would admit.  A cost that exceeds a unit's whole limit can never be admitted: that is the API's
+413 "request too large", not a retryable 429.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .catalog import UNIT_SPEC, Limits
+from .limiters import Limiter, make_limiter
+
+_KIND = {"requests": 0, "tokens": 1, "audio_seconds": 2}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of :meth:`LimitSet.check`: ``wait`` is 0 when admitted, ``inf`` when too large."""
+    admitted: bool
+    wait: float
+    refused: tuple[str, ...]
+    too_large: bool
+
+
+class LimitSet:
+    """The unit limiters of one (organization, model)."""
+
+    def __init__(self, limits: Limits, algorithm: str = "token_bucket"):
+        self.limits = limits
+        self.algorithm = algorithm
+        self.units: dict[str, Limiter] = {}
+        self._plan: list[tuple[str, Limiter, int]] = []
+        for unit, limit in limits.items():
+            window, counts = UNIT_SPEC[unit]
+            lim = make_limiter(algorithm, limit, window)
+            self.units[unit] = lim
+            self._plan.append((unit, lim, _KIND[counts]))
+        #: the unit whose wait was longest in the last refused :meth:`acquire` (the binding unit)
+        self.binding: str | None = None
+
+    def _waits(self, tokens: float, audio: float, now: float):
+        for unit, lim, kind in self._plan:
+            amount = 1 if kind == 0 else (tokens if kind == 1 else audio)
+            yield unit, lim, amount, (lim.wait(amount, now) if amount else 0.0)
+
+    def check(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> Decision:
+        """Would a request of this cost be admitted at ``now``?  Changes nothing."""
+        waits = [(unit, w) for unit, _, _, w in self._waits(tokens, audio_seconds, now) if w > 0]
+        wait = max((w for _, w in waits), default=0.0)
+        return Decision(not waits, wait, tuple(u for u, _ in waits), math.isinf(wait))
+
+    def acquire(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> float:
+        """Admit and charge all units, or charge nothing.  Returns 0.0 when admitted, else the wait until
+        every unit would admit (``inf`` = too large); :attr:`binding` names the unit with the longest wait."""
+        worst, binding, charges = 0.0, None, []
+        for unit, lim, amount, w in self._waits(tokens, audio_seconds, now):
+            if w > worst:
+                worst, binding = w, unit
+            charges.append((lim, amount))
+        if worst > 0.0:
+            self.binding = binding
+            return worst
+        for lim, amount in charges:
+            if amount:
+                lim.admit(amount, now)
+        return 0.0
+
+    def admit(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> Decision:
+        """:meth:`check`, then charge every unit if admitted."""
+        decision = self.check(tokens, audio_seconds, now)
+        if decision.admitted:
+            self.acquire(tokens, audio_seconds, now)
+        return decision
+
+    def refund_tokens(self, tokens: float, charged_at: float, now: float) -> None:
+        """Give back unused reserved tokens to the token units (TPM, TPD)."""
+        for _, lim, kind in self._plan:
+            if kind == 1:
+                lim.refund(tokens, charged_at, now)
+
+    def remaining(self, unit: str, now: float) -> float | None:
+        lim = self.units.get(unit)
+        return None if lim is None else lim.remaining(now)
+
+    def reset(self, unit: str, now: float) -> float | None:
+        lim = self.units.get(unit)
+        return None if lim is None else lim.reset(now)
