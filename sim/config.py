@@ -1,0 +1,219 @@
+"""Validated configuration: the shapes of a scenario's org, client groups, workloads and policies.
+
+pydantic models with ``extra="forbid"`` so a misspelt key is an error, never silently ignored.  Durations
+(``90s``, ``15m``, ``1d``) and rates (``20/min``) are parsed on the way in; distributions sample in vectors.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from .service import Z95, lognormal_sigma
+from .units import parse_duration, parse_rate
+
+
+def _duration(v):
+    return parse_duration(v)
+
+
+def _rate(v):
+    return parse_rate(v)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Rate = Annotated[float, BeforeValidator(_rate)]
+NonNeg = Annotated[float, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dist(Strict):
+    """A size distribution: a plain number means ``fixed``."""
+    dist: Literal["fixed", "uniform", "lognormal", "empirical"] = "fixed"
+    value: NonNeg | None = None
+    low: NonNeg | None = None
+    high: NonNeg | None = None
+    median: Annotated[float, Field(gt=0)] | None = None
+    p95: Annotated[float, Field(gt=0)] | None = None
+    values: list[NonNeg] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data):
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"dist": "fixed", "value": data}
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self):
+        need = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"),
+                "empirical": ("values",)}[self.dist]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"dist '{self.dist}' needs {', '.join(need)} (missing: {', '.join(missing)})")
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError("uniform needs low <= high")
+        if self.dist == "lognormal":
+            lognormal_sigma(self.median, self.p95)
+        if self.dist == "empirical" and not self.values:
+            raise ValueError("empirical needs a non-empty list of values")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.dist == "fixed":
+            return np.full(n, float(self.value))
+        if self.dist == "uniform":
+            return rng.uniform(self.low, self.high, n)
+        if self.dist == "lognormal":
+            return np.exp(np.log(self.median) + lognormal_sigma(self.median, self.p95) * rng.standard_normal(n))
+        return rng.choice(np.asarray(self.values, dtype=float), n)
+
+    def mean(self) -> float:
+        if self.dist == "fixed":
+            return float(self.value)
+        if self.dist == "uniform":
+            return (self.low + self.high) / 2
+        if self.dist == "lognormal":
+            s = np.log(self.p95 / self.median) / Z95
+            return float(self.median * np.exp(s * s / 2))
+        return float(np.mean(self.values))
+
+
+ARRIVALS = ("poisson", "constant", "bursty", "onoff", "piecewise", "diurnal", "trace", "closed")
+
+
+class Arrival(Strict):
+    """How a client group's requests arrive (open loop), or N users with think time (``closed``)."""
+    kind: Literal["poisson", "constant", "bursty", "onoff", "piecewise", "diurnal", "trace", "closed"]
+    rate: Rate | None = None
+    burstiness: Annotated[float, Field(gt=0)] = 1.0
+    on: Duration | None = None
+    off: Duration | None = None
+    schedule: list[tuple[Duration, Rate]] | None = None
+    period: Duration = 86_400.0
+    amplitude: Annotated[float, Field(ge=0, le=1)] = 0.5
+    peak: Duration = 14 * 3600.0
+    file: str | None = None
+    users: Annotated[int, Field(ge=1)] | None = None
+    think: Duration | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        need = {"poisson": ("rate",), "constant": ("rate",), "bursty": ("rate",), "onoff": ("rate", "on", "off"),
+                "piecewise": ("schedule",), "diurnal": ("rate",), "trace": ("file",),
+                "closed": ("users", "think")}[self.kind]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"arrival kind '{self.kind}' needs {', '.join(need)} (missing: {', '.join(missing)})")
+        if self.kind == "onoff" and self.on <= 0:
+            raise ValueError("onoff needs on > 0")
+        if self.kind == "piecewise" and (not self.schedule or self.schedule[0][0] != 0):
+            raise ValueError("piecewise schedule must start at time 0, like [[\"0h\", \"10/min\"], [\"8h\", \"60/min\"]]")
+        return self
+
+    def mean_rate(self) -> float | None:
+        """Long-run requests per second (None for trace and closed loop)."""
+        if self.kind == "onoff":
+            return self.rate * self.on / (self.on + self.off)
+        if self.kind == "piecewise":
+            starts = [s for s, _ in self.schedule] + [self.period]
+            return sum(r * (b - a) for (a, r), b in zip(self.schedule, starts[1:])) / self.period
+        return self.rate
+
+
+RETRY_KINDS = ("none", "fixed", "exponential", "groq-sdk")
+JITTERS = ("none", "full", "equal", "decorrelated")
+
+
+class Policy(Strict):
+    """What a client does about 429s, errors and pacing.  See docs/modelling.md for the exact rules."""
+    retry: Literal["none", "fixed", "exponential", "groq-sdk"] = "none"
+    max_attempts: Annotated[int, Field(ge=1)] = 1
+    delay: Duration = 1.0
+    base: Duration = 0.5
+    cap: Duration = 60.0
+    jitter: Literal["none", "full", "equal", "decorrelated"] = "none"
+    honor_retry_after: bool = False
+    retry_after_cap: Duration | None = None
+    retry_on: list[int] = [429, 500, 502, 503]
+    deadline: Duration | None = None
+    pacing: Annotated[float, Field(gt=0, le=1)] | None = None
+    adaptive: bool = False
+    cooldown: Literal["retry-after"] | Duration | None = None
+    max_in_flight: Annotated[int, Field(ge=1)] | None = None
+    queue_size: Annotated[int, Field(ge=0)] | None = None
+    fallback: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_defaults(cls, data):
+        # groq-sdk = the official Python SDK's defaults (groq/_constants.py, _base_client.py):
+        # DEFAULT_MAX_RETRIES = 2, backoff 0.5 s * 2^n capped at 8 s with jitter x(1 - 0.25 U),
+        # retry-after honoured when 0 < value <= 60 s, retries 408, 409, 429 and >= 500.
+        if isinstance(data, dict) and data.get("retry") == "groq-sdk":
+            data = {"max_attempts": 3, "base": 0.5, "cap": 8.0,
+                    "retry_on": [408, 409, 429, 500, 502, 503, 504], **data}
+        return data
+
+    @property
+    def gated(self) -> bool:
+        """Does the client hold requests in a queue of its own before sending?"""
+        return bool(self.pacing or self.adaptive or self.cooldown is not None or self.max_in_flight
+                    or self.queue_size is not None)
+
+
+BUILTIN_POLICIES: dict[str, dict] = {
+    "no-retry": {"retry": "none"},
+    "groq-sdk": {"retry": "groq-sdk"},
+    "fixed": {"retry": "fixed", "delay": 1.0, "max_attempts": 5},
+    "exponential": {"retry": "exponential", "base": 1.0, "cap": 60.0, "max_attempts": 6},
+    "full-jitter": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 60.0, "max_attempts": 6},
+    "equal-jitter": {"retry": "exponential", "jitter": "equal", "base": 1.0, "cap": 60.0, "max_attempts": 6},
+    "decorrelated-jitter": {"retry": "exponential", "jitter": "decorrelated", "base": 1.0, "cap": 60.0,
+                            "max_attempts": 6},
+    "retry-after": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 60.0, "max_attempts": 6,
+                    "honor_retry_after": True},
+    "paced": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 60.0, "max_attempts": 6,
+              "honor_retry_after": True, "pacing": 0.95},
+    "adaptive": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 60.0, "max_attempts": 6,
+                 "honor_retry_after": True, "adaptive": True},
+    "cooldown": {"retry": "fixed", "delay": 1.0, "max_attempts": 6, "honor_retry_after": True,
+                 "cooldown": "retry-after"},
+}
+
+
+class Client(Strict):
+    """A group of requests with one model, size distributions, arrival process and policy."""
+    name: str
+    model: str
+    arrival: Arrival
+    prompt_tokens: Dist = Dist(dist="fixed", value=500)
+    max_tokens: Dist = Dist(dist="fixed", value=512)
+    completion_tokens: Dist | None = None
+    audio_seconds: Dist = Dist(dist="fixed", value=0)
+    policy: str = "no-retry"
+
+
+class Accounting(Strict):
+    """What an admitted request is charged against TPM/TPD."""
+    charge: Literal["max_tokens", "actual"] = "max_tokens"
+    refund_unused: bool = False
+    cache_hit_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    def charged(self, prompt, max_tokens, completion):
+        """Tokens charged (works on scalars and numpy arrays): uncached prompt + max_tokens or actual."""
+        uncached = prompt if not self.cache_hit_ratio else np.round(prompt * (1 - self.cache_hit_ratio))
+        return uncached + (max_tokens if self.charge == "max_tokens" else completion)
+
+
+class Org(Strict):
+    tier: str = "free"
+    limiter: Literal["token_bucket", "fixed_window", "sliding_log", "sliding_window_counter"] = "token_bucket"
+    accounting: Accounting = Accounting()
+    retry_after_rounding: Literal["ceil", "round", "floor"] = "ceil"
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    error_status: int = 503

@@ -1,0 +1,71 @@
+"""Per-run summaries: the numbers a capacity planner compares.
+
+Only requests *created* in the measurement window ``[warmup, duration)`` count; every one of them has
+exactly one outcome (conservation).  Rates are per minute of that window.  Utilisation of a unit is what was
+charged to it in the window divided by what the limit refills over the window (``limit x T / unit window``):
+1.0 means the unit was used at exactly its sustainable rate; a token bucket can briefly exceed 1 by
+spending its initial full budget.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .catalog import UNIT_SPEC
+from .engine import OUTCOMES, RunResult
+
+PERCENTILES = (50, 90, 95, 99)
+METRICS = ("offered", "ok", "success_ratio", "throughput_rpm", "tokens_per_min", "attempts", "n429",
+           "n429_per_attempt", "attempts_per_success", "latency_p50", "latency_p90", "latency_p95", "latency_p99",
+           "latency_max", "mean_wait", "binding")
+
+
+def summarize(result: RunResult) -> dict:
+    spec, rec = result.spec, result.records
+    t0, t1 = spec.warmup, spec.duration
+    minutes = (t1 - t0) / 60.0
+    window = rec[(rec["created"] >= t0) & (rec["created"] < t1)]
+    ok = window[window["outcome"] == "ok"]
+    offered, n_ok = len(window), len(ok)
+    attempts, n429 = int(window["attempts"].sum()), int(window["n429"].sum())
+    out = {"offered": offered, "ok": n_ok, "success_ratio": n_ok / offered if offered else np.nan}
+    for name in OUTCOMES[1:]:
+        out[name] = int((window["outcome"] == name).sum())
+    out["throughput_rpm"] = n_ok / minutes
+    out["tokens_per_min"] = float((ok["prompt_tokens"].sum() + ok["completion_tokens"].sum()) / minutes)
+    out["attempts"], out["n429"] = attempts, n429
+    out["n429_per_attempt"] = n429 / attempts if attempts else 0.0
+    out["attempts_per_success"] = attempts / n_ok if n_ok else np.nan
+    lat = ok["latency"].to_numpy()
+    for p in PERCENTILES:
+        out[f"latency_p{p}"] = float(np.percentile(lat, p)) if n_ok else np.nan
+    out["latency_max"] = float(lat.max()) if n_ok else np.nan
+    out["mean_wait"] = float((ok["admitted"] - ok["created"]).mean()) if n_ok else np.nan
+    util = utilisation(result)
+    for unit in UNIT_SPEC:
+        values = [v for (m, u), v in util.items() if u == unit]
+        out[f"util_{unit}"] = max(values) if values else np.nan
+    refused = result.refusals
+    refused = refused[(refused["time"] >= t0) & (refused["time"] < t1)]
+    if len(refused):
+        unit = refused["unit"].value_counts().idxmax()
+        out["binding"] = str(unit)
+    else:
+        out["binding"] = max(util, key=util.get)[1] if util else ""
+    return out
+
+
+def utilisation(result: RunResult) -> dict[tuple[str, str], float]:
+    """(model, unit) -> share of the unit's refill used by admissions in the measurement window."""
+    spec, rec = result.spec, result.records
+    t0, t1 = spec.warmup, spec.duration
+    adm = rec[(rec["admitted"] >= t0) & (rec["admitted"] < t1)]
+    out = {}
+    for model in rec["model"].cat.categories:
+        limits = spec.catalog.limits(spec.org.tier, model)
+        mine = adm[adm["model"] == model]
+        used = {"requests": len(mine), "tokens": float(mine["charged_tokens"].sum()),
+                "audio_seconds": float(mine["audio_seconds"].sum())}
+        for unit, limit in limits.items():
+            window, counts = UNIT_SPEC[unit]
+            out[(model, unit)] = used[counts] / (limit * (t1 - t0) / window)
+    return out
