@@ -3,14 +3,91 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .catalog import Catalog, format_rows
 from .errors import ConfigError
+from .units import parse_duration
 
 
 def _limits(args) -> int:
     cat = Catalog.published()
     sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
+    return 0
+
+
+def _load(args):
+    from .scenario import load_scenario
+    overrides = {"seed": args.seed, "replications": args.replications}
+    return load_scenario(args.scenario, {k: v for k, v in overrides.items() if v is not None})
+
+
+def _duration(args) -> float | None:
+    if args.duration is None:
+        return None
+    try:
+        return parse_duration(args.duration)
+    except ValueError as exc:
+        raise ConfigError(f"--duration: {exc}") from None
+
+
+def _check(args) -> int:
+    scenario = _load(args)
+    grid = scenario.check()
+    meta = scenario.scenario
+    print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
+          f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s")
+    for k, point in enumerate(grid):
+        print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
+    return 0
+
+
+def _run(args) -> int:
+    from .report import comparison_json, format_comparison, write_outputs
+    from .runner import run_study
+    scenario = _load(args)
+    duration = _duration(args)
+    out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
+    study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
+                      progress=False if args.quiet else None)
+    if not len(study.summary):
+        print("groqsim: interrupted before any run finished", file=sys.stderr)
+        return 130
+    axes = list(scenario.compare)
+    if args.format == "json":
+        sys.stdout.write(comparison_json(study.comparison))
+    elif args.format == "csv":
+        sys.stdout.write(study.comparison.to_csv(index=False))
+    else:
+        sys.stdout.write(format_comparison(study.comparison, axes))
+    files = write_outputs(study, out)
+    if not args.quiet:
+        print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    if not study.complete:
+        print(f"groqsim: interrupted: {len(study.summary)} run(s) finished and kept in {out}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _capacity(args) -> int:
+    import json
+    from .capacity import capacity_table
+    scenario = _load(args)
+    rows = capacity_table(scenario, _duration(args))
+    t = scenario.capacity
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=float))
+        return 0
+    print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s")
+    header = ["tier", "model", "offered req/min", "ceiling req/min", "ceiling req/day", "binding",
+              "simulated max req/min", "success", "p95 s"]
+    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.1f}",
+                         f"{r['ceiling_per_day']:.0f}", r["binding"], f"{r['sim_rpm']:.1f}",
+                         f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
+    widths = [max(len(x[i]) for x in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
     return 0
 
 
@@ -22,13 +99,48 @@ def build_parser() -> argparse.ArgumentParser:
     lim.add_argument("--model")
     lim.add_argument("--format", choices=["table", "csv", "json"], default="table")
     lim.set_defaults(func=_limits)
+
+    def scenario_args(sp):
+        sp.add_argument("scenario", help="scenario file (TOML)")
+        sp.add_argument("--seed", type=int)
+        sp.add_argument("--replications", type=int)
+        sp.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d")
+
+    run = sub.add_parser("run", help="run every grid point x replication of a scenario")
+    scenario_args(run)
+    run.add_argument("--out", help="output directory (default results/<scenario name>)")
+    run.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    run.add_argument("--jobs", type=int, help="parallel processes (default: number of cores; 1 = in-process)")
+    run.add_argument("--dask", help="Dask scheduler address, or 'local' for a LocalCluster")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="skip runs already finished in --out (default)")
+    group.add_argument("--fresh", action="store_true", help="discard finished runs in --out and start again")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or file list")
+    run.set_defaults(func=_run)
+
+    chk = sub.add_parser("check", help="validate a scenario and print its expanded grid")
+    scenario_args(chk)
+    chk.set_defaults(func=_check)
+
+    cap = sub.add_parser("capacity", help="analytic ceiling and simulated capacity per tier x model")
+    scenario_args(cap)
+    cap.add_argument("--format", choices=["table", "json"], default="table")
+    cap.set_defaults(func=_capacity)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name in ("replications", "jobs"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            print(f"groqsim: error: --{name} must be >= 1, got {value}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"groqsim: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("groqsim: interrupted", file=sys.stderr)
+        return 130

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -89,7 +89,7 @@ class _ClientState:
         self.model, self.served, self.pos = array("b"), array("b"), array("b")  # wanted, last tried, chain pos
         self.attempts, self.n429 = array("h"), array("h")
         self.outcome, self.refused = array("b"), array("b")
-        self.refusal_t, self.refusal_unit = d(), array("b")
+        self.refusal_t, self.refusal_unit, self.refusal_model = d(), array("b"), array("b")
         self.prev_delay: dict[int, float] = {}
         # client-side queue (pacing, cooldown, in-flight cap, bounded queue)
         self.gated = policy.gated
@@ -150,7 +150,6 @@ class Simulation:
         self.accounting = org.accounting
         self.rounding = org.retry_after_rounding
         self.error_rate, self.error_status = org.error_rate, org.error_status
-        self.refusals: Counter = Counter()
         self.model_names: list[str] = []
         self.limitsets: list[LimitSet] = []
         self.services: list[ServiceModel] = []
@@ -325,7 +324,7 @@ class Simulation:
             c.refused[i] = k = _UNIT_INDEX[unit]
             c.refusal_t.append(now)
             c.refusal_unit.append(k)
-            self.refusals[(m, unit)] += 1
+            c.refusal_model.append(m)
             c.served[i] = m
             self._refused(c, i, now + svc.rtt, 429, retry_after_seconds(wait, self.rounding))
 
@@ -437,12 +436,14 @@ class Simulation:
                 "time": col(c.refusal_t),
                 "client": pd.Categorical.from_codes(np.full(len(c.refusal_t), c.index, np.int8),
                                                     [x.name for x in self.spec.clients]),
+                "model": col(c.refusal_model, np.int8),
                 "unit": pd.Categorical.from_codes(col(c.refusal_unit, np.int8), REFUSED_BY)}))
         records = pd.concat(frames, ignore_index=True)
         records["model"] = pd.Categorical.from_codes(records["model"].to_numpy(np.int8), self.model_names)
         records = records.sort_values(["created", "client"], kind="stable", ignore_index=True)
         records.insert(0, "id", np.arange(len(records), dtype=np.int64))
         refusals = pd.concat(refusals, ignore_index=True).sort_values("time", kind="stable", ignore_index=True)
+        refusals["model"] = pd.Categorical.from_codes(refusals["model"].to_numpy(np.int8), self.model_names)
         return RunResult(records, refusals, self.spec, self.events)
 
 

@@ -1,10 +1,12 @@
 """Per-run summaries: the numbers a capacity planner compares.
 
-Only requests *created* in the measurement window ``[warmup, duration)`` count; every one of them has
-exactly one outcome (conservation).  Rates are per minute of that window.  Utilisation of a unit is what was
+Request counts, ratios and latencies are over the requests *created* in the measurement window
+``[warmup, duration)``; every one of them has exactly one outcome (conservation).  Throughput is the
+successful requests *finished* in that window per minute (what the org actually got served).  Utilisation of a unit is what was
 charged to it in the window divided by what the limit refills over the window (``limit x T / unit window``):
 1.0 means the unit was used at exactly its sustainable rate; a token bucket can briefly exceed 1 by
-spending its initial full budget.
+spending its initial full budget.  ``binding`` is the unit that refused most requests in the window
+(``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would bind first.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from .engine import OUTCOMES, RunResult
 PERCENTILES = (50, 90, 95, 99)
 METRICS = ("offered", "ok", "success_ratio", "throughput_rpm", "tokens_per_min", "attempts", "n429",
            "n429_per_attempt", "attempts_per_success", "latency_p50", "latency_p90", "latency_p95", "latency_p99",
-           "latency_max", "mean_wait", "binding")
+           "latency_max", "mean_wait", "binding", "top_unit", "top_util")
 
 
 def summarize(result: RunResult) -> dict:
@@ -30,8 +32,9 @@ def summarize(result: RunResult) -> dict:
     out = {"offered": offered, "ok": n_ok, "success_ratio": n_ok / offered if offered else np.nan}
     for name in OUTCOMES[1:]:
         out[name] = int((window["outcome"] == name).sum())
-    out["throughput_rpm"] = n_ok / minutes
-    out["tokens_per_min"] = float((ok["prompt_tokens"].sum() + ok["completion_tokens"].sum()) / minutes)
+    done = rec[(rec["outcome"] == "ok") & (rec["finished"] >= t0) & (rec["finished"] < t1)]
+    out["throughput_rpm"] = len(done) / minutes
+    out["tokens_per_min"] = float((done["prompt_tokens"].sum() + done["completion_tokens"].sum()) / minutes)
     out["attempts"], out["n429"] = attempts, n429
     out["n429_per_attempt"] = n429 / attempts if attempts else 0.0
     out["attempts_per_success"] = attempts / n_ok if n_ok else np.nan
@@ -46,11 +49,16 @@ def summarize(result: RunResult) -> dict:
         out[f"util_{unit}"] = max(values) if values else np.nan
     refused = result.refusals
     refused = refused[(refused["time"] >= t0) & (refused["time"] < t1)]
+    multi = len(rec["model"].cat.categories) > 1
+    name = lambda model, unit: f"{model}:{unit}" if multi else unit  # noqa: E731
     if len(refused):
-        unit = refused["unit"].value_counts().idxmax()
-        out["binding"] = str(unit)
+        (model, unit), _ = max(refused.groupby(["model", "unit"], observed=True).size().items(), key=lambda kv: kv[1])
+        out["binding"] = name(model, unit)
     else:
-        out["binding"] = max(util, key=util.get)[1] if util else ""
+        out["binding"] = "none"
+    top = max(util, key=util.get) if util else None
+    out["top_unit"] = name(*top) if top else ""
+    out["top_util"] = util[top] if top else np.nan
     return out
 
 

@@ -1,0 +1,115 @@
+""""Do we need to upgrade?": the analytic ceiling of a request mix and the simulated highest load that
+still meets a service target.
+
+Analytic ceiling: for load multiplier ``m`` the mix sends ``m * rate_c`` requests/s of client group ``c``,
+each costing on average ``cost_c,u`` of unit ``u`` (1 request, the mean charged tokens, the mean audio
+seconds).  Unit ``u`` of a model sustains ``limit_u / window_u`` per second, so the mix fits while
+``m * sum_c rate_c * cost_c,u <= limit_u / window_u`` for every unit: the smallest such ``m`` is the
+ceiling and its unit the binding one.  It is the long-run (steady-state) answer: a token bucket starts
+full, so a short run can briefly do better, and daily units only bite over a day.
+
+Simulated: bisection over load multipliers for the highest load whose mean (over replications) success
+ratio and p95 latency meet ``[capacity]`` targets.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalog import UNIT_SPEC
+from .engine import simulate
+from .scenario import Scenario
+from .workload import sizes
+from .runner import run_seed
+
+
+@dataclass
+class Ceiling:
+    base_rpm: float          # the mix's offered requests/min at load 1
+    load: float              # the highest sustainable load multiplier
+    rpm: float               # = base_rpm * load
+    per_day: float
+    binding: str             # "model UNIT"
+    per_unit: dict           # "model UNIT" -> ceiling in requests/min of the whole mix
+
+
+def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
+    spec = scenario.spec(point)
+    rng = np.random.default_rng(12345)
+    use: dict[tuple[str, str], float] = {}  # (model, unit) -> units per second at load 1
+    base = 0.0
+    for client in spec.clients:
+        rate = client.arrival.mean_rate()
+        if rate is None:
+            continue  # closed loop or trace: no analytic rate
+        sz = sizes(client, rng, 200_000)
+        cost = {"requests": 1.0,
+                "tokens": float(np.mean(spec.org.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"]))),
+                "audio_seconds": float(np.mean(sz["audio"]))}
+        base += rate
+        for unit, _ in spec.catalog.limits(spec.org.tier, client.model).items():
+            use[(client.model, unit)] = use.get((client.model, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
+    per_unit = {}
+    for (model, unit), per_s in use.items():
+        limit = getattr(spec.catalog.limits(spec.org.tier, model), unit)
+        window = UNIT_SPEC[unit][0]
+        load = (limit / window) / per_s if per_s > 0 else math.inf
+        per_unit[f"{model} {unit.upper()}"] = load * base * 60.0
+    if not per_unit or base == 0:
+        return Ceiling(base * 60, math.nan, math.nan, math.nan, "", per_unit)
+    binding = min(per_unit, key=per_unit.get)
+    rpm = per_unit[binding]
+    return Ceiling(base * 60.0, rpm / (base * 60.0), rpm, rpm * 1440.0, binding, per_unit)
+
+
+def meets_target(scenario: Scenario, point: dict, load: float, duration: float | None = None) -> tuple[bool, float, float]:
+    """Simulate ``load`` (all replications); (meets target, mean success ratio, mean p95 latency)."""
+    target = scenario.capacity
+    succ, p95 = [], []
+    for rep in range(scenario.scenario.replications):
+        spec = scenario.spec({**point, "load": load}, duration=duration)
+        s = simulate(spec, run_seed(scenario, rep)).summary()
+        succ.append(s["success_ratio"])
+        p95.append(s["latency_p95"])
+    ok_s, ok_p = float(np.nanmean(succ)), float(np.nanmean(p95)) if not np.all(np.isnan(p95)) else math.inf
+    return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p
+
+
+def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None) -> dict:
+    """Bisection for the highest load meeting the target (relative tolerance ``capacity.tolerance``)."""
+    target = scenario.capacity
+    hi = min(target.max_load, (ceiling.load * 2.0) if math.isfinite(ceiling.load) else target.max_load)
+    lo = 0.0
+    ok, s, p = meets_target(scenario, point, hi, duration)
+    best = (hi, s, p) if ok else (0.0, math.nan, math.nan)
+    if not ok:
+        while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
+            mid = (lo + hi) / 2
+            ok, s, p = meets_target(scenario, point, mid, duration)
+            if ok:
+                lo, best = mid, (mid, s, p)
+            else:
+                hi = mid
+    load, s, p = best
+    return {"sim_load": load, "sim_rpm": load * ceiling.base_rpm, "sim_success": s, "sim_p95": p}
+
+
+def capacity_table(scenario: Scenario, duration: float | None = None) -> list[dict]:
+    """One row per tier x model of the scenario's grid (other axes at their first value)."""
+    axes = {a: v for a, v in scenario.compare.items() if a in ("tier", "model")}
+    others = {a: v[0] for a, v in scenario.compare.items() if a not in ("tier", "model", "load")}
+    tiers = axes.get("tier", [scenario.org.tier])
+    models = axes.get("model", [None])
+    rows = []
+    for tier in tiers:
+        for model in models:
+            point = {**others, "tier": tier, **({"model": model} if model else {})}
+            c = analytic_ceiling(scenario, point)
+            row = {"tier": tier, "model": model or ", ".join(sorted({x.model for x in scenario.clients})),
+                   "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "ceiling_per_day": c.per_day,
+                   "binding": c.binding}
+            row.update(simulated_capacity(scenario, point, c, duration))
+            rows.append(row)
+    return rows

@@ -1,0 +1,228 @@
+"""From run summaries to what goes in a decision document: comparison rows with 95% confidence
+intervals, the files of a study (``summary.csv``, ``comparison.csv``, ``requests.parquet``) and plots."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .catalog import UNIT_SPEC
+
+#: metrics compared across grid points (mean and 95% CI over replications)
+KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
+               "n429_per_attempt", "attempts_per_success", "mean_wait")
+
+
+def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """One row per grid point: its axis values, the number of replications, and for each key metric
+    ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication)."""
+    rows = []
+    for point, group in summary.groupby("point", sort=True):
+        row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
+        for m in KEY_METRICS:
+            values = group[m].astype(float).dropna().to_numpy()
+            n = len(values)
+            row[f"{m}_mean"] = float(values.mean()) if n else math.nan
+            row[f"{m}_ci95"] = (float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
+                                if n > 1 else math.nan)
+        row["offered_mean"] = float(group["offered"].mean())
+        row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, ci: float, fmt: str) -> str:
+    if not np.isfinite(mean):
+        return "-"
+    return format(mean, fmt) + ("" if not np.isfinite(ci) else " ±" + format(ci, fmt))
+
+
+def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
+    """An aligned text table, one line per grid point."""
+    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "binding"]
+    lines = [header]
+    for _, r in comp.iterrows():
+        lines.append([*(str(r[a]) for a in axes),
+                      _pm(100 * r["success_ratio_mean"], 100 * r["success_ratio_ci95"], ".1f"),
+                      _pm(r["throughput_rpm_mean"], r["throughput_rpm_ci95"], ".1f"),
+                      _pm(r["latency_p50_mean"], r["latency_p50_ci95"], ".2f"),
+                      _pm(r["latency_p95_mean"], r["latency_p95_ci95"], ".2f"),
+                      _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
+                      _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
+                      _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
+                      str(r["binding"])])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i < len(axes) else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(line, widths))) for line in lines) + "\n"
+
+
+def comparison_json(comp: pd.DataFrame) -> str:
+    rows = comp.replace({np.nan: None}).to_dict(orient="records")
+    return json.dumps(rows, indent=2, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)) + "\n"
+
+
+# ---- records ----------------------------------------------------------------------------------------
+
+def load_records(study, point: int | None = None, replication: int | None = None) -> pd.DataFrame:
+    """Request records of a study, optionally of one grid point and/or replication."""
+    keys = [(r["point"], r["replication"], r["key"]) for _, r in study.summary.iterrows()
+            if (point is None or r["point"] == point) and (replication is None or r["replication"] == replication)]
+    frames = []
+    for p, rep, key in keys:
+        if (p, rep) in study.results:
+            frames.append(study.results[(p, rep)].records.assign(point=np.int32(p), replication=np.int32(rep)))
+        elif study.out is not None:
+            frames.append(pd.read_parquet(study.out / "runs" / f"{key}.parquet"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _load_refusals(study, point: int, replication: int) -> pd.DataFrame:
+    if (point, replication) in study.results:
+        return study.results[(point, replication)].refusals
+    key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
+    return pd.read_parquet(study.out / "runs" / f"{key.iloc[0]}.refusals.parquet")
+
+
+def write_outputs(study, out: Path) -> list[Path]:
+    """summary.csv, comparison.csv, requests.parquet (streamed run by run) and the plots."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    out.mkdir(parents=True, exist_ok=True)
+    axes = list(study.scenario.compare)
+    study.summary.to_csv(out / "summary.csv", index=False)
+    study.comparison.to_csv(out / "comparison.csv", index=False)
+    writer = None
+    try:
+        for _, r in study.summary.iterrows():
+            frame = load_records(study, r["point"], r["replication"])
+            for a in axes:
+                frame[a] = str(r[a])
+            for col in ("client", "model", "outcome", "refused_by"):
+                frame[col] = frame[col].astype(str)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(out / "requests.parquet", table.schema)
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    return [out / "summary.csv", out / "comparison.csv", out / "requests.parquet", *plot_study(study, out)]
+
+
+# ---- plots ------------------------------------------------------------------------------------------
+
+def _label(study, point: int) -> str:
+    row = study.comparison.loc[study.comparison["point"] == point].iloc[0]
+    axes = list(study.scenario.compare)
+    return ", ".join(f"{row[a]}" for a in axes) if axes else study.scenario.scenario.name
+
+
+def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str, np.ndarray]:
+    """For each unit of each model: the amount charged in the unit's trailing window ending at each of
+    ``times``, divided by the limit (1.0 = the limit is fully used)."""
+    out = {}
+    adm = records[records["admitted"].notna()]
+    for model in adm["model"].astype(str).unique():
+        mine = adm[adm["model"].astype(str) == model].sort_values("admitted")
+        t = mine["admitted"].to_numpy()
+        amounts = {"requests": np.ones(len(t)), "tokens": mine["charged_tokens"].to_numpy(float),
+                   "audio_seconds": mine["audio_seconds"].to_numpy(float)}
+        for unit, limit in spec.catalog.limits(spec.org.tier, model).items():
+            window, counts = UNIT_SPEC[unit]
+            cum = np.concatenate([[0.0], np.cumsum(amounts[counts])])
+            hi = np.searchsorted(t, times, side="right")
+            lo = np.searchsorted(t, times - window, side="right")
+            out[f"{model} {unit.upper()}"] = (cum[hi] - cum[lo]) / limit
+    return out
+
+
+def plot_study(study, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    points = list(study.comparison["point"])
+    duration = study.duration or study.scenario.scenario.duration
+    rep0 = {p: load_records(study, p, 0) for p in points}
+    bin_s = 60.0 if duration > 600 else 10.0
+
+    # 1. latency CDF of successful requests, all replications
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for p in points:
+        lat = np.sort(load_records(study, p).query("outcome == 'ok'")["latency"].to_numpy())
+        if len(lat):
+            ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post", label=_label(study, p))
+    ax.set_xscale("log")
+    ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("Latency CDF per alternative")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    files.append(_save(fig, out / "latency_cdf.png"))
+
+    # 2. throughput and 429s over time (replication 0)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    edges = np.arange(0, duration + bin_s, bin_s)
+    per = 60.0 / bin_s
+    for p in points:
+        rec = rep0[p]
+        ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
+        ax1.plot(edges[:-1] / 60, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1)
+        ref = _load_refusals(study, p, 0)["time"].to_numpy()
+        ax2.plot(edges[:-1] / 60, np.histogram(ref, edges)[0] * per, lw=1)
+    ax1.set_ylabel("completed req/min")
+    ax2.set_ylabel("429s per min")
+    ax2.set_xlabel("simulated time (min)")
+    ax1.set_title("Throughput and 429s over time (replication 0)")
+    ax1.legend(fontsize=7)
+    for a in (ax1, ax2):
+        a.grid(True, alpha=0.3)
+    files.append(_save(fig, out / "throughput_over_time.png"))
+
+    # 3. limit utilisation over time (replication 0), one panel per alternative
+    n = len(points)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    times = np.linspace(0, duration, 400)
+    for k, p in enumerate(points):
+        ax = axes[k // cols][k % cols]
+        spec = study.scenario.spec(study.point(p), duration=study.duration)
+        for name, frac in usage_over_time(rep0[p], spec, times).items():
+            ax.plot(times / 60, frac, lw=1, label=name)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_title(_label(study, p), fontsize=8)
+        ax.set_xlabel("simulated time (min)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    axes[0][0].set_ylabel("used / limit over the unit's window")
+    fig.suptitle("Limit utilisation over time (replication 0)")
+    files.append(_save(fig, out / "utilisation_over_time.png"))
+
+    # 4. attempts per success by policy (or by alternative)
+    comp = study.comparison
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels = [_label(study, p) for p in points]
+    ax.bar(range(n), comp["attempts_per_success_mean"], yerr=comp["attempts_per_success_ci95"].fillna(0),
+           capsize=3, color="tab:blue")
+    ax.set_xticks(range(n), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("attempts per successful request")
+    ax.set_title("Attempts per success (mean, 95% CI)")
+    ax.grid(True, axis="y", alpha=0.3)
+    files.append(_save(fig, out / "attempts_per_success.png"))
+    return files
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path

@@ -1,0 +1,192 @@
+"""Running a study: every grid point x replication, in parallel, resumable, bit-identical everywhere.
+
+* Seeds: run (point, replication) uses ``SeedSequence(seed, spawn_key=(replication,))``: the same random
+  numbers for every grid point of one replication (common random numbers: alternatives are compared on
+  identical traffic), independent across replications, and independent of which worker runs it.
+* Resumable: with an output directory, each finished run is written at once under ``runs/`` as
+  ``<key>.parquet`` (its request records), ``<key>.refusals.parquet`` and, last, ``<key>.json`` (its
+  summary).  ``key`` hashes the run's resolved configuration, replication and seed, so re-running skips
+  what is done and a changed scenario re-runs only the points that changed.
+* Executors: ``jobs=1`` in-process; ``jobs=N`` a local process pool; ``dask="local"`` or a scheduler
+  address runs on Dask distributed (workers write their own records; the directory must be shared storage).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .engine import RunResult, simulate
+from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Job:
+    """One simulation run of a study."""
+    point_index: int
+    point: dict
+    replication: int
+    key: str
+
+
+@dataclass
+class StudyResult:
+    """Summaries of every run (``summary``), one row per grid point (``comparison``), and, for in-memory
+    studies, the request records of every run."""
+    scenario: Scenario
+    summary: pd.DataFrame
+    comparison: pd.DataFrame
+    out: Path | None = None
+    results: dict[tuple[int, int], RunResult] = field(default_factory=dict)
+    complete: bool = True
+    duration: float | None = None
+
+    def point(self, index: int) -> dict:
+        """The axis values of grid point ``index``."""
+        return self.scenario.grid()[index]
+
+    def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
+        """Request records with ``point`` and ``replication`` columns, from memory or from ``out``."""
+        from .report import load_records
+        return load_records(self, point_index, replication)
+
+
+def run_seed(scenario: Scenario, replication: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(scenario.scenario.seed, spawn_key=(replication,))
+
+
+def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
+    """Every (grid point, replication) with its resumption key."""
+    base = scenario.model_dump(mode="json", exclude={"compare", "capacity", "run", "source"})
+    base["scenario"].pop("replications", None)
+    base["scenario"].pop("name", None)
+    base["scenario"].pop("description", None)
+    jobs = []
+    for p, point in enumerate(scenario.grid()):
+        for rep in range(scenario.scenario.replications):
+            blob = json.dumps({"v": __version__, "base": base, "point": point, "rep": rep, "duration": duration},
+                              sort_keys=True, default=str)
+            jobs.append(Job(p, point, rep, hashlib.sha256(blob.encode()).hexdigest()[:20]))
+    return jobs
+
+
+def execute(scenario: Scenario, job: Job, out: str | None = None, duration: float | None = None,
+            keep: bool = False) -> tuple[dict, RunResult | None]:
+    """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
+    row (point values, replication, key, metrics) and, if ``keep``, the full result."""
+    result = simulate(scenario.spec(job.point, duration=duration), run_seed(scenario, job.replication))
+    row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
+           "replication": job.replication, "key": job.key, **result.summary(), "events": result.events}
+    if out is not None:
+        runs = Path(out) / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        tagged = result.records.assign(point=np.int32(job.point_index), replication=np.int32(job.replication))
+        tagged.to_parquet(runs / f"{job.key}.parquet", index=False)
+        result.refusals.to_parquet(runs / f"{job.key}.refusals.parquet", index=False)
+        tmp = runs / f"{job.key}.json.tmp"
+        tmp.write_text(json.dumps(_jsonable(row)))
+        os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"
+    return row, (result if keep else None)
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v.item() if isinstance(v, np.generic) else v)
+            for k, v in row.items()}
+
+
+def finished_rows(out: Path, jobs: Iterable[Job]) -> dict[str, dict]:
+    done = {}
+    for job in jobs:
+        path = out / "runs" / f"{job.key}.json"
+        if path.exists():
+            done[job.key] = json.loads(path.read_text())
+    return done
+
+
+def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | None = None,
+              dask: str | None = None, resume: bool = True, duration: float | None = None,
+              progress: bool | None = None, keep_results: bool | None = None,
+              on_row: Callable[[dict], None] | None = None) -> StudyResult:
+    """Run every grid point x replication and summarise.  Ctrl-C stops cleanly: runs already finished
+    are kept (on disk with ``out``) and the partial result is returned with ``complete=False``."""
+    from .report import compare
+    out = Path(out) if out is not None else None
+    all_jobs = plan(scenario, duration)
+    rows: dict[str, dict] = {}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            for f in (out / "runs").glob("*") if (out / "runs").exists() else []:
+                f.unlink()
+        rows.update(finished_rows(out, all_jobs))
+    todo = [j for j in all_jobs if j.key not in rows]
+    keep = out is None if keep_results is None else keep_results
+    results: dict[tuple[int, int], RunResult] = {}
+    jobs = jobs or scenario.run.jobs or os.cpu_count() or 1
+    dask = dask or scenario.run.dask
+    bar = _progress(len(all_jobs), len(rows), progress)
+    complete = True
+
+    def collect(row, result):
+        rows[row["key"]] = row
+        if result is not None:
+            results[(row["point"], row["replication"])] = result
+        bar.update(1)
+        if on_row:
+            on_row(row)
+
+    out_arg = None if out is None else str(out)
+    try:
+        if dask:
+            from .cluster import run_on_dask
+            run_on_dask(dask, scenario, todo, out_arg, duration, keep, collect, jobs)
+        elif jobs == 1 or len(todo) <= 1:
+            for job in todo:
+                collect(*execute(scenario, job, out_arg, duration, keep))
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+                pending = {pool.submit(execute, scenario, job, out_arg, duration, keep) for job in todo}
+                try:
+                    while pending:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            collect(*fut.result())
+                except BaseException:
+                    for fut in pending:
+                        fut.cancel()
+                    raise
+    except KeyboardInterrupt:
+        complete = False
+    finally:
+        bar.close()
+    order = {j.key: n for n, j in enumerate(all_jobs)}
+    summary = pd.DataFrame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
+    axes = list(scenario.compare)
+    return StudyResult(scenario, summary, compare(summary, axes) if len(summary) else summary, out, results,
+                       complete and len(rows) == len(all_jobs), duration)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, done: int, enabled: bool | None):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, initial=done, unit="run", desc="runs", file=sys.stderr)

@@ -1,0 +1,261 @@
+"""The simulation engine: reproducibility, conservation, every policy path, faithful limits."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.config import Accounting, Arrival, Org
+from tests.helpers import client, run
+
+FREE_70B = "llama-3.3-70b-versatile"
+
+
+def mixed_workload():
+    return [
+        client("chat", rate="20/min", prompt_tokens={"dist": "lognormal", "median": 600, "p95": 2000},
+               completion_tokens={"dist": "uniform", "low": 50, "high": 400}, policy="groq-sdk"),
+        client("batch", model="llama-3.1-8b-instant", kind="bursty",
+               arrival=Arrival(kind="bursty", rate="40/min", burstiness=3.0), prompt_tokens=1500, max_tokens=300,
+               policy="full-jitter"),
+        client("voice", model="whisper-large-v3-turbo", arrival=Arrival(kind="onoff", rate="30/min", on="5m", off="10m"),
+               prompt_tokens=0, max_tokens=0, audio_seconds={"dist": "uniform", "low": 10, "high": 120},
+               policy="retry-after"),
+    ]
+
+
+def test_one_hour_mixed_workload_is_reproducible_bit_for_bit():
+    a = run(mixed_workload(), duration=3600, seed=42)
+    b = run(mixed_workload(), duration=3600, seed=42)
+    c = run(mixed_workload(), duration=3600, seed=43)
+    pd.testing.assert_frame_equal(a.records, b.records)
+    pd.testing.assert_frame_equal(a.refusals, b.refusals)
+    assert a.summary() == b.summary() or str(a.summary()) == str(b.summary())
+    assert not a.records[["created", "finished"]].equals(c.records[["created", "finished"]])
+    assert set(a.records["client"]) == {"chat", "batch", "voice"}
+
+
+def test_conservation_every_request_has_exactly_one_outcome():
+    r = run(mixed_workload(), duration=1800, seed=3, org=Org(error_rate=0.05))
+    rec = r.records
+    s = r.summary()
+    assert rec["outcome"].notna().all()
+    assert s["offered"] == sum(s[k] for k in ("ok", "gave_up", "too_large", "deadline", "dropped", "error", "unfinished"))
+    assert s["offered"] == len(rec)
+    assert (rec["finished"].dropna() >= rec.loc[rec["finished"].notna(), "created"] - 1e-9).all()
+    ok = rec[rec["outcome"] == "ok"]
+    np.testing.assert_allclose(ok["total_time"], ok["queue_time"] + ok["prompt_time"] + ok["completion_time"])
+    assert (ok["latency"] >= ok["total_time"]).all()
+
+
+def test_overload_throughput_equals_binding_limit_rate():
+    # free 70B: RPM 30 binds for 100-token requests (TPM 12K would allow 120/min); patient retries
+    r = run(client(rate="60/min", prompt_tokens=50, max_tokens=50, policy="retry-after"),
+            duration=1500, warmup=300, drain=0)
+    s = r.summary()
+    assert s["binding"] == "rpm"
+    assert s["throughput_rpm"] == pytest.approx(30.0, rel=0.03)
+
+
+def test_tpm_binds_for_large_requests():
+    # 2 000 tokens each: TPM 12K allows 6/min; RPM 30 does not bind
+    r = run(client(rate="20/min", prompt_tokens=1500, max_tokens=500, policy="retry-after"),
+            duration=1500, warmup=300, drain=0, org=Org(tier="free"))
+    s = r.summary()
+    assert s["binding"] in ("tpm", "tpd")
+    assert s["throughput_rpm"] <= 6.0 * 1.03 + 100_000 / 2000 / 20  # TPM rate (+ TPD's initial budget share)
+
+
+def test_no_retry_gives_up_after_one_attempt():
+    rec = run(client(rate="120/min", policy="no-retry"), duration=300).records
+    assert (rec["attempts"] == 1).all()
+    assert set(rec["outcome"]) == {"ok", "gave_up"}
+    assert (rec.loc[rec["outcome"] == "gave_up", "n429"] == 1).all()
+
+
+def test_groq_sdk_retries_twice_then_gives_up_honouring_retry_after():
+    rec = run(client(rate="300/min", prompt_tokens=10, max_tokens=10, policy="groq-sdk"), duration=300).records
+    assert rec["attempts"].max() == 3
+    gave_up = rec[rec["outcome"] == "gave_up"]
+    assert len(gave_up) > 0 and (gave_up["attempts"] == 3).all() and (gave_up["n429"] == 3).all()
+    # RPM 30 refusals carry retry-after <= 60 s, which the SDK honours instead of its 0.5/1 s backoff:
+    # time from creation to giving up is at least two whole seconds
+    assert (gave_up["latency"] >= 2.0).all()
+
+
+def test_groq_sdk_backoff_without_retry_after():
+    # 503 faults carry no retry-after: the SDK waits 0.5*2^n * (1 - 0.25 U): 0.375-0.5 s then 0.75-1 s
+    rec = run(client(rate="60/min", policy="groq-sdk"), duration=120, org=Org(error_rate=1.0)).records
+    assert (rec["outcome"] == "error").all() and (rec["attempts"] == 3).all()
+    rtt = 0.12
+    waited = rec["latency"] - 3 * rtt
+    assert waited.min() >= 0.375 + 0.75 - 1e-9 and waited.max() <= 0.5 + 1.0 + 1e-9
+
+
+def _retry_times(policy, extra=None):
+    # 60 requests at t ~ 0 against RPM 30 (free 70B): the second half is refused at once
+    r = run(client(rate="6000/min", kind="constant", prompt_tokens=10, max_tokens=10, policy=policy),
+            duration=0.6, extra_policies=extra)
+    return r.refusals["time"].to_numpy(), r.records
+
+
+def test_full_jitter_spreads_retries_and_no_jitter_clumps_them():
+    clumped, _ = _retry_times("p", {"p": {"retry": "exponential", "base": 1.0, "cap": 8, "max_attempts": 2}})
+    spread, _ = _retry_times("p", {"p": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 8,
+                                         "max_attempts": 2}})
+    second_clumped = clumped[clumped > 0.7]
+    second_spread = spread[spread > 0.7]
+    assert np.ptp(second_clumped) < 0.7  # everybody retried one second after their 429
+    assert np.unique(np.round(second_spread, 3)).size > 0.8 * second_spread.size
+    assert np.ptp(spread[spread > 0.6]) > 0.5
+
+
+@pytest.mark.parametrize("jitter,low,high", [("none", 2.0, 2.0), ("full", 0.0, 2.0), ("equal", 1.0, 2.0),
+                                             ("decorrelated", 1.0, 3.0)])
+def test_jitter_delays_follow_the_standard_definitions(jitter, low, high):
+    # error_rate 1: every attempt fails; attempts 1 and 2 are separated by delay(n=0)=base, then delay(n=1)
+    extra = {"p": {"retry": "exponential", "jitter": jitter, "base": 1.0, "cap": 60, "max_attempts": 3}}
+    rec = run(client(rate="60/min", policy="p"), duration=300, org=Org(error_rate=1.0), extra_policies=extra).records
+    assert (rec["attempts"] == 3).all()
+    total_wait = rec["latency"].to_numpy() - 3 * 0.12
+    # first delay: none=1, full U(0,1), equal U(.5,1), decorrelated U(1,3); second: 2, U(0,2), U(1,2), U(1,3*d1)
+    first = {"none": (1, 1), "full": (0, 1), "equal": (0.5, 1), "decorrelated": (1, 3)}[jitter]
+    second_high = high if jitter != "decorrelated" else 9.0
+    assert total_wait.min() >= first[0] + low - 1e-9
+    assert total_wait.max() <= first[1] + second_high + 1e-9
+    if jitter != "none":
+        assert np.std(total_wait) > 0.1
+
+
+def test_pacing_yields_no_429s_under_overload():
+    r = run(client(rate="90/min", prompt_tokens=200, max_tokens=100, policy="paced"), duration=900)
+    s = r.summary()
+    assert s["n429"] == 0
+    assert s["ok"] > 0
+    assert s["mean_wait"] > 1.0  # requests queued at the client instead
+
+
+def test_adaptive_pacing_cuts_429s_on_a_token_bound_workload():
+    # free 8B: TPM 6K binds for 2 000-token requests (3/min); TPD 500K does not within 15 minutes
+    kw = dict(model="llama-3.1-8b-instant", rate="6/min", prompt_tokens=1500, max_tokens=500)
+    plain = run(client(policy="retry-after", **kw), duration=900, org=Org(tier="developer")).summary()
+    base = run(client(policy="retry-after", **kw), duration=900).summary()
+    adaptive = run(client(policy="adaptive", **kw), duration=900).summary()
+    assert plain["n429"] == 0
+    assert adaptive["n429"] < 0.5 * base["n429"]
+
+
+def test_cooldown_pauses_the_whole_client():
+    base = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="fixed"), duration=600).summary()
+    cool = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="cooldown"), duration=600).summary()
+    assert cool["n429"] < 0.3 * base["n429"]
+    assert cool["ok"] > 2 * base["ok"]
+
+
+def test_in_flight_cap_serialises_requests():
+    extra = {"one": {"retry": "none", "max_in_flight": 1}}
+    rec = run(client(model="llama-3.1-8b-instant", rate="120/min", policy="one"), duration=120,
+              org=Org(tier="developer"), extra_policies=extra).records
+    ok = rec[rec["outcome"] == "ok"].sort_values("admitted")
+    assert len(ok) == len(rec)
+    starts, ends = ok["admitted"].to_numpy(), ok["finished"].to_numpy()
+    assert (starts[1:] >= ends[:-1] - 1e-9).all()
+
+
+def test_bounded_queue_drops_when_full():
+    extra = {"tight": {"retry": "none", "max_in_flight": 1, "queue_size": 2}}
+    rec = run(client(model="llama-3.1-8b-instant", rate="600/min", policy="tight"), duration=60,
+              org=Org(tier="developer"), extra_policies=extra).records
+    assert (rec["outcome"] == "dropped").sum() > 0
+    assert (rec.loc[rec["outcome"] == "dropped", "attempts"] == 0).all()
+
+
+def test_deadline_ends_requests_at_created_plus_deadline():
+    extra = {"d": {"retry": "fixed", "delay": 2.0, "max_attempts": 100, "deadline": 5.0}}
+    rec = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="d"), duration=300,
+              extra_policies=extra).records
+    late = rec[rec["outcome"] == "deadline"]
+    assert len(late) > 0
+    np.testing.assert_allclose(late["latency"], 5.0)
+    assert (rec.loc[rec["outcome"] == "ok", "latency"] <= 5.0).all()
+
+
+def test_request_too_large_is_413_not_retried():
+    rec = run(client(rate="10/min", prompt_tokens=13_000, max_tokens=100, policy="groq-sdk"), duration=120).records
+    assert (rec["outcome"] == "too_large").all()
+    assert (rec["attempts"] == 1).all() and (rec["n429"] == 0).all()
+    assert (rec["refused_by"] == "tpm").all()
+
+
+def test_fallback_sends_429s_to_the_second_model():
+    extra = {"fb": {"retry": "none", "fallback": ["llama-3.1-8b-instant"]}}
+    rec = run(client(rate="90/min", prompt_tokens=100, max_tokens=100, policy="fb"), duration=300,
+              extra_policies=extra).records
+    ok = rec[rec["outcome"] == "ok"]
+    assert set(ok["model"]) == {FREE_70B, "llama-3.1-8b-instant"}
+    assert (ok.loc[ok["model"] == "llama-3.1-8b-instant", "attempts"] == 2).all()
+
+
+def test_faults_exhaust_retries_as_errors():
+    rec = run(client(rate="60/min", policy="full-jitter"), duration=120, org=Org(error_rate=1.0)).records
+    assert (rec["outcome"] == "error").all() and (rec["attempts"] == 6).all() and (rec["n429"] == 0).all()
+
+
+def test_closed_loop_keeps_at_most_n_users_busy():
+    users = 3
+    arrival = Arrival(kind="closed", users=users, think="2s")
+    rec = run(client(model="llama-3.1-8b-instant", arrival=arrival), duration=600, org=Org(tier="developer")).records
+    events = np.concatenate([np.stack([rec["created"], np.ones(len(rec))], 1),
+                             np.stack([rec["finished"], -np.ones(len(rec))], 1)])
+    events = events[np.lexsort((events[:, 1], events[:, 0]))]
+    assert np.cumsum(events[:, 1]).max() <= users
+    cycle = 2.0 + rec["latency"].mean()
+    assert len(rec) == pytest.approx(users * 600 / cycle, rel=0.1)
+
+
+def _tpm_bound(accounting):
+    # free 8B: TPM 6K binds, TPD 500K does not within 20 minutes
+    return run(client(model="llama-3.1-8b-instant", rate="30/min", prompt_tokens=400, max_tokens=1000,
+                      completion_tokens={"dist": "fixed", "value": 100}, policy="retry-after"),
+               duration=1200, warmup=300, drain=0, org=Org(tier="free", accounting=accounting)).summary()
+
+
+def test_token_accounting_changes_what_fits():
+    reserve = _tpm_bound(Accounting(charge="max_tokens"))
+    refund = _tpm_bound(Accounting(charge="max_tokens", refund_unused=True))
+    actual = _tpm_bound(Accounting(charge="actual"))
+    cached = _tpm_bound(Accounting(charge="actual", cache_hit_ratio=0.5))
+    # reserving 1 400 tokens/request fits 6000/1400 per minute; charging the actual 500 fits 12/min;
+    # caching half the prompt (300 charged) fits 20/min
+    assert reserve["throughput_rpm"] == pytest.approx(6_000 / 1400, rel=0.05)
+    assert refund["throughput_rpm"] > 2 * reserve["throughput_rpm"]
+    assert actual["throughput_rpm"] == pytest.approx(6_000 / 500, rel=0.05)
+    assert cached["throughput_rpm"] == pytest.approx(6_000 / 300, rel=0.05)
+
+
+def test_audio_is_charged_against_ash():
+    voice = client(model="whisper-large-v3", rate="10/min", prompt_tokens=0, max_tokens=0, audio_seconds=60,
+                   policy="retry-after")
+    s = run(voice, duration=5400, warmup=1800, drain=0).summary()  # after the first hour's full bucket
+    # ASH 7 200 audio-seconds/hour = 120 one-minute files an hour = 2/min
+    assert s["binding"] in ("ash", "asd")
+    assert s["throughput_rpm"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_service_speeds_match_the_parameter_table():
+    rec = run(client(model="llama-3.1-8b-instant", rate="120/min", prompt_tokens=1000, max_tokens=400),
+              duration=1800, org=Org(tier="developer")).records
+    ok = rec[rec["outcome"] == "ok"]
+    speed = ok["completion_tokens"] / ok["completion_time"]
+    assert speed.mean() == pytest.approx(560, rel=0.02)
+    assert speed.std() > 0.05 * 560  # speeds vary request to request
+    assert np.median(ok["queue_time"]) == pytest.approx(0.03, rel=0.1)
+
+
+def test_trace_replay_is_exact(tmp_path):
+    trace = tmp_path / "t.csv"
+    pd.DataFrame({"timestamp": [0.5, 1.25, 7.0, 30.0], "prompt_tokens": [10, 20, 30, 40],
+                  "max_tokens": [5, 6, 7, 8], "model": ["llama-3.1-8b-instant"] * 2 + [FREE_70B] * 2}).to_csv(trace, index=False)
+    rec = run(client(arrival=Arrival(kind="trace", file=str(trace))), duration=60, org=Org(tier="developer")).records
+    assert rec["created"].tolist() == [0.5, 1.25, 7.0, 30.0]
+    assert rec["prompt_tokens"].tolist() == [10, 20, 30, 40]
+    assert rec["max_tokens"].tolist() == [5, 6, 7, 8]
+    assert rec["model"].astype(str).tolist() == ["llama-3.1-8b-instant"] * 2 + [FREE_70B] * 2
