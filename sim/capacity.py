@@ -8,8 +8,12 @@ seconds).  Unit ``u`` of a model sustains ``limit_u / window_u`` per second, so 
 ceiling and its unit the binding one.  It is the long-run (steady-state) answer: a token bucket starts
 full, so a short run can briefly do better, and daily units only bite over a day.
 
+Reported three ways: the long-run ceiling over all units (req/min), the ceiling of the minute/hour units
+alone (req/min: what a run shorter than a day can sustain once its daily budget is still unspent) and of the
+daily units alone (req/day).
+
 Simulated: bisection over load multipliers for the highest load whose mean (over replications) success
-ratio and p95 latency meet ``[capacity]`` targets.
+ratio and p95 latency meet ``[capacity]`` targets over the scenario's duration.
 """
 from __future__ import annotations
 
@@ -28,11 +32,14 @@ from .runner import run_seed
 @dataclass
 class Ceiling:
     base_rpm: float          # the mix's offered requests/min at load 1
-    load: float              # the highest sustainable load multiplier
+    load: float              # the highest sustainable load multiplier (all units, long run)
     rpm: float               # = base_rpm * load
-    per_day: float
-    binding: str             # "model UNIT"
-    per_unit: dict           # "model UNIT" -> ceiling in requests/min of the whole mix
+    binding: str             # "model UNIT" that sets `rpm`
+    per_minute: float        # req/min allowed by the minute and hour units alone (RPM, TPM, ASH)
+    per_minute_binding: str
+    per_day: float           # req/day allowed by the daily units alone (RPD, TPD, ASD)
+    per_day_binding: str
+    per_unit: dict           # "model UNIT" -> ceiling of the whole mix in requests/min
 
 
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
@@ -54,14 +61,22 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     per_unit = {}
     for (model, unit), per_s in use.items():
         limit = getattr(spec.catalog.limits(spec.org.tier, model), unit)
-        window = UNIT_SPEC[unit][0]
-        load = (limit / window) / per_s if per_s > 0 else math.inf
+        load = (limit / UNIT_SPEC[unit][0]) / per_s if per_s > 0 else math.inf
         per_unit[f"{model} {unit.upper()}"] = load * base * 60.0
-    if not per_unit or base == 0:
-        return Ceiling(base * 60, math.nan, math.nan, math.nan, "", per_unit)
-    binding = min(per_unit, key=per_unit.get)
-    rpm = per_unit[binding]
-    return Ceiling(base * 60.0, rpm / (base * 60.0), rpm, rpm * 1440.0, binding, per_unit)
+
+    def smallest(daily: bool | None):
+        units = {k: v for k, v in per_unit.items()
+                 if daily is None or (UNIT_SPEC[k.rsplit(" ", 1)[1].lower()][0] == 86_400.0) == daily}
+        if not units:
+            return math.inf, ""
+        key = min(units, key=units.get)
+        return units[key], key
+
+    rpm, binding = smallest(None)
+    minute, minute_binding = smallest(False)
+    day, day_binding = smallest(True)
+    load = rpm / (base * 60.0) if base else math.nan
+    return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit)
 
 
 def meets_target(scenario: Scenario, point: dict, load: float, duration: float | None = None) -> tuple[bool, float, float]:
@@ -80,7 +95,9 @@ def meets_target(scenario: Scenario, point: dict, load: float, duration: float |
 def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None) -> dict:
     """Bisection for the highest load meeting the target (relative tolerance ``capacity.tolerance``)."""
     target = scenario.capacity
-    hi = min(target.max_load, (ceiling.load * 2.0) if math.isfinite(ceiling.load) else target.max_load)
+    # a run shorter than a day can spend the daily units' initial budget: search up to 2x the minute ceiling
+    fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
+    hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) else target.max_load
     lo = 0.0
     ok, s, p = meets_target(scenario, point, hi, duration)
     best = (hi, s, p) if ok else (0.0, math.nan, math.nan)
@@ -108,8 +125,10 @@ def capacity_table(scenario: Scenario, duration: float | None = None) -> list[di
             point = {**others, "tier": tier, **({"model": model} if model else {})}
             c = analytic_ceiling(scenario, point)
             row = {"tier": tier, "model": model or ", ".join(sorted({x.model for x in scenario.clients})),
-                   "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "ceiling_per_day": c.per_day,
-                   "binding": c.binding}
+                   "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
+                   "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
+                   "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding,
+                   "ceilings_rpm": c.per_unit}
             row.update(simulated_capacity(scenario, point, c, duration))
             rows.append(row)
     return rows

@@ -74,17 +74,20 @@ def _capacity(args) -> int:
     import json
     from .capacity import capacity_table
     scenario = _load(args)
-    rows = capacity_table(scenario, _duration(args))
+    duration = _duration(args)
+    rows = capacity_table(scenario, duration)
     t = scenario.capacity
     if args.format == "json":
         print(json.dumps(rows, indent=2, default=float))
         return 0
-    print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s")
-    header = ["tier", "model", "offered req/min", "ceiling req/min", "ceiling req/day", "binding",
-              "simulated max req/min", "success", "p95 s"]
-    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.1f}",
-                         f"{r['ceiling_per_day']:.0f}", r["binding"], f"{r['sim_rpm']:.1f}",
-                         f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
+    print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s over {duration or scenario.scenario.duration:g} s"
+          " simulated; ceilings are long-run (a shorter run also spends the daily units' initial budget)")
+    header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
+              "daily-units req/day", "simulated max req/min", "success", "p95 s"]
+    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.3g}", r["binding"],
+                         f"{r['minute_ceiling_rpm']:.3g} ({r['minute_binding'].rsplit(' ', 1)[-1]})",
+                         f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
+                         f"{r['sim_rpm']:.3g}", f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
     widths = [max(len(x[i]) for x in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))

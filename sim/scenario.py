@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from .catalog import UNITS, Catalog
 from .config import BUILTIN_POLICIES, Client, Duration, Org, Policy, Strict
@@ -40,6 +40,15 @@ class Meta(Strict):
     drain: Duration = 3600.0
     seed: Annotated[int, Field(ge=0)] = 0
     replications: Annotated[int, Field(ge=1)] = 1
+
+
+    @model_validator(mode="after")
+    def _window(self):
+        if not 0 < self.duration:
+            raise ValueError("duration must be > 0")
+        if self.warmup >= self.duration:
+            raise ValueError(f"warmup ({self.warmup:g} s) must be shorter than duration ({self.duration:g} s)")
+        return self
 
 
 class TierDef(Strict):
@@ -155,9 +164,11 @@ class Scenario(Strict):
                     raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} not found")
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
         meta = self.scenario
+        warmup = meta.warmup
+        if duration is not None and duration != meta.duration:
+            warmup = meta.warmup * duration / meta.duration  # a shorter run keeps the same warm-up share
         return RunSpec(clients=client_models, policies=policies, org=org_model, catalog=catalog, service=service,
-                       duration=duration if duration is not None else meta.duration,
-                       warmup=min(meta.warmup, duration if duration is not None else meta.duration),
+                       duration=duration if duration is not None else meta.duration, warmup=warmup,
                        drain=meta.drain, load=load)
 
     def check(self) -> list[dict[str, Any]]:

@@ -1,0 +1,148 @@
+"""Scenario files and the groqsim command: every shipped scenario runs; bad files give one-line errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim.errors import ConfigError
+from sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
+
+
+def groqsim(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "sim", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_there_are_shipped_scenarios():
+    assert len(SHIPPED) >= 5
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_scenario_runs_short(path, tmp_path):
+    out = tmp_path / "out"
+    res = groqsim("run", path, "--duration", "3m", "--replications", "2", "--jobs", "1", "--out", out,
+                  "--format", "json", "--quiet")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    scenario = load_scenario(path)
+    assert len(rows) == len(scenario.grid())
+    for name in ("summary.csv", "comparison.csv", "requests.parquet", "latency_cdf.png",
+                 "throughput_over_time.png", "utilisation_over_time.png", "attempts_per_success.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 * len(rows)
+    records = pd.read_parquet(out / "requests.parquet")
+    assert len(records) == summary["offered"].sum() + _outside_window(records, scenario)
+    assert {"point", "replication", "outcome", "latency"} <= set(records.columns)
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert list(comparison.columns) == list(rows[0].keys())
+
+
+def _outside_window(records, scenario):
+    warm = scenario.scenario.warmup * 180 / scenario.scenario.duration  # --duration scales the warm-up
+    return int((records["created"] < warm).sum())
+
+
+def test_check_prints_the_expanded_grid():
+    res = groqsim("check", ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
+    assert res.returncode == 0
+    assert "6 grid point(s) x 3 replication(s) = 18 run(s)" in res.stdout
+    assert "[5] tier=developer, policy=retry-after" in res.stdout
+
+
+def test_run_table_and_resume(tmp_path):
+    path = ROOT / "scenarios" / "chatbot_free_vs_developer.toml"
+    args = ("run", path, "--duration", "2m", "--replications", "1", "--jobs", "1", "--out", tmp_path, "--quiet")
+    first = groqsim(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0].split()[:3] == ["tier", "policy", "success"]
+    assert len(first.stdout.splitlines()) == 7
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")}
+    again = groqsim(*args)
+    assert again.stdout == first.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")} == stamp  # nothing re-run
+
+
+BAD = {
+    "unknown key": ("[scenario]\nduraton = '1h'\n", "scenario.duraton", "did you mean 'duration'"),
+    "unknown model": ("", "clients[0].model", "did you mean 'llama-3.3-70b-versatile'"),
+    "unknown tier": ("[org]\ntier = 'pro'\n", "org.tier", "unknown tier 'pro'"),
+    "negative rate": ("", "clients[0].arrival.rate", "'-5/min'"),
+    "bad duration": ("[scenario]\nduration = 'ten minutes'\n", "scenario.duration", "not a duration"),
+    "bad axis": ("[compare]\ntiers = ['free']\n", "compare.tiers", "did you mean 'tier'"),
+    "bad dist": ("", "clients[0].prompt_tokens", "needs median, p95"),
+    "bad enum": ("[org]\nlimiter = 'leaky'\n", "org.limiter", "token_bucket"),
+}
+
+
+def _client(model="llama-3.3-70b-versatile", rate="10/min", prompt="500"):
+    return (f"[[clients]]\nname = 'c'\nmodel = '{model}'\narrival = {{ kind = 'poisson', rate = '{rate}' }}\n"
+            f"prompt_tokens = {prompt}\n")
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_scenarios_give_one_line_errors(case, tmp_path):
+    head, key, fragment = BAD[case]
+    body = {"unknown model": _client(model="llama-3.3-70b"), "negative rate": _client(rate="-5/min"),
+            "bad dist": _client(prompt="{ dist = 'lognormal', median = 5 }")}.get(case, _client())
+    path = tmp_path / "bad.toml"
+    path.write_text(head + body)
+    res = groqsim("run", path, "--out", tmp_path / "o", "--quiet")
+    assert res.returncode == 2
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(path) in err and key in err and fragment in err, err
+    assert not (tmp_path / "o").exists()  # rejected before anything ran
+    with pytest.raises(ConfigError):
+        load_scenario(path)
+
+
+def test_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[scenario]\nname = 'x'\n\n[org]\ntier = 'free'\nlimitter = 'token_bucket'\n" + _client())
+    res = groqsim("check", path)
+    assert res.returncode == 2 and f"{path}:6: org.limitter" in res.stderr
+
+
+def test_unreadable_and_invalid_toml(tmp_path):
+    assert groqsim("check", tmp_path / "missing.toml").returncode == 2
+    bad = tmp_path / "x.toml"
+    bad.write_text("[scenario\n")
+    res = groqsim("check", bad)
+    assert res.returncode == 2 and "not valid TOML" in res.stderr
+
+
+def test_custom_tier_in_scenario(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text("[org]\ntier = 'enterprise'\n[tiers.enterprise]\nbase = 'developer'\nscale = { tpm = 4 }\n"
+                    "[tiers.enterprise.overrides.'llama-3.3-70b-versatile']\nrpd = '1M'\n" + _client())
+    spec = load_scenario(path).spec()
+    lim = spec.catalog.limits("enterprise", "llama-3.3-70b-versatile")
+    assert (lim.tpm, lim.rpd, lim.rpm) == (1_200_000, 1_000_000, 1000)
+
+
+def test_capacity_command(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[scenario]\nduration = '10m'\n[capacity]\np95 = '5s'\nsuccess = 0.99\n"
+                    "[compare]\ntier = ['free', 'developer']\n"
+                    + _client(model="llama-3.1-8b-instant", rate="10/min", prompt="200") + "max_tokens = 100\n")
+    res = groqsim("capacity", path, "--format", "json")
+    assert res.returncode == 0, res.stderr
+    free, dev = json.loads(res.stdout)
+    # free 8B, 300 tokens/request: RPM 30/min, TPM 6000/300 = 20/min, TPD 500K/300 = 1 667/day = 1.16/min
+    assert free["binding"] == "llama-3.1-8b-instant TPD"
+    assert free["ceiling_rpm"] == pytest.approx(500_000 / 300 / 1440)
+    assert free["minute_binding"] == "llama-3.1-8b-instant TPM" and free["minute_ceiling_rpm"] == pytest.approx(20.0)
+    assert free["daily_ceiling_per_day"] == pytest.approx(500_000 / 300)
+    assert free["ceilings_rpm"]["llama-3.1-8b-instant RPM"] == pytest.approx(30.0)
+    # developer 8B: RPM 1000/min, TPM 250K/300 = 833/min, RPD 500K/day
+    assert dev["binding"] == "llama-3.1-8b-instant RPD" and dev["minute_ceiling_rpm"] == pytest.approx(250_000 / 300)
+    # ten simulated minutes spend TPD's full initial budget: the minute units decide (plus TPM's own
+    # initial full bucket, 6000 tokens = 20 requests over 10 minutes = 2/min)
+    assert 0.5 * free["minute_ceiling_rpm"] < free["sim_rpm"] <= 1.3 * free["minute_ceiling_rpm"]
+    assert dev["sim_rpm"] > 10 * free["sim_rpm"]
