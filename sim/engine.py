@@ -100,6 +100,11 @@ class _ClientState:
         self.pacers: dict[int, LimitSet] = {}
         self.obs: dict[int, tuple] = {}
         self.closed = cfg.arrival.kind == "closed"
+        # the policy's fields read on every attempt, as plain attributes
+        self.adaptive, self.deadline, self.cooldown = policy.adaptive, policy.deadline, policy.cooldown
+        self.retry_on, self.max_attempts = frozenset(policy.retry_on), policy.max_attempts
+        self.fallback = len(chain) > 1
+        self.notify = self.closed or bool(policy.max_in_flight)
         self._block: dict[str, list] | None = None
         self._bi = 0
 
@@ -148,6 +153,7 @@ class Simulation:
         seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         org = spec.org
         self.accounting = org.accounting
+        self.refund = org.accounting.refund_unused and org.accounting.charge == "max_tokens"
         self.rounding = org.retry_after_rounding
         self.error_rate, self.error_status = org.error_rate, org.error_status
         self.model_names: list[str] = []
@@ -209,12 +215,21 @@ class Simulation:
         ev = Timeout(self.env, max(t - self.env.now, 0.0))
         ev.callbacks.append(partial(_drop_event, fn, args))
 
-    def _arrivals(self, c: _ClientState):
-        env, created, arrive = self.env, c.created, self._arrive
-        for i in range(c.n):
-            yield Timeout(env, max(created[i] - env.now, 0.0))
-            arrive(c, i)
-        self.events += c.n
+    def _arrivals(self, c: _ClientState, i: int = 0) -> None:
+        """Schedule arrival ``i``; its callback handles it and schedules the next (a chain of timeouts,
+        lighter than a process)."""
+        if i < c.n:
+            self.events += 1
+            ev = Timeout(self.env, max(c.created[i] - self.env.now, 0.0), (c, i))
+            ev.callbacks.append(self._on_arrival)
+
+    def _on_arrival(self, ev) -> None:
+        c, i = ev._value
+        if c.gated:
+            self._arrive(c, i)
+        else:
+            self._send(c, i, self.env._now)
+        self._arrivals(c, i + 1)
 
     def _closed_user(self, c: _ClientState):
         think = c.cfg.arrival.think
@@ -275,10 +290,8 @@ class Simulation:
             if pacer is None:
                 lim = self.limitsets[m].limits
                 pacer = c.pacers[m] = LimitSet(lim.scaled({u: pol.pacing for u, _ in lim.items()}), "token_bucket")
-            wait = pacer.check(tokens, audio, now).wait
-            if wait == 0.0:
-                pacer.acquire(tokens, audio, now)
-            elif math.isinf(wait):
+            wait = pacer.acquire(tokens, audio, now)
+            if wait == math.inf:
                 wait = 0.0  # the org will refuse it as too large; let it through to get its 413
         if pol.adaptive and m in c.obs:
             wait = max(wait, _header_wait(c.obs[m], tokens, now))
@@ -292,24 +305,30 @@ class Simulation:
 
     def _send(self, c: _ClientState, i: int, now: float) -> None:
         c.attempts[i] += 1
-        m = c.chain[c.pos[i]] if c.pos[i] else c.model[i]
+        pos = c.pos[i]
+        m = c.chain[pos] if pos else c.model[i]
         svc = self.services[m]
         if self.error_rate and c.fault() < self.error_rate:
             self._refused(c, i, now + svc.rtt, self.error_status, None)
             return
         limits = self.limitsets[m]
-        wait = limits.acquire(c.charge[i], c.audio[i], now)
-        if c.policy.adaptive:
+        audio = c.audio[i]
+        wait = limits.acquire(c.charge[i], audio, now)
+        if c.adaptive:
             c.obs[m] = _observe(limits, now)
         if wait == 0.0:
-            q, p, ct = svc.times(c.prompt[i], c.completion[i], c.audio[i], c.z_speed[i], c.z_queue[i])
-            c.qt[i], c.pt[i], c.ct[i], c.admitted[i], c.served[i] = q, p, ct, now, m
+            q, p, ct = svc.times(c.prompt[i], c.completion[i], audio, c.z_speed[i], c.z_queue[i])
+            c.qt[i] = q
+            c.pt[i] = p
+            c.ct[i] = ct
+            c.admitted[i] = now
+            c.served[i] = m
             fin = now + svc.rtt + q + p + ct
-            if self.accounting.refund_unused and self.accounting.charge == "max_tokens":
+            if self.refund:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
-            deadline = c.policy.deadline
+            deadline = c.deadline
             if deadline is not None and fin > c.created[i] + deadline:
                 self._finish(c, i, DEADLINE, c.created[i] + deadline)
             else:
@@ -326,27 +345,41 @@ class Simulation:
             c.refusal_unit.append(k)
             c.refusal_model.append(m)
             c.served[i] = m
-            self._refused(c, i, now + svc.rtt, 429, retry_after_seconds(wait, self.rounding))
+            if self.rounding == "ceil":  # retry_after_seconds(wait, "ceil"), inlined
+                ra = math.ceil(wait - 1e-9)
+                ra = ra if ra > 1 else 1
+            else:
+                ra = retry_after_seconds(wait, self.rounding)
+            self._refused(c, i, now + svc.rtt, 429, ra)
 
     def _refused(self, c: _ClientState, i: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429 or 5xx at time ``t``: fall back, retry later, or give up."""
-        pol = c.policy
-        if status == 429 and c.pos[i] + 1 < len(c.chain):
-            c.pos[i] += 1  # fallback model: try it at once
-            self._at(t, self._retry, c, i)
-            return
-        c.pos[i] = 0
-        if status not in pol.retry_on or c.attempts[i] >= pol.max_attempts:
+        if c.fallback:
+            if status == 429 and c.pos[i] + 1 < len(c.chain):
+                c.pos[i] += 1  # fallback model: try it at once
+                self._at(t, self._retry, c, i)
+                return
+            c.pos[i] = 0
+        if status not in c.retry_on or c.attempts[i] >= c.max_attempts:
             self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
             return
         delay = self._backoff(c, i, retry_after)
-        if pol.cooldown is not None:
-            cool = (retry_after or delay) if pol.cooldown == "retry-after" else pol.cooldown
+        if c.cooldown is not None:
+            cool = (retry_after or delay) if c.cooldown == "retry-after" else c.cooldown
             c.cooldown_until = max(c.cooldown_until, t + cool)
-        if pol.deadline is not None and t + delay >= c.created[i] + pol.deadline:
-            self._finish(c, i, DEADLINE, c.created[i] + pol.deadline)
+        deadline = c.deadline
+        if deadline is not None and t + delay >= c.created[i] + deadline:
+            self._finish(c, i, DEADLINE, c.created[i] + deadline)
             return
-        self._at(t + delay, self._retry, c, i)
+        self.events += 1
+        Timeout(self.env, t + delay - self.env.now, (c, i)).callbacks.append(self._on_retry)
+
+    def _on_retry(self, ev) -> None:
+        c, i = ev._value
+        if c.gated:
+            self._retry(c, i)
+        else:
+            self._send(c, i, self.env._now)
 
     def _retry(self, c: _ClientState, i: int) -> None:
         if c.gated:
@@ -385,9 +418,10 @@ class Simulation:
     def _finish(self, c: _ClientState, i: int, outcome: int, t: float) -> None:
         c.outcome[i] = outcome
         c.finished[i] = t
-        c.prev_delay.pop(i, None)
-        if c.closed or (c.policy.max_in_flight and c.attempts[i] > 0):
-            self._at(t, self._completed, c, i)
+        if c.prev_delay:
+            c.prev_delay.pop(i, None)
+        if c.notify and (c.closed or c.attempts[i] > 0):
+            self._at(t, self._completed, c, i)  # somebody waits for this completion
 
     def _completed(self, c: _ClientState, i: int) -> None:
         if c.policy.max_in_flight and c.attempts[i] > 0:
@@ -406,7 +440,7 @@ class Simulation:
                     self.env.process(self._closed_user(c))
             else:
                 self._generate(c)
-                self.env.process(self._arrivals(c))
+                self._arrivals(c)
         self.env.run(until=self.spec.duration + self.spec.drain)
         return self.result()
 

@@ -39,34 +39,56 @@ class LimitSet:
             lim = make_limiter(algorithm, limit, window)
             self.units[unit] = lim
             self._plan.append((unit, lim, _KIND[counts]))
+        self._requests = [(u, lim) for u, lim, k in self._plan if k == 0]
+        self._tokens = [(u, lim) for u, lim, k in self._plan if k == 1]
+        self._audio = [(u, lim) for u, lim, k in self._plan if k == 2]
         #: the unit whose wait was longest in the last refused :meth:`acquire` (the binding unit)
         self.binding: str | None = None
 
-    def _waits(self, tokens: float, audio: float, now: float):
+    def _units_for(self, tokens: float, audio: float):
+        """(unit, limiter, amount) for every unit this cost touches (zero amounts are always admitted)."""
         for unit, lim, kind in self._plan:
             amount = 1 if kind == 0 else (tokens if kind == 1 else audio)
-            yield unit, lim, amount, (lim.wait(amount, now) if amount else 0.0)
+            if amount:
+                yield unit, lim, amount
 
     def check(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> Decision:
         """Would a request of this cost be admitted at ``now``?  Changes nothing."""
-        waits = [(unit, w) for unit, _, _, w in self._waits(tokens, audio_seconds, now) if w > 0]
+        waits = [(unit, w) for unit, lim, amount in self._units_for(tokens, audio_seconds)
+                 if (w := lim.wait(amount, now)) > 0]
         wait = max((w for _, w in waits), default=0.0)
         return Decision(not waits, wait, tuple(u for u, _ in waits), math.isinf(wait))
 
     def acquire(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> float:
         """Admit and charge all units, or charge nothing.  Returns 0.0 when admitted, else the wait until
-        every unit would admit (``inf`` = too large); :attr:`binding` names the unit with the longest wait."""
-        worst, binding, charges = 0.0, None, []
-        for unit, lim, amount, w in self._waits(tokens, audio_seconds, now):
+        every unit would admit (``inf`` = too large); :attr:`binding` names the unit with the longest wait.
+        (The per-request hot path: plain loops over prepared lists, no allocation.)"""
+        worst, binding = 0.0, None
+        for unit, lim in self._requests:
+            w = lim.wait(1, now)
             if w > worst:
                 worst, binding = w, unit
-            charges.append((lim, amount))
+        if tokens:
+            for unit, lim in self._tokens:
+                w = lim.wait(tokens, now)
+                if w > worst:
+                    worst, binding = w, unit
+        if audio_seconds:
+            for unit, lim in self._audio:
+                w = lim.wait(audio_seconds, now)
+                if w > worst:
+                    worst, binding = w, unit
         if worst > 0.0:
             self.binding = binding
             return worst
-        for lim, amount in charges:
-            if amount:
-                lim.admit(amount, now)
+        for _, lim in self._requests:
+            lim.admit(1, now)
+        if tokens:
+            for _, lim in self._tokens:
+                lim.admit(tokens, now)
+        if audio_seconds:
+            for _, lim in self._audio:
+                lim.admit(audio_seconds, now)
         return 0.0
 
     def admit(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> Decision:

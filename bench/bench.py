@@ -1,0 +1,151 @@
+"""groqsim benchmarks: simulated requests per second against a plain-SimPy baseline.
+
+    python bench/bench.py                 # all workloads, one simulated day each
+    python bench/bench.py --hours 2       # shorter horizon
+    python bench/bench.py --json out.json # also write the figures as JSON
+
+Every workload runs in a fresh child process (so peak memory is its own), after a baseline run of the
+same arrivals in the textbook SimPy shape: a source process with one timeout per arrival that starts one
+process per request with one timeout for its service; no limiter, no records.  The ratio engine/baseline
+is the machine-independent figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import time
+
+import numpy as np
+import simpy
+
+from sim.catalog import Catalog
+from sim.config import BUILTIN_POLICIES, Arrival, Client, Org, Policy
+from sim.engine import RunSpec, Simulation
+
+MODEL = "llama-3.1-8b-instant"
+
+
+def _catalog() -> Catalog:
+    # `steady` must see no 429s: 800 req/min for a day is 1.15M requests, over Developer's RPD of 500K,
+    # so the benchmark tier is Developer with RPD raised to 2M (RPM 1000 and TPM 250K unchanged).
+    return Catalog.published().copy().define_tier("bench", "developer", {"rpd": 4})
+
+
+def _client(name, rate, policy, model=MODEL, kind="poisson", **arrival):
+    return Client(name=name, model=model, arrival=Arrival(kind=kind, rate=rate, **arrival), prompt_tokens=150,
+                  max_tokens=100, completion_tokens={"dist": "uniform", "low": 20, "high": 100}, policy=policy)
+
+
+def workloads(duration: float) -> dict[str, RunSpec]:
+    pols = {k: Policy(**v) for k, v in BUILTIN_POLICIES.items()}
+    cat = _catalog()
+    org = Org(tier="bench")
+    spec = lambda clients: RunSpec(clients=clients, policies=pols, org=org, catalog=cat, duration=duration,  # noqa
+                                   drain=60.0)
+    return {
+        "steady": spec([_client("steady", "800/min", "no-retry")]),
+        "overload": spec([_client("overload", "1500/min", "groq-sdk")]),
+        "pacing": spec([_client("pacing", "1500/min", "paced")]),
+        "mixed": spec([
+            _client("chat", "300/min", "groq-sdk", kind="bursty", burstiness=2.0),
+            _client("agent", "200/min", "full-jitter", model="llama-3.3-70b-versatile", kind="bursty", burstiness=3.0),
+            _client("batch", "250/min", "retry-after", model="openai/gpt-oss-20b", kind="bursty", burstiness=1.5),
+            _client("burst", "150/min", "groq-sdk", kind="onoff", on=120.0, off=600.0),
+        ]),
+    }
+
+
+def baseline(spec: RunSpec, seed: int = 0) -> tuple[int, int]:
+    """The same arrival process in the simplest SimPy model; returns (requests, events)."""
+    sim = Simulation(spec, seed)
+    times, services = [], []
+    for c in sim.clients:
+        sim._generate(c)
+        times.append(np.frombuffer(c.created))
+        services.append(0.12 + np.frombuffer(c.completion) / 560.0)
+    order = np.argsort(np.concatenate(times), kind="stable")
+    arrivals = np.concatenate(times)[order]
+    service = np.concatenate(services)[order]
+    gaps = np.diff(arrivals, prepend=0.0).tolist()
+    service = service.tolist()
+    env = simpy.Environment()
+
+    def request(env, s):
+        yield env.timeout(s)
+
+    def source(env):
+        for gap, s in zip(gaps, service):
+            yield env.timeout(gap)
+            env.process(request(env, s))
+
+    env.process(source(env))
+    env.run()
+    return len(gaps), 3 * len(gaps)  # arrival timeout, process start, service timeout
+
+
+def _child(name: str, which: str, duration: float, queue) -> None:
+    spec = workloads(duration)[name]
+    t0 = time.perf_counter()
+    if which == "baseline":
+        n, events = baseline(spec)
+        record_bytes = df_bytes = 0.0
+    else:
+        sim = Simulation(spec, 0)
+        result = sim.run()
+        n, events = len(result.records), sim.events
+        held = sum(col.itemsize * len(col) for c in sim.clients for col in vars(c).values()
+                   if hasattr(col, "itemsize") and hasattr(col, "buffer_info"))
+        record_bytes = held / max(n, 1)
+        df_bytes = result.records.memory_usage(deep=True).sum() / max(n, 1)
+    wall = time.perf_counter() - t0
+    queue.put({"requests": n, "events": events, "wall_s": wall, "peak_rss_mb":
+               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "engine_bytes_per_record": record_bytes,
+               "dataframe_bytes_per_record": df_bytes})
+
+
+def measure(name: str, which: str, duration: float) -> dict:
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(name, which, duration, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hours", type=float, default=24.0, help="simulated hours per workload (default 24)")
+    ap.add_argument("--only", nargs="*", help="workload names")
+    ap.add_argument("--json", help="write the results to this file as JSON")
+    args = ap.parse_args(argv)
+    duration = args.hours * 3600.0
+    names = args.only or list(workloads(60.0))
+    rows = []
+    header = ("workload", "requests", "wall s", "req/s", "events/s", "baseline req/s", "ratio", "peak MB",
+              "B/record")
+    print("  ".join(f"{h:>14}" for h in header))
+    for name in names:
+        base = measure(name, "baseline", duration)
+        eng = measure(name, "engine", duration)
+        row = {"workload": name, "simulated_hours": args.hours, **eng,
+               "req_per_s": eng["requests"] / eng["wall_s"], "events_per_s": eng["events"] / eng["wall_s"],
+               "baseline_req_per_s": base["requests"] / base["wall_s"], "baseline_wall_s": base["wall_s"]}
+        row["ratio_to_baseline"] = row["req_per_s"] / row["baseline_req_per_s"]
+        rows.append(row)
+        print("  ".join(f"{v:>14}" for v in (
+            name, f"{row['requests']:,}", f"{row['wall_s']:.2f}", f"{row['req_per_s']:,.0f}",
+            f"{row['events_per_s']:,.0f}", f"{row['baseline_req_per_s']:,.0f}", f"{row['ratio_to_baseline']:.2f}x",
+            f"{row['peak_rss_mb']:.0f}", f"{row['engine_bytes_per_record']:.0f}")), flush=True)
+    text = json.dumps(rows, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
