@@ -67,16 +67,18 @@ def comparison_json(comp: pd.DataFrame) -> str:
 
 # ---- records ----------------------------------------------------------------------------------------
 
-def load_records(study, point: int | None = None, replication: int | None = None) -> pd.DataFrame:
-    """Request records of a study, optionally of one grid point and/or replication."""
+def load_records(study, point: int | None = None, replication: int | None = None,
+                 columns: list[str] | None = None) -> pd.DataFrame:
+    """Request records of a study, optionally of one grid point and/or replication and only some columns."""
     keys = [(r["point"], r["replication"], r["key"]) for _, r in study.summary.iterrows()
             if (point is None or r["point"] == point) and (replication is None or r["replication"] == replication)]
     frames = []
     for p, rep, key in keys:
         if (p, rep) in study.results:
-            frames.append(study.results[(p, rep)].records.assign(point=np.int32(p), replication=np.int32(rep)))
+            frame = study.results[(p, rep)].records.assign(point=np.int32(p), replication=np.int32(rep))
+            frames.append(frame if columns is None else frame[columns])
         elif study.out is not None:
-            frames.append(pd.read_parquet(study.out / "runs" / f"{key}.parquet"))
+            frames.append(pd.read_parquet(study.out / "runs" / f"{key}.parquet", columns=columns))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -96,17 +98,18 @@ def write_outputs(study, out: Path) -> list[Path]:
     study.summary.to_csv(out / "summary.csv", index=False)
     study.comparison.to_csv(out / "comparison.csv", index=False)
     writer = None
-    try:
+    try:  # run by run, so a study larger than memory still writes
         for _, r in study.summary.iterrows():
-            frame = load_records(study, r["point"], r["replication"])
-            for a in axes:
-                frame[a] = str(r[a])
-            for col in ("client", "model", "outcome", "refused_by"):
-                frame[col] = frame[col].astype(str)
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if (r["point"], r["replication"]) in study.results:
+                frame = load_records(study, r["point"], r["replication"])
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+            else:
+                table = pq.read_table(study.out / "runs" / f"{r['key']}.parquet")
+            table = table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
+                                          for f in table.schema]))
             if writer is None:
                 writer = pq.ParquetWriter(out / "requests.parquet", table.schema)
-            writer.write_table(table.cast(writer.schema))
+            writer.write_table(table.select(writer.schema.names))
     finally:
         if writer is not None:
             writer.close()
@@ -148,21 +151,24 @@ def plot_study(study, out: Path) -> list[Path]:
     files = []
     points = list(study.comparison["point"])
     duration = study.duration or study.scenario.scenario.duration
-    rep0 = {p: load_records(study, p, 0) for p in points}
+    rep0 = {p: load_records(study, p, 0, columns=["outcome", "finished", "admitted", "model", "charged_tokens",
+                                                  "audio_seconds"]) for p in points}
     bin_s = 60.0 if duration > 600 else 10.0
 
     # 1. latency CDF of successful requests, all replications
     fig, ax = plt.subplots(figsize=(8, 5))
+    levels = np.linspace(0, 1, 1001)
     for p in points:
-        lat = np.sort(load_records(study, p).query("outcome == 'ok'")["latency"].to_numpy())
+        rec = load_records(study, p, columns=["outcome", "latency"])
+        lat = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
         if len(lat):
-            ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post", label=_label(study, p))
+            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2)
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
     ax.set_ylabel("fraction of requests")
     ax.set_title("Latency CDF per alternative")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     files.append(_save(fig, out / "latency_cdf.png"))
 
     # 2. throughput and 429s over time (replication 0)
@@ -179,7 +185,7 @@ def plot_study(study, out: Path) -> list[Path]:
     ax2.set_ylabel("429s per min")
     ax2.set_xlabel("simulated time (min)")
     ax1.set_title("Throughput and 429s over time (replication 0)")
-    ax1.legend(fontsize=7)
+    ax1.legend(fontsize=7, loc="upper right")
     for a in (ax1, ax2):
         a.grid(True, alpha=0.3)
     files.append(_save(fig, out / "throughput_over_time.png"))
@@ -199,7 +205,7 @@ def plot_study(study, out: Path) -> list[Path]:
         ax.set_title(_label(study, p), fontsize=8)
         ax.set_xlabel("simulated time (min)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper right")
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].set_ylabel("used / limit over the unit's window")

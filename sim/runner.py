@@ -103,6 +103,16 @@ def _jsonable(row: dict) -> dict:
             for k, v in row.items()}
 
 
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """Summary rows -> DataFrame with the same dtypes whether rows came from memory or from JSON files."""
+    frame = pd.DataFrame([_jsonable(r) for r in rows])
+    for col in frame.columns:
+        if frame[col].dtype == object and frame[col].map(lambda v: v is None or isinstance(v, (int, float))).all() \
+                and not frame[col].map(lambda v: isinstance(v, bool)).any():
+            frame[col] = frame[col].astype(float)
+    return frame
+
+
 def finished_rows(out: Path, jobs: Iterable[Job]) -> dict[str, dict]:
     done = {}
     for job in jobs:
@@ -169,7 +179,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     finally:
         bar.close()
     order = {j.key: n for n, j in enumerate(all_jobs)}
-    summary = pd.DataFrame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
+    summary = _frame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
     axes = list(scenario.compare)
     return StudyResult(scenario, summary, compare(summary, axes) if len(summary) else summary, out, results,
                        complete and len(rows) == len(all_jobs), duration)
