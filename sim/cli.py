@@ -94,6 +94,16 @@ def _capacity(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    from .validation import checks_markdown, format_checks, run_checks
+    out = Path(args.out) if args.out else None
+    checks = run_checks(short=args.short, out_dir=out)
+    sys.stdout.write(format_checks(checks))
+    if out is not None:
+        (out / "validation.md").write_text(checks_markdown(checks))
+    return 0 if all(c.passed for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(cap)
     cap.add_argument("--format", choices=["table", "json"], default="table")
     cap.set_defaults(func=_capacity)
+
+    val = sub.add_parser("validate", help="check the simulator against known answers (exit 1 if any fails)")
+    val.add_argument("--short", action="store_true", help="short horizons (seconds instead of minutes)")
+    val.add_argument("--out", help="directory for the report's table (validation.md) and plots")
+    val.set_defaults(func=_validate)
     return p
 
 

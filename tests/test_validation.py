@@ -1,0 +1,25 @@
+"""The validation report's checks pass at short horizons (the full report: `groqsim validate`)."""
+import subprocess
+import sys
+
+from sim.validation import run_checks
+
+
+def test_every_validation_check_passes_short(tmp_path):
+    checks = run_checks(short=True, out_dir=tmp_path)
+    failed = [f"{c.name}: expected {c.expected}, measured {c.measured}" for c in checks if not c.passed]
+    assert not failed, failed
+    names = {c.name for c in checks}
+    for required in ("Little's law L = λW", "fixed window: 2x limit across a boundary", "page example: RPD reset header",
+                     "Poisson gaps: exponential", "trace replays exactly", "output speed, llama-3.3-70b-versatile",
+                     "ceiling, sliding_log", "pacing below the ceiling"):
+        assert required in names
+    assert (tmp_path / "windows_vs_bucket.png").stat().st_size > 0
+
+
+def test_validate_command_prints_and_writes_report(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "sim", "validate", "--short", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.rstrip().endswith("checks passed")
+    assert "| Little's law L = λW |" in (tmp_path / "validation.md").read_text()
