@@ -132,3 +132,16 @@ def capacity_table(scenario: Scenario, duration: float | None = None) -> list[di
             row.update(simulated_capacity(scenario, point, c, duration))
             rows.append(row)
     return rows
+
+
+def knee(comparison, success: float = 0.99, p95: float = 10.0, by: str = "load"):
+    """The highest value of ``by`` in a sweep's comparison rows whose mean success ratio and mean p95
+    latency meet the targets, assuming service gets worse with load (None if even the lowest fails)."""
+    rows = comparison.sort_values(by)
+    ok = (rows["success_ratio_mean"] >= success) & (rows["latency_p95_mean"] <= p95)
+    best = None
+    for value, good in zip(rows[by], ok):
+        if not good:
+            break
+        best = value
+    return best
