@@ -132,7 +132,7 @@ JITTERS = ("none", "full", "equal", "decorrelated")
 class Policy(Strict):
     """What a client does about 429s, errors and pacing.  See docs/modelling.md for the exact rules."""
     retry: Literal["none", "fixed", "exponential", "groq-sdk"] = "none"
-    max_attempts: Annotated[int, Field(ge=1)] = 1
+    max_attempts: Annotated[int, Field(ge=1, le=10_000)] = 1
     delay: Duration = 1.0
     base: Duration = 0.5
     cap: Duration = 60.0

@@ -390,7 +390,7 @@ class Simulation:
 
     def _backoff(self, c: _ClientState, i: int, retry_after: int | None) -> float:
         """Seconds to wait before the next attempt (n = retries already made)."""
-        pol, n = c.policy, c.attempts[i] - 1
+        pol, n = c.policy, min(c.attempts[i] - 1, 60)  # 2^60 x base is past any cap; avoids float overflow
         if pol.retry == "groq-sdk":
             if retry_after is not None and 0 < retry_after <= 60:
                 return float(retry_after)

@@ -259,3 +259,10 @@ def test_trace_replay_is_exact(tmp_path):
     assert rec["prompt_tokens"].tolist() == [10, 20, 30, 40]
     assert rec["max_tokens"].tolist() == [5, 6, 7, 8]
     assert rec["model"].astype(str).tolist() == ["llama-3.1-8b-instant"] * 2 + [FREE_70B] * 2
+
+
+def test_thousands_of_retries_do_not_overflow_the_backoff():
+    extra = {"stubborn": {"retry": "exponential", "base": 0.001, "cap": 0.01, "max_attempts": 3000}}
+    rec = run(client(rate="2/min", policy="stubborn"), duration=60, org=Org(error_rate=1.0),
+              extra_policies=extra).records
+    assert (rec["attempts"] == 3000).all() and (rec["outcome"] == "error").all()
