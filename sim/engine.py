@@ -283,19 +283,20 @@ class Simulation:
             self._send(c, i, now)
 
     def _pacing_wait(self, c: _ClientState, i: int, m: int, now: float) -> float:
+        """Seconds the client's own pacing rules hold request ``i`` back (0: send now; the pacer is charged)."""
         pol, tokens, audio = c.policy, c.charge[i], c.audio[i]
-        wait = 0.0
+        if pol.adaptive and m in c.obs:
+            wait = _header_wait(c.obs[m], tokens, now)
+            if wait > 0.0:
+                return wait  # checked before the pacer so a held request charges nothing
         if pol.pacing:
             pacer = c.pacers.get(m)
             if pacer is None:
                 lim = self.limitsets[m].limits
                 pacer = c.pacers[m] = LimitSet(lim.scaled({u: pol.pacing for u, _ in lim.items()}), "token_bucket")
             wait = pacer.acquire(tokens, audio, now)
-            if wait == math.inf:
-                wait = 0.0  # the org will refuse it as too large; let it through to get its 413
-        if pol.adaptive and m in c.obs:
-            wait = max(wait, _header_wait(c.obs[m], tokens, now))
-        return wait
+            return 0.0 if wait == math.inf else wait  # too large: let the org answer 413
+        return 0.0
 
     def _wake(self, c: _ClientState, t: float) -> None:
         if self.env.now < c.wake_at <= t:
