@@ -89,7 +89,7 @@ class _ClientState:
         self.model, self.served, self.pos = array("b"), array("b"), array("b")  # wanted, last tried, chain pos
         self.attempts, self.n429 = array("h"), array("h")
         self.outcome, self.refused = array("b"), array("b")
-        self.refusal_t, self.refusal_unit, self.refusal_model = d(), array("b"), array("b")
+        self.refusal_t, self.refusal_code = d(), array("h")  # 429 log: time, model * 8 + unit index
         self.prev_delay: dict[int, float] = {}
         # client-side queue (pacing, cooldown, in-flight cap, bounded queue)
         self.gated = policy.gated
@@ -343,8 +343,7 @@ class Simulation:
             c.n429[i] += 1
             c.refused[i] = k = _UNIT_INDEX[unit]
             c.refusal_t.append(now)
-            c.refusal_unit.append(k)
-            c.refusal_model.append(m)
+            c.refusal_code.append(m * 8 + k)
             c.served[i] = m
             if self.rounding == "ceil":  # retry_after_seconds(wait, "ceil"), inlined
                 ra = math.ceil(wait - 1e-9)
@@ -373,7 +372,7 @@ class Simulation:
             self._finish(c, i, DEADLINE, c.created[i] + deadline)
             return
         self.events += 1
-        Timeout(self.env, t + delay - self.env.now, (c, i)).callbacks.append(self._on_retry)
+        Timeout(self.env, t + delay - self.env._now, (c, i)).callbacks.append(self._on_retry)
 
     def _on_retry(self, ev) -> None:
         c, i = ev._value
@@ -391,10 +390,11 @@ class Simulation:
 
     def _backoff(self, c: _ClientState, i: int, retry_after: int | None) -> float:
         """Seconds to wait before the next attempt (n = retries already made)."""
-        pol, n = c.policy, min(c.attempts[i] - 1, 60)  # 2^60 x base is past any cap; avoids float overflow
+        pol = c.policy
+        if pol.retry == "groq-sdk" and retry_after is not None and 0 < retry_after <= 60:
+            return float(retry_after)
+        n = min(c.attempts[i] - 1, 60)  # 2^60 x base is past any cap; avoids float overflow
         if pol.retry == "groq-sdk":
-            if retry_after is not None and 0 < retry_after <= 60:
-                return float(retry_after)
             return min(pol.base * 2.0 ** n, pol.cap) * (1 - 0.25 * c.uniform())
         if pol.retry == "fixed":
             delay = pol.delay
@@ -471,8 +471,8 @@ class Simulation:
                 "time": col(c.refusal_t),
                 "client": pd.Categorical.from_codes(np.full(len(c.refusal_t), c.index, np.int8),
                                                     [x.name for x in self.spec.clients]),
-                "model": col(c.refusal_model, np.int8),
-                "unit": pd.Categorical.from_codes(col(c.refusal_unit, np.int8), REFUSED_BY)}))
+                "model": (col(c.refusal_code, np.int16) // 8).astype(np.int8),
+                "unit": pd.Categorical.from_codes((col(c.refusal_code, np.int16) % 8).astype(np.int8), REFUSED_BY)}))
         records = pd.concat(frames, ignore_index=True)
         records["model"] = pd.Categorical.from_codes(records["model"].to_numpy(np.int8), self.model_names)
         records = records.sort_values(["created", "client"], kind="stable", ignore_index=True)

@@ -3,7 +3,9 @@
 A request costs ``{requests: 1, tokens: n, audio_seconds: s}``.  It is admitted only if every unit
 (RPM, RPD, TPM, TPD, ASH, ASD, as the tier defines them) admits its share; then every unit is charged.
 If any unit refuses, nothing is charged, and the refusal names the refusing units and the wait until all
-of them would admit.  A cost that exceeds a unit's whole limit can never be admitted: that is the API's
+of them would admit.  While the request units (RPM, RPD) refuse, nothing can be admitted, so their state
+cannot change: :meth:`acquire` remembers until when they refuse instead of asking them on every attempt
+(charge the limiters only through the set, or the memory goes stale).  A cost that exceeds a unit's whole limit can never be admitted: that is the API's
 413 "request too large", not a retryable 429.
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ class LimitSet:
             self.units[unit] = lim
             self._plan.append((unit, lim, _KIND[counts]))
         self._requests = [(u, lim) for u, lim, k in self._plan if k == 0]
+        self._blocked_until, self._blocked_by = -math.inf, None  # cache of the request units' refusal
         self._tokens = [(u, lim) for u, lim, k in self._plan if k == 1]
         self._audio = [(u, lim) for u, lim, k in self._plan if k == 2]
         #: the unit whose wait was longest in the last refused :meth:`acquire` (the binding unit)
@@ -63,11 +66,18 @@ class LimitSet:
         """Admit and charge all units, or charge nothing.  Returns 0.0 when admitted, else the wait until
         every unit would admit (``inf`` = too large); :attr:`binding` names the unit with the longest wait.
         (The per-request hot path: plain loops over prepared lists, no allocation.)"""
-        worst, binding = 0.0, None
-        for unit, lim in self._requests:
-            w = lim.wait(1, now)
-            if w > worst:
-                worst, binding = w, unit
+        if now < self._blocked_until - 1e-6:  # (near the end, ask the limiters: exact at the boundary)
+            # the request units refused earlier and nothing can have been admitted since (admission needs
+            # them): their wait is known without asking them again -- the common case under overload
+            worst, binding = self._blocked_until - now, self._blocked_by
+        else:
+            worst, binding = 0.0, None
+            for unit, lim in self._requests:
+                w = lim.wait(1, now)
+                if w > worst:
+                    worst, binding = w, unit
+            if worst > 0.0:
+                self._blocked_until, self._blocked_by = now + worst, binding
         if tokens:
             for unit, lim in self._tokens:
                 w = lim.wait(tokens, now)

@@ -43,7 +43,7 @@ def test_all_or_nothing_and_binding_unit(algorithm, ops, limits):
             assert ls.binding in decision.refused
             assert ls.units[ls.binding].wait(
                 {"rpm": 1, "rpd": 1, "tpm": tokens, "tpd": tokens, "ash": audio, "asd": audio}[ls.binding], now) > 0
-            assert decision.wait == wait
+            assert decision.wait == pytest.approx(wait, rel=1e-12, abs=1e-9)  # acquire may answer from its cache
             assert decision.too_large == math.isinf(wait)
             if not math.isinf(wait):
                 assert probe.acquire(tokens, audio, now + wait) == 0.0, "not admitted after the announced wait"
