@@ -105,16 +105,25 @@ class _ClientState:
         self.retry_on, self.max_attempts = frozenset(policy.retry_on), policy.max_attempts
         self.fallback = len(chain) > 1
         self.notify = self.closed or bool(policy.max_in_flight)
-        self._block: dict[str, list] | None = None
+        self._block: dict[str, np.ndarray] | None = None  # closed loop: sizes drawn a block at a time
         self._bi = 0
+        self.think_u = _Uniforms(self.rngs[_ARRIVALS])  # closed loop: think times from buffered uniforms
+
+    def think(self) -> float:
+        """An exponential think time (closed loop), by inversion of a buffered uniform."""
+        mean = self.cfg.arrival.think
+        return -mean * math.log1p(-self.think_u()) if mean else 0.0
 
     def add(self, created: np.ndarray, sz: dict[str, np.ndarray], charge: np.ndarray, model: np.ndarray) -> None:
-        """Append a block of requests (open loop: all of them at once)."""
+        """Append a block of requests (open loop: all of them at once).  ``sz`` may carry the service's
+        standard-normal draws ``z_speed``/``z_queue``; otherwise they are drawn here, in one vector each."""
         n = len(created)
         rng = self.rngs[_SERVICE]
+        z_speed = sz["z_speed"] if "z_speed" in sz else rng.standard_normal(n)
+        z_queue = sz["z_queue"] if "z_queue" in sz else rng.standard_normal(n)
         for col, values in ((self.created, created), (self.prompt, sz["prompt"]), (self.max_tokens, sz["max_tokens"]),
                             (self.completion, sz["completion"]), (self.audio, sz["audio"]), (self.charge, charge),
-                            (self.z_speed, rng.standard_normal(n)), (self.z_queue, rng.standard_normal(n))):
+                            (self.z_speed, z_speed), (self.z_queue, z_queue)):
             col.frombytes(np.ascontiguousarray(values, dtype=float).tobytes())
         nan = np.full(n, np.nan).tobytes()
         for col in (self.finished, self.admitted, self.qt, self.pt, self.ct):
@@ -200,6 +209,8 @@ class Simulation:
     def _new_closed_request(self, c: _ClientState, now: float) -> int:
         if c._block is None or c._bi >= _BLOCK:
             c._block = sizes(c.cfg, c.rngs[_SIZES], _BLOCK)
+            c._block["z_speed"] = c.rngs[_SERVICE].standard_normal(_BLOCK)
+            c._block["z_queue"] = c.rngs[_SERVICE].standard_normal(_BLOCK)
             c._bi = 0
         b, j = c._block, c._bi
         c._bi += 1
@@ -232,8 +243,7 @@ class Simulation:
         self._arrivals(c, i + 1)
 
     def _closed_user(self, c: _ClientState):
-        think = c.cfg.arrival.think
-        yield Timeout(self.env, c.rngs[_ARRIVALS].exponential(think) if think else 0.0)
+        yield Timeout(self.env, c.think())
         self._start_closed(c)
 
     def _start_closed(self, c: _ClientState) -> None:
@@ -428,8 +438,7 @@ class Simulation:
         if c.policy.max_in_flight and c.attempts[i] > 0:
             c.in_flight -= 1
         if c.closed:
-            think = c.cfg.arrival.think
-            self._at(self.env.now + (c.rngs[_ARRIVALS].exponential(think) if think else 0.0), self._start_closed, c)
+            self._at(self.env.now + c.think(), self._start_closed, c)
         if c.queue:
             self._pump(c)
 
