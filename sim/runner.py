@@ -178,6 +178,8 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         complete = False
     finally:
         bar.close()
+    if out is not None and not complete:
+        rows.update(finished_rows(out, all_jobs))  # runs that workers finished while we were interrupted
     order = {j.key: n for n, j in enumerate(all_jobs)}
     summary = _frame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
     axes = list(scenario.compare)
