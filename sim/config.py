@@ -83,9 +83,6 @@ class Dist(Strict):
         return float(np.mean(self.values))
 
 
-ARRIVALS = ("poisson", "constant", "bursty", "onoff", "piecewise", "diurnal", "trace", "closed")
-
-
 class Arrival(Strict):
     """How a client group's requests arrive (open loop), or N users with think time (``closed``)."""
     kind: Literal["poisson", "constant", "bursty", "onoff", "piecewise", "diurnal", "trace", "closed"]
@@ -123,10 +120,6 @@ class Arrival(Strict):
             starts = [s for s, _ in self.schedule] + [self.period]
             return sum(r * (b - a) for (a, r), b in zip(self.schedule, starts[1:])) / self.period
         return self.rate
-
-
-RETRY_KINDS = ("none", "fixed", "exponential", "groq-sdk")
-JITTERS = ("none", "full", "equal", "decorrelated")
 
 
 class Policy(Strict):

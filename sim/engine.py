@@ -484,7 +484,8 @@ class Simulation:
                 "unit": pd.Categorical.from_codes((col(c.refusal_code, np.int16) % 8).astype(np.int8), REFUSED_BY)}))
         records = pd.concat(frames, ignore_index=True)
         records["model"] = pd.Categorical.from_codes(records["model"].to_numpy(np.int8), self.model_names)
-        records = records.sort_values(["created", "client"], kind="stable", ignore_index=True)
+        if len(frames) > 1:  # one client's requests are already in creation order: no copy needed
+            records = records.sort_values(["created", "client"], kind="stable", ignore_index=True)
         records.insert(0, "id", np.arange(len(records), dtype=np.int64))
         refusals = pd.concat(refusals, ignore_index=True).sort_values("time", kind="stable", ignore_index=True)
         refusals["model"] = pd.Categorical.from_codes(refusals["model"].to_numpy(np.int8), self.model_names)

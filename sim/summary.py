@@ -16,9 +16,6 @@ from .catalog import UNIT_SPEC
 from .engine import OUTCOMES, RunResult
 
 PERCENTILES = (50, 90, 95, 99)
-METRICS = ("offered", "ok", "success_ratio", "throughput_rpm", "tokens_per_min", "attempts", "n429",
-           "n429_per_attempt", "attempts_per_success", "latency_p50", "latency_p90", "latency_p95", "latency_p99",
-           "latency_max", "mean_wait", "binding", "top_unit", "top_util")
 
 
 def summarize(result: RunResult) -> dict:
