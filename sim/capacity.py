@@ -21,11 +21,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .catalog import UNIT_SPEC
 from .engine import simulate
 from .scenario import Scenario
-from .workload import sizes
+from .workload import read_trace, sizes, trace_sizes
 from .runner import run_seed
 
 
@@ -42,22 +43,33 @@ class Ceiling:
     per_unit: dict           # "model UNIT" -> ceiling of the whole mix in requests/min
 
 
+def _streams(client, spec, rng):
+    """(model, requests per second at load 1, sample of sizes) of one client group; a closed loop has no
+    rate of its own (it depends on latency) and yields nothing."""
+    if client.arrival.kind == "closed":
+        return
+    if client.arrival.kind != "trace":
+        yield client.model, client.arrival.mean_rate(), sizes(client, rng, 200_000)
+        return
+    trace = read_trace(client.arrival.file)  # the trace's own rate, models and sizes over the horizon
+    trace = trace[trace["timestamp"] < spec.duration]
+    models = trace["model"].fillna(client.model) if "model" in trace else pd.Series(client.model, trace.index)
+    for model, rows in trace.groupby(models, sort=True):
+        yield model, len(rows) / spec.duration, trace_sizes(rows.reset_index(drop=True), client, rng)
+
+
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     spec = scenario.spec(point)
-    rng = np.random.default_rng(12345)
+    rng = np.random.default_rng(12345)  # fixed: the mean costs are a property of the mix, not of a run
     use: dict[tuple[str, str], float] = {}  # (model, unit) -> units per second at load 1
     base = 0.0
     for client in spec.clients:
-        rate = client.arrival.mean_rate()
-        if rate is None:
-            continue  # closed loop or trace: no analytic rate
-        sz = sizes(client, rng, 200_000)
-        cost = {"requests": 1.0,
-                "tokens": float(np.mean(spec.org.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"]))),
-                "audio_seconds": float(np.mean(sz["audio"]))}
-        base += rate
-        for unit, _ in spec.catalog.limits(spec.org.tier, client.model).items():
-            use[(client.model, unit)] = use.get((client.model, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
+        for model, rate, sz in _streams(client, spec, rng):
+            charged = spec.org.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"])
+            cost = {"requests": 1.0, "tokens": float(np.mean(charged)), "audio_seconds": float(np.mean(sz["audio"]))}
+            base += rate
+            for unit, _ in spec.catalog.limits(spec.org.tier, model).items():
+                use[(model, unit)] = use.get((model, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
     per_unit = {}
     for (model, unit), per_s in use.items():
         limit = getattr(spec.catalog.limits(spec.org.tier, model), unit)

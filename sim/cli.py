@@ -87,7 +87,8 @@ def _capacity(args) -> int:
     lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.3g}", r["binding"],
                          f"{r['minute_ceiling_rpm']:.3g} ({r['minute_binding'].rsplit(' ', 1)[-1]})",
                          f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
-                         f"{r['sim_rpm']:.3g}", f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
+                         f"{r['sim_rpm']:.3g}" if r["offered_rpm"] else f"load x{r['sim_load']:.3g}",
+                         f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
     widths = [max(len(x[i]) for x in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))

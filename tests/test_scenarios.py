@@ -146,3 +146,20 @@ def test_capacity_command(tmp_path):
     # initial full bucket, 6000 tokens = 20 requests over 10 minutes = 2/min)
     assert 0.5 * free["minute_ceiling_rpm"] < free["sim_rpm"] <= 1.3 * free["minute_ceiling_rpm"]
     assert dev["sim_rpm"] > 10 * free["sim_rpm"]
+
+
+def test_capacity_of_a_trace_uses_its_rate_models_and_sizes(tmp_path):
+    from sim.capacity import analytic_ceiling
+    trace = tmp_path / "t.csv"
+    rows = ["timestamp,model,prompt_tokens,max_tokens"]
+    rows += [f"{k * 2.0},llama-3.1-8b-instant,100,50" for k in range(30)]  # 30 in the first minute
+    rows += [f"{k * 4.0 + 1},llama-3.3-70b-versatile,1000,200" for k in range(15)]
+    trace.write_text("\n".join(rows) + "\n")
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nduration = '60s'\n[[clients]]\nname = 'r'\nmodel = 'llama-3.1-8b-instant'\n"
+                    f"arrival = {{ kind = 'trace', file = '{trace}' }}\n")
+    c = analytic_ceiling(load_scenario(path))
+    assert c.base_rpm == pytest.approx(45.0)
+    # free 70B: TPM 12 000 / 1 200 tokens = 10 of its requests a minute; it carries 15 of the 45/min
+    assert c.per_unit["llama-3.3-70b-versatile TPM"] == pytest.approx(10 * 45 / 15)
+    assert c.per_unit["llama-3.1-8b-instant TPM"] == pytest.approx(6000 / 150 * 45 / 30)
