@@ -21,7 +21,7 @@ import numpy as np
 import simpy
 
 from sim.catalog import Catalog
-from sim.config import BUILTIN_POLICIES, Arrival, Client, Org, Policy
+from sim.config import Arrival, Client, Org, policy_table
 from sim.engine import RunSpec, Simulation
 
 MODEL = "llama-3.1-8b-instant"
@@ -39,7 +39,7 @@ def _client(name, rate, policy, model=MODEL, kind="poisson", **arrival):
 
 
 def workloads(duration: float) -> dict[str, RunSpec]:
-    pols = {k: Policy(**v) for k, v in BUILTIN_POLICIES.items()}
+    pols = policy_table()
     cat = _catalog()
     org = Org(tier="bench")
     spec = lambda clients: RunSpec(clients=clients, policies=pols, org=org, catalog=cat, duration=duration,  # noqa

@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Iterable, Mapping
 
 from .errors import ConfigError, did_you_mean
+from .texttable import align
 from .units import parse_count
 
 UNITS = ("rpm", "rpd", "tpm", "tpd", "ash", "asd")
@@ -137,9 +138,5 @@ def format_rows(rows: Iterable[dict], fmt: str) -> str:
     if fmt == "json":
         import json
         return json.dumps(rows, indent=2) + "\n"
-    cells = [header] + [[str(r[k]) if r[k] is not None else "-" for k in header] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in cells]
-    return "\n".join(lines) + "\n"
+    return align([header] + [[str(r[k]) if r[k] is not None else "-" for k in header] for r in rows], left=2)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .catalog import Catalog, format_rows
 from .errors import ConfigError
+from .texttable import align
 from .units import parse_duration
 
 
@@ -89,9 +90,7 @@ def _capacity(args) -> int:
                          f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
                          f"{r['sim_rpm']:.3g}" if r["offered_rpm"] else f"load x{r['sim_load']:.3g}",
                          f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
-    widths = [max(len(x[i]) for x in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    sys.stdout.write(align(lines, left=2))
     return 0
 
 

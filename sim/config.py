@@ -179,6 +179,23 @@ BUILTIN_POLICIES: dict[str, dict] = {
 }
 
 
+def resolve_policy(name: str, raw: dict) -> Policy:
+    """A policy from its settings; ``extends = "built-in"`` starts from a built-in (a built-in's own name
+    extends itself), so ``{"extends": "groq-sdk", "deadline": "30s"}`` is the SDK with a deadline."""
+    raw = dict(raw)
+    base = raw.pop("extends", name if name in BUILTIN_POLICIES else None)
+    if base is not None and base not in BUILTIN_POLICIES:
+        from .errors import ConfigError, did_you_mean
+        raise ConfigError(did_you_mean(base, BUILTIN_POLICIES, "built-in policy"))
+    return Policy(**{**BUILTIN_POLICIES.get(base, {}), **raw})
+
+
+def policy_table(extra: dict[str, dict] | None = None) -> dict[str, Policy]:
+    """The built-in policies plus ``extra`` named ones (raw settings, see :func:`resolve_policy`)."""
+    raw = {**{k: {} for k in BUILTIN_POLICIES}, **(extra or {})}
+    return {name: resolve_policy(name, settings) for name, settings in raw.items()}
+
+
 class Client(Strict):
     """A group of requests with one model, size distributions, arrival process and policy."""
     name: str

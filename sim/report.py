@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .catalog import UNIT_SPEC
+from .texttable import align
 
 #: metrics compared across grid points (mean and 95% CI over replications)
 KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
@@ -55,9 +56,7 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
                       _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
                       _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
                       str(r["binding"])])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) if i < len(axes) else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(line, widths))) for line in lines) + "\n"
+    return align(lines, left=len(axes))
 
 
 def comparison_json(comp: pd.DataFrame) -> str:
@@ -94,7 +93,6 @@ def write_outputs(study, out: Path) -> list[Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
     out.mkdir(parents=True, exist_ok=True)
-    axes = list(study.scenario.compare)
     study.summary.to_csv(out / "summary.csv", index=False)
     study.comparison.to_csv(out / "comparison.csv", index=False)
     writer = None

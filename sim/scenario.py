@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from .catalog import UNITS, Catalog
-from .config import BUILTIN_POLICIES, Client, Duration, Org, Policy, Strict
+from .config import BUILTIN_POLICIES, Client, Duration, Org, Policy, Strict, resolve_policy
 from .engine import RunSpec
 from .errors import ConfigError, did_you_mean
 from .service import ServiceParams, service_models
@@ -96,12 +96,10 @@ class Scenario(Strict):
     def policy_table(self) -> dict[str, Policy]:
         table = {}
         for name, raw in {**{k: {} for k in BUILTIN_POLICIES}, **self.policies}.items():
-            raw = dict(raw)
-            base = raw.pop("extends", name if name in BUILTIN_POLICIES else None)
-            if base is not None and base not in BUILTIN_POLICIES:
-                raise self.error(f"policies.{name}.extends", did_you_mean(base, BUILTIN_POLICIES, "built-in policy"))
             try:
-                table[name] = Policy(**{**BUILTIN_POLICIES.get(base, {}), **raw})
+                table[name] = resolve_policy(name, raw)
+            except ConfigError as exc:
+                raise self.error(f"policies.{name}.extends", str(exc)) from None
             except ValidationError as exc:
                 raise _pydantic_error(self, exc, ("policies", name)) from None
         return table

@@ -5,7 +5,6 @@ uses short horizons (the test suite runs that).  docs/validation.md explains eac
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +13,13 @@ import pandas as pd
 from scipy import stats
 
 from .catalog import Catalog, Limits
-from .config import BUILTIN_POLICIES, Arrival, Client, Dist, Org, Policy
+from .config import Arrival, Client, Dist, Org, policy_table
 from .engine import RunSpec, simulate
 from .headers import parse_reset, rate_limit_headers
 from .limiters import ALGORITHMS
 from .limitset import LimitSet
 from .service import load_service_table
+from .texttable import align
 
 from .workload import arrival_times
 
@@ -33,12 +33,6 @@ class Check:
     expected: str
     measured: str
     passed: bool
-
-
-def _policies(**extra) -> dict[str, Policy]:
-    table = {k: Policy(**v) for k, v in BUILTIN_POLICIES.items()}
-    table.update({k: Policy(**v) for k, v in extra.items()})
-    return table
 
 
 def _tpm_only_catalog() -> Catalog:
@@ -58,7 +52,7 @@ def check_ceilings(hours: float) -> list[Check]:
     def throughput(algorithm, rate, prompt, max_tokens):
         client = Client(name="load", model=MODEL, arrival=Arrival(kind="poisson", rate=rate), prompt_tokens=prompt,
                         max_tokens=max_tokens, policy="patient")
-        spec = RunSpec(clients=[client], policies=_policies(**patient), org=Org(tier="validation", limiter=algorithm),
+        spec = RunSpec(clients=[client], policies=policy_table(patient), org=Org(tier="validation", limiter=algorithm),
                        catalog=_tpm_only_catalog(), duration=hours * 3600, warmup=600, drain=0)
         return simulate(spec, 1).summary()["throughput_rpm"]
 
@@ -72,7 +66,7 @@ def check_ceilings(hours: float) -> list[Check]:
                      "19.00 req/min ±1%", f"{got:.2f} req/min", abs(got / 19.0 - 1) <= 0.01))
     paced = Client(name="paced", model=MODEL, arrival=Arrival(kind="poisson", rate="18/min"), prompt_tokens=200,
                    max_tokens=100, policy="paced")
-    spec = RunSpec(clients=[paced], policies=_policies(), org=Org(tier="validation"), catalog=_tpm_only_catalog(),
+    spec = RunSpec(clients=[paced], policies=policy_table(), org=Org(tier="validation"), catalog=_tpm_only_catalog(),
                    duration=hours * 3600)
     s = simulate(spec, 2).summary()
     out.append(Check("pacing below the ceiling", "pacing mirrors the limits", "0 refused (429)",
@@ -108,7 +102,7 @@ def _in_system(rec: pd.DataFrame, t0: float, t1: float) -> float:
 def check_queueing_laws(hours: float) -> list[Check]:
     client = Client(name="c", model=MODEL, arrival=Arrival(kind="poisson", rate="45/min"),
                     prompt_tokens=Dist(dist="lognormal", median=100, p95=400), max_tokens=100, policy="groq-sdk")
-    spec = RunSpec(clients=[client], policies=_policies(), org=Org(tier="free"), duration=hours * 3600)
+    spec = RunSpec(clients=[client], policies=policy_table(), org=Org(tier="free"), duration=hours * 3600)
     result = simulate(spec, 3)
     rec = result.records
     t0, t1 = 0.0, spec.duration
@@ -165,7 +159,7 @@ def check_trace(tmp: Path) -> list[Check]:
     prompt = rng.integers(10, 2000, 200)
     pd.DataFrame({"timestamp": times, "prompt_tokens": prompt, "max_tokens": 100}).to_csv(trace, index=False)
     client = Client(name="t", model=MODEL, arrival=Arrival(kind="trace", file=str(trace)))
-    rec = simulate(RunSpec(clients=[client], policies=_policies(), org=Org(tier="developer"), duration=600), 0).records
+    rec = simulate(RunSpec(clients=[client], policies=policy_table(), org=Org(tier="developer"), duration=600), 0).records
     exact = (np.array_equal(rec["created"].to_numpy(), times) and np.array_equal(rec["prompt_tokens"].to_numpy(), prompt))
     return [Check("trace replays exactly", "the trace file", "200 requests, same times and sizes",
                   f"{len(rec)} requests, identical: {exact}", exact and len(rec) == 200)]
@@ -233,7 +227,7 @@ def check_service_speeds(hours: float) -> list[Check]:
                         max_tokens=300)
         cat = Catalog.published().copy().define_tier("unlimited", "developer")
         cat.override("unlimited", model, rpm=None, rpd=None, tpm=None, tpd=None)
-        rec = simulate(RunSpec(clients=[client], policies=_policies(), org=Org(tier="unlimited"), catalog=cat,
+        rec = simulate(RunSpec(clients=[client], policies=policy_table(), org=Org(tier="unlimited"), catalog=cat,
                                duration=hours * 3600), 5).records
         ok = rec[rec["outcome"] == "ok"]
         speed = float((ok["completion_tokens"] / ok["completion_time"]).mean())
@@ -258,10 +252,8 @@ def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | Non
 def format_checks(checks: list[Check]) -> str:
     header = ("check", "source", "expected", "measured", "result")
     rows = [header] + [(c.name, c.source, c.expected, c.measured, "pass" if c.passed else "FAIL") for c in checks]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     passed = sum(c.passed for c in checks)
-    return "\n".join(lines) + f"\n{passed}/{len(checks)} checks passed\n"
+    return align([list(r) for r in rows], left=5) + f"{passed}/{len(checks)} checks passed\n"
 
 
 def checks_markdown(checks: list[Check]) -> str:

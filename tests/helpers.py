@@ -1,12 +1,6 @@
 """Small builders shared by the engine tests."""
-from sim.config import BUILTIN_POLICIES, Arrival, Client, Org, Policy
+from sim.config import Arrival, Client, Org, policy_table
 from sim.engine import RunSpec, simulate
-
-
-def policies(**extra):
-    table = {k: Policy(**v) for k, v in BUILTIN_POLICIES.items()}
-    table.update({k: Policy(**v) for k, v in extra.items()})
-    return table
 
 
 def client(name="c", model="llama-3.3-70b-versatile", rate="60/min", kind="poisson", policy="no-retry", **kw):
@@ -15,6 +9,6 @@ def client(name="c", model="llama-3.3-70b-versatile", rate="60/min", kind="poiss
 
 
 def run(clients, duration=600.0, seed=1, org=None, extra_policies=None, **kw):
-    spec = RunSpec(clients=clients if isinstance(clients, list) else [clients], policies=policies(**(extra_policies or {})),
+    spec = RunSpec(clients=clients if isinstance(clients, list) else [clients], policies=policy_table(extra_policies),
                    org=org or Org(), duration=duration, **kw)
     return simulate(spec, seed)

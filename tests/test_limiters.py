@@ -4,7 +4,7 @@ import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, precondition
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from sim.limiters import ALGORITHMS, FixedWindow, SlidingLog, SlidingWindowCounter, TokenBucket
 

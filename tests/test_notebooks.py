@@ -1,5 +1,4 @@
 """Every notebook runs top to bottom with a short horizon (its parameter cell reads these variables)."""
-import os
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,4 @@
 """Parallel and resumable studies: identical results with 1 process, N processes or Dask."""
-import json
-import os
 import signal
 import subprocess
 import sys
