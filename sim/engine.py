@@ -302,10 +302,9 @@ class Simulation:
         if pol.pacing:
             pacer = c.pacers.get(m)
             if pacer is None:
-                lim = self.limitsets[m].limits
-                pacer = c.pacers[m] = LimitSet(lim.scaled({u: pol.pacing for u, _ in lim.items()}), "token_bucket")
+                pacer = c.pacers[m] = LimitSet(self.limitsets[m].limits, "token_bucket", rate_fraction=pol.pacing)
             wait = pacer.acquire(tokens, audio, now)
-            return 0.0 if wait == math.inf else wait  # too large: let the org answer 413
+            return 0.0 if wait == math.inf else wait  # larger than the org's limit: let the org answer 413
         return 0.0
 
     def _wake(self, c: _ClientState, t: float) -> None:
@@ -339,11 +338,7 @@ class Simulation:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
-            deadline = c.deadline
-            if deadline is not None and fin > c.created[i] + deadline:
-                self._finish(c, i, DEADLINE, c.created[i] + deadline)
-            else:
-                self._finish(c, i, OK, fin)
+            self._finish(c, i, OK, fin)
         elif wait == math.inf:
             c.refused[i] = _UNIT_INDEX[limits.binding]
             c.served[i] = m
@@ -427,6 +422,10 @@ class Simulation:
         return delay
 
     def _finish(self, c: _ClientState, i: int, outcome: int, t: float) -> None:
+        """Record request ``i``'s outcome at ``t``.  An answer that comes after the request's deadline is a
+        deadline miss at ``created + deadline`` (the client's timeout fires first)."""
+        if c.deadline is not None and t > c.created[i] + c.deadline and outcome != DROPPED:
+            outcome, t = DEADLINE, c.created[i] + c.deadline
         c.outcome[i] = outcome
         c.finished[i] = t
         if c.prev_delay:

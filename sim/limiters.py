@@ -64,10 +64,12 @@ class Limiter:
 class TokenBucket(Limiter):
     kind = "token_bucket"
 
-    def __init__(self, limit: float, window: float):
+    def __init__(self, limit: float, window: float, rate_fraction: float = 1.0):
+        """``rate_fraction`` < 1 refills at that fraction of ``limit / window`` and starts that full (a client
+        pacing itself below an org bucket of the same capacity); the org's own buckets use 1."""
         super().__init__(limit, window)
-        self.rate = limit / window
-        self._level = float(limit)
+        self.rate = rate_fraction * limit / window
+        self._level = float(limit) * rate_fraction
         self._t = 0.0
 
     def _level_at(self, now: float) -> float:

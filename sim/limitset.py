@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .catalog import UNIT_SPEC, Limits
-from .limiters import Limiter, make_limiter
+from .limiters import Limiter, TokenBucket, make_limiter
 
 _KIND = {"requests": 0, "tokens": 1, "audio_seconds": 2}
 
@@ -31,14 +31,18 @@ class Decision:
 class LimitSet:
     """The unit limiters of one (organization, model)."""
 
-    def __init__(self, limits: Limits, algorithm: str = "token_bucket"):
+    def __init__(self, limits: Limits, algorithm: str = "token_bucket", rate_fraction: float = 1.0):
+        """``rate_fraction`` < 1 (token buckets only) makes a client-side pacer: the org's capacities,
+        refilling at that fraction of its rates and starting that full.  Its level never exceeds the org
+        bucket's, so whatever it admits the org's token buckets admit too (if nobody else shares them)."""
         self.limits = limits
         self.algorithm = algorithm
         self.units: dict[str, Limiter] = {}
         self._plan: list[tuple[str, Limiter, int]] = []
         for unit, limit in limits.items():
             window, counts = UNIT_SPEC[unit]
-            lim = make_limiter(algorithm, limit, window)
+            lim = (TokenBucket(limit, window, rate_fraction) if rate_fraction != 1.0
+                   else make_limiter(algorithm, limit, window))
             self.units[unit] = lim
             self._plan.append((unit, lim, _KIND[counts]))
         self._requests = [(u, lim) for u, lim, k in self._plan if k == 0]
