@@ -11,7 +11,6 @@ from sim.limiters import ALGORITHMS, FixedWindow, SlidingLog, SlidingWindowCount
 ALGS = list(ALGORITHMS.values())
 limits = st.integers(min_value=1, max_value=500)
 windows = st.sampled_from([1.0, 60.0, 3600.0, 86400.0]) | st.floats(0.5, 120.0)
-PROPS = settings(max_examples=150, deadline=None)
 
 
 @st.composite
@@ -43,7 +42,6 @@ def observe(lim, now):
 
 
 @pytest.mark.parametrize("cls", ALGS)
-@PROPS
 @given(h=histories())
 def test_remaining_within_zero_and_limit(cls, h):
     limit, window, steps = h
@@ -57,7 +55,6 @@ def test_remaining_within_zero_and_limit(cls, h):
 
 
 @pytest.mark.parametrize("cls", ALGS)
-@PROPS
 @given(h=histories(), extra=st.floats(0, 2.0))
 def test_refusal_changes_no_state(cls, h, extra):
     limit, window, steps = h
@@ -71,7 +68,6 @@ def test_refusal_changes_no_state(cls, h, extra):
 
 
 @pytest.mark.parametrize("cls", ALGS)
-@PROPS
 @given(h=histories())
 def test_amount_above_limit_never_admitted(cls, h):
     limit, window, steps = h
@@ -84,7 +80,6 @@ def test_amount_above_limit_never_admitted(cls, h):
 TOL = 1e-6
 
 
-@PROPS
 @given(h=histories())
 def test_sliding_log_every_window_within_limit(h):
     limit, window, steps = h
@@ -94,7 +89,6 @@ def test_sliding_log_every_window_within_limit(h):
         assert total <= limit + TOL
 
 
-@PROPS
 @given(h=histories())
 def test_fixed_window_every_aligned_window_within_limit(h):
     limit, window, steps = h
@@ -106,7 +100,6 @@ def test_fixed_window_every_aligned_window_within_limit(h):
     assert all(v <= limit + TOL for v in per_window.values())
 
 
-@PROPS
 @given(h=histories())
 def test_token_bucket_interval_bound(h):
     limit, window, steps = h
@@ -120,7 +113,6 @@ def test_token_bucket_interval_bound(h):
 
 
 @pytest.mark.parametrize("cls", ALGS)
-@PROPS
 @given(h=histories(), frac=st.floats(0.01, 1.0))
 def test_announced_wait_is_exact(cls, h, frac):
     limit, window, steps = h
@@ -225,5 +217,5 @@ class LimiterVsReference(RuleBasedStateMachine):
             assert 0.0 <= self.lim.remaining(self.now) <= self.limit
 
 
-LimiterVsReference.TestCase.settings = settings(max_examples=120, stateful_step_count=30, deadline=None)
+LimiterVsReference.TestCase.settings = settings(stateful_step_count=30)
 TestLimiterVsReference = LimiterVsReference.TestCase

@@ -3,7 +3,7 @@ import copy
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from sim.catalog import Catalog, Limits
 from sim.headers import parse_reset, rate_limit_headers, retry_after_seconds
@@ -19,7 +19,6 @@ def snapshot(ls, now):
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
-@settings(max_examples=100, deadline=None)
 @given(ops=st.lists(st.tuples(st.floats(0, 20), st.integers(0, 9000), st.integers(0, 400)), min_size=1, max_size=40),
        limits=st.builds(Limits, rpm=st.integers(1, 40), rpd=st.integers(1, 200), tpm=st.integers(100, 8000),
                         tpd=st.none() | st.integers(500, 50_000), ash=st.none() | st.integers(100, 3000)))
