@@ -8,7 +8,7 @@ from pathlib import Path
 from .catalog import Catalog, format_rows
 from .errors import ConfigError
 from .texttable import align
-from .units import parse_duration
+from .units import format_duration, parse_duration
 
 
 def _limits(args) -> int:
@@ -55,6 +55,11 @@ def _run(args) -> int:
         print("groqsim: interrupted before any run finished", file=sys.stderr)
         return 130
     axes = list(scenario.compare)
+    if not args.quiet and args.format == "table":
+        meta = scenario.scenario
+        print(f"{meta.name}: {len(study.comparison)} alternative(s) x {meta.replications} replication(s) of "
+              f"{format_duration(duration or meta.duration)} simulated; mean ±95% CI over replications; latencies "
+              "of successful requests; binding = the limit that refused most (none: no 429s)", file=sys.stderr)
     if args.format == "json":
         sys.stdout.write(comparison_json(study.comparison))
     elif args.format == "csv":

@@ -84,3 +84,11 @@ def format_reset(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as a scenario would write it: ``1d``, ``6h``, ``15m``, else like ``2m59.56s``."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return format_reset(seconds)

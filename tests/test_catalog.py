@@ -32,6 +32,11 @@ def test_counts_parse_like_the_page():
         parse_count("lots")
 
 
+def test_durations_print_as_written():
+    from sim.units import format_duration
+    assert [format_duration(s) for s in (86_400, 7_200, 900, 90, 0.5)] == ["1d", "2h", "15m", "1m30s", "0.5s"]
+
+
 def test_durations_and_rates():
     assert parse_duration("90s") == 90
     assert parse_duration("15m") == 900
