@@ -95,8 +95,8 @@ def meets_target(scenario: Scenario, point: dict, load: float, duration: float |
     """Simulate ``load`` (all replications); (meets target, mean success ratio, mean p95 latency)."""
     target = scenario.capacity
     succ, p95 = [], []
+    spec = scenario.spec({**point, "load": load}, duration=duration)
     for rep in range(scenario.scenario.replications):
-        spec = scenario.spec({**point, "load": load}, duration=duration)
         s = simulate(spec, run_seed(scenario, rep)).summary()
         succ.append(s["success_ratio"])
         p95.append(s["latency_p95"])

@@ -19,8 +19,7 @@ def _limits(args) -> int:
 
 def _load(args):
     from .scenario import load_scenario
-    overrides = {"seed": args.seed, "replications": args.replications}
-    return load_scenario(args.scenario, {k: v for k, v in overrides.items() if v is not None})
+    return load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
 
 
 def _duration(args) -> float | None:

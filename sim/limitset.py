@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from .catalog import UNIT_SPEC, Limits
 from .limiters import Limiter, TokenBucket, make_limiter
 
-_KIND = {"requests": 0, "tokens": 1, "audio_seconds": 2}
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -38,26 +36,25 @@ class LimitSet:
         self.limits = limits
         self.algorithm = algorithm
         self.units: dict[str, Limiter] = {}
-        self._plan: list[tuple[str, Limiter, int]] = []
+        groups: dict[str, list[tuple[str, Limiter]]] = {"requests": [], "tokens": [], "audio_seconds": []}
         for unit, limit in limits.items():
             window, counts = UNIT_SPEC[unit]
             lim = (TokenBucket(limit, window, rate_fraction) if rate_fraction != 1.0
                    else make_limiter(algorithm, limit, window))
             self.units[unit] = lim
-            self._plan.append((unit, lim, _KIND[counts]))
-        self._requests = [(u, lim) for u, lim, k in self._plan if k == 0]
+            groups[counts].append((unit, lim))
+        # (unit, limiter) pairs by what they count, in the catalog's unit order
+        self._requests, self._tokens, self._audio = groups["requests"], groups["tokens"], groups["audio_seconds"]
         self._blocked_until, self._blocked_by = -math.inf, None  # cache of the request units' refusal
-        self._tokens = [(u, lim) for u, lim, k in self._plan if k == 1]
-        self._audio = [(u, lim) for u, lim, k in self._plan if k == 2]
         #: the unit whose wait was longest in the last refused :meth:`acquire` (the binding unit)
         self.binding: str | None = None
 
     def _units_for(self, tokens: float, audio: float):
         """(unit, limiter, amount) for every unit this cost touches (zero amounts are always admitted)."""
-        for unit, lim, kind in self._plan:
-            amount = 1 if kind == 0 else (tokens if kind == 1 else audio)
+        for group, amount in ((self._requests, 1), (self._tokens, tokens), (self._audio, audio)):
             if amount:
-                yield unit, lim, amount
+                for unit, lim in group:
+                    yield unit, lim, amount
 
     def check(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> Decision:
         """Would a request of this cost be admitted at ``now``?  Changes nothing."""
@@ -114,9 +111,8 @@ class LimitSet:
 
     def refund_tokens(self, tokens: float, charged_at: float, now: float) -> None:
         """Give back unused reserved tokens to the token units (TPM, TPD)."""
-        for _, lim, kind in self._plan:
-            if kind == 1:
-                lim.refund(tokens, charged_at, now)
+        for _, lim in self._tokens:
+            lim.refund(tokens, charged_at, now)
 
     def remaining(self, unit: str, now: float) -> float | None:
         lim = self.units.get(unit)

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .catalog import UNIT_SPEC
+from .summary import charged_by_model
 from .texttable import align
 
 #: metrics compared across grid points (mean and 95% CI over replications)
@@ -126,12 +127,7 @@ def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str,
     """For each unit of each model: the amount charged in the unit's trailing window ending at each of
     ``times``, divided by the limit (1.0 = the limit is fully used)."""
     out = {}
-    adm = records[records["admitted"].notna()]
-    for model in adm["model"].astype(str).unique():
-        mine = adm[adm["model"].astype(str) == model].sort_values("admitted")
-        t = mine["admitted"].to_numpy()
-        amounts = {"requests": np.ones(len(t)), "tokens": mine["charged_tokens"].to_numpy(float),
-                   "audio_seconds": mine["audio_seconds"].to_numpy(float)}
+    for model, (t, amounts) in charged_by_model(records).items():
         for unit, limit in spec.catalog.limits(spec.org.tier, model).items():
             window, counts = UNIT_SPEC[unit]
             cum = np.concatenate([[0.0], np.cumsum(amounts[counts])])

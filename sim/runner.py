@@ -187,18 +187,8 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
                        complete and len(rows) == len(all_jobs), duration)
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(total: int, done: int, enabled: bool | None):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return _NoBar()
+    """A bar over runs (done / total, ETA) on stderr; silent when it is not a terminal or when disabled."""
     from tqdm import tqdm
-    return tqdm(total=total, initial=done, unit="run", desc="runs", file=sys.stderr)
+    return tqdm(total=total, initial=done, unit="run", desc="runs", file=sys.stderr,
+                disable=not (sys.stderr.isatty() if enabled is None else enabled))

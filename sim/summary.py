@@ -59,20 +59,29 @@ def summarize(result: RunResult) -> dict:
     return out
 
 
+def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per model, the admitted requests' admission times (sorted) and what each charged, keyed by what the
+    units count (``requests``, ``tokens``, ``audio_seconds``): what utilisation is measured from."""
+    adm = records[records["admitted"].notna()].sort_values("admitted", kind="stable")
+    return {model: (mine["admitted"].to_numpy(), {"requests": np.ones(len(mine)),
+                                                   "tokens": mine["charged_tokens"].to_numpy(float),
+                                                   "audio_seconds": mine["audio_seconds"].to_numpy(float)})
+            for model, mine in adm.groupby(adm["model"].astype(str), sort=True)}
+
+
 def utilisation(result: RunResult) -> dict[tuple[str, str], float]:
     """(model, unit) -> share of the unit's refill used by admissions in the measurement window."""
     spec, rec = result.spec, result.records
     t0, t1 = spec.warmup, spec.duration
-    adm = rec[(rec["admitted"] >= t0) & (rec["admitted"] < t1)]
+    charged = charged_by_model(rec)
     out = {}
     for model in rec["model"].cat.categories:
-        limits = spec.catalog.limits(spec.org.tier, model)
-        mine = adm[adm["model"] == model]
-        used = {"requests": len(mine), "tokens": float(mine["charged_tokens"].sum()),
-                "audio_seconds": float(mine["audio_seconds"].sum())}
-        for unit, limit in limits.items():
+        times, amounts = charged.get(model, (np.empty(0), None))
+        in_window = (times >= t0) & (times < t1)
+        for unit, limit in spec.catalog.limits(spec.org.tier, model).items():
             window, counts = UNIT_SPEC[unit]
-            out[(model, unit)] = used[counts] / (limit * (t1 - t0) / window)
+            used = float(amounts[counts][in_window].sum()) if amounts else 0.0
+            out[(model, unit)] = used / (limit * (t1 - t0) / window)
     return out
 
 
