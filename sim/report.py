@@ -152,11 +152,12 @@ def plot_study(study, out: Path) -> list[Path]:
     # 1. latency CDF of successful requests, all replications
     fig, ax = plt.subplots(figsize=(8, 5))
     levels = np.linspace(0, 1, 1001)
-    for p in points:
+    style = _styles(len(points))
+    for k, p in enumerate(points):
         rec = load_records(study, p, columns=["outcome", "latency"])
         lat = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
         if len(lat):
-            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2)
+            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2, **style[k])
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
     ax.set_ylabel("fraction of requests")
@@ -169,12 +170,12 @@ def plot_study(study, out: Path) -> list[Path]:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     edges = np.arange(0, duration + bin_s, bin_s)
     per = 60.0 / bin_s
-    for p in points:
+    for k, p in enumerate(points):
         rec = rep0[p]
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
-        ax1.plot(edges[:-1] / 60, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1)
+        ax1.plot(edges[:-1] / 60, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1, **style[k])
         ref = _load_refusals(study, p, 0)["time"].to_numpy()
-        ax2.plot(edges[:-1] / 60, np.histogram(ref, edges)[0] * per, lw=1)
+        ax2.plot(edges[:-1] / 60, np.histogram(ref, edges)[0] * per, lw=1, **style[k])
     ax1.set_ylabel("completed req/min")
     ax2.set_ylabel("429s per min")
     ax2.set_xlabel("simulated time (min)")
@@ -218,6 +219,16 @@ def plot_study(study, out: Path) -> list[Path]:
     ax.grid(True, axis="y", alpha=0.3)
     files.append(_save(fig, out / "attempts_per_success.png"))
     return files
+
+
+def _styles(n: int) -> list[dict]:
+    """A distinct colour and line style per alternative: matplotlib's 10-colour cycle repeats after ten,
+    which would draw two alternatives alike."""
+    import matplotlib
+    colors = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    dashes = ["-", "--", ":", "-."]
+    return [{"color": colors[k % len(colors)], "linestyle": dashes[(k // len(colors)) % len(dashes)]}
+            for k in range(n)]
 
 
 def _save(fig, path: Path) -> Path:
