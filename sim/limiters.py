@@ -28,7 +28,9 @@ Exact semantics (the one place they are written down; docs/modelling.md points h
 All algorithms: ``amount > limit`` can never be admitted (wait = inf; the API's 413 "request too large");
 an amount of 0 is always admitted; rejected attempts consume nothing.  Comparisons carry a tolerance of
 1e-9 x limit units and window boundaries one of 1 ns, so that ``wait`` is exact despite float round-off:
-``try_admit(a, now + wait(a, now))`` succeeds.
+``try_admit(a, now + wait(a, now))`` succeeds, and it is refused just before unless the tolerance spans
+longer: the window counter's estimate decays at ``previous / W`` per second, so with a nearly empty
+previous window the 1e-9 x limit tolerance can admit up to ``1e-9 x limit x W / previous`` s early.
 """
 from __future__ import annotations
 
