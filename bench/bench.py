@@ -21,8 +21,10 @@ import numpy as np
 import simpy
 
 from sim.catalog import Catalog
-from sim.config import Arrival, Client, Org, policy_table
-from sim.engine import RunSpec, Simulation
+from sim.config import Client, Org, arrival, policy_table
+from sim.engine import Simulation
+from sim.spec import RunSpec
+from sim.workload import client_streams, open_loop
 
 MODEL = "llama-3.1-8b-instant"
 
@@ -33,8 +35,8 @@ def _catalog() -> Catalog:
     return Catalog.published().copy().define_tier("bench", "developer", {"rpd": 4})
 
 
-def _client(name, rate, policy, model=MODEL, kind="poisson", **arrival):
-    return Client(name=name, model=model, arrival=Arrival(kind=kind, rate=rate, **arrival), prompt_tokens=150,
+def _client(name, rate, policy, model=MODEL, kind="poisson", **arrival_kw):
+    return Client(name=name, model=model, arrival=arrival(kind=kind, rate=rate, **arrival_kw), prompt_tokens=150,
                   max_tokens=100, completion_tokens={"dist": "uniform", "low": 20, "high": 100}, policy=policy)
 
 
@@ -59,12 +61,11 @@ def workloads(duration: float) -> dict[str, RunSpec]:
 
 def baseline(spec: RunSpec, seed: int = 0) -> tuple[int, int]:
     """The same arrival process in the simplest SimPy model; returns (requests, events)."""
-    sim = Simulation(spec, seed)
     times, services = [], []
-    for c in sim.clients:
-        sim._generate(c)
-        times.append(np.frombuffer(c.created))
-        services.append(0.12 + np.frombuffer(c.completion) / 560.0)
+    for cfg, s in zip(spec.clients, np.random.SeedSequence(seed).spawn(len(spec.clients))):
+        created, sz, _ = open_loop(cfg, client_streams(s), spec.duration, spec.load)  # the engine's arrivals
+        times.append(created)
+        services.append(0.12 + sz["completion"] / 560.0)
     order = np.argsort(np.concatenate(times), kind="stable")
     arrivals = np.concatenate(times)[order]
     service = np.concatenate(services)[order]
@@ -95,8 +96,7 @@ def _child(name: str, which: str, duration: float, queue) -> None:
         sim = Simulation(spec, 0)
         result = sim.run()
         n, events = len(result.records), sim.events
-        held = sum(col.itemsize * len(col) for c in sim.clients for col in vars(c).values()
-                   if hasattr(col, "itemsize") and hasattr(col, "buffer_info"))
+        held = sum(c.nbytes() for c in sim.clients)
         record_bytes = held / max(n, 1)
         df_bytes = result.records.memory_usage(deep=True).sum() / max(n, 1)
     wall = time.perf_counter() - t0

@@ -21,13 +21,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .catalog import UNIT_SPEC
 from .engine import simulate
 from .scenario import Scenario
-from .workload import read_trace, sizes, trace_sizes
-from .runner import run_seed
+from .summary import summarize
+from .workload import request_mix
 
 
 @dataclass
@@ -43,28 +42,13 @@ class Ceiling:
     per_unit: dict           # "model UNIT" -> ceiling of the whole mix in requests/min
 
 
-def _streams(client, spec, rng):
-    """(model, requests per second at load 1, sample of sizes) of one client group; a closed loop has no
-    rate of its own (it depends on latency) and yields nothing."""
-    if client.arrival.kind == "closed":
-        return
-    if client.arrival.kind != "trace":
-        yield client.model, client.arrival.mean_rate(), sizes(client, rng, 200_000)
-        return
-    trace = read_trace(client.arrival.file)  # the trace's own rate, models and sizes over the horizon
-    trace = trace[trace["timestamp"] < spec.duration]
-    models = trace["model"].fillna(client.model) if "model" in trace else pd.Series(client.model, trace.index)
-    for model, rows in trace.groupby(models, sort=True):
-        yield model, len(rows) / spec.duration, trace_sizes(rows.reset_index(drop=True), client, rng)
-
-
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     spec = scenario.spec(point)
     rng = np.random.default_rng(12345)  # fixed: the mean costs are a property of the mix, not of a run
     use: dict[tuple[str, str], float] = {}  # (model, unit) -> units per second at load 1
     base = 0.0
     for client in spec.clients:
-        for model, rate, sz in _streams(client, spec, rng):
+        for model, rate, sz in request_mix(client, spec.duration, rng):
             charged = spec.org.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"])
             cost = {"requests": 1.0, "tokens": float(np.mean(charged)), "audio_seconds": float(np.mean(sz["audio"]))}
             base += rate
@@ -91,13 +75,14 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit)
 
 
-def meets_target(scenario: Scenario, point: dict, load: float, duration: float | None = None) -> tuple[bool, float, float]:
+def meets_target(scenario: Scenario, point: dict, load: float,
+                 duration: float | None = None) -> tuple[bool, float, float]:
     """Simulate ``load`` (all replications); (meets target, mean success ratio, mean p95 latency)."""
     target = scenario.capacity
     succ, p95 = [], []
     spec = scenario.spec({**point, "load": load}, duration=duration)
     for rep in range(scenario.scenario.replications):
-        s = simulate(spec, run_seed(scenario, rep)).summary()
+        s = summarize(simulate(spec, scenario.seed(rep)))
         succ.append(s["success_ratio"])
         p95.append(s["latency_p95"])
     ok_s, ok_p = float(np.nanmean(succ)), float(np.nanmean(p95)) if not np.all(np.isnan(p95)) else math.inf

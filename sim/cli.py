@@ -85,7 +85,8 @@ def _capacity(args) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2, default=float))
         return 0
-    print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s over {duration or scenario.scenario.duration:g} s"
+    horizon = duration or scenario.scenario.duration
+    print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s over {horizon:g} s"
           " simulated; ceilings are long-run (a shorter run also spends the daily units' initial budget)")
     header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
               "daily-units req/day", "simulated max req/min", "success", "p95 s"]

@@ -1,31 +1,34 @@
 """Running a study's jobs on Dask distributed (``--dask tcp://scheduler:8786`` or ``--dask local``).
 
-Workers run :func:`sim.runner.execute`: with an output directory they write their own run files there
-(Parquet records, JSON summary) and send back only the summary row, so the directory must be storage every
-worker can reach (an NFS/shared mount on a real cluster).  Without an output directory the full results
-travel back to the client.  Seeds do not depend on the worker, so the results equal a local run's.
+Workers run the function they are handed (the runner's ``execute``): with an output directory they write
+their own run files there (Parquet records, JSON summary) and send back only the summary row, so the
+directory must be storage every worker can reach (an NFS/shared mount on a real cluster).  Without an
+output directory the full results travel back to the client.  Seeds do not depend on the worker, so the
+results equal a local run's.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+from .errors import ConfigError
 
-def run_on_dask(address: str, scenario, jobs: list, out: str | None, duration: float | None, keep: bool,
-                collect: Callable, workers: int) -> None:
+
+def run_on_dask(address: str, fn: Callable, shared, calls: list[tuple], collect: Callable, workers: int) -> None:
+    """Call ``fn(shared, *args)`` for every ``args`` in ``calls`` on Dask (``shared`` is sent to every
+    worker once) and ``collect(*result)`` each result as it arrives.  ``address``: a scheduler address, or
+    ``local`` for a LocalCluster of ``workers`` single-threaded processes."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:  # pragma: no cover - depends on the install
-        from .errors import ConfigError
         raise ConfigError("--dask needs Dask distributed: pip install 'groqsim[dask]'") from None
-    from .runner import execute
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \
         if address == "local" else None
     client = Client(cluster if cluster is not None else address)
     try:
-        scenario_future = client.scatter(scenario, broadcast=True)
-        futures = [client.submit(execute, scenario_future, job, out, duration, keep, key=f"groqsim-{job.key}",
-                                 pure=False) for job in jobs]
+        shared_future = client.scatter(shared, broadcast=True)
+        futures = [client.submit(fn, shared_future, *args, key=f"groqsim-{getattr(args[0], 'key', n)}", pure=False)
+                   for n, args in enumerate(calls)]
         try:
             for fut in as_completed(futures):
                 collect(*fut.result())

@@ -1,34 +1,28 @@
-"""Validated configuration: the shapes of a scenario's org, client groups, workloads and policies.
+"""Validated configuration: the shapes of a scenario's org, client groups, request sizes and policies.
 
 pydantic models with ``extra="forbid"`` so a misspelt key is an error, never silently ignored.  Durations
 (``90s``, ``15m``, ``1d``) and rates (``20/min``) are parsed on the way in; distributions sample in vectors.
+Names that have a registry elsewhere (limiter algorithms, retry schedules, jitters, arrival kinds) are taken
+from it, never retyped here.
 """
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from .service import Z95, lognormal_sigma
-from .units import parse_duration, parse_rate
+from .arrivals import ArrivalSpec, arrival
+from .errors import ConfigError, did_you_mean
+from .fields import Duration, NonNeg, Strict
+from .headers import RETRY_AFTER_ROUNDING
+from .limiters import ALGORITHMS
+from .policies import JITTERS, SCHEDULES
+from .service import lognormal_sigma
 
-
-def _duration(v):
-    return parse_duration(v)
-
-
-def _rate(v):
-    return parse_rate(v)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-Rate = Annotated[float, BeforeValidator(_rate)]
-NonNeg = Annotated[float, Field(ge=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["Dist", "Policy", "Client", "Accounting", "Org", "BUILTIN_POLICIES", "resolve_policy", "policy_table",
+           "PolicyError",
+           "arrival", "Duration", "Strict"]
 
 
 class Dist(Strict):
@@ -78,58 +72,20 @@ class Dist(Strict):
         if self.dist == "uniform":
             return (self.low + self.high) / 2
         if self.dist == "lognormal":
-            s = np.log(self.p95 / self.median) / Z95
+            s = lognormal_sigma(self.median, self.p95)
             return float(self.median * np.exp(s * s / 2))
         return float(np.mean(self.values))
 
 
-class Arrival(Strict):
-    """How a client group's requests arrive (open loop), or N users with think time (``closed``)."""
-    kind: Literal["poisson", "constant", "bursty", "onoff", "piecewise", "diurnal", "trace", "closed"]
-    rate: Rate | None = None
-    burstiness: Annotated[float, Field(gt=0)] = 1.0
-    on: Duration | None = None
-    off: Duration | None = None
-    schedule: list[tuple[Duration, Rate]] | None = None
-    period: Duration = 86_400.0
-    amplitude: Annotated[float, Field(ge=0, le=1)] = 0.5
-    peak: Duration = 14 * 3600.0
-    file: str | None = None
-    users: Annotated[int, Field(ge=1)] | None = None
-    think: Duration | None = None
-
-    @model_validator(mode="after")
-    def _complete(self):
-        need = {"poisson": ("rate",), "constant": ("rate",), "bursty": ("rate",), "onoff": ("rate", "on", "off"),
-                "piecewise": ("schedule",), "diurnal": ("rate",), "trace": ("file",),
-                "closed": ("users", "think")}[self.kind]
-        missing = [k for k in need if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"arrival kind '{self.kind}' needs {', '.join(need)} (missing: {', '.join(missing)})")
-        if self.kind == "onoff" and self.on <= 0:
-            raise ValueError("onoff needs on > 0")
-        if self.kind == "piecewise" and (not self.schedule or self.schedule[0][0] != 0):
-            raise ValueError("piecewise schedule must start at time 0, like [[\"0h\", \"10/min\"], [\"8h\", \"60/min\"]]")
-        return self
-
-    def mean_rate(self) -> float | None:
-        """Long-run requests per second (None for trace and closed loop)."""
-        if self.kind == "onoff":
-            return self.rate * self.on / (self.on + self.off)
-        if self.kind == "piecewise":
-            starts = [s for s, _ in self.schedule] + [self.period]
-            return sum(r * (b - a) for (a, r), b in zip(self.schedule, starts[1:])) / self.period
-        return self.rate
-
-
 class Policy(Strict):
-    """What a client does about 429s, errors and pacing.  See docs/modelling.md for the exact rules."""
-    retry: Literal["none", "fixed", "exponential", "groq-sdk"] = "none"
+    """What a client does about 429s, errors and pacing: the settings :class:`sim.policies.ClientPolicy` is
+    built from.  See docs/modelling.md for the exact rules."""
+    retry: Literal[tuple(SCHEDULES)] = "none"
     max_attempts: Annotated[int, Field(ge=1, le=10_000)] = 1
     delay: Duration = 1.0
     base: Duration = 0.5
     cap: Duration = 60.0
-    jitter: Literal["none", "full", "equal", "decorrelated"] = "none"
+    jitter: Literal[tuple(JITTERS)] = "none"
     honor_retry_after: bool = False
     retry_after_cap: Duration | None = None
     retry_on: list[int] = [429, 500, 502, 503]
@@ -151,12 +107,6 @@ class Policy(Strict):
             data = {"max_attempts": 3, "base": 0.5, "cap": 8.0,
                     "retry_on": [408, 409, 429, 500, 502, 503, 504], **data}
         return data
-
-    @property
-    def gated(self) -> bool:
-        """Does the client hold requests in a queue of its own before sending?"""
-        return bool(self.pacing or self.adaptive or self.cooldown is not None or self.max_in_flight
-                    or self.queue_size is not None)
 
 
 BUILTIN_POLICIES: dict[str, dict] = {
@@ -185,22 +135,36 @@ def resolve_policy(name: str, raw: dict) -> Policy:
     raw = dict(raw)
     base = raw.pop("extends", name if name in BUILTIN_POLICIES else None)
     if base is not None and base not in BUILTIN_POLICIES:
-        from .errors import ConfigError, did_you_mean
         raise ConfigError(did_you_mean(base, BUILTIN_POLICIES, "built-in policy"))
     return Policy(**{**BUILTIN_POLICIES.get(base, {}), **raw})
 
 
+class PolicyError(ConfigError):
+    """A named policy's settings are wrong; ``cause`` is the ConfigError or pydantic ValidationError."""
+
+    def __init__(self, name: str, cause: Exception):
+        super().__init__(f"policy {name!r}: {cause}")
+        self.name, self.cause = name, cause
+
+
 def policy_table(extra: dict[str, dict] | None = None) -> dict[str, Policy]:
-    """The built-in policies plus ``extra`` named ones (raw settings, see :func:`resolve_policy`)."""
+    """The built-in policies plus ``extra`` named ones (raw settings, see :func:`resolve_policy`); a bad
+    one raises :class:`PolicyError` naming it."""
     raw = {**{k: {} for k in BUILTIN_POLICIES}, **(extra or {})}
-    return {name: resolve_policy(name, settings) for name, settings in raw.items()}
+    table = {}
+    for name, settings in raw.items():
+        try:
+            table[name] = resolve_policy(name, settings)
+        except (ConfigError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise PolicyError(name, exc) from None
+    return table
 
 
 class Client(Strict):
     """A group of requests with one model, size distributions, arrival process and policy."""
     name: str
     model: str
-    arrival: Arrival
+    arrival: ArrivalSpec
     prompt_tokens: Dist = Dist(dist="fixed", value=500)
     max_tokens: Dist = Dist(dist="fixed", value=512)
     completion_tokens: Dist | None = None
@@ -222,8 +186,8 @@ class Accounting(Strict):
 
 class Org(Strict):
     tier: str = "free"
-    limiter: Literal["token_bucket", "fixed_window", "sliding_log", "sliding_window_counter"] = "token_bucket"
+    limiter: Literal[tuple(ALGORITHMS)] = "token_bucket"
     accounting: Accounting = Accounting()
-    retry_after_rounding: Literal["ceil", "round", "floor"] = "ceil"
+    retry_after_rounding: Literal[RETRY_AFTER_ROUNDING] = "ceil"
     error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     error_status: int = 503

@@ -49,3 +49,27 @@ def rate_limit_headers(limits: LimitSet, now: float, wait: float | None = None,
 def parse_reset(value: str) -> float:
     """Seconds from a reset header value (``2m59.56s`` -> 179.56)."""
     return parse_duration(value)
+
+
+def retry_after_function(rounding: str = "ceil"):
+    """``retry_after_seconds`` with the rounding fixed, as a fast one-argument function (the engine's hot
+    path calls it on every 429)."""
+    if rounding == "ceil":
+        def ceil(wait: float, _ceil=math.ceil) -> int:
+            value = _ceil(wait - 1e-9)
+            return value if value > 1 else 1
+        return ceil
+    if rounding not in RETRY_AFTER_ROUNDING:
+        raise ValueError(f"retry_after rounding {rounding!r} (allowed: {', '.join(RETRY_AFTER_ROUNDING)})")
+    return lambda wait: retry_after_seconds(wait, rounding)
+
+
+def observe(limits: LimitSet, now: float) -> tuple:
+    """What the rate-limit headers tell a client at ``now``, as numbers before formatting:
+    ``(now, RPD remaining, RPD limit, RPD reset s, TPM remaining, TPM limit, TPM reset s)``; a unit the
+    model does not have reads as an unlimited budget (``inf``, ``inf``, 0)."""
+    obs = [now]
+    for unit in ("rpd", "tpm"):
+        lim = limits.units.get(unit)
+        obs += [lim.remaining(now), lim.limit, lim.reset(now)] if lim else [math.inf, math.inf, 0.0]
+    return tuple(obs)

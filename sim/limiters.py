@@ -37,6 +37,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from .errors import ConfigError, did_you_mean
+
 INF = math.inf
 _T_EPS = 1e-9  # seconds of slack at window boundaries (float round-off only)
 
@@ -274,7 +276,6 @@ ALGORITHMS: dict[str, type[Limiter]] = {
 
 
 def make_limiter(kind: str, limit: float, window: float) -> Limiter:
-    from .errors import ConfigError, did_you_mean
     if kind not in ALGORITHMS:
         raise ConfigError(did_you_mean(kind, ALGORITHMS, "limiter algorithm"))
     return ALGORITHMS[kind](limit, window)

@@ -5,8 +5,8 @@ A request costs ``{requests: 1, tokens: n, audio_seconds: s}``.  It is admitted 
 If any unit refuses, nothing is charged, and the refusal names the refusing units and the wait until all
 of them would admit.  While the request units (RPM, RPD) refuse, nothing can be admitted, so their state
 cannot change: :meth:`acquire` remembers until when they refuse instead of asking them on every attempt
-(charge the limiters only through the set, or the memory goes stale).  A cost that exceeds a unit's whole limit can never be admitted: that is the API's
-413 "request too large", not a retryable 429.
+(charge the limiters only through the set, or the memory goes stale).  A cost that exceeds a unit's whole
+limit can never be admitted: that is the API's 413 "request too large", not a retryable 429.
 """
 from __future__ import annotations
 

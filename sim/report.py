@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .catalog import UNIT_SPEC
+from .study import StudyResult, load_records, load_refusals
 from .summary import charged_by_model
 from .texttable import align
 
@@ -65,31 +66,7 @@ def comparison_json(comp: pd.DataFrame) -> str:
     return json.dumps(rows, indent=2, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)) + "\n"
 
 
-# ---- records ----------------------------------------------------------------------------------------
-
-def load_records(study, point: int | None = None, replication: int | None = None,
-                 columns: list[str] | None = None) -> pd.DataFrame:
-    """Request records of a study, optionally of one grid point and/or replication and only some columns."""
-    keys = [(r["point"], r["replication"], r["key"]) for _, r in study.summary.iterrows()
-            if (point is None or r["point"] == point) and (replication is None or r["replication"] == replication)]
-    frames = []
-    for p, rep, key in keys:
-        if (p, rep) in study.results:
-            frame = study.results[(p, rep)].records.assign(point=np.int32(p), replication=np.int32(rep))
-            frames.append(frame if columns is None else frame[columns])
-        elif study.out is not None:
-            frames.append(pd.read_parquet(study.out / "runs" / f"{key}.parquet", columns=columns))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _load_refusals(study, point: int, replication: int) -> pd.DataFrame:
-    if (point, replication) in study.results:
-        return study.results[(point, replication)].refusals
-    key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
-    return pd.read_parquet(study.out / "runs" / f"{key.iloc[0]}.refusals.parquet")
-
-
-def write_outputs(study, out: Path) -> list[Path]:
+def write_outputs(study: StudyResult, out: Path) -> list[Path]:
     """summary.csv, comparison.csv, requests.parquet (streamed run by run) and the plots."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -137,7 +114,7 @@ def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str,
     return out
 
 
-def plot_study(study, out: Path) -> list[Path]:
+def plot_study(study: StudyResult, out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -174,7 +151,7 @@ def plot_study(study, out: Path) -> list[Path]:
         rec = rep0[p]
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
         ax1.plot(edges[:-1] / 60, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1, **style[k])
-        ref = _load_refusals(study, p, 0)["time"].to_numpy()
+        ref = load_refusals(study, p, 0)["time"].to_numpy()
         ax2.plot(edges[:-1] / 60, np.histogram(ref, edges)[0] * per, lw=1, **style[k])
     ax1.set_ylabel("completed req/min")
     ax2.set_ylabel("429s per min")

@@ -17,16 +17,21 @@ import json
 import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .engine import RunResult, simulate
+from .cluster import run_on_dask
+from .engine import simulate
+from .records import RunResult
+from .report import compare
 from .scenario import Scenario
+from .study import StudyResult
+from .summary import summarize
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -36,32 +41,6 @@ class Job:
     point: dict
     replication: int
     key: str
-
-
-@dataclass
-class StudyResult:
-    """Summaries of every run (``summary``), one row per grid point (``comparison``), and, for in-memory
-    studies, the request records of every run."""
-    scenario: Scenario
-    summary: pd.DataFrame
-    comparison: pd.DataFrame
-    out: Path | None = None
-    results: dict[tuple[int, int], RunResult] = field(default_factory=dict)
-    complete: bool = True
-    duration: float | None = None
-
-    def point(self, index: int) -> dict:
-        """The axis values of grid point ``index``."""
-        return self.scenario.grid()[index]
-
-    def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
-        """Request records with ``point`` and ``replication`` columns, from memory or from ``out``."""
-        from .report import load_records
-        return load_records(self, point_index, replication)
-
-
-def run_seed(scenario: Scenario, replication: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence(scenario.scenario.seed, spawn_key=(replication,))
 
 
 def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
@@ -83,9 +62,9 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
             keep: bool = False) -> tuple[dict, RunResult | None]:
     """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
     row (point values, replication, key, metrics) and, if ``keep``, the full result."""
-    result = simulate(scenario.spec(job.point, duration=duration), run_seed(scenario, job.replication))
+    result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
-           "replication": job.replication, "key": job.key, **result.summary(), "events": result.events}
+           "replication": job.replication, "key": job.key, **summarize(result), "events": result.events}
     if out is not None:
         runs = Path(out) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -128,7 +107,6 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
               on_row: Callable[[dict], None] | None = None) -> StudyResult:
     """Run every grid point x replication and summarise.  Ctrl-C stops cleanly: runs already finished
     are kept (on disk with ``out``) and the partial result is returned with ``complete=False``."""
-    from .report import compare
     out = Path(out) if out is not None else None
     all_jobs = plan(scenario, duration)
     rows: dict[str, dict] = {}
@@ -157,8 +135,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     out_arg = None if out is None else str(out)
     try:
         if dask:
-            from .cluster import run_on_dask
-            run_on_dask(dask, scenario, todo, out_arg, duration, keep, collect, jobs)
+            run_on_dask(dask, execute, scenario, [(job, out_arg, duration, keep) for job in todo], collect, jobs)
         elif jobs == 1 or len(todo) <= 1:
             for job in todo:
                 collect(*execute(scenario, job, out_arg, duration, keep))

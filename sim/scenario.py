@@ -17,18 +17,23 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from .catalog import UNITS, Catalog
-from .config import BUILTIN_POLICIES, Client, Duration, Org, Policy, Strict, resolve_policy
-from .engine import RunSpec
-from .errors import ConfigError, did_you_mean
-from .service import ServiceParams, service_models
+import numpy as np
 
-#: [compare] axis -> what it sets
+from .arrivals import KINDS
+from .catalog import Catalog
+from .config import Client, Org, Policy, PolicyError, policy_table
+from .errors import ConfigError, did_you_mean
+from .fields import Duration, Strict
+from .service import service_models
+from .spec import RunSpec
+
+#: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
+#: multiplier).  The one table: validation, :meth:`Scenario.spec` and the docs all read it.
 AXES = {
     "tier": "org.tier", "limiter": "org.limiter", "charge": "org.accounting.charge",
     "refund_unused": "org.accounting.refund_unused", "cache_hit_ratio": "org.accounting.cache_hit_ratio",
     "error_rate": "org.error_rate", "retry_after_rounding": "org.retry_after_rounding",
-    "model": "every client's model", "policy": "every client's policy", "load": "arrival-rate multiplier",
+    "model": "clients.model", "policy": "clients.policy", "load": "load",
 }
 
 
@@ -94,15 +99,27 @@ class Scenario(Strict):
         return cat
 
     def policy_table(self) -> dict[str, Policy]:
-        table = {}
-        for name, raw in {**{k: {} for k in BUILTIN_POLICIES}, **self.policies}.items():
-            try:
-                table[name] = resolve_policy(name, raw)
-            except ConfigError as exc:
-                raise self.error(f"policies.{name}.extends", str(exc)) from None
-            except ValidationError as exc:
-                raise _pydantic_error(self, exc, ("policies", name)) from None
-        return table
+        """The built-in policies plus this scenario's ``[policies]`` (errors named by their key path)."""
+        try:
+            return policy_table(self.policies)
+        except PolicyError as exc:
+            if isinstance(exc.cause, ValidationError):
+                raise _pydantic_error(self, exc.cause, ("policies", exc.name)) from None
+            raise self.error(f"policies.{exc.name}.extends", str(exc.cause)) from None
+
+    def service_table(self):
+        """The service table with the scenario's ``[service.MODEL]`` overrides (each checked by
+        :func:`sim.service.service_models`, the error named by its key)."""
+        try:
+            return service_models(self.service)
+        except ConfigError as exc:
+            model = next((m for m in self.service if repr(m) in str(exc)), None)
+            raise self.error(f"service.{model}" if model else "service", str(exc)) from None
+
+    def seed(self, replication: int) -> np.random.SeedSequence:
+        """The seed of replication ``replication``: the same for every grid point (common random numbers),
+        independent across replications and of which worker runs it."""
+        return np.random.SeedSequence(self.scenario.seed, spawn_key=(replication,))
 
     def grid(self) -> list[dict[str, Any]]:
         """The cross product of the ``[compare]`` axes, in file order ([{}] without a grid)."""
@@ -116,25 +133,24 @@ class Scenario(Strict):
         clients = [c.model_dump() for c in self.clients]
         load = 1.0
         for axis, value in point.items():
-            if axis == "load":
+            where, *path = AXES[axis].split(".")
+            if where == "load":
                 load = float(value)
-            elif axis in ("model", "policy"):
+            elif where == "clients":
                 for c in clients:
-                    c[axis] = value
-            elif axis in ("charge", "refund_unused", "cache_hit_ratio"):
-                org["accounting"][axis] = value
+                    c[path[0]] = value
             else:
-                org[axis] = value
+                target = org
+                for part in path[:-1]:
+                    target = target[part]
+                target[path[-1]] = value
         try:
             org_model = Org(**org)
             client_models = [Client(**c) for c in clients]
         except ValidationError as exc:
             raise _pydantic_error(self, exc, ("compare",)) from None
         catalog, policies = self.catalog(), self.policy_table()
-        try:
-            service = service_models(self.service)
-        except ConfigError as exc:
-            raise self.error("service", str(exc)) from None
+        service = self.service_table()
         if org_model.tier not in catalog.tiers:
             where = "compare.tier" if "tier" in point else "org.tier"
             raise self.error(where, did_you_mean(org_model.tier, catalog.tiers, "tier"))
@@ -182,6 +198,11 @@ class Scenario(Strict):
         return ConfigError(f"{where}: {key}: {message}")
 
 
+def run_seed(scenario: Scenario, replication: int) -> np.random.SeedSequence:
+    """The seed of one replication of ``scenario`` (see :meth:`Scenario.seed`)."""
+    return scenario.seed(replication)
+
+
 # ---- loading ----------------------------------------------------------------------------------------
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -214,26 +235,32 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
         scenario = Scenario(**data, source=source)
     except ValidationError as exc:
         raise _pydantic_error(stub, exc, ()) from None
-    for unit_map in (t.scale for t in scenario.tiers.values()):
-        for unit in unit_map:
-            if unit not in UNITS:
-                raise stub.error("tiers", did_you_mean(unit, UNITS, "limit unit"))
-    for model, values in scenario.service.items():
-        for key in values:
-            if key not in ServiceParams.__dataclass_fields__ or key == "source":
-                allowed = [f for f in ServiceParams.__dataclass_fields__ if f != "source"]
-                raise stub.error(f"service.{model}.{key}", did_you_mean(key, allowed, "service parameter"))
     scenario.check()
     return scenario
 
 
-def _model_of(annotation) -> type[BaseModel] | None:
-    """The pydantic model class inside an annotation (through Optional, list[...], dict[str, ...])."""
-    for arg in [annotation, *typing.get_args(annotation)]:
-        for inner in [arg, *typing.get_args(arg)]:
-            if isinstance(inner, type) and issubclass(inner, Strict):
-                return inner
-    return None
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic model classes inside an annotation (through Optional, Annotated, Union, list, dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, Strict):
+        return [annotation]
+    found = []
+    for arg in typing.get_args(annotation):
+        found += [m for m in _models_in(arg) if m not in found]
+    return found
+
+
+def _model_of(stub: Scenario, annotation, value, path: tuple) -> type[BaseModel] | None:
+    """The model class ``value`` will be validated as: the only one in the annotation, or, for a union
+    discriminated by ``kind`` (arrival kinds), the one its ``kind`` names."""
+    models = _models_in(annotation)
+    if len(models) <= 1:
+        return models[0] if models else None
+    if not isinstance(value, dict) or "kind" not in value:
+        return None  # pydantic names the missing discriminator
+    by_kind = {m.model_fields["kind"].annotation.__args__[0]: m for m in models}
+    if value["kind"] not in by_kind:
+        raise stub.error(_path(path + ("kind",)), did_you_mean(str(value["kind"]), by_kind, "kind"))
+    return by_kind[value["kind"]]
 
 
 def _check_keys(stub: Scenario, data, model: type[BaseModel], path: tuple) -> None:
@@ -246,23 +273,23 @@ def _check_keys(stub: Scenario, data, model: type[BaseModel], path: tuple) -> No
             if model is Policy and key == "extends":
                 continue
             raise stub.error(_path(path + (key,)), did_you_mean(key, fields, "key"))
-        sub = _model_of(fields[key].annotation)
         if key == "policies" and model is Scenario:
             sub = Policy
             for name, pol in (value or {}).items():
                 _check_keys(stub, pol, Policy, path + (key, name))
             continue
-        if sub is None:
-            continue
-        origin = typing.get_origin(fields[key].annotation)
+        annotation = fields[key].annotation
+        origin = typing.get_origin(annotation)
         if isinstance(value, list):
-            for k, item in enumerate(value):
-                _check_keys(stub, item, sub, path + (key, k))
+            items = [((key, k), item) for k, item in enumerate(value)]
         elif isinstance(value, dict) and origin is dict:
-            for name, item in value.items():
-                _check_keys(stub, item, sub, path + (key, name))
+            items = [((key, name), item) for name, item in value.items()]
         else:
-            _check_keys(stub, value, sub, path + (key,))
+            items = [((key,), value)]
+        for where, item in items:
+            sub = _model_of(stub, annotation, item, path + where)
+            if sub is not None:
+                _check_keys(stub, item, sub, path + where)
 
 
 def _path(parts: tuple) -> str:
@@ -274,7 +301,9 @@ def _path(parts: tuple) -> str:
 
 def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple) -> ConfigError:
     err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or "[" in p)))
+    loc = tuple(p for k, p in enumerate(err["loc"])
+                if not (isinstance(p, str) and (p.startswith("function-") or "[" in p
+                                                or (p in KINDS and k and err["loc"][k - 1] == "arrival"))))
     msg = err["msg"].removeprefix("Value error, ")
     if err.get("input") is not None and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
         msg = f"{err['input']!r}: {msg}"

@@ -2,18 +2,18 @@
 
 Request counts, ratios and latencies are over the requests *created* in the measurement window
 ``[warmup, duration)``; every one of them has exactly one outcome (conservation).  Throughput is the
-successful requests *finished* in that window per minute (what the org actually got served).  Utilisation of a unit is what was
-charged to it in the window divided by what the limit refills over the window (``limit x T / unit window``):
-1.0 means the unit was used at exactly its sustainable rate; a token bucket can briefly exceed 1 by
-spending its initial full budget.  ``binding`` is the unit that refused most requests in the window
-(``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would bind first.
+successful requests *finished* in that window per minute (what the org actually got served).  Utilisation of a
+unit is what was charged to it in the window divided by what the limit refills over the window
+(``limit x T / unit window``): 1.0 means the unit was used at exactly its sustainable rate; a token bucket
+can briefly exceed 1 by spending its initial full budget.  ``binding`` is the unit that refused most requests
+in the window (``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would bind first.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .catalog import UNIT_SPEC
-from .engine import OUTCOMES, RunResult
+from .records import OUTCOMES, RunResult
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -13,15 +13,18 @@ import pandas as pd
 from scipy import stats
 
 from .catalog import Catalog, Limits
-from .config import Arrival, Client, Dist, Org, policy_table
-from .engine import RunSpec, simulate
+from .arrivals import arrival
+from .config import Client, Dist, Org, policy_table
+from .engine import simulate
+from .records import OUTCOMES
+from .spec import RunSpec
+from .summary import summarize
 from .headers import parse_reset, rate_limit_headers
 from .limiters import ALGORITHMS
 from .limitset import LimitSet
 from .service import load_service_table
 from .texttable import align
 
-from .workload import arrival_times
 
 MODEL = "llama-3.1-8b-instant"
 
@@ -50,11 +53,11 @@ def check_ceilings(hours: float) -> list[Check]:
                            "honor_retry_after": True}}
 
     def throughput(algorithm, rate, prompt, max_tokens):
-        client = Client(name="load", model=MODEL, arrival=Arrival(kind="poisson", rate=rate), prompt_tokens=prompt,
+        client = Client(name="load", model=MODEL, arrival=arrival(kind="poisson", rate=rate), prompt_tokens=prompt,
                         max_tokens=max_tokens, policy="patient")
         spec = RunSpec(clients=[client], policies=policy_table(patient), org=Org(tier="validation", limiter=algorithm),
                        catalog=_tpm_only_catalog(), duration=hours * 3600, warmup=600, drain=0)
-        return simulate(spec, 1).summary()["throughput_rpm"]
+        return summarize(simulate(spec, 1))["throughput_rpm"]
 
     for algorithm in ALGORITHMS:
         got = throughput(algorithm, "230/min", 20, 10)
@@ -64,11 +67,11 @@ def check_ceilings(hours: float) -> list[Check]:
     got = throughput("sliding_window_counter", "40/min", 200, 100)
     out.append(Check("ceiling, sliding_window_counter, large requests", "(limit − cost) / window = 5 700/300",
                      "19.00 req/min ±1%", f"{got:.2f} req/min", abs(got / 19.0 - 1) <= 0.01))
-    paced = Client(name="paced", model=MODEL, arrival=Arrival(kind="poisson", rate="18/min"), prompt_tokens=200,
+    paced = Client(name="paced", model=MODEL, arrival=arrival(kind="poisson", rate="18/min"), prompt_tokens=200,
                    max_tokens=100, policy="paced")
     spec = RunSpec(clients=[paced], policies=policy_table(), org=Org(tier="validation"), catalog=_tpm_only_catalog(),
                    duration=hours * 3600)
-    s = simulate(spec, 2).summary()
+    s = summarize(simulate(spec, 2))
     out.append(Check("pacing below the ceiling", "pacing mirrors the limits", "0 refused (429)",
                      f"{s['n429']} refused of {s['attempts']} attempts", s["n429"] == 0 and s["ok"] > 0))
     return out
@@ -100,7 +103,7 @@ def _in_system(rec: pd.DataFrame, t0: float, t1: float) -> float:
 
 
 def check_queueing_laws(hours: float) -> list[Check]:
-    client = Client(name="c", model=MODEL, arrival=Arrival(kind="poisson", rate="45/min"),
+    client = Client(name="c", model=MODEL, arrival=arrival(kind="poisson", rate="45/min"),
                     prompt_tokens=Dist(dist="lognormal", median=100, p95=400), max_tokens=100, policy="groq-sdk")
     spec = RunSpec(clients=[client], policies=policy_table(), org=Org(tier="free"), duration=hours * 3600)
     result = simulate(spec, 3)
@@ -111,9 +114,8 @@ def check_queueing_laws(hours: float) -> list[Check]:
     w = float((done["finished"] - done["created"]).mean())
     big_l = _in_system(rec, t0, t1)
     rel = big_l / (lam * w) - 1
-    s = result.summary()
-    conserved = s["offered"] == sum(s[k] for k in ("ok", "gave_up", "too_large", "deadline", "dropped", "error",
-                                                   "unfinished"))
+    s = summarize(result)
+    conserved = s["offered"] == sum(s[k] for k in OUTCOMES)
     ok = rec[rec["outcome"] == "ok"]
     gap = float(np.max(np.abs(ok["total_time"] - (ok["queue_time"] + ok["prompt_time"] + ok["completion_time"]))))
     return [
@@ -130,7 +132,7 @@ def check_workloads(hours: float) -> list[Check]:
     rng = np.random.default_rng(2024)
     duration = hours * 3600
     rate = 2.0
-    t = arrival_times(Arrival(kind="poisson", rate=rate), rng, duration)
+    t = arrival(kind="poisson", rate=rate).times(rng, duration)
     counts = np.histogram(t, np.arange(0, duration + 60, 60))[0]
     dispersion = counts.var(ddof=1) / counts.mean()
     gaps = np.diff(t)
@@ -144,7 +146,7 @@ def check_workloads(hours: float) -> list[Check]:
     med, p95 = np.median(x), np.percentile(x, 95)
     out.append(Check("lognormal sizes: median and p95", "configured median 800, p95 3000", "within 2%",
                      f"median {med:.0f}, p95 {p95:.0f}", abs(med / 800 - 1) <= 0.02 and abs(p95 / 3000 - 1) <= 0.02))
-    b = arrival_times(Arrival(kind="bursty", rate=rate, burstiness=2.0), rng, duration)
+    b = arrival(kind="bursty", rate=rate, burstiness=2.0).times(rng, duration)
     cv = np.std(np.diff(b)) / np.mean(np.diff(b))
     out.append(Check("bursty gaps: coefficient of variation", "gamma gaps, burstiness 2", "CV = 2 ±5%, rate ±3%",
                      f"CV {cv:.3f}, rate {len(b) / duration:.3f}/s",
@@ -158,9 +160,11 @@ def check_trace(tmp: Path) -> list[Check]:
     times = np.sort(rng.uniform(0, 600, 200)).round(3)
     prompt = rng.integers(10, 2000, 200)
     pd.DataFrame({"timestamp": times, "prompt_tokens": prompt, "max_tokens": 100}).to_csv(trace, index=False)
-    client = Client(name="t", model=MODEL, arrival=Arrival(kind="trace", file=str(trace)))
-    rec = simulate(RunSpec(clients=[client], policies=policy_table(), org=Org(tier="developer"), duration=600), 0).records
-    exact = (np.array_equal(rec["created"].to_numpy(), times) and np.array_equal(rec["prompt_tokens"].to_numpy(), prompt))
+    client = Client(name="t", model=MODEL, arrival=arrival(kind="trace", file=str(trace)))
+    spec = RunSpec(clients=[client], policies=policy_table(), org=Org(tier="developer"), duration=600)
+    rec = simulate(spec, 0).records
+    exact = (np.array_equal(rec["created"].to_numpy(), times)
+             and np.array_equal(rec["prompt_tokens"].to_numpy(), prompt))
     return [Check("trace replays exactly", "the trace file", "200 requests, same times and sizes",
                   f"{len(rec)} requests, identical: {exact}", exact and len(rec) == 200)]
 
@@ -184,7 +188,8 @@ def check_windows_vs_bucket(out_dir: Path | None) -> list[Check]:
     # spent within seconds of each other
     fixed = _admissions("fixed_window", limit, window, 600, 0.05, start=window - 10)
     worst = _max_in_interval(fixed, window)
-    res.append(Check("fixed window: 2x limit across a boundary", "fixed-window algorithm", f"max in any 60 s = {2 * limit}",
+    res.append(Check("fixed window: 2x limit across a boundary", "fixed-window algorithm",
+                     f"max in any 60 s = {2 * limit}",
                      f"{worst}", worst == 2 * limit))
     bucket = _admissions("token_bucket", limit, window, 600, 0.05, start=window - 10)
     rate = limit / window
@@ -223,7 +228,7 @@ def check_service_speeds(hours: float) -> list[Check]:
     for model, params in table.items():
         if not params.output_tps:
             continue
-        client = Client(name="s", model=model, arrival=Arrival(kind="poisson", rate="100/min"), prompt_tokens=100,
+        client = Client(name="s", model=model, arrival=arrival(kind="poisson", rate="100/min"), prompt_tokens=100,
                         max_tokens=300)
         cat = Catalog.published().copy().define_tier("unlimited", "developer")
         cat.override("unlimited", model, rpm=None, rpd=None, tpm=None, tpd=None)

@@ -1,11 +1,11 @@
 """Small builders shared by the engine tests."""
-from sim.config import Arrival, Client, Org, policy_table
-from sim.engine import RunSpec, simulate
+from sim.config import Client, Org, arrival, policy_table
+from sim import RunSpec, simulate
 
 
 def client(name="c", model="llama-3.3-70b-versatile", rate="60/min", kind="poisson", policy="no-retry", **kw):
-    arrival = kw.pop("arrival", None) or Arrival(kind=kind, rate=rate)
-    return Client(name=name, model=model, arrival=arrival, policy=policy, **kw)
+    process = kw.pop("arrival", None) or arrival(kind=kind, rate=rate)
+    return Client(name=name, model=model, arrival=process, policy=policy, **kw)
 
 
 def run(clients, duration=600.0, seed=1, org=None, extra_policies=None, **kw):

@@ -3,7 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.config import Accounting, Arrival, Org
+from sim.config import Accounting, Org, arrival
+from sim.records import OUTCOMES
+from sim.summary import summarize
 from tests.helpers import client, run
 
 FREE_70B = "llama-3.3-70b-versatile"
@@ -14,9 +16,10 @@ def mixed_workload():
         client("chat", rate="20/min", prompt_tokens={"dist": "lognormal", "median": 600, "p95": 2000},
                completion_tokens={"dist": "uniform", "low": 50, "high": 400}, policy="groq-sdk"),
         client("batch", model="llama-3.1-8b-instant", kind="bursty",
-               arrival=Arrival(kind="bursty", rate="40/min", burstiness=3.0), prompt_tokens=1500, max_tokens=300,
+               arrival=arrival(kind="bursty", rate="40/min", burstiness=3.0), prompt_tokens=1500, max_tokens=300,
                policy="full-jitter"),
-        client("voice", model="whisper-large-v3-turbo", arrival=Arrival(kind="onoff", rate="30/min", on="5m", off="10m"),
+        client("voice", model="whisper-large-v3-turbo",
+               arrival=arrival(kind="onoff", rate="30/min", on="5m", off="10m"),
                prompt_tokens=0, max_tokens=0, audio_seconds={"dist": "uniform", "low": 10, "high": 120},
                policy="retry-after"),
     ]
@@ -28,7 +31,7 @@ def test_one_hour_mixed_workload_is_reproducible_bit_for_bit():
     c = run(mixed_workload(), duration=3600, seed=43)
     pd.testing.assert_frame_equal(a.records, b.records)
     pd.testing.assert_frame_equal(a.refusals, b.refusals)
-    assert a.summary() == b.summary() or str(a.summary()) == str(b.summary())
+    assert summarize(a) == summarize(b) or str(summarize(a)) == str(summarize(b))
     assert not a.records[["created", "finished"]].equals(c.records[["created", "finished"]])
     assert set(a.records["client"]) == {"chat", "batch", "voice"}
 
@@ -36,9 +39,9 @@ def test_one_hour_mixed_workload_is_reproducible_bit_for_bit():
 def test_conservation_every_request_has_exactly_one_outcome():
     r = run(mixed_workload(), duration=1800, seed=3, org=Org(error_rate=0.05))
     rec = r.records
-    s = r.summary()
+    s = summarize(r)
     assert rec["outcome"].notna().all()
-    assert s["offered"] == sum(s[k] for k in ("ok", "gave_up", "too_large", "deadline", "dropped", "error", "unfinished"))
+    assert s["offered"] == sum(s[k] for k in OUTCOMES)
     assert s["offered"] == len(rec)
     assert (rec["finished"].dropna() >= rec.loc[rec["finished"].notna(), "created"] - 1e-9).all()
     ok = rec[rec["outcome"] == "ok"]
@@ -50,7 +53,7 @@ def test_overload_throughput_equals_binding_limit_rate():
     # free 70B: RPM 30 binds for 100-token requests (TPM 12K would allow 120/min); patient retries
     r = run(client(rate="60/min", prompt_tokens=50, max_tokens=50, policy="retry-after"),
             duration=1500, warmup=300, drain=0)
-    s = r.summary()
+    s = summarize(r)
     assert s["binding"] == "rpm"
     assert s["throughput_rpm"] == pytest.approx(30.0, rel=0.03)
 
@@ -59,7 +62,7 @@ def test_tpm_binds_for_large_requests():
     # 2 000 tokens each: TPM 12K allows 6/min; RPM 30 does not bind
     r = run(client(rate="20/min", prompt_tokens=1500, max_tokens=500, policy="retry-after"),
             duration=1500, warmup=300, drain=0, org=Org(tier="free"))
-    s = r.summary()
+    s = summarize(r)
     assert s["binding"] in ("tpm", "tpd")
     assert s["throughput_rpm"] <= 6.0 * 1.03 + 100_000 / 2000 / 20  # TPM rate (+ TPD's initial budget share)
 
@@ -127,7 +130,7 @@ def test_jitter_delays_follow_the_standard_definitions(jitter, low, high):
 
 def test_pacing_yields_no_429s_under_overload():
     r = run(client(rate="90/min", prompt_tokens=200, max_tokens=100, policy="paced"), duration=900)
-    s = r.summary()
+    s = summarize(r)
     assert s["n429"] == 0
     assert s["ok"] > 0
     assert s["mean_wait"] > 1.0  # requests queued at the client instead
@@ -136,16 +139,16 @@ def test_pacing_yields_no_429s_under_overload():
 def test_adaptive_pacing_cuts_429s_on_a_token_bound_workload():
     # free 8B: TPM 6K binds for 2 000-token requests (3/min); TPD 500K does not within 15 minutes
     kw = dict(model="llama-3.1-8b-instant", rate="6/min", prompt_tokens=1500, max_tokens=500)
-    plain = run(client(policy="retry-after", **kw), duration=900, org=Org(tier="developer")).summary()
-    base = run(client(policy="retry-after", **kw), duration=900).summary()
-    adaptive = run(client(policy="adaptive", **kw), duration=900).summary()
+    plain = summarize(run(client(policy="retry-after", **kw), duration=900, org=Org(tier="developer")))
+    base = summarize(run(client(policy="retry-after", **kw), duration=900))
+    adaptive = summarize(run(client(policy="adaptive", **kw), duration=900))
     assert plain["n429"] == 0
     assert adaptive["n429"] < 0.5 * base["n429"]
 
 
 def test_cooldown_pauses_the_whole_client():
-    base = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="fixed"), duration=600).summary()
-    cool = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="cooldown"), duration=600).summary()
+    base = summarize(run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="fixed"), duration=600))
+    cool = summarize(run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="cooldown"), duration=600))
     assert cool["n429"] < 0.3 * base["n429"]
     assert cool["ok"] > 2 * base["ok"]
 
@@ -201,8 +204,8 @@ def test_faults_exhaust_retries_as_errors():
 
 def test_closed_loop_keeps_at_most_n_users_busy():
     users = 3
-    arrival = Arrival(kind="closed", users=users, think="2s")
-    rec = run(client(model="llama-3.1-8b-instant", arrival=arrival), duration=600, org=Org(tier="developer")).records
+    closed = arrival(kind="closed", users=users, think="2s")
+    rec = run(client(model="llama-3.1-8b-instant", arrival=closed), duration=600, org=Org(tier="developer")).records
     events = np.concatenate([np.stack([rec["created"], np.ones(len(rec))], 1),
                              np.stack([rec["finished"], -np.ones(len(rec))], 1)])
     events = events[np.lexsort((events[:, 1], events[:, 0]))]
@@ -213,9 +216,9 @@ def test_closed_loop_keeps_at_most_n_users_busy():
 
 def _tpm_bound(accounting):
     # free 8B: TPM 6K binds, TPD 500K does not within 20 minutes
-    return run(client(model="llama-3.1-8b-instant", rate="30/min", prompt_tokens=400, max_tokens=1000,
+    return summarize(run(client(model="llama-3.1-8b-instant", rate="30/min", prompt_tokens=400, max_tokens=1000,
                       completion_tokens={"dist": "fixed", "value": 100}, policy="retry-after"),
-               duration=1200, warmup=300, drain=0, org=Org(tier="free", accounting=accounting)).summary()
+               duration=1200, warmup=300, drain=0, org=Org(tier="free", accounting=accounting)))
 
 
 def test_token_accounting_changes_what_fits():
@@ -234,7 +237,7 @@ def test_token_accounting_changes_what_fits():
 def test_audio_is_charged_against_ash():
     voice = client(model="whisper-large-v3", rate="10/min", prompt_tokens=0, max_tokens=0, audio_seconds=60,
                    policy="retry-after")
-    s = run(voice, duration=5400, warmup=1800, drain=0).summary()  # after the first hour's full bucket
+    s = summarize(run(voice, duration=5400, warmup=1800, drain=0))  # after the first hour's full bucket
     # ASH 7 200 audio-seconds/hour = 120 one-minute files an hour = 2/min
     assert s["binding"] in ("ash", "asd")
     assert s["throughput_rpm"] == pytest.approx(2.0, rel=0.05)
@@ -253,8 +256,9 @@ def test_service_speeds_match_the_parameter_table():
 def test_trace_replay_is_exact(tmp_path):
     trace = tmp_path / "t.csv"
     pd.DataFrame({"timestamp": [0.5, 1.25, 7.0, 30.0], "prompt_tokens": [10, 20, 30, 40],
-                  "max_tokens": [5, 6, 7, 8], "model": ["llama-3.1-8b-instant"] * 2 + [FREE_70B] * 2}).to_csv(trace, index=False)
-    rec = run(client(arrival=Arrival(kind="trace", file=str(trace))), duration=60, org=Org(tier="developer")).records
+                  "max_tokens": [5, 6, 7, 8],
+                  "model": ["llama-3.1-8b-instant"] * 2 + [FREE_70B] * 2}).to_csv(trace, index=False)
+    rec = run(client(arrival=arrival(kind="trace", file=str(trace))), duration=60, org=Org(tier="developer")).records
     assert rec["created"].tolist() == [0.5, 1.25, 7.0, 30.0]
     assert rec["prompt_tokens"].tolist() == [10, 20, 30, 40]
     assert rec["max_tokens"].tolist() == [5, 6, 7, 8]

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sim.config import Accounting, Arrival, Org
+from sim.summary import summarize
+from sim.config import Accounting, Org, arrival
 from tests.helpers import client, run
 
 policies = st.fixed_dictionaries({
@@ -22,9 +23,9 @@ policies = st.fixed_dictionaries({
     "fallback": st.just(["llama-3.1-8b-instant"]),
 })
 arrivals = st.sampled_from([
-    Arrival(kind="poisson", rate="80/min"), Arrival(kind="bursty", rate="60/min", burstiness=3.0),
-    Arrival(kind="onoff", rate="200/min", on="20s", off="40s"), Arrival(kind="closed", users=4, think="1s"),
-    Arrival(kind="diurnal", rate="50/min", period="5m"),
+    arrival(kind="poisson", rate="80/min"), arrival(kind="bursty", rate="60/min", burstiness=3.0),
+    arrival(kind="onoff", rate="200/min", on="20s", off="40s"), arrival(kind="closed", users=4, think="1s"),
+    arrival(kind="diurnal", rate="50/min", period="5m"),
 ])
 orgs = st.builds(Org, tier=st.sampled_from(["free", "developer"]),
                  limiter=st.sampled_from(["token_bucket", "fixed_window", "sliding_log", "sliding_window_counter"]),
@@ -41,7 +42,7 @@ def test_every_request_accounted_for_and_consistent(policy, arrival, org, seed):
                completion_tokens={"dist": "uniform", "low": 0, "high": 300})
     result = run(c, duration=300, seed=seed, org=org, extra_policies={"p": policy}, drain=600)
     rec = result.records
-    s = result.summary()
+    s = summarize(result)
     assert s["offered"] == sum(s[k] for k in ("ok", "gave_up", "too_large", "deadline", "dropped", "error",
                                               "unfinished"))
     assert rec["id"].is_unique and (rec["created"] < 300).all()

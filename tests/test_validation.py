@@ -10,7 +10,8 @@ def test_every_validation_check_passes_short(tmp_path):
     failed = [f"{c.name}: expected {c.expected}, measured {c.measured}" for c in checks if not c.passed]
     assert not failed, failed
     names = {c.name for c in checks}
-    for required in ("Little's law L = λW", "fixed window: 2x limit across a boundary", "page example: RPD reset header",
+    for required in ("Little's law L = λW", "fixed window: 2x limit across a boundary",
+                     "page example: RPD reset header",
                      "Poisson gaps: exponential", "trace replays exactly", "output speed, llama-3.3-70b-versatile",
                      "ceiling, sliding_log", "pacing below the ceiling"):
         assert required in names

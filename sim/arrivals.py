@@ -1,0 +1,208 @@
+"""Arrival processes: how a client group's requests arrive, one validated class per ``kind``.
+
+Each kind owns its parameters, its validation, its sampling (``times``: every arrival in ``[0, duration)``
+at once, in vectors) and its long-run rate (``mean_rate``).  ``ArrivalSpec`` is the discriminated union a
+scenario's ``arrival = { kind = "...", ... }`` is validated into; :func:`arrival` builds one from keywords.
+To add a kind: one class here with ``kind: Literal["name"]``, ``times`` and ``mean_rate``, listed in
+``ArrivalSpec``, and its test in ``tests/test_arrivals.py``.
+"""
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Union
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, TypeAdapter, model_validator
+
+from .fields import Duration, Rate, Strict
+from .trace import read_trace
+
+
+def poisson_times(rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
+    """Homogeneous Poisson arrival times in [0, duration), drawn in blocks of exponential gaps."""
+    if rate <= 0 or duration <= 0:
+        return np.empty(0)
+    chunks, t0 = [], 0.0
+    block = int(rate * duration * 1.05 + 10 * np.sqrt(rate * duration) + 16)
+    while t0 < duration:
+        times = t0 + np.cumsum(rng.exponential(1.0 / rate, block))
+        chunks.append(times)
+        t0 = times[-1]
+    times = np.concatenate(chunks)
+    return times[times < duration]
+
+
+def _renewal_times(gaps_sampler, mean_gap: float, duration: float) -> np.ndarray:
+    chunks, t0 = [], 0.0
+    block = int(duration / mean_gap * 1.05) + 16
+    while t0 < duration:
+        times = t0 + np.cumsum(gaps_sampler(block))
+        chunks.append(times)
+        t0 = times[-1]
+    times = np.concatenate(chunks)
+    return times[times < duration]
+
+
+def _thinned(rng, rate_fn, max_rate: float, duration: float) -> np.ndarray:
+    """Non-homogeneous Poisson by thinning (Lewis & Shedler): candidates at ``max_rate``, kept with
+    probability ``rate(t) / max_rate``."""
+    cand = poisson_times(rng, max_rate, duration)
+    keep = rng.random(cand.size) * max_rate < rate_fn(cand)
+    return cand[keep]
+
+
+class _Kind(Strict):
+    #: open loop (arrival times known in advance) or closed (the engine drives users)
+    open_loop: ClassVar[bool] = True
+
+    def times(self, rng: np.random.Generator, duration: float, load: float = 1.0) -> np.ndarray:
+        """Sorted arrival times (s) in ``[0, duration)`` with every rate scaled by ``load``."""
+        raise TypeError(f"arrival kind {self.kind!r} has no precomputed arrival times")
+
+    def mean_rate(self) -> float | None:
+        """Long-run requests per second at load 1 (None when it depends on the run)."""
+        return None
+
+
+class Poisson(_Kind):
+    kind: Literal["poisson"]
+    rate: Rate
+
+    def times(self, rng, duration, load=1.0):
+        return poisson_times(rng, self.rate * load, duration)
+
+    def mean_rate(self):
+        return self.rate
+
+
+class Constant(_Kind):
+    """Evenly spaced arrivals, the first at t = 0."""
+    kind: Literal["constant"]
+    rate: Rate
+
+    def times(self, rng, duration, load=1.0):
+        rate = self.rate * load
+        return np.arange(0.0, duration, 1.0 / rate) if rate > 0 else np.empty(0)
+
+    def mean_rate(self):
+        return self.rate
+
+
+class Bursty(_Kind):
+    """A renewal process with gamma gaps whose coefficient of variation is ``burstiness`` (1 = Poisson)."""
+    kind: Literal["bursty"]
+    rate: Rate
+    burstiness: Annotated[float, Field(gt=0)] = 1.0
+
+    def times(self, rng, duration, load=1.0):
+        rate = self.rate * load
+        if rate <= 0:
+            return np.empty(0)
+        shape = 1.0 / self.burstiness ** 2
+        return _renewal_times(lambda n: rng.gamma(shape, 1.0 / (rate * shape), n), 1.0 / rate, duration)
+
+    def mean_rate(self):
+        return self.rate
+
+
+class OnOff(_Kind):
+    """Exponential on and off periods (means ``on``, ``off``); Poisson at ``rate`` while on."""
+    kind: Literal["onoff"]
+    rate: Rate
+    on: Annotated[Duration, Field(gt=0)]
+    off: Duration
+
+    def times(self, rng, duration, load=1.0):
+        rate = self.rate * load
+        if rate <= 0:
+            return np.empty(0)
+        n = int(duration / (self.on + self.off)) * 2 + 16
+        on = rng.exponential(self.on, n)
+        off = rng.exponential(self.off, n) if self.off > 0 else np.zeros(n)
+        starts = np.concatenate([[0.0], np.cumsum(on + off)[:-1]])
+        cum_on = np.concatenate([[0.0], np.cumsum(on)])
+        u = poisson_times(rng, rate, cum_on[-1])  # times on a clock that only runs while "on"
+        period = np.searchsorted(cum_on, u, side="right") - 1
+        times = starts[period] + (u - cum_on[period])
+        return times[times < duration]
+
+    def mean_rate(self):
+        return self.rate * self.on / (self.on + self.off)
+
+
+class Piecewise(_Kind):
+    """A rate schedule ``[[start, rate], ...]`` repeating every ``period`` (Poisson within each piece)."""
+    kind: Literal["piecewise"]
+    schedule: list[tuple[Duration, Rate]]
+    period: Duration = 86_400.0
+
+    @model_validator(mode="after")
+    def _starts_at_zero(self):
+        if not self.schedule or self.schedule[0][0] != 0:
+            raise ValueError("piecewise schedule must start at time 0, like "
+                             "[[\"0h\", \"10/min\"], [\"8h\", \"60/min\"]]")
+        return self
+
+    def times(self, rng, duration, load=1.0):
+        starts = np.array([s for s, _ in self.schedule])
+        rates = np.array([r for _, r in self.schedule]) * load
+        fn = lambda t: rates[np.searchsorted(starts, np.mod(t, self.period), side="right") - 1]  # noqa: E731
+        return _thinned(rng, fn, rates.max(), duration) if rates.max() > 0 else np.empty(0)
+
+    def mean_rate(self):
+        starts = [s for s, _ in self.schedule] + [self.period]
+        return sum(r * (b - a) for (a, r), b in zip(self.schedule, starts[1:])) / self.period
+
+
+class Diurnal(_Kind):
+    """Poisson with rate ``rate * (1 + amplitude * cos(2 pi (t - peak) / period))``."""
+    kind: Literal["diurnal"]
+    rate: Rate
+    period: Duration = 86_400.0
+    amplitude: Annotated[float, Field(ge=0, le=1)] = 0.5
+    peak: Duration = 14 * 3600.0
+
+    def times(self, rng, duration, load=1.0):
+        rate, a, peak, period = self.rate * load, self.amplitude, self.peak, self.period
+        fn = lambda t: rate * (1 + a * np.cos(2 * np.pi * (t - peak) / period))  # noqa: E731
+        return _thinned(rng, fn, rate * (1 + a), duration) if rate > 0 else np.empty(0)
+
+    def mean_rate(self):
+        return self.rate
+
+
+class Trace(_Kind):
+    """Recorded traffic (see :mod:`sim.trace`); ``load`` compresses time (2 = twice as fast)."""
+    kind: Literal["trace"]
+    file: str
+
+    def rows(self, duration: float, load: float = 1.0) -> pd.DataFrame:
+        """The trace's rows that fall in ``[0, duration)`` once time is divided by ``load``."""
+        df = read_trace(self.file)
+        df = df.assign(timestamp=df["timestamp"] / load)
+        return df[df["timestamp"] < duration]
+
+    def times(self, rng, duration, load=1.0):
+        return self.rows(duration, load)["timestamp"].to_numpy(float)
+
+
+class Closed(_Kind):
+    """``users`` users, each sending one request, waiting for its end, then thinking (exponential, mean
+    ``think``) before the next: the offered rate depends on latency, so there is no mean rate."""
+    open_loop: ClassVar[bool] = False
+    kind: Literal["closed"]
+    users: Annotated[int, Field(ge=1)]
+    think: Duration
+
+
+ArrivalSpec = Annotated[Union[Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed],
+                        Field(discriminator="kind")]
+_ADAPTER = TypeAdapter(ArrivalSpec)
+#: kind name -> class
+KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls
+         for cls in (Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed)}
+
+
+def arrival(**fields) -> _Kind:
+    """An arrival process from keywords, e.g. ``arrival(kind="poisson", rate="20/min")``."""
+    return _ADAPTER.validate_python(fields)

@@ -1,0 +1,19 @@
+"""Field types shared by every validated shape: strict models, durations and rates parsed on the way in.
+
+``Strict`` models forbid unknown keys (a misspelt key is an error, never silently ignored) and are frozen.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .units import parse_duration, parse_rate
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+NonNeg = Annotated[float, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)

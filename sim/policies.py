@@ -1,0 +1,280 @@
+"""Client policies: what a client does about 429s, errors and its own pacing, one small class per idea.
+
+A client group's behaviour is assembled from injected pieces (:func:`client_policy` builds them from a
+validated :class:`sim.config.Policy`):
+
+* a **retry schedule** -- ``delay(attempt, retry_after, u, prev) -> seconds`` before the next attempt.
+  ``attempt`` is the number of attempts already made (1 after the first), ``retry_after`` the whole seconds
+  of the response's ``retry-after`` header (None without one), ``u`` a source of U(0,1) numbers (a
+  zero-argument callable, called at most once and only by random schedules, so a deterministic schedule
+  consumes no random numbers), ``prev`` this request's previous delay (None before the first retry; only
+  schedules with ``memory = True`` read it).  Schedules are pure: check them directly,
+  ``FullJitter(base=1, cap=60).delay(3, None, lambda: 0.5) == 2.0``.
+* **gates** -- rules that hold requests in the client's own queue before they are sent.  Hooks the engine
+  calls (a gate defines those it needs): ``hold(i, model, now, first)`` -> 0.0 to let request ``i`` go, else
+  the time to look again (``inf``: when a request completes); ``blocks(now, first)`` the side-effect-free
+  part of ``hold`` a bounded queue asks; ``on_send(first)``, ``on_refused(t, retry_after, delay)``,
+  ``on_done(attempted)``, ``observe(model, limits, now)`` (every answer's rate-limit headers).
+
+:class:`ClientPolicy` holds one client group's pieces for one run, plus the state they need.  To add a policy
+idea: a class here, its settings in :class:`sim.config.Policy`, a line in :func:`client_policy`, and tests in
+``tests/test_policies.py``; the engine does not change.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from .headers import observe
+from .limitset import LimitSet
+
+Uniform = Callable[[], float]
+
+
+# ---- retry schedules --------------------------------------------------------------------------------
+
+class Schedule(ABC):
+    """A retry schedule (see the module docstring for the ``delay`` contract)."""
+    memory = False
+
+    @abstractmethod
+    def delay(self, attempt: int, retry_after: int | None, u: Uniform, prev: float | None = None) -> float:
+        """Seconds to wait before the next attempt."""
+
+
+class FixedDelay(Schedule):
+    """The same ``delay`` before every retry."""
+
+    def __init__(self, delay: float):
+        self.fixed = delay
+
+    def delay(self, attempt, retry_after, u, prev=None):
+        return self.fixed
+
+
+class Exponential(Schedule):
+    """``min(cap, base * 2^n)`` with ``n = attempt - 1`` retries made so far (no jitter)."""
+
+    def __init__(self, base: float, cap: float):
+        self.base, self.cap = base, cap
+
+    def ceiling(self, attempt: int) -> float:
+        n = min(attempt - 1, 60)  # 2^60 x base is past any cap; avoids float overflow
+        return min(self.cap, self.base * 2.0 ** n)
+
+    def delay(self, attempt, retry_after, u, prev=None):
+        return self.ceiling(attempt)
+
+
+class FullJitter(Exponential):
+    """``U * ceiling`` (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015)."""
+
+    def delay(self, attempt, retry_after, u, prev=None):
+        return u() * self.ceiling(attempt)
+
+
+class EqualJitter(Exponential):
+    """``ceiling / 2 + U * ceiling / 2`` (same source)."""
+
+    def delay(self, attempt, retry_after, u, prev=None):
+        ceiling = self.ceiling(attempt)
+        return ceiling / 2 + u() * ceiling / 2
+
+
+class DecorrelatedJitter(Exponential):
+    """``min(cap, U(base, 3 * previous delay))``, the first previous delay being ``base`` (same source)."""
+    memory = True
+
+    def delay(self, attempt, retry_after, u, prev=None):
+        prev = self.base if prev is None else prev
+        return min(self.cap, self.base + u() * (3 * prev - self.base))
+
+
+class GroqSDK(Exponential):
+    """The official groq Python SDK (``_base_client._calculate_retry_timeout``): a ``retry-after`` of
+    0 < value <= 60 s is obeyed as is; otherwise ``min(base * 2^n, cap) * (1 - 0.25 U)``."""
+
+    def delay(self, attempt, retry_after, u, prev=None):
+        if retry_after is not None and 0 < retry_after <= 60:
+            return float(retry_after)
+        return self.ceiling(attempt) * (1 - 0.25 * u())
+
+
+#: ``Policy.retry`` -> schedule (``none`` sends one attempt: it never asks for a delay)
+SCHEDULES = {"none": Exponential, "fixed": FixedDelay, "exponential": Exponential, "groq-sdk": GroqSDK}
+#: ``Policy.jitter`` of an ``exponential`` schedule -> class
+JITTERS = {"none": Exponential, "full": FullJitter, "equal": EqualJitter, "decorrelated": DecorrelatedJitter}
+
+
+def schedule(cfg) -> Schedule:
+    """The retry schedule of a :class:`sim.config.Policy`."""
+    if cfg.retry == "fixed":
+        return FixedDelay(cfg.delay)
+    if cfg.retry == "groq-sdk":
+        return GroqSDK(cfg.base, cfg.cap)
+    return JITTERS[cfg.jitter](cfg.base, cfg.cap)
+
+
+# ---- gates ------------------------------------------------------------------------------------------
+
+class Cooldown:
+    """After a refusal, the whole client pauses: for the response's ``retry-after`` (or, without one, the
+    retry delay) when ``duration`` is None, else for ``duration`` seconds."""
+
+    def __init__(self, duration: float | None):
+        self.duration = duration
+        self.until = 0.0
+
+    def hold(self, i, model, now, first):
+        return self.until if now < self.until else 0.0
+
+    def blocks(self, now, first):
+        return now < self.until
+
+    def on_refused(self, t, retry_after, delay):
+        cool = (retry_after or delay) if self.duration is None else self.duration
+        self.until = max(self.until, t + cool)
+
+
+class InFlightCap:
+    """At most ``cap`` requests between their first attempt and their end; retries are not counted again."""
+
+    def __init__(self, cap: int):
+        self.cap, self.in_flight = cap, 0
+
+    def hold(self, i, model, now, first):
+        return math.inf if first and self.in_flight >= self.cap else 0.0
+
+    def blocks(self, now, first):
+        return first and self.in_flight >= self.cap
+
+    def on_send(self, first):
+        if first:
+            self.in_flight += 1
+
+    def on_done(self, attempted):
+        if attempted:
+            self.in_flight -= 1
+
+
+def header_wait(obs: tuple, tokens: float, now: float) -> float:
+    """Header-aware pacing: assume each budget refills linearly to full by its reset time and wait until
+    the last-seen remaining budget (``obs`` from :func:`sim.headers.observe`) covers one request and its
+    tokens."""
+    t0, wait = obs[0], 0.0
+    for rem, limit, reset, need in ((obs[1], obs[2], obs[3], 1.0), (obs[4], obs[5], obs[6], tokens)):
+        if rem >= need or need > limit:
+            continue
+        ready = t0 + reset * (need - rem) / (limit - rem)
+        wait = max(wait, ready - now)
+    return wait
+
+
+class Adaptive:
+    """Reads every answer's rate-limit headers (RPD and TPM only: that is all Groq sends) and holds a request
+    until, by :func:`header_wait`, the budget it saw would cover it.  Checked before a pacer, so a held
+    request charges the pacer nothing."""
+
+    def __init__(self, charge, audio):
+        self.charge, self.obs = charge, {}
+
+    def observe(self, model, limits, now):
+        self.obs[model] = observe(limits, now)
+
+    def hold(self, i, model, now, first):
+        obs = self.obs.get(model)
+        if obs is not None:
+            wait = header_wait(obs, self.charge[i], now)
+            if wait > 0.0:
+                return now + wait
+        return 0.0
+
+
+class Pacer:
+    """A client-side token bucket per model at ``fraction`` of the org's rates (see
+    :class:`sim.limitset.LimitSet`'s ``rate_fraction``): a request goes when the pacer admits it (and is
+    charged then).  One larger than the org's limit is let through, for the org to answer 413."""
+
+    def __init__(self, fraction: float, limits_of: Callable[[int], LimitSet], charge, audio):
+        self.fraction, self.limits_of, self.charge, self.audio = fraction, limits_of, charge, audio
+        self.pacers: dict[int, LimitSet] = {}
+
+    def hold(self, i, model, now, first):
+        pacer = self.pacers.get(model)
+        if pacer is None:
+            pacer = self.pacers[model] = LimitSet(self.limits_of(model).limits, "token_bucket",
+                                                  rate_fraction=self.fraction)
+        wait = pacer.acquire(self.charge[i], self.audio[i], now)
+        return now + wait if 0.0 < wait < math.inf else 0.0
+
+
+# ---- one client group's policy ------------------------------------------------------------------------
+
+class ClientPolicy:
+    """One client group's policy pieces for one run, and the per-request memory its schedule needs."""
+
+    def __init__(self, schedule: Schedule, *, u: Uniform, retry_on=(), max_attempts: int = 1,
+                 honor_retry_after: bool = False, retry_after_cap: float | None = None,
+                 deadline: float | None = None, fallback: int = 0, queue_size: int | None = None,
+                 gates: list | None = None):
+        self.schedule, self.u = schedule, u
+        self.retry_on, self.max_attempts = frozenset(retry_on), max_attempts
+        self.honor, self.ra_cap = honor_retry_after, retry_after_cap
+        self.deadline, self.fallback, self.queue_size = deadline, fallback, queue_size
+        self.gates = gates or []
+        self._prev: dict[int, float] = {}
+        # the hooks, prepared once: the engine loops over these lists on its hot path
+        self.holds = [g.hold for g in self.gates]
+        self.on_send = [g.on_send for g in self.gates if hasattr(g, "on_send")]
+        self.on_refused = [g.on_refused for g in self.gates if hasattr(g, "on_refused")]
+        self.on_done = [g.on_done for g in self.gates if hasattr(g, "on_done")]
+        self.observers = [g.observe for g in self.gates if hasattr(g, "observe")]
+        self._blocks = [g.blocks for g in self.gates if hasattr(g, "blocks")]
+        #: does the client hold requests in a queue of its own before sending?
+        self.gated = bool(self.gates) or queue_size is not None
+
+    def backoff(self, i: int, attempt: int, retry_after: int | None) -> float:
+        """Seconds before request ``i``'s next attempt; a honoured ``retry-after`` (capped at
+        ``retry_after_cap``) is a lower bound on the schedule's delay."""
+        sched = self.schedule
+        if sched.memory:
+            delay = self._prev[i] = sched.delay(attempt, retry_after, self.u, self._prev.get(i))
+        else:
+            delay = sched.delay(attempt, retry_after, self.u)
+        if self.honor and retry_after is not None:
+            ra = retry_after if self.ra_cap is None else min(retry_after, self.ra_cap)
+            delay = max(delay, ra)
+        return delay
+
+    def forget(self, i: int) -> None:
+        """Request ``i`` has ended."""
+        if self._prev:
+            self._prev.pop(i, None)
+
+    def next_model(self, pos: int, status: int) -> int:
+        """Fallback: the position in the model chain to try at once after a refusal, or 0 (the primary
+        model, through the ordinary retry path).  Only a 429 moves down the chain."""
+        return pos + 1 if status == 429 and pos < self.fallback else 0
+
+    def blocked(self, now: float, first: bool) -> bool:
+        """Would the client's rules (cooldown, in-flight cap) keep a request from going now?"""
+        return any(b(now, first) for b in self._blocks)
+
+
+def client_policy(cfg, u: Uniform, charge, audio, limits_of: Callable[[int], LimitSet]) -> ClientPolicy:
+    """Assemble a :class:`ClientPolicy` from validated settings (a :class:`sim.config.Policy`).  ``charge``
+    and ``audio`` are the client's per-request columns (what pacing gates read), ``limits_of(model)`` the
+    org's limit set of a model index."""
+    gates: list = []
+    if cfg.cooldown is not None:
+        gates.append(Cooldown(None if cfg.cooldown == "retry-after" else cfg.cooldown))
+    if cfg.max_in_flight:
+        gates.append(InFlightCap(cfg.max_in_flight))
+    if cfg.adaptive:
+        gates.append(Adaptive(charge, audio))
+    if cfg.pacing:
+        gates.append(Pacer(cfg.pacing, limits_of, charge, audio))
+    return ClientPolicy(schedule(cfg), u=u, retry_on=cfg.retry_on, max_attempts=cfg.max_attempts,
+                        honor_retry_after=cfg.honor_retry_after, retry_after_cap=cfg.retry_after_cap,
+                        deadline=cfg.deadline, fallback=len(cfg.fallback), queue_size=cfg.queue_size, gates=gates)

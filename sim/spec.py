@@ -1,0 +1,23 @@
+"""One simulation run, fully resolved: the engine's whole input (no grid, no replications)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .catalog import Catalog
+from .config import Client, Org, Policy
+from .service import ServiceParams, service_models
+
+
+@dataclass
+class RunSpec:
+    """Everything one simulation run needs: client groups, named policies, the org, its limits catalog and
+    service table, the measured window ``[warmup, duration)``, the drain after it and a load multiplier."""
+    clients: list[Client]
+    policies: dict[str, Policy]
+    org: Org = field(default_factory=Org)
+    catalog: Catalog = field(default_factory=Catalog.published)
+    service: dict[str, ServiceParams] = field(default_factory=service_models)
+    duration: float = 3600.0
+    warmup: float = 0.0
+    drain: float = 3600.0
+    load: float = 1.0

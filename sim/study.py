@@ -1,0 +1,58 @@
+"""A study's results: its summaries, comparison and the request records of every run, in memory or on disk.
+
+Written by :func:`sim.runner.run_study`, read by reports, plots and notebooks.  On disk a run's records are
+``out/runs/<key>.parquet`` and its 429 log ``out/runs/<key>.refusals.parquet``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .records import RunResult
+from .scenario import Scenario
+
+
+@dataclass
+class StudyResult:
+    """Summaries of every run (``summary``), one row per grid point (``comparison``), and, for in-memory
+    studies, the request records of every run."""
+    scenario: Scenario
+    summary: pd.DataFrame
+    comparison: pd.DataFrame
+    out: Path | None = None
+    results: dict[tuple[int, int], RunResult] = field(default_factory=dict)
+    complete: bool = True
+    duration: float | None = None
+
+    def point(self, index: int) -> dict:
+        """The axis values of grid point ``index``."""
+        return self.scenario.grid()[index]
+
+    def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
+        """Request records with ``point`` and ``replication`` columns, from memory or from ``out``."""
+        return load_records(self, point_index, replication)
+
+
+def load_records(study, point: int | None = None, replication: int | None = None,
+                 columns: list[str] | None = None) -> pd.DataFrame:
+    """Request records of a study, optionally of one grid point and/or replication and only some columns."""
+    keys = [(r["point"], r["replication"], r["key"]) for _, r in study.summary.iterrows()
+            if (point is None or r["point"] == point) and (replication is None or r["replication"] == replication)]
+    frames = []
+    for p, rep, key in keys:
+        if (p, rep) in study.results:
+            frame = study.results[(p, rep)].records.assign(point=np.int32(p), replication=np.int32(rep))
+            frames.append(frame if columns is None else frame[columns])
+        elif study.out is not None:
+            frames.append(pd.read_parquet(study.out / "runs" / f"{key}.parquet", columns=columns))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_refusals(study, point: int, replication: int) -> pd.DataFrame:
+    if (point, replication) in study.results:
+        return study.results[(point, replication)].refusals
+    key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
+    return pd.read_parquet(study.out / "runs" / f"{key.iloc[0]}.refusals.parquet")

@@ -1,0 +1,64 @@
+"""Arrival kinds: each samples inside the horizon, at its documented long-run rate."""
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from sim.arrivals import KINDS, ArrivalSpec, arrival
+
+DURATION = 8 * 3600.0  # whole periods of every periodic kind below
+
+
+@pytest.mark.parametrize("settings", [
+    {"kind": "poisson", "rate": "30/min"},
+    {"kind": "constant", "rate": "30/min"},
+    {"kind": "bursty", "rate": "30/min", "burstiness": 3.0},
+    {"kind": "onoff", "rate": "90/min", "on": "5m", "off": "10m"},
+    {"kind": "piecewise", "schedule": [["0h", "10/min"], ["2h", "50/min"]], "period": "4h"},
+    {"kind": "diurnal", "rate": "30/min", "period": "2h", "amplitude": 0.8},
+], ids=lambda s: s["kind"])
+def test_times_are_sorted_in_the_horizon_at_the_mean_rate(settings):
+    proc = arrival(**settings)
+    t = proc.times(np.random.default_rng(4), DURATION)
+    assert np.all(np.diff(t) >= 0) and t.min() >= 0 and t.max() < DURATION
+    # the mean count over 30 seeds is within 4 standard errors (measured across the seeds) of rate x T
+    counts = np.array([len(proc.times(np.random.default_rng(seed), DURATION)) for seed in range(30)])
+    expected = proc.mean_rate() * DURATION
+    assert abs(counts.mean() - expected) <= 4 * counts.std(ddof=1) / np.sqrt(30) + 1
+    doubled = proc.times(np.random.default_rng(4), DURATION, load=2.0)
+    assert abs(len(doubled) / len(t) - 2) < 0.15
+
+
+def test_mean_rates_follow_their_definitions():
+    assert arrival(kind="onoff", rate="90/min", on="5m", off="10m").mean_rate() == pytest.approx(1.5 / 3)
+    pw = arrival(kind="piecewise", schedule=[["0h", "10/min"], ["3h", "70/min"]], period="4h")
+    assert pw.mean_rate() == pytest.approx((10 * 3 + 70 * 1) / 4 / 60)
+    assert arrival(kind="closed", users=3, think="1s").mean_rate() is None
+
+
+def test_constant_is_exactly_evenly_spaced_from_zero():
+    t = arrival(kind="constant", rate="2/s").times(np.random.default_rng(0), 10.0)
+    assert np.array_equal(t, np.arange(0.0, 10.0, 0.5))
+
+
+def test_closed_loop_has_no_precomputed_times():
+    closed = arrival(kind="closed", users=2, think="3s")
+    assert not closed.open_loop
+    with pytest.raises(TypeError):
+        closed.times(np.random.default_rng(0), 10.0)
+
+
+def test_each_kind_accepts_only_its_own_keys():
+    with pytest.raises(ValidationError):
+        arrival(kind="poisson", rate="1/s", burstiness=2.0)
+    with pytest.raises(ValidationError):
+        arrival(kind="onoff", rate="1/s", on="0s", off="1s")  # on must be > 0
+    with pytest.raises(ValidationError):
+        arrival(kind="piecewise", schedule=[["1h", "1/s"]])  # must start at 0
+    with pytest.raises(ValidationError):
+        arrival(kind="weibull", rate="1/s")
+
+
+def test_the_union_lists_every_kind():
+    import typing
+    union = typing.get_args(typing.get_args(ArrivalSpec)[0])
+    assert set(KINDS.values()) == set(union)

@@ -1,0 +1,171 @@
+"""Client policies: each retry schedule's delay checked directly against its published definition (the groq
+SDK's own code for ``groq-sdk``), and each gate's hooks."""
+import math
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sim.config import Policy, policy_table
+from sim.limitset import LimitSet
+from sim.catalog import Limits
+from sim.policies import (Adaptive, Cooldown, DecorrelatedJitter, EqualJitter, Exponential, FixedDelay, FullJitter,
+                          GroqSDK, InFlightCap, Pacer, client_policy, header_wait, schedule)
+
+
+def fixed_u(value):
+    calls = []
+
+    def u():
+        calls.append(value)
+        return value
+    u.calls = calls
+    return u
+
+
+def test_fixed_and_exponential_are_deterministic_and_draw_nothing():
+    u = fixed_u(0.7)
+    assert [FixedDelay(2.5).delay(a, None, u) for a in (1, 2, 9)] == [2.5, 2.5, 2.5]
+    assert [Exponential(1.0, 60.0).delay(a, None, u) for a in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert u.calls == []
+
+
+@given(attempt=st.integers(1, 5000), u=st.floats(0, 1, exclude_max=True))
+def test_jittered_schedules_follow_the_aws_definitions(attempt, u):
+    base, cap = 1.0, 60.0
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))
+    assert FullJitter(base, cap).delay(attempt, None, lambda: u) == pytest.approx(u * ceiling)
+    assert EqualJitter(base, cap).delay(attempt, None, lambda: u) == pytest.approx(ceiling / 2 + u * ceiling / 2)
+    prev = 7.0
+    assert DecorrelatedJitter(base, cap).delay(attempt, None, lambda: u, prev) == pytest.approx(
+        min(cap, base + u * (3 * prev - base)))
+
+
+def test_decorrelated_jitter_starts_from_base_and_remembers():
+    d = DecorrelatedJitter(1.0, 60.0)
+    assert d.memory and d.delay(1, None, lambda: 1.0) == pytest.approx(3.0)  # U(base, 3 base) at its top
+    assert d.delay(1, None, lambda: 0.0) == pytest.approx(1.0)  # ... and at its bottom
+    assert d.delay(2, None, lambda: 0.5, 2.0) == pytest.approx(3.5)  # 1 + 0.5 (6 - 1)
+    assert d.delay(3, None, lambda: 1.0, 50.0) == 60.0  # capped
+
+
+@pytest.mark.parametrize("retry_after", [None, 0, 1, 7, 60, 61, 3600])
+@pytest.mark.parametrize("remaining", [2, 1])
+@pytest.mark.parametrize("u", [0.0, 0.37, 0.999])
+def test_groq_sdk_delay_equals_the_real_sdk(monkeypatch, retry_after, remaining, u):
+    """The installed groq SDK's own _calculate_retry_timeout is the reference."""
+    import groq
+    from groq import _base_client
+    from groq._models import FinalRequestOptions
+    monkeypatch.setattr(_base_client, "random", lambda: u)
+    client = groq.Groq(api_key="test", max_retries=2)
+    headers = httpx.Headers({} if retry_after is None else {"retry-after": str(retry_after)})
+    expected = client._calculate_retry_timeout(remaining, FinalRequestOptions.construct(method="post", url="/x"),
+                                               headers)
+    attempt = 2 - remaining + 1  # attempts already made
+    ours = schedule(Policy(retry="groq-sdk")).delay(attempt, retry_after, lambda: u)
+    assert ours == pytest.approx(expected, abs=1e-12)
+
+
+def test_groq_sdk_settings_match_the_sdk_constants():
+    from groq import _constants
+    pol = Policy(retry="groq-sdk")
+    assert (pol.max_attempts, pol.base, pol.cap) == (_constants.DEFAULT_MAX_RETRIES + 1,
+                                                     _constants.INITIAL_RETRY_DELAY, _constants.MAX_RETRY_DELAY)
+    assert isinstance(schedule(pol), GroqSDK)
+
+
+def _policy(**settings):
+    cfg = Policy(**settings)
+    return client_policy(cfg, fixed_u(0.5), [100.0] * 10, [0.0] * 10, lambda m: LimitSet(Limits(rpm=60)))
+
+
+def test_retry_after_is_a_lower_bound_when_honoured_and_its_cap_applies():
+    p = _policy(retry="fixed", delay=1.0, max_attempts=5, honor_retry_after=True)
+    assert p.backoff(0, 1, 7) == 7 and p.backoff(0, 1, None) == 1.0
+    assert _policy(retry="fixed", delay=9.0, max_attempts=5, honor_retry_after=True).backoff(0, 1, 7) == 9.0
+    capped = _policy(retry="fixed", delay=1.0, max_attempts=5, honor_retry_after=True, retry_after_cap=3.0)
+    assert capped.backoff(0, 1, 7) == 3.0
+    assert _policy(retry="fixed", delay=1.0, max_attempts=5).backoff(0, 1, 7) == 1.0  # not honoured
+
+
+def test_client_policy_keeps_decorrelated_memory_per_request_until_forgotten():
+    p = _policy(retry="exponential", jitter="decorrelated", base=1.0, cap=60.0, max_attempts=9)
+    first = p.backoff(3, 1, None)   # U = 0.5: 1 + 0.5 * (3 - 1) = 2
+    second = p.backoff(3, 2, None)  # 1 + 0.5 * (6 - 1) = 3.5
+    other = p.backoff(4, 1, None)
+    assert (first, second, other) == (2.0, 3.5, 2.0)
+    p.forget(3)
+    assert p.backoff(3, 3, None) == 2.0
+
+
+def test_cooldown_waits_retry_after_or_its_own_duration():
+    c = Cooldown(None)
+    c.on_refused(10.0, 4, 1.0)
+    assert c.hold(0, 0, 12.0, True) == 14.0 and c.blocks(12.0, True) and not c.blocks(14.0, True)
+    assert c.hold(0, 0, 14.0, True) == 0.0
+    c.on_refused(20.0, None, 2.5)  # no retry-after: the retry delay
+    assert c.until == 22.5
+    fixed = Cooldown(30.0)
+    fixed.on_refused(5.0, 4, 1.0)
+    assert fixed.until == 35.0
+    fixed.on_refused(6.0, 4, 1.0)
+    assert fixed.until == 36.0
+    fixed.on_refused(1.0, 4, 1.0)  # never moves back
+    assert fixed.until == 36.0
+
+
+def test_in_flight_cap_counts_first_attempts_only():
+    cap = InFlightCap(2)
+    for _ in range(2):
+        assert cap.hold(0, 0, 0.0, True) == 0.0
+        cap.on_send(True)
+    assert cap.hold(0, 0, 0.0, True) == math.inf and cap.blocks(0.0, True)
+    assert cap.hold(0, 0, 0.0, False) == 0.0  # a retry of a request already counted
+    cap.on_send(False)
+    assert cap.in_flight == 2
+    cap.on_done(True)
+    assert cap.in_flight == 1 and not cap.blocks(0.0, True)
+    cap.on_done(False)  # ended before any attempt: was never counted
+    assert cap.in_flight == 1
+
+
+def test_pacer_starts_at_its_fraction_and_lets_oversized_requests_through():
+    limits = LimitSet(Limits(rpm=60, tpm=10_000))
+    pacer = Pacer(0.5, lambda m: limits, [100.0, 50_000.0], [0.0, 0.0])
+    assert pacer.hold(1, 0, 0.0, True) == 0.0  # larger than the org's TPM: let through, the org answers 413
+    passed = 0
+    while pacer.hold(0, 0, 0.0, True) == 0.0:
+        passed += 1
+    assert passed == 30  # starts half full: RPM 60 at fraction 0.5
+    assert pacer.hold(0, 0, 0.0, True) == pytest.approx(2.0)  # refills 1 request per 2 s
+    assert pacer.hold(0, 0, 2.0, True) == 0.0
+
+
+def test_header_wait_refills_linearly_to_the_reset():
+    # seen at t=0: RPD 0 of 100 left, full again in 100 s; TPM plenty
+    obs = (0.0, 0.0, 100.0, 100.0, math.inf, math.inf, 0.0)
+    assert header_wait(obs, 10, 0.0) == pytest.approx(1.0)  # one request's share of the reset
+    assert header_wait(obs, 10, 0.4) == pytest.approx(0.6)
+    tpm = (0.0, math.inf, math.inf, 0.0, 100.0, 1000.0, 54.0)  # 100 of 1000 tokens left, full in 54 s
+    assert header_wait(tpm, 400, 0.0) == pytest.approx(54.0 * 300 / 900)
+    assert header_wait(tpm, 5000, 0.0) == 0.0  # above the limit: wait would be forever; let the org say 413
+
+
+def test_adaptive_reads_the_headers_the_limit_set_produces():
+    limits = LimitSet(Limits(rpd=10, tpm=1000))
+    for _ in range(10):
+        limits.acquire(10, 0, 0.0)
+    gate = Adaptive([10.0], [0.0])
+    assert gate.hold(0, 0, 0.0, True) == 0.0  # nothing seen yet
+    gate.observe(0, limits, 0.0)
+    assert gate.hold(0, 0, 0.0, True) == pytest.approx(86_400 / 10)  # one request's refill of RPD
+
+
+def test_every_builtin_policy_assembles():
+    for name, cfg in policy_table().items():
+        p = client_policy(cfg, fixed_u(0.5), [1.0], [0.0], lambda m: LimitSet(Limits(rpm=60)))
+        assert p.gated == bool(cfg.pacing or cfg.adaptive or cfg.cooldown is not None or cfg.max_in_flight
+                               or cfg.queue_size is not None), name
+        assert p.max_attempts == cfg.max_attempts and p.retry_on == frozenset(cfg.retry_on)

@@ -1,0 +1,58 @@
+"""Workload generation: sizes, traces and the request stream handed to the engine."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.config import Client, arrival
+from sim.workload import Uniforms, client_streams, open_loop, request_mix, sizes
+
+
+def _client(**kw):
+    return Client(name="c", model="llama-3.1-8b-instant", arrival=kw.pop("arrival", arrival(kind="poisson", rate=2.0)),
+                  **kw)
+
+
+def test_completion_is_capped_by_max_tokens_and_defaults_to_it():
+    rng = np.random.default_rng(1)
+    sz = sizes(_client(max_tokens=50, completion_tokens={"dist": "uniform", "low": 0, "high": 100}), rng, 5000)
+    assert sz["completion"].max() == 50 and (sz["completion"] <= sz["max_tokens"]).all()
+    assert (sz["completion"] < 50).mean() == pytest.approx(0.5, abs=0.03)
+    whole = sizes(_client(max_tokens=64), rng, 10)
+    assert (whole["completion"] == 64).all()
+
+
+def test_open_loop_is_reproducible_from_the_seed():
+    seed = np.random.SeedSequence(9)
+    a = open_loop(_client(), client_streams(seed), 600.0)
+    b = open_loop(_client(), client_streams(np.random.SeedSequence(9)), 600.0)
+    assert np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1]) and a[2] is None
+
+
+def test_trace_rows_keep_their_models_and_sizes(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"timestamp": [0.0, 5.0, 1.0, 30.0], "model": ["m1", None, "m2", "m1"],
+                  "prompt_tokens": [10, 20, 30, 40]}).to_csv(path, index=False)
+    c = _client(arrival=arrival(kind="trace", file=str(path)), max_tokens=7)
+    created, sz, models = open_loop(c, client_streams(np.random.SeedSequence(0)), 20.0)
+    assert list(created) == [0.0, 1.0, 5.0]  # sorted, inside the horizon
+    assert list(sz["prompt"]) == [10, 30, 20] and list(sz["max_tokens"]) == [7, 7, 7]
+    assert models == ["m1", "m2", "llama-3.1-8b-instant"]
+    faster, _, _ = open_loop(c, client_streams(np.random.SeedSequence(0)), 20.0, load=2.0)
+    assert list(faster) == [0.0, 0.5, 2.5, 15.0]
+    mix = {m: rate for m, rate, _ in request_mix(c, 40.0, np.random.default_rng(0))}
+    assert mix == {"m1": 2 / 40, "m2": 1 / 40, "llama-3.1-8b-instant": 1 / 40}
+
+
+def test_request_mix_of_a_process_is_its_mean_rate_and_closed_loops_have_none():
+    mix = list(request_mix(_client(arrival=arrival(kind="constant", rate="30/min")), 60.0, np.random.default_rng(0),
+                           n=100))
+    assert [(m, r) for m, r, _ in mix] == [("llama-3.1-8b-instant", 0.5)] and len(mix[0][2]["prompt"]) == 100
+    assert list(request_mix(_client(arrival=arrival(kind="closed", users=2, think="1s")), 60.0,
+                            np.random.default_rng(0))) == []
+
+
+def test_uniforms_come_from_the_stream_in_order():
+    u = Uniforms(np.random.default_rng(3))
+    drawn = [u() for _ in range(5000)]
+    rng = np.random.default_rng(3)
+    assert drawn == rng.random(4096).tolist() + rng.random(4096).tolist()[:904]
