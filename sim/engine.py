@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from functools import partial
 
 import numpy as np
-import simpy
 from simpy.events import Timeout
 
+from .clock import Clock
 from .config import Client
 from .errors import ConfigError, did_you_mean
 from .headers import retry_after_function
@@ -66,12 +65,13 @@ class _Group(Columns):
         mean = self.cfg.arrival.think
         return -mean * math.log1p(-self.think_u()) if mean else 0.0
 
-    def append(self, created, sz, charge, model, z_speed=None, z_queue=None) -> None:
-        """Add requests; the service's standard-normal draws come from the service stream unless given."""
-        rng = self.rngs[SERVICE]
-        n = len(created)
-        self.add(created, sz, charge, model, rng.standard_normal(n) if z_speed is None else z_speed,
-                 rng.standard_normal(n) if z_queue is None else z_queue)
+    def append(self, block: dict, model) -> None:
+        """Add requests (see :meth:`Columns.add`); the service's standard-normal draws come from the service
+        stream unless ``block`` has them."""
+        rng, n = self.rngs[SERVICE], len(model)
+        block.setdefault("z_speed", lambda: rng.standard_normal(n))
+        block.setdefault("z_queue", lambda: rng.standard_normal(n))
+        self.add(block, model)
 
 
 class Simulation:
@@ -79,7 +79,7 @@ class Simulation:
 
     def __init__(self, spec: RunSpec, seed: int | np.random.SeedSequence = 0):
         self.spec = spec
-        self.env = simpy.Environment()
+        self.env = Clock()
         self.events = 0
         seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         org = spec.org
@@ -118,7 +118,10 @@ class Simulation:
         created, sz, names = open_loop(c.cfg, c.rngs, self.spec.duration, self.spec.load)
         models = (np.full(len(created), c.chain[0]) if names is None
                   else np.array([self._model_index(m) for m in names], dtype=np.int64))
-        c.append(created, sz, self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"]), models)
+        charge = self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"])
+        block = {"created": created, **sz, "charge": charge}
+        del created, sz, charge  # the block owns them now: add() drops each once copied
+        c.append(block, models)
 
     def _new_closed_request(self, c: _Group, now: float) -> int:
         if c._block is None or c._bi >= BLOCK:
@@ -129,27 +132,25 @@ class Simulation:
         b, j = c._block, c._bi
         c._bi += 1
         one = {k: v[j:j + 1] for k, v in b.items()}
-        c.append(np.array([now]), one, self.accounting.charged(one["prompt"], one["max_tokens"], one["completion"]),
-                 np.array([c.chain[0]]), one["z_speed"], one["z_queue"])
+        one["created"] = np.array([now])
+        one["charge"] = self.accounting.charged(one["prompt"], one["max_tokens"], one["completion"])
+        c.append(one, np.array([c.chain[0]]))
         return c.n - 1
 
     # ---- scheduling -------------------------------------------------------------------------------------
     def _at(self, t: float, fn, *args) -> None:
         """Call ``fn(*args)`` at simulated time ``t``."""
         self.events += 1
-        ev = Timeout(self.env, max(t - self.env.now, 0.0))
-        ev.callbacks.append(partial(_drop_event, fn, args))
+        self.env.call_at(t, _apply, fn, args)
 
     def _arrivals(self, c: _Group, i: int = 0) -> None:
-        """Schedule arrival ``i``; its callback handles it and schedules the next (a chain of timeouts,
-        lighter than a process)."""
+        """Schedule arrival ``i``; its handler schedules the next (a chain of light calls, one in the queue
+        per client group at a time)."""
         if i < c.n:
             self.events += 1
-            ev = Timeout(self.env, max(c.created[i] - self.env.now, 0.0), (c, i))
-            ev.callbacks.append(self._on_arrival)
+            self.env.call_at(c.created[i], self._on_arrival, c, i)
 
-    def _on_arrival(self, ev) -> None:
-        c, i = ev._value
+    def _on_arrival(self, c: _Group, i: int) -> None:
         if c.gated:
             self._arrive(c, i)
         else:
@@ -264,10 +265,9 @@ class Simulation:
             self._finish(c, i, DEADLINE, c.created[i] + deadline)
             return
         self.events += 1
-        Timeout(self.env, t + delay - self.env._now, (c, i)).callbacks.append(self._on_retry)
+        self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
 
-    def _on_retry(self, ev) -> None:
-        c, i = ev._value
+    def _on_retry(self, c: _Group, i: int) -> None:
         if c.gated:
             self._retry(c, i)
         else:
@@ -313,11 +313,13 @@ class Simulation:
         return self.result()
 
     def result(self) -> RunResult:
+        for c in self.clients:
+            c.release_scratch()
         records, refusals = frames(self.clients, [x.name for x in self.spec.clients], self.model_names)
         return RunResult(records, refusals, self.spec, self.events)
 
 
-def _drop_event(fn, args, _event) -> None:
+def _apply(fn, args) -> None:
     fn(*args)
 
 

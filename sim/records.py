@@ -22,13 +22,14 @@ UNIT_INDEX = {u: k + 1 for k, u in enumerate(UNITS)}
 
 
 class Columns:
-    """One client group's per-request columns (``array`` buffers: about 120 bytes a request, no per-request
+    """One client group's per-request columns (``array`` buffers: about 100 bytes a request, no per-request
     Python objects).  Request ``i`` is row ``i``; :meth:`add` appends a block of new requests."""
 
     def __init__(self):
         d = lambda: array("d")  # noqa: E731
         self.n = 0
-        self.created, self.prompt, self.max_tokens, self.completion, self.audio = d(), d(), d(), d(), d()
+        self.created, self.audio = d(), d()
+        self.prompt, self.max_tokens, self.completion = array("i"), array("i"), array("i")  # whole tokens
         self.charge, self.z_speed, self.z_queue = d(), d(), d()
         self.finished, self.admitted, self.qt, self.pt, self.ct = d(), d(), d(), d(), d()
         self.model, self.served, self.pos = array("b"), array("b"), array("b")  # wanted, last tried, chain pos
@@ -36,30 +37,49 @@ class Columns:
         self.outcome, self.refused = array("b"), array("b")
         self.refusal_t, self.refusal_code = d(), array("h")  # 429 log: time, model * 8 + unit index
 
-    def add(self, created, sz: dict, charge, model, z_speed, z_queue) -> None:
-        """Append a block of requests: arrival times, sizes (``prompt``, ``max_tokens``, ``completion``,
-        ``audio``), tokens charged, model indices and the service's standard-normal draws."""
-        n = len(created)
-        for col, values in ((self.created, created), (self.prompt, sz["prompt"]), (self.max_tokens, sz["max_tokens"]),
-                            (self.completion, sz["completion"]), (self.audio, sz["audio"]), (self.charge, charge),
-                            (self.z_speed, z_speed), (self.z_queue, z_queue)):
-            col.frombytes(np.ascontiguousarray(values, dtype=float).tobytes())
-        nan = np.full(n, np.nan).tobytes()
+    #: the float columns a new block of requests brings, in the order :meth:`add` fills them
+    GIVEN = ("created", "prompt", "max_tokens", "completion", "audio", "charge", "z_speed", "z_queue")
+
+    def add(self, block: dict, model) -> None:
+        """Append a block of requests: ``block`` maps each of :attr:`GIVEN` to an array (or to a function
+        returning one, called when its turn comes); ``model`` are the requests' model indices.  Each array is
+        copied in and dropped from ``block`` before the next is made, so a day of pre-sampled arrays is never
+        held twice."""
+        n = len(model)
+        for name in self.GIVEN:
+            values = block.pop(name)
+            values = values() if callable(values) else values
+            col = getattr(self, name)
+            col.frombytes(_raw(np.ascontiguousarray(values, dtype=np.int32 if col.typecode == "i" else float)))
+            del values
+        nan = _raw(np.full(n, np.nan))
         for col in (self.finished, self.admitted, self.qt, self.pt, self.ct):
             col.frombytes(nan)
-        self.model.frombytes(np.asarray(model, dtype=np.int8).tobytes())
+        codes = _raw(np.asarray(model, dtype=np.int8))
+        self.model.frombytes(codes)
+        self.served.frombytes(codes)
         zeros = bytes(n)
         self.pos.frombytes(zeros)
-        self.served.frombytes(np.asarray(model, dtype=np.int8).tobytes())
         self.refused.frombytes(zeros)
-        self.outcome.frombytes(np.full(n, PENDING, dtype=np.int8).tobytes())
+        self.outcome.frombytes(_raw(np.full(n, PENDING, dtype=np.int8)))
         self.attempts.frombytes(bytes(2 * n))
         self.n429.frombytes(bytes(2 * n))
         self.n += n
 
+    def release_scratch(self) -> None:
+        """Free the columns only the run itself needs (service draws, wanted model, chain position) before
+        the records are built: a day of them is tens of MB."""
+        for name in ("z_speed", "z_queue", "model", "pos"):
+            setattr(self, name, array(getattr(self, name).typecode))
+
     def nbytes(self) -> int:
         """Bytes held by the columns."""
         return sum(col.itemsize * len(col) for col in vars(self).values() if isinstance(col, array))
+
+
+def _raw(values: np.ndarray) -> memoryview:
+    """The bytes of a contiguous array, without copying them."""
+    return memoryview(values).cast("B")
 
 
 def _col(a: array, dtype=float) -> np.ndarray:
@@ -74,32 +94,31 @@ def frames(groups: list[Columns], client_names: list[str], model_names: list[str
         outcome[outcome == PENDING] = UNFINISHED
         created, finished = _col(c.created), _col(c.finished)
         qt, pt, ct = _col(c.qt), _col(c.pt), _col(c.ct)
-        records.append(pd.DataFrame({
+        records.append(pd.DataFrame(copy=False, data={
             "client": pd.Categorical.from_codes(np.full(c.n, index, np.int8), client_names),
-            "model": _col(c.served, np.int8),
+            "model": pd.Categorical.from_codes(_col(c.served, np.int8), model_names),
             "created": created, "finished": finished, "latency": finished - created,
             "admitted": _col(c.admitted),
             "attempts": _col(c.attempts, np.int16), "n429": _col(c.n429, np.int16),
             "outcome": pd.Categorical.from_codes(outcome, OUTCOMES),
             "refused_by": pd.Categorical.from_codes(_col(c.refused, np.int8), REFUSED_BY),
-            "prompt_tokens": _col(c.prompt).astype(np.int32), "max_tokens": _col(c.max_tokens).astype(np.int32),
-            "completion_tokens": _col(c.completion).astype(np.int32), "audio_seconds": _col(c.audio),
+            "prompt_tokens": _col(c.prompt, np.int32), "max_tokens": _col(c.max_tokens, np.int32),
+            "completion_tokens": _col(c.completion, np.int32), "audio_seconds": _col(c.audio),
             "charged_tokens": _col(c.charge),
             "queue_time": qt, "prompt_time": pt, "completion_time": ct, "total_time": qt + pt + ct,
-        }))
+        }))  # copy=False: the columns stay views of the run's buffers (no second copy of a day of records)
         code = _col(c.refusal_code, np.int16)
-        refusals.append(pd.DataFrame({
+        refusals.append(pd.DataFrame(copy=False, data={
             "time": _col(c.refusal_t),
             "client": pd.Categorical.from_codes(np.full(len(c.refusal_t), index, np.int8), client_names),
-            "model": (code // 8).astype(np.int8),
+            "model": pd.Categorical.from_codes((code // 8).astype(np.int8), model_names),
             "unit": pd.Categorical.from_codes((code % 8).astype(np.int8), REFUSED_BY)}))
-    rec = pd.concat(records, ignore_index=True)
-    rec["model"] = pd.Categorical.from_codes(rec["model"].to_numpy(np.int8), model_names)
-    if len(records) > 1:  # one client's requests are already in creation order: no copy needed
-        rec = rec.sort_values(["created", "client"], kind="stable", ignore_index=True)
+    # one client group's requests and refusals are already in time order: no sorted copy needed
+    rec = records[0] if len(records) == 1 else pd.concat(records, ignore_index=True).sort_values(
+        ["created", "client"], kind="stable", ignore_index=True)
     rec.insert(0, "id", np.arange(len(rec), dtype=np.int64))
-    ref = pd.concat(refusals, ignore_index=True).sort_values("time", kind="stable", ignore_index=True)
-    ref["model"] = pd.Categorical.from_codes(ref["model"].to_numpy(np.int8), model_names)
+    ref = refusals[0] if len(refusals) == 1 else pd.concat(refusals, ignore_index=True).sort_values(
+        "time", kind="stable", ignore_index=True)
     return rec, ref
 
 

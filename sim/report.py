@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .catalog import UNIT_SPEC
 from .study import StudyResult, load_records, load_refusals
@@ -23,6 +22,7 @@ KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50
 def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """One row per grid point: its axis values, the number of replications, and for each key metric
     ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication)."""
+    from scipy import stats  # here, not at import: scipy.stats alone adds ~60 MB to every worker's memory
     rows = []
     for point, group in summary.groupby("point", sort=True):
         row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}

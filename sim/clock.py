@@ -1,0 +1,79 @@
+"""The simulation clock: SimPy's environment, extended to carry plain function calls as well as events.
+
+A SimPy event costs an object, a callbacks list and a bound method per firing; most of what the simulator
+schedules (the next arrival, a retry, a pump of a client's queue) is just "call f(a, b) at time t".  This
+environment keeps SimPy's heap, its ``(time, priority, event id)`` order and its id counter, and puts such
+calls in the heap as ``(f, a, b)`` tuples in the event's place: :meth:`call_at` costs one tuple and one
+heap push, and :meth:`run` calls it when it comes up.  Everything else (processes, timeouts, conditions) is
+untouched SimPy, so closed-loop users stay ordinary SimPy processes, and the firing order is exactly what
+the same calls scheduled as :class:`simpy.Timeout` events would have had.
+"""
+from __future__ import annotations
+
+from heapq import heappop, heappush
+
+import simpy
+from simpy.core import EmptySchedule, StopSimulation
+from simpy.events import NORMAL, URGENT, Event
+
+
+class Clock(simpy.Environment):
+    """A :class:`simpy.Environment` whose queue also holds light calls (see the module docstring)."""
+
+    def call_at(self, t: float, fn, a, b) -> None:
+        """Call ``fn(a, b)`` at time ``t`` (never before now), ordered like a :class:`simpy.Timeout`
+        created at this moment with delay ``t - now``."""
+        now = self._now
+        heappush(self._queue, (now + (t - now if t > now else 0.0), NORMAL, next(self._eid), (fn, a, b)))
+
+    def call_after(self, delay: float, fn, a, b) -> None:
+        """Call ``fn(a, b)`` after ``delay`` seconds (>= 0)."""
+        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), (fn, a, b)))
+
+    def step(self) -> None:
+        """Process the next entry: a light call, or a SimPy event as :meth:`simpy.Environment.step` does."""
+        try:
+            self._now, _, _, event = heappop(self._queue)
+        except IndexError:
+            raise EmptySchedule from None
+        if event.__class__ is tuple:
+            event[0](event[1], event[2])
+            return
+        self._fire(event)
+
+    def _fire(self, event: Event) -> None:
+        callbacks, event.callbacks = event.callbacks, None
+        try:
+            for callback in callbacks:
+                callback(event)
+        except StopSimulation:
+            event.callbacks = callbacks[callbacks.index(callback) + 1:]
+            self.schedule(event, URGENT - 1)
+            raise
+        if not event._ok and not hasattr(event, "_defused"):
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
+
+    def run(self, until: float | None = None):
+        """Run until time ``until`` (or until nothing is left): SimPy's semantics, with light calls made in
+        a tight loop instead of one :meth:`step` call each."""
+        if until is not None:
+            at = float(until)
+            if at <= self._now:
+                raise ValueError(f"until ({at}) must be greater than the current simulation time")
+            stop = Event(self)
+            stop._ok, stop._value = True, None
+            self.schedule(stop, URGENT, at - self._now)
+            stop.callbacks.append(StopSimulation.callback)
+        queue, pop, fire = self._queue, heappop, self._fire
+        try:
+            while queue:
+                self._now, _, _, event = pop(queue)
+                if event.__class__ is tuple:
+                    event[0](event[1], event[2])
+                else:
+                    fire(event)
+        except StopSimulation as exc:
+            return exc.args[0]
+        return None
