@@ -4,7 +4,8 @@ A SimPy event costs an object, a callbacks list and a bound method per firing; m
 schedules (the next arrival, a retry, a pump of a client's queue) is just "call f(a, b) at time t".  This
 environment keeps SimPy's heap, its ``(time, priority, event id)`` order and its id counter, and puts such
 calls in the heap as ``(f, a, b)`` tuples in the event's place: :meth:`call_at` costs one tuple and one
-heap push, and :meth:`run` calls it when it comes up.  Everything else (processes, timeouts, conditions) is
+heap push, and :meth:`run` calls it when it comes up.  A pre-sorted stream (a client group's arrivals) is
+merged with the heap by :meth:`advance_or_call_at`: an item due before anything queued is handled at once.  Everything else (processes, timeouts, conditions) is
 untouched SimPy, so closed-loop users stay ordinary SimPy processes, and the firing order is exactly what
 the same calls scheduled as :class:`simpy.Timeout` events would have had.
 """
@@ -29,6 +30,21 @@ class Clock(simpy.Environment):
     def call_after(self, delay: float, fn, a, b) -> None:
         """Call ``fn(a, b)`` after ``delay`` seconds (>= 0)."""
         heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), (fn, a, b)))
+
+    def advance_or_call_at(self, t: float, fn, a, b) -> bool:
+        """Merge a pre-sorted stream with the queue: if nothing queued comes before time ``t``, move the clock
+        to ``t`` and return True (the caller handles its item now, with no queue round trip); else schedule
+        ``fn(a, b)`` at ``t`` and return False.  Either way one event id is used, as :meth:`call_at` would, so
+        the order of everything is unchanged (a queued entry at the same time has an older id: it goes first)."""
+        now = self._now
+        t = now + (t - now if t > now else 0.0)
+        eid = next(self._eid)
+        queue = self._queue
+        if queue and queue[0][0] <= t:
+            heappush(queue, (t, NORMAL, eid, (fn, a, b)))
+            return False
+        self._now = t
+        return True
 
     def step(self) -> None:
         """Process the next entry: a light call, or a SimPy event as :meth:`simpy.Environment.step` does."""

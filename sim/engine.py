@@ -144,18 +144,27 @@ class Simulation:
         self.env.call_at(t, _apply, fn, args)
 
     def _arrivals(self, c: _Group, i: int = 0) -> None:
-        """Schedule arrival ``i``; its handler schedules the next (a chain of light calls, one in the queue
-        per client group at a time)."""
+        """Schedule arrival ``i`` of an open-loop group; :meth:`_on_arrival` handles the rest of the stream."""
         if i < c.n:
             self.events += 1
             self.env.call_at(c.created[i], self._on_arrival, c, i)
 
     def _on_arrival(self, c: _Group, i: int) -> None:
-        if c.gated:
-            self._arrive(c, i)
-        else:
-            self._send(c, i, self.env._now)
-        self._arrivals(c, i + 1)
+        """Handle arrival ``i``, then the following ones for as long as each comes before anything queued
+        (the clock merges the pre-sorted arrivals with its queue); the first that does not is scheduled."""
+        env, n, created = self.env, c.n, c.created
+        gated = c.gated
+        while True:
+            if gated:
+                self._arrive(c, i)
+            else:
+                self._send(c, i, env._now)
+            i += 1
+            if i >= n:
+                return
+            self.events += 1
+            if not env.advance_or_call_at(created[i], self._on_arrival, c, i):
+                return
 
     def _closed_user(self, c: _Group):
         yield Timeout(self.env, c.think())
