@@ -3,15 +3,18 @@
     python bench/records_hash.py --write bench/records_hash.json   # before the change
     python bench/records_hash.py --check bench/records_hash.json   # after: exit 1 on any difference
 
-Every shipped scenario's grid point (replication 0, its first 20 simulated minutes) and every benchmark
-workload (2 simulated hours) is run, and a SHA-256 of its request records and refusal log is taken: the
-same hash means bit-identical outcomes, attempts, times and sizes.
+Every shipped scenario's grid point (replication 0, its first 20 simulated minutes), every benchmark
+workload (2 simulated hours) and 60 random client-policy set-ups (every retry kind, jitter, deadline,
+pacing, adaptive, cooldown, in-flight cap, bounded queue, fallback, limiter and accounting, 15 minutes each)
+are run, and a SHA-256 of their request records and refusal log is taken: the same hash means bit-identical
+outcomes, attempts, times and sizes.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -32,6 +35,36 @@ def _digest(result) -> str:
     return h.hexdigest()[:24]
 
 
+def random_setup(k: int) -> sim.RunSpec:
+    """Random set-up ``k``: one client group with a random policy, sometimes a second sharing the org."""
+    from sim.config import Accounting, Client, Org, arrival, policy_table
+    r = random.Random(k)
+    pol = {"retry": r.choice(["fixed", "exponential", "groq-sdk"]), "max_attempts": r.randint(1, 8),
+           "honor_retry_after": r.random() < 0.5}
+    if pol["retry"] != "groq-sdk":
+        pol["jitter"] = r.choice(["none", "full", "equal", "decorrelated"])
+    for key, p, values in (("deadline", 0.5, [5, 20, 60]), ("pacing", 0.4, [0.5, 0.9, 1.0]),
+                           ("adaptive", 0.3, [True]), ("cooldown", 0.4, ["retry-after", 2.0, 10.0]),
+                           ("max_in_flight", 0.4, [1, 3, 10]), ("queue_size", 0.4, [0, 5, 20]),
+                           ("fallback", 0.2, [["llama-3.3-70b-versatile"]]), ("retry_after_cap", 0.3, [3.0])):
+        if r.random() < p:
+            pol[key] = r.choice(values)
+    kind = r.choice(["poisson", "bursty", "constant", "onoff", "closed"])
+    process = ({"kind": kind, "users": r.randint(1, 6), "think": r.choice([0.5, 2.0])} if kind == "closed"
+               else {"kind": kind, "rate": f"{r.randint(20, 120)}/min"})
+    process.update({"bursty": {"burstiness": 2.5}, "onoff": {"on": "1m", "off": "2m"}}.get(kind, {}))
+    clients = [Client(name="a", model="llama-3.1-8b-instant", arrival=arrival(**process),
+                      prompt_tokens=r.choice([50, 2000]), max_tokens=r.choice([32, 1024]),
+                      completion_tokens={"dist": "uniform", "low": 1, "high": 32}, policy="p")]
+    if r.random() < 0.5:
+        clients.append(Client(name="b", model="llama-3.1-8b-instant", arrival=arrival(kind="poisson", rate="30/min"),
+                              policy=r.choice(["groq-sdk", "paced", "cooldown"])))
+    org = Org(tier=r.choice(["free", "developer"]), limiter=r.choice(["token_bucket", "sliding_log", "fixed_window"]),
+              accounting=Accounting(charge=r.choice(["max_tokens", "actual"]), refund_unused=r.random() < 0.3),
+              error_rate=r.choice([0.0, 0.05]))
+    return sim.RunSpec(clients=clients, policies=policy_table({"p": pol}), org=org, duration=900.0, drain=300.0)
+
+
 def fingerprints() -> dict[str, str]:
     from bench import workloads  # the benchmark's own workloads
     out = {}
@@ -43,6 +76,8 @@ def fingerprints() -> dict[str, str]:
             out[f"{path.stem}[{k}]"] = _digest(result)
     for name, spec in workloads(7200.0).items():
         out[f"bench:{name}"] = _digest(sim.simulate(spec, 0))
+    for k in range(60):
+        out[f"random:{k}"] = _digest(sim.simulate(random_setup(k), k))
     return out
 
 

@@ -5,9 +5,10 @@ schedules (the next arrival, a retry, a pump of a client's queue) is just "call 
 environment keeps SimPy's heap, its ``(time, priority, event id)`` order and its id counter, and puts such
 calls in the heap as ``(f, a, b)`` tuples in the event's place: :meth:`call_at` costs one tuple and one
 heap push, and :meth:`run` calls it when it comes up.  A pre-sorted stream (a client group's arrivals) is
-merged with the heap by :meth:`advance_or_call_at`: an item due before anything queued is handled at once.  Everything else (processes, timeouts, conditions) is
-untouched SimPy, so closed-loop users stay ordinary SimPy processes, and the firing order is exactly what
-the same calls scheduled as :class:`simpy.Timeout` events would have had.
+merged with the heap by :meth:`advance_or_call_at`: an item due before anything queued is handled at once.
+Everything else (processes, timeouts, conditions) is untouched SimPy, so closed-loop users stay ordinary
+SimPy processes, and the firing order is exactly what the same calls scheduled as :class:`simpy.Timeout`
+events would have had.
 """
 from __future__ import annotations
 
