@@ -42,7 +42,7 @@ class ServiceParams:
     output_tps: float
     prefill_tps: float
     prefill_fixed: float = 0.00505
-    speed_cv: float = 0.15
+    speed_cv: float = 0.32
     queue_median: float = 0.128
     queue_p90: float = 0.269
     rtt_median: float = 0.05
@@ -95,13 +95,14 @@ class ServiceParams:
 SERVICE_KEYS = tuple(f.name for f in fields(ServiceParams) if f.name not in ("kind", "source"))
 
 
-def _rows(name: str) -> list[dict[str, str]]:
+def data_rows(name: str) -> list[dict[str, str]]:
+    """The rows of package data file ``sim/data/NAME`` (a CSV with a header) as dicts."""
     return list(csv.DictReader(io.StringIO(resources.files("sim").joinpath(f"data/{name}").read_text())))
 
 
 def service_defaults() -> dict[str, float]:
     """The figures a model's row leaves empty (``data/service_defaults.csv``: key, value, source)."""
-    return {r["key"]: float(r["value"]) for r in _rows("service_defaults.csv")}
+    return {r["key"]: float(r["value"]) for r in data_rows("service_defaults.csv")}
 
 
 def load_service_table(speeds: str = "docs") -> dict[str, ServiceParams]:
@@ -110,14 +111,14 @@ def load_service_table(speeds: str = "docs") -> dict[str, ServiceParams]:
         raise ConfigError(did_you_mean(speeds, SPEEDS, "speeds"))
     defaults = service_defaults()
     table = {}
-    for row in _rows("service_params.csv"):
+    for row in data_rows("service_params.csv"):
         model, kind, source = row.pop("model"), row.pop("kind"), f"{row.pop('source')} ({row.pop('date')})"
         values = {**defaults, **{k: float(v) for k, v in row.items() if v != ""}}
         if kind != "chat":  # speech models: no prefill fixed part unless the row gives one
             values["prefill_fixed"] = float(row["prefill_fixed"] or 0.0)
         table[model] = ServiceParams(kind=kind, source=source, **values).check(model)
     if speeds == "pricing":
-        for row in _rows("service_speeds_pricing.csv"):
+        for row in data_rows("service_speeds_pricing.csv"):
             base = table[row["model"]]
             new = {k: float(row[k]) for k in ("output_tps", "audio_speed_factor") if row[k] != ""}
             table[row["model"]] = replace(base, **new, source=f"{row['source']} ({row['date']})").check(row["model"])
@@ -202,7 +203,7 @@ def fit_prefill(samples: list[dict] | None = None) -> tuple[float, dict[str, flo
     each model's rate is its uncached prompt tokens over its prompt_time minus the fixed part, pooled over its
     samples.  Models without samples get the median of the fitted rates.  See docs/modelling.md.
     """
-    rows = [r for r in (samples if samples is not None else _rows("prefill_samples.csv"))
+    rows = [r for r in (samples if samples is not None else data_rows("prefill_samples.csv"))
             if r.get("used_in_fit", "yes") == "yes"]
     fixed = min(float(r["prompt_time"]) for r in rows) / 2
     tokens: dict[str, float] = {}

@@ -113,9 +113,10 @@ def test_total_time_is_prompt_plus_completion_and_queue_is_apart():
 def test_speech_models_time_audio_and_characters():
     stt = ServiceModel("w", TABLE["whisper-large-v3"])
     _, pt, ct = stt.times(0, 0, 189.0, 0.0, 0.0)
-    assert pt == 0.0 and ct == pytest.approx(math.exp(math.log1p(0.15 ** 2) / 2))
+    inv_s = math.exp(math.log1p(TABLE["whisper-large-v3"].speed_cv ** 2) / 2)
+    assert pt == 0.0 and ct == pytest.approx(inv_s)
     tts = ServiceModel("t", TABLE["playai-tts"])
-    assert tts.times(140, 0, 0, 0.0, 0.0)[1] == pytest.approx(math.exp(math.log1p(0.15 ** 2) / 2))
+    assert tts.times(140, 0, 0, 0.0, 0.0)[1] == pytest.approx(inv_s)
 
 
 def test_round_trip_is_a_lognormal_with_the_table_quantiles():
@@ -177,3 +178,37 @@ def test_overrides_are_applied_and_validated():
     with pytest.raises(ConfigError, match="give at least its output_tps"):
         service_models({"unknown-model": {"prefill_tps": 3}})
     assert "kind" not in SERVICE_KEYS and "source" not in SERVICE_KEYS and "rtt_p90" in SERVICE_KEYS
+
+
+def test_speed_spread_is_estimated_from_the_real_llama_samples():
+    sigma = math.log(528 / 275) / 2.059  # expected range of 4 standard normal draws: d2(4) = 2.059
+    assert service_defaults()["speed_cv"] == pytest.approx(math.sqrt(math.expm1(sigma ** 2)), abs=0.01)
+
+
+def test_fidelity_checks_on_frames():
+    import pandas as pd
+
+    from sim.validation_fidelity import (
+        check_client_wait,
+        check_output_speed_samples,
+        check_prefill_samples,
+        check_queue_defaults,
+        check_queue_lognormal_fit,
+        check_total_time_identity,
+    )
+    m = ServiceModel("m", TABLE["llama-3.3-70b-versatile"])
+    rng = np.random.default_rng(9)
+    n = 4000
+    zs, zq, zr = rng.standard_normal((3, n))
+    q, pt, ct = np.array([m.times(500, 200, 0, a, b) for a, b in zip(zs, zq)]).T
+    rtt = m.round_trips(zr)
+    good = pd.DataFrame({"outcome": "ok", "queue_time": q, "prompt_time": pt, "completion_time": ct,
+                         "total_time": pt + ct, "latency": rtt + q + pt + ct})
+    assert check_total_time_identity(good).passed and check_client_wait(good).passed
+    assert check_queue_defaults(good).passed
+    old = good.assign(total_time=q + pt + ct)  # the old model: queue inside total_time
+    assert not check_total_time_identity(old).passed and not check_client_wait(old).passed
+    assert not check_client_wait(good.assign(latency=0.12 + q + pt + ct)).passed  # a constant 120 ms network
+    assert not check_queue_defaults(good.assign(queue_time=q * 0.25)).passed  # the old 30 ms median
+    assert check_queue_lognormal_fit().passed and check_prefill_samples().passed
+    assert check_output_speed_samples().passed
