@@ -3,15 +3,21 @@
 The published table (``data/groq_rate_limits.csv``, copied verbatim from Groq's rate-limits page, Nov 2026)
 lists 2 tiers x 20 models x {RPM, RPD, TPM, TPD, ASH, ASD}.  ``None`` means the page lists no limit.
 Organisations get exceptions, so a :class:`Catalog` can grow tiers derived from others (``enterprise`` =
-``developer`` with TPM x 4) and take per-model overrides.
+``developer`` with TPM x 4), take per-model overrides, and load the table a user's console shows
+(:meth:`Catalog.from_file`).  Each tier says whether it bills: ``free`` does not, every other tier bills per
+token unless told otherwise, and a derived tier inherits its base's.  ``data/model_shutdowns.csv`` lists the
+models Groq has shut down since the table was captured (:func:`shutdown_warning`).
 """
 from __future__ import annotations
 
 import csv
+import datetime
 import io
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Iterable, Mapping
+from pathlib import Path
 
 from .errors import ConfigError, did_you_mean
 from .texttable import align
@@ -40,31 +46,111 @@ class Limits:
         """(unit, limit) for the units that exist."""
         return [(u, getattr(self, u)) for u in UNITS if getattr(self, u) is not None]
 
-    def scaled(self, factors: Mapping[str, float]) -> "Limits":
-        return replace(self, **{u: None if getattr(self, u) is None else int(round(getattr(self, u) * f))
+    def scaled(self, factors: Mapping[str, float]) -> Limits:
+        return replace(self, **{u: None if getattr(self, u) is None else round(getattr(self, u) * f)
                                 for u, f in factors.items()})
 
 
-class Catalog:
-    """Tiers -> models -> :class:`Limits`."""
+#: a limits file's column headers (lower case, runs of other characters as one space) -> field
+_HEADERS = {
+    "tier": "tier", "model": "model", "model id": "model", "id": "model",
+    "requests per minute": "rpm", "requests per day": "rpd", "tokens per minute": "tpm", "tokens per day": "tpd",
+    "audio seconds per hour": "ash", "audio seconds per day": "asd", **{u: u for u in UNITS},
+}
+_NO_LIMIT = {"", "-", "\u2014", "\u2013", "none", "no limit", "unlimited", "n/a"}
 
-    def __init__(self, tiers: dict[str, dict[str, Limits]]):
+
+class Catalog:
+    """Tiers -> models -> :class:`Limits`, and whether each tier bills."""
+
+    def __init__(self, tiers: dict[str, dict[str, Limits]], billed: Mapping[str, bool] | None = None):
         self.tiers = tiers
+        self.billed = {t: (billed or {}).get(t, t != "free") for t in tiers}
 
     @classmethod
-    def published(cls) -> "Catalog":
+    def published(cls) -> Catalog:
         text = resources.files("sim").joinpath("data/groq_rate_limits.csv").read_text()
         return cls.from_csv(text)
 
     @classmethod
-    def from_csv(cls, text: str) -> "Catalog":
+    def from_csv(cls, text: str) -> Catalog:
         tiers: dict[str, dict[str, Limits]] = {}
         for row in csv.DictReader(io.StringIO(text)):
             tiers.setdefault(row["tier"], {})[row["model"]] = Limits(**{u: parse_count(row[u]) for u in UNITS})
         return cls(tiers)
 
-    def copy(self) -> "Catalog":
-        return Catalog({t: dict(m) for t, m in self.tiers.items()})
+    @classmethod
+    def from_file(cls, path: str | Path, tier: str = "console") -> Catalog:
+        """A user's limits table: a CSV shaped like ``data/groq_rate_limits.csv`` (tier, model, rpm, rpd, tpm,
+        tpd, ash, asd) or with the console's column names (``Model ID``, ``Requests per Minute``, ...).  The
+        tier column and any unit column may be missing: rows without a tier go to ``tier``, a missing unit
+        means no limit.  Counts as the page writes them (``14.4K``, ``1M``, ``14,400``; ``-`` = no limit).
+        Any problem is a :class:`ConfigError` naming the file, row and column."""
+        try:
+            text = Path(path).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"limits file {path}: cannot read it ({exc})") from None
+        rows = list(csv.reader(io.StringIO(text)))
+        while rows and not any(c.strip() for c in rows[-1]):
+            rows.pop()
+        if not rows:
+            raise ConfigError(f"limits file {path}: empty (expected a header row: tier, model, rpm, rpd, tpm, ...)")
+        columns = []
+        for raw in rows[0]:
+            key = re.sub(r"[^a-z0-9]+", " ", raw.lower()).strip()
+            key = re.sub(r" (rpm|rpd|tpm|tpd|ash|asd)$", "", key)  # "Requests per Minute (RPM)"
+            if key not in _HEADERS:
+                raise ConfigError(f"limits file {path}: row 1, column {raw!r}: unknown column (allowed: tier, "
+                                  "model or Model ID, rpm, rpd, tpm, tpd, ash, asd or their names spelled out)")
+            columns.append(_HEADERS[key])
+        for field_ in set(columns):
+            if columns.count(field_) > 1:
+                raise ConfigError(f"limits file {path}: row 1: two columns mean {field_!r}")
+        if "model" not in columns or not set(columns) & set(UNITS):
+            raise ConfigError(f"limits file {path}: row 1: needs a model column and at least one of {', '.join(UNITS)}")
+        tiers: dict[str, dict[str, Limits]] = {}
+        for n, row in enumerate(rows[1:], start=2):
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != len(columns):
+                raise ConfigError(f"limits file {path}: row {n}: {len(row)} fields, the header has {len(columns)}")
+            values = dict(zip(columns, (c.strip() for c in row)))
+            t, model = values.pop("tier", tier), values.pop("model")
+            if not t or not model:
+                raise ConfigError(f"limits file {path}: row {n}, column {'tier' if not t else 'model'!r}: empty")
+            limits = {}
+            for unit, raw in values.items():
+                col = rows[0][columns.index(unit)]
+                try:
+                    value = None if raw.lower() in _NO_LIMIT else parse_count(raw.replace(",", ""))
+                except ValueError as exc:
+                    raise ConfigError(f"limits file {path}: row {n}, column {col!r}: {exc}") from None
+                if value == 0:
+                    raise ConfigError(f"limits file {path}: row {n}, column {col!r}: a limit must be positive "
+                                      "('-' = no limit)")
+                limits[unit] = value
+            if model in tiers.setdefault(t, {}):
+                raise ConfigError(f"limits file {path}: row {n}: {t}/{model} appears twice")
+            tiers[t][model] = Limits(**limits)
+        if not tiers:
+            raise ConfigError(f"limits file {path}: no rows after the header")
+        return cls(tiers)
+
+    def copy(self) -> Catalog:
+        return Catalog({t: dict(m) for t, m in self.tiers.items()}, self.billed)
+
+    def with_tiers(self, other: Catalog) -> Catalog:
+        """A copy of this catalog in which ``other``'s tiers (with their billing) replace or add to ours."""
+        cat = self.copy()
+        for t, models in other.tiers.items():
+            cat.tiers[t] = dict(models)
+            cat.billed[t] = other.billed[t]
+        return cat
+
+    def bills(self, tier: str) -> bool:
+        """Whether requests on ``tier`` are billed (the Free tier is not)."""
+        self.tier(tier)
+        return self.billed[tier]
 
     def tier(self, name: str) -> dict[str, Limits]:
         if name not in self.tiers:
@@ -84,19 +170,22 @@ class Catalog:
         return list(seen)
 
     def define_tier(self, name: str, base: str, scale: Mapping[str, float] | None = None,
-                    overrides: Mapping[str, Mapping[str, int | str | None]] | None = None) -> "Catalog":
+                    overrides: Mapping[str, Mapping[str, int | str | None]] | None = None,
+                    billed: bool | None = None) -> Catalog:
         """Add tier ``name`` = ``base`` with every limit of a unit multiplied (``{"tpm": 4}``) and then
-        single limits set by hand (``{"llama-3.1-8b-instant": {"rpd": 20000}}``; ``None`` removes a limit)."""
+        single limits set by hand (``{"llama-3.1-8b-instant": {"rpd": 20000}}``; ``None`` removes a limit).
+        It bills like ``base`` unless ``billed`` says otherwise."""
         for unit in (scale or {}):
             if unit not in UNITS:
                 raise ConfigError(did_you_mean(unit, UNITS, "limit unit"))
         models = {m: lim.scaled(scale or {}) for m, lim in self.tier(base).items()}
         self.tiers[name] = models
+        self.billed[name] = self.billed[base] if billed is None else bool(billed)
         for model, values in (overrides or {}).items():
             self.override(name, model, **values)
         return self
 
-    def override(self, tier: str, model: str, **values: int | str | None) -> "Catalog":
+    def override(self, tier: str, model: str, **values: int | str | None) -> Catalog:
         """Set single limits of one model on one tier (a model missing from the tier is added)."""
         models = self.tier(tier)
         for unit, value in values.items():
@@ -140,3 +229,31 @@ def format_rows(rows: Iterable[dict], fmt: str) -> str:
         return json.dumps(rows, indent=2) + "\n"
     return align([header] + [[str(r[k]) if r[k] is not None else "-" for k in header] for r in rows], left=2)
 
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """A model Groq has shut down (or will): the date, the tiers it concerns, what replaces it."""
+    model: str
+    date: datetime.date
+    scope: str
+    replacement: str
+    source: str
+
+
+def shutdowns() -> dict[str, Shutdown]:
+    """``data/model_shutdowns.csv``: models shut down since the limits table was captured."""
+    text = resources.files("sim").joinpath("data/model_shutdowns.csv").read_text()
+    return {r["model"]: Shutdown(r["model"], datetime.date.fromisoformat(r["shutdown"]), r["scope"],
+                                 r["replacement"], r["source"]) for r in csv.DictReader(io.StringIO(text))}
+
+
+def shutdown_warning(model: str, today: datetime.date | None = None) -> str | None:
+    """One line warning that ``model`` is shut down (or will be), or None if Groq still serves it."""
+    s = shutdowns().get(model)
+    if s is None:
+        return None
+    today = today or datetime.date.today()
+    when = "was shut down" if s.date <= today else "will be shut down"
+    instead = f"; replacement: {s.replacement}" if s.replacement else ""
+    return f"warning: model {model!r} {when} by Groq on {s.date.isoformat()} ({s.scope}){instead}"

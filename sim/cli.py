@@ -12,14 +12,17 @@ from .units import format_duration, parse_duration
 
 
 def _limits(args) -> int:
-    cat = Catalog.published()
+    cat = Catalog.from_file(args.file) if args.file else Catalog.published()
     sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
     return 0
 
 
 def _load(args):
     from .scenario import load_scenario
-    return load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
+    scenario = load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
+    for note in scenario.notes():
+        print(f"groqsim: {note}", file=sys.stderr)
+    return scenario
 
 
 def _duration(args) -> float | None:
@@ -112,7 +115,9 @@ def _validate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.")
     sub = p.add_subparsers(dest="command", required=True)
-    lim = sub.add_parser("limits", help="list Groq's published rate limits")
+    lim = sub.add_parser("limits", help="list Groq's published rate limits (or check and list your own)")
+    lim.add_argument("--file", help="your limits CSV (groq_rate_limits.csv's shape or the console's column names; "
+                                    "rows without a tier column are tier 'console')")
     lim.add_argument("--tier")
     lim.add_argument("--model")
     lim.add_argument("--format", choices=["table", "csv", "json"], default="table")

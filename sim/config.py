@@ -185,7 +185,10 @@ class Accounting(Strict):
 
 
 class Org(Strict):
+    """The organization: its tier (a built-in, a ``[tiers]`` one, or one from ``limits_file``), the limiter
+    algorithm, what is charged, the retry-after rounding and injected faults."""
     tier: str = "free"
+    limits_file: str | None = None  # your own limits table (CSV), its tiers added to the built-in ones
     limiter: Literal[tuple(ALGORITHMS)] = "token_bucket"
     accounting: Accounting = Accounting()
     retry_after_rounding: Literal[RETRY_AFTER_ROUNDING] = "ceil"

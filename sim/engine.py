@@ -7,9 +7,10 @@ what a response says about limits comes from :mod:`sim.headers`; this module onl
 
 Modelling rules (docs/modelling.md has the full list):
 
-* The org's limits are checked when an attempt is sent (the constant one-way network delay only shifts
-  every client's clock equally); the client learns the answer ``rtt`` later: a 429/413/5xx after ``rtt``,
-  a success after ``rtt + queue_time + prompt_time + completion_time``.
+* The org's limits are checked when an attempt is sent; the client learns the answer one network round trip
+  later (``rtt``, drawn per answer from the model's lognormal): a 429/413/5xx after ``rtt``, a success after
+  ``rtt + queue_time + total_time`` with ``total_time = prompt_time + completion_time``, as Groq's ``usage``
+  reports them (queue time apart).
 * One :class:`~sim.limitset.LimitSet` per model, shared by every client group (limits are org-level).
 * Events are scheduled only when somebody waits for them: a success that nothing depends on is recorded
   at once with its finish time; completions become events only for closed loops, in-flight caps and
@@ -32,7 +33,8 @@ from .policies import ClientPolicy, client_policy
 from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
 from .service import ServiceModel
 from .spec import RunSpec
-from .workload import BLOCK, FAULTS, POLICY, SERVICE, SIZES, ARRIVALS, Uniforms, client_streams, open_loop, sizes
+from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Normals, Uniforms, client_streams,
+                       open_loop, sizes)
 
 
 class _Group(Columns):
@@ -44,6 +46,7 @@ class _Group(Columns):
         self.index, self.cfg, self.chain = index, cfg, chain
         self.rngs = client_streams(seed)
         self.fault = Uniforms(self.rngs[FAULTS])
+        self.net = Normals(self.rngs[NETWORK])  # one standard normal per answer: its network round trip
         self.policy: ClientPolicy | None = None
         self.queue: deque[int] = deque()
         self.wake_at = -1.0
@@ -85,6 +88,7 @@ class Simulation:
         org = spec.org
         self.accounting = org.accounting
         self.refund = org.accounting.refund_unused and org.accounting.charge == "max_tokens"
+        self.uncached = 1.0 - org.accounting.cache_hit_ratio  # cached prompt tokens skip prefill
         self.retry_after = retry_after_function(org.retry_after_rounding)
         self.error_rate, self.error_status = org.error_rate, org.error_status
         self.model_names: list[str] = []
@@ -222,8 +226,9 @@ class Simulation:
         pos = c.pos[i]
         m = c.chain[pos] if pos else c.model[i]
         svc = self.services[m]
+        rtt = svc.round_trip(c.net())
         if self.error_rate and c.fault() < self.error_rate:
-            self._refused(c, i, now + svc.rtt, self.error_status, None)
+            self._refused(c, i, now + rtt, self.error_status, None)
             return
         limits = self.limitsets[m]
         audio = c.audio[i]
@@ -231,13 +236,13 @@ class Simulation:
         for observe in c.observers:
             observe(m, limits, now)
         if wait == 0.0:
-            q, p, ct = svc.times(c.prompt[i], c.completion[i], audio, c.z_speed[i], c.z_queue[i])
+            q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
             c.qt[i] = q
             c.pt[i] = p
             c.ct[i] = ct
             c.admitted[i] = now
             c.served[i] = m
-            fin = now + svc.rtt + q + p + ct
+            fin = now + rtt + q + p + ct
             if self.refund:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
@@ -246,14 +251,14 @@ class Simulation:
         elif wait == math.inf:
             c.refused[i] = UNIT_INDEX[limits.binding]
             c.served[i] = m
-            self._finish(c, i, TOO_LARGE, now + svc.rtt)
+            self._finish(c, i, TOO_LARGE, now + rtt)
         else:
             c.n429[i] += 1
             c.refused[i] = k = UNIT_INDEX[limits.binding]
             c.refusal_t.append(now)
             c.refusal_code.append(m * 8 + k)
             c.served[i] = m
-            self._refused(c, i, now + svc.rtt, 429, self.retry_after(wait))
+            self._refused(c, i, now + rtt, 429, self.retry_after(wait))
 
     def _refused(self, c: _Group, i: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429 or 5xx at time ``t``: fall back, retry later, or give up."""

@@ -105,7 +105,7 @@ def frames(groups: list[Columns], client_names: list[str], model_names: list[str
             "prompt_tokens": _col(c.prompt, np.int32), "max_tokens": _col(c.max_tokens, np.int32),
             "completion_tokens": _col(c.completion, np.int32), "audio_seconds": _col(c.audio),
             "charged_tokens": _col(c.charge),
-            "queue_time": qt, "prompt_time": pt, "completion_time": ct, "total_time": qt + pt + ct,
+            "queue_time": qt, "prompt_time": pt, "completion_time": ct, "total_time": pt + ct,
         }))  # copy=False: the columns stay views of the run's buffers (no second copy of a day of records)
         code = _col(c.refusal_code, np.int16)
         refusals.append(pd.DataFrame(copy=False, data={

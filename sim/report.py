@@ -16,7 +16,7 @@ from .texttable import align
 
 #: metrics compared across grid points (mean and 95% CI over replications)
 KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
-               "n429_per_attempt", "attempts_per_success", "mean_wait")
+               "n429_per_attempt", "attempts_per_success", "mean_wait", "cost_usd", "cost_per_success")
 
 
 def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
@@ -46,7 +46,8 @@ def _pm(mean: float, ci: float, fmt: str) -> str:
 
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     """An aligned text table, one line per grid point."""
-    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "binding"]
+    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok",
+              "binding"]
     lines = [header]
     for _, r in comp.iterrows():
         lines.append([*(str(r[a]) for a in axes),
@@ -57,6 +58,7 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
                       _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
                       _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
                       _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
+                      _pm(1000 * r["cost_per_success_mean"], 1000 * r["cost_per_success_ci95"], ".3f"),
                       str(r["binding"])])
     return align(lines, left=len(axes))
 

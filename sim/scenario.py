@@ -13,18 +13,19 @@ import re
 import tomllib
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 import numpy as np
 
 from .arrivals import KINDS
-from .catalog import Catalog
+from .catalog import Catalog, shutdown_warning
 from .config import Client, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, did_you_mean
 from .fields import Duration, Strict
-from .service import service_models
+from .prices import price_table
+from .service import SPEEDS, service_models
 from .spec import RunSpec
 
 #: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
@@ -45,6 +46,7 @@ class Meta(Strict):
     drain: Duration = 3600.0
     seed: Annotated[int, Field(ge=0)] = 0
     replications: Annotated[int, Field(ge=1)] = 1
+    speeds: Literal[SPEEDS] = "docs"  # Groq's published output speeds: the docs models page or the pricing page
 
 
     @model_validator(mode="after")
@@ -79,6 +81,7 @@ class Scenario(Strict):
     org: Org = Org()
     tiers: dict[str, TierDef] = {}
     service: dict[str, dict[str, float]] = {}
+    prices: dict[str, dict[str, float]] = {}
     clients: Annotated[list[Client], Field(min_length=1)]
     policies: dict[str, dict[str, Any]] = {}
     compare: dict[str, list[Any]] = {}
@@ -90,7 +93,14 @@ class Scenario(Strict):
 
     # ---- derived pieces -----------------------------------------------------------------------------
     def catalog(self) -> Catalog:
+        """The published limits, plus the tiers of ``[org] limits_file`` and of ``[tiers]``."""
         cat = Catalog.published().copy()
+        if self.org.limits_file:
+            path = self.path_of(self.org.limits_file)
+            try:
+                cat = cat.with_tiers(Catalog.from_file(path))
+            except ConfigError as exc:
+                raise self.error("org.limits_file", str(exc)) from None
         for name, t in self.tiers.items():
             try:
                 cat.define_tier(name, t.base, t.scale, t.overrides)
@@ -108,13 +118,32 @@ class Scenario(Strict):
             raise self.error(f"policies.{exc.name}.extends", str(exc.cause)) from None
 
     def service_table(self):
-        """The service table with the scenario's ``[service.MODEL]`` overrides (each checked by
-        :func:`sim.service.service_models`, the error named by its key)."""
+        """The service table (``[scenario] speeds``) with the scenario's ``[service.MODEL]`` overrides (each
+        checked by :func:`sim.service.service_models`, the error named by its key)."""
         try:
-            return service_models(self.service)
+            return service_models(self.service, self.scenario.speeds)
         except ConfigError as exc:
             model = next((m for m in self.service if repr(m) in str(exc)), None)
             raise self.error(f"service.{model}" if model else "service", str(exc)) from None
+
+    def price_table(self):
+        """Groq's prices with the scenario's ``[prices.MODEL]`` overrides."""
+        try:
+            return price_table(self.prices)
+        except ConfigError as exc:
+            model = next((m for m in self.prices if repr(m) in str(exc)), None)
+            raise self.error(f"prices.{model}" if model else "prices", str(exc)) from None
+
+    def path_of(self, name: str) -> Path:
+        """A file the scenario names, relative to the scenario file's folder."""
+        path = Path(name)
+        return path if path.is_absolute() else Path(self.source).parent / path
+
+    def notes(self) -> list[str]:
+        """One-line warnings about what the scenario uses (models Groq has shut down)."""
+        models = {c.model for c in self.clients} | set(self.compare.get("model", []))
+        models |= {m for p in self.policy_table().values() for m in p.fallback}
+        return [w for m in sorted(models) if (w := shutdown_warning(m))]
 
     def seed(self, replication: int) -> np.random.SeedSequence:
         """The seed of replication ``replication``: the same for every grid point (common random numbers),
@@ -171,9 +200,7 @@ class Scenario(Strict):
                 except ConfigError as exc:
                     raise self.error(f"policies.{c.policy}.fallback", str(exc)) from None
             if c.arrival.kind == "trace":
-                path = Path(c.arrival.file)
-                if not path.is_absolute():
-                    path = Path(self.source).parent / path
+                path = self.path_of(c.arrival.file)
                 if not path.exists():
                     raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} not found")
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
@@ -182,8 +209,8 @@ class Scenario(Strict):
         if duration is not None and duration != meta.duration:
             warmup = meta.warmup * duration / meta.duration  # a shorter run keeps the same warm-up share
         return RunSpec(clients=client_models, policies=policies, org=org_model, catalog=catalog, service=service,
-                       duration=duration if duration is not None else meta.duration, warmup=warmup,
-                       drain=meta.drain, load=load)
+                       prices=self.price_table(), duration=duration if duration is not None else meta.duration,
+                       warmup=warmup, drain=meta.drain, load=load)
 
     def check(self) -> list[dict[str, Any]]:
         """Resolve every grid point (raises on the first bad one); returns the grid."""

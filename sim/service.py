@@ -1,93 +1,216 @@
-"""The Groq service's timing model: what each admitted request reports in ``usage``.
+"""The Groq service's timing model: what each admitted request reports in ``usage``, and the network around it.
 
-Per model (``data/service_params.csv``, every figure overridable from a scenario's ``[service.MODEL]``):
+Per model (``data/service_params.csv``; figures left empty there come from ``data/service_defaults.csv``;
+every figure is overridable from a scenario's ``[service."MODEL"]``):
 
-* ``completion_time = completion_tokens / (output_tps * S)`` and ``prompt_time = prompt_tokens /
-  (prefill_tps * S)``, where ``S`` is the request's speed factor, lognormal with mean 1 and coefficient of
-  variation ``speed_cv`` (speeds vary request to request; the *mean tokens/s* equals the table's figure).
+* ``prompt_time = (prefill_fixed + prompt_tokens / prefill_tps) / S`` where ``prompt_tokens`` are the tokens
+  that need prefill (cached prompt tokens skip it), ``completion_time = completion_tokens / (output_tps * S)``;
+  ``S`` is the request's speed factor, lognormal with mean 1 and coefficient of variation ``speed_cv``.
 * speech-to-text: ``completion_time = audio_seconds / (audio_speed_factor * S)`` (Groq quotes whisper speed
   as a multiple of real time).  Text-to-speech rows count input characters as prompt tokens.
-* ``queue_time`` lognormal with the given median and p95.
-* ``total_time = queue_time + prompt_time + completion_time``; the client sees ``total_time + rtt``.
+* ``total_time = prompt_time + completion_time``: ``queue_time`` is reported apart, as in every real
+  ``usage`` object.  ``queue_time`` is lognormal by median and p90, fitted to 18 real samples.
+* The network round trip is lognormal by median and p90 too (a constant would keep un-jittered clients in
+  lockstep).  A client waits ``rtt`` for a refusal and ``rtt + queue_time + total_time`` for a success.
 
-The table's ``source`` column says which figures come from Groq's published speeds (model pages, 2025;
-approximate, not re-measured) and which are assumptions.  Prefill speeds and queue times are not published:
-they are assumptions (prefill = 10x output speed) to override when you have measurements.
+Output speeds come in two published sets: Groq's docs models page (``speeds="docs"``, the default) and its
+pricing page (``speeds="pricing"``, ``data/service_speeds_pricing.csv``), with source and date per row.
+The prefill fit is :func:`fit_prefill` over ``data/prefill_samples.csv`` (docs/modelling.md explains it).
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from importlib import resources
+
+import numpy as np
 
 from .errors import ConfigError, did_you_mean
 
 Z95 = 1.6448536269514722  # standard normal 95th percentile
+Z90 = 1.2815515655446004  # standard normal 90th percentile
+SPEEDS = ("docs", "pricing")
+KINDS = ("chat", "stt", "tts")
 
 
 @dataclass(frozen=True)
 class ServiceParams:
+    """One model's service figures.  ``kind``: ``chat`` (text in, text out), ``stt`` (audio in: time from
+    ``audio_speed_factor``), ``tts`` (characters in, counted as prompt tokens, at ``prefill_tps`` per second)."""
     output_tps: float
     prefill_tps: float
-    speed_cv: float = 0.15
-    queue_median: float = 0.03
-    queue_p95: float = 0.2
-    rtt: float = 0.12
+    prefill_fixed: float = 0.00505
+    speed_cv: float = 0.32
+    queue_median: float = 0.128
+    queue_p90: float = 0.269
+    rtt_median: float = 0.05
+    rtt_p90: float = 0.08
     audio_speed_factor: float | None = None
+    kind: str = "chat"
     source: str = ""
 
+    def check(self, model: str) -> ServiceParams:
+        """Raise :class:`ConfigError` naming ``model`` and the key when a figure is outside its allowed range."""
+        def bad(key, allowed):
+            return ConfigError(f"service parameter {model!r}.{key} = {getattr(self, key)!r}: must be {allowed}")
+        if self.kind not in KINDS:
+            raise bad("kind", f"one of {', '.join(KINDS)}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name not in ("kind", "source") and v is not None and (
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise bad(f.name, "a finite number")
+        if self.kind == "chat" and not self.output_tps > 0:
+            raise bad("output_tps", "> 0 tokens/s")
+        if self.output_tps < 0:
+            raise bad("output_tps", ">= 0 tokens/s (0 only for speech models)")
+        if self.kind in ("chat", "tts") and not self.prefill_tps > 0:
+            raise bad("prefill_tps", "> 0 tokens/s")
+        if self.prefill_tps < 0:
+            raise bad("prefill_tps", ">= 0 (0 only for speech-to-text models)")
+        if self.kind == "stt" and not (self.audio_speed_factor or 0) > 0:
+            raise bad("audio_speed_factor", "> 0 (x real time) for a speech-to-text model")
+        if self.kind != "stt" and self.audio_speed_factor is not None:
+            raise bad("audio_speed_factor", "empty for a model that takes no audio")
+        if self.prefill_fixed < 0:
+            raise bad("prefill_fixed", ">= 0 seconds")
+        if not 0 <= self.speed_cv <= 3:
+            raise bad("speed_cv", "between 0 and 3")
+        if not self.queue_median > 0:
+            raise bad("queue_median", "> 0 seconds")
+        if not self.queue_p90 >= self.queue_median:
+            raise bad("queue_p90", f">= queue_median ({self.queue_median:g} s)")
+        if self.rtt_median < 0:
+            raise bad("rtt_median", ">= 0 seconds")
+        if not self.rtt_p90 >= self.rtt_median:
+            raise bad("rtt_p90", f">= rtt_median ({self.rtt_median:g} s)")
+        if self.rtt_median == 0 and self.rtt_p90 != 0:
+            raise bad("rtt_p90", "0 when rtt_median is 0 (no network)")
+        return self
 
-def load_service_table() -> dict[str, ServiceParams]:
-    text = resources.files("sim").joinpath("data/service_params.csv").read_text()
+
+#: keys a scenario's ``[service."MODEL"]`` may set (numbers only; ``kind`` and ``source`` come from the data)
+SERVICE_KEYS = tuple(f.name for f in fields(ServiceParams) if f.name not in ("kind", "source"))
+
+
+def data_rows(name: str) -> list[dict[str, str]]:
+    """The rows of package data file ``sim/data/NAME`` (a CSV with a header) as dicts."""
+    return list(csv.DictReader(io.StringIO(resources.files("sim").joinpath(f"data/{name}").read_text())))
+
+
+def service_defaults() -> dict[str, float]:
+    """The figures a model's row leaves empty (``data/service_defaults.csv``: key, value, source)."""
+    return {r["key"]: float(r["value"]) for r in data_rows("service_defaults.csv")}
+
+
+def load_service_table(speeds: str = "docs") -> dict[str, ServiceParams]:
+    """Every model's :class:`ServiceParams` from the package data, with the ``docs`` or ``pricing`` speeds."""
+    if speeds not in SPEEDS:
+        raise ConfigError(did_you_mean(speeds, SPEEDS, "speeds"))
+    defaults = service_defaults()
     table = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        model = row.pop("model")
-        source = row.pop("source")
-        values = {k: (float(v) if v else None) for k, v in row.items()}
-        table[model] = ServiceParams(source=source, **values)
+    for row in data_rows("service_params.csv"):
+        model, kind, source = row.pop("model"), row.pop("kind"), f"{row.pop('source')} ({row.pop('date')})"
+        values = {**defaults, **{k: float(v) for k, v in row.items() if v != ""}}
+        if kind != "chat":  # speech models: no prefill fixed part unless the row gives one
+            values["prefill_fixed"] = float(row["prefill_fixed"] or 0.0)
+        table[model] = ServiceParams(kind=kind, source=source, **values).check(model)
+    if speeds == "pricing":
+        for row in data_rows("service_speeds_pricing.csv"):
+            base = table[row["model"]]
+            new = {k: float(row[k]) for k in ("output_tps", "audio_speed_factor") if row[k] != ""}
+            table[row["model"]] = replace(base, **new, source=f"{row['source']} ({row['date']})").check(row["model"])
+    return table
+
+
+def service_models(overrides: dict[str, dict] | None = None, speeds: str = "docs") -> dict[str, ServiceParams]:
+    """The package table with a scenario's ``[service."MODEL"]`` overrides applied and checked.  A model not
+    in the table needs at least ``output_tps`` (the other figures take the defaults)."""
+    table = load_service_table(speeds)
+    defaults = service_defaults()
+    for model, values in (overrides or {}).items():
+        for key in values:
+            if key not in SERVICE_KEYS:
+                raise ConfigError(did_you_mean(key, SERVICE_KEYS, f"service parameter for {model!r}:"))
+        if model in table:
+            base = table[model]
+        elif "output_tps" in values:
+            base = ServiceParams(**{k: defaults[k] for k in defaults if k != "output_tps"},
+                                 output_tps=values["output_tps"])
+        else:
+            raise ConfigError(f"service model {model!r} is not in the service table: give at least its output_tps")
+        table[model] = replace(base, **values, source="scenario override").check(model)
     return table
 
 
 def lognormal_sigma(median: float, p95: float) -> float:
     """sigma of a lognormal with this median and 95th percentile."""
-    if median <= 0 or p95 < median:
-        raise ConfigError(f"lognormal needs 0 < median <= p95, got median={median}, p95={p95}")
-    return math.log(p95 / median) / Z95
+    return lognormal_sigma_q(median, p95, Z95)
+
+
+def lognormal_sigma_q(median: float, value: float, z: float) -> float:
+    """sigma of a lognormal whose median is ``median`` and whose quantile at standard-normal ``z`` is ``value``."""
+    if median <= 0 or value < median:
+        raise ConfigError(f"lognormal needs 0 < median <= upper quantile, got median={median}, quantile={value}")
+    return math.log(value / median) / z
 
 
 class ServiceModel:
-    """Service times for one model, from two standard-normal draws per request (drawn in vectors)."""
+    """Service times for one model from pre-drawn standard normals (the engine draws them in vectors).
+
+    ``times(...)`` is called once per admitted request; ``round_trip(z)`` once per answer the client reads
+    (``round_trips(z_array)`` for a vector).  ``rtt`` is the median round trip, for callers wanting a constant.
+    """
 
     def __init__(self, model: str, params: ServiceParams):
         self.model, self.params = model, params
-        p = params
-        self.rtt = p.rtt
-        self._s_sigma = math.sqrt(math.log1p(p.speed_cv ** 2))
-        self._s_mu = -self._s_sigma ** 2 / 2  # E[S] = 1
+        p = params.check(model)
+        s_sigma = math.sqrt(math.log1p(p.speed_cv ** 2))
+        self._s_sigma, self._s_nmu = s_sigma, s_sigma ** 2 / 2  # S = exp(-sigma^2/2 + sigma z): E[S] = 1
         self._q_mu = math.log(p.queue_median)
-        self._q_sigma = lognormal_sigma(p.queue_median, p.queue_p95)
+        self._q_sigma = lognormal_sigma_q(p.queue_median, p.queue_p90, Z90)
+        self.rtt = p.rtt_median
+        self._r_mu = math.log(p.rtt_median) if p.rtt_median > 0 else -math.inf
+        self._r_sigma = lognormal_sigma_q(p.rtt_median, p.rtt_p90, Z90) if p.rtt_median > 0 else 0.0
+        self._fixed = p.prefill_fixed
         self._inv_out = 1.0 / p.output_tps if p.output_tps else 0.0
         self._inv_pre = 1.0 / p.prefill_tps if p.prefill_tps else 0.0
         self._inv_audio = 1.0 / p.audio_speed_factor if p.audio_speed_factor else 0.0
 
     def times(self, prompt: float, completion: float, audio: float, z_speed: float, z_queue: float):
-        """(queue_time, prompt_time, completion_time) of one request."""
-        inv_s = math.exp(-(self._s_mu + self._s_sigma * z_speed))
-        queue = math.exp(self._q_mu + self._q_sigma * z_queue)
-        return (queue, prompt * self._inv_pre * inv_s,
+        """(queue_time, prompt_time, completion_time) of one request; ``total_time`` = the last two."""
+        inv_s = math.exp(self._s_nmu - self._s_sigma * z_speed)
+        return (math.exp(self._q_mu + self._q_sigma * z_queue),
+                (self._fixed + prompt * self._inv_pre) * inv_s,
                 (completion * self._inv_out + audio * self._inv_audio) * inv_s)
 
+    def round_trip(self, z: float) -> float:
+        """The network round trip (seconds) for a standard-normal draw ``z``."""
+        return math.exp(self._r_mu + self._r_sigma * z)
 
-def service_models(overrides: dict[str, dict] | None = None) -> dict[str, ServiceParams]:
-    table = load_service_table()
-    for model, values in (overrides or {}).items():
-        base = table.get(model, ServiceParams(output_tps=500.0, prefill_tps=5000.0, source="defaults"))
-        try:
-            table[model] = replace(base, **values, source="scenario override")
-        except TypeError:
-            bad = next(k for k in values if k not in ServiceParams.__dataclass_fields__)
-            raise ConfigError(did_you_mean(bad, [f for f in ServiceParams.__dataclass_fields__ if f != "source"],
-                                           f"service parameter for {model!r}:")) from None
-    return table
+    def round_trips(self, z: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`round_trip`."""
+        return np.exp(self._r_mu + self._r_sigma * np.asarray(z, dtype=float))
+
+
+def fit_prefill(samples: list[dict] | None = None) -> tuple[float, dict[str, float], float]:
+    """(fixed part in s, {model: prefill tokens/s}, default tokens/s) from real ``usage`` samples.
+
+    The short-prompt samples cannot separate a fixed part from the rate (llama-3.3-70b takes the same time
+    for 86 and 352 tokens), so the fixed part is set by rule to half the smallest prompt_time observed, and
+    each model's rate is its uncached prompt tokens over its prompt_time minus the fixed part, pooled over its
+    samples.  Models without samples get the median of the fitted rates.  See docs/modelling.md.
+    """
+    rows = [r for r in (samples if samples is not None else data_rows("prefill_samples.csv"))
+            if r.get("used_in_fit", "yes") == "yes"]
+    fixed = min(float(r["prompt_time"]) for r in rows) / 2
+    tokens: dict[str, float] = {}
+    time: dict[str, float] = {}
+    for r in rows:
+        m = r["model"]
+        tokens[m] = tokens.get(m, 0.0) + float(r["prompt_tokens"]) - float(r.get("cached_tokens") or 0)
+        time[m] = time.get(m, 0.0) + float(r["prompt_time"]) - fixed
+    rates = {m: tokens[m] / time[m] for m in tokens}
+    return fixed, rates, float(np.median(list(rates.values())))

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog
 from .config import Client, Org, Policy
+from .prices import Price, price_table
 from .service import ServiceParams, service_models
 
 
@@ -17,6 +18,7 @@ class RunSpec:
     org: Org = field(default_factory=Org)
     catalog: Catalog = field(default_factory=Catalog.published)
     service: dict[str, ServiceParams] = field(default_factory=service_models)
+    prices: dict[str, Price] = field(default_factory=price_table)
     duration: float = 3600.0
     warmup: float = 0.0
     drain: float = 3600.0

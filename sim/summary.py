@@ -6,13 +6,16 @@ successful requests *finished* in that window per minute (what the org actually 
 unit is what was charged to it in the window divided by what the limit refills over the window
 (``limit x T / unit window``): 1.0 means the unit was used at exactly its sustainable rate; a token bucket
 can briefly exceed 1 by spending its initial full budget.  ``binding`` is the unit that refused most requests
-in the window (``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would bind first.
+in the window (``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would
+bind first.  ``cost_usd`` is the bill of the window's requests (:mod:`sim.prices`: successes only, nothing on
+a tier that does not bill) and ``cost_per_success`` that bill over the successful requests.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .catalog import UNIT_SPEC
+from .prices import bill
 from .records import OUTCOMES, RunResult
 
 PERCENTILES = (50, 90, 95, 99)
@@ -40,6 +43,9 @@ def summarize(result: RunResult) -> dict:
         out[f"latency_p{p}"] = float(np.percentile(lat, p)) if n_ok else np.nan
     out["latency_max"] = float(lat.max()) if n_ok else np.nan
     out["mean_wait"] = float((ok["admitted"] - ok["created"]).mean()) if n_ok else np.nan
+    paid = bill(window, spec.prices, billed=spec.catalog.bills(spec.org.tier),
+                cache_hit_ratio=spec.org.accounting.cache_hit_ratio)
+    out["cost_usd"], out["cost_per_success"] = paid.usd, paid.per_success
     util = utilisation(result)
     for unit in UNIT_SPEC:
         values = [v for (m, u), v in util.items() if u == unit]

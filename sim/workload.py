@@ -12,13 +12,13 @@ import pandas as pd
 from .config import Client
 
 #: the independent random streams of one client group, by purpose
-ARRIVALS, SIZES, SERVICE, POLICY, FAULTS = range(5)
+ARRIVALS, SIZES, SERVICE, POLICY, FAULTS, NETWORK = range(6)
 BLOCK = 4096
 
 
 def client_streams(seed: np.random.SeedSequence) -> list[np.random.Generator]:
-    """One generator per purpose (``ARRIVALS`` ... ``FAULTS``) for one client group."""
-    return [np.random.default_rng(s) for s in seed.spawn(5)]
+    """One generator per purpose (``ARRIVALS`` ... ``NETWORK``) for one client group."""
+    return [np.random.default_rng(s) for s in seed.spawn(6)]
 
 
 class Uniforms:
@@ -29,9 +29,19 @@ class Uniforms:
 
     def __call__(self) -> float:
         if self.i >= len(self.buf):
-            self.buf, self.i = self.rng.random(BLOCK).tolist(), 0
+            self.buf, self.i = self._block(), 0
         self.i += 1
         return self.buf[self.i - 1]
+
+    def _block(self) -> list[float]:
+        return self.rng.random(BLOCK).tolist()
+
+
+class Normals(Uniforms):
+    """Standard normal numbers drawn a block at a time from one stream."""
+
+    def _block(self) -> list[float]:
+        return self.rng.standard_normal(BLOCK).tolist()
 
 
 def sizes(client: Client, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

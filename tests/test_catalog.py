@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from sim.catalog import Catalog, format_rows
+from sim.catalog import Catalog, Limits, format_rows
 from sim.errors import ConfigError
 from sim.units import parse_count, parse_duration, parse_rate
 
@@ -19,7 +19,7 @@ def published_rows():
 
 
 def groqsim(*args):
-    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "sim", *args], check=False, capture_output=True, text=True)
 
 
 def test_counts_parse_like_the_page():
@@ -108,3 +108,87 @@ def test_custom_tier_and_overrides():
 def test_table_format_marks_missing_limits():
     text = format_rows(CAT.rows("free", "whisper-large-v3"), "table")
     assert text.splitlines()[1].split()[-4:] == ["-", "-", "7200", "28800"]
+
+
+# ---- a user's own limits file -------------------------------------------------------------------------------
+
+def test_limits_file_in_the_package_shape_round_trips(tmp_path):
+    f = tmp_path / "limits.csv"
+    f.write_text(resources.files("sim").joinpath("data/groq_rate_limits.csv").read_text())
+    mine = Catalog.from_file(f)
+    assert mine.rows() == CAT.rows() and mine.billed == CAT.billed
+    # the CLI reads it too, and prints the same table as the published one
+    out = groqsim("limits", "--file", str(f), "--format", "csv")
+    assert out.returncode == 0 and out.stdout == groqsim("limits", "--format", "csv").stdout
+
+
+def test_limits_file_with_console_column_names(tmp_path):
+    f = tmp_path / "console.csv"
+    f.write_text('Model ID,Requests per Minute,Requests per Day,Tokens per Minute (TPM),Tokens per Day\n'
+                 'llama-3.3-70b-versatile,1K,"500,000",300K,No limit\n'
+                 'openai/gpt-oss-120b,1000,500K,250000,-\n')
+    cat = Catalog.from_file(f)
+    assert list(cat.tiers) == ["console"] and cat.bills("console")
+    assert cat.limits("console", "llama-3.3-70b-versatile") == Limits(rpm=1000, rpd=500_000, tpm=300_000)
+    assert cat.limits("console", "openai/gpt-oss-120b").tpm == 250_000
+    mine = Catalog.from_file(f, tier="developer")
+    merged = CAT.with_tiers(mine)
+    assert merged.tier("developer") == mine.tier("developer") and "qwen/qwen3-32b" not in merged.tier("developer")
+    assert merged.tier("free") == CAT.tier("free") and merged.bills("developer") and not merged.bills("free")
+    assert "qwen/qwen3-32b" in CAT.tier("developer")  # the original is untouched
+    out = groqsim("limits", "--file", str(f), "--format", "json")
+    assert out.returncode == 0 and json.loads(out.stdout)[1] == {
+        "tier": "console", "model": "openai/gpt-oss-120b", "rpm": 1000, "rpd": 500000, "tpm": 250000, "tpd": None,
+        "ash": None, "asd": None}
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", "empty"),
+    ("tier,model,rpm\nfree,m,30\nfree,m,40\n", r"row 3: free/m appears twice"),
+    ("tier,model,rpm,tpm\nfree,m,30,lots\n", r"row 2, column 'tpm': 'lots' is not a count"),
+    ("tier,model,rpm\nfree,m,0\n", r"row 2, column 'rpm': a limit must be positive"),
+    ("tier,model,rpm,colour\nfree,m,30,red\n", r"row 1, column 'colour': unknown column"),
+    ("tier,model\nfree,m\n", "needs a model column and at least one of rpm"),
+    ("tier,model,rpm\nfree,m,30,40\n", r"row 2: 4 fields, the header has 3"),
+    ("tier,model,rpm\nfree,,30\n", r"row 2, column 'model': empty"),
+    ("model,rpm,RPM\nm,1,2\n", "two columns mean 'rpm'"),
+    ("tier,model,rpm\n", "no rows after the header"),
+])
+def test_limits_file_errors_name_file_row_and_column(tmp_path, text, match):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match) as exc:
+        Catalog.from_file(f)
+    assert str(exc.value).startswith(f"limits file {f}") and "\n" not in str(exc.value)
+
+
+def test_limits_file_errors_on_the_command_line(tmp_path):
+    out = groqsim("limits", "--file", str(tmp_path / "missing.csv"))
+    assert out.returncode == 2 and "cannot read it" in out.stderr and "Traceback" not in out.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tier,model,rpm\nfree,m,1.5\n")
+    out = groqsim("limits", "--file", str(bad))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "row 2, column 'rpm'" in out.stderr
+
+
+# ---- models Groq has shut down ------------------------------------------------------------------------------
+
+def test_shutdowns_are_the_reference_dates():
+    import datetime
+
+    from sim.catalog import shutdown_warning, shutdowns
+    s = shutdowns()
+    expected = {"moonshotai/kimi-k2-instruct": "2025-10-10", "playai-tts": "2025-12-31",
+                "playai-tts-arabic": "2025-12-31", "meta-llama/llama-guard-4-12b": "2026-03-05",
+                "meta-llama/llama-4-maverick-17b-128e-instruct": "2026-03-09",
+                "moonshotai/kimi-k2-instruct-0905": "2026-04-15", "qwen/qwen3-32b": "2026-07-17",
+                "meta-llama/llama-4-scout-17b-16e-instruct": "2026-07-17", "llama-3.1-8b-instant": "2026-08-16",
+                "llama-3.3-70b-versatile": "2026-08-16", "groq/compound": "2026-09-21",
+                "groq/compound-mini": "2026-09-21"}
+    assert {m: d.date.isoformat() for m, d in s.items()} == expected
+    assert set(s) <= set(CAT.models())
+    w = shutdown_warning("llama-3.3-70b-versatile", today=datetime.date(2026, 11, 25))
+    assert w.startswith("warning: model 'llama-3.3-70b-versatile' was shut down by Groq on 2026-08-16")
+    assert "Enterprise goes on" in w and "\n" not in w
+    assert "will be shut down" in shutdown_warning("groq/compound", today=datetime.date(2026, 1, 1))
+    assert shutdown_warning("openai/gpt-oss-20b") is None and shutdown_warning("whisper-large-v3") is None
