@@ -1,9 +1,12 @@
 """A recorder log as a replayable trace (:func:`sim.workload.read_trace`'s format), one row per logical request.
 
 SDK retries are folded back into the request they retry: a line with ``retry_count = k > 0`` (the SDK's
-``x-stainless-retry-count`` header, kept by :mod:`sim.recorder`) belongs to the latest earlier request of the
-same model, endpoint, ``max_tokens`` and label whose last attempt had ``retry_count = k - 1``, failed, and
-had been answered before this one was sent.  A log without ``retry_count`` keeps every line as a request.
+``x-stainless-retry-count`` header, kept by :mod:`sim.recorder`) belongs to an earlier request of the same
+model, endpoint, ``max_tokens`` and label whose last attempt had ``retry_count = k - 1``, failed, and had
+been answered before this one was sent; among several, the one whose answer came the SDK's wait earlier
+(its ``retry-after`` when 0 < it <= 60 s, else the SDK's mean back-off ``0.5 s x 2^(k-1) x 0.875``) and
+whose token-unit 429s asked for the same tokens.  A log without ``retry_count`` keeps every line as a
+request.
 
 Each row: ``timestamp`` = the first attempt's ``t_send`` in seconds from the log's first request; sizes from
 the answered attempt's ``usage``.  A request never answered has no usage: its prompt is ``Requested -
@@ -24,6 +27,8 @@ from .calibrate.evidence import evidence_table
 from .errors import ConfigError
 from .recorder import read_log
 from .workload import TRACE_COLUMNS
+
+TOKEN_UNITS = ("tpm", "tpd")
 
 
 @dataclass
@@ -47,11 +52,20 @@ def _fold(df: pd.DataFrame) -> list[list[int]]:
         k = row.retry_count
         target = None
         if not _nan(k) and k > 0:
-            for g in reversed(open_.get(key, [])):
+            best = math.inf
+            for g in open_.get(key, []):
                 last = df.iloc[groups[g][-1]]
-                if last["retry_count"] == k - 1 and last["t_recv"] <= row.t_send + 1e-6:
-                    target = g
-                    break
+                if last["retry_count"] != k - 1 or last["t_recv"] > row.t_send + 1e-6:
+                    continue
+                if not _nan(row.msg_requested) and not _nan(last["msg_requested"]) and \
+                        row.msg_unit in TOKEN_UNITS and last["msg_unit"] in TOKEN_UNITS and \
+                        row.msg_requested != last["msg_requested"]:
+                    continue  # the same request asks for the same tokens
+                ra = last["h_retry_after"]
+                expected = ra if not _nan(ra) and 0 < ra <= 60 else 0.5 * 2 ** (k - 1) * 0.875
+                miss = abs(row.t_send - last["t_recv"] - expected)
+                if miss < best:
+                    best, target = miss, g
         if target is None:
             groups.append([i])
             target = len(groups) - 1

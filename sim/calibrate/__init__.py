@@ -95,6 +95,11 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
             continue
         svc = cal.service[model]
         ok = successes(rows)
+        answered = int((rows["status"] == 200).sum())
+        if answered and len(ok) < 0.9 * answered:
+            cal.unknown.append(f"{model}: limiter replay skipped: {answered - len(ok)} of {answered} answered "
+                               "requests have no usage, so what they were charged is unknown")
+            continue
         one_way = (svc.rtt_median or 0.0) / 2
         pm = float(np.nanmedian(ok["prompt_tokens"])) if len(ok) else 0.0
         cm = float(np.nanmedian(ok["completion_tokens"])) if len(ok) else 0.0
