@@ -144,3 +144,21 @@ def write_log(lines: list[dict], path) -> None:
     with LogWriter(path, "w") as w:
         for line in lines:
             w.write(line)
+
+
+def example_spec() -> SynthSpec:
+    """The shipped example (``scenarios/logs/example_groq_calls.jsonl``): a llama-3.1-8b chat service on a
+    Free-tier organization that was granted twice the TPM, with service figures unlike the defaults (the
+    independent ~650 t/s output speed, Groq's real 2025-26 queue times) -- so calibrating visibly moves answers."""
+    return SynthSpec(model="llama-3.1-8b-instant", tier="free",
+                     limits=Catalog.published().limits("free", "llama-3.1-8b-instant").scaled({"tpm": 2}),
+                     algorithm="token_bucket", charge="max_tokens",
+                     service=ServiceParams(output_tps=650.0, prefill_tps=8000.0, speed_cv=0.2, queue_median=0.13,
+                                           queue_p95=0.32, rtt=0.09),
+                     rate=0.2, duration=1200.0, prompt_median=500.0, prompt_p95=2000.0, max_tokens=512,
+                     completion_median=200.0, completion_p95=480.0, label="support-bot")
+
+
+if __name__ == "__main__":  # python -m sim.synthlog OUT.jsonl: write the shipped example log
+    import sys
+    write_log(synthesize(example_spec(), seed=2026), sys.argv[1])

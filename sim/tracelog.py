@@ -37,6 +37,8 @@ class TraceExport:
     lines: int                      # log lines used
     retries_folded: int
     notes: list[str] = field(default_factory=list)
+    #: per trace row, what happened in the log: answered (bool), attempts, latency (first send to last answer)
+    outcomes: pd.DataFrame | None = None
 
 
 def _nan(x) -> bool:
@@ -94,7 +96,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
     ok = df[df["status"] == 200]
     med_prompt = ok.groupby("model")["prompt_tokens"].median()
     med_completion = ok.groupby("model")["completion_tokens"].median()
-    rows, imputed_prompt, imputed_completion = [], 0, 0
+    rows, outcomes, imputed_prompt, imputed_completion = [], [], 0, 0
     t0 = df["t_send"].min()
     for g in groups:
         attempts = df.iloc[g]
@@ -119,6 +121,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
             max_tokens = completion
         audio = 0.0 if _nan(first["audio_seconds"]) else first["audio_seconds"]
         rows.append([round(first["t_send"] - t0, 6), first["model"], prompt, max_tokens, completion, audio])
+        outcomes.append((len(answered) > 0, len(attempts), attempts["t_recv"].iloc[-1] - first["t_send"]))
     trace = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
     for col in ("prompt_tokens", "max_tokens", "completion_tokens"):
         trace[col] = trace[col].round().astype("Int64")
@@ -129,4 +132,5 @@ def log_to_trace(path: str | Path) -> TraceExport:
     if trace[["prompt_tokens", "completion_tokens"]].isna().any().any():
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")
-    return TraceExport(trace, len(df), folded, notes)
+    return TraceExport(trace, len(df), folded, notes,
+                       pd.DataFrame(outcomes, columns=["answered", "attempts", "latency"]))

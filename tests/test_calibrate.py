@@ -126,6 +126,19 @@ def test_fragment_makes_a_runnable_scenario_with_the_exported_trace(tmp_path):
     assert {f.name for f in files} >= {"calibrated.toml", "report.txt", "service_0.png", "header_residuals.png"}
 
 
+def test_a_fixed_prefill_part_is_found_and_reported(tmp_path):
+    lines = synthesize(replace(TRUE, duration=3600.0), 4)
+    for x in lines:
+        if x["usage"]:
+            x["usage"]["prompt_time"] += 0.02
+    path = tmp_path / "fixed.jsonl"
+    write_log(lines, path)
+    svc = calibrate(path).service[TRUE.model]
+    assert svc.prefill_fixed.low < 0.02 < svc.prefill_fixed.high and svc.prefill_fixed.low > 0
+    assert svc.prefill_tps == pytest.approx(TRUE.service.prefill_tps, rel=0.05)
+    assert any("fixed part of" in n and "cannot express" in n for n in svc.notes)
+
+
 def test_a_queue_that_is_not_lognormal_is_flagged(tmp_path):
     lines = synthesize(replace(TRUE, duration=3600.0), 3)
     for k, x in enumerate(x for x in lines if x["usage"]):  # two far-apart modes: 20 ms and 400 ms
@@ -170,6 +183,8 @@ def test_trace_folds_sdk_retries(tmp_path):
         if final:
             assert (row.prompt_tokens, row.completion_tokens) == (final["usage"]["prompt_tokens"],
                                                                   final["usage"]["completion_tokens"])
+    assert export.outcomes["attempts"].sum() == len(lines)
+    assert export.outcomes["answered"].sum() == sum(x["status"] == 200 for x in lines)
     out = tmp_path / "trace.csv"
     export.trace.to_csv(out, index=False)
     back = read_trace(out)

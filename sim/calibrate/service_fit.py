@@ -2,7 +2,8 @@
 
 * output speed: ``completion_tokens / completion_time`` per request; its mean is the simulator's
   ``output_tps`` (the speed factor has mean 1) and its lognormal shape gives ``speed_cv``;
-* prefill: least squares ``prompt_time = fixed + prompt_tokens * slope``; the simulator has no fixed part, so
+* prefill: ``prompt_time = fixed + prompt_tokens * slope`` by least squares weighted for noise proportional
+  to the time (a per-request speed factor); the simulator has no fixed part, so
   ``prefill_tps = E[1/S] / slope`` (``E[1/S] = 1 + cv^2`` for its mean-1 lognormal speed factor ``S``) makes its
   mean prompt time per token match the observed slope;
 * queue_time: lognormal by maximum likelihood (``loc = 0``); goodness of fit by Anderson-Darling on the logs
@@ -108,18 +109,21 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
     else:
         fit.notes.append(f"output speed: {len(speeds)} usable sample(s), need 2")
 
-    pre = ok[(ok["prompt_time"] > 0) & ok["prompt_tokens"].notna()]
+    pre = ok[(ok["prompt_time"] > 0) & (ok["prompt_tokens"] > 0)]
     if len(pre) >= 3 and pre["prompt_tokens"].nunique() >= 2:
-        reg = stats.linregress(pre["prompt_tokens"].to_numpy(float), pre["prompt_time"].to_numpy(float))
+        x, y = pre["prompt_tokens"].to_numpy(float), pre["prompt_time"].to_numpy(float)
+        # prompt_time = fixed + slope * tokens with noise proportional to it (a per-request speed factor):
+        # weighted least squares, i.e. ordinary least squares of time/token on 1/token
+        reg = stats.linregress(1.0 / x, y / x)
         t = stats.t.ppf(0.975, len(pre) - 2)
-        fit.prefill_slope = Figure(reg.slope, reg.slope - t * reg.stderr, reg.slope + t * reg.stderr, len(pre))
-        fit.prefill_fixed = Figure(reg.intercept, reg.intercept - t * reg.intercept_stderr,
+        fit.prefill_slope = Figure(reg.intercept, reg.intercept - t * reg.intercept_stderr,
                                    reg.intercept + t * reg.intercept_stderr, len(pre))
-        fit.prompt, fit.prompt_time = pre["prompt_tokens"].to_numpy(float), pre["prompt_time"].to_numpy(float)
-        if reg.slope > 0:
-            fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / reg.slope)
+        fit.prefill_fixed = Figure(reg.slope, reg.slope - t * reg.stderr, reg.slope + t * reg.stderr, len(pre))
+        fit.prompt, fit.prompt_time = x, y
+        if fit.prefill_slope.value > 0:
+            fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / fit.prefill_slope.value)
             if fit.prefill_fixed.low > 0:
-                fit.notes.append(f"prefill has a fixed part of {reg.intercept * 1000:.1f} ms per request, which "
+                fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request, which "
                                  "the simulator's service model cannot express (prefill_tps covers only the slope)")
         else:
             fit.notes.append("prompt_time does not grow with prompt_tokens: prefill speed not estimated")
