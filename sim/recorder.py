@@ -43,6 +43,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,6 +384,13 @@ class Recorder:
         return done
 
     def _write(self, facts: dict, response: httpx.Response, content: bytes | None, scanner) -> None:
+        """Write one line; a recorder must never break the call it records, so a failure only warns."""
+        try:
+            self._write_line(facts, response, content, scanner)
+        except Exception as exc:  # noqa: BLE001 -- any failure (disk full, odd body) must not reach the caller
+            warnings.warn(f"sim.recorder: could not log a response: {exc!r}", RuntimeWarning, stacklevel=2)
+
+    def _write_line(self, facts: dict, response: httpx.Response, content: bytes | None, scanner) -> None:
         data = None
         if content:
             try:

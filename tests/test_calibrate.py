@@ -167,6 +167,21 @@ def test_mixed_models_are_calibrated_apart(tmp_path):
     assert any("2 models" in n for n in cal.notes)
 
 
+def test_a_model_outside_the_catalog_keeps_its_observed_limits(tmp_path):
+    lines = synthesize(replace(TRUE, duration=900.0), 8)
+    for x in lines:
+        x["model"] = "acme/finetune-1"
+    path = tmp_path / "custom.jsonl"
+    write_log(lines, path)
+    cal = calibrate(path)
+    assert cal.tier.base is None and "no model of the log is in the published table" in cal.tier.sentence
+    data = tomllib.loads(toml_fragment(cal))
+    assert data["tiers"]["calibrated"]["overrides"] == {"acme/finetune-1": {"rpd": 14_400, "tpm": 6_000}}
+    data["clients"] = [{"name": "c", "model": "acme/finetune-1", "arrival": {"kind": "poisson", "rate": "1/min"}}]
+    spec = scenario_from_dict(data).spec()
+    assert spec.catalog.limits("calibrated", "acme/finetune-1").items() == [("rpd", 14_400), ("tpm", 6_000)]
+
+
 def test_trace_folds_sdk_retries(tmp_path):
     lines = synthesize(replace(TRUE, duration=1200.0), 5)
     path = tmp_path / "log.jsonl"

@@ -178,3 +178,12 @@ def test_reader_reports_bad_lines_with_numbers(tmp_path):
     assert log.records[1]["usage"] is None and log.records[1]["headers"] == {}
     assert [n for n, _ in log.problems] == [2, 3, 4, 5]
     assert "t_recv" in log.problems[1][1] and "truncated" in log.problems[3][1]
+
+
+def test_a_failing_log_never_breaks_the_call(tmp_path):
+    rec = Recorder(tmp_path / "log.jsonl")
+    rec.writer.close()  # writing now fails
+    client = groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())))
+    with pytest.warns(RuntimeWarning, match="could not log"):
+        out = chat(client)
+    assert out.choices[0].message.content == ANSWER

@@ -90,7 +90,7 @@ def match_catalog(fits: list[LimitsFit], catalog: Catalog | None = None) -> Tier
     if not observed_any or not known:
         base = known[0] if known else None
         why = "no limit was observed" if not observed_any else "no model of the log is in the published table"
-        return TierMatch(base, {f.model: {u: o.value for u, o in f.observed.items()} for f in fits},
+        return TierMatch(base, {f.model: {u: o.value for u, o in f.observed.items()} for f in fits if f.observed},
                          f"tier unknown: {why}", {}, per_tier)
     base = max(known, key=lambda t: (per_tier[t][0], -per_tier[t][2]))
     overrides: dict[str, dict[str, int]] = {}

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..texttable import align
 from . import Calibration
+from .limits_fit import PUBLISHED_TIERS
 
 
 def _g(x: float, digits: int = 4) -> str:
@@ -24,7 +25,7 @@ def toml_fragment(cal: Calibration) -> str:
     lines = [f"# groqsim calibrate {cal.log.path}: paste into a scenario (and set its clients)"]
     best = cal.best
     lines.append("[org]")
-    if cal.tier and cal.tier.base:
+    if cal.tier and (cal.tier.base or cal.tier.overrides):
         lines.append('tier = "calibrated"')
     if best:
         others = [h.name for h in cal.hypotheses[1:] if h.indistinguishable]
@@ -34,8 +35,11 @@ def toml_fragment(cal: Calibration) -> str:
         lines.append(f'accounting = {{ charge = "{best.charge}" }}')
     else:
         lines.append("# limiter and accounting: not estimated (no headers or 429s to replay)")
-    if cal.tier and cal.tier.base:
-        lines += ["", f"# {cal.tier.sentence}", "[tiers.calibrated]", f'base = "{cal.tier.base}"']
+    if cal.tier and (cal.tier.base or cal.tier.overrides):
+        base = cal.tier.base or PUBLISHED_TIERS[0]
+        lines += ["", f"# {cal.tier.sentence}" + ("" if cal.tier.base else
+                                                    f" (the base {base!r} only carries the limits below)"),
+                  "[tiers.calibrated]", f'base = "{base}"']
         if cal.tier.overrides:
             lines.append("[tiers.calibrated.overrides]")
             for model, units in cal.tier.overrides.items():
