@@ -193,12 +193,12 @@ def _wav_seconds(body: bytes) -> float | None:
         return None
 
 
-def _request_facts(request: httpx.Request, body: bytes) -> dict | None:
+def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | None:
     """What the log keeps of a request (None: not an endpoint we log)."""
     endpoint = next((name for suffix, name in ENDPOINTS.items() if request.url.path.endswith(suffix)), None)
     if endpoint is None:
         return None
-    facts = {"t_send": time.time(), "endpoint": endpoint, "model": None, "max_tokens": None, "audio_seconds": None,
+    facts = {"t_send": now, "endpoint": endpoint, "model": None, "max_tokens": None, "audio_seconds": None,
              "retry_count": _number(request.headers.get("x-stainless-retry-count"), int)}
     if endpoint == "chat.completions":
         try:
@@ -294,9 +294,11 @@ def _stream_classes(response) -> tuple[type, type]:
 class Recorder:
     """httpx event hooks that log every chat-completion and transcription exchange to ``path``."""
 
-    def __init__(self, path: str | Path, label: str | None = None):
+    def __init__(self, path: str | Path, label: str | None = None, clock=time.time):
+        """``clock`` (epoch seconds) is only for tests that run on a virtual clock."""
         self.writer = LogWriter(path)
         self.label = label
+        self.clock = clock
 
     # hooks ------------------------------------------------------------------------------------------
     def event_hooks(self) -> dict:
@@ -321,13 +323,13 @@ class Recorder:
     # internals --------------------------------------------------------------------------------------
     def _on_request(self, request: httpx.Request) -> None:
         body = request.read()
-        facts = _request_facts(request, body)
+        facts = _request_facts(request, body, self.clock())
         if facts is not None:
             request.extensions = {**request.extensions, _EXT: facts}
 
     async def _on_request_async(self, request: httpx.Request) -> None:
         body = await request.aread()
-        facts = _request_facts(request, body)
+        facts = _request_facts(request, body, self.clock())
         if facts is not None:
             request.extensions = {**request.extensions, _EXT: facts}
 
@@ -414,7 +416,7 @@ class Recorder:
         if audio is None and isinstance(data, dict):
             audio = _number(data.get("duration"))
         self.writer.write({
-            "t_send": facts["t_send"], "t_recv": time.time(), "status": response.status_code,
+            "t_send": facts["t_send"], "t_recv": self.clock(), "status": response.status_code,
             "model": facts["model"], "endpoint": facts["endpoint"], "max_tokens": facts["max_tokens"],
             "audio_seconds": audio, "usage": usage, "headers": kept_headers(response.headers), "error": error,
             "label": self.label, "request_id": request_id if isinstance(request_id, str) else None,

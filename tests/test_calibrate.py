@@ -3,12 +3,16 @@ sim.synthlog from the simulator's LimitSet, headers and ServiceModel, sharing no
 calibrated back; bad logs give a message, never a traceback."""
 import ast
 import json
+import math
 import subprocess
 import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import groq
+import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,7 +21,11 @@ from sim.calibrate.evidence import parse_go_duration, parse_limit_message
 from sim.calibrate.output import report_text, toml_fragment, write_outputs
 from sim.catalog import Catalog
 from sim.cli import main
+from sim.headers import rate_limit_headers
+from sim.limitset import LimitSet
+from sim.recorder import Recorder
 from sim.scenario import scenario_from_dict
+from sim.service import ServiceModel
 from sim.synthlog import SynthSpec, synthesize, write_log
 from sim.tracelog import log_to_trace
 from sim.workload import read_trace
@@ -217,6 +225,67 @@ def test_generator_shares_no_code_with_the_calibrator():
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert imported, "no imports found: the check would be vacuous"
     assert not any("calibrate" in m or "tracelog" in m for m in imported), imported
+
+
+# ---- the whole path: a real SDK client, the recorder, the calibrator ----------------------------------
+
+class VirtualGroq:
+    """An httpx transport handler answering like Groq from the simulator's pieces, on a virtual clock that the
+    recorder reads (each answer moves the clock to its arrival time at the client)."""
+
+    def __init__(self, algorithm, charge, seed):
+        self.t = 1793610000.0  # 2026-11-02 09:00 UTC
+        self.origin = math.floor(self.t / 86_400) * 86_400
+        self.ls = LimitSet(Catalog.published().limits("free", TRUE.model), algorithm)
+        self.svc = ServiceModel(TRUE.model, TRUE.service)
+        self.charge, self.rng = charge, np.random.default_rng(seed)
+
+    def __call__(self, request):
+        body = json.loads(request.content)
+        prompt = len(body["messages"][0]["content"].split())
+        max_tokens = body["max_tokens"]
+        completion = int(min(max(round(self.rng.lognormal(math.log(150), 0.6)), 1), max_tokens))
+        now = self.t + TRUE.service.rtt / 2 - self.origin
+        wait = self.ls.acquire(prompt + (max_tokens if self.charge == "max_tokens" else completion), 0, now)
+        if wait > 0:
+            self.t += TRUE.service.rtt
+            msg = (f"Rate limit reached for model `{TRUE.model}` in organization `org_x` service tier `on_demand` on "
+                   f"tokens per minute (TPM): Limit 6000, Used 0, Requested 0. Please try again in {wait:.3f}s.")
+            return httpx.Response(429, headers=rate_limit_headers(self.ls, now, wait),
+                                  json={"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}})
+        q, pt, ct = self.svc.times(prompt, completion, 0.0, *self.rng.standard_normal(2))
+        self.t += TRUE.service.rtt + q + pt + ct
+        usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": pt, "completion_tokens": completion,
+                 "completion_time": ct, "total_tokens": prompt + completion, "total_time": pt + ct}
+        return httpx.Response(200, headers=rate_limit_headers(self.ls, now), json={
+            "id": "c", "object": "chat.completion", "created": int(self.t), "model": TRUE.model, "usage": usage,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]})
+
+
+@pytest.mark.parametrize("algorithm,charge", [("token_bucket", "max_tokens"), ("sliding_log", "actual")])
+def test_recorded_sdk_traffic_calibrates_back(algorithm, charge, tmp_path):
+    server = VirtualGroq(algorithm, charge, seed=9)
+    path = tmp_path / "recorded.jsonl"
+    rec = Recorder(path, label="e2e", clock=lambda: server.t)
+    client = groq.Groq(api_key="k", max_retries=0, http_client=rec.client(transport=httpx.MockTransport(server)))
+    rng = np.random.default_rng(10)
+    for _ in range(700):
+        server.t += rng.exponential(1 / TRUE.rate)
+        try:
+            client.chat.completions.create(model=TRUE.model, max_tokens=TRUE.max_tokens, messages=[
+                {"role": "user", "content": "secret " * int(rng.lognormal(math.log(400), 0.8) + 1)}])
+        except groq.RateLimitError:
+            pass
+    rec.close()
+    assert "secret" not in path.read_text()
+    cal = calibrate(path)
+    svc = cal.service[TRUE.model]
+    assert svc.n_answered > 400 and (cal.evidence["status"] == 429).sum() > 20
+    assert svc.output_tps.value == pytest.approx(TRUE.service.output_tps, rel=0.05)
+    assert svc.queue_median.value == pytest.approx(TRUE.service.queue_median, rel=0.05)
+    assert svc.rtt.value == pytest.approx(TRUE.service.rtt, rel=0.05)
+    assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
+    assert cal.tier.base == "free" and not cal.tier.overrides
 
 
 # ---- bad logs through the command line ------------------------------------------------------------
