@@ -4,6 +4,7 @@ calibrated back; bad logs give a message, never a traceback."""
 import ast
 import json
 import math
+import os
 import subprocess
 import sys
 import tomllib
@@ -98,6 +99,20 @@ def test_round_trip_recovers_the_known_truth(algorithm, charge, tmp_path):
     assert (cal.evidence["status"] == 429).any()  # the evidence includes refusals
     fragment = tomllib.loads(toml_fragment(cal))
     assert fragment["org"] == {"tier": "calibrated", "limiter": algorithm, "accounting": {"charge": charge}}
+
+
+@pytest.mark.parametrize("algorithm,charge", CASES)
+def test_a_log_that_starts_mid_traffic_still_tells_the_truth(algorithm, charge, tmp_path):
+    """Real logs start while the org's budgets are partly used (here the first hour of two is cut, the
+    second hour exhausts TPD): the replay starts from what the first headers and 429s say is used."""
+    lines = synthesize(replace(TRUE, duration=7200.0, rate=0.2, algorithm=algorithm, charge=charge), 4)
+    cut = lines[0]["t_send"] + 3600
+    path = tmp_path / "mid.jsonl"
+    write_log([x for x in lines if x["t_send"] > cut], path)
+    cal = calibrate(path)
+    assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
+    assert cal.best.score < 0.01 < cal.hypotheses[1].score
+    assert cal.limits[TRUE.model].observed["tpd"].value == 500_000  # only a 429 message shows TPD
 
 
 def test_custom_tier_is_named_and_a_log_without_429s_says_what_it_cannot_know(tmp_path):
@@ -350,7 +365,7 @@ def test_bad_logs_get_a_clear_message(case, tmp_path, capsys):
 
 def test_command_line_end_to_end(tmp_path):
     path = synth(tmp_path, algorithm="sliding_log", charge="max_tokens")
-    env_path = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    env_path = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-m", "sim", "calibrate", str(path), "--out", str(tmp_path / "cal")],
                          check=False, capture_output=True, text=True, env=env_path, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr

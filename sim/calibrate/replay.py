@@ -12,9 +12,13 @@ midnight before the log (so window algorithms have calendar-aligned windows).  F
    accounting, charged at admission) -- so one wrong guess does not derail the rest;
 3. the hypothesis' ``remaining``/``reset`` of RPD and TPM are compared with the logged headers.
 
-Per response error = mean of the header residuals normalised by limit (remaining) or window (reset) +
-1 if the decision differs.  TPM residuals of the log's first window are left out (usage before the log is
-unknown) and the RPD residuals lose their median (a constant of unknown earlier usage).  The score is the
+Usage before the log is unknown: at the first response carrying RPD (TPM) headers, each hypothesis is
+charged what the header says is already used (likewise for any other unit at the first 429 naming it, from its
+"Used"; exact for a token bucket and a fixed window; for the window
+log and counter, approximate until their window has passed).  Per response error = mean of the header
+residuals normalised by limit (remaining) or window (reset) + 1 if the decision differs; TPM residuals and
+decisions of the log's first two minutes are left out, and the RPD residuals lose their median (what is
+left of an approximate start on a one-day window).  The score is the
 mean error; a hypothesis is *indistinguishable* from the best when a paired one-sided t-test of their
 per-response errors gives p > 0.05 (or both fit to within 1e-6).
 
@@ -35,6 +39,7 @@ from ..limiters import ALGORITHMS
 from ..limitset import LimitSet
 
 CHARGES = ("max_tokens", "actual")
+BURN_IN = 120.0  # seconds: two minute-windows, after which the minute units' state no longer depends on the past
 COMPONENTS = ("remaining_tokens", "reset_tokens", "remaining_requests", "reset_requests", "decision")
 
 
@@ -76,6 +81,7 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
     req_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "requests"]
     audio_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "audio_seconds"]
     rpd, tpm = ls.units.get("rpd"), ls.units.get("tpm")
+    done: set[str] = set()
     out = {c: [] for c in ("t", "status", "remaining_tokens", "reset_tokens", "remaining_requests",
                            "reset_requests", "decision")}
     for row in df.itertuples(index=False):
@@ -97,10 +103,25 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
             if audio > 0:
                 for _, lim in audio_units:
                     lim.admit(audio, now)
-        burn_in = row.t_server - t0 < 60.0
+        # usage before the log is unknown: at the first header of each unit, charge what the header says is
+        # already used (exact for a bucket and a fixed window; a window log forgets it within one window)
+        for lim, logged, synced in ((tpm, row.h_rem_tok, "tok"), (rpd, row.h_rem_req, "req")):
+            if lim is not None and synced not in done and not math.isnan(logged):
+                done.add(synced)
+                unknown = math.floor(lim.remaining(now) + 1e-9) - logged
+                if unknown > 0:
+                    lim.admit(unknown, now)
+        unit = row.msg_unit  # other units: the first 429 naming them says how much was "Used"
+        if unit in ls.units and unit not in done and not math.isnan(row.msg_used):
+            done.add(unit)
+            lim = ls.units[unit]
+            unknown = row.msg_used - (lim.limit - lim.remaining(now))
+            if unknown > 0:
+                lim.admit(min(unknown, lim.limit), now)
+        burn_in = row.t_server - t0 < BURN_IN
         out["t"].append(row.t_server - t0)
         out["status"].append(row.status)
-        out["decision"].append(decision)
+        out["decision"].append(math.nan if burn_in else decision)
         out["remaining_tokens"].append(math.nan if tpm is None or burn_in else
                                        math.floor(tpm.remaining(now) + 1e-9) - row.h_rem_tok)
         out["reset_tokens"].append(math.nan if tpm is None or burn_in else tpm.reset(now) - row.h_reset_tok)
