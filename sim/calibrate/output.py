@@ -115,15 +115,15 @@ def report_text(cal: Calibration) -> str:
 
 def write_plots(cal: Calibration, out: Path) -> list[Path]:
     """Fitted vs observed distributions per model, and header residuals per hypothesis."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
+    from matplotlib.ticker import NullFormatter
     from scipy import stats
     files = []
     for k, (model, svc) in enumerate(cal.service.items()):
         if not len(svc.speeds) and not len(svc.queue):
             continue
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        fig = Figure(figsize=(13, 3.6))
+        axes = fig.subplots(1, 3)
         if len(svc.speeds):
             ax = axes[0]
             ax.hist(svc.speeds, bins=40, density=True, alpha=0.6, label=f"observed (n={len(svc.speeds)})")
@@ -146,15 +146,16 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
             ax.plot(bins, stats.lognorm.pdf(bins, svc.queue_sigma, scale=svc.queue_median.value),
                     label=f"lognormal fit ({svc.queue_fit['verdict']})")
             ax.set(xscale="log", xlabel="queue_time (s)", title="queue time")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.legend(fontsize=8)
         fig.suptitle(model)
         fig.tight_layout()
         path = out / f"service_{k}.png"
         fig.savefig(path, dpi=90)
-        plt.close(fig)
         files.append(path)
     if cal.hypotheses:
-        fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+        fig = Figure(figsize=(13, 3.8))
+        axes = fig.subplots(1, 2)
         for k, h in enumerate(cal.hypotheses[:4]):
             r = h.residuals
             style = {"s": 5, "alpha": 0.6, "label": h.name, "color": f"C{k}"}
@@ -167,7 +168,6 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
         fig.tight_layout()
         path = out / "header_residuals.png"
         fig.savefig(path, dpi=90)
-        plt.close(fig)
         files.append(path)
     return files
 
