@@ -379,3 +379,14 @@ def test_command_line_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sim", "calibrate", str(tmp_path / "none.jsonl")],
                          check=False, capture_output=True, text=True, env=env_path, cwd=tmp_path, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "cannot read log" in bad.stderr
+
+
+@pytest.mark.parametrize("content,phrase", [(None, "cannot read log"), ("", "no usable request"),
+                                            ('{"t_send": 1\n', "not JSON (truncated?)")])
+def test_trace_of_a_bad_log_is_a_one_line_error(content, phrase, tmp_path, capsys):
+    path = tmp_path / "log.jsonl"
+    if content is not None:
+        path.write_text(content)
+    assert main(["trace", str(path), "-o", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
