@@ -112,6 +112,31 @@ def _validate(args) -> int:
     return 0 if all(c.passed for c in checks) else 1
 
 
+def _calibrate(args) -> int:
+    from .calibrate import calibrate
+    from .calibrate.output import report_text, write_outputs
+    cal = calibrate(args.log)
+    sys.stdout.write(report_text(cal))
+    if not cal.estimated_anything:
+        print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
+    files = write_outputs(cal, out, plots=not args.no_plots)
+    print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    return 0
+
+
+def _trace(args) -> int:
+    from .tracelog import log_to_trace
+    export = log_to_trace(args.log)
+    export.trace.to_csv(args.output, index=False)
+    for note in export.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {args.output}: {len(export.trace)} request(s) from {export.lines} log line(s) "
+          f"({export.retries_folded} SDK retr{'y' if export.retries_folded == 1 else 'ies'} folded)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--short", action="store_true", help="short horizons (seconds instead of minutes)")
     val.add_argument("--out", help="directory for the report's table (validation.md) and plots")
     val.set_defaults(func=_validate)
+
+    cal = sub.add_parser("calibrate", help="estimate service times, limits and limiter from a recorded log")
+    cal.add_argument("log", help="JSONL log written by sim.recorder or the emulator")
+    cal.add_argument("--out", help="output directory (default results/calibration/<log name>)")
+    cal.add_argument("--no-plots", action="store_true", help="write the TOML fragment and report only")
+    cal.set_defaults(func=_calibrate)
+
+    tr = sub.add_parser("trace", help="turn a recorded log into a replayable trace (CSV)")
+    tr.add_argument("log", help="JSONL log written by sim.recorder or the emulator")
+    tr.add_argument("-o", "--output", required=True, help="trace file to write (CSV)")
+    tr.set_defaults(func=_trace)
     return p
 
 

@@ -1,0 +1,134 @@
+"""``groqsim calibrate``: from a recorder log (:mod:`sim.recorder`) to a scenario the evidence supports.
+
+:func:`calibrate` reads the log and estimates, per model, the service model (:mod:`.service_fit`), the
+organization's limits and the closest published tier (:mod:`.limits_fit`), and ranks limiter algorithm x
+charging rule by replaying the log (:mod:`.replay`).  :mod:`.output` renders a scenario TOML fragment,
+a short report and plots.  Whatever cannot be estimated is said, never guessed silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..catalog import Catalog, Limits
+from ..recorder import Log, read_log
+from .evidence import evidence_table, successes
+from .limits_fit import LimitsFit, TierMatch, fit_limits, match_catalog
+from .replay import Hypothesis, rank_hypotheses
+from .service_fit import ServiceFit, fit_service
+
+__all__ = ["Calibration", "calibrate", "calibrate_log"]
+
+GROQ_ENDPOINTS = ("chat.completions", "audio.transcriptions")
+
+
+@dataclass
+class Calibration:
+    log: Log
+    evidence: pd.DataFrame
+    service: dict[str, ServiceFit] = field(default_factory=dict)
+    limits: dict[str, LimitsFit] = field(default_factory=dict)
+    tier: TierMatch | None = None
+    replay_limits: dict[str, Limits] = field(default_factory=dict)
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)        # about the whole log
+    unknown: list[str] = field(default_factory=list)      # what could not be estimated
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.service)
+
+    @property
+    def best(self) -> Hypothesis | None:
+        return self.hypotheses[0] if self.hypotheses else None
+
+    @property
+    def estimated_anything(self) -> bool:
+        return bool(any(s.params() for s in self.service.values()) or any(f.observed for f in self.limits.values())
+                    or self.hypotheses)
+
+
+def calibrate(path: str | Path, catalog: Catalog | None = None) -> Calibration:
+    """Read a log file and calibrate (see :func:`calibrate_log`)."""
+    return calibrate_log(read_log(path), catalog)
+
+
+def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
+    catalog = catalog or Catalog.published()
+    df = evidence_table(log)
+    cal = Calibration(log, df)
+    cal.notes += log.problem_summary()
+    if df.empty:
+        cal.unknown.append("everything: the log has no usable line")
+        return cal
+    foreign = df[~df["groq"]]
+    if len(foreign):
+        statuses = ", ".join(f"{s}: {n}" for s, n in foreign["status"].value_counts().sort_index().items())
+        cal.notes.append(f"{len(foreign)} response(s) carry neither usage, x-ratelimit-* headers nor a Groq rate-limit "
+                         f"message (not from Groq? statuses {statuses}): left out")
+    other = df[df["groq"] & ~df["endpoint"].isin(GROQ_ENDPOINTS)]
+    if len(other) and df["endpoint"].notna().any():
+        cal.notes.append(f"{len(other)} response(s) of unknown endpoint kept as chat completions")
+    df = df[df["groq"]]
+    if df.empty:
+        cal.unknown.append("everything: no response in the log comes from Groq")
+        return cal
+    models = list(dict.fromkeys(df["model"]))
+    if len(models) > 1:
+        cal.notes.append(f"{len(models)} models in the log ({', '.join(models)}): each is calibrated on its own "
+                         "rows; the limiter ranking uses them all (one organization, one limiter)")
+    for model in models:
+        rows = df[df["model"] == model]
+        cal.service[model] = fit_service(rows, model)
+        cal.limits[model] = fit_limits(rows, model)
+    cal.tier = match_catalog(list(cal.limits.values()), catalog)
+    per_model = []
+    for model in models:
+        rows = df[(df["model"] == model) & df["status"].isin([200, 429, 413])]
+        limits = _replay_limits(catalog, cal.tier.base, model, cal.limits[model])
+        cal.replay_limits[model] = limits
+        has_headers = rows[["h_rem_tok", "h_rem_req"]].notna().any().any()
+        if rows.empty or not limits.items() or not (has_headers or (rows["status"] == 429).any()):
+            continue
+        svc = cal.service[model]
+        ok = successes(rows)
+        answered = int((rows["status"] == 200).sum())
+        if answered and len(ok) < 0.9 * answered:
+            cal.unknown.append(f"{model}: limiter replay skipped: {answered - len(ok)} of {answered} answered "
+                               "requests have no usage, so what they were charged is unknown")
+            continue
+        one_way = (svc.rtt_median or 0.0) / 2
+        pm = float(np.nanmedian(ok["prompt_tokens"])) if len(ok) else 0.0
+        cm = float(np.nanmedian(ok["completion_tokens"])) if len(ok) else 0.0
+        per_model.append((rows, limits, max(one_way, 0.0), pm, cm))
+    if per_model:
+        cal.hypotheses = rank_hypotheses(per_model)
+    _collect_unknowns(cal)
+    return cal
+
+
+def _replay_limits(catalog: Catalog, base: str | None, model: str, fit: LimitsFit) -> Limits:
+    """The calibrated tier's limits of a model: the base tier's, with the observed ones put in."""
+    limits = catalog.tiers.get(base, {}).get(model, Limits()) if base else Limits()
+    return replace(limits, **{u: o.value for u, o in fit.observed.items()})
+
+
+def _collect_unknowns(cal: Calibration) -> None:
+    for model, svc in cal.service.items():
+        missing = [k for k in ("output_tps", "prefill_tps", "queue_median", "rtt") if k not in svc.params()]
+        if missing:
+            cal.unknown.append(f"{model}: service {', '.join(missing)} (kept at the simulator's defaults)")
+    if cal.tier and cal.tier.base is None:
+        cal.unknown.append(f"tier: {cal.tier.sentence}")
+    for model, units in (cal.tier.unknown if cal.tier else {}).items():
+        if units:
+            cal.unknown.append(f"{model}: {', '.join(u.upper() for u in units)} never shown by a header or a 429: "
+                               f"assumed from the published {cal.tier.base} tier")
+    if not (cal.evidence["status"] == 429).any():
+        cal.unknown.append("no 429 in the log: limits other than RPD and TPM unseen; the limiter ranking rests on "
+                           "the headers alone")
+    if not cal.hypotheses:
+        cal.unknown.append("limiter algorithm and charging rule: no rate-limit headers or 429s to replay")

@@ -1,0 +1,183 @@
+"""What ``groqsim calibrate`` writes: a scenario TOML fragment, a short text report and a few plots."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..texttable import align
+from . import Calibration
+from .limits_fit import PUBLISHED_TIERS
+
+
+def _g(x: float, digits: int = 4) -> str:
+    return f"{x:.{digits}g}"
+
+
+def _key(name: str) -> str:
+    return json.dumps(name)  # a TOML basic string is a JSON string
+
+
+def toml_fragment(cal: Calibration) -> str:
+    """``[org]``, ``[tiers.calibrated]`` and ``[service."MODEL"]`` tables in the scenario format."""
+    lines = [f"# groqsim calibrate {cal.log.path}: paste into a scenario (and set its clients)"]
+    best = cal.best
+    lines.append("[org]")
+    if cal.tier and (cal.tier.base or cal.tier.overrides):
+        lines.append('tier = "calibrated"')
+    if best:
+        others = [h.name for h in cal.hypotheses[1:] if h.indistinguishable]
+        why = f"ranked 1st of {len(cal.hypotheses)}" + (f"; the log cannot tell it from {', '.join(others)}"
+                                                          if others else "")
+        lines.append(f'limiter = "{best.algorithm}"  # {why}')
+        lines.append(f'accounting = {{ charge = "{best.charge}" }}')
+    else:
+        lines.append("# limiter and accounting: not estimated (no headers or 429s to replay)")
+    if cal.tier and (cal.tier.base or cal.tier.overrides):
+        base = cal.tier.base or PUBLISHED_TIERS[0]
+        lines += ["", f"# {cal.tier.sentence}" + ("" if cal.tier.base else
+                                                    f" (the base {base!r} only carries the limits below)"),
+                  "[tiers.calibrated]", f'base = "{base}"']
+        if cal.tier.overrides:
+            lines.append("[tiers.calibrated.overrides]")
+            for model, units in cal.tier.overrides.items():
+                lines.append(f"{_key(model)} = {{ " + ", ".join(f"{u} = {v}" for u, v in units.items()) + " }")
+    for model, svc in cal.service.items():
+        params = svc.params()
+        if not params:
+            continue
+        lines += ["", f"[service.{_key(model)}]  # from {svc.n_answered} answered request(s)"]
+        fmt = {"output_tps": 1, "prefill_tps": 0, "speed_cv": 3, "queue_median": 4, "queue_p95": 4, "rtt": 4}
+        for k, v in params.items():
+            lines.append(f"{k} = {round(v, fmt[k]) if k in ('output_tps', 'prefill_tps', 'speed_cv') else _g(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def report_text(cal: Calibration) -> str:
+    """The short human report: what the log shows, with sample counts and 95 % CIs, and what it does not."""
+    groq = int(cal.evidence["groq"].sum()) if len(cal.evidence) else 0
+    out = [f"calibration of {cal.log.path}: {cal.log.lines} line(s), {len(cal.log.records)} usable, {groq} from Groq"]
+    out += [f"  note: {n}" for n in cal.notes]
+    for model, svc in cal.service.items():
+        out.append(f"\n{model}: {svc.n_answered} answered, "
+                   f"{int(((cal.evidence['model'] == model) & (cal.evidence['status'] == 429)).sum())} refused (429)")
+        if svc.output_tps:
+            out.append(f"  output speed     mean {svc.output_tps.text('.4g', ' t/s')}; median "
+                       f"{svc.output_median.value:.4g} t/s, cv {svc.speed_cv:.3f}")
+        if svc.prefill_slope:
+            out.append(f"  prefill          {1 / svc.prefill_slope.value:.4g} t/s from the slope "
+                       f"({svc.prefill_slope.value * 1e6:.3g} us/token, 95% CI {svc.prefill_slope.low * 1e6:.3g}-"
+                       f"{svc.prefill_slope.high * 1e6:.3g}, n={svc.prefill_slope.n}), fixed part "
+                       f"{svc.prefill_fixed.value * 1000:.3g} ms (95% CI {svc.prefill_fixed.low * 1000:.3g}-"
+                       f"{svc.prefill_fixed.high * 1000:.3g}); prefill_tps = {svc.prefill_tps or math.nan:.4g}")
+        if svc.queue_median:
+            out.append(f"  queue_time       lognormal median {svc.queue_median.text('.4g', ' s')}, p95 "
+                       f"{svc.queue_p95:.4g} s, sigma {svc.queue_sigma:.3f}; Anderson-Darling "
+                       f"{svc.queue_fit['statistic']:.2f}, p~{svc.queue_fit['p_value']:.3g}: {svc.queue_fit['verdict']}")
+        if svc.rtt:
+            out.append(f"  network rtt      mean {svc.rtt.text('.4g', ' s')}, median {svc.rtt_median:.4g} s")
+        out += [f"  note: {n}" for n in svc.notes]
+        lim = cal.limits.get(model)
+        if lim and lim.observed:
+            out.append("  limits seen      " + ", ".join(f"{u.upper()} {o.value} ({o.source}, n={o.n})"
+                                                       for u, o in lim.observed.items()))
+        elif lim:
+            out.append("  limits seen      none")
+        out += [f"  note: {n}" for n in (lim.notes if lim else [])]
+    if cal.tier:
+        out.append(f"\ntier: {cal.tier.sentence}")
+        if cal.tier.per_tier:
+            out.append("  " + "; ".join(f"{t}: {m}/{c} observed limits equal" for t, (m, c, _) in cal.tier.per_tier.items()))
+    if cal.hypotheses:
+        out.append("\nlimiter x charge, replayed (error per response: header residuals / limit or window + 1 per "
+                   "wrong 429 decision; lower is better)")
+        rows = [["rank", "algorithm", "charge", "score", "|remaining tok|", "|reset tok| s", "|remaining req|",
+                 "429 decisions wrong", "vs best"]]
+        for h in cal.hypotheses:
+            c = h.components
+            rows.append([str(h.rank), h.algorithm, h.charge, f"{h.score:.4f}", _g(c["remaining_tokens"], 3),
+                         _g(c["reset_tokens"], 3), _g(c["remaining_requests"], 3), f"{c['decision']:.1%}"
+                         if not math.isnan(c["decision"]) else "-",
+                         "best" if h.rank == 1 else ("indistinguishable" if h.indistinguishable
+                                                     else f"worse (p={h.p_value:.2g})")])
+        out.append(align(rows, left=2).rstrip("\n"))
+        best = cal.best
+        ties = [h.name for h in cal.hypotheses[1:] if h.indistinguishable]
+        out.append(f"  best: {best.name}" + (f"; the log cannot tell it from {', '.join(ties)}" if ties else
+                                              "; every other hypothesis fits significantly worse"))
+    if cal.unknown:
+        out.append("\nnot estimated:")
+        out += [f"  - {u}" for u in cal.unknown]
+    return "\n".join(out) + "\n"
+
+
+def write_plots(cal: Calibration, out: Path) -> list[Path]:
+    """Fitted vs observed distributions per model, and header residuals per hypothesis."""
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
+    from matplotlib.ticker import NullFormatter
+    from scipy import stats
+    files = []
+    for k, (model, svc) in enumerate(cal.service.items()):
+        if not len(svc.speeds) and not len(svc.queue):
+            continue
+        fig = Figure(figsize=(13, 3.6))
+        axes = fig.subplots(1, 3)
+        if len(svc.speeds):
+            ax = axes[0]
+            ax.hist(svc.speeds, bins=40, density=True, alpha=0.6, label=f"observed (n={len(svc.speeds)})")
+            x = np.linspace(svc.speeds.min(), svc.speeds.max(), 200)
+            sigma = math.sqrt(math.log1p(svc.speed_cv ** 2))
+            ax.plot(x, stats.lognorm.pdf(x, sigma, scale=svc.output_median.value), label="lognormal fit")
+            ax.set(xlabel="completion_tokens / completion_time (t/s)", title="output speed")
+            ax.legend(fontsize=8)
+        if len(svc.prompt):
+            ax = axes[1]
+            ax.scatter(svc.prompt, svc.prompt_time * 1000, s=6, alpha=0.5, label="observed")
+            x = np.linspace(0, svc.prompt.max(), 50)
+            ax.plot(x, (svc.prefill_fixed.value + svc.prefill_slope.value * x) * 1000, color="C1", label="linear fit")
+            ax.set(xlabel="prompt_tokens", ylabel="prompt_time (ms)", title="prefill")
+            ax.legend(fontsize=8)
+        if len(svc.queue):
+            ax = axes[2]
+            bins = np.logspace(np.log10(svc.queue.min()), np.log10(svc.queue.max()), 40)
+            ax.hist(svc.queue, bins=bins, density=True, alpha=0.6, label=f"observed (n={len(svc.queue)})")
+            ax.plot(bins, stats.lognorm.pdf(bins, svc.queue_sigma, scale=svc.queue_median.value),
+                    label=f"lognormal fit ({svc.queue_fit['verdict']})")
+            ax.set(xscale="log", xlabel="queue_time (s)", title="queue time")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.legend(fontsize=8)
+        fig.suptitle(model)
+        fig.tight_layout()
+        path = out / f"service_{k}.png"
+        fig.savefig(path, dpi=90)
+        files.append(path)
+    if cal.hypotheses:
+        fig = Figure(figsize=(13, 3.8))
+        axes = fig.subplots(1, 2)
+        for k, h in enumerate(cal.hypotheses[:4]):
+            r = h.residuals
+            style = {"s": 5, "alpha": 0.6, "label": h.name, "color": f"C{k}"}
+            axes[0].scatter(r["t"], r["remaining_tokens"], **style)
+            axes[1].scatter(r["t"], r["reset_tokens"], **style)
+        axes[0].set(xlabel="seconds into the log", ylabel="predicted - logged", title="x-ratelimit-remaining-tokens")
+        axes[1].set(xlabel="seconds into the log", ylabel="predicted - logged (s)", title="x-ratelimit-reset-tokens")
+        axes[0].legend(fontsize=7, markerscale=3)
+        fig.suptitle("header residuals of the four best hypotheses")
+        fig.tight_layout()
+        path = out / "header_residuals.png"
+        fig.savefig(path, dpi=90)
+        files.append(path)
+    return files
+
+
+def write_outputs(cal: Calibration, out: str | Path, plots: bool = True) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "calibrated.toml", out / "report.txt"]
+    files[0].write_text(toml_fragment(cal))
+    files[1].write_text(report_text(cal))
+    if plots:
+        files += write_plots(cal, out)
+    return files

@@ -1,0 +1,180 @@
+"""Which limiter algorithm and charging rule explain the log: replay it through each and score the misfit.
+
+Each hypothesis (every algorithm of :data:`sim.limiters.ALGORITHMS` x charge ``max_tokens`` / ``actual``) gets
+a fresh :class:`~sim.limitset.LimitSet` of the calibrated limits.  The logged responses are replayed in the
+order they reached the server (``t_send`` + half the median round trip), on a clock that starts at the UTC
+midnight before the log (so window algorithms have calendar-aligned windows).  For each response:
+
+1. decision: would the hypothesis have refused it (any unit's ``wait > 0``)?  Compared with the logged
+   status (200 vs 429; a 413 is too large under every hypothesis and is not scored);
+2. the log's truth is then applied (teacher forcing): an answered request is charged 1 request and its
+   tokens -- ``prompt_tokens + max_tokens`` or ``prompt_tokens + completion_tokens`` (the simulator's
+   accounting, charged at admission) -- so one wrong guess does not derail the rest;
+3. the hypothesis' ``remaining``/``reset`` of RPD and TPM are compared with the logged headers.
+
+Usage before the log is unknown: at the first response carrying RPD (TPM) headers, each hypothesis is
+charged what the header says is already used (likewise for any other unit at the first 429 naming it, from its
+"Used"; exact for a token bucket and a fixed window; for the window
+log and counter, approximate until their window has passed).  Per response error = mean of the header
+residuals normalised by limit (remaining) or window (reset) + 1 if the decision differs; TPM residuals and
+decisions of the log's first two minutes are left out, and the RPD residuals lose their median (what is
+left of an approximate start on a one-day window).  The score is the
+mean error; a hypothesis is *indistinguishable* from the best when a paired one-sided t-test of their
+per-response errors gives p > 0.05 (or both fit to within 1e-6).
+
+A refused request's token cost is the ``Requested`` of its token-unit 429 message when there is one, else
+the median prompt of answered requests + its ``max_tokens`` (or the median completion).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..catalog import UNIT_SPEC, Limits
+from ..limiters import ALGORITHMS
+from ..limitset import LimitSet
+
+CHARGES = ("max_tokens", "actual")
+BURN_IN = 120.0  # seconds: two minute-windows, after which the minute units' state no longer depends on the past
+COMPONENTS = ("remaining_tokens", "reset_tokens", "remaining_requests", "reset_requests", "decision")
+
+
+@dataclass
+class Hypothesis:
+    algorithm: str
+    charge: str
+    score: float
+    components: dict[str, float]          # mean of each error component (NaN: not observed)
+    errors: np.ndarray                    # per response
+    residuals: pd.DataFrame               # t, component residuals (predicted - logged), for plots
+    rank: int = 0
+    indistinguishable: bool = False       # from the best
+    p_value: float = math.nan             # paired test against the best
+
+    @property
+    def name(self) -> str:
+        return f"{self.algorithm} / charge {self.charge}"
+
+
+def _tokens_cost(row, charge: str, prompt_median: float, completion_median: float) -> float:
+    if row.status == 200 and not math.isnan(row.prompt_tokens):
+        extra = row.max_tokens if charge == "max_tokens" and not math.isnan(row.max_tokens) else row.completion_tokens
+        return row.prompt_tokens + (0.0 if math.isnan(extra) else extra)
+    if row.msg_unit in ("tpm", "tpd") and not math.isnan(row.msg_requested):
+        return row.msg_requested
+    extra = row.max_tokens if charge == "max_tokens" and not math.isnan(row.max_tokens) else completion_median
+    return prompt_median + extra
+
+
+def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_way: float,
+           prompt_median: float, completion_median: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """Per-response errors and residuals of one hypothesis over one model's rows."""
+    df = df.assign(t_server=df["t_send"] + one_way).sort_values("t_server", kind="stable")
+    origin = math.floor(df["t_server"].iloc[0] / 86_400.0) * 86_400.0
+    t0 = df["t_server"].iloc[0]
+    ls = LimitSet(limits, algorithm)
+    tok_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "tokens"]
+    req_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "requests"]
+    audio_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "audio_seconds"]
+    rpd, tpm = ls.units.get("rpd"), ls.units.get("tpm")
+    done: set[str] = set()
+    out = {c: [] for c in ("t", "status", "remaining_tokens", "reset_tokens", "remaining_requests",
+                           "reset_requests", "decision")}
+    for row in df.itertuples(index=False):
+        now = row.t_server - origin
+        tokens = _tokens_cost(row, charge, prompt_median, completion_median)
+        audio = 0.0 if math.isnan(row.audio_seconds) else row.audio_seconds
+        decision = math.nan
+        if row.status in (200, 429):
+            refused = (any(lim.wait(1, now) > 0 for _, lim in req_units)
+                       or (tokens > 0 and any(lim.wait(tokens, now) > 0 for _, lim in tok_units))
+                       or (audio > 0 and any(lim.wait(audio, now) > 0 for _, lim in audio_units)))
+            decision = float(refused != (row.status == 429))
+        if row.status == 200:
+            for _, lim in req_units:
+                lim.admit(1, now)
+            if tokens > 0:
+                for _, lim in tok_units:
+                    lim.admit(tokens, now)
+            if audio > 0:
+                for _, lim in audio_units:
+                    lim.admit(audio, now)
+        # usage before the log is unknown: at the first header of each unit, charge what the header says is
+        # already used (exact for a bucket and a fixed window; a window log forgets it within one window)
+        for lim, logged, synced in ((tpm, row.h_rem_tok, "tok"), (rpd, row.h_rem_req, "req")):
+            if lim is not None and synced not in done and not math.isnan(logged):
+                done.add(synced)
+                unknown = math.floor(lim.remaining(now) + 1e-9) - logged
+                if unknown > 0:
+                    lim.admit(unknown, now)
+        unit = row.msg_unit  # other units: the first 429 naming them says how much was "Used"
+        if unit in ls.units and unit not in done and not math.isnan(row.msg_used):
+            done.add(unit)
+            lim = ls.units[unit]
+            unknown = row.msg_used - (lim.limit - lim.remaining(now))
+            if unknown > 0:
+                lim.admit(min(unknown, lim.limit), now)
+        burn_in = row.t_server - t0 < BURN_IN
+        out["t"].append(row.t_server - t0)
+        out["status"].append(row.status)
+        out["decision"].append(math.nan if burn_in else decision)
+        out["remaining_tokens"].append(math.nan if tpm is None or burn_in else
+                                       math.floor(tpm.remaining(now) + 1e-9) - row.h_rem_tok)
+        out["reset_tokens"].append(math.nan if tpm is None or burn_in else tpm.reset(now) - row.h_reset_tok)
+        out["remaining_requests"].append(math.nan if rpd is None else
+                                         math.floor(rpd.remaining(now) + 1e-9) - row.h_rem_req)
+        out["reset_requests"].append(math.nan if rpd is None else rpd.reset(now) - row.h_reset_req)
+    res = pd.DataFrame(out)
+    scale = {"remaining_tokens": limits.tpm or 1.0, "reset_tokens": 60.0,
+             "remaining_requests": limits.rpd or 1.0, "reset_requests": 86_400.0}
+    parts = []
+    for comp, s in scale.items():
+        r = res[comp].to_numpy(float)
+        if comp.endswith("requests") and np.isfinite(r).any():
+            r = r - np.nanmedian(r)
+        parts.append(np.abs(r) / s)
+    with np.errstate(all="ignore"):
+        header = np.nanmean(np.vstack(parts), axis=0) if parts else np.full(len(res), np.nan)
+    header = np.where(np.isnan(header), 0.0, header)
+    errors = header + np.nan_to_num(res["decision"].to_numpy(float), nan=0.0)
+    return errors, res
+
+
+def rank_hypotheses(per_model: list[tuple[pd.DataFrame, Limits, float, float, float]]) -> list[Hypothesis]:
+    """Score every algorithm x charge over all models' rows (the org has one limiter) and rank them.
+    ``per_model`` items: (rows, limits, one-way delay, median prompt, median completion)."""
+    hyps = []
+    for algorithm in ALGORITHMS:
+        for charge in CHARGES:
+            errs, resid = [], []
+            for rows, limits, one_way, pm, cm in per_model:
+                e, r = replay(rows, limits, algorithm, charge, one_way, pm, cm)
+                errs.append(e)
+                resid.append(r)
+            errors = np.concatenate(errs) if errs else np.empty(0)
+            residuals = pd.concat(resid, ignore_index=True) if resid else pd.DataFrame()
+            comps = {}
+            for comp in COMPONENTS:
+                v = residuals[comp].to_numpy(float) if comp in residuals else np.empty(0)
+                v = v[np.isfinite(v)]
+                comps[comp] = float(np.mean(np.abs(v))) if len(v) else math.nan
+            hyps.append(Hypothesis(algorithm, charge, float(np.mean(errors)) if len(errors) else math.nan,
+                                   comps, errors, residuals))
+    hyps.sort(key=lambda h: (h.score, h.algorithm != "token_bucket", h.charge != "max_tokens"))
+    best = hyps[0]
+    for k, h in enumerate(hyps):
+        h.rank = k + 1
+        if k == 0:
+            continue
+        diff = h.errors - best.errors
+        if np.allclose(diff, 0.0, atol=1e-6):
+            h.p_value, h.indistinguishable = 1.0, True
+            continue
+        p = stats.ttest_rel(h.errors, best.errors, alternative="greater").pvalue
+        h.p_value = float(p) if np.isfinite(p) else 1.0
+        h.indistinguishable = h.p_value > 0.05
+    return hyps

@@ -1,0 +1,159 @@
+"""Fit one model's service times from the ``usage`` of its answered requests (scipy), with 95 % CIs.
+
+* output speed: ``completion_tokens / completion_time`` per request; its mean is the simulator's
+  ``output_tps`` (the speed factor has mean 1) and its lognormal shape gives ``speed_cv``;
+* prefill: ``prompt_time = fixed + prompt_tokens * slope`` by least squares weighted for noise proportional
+  to the time (a per-request speed factor); the simulator has no fixed part, so
+  ``prefill_tps = E[1/S] / slope`` (``E[1/S] = 1 + cv^2`` for its mean-1 lognormal speed factor ``S``) makes its
+  mean prompt time per token match the observed slope;
+* queue_time: lognormal by maximum likelihood (``loc = 0``); goodness of fit by Anderson-Darling on the logs
+  (parameters estimated, so the plain KS table would be too lenient);
+* network round trip: ``(t_recv - t_send) - queue_time - total_time`` of answered requests (Groq's
+  ``total_time`` is prompt + completion; queue_time is apart), and ``t_recv - t_send`` of refused ones.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..service import Z95
+from .evidence import finite, successes
+
+
+@dataclass
+class Figure:
+    """One estimated number: value, 95 % confidence interval, sample count."""
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def text(self, fmt: str = ".4g", unit: str = "") -> str:
+        return f"{self.value:{fmt}}{unit} (95% CI {self.low:{fmt}}-{self.high:{fmt}}, n={self.n})"
+
+
+@dataclass
+class ServiceFit:
+    model: str
+    n_answered: int
+    output_tps: Figure | None = None
+    output_median: Figure | None = None
+    speed_cv: float | None = None
+    prefill_slope: Figure | None = None       # seconds per prompt token
+    prefill_fixed: Figure | None = None       # seconds
+    prefill_tps: float | None = None          # what the simulator should use
+    queue_median: Figure | None = None
+    queue_p95: float | None = None
+    queue_sigma: float | None = None
+    queue_fit: dict = field(default_factory=dict)   # Anderson-Darling statistic, p-value (tabulated), verdict
+    rtt: Figure | None = None
+    rtt_median: float | None = None
+    notes: list[str] = field(default_factory=list)
+    # samples kept for plots
+    speeds: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    queue: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    prompt: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    prompt_time: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    def params(self) -> dict[str, float]:
+        """The ``[service."MODEL"]`` keys that could be estimated (sim.service.ServiceParams names)."""
+        out = {}
+        if self.output_tps:
+            out["output_tps"] = self.output_tps.value
+        if self.prefill_tps:
+            out["prefill_tps"] = self.prefill_tps
+        if self.speed_cv is not None:
+            out["speed_cv"] = self.speed_cv
+        if self.queue_median:
+            out["queue_median"] = self.queue_median.value
+            out["queue_p95"] = self.queue_p95
+        if self.rtt:
+            out["rtt"] = self.rtt.value
+        return out
+
+
+def _mean_ci(x: np.ndarray) -> Figure:
+    n = len(x)
+    m = float(np.mean(x))
+    if n < 2:
+        return Figure(m, math.nan, math.nan, n)
+    half = stats.t.ppf(0.975, n - 1) * float(np.std(x, ddof=1)) / math.sqrt(n)
+    return Figure(m, m - half, m + half, n)
+
+
+def _lognormal(x: np.ndarray) -> tuple[Figure, float]:
+    """(median with CI, sigma) of a lognormal fitted by maximum likelihood with loc = 0."""
+    sigma, _, scale = stats.lognorm.fit(x, floc=0)
+    n = len(x)
+    half = stats.t.ppf(0.975, n - 1) * sigma / math.sqrt(n) if n > 1 else math.nan
+    return Figure(float(scale), float(scale * math.exp(-half)), float(scale * math.exp(half)), n), float(sigma)
+
+
+def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
+    ok = successes(df)
+    fit = ServiceFit(model, len(ok))
+    if ok.empty:
+        fit.notes.append("no answered request with usage: no service figures")
+        return fit
+    good = ok[(ok["completion_tokens"] > 0) & (ok["completion_time"] > 0)]
+    speeds = finite(good["completion_tokens"] / good["completion_time"])
+    if len(speeds) >= 2:
+        fit.speeds = speeds
+        fit.output_tps = _mean_ci(speeds)
+        fit.output_median, sigma = _lognormal(speeds)
+        fit.speed_cv = float(math.sqrt(math.expm1(sigma ** 2)))
+    else:
+        fit.notes.append(f"output speed: {len(speeds)} usable sample(s), need 2")
+
+    pre = ok[(ok["prompt_time"] > 0) & (ok["prompt_tokens"] > 0)]
+    if len(pre) >= 3 and pre["prompt_tokens"].nunique() >= 2:
+        x, y = pre["prompt_tokens"].to_numpy(float), pre["prompt_time"].to_numpy(float)
+        # prompt_time = fixed + slope * tokens with noise proportional to it (a per-request speed factor):
+        # weighted least squares, i.e. ordinary least squares of time/token on 1/token
+        reg = stats.linregress(1.0 / x, y / x)
+        t = stats.t.ppf(0.975, len(pre) - 2)
+        fit.prefill_slope = Figure(reg.intercept, reg.intercept - t * reg.intercept_stderr,
+                                   reg.intercept + t * reg.intercept_stderr, len(pre))
+        fit.prefill_fixed = Figure(reg.slope, reg.slope - t * reg.stderr, reg.slope + t * reg.stderr, len(pre))
+        fit.prompt, fit.prompt_time = x, y
+        if fit.prefill_slope.value > 0:
+            fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / fit.prefill_slope.value)
+            if fit.prefill_fixed.low > 0:
+                fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request, which "
+                                 "the simulator's service model cannot express (prefill_tps covers only the slope)")
+        else:
+            fit.notes.append("prompt_time does not grow with prompt_tokens: prefill speed not estimated")
+    else:
+        fit.notes.append(f"prefill: {len(pre)} usable sample(s) with distinct prompt sizes, need 3")
+
+    q = finite(ok["queue_time"])
+    q = q[q > 0]
+    if len(q) >= 8:
+        fit.queue = q
+        fit.queue_median, fit.queue_sigma = _lognormal(q)
+        fit.queue_p95 = float(fit.queue_median.value * math.exp(Z95 * fit.queue_sigma))
+        ad = stats.anderson(np.log(q), dist="norm", method="interpolate")
+        fit.queue_fit = {"statistic": float(ad.statistic), "p_value": float(ad.pvalue),
+                         "verdict": "fits" if ad.pvalue >= 0.05 else "rejected at 5%"}
+        if ad.pvalue < 0.05:
+            fit.notes.append(f"queue_time is not lognormal (Anderson-Darling {ad.statistic:.2f}, p={ad.pvalue:.3g}): "
+                             "the simulator's lognormal queue is an approximation here")
+    else:
+        fit.notes.append(f"queue_time: {len(q)} positive sample(s), need 8 for a lognormal fit")
+
+    net = (ok["t_recv"] - ok["t_send"]) - ok["queue_time"] - ok["total_time"]
+    refused = df[df["status"].isin([429, 413])]
+    rtts = finite(np.concatenate([net.to_numpy(float), (refused["t_recv"] - refused["t_send"]).to_numpy(float)]))
+    if len(rtts) >= 2:
+        if (rtts < 0).mean() > 0.05:
+            fit.notes.append(f"{(rtts < 0).mean():.0%} of round trips are negative (clock or total_time "
+                             "inconsistent with the log's times)")
+        fit.rtt = _mean_ci(np.maximum(rtts, 0.0))
+        fit.rtt_median = float(np.median(rtts))
+    else:
+        fit.notes.append("network round trip: fewer than 2 samples")
+    return fit

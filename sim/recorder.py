@@ -1,0 +1,424 @@
+"""Record every Groq API exchange of a program to a JSONL log, and read such logs back.
+
+The log is the evidence ``groqsim calibrate`` and ``groqsim trace`` work from; the emulator
+(``groqsim serve``) writes the same format.  One line per HTTP exchange (an SDK retry is its own line)::
+
+    t_send        float   epoch seconds when the request left the client
+    t_recv        float   epoch seconds when the whole response had arrived
+    status        int     HTTP status
+    model         str     the request's ``model``
+    endpoint      str     "chat.completions" or "audio.transcriptions"
+    max_tokens    int|null  the request's max_completion_tokens / max_tokens
+    audio_seconds float|null  length of the uploaded audio (WAV) or the response's ``duration``
+    usage         dict|null  the response's usage object (queue_time, prompt_tokens, prompt_time,
+                             completion_tokens, completion_time, total_tokens, total_time)
+    headers       dict    the response's lower-case ``x-ratelimit-*`` and ``retry-after`` headers (strings)
+    error         dict|null  {"type", "code", "message"} of an error body
+    label         str|null   a project / API-key label chosen by the user
+    request_id    str|null   ``x-request-id`` header, else the body's ``x_groq.id`` / ``id``
+
+Optional key (readers must not require it): ``retry_count`` (int|null), the SDK's
+``x-stainless-retry-count`` request header: 0 for a first attempt, k for its k-th retry.  It is what lets
+``groqsim trace`` fold retries back into one logical request.
+
+Nothing of the prompt, the audio or the completion is stored: only sizes, timings, headers and error text.
+
+Recording needs no monkey-patching: the official SDKs take an ``http_client`` and httpx runs event hooks::
+
+    from sim.recorder import Recorder
+    rec = Recorder("groq_calls.jsonl", label="prod-key")
+    client = groq.Groq(http_client=groq.DefaultHttpxClient(event_hooks=rec.event_hooks()))
+    aclient = groq.AsyncGroq(http_client=groq.DefaultAsyncHttpxClient(event_hooks=rec.async_event_hooks()))
+    # openai.OpenAI(base_url="https://api.groq.com/openai/v1", http_client=openai.DefaultHttpxClient(...)) too
+
+Streaming responses are passed through untouched; their line is written when the stream ends, with the
+usage the last chunk carries (``x_groq.usage``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import sys
+import threading
+import time
+import warnings
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .errors import ConfigError
+
+ENDPOINTS = {"/chat/completions": "chat.completions", "/audio/transcriptions": "audio.transcriptions"}
+#: every key of a log line, in the order written
+KEYS = ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
+        "error", "label", "request_id")
+OPTIONAL_KEYS = ("retry_count",)
+#: a line without these cannot be used at all
+REQUIRED = ("t_send", "t_recv", "status", "model")
+USAGE_KEYS = ("queue_time", "prompt_tokens", "prompt_time", "completion_tokens", "completion_time",
+              "total_tokens", "total_time")
+_EXT = "groqsim_recorder"
+
+
+def kept_headers(headers) -> dict[str, str]:
+    """The rate-limit headers a log line keeps: ``x-ratelimit-*`` and ``retry-after``, lower-cased."""
+    return {k.lower(): str(v) for k, v in headers.items()
+            if k.lower().startswith("x-ratelimit-") or k.lower() == "retry-after"}
+
+
+class LogWriter:
+    """Appends log lines (thread-safe); validates each line's keys so a writer cannot drift from the schema."""
+
+    def __init__(self, path: str | Path, mode: str = "a"):
+        self.path = Path(path)
+        self._fh = open(self.path, mode, encoding="utf-8")  # noqa: SIM115 (kept open across writes)
+        self._lock = threading.Lock()
+
+    def write(self, record: dict) -> None:
+        unknown = [k for k in record if k not in KEYS and k not in OPTIONAL_KEYS]
+        missing = [k for k in KEYS if k not in record]
+        if unknown or missing:
+            raise ValueError(f"log line keys: unknown {unknown}, missing {missing}")
+        line = json.dumps({k: record[k] for k in (*KEYS, *OPTIONAL_KEYS) if k in record}, separators=(",", ":"))
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- reading ------------------------------------------------------------------------------------------
+
+@dataclass
+class Log:
+    """A log as read: usable ``records`` (every key present, absent ones None) and ``problems``."""
+    path: str
+    records: list[dict]
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
+    lines: int = 0
+
+    def problem_summary(self, limit: int = 5) -> list[str]:
+        """One line per problem kind: how many lines, the first line numbers."""
+        kinds: dict[str, list[int]] = {}
+        for n, msg in self.problems:
+            kinds.setdefault(msg, []).append(n)
+        out = []
+        for msg, nums in kinds.items():
+            where = ", ".join(str(n) for n in nums[:limit]) + (", ..." if len(nums) > limit else "")
+            out.append(f"{len(nums)} line(s) {msg} (line {where})")
+        return out
+
+
+def _number(value, kind=float):
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        return None
+    return out if kind is int or math.isfinite(out) else None
+
+
+def read_log(path: str | Path) -> Log:
+    """Read a JSONL log, keeping every usable line and noting each bad one with its line number.
+    Missing or mistyped optional fields become None (and are noted); a line without t_send, t_recv,
+    status or model is skipped."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read log ({exc.strerror})") from None
+    log = Log(str(path), [])
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        log.lines += 1
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            log.problems.append((n, "are not JSON (truncated?): skipped"))
+            continue
+        if not isinstance(raw, dict):
+            log.problems.append((n, "are not JSON objects: skipped"))
+            continue
+        rec = {k: raw.get(k) for k in (*KEYS, *OPTIONAL_KEYS)}
+        rec["t_send"], rec["t_recv"] = _number(raw.get("t_send")), _number(raw.get("t_recv"))
+        rec["status"] = _number(raw.get("status"), int)
+        absent = [k for k in REQUIRED if rec[k] is None or (k == "model" and not isinstance(rec[k], str))]
+        if absent:
+            log.problems.append((n, f"lack {', '.join(absent)}: skipped"))
+            continue
+        missing = [k for k in KEYS if k not in raw]
+        if missing:
+            log.problems.append((n, f"lack {', '.join(missing)}: used without them"))
+        rec["max_tokens"] = _number(rec["max_tokens"], int)
+        rec["audio_seconds"] = _number(rec["audio_seconds"])
+        rec["retry_count"] = _number(rec["retry_count"], int)
+        if not isinstance(rec["usage"], dict):
+            rec["usage"] = None
+        rec["headers"] = ({str(k).lower(): str(v) for k, v in rec["headers"].items()}
+                          if isinstance(rec["headers"], dict) else {})
+        if not isinstance(rec["error"], dict):
+            rec["error"] = None
+        log.records.append(rec)
+    return log
+
+
+# ---- recording ----------------------------------------------------------------------------------------
+
+_MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')
+
+
+def _wav_seconds(body: bytes) -> float | None:
+    """Duration of the first WAV file inside a multipart body (None when there is none)."""
+    start = body.find(b"RIFF")
+    if start < 0 or body[start + 8:start + 12] != b"WAVE":
+        return None
+    try:
+        with wave.open(io.BytesIO(body[start:]), "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (wave.Error, EOFError, ZeroDivisionError):
+        return None
+
+
+def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | None:
+    """What the log keeps of a request (None: not an endpoint we log)."""
+    endpoint = next((name for suffix, name in ENDPOINTS.items() if request.url.path.endswith(suffix)), None)
+    if endpoint is None:
+        return None
+    facts = {"t_send": now, "endpoint": endpoint, "model": None, "max_tokens": None, "audio_seconds": None,
+             "retry_count": _number(request.headers.get("x-stainless-retry-count"), int)}
+    if endpoint == "chat.completions":
+        try:
+            data = json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = {}
+        if isinstance(data, dict):
+            facts["model"] = data.get("model")
+            facts["max_tokens"] = _number(data.get("max_completion_tokens", data.get("max_tokens")), int)
+    else:
+        m = _MULTIPART_MODEL.search(body)
+        facts["model"] = m.group(1).decode(errors="replace") if m else None
+        facts["audio_seconds"] = _wav_seconds(body)
+    return facts
+
+
+def _usage_of(data) -> dict | None:
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        usage = (data.get("x_groq") or {}).get("usage") if isinstance(data.get("x_groq"), dict) else None
+    return {k: usage.get(k) for k in USAGE_KEYS if k in usage} if isinstance(usage, dict) else None
+
+
+class _SSEScanner:
+    """Finds the usage object in a server-sent-event stream as its bytes pass by."""
+
+    def __init__(self):
+        self.buffer, self.usage, self.request_id = b"", None, None
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:") and b"usage" in line:
+                try:
+                    data = json.loads(line[5:].strip())
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+                self.usage = _usage_of(data) or self.usage
+                self.request_id = self.request_id or (data.get("x_groq") or {}).get("id")
+
+
+class _RecordingStream:
+    def __init__(self, inner, scanner: _SSEScanner, done):
+        self._inner, self._scanner, self._done = inner, scanner, done
+
+    def __iter__(self):
+        for chunk in self._inner:
+            self._scanner.feed(chunk)
+            yield chunk
+        self._done()  # the whole stream has passed (a client may never close it)
+
+    def close(self):
+        try:
+            self._inner.close()
+        finally:
+            self._done()
+
+
+class _AsyncRecordingStream:
+    def __init__(self, inner, scanner: _SSEScanner, done):
+        self._inner, self._scanner, self._done = inner, scanner, done
+
+    async def __aiter__(self):
+        async for chunk in self._inner:
+            self._scanner.feed(chunk)
+            yield chunk
+        self._done()
+
+    async def aclose(self):
+        try:
+            await self._inner.aclose()
+        finally:
+            self._done()
+
+
+_STREAM_CLASSES: dict[str, tuple[type, type]] = {}
+
+
+def _stream_classes(response) -> tuple[type, type]:
+    """The recording streams as subclasses of the response's own httpx flavour's byte streams (the openai
+    SDK ships its own httpx fork, ``httpx2``, whose clients check for their own stream classes)."""
+    pkg = sys.modules[type(response).__module__.split(".")[0]]
+    name = pkg.__name__
+    if name not in _STREAM_CLASSES:
+        _STREAM_CLASSES[name] = (type("RecordingStream", (_RecordingStream, pkg.SyncByteStream), {}),
+                                 type("AsyncRecordingStream", (_AsyncRecordingStream, pkg.AsyncByteStream), {}))
+    return _STREAM_CLASSES[name]
+
+
+class Recorder:
+    """httpx event hooks that log every chat-completion and transcription exchange to ``path``."""
+
+    def __init__(self, path: str | Path, label: str | None = None, clock=time.time):
+        """``clock`` (epoch seconds) is only for tests that run on a virtual clock."""
+        self.writer = LogWriter(path)
+        self.label = label
+        self.clock = clock
+
+    # hooks ------------------------------------------------------------------------------------------
+    def event_hooks(self) -> dict:
+        """For ``httpx.Client(event_hooks=...)`` (or the SDKs' ``DefaultHttpxClient``)."""
+        return {"request": [self._on_request], "response": [self._on_response]}
+
+    def async_event_hooks(self) -> dict:
+        """For ``httpx.AsyncClient(event_hooks=...)`` (or ``DefaultAsyncHttpxClient``)."""
+        return {"request": [self._on_request_async], "response": [self._on_response_async]}
+
+    def client(self, **kwargs) -> httpx.Client:
+        """A plain ``httpx.Client`` with the hooks, for the groq SDK's ``http_client`` (the openai SDK wants its
+        own flavour: ``openai.DefaultHttpxClient(event_hooks=rec.event_hooks())``)."""
+        return httpx.Client(event_hooks=self.event_hooks(), **kwargs)
+
+    def async_client(self, **kwargs) -> httpx.AsyncClient:
+        return httpx.AsyncClient(event_hooks=self.async_event_hooks(), **kwargs)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    # internals --------------------------------------------------------------------------------------
+    def _on_request(self, request: httpx.Request) -> None:
+        body = request.read()
+        facts = _request_facts(request, body, self.clock())
+        if facts is not None:
+            request.extensions = {**request.extensions, _EXT: facts}
+
+    async def _on_request_async(self, request: httpx.Request) -> None:
+        body = await request.aread()
+        facts = _request_facts(request, body, self.clock())
+        if facts is not None:
+            request.extensions = {**request.extensions, _EXT: facts}
+
+    def _streaming(self, response: httpx.Response) -> bool:
+        return response.headers.get("content-type", "").startswith("text/event-stream")
+
+    def _on_response(self, response: httpx.Response) -> None:
+        facts = response.request.extensions.get(_EXT)
+        if facts is None:
+            return
+        if self._streaming(response):
+            scanner = _SSEScanner()
+            if self._preloaded(response, facts, scanner):
+                return
+            response.stream = _stream_classes(response)[0](response.stream, scanner,
+                                                           self._once(facts, response, scanner))
+            return
+        response.read()
+        self._write(facts, response, response.content, None)
+
+    async def _on_response_async(self, response: httpx.Response) -> None:
+        facts = response.request.extensions.get(_EXT)
+        if facts is None:
+            return
+        if self._streaming(response):
+            scanner = _SSEScanner()
+            if self._preloaded(response, facts, scanner):
+                return
+            response.stream = _stream_classes(response)[1](response.stream, scanner,
+                                                           self._once(facts, response, scanner))
+            return
+        await response.aread()
+        self._write(facts, response, response.content, None)
+
+    def _preloaded(self, response, facts: dict, scanner: _SSEScanner) -> bool:
+        """A streamed body already in memory (a test transport's) is scanned and logged at once."""
+        not_read = sys.modules[type(response).__module__.split(".")[0]].ResponseNotRead
+        try:
+            content = response.content
+        except not_read:  # (of httpx or httpx2): a real stream, still to come
+            return False
+        scanner.feed(content + b"\n")
+        self._write(facts, response, None, scanner)
+        return True
+
+    def _once(self, facts: dict, response, scanner):
+        """A callback that writes the streamed exchange's line the first time it is called."""
+        written = []
+
+        def done():
+            if not written:
+                written.append(True)
+                self._write(facts, response, None, scanner)
+        return done
+
+    def _write(self, facts: dict, response: httpx.Response, content: bytes | None, scanner) -> None:
+        """Write one line; a recorder must never break the call it records, so a failure only warns."""
+        try:
+            self._write_line(facts, response, content, scanner)
+        except Exception as exc:  # noqa: BLE001 -- any failure (disk full, odd body) must not reach the caller
+            warnings.warn(f"sim.recorder: could not log a response: {exc!r}", RuntimeWarning, stacklevel=2)
+
+    def _write_line(self, facts: dict, response: httpx.Response, content: bytes | None, scanner) -> None:
+        data = None
+        if content:
+            try:
+                data = json.loads(content)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                data = None
+        usage = scanner.usage if scanner else _usage_of(data)
+        error = None
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            e = data["error"]
+            error = {"type": e.get("type"), "code": e.get("code"), "message": e.get("message")}
+        elif response.status_code >= 400:
+            error = {"type": None, "code": None, "message": None}
+        request_id = response.headers.get("x-request-id")
+        if request_id is None and isinstance(data, dict):
+            x_groq = data.get("x_groq")
+            request_id = (x_groq.get("id") if isinstance(x_groq, dict) else None) or data.get("id")
+        if request_id is None and scanner:
+            request_id = scanner.request_id
+        audio = facts["audio_seconds"]
+        if audio is None and isinstance(data, dict):
+            audio = _number(data.get("duration"))
+        self.writer.write({
+            "t_send": facts["t_send"], "t_recv": self.clock(), "status": response.status_code,
+            "model": facts["model"], "endpoint": facts["endpoint"], "max_tokens": facts["max_tokens"],
+            "audio_seconds": audio, "usage": usage, "headers": kept_headers(response.headers), "error": error,
+            "label": self.label, "request_id": request_id if isinstance(request_id, str) else None,
+            "retry_count": facts["retry_count"],
+        })

@@ -1,0 +1,164 @@
+"""Synthetic recorder logs with KNOWN parameters, made from the simulator's own pieces.
+
+A Poisson stream of chat requests for one model goes through a :class:`~sim.limitset.LimitSet` of a chosen
+algorithm and charge mode; admitted requests get service times from :class:`~sim.service.ServiceModel`,
+every response the headers of :func:`sim.headers.rate_limit_headers`, refusals Groq's 429 / 413 bodies.
+The client retries a 429 after ``retry-after`` seconds like the official SDK (at most ``max_retries``
+times; each attempt is a line of its own with its ``retry_count``).  Used to prove that ``groqsim
+calibrate`` recovers what went in, and to make the shipped example log.  It deliberately shares no code
+with :mod:`sim.calibrate`.
+
+Conventions: the limiters' clock starts at the UTC midnight before the first request (calendar-aligned
+windows); a request reaches the server half its round trip after it was sent; ``total_time =
+prompt_time + completion_time`` with ``queue_time`` apart, as Groq reports them.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from .catalog import Catalog, Limits
+from .headers import rate_limit_headers
+from .limitset import LimitSet
+from .recorder import LogWriter
+from .service import ServiceModel, ServiceParams, lognormal_sigma
+
+UNIT_TEXT = {"rpm": "requests per minute (RPM)", "rpd": "requests per day (RPD)",
+             "tpm": "tokens per minute (TPM)", "tpd": "tokens per day (TPD)",
+             "ash": "audio seconds per hour (ASH)", "asd": "audio seconds per day (ASD)"}
+TOKEN_UNITS = ("tpm", "tpd")
+
+
+@dataclass
+class SynthSpec:
+    """What the synthetic organization and client are (all known, so a calibration can be checked)."""
+    model: str = "llama-3.1-8b-instant"
+    tier: str = "free"
+    limits: Limits | None = None            # None: the catalog's limits of ``model`` on ``tier``
+    algorithm: str = "token_bucket"
+    charge: str = "max_tokens"              # or "actual"
+    service: ServiceParams = field(default_factory=lambda: ServiceParams(
+        output_tps=560.0, prefill_tps=6000.0, speed_cv=0.15, queue_median=0.12, queue_p95=0.3, rtt=0.12))
+    rate: float = 0.12                      # requests per second
+    duration: float = 600.0
+    prompt_median: float = 400.0
+    prompt_p95: float = 1500.0
+    max_tokens: int = 512
+    completion_median: float = 150.0
+    completion_p95: float = 450.0
+    max_retries: int = 2
+    rtt_cv: float = 0.1
+    start: str = "2026-11-02T09:00:00"      # UTC
+    label: str | None = "synthetic"
+
+    def resolved_limits(self) -> Limits:
+        return self.limits or Catalog.published().limits(self.tier, self.model)
+
+
+def go_duration(seconds: float) -> str:
+    """A wait as Groq writes it in messages: ``4.77s``, ``9m38.016s``, ``547ms``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    minutes, secs = divmod(seconds, 60.0)
+    text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes >= 1 else text
+
+
+def _lognormal(rng, median, p95, n):
+    return np.exp(np.log(median) + lognormal_sigma(median, p95) * rng.standard_normal(n))
+
+
+def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
+    """The log lines of one synthetic run, in the order the responses arrived."""
+    rng = np.random.default_rng(seed)
+    limits = spec.resolved_limits()
+    ls = LimitSet(limits, spec.algorithm)
+    svc = ServiceModel(spec.model, spec.service)
+    start = datetime.fromisoformat(spec.start).replace(tzinfo=UTC).timestamp()
+    origin = math.floor(start / 86_400.0) * 86_400.0
+    n = rng.poisson(spec.rate * spec.duration)
+    arrivals = np.sort(rng.uniform(0.0, spec.duration, n)) + start
+    prompt = np.maximum(np.rint(_lognormal(rng, spec.prompt_median, spec.prompt_p95, n)), 1)
+    completion = np.minimum(np.maximum(np.rint(_lognormal(rng, spec.completion_median, spec.completion_p95, n)), 1),
+                            spec.max_tokens)
+    z = rng.standard_normal((n, 2))
+    rtt_sigma = math.sqrt(math.log1p(spec.rtt_cv ** 2))
+
+    def rtt():
+        return spec.service.rtt * math.exp(rtt_sigma * rng.standard_normal() - rtt_sigma ** 2 / 2)
+
+    events = []  # (server time, request, attempt, t_send, round trip)
+    for i, t in enumerate(arrivals):
+        r = rtt()
+        heapq.heappush(events, (t + r / 2, i, 0, t, r))
+    lines = []
+    while events:
+        t_server, i, attempt, t_send, r = heapq.heappop(events)
+        now = t_server - origin
+        p, c = float(prompt[i]), float(completion[i])
+        tokens = p + (spec.max_tokens if spec.charge == "max_tokens" else c)
+        wait = ls.acquire(tokens, 0.0, now)
+        line = {"t_send": float(t_send), "model": spec.model, "endpoint": "chat.completions", "max_tokens": spec.max_tokens,
+                "audio_seconds": None, "usage": None, "error": None, "label": spec.label,
+                "request_id": f"req_{seed}_{i}_{attempt}", "retry_count": attempt}
+        if wait == 0.0:
+            q, pt, ct = svc.times(p, c, 0.0, float(z[i, 0]), float(z[i, 1]))
+            line.update(status=200, t_recv=float(t_send + r + q + pt + ct), headers=rate_limit_headers(ls, now),
+                        usage={"queue_time": q, "prompt_tokens": int(p), "prompt_time": pt,
+                               "completion_tokens": int(c), "completion_time": ct, "total_tokens": int(p + c),
+                               "total_time": pt + ct})
+        else:
+            unit = ls.binding
+            lim = ls.units[unit]
+            requested = int(tokens) if unit in TOKEN_UNITS else 1
+            where = (f"Rate limit reached for model `{spec.model}` in organization `org_synthetic` service tier "
+                     f"`on_demand` on {UNIT_TEXT[unit]}: Limit {int(lim.limit)}")
+            kind = "tokens" if unit in TOKEN_UNITS else "requests"
+            if math.isinf(wait):
+                message = (where.replace("Rate limit reached", "Request too large") + f", Requested {requested}, "
+                           "please reduce your message size and try again.")
+                line.update(status=413, t_recv=float(t_send + r), headers=rate_limit_headers(ls, now),
+                            error={"type": kind, "code": "rate_limit_exceeded", "message": message})
+            else:
+                used = int(lim.limit - math.floor(lim.remaining(now) + 1e-9))
+                message = (f"{where}, Used {used}, Requested {requested}. Please try again in {go_duration(wait)}. "
+                           "Need more tokens? Upgrade to Dev Tier today at https://console.groq.com/settings/billing")
+                headers = rate_limit_headers(ls, now, wait)
+                line.update(status=429, t_recv=float(t_send + r), headers=headers,
+                            error={"type": kind, "code": "rate_limit_exceeded", "message": message})
+                retry_after = float(headers["retry-after"])
+                if attempt < spec.max_retries and retry_after <= 60:
+                    t_next = line["t_recv"] + retry_after
+                    r2 = rtt()
+                    heapq.heappush(events, (t_next + r2 / 2, i, attempt + 1, t_next, r2))
+        lines.append(line)
+    lines.sort(key=lambda x: x["t_recv"])
+    return lines
+
+
+def write_log(lines: list[dict], path) -> None:
+    with LogWriter(path, "w") as w:
+        for line in lines:
+            w.write(line)
+
+
+def example_spec() -> SynthSpec:
+    """The shipped example (``scenarios/logs/example_groq_calls.jsonl``): a llama-3.1-8b chat service on a
+    Free-tier organization that was granted twice the TPM, with service figures unlike the defaults (the
+    independent ~650 t/s output speed, Groq's real 2025-26 queue times) -- so calibrating visibly moves answers."""
+    return SynthSpec(model="llama-3.1-8b-instant", tier="free",
+                     limits=Catalog.published().limits("free", "llama-3.1-8b-instant").scaled({"tpm": 2}),
+                     algorithm="token_bucket", charge="max_tokens",
+                     service=ServiceParams(output_tps=650.0, prefill_tps=8000.0, speed_cv=0.2, queue_median=0.13,
+                                           queue_p95=0.32, rtt=0.09),
+                     rate=0.2, duration=1200.0, prompt_median=500.0, prompt_p95=2000.0, max_tokens=512,
+                     completion_median=200.0, completion_p95=480.0, label="support-bot")
+
+
+if __name__ == "__main__":  # python -m sim.synthlog OUT.jsonl: write the shipped example log
+    import sys
+    write_log(synthesize(example_spec(), seed=2026), sys.argv[1])

@@ -1,0 +1,189 @@
+"""The recorder with the REAL groq and openai SDK clients, their http_client answered by an httpx.MockTransport
+that replies like Groq does (usage, x-ratelimit-* headers, 429 bodies).  What lands in the log is asserted."""
+import asyncio
+import io
+import json
+import wave
+
+import groq
+import httpx
+import httpx2
+import openai
+import pytest
+
+from sim.recorder import KEYS, LogWriter, Recorder, read_log
+
+SECRET = "the quick brown secret prompt xyzzy"
+ANSWER = "plugh the completion text"
+USAGE = {"queue_time": 0.107146454, "prompt_tokens": 86, "prompt_time": 0.018903883, "completion_tokens": 220,
+         "completion_time": 0.69108819, "total_tokens": 306, "total_time": 0.709992073}
+HEADERS = {"x-ratelimit-limit-requests": "1000", "x-ratelimit-limit-tokens": "8000",
+           "x-ratelimit-remaining-requests": "998", "x-ratelimit-remaining-tokens": "7927",
+           "x-ratelimit-reset-requests": "2m52.8s", "x-ratelimit-reset-tokens": "547ms",
+           "x-request-id": "req_01k454m1g2fst99rvda9y6109p", "x-groq-region": "gcp-asia-south1"}
+MSG_429 = ("Rate limit reached for model `llama-3.1-8b-instant` in organization `org_01abc` service tier "
+           "`on_demand` on tokens per minute (TPM): Limit 6000, Used 5034, Requested 1443. Please try again in "
+           "4.77s. Need more tokens? Upgrade to Dev Tier today at https://console.groq.com/settings/billing")
+
+
+def completion_body(model):
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1756800000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "logprobs": None,
+                         "finish_reason": "stop"}],
+            "usage": USAGE, "x_groq": {"id": "req_01k454m1g2fst99rvda9y6109p"}, "service_tier": "on_demand"}
+
+
+class GroqLike:
+    """Answers ``fail`` 429s, then successes; remembers the requests it saw."""
+
+    def __init__(self, fail=0):
+        self.fail, self.seen = fail, []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        if request.url.path.endswith("/audio/transcriptions"):
+            return httpx.Response(200, headers=HEADERS, json={"text": ANSWER, "x_groq": {"id": "req_audio"}})
+        model = json.loads(request.content)["model"]
+        if len(self.seen) <= self.fail:
+            # retry-after-ms (not sent by Groq) only keeps the SDK's back-off short in this test
+            h = {**HEADERS, "x-ratelimit-remaining-tokens": "0", "retry-after": "5", "retry-after-ms": "5",
+                 "x-request-id": f"req_429_{len(self.seen)}"}
+            return httpx.Response(429, headers=h, json={"error": {"message": MSG_429, "type": "tokens",
+                                                                  "code": "rate_limit_exceeded"}})
+        return httpx.Response(200, headers=HEADERS, json=completion_body(model))
+
+
+def _as_httpx2(resp: httpx.Response) -> "httpx2.Response":
+    return httpx2.Response(resp.status_code, headers=dict(resp.headers), content=resp.content)
+
+
+def lines(path):
+    return [json.loads(s) for s in path.read_text().splitlines()]
+
+
+def chat(client):
+    return client.chat.completions.create(model="llama-3.1-8b-instant", max_tokens=300,
+                                          messages=[{"role": "user", "content": SECRET}])
+
+
+@pytest.mark.parametrize("sdk", ["groq", "openai"])
+def test_sync_sdk_logs_every_attempt_without_text(sdk, tmp_path):
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log, label="prod-key")
+    server = GroqLike(fail=2)
+    if sdk == "groq":
+        transport = httpx.MockTransport(server)
+        client = groq.Groq(api_key="gsk_test", max_retries=2,
+                           http_client=groq.DefaultHttpxClient(transport=transport, event_hooks=rec.event_hooks()))
+    else:  # openai's SDK runs on its own httpx fork (httpx2): its transport answers with its own Response
+        transport = httpx2.MockTransport(lambda r: _as_httpx2(server(r)))
+        client = openai.OpenAI(api_key="gsk_test", base_url="https://api.groq.com/openai/v1", max_retries=2,
+                               http_client=openai.DefaultHttpxClient(transport=transport,
+                                                                     event_hooks=rec.event_hooks()))
+    out = chat(client)
+    assert out.choices[0].message.content == ANSWER  # the SDK still reads the body the hook has read
+    rec.close()
+    got = lines(log)
+    assert len(server.seen) == 3 and len(got) == 3  # the SDK's two retries are lines of their own
+    assert [g["status"] for g in got] == [429, 429, 200]
+    assert [g["retry_count"] for g in got] == [0, 1, 2]
+    for g in got:
+        assert list(g)[:len(KEYS)] == list(KEYS)
+        assert g["model"] == "llama-3.1-8b-instant" and g["endpoint"] == "chat.completions"
+        assert g["max_tokens"] == 300 and g["label"] == "prod-key" and g["audio_seconds"] is None
+        assert g["t_send"] <= g["t_recv"]
+    assert got[0]["headers"] == {**{k: v for k, v in HEADERS.items() if k.startswith("x-ratelimit")},
+                                 "x-ratelimit-remaining-tokens": "0", "retry-after": "5"}
+    assert got[0]["error"] == {"type": "tokens", "code": "rate_limit_exceeded", "message": MSG_429}
+    assert got[0]["usage"] is None and got[0]["request_id"] == "req_429_1"
+    assert got[2]["usage"] == USAGE and got[2]["error"] is None
+    assert got[2]["request_id"] == "req_01k454m1g2fst99rvda9y6109p"
+    assert got[1]["t_send"] >= got[0]["t_recv"]
+    text = log.read_text()
+    assert SECRET not in text and ANSWER not in text and "gsk_test" not in text
+
+
+def test_async_sdk_and_streaming(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "openai/gpt-oss-20b",
+               "choices": [{"index": 0, "delta": {"content": ANSWER}, "finish_reason": None}]},
+              {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "openai/gpt-oss-20b",
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+               "x_groq": {"id": "req_stream", "usage": USAGE}}]
+    sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+    async def body():  # arrives in pieces, as from the network
+        data = sse.encode()
+        for k in range(0, len(data), 50):
+            yield data[k:k + 50]
+
+    def handler(request):
+        if json.loads(request.content).get("stream"):
+            return httpx.Response(200, headers={**HEADERS, "content-type": "text/event-stream"}, content=body())
+        return GroqLike()(request)
+
+    async def main():
+        client = groq.AsyncGroq(api_key="k", http_client=groq.DefaultAsyncHttpxClient(
+            transport=httpx.MockTransport(handler), event_hooks=rec.async_event_hooks()))
+        await client.chat.completions.create(model="openai/gpt-oss-20b", max_completion_tokens=64,
+                                             messages=[{"role": "user", "content": SECRET}])
+        stream = await client.chat.completions.create(model="openai/gpt-oss-20b", stream=True,
+                                                      messages=[{"role": "user", "content": SECRET}])
+        text = "".join([c.choices[0].delta.content or "" async for c in stream])
+        assert text == ANSWER
+
+    asyncio.run(main())
+    rec.close()
+    got = lines(log)
+    assert len(got) == 2
+    assert got[0]["max_tokens"] == 64 and got[0]["usage"] == USAGE
+    assert got[1]["usage"] == USAGE and got[1]["max_tokens"] is None  # usage from the last chunk
+    assert got[1]["headers"]["x-ratelimit-reset-requests"] == "2m52.8s"
+    assert SECRET not in log.read_text() and ANSWER not in log.read_text()
+
+
+def test_transcription_logs_audio_seconds_from_the_upload(tmp_path):
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x00" * 16000 * 3)  # 3 s of silence
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log, label="audio")
+    client = groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())))
+    client.audio.transcriptions.create(model="whisper-large-v3-turbo", file=("a.wav", buf.getvalue()))
+    rec.close()
+    (got,) = lines(log)
+    assert got["endpoint"] == "audio.transcriptions" and got["model"] == "whisper-large-v3-turbo"
+    assert got["audio_seconds"] == pytest.approx(3.0) and got["request_id"] == "req_01k454m1g2fst99rvda9y6109p"
+
+
+def test_reader_reports_bad_lines_with_numbers(tmp_path):
+    path = tmp_path / "log.jsonl"
+    with LogWriter(path, "w") as w:
+        w.write({k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.5, "status": 200, "model": "m",
+                                           "headers": {"X-RateLimit-Limit-Tokens": "6000"}})
+        with pytest.raises(ValueError):
+            w.write({"t_send": 1.0})
+    with path.open("a") as f:
+        f.write('{"t_send": 2.0, "t_recv": 2.1, "status": 429, "model": "m"}\n')
+        f.write('{"t_send": 3.0, "status": 200, "model": "m"}\n')
+        f.write("[1, 2]\n")
+        f.write('{"t_send": 4.0, "t_recv": 4.1, "sta')
+    log = read_log(path)
+    assert len(log.records) == 2 and log.lines == 5
+    assert log.records[0]["headers"] == {"x-ratelimit-limit-tokens": "6000"}
+    assert log.records[1]["usage"] is None and log.records[1]["headers"] == {}
+    assert [n for n, _ in log.problems] == [2, 3, 4, 5]
+    assert "t_recv" in log.problems[1][1] and "truncated" in log.problems[3][1]
+
+
+def test_a_failing_log_never_breaks_the_call(tmp_path):
+    rec = Recorder(tmp_path / "log.jsonl")
+    rec.writer.close()  # writing now fails
+    client = groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())))
+    with pytest.warns(RuntimeWarning, match="could not log"):
+        out = chat(client)
+    assert out.choices[0].message.content == ANSWER
