@@ -62,6 +62,7 @@ class TierDef(Strict):
     base: str
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
     overrides: dict[str, dict[str, Annotated[int, Field(gt=0)] | str]] = {}
+    billed: bool | None = None  # does the tier bill per token? (default: as its base; free does not)
 
 
 class CapacityTarget(Strict):
@@ -103,7 +104,7 @@ class Scenario(Strict):
                 raise self.error("org.limits_file", str(exc)) from None
         for name, t in self.tiers.items():
             try:
-                cat.define_tier(name, t.base, t.scale, t.overrides)
+                cat.define_tier(name, t.base, t.scale, t.overrides, t.billed)
             except ConfigError as exc:
                 raise self.error(f"tiers.{name}", str(exc)) from None
         return cat

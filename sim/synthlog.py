@@ -42,7 +42,8 @@ class SynthSpec:
     algorithm: str = "token_bucket"
     charge: str = "max_tokens"              # or "actual"
     service: ServiceParams = field(default_factory=lambda: ServiceParams(
-        output_tps=560.0, prefill_tps=6000.0, speed_cv=0.15, queue_median=0.12, queue_p95=0.3, rtt=0.12))
+        output_tps=560.0, prefill_tps=6000.0, prefill_fixed=0.0, speed_cv=0.15, queue_median=0.12, queue_p90=0.23,
+        rtt_median=0.12, rtt_p90=0.14))
     rate: float = 0.12                      # requests per second
     duration: float = 600.0
     prompt_median: float = 400.0
@@ -51,7 +52,6 @@ class SynthSpec:
     completion_median: float = 150.0
     completion_p95: float = 450.0
     max_retries: int = 2
-    rtt_cv: float = 0.1
     start: str = "2026-11-02T09:00:00"      # UTC
     label: str | None = "synthetic"
 
@@ -86,10 +86,8 @@ def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
     completion = np.minimum(np.maximum(np.rint(_lognormal(rng, spec.completion_median, spec.completion_p95, n)), 1),
                             spec.max_tokens)
     z = rng.standard_normal((n, 2))
-    rtt_sigma = math.sqrt(math.log1p(spec.rtt_cv ** 2))
-
-    def rtt():
-        return spec.service.rtt * math.exp(rtt_sigma * rng.standard_normal() - rtt_sigma ** 2 / 2)
+    def rtt():  # the service model's own lognormal network round trip
+        return svc.round_trip(rng.standard_normal())
 
     events = []  # (server time, request, attempt, t_send, round trip)
     for i, t in enumerate(arrivals):
@@ -102,7 +100,8 @@ def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
         p, c = float(prompt[i]), float(completion[i])
         tokens = p + (spec.max_tokens if spec.charge == "max_tokens" else c)
         wait = ls.acquire(tokens, 0.0, now)
-        line = {"t_send": float(t_send), "model": spec.model, "endpoint": "chat.completions", "max_tokens": spec.max_tokens,
+        line = {"t_send": float(t_send), "model": spec.model, "endpoint": "chat.completions",
+                "max_tokens": spec.max_tokens,
                 "audio_seconds": None, "usage": None, "error": None, "label": spec.label,
                 "request_id": f"req_{seed}_{i}_{attempt}", "retry_count": attempt}
         if wait == 0.0:
@@ -153,8 +152,8 @@ def example_spec() -> SynthSpec:
     return SynthSpec(model="llama-3.1-8b-instant", tier="free",
                      limits=Catalog.published().limits("free", "llama-3.1-8b-instant").scaled({"tpm": 2}),
                      algorithm="token_bucket", charge="max_tokens",
-                     service=ServiceParams(output_tps=650.0, prefill_tps=8000.0, speed_cv=0.2, queue_median=0.13,
-                                           queue_p95=0.32, rtt=0.09),
+                     service=ServiceParams(output_tps=650.0, prefill_tps=8000.0, prefill_fixed=0.0, speed_cv=0.2,
+                                           queue_median=0.13, queue_p90=0.27, rtt_median=0.09, rtt_p90=0.12),
                      rate=0.2, duration=1200.0, prompt_median=500.0, prompt_p95=2000.0, max_tokens=512,
                      completion_median=200.0, completion_p95=480.0, label="support-bot")
 

@@ -26,7 +26,7 @@ import pandas as pd
 from .calibrate.evidence import evidence_table
 from .errors import ConfigError
 from .recorder import read_log
-from .workload import TRACE_COLUMNS
+from .trace import TRACE_COLUMNS
 
 TOKEN_UNITS = ("tpm", "tpd")
 

@@ -8,17 +8,30 @@ import sim
 PKG = Path(sim.__file__).parent
 
 
+def _node(path: Path) -> str:
+    """A top-level module, or a subpackage (all its files are one node)."""
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+
+
+def _target(path: Path, node: ast.ImportFrom) -> str | None:
+    """The package-level node an own-package import reaches (None: inside the same subpackage)."""
+    sub = len(path.relative_to(PKG).parts) > 1
+    if node.level == 1 and not sub or node.level == 2 and sub:
+        return (node.module or "").split(".")[0] or None
+    return None
+
+
 def _imports() -> dict[str, set[str]]:
-    """module -> the sim modules it imports at module level; functions' own-package imports are listed apart."""
-    graph = {}
-    for path in PKG.glob("*.py"):
-        name = path.stem
-        tree = ast.parse(path.read_text())
-        deps = set()
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= {node.module} if node.module else {a.name for a in node.names}
-        graph[name] = {d.split(".")[0] for d in deps} - {name}
+    """node -> the sim nodes it imports at module level."""
+    graph: dict[str, set[str]] = {}
+    for path in PKG.rglob("*.py"):
+        deps = graph.setdefault(_node(path), set())
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = _target(path, node)
+                if target and target != _node(path):
+                    deps.add(target)
     return graph
 
 
@@ -55,12 +68,12 @@ def test_no_lazy_import_hides_a_circle():
     """A function may import late (the CLI does, to start fast), but never a module that imports it back."""
     graph = _imports()
     hidden = []
-    for path in PKG.glob("*.py"):
+    for path in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for inner in ast.walk(node):
-                    if isinstance(inner, ast.ImportFrom) and inner.level == 1 and inner.module:
-                        if _reaches(graph, inner.module.split(".")[0], path.stem):
+                    if isinstance(inner, ast.ImportFrom) and inner.level and (target := _target(path, inner)):
+                        if _reaches(graph, target, _node(path)):
                             hidden.append(f"{path.name}:{inner.lineno} imports {inner.module}, which imports it back")
     assert not hidden, hidden
 

@@ -29,7 +29,7 @@ from sim.scenario import scenario_from_dict
 from sim.service import ServiceModel
 from sim.synthlog import SynthSpec, synthesize, write_log
 from sim.tracelog import log_to_trace
-from sim.workload import read_trace
+from sim.trace import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE = SynthSpec()  # llama-3.1-8b-instant on free: 560 t/s, prefill 6000 t/s, queue median 0.12 s
@@ -91,7 +91,8 @@ def test_round_trip_recovers_the_known_truth(algorithm, charge, tmp_path):
     assert svc.queue_median.low < p.queue_median < svc.queue_median.high
     assert svc.output_tps.low < p.output_tps < svc.output_tps.high
     assert svc.speed_cv == pytest.approx(p.speed_cv, abs=0.02)
-    assert svc.rtt.value == pytest.approx(p.rtt, rel=0.05)
+    assert svc.rtt.value == pytest.approx(p.rtt_median, rel=0.05)
+    assert svc.rtt_p90 == pytest.approx(p.rtt_p90, rel=0.05)
     assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
     assert not any(h.indistinguishable for h in cal.hypotheses[1:])
     assert cal.tier.base == "free" and not cal.tier.overrides
@@ -159,7 +160,8 @@ def test_a_fixed_prefill_part_is_found_and_reported(tmp_path):
     svc = calibrate(path).service[TRUE.model]
     assert svc.prefill_fixed.low < 0.02 < svc.prefill_fixed.high and svc.prefill_fixed.low > 0
     assert svc.prefill_tps == pytest.approx(TRUE.service.prefill_tps, rel=0.05)
-    assert any("fixed part of" in n and "cannot express" in n for n in svc.notes)
+    assert any("fixed part of" in n and "prefill_fixed" in n for n in svc.notes)
+    assert svc.params()["prefill_fixed"] == pytest.approx(0.02 / (1 + svc.speed_cv ** 2), rel=0.25)
 
 
 def test_a_queue_that_is_not_lognormal_is_flagged(tmp_path):
@@ -260,16 +262,16 @@ class VirtualGroq:
         prompt = len(body["messages"][0]["content"].split())
         max_tokens = body["max_tokens"]
         completion = int(min(max(round(self.rng.lognormal(math.log(150), 0.6)), 1), max_tokens))
-        now = self.t + TRUE.service.rtt / 2 - self.origin
+        now = self.t + TRUE.service.rtt_median / 2 - self.origin
         wait = self.ls.acquire(prompt + (max_tokens if self.charge == "max_tokens" else completion), 0, now)
         if wait > 0:
-            self.t += TRUE.service.rtt
+            self.t += TRUE.service.rtt_median
             msg = (f"Rate limit reached for model `{TRUE.model}` in organization `org_x` service tier `on_demand` on "
                    f"tokens per minute (TPM): Limit 6000, Used 0, Requested 0. Please try again in {wait:.3f}s.")
             return httpx.Response(429, headers=rate_limit_headers(self.ls, now, wait),
                                   json={"error": {"message": msg, "type": "tokens", "code": "rate_limit_exceeded"}})
         q, pt, ct = self.svc.times(prompt, completion, 0.0, *self.rng.standard_normal(2))
-        self.t += TRUE.service.rtt + q + pt + ct
+        self.t += TRUE.service.rtt_median + q + pt + ct
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": pt, "completion_tokens": completion,
                  "completion_time": ct, "total_tokens": prompt + completion, "total_time": pt + ct}
         return httpx.Response(200, headers=rate_limit_headers(self.ls, now), json={
@@ -298,7 +300,7 @@ def test_recorded_sdk_traffic_calibrates_back(algorithm, charge, tmp_path):
     assert svc.n_answered > 400 and (cal.evidence["status"] == 429).sum() > 20
     assert svc.output_tps.value == pytest.approx(TRUE.service.output_tps, rel=0.05)
     assert svc.queue_median.value == pytest.approx(TRUE.service.queue_median, rel=0.05)
-    assert svc.rtt.value == pytest.approx(TRUE.service.rtt, rel=0.05)
+    assert svc.rtt.value == pytest.approx(TRUE.service.rtt_median, rel=0.05)
     assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
     assert cal.tier.base == "free" and not cal.tier.overrides
 
@@ -327,12 +329,14 @@ def bad_logs(tmp_path):
         "missing fields": (_write(tmp_path / "b.jsonl", [{k: v for k, v in x.items() if k not in ("usage", "label")}
                                                          for x in good]),
                            0, ["lack usage, label: used without them",
-                               "service output_tps, prefill_tps, queue_median, rtt (kept at the simulator's defaults)",
+                               "service output_tps, prefill_tps, queue_median, rtt_median (kept at the simulator's "
+                               "defaults)",
                                "limiter replay skipped: 99 of 99 answered requests have no usage"]),
         "no usable line": (_write(tmp_path / "c.jsonl", [{k: v for k, v in x.items() if k != "t_recv"}
                                                          for x in good]),
                            2, ["lack t_recv: skipped", "nothing could be estimated"]),
-        "non-Groq responses only": (_write(tmp_path / "d.jsonl", foreign), 2, ["not from Groq", "no response in the log"]),
+        "non-Groq responses only": (_write(tmp_path / "d.jsonl", foreign), 2,
+                                    ["not from Groq", "no response in the log"]),
         "non-Groq among Groq": (_write(tmp_path / "e.jsonl", good + foreign), 0, ["5 response(s) carry neither"]),
         "mixed models": (_write(tmp_path / "f.jsonl", good + [dict(x, model="qwen/qwen3-32b") for x in no429[:40]]),
                          0, ["2 models in the log", "qwen/qwen3-32b:"]),

@@ -10,8 +10,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 SHORT = {"GROQSIM_NB_HORIZON": "20m", "GROQSIM_NB_REPLICATIONS": "2", "GROQSIM_NB_JOBS": "1"}
 
 
-def test_three_notebooks_with_parameter_cells():
-    assert len(NOTEBOOKS) == 3
+def test_four_notebooks_with_parameter_cells():
+    assert len(NOTEBOOKS) == 4
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)
         assert "parameters" in book.cells[2].metadata.get("tags", []), path.name

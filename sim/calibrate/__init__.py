@@ -100,7 +100,7 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
             cal.unknown.append(f"{model}: limiter replay skipped: {answered - len(ok)} of {answered} answered "
                                "requests have no usage, so what they were charged is unknown")
             continue
-        one_way = (svc.rtt_median or 0.0) / 2
+        one_way = (svc.rtt.value if svc.rtt else 0.0) / 2
         pm = float(np.nanmedian(ok["prompt_tokens"])) if len(ok) else 0.0
         cm = float(np.nanmedian(ok["completion_tokens"])) if len(ok) else 0.0
         per_model.append((rows, limits, max(one_way, 0.0), pm, cm))
@@ -118,7 +118,7 @@ def _replay_limits(catalog: Catalog, base: str | None, model: str, fit: LimitsFi
 
 def _collect_unknowns(cal: Calibration) -> None:
     for model, svc in cal.service.items():
-        missing = [k for k in ("output_tps", "prefill_tps", "queue_median", "rtt") if k not in svc.params()]
+        missing = [k for k in ("output_tps", "prefill_tps", "queue_median", "rtt_median") if k not in svc.params()]
         if missing:
             cal.unknown.append(f"{model}: service {', '.join(missing)} (kept at the simulator's defaults)")
     if cal.tier and cal.tier.base is None:

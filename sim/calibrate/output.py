@@ -49,7 +49,7 @@ def toml_fragment(cal: Calibration) -> str:
         if not params:
             continue
         lines += ["", f"[service.{_key(model)}]  # from {svc.n_answered} answered request(s)"]
-        fmt = {"output_tps": 1, "prefill_tps": 0, "speed_cv": 3, "queue_median": 4, "queue_p95": 4, "rtt": 4}
+        fmt = {"output_tps": 1, "prefill_tps": 0, "speed_cv": 3}
         for k, v in params.items():
             lines.append(f"{k} = {round(v, fmt[k]) if k in ('output_tps', 'prefill_tps', 'speed_cv') else _g(v)}")
     return "\n".join(lines) + "\n"
@@ -74,10 +74,11 @@ def report_text(cal: Calibration) -> str:
                        f"{svc.prefill_fixed.high * 1000:.3g}); prefill_tps = {svc.prefill_tps or math.nan:.4g}")
         if svc.queue_median:
             out.append(f"  queue_time       lognormal median {svc.queue_median.text('.4g', ' s')}, p95 "
-                       f"{svc.queue_p95:.4g} s, sigma {svc.queue_sigma:.3f}; Anderson-Darling "
-                       f"{svc.queue_fit['statistic']:.2f}, p~{svc.queue_fit['p_value']:.3g}: {svc.queue_fit['verdict']}")
+                       f"{svc.queue_p90:.4g} s, sigma {svc.queue_sigma:.3f}; Anderson-Darling "
+                       f"{svc.queue_fit['statistic']:.2f}, p~{svc.queue_fit['p_value']:.3g}: "
+                       f"{svc.queue_fit['verdict']}")
         if svc.rtt:
-            out.append(f"  network rtt      mean {svc.rtt.text('.4g', ' s')}, median {svc.rtt_median:.4g} s")
+            out.append(f"  network rtt      median {svc.rtt.text('.4g', ' s')}, p90 {svc.rtt_p90:.4g} s")
         out += [f"  note: {n}" for n in svc.notes]
         lim = cal.limits.get(model)
         if lim and lim.observed:
@@ -89,7 +90,8 @@ def report_text(cal: Calibration) -> str:
     if cal.tier:
         out.append(f"\ntier: {cal.tier.sentence}")
         if cal.tier.per_tier:
-            out.append("  " + "; ".join(f"{t}: {m}/{c} observed limits equal" for t, (m, c, _) in cal.tier.per_tier.items()))
+            out.append("  " + "; ".join(f"{t}: {m}/{c} observed limits equal"
+                                        for t, (m, c, _) in cal.tier.per_tier.items()))
     if cal.hypotheses:
         out.append("\nlimiter x charge, replayed (error per response: header residuals / limit or window + 1 per "
                    "wrong 429 decision; lower is better)")

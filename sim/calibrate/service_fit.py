@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..service import Z95
+from ..service import Z90
 from .evidence import finite, successes
 
 
@@ -47,11 +47,11 @@ class ServiceFit:
     prefill_fixed: Figure | None = None       # seconds
     prefill_tps: float | None = None          # what the simulator should use
     queue_median: Figure | None = None
-    queue_p95: float | None = None
+    queue_p90: float | None = None
     queue_sigma: float | None = None
     queue_fit: dict = field(default_factory=dict)   # Anderson-Darling statistic, p-value (tabulated), verdict
-    rtt: Figure | None = None
-    rtt_median: float | None = None
+    rtt: Figure | None = None                  # the round trip's median, with its 95 % CI
+    rtt_p90: float | None = None
     notes: list[str] = field(default_factory=list)
     # samples kept for plots
     speeds: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
@@ -66,14 +66,25 @@ class ServiceFit:
             out["output_tps"] = self.output_tps.value
         if self.prefill_tps:
             out["prefill_tps"] = self.prefill_tps
+            # the simulator divides the fixed part by the speed factor too: E[1/S] = 1 + cv^2
+            out["prefill_fixed"] = max(self.prefill_fixed.value, 0.0) / (1 + (self.speed_cv or 0.0) ** 2)
         if self.speed_cv is not None:
             out["speed_cv"] = self.speed_cv
         if self.queue_median:
             out["queue_median"] = self.queue_median.value
-            out["queue_p95"] = self.queue_p95
+            out["queue_p90"] = self.queue_p90
         if self.rtt:
-            out["rtt"] = self.rtt.value
+            out["rtt_median"] = self.rtt.value
+            out["rtt_p90"] = max(self.rtt_p90, self.rtt.value)
         return out
+
+
+def _median_ci(x: np.ndarray) -> Figure:
+    """The median with its distribution-free 95 % CI (order statistics of a binomial(n, 1/2))."""
+    x = np.sort(x)
+    n = len(x)
+    lo, hi = (int(k) for k in stats.binom.interval(0.95, n, 0.5))
+    return Figure(float(np.median(x)), float(x[max(lo - 1, 0)]), float(x[min(hi, n - 1)]), n)
 
 
 def _mean_ci(x: np.ndarray) -> Figure:
@@ -123,8 +134,8 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         if fit.prefill_slope.value > 0:
             fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / fit.prefill_slope.value)
             if fit.prefill_fixed.low > 0:
-                fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request, which "
-                                 "the simulator's service model cannot express (prefill_tps covers only the slope)")
+                fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request "
+                                 "(the fragment's prefill_fixed)")
         else:
             fit.notes.append("prompt_time does not grow with prompt_tokens: prefill speed not estimated")
     else:
@@ -135,7 +146,7 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
     if len(q) >= 8:
         fit.queue = q
         fit.queue_median, fit.queue_sigma = _lognormal(q)
-        fit.queue_p95 = float(fit.queue_median.value * math.exp(Z95 * fit.queue_sigma))
+        fit.queue_p90 = float(fit.queue_median.value * math.exp(Z90 * fit.queue_sigma))
         ad = stats.anderson(np.log(q), dist="norm", method="interpolate")
         fit.queue_fit = {"statistic": float(ad.statistic), "p_value": float(ad.pvalue),
                          "verdict": "fits" if ad.pvalue >= 0.05 else "rejected at 5%"}
@@ -152,8 +163,8 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         if (rtts < 0).mean() > 0.05:
             fit.notes.append(f"{(rtts < 0).mean():.0%} of round trips are negative (clock or total_time "
                              "inconsistent with the log's times)")
-        fit.rtt = _mean_ci(np.maximum(rtts, 0.0))
-        fit.rtt_median = float(np.median(rtts))
+        fit.rtt = _median_ci(np.maximum(rtts, 0.0))
+        fit.rtt_p90 = float(np.percentile(np.maximum(rtts, 0.0), 90))
     else:
         fit.notes.append("network round trip: fewer than 2 samples")
     return fit
