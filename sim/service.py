@@ -114,8 +114,6 @@ def load_service_table(speeds: str = "docs") -> dict[str, ServiceParams]:
     for row in data_rows("service_params.csv"):
         model, kind, source = row.pop("model"), row.pop("kind"), f"{row.pop('source')} ({row.pop('date')})"
         values = {**defaults, **{k: float(v) for k, v in row.items() if v != ""}}
-        if kind != "chat":  # speech models: no prefill fixed part unless the row gives one
-            values["prefill_fixed"] = float(row["prefill_fixed"] or 0.0)
         table[model] = ServiceParams(kind=kind, source=source, **values).check(model)
     if speeds == "pricing":
         for row in data_rows("service_speeds_pricing.csv"):

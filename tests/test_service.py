@@ -213,3 +213,14 @@ def test_fidelity_checks_on_frames():
     assert not check_queue_defaults(good.assign(queue_time=q * 0.25)).passed  # the old 30 ms median
     assert check_queue_lognormal_fit().passed and check_prefill_samples().passed
     assert check_output_speed_samples().passed
+
+
+def test_quantile_ci_covers_the_true_quantile_at_its_rate():
+    from sim.validation_fidelity import quantile_ci
+    rng = np.random.default_rng(12)
+    for p in (0.5, 0.9):
+        true = stats.norm.ppf(p)
+        covered = [lo <= true <= hi for lo, hi in (quantile_ci(rng.standard_normal(500), p) for _ in range(400))]
+        assert 0.97 <= np.mean(covered) <= 1.0  # a 99 % interval
+    lo, hi = quantile_ci(np.arange(1000.0), 0.9)
+    assert lo < 900 < hi and hi - lo < 60
