@@ -1,0 +1,372 @@
+"""Mutation testing for groqsim's core: does the test suite notice a single-point change to the code?
+
+    python tools/mutation.py sim/limiters.py sim/limitset.py --tests tests/test_limiters.py tests/test_limitset.py
+
+Each mutant is the source with ONE change made on its syntax tree (``ast``), numbered in a deterministic
+order (file, then tree order).  Operators:
+
+* ``cmp``    comparison boundary and negation: ``<``/``<=``, ``>``/``>=``, ``==``/``!=``, ``is``/``is not``,
+             ``in``/``not in``
+* ``arith``  ``+``/``-``, ``*``/``/``, ``//`` -> ``/``, ``**`` -> ``*``, ``%`` -> ``*``; also in ``+=`` etc.;
+             unary ``-x`` -> ``x``
+* ``minmax`` ``min`` <-> ``max``
+* ``const``  numbers: 0 -> 1, 1 -> 0, int n -> n + 1, float x -> x * 1.1 (0.0 -> 1.0); ``True`` <-> ``False``
+* ``bool``   ``and`` <-> ``or``, ``not x`` -> ``x``
+* ``if``     an ``if``/``elif``/conditional expression's test -> ``True`` (guard removed) and -> ``False``
+* ``del``    a statement (assignment, augmented assignment, call, ``continue``/``break``, ``return``) -> ``pass``
+
+Docstrings, f-strings, ``__repr__`` and lines marked ``# pragma: no mutate`` are left alone.  Every mutant
+runs ``pytest -x -q`` on the chosen tests in its own copy of the project (``--jobs`` copies, one per worker
+process), with ``--hypothesis-seed`` fixed and hypothesis's shrinking and example database switched off
+(``tools/mutation_plugin.py``), so a mutant's outcome depends on nothing but the mutant.  A mutant is *killed* when the tests fail, *timeout*
+when they run longer than ``--timeout`` (counted as killed: the change broke something), *survived* when
+they pass.  ``--equivalent FILE`` lists mutants judged to change no behaviour (one key per line, as printed
+by ``--list``); they are reported apart and left out of the score.
+
+The score is killed / (mutants - equivalent).  Not part of CI: it runs the tests once per mutant.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_CMP_SWAPS: dict[type, tuple[type, ...]] = {
+    ast.Lt: (ast.LtE, ast.GtE), ast.LtE: (ast.Lt, ast.Gt), ast.Gt: (ast.GtE, ast.LtE), ast.GtE: (ast.Gt, ast.Lt),
+    ast.Eq: (ast.NotEq,), ast.NotEq: (ast.Eq,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,),
+    ast.In: (ast.NotIn,), ast.NotIn: (ast.In,),
+}
+_BIN_SWAPS: dict[type, type] = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+                                ast.FloorDiv: ast.Div, ast.Pow: ast.Mult, ast.Mod: ast.Mult}
+_SYMBOL = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is",
+           ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.Add: "+", ast.Sub: "-", ast.Mult: "*",
+           ast.Div: "/", ast.FloorDiv: "//", ast.Pow: "**", ast.Mod: "%"}
+_DELETABLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Continue, ast.Break, ast.Return)
+
+
+@dataclass
+class Mutant:
+    id: int
+    path: str          # relative to the project root
+    line: int
+    op: str            # operator family (cmp, arith, ...)
+    change: str        # what was changed, e.g. "`<` -> `<=`"
+    source: str        # the original line, stripped
+    key: str = ""      # stable name for --equivalent: path | source line | change | occurrence
+    status: str = ""   # killed / survived / timeout / equivalent
+    seconds: float = 0.0
+
+
+class _Sites(ast.NodeTransformer):
+    """Walks a module in a fixed order; numbers every possible single change.  With ``target`` set, makes
+    that change and returns the tree; otherwise records (line, op, change) of every site in ``found``."""
+
+    def __init__(self, skip_lines: set[int], target: int | None = None):
+        self.skip_lines, self.target = skip_lines, target
+        self.found: list[tuple[int, str, str]] = []
+        self.count = 0
+        self._protected: set[int] = set()  # ids of nodes never mutated (docstrings, f-string parts)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _site(self, node: ast.AST, op: str, change: str, make) -> ast.AST | None:
+        """Register one variant of ``node``; build it (``make()``) when it is the target."""
+        k = self.count
+        self.count += 1
+        if self.target is None:
+            self.found.append((node.lineno, op, change))
+            return None
+        if k == self.target:
+            return make()
+        return None
+
+    def _skip(self, node: ast.AST) -> bool:
+        return id(node) in self._protected or getattr(node, "lineno", 0) in self.skip_lines
+
+    def visit(self, node):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                self._protected.add(id(body[0]))
+                self._protected.update(id(n) for n in ast.walk(body[0]))
+        if isinstance(node, ast.FunctionDef) and node.name == "__repr__":
+            return node
+        if isinstance(node, ast.JoinedStr):
+            return node
+        if not self._skip(node):
+            for new in self._variants(node):
+                if new is not None:
+                    return ast.copy_location(new, node) if isinstance(new, ast.AST) else new
+        return self.generic_visit(node)
+
+    # -- operators ----------------------------------------------------------------------------------------
+    def _variants(self, node):
+        if isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                for new_op in _CMP_SWAPS.get(type(op), ()):
+                    def make(i=i, new_op=new_op):
+                        n = copy.deepcopy(node)
+                        n.ops[i] = new_op()
+                        return n
+                    yield self._site(node, "cmp", f"`{_SYMBOL[type(op)]}` -> `{_SYMBOL[new_op]}`", make)
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in _BIN_SWAPS:
+            new_op = _BIN_SWAPS[type(node.op)]
+
+            def make(new_op=new_op):
+                n = copy.deepcopy(node)
+                n.op = new_op()
+                return n
+            yield self._site(node, "arith", f"`{_SYMBOL[type(node.op)]}` -> `{_SYMBOL[new_op]}`", make)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) \
+                and not isinstance(node.operand, ast.Constant):
+            yield self._site(node, "arith", "`-x` -> `x`", lambda: copy.deepcopy(node.operand))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            yield self._site(node, "bool", "`not x` -> `x`", lambda: copy.deepcopy(node.operand))
+        elif isinstance(node, ast.BoolOp):
+            new_op = ast.Or if isinstance(node.op, ast.And) else ast.And
+            name = "and" if isinstance(node.op, ast.And) else "or"
+
+            def make(new_op=new_op):
+                n = copy.deepcopy(node)
+                n.op = new_op()
+                return n
+            yield self._site(node, "bool", f"`{name}` -> `{'or' if name == 'and' else 'and'}`", make)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max"):
+            other = "max" if node.func.id == "min" else "min"
+
+            def make(other=other):
+                n = copy.deepcopy(node)
+                n.func = ast.Name(id=other, ctx=ast.Load())
+                return n
+            yield self._site(node, "minmax", f"`{node.func.id}` -> `{other}`", make)
+        elif isinstance(node, ast.Constant) and not isinstance(node.value, str):
+            for new in _const_variants(node.value):
+                yield self._site(node, "const", f"`{node.value!r}` -> `{new!r}`", lambda new=new: ast.Constant(new))
+        elif isinstance(node, (ast.If, ast.IfExp)):
+            for value in (True, False):
+                def make(value=value):
+                    n = copy.deepcopy(node)
+                    n.test = ast.Constant(value)
+                    return n
+                yield self._site(node, "if", f"condition -> `{value}`", make)
+        if isinstance(node, _DELETABLE) and id(node) not in self._protected:
+            yield self._site(node, "del", "statement -> `pass`", lambda: ast.Pass())
+
+
+def _const_variants(value) -> list:
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return {0: [1], 1: [0]}.get(value, [value + 1])
+    if isinstance(value, float):
+        if value == 0.0:
+            return [1.0]
+        if value in (float("inf"), float("-inf")):
+            return []
+        return [value * 1.1]
+    return []
+
+
+def _skip_lines(text: str) -> set[int]:
+    return {k for k, line in enumerate(text.splitlines(), 1) if "pragma: no mutate" in line}
+
+
+def list_mutants(paths: list[str]) -> list[Mutant]:
+    mutants: list[Mutant] = []
+    for path in paths:
+        text = (ROOT / path).read_text()
+        lines = text.splitlines()
+        sites = _Sites(_skip_lines(text))
+        sites.visit(ast.parse(text))
+        seen: dict[tuple, int] = {}
+        for line, op, change in sites.found:
+            src = lines[line - 1].strip()
+            occurrence = seen.get((src, change), 0)
+            seen[(src, change)] = occurrence + 1
+            mutants.append(Mutant(len(mutants), path, line, op, change, src,
+                                  key=f"{path} | {src} | {change} | #{occurrence}"))
+    return mutants
+
+
+def mutated_source(path: str, index_in_file: int) -> str:
+    text = (ROOT / path).read_text()
+    tree = _Sites(_skip_lines(text), target=index_in_file).visit(ast.parse(text))
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+# ---- running ------------------------------------------------------------------------------------------
+
+def _copy_project(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(".git", "__pycache__", ".hypothesis", ".pytest_cache", "out", "results",
+                                    "*.egg-info", ".venv*")
+    shutil.copytree(ROOT, dest, ignore=ignore, dirs_exist_ok=True)
+
+
+_RUNNING: set[subprocess.Popen] = set()  # pytest runs in progress, stopped if the tool is interrupted
+
+
+def _stop_running(*_) -> None:
+    for proc in list(_RUNNING):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(130)
+
+
+def _pytest(workdir: Path, tests: list[str], timeout: float, extra: list[str]) -> tuple[str, float]:
+    """('pass' | 'fail' | 'timeout', seconds) of one pytest run in ``workdir``."""
+    shutil.rmtree(workdir / ".hypothesis", ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{workdir / 'tools'}", "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "mutation_plugin",
+           "--hypothesis-seed=0", *extra, *tests]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    _RUNNING.add(proc)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return "timeout", time.perf_counter() - t0
+    finally:
+        _RUNNING.discard(proc)
+    return ("pass" if rc == 0 else "fail"), time.perf_counter() - t0
+
+
+def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | None, extra: list[str],
+        progress: bool = True) -> float:
+    """Run every mutant; fills in status and seconds.  Returns the unmutated suite's time."""
+    tmp = Path(tempfile.mkdtemp(prefix="groqsim-mutation-"))
+    try:
+        slots = [tmp / f"w{k}" for k in range(jobs)]
+        for s in slots:
+            _copy_project(s)
+        status, base = _pytest(slots[0], tests, 3600, extra)
+        if status != "pass":
+            sys.exit("the tests fail on the unmutated code: fix that first")
+        timeout = timeout or max(10.0, 3 * base + 5)
+        free, lock, done = list(slots), threading.Lock(), [0]
+        index_in_file: dict[int, int] = {}
+        counters: dict[str, int] = {}
+        for m in mutants:
+            index_in_file[m.id] = counters.get(m.path, 0)
+            counters[m.path] = index_in_file[m.id] + 1
+
+        def one(m: Mutant) -> None:
+            with lock:
+                slot = free.pop()
+            try:
+                target = slot / m.path
+                target.write_text(mutated_source(m.path, index_in_file[m.id]))
+                outcome, m.seconds = _pytest(slot, tests, timeout, extra)
+                m.status = {"pass": "survived", "fail": "killed", "timeout": "timeout"}[outcome]
+                shutil.copy2(ROOT / m.path, target)
+            finally:
+                with lock:
+                    free.append(slot)
+                    done[0] += 1
+                    if progress:
+                        print(f"\r{done[0]}/{len(pending)} mutants", end="", file=sys.stderr, flush=True)
+
+        pending = [m for m in mutants if m.status != "equivalent"]
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(one, pending))
+        if progress:
+            print(file=sys.stderr)
+        return base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(mutants: list[Mutant], show: str) -> str:
+    counts = {s: sum(m.status == s for m in mutants) for s in ("killed", "timeout", "survived", "equivalent")}
+    relevant = len(mutants) - counts["equivalent"]
+    score = (counts["killed"] + counts["timeout"]) / relevant if relevant else 1.0
+    out = []
+    rows = [m for m in mutants if show == "all" or m.status in ("survived", "equivalent")]
+    if rows:
+        out.append(f"{'id':>4}  {'status':<10} {'where':<22} {'change':<26} line")
+        for m in rows:
+            out.append(f"{m.id:>4}  {m.status:<10} {m.path + ':' + str(m.line):<22} {m.change:<26} {m.source}")
+        out.append("")
+    per_file = {}
+    for m in mutants:
+        per_file.setdefault(m.path, []).append(m)
+    for path, ms in per_file.items():
+        k = sum(m.status in ("killed", "timeout") for m in ms)
+        e = sum(m.status == "equivalent" for m in ms)
+        out.append(f"{path}: {len(ms)} mutants, {e} equivalent, {k} killed of {len(ms) - e} "
+                   f"({100 * k / max(1, len(ms) - e):.1f} %)")
+    out.append(f"total: {len(mutants)} mutants; killed {counts['killed']}, timeout {counts['timeout']}, "
+               f"survived {counts['survived']}, equivalent {counts['equivalent']}; "
+               f"score {100 * score:.1f} % of {relevant} behaviour-changing mutants")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", help="source files to mutate, relative to the project root")
+    ap.add_argument("--tests", nargs="+", default=["tests"], help="pytest arguments selecting the tests")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    ap.add_argument("--timeout", type=float, help="seconds per mutant (default 3 x the clean run + 5, >= 10)")
+    ap.add_argument("--equivalent", help="file of mutant keys judged equivalent (one per line, # comments)")
+    ap.add_argument("--only", help="comma-separated mutant ids to run")
+    ap.add_argument("--op", help="comma-separated operator families to run (cmp,arith,minmax,const,bool,if,del)")
+    ap.add_argument("--list", action="store_true", help="list the mutants (id, key) and exit")
+    ap.add_argument("--show", choices=("survivors", "all"), default="survivors")
+    ap.add_argument("--pytest-args", default="", help="extra pytest arguments, one string")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_running)
+    signal.signal(signal.SIGINT, _stop_running)
+
+    mutants = list_mutants(args.files)
+    if args.list:
+        for m in mutants:
+            print(f"{m.id:>4}  {m.key}")
+        return 0
+    if args.equivalent:
+        keys = {k for k in (_key_of(line) for line in Path(args.equivalent).read_text().splitlines()) if k}
+        for m in mutants:
+            if m.key in keys:
+                m.status = "equivalent"
+    if args.only:
+        wanted = {int(x) for x in args.only.split(",")}
+        mutants = [m for m in mutants if m.id in wanted]
+    if args.op:
+        ops = set(args.op.split(","))
+        mutants = [m for m in mutants if m.op in ops]
+    t0 = time.perf_counter()
+    base = run(mutants, args.tests, args.jobs, args.timeout, args.pytest_args.split())
+    print(report(mutants, args.show))
+    print(f"clean test run {base:.1f} s; {len(mutants)} mutants in {time.perf_counter() - t0:.0f} s "
+          f"with {args.jobs} workers")
+    return 0
+
+
+def _key_of(line: str) -> str | None:
+    """A key from an --equivalent line: ``path | source | change | #n``, optionally followed by
+    ``  -- reason``; blank lines and lines starting with ``#`` are ignored."""
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    return line.split("  -- ", 1)[0].strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
