@@ -18,7 +18,8 @@ order (file, then tree order).  Operators:
 Docstrings, f-strings, ``__repr__`` and lines marked ``# pragma: no mutate`` are left alone.  Every mutant
 runs ``pytest -x -q`` on the chosen tests in its own copy of the project (``--jobs`` copies, one per worker
 process), with ``--hypothesis-seed`` fixed and hypothesis's shrinking and example database switched off
-(``tools/mutation_plugin.py``), so a mutant's outcome depends on nothing but the mutant.  A mutant is *killed* when the tests fail, *timeout*
+and examples capped at ``--max-examples`` per property (``tools/mutation_plugin.py``), so a mutant's
+outcome depends on nothing but the mutant, and a surviving mutant costs a fraction of the suite's time.  A mutant is *killed* when the tests fail, *timeout*
 when they run longer than ``--timeout`` (counted as killed: the change broke something), *survived* when
 they pass.  ``--equivalent FILE`` lists mutants judged to change no behaviour (one key per line, as printed
 by ``--list``); they are reported apart and left out of the score.
@@ -66,6 +67,7 @@ class Mutant:
     change: str        # what was changed, e.g. "`<` -> `<=`"
     source: str        # the original line, stripped
     key: str = ""      # stable name for --equivalent: path | source line | change | occurrence
+    site: int = 0      # index of the change among the file's sites (what mutated_source takes)
     status: str = ""   # killed / survived / timeout / equivalent
     seconds: float = 0.0
 
@@ -74,8 +76,9 @@ class _Sites(ast.NodeTransformer):
     """Walks a module in a fixed order; numbers every possible single change.  With ``target`` set, makes
     that change and returns the tree; otherwise records (line, op, change) of every site in ``found``."""
 
-    def __init__(self, skip_lines: set[int], target: int | None = None):
-        self.skip_lines, self.target = skip_lines, target
+    def __init__(self, skip_lines: set[int], target: int | None = None, functions: set[str] | None = None):
+        self.skip_lines, self.target, self.functions = skip_lines, target, functions
+        self._scope: list[str] = []  # enclosing class and function names
         self.found: list[tuple[int, str, str]] = []
         self.count = 0
         self._protected: set[int] = set()  # ids of nodes never mutated (docstrings, f-string parts)
@@ -93,6 +96,11 @@ class _Sites(ast.NodeTransformer):
         return None
 
     def _skip(self, node: ast.AST) -> bool:
+        if self.functions is not None:
+            names = set(self._scope) | {".".join(self._scope[k:j]) for k in range(len(self._scope))
+                                        for j in range(k + 1, len(self._scope) + 1)}
+            if not names & self.functions:
+                return True
         return id(node) in self._protected or getattr(node, "lineno", 0) in self.skip_lines
 
     def visit(self, node):
@@ -110,7 +118,14 @@ class _Sites(ast.NodeTransformer):
             for new in self._variants(node):
                 if new is not None:
                     return ast.copy_location(new, node) if isinstance(new, ast.AST) else new
-        return self.generic_visit(node)
+        scoped = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        if scoped:
+            self._scope.append(node.name)
+        try:
+            return self.generic_visit(node)
+        finally:
+            if scoped:
+                self._scope.pop()
 
     # -- operators ----------------------------------------------------------------------------------------
     def _variants(self, node):
@@ -184,26 +199,26 @@ def _skip_lines(text: str) -> set[int]:
     return {k for k, line in enumerate(text.splitlines(), 1) if "pragma: no mutate" in line}
 
 
-def list_mutants(paths: list[str]) -> list[Mutant]:
+def list_mutants(paths: list[str], functions: set[str] | None = None) -> list[Mutant]:
     mutants: list[Mutant] = []
     for path in paths:
         text = (ROOT / path).read_text()
         lines = text.splitlines()
-        sites = _Sites(_skip_lines(text))
+        sites = _Sites(_skip_lines(text), functions=functions)
         sites.visit(ast.parse(text))
         seen: dict[tuple, int] = {}
-        for line, op, change in sites.found:
+        for site, (line, op, change) in enumerate(sites.found):
             src = lines[line - 1].strip()
             occurrence = seen.get((src, change), 0)
             seen[(src, change)] = occurrence + 1
             mutants.append(Mutant(len(mutants), path, line, op, change, src,
-                                  key=f"{path} | {src} | {change} | #{occurrence}"))
+                                  key=f"{path} | {src} | {change} | #{occurrence}", site=site))
     return mutants
 
 
-def mutated_source(path: str, index_in_file: int) -> str:
+def mutated_source(path: str, index_in_file: int, functions: set[str] | None = None) -> str:
     text = (ROOT / path).read_text()
-    tree = _Sites(_skip_lines(text), target=index_in_file).visit(ast.parse(text))
+    tree = _Sites(_skip_lines(text), target=index_in_file, functions=functions).visit(ast.parse(text))
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
@@ -227,10 +242,12 @@ def _stop_running(*_) -> None:
     raise SystemExit(130)
 
 
-def _pytest(workdir: Path, tests: list[str], timeout: float, extra: list[str]) -> tuple[str, float]:
+def _pytest(workdir: Path, tests: list[str], timeout: float, extra: list[str],
+            max_examples: int = 0) -> tuple[str, float]:
     """('pass' | 'fail' | 'timeout', seconds) of one pytest run in ``workdir``."""
     shutil.rmtree(workdir / ".hypothesis", ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{workdir / 'tools'}", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{workdir / 'tools'}", "PYTHONDONTWRITEBYTECODE": "1",
+           "GROQSIM_MUTATION_MAX_EXAMPLES": str(max_examples)}
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "mutation_plugin",
            "--hypothesis-seed=0", *extra, *tests]
     t0 = time.perf_counter()
@@ -249,31 +266,26 @@ def _pytest(workdir: Path, tests: list[str], timeout: float, extra: list[str]) -
 
 
 def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | None, extra: list[str],
-        progress: bool = True) -> float:
+        functions: set[str] | None = None, max_examples: int = 0, progress: bool = True) -> float:
     """Run every mutant; fills in status and seconds.  Returns the unmutated suite's time."""
     tmp = Path(tempfile.mkdtemp(prefix="groqsim-mutation-"))
     try:
         slots = [tmp / f"w{k}" for k in range(jobs)]
         for s in slots:
             _copy_project(s)
-        status, base = _pytest(slots[0], tests, 3600, extra)
+        status, base = _pytest(slots[0], tests, 3600, extra, max_examples)
         if status != "pass":
             sys.exit("the tests fail on the unmutated code: fix that first")
         timeout = timeout or max(10.0, 3 * base + 5)
         free, lock, done = list(slots), threading.Lock(), [0]
-        index_in_file: dict[int, int] = {}
-        counters: dict[str, int] = {}
-        for m in mutants:
-            index_in_file[m.id] = counters.get(m.path, 0)
-            counters[m.path] = index_in_file[m.id] + 1
 
         def one(m: Mutant) -> None:
             with lock:
                 slot = free.pop()
             try:
                 target = slot / m.path
-                target.write_text(mutated_source(m.path, index_in_file[m.id]))
-                outcome, m.seconds = _pytest(slot, tests, timeout, extra)
+                target.write_text(mutated_source(m.path, m.site, functions))
+                outcome, m.seconds = _pytest(slot, tests, timeout, extra, max_examples)
                 m.status = {"pass": "survived", "fail": "killed", "timeout": "timeout"}[outcome]
                 shutil.copy2(ROOT / m.path, target)
             finally:
@@ -327,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, help="seconds per mutant (default 3 x the clean run + 5, >= 10)")
     ap.add_argument("--equivalent", help="file of mutant keys judged equivalent (one per line, # comments)")
     ap.add_argument("--only", help="comma-separated mutant ids to run")
+    ap.add_argument("--max-examples", type=int, default=50,
+                    help="cap on hypothesis examples per property (default 50; 0 = the suite's own profile)")
+    ap.add_argument("--functions", help="comma-separated function or Class.method names: mutate only inside them")
     ap.add_argument("--op", help="comma-separated operator families to run (cmp,arith,minmax,const,bool,if,del)")
     ap.add_argument("--list", action="store_true", help="list the mutants (id, key) and exit")
     ap.add_argument("--show", choices=("survivors", "all"), default="survivors")
@@ -335,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_running)
     signal.signal(signal.SIGINT, _stop_running)
 
-    mutants = list_mutants(args.files)
+    functions = set(args.functions.split(",")) if args.functions else None
+    mutants = list_mutants(args.files, functions)
     if args.list:
         for m in mutants:
             print(f"{m.id:>4}  {m.key}")
@@ -352,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         ops = set(args.op.split(","))
         mutants = [m for m in mutants if m.op in ops]
     t0 = time.perf_counter()
-    base = run(mutants, args.tests, args.jobs, args.timeout, args.pytest_args.split())
+    base = run(mutants, args.tests, args.jobs, args.timeout, args.pytest_args.split(), functions,
+               args.max_examples)
     print(report(mutants, args.show))
     print(f"clean test run {base:.1f} s; {len(mutants)} mutants in {time.perf_counter() - t0:.0f} s "
           f"with {args.jobs} workers")
