@@ -3,7 +3,8 @@ import copy
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.catalog import Catalog, Limits
 from sim.headers import parse_reset, rate_limit_headers, retry_after_seconds
