@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -230,78 +232,145 @@ def _copy_project(dest: Path) -> None:
     shutil.copytree(ROOT, dest, ignore=ignore, dirs_exist_ok=True)
 
 
-_RUNNING: set[subprocess.Popen] = set()  # pytest runs in progress, stopped if the tool is interrupted
+_RUNNING: set[int] = set()  # process groups to stop if the tool is interrupted (servers, pytest runs)
 
 
 def _stop_running(*_) -> None:
-    for proc in list(_RUNNING):
+    for pgid in list(_RUNNING):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     raise SystemExit(130)
 
 
-def _pytest(workdir: Path, tests: list[str], timeout: float, extra: list[str],
-            max_examples: int = 0) -> tuple[str, float]:
-    """('pass' | 'fail' | 'timeout', seconds) of one pytest run in ``workdir``."""
-    shutil.rmtree(workdir / ".hypothesis", ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{workdir / 'tools'}", "PYTHONDONTWRITEBYTECODE": "1",
-           "GROQSIM_MUTATION_MAX_EXAMPLES": str(max_examples)}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "mutation_plugin",
-           "--hypothesis-seed=0", *extra, *tests]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    _RUNNING.add(proc)
-    try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return "timeout", time.perf_counter() - t0
-    finally:
-        _RUNNING.discard(proc)
-    return ("pass" if rc == 0 else "fail"), time.perf_counter() - t0
+class _Worker:
+    """A server process in one copy of the project: it imports the heavy dependencies (numpy, pandas,
+    scipy, hypothesis, pytest) once, never ``sim``, and forks a fresh child per pytest run, so a run costs
+    the tests' time, not an interpreter's start-up."""
+
+    def __init__(self, workdir: Path, max_examples: int):
+        self.workdir = workdir
+        env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{workdir / 'tools'}",
+               "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "GROQSIM_MUTATION_MAX_EXAMPLES": str(max_examples)}
+        self.proc = subprocess.Popen([sys.executable, str(workdir / "tools" / "mutation.py"), "--serve"],
+                                     cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     bufsize=0, start_new_session=True)
+        _RUNNING.add(self.proc.pid)
+        self._buf = b""
+
+    def _readline(self, deadline: float | None) -> dict | None:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError("mutation server died")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def pytest(self, args: list[str], timeout: float) -> tuple[str, float]:
+        """('pass' | 'fail' | 'timeout', seconds) of ``pytest args`` in a fresh child."""
+        shutil.rmtree(self.workdir / ".hypothesis", ignore_errors=True)
+        t0 = time.monotonic()
+        self.proc.stdin.write(json.dumps({"args": args}).encode() + b"\n")
+        child = self._readline(None)["pid"]
+        _RUNNING.add(child)
+        try:
+            answer = self._readline(t0 + timeout)
+            if answer is None:
+                try:
+                    os.killpg(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._readline(None)
+                return "timeout", time.monotonic() - t0
+        finally:
+            _RUNNING.discard(child)
+        return ("pass" if answer["rc"] == 0 else "fail"), time.monotonic() - t0
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        _RUNNING.discard(self.proc.pid)
+
+
+def _serve() -> None:
+    """The server side of :class:`_Worker` (``mutation.py --serve``)."""
+    import hypothesis  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import pydantic  # noqa: F401
+    import pytest
+    import scipy.stats  # noqa: F401
+    import simpy  # noqa: F401
+    for line in sys.stdin:
+        args = json.loads(line)["args"]
+        pid = os.fork()
+        if pid == 0:
+            rc = 1
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                sys.dont_write_bytecode = True
+                rc = int(pytest.main(args))
+            finally:
+                os._exit(rc)
+        print(json.dumps({"pid": pid}), flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
 
 
 def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | None, extra: list[str],
         functions: set[str] | None = None, max_examples: int = 0, progress: bool = True) -> float:
     """Run every mutant; fills in status and seconds.  Returns the unmutated suite's time."""
     tmp = Path(tempfile.mkdtemp(prefix="groqsim-mutation-"))
+    workers: list[_Worker] = []
+    # --ff: each worker runs first the tests that failed on its previous mutant (they kill most mutants);
+    # the order changes no outcome: hypothesis seeds each test from its name and --hypothesis-seed
+    args = ["-x", "-q", "--ff", "-p", "mutation_plugin", "--hypothesis-seed=0", *extra, *tests]
     try:
-        slots = [tmp / f"w{k}" for k in range(jobs)]
-        for s in slots:
-            _copy_project(s)
-        status, base = _pytest(slots[0], tests, 3600, extra, max_examples)
+        for k in range(jobs):
+            _copy_project(tmp / f"w{k}")
+            workers.append(_Worker(tmp / f"w{k}", max_examples))
+        status, base = workers[0].pytest(args, 3600)
         if status != "pass":
             sys.exit("the tests fail on the unmutated code: fix that first")
         timeout = timeout or max(10.0, 3 * base + 5)
-        free, lock, done = list(slots), threading.Lock(), [0]
+        free, lock, done = list(workers), threading.Lock(), [0]
+        pending = [m for m in mutants if m.status != "equivalent"]
 
         def one(m: Mutant) -> None:
             with lock:
-                slot = free.pop()
+                worker = free.pop()
+            target = worker.workdir / m.path
             try:
-                target = slot / m.path
                 target.write_text(mutated_source(m.path, m.site, functions))
-                outcome, m.seconds = _pytest(slot, tests, timeout, extra, max_examples)
+                outcome, m.seconds = worker.pytest(args, timeout)
                 m.status = {"pass": "survived", "fail": "killed", "timeout": "timeout"}[outcome]
-                shutil.copy2(ROOT / m.path, target)
             finally:
+                shutil.copy2(ROOT / m.path, target)
                 with lock:
-                    free.append(slot)
+                    free.append(worker)
                     done[0] += 1
                     if progress:
                         print(f"\r{done[0]}/{len(pending)} mutants", end="", file=sys.stderr, flush=True)
 
-        pending = [m for m in mutants if m.status != "equivalent"]
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(one, pending))
         if progress:
             print(file=sys.stderr)
         return base
     finally:
+        for w in workers:
+            w.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -312,9 +381,10 @@ def report(mutants: list[Mutant], show: str) -> str:
     out = []
     rows = [m for m in mutants if show == "all" or m.status in ("survived", "equivalent")]
     if rows:
-        out.append(f"{'id':>4}  {'status':<10} {'where':<22} {'change':<26} line")
+        out.append(f"{'id':>4}  {'status':<10} {'s':>5}  {'where':<22} {'change':<26} line")
         for m in rows:
-            out.append(f"{m.id:>4}  {m.status:<10} {m.path + ':' + str(m.line):<22} {m.change:<26} {m.source}")
+            out.append(f"{m.id:>4}  {m.status:<10} {m.seconds:>5.1f}  {m.path + ':' + str(m.line):<22} "
+                       f"{m.change:<26} {m.source}")
         out.append("")
     per_file = {}
     for m in mutants:
@@ -386,4 +456,7 @@ def _key_of(line: str) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:] == ["--serve"]:
+        _serve()
+    else:
+        sys.exit(main())
