@@ -16,7 +16,7 @@ from helpers import run
 from scipy import stats
 
 from sim.catalog import Catalog
-from sim.config import Arrival, Client, Org
+from sim.config import Client, Org, arrival
 
 MODEL, SECOND = "llama-3.3-70b-versatile", "llama-3.1-8b-instant"
 NO_LIMITS = {"rpm": None, "rpd": None, "tpm": None, "tpd": None}
@@ -33,7 +33,7 @@ def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits
     df.to_csv(path, index=False)
     catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, **limits})
     catalog.override("free", SECOND, **{**NO_LIMITS, **(fallback_limits or {"rpm": 1000})})
-    c = Client(name="c", model=MODEL, arrival=Arrival(kind="trace", file=str(path)), policy="p")
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
     return run(c, duration=max(times) + 1, seed=seed, org=org or Org(tier="free"), extra_policies={"p": policy},
                catalog=catalog)
 
