@@ -35,6 +35,7 @@ previous window the 1e-9 x limit tolerance can admit up to ``1e-9 x limit x W / 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 
 from .errors import ConfigError, did_you_mean
@@ -75,25 +76,36 @@ class TokenBucket(Limiter):
         self.rate = rate_fraction * limit / window
         self._level = float(limit) * rate_fraction
         self._t = 0.0
+        # levels just before each charge, kept only while higher than every later one (times, levels):
+        # the highest level since any past charge, which bounds what a refund of that charge gives back
+        self._peak_t: list[float] = []
+        self._peak_level: list[float] = []
 
     def _level_at(self, now: float) -> float:
         dt = now - self._t
         level = self._level + dt * self.rate if dt > 0 else self._level
-        return level if level < self.limit else self.limit
+        return level if level < self.limit else self.limit  # noqa: FURB136 (hot path: no call)
 
     def wait(self, amount: float, now: float) -> float:
         if amount > self.limit + self._eps:
             return INF
         dt = now - self._t  # _level_at inlined: this is the simulator's hottest line
         level = self._level + dt * self.rate if dt > 0 else self._level
-        short = amount - (level if level < self.limit else self.limit)
+        short = amount - (level if level < self.limit else self.limit)  # noqa: FURB136 (hot path: no call)
         return 0.0 if short <= self._eps else short / self.rate
 
     def admit(self, amount: float, now: float) -> None:
         dt = now - self._t
         level = self._level + dt * self.rate if dt > 0 else self._level
-        level = (level if level < self.limit else self.limit) - amount
-        self._level = level if level > 0.0 else 0.0
+        level = level if level < self.limit else self.limit  # noqa: FURB136 (hot path: no call)
+        peak_level = self._peak_level
+        while peak_level and peak_level[-1] <= level:
+            peak_level.pop()
+            self._peak_t.pop()
+        peak_level.append(level)
+        self._peak_t.append(now)
+        level -= amount
+        self._level = level if level > 0.0 else 0.0  # noqa: FURB136 (hot path: no call)
         if dt > 0:
             self._t = now
 
@@ -104,10 +116,16 @@ class TokenBucket(Limiter):
         return (self.limit - self._level_at(now)) / self.rate
 
     def refund(self, amount: float, charged_at: float, now: float) -> None:
-        level = self._level_at(now) + amount
-        self._level = level if level < self.limit else float(self.limit)
-        if now > self._t:
-            self._t = now
+        """The level the bucket would have now had the charge been ``amount`` smaller: that level is
+        ``amount`` higher until it reaches the capacity, and stays at most the capacity after, so the
+        refund is ``min(amount, limit - highest level since the charge)`` (0 once the bucket has been full)."""
+        level = self._level_at(now)
+        k = bisect_right(self._peak_t, charged_at)
+        peak = max(level, self._peak_level[k]) if k < len(self._peak_level) else level
+        give = min(amount, self.limit - peak)
+        if give > 0.0:
+            self._level = level + give
+            self._t = max(self._t, now)
 
 
 class FixedWindow(Limiter):
@@ -197,11 +215,17 @@ class SlidingLog(Limiter):
 
     def refund(self, amount: float, charged_at: float, now: float) -> None:
         self._expire(now)
-        for entry in reversed(self._log):
+        log = self._log
+        for k in range(len(log) - 1, -1, -1):
+            entry = log[k]
             if entry[0] == charged_at:
                 take = min(amount, entry[1])
                 entry[1] -= take
                 self._total -= take
+                if entry[1] <= 0.0:  # an empty entry must not hold up reset()
+                    del log[k]
+                    if not log:
+                        self._total = 0.0
                 return
             if entry[0] < charged_at:
                 return

@@ -3,7 +3,8 @@ import copy
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.catalog import Catalog, Limits
 from sim.headers import parse_reset, rate_limit_headers, retry_after_seconds
@@ -101,3 +102,108 @@ def test_whisper_has_audio_units_and_no_token_headers():
 def test_reset_format_round_trips(seconds, text):
     assert format_reset(seconds) == text
     assert parse_reset(text) == pytest.approx(max(seconds, 0.01) if seconds else 0, abs=0.006)
+
+
+# ---- binding unit, the request units' refusal memory, refunds -------------------------------------------
+
+COST = {"rpm": lambda t, a: 1, "rpd": lambda t, a: 1, "tpm": lambda t, a: t, "tpd": lambda t, a: t,
+        "ash": lambda t, a: a, "asd": lambda t, a: a}
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@given(ops=st.lists(st.tuples(st.floats(0, 20), st.integers(0, 3000), st.integers(0, 300)), min_size=1, max_size=30),
+       limits=st.builds(Limits, rpm=st.integers(1, 20), rpd=st.integers(1, 100), tpm=st.integers(100, 4000),
+                        tpd=st.none() | st.integers(500, 20_000), ash=st.none() | st.integers(100, 1000)))
+def test_refused_units_and_binding_unit_are_the_units_own_answers(algorithm, ops, limits):
+    ls = LimitSet(limits, algorithm)
+    now = 0.0
+    for dt, tokens, audio in ops:
+        now += dt
+        own = {u: lim.wait(COST[u](tokens, audio), now) for u, lim in copy.deepcopy(ls).units.items()
+               if COST[u](tokens, audio)}
+        decision = copy.deepcopy(ls).check(tokens, audio, now)
+        wait = ls.acquire(tokens, audio, now)
+        assert set(decision.refused) == {u for u, w in own.items() if w > 0}
+        assert decision.wait == max(own.values(), default=0.0)
+        if wait > 0:
+            assert wait == pytest.approx(max(own.values()), rel=1e-9, abs=1e-6)
+            assert own[ls.binding] == pytest.approx(max(own.values()), rel=1e-9, abs=1e-6)
+
+
+def _spy(lim):
+    calls = []
+    wait = lim.wait
+
+    def spied(amount, now):
+        calls.append(now)
+        return wait(amount, now)
+    lim.wait = spied
+    return calls
+
+
+def test_request_units_are_not_asked_again_while_they_refuse():
+    ls = LimitSet(Limits(rpm=2, tpm=1000))
+    assert ls.acquire(500, 0, 0.0) == 0.0 and ls.acquire(500, 0, 0.0) == 0.0
+    calls = _spy(ls.units["rpm"])
+    # t=1: RPM (1/30 per s) has refilled 1/30: waits 29 s, until 30; TPM waits (900 - 16.7) / 16.7 = 53 s
+    assert ls.acquire(900, 0, 1.0) == pytest.approx(53.0) and ls.binding == "tpm"
+    assert calls == [1.0]
+    assert ls.acquire(10, 0, 2.0) == pytest.approx(28.0) and ls.binding == "rpm"  # from memory
+    assert ls.acquire(2000, 0, 3.0) == math.inf and ls.binding == "tpm"          # 413 while blocked
+    assert calls == [1.0]
+    assert ls.acquire(10, 0, 30.0 - 1e-7) > 0 and calls[-1] == 30.0 - 1e-7    # near the end: asked again
+    assert ls.acquire(10, 0, 30.0) == 0.0
+    assert ls.units["rpm"].remaining(30.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_memory_of_a_refusal_ends_when_the_unit_would_admit():
+    ls = LimitSet(Limits(rpm=1))
+    assert ls.acquire(0, 0, 0.0) == 0.0
+    assert ls.acquire(0, 0, 0.0) == pytest.approx(60.0)
+    assert ls.acquire(0, 0, 59.0) == pytest.approx(1.0)
+    assert ls.acquire(0, 0, 60.0) == 0.0
+    assert ls.acquire(0, 0, 60.5) == pytest.approx(59.5)
+
+
+def test_zero_tokens_or_audio_skip_those_units():
+    ls = LimitSet(Limits(rpm=100, tpm=100, ash=100))
+    assert ls.acquire(100, 100, 0.0) == 0.0
+    assert ls.acquire(0, 0, 0.0) == 0.0       # TPM and ASH are empty but not asked
+    assert ls.check(1, 0, 0.0).refused == ("tpm",)
+    assert ls.check(0, 1, 0.0).refused == ("ash",)
+    assert ls.check(1, 1, 0.0).refused == ("tpm", "ash")
+    assert ls.units["rpm"].remaining(0.0) == pytest.approx(98.0)
+
+
+def test_refund_tokens_gives_back_to_token_units_only():
+    ls = LimitSet(Limits(rpm=10, rpd=100, tpm=1000, tpd=5000))
+    assert ls.acquire(800, 0, 0.0) == 0.0
+    ls.refund_tokens(300, 0.0, 0.0)
+    assert ls.remaining("tpm", 0.0) == pytest.approx(500.0)
+    assert ls.remaining("tpd", 0.0) == pytest.approx(4500.0)
+    assert ls.remaining("rpm", 0.0) == pytest.approx(9.0) and ls.remaining("rpd", 0.0) == pytest.approx(99.0)
+
+
+def test_remaining_and_reset_of_absent_units_are_none():
+    ls = LimitSet(Limits(rpm=10, tpm=1000))
+    assert ls.remaining("tpd", 0.0) is None and ls.reset("ash", 0.0) is None
+    assert ls.acquire(600, 0, 0.0) == 0.0
+    assert ls.reset("tpm", 0.0) == pytest.approx(36.0) and ls.reset("rpm", 0.0) == pytest.approx(6.0)
+
+
+def test_admit_charges_only_when_admitted():
+    ls = LimitSet(Limits(rpm=10, tpm=1000))
+    assert ls.admit(600, 0, 0.0).admitted
+    d = ls.admit(600, 0, 0.0)
+    assert not d.admitted and d.refused == ("tpm",) and d.wait == pytest.approx(12.0)
+    assert ls.remaining("tpm", 0.0) == pytest.approx(400.0) and ls.remaining("rpm", 0.0) == pytest.approx(9.0)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_pacer_is_token_buckets_at_the_fraction_whatever_the_algorithm(algorithm):
+    ls = LimitSet(Limits(rpm=60, tpm=6000), algorithm, rate_fraction=0.5)
+    assert all(type(lim).__name__ == "TokenBucket" for lim in ls.units.values())
+    assert ls.remaining("rpm", 0.0) == 30.0 and ls.remaining("tpm", 0.0) == 3000.0
+    assert ls.acquire(3000, 0, 0.0) == 0.0
+    assert ls.acquire(100, 0, 0.0) == pytest.approx(100 / 50.0)   # TPM refills at 0.5 x 100 per s
+    assert LimitSet(Limits(rpm=60), algorithm).units["rpm"].kind == algorithm

@@ -1,0 +1,272 @@
+"""The exact gaps between a request's attempts, for every retry setting, through the public engine.
+
+Each run replays a trace against limits set by hand, so every wait is known: a 429 is logged (in
+``result.refusals``) at the time its attempt was sent; the client reads it one round trip ``rtt`` later and
+sends the next attempt after its delay, so consecutive attempts of one request are ``rtt + delay`` apart.
+Expected delays come from docs/modelling.md and, for ``groq-sdk``, from the SDK's own code
+(``groq._base_client.BaseClient._calculate_retry_timeout``), called here.  Random delays are compared with
+their distributions (Kolmogorov-Smirnov, scipy); the seeds are fixed, so the tests are deterministic.
+"""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import run
+from scipy import stats
+
+from sim.catalog import Catalog
+from sim.config import Client, Org, arrival
+
+MODEL, SECOND = "llama-3.3-70b-versatile", "llama-3.1-8b-instant"
+NO_LIMITS = {"rpm": None, "rpd": None, "tpm": None, "tpd": None}
+SPACING = 40.0  # seconds between the requests of the distribution runs: their attempts never interleave
+
+
+def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits=None, models=None):
+    """Replay requests created at ``times`` (10 prompt + 10 max tokens each) under ``limits`` on MODEL
+    (and ``fallback_limits`` on SECOND) with the policy settings ``policy``."""
+    path = tmp_path / "trace.csv"
+    df = pd.DataFrame({"timestamp": times, "prompt_tokens": 10, "max_tokens": 10})
+    if models is not None:
+        df["model"] = models
+    df.to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, **limits})
+    catalog.override("free", SECOND, **{**NO_LIMITS, **(fallback_limits or {"rpm": 1000})})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
+    return run(c, duration=max(times) + 1, seed=seed, org=org or Org(tier="free"), extra_policies={"p": policy},
+               catalog=catalog)
+
+
+def rtt(result, model=MODEL):
+    return result.spec.service[model].rtt
+
+
+def attempt_times(result):
+    """Send times of the 429s (all refused requests, in time order)."""
+    return result.refusals["time"].to_numpy()
+
+
+def delays(result, model=MODEL):
+    """The delays between consecutive 429s of the only refused request."""
+    return np.diff(attempt_times(result)) - rtt(result, model)
+
+
+# ---- deterministic policies ---------------------------------------------------------------------------------
+# RPD = 1: the first request empties it for a day (retry-after 86 400 s, which these policies ignore)
+
+def test_fixed_waits_delay_not_base(tmp_path):
+    r = trace_run(tmp_path, [0.0, 0.0], {"rpd": 1}, {"retry": "fixed", "delay": 2.5, "base": 7.0, "max_attempts": 4})
+    assert delays(r) == pytest.approx([2.5, 2.5, 2.5], abs=1e-9)
+    rec = r.records.iloc[1]
+    assert rec["outcome"] == "gave_up" and rec["attempts"] == 4 and rec["n429"] == 4
+    assert rec["finished"] == pytest.approx(attempt_times(r)[-1] + rtt(r))
+
+
+def test_exponential_without_jitter_doubles_up_to_the_cap(tmp_path):
+    r = trace_run(tmp_path, [0.0, 0.0], {"rpd": 1},
+                  {"retry": "exponential", "base": 0.5, "cap": 3.0, "max_attempts": 6})
+    assert delays(r) == pytest.approx([0.5, 1.0, 2.0, 3.0, 3.0], abs=1e-9)
+
+
+def test_first_attempt_goes_out_at_creation_and_a_success_after_retries_is_recorded(tmp_path):
+    # RPM 1: the second request waits 59 s (retry-after 59); a fixed 20 s delay: refused at 1, 21.12, 41.24,
+    # admitted at 61.36
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1}, {"retry": "fixed", "delay": 20.0, "max_attempts": 5})
+    assert attempt_times(r) == pytest.approx([1.0, 21.12, 41.24])
+    rec = r.records.iloc[1]
+    assert rec["outcome"] == "ok" and rec["attempts"] == 4 and rec["admitted"] == pytest.approx(61.36)
+
+
+def test_retry_on_excludes_429(tmp_path):
+    r = trace_run(tmp_path, [0.0, 0.0], {"rpd": 1}, {"retry": "fixed", "max_attempts": 5, "retry_on": [503]})
+    rec = r.records.iloc[1]
+    assert rec["outcome"] == "gave_up" and rec["attempts"] == 1
+
+
+def test_no_attempt_after_the_deadline(tmp_path):
+    # attempts every rtt + 1 = 1.12 s from t = 0; the one due at 10.08 would start after created + 10
+    r = trace_run(tmp_path, [0.0, 0.0], {"rpd": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 100, "deadline": "10s"})
+    times = attempt_times(r)
+    assert times == pytest.approx([1.12 * k for k in range(9)])
+    rec = r.records.iloc[1]
+    assert rec["outcome"] == "deadline" and rec["finished"] == 10.0 and rec["attempts"] == 9
+
+
+# ---- retry-after -------------------------------------------------------------------------------------------
+# RPM = 1 and a request at t=0: the next one, at t0, waits 60 - t0 s; retry-after = that rounded up
+
+@pytest.mark.parametrize("t0,retry_after", [(0.0, 60), (1.0, 59), (0.3, 60), (59.9, 1)])
+def test_groq_sdk_sleeps_exactly_the_retry_after_up_to_60s(tmp_path, t0, retry_after):
+    r = trace_run(tmp_path, [0.0, t0], {"rpm": 1}, {"retry": "groq-sdk"})
+    rec = r.records.iloc[1]
+    assert attempt_times(r) == pytest.approx([t0])
+    assert rec["outcome"] == "ok" and rec["attempts"] == 2
+    assert rec["admitted"] == pytest.approx(t0 + rtt(r) + retry_after)
+
+
+def test_groq_sdk_ignores_a_retry_after_above_60s(tmp_path):
+    # RPD 1417 emptied at t=0: the next request waits 86 400 / 1417 = 60.97 s, retry-after 61 > 60: the SDK
+    # backs off 0.5 x (1 - 0.25 U), then 1 x (1 - 0.25 U), and gives up after 3 attempts
+    r = trace_run(tmp_path, [0.0] * 1418, {"rpd": 1417}, {"retry": "groq-sdk"})
+    rec = r.records.iloc[-1]
+    assert rec["outcome"] == "gave_up" and rec["attempts"] == 3
+    d = delays(r)
+    assert 0.375 <= d[0] <= 0.5 and 0.75 <= d[1] <= 1.0
+
+
+@pytest.mark.parametrize("rounding,t0,expected", [
+    ("ceil", 0.7, [60]), ("round", 0.7, [59, 1]), ("floor", 0.3, [59, 1]), ("round", 0.3, [60]),
+    ("floor", 59.9, [1]), ("round", 59.9, [1])])
+def test_retry_after_rounding(tmp_path, rounding, t0, expected):
+    # the wait is 60 - t0; a retry-after rounded down brings the client back too early: refused again
+    # with a retry-after of 1 (never 0)
+    r = trace_run(tmp_path, [0.0, t0], {"rpm": 1}, {"retry": "groq-sdk"}, org=Org(retry_after_rounding=rounding))
+    rec = r.records.iloc[1]
+    assert rec["outcome"] == "ok" and rec["attempts"] == len(expected) + 1
+    assert delays(r) == pytest.approx(expected[:-1], abs=1e-9)
+    assert rec["admitted"] == pytest.approx(attempt_times(r)[-1] + rtt(r) + expected[-1])
+
+
+@pytest.mark.parametrize("base,cap,ra_cap,delay", [
+    (0.5, 60.0, None, 59.0),    # the header is longer than the backoff: wait the header (max, not min)
+    (100.0, 200.0, None, 100.0),  # the backoff is longer: wait the backoff
+    (0.5, 60.0, "10s", 10.0),   # the header capped at 10 s
+    (0.5, 60.0, "90s", 59.0),   # a cap above the header changes nothing
+])
+def test_honor_retry_after_waits_the_longer_of_backoff_and_header(tmp_path, base, cap, ra_cap, delay):
+    policy = {"retry": "exponential", "base": base, "cap": cap, "max_attempts": 2, "honor_retry_after": True,
+              "retry_after_cap": ra_cap}
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1}, policy)
+    rec = r.records.iloc[1]
+    assert rec["attempts"] == 2
+    second = rec["admitted"] if rec["outcome"] == "ok" else attempt_times(r)[-1]
+    assert second == pytest.approx(1.0 + rtt(r) + delay)
+
+
+def test_retry_after_ignored_unless_honoured(tmp_path):
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1}, {"retry": "exponential", "base": 0.5, "max_attempts": 2})
+    assert delays(r) == pytest.approx([0.5])
+
+
+# ---- cooldown ----------------------------------------------------------------------------------------------
+
+def test_cooldown_waits_the_retry_after_not_the_backoff(tmp_path):
+    # request 1 refused at t=1 with retry-after 59: its retry (due at 2.12) and request 2 (arriving at 2)
+    # are held until 1.12 + 59 = 60.12, when the retry goes first
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "cooldown": "retry-after"})
+    rec = r.records
+    assert attempt_times(r)[0] == 1.0
+    assert rec.loc[1, "admitted"] == pytest.approx(60.12)
+    assert attempt_times(r)[1] == pytest.approx(60.12)  # request 2, refused just after
+    assert rec.loc[2, "attempts"] >= 2
+
+
+def test_fixed_cooldown_holds_retries_for_its_duration(tmp_path):
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "cooldown": "5s"})
+    assert attempt_times(r) == pytest.approx([1.0, 1.0 + rtt(r) + 5.0])
+
+
+# ---- fallback ----------------------------------------------------------------------------------------------
+
+def test_fallback_tries_the_next_model_at_once_then_starts_again_from_the_primary(tmp_path):
+    # both models allow one request a day; request 0 takes the primary, request 1 the fallback; request 2
+    # is refused by both, waits its delay, and starts again from the primary
+    r = trace_run(tmp_path, [0.0, 0.0, 1.0], {"rpd": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 4, "fallback": [SECOND]},
+                  fallback_limits={"rpd": 1})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "ok", "gave_up"]
+    assert list(rec["model"].astype(str))[:2] == [MODEL, SECOND]
+    ref = r.refusals
+    later = ref[ref["time"] >= 1.0]
+    assert later["time"].to_numpy() == pytest.approx([1.0, 1.12, 2.24, 2.36])
+    assert list(later["model"].astype(str)) == [MODEL, SECOND, MODEL, SECOND]
+    assert rec.loc[2, "attempts"] == 4 and rec.loc[2, "finished"] == pytest.approx(2.48)
+
+
+# ---- random delays: distributions --------------------------------------------------------------------------
+
+def spaced_run(tmp_path, policy, n=300, attempts=3, seed=3):
+    """``n`` requests refused for a day, SPACING s apart; returns the delays (n x attempts-1)."""
+    r = trace_run(tmp_path, [0.0] + [SPACING * k for k in range(1, n + 1)], {"rpd": 1},
+                  {**policy, "max_attempts": attempts}, seed=seed)
+    t = attempt_times(r)
+    groups = np.floor(t / SPACING + 1e-9)
+    out = np.array([np.diff(t[groups == k]) for k in range(1, n + 1)]) - rtt(r)
+    assert out.shape == (n, attempts - 1)
+    return out
+
+
+def ks_uniform(x, low, high):
+    return stats.kstest(x, stats.uniform(low, high - low).cdf).pvalue
+
+
+def test_full_jitter_is_uniform_up_to_the_exponential_ceiling(tmp_path):
+    d = spaced_run(tmp_path, {"retry": "exponential", "jitter": "full", "base": 2.0, "cap": 5.0})
+    assert ks_uniform(d[:, 0], 0, 2) > 1e-3 and ks_uniform(d[:, 1], 0, 4) > 1e-3
+    d = spaced_run(tmp_path, {"retry": "exponential", "jitter": "full", "base": 2.0, "cap": 3.0})
+    assert ks_uniform(d[:, 1], 0, 3) > 1e-3   # the ceiling min(cap, base 2^n) = 3
+
+
+def test_equal_jitter_is_half_the_ceiling_plus_a_uniform_half(tmp_path):
+    d = spaced_run(tmp_path, {"retry": "exponential", "jitter": "equal", "base": 2.0, "cap": 60.0})
+    assert ks_uniform(d[:, 0], 1, 2) > 1e-3 and ks_uniform(d[:, 1], 2, 4) > 1e-3
+
+
+def test_decorrelated_jitter_draws_between_base_and_three_times_the_previous_delay(tmp_path):
+    base = 2.0
+    d = spaced_run(tmp_path, {"retry": "exponential", "jitter": "decorrelated", "base": base, "cap": 1000.0})
+    assert ks_uniform(d[:, 0], base, 3 * base) > 1e-3
+    # given the first delay d1, the second is U(base, 3 d1): its position in that interval is U(0, 1)
+    u = (d[:, 1] - base) / (3 * d[:, 0] - base)
+    assert ks_uniform(u, 0, 1) > 1e-3
+
+
+def test_decorrelated_jitter_is_capped(tmp_path):
+    d = spaced_run(tmp_path, {"retry": "exponential", "jitter": "decorrelated", "base": 2.0, "cap": 5.0},
+                   attempts=2)[:, 0]
+    assert d.max() == pytest.approx(5.0)
+    at_cap = np.mean(np.isclose(d, 5.0))  # P(U(2, 6) > 5) = 1/4
+    assert stats.binomtest(int(at_cap * len(d)), len(d), 0.25).pvalue > 1e-3
+    assert ks_uniform(d[~np.isclose(d, 5.0)], 2, 5) > 1e-3
+
+
+def sdk_timeouts(retry_index, n, retry_after=None, seed=0):
+    """``n`` sleeps of the real groq SDK before retry number ``retry_index`` (0 = the first retry)."""
+    import random
+
+    import groq
+    from groq import _base_client
+    from groq._models import FinalRequestOptions
+
+    client = groq.Groq(api_key="test-key-not-used")
+    options = FinalRequestOptions.construct(method="post", url="/chat/completions")
+    headers = None if retry_after is None else {"retry-after": str(retry_after)}
+    rng = random.Random(seed)
+    saved = _base_client.random
+    _base_client.random = rng.random
+    try:
+        remaining = client.max_retries - retry_index
+        return np.array([client._calculate_retry_timeout(remaining, options, headers) for _ in range(n)])
+    finally:
+        _base_client.random = saved
+
+
+def test_groq_sdk_backoff_matches_the_sdk_distribution(tmp_path):
+    d = spaced_run(tmp_path, {"retry": "groq-sdk"})  # retry-after 86 400 s: the SDK's backoff applies
+    for k in (0, 1):
+        ref = sdk_timeouts(k, 4000)
+        assert stats.ks_2samp(d[:, k], ref).pvalue > 1e-3, k
+        assert d[:, k].min() >= ref.min() - 0.01 and d[:, k].max() <= 0.5 * 2 ** k + 1e-9
+
+
+def test_sdk_reference_honours_retry_after_up_to_60s():
+    # the rule the engine's groq-sdk policy copies, read from the SDK itself
+    assert sdk_timeouts(0, 1, retry_after=60)[0] == 60.0
+    assert sdk_timeouts(0, 1, retry_after=1)[0] == 1.0
+    assert sdk_timeouts(0, 1, retry_after=61)[0] <= 0.5
+    assert math.isclose(sdk_timeouts(1, 200).max(), 1.0, abs_tol=0.01)
