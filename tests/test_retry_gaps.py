@@ -17,10 +17,13 @@ from scipy import stats
 
 from sim.catalog import Catalog
 from sim.config import Client, Org, arrival
+from sim.service import service_models
 
 MODEL, SECOND = "llama-3.3-70b-versatile", "llama-3.1-8b-instant"
 NO_LIMITS = {"rpm": None, "rpd": None, "tpm": None, "tpd": None}
 SPACING = 40.0  # seconds between the requests of the distribution runs: their attempts never interleave
+#: a constant 120 ms network (p90 = median), so every gap below is exact
+CONST_NET = service_models({m: {"rtt_median": 0.12, "rtt_p90": 0.12} for m in (MODEL, SECOND)})
 
 
 def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits=None, models=None):
@@ -35,11 +38,11 @@ def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits
     catalog.override("free", SECOND, **{**NO_LIMITS, **(fallback_limits or {"rpm": 1000})})
     c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
     return run(c, duration=max(times) + 1, seed=seed, org=org or Org(tier="free"), extra_policies={"p": policy},
-               catalog=catalog)
+               catalog=catalog, service=CONST_NET)
 
 
 def rtt(result, model=MODEL):
-    return result.spec.service[model].rtt
+    return result.spec.service[model].rtt_median
 
 
 def attempt_times(result):

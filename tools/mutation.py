@@ -19,7 +19,8 @@ Docstrings, f-strings, ``__repr__`` and lines marked ``# pragma: no mutate`` are
 runs ``pytest -x -q`` on the chosen tests in its own copy of the project (``--jobs`` copies, one per worker
 process), with ``--hypothesis-seed`` fixed and hypothesis's shrinking and example database switched off
 and examples capped at ``--max-examples`` per property (``tools/mutation_plugin.py``), so a mutant's
-outcome depends on nothing but the mutant, and a surviving mutant costs a fraction of the suite's time.  A mutant is *killed* when the tests fail, *timeout*
+outcome depends on nothing but the mutant, and a surviving mutant costs a fraction of the suite's time.
+A mutant is *killed* when the tests fail, *timeout*
 when they run longer than ``--timeout`` (counted as killed: the change broke something), *survived* when
 they pass.  ``--equivalent FILE`` lists mutants judged to change no behaviour (one key per line, as printed
 by ``--list``); they are reported apart and left out of the score.
