@@ -68,8 +68,13 @@ def retry_after_seconds(wait: float, rounding: str = "ceil") -> int:
 def rate_limit_headers(limits: LimitSet, now: float, wait: float | None = None,
                        rounding: str = "ceil", time_scale: float = 1.0) -> dict[str, str]:
     """The headers Groq sends at ``now``; pass the refusal's ``wait`` to add ``retry-after`` (a 429).
-    ``time_scale`` K > 1 (the emulator's ``--time-scale``) divides every duration by K: the limiter clock
-    runs K× faster than the client's, so the headers say how long the client must wait in its own seconds."""
+
+    ``time_scale`` K ≠ 1 (the emulator's ``--time-scale``: the limiter clock runs K× faster than the
+    client's) divides every duration by K, so the headers say how long to wait in the client's own seconds:
+    resets are ``reset / K``; ``retry-after`` is Groq's whole-second value divided by K, written as a decimal
+    (``0.25`` at K = 20 for a 5 s retry-after), which both SDKs parse as a float.  A client that sleeps it
+    then waits exactly as long, on the limiter clock, as a client of the real API sleeping the whole seconds
+    (what the simulator models); an integer would round every wait up to K limiter-seconds."""
     h: dict[str, str] = {}
     for unit, suffix in (("rpd", "requests"), ("tpm", "tokens")):
         lim = limits.units.get(unit)
@@ -79,8 +84,14 @@ def rate_limit_headers(limits: LimitSet, now: float, wait: float | None = None,
         h[f"x-ratelimit-remaining-{suffix}"] = str(math.floor(lim.remaining(now) + 1e-9))
         h[f"x-ratelimit-reset-{suffix}"] = format_reset(lim.reset(now) / time_scale)
     if wait is not None and math.isfinite(wait):
-        h["retry-after"] = str(retry_after_seconds(wait / time_scale, rounding))
+        seconds = retry_after_seconds(wait, rounding)
+        h["retry-after"] = str(seconds) if time_scale == 1 else _decimal(seconds / time_scale)
     return h
+
+
+def _decimal(x: float) -> str:
+    """``0.25`` not ``2.5e-01``: a plain decimal to the microsecond, trailing zeros dropped."""
+    return f"{x:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 def parse_reset(value: str) -> float:
