@@ -19,6 +19,7 @@ import math
 import time
 import wave
 from contextlib import asynccontextmanager
+from functools import lru_cache
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -38,8 +39,15 @@ from .core import Emulator, approx_prompt_tokens
 CHAT, AUDIO = "chat.completions", "audio.transcriptions"
 _FILLER = ("The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ".")
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
+MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
 
 
+async def _delay(seconds: float) -> None:
+    if seconds >= MIN_SLEEP:
+        await asyncio.sleep(seconds)
+
+
+@lru_cache(maxsize=1024)
 def filler(tokens: int) -> str:
     """Generated text of ``tokens`` words (about one token each)."""
     return "".join(_FILLER[k % len(_FILLER)] for k in range(tokens)).lstrip()
@@ -139,7 +147,7 @@ def build_app(emu: Emulator) -> Starlette:
         if body.get("stream"):
             return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw),
                                      media_type="text/event-stream", headers=headers)
-        await asyncio.sleep(d.delay / K)
+        await _delay(d.delay / K)
         emu.finish(model, d, max_tokens)
         emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.headers,
                    usage=usage, **kw)
@@ -174,7 +182,7 @@ def build_app(emu: Emulator) -> Starlette:
             emu.record(endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label, headers=d.headers,
                        error=d.error.error, **kw)
             return _error(d.error, {"x-request-id": d.request_id})
-        await asyncio.sleep(d.delay / K)
+        await _delay(d.delay / K)
         emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.headers, **kw)
         headers = {**d.headers, "x-request-id": d.request_id}
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
@@ -235,13 +243,13 @@ async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model:
                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
         return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
-    await asyncio.sleep((q + p) / K)
+    await _delay((q + p) / K)
     yield chunk({"role": "assistant", "content": ""}, x_groq={"id": d.request_id})
     n = min(MAX_STREAM_CHUNKS, d.completion)
     words = filler(d.completion)
     bounds = [round(len(words) * k / n) for k in range(n + 1)] if n else [0]
     for k in range(n):
-        await asyncio.sleep(c / K / n)
+        await _delay(c / K / n)
         yield chunk({"content": words[bounds[k]:bounds[k + 1]]})
     emu.finish(model, d, kw["max_tokens"])
     yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})

@@ -110,6 +110,8 @@ class Emulator:
         self.limitsets: dict[str, LimitSet] = {}
         self.services = {m: ServiceModel(m, self.spec.service[m]) for m in self.tier_limits}
         self.rng = np.random.default_rng(self.seed)
+        self._normals, self._ni = np.empty(0), 0  # standard normals drawn a block at a time
+        self._n, self._id_prefix = 0, uuid.uuid4().hex[:16]  # request ids: req_ + 26 hex digits, unique
         self._completion: dict[str, Dist] = {}
         for c in self.spec.clients:  # answer lengths as the scenario's client groups describe them
             if c.completion_tokens is not None:
@@ -147,7 +149,8 @@ class Emulator:
     def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0) -> Decision:
         """Admit (and charge) or refuse one request, atomically (no await)."""
         now = self.clock.now()
-        rid = "req_" + uuid.uuid4().hex[:26]
+        self._n += 1
+        rid = f"req_{self._id_prefix}{self._n:010x}"
         org, ls = self.spec.org, self.limits(model)
         if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
             err = server_error(org.error_status) if org.error_status >= 500 else ErrorResponse(
@@ -165,9 +168,14 @@ class Emulator:
                                    upgrade_hint=tier == "free", rounding=org.retry_after_rounding,
                                    time_scale=self.time_scale)
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "")
-        z = self.rng.standard_normal(2)
-        times = self.services[model].times(prompt, completion, audio, z[0], z[1])
+        times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
         return Decision(200, self.headers_now(model, now), now, rid, None, charged, completion, times)
+
+    def _normal(self) -> float:
+        if self._ni >= len(self._normals):
+            self._normals, self._ni = self.rng.standard_normal(4096).tolist(), 0
+        self._ni += 1
+        return self._normals[self._ni - 1]
 
     def finish(self, model: str, d: Decision, max_tokens: float | None) -> None:
         """After an admitted answer completes: give back unused reserved tokens if the org refunds them."""
