@@ -137,6 +137,18 @@ def _trace(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .emulator import emulator_from_scenario, parse_keys, serve
+    if not args.time_scale > 0:
+        raise ConfigError(f"--time-scale must be > 0, got {args.time_scale}")
+    out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
+    emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed)
+    print(f"groqsim serve: http://{args.host}:{args.port}/openai/v1 (tier {emu.spec.org.tier}, limiter "
+          f"{emu.spec.org.limiter}, time scale {args.time_scale:g}); log {emu.log_path}", file=sys.stderr)
+    serve(emu, args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("log", help="JSONL log written by sim.recorder or the emulator")
     tr.add_argument("-o", "--output", required=True, help="trace file to write (CSV)")
     tr.set_defaults(func=_trace)
+
+    srv = sub.add_parser("serve", help="a live Groq API emulator enforcing the scenario's limits (docs/emulator.md)")
+    srv.add_argument("scenario", help="scenario file (TOML); its first grid point gives org, tier and limits")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster")
+    srv.add_argument("--key", action="append", help="accepted API key, KEY or KEY=PROJECT (repeatable)")
+    srv.add_argument("--seed", type=int)
+    srv.add_argument("--out", help="directory for requests.jsonl and records.parquet (default results/serve/<name>)")
+    srv.set_defaults(func=_serve)
     return p
 
 

@@ -1,0 +1,44 @@
+"""``groqsim serve``: a live Groq emulator that real clients (groq/openai SDKs, LiteLLM...) can be pointed at.
+
+:class:`~sim.emulator.core.Emulator` holds the state (limits, clock, records), :func:`~sim.emulator.app.build_app`
+the Starlette app; :func:`serve` runs it on uvicorn.  See docs/emulator.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .app import build_app
+from .core import Emulator
+
+__all__ = ["Emulator", "build_app", "emulator_from_scenario", "parse_keys", "serve"]
+
+
+def parse_keys(items: list[str] | None) -> dict[str, str]:
+    """``["KEY=label", "KEY2"]`` -> ``{"KEY": "label", "KEY2": "KEY2"}`` (API key -> project label)."""
+    from ..errors import ConfigError
+    out = {}
+    for item in items or []:
+        key, _, label = item.partition("=")
+        if not key.strip():
+            raise ConfigError(f"--key {item!r}: allowed: KEY or KEY=LABEL")
+        out[key.strip()] = label.strip() or key.strip()
+    return out
+
+
+def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict[str, str] | None = None,
+                           out: str | Path | None = None, seed: int | None = None) -> Emulator:
+    """An emulator for a scenario's first grid point, logging to ``out``/requests.jsonl and records.parquet."""
+    from ..scenario import load_scenario
+    scenario = load_scenario(path)
+    grid = scenario.grid()
+    spec = scenario.spec(grid[0] if grid else None)
+    out_dir = Path(out) if out is not None else None
+    return Emulator(spec, time_scale=time_scale, seed=scenario.scenario.seed if seed is None else seed,
+                    keys=keys or {}, log_path=out_dir / "requests.jsonl" if out_dir else None,
+                    parquet_path=out_dir / "records.parquet" if out_dir else None)
+
+
+def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
+    """Run the emulator on uvicorn until interrupted (Ctrl-C); records are written on shutdown."""
+    import uvicorn
+    uvicorn.run(build_app(emu), host=host, port=port, log_level=log_level, access_log=False)

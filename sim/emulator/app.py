@@ -1,0 +1,277 @@
+"""Groq's OpenAI-compatible HTTP API on Starlette, answering from an :class:`~sim.emulator.core.Emulator`.
+
+Routes (as Groq's, under ``/openai/v1``): ``POST chat/completions`` (JSON, or SSE with ``stream: true``
+whose last chunk carries ``x_groq.usage``), ``GET models``, ``GET models/{id}``, ``POST
+audio/transcriptions`` (multipart; the audio length is read from a WAV file's header with the stdlib
+``wave`` module, or from a ``duration`` form field in seconds for other formats).  Emulator routes:
+``GET /metrics`` (Prometheus text), ``POST /groqsim/flush`` (write the Parquet records now).
+
+Errors are the API's own JSON bodies (:mod:`sim.headers`): 400 invalid JSON / missing fields, 404 unknown
+model (``model_not_found``, as Groq answers), 401 invalid key when keys are configured, 429/413 from the
+limits, injected 5xx; an unexpected exception becomes a 500 body, never a traceback, and the server stays up.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import time
+import wave
+from contextlib import asynccontextmanager
+from functools import lru_cache
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from ..headers import ErrorResponse, invalid_request_error, server_error
+from .core import Emulator, approx_prompt_tokens
+
+CHAT, AUDIO = "chat.completions", "audio.transcriptions"
+_FILLER = ("The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog.")
+MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
+MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
+
+
+async def _delay(seconds: float) -> None:
+    if seconds >= MIN_SLEEP:
+        await asyncio.sleep(seconds)
+
+
+@lru_cache(maxsize=1024)
+def filler(tokens: int) -> str:
+    """Generated text of exactly ``tokens`` words (one token each, as ``usage`` counts them)."""
+    return " ".join(_FILLER[k % len(_FILLER)] for k in range(tokens))
+
+
+def _error(err: ErrorResponse, extra: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(err.body, err.status, headers={**err.headers, **(extra or {})})
+
+
+class _Metrics:
+    """Prometheus collector reading the emulator's counts and limit utilisation at scrape time."""
+
+    def __init__(self, emu: Emulator):
+        self.emu = emu
+
+    def collect(self):
+        c = CounterMetricFamily("groqsim_requests", "HTTP requests answered, by endpoint, model, outcome and status",
+                                labels=["endpoint", "model", "outcome", "status"])
+        for (endpoint, model, outcome, status), n in sorted(self.emu.counts.items()):
+            c.add_metric([endpoint, model, outcome, str(status)], n)
+        yield c
+        g = GaugeMetricFamily("groqsim_limit_utilisation", "fraction of each limit in use now (1 - remaining/limit)",
+                              labels=["model", "unit"])
+        for (model, unit), u in sorted(self.emu.utilisation().items()):
+            g.add_metric([model, unit], u)
+        yield g
+
+
+def build_app(emu: Emulator) -> Starlette:
+    """The ASGI app serving ``emu``; the Parquet records are written when the app shuts down."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Metrics(emu))
+    K = emu.time_scale
+
+    def auth(request: Request):
+        ok, label = emu.label(request.headers.get("authorization"))
+        if not ok:
+            return None, invalid_request_error("Invalid API Key", 401, code="invalid_api_key")
+        return label, None
+
+    def model_error(model, want_audio: bool) -> ErrorResponse | None:
+        if not isinstance(model, str) or not model:
+            return invalid_request_error("'model' : property 'model' is missing", param="model")
+        if model not in emu.tier_limits:
+            return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
+                                         404, code="model_not_found")
+        if emu.is_audio(model) != want_audio:
+            what = "audio transcriptions" if want_audio else "chat completions"
+            return invalid_request_error(f"model `{model}` does not support {what}", param="model")
+        return None
+
+    def refuse(endpoint, model, t_send, label, err, **kw) -> JSONResponse:
+        emu.record(endpoint=endpoint, model=model if isinstance(model, str) else "", status=err.status,
+                   t_send=t_send, label=label, headers=err.headers, error=err.error, **kw)
+        return _error(err)
+
+    async def chat(request: Request) -> Response:
+        t_send = emu.clock.now()
+        label, err = auth(request)
+        if err is not None:
+            return refuse(CHAT, "", t_send, None, err)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return refuse(CHAT, "", t_send, label, invalid_request_error(
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+                "your HTTP library correctly. The OpenAI API expects a JSON payload.)"))
+        if not isinstance(body, dict):
+            return refuse(CHAT, "", t_send, label, invalid_request_error("the request body must be a JSON object"))
+        model = body.get("model")
+        if (err := model_error(model, want_audio=False)) is not None:
+            return refuse(CHAT, model, t_send, label, err)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return refuse(CHAT, model, t_send, label, invalid_request_error(
+                "'messages' : property 'messages' is missing or empty", param="messages"))
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens < 1):
+            return refuse(CHAT, model, t_send, label, invalid_request_error(
+                "'max_tokens' must be an integer >= 1", param="max_tokens"))
+        prompt = approx_prompt_tokens(messages)
+        d = emu.decide(model, prompt, max_tokens)
+        headers = {**d.headers, "x-request-id": d.request_id}
+        kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
+        if d.error is not None:
+            emu.record(endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label, headers=d.headers,
+                       error=d.error.error, **kw)
+            return _error(d.error, {"x-request-id": d.request_id})
+        q, p, c = d.times
+        usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
+                 "completion_time": c, "total_tokens": prompt + d.completion, "total_time": p + c}
+        created = int(emu.clock.epoch(d.now))
+        cid = "chatcmpl-" + d.request_id[4:]
+        finish = "length" if max_tokens is not None and d.completion >= max_tokens else "stop"
+        base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim"}
+        if body.get("stream"):
+            return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw),
+                                     media_type="text/event-stream", headers=headers)
+        await _delay(d.delay / K)
+        emu.finish(model, d, max_tokens)
+        emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.headers,
+                   usage=usage, **kw)
+        return JSONResponse({**base, "object": "chat.completion", "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": filler(d.completion)}, "logprobs": None,
+            "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
+            "x_groq": {"id": d.request_id}, "service_tier": "on_demand"}, headers=headers)
+
+    async def transcriptions(request: Request) -> Response:
+        t_send = emu.clock.now()
+        label, err = auth(request)
+        if err is not None:
+            return refuse(AUDIO, "", t_send, None, err)
+        try:
+            form = await request.form()
+        except Exception:  # noqa: BLE001 - any malformed multipart body is the client's 400
+            return refuse(AUDIO, "", t_send, label, invalid_request_error("the body must be multipart/form-data"))
+        model = form.get("model")
+        if (err := model_error(model, want_audio=True)) is not None:
+            return refuse(AUDIO, model, t_send, label, err)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            return refuse(AUDIO, model, t_send, label, invalid_request_error(
+                "'file' : a file is required", param="file"))
+        seconds = audio_seconds(await upload.read(), form.get("duration"))
+        if seconds is None:
+            return refuse(AUDIO, model, t_send, label, invalid_request_error(
+                "could not read the audio length: send a WAV file, or a 'duration' field in seconds", param="file"))
+        d = emu.decide(model, 0, None, seconds)
+        kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
+        if d.error is not None:
+            emu.record(endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label, headers=d.headers,
+                       error=d.error.error, **kw)
+            return _error(d.error, {"x-request-id": d.request_id})
+        await _delay(d.delay / K)
+        emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.headers, **kw)
+        headers = {**d.headers, "x-request-id": d.request_id}
+        text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
+        fmt = form.get("response_format", "json")
+        if fmt == "text":
+            return PlainTextResponse(text, headers=headers)
+        out = {"text": text, "x_groq": {"id": d.request_id}}
+        if fmt == "verbose_json":
+            out = {"task": "transcribe", "language": form.get("language") or "english", "duration": seconds,
+                   "segments": [], **out}
+        return JSONResponse(out, headers=headers)
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [_model_obj(m) for m in emu.tier_limits]})
+
+    async def model_info(request: Request) -> Response:
+        m = request.path_params["model"]
+        if m not in emu.tier_limits:
+            return _error(invalid_request_error(f"The model `{m}` does not exist or you do not have access to it.",
+                                                404, code="model_not_found"))
+        return JSONResponse(_model_obj(m))
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def flush(request: Request) -> Response:
+        path = emu.flush()
+        return JSONResponse({"records": len(emu.rows), "parquet": str(path) if path else None,
+                             "log": str(emu.log_path) if emu.log_path else None})
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return _error(server_error(500))
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        emu.close()
+
+    return Starlette(routes=[
+        Route("/openai/v1/chat/completions", chat, methods=["POST"]),
+        Route("/openai/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/openai/v1/models", models, methods=["GET"]),
+        Route("/openai/v1/models/{model:path}", model_info, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/groqsim/flush", flush, methods=["POST"]),
+    ], exception_handlers={Exception: on_error}, lifespan=lifespan)
+
+
+async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model: str, t_send: float, label,
+                  kw: dict):
+    """SSE chunks: the role, the answer in up to 16 pieces spread over the completion time, then the
+    final chunk with ``finish_reason`` and ``x_groq.usage``, then ``[DONE]``."""
+    K = emu.time_scale
+    q, p, c = d.times
+
+    def chunk(delta: dict, finish_reason=None, **extra) -> bytes:
+        obj = {**base, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+    await _delay((q + p) / K)
+    yield chunk({"role": "assistant", "content": ""}, x_groq={"id": d.request_id})
+    n = min(MAX_STREAM_CHUNKS, d.completion)
+    words = filler(d.completion)
+    bounds = [round(len(words) * k / n) for k in range(n + 1)] if n else [0]
+    for k in range(n):
+        await _delay(c / K / n)
+        yield chunk({"content": words[bounds[k]:bounds[k + 1]]})
+    emu.finish(model, d, kw["max_tokens"])
+    yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})
+    yield b"data: [DONE]\n\n"
+    emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.headers, usage=usage, **kw)
+
+
+def audio_seconds(data: bytes, declared) -> float | None:
+    """Length of a WAV file from its header (``wave``), else the declared ``duration`` field, else None."""
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            rate = w.getframerate()
+            if rate > 0:
+                return w.getnframes() / rate
+    except (wave.Error, EOFError):
+        pass
+    try:
+        value = float(declared) if declared is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and 0 < value < math.inf else None
+
+
+def _model_obj(model: str) -> dict:
+    return {"id": model, "object": "model", "created": int(time.time()), "owned_by": "groqsim", "active": True}

@@ -1,0 +1,239 @@
+"""The emulator's state, without HTTP: the organization's limits on a scaled clock, admission, and records.
+
+One :class:`Emulator` serves one scenario grid point (a :class:`~sim.engine.RunSpec`): its tier's limits
+per model with the org's limiter algorithm (the simulator's own :class:`~sim.limitset.LimitSet`), the
+org's accounting and fault injection, and the service model's timings.  :meth:`Emulator.decide` is
+synchronous and never awaits, so on the server's single event loop every admission is atomic: the limit
+set is checked and charged in one step and a refusal charges nothing.
+
+Clock: the limiter clock starts at 0 when the emulator is created and runs ``time_scale`` (K) times faster
+than the wall clock.  Every limiter time, and every time in the records and the JSONL log, is on that clock
+(the log adds the wall-clock epoch at start, so its times are epoch seconds of an API that ran K× faster:
+a log recorded at K = 20 reads like one recorded in real time).  Durations sent to the client (reset
+headers, ``retry-after``, "try again in", the response delay) are divided by K: they are the client's own
+seconds.  ``usage`` timings stay in limiter seconds, as Groq would report them.
+"""
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..catalog import UNITS
+from ..config import Dist
+from ..spec import RunSpec
+from ..headers import ErrorResponse, rate_limit_error, rate_limit_headers, server_error
+from ..limitset import LimitSet
+from ..recorder import LogWriter, kept_headers
+from ..service import ServiceModel
+
+#: max_tokens charged when a request sets none (our choice; Groq does not document its default reservation)
+DEFAULT_MAX_TOKENS = 1024
+#: prompt-token approximation (no tokenizer: they download vocabularies on first use): ~4 characters per
+#: token of message text, plus OpenAI's counting recipe of 3 tokens per message and 3 to prime the reply
+CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY = 4, 3, 3
+OUTCOMES = ("ok", "rate_limited", "too_large", "error", "bad_request", "unauthorized")
+RECORD_COLUMNS = ("id", "client", "model", "endpoint", "status", "outcome", "refused_by", "created", "finished",
+                  "latency", "admitted", "attempts", "n429", "prompt_tokens", "max_tokens", "completion_tokens",
+                  "audio_seconds", "charged_tokens", "queue_time", "prompt_time", "completion_time", "total_time",
+                  "request_id")
+
+
+def approx_prompt_tokens(messages: list) -> int:
+    """Prompt tokens of chat ``messages``: ceil(characters / 4) per message text + 3 per message + 3."""
+    total = TOKENS_PER_REPLY
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):  # content parts: count the text ones
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        chars = len(content) if isinstance(content, str) else 0
+        total += TOKENS_PER_MESSAGE + math.ceil(chars / CHARS_PER_TOKEN)
+    return total
+
+
+class Clock:
+    """Limiter seconds since start, running ``scale`` times faster than the wall clock."""
+
+    def __init__(self, scale: float = 1.0):
+        if not scale > 0 or not math.isfinite(scale):
+            raise ValueError(f"time scale must be > 0, got {scale!r}")
+        self.scale = scale
+        self._mono0, self.epoch0 = time.monotonic(), time.time()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._mono0) * self.scale
+
+    def epoch(self, t: float) -> float:
+        """A limiter time as epoch seconds (the log's clock)."""
+        return self.epoch0 + t
+
+
+@dataclass
+class Decision:
+    """What the server answers one request: either admitted with its timings, or an error response."""
+    status: int
+    headers: dict[str, str]
+    now: float
+    request_id: str
+    error: ErrorResponse | None = None
+    charged: float = 0.0
+    completion: int = 0
+    times: tuple[float, float, float] = (0.0, 0.0, 0.0)  # queue, prompt, completion (limiter seconds)
+    refused_by: str = ""
+
+    @property
+    def delay(self) -> float:
+        """Limiter seconds until the answer is complete (queue + prompt + completion time)."""
+        return sum(self.times)
+
+
+@dataclass
+class Emulator:
+    """Limits, service model, faults and records of one emulated organization."""
+    spec: RunSpec
+    time_scale: float = 1.0
+    seed: int = 0
+    keys: dict[str, str] = field(default_factory=dict)  # API key -> project label
+    org_id: str = "org_groqsim"
+    log_path: Path | None = None
+    parquet_path: Path | None = None
+
+    def __post_init__(self):
+        org = self.spec.org
+        self.clock = Clock(self.time_scale)
+        self.tier_limits = {m: lim for m, lim in self.spec.catalog.tier(org.tier).items() if m in self.spec.service}
+        self.limitsets: dict[str, LimitSet] = {}
+        self.services = {m: ServiceModel(m, self.spec.service[m]) for m in self.tier_limits}
+        self.rng = np.random.default_rng(self.seed)
+        self._normals, self._ni = np.empty(0), 0  # standard normals drawn a block at a time
+        self._n, self._id_prefix = 0, uuid.uuid4().hex[:16]  # request ids: req_ + 26 hex digits, unique
+        self._completion: dict[str, Dist] = {}
+        for c in self.spec.clients:  # answer lengths as the scenario's client groups describe them
+            if c.completion_tokens is not None:
+                self._completion.setdefault(c.model, c.completion_tokens)
+        self.rows: list[tuple] = []
+        self.counts: dict[tuple[str, str, str, int], int] = {}
+        self._log: LogWriter | None = None
+        if self.log_path is not None:  # the calibration log format, written by its one writer
+            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+            self._log = LogWriter(self.log_path)
+
+    # ---- what the org serves -----------------------------------------------------------------------
+    def is_audio(self, model: str) -> bool:
+        return bool(self.spec.service[model].audio_speed_factor)
+
+    def limits(self, model: str) -> LimitSet:
+        ls = self.limitsets.get(model)
+        if ls is None:
+            ls = self.limitsets[model] = LimitSet(self.tier_limits[model], self.spec.org.limiter)
+        return ls
+
+    def label(self, authorization: str | None) -> tuple[bool, str | None]:
+        """(authorized, project label) from an ``Authorization: Bearer KEY`` header.  Without configured
+        keys every caller is admitted (label None)."""
+        if not self.keys:
+            return True, None
+        key = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
+        return key in self.keys, self.keys.get(key)
+
+    def headers_now(self, model: str, now: float | None = None) -> dict[str, str]:
+        return rate_limit_headers(self.limits(model), self.clock.now() if now is None else now,
+                                  time_scale=self.time_scale)
+
+    # ---- admission -----------------------------------------------------------------------------------
+    def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0) -> Decision:
+        """Admit (and charge) or refuse one request, atomically (no await)."""
+        now = self.clock.now()
+        self._n += 1
+        rid = f"req_{self._id_prefix}{self._n:010x}"
+        org, ls = self.spec.org, self.limits(model)
+        if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
+            err = server_error(org.error_status) if org.error_status >= 500 else ErrorResponse(
+                org.error_status, {}, {"error": {"message": f"injected error {org.error_status}",
+                                                 "type": "server_error", "code": "injected"}})
+            return Decision(err.status, {**self.headers_now(model, now), **err.headers}, now, rid, err)
+        mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        dist = self._completion.get(model)
+        completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
+        charged = 0.0 if audio else float(org.accounting.charged(prompt, mt, completion))
+        wait = ls.acquire(charged, audio, now)
+        if wait > 0.0:
+            tier = org.tier
+            err = rate_limit_error(ls, model, self.org_id, charged, audio, now, wait,
+                                   upgrade_hint=tier == "free", rounding=org.retry_after_rounding,
+                                   time_scale=self.time_scale)
+            return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "")
+        times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
+        return Decision(200, self.headers_now(model, now), now, rid, None, charged, completion, times)
+
+    def _normal(self) -> float:
+        if self._ni >= len(self._normals):
+            self._normals, self._ni = self.rng.standard_normal(4096).tolist(), 0
+        self._ni += 1
+        return self._normals[self._ni - 1]
+
+    def finish(self, model: str, d: Decision, max_tokens: float | None) -> None:
+        """After an admitted answer completes: give back unused reserved tokens if the org refunds them."""
+        acc = self.spec.org.accounting
+        mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        if acc.refund_unused and acc.charge == "max_tokens" and mt > d.completion:
+            self.limits(model).refund_tokens(mt - d.completion, d.now, self.clock.now())
+
+    # ---- records ---------------------------------------------------------------------------------------
+    def record(self, *, endpoint: str, model: str, status: int, t_send: float, label: str | None,
+               headers: dict[str, str], usage: dict | None = None, error: dict | None = None,
+               max_tokens: int | None = None, audio_seconds: float | None = None, request_id: str | None = None,
+               prompt: float = 0, d: Decision | None = None) -> None:
+        """One JSONL line (the calibration format) and one records row per HTTP request."""
+        t_recv = self.clock.now()
+        outcome = ("ok" if status == 200 else "rate_limited" if status == 429 else "too_large" if status == 413
+                   else "unauthorized" if status == 401 else "bad_request" if status < 500 and status != 498
+                   else "error")
+        key = (endpoint, model, outcome, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self._log is not None:
+            err = {k: error.get(k) for k in ("type", "code", "message")} if error else None
+            self._log.write({
+                "t_send": self.clock.epoch(t_send), "t_recv": self.clock.epoch(t_recv), "status": status,
+                "model": model, "endpoint": endpoint, "max_tokens": max_tokens, "audio_seconds": audio_seconds,
+                "usage": usage, "headers": kept_headers(headers), "error": err, "label": label,
+                "request_id": request_id})
+        q, p, c = d.times if d is not None and status == 200 else (math.nan,) * 3
+        self.rows.append((len(self.rows), label, model, endpoint, status, outcome, d.refused_by if d else "",
+                          t_send, t_recv, t_recv - t_send, t_send if status == 200 else math.nan, 1,
+                          int(status == 429), prompt, max_tokens, d.completion if d else 0, audio_seconds or 0.0,
+                          d.charged if d else 0.0, q, p, c, p + c, request_id))  # total_time: queue apart
+
+    def records(self) -> pd.DataFrame:
+        """The simulator's record columns, one row per HTTP request (an attempt: the server cannot see
+        which attempts belong to one client request, so ``attempts`` is 1 and ``n429`` 0 or 1)."""
+        df = pd.DataFrame(self.rows, columns=list(RECORD_COLUMNS))
+        for col in ("outcome", "model", "endpoint", "client"):
+            df[col] = df[col].astype("category")
+        df["refused_by"] = pd.Categorical(df["refused_by"], ("",) + UNITS)
+        return df
+
+    def flush(self) -> Path | None:
+        """Flush the JSONL log and write the Parquet records (if a path is set); returns the Parquet path."""
+        if self.parquet_path is None:
+            return None
+        Path(self.parquet_path).parent.mkdir(parents=True, exist_ok=True)
+        self.records().to_parquet(self.parquet_path, index=False)
+        return Path(self.parquet_path)
+
+    def close(self) -> None:
+        self.flush()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def utilisation(self) -> dict[tuple[str, str], float]:
+        """(model, unit) -> fraction of the limit in use now, for the models seen so far."""
+        now = self.clock.now()
+        return {(m, u): 1.0 - lim.remaining(now) / lim.limit for m, ls in self.limitsets.items()
+                for u, lim in ls.units.items()}

@@ -1,0 +1,387 @@
+"""``groqsim serve``: the live emulator driven over HTTP by the real groq and openai SDKs."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import re
+import socket
+import threading
+import time
+import wave
+from contextlib import contextmanager
+
+import groq
+import httpx
+import numpy as np
+import openai
+import pandas as pd
+import pytest
+import uvicorn
+
+import sim
+from sim.emulator import Emulator, build_app, parse_keys
+from sim.emulator.core import RECORD_COLUMNS
+from sim.scenario import scenario_from_dict
+
+MODEL = "llama-3.1-8b-instant"
+LOG_KEYS = {"t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
+            "error", "label", "request_id"}
+
+
+def make_spec(tier: str = "free", overrides: dict | None = None, rate: str = "45/min", **org):
+    data = {"scenario": {"name": "emulator test", "duration": "2m", "seed": 1},
+            "org": {"tier": tier, **org},
+            "clients": [{"name": "app", "model": MODEL, "arrival": {"kind": "poisson", "rate": rate},
+                         "prompt_tokens": 20, "max_tokens": 32,
+                         "completion_tokens": {"dist": "uniform", "low": 5, "high": 32}, "policy": "groq-sdk"}]}
+    if overrides:
+        data["tiers"] = {"tiny": {"base": "free", "overrides": overrides}}
+        data["org"]["tier"] = "tiny"
+    return scenario_from_dict(data, source="<test>").spec()
+
+
+@contextmanager
+def running(emu: Emulator):
+    """The real server (uvicorn) on a free loopback port, in a thread; stopped (and records written) on exit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(emu), log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(spec, time_scale=..., keys=...) -> (base url, emulator); servers stop at the end of the test."""
+    with _Stack() as stack:
+        def start(spec, **kw):
+            kw.setdefault("log_path", tmp_path / "requests.jsonl")
+            kw.setdefault("parquet_path", tmp_path / "records.parquet")
+            emu = Emulator(spec, **kw)
+            return stack.enter(running(emu)), emu
+        yield start
+
+
+class _Stack:
+    def __enter__(self):
+        self.cms = []
+        return self
+
+    def enter(self, cm):
+        self.cms.append(cm)
+        return cm.__enter__()
+
+    def __exit__(self, *exc):
+        for cm in reversed(self.cms):
+            cm.__exit__(None, None, None)
+
+
+def msgs(chars: int = 40):
+    return [{"role": "user", "content": "x" * chars}]
+
+
+def wav_bytes(seconds: int, rate: int = 8000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(rate)
+        w.writeframes(b"\x80" * (seconds * rate))
+    return buf.getvalue()
+
+
+def body(e: groq.APIStatusError) -> dict:
+    """The error object: the groq SDK keeps the whole body, openai's only its ``error``."""
+    return e.body.get("error", e.body)
+
+
+def log_lines(emu: Emulator) -> list[dict]:
+    emu.flush()
+    return [json.loads(line) for line in open(emu.log_path)]
+
+
+# ---- success, streaming, models -----------------------------------------------------------------------
+
+def test_groq_sdk_sync_success_usage_and_headers(serve):
+    url, emu = serve(make_spec(), time_scale=10)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs(40), max_tokens=32)
+    r = raw.parse()
+    u = r.usage
+    assert raw.status_code == 200 and r.model == MODEL and r.choices[0].message.content
+    assert u.prompt_tokens == 3 + 3 + 10  # 40 characters / 4 + per-message and priming tokens
+    assert 5 <= u.completion_tokens <= 32 and u.total_tokens == u.prompt_tokens + u.completion_tokens
+    assert u.total_time == pytest.approx(u.prompt_time + u.completion_time) and u.queue_time > 0
+    h = raw.headers
+    assert h["x-ratelimit-limit-requests"] == "14400" and h["x-ratelimit-remaining-requests"] == "14399"
+    assert h["x-ratelimit-limit-tokens"] == "6000"
+    assert int(h["x-ratelimit-remaining-tokens"]) == 6000 - (u.prompt_tokens + 32)  # prompt + max_tokens charged
+    assert "retry-after" not in h and h["x-request-id"].startswith("req_")
+    [line] = log_lines(emu)
+    assert set(line) == LOG_KEYS and line["status"] == 200 and line["usage"]["prompt_tokens"] == u.prompt_tokens
+    assert line["endpoint"] == "chat.completions" and line["max_tokens"] == 32
+    assert line["request_id"] == h["x-request-id"] and line["t_recv"] >= line["t_send"]
+    assert set(line["headers"]) == {k for k in h if k.startswith("x-ratelimit-")}
+    assert [m.id for m in client.models.list().data] == list(emu.tier_limits)
+
+
+def test_openai_sdk_async_success_and_stream_with_x_groq_usage(serve):
+    url, emu = serve(make_spec(), time_scale=10)
+
+    async def go():
+        client = openai.AsyncOpenAI(base_url=url + "/openai/v1", api_key="k", max_retries=0)
+        r = await client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=16)
+        chunks = [c async for c in await client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=16,
+                                                                          stream=True)]
+        return r, chunks
+
+    r, chunks = asyncio.run(go())
+    assert r.choices[0].finish_reason in ("stop", "length") and r.usage.completion_tokens <= 16
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    last = chunks[-1]
+    usage = last.model_extra["x_groq"]["usage"]
+    assert last.choices[0].finish_reason in ("stop", "length")
+    assert usage["completion_tokens"] == len(text.split()) and usage["total_time"] == pytest.approx(
+        usage["prompt_time"] + usage["completion_time"])
+    assert len(chunks) >= 3 and all("usage" not in (c.model_extra.get("x_groq") or {}) for c in chunks[:-1])
+    lines = log_lines(emu)
+    assert [x["status"] for x in lines] == [200, 200] and lines[1]["usage"] == usage
+
+
+def test_groq_sdk_async_transcription_and_audio_413(serve):
+    url, emu = serve(make_spec(), time_scale=10)
+
+    async def go():
+        client = groq.AsyncGroq(base_url=url, api_key="k", max_retries=0)
+        t = await client.audio.transcriptions.create(file=("a.wav", wav_bytes(3)), model="whisper-large-v3")
+        with pytest.raises(groq.APIStatusError) as big:  # 7201 s (a 1 Hz WAV) > ASH 7200
+            await client.audio.transcriptions.create(file=("b.wav", wav_bytes(7201, rate=1)), model="whisper-large-v3")
+        declared = await client.audio.transcriptions.create(file=("c.mp3", b"ID3 not a wav"), model="whisper-large-v3",
+                                                            extra_body={"duration": "12.5"})
+        return t, big.value, declared
+
+    t, big, declared = asyncio.run(go())
+    assert t.text and declared.text
+    assert big.status_code == 413 and body(big)["type"] == "audio_seconds"
+    assert "audio seconds per hour (ASH): Limit 7200, Requested 7201, please reduce" in body(big)["message"]
+    lines = log_lines(emu)
+    assert [(x["status"], x["audio_seconds"]) for x in lines] == [(200, 3.0), (413, 7201.0), (200, 12.5)]
+    assert lines[0]["endpoint"] == "audio.transcriptions" and "x-ratelimit-limit-tokens" not in lines[0]["headers"]
+
+
+# ---- limits: 429, 413, retries, concurrency -------------------------------------------------------------
+
+def test_429_body_and_headers_are_the_simulators(serve):
+    url, emu = serve(make_spec(overrides={MODEL: {"rpm": 2}}), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    with pytest.raises(groq.RateLimitError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    err, h = e.value, e.value.response.headers
+    assert err.status_code == 429 and body(err) == {"message": body(err)["message"], "type": "requests",
+                                                    "code": "rate_limit_exceeded"}
+    msg = body(err)["message"]
+    assert msg.startswith(f"Rate limit reached for model `{MODEL}` in organization `org_groqsim` service tier "
+                          "`on_demand` on requests per minute (RPM): Limit 2, Used 2, Requested 1. "
+                          "Please try again in ")
+    wait = sim.units.parse_duration(re.search(r"try again in (\S+?)\.$", msg).group(1))
+    assert 29 < wait <= 30 and h["retry-after"] == "30"  # 1 request / 30 s refill, whole seconds rounded up
+    assert set(h) >= {"x-ratelimit-limit-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"}
+    assert log_lines(emu)[-1]["error"]["type"] == "requests"
+
+
+def test_chat_413_is_not_retried_by_the_sdk(serve):
+    url, emu = serve(make_spec(), time_scale=10)
+    client = groq.Groq(base_url=url, api_key="k")  # default: 2 retries
+    with pytest.raises(groq.APIStatusError) as e:
+        client.chat.completions.create(model="llama-3.3-70b-versatile", messages=msgs(), max_tokens=14_000)
+    assert e.value.status_code == 413
+    assert ("on tokens per minute (TPM): Limit 12000, Requested 14016, please reduce your message size"
+            in body(e.value)["message"])
+    assert "retry-after" not in e.value.response.headers
+    assert [x["status"] for x in log_lines(emu)] == [413]
+
+
+def test_sdk_retries_observed_with_the_sdks_own_backoff(serve):
+    """RPD = 1: the retry-after (a day / K) exceeds the SDK's 60 s cap, so groq 1.7.0 falls back on its own
+    backoff 0.5 s x 2^n x (1 - U/4): the server sees 3 attempts, 0.375-0.5 s then 0.75-1 s apart."""
+    K = 100
+    url, emu = serve(make_spec(overrides={MODEL: {"rpd": 1}}), time_scale=K)
+    client = groq.Groq(base_url=url, api_key="k")
+    client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    with pytest.raises(groq.RateLimitError):
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    rec = emu.records()
+    assert rec["status"].tolist() == [200, 429, 429, 429]
+    gaps = np.diff(rec["created"].to_numpy()[1:]) / K  # real seconds between the attempts
+    assert 0.375 <= gaps[0] < 0.5 + 0.15 and 0.75 <= gaps[1] < 1.0 + 0.15
+
+
+def test_sdk_honours_the_scaled_retry_after(serve):
+    """RPM = 1 at K = 50: retry-after 60 limiter-s is sent as 1.2 (real s); openai's SDK sleeps it and its
+    retry is admitted 60 limiter-seconds later, as the simulator's groq-sdk client would be."""
+    K = 50
+    url, emu = serve(make_spec(overrides={MODEL: {"rpm": 1}}), time_scale=K)
+    client = openai.OpenAI(base_url=url + "/openai/v1", api_key="k")
+    client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    rec = emu.records()
+    assert rec["status"].tolist() == [200, 429, 200]
+    retry_after = float(log_lines(emu)[1]["headers"]["retry-after"])  # ceil(wait) / K, wait = 60 s - elapsed
+    assert 50 <= retry_after * K <= 60 and retry_after * K == pytest.approx(round(retry_after * K))
+    gap = rec["created"][2] - rec["created"][1]
+    assert retry_after * K <= gap < retry_after * K + 0.2 * K and rec["created"][2] - rec["created"][0] >= 60
+
+
+def test_200_concurrent_requests_against_rpm_5_admit_exactly_5(serve):
+    url, _ = serve(make_spec(overrides={MODEL: {"rpm": 5}}), time_scale=1)
+    body = {"model": MODEL, "messages": msgs(), "max_tokens": 8}
+
+    async def go():
+        async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=200), timeout=30) as c:
+            rs = await asyncio.gather(*(c.post("/openai/v1/chat/completions", json=body) for _ in range(200)))
+        return [r.status_code for r in rs]
+
+    t0 = time.monotonic()
+    statuses = asyncio.run(go())
+    assert time.monotonic() - t0 < 12  # less than one request refilled (5/min)
+    assert statuses.count(200) == 5 and statuses.count(429) == 195
+
+
+def test_concurrent_token_heavy_requests_never_overdraw_tpm(serve):
+    """TPM 6000, each request charges 1 500+: at most 4 fit (+ the refill over the burst); refusals charge nothing."""
+    url, emu = serve(make_spec(), time_scale=1)
+    body = {"model": MODEL, "messages": msgs(4 * 1400), "max_tokens": 94}  # 1406 + 94 = 1500 tokens
+
+    async def go():
+        async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=50), timeout=30) as c:
+            return await asyncio.gather(*(c.post("/openai/v1/chat/completions", json=body) for _ in range(50)))
+
+    t0 = time.monotonic()
+    rs = asyncio.run(go())
+    elapsed = time.monotonic() - t0
+    ok = sum(r.status_code == 200 for r in rs)
+    assert 4 <= ok <= 4 + math.floor(elapsed * 100 / 1500)  # TPM refills 100 tokens/s
+    rec = emu.records()
+    assert rec.loc[rec.status == 200, "charged_tokens"].sum() <= 6000 + elapsed * 100
+    assert (rec.loc[rec.status == 429, "charged_tokens"] == 1500).all()
+    tokens = emu.limits(MODEL).units["tpm"]
+    assert tokens.remaining(emu.clock.now()) >= 0
+
+
+# ---- bad requests, keys, faults ---------------------------------------------------------------------------
+
+def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch):
+    url, emu = serve(make_spec(), time_scale=10, keys=parse_keys(["sk-a=team-a", "sk-b=team-b"]))
+    chat = url + "/openai/v1/chat/completions"
+    auth = {"Authorization": "Bearer sk-a"}
+    r = httpx.post(chat, json={"model": MODEL, "messages": msgs()})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    with pytest.raises(groq.AuthenticationError):
+        groq.Groq(base_url=url, api_key="wrong", max_retries=0).chat.completions.create(model=MODEL, messages=msgs())
+    r = httpx.post(chat, content=b"{not json", headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(chat, json={"messages": msgs()}, headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    r = httpx.post(chat, json={"model": "no-such-model", "messages": msgs()}, headers=auth)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), "max_tokens": "lots"}, headers=auth)
+    assert r.status_code == 400
+    monkeypatch.setattr(emu, "decide", lambda *a, **k: 1 / 0)
+    r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers=auth)
+    assert r.status_code == 500 and r.json()["error"]["type"] == "internal_server_error"
+    assert "Traceback" not in r.text and "ZeroDivision" not in r.text
+    monkeypatch.undo()
+    r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers={"Authorization": "Bearer sk-b"})
+    assert r.status_code == 200
+    labels = [x["label"] for x in log_lines(emu)]
+    assert labels[-1] == "team-b" and labels[0] is None and "team-a" in labels
+
+
+def test_injected_faults_are_retried_by_the_sdk_and_charge_nothing(serve):
+    url, emu = serve(make_spec(error_rate=1.0, error_status=503), time_scale=10)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=1)
+    with pytest.raises(groq.InternalServerError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert e.value.status_code == 503 and body(e.value)["code"] == "service_unavailable"
+    assert [x["status"] for x in log_lines(emu)] == [503, 503]
+    assert emu.limits(MODEL).units["rpm"].remaining(emu.clock.now()) == 30
+
+
+# ---- records and metrics -----------------------------------------------------------------------------------
+
+def test_metrics_flush_and_parquet_on_shutdown(tmp_path):
+    emu = Emulator(make_spec(), time_scale=10, log_path=tmp_path / "r.jsonl", parquet_path=tmp_path / "r.parquet")
+    with running(emu) as url:
+        groq.Groq(base_url=url, api_key="k").chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+        text = httpx.get(url + "/metrics").text
+        assert ('groqsim_requests_total{endpoint="chat.completions",model="llama-3.1-8b-instant",outcome="ok",'
+                'status="200"} 1.0') in text
+        assert 'groqsim_limit_utilisation{model="llama-3.1-8b-instant",unit="rpm"}' in text
+        assert httpx.post(url + "/groqsim/flush").json()["records"] == 1
+        httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs()})
+    df = pd.read_parquet(tmp_path / "r.parquet")  # rewritten at shutdown with both requests
+    assert list(df.columns) == list(RECORD_COLUMNS) and len(df) == 2 and df["outcome"].tolist() == ["ok", "ok"]
+
+
+# ---- simulator == emulator -------------------------------------------------------------------------------
+
+def test_simulator_and_emulator_agree_on_admitted_and_429_counts(serve):
+    """The simulator's workload (2 minutes of Poisson traffic at 2x RPM 30, groq-sdk policy) replayed live
+    at K = 20 by the real AsyncGroq client (its own retries, honouring the scaled retry-after).
+
+    Tolerance: the arrivals and sizes are the same, and the groq-sdk client honours retry-after (no jitter),
+    so the two runs differ only in when retries land: the simulator adds its rtt (0.12 s) before a client
+    reads a 429, the live run its real overhead x K (about 2-10 ms x 20).  An attempt's outcome flips only if
+    a token of the RPM bucket (one every 2 s) falls inside that shift of at most ~0.25 s: p <= 1/8 per
+    retry.  With R retries the flips are at most Binomial(R, 1/8): we allow R/8 + 3 sd + 1."""
+    K = 20
+    spec = make_spec(rate="60/min")  # (at 1.5x a full bucket plus 2 minutes of refill admits nearly everything)
+    res = sim.simulate(spec, seed=11)
+    rec = res.records
+    sim_ok, sim_429 = int((rec["outcome"] == "ok").sum()), int(rec["n429"].sum())
+    url, emu = serve(spec, time_scale=K)
+
+    async def replay():
+        client = groq.AsyncGroq(base_url=url, api_key="k", max_retries=2)
+        await client.models.list()  # warm up (the first call costs ~1 s real: 20 s of limiter time)
+        t0 = time.monotonic()
+
+        async def one(t, max_tokens):
+            await asyncio.sleep(max(0.0, t / K - (time.monotonic() - t0)))
+            try:
+                await client.chat.completions.create(model=MODEL, messages=msgs(4 * 14), max_tokens=int(max_tokens))
+            except groq.RateLimitError:
+                pass
+
+        await asyncio.gather(*(one(t, m) for t, m in zip(rec["created"], rec["max_tokens"])))
+
+    asyncio.run(replay())
+    out = emu.records()
+    emu_ok, emu_429 = int((out["status"] == 200).sum()), int((out["status"] == 429).sum())
+    retries = sim_429
+    tol = retries / 8 + 3 * math.sqrt(retries * (1 / 8) * (7 / 8)) + 1
+    assert len(rec) > 60 and sim_429 > 10  # the workload does overload the limit
+    assert abs(emu_ok - sim_ok) <= tol, (emu_ok, sim_ok, tol)
+    assert abs(emu_429 - sim_429) <= tol, (emu_429, sim_429, tol)
+
+
+def test_serve_command_rejects_a_bad_scenario(capsys):
+    from sim.cli import main
+    assert main(["serve", "no/such/scenario.toml"]) == 2
+    assert "cannot read scenario" in capsys.readouterr().err
+    assert main(["serve", "scenarios/retry_policies_overload.toml", "--time-scale", "0"]) == 2

@@ -1,0 +1,103 @@
+"""Go ``time.Duration`` strings (Groq's reset headers and 429 waits) and the scenario duration parser."""
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.units import (
+    format_go_duration,
+    format_reset,
+    format_wait,
+    parse_duration,
+    parse_go_duration,
+    seconds_to_ns,
+)
+
+NS, US, MS, S, M, H = 1, 1_000, 1_000_000, 1_000_000_000, 60_000_000_000, 3_600_000_000_000
+
+# Go's own table (src/time/time_test.go durationTests) and ExampleDuration_String outputs.
+GO_STRINGS = [
+    ("0s", 0), ("1ns", 1 * NS), ("1.1µs", 1100 * NS), ("2.2ms", 2200 * US), ("3.3s", 3300 * MS),
+    ("4m5s", 4 * M + 5 * S), ("4m5.001s", 4 * M + 5001 * MS), ("5h6m7.001s", 5 * H + 6 * M + 7001 * MS),
+    ("8m0.000000001s", 8 * M + 1 * NS), ("2562047h47m16.854775807s", (1 << 63) - 1),
+    ("-2562047h47m16.854775808s", -(1 << 63)), ("1h2m0.3s", 1 * H + 2 * M + 300 * MS), ("300ms", 300 * MS),
+    ("1h15m30.918273645s", H + 15 * M + 30 * S + 918 * MS + 273 * US + 645 * NS),
+]
+
+
+@pytest.mark.parametrize("text,ns", GO_STRINGS)
+def test_go_duration_string_matches_go(text, ns):
+    assert format_go_duration(ns) == text
+    assert parse_go_duration(text) == ns
+
+
+# Go's ParseDuration table (src/time/time_test.go parseDurationTests), a selection.
+@pytest.mark.parametrize("text,ns", [
+    ("0", 0), ("5s", 5 * S), ("30s", 30 * S), ("1478s", 1478 * S), ("-5s", -5 * S), ("+5s", 5 * S),
+    ("-0", 0), ("+0", 0), ("5.0s", 5 * S), ("5.6s", 5 * S + 600 * MS), ("5.s", 5 * S), (".5s", 500 * MS),
+    ("1.0s", 1 * S), ("1.00s", 1 * S), ("1.004s", 1 * S + 4 * MS), ("1.0040s", 1 * S + 4 * MS),
+    ("100.00100s", 100 * S + 1 * MS), ("10ns", 10 * NS), ("11us", 11 * US), ("12µs", 12 * US),
+    ("12μs", 12 * US), ("13ms", 13 * MS), ("14s", 14 * S), ("15m", 15 * M), ("16h", 16 * H),
+    ("3h30m", 3 * H + 30 * M), ("10.5s4m", 4 * M + 10 * S + 500 * MS), ("-2m3.4s", -(2 * M + 3 * S + 400 * MS)),
+    ("1h2m3s4ms5us6ns", 1 * H + 2 * M + 3 * S + 4 * MS + 5 * US + 6 * NS),
+    ("39h9m14.425s", 39 * H + 9 * M + 14425 * MS),
+    ("52763797000ns", 52763797000 * NS), ("0.3333333333333333333h", 20 * M),
+    ("9223372036854775807ns", (1 << 63) - 1), ("-9223372036854775808ns", -(1 << 63)),
+])
+def test_parse_go_duration_matches_go(text, ns):
+    assert parse_go_duration(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "3", "-", "s", ".", "-.", ".s", "+.s", "1d", "1.5x", "9223372036854775808ns",
+                                  "3000000h"])
+def test_parse_go_duration_rejects_what_go_rejects(text):
+    with pytest.raises(ValueError):
+        parse_go_duration(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1))
+def test_go_duration_round_trips_exactly(ns):
+    text = format_go_duration(ns)
+    assert parse_go_duration(text) == ns
+    # canonical as Go writes it: units in Go's order, no fraction ending in 0, no leading zeros
+    assert re.fullmatch(r"-?(0s|[1-9]\d*(\.\d*[1-9])?(ns|µs|ms)|((([1-9]\d*)h)?([1-9]\d*|(?<=h)0)m)?"
+                        r"(0|[1-9]\d?)(\.\d*[1-9])?s)", text), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_reset_header_is_ceil_to_ms_and_parses_back(seconds):
+    text = format_reset(seconds)
+    back = parse_duration(text)
+    assert seconds - 1e-9 <= back < seconds + 0.001 + 1e-9
+    assert parse_go_duration(text) % MS == 0
+
+
+@pytest.mark.parametrize("seconds,text", [(0.547, "547ms"), (172.8, "2m52.8s"), (7.66, "7.66s"),
+                                          (179.56, "2m59.56s"), (0, "0s"), (0.0004, "1ms"), (60, "1m0s"),
+                                          (3725.5, "1h2m5.5s"), (90061, "25h1m1s")])
+def test_reset_headers_as_groq_writes_them(seconds, text):
+    assert format_reset(seconds) == text
+
+
+def test_wait_has_full_precision_like_groq():
+    assert format_wait((5034 + 1443 - 6000) / (6000 / 60)) == "4.77s"
+    assert format_wait(6.780999999) == "6.780999999s"
+    assert format_wait(578.016) == "9m38.016s"
+    assert format_wait(0.02) == "20ms"
+    assert seconds_to_ns(179.56, "ceil") == 179_560_000_000
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("15m", 900), ("1d", 86_400), ("500ms", 0.5),
+                                          ("2h", 7_200), ("2m59.56s", 179.56), ("547ms", 0.547), ("1.5µs", 1.5e-6),
+                                          ("250ns", 2.5e-7), ("12", 12), (" 1m 30s ", 90)])
+def test_parse_duration_keeps_scenario_inputs(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["", "-5s", "abc", "5x", "inf"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
