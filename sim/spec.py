@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog
 from .config import Client, Org, Policy
+from .projects import Project
 from .service import ServiceParams, service_models
 
 
@@ -21,3 +22,5 @@ class RunSpec:
     warmup: float = 0.0
     drain: float = 3600.0
     load: float = 1.0
+    #: the org's projects by name (client groups name theirs in ``Client.project``)
+    projects: dict[str, Project] = field(default_factory=dict)

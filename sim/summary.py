@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import pandas as pd
+
 from .catalog import UNIT_SPEC
+from .cost import request_costs
 from .records import OUTCOMES, RunResult
 
 PERCENTILES = (50, 90, 95, 99)
@@ -56,7 +59,59 @@ def summarize(result: RunResult) -> dict:
     top = max(util, key=util.get) if util else None
     out["top_unit"] = name(*top) if top else ""
     out["top_util"] = util[top] if top else np.nan
+    if "service_tier" in rec:
+        out.update(lane_metrics(result, window))
     return out
+
+
+def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
+    """A lane run's extra metrics over the requests created in the window: cost (USD, billed requests
+    only), 498s, the share served on flex, 429s whose binding scope was a project quota, and the batch
+    lane's jobs (count, completion-time percentiles of completed jobs, jobs expired, share of batch
+    requests expired)."""
+    out = {"cost_usd": float(request_costs(window, result.spec.org.accounting.cache_hit_ratio).sum()),
+           "n498": int(window["n498"].sum())}
+    ok = window["outcome"] == "ok"
+    out["flex_share"] = float((window["service_tier"][ok] == "flex").mean()) if ok.any() else np.nan
+    out["project_refusals"] = int((window["refused_scope"] == "project").sum())
+    batch = window[window["service_tier"] == "batch"]
+    jobs = result.jobs
+    if jobs is not None and len(jobs):
+        t = jobs["completion_time"].dropna().to_numpy()
+        out["batch_jobs"] = len(jobs)
+        out["jobs_expired"] = int((jobs["status"] == "expired").sum())
+        for p in (50, 90):
+            out[f"job_time_p{p}"] = float(np.percentile(t, p)) if len(t) else np.nan
+        out["job_time_max"] = float(t.max()) if len(t) else np.nan
+        out["expired_share"] = float((batch["outcome"] == "expired").mean()) if len(batch) else np.nan
+    return out
+
+
+def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
+    """Per value of a records column (``project``, ``lane``, ``service_tier``, ``client``): requests created
+    in the window, outcomes, 429s and 498s, latency percentiles of the successes and cost.  A run without
+    lane columns can still be broken down by ``client`` or ``model``."""
+    spec, rec = result.spec, result.records
+    if by not in rec:
+        allowed = [c for c in ("project", "lane", "service_tier", "client", "model") if c in rec]
+        raise ValueError(f"no column {by!r} to break down by (allowed: {', '.join(allowed)})")
+    window = rec[(rec["created"] >= spec.warmup) & (rec["created"] < spec.duration)]
+    cost = request_costs(window, spec.org.accounting.cache_hit_ratio)
+    rows = []
+    for key, g in window.groupby(by, observed=True, sort=True):
+        ok = g[g["outcome"] == "ok"]
+        row = {by: key, "offered": len(g), "ok": len(ok), "success_ratio": len(ok) / len(g) if len(g) else np.nan}
+        for name in OUTCOMES[1:]:
+            row[name] = int((g["outcome"] == name).sum())
+        row["n429"] = int(g["n429"].sum())
+        if "n498" in g:
+            row["n498"] = int(g["n498"].sum())
+        lat = ok["latency"].to_numpy()
+        for p in (50, 95):
+            row[f"latency_p{p}"] = float(np.percentile(lat, p)) if len(lat) else np.nan
+        row["cost_usd"] = float(cost[(window[by] == key).to_numpy()].sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
