@@ -28,7 +28,7 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .fields import Duration, Strict
 from .units import format_duration
@@ -52,14 +52,19 @@ class BatchJobs(Strict):
     bytes_per_token: Annotated[float, Field(gt=0)] = 4.0
     line_overhead: Annotated[float, Field(ge=0)] = 300.0
 
-    @model_validator(mode="after")
-    def _window(self):
-        if not MIN_WINDOW <= self.completion_window <= MAX_WINDOW:
-            raise ValueError(f"completion_window {format_duration(self.completion_window)} is outside what Groq "
-                             f"accepts (24h to 7d)")
-        if self.submit_at is not None and self.submit_at < 0:
-            raise ValueError("submit_at must be >= 0")
-        return self
+    @field_validator("completion_window")
+    @classmethod
+    def _window(cls, value):
+        if not MIN_WINDOW <= value <= MAX_WINDOW:
+            raise ValueError(f"outside what Groq accepts (24h to 7d), got {format_duration(value)}")
+        return value
+
+    @field_validator("submit_at")
+    @classmethod
+    def _not_negative(cls, value):
+        if value is not None and value < 0:
+            raise ValueError("must be >= 0")
+        return value
 
     def submissions(self, horizon: float, last_created: float) -> np.ndarray:
         """The submission times: ``submit_at + k x submit_every`` before the horizon, plus one at the

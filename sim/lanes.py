@@ -40,7 +40,7 @@ _SCOPE = {s: k for k, s in enumerate(SCOPES)}
 def uses_lanes(spec: RunSpec) -> bool:
     """Does this run use a service tier other than on-demand, projects or the batch lane?  (If not, the
     engine runs exactly as without this module.)"""
-    return (spec.org.service_tier != "on_demand" or bool(spec.projects)
+    return (spec.lane_report or spec.org.service_tier != "on_demand" or bool(spec.projects)
             or any(c.lane != "on_demand" or (c.service_tier or "on_demand") != "on_demand" or c.project
                    for c in spec.clients))
 

@@ -38,6 +38,8 @@ AXES = {
     "service_tier": "org.service_tier", "lane": "clients.lane", "flex_multiplier": "org.flex.multiplier",
     "flex_failure": "org.flex.scarce_failure", "project_quotas": "org.project_quotas",
 }
+#: axes that compare ways of buying capacity: their runs all report lane metrics (cost, 498s, batch jobs)
+LANE_AXES = ("service_tier", "lane", "flex_multiplier", "flex_failure", "project_quotas")
 
 
 class Meta(Strict):
@@ -199,7 +201,8 @@ class Scenario(Strict):
             warmup = meta.warmup * duration / meta.duration  # a shorter run keeps the same warm-up share
         return RunSpec(clients=client_models, policies=policies, org=org_model, catalog=catalog, service=service,
                        duration=duration if duration is not None else meta.duration, warmup=warmup,
-                       drain=meta.drain, load=load, projects=dict(self.projects))
+                       drain=meta.drain, load=load, projects=dict(self.projects),
+                       lane_report=any(a in self.compare for a in LANE_AXES))
 
     def check(self) -> list[dict[str, Any]]:
         """Resolve every grid point (raises on the first bad one); returns the grid."""

@@ -24,3 +24,6 @@ class RunSpec:
     load: float = 1.0
     #: the org's projects by name (client groups name theirs in ``Client.project``)
     projects: dict[str, Project] = field(default_factory=dict)
+    #: keep the lane columns and metrics (cost, 498s, jobs) even if no group uses a lane: set when this run
+    #: is one alternative of a comparison of lanes, so every row of the comparison has them
+    lane_report: bool = False

@@ -73,17 +73,18 @@ def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
            "n498": int(window["n498"].sum())}
     ok = window["outcome"] == "ok"
     out["flex_share"] = float((window["service_tier"][ok] == "flex").mean()) if ok.any() else np.nan
+    #: when the last successful request was answered (seconds from the start): when a job of requests is done
+    out["done_by"] = float(window["finished"][ok].max()) if ok.any() else np.nan
     out["project_refusals"] = int((window["refused_scope"] == "project").sum())
     batch = window[window["service_tier"] == "batch"]
-    jobs = result.jobs
-    if jobs is not None and len(jobs):
-        t = jobs["completion_time"].dropna().to_numpy()
-        out["batch_jobs"] = len(jobs)
-        out["jobs_expired"] = int((jobs["status"] == "expired").sum())
-        for p in (50, 90):
-            out[f"job_time_p{p}"] = float(np.percentile(t, p)) if len(t) else np.nan
-        out["job_time_max"] = float(t.max()) if len(t) else np.nan
-        out["expired_share"] = float((batch["outcome"] == "expired").mean()) if len(batch) else np.nan
+    jobs = result.jobs if result.jobs is not None else pd.DataFrame({"completion_time": [], "status": []})
+    t = jobs["completion_time"].dropna().to_numpy(float)
+    out["batch_jobs"] = len(jobs)
+    out["jobs_expired"] = int((jobs["status"] == "expired").sum())
+    for p in (50, 90):
+        out[f"job_time_p{p}"] = float(np.percentile(t, p)) if len(t) else np.nan
+    out["job_time_max"] = float(t.max()) if len(t) else np.nan
+    out["expired_share"] = float((batch["outcome"] == "expired").mean()) if len(batch) else np.nan
     return out
 
 

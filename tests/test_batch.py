@@ -64,7 +64,7 @@ def test_submissions_and_caps():
     assert BatchJobs(submit_at="10m").submissions(3600, 3000).tolist() == [600, 3600]  # late ones: at the end
     job = cut_jobs(np.zeros(7), np.array([5, 5, 5, 20, 1, 1, 1.0]), 3, 10)
     assert job.tolist() == [0, 0, 1, 2, 3, 3, 3]
-    with pytest.raises(ValidationError, match=r"completion_window 12h is outside what Groq accepts \(24h to 7d\)"):
+    with pytest.raises(ValidationError, match=r"outside what Groq accepts \(24h to 7d\), got 12h"):
         BatchJobs(completion_window="12h")
     with pytest.raises(ValidationError, match="less than or equal to 50000"):
         BatchJobs(max_requests=MAX_REQUESTS + 1)
