@@ -160,3 +160,27 @@ def process(created: np.ndarray, prompt: np.ndarray, completion: np.ndarray, job
     table["status"] = pd.Categorical.from_codes(np.where(all_done, 0, 1), JOB_STATUS)
     table["completion_time"] = np.where(all_done, last - job_submitted, np.nan)
     return {"job": job, "submitted": submitted, "finished": finished, "status": status}, table
+
+
+def jobs_from_records(records: pd.DataFrame) -> pd.DataFrame:
+    """The batch jobs as the request records tell them (works on records read back from disk): per
+    (client, job) the submission time, requests, completed / failed / expired counts, when it finished
+    (the last answer, or the window's end for an expired job), its status and completion time (NaN when
+    expired)."""
+    cols = ["client", "job", "submitted", "requests", "completed", "failed", "expired", "finished", "status",
+            "completion_time"]
+    if "job" not in records:
+        return pd.DataFrame(columns=cols)
+    rows = records[records["job"] >= 0]
+    if not len(rows):
+        return pd.DataFrame(columns=cols)
+    outcome = rows["outcome"].astype(str)
+    g = pd.DataFrame({"client": rows["client"].astype(str), "job": rows["job"], "submitted": rows["submitted"],
+                      "finished": rows["finished"], "completed": outcome == "ok", "failed": outcome == "error",
+                      "expired": outcome == "expired"}).groupby(["client", "job"], sort=True)
+    table = g.agg(submitted=("submitted", "first"), requests=("finished", "size"), completed=("completed", "sum"),
+                  failed=("failed", "sum"), expired=("expired", "sum"), finished=("finished", "max")).reset_index()
+    done = table["expired"].to_numpy() == 0
+    table["status"] = pd.Categorical.from_codes(np.where(done, 0, 1), JOB_STATUS)
+    table["completion_time"] = np.where(done, table["finished"] - table["submitted"], np.nan)
+    return table[cols]

@@ -108,11 +108,11 @@ class Lanes:
                                    c.rngs[FAULTS], horizon)
         if not n:
             return
+        extra = c.extra
         np.frombuffer(c.outcome, dtype=np.int8)[:] = np.choose(per["status"], [OK, EXPIRED, ERROR])
         np.frombuffer(c.finished, dtype=float)[:] = per["finished"]
-        np.frombuffer(c.admitted, dtype=float)[:] = per["submitted"]
+        np.frombuffer(extra["submitted"], dtype=float)[:] = per["submitted"]
         np.frombuffer(c.attempts, dtype=np.int16)[:] = 1
-        extra = c.extra
         np.frombuffer(extra["job"], dtype=np.int32)[:] = per["job"] + sum(len(t) for t in self.jobs)
         np.frombuffer(extra["tier"], dtype=np.int8)[:] = BATCH
         table["job"] += sum(len(t) for t in self.jobs)

@@ -46,10 +46,11 @@ class Columns:
 
     def lane_columns(self, tier: int, project: str, lane: str) -> None:
         """Keep the lane columns too: the service tier each request was served on or last tried (``tier``
-        until then), its 498 count, the scope of its last refusal and its batch job (-1: none); and the
-        group's project and lane as labels."""
+        until then), its 498 count, the scope of its last refusal, its batch job (-1: none) and the job's
+        submission time; and the group's project and lane as labels."""
         self.extra = {"tier": array("b", bytes([tier]) * self.n), "n498": array("h", bytes(2 * self.n)),
-                      "scope": array("b", bytes(self.n)), "job": array("i", [-1]) * self.n}
+                      "scope": array("b", bytes(self.n)), "job": array("i", [-1]) * self.n,
+                      "submitted": array("d", [np.nan]) * self.n}
         self.labels, self._tier0 = {"project": project, "lane": lane}, tier
 
     def add(self, created, sz: dict, charge, model, z_speed, z_queue) -> None:
@@ -77,6 +78,7 @@ class Columns:
             x["n498"].frombytes(bytes(2 * n))
             x["scope"].frombytes(bytes(n))
             x["job"].extend(array("i", [-1]) * n)
+            x["submitted"].extend(array("d", [np.nan]) * n)
         self.n += n
 
     def nbytes(self) -> int:
@@ -93,13 +95,16 @@ def _lane_frame(c: Columns) -> dict:
     x = c.extra
     return {"service_tier": _col(x["tier"], np.int8), "n498": _col(x["n498"], np.int16),
             "refused_scope": _col(x["scope"], np.int8), "job": _col(x["job"], np.int32),
+            "submitted": _col(x["submitted"]),
             "project": np.full(c.n, c.labels["project"], dtype=object),
             "lane": np.full(c.n, c.labels["lane"], dtype=object)}
 
 
 def frames(groups: list[Columns], client_names: list[str], model_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The request records (sorted by creation time, then client group) and the 429 log of a run.  A run
-    with lanes adds ``service_tier``, ``n498``, ``refused_scope``, ``job``, ``project`` and ``lane``."""
+    with lanes adds ``service_tier``, ``n498``, ``refused_scope``, ``job``, ``submitted``, ``project`` and
+    ``lane``.  A batch request is never ``admitted`` (no org limit sees it): its job's ``submitted`` time says
+    when it entered the lane."""
     records, refusals = [], []
     lanes = any(c.extra is not None for c in groups)
     for index, c in enumerate(groups):

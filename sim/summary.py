@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import UNIT_SPEC
+from .batch import jobs_from_records
 from .cost import request_costs
 from .records import OUTCOMES, RunResult
 
@@ -77,7 +78,7 @@ def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
     out["done_by"] = float(window["finished"][ok].max()) if ok.any() else np.nan
     out["project_refusals"] = int((window["refused_scope"] == "project").sum())
     batch = window[window["service_tier"] == "batch"]
-    jobs = result.jobs if result.jobs is not None else pd.DataFrame({"completion_time": [], "status": []})
+    jobs = jobs_from_records(window)
     t = jobs["completion_time"].dropna().to_numpy(float)
     out["batch_jobs"] = len(jobs)
     out["jobs_expired"] = int((jobs["status"] == "expired").sum())
@@ -118,7 +119,10 @@ def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
 def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Per model, the admitted requests' admission times (sorted) and what each charged, keyed by what the
     units count (``requests``, ``tokens``, ``audio_seconds``): what utilisation is measured from."""
-    adm = records[records["admitted"].notna()].sort_values("admitted", kind="stable")
+    adm = records[records["admitted"].notna()]
+    if "service_tier" in adm:  # a lane run: only what the on-demand limits admitted (not flex)
+        adm = adm[adm["service_tier"] == "on_demand"]
+    adm = adm.sort_values("admitted", kind="stable")
     return {model: (mine["admitted"].to_numpy(), {"requests": np.ones(len(mine)),
                                                    "tokens": mine["charged_tokens"].to_numpy(float),
                                                    "audio_seconds": mine["audio_seconds"].to_numpy(float)})

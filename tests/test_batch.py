@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from helpers import client, run
-from sim.batch import MAX_BYTES, MAX_REQUESTS, BatchJobs, BatchLane, cut_jobs, process
+from sim.batch import MAX_BYTES, MAX_REQUESTS, BatchJobs, BatchLane, cut_jobs, jobs_from_records, process
 from sim.config import Org
 from sim.cost import BATCH_SHARE, request_costs
 from sim.engine import Simulation
@@ -106,7 +106,7 @@ def test_batch_records_jobs_and_cost():
     rec, jobs = res.records, res.jobs
     assert set(rec["outcome"].unique()) <= {"ok", "expired"}
     assert len(jobs) == 1 and jobs["requests"].sum() == len(rec)
-    assert (rec["job"] == 0).all() and (rec["admitted"] == 1800).all()
+    assert (rec["job"] == 0).all() and (rec["submitted"] == 1800).all() and rec["admitted"].isna().all()
     cost = request_costs(rec)
     ok = (rec["outcome"] == "ok").to_numpy()
     # half of list price (llama-3.1-8b-instant: $0.05 in / $0.08 out per 1M), expired requests free
@@ -117,3 +117,14 @@ def test_batch_records_jobs_and_cost():
     assert request_costs(on_demand, cache_hit_ratio=0.5)[ok] == pytest.approx(list_price)
     # the batch discount does not stack with caching
     assert request_costs(rec, cache_hit_ratio=0.5)[ok] == pytest.approx(cost[ok])
+
+
+def test_jobs_from_records_agree_with_the_lane():
+    bulk = client(name="bulk", model="llama-3.1-8b-instant", rate="300/min", lane="batch", prompt_tokens=3000,
+                  max_tokens=300, batch=BatchJobs(submit_at="0s", submit_every="10m", max_requests=1000))
+    res = run(bulk, duration=3600, org=Org(batch=BatchLane(speed_median=300, speed_p05=20)), seed=2)
+    lane, derived = res.jobs, jobs_from_records(res.records)
+    assert len(lane) > 6 and (lane["status"] == "expired").any() and (lane["status"] == "completed").any()
+    for col in ("job", "submitted", "requests", "completed", "failed", "expired", "finished", "completion_time"):
+        assert np.allclose(derived[col].to_numpy(float), lane[col].to_numpy(float), equal_nan=True), col
+    assert (derived["status"] == lane["status"]).all()
