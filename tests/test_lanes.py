@@ -100,3 +100,15 @@ def test_breakdown_by_lane_and_unknown_column():
     assert table["lane"].tolist() == ["batch"] and table["offered"].sum() == len(result.records)
     with pytest.raises(ValueError, match="no column 'team'"):
         breakdown(result, "team")
+
+
+def test_lane_plots(tmp_path):
+    from sim.lane_plots import plot_lanes
+    scenario = sim.load_scenario(NIGHTLY, {"replications": 2})
+    study = sim.run_study(scenario, tmp_path / "study", jobs=1, duration=300.0, progress=False)
+    files = plot_lanes(study, tmp_path)
+    assert [f.name for f in files] == ["lanes_cost_time.png", "batch_job_times.png"]
+    assert all(f.stat().st_size > 10_000 for f in files)
+    plain = sim.run_study(sim.load_scenario(ROOT / "scenarios" / "chatbot_free_vs_developer.toml",
+                                            {"replications": 1}), jobs=1, duration=60.0, progress=False)
+    assert plot_lanes(plain, tmp_path) == []
