@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import batch
 from .catalog import UNITS
+from .errors import ConfigError, did_you_mean
 from .flex import CapacityProcess
 from .limitset import LimitSet
 from .projects import PROJECT, SCOPES, ScopedLimits, project_limits
@@ -83,6 +84,8 @@ class Lanes:
         """A client group's route (None: the engine's direct on-demand path serves it unchanged)."""
         if cfg.lane == "batch":
             return None
+        if cfg.project is not None and cfg.project not in self.spec.projects:
+            raise ConfigError(did_you_mean(cfg.project, self.spec.projects, f"project of client {cfg.name!r}:"))
         mode = _MODES[cfg.service_tier or self.spec.org.service_tier]
         return Route(self, mode, cfg.project)
 

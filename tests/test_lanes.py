@@ -112,3 +112,22 @@ def test_lane_plots(tmp_path):
     plain = sim.run_study(sim.load_scenario(ROOT / "scenarios" / "chatbot_free_vs_developer.toml",
                                             {"replications": 1}), jobs=1, duration=60.0, progress=False)
     assert plot_lanes(plain, tmp_path) == []
+
+
+def test_routing_an_on_demand_group_changes_nothing():
+    """The lane path (a Route on the on-demand limits) admits exactly what the engine's direct path admits,
+    for every policy kind, including a pacer and a header-reading client."""
+    from helpers import client, run
+    from sim.config import Org
+    groups = [client(name=p, model="llama-3.1-8b-instant", rate="30/min", policy=p)
+              for p in ("groq-sdk", "paced", "adaptive", "cooldown")]
+    direct = run(groups, duration=900, seed=3, org=Org(tier="free")).records
+    routed = run(groups, duration=900, seed=3, org=Org(tier="free"), lane_report=True).records
+    assert "service_tier" in routed and "service_tier" not in direct
+    assert routed[direct.columns].equals(direct)
+
+
+def test_unknown_project_in_a_run_spec():
+    from helpers import client, run
+    with pytest.raises(ConfigError, match="unknown project of client 'c': 'nope'"):
+        run(client(project="nope"), duration=60)
