@@ -83,7 +83,8 @@ class Columns:
 
     def nbytes(self) -> int:
         """Bytes held by the columns."""
-        return sum(col.itemsize * len(col) for col in vars(self).values() if isinstance(col, array))
+        cols = [*vars(self).values(), *(self.extra or {}).values()]
+        return sum(col.itemsize * len(col) for col in cols if isinstance(col, array))
 
 
 def _col(a: array, dtype=float) -> np.ndarray:
