@@ -1,17 +1,24 @@
-"""Plots of a study whose runs compare ways of buying capacity (lane metrics in its summary): what each
-alternative costs against when its work is done, and how long its batch jobs take.
+"""Plots and tables of a study whose runs compare ways of buying capacity (lane metrics in its summary):
+what each alternative costs against when its work is done, how long its batch jobs take, and results per
+project, lane and service tier.
 
-Kept apart from :mod:`sim.report` (which draws every study's plots); :func:`plot_lanes` returns no files for a
-study without lane metrics, so a report can always call it.
+Kept apart from :mod:`sim.report` (which draws every study's plots); :func:`plot_lanes` and
+:func:`lane_tables` write nothing for a study without lane metrics, so a report can always call them.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .batch import jobs_from_records
+from .records import RunResult
 from .study import StudyResult, load_records
+from .summary import breakdown
+
+#: the records columns a lane study is broken down by, one CSV each (``by_project.csv`` ...)
+BREAKDOWNS = ("project", "lane", "service_tier")
 
 
 def _label(study: StudyResult, point: int) -> str:
@@ -68,6 +75,36 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         files.append(_save(fig, out / "batch_job_times.png"))
+    return files
+
+
+def lane_tables(study: StudyResult, out: Path) -> list[Path]:
+    """``by_project.csv``, ``by_lane.csv``, ``by_service_tier.csv``: :func:`sim.summary.breakdown` of every
+    run (one row per run and group, with the run's point, its axis values as ``compare.<axis>`` -- the
+    ``service_tier`` axis sets the org's tier, the ``service_tier`` column is the tier each request was
+    served on -- and replication)."""
+    summary = study.summary
+    if "cost_usd" not in summary:
+        return []
+    out = Path(out)
+    tables: dict[str, list[pd.DataFrame]] = {by: [] for by in BREAKDOWNS}
+    for _, run in summary.iterrows():
+        point, rep = int(run["point"]), int(run["replication"])
+        records = load_records(study, point, rep)
+        spec = study.scenario.spec(study.point(point), duration=study.duration)
+        result = RunResult(records, pd.DataFrame(), spec)
+        for by in BREAKDOWNS:
+            table = breakdown(result, by)
+            labels = [("point", point), *((f"compare.{a}", v) for a, v in study.point(point).items()),
+                      ("replication", rep)]
+            for k, (name, value) in enumerate(labels):
+                table.insert(k, name, value)
+            tables[by].append(table)
+    files = []
+    for by, parts in tables.items():
+        path = out / f"by_{by}.csv"
+        pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+        files.append(path)
     return files
 
 

@@ -103,15 +103,23 @@ def test_breakdown_by_lane_and_unknown_column():
 
 
 def test_lane_plots(tmp_path):
-    from sim.lane_plots import plot_lanes
+    from sim.lane_plots import lane_tables, plot_lanes
     scenario = sim.load_scenario(NIGHTLY, {"replications": 2})
     study = sim.run_study(scenario, tmp_path / "study", jobs=1, duration=300.0, progress=False)
     files = plot_lanes(study, tmp_path)
     assert [f.name for f in files] == ["lanes_cost_time.png", "batch_job_times.png"]
     assert all(f.stat().st_size > 10_000 for f in files)
+    tables = lane_tables(study, tmp_path)
+    assert [f.name for f in tables] == ["by_project.csv", "by_lane.csv", "by_service_tier.csv"]
+    by_tier = pd.read_csv(tmp_path / "by_service_tier.csv")
+    assert len(by_tier) == 4 * 2  # four alternatives x two replications, one service tier each
+    served = set(by_tier.groupby(["compare.lane", "compare.service_tier", "service_tier"]).size().index)
+    assert served == {("on_demand", "on_demand", "on_demand"), ("on_demand", "flex", "flex"),
+                      ("batch", "on_demand", "batch"), ("batch", "flex", "batch")}
+    assert (by_tier["offered"] == study.summary.sort_values(["point", "replication"])["offered"].to_numpy()).all()
     plain = sim.run_study(sim.load_scenario(ROOT / "scenarios" / "chatbot_free_vs_developer.toml",
                                             {"replications": 1}), jobs=1, duration=60.0, progress=False)
-    assert plot_lanes(plain, tmp_path) == []
+    assert plot_lanes(plain, tmp_path) == [] and lane_tables(plain, tmp_path) == []
 
 
 def test_routing_an_on_demand_group_changes_nothing():
