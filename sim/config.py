@@ -13,8 +13,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .arrivals import ArrivalSpec, arrival
+from .batch import BatchJobs, BatchLane
 from .errors import ConfigError, did_you_mean
 from .fields import Duration, NonNeg, Strict
+from .flex import Flex, ServiceTier
 from .headers import RETRY_AFTER_ROUNDING
 from .limiters import ALGORITHMS
 from .policies import JITTERS, SCHEDULES
@@ -170,6 +172,20 @@ class Client(Strict):
     completion_tokens: Dist | None = None
     audio_seconds: Dist = Dist(dist="fixed", value=0)
     policy: str = "no-retry"
+    #: ``batch``: requests go to the Batch API as jobs (settings in ``batch``), not to the on-demand limits
+    lane: Literal["on_demand", "batch"] = "on_demand"
+    batch: BatchJobs = BatchJobs()
+    #: the group's own service tier (default: the org's)
+    service_tier: ServiceTier | None = None
+    #: the project (``[projects.NAME]``) the group's API key belongs to (default: none, the org's limits)
+    project: str | None = None
+
+    @model_validator(mode="after")
+    def _batch_lane(self):
+        if self.lane == "batch" and not self.arrival.open_loop:
+            raise ValueError("lane 'batch' needs an open-loop arrival (batch requests are submitted as files, "
+                             "nobody waits on each answer): not 'closed'")
+        return self
 
 
 class Accounting(Strict):
@@ -194,3 +210,11 @@ class Org(Strict):
     retry_after_rounding: Literal[RETRY_AFTER_ROUNDING] = "ceil"
     error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     error_status: int = 503
+    #: default service tier of every client group: on_demand, flex (limits x flex.multiplier, best effort,
+    #: 498 when capacity is short) or auto (on-demand limits first, then flex)
+    service_tier: ServiceTier = "on_demand"
+    flex: Flex = Flex()
+    #: the Batch API lane's processing assumptions
+    batch: BatchLane = BatchLane()
+    #: apply the projects' own limits (false: every project inherits the org's, to see what quotas buy)
+    project_quotas: bool = True

@@ -27,7 +27,9 @@ from simpy.events import Timeout
 from .clock import Clock
 from .config import Client
 from .errors import ConfigError, did_you_mean
+from .flex import CAPACITY_EXCEEDED
 from .headers import retry_after_function
+from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
 from .policies import ClientPolicy, client_policy
 from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
@@ -48,6 +50,7 @@ class _Group(Columns):
         self.fault = Uniforms(self.rngs[FAULTS])
         self.net = Normals(self.rngs[NETWORK])  # one standard normal per answer: its network round trip
         self.policy: ClientPolicy | None = None
+        self.route = None  # a sim.lanes.Route when the group uses a service tier or project
         self.queue: deque[int] = deque()
         self.wake_at = -1.0
         self.closed = not cfg.arrival.open_loop
@@ -96,13 +99,19 @@ class Simulation:
         self.services: list[ServiceModel] = []
         self.clients: list[_Group] = []
         client_seeds = seed.spawn(len(spec.clients))
+        self.lanes = Lanes(spec, self.limitsets, self.model_names, seed.spawn(1)[0]) if uses_lanes(spec) else None
         for k, cfg in enumerate(spec.clients):
             if cfg.policy not in spec.policies:
                 raise ConfigError(did_you_mean(cfg.policy, spec.policies, f"policy for client {cfg.name!r}:"))
             pol = spec.policies[cfg.policy]
             chain = [self._model_index(m) for m in [cfg.model, *pol.fallback]]
             c = _Group(k, cfg, chain, client_seeds[k])
-            c.setup(client_policy(pol, Uniforms(c.rngs[POLICY]), c.charge, c.audio, self.limitsets.__getitem__))
+            limits_of = self.limitsets.__getitem__
+            if self.lanes is not None:
+                c.route = self.lanes.route(cfg)
+                c.lane_columns(self.lanes.first_tier(cfg), cfg.project or "", cfg.lane)
+                limits_of = c.route.limits_of if c.route else limits_of
+            c.setup(client_policy(pol, Uniforms(c.rngs[POLICY]), c.charge, c.audio, limits_of))
             self.clients.append(c)
 
     # ---- set-up -----------------------------------------------------------------------------------------
@@ -230,9 +239,15 @@ class Simulation:
         if self.error_rate and c.fault() < self.error_rate:
             self._refused(c, i, now + rtt, self.error_status, None)
             return
-        limits = self.limitsets[m]
         audio = c.audio[i]
-        wait = limits.acquire(c.charge[i], audio, now)
+        if c.route is None:
+            limits = self.limitsets[m]
+            wait = limits.acquire(c.charge[i], audio, now)
+        else:
+            limits, wait = c.route.send(c, i, m, now)
+            if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
+                self._refused(c, i, now + rtt, CAPACITY_EXCEEDED, None)
+                return
         for observe in c.observers:
             observe(m, limits, now)
         if wait == 0.0:
@@ -317,7 +332,10 @@ class Simulation:
     # ---- running ----------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         for c in self.clients:
-            if c.closed:
+            if c.cfg.lane == "batch":  # to the Batch API: its own lane, no on-demand limits, no events
+                self._generate(c)
+                self.lanes.run_batch(c, self.spec.duration)
+            elif c.closed:
                 for _ in range(max(1, round(c.cfg.arrival.users * self.spec.load))):
                     self.env.process(self._closed_user(c))
             else:
@@ -330,7 +348,8 @@ class Simulation:
         for c in self.clients:
             c.release_scratch()
         records, refusals = frames(self.clients, [x.name for x in self.spec.clients], self.model_names)
-        return RunResult(records, refusals, self.spec, self.events)
+        jobs = self.lanes.job_table() if self.lanes is not None else None
+        return RunResult(records, refusals, self.spec, self.events, jobs)
 
 
 def _apply(fn, args) -> None:

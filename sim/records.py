@@ -12,13 +12,17 @@ import numpy as np
 import pandas as pd
 
 from .catalog import UNITS
+from .projects import SCOPES
 from .spec import RunSpec
 
-OUTCOMES = ("ok", "gave_up", "too_large", "deadline", "dropped", "error", "unfinished")
-OK, GAVE_UP, TOO_LARGE, DEADLINE, DROPPED, ERROR, UNFINISHED = range(7)
+OUTCOMES = ("ok", "gave_up", "too_large", "deadline", "dropped", "error", "unfinished", "expired")
+OK, GAVE_UP, TOO_LARGE, DEADLINE, DROPPED, ERROR, UNFINISHED, EXPIRED = range(8)
 PENDING = -1
 REFUSED_BY = ("",) + UNITS  # records store the index: 0 = never refused
 UNIT_INDEX = {u: k + 1 for k, u in enumerate(UNITS)}
+#: a lane run's ``service_tier`` and ``refused_scope`` categories (codes as :mod:`sim.lanes` writes them)
+LANE_TIERS = ("on_demand", "flex", "batch")
+REFUSED_SCOPES = SCOPES
 
 
 class Columns:
@@ -36,6 +40,19 @@ class Columns:
         self.attempts, self.n429 = array("h"), array("h")
         self.outcome, self.refused = array("b"), array("b")
         self.refusal_t, self.refusal_code = d(), array("h")  # 429 log: time, model * 8 + unit index
+        #: lane columns (see :meth:`lane_columns`), None for a run that uses no lanes
+        self.extra: dict[str, array] | None = None
+        self.labels: dict[str, str] = {}
+        self._tier0 = 0
+
+    def lane_columns(self, tier: int, project: str, lane: str) -> None:
+        """Keep the lane columns too: the service tier each request was served on or last tried (``tier``
+        until then), its 498 count, the scope of its last refusal, its batch job (-1: none) and the job's
+        submission time; and the group's project and lane as labels."""
+        self.extra = {"tier": array("b", bytes([tier]) * self.n), "n498": array("h", bytes(2 * self.n)),
+                      "scope": array("b", bytes(self.n)), "job": array("i", [-1]) * self.n,
+                      "submitted": array("d", [np.nan]) * self.n}
+        self.labels, self._tier0 = {"project": project, "lane": lane}, tier
 
     #: the float columns a new block of requests brings, in the order :meth:`add` fills them
     GIVEN = ("created", "prompt", "max_tokens", "completion", "audio", "charge", "z_speed", "z_queue")
@@ -64,6 +81,13 @@ class Columns:
         self.outcome.frombytes(_raw(np.full(n, PENDING, dtype=np.int8)))
         self.attempts.frombytes(bytes(2 * n))
         self.n429.frombytes(bytes(2 * n))
+        if self.extra is not None:
+            x = self.extra
+            x["tier"].frombytes(bytes([self._tier0]) * n)
+            x["n498"].frombytes(bytes(2 * n))
+            x["scope"].frombytes(bytes(n))
+            x["job"].extend(array("i", [-1]) * n)
+            x["submitted"].extend(array("d", [np.nan]) * n)
         self.n += n
 
     def release_scratch(self) -> None:
@@ -74,7 +98,8 @@ class Columns:
 
     def nbytes(self) -> int:
         """Bytes held by the columns."""
-        return sum(col.itemsize * len(col) for col in vars(self).values() if isinstance(col, array))
+        cols = [*vars(self).values(), *(self.extra or {}).values()]
+        return sum(col.itemsize * len(col) for col in cols if isinstance(col, array))
 
 
 def _raw(values: np.ndarray) -> memoryview:
@@ -86,9 +111,23 @@ def _col(a: array, dtype=float) -> np.ndarray:
     return np.frombuffer(a, dtype=dtype) if len(a) else np.empty(0, dtype)
 
 
+def _lane_frame(c: Columns) -> dict:
+    """The lane columns of one group (see :meth:`Columns.lane_columns`)."""
+    x = c.extra
+    return {"service_tier": _col(x["tier"], np.int8), "n498": _col(x["n498"], np.int16),
+            "refused_scope": _col(x["scope"], np.int8), "job": _col(x["job"], np.int32),
+            "submitted": _col(x["submitted"]),
+            "project": np.full(c.n, c.labels["project"], dtype=object),
+            "lane": np.full(c.n, c.labels["lane"], dtype=object)}
+
+
 def frames(groups: list[Columns], client_names: list[str], model_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The request records (sorted by creation time, then client group) and the 429 log of a run."""
+    """The request records (sorted by creation time, then client group) and the 429 log of a run.  A run
+    with lanes adds ``service_tier``, ``n498``, ``refused_scope``, ``job``, ``submitted``, ``project`` and
+    ``lane``.  A batch request is never ``admitted`` (no org limit sees it): its job's ``submitted`` time says
+    when it entered the lane."""
     records, refusals = [], []
+    lanes = any(c.extra is not None for c in groups)
     for index, c in enumerate(groups):
         outcome = _col(c.outcome, np.int8).copy()
         outcome[outcome == PENDING] = UNFINISHED
@@ -106,6 +145,7 @@ def frames(groups: list[Columns], client_names: list[str], model_names: list[str
             "completion_tokens": _col(c.completion, np.int32), "audio_seconds": _col(c.audio),
             "charged_tokens": _col(c.charge),
             "queue_time": qt, "prompt_time": pt, "completion_time": ct, "total_time": pt + ct,
+            **(_lane_frame(c) if lanes else {}),
         }))  # copy=False: the columns stay views of the run's buffers (no second copy of a day of records)
         code = _col(c.refusal_code, np.int16)
         refusals.append(pd.DataFrame(copy=False, data={
@@ -114,8 +154,14 @@ def frames(groups: list[Columns], client_names: list[str], model_names: list[str
             "model": pd.Categorical.from_codes((code // 8).astype(np.int8), model_names),
             "unit": pd.Categorical.from_codes((code % 8).astype(np.int8), REFUSED_BY)}))
     # one client group's requests and refusals are already in time order: no sorted copy needed
-    rec = records[0] if len(records) == 1 else pd.concat(records, ignore_index=True).sort_values(
-        ["created", "client"], kind="stable", ignore_index=True)
+    rec = records[0] if len(records) == 1 else pd.concat(records, ignore_index=True)
+    if lanes:
+        rec["service_tier"] = pd.Categorical.from_codes(rec["service_tier"].to_numpy(np.int8), LANE_TIERS)
+        rec["refused_scope"] = pd.Categorical.from_codes(rec["refused_scope"].to_numpy(np.int8), REFUSED_SCOPES)
+        for col in ("project", "lane"):
+            rec[col] = rec[col].astype("category")
+    if len(records) > 1:
+        rec = rec.sort_values(["created", "client"], kind="stable", ignore_index=True)
     rec.insert(0, "id", np.arange(len(rec), dtype=np.int64))
     ref = refusals[0] if len(refusals) == 1 else pd.concat(refusals, ignore_index=True).sort_values(
         "time", kind="stable", ignore_index=True)
@@ -129,3 +175,6 @@ class RunResult:
     refusals: pd.DataFrame
     spec: RunSpec
     events: int = 0
+    #: batch jobs (one row per job: client, job, submitted, requests, bytes, started, speed, completed,
+    #: failed, expired, finished, status, completion_time); None when no client group uses the batch lane
+    jobs: pd.DataFrame | None = None

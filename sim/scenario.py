@@ -25,6 +25,7 @@ from .config import Client, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, did_you_mean
 from .fields import Duration, Strict
 from .prices import price_table
+from .projects import Project, project_limits
 from .service import SPEEDS, service_models
 from .spec import RunSpec
 
@@ -35,7 +36,11 @@ AXES = {
     "refund_unused": "org.accounting.refund_unused", "cache_hit_ratio": "org.accounting.cache_hit_ratio",
     "error_rate": "org.error_rate", "retry_after_rounding": "org.retry_after_rounding",
     "model": "clients.model", "policy": "clients.policy", "load": "load",
+    "service_tier": "org.service_tier", "lane": "clients.lane", "flex_multiplier": "org.flex.multiplier",
+    "flex_failure": "org.flex.scarce_failure", "project_quotas": "org.project_quotas",
 }
+#: axes that compare ways of buying capacity: their runs all report lane metrics (cost, 498s, batch jobs)
+LANE_AXES = ("service_tier", "lane", "flex_multiplier", "flex_failure", "project_quotas")
 
 
 class Meta(Strict):
@@ -86,6 +91,7 @@ class Scenario(Strict):
     clients: Annotated[list[Client], Field(min_length=1)]
     policies: dict[str, dict[str, Any]] = {}
     compare: dict[str, list[Any]] = {}
+    projects: dict[str, Project] = {}
     capacity: CapacityTarget = CapacityTarget()
     run: RunSettings = RunSettings()
 
@@ -200,18 +206,31 @@ class Scenario(Strict):
                     catalog.limits(org_model.tier, fb)
                 except ConfigError as exc:
                     raise self.error(f"policies.{c.policy}.fallback", str(exc)) from None
+            if c.project is not None:
+                if c.project not in self.projects:
+                    raise self.error(f"clients[{k}].project",
+                                     did_you_mean(c.project, self.projects, "project") if self.projects
+                                     else f"no project {c.project!r}: define it as [projects.{c.project}]")
             if c.arrival.kind == "trace":
                 path = self.path_of(c.arrival.file)
                 if not path.exists():
                     raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} not found")
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
+        for name, project in self.projects.items():
+            for model in project.limits:
+                try:
+                    project_limits(name, project, model, catalog.limits(org_model.tier, model))
+                except ConfigError as exc:
+                    where = f"projects.{name}.limits.{model}"
+                    raise self.error(where, str(exc)) from None
         meta = self.scenario
         warmup = meta.warmup
         if duration is not None and duration != meta.duration:
             warmup = meta.warmup * duration / meta.duration  # a shorter run keeps the same warm-up share
         return RunSpec(clients=client_models, policies=policies, org=org_model, catalog=catalog, service=service,
                        prices=self.price_table(), duration=duration if duration is not None else meta.duration,
-                       warmup=warmup, drain=meta.drain, load=load)
+                       warmup=warmup, drain=meta.drain, load=load, projects=dict(self.projects),
+                       lane_report=any(a in self.compare for a in LANE_AXES))
 
     def check(self) -> list[dict[str, Any]]:
         """Resolve every grid point (raises on the first bad one); returns the grid."""

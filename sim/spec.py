@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from .catalog import Catalog
 from .config import Client, Org, Policy
 from .prices import Price, price_table
+from .projects import Project
 from .service import ServiceParams, service_models
 
 
@@ -23,3 +24,8 @@ class RunSpec:
     warmup: float = 0.0
     drain: float = 3600.0
     load: float = 1.0
+    #: the org's projects by name (client groups name theirs in ``Client.project``)
+    projects: dict[str, Project] = field(default_factory=dict)
+    #: keep the lane columns and metrics (cost, 498s, jobs) even if no group uses a lane: set when this run
+    #: is one alternative of a comparison of lanes, so every row of the comparison has them
+    lane_report: bool = False

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+import pandas as pd
+
 from .catalog import UNIT_SPEC
-from .prices import bill
+from .batch import jobs_from_records
+from .cost import request_costs
 from .records import OUTCOMES, RunResult
 
 PERCENTILES = (50, 90, 95, 99)
@@ -43,9 +46,8 @@ def summarize(result: RunResult) -> dict:
         out[f"latency_p{p}"] = float(np.percentile(lat, p)) if n_ok else np.nan
     out["latency_max"] = float(lat.max()) if n_ok else np.nan
     out["mean_wait"] = float((ok["admitted"] - ok["created"]).mean()) if n_ok else np.nan
-    paid = bill(window, spec.prices, billed=spec.catalog.bills(spec.org.tier),
-                cache_hit_ratio=spec.org.accounting.cache_hit_ratio)
-    out["cost_usd"], out["cost_per_success"] = paid.usd, paid.per_success
+    out["cost_usd"] = float(request_costs(window, spec).sum())
+    out["cost_per_success"] = out["cost_usd"] / n_ok if n_ok else np.nan
     util = utilisation(result)
     for unit in UNIT_SPEC:
         values = [v for (m, u), v in util.items() if u == unit]
@@ -62,13 +64,67 @@ def summarize(result: RunResult) -> dict:
     top = max(util, key=util.get) if util else None
     out["top_unit"] = name(*top) if top else ""
     out["top_util"] = util[top] if top else np.nan
+    if "service_tier" in rec:
+        out.update(lane_metrics(result, window))
     return out
+
+
+def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
+    """A lane run's extra metrics over the requests created in the window: 498s, the share served on flex,
+    429s whose binding scope was a project quota, and the batch lane's jobs (count, completion-time
+    percentiles of completed jobs, jobs expired, share of batch requests expired)."""
+    out = {"n498": int(window["n498"].sum())}
+    ok = window["outcome"] == "ok"
+    out["flex_share"] = float((window["service_tier"][ok] == "flex").mean()) if ok.any() else np.nan
+    #: when the last successful request was answered (seconds from the start): when a job of requests is done
+    out["done_by"] = float(window["finished"][ok].max()) if ok.any() else np.nan
+    out["project_refusals"] = int((window["refused_scope"] == "project").sum())
+    batch = window[window["service_tier"] == "batch"]
+    jobs = jobs_from_records(window)
+    t = jobs["completion_time"].dropna().to_numpy(float)
+    out["batch_jobs"] = len(jobs)
+    out["jobs_expired"] = int((jobs["status"] == "expired").sum())
+    for p in (50, 90):
+        out[f"job_time_p{p}"] = float(np.percentile(t, p)) if len(t) else np.nan
+    out["job_time_max"] = float(t.max()) if len(t) else np.nan
+    out["expired_share"] = float((batch["outcome"] == "expired").mean()) if len(batch) else np.nan
+    return out
+
+
+def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
+    """Per value of a records column (``project``, ``lane``, ``service_tier``, ``client``): requests created
+    in the window, outcomes, 429s and 498s, latency percentiles of the successes and cost.  A run without
+    lane columns can still be broken down by ``client`` or ``model``."""
+    spec, rec = result.spec, result.records
+    if by not in rec:
+        allowed = [c for c in ("project", "lane", "service_tier", "client", "model") if c in rec]
+        raise ValueError(f"no column {by!r} to break down by (allowed: {', '.join(allowed)})")
+    window = rec[(rec["created"] >= spec.warmup) & (rec["created"] < spec.duration)]
+    cost = request_costs(window, spec)
+    rows = []
+    for key, g in window.groupby(by, observed=True, sort=True):
+        ok = g[g["outcome"] == "ok"]
+        row = {by: key, "offered": len(g), "ok": len(ok), "success_ratio": len(ok) / len(g) if len(g) else np.nan}
+        for name in OUTCOMES[1:]:
+            row[name] = int((g["outcome"] == name).sum())
+        row["n429"] = int(g["n429"].sum())
+        if "n498" in g:
+            row["n498"] = int(g["n498"].sum())
+        lat = ok["latency"].to_numpy()
+        for p in (50, 95):
+            row[f"latency_p{p}"] = float(np.percentile(lat, p)) if len(lat) else np.nan
+        row["cost_usd"] = float(cost[(window[by] == key).to_numpy()].sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Per model, the admitted requests' admission times (sorted) and what each charged, keyed by what the
     units count (``requests``, ``tokens``, ``audio_seconds``): what utilisation is measured from."""
-    adm = records[records["admitted"].notna()].sort_values("admitted", kind="stable")
+    adm = records[records["admitted"].notna()]
+    if "service_tier" in adm:  # a lane run: only what the on-demand limits admitted (not flex)
+        adm = adm[adm["service_tier"] == "on_demand"]
+    adm = adm.sort_values("admitted", kind="stable")
     return {model: (mine["admitted"].to_numpy(), {"requests": np.ones(len(mine)),
                                                    "tokens": mine["charged_tokens"].to_numpy(float),
                                                    "audio_seconds": mine["audio_seconds"].to_numpy(float)})

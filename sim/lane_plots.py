@@ -1,0 +1,116 @@
+"""Plots and tables of a study whose runs compare ways of buying capacity (lane metrics in its summary):
+what each alternative costs against when its work is done, how long its batch jobs take, and results per
+project, lane and service tier.
+
+Kept apart from :mod:`sim.report` (which draws every study's plots); :func:`plot_lanes` and
+:func:`lane_tables` write nothing for a study without lane metrics, so a report can always call them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .batch import jobs_from_records
+from .records import RunResult
+from .study import StudyResult, load_records
+from .summary import breakdown
+
+#: the records columns a lane study is broken down by, one CSV each (``by_project.csv`` ...)
+BREAKDOWNS = ("project", "lane", "service_tier")
+
+
+def _label(study: StudyResult, point: int) -> str:
+    axes = list(study.scenario.compare)
+    if not axes:
+        return study.scenario.scenario.name
+    row = study.summary.loc[study.summary["point"] == point].iloc[0]
+    return ", ".join(f"{row[a]}" for a in axes)
+
+
+def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
+    """``lanes_cost_time.png`` (cost against when the last success came back, one dot a run) and, if any run
+    used the batch lane, ``batch_job_times.png`` (completion-time CDF of the jobs that completed; the
+    legend gives the share of jobs that expired)."""
+    summary = study.summary
+    if "done_by" not in summary:  # lane metrics: only studies that compare lanes have them
+        return []
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    files = []
+    points = sorted(summary["point"].unique())
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for k, p in enumerate(points):
+        runs = summary[summary["point"] == p]
+        ax.scatter(runs["done_by"] / 3600, runs["cost_usd"], color=f"C{k % 10}", label=_label(study, p))
+    ax.set_xlabel("last success answered (hours from the start)")
+    ax.set_ylabel("cost of the billed requests ($)")
+    ax.set_title("Cost against time to done, one dot per run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    files.append(_save(fig, out / "lanes_cost_time.png"))
+
+    batch_points = [p for p in points if summary.loc[summary["point"] == p, "batch_jobs"].sum() > 0]
+    if batch_points:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for p in batch_points:
+            rec = load_records(study, p, columns=["client", "job", "submitted", "finished", "outcome", "replication"])
+            run_client = rec["client"].astype(str) + "#" + rec["replication"].astype(str)  # jobs are per run
+            jobs = jobs_from_records(rec.assign(client=run_client))
+            t = np.sort(jobs["completion_time"].dropna().to_numpy(float)) / 3600
+            expired = (jobs["status"] == "expired").mean() if len(jobs) else np.nan
+            label = f"{_label(study, p)} ({len(jobs)} jobs, {100 * expired:.0f}% expired)"
+            if len(t):
+                ax.step(np.concatenate([[0], t]), np.arange(len(t) + 1) / len(jobs), where="post", label=label)
+            else:
+                ax.plot([], [], label=label)
+        ax.set_xlabel("job completion time (hours from submission)")
+        ax.set_ylabel("share of jobs completed")
+        ax.set_ylim(0, 1)
+        ax.set_title("Batch jobs: completion time (expired jobs never reach the top)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        files.append(_save(fig, out / "batch_job_times.png"))
+    return files
+
+
+def lane_tables(study: StudyResult, out: Path) -> list[Path]:
+    """``by_project.csv``, ``by_lane.csv``, ``by_service_tier.csv``: :func:`sim.summary.breakdown` of every
+    run (one row per run and group, with the run's point, its axis values as ``compare.<axis>`` -- the
+    ``service_tier`` axis sets the org's tier, the ``service_tier`` column is the tier each request was
+    served on -- and replication)."""
+    summary = study.summary
+    if "done_by" not in summary:  # lane metrics: only studies that compare lanes have them
+        return []
+    out = Path(out)
+    tables: dict[str, list[pd.DataFrame]] = {by: [] for by in BREAKDOWNS}
+    for _, run in summary.iterrows():
+        point, rep = int(run["point"]), int(run["replication"])
+        records = load_records(study, point, rep)
+        spec = study.scenario.spec(study.point(point), duration=study.duration)
+        result = RunResult(records, pd.DataFrame(), spec)
+        for by in BREAKDOWNS:
+            table = breakdown(result, by)
+            labels = [("point", point), *((f"compare.{a}", v) for a, v in study.point(point).items()),
+                      ("replication", rep)]
+            for k, (name, value) in enumerate(labels):
+                table.insert(k, name, value)
+            tables[by].append(table)
+    files = []
+    for by, parts in tables.items():
+        path = out / f"by_{by}.csv"
+        pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+        files.append(path)
+    return files
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

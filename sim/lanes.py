@@ -1,0 +1,169 @@
+"""Which limits an attempt must pass: service tier (on-demand, flex, auto), project scope, or the batch lane.
+
+The engine hands an attempt of a routed client group to its :class:`Route` (client groups that use none
+of this keep the engine's direct path to the org's on-demand limit set) and a batch-lane group's requests
+to :meth:`Lanes.run_batch`.  The limit sets are org-level and shared:
+
+* on-demand: the engine's own limit set per model;
+* flex: one set per model at the on-demand limits x ``[org.flex] multiplier``, apart from on-demand;
+* a project that overrides a model's limits: its own set per (project, tier, model) -- under flex its
+  limits are multiplied like the org's -- checked with the org's through a
+  :class:`~sim.projects.ScopedLimits` (all-or-nothing across both);
+* batch: none of these (the lane has its own, :mod:`sim.batch`).
+
+``auto`` tries the on-demand limits first and, if they refuse, flex; a refusal by both reports the shorter
+wait (the earliest either would admit).  A flex attempt first meets the capacity process
+(:mod:`sim.flex`): a 498 charges nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import batch
+from .catalog import UNITS
+from .errors import ConfigError, did_you_mean
+from .flex import CapacityProcess
+from .limitset import LimitSet
+from .projects import PROJECT, SCOPES, ScopedLimits, project_limits
+from .records import ERROR, EXPIRED, LANE_TIERS, OK
+from .spec import RunSpec
+from .workload import FAULTS, Uniforms
+
+#: the service tier a request was served on (or last tried), as kept in the records
+TIERS = LANE_TIERS
+ON_DEMAND, FLEX, BATCH = range(3)
+_AUTO = 3
+_MODES = {"on_demand": ON_DEMAND, "flex": FLEX, "auto": _AUTO}
+_SCOPE = {s: k for k, s in enumerate(SCOPES)}
+
+
+def uses_lanes(spec: RunSpec) -> bool:
+    """Does this run use a service tier other than on-demand, projects or the batch lane?  (If not, the
+    engine runs exactly as without this module.)"""
+    return (spec.lane_report or spec.org.service_tier != "on_demand" or bool(spec.projects)
+            or any(c.lane != "on_demand" or (c.service_tier or "on_demand") != "on_demand" or c.project
+                   for c in spec.clients))
+
+
+class Lanes:
+    """One run's lanes: the flex and project limit sets, the flex capacity process and the batch jobs."""
+
+    def __init__(self, spec: RunSpec, limitsets: list[LimitSet], model_names: list[str],
+                 seed: np.random.SeedSequence):
+        self.spec, self.limitsets, self.model_names = spec, limitsets, model_names
+        timeline, draws = seed.spawn(2)
+        self.capacity = CapacityProcess(spec.org.flex, np.random.default_rng(timeline), spec.duration + spec.drain)
+        self.u = Uniforms(np.random.default_rng(draws))
+        self._flex: dict[int, LimitSet] = {}
+        self._scoped: dict[tuple[str, int, int], object] = {}
+        self.jobs: list = []
+
+    def limits(self, project: str | None, tier: int, m: int):
+        """The limits an attempt of ``project`` on tier ``tier`` and model index ``m`` must pass."""
+        key = (project, tier, m)
+        found = self._scoped.get(key)
+        if found is not None:
+            return found
+        org = self.limitsets[m]
+        multiplier = self.spec.org.flex.multiplier if tier == FLEX else 1.0
+        if tier == FLEX:
+            org = self._flex.get(m)
+            if org is None:
+                org = self._flex[m] = LimitSet(self.limitsets[m].limits.scaled(dict.fromkeys(UNITS, multiplier)),
+                                               self.spec.org.limiter)
+        found = org
+        if project is not None and self.spec.org.project_quotas:
+            own = project_limits(project, self.spec.projects[project], self.model_names[m], self.limitsets[m].limits)
+            if own is not None:
+                found = ScopedLimits(LimitSet(own.scaled(dict.fromkeys(UNITS, multiplier)), self.spec.org.limiter), org)
+        self._scoped[key] = found
+        return found
+
+    def route(self, cfg) -> "Route | None":
+        """A client group's route (None: the engine's direct on-demand path serves it unchanged)."""
+        if cfg.lane == "batch":
+            return None
+        if cfg.project is not None and cfg.project not in self.spec.projects:
+            raise ConfigError(did_you_mean(cfg.project, self.spec.projects, f"project of client {cfg.name!r}:"))
+        mode = _MODES[cfg.service_tier or self.spec.org.service_tier]
+        return Route(self, mode, cfg.project)
+
+    def first_tier(self, cfg) -> int:
+        """The tier a group's requests are marked with until an attempt says otherwise."""
+        if cfg.lane == "batch":
+            return BATCH
+        return FLEX if (cfg.service_tier or self.spec.org.service_tier) == "flex" else ON_DEMAND
+
+    def job_table(self):
+        """Every batch job of the run (None without batch-lane groups)."""
+        if not self.jobs:
+            return None
+        return pd.concat(self.jobs, ignore_index=True)
+
+    def run_batch(self, c, horizon: float) -> None:
+        """Process a batch-lane client group's requests (already generated in its columns) as batch jobs,
+        writing their outcomes.  Touches no on-demand or flex limit set."""
+        n = c.n
+        created = np.frombuffer(c.created, dtype=float)
+        per, table = batch.process(created, np.frombuffer(c.prompt, dtype=np.int32)[:n].astype(float),
+                                   np.frombuffer(c.completion, dtype=np.int32)[:n].astype(float),
+                                   c.cfg.batch, self.spec.org.batch,
+                                   c.rngs[FAULTS], horizon)
+        if not n:
+            return
+        extra = c.extra
+        np.frombuffer(c.outcome, dtype=np.int8)[:] = np.choose(per["status"], [OK, EXPIRED, ERROR])
+        np.frombuffer(c.finished, dtype=float)[:] = per["finished"]
+        np.frombuffer(extra["submitted"], dtype=float)[:] = per["submitted"]
+        np.frombuffer(c.attempts, dtype=np.int16)[:] = 1
+        np.frombuffer(extra["job"], dtype=np.int32)[:] = per["job"] + sum(len(t) for t in self.jobs)
+        np.frombuffer(extra["tier"], dtype=np.int8)[:] = BATCH
+        table["job"] += sum(len(t) for t in self.jobs)
+        table.insert(0, "client", c.cfg.name)
+        self.jobs.append(table)
+
+
+class Route:
+    """One client group's way through the limits: its service tier mode and project."""
+    __slots__ = ("lanes", "mode", "project", "capacity", "u")
+
+    def __init__(self, lanes: Lanes, mode: int, project: str | None):
+        self.lanes, self.mode, self.project = lanes, mode, project
+        self.capacity, self.u = lanes.capacity, lanes.u
+
+    def limits_of(self, m: int):
+        """The limits of this group's first-choice tier on model index ``m`` (what a pacer copies)."""
+        return self.lanes.limits(self.project, FLEX if self.mode == FLEX else ON_DEMAND, m)
+
+    def send(self, c, i: int, m: int, now: float):
+        """Try request ``i`` of group ``c`` on model index ``m`` at ``now``: returns (limits that decided,
+        wait as :meth:`LimitSet.acquire`), or (None, 0.0) for a 498 ``capacity_exceeded``.  Writes the
+        tier tried, the refusing scope and the 498 count into the group's lane columns."""
+        extra, lanes = c.extra, self.lanes
+        tokens, audio = c.charge[i], c.audio[i]
+        mode = self.mode
+        if mode == ON_DEMAND:
+            s = lanes.limits(self.project, ON_DEMAND, m)
+            w, served = s.acquire(tokens, audio, now), ON_DEMAND
+        else:
+            w = 1.0
+            if mode == _AUTO:
+                s = lanes.limits(self.project, ON_DEMAND, m)
+                w, served = s.acquire(tokens, audio, now), ON_DEMAND
+            if w > 0.0:
+                if self.capacity.fails(now, self.u()):
+                    extra["n498"][i] += 1
+                    extra["tier"][i] = FLEX
+                    return None, 0.0
+                f = lanes.limits(self.project, FLEX, m)
+                wf = f.acquire(tokens, audio, now)
+                if mode == FLEX or wf <= w:
+                    s, w, served = f, wf, FLEX
+        extra["tier"][i] = served
+        if w > 0.0:
+            extra["scope"][i] = _SCOPE[getattr(s, "binding_scope", None) or "org"]
+        return s, w
+
+
+__all__ = ["Lanes", "Route", "TIERS", "uses_lanes", "PROJECT"]

@@ -1,0 +1,136 @@
+"""The Batch API lane: jobs cut by Groq's caps, the completion window, conservation, its own limits, cost."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from pydantic import ValidationError
+
+from helpers import client, run
+from sim.batch import MAX_BYTES, MAX_REQUESTS, BatchJobs, BatchLane, cut_jobs, jobs_from_records, process
+from sim.config import Accounting, Org
+from sim.cost import request_costs
+from sim.prices import BATCH_DISCOUNT
+from sim.engine import Simulation
+from sim import RunSpec
+from sim.config import policy_table
+from sim.projects import Project
+
+
+@settings(max_examples=60)
+@given(n=st.integers(1, 400), max_requests=st.integers(1, 120), max_bytes=st.integers(2_000, 200_000),
+       window=st.sampled_from(["24h", "2d", "7d"]), speed=st.floats(0.5, 200), p05=st.floats(0.05, 1.0),
+       every=st.sampled_from([None, "10m", "1h"]), failure=st.floats(0, 0.5), seed=st.integers(0, 2**32 - 1))
+def test_expired_completed_failed_add_up(n, max_requests, max_bytes, window, speed, p05, every, failure, seed):
+    rng = np.random.default_rng(seed)
+    created = np.sort(rng.uniform(0, 7200, n))
+    prompt, completion = rng.integers(10, 20_000, n).astype(float), rng.integers(0, 2_000, n).astype(float)
+    jobs = BatchJobs(submit_at="30m", submit_every=every, completion_window=window, max_requests=max_requests,
+                     max_bytes=max_bytes)
+    lane = BatchLane(speed_median=speed, speed_p05=speed * p05, request_failure=failure)
+    per, table = process(created, prompt, completion, jobs, lane, np.random.default_rng(seed + 1), 7200.0)
+    # per job and overall: completed + failed + expired = submitted
+    assert (table["completed"] + table["failed"] + table["expired"] == table["requests"]).all()
+    assert table["requests"].sum() == n
+    assert np.bincount(per["status"], minlength=3).tolist() == [table["completed"].sum(), table["expired"].sum(),
+                                                                table["failed"].sum()]
+    # Groq's caps: at most max_requests a file, at most max_bytes unless one request alone is larger
+    assert (table["requests"] <= max_requests).all()
+    assert ((table["bytes"] <= max_bytes) | (table["requests"] == 1)).all()
+    # nobody is submitted before it exists; expired means not done by the window's end, at that instant
+    assert (per["submitted"] >= created).all()
+    deadline = per["submitted"] + jobs.completion_window
+    assert (per["finished"][per["status"] == 1] == deadline[per["status"] == 1]).all()
+    assert (per["finished"][per["status"] != 1] <= deadline[per["status"] != 1]).all()
+    assert ((table["status"] == "expired") == (table["expired"] > 0)).all()
+
+
+def test_deterministic_speed_gives_exact_finish_and_expiry():
+    """No start delay and no speed spread: request k of a job finishes at submit + (k x work) / speed;
+    those past the window expire."""
+    n, work = 10, 1000.0 + 200.0
+    lane = BatchLane(start_median=0, start_p95=0, speed_median=0.1, speed_p05=0.1)
+    jobs = BatchJobs(submit_at="1h", completion_window="24h")
+    per, table = process(np.zeros(n), np.full(n, 1000.0), np.full(n, 200.0), jobs, lane,
+                         np.random.default_rng(0), 7200.0)
+    finish = 3600 + np.arange(1, n + 1) * work / 0.1  # 12 000 s each
+    done = finish <= 3600 + 86_400
+    assert done.sum() == 7  # 7 x 12 000 = 84 000 s <= 86 400 < 96 000
+    assert np.allclose(per["finished"][done], finish[done])
+    assert (per["status"] == np.where(done, 0, 1)).all()
+    assert table["status"].tolist() == ["expired"] and np.isnan(table["completion_time"][0])
+
+
+def test_submissions_and_caps():
+    assert BatchJobs().submissions(3600, 3500).tolist() == [3600]  # default: one, at the horizon
+    assert BatchJobs(submit_at="0s", submit_every="20m").submissions(3600, 3590).tolist() == [0, 1200, 2400, 3600]
+    assert BatchJobs(submit_at="10m").submissions(3600, 3000).tolist() == [600, 3600]  # late ones: at the end
+    job = cut_jobs(np.zeros(7), np.array([5, 5, 5, 20, 1, 1, 1.0]), 3, 10)
+    assert job.tolist() == [0, 0, 1, 2, 3, 3, 3]
+    with pytest.raises(ValidationError, match=r"outside what Groq accepts \(24h to 7d\), got 12h"):
+        BatchJobs(completion_window="12h")
+    with pytest.raises(ValidationError, match="less than or equal to 50000"):
+        BatchJobs(max_requests=MAX_REQUESTS + 1)
+    with pytest.raises(ValidationError):
+        BatchJobs(max_bytes=MAX_BYTES + 1)
+    with pytest.raises(ValidationError, match="speed_p05"):
+        BatchLane(speed_median=100, speed_p05=200)
+
+
+def _state(sim: Simulation, now: float) -> list:
+    return [(u, lim.remaining(now), lim.reset(now)) for ls in sim.limitsets for u, lim in ls.units.items()]
+
+
+@settings(max_examples=8)
+@given(rate=st.integers(60, 3000), seed=st.integers(0, 1000))
+def test_batch_lane_never_touches_on_demand_limits(rate, seed):
+    """The on-demand group's records are the same with or without a heavy batch group on the same model,
+    and a batch group alone leaves the org's limit state as new."""
+    chat = client(name="chat", model="llama-3.1-8b-instant", rate="20/min", policy="groq-sdk", project="p")
+    bulk = client(name="bulk", model="llama-3.1-8b-instant", rate=f"{rate}/min", lane="batch")
+    projects = {"p": Project()}
+    alone = run([chat], duration=600, seed=seed, projects=projects).records
+    both = run([chat, bulk], duration=600, seed=seed, projects=projects).records
+    mine = both[both["client"] == "chat"].reset_index(drop=True)
+    cols = ["created", "finished", "outcome", "attempts", "n429", "admitted"]
+    assert mine[cols].equals(alone[cols])
+    assert (both[both["client"] == "bulk"]["service_tier"] == "batch").all()
+    spec = RunSpec(clients=[bulk], policies=policy_table(), duration=600)
+    sim = Simulation(spec, seed)
+    fresh = _state(sim, 600.0)
+    sim.run()
+    assert _state(sim, 600.0) == fresh and sim.events == 0
+
+
+def test_batch_records_jobs_and_cost():
+    bulk = client(name="bulk", model="llama-3.1-8b-instant", rate="600/min", lane="batch",
+                  prompt_tokens=1500, max_tokens=300)
+    res = run(bulk, duration=1800, org=Org(tier="developer", batch=BatchLane(speed_median=2000, speed_p05=300)),
+              seed=5)
+    rec, jobs = res.records, res.jobs
+    assert set(rec["outcome"].unique()) <= {"ok", "expired"}
+    assert len(jobs) == 1 and jobs["requests"].sum() == len(rec)
+    assert (rec["job"] == 0).all() and (rec["submitted"] == 1800).all() and rec["admitted"].isna().all()
+    cost = request_costs(rec, res.spec)
+    ok = (rec["outcome"] == "ok").to_numpy()
+    # half of list price (llama-3.1-8b-instant: $0.05 in / $0.08 out per 1M), expired requests free
+    assert cost[ok] == pytest.approx((1 - BATCH_DISCOUNT) * (1500 * 0.05 + 300 * 0.08) / 1e6)
+    assert (cost[~ok] == 0).all()
+    on_demand = rec.assign(service_tier="on_demand")
+    cached = replace(res.spec, org=res.spec.org.model_copy(update={"accounting": Accounting(cache_hit_ratio=0.5)}))
+    list_price = (750 * 0.05 + 750 * 0.025 + 300 * 0.08) / 1e6  # half the prompt cached at half price
+    assert request_costs(on_demand, cached)[ok] == pytest.approx(list_price)
+    # the batch discount does not stack with caching
+    assert request_costs(rec, cached)[ok] == pytest.approx(cost[ok])
+    assert not request_costs(rec, replace(res.spec, org=res.spec.org.model_copy(update={"tier": "free"}))).any()
+
+
+def test_jobs_from_records_agree_with_the_lane():
+    bulk = client(name="bulk", model="llama-3.1-8b-instant", rate="300/min", lane="batch", prompt_tokens=3000,
+                  max_tokens=300, batch=BatchJobs(submit_at="0s", submit_every="10m", max_requests=1000))
+    res = run(bulk, duration=3600, org=Org(batch=BatchLane(speed_median=300, speed_p05=20)), seed=2)
+    lane, derived = res.jobs, jobs_from_records(res.records)
+    assert len(lane) > 6 and (lane["status"] == "expired").any() and (lane["status"] == "completed").any()
+    for col in ("job", "submitted", "requests", "completed", "failed", "expired", "finished", "completion_time"):
+        assert np.allclose(derived[col].to_numpy(float), lane[col].to_numpy(float), equal_nan=True), col
+    assert (derived["status"] == lane["status"]).all()

@@ -1,0 +1,104 @@
+"""The Flex tier: its capacity process, 498s as the real groq SDK treats them, flex limits and ``auto``."""
+import httpx
+import numpy as np
+import pytest
+from scipy import stats
+
+from helpers import client, run
+from sim.config import BUILTIN_POLICIES, Org, resolve_policy
+from sim.flex import CapacityProcess, Flex
+
+groq = pytest.importorskip("groq")
+
+
+def test_capacity_process_long_run_shares():
+    """Time share of scarcity and share of failing attempts match the stated means (alternating
+    exponential periods, stationary start)."""
+    flex = Flex(calm=600, scarce=200, scarce_failure=0.6, calm_failure=0.05)
+    assert flex.scarce_share() == 0.25 and flex.failure_share() == pytest.approx(0.25 * 0.6 + 0.75 * 0.05)
+    horizon = 4e6  # ~5 000 cycles
+    proc = CapacityProcess(flex, np.random.default_rng(3), horizon)
+    assert proc.scarce_time(0, horizon) / horizon == pytest.approx(0.25, abs=0.02)
+    rng = np.random.default_rng(4)
+    t, u = rng.uniform(0, horizon, 50_000), rng.random(50_000)
+    fails = np.mean([proc.fails(a, b) for a, b in zip(t, u)])
+    assert fails == pytest.approx(flex.failure_share(), abs=0.015)
+    # period lengths are exponential with the stated means (Kolmogorov-Smirnov against scipy)
+    lengths = np.diff(proc.switches)
+    calm = lengths[~np.asarray(proc.states[:-1])][1:-1]
+    assert stats.kstest(calm, stats.expon(scale=600).cdf).pvalue > 0.001
+
+
+def test_no_scarcity_never_fails():
+    proc = CapacityProcess(Flex(scarce=0), np.random.default_rng(1), 1e5)
+    assert not any(proc.fails(t, 0.0) for t in np.linspace(0, 1e5, 1000))
+
+
+def _sdk_attempts(headers: dict) -> tuple[int, type]:
+    """How many HTTP requests the real groq SDK makes for a chat completion answered 498, and what it raises."""
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(498, headers={"retry-after-ms": "1", **headers},
+                              json={"error": {"message": "capacity exceeded", "type": "capacity_exceeded",
+                                              "code": "capacity_exceeded"}})
+    sdk = groq.Groq(api_key="test", base_url="http://127.0.0.1:9", max_retries=2,
+                    http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(groq.APIStatusError) as exc:
+        sdk.chat.completions.create(model="openai/gpt-oss-20b", messages=[{"role": "user", "content": "hi"}])
+    return len(calls), type(exc.value)
+
+
+def test_groq_sdk_does_not_retry_498_like_the_real_sdk():
+    """The real SDK (groq 1.7.0, _base_client._should_retry): 498 is not 408/409/429 nor >= 500, so it is not
+    retried and surfaces as a plain APIStatusError -- unless the server sends ``x-should-retry: true``."""
+    assert _sdk_attempts({}) == (1, groq.APIStatusError)
+    assert _sdk_attempts({"x-should-retry": "true"})[0] == 3
+    assert 498 not in resolve_policy("groq-sdk", {}).retry_on
+    # the simulator's groq-sdk policy: one attempt, outcome error
+    org = Org(service_tier="flex", flex=Flex(calm_failure=1.0, scarce=0))
+    rec = run(client(model="llama-3.1-8b-instant", policy="groq-sdk"), duration=300, org=org).records
+    assert len(rec) and (rec["outcome"] == "error").all()
+    assert (rec["attempts"] == 1).all() and (rec["n498"] == 1).all() and (rec["n429"] == 0).all()
+
+
+def test_a_policy_can_retry_498_and_a_498_charges_nothing():
+    org = Org(service_tier="flex", flex=Flex(calm_failure=1.0, scarce=0))
+    extra = {"flex-retry": {**BUILTIN_POLICIES["full-jitter"], "max_attempts": 3, "retry_on": [429, 498]}}
+    res = run(client(model="llama-3.1-8b-instant", policy="flex-retry"), duration=300, org=org,
+              extra_policies=extra)
+    rec = res.records
+    assert (rec["n498"] == 3).all() and (rec["outcome"] == "error").all()
+    assert rec["admitted"].isna().all()  # never reached the limits
+
+
+def test_flex_limits_are_the_multiplier_times_on_demand():
+    """Free tier llama-3.1-8b-instant: 6 000 TPM on demand.  A steady 50 requests/min of 1 012 tokens
+    (50 600 TPM) fits the flex 60 000 TPM and not on-demand; with multiplier 5 (30 000 TPM) it does not."""
+    c = client(model="llama-3.1-8b-instant", kind="constant", rate="50/min", policy="no-retry")
+    calm = Flex(scarce=0)
+    on_demand = run(c, duration=600, org=Org()).records
+    flex = run(c, duration=600, org=Org(service_tier="flex", flex=calm)).records
+    flex5 = run(c, duration=600, org=Org(service_tier="flex", flex=calm.model_copy(update={"multiplier": 5}))).records
+    assert (flex["outcome"] == "ok").all() and (flex["service_tier"] == "flex").all()
+    assert (on_demand["outcome"] == "ok").mean() < 0.2
+    ok5 = (flex5["outcome"] == "ok").sum()
+    # a full 30 000-token bucket at the start, then 30 000 tokens a minute for 10 minutes
+    assert ok5 == pytest.approx((30_000 + 30_000 * 10) / 1012, rel=0.02)
+
+
+def test_auto_serves_on_demand_first_then_flex():
+    """With no retries, ``auto`` asks the on-demand limits exactly what an on-demand client asks, so the
+    same requests are served on demand; flex takes (some of) the rest."""
+    c = client(model="llama-3.1-8b-instant", kind="poisson", rate="40/min", policy="no-retry")
+    flex = Flex(calm=600, scarce=300, scarce_failure=0.5)
+    plain = run(c, duration=1800, org=Org(flex=flex)).records
+    auto = run(c, duration=1800, org=Org(service_tier="auto", flex=flex)).records
+    on_demand_ok = plain["outcome"] == "ok"
+    served_on_demand = (auto["outcome"] == "ok") & (auto["service_tier"] == "on_demand")
+    assert (on_demand_ok == served_on_demand).all()
+    rest = auto[~on_demand_ok]
+    assert (rest["service_tier"] == "flex").all()
+    assert (rest["outcome"] == "ok").sum() > 0 and (rest["n498"] > 0).sum() > 0
+    assert ((rest["n498"] > 0) == (rest["outcome"] == "error")).all()

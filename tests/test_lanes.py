@@ -1,0 +1,141 @@
+"""Lanes end to end: scenario validation of service tiers, batch jobs and projects; the shipped scenarios;
+per-project and per-lane summaries."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import sim
+from sim.errors import ConfigError
+from sim.summary import breakdown
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISY = ROOT / "scenarios" / "projects_noisy_neighbour.toml"
+NIGHTLY = ROOT / "scenarios" / "nightly_batch_vs_flex.toml"
+BASE = NOISY.read_text()
+
+BAD = {
+    "service tier": (BASE.replace('tier = "developer"', 'tier = "developer"\nservice_tier = "flexx"'),
+                     r":15: org.service_tier: 'flexx': Input should be 'on_demand', 'flex' or 'auto'$"),
+    "closed batch": (BASE.replace('arrival = { kind = "poisson", rate = "40/min" }',
+                                  'arrival = { kind = "closed", users = 4, think = "1s" }\nlane = "batch"'),
+                     r":23: clients\[0\]: lane 'batch' needs an open-loop arrival"),
+    "window": (BASE.replace('policy = "exponential"', 'policy = "exponential"\nlane = "batch"\n'
+                                                      'batch = { completion_window = "12h" }'),
+               r":43: clients\[1\].batch.completion_window: '12h': outside what Groq accepts \(24h to 7d\), got 12h$"),
+    "batch key": (BASE.replace('policy = "exponential"', 'policy = "exponential"\nbatch = { window = "1d" }'),
+                  r":42: clients\[1\].batch.window: unknown key 'window' \(did you mean 'completion_window'\?"),
+    "project name": (BASE.replace('project = "etl"', 'project = "etll"'),
+                     r":35: clients\[1\].project: unknown project 'etll' "
+                     r"\(did you mean 'etl'\? allowed: support, etl\)$"),
+    "above org": (BASE.replace('tpm = "120K"', 'tpm = "300K"'),
+                  r":21: projects.etl.limits.openai/gpt-oss-20b: project 'etl': tpm 300000 is above the "
+                  r"organization's tpm limit 250000 on openai/gpt-oss-20b \(a project can only lower it\)$"),
+    "unit": (BASE.replace('tpm = "120K"', 'tpn = "100K"'),
+             r":21: projects.etl.limits: unknown limit unit for 'openai/gpt-oss-20b': 'tpn' \(did you mean 'tpm'"),
+    "project key": (BASE.replace('description = "bulk enrichment jobs"', 'descripton = "x"'),
+                    r":20: projects.etl.descripton: unknown key 'descripton' \(did you mean 'description'\?"),
+    "compare value": (BASE.replace('project_quotas = [false, true]', 'service_tier = ["flex", "batch"]'),
+                      r":48: compare.service_tier: 'batch': Input should be 'on_demand', 'flex' or 'auto'$"),
+    "flex": (BASE.replace('tier = "developer"', 'tier = "developer"\nflex = { multiplier = 0 }'),
+             r"org.flex.multiplier: 0: Input should be greater than 0$"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_lane_settings_are_precise_errors(case, tmp_path):
+    text, pattern = BAD[case]
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
+        sim.load_scenario(path)
+
+
+def test_projects_scenario_quota_protects_the_latency_sensitive_project():
+    """Without the quota the ETL bursts take the org's TPM and the assistant sees 429s; with it the
+    assistant is served in full while the ETL is held to its share -- per project, from the records."""
+    scenario = sim.load_scenario(NOISY, {"duration": "40m"})
+    rows = {}
+    for point in scenario.grid():
+        result = sim.simulate(scenario.spec(point, duration=2400.0), scenario.seed(0))
+        rows[point["project_quotas"]] = breakdown(result, "project").set_index("project")
+        s = sim.summarize(result)
+        rec = result.records[result.records["created"] >= result.spec.warmup]
+        assert s["project_refusals"] == (rec["refused_scope"] == "project").sum()
+        assert (s["project_refusals"] > 0) == point["project_quotas"]
+    free, capped = rows[False], rows[True]
+    assert capped.loc["support", "success_ratio"] > free.loc["support", "success_ratio"]
+    assert capped.loc["support", "n429"] < free.loc["support", "n429"]
+    assert capped.loc["etl", "ok"] < free.loc["etl", "ok"]
+    for table in (free, capped):  # every request has one outcome, per project
+        outcomes = table[list(sim.OUTCOMES[1:])].sum(axis=1) + table["ok"]
+        assert (outcomes == table["offered"]).all()
+
+
+def test_nightly_scenario_compares_on_demand_flex_and_batch():
+    scenario = sim.load_scenario(NIGHTLY)
+    assert scenario.grid() == [{"lane": "on_demand", "service_tier": "on_demand"},
+                               {"lane": "on_demand", "service_tier": "flex"},
+                               {"lane": "batch", "service_tier": "on_demand"},
+                               {"lane": "batch", "service_tier": "flex"}]
+    out = {}
+    for point in scenario.grid():
+        spec = scenario.spec(point, duration=600.0)
+        out[(point["lane"], point["service_tier"])] = sim.summarize(sim.simulate(spec, scenario.seed(0)))
+    on_demand, flex, batch = out[("on_demand", "on_demand")], out[("on_demand", "flex")], out[("batch", "on_demand")]
+    assert pd.Series(batch).equals(pd.Series(out[("batch", "flex")]))  # the batch lane ignores the service tier
+    assert on_demand["batch_jobs"] == flex["batch_jobs"] == 0 and batch["batch_jobs"] >= 1
+    assert on_demand["n498"] == 0 and flex["n498"] > 0
+    # the same requests served cost the same on demand and on flex; batch is half price
+    per_ok = {k: v["cost_usd"] / v["ok"] for k, v in (("od", on_demand), ("flex", flex), ("batch", batch))}
+    assert per_ok["flex"] == pytest.approx(per_ok["od"], rel=0.05)
+    assert per_ok["batch"] == pytest.approx(per_ok["od"] / 2, rel=0.05)
+    assert flex["done_by"] < on_demand["done_by"]
+
+
+def test_breakdown_by_lane_and_unknown_column():
+    scenario = sim.load_scenario(NIGHTLY)
+    result = sim.simulate(scenario.spec({"lane": "batch", "service_tier": "flex"}, duration=300.0), 1)
+    table = breakdown(result, "lane")
+    assert table["lane"].tolist() == ["batch"] and table["offered"].sum() == len(result.records)
+    with pytest.raises(ValueError, match="no column 'team'"):
+        breakdown(result, "team")
+
+
+def test_lane_plots(tmp_path):
+    from sim.lane_plots import lane_tables, plot_lanes
+    scenario = sim.load_scenario(NIGHTLY, {"replications": 2})
+    study = sim.run_study(scenario, tmp_path / "study", jobs=1, duration=300.0, progress=False)
+    files = plot_lanes(study, tmp_path)
+    assert [f.name for f in files] == ["lanes_cost_time.png", "batch_job_times.png"]
+    assert all(f.stat().st_size > 10_000 for f in files)
+    tables = lane_tables(study, tmp_path)
+    assert [f.name for f in tables] == ["by_project.csv", "by_lane.csv", "by_service_tier.csv"]
+    by_tier = pd.read_csv(tmp_path / "by_service_tier.csv")
+    assert len(by_tier) == 4 * 2  # four alternatives x two replications, one service tier each
+    served = set(by_tier.groupby(["compare.lane", "compare.service_tier", "service_tier"]).size().index)
+    assert served == {("on_demand", "on_demand", "on_demand"), ("on_demand", "flex", "flex"),
+                      ("batch", "on_demand", "batch"), ("batch", "flex", "batch")}
+    assert (by_tier["offered"] == study.summary.sort_values(["point", "replication"])["offered"].to_numpy()).all()
+    plain = sim.run_study(sim.load_scenario(ROOT / "scenarios" / "chatbot_free_vs_developer.toml",
+                                            {"replications": 1}), jobs=1, duration=60.0, progress=False)
+    assert plot_lanes(plain, tmp_path) == [] and lane_tables(plain, tmp_path) == []
+
+
+def test_routing_an_on_demand_group_changes_nothing():
+    """The lane path (a Route on the on-demand limits) admits exactly what the engine's direct path admits,
+    for every policy kind, including a pacer and a header-reading client."""
+    from helpers import client, run
+    from sim.config import Org
+    groups = [client(name=p, model="llama-3.1-8b-instant", rate="30/min", policy=p)
+              for p in ("groq-sdk", "paced", "adaptive", "cooldown")]
+    direct = run(groups, duration=900, seed=3, org=Org(tier="free")).records
+    routed = run(groups, duration=900, seed=3, org=Org(tier="free"), lane_report=True).records
+    assert "service_tier" in routed and "service_tier" not in direct
+    assert routed[direct.columns].equals(direct)
+
+
+def test_unknown_project_in_a_run_spec():
+    from helpers import client, run
+    with pytest.raises(ConfigError, match="unknown project of client 'c': 'nope'"):
+        run(client(project="nope"), duration=60)

@@ -1,0 +1,94 @@
+"""Projects: a request passes its project's limits and the org's all-or-nothing; validation of overrides."""
+import copy
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from sim import LimitSet, rate_limit_headers
+from sim.catalog import Limits
+from sim.errors import ConfigError
+from sim.limiters import ALGORITHMS
+from sim.projects import Project, ScopedLimits, project_limits
+from sim.headers import parse_reset
+
+ORG = Limits(rpm=30, rpd=1000, tpm=6000, tpd=100_000)
+PROJ = Limits(rpm=10, rpd=1000, tpm=3000, tpd=100_000)
+
+
+def _remaining(ls: LimitSet, now: float) -> dict:
+    return {u: ls.units[u].remaining(now) for u in ls.units}
+
+
+@settings(max_examples=60)
+@given(algorithm=st.sampled_from(sorted(ALGORITHMS)),
+       steps=st.lists(st.tuples(st.floats(0, 20), st.integers(0, 7000), st.booleans()), min_size=1, max_size=60))
+def test_all_or_nothing_across_project_and_org(algorithm, steps):
+    """Every attempt either charges both scopes exactly as each alone would be charged, or charges neither;
+    the wait is the longer of the two scopes' waits.  Other projects (``other``) spend the org meanwhile."""
+    scoped = ScopedLimits(LimitSet(PROJ, algorithm), LimitSet(ORG, algorithm))
+    now = 0.0
+    for dt, tokens, other in steps:
+        now += dt
+        if other:  # another project's request spends the org budget only
+            scoped.org.acquire(tokens, 0, now)
+            continue
+        p_dec, o_dec = scoped.project.check(tokens, 0, now), scoped.org.check(tokens, 0, now)
+        want_p, want_o = copy.deepcopy(scoped.project), copy.deepcopy(scoped.org)
+        wait = scoped.acquire(tokens, 0, now)
+        if p_dec.admitted and o_dec.admitted:
+            assert wait == 0.0
+            assert want_p.acquire(tokens, 0, now) == 0.0 and want_o.acquire(tokens, 0, now) == 0.0
+        else:
+            assert wait == max(p_dec.wait, o_dec.wait) > 0
+            refuser = scoped.project if scoped.binding_scope == "project" else scoped.org
+            assert scoped.binding in refuser.units
+            assert scoped.binding in (p_dec.refused if scoped.binding_scope == "project" else o_dec.refused)
+        assert _remaining(scoped.project, now) == _remaining(want_p, now)
+        assert _remaining(scoped.org, now) == _remaining(want_o, now)
+
+
+def test_refusal_names_the_binding_scope_and_unit():
+    scoped = ScopedLimits(LimitSet(PROJ), LimitSet(ORG))
+    for _ in range(10):
+        assert scoped.acquire(100, 0, 0.0) == 0.0
+    assert scoped.acquire(100, 0, 0.0) == pytest.approx(6.0)  # project rpm 10: one refills every 6 s
+    assert (scoped.binding_scope, scoped.binding) == ("project", "rpm")
+    # org exhausted by others: the org binds even though the project has room
+    scoped = ScopedLimits(LimitSet(PROJ), LimitSet(ORG))
+    assert scoped.org.acquire(6000, 0, 0.0) == 0.0
+    wait = scoped.acquire(1000, 0, 0.0)
+    assert (scoped.binding_scope, scoped.binding) == ("org", "tpm")
+    assert wait == pytest.approx(1000 / (6000 / 60))
+    assert scoped.acquire(5000, 0, 0.0) == math.inf  # above the project's whole TPM: a 413 by the project
+    assert (scoped.binding_scope, scoped.binding) == ("project", "tpm")
+    # both refuse: the longer wait (project: 500 over at 50/s; org: 500 over at 100/s)
+    scoped = ScopedLimits(LimitSet(PROJ), LimitSet(ORG))
+    scoped.project.acquire(2500, 0, 0.0)
+    scoped.org.acquire(5500, 0, 0.0)
+    assert scoped.acquire(1000, 0, 0.0) == pytest.approx(10.0)
+    assert (scoped.binding_scope, scoped.binding) == ("project", "tpm")
+
+
+def test_headers_show_the_tighter_scope():
+    scoped = ScopedLimits(LimitSet(PROJ), LimitSet(ORG))
+    scoped.acquire(1000, 0, 0.0)
+    h = rate_limit_headers(scoped.look(0.0), 0.0)
+    assert (h["x-ratelimit-limit-tokens"], h["x-ratelimit-remaining-tokens"]) == ("3000", "2000")  # project's
+    scoped.org.acquire(4500, 0, 0.0)  # another project takes most of the org's TPM
+    h = rate_limit_headers(scoped.look(0.0), 0.0)
+    assert (h["x-ratelimit-limit-tokens"], h["x-ratelimit-remaining-tokens"]) == ("6000", "500")  # org's
+    assert parse_reset(h["x-ratelimit-reset-tokens"]) == pytest.approx(5500 / 100, abs=0.01)
+    assert scoped.limits == PROJ  # what a pacer copies: the lower of the two per unit
+
+
+def test_project_limits_only_lower():
+    p = Project(limits={"m": {"rpm": 10, "tpm": "3K"}})
+    assert project_limits("p", p, "m", ORG) == Limits(rpm=10, rpd=1000, tpm=3000, tpd=100_000)
+    assert project_limits("p", p, "other", ORG) is None  # inherits the org's
+    with pytest.raises(ConfigError, match=r"project 'p': rpm 40 is above the organization's rpm limit 30"):
+        project_limits("p", Project(limits={"m": {"rpm": 40}}), "m", ORG)
+    with pytest.raises(ConfigError, match="no ash limit"):
+        project_limits("p", Project(limits={"m": {"ash": 40}}), "m", ORG)
+    with pytest.raises(ValueError, match="unknown limit unit for 'm': 'rpn'"):
+        Project(limits={"m": {"rpn": 4}})
