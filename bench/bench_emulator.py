@@ -120,7 +120,8 @@ def main(argv=None) -> int:
         finally:
             server.terminate()
             server.wait(30)
-        logged = sum(1 for _ in open(Path(out) / "requests.jsonl"))
+        with open(Path(out) / "requests.jsonl") as f:
+            logged = sum(1 for _ in f)
     figures = {"throughput": {**thr, "connections": args.connections}, "sequential": lat,
                "logged_lines": logged, "cores": os.cpu_count(), "load_average": os.getloadavg()}
     cpu = thr["server_cpu_ms_per_request"]
