@@ -384,3 +384,36 @@ def test_serve_command_rejects_a_bad_scenario(capsys):
     assert main(["serve", "no/such/scenario.toml"]) == 2
     assert "cannot read scenario" in capsys.readouterr().err
     assert main(["serve", "scenarios/retry_policies_overload.toml", "--time-scale", "0"]) == 2
+
+
+def test_python_m_sim_serve_end_to_end(tmp_path):
+    """The real command in a child process: serves, then on SIGTERM writes its Parquet records and exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "serve", "scenarios/retry_policies_overload.toml", "--port",
+                             str(port), "--time-scale", "10", "--key", "sk-1=proj", "--out", str(tmp_path)],
+                            env={**os.environ}, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/metrics", timeout=0.5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        client = groq.Groq(base_url=url, api_key="sk-1", max_retries=0)
+        assert client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8).usage.total_tokens > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+    assert "groqsim serve: http://127.0.0.1" in proc.stderr.read().decode()
+    df = pd.read_parquet(tmp_path / "records.parquet")
+    assert df["client"].tolist() == ["proj"] and df["status"].tolist() == [200]
+    assert json.loads((tmp_path / "requests.jsonl").read_text())["label"] == "proj"
