@@ -227,7 +227,7 @@ def test_sdk_retries_observed_with_the_sdks_own_backoff(serve):
     rec = emu.records()
     assert rec["status"].tolist() == [200, 429, 429, 429]
     gaps = np.diff(rec["created"].to_numpy()[1:]) / K  # real seconds between the attempts
-    assert 0.375 <= gaps[0] < 0.5 + 0.15 and 0.75 <= gaps[1] < 1.0 + 0.15
+    assert 0.375 <= gaps[0] < 0.5 + 0.3 and 0.75 <= gaps[1] < 1.0 + 0.3  # (+ the loaded machine's latency)
 
 
 def test_sdk_honours_the_scaled_retry_after(serve):
@@ -243,11 +243,11 @@ def test_sdk_honours_the_scaled_retry_after(serve):
     retry_after = float(log_lines(emu)[1]["headers"]["retry-after"])  # ceil(wait) / K, wait = 60 s - elapsed
     assert 50 <= retry_after * K <= 60 and retry_after * K == pytest.approx(round(retry_after * K))
     gap = rec["created"][2] - rec["created"][1]
-    assert retry_after * K <= gap < retry_after * K + 0.2 * K and rec["created"][2] - rec["created"][0] >= 60
+    assert retry_after * K <= gap < retry_after * K + 0.5 * K and rec["created"][2] - rec["created"][0] >= 60
 
 
 def test_200_concurrent_requests_against_rpm_5_admit_exactly_5(serve):
-    url, _ = serve(make_spec(overrides={MODEL: {"rpm": 5}}), time_scale=1)
+    url, _ = serve(make_spec(overrides={MODEL: {"rpm": 5}}), time_scale=0.1)  # limiter clock 10x slower
     body = {"model": MODEL, "messages": msgs(), "max_tokens": 8}
 
     async def go():
@@ -257,7 +257,7 @@ def test_200_concurrent_requests_against_rpm_5_admit_exactly_5(serve):
 
     t0 = time.monotonic()
     statuses = asyncio.run(go())
-    assert time.monotonic() - t0 < 12  # less than one request refilled (5/min)
+    assert time.monotonic() - t0 < 120  # less than one request refilled (5 per limiter minute = 10 real ones)
     assert statuses.count(200) == 5 and statuses.count(429) == 195
 
 
