@@ -67,13 +67,14 @@ async def _phase(host, port, total, connections, limit_s):
     latencies, statuses = [], []
     deadline = time.monotonic() + limit_s
     per = [total // connections + (k < total % connections) for k in range(connections)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(_worker(host, port, n, deadline, latencies, statuses) for n in per if n))
-    elapsed = time.perf_counter() - t0
+    elapsed, client_cpu = time.perf_counter() - t0, time.process_time() - c0
     lat = np.asarray(latencies) * 1000
     return {"requests": len(lat), "seconds": round(elapsed, 3), "req_per_s": round(len(lat) / elapsed, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "non_200": int(sum(s != 200 for s in statuses))}
+            "non_200": int(sum(s != 200 for s in statuses)),
+            "client_cpu_ms_per_request": round(client_cpu / max(len(lat), 1) * 1000, 4)}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
         finally:
             server.terminate()
             server.wait(30)
-        logged = sum(1 for _ in open(Path(out) / "requests.jsonl"))
+        with open(Path(out) / "requests.jsonl") as f:
+            logged = sum(1 for _ in f)
     figures = {"throughput": {**thr, "connections": args.connections}, "sequential": lat,
                "logged_lines": logged, "cores": os.cpu_count(), "load_average": os.getloadavg()}
     cpu = thr["server_cpu_ms_per_request"]
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
           f"non-200: {thr['non_200']})")
     print(f"sequential (1 connection): {lat['req_per_s']:.0f} req/s; round trip p50 {lat['p50_ms']} ms, "
           f"p99 {lat['p99_ms']} ms (upper bound on server overhead)")
-    print(f"server CPU per request: {cpu} ms, i.e. {1000 / cpu:.0f} req/s per fully available core "
+    print(f"server CPU per request: {cpu} ms, i.e. {1000 / cpu:.0f} req/s per fully available core; load client "
+          f"CPU per request: {thr['client_cpu_ms_per_request']} ms "
           f"(machine load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"server log lines: {logged}")
     if args.json:

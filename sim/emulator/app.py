@@ -37,7 +37,7 @@ from ..headers import ErrorResponse, invalid_request_error, server_error
 from .core import Emulator, approx_prompt_tokens
 
 CHAT, AUDIO = "chat.completions", "audio.transcriptions"
-_FILLER = ("The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog.")
+_FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
 MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
 
@@ -49,8 +49,8 @@ async def _delay(seconds: float) -> None:
 
 @lru_cache(maxsize=1024)
 def filler(tokens: int) -> str:
-    """Generated text of exactly ``tokens`` words (one token each, as ``usage`` counts them)."""
-    return " ".join(_FILLER[k % len(_FILLER)] for k in range(tokens))
+    """Generated text of ``tokens`` words (about one token each)."""
+    return "".join(_FILLER[k % len(_FILLER)] for k in range(tokens)).lstrip()
 
 
 def _error(err: ErrorResponse, extra: dict[str, str] | None = None) -> JSONResponse:
