@@ -79,6 +79,10 @@ class Dist(Strict):
         return float(np.mean(self.values))
 
 
+#: the statuses the groq SDK retries (``_base_client._should_retry``): 408, 409, 429 and every 5xx
+GROQ_SDK_RETRY_ON = [408, 409, 429, *range(500, 600)]
+
+
 class Policy(Strict):
     """What a client does about 429s, errors and pacing: the settings :class:`sim.policies.ClientPolicy` is
     built from.  See docs/modelling.md for the exact rules."""
@@ -102,12 +106,13 @@ class Policy(Strict):
     @model_validator(mode="before")
     @classmethod
     def _sdk_defaults(cls, data):
-        # groq-sdk = the official Python SDK's defaults (groq/_constants.py, _base_client.py):
+        # groq-sdk = the official Python SDK 1.7.0's defaults (groq/_constants.py, _base_client.py):
         # DEFAULT_MAX_RETRIES = 2, backoff 0.5 s * 2^n capped at 8 s with jitter x(1 - 0.25 U),
-        # retry-after honoured when 0 < value <= 60 s, retries 408, 409, 429 and >= 500.
+        # retry-after honoured when 0 < value <= 60 s; _should_retry retries 408, 409, 429 and EVERY status
+        # >= 500 (501, 505, 520, 529 too), not 498.  It also obeys an x-should-retry header, which Groq does
+        # not send and the simulator's answers never carry.
         if isinstance(data, dict) and data.get("retry") == "groq-sdk":
-            data = {"max_attempts": 3, "base": 0.5, "cap": 8.0,
-                    "retry_on": [408, 409, 429, 500, 502, 503, 504], **data}
+            data = {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, **data}
         return data
 
 

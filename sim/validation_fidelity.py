@@ -17,12 +17,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from .catalog import Catalog
+from .catalog import Catalog, Limits
 from .checks import Check
 from .config import Client, Dist, Org, arrival, policy_table
 from .engine import simulate
+from .headers import rate_limit_error, rate_limit_headers
+from .limitset import LimitSet
 from .service import Z90, ServiceModel, data_rows, load_service_table, service_defaults
 from .spec import RunSpec
+from .units import format_reset
 
 TIMED_MODEL = "llama-3.3-70b-versatile"
 Z995 = 2.5758293035489004  # the central 99 % of a standard normal
@@ -155,4 +158,33 @@ def fidelity_checks(hours: float):
     """Every check of this module; ``hours`` of simulated traffic for the timing checks."""
     rec = _timed_records(hours)
     return [check_total_time_identity(rec), check_client_wait(rec), check_queue_defaults(rec),
-            check_queue_lognormal_fit(), check_prefill_samples(), check_output_speed_samples()]
+            check_queue_lognormal_fit(), check_prefill_samples(), check_output_speed_samples(),
+            *check_error_examples()]
+
+
+def check_error_examples() -> list[Check]:
+    """Groq's real 429 and 413 messages (reference section 3) reproduced from a limit set in their state,
+    and the real header formats (section 4)."""
+    out = []
+    ls = LimitSet(Limits(tpm=6000))  # Limit 6000, Used 5034, Requested 1443: "Please try again in 4.77s"
+    ls.acquire(5034, 0, 0.0)
+    msg = rate_limit_error(ls, "llama-3.1-8b-instant", "org_x", 1443, 0, 0.0).body["error"]["message"]
+    wait = float(msg.split("Please try again in ")[1].split("s.")[0])
+    out.append(_check("429 'try again in' of the real TPM example", "reference §3 (Limit 6000, Used 5034, "
+                      "Requested 1443)", "4.77 s ±10 ms", f"{wait:.3f} s; 'Used 5034, Requested 1443' in message: "
+                      f"{'Used 5034, Requested 1443' in msg}", abs(wait - 4.77) <= 0.01 and "Used 5034" in msg))
+    big = LimitSet(Catalog.published().limits("free", "llama-3.3-70b-versatile"))
+    err = rate_limit_error(big, "llama-3.3-70b-versatile", "org_x", 14137, 0, 0.0)
+    text = err.body["error"]["message"]
+    ok = err.status == 413 and "Limit 12000, Requested 14137, please reduce your message size" in text
+    out.append(_check("413 request too large", "reference §3 (Limit 12000, Requested 14137)",
+                      "413, 'Limit 12000, Requested 14137, please reduce…'", f"{err.status}: {text[:60]}…", ok))
+    rpd = LimitSet(Limits(rpd=1000, tpm=8000))
+    rpd.acquire(73, 0, 0.0)
+    rpd.acquire(0, 0, 0.0)
+    h = rate_limit_headers(rpd, 0.0)
+    formats = (format_reset(0.547), format_reset(172.8), format_reset(3723.5))
+    ok = formats == ("547ms", "2m52.8s", "1h2m3.5s") and h["x-ratelimit-remaining-requests"] == "998"
+    out.append(_check("reset headers as Go durations", "reference §4 capture", "547ms, 2m52.8s, 1h2m3.5s; "
+                      "remaining-requests 998", f"{', '.join(formats)}; {h['x-ratelimit-remaining-requests']}", ok))
+    return out

@@ -169,3 +169,12 @@ def test_every_builtin_policy_assembles():
         assert p.gated == bool(cfg.pacing or cfg.adaptive or cfg.cooldown is not None or cfg.max_in_flight
                                or cfg.queue_size is not None), name
         assert p.max_attempts == cfg.max_attempts and p.retry_on == frozenset(cfg.retry_on)
+
+
+@pytest.mark.parametrize("status", [400, 408, 409, 413, 422, 429, 498, 499, 500, 501, 502, 503, 504, 505, 520, 529])
+def test_groq_sdk_retries_exactly_what_the_real_sdk_retries(status):
+    """The installed SDK's own _should_retry is the reference (no x-should-retry header: Groq sends none)."""
+    import groq
+    client = groq.Groq(api_key="test")
+    reference = client._should_retry(httpx.Response(status, request=httpx.Request("POST", "http://x")))
+    assert (status in Policy(retry="groq-sdk").retry_on) == reference
