@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,12 +27,16 @@ import pandas as pd
 
 from .cluster import run_on_dask
 from .engine import simulate
+from .errors import ConfigError
 from .records import RunResult
 from .report import compare
 from .scenario import Scenario
 from .study import StudyResult
 from .summary import summarize
+from .trace import file_digest
 from .version import __version__
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)
@@ -43,17 +48,29 @@ class Job:
     key: str
 
 
+def input_digests(scenario: Scenario) -> dict[str, str]:
+    """SHA-256 of every input a run reads besides the scenario's own settings: the files it names (traces,
+    limits files) and the package's data tables (published limits, service speeds).  Part of every run key,
+    so editing any of them re-runs exactly the runs that read it."""
+    digests = {f"data/{f.name}": file_digest(f) for f in sorted(DATA.glob("*.csv"))}
+    # named by the path as the scenario writes it (already in the key), so moving a study keeps its key
+    digests.update({f"input {n}": file_digest(path) for n, path in enumerate(scenario.input_files())})
+    return digests
+
+
 def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
-    """Every (grid point, replication) with its resumption key."""
+    """Every (grid point, replication) with its resumption key: a hash of the run's resolved settings
+    (scenario, overrides, grid point), replication, horizon and the contents of every file it reads."""
     base = scenario.model_dump(mode="json", exclude={"compare", "capacity", "run", "source"})
     base["scenario"].pop("replications", None)
     base["scenario"].pop("name", None)
     base["scenario"].pop("description", None)
+    inputs = input_digests(scenario)
     jobs = []
     for p, point in enumerate(scenario.grid()):
         for rep in range(scenario.scenario.replications):
-            blob = json.dumps({"v": __version__, "base": base, "point": point, "rep": rep, "duration": duration},
-                              sort_keys=True, default=str)
+            blob = json.dumps({"v": __version__, "base": base, "point": point, "rep": rep, "duration": duration,
+                               "inputs": inputs}, sort_keys=True, default=str)
             jobs.append(Job(p, point, rep, hashlib.sha256(blob.encode()).hexdigest()[:20]))
     return jobs
 
@@ -111,7 +128,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     all_jobs = plan(scenario, duration)
     rows: dict[str, dict] = {}
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_out(out)
         if not resume:
             for f in (out / "runs").glob("*") if (out / "runs").exists() else []:
                 f.unlink()
@@ -134,8 +151,8 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
 
     out_arg = None if out is None else str(out)
     try:
-        if dask:
-            run_on_dask(dask, execute, scenario, [(job, out_arg, duration, keep) for job in todo], collect, jobs)
+        if dask and todo:
+            _on_dask(dask, scenario, [(job, out_arg, duration, keep) for job in todo], collect, jobs)
         elif jobs == 1 or len(todo) <= 1:
             for job in todo:
                 collect(*execute(scenario, job, out_arg, duration, keep))
@@ -162,6 +179,52 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     axes = list(scenario.compare)
     return StudyResult(scenario, summary, compare(summary, axes) if len(summary) else summary, out, results,
                        complete and len(rows) == len(all_jobs), duration)
+
+
+def prepare_out(out: Path) -> None:
+    """Create the output directory, or say in one line why it cannot be used (a file, not writable)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is an existing file, not a directory (give a directory to write into)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".groqsim-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable "
+                          "directory") from None
+
+
+#: how long to wait for a Dask scheduler to answer before giving up (Dask's own default is 30 s)
+DASK_CONNECT_TIMEOUT = "5s"
+_DASK_ADDRESS = re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://)?[\w.\-\[\]:]+:\d{1,5}$")
+
+
+def check_dask_address(address: str) -> None:
+    """``local`` or ``[scheme://]host:port``; anything else is refused before any connection is tried."""
+    if address != "local" and not _DASK_ADDRESS.match(address):
+        raise ConfigError(f"--dask {address!r}: not a scheduler address (allowed: 'local', or host:port such as "
+                          "tcp://10.0.0.5:8786)")
+
+
+def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, workers: int) -> None:
+    """Run on Dask with a short connection timeout; an unreachable scheduler is a one-line error."""
+    check_dask_address(address)
+    import logging
+
+    import dask
+    for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # no worker tracebacks on Ctrl-C
+    if address != "local":
+        print(f"groqsim: connecting to the Dask scheduler at {address} (waiting up to {DASK_CONNECT_TIMEOUT})",
+              file=sys.stderr)
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": DASK_CONNECT_TIMEOUT}):
+            run_on_dask(address, execute, scenario, calls, collect, workers)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--dask {address}: cannot reach the scheduler within {DASK_CONNECT_TIMEOUT} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
+                          "is `dask scheduler` running there and the port open?") from None
 
 
 def _progress(total: int, done: int, enabled: bool | None):
