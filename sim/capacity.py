@@ -168,20 +168,6 @@ def _capacity_row(scenario: Scenario, others: dict, tier: str, model: str | None
     return row
 
 
-def jsonable(value):
-    """``value`` with every non-finite float (NaN, inf: no ceiling, no successful request) as None, so it
-    can be written as strict JSON (``json.dumps(..., allow_nan=False)``)."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def knee(comparison, success: float = 0.99, p95: float = 10.0, by: str = "load"):
     """The highest value of ``by`` in a sweep's comparison rows whose mean success ratio and mean p95
     latency meet the targets, assuming service gets worse with load (None if even the lowest fails)."""

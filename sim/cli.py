@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -74,11 +75,17 @@ def _run(args) -> int:
     duration = _duration(args)
     if args.dask:
         check_dask_address(args.dask)
-    _work(args, scenario, duration)
     out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
+    created = not out.exists()
     prepare_out(out)
-    study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
-                      progress=False if args.quiet else None)
+    try:
+        _work(args, scenario, duration)
+        study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
+                          progress=False if args.quiet else None)
+    except ConfigError:
+        if created and not any(f.is_file() for f in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
+        raise
     if not len(study.summary):
         print("groqsim: interrupted before any run finished", file=sys.stderr)
         return 130
@@ -108,7 +115,8 @@ def _run(args) -> int:
 def _capacity(args) -> int:
     import json
 
-    from .capacity import capacity_table, jsonable
+    from .capacity import capacity_table
+    from .report import jsonable
     scenario = _load(args)
     duration = _duration(args)
     _work(args, scenario, duration, runs_factor=_capacity_runs(scenario))

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .catalog import UNIT_SPEC
+from .records import OUTCOMES, RunResult
 from .study import StudyResult, load_records, load_refusals
 from .summary import charged_by_model
 from .texttable import align
@@ -18,20 +19,54 @@ from .texttable import align
 #: metrics compared across grid points (mean and 95% CI over replications)
 KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
                "n429_per_attempt", "attempts_per_success", "mean_wait")
+#: outcomes other than success, each compared as its share of the requests offered (``<outcome>_share``)
+OTHER_OUTCOMES = OUTCOMES[1:]
+#: how the table names them when non-zero
+OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadline": "deadline",
+                  "dropped": "dropped", "error": "error", "unfinished": "unfinished"}
+
+
+def run_binding(result: RunResult, summary: dict) -> str:
+    """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
+    refused requests as too large (413) or, when requests ended unfinished with a unit used up (>= 95 %
+    of what it refills over the run: a daily budget spent), that unit -- ``none`` only when no limit held
+    anything back."""
+    if summary["binding"] != "none":
+        return summary["binding"]
+    rec = result.records
+    window = rec[(rec["created"] >= result.spec.warmup) & (rec["created"] < result.spec.duration)]
+    multi = len(rec["model"].cat.categories) > 1
+    large = window[window["outcome"] == "too_large"]
+    if len(large):
+        (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
+                               key=lambda kv: kv[1])
+        return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
+    if summary.get("unfinished") and np.isfinite(summary.get("top_util", np.nan)) and summary["top_util"] >= 0.95:
+        return f"{summary['top_unit']} (spent)"
+    return "none"
 
 
 def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per grid point: its axis values, the number of replications, and for each key metric
-    ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication)."""
+    """One row per grid point: its axis values, the number of replications, and for each key metric and
+    each outcome share ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one
+    replication), and ``wide_ci``: the metrics whose interval is wider than their mean."""
+    summary = summary.copy()
+    for name in OTHER_OUTCOMES:
+        if name in summary:
+            summary[f"{name}_share"] = summary[name].astype(float) / summary["offered"].where(summary["offered"] > 0)
     rows = []
     for point, group in summary.groupby("point", sort=True):
         row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
-        for m in KEY_METRICS:
+        wide = []
+        for m in KEY_METRICS + tuple(f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary):
             values = group[m].astype(float).dropna().to_numpy()
             n = len(values)
             row[f"{m}_mean"] = float(values.mean()) if n else math.nan
             row[f"{m}_ci95"] = (float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
                                 if n > 1 else math.nan)
+            if m in KEY_METRICS and np.isfinite(row[f"{m}_ci95"]) and row[f"{m}_ci95"] > abs(row[f"{m}_mean"]):
+                wide.append(m)
+        row["wide_ci"] = " ".join(wide)
         row["offered_mean"] = float(group["offered"].mean())
         row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
         rows.append(row)
@@ -41,12 +76,23 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 def _pm(mean: float, ci: float, fmt: str) -> str:
     if not np.isfinite(mean):
         return "-"
-    return format(mean, fmt) + ("" if not np.isfinite(ci) else " ±" + format(ci, fmt))
+    if not np.isfinite(ci):
+        return format(mean, fmt)
+    return format(mean, fmt) + " ±" + format(ci, fmt) + ("!" if ci > abs(mean) else "")
+
+
+def _other_outcomes(r) -> str:
+    """Non-zero shares of the outcomes other than success, e.g. ``too large (413) 100%``."""
+    parts = [f"{OUTCOME_LABELS[o]} {100 * r[f'{o}_share_mean']:.3g}%" for o in OTHER_OUTCOMES
+             if f"{o}_share_mean" in r and np.isfinite(r[f"{o}_share_mean"]) and r[f"{o}_share_mean"] > 0]
+    return ", ".join(parts) or "-"
 
 
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
-    """An aligned text table, one line per grid point."""
-    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "binding"]
+    """An aligned text table, one line per grid point; an interval wider than its mean is marked ``!``
+    (too few replications to tell), with a footnote."""
+    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "binding",
+              "not ok"]
     lines = [header]
     for _, r in comp.iterrows():
         lines.append([*(str(r[a]) for a in axes),
@@ -57,13 +103,30 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
                       _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
                       _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
                       _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
-                      str(r["binding"])])
-    return align(lines, left=len(axes))
+                      str(r["binding"]), _other_outcomes(r)])
+    text = align(lines, left=len(axes))
+    if "wide_ci" in comp and (comp["wide_ci"].fillna("") != "").any():
+        text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
+                 "(raise --replications)\n")
+    return text
+
+
+def jsonable(value):
+    """``value`` with every non-finite float (NaN, inf) as None and numpy scalars as Python ones, so it is
+    strict JSON (``json.dumps(..., allow_nan=False)`` accepts it)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
 
 
 def comparison_json(comp: pd.DataFrame) -> str:
-    rows = comp.replace({np.nan: None}).to_dict(orient="records")
-    return json.dumps(rows, indent=2, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)) + "\n"
+    return json.dumps(jsonable(comp.to_dict(orient="records")), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def write_outputs(study: StudyResult, out: Path) -> list[Path]:

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,14 +30,13 @@ from .cluster import run_on_dask
 from .engine import simulate
 from .errors import ConfigError
 from .records import RunResult
-from .report import compare
+from .report import compare, jsonable, run_binding
 from .scenario import Scenario
 from .study import StudyResult
 from .summary import summarize
-from .trace import file_digest
+from .spec import RunSpec
+from .trace import file_digest, read_trace
 from .version import __version__
-
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)
@@ -48,29 +48,43 @@ class Job:
     key: str
 
 
-def input_digests(scenario: Scenario) -> dict[str, str]:
-    """SHA-256 of every input a run reads besides the scenario's own settings: the files it names (traces,
-    limits files) and the package's data tables (published limits, service speeds).  Part of every run key,
-    so editing any of them re-runs exactly the runs that read it."""
-    digests = {f"data/{f.name}": file_digest(f) for f in sorted(DATA.glob("*.csv"))}
-    # named by the path as the scenario writes it (already in the key), so moving a study keeps its key
-    digests.update({f"input {n}": file_digest(path) for n, path in enumerate(scenario.input_files())})
-    return digests
+def run_inputs(spec: RunSpec) -> dict:
+    """What one run reads, as plain data: its org, client groups (a trace file by the SHA-256 of its
+    contents), the policies they use, and the limits and service figures of the models it can touch on its
+    tier (own models, fallbacks, models a trace names), horizon and load.  Editing an input changes exactly
+    the runs that read it: a custom tier's limits only the runs on that tier, a model's speeds only the runs
+    that use that model, a trace every run that replays it (touching it without changing it, none)."""
+    clients, models = [], set()
+    for c in spec.clients:
+        data = c.model_dump(mode="json")
+        models.add(c.model)
+        if c.arrival.kind == "trace":
+            data["arrival"]["file"] = file_digest(c.arrival.file)
+            df = read_trace(c.arrival.file)
+            if "model" in df:
+                models.update(m for m in df["model"] if isinstance(m, str))
+        clients.append(data)
+    used = {c.policy for c in spec.clients}
+    for name in used:
+        models.update(spec.policies[name].fallback)
+    tier = spec.catalog.tier(spec.org.tier)
+    return {"org": spec.org.model_dump(mode="json"), "clients": clients,
+            "policies": {n: spec.policies[n].model_dump(mode="json") for n in sorted(used)},
+            "limits": {m: dataclasses.asdict(tier[m]) if m in tier else None for m in sorted(models)},
+            "service": {m: dataclasses.asdict(dataclasses.replace(spec.service[m], source=""))
+                        if m in spec.service else None for m in sorted(models)},
+            "duration": spec.duration, "warmup": spec.warmup, "drain": spec.drain, "load": spec.load}
 
 
 def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
-    """Every (grid point, replication) with its resumption key: a hash of the run's resolved settings
-    (scenario, overrides, grid point), replication, horizon and the contents of every file it reads."""
-    base = scenario.model_dump(mode="json", exclude={"compare", "capacity", "run", "source"})
-    base["scenario"].pop("replications", None)
-    base["scenario"].pop("name", None)
-    base["scenario"].pop("description", None)
-    inputs = input_digests(scenario)
+    """Every (grid point, replication) with its resumption key: a hash of everything the run reads
+    (:func:`run_inputs`), the scenario's seed, the replication and the simulator's version."""
     jobs = []
     for p, point in enumerate(scenario.grid()):
+        inputs = run_inputs(scenario.spec(point, duration=duration))
         for rep in range(scenario.scenario.replications):
-            blob = json.dumps({"v": __version__, "base": base, "point": point, "rep": rep, "duration": duration,
-                               "inputs": inputs}, sort_keys=True, default=str)
+            blob = json.dumps({"v": __version__, "inputs": inputs, "seed": scenario.scenario.seed, "rep": rep},
+                              sort_keys=True, default=str)
             jobs.append(Job(p, point, rep, hashlib.sha256(blob.encode()).hexdigest()[:20]))
     return jobs
 
@@ -80,8 +94,10 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
     """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
     row (point values, replication, key, metrics) and, if ``keep``, the full result."""
     result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
+    summary = summarize(result)
+    summary["binding"] = run_binding(result, summary)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
-           "replication": job.replication, "key": job.key, **summarize(result), "events": result.events}
+           "replication": job.replication, "key": job.key, **summary, "events": result.events}
     if out is not None:
         runs = Path(out) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -89,7 +105,7 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
         tagged.to_parquet(runs / f"{job.key}.parquet", index=False)
         result.refusals.to_parquet(runs / f"{job.key}.refusals.parquet", index=False)
         tmp = runs / f"{job.key}.json.tmp"
-        tmp.write_text(json.dumps(_jsonable(row)))
+        tmp.write_text(json.dumps(jsonable(row), allow_nan=False))
         os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"
     return row, (result if keep else None)
 

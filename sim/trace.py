@@ -13,6 +13,7 @@ timestamps say, not the file's row order.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -75,10 +76,17 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
         df = pd.DataFrame(rows).astype(object).where(lambda d: d.notna(), "")
     else:
         try:
-            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-        except pd.errors.ParserError as exc:
-            raise ConfigError(f"{name}: not a valid CSV trace ({str(exc).strip().splitlines()[-1]})") from None
-        lines = list(range(2, len(df) + 2))
+            table = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text), skipinitialspace=True), start=1)
+                     if row]
+        except csv.Error as exc:
+            raise ConfigError(f"{name}: not a valid CSV trace ({exc})") from None
+        header = [h.strip() for h in table[0][1]]
+        for n, row in table[1:]:
+            if len(row) != len(header):
+                raise ConfigError(f"{name}:{n}: {len(row)} field(s) where the header has {len(header)} "
+                                  f"({', '.join(header)})")
+        df = pd.DataFrame([row for _, row in table[1:]], columns=header, dtype=object)
+        lines = [n for n, _ in table[1:]]
     unknown = [str(c) for c in df.columns if c not in TRACE_COLUMNS]
     if unknown or "timestamp" not in df.columns:
         raise ConfigError(f"{name}: trace columns must include timestamp and be among {', '.join(TRACE_COLUMNS)}"
