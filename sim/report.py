@@ -188,6 +188,9 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     rep0 = {p: load_records(study, p, 0, columns=["outcome", "finished", "admitted", "model", "charged_tokens",
                                                   "audio_seconds"]) for p in points}
     bin_s = 60.0 if duration > 600 else 10.0
+    if duration > 6 * 3600:
+        bin_s = 900.0 if duration > 2 * 86400 else 300.0
+    scale, unit = (3600.0, "h") if duration > 6 * 3600 else (60.0, "min")  # a day reads in hours
 
     # 1. latency CDF of successful requests, all replications
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -197,7 +200,8 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
         rec = load_records(study, p, columns=["outcome", "latency"])
         lat = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
         if len(lat):
-            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2, **style[k])
+            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2,
+                    **_marked(style[k], k, len(levels), len(points)))
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
     ax.set_ylabel("fraction of requests")
@@ -213,12 +217,16 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     for k, p in enumerate(points):
         rec = rep0[p]
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
-        ax1.plot(edges[:-1] / 60, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1, **style[k])
+        ax1.plot(edges[:-1] / scale, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1,
+                 **_marked(style[k], k, len(edges) - 1, len(points)))
         ref = load_refusals(study, p, 0)["time"].to_numpy()
-        ax2.plot(edges[:-1] / 60, np.histogram(ref, edges)[0] * per, lw=1, **style[k])
+        ax2.plot(edges[:-1] / scale, np.histogram(ref, edges)[0] * per, lw=1,
+                 **_marked(style[k], k, len(edges) - 1, len(points)))
     ax1.set_ylabel("completed req/min")
     ax2.set_ylabel("429s per min")
-    ax2.set_xlabel("simulated time (min)")
+    ax2.set_xlabel(f"simulated time ({unit})")
+    for a in (ax1, ax2):
+        a.set_ylim(bottom=0)  # counts: an empty panel must not show a negative axis
     ax1.set_title("Throughput and 429s over time (replication 0)")
     ax1.legend(fontsize=7, loc="upper right")
     for a in (ax1, ax2):
@@ -231,20 +239,30 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharey=True)
     times = np.linspace(0, duration, 400)
+    over_limit = False
     for k, p in enumerate(points):
         ax = axes[k // cols][k % cols]
         spec = study.scenario.spec(study.point(p), duration=study.duration)
+        peak = 0.0
         for name, frac in usage_over_time(rep0[p], spec, times).items():
-            ax.plot(times / 60, frac, lw=1, label=name)
+            ax.plot(times / scale, frac, lw=1, label=name)
+            peak = max(peak, float(np.max(frac, initial=0.0)))
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_ylim(bottom=0)
+        if peak > 1.0:
+            over_limit = True
+            ax.annotate("above 1: the bucket's initial\nfull budget being spent", xy=(0.02, 0.97),
+                        xycoords="axes fraction", va="top", fontsize=6, color="0.3")
         ax.set_title(_label(study, p), fontsize=8)
-        ax.set_xlabel("simulated time (min)")
+        ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="upper right")
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].set_ylabel("used / limit over the unit's window")
-    fig.suptitle("Limit utilisation over time (replication 0)")
+    fig.suptitle("Limit utilisation over time (replication 0)" + (
+        "; above 1 = more than the limit in one window: a token bucket starts full, so a run can spend its "
+        "initial budget on top of the refill" if over_limit else ""), fontsize=9 if over_limit else None)
     files.append(_save(fig, out / "utilisation_over_time.png"))
 
     # 4. attempts per success by policy (or by alternative)
@@ -269,6 +287,15 @@ def _styles(n: int) -> list[dict]:
     dashes = ["-", "--", ":", "-."]
     return [{"color": colors[k % len(colors)], "linestyle": dashes[(k // len(colors)) % len(dashes)]}
             for k in range(n)]
+
+
+def _marked(style: dict, k: int, points: int, n: int) -> dict:
+    """``style`` plus a marker of its own, placed at offsets that differ per alternative: two alternatives
+    with identical results still show both (the later line would otherwise hide the earlier)."""
+    markers = "os^vD<>pXh*"
+    every = max(points // 8, 1)
+    return {**style, "marker": markers[k % len(markers)], "markersize": 4,
+            "markevery": (int(every * k / max(n, 1)) % every, every)}
 
 
 def _save(fig, path: Path) -> Path:
