@@ -73,7 +73,13 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _num(value) -> float:
+    """A table cell as a float (None, as read back from JSON, is NaN)."""
+    return math.nan if value is None or pd.isna(value) else float(value)
+
+
 def _pm(mean: float, ci: float, fmt: str) -> str:
+    mean, ci = _num(mean), _num(ci)
     if not np.isfinite(mean):
         return "-"
     if not np.isfinite(ci):
@@ -83,8 +89,8 @@ def _pm(mean: float, ci: float, fmt: str) -> str:
 
 def _other_outcomes(r) -> str:
     """Non-zero shares of the outcomes other than success, e.g. ``too large (413) 100%``."""
-    parts = [f"{OUTCOME_LABELS[o]} {100 * r[f'{o}_share_mean']:.3g}%" for o in OTHER_OUTCOMES
-             if f"{o}_share_mean" in r and np.isfinite(r[f"{o}_share_mean"]) and r[f"{o}_share_mean"] > 0]
+    shares = {o: _num(r[f"{o}_share_mean"]) for o in OTHER_OUTCOMES if f"{o}_share_mean" in r}
+    parts = [f"{OUTCOME_LABELS[o]} {100 * v:.3g}%" for o, v in shares.items() if np.isfinite(v) and v > 0]
     return ", ".join(parts) or "-"
 
 
@@ -96,7 +102,7 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     lines = [header]
     for _, r in comp.iterrows():
         lines.append([*(str(r[a]) for a in axes),
-                      _pm(100 * r["success_ratio_mean"], 100 * r["success_ratio_ci95"], ".1f"),
+                      _pm(100 * _num(r["success_ratio_mean"]), 100 * _num(r["success_ratio_ci95"]), ".1f"),
                       _pm(r["throughput_rpm_mean"], r["throughput_rpm_ci95"], ".1f"),
                       _pm(r["latency_p50_mean"], r["latency_p50_ci95"], ".2f"),
                       _pm(r["latency_p95_mean"], r["latency_p95_ci95"], ".2f"),
