@@ -234,6 +234,11 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
     if address != "local":
         print(f"groqsim: connecting to the Dask scheduler at {address} (waiting up to {DASK_CONNECT_TIMEOUT})",
               file=sys.stderr)
+    # worker processes read their logging level from the environment when they start: on Ctrl-C they
+    # would otherwise log every cancelled task
+    quiet = {"DASK_LOGGING__DISTRIBUTED": "error"}
+    saved = {k: os.environ.get(k) for k in quiet}
+    os.environ.update({k: v for k, v in quiet.items() if saved[k] is None})
     try:
         with dask.config.set({"distributed.comm.timeouts.connect": DASK_CONNECT_TIMEOUT}):
             run_on_dask(address, execute, scenario, calls, collect, workers)
@@ -241,6 +246,10 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
         raise ConfigError(f"--dask {address}: cannot reach the scheduler within {DASK_CONNECT_TIMEOUT} "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
                           "is `dask scheduler` running there and the port open?") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def _progress(total: int, done: int, enabled: bool | None):

@@ -167,3 +167,24 @@ def test_resume_reruns_runs_whose_policy_or_accounting_changed(tmp_path):
     assert len(_rerun(path, out, text.format(charge="max_tokens", attempts=3))) == 2
     assert [r["policy"] for r in _rerun(path, out, text.format(charge="max_tokens", attempts=5))] == ["mine"]
     assert len(_rerun(path, out, text.format(charge="actual", attempts=5))) == 2
+
+
+def test_ctrl_c_during_dask_local_is_one_line(tmp_path):
+    pytest.importorskip("distributed")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        "[scenario]\nduration = '3h'\nreplications = 40\n[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+        "arrival = { kind = 'poisson', rate = '300/min' }\nprompt_tokens = 50\nmax_tokens = 20\npolicy = 'groq-sdk'\n"
+        "[compare]\npolicy = ['no-retry', 'groq-sdk', 'full-jitter']\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--dask", "local", "--jobs", "2",
+                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("groqsim: ")]
+    assert "Traceback" not in err and "interrupted" in err
