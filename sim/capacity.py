@@ -89,19 +89,25 @@ def meets_target(scenario: Scenario, point: dict, load: float,
     return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p
 
 
-def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None) -> dict:
-    """Bisection for the highest load meeting the target (relative tolerance ``capacity.tolerance``)."""
+def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None,
+                       step=None) -> dict:
+    """Bisection for the highest load meeting the target (relative tolerance ``capacity.tolerance``);
+    ``step(load, ok)`` is told each load tried."""
+    if step is None:
+        step = lambda load, ok: None  # noqa: E731
     target = scenario.capacity
     # a run shorter than a day can spend the daily units' initial budget: search up to 2x the minute ceiling
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) else target.max_load
     lo = 0.0
     ok, s, p = meets_target(scenario, point, hi, duration)
+    step(hi, ok)
     best = (hi, s, p) if ok else (0.0, math.nan, math.nan)
     if not ok:
         while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
             mid = (lo + hi) / 2
             ok, s, p = meets_target(scenario, point, mid, duration)
+            step(mid, ok)
             if ok:
                 lo, best = mid, (mid, s, p)
             else:
@@ -110,25 +116,56 @@ def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, durati
     return {"sim_load": load, "sim_rpm": load * ceiling.base_rpm, "sim_success": s, "sim_p95": p}
 
 
-def capacity_table(scenario: Scenario, duration: float | None = None) -> list[dict]:
-    """One row per tier x model of the scenario's grid (other axes at their first value)."""
+def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int | None = 1,
+                   progress: bool | None = False) -> list[dict]:
+    """One row per tier x model of the scenario's grid (other axes at their first value).  The rows'
+    bisections run in ``jobs`` processes (None: one per core); each is seeded the same wherever it runs,
+    so the table does not depend on ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal)."""
+    import os
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
     axes = {a: v for a, v in scenario.compare.items() if a in ("tier", "model")}
     others = {a: v[0] for a, v in scenario.compare.items() if a not in ("tier", "model", "load")}
     tiers = axes.get("tier", [scenario.org.tier])
     models = axes.get("model", [None])
-    rows = []
-    for tier in tiers:
-        for model in models:
-            point = {**others, "tier": tier, **({"model": model} if model else {})}
-            c = analytic_ceiling(scenario, point)
-            row = {"tier": tier, "model": model or ", ".join(sorted({x.model for x in scenario.clients})),
-                   "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
-                   "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
-                   "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding,
-                   "ceilings_rpm": c.per_unit}
-            row.update(simulated_capacity(scenario, point, c, duration))
-            rows.append(row)
+    cells = [(tier, model) for tier in tiers for model in models]
+    jobs = min(jobs or os.cpu_count() or 1, len(cells))
+    bar = tqdm(total=len(cells), desc="capacity", unit="tier x model", file=sys.stderr,
+               disable=not (sys.stderr.isatty() if progress is None else progress))
+    try:
+        if jobs <= 1:
+            rows = []
+            for tier, model in cells:
+                bar.set_postfix_str(f"{tier} {model or ''}".strip())
+                name = f"{tier} {model or ''}".strip()
+                rows.append(_capacity_row(scenario, others, tier, model, duration,
+                                          step=lambda load, ok, name=name: bar.set_postfix_str(
+                                              f"{name} load x{load:.3g}: {'ok' if ok else 'miss'}")))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(_capacity_row, scenario, others, tier, model, duration) for tier, model in cells]
+                for fut in futures:  # in table order: the result does not depend on which finishes first
+                    fut.add_done_callback(lambda _: bar.update(1))
+                rows = [fut.result() for fut in futures]
+    finally:
+        bar.close()
     return rows
+
+
+def _capacity_row(scenario: Scenario, others: dict, tier: str, model: str | None, duration: float | None,
+                  step=None) -> dict:
+    point = {**others, "tier": tier, **({"model": model} if model else {})}
+    c = analytic_ceiling(scenario, point)
+    row = {"tier": tier, "model": model or ", ".join(sorted({x.model for x in scenario.clients})),
+           "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
+           "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
+           "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding,
+           "ceilings_rpm": c.per_unit}
+    row.update(simulated_capacity(scenario, point, c, duration, step))
+    return row
 
 
 def knee(comparison, success: float = 0.99, p95: float = 10.0, by: str = "load"):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from .catalog import Catalog, format_rows
@@ -14,7 +16,14 @@ from .units import format_duration, parse_duration
 def _limits(args) -> int:
     cat = Catalog.from_file(args.file) if args.file else Catalog.published()
     sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
+    if args.format == "table":
+        print("- = no published limit of that unit for that model on that tier (nothing enforced)")
     return 0
+
+
+#: work a command does without ``--force``: beyond either, it says how much and refuses
+MAX_RUNS = 20_000
+MAX_REQUESTS = 50_000_000
 
 
 def _load(args):
@@ -29,9 +38,25 @@ def _duration(args) -> float | None:
     if args.duration is None:
         return None
     try:
-        return parse_duration(args.duration)
+        value = parse_duration(args.duration)
     except ValueError as exc:
         raise ConfigError(f"--duration: {exc}") from None
+    if value <= 0:
+        raise ConfigError(f"--duration {args.duration!r}: must be > 0 (e.g. 90s, 15m, 1d)")
+    return value
+
+
+def _work(args, scenario, duration: float | None, runs_factor: float = 1.0) -> None:
+    """Say how much work the command is (runs, simulated requests) and refuse a huge one unless --force."""
+    runs, requests = scenario.size(duration)
+    runs, requests = int(runs * runs_factor), requests * runs_factor
+    what = f"{runs:,} run(s), about {requests:,.0f} simulated requests"
+    if (runs > MAX_RUNS or requests > MAX_REQUESTS) and not args.force:
+        raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
+                          f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
+                          "add --force")
+    if not getattr(args, "quiet", False):
+        print(f"groqsim: {what}", file=sys.stderr)
 
 
 def _check(args) -> int:
@@ -48,11 +73,22 @@ def _check(args) -> int:
 def _run(args) -> int:
     from .report import comparison_json, format_comparison, write_outputs
     from .runner import run_study
+    from .runner import check_dask_address, prepare_out
     scenario = _load(args)
     duration = _duration(args)
+    if args.dask:
+        check_dask_address(args.dask)
     out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
-    study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
-                      progress=False if args.quiet else None)
+    created = not out.exists()
+    prepare_out(out)
+    try:
+        _work(args, scenario, duration)
+        study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
+                          progress=False if args.quiet else None)
+    except ConfigError:
+        if created and not any(f.is_file() for f in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
+        raise
     if not len(study.summary):
         print("groqsim: interrupted before any run finished", file=sys.stderr)
         return 130
@@ -61,7 +97,8 @@ def _run(args) -> int:
         meta = scenario.scenario
         print(f"{meta.name}: {len(study.comparison)} alternative(s) x {meta.replications} replication(s) of "
               f"{format_duration(duration or meta.duration)} simulated; mean ±95% CI over replications; latencies "
-              "of successful requests; binding = the limit that refused most (none: no 429s)", file=sys.stderr)
+              "of successful requests; binding = the limit that refused most, or whose budget ran out with "
+              "requests unfinished (none: neither)", file=sys.stderr)
     if args.format == "json":
         sys.stdout.write(comparison_json(study.comparison))
     elif args.format == "csv":
@@ -80,13 +117,16 @@ def _run(args) -> int:
 
 def _capacity(args) -> int:
     import json
+
     from .capacity import capacity_table
+    from .report import jsonable
     scenario = _load(args)
     duration = _duration(args)
-    rows = capacity_table(scenario, duration)
+    _work(args, scenario, duration, runs_factor=_capacity_runs(scenario))
+    rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None)
     t = scenario.capacity
     if args.format == "json":
-        print(json.dumps(rows, indent=2, default=float))
+        print(json.dumps(jsonable(rows), indent=2, allow_nan=False))
         return 0
     horizon = duration or scenario.scenario.duration
     print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s over {horizon:g} s"
@@ -102,10 +142,23 @@ def _capacity(args) -> int:
     return 0
 
 
+def _capacity_runs(scenario) -> float:
+    """Simulations per grid point of ``capacity`` relative to ``run``: one bisection (about 12 loads) per
+    tier x model instead of every grid point."""
+    axes = [a for a in ("tier", "model") if a in scenario.compare]
+    rows = 1
+    for a in axes:
+        rows *= len(scenario.compare[a])
+    return 12.0 * rows / max(len(scenario.grid()), 1)
+
+
 def _validate(args) -> int:
+    from .runner import prepare_out
     from .validation import checks_markdown, format_checks, run_checks
     out = Path(args.out) if args.out else None
-    checks = run_checks(short=args.short, out_dir=out)
+    if out is not None:
+        prepare_out(out)
+    checks = run_checks(short=args.short, out_dir=out, progress=False if args.quiet else None)
     sys.stdout.write(format_checks(checks))
     if out is not None:
         (out / "validation.md").write_text(checks_markdown(checks))
@@ -149,47 +202,79 @@ def _serve(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage mistakes reported as one line (``groqsim run: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+LIMITS_EPILOG = ("In the table, '-' means Groq publishes no limit of that unit for that model on that tier "
+                 "(e.g. no audio-seconds limit for a text model): nothing is enforced there.  Units: RPM/RPD "
+                 "requests per minute/day, TPM/TPD tokens per minute/day, ASH/ASD audio seconds per hour/day.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.")
-    sub = p.add_subparsers(dest="command", required=True)
-    lim = sub.add_parser("limits", help="list Groq's published rate limits (or check and list your own)")
-    lim.add_argument("--file", help="your limits CSV (groq_rate_limits.csv's shape or the console's column names; "
-                                    "rows without a tier column are tier 'console')")
-    lim.add_argument("--tier")
-    lim.add_argument("--model")
-    lim.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = _Parser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.",
+                epilog="Bad input is reported as one line naming the file, line and key, with exit status 2.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lim = sub.add_parser("limits", help="list Groq's published rate limits", epilog=LIMITS_EPILOG,
+                         description="Groq's published rate limits per tier and model.")
+    lim.add_argument("--file", help="your own limits CSV to check and list (groq_rate_limits.csv's shape or the "
+                                    "console's column names; rows without a tier column are tier 'console')")
+    lim.add_argument("--tier", help="only this tier (e.g. free, developer)")
+    lim.add_argument("--model", help="only this model (e.g. llama-3.1-8b-instant)")
+    lim.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="output format (default: table; csv/json leave a missing limit empty/null)")
     lim.set_defaults(func=_limits)
 
     def scenario_args(sp):
         sp.add_argument("scenario", help="scenario file (TOML)")
-        sp.add_argument("--seed", type=int)
-        sp.add_argument("--replications", type=int)
-        sp.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d")
+        sp.add_argument("--seed", type=int, help="override [scenario] seed (an integer >= 0)")
+        sp.add_argument("--replications", type=int, help="override [scenario] replications (an integer >= 1)")
+        sp.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d (> 0)")
 
-    run = sub.add_parser("run", help="run every grid point x replication of a scenario")
+    def work_args(sp):
+        sp.add_argument("--force", action="store_true",
+                        help=f"run even beyond {MAX_RUNS:,} runs or {MAX_REQUESTS:,} simulated requests")
+        sp.add_argument("--quiet", action="store_true", help="no progress, work estimate or file list on stderr")
+
+    run = sub.add_parser("run", help="run every grid point x replication of a scenario",
+                         description="Run every grid point x replication of a scenario and compare them.")
     scenario_args(run)
-    run.add_argument("--out", help="output directory (default results/<scenario name>)")
-    run.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    run.add_argument("--out", help="output directory (default results/<scenario name>); must be a directory")
+    run.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="format of the comparison on stdout (default: table)")
     run.add_argument("--jobs", type=int, help="parallel processes (default: number of cores; 1 = in-process)")
-    run.add_argument("--dask", help="Dask scheduler address, or 'local' for a LocalCluster")
+    run.add_argument("--dask", help="Dask scheduler address (host:port, tcp://host:port), or 'local' for a "
+                                    "LocalCluster of --jobs workers; --out must be storage every worker can reach")
     group = run.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="skip runs already finished in --out (default)")
     group.add_argument("--fresh", action="store_true", help="discard finished runs in --out and start again")
-    run.add_argument("--quiet", action="store_true", help="no progress bar or file list")
+    work_args(run)
     run.set_defaults(func=_run)
 
-    chk = sub.add_parser("check", help="validate a scenario and print its expanded grid")
+    chk = sub.add_parser("check", help="validate a scenario and print its expanded grid",
+                         description="Validate a scenario (every key, name and trace) and print its grid.")
     scenario_args(chk)
     chk.set_defaults(func=_check)
 
-    cap = sub.add_parser("capacity", help="analytic ceiling and simulated capacity per tier x model")
+    cap = sub.add_parser("capacity", help="analytic ceiling and simulated capacity per tier x model",
+                         description="Per tier x model of the grid: the analytic ceiling and the highest "
+                                     "simulated load meeting [capacity] targets (bisection).")
     scenario_args(cap)
-    cap.add_argument("--format", choices=["table", "json"], default="table")
+    cap.add_argument("--format", choices=["table", "json"], default="table",
+                     help="output format (default: table; json is strict JSON, null where undefined)")
+    cap.add_argument("--jobs", type=int, help="bisections run in parallel (default: number of cores); results "
+                                              "do not depend on it")
+    work_args(cap)
     cap.set_defaults(func=_capacity)
 
-    val = sub.add_parser("validate", help="check the simulator against known answers (exit 1 if any fails)")
+    val = sub.add_parser("validate", help="check the simulator against known answers (exit 1 if any fails)",
+                         description="Check the simulator against known answers (exit 1 if any fails).")
     val.add_argument("--short", action="store_true", help="short horizons (seconds instead of minutes)")
     val.add_argument("--out", help="directory for the report's table (validation.md) and plots")
+    val.add_argument("--quiet", action="store_true", help="no progress on stderr")
     val.set_defaults(func=_validate)
 
     cal = sub.add_parser("calibrate", help="estimate service times, limits and limiter from a recorded log")
@@ -215,18 +300,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warnings() -> None:
+    """Show the simulator's own :class:`InputWarning` as one line; silence other libraries' warnings
+    (numpy, matplotlib, pandas), which say nothing a user can act on."""
+    from .errors import InputWarning
+    warnings.simplefilter("ignore")
+    warnings.simplefilter("always", InputWarning)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"groqsim: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     for name in ("replications", "jobs"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             print(f"groqsim: error: --{name} must be >= 1, got {value}", file=sys.stderr)
             return 2
+    if getattr(args, "seed", None) is not None and args.seed < 0:
+        print(f"groqsim: error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            _warnings()
+            return args.func(args)
     except ConfigError as exc:
         print(f"groqsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("groqsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `groqsim limits | head`
+        sys.stderr.close()
+        return 0

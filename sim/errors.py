@@ -8,6 +8,11 @@ class ConfigError(ValueError):
     """Bad input from the user (scenario key, unknown model or tier, unparsable value)."""
 
 
+class InputWarning(UserWarning):
+    """Input the simulator accepted after adjusting it (e.g. an unsorted trace it sorted): the CLI prints it as
+    one line ``groqsim: warning: ...``; other libraries' warnings it does not show."""
+
+
 def did_you_mean(word: str, choices, what: str) -> str:
     """``unknown model 'x' (did you mean 'y'?; allowed: ...)`` with close matches first."""
     choices = list(choices)

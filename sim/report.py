@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .catalog import UNIT_SPEC
+from .records import OUTCOMES, RunResult
+from .lane_plots import lane_tables, plot_lanes
 from .study import StudyResult, load_records, load_refusals
 from .summary import charged_by_model
 from .texttable import align
@@ -17,55 +19,126 @@ from .texttable import align
 #: metrics compared across grid points (mean and 95% CI over replications)
 KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
                "n429_per_attempt", "attempts_per_success", "mean_wait", "cost_usd", "cost_per_success")
+#: metrics only runs of a lane comparison have (sim.summary.lane_metrics), compared when present
+LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "expired_share", "job_time_p50",
+                "job_time_p90")
+#: outcomes other than success, each compared as its share of the requests offered (``<outcome>_share``)
+OTHER_OUTCOMES = OUTCOMES[1:]
+#: how the table names them when non-zero
+OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadline": "deadline",
+                  "dropped": "dropped", "error": "error", "unfinished": "unfinished"}
+
+
+def run_binding(result: RunResult, summary: dict) -> str:
+    """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
+    refused requests as too large (413) or, when requests ended unfinished with a unit used up (>= 95 %
+    of what it refills over the run: a daily budget spent), that unit -- ``none`` only when no limit held
+    anything back."""
+    if summary["binding"] != "none":
+        return summary["binding"]
+    rec = result.records
+    window = rec[(rec["created"] >= result.spec.warmup) & (rec["created"] < result.spec.duration)]
+    multi = len(rec["model"].cat.categories) > 1
+    large = window[window["outcome"] == "too_large"]
+    if len(large):
+        (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
+                               key=lambda kv: kv[1])
+        return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
+    if summary.get("unfinished") and np.isfinite(summary.get("top_util", np.nan)) and summary["top_util"] >= 0.95:
+        return f"{summary['top_unit']} (spent)"
+    return "none"
 
 
 def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per grid point: its axis values, the number of replications, and for each key metric
-    ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication)."""
+    """One row per grid point: its axis values, the number of replications, and for each key metric and
+    each outcome share ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one
+    replication), and ``wide_ci``: the metrics whose interval is wider than their mean."""
     from scipy import stats  # here, not at import: scipy.stats alone adds ~60 MB to every worker's memory
+    summary = summary.copy()
+    for name in OTHER_OUTCOMES:
+        if name in summary:
+            summary[f"{name}_share"] = summary[name].astype(float) / summary["offered"].where(summary["offered"] > 0)
     rows = []
     for point, group in summary.groupby("point", sort=True):
         row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
-        for m in KEY_METRICS:
+        wide = []
+        for m in KEY_METRICS + tuple(m for m in LANE_METRICS if m in summary) + tuple(
+                f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary):
             values = group[m].astype(float).dropna().to_numpy()
             n = len(values)
             row[f"{m}_mean"] = float(values.mean()) if n else math.nan
             row[f"{m}_ci95"] = (float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
                                 if n > 1 else math.nan)
+            if m in KEY_METRICS and np.isfinite(row[f"{m}_ci95"]) and row[f"{m}_ci95"] > abs(row[f"{m}_mean"]):
+                wide.append(m)
+        row["wide_ci"] = " ".join(wide)
         row["offered_mean"] = float(group["offered"].mean())
         row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _num(value) -> float:
+    """A table cell as a float (None, as read back from JSON, is NaN)."""
+    return math.nan if value is None or pd.isna(value) else float(value)
+
+
 def _pm(mean: float, ci: float, fmt: str) -> str:
+    mean, ci = _num(mean), _num(ci)
     if not np.isfinite(mean):
         return "-"
-    return format(mean, fmt) + ("" if not np.isfinite(ci) else " ±" + format(ci, fmt))
+    if not np.isfinite(ci):
+        return format(mean, fmt)
+    return format(mean, fmt) + " ±" + format(ci, fmt) + ("!" if ci > abs(mean) else "")
+
+
+def _other_outcomes(r) -> str:
+    """Non-zero shares of the outcomes other than success, e.g. ``too large (413) 100%``."""
+    shares = {o: _num(r[f"{o}_share_mean"]) for o in OTHER_OUTCOMES if f"{o}_share_mean" in r}
+    parts = [f"{OUTCOME_LABELS[o]} {100 * v:.3g}%" for o, v in shares.items() if np.isfinite(v) and v > 0]
+    return ", ".join(parts) or "-"
 
 
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
-    """An aligned text table, one line per grid point."""
+    """An aligned text table, one line per grid point; an interval wider than its mean is marked ``!``
+    (too few replications to tell), with a footnote."""
     header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok",
-              "binding"]
+              "binding", "not ok"]
     lines = [header]
     for _, r in comp.iterrows():
         lines.append([*(str(r[a]) for a in axes),
-                      _pm(100 * r["success_ratio_mean"], 100 * r["success_ratio_ci95"], ".1f"),
+                      _pm(100 * _num(r["success_ratio_mean"]), 100 * _num(r["success_ratio_ci95"]), ".1f"),
                       _pm(r["throughput_rpm_mean"], r["throughput_rpm_ci95"], ".1f"),
                       _pm(r["latency_p50_mean"], r["latency_p50_ci95"], ".2f"),
                       _pm(r["latency_p95_mean"], r["latency_p95_ci95"], ".2f"),
                       _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
                       _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
                       _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
-                      _pm(1000 * r["cost_per_success_mean"], 1000 * r["cost_per_success_ci95"], ".3f"),
-                      str(r["binding"])])
-    return align(lines, left=len(axes))
+                      _pm(1000 * _num(r["cost_per_success_mean"]), 1000 * _num(r["cost_per_success_ci95"]), ".3f"),
+                      str(r["binding"]), _other_outcomes(r)])
+    text = align(lines, left=len(axes))
+    if "wide_ci" in comp and (comp["wide_ci"].fillna("") != "").any():
+        text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
+                 "(raise --replications)\n")
+    return text
+
+
+def jsonable(value):
+    """``value`` with every non-finite float (NaN, inf) as None and numpy scalars as Python ones, so it is
+    strict JSON (``json.dumps(..., allow_nan=False)`` accepts it)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
 
 
 def comparison_json(comp: pd.DataFrame) -> str:
-    rows = comp.replace({np.nan: None}).to_dict(orient="records")
-    return json.dumps(rows, indent=2, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)) + "\n"
+    return json.dumps(jsonable(comp.to_dict(orient="records")), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def write_outputs(study: StudyResult, out: Path) -> list[Path]:
@@ -91,7 +164,8 @@ def write_outputs(study: StudyResult, out: Path) -> list[Path]:
     finally:
         if writer is not None:
             writer.close()
-    return [out / "summary.csv", out / "comparison.csv", out / "requests.parquet", *plot_study(study, out)]
+    return [out / "summary.csv", out / "comparison.csv", out / "requests.parquet", *plot_study(study, out),
+            *plot_lanes(study, out), *lane_tables(study, out)]
 
 
 # ---- plots ------------------------------------------------------------------------------------------
@@ -127,6 +201,9 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     rep0 = {p: load_records(study, p, 0, columns=["outcome", "finished", "admitted", "model", "charged_tokens",
                                                   "audio_seconds"]) for p in points}
     bin_s = 60.0 if duration > 600 else 10.0
+    if duration > 6 * 3600:
+        bin_s = 900.0 if duration > 2 * 86400 else 300.0
+    scale, unit = (3600.0, "h") if duration > 6 * 3600 else (60.0, "min")  # a day reads in hours
 
     # 1. latency CDF of successful requests, all replications
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -136,7 +213,8 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
         rec = load_records(study, p, columns=["outcome", "latency"])
         lat = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
         if len(lat):
-            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2, **style[k])
+            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2,
+                    **_marked(style[k], k, len(levels), len(points)))
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
     ax.set_ylabel("fraction of requests")
@@ -152,12 +230,16 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     for k, p in enumerate(points):
         rec = rep0[p]
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
-        ax1.plot(edges[:-1] / 60, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1, **style[k])
+        ax1.plot(edges[:-1] / scale, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1,
+                 **_marked(style[k], k, len(edges) - 1, len(points)))
         ref = load_refusals(study, p, 0)["time"].to_numpy()
-        ax2.plot(edges[:-1] / 60, np.histogram(ref, edges)[0] * per, lw=1, **style[k])
+        ax2.plot(edges[:-1] / scale, np.histogram(ref, edges)[0] * per, lw=1,
+                 **_marked(style[k], k, len(edges) - 1, len(points)))
     ax1.set_ylabel("completed req/min")
     ax2.set_ylabel("429s per min")
-    ax2.set_xlabel("simulated time (min)")
+    ax2.set_xlabel(f"simulated time ({unit})")
+    for a in (ax1, ax2):
+        a.set_ylim(bottom=0)  # counts: an empty panel must not show a negative axis
     ax1.set_title("Throughput and 429s over time (replication 0)")
     ax1.legend(fontsize=7, loc="upper right")
     for a in (ax1, ax2):
@@ -170,20 +252,30 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharey=True)
     times = np.linspace(0, duration, 400)
+    over_limit = False
     for k, p in enumerate(points):
         ax = axes[k // cols][k % cols]
         spec = study.scenario.spec(study.point(p), duration=study.duration)
+        peak = 0.0
         for name, frac in usage_over_time(rep0[p], spec, times).items():
-            ax.plot(times / 60, frac, lw=1, label=name)
+            ax.plot(times / scale, frac, lw=1, label=name)
+            peak = max(peak, float(np.max(frac, initial=0.0)))
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_ylim(bottom=0)
+        if peak > 1.0:
+            over_limit = True
+            ax.annotate("above 1: the bucket's initial\nfull budget being spent", xy=(0.02, 0.97),
+                        xycoords="axes fraction", va="top", fontsize=6, color="0.3")
         ax.set_title(_label(study, p), fontsize=8)
-        ax.set_xlabel("simulated time (min)")
+        ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="upper right")
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].set_ylabel("used / limit over the unit's window")
-    fig.suptitle("Limit utilisation over time (replication 0)")
+    fig.suptitle("Limit utilisation over time (replication 0)" + (
+        "; above 1 = more than the limit in one window: a token bucket starts full, so a run can spend its "
+        "initial budget on top of the refill" if over_limit else ""), fontsize=9 if over_limit else None)
     files.append(_save(fig, out / "utilisation_over_time.png"))
 
     # 4. attempts per success by policy (or by alternative)
@@ -208,6 +300,15 @@ def _styles(n: int) -> list[dict]:
     dashes = ["-", "--", ":", "-."]
     return [{"color": colors[k % len(colors)], "linestyle": dashes[(k // len(colors)) % len(dashes)]}
             for k in range(n)]
+
+
+def _marked(style: dict, k: int, points: int, n: int) -> dict:
+    """``style`` plus a marker of its own, placed at offsets that differ per alternative: two alternatives
+    with identical results still show both (the later line would otherwise hide the earlier)."""
+    markers = "os^vD<>pXh*"
+    every = max(points // 8, 1)
+    return {**style, "marker": markers[k % len(markers)], "markersize": 4,
+            "markevery": (int(every * k / max(n, 1)) % every, every)}
 
 
 def _save(fig, path: Path) -> Path:

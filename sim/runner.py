@@ -12,9 +12,11 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,11 +28,14 @@ import pandas as pd
 
 from .cluster import run_on_dask
 from .engine import simulate
+from .errors import ConfigError
 from .records import RunResult
-from .report import compare
+from .report import compare, jsonable, run_binding
 from .scenario import Scenario
 from .study import StudyResult
 from .summary import summarize
+from .spec import RunSpec
+from .trace import file_digest, read_trace
 from .version import __version__
 
 
@@ -43,16 +48,48 @@ class Job:
     key: str
 
 
+def run_inputs(spec: RunSpec) -> dict:
+    """What one run reads, as plain data: its org, client groups (a trace file by the SHA-256 of its
+    contents), the policies they use, its projects, and the limits, service figures and prices of the models
+    it can touch on its tier (own models, fallbacks, models a trace names), horizon and load.  Editing an
+    input changes exactly the runs that read it: a custom tier's limits only the runs on that tier, a model's
+    speeds only the runs that use that model, a trace every run that replays it (touching it without changing
+    it, none)."""
+    clients, models = [], set()
+    for c in spec.clients:
+        data = c.model_dump(mode="json")
+        models.add(c.model)
+        if c.arrival.kind == "trace":
+            data["arrival"]["file"] = file_digest(c.arrival.file)
+            df = read_trace(c.arrival.file)
+            if "model" in df:
+                models.update(m for m in df["model"] if isinstance(m, str))
+        clients.append(data)
+    used = {c.policy for c in spec.clients}
+    for name in used:
+        models.update(spec.policies[name].fallback)
+    tier = spec.catalog.tier(spec.org.tier)
+    return {"org": spec.org.model_dump(mode="json"), "clients": clients,
+            "policies": {n: spec.policies[n].model_dump(mode="json") for n in sorted(used)},
+            "limits": {m: dataclasses.asdict(tier[m]) if m in tier else None for m in sorted(models)},
+            "service": {m: dataclasses.asdict(dataclasses.replace(spec.service[m], source=""))
+                        if m in spec.service else None for m in sorted(models)},
+            "prices": {m: dataclasses.asdict(dataclasses.replace(spec.prices[m], source=""))
+                       if m in spec.prices else None for m in sorted(models)},
+            "billed": spec.catalog.bills(spec.org.tier),
+            "projects": {n: p.model_dump(mode="json") for n, p in sorted(spec.projects.items())},
+            "lane_report": spec.lane_report,
+            "duration": spec.duration, "warmup": spec.warmup, "drain": spec.drain, "load": spec.load}
+
+
 def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
-    """Every (grid point, replication) with its resumption key."""
-    base = scenario.model_dump(mode="json", exclude={"compare", "capacity", "run", "source"})
-    base["scenario"].pop("replications", None)
-    base["scenario"].pop("name", None)
-    base["scenario"].pop("description", None)
+    """Every (grid point, replication) with its resumption key: a hash of everything the run reads
+    (:func:`run_inputs`), the scenario's seed, the replication and the simulator's version."""
     jobs = []
     for p, point in enumerate(scenario.grid()):
+        inputs = run_inputs(scenario.spec(point, duration=duration))
         for rep in range(scenario.scenario.replications):
-            blob = json.dumps({"v": __version__, "base": base, "point": point, "rep": rep, "duration": duration},
+            blob = json.dumps({"v": __version__, "inputs": inputs, "seed": scenario.scenario.seed, "rep": rep},
                               sort_keys=True, default=str)
             jobs.append(Job(p, point, rep, hashlib.sha256(blob.encode()).hexdigest()[:20]))
     return jobs
@@ -63,8 +100,10 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
     """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
     row (point values, replication, key, metrics) and, if ``keep``, the full result."""
     result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
+    summary = summarize(result)
+    summary["binding"] = run_binding(result, summary)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
-           "replication": job.replication, "key": job.key, **summarize(result), "events": result.events}
+           "replication": job.replication, "key": job.key, **summary, "events": result.events}
     if out is not None:
         runs = Path(out) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -72,7 +111,7 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
         tagged.to_parquet(runs / f"{job.key}.parquet", index=False)
         result.refusals.to_parquet(runs / f"{job.key}.refusals.parquet", index=False)
         tmp = runs / f"{job.key}.json.tmp"
-        tmp.write_text(json.dumps(_jsonable(row)))
+        tmp.write_text(json.dumps(jsonable(row), allow_nan=False))
         os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"
     return row, (result if keep else None)
 
@@ -111,7 +150,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     all_jobs = plan(scenario, duration)
     rows: dict[str, dict] = {}
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_out(out)
         if not resume:
             for f in (out / "runs").glob("*") if (out / "runs").exists() else []:
                 f.unlink()
@@ -134,8 +173,8 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
 
     out_arg = None if out is None else str(out)
     try:
-        if dask:
-            run_on_dask(dask, execute, scenario, [(job, out_arg, duration, keep) for job in todo], collect, jobs)
+        if dask and todo:
+            _on_dask(dask, scenario, [(job, out_arg, duration, keep) for job in todo], collect, jobs)
         elif jobs == 1 or len(todo) <= 1:
             for job in todo:
                 collect(*execute(scenario, job, out_arg, duration, keep))
@@ -162,6 +201,61 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     axes = list(scenario.compare)
     return StudyResult(scenario, summary, compare(summary, axes) if len(summary) else summary, out, results,
                        complete and len(rows) == len(all_jobs), duration)
+
+
+def prepare_out(out: Path) -> None:
+    """Create the output directory, or say in one line why it cannot be used (a file, not writable)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is an existing file, not a directory (give a directory to write into)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".groqsim-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable "
+                          "directory") from None
+
+
+#: how long to wait for a Dask scheduler to answer before giving up (Dask's own default is 30 s)
+DASK_CONNECT_TIMEOUT = "5s"
+_DASK_ADDRESS = re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://)?[\w.\-\[\]:]+:\d{1,5}$")
+
+
+def check_dask_address(address: str) -> None:
+    """``local`` or ``[scheme://]host:port``; anything else is refused before any connection is tried."""
+    if address != "local" and not _DASK_ADDRESS.match(address):
+        raise ConfigError(f"--dask {address!r}: not a scheduler address (allowed: 'local', or host:port such as "
+                          "tcp://10.0.0.5:8786)")
+
+
+def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, workers: int) -> None:
+    """Run on Dask with a short connection timeout; an unreachable scheduler is a one-line error."""
+    check_dask_address(address)
+    import logging
+
+    import dask
+    for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # no worker tracebacks on Ctrl-C
+    if address != "local":
+        print(f"groqsim: connecting to the Dask scheduler at {address} (waiting up to {DASK_CONNECT_TIMEOUT})",
+              file=sys.stderr)
+    # worker processes read their logging level from the environment when they start: on Ctrl-C they
+    # would otherwise log every cancelled task
+    quiet = {"DASK_LOGGING__DISTRIBUTED": "error"}
+    saved = {k: os.environ.get(k) for k in quiet}
+    os.environ.update({k: v for k, v in quiet.items() if saved[k] is None})
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": DASK_CONNECT_TIMEOUT}):
+            run_on_dask(address, execute, scenario, calls, collect, workers)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--dask {address}: cannot reach the scheduler within {DASK_CONNECT_TIMEOUT} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
+                          "is `dask scheduler` running there and the port open?") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def _progress(total: int, done: int, enabled: bool | None):

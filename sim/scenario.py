@@ -9,6 +9,7 @@ where it can be found, the line.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import tomllib
 import typing
@@ -28,6 +29,7 @@ from .prices import price_table
 from .projects import Project, project_limits
 from .service import SPEEDS, service_models
 from .spec import RunSpec
+from .trace import read_trace
 
 #: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
 #: multiplier).  The one table: validation, :meth:`Scenario.spec` and the docs all read it.
@@ -99,19 +101,36 @@ class Scenario(Strict):
     source: str = Field(default="<scenario>", exclude=True)
 
     # ---- derived pieces -----------------------------------------------------------------------------
-    def catalog(self) -> Catalog:
-        """The published limits, plus the tiers of ``[org] limits_file`` and of ``[tiers]``."""
+    def _base_catalog(self) -> Catalog:
+        """The published limits plus the tiers of ``[org] limits_file``."""
         cat = Catalog.published().copy()
         if self.org.limits_file:
-            path = self.path_of(self.org.limits_file)
             try:
-                cat = cat.with_tiers(Catalog.from_file(path))
+                cat = cat.with_tiers(Catalog.from_file(self.path_of(self.org.limits_file)))
             except ConfigError as exc:
                 raise self.error("org.limits_file", str(exc)) from None
+        return cat
+
+    def catalog(self) -> Catalog:
+        """The published limits, plus the tiers of ``[org] limits_file``, plus this scenario's ``[tiers.NAME]``.
+        A custom tier may not take a built-in tier's name (it would silently replace Groq's figures), and its
+        overrides may name only known models or models the scenario describes in ``[service.MODEL]`` (a typo
+        would otherwise add a model)."""
+        published = Catalog.published()
+        cat = self._base_catalog()
+        known = set(cat.models()) | set(self.service)
         for name, t in self.tiers.items():
+            if name in published.tiers:
+                raise self.error(f"tiers.{name}", f"{name!r} is a built-in tier; a custom tier needs its own name "
+                                 f"(e.g. [tiers.{name}-custom] with base = {name!r})")
+            for model in t.overrides:
+                if model not in known:
+                    raise self.error(f"tiers.{name}.overrides.{model}",
+                                     did_you_mean(model, sorted(known), "model") + "; a new model also needs "
+                                     f"its speeds in [service.{model}]")
             try:
                 cat.define_tier(name, t.base, t.scale, t.overrides, t.billed)
-            except ConfigError as exc:
+            except (ConfigError, ValueError) as exc:
                 raise self.error(f"tiers.{name}", str(exc)) from None
         return cat
 
@@ -127,6 +146,11 @@ class Scenario(Strict):
     def service_table(self):
         """The service table (``[scenario] speeds``) with the scenario's ``[service.MODEL]`` overrides (each
         checked by :func:`sim.service.service_models`, the error named by its key)."""
+        known = self._base_catalog().models() + [m for t in self.tiers.values() for m in t.overrides]
+        for model in self.service:
+            if model not in known:
+                raise self.error(f"service.{model}", did_you_mean(model, known, "model") + "; a new model also "
+                                 "needs its limits, e.g. [tiers.NAME.overrides.\"" + model + "\"]")
         try:
             return service_models(self.service, self.scenario.speeds)
         except ConfigError as exc:
@@ -190,6 +214,13 @@ class Scenario(Strict):
         if org_model.tier not in catalog.tiers:
             where = "compare.tier" if "tier" in point else "org.tier"
             raise self.error(where, did_you_mean(org_model.tier, catalog.tiers, "tier"))
+        for k, c in enumerate(self.clients):  # a name the grid replaces must still refer to something
+            if c.policy not in policies:
+                raise self.error(f"clients[{k}].policy", did_you_mean(c.policy, policies, "policy"))
+        for name, pol in policies.items():
+            for fb in pol.fallback:
+                if fb not in service:
+                    raise self.error(f"policies.{name}.fallback", did_you_mean(fb, service, "fallback model"))
         for k, c in enumerate(client_models):
             where = f"clients[{k}]" if not point.get("model") else "compare.model"
             try:
@@ -215,6 +246,11 @@ class Scenario(Strict):
                 path = self.path_of(c.arrival.file)
                 if not path.exists():
                     raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} not found")
+                for model in self._trace_models(path):
+                    try:
+                        catalog.limits(org_model.tier, model)
+                    except ConfigError as exc:
+                        raise ConfigError(f"{path}: column model: {exc}") from None
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
         for name, project in self.projects.items():
             for model in project.limits:
@@ -231,6 +267,54 @@ class Scenario(Strict):
                        prices=self.price_table(), duration=duration if duration is not None else meta.duration,
                        warmup=warmup, drain=meta.drain, load=load, projects=dict(self.projects),
                        lane_report=any(a in self.compare for a in LANE_AXES))
+
+    def _trace_models(self, path: Path) -> list[str]:
+        """The models a trace names (reading it validates every row: errors name file, row and column)."""
+        df = read_trace(path)
+        return sorted({m for m in df["model"] if isinstance(m, str)}) if "model" in df else []
+
+    def input_files(self) -> list[Path]:
+        """Every file a run of this scenario reads besides the scenario itself (trace files; any field named
+        ``file`` or ``*_file``), resolved against the scenario's folder: their contents belong in a run's key."""
+        found: list[Path] = []
+
+        def walk(value):
+            if isinstance(value, dict):
+                for key, v in value.items():
+                    if isinstance(v, str) and (key == "file" or key.endswith("_file")):
+                        found.append(self._resolve(v))
+                    else:
+                        walk(v)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v)
+
+        walk(self.model_dump(mode="json", exclude={"source"}))
+        return sorted(set(found))
+
+    def size(self, duration: float | None = None) -> tuple[int, float]:
+        """(runs, simulated requests) the study asks for: grid points x replications, and the sum over runs
+        of each open-loop client group's mean rate x load x horizon (a trace's rows in the horizon; a closed
+        loop at most one request per user per think time)."""
+        horizon = duration if duration is not None else self.scenario.duration
+        loads = [float(v) for v in self.compare.get("load", [1.0])]
+        requests = 0.0
+        for load in loads:
+            for c in self.clients:
+                a = c.arrival
+                if a.kind == "trace":
+                    ts = read_trace(self._resolve(a.file))["timestamp"]
+                    requests += float((ts / load < horizon).sum())
+                elif a.open_loop:
+                    requests += (a.mean_rate() or 0.0) * load * horizon
+                else:
+                    requests += a.users * horizon / max(a.think, 1.0)
+        grid = len(self.grid())
+        return grid * self.scenario.replications, requests * grid / len(loads) * self.scenario.replications
+
+    def _resolve(self, file: str) -> Path:
+        path = Path(file)
+        return path if path.is_absolute() else Path(self.source).parent / path
 
     def check(self) -> list[dict[str, Any]]:
         """Resolve every grid point (raises on the first bad one); returns the grid."""
@@ -257,9 +341,13 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     ``[scenario]`` settings, as the command line's ``--duration``/``--seed``/``--replications`` do."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read scenario ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a scenario: not UTF-8 text (byte {exc.start}); expected a TOML file") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -278,6 +366,11 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
             raise stub.error(f"compare.{axis}", did_you_mean(axis, AXES, "compare axis"))
         if not isinstance(data["compare"][axis], list) or not data["compare"][axis]:
             raise stub.error(f"compare.{axis}", "must be a non-empty list of values")
+        if axis == "load":
+            for v in data["compare"][axis]:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
+                    raise stub.error("compare.load", f"{v!r} is not allowed (a load multiplier is a number > 0, "
+                                     "e.g. [0.5, 1, 2])")
     try:
         scenario = Scenario(**data, source=source)
     except ValidationError as exc:

@@ -145,15 +145,3 @@ def utilisation(result: RunResult) -> dict[tuple[str, str], float]:
             used = float(amounts[counts][in_window].sum()) if amounts else 0.0
             out[(model, unit)] = used / (limit * (t1 - t0) / window)
     return out
-
-
-def token_cost(records, prices: dict[str, tuple[float, float]]) -> float:
-    """Dollars for the successful requests: ``prices[model] = ($ per million input tokens,
-    $ per million output tokens)``; models without a price cost nothing."""
-    ok = records[records["outcome"] == "ok"]
-    total = 0.0
-    for model, group in ok.groupby(ok["model"].astype(str)):
-        if model in prices:
-            p_in, p_out = prices[model]
-            total += (group["prompt_tokens"].sum() * p_in + group["completion_tokens"].sum() * p_out) / 1e6
-    return float(total)

@@ -2,36 +2,166 @@
 
 A trace has a ``timestamp`` column (seconds from the start, or ISO date-times made relative to the first
 row) and optionally ``model``, ``prompt_tokens``, ``max_tokens``, ``completion_tokens``, ``audio_seconds``;
-absent columns fall back on the client group's distributions.
+absent columns (and empty cells of ``model``, ``prompt_tokens``, ``max_tokens``, ``audio_seconds``) fall
+back on the client group's distributions.
+
+Every cell is validated: a bad one is a :class:`~sim.errors.ConfigError` naming the file, the row (the line
+number in the file, header = line 1 for CSV) and the column.  Unsorted timestamps are **sorted, with a
+one-line warning** (:class:`~sim.errors.InputWarning`) naming the first row out of order: a trace merged
+from several logs (one per model, per host) is a normal thing to replay, and order of arrival is what the
+timestamps say, not the file's row order.
 """
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
+import math
+import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, InputWarning
 
 TRACE_COLUMNS = ("timestamp", "model", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds")
+#: columns of whole numbers >= 0, and whether an empty cell is allowed (falls back on the client's sizes)
+_COUNTS = {"prompt_tokens": True, "max_tokens": True, "completion_tokens": False}
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
-    """The trace at ``path``, sorted by timestamp (seconds, float)."""
+    """The validated trace at ``path`` (timestamps in seconds from the first row, float).  Cached by the
+    file's content, so a run reading it again costs nothing and an edited file is read afresh."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: trace file not found")
-    if path.suffix in (".jsonl", ".ndjson"):
-        df = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: trace file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read trace ({exc.strerror})") from None
+    return _parse(str(path), data).copy()
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes ("missing" if it cannot be read): what a resumption key records of an input."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+@lru_cache(maxsize=32)
+def _parse(name: str, data: bytes) -> pd.DataFrame:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: trace is not UTF-8 text (byte {exc.start}); expected CSV or JSONL") from None
+    if not text.strip():
+        raise ConfigError(f"{name}: trace is empty (expected a header line with timestamp and at least one row)")
+    if name.endswith((".jsonl", ".ndjson")):
+        rows, lines = [], []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name}:{n}: not a JSON object ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise ConfigError(f"{name}:{n}: each line must be a JSON object like {{\"timestamp\": 0.5}}")
+            rows.append(obj)
+            lines.append(n)
+        df = pd.DataFrame(rows).astype(object).where(lambda d: d.notna(), "")
     else:
-        df = pd.read_csv(path)
-    unknown = [c for c in df.columns if c not in TRACE_COLUMNS]
+        try:
+            table = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text), skipinitialspace=True), start=1)
+                     if row]
+        except csv.Error as exc:
+            raise ConfigError(f"{name}: not a valid CSV trace ({exc})") from None
+        header = [h.strip() for h in table[0][1]]
+        for n, row in table[1:]:
+            if len(row) != len(header):
+                raise ConfigError(f"{name}:{n}: {len(row)} field(s) where the header has {len(header)} "
+                                  f"({', '.join(header)})")
+        df = pd.DataFrame([row for _, row in table[1:]], columns=header, dtype=object)
+        lines = [n for n, _ in table[1:]]
+    unknown = [str(c) for c in df.columns if c not in TRACE_COLUMNS]
     if unknown or "timestamp" not in df.columns:
-        raise ConfigError(f"{path}: trace columns must include timestamp and be among {', '.join(TRACE_COLUMNS)}"
+        raise ConfigError(f"{name}: trace columns must include timestamp and be among {', '.join(TRACE_COLUMNS)}"
                           f" (unexpected: {', '.join(unknown) or 'none'})")
-    ts = df["timestamp"]
-    if not pd.api.types.is_numeric_dtype(ts):
-        ts = pd.to_datetime(ts, utc=True)
-        ts = (ts - ts.min()).dt.total_seconds()
-    df = df.assign(timestamp=ts.astype(float)).sort_values("timestamp", kind="stable").reset_index(drop=True)
-    return df
+    if not len(df):
+        raise ConfigError(f"{name}: trace has a header but no rows")
+    out = {"timestamp": _timestamps(name, df["timestamp"], lines)}
+    for col, empty_ok in _COUNTS.items():
+        if col in df:
+            out[col] = _numbers(name, df[col], lines, col, whole=True, empty_ok=empty_ok)
+    if "audio_seconds" in df:
+        out["audio_seconds"] = _numbers(name, df["audio_seconds"], lines, "audio_seconds", whole=False, empty_ok=True)
+    if "model" in df:
+        models = [str(v).strip() if v is not None else "" for v in df["model"]]
+        out["model"] = [m if m else None for m in models]
+    frame = pd.DataFrame(out)
+    lines = [lines[k] for k in frame["timestamp"].argsort(kind="stable")]
+    frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    if "completion_tokens" in frame and "max_tokens" in frame:
+        over = frame.index[frame["completion_tokens"] > frame["max_tokens"]]
+        if len(over):
+            k = over[0]
+            raise ConfigError(f"{name}:{lines[k]}: column completion_tokens: {frame['completion_tokens'][k]:g} is more "
+                              f"than max_tokens {frame['max_tokens'][k]:g} (a completion never exceeds max_tokens)")
+    return frame
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _timestamps(name: str, col: pd.Series, lines: list[int]) -> pd.Series:
+    """Seconds (float) from numbers, or from ISO date-times relative to the earliest; non-decreasing."""
+    cells = [_cell(v) for v in col]
+    for k, c in enumerate(cells):
+        if not c:
+            raise ConfigError(f"{name}:{lines[k]}: column timestamp: empty (allowed: seconds >= 0, or an ISO "
+                              "date-time)")
+    numeric = pd.to_numeric(pd.Series(cells), errors="coerce")
+    if numeric.notna().all():
+        ts = numeric.astype(float)
+        bad = ts.index[~ts.map(math.isfinite) | (ts < 0)]
+        if len(bad):
+            k = bad[0]
+            raise ConfigError(f"{name}:{lines[k]}: column timestamp: {cells[k]!r} is not allowed (seconds must be "
+                              "finite and >= 0)")
+    elif numeric.isna().all():
+        parsed = pd.to_datetime(pd.Series(cells), utc=True, errors="coerce", format="ISO8601")
+        if parsed.isna().any():
+            k = int(parsed.index[parsed.isna()][0])
+            raise ConfigError(f"{name}:{lines[k]}: column timestamp: {cells[k]!r} is not a timestamp (allowed: "
+                              "seconds >= 0, or an ISO date-time like 2025-03-01T12:00:00Z)")
+        ts = (parsed - parsed.min()).dt.total_seconds()
+    else:
+        k = int(numeric.index[numeric.isna()][0])
+        raise ConfigError(f"{name}:{lines[k]}: column timestamp: {cells[k]!r} is not a number (the column holds "
+                          "seconds; allowed: seconds >= 0 on every row, or ISO date-times on every row)")
+    back = ts.index[ts.diff() < 0]
+    if len(back):
+        k = int(back[0])
+        warnings.warn(InputWarning(f"{name}:{lines[k]}: timestamps are not in order ({cells[k]} after "
+                                   f"{cells[k - 1]}); replaying the trace sorted by timestamp"), stacklevel=2)
+    return ts
+
+
+def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool, empty_ok: bool) -> pd.Series:
+    cells = [_cell(v) for v in col]
+    values = pd.to_numeric(pd.Series(cells).replace("", None), errors="coerce").astype(float)
+    allowed = "a whole number >= 0" if whole else "a number >= 0"
+    for k, c in enumerate(cells):
+        v = values[k]
+        if not c:
+            if not empty_ok:
+                raise ConfigError(f"{name}:{lines[k]}: column {what}: empty (allowed: {allowed})")
+            continue
+        if math.isnan(v) or not math.isfinite(v) or v < 0 or (whole and v != int(v)):
+            raise ConfigError(f"{name}:{lines[k]}: column {what}: {c!r} is not allowed ({allowed})")
+    return values

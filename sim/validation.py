@@ -231,16 +231,29 @@ def check_service_speeds(hours: float) -> list[Check]:
     return out
 
 
-def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | None = None) -> list[Check]:
-    """Every check; ``short`` uses horizons that keep the whole set to seconds."""
+def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | None = None,
+               progress: bool | None = False) -> list[Check]:
+    """Every check; ``short`` uses horizons that keep the whole set to seconds.  ``progress``: a bar over
+    the groups of checks on stderr (None: when stderr is a terminal)."""
+    import sys
     import tempfile
+
+    from tqdm import tqdm
     hours = 0.5 if short else 3.0
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(tmp or scratch)
-        checks = (check_reference_examples() + check_ceilings(hours)
-                  + check_queueing_laws(hours) + check_workloads(hours * 8) + check_trace(tmp)
-                  + check_windows_vs_bucket(out_dir) + check_service_speeds(hours / 3)
-                  + fidelity_checks(hours))
+        groups = [("reference examples", check_reference_examples), ("ceilings", lambda: check_ceilings(hours)),
+                  ("queueing laws", lambda: check_queueing_laws(hours)),
+                  ("workloads", lambda: check_workloads(hours * 8)), ("trace", lambda: check_trace(tmp)),
+                  ("windows vs bucket", lambda: check_windows_vs_bucket(out_dir)),
+                  ("service speeds", lambda: check_service_speeds(hours / 3)),
+                  ("real Groq evidence", lambda: fidelity_checks(hours))]
+        checks = []
+        with tqdm(groups, desc="checks", unit="group", file=sys.stderr,
+                  disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
+            for name, run in bar:
+                bar.set_postfix_str(name)
+                checks += run()
     return checks
 
 

@@ -109,3 +109,82 @@ def test_interrupted_sweep_resumes_to_the_same_result(tmp_path):
     assert resumed.stdout == reference.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"),
                                   pd.read_csv(tmp_path / "ref" / "summary.csv"))
+
+
+def _rerun(scenario_path, out, text) -> list[dict]:
+    """Write the scenario, run it in ``out`` (resuming) and return the rows that were actually simulated."""
+    from sim.scenario import load_scenario
+    scenario_path.write_text(text)
+    done = []
+    run_study(load_scenario(scenario_path), out, jobs=1, progress=False, on_row=done.append)
+    return done
+
+
+def test_resume_reruns_the_runs_whose_trace_changed_by_content(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,prompt_tokens,max_tokens\n" + "".join(f"{k * 3},100,50\n" for k in range(40)))
+    text = ("[scenario]\nduration = '2m'\nreplications = 2\n[[clients]]\nname = 'r'\nmodel = 'llama-3.1-8b-instant'\n"
+            "arrival = { kind = 'trace', file = 'trace.csv' }\n[compare]\nload = [1, 2]\n")
+    path, out = tmp_path / "s.toml", tmp_path / "out"
+    assert len(_rerun(path, out, text)) == 4
+    trace.write_text(trace.read_text())  # touched, same bytes: nothing to redo
+    assert _rerun(path, out, text) == []
+    trace.write_text(trace.read_text().replace("\n9,100,50\n", "\n9,9000,50\n"))  # one request larger
+    redone = _rerun(path, out, text)
+    assert len(redone) == 4  # every run replays the trace
+    assert _rerun(path, out, text) == []
+
+
+def test_resume_reruns_only_the_tier_whose_limits_changed(tmp_path):
+    text = ("[scenario]\nduration = '2m'\nreplications = 2\n[tiers.mine]\nbase = 'free'\n"
+            "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpm = {rpm}\n"
+            "[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+            "arrival = {{ kind = 'poisson', rate = '40/min' }}\n"
+            "[compare]\ntier = ['free', 'mine']\npolicy = ['no-retry', 'groq-sdk']\n")
+    path, out = tmp_path / "s.toml", tmp_path / "out"
+    assert len(_rerun(path, out, text.format(rpm=20))) == 8
+    redone = _rerun(path, out, text.format(rpm=10))
+    assert len(redone) == 4 and {r["tier"] for r in redone} == {"mine"}
+
+
+def test_resume_reruns_only_the_model_whose_service_figures_changed(tmp_path):
+    text = ("[scenario]\nduration = '2m'\n[service.'llama-3.1-8b-instant']\noutput_tps = {tps}\n"
+            "[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+            "arrival = {{ kind = 'poisson', rate = '20/min' }}\n"
+            "[compare]\nmodel = ['llama-3.1-8b-instant', 'llama-3.3-70b-versatile']\n")
+    path, out = tmp_path / "s.toml", tmp_path / "out"
+    assert len(_rerun(path, out, text.format(tps=800))) == 2
+    redone = _rerun(path, out, text.format(tps=400))
+    assert [r["model"] for r in redone] == ["llama-3.1-8b-instant"]
+
+
+def test_resume_reruns_runs_whose_policy_or_accounting_changed(tmp_path):
+    text = ("[scenario]\nduration = '2m'\n[org.accounting]\ncharge = '{charge}'\n"
+            "[policies.mine]\nextends = 'groq-sdk'\n"
+            "max_attempts = {attempts}\n[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+            "arrival = {{ kind = 'poisson', rate = '20/min' }}\n[compare]\npolicy = ['no-retry', 'mine']\n")
+    path, out = tmp_path / "s.toml", tmp_path / "out"
+    assert len(_rerun(path, out, text.format(charge="max_tokens", attempts=3))) == 2
+    assert [r["policy"] for r in _rerun(path, out, text.format(charge="max_tokens", attempts=5))] == ["mine"]
+    assert len(_rerun(path, out, text.format(charge="actual", attempts=5))) == 2
+
+
+def test_ctrl_c_during_dask_local_is_one_line(tmp_path):
+    pytest.importorskip("distributed")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        "[scenario]\nduration = '3h'\nreplications = 40\n[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+        "arrival = { kind = 'poisson', rate = '300/min' }\nprompt_tokens = 50\nmax_tokens = 20\npolicy = 'groq-sdk'\n"
+        "[compare]\npolicy = ['no-retry', 'groq-sdk', 'full-jitter']\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--dask", "local", "--jobs", "2",
+                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("groqsim: ")]
+    assert "Traceback" not in err and "interrupted" in err

@@ -51,7 +51,7 @@ def _outside_window(records, scenario):
 def test_check_prints_the_expanded_grid():
     res = groqsim("check", ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
     assert res.returncode == 0
-    assert "6 grid point(s) x 3 replication(s) = 18 run(s)" in res.stdout
+    assert "6 grid point(s) x 10 replication(s) = 60 run(s)" in res.stdout
     assert "[5] tier=developer, policy=retry-after" in res.stdout
 
 

@@ -1,0 +1,310 @@
+"""Every malformed input a new user is likely to give -- scenarios, traces, command lines -- is refused with
+exit status 2 and one line on stderr naming the file (and line) or option and what is allowed: no
+traceback, nothing written to ``--out``.  Most cases run in-process through ``sim.cli.main`` (fast); a few
+run ``python -m sim`` in a subprocess to prove the real command behaves the same."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CLIENT = "[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\narrival = { kind = 'poisson', rate = '10/min' }\n"
+BASE = "[scenario]\nduration = '2m'\n" + CLIENT
+
+
+def _with(extra: str = "", client: str = "", scenario: str = "duration = '2m'\n") -> str:
+    """A small valid scenario with ``extra`` tables appended and ``client`` lines added to its client."""
+    return f"[scenario]\n{scenario}" + CLIENT + client + extra
+
+
+def _trace(body: str, name: str = "t.csv") -> dict:
+    """A scenario replaying trace ``name`` whose contents are ``body``."""
+    toml = ("[scenario]\nduration = '2m'\n[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+            f"arrival = {{ kind = 'trace', file = '{name}' }}\n")
+    return {"s.toml": toml, name: body}
+
+
+# (case id, files (name -> text or bytes; "s.toml" is the scenario), extra argv, fragments the line must contain)
+SCENARIOS = [
+    ("unknown-table", BASE + "[scenari]\nname = 'x'\n", "scenari"),
+    ("unknown-scenario-key", _with(scenario="durration = '2m'\n"), "durration"),
+    ("duration-zero", _with(scenario="duration = '0s'\n"), "duration"),
+    ("duration-negative", _with(scenario="duration = '-5m'\n"), "duration"),
+    ("duration-word", _with(scenario="duration = 'soon'\n"), "duration"),
+    ("duration-inf", _with(scenario="duration = inf\n"), "duration"),
+    ("warmup-too-long", _with(scenario="duration = '2m'\nwarmup = '3m'\n"), "warmup"),
+    ("replications-zero", _with(scenario="duration = '2m'\nreplications = 0\n"), "replications"),
+    ("replications-float", _with(scenario="duration = '2m'\nreplications = 2.5\n"), "replications"),
+    ("seed-negative", _with(scenario="duration = '2m'\nseed = -1\n"), "seed"),
+    ("seed-string", _with(scenario="duration = '2m'\nseed = 'x'\n"), "seed"),
+    ("drain-word", _with(scenario="duration = '2m'\ndrain = 'later'\n"), "drain"),
+    ("tier-unknown", BASE + "[org]\ntier = 'fre'\n", "tier"),
+    ("limiter-unknown", BASE + "[org]\nlimiter = 'leaky'\n", "limiter"),
+    ("org-unknown-key", BASE + "[org]\ntire = 'free'\n", "tire"),
+    ("charge-unknown", BASE + "[org.accounting]\ncharge = 'all'\n", "charge"),
+    ("cache-ratio-2", BASE + "[org.accounting]\ncache_hit_ratio = 2\n", "cache_hit_ratio"),
+    ("error-rate-negative", BASE + "[org]\nerror_rate = -0.1\n", "error_rate"),
+    ("rounding-unknown", BASE + "[org]\nretry_after_rounding = 'up'\n", "retry_after_rounding"),
+    ("no-clients", "[scenario]\nduration = '2m'\n", "clients"),
+    ("empty-file", "", "clients"),
+    ("client-no-name", "[[clients]]\nmodel = 'llama-3.1-8b-instant'\narrival = { kind = 'poisson', rate = '1/s' }\n",
+     "name"),
+    ("client-no-model", "[[clients]]\nname = 'c'\narrival = { kind = 'poisson', rate = '1/s' }\n", "model"),
+    ("model-unknown", CLIENT.replace("llama-3.1-8b-instant", "llama-9"), "model"),
+    ("model-number", CLIENT.replace("'llama-3.1-8b-instant'", "3"), "model"),
+    ("arrival-kind-unknown", CLIENT.replace("poisson", "poison"), "kind"),
+    ("arrival-no-kind", CLIENT.replace("kind = 'poisson', ", ""), "kind"),
+    ("arrival-rate-negative", CLIENT.replace("10/min", "-10/min"), "rate"),
+    ("arrival-rate-word", CLIENT.replace("10/min", "lots"), "rate"),
+    ("arrival-rate-unit", CLIENT.replace("10/min", "10/fortnight"), "rate"),
+    ("arrival-no-rate", CLIENT.replace(", rate = '10/min'", ""), "rate"),
+    ("arrival-extra-key", CLIENT.replace("rate = '10/min'", "rate = '10/min', burst = 3"), "burst"),
+    ("closed-no-users", CLIENT.replace("kind = 'poisson', rate = '10/min'", "kind = 'closed', think = '1s'"),
+     "users"),
+    ("prompt-negative", _with(client="prompt_tokens = -5\n"), "prompt_tokens"),
+    ("prompt-dist-unknown", _with(client="prompt_tokens = { dist = 'normal', value = 3 }\n"), "prompt_tokens"),
+    ("uniform-low-high", _with(client="prompt_tokens = { dist = 'uniform', low = 9, high = 1 }\n"), "prompt_tokens"),
+    ("uniform-missing-high", _with(client="prompt_tokens = { dist = 'uniform', low = 9 }\n"), "prompt_tokens"),
+    ("lognormal-median-p95", _with(client="max_tokens = { dist = 'lognormal', median = 50, p95 = 10 }\n"),
+     "max_tokens"),
+    ("empirical-empty", _with(client="prompt_tokens = { dist = 'empirical', values = [] }\n"), "prompt_tokens"),
+    ("prompt-string", _with(client="prompt_tokens = 'many'\n"), "prompt_tokens"),
+    ("client-policy-unknown", _with(client="policy = 'retry-forever'\n"), "policy"),
+    ("client-unknown-key", _with(client="colour = 'red'\n"), "colour"),
+    ("policy-unknown-key", _with("[policies.mine]\nretries = 3\n", "policy = 'mine'\n"), "retries"),
+    ("policy-extends-unknown", _with("[policies.mine]\nextends = 'grok-sdk'\n", "policy = 'mine'\n"), "extends"),
+    ("policy-attempts-zero", _with("[policies.mine]\nmax_attempts = 0\n", "policy = 'mine'\n"), "max_attempts"),
+    ("policy-retry-unknown", _with("[policies.mine]\nretry = 'fibonacci'\n", "policy = 'mine'\n"), "retry"),
+    ("policy-jitter-unknown", _with("[policies.mine]\njitter = 'some'\n", "policy = 'mine'\n"), "jitter"),
+    ("policy-pacing-2", _with("[policies.mine]\npacing = 2\n", "policy = 'mine'\n"), "pacing"),
+    ("policy-deadline-word", _with("[policies.mine]\ndeadline = 'soon'\n", "policy = 'mine'\n"), "deadline"),
+    ("policy-fallback-unknown", _with("[policies.mine]\nfallback = ['llama-9']\n", "policy = 'mine'\n"), "fallback"),
+    ("unused-policy-fallback-unknown", _with("[policies.spare]\nfallback = ['llama-9']\n"), "fallback"),
+    ("compare-axis-unknown", BASE + "[compare]\ntiers = ['free']\n", "tiers"),
+    ("compare-empty-list", BASE + "[compare]\ntier = []\n", "compare.tier"),
+    ("compare-not-list", BASE + "[compare]\ntier = 'free'\n", "compare.tier"),
+    ("compare-load-negative", BASE + "[compare]\nload = [-1]\n", "compare.load"),
+    ("compare-load-zero", BASE + "[compare]\nload = [1, 0]\n", "compare.load"),
+    ("compare-load-word", BASE + "[compare]\nload = ['double']\n", "compare.load"),
+    ("compare-load-bool", BASE + "[compare]\nload = [true]\n", "compare.load"),
+    ("compare-policy-unknown", BASE + "[compare]\npolicy = ['no-retry', 'nope']\n", "policy"),
+    ("compare-policy-hides-bad-client-policy",
+     _with("[compare]\npolicy = ['no-retry']\n", "policy = 'typo-policy'\n"), "policy"),
+    ("compare-model-unknown", BASE + "[compare]\nmodel = ['llama-9']\n", "model"),
+    ("compare-tier-unknown", BASE + "[compare]\ntier = ['free', 'gold']\n", "tier"),
+    ("compare-limiter-unknown", BASE + "[compare]\nlimiter = ['leaky']\n", "limiter"),
+    ("tier-named-builtin", BASE + "[tiers.free]\nbase = 'developer'\n", "tiers.free"),
+    ("tier-base-unknown", BASE + "[tiers.mine]\nbase = 'gold'\n", "tiers.mine"),
+    ("tier-scale-unit", BASE + "[tiers.mine]\nbase = 'free'\nscale = { tpx = 2 }\n", "tiers.mine"),
+    ("tier-scale-negative", BASE + "[tiers.mine]\nbase = 'free'\nscale = { tpm = -2 }\n", "scale"),
+    ("tier-override-unknown-model",
+     BASE + "[tiers.mine]\nbase = 'free'\n[tiers.mine.overrides.'llama-9']\nrpm = 5\n", "llama-9"),
+    ("tier-override-word", BASE + "[tiers.mine]\nbase = 'free'\n"
+     "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpm = 'lots'\n", "tiers.mine"),
+    ("tier-override-unit", BASE + "[tiers.mine]\nbase = 'free'\n"
+     "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpx = 5\n", "tiers.mine"),
+    ("tier-override-negative", BASE + "[tiers.mine]\nbase = 'free'\n"
+     "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpm = -5\n", "rpm"),
+    ("service-unknown-model", BASE + "[service.'llama-9']\noutput_tps = 100\n", "llama-9"),
+    ("service-unknown-param", BASE + "[service.'llama-3.1-8b-instant']\nspeed = 100\n", "speed"),
+    ("service-param-word", BASE + "[service.'llama-3.1-8b-instant']\noutput_tps = 'fast'\n", "output_tps"),
+    ("capacity-success-2", BASE + "[capacity]\nsuccess = 2\n", "success"),
+    ("capacity-unknown-key", BASE + "[capacity]\np99 = '3s'\n", "p99"),
+    ("run-jobs-zero", BASE + "[run]\njobs = 0\n", "jobs"),
+    ("toml-syntax", "[scenario\nduration = '2m'\n", "TOML"),
+    ("toml-duplicate-key", "[scenario]\nduration = '2m'\nduration = '3m'\n" + CLIENT, "TOML"),
+    ("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe", "UTF-8"),
+    ("latin-1-file", "# caf\xe9\n".encode("latin-1") + BASE.encode(), "UTF-8"),
+]
+
+TRACES = [
+    ("trace-missing", {"s.toml": _trace("")["s.toml"]}, "not found"),
+    ("trace-empty", _trace(""), "empty"),
+    ("trace-header-only", _trace("timestamp,prompt_tokens\n"), "no rows"),
+    ("trace-no-timestamp", _trace("time,prompt_tokens\n1,5\n"), "timestamp"),
+    ("trace-unknown-column", _trace("timestamp,colour\n1,red\n"), "colour"),
+    ("trace-token-word", _trace("timestamp,prompt_tokens\n1,5\n2,many\n"), "t.csv:3: column prompt_tokens"),
+    ("trace-token-negative", _trace("timestamp,prompt_tokens\n1,-5\n"), "t.csv:2: column prompt_tokens"),
+    ("trace-token-fraction", _trace("timestamp,max_tokens\n1,2.5\n"), "t.csv:2: column max_tokens"),
+    ("trace-completion-empty", _trace("timestamp,completion_tokens\n1,\n"), "t.csv:2: column completion_tokens"),
+    ("trace-completion-over-max", _trace("timestamp,max_tokens,completion_tokens\n1,10,20\n"), "completion_tokens"),
+    ("trace-audio-negative", _trace("timestamp,audio_seconds\n1,-3\n"), "t.csv:2: column audio_seconds"),
+    ("trace-timestamp-negative", _trace("timestamp\n-1\n"), "t.csv:2: column timestamp"),
+    ("trace-timestamp-word", _trace("timestamp\n1\nnoon\n"), "t.csv:3: column timestamp"),
+    ("trace-timestamp-bad-date", _trace("timestamp\n2025-01-01T00:00:00Z\n2025-13-45T00:00:00Z\n"),
+     "t.csv:3: column timestamp"),
+    ("trace-timestamp-empty", _trace("timestamp,prompt_tokens\n1,5\n,6\n"), "t.csv:3: column timestamp"),
+    ("trace-timestamp-inf", _trace("timestamp\ninf\n"), "t.csv:2: column timestamp"),
+    ("trace-model-unknown", _trace("timestamp,model\n1,llama-9\n"), "llama-9"),
+    ("trace-not-utf8", _trace(b"timestamp\n1\xff\n"), "UTF-8"),
+    ("trace-csv-ragged", _trace("timestamp,prompt_tokens\n1,5,7,8\n"), "t.csv"),
+    ("trace-jsonl-bad-json", _trace('{"timestamp": 1}\n{"timestamp": \n', "t.jsonl"), "t.jsonl:2"),
+    ("trace-jsonl-not-object", _trace('{"timestamp": 1}\n[1, 2]\n', "t.jsonl"), "t.jsonl:2"),
+    ("trace-jsonl-negative", _trace('{"timestamp": 1, "prompt_tokens": -2}\n', "t.jsonl"), "t.jsonl:1"),
+]
+
+COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output directory, {file} = an existing file)
+    ("duration-0", ["run", "{s}", "--duration", "0", "--out", "{out}"], "--duration"),
+    ("duration-word", ["run", "{s}", "--duration", "abc", "--out", "{out}"], "--duration"),
+    ("duration-negative", ["run", "{s}", "--duration=-5m", "--out", "{out}"], "--duration"),
+    ("replications-0", ["run", "{s}", "--replications", "0", "--out", "{out}"], "--replications"),
+    ("replications-word", ["run", "{s}", "--replications", "two", "--out", "{out}"], "--replications"),
+    ("jobs-0", ["run", "{s}", "--jobs", "0", "--out", "{out}"], "--jobs"),
+    ("seed-negative", ["run", "{s}", "--seed=-1", "--out", "{out}"], "--seed"),
+    ("format-unknown", ["run", "{s}", "--format", "xml", "--out", "{out}"], "--format"),
+    ("resume-and-fresh", ["run", "{s}", "--resume", "--fresh", "--out", "{out}"], "--fresh"),
+    ("out-is-a-file", ["run", "{s}", "--out", "{file}"], "--out"),
+    ("out-under-a-file", ["run", "{s}", "--out", "{file}/sub"], "--out"),
+    ("dask-not-an-address", ["run", "{s}", "--dask", "my laptop", "--out", "{out}"], "--dask"),
+    ("huge-replications", ["run", "{s}", "--replications", "10000000", "--out", "{out}"], "--force"),
+    ("huge-duration", ["run", "{s}", "--duration", "100000d", "--out", "{out}"], "--force"),
+    ("scenario-missing", ["run", "{out}/nothing.toml", "--out", "{out}"], "nothing.toml"),
+    ("scenario-directory", ["check", "{dir}"], "cannot read"),
+    ("no-command", [], "COMMAND"),
+    ("unknown-command", ["simulate", "{s}"], "simulate"),
+    ("no-scenario", ["run"], "scenario"),
+    ("unknown-option", ["run", "{s}", "--colour", "red", "--out", "{out}"], "--colour"),
+    ("check-replications-negative", ["check", "{s}", "--replications=-1"], "--replications"),
+    ("capacity-duration-0", ["capacity", "{s}", "--duration", "0"], "--duration"),
+    ("capacity-jobs-0", ["capacity", "{s}", "--jobs", "0"], "--jobs"),
+    ("capacity-huge", ["capacity", "{s}", "--duration", "1000000d"], "--force"),
+    ("limits-tier-unknown", ["limits", "--tier", "gold"], "gold"),
+    ("limits-model-unknown", ["limits", "--model", "llama-9"], "llama-9"),
+    ("validate-out-is-a-file", ["validate", "--short", "--out", "{file}"], "--out"),
+]
+
+
+def _expect_one_line_error(code, err, fragment):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("groqsim"), err
+    assert "Traceback" not in err
+    assert fragment.lower() in lines[0].lower(), (fragment, err)
+
+
+def _write(tmp_path, files) -> Path:
+    for name, body in files.items():
+        path = tmp_path / name
+        path.write_bytes(body) if isinstance(body, bytes) else path.write_text(body)
+    return tmp_path / "s.toml"
+
+
+@pytest.mark.parametrize("case", SCENARIOS + TRACES, ids=lambda c: c[0])
+def test_malformed_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
+    name, files, fragment = case
+    scenario = _write(tmp_path, files if isinstance(files, dict) else {"s.toml": files})
+    out = tmp_path / "out"
+    for command in (["check", str(scenario)], ["run", str(scenario), "--out", str(out), "--jobs", "1"]):
+        code = main(command)
+        _expect_one_line_error(code, capsys.readouterr().err, fragment)
+        assert not out.exists(), f"{name}: {command[0]} left {out}"
+
+
+def test_scenario_errors_name_the_file_and_line(tmp_path, capsys):
+    scenario = _write(tmp_path, {"s.toml": BASE + "[compare]\nload = [1, -1]\n"})
+    assert main(["check", str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert f"{scenario}:8: compare.load: -1 is not allowed" in err
+
+
+@pytest.mark.parametrize("case", COMMANDS, ids=lambda c: c[0])
+def test_malformed_command_line_is_one_line_and_writes_nothing(case, tmp_path, capsys):
+    name, argv, fragment = case
+    scenario = _write(tmp_path, {"s.toml": BASE})
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me\n")
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / "out"
+    argv = [a.format(s=scenario, out=out, file=existing, dir=tmp_path / "folder") for a in argv]
+    code = main(argv)
+    _expect_one_line_error(code, capsys.readouterr().err, fragment)
+    assert not out.exists() or not any(out.rglob("*")), f"{name} left files in {out}"
+    assert existing.read_text() == "keep me\n"
+
+
+def test_unreachable_dask_scheduler_is_refused_within_seconds(tmp_path, capsys):
+    import time
+    scenario = _write(tmp_path, {"s.toml": BASE})
+    start = time.monotonic()
+    code = main(["run", str(scenario), "--dask", "tcp://127.0.0.1:9", "--out", str(tmp_path / "out")])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 2 and elapsed < 20, (code, elapsed)
+    assert "waiting up to" in err  # it says what it waits for before it waits
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("groqsim: error: --dask tcp://127.0.0.1:9: cannot reach") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_force_runs_beyond_the_limit(tmp_path, capsys, monkeypatch):
+    import sim.cli
+    monkeypatch.setattr(sim.cli, "MAX_REQUESTS", 5)
+    scenario = _write(tmp_path, {"s.toml": BASE})
+    out = tmp_path / "out"
+    assert main(["run", str(scenario), "--out", str(out), "--jobs", "1"]) == 2
+    assert "about 20 simulated requests" in capsys.readouterr().err
+    assert main(["run", str(scenario), "--out", str(out), "--jobs", "1", "--force", "--format", "csv"]) == 0
+    assert "groqsim: 1 run(s), about 20 simulated requests" in capsys.readouterr().err
+
+
+def test_unsorted_trace_is_sorted_with_one_warning(tmp_path, capsys):
+    scenario = _write(tmp_path, _trace("timestamp,prompt_tokens\n5,10\n1,20\n9,30\n", "unsorted.csv"))
+    assert main(["check", str(scenario)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"groqsim: warning: {tmp_path / 'unsorted.csv'}:3: timestamps are not in order (1 after 5); "
+                   "replaying the trace sorted by timestamp"]
+    from sim.trace import read_trace
+    assert list(read_trace(tmp_path / "unsorted.csv")["prompt_tokens"]) == [20, 10, 30]
+
+
+def test_library_warnings_do_not_reach_stderr(tmp_path):
+    """A study whose every request is refused as too large makes numpy warn about empty means: not shown."""
+    scenario = _write(tmp_path, {"s.toml": _with(client="prompt_tokens = 9000\n")})
+    res = subprocess.run([sys.executable, "-W", "default", "-m", "sim", "run", str(scenario), "--out",
+                          str(tmp_path / "out"), "--jobs", "1", "--quiet", "--replications", "2"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+
+
+SUBPROCESS = [  # the real command, for a few cases: exit status 2, one line, no traceback
+    ("binary", {"s.toml": b"\x00\x01\x02\xff"}, ["check", "{s}"], "UTF-8"),
+    ("duration-0", {"s.toml": BASE}, ["run", "{s}", "--duration", "0", "--out", "{out}"], "--duration"),
+    ("out-is-a-file", {"s.toml": BASE, "f": "x"}, ["run", "{s}", "--out", "{d}/f"], "--out"),
+    ("usage", {"s.toml": BASE}, ["run", "{s}", "--jobs", "many"], "--jobs"),
+    ("trace", _trace("timestamp\n1\nx\n"), ["run", "{s}", "--out", "{out}"], "t.csv:3"),
+]
+
+
+@pytest.mark.parametrize("case", SUBPROCESS, ids=lambda c: c[0])
+def test_the_real_command_gives_one_line(case, tmp_path):
+    _, files, argv, fragment = case
+    scenario = _write(tmp_path, files)
+    argv = [a.format(s=scenario, out=tmp_path / "out", d=tmp_path) for a in argv]
+    res = subprocess.run([sys.executable, "-m", "sim", *argv], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _expect_one_line_error(res.returncode, res.stderr, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_option_has_help_text():
+    from sim.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
+    for name, sp in sub.choices.items():
+        for action in sp._actions:
+            if action.dest != "help":
+                assert action.help, f"groqsim {name} {action.option_strings or action.dest} has no help"
+    assert "'-' means" in textwrap.dedent(sub.choices["limits"].format_help()).replace("\n", " ")
+
+
+def test_malformed_input_count():
+    """The note's figure: how many malformed inputs this file tries."""
+    assert len(SCENARIOS) + len(TRACES) + len(COMMANDS) + len(SUBPROCESS) + 1 >= 100

@@ -1,0 +1,107 @@
+"""Honest comparison tables: outcomes other than success shown, the binding limit named also without 429s,
+intervals wider than the mean flagged, strict JSON everywhere."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from sim.cli import main
+from sim.report import compare, comparison_json, format_comparison, jsonable
+
+CLIENT = ("[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\narrival = {{ kind = 'poisson', rate = '10/min' }}\n"
+          "prompt_tokens = {prompt}\nmax_tokens = 100\npolicy = '{policy}'\n")
+
+
+def _strict(text):
+    """json.loads that refuses NaN / Infinity (which are not JSON)."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+
+
+def _run(tmp_path, capsys, text, *extra):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--format", "json", *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return _strict(captured.out)
+
+
+def test_every_request_too_large_is_shown_with_its_binding_limit(tmp_path, capsys):
+    # free 8B: TPM 6000; 9000 + 100 tokens can never be admitted -> 413 for every request, no 429
+    rows = _run(tmp_path, capsys, "[scenario]\nduration = '5m'\n" + CLIENT.format(prompt=9000, policy="groq-sdk"),
+                "--replications", "2")
+    (row,) = rows
+    assert row["success_ratio_mean"] == 0.0 and row["n429_per_attempt_mean"] == 0.0
+    assert row["too_large_share_mean"] == 1.0
+    assert row["binding"] == "tpm (413)"
+    table = format_comparison(pd.DataFrame(rows), [])
+    assert "too large (413) 100%" in table and "tpm (413)" in table
+
+
+def test_a_spent_daily_budget_binds_without_any_429(tmp_path, capsys):
+    # a pacing client holds requests instead of collecting 429s; TPD 3000 = 10 requests, then nothing moves
+    text = ("[scenario]\nduration = '10m'\ndrain = '1m'\n[tiers.mine]\nbase = 'free'\n"
+            "[tiers.mine.overrides.'llama-3.1-8b-instant']\ntpd = 3000\n[org]\ntier = 'mine'\n"
+            + CLIENT.format(prompt=200, policy="paced"))
+    (row,) = _run(tmp_path, capsys, text, "--replications", "2")
+    assert row["n429_per_attempt_mean"] == 0.0
+    assert row["unfinished_share_mean"] > 0.5
+    assert row["binding"] == "tpd (spent)"
+
+
+def test_unconstrained_run_has_no_binding_and_no_other_outcomes(tmp_path, capsys):
+    (row,) = _run(tmp_path, capsys, "[scenario]\nduration = '3m'\n[org]\ntier = 'developer'\n"
+                  + CLIENT.format(prompt=100, policy="no-retry"), "--replications", "2")
+    assert row["binding"] == "none" and row["success_ratio_mean"] == 1.0
+    assert "-" == format_comparison(pd.DataFrame([row]), []).splitlines()[1].split()[-1]
+
+
+def _summary(values: dict[str, list[float]]) -> pd.DataFrame:
+    n = len(next(iter(values.values())))
+    base = {"point": [0] * n, "offered": [100] * n, "binding": ["none"] * n, "gave_up": [0] * n}
+    metrics = {m: [1.0] * n for m in ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50",
+                                      "latency_p95", "latency_p99", "n429_per_attempt", "attempts_per_success",
+                                      "mean_wait")}
+    return pd.DataFrame({**base, **metrics, **values})
+
+
+def test_intervals_wider_than_the_mean_are_flagged():
+    wide = compare(_summary({"latency_p99": [1.0, 60.0]}), [])  # two replications far apart
+    assert wide.loc[0, "wide_ci"] == "latency_p99"
+    assert wide.loc[0, "latency_p99_ci95"] > wide.loc[0, "latency_p99_mean"]
+    text = format_comparison(wide, [])
+    assert "!" in text.splitlines()[1] and "too few replications" in text.splitlines()[-1]
+    narrow = compare(_summary({"latency_p99": [10.0, 10.5, 9.5, 10.2]}), [])
+    assert narrow.loc[0, "wide_ci"] == ""
+    assert "!" not in format_comparison(narrow, [])
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats
+    values = [3.0, 5.0, 4.0, 8.0]
+    row = compare(_summary({"latency_p95": values}), []).iloc[0]
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=sum(values) / 4, scale=stats.sem(values))
+    assert row["latency_p95_ci95"] == pytest.approx((hi - lo) / 2)
+
+
+def test_json_never_has_bare_nan_or_infinity():
+    comp = pd.DataFrame([{"a": math.nan, "b": math.inf, "c": 1.5, "d": "x"}])
+    assert _strict(comparison_json(comp)) == [{"a": None, "b": None, "c": 1.5, "d": "x"}]
+    assert jsonable({"x": [float("-inf"), 2]}) == {"x": [None, 2]}
+
+
+def test_capacity_json_is_strict_and_independent_of_jobs(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    # free 70B: nothing this big can be served (TPM 12000 < 20000 tokens): no p95, no ceiling met
+    path.write_text("[scenario]\nduration = '2m'\n[compare]\ntier = ['free', 'developer']\n"
+                    + CLIENT.format(prompt=20000, policy="no-retry").replace("llama-3.1-8b-instant",
+                                                                            "llama-3.3-70b-versatile"))
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["capacity", str(path), "--format", "json", "--jobs", jobs, "--quiet"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    free, dev = _strict(outputs[0])
+    assert free["sim_p95"] is None and free["sim_load"] == 0.0
+    assert dev["sim_success"] is not None

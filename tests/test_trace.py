@@ -1,0 +1,71 @@
+"""Request traces: every cell validated (file:row and column named), unsorted rows sorted with a warning,
+reading cached by content so an edited trace is read afresh."""
+import warnings
+
+import pandas as pd
+import pytest
+
+from sim.errors import ConfigError, InputWarning
+from sim.trace import file_digest, read_trace
+
+
+def _write(tmp_path, body, name="t.csv"):
+    path = tmp_path / name
+    path.write_bytes(body) if isinstance(body, bytes) else path.write_text(body)
+    return path
+
+
+def test_csv_with_optional_columns_and_empty_cells(tmp_path):
+    df = read_trace(_write(tmp_path, "timestamp,model,prompt_tokens,max_tokens\n0.5,llama-3.1-8b-instant,10,\n"
+                                     "1.5,,20,30\n"))
+    assert list(df["timestamp"]) == [0.5, 1.5]
+    assert df["model"][0] == "llama-3.1-8b-instant" and pd.isna(df["model"][1])  # empty: the client's model
+    assert df["prompt_tokens"].tolist() == [10, 20] and df["max_tokens"].isna().tolist() == [True, False]
+
+
+def test_iso_timestamps_are_seconds_from_the_first(tmp_path):
+    df = read_trace(_write(tmp_path, "timestamp\n2025-03-01T12:00:00Z\n2025-03-01T12:00:02.5Z\n"
+                                     "2025-03-01T13:00:02.5+01:00\n"))
+    assert df["timestamp"].tolist() == [0.0, 2.5, 2.5]
+
+
+def test_jsonl(tmp_path):
+    df = read_trace(_write(tmp_path, '{"timestamp": 1, "prompt_tokens": 5}\n\n{"timestamp": 2}\n', "t.jsonl"))
+    assert df["timestamp"].tolist() == [1.0, 2.0] and df["prompt_tokens"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize("body, where", [
+    ("timestamp,prompt_tokens\n1,5\n\n3,x\n", "t.csv:4: column prompt_tokens"),  # blank lines keep numbering
+    ("timestamp,completion_tokens\n1,-1\n", "t.csv:2: column completion_tokens"),
+    ("timestamp\n1\n2\n1e400\n", "t.csv:4: column timestamp"),
+    ("timestamp,audio_seconds\n1,nan\n", "t.csv:2: column audio_seconds"),
+])
+def test_errors_name_file_row_and_column(tmp_path, body, where):
+    with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+        read_trace(_write(tmp_path, body))
+
+
+def test_unsorted_rows_are_sorted_with_one_warning(tmp_path):
+    path = _write(tmp_path, "timestamp,prompt_tokens\n3,30\n1,10\n2,20\n", "u.csv")
+    with pytest.warns(InputWarning, match=r"u\.csv:3: timestamps are not in order \(1 after 3\)"):
+        df = read_trace(path)
+    assert df["prompt_tokens"].tolist() == [10, 20, 30]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_trace(path)  # the same contents again: read from the cache, warned once
+
+
+def test_errors_after_sorting_still_name_the_file_row(tmp_path):
+    path = _write(tmp_path, "timestamp,max_tokens,completion_tokens\n5,10,5\n1,10,50\n")
+    with pytest.raises(ConfigError, match=r"t\.csv:3: column completion_tokens"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_trace(path)
+
+
+def test_an_edited_trace_is_read_afresh(tmp_path):
+    path = _write(tmp_path, "timestamp\n1\n2\n")
+    before = file_digest(path)
+    assert len(read_trace(path)) == 2
+    path.write_text("timestamp\n1\n2\n3\n")
+    assert len(read_trace(path)) == 3 and file_digest(path) != before
+    assert file_digest(tmp_path / "absent.csv") == "missing"
