@@ -28,10 +28,13 @@ MAX_REQUESTS = 50_000_000
 
 def _load(args):
     from .scenario import load_scenario
-    scenario = load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
+    return load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
+
+
+def _notes(scenario) -> None:
+    """One line per model the scenario uses that Groq has shut down (said once the input is known good)."""
     for note in scenario.notes():
         print(f"groqsim: {note}", file=sys.stderr)
-    return scenario
 
 
 def _duration(args) -> float | None:
@@ -56,6 +59,7 @@ def _work(args, scenario, duration: float | None, runs_factor: float = 1.0) -> N
                           f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
                           "add --force")
     if not getattr(args, "quiet", False):
+        _notes(scenario)
         print(f"groqsim: {what}", file=sys.stderr)
 
 
@@ -67,6 +71,7 @@ def _check(args) -> int:
           f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
+    _notes(scenario)
     return 0
 
 
@@ -290,11 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = sub.add_parser("serve", help="a live Groq API emulator enforcing the scenario's limits (docs/emulator.md)")
     srv.add_argument("scenario", help="scenario file (TOML); its first grid point gives org, tier and limits")
-    srv.add_argument("--host", default="127.0.0.1")
-    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster")
     srv.add_argument("--key", action="append", help="accepted API key, KEY or KEY=PROJECT (repeatable)")
-    srv.add_argument("--seed", type=int)
+    srv.add_argument("--seed", type=int, help="seed of the service times and answer lengths (default: scenario's)")
     srv.add_argument("--out", help="directory for requests.jsonl and records.parquet (default results/serve/<name>)")
     srv.set_defaults(func=_serve)
     return p

@@ -62,7 +62,7 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     for point, group in summary.groupby("point", sort=True):
         row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
         wide = []
-        for m in KEY_METRICS + tuple(m for m in LANE_METRICS if m in summary) + tuple(
+        for m in tuple(m for m in KEY_METRICS + LANE_METRICS if m in summary) + tuple(
                 f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary):
             values = group[m].astype(float).dropna().to_numpy()
             n = len(values)
@@ -114,7 +114,8 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
                       _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
                       _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
                       _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
-                      _pm(1000 * _num(r["cost_per_success_mean"]), 1000 * _num(r["cost_per_success_ci95"]), ".3f"),
+                      _pm(1000 * _num(r.get("cost_per_success_mean")), 1000 * _num(r.get("cost_per_success_ci95")),
+                          ".3f"),
                       str(r["binding"]), _other_outcomes(r)])
     text = align(lines, left=len(axes))
     if "wide_ci" in comp and (comp["wide_ci"].fillna("") != "").any():

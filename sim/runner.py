@@ -235,6 +235,7 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
     import logging
 
     import dask
+    import dask.distributed  # noqa: F401  (loads distributed's config defaults before we set one of them)
     for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # no worker tracebacks on Ctrl-C
     if address != "local":
