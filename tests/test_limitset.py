@@ -207,3 +207,11 @@ def test_pacer_is_token_buckets_at_the_fraction_whatever_the_algorithm(algorithm
     assert ls.acquire(3000, 0, 0.0) == 0.0
     assert ls.acquire(100, 0, 0.0) == pytest.approx(100 / 50.0)   # TPM refills at 0.5 x 100 per s
     assert LimitSet(Limits(rpm=60), algorithm).units["rpm"].kind == algorithm
+
+
+def test_defaults_cost_one_request_at_time_zero():
+    ls = LimitSet(Limits(rpm=1, tpm=10, ash=10))
+    assert ls.acquire() == 0.0                      # one request, no tokens, no audio, at t = 0
+    assert ls.units["tpm"].remaining(0.0) == 10 and ls.units["ash"].remaining(0.0) == 10
+    assert ls.check(now=0.5).wait == pytest.approx(59.5)
+    assert not ls.admit(now=0.5).admitted and ls.admit(now=60.0).admitted
