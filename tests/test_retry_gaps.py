@@ -118,6 +118,7 @@ def test_groq_sdk_ignores_a_retry_after_above_60s(tmp_path):
 
 @pytest.mark.parametrize("rounding,t0,expected", [
     ("ceil", 0.7, [60]), ("round", 0.7, [59, 1]), ("floor", 0.3, [59, 1]), ("round", 0.3, [60]),
+    ("round", 0.53, [59, 1]),
     ("floor", 59.9, [1]), ("round", 59.9, [1])])
 def test_retry_after_rounding(tmp_path, rounding, t0, expected):
     # the wait is 60 - t0; a retry-after rounded down brings the client back too early: refused again
