@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sim.catalog import Catalog, Limits
-from sim.headers import parse_reset, rate_limit_headers, retry_after_seconds
+from sim.headers import parse_reset, rate_limit_headers, retry_after_function, retry_after_seconds
 from sim.limiters import ALGORITHMS
 from sim.limitset import LimitSet
 from sim.units import format_reset
@@ -207,3 +207,24 @@ def test_pacer_is_token_buckets_at_the_fraction_whatever_the_algorithm(algorithm
     assert ls.acquire(3000, 0, 0.0) == 0.0
     assert ls.acquire(100, 0, 0.0) == pytest.approx(100 / 50.0)   # TPM refills at 0.5 x 100 per s
     assert LimitSet(Limits(rpm=60), algorithm).units["rpm"].kind == algorithm
+
+
+def test_defaults_cost_one_request_at_time_zero():
+    ls = LimitSet(Limits(rpm=1, tpm=10, ash=10))
+    assert ls.acquire() == 0.0                      # one request, no tokens, no audio, at t = 0
+    assert ls.units["tpm"].remaining(0.0) == 10 and ls.units["ash"].remaining(0.0) == 10
+    assert ls.check(now=0.5).wait == pytest.approx(59.5)
+    assert not ls.admit(now=0.5).admitted and ls.admit(now=60.0).admitted
+
+
+def test_retry_after_function_is_retry_after_seconds_never_below_one():
+    for rounding in ("ceil", "round", "floor"):
+        f = retry_after_function(rounding)
+        for w in (1e-12, 0.2, 0.5, 0.999, 1.0, 1.47, 1.5, 59.5, 60.0, 86_399.3):
+            assert f(w) == retry_after_seconds(w, rounding) >= 1
+    assert retry_after_function("ceil")(1e-12) == 1 and retry_after_function("ceil")(1.2) == 2
+    assert retry_after_seconds(59.47, "round") == 59 and retry_after_seconds(59.53, "round") == 60
+    with pytest.raises(ValueError):
+        retry_after_function("nearest")
+    with pytest.raises(ValueError):
+        retry_after_seconds(1.0, "nearest")

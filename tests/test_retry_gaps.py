@@ -26,7 +26,7 @@ SPACING = 40.0  # seconds between the requests of the distribution runs: their a
 CONST_NET = service_models({m: {"rtt_median": 0.12, "rtt_p90": 0.12} for m in (MODEL, SECOND)})
 
 
-def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits=None, models=None):
+def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits=None, models=None, **kw):
     """Replay requests created at ``times`` (10 prompt + 10 max tokens each) under ``limits`` on MODEL
     (and ``fallback_limits`` on SECOND) with the policy settings ``policy``."""
     path = tmp_path / "trace.csv"
@@ -38,7 +38,7 @@ def trace_run(tmp_path, times, limits, policy, org=None, seed=1, fallback_limits
     catalog.override("free", SECOND, **{**NO_LIMITS, **(fallback_limits or {"rpm": 1000})})
     c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
     return run(c, duration=max(times) + 1, seed=seed, org=org or Org(tier="free"), extra_policies={"p": policy},
-               catalog=catalog, service=CONST_NET)
+               catalog=catalog, service=CONST_NET, **kw)
 
 
 def rtt(result, model=MODEL):
@@ -121,6 +121,7 @@ def test_groq_sdk_ignores_a_retry_after_above_60s(tmp_path):
 
 @pytest.mark.parametrize("rounding,t0,expected", [
     ("ceil", 0.7, [60]), ("round", 0.7, [59, 1]), ("floor", 0.3, [59, 1]), ("round", 0.3, [60]),
+    ("round", 0.53, [59, 1]),
     ("floor", 59.9, [1]), ("round", 59.9, [1])])
 def test_retry_after_rounding(tmp_path, rounding, t0, expected):
     # the wait is 60 - t0; a retry-after rounded down brings the client back too early: refused again
@@ -161,6 +162,7 @@ def test_cooldown_waits_the_retry_after_not_the_backoff(tmp_path):
     r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1},
                   {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "cooldown": "retry-after"})
     rec = r.records
+    assert rec.loc[0, "admitted"] == 0.0  # nothing held before the first refusal
     assert attempt_times(r)[0] == 1.0
     assert rec.loc[1, "admitted"] == pytest.approx(60.12)
     assert attempt_times(r)[1] == pytest.approx(60.12)  # request 2, refused just after
@@ -171,6 +173,51 @@ def test_fixed_cooldown_holds_retries_for_its_duration(tmp_path):
     r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1},
                   {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "cooldown": "5s"})
     assert attempt_times(r) == pytest.approx([1.0, 1.0 + rtt(r) + 5.0])
+
+
+def test_a_full_bounded_queue_drops_arrivals_during_a_cooldown(tmp_path):
+    # queue_size 0: a request goes only if it can go at once; request 2 arrives during request 1's cooldown
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "cooldown": "retry-after", "queue_size": 0})
+    assert list(r.records["outcome"]) == ["ok", "ok", "dropped"]
+
+
+# ---- adaptive pacing (reads x-ratelimit-* headers: RPD and TPM) --------------------------------------------
+
+ADAPTIVE = {"retry": "exponential", "base": 1.0, "max_attempts": 3, "adaptive": True}
+
+
+def test_adaptive_waits_for_the_rpd_the_headers_announce(tmp_path):
+    # RPD 3 (one request back every 28 800 s): after three requests the headers announce 0.00007 left; the
+    # fourth waits until one whole request has refilled since t=0, exactly when the bucket admits it: no 429
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0, 3.0], {"rpd": 3}, ADAPTIVE, drain=90_000.0)
+    assert len(r.refusals) == 0
+    assert r.records.loc[3, "admitted"] == pytest.approx(86_400 / 3, abs=0.01)
+
+
+def test_adaptive_waits_for_a_whole_tpm_budget(tmp_path):
+    # each request costs 20 tokens = the whole TPM: the second waits until the bucket is full again
+    r = trace_run(tmp_path, [0.0, 1.0], {"tpm": 20}, ADAPTIVE)
+    assert len(r.refusals) == 0
+    assert r.records.loc[1, "admitted"] == pytest.approx(60.0)
+
+
+def test_adaptive_holds_even_a_short_wait(tmp_path):
+    # TPM 1200 emptied by 60 requests of 20 tokens at t=0 refills 20 tokens a second: the one at 0.5 s waits
+    # until 1 s
+    r = trace_run(tmp_path, [0.0] * 60 + [0.5], {"tpm": 1200}, ADAPTIVE)
+    assert len(r.refusals) == 0
+    assert r.records.loc[60, "admitted"] == pytest.approx(1.0)
+
+
+def test_client_policy_defaults_retry_nothing():
+    # a bare ClientPolicy (what the engine builds for retry "none"): one attempt, headers not honoured,
+    # no fallback
+    from sim.policies import ClientPolicy, FixedDelay
+
+    p = ClientPolicy(FixedDelay(2.0), u=lambda: 0.5)
+    assert p.max_attempts == 1 and p.next_model(0, 429) == 0
+    assert p.backoff(0, 1, 30) == 2.0 and not p.gated
 
 
 # ---- fallback ----------------------------------------------------------------------------------------------

@@ -16,14 +16,14 @@ order (file, then tree order).  Operators:
 * ``del``    a statement (assignment, augmented assignment, call, ``continue``/``break``, ``return``) -> ``pass``
 
 Docstrings, f-strings, ``__repr__`` and lines marked ``# pragma: no mutate`` are left alone.  Every mutant
-runs ``pytest -x -q`` on the chosen tests in its own copy of the project (``--jobs`` copies, one per worker
-process), with ``--hypothesis-seed`` fixed and hypothesis's shrinking and example database switched off
-and examples capped at ``--max-examples`` per property (``tools/mutation_plugin.py``), so a mutant's
-outcome depends on nothing but the mutant, and a surviving mutant costs a fraction of the suite's time.
-A mutant is *killed* when the tests fail, *timeout*
-when they run longer than ``--timeout`` (counted as killed: the change broke something), *survived* when
-they pass.  ``--equivalent FILE`` lists mutants judged to change no behaviour (one key per line, as printed
-by ``--list``); they are reported apart and left out of the score.
+runs ``pytest -x -q --ff`` on the chosen tests in a copy of the project (``--jobs`` copies, each served by
+a process that imported the heavy dependencies once and forks a child per mutant), with
+``--hypothesis-seed`` fixed, hypothesis's shrinking and example database off and at most ``--max-examples``
+examples per property (``tools/mutation_plugin.py``): a mutant's outcome depends on nothing but the
+mutant.  A mutant is *killed* when the tests fail, *timeout* when they run longer than ``--timeout``
+(counted as killed: the change broke something), *survived* when they pass.  ``--equivalent FILE`` lists
+mutants judged to change no behaviour (one key per line, as printed by ``--list``, then ``  -- reason``);
+they are reported apart and left out of the score.
 
 The score is killed / (mutants - equivalent).  Not part of CI: it runs the tests once per mutant.
 """
@@ -356,6 +356,8 @@ def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | Non
                 target.write_text(mutated_source(m.path, m.site, functions))
                 outcome, m.seconds = worker.pytest(args, timeout)
                 m.status = {"pass": "survived", "fail": "killed", "timeout": "timeout"}[outcome]
+                if m.status == "survived" and progress:
+                    print(f"\rsurvived: {m.id} {m.path}:{m.line} {m.change}  {m.source}", file=sys.stderr, flush=True)
             finally:
                 shutil.copy2(ROOT / m.path, target)
                 with lock:
