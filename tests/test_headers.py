@@ -164,3 +164,15 @@ def test_other_error_bodies():
     bad = invalid_request_error("model is required", param="model")
     assert bad.status == 400 and bad.body == {"error": {"message": "model is required",
                                                         "type": "invalid_request_error", "param": "model"}}
+
+
+def test_remaining_at_whole_budgets_is_not_rounded_down_a_unit():
+    """A full RPD of 14 400 reads 14400, and one used reads 14399 (floor with a float-noise margin)."""
+    ls = LimitSet(Limits(rpd=14_400, tpm=6_000))
+    assert rate_limit_headers(ls, 0.0)["x-ratelimit-remaining-requests"] == "14400"
+    ls.acquire(1000, 0, 0.0)
+    h = rate_limit_headers(ls, 0.0)
+    assert h["x-ratelimit-remaining-requests"] == "14399" and h["x-ratelimit-remaining-tokens"] == "5000"
+    later = rate_limit_headers(ls, 3.0)  # TPM refills 100 tokens/s, RPD 1/6 request/s: 5 300 and 14 399.5
+    assert later["x-ratelimit-remaining-tokens"] == "5300" and later["x-ratelimit-remaining-requests"] == "14399"
+    assert rate_limit_headers(ls, 6.0)["x-ratelimit-remaining-requests"] == "14400"  # refilled exactly
