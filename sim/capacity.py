@@ -76,17 +76,20 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
 
 
 def meets_target(scenario: Scenario, point: dict, load: float,
-                 duration: float | None = None) -> tuple[bool, float, float]:
-    """Simulate ``load`` (all replications); (meets target, mean success ratio, mean p95 latency)."""
+                 duration: float | None = None) -> tuple[bool, float, float, float]:
+    """Simulate ``load`` (all replications); (meets target, mean success ratio, mean p95 latency, mean cost
+    per successful request in USD)."""
     target = scenario.capacity
-    succ, p95 = [], []
+    succ, p95, cost = [], [], []
     spec = scenario.spec({**point, "load": load}, duration=duration)
     for rep in range(scenario.scenario.replications):
         s = summarize(simulate(spec, scenario.seed(rep)))
         succ.append(s["success_ratio"])
         p95.append(s["latency_p95"])
+        cost.append(s["cost_per_success"])
     ok_s, ok_p = float(np.nanmean(succ)), float(np.nanmean(p95)) if not np.all(np.isnan(p95)) else math.inf
-    return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p
+    ok_c = float(np.nanmean(cost)) if not np.all(np.isnan(cost)) else math.nan
+    return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p, ok_c
 
 
 def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None,
@@ -100,20 +103,21 @@ def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, durati
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) else target.max_load
     lo = 0.0
-    ok, s, p = meets_target(scenario, point, hi, duration)
+    ok, s, p, c = meets_target(scenario, point, hi, duration)
     step(hi, ok)
-    best = (hi, s, p) if ok else (0.0, math.nan, math.nan)
+    best = (hi, s, p, c) if ok else (0.0, math.nan, math.nan, math.nan)
     if not ok:
         while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
             mid = (lo + hi) / 2
-            ok, s, p = meets_target(scenario, point, mid, duration)
+            ok, s, p, c = meets_target(scenario, point, mid, duration)
             step(mid, ok)
             if ok:
-                lo, best = mid, (mid, s, p)
+                lo, best = mid, (mid, s, p, c)
             else:
                 hi = mid
-    load, s, p = best
-    return {"sim_load": load, "sim_rpm": load * ceiling.base_rpm, "sim_success": s, "sim_p95": p}
+    load, s, p, c = best
+    return {"sim_load": load, "sim_rpm": load * ceiling.base_rpm, "sim_success": s, "sim_p95": p,
+            "sim_cost_per_1k": 1000 * c}
 
 
 def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int | None = 1,

@@ -137,12 +137,13 @@ def _capacity(args) -> int:
     print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s over {horizon:g} s"
           " simulated; ceilings are long-run (a shorter run also spends the daily units' initial budget)")
     header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
-              "daily-units req/day", "simulated max req/min", "success", "p95 s"]
+              "daily-units req/day", "simulated max req/min", "success", "p95 s", "$/1k ok"]
     lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.3g}", r["binding"],
                          f"{r['minute_ceiling_rpm']:.3g} ({r['minute_binding'].rsplit(' ', 1)[-1]})",
                          f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
                          f"{r['sim_rpm']:.3g}" if r["offered_rpm"] else f"load x{r['sim_load']:.3g}",
-                         f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}"] for r in rows]
+                         f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}", f"{r['sim_cost_per_1k']:.3f}"]
+                        for r in rows]
     sys.stdout.write(align(lines, left=2))
     return 0
 

@@ -103,5 +103,5 @@ def test_capacity_json_is_strict_and_independent_of_jobs(tmp_path, capsys):
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     free, dev = _strict(outputs[0])
-    assert free["sim_p95"] is None and free["sim_load"] == 0.0
-    assert dev["sim_success"] is not None
+    assert free["sim_p95"] is None and free["sim_load"] == 0.0 and free["sim_cost_per_1k"] is None
+    assert dev["sim_success"] is not None and dev["sim_cost_per_1k"] > 0  # developer bills per token
