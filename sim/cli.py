@@ -60,8 +60,10 @@ def _check(args) -> int:
     scenario = _load(args)
     grid = scenario.check()
     meta = scenario.scenario
+    _, requests = scenario.size(_duration(args))
     print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
-          f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s")
+          f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s, about {requests:,.0f} simulated "
+          "requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
     return 0
