@@ -17,7 +17,8 @@ def _limits(args) -> int:
     cat = Catalog.published()
     sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
     if args.format == "table":
-        print("- = no published limit of that unit for that model on that tier (nothing enforced)")
+        print("groqsim: '-' = no published limit of that unit for that model on that tier (nothing enforced)",
+              file=sys.stderr)
     return 0
 
 
