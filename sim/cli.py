@@ -17,7 +17,8 @@ def _limits(args) -> int:
     cat = Catalog.from_file(args.file) if args.file else Catalog.published()
     sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
     if args.format == "table":
-        print("- = no published limit of that unit for that model on that tier (nothing enforced)")
+        print("groqsim: '-' = no published limit of that unit for that model on that tier (nothing enforced)",
+              file=sys.stderr)
     return 0
 
 
@@ -67,8 +68,10 @@ def _check(args) -> int:
     scenario = _load(args)
     grid = scenario.check()
     meta = scenario.scenario
+    _, requests = scenario.size(_duration(args))
     print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
-          f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s")
+          f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s, about {requests:,.0f} simulated "
+          "requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
     _notes(scenario)

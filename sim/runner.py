@@ -235,7 +235,10 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
     import logging
 
     import dask
-    import dask.distributed  # noqa: F401  (loads distributed's config defaults before we set one of them)
+    try:  # distributed's config defaults must exist before dask.config.set: on leaving its block, set would
+        import distributed  # noqa: F401  -- delete a "distributed" section it had created, defaults and all
+    except ImportError:  # pragma: no cover - run_on_dask says what to install
+        pass
     for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # no worker tracebacks on Ctrl-C
     if address != "local":

@@ -273,25 +273,6 @@ class Scenario(Strict):
         df = read_trace(path)
         return sorted({m for m in df["model"] if isinstance(m, str)}) if "model" in df else []
 
-    def input_files(self) -> list[Path]:
-        """Every file a run of this scenario reads besides the scenario itself (trace files; any field named
-        ``file`` or ``*_file``), resolved against the scenario's folder: their contents belong in a run's key."""
-        found: list[Path] = []
-
-        def walk(value):
-            if isinstance(value, dict):
-                for key, v in value.items():
-                    if isinstance(v, str) and (key == "file" or key.endswith("_file")):
-                        found.append(self._resolve(v))
-                    else:
-                        walk(v)
-            elif isinstance(value, list):
-                for v in value:
-                    walk(v)
-
-        walk(self.model_dump(mode="json", exclude={"source"}))
-        return sorted(set(found))
-
     def size(self, duration: float | None = None) -> tuple[int, float]:
         """(runs, simulated requests) the study asks for: grid points x replications, and the sum over runs
         of each open-loop client group's mean rate x load x horizon (a trace's rows in the horizon; a closed
