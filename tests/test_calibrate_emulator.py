@@ -1,0 +1,51 @@
+"""The calibration round trip through the live emulator: the real groq SDK drives `groqsim serve`'s app (a
+real uvicorn server on a loopback port) and the emulator's own JSONL log is calibrated back to the org it
+served -- limiter, charge mode, tier and output speed."""
+import numpy as np
+import groq
+import pytest
+
+from sim.calibrate import calibrate
+from sim.emulator import Emulator
+from sim.scenario import scenario_from_dict
+from tests.test_emulator import MODEL, running
+
+OUTPUT_TPS = 650.0  # unlike the table's 560: calibration must find the emulator's figure, not the default
+
+
+def _spec(algorithm: str, charge: str):
+    return scenario_from_dict({
+        "scenario": {"name": "calibration round trip", "seed": 4},
+        "org": {"tier": "developer", "limiter": algorithm, "accounting": {"charge": charge}},
+        # a short queue, so a request takes ~60 limiter-ms and one sequential client can overrun TPM
+        "service": {MODEL: {"output_tps": OUTPUT_TPS, "queue_median": 0.004, "queue_p90": 0.008}},
+        "clients": [{"name": "app", "model": MODEL, "arrival": {"kind": "poisson", "rate": "1/s"},
+                     "max_tokens": 64, "completion_tokens": {"dist": "uniform", "low": 8, "high": 64}}],
+    }, source="<test>").spec()
+
+
+@pytest.mark.parametrize("algorithm,charge", [("token_bucket", "max_tokens"), ("sliding_log", "max_tokens")])
+def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
+    # developer (RPM 1000, TPM 250K) at a time scale of 5: one client sending as fast as it is answered
+    # (prompts of 1-6K characters, ~250-1500 tokens, + a 512-token reservation) is far over TPM once the full
+    # bucket is spent, so the log holds both successes and 429s
+    emu = Emulator(_spec(algorithm, charge), time_scale=5.0, log_path=tmp_path / "log.jsonl", seed=5)
+    rng = np.random.default_rng(6)
+    with running(emu) as url:
+        client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+        for _ in range(900):
+            try:
+                # a reservation far above the answers (8-64 tokens): max_tokens vs actual charging differ
+                client.chat.completions.create(model=MODEL, max_tokens=512, messages=[
+                    {"role": "user", "content": "y" * int(rng.integers(1000, 6000))}])
+            except groq.RateLimitError:
+                pass
+    emu.close()
+    cal = calibrate(tmp_path / "log.jsonl")
+    ok = int((cal.evidence["status"] == 200).sum())
+    refused = int((cal.evidence["status"] == 429).sum())
+    assert ok > 150 and refused > 50, (ok, refused)
+    assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
+    assert cal.tier.base == "developer" and not cal.tier.overrides
+    svc = cal.service[MODEL]
+    assert svc.output_tps.value == pytest.approx(OUTPUT_TPS, rel=0.05)
