@@ -26,26 +26,27 @@ def _spec(algorithm: str, charge: str):
 
 @pytest.mark.parametrize("algorithm,charge", [("token_bucket", "max_tokens"), ("sliding_log", "max_tokens")])
 def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
-    # developer (RPM 1000, TPM 250K) at a time scale of 5: one client sending as fast as it is answered
-    # (prompts of 1-6K characters, ~250-1500 tokens, + a 512-token reservation) is far over TPM once the full
-    # bucket is spent, so the log holds both successes and 429s
-    emu = Emulator(_spec(algorithm, charge), time_scale=5.0, log_path=tmp_path / "log.jsonl", seed=5)
+    # developer (RPM 1000, TPM 250K) at a time scale of 2: one client sending as fast as it is answered
+    # (prompts of 4-12K characters, ~1-3K tokens, + a 512-token reservation) demands ~2.5K tokens per
+    # ~0.2 limiter-seconds, about 3x TPM even when the machine is slow (a slow machine stretches the limiter
+    # clock by 2x its own overhead per request), so the log holds both successes and 429s
+    emu = Emulator(_spec(algorithm, charge), time_scale=2.0, log_path=tmp_path / "log.jsonl", seed=5)
     rng = np.random.default_rng(6)
     with running(emu) as url:
         client = groq.Groq(base_url=url, api_key="k", max_retries=0)
-        for _ in range(900):
+        for _ in range(700):
             try:
                 # a reservation far above the answers (8-64 tokens): max_tokens vs actual charging differ
                 client.chat.completions.create(model=MODEL, max_tokens=512, messages=[
-                    {"role": "user", "content": "y" * int(rng.integers(1000, 6000))}])
+                    {"role": "user", "content": "y" * int(rng.integers(4000, 12000))}])
             except groq.RateLimitError:
                 pass
     emu.close()
     cal = calibrate(tmp_path / "log.jsonl")
     ok = int((cal.evidence["status"] == 200).sum())
     refused = int((cal.evidence["status"] == 429).sum())
-    assert ok > 150 and refused > 50, (ok, refused)
+    assert ok > 60 and refused > 200, (ok, refused)
     assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
     assert cal.tier.base == "developer" and not cal.tier.overrides
     svc = cal.service[MODEL]
-    assert svc.output_tps.value == pytest.approx(OUTPUT_TPS, rel=0.05)
+    assert svc.output_tps.value == pytest.approx(OUTPUT_TPS, rel=0.08)  # ~100-200 answers, speed cv 0.32
