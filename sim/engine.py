@@ -281,7 +281,7 @@ class Simulation:
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
             if nxt:
-                self._at(t, self._retry, c, i)  # the fallback model, at once
+                self._at(t, self._on_retry, c, i)  # the fallback model, at once
                 return
         if status not in c.retry_on or c.attempts[i] >= c.max_attempts:
             self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
@@ -297,17 +297,12 @@ class Simulation:
         self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
 
     def _on_retry(self, c: _Group, i: int) -> None:
-        if c.gated:
-            self._retry(c, i)
-        else:
-            self._send(c, i, self.env._now)
-
-    def _retry(self, c: _Group, i: int) -> None:
+        """Request ``i``'s next attempt is due: through the client's own queue if it keeps one."""
         if c.gated:
             c.queue.appendleft(i)  # retries go first: they are the oldest requests
             self._pump(c)
         else:
-            self._send(c, i, self.env.now)
+            self._send(c, i, self.env._now)
 
     def _finish(self, c: _Group, i: int, outcome: int, t: float) -> None:
         """Record request ``i``'s outcome at ``t``.  An answer that comes after the request's deadline is a

@@ -310,11 +310,6 @@ class Scenario(Strict):
         return ConfigError(f"{where}: {key}: {message}")
 
 
-def run_seed(scenario: Scenario, replication: int) -> np.random.SeedSequence:
-    """The seed of one replication of ``scenario`` (see :meth:`Scenario.seed`)."""
-    return scenario.seed(replication)
-
-
 # ---- loading ----------------------------------------------------------------------------------------
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:

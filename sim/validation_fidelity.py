@@ -35,10 +35,6 @@ OUTPUT_SAMPLES = [("openai/gpt-oss-120b", 3222, 6.725), ("openai/gpt-oss-20b", 1
                   ("llama-3.3-70b-versatile", 528, 1.0)]  # the reference gives llama-3.3-70b's range 275-528 t/s
 
 
-def _check(*args) -> Check:
-    return Check(*args)
-
-
 def _timed_records(hours: float, model: str = TIMED_MODEL, rate: str = "100/min") -> pd.DataFrame:
     """Successes of a no-retry client on a tier without limits: pure service and network times."""
     client = Client(name="t", model=model, arrival=arrival(kind="poisson", rate=rate),
@@ -71,7 +67,7 @@ def check_total_time_identity(records: pd.DataFrame):
     """``total_time = prompt_time + completion_time`` exactly, and ``queue_time`` is not in it."""
     ok = records[records["outcome"] == "ok"]
     gap = float(np.max(np.abs(ok["total_time"] - (ok["prompt_time"] + ok["completion_time"])))) if len(ok) else 0.0
-    return _check("total_time = prompt_time + completion_time", "every real usage object (reference §1)",
+    return Check("total_time = prompt_time + completion_time", "every real usage object (reference §1)",
                   "max |difference| = 0, queue_time apart", f"{gap:.2e} s over {len(ok)} requests",
                   len(ok) > 0 and gap < 1e-9)
 
@@ -83,10 +79,10 @@ def check_client_wait(records: pd.DataFrame, model: str = TIMED_MODEL):
     p = load_service_table()[model]
     rtt = (records["latency"] - records["queue_time"] - records["total_time"]).to_numpy()
     if not len(rtt):
-        return _check("client wait = rtt + queue_time + total_time", "reference §1", "successes", "none", False)
+        return Check("client wait = rtt + queue_time + total_time", "reference §1", "successes", "none", False)
     ok_med, ci_med = _inside(rtt, 0.5, p.rtt_median)
     ok_90, ci_90 = _inside(rtt, 0.9, p.rtt_p90)
-    return _check("client wait = rtt + queue_time + total_time", "reference §1; service_defaults.csv",
+    return Check("client wait = rtt + queue_time + total_time", "reference §1; service_defaults.csv",
                   f"rtt median {p.rtt_median * 1e3:.0f} ms, p90 {p.rtt_p90 * 1e3:.0f} ms inside the 99% CIs",
                   f"median {np.median(rtt) * 1e3:.1f} ms, p90 {np.percentile(rtt, 90) * 1e3:.1f} ms "
                   f"(CIs {ci_med}, {ci_90} s; min {np.min(rtt) * 1e3:.1f} ms)", ok_med and ok_90)
@@ -99,10 +95,10 @@ def check_queue_defaults(records: pd.DataFrame):
     q = records["queue_time"].to_numpy()
     rm, r90 = float(np.median(real)), float(np.percentile(real, 90))
     if not len(q):
-        return _check("queue_time median and p90", "reference §1", "successes", "none", False)
+        return Check("queue_time median and p90", "reference §1", "successes", "none", False)
     ok_med, ci_med = _inside(q, 0.5, rm)
     ok_90, ci_90 = _inside(q, 0.9, r90)
-    return _check("queue_time median and p90", f"{len(real)} real usage samples (reference §1)",
+    return Check("queue_time median and p90", f"{len(real)} real usage samples (reference §1)",
                   f"median {rm:.3f} s, p90 {r90:.3f} s inside the 99% CIs",
                   f"median {np.median(q):.3f} s {ci_med}, p90 {np.percentile(q, 90):.3f} s {ci_90} "
                   f"over {len(q)} requests", ok_med and ok_90)
@@ -125,7 +121,7 @@ def check_prefill_samples():
         t[0] += model_s
         t[1] += real
     total_err = max(abs(a / b - 1) for a, b in totals.values())
-    return _check("prefill vs real prompt_time samples", "prefill_samples.csv (reference §1)",
+    return Check("prefill vs real prompt_time samples", "prefill_samples.csv (reference §1)",
                   "each sample within x2; each model's total ±1%",
                   f"worst ratio x{worst:.2f}; totals within {total_err:.2%}", worst <= 2 and total_err <= 0.01)
 
@@ -140,7 +136,7 @@ def check_output_speed_samples():
         z = (math.log(tokens / seconds / p.output_tps) + sigma ** 2 / 2) / sigma
         if abs(z) > abs(worst):
             worst, where = z, f"{model} {tokens / seconds:.0f} t/s vs {p.output_tps:g}"
-    return _check("real output speeds vs speed distribution", "reference §1 samples; service_params.csv",
+    return Check("real output speeds vs speed distribution", "reference §1 samples; service_params.csv",
                   f"|z| <= {Z995:.2f} (central 99%)", f"worst z = {worst:+.2f} ({where})", abs(worst) <= Z995)
 
 
@@ -150,7 +146,7 @@ def check_queue_lognormal_fit():
     model = ServiceModel("q", load_service_table()[TIMED_MODEL])
     med, p90 = model.times(0, 0, 0, 0.0, 0.0)[0], model.times(0, 0, 0, 0.0, Z90)[0]
     ok = math.isclose(med, d["queue_median"]) and math.isclose(p90, d["queue_p90"])
-    return _check("queue lognormal quantiles", "service_defaults.csv", f"{d['queue_median']:g} s, {d['queue_p90']:g} s",
+    return Check("queue lognormal quantiles", "service_defaults.csv", f"{d['queue_median']:g} s, {d['queue_p90']:g} s",
                   f"{med:.4f} s, {p90:.4f} s", ok)
 
 
@@ -170,14 +166,14 @@ def check_error_examples() -> list[Check]:
     ls.acquire(5034, 0, 0.0)
     msg = rate_limit_error(ls, "llama-3.1-8b-instant", "org_x", 1443, 0, 0.0).body["error"]["message"]
     wait = float(msg.split("Please try again in ")[1].split("s.")[0])
-    out.append(_check("429 'try again in' of the real TPM example", "reference §3 (Limit 6000, Used 5034, "
+    out.append(Check("429 'try again in' of the real TPM example", "reference §3 (Limit 6000, Used 5034, "
                       "Requested 1443)", "4.77 s ±10 ms", f"{wait:.3f} s; 'Used 5034, Requested 1443' in message: "
                       f"{'Used 5034, Requested 1443' in msg}", abs(wait - 4.77) <= 0.01 and "Used 5034" in msg))
     big = LimitSet(Catalog.published().limits("free", "llama-3.3-70b-versatile"))
     err = rate_limit_error(big, "llama-3.3-70b-versatile", "org_x", 14137, 0, 0.0)
     text = err.body["error"]["message"]
     ok = err.status == 413 and "Limit 12000, Requested 14137, please reduce your message size" in text
-    out.append(_check("413 request too large", "reference §3 (Limit 12000, Requested 14137)",
+    out.append(Check("413 request too large", "reference §3 (Limit 12000, Requested 14137)",
                       "413, 'Limit 12000, Requested 14137, please reduce…'", f"{err.status}: {text[:60]}…", ok))
     rpd = LimitSet(Limits(rpd=1000, tpm=8000))
     rpd.acquire(73, 0, 0.0)
@@ -185,6 +181,6 @@ def check_error_examples() -> list[Check]:
     h = rate_limit_headers(rpd, 0.0)
     formats = (format_reset(0.547), format_reset(172.8), format_reset(3723.5))
     ok = formats == ("547ms", "2m52.8s", "1h2m3.5s") and h["x-ratelimit-remaining-requests"] == "998"
-    out.append(_check("reset headers as Go durations", "reference §4 capture", "547ms, 2m52.8s, 1h2m3.5s; "
+    out.append(Check("reset headers as Go durations", "reference §4 capture", "547ms, 2m52.8s, 1h2m3.5s; "
                       "remaining-requests 998", f"{', '.join(formats)}; {h['x-ratelimit-remaining-requests']}", ok))
     return out
