@@ -46,7 +46,10 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     for k, p in enumerate(points):
         runs = summary[summary["point"] == p]
-        ax.scatter(runs["done_by"] / 3600, runs["cost_usd"], color=f"C{k % 10}", label=_label(study, p))
+        # a marker and size of its own, hollow: alternatives with identical runs (a batch job ignores the
+        # service tier) stay visible one inside the other instead of one hiding the other
+        ax.scatter(runs["done_by"] / 3600, runs["cost_usd"], facecolors="none", edgecolors=f"C{k % 10}",
+                   marker="os^D<>pXh*"[k % 10], s=max(110 - 25 * k, 30), linewidths=1.5, label=_label(study, p))
     ax.set_xlabel("last success answered (hours from the start)")
     ax.set_ylabel("cost of the billed requests ($)")
     ax.set_title("Cost against time to done, one dot per run")
