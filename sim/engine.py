@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import partial
 
 import numpy as np
 from simpy.events import Timeout
@@ -83,7 +84,7 @@ class _Group(Columns):
 class Simulation:
     """Build with a :class:`RunSpec` and a seed, call :meth:`run`, read :meth:`result`."""
 
-    def __init__(self, spec: RunSpec, seed: int | np.random.SeedSequence = 0):
+    def __init__(self, spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None):
         self.spec = spec
         self.env = Clock()
         self.events = 0
@@ -112,6 +113,8 @@ class Simulation:
                 c.lane_columns(self.lanes.first_tier(cfg), cfg.project or "", cfg.lane)
                 limits_of = c.route.limits_of if c.route else limits_of
             c.setup(client_policy(pol, Uniforms(c.rngs[POLICY]), c.charge, c.audio, limits_of))
+            if watch is not None:
+                c.observers = [*c.observers, partial(watch, k)]
             self.clients.append(c)
 
     # ---- set-up -----------------------------------------------------------------------------------------
@@ -249,7 +252,7 @@ class Simulation:
                 self._refused(c, i, now + rtt, CAPACITY_EXCEEDED, None)
                 return
         for observe in c.observers:
-            observe(m, limits, now)
+            observe(m, limits, now, i, wait, rtt)
         if wait == 0.0:
             q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
             c.qt[i] = q
@@ -351,6 +354,9 @@ def _apply(fn, args) -> None:
     fn(*args)
 
 
-def simulate(spec: RunSpec, seed: int | np.random.SeedSequence = 0) -> RunResult:
-    """Run one simulation of ``spec`` with ``seed``."""
-    return Simulation(spec, seed).run()
+def simulate(spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None) -> RunResult:
+    """Run one simulation of ``spec`` with ``seed``.  ``watch(group, model, limits, now, i, wait, rtt)``, if
+    given, sees every attempt that reached a limit set, just after its charge was decided (``wait``: 0.0
+    admitted, > 0 refused with a 429, inf too large; ``rtt`` its network round trip): how a run's attempts
+    are exported (:mod:`sim.simlog`) without costing an unwatched run anything."""
+    return Simulation(spec, seed, watch).run()

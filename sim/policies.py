@@ -179,7 +179,7 @@ class Adaptive:
     def __init__(self, charge, audio):
         self.charge, self.obs = charge, {}
 
-    def observe(self, model, limits, now):
+    def observe(self, model, limits, now, i, wait, rtt):
         self.obs[model] = observe(limits, now)
 
     def hold(self, i, model, now, first):

@@ -275,3 +275,22 @@ def test_thousands_of_retries_do_not_overflow_the_backoff():
     rec = run(client(rate="2/min", policy="stubborn"), duration=60, org=Org(error_rate=1.0),
               extra_policies=extra).records
     assert (rec["attempts"] == 3000).all() and (rec["outcome"] == "error").all()
+
+
+def test_watch_sees_every_attempt_with_its_decision_and_changes_nothing():
+    from sim.engine import simulate
+    from sim.spec import RunSpec
+    from sim.config import policy_table
+    spec = RunSpec(clients=mixed_workload(), policies=policy_table(), org=Org(), duration=900.0)
+    seen = []
+    watched = simulate(spec, 3, watch=lambda g, m, limits, now, i, wait, rtt: seen.append((g, i, now, wait, rtt)))
+    plain = simulate(spec, 3)
+    pd.testing.assert_frame_equal(watched.records, plain.records)  # watching changes no outcome
+    rec = plain.records
+    assert len(seen) == rec["attempts"].sum() > len(rec)  # every attempt once, retries included
+    by_request = pd.DataFrame(seen, columns=["g", "i", "now", "wait", "rtt"])
+    refused = by_request[(by_request["wait"] > 0) & np.isfinite(by_request["wait"])]
+    assert len(refused) == rec["n429"].sum()  # each refusal a 429 the records count
+    ok = by_request[by_request["wait"] == 0.0].groupby(["g", "i"])["now"].max().to_numpy()
+    assert np.array_equal(np.sort(ok), np.sort(rec.loc[rec["outcome"] == "ok", "admitted"].to_numpy()))
+    assert (by_request["rtt"] > 0).all()

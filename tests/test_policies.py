@@ -159,7 +159,7 @@ def test_adaptive_reads_the_headers_the_limit_set_produces():
         limits.acquire(10, 0, 0.0)
     gate = Adaptive([10.0], [0.0])
     assert gate.hold(0, 0, 0.0, True) == 0.0  # nothing seen yet
-    gate.observe(0, limits, 0.0)
+    gate.observe(0, limits, 0.0, 0, 0.0, 0.0)
     assert gate.hold(0, 0, 0.0, True) == pytest.approx(86_400 / 10)  # one request's refill of RPD
 
 
