@@ -125,7 +125,7 @@ class Simulation:
         if model not in self.spec.service:
             raise ConfigError(did_you_mean(model, self.spec.service, "model for the service table:"))
         self.model_names.append(model)
-        self.limitsets.append(LimitSet(limits, self.spec.org.limiter))
+        self.limitsets.append(LimitSet(limits, self.spec.org.limiter, refunds=self.refund))
         self.services.append(ServiceModel(model, self.spec.service[model]))
         return len(self.model_names) - 1
 

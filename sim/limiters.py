@@ -69,17 +69,21 @@ class Limiter:
 class TokenBucket(Limiter):
     kind = "token_bucket"
 
-    def __init__(self, limit: float, window: float, rate_fraction: float = 1.0):
+    def __init__(self, limit: float, window: float, rate_fraction: float = 1.0, refunds: bool = True):
         """``rate_fraction`` < 1 refills at that fraction of ``limit / window`` and starts that full (a client
-        pacing itself below an org bucket of the same capacity); the org's own buckets use 1."""
+        pacing itself below an org bucket of the same capacity); the org's own buckets use 1.  ``refunds=False``:
+        a bucket that is never refunded (a request unit, a pacer, a run that charges actual tokens) keeps no
+        peak levels, so its :meth:`admit` is cheaper; :meth:`refund` then refuses."""
         super().__init__(limit, window)
         self.rate = rate_fraction * limit / window
         self._level = float(limit) * rate_fraction
         self._t = 0.0
         # levels just before each charge, kept only while higher than every later one (times, levels):
         # the highest level since any past charge, which bounds what a refund of that charge gives back
-        self._peak_t: list[float] = []
-        self._peak_level: list[float] = []
+        self._peak_t: list[float] | None = [] if refunds else None
+        self._peak_level: list[float] | None = [] if refunds else None
+        if not refunds:
+            self.admit = self._charge
 
     def _level_at(self, now: float) -> float:
         dt = now - self._t
@@ -109,6 +113,15 @@ class TokenBucket(Limiter):
         if dt > 0:
             self._t = now
 
+    def _charge(self, amount: float, now: float) -> None:
+        """:meth:`admit` without keeping peaks (``refunds=False``)."""
+        dt = now - self._t
+        level = self._level + dt * self.rate if dt > 0 else self._level
+        level = (level if level < self.limit else self.limit) - amount  # noqa: FURB136 (hot path: no call)
+        self._level = level if level > 0.0 else 0.0  # noqa: FURB136 (hot path: no call)
+        if dt > 0:
+            self._t = now
+
     def remaining(self, now: float) -> float:
         return self._level_at(now)
 
@@ -119,6 +132,8 @@ class TokenBucket(Limiter):
         """The level the bucket would have now had the charge been ``amount`` smaller: that level is
         ``amount`` higher until it reaches the capacity, and stays at most the capacity after, so the
         refund is ``min(amount, limit - highest level since the charge)`` (0 once the bucket has been full)."""
+        if self._peak_t is None:
+            raise ValueError("refund() of a TokenBucket made with refunds=False")
         level = self._level_at(now)
         k = bisect_right(self._peak_t, charged_at)
         peak = max(level, self._peak_level[k]) if k < len(self._peak_level) else level

@@ -29,18 +29,24 @@ class Decision:
 class LimitSet:
     """The unit limiters of one (organization, model)."""
 
-    def __init__(self, limits: Limits, algorithm: str = "token_bucket", rate_fraction: float = 1.0):
+    def __init__(self, limits: Limits, algorithm: str = "token_bucket", rate_fraction: float = 1.0,
+                 refunds: bool = True):
         """``rate_fraction`` < 1 (token buckets only) makes a client-side pacer: the org's capacities,
         refilling at that fraction of its rates and starting that full.  Its level never exceeds the org
-        bucket's, so whatever it admits the org's token buckets admit too (if nobody else shares them)."""
+        bucket's, so whatever it admits the org's token buckets admit too (if nobody else shares them).
+        ``refunds=False``: :meth:`refund_tokens` will never be called, so token buckets need not keep what a
+        refund reads (see :class:`~sim.limiters.TokenBucket`); request units never do."""
         self.limits = limits
         self.algorithm = algorithm
         self.units: dict[str, Limiter] = {}
         groups: dict[str, list[tuple[str, Limiter]]] = {"requests": [], "tokens": [], "audio_seconds": []}
         for unit, limit in limits.items():
             window, counts = UNIT_SPEC[unit]
-            lim = (TokenBucket(limit, window, rate_fraction) if rate_fraction != 1.0
-                   else make_limiter(algorithm, limit, window))
+            if rate_fraction != 1.0 or algorithm == TokenBucket.kind:
+                lim = TokenBucket(limit, window, rate_fraction, refunds=refunds and counts == "tokens"
+                                  and rate_fraction == 1.0)
+            else:
+                lim = make_limiter(algorithm, limit, window)
             self.units[unit] = lim
             groups[counts].append((unit, lim))
         # (unit, limiter) pairs by what they count, in the catalog's unit order

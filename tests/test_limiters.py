@@ -2,6 +2,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -223,3 +224,20 @@ class LimiterVsReference(RuleBasedStateMachine):
 
 LimiterVsReference.TestCase.settings = settings(stateful_step_count=30)
 TestLimiterVsReference = LimiterVsReference.TestCase
+
+
+def test_a_bucket_without_refunds_charges_exactly_like_one_with_them():
+    """``refunds=False`` only drops the peak bookkeeping: same levels, waits and resets, and refund refuses."""
+    rng = np.random.default_rng(7)
+    kept, lean = TokenBucket(1000, 60), TokenBucket(1000, 60, refunds=False)
+    now = 0.0
+    for _ in range(2000):
+        now += float(rng.exponential(0.05))
+        amount = float(rng.integers(1, 300))
+        assert kept.wait(amount, now) == lean.wait(amount, now)
+        if kept.wait(amount, now) == 0.0:
+            kept.admit(amount, now)
+            lean.admit(amount, now)
+        assert kept.remaining(now) == lean.remaining(now) and kept.reset(now) == lean.reset(now)
+    with pytest.raises(ValueError, match="refunds=False"):
+        lean.refund(10, now, now)
