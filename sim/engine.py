@@ -19,6 +19,7 @@ Modelling rules (docs/modelling.md has the full list):
 from __future__ import annotations
 
 import math
+from math import exp
 from collections import deque
 from functools import partial
 
@@ -36,7 +37,7 @@ from .policies import ClientPolicy, client_policy
 from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
 from .service import ServiceModel
 from .spec import RunSpec
-from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Normals, Uniforms, client_streams,
+from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Uniforms, client_streams,
                        open_loop, sizes)
 
 
@@ -49,7 +50,11 @@ class _Group(Columns):
         self.index, self.cfg, self.chain = index, cfg, chain
         self.rngs = client_streams(seed)
         self.fault = Uniforms(self.rngs[FAULTS])
-        self.net = Normals(self.rngs[NETWORK])  # one standard normal per answer: its network round trip
+        # one standard normal per answer: its network round trip (see round_trip)
+        self._z: list[float] = []
+        self._rtt: list[float] = []
+        self._zi = 0
+        self.svc0 = None  # the primary model's service: its round trips are computed a block at a time
         self.policy: ClientPolicy | None = None
         self.route = None  # a sim.lanes.Route when the group uses a service tier or project
         self.queue: deque[int] = deque()
@@ -66,6 +71,19 @@ class _Group(Columns):
         self.retry_on, self.max_attempts = policy.retry_on, policy.max_attempts
         self.observers, self.on_refused = policy.observers, policy.on_refused
         self.notify = self.closed or bool(policy.on_done)
+
+    def round_trip(self, svc: ServiceModel) -> float:
+        """The next answer's network round trip on ``svc``, from the group's network stream (one standard
+        normal per answer).  For the primary model the values are computed a block at a time, by the same
+        operations as :meth:`ServiceModel.round_trip` (so the same floats), saving a call per attempt."""
+        j = self._zi
+        if j >= len(self._z):
+            self._z = z = self.rngs[NETWORK].standard_normal(BLOCK).tolist()
+            mu, sigma = self.svc0._r_mu, self.svc0._r_sigma
+            self._rtt = [exp(mu + sigma * x) for x in z]
+            j = 0
+        self._zi = j + 1
+        return self._rtt[j] if svc is self.svc0 else svc.round_trip(self._z[j])
 
     def think(self) -> float:
         """An exponential think time (closed loop), by inversion of a buffered uniform."""
@@ -107,6 +125,7 @@ class Simulation:
             pol = spec.policies[cfg.policy]
             chain = [self._model_index(m) for m in [cfg.model, *pol.fallback]]
             c = _Group(k, cfg, chain, client_seeds[k])
+            c.svc0 = self.services[chain[0]]
             limits_of = self.limitsets.__getitem__
             if self.lanes is not None:
                 c.route = self.lanes.route(cfg)
@@ -238,7 +257,7 @@ class Simulation:
         pos = c.pos[i]
         m = c.chain[pos] if pos else c.model[i]
         svc = self.services[m]
-        rtt = svc.round_trip(c.net())
+        rtt = c.round_trip(svc)
         if self.error_rate and c.fault() < self.error_rate:
             self._refused(c, i, now + rtt, self.error_status, None)
             return

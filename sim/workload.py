@@ -37,13 +37,6 @@ class Uniforms:
         return self.rng.random(BLOCK).tolist()
 
 
-class Normals(Uniforms):
-    """Standard normal numbers drawn a block at a time from one stream."""
-
-    def _block(self) -> list[float]:
-        return self.rng.standard_normal(BLOCK).tolist()
-
-
 def sizes(client: Client, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """prompt, max_tokens, completion (capped by max_tokens) and audio seconds for ``n`` requests.
     Without a ``completion_tokens`` distribution every answer uses its whole ``max_tokens``."""

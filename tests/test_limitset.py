@@ -1,6 +1,7 @@
 """Rate-limit sets: all-or-nothing charging, binding unit, 413 vs 429, and Groq's headers."""
 import copy
 import math
+import numpy as np
 
 import pytest
 from hypothesis import given
@@ -228,3 +229,27 @@ def test_retry_after_function_is_retry_after_seconds_never_below_one():
         retry_after_function("nearest")
     with pytest.raises(ValueError):
         retry_after_seconds(1.0, "nearest")
+
+
+@pytest.mark.parametrize("refunds", [True, False])
+@pytest.mark.parametrize("limits", [Limits(rpm=30, rpd=1000, tpm=6000, tpd=100_000),
+                                    Limits(rpm=20, ash=7200, asd=28_800), Limits(rpm=1, tpm=500)])
+def test_the_inlined_token_bucket_acquire_is_the_generic_one_bit_for_bit(limits, refunds):
+    """All-token-bucket sets use an inlined acquire: it must decide, wait and charge exactly as the generic
+    per-limiter loop does, float for float, refusals, 413s and refunds included."""
+    fast, slow = LimitSet(limits, refunds=refunds), LimitSet(limits, refunds=refunds)
+    assert fast.acquire != slow.__class__.acquire.__get__(slow)  # the inlined path is the one in use
+    rng = np.random.default_rng(11)
+    now = 0.0
+    for _ in range(3000):
+        now += float(rng.exponential(0.8))
+        tokens = float(rng.choice([0, rng.integers(1, 700), 7000]))
+        audio = float(rng.choice([0.0, rng.uniform(1, 300)]))
+        a = fast.acquire(tokens, audio, now)
+        b = LimitSet.acquire(slow, tokens, audio, now)
+        assert a == b and (a == 0.0 or fast.binding == slow.binding)
+        if a == 0.0 and refunds and tokens and rng.random() < 0.3:
+            fast.refund_tokens(tokens / 3, now, now + 1.0)
+            slow.refund_tokens(tokens / 3, now, now + 1.0)
+        for unit in limits.items():
+            assert fast.remaining(unit[0], now) == slow.remaining(unit[0], now)
