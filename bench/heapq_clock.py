@@ -28,15 +28,22 @@ class HeapClock:
     def call_after(self, delay, fn, a, b):
         heappush(self._queue, (self._now + delay, 1, next(self._eid), (fn, a, b)))
 
-    def advance_or_call_at(self, t, fn, a, b):
-        now = self._now
-        t = now + (t - now if t > now else 0.0)
-        eid = next(self._eid)
-        if self._queue and self._queue[0][0] <= t:
-            heappush(self._queue, (t, 1, eid, (fn, a, b)))
-            return False
-        self._now = t
-        return True
+    def merge(self, stream, i):
+        times, fn, a = stream
+        n, queue, eid, merge = len(times), self._queue, self._eid, self.merge
+        while True:
+            fn(a, i, self._now)
+            i += 1
+            if i >= n:
+                return
+            now = self._now
+            t = times[i]
+            t = now + (t - now if t > now else 0.0)
+            e = next(eid)
+            if queue and queue[0][0] <= t:
+                heappush(queue, (t, 1, e, (merge, stream, i)))
+                return
+            self._now = t
 
     def run(self, until):
         next(self._eid)  # SimPy's run schedules its stop event: keep the same ids

@@ -5,7 +5,7 @@ schedules (the next arrival, a retry, a pump of a client's queue) is just "call 
 environment keeps SimPy's heap, its ``(time, priority, event id)`` order and its id counter, and puts such
 calls in the heap as ``(f, a, b)`` tuples in the event's place: :meth:`call_at` costs one tuple and one
 heap push, and :meth:`run` calls it when it comes up.  A pre-sorted stream (a client group's arrivals) is
-merged with the heap by :meth:`advance_or_call_at`: an item due before anything queued is handled at once.
+merged with the heap by :meth:`merge`: an item due before anything queued is handled at once.
 Everything else (processes, timeouts, conditions) is untouched SimPy, so closed-loop users stay ordinary
 SimPy processes, and the firing order is exactly what the same calls scheduled as :class:`simpy.Timeout`
 events would have had.
@@ -32,20 +32,28 @@ class Clock(simpy.Environment):
         """Call ``fn(a, b)`` after ``delay`` seconds (>= 0)."""
         heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), (fn, a, b)))
 
-    def advance_or_call_at(self, t: float, fn, a, b) -> bool:
-        """Merge a pre-sorted stream with the queue: if nothing queued comes before time ``t``, move the clock
-        to ``t`` and return True (the caller handles its item now, with no queue round trip); else schedule
-        ``fn(a, b)`` at ``t`` and return False.  Either way one event id is used, as :meth:`call_at` would, so
-        the order of everything is unchanged (a queued entry at the same time has an older id: it goes first)."""
-        now = self._now
-        t = now + (t - now if t > now else 0.0)
-        eid = next(self._eid)
-        queue = self._queue
-        if queue and queue[0][0] <= t:
-            heappush(queue, (t, NORMAL, eid, (fn, a, b)))
-            return False
-        self._now = t
-        return True
+    def merge(self, stream: tuple, i: int) -> None:
+        """Merge a pre-sorted stream ``(times, fn, a)`` with the queue from item ``i``, which is due now: call
+        ``fn(a, j, now)`` for item ``j`` with the clock at ``times[j]``, for ``j = i, i + 1, ...`` as long as
+        nothing queued comes first; the first item that cannot go now is scheduled (as a call of this method)
+        and the merge resumes there.  Each item uses one event id, as a :meth:`call_at` per item would, so
+        the order of everything is that of scheduling each item on its own (a queued entry at the same time
+        has an older id: it goes first).  Start a stream with ``call_at(times[0], clock.merge, stream, 0)``."""
+        times, fn, a = stream
+        n, queue, eid, merge = len(times), self._queue, self._eid, self.merge
+        while True:
+            fn(a, i, self._now)
+            i += 1
+            if i >= n:
+                return
+            now = self._now
+            t = times[i]
+            t = now + (t - now if t > now else 0.0)
+            e = next(eid)
+            if queue and queue[0][0] <= t:
+                heappush(queue, (t, NORMAL, e, (merge, stream, i)))
+                return
+            self._now = t
 
     def step(self) -> None:
         """Process the next entry: a light call, or a SimPy event as :meth:`simpy.Environment.step` does."""

@@ -178,28 +178,13 @@ class Simulation:
         self.events += 1
         self.env.call_at(t, _apply, fn, args)
 
-    def _arrivals(self, c: _Group, i: int = 0) -> None:
-        """Schedule arrival ``i`` of an open-loop group; :meth:`_on_arrival` handles the rest of the stream."""
-        if i < c.n:
-            self.events += 1
-            self.env.call_at(c.created[i], self._on_arrival, c, i)
-
-    def _on_arrival(self, c: _Group, i: int) -> None:
-        """Handle arrival ``i``, then the following ones for as long as each comes before anything queued
-        (the clock merges the pre-sorted arrivals with its queue); the first that does not is scheduled."""
-        env, n, created = self.env, c.n, c.created
-        gated = c.gated
-        while True:
-            if gated:
-                self._arrive(c, i)
-            else:
-                self._send(c, i, env._now)
-            i += 1
-            if i >= n:
-                return
-            self.events += 1
-            if not env.advance_or_call_at(created[i], self._on_arrival, c, i):
-                return
+    def _arrivals(self, c: _Group) -> None:
+        """Start an open-loop group's arrivals: the clock merges them, pre-sorted, with its queue
+        (:meth:`Clock.merge`); one event each."""
+        if c.n:
+            self.events += c.n
+            stream = (c.created, self._send if not c.gated else self._arrive, c)
+            self.env.call_at(c.created[0], self.env.merge, stream, 0)
 
     def _closed_user(self, c: _Group):
         yield Timeout(self.env, c.think())
@@ -208,17 +193,17 @@ class Simulation:
     def _start_closed(self, c: _Group) -> None:
         now = self.env.now
         if now < self.spec.duration:
-            self._arrive(c, self._new_closed_request(c, now))
+            self._arrive(c, self._new_closed_request(c, now), now)
 
     # ---- request life cycle -----------------------------------------------------------------------------
-    def _arrive(self, c: _Group, i: int) -> None:
+    def _arrive(self, c: _Group, i: int, now: float) -> None:
         if not c.gated:
-            self._send(c, i, self.env.now)
+            self._send(c, i, now)
             return
         size = c.policy.queue_size
         if size is not None and len(c.queue) >= size and (
-                c.queue or c.policy.blocked(self.env.now, c.attempts[i] == 0)):
-            self._finish(c, i, DROPPED, self.env.now)  # the client's own queue is full
+                c.queue or c.policy.blocked(now, c.attempts[i] == 0)):
+            self._finish(c, i, DROPPED, now)  # the client's own queue is full
             return
         c.queue.append(i)
         self._pump(c)

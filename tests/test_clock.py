@@ -1,6 +1,7 @@
 """The clock: light calls fire in exactly the order SimPy's own Timeouts would, and SimPy processes still run."""
 import random
 
+import numpy as np
 import pytest
 import simpy
 
@@ -40,14 +41,28 @@ def test_light_calls_fire_like_simpy_timeouts(seed):
     assert fired["clock"] == fired["simpy"] and len(fired["clock"]) == 600
 
 
-def test_advance_merges_a_sorted_stream_in_queue_order():
-    clock, seen = Clock(), []
-    clock.call_at(2.0, lambda a, b: seen.append(("queued", clock.now)), None, None)
-    assert clock.advance_or_call_at(1.0, None, None, None) and clock.now == 1.0  # before the queue: at once
-    # at the same time as a queued call: the queued one (older id) goes first, the item is scheduled
-    assert not clock.advance_or_call_at(2.0, lambda a, b: seen.append(("stream", clock.now)), None, None)
-    clock.run(until=5)
-    assert seen == [("queued", 2.0), ("stream", 2.0)]
+def test_merge_interleaves_a_sorted_stream_with_the_queue_like_one_call_per_item():
+    """A merged stream fires exactly as scheduling every item with call_at up front would, ties included
+    (a queued call at the same time is older: it goes first), and items due before the queue go at once."""
+    rng = np.random.default_rng(3)
+    times = np.sort(np.round(rng.uniform(0, 50, 400), 1)).tolist()  # rounded: many ties with the queue
+    queued = np.round(rng.uniform(0, 50, 200), 1).tolist()
+
+    def fire(clock, log, merged):
+        for k, t in enumerate(queued):
+            clock.call_at(t, lambda a, b: log.append(("q", a, clock.now)), k, None)
+        if merged:
+            clock.call_at(times[0], clock.merge, (times, lambda a, j, now: log.append(("s", j, now)), None), 0)
+        else:
+            for j, t in enumerate(times):
+                clock.call_at(t, lambda a, b: log.append(("s", a, clock.now)), j, None)
+        clock.run(until=60)
+        return log
+
+    merged, one_by_one = fire(Clock(), [], True), fire(Clock(), [], False)
+    assert merged == one_by_one and len(merged) == 600
+    # the queued calls scheduled before the stream keep their order relative to it
+    assert [e for e in merged if e[0] == "s"] == [("s", j, t) for j, t in enumerate(times)]
 
 
 def test_simpy_processes_and_until_still_work():
