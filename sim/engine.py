@@ -71,6 +71,7 @@ class _Group(Columns):
         self.retry_on, self.max_attempts = policy.retry_on, policy.max_attempts
         self.observers, self.on_refused = policy.observers, policy.on_refused
         self.notify = self.closed or bool(policy.on_done)
+        self.memory = policy.schedule.memory  # does the schedule keep a delay per request (forget it at the end)?
 
     def round_trip(self, svc: ServiceModel) -> float:
         """The next answer's network round trip on ``svc``, from the group's network stream (one standard
@@ -318,7 +319,8 @@ class Simulation:
             outcome, t = DEADLINE, c.created[i] + c.deadline
         c.outcome[i] = outcome
         c.finished[i] = t
-        c.policy.forget(i)
+        if c.memory:
+            c.policy.forget(i)
         if c.notify and (c.closed or c.attempts[i] > 0):
             self._at(t, self._completed, c, i)  # somebody waits for this completion
 

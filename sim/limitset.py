@@ -54,7 +54,8 @@ class LimitSet:
         self._blocked_until, self._blocked_by = -math.inf, None  # cache of the request units' refusal
         #: the unit whose wait was longest in the last refused :meth:`acquire` (the binding unit)
         self.binding: str | None = None
-        if all(type(lim) is TokenBucket for lim in self.units.values()):
+        if all(type(lim) is TokenBucket for lim in self.units.values()) and all(
+                lim.limit >= 1 for _, lim in self._requests):
             # every unit a token bucket (the default): the same arithmetic, without a method call per unit
             self._amounts = [(unit, lim, counts == "tokens") for counts, pairs in groups.items()
                              for unit, lim in pairs if counts != "requests"]
@@ -121,16 +122,14 @@ class LimitSet:
             worst, binding = self._blocked_until - now, self._blocked_by
         else:
             worst, binding = 0.0, None
-            for unit, b in self._requests:
-                if 1 > b.limit + b._eps:
-                    w = math.inf
-                else:
-                    dt = now - b._t
-                    level = b._level + dt * b.rate if dt > 0 else b._level
-                    short = 1 - (level if level < b.limit else b.limit)  # noqa: FURB136
-                    w = 0.0 if short <= b._eps else short / b.rate
-                if w > worst:
-                    worst, binding = w, unit
+            for unit, b in self._requests:  # (one request never exceeds a request unit: limits are >= 1)
+                dt = now - b._t
+                level = b._level + dt * b.rate if dt > 0 else b._level
+                short = 1 - (level if level < b.limit else b.limit)  # noqa: FURB136
+                if short > b._eps:
+                    w = short / b.rate
+                    if w > worst:
+                        worst, binding = w, unit
             if worst > 0.0:
                 self._blocked_until, self._blocked_by = now + worst, binding
         for unit, b, is_tokens in self._amounts:
