@@ -78,6 +78,7 @@ class TokenBucket(Limiter):
         self.rate = rate_fraction * limit / window
         self._level = float(limit) * rate_fraction
         self._t = 0.0
+        self._seen = 0.0  # scratch: the level LimitSet's inlined acquire computed when checking this bucket
         # levels just before each charge, kept only while higher than every later one (times, levels):
         # the highest level since any past charge, which bounds what a refund of that charge gives back
         self._peak_t: list[float] | None = [] if refunds else None

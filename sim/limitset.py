@@ -125,7 +125,8 @@ class LimitSet:
             for unit, b in self._requests:  # (one request never exceeds a request unit: limits are >= 1)
                 dt = now - b._t
                 level = b._level + dt * b.rate if dt > 0 else b._level
-                short = 1 - (level if level < b.limit else b.limit)  # noqa: FURB136
+                b._seen = level = level if level < b.limit else b.limit  # noqa: FURB136
+                short = 1 - level
                 if short > b._eps:
                     w = short / b.rate
                     if w > worst:
@@ -141,19 +142,19 @@ class LimitSet:
             else:
                 dt = now - b._t
                 level = b._level + dt * b.rate if dt > 0 else b._level
-                short = amount - (level if level < b.limit else b.limit)  # noqa: FURB136
+                b._seen = level = level if level < b.limit else b.limit  # noqa: FURB136
+                short = amount - level
                 w = 0.0 if short <= b._eps else short / b.rate
             if w > worst:
                 worst, binding = w, unit
         if worst > 0.0:
             self.binding = binding
             return worst
+        # charge: each unit's level as the check just computed it (``_seen``), less the amount
         for _, b in self._requests:
-            dt = now - b._t
-            level = (b._level + dt * b.rate if dt > 0 else b._level)
-            level = (level if level < b.limit else b.limit) - 1  # noqa: FURB136
+            level = b._seen - 1
             b._level = level if level > 0.0 else 0.0  # noqa: FURB136
-            if dt > 0:
+            if now > b._t:
                 b._t = now
         for _, b, is_tokens in self._amounts:
             amount = tokens if is_tokens else audio_seconds
@@ -162,11 +163,9 @@ class LimitSet:
             if b._peak_t is not None:
                 b.admit(amount, now)  # a refundable bucket keeps its peaks
                 continue
-            dt = now - b._t
-            level = (b._level + dt * b.rate if dt > 0 else b._level)
-            level = (level if level < b.limit else b.limit) - amount  # noqa: FURB136
+            level = b._seen - amount
             b._level = level if level > 0.0 else 0.0  # noqa: FURB136
-            if dt > 0:
+            if now > b._t:
                 b._t = now
         return 0.0
 
