@@ -22,6 +22,7 @@ import math
 from math import exp
 from collections import deque
 from functools import partial
+import itertools
 
 import numpy as np
 from simpy.events import Timeout
@@ -50,11 +51,9 @@ class _Group(Columns):
         self.index, self.cfg, self.chain = index, cfg, chain
         self.rngs = client_streams(seed)
         self.fault = Uniforms(self.rngs[FAULTS])
-        # one standard normal per answer: its network round trip (see round_trip)
-        self._z: list[float] = []
-        self._rtt: list[float] = []
-        self._zi = 0
-        self.svc0 = None  # the primary model's service: its round trips are computed a block at a time
+        #: (z, round trip on the primary model) per answer: ``next(self.net)`` (see _network_block)
+        self.net = itertools.chain.from_iterable(map(self._network_block, itertools.repeat(None)))
+        self.svc0 = None  # the primary model's service
         self.policy: ClientPolicy | None = None
         self.route = None  # a sim.lanes.Route when the group uses a service tier or project
         self.queue: deque[int] = deque()
@@ -73,18 +72,13 @@ class _Group(Columns):
         self.notify = self.closed or bool(policy.on_done)
         self.memory = policy.schedule.memory  # does the schedule keep a delay per request (forget it at the end)?
 
-    def round_trip(self, svc: ServiceModel) -> float:
-        """The next answer's network round trip on ``svc``, from the group's network stream (one standard
-        normal per answer).  For the primary model the values are computed a block at a time, by the same
-        operations as :meth:`ServiceModel.round_trip` (so the same floats), saving a call per attempt."""
-        j = self._zi
-        if j >= len(self._z):
-            self._z = z = self.rngs[NETWORK].standard_normal(BLOCK).tolist()
-            mu, sigma = self.svc0._r_mu, self.svc0._r_sigma
-            self._rtt = [exp(mu + sigma * x) for x in z]
-            j = 0
-        self._zi = j + 1
-        return self._rtt[j] if svc is self.svc0 else svc.round_trip(self._z[j])
+    def _network_block(self, _=None) -> list[tuple[float, float]]:
+        """The next block of the group's network stream (one standard normal per answer), each with the
+        round trip it makes on the primary model, computed by the same operations as
+        :meth:`ServiceModel.round_trip` (so the same floats).  ``self.net`` walks these blocks in C."""
+        z = self.rngs[NETWORK].standard_normal(BLOCK).tolist()
+        mu, sigma = self.svc0._r_mu, self.svc0._r_sigma
+        return list(zip(z, [exp(mu + sigma * x) for x in z]))
 
     def think(self) -> float:
         """An exponential think time (closed loop), by inversion of a buffered uniform."""
@@ -243,7 +237,9 @@ class Simulation:
         pos = c.pos[i]
         m = c.chain[pos] if pos else c.model[i]
         svc = self.services[m]
-        rtt = c.round_trip(svc)
+        z, rtt = next(c.net)
+        if svc is not c.svc0:
+            rtt = svc.round_trip(z)
         if self.error_rate and c.fault() < self.error_rate:
             self._refused(c, i, now + rtt, self.error_status, None)
             return
