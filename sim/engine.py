@@ -71,6 +71,8 @@ class _Group(Columns):
         self.observers, self.on_refused = policy.observers, policy.on_refused
         self.notify = self.closed or bool(policy.on_done)
         self.memory = policy.schedule.memory  # does the schedule keep a delay per request (forget it at the end)?
+        #: a finish is just its outcome and time: no deadline to check, no memory to drop, nobody to notify
+        self.plain = self.deadline is None and not self.memory and not self.notify
 
     def _network_block(self, _=None) -> list[tuple[float, float]]:
         """The next block of the group's network stream (one standard normal per answer), each with the
@@ -266,7 +268,11 @@ class Simulation:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
-            self._finish(c, i, OK, fin)
+            if c.plain:  # _finish, for a group with nothing more to do at a finish
+                c.outcome[i] = OK
+                c.finished[i] = fin
+            else:
+                self._finish(c, i, OK, fin)
         elif wait == math.inf:
             c.refused[i] = UNIT_INDEX[limits.binding]
             c.served[i] = m
