@@ -111,8 +111,8 @@ def _col(a: array, dtype=float) -> np.ndarray:
     return np.frombuffer(a, dtype=dtype) if len(a) else np.empty(0, dtype)
 
 
-def _lane_frame(c: Columns) -> dict:
-    """The lane columns of one group (see :meth:`Columns.lane_columns`)."""
+def _lane_columns(c: Columns) -> dict:
+    """The lane columns of one group (see :meth:`Columns.lane_columns`); tiers and scopes as codes."""
     x = c.extra
     return {"service_tier": _col(x["tier"], np.int8), "n498": _col(x["n498"], np.int16),
             "refused_scope": _col(x["scope"], np.int8), "job": _col(x["job"], np.int32),
@@ -121,50 +121,63 @@ def _lane_frame(c: Columns) -> dict:
             "lane": np.full(c.n, c.labels["lane"], dtype=object)}
 
 
+def _group_columns(c: Columns, index: int, lanes: bool) -> dict[str, np.ndarray]:
+    """One group's record columns as arrays (views of the run's buffers where no arithmetic is needed);
+    categorical columns as their codes."""
+    outcome = _col(c.outcome, np.int8).copy()
+    outcome[outcome == PENDING] = UNFINISHED
+    created, finished = _col(c.created), _col(c.finished)
+    pt, ct = _col(c.pt), _col(c.ct)
+    return {
+        "client": np.full(c.n, index, np.int8), "model": _col(c.served, np.int8),
+        "created": created, "finished": finished, "latency": finished - created, "admitted": _col(c.admitted),
+        "attempts": _col(c.attempts, np.int16), "n429": _col(c.n429, np.int16),
+        "outcome": outcome, "refused_by": _col(c.refused, np.int8),
+        "prompt_tokens": _col(c.prompt, np.int32), "max_tokens": _col(c.max_tokens, np.int32),
+        "completion_tokens": _col(c.completion, np.int32), "audio_seconds": _col(c.audio),
+        "charged_tokens": _col(c.charge),
+        "queue_time": _col(c.qt), "prompt_time": pt, "completion_time": ct, "total_time": pt + ct,
+        **(_lane_columns(c) if lanes else {}),
+    }
+
+
+def _merged(parts: list[dict[str, np.ndarray]], key: str) -> dict[str, np.ndarray]:
+    """The groups' columns as one table in ``key`` order, ties in group order (each group's rows are in
+    ``key`` order already).  One group: its own arrays, uncopied; else each column concatenated and put in
+    order one at a time (never a second copy of the whole table)."""
+    if len(parts) == 1:
+        return parts[0]
+    order = np.argsort(np.concatenate([p[key] for p in parts]), kind="stable")
+    return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
+
+
+def _frame(data: dict[str, np.ndarray], categories: dict[str, tuple]) -> pd.DataFrame:
+    for name, cats in categories.items():
+        if name in data:
+            data[name] = pd.Categorical.from_codes(data[name], cats)
+    return pd.DataFrame(copy=False, data=data)  # copy=False: the columns stay views of the arrays
+
+
 def frames(groups: list[Columns], client_names: list[str], model_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The request records (sorted by creation time, then client group) and the 429 log of a run.  A run
     with lanes adds ``service_tier``, ``n498``, ``refused_scope``, ``job``, ``submitted``, ``project`` and
     ``lane``.  A batch request is never ``admitted`` (no org limit sees it): its job's ``submitted`` time says
     when it entered the lane."""
-    records, refusals = [], []
     lanes = any(c.extra is not None for c in groups)
-    for index, c in enumerate(groups):
-        outcome = _col(c.outcome, np.int8).copy()
-        outcome[outcome == PENDING] = UNFINISHED
-        created, finished = _col(c.created), _col(c.finished)
-        qt, pt, ct = _col(c.qt), _col(c.pt), _col(c.ct)
-        records.append(pd.DataFrame(copy=False, data={
-            "client": pd.Categorical.from_codes(np.full(c.n, index, np.int8), client_names),
-            "model": pd.Categorical.from_codes(_col(c.served, np.int8), model_names),
-            "created": created, "finished": finished, "latency": finished - created,
-            "admitted": _col(c.admitted),
-            "attempts": _col(c.attempts, np.int16), "n429": _col(c.n429, np.int16),
-            "outcome": pd.Categorical.from_codes(outcome, OUTCOMES),
-            "refused_by": pd.Categorical.from_codes(_col(c.refused, np.int8), REFUSED_BY),
-            "prompt_tokens": _col(c.prompt, np.int32), "max_tokens": _col(c.max_tokens, np.int32),
-            "completion_tokens": _col(c.completion, np.int32), "audio_seconds": _col(c.audio),
-            "charged_tokens": _col(c.charge),
-            "queue_time": qt, "prompt_time": pt, "completion_time": ct, "total_time": pt + ct,
-            **(_lane_frame(c) if lanes else {}),
-        }))  # copy=False: the columns stay views of the run's buffers (no second copy of a day of records)
-        code = _col(c.refusal_code, np.int16)
-        refusals.append(pd.DataFrame(copy=False, data={
-            "time": _col(c.refusal_t),
-            "client": pd.Categorical.from_codes(np.full(len(c.refusal_t), index, np.int8), client_names),
-            "model": pd.Categorical.from_codes((code // 8).astype(np.int8), model_names),
-            "unit": pd.Categorical.from_codes((code % 8).astype(np.int8), REFUSED_BY)}))
-    # one client group's requests and refusals are already in time order: no sorted copy needed
-    rec = records[0] if len(records) == 1 else pd.concat(records, ignore_index=True)
+    records = _merged([_group_columns(c, k, lanes) for k, c in enumerate(groups)], "created")
+    rec = _frame(records, {"client": client_names, "model": model_names, "outcome": OUTCOMES,
+                           "refused_by": REFUSED_BY, "service_tier": LANE_TIERS, "refused_scope": REFUSED_SCOPES})
+    del records
     if lanes:
-        rec["service_tier"] = pd.Categorical.from_codes(rec["service_tier"].to_numpy(np.int8), LANE_TIERS)
-        rec["refused_scope"] = pd.Categorical.from_codes(rec["refused_scope"].to_numpy(np.int8), REFUSED_SCOPES)
         for col in ("project", "lane"):
             rec[col] = rec[col].astype("category")
-    if len(records) > 1:
-        rec = rec.sort_values(["created", "client"], kind="stable", ignore_index=True)
     rec.insert(0, "id", np.arange(len(rec), dtype=np.int64))
-    ref = refusals[0] if len(refusals) == 1 else pd.concat(refusals, ignore_index=True).sort_values(
-        "time", kind="stable", ignore_index=True)
+    refusals = []
+    for k, c in enumerate(groups):
+        code = _col(c.refusal_code, np.int16)
+        refusals.append({"time": _col(c.refusal_t), "client": np.full(len(code), k, np.int8),
+                         "model": (code // 8).astype(np.int8), "unit": (code % 8).astype(np.int8)})
+    ref = _frame(_merged(refusals, "time"), {"client": client_names, "model": model_names, "unit": REFUSED_BY})
     return rec, ref
 
 
