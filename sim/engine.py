@@ -205,9 +205,10 @@ class Simulation:
         c.queue.append(i)
         self._pump(c)
 
-    def _pump(self, c: _Group) -> None:
-        """Send queued requests while the client's own rules allow; otherwise arrange to be woken."""
-        now, q, pol = self.env.now, c.queue, c.policy
+    def _pump(self, c: _Group, _=None) -> None:
+        """Send queued requests while the client's own rules allow; otherwise arrange to be woken.  (The
+        second argument makes it a light call of the clock, which passes two.)"""
+        now, q, pol = self.env._now, c.queue, c.policy
         deadline = pol.deadline
         while q:
             i = q[0]
@@ -229,10 +230,11 @@ class Simulation:
             self._send(c, i, now)
 
     def _wake(self, c: _Group, t: float) -> None:
-        if self.env.now < c.wake_at <= t:
+        if self.env._now < c.wake_at <= t:
             return
         c.wake_at = t
-        self._at(t, self._pump, c)
+        self.events += 1
+        self.env.call_at(t, self._pump, c, None)
 
     def _send(self, c: _Group, i: int, now: float) -> None:
         c.attempts[i] += 1
@@ -291,7 +293,8 @@ class Simulation:
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
             if nxt:
-                self._at(t, self._on_retry, c, i)  # the fallback model, at once
+                self.events += 1
+                self.env.call_at(t, self._on_retry, c, i)  # the fallback model, at once
                 return
         if status not in c.retry_on or c.attempts[i] >= c.max_attempts:
             self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
