@@ -10,9 +10,9 @@ What a line holds, all from the simulator's own pieces:
 * ``headers``, 429 and 413 bodies: :func:`sim.headers.rate_limit_headers` and
   :func:`sim.headers.rate_limit_error` on the run's own :class:`~sim.limitset.LimitSet`, computed at the
   moment the attempt's charge was decided (``retry-after`` with the org's rounding; the free tier's
-  "Upgrade to Dev Tier" hint).  A 413's body needs the request's charge at that moment, which the watcher is
-  not told: the run is made twice with the same seed (identical, tested), the first to learn every request's
-  charge, the second to watch.
+  "Upgrade to Dev Tier" hint).  A 429 or 413 body states the request's charge ("Requested"), which the
+  watcher is not told: the run is made twice with the same seed (identical, tested), the first to learn every
+  request's charge, the second to watch.
 * ``usage`` of an admitted chat attempt: the records' ``queue_time``, ``prompt_time`` and ``completion_time``,
   ``total_time = prompt_time + completion_time`` (queue apart, as Groq reports it), prompt and completion
   tokens.  Transcriptions carry no ``usage`` (as the emulator's).
@@ -96,7 +96,7 @@ def _copy_seed(seed):
 def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: date | str = START) -> SimLog:
     """Run ``spec`` with ``seed`` and return its attempts as recorder log lines (see the module docstring)."""
     epoch = _epoch(start)
-    first = simulate(spec, _copy_seed(seed))  # every request's charge, which the second run's 413s need
+    first = simulate(spec, _copy_seed(seed))  # every request's charge, which the second run's 429/413s state
     rec = first.records
     index = _row_index(rec)
     charge = rec["charged_tokens"].to_numpy(float)
