@@ -2,8 +2,9 @@
 
 Each hypothesis (every algorithm of :data:`sim.limiters.ALGORITHMS` x charge ``max_tokens`` / ``actual``) gets
 a fresh :class:`~sim.limitset.LimitSet` of the calibrated limits.  The logged responses are replayed in the
-order they reached the server (``t_send`` + half the median round trip), on a clock that starts at the UTC
-midnight before the log (so window algorithms have calendar-aligned windows).  For each response:
+order they reached the server (``t_send`` + half the response's own round trip, else half the median), on a
+clock that starts at the UTC midnight before the log (so window algorithms have calendar-aligned windows).
+For each response:
 
 1. decision: would the hypothesis have refused it (any unit's ``wait > 0``)?  Compared with the logged
    status (200 vs 429; a 413 is too large under every hypothesis and is not scored);
@@ -72,6 +73,16 @@ def _tokens_cost(row, charge: str, prompt_median: float, completion_median: floa
     return prompt_median + extra
 
 
+def own_one_way(df: pd.DataFrame, typical: float) -> np.ndarray:
+    """Half of each response's own network round trip -- ``t_recv - t_send``, less ``queue_time + total_time``
+    for an answer -- where it is known and plausible (0 to 10x the typical one), else ``typical``: a request's
+    own delay places it at the server more exactly than the median (decisions at a limit's edge depend on it)."""
+    spent = df["t_recv"] - df["t_send"] - (df["queue_time"] + df["total_time"]).where(df["status"] == 200, 0.0)
+    half = (spent / 2).to_numpy(float)
+    ok = np.isfinite(half) & (half >= 0) & (half <= 10 * max(typical, 1e-3))
+    return np.where(ok, half, typical)
+
+
 def starts_untouched(df: pd.DataFrame) -> bool:
     """Does the log start on an untouched TPM budget?  Its first response with TPM headers is an answer whose
     tokens used (limit - remaining) are at most that request's own prompt + ``max_tokens`` (+ 1 for rounding):
@@ -90,7 +101,7 @@ def starts_untouched(df: pd.DataFrame) -> bool:
 def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_way: float,
            prompt_median: float, completion_median: float) -> tuple[np.ndarray, pd.DataFrame]:
     """Per-response errors and residuals of one hypothesis over one model's rows."""
-    df = df.assign(t_server=df["t_send"] + one_way).sort_values("t_server", kind="stable")
+    df = df.assign(t_server=df["t_send"] + own_one_way(df, one_way)).sort_values("t_server", kind="stable")
     origin = math.floor(df["t_server"].iloc[0] / 86_400.0) * 86_400.0
     t0 = df["t_server"].iloc[0]
     ls = LimitSet(limits, algorithm)
