@@ -25,6 +25,8 @@ def _limits(args) -> int:
 #: work a command does without ``--force``: beyond either, it says how much and refuses
 MAX_RUNS = 20_000
 MAX_REQUESTS = 50_000_000
+#: simulated requests ``simlog`` writes without ``--force`` (about 500 bytes of log each)
+MAX_LOG_REQUESTS = 2_000_000
 
 
 def _load(args):
@@ -199,6 +201,32 @@ def _trace(args) -> int:
     return 0
 
 
+def _simlog(args) -> int:
+    """One grid point of a scenario simulated and written as a recorder log (sim.simlog)."""
+    from .scenario import load_scenario
+    from .simlog import simulate_log
+    scenario = load_scenario(args.scenario, {"seed": args.seed})
+    grid = scenario.grid()
+    if not 0 <= args.point < len(grid):
+        raise ConfigError(f"--point {args.point}: {args.scenario} has {len(grid)} grid point(s), numbered "
+                          f"0 to {len(grid) - 1} (groqsim check lists them)")
+    duration = _duration(args)
+    _, requests = scenario.size(duration)
+    requests /= len(grid) * scenario.scenario.replications
+    if requests > MAX_LOG_REQUESTS and not args.force:
+        raise ConfigError(f"{args.scenario}: about {requests:,.0f} simulated requests is more than simlog writes "
+                          f"without --force (limit {MAX_LOG_REQUESTS:,}); lower --duration or add --force")
+    log = simulate_log(scenario.spec(grid[args.point], duration=duration), scenario.seed(0))
+    log.write(args.output)
+    refused = sum(x["status"] == 429 for x in log.lines)
+    print(f"wrote {args.output}: {len(log.lines)} attempt(s) of {len(log.result.records)} request(s), "
+          f"{refused} 429(s)", file=sys.stderr)
+    if log.unlogged:
+        print(f"note: {log.unlogged} attempt(s) reached no limit set (injected errors, flex 498s, batch lane): "
+              "not in the log", file=sys.stderr)
+    return 0
+
+
 def _serve(args) -> int:
     from .emulator import emulator_from_scenario, parse_keys, serve
     if not args.time_scale > 0:
@@ -296,6 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("log", help="JSONL log written by sim.recorder or the emulator")
     tr.add_argument("-o", "--output", required=True, help="trace file to write (CSV)")
     tr.set_defaults(func=_trace)
+
+    sl = sub.add_parser("simlog", help="simulate one grid point and write its attempts as a recorder log (JSONL)",
+                        description="Simulate one grid point of a scenario (replication 0) and write every attempt "
+                                    "as the line sim.recorder would log for it (docs/calibration.md).")
+    sl.add_argument("scenario", help="scenario file (TOML)")
+    sl.add_argument("-o", "--output", required=True, help="log file to write (JSONL)")
+    sl.add_argument("--point", type=int, default=0, help="grid point to simulate (default 0; groqsim check lists them)")
+    sl.add_argument("--seed", type=int, help="override [scenario] seed (an integer >= 0)")
+    sl.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d (> 0)")
+    sl.add_argument("--force", action="store_true", help=f"write even beyond {MAX_LOG_REQUESTS:,} simulated requests")
+    sl.set_defaults(func=_simlog)
 
     srv = sub.add_parser("serve", help="a live Groq API emulator enforcing the scenario's limits (docs/emulator.md)")
     srv.add_argument("scenario", help="scenario file (TOML); its first grid point gives org, tier and limits")

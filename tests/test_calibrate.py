@@ -20,6 +20,7 @@ import pytest
 from sim.calibrate import calibrate
 from sim.calibrate.evidence import parse_go_duration, parse_limit_message
 from sim.calibrate.output import report_text, toml_fragment, write_outputs
+from sim.calibrate.replay import starts_untouched
 from sim.catalog import Catalog
 from sim.cli import main
 from sim.headers import rate_limit_headers
@@ -394,3 +395,39 @@ def test_trace_of_a_bad_log_is_a_one_line_error(content, phrase, tmp_path, capsy
     assert main(["trace", str(path), "-o", str(tmp_path / "t.csv")]) == 2
     err = capsys.readouterr().err
     assert phrase in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("algorithm,charge", CASES)
+def test_a_short_log_on_an_untouched_budget_is_evidence_from_its_first_line(algorithm, charge, tmp_path):
+    """Under two minutes of traffic from a fresh org (as an emulator's or simulator's log starts): nothing
+    before the log is hidden, so the replay scores the first minutes too and still names the truth, the other
+    charge mode far behind (the first 429 naming TPM must not re-sync a wrong hypothesis to the logged usage)."""
+    lines = synthesize(replace(TRUE, duration=110.0, rate=0.5, algorithm=algorithm, charge=charge), 3)
+    path = tmp_path / "short.jsonl"
+    write_log(lines, path)
+    cal = calibrate(path)
+    assert starts_untouched(cal.evidence)
+    other = next(h for h in cal.hypotheses if h.algorithm == algorithm and h.charge != charge)
+    assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
+    assert cal.best.score < 0.02 and other.score > 0.1 and not any(h.indistinguishable for h in cal.hypotheses[1:])
+
+
+def test_a_log_that_starts_mid_traffic_is_not_taken_for_an_untouched_one(tmp_path):
+    lines = synthesize(replace(TRUE, duration=1200.0, rate=0.2), 4)
+    path = tmp_path / "mid.jsonl"
+    write_log([x for x in lines if x["t_send"] > lines[0]["t_send"] + 600], path)
+    assert not starts_untouched(calibrate(path).evidence)
+
+
+@pytest.mark.parametrize("algorithm", ["token_bucket", "fixed_window", "sliding_log"])
+def test_the_first_tpm_429_does_not_resync_a_wrong_hypothesis(algorithm, tmp_path):
+    """TPM is synced once, from the first TPM header; the first 429 naming TPM must not charge a wrong charge
+    mode the difference between its prediction and the logged "Used" (which would erase the evidence)."""
+    lines = synthesize(replace(TRUE, duration=110.0, rate=0.5, algorithm=algorithm, charge="max_tokens"), 3)
+    path = tmp_path / "short.jsonl"
+    write_log(lines, path)
+    cal = calibrate(path)
+    wrong = next(h for h in cal.hypotheses if h.algorithm == algorithm and h.charge == "actual")
+    first = int((cal.evidence["msg_unit"] == "tpm").to_numpy().argmax())
+    before, at = wrong.residuals["remaining_tokens"].iloc[[first - 1, first]]
+    assert before > 500 and at > 0.5 * before  # actual charging keeps predicting more tokens left

@@ -1,8 +1,11 @@
 """The calibration round trip through the live emulator: the real groq SDK drives `groqsim serve`'s app (a
 real uvicorn server on a loopback port) and the emulator's own JSONL log is calibrated back to the org it
-served -- limiter, charge mode, tier and output speed."""
-import numpy as np
+served -- limiter, charge mode, tier and output speed.  The log keeps the headers in limiter seconds (the
+client saw them divided by the time scale), so the TPM headers tell `max_tokens` and `actual` charging apart."""
+import time
+
 import groq
+import numpy as np
 import pytest
 
 from sim.calibrate import calibrate
@@ -11,6 +14,7 @@ from sim.scenario import scenario_from_dict
 from tests.test_emulator import MODEL, running
 
 OUTPUT_TPS = 650.0  # unlike the table's 560: calibration must find the emulator's figure, not the default
+REQUESTS, REAL_SECONDS = 300, 45.0  # each case sends at most this many requests, for at most this long
 
 
 def _spec(algorithm: str, charge: str):
@@ -24,17 +28,23 @@ def _spec(algorithm: str, charge: str):
     }, source="<test>").spec()
 
 
-@pytest.mark.parametrize("algorithm,charge", [("token_bucket", "max_tokens"), ("sliding_log", "max_tokens")])
+@pytest.mark.parametrize("algorithm,charge", [("token_bucket", "max_tokens"), ("sliding_log", "max_tokens"),
+                                             ("token_bucket", "actual"), ("fixed_window", "actual")])
 def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
     # developer (RPM 1000, TPM 250K) at a time scale of 2: one client sending as fast as it is answered
     # (prompts of 4-12K characters, ~1-3K tokens, + a 512-token reservation) demands ~2.5K tokens per
-    # ~0.2 limiter-seconds, about 3x TPM even when the machine is slow (a slow machine stretches the limiter
-    # clock by 2x its own overhead per request), so the log holds both successes and 429s
+    # ~0.2 limiter-seconds: once the first minute's full budget is spent (~100 requests), about 3x TPM even
+    # when the machine is slow (a slow machine stretches the limiter clock by 2x its own overhead per request),
+    # so the log holds both successes and 429s.  The replay scores the log from its first line (it starts on
+    # an untouched budget), so a few hundred requests -- tens of seconds -- are evidence enough.
     emu = Emulator(_spec(algorithm, charge), time_scale=2.0, log_path=tmp_path / "log.jsonl", seed=5)
     rng = np.random.default_rng(6)
     with running(emu) as url:
         client = groq.Groq(base_url=url, api_key="k", max_retries=0)
-        for _ in range(700):
+        stop = time.monotonic() + REAL_SECONDS
+        for _ in range(REQUESTS):
+            if time.monotonic() > stop:  # a very slow machine: what was logged so far must do
+                break
             try:
                 # a reservation far above the answers (8-64 tokens): max_tokens vs actual charging differ
                 client.chat.completions.create(model=MODEL, max_tokens=512, messages=[
@@ -45,8 +55,12 @@ def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
     cal = calibrate(tmp_path / "log.jsonl")
     ok = int((cal.evidence["status"] == 200).sum())
     refused = int((cal.evidence["status"] == 429).sum())
-    assert ok > 60 and refused > 200, (ok, refused)
-    assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge)
+    assert ok > 60 and refused > 40, (ok, refused)
+    ranking = [(h.algorithm, h.charge, round(h.score, 4)) for h in cal.hypotheses]
+    assert (cal.best.algorithm, cal.best.charge) == (algorithm, charge), ranking
+    assert not any(h.indistinguishable for h in cal.hypotheses[1:]), ranking
+    other_charge = next(h for h in cal.hypotheses if h.algorithm == algorithm and h.charge != charge)
+    assert other_charge.score > cal.best.score + 0.02, ranking  # the charge mode itself is evident
     assert cal.tier.base == "developer" and not cal.tier.overrides
     svc = cal.service[MODEL]
     assert svc.output_tps.value == pytest.approx(OUTPUT_TPS, rel=0.08)  # ~100-200 answers, speed cv 0.32

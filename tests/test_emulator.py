@@ -241,10 +241,40 @@ def test_sdk_honours_the_scaled_retry_after(serve):
     client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
     rec = emu.records()
     assert rec["status"].tolist() == [200, 429, 200]
-    retry_after = float(log_lines(emu)[1]["headers"]["retry-after"])  # ceil(wait) / K, wait = 60 s - elapsed
-    assert 50 <= retry_after * K <= 60 and retry_after * K == pytest.approx(round(retry_after * K))
+    # the log keeps Groq's whole seconds on the limiter clock, ceil(wait) with wait = 60 s - elapsed; the
+    # client was sent retry-after / K
+    retry_after = int(log_lines(emu)[1]["headers"]["retry-after"])
+    assert 50 <= retry_after <= 60
     gap = rec["created"][2] - rec["created"][1]
-    assert retry_after * K <= gap < retry_after * K + 0.5 * K and rec["created"][2] - rec["created"][0] >= 60
+    assert retry_after <= gap < retry_after + 0.5 * K and rec["created"][2] - rec["created"][0] >= 60
+
+
+def test_the_log_is_in_limiter_seconds_and_the_wire_in_the_clients(serve):
+    """At K = 20 the client is told every duration / K; the log keeps what Groq would have said at K = 1
+    (what calibration replays against the limiter clock): same budgets and figures, durations K times longer."""
+    K = 20
+    url, emu = serve(make_spec(overrides={MODEL: {"rpm": 1}}), time_scale=K)
+    sent = [httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs(),
+                                                                   "max_tokens": 8}) for _ in range(2)]
+    assert [r.status_code for r in sent] == [200, 429]
+    lines = log_lines(emu)
+    for r, line in zip(sent, lines):
+        wire, logged = r.headers, line["headers"]
+        assert set(logged) == {k for k in wire if k.startswith("x-ratelimit-") or k == "retry-after"}
+        for k, v in logged.items():
+            if k.startswith("x-ratelimit-reset-"):  # each rounded up to the millisecond at its own scale
+                assert sim.units.parse_duration(wire[k]) * K == pytest.approx(sim.units.parse_duration(v),
+                                                                             abs=1e-3 * K)
+            elif k == "retry-after":
+                assert v == str(int(v)) and float(wire[k]) * K == pytest.approx(int(v))
+            else:
+                assert wire[k] == v
+    assert int(lines[1]["headers"]["retry-after"]) > 50 and lines[0]["headers"]["x-ratelimit-reset-tokens"]
+    said, kept = r.json()["error"]["message"], lines[1]["error"]["message"]
+    pattern = r"try again in (\S+?)\.(?: |$)"
+    wait_said, wait_kept = (sim.units.parse_duration(re.search(pattern, m).group(1)) for m in (said, kept))
+    assert wait_said * K == pytest.approx(wait_kept, rel=1e-6) and 50 < wait_kept <= 60
+    assert said.split("Please")[0] == kept.split("Please")[0]  # Limit, Used, Requested: limiter units both
 
 
 def test_200_concurrent_requests_against_rpm_5_admit_exactly_5(serve):

@@ -2,8 +2,9 @@
 
 Each hypothesis (every algorithm of :data:`sim.limiters.ALGORITHMS` x charge ``max_tokens`` / ``actual``) gets
 a fresh :class:`~sim.limitset.LimitSet` of the calibrated limits.  The logged responses are replayed in the
-order they reached the server (``t_send`` + half the median round trip), on a clock that starts at the UTC
-midnight before the log (so window algorithms have calendar-aligned windows).  For each response:
+order they reached the server (``t_send`` + half the response's own round trip, else half the median), on a
+clock that starts at the UTC midnight before the log (so window algorithms have calendar-aligned windows).
+For each response:
 
 1. decision: would the hypothesis have refused it (any unit's ``wait > 0``)?  Compared with the logged
    status (200 vs 429; a 413 is too large under every hypothesis and is not scored);
@@ -17,8 +18,10 @@ charged what the header says is already used (likewise for any other unit at the
 "Used"; exact for a token bucket and a fixed window; for the window
 log and counter, approximate until their window has passed).  Per response error = mean of the header
 residuals normalised by limit (remaining) or window (reset) + 1 if the decision differs; TPM residuals and
-decisions of the log's first two minutes are left out, and the RPD residuals lose their median (what is
-left of an approximate start on a one-day window).  The score is the
+decisions of the log's first two minutes are left out -- unless the log starts on an untouched budget (its
+first TPM header is an answer's and shows no more used than that request's own prompt + ``max_tokens``: an
+emulator's or simulator's log, a fresh organization), where nothing before the log is unknown -- and the RPD
+residuals lose their median (what is left of an approximate start on a one-day window).  The score is the
 mean error; a hypothesis is *indistinguishable* from the best when a paired one-sided t-test of their
 per-response errors gives p > 0.05 (or both fit to within 1e-6).
 
@@ -70,10 +73,35 @@ def _tokens_cost(row, charge: str, prompt_median: float, completion_median: floa
     return prompt_median + extra
 
 
+def own_one_way(df: pd.DataFrame, typical: float) -> np.ndarray:
+    """Half of each response's own network round trip -- ``t_recv - t_send``, less ``queue_time + total_time``
+    for an answer -- where it is known and plausible (0 to 10x the typical one), else ``typical``: a request's
+    own delay places it at the server more exactly than the median (decisions at a limit's edge depend on it)."""
+    spent = df["t_recv"] - df["t_send"] - (df["queue_time"] + df["total_time"]).where(df["status"] == 200, 0.0)
+    half = (spent / 2).to_numpy(float)
+    ok = np.isfinite(half) & (half >= 0) & (half <= 10 * max(typical, 1e-3))
+    return np.where(ok, half, typical)
+
+
+def starts_untouched(df: pd.DataFrame) -> bool:
+    """Does the log start on an untouched TPM budget?  Its first response with TPM headers is an answer whose
+    tokens used (limit - remaining) are at most that request's own prompt + ``max_tokens`` (+ 1 for rounding):
+    then no usage before the log is hidden, under any hypothesis (decided from the log alone, so every
+    hypothesis is scored on the same rows)."""
+    rows = df[df["h_rem_tok"].notna() & df["h_limit_tok"].notna()]
+    if rows.empty:
+        return False
+    first = rows.loc[rows["t_send"].idxmin()]
+    reserve = first["max_tokens"] if not math.isnan(first["max_tokens"]) else first["completion_tokens"]
+    if first["status"] != 200 or math.isnan(first["prompt_tokens"]) or math.isnan(reserve):
+        return False
+    return first["h_limit_tok"] - first["h_rem_tok"] <= first["prompt_tokens"] + reserve + 1
+
+
 def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_way: float,
            prompt_median: float, completion_median: float) -> tuple[np.ndarray, pd.DataFrame]:
     """Per-response errors and residuals of one hypothesis over one model's rows."""
-    df = df.assign(t_server=df["t_send"] + one_way).sort_values("t_server", kind="stable")
+    df = df.assign(t_server=df["t_send"] + own_one_way(df, one_way)).sort_values("t_server", kind="stable")
     origin = math.floor(df["t_server"].iloc[0] / 86_400.0) * 86_400.0
     t0 = df["t_server"].iloc[0]
     ls = LimitSet(limits, algorithm)
@@ -82,6 +110,7 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
     audio_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "audio_seconds"]
     rpd, tpm = ls.units.get("rpd"), ls.units.get("tpm")
     done: set[str] = set()
+    burn = 0.0 if starts_untouched(df) else BURN_IN
     out = {c: [] for c in ("t", "status", "remaining_tokens", "reset_tokens", "remaining_requests",
                            "reset_requests", "decision")}
     for row in df.itertuples(index=False):
@@ -105,20 +134,21 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
                     lim.admit(audio, now)
         # usage before the log is unknown: at the first header of each unit, charge what the header says is
         # already used (exact for a bucket and a fixed window; a window log forgets it within one window)
-        for lim, logged, synced in ((tpm, row.h_rem_tok, "tok"), (rpd, row.h_rem_req, "req")):
+        for lim, logged, synced in ((tpm, row.h_rem_tok, "tpm"), (rpd, row.h_rem_req, "rpd")):
             if lim is not None and synced not in done and not math.isnan(logged):
                 done.add(synced)
                 unknown = math.floor(lim.remaining(now) + 1e-9) - logged
                 if unknown > 0:
                     lim.admit(unknown, now)
-        unit = row.msg_unit  # other units: the first 429 naming them says how much was "Used"
+        unit = row.msg_unit  # other units (RPD and TPM are synced from their headers above): the first 429
+        # naming them says how much was "Used"
         if unit in ls.units and unit not in done and not math.isnan(row.msg_used):
             done.add(unit)
             lim = ls.units[unit]
             unknown = row.msg_used - (lim.limit - lim.remaining(now))
             if unknown > 0:
                 lim.admit(min(unknown, lim.limit), now)
-        burn_in = row.t_server - t0 < BURN_IN
+        burn_in = row.t_server - t0 < burn
         out["t"].append(row.t_server - t0)
         out["status"].append(row.status)
         out["decision"].append(math.nan if burn_in else decision)

@@ -134,8 +134,8 @@ def build_app(emu: Emulator) -> Starlette:
         headers = {**d.headers, "x-request-id": d.request_id}
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
         if d.error is not None:
-            emu.record(endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label, headers=d.headers,
-                       error=d.error.error, **kw)
+            emu.record(endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label, headers=d.log_headers,
+                       error=d.log_error, **kw)
             return _error(d.error, {"x-request-id": d.request_id})
         q, p, c = d.times
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
@@ -149,7 +149,7 @@ def build_app(emu: Emulator) -> Starlette:
                                      media_type="text/event-stream", headers=headers)
         await _delay(d.delay / K)
         emu.finish(model, d, max_tokens)
-        emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.headers,
+        emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
                    usage=usage, **kw)
         return JSONResponse({**base, "object": "chat.completion", "choices": [{
             "index": 0, "message": {"role": "assistant", "content": filler(d.completion)}, "logprobs": None,
@@ -179,11 +179,11 @@ def build_app(emu: Emulator) -> Starlette:
         d = emu.decide(model, 0, None, seconds)
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
         if d.error is not None:
-            emu.record(endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label, headers=d.headers,
-                       error=d.error.error, **kw)
+            emu.record(endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label, headers=d.log_headers,
+                       error=d.log_error, **kw)
             return _error(d.error, {"x-request-id": d.request_id})
         await _delay(d.delay / K)
-        emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.headers, **kw)
+        emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers, **kw)
         headers = {**d.headers, "x-request-id": d.request_id}
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
         fmt = form.get("response_format", "json")
@@ -254,7 +254,8 @@ async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model:
     emu.finish(model, d, kw["max_tokens"])
     yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})
     yield b"data: [DONE]\n\n"
-    emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.headers, usage=usage, **kw)
+    emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
+               usage=usage, **kw)
 
 
 def audio_seconds(data: bytes, declared) -> float | None:

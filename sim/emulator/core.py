@@ -6,12 +6,15 @@ org's accounting and fault injection, and the service model's timings.  :meth:`E
 synchronous and never awaits, so on the server's single event loop every admission is atomic: the limit
 set is checked and charged in one step and a refusal charges nothing.
 
-Clock: the limiter clock starts at 0 when the emulator is created and runs ``time_scale`` (K) times faster
-than the wall clock.  Every limiter time, and every time in the records and the JSONL log, is on that clock
-(the log adds the wall-clock epoch at start, so its times are epoch seconds of an API that ran K× faster:
-a log recorded at K = 20 reads like one recorded in real time).  Durations sent to the client (reset
-headers, ``retry-after``, "try again in", the response delay) are divided by K: they are the client's own
-seconds.  ``usage`` timings stay in limiter seconds, as Groq would report them.
+Clock: the limiter clock counts seconds from the UTC midnight before the emulator was created (so fixed
+windows are calendar-aligned) and, from then on, runs ``time_scale`` (K) times faster than the wall clock.
+Every time in the records (seconds since start) and the JSONL log (epoch seconds: the start's wall-clock
+epoch plus limiter seconds, those of an API that ran K× faster) is on that clock.
+Durations sent to the client (reset headers, ``retry-after``, "try again in", the response delay) are
+divided by K: they are the client's own seconds.  The log keeps them in limiter seconds instead (the headers
+and message Groq would have sent at K = 1), so a log recorded at any K reads like one recorded against the
+real API in real time and calibrates to the emulated org.  ``usage`` timings are limiter seconds everywhere,
+as Groq would report them.
 """
 from __future__ import annotations
 
@@ -57,20 +60,24 @@ def approx_prompt_tokens(messages: list) -> int:
 
 
 class Clock:
-    """Limiter seconds since start, running ``scale`` times faster than the wall clock."""
+    """Limiter seconds since the UTC midnight before the server started; from the start on it runs ``scale``
+    times faster than the wall clock.  Counting from a UTC midnight puts the limiters' windows (a fixed
+    window's minutes and days) on the calendar, as a calibration replaying the log assumes."""
 
     def __init__(self, scale: float = 1.0):
         if not scale > 0 or not math.isfinite(scale):
             raise ValueError(f"time scale must be > 0, got {scale!r}")
         self.scale = scale
         self._mono0, self.epoch0 = time.monotonic(), time.time()
+        self.origin = math.floor(self.epoch0 / 86_400.0) * 86_400.0  # the UTC midnight: limiter time 0
+        self.start = self.epoch0 - self.origin  # limiter time at start
 
     def now(self) -> float:
-        return (time.monotonic() - self._mono0) * self.scale
+        return self.start + (time.monotonic() - self._mono0) * self.scale
 
     def epoch(self, t: float) -> float:
         """A limiter time as epoch seconds (the log's clock)."""
-        return self.epoch0 + t
+        return self.origin + t
 
 
 @dataclass
@@ -85,6 +92,15 @@ class Decision:
     completion: int = 0
     times: tuple[float, float, float] = (0.0, 0.0, 0.0)  # queue, prompt, completion (limiter seconds)
     refused_by: str = ""
+    #: what the JSONL log keeps: the headers and error object in limiter seconds (as sent at K = 1)
+    log_headers: dict[str, str] | None = None
+    log_error: dict | None = None
+
+    def __post_init__(self):
+        if self.log_headers is None:  # K = 1: the log holds what the client saw
+            self.log_headers = self.headers
+        if self.log_error is None and self.error is not None:
+            self.log_error = self.error.error
 
     @property
     def delay(self) -> float:
@@ -141,9 +157,10 @@ class Emulator:
         key = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
         return key in self.keys, self.keys.get(key)
 
-    def headers_now(self, model: str, now: float | None = None) -> dict[str, str]:
+    def headers_now(self, model: str, now: float | None = None, time_scale: float | None = None) -> dict[str, str]:
+        """The rate-limit headers at ``now``, durations in the client's seconds (``time_scale`` 1: limiter's)."""
         return rate_limit_headers(self.limits(model), self.clock.now() if now is None else now,
-                                  time_scale=self.time_scale)
+                                  time_scale=self.time_scale if time_scale is None else time_scale)
 
     # ---- admission -----------------------------------------------------------------------------------
     def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0) -> Decision:
@@ -156,7 +173,8 @@ class Emulator:
             err = server_error(org.error_status) if org.error_status >= 500 else ErrorResponse(
                 org.error_status, {}, {"error": {"message": f"injected error {org.error_status}",
                                                  "type": "server_error", "code": "injected"}})
-            return Decision(err.status, {**self.headers_now(model, now), **err.headers}, now, rid, err)
+            return Decision(err.status, {**self.headers_now(model, now), **err.headers}, now, rid, err,
+                            log_headers=self._log_headers(model, now, err.headers))
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         dist = self._completion.get(model)
         completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
@@ -167,9 +185,20 @@ class Emulator:
             err = rate_limit_error(ls, model, self.org_id, charged, audio, now, wait,
                                    upgrade_hint=tier == "free", rounding=org.retry_after_rounding,
                                    time_scale=self.time_scale)
-            return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "")
+            logged = err if self.time_scale == 1 else rate_limit_error(
+                ls, model, self.org_id, charged, audio, now, wait, upgrade_hint=tier == "free",
+                rounding=org.retry_after_rounding)  # the same refusal in limiter seconds, for the log
+            return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
+                            log_headers=logged.headers, log_error=logged.error)
         times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
-        return Decision(200, self.headers_now(model, now), now, rid, None, charged, completion, times)
+        return Decision(200, self.headers_now(model, now), now, rid, None, charged, completion, times,
+                        log_headers=self._log_headers(model, now))
+
+    def _log_headers(self, model: str, now: float, extra: dict[str, str] | None = None) -> dict[str, str] | None:
+        """The headers the log keeps (limiter seconds); None at K = 1, where they are the client's."""
+        if self.time_scale == 1:
+            return None
+        return {**self.headers_now(model, now, time_scale=1.0), **(extra or {})}
 
     def _normal(self) -> float:
         if self._ni >= len(self._normals):
@@ -204,6 +233,7 @@ class Emulator:
                 "usage": usage, "headers": kept_headers(headers), "error": err, "label": label,
                 "request_id": request_id})
         q, p, c = d.times if d is not None and status == 200 else (math.nan,) * 3
+        t_send, t_recv = t_send - self.clock.start, t_recv - self.clock.start  # records: since start
         self.rows.append((len(self.rows), label, model, endpoint, status, outcome, d.refused_by if d else "",
                           t_send, t_recv, t_recv - t_send, t_send if status == 200 else math.nan, 1,
                           int(status == 429), prompt, max_tokens, d.completion if d else 0, audio_seconds or 0.0,
