@@ -130,7 +130,7 @@ class Simulation:
                 limits_of = c.route.limits_of if c.route else limits_of
             c.setup(client_policy(pol, Uniforms(c.rngs[POLICY]), c.charge, c.audio, limits_of))
             if watch is not None:
-                c.observers = [*c.observers, partial(watch, k)]
+                c.observers = [*c.observers, partial(watch, c)]
             self.clients.append(c)
 
     # ---- set-up -----------------------------------------------------------------------------------------
@@ -367,7 +367,9 @@ def _apply(fn, args) -> None:
 
 def simulate(spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None) -> RunResult:
     """Run one simulation of ``spec`` with ``seed``.  ``watch(group, model, limits, now, i, wait, rtt)``, if
-    given, sees every attempt that reached a limit set, just after its charge was decided (``wait``: 0.0
-    admitted, > 0 refused with a 429, inf too large; ``rtt`` its network round trip): how a run's attempts
+    given, sees every attempt that reached a limit set, just after its charge was decided: ``group`` the
+    client group (its ``index`` and request columns: ``charge[i]``, ``audio[i]``...), ``model`` the index of
+    the model tried, ``limits`` its limit set, ``i`` the request's row in the group, ``wait`` 0.0 admitted,
+    > 0 refused with a 429, inf too large, ``rtt`` the attempt's network round trip.  How a run's attempts
     are exported (:mod:`sim.simlog`) without costing an unwatched run anything."""
     return Simulation(spec, seed, watch).run()

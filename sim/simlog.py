@@ -10,9 +10,8 @@ What a line holds, all from the simulator's own pieces:
 * ``headers``, 429 and 413 bodies: :func:`sim.headers.rate_limit_headers` and
   :func:`sim.headers.rate_limit_error` on the run's own :class:`~sim.limitset.LimitSet`, computed at the
   moment the attempt's charge was decided (``retry-after`` with the org's rounding; the free tier's
-  "Upgrade to Dev Tier" hint).  A 429 or 413 body states the request's charge ("Requested"), which the
-  watcher is not told: the run is made twice with the same seed (identical, tested), the first to learn every
-  request's charge, the second to watch.
+  "Upgrade to Dev Tier" hint).  A 429 or 413 body states the request's charge ("Requested"): the watcher
+  reads it from the client group's columns.
 * ``usage`` of an admitted chat attempt: the records' ``queue_time``, ``prompt_time`` and ``completion_time``,
   ``total_time = prompt_time + completion_time`` (queue apart, as Groq reports it), prompt and completion
   tokens.  Transcriptions carry no ``usage`` (as the emulator's).
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import simulate
+from .engine import Simulation
 from .errors import ConfigError
 from .headers import rate_limit_error, rate_limit_headers
 from .recorder import LogWriter
@@ -96,36 +95,33 @@ def _copy_seed(seed):
 def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: date | str = START) -> SimLog:
     """Run ``spec`` with ``seed`` and return its attempts as recorder log lines (see the module docstring)."""
     epoch = _epoch(start)
-    first = simulate(spec, _copy_seed(seed))  # every request's charge, which the second run's 429/413s state
-    rec = first.records
-    index = _row_index(rec)
-    charge = rec["charged_tokens"].to_numpy(float)
-    audio = rec["audio_seconds"].to_numpy(float)
     org = spec.org
     hint = org.tier == "free"
-    models = list(rec["model"].cat.categories)  # the engine's model indices, in order
     seen: list[tuple] = []
     attempts: dict[tuple[int, int], int] = {}
 
-    def watch(g, m, limits, now, i, wait, rtt):
-        row = index[(g, i)]
+    def watch(group, m, limits, now, i, wait, rtt):
+        g = group.index
         k = attempts.get((g, i), 0)
         attempts[(g, i)] = k + 1
         if wait == 0.0:
-            seen.append((g, i, row, k, m, now, rtt, 200, rate_limit_headers(limits, now), None))
+            seen.append((g, i, k, m, now, rtt, 200, rate_limit_headers(limits, now), None))
             return
-        # the 429/413 is written now, while the limit set is in the refusal's state
-        err = rate_limit_error(limits, models[m], ORG_ID, charge[row], audio[row], now, wait,
+        # the 429/413 is written now, while the limit set is in the refusal's state; it states the charge
+        err = rate_limit_error(limits, sim.model_names[m], ORG_ID, group.charge[i], group.audio[i], now, wait,
                                upgrade_hint=hint, rounding=org.retry_after_rounding)
-        seen.append((g, i, row, k, m, now, rtt, err.status, err.headers, err.error))
+        seen.append((g, i, k, m, now, rtt, err.status, err.headers, err.error))
 
-    result = simulate(spec, _copy_seed(seed), watch=watch)
+    sim = Simulation(spec, _copy_seed(seed), watch=watch)
+    result = sim.run()
+    index = _row_index(result.records)
     out = result.records
     names = list(out["client"].cat.categories)
     cols = {c: out[c].to_numpy() for c in ("prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds",
                                            "queue_time", "prompt_time", "completion_time")}
     lines = []
-    for g, i, row, k, m, now, rtt, status, headers, error in seen:
+    for g, i, k, m, now, rtt, status, headers, error in seen:
+        row = index[(g, i)]
         a = float(cols["audio_seconds"][row])
         t_send = epoch + now - rtt / 2
         t_recv = t_send + rtt
@@ -138,7 +134,7 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
                 usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": completion,
                          "completion_time": c, "total_tokens": prompt + completion, "total_time": p + c}
         lines.append({
-            "t_send": t_send, "t_recv": t_recv, "status": int(status), "model": models[m],
+            "t_send": t_send, "t_recv": t_recv, "status": int(status), "model": sim.model_names[m],
             "endpoint": "audio.transcriptions" if a else "chat.completions",
             "max_tokens": None if a else int(cols["max_tokens"][row]), "audio_seconds": a or None,
             "usage": usage, "headers": dict(headers),

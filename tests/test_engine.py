@@ -283,7 +283,7 @@ def test_watch_sees_every_attempt_with_its_decision_and_changes_nothing():
     from sim.config import policy_table
     spec = RunSpec(clients=mixed_workload(), policies=policy_table(), org=Org(), duration=900.0)
     seen = []
-    watched = simulate(spec, 3, watch=lambda g, m, limits, now, i, wait, rtt: seen.append((g, i, now, wait, rtt)))
+    watched = simulate(spec, 3, watch=lambda g, m, limits, now, i, wait, rtt: seen.append((g.index, i, now, wait, rtt)))
     plain = simulate(spec, 3)
     pd.testing.assert_frame_equal(watched.records, plain.records)  # watching changes no outcome
     rec = plain.records
