@@ -292,6 +292,9 @@ class Simulation:
         pol = c.policy
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
+            if nxt and c.deadline is not None and t >= c.created[i] + c.deadline:
+                self._finish(c, i, DEADLINE, c.created[i] + c.deadline)  # too late even for the fallback
+                return
             if nxt:
                 self.events += 1
                 self.env.call_at(t, self._on_retry, c, i)  # the fallback model, at once
