@@ -79,8 +79,7 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    from .report import comparison_json, format_comparison, write_outputs
-    from .runner import run_study
+    from .pool import Pool
     from .runner import check_dask_address, prepare_out
     scenario = _load(args)
     duration = _duration(args)
@@ -89,10 +88,17 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
     created = not out.exists()
     prepare_out(out)
+    with Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: the runs, then the files
+        return _run_study(args, scenario, duration, out, created, pool)
+
+
+def _run_study(args, scenario, duration, out, created, pool) -> int:
+    from .report import comparison_json, format_comparison, write_outputs
+    from .runner import run_study
     try:
         _work(args, scenario, duration)
-        study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
-                          progress=False if args.quiet else None)
+        study = run_study(scenario, out, dask=args.dask, resume=not args.fresh, duration=duration,
+                          progress=False if args.quiet else None, pool=pool)
     except ConfigError:
         if created and not any(f.is_file() for f in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
@@ -113,7 +119,7 @@ def _run(args) -> int:
         sys.stdout.write(study.comparison.to_csv(index=False))
     else:
         sys.stdout.write(format_comparison(study.comparison, axes))
-    files = write_outputs(study, out)
+    files = write_outputs(study, out, pool if study.complete else None)  # Ctrl-C also stopped the workers
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     if not study.complete:
