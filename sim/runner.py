@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -181,7 +182,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         if dask and todo:
             _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs)
         else:
-            with Pool(jobs) if pool is None else _borrowed(pool) as runner:
+            with Pool(jobs) if pool is None else nullcontext(pool) as runner:
                 # the comparison's t quantiles import scipy.special (~0.4 s): done while the workers run
                 for _, done in runner.imap(execute, calls, meanwhile=_warm_compare):
                     collect(*done)
@@ -196,19 +197,6 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     axes = list(scenario.compare)
     return StudyResult(scenario, summary, compare(summary, axes) if len(summary) else summary, out, results,
                        complete and len(rows) == len(all_jobs), duration)
-
-
-class _borrowed:
-    """A caller's pool used in a ``with`` block without closing it on leaving."""
-
-    def __init__(self, pool: Pool):
-        self.pool = pool
-
-    def __enter__(self) -> Pool:
-        return self.pool
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def _warm_compare() -> None:
