@@ -173,7 +173,7 @@ def _validate(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         prepare_out(out)
-    checks = run_checks(short=args.short, out_dir=out, progress=False if args.quiet else None)
+    checks = run_checks(short=args.short, out_dir=out, progress=False if args.quiet else None, jobs=args.jobs)
     sys.stdout.write(format_checks(checks))
     if out is not None:
         (out / "validation.md").write_text(checks_markdown(checks))
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--short", action="store_true", help="short horizons (seconds instead of minutes)")
     val.add_argument("--out", help="directory for the report's table (validation.md) and plots")
     val.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    val.add_argument("--jobs", type=int, help="groups of checks run in parallel (default: number of cores); the "
+                                              "report does not depend on it")
     val.set_defaults(func=_validate)
 
     cal = sub.add_parser("calibrate", help="estimate service times, limits and limiter from a recorded log")
