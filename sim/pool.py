@@ -51,8 +51,8 @@ class Pool:
             for n, args in enumerate(calls):
                 yield n, fn(*args)
             return
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.jobs)
+        if self._executor is None:  # no more workers than the first map has calls: they would only idle
+            self._executor = ProcessPoolExecutor(max_workers=min(self.jobs, len(calls)))
         index = {self._executor.submit(fn, *args): n for n, args in enumerate(calls)}
         pending = set(index)
         try:
