@@ -7,11 +7,12 @@
 
 What is timed is the command a user types, as a child process (Python start, imports, the runs, the comparison,
 every output file and plot): ``python -m sim run scenarios/retry_policies_overload.toml --replications 5
-[--duration 6h] --out DIR --jobs J --fresh --quiet --format csv`` (13 policies x 5 replications = 65 runs).
-Each repeat times --jobs 1 then --jobs 2 back to back, so both see the same machine load; the speed-up of a
-repeat is their ratio, reported min / median / max over the repeats, with the load average (and how busy the
-CPUs were in the second before each command, from /proc/stat) next to it: a machine busy with other work
-distorts the figures, so measure when it is quiet (``--settle`` waits for that).
+[--duration 6h] --out DIR --jobs J --fresh --quiet --format csv`` (13 policies x 5 replications = 65 runs),
+each time into an empty directory (deleting the last repeat's files is not timed).  Each repeat times --jobs 1
+then --jobs 2 back to back, so both see the same machine load; the speed-up of a repeat is their ratio,
+reported min / median / max over the repeats, with the load average (and how busy the CPUs were in the second
+before each command, from /proc/stat) next to it: a machine busy with other work distorts the figures, so
+measure when it is quiet (``--settle`` waits for that).
 
 From the median speed-up S on p = 2 processes: the Karp-Flatt serial fraction ``e = (1/S - 1/p) / (1 - 1/p)``
 and Amdahl's projection ``1 / (e + (1 - e) / n)`` for n = 16, 32, 64 cores.  ``--phases`` also times, in one
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -112,8 +114,9 @@ def measure(name: str, scenario: Path, reps: int, duration: str | None, runs: in
         for label, jobs, dask in configs:
             out = tmp / f"{name}-{label}"
             cmd = _command(scenario, reps, duration, out, jobs, dask)
-            out.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(out, ignore_errors=True)  # untimed: --fresh would unlink the last repeat's files
             walls[label].append(_timed(cmd, tmp / f"{name}-{label}.stdout", settle))
+            out.mkdir(parents=True, exist_ok=True)
             (out / "stdout.csv").write_bytes((tmp / f"{name}-{label}.stdout").read_bytes())
             print(f"  {name} {label} repeat {r + 1}: {walls[label][-1]['wall']:.2f} s "
                   f"(load {walls[label][-1]['load1']:.2f}, busy before {walls[label][-1]['busy_before']:.0%})",
