@@ -12,7 +12,8 @@ each time into an empty directory (deleting the last repeat's files is not timed
 then --jobs 2 back to back, so both see the same machine load; the speed-up of a repeat is their ratio,
 reported min / median / max over the repeats, with the load average (and how busy the CPUs were in the second
 before each command, from /proc/stat) next to it: a machine busy with other work distorts the figures, so
-measure when it is quiet (``--settle`` waits for that).
+measure when it is quiet (``--settle`` waits for that).  The machine's own ceiling is measured
+before and after: the speed-up of plain CPU-bound Python loops on 2 processes.
 
 From the median speed-up S on p = 2 processes: the Karp-Flatt serial fraction ``e = (1/S - 1/p) / (1 - 1/p)``
 and Amdahl's projection ``1 / (e + (1 - e) / n)`` for n = 16, 32, 64 cores.  ``--phases`` also times, in one
@@ -69,8 +70,15 @@ def _stats(values: list[float]) -> dict:
     return {"min": min(values), "median": statistics.median(values), "max": max(values), "all": values}
 
 
+#: ``python -m sim ARGS``, then the CPU seconds of this process and of its (waited) workers on stderr's last line
+_RUN = ("import json, resource, sys; from sim.cli import main; code = main(sys.argv[1:]); "
+        "cpu = lambda w: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(w)); "
+        "print(json.dumps({'parent': cpu(resource.RUSAGE_SELF), 'workers': cpu(resource.RUSAGE_CHILDREN)}), "
+        "file=sys.stderr); sys.exit(code)")
+
+
 def _command(scenario: Path, reps: int, duration: str | None, out: Path, jobs: int, dask: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "sim", "run", str(scenario), "--replications", str(reps), "--out", str(out),
+    cmd = ["python", "-m", "sim", "run", str(scenario), "--replications", str(reps), "--out", str(out),
            "--jobs", str(jobs), "--fresh", "--quiet", "--format", "csv"]
     if duration:
         cmd += ["--duration", duration]
@@ -84,12 +92,14 @@ def _timed(cmd: list[str], stdout: Path, settle: tuple[float, float]) -> dict:
     load = os.getloadavg()[0]
     t = time.perf_counter()
     with open(stdout, "w") as f:
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        res = subprocess.run([sys.executable, "-c", _RUN, *cmd[3:]], stdout=f, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wall = time.perf_counter() - t
     if res.returncode != 0:
         raise SystemExit(f"bench_sweep: {' '.join(cmd)} failed ({res.returncode}):\n{res.stderr}")
-    return {"wall": wall, "load1": load, "busy_before": busy}
+    cpu = json.loads(res.stderr.strip().splitlines()[-1])
+    return {"wall": wall, "load1": load, "busy_before": busy, "cpu_parent": cpu["parent"],
+            "cpu_workers": cpu["workers"]}
 
 
 def _same_outputs(a: Path, b: Path) -> bool:
@@ -129,10 +139,16 @@ def measure(name: str, scenario: Path, reps: int, duration: str | None, runs: in
     for label, jobs, dask in configs:
         w = [x["wall"] for x in walls[label]]
         entry = {"jobs": jobs, "dask": dask, "wall_s": _stats(w), "load1": [x["load1"] for x in walls[label]],
-                 "busy_before": [round(x["busy_before"], 3) for x in walls[label]]}
+                 "busy_before": [round(x["busy_before"], 3) for x in walls[label]],
+                 "cpu_parent_s": _stats([x["cpu_parent"] for x in walls[label]]),
+                 "cpu_workers_s": _stats([x["cpu_workers"] for x in walls[label]])}
         if label != base:
             pairs = [b["wall"] / x["wall"] for b, x in zip(walls[base], walls[label])]
             entry["speedup_vs_" + base] = _stats(pairs)
+            # load-independent cross-check: CPU seconds, the parent's as serial, the workers' shared evenly
+            serial = [b["cpu_parent"] + b["cpu_workers"] for b in walls[base]]
+            model = [x["cpu_parent"] + x["cpu_workers"] / jobs for x in walls[label]]
+            entry["cpu_model_speedup_vs_" + base] = statistics.median(serial) / statistics.median(model)
         result[label] = entry
     return result
 
@@ -141,6 +157,31 @@ def project(speedup: float, p: int = 2) -> dict:
     e = karp_flatt(speedup, p)
     return {"measured_speedup": speedup, "p": p, "serial_fraction": e,
             "amdahl": {str(n): amdahl(e, n) for n in PROJECT_TO}, "limit": (1 / e) if e > 0 else None}
+
+
+def _spin(n: int) -> float:
+    t = time.process_time()
+    x = 0
+    for i in range(n):
+        x += i * i % 7
+    return time.process_time() - t
+
+
+def machine_ceiling(n: int = 4_000_000, tasks: int = 4) -> dict:
+    """The speed-up this machine gives plain CPU-bound Python on 2 processes right now (2.0 on two idle
+    cores; less when its CPUs are hyperthreads of one core, or busy with other work): the sweep's
+    speed-up is bounded by it."""
+    from concurrent.futures import ProcessPoolExecutor
+    t = time.perf_counter()
+    for _ in range(tasks):
+        _spin(n)
+    one = time.perf_counter() - t
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_spin, [1, 1]))
+        t = time.perf_counter()
+        list(pool.map(_spin, [n] * tasks))
+        two = time.perf_counter() - t
+    return {"one_process_s": one, "two_processes_s": two, "speedup": one / two}
 
 
 def phases(scenario: str, reps: int, duration: str | None) -> dict:
@@ -206,6 +247,10 @@ def main(argv=None) -> int:
     settle = (0.25, args.settle)
     report = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                           "load_at_start": os.getloadavg()}, "sweeps": {}}
+    _settle(*settle)
+    report["machine"]["ceiling_before"] = machine_ceiling()
+    print(f"machine: plain CPU-bound Python gains {report['machine']['ceiling_before']['speedup']:.2f}x on 2 "
+          "processes right now", file=sys.stderr)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for name, (scenario, reps, duration, runs) in SWEEPS.items():
@@ -241,6 +286,7 @@ def main(argv=None) -> int:
                 report["phases"][name] = json.loads(out.stdout) if out.returncode == 0 else out.stderr
                 print(f"phases {name}: {report['phases'][name]}")
     report["machine"]["load_at_end"] = os.getloadavg()
+    report["machine"]["ceiling_after"] = machine_ceiling()
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
