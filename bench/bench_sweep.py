@@ -231,7 +231,7 @@ def dask_overhead(workers: int, tasks: int = 200) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="repeats of each timing (default 3)")
-    ap.add_argument("--only", choices=sorted(SWEEPS), help="only this sweep")
+    ap.add_argument("--only", choices=[*sorted(SWEEPS), "none"], help="only this sweep (none: only --dask/--phases)")
     ap.add_argument("--dask", action="store_true", help="also the 200-run sweep on a Dask LocalCluster (1, 2 workers)")
     ap.add_argument("--phases", action="store_true", help="also where a 65-run sweep's time goes, in one process")
     ap.add_argument("--settle", type=float, default=60.0,
