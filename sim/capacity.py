@@ -13,17 +13,22 @@ alone (req/min: what a run shorter than a day can sustain once its daily budget 
 daily units alone (req/day).
 
 Simulated: bisection over load multipliers for the highest load whose mean (over replications) success
-ratio and p95 latency meet ``[capacity]`` targets over the scenario's duration.
+ratio and p95 latency meet ``[capacity]`` targets over the scenario's duration.  The bisections of every
+tier x model advance in lock step, each round's runs (every cell's next load x every replication) spread
+over the shared :class:`sim.pool.Pool`, as ``run`` spreads a study's runs.
 """
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable, Generator
 
 import numpy as np
 
 from .catalog import UNIT_SPEC
 from .engine import simulate
+from .pool import Pool
 from .scenario import Scenario
 from .summary import summarize
 from .workload import request_mix
@@ -75,42 +80,46 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit)
 
 
-def meets_target(scenario: Scenario, point: dict, load: float,
-                 duration: float | None = None) -> tuple[bool, float, float, float]:
-    """Simulate ``load`` (all replications); (meets target, mean success ratio, mean p95 latency, mean cost
-    per successful request in USD)."""
+def run_summary(scenario: Scenario, point: dict, replication: int, duration: float | None = None
+                ) -> tuple[float, float, float]:
+    """One replication of ``point``: (success ratio, p95 latency, cost per successful request in USD)."""
+    s = summarize(simulate(scenario.spec(point, duration=duration), scenario.seed(replication)))
+    return s["success_ratio"], s["latency_p95"], s["cost_per_success"]
+
+
+def verdict(scenario: Scenario, runs: list[tuple[float, float, float]]) -> tuple[bool, float, float, float]:
+    """(meets target, mean success ratio, mean p95 latency, mean cost per success) of a load's replications,
+    in replication order."""
     target = scenario.capacity
-    succ, p95, cost = [], [], []
-    spec = scenario.spec({**point, "load": load}, duration=duration)
-    for rep in range(scenario.scenario.replications):
-        s = summarize(simulate(spec, scenario.seed(rep)))
-        succ.append(s["success_ratio"])
-        p95.append(s["latency_p95"])
-        cost.append(s["cost_per_success"])
+    succ, p95, cost = (np.array([r[k] for r in runs], dtype=float) for k in range(3))
     ok_s, ok_p = float(np.nanmean(succ)), float(np.nanmean(p95)) if not np.all(np.isnan(p95)) else math.inf
     ok_c = float(np.nanmean(cost)) if not np.all(np.isnan(cost)) else math.nan
     return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p, ok_c
 
 
-def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None,
-                       step=None) -> dict:
-    """Bisection for the highest load meeting the target (relative tolerance ``capacity.tolerance``);
-    ``step(load, ok)`` is told each load tried."""
-    if step is None:
-        step = lambda load, ok: None  # noqa: E731
+def meets_target(scenario: Scenario, point: dict, load: float, duration: float | None = None,
+                 pool: Pool | None = None) -> tuple[bool, float, float, float]:
+    """Simulate ``load`` (all replications, on ``pool`` if given); (meets target, mean success ratio, mean
+    p95 latency, mean cost per successful request in USD)."""
+    calls = [(scenario, {**point, "load": load}, rep, duration) for rep in range(scenario.scenario.replications)]
+    return verdict(scenario, (pool or Pool(1)).map(run_summary, calls))
+
+
+def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, dict]:
+    """The search for the highest load meeting the target (relative tolerance ``capacity.tolerance``), as a
+    generator: it yields each load to try, is sent that load's :func:`verdict`, and returns the result row.
+    Driving it apart from simulating lets many searches share one pool (:func:`search`)."""
     target = scenario.capacity
     # a run shorter than a day can spend the daily units' initial budget: search up to 2x the minute ceiling
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) else target.max_load
     lo = 0.0
-    ok, s, p, c = meets_target(scenario, point, hi, duration)
-    step(hi, ok)
+    ok, s, p, c = yield hi
     best = (hi, s, p, c) if ok else (0.0, math.nan, math.nan, math.nan)
     if not ok:
         while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
             mid = (lo + hi) / 2
-            ok, s, p, c = meets_target(scenario, point, mid, duration)
-            step(mid, ok)
+            ok, s, p, c = yield mid
             if ok:
                 lo, best = mid, (mid, s, p, c)
             else:
@@ -120,56 +129,77 @@ def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, durati
             "sim_cost_per_1k": 1000 * c}
 
 
+def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,
+           pool: Pool | None = None, step: Callable[[int, float, bool], None] | None = None) -> list[dict]:
+    """Run the bisections of several (point, ceiling) cells in lock step: each round simulates the next load
+    of every unfinished cell, all replications, as one map on ``pool``.  Each cell sees the same loads and
+    seeds as when searched alone, so the results do not depend on the pool.  ``step(cell, load, ok)`` is
+    told each load tried."""
+    pool = pool or Pool(1)
+    reps = scenario.scenario.replications
+    searches = [bisection(scenario, ceiling) for _, ceiling in cells]
+    loads = {n: next(g) for n, g in enumerate(searches)}
+    results: list[dict] = [{} for _ in cells]
+    while loads:
+        order = sorted(loads)
+        calls = [(scenario, {**cells[n][0], "load": loads[n]}, rep, duration) for n in order for rep in range(reps)]
+        runs = pool.map(run_summary, calls)
+        for k, n in enumerate(order):
+            answer = verdict(scenario, runs[k * reps:(k + 1) * reps])
+            if step is not None:
+                step(n, loads[n], answer[0])
+            try:
+                loads[n] = searches[n].send(answer)
+            except StopIteration as done:
+                results[n] = done.value
+                del loads[n]
+    return results
+
+
+def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, duration: float | None = None,
+                       step=None, pool: Pool | None = None) -> dict:
+    """Bisection for the highest load meeting the target (relative tolerance ``capacity.tolerance``);
+    ``step(load, ok)`` is told each load tried."""
+    tell = None if step is None else (lambda _, load, ok: step(load, ok))
+    return search(scenario, [(point, ceiling)], duration, pool, tell)[0]
+
+
 def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int | None = 1,
-                   progress: bool | None = False) -> list[dict]:
+                   progress: bool | None = False, pool: Pool | None = None) -> list[dict]:
     """One row per tier x model of the scenario's grid (other axes at their first value).  The rows'
-    bisections run in ``jobs`` processes (None: one per core); each is seeded the same wherever it runs,
-    so the table does not depend on ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal)."""
-    import os
+    bisections run in lock step, the replications of every load tried in ``jobs`` processes (None: one per
+    core; or on ``pool``); each run is seeded the same wherever it runs, so the table does not depend on
+    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal)."""
     import sys
-    from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
     axes = {a: v for a, v in scenario.compare.items() if a in ("tier", "model")}
     others = {a: v[0] for a, v in scenario.compare.items() if a not in ("tier", "model", "load")}
     tiers = axes.get("tier", [scenario.org.tier])
     models = axes.get("model", [None])
-    cells = [(tier, model) for tier in tiers for model in models]
-    jobs = min(jobs or os.cpu_count() or 1, len(cells))
-    bar = tqdm(total=len(cells), desc="capacity", unit="tier x model", file=sys.stderr,
+    points = [{**others, "tier": tier, **({"model": model} if model else {})} for tier in tiers for model in models]
+    ceilings = [analytic_ceiling(scenario, point) for point in points]
+    rows = [{"tier": point["tier"],
+             "model": point.get("model") or ", ".join(sorted({x.model for x in scenario.clients})),
+             "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
+             "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
+             "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding, "ceilings_rpm": c.per_unit}
+            for point, c in zip(points, ceilings)]
+    bar = tqdm(total=len(points), desc="capacity", unit="tier x model", file=sys.stderr,
                disable=not (sys.stderr.isatty() if progress is None else progress))
+
+    def step(n, load, ok):
+        bar.set_postfix_str(f"{rows[n]['tier']} {rows[n]['model']} load x{load:.3g}: {'ok' if ok else 'miss'}")
+
     try:
-        if jobs <= 1:
-            rows = []
-            for tier, model in cells:
-                bar.set_postfix_str(f"{tier} {model or ''}".strip())
-                name = f"{tier} {model or ''}".strip()
-                rows.append(_capacity_row(scenario, others, tier, model, duration,
-                                          step=lambda load, ok, name=name: bar.set_postfix_str(
-                                              f"{name} load x{load:.3g}: {'ok' if ok else 'miss'}")))
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_capacity_row, scenario, others, tier, model, duration) for tier, model in cells]
-                for fut in futures:  # in table order: the result does not depend on which finishes first
-                    fut.add_done_callback(lambda _: bar.update(1))
-                rows = [fut.result() for fut in futures]
+        with Pool(jobs) if pool is None else nullcontext(pool) as runner:
+            found = search(scenario, list(zip(points, ceilings)), duration, runner, step)
     finally:
+        bar.update(len(points))
         bar.close()
+    for row, sim in zip(rows, found):
+        row.update(sim)
     return rows
-
-
-def _capacity_row(scenario: Scenario, others: dict, tier: str, model: str | None, duration: float | None,
-                  step=None) -> dict:
-    point = {**others, "tier": tier, **({"model": model} if model else {})}
-    c = analytic_ceiling(scenario, point)
-    row = {"tier": tier, "model": model or ", ".join(sorted({x.model for x in scenario.clients})),
-           "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
-           "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
-           "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding,
-           "ceilings_rpm": c.per_unit}
-    row.update(simulated_capacity(scenario, point, c, duration, step))
-    return row
 
 
 def knee(comparison, success: float = 0.99, p95: float = 10.0, by: str = "load"):

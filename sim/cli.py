@@ -81,8 +81,7 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    from .report import comparison_json, format_comparison, write_outputs
-    from .runner import run_study
+    from .pool import Pool
     from .runner import check_dask_address, prepare_out
     scenario = _load(args)
     duration = _duration(args)
@@ -91,10 +90,17 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
     created = not out.exists()
     prepare_out(out)
+    with Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: the runs, then the files
+        return _run_study(args, scenario, duration, out, created, pool)
+
+
+def _run_study(args, scenario, duration, out, created, pool) -> int:
+    from .report import comparison_json, format_comparison, write_outputs
+    from .runner import run_study
     try:
         _work(args, scenario, duration)
-        study = run_study(scenario, out, jobs=args.jobs, dask=args.dask, resume=not args.fresh, duration=duration,
-                          progress=False if args.quiet else None)
+        study = run_study(scenario, out, dask=args.dask, resume=not args.fresh, duration=duration,
+                          progress=False if args.quiet else None, pool=pool)
     except ConfigError:
         if created and not any(f.is_file() for f in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
@@ -115,7 +121,7 @@ def _run(args) -> int:
         sys.stdout.write(study.comparison.to_csv(index=False))
     else:
         sys.stdout.write(format_comparison(study.comparison, axes))
-    files = write_outputs(study, out)
+    files = write_outputs(study, out, pool if study.complete else None)  # Ctrl-C also stopped the workers
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     if not study.complete:
@@ -169,7 +175,7 @@ def _validate(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         prepare_out(out)
-    checks = run_checks(short=args.short, out_dir=out, progress=False if args.quiet else None)
+    checks = run_checks(short=args.short, out_dir=out, progress=False if args.quiet else None, jobs=args.jobs)
     sys.stdout.write(format_checks(checks))
     if out is not None:
         (out / "validation.md").write_text(checks_markdown(checks))
@@ -312,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--short", action="store_true", help="short horizons (seconds instead of minutes)")
     val.add_argument("--out", help="directory for the report's table (validation.md) and plots")
     val.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    val.add_argument("--jobs", type=int, help="groups of checks run in parallel (default: number of cores); the "
+                                              "report does not depend on it")
     val.set_defaults(func=_validate)
 
     cal = sub.add_parser("calibrate", help="estimate service times, limits and limiter from a recorded log")

@@ -12,6 +12,7 @@ import pandas as pd
 from .catalog import UNIT_SPEC
 from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
+from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals
 from .summary import charged_by_model
 from .texttable import align
@@ -53,7 +54,9 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """One row per grid point: its axis values, the number of replications, and for each key metric and
     each outcome share ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one
     replication), and ``wide_ci``: the metrics whose interval is wider than their mean."""
-    from scipy import stats  # here, not at import: scipy.stats alone adds ~60 MB to every worker's memory
+    # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
+    # without importing scipy.stats (~1 s, ~60 MB)
+    from scipy.special import stdtrit
     summary = summary.copy()
     for name in OTHER_OUTCOMES:
         if name in summary:
@@ -67,7 +70,7 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
             values = group[m].astype(float).dropna().to_numpy()
             n = len(values)
             row[f"{m}_mean"] = float(values.mean()) if n else math.nan
-            row[f"{m}_ci95"] = (float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
+            row[f"{m}_ci95"] = (float(stdtrit(n - 1, 0.975) * values.std(ddof=1) / math.sqrt(n))
                                 if n > 1 else math.nan)
             if m in KEY_METRICS and np.isfinite(row[f"{m}_ci95"]) and row[f"{m}_ci95"] > abs(row[f"{m}_mean"]):
                 wide.append(m)
@@ -142,15 +145,27 @@ def comparison_json(comp: pd.DataFrame) -> str:
     return json.dumps(jsonable(comp.to_dict(orient="records")), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def write_outputs(study: StudyResult, out: Path) -> list[Path]:
-    """summary.csv, comparison.csv, requests.parquet (streamed run by run) and the plots."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None) -> list[Path]:
+    """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots and the lane tables.
+    With a ``pool`` the files other than the two tables are written by its workers, one task each, in
+    parallel (a study held in memory is written here: its records are not sent to workers)."""
     out.mkdir(parents=True, exist_ok=True)
     study.summary.to_csv(out / "summary.csv", index=False)
     study.comparison.to_csv(out / "comparison.csv", index=False)
+    # the longest first, so that it does not start last
+    tasks = [(write_requests, study, out), *((fig, study, out) for fig in FIGURES), (plot_lanes, study, out),
+             (lane_tables, study, out)]
+    files = [f(*args) for f, *args in tasks] if pool is None or study.results else pool.map(call, tasks)
+    return [out / "summary.csv", out / "comparison.csv", *(f for group in files for f in group)]
+
+
+def write_requests(study: StudyResult, out: Path) -> list[Path]:
+    """``requests.parquet``: every run's records in summary order, written run by run so that a study larger
+    than memory still writes (categorical columns as plain strings: runs differ in their categories)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     writer = None
-    try:  # run by run, so a study larger than memory still writes
+    try:
         for _, r in study.summary.iterrows():
             if (r["point"], r["replication"]) in study.results:
                 frame = load_records(study, r["point"], r["replication"])
@@ -165,8 +180,7 @@ def write_outputs(study: StudyResult, out: Path) -> list[Path]:
     finally:
         if writer is not None:
             writer.close()
-    return [out / "summary.csv", out / "comparison.csv", out / "requests.parquet", *plot_study(study, out),
-            *plot_lanes(study, out), *lane_tables(study, out)]
+    return [out / "requests.parquet"]
 
 
 # ---- plots ------------------------------------------------------------------------------------------
@@ -192,21 +206,31 @@ def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str,
 
 
 def plot_study(study: StudyResult, out: Path) -> list[Path]:
+    """The study's four figures (:data:`FIGURES`), drawn here one after the other."""
+    return [f for fig in FIGURES for f in fig(study, out)]
+
+
+def _plt():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
-    files = []
-    points = list(study.comparison["point"])
+
+def _time_axis(study: StudyResult) -> tuple[float, float, float, str]:
+    """(duration, histogram bin s, time-axis scale, its unit): a day reads in hours."""
     duration = study.duration or study.scenario.scenario.duration
-    rep0 = {p: load_records(study, p, 0, columns=["outcome", "finished", "admitted", "model", "charged_tokens",
-                                                  "audio_seconds"]) for p in points}
     bin_s = 60.0 if duration > 600 else 10.0
     if duration > 6 * 3600:
         bin_s = 900.0 if duration > 2 * 86400 else 300.0
-    scale, unit = (3600.0, "h") if duration > 6 * 3600 else (60.0, "min")  # a day reads in hours
+    scale, unit = (3600.0, "h") if duration > 6 * 3600 else (60.0, "min")
+    return duration, bin_s, scale, unit
 
-    # 1. latency CDF of successful requests, all replications
+
+def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
+    """``latency_cdf.png``: latency CDF of successful requests per alternative, all replications."""
+    plt = _plt()
+    points = list(study.comparison["point"])
     fig, ax = plt.subplots(figsize=(8, 5))
     levels = np.linspace(0, 1, 1001)
     style = _styles(len(points))
@@ -222,14 +246,20 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     ax.set_title("Latency CDF per alternative")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    files.append(_save(fig, out / "latency_cdf.png"))
+    return [_save(fig, out / "latency_cdf.png")]
 
-    # 2. throughput and 429s over time (replication 0)
+
+def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
+    """``throughput_over_time.png``: completed requests and 429s per minute over time (replication 0)."""
+    plt = _plt()
+    points = list(study.comparison["point"])
+    duration, bin_s, scale, unit = _time_axis(study)
+    style = _styles(len(points))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     edges = np.arange(0, duration + bin_s, bin_s)
     per = 60.0 / bin_s
     for k, p in enumerate(points):
-        rec = rep0[p]
+        rec = load_records(study, p, 0, columns=["outcome", "finished"])
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
         ax1.plot(edges[:-1] / scale, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1,
                  **_marked(style[k], k, len(edges) - 1, len(points)))
@@ -245,9 +275,15 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     ax1.legend(fontsize=7, loc="upper right")
     for a in (ax1, ax2):
         a.grid(True, alpha=0.3)
-    files.append(_save(fig, out / "throughput_over_time.png"))
+    return [_save(fig, out / "throughput_over_time.png")]
 
-    # 3. limit utilisation over time (replication 0), one panel per alternative
+
+def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
+    """``utilisation_over_time.png``: each limit's use over its window (replication 0), a panel per
+    alternative."""
+    plt = _plt()
+    points = list(study.comparison["point"])
+    duration, _, scale, unit = _time_axis(study)
     n = len(points)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -257,8 +293,9 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     for k, p in enumerate(points):
         ax = axes[k // cols][k % cols]
         spec = study.scenario.spec(study.point(p), duration=study.duration)
+        rec = load_records(study, p, 0, columns=["outcome", "admitted", "model", "charged_tokens", "audio_seconds"])
         peak = 0.0
-        for name, frac in usage_over_time(rep0[p], spec, times).items():
+        for name, frac in usage_over_time(rec, spec, times).items():
             ax.plot(times / scale, frac, lw=1, label=name)
             peak = max(peak, float(np.max(frac, initial=0.0)))
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
@@ -277,10 +314,15 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     fig.suptitle("Limit utilisation over time (replication 0)" + (
         "; above 1 = more than the limit in one window: a token bucket starts full, so a run can spend its "
         "initial budget on top of the refill" if over_limit else ""), fontsize=9 if over_limit else None)
-    files.append(_save(fig, out / "utilisation_over_time.png"))
+    return [_save(fig, out / "utilisation_over_time.png")]
 
-    # 4. attempts per success by policy (or by alternative)
+
+def plot_attempts(study: StudyResult, out: Path) -> list[Path]:
+    """``attempts_per_success.png``: attempts per successful request per alternative (mean, 95% CI)."""
+    plt = _plt()
     comp = study.comparison
+    points = list(comp["point"])
+    n = len(points)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = [_label(study, p) for p in points]
     ax.bar(range(n), comp["attempts_per_success_mean"], yerr=comp["attempts_per_success_ci95"].fillna(0),
@@ -289,8 +331,11 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     ax.set_ylabel("attempts per successful request")
     ax.set_title("Attempts per success (mean, 95% CI)")
     ax.grid(True, axis="y", alpha=0.3)
-    files.append(_save(fig, out / "attempts_per_success.png"))
-    return files
+    return [_save(fig, out / "attempts_per_success.png")]
+
+
+#: every study's figures, one function each (independent: a pool draws them in parallel), most costly first
+FIGURES = (plot_utilisation, plot_latency_cdf, plot_throughput, plot_attempts)
 
 
 def _styles(n: int) -> list[dict]:

@@ -5,6 +5,7 @@ uses short horizons (the test suite runs that).  docs/validation.md explains eac
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from .summary import summarize
 from .headers import parse_reset, rate_limit_headers
 from .limiters import ALGORITHMS
 from .limitset import LimitSet
+from .pool import Pool, call
 from .service import load_service_table
 from .texttable import align
 
@@ -37,37 +39,55 @@ def _tpm_only_catalog() -> Catalog:
         "validation", "free", overrides={MODEL: {"rpm": None, "rpd": None, "tpd": None}})
 
 
-def check_ceilings(hours: float) -> list[Check]:
-    """Sustained overload, patient retries: throughput = the binding unit's refill rate for every limiter
-    algorithm, within 1% (TPM 6 000 / 30-token requests = 200 req/min).  The sliding window counter is known
-    to sustain one request less per window, ``(limit - cost) / window``: shown at 300-token requests."""
-    out = []
-    patient = {"patient": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 30.0, "max_attempts": 10_000,
-                           "honor_retry_after": True}}
+_PATIENT = {"patient": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 30.0, "max_attempts": 10_000,
+                        "honor_retry_after": True}}
 
-    def throughput(algorithm, rate, prompt, max_tokens):
-        client = Client(name="load", model=MODEL, arrival=arrival(kind="poisson", rate=rate), prompt_tokens=prompt,
-                        max_tokens=max_tokens, policy="patient")
-        spec = RunSpec(clients=[client], policies=policy_table(patient), org=Org(tier="validation", limiter=algorithm),
-                       catalog=_tpm_only_catalog(), duration=hours * 3600, warmup=600, drain=0)
-        return summarize(simulate(spec, 1))["throughput_rpm"]
 
-    for algorithm in ALGORITHMS:
-        got = throughput(algorithm, "230/min", 20, 10)
-        rel = got / 200.0 - 1
-        out.append(Check(f"ceiling, {algorithm}", "TPM / tokens per request", "200.0 req/min ±1%",
-                         f"{got:.1f} req/min ({rel:+.2%})", abs(rel) <= 0.01))
-    got = throughput("sliding_window_counter", "40/min", 200, 100)
-    out.append(Check("ceiling, sliding_window_counter, large requests", "(limit − cost) / window = 5 700/300",
-                     "19.00 req/min ±1%", f"{got:.2f} req/min", abs(got / 19.0 - 1) <= 0.01))
+def _throughput(hours: float, algorithm: str, rate: str, prompt: int, max_tokens: int) -> float:
+    """Throughput (req/min) of patient clients offering ``rate`` against the TPM-only tier."""
+    client = Client(name="load", model=MODEL, arrival=arrival(kind="poisson", rate=rate), prompt_tokens=prompt,
+                    max_tokens=max_tokens, policy="patient")
+    spec = RunSpec(clients=[client], policies=policy_table(_PATIENT), org=Org(tier="validation", limiter=algorithm),
+                   catalog=_tpm_only_catalog(), duration=hours * 3600, warmup=600, drain=0)
+    return summarize(simulate(spec, 1))["throughput_rpm"]
+
+
+def check_ceiling(hours: float, algorithm: str) -> list[Check]:
+    """Sustained overload, patient retries: throughput = the binding unit's refill rate (TPM 6 000 / 30-token
+    requests = 200 req/min), within 1%."""
+    got = _throughput(hours, algorithm, "230/min", 20, 10)
+    rel = got / 200.0 - 1
+    return [Check(f"ceiling, {algorithm}", "TPM / tokens per request", "200.0 req/min ±1%",
+                  f"{got:.1f} req/min ({rel:+.2%})", abs(rel) <= 0.01)]
+
+
+def check_ceiling_large_requests(hours: float) -> list[Check]:
+    """The sliding window counter is known to sustain one request less per window, ``(limit - cost) / window``:
+    shown at 300-token requests."""
+    got = _throughput(hours, "sliding_window_counter", "40/min", 200, 100)
+    return [Check("ceiling, sliding_window_counter, large requests", "(limit − cost) / window = 5 700/300",
+                  "19.00 req/min ±1%", f"{got:.2f} req/min", abs(got / 19.0 - 1) <= 0.01)]
+
+
+def check_pacing(hours: float) -> list[Check]:
+    """A pacing client below the ceiling is never refused."""
     paced = Client(name="paced", model=MODEL, arrival=arrival(kind="poisson", rate="18/min"), prompt_tokens=200,
                    max_tokens=100, policy="paced")
     spec = RunSpec(clients=[paced], policies=policy_table(), org=Org(tier="validation"), catalog=_tpm_only_catalog(),
                    duration=hours * 3600)
     s = summarize(simulate(spec, 2))
-    out.append(Check("pacing below the ceiling", "pacing mirrors the limits", "0 refused (429)",
-                     f"{s['n429']} refused of {s['attempts']} attempts", s["n429"] == 0 and s["ok"] > 0))
-    return out
+    return [Check("pacing below the ceiling", "pacing mirrors the limits", "0 refused (429)",
+                  f"{s['n429']} refused of {s['attempts']} attempts", s["n429"] == 0 and s["ok"] > 0)]
+
+
+def _ceiling_tasks(hours: float) -> list[tuple]:
+    return [*((check_ceiling, hours, a) for a in ALGORITHMS), (check_ceiling_large_requests, hours),
+            (check_pacing, hours)]
+
+
+def check_ceilings(hours: float) -> list[Check]:
+    """Every algorithm's ceiling, the sliding window counter's large-request ceiling, and pacing."""
+    return [c for fn, *args in _ceiling_tasks(hours) for c in fn(*args)]
 
 
 def check_reference_examples() -> list[Check]:
@@ -232,9 +252,11 @@ def check_service_speeds(hours: float) -> list[Check]:
 
 
 def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | None = None,
-               progress: bool | None = False) -> list[Check]:
-    """Every check; ``short`` uses horizons that keep the whole set to seconds.  ``progress``: a bar over
-    the groups of checks on stderr (None: when stderr is a terminal)."""
+               progress: bool | None = False, jobs: int | None = 1, pool: Pool | None = None) -> list[Check]:
+    """Every check, in a fixed order whatever ran them; ``short`` uses horizons that keep the whole set to
+    seconds.  The independent groups (each ceiling a group of its own) run on ``pool``, or in ``jobs``
+    processes (None: one per core).  ``progress``: a bar over the groups on stderr (None: when stderr is a
+    terminal)."""
     import sys
     import tempfile
 
@@ -242,19 +264,17 @@ def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | Non
     hours = 0.5 if short else 3.0
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(tmp or scratch)
-        groups = [("reference examples", check_reference_examples), ("ceilings", lambda: check_ceilings(hours)),
-                  ("queueing laws", lambda: check_queueing_laws(hours)),
-                  ("workloads", lambda: check_workloads(hours * 8)), ("trace", lambda: check_trace(tmp)),
-                  ("windows vs bucket", lambda: check_windows_vs_bucket(out_dir)),
-                  ("service speeds", lambda: check_service_speeds(hours / 3)),
-                  ("real Groq evidence", lambda: fidelity_checks(hours))]
-        checks = []
-        with tqdm(groups, desc="checks", unit="group", file=sys.stderr,
-                  disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
-            for name, run in bar:
-                bar.set_postfix_str(name)
-                checks += run()
-    return checks
+        tasks = [(check_reference_examples,), *_ceiling_tasks(hours), (check_queueing_laws, hours),
+                 (check_workloads, hours * 8), (check_trace, tmp), (check_windows_vs_bucket, out_dir),
+                 (check_service_speeds, hours / 3), (fidelity_checks, hours)]
+        groups: list[list[Check]] = [[] for _ in tasks]
+        with Pool(jobs) if pool is None else nullcontext(pool) as runner, \
+                tqdm(total=len(tasks), desc="checks", unit="group", file=sys.stderr,
+                     disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
+            for n, checks in runner.imap(call, tasks):
+                groups[n] = checks
+                bar.update(1)
+    return [c for group in groups for c in group]
 
 
 def format_checks(checks: list[Check]) -> str:

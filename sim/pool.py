@@ -1,0 +1,75 @@
+"""One parallel map for every command: ``run`` (the runs of a study and its output files), ``capacity``
+(the replications of each bisection step) and ``validate`` (its groups of checks).
+
+Same ``--jobs`` semantics everywhere: ``jobs=1`` runs in this process, in order; ``jobs=N`` in N worker
+processes started at the first map and kept warm for every later map of the same :class:`Pool` (the runs and
+then the plots of a study share one set of workers).  Workers are forked from the parent, so the modules it
+has imported are already loaded in them.  Results are handed back with the index of their call: callers
+place them by index, so what they compute never depends on which worker finished first.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator
+
+
+def call(fn: Callable, *args) -> Any:
+    """``fn(*args)``: lets one map run different functions (``pool.map(call, [(f, a), (g, b)])``)."""
+    return fn(*args)
+
+
+class Pool:
+    """``jobs`` worker processes (None: one per core), started at first use, closed on leaving ``with``."""
+
+    def __init__(self, jobs: int | None = None):
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the workers (after the calls under way; ``cancel``: drop the ones not started)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=cancel)
+            self._executor = None
+
+    def imap(self, fn: Callable, calls: Iterable[tuple], meanwhile: Callable[[], Any] | None = None
+             ) -> Iterator[tuple[int, Any]]:
+        """``(n, fn(*calls[n]))`` for every call, as each finishes (in call order in-process).  ``meanwhile``
+        is called once after the calls are handed out: parent-side work (an import the end needs) that then
+        overlaps the workers instead of adding to the time.  An exception in a call cancels the calls not
+        started and is raised here."""
+        calls = list(calls)
+        if self.jobs <= 1 or len(calls) <= 1:
+            if meanwhile is not None:
+                meanwhile()
+            for n, args in enumerate(calls):
+                yield n, fn(*args)
+            return
+        if self._executor is None:  # no more workers than the first map has calls: they would only idle
+            self._executor = ProcessPoolExecutor(max_workers=min(self.jobs, len(calls)))
+        index = {self._executor.submit(fn, *args): n for n, args in enumerate(calls)}
+        pending = set(index)
+        try:
+            if meanwhile is not None:
+                meanwhile()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=index.__getitem__):
+                    yield index[fut], fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def map(self, fn: Callable, calls: Iterable[tuple]) -> list:
+        """``[fn(*args) for args in calls]``, in call order whatever order they finish in."""
+        calls = list(calls)
+        out: list = [None] * len(calls)
+        for n, result in self.imap(fn, calls):
+            out[n] = result
+        return out

@@ -1,0 +1,39 @@
+"""The one parallel map of run, capacity and validate: results in call order whatever finishes first, the
+same in-process and in workers, errors raised in the caller, workers kept for the next map."""
+import os
+import time
+
+import pytest
+
+from sim.pool import Pool, call
+
+
+def _slow_square(x: float) -> tuple[float, int]:
+    time.sleep(x)
+    return x * x, os.getpid()
+
+
+def _fail(x):
+    raise ValueError(f"bad {x}")
+
+
+def test_map_keeps_call_order_when_later_calls_finish_first():
+    delays = [0.5, 0.0, 0.01, 0.02]
+    with Pool(2) as pool:
+        finished = [n for n, _ in pool.imap(_slow_square, [(d,) for d in delays])]
+        assert finished != sorted(finished)  # the short calls came back first...
+        assert [r[0] for r in pool.map(_slow_square, [(d,) for d in delays])] == [d * d for d in delays]  # ...placed
+    assert [r[0] for r in Pool(1).map(_slow_square, [(d,) for d in delays])] == [d * d for d in delays]
+
+
+def test_workers_are_started_once_and_reused():
+    with Pool(2) as pool:
+        first = {pid for _, pid in pool.map(_slow_square, [(0.1,)] * 4)}
+        second = {pid for _, pid in pool.map(_slow_square, [(0.1,)] * 4)}
+    assert os.getpid() not in first | second and len(first | second) <= 2  # the same two workers, not new ones
+    assert {pid for _, pid in Pool(1).map(_slow_square, [(0.0,)] * 2)} == {os.getpid()}
+
+
+def test_an_error_in_a_worker_is_raised_in_the_caller():
+    with Pool(2) as pool, pytest.raises(ValueError, match="bad 3"):
+        pool.map(call, [(_slow_square, 0.0), (_fail, 3)])
