@@ -86,6 +86,7 @@ class Mutant:
     tests: int = 0             # tests selected
     killer: str = ""           # the test that failed
     note: str = ""             # "no coverage", or how the mutant was run
+    refs: list | None = None   # a module constant's or class attribute's readers: [(file, line)]
 
 
 class _Sites(ast.NodeTransformer):
@@ -120,6 +121,10 @@ class _Sites(ast.NodeTransformer):
                 "stmt_line": node.lineno if isinstance(node, ast.stmt) or not self._stmts else self._stmts[-1].lineno,
                 "scope": ".".join(names), "func": None, "header": False, "body": (0, 0),
                 "names": {".".join(names[k:j]) for k in range(len(names)) for j in range(k + 1, len(names) + 1)}}
+        stmts = self._stmts + [node] if isinstance(node, ast.stmt) else self._stmts
+        top = stmts[1] if len(stmts) > 1 and isinstance(stmts[0], ast.ClassDef) else stmts[0] if stmts else node
+        assigned = [t.id for t in getattr(top, "targets", [getattr(top, "target", None)]) if isinstance(t, ast.Name)]
+        site["assigns"] = assigned if isinstance(top, (ast.Assign, ast.AnnAssign)) and assigned else None
         for k, s in enumerate(self._scope):
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = (s.body[0].lineno, s.end_lineno)
@@ -238,6 +243,7 @@ def list_mutants(paths: list[str], functions: set[str] | None = None) -> list[Mu
     ``functions`` applies to files without their own).  Keys and site numbers count every site of the
     file, so they do not depend on the functions chosen."""
     mutants: list[Mutant] = []
+    readers = _readers()
     for spec in paths:
         path, _, only = spec.partition("::")
         wanted = set(only.split(",")) if only else functions
@@ -256,7 +262,23 @@ def list_mutants(paths: list[str], functions: set[str] | None = None) -> list[Mu
                                   key=f"{path} | {src} | {w['change']} | #{occurrence}", site=site,
                                   lo=w["lo"], hi=w["hi"], stmt_line=w["stmt_line"], func=w["func"],
                                   header=w["header"], body=w["body"], scope=w["scope"]))
+            if w["assigns"] and not w["func"] and not w["header"]:
+                mutants[-1].refs = sorted(set().union(*(readers.get(n, set()) for n in w["assigns"])))
     return mutants
+
+
+def _readers() -> dict[str, set[tuple[str, int]]]:
+    """Every line of ``sim/`` that reads a name (``NAME`` or ``x.NAME``): who can see a module constant or
+    class attribute change (an over-approximation: any name alike counts)."""
+    out: dict[str, set[tuple[str, int]]] = {}
+    for f in sorted((ROOT / "sim").rglob("*.py")):
+        rel = str(f.relative_to(ROOT))
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                out.setdefault(node.id, set()).add((rel, node.lineno))
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                out.setdefault(node.attr, set()).add((rel, node.lineno))
+    return out
 
 
 def mutated_source(path: str, index_in_file: int) -> str:
@@ -357,7 +379,8 @@ def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | Non
                 target.write_text(mutated_source(m.path, m.site))
                 outcome, m.seconds, m.killer, used = worker.pytest(
                     [*_BASE, f"--basetemp={worker.workdir / '.tmp'}", "-x", *extra], chosen,
-                    timeout or sel.timeout(chosen), mode, _module(m.path), m.func or "", str(target))
+                    timeout or sel.timeout(chosen), mode, _module(m.path), m.func or "", str(target),
+                    [sel.budget(t) for t in chosen])
                 m.status = {"pass": "survived", "fail": "killed", "timeout": "timeout"}[outcome]
                 m.note = used
                 if m.killer:
@@ -485,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="no selection: run every candidate test (cold imports) for every mutant")
     ap.add_argument("--verify", type=int, metavar="N", default=-1,
                     help="selection check: then re-run every survivor and N killed mutants on all the tests")
+    ap.add_argument("--json", metavar="FILE", help="also write every mutant's outcome there")
     ap.add_argument("--cache-dir", default=os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
                     + "/groqsim-mutation", help="where the coverage pass is cached (default %(default)s)")
     args = ap.parse_args(argv)
@@ -513,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     facts = run(mutants, args.tests, args.jobs, args.timeout, args.pytest_args.split(), args.max_examples,
                 Path(args.cache_dir) if args.cache_dir else None, not args.all_tests, args.verify)
     print(report(mutants, args.show, facts))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"facts": facts, "mutants": [
+            {k: v for k, v in vars(m).items() if k in ("id", "key", "status", "seconds", "tests", "killer", "note")}
+            for m in mutants]}, indent=1))
     print(f"{len(mutants)} mutants in {time.perf_counter() - t0:.0f} s with {args.jobs} workers "
           f"(load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
     return 0

@@ -7,8 +7,9 @@ keyed by the hashes of ``sim/``, ``tests/``, the plugin, the pytest arguments an
 is paid once per change of the code or the tests.
 
 Lines run while importing (module constants, class attributes, default arguments, ``def`` lines) have no
-test context: their mutants change what every user of the module sees, so they run the tests that execute
-any line of the file (for a default argument: any line of its function).  Tests that start a process (a
+test context.  A mutated module constant or class attribute ``NAME = ...`` runs the tests that execute a line
+of ``sim/`` reading ``NAME`` or ``x.NAME``; a default argument, the tests that execute its function; any other
+code run at import, the tests that execute any line of the file.  Tests that start a process (a
 subprocess or a fork) are left out: per-test coverage cannot see what the child executes.
 """
 from __future__ import annotations
@@ -117,6 +118,10 @@ class Selection:
         elif m.header:  # a default argument or annotation: whoever calls the function
             tests |= self.tests_of_lines(m.path, range(m.body[0], m.body[1] + 1))
             mode = "cold"
+        elif m.refs is not None:  # a module constant or class attribute: whoever reads it
+            for path, line in m.refs:
+                tests |= self.tests_of_lines(path, (line,))
+            mode = "cold"
         else:
             if imported:
                 tests |= self._file_tests.get(m.path, set())
@@ -132,6 +137,10 @@ class Selection:
         for scope in ((m.path, m.scope), (m.path, None)):
             d = self.killers.setdefault(scope, {})
             d[test] = d.get(test, 0) + 1
+
+    def budget(self, test: str) -> float:
+        """Seconds one test may run on a mutant (``warm`` runs stop there: ``timeout``)."""
+        return 3 * self.seconds.get(test, 1.0) + 2
 
     def timeout(self, tests) -> float:
         return max(10.0, 3 * sum(self.seconds.get(t, 1.0) for t in tests) + 5)

@@ -27,6 +27,7 @@ import time
 import types
 from pathlib import Path
 
+TIMEOUT = 124  # exit status of a child stopped by a test's time budget
 RUNNING: set[int] = set()  # process groups to stop if the tool is interrupted (servers, pytest runs)
 
 
@@ -66,7 +67,7 @@ class Worker:
             raise RuntimeError("collecting the tests failed in the mutation server")
 
     def pytest(self, args: list[str], tests: list[str], timeout: float, mode: str = "cold", module: str = "",
-               qualname: str = "", path: str = "") -> tuple[str, float, str, str]:
+               qualname: str = "", path: str = "", budgets: list[float] | None = None) -> tuple[str, float, str, str]:
         """(``pass`` | ``fail`` | ``timeout``, seconds, first failing test, mode used) of ``pytest args tests``
         in a fresh child (``warm``: the server's own collected ``tests``, run in that order, stopping at the
         first failure); ``mode``/``module``/``qualname``/``path`` say how the child takes the mutant in."""
@@ -75,7 +76,8 @@ class Worker:
         failed.unlink(missing_ok=True)
         t0 = time.monotonic()
         request = {"args": [*args, f"--mutation-failed={failed}"], "tests": tests, "mode": mode, "module": module,
-                   "qualname": qualname, "path": path, "failed": str(failed)}
+                   "qualname": qualname, "path": path, "failed": str(failed),
+                   "budgets": budgets or [timeout] * len(tests)}
         self.proc.stdin.write(json.dumps(request).encode() + b"\n")
         child = self._readline(None)["pid"]
         RUNNING.add(child)
@@ -91,7 +93,8 @@ class Worker:
         finally:
             RUNNING.discard(child)
         killer = failed.read_text() if failed.exists() else ""
-        return ("pass" if answer["rc"] == 0 else "fail"), time.monotonic() - t0, killer, answer["mode"]
+        outcome = "pass" if answer["rc"] == 0 else "timeout" if answer["rc"] == TIMEOUT else "fail"
+        return outcome, time.monotonic() - t0, killer, answer["mode"]
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -177,7 +180,15 @@ def _child(req: dict, root: Path, out, items: dict | None) -> int:
         return int(pytest.main([*req["args"], *req["tests"]]))
     from _pytest.runner import runtestprotocol
     chosen = [items[t] for t in req["tests"]]
+    current = [""]
+
+    def too_long(*_):  # one test ran far past its time on the unmutated code: an endless loop, most likely
+        Path(req["failed"]).write_text(current[0])
+        os._exit(TIMEOUT)
+    signal.signal(signal.SIGALRM, too_long)
     for k, item in enumerate(chosen):  # -x: stop at the first failure
+        current[0] = item.nodeid
+        signal.setitimer(signal.ITIMER_REAL, req["budgets"][k])
         if any(r.failed for r in runtestprotocol(item, nextitem=chosen[k + 1] if k + 1 < len(chosen) else None,
                                                  log=False)):
             Path(req["failed"]).write_text(item.nodeid)
