@@ -191,3 +191,21 @@ def test_go_fraction_digits_beyond_int64_are_dropped_as_go_does():
     assert parse_go_duration("-9223372036.854775808s") == -(1 << 63)
     with pytest.raises(ValueError):
         parse_go_duration("9223372036.854775808s")
+
+
+@pytest.mark.parametrize("ns,text", [(999, "999ns"), (1_000, "1µs"), (1_001, "1.001µs"), (999_999, "999.999µs"),
+                                     (1_000_000, "1ms"), (999_999_999, "999.999999ms"), (1_000_000_000, "1s"),
+                                     (-1_000, "-1µs"), (-1_000_000_000, "-1s"), (60_000_000_000, "1m0s")])
+def test_go_duration_unit_boundaries(ns, text):
+    assert format_go_duration(ns) == text
+
+
+def test_go_duration_of_a_whole_float_or_numpy_integer():
+    np = pytest.importorskip("numpy")
+    assert format_go_duration(1.5e9) == "1.5s" and format_go_duration(np.int64(547_000_000)) == "547ms"
+
+
+def test_fraction_digits_past_int64_are_ignored_like_go():
+    # Go's leadingFraction stops taking digits once the next would overflow int64 (19 of these 21 are kept):
+    # 6358416439747221930 * (3.6e12 / 1e19) truncates to ...308; all 21 digits would give ...309
+    assert parse_go_duration("0.635841643974722193090h") == 2_289_029_918_308

@@ -100,6 +100,7 @@ class Selection:
         tests = self.cov["tests"]
         self.usable = {t for t, v in tests.items() if not v["process"]}
         self.seconds = {t: v["seconds"] for t, v in tests.items()}
+        self._import_lines = {f: set(lines) for f, lines in self.cov["import_lines"].items()}
         self._file_tests = {f: set().union(*by_line.values()) & self.usable if by_line else set()
                             for f, by_line in self.cov["lines"].items()}
 
@@ -111,7 +112,7 @@ class Selection:
         """(candidate tests in run order, mode): ``warm`` when only the mutated function's code needs
         swapping, ``cold`` when the module must be imported afresh (code run at import)."""
         lines = set(range(m.lo, m.hi + 1)) | {m.stmt_line}
-        imported = bool(lines & set(self.cov["import_lines"].get(m.path, ())))
+        imported = bool(lines & self._import_lines.get(m.path, set()))
         tests = self.tests_of_lines(m.path, lines)
         if m.func and not imported:
             mode = "warm"
@@ -119,8 +120,9 @@ class Selection:
             tests |= self.tests_of_lines(m.path, range(m.body[0], m.body[1] + 1))
             mode = "cold"
         elif m.refs is not None:  # a module constant or class attribute: whoever reads it
-            for path, line in m.refs:
-                tests |= self.tests_of_lines(path, (line,))
+            for path, line in m.refs:  # (read at import, e.g. in a class body: whoever uses that file)
+                imported_there = line in self._import_lines.get(path, ())
+                tests |= self._file_tests.get(path, set()) if imported_there else self.tests_of_lines(path, (line,))
             mode = "cold"
         else:
             if imported:
