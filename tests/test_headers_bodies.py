@@ -78,3 +78,17 @@ def test_body_json_keeps_non_ascii_as_groq_writes_it():
     err = rate_limit_error(ls, "m", ORG, 0.0001, 0, 0.0)  # a wait of 1 µs
     assert "try again in 1µs." in err.json()
     assert json.loads(err.json()) == err.body
+
+
+def test_refusal_names_the_longest_wait_and_the_binding_unit_among_equal_waits():
+    ls = LimitSet(Limits(rpm=1, tpm=600))  # token buckets: after 1 request of 600 tokens both need 60 s
+    assert ls.acquire(600, 0, 0.0) == 0.0
+    assert ls.acquire(600, 0, 0.0) == pytest.approx(60.0)
+    r = refusal(ls, 600, 0, 0.0)
+    assert r.wait == pytest.approx(60.0) and r.unit == ls.binding == "rpm"
+    r = refusal(ls, 60, 0, 0.0)  # tpm would need 6 s, rpm 60 s: the longer binds
+    assert r.unit == "rpm" and r.wait == pytest.approx(60.0)
+    ls2 = LimitSet(Limits(rpm=100, tpm=600))
+    assert ls2.acquire(600, 0, 0.0) == 0.0
+    r = refusal(ls2, 600, 0, 0.0)  # rpm 0.6 s, tpm 60 s
+    assert r.unit == "tpm" and r.wait == pytest.approx(60.0)

@@ -65,3 +65,18 @@ def test_check_and_admit_defaults_are_one_request_no_tokens_at_time_zero():
     d = ls.check()
     assert not d.admitted and d.wait == 60.0 and d.refused == ("rpm",)
     assert ls.admit().wait == 60.0 and ls.remaining("tpm", 0.0) == 1000
+
+
+def test_sliding_log_merges_a_same_time_charge_into_the_newest_entry():
+    log = SlidingLog(10, 60)
+    log.admit(3, 0.0)
+    log.admit(1, 5.0)
+    log.admit(2, 5.0)
+    assert log.remaining(60.0) == 7 and log.reset(60.0) == 5.0  # the entry at 0 (3) expired, 1 + 2 at 5 remain
+
+
+def test_check_defaults_ask_for_no_tokens_and_no_audio():
+    ls = LimitSet(Limits(rpm=10, tpm=100, ash=100), "sliding_log")
+    assert ls.acquire(100, 100, 0.0) == 0.0  # tokens and audio full, requests not
+    assert ls.check().admitted and ls.check(1).refused == ("tpm",) and ls.check(0, 1).refused == ("ash",)
+    assert ls.admit().admitted and ls.remaining("rpm", 0.0) == 8

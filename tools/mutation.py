@@ -1,6 +1,7 @@
 """Mutation testing for groqsim's core: does the test suite notice a single-point change to the code?
 
-    python tools/mutation.py sim/limiters.py sim/limitset.py --tests tests/test_limiters.py tests/test_limitset.py
+    python tools/mutation.py                       # the core (DEFAULT_FILES) against tests/ (DEFAULT_TESTS)
+    python tools/mutation.py sim/units.py --tests tests/test_units.py
 
 Each mutant is the source with ONE change made on its syntax tree (``ast``), numbered in a deterministic
 order (file, then tree order).  Operators:
@@ -15,17 +16,18 @@ order (file, then tree order).  Operators:
 * ``if``     an ``if``/``elif``/conditional expression's test -> ``True`` (guard removed) and -> ``False``
 * ``del``    a statement (assignment, augmented assignment, call, ``continue``/``break``, ``return``) -> ``pass``
 
-Docstrings, f-strings, ``__repr__`` and lines marked ``# pragma: no mutate`` are left alone.  Every mutant
-runs ``pytest -x -q --ff`` on the chosen tests in a copy of the project (``--jobs`` copies, each served by
-a process that imported the heavy dependencies once and forks a child per mutant), with
-``--hypothesis-seed`` fixed, hypothesis's shrinking and example database off and at most ``--max-examples``
-examples per property (``tools/mutation_plugin.py``): a mutant's outcome depends on nothing but the
-mutant.  A mutant is *killed* when the tests fail, *timeout* when they run longer than ``--timeout``
-(counted as killed: the change broke something), *survived* when they pass.  ``--equivalent FILE`` lists
-mutants judged to change no behaviour (one key per line, as printed by ``--list``, then ``  -- reason``);
-they are reported apart and left out of the score.
+Docstrings, f-strings, ``__repr__`` and lines marked ``# pragma: no mutate`` are left alone.  A coverage pass
+(cached) finds which tests execute each line (``mutation_select``); each mutant then runs only those tests,
+likeliest killers first, stopping at the first failure, in a forked child of a warmed-up pytest session
+(``mutation_server``), with ``--hypothesis-seed`` fixed, hypothesis's shrinking and example database off and
+at most ``--max-examples`` examples per property (``mutation_plugin``): a mutant's outcome depends on nothing
+but the mutant.  A mutant is *killed* when a test fails, *timeout* when a test runs far longer than on the
+original (counted as killed: the change broke something), *survived* when they pass or no test executes it.
+``--equivalent FILE`` lists mutants judged to change no behaviour (one key per line, as printed by
+``--list``, then ``  -- reason``); they are reported apart and left out of the score.  ``--verify N``
+re-runs the survivors and N killed mutants on every test, without selection, to check the selection.
 
-The score is killed / (mutants - equivalent).  Not part of CI: it runs the tests once per mutant.
+The score is killed / (mutants - equivalent).  Not part of CI: it runs tests once per mutant.
 """
 from __future__ import annotations
 
