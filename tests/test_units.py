@@ -6,11 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.units import (
+    format_duration,
     format_go_duration,
     format_reset,
     format_wait,
+    parse_count,
     parse_duration,
     parse_go_duration,
+    parse_rate,
     seconds_to_ns,
 )
 
@@ -101,3 +104,108 @@ def test_parse_duration_keeps_scenario_inputs(text, seconds):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+# ---- every unit and rounding mode, each asserted exactly (mutation testing found them unpinned) ---------
+
+@pytest.mark.parametrize("text,per_second", [
+    ("3.5/s", 3.5), ("3.5/sec", 3.5), ("3.5/second", 3.5), ("120/min", 2.0), ("120/minute", 2.0),
+    ("120/m", 2.0), ("7200/h", 2.0), ("7200/hour", 2.0), ("172800/d", 2.0), ("172800/day", 2.0),
+    ("2.5", 2.5), (" 20 / min ", 1 / 3), (4, 4.0), (0.25, 0.25), ("0/min", 0.0),
+])
+def test_parse_rate_every_unit(text, per_second):
+    assert parse_rate(text) == pytest.approx(per_second, rel=1e-15)
+
+
+@pytest.mark.parametrize("bad", ["20/fortnight", "fast", "-1/s", "inf/s", "nan", True, -0.5, float("inf")])
+def test_parse_rate_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_rate(bad)
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("1ns", 1e-9), ("3us", 3e-6), ("3µs", 3e-6), ("3μs", 3e-6), ("7ms", 0.007), ("2s", 2.0), ("2m", 120.0),
+    ("2h", 7200.0), ("2d", 172_800.0), ("1d2h3m4s5ms", 93_784.005), ("1.5m", 90.0), (".5s", 0.5), ("5.s", 5.0),
+    (7, 7.0), (0.25, 0.25), (0, 0.0), ("0", 0.0), ("1e3", 1000.0),
+])
+def test_parse_duration_every_unit(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds, rel=1e-15)
+
+
+@pytest.mark.parametrize("bad", [True, False, -1, -0.5, float("inf"), float("nan"), "5s-", "s5", "1x2s", "--1s"])
+def test_parse_duration_rejects_bools_negatives_and_junk(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("text,count", [("0", 0), ("1", 1), ("14.4K", 14_400), ("14.4k", 14_400),
+                                        ("1M", 1_000_000), ("2.5m", 2_500_000), (" 30 ", 30), ("500K", 500_000),
+                                        ("", None), ("-", None), ("  -  ", None)])
+def test_parse_count_exactly(text, count):
+    assert parse_count(text) == count
+
+
+@pytest.mark.parametrize("bad", ["1.5", "1.0001K", "K", "1G", "-3", "1e3"])
+def test_parse_count_rejects_fractions_and_unknown_suffixes(bad):
+    with pytest.raises(ValueError):
+        parse_count(bad)
+
+
+def test_seconds_to_ns_roundings():
+    assert seconds_to_ns(1.5e-9) == 2 and seconds_to_ns(1.4e-9) == 1 and seconds_to_ns(0.0) == 0
+    assert seconds_to_ns(1.2e-9, "ceil") == 2 and seconds_to_ns(1e-9, "ceil") == 1
+    assert seconds_to_ns(179.56, "nearest") == 179_560_000_000 == seconds_to_ns(179.56, "ceil")
+    assert seconds_to_ns(0.1 + 0.2, "ceil") == 300_000_000  # float noise below 1e-6 ns is not rounded up
+    with pytest.raises(ValueError):
+        seconds_to_ns(1.0, "floor")
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (86_400, "1d"), (172_800, "2d"), (7_200, "2h"), (3_600, "1h"), (900, "15m"), (60, "1m"), (90, "1m30s"),
+    (0.5, "0.5s"), (0, "0s"), (59.99, "59.99s"), (3_601, "1h0m1s"), (86_460, "1441m"),
+    (90_061.5, "25h1m1.5s"), (0.004, "0.01s"), (12.345, "12.35s"), (61.1, "1m1.1s"),
+])
+def test_format_duration_as_a_scenario_writes_it(seconds, text):
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == pytest.approx(seconds, abs=0.01)
+
+
+@pytest.mark.parametrize("seconds,text", [(-1.0, "0s"), (0.0, "0s"), (1e-9, "1ms"), (0.001, "1ms"),
+                                          (0.0010000001, "1ms"), (0.0010001, "2ms"), (59.9995, "1m0s")])
+def test_reset_header_rounds_up_to_the_millisecond_and_never_below_zero(seconds, text):
+    assert format_reset(seconds) == text
+
+
+@pytest.mark.parametrize("seconds,text", [(-2.0, "0s"), (0.0, "0s"), (1e-9, "1ns"), (1.4e-9, "1ns"),
+                                          (1.6e-9, "2ns"), (0.0000015, "1.5µs"), (3600.0, "1h0m0s")])
+def test_wait_rounds_to_the_nearest_nanosecond_and_never_below_zero(seconds, text):
+    assert format_wait(seconds) == text
+
+
+def test_go_fraction_digits_beyond_int64_are_dropped_as_go_does():
+    # Go's leadingFraction stops adding digits once the next would overflow int64; the value is unchanged
+    assert parse_go_duration("1." + "9" * 30 + "s") == 2 * S
+    assert parse_go_duration("0." + "0" * 25 + "1s") == 0
+    assert parse_go_duration("1.000000001s") == S + 1
+    assert parse_go_duration("0.000000001s") == 1
+    assert parse_go_duration("-9223372036.854775808s") == -(1 << 63)
+    with pytest.raises(ValueError):
+        parse_go_duration("9223372036.854775808s")
+
+
+@pytest.mark.parametrize("ns,text", [(999, "999ns"), (1_000, "1µs"), (1_001, "1.001µs"), (999_999, "999.999µs"),
+                                     (1_000_000, "1ms"), (999_999_999, "999.999999ms"), (1_000_000_000, "1s"),
+                                     (-1_000, "-1µs"), (-1_000_000_000, "-1s"), (60_000_000_000, "1m0s")])
+def test_go_duration_unit_boundaries(ns, text):
+    assert format_go_duration(ns) == text
+
+
+def test_go_duration_of_a_whole_float_or_numpy_integer():
+    np = pytest.importorskip("numpy")
+    assert format_go_duration(1.5e9) == "1.5s" and format_go_duration(np.int64(547_000_000)) == "547ms"
+
+
+def test_fraction_digits_past_int64_are_ignored_like_go():
+    # Go's leadingFraction stops taking digits once the next would overflow int64 (19 of these 21 are kept):
+    # 6358416439747221930 * (3.6e12 / 1e19) truncates to ...308; all 21 digits would give ...309
+    assert parse_go_duration("0.635841643974722193090h") == 2_289_029_918_308

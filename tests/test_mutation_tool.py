@@ -1,0 +1,56 @@
+"""tools/mutation.py itself (cheap checks; mutation runs are not part of CI): mutants are generated with stable
+keys, a warm run's code swap reaches every reference to the function, selection follows coverage."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+mutation = pytest.importorskip("mutation")
+from mutation_select import Selection  # noqa: E402
+from mutation_server import _swap  # noqa: E402
+
+
+def _mutant(spec, change, source_part):
+    return next(m for m in mutation.list_mutants([spec]) if m.change == change and source_part in m.source)
+
+
+def test_a_known_mutant_is_generated_and_changes_behaviour():
+    m = _mutant("sim/units.py::parse_count", "condition -> `False`", "if value != round(value)")
+    assert m.key == "sim/units.py | if value != round(value): | condition -> `False` | #0"
+    assert m.func == "parse_count" and not m.header and m.lo == m.hi == m.line
+    ns: dict = {}
+    exec(compile(mutation.mutated_source(m.path, m.site), "units_mutant", "exec"), ns)
+    assert ns["parse_count"]("1.5") == 2  # the original raises: "1.5" is not a whole number
+
+
+def test_keys_do_not_depend_on_the_functions_chosen():
+    whole = {m.key: m.site for m in mutation.list_mutants(["sim/units.py"])}
+    some = mutation.list_mutants(["sim/units.py::parse_count,format_reset"])
+    assert some and all(whole[m.key] == m.site for m in some)
+    assert {m.func for m in some} == {"parse_count", "format_reset"}
+
+
+def test_swap_reaches_references_taken_before(tmp_path, monkeypatch):
+    (tmp_path / "swapme.py").write_text("class A:\n    def f(self):\n        return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import swapme
+    bound = swapme.A().f
+    mutated = tmp_path / "mutated.py"
+    mutated.write_text("class A:\n    def f(self):\n        return 0\n")
+    assert _swap("swapme", "A.f", str(mutated)) and bound() == 0
+    assert not _swap("swapme", "A.g", str(mutated))
+
+
+def test_selection_runs_the_tests_that_execute_the_line_fastest_first_and_killers_first():
+    m = _mutant("sim/units.py::parse_count", "condition -> `False`", "if value != round(value)")
+    cov = {"tests": {"t::slow": {"seconds": 2.0, "process": False}, "t::fast": {"seconds": 0.1, "process": False},
+                     "t::proc": {"seconds": 0.1, "process": True}, "t::other": {"seconds": 0.1, "process": False}},
+           "lines": {m.path: {str(m.line): ["t::slow", "t::fast", "t::proc"], "1": ["t::other"]}},
+           "import_lines": {m.path: [1]}}
+    sel = Selection(cov)
+    assert sel.for_mutant(m) == (["t::fast", "t::slow"], "warm")
+    sel.killed_by(m, "t::slow")
+    assert sel.for_mutant(m)[0] == ["t::slow", "t::fast"]
+    cov["lines"][m.path] = {}
+    assert Selection(cov).for_mutant(m) == ([], "warm")  # no test executes it: "no coverage"
