@@ -95,12 +95,14 @@ def _run(args) -> int:
 
 
 def _run_study(args, scenario, duration, out, created, pool) -> int:
-    from .report import comparison_json, format_comparison, write_outputs
+    from .report import comparison_json, format_comparison, start_early_figures, write_outputs
     from .runner import run_study
+    early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     try:
         _work(args, scenario, duration)
         study = run_study(scenario, out, dask=args.dask, resume=not args.fresh, duration=duration,
-                          progress=False if args.quiet else None, pool=pool)
+                          progress=False if args.quiet else None, pool=pool,
+                          on_first_replication=lambda s: start_early_figures(pool, s, out, early))
     except ConfigError:
         if created and not any(f.is_file() for f in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
@@ -121,7 +123,8 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         sys.stdout.write(study.comparison.to_csv(index=False))
     else:
         sys.stdout.write(format_comparison(study.comparison, axes))
-    files = write_outputs(study, out, pool if study.complete else None)  # Ctrl-C also stopped the workers
+    files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
+                          early if study.complete else None)
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     if not study.complete:

@@ -10,7 +10,7 @@ place them by index, so what they compute never depends on which worker finished
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
 
@@ -53,18 +53,38 @@ class Pool:
             return
         if self._executor is None:  # no more workers than the first map has calls: they would only idle
             self._executor = ProcessPoolExecutor(max_workers=min(self.jobs, len(calls)))
-        index = {self._executor.submit(fn, *args): n for n, args in enumerate(calls)}
-        pending = set(index)
+        # calls are handed to the workers a few at a time, so that a :meth:`submit` made meanwhile (a file
+        # whose inputs are ready) waits behind a few calls, not behind all of them
+        ahead = 2 * self._executor._max_workers
+        index: dict = {}
+        pending: set = set()
+        queue = iter(enumerate(calls))
+
+        def top_up():
+            for n, args in queue:
+                fut = self._executor.submit(fn, *args)
+                index[fut] = n
+                pending.add(fut)
+                if len(pending) >= ahead:
+                    return
+
+        top_up()
         try:
             if meanwhile is not None:
                 meanwhile()
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                top_up()
                 for fut in sorted(done, key=index.__getitem__):
                     yield index[fut], fut.result()
         finally:
             for fut in pending:
                 fut.cancel()
+
+    def submit(self, fn: Callable, *args) -> Future | None:
+        """Start ``fn(*args)`` on a worker now, beside a map under way; None when there are no workers
+        (``jobs=1``, or no map has started them): the caller then does the work itself later."""
+        return None if self._executor is None else self._executor.submit(fn, *args)
 
     def map(self, fn: Callable, calls: Iterable[tuple]) -> list:
         """``[fn(*args) for args in calls]``, in call order whatever order they finish in."""

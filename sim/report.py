@@ -145,18 +145,24 @@ def comparison_json(comp: pd.DataFrame) -> str:
     return json.dumps(jsonable(comp.to_dict(orient="records")), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None) -> list[Path]:
+def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early: dict | None = None
+                  ) -> list[Path]:
     """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots and the lane tables.
     With a ``pool`` the files other than the two tables are written by its workers, one task each, in
-    parallel (a study held in memory is written here: its records are not sent to workers)."""
+    parallel (a study held in memory is written here: its records are not sent to workers).  ``early``:
+    figures already started on the pool (figure function -> future, see :func:`start_early_figures`)."""
     out.mkdir(parents=True, exist_ok=True)
     study.summary.to_csv(out / "summary.csv", index=False)
     study.comparison.to_csv(out / "comparison.csv", index=False)
+    early = early or {}
     # the longest first, so that it does not start last
-    tasks = [(write_requests, study, out), *((fig, study, out) for fig in FIGURES), (plot_lanes, study, out),
-             (lane_tables, study, out)]
+    tasks = [(write_requests, study, out), *((fig, study, out) for fig in FIGURES if fig not in early),
+             (plot_lanes, study, out), (lane_tables, study, out)]
     files = [f(*args) for f, *args in tasks] if pool is None or study.results else pool.map(call, tasks)
+    files += [future.result() for future in early.values()]
     return [out / "summary.csv", out / "comparison.csv", *(f for group in files for f in group)]
+
+
 
 
 def write_requests(study: StudyResult, out: Path) -> list[Path]:
@@ -342,6 +348,21 @@ def plot_attempts(study: StudyResult, out: Path) -> list[Path]:
 
 #: every study's figures, one function each (independent: a pool draws them in parallel), most costly first
 FIGURES = (plot_utilisation, plot_latency_cdf, plot_throughput, plot_attempts)
+
+#: the figures that read only replication 0: they can be drawn while the other replications run
+FIRST_REPLICATION_FIGURES = (plot_utilisation, plot_throughput)
+
+
+def start_early_figures(pool: Pool, study: StudyResult, out: Path, early: dict) -> None:
+    """Start the :data:`FIRST_REPLICATION_FIGURES` of ``study`` (its replication 0 done) on ``pool``'s
+    workers, recording their futures in ``early`` for :func:`write_outputs`; nothing without workers.  The
+    figures come out the same as at the end: they read only what is already done."""
+    if study.results:  # a study held in memory is drawn at the end, in this process
+        return
+    for fig in FIRST_REPLICATION_FIGURES:
+        future = pool.submit(call, fig, study, out)
+        if future is not None:
+            early[fig] = future
 
 
 def _styles(n: int) -> list[dict]:

@@ -146,11 +146,14 @@ def finished_rows(out: Path, jobs: Iterable[Job]) -> dict[str, dict]:
 def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | None = None,
               dask: str | None = None, resume: bool = True, duration: float | None = None,
               progress: bool | None = None, keep_results: bool | None = None,
-              on_row: Callable[[dict], None] | None = None, pool: Pool | None = None) -> StudyResult:
+              on_row: Callable[[dict], None] | None = None, pool: Pool | None = None,
+              on_first_replication: Callable[[StudyResult], None] | None = None) -> StudyResult:
     """Run every grid point x replication and summarise.  Ctrl-C stops cleanly: runs already finished
     are kept (on disk with ``out``) and the partial result is returned with ``complete=False``.  ``pool``:
     workers to run on (kept warm for the caller's next map, e.g. the plots); by default ``jobs`` of them
-    for this study only."""
+    for this study only.  ``on_first_replication(study)``: called once, as soon as replication 0 of every grid
+    point is done (those runs go first), with the study so far: what reads only replication 0 (the figures
+    over time) can start while the other replications run."""
     out = Path(out) if out is not None else None
     all_jobs = plan(scenario, duration)
     rows: dict[str, dict] = {}
@@ -160,13 +163,27 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
             for f in (out / "runs").glob("*") if (out / "runs").exists() else []:
                 f.unlink()
         rows.update(finished_rows(out, all_jobs))
-    todo = [j for j in all_jobs if j.key not in rows]
+    todo = sorted((j for j in all_jobs if j.key not in rows), key=lambda j: j.replication > 0)  # stable
     keep = out is None if keep_results is None else keep_results
     results: dict[tuple[int, int], RunResult] = {}
     jobs = pool.jobs if pool is not None else jobs or scenario.run.jobs or os.cpu_count() or 1
     dask = dask or scenario.run.dask
     bar = _progress(len(all_jobs), len(rows), progress)
     complete = True
+
+    first = {j.key for j in all_jobs if j.replication == 0}
+    order = {j.key: n for n, j in enumerate(all_jobs)}
+
+    def study_so_far(done: bool) -> StudyResult:
+        summary = _frame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
+        return StudyResult(scenario, summary, compare(summary, list(scenario.compare)) if len(summary) else summary,
+                           out, results, done, duration)
+
+    def first_done():
+        nonlocal first
+        if on_first_replication is not None and first and first <= rows.keys():
+            first = set()
+            on_first_replication(study_so_far(False))
 
     def collect(row, result):
         rows[row["key"]] = row
@@ -175,6 +192,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         bar.update(1)
         if on_row:
             on_row(row)
+        first_done()
 
     out_arg = None if out is None else str(out)
     calls = [(scenario, job, out_arg, duration, keep) for job in todo]
@@ -184,6 +202,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         else:
             with Pool(jobs) if pool is None else nullcontext(pool) as runner:
                 # the comparison's t quantiles import scipy.special (~0.4 s): done while the workers run
+                first_done()  # (resumed with replication 0 already done)
                 for _, done in runner.imap(execute, calls, meanwhile=_warm_compare):
                     collect(*done)
     except KeyboardInterrupt:
@@ -192,11 +211,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         bar.close()
     if out is not None and not complete:
         rows.update(finished_rows(out, all_jobs))  # runs that workers finished while we were interrupted
-    order = {j.key: n for n, j in enumerate(all_jobs)}
-    summary = _frame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
-    axes = list(scenario.compare)
-    return StudyResult(scenario, summary, compare(summary, axes) if len(summary) else summary, out, results,
-                       complete and len(rows) == len(all_jobs), duration)
+    return study_so_far(complete and len(rows) == len(all_jobs))
 
 
 def _warm_compare() -> None:

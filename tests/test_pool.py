@@ -37,3 +37,19 @@ def test_workers_are_started_once_and_reused():
 def test_an_error_in_a_worker_is_raised_in_the_caller():
     with Pool(2) as pool, pytest.raises(ValueError, match="bad 3"):
         pool.map(call, [(_slow_square, 0.0), (_fail, 3)])
+
+
+def test_a_call_submitted_during_a_map_runs_before_the_maps_remaining_calls():
+    """Calls go to the workers a few at a time, so a submit made while a long map runs starts early (how a
+    study's replication-0 figures overlap its other runs); without workers there is nothing to submit to."""
+    with Pool(2) as pool:
+        early = None
+        finished_before = 0
+        for n, _ in pool.imap(_slow_square, [(0.05,)] * 40):
+            if early is None:
+                early = pool.submit(_slow_square, 0.0)
+            elif early.done() and not finished_before:
+                finished_before = n + 1
+        assert early.result()[0] == 0.0
+        assert 0 < finished_before < 20  # done long before the 40 calls were
+    assert Pool(1).submit(_slow_square, 0.0) is None and Pool(2).submit(_slow_square, 0.0) is None
