@@ -10,6 +10,8 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from itertools import count
 
+from sim.clock import Clock
+
 
 class HeapClock:
     """The part of :class:`sim.clock.Clock` the open-loop engine uses, on a bare heap."""
@@ -28,22 +30,9 @@ class HeapClock:
     def call_after(self, delay, fn, a, b):
         heappush(self._queue, (self._now + delay, 1, next(self._eid), (fn, a, b)))
 
-    def merge(self, stream, i):
-        times, fn, a = stream
-        n, queue, eid, merge = len(times), self._queue, self._eid, self.merge
-        while True:
-            fn(a, i, self._now)
-            i += 1
-            if i >= n:
-                return
-            now = self._now
-            t = times[i]
-            t = now + (t - now if t > now else 0.0)
-            e = next(eid)
-            if queue and queue[0][0] <= t:
-                heappush(queue, (t, 1, e, (merge, stream, i)))
-                return
-            self._now = t
+    #: the clock's own merge of pre-sorted arrivals: it reads only ``_now``, ``_queue`` and ``_eid``, which this
+    #: loop keeps the same way (priority 1 is SimPy's NORMAL)
+    merge = Clock.merge
 
     def run(self, until):
         next(self._eid)  # SimPy's run schedules its stop event: keep the same ids
