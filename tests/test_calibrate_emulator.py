@@ -39,6 +39,10 @@ def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
     # an untouched budget), so a few hundred requests -- tens of seconds -- are evidence enough.
     emu = Emulator(_spec(algorithm, charge), time_scale=2.0, log_path=tmp_path / "log.jsonl", seed=5)
     rng = np.random.default_rng(6)
+    # charged by actual tokens, a request costs its prompt and an answer of 8-64 tokens, not the 512
+    # reserved: longer prompts keep it over TPM on a loaded machine too (at 4-12K characters a busy
+    # CI machine once gave only 28 refusals in 300 requests)
+    chars = (6000, 16000) if charge == "actual" else (4000, 12000)
     with running(emu) as url:
         client = groq.Groq(base_url=url, api_key="k", max_retries=0)
         stop = time.monotonic() + REAL_SECONDS
@@ -48,7 +52,7 @@ def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
             try:
                 # a reservation far above the answers (8-64 tokens): max_tokens vs actual charging differ
                 client.chat.completions.create(model=MODEL, max_tokens=512, messages=[
-                    {"role": "user", "content": "y" * int(rng.integers(4000, 12000))}])
+                    {"role": "user", "content": "y" * int(rng.integers(*chars))}])
             except groq.RateLimitError:
                 pass
     emu.close()
