@@ -18,11 +18,11 @@ Modelling rules (docs/modelling.md has the full list):
 """
 from __future__ import annotations
 
+import itertools
 import math
-from math import exp
 from collections import deque
 from functools import partial
-import itertools
+from math import exp
 
 import numpy as np
 from simpy.events import Timeout
