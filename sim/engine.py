@@ -290,22 +290,19 @@ class Simulation:
     def _refused(self, c: _Group, i: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429 or 5xx at time ``t``: fall back, retry later, or give up."""
         pol = c.policy
+        nxt = 0
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
-            if nxt and c.deadline is not None and t >= c.created[i] + c.deadline:
-                self._finish(c, i, DEADLINE, c.created[i] + c.deadline)  # too late even for the fallback
+        if nxt:
+            delay = 0.0  # the fallback model, at once
+        else:
+            if status not in c.retry_on or c.attempts[i] >= c.max_attempts:
+                self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
-            if nxt:
-                self.events += 1
-                self.env.call_at(t, self._on_retry, c, i)  # the fallback model, at once
-                return
-        if status not in c.retry_on or c.attempts[i] >= c.max_attempts:
-            self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
-            return
-        delay = pol.backoff(i, c.attempts[i], retry_after)
-        for refused in c.on_refused:
-            refused(t, retry_after, delay)
-        deadline = c.deadline
+            delay = pol.backoff(i, c.attempts[i], retry_after)
+            for refused in c.on_refused:
+                refused(t, retry_after, delay)
+        deadline = c.deadline  # no attempt, retry or fallback, goes out once the client has given up
         if deadline is not None and t + delay >= c.created[i] + deadline:
             self._finish(c, i, DEADLINE, c.created[i] + deadline)
             return

@@ -85,7 +85,7 @@ def _row_index(records) -> dict[tuple[int, int], int]:
 
 
 def _copy_seed(seed):
-    """The seed as given, unused: a SeedSequence is consumed by spawning, so each run gets a fresh copy."""
+    """The seed as given, unused: a SeedSequence is consumed by spawning, so the caller's stays as it was."""
     if isinstance(seed, np.random.SeedSequence):
         return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size,
                                       n_children_spawned=seed.n_children_spawned)
