@@ -99,10 +99,11 @@ def _child(name: str, which: str, duration: float, queue) -> None:
         n, events = baseline(spec)
         record_bytes = df_bytes = 0.0
     else:
-        sim = Simulation(spec, 0)
         if which == "heapq":
             from heapq_clock import HeapClock
-            sim.env = HeapClock()
+            sim = Simulation(spec, 0, clock=HeapClock())
+        else:
+            sim = Simulation(spec, 0)
         result = sim.run()
         n, events = len(result.records), sim.events
         held = sum(c.nbytes() for c in sim.clients)
