@@ -41,16 +41,16 @@ def attempt_function(sim, c):
     retry_on, max_attempts = c.retry_on, c.max_attempts
     unit_index, inf = UNIT_INDEX, math.inf
 
-    def answered_no(i: int, t: float, status: int, ra: int | None) -> None:
-        """The client reads a 429, 498 or 5xx at ``t``: fall back, retry later, or give up.  ``ra`` is the
-        answer's ``retry-after`` (whole seconds; None without one)."""
+    def answered_no(i: int, tries: int, t: float, status: int, ra: int | None) -> None:
+        """The client reads a 429, 498 or 5xx at ``t``, after ``tries`` attempts: fall back, retry later, or
+        give up.  ``ra`` is the answer's ``retry-after`` (whole seconds; None without one)."""
         nxt = 0
         if fallback:
             pos[i] = nxt = next_model(pos[i], status)
         if nxt:
             delay = 0.0  # the fallback model, at once
         else:
-            if status not in retry_on or attempts[i] >= max_attempts:
+            if status not in retry_on or tries >= max_attempts:
                 end = GAVE_UP if status == 429 else ERROR
                 if plain:
                     outcome[i] = end
@@ -58,7 +58,7 @@ def attempt_function(sim, c):
                 else:
                     finish(c, i, end, t)
                 return
-            delay = backoff(i, attempts[i], ra)
+            delay = backoff(i, tries, ra)
             for hook in on_refused:
                 hook(t, ra, delay)
         if deadline is not None and t + delay >= created[i] + deadline:
@@ -72,7 +72,7 @@ def attempt_function(sim, c):
         """Attempt request ``i`` at ``now``."""
         if now is None:
             now = env._now
-        attempts[i] += 1
+        attempts[i] = tries = attempts[i] + 1
         p = pos[i]
         m = chain[p] if p else model[i]
         svc = services[m]
@@ -80,7 +80,7 @@ def attempt_function(sim, c):
         if svc is not svc0:
             rtt = svc.round_trip(z)
         if error_rate and fault() < error_rate:
-            answered_no(i, now + rtt, error_status, None)
+            answered_no(i, tries, now + rtt, error_status, None)
             return
         audio = audio_col[i]
         if route is None:
@@ -89,7 +89,7 @@ def attempt_function(sim, c):
         else:
             limits, wait = route.send(c, i, m, now)
             if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
-                answered_no(i, now + rtt, CAPACITY_EXCEEDED, None)
+                answered_no(i, tries, now + rtt, CAPACITY_EXCEEDED, None)
                 return
         for observe in observers:
             observe(m, limits, now, i, wait, rtt)
@@ -118,7 +118,7 @@ def attempt_function(sim, c):
             refused_by[i] = k = unit_index[limits.binding]
             log_t(now)
             log_code(m * 8 + k)
-            answered_no(i, now + rtt, 429, retry_after(wait))
+            answered_no(i, tries, now + rtt, 429, retry_after(wait))
 
     if c.gated:
         queue, pump = c.queue, sim._pump
