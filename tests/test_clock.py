@@ -79,3 +79,24 @@ def test_simpy_processes_and_until_still_work():
     assert log == [1.5, ("call", 2.0), 3.0] and clock.now == 4.0
     with pytest.raises(ValueError):
         clock.run(until=1.0)
+
+
+def test_engine_on_the_bare_heapq_loop_gives_the_same_records():
+    """bench/heapq_clock.py's baseline: the engine run on a bare heap (``Simulation(clock=...)``) must give
+    the records of the SimPy clock, or bench.py's engine/heapq ratio compares different work.  The overload
+    workload retries a lot: a retry scheduled on the wrong clock would be lost."""
+    import sys
+    from pathlib import Path
+    bench = str(Path(__file__).resolve().parent.parent / "bench")
+    sys.path.insert(0, bench)
+    try:
+        from bench import workloads
+        from heapq_clock import HeapClock
+    finally:
+        sys.path.remove(bench)
+    from sim.engine import Simulation
+    spec = workloads(600.0)["overload"]
+    ours, bare = Simulation(spec, 3).run(), Simulation(spec, 3, clock=HeapClock()).run()
+    assert ours.records["n429"].sum() > 100  # retries happened
+    assert ours.records.equals(bare.records) and ours.refusals.equals(bare.refusals)
+    assert ours.events == bare.events
