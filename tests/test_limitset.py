@@ -219,6 +219,37 @@ def test_defaults_cost_one_request_at_time_zero():
     assert not ls.admit(now=0.5).admitted and ls.admit(now=60.0).admitted
 
 
+@pytest.mark.parametrize("algorithm", ["sliding_log", "fixed_window"])
+def test_the_generic_acquire_defaults_cost_one_request_at_time_zero(algorithm):
+    ls = LimitSet(Limits(rpm=1, tpm=10, ash=10), algorithm)
+    assert ls.acquire() == 0.0
+    assert ls.remaining("rpm", 0.0) == 0 and ls.remaining("tpm", 0.0) == 10 and ls.remaining("ash", 0.0) == 10
+    assert ls.check(now=0.0).wait > 0 and ls.check(now=60.5).wait == 0.0  # charged at 0: out of the window at 60
+
+
+def test_the_longest_wait_of_two_refusing_request_units_binds():
+    """RPM empty (2 s to the next request) and RPD 0.01 short (0.864 s): the wait is RPM's, the longer,
+    though RPD is asked last."""
+    ls = LimitSet(Limits(rpm=30, rpd=1000))
+    ls.units["rpm"]._level, ls.units["rpd"]._level = 0.0, 0.99
+    for _, b in ls._requests:
+        b._t = 0.0
+    assert ls.acquire(0, 0, 0.0) == pytest.approx(2.0) and ls.binding == "rpm"
+
+
+def test_a_refund_after_the_bucket_was_full_gives_nothing_back():
+    """Charged 800 of TPM 1000 at 0, full again by 60 s, charged 900 at 70: refunding the first charge's
+    unused 500 at 71 gives nothing (the bucket has been full since: it cannot be higher than it is), while
+    refunding the second's gives it back; the inlined acquire keeps the peaks a refund reads."""
+    ls = LimitSet(Limits(rpm=10, tpm=1000))
+    assert ls.acquire(800, 0, 0.0) == 0.0 and ls.acquire(900, 0, 70.0) == 0.0
+    before = ls.remaining("tpm", 71.0)
+    ls.refund_tokens(500, 0.0, 71.0)
+    assert ls.remaining("tpm", 71.0) == before
+    ls.refund_tokens(500, 70.0, 71.0)
+    assert ls.remaining("tpm", 71.0) == pytest.approx(before + 500)
+
+
 def test_retry_after_function_is_retry_after_seconds_never_below_one():
     for rounding in ("ceil", "round", "floor"):
         f = retry_after_function(rounding)
@@ -241,7 +272,7 @@ def test_the_inlined_token_bucket_acquire_is_the_generic_one_bit_for_bit(limits,
     fast, slow = LimitSet(limits, refunds=refunds), LimitSet(limits, refunds=refunds)
     assert fast.acquire != slow.__class__.acquire.__get__(slow)  # the inlined path is the one in use
     rng = np.random.default_rng(11)
-    now = 0.0
+    now, charged = 0.0, []
     for _ in range(3000):
         now += float(rng.exponential(0.8))
         tokens = float(rng.choice([0, rng.integers(1, 700), 7000]))
@@ -249,8 +280,12 @@ def test_the_inlined_token_bucket_acquire_is_the_generic_one_bit_for_bit(limits,
         a = fast.acquire(tokens, audio, now)
         b = LimitSet.acquire(slow, tokens, audio, now)
         assert a == b and (a == 0.0 or fast.binding == slow.binding)
-        if a == 0.0 and refunds and tokens and rng.random() < 0.3:
-            fast.refund_tokens(tokens / 3, now, now + 1.0)
-            slow.refund_tokens(tokens / 3, now, now + 1.0)
+        if a == 0.0 and tokens:
+            charged.append((now, tokens))
+        if refunds and charged and rng.random() < 0.3:
+            # refund part of a recent or an older charge: a bucket full since then gives nothing back
+            at, amount = charged[int(rng.integers(max(0, len(charged) - 20), len(charged)))]
+            fast.refund_tokens(amount / 3, at, now)
+            slow.refund_tokens(amount / 3, at, now)
         for unit in limits.items():
             assert fast.remaining(unit[0], now) == slow.remaining(unit[0], now)
