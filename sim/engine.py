@@ -27,15 +27,15 @@ from math import exp
 import numpy as np
 from simpy.events import Timeout
 
-from .attempt import attempt_function
 from .clock import Clock
 from .config import Client
 from .errors import ConfigError, did_you_mean
+from .flex import CAPACITY_EXCEEDED
 from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
 from .policies import ClientPolicy, client_policy
-from .records import DEADLINE, DROPPED, Columns, RunResult, frames
+from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
 from .service import ServiceModel
 from .spec import RunSpec
 from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Uniforms, client_streams,
@@ -133,7 +133,6 @@ class Simulation:
             c.setup(client_policy(pol, Uniforms(c.rngs[POLICY]), c.charge, c.audio, limits_of))
             if watch is not None:
                 c.observers = [*c.observers, partial(watch, c)]
-            c.send = attempt_function(self, c)
             self.clients.append(c)
 
     # ---- set-up -----------------------------------------------------------------------------------------
@@ -183,7 +182,7 @@ class Simulation:
         (:meth:`Clock.merge`); one event each."""
         if c.n:
             self.events += c.n
-            stream = (c.created, c.send if not c.gated else self._arrive, c)
+            stream = (c.created, self._send if not c.gated else self._arrive, c)
             self.env.call_at(c.created[0], self.env.merge, stream, 0)
 
     def _closed_user(self, c: _Group):
@@ -198,7 +197,7 @@ class Simulation:
     # ---- request life cycle -----------------------------------------------------------------------------
     def _arrive(self, c: _Group, i: int, now: float) -> None:
         if not c.gated:
-            c.send(c, i, now)
+            self._send(c, i, now)
             return
         size = c.policy.queue_size
         if size is not None and len(c.queue) >= size and (
@@ -230,7 +229,7 @@ class Simulation:
             q.popleft()
             for sent in pol.on_send:
                 sent(first)
-            c.send(c, i, now)
+            self._send(c, i, now)
 
     def _wake(self, c: _Group, t: float) -> None:
         if self.env._now < c.wake_at <= t:
@@ -238,6 +237,88 @@ class Simulation:
         c.wake_at = t
         self.events += 1
         self.env.call_at(t, self._pump, c, None)
+
+    def _send(self, c: _Group, i: int, now: float) -> None:
+        c.attempts[i] = tries = c.attempts[i] + 1
+        pos = c.pos[i]
+        m = c.chain[pos] if pos else c.model[i]
+        svc = self.services[m]
+        z, rtt = next(c.net)
+        if svc is not c.svc0:
+            rtt = svc.round_trip(z)
+        if self.error_rate and c.fault() < self.error_rate:
+            self._refused(c, i, tries, now + rtt, self.error_status, None)
+            return
+        audio = c.audio[i]
+        if c.route is None:
+            limits = self.limitsets[m]
+            wait = limits.acquire(c.charge[i], audio, now)
+        else:
+            limits, wait = c.route.send(c, i, m, now)
+            if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
+                self._refused(c, i, tries, now + rtt, CAPACITY_EXCEEDED, None)
+                return
+        for observe in c.observers:
+            observe(m, limits, now, i, wait, rtt)
+        if wait == 0.0:
+            q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
+            c.qt[i] = q
+            c.pt[i] = p
+            c.ct[i] = ct
+            c.admitted[i] = now
+            c.served[i] = m
+            fin = now + rtt + q + p + ct
+            if self.refund:
+                unused = c.max_tokens[i] - c.completion[i]
+                if unused > 0:
+                    self._at(fin, limits.refund_tokens, unused, now, fin)
+            if c.plain:  # _finish, for a group with nothing more to do at a finish
+                c.outcome[i] = OK
+                c.finished[i] = fin
+            else:
+                self._finish(c, i, OK, fin)
+        elif wait == math.inf:
+            c.refused[i] = UNIT_INDEX[limits.binding]
+            c.served[i] = m
+            self._finish(c, i, TOO_LARGE, now + rtt)
+        else:
+            c.n429[i] += 1
+            c.refused[i] = k = UNIT_INDEX[limits.binding]
+            c.refusal_t.append(now)
+            c.refusal_code.append(m * 8 + k)
+            c.served[i] = m
+            self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
+
+    def _refused(self, c: _Group, i: int, tries: int, t: float, status: int, retry_after: int | None) -> None:
+        """The client reads a 429, 498 or 5xx at time ``t``, after ``tries`` attempts: fall back, retry later,
+        or give up."""
+        pol = c.policy
+        nxt = 0
+        if pol.fallback:
+            c.pos[i] = nxt = pol.next_model(c.pos[i], status)
+        if nxt:
+            delay = 0.0  # the fallback model, at once
+        else:
+            if status not in c.retry_on or tries >= c.max_attempts:
+                self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
+                return
+            delay = pol.backoff(i, tries, retry_after)
+            for refused in c.on_refused:
+                refused(t, retry_after, delay)
+        deadline = c.deadline  # no attempt, retry or fallback, goes out once the client has given up
+        if deadline is not None and t + delay >= c.created[i] + deadline:
+            self._finish(c, i, DEADLINE, c.created[i] + deadline)
+            return
+        self.events += 1
+        self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
+
+    def _on_retry(self, c: _Group, i: int) -> None:
+        """Request ``i``'s next attempt is due: through the client's own queue if it keeps one."""
+        if c.gated:
+            c.queue.appendleft(i)  # retries go first: they are the oldest requests
+            self._pump(c)
+        else:
+            self._send(c, i, self.env._now)
 
     def _finish(self, c: _Group, i: int, outcome: int, t: float) -> None:
         """Record request ``i``'s outcome at ``t``.  An answer that comes after the request's deadline is a

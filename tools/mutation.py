@@ -479,7 +479,7 @@ def report(mutants: list[Mutant], show: str, facts: dict | None = None) -> str:
 
 
 DEFAULT_FILES = ["sim/limiters.py", "sim/limitset.py", "sim/headers.py", "sim/units.py", "sim/policies.py",
-                 "sim/attempt.py", "sim/engine.py::Simulation._finish"]
+                 "sim/engine.py::Simulation._send,Simulation._refused,Simulation._on_retry,Simulation._finish"]
 DEFAULT_TESTS = ["tests", "--ignore=tests/test_notebooks.py", "--ignore=tests/test_lanes_notebook.py",
                  "--ignore=tests/test_emulator.py", "--ignore=tests/test_calibrate_emulator.py",
                  "--ignore=tests/test_cli_errors.py"]

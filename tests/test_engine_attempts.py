@@ -1,5 +1,5 @@
-"""One attempt (sim/attempt.py): what each answer does to a request's record, timed to the round trip of the
-model actually tried, and what an admitted attempt costs and gives back."""
+"""One attempt (the engine's ``_send`` and ``_refused``): what each answer does to a request's record, timed
+to the round trip of the model actually tried, and what an admitted attempt costs and gives back."""
 import numpy as np
 import pytest
 
