@@ -57,9 +57,9 @@ class LimitSet:
         if all(type(lim) is TokenBucket for lim in self.units.values()) and all(
                 lim.limit >= 1 for _, lim in self._requests):
             # every unit a token bucket (the default): the same arithmetic, without a method call per unit;
-            # (unit, bucket, the largest amount it can ever admit) of the token and the audio units
-            self._token_buckets = [(unit, lim, lim.limit + lim._eps) for unit, lim in self._tokens]
-            self._audio_buckets = [(unit, lim, lim.limit + lim._eps) for unit, lim in self._audio]
+            # (unit, bucket, counts tokens?, the largest amount it can ever admit) of the token and audio units
+            self._amounts = [(unit, lim, counts == "tokens", lim.limit + lim._eps) for counts, pairs in groups.items()
+                             for unit, lim in pairs if counts != "requests"]
             self.acquire = self._acquire_buckets
 
     def _units_for(self, tokens: float, audio: float):
@@ -136,21 +136,21 @@ class LimitSet:
                         worst, binding = w, unit
             if worst > 0.0:
                 self._blocked_until, self._blocked_by = now + worst, binding
-        for amount, buckets in ((tokens, self._token_buckets), (audio_seconds, self._audio_buckets)):
+        for unit, b, is_tokens, most in self._amounts:
+            amount = tokens if is_tokens else audio_seconds
             if not amount:
                 continue
-            for unit, b, most in buckets:
-                if amount > most:
-                    w = math.inf
-                else:
-                    dt = now - b._t
-                    level = b._level + dt * b.rate if dt > 0 else b._level
-                    cap = b.limit
-                    b._seen = level = level if level < cap else cap  # noqa: FURB136
-                    short = amount - level
-                    w = 0.0 if short <= b._eps else short / b.rate
-                if w > worst:
-                    worst, binding = w, unit
+            if amount > most:
+                w = math.inf
+            else:
+                dt = now - b._t
+                level = b._level + dt * b.rate if dt > 0 else b._level
+                cap = b.limit
+                b._seen = level = level if level < cap else cap  # noqa: FURB136
+                short = amount - level
+                w = 0.0 if short <= b._eps else short / b.rate
+            if w > worst:
+                worst, binding = w, unit
         if worst > 0.0:
             self.binding = binding
             return worst
@@ -160,17 +160,17 @@ class LimitSet:
             b._level = level if level > 0.0 else 0.0  # noqa: FURB136
             if now > b._t:
                 b._t = now
-        for amount, buckets in ((tokens, self._token_buckets), (audio_seconds, self._audio_buckets)):
+        for _, b, is_tokens, _ in self._amounts:
+            amount = tokens if is_tokens else audio_seconds
             if not amount:
                 continue
-            for _, b, _ in buckets:
-                if b._peak_t is not None:
-                    b.admit(amount, now)  # a refundable bucket keeps its peaks
-                    continue
-                level = b._seen - amount
-                b._level = level if level > 0.0 else 0.0  # noqa: FURB136
-                if now > b._t:
-                    b._t = now
+            if b._peak_t is not None:
+                b.admit(amount, now)  # a refundable bucket keeps its peaks
+                continue
+            level = b._seen - amount
+            b._level = level if level > 0.0 else 0.0  # noqa: FURB136
+            if now > b._t:
+                b._t = now
         return 0.0
 
     def admit(self, tokens: float = 0, audio_seconds: float = 0, now: float = 0.0) -> Decision:
