@@ -99,3 +99,24 @@ def test_an_in_flight_slot_is_freed_when_a_request_gives_up():
     assert (rec["outcome"] == "gave_up").sum() > 100
     late = rec[rec["created"] > 240]
     assert (late["attempts"] > 0).mean() > 0.2
+
+
+def test_a_request_that_gives_up_on_the_fallback_is_recorded_on_the_fallback():
+    """Both models saturated (free tier, RPM 30 each, 90 requests a minute): a request refused by the primary
+    and then by its fallback gives up, and its record names the model it last tried."""
+    extra = {"fb": {"retry": "none", "fallback": [SMALL]}}
+    rec = run(client(rate="90/min", prompt_tokens=100, max_tokens=100, policy="fb"), duration=300,
+              extra_policies=extra).records
+    both = rec[(rec["outcome"] == "gave_up") & (rec["attempts"] == 2)]
+    assert len(both) > 10 and (both["model"] == SMALL).all() and (both["n429"] == 2).all()
+
+
+def test_a_request_too_large_for_its_fallback_is_a_413_of_the_fallback():
+    """8 000 tokens fit the primary's free TPM (12 000) but not the fallback's (6 000): a request the
+    primary refuses with a 429 goes to the fallback, which answers 413; the record names the fallback."""
+    extra = {"fb": {"retry": "none", "fallback": [SMALL]}}
+    rec = run(client(rate="10/min", prompt_tokens=5000, max_tokens=3000, policy="fb"), duration=600,
+              extra_policies=extra).records
+    large = rec[rec["outcome"] == "too_large"]
+    assert len(large) > 5 and (large["model"] == SMALL).all() and (large["refused_by"] == "tpm").all()
+    assert (large["attempts"] == 2).all()
