@@ -22,7 +22,6 @@ import itertools
 import math
 from collections import deque
 from functools import partial
-from math import exp
 
 import numpy as np
 from simpy.events import Timeout
@@ -76,11 +75,10 @@ class _Group(Columns):
 
     def _network_block(self, _=None) -> list[tuple[float, float]]:
         """The next block of the group's network stream (one standard normal per answer), each with the
-        round trip it makes on the primary model, computed by the same operations as
-        :meth:`ServiceModel.round_trip` (so the same floats).  ``self.net`` walks these blocks in C."""
+        round trip it makes on the primary model (:meth:`ServiceModel.round_trips`: the floats of
+        :meth:`ServiceModel.round_trip`).  ``self.net`` walks these blocks in C."""
         z = self.rngs[NETWORK].standard_normal(BLOCK).tolist()
-        mu, sigma = self.svc0._r_mu, self.svc0._r_sigma
-        return list(zip(z, [exp(mu + sigma * x) for x in z]))
+        return list(zip(z, self.svc0.round_trips(z).tolist()))
 
     def think(self) -> float:
         """An exponential think time (closed loop), by inversion of a buffered uniform."""

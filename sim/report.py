@@ -163,8 +163,6 @@ def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early
     return [out / "summary.csv", out / "comparison.csv", *(f for group in files for f in group)]
 
 
-
-
 def write_requests(study: StudyResult, out: Path) -> list[Path]:
     """``requests.parquet``: every run's records in summary order, written run by run so that a study larger
     than memory still writes (categorical columns as plain strings: runs differ in their categories)."""

@@ -188,9 +188,12 @@ class ServiceModel:
         """The network round trip (seconds) for a standard-normal draw ``z``."""
         return math.exp(self._r_mu + self._r_sigma * z)
 
-    def round_trips(self, z: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`round_trip`."""
-        return np.exp(self._r_mu + self._r_sigma * np.asarray(z, dtype=float))
+    def round_trips(self, z) -> np.ndarray:
+        """:meth:`round_trip` of each draw in ``z``, the same floats (``math.exp`` draw by draw: numpy's
+        vectorised exp may round the last bit differently, and the engine's blocks of round trips must be the
+        floats :meth:`round_trip` gives)."""
+        mu, sigma, exp = self._r_mu, self._r_sigma, math.exp
+        return np.array([exp(mu + sigma * x) for x in z], dtype=float)
 
 
 def fit_prefill(samples: list[dict] | None = None) -> tuple[float, dict[str, float], float]:
