@@ -30,6 +30,7 @@ from .clock import Clock
 from .config import Client
 from .errors import ConfigError, did_you_mean
 from .flex import CAPACITY_EXCEEDED
+from . import kernel
 from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
@@ -75,10 +76,15 @@ class _Group(Columns):
 
     def _network_block(self, _=None) -> list[tuple[float, float]]:
         """The next block of the group's network stream (one standard normal per answer), each with the
-        round trip it makes on the primary model (:meth:`ServiceModel.round_trips`: the floats of
-        :meth:`ServiceModel.round_trip`).  ``self.net`` walks these blocks in C."""
-        z = self.rngs[NETWORK].standard_normal(BLOCK).tolist()
-        return list(zip(z, self.svc0.round_trips(z).tolist()))
+        round trip it makes on the primary model (:meth:`ServiceModel.with_round_trips`).  ``self.net`` walks
+        these blocks in C."""
+        return self.svc0.with_round_trips(self.rngs[NETWORK].standard_normal(BLOCK))
+
+    def round_trips(self):
+        """The group's network stream as round trips on the primary model only, drawn the same way as
+        ``self.net`` (which it replaces; for a group whose requests all go to that model)."""
+        draw, rtts = self.rngs[NETWORK].standard_normal, self.svc0.round_trips
+        return itertools.chain.from_iterable(map(rtts, map(draw, itertools.repeat(BLOCK))))
 
     def think(self) -> float:
         """An exponential think time (closed loop), by inversion of a buffered uniform."""
@@ -97,10 +103,13 @@ class _Group(Columns):
 class Simulation:
     """Build with a :class:`RunSpec` and a seed, call :meth:`run`, read :meth:`result`."""
 
-    def __init__(self, spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None, clock=None):
+    def __init__(self, spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None, clock=None,
+                 kernel: bool = True):
         """``watch``: see :func:`simulate`; ``clock``: the event loop to run on (default a new
-        :class:`~sim.clock.Clock`; bench/heapq_clock.py passes its bare-heap baseline)."""
+        :class:`~sim.clock.Clock`; bench/heapq_clock.py passes its bare-heap baseline); ``kernel=False``: run on
+        the general path even when :mod:`sim.kernel` could run it (the two give identical records)."""
         self.spec = spec
+        self.kernel = kernel
         self.env = Clock() if clock is None else clock
         self.events = 0
         seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
@@ -341,6 +350,7 @@ class Simulation:
 
     # ---- running ----------------------------------------------------------------------------------------
     def run(self) -> RunResult:
+        fast = self.kernel and kernel.usable(self)
         for c in self.clients:
             if c.cfg.lane == "batch":  # to the Batch API: its own lane, no on-demand limits, no events
                 self._generate(c)
@@ -350,8 +360,11 @@ class Simulation:
                     self.env.process(self._closed_user(c))
             else:
                 self._generate(c)
-                self._arrivals(c)
-        self.env.run(until=self.spec.duration + self.spec.drain)
+                (kernel.schedule_arrivals if fast else Simulation._arrivals)(self, c)
+        if fast:
+            kernel.run(self, self.spec.duration + self.spec.drain)
+        else:
+            self.env.run(until=self.spec.duration + self.spec.drain)
         return self.result()
 
     def result(self) -> RunResult:

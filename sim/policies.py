@@ -231,6 +231,9 @@ class ClientPolicy:
         self.on_done = [g.on_done for g in self.gates if hasattr(g, "on_done")]
         self.observers = [g.observe for g in self.gates if hasattr(g, "observe")]
         self._blocks = [g.blocks for g in self.gates if hasattr(g, "blocks")]
+        #: the schedule's own ``delay`` when :meth:`backoff` adds nothing to it (no per-request memory, no
+        #: retry-after floor), else None: ``delay(attempt, retry_after, u)`` is then the backoff, one call less
+        self.plain_delay = schedule.delay if not schedule.memory and not honor_retry_after else None
         #: does the client hold requests in a queue of its own before sending?
         self.gated = bool(self.gates) or queue_size is not None
 

@@ -159,7 +159,7 @@ class ServiceModel:
     """Service times for one model from pre-drawn standard normals (the engine draws them in vectors).
 
     ``times(...)`` is called once per admitted request; ``round_trip(z)`` once per answer the client reads
-    (``round_trips(z_array)`` for a vector).  ``rtt`` is the median round trip, for callers wanting a constant.
+    (:meth:`round_trips` for a block of draws).  ``rtt`` is the median round trip, for callers wanting a constant.
     """
 
     def __init__(self, model: str, params: ServiceParams):
@@ -188,12 +188,15 @@ class ServiceModel:
         """The network round trip (seconds) for a standard-normal draw ``z``."""
         return math.exp(self._r_mu + self._r_sigma * z)
 
-    def round_trips(self, z) -> np.ndarray:
-        """:meth:`round_trip` of each draw in ``z``, the same floats (``math.exp`` draw by draw: numpy's
-        vectorised exp may round the last bit differently, and the engine's blocks of round trips must be the
-        floats :meth:`round_trip` gives)."""
-        mu, sigma, exp = self._r_mu, self._r_sigma, math.exp
-        return np.array([exp(mu + sigma * x) for x in z], dtype=float)
+    def round_trips(self, z: np.ndarray) -> list[float]:
+        """:meth:`round_trip` of each draw of ``z``, the very same floats: numpy forms ``mu + sigma * z`` (the
+        same two correctly rounded operations) and ``math.exp`` takes the exponential, because numpy's
+        vectorised exp rounds the last bit differently for about one draw in twenty."""
+        return list(map(math.exp, (self._r_mu + self._r_sigma * z).tolist()))
+
+    def with_round_trips(self, z: np.ndarray) -> list[tuple[float, float]]:
+        """Each draw of ``z`` with its round trip: ``(z, round_trip(z))`` pairs."""
+        return list(zip(z.tolist(), self.round_trips(z)))
 
 
 def fit_prefill(samples: list[dict] | None = None) -> tuple[float, dict[str, float], float]:

@@ -126,11 +126,14 @@ def test_round_trip_is_a_lognormal_with_the_table_quantiles():
     assert m.round_trip(0.0) == pytest.approx(p.rtt_median) and m.rtt == p.rtt_median
     assert m.round_trip(Z90) == pytest.approx(p.rtt_p90)
     z = np.random.default_rng(5).standard_normal(1000)
-    v = m.round_trips(z)
-    assert np.allclose(v, [m.round_trip(x) for x in z]) and np.all(v > 0)
+    pairs = m.with_round_trips(z)
+    assert [x for x, _ in pairs] == z.tolist() and all(r == m.round_trip(x) for x, r in pairs)  # the same floats
+    assert m.round_trips(z) == [r for _, r in pairs]
+    v = np.array([r for _, r in pairs])
+    assert np.all(v > 0)
     assert 0.01 <= p.rtt_median <= 0.1 and p.rtt_p90 > p.rtt_median  # tens of ms, with a spread
     none = ServiceModel("m", replace(p, rtt_median=0.0, rtt_p90=0.0))
-    assert none.round_trip(2.0) == 0.0 and np.all(none.round_trips(z) == 0.0)
+    assert none.round_trip(2.0) == 0.0 and all(r == 0.0 for _, r in none.with_round_trips(z))
 
 
 def test_docs_and_pricing_speed_sets():
@@ -202,7 +205,7 @@ def test_fidelity_checks_on_frames():
     n = 4000
     zs, zq, zr = rng.standard_normal((3, n))
     q, pt, ct = np.array([m.times(500, 200, 0, a, b) for a, b in zip(zs, zq)]).T
-    rtt = m.round_trips(zr)
+    rtt = np.array(m.round_trips(zr))
     good = pd.DataFrame({"outcome": "ok", "queue_time": q, "prompt_time": pt, "completion_time": ct,
                          "total_time": pt + ct, "latency": rtt + q + pt + ct})
     assert check_total_time_identity(good).passed and check_client_wait(good).passed

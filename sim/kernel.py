@@ -1,0 +1,260 @@
+"""The engine's fast lane: the event loop of a run whose client groups are all *plain*, with the attempt
+written out inside the loop.
+
+A plain group (:func:`plain_group`) sends its open-loop arrivals and its retries straight to the org's limits:
+no client-side queue or gate, no fallback model, deadline, observer, lane or project, and the org injects no
+server errors.  Most capacity questions are of that shape (the ``steady``, ``overload`` and ``mixed`` benchmark
+days are), and for them the general engine's per-attempt method calls (send, refusal, retry, finish) and its
+limit set's call are most of the time.  :func:`run` is the same simulation with those calls unrolled into one
+loop: same random draws in the same order, same float operations, same event ids on the same SimPy heap, so
+the records are identical bit for bit (``tests/test_kernel.py`` compares it with the general path on random
+runs; ``Simulation(..., kernel=False)`` forces the general path).  Anything else (a closed loop, a gate...)
+runs on the general path, :meth:`sim.clock.Clock.run`.
+
+What is inlined, operation for operation, and where its one real definition lives:
+
+* the attempt, refusal, retry and finish of :class:`sim.engine.Simulation` (``_send``, ``_refused``,
+  ``_on_retry``, ``_finish`` for a plain group);
+* :meth:`sim.clock.Clock.merge` (a group's pre-sorted arrivals merged with the heap, one event id each);
+* the all-token-bucket :meth:`sim.limitset.LimitSet.acquire` (``_acquire_buckets``), when the model's limit
+  set has it; any other limiter is called.
+"""
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from math import ceil, inf
+
+import numpy as np
+from simpy.events import NORMAL, URGENT
+
+from .records import GAVE_UP, OK, TOO_LARGE, UNIT_INDEX
+
+_ATTEMPT, _ARRIVALS, _STOP = object(), object(), object()  # what a heap entry of this loop holds
+
+
+def plain_group(sim, c) -> bool:
+    """Can group ``c`` of ``sim`` run in this loop?  (See the module docstring.)"""
+    pol = c.policy
+    return (not c.closed and c.route is None and not c.gated and c.plain and not pol.fallback
+            and not c.observers and not c.on_refused and not sim.error_rate)
+
+
+def usable(sim) -> bool:
+    """Is every group of ``sim`` plain (and no lane in use)?"""
+    return sim.lanes is None and all(plain_group(sim, c) for c in sim.clients)
+
+
+def schedule_arrivals(sim, c) -> None:
+    """Start group ``c``'s arrivals, as :meth:`sim.engine.Simulation._arrivals` does (same event id)."""
+    if c.n:
+        sim.events += c.n
+        env = sim.env
+        now, t = env._now, c.created[0]
+        heappush(env._queue, (now + (t - now if t > now else 0.0), NORMAL, next(env._eid), (_ARRIVALS, c, 0)))
+
+
+def _state(sim, c) -> tuple:
+    """Group ``c``'s columns and settings, as one tuple the loop unpacks when it turns to the group.  A group
+    whose requests all want its own model (no trace naming models) carries that model's service and limits."""
+    pol = c.policy
+    m0 = c.chain[0]
+    ls0 = sim.limitsets[m0]
+    one_model = len(c.model) == 0 or bool((np.frombuffer(c.model, dtype=np.int8) == m0).all())
+    net = c.round_trips() if one_model else c.net
+    return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
+            c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
+            c.refusal_code.append, net, m0, c.svc0, not one_model, c.max_attempts if 429 in c.retry_on else 0,
+            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, m0, c.svc0, ls0, _buckets(ls0))
+
+
+def _buckets(ls) -> tuple | None:
+    """A limit set's token buckets as the loop reads them: its two request units (RPM and RPD: every model
+    Groq publishes has both) and its (unit, bucket, counts tokens?, largest admissible amount) token and
+    audio units; None for any other limit set (another limiter, other request units), which is called."""
+    if ls.acquire != ls._acquire_buckets or len(ls._requests) != 2:
+        return None
+    (u1, b1), (u2, b2) = ls._requests
+    return u1, b1, u2, b2, ls._amounts
+
+
+def run(sim, until: float) -> None:
+    """Run ``sim`` (every group plain, arrivals started with :func:`schedule_arrivals`) to time ``until``,
+    on its clock's heap, exactly as :meth:`sim.clock.Clock.run` would run the general engine."""
+    env = sim.env
+    queue, eid = env._queue, env._eid
+    heappush(queue, (env._now + (until - env._now), URGENT, next(eid), (_STOP, None, 0)))  # SimPy's stop event
+    states = {id(c): _state(sim, c) for c in sim.clients}
+    limitsets, services = sim.limitsets, sim.services
+    buckets = [_buckets(ls) for ls in limitsets]
+    uncached, retry_after, refund = sim.uncached, sim.retry_after, sim.refund
+    ceil_rounding = sim.spec.org.retry_after_rounding == "ceil"
+    events = sim.events
+    unit_index = UNIT_INDEX
+    pop, push = heappop, heappush
+    group = None
+    times = None
+    n = j = 0
+    now = env._now
+    while True:
+        # ---- the next attempt: a group's next arrival (merged), or the heap's first entry
+        if times is not None:  # merging a group's arrivals (Clock.merge)
+            j += 1
+            if j >= n:
+                times = None
+                continue
+            t = times[j]
+            t = now + (t - now if t > now else 0.0)
+            e = next(eid)
+            if queue[0][0] <= t:  # something queued comes first (the stop entry is always queued)
+                push(queue, (t, NORMAL, e, (_ARRIVALS, group, j)))
+                times = None
+                continue
+            now = t
+            i = j
+        else:
+            now, _, _, (kind, c, i) = pop(queue)
+            if kind is _ATTEMPT:
+                if c is not group:
+                    group = c
+                    (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
+                     ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed,
+                     max_tries, backoff, plain_delay, u, created, count, m, svc, ls, bk) = states[id(c)]
+                    if bk is not None:
+                        u1, b1, u2, b2, amounts = bk
+            elif kind is _ARRIVALS:
+                if c is not group:
+                    group = c
+                    (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
+                     ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed,
+                     max_tries, backoff, plain_delay, u, created, count, m, svc, ls, bk) = states[id(c)]
+                    if bk is not None:
+                        u1, b1, u2, b2, amounts = bk
+                times, n, j = created, count, i
+            elif kind is _STOP:
+                break
+            else:  # a light call scheduled by the engine (a token refund)
+                env._now = now
+                kind(c, i)
+                continue
+        # ---- one attempt of request i (Simulation._send, _refused, _finish; a plain group's requests are
+        # served by the model they want, which the records' "model" column already holds)
+        attempts[i] = tries = attempts[i] + 1
+        if mixed:  # (a group of one model has m, svc, ls and bk set when the loop turns to it)
+            z, rtt = next(net)
+            m = model[i]
+            svc, ls, bk = services[m], limitsets[m], buckets[m]
+            if bk is not None:
+                u1, b1, u2, b2, amounts = bk
+            if m != m0:
+                rtt = svc.round_trip(z)
+        else:
+            rtt = next(net)  # (its network stream holds the round trips only)
+        a = audio[i]
+        if bk is not None:  # LimitSet._acquire_buckets, operation for operation
+            tokens = charge[i]
+            blocked = ls._blocked_until
+            if now < blocked - 1e-6:
+                worst, binding = blocked - now, ls._blocked_by
+            else:  # the two request units (RPM, RPD)
+                dt = now - b1._t
+                level = b1._level + dt * b1.rate if dt > 0 else b1._level
+                cap = b1.limit
+                seen1 = level = level if level < cap else cap  # noqa: FURB136
+                short = 1 - level
+                worst, binding = (short / b1.rate, u1) if short > b1._eps else (0.0, None)
+                dt = now - b2._t
+                level = b2._level + dt * b2.rate if dt > 0 else b2._level
+                cap = b2.limit
+                seen2 = level = level if level < cap else cap  # noqa: FURB136
+                short = 1 - level
+                if short > b2._eps:
+                    w = short / b2.rate
+                    if w > worst:
+                        worst, binding = w, u2
+                if worst > 0.0:
+                    ls._blocked_until, ls._blocked_by = now + worst, binding
+            for unit, b, is_tokens, most in amounts:
+                amount = tokens if is_tokens else a
+                if not amount:
+                    continue
+                if amount > most:
+                    w = inf
+                else:
+                    dt = now - b._t
+                    level = b._level + dt * b.rate if dt > 0 else b._level
+                    cap = b.limit
+                    b._seen = level = level if level < cap else cap  # noqa: FURB136
+                    short = amount - level
+                    w = 0.0 if short <= b._eps else short / b.rate
+                if w > worst:
+                    worst, binding = w, unit
+            if worst > 0.0:
+                wait = worst
+            else:  # admitted: charge every unit its level as just computed, less the amount
+                level = seen1 - 1
+                b1._level = level if level > 0.0 else 0.0  # noqa: FURB136
+                if now > b1._t:
+                    b1._t = now
+                level = seen2 - 1
+                b2._level = level if level > 0.0 else 0.0  # noqa: FURB136
+                if now > b2._t:
+                    b2._t = now
+                for _, b, is_tokens, _ in amounts:
+                    amount = tokens if is_tokens else a
+                    if not amount:
+                        continue
+                    if b._peak_t is not None:
+                        b.admit(amount, now)  # a refundable bucket keeps its peaks
+                        continue
+                    level = b._seen - amount
+                    b._level = level if level > 0.0 else 0.0  # noqa: FURB136
+                    if now > b._t:
+                        b._t = now
+                wait = 0.0
+        else:
+            wait = ls.acquire(charge[i], a, now)
+            binding = ls.binding
+        if wait == 0.0:
+            q, p, ctime = svc.times(prompt[i] * uncached, completion[i], a, z_speed[i], z_queue[i])
+            qt[i] = q
+            pt[i] = p
+            ct_col[i] = ctime
+            admitted[i] = now
+            fin = now + rtt + q + p + ctime
+            if refund:
+                unused = max_tokens[i] - completion[i]
+                if unused > 0:
+                    events += 1
+                    push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
+                                 (_refund, ls.refund_tokens, (unused, now, fin))))
+            outcome[i] = OK
+            finished[i] = fin
+        elif wait == inf:
+            refused[i] = unit_index[binding]
+            outcome[i] = TOO_LARGE
+            finished[i] = now + rtt
+        else:
+            n429[i] = tries  # every earlier attempt was a 429 too: any other answer ends a plain request
+            refused[i] = k = unit_index[binding]
+            log_t(now)
+            log_code(m * 8 + k)
+            t = now + rtt
+            if tries >= max_tries:  # out of attempts, or a client that does not retry 429s
+                outcome[i] = GAVE_UP
+                finished[i] = t
+                continue
+            if ceil_rounding:  # headers.retry_after_function("ceil")
+                ra = ceil(wait - 1e-9)
+                if ra < 1:
+                    ra = 1
+            else:
+                ra = retry_after(wait)
+            delay = backoff(i, tries, ra) if plain_delay is None else plain_delay(tries, ra, u)
+            events += 1
+            push(queue, (now + (t + delay - now), NORMAL, next(eid), (_ATTEMPT, group, i)))
+    env._now = now
+    sim.events = events
+
+
+def _refund(refund_tokens, args) -> None:
+    refund_tokens(*args)

@@ -1,0 +1,185 @@
+"""The engine's fast lane (sim/kernel.py) against the general path: identical records, refusals and event
+counts on random plain runs, and the lane taken exactly when every group is plain."""
+import hashlib
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from sim import kernel
+from sim.config import Accounting, Org, arrival, policy_table
+from sim.engine import Simulation
+from sim.projects import Project
+from sim.service import service_models
+from sim.spec import RunSpec
+from tests.helpers import client
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+
+
+def both(spec: RunSpec, seed: int):
+    """(general, kernel) simulations of ``spec``, run."""
+    out = []
+    for fast in (False, True):
+        sim = Simulation(spec, seed, kernel=fast)
+        out.append((sim, sim.run()))
+    return out
+
+
+def assert_same(spec: RunSpec, seed: int) -> None:
+    (gs, g), (ks, k) = both(spec, seed)
+    assert kernel.usable(ks)
+    pd.testing.assert_frame_equal(g.records, k.records)
+    pd.testing.assert_frame_equal(g.refusals, k.refusals)
+    assert _digest(g.records) == _digest(k.records) and gs.events == ks.events
+    for a, b in zip(gs.limitsets, ks.limitsets):  # the org's limits end in the same state too
+        for unit in a.units:
+            assert a.remaining(unit, 1e6) == b.remaining(unit, 1e6)
+            assert vars(a.units[unit]).get("_level") == vars(b.units[unit]).get("_level")
+    assert gs.env.now == ks.env.now
+
+
+plain_policies = st.fixed_dictionaries({
+    "retry": st.sampled_from(["none", "fixed", "exponential", "groq-sdk"]),
+    "max_attempts": st.integers(1, 6),
+    "jitter": st.sampled_from(["none", "full", "equal"]),
+    "honor_retry_after": st.booleans(),
+    "retry_on": st.sampled_from([[429, 503], [503]]),
+}, optional={"retry_after_cap": st.sampled_from([1.0, 5.0])})
+arrivals = st.sampled_from([
+    arrival(kind="poisson", rate="400/min"), arrival(kind="bursty", rate="300/min", burstiness=3.0),
+    arrival(kind="onoff", rate="900/min", on="20s", off="40s"), arrival(kind="diurnal", rate="200/min", period="5m"),
+])
+orgs = st.builds(Org, tier=st.sampled_from(["free", "developer"]),
+                 limiter=st.sampled_from(["token_bucket", "token_bucket", "sliding_log", "fixed_window"]),
+                 accounting=st.builds(Accounting, charge=st.sampled_from(["max_tokens", "actual"]),
+                                      refund_unused=st.booleans(), cache_hit_ratio=st.sampled_from([0.0, 0.5])),
+                 retry_after_rounding=st.sampled_from(["ceil", "round", "floor"]))
+models = st.sampled_from(["llama-3.1-8b-instant", "llama-3.3-70b-versatile", "openai/gpt-oss-20b"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pols=st.lists(plain_policies, min_size=1, max_size=3), arrival=arrivals, org=orgs,
+       model_list=st.lists(models, min_size=3, max_size=3), seed=st.integers(0, 2**32 - 1))
+def test_kernel_gives_the_general_paths_records_on_random_plain_runs(pols, arrival, org, model_list, seed):
+    clients = [client(name=f"g{k}", model=model_list[k], arrival=arrival, policy=f"p{k}",
+                      prompt_tokens={"dist": "lognormal", "median": 300, "p95": 3000}, max_tokens=256,
+                      completion_tokens={"dist": "uniform", "low": 0, "high": 300}) for k in range(len(pols))]
+    spec = RunSpec(clients=clients, policies=policy_table({f"p{k}": p for k, p in enumerate(pols)}), org=org,
+                   duration=240.0, drain=300.0)
+    assert_same(spec, seed)
+
+
+def test_kernel_gives_the_same_records_for_audio_a_models_mix_and_a_413(tmp_path):
+    """A trace naming several models (requests not on the group's own model: their own round trips and
+    limits), Whisper's audio units and a prompt larger than TPM (413) go through the kernel's other branches."""
+    rows = ["timestamp,model,prompt_tokens,max_tokens,completion_tokens"]
+    models = ["llama-3.1-8b-instant", "llama-3.3-70b-versatile", "openai/gpt-oss-20b"]
+    rows += [f"{k * 0.07:.3f},{models[k % 3 if k % 5 else 0]},{300 + 37 * (k % 11)},256,{20 + k % 200}"
+             for k in range(3000)]
+    trace = tmp_path / "mixed.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    mix = client(name="mix", arrival=arrival(kind="trace", file=str(trace)), policy="groq-sdk")
+    service = service_models()
+    service["openai/gpt-oss-20b"] = replace(service["openai/gpt-oss-20b"], rtt_median=0.2, rtt_p90=0.5)  # slower
+    spec = RunSpec(clients=[mix], policies=policy_table(), org=Org(tier="free"), duration=300.0, service=service)
+    (_, g), _ = both(spec, 3)
+    assert g.records["model"].nunique() == 3 and g.records["n429"].gt(0).any()
+    assert_same(spec, 3)
+    whisper = client(name="w", model="whisper-large-v3-turbo", rate="300/min", policy="groq-sdk", prompt_tokens=0,
+                     max_tokens=0, audio_seconds={"dist": "uniform", "low": 5, "high": 60})
+    big = client(name="big", model="llama-3.1-8b-instant", rate="30/min", policy="groq-sdk",
+                 prompt_tokens={"dist": "lognormal", "median": 2000, "p95": 40000}, max_tokens=100)
+    spec = RunSpec(clients=[whisper, big], policies=policy_table(), org=Org(tier="free"), duration=600.0)
+    (_, g), _ = both(spec, 5)
+    assert (g.records["outcome"] == "too_large").any() and g.records["audio_seconds"].gt(0).any()
+    assert g.records["n429"].gt(0).any()
+    assert_same(spec, 5)
+
+
+def _spec(policy="groq-sdk", kind="poisson", org=None, **kw):
+    c = client(arrival=arrival(kind=kind, rate="120/min") if kind != "closed" else
+               arrival(kind="closed", users=3, think="1s"), policy=policy, **kw)
+    return RunSpec(clients=[c], policies=policy_table({"dl": {"extends": "groq-sdk", "deadline": "30s"},
+                                                        "fb": {"extends": "groq-sdk",
+                                                               "fallback": ["llama-3.1-8b-instant"]}}),
+                   org=org or Org(), duration=120.0)
+
+
+@pytest.mark.parametrize("spec, plain", [
+    (_spec(), True), (_spec("no-retry"), True), (_spec("full-jitter"), True),
+    (_spec("paced"), False), (_spec("adaptive"), False), (_spec("cooldown"), False), (_spec("dl"), False),
+    (_spec("fb"), False), (_spec(kind="closed"), False), (_spec(org=Org(error_rate=0.1)), False),
+    (_spec(service_tier="flex"), False), (_spec(project="p"), False),
+])
+def test_the_kernel_runs_exactly_the_plain_runs(spec, plain, monkeypatch):
+    if spec.clients[0].project:
+        spec = RunSpec(clients=spec.clients, policies=spec.policies, org=spec.org, duration=spec.duration,
+                       projects={"p": Project()})
+    ran = []
+    monkeypatch.setattr(kernel, "run", lambda sim, until, real=kernel.run: ran.append(1) or real(sim, until))
+    sim = Simulation(spec, 1)
+    assert kernel.usable(sim) is plain
+    sim.run()
+    assert ran == ([1] if plain else [])
+    sim = Simulation(spec, 1, kernel=False)
+    sim.run()
+    assert ran == ([1] if plain else [])  # kernel=False: the general path, always
+
+
+def test_a_watched_run_takes_the_general_path():
+    seen = []
+    sim = Simulation(_spec(), 1, watch=lambda *a: seen.append(a))
+    assert not kernel.usable(sim)
+    sim.run()
+    assert seen
+
+
+def test_kernel_keeps_the_peaks_a_refund_reads():
+    """Reserving max_tokens and refunding the unused part (slow answers, so other charges land between a
+    charge and its refund): the refund is bounded by the bucket's highest level since the charge, which the
+    kernel's charge must record as LimitSet's does."""
+    slow = client(model="llama-3.3-70b-versatile", rate="4/min", policy="groq-sdk", prompt_tokens=300,
+                  max_tokens=8000, completion_tokens={"dist": "uniform", "low": 10, "high": 8000})
+    org = Org(tier="free", accounting=Accounting(charge="max_tokens", refund_unused=True))
+    spec = RunSpec(clients=[slow], policies=policy_table(), org=org, duration=3600.0)  # (a charge without its
+    # peak changes this run's records: checked against that mutant)
+    (_, g), _ = both(spec, 11)
+    assert g.records["n429"].gt(0).any()
+    assert_same(spec, 11)
+
+
+#: every setting of a policy, client group and org, by how the kernel treats it: a new setting fails this test
+#: until someone decides (sim/kernel.py's plain_group excludes it, or the kernel honours it, tested above)
+KERNEL_READS = {
+    "Policy": {"retry", "base", "cap", "delay", "jitter", "max_attempts", "honor_retry_after", "retry_after_cap",
+               "retry_on"},  # through the policy's backoff and retry_on, as the general path
+    "Client": {"name", "model", "arrival", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds",
+               "policy", "batch"},  # sampled before the loop (batch: only read for the batch lane)
+    "Org": {"tier", "limits_file", "limiter", "accounting", "retry_after_rounding", "error_status", "flex",
+            "batch", "project_quotas"},  # limits and charges; flex, batch, quotas only with lanes (excluded)
+    "Accounting": {"charge", "refund_unused", "cache_hit_ratio"},
+}
+KERNEL_EXCLUDES = {  # a run using any of these takes the general path
+    "Policy": {"deadline", "fallback", "pacing", "adaptive", "cooldown", "max_in_flight", "queue_size"},
+    "Client": {"service_tier", "project", "lane"},
+    "Org": {"error_rate", "service_tier"},
+    "Accounting": set(),
+}
+
+
+def test_every_setting_is_either_read_by_the_kernel_or_sends_the_run_down_the_general_path():
+    from sim.config import Client, Policy
+    for cls in (Policy, Client, Org, Accounting):
+        name = cls.__name__
+        assert set(cls.model_fields) == KERNEL_READS[name] | KERNEL_EXCLUDES[name], (
+            f"{name} has a setting sim/kernel.py does not know: exclude it in plain_group or honour it")
+    table = {"dl": {"deadline": "30s"}, "fb": {"fallback": ["llama-3.1-8b-instant"]}, "pc": {"pacing": 0.9},
+             "ad": {"adaptive": True}, "cd": {"cooldown": 2.0}, "mf": {"max_in_flight": 3}, "qs": {"queue_size": 5}}
+    assert set(table) and {next(iter(v)) for v in table.values()} == KERNEL_EXCLUDES["Policy"]
+    for name, setting in table.items():
+        spec = RunSpec(clients=[client(policy=name)], policies=policy_table({name: setting}), duration=60.0)
+        assert not kernel.usable(Simulation(spec, 0)), setting
