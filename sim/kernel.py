@@ -1,23 +1,24 @@
 """The engine's fast lane: the event loop of a run whose client groups are all *plain*, with the attempt
 written out inside the loop.
 
-A plain group (:func:`plain_group`) sends its open-loop arrivals and its retries straight to the org's limits:
-no client-side queue or gate, no fallback model, deadline, observer, lane or project, and the org injects no
-server errors.  Most capacity questions are of that shape (the ``steady``, ``overload`` and ``mixed`` benchmark
-days are), and for them the general engine's per-attempt method calls (send, refusal, retry, finish) and its
-limit set's call are most of the time.  :func:`run` is the same simulation with those calls unrolled into one
-loop: same random draws in the same order, same float operations, same event ids on the same SimPy heap, so
-the records are identical bit for bit (``tests/test_kernel.py`` compares it with the general path on random
-runs; ``Simulation(..., kernel=False)`` forces the general path).  Anything else (a closed loop, a gate...)
-runs on the general path, :meth:`sim.clock.Clock.run`.
+A plain group (:func:`plain_group`) sends its open-loop arrivals and its retries to the org's limits with no
+fallback model, deadline, observer, lane or project, and the org injects no server errors; its only gates,
+if any, are ones that just hold the head of its queue (a pacer): none that counts sends, refusals or
+completions, and no bound on the queue.  Most capacity questions are of that shape (the four benchmark days
+are), and for them the general engine's per-attempt method calls (arrive, pump, send, refusal, retry, finish)
+and its limit set's call were most of the time.  :func:`run` is the same simulation with those calls unrolled
+into one loop: same random draws in the same order, same float operations, same event ids on the same SimPy
+heap, so the records are identical bit for bit (``tests/test_kernel.py`` compares it with the general path on
+random runs; ``Simulation(..., kernel=False)`` forces the general path).  Anything else (a closed loop, a
+cooldown...) runs on the general path, :meth:`sim.clock.Clock.run`.
 
 What is inlined, operation for operation, and where its one real definition lives:
 
-* the attempt, refusal, retry and finish of :class:`sim.engine.Simulation` (``_send``, ``_refused``,
-  ``_on_retry``, ``_finish`` for a plain group);
+* :class:`sim.engine.Simulation`'s ``_arrive``, ``_pump``, ``_wake``, ``_send``, ``_refused``, ``_on_retry``
+  and ``_finish``, for a plain group (the gates' ``hold`` and the retry schedule are called);
 * :meth:`sim.clock.Clock.merge` (a group's pre-sorted arrivals merged with the heap, one event id each);
-* the all-token-bucket :meth:`sim.limitset.LimitSet.acquire` (``_acquire_buckets``), when the model's limit
-  set has it; any other limiter is called.
+* the all-token-bucket :meth:`sim.limitset.LimitSet.acquire` (``_acquire_buckets``) for a limit set with the
+  two request units every Groq model has (RPM, RPD); any other limit set is called.
 """
 from __future__ import annotations
 
@@ -29,14 +30,14 @@ from simpy.events import NORMAL, URGENT
 
 from .records import GAVE_UP, OK, TOO_LARGE, UNIT_INDEX
 
-_ATTEMPT, _ARRIVALS, _STOP = object(), object(), object()  # what a heap entry of this loop holds
+_ATTEMPT, _ARRIVALS, _PUMP, _STOP = object(), object(), object(), object()  # what a heap entry of this loop holds
 
 
 def plain_group(sim, c) -> bool:
     """Can group ``c`` of ``sim`` run in this loop?  (See the module docstring.)"""
     pol = c.policy
-    return (not c.closed and c.route is None and not c.gated and c.plain and not pol.fallback
-            and not c.observers and not c.on_refused and not sim.error_rate)
+    return (not c.closed and c.route is None and c.plain and not pol.fallback and not c.observers
+            and not c.on_refused and not pol.on_send and pol.queue_size is None and not sim.error_rate)
 
 
 def usable(sim) -> bool:
@@ -64,7 +65,8 @@ def _state(sim, c) -> tuple:
     return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, not one_model, c.max_attempts if 429 in c.retry_on else 0,
-            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, m0, c.svc0, ls0, _buckets(ls0))
+            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, c.gated, pol.holds, c.queue, m0, c.svc0, ls0,
+            _buckets(ls0))
 
 
 def _buckets(ls) -> tuple | None:
@@ -95,9 +97,32 @@ def run(sim, until: float) -> None:
     times = None
     n = j = 0
     now = env._now
+    pumping = False
+    attempts = model = holds = fifo = gated = None  # (the group's own, set when the loop turns to a group)
     while True:
-        # ---- the next attempt: a group's next arrival (merged), or the heap's first entry
-        if times is not None:  # merging a group's arrivals (Clock.merge)
+        # ---- the next attempt: the head of a group's own queue, a group's next arrival (merged), or the
+        # heap's first entry
+        if pumping:  # Simulation._pump: send queued requests while the group's gates let them go
+            if not fifo:
+                pumping = False
+                continue
+            i = fifo[0]
+            first = attempts[i] == 0
+            mi = model[i]
+            until = 0.0
+            for hold in holds:
+                until = hold(i, mi, now, first)
+                if until:
+                    break
+            if until:
+                pumping = False
+                if until != inf and not now < group.wake_at <= until:  # Simulation._wake
+                    group.wake_at = until
+                    events += 1
+                    push(queue, (now + (until - now if until > now else 0.0), NORMAL, next(eid), (_PUMP, group, 0)))
+                continue
+            fifo.popleft()
+        elif times is not None:  # merging a group's arrivals (Clock.merge)
             j += 1
             if j >= n:
                 times = None
@@ -111,30 +136,37 @@ def run(sim, until: float) -> None:
                 continue
             now = t
             i = j
+            if gated:  # Simulation._arrive: into the group's own queue
+                fifo.append(i)
+                pumping = True
+                continue
         else:
             now, _, _, (kind, c, i) = pop(queue)
-            if kind is _ATTEMPT:
-                if c is not group:
-                    group = c
-                    (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
-                     ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed,
-                     max_tries, backoff, plain_delay, u, created, count, m, svc, ls, bk) = states[id(c)]
-                    if bk is not None:
-                        u1, b1, u2, b2, amounts = bk
-            elif kind is _ARRIVALS:
-                if c is not group:
-                    group = c
-                    (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
-                     ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed,
-                     max_tries, backoff, plain_delay, u, created, count, m, svc, ls, bk) = states[id(c)]
-                    if bk is not None:
-                        u1, b1, u2, b2, amounts = bk
-                times, n, j = created, count, i
-            elif kind is _STOP:
-                break
-            else:  # a light call scheduled by the engine (a token refund)
-                env._now = now
+            if kind is not _ATTEMPT and kind is not _ARRIVALS and kind is not _PUMP:
+                if kind is _STOP:
+                    break
+                env._now = now  # a light call scheduled by the engine (a token refund)
                 kind(c, i)
+                continue
+            if c is not group:  # turn to the entry's group
+                group = c
+                (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt, ct_col,
+                 admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed, max_tries,
+                 backoff, plain_delay, u, created, count, gated, holds, fifo, m, svc, ls, bk) = states[id(c)]
+                if bk is not None:
+                    u1, b1, u2, b2, amounts = bk
+            if kind is _ARRIVALS:
+                times, n, j = created, count, i
+                if gated:  # Simulation._arrive: into the group's own queue
+                    fifo.append(i)
+                    pumping = True
+                    continue
+            elif kind is _PUMP:  # a wake-up of the group's queue (Simulation._wake)
+                pumping = True
+                continue
+            elif gated:  # a retry (Simulation._on_retry): through the group's queue, first in line
+                fifo.appendleft(i)
+                pumping = True
                 continue
         # ---- one attempt of request i (Simulation._send, _refused, _finish; a plain group's requests are
         # served by the model they want, which the records' "model" column already holds)

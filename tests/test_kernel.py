@@ -48,7 +48,7 @@ plain_policies = st.fixed_dictionaries({
     "jitter": st.sampled_from(["none", "full", "equal"]),
     "honor_retry_after": st.booleans(),
     "retry_on": st.sampled_from([[429, 503], [503]]),
-}, optional={"retry_after_cap": st.sampled_from([1.0, 5.0])})
+}, optional={"retry_after_cap": st.sampled_from([1.0, 5.0]), "pacing": st.sampled_from([0.5, 0.95])})
 arrivals = st.sampled_from([
     arrival(kind="poisson", rate="400/min"), arrival(kind="bursty", rate="300/min", burstiness=3.0),
     arrival(kind="onoff", rate="900/min", on="20s", off="40s"), arrival(kind="diurnal", rate="200/min", period="5m"),
@@ -111,7 +111,7 @@ def _spec(policy="groq-sdk", kind="poisson", org=None, **kw):
 
 @pytest.mark.parametrize("spec, plain", [
     (_spec(), True), (_spec("no-retry"), True), (_spec("full-jitter"), True),
-    (_spec("paced"), False), (_spec("adaptive"), False), (_spec("cooldown"), False), (_spec("dl"), False),
+    (_spec("paced"), True), (_spec("adaptive"), False), (_spec("cooldown"), False), (_spec("dl"), False),
     (_spec("fb"), False), (_spec(kind="closed"), False), (_spec(org=Org(error_rate=0.1)), False),
     (_spec(service_tier="flex"), False), (_spec(project="p"), False),
 ])
@@ -156,7 +156,7 @@ def test_kernel_keeps_the_peaks_a_refund_reads():
 #: until someone decides (sim/kernel.py's plain_group excludes it, or the kernel honours it, tested above)
 KERNEL_READS = {
     "Policy": {"retry", "base", "cap", "delay", "jitter", "max_attempts", "honor_retry_after", "retry_after_cap",
-               "retry_on"},  # through the policy's backoff and retry_on, as the general path
+               "retry_on", "pacing"},  # through the policy's backoff, retry_on and the pacer's hold
     "Client": {"name", "model", "arrival", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds",
                "policy", "batch"},  # sampled before the loop (batch: only read for the batch lane)
     "Org": {"tier", "limits_file", "limiter", "accounting", "retry_after_rounding", "error_status", "flex",
@@ -164,7 +164,7 @@ KERNEL_READS = {
     "Accounting": {"charge", "refund_unused", "cache_hit_ratio"},
 }
 KERNEL_EXCLUDES = {  # a run using any of these takes the general path
-    "Policy": {"deadline", "fallback", "pacing", "adaptive", "cooldown", "max_in_flight", "queue_size"},
+    "Policy": {"deadline", "fallback", "adaptive", "cooldown", "max_in_flight", "queue_size"},
     "Client": {"service_tier", "project", "lane"},
     "Org": {"error_rate", "service_tier"},
     "Accounting": set(),
@@ -177,8 +177,7 @@ def test_every_setting_is_either_read_by_the_kernel_or_sends_the_run_down_the_ge
         name = cls.__name__
         assert set(cls.model_fields) == KERNEL_READS[name] | KERNEL_EXCLUDES[name], (
             f"{name} has a setting sim/kernel.py does not know: exclude it in plain_group or honour it")
-    table = {"dl": {"deadline": "30s"}, "fb": {"fallback": ["llama-3.1-8b-instant"]}, "pc": {"pacing": 0.9},
-             "ad": {"adaptive": True}, "cd": {"cooldown": 2.0}, "mf": {"max_in_flight": 3}, "qs": {"queue_size": 5}}
+    table = {"dl": {"deadline": "30s"}, "fb": {"fallback": ["llama-3.1-8b-instant"]}, "ad": {"adaptive": True}, "cd": {"cooldown": 2.0}, "mf": {"max_in_flight": 3}, "qs": {"queue_size": 5}}
     assert set(table) and {next(iter(v)) for v in table.values()} == KERNEL_EXCLUDES["Policy"]
     for name, setting in table.items():
         spec = RunSpec(clients=[client(policy=name)], policies=policy_table({name: setting}), duration=60.0)
