@@ -9,8 +9,13 @@ repetition so the ratios are measured under the same machine load:
 
 * ``simpy``: the same arrivals in the textbook SimPy shape -- a source process with one timeout per
   arrival that starts one process per request with one timeout for its service; no limiter, no records.
+* ``minimal``: a minimal hand-written ``heapq`` loop doing the same work (``bench/minimal_loop.py``: the
+  engine's own pre-sampled columns, the org's buckets in local variables, no generality), for the one-group
+  workloads it covers (``steady``, ``overload``); identical records (checked), so engine/minimal is what the
+  engine's generality costs against the practical limit of plain Python.
 * ``heapq``: the engine's own code on a bare ``heapq`` loop (``bench/heapq_clock.py``) instead of its
-  SimPy-based clock; identical records (checked), so engine/heapq is what building on SimPy costs.
+  SimPy-based clock; identical records (checked), so engine/heapq is what building on SimPy costs (the
+  engine's fast lane, :mod:`sim.kernel`, runs its own loop on either: then the two are the same code).
 
 The ratios engine/baseline (min / median / max over the repetitions) are the machine-independent figures;
 ``--clock cpu_s`` compares CPU times instead of wall times, which a busy machine disturbs less.
@@ -95,9 +100,18 @@ def baseline(spec: RunSpec, seed: int = 0) -> tuple[int, int]:
 def _child(name: str, which: str, duration: float, queue) -> None:
     spec = workloads(duration)[name]
     t0, c0 = time.perf_counter(), time.process_time()
+    result = None
     if which == "baseline":
         n, events = baseline(spec)
         record_bytes = df_bytes = 0.0
+    elif which == "minimal":
+        import minimal_loop
+        sim = Simulation(spec, 0)
+        if not minimal_loop.supported(sim):
+            queue.put(None)
+            return
+        result = minimal_loop.run(sim)
+        n, events, record_bytes, df_bytes = len(result.records), sim.events, 0.0, 0.0
     else:
         if which == "heapq":
             from heapq_clock import HeapClock
@@ -113,7 +127,7 @@ def _child(name: str, which: str, duration: float, queue) -> None:
     queue.put({"requests": n, "events": events, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb":
                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "engine_bytes_per_record": record_bytes,
                "dataframe_bytes_per_record": df_bytes,
-               "digest": "" if which == "baseline" else _digest(result)})
+               "digest": "" if result is None else _digest(result)})
 
 
 def _digest(result) -> str:
@@ -150,20 +164,23 @@ def main(argv=None) -> int:
     duration = args.hours * 3600.0
     names = args.only or list(workloads(60.0))
     rows = []
-    header = ("workload", "requests", "wall s", "req/s", "vs simpy", "vs heapq", "peak MB", "B/record")
+    header = ("workload", "requests", "wall s", "req/s", "vs simpy", "vs minimal", "vs heapq", "peak MB", "B/record")
     print("  ".join(f"{h:>18}" for h in header))
     for name in names:
         reps = []
         for _ in range(args.repeat):
-            base, heap, eng = (measure(name, which, duration) for which in ("baseline", "heapq", "engine"))
-            if heap["digest"] != eng["digest"]:
-                raise SystemExit(f"{name}: the heapq baseline's records differ from the engine's")
+            base, mini, heap, eng = (measure(name, which, duration)
+                                     for which in ("baseline", "minimal", "heapq", "engine"))
+            for other, label in ((heap, "heapq"), (mini, "minimal loop")):
+                if other is not None and other["digest"] != eng["digest"]:
+                    raise SystemExit(f"{name}: the {label} baseline's records differ from the engine's")
             t = args.clock
             reps.append({"engine": eng, "simpy": eng["requests"] / eng[t] / (base["requests"] / base[t]),
-                         "heapq": heap[t] / eng[t], "base_wall_s": base["wall_s"], "heapq_wall_s": heap["wall_s"]})
+                         "heapq": heap[t] / eng[t], "base_wall_s": base["wall_s"], "heapq_wall_s": heap["wall_s"],
+                         **({"minimal": mini[t] / eng[t], "minimal_wall_s": mini["wall_s"]} if mini else {})})
         walls = sorted(r["engine"]["wall_s"] for r in reps)
         eng = min(reps, key=lambda r: r["engine"]["wall_s"])["engine"]
-        ratios = {k: sorted(r[k] for r in reps) for k in ("simpy", "heapq")}
+        ratios = {k: sorted(r[k] for r in reps) for k in ("simpy", "minimal", "heapq") if k in reps[0]}
         row = {"workload": name, "simulated_hours": args.hours, "repeat": args.repeat, "ratio_clock": args.clock,
                **{k: v for k, v in eng.items() if k != "digest"},
                "wall_s": walls[len(walls) // 2], "req_per_s": eng["requests"] / walls[len(walls) // 2],
@@ -173,7 +190,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print("  ".join(f"{v:>18}" for v in (
             name, f"{row['requests']:,}", f"{row['wall_s']:.2f}", f"{row['req_per_s']:,.0f}", _ratio(row, "simpy"),
-            _ratio(row, "heapq"), f"{row['peak_rss_mb']:.0f}", f"{row['engine_bytes_per_record']:.0f}")), flush=True)
+            _ratio(row, "minimal") if "minimal" in ratios else "-", _ratio(row, "heapq"), f"{row['peak_rss_mb']:.0f}",
+            f"{row['engine_bytes_per_record']:.0f}")), flush=True)
     text = json.dumps(rows, indent=2)
     if args.json:
         with open(args.json, "w") as fh:
