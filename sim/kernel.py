@@ -18,7 +18,8 @@ What is inlined, operation for operation, and where its one real definition live
   and ``_finish``, for a plain group (the gates' ``hold`` and the retry schedule are called);
 * :meth:`sim.clock.Clock.merge` (a group's pre-sorted arrivals merged with the heap, one event id each);
 * the all-token-bucket :meth:`sim.limitset.LimitSet.acquire` (``_acquire_buckets``) for a limit set with the
-  two request units every Groq model has (RPM, RPD); any other limit set is called.
+  two request units every Groq model has (RPM, RPD) and token units; any other limit set (audio units, another
+  limiter) is called.
 """
 from __future__ import annotations
 
@@ -71,12 +72,13 @@ def _state(sim, c) -> tuple:
 
 def _buckets(ls) -> tuple | None:
     """A limit set's token buckets as the loop reads them: its two request units (RPM and RPD: every model
-    Groq publishes has both) and its (unit, bucket, counts tokens?, largest admissible amount) token and
-    audio units; None for any other limit set (another limiter, other request units), which is called."""
-    if ls.acquire != ls._acquire_buckets or len(ls._requests) != 2:
+    Groq publishes has both) and its token units with the largest amount each admits; None for any other
+    limit set (another limiter, other request units, audio units), which is called."""
+    if (ls.acquire != ls._acquire_buckets or len(ls._requests) != 2
+            or not all(is_tokens for _, _, is_tokens, _ in ls._amounts)):
         return None
     (u1, b1), (u2, b2) = ls._requests
-    return u1, b1, u2, b2, ls._amounts
+    return u1, b1, u2, b2, [(unit, b, most) for unit, b, _, most in ls._amounts]
 
 
 def run(sim, until: float) -> None:
@@ -205,21 +207,19 @@ def run(sim, until: float) -> None:
                         worst, binding = w, u2
                 if worst > 0.0:
                     ls._blocked_until, ls._blocked_by = now + worst, binding
-            for unit, b, is_tokens, most in amounts:
-                amount = tokens if is_tokens else a
-                if not amount:
-                    continue
-                if amount > most:
-                    w = inf
-                else:
-                    dt = now - b._t
-                    level = b._level + dt * b.rate if dt > 0 else b._level
-                    cap = b.limit
-                    b._seen = level = level if level < cap else cap  # noqa: FURB136
-                    short = amount - level
-                    w = 0.0 if short <= b._eps else short / b.rate
-                if w > worst:
-                    worst, binding = w, unit
+            if tokens:  # the token units (TPM, TPD)
+                for unit, b, most in amounts:
+                    if tokens > most:
+                        w = inf
+                    else:
+                        dt = now - b._t
+                        level = b._level + dt * b.rate if dt > 0 else b._level
+                        cap = b.limit
+                        b._seen = level = level if level < cap else cap  # noqa: FURB136
+                        short = tokens - level
+                        w = 0.0 if short <= b._eps else short / b.rate
+                    if w > worst:
+                        worst, binding = w, unit
             if worst > 0.0:
                 wait = worst
             else:  # admitted: charge every unit its level as just computed, less the amount
@@ -231,17 +231,15 @@ def run(sim, until: float) -> None:
                 b2._level = level if level > 0.0 else 0.0  # noqa: FURB136
                 if now > b2._t:
                     b2._t = now
-                for _, b, is_tokens, _ in amounts:
-                    amount = tokens if is_tokens else a
-                    if not amount:
-                        continue
-                    if b._peak_t is not None:
-                        b.admit(amount, now)  # a refundable bucket keeps its peaks
-                        continue
-                    level = b._seen - amount
-                    b._level = level if level > 0.0 else 0.0  # noqa: FURB136
-                    if now > b._t:
-                        b._t = now
+                if tokens:
+                    for _, b, _ in amounts:
+                        if b._peak_t is not None:
+                            b.admit(tokens, now)  # a refundable bucket keeps its peaks
+                            continue
+                        level = b._seen - tokens
+                        b._level = level if level > 0.0 else 0.0  # noqa: FURB136
+                        if now > b._t:
+                            b._t = now
                 wait = 0.0
         else:
             wait = ls.acquire(charge[i], a, now)
