@@ -78,7 +78,10 @@ def _buckets(ls) -> tuple | None:
             or not all(is_tokens for _, _, is_tokens, _ in ls._amounts)):
         return None
     (u1, b1), (u2, b2) = ls._requests
-    return u1, b1, u2, b2, [(unit, b, most) for unit, b, _, most in ls._amounts]
+    # with each bucket, its constants (rate, capacity, tolerance; a token unit's largest amount and whether it
+    # keeps the peaks a refund reads), read from locals instead of attributes
+    return (u1, b1, b1.rate, b1.limit, b1._eps, u2, b2, b2.rate, b2.limit, b2._eps,
+            [(unit, b, most, b.rate, b.limit, b._eps, b._peak_t is not None) for unit, b, _, most in ls._amounts])
 
 
 def run(sim, until: float) -> None:
@@ -156,7 +159,7 @@ def run(sim, until: float) -> None:
                  admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed, max_tries,
                  backoff, plain_delay, u, created, count, gated, holds, fifo, m, svc, ls, bk) = states[id(c)]
                 if bk is not None:
-                    u1, b1, u2, b2, amounts = bk
+                    u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, amounts = bk
             if kind is _ARRIVALS:
                 times, n, j = created, count, i
                 if gated:  # Simulation._arrive: into the group's own queue
@@ -178,12 +181,11 @@ def run(sim, until: float) -> None:
             m = model[i]
             svc, ls, bk = services[m], limitsets[m], buckets[m]
             if bk is not None:
-                u1, b1, u2, b2, amounts = bk
+                u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, amounts = bk
             if m != m0:
                 rtt = svc.round_trip(z)
         else:
             rtt = next(net)  # (its network stream holds the round trips only)
-        a = audio[i]
         if bk is not None:  # LimitSet._acquire_buckets, operation for operation
             tokens = charge[i]
             blocked = ls._blocked_until
@@ -191,33 +193,30 @@ def run(sim, until: float) -> None:
                 worst, binding = blocked - now, ls._blocked_by
             else:  # the two request units (RPM, RPD)
                 dt = now - b1._t
-                level = b1._level + dt * b1.rate if dt > 0 else b1._level
-                cap = b1.limit
-                seen1 = level = level if level < cap else cap  # noqa: FURB136
+                level = b1._level + dt * r1 if dt > 0 else b1._level
+                seen1 = level = level if level < cap1 else cap1  # noqa: FURB136
                 short = 1 - level
-                worst, binding = (short / b1.rate, u1) if short > b1._eps else (0.0, None)
+                worst, binding = (short / r1, u1) if short > eps1 else (0.0, None)
                 dt = now - b2._t
-                level = b2._level + dt * b2.rate if dt > 0 else b2._level
-                cap = b2.limit
-                seen2 = level = level if level < cap else cap  # noqa: FURB136
+                level = b2._level + dt * r2 if dt > 0 else b2._level
+                seen2 = level = level if level < cap2 else cap2  # noqa: FURB136
                 short = 1 - level
-                if short > b2._eps:
-                    w = short / b2.rate
+                if short > eps2:
+                    w = short / r2
                     if w > worst:
                         worst, binding = w, u2
                 if worst > 0.0:
                     ls._blocked_until, ls._blocked_by = now + worst, binding
             if tokens:  # the token units (TPM, TPD)
-                for unit, b, most in amounts:
+                for unit, b, most, rate, cap, eps, _ in amounts:
                     if tokens > most:
                         w = inf
                     else:
                         dt = now - b._t
-                        level = b._level + dt * b.rate if dt > 0 else b._level
-                        cap = b.limit
+                        level = b._level + dt * rate if dt > 0 else b._level
                         b._seen = level = level if level < cap else cap  # noqa: FURB136
                         short = tokens - level
-                        w = 0.0 if short <= b._eps else short / b.rate
+                        w = 0.0 if short <= eps else short / rate
                     if w > worst:
                         worst, binding = w, unit
             if worst > 0.0:
@@ -232,8 +231,8 @@ def run(sim, until: float) -> None:
                 if now > b2._t:
                     b2._t = now
                 if tokens:
-                    for _, b, _ in amounts:
-                        if b._peak_t is not None:
+                    for _, b, _, _, _, _, peaks in amounts:
+                        if peaks:
                             b.admit(tokens, now)  # a refundable bucket keeps its peaks
                             continue
                         level = b._seen - tokens
@@ -242,10 +241,10 @@ def run(sim, until: float) -> None:
                             b._t = now
                 wait = 0.0
         else:
-            wait = ls.acquire(charge[i], a, now)
+            wait = ls.acquire(charge[i], audio[i], now)
             binding = ls.binding
         if wait == 0.0:
-            q, p, ctime = svc.times(prompt[i] * uncached, completion[i], a, z_speed[i], z_queue[i])
+            q, p, ctime = svc.times(prompt[i] * uncached, completion[i], audio[i], z_speed[i], z_queue[i])
             qt[i] = q
             pt[i] = p
             ct_col[i] = ctime

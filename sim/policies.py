@@ -30,6 +30,7 @@ from .headers import observe
 from .limitset import LimitSet
 
 Uniform = Callable[[], float]
+_INF = math.inf  # (a module constant: a pacer's hold runs on every paced arrival)
 
 
 # ---- retry schedules --------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class Pacer:
             pacer = self.pacers[model] = LimitSet(self.limits_of(model).limits, "token_bucket",
                                                   rate_fraction=self.fraction)
         wait = pacer.acquire(self.charge[i], self.audio[i], now)
-        return now + wait if 0.0 < wait < math.inf else 0.0
+        return now + wait if 0.0 < wait < _INF else 0.0
 
 
 # ---- one client group's policy ------------------------------------------------------------------------
