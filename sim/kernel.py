@@ -29,6 +29,7 @@ from math import ceil, inf
 import numpy as np
 from simpy.events import NORMAL, URGENT
 
+from .policies import Pacer
 from .records import GAVE_UP, OK, TOO_LARGE, UNIT_INDEX
 
 _ATTEMPT, _ARRIVALS, _PUMP, _STOP = object(), object(), object(), object()  # what a heap entry of this loop holds
@@ -63,11 +64,14 @@ def _state(sim, c) -> tuple:
     ls0 = sim.limitsets[m0]
     one_model = len(c.model) == 0 or bool((np.frombuffer(c.model, dtype=np.int8) == m0).all())
     net = c.round_trips() if one_model else c.net
+    gates = pol.gates
+    # a group of one model whose one gate is a pacer: the loop calls the pacer's limit set itself (Pacer.hold)
+    pace = gates[0].limits(m0).acquire if one_model and len(gates) == 1 and type(gates[0]) is Pacer else None
     return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, not one_model, c.max_attempts if 429 in c.retry_on else 0,
-            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, c.gated, pol.holds, c.queue, m0, c.svc0, ls0,
-            _buckets(ls0))
+            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, c.gated, pol.holds, pace, c.queue, m0, c.svc0,
+            ls0, _buckets(ls0))
 
 
 def _buckets(ls) -> tuple | None:
@@ -103,7 +107,8 @@ def run(sim, until: float) -> None:
     n = j = 0
     now = env._now
     pumping = False
-    attempts = model = holds = fifo = gated = None  # (the group's own, set when the loop turns to a group)
+    # the group's own, set when the loop turns to a group
+    attempts = model = holds = pace = fifo = gated = charge = audio = None
     while True:
         # ---- the next attempt: the head of a group's own queue, a group's next arrival (merged), or the
         # heap's first entry
@@ -112,13 +117,17 @@ def run(sim, until: float) -> None:
                 pumping = False
                 continue
             i = fifo[0]
-            first = attempts[i] == 0
-            mi = model[i]
-            until = 0.0
-            for hold in holds:
-                until = hold(i, mi, now, first)
-                if until:
-                    break
+            if pace is not None:  # Pacer.hold
+                w = pace(charge[i], audio[i], now)
+                until = now + w if 0.0 < w < inf else 0.0
+            else:
+                first = attempts[i] == 0
+                mi = model[i]
+                until = 0.0
+                for hold in holds:
+                    until = hold(i, mi, now, first)
+                    if until:
+                        break
             if until:
                 pumping = False
                 if until != inf and not now < group.wake_at <= until:  # Simulation._wake
@@ -157,7 +166,7 @@ def run(sim, until: float) -> None:
                 group = c
                 (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt, ct_col,
                  admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed, max_tries,
-                 backoff, plain_delay, u, created, count, gated, holds, fifo, m, svc, ls, bk) = states[id(c)]
+                 backoff, plain_delay, u, created, count, gated, holds, pace, fifo, m, svc, ls, bk) = states[id(c)]
                 if bk is not None:
                     u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, amounts = bk
             if kind is _ARRIVALS:

@@ -201,11 +201,18 @@ class Pacer:
         self.fraction, self.limits_of, self.charge, self.audio = fraction, limits_of, charge, audio
         self.pacers: dict[int, LimitSet] = {}
 
-    def hold(self, i, model, now, first):
+    def limits(self, model: int) -> LimitSet:
+        """The pacer's own limit set on ``model`` (made at its first use)."""
         pacer = self.pacers.get(model)
         if pacer is None:
             pacer = self.pacers[model] = LimitSet(self.limits_of(model).limits, "token_bucket",
                                                   rate_fraction=self.fraction)
+        return pacer
+
+    def hold(self, i, model, now, first):
+        pacer = self.pacers.get(model)
+        if pacer is None:
+            pacer = self.limits(model)
         wait = pacer.acquire(self.charge[i], self.audio[i], now)
         return now + wait if 0.0 < wait < _INF else 0.0
 

@@ -89,6 +89,9 @@ def test_kernel_gives_the_same_records_for_audio_a_models_mix_and_a_413(tmp_path
     (_, g), _ = both(spec, 3)
     assert g.records["model"].nunique() == 3 and g.records["n429"].gt(0).any()
     assert_same(spec, 3)
+    paced = RunSpec(clients=[mix.model_copy(update={"policy": "paced"})], policies=policy_table(),
+                    org=Org(tier="free"), duration=300.0, service=service)  # a pacer per model: the gates' holds
+    assert_same(paced, 3)
     whisper = client(name="w", model="whisper-large-v3-turbo", rate="300/min", policy="groq-sdk", prompt_tokens=0,
                      max_tokens=0, audio_seconds={"dist": "uniform", "low": 5, "high": 60})
     big = client(name="big", model="llama-3.1-8b-instant", rate="30/min", policy="groq-sdk",
@@ -177,7 +180,8 @@ def test_every_setting_is_either_read_by_the_kernel_or_sends_the_run_down_the_ge
         name = cls.__name__
         assert set(cls.model_fields) == KERNEL_READS[name] | KERNEL_EXCLUDES[name], (
             f"{name} has a setting sim/kernel.py does not know: exclude it in plain_group or honour it")
-    table = {"dl": {"deadline": "30s"}, "fb": {"fallback": ["llama-3.1-8b-instant"]}, "ad": {"adaptive": True}, "cd": {"cooldown": 2.0}, "mf": {"max_in_flight": 3}, "qs": {"queue_size": 5}}
+    table = {"dl": {"deadline": "30s"}, "fb": {"fallback": ["llama-3.1-8b-instant"]}, "ad": {"adaptive": True},
+             "cd": {"cooldown": 2.0}, "mf": {"max_in_flight": 3}, "qs": {"queue_size": 5}}
     assert set(table) and {next(iter(v)) for v in table.values()} == KERNEL_EXCLUDES["Policy"]
     for name, setting in table.items():
         spec = RunSpec(clients=[client(policy=name)], policies=policy_table({name: setting}), duration=60.0)
