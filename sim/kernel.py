@@ -15,7 +15,8 @@ cooldown...) runs on the general path, :meth:`sim.clock.Clock.run`.
 What is inlined, operation for operation, and where its one real definition lives:
 
 * :class:`sim.engine.Simulation`'s ``_arrive``, ``_pump``, ``_wake``, ``_send``, ``_refused``, ``_on_retry``
-  and ``_finish``, for a plain group (the gates' ``hold`` and the retry schedule are called);
+  and ``_finish``, for a plain group (the gates' ``hold`` and the retry schedule are called; a one-model group
+  whose one gate is a :class:`~sim.policies.Pacer` has ``Pacer.hold`` written out, its limit set called);
 * :meth:`sim.clock.Clock.merge` (a group's pre-sorted arrivals merged with the heap, one event id each);
 * the all-token-bucket :meth:`sim.limitset.LimitSet.acquire` (``_acquire_buckets``) for a limit set with the
   two request units every Groq model has (RPM, RPD) and token units; any other limit set (audio units, another

@@ -186,3 +186,23 @@ def test_every_setting_is_either_read_by_the_kernel_or_sends_the_run_down_the_ge
     for name, setting in table.items():
         spec = RunSpec(clients=[client(policy=name)], policies=policy_table({name: setting}), duration=60.0)
         assert not kernel.usable(Simulation(spec, 0)), setting
+
+
+@pytest.mark.parametrize("model, rate, policy, refund", [
+    ("groq/compound", "60/min", "groq-sdk", False),  # RPM binds, then RPD (250 a day) after ~8 minutes
+    ("groq/compound", "90/min", "full-jitter", True),
+    ("playai-tts", "20/min", "groq-sdk", False),  # TPD (3 600 a day) and RPD (100) run out
+    ("llama-3.3-70b-versatile", "40/min", "retry-after", True),  # TPD (100 000) runs out within the hour
+])
+def test_kernel_matches_when_the_daily_units_bind(model, rate, policy, refund):
+    """Runs long enough for the second request unit (RPD) or a second token unit (TPD) to bind, so the
+    kernel's unrolled RPD bucket, its refusal memory and its TPD bucket decide refusals."""
+    c = client(model=model, rate=rate, policy=policy, prompt_tokens={"dist": "uniform", "low": 50, "high": 400},
+               max_tokens=200, completion_tokens={"dist": "uniform", "low": 10, "high": 200})
+    org = Org(tier="free", accounting=Accounting(charge="max_tokens", refund_unused=refund))
+    spec = RunSpec(clients=[c], policies=policy_table(), org=org, duration=3600.0)
+    (gs, g), _ = both(spec, 21)
+    daily = {"rpd", "tpd"} & set(gs.limitsets[0].units)
+    bound = set(g.refusals["unit"].astype(str)) if "unit" in g.refusals else set()
+    assert daily & bound, (daily, bound)  # a daily unit refused some attempts
+    assert_same(spec, 21)
