@@ -57,12 +57,11 @@ def schedule_arrivals(sim, c) -> None:
         heappush(env._queue, (now + (t - now if t > now else 0.0), NORMAL, next(env._eid), (_ARRIVALS, c, 0)))
 
 
-def _state(sim, c) -> tuple:
+def _state(sim, c, buckets: list) -> tuple:
     """Group ``c``'s columns and settings, as one tuple the loop unpacks when it turns to the group.  A group
     whose requests all want its own model (no trace naming models) carries that model's service and limits."""
     pol = c.policy
     m0 = c.chain[0]
-    ls0 = sim.limitsets[m0]
     one_model = len(c.model) == 0 or bool((np.frombuffer(c.model, dtype=np.int8) == m0).all())
     net = c.round_trips() if one_model else c.net
     gates = pol.gates
@@ -71,8 +70,8 @@ def _state(sim, c) -> tuple:
     return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, not one_model, c.max_attempts if 429 in c.retry_on else 0,
-            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, c.gated, pol.holds, pace, c.queue, m0, c.svc0,
-            ls0, _buckets(ls0))
+            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, c.gated, pol.holds, pace, c.queue,
+            sim.limitsets[m0], buckets[m0])
 
 
 def _buckets(ls) -> tuple | None:
@@ -95,9 +94,9 @@ def run(sim, until: float) -> None:
     env = sim.env
     queue, eid = env._queue, env._eid
     heappush(queue, (env._now + (until - env._now), URGENT, next(eid), (_STOP, None, 0)))  # SimPy's stop event
-    states = {id(c): _state(sim, c) for c in sim.clients}
     limitsets, services = sim.limitsets, sim.services
     buckets = [_buckets(ls) for ls in limitsets]
+    states = {id(c): _state(sim, c, buckets) for c in sim.clients}
     uncached, retry_after, refund = sim.uncached, sim.retry_after, sim.refund
     ceil_rounding = sim.spec.org.retry_after_rounding == "ceil"
     events = sim.events
@@ -167,7 +166,8 @@ def run(sim, until: float) -> None:
                 group = c
                 (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt, ct_col,
                  admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed, max_tries,
-                 backoff, plain_delay, u, created, count, gated, holds, pace, fifo, m, svc, ls, bk) = states[id(c)]
+                 backoff, plain_delay, u, created, count, gated, holds, pace, fifo, ls, bk) = states[id(c)]
+                m, svc = m0, svc0  # (a group of several models sets them per request)
                 if bk is not None:
                     u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, amounts = bk
             if kind is _ARRIVALS:
