@@ -30,7 +30,7 @@ from .clock import Clock
 from .config import Client
 from .errors import ConfigError, did_you_mean
 from .flex import CAPACITY_EXCEEDED
-from . import kernel
+from . import kernel as fast_lane
 from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
@@ -350,7 +350,7 @@ class Simulation:
 
     # ---- running ----------------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        fast = self.kernel and kernel.usable(self)
+        fast = self.kernel and fast_lane.usable(self)
         for c in self.clients:
             if c.cfg.lane == "batch":  # to the Batch API: its own lane, no on-demand limits, no events
                 self._generate(c)
@@ -360,9 +360,9 @@ class Simulation:
                     self.env.process(self._closed_user(c))
             else:
                 self._generate(c)
-                (kernel.schedule_arrivals if fast else Simulation._arrivals)(self, c)
+                (fast_lane.schedule_arrivals if fast else Simulation._arrivals)(self, c)
         if fast:
-            kernel.run(self, self.spec.duration + self.spec.drain)
+            fast_lane.run(self, self.spec.duration + self.spec.drain)
         else:
             self.env.run(until=self.spec.duration + self.spec.drain)
         return self.result()
