@@ -25,7 +25,7 @@ What is inlined, operation for operation, and where its one real definition live
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from math import ceil, inf
+from math import ceil, exp, inf
 
 import numpy as np
 from simpy.events import NORMAL, URGENT
@@ -54,12 +54,12 @@ def schedule_arrivals(sim, c) -> None:
         sim.events += c.n
         env = sim.env
         now, t = env._now, c.created[0]
-        heappush(env._queue, (now + (t - now if t > now else 0.0), NORMAL, next(env._eid), (_ARRIVALS, c, 0)))
+        heappush(env._queue, (now + (t - now if t > now else 0.0), NORMAL, next(env._eid), _ARRIVALS, c, 0))
 
 
-def _state(sim, c, buckets: list) -> tuple:
+def _state(c) -> tuple:
     """Group ``c``'s columns and settings, as one tuple the loop unpacks when it turns to the group.  A group
-    whose requests all want its own model (no trace naming models) carries that model's service and limits."""
+    whose requests all want its own model (no trace naming models) reads only that model's round trips."""
     pol = c.policy
     m0 = c.chain[0]
     one_model = len(c.model) == 0 or bool((np.frombuffer(c.model, dtype=np.int8) == m0).all())
@@ -69,23 +69,38 @@ def _state(sim, c, buckets: list) -> tuple:
     pace = gates[0].limits(m0).acquire if one_model and len(gates) == 1 and type(gates[0]) is Pacer else None
     return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
-            c.refusal_code.append, net, m0, c.svc0, not one_model, c.max_attempts if 429 in c.retry_on else 0,
-            pol.backoff, pol.plain_delay, pol.u, c.created, c.n, c.gated, pol.holds, pace, c.queue,
-            sim.limitsets[m0], buckets[m0])
+            c.refusal_code.append, net, m0, c.svc0, c.svc0.coefficients(), not one_model,
+            c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, pol.schedule.obeys, pol.u,
+            c.created, c.n, c.gated, pol.holds, pace, c.queue)
 
 
 def _buckets(ls) -> tuple | None:
     """A limit set's token buckets as the loop reads them: its two request units (RPM and RPD: every model
     Groq publishes has both) and its token units with the largest amount each admits; None for any other
     limit set (another limiter, other request units, audio units), which is called."""
-    if (ls.acquire != ls._acquire_buckets or len(ls._requests) != 2
+    if (ls.acquire != ls._acquire_buckets or len(ls._requests) != 2 or not ls._amounts
             or not all(is_tokens for _, _, is_tokens, _ in ls._amounts)):
         return None
     (u1, b1), (u2, b2) = ls._requests
     # with each bucket, its constants (rate, capacity, tolerance; a token unit's largest amount and whether it
-    # keeps the peaks a refund reads), read from locals instead of attributes
-    return (u1, b1, b1.rate, b1.limit, b1._eps, u2, b2, b2.rate, b2.limit, b2._eps,
-            [(unit, b, most, b.rate, b.limit, b._eps, b._peak_t is not None) for unit, b, _, most in ls._amounts])
+    # keeps the peaks a refund reads), read from locals instead of attributes; the first token unit (TPM)
+    # unrolled, any others (TPD) in a list
+    amounts = [(unit, b, most, b.rate, b.limit, b._eps, b._peak_t is not None) for unit, b, _, most in ls._amounts]
+    return (u1, b1, b1.rate, b1.limit, b1._eps, u2, b2, b2.rate, b2.limit, b2._eps, *amounts[0], amounts[1:])
+
+
+def _load(ls, bk: tuple) -> tuple:
+    """The state the loop keeps in locals while it works with limit set ``ls`` (``bk``: its :func:`_buckets`):
+    the request units' refusal memory and the levels and times of RPM, RPD and the first token unit."""
+    b1, b2, bt = bk[1], bk[6], bk[11]
+    return ls._blocked_until, ls._blocked_by, b1._level, b1._t, b2._level, b2._t, bt._level, bt._t
+
+
+def _spill(ls, bk: tuple, blk, blk_by, l1, t1, l2, t2, lt, tt) -> None:
+    """Write the state :func:`_load` took back to ``ls`` and its buckets."""
+    b1, b2, bt = bk[1], bk[6], bk[11]
+    ls._blocked_until, ls._blocked_by = blk, blk_by
+    b1._level, b1._t, b2._level, b2._t, bt._level, bt._t = l1, t1, l2, t2, lt, tt
 
 
 def run(sim, until: float) -> None:
@@ -93,10 +108,10 @@ def run(sim, until: float) -> None:
     on its clock's heap, exactly as :meth:`sim.clock.Clock.run` would run the general engine."""
     env = sim.env
     queue, eid = env._queue, env._eid
-    heappush(queue, (env._now + (until - env._now), URGENT, next(eid), (_STOP, None, 0)))  # SimPy's stop event
+    heappush(queue, (env._now + (until - env._now), URGENT, next(eid), _STOP, None, 0))  # SimPy's stop event
     limitsets, services = sim.limitsets, sim.services
     buckets = [_buckets(ls) for ls in limitsets]
-    states = {id(c): _state(sim, c, buckets) for c in sim.clients}
+    states = {id(c): _state(c) for c in sim.clients}
     uncached, retry_after, refund = sim.uncached, sim.retry_after, sim.refund
     ceil_rounding = sim.spec.org.retry_after_rounding == "ceil"
     events = sim.events
@@ -105,10 +120,15 @@ def run(sim, until: float) -> None:
     group = None
     times = None
     n = j = 0
+    ta, ea, ready = 0.0, 0, False  # the merged group's next arrival: its time and event id, once given
     now = env._now
     pumping = False
     # the group's own, set when the loop turns to a group
     attempts = model = holds = pace = fifo = gated = charge = audio = None
+    # the limit set in hand: its model, and for one the loop writes out (bk, see _buckets) its state in locals
+    # (_load), written back (_spill) before anything else reads it and when the loop turns to another
+    bound, ls, bk = -1, None, None
+    blk = blk_by = l1 = t1 = l2 = t2 = lt = tt = None
     while True:
         # ---- the next attempt: the head of a group's own queue, a group's next arrival (merged), or the
         # heap's first entry
@@ -133,82 +153,111 @@ def run(sim, until: float) -> None:
                 if until != inf and not now < group.wake_at <= until:  # Simulation._wake
                     group.wake_at = until
                     events += 1
-                    push(queue, (now + (until - now if until > now else 0.0), NORMAL, next(eid), (_PUMP, group, 0)))
+                    push(queue, (now + (until - now if until > now else 0.0), NORMAL, next(eid), _PUMP, group, 0))
                 continue
             fifo.popleft()
-        elif times is not None:  # merging a group's arrivals (Clock.merge)
-            j += 1
-            if j >= n:
-                times = None
-                continue
-            t = times[j]
-            t = now + (t - now if t > now else 0.0)
-            e = next(eid)
-            if queue[0][0] <= t:  # something queued comes first (the stop entry is always queued)
-                push(queue, (t, NORMAL, e, (_ARRIVALS, group, j)))
-                times = None
-                continue
-            now = t
-            i = j
-            if gated:  # Simulation._arrive: into the group's own queue
-                fifo.append(i)
-                pumping = True
-                continue
         else:
-            now, _, _, (kind, c, i) = pop(queue)
-            if kind is not _ATTEMPT and kind is not _ARRIVALS and kind is not _PUMP:
-                if kind is _STOP:
-                    break
-                env._now = now  # a light call scheduled by the engine (a token refund)
-                kind(c, i)
-                continue
-            if c is not group:  # turn to the entry's group
-                group = c
-                (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt, ct_col,
-                 admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0, mixed, max_tries,
-                 backoff, plain_delay, u, created, count, gated, holds, pace, fifo, ls, bk) = states[id(c)]
-                m, svc = m0, svc0  # (a group of several models sets them per request)
-                if bk is not None:
-                    u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, amounts = bk
-            if kind is _ARRIVALS:
-                times, n, j = created, count, i
+            if times is not None and not ready:  # Clock.merge: the group's next arrival gets its time and event id
+                j += 1
+                if j < n:
+                    t = times[j]
+                    ta = now + (t - now if t > now else 0.0)
+                    ea = next(eid)
+                    ready = True
+                else:
+                    times = None
+            # the arrival waits outside the heap with the key (ta, NORMAL, ea) it would have in it, and goes
+            # first when it is smaller than the heap's first entry's key (the stop entry is always queued)
+            if times is not None and (ta < (h := queue[0])[0] or ta == h[0] and (NORMAL, ea) < (h[1], h[2])):
+                now, i = ta, j
+                ready = False
                 if gated:  # Simulation._arrive: into the group's own queue
                     fifo.append(i)
                     pumping = True
                     continue
-            elif kind is _PUMP:  # a wake-up of the group's queue (Simulation._wake)
-                pumping = True
-                continue
-            elif gated:  # a retry (Simulation._on_retry): through the group's queue, first in line
-                fifo.appendleft(i)
-                pumping = True
-                continue
+            else:
+                now, _, _, kind, c, i = pop(queue)
+                if kind is _ATTEMPT and c is group and not gated:
+                    pass  # a retry of the group in hand, sent at once (the most common entry)
+                else:
+                    if kind is not _ATTEMPT and kind is not _ARRIVALS and kind is not _PUMP:
+                        if kind is _STOP:
+                            if times is not None:  # the waiting arrival into the heap, where the clock keeps it
+                                push(queue, (ta, NORMAL, ea, _ARRIVALS, group, j))
+                            if bk is not None:
+                                _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
+                            break
+                        env._now = now  # a light call scheduled by the engine (a token refund)
+                        if bk is None:
+                            kind(c, i)
+                        else:  # (it reads and writes the buckets: their state out of the locals and back)
+                            _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
+                            kind(c, i)
+                            blk, blk_by, l1, t1, l2, t2, lt, tt = _load(ls, bk)
+                        continue
+                    if c is not group:  # turn to the entry's group
+                        if times is not None:  # (its waiting arrival into the heap, as the clock would hold it)
+                            push(queue, (ta, NORMAL, ea, _ARRIVALS, group, j))
+                            times = None
+                        group = c
+                        (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
+                         ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0,
+                         (s_nmu, s_sigma, q_mu, q_sigma, fixed, inv_pre, inv_out, inv_audio), mixed, max_tries,
+                         backoff, plain_delay, obeys, u, created, count, gated, holds, pace,
+                         fifo) = states[id(c)]
+                        m, svc = m0, svc0  # (a group of several models sets them per request)
+                        if m != bound:  # the model's limit set in hand
+                            if bk is not None:  # (the state of the limit set in hand back to its buckets)
+                                _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
+                            bound, ls, bk = m, limitsets[m], buckets[m]
+                            if bk is not None:
+                                (u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, ut, bt, most_t, rt, capt, epst,
+                                 peaks_t, amounts) = bk
+                                blk, blk_by, l1, t1, l2, t2, lt, tt = _load(ls, bk)
+                    if kind is _ARRIVALS:
+                        times, n, j, ready = created, count, i, False
+                        if gated:  # Simulation._arrive: into the group's own queue
+                            fifo.append(i)
+                            pumping = True
+                            continue
+                    elif kind is _PUMP:  # a wake-up of the group's queue (Simulation._wake)
+                        pumping = True
+                        continue
+                    elif gated:  # a retry (Simulation._on_retry): through the group's queue, first in line
+                        fifo.appendleft(i)
+                        pumping = True
+                        continue
         # ---- one attempt of request i (Simulation._send, _refused, _finish; a plain group's requests are
         # served by the model they want, which the records' "model" column already holds)
         attempts[i] = tries = attempts[i] + 1
-        if mixed:  # (a group of one model has m, svc, ls and bk set when the loop turns to it)
+        if mixed:  # (a group of one model has m, svc, ls and bk in hand from when the loop turned to it)
             z, rtt = next(net)
             m = model[i]
-            svc, ls, bk = services[m], limitsets[m], buckets[m]
-            if bk is not None:
-                u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, amounts = bk
+            svc = services[m]
+            if m != bound:
+                if bk is not None:  # (the state of the limit set in hand back to its buckets)
+                    _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
+                bound, ls, bk = m, limitsets[m], buckets[m]
+                if bk is not None:
+                    (u1, b1, r1, cap1, eps1, u2, b2, r2, cap2, eps2, ut, bt, most_t, rt, capt, epst, peaks_t,
+                     amounts) = bk
+                    blk, blk_by, l1, t1, l2, t2, lt, tt = _load(ls, bk)
             if m != m0:
                 rtt = svc.round_trip(z)
         else:
             rtt = next(net)  # (its network stream holds the round trips only)
-        if bk is not None:  # LimitSet._acquire_buckets, operation for operation
+        if bk is not None:  # LimitSet._acquire_buckets, operation for operation, its state in locals
             tokens = charge[i]
-            blocked = ls._blocked_until
-            if now < blocked - 1e-6:
-                worst, binding = blocked - now, ls._blocked_by
+            if now < blk - 1e-6:
+                worst, binding = blk - now, blk_by
             else:  # the two request units (RPM, RPD)
-                dt = now - b1._t
-                level = b1._level + dt * r1 if dt > 0 else b1._level
+                dt = now - t1
+                level = l1 + dt * r1 if dt > 0 else l1
                 seen1 = level = level if level < cap1 else cap1  # noqa: FURB136
                 short = 1 - level
                 worst, binding = (short / r1, u1) if short > eps1 else (0.0, None)
-                dt = now - b2._t
-                level = b2._level + dt * r2 if dt > 0 else b2._level
+                dt = now - t2
+                level = l2 + dt * r2 if dt > 0 else l2
                 seen2 = level = level if level < cap2 else cap2  # noqa: FURB136
                 short = 1 - level
                 if short > eps2:
@@ -216,9 +265,19 @@ def run(sim, until: float) -> None:
                     if w > worst:
                         worst, binding = w, u2
                 if worst > 0.0:
-                    ls._blocked_until, ls._blocked_by = now + worst, binding
-            if tokens:  # the token units (TPM, TPD)
-                for unit, b, most, rate, cap, eps, _ in amounts:
+                    blk, blk_by = now + worst, binding
+            if tokens:  # the token units (TPM, then any others: TPD)
+                if tokens > most_t:
+                    w = inf
+                else:
+                    dt = now - tt
+                    level = lt + dt * rt if dt > 0 else lt
+                    seen_t = level = level if level < capt else capt  # noqa: FURB136
+                    short = tokens - level
+                    w = 0.0 if short <= epst else short / rt
+                if w > worst:
+                    worst, binding = w, ut
+                for unit, b, most, rate, cap, eps, _ in amounts:  # (empty for most models)
                     if tokens > most:
                         w = inf
                     else:
@@ -229,18 +288,29 @@ def run(sim, until: float) -> None:
                         w = 0.0 if short <= eps else short / rate
                     if w > worst:
                         worst, binding = w, unit
-            if worst > 0.0:
-                wait = worst
-            else:  # admitted: charge every unit its level as just computed, less the amount
+        else:
+            worst = ls.acquire(charge[i], audio[i], now)
+            binding = ls.binding
+        if worst == 0.0:
+            if bk is not None:  # admitted: charge every unit its level as just computed, less the amount
                 level = seen1 - 1
-                b1._level = level if level > 0.0 else 0.0  # noqa: FURB136
-                if now > b1._t:
-                    b1._t = now
+                l1 = level if level > 0.0 else 0.0  # noqa: FURB136
+                if now > t1:
+                    t1 = now
                 level = seen2 - 1
-                b2._level = level if level > 0.0 else 0.0  # noqa: FURB136
-                if now > b2._t:
-                    b2._t = now
+                l2 = level if level > 0.0 else 0.0  # noqa: FURB136
+                if now > t2:
+                    t2 = now
                 if tokens:
+                    if peaks_t:  # a refundable bucket keeps its peaks
+                        bt._level, bt._t = lt, tt
+                        bt.admit(tokens, now)
+                        lt, tt = bt._level, bt._t
+                    else:
+                        level = seen_t - tokens
+                        lt = level if level > 0.0 else 0.0  # noqa: FURB136
+                        if now > tt:
+                            tt = now
                     for _, b, _, _, _, _, peaks in amounts:
                         if peaks:
                             b.admit(tokens, now)  # a refundable bucket keeps its peaks
@@ -249,12 +319,13 @@ def run(sim, until: float) -> None:
                         b._level = level if level > 0.0 else 0.0  # noqa: FURB136
                         if now > b._t:
                             b._t = now
-                wait = 0.0
-        else:
-            wait = ls.acquire(charge[i], audio[i], now)
-            binding = ls.binding
-        if wait == 0.0:
-            q, p, ctime = svc.times(prompt[i] * uncached, completion[i], audio[i], z_speed[i], z_queue[i])
+            if mixed:
+                q, p, ctime = svc.times(prompt[i] * uncached, completion[i], audio[i], z_speed[i], z_queue[i])
+            else:  # ServiceModel.times, with its coefficients() as locals
+                inv_s = exp(s_nmu - s_sigma * z_speed[i])
+                q = exp(q_mu + q_sigma * z_queue[i])
+                p = (fixed + prompt[i] * uncached * inv_pre) * inv_s
+                ctime = (completion[i] * inv_out + audio[i] * inv_audio) * inv_s
             qt[i] = q
             pt[i] = p
             ct_col[i] = ctime
@@ -265,10 +336,10 @@ def run(sim, until: float) -> None:
                 if unused > 0:
                     events += 1
                     push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
-                                 (_refund, ls.refund_tokens, (unused, now, fin))))
+                                 _refund, ls.refund_tokens, (unused, now, fin)))
             outcome[i] = OK
             finished[i] = fin
-        elif wait == inf:
+        elif worst == inf:
             refused[i] = unit_index[binding]
             outcome[i] = TOO_LARGE
             finished[i] = now + rtt
@@ -283,14 +354,19 @@ def run(sim, until: float) -> None:
                 finished[i] = t
                 continue
             if ceil_rounding:  # headers.retry_after_function("ceil")
-                ra = ceil(wait - 1e-9)
+                ra = ceil(worst - 1e-9)
                 if ra < 1:
                     ra = 1
             else:
-                ra = retry_after(wait)
-            delay = backoff(i, tries, ra) if plain_delay is None else plain_delay(tries, ra, u)
+                ra = retry_after(worst)
+            if plain_delay is None:
+                delay = backoff(i, tries, ra)
+            elif 0 < ra <= obeys:  # (the schedule's delay is the retry-after itself)
+                delay = float(ra)
+            else:
+                delay = plain_delay(tries, ra, u)
             events += 1
-            push(queue, (now + (t + delay - now), NORMAL, next(eid), (_ATTEMPT, group, i)))
+            push(queue, (now + (t + delay - now), NORMAL, next(eid), _ATTEMPT, group, i))
     env._now = now
     sim.events = events
 

@@ -38,6 +38,9 @@ _INF = math.inf  # (a module constant: a pacer's hold runs on every paced arriva
 class Schedule(ABC):
     """A retry schedule (see the module docstring for the ``delay`` contract)."""
     memory = False
+    #: a ``retry-after`` of ``0 < value <= obeys`` seconds is the delay itself, whatever else the schedule
+    #: says (0: never); sim/kernel.py reads it to skip the call for such a retry
+    obeys = 0
 
     @abstractmethod
     def delay(self, attempt: int, retry_after: int | None, u: Uniform, prev: float | None = None) -> float:
@@ -95,9 +98,10 @@ class DecorrelatedJitter(Exponential):
 class GroqSDK(Exponential):
     """The official groq Python SDK (``_base_client._calculate_retry_timeout``): a ``retry-after`` of
     0 < value <= 60 s is obeyed as is; otherwise ``min(base * 2^n, cap) * (1 - 0.25 U)``."""
+    obeys = 60
 
     def delay(self, attempt, retry_after, u, prev=None):
-        if retry_after is not None and 0 < retry_after <= 60:
+        if retry_after is not None and 0 < retry_after <= self.obeys:
             return float(retry_after)
         return self.ceiling(attempt) * (1 - 0.25 * u())
 

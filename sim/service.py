@@ -177,6 +177,12 @@ class ServiceModel:
         self._inv_pre = 1.0 / p.prefill_tps if p.prefill_tps else 0.0
         self._inv_audio = 1.0 / p.audio_speed_factor if p.audio_speed_factor else 0.0
 
+    def coefficients(self) -> tuple[float, ...]:
+        """The constants :meth:`times` computes with, in the order it uses them (sim/kernel.py writes ``times``
+        out for a group of one model): ``s_nmu, s_sigma, q_mu, q_sigma, fixed, inv_pre, inv_out, inv_audio``."""
+        return (self._s_nmu, self._s_sigma, self._q_mu, self._q_sigma, self._fixed, self._inv_pre, self._inv_out,
+                self._inv_audio)
+
     def times(self, prompt: float, completion: float, audio: float, z_speed: float, z_queue: float):
         """(queue_time, prompt_time, completion_time) of one request; ``total_time`` = the last two."""
         inv_s = math.exp(self._s_nmu - self._s_sigma * z_speed)
