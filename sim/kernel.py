@@ -31,9 +31,9 @@ import numpy as np
 from simpy.events import NORMAL, URGENT
 
 from .policies import Pacer
-from .records import GAVE_UP, OK, TOO_LARGE, UNIT_INDEX
+from .records import GAVE_UP, OK, REFUSED_BY, TOO_LARGE, UNIT_INDEX
 
-_ATTEMPT, _ARRIVALS, _PUMP, _STOP = object(), object(), object(), object()  # what a heap entry of this loop holds
+_ARRIVALS, _PUMP, _STOP = object(), object(), object()  # what a heap entry of this loop holds (else a group)
 
 
 def plain_group(sim, c) -> bool:
@@ -54,7 +54,7 @@ def schedule_arrivals(sim, c) -> None:
         sim.events += c.n
         env = sim.env
         now, t = env._now, c.created[0]
-        heappush(env._queue, (now + (t - now if t > now else 0.0), NORMAL, next(env._eid), _ARRIVALS, c, 0))
+        heappush(env._queue, (now + (t - now if t > now else 0.0), NORMAL, next(env._eid), _ARRIVALS, (c, 0)))
 
 
 def _state(c) -> tuple:
@@ -67,11 +67,13 @@ def _state(c) -> tuple:
     gates = pol.gates
     # a group of one model whose one gate is a pacer: the loop calls the pacer's limit set itself (Pacer.hold)
     pace = gates[0].limits(m0).acquire if one_model and len(gates) == 1 and type(gates[0]) is Pacer else None
+    # a retry-after the schedule takes as its delay (Schedule.obeys), when the policy adds nothing to the schedule
+    obeys = pol.schedule.obeys if pol.plain_delay is not None else 0
     return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, c.svc0.coefficients(), not one_model,
-            c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, pol.schedule.obeys, pol.u,
-            c.created, c.n, c.gated, pol.holds, pace, c.queue)
+            c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, obeys, pol.u, c.created, c.n,
+            c.gated, pol.holds, pace, c.queue)
 
 
 def _buckets(ls) -> tuple | None:
@@ -82,24 +84,29 @@ def _buckets(ls) -> tuple | None:
             or not all(is_tokens for _, _, is_tokens, _ in ls._amounts)):
         return None
     (u1, b1), (u2, b2) = ls._requests
-    # with each bucket, its constants (rate, capacity, tolerance; a token unit's largest amount and whether it
-    # keeps the peaks a refund reads), read from locals instead of attributes; the first token unit (TPM)
-    # unrolled, any others (TPD) in a list
-    amounts = [(unit, b, most, b.rate, b.limit, b._eps, b._peak_t is not None) for unit, b, _, most in ls._amounts]
-    return (u1, b1, b1.rate, b1.limit, b1._eps, u2, b2, b2.rate, b2.limit, b2._eps, *amounts[0], amounts[1:])
+    # with each bucket, its unit (as the records' index) and constants (rate, capacity, tolerance; a token
+    # unit's largest amount and whether it keeps the peaks a refund reads), read from locals instead of
+    # attributes; the first token unit (TPM) unrolled, any others (TPD) in a list
+    amounts = [(UNIT_INDEX[unit], b, most, b.rate, b.limit, b._eps, b._peak_t is not None)
+               for unit, b, _, most in ls._amounts]
+    return (UNIT_INDEX[u1], b1, b1.rate, b1.limit, b1._eps, UNIT_INDEX[u2], b2, b2.rate, b2.limit, b2._eps, *amounts[0],
+            amounts[1:])
 
 
 def _load(ls, bk: tuple) -> tuple:
     """The state the loop keeps in locals while it works with limit set ``ls`` (``bk``: its :func:`_buckets`):
-    the request units' refusal memory and the levels and times of RPM, RPD and the first token unit."""
+    the request units' refusal memory (its unit as the records' index) and the levels and times of RPM, RPD
+    and the first token unit."""
     b1, b2, bt = bk[1], bk[6], bk[11]
-    return ls._blocked_until, ls._blocked_by, b1._level, b1._t, b2._level, b2._t, bt._level, bt._t
+    by = ls._blocked_by
+    return (ls._blocked_until, by if by is None else UNIT_INDEX[by], b1._level, b1._t, b2._level, b2._t, bt._level,
+            bt._t)
 
 
 def _spill(ls, bk: tuple, blk, blk_by, l1, t1, l2, t2, lt, tt) -> None:
     """Write the state :func:`_load` took back to ``ls`` and its buckets."""
     b1, b2, bt = bk[1], bk[6], bk[11]
-    ls._blocked_until, ls._blocked_by = blk, blk_by
+    ls._blocked_until, ls._blocked_by = blk, blk_by if blk_by is None else REFUSED_BY[blk_by]
     b1._level, b1._t, b2._level, b2._t, bt._level, bt._t = l1, t1, l2, t2, lt, tt
 
 
@@ -108,10 +115,10 @@ def run(sim, until: float) -> None:
     on its clock's heap, exactly as :meth:`sim.clock.Clock.run` would run the general engine."""
     env = sim.env
     queue, eid = env._queue, env._eid
-    heappush(queue, (env._now + (until - env._now), URGENT, next(eid), _STOP, None, 0))  # SimPy's stop event
+    heappush(queue, (env._now + (until - env._now), URGENT, next(eid), _STOP, None))  # SimPy's stop event
     limitsets, services = sim.limitsets, sim.services
     buckets = [_buckets(ls) for ls in limitsets]
-    states = {id(c): _state(c) for c in sim.clients}
+    states = {c: _state(c) for c in sim.clients}
     uncached, retry_after, refund = sim.uncached, sim.retry_after, sim.refund
     ceil_rounding = sim.spec.org.retry_after_rounding == "ceil"
     events = sim.events
@@ -120,7 +127,8 @@ def run(sim, until: float) -> None:
     group = None
     times = None
     n = j = 0
-    ta, ea, ready = 0.0, 0, False  # the merged group's next arrival: its time and event id, once given
+    ta, ea = inf, 0  # the merged group's next arrival: its time and event id (None: not given yet; inf: none)
+    mark = None  # the group in hand when it sends its retries at once (no queue of its own)
     now = env._now
     pumping = False
     # the group's own, set when the loop turns to a group
@@ -153,58 +161,60 @@ def run(sim, until: float) -> None:
                 if until != inf and not now < group.wake_at <= until:  # Simulation._wake
                     group.wake_at = until
                     events += 1
-                    push(queue, (now + (until - now if until > now else 0.0), NORMAL, next(eid), _PUMP, group, 0))
+                    push(queue, (now + (until - now if until > now else 0.0), NORMAL, next(eid), _PUMP, group))
                 continue
             fifo.popleft()
         else:
-            if times is not None and not ready:  # Clock.merge: the group's next arrival gets its time and event id
+            if ta is None:  # Clock.merge: the merged group's next arrival gets its time and event id
                 j += 1
                 if j < n:
                     t = times[j]
                     ta = now + (t - now if t > now else 0.0)
                     ea = next(eid)
-                    ready = True
                 else:
-                    times = None
+                    ta = inf  # (its arrivals all sent)
             # the arrival waits outside the heap with the key (ta, NORMAL, ea) it would have in it, and goes
-            # first when it is smaller than the heap's first entry's key (the stop entry is always queued)
-            if times is not None and (ta < (h := queue[0])[0] or ta == h[0] and (NORMAL, ea) < (h[1], h[2])):
-                now, i = ta, j
-                ready = False
+            # first when that is smaller than the heap's first entry's key (the stop entry is always queued)
+            if ta < queue[0][0] or ta == (h := queue[0])[0] and ta != inf and (NORMAL, ea) < (h[1], h[2]):
+                now, i, ta = ta, j, None
                 if gated:  # Simulation._arrive: into the group's own queue
                     fifo.append(i)
                     pumping = True
                     continue
             else:
-                now, _, _, kind, c, i = pop(queue)
-                if kind is _ATTEMPT and c is group and not gated:
-                    pass  # a retry of the group in hand, sent at once (the most common entry)
-                else:
-                    if kind is not _ATTEMPT and kind is not _ARRIVALS and kind is not _PUMP:
-                        if kind is _STOP:
-                            if times is not None:  # the waiting arrival into the heap, where the clock keeps it
-                                push(queue, (ta, NORMAL, ea, _ARRIVALS, group, j))
-                            if bk is not None:
-                                _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
-                            break
-                        env._now = now  # a light call scheduled by the engine (a token refund)
+                now, _, _, kind, i = pop(queue)
+                if kind is not mark:  # (mark: the group in hand, when it sends a retry at once)
+                    if kind in states:  # a retry of another group, or of one with a queue of its own
+                        c = kind
+                    elif kind is _ARRIVALS:
+                        c, i = i
+                    elif kind is _PUMP:
+                        c = i
+                    elif kind is _STOP:
+                        if ta != inf:  # the waiting arrival into the heap, where the clock keeps it
+                            push(queue, (ta, NORMAL, ea, _ARRIVALS, (group, j)))
+                        if bk is not None:
+                            _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
+                        break
+                    else:  # a light call scheduled by the loop (a token refund)
+                        env._now = now
                         if bk is None:
-                            kind(c, i)
+                            kind(*i)
                         else:  # (it reads and writes the buckets: their state out of the locals and back)
                             _spill(ls, bk, blk, blk_by, l1, t1, l2, t2, lt, tt)
-                            kind(c, i)
+                            kind(*i)
                             blk, blk_by, l1, t1, l2, t2, lt, tt = _load(ls, bk)
                         continue
                     if c is not group:  # turn to the entry's group
-                        if times is not None:  # (its waiting arrival into the heap, as the clock would hold it)
-                            push(queue, (ta, NORMAL, ea, _ARRIVALS, group, j))
-                            times = None
+                        if ta != inf:  # (its waiting arrival into the heap, as the clock would hold it)
+                            push(queue, (ta, NORMAL, ea, _ARRIVALS, (group, j)))
+                            ta = inf
                         group = c
                         (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
                          ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0,
                          (s_nmu, s_sigma, q_mu, q_sigma, fixed, inv_pre, inv_out, inv_audio), mixed, max_tries,
-                         backoff, plain_delay, obeys, u, created, count, gated, holds, pace,
-                         fifo) = states[id(c)]
+                         backoff, plain_delay, obeys, u, created, count, gated, holds, pace, fifo) = states[c]
+                        mark = None if gated else c
                         m, svc = m0, svc0  # (a group of several models sets them per request)
                         if m != bound:  # the model's limit set in hand
                             if bk is not None:  # (the state of the limit set in hand back to its buckets)
@@ -215,7 +225,7 @@ def run(sim, until: float) -> None:
                                  peaks_t, amounts) = bk
                                 blk, blk_by, l1, t1, l2, t2, lt, tt = _load(ls, bk)
                     if kind is _ARRIVALS:
-                        times, n, j, ready = created, count, i, False
+                        times, n, j, ta = created, count, i, None
                         if gated:  # Simulation._arrive: into the group's own queue
                             fifo.append(i)
                             pumping = True
@@ -290,7 +300,8 @@ def run(sim, until: float) -> None:
                         worst, binding = w, unit
         else:
             worst = ls.acquire(charge[i], audio[i], now)
-            binding = ls.binding
+            if worst:
+                binding = unit_index[ls.binding]
         if worst == 0.0:
             if bk is not None:  # admitted: charge every unit its level as just computed, less the amount
                 level = seen1 - 1
@@ -336,16 +347,16 @@ def run(sim, until: float) -> None:
                 if unused > 0:
                     events += 1
                     push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
-                                 _refund, ls.refund_tokens, (unused, now, fin)))
+                                 ls.refund_tokens, (unused, now, fin)))
             outcome[i] = OK
             finished[i] = fin
         elif worst == inf:
-            refused[i] = unit_index[binding]
+            refused[i] = binding
             outcome[i] = TOO_LARGE
             finished[i] = now + rtt
         else:
             n429[i] = tries  # every earlier attempt was a 429 too: any other answer ends a plain request
-            refused[i] = k = unit_index[binding]
+            refused[i] = k = binding
             log_t(now)
             log_code(m * 8 + k)
             t = now + rtt
@@ -359,17 +370,14 @@ def run(sim, until: float) -> None:
                     ra = 1
             else:
                 ra = retry_after(worst)
-            if plain_delay is None:
-                delay = backoff(i, tries, ra)
-            elif 0 < ra <= obeys:  # (the schedule's delay is the retry-after itself)
+            if 0 < ra <= obeys:  # (the schedule's delay is the retry-after itself)
                 delay = float(ra)
+            elif plain_delay is None:
+                delay = backoff(i, tries, ra)
             else:
                 delay = plain_delay(tries, ra, u)
             events += 1
-            push(queue, (now + (t + delay - now), NORMAL, next(eid), _ATTEMPT, group, i))
+            push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))  # (an attempt: its group, its row)
     env._now = now
     sim.events = events
 
-
-def _refund(refund_tokens, args) -> None:
-    refund_tokens(*args)
