@@ -206,3 +206,31 @@ def test_kernel_matches_when_the_daily_units_bind(model, rate, policy, refund):
     bound = set(g.refusals["unit"].astype(str)) if "unit" in g.refusals else set()
     assert daily & bound, (daily, bound)  # a daily unit refused some attempts
     assert_same(spec, 21)
+
+
+def _whole_seconds(path, period: int, burst: int, prompt: int, policies: list[str]) -> RunSpec:
+    """Bursts of ``burst`` requests every ``period`` s from a trace, no network, so a retry after a
+    whole-second retry-after lands on the very instant of a later arrival; one group per policy."""
+    path.write_text("timestamp,prompt_tokens,max_tokens,completion_tokens\n" + "".join(
+        f"{period * (k // burst)},{prompt + 13 * (k % 5)},64,{10 + k % 50}\n" for k in range(burst * 300 // period)))
+    service = service_models()
+    service["llama-3.1-8b-instant"] = replace(service["llama-3.1-8b-instant"], rtt_median=0.0, rtt_p90=0.0)
+    groups = [client(name=f"g{k}", model="llama-3.1-8b-instant", arrival=arrival(kind="trace", file=str(path)),
+                     policy=policy) for k, policy in enumerate(policies)]
+    return RunSpec(clients=groups, policies=policy_table(), org=Org(tier="free"), duration=300.0, service=service)
+
+
+@pytest.mark.parametrize("period, burst, prompt, policies", [
+    (10, 10, 700, ["groq-sdk"]),  # ties both ways: a retry queued before the arrival got its id, and after
+    (2, 7, 200, ["groq-sdk", "retry-after"]),  # two groups on one model: the loop turns with an arrival waiting
+])
+def test_kernel_orders_a_retry_and_an_arrival_at_the_same_instant_as_the_clock_does(tmp_path, period, burst,
+                                                                                    prompt, policies):
+    """The kernel keeps a group's next arrival out of the heap; when a retry falls on the same instant it
+    must go before or after it by event id, as the clock's heap orders them (checked against both mutants:
+    arrival first, retry first)."""
+    spec = _whole_seconds(tmp_path / "t.csv", period, burst, prompt, policies)
+    (_, g), _ = both(spec, 2)
+    retried = g.records[g.records["n429"] > 0]
+    assert len(retried) and (retried["admitted"].dropna() % 1 == 0).any()  # retries sent on whole seconds
+    assert_same(spec, 2)
