@@ -58,6 +58,7 @@ class _Group(Columns):
         self.route = None  # a sim.lanes.Route when the group uses a service tier or project
         self.queue: deque[int] = deque()
         self.wake_at = -1.0
+        self._rtts = None  # the round-trip-only network stream, once made (round_trips)
         self.closed = not cfg.arrival.open_loop
         self._block: dict[str, np.ndarray] | None = None  # closed loop: sizes drawn a block at a time
         self._bi = 0
@@ -82,9 +83,12 @@ class _Group(Columns):
 
     def round_trips(self):
         """The group's network stream as round trips on the primary model only, drawn the same way as
-        ``self.net`` (which it replaces; for a group whose requests all go to that model)."""
-        draw, rtts = self.rngs[NETWORK].standard_normal, self.svc0.round_trips
-        return itertools.chain.from_iterable(map(rtts, map(draw, itertools.repeat(BLOCK))))
+        ``self.net`` (which it replaces; for a group whose requests all go to that model).  One stream per
+        group: every call returns it, where the last left off."""
+        if self._rtts is None:
+            draw, rtts = self.rngs[NETWORK].standard_normal, self.svc0.round_trips
+            self._rtts = itertools.chain.from_iterable(map(rtts, map(draw, itertools.repeat(BLOCK))))
+        return self._rtts
 
     def think(self) -> float:
         """An exponential think time (closed loop), by inversion of a buffered uniform."""

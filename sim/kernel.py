@@ -20,7 +20,17 @@ What is inlined, operation for operation, and where its one real definition live
 * :meth:`sim.clock.Clock.merge` (a group's pre-sorted arrivals merged with the heap, one event id each);
 * the all-token-bucket :meth:`sim.limitset.LimitSet.acquire` (``_acquire_buckets``) for a limit set with the
   two request units every Groq model has (RPM, RPD) and token units; any other limit set (audio units, another
-  limiter) is called.
+  limiter) is called;
+* :meth:`sim.service.ServiceModel.times` for a group of one model (its ``coefficients()`` as locals), and a
+  retry schedule's ``delay`` when the retry-after is one it takes as is (:attr:`sim.policies.Schedule.obeys`).
+
+Three things differ in form, not in result.  A merged group's next arrival is not pushed onto the heap when
+something queued comes first: it waits beside it under the key ``(time, priority, id)`` it would have there
+and goes first when that key is the smaller (on the heap only when the loop turns to another group or stops).
+The state of the limit set in hand (RPM's, RPD's and the first token unit's level and time, the request
+units' refusal memory) lives in local variables, written back to the buckets (:func:`_spill`) before anything
+else reads them: a refund, a bucket that keeps peaks, another limit set, the end of the run.  Heap entries
+are flat, ``(time, priority, id, kind, a)``, with an attempt's kind its group.
 """
 from __future__ import annotations
 
@@ -112,7 +122,9 @@ def _spill(ls, bk: tuple, blk, blk_by, l1, t1, l2, t2, lt, tt) -> None:
 
 def run(sim, until: float) -> None:
     """Run ``sim`` (every group plain, arrivals started with :func:`schedule_arrivals`) to time ``until``,
-    on its clock's heap, exactly as :meth:`sim.clock.Clock.run` would run the general engine."""
+    on its clock's heap, exactly as :meth:`sim.clock.Clock.run` would run the general engine; again with a
+    later ``until`` to go on, as SimPy's ``run(until=...)`` (what the loop holds outside the heap and the
+    buckets is put back when it stops)."""
     env = sim.env
     queue, eid = env._queue, env._eid
     heappush(queue, (env._now + (until - env._now), URGENT, next(eid), _STOP, None))  # SimPy's stop event

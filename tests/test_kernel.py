@@ -35,10 +35,13 @@ def assert_same(spec: RunSpec, seed: int) -> None:
     pd.testing.assert_frame_equal(g.records, k.records)
     pd.testing.assert_frame_equal(g.refusals, k.refusals)
     assert _digest(g.records) == _digest(k.records) and gs.events == ks.events
-    for a, b in zip(gs.limitsets, ks.limitsets):  # the org's limits end in the same state too
+    for a, b in zip(gs.limitsets, ks.limitsets):  # the org's limits end in the same state too (the kernel
+        # writes back what it keeps in locals: levels, times, the request units' refusal memory, the peaks)
+        assert (a._blocked_until, a._blocked_by) == (b._blocked_until, b._blocked_by)
         for unit in a.units:
             assert a.remaining(unit, 1e6) == b.remaining(unit, 1e6)
-            assert vars(a.units[unit]).get("_level") == vars(b.units[unit]).get("_level")
+            state = ("_level", "_t", "_peak_t", "_peak_level")
+            assert [vars(a.units[unit]).get(k) for k in state] == [vars(b.units[unit]).get(k) for k in state]
     assert gs.env.now == ks.env.now
 
 
@@ -85,7 +88,8 @@ def test_kernel_gives_the_same_records_for_audio_a_models_mix_and_a_413(tmp_path
     mix = client(name="mix", arrival=arrival(kind="trace", file=str(trace)), policy="groq-sdk")
     service = service_models()
     service["openai/gpt-oss-20b"] = replace(service["openai/gpt-oss-20b"], rtt_median=0.2, rtt_p90=0.5)  # slower
-    spec = RunSpec(clients=[mix], policies=policy_table(), org=Org(tier="free"), duration=300.0, service=service)
+    cached = Org(tier="free", accounting=Accounting(cache_hit_ratio=0.5))  # (uncached prompt tokens: prefill)
+    spec = RunSpec(clients=[mix], policies=policy_table(), org=cached, duration=300.0, service=service)
     (_, g), _ = both(spec, 3)
     assert g.records["model"].nunique() == 3 and g.records["n429"].gt(0).any()
     assert_same(spec, 3)
@@ -193,6 +197,7 @@ def test_every_setting_is_either_read_by_the_kernel_or_sends_the_run_down_the_ge
     ("groq/compound", "90/min", "full-jitter", True),
     ("playai-tts", "20/min", "groq-sdk", False),  # TPD (3 600 a day) and RPD (100) run out
     ("llama-3.3-70b-versatile", "40/min", "retry-after", True),  # TPD (100 000) runs out within the hour
+    ("llama-3.3-70b-versatile", "40/min", "groq-sdk", False),  # the same, TPD's bucket keeping no peaks
 ])
 def test_kernel_matches_when_the_daily_units_bind(model, rate, policy, refund):
     """Runs long enough for the second request unit (RPD) or a second token unit (TPD) to bind, so the
@@ -234,3 +239,26 @@ def test_kernel_orders_a_retry_and_an_arrival_at_the_same_instant_as_the_clock_d
     retried = g.records[g.records["n429"] > 0]
     assert len(retried) and (retried["admitted"].dropna() % 1 == 0).any()  # retries sent on whole seconds
     assert_same(spec, 2)
+
+
+def test_kernel_stops_and_resumes_as_the_clock_does():
+    """``kernel.run(sim, until)`` in pieces gives the records of one run to the end, as SimPy's
+    ``run(until=...)`` does: what the loop holds outside the heap (a group's waiting arrival, the limit set's
+    state in locals) is back in the heap and the buckets when it stops."""
+    groups = [client(name="a", model="llama-3.1-8b-instant", rate="90/min", policy="groq-sdk"),
+              client(name="b", model="llama-3.3-70b-versatile", rate="60/min", policy="full-jitter")]
+    spec = RunSpec(clients=groups, policies=policy_table(), org=Org(tier="free"), duration=600.0)
+    whole = Simulation(spec, 4)
+    expected = whole.run()
+    pieces = Simulation(spec, 4)
+    for c in pieces.clients:
+        pieces._generate(c)
+        kernel.schedule_arrivals(pieces, c)
+    for until in (61.3, 200.0, 200.0, 487.25, spec.duration + spec.drain):
+        kernel.run(pieces, until)
+        assert pieces.env.now == until
+    got = pieces.result()
+    assert expected.records["n429"].gt(0).any()
+    pd.testing.assert_frame_equal(expected.records, got.records)
+    pd.testing.assert_frame_equal(expected.refusals, got.refusals)
+    assert whole.events == pieces.events
