@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from sim.config import Policy, policy_table
 from sim.limitset import LimitSet
 from sim.catalog import Limits
-from sim.policies import (Adaptive, Cooldown, DecorrelatedJitter, EqualJitter, Exponential, FixedDelay, FullJitter,
-                          GroqSDK, InFlightCap, Pacer, client_policy, header_wait, schedule)
+from sim.policies import (JITTERS, SCHEDULES, Adaptive, Cooldown, DecorrelatedJitter, EqualJitter, Exponential,
+                          FixedDelay, FullJitter, GroqSDK, InFlightCap, Pacer, client_policy, header_wait, schedule)
 
 
 def fixed_u(value):
@@ -178,3 +178,15 @@ def test_groq_sdk_retries_exactly_what_the_real_sdk_retries(status):
     client = groq.Groq(api_key="test")
     reference = client._should_retry(httpx.Response(status, request=httpx.Request("POST", "http://x")))
     assert (status in Policy(retry="groq-sdk").retry_on) == reference
+
+
+@pytest.mark.parametrize("cls", sorted({*SCHEDULES.values(), *JITTERS.values()}, key=lambda c: c.__name__))
+def test_a_schedules_obeys_is_what_its_delay_does(cls):
+    """``Schedule.obeys`` (read by the engine's fast lane to skip the call) promises that every retry-after
+    up to it is the delay itself, at any attempt and draw; the groq SDK's is 60 s, the others obey none."""
+    s = cls(2.5) if cls is FixedDelay else cls(1.0, 60.0)
+    for attempt in (1, 2, 5):
+        for u in (0.0, 0.3, 0.6):
+            for ra in range(1, s.obeys + 1):
+                assert s.delay(attempt, ra, lambda u=u: u, None) == float(ra), (cls.__name__, attempt, ra)
+    assert cls.obeys == (60 if cls is GroqSDK else 0)
