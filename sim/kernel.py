@@ -103,11 +103,14 @@ def _buckets(ls) -> tuple | None:
             amounts[1:])
 
 
+_B1, _B2, _BT = 1, 6, 11  # where _buckets' tuple holds the RPM, RPD and first token unit's buckets
+
+
 def _load(ls, bk: tuple) -> tuple:
     """The state the loop keeps in locals while it works with limit set ``ls`` (``bk``: its :func:`_buckets`):
     the request units' refusal memory (its unit as the records' index) and the levels and times of RPM, RPD
     and the first token unit."""
-    b1, b2, bt = bk[1], bk[6], bk[11]
+    b1, b2, bt = bk[_B1], bk[_B2], bk[_BT]
     by = ls._blocked_by
     return (ls._blocked_until, by if by is None else UNIT_INDEX[by], b1._level, b1._t, b2._level, b2._t, bt._level,
             bt._t)
@@ -115,7 +118,7 @@ def _load(ls, bk: tuple) -> tuple:
 
 def _spill(ls, bk: tuple, blk, blk_by, l1, t1, l2, t2, lt, tt) -> None:
     """Write the state :func:`_load` took back to ``ls`` and its buckets."""
-    b1, b2, bt = bk[1], bk[6], bk[11]
+    b1, b2, bt = bk[_B1], bk[_B2], bk[_BT]
     ls._blocked_until, ls._blocked_by = blk, blk_by if blk_by is None else REFUSED_BY[blk_by]
     b1._level, b1._t, b2._level, b2._t, bt._level, bt._t = l1, t1, l2, t2, lt, tt
 
