@@ -72,7 +72,7 @@ def _stats(values: list[float]) -> dict:
 
 
 #: ``python -m sim ARGS``, then the CPU seconds of this process and of its (waited) workers on stderr's last line
-_RUN = ("import json, resource, sys; from sim.cli import main; code = main(sys.argv[1:]); "
+_RUN = ("import json, resource, sys; from sim.cli import console; code = console(); "
         "cpu = lambda w: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(w)); "
         "print(json.dumps({'parent': cpu(resource.RUSAGE_SELF), 'workers': cpu(resource.RUSAGE_CHILDREN)}), "
         "file=sys.stderr); sys.exit(code)")

@@ -308,3 +308,20 @@ def test_every_option_has_help_text():
 def test_malformed_input_count():
     """The note's figure: how many malformed inputs this file tries."""
     assert len(SCENARIOS) + len(TRACES) + len(COMMANDS) + len(SUBPROCESS) + 1 >= 100
+
+
+def test_the_command_returns_mains_status_and_leaves_its_objects_frozen_for_a_quick_exit(monkeypatch, capsys):
+    """``console`` (the ``groqsim`` entry point and ``python -m sim``) is ``main`` plus a gc.freeze before the
+    interpreter exits; ``main`` itself, which tests and notebooks call, leaves the collector alone."""
+    import gc
+
+    from sim.cli import console
+    assert gc.get_freeze_count() == 0
+    assert main(["limits", "--tier", "nope"]) == 2 and gc.get_freeze_count() == 0
+    monkeypatch.setattr(sys, "argv", ["groqsim", "limits", "--tier", "nope"])
+    try:
+        assert console() == 2
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+    assert "nope" in capsys.readouterr().err
