@@ -49,6 +49,30 @@ def test_dask_local_cluster_equals_the_local_pool(tmp_path):
     pd.testing.assert_frame_equal(local.records(), dask.records())  # written by the Dask workers themselves
 
 
+def test_run_files_read_back_as_pandas_reads_them(tmp_path):
+    """The study's fast reader of run files (``ParquetFile`` on one thread) gives the frames
+    ``pd.read_parquet`` gives, dtypes and all, for records, a subset of columns and the 429 log; and the
+    records read back from disk equal the ones kept in memory."""
+    from sim.study import load_records, load_refusals, read_run_file
+    s = small_scenario()
+    disk = run_study(s, tmp_path, jobs=1, progress=False)
+    memory = run_study(s, jobs=1, progress=False)
+    for key in disk.summary["key"]:
+        for name in (f"{key}.parquet", f"{key}.refusals.parquet"):
+            path = tmp_path / "runs" / name
+            pd.testing.assert_frame_equal(read_run_file(path).to_pandas(), pd.read_parquet(path), check_exact=True)
+        path = tmp_path / "runs" / f"{key}.parquet"
+        pd.testing.assert_frame_equal(read_run_file(path, ["outcome", "latency"]).to_pandas(),
+                                      pd.read_parquet(path, columns=["outcome", "latency"]), check_exact=True)
+    columns = ["outcome", "latency", "attempts"]
+    pd.testing.assert_frame_equal(load_records(disk, 1, columns=columns), load_records(memory, 1, columns=columns),
+                                  check_exact=True, check_categorical=False)
+    assert len(load_records(disk, 1, columns=columns)) == sum(len(r.records) for (p, _), r in memory.results.items()
+                                                              if p == 1)
+    pd.testing.assert_frame_equal(load_refusals(disk, 2, 1), memory.results[(2, 1)].refusals,
+                                  check_exact=True, check_categorical=False)
+
+
 def test_seeds_common_within_a_replication_independent_across():
     s = small_scenario()
     study = run_study(s, jobs=1, progress=False)
