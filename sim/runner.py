@@ -260,8 +260,9 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
         print(f"groqsim: connecting to the Dask scheduler at {address} (waiting up to {DASK_CONNECT_TIMEOUT})",
               file=sys.stderr)
     # worker processes read their logging level from the environment when they start: on Ctrl-C they
-    # would otherwise log every cancelled task
-    quiet = {"DASK_LOGGING__DISTRIBUTED": "error"}
+    # would otherwise log every cancelled task, and a worker whose heartbeat finds the scheduler already
+    # gone logs an ERROR with its traceback (seen once in a full test run on a loaded machine)
+    quiet = {"DASK_LOGGING__DISTRIBUTED": "critical"}
     saved = {k: os.environ.get(k) for k in quiet}
     os.environ.update({k: v for k, v in quiet.items() if saved[k] is None})
     try:

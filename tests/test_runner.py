@@ -210,7 +210,7 @@ def test_ctrl_c_during_dask_local_is_one_line(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("groqsim: ")]
+    assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("groqsim: ")], err
     assert "Traceback" not in err and "interrupted" in err
 
 
