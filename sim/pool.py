@@ -42,12 +42,15 @@ class Pool:
             self._executor.shutdown(wait=True, cancel_futures=cancel)
             self._executor = None
 
-    def imap(self, fn: Callable, calls: Iterable[tuple], meanwhile: Callable[[], Any] | None = None
-             ) -> Iterator[tuple[int, Any]]:
+    def imap(self, fn: Callable, calls: Iterable[tuple], meanwhile: Callable[[], Any] | None = None,
+             order: Callable[[list[int]], list[int]] | None = None) -> Iterator[tuple[int, Any]]:
         """``(n, fn(*calls[n]))`` for every call, as each finishes (in call order in-process).  ``meanwhile``
         is called once after the calls are handed out: parent-side work (an import the end needs) that then
-        overlaps the workers instead of adding to the time.  An exception in a call cancels the calls not
-        started and is raised here."""
+        overlaps the workers instead of adding to the time.  ``order(remaining)``: called before each
+        hand-out with the indices of the calls not handed out yet (in the order they will go), returns them
+        in the order they should go; what the caller learns from results can so put the longest calls
+        first, and the last calls, short, leave no worker idle long while another finishes.  An exception in
+        a call cancels the calls not started and is raised here."""
         calls = list(calls)
         if self.jobs <= 1 or len(calls) <= 1:
             if meanwhile is not None:
@@ -63,15 +66,21 @@ class Pool:
         ahead = 2 * self._executor._max_workers
         index: dict = {}
         pending: set = set()
-        queue = iter(enumerate(calls))
+        remaining = list(range(len(calls)))
 
         def top_up():
-            for n, args in queue:
-                fut = self._executor.submit(fn, *args)
+            nonlocal remaining
+            if order is not None and remaining and len(pending) < ahead:
+                remaining = order(remaining)
+            handed = 0
+            for n in remaining:
+                if len(pending) >= ahead:
+                    break
+                fut = self._executor.submit(fn, *calls[n])
                 index[fut] = n
                 pending.add(fut)
-                if len(pending) >= ahead:
-                    return
+                handed += 1
+            del remaining[:handed]
 
         if fresh:  # the workers are forked at the first call handed out
             gc.freeze()

@@ -69,3 +69,32 @@ def test_workers_inherit_the_parents_objects_frozen_and_the_parent_is_left_as_it
         assert gc.get_freeze_count() == 0
         assert min(counts) > 1000  # every object this test process had when the workers were forked
         assert pool.map(_freeze_count, [(n,) for n in range(4)]) == counts  # warm workers: not forked again
+
+
+def _log_start(path: str, n: int) -> int:
+    with open(path, "a") as f:  # one short append per call: whole lines, in the order the calls started
+        f.write(f"{n}\n")
+    time.sleep(0.1)
+    return n
+
+
+def test_calls_are_handed_out_in_the_order_the_caller_asks_for(tmp_path):
+    """``order`` sees the calls not handed out yet and its answer is the order they go in (here: the highest
+    index first); the results still come back under their own index."""
+    log = tmp_path / "starts"
+    asked = []
+
+    def highest_first(remaining):
+        asked.append(list(remaining))
+        return sorted(remaining, reverse=True)
+
+    with Pool(2) as pool:
+        results = [r for _, r in sorted(pool.imap(_log_start, [(str(log), n) for n in range(12)],
+                                                  order=highest_first))]
+    assert results == list(range(12))
+    started = [int(x) for x in log.read_text().split()]
+    assert sorted(started) == list(range(12))
+    # two workers may log calls handed out together in either order (a worker slow to write its line may
+    # fall two behind), nothing more
+    assert all(abs(s - (11 - k)) <= 2 for k, s in enumerate(started)), started
+    assert asked[0] == list(range(12)) and all(set(a) <= set(range(12)) for a in asked)

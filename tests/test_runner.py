@@ -73,6 +73,32 @@ def test_run_files_read_back_as_pandas_reads_them(tmp_path):
                                   check_exact=True, check_categorical=False)
 
 
+def test_replications_of_the_longest_points_go_first_once_replication_0_has_measured_them():
+    """LongestFirst: replication 0 of every point first, in plan order; then the other replications by the
+    events their point's replication 0 took, most first; a point not measured yet counts as the longest so
+    far; the order is recomputed only when a run has finished."""
+    from sim.runner import LongestFirst
+    jobs = plan(small_scenario())  # 3 points x 3 replications, point-major
+    assert [(j.point_index, j.replication) for j in jobs][:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    rows = {}
+    order = LongestFirst(jobs, rows)
+    todo = list(range(len(jobs)))
+    first = order(todo)
+    assert [(jobs[n].point_index, jobs[n].replication) for n in first] == [
+        (0, 0), (1, 0), (2, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+    assert order(first) is first  # nothing new: the same order, not sorted again
+    rows["a"] = {"point": 0, "replication": 0, "events": 10}
+    rows["b"] = {"point": 2, "replication": 0, "events": 500}
+    rows["c"] = {"point": 2, "replication": 1, "events": 10_000}  # only replication 0 measures a point
+    rest = order([n for n in first if jobs[n].replication > 0])
+    # point 1 not measured: as long as the longest so far (point 2's 500); ties keep the order they were in
+    assert [(jobs[n].point_index, jobs[n].replication) for n in rest] == [
+        (1, 1), (1, 2), (2, 1), (2, 2), (0, 1), (0, 2)]
+    rows["d"] = {"point": 1, "replication": 0, "events": 100}
+    assert [(jobs[n].point_index, jobs[n].replication) for n in order(rest)] == [
+        (2, 1), (2, 2), (1, 1), (1, 2), (0, 1), (0, 2)]
+
+
 def test_seeds_common_within_a_replication_independent_across():
     s = small_scenario()
     study = run_study(s, jobs=1, progress=False)
