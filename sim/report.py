@@ -61,17 +61,25 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     for name in OTHER_OUTCOMES:
         if name in summary:
             summary[f"{name}_share"] = summary[name].astype(float) / summary["offered"].where(summary["offered"] > 0)
+    metrics = tuple(m for m in KEY_METRICS + LANE_METRICS if m in summary) + tuple(
+        f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary)
+    data = summary[list(metrics)].astype(float).to_numpy()  # one array, sliced per point: no Series per metric
+    t975 = {}  # stdtrit(n - 1, 0.975) by n
     rows = []
-    for point, group in summary.groupby("point", sort=True):
+    at = summary.groupby("point", sort=True).indices  # point -> positions of its rows, in summary order
+    for point in sorted(at):
+        group = summary.iloc[at[point]]
         row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
         wide = []
-        for m in tuple(m for m in KEY_METRICS + LANE_METRICS if m in summary) + tuple(
-                f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary):
-            values = group[m].astype(float).dropna().to_numpy()
+        block = data[at[point]]
+        for j, m in enumerate(metrics):
+            values = block[:, j]
+            values = values[~np.isnan(values)]
             n = len(values)
             row[f"{m}_mean"] = float(values.mean()) if n else math.nan
-            row[f"{m}_ci95"] = (float(stdtrit(n - 1, 0.975) * values.std(ddof=1) / math.sqrt(n))
-                                if n > 1 else math.nan)
+            if n > 1 and n not in t975:
+                t975[n] = stdtrit(n - 1, 0.975)
+            row[f"{m}_ci95"] = float(t975[n] * values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
             if m in KEY_METRICS and np.isfinite(row[f"{m}_ci95"]) and row[f"{m}_ci95"] > abs(row[f"{m}_mean"]):
                 wide.append(m)
         row["wide_ci"] = " ".join(wide)
