@@ -7,8 +7,9 @@ then the plots of a study share one set of workers).  Workers are forked from th
 has imported are already loaded in them; the parent's objects are frozen out of the workers' garbage
 collections (:func:`gc.freeze` around the fork, as Python's documentation advises), so a worker does not
 scan, collection after collection, the ~80 000 objects it inherited (0.2 s of the workers' time in the
-65-run sweep of ``bench/bench_sweep.py``).  Results are handed back with the index of their call: callers
-place them by index, so what they compute never depends on which worker finished first.
+65-run sweep of ``bench/bench_sweep.py``).  Calls go out in the order the caller asks for (``order``: a
+study hands out its longest runs first).  Results are handed back with the index of their call: callers
+place them by index, so what they compute never depends on which worker finished first, nor on the order.
 """
 from __future__ import annotations
 

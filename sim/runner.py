@@ -232,7 +232,7 @@ class LongestFirst:
         if len(self.rows) == self._seen:
             return remaining
         self._seen = len(self.rows)
-        events = {r["point"]: r["events"] for r in self.rows.values() if r["replication"] == 0}
+        events = {r["point"]: r.get("events") or 0 for r in self.rows.values() if r["replication"] == 0}
         longest = max(events.values(), default=0)
         return sorted(remaining, key=lambda n: (self.jobs[n].replication > 0,
                                                 -events.get(self.jobs[n].point_index, longest)
