@@ -221,21 +221,28 @@ class LongestFirst:
     first (each run's ``events`` row; a point not measured yet counts as the longest so far).  Runs of one grid
     point cost about the same, so the sweep ends on short runs and no worker waits long for another's last
     run (longest processing time first, Graham 1969).  Only the order of work changes, never a result.
-    ``rows``: the study's rows by key (filled as runs finish; resumed ones already there)."""
+    ``rows``: the study's rows by key (filled as runs finish; resumed ones already there).  The order is
+    sorted again only when a replication 0 has finished: a sweep of N runs sorts about once per grid point."""
 
     def __init__(self, jobs: list[Job], rows: dict[str, dict]):
         self.jobs = jobs
         self.rows = rows
-        self._seen = -1  # how many rows the last order knew
+        self.events: dict[int, int] = {}  # grid point -> events its replication 0 took
+        self._seen = -1  # how many rows the last call had read (-1: not called yet)
 
     def __call__(self, remaining: list[int]) -> list[int]:
         if len(self.rows) == self._seen:
             return remaining
+        first = self._seen < 0
+        new = list(self.rows.values())[max(self._seen, 0):]  # rows only grow, in the order they came
         self._seen = len(self.rows)
-        events = {r["point"]: r.get("events") or 0 for r in self.rows.values() if r["replication"] == 0}
-        longest = max(events.values(), default=0)
+        measured = {r["point"]: r.get("events") or 0 for r in new if r["replication"] == 0}
+        if not measured and not first:
+            return remaining
+        self.events.update(measured)
+        longest = max(self.events.values(), default=0)
         return sorted(remaining, key=lambda n: (self.jobs[n].replication > 0,
-                                                -events.get(self.jobs[n].point_index, longest)
+                                                -self.events.get(self.jobs[n].point_index, longest)
                                                 if self.jobs[n].replication > 0 else 0))
 
 

@@ -87,6 +87,8 @@ def test_replications_of_the_longest_points_go_first_once_replication_0_has_meas
     assert [(jobs[n].point_index, jobs[n].replication) for n in first] == [
         (0, 0), (1, 0), (2, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
     assert order(first) is first  # nothing new: the same order, not sorted again
+    rows["z"] = {"point": 1, "replication": 2, "events": 7}
+    assert order(first) is first  # no replication 0 among the new rows: nothing learnt, not sorted again
     rows["a"] = {"point": 0, "replication": 0, "events": 10}
     rows["b"] = {"point": 2, "replication": 0, "events": 500}
     rows["c"] = {"point": 2, "replication": 1, "events": 10_000}  # only replication 0 measures a point
