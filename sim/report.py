@@ -187,12 +187,24 @@ def write_requests(study: StudyResult, out: Path) -> list[Path]:
             table = table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
                                           for f in table.schema]))
             if writer is None:
-                writer = pq.ParquetWriter(out / "requests.parquet", table.schema)
+                writer = pq.ParquetWriter(out / "requests.parquet", table.schema,
+                                          use_dictionary=_few_values(table))
             writer.write_table(table.select(writer.schema.names))
     finally:
         if writer is not None:
             writer.close()
     return [out / "requests.parquet"]
+
+
+def _few_values(table) -> list[str]:
+    """The columns of ``requests.parquet`` to dictionary-encode: those with at most one distinct value per 8
+    rows in the first run (client, model, outcome, unit, counts, token sizes, point, replication).  Parquet's
+    default tries a dictionary on every column and falls back to plain encoding for the times, nearly all
+    distinct: on the 6-hour 65-run sweep that made the file a fifth larger (54 MB against 45 MB) and its
+    writing ~0.15 s slower.  Only the encoding changes; the values read back are the same."""
+    import pyarrow.compute as pc
+    return [name for name, column in zip(table.column_names, table.columns)
+            if pc.count_distinct(column).as_py() * 8 <= table.num_rows]
 
 
 # ---- plots ------------------------------------------------------------------------------------------

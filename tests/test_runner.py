@@ -101,6 +101,26 @@ def test_replications_of_the_longest_points_go_first_once_replication_0_has_meas
         (2, 1), (2, 2), (1, 1), (1, 2), (0, 1), (0, 2)]
 
 
+def test_requests_file_holds_every_record_and_dictionary_encodes_only_the_columns_with_few_values(tmp_path):
+    """requests.parquet reads back as every run's records in summary order (categories as strings); its
+    outcome, client and count columns are dictionary-encoded, its times (nearly all distinct) are not."""
+    import pyarrow.parquet as pq
+
+    from sim.report import write_requests
+    from sim.study import load_records
+    study = run_study(small_scenario(), tmp_path / "study", jobs=1, progress=False)
+    write_requests(study, tmp_path)
+    back = pd.read_parquet(tmp_path / "requests.parquet")
+    expected = load_records(study)
+    for column in ("client", "model", "outcome", "refused_by"):
+        expected[column] = expected[column].astype(str).astype(back[column].dtype)
+    pd.testing.assert_frame_equal(back, expected, check_exact=True)
+    meta = pq.ParquetFile(tmp_path / "requests.parquet").metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert all(any("DICTIONARY" in e for e in encodings[c]) for c in ("outcome", "client", "attempts", "point"))
+    assert not any(any("DICTIONARY" in e for e in encodings[c]) for c in ("created", "finished", "latency"))
+
+
 def test_seeds_common_within_a_replication_independent_across():
     s = small_scenario()
     study = run_study(s, jobs=1, progress=False)
