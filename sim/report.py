@@ -340,11 +340,9 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     fig.suptitle("Limit utilisation over time (replication 0)" + (
         "; above 1 = more than the limit in one window: a token bucket starts full, so a run can spend its "
         "initial budget on top of the refill" if over_limit else ""), fontsize=9 if over_limit else None)
-    # fixed margins in inches (a panel title above, tick labels and an axis label below): tight_layout would
-    # measure every text of every panel, a third of the figure's drawing time with a dozen panels
-    width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.75 / height,
-                        wspace=0.06, hspace=0.85 / (height / rows - 0.85))
+    # room for a panel title above each panel, tick labels and an axis label below
+    _margins(fig, left=0.75, right=0.15, bottom=0.5, top=0.75, wspace=0.06,
+             hspace=0.85 / (fig.get_size_inches()[1] / rows - 0.85))
     return [_save(fig, out / "utilisation_over_time.png", layout=False)]
 
 
@@ -403,12 +401,14 @@ def _marked(style: dict, k: int, points: int, n: int) -> dict:
             "markevery": (int(every * k / max(n, 1)) % every, every)}
 
 
-def _margins(fig, left: float, right: float, bottom: float, top: float) -> None:
+def _margins(fig, left: float, right: float, bottom: float, top: float, **spacing: float) -> None:
     """Fixed margins, in inches, around a figure's axes: room for tick labels, axis labels and a title known in
-    advance.  ``tight_layout`` would measure every text to find them, a third of a simple figure's drawing
-    time and more with a dozen panels."""
+    advance (``spacing``: ``wspace``/``hspace`` between panels, as :meth:`Figure.subplots_adjust` takes them).
+    ``tight_layout`` would measure every text to find them, a third of a simple figure's drawing time and
+    more with a dozen panels."""
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        **spacing)
 
 
 def _save(fig, path: Path, layout: bool = True) -> Path:
