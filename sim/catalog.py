@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import io
 import re
 from collections.abc import Iterable, Mapping
@@ -69,8 +70,9 @@ class Catalog:
 
     @classmethod
     def published(cls) -> Catalog:
-        text = resources.files("sim").joinpath("data/groq_rate_limits.csv").read_text()
-        return cls.from_csv(text)
+        """Groq's published limits (``data/groq_rate_limits.csv``), as a catalog of the caller's own (tiers
+        may be added to it); the file is parsed once per process."""
+        return _published().copy()
 
     @classmethod
     def from_csv(cls, text: str) -> Catalog:
@@ -239,6 +241,13 @@ class Shutdown:
     scope: str
     replacement: str
     source: str
+
+
+@functools.cache
+def _published() -> Catalog:
+    """The parsed limits table, shared: a scenario resolves every grid point against it (``Scenario.spec``, in
+    each run), and parsing it each time was most of a spec's ~3 ms.  Only copies leave this module."""
+    return Catalog.from_csv(resources.files("sim").joinpath("data/groq_rate_limits.csv").read_text())
 
 
 def shutdowns() -> dict[str, Shutdown]:

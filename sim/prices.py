@@ -17,6 +17,7 @@ call) cost NaN and are listed in :attr:`Bill.unpriced`; give them a price in a s
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import dataclass, fields, replace
@@ -66,7 +67,12 @@ PRICE_KEYS = tuple(f.name for f in fields(Price) if f.name != "source")
 
 
 def load_prices() -> dict[str, Price]:
-    """The package's price table (``data/prices.csv``)."""
+    """The package's price table (``data/prices.csv``), a table of the caller's own (parsed once per process)."""
+    return dict(_prices())
+
+
+@functools.cache
+def _prices() -> dict[str, Price]:
     text = resources.files("sim").joinpath("data/prices.csv").read_text()
     table = {}
     for row in csv.DictReader(io.StringIO(text)):

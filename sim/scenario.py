@@ -103,7 +103,7 @@ class Scenario(Strict):
     # ---- derived pieces -----------------------------------------------------------------------------
     def _base_catalog(self) -> Catalog:
         """The published limits plus the tiers of ``[org] limits_file``."""
-        cat = Catalog.published().copy()
+        cat = Catalog.published()
         if self.org.limits_file:
             try:
                 cat = cat.with_tiers(Catalog.from_file(self.path_of(self.org.limits_file)))

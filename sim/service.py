@@ -20,6 +20,7 @@ The prefill fit is :func:`fit_prefill` over ``data/prefill_samples.csv`` (docs/m
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import dataclass, fields, replace
@@ -102,14 +103,25 @@ def data_rows(name: str) -> list[dict[str, str]]:
 
 def service_defaults() -> dict[str, float]:
     """The figures a model's row leaves empty (``data/service_defaults.csv``: key, value, source)."""
-    return {r["key"]: float(r["value"]) for r in data_rows("service_defaults.csv")}
+    return dict(_service_defaults())
 
 
 def load_service_table(speeds: str = "docs") -> dict[str, ServiceParams]:
-    """Every model's :class:`ServiceParams` from the package data, with the ``docs`` or ``pricing`` speeds."""
+    """Every model's :class:`ServiceParams` from the package data, with the ``docs`` or ``pricing`` speeds
+    (a table of the caller's own; the files are parsed once per process, as every run's spec reads them)."""
     if speeds not in SPEEDS:
         raise ConfigError(did_you_mean(speeds, SPEEDS, "speeds"))
-    defaults = service_defaults()
+    return dict(_service_table(speeds))
+
+
+@functools.cache
+def _service_defaults() -> dict[str, float]:
+    return {r["key"]: float(r["value"]) for r in data_rows("service_defaults.csv")}
+
+
+@functools.cache
+def _service_table(speeds: str) -> dict[str, ServiceParams]:
+    defaults = _service_defaults()
     table = {}
     for row in data_rows("service_params.csv"):
         model, kind, source = row.pop("model"), row.pop("kind"), f"{row.pop('source')} ({row.pop('date')})"

@@ -193,3 +193,18 @@ def test_shutdowns_are_the_reference_dates():
     assert "Enterprise goes on" in w and "\n" not in w
     assert "will be shut down" in shutdown_warning("groq/compound", today=datetime.date(2026, 1, 1))
     assert shutdown_warning("openai/gpt-oss-20b") is None and shutdown_warning("whisper-large-v3") is None
+
+
+def test_published_is_parsed_once_and_each_caller_gets_its_own():
+    """The file is parsed once per process (every run's spec reads it), yet what a caller does to its catalog
+    (a scenario adds its custom tiers) never reaches the next caller."""
+    first = Catalog.published()
+    assert first.tiers == Catalog.from_csv(
+        resources.files("sim").joinpath("data/groq_rate_limits.csv").read_text()).tiers
+    first.define_tier("mine", "free", {"rpm": 2})
+    first.tiers["free"].pop("llama-3.1-8b-instant")
+    first.billed["developer"] = False
+    again = Catalog.published()
+    assert "mine" not in again.tiers and "llama-3.1-8b-instant" in again.tiers["free"]
+    assert again.billed["developer"] is True
+    assert again.tiers == CAT.tiers and again.tiers["free"] is not first.tiers["free"]

@@ -112,3 +112,12 @@ def test_overrides_are_validated():
     with pytest.raises(ConfigError, match="needs input_per_m"):
         price_table({"new-model": {"audio_per_hour": 1.0, "cached_input_per_m": 0.1}})
     assert "source" not in PRICE_KEYS and "audio_min_seconds" in PRICE_KEYS
+
+
+def test_each_caller_gets_a_price_table_of_its_own():
+    """Parsed once per process, but a caller's changes (a scenario's overrides) stay in its own table."""
+    mine = load_prices()
+    mine["llama-3.1-8b-instant"] = mine.pop("qwen/qwen3-32b")
+    assert load_prices() == PRICES and "qwen/qwen3-32b" in load_prices()
+    assert price_table({"qwen/qwen3-32b": {"input_per_m": 9.0}})["qwen/qwen3-32b"].input_per_m == 9.0
+    assert load_prices()["qwen/qwen3-32b"].input_per_m == 0.29

@@ -227,3 +227,18 @@ def test_quantile_ci_covers_the_true_quantile_at_its_rate():
         assert 0.97 <= np.mean(covered) <= 1.0  # a 99 % interval
     lo, hi = quantile_ci(np.arange(1000.0), 0.9)
     assert lo < 900 < hi and hi - lo < 60
+
+
+def test_each_caller_gets_a_service_table_of_its_own():
+    """Parsed once per process (every run's spec reads them), but a caller's changes stay in its own table:
+    a scenario's [service.MODEL] override does not leak into the next scenario's."""
+    mine = load_service_table()
+    mine.pop("llama-3.1-8b-instant")
+    defaults = service_defaults()
+    defaults["prefill_tps"] = -1.0
+    assert load_service_table() == TABLE and "llama-3.1-8b-instant" in load_service_table()
+    assert service_defaults()["prefill_tps"] > 0
+    fast = service_models({"llama-3.1-8b-instant": {"output_tps": 9999.0}})
+    assert fast["llama-3.1-8b-instant"].output_tps == 9999.0
+    assert load_service_table()["llama-3.1-8b-instant"].output_tps == TABLE["llama-3.1-8b-instant"].output_tps != 9999
+    assert load_service_table("pricing") != load_service_table("docs")  # one cache entry per speeds
