@@ -52,3 +52,47 @@ def test_utilisation_is_charge_over_refill_in_the_window():
     assert util[(MODEL, "tpm")] == pytest.approx(0.6)
     s = summarize(_result())
     assert s["top_unit"] == "tpm" and s["top_util"] == pytest.approx(0.6)
+
+
+def _two_models(refusals):
+    """_result's run with its last two requests on a second model "n", and ``refusals`` as its 429 log."""
+    r = _result()
+    rec = r.records.copy()
+    rec["model"] = pd.Categorical([MODEL] * 4 + ["n"] * 2, categories=[MODEL, "n"])
+    ref = pd.DataFrame({"time": [t for t, _, _ in refusals],
+                        "model": pd.Categorical([m for _, m, _ in refusals], categories=[MODEL, "n"]),
+                        "unit": pd.Categorical([u for _, _, u in refusals], categories=REFUSED_BY)})
+    cat = Catalog({"t": {MODEL: Limits(rpm=10, tpm=1000), "n": Limits(rpm=10, tpm=1000)}})
+    spec = RunSpec(clients=r.spec.clients, policies=r.spec.policies, org=r.spec.org, catalog=cat,
+                   duration=120.0, warmup=60.0)
+    return RunResult(rec, ref, spec)
+
+
+def test_binding_counts_refusals_per_model_and_unit_and_a_tie_goes_to_the_first_in_their_order():
+    # two TPM refusals of "n" against one RPM and one TPM of "m", plus three outside the window
+    s = summarize(_two_models([(61.0, "n", "tpm"), (62.0, MODEL, "rpm"), (63.0, "n", "tpm"), (64.0, MODEL, "tpm"),
+                               (1.0, MODEL, "rpm"), (2.0, MODEL, "rpm"), (120.0, MODEL, "rpm")]))
+    assert s["binding"] == "n:tpm"
+    # a tie (two each): the pair first in (model, unit) category order, as a grouped count lists them
+    tie = [(61.0, "n", "rpm"), (62.0, MODEL, "tpm"), (63.0, "n", "rpm"), (64.0, MODEL, "tpm")]
+    assert summarize(_two_models(tie))["binding"] == f"{MODEL}:tpm"
+    assert summarize(_two_models(tie[:1] + tie[2:] + [(65.0, "n", "rpm")]))["binding"] == "n:rpm"
+    assert summarize(_two_models([(5.0, "n", "rpm")]))["binding"] == "none"  # before the window only
+
+
+def test_utilisation_per_model_whether_the_model_column_is_categorical_or_plain():
+    r = _two_models([])
+    # in [60, 120): m admitted 2 (61, 72), n 1 (119): RPM 10/min over 1 minute, TPM 1000/min, 200 tokens each
+    util = utilisation(r)
+    assert util[(MODEL, "rpm")] == pytest.approx(0.2) and util[("n", "rpm")] == pytest.approx(0.1)
+    assert util[(MODEL, "tpm")] == pytest.approx(0.4) and util[("n", "tpm")] == pytest.approx(0.2)
+    plain = r.records.assign(model=r.records["model"].astype(str))
+    from sim.summary import charged_by_model
+    a, b = charged_by_model(r.records), charged_by_model(plain)
+    assert list(a) == list(b) == [MODEL, "n"]
+    for m in a:
+        assert np.array_equal(a[m][0], b[m][0]) and np.array_equal(a[m][1]["tokens"], b[m][1]["tokens"])
+    assert list(a[MODEL][0]) == [10.0, 61.0, 72.0] and list(a["n"][0]) == [119.0]
+    late = r.records.assign(admitted=[100.0, 61.0, np.nan, 72.0, np.nan, 119.0])  # a retry admitted late
+    times, charged = charged_by_model(late)[MODEL]
+    assert list(times) == [61.0, 72.0, 100.0] and len(charged["requests"]) == 3
