@@ -48,6 +48,15 @@ def read_run_file(path: Path, columns: list[str] | None = None):
         return f.read(columns=columns, use_threads=False)
 
 
+def write_run_file(frame: pd.DataFrame, path: Path) -> None:
+    """Write a run's records or 429 log: the bytes ``frame.to_parquet(path, index=False)`` writes, the frame
+    converted to Arrow on this thread (pyarrow's default starts a pool of threads per frame of more than a
+    few thousand cells, which with one worker per core only competes with the other workers)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False, nthreads=1), path)
+
+
 def load_records(study, point: int | None = None, replication: int | None = None,
                  columns: list[str] | None = None) -> pd.DataFrame:
     """Request records of a study, optionally of one grid point and/or replication and only some columns."""

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,6 +72,14 @@ def test_run_files_read_back_as_pandas_reads_them(tmp_path):
                                                               if p == 1)
     pd.testing.assert_frame_equal(load_refusals(disk, 2, 1), memory.results[(2, 1)].refusals,
                                   check_exact=True, check_categorical=False)
+    # the run files are the bytes pandas writes (the writer only keeps pyarrow off its thread pool)
+    rec = memory.results[(2, 1)].records.assign(point=np.int32(2), replication=np.int32(1))
+    rec.to_parquet(tmp_path / "pandas.parquet", index=False)
+    memory.results[(2, 1)].refusals.to_parquet(tmp_path / "pandas.refusals.parquet", index=False)
+    key = disk.summary.loc[(disk.summary["point"] == 2) & (disk.summary["replication"] == 1), "key"].item()
+    assert (tmp_path / "runs" / f"{key}.parquet").read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
+    assert ((tmp_path / "runs" / f"{key}.refusals.parquet").read_bytes()
+            == (tmp_path / "pandas.refusals.parquet").read_bytes())
 
 
 def test_replications_of_the_longest_points_go_first_once_replication_0_has_measured_them():
