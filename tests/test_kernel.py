@@ -262,3 +262,97 @@ def test_kernel_stops_and_resumes_as_the_clock_does():
     pd.testing.assert_frame_equal(expected.records, got.records)
     pd.testing.assert_frame_equal(expected.refusals, got.refusals)
     assert whole.events == pieces.events
+
+
+# ---- edges the random runs do not reach, each against the general path -------------------------------------
+M, OTHER = "llama-3.1-8b-instant", "llama-3.3-70b-versatile"
+BIG = {"rpm": 30, "rpd": 100_000, "tpm": 1_000_000, "tpd": 10_000_000}
+
+
+def _edge(limits: dict, clients: list, duration: float = 600.0) -> RunSpec:
+    """A run on a custom tier ``edge`` whose models have ``limits`` (model -> {unit: limit})."""
+    from sim.catalog import Catalog, Limits
+    catalog = Catalog({"edge": {m: Limits(**units) for m, units in limits.items()}})
+    return RunSpec(clients=clients, policies=policy_table(), org=Org(tier="edge"), catalog=catalog,
+                   duration=duration, drain=300.0)
+
+
+def _fixed(name="c", model=M, rate="6/min", **kw):
+    """Requests charging exactly 150 tokens (100 prompt + 50 max_tokens, charged as reserved)."""
+    return client(name=name, model=model, rate=rate, policy="groq-sdk", prompt_tokens=100, max_tokens=50,
+                  completion_tokens=20, **kw)
+
+
+def _trace(tmp_path, name: str, models: list[str]):
+    path = tmp_path / f"{name}.csv"
+    path.write_text("timestamp,model,prompt_tokens,max_tokens,completion_tokens\n" + "".join(
+        f"{k * 2.5:.1f},{m},100,50,20\n" for k, m in enumerate(models)))
+    return arrival(kind="trace", file=str(path))
+
+
+def _outcomes(spec, seed=7):
+    (_, g), _ = both(spec, seed)
+    assert_same(spec, seed)
+    return g.records
+
+
+def test_kernel_edge_a_bucket_that_holds_exactly_one_request():
+    """RPM 1 (or RPD 1): a full bucket holds exactly the one request it admits, and is then exactly empty."""
+    for unit in ("rpm", "rpd"):
+        rec = _outcomes(_edge({M: {**BIG, unit: 1}}, [_fixed()]))
+        assert (rec["outcome"] == "ok").sum() >= 1 and rec["n429"].gt(0).any(), unit
+        assert rec["refused_by"].astype(str).eq(unit).any(), unit
+
+
+def test_kernel_edge_a_request_of_exactly_the_token_limit():
+    """A request charging exactly TPM (or TPD) is admitted, not refused as too large; TPD then is exactly
+    empty.  One larger than TPD (though within TPM) is a 413 of TPD."""
+    for unit in ("tpm", "tpd"):
+        rec = _outcomes(_edge({M: {**BIG, unit: 150}}, [_fixed()]))
+        assert rec["outcome"].iloc[0] == "ok" and not (rec["outcome"] == "too_large").any(), unit
+    rec = _outcomes(_edge({M: {**BIG, "tpd": 149}}, [_fixed()]))
+    assert (rec["outcome"] == "too_large").all() and (rec["refused_by"].astype(str) == "tpd").all()
+
+
+def test_kernel_edge_limits_without_token_units_and_requests_without_tokens():
+    """A model limited by requests only (a limit set the kernel calls rather than writes out), and requests
+    that charge no tokens at all (a zero-token request passes every token unit)."""
+    rec = _outcomes(_edge({M: {"rpm": 2, "rpd": 100}}, [_fixed(rate="20/min")]))
+    assert rec["n429"].gt(0).any()
+    empty = client(model=M, rate="90/min", policy="groq-sdk", prompt_tokens=0, max_tokens=0, completion_tokens=0)
+    rec = _outcomes(RunSpec(clients=[empty], policies=policy_table(), org=Org(tier="free"), duration=300.0))
+    assert rec["charged_tokens"].eq(0).all() and rec["n429"].gt(0).any() and (rec["outcome"] == "ok").any()
+
+
+def test_kernel_edge_a_group_without_requests():
+    """A plain group whose first arrival falls after the horizon, beside one that sends."""
+    idle = client(name="idle", model=M, rate="1/day", policy="groq-sdk")
+    rec = _outcomes(RunSpec(clients=[_fixed(rate="60/min"), idle], policies=policy_table(), org=Org(tier="free"),
+                            duration=120.0))
+    assert (rec["client"] == "idle").sum() == 0 and len(rec)
+
+
+def test_kernel_edge_traces_whose_requests_name_other_models(tmp_path):
+    """A trace group switching between a model whose limits the kernel writes out and one it calls (requests
+    only); a group whose every request names a model other than its own; one of a single such request."""
+    limits = {M: BIG, OTHER: {"rpm": 2, "rpd": 1000}}
+    switching = client(name="s", model=M, policy="groq-sdk", arrival=_trace(tmp_path, "s", [M, OTHER] * 40))
+    rec = _outcomes(_edge(limits, [switching]))
+    assert set(rec["model"].astype(str)) == {M, OTHER} and rec["n429"].gt(0).any()
+    elsewhere = client(name="e", model=M, policy="groq-sdk", arrival=_trace(tmp_path, "e", [OTHER] * 40))
+    single = client(name="one", model=M, policy="groq-sdk", arrival=_trace(tmp_path, "one", [OTHER]))
+    rec = _outcomes(_edge({M: {**BIG, "rpm": 1}, OTHER: BIG}, [elsewhere, single]))
+    assert (rec["model"].astype(str) == OTHER).all() and not rec["n429"].gt(0).any()  # (M's RPM 1 would refuse)
+
+
+def test_kernel_edge_both_request_units_short_and_rpm_the_longer_wait(tmp_path):
+    """RPM 1 and RPD 2: after half a day idle RPD is nearly full again; a request then empties RPM and leaves
+    RPD just under one, so the next one finds both short, RPD's wait (~29 s) the shorter: RPM's (59 s) is the
+    wait, and RPM the binding unit."""
+    path = tmp_path / "idle.csv"
+    path.write_text("timestamp,prompt_tokens,max_tokens,completion_tokens\n0,100,50,20\n43170,100,50,20\n"
+                    "43171,100,50,20\n")
+    c = client(model=M, policy="groq-sdk", arrival=arrival(kind="trace", file=str(path)))
+    g = _outcomes(_edge({M: {**BIG, "rpm": 1, "rpd": 2}}, [c], duration=43_300.0))
+    assert list(g["refused_by"].astype(str)) == ["", "", "rpm"] and list(g["outcome"]) == ["ok"] * 3
+    assert g["finished"].iloc[2] - g["created"].iloc[2] > 59  # waited RPM's 59 s, not RPD's 29
