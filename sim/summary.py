@@ -26,7 +26,7 @@ PERCENTILES = (50, 90, 95, 99)
 
 def summarize(result: RunResult) -> dict:
     """The run's metrics (see the module docstring), computed on the records' columns as arrays: a boolean
-    mask per subset, no filtered copy of the frame (a third of a short run's time went to those copies)."""
+    mask per subset, no filtered copy of the frame (those copies took a quarter of a 30-minute run's time)."""
     spec, rec = result.spec, result.records
     t0, t1 = spec.warmup, spec.duration
     minutes = (t1 - t0) / 60.0
@@ -71,7 +71,7 @@ def summarize(result: RunResult) -> dict:
 
 
 def _is(column: pd.Series):
-    """``is_(value)``: the boolean mask of a categorical column's rows equal to ``value``, read on its codes."""
+    """``_is(column)(value)``: the mask of a categorical column's rows equal to ``value``, read on its codes."""
     codes, categories = column.cat.codes.to_numpy(), list(column.cat.categories)
     return lambda value: codes == categories.index(value) if value in categories else np.zeros(len(codes), bool)
 
@@ -79,9 +79,9 @@ def _is(column: pd.Series):
 def _most_refused(refusals: pd.DataFrame, t0: float, t1: float) -> tuple[str, str] | None:
     """The (model, unit) that refused most in ``[t0, t1)``, the first in (model, unit) category order on a
     tie; None without refusals there."""
-    t = refusals["time"].to_numpy() if len(refusals) else np.empty(0)
-    if not len(t):
+    if not len(refusals):
         return None
+    t = refusals["time"].to_numpy()
     model, unit = refusals["model"].cat, refusals["unit"].cat
     mc, uc = model.codes.to_numpy().astype(np.int64), unit.codes.to_numpy().astype(np.int64)
     keep = (t >= t0) & (t < t1) & (mc >= 0) & (uc >= 0)
