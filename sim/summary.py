@@ -70,10 +70,19 @@ def summarize(result: RunResult) -> dict:
     return out
 
 
+def _codes(column: pd.Series) -> tuple[np.ndarray, list]:
+    """A column as integer codes (-1: missing) and the values they stand for: a categorical's own categories,
+    else its distinct values sorted (the order a groupby lists them in)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), list(column.cat.categories)
+    codes, values = pd.factorize(column, sort=True)
+    return codes, list(values)
+
+
 def _is(column: pd.Series):
-    """``_is(column)(value)``: the mask of a categorical column's rows equal to ``value``, read on its codes."""
-    codes, categories = column.cat.codes.to_numpy(), list(column.cat.categories)
-    return lambda value: codes == categories.index(value) if value in categories else np.zeros(len(codes), bool)
+    """``_is(column)(value)``: the mask of the column's rows equal to ``value``, read on its codes."""
+    codes, values = _codes(column)
+    return lambda value: codes == values.index(value) if value in values else np.zeros(len(codes), bool)
 
 
 def _most_refused(refusals: pd.DataFrame, t0: float, t1: float) -> tuple[str, str] | None:
@@ -82,14 +91,14 @@ def _most_refused(refusals: pd.DataFrame, t0: float, t1: float) -> tuple[str, st
     if not len(refusals):
         return None
     t = refusals["time"].to_numpy()
-    model, unit = refusals["model"].cat, refusals["unit"].cat
-    mc, uc = model.codes.to_numpy().astype(np.int64), unit.codes.to_numpy().astype(np.int64)
+    (mc, models), (uc, units) = _codes(refusals["model"]), _codes(refusals["unit"])
+    mc, uc = mc.astype(np.int64), uc.astype(np.int64)
     keep = (t >= t0) & (t < t1) & (mc >= 0) & (uc >= 0)
     if not keep.any():
         return None
-    keys, counts = np.unique(mc[keep] * len(unit.categories) + uc[keep], return_counts=True)  # sorted keys
+    keys, counts = np.unique(mc[keep] * len(units) + uc[keep], return_counts=True)  # sorted keys
     best = int(keys[np.argmax(counts)])  # (argmax: the first of equal counts)
-    return model.categories[best // len(unit.categories)], unit.categories[best % len(unit.categories)]
+    return models[best // len(units)], units[best % len(units)]
 
 
 def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
@@ -152,13 +161,8 @@ def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarra
         keep &= (records["service_tier"] == "on_demand").to_numpy()
     rows = np.flatnonzero(keep)
     rows = rows[np.argsort(admitted[rows], kind="stable")]
-    model = records["model"]
-    if isinstance(model.dtype, pd.CategoricalDtype):
-        codes, names = model.cat.codes.to_numpy(), [str(m) for m in model.cat.categories]
-    else:
-        codes, names = pd.factorize(model.astype(str).to_numpy())
-        names = list(names)
-    codes = codes[rows]
+    codes, names = _codes(records["model"])
+    codes, names = codes[rows], [str(m) for m in names]
     name = lambda code: names[code] if code >= 0 else "nan"  # noqa: E731  (a missing model, as str() says)
     tokens, audio = records["charged_tokens"].to_numpy(float), records["audio_seconds"].to_numpy(float)
     out = {}

@@ -96,3 +96,14 @@ def test_utilisation_per_model_whether_the_model_column_is_categorical_or_plain(
     late = r.records.assign(admitted=[100.0, 61.0, np.nan, 72.0, np.nan, 119.0])  # a retry admitted late
     times, charged = charged_by_model(late)[MODEL]
     assert list(times) == [61.0, 72.0, 100.0] and len(charged["requests"]) == 3
+
+
+def test_summary_reads_plain_string_columns_as_it_reads_categorical_ones():
+    """Records read back from requests.parquet hold outcome as plain strings; a 429 log may too."""
+    r = _two_models([(61.0, "n", "tpm"), (62.0, MODEL, "rpm"), (63.0, "n", "tpm"), (64.0, MODEL, "tpm")])
+    plain = RunResult(r.records.assign(outcome=r.records["outcome"].astype(str)),
+                      r.refusals.assign(model=r.refusals["model"].astype(str), unit=r.refusals["unit"].astype(str)),
+                      r.spec)
+    a, b = summarize(r), summarize(plain)
+    assert a == b or str(a) == str(b)
+    assert b["binding"] == "n:tpm" and (b["ok"], b["gave_up"], b["too_large"]) == (3, 1, 1)
