@@ -107,3 +107,72 @@ def test_summary_reads_plain_string_columns_as_it_reads_categorical_ones():
     a, b = summarize(r), summarize(plain)
     assert a == b or str(a) == str(b)
     assert b["binding"] == "n:tpm" and (b["ok"], b["gave_up"], b["too_large"]) == (3, 1, 1)
+
+
+def _records(created, finished, outcome, model=MODEL, **extra):
+    n = len(created)
+    return pd.DataFrame({
+        "model": pd.Categorical([model] * n), "created": created, "finished": finished,
+        "latency": np.subtract(finished, created), "admitted": created,
+        "attempts": np.ones(n, np.int16), "n429": np.zeros(n, np.int16),
+        "outcome": pd.Categorical(outcome, categories=OUTCOMES),
+        "prompt_tokens": [100] * n, "completion_tokens": [50] * n, "charged_tokens": [150.0] * n,
+        "audio_seconds": [0.0] * n, **extra})
+
+
+def _spec(limits, model=MODEL, warmup=60.0):
+    cat = Catalog({"t": {model: limits}})
+    return RunSpec(clients=[Client(name="c", model=model, arrival=arrival(kind="poisson", rate=1.0))],
+                   policies=policy_table(), org=Org(tier="t"), catalog=cat, duration=120.0, warmup=warmup)
+
+
+def test_summary_window_edges_count_at_the_start_and_not_at_the_end():
+    """[warmup, duration): a request created at 60 counts, one created at 120 does not; a success finished at
+    60 counts in the throughput, one finished at 120 does not; so do refusals at 60 and 120."""
+    rec = _records([50.0, 60.0, 120.0], [60.0, 120.0, 121.0], ["ok", "ok", "ok"])
+    ref = pd.DataFrame({"time": [60.0, 120.0, 120.0], "model": pd.Categorical([MODEL] * 3),
+                        "unit": pd.Categorical(["rpd", "rpm", "rpm"], categories=REFUSED_BY)})
+    s = summarize(RunResult(rec, ref, _spec(Limits(rpm=10, rpd=100, tpm=1000))))
+    assert (s["offered"], s["ok"]) == (1, 1)
+    assert s["throughput_rpm"] == pytest.approx(1.0) and s["tokens_per_min"] == pytest.approx(150.0)
+    assert s["binding"] == "rpd"  # the refusals at 120 are outside (inside, RPM's two would bind)
+
+
+def test_summary_of_an_empty_window_and_of_a_model_without_limits():
+    rec = _records([10.0, 130.0], [11.0, 131.0], ["ok", "ok"])
+    s = summarize(RunResult(rec, pd.DataFrame(), _spec(Limits())))
+    assert (s["offered"], s["ok"], s["attempts"], s["n429"], s["n429_per_attempt"]) == (0, 0, 0, 0, 0.0)
+    for key in ("success_ratio", "attempts_per_success", "latency_p50", "latency_max", "mean_wait",
+                "cost_per_success", "top_util", "util_rpm", "util_tpm"):
+        assert np.isnan(s[key]), key
+    assert s["binding"] == "none" and s["top_unit"] == "" and s["cost_usd"] == 0.0
+
+
+def test_summary_cost_of_the_windows_successes():
+    """llama-3.1-8b-instant at $0.05 / $0.08 per million input / output tokens: 100 + 50 tokens cost 9e-6."""
+    model = "llama-3.1-8b-instant"
+    rec = _records([10.0, 61.0, 62.0, 70.0], [11.0, 63.0, 64.0, 75.0], ["ok", "ok", "gave_up", "ok"], model=model)
+    s = summarize(RunResult(rec, pd.DataFrame(), _spec(Limits(rpm=10), model)))
+    assert s["cost_usd"] == pytest.approx(2 * 9e-6) and s["cost_per_success"] == pytest.approx(9e-6)
+    assert s["util_rpm"] == pytest.approx(0.3) and np.isnan(s["util_tpm"])  # 3 admitted in the window of RPM 10
+    whole = summarize(RunResult(rec, pd.DataFrame(), _spec(Limits(rpm=10), model, warmup=0.0)))  # 2 minutes
+    assert whole["throughput_rpm"] == pytest.approx(3 / 2) and whole["tokens_per_min"] == pytest.approx(3 * 150 / 2)
+
+
+def test_summary_utilisation_maxima_over_models_and_a_tie_in_unit_order():
+    r = _two_models([(61.0, MODEL, "rpm"), (62.0, MODEL, "rpd"), (63.0, MODEL, "rpm"), (64.0, MODEL, "rpd")])
+    s = summarize(r)
+    assert s["util_rpm"] == pytest.approx(0.2) and s["util_tpm"] == pytest.approx(0.4)  # m's, the larger
+    assert np.isnan(s["util_tpd"]) and s["top_unit"] == f"{MODEL}:tpm"
+    assert s["binding"] == f"{MODEL}:rpm"  # a tie: RPM comes before RPD in the units' order
+    plain = RunResult(r.records, r.refusals.assign(unit=r.refusals["unit"].astype(str)), r.spec)
+    assert summarize(plain)["binding"] == f"{MODEL}:rpd"  # plain strings: sorted, as a groupby sorts them
+
+
+def test_lane_runs_count_only_what_the_on_demand_limits_admitted():
+    """Flex requests pass other limits (10x): a lane run's utilisation reads only the on-demand admissions."""
+    tiers = pd.Categorical(["on_demand", "flex", "flex", "on_demand", "flex"],
+                           categories=["on_demand", "flex", "batch"])
+    rec = _records([61.0, 62.0, 63.0, 64.0, 65.0], [62.0, 63.0, 64.0, 65.0, 66.0], ["ok"] * 5, service_tier=tiers)
+    util = utilisation(RunResult(rec, pd.DataFrame(), _spec(Limits(rpm=10))))
+    assert util[(MODEL, "rpm")] == pytest.approx(0.2)
