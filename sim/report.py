@@ -13,7 +13,7 @@ from .catalog import UNIT_SPEC
 from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
 from .pool import Pool, call
-from .study import StudyResult, load_records, load_refusals, read_run_file
+from .study import StudyResult, load_records, load_refusals, read_run_file, run_table
 from .summary import charged_by_model
 from .texttable import align
 
@@ -180,8 +180,7 @@ def write_requests(study: StudyResult, out: Path) -> list[Path]:
     try:
         for _, r in study.summary.iterrows():
             if (r["point"], r["replication"]) in study.results:
-                frame = load_records(study, r["point"], r["replication"])
-                table = pa.Table.from_pandas(frame, preserve_index=False)
+                table = run_table(load_records(study, r["point"], r["replication"]))
             else:
                 table = read_run_file(study.out / "runs" / f"{r['key']}.parquet")
             table = table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f

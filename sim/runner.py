@@ -35,7 +35,7 @@ from .pool import Pool
 from .records import RunResult
 from .report import compare, jsonable, run_binding
 from .scenario import Scenario
-from .study import StudyResult, write_run_file
+from .study import StudyResult, tagged, write_run_file
 from .summary import summarize
 from .spec import RunSpec
 from .trace import file_digest, read_trace
@@ -110,8 +110,7 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
     if out is not None:
         runs = Path(out) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        tagged = result.records.assign(point=np.int32(job.point_index), replication=np.int32(job.replication))
-        write_run_file(tagged, runs / f"{job.key}.parquet")
+        write_run_file(tagged(result.records, job.point_index, job.replication), runs / f"{job.key}.parquet")
         write_run_file(result.refusals, runs / f"{job.key}.refusals.parquet")
         tmp = runs / f"{job.key}.json.tmp"
         tmp.write_text(json.dumps(jsonable(row), allow_nan=False))

@@ -48,13 +48,23 @@ def read_run_file(path: Path, columns: list[str] | None = None):
         return f.read(columns=columns, use_threads=False)
 
 
-def write_run_file(frame: pd.DataFrame, path: Path) -> None:
-    """Write a run's records or 429 log: the bytes ``frame.to_parquet(path, index=False)`` writes, the frame
-    converted to Arrow on this thread (pyarrow's default starts a pool of threads per frame of more than a
-    few thousand cells, which with one worker per core only competes with the other workers)."""
+def tagged(records: pd.DataFrame, point: int, replication: int) -> pd.DataFrame:
+    """A run's records with its grid point and replication as columns: what its run file holds."""
+    return records.assign(point=np.int32(point), replication=np.int32(replication))
+
+
+def run_table(frame: pd.DataFrame):
+    """A run's records or 429 log as an Arrow table, converted on this thread (pyarrow's default starts a pool
+    of threads per frame of more than a few thousand cells, which with one worker per core only competes with
+    the other workers)."""
     import pyarrow as pa
+    return pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+
+
+def write_run_file(frame: pd.DataFrame, path: Path) -> None:
+    """Write a run's records or 429 log: the bytes ``frame.to_parquet(path, index=False)`` writes."""
     import pyarrow.parquet as pq
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False, nthreads=1), path)
+    pq.write_table(run_table(frame), path)
 
 
 def load_records(study, point: int | None = None, replication: int | None = None,
@@ -72,7 +82,7 @@ def load_records(study, point: int | None = None, replication: int | None = None
     frames = []
     for p, rep, key in keys:
         if (p, rep) in study.results:
-            frame = study.results[(p, rep)].records.assign(point=np.int32(p), replication=np.int32(rep))
+            frame = tagged(study.results[(p, rep)].records, p, rep)
             frames.append(frame if columns is None else frame[columns])
         elif study.out is not None:
             frames.append(read_run_file(study.out / "runs" / f"{key}.parquet", columns).to_pandas())
