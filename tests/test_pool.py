@@ -98,3 +98,31 @@ def test_calls_are_handed_out_in_the_order_the_caller_asks_for(tmp_path):
     # fall two behind), nothing more
     assert all(abs(s - (11 - k)) <= 2 for k, s in enumerate(started)), started
     assert asked[0] == list(range(12)) and all(set(a) <= set(range(12)) for a in asked)
+
+
+_SET_IN_THE_PARENT = None  # set at run time by the test below: a spawned or forkserver worker sees None
+
+
+def _what_the_parent_set():
+    return _SET_IN_THE_PARENT
+
+
+def test_workers_are_forked_whatever_the_default_start_method():
+    """Workers start with the parent's state (its imports, here a value it set at run time) even where
+    Python's default is not fork (``forkserver``, Linux's default from Python 3.14): they do not import the
+    simulator again."""
+    import multiprocessing
+    import sys
+    global _SET_IN_THE_PARENT
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("fork is used on Linux only")
+    default = multiprocessing.get_start_method()
+    multiprocessing.set_start_method("forkserver", force=True)
+    _SET_IN_THE_PARENT = os.getpid()
+    try:
+        with Pool(2) as pool:
+            assert pool.map(_what_the_parent_set, [(), ()]) == [os.getpid()] * 2
+    finally:
+        _SET_IN_THE_PARENT = None
+        multiprocessing.set_start_method(default, force=True)
