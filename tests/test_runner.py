@@ -25,7 +25,7 @@ def small_scenario(**changes):
         "compare": {"policy": ["no-retry", "groq-sdk", "full-jitter"]},
     }
     for key, value in changes.items():
-        data[key] = {**data[key], **value}
+        data[key] = {**data.get(key, {}), **value}
     return scenario_from_dict(data)
 
 
@@ -108,6 +108,75 @@ def test_replications_of_the_longest_points_go_first_once_replication_0_has_meas
     rows["d"] = {"point": 1, "replication": 0, "events": 100}
     assert [(jobs[n].point_index, jobs[n].replication) for n in order(rest)] == [
         (2, 1), (2, 2), (1, 1), (1, 2), (0, 1), (0, 2)]
+    # resumed: the rows already there when the order is first asked for count too
+    resumed = LongestFirst(jobs, {"r": {"point": 2, "replication": 0, "events": 500},
+                                  "s": {"point": 0, "replication": 0, "events": 50}})
+    todo = [n for n in range(len(jobs)) if (jobs[n].point_index, jobs[n].replication) not in ((2, 0), (0, 0))]
+    assert [(jobs[n].point_index, jobs[n].replication) for n in resumed(todo)] == [
+        (1, 0), (1, 1), (1, 2), (2, 1), (2, 2), (0, 1), (0, 2)]
+
+
+def test_records_and_refusals_of_a_point_or_replication_from_memory_or_disk(tmp_path):
+    """``study.records(point, replication)`` and ``load_refusals``: exactly the runs asked for (a point, a
+    replication, both, or all), tagged with their point and replication, the same from memory as from the run
+    files; a point the study does not have gives an empty frame."""
+    from sim.study import load_records, load_refusals
+    s = small_scenario()
+    memory = run_study(s, jobs=1, progress=False)
+    disk = run_study(s, str(tmp_path), jobs=1, progress=False)  # a string is a directory too
+    for study in (memory, disk):
+        for point, rep in ((1, 2), (None, 1), (2, None), (None, None)):
+            got = study.records(point, rep)
+            runs = [(p, r) for (p, r) in sorted(memory.results) if point in (None, p) and rep in (None, r)]
+            assert len(got) == sum(len(memory.results[run].records) for run in runs)
+            assert sorted(set(zip(got["point"], got["replication"]))) == runs
+            first = got[(got["point"] == runs[0][0]) & (got["replication"] == runs[0][1])]
+            assert first["latency"].tolist() == memory.results[runs[0]].records["latency"].tolist()
+        assert study.records(7).empty
+        pd.testing.assert_frame_equal(load_refusals(study, 2, 1), memory.results[(2, 1)].refusals,
+                                      check_exact=True, check_categorical=False)
+    assert list(load_records(memory, 0, 0, columns=["latency", "outcome"]).columns) == ["latency", "outcome"]
+
+
+def test_a_study_keeps_records_in_memory_only_without_a_directory_or_when_asked(tmp_path, monkeypatch):
+    """Written to a directory, a study holds no records in memory (its figures are drawn by workers, from
+    the files) unless ``keep_results``; held in memory, it writes nothing anywhere."""
+    monkeypatch.chdir(tmp_path)
+    s = small_scenario()
+    memory = run_study(s, jobs=1, progress=False)
+    assert len(memory.results) == 9 and memory.out is None and list(tmp_path.iterdir()) == []
+    disk = run_study(s, tmp_path / "a", jobs=1, progress=False)
+    assert disk.results == {} and len(list((tmp_path / "a" / "runs").glob("*.parquet"))) == 18
+    kept = run_study(s, tmp_path / "b", jobs=1, progress=False, keep_results=True)
+    assert sorted(kept.results) == sorted(memory.results)
+    pd.testing.assert_frame_equal(kept.results[(1, 1)].records, memory.results[(1, 1)].records)
+    dropped = run_study(s, jobs=1, progress=False, keep_results=False)  # neither kept nor written: no records
+    assert dropped.results == {} and len(dropped.summary) == 9 and dropped.records().empty
+
+
+def test_the_first_replication_callback_comes_once_replication_0_of_every_point_is_done(tmp_path):
+    """Replication 0 of every point runs first, so ``on_first_replication`` comes after exactly those runs
+    (3 of 9 here), once, with the study so far (incomplete); a resumed study whose replication 0 is already
+    done gets it before any new run."""
+    s = small_scenario()
+    seen = []
+    rows = []
+    study = run_study(s, tmp_path, jobs=1, progress=False, on_row=rows.append,
+                      on_first_replication=lambda so_far: seen.append((len(rows), so_far)))
+    assert len(seen) == 1 and study.complete
+    done, so_far = seen[0]
+    assert done == 3 and not so_far.complete
+    assert so_far.summary["replication"].tolist() == [0, 0, 0] and so_far.summary["point"].tolist() == [0, 1, 2]
+    assert so_far.comparison["point"].tolist() == [0, 1, 2]
+    # resumed: replication 0 done by a one-replication study of the same points (same keys)
+    one = small_scenario(scenario={"replications": 1})
+    out = tmp_path / "resumed"
+    run_study(one, out, jobs=1, progress=False)
+    seen.clear()
+    rows.clear()
+    run_study(s, out, jobs=1, progress=False, on_row=rows.append,
+              on_first_replication=lambda so_far: seen.append((len(rows), so_far)))
+    assert [done for done, _ in seen] == [0]
 
 
 def test_requests_file_holds_every_record_and_dictionary_encodes_only_the_columns_with_few_values(tmp_path):
@@ -128,6 +197,108 @@ def test_requests_file_holds_every_record_and_dictionary_encodes_only_the_column
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert all(any("DICTIONARY" in e for e in encodings[c]) for c in ("outcome", "client", "attempts", "point"))
     assert not any(any("DICTIONARY" in e for e in encodings[c]) for c in ("created", "finished", "latency"))
+
+
+def test_the_scenarios_run_settings_choose_the_workers_and_the_cluster(tmp_path, monkeypatch):
+    """``[run] jobs`` and ``dask`` apply when the call does not say (the call's own values win); a pool handed
+    in is used as it is, no other started."""
+    import sim.runner as runner
+    started, clusters = [], []
+
+    class Recorded(runner.Pool):
+        def __init__(self, jobs=None):
+            started.append(jobs)
+            super().__init__(1)  # run here: the test looks only at what was asked for
+
+    def on_dask(address, scenario, calls, collect, workers):
+        clusters.append((address, workers, len(calls)))
+        for call in calls:
+            collect(*runner.execute(scenario, *call))
+
+    monkeypatch.setattr(runner, "Pool", Recorded)
+    monkeypatch.setattr(runner, "_on_dask", on_dask)
+    s = small_scenario(run={"jobs": 3})
+    run_study(s, progress=False)
+    run_study(s, jobs=2, progress=False)
+    assert started == [3, 2]
+    with runner.Pool(1) as mine:
+        run_study(s, progress=False, pool=mine)
+    assert started == [3, 2, 1]  # only the test's own pool
+    study = run_study(small_scenario(run={"jobs": 3, "dask": "tcp://127.0.0.1:1"}), tmp_path, progress=False)
+    assert clusters == [("tcp://127.0.0.1:1", 3, 9)] and len(study.summary) == 9 and started == [3, 2, 1]
+    run_study(small_scenario(run={"dask": "tcp://127.0.0.1:1"}), tmp_path / "b", dask="local", jobs=2,
+              progress=False)
+    assert clusters[-1] == ("local", 2, 9)
+
+
+def test_an_interrupted_study_keeps_what_finished_and_says_it_is_incomplete(tmp_path, monkeypatch):
+    """Ctrl-C (here during the fourth run, after its files were written, as a worker finishes while the
+    parent is interrupted): the study comes back incomplete with every run that finished, including the
+    one whose row never reached the parent (read back from its files); held in memory, with what was
+    collected; interrupted before any run, empty."""
+    import sim.runner as runner
+    real = runner.execute
+    calls = []
+
+    def interrupted_at(n, after_files):
+        def execute(*args):
+            calls.append(args[1].key)
+            if len(calls) == n:
+                if after_files:
+                    real(*args)
+                raise KeyboardInterrupt
+            return real(*args)
+        return execute
+
+    s = small_scenario()
+    monkeypatch.setattr(runner, "execute", interrupted_at(4, True))
+    disk = run_study(s, tmp_path, jobs=1, progress=False)
+    assert not disk.complete and sorted(disk.summary["key"]) == sorted(calls)
+    assert sorted(zip(disk.summary["replication"], disk.summary["point"])) == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    calls.clear()
+    monkeypatch.setattr(runner, "execute", interrupted_at(3, False))
+    memory = run_study(s, jobs=1, progress=False)
+    assert not memory.complete and len(memory.summary) == 2 and sorted(memory.results) == [(0, 0), (1, 0)]
+    calls.clear()
+    monkeypatch.setattr(runner, "execute", interrupted_at(1, False))
+    nothing = run_study(s, jobs=1, progress=False)
+    assert not nothing.complete and nothing.summary.empty and nothing.comparison.empty
+
+
+def test_the_output_stage_in_this_process_writes_and_lists_every_file(tmp_path):
+    """``write_outputs`` without workers: the two tables, requests.parquet (complete and readable, from the
+    run files or from memory alike) and the four figures, each listed once; a figure already started
+    (``early``) is not drawn again and its files are listed with the others."""
+    from concurrent.futures import Future
+
+    from sim.report import plot_utilisation, write_outputs
+    s = small_scenario()
+    disk = run_study(s, tmp_path / "study", jobs=1, progress=False)
+    memory = run_study(s, jobs=1, progress=False)
+    figures = ["utilisation_over_time.png", "latency_cdf.png", "throughput_over_time.png",
+               "attempts_per_success.png"]
+    for name, study in (("disk", disk), ("memory", memory)):
+        out = tmp_path / name
+        files = write_outputs(study, out)
+        assert [f.name for f in files] == ["summary.csv", "comparison.csv", "requests.parquet", *figures]
+        assert all(f.parent == out and f.stat().st_size > 0 for f in files)
+        summary, comparison = pd.read_csv(out / "summary.csv"), pd.read_csv(out / "comparison.csv")
+        assert list(summary.columns) == list(study.summary.columns)  # no index column
+        assert list(comparison.columns) == list(study.comparison.columns)
+        columns = ["point", "replication", "key", "ok", "latency_p95"]
+        pd.testing.assert_frame_equal(summary[columns], study.summary[columns])
+        assert comparison["point"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "disk" / "requests.parquet"),
+                                  pd.read_parquet(tmp_path / "memory" / "requests.parquet"), check_exact=True)
+    assert len(pd.read_parquet(tmp_path / "disk" / "requests.parquet")) == sum(
+        len(r.records) for r in memory.results.values())
+    drawn = Future()
+    drawn.set_result([tmp_path / "early" / "drawn-before.png"])
+    (tmp_path / "early").mkdir()  # the command line makes the directory first
+    files = write_outputs(disk, tmp_path / "early", early={plot_utilisation: drawn})
+    assert [f.name for f in files] == ["summary.csv", "comparison.csv", "requests.parquet", *figures[1:],
+                                       "drawn-before.png"]
+    assert not (tmp_path / "early" / "utilisation_over_time.png").exists()
 
 
 def test_seeds_common_within_a_replication_independent_across():
