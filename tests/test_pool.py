@@ -126,3 +126,60 @@ def test_workers_are_forked_whatever_the_default_start_method():
     finally:
         _SET_IN_THE_PARENT = None
         multiprocessing.set_start_method(default, force=True)
+
+
+def test_one_call_or_one_job_runs_here_and_a_generator_of_calls_is_taken():
+    """A map of a single call runs in this process (starting workers for it would only cost), as does any
+    map with one job; calls may come as a generator."""
+    with Pool(2) as pool:
+        assert pool.map(_slow_square, [(0.0,)]) == [(0.0, os.getpid())]
+        assert pool.submit(_slow_square, 0.0) is None  # no workers were started
+        results = pool.map(_slow_square, ((d,) for d in (0.0, 0.01, 0.02)))
+        assert [r[0] for r in results] == [0.0, 0.0001, 0.0004] and os.getpid() not in {r[1] for r in results}
+        assert sorted(r[0] for _, r in pool.imap(_slow_square, ((d,) for d in (0.0, 0.01)))) == [0.0, 0.0001]
+    assert Pool(1).map(_slow_square, ((d,) for d in (0.0, 0.01))) == [(0.0, os.getpid()), (0.0001, os.getpid())]
+
+
+def test_meanwhile_runs_once_here_with_or_without_workers():
+    for jobs in (1, 2):
+        ran = []
+        with Pool(jobs) as pool:
+            results = [r[0] for _, r in sorted(pool.imap(_slow_square, [(0.0,), (0.01,)],
+                                                         meanwhile=lambda ran=ran: ran.append(os.getpid())))]
+        assert results == [0.0, 0.0001] and ran == [os.getpid()]
+
+
+def test_closing_stops_the_workers_and_the_next_map_starts_new_ones():
+    """Leaving ``with`` (or ``close``) ends the worker processes; a pool that never started any closes
+    quietly; a closed pool starts fresh workers at its next map."""
+    with Pool(2):
+        pass
+    Pool(2).close()
+    with Pool(2) as pool:
+        first = {pid for _, pid in pool.map(_slow_square, [(0.05,)] * 4)}
+    for pid in first:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone (and reaped) by the time ``with`` is left
+    pool = Pool(2)
+    try:
+        before = {pid for _, pid in pool.map(_slow_square, [(0.05,)] * 4)}
+        queued = [pool.submit(_slow_square, 0.05) for _ in range(8)]
+        pool.close()  # after the calls under way and queued: all of them done
+        assert [f.result()[0] for f in queued] == [0.05 * 0.05] * 8
+        after = {pid for _, pid in pool.map(_slow_square, [(0.05,)] * 4)}
+        assert before.isdisjoint(after)
+    finally:
+        pool.close()
+
+
+def test_an_error_in_the_caller_drops_the_calls_not_started(tmp_path):
+    """An exception inside ``with`` (a Ctrl-C, a failed file) leaves without running the calls still
+    queued: a few are under way, the rest never start."""
+    log = tmp_path / "starts"
+    with pytest.raises(RuntimeError, match="stop"), Pool(2) as pool:
+        for _ in pool.imap(_log_start, [(str(log), 0), (str(log), 1)]):
+            break
+        for n in range(2, 30):
+            pool.submit(_log_start, str(log), n)
+        raise RuntimeError("stop")
+    assert len(log.read_text().split()) < 10

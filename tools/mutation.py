@@ -359,7 +359,9 @@ def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | Non
             workers.append(Worker(tmp / f"w{k}", max_examples))
         cov = coverage_pass(workers, tests, extra, max_examples, cache_dir, progress)
         sel = Selection(cov)
-        every = [t for t in cov["tests"] if t in sel.usable]  # in the suite's order
+        # in the suite's order; without selection, also the tests that start a process (their children are
+        # forked from, or import, the worker's mutated copy: cold runs see the mutant there too)
+        every = [t for t in cov["tests"] if t in sel.usable or not select_tests]
         files = sorted({t.split("::")[0] for t in every})
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(lambda w: w.warm_up([*_BASE, f"--basetemp={w.workdir / '.tmp'}", *extra, *files]),
@@ -400,7 +402,7 @@ def run(mutants: list[Mutant], tests: list[str], jobs: int, timeout: float | Non
             list(pool.map(one, pending))
         if progress:
             print(file=sys.stderr)
-        facts = {"tests": len(cov["tests"]), "usable": len(every),
+        facts = {"tests": len(cov["tests"]), "usable": len(every), "selected": select_tests,
                  "process": sorted(t for t in cov["tests"] if t not in sel.usable)}
         if verify >= 0:
             facts["verify"] = _verify(pending, verify, lambda m: one(m, full=True), jobs, progress, done)
@@ -465,8 +467,12 @@ def report(mutants: list[Mutant], show: str, facts: dict | None = None) -> str:
                    f"{sum(m.note == 'warm' for m in ran)}, cold (module re-imported) "
                    f"{sum(m.note == 'cold' for m in ran)}")
     if facts:
-        out.append(f"test set: {facts['tests']} tests, {facts['usable']} selectable "
-                   f"({len(facts['process'])} start a process: per-test coverage cannot see them, left out)")
+        if facts.get("selected", True):
+            out.append(f"test set: {facts['tests']} tests, {facts['usable']} selectable "
+                       f"({len(facts['process'])} start a process: per-test coverage cannot see them, left out)")
+        else:
+            out.append(f"test set: {facts['tests']} tests, every one run for every mutant, without selection "
+                       f"({len(facts['process'])} of them start a process)")
         v = facts.get("verify")
         if v:
             out.append(f"selection check: {v['checked']} mutants ({v['survivors']} survivors, a sample of "
@@ -507,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--show", choices=("survivors", "all"), default="survivors")
     ap.add_argument("--pytest-args", default="", help="extra pytest arguments, one string")
     ap.add_argument("--all-tests", action="store_true",
-                    help="no selection: run every candidate test (cold imports) for every mutant")
+                    help="no selection: run every candidate test (cold imports) for every mutant, also those "
+                         "that start a process (e.g. sim/pool.py against tests/test_pool.py)")
     ap.add_argument("--verify", type=int, metavar="N", default=-1,
                     help="selection check: then re-run every survivor and N killed mutants on all the tests")
     ap.add_argument("--json", metavar="FILE", help="also write every mutant's outcome there")
