@@ -328,12 +328,12 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
             over_limit = True
             ax.annotate("above 1: the bucket's initial\nfull budget being spent", xy=(0.02, 0.97),
                         xycoords="axes fraction", va="top", fontsize=6, color="0.3")
-        ax.set_title(_label(study, p), fontsize=8)
+        ax.set_title(_label(study, p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
         ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="upper right")
     for k in range(n, rows * cols):
-        axes[k // cols][k % cols].axis("off")
+        fig.delaxes(axes[k // cols][k % cols])  # the last row's empty places: nothing to draw
     for r in range(rows):
         axes[r][0].set_ylabel("used / limit over\nthe unit's window", fontsize=8)
     fig.suptitle("Limit utilisation over time (replication 0)" + (
