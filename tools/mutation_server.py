@@ -226,6 +226,10 @@ def _loop(root: Path, out, items: dict | None) -> None:
                 os._exit(rc)
         print(json.dumps({"pid": pid}), file=out, flush=True)
         _, status = os.waitpid(pid, 0)
+        try:  # what the child left running (a mutant's pool workers it never stopped: the child ends with
+            os.killpg(pid, signal.SIGKILL)  # os._exit, so no atexit joins them) goes with it: its own group
+        except ProcessLookupError:
+            pass
         mode_file = root / ".mutation-mode"
         mode = mode_file.read_text() if mode_file.exists() else "cold"
         mode_file.unlink(missing_ok=True)
