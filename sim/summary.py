@@ -158,7 +158,7 @@ def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarra
     admitted = records["admitted"].to_numpy()
     keep = ~np.isnan(admitted)
     if "service_tier" in records:  # a lane run: only what the on-demand limits admitted (not flex)
-        keep &= (records["service_tier"] == "on_demand").to_numpy()
+        keep &= _is(records["service_tier"])("on_demand")
     rows = np.flatnonzero(keep)
     rows = rows[np.argsort(admitted[rows], kind="stable")]
     codes, names = _codes(records["model"])
