@@ -23,6 +23,11 @@ KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50
 #: metrics only runs of a lane comparison have (sim.summary.lane_metrics), compared when present
 LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "expired_share", "job_time_p50",
                 "job_time_p90")
+#: shares compared like the outcome shares, not flagged when their interval is wider than their mean (a share
+#: near 0 always is): the successes finished after the window (:func:`sim.summary.summarize`)
+SHARE_METRICS = ("after_window_share",)
+#: the share of an alternative's successes finished after the window from which the table notes it
+LATE_NOTE = 0.01
 #: outcomes other than success, each compared as its share of the requests offered (``<outcome>_share``)
 OTHER_OUTCOMES = OUTCOMES[1:]
 #: how the table names them when non-zero
@@ -51,9 +56,10 @@ def run_binding(result: RunResult, summary: dict) -> str:
 
 
 def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per grid point: its axis values, the number of replications, and for each key metric and
-    each outcome share ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one
-    replication), and ``wide_ci``: the metrics whose interval is wider than their mean."""
+    """One row per grid point: its axis values, the number of replications, and for each key metric, each
+    outcome share and each of :data:`SHARE_METRICS` ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the
+    t-interval; NaN with one replication), and ``wide_ci``: the key metrics whose interval is wider than their
+    mean."""
     # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
     # without importing scipy.stats (~1 s, ~60 MB)
     from scipy.special import stdtrit
@@ -62,7 +68,8 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         if name in summary:
             summary[f"{name}_share"] = summary[name].astype(float) / summary["offered"].where(summary["offered"] > 0)
     metrics = tuple(m for m in KEY_METRICS + LANE_METRICS if m in summary) + tuple(
-        f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary)
+        f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary) + tuple(
+        m for m in SHARE_METRICS if m in summary)
     data = summary[list(metrics)].astype(float).to_numpy()  # one array, sliced per point: no Series per metric
     t975 = {}  # stdtrit(n - 1, 0.975) by n
     rows = []
@@ -132,7 +139,22 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     if "wide_ci" in comp and (comp["wide_ci"].fillna("") != "").any():
         text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
                  "(raise --replications)\n")
-    return text
+    return text + _late_note(comp, axes)
+
+
+def _late_note(comp: pd.DataFrame, axes: list[str]) -> str:
+    """A footnote naming the alternatives whose successes finished after the window, while the run drained,
+    for at least :data:`LATE_NOTE` of them: their req/min counts only those finished inside it (a batch job's
+    reads 0 at 100 % success)."""
+    if "after_window_share_mean" not in comp:
+        return ""
+    late = [("/".join(str(r[a]) for a in axes) or "the alternative", _num(r["after_window_share_mean"]))
+            for _, r in comp.iterrows()]
+    late = [f"{name} {100 * share:.3g}%" for name, share in late if share >= LATE_NOTE]  # (NaN: not >=)
+    if not late:
+        return ""
+    return ("req/min = successes finished inside the simulated window; finished after it, while the run "
+            f"drained: {', '.join(late)} of the successes\n")
 
 
 def jsonable(value):

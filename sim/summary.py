@@ -2,7 +2,9 @@
 
 Request counts, ratios and latencies are over the requests *created* in the measurement window
 ``[warmup, duration)``; every one of them has exactly one outcome (conservation).  Throughput is the
-successful requests *finished* in that window per minute (what the org actually got served).  Utilisation of a
+successful requests *finished* in that window per minute (what the org actually got served);
+``after_window_share`` is the share of the window's successes that finished after it, while the run drained
+(a batch job's are all late: its throughput in the window reads 0 though every request succeeds).  Utilisation of a
 unit is what was charged to it in the window divided by what the limit refills over the window
 (``limit x T / unit window``): 1.0 means the unit was used at exactly its sustainable rate; a token bucket
 can briefly exceed 1 by spending its initial full budget.  ``binding`` is the unit that refused most requests
@@ -42,6 +44,7 @@ def summarize(result: RunResult) -> dict:
         out[name] = int((window & outcome(name)).sum())
     done = ok_all & (finished >= t0) & (finished < t1)
     out["throughput_rpm"] = int(done.sum()) / minutes
+    out["after_window_share"] = int((ok & (finished >= t1)).sum()) / n_ok if n_ok else np.nan
     out["tokens_per_min"] = float((rec["prompt_tokens"].to_numpy()[done].sum()
                                    + rec["completion_tokens"].to_numpy()[done].sum()) / minutes)
     out["attempts"], out["n429"] = attempts, n429

@@ -91,6 +91,10 @@ def test_nightly_scenario_compares_on_demand_flex_and_batch():
     assert per_ok["flex"] == pytest.approx(per_ok["od"], rel=0.05)
     assert per_ok["batch"] == pytest.approx(per_ok["od"] / 2, rel=0.05)
     assert flex["done_by"] < on_demand["done_by"]
+    # the batch job is handed over at the window's end: every success finishes after it, none counts as
+    # throughput; on demand most do (the pacer holds 500 req/min under TPM), flex keeps up
+    assert batch["ok"] > 0 and batch["after_window_share"] == 1.0 and batch["throughput_rpm"] == 0.0
+    assert on_demand["after_window_share"] > 0.5 and flex["after_window_share"] < 0.01
 
 
 def test_breakdown_by_lane_and_unknown_column():

@@ -3,11 +3,12 @@ intervals wider than the mean flagged, strict JSON everywhere."""
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from sim.cli import main
-from sim.report import compare, comparison_json, format_comparison, jsonable
+from sim.report import LATE_NOTE, compare, comparison_json, format_comparison, jsonable
 
 CLIENT = ("[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\narrival = {{ kind = 'poisson', rate = '10/min' }}\n"
           "prompt_tokens = {prompt}\nmax_tokens = 100\npolicy = '{policy}'\n")
@@ -75,6 +76,22 @@ def test_intervals_wider_than_the_mean_are_flagged():
     narrow = compare(_summary({"latency_p99": [10.0, 10.5, 9.5, 10.2]}), [])
     assert narrow.loc[0, "wide_ci"] == ""
     assert "!" not in format_comparison(narrow, [])
+
+
+def test_successes_finished_after_the_window_are_footnoted_from_one_percent():
+    rows = []
+    for policy, late in (("held", 0.853), ("edge", LATE_NOTE), ("below", 0.0099), ("none", 0.0), ("nan", np.nan)):
+        comp = compare(_summary({"after_window_share": [late, late]}), [])
+        rows.append(comp.assign(tier="free", policy=policy))
+    table = format_comparison(pd.concat(rows, ignore_index=True), ["tier", "policy"])
+    *_, note = table.splitlines()
+    assert note == ("req/min = successes finished inside the simulated window; finished after it, while the run "
+                    "drained: free/held 85.3%, free/edge 1% of the successes")
+    quiet = compare(_summary({"after_window_share": [0.0, 0.002]}), [])
+    assert "drained" not in format_comparison(quiet, []) and quiet.loc[0, "after_window_share_mean"] == 0.001
+    assert quiet.loc[0, "wide_ci"] == ""  # a share near 0 always has a wide interval: no "!" for it
+    alone = compare(_summary({"after_window_share": [1.0]}), [])  # no axes: a single alternative
+    assert format_comparison(alone, []).splitlines()[-1].endswith("drained: the alternative 100% of the successes")
 
 
 def test_t_interval_matches_scipy():

@@ -38,6 +38,10 @@ def test_summary_counts_the_window_by_creation_and_throughput_by_finish():
     assert s["offered"] == sum(s[k] for k in OUTCOMES)
     assert s["success_ratio"] == pytest.approx(3 / 5)
     assert s["throughput_rpm"] == pytest.approx(2.0)  # 2 successes finished in [60, 120) over 1 minute
+    assert s["after_window_share"] == pytest.approx(1 / 3)  # of the 3, the one created at 119 finishes at 125
+    r = _result()
+    edge = summarize(RunResult(r.records.assign(finished=[11.0, 63.0, 64.0, 75.0, 80.5, 120.0]), r.refusals, r.spec))
+    assert (edge["throughput_rpm"], edge["after_window_share"]) == (2.0, 1 / 3)  # at the window's end: after it
     assert s["attempts"] == 8 and s["n429"] == 4 and s["n429_per_attempt"] == pytest.approx(0.5)
     assert s["attempts_per_success"] == pytest.approx(8 / 3)
     assert s["latency_p50"] == pytest.approx(5.0) and s["latency_max"] == pytest.approx(6.0)
@@ -142,8 +146,8 @@ def test_summary_of_an_empty_window_and_of_a_model_without_limits():
     rec = _records([10.0, 130.0], [11.0, 131.0], ["ok", "ok"])
     s = summarize(RunResult(rec, pd.DataFrame(), _spec(Limits())))
     assert (s["offered"], s["ok"], s["attempts"], s["n429"], s["n429_per_attempt"]) == (0, 0, 0, 0, 0.0)
-    for key in ("success_ratio", "attempts_per_success", "latency_p50", "latency_max", "mean_wait",
-                "cost_per_success", "top_util", "util_rpm", "util_tpm"):
+    for key in ("success_ratio", "after_window_share", "attempts_per_success", "latency_p50", "latency_max",
+                "mean_wait", "cost_per_success", "top_util", "util_rpm", "util_tpm"):
         assert np.isnan(s[key]), key
     assert s["binding"] == "none" and s["top_unit"] == "" and s["cost_usd"] == 0.0
 
