@@ -148,9 +148,8 @@ def _late_note(comp: pd.DataFrame, axes: list[str]) -> str:
     reads 0 at 100 % success)."""
     if "after_window_share_mean" not in comp:
         return ""
-    late = [("/".join(str(r[a]) for a in axes) or "the alternative", _num(r["after_window_share_mean"]))
-            for _, r in comp.iterrows()]
-    late = [f"{name} {100 * share:.3g}%" for name, share in late if share >= LATE_NOTE]  # (NaN: not >=)
+    late = [f"{'/'.join(str(r[a]) for a in axes) or 'the alternative'} {100 * share:.3g}%"
+            for _, r in comp.iterrows() if (share := _num(r["after_window_share_mean"])) >= LATE_NOTE]  # NaN: not
     if not late:
         return ""
     return ("req/min = successes finished inside the simulated window; finished after it, while the run "
