@@ -329,8 +329,13 @@ def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch)
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
     r = httpx.post(chat, json={"model": "no-such-model", "messages": msgs()}, headers=auth)
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert not any(h.startswith("x-ratelimit") for h in r.headers)  # no model: no limits to tell
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), "max_tokens": "lots"}, headers=auth)
     assert r.status_code == 400
+    # about a known model, a 400 carries its limits as every response does, and charges nothing
+    assert (r.headers["x-ratelimit-limit-requests"], r.headers["x-ratelimit-remaining-requests"]) == ("14400", "14400")
+    assert r.headers["x-ratelimit-limit-tokens"] == "6000" and "retry-after" not in r.headers
+    assert log_lines(emu)[-1]["headers"]["x-ratelimit-remaining-requests"] == "14400"
     monkeypatch.setattr(emu, "decide", lambda *a, **k: 1 / 0)
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers=auth)
     assert r.status_code == 500 and r.json()["error"]["type"] == "internal_server_error"
@@ -350,6 +355,16 @@ def test_injected_faults_are_retried_by_the_sdk_and_charge_nothing(serve):
     assert e.value.status_code == 503 and body(e.value)["code"] == "service_unavailable"
     assert [x["status"] for x in log_lines(emu)] == [503, 503]
     assert emu.limits(MODEL).units["rpm"].remaining(emu.clock.now()) == 30
+
+
+def test_an_injected_498_is_groqs_capacity_exceeded_and_the_sdk_does_not_retry_it(serve):
+    url, emu = serve(make_spec(error_rate=1.0, error_status=498), time_scale=10)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=2)
+    with pytest.raises(groq.APIStatusError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert e.value.status_code == 498 and body(e.value)["code"] == body(e.value)["type"] == "capacity_exceeded"
+    assert f"`{MODEL}`" in body(e.value)["message"] and "x-ratelimit-limit-requests" in e.value.response.headers
+    assert [(x["status"], x["error"]["code"]) for x in log_lines(emu)] == [(498, "capacity_exceeded")]
 
 
 # ---- records and metrics -----------------------------------------------------------------------------------

@@ -100,9 +100,14 @@ def build_app(emu: Emulator) -> Starlette:
         return None
 
     def refuse(endpoint, model, t_send, label, err, **kw) -> JSONResponse:
+        """Answer ``err`` (a 4xx decided before the limits are asked); about a known model, it carries that
+        model's rate-limit headers, as every Groq response does."""
+        sent = logged = {}
+        if isinstance(model, str) and model in emu.tier_limits:
+            sent, logged = emu.headers_sent_and_logged(model)
         emu.record(endpoint=endpoint, model=model if isinstance(model, str) else "", status=err.status,
-                   t_send=t_send, label=label, headers=err.headers, error=err.error, **kw)
-        return _error(err)
+                   t_send=t_send, label=label, headers={**logged, **err.headers}, error=err.error, **kw)
+        return _error(err, sent)
 
     async def chat(request: Request) -> Response:
         t_send = emu.clock.now()
@@ -136,7 +141,7 @@ def build_app(emu: Emulator) -> Starlette:
         if d.error is not None:
             emu.record(endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label, headers=d.log_headers,
                        error=d.log_error, **kw)
-            return _error(d.error, {"x-request-id": d.request_id})
+            return _error(d.error, headers)  # an injected fault's too carries the rate-limit headers
         q, p, c = d.times
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
                  "completion_time": c, "total_tokens": prompt + d.completion, "total_time": p + c}
@@ -178,13 +183,13 @@ def build_app(emu: Emulator) -> Starlette:
                 "could not read the audio length: send a WAV file, or a 'duration' field in seconds", param="file"))
         d = emu.decide(model, 0, None, seconds)
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
+        headers = {**d.headers, "x-request-id": d.request_id}
         if d.error is not None:
             emu.record(endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label, headers=d.log_headers,
                        error=d.log_error, **kw)
-            return _error(d.error, {"x-request-id": d.request_id})
+            return _error(d.error, headers)
         await _delay(d.delay / K)
         emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers, **kw)
-        headers = {**d.headers, "x-request-id": d.request_id}
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
         fmt = form.get("response_format", "json")
         if fmt == "text":

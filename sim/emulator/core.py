@@ -30,7 +30,7 @@ import pandas as pd
 from ..catalog import UNITS
 from ..config import Dist
 from ..spec import RunSpec
-from ..headers import ErrorResponse, rate_limit_error, rate_limit_headers, server_error
+from ..headers import ErrorResponse, capacity_exceeded_error, rate_limit_error, rate_limit_headers, server_error
 from ..limitset import LimitSet
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
@@ -162,6 +162,13 @@ class Emulator:
         return rate_limit_headers(self.limits(model), self.clock.now() if now is None else now,
                                   time_scale=self.time_scale if time_scale is None else time_scale)
 
+    def headers_sent_and_logged(self, model: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The rate-limit headers of a response about ``model`` now, and those its log line keeps (the same
+        in limiter seconds)."""
+        now = self.clock.now()
+        sent = self.headers_now(model, now)
+        return sent, self._log_headers(model, now) or sent
+
     # ---- admission -----------------------------------------------------------------------------------
     def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0) -> Decision:
         """Admit (and charge) or refuse one request, atomically (no await)."""
@@ -170,9 +177,9 @@ class Emulator:
         rid = f"req_{self._id_prefix}{self._n:010x}"
         org, ls = self.spec.org, self.limits(model)
         if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
-            err = server_error(org.error_status) if org.error_status >= 500 else ErrorResponse(
-                org.error_status, {}, {"error": {"message": f"injected error {org.error_status}",
-                                                 "type": "server_error", "code": "injected"}})
+            s = org.error_status  # Groq's body for its own statuses (5xx, 498 flex capacity), else ours
+            err = server_error(s) if s >= 500 else capacity_exceeded_error(model) if s == 498 else ErrorResponse(
+                s, {}, {"error": {"message": f"injected error {s}", "type": "server_error", "code": "injected"}})
             return Decision(err.status, {**self.headers_now(model, now), **err.headers}, now, rid, err,
                             log_headers=self._log_headers(model, now, err.headers))
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
