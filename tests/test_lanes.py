@@ -39,6 +39,15 @@ BAD = {
                       r":48: compare.service_tier: 'batch': Input should be 'on_demand', 'flex' or 'auto'$"),
     "flex": (BASE.replace('tier = "developer"', 'tier = "developer"\nflex = { multiplier = 0 }'),
              r"org.flex.multiplier: 0: Input should be greater than 0$"),
+    # flex (and auto) are for paid plans: not on a tier that bills nothing, wherever the tier is asked for
+    "flex on free": (BASE.replace('tier = "developer"', 'tier = "free"\nservice_tier = "auto"'),
+                     r":15: org.service_tier: service tier 'auto' is for paid plans, and tier 'free' bills nothing: "
+                     r"use a billed tier \(developer, or one of \[tiers\] with billed = true\) or 'on_demand'$"),
+    "client flex on free": (BASE.replace('tier = "developer"', 'tier = "free"').replace(
+        'policy = "exponential"', 'policy = "exponential"\nservice_tier = "flex"'),
+        r"clients\[1\].service_tier: service tier 'flex' is for paid plans, and tier 'free' bills nothing"),
+    "compared flex on free": (NIGHTLY.read_text().replace('tier = "developer"', 'tier = "free"'),
+                              r"compare.service_tier: service tier 'flex' is for paid plans, and tier 'free'"),
 }
 
 
