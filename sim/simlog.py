@@ -10,8 +10,8 @@ What a line holds, all from the simulator's own pieces:
 * ``headers``, 429 and 413 bodies: :func:`sim.headers.rate_limit_headers` and
   :func:`sim.headers.rate_limit_error` on the run's own :class:`~sim.limitset.LimitSet`, computed at the
   moment the attempt's charge was decided (``retry-after`` with the org's rounding; the free tier's
-  "Upgrade to Dev Tier" hint).  A 429 or 413 body states the request's charge ("Requested"): the watcher
-  reads it from the client group's columns.
+  "Upgrade to Dev Tier" hint; the service tier whose limits refused, as Groq's message names it).  A 429 or
+  413 body states the request's charge ("Requested"): the watcher reads it from the client group's columns.
 * ``usage`` of an admitted chat attempt: the records' ``queue_time``, ``prompt_time`` and ``completion_time``,
   ``total_time = prompt_time + completion_time`` (queue apart, as Groq reports it), prompt and completion
   tokens.  Transcriptions carry no ``usage`` (as the emulator's).
@@ -40,6 +40,7 @@ from .engine import Simulation
 from .errors import ConfigError
 from .headers import rate_limit_error, rate_limit_headers
 from .recorder import LogWriter
+from .records import LANE_TIERS
 from .spec import RunSpec
 
 #: the default day whose UTC midnight is simulation time 0
@@ -107,9 +108,11 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
         if wait == 0.0:
             seen.append((g, i, k, m, now, rtt, 200, rate_limit_headers(limits, now), None))
             return
-        # the 429/413 is written now, while the limit set is in the refusal's state; it states the charge
+        # the 429/413 is written now, while the limit set is in the refusal's state; it states the charge and
+        # names the service tier whose limits refused (a routed group's lane columns say which it tried)
+        tier = LANE_TIERS[group.extra["tier"][i]] if group.extra is not None else "on_demand"
         err = rate_limit_error(limits, sim.model_names[m], ORG_ID, group.charge[i], group.audio[i], now, wait,
-                               upgrade_hint=hint, rounding=org.retry_after_rounding)
+                               service_tier=tier, upgrade_hint=hint, rounding=org.retry_after_rounding)
         seen.append((g, i, k, m, now, rtt, err.status, err.headers, err.error))
 
     sim = Simulation(spec, _copy_seed(seed), watch=watch)

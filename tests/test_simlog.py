@@ -187,3 +187,19 @@ def test_command_line(tmp_path, capsys):
         assert main(["simlog", *argv]) == 2
         err = capsys.readouterr().err
         assert phrase in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_429_names_the_service_tier_whose_limits_refused(tmp_path):
+    # a billed copy of Free (flex is for paid plans): flex at 10x its limits, one group on flex, one on auto
+    # (on-demand first, then flex), both well above even the flex TPM
+    app = {"model": MODEL, "arrival": {"kind": "poisson", "rate": 2.0}, "policy": "groq-sdk", "prompt_tokens": 400,
+           "max_tokens": 256}
+    sc = scenario(tier="paid", tiers={"paid": {"base": "free", "billed": True}}, duration=300.0,
+                  clients=[{**app, "name": "flex", "service_tier": "flex"},
+                           {**app, "name": "auto", "service_tier": "auto"}])
+    lines = simulate_log(sc.spec(), 3).lines
+    tiers = Counter((x["label"], x["error"]["message"].split("service tier `")[1].split("`")[0])
+                    for x in lines if x["status"] == 429)
+    assert tiers[("flex", "flex")] > 0 and tiers[("flex", "on_demand")] == 0
+    assert tiers[("auto", "flex")] > 0  # auto's 429 is flex's when flex's wait is the shorter
+    assert all(x["status"] in (200, 429) for x in lines)
