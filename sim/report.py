@@ -194,7 +194,10 @@ def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early
 
 def write_requests(study: StudyResult, out: Path) -> list[Path]:
     """``requests.parquet``: every run's records in summary order, written run by run so that a study larger
-    than memory still writes (categorical columns as plain strings: runs differ in their categories)."""
+    than memory still writes.  Categorical columns are read back as plain strings (runs differ in their
+    categories): written from their dictionaries as they are (one index type for all runs) without the Arrow
+    schema, rather than turned into strings that the writer would then encode as a dictionary again (a fifth
+    of the file's time on the 6-hour 65-run sweep)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     writer = None
@@ -204,10 +207,10 @@ def write_requests(study: StudyResult, out: Path) -> list[Path]:
                 table = run_table(load_records(study, r["point"], r["replication"]))
             else:
                 table = read_run_file(study.out / "runs" / f"{r['key']}.parquet")
-            table = table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
-                                          for f in table.schema]))
+            table = table.cast(pa.schema([f.with_type(pa.dictionary(pa.int32(), pa.string()))
+                                          if pa.types.is_dictionary(f.type) else f for f in table.schema]))
             if writer is None:
-                writer = pq.ParquetWriter(out / "requests.parquet", table.schema,
+                writer = pq.ParquetWriter(out / "requests.parquet", table.schema, store_schema=False,
                                           use_dictionary=_few_values(table))
             writer.write_table(table.select(writer.schema.names))
     finally:
@@ -217,14 +220,16 @@ def write_requests(study: StudyResult, out: Path) -> list[Path]:
 
 
 def _few_values(table) -> list[str]:
-    """The columns of ``requests.parquet`` to dictionary-encode: those with at most one distinct value per 8
-    rows in the first run (client, model, outcome, unit, counts, token sizes, point, replication).  Parquet's
-    default tries a dictionary on every column and falls back to plain encoding for the times, nearly all
-    distinct: on the 6-hour 65-run sweep that made the file a fifth larger (54 MB against 45 MB) and its
-    writing ~0.15 s slower.  Only the encoding changes; the values read back are the same."""
+    """The columns of ``requests.parquet`` to dictionary-encode: the categorical ones (client, model, outcome,
+    unit) and those with at most one distinct value per 8 rows in the first run (counts, token sizes, point,
+    replication).  Parquet's default tries a dictionary on every column and falls back to plain encoding for
+    the times, nearly all distinct: on the 6-hour 65-run sweep that made the file a fifth larger (54 MB
+    against 45 MB) and its writing ~0.15 s slower.  Only the encoding changes; the values read back are the
+    same."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     return [name for name, column in zip(table.column_names, table.columns)
-            if pc.count_distinct(column).as_py() * 8 <= table.num_rows]
+            if pa.types.is_dictionary(column.type) or pc.count_distinct(column).as_py() * 8 <= table.num_rows]
 
 
 # ---- plots ------------------------------------------------------------------------------------------

@@ -189,6 +189,9 @@ def test_requests_file_holds_every_record_and_dictionary_encodes_only_the_column
     study = run_study(small_scenario(), tmp_path / "study", jobs=1, progress=False)
     write_requests(study, tmp_path)
     back = pd.read_parquet(tmp_path / "requests.parquet")
+    # plain strings: a categorical's categories would differ from run to run in a reader's hands
+    assert not any(isinstance(back[c].dtype, pd.CategoricalDtype) for c in ("client", "model", "outcome"))
+    assert pq.read_schema(tmp_path / "requests.parquet").field("outcome").type == "string"
     expected = load_records(study)
     for column in ("client", "model", "outcome", "refused_by"):
         expected[column] = expected[column].astype(str).astype(back[column].dtype)
