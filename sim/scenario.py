@@ -216,11 +216,11 @@ class Scenario(Strict):
             raise self.error(where, did_you_mean(org_model.tier, catalog.tiers, "tier"))
         if not catalog.bills(org_model.tier):  # flex and auto are for paid plans (groq-real-responses.md §6)
             for k, c in enumerate(client_models):
-                tier = c.service_tier or org_model.service_tier
-                if tier != "on_demand" and c.lane != "batch":  # (the batch lane ignores the service tier)
+                wanted = c.service_tier or org_model.service_tier
+                if wanted != "on_demand" and c.lane != "batch":  # (the batch lane ignores the service tier)
                     where = ("compare.service_tier" if "service_tier" in point else
                              f"clients[{k}].service_tier" if c.service_tier else "org.service_tier")
-                    raise self.error(where, f"service tier {tier!r} is for paid plans, and tier {org_model.tier!r} "
+                    raise self.error(where, f"service tier {wanted!r} is for paid plans, and tier {org_model.tier!r} "
                                             "bills nothing: use a billed tier (developer, or one of [tiers] with "
                                             "billed = true) or 'on_demand'")
         for k, c in enumerate(self.clients):  # a name the grid replaces must still refer to something

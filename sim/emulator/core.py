@@ -162,12 +162,12 @@ class Emulator:
         return rate_limit_headers(self.limits(model), self.clock.now() if now is None else now,
                                   time_scale=self.time_scale if time_scale is None else time_scale)
 
-    def headers_sent_and_logged(self, model: str) -> tuple[dict[str, str], dict[str, str]]:
-        """The rate-limit headers of a response about ``model`` now, and those its log line keeps (the same
-        in limiter seconds)."""
-        now = self.clock.now()
+    def headers_sent_and_logged(self, model: str, now: float | None = None) -> tuple[dict[str, str], dict[str, str]]:
+        """The rate-limit headers of a response about ``model`` at ``now`` (default: now), and those its log
+        line keeps (the same in limiter seconds)."""
+        now = self.clock.now() if now is None else now
         sent = self.headers_now(model, now)
-        return sent, self._log_headers(model, now) or sent
+        return sent, sent if self.time_scale == 1 else self.headers_now(model, now, time_scale=1.0)
 
     # ---- admission -----------------------------------------------------------------------------------
     def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0) -> Decision:
@@ -180,8 +180,8 @@ class Emulator:
             s = org.error_status  # Groq's body for its own statuses (5xx, 498 flex capacity), else ours
             err = server_error(s) if s >= 500 else capacity_exceeded_error(model) if s == 498 else ErrorResponse(
                 s, {}, {"error": {"message": f"injected error {s}", "type": "server_error", "code": "injected"}})
-            return Decision(err.status, {**self.headers_now(model, now), **err.headers}, now, rid, err,
-                            log_headers=self._log_headers(model, now, err.headers))
+            sent, logged = self.headers_sent_and_logged(model, now)
+            return Decision(err.status, {**sent, **err.headers}, now, rid, err, log_headers={**logged, **err.headers})
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         dist = self._completion.get(model)
         completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
@@ -198,14 +198,8 @@ class Emulator:
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
                             log_headers=logged.headers, log_error=logged.error)
         times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
-        return Decision(200, self.headers_now(model, now), now, rid, None, charged, completion, times,
-                        log_headers=self._log_headers(model, now))
-
-    def _log_headers(self, model: str, now: float, extra: dict[str, str] | None = None) -> dict[str, str] | None:
-        """The headers the log keeps (limiter seconds); None at K = 1, where they are the client's."""
-        if self.time_scale == 1:
-            return None
-        return {**self.headers_now(model, now, time_scale=1.0), **(extra or {})}
+        sent, logged = self.headers_sent_and_logged(model, now)
+        return Decision(200, sent, now, rid, None, charged, completion, times, log_headers=logged)
 
     def _normal(self) -> float:
         if self._ni >= len(self._normals):
