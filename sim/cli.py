@@ -73,8 +73,8 @@ def _check(args) -> int:
     meta = scenario.scenario
     _, requests = scenario.size(_duration(args))
     print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
-          f" = {len(grid) * meta.replications} run(s) of {meta.duration:g} s, about {requests:,.0f} simulated "
-          "requests")
+          f" = {len(grid) * meta.replications} run(s) of {_duration(args) or meta.duration:g} s, about "
+          f"{requests:,.0f} simulated requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
     _notes(scenario)
@@ -195,6 +195,8 @@ def _calibrate(args) -> int:
         print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
+    from .runner import prepare_out
+    prepare_out(out)  # a file or an unwritable place: one line, before anything is written
     files = write_outputs(cal, out, plots=not args.no_plots)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0
@@ -203,7 +205,11 @@ def _calibrate(args) -> int:
 def _trace(args) -> int:
     from .tracelog import log_to_trace
     export = log_to_trace(args.log)
-    export.trace.to_csv(args.output, index=False)
+    try:
+        export.trace.to_csv(args.output, index=False)
+    except OSError as exc:  # a directory, a missing directory, no permission
+        raise ConfigError(f"-o {args.output}: cannot write the trace ({exc.strerror or exc}); give a CSV file "
+                          "path in an existing, writable directory") from None
     for note in export.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {args.output}: {len(export.trace)} request(s) from {export.lines} log line(s) "
@@ -237,12 +243,33 @@ def _simlog(args) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """A TCP port for ``--port``: an integer 1-65535 (the operating system would take 99999 modulo 65536)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: an integer from 1 to 65535")
+    return port
+
+
 def _serve(args) -> int:
     from .emulator import emulator_from_scenario, parse_keys, serve
     if not args.time_scale > 0:
         raise ConfigError(f"--time-scale must be > 0, got {args.time_scale}")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
     emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed)
+    import socket
+    try:  # a port taken or not ours: one line now, not uvicorn's error after the address was announced
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} "
+                          f"({exc.strerror or exc}); choose a free port") from None
+    if emu.spec.org.project_quotas and any(p.limits for p in emu.spec.projects.values()):
+        print(f"note: {args.scenario}: the emulator applies the organization's limits to every key; the "
+              "[projects] limits are not enforced here (groqsim run applies them)", file=sys.stderr)
     print(f"groqsim serve: http://{args.host}:{args.port}/openai/v1 (tier {emu.spec.org.tier}, limiter "
           f"{emu.spec.org.limiter}, time scale {args.time_scale:g}); log {emu.log_path}", file=sys.stderr)
     serve(emu, args.host, args.port)
@@ -351,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="a live Groq API emulator enforcing the scenario's limits (docs/emulator.md)")
     srv.add_argument("scenario", help="scenario file (TOML); its first grid point gives org, tier and limits")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    srv.add_argument("--port", type=_port, default=8000, help="port to listen on, 1-65535 (default 8000)")
     srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster")
     srv.add_argument("--key", action="append", help="accepted API key, KEY or KEY=PROJECT (repeatable)")
     srv.add_argument("--seed", type=int, help="seed of the service times and answer lengths (default: scenario's)")

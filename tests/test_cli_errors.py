@@ -177,6 +177,9 @@ COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output direct
     ("limits-tier-unknown", ["limits", "--tier", "gold"], "gold"),
     ("limits-model-unknown", ["limits", "--model", "llama-9"], "llama-9"),
     ("validate-out-is-a-file", ["validate", "--short", "--out", "{file}"], "--out"),
+    ("serve-port-too-large", ["serve", "{s}", "--port", "99999", "--out", "{out}"], "--port"),
+    ("serve-port-zero", ["serve", "{s}", "--port", "0", "--out", "{out}"], "--port"),
+    ("serve-port-word", ["serve", "{s}", "--port", "http", "--out", "{out}"], "--port"),
 ]
 
 
@@ -227,6 +230,32 @@ def test_malformed_command_line_is_one_line_and_writes_nothing(case, tmp_path, c
     _expect_one_line_error(code, capsys.readouterr().err, fragment)
     assert not out.exists() or not any(out.rglob("*")), f"{name} left files in {out}"
     assert existing.read_text() == "keep me\n"
+
+
+def test_output_paths_that_cannot_be_written_are_one_line(tmp_path, capsys):
+    """trace's file and calibrate's directory: a directory, a missing one, a file in the way."""
+    scenario = _write(tmp_path, {"s.toml": BASE.replace("10/min", "90/min")})  # above Free's RPM 30: 429s
+    log = tmp_path / "log.jsonl"
+    assert main(["simlog", str(scenario), "-o", str(log)]) == 0
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me\n")
+    capsys.readouterr()
+    for argv, fragment in ((["trace", log, "-o", tmp_path], "-o"),
+                           (["trace", log, "-o", tmp_path / "no" / "t.csv"], "-o"),
+                           (["calibrate", log, "--out", existing, "--no-plots"], "--out"),
+                           (["calibrate", log, "--out", existing / "sub", "--no-plots"], "--out")):
+        code = main([str(a) for a in argv])
+        _expect_one_line_error(code, capsys.readouterr().err, fragment)
+    assert existing.read_text() == "keep me\n" and not (tmp_path / "no").exists()
+
+
+def test_serve_on_a_port_already_taken_is_one_line(tmp_path, capsys):
+    import socket
+    scenario = _write(tmp_path, {"s.toml": BASE})
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code = main(["serve", str(scenario), "--port", str(port), "--out", str(tmp_path / "o")])
+    _expect_one_line_error(code, capsys.readouterr().err, f"--port {port}: cannot listen on 127.0.0.1:{port}")
 
 
 def test_unreachable_dask_scheduler_is_refused_within_seconds(tmp_path, capsys):

@@ -164,3 +164,12 @@ def test_capacity_of_a_trace_uses_its_rate_models_and_sizes(tmp_path):
     # free 70B: TPM 12 000 / 1 200 tokens = 10 of its requests a minute; it carries 15 of the 45/min
     assert c.per_unit["llama-3.3-70b-versatile TPM"] == pytest.approx(10 * 45 / 15)
     assert c.per_unit["llama-3.1-8b-instant TPM"] == pytest.approx(6000 / 150 * 45 / 30)
+
+
+def test_check_states_the_duration_it_was_asked_for(capsys):
+    from sim.cli import main
+    path = str(ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
+    assert main(["check", path]) == 0
+    assert "= 60 run(s) of 3600 s, about 72,000 simulated requests" in capsys.readouterr().out
+    assert main(["check", path, "--duration", "2m"]) == 0  # the runs' length and their requests, both of 2 minutes
+    assert "= 60 run(s) of 120 s, about 2,400 simulated requests" in capsys.readouterr().out
