@@ -214,7 +214,7 @@ class Org(Strict):
     accounting: Accounting = Accounting()
     retry_after_rounding: Literal[RETRY_AFTER_ROUNDING] = "ceil"
     error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    error_status: int = 503
+    error_status: Annotated[int, Field(ge=400, le=599)] = 503  # an error: a 5xx, Groq's 498, any 4xx
     #: default service tier of every client group: on_demand, flex (limits x flex.multiplier, best effort,
     #: 498 when capacity is short) or auto (on-demand limits first, then flex)
     service_tier: ServiceTier = "on_demand"

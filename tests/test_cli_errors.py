@@ -34,6 +34,8 @@ def _trace(body: str, name: str = "t.csv") -> dict:
 SCENARIOS = [
     ("unknown-table", BASE + "[scenari]\nname = 'x'\n", "scenari"),
     ("unknown-scenario-key", _with(scenario="durration = '2m'\n"), "durration"),
+    ("error-status-not-an-error", _with(extra="[org]\nerror_rate = 0.1\nerror_status = 200\n"),
+     "org.error_status: 200: Input should be greater than or equal to 400"),
     ("duration-zero", _with(scenario="duration = '0s'\n"), "duration"),
     ("duration-negative", _with(scenario="duration = '-5m'\n"), "duration"),
     ("duration-word", _with(scenario="duration = 'soon'\n"), "duration"),
