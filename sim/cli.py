@@ -71,9 +71,10 @@ def _check(args) -> int:
     scenario = _load(args)
     grid = scenario.check()
     meta = scenario.scenario
-    _, requests = scenario.size(_duration(args))
+    duration = _duration(args)
+    _, requests = scenario.size(duration)
     print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
-          f" = {len(grid) * meta.replications} run(s) of {_duration(args) or meta.duration:g} s, about "
+          f" = {len(grid) * meta.replications} run(s) of {duration or meta.duration:g} s, about "
           f"{requests:,.0f} simulated requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
@@ -189,13 +190,13 @@ def _validate(args) -> int:
 def _calibrate(args) -> int:
     from .calibrate import calibrate
     from .calibrate.output import report_text, write_outputs
+    from .runner import prepare_out
     cal = calibrate(args.log)
     sys.stdout.write(report_text(cal))
     if not cal.estimated_anything:
         print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
-    from .runner import prepare_out
     prepare_out(out)  # a file or an unwritable place: one line, before anything is written
     files = write_outputs(cal, out, plots=not args.no_plots)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
@@ -255,12 +256,13 @@ def _port(text: str) -> int:
 
 
 def _serve(args) -> int:
+    import socket
+
     from .emulator import emulator_from_scenario, parse_keys, serve
     if not args.time_scale > 0:
         raise ConfigError(f"--time-scale must be > 0, got {args.time_scale}")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
     emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed)
-    import socket
     try:  # a port taken or not ours: one line now, not uvicorn's error after the address was announced
         with socket.create_server((args.host, args.port)):
             pass
