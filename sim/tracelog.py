@@ -1,27 +1,28 @@
 """A recorder log as a replayable trace (:func:`sim.workload.read_trace`'s format), one row per logical request.
 
 SDK retries are folded back into the request they retry: a line with ``retry_count = k > 0`` (the SDK's
-``x-stainless-retry-count`` header, kept by :mod:`sim.recorder`) belongs to an earlier request of the same
-model, endpoint, ``max_tokens`` and label whose last attempt had ``retry_count = k - 1``, failed, and had
-been answered before this one was sent; among several, the one whose answer came the SDK's wait earlier
-(its ``retry-after`` when 0 < it <= 60 s, else the SDK's mean back-off ``0.5 s x 2^(k-1) x 0.875``) and
-whose token-unit 429s asked for the same tokens.  A log without ``retry_count`` keeps every line as a
-request.
+``x-stainless-retry-count`` header, kept by :mod:`sim.recorder`) is linked to a failed line with ``retry_count
+= k - 1`` of the same model, endpoint, ``max_tokens`` and label, answered before it was sent, whose token-unit
+429 (if both have one) asked for the same tokens.  Each rank's links are one minimum-cost bipartite matching
+(:func:`_fold`): as many retries linked as possible, then the least distance from each retry's send to when
+its predecessor's client would have retried.  A log without ``retry_count`` keeps every line as a request.
 
 Each row: ``timestamp`` = the first attempt's ``t_send`` in seconds from the log's first request; sizes from
-the answered attempt's ``usage``.  A request never answered has no usage: its prompt is ``Requested -
-max_tokens`` of a token-unit 429 (Groq charges prompt + max_tokens up front), else the model's median
-prompt; its completion the model's median completion (at most ``max_tokens``).  A request without
-``max_tokens`` gets its completion as ``max_tokens``.  The imputations are counted in the notes.
+the answered attempt's ``usage``.  A chat request without usage (never answered, or answered without it):
+its prompt is ``Requested - max_tokens`` of a token-unit 429 (Groq charges prompt + max_tokens up front),
+else the model's median prompt; its completion the model's median completion (at most ``max_tokens``).  A
+transcription has no tokens: its sizes stay empty.  A request without ``max_tokens`` gets its completion as
+``max_tokens``.  The imputations are counted in the notes.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from .calibrate.evidence import evidence_table
 from .errors import ConfigError
@@ -41,44 +42,135 @@ class TraceExport:
     outcomes: pd.DataFrame | None = None
 
 
-def _nan(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+#: the SDK's wait before retry k without a usable ``retry-after``: ``min(0.5 x 2^(k-1), 8) x (1 - 0.25 U)`` s
+#: (groq-python's ``_calculate_retry_timeout``: INITIAL_RETRY_DELAY, MAX_RETRY_DELAY and its jitter)
+SDK_INITIAL_DELAY, SDK_MAX_DELAY, SDK_JITTER = 0.5, 8.0, 0.25
+#: a retry's predecessor was answered at most this long before it, beyond the longest wait its rank's failures
+#: asked for (their ``retry-after``, the SDK's back-off) (s)
+LOOKBACK_EXTRA = 60.0
+#: candidates kept per retry (the nearest to its expected send time) when its lookback holds more
+CANDIDATES = 64
+#: candidate pairs looked at in one go
+CHUNK_PAIRS = 4_000_000
 
 
-def _fold(df: pd.DataFrame) -> list[list[int]]:
-    """Row indices of each logical request, in order of first attempt."""
-    groups: list[list[int]] = []
-    open_: dict[tuple, list[int]] = {}  # key -> indices of groups whose last attempt failed
-    for i, row in enumerate(df.itertuples(index=False)):
-        key = (row.model, row.endpoint, None if _nan(row.max_tokens) else row.max_tokens, row.label)
-        k = row.retry_count
-        target = None
-        if not _nan(k) and k > 0:
-            best = math.inf
-            for g in open_.get(key, []):
-                last = df.iloc[groups[g][-1]]
-                if last["retry_count"] != k - 1 or last["t_recv"] > row.t_send + 1e-6:
-                    continue
-                if not _nan(row.msg_requested) and not _nan(last["msg_requested"]) and \
-                        row.msg_unit in TOKEN_UNITS and last["msg_unit"] in TOKEN_UNITS and \
-                        row.msg_requested != last["msg_requested"]:
-                    continue  # the same request asks for the same tokens
-                ra = last["h_retry_after"]
-                expected = ra if not _nan(ra) and 0 < ra <= 60 else 0.5 * 2 ** (k - 1) * 0.875
-                miss = abs(row.t_send - last["t_recv"] - expected)
-                if miss < best:
-                    best, target = miss, g
-        if target is None:
-            groups.append([i])
-            target = len(groups) - 1
-        else:
-            groups[target].append(i)
-        candidates = open_.setdefault(key, [])
-        if target in candidates:
-            candidates.remove(target)
-        if row.status != 200:
-            candidates.append(target)
-    return groups
+def sdk_backoff(k: int) -> tuple[float, float]:
+    """(mean, half-range) of the SDK's back-off before retry ``k`` (1 = the first retry)."""
+    ceiling = min(SDK_INITIAL_DELAY * 2.0 ** (k - 1), SDK_MAX_DELAY)
+    return ceiling * (1 - SDK_JITTER / 2), ceiling * SDK_JITTER / 2
+
+
+def _pairs(s_key, s_lo, s_hi, p_key, p_val):
+    """Candidate pairs ``(i, j)``: retry i and predecessor j of the same key with ``s_lo[i] <= p_val[j] <=
+    s_hi[i]``, found by binary search on the predecessors sorted by key then value."""
+    if not len(s_key) or not len(p_key):
+        return np.empty(0, int), np.empty(0, int)
+    base = min(p_val.min(), s_lo.min())
+    span = max(p_val.max(), s_hi.max()) - base + 10.0  # keys apart by more than any window
+    order = np.lexsort((p_val, p_key))
+    sorted_val = p_key[order] * span + (p_val[order] - base)
+    lo = np.searchsorted(sorted_val, s_key * span + (s_lo - base) - 1e-3, "left")
+    hi = np.searchsorted(sorted_val, s_key * span + (s_hi - base) + 1e-3, "right")
+    counts = np.maximum(hi - lo, 0)
+    i = np.repeat(np.arange(len(s_key)), counts)
+    j = order[np.repeat(lo, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)]
+    return i, j
+
+
+def _match(n: int, n_pred: int, i: np.ndarray, j: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """For each of ``n`` retries its predecessor (0 .. n_pred - 1) in a matching of the candidate pairs
+    ``(i, j)`` that matches as many retries as it can and, among those, has the least total ``cost``; -1 for
+    a retry left alone.  Each retry may also take a dummy of its own, at a cost above any saving: a retry is
+    left alone only when no matching gives it a predecessor (scipy's LAPJVsp, sparse)."""
+    out = np.full(n, -1)
+    if not len(i):
+        return out
+    big = 2.0 * (n + 1) * (float(cost.max()) + 2.0)
+    graph = csr_array((np.concatenate([1.0 + cost, np.full(n, big)]),
+                       (np.concatenate([i, np.arange(n)]), np.concatenate([j, n_pred + np.arange(n)]))),
+                      shape=(n, n_pred + n))
+    rows, cols = min_weight_full_bipartite_matching(graph)
+    real = cols < n_pred
+    out[rows[real]] = cols[real]
+    return out
+
+
+def _candidates(s_key, s_send, p_key, p_recv, p_due: tuple, lookback: float):
+    """Pairs ``(i, j, miss)``: retry i (key, send time) and failure j of the same key answered at most
+    ``lookback`` before it; ``miss``: the distance from the retry's send to the nearest of failure j's expected
+    retry times ``p_due``; at most :data:`CANDIDATES` per retry, the least missed (a few retries at a time, so
+    that a dense log does not hold every pair at once)."""
+    lo_all, hi_all = s_send - lookback, s_send + 1e-6
+    out_i, out_j, out_miss = [], [], []
+    start = 0
+    while start < len(s_key):
+        stop = min(len(s_key), start + max(1, CHUNK_PAIRS // max(len(p_key), 1)))
+        i, j = _pairs(s_key[start:stop], lo_all[start:stop], hi_all[start:stop], p_key, p_recv)
+        i = i + start
+        i, j = i[p_recv[j] <= s_send[i] + 1e-6], j[p_recv[j] <= s_send[i] + 1e-6]
+        miss = np.min([np.abs(s_send[i] - due[j]) for due in p_due], axis=0) if len(i) else np.empty(0)
+        miss = np.where(np.isnan(miss), np.inf, miss)
+        if len(i) > CANDIDATES * (stop - start):  # the least missed per retry
+            order = np.lexsort((miss, i))
+            i, j, miss = i[order], j[order], miss[order]
+            rank = np.arange(len(i)) - np.searchsorted(i, i, "left")
+            keep = rank < CANDIDATES
+            i, j, miss = i[keep], j[keep], miss[keep]
+        out_i.append(i), out_j.append(j), out_miss.append(miss)
+        start = stop
+    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_miss)
+
+
+def _fold(df: pd.DataFrame) -> np.ndarray:
+    """Each row's logical request: 0, 1, ... in the row order of their first attempts.
+
+    Retry k of a request follows attempt k - 1 of it, so the links of each rank are one bipartite matching
+    between the rank's attempts and the failed attempts of the rank before: same key, answered before the
+    retry was sent (at most the longest wait asked plus :data:`LOOKBACK_EXTRA`), the same tokens asked in
+    token-unit 429s.  It is solved for the whole rank at once: as many retries linked as possible, then the
+    least total distance between each retry's send and the nearest time its predecessor's client would have
+    retried (the predecessor's ``retry-after`` after its answer, or the SDK's mean back-off).  Matched line by
+    line instead, a retry could take another request's predecessor and leave that request's own retry without
+    one: the log would show a request that never was."""
+    n = len(df)
+    k = df["retry_count"].to_numpy(float)
+    key = df.groupby(["model", "endpoint", "max_tokens", "label"], dropna=False, sort=False).ngroup().to_numpy()
+    t0 = float(df["t_send"].min())
+    t_send, t_recv = df["t_send"].to_numpy(float) - t0, df["t_recv"].to_numpy(float) - t0
+    failed = df["status"].to_numpy() != 200
+    retry_after = df["h_retry_after"].to_numpy(float)
+    retry_after = np.where(retry_after > 0, retry_after, np.nan)
+    tokens = np.where(df["msg_unit"].isin(TOKEN_UNITS), df["msg_requested"].to_numpy(float), np.nan)
+    prev = np.full(n, -1)
+    ranks = np.unique(k[np.isfinite(k) & (k > 0)])
+    for r in ranks:
+        s, p = np.flatnonzero(k == r), np.flatnonzero((k == r - 1) & failed)
+        if not len(p):
+            continue
+        backoff, jitter = sdk_backoff(int(r))
+        lookback = max(np.nanmax(retry_after[p], initial=0.0), backoff + jitter) + LOOKBACK_EXTRA
+        i, j, miss = _candidates(key[s], t_send[s], key[p], t_recv[p],
+                                 (t_recv[p] + retry_after[p], t_recv[p] + backoff), lookback)
+        ok = ~(np.isfinite(tokens[s[i]]) & np.isfinite(tokens[p[j]]) & (tokens[s[i]] != tokens[p[j]]))
+        link = _match(len(s), len(p), i[ok], j[ok], np.minimum(miss[ok], lookback))
+        prev[s[link >= 0]] = p[link[link >= 0]]
+    group = np.full(n, -1)
+    roots = np.flatnonzero(prev < 0)
+    group[roots] = np.arange(len(roots))
+    for r in ranks:
+        s = np.flatnonzero((k == r) & (prev >= 0))
+        group[s] = group[prev[s]]
+    return group
+
+
+def _last_per_group(rows: np.ndarray, group: np.ndarray, n_groups: int, first: bool = False) -> np.ndarray:
+    """Per group, the last (``first``: the first) of ``rows`` (row indices in attempt order), -1 where none."""
+    out = np.full(n_groups, -1)
+    if len(rows):
+        g = group[rows]
+        edge = np.r_[True, g[1:] != g[:-1]] if first else np.r_[g[1:] != g[:-1], True]
+        out[g[edge]] = rows[edge]
+    return out
 
 
 def log_to_trace(path: str | Path) -> TraceExport:
@@ -92,45 +184,53 @@ def log_to_trace(path: str | Path) -> TraceExport:
     notes = list(log.problem_summary())
     if df["retry_count"].isna().all():
         notes.append("no retry_count in the log: every line is kept as a request of its own (retries not folded)")
-    groups = _fold(df)
+    group = _fold(df)
+    n_groups = int(group.max()) + 1
+    order = np.lexsort((np.nan_to_num(df["retry_count"].to_numpy(float)), group))  # by request, attempts in order
+    first = _last_per_group(order, group, n_groups, first=True)
+    last = _last_per_group(order, group, n_groups)
+    status = df["status"].to_numpy()
+    used = _last_per_group(order[((status == 200) & df["prompt_tokens"].notna().to_numpy())[order]], group, n_groups)
+    asked = df["msg_unit"].isin(TOKEN_UNITS).to_numpy() & df["msg_requested"].notna().to_numpy()
+    asked = _last_per_group(order[asked[order]], group, n_groups, first=True)
+    answered = np.bincount(group[status == 200], minlength=n_groups) > 0
+
     ok = df[df["status"] == 200]
     med_prompt = ok.groupby("model")["prompt_tokens"].median()
     med_completion = ok.groupby("model")["completion_tokens"].median()
-    rows, outcomes, imputed_prompt, imputed_completion = [], [], 0, 0
-    t0 = df["t_send"].min()
-    for g in groups:
-        attempts = df.iloc[g]
-        first = attempts.iloc[0]
-        answered = attempts[(attempts["status"] == 200) & attempts["prompt_tokens"].notna()]
-        max_tokens = first["max_tokens"]
-        if len(answered):
-            a = answered.iloc[-1]
-            prompt, completion = a["prompt_tokens"], a["completion_tokens"]
-        else:
-            token_msgs = attempts[attempts["msg_unit"].isin(["tpm", "tpd"]) & attempts["msg_requested"].notna()]
-            if len(token_msgs) and not _nan(max_tokens) and token_msgs["msg_requested"].iloc[0] > max_tokens:
-                prompt = token_msgs["msg_requested"].iloc[0] - max_tokens
-            else:
-                prompt = med_prompt.get(first["model"], np.nan)
-                imputed_prompt += 1
-            completion = med_completion.get(first["model"], np.nan)
-            if not _nan(max_tokens) and not _nan(completion):
-                completion = min(completion, max_tokens)
-            imputed_completion += 1
-        if _nan(max_tokens):
-            max_tokens = completion
-        audio = 0.0 if _nan(first["audio_seconds"]) else first["audio_seconds"]
-        rows.append([round(first["t_send"] - t0, 6), first["model"], prompt, max_tokens, completion, audio])
-        outcomes.append((len(answered) > 0, len(attempts), attempts["t_recv"].iloc[-1] - first["t_send"]))
-    trace = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
+    model = df["model"].to_numpy(object)[first]
+    max_tokens = df["max_tokens"].to_numpy(float)[first]
+    audio = np.nan_to_num(df["audio_seconds"].to_numpy(float)[first])
+    is_audio = (df["endpoint"].to_numpy(object)[first] == "audio.transcriptions") | (audio > 0)
+    # sizes from the answer's usage; a chat request without one is imputed (a transcription has no tokens)
+    prompt = np.where(used >= 0, df["prompt_tokens"].to_numpy(float)[used], np.nan)
+    completion = np.where(used >= 0, df["completion_tokens"].to_numpy(float)[used], np.nan)
+    impute = (used < 0) & ~is_audio
+    requested = np.where(asked >= 0, df["msg_requested"].to_numpy(float)[asked], np.nan)
+    from_429 = impute & (requested > max_tokens)  # NaN compares False
+    prompt[from_429] = (requested - max_tokens)[from_429]
+    by_median = impute & ~from_429
+    prompt[by_median] = [med_prompt.get(m, np.nan) for m in model[by_median]]
+    median = np.array([med_completion.get(m, np.nan) for m in model[impute]], float)
+    cap = max_tokens[impute]
+    completion[impute] = np.where(np.isnan(cap), median, np.minimum(median, cap))  # NaN median stays NaN
+    max_tokens = np.where(np.isnan(max_tokens), completion, max_tokens)
+    t_send = df["t_send"].to_numpy(float)
+    trace = pd.DataFrame({"timestamp": np.round(t_send[first] - t_send.min(), 6), "model": model,
+                          "prompt_tokens": prompt, "max_tokens": max_tokens, "completion_tokens": completion,
+                          "audio_seconds": audio}, columns=list(TRACE_COLUMNS))
     for col in ("prompt_tokens", "max_tokens", "completion_tokens"):
         trace[col] = trace[col].round().astype("Int64")
-    folded = len(df) - len(groups)
-    if imputed_prompt or imputed_completion:
-        notes.append(f"{imputed_completion} request(s) never answered: completion set to the model's median "
-                     f"(prompt imputed for {imputed_prompt} of them, the rest from their 429's Requested)")
-    if trace[["prompt_tokens", "completion_tokens"]].isna().any().any():
+    folded = len(df) - n_groups
+    if impute.any():
+        never = int((impute & ~answered).sum())
+        notes.append(f"{int(impute.sum())} chat request(s) without usage ({never} never answered"
+                     + (f", {int(impute.sum()) - never} answered without it" if never < impute.sum() else "")
+                     + f"): completion set to the model's median (prompt imputed for {int(by_median.sum())} "
+                     "of them, the rest from their 429's Requested)")
+    if trace[["prompt_tokens", "completion_tokens"]][~is_audio].isna().any().any():
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")
-    return TraceExport(trace, len(df), folded, notes,
-                       pd.DataFrame(outcomes, columns=["answered", "attempts", "latency"]))
+    outcomes = pd.DataFrame({"answered": answered, "attempts": np.bincount(group, minlength=n_groups),
+                             "latency": df["t_recv"].to_numpy(float)[last] - t_send[first]})
+    return TraceExport(trace, len(df), folded, notes, outcomes)
