@@ -204,11 +204,13 @@ class Catalog:
     def rows(self, tier: str | None = None, model: str | None = None) -> list[dict]:
         """The table as dicts with keys tier, model and the six units (None where no limit)."""
         tiers = [tier] if tier else list(self.tiers)
+        if model is not None and not any(model in self.tier(t) for t in tiers):
+            if tier:
+                self.limits(tier, model)  # raises with suggestions
+            raise ConfigError(did_you_mean(model, self.models(), "model"))
         out = []
         for t in tiers:
             models = self.tier(t)
-            if model is not None and model not in models:
-                self.limits(t, model)  # raises with suggestions
             for m, lim in models.items():
                 if model is None or m == model:
                     out.append({"tier": t, "model": m, **{u: getattr(lim, u) for u in UNITS}})

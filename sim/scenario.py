@@ -426,10 +426,15 @@ def _path(parts: tuple) -> str:
 
 def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple) -> ConfigError:
     err = exc.errors()[0]
+    # pydantic's names for the members of a union ("constrained-int", "function-after[...]") are not keys
     loc = tuple(p for k, p in enumerate(err["loc"])
-                if not (isinstance(p, str) and (p.startswith("function-") or "[" in p
+                if not (isinstance(p, str) and (p.startswith(("function-", "constrained-")) or "[" in p
                                                 or (p in KINDS and k and err["loc"][k - 1] == "arrival"))))
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "union_tag_not_found":  # a table without its discriminator (an arrival's kind)
+        key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
+        allowed = f" (allowed: {', '.join(KINDS)})" if loc[-1:] == ("arrival",) else ""
+        return stub.error(_path(prefix + loc + (key,)), f"Field required{allowed}")
     if err.get("input") is not None and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
         msg = f"{err['input']!r}: {msg}"
     return stub.error(_path(prefix + loc) or "scenario", msg)

@@ -143,6 +143,22 @@ def test_limits_file_with_console_column_names(tmp_path):
         "ash": None, "asd": None}
 
 
+def test_a_model_on_one_tier_of_a_file_is_listed_without_tier(tmp_path):
+    """``limits --model M`` without ``--tier`` lists M on the tiers that have it; a model on none is refused
+    with every model of every tier (it used to be refused as unknown on the first tier only)."""
+    f = tmp_path / "mine.csv"
+    f.write_text("tier,model,rpm,tpm\nsmall,m-small,30,6000\nbig,m-big,1000,250000\nbig,m-small,1000,300000\n")
+    cat = Catalog.from_file(f)
+    assert [r["tier"] for r in cat.rows(model="m-big")] == ["big"]
+    assert [(r["tier"], r["tpm"]) for r in cat.rows(model="m-small")] == [("small", 6000), ("big", 300000)]
+    with pytest.raises(ConfigError, match=r"unknown model 'm-bug' \(did you mean 'm-big'.*allowed: m-small, m-big\)"):
+        cat.rows(model="m-bug")
+    with pytest.raises(ConfigError, match=r"unknown model on tier 'small': 'm-big'"):
+        cat.rows("small", "m-big")
+    out = groqsim("limits", "--file", str(f), "--model", "m-big", "--format", "csv")
+    assert out.returncode == 0 and out.stdout.splitlines()[1:] == ["big,m-big,1000,,250000,,,"]
+
+
 @pytest.mark.parametrize("text,match", [
     ("", "empty"),
     ("tier,model,rpm\nfree,m,30\nfree,m,40\n", r"row 3: free/m appears twice"),

@@ -61,7 +61,8 @@ SCENARIOS = [
     ("model-unknown", CLIENT.replace("llama-3.1-8b-instant", "llama-9"), "model"),
     ("model-number", CLIENT.replace("'llama-3.1-8b-instant'", "3"), "model"),
     ("arrival-kind-unknown", CLIENT.replace("poisson", "poison"), "kind"),
-    ("arrival-no-kind", CLIENT.replace("kind = 'poisson', ", ""), "kind"),
+    ("arrival-no-kind", CLIENT.replace("kind = 'poisson', ", ""),
+     "clients[0].arrival.kind: Field required (allowed: poisson, constant,"),
     ("arrival-rate-negative", CLIENT.replace("10/min", "-10/min"), "rate"),
     ("arrival-rate-word", CLIENT.replace("10/min", "lots"), "rate"),
     ("arrival-rate-unit", CLIENT.replace("10/min", "10/fortnight"), "rate"),
@@ -112,7 +113,8 @@ SCENARIOS = [
     ("tier-override-unit", BASE + "[tiers.mine]\nbase = 'free'\n"
      "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpx = 5\n", "tiers.mine"),
     ("tier-override-negative", BASE + "[tiers.mine]\nbase = 'free'\n"
-     "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpm = -5\n", "rpm"),
+     "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpm = -5\n",
+     "tiers.mine.overrides.llama-3.1-8b-instant.rpm: -5: Input should be greater than 0"),
     ("service-unknown-model", BASE + "[service.'llama-9']\noutput_tps = 100\n", "llama-9"),
     ("service-unknown-param", BASE + "[service.'llama-3.1-8b-instant']\nspeed = 100\n", "speed"),
     ("service-param-word", BASE + "[service.'llama-3.1-8b-instant']\noutput_tps = 'fast'\n", "output_tps"),
@@ -177,7 +179,7 @@ COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output direct
     ("capacity-jobs-0", ["capacity", "{s}", "--jobs", "0"], "--jobs"),
     ("capacity-huge", ["capacity", "{s}", "--duration", "1000000d"], "--force"),
     ("limits-tier-unknown", ["limits", "--tier", "gold"], "gold"),
-    ("limits-model-unknown", ["limits", "--model", "llama-9"], "llama-9"),
+    ("limits-model-unknown", ["limits", "--model", "llama-9"], "unknown model 'llama-9' (did you mean"),
     ("validate-out-is-a-file", ["validate", "--short", "--out", "{file}"], "--out"),
     ("serve-port-too-large", ["serve", "{s}", "--port", "99999", "--out", "{out}"], "--port"),
     ("serve-port-zero", ["serve", "{s}", "--port", "0", "--out", "{out}"], "--port"),
