@@ -45,10 +45,13 @@ class TraceExport:
 #: the SDK's wait before retry k without a usable ``retry-after``: ``min(0.5 x 2^(k-1), 8) x (1 - 0.25 U)`` s
 #: (groq-python's ``_calculate_retry_timeout``: INITIAL_RETRY_DELAY, MAX_RETRY_DELAY and its jitter)
 SDK_INITIAL_DELAY, SDK_MAX_DELAY, SDK_JITTER = 0.5, 8.0, 0.25
-#: a retry's predecessor was answered at most this long before it, beyond the longest wait its rank's failures
-#: asked for (their ``retry-after``, the SDK's back-off) (s)
-LOOKBACK_EXTRA = 60.0
-#: candidates kept per retry (the nearest to its expected send time) when its lookback holds more
+#: a retry's predecessor is looked for among the failures answered at most this long before it (s): the SDK
+#: waits 60 s at most (the longest retry-after it obeys; its back-off is at most 8 s)
+RECENT = 120.0
+#: ... and among those whose retry-after (any length: other clients may obey a longer one) ends within this
+#: of the retry's send (s)
+NEAR = 60.0
+#: candidates kept per retry (the least missed) when more qualify
 CANDIDATES = 64
 #: candidate pairs looked at in one go
 CHUNK_PAIRS = 4_000_000
@@ -95,29 +98,29 @@ def _match(n: int, n_pred: int, i: np.ndarray, j: np.ndarray, cost: np.ndarray) 
     return out
 
 
-def _candidates(s_key, s_send, p_key, p_recv, p_due: tuple, lookback: float):
-    """Pairs ``(i, j, miss)``: retry i (key, send time) and failure j of the same key answered at most
-    ``lookback`` before it; ``miss``: the distance from the retry's send to the nearest of failure j's expected
-    retry times ``p_due``; at most :data:`CANDIDATES` per retry, the least missed (a few retries at a time, so
-    that a dense log does not hold every pair at once)."""
-    lo_all, hi_all = s_send - lookback, s_send + 1e-6
+def _candidates(s_key, s_send, p_key, p_recv, p_due_after, p_due_backoff):
+    """Pairs ``(i, j, miss)``: retry i (key, send time) and failure j of the same key answered before it, either
+    at most :data:`RECENT` before or with its retry-after ending within :data:`NEAR` of the send; ``miss``:
+    the distance from the retry's send to the nearer of the failure's two expected retry times (after its
+    retry-after, after the SDK's mean back-off).  At most :data:`CANDIDATES` per retry, the least missed; a
+    few retries at a time, so that a dense log never holds every pair at once."""
+    after = np.flatnonzero(np.isfinite(p_due_after))
     out_i, out_j, out_miss = [], [], []
-    start = 0
-    while start < len(s_key):
-        stop = min(len(s_key), start + max(1, CHUNK_PAIRS // max(len(p_key), 1)))
-        i, j = _pairs(s_key[start:stop], lo_all[start:stop], hi_all[start:stop], p_key, p_recv)
-        i = i + start
+    step = max(1, CHUNK_PAIRS // max(len(p_key), 1))
+    for start in range(0, len(s_key), step):
+        k, t = s_key[start:start + step], s_send[start:start + step]
+        i1, j1 = _pairs(k, t - RECENT, t + 1e-6, p_key, p_recv)
+        i2, j2 = _pairs(k, t - NEAR, t + NEAR, p_key[after], p_due_after[after])
+        pair = np.unique(np.concatenate([i1 * len(p_key) + j1, i2 * len(p_key) + after[j2]]))
+        i, j = pair // len(p_key) + start, pair % len(p_key)
         i, j = i[p_recv[j] <= s_send[i] + 1e-6], j[p_recv[j] <= s_send[i] + 1e-6]
-        miss = np.min([np.abs(s_send[i] - due[j]) for due in p_due], axis=0) if len(i) else np.empty(0)
-        miss = np.where(np.isnan(miss), np.inf, miss)
-        if len(i) > CANDIDATES * (stop - start):  # the least missed per retry
+        miss = np.fmin(np.abs(s_send[i] - p_due_after[j]), np.abs(s_send[i] - p_due_backoff[j]))
+        if len(i) > CANDIDATES * len(k):  # the least missed per retry (pairs come sorted by retry)
             order = np.lexsort((miss, i))
             i, j, miss = i[order], j[order], miss[order]
-            rank = np.arange(len(i)) - np.searchsorted(i, i, "left")
-            keep = rank < CANDIDATES
+            keep = np.arange(len(i)) - np.searchsorted(i, i, "left") < CANDIDATES
             i, j, miss = i[keep], j[keep], miss[keep]
         out_i.append(i), out_j.append(j), out_miss.append(miss)
-        start = stop
     return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_miss)
 
 
@@ -126,12 +129,12 @@ def _fold(df: pd.DataFrame) -> np.ndarray:
 
     Retry k of a request follows attempt k - 1 of it, so the links of each rank are one bipartite matching
     between the rank's attempts and the failed attempts of the rank before: same key, answered before the
-    retry was sent (at most the longest wait asked plus :data:`LOOKBACK_EXTRA`), the same tokens asked in
-    token-unit 429s.  It is solved for the whole rank at once: as many retries linked as possible, then the
-    least total distance between each retry's send and the nearest time its predecessor's client would have
-    retried (the predecessor's ``retry-after`` after its answer, or the SDK's mean back-off).  Matched line by
-    line instead, a retry could take another request's predecessor and leave that request's own retry without
-    one: the log would show a request that never was."""
+    retry was sent (:func:`_candidates` says how long before), the same tokens asked in token-unit 429s.  It
+    is solved for the whole rank at once: as many retries linked as possible, then the least total distance
+    between each retry's send and the nearer time its predecessor's client would have retried (after the
+    predecessor's ``retry-after``, or after the SDK's mean back-off).  Matched line by line instead, a retry
+    could take another request's predecessor and leave that request's own retry without one: the log would
+    show a request that never was."""
     n = len(df)
     k = df["retry_count"].to_numpy(float)
     key = df.groupby(["model", "endpoint", "max_tokens", "label"], dropna=False, sort=False).ngroup().to_numpy()
@@ -147,12 +150,10 @@ def _fold(df: pd.DataFrame) -> np.ndarray:
         s, p = np.flatnonzero(k == r), np.flatnonzero((k == r - 1) & failed)
         if not len(p):
             continue
-        backoff, jitter = sdk_backoff(int(r))
-        lookback = max(np.nanmax(retry_after[p], initial=0.0), backoff + jitter) + LOOKBACK_EXTRA
-        i, j, miss = _candidates(key[s], t_send[s], key[p], t_recv[p],
-                                 (t_recv[p] + retry_after[p], t_recv[p] + backoff), lookback)
+        backoff, _ = sdk_backoff(int(r))
+        i, j, miss = _candidates(key[s], t_send[s], key[p], t_recv[p], t_recv[p] + retry_after[p], t_recv[p] + backoff)
         ok = ~(np.isfinite(tokens[s[i]]) & np.isfinite(tokens[p[j]]) & (tokens[s[i]] != tokens[p[j]]))
-        link = _match(len(s), len(p), i[ok], j[ok], np.minimum(miss[ok], lookback))
+        link = _match(len(s), len(p), i[ok], j[ok], miss[ok])
         prev[s[link >= 0]] = p[link[link >= 0]]
     group = np.full(n, -1)
     roots = np.flatnonzero(prev < 0)
