@@ -113,7 +113,8 @@ def _candidates(s_key, s_send, p_key, p_recv, p_due_after, p_due_backoff):
         i2, j2 = _pairs(k, t - NEAR, t + NEAR, p_key[after], p_due_after[after])
         pair = np.unique(np.concatenate([i1 * len(p_key) + j1, i2 * len(p_key) + after[j2]]))
         i, j = pair // len(p_key) + start, pair % len(p_key)
-        i, j = i[p_recv[j] <= s_send[i] + 1e-6], j[p_recv[j] <= s_send[i] + 1e-6]
+        before = p_recv[j] <= s_send[i] + 1e-6  # answered before the retry was sent
+        i, j = i[before], j[before]
         miss = np.fmin(np.abs(s_send[i] - p_due_after[j]), np.abs(s_send[i] - p_due_backoff[j]))
         if len(i) > CANDIDATES * len(k):  # the least missed per retry (pairs come sorted by retry)
             order = np.lexsort((miss, i))
