@@ -65,6 +65,21 @@ def test_a_retry_that_fits_another_request_better_does_not_split_its_own(tmp_pat
     assert export.outcomes["attempts"].tolist() == [2, 2]
     assert export.outcomes["answered"].tolist() == [False, True]
     assert export.outcomes["latency"].tolist() == pytest.approx([3.1, 2.9], abs=1e-6)
+    assert not any("not folded" in n for n in export.notes)
+
+
+def test_a_client_that_obeys_a_long_retry_after_is_folded(tmp_path):
+    """The SDK waits 60 s at most; a client of its own may obey a retry-after of 5 minutes.  Its retry, 300 s
+    after the 429, is found through the retry-after (the SDK's 120 s window does not reach back that far); a
+    retry 200 s after a 429 that asked for 10 s matches neither and starts a request of its own."""
+    lines = [_line(0.0, 0.1, 429, 0, "a0", retry_after=300),
+             _line(300.2, 300.5, 200, 1, "a1", usage=_usage(120, 40)),
+             _line(1000.0, 1000.1, 429, 0, "b0", retry_after=10),
+             _line(1200.1, 1200.4, 200, 1, "b1", usage=_usage(90, 30))]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.outcomes["attempts"].tolist() == [2, 1, 1] and export.retries_folded == 1
+    assert export.trace["timestamp"].tolist() == [0.0, 1000.0, 1200.1]
+    assert export.trace["prompt_tokens"].tolist()[0] == 120
 
 
 def test_a_transcription_answered_is_answered(tmp_path):
@@ -76,6 +91,55 @@ def test_a_transcription_answered_is_answered(tmp_path):
     assert export.outcomes["answered"].tolist() == [True, True] and export.outcomes["attempts"].tolist() == [1, 2]
     assert export.trace[["prompt_tokens", "completion_tokens"]].isna().all().all()  # no tokens to impute
     assert not any("without usage" in n or "unknown" in n for n in export.notes), export.notes
+
+
+def test_imputed_sizes_and_what_the_notes_say(tmp_path):
+    """Two answered requests give the model's medians (prompt 110, completion 45).  A request refused on
+    requests (no tokens named) and without max_tokens gets both medians and max_tokens = its completion; a
+    200 without usage is imputed too and said so; a line of another endpoint is left out; a model with no
+    answered request leaves its sizes empty, with a note."""
+    def chat(t, status, rid, usage=None, model=MODEL, max_tokens=256):
+        x = _line(t, t + 0.2, status, 0, rid, retry_after=5 if status == 429 else None, usage=usage)
+        return {**x, "model": model, "max_tokens": max_tokens}
+    lines = [chat(0.0, 200, "a", _usage(100, 40)), chat(1.0, 200, "b", _usage(120, 50)),
+             chat(2.0, 429, "c", max_tokens=None), chat(3.0, 200, "d"),
+             {**chat(4.0, 200, "e", _usage(1, 1)), "endpoint": "embeddings"},
+             chat(5.0, 429, "f", model="qwen/qwen3-32b")]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.lines == 5 and export.trace["timestamp"].tolist() == [0.0, 1.0, 2.0, 3.0, 5.0]
+    rows = export.trace.set_index("timestamp")
+    assert rows.loc[2.0, ["prompt_tokens", "max_tokens", "completion_tokens"]].tolist() == [110, 45, 45]
+    assert rows.loc[3.0, ["prompt_tokens", "max_tokens", "completion_tokens"]].tolist() == [110, 256, 45]
+    assert rows.loc[5.0, ["prompt_tokens", "completion_tokens"]].isna().all()
+    assert export.notes == [
+        "3 chat request(s) without usage (2 never answered, 1 answered without it): completion set to the "
+        "model's median (prompt imputed for 3 of them, the rest from their 429's Requested)",
+        "some sizes are unknown (a model with no answered request): left empty; the scenario's client "
+        "distributions fill them"]
+
+
+def test_transcriptions_of_two_models_are_two_keys(tmp_path):
+    """Two transcriptions (no max_tokens) of two models refused together: each retry is its own model's,
+    although each is sent nearer the other's expected retry time."""
+    lines = [_line(0.0, 0.1, 429, 0, "v0", retry_after=2, endpoint="audio.transcriptions", audio=30.0),
+             _line(0.0, 0.2, 429, 0, "t0", retry_after=2, endpoint="audio.transcriptions", audio=20.0),
+             _line(2.1, 4.0, 200, 1, "t1", endpoint="audio.transcriptions", audio=20.0),
+             _line(2.2, 3.0, 200, 1, "v1", endpoint="audio.transcriptions", audio=30.0)]
+    lines[1]["model"] = lines[2]["model"] = "whisper-large-v3-turbo"
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.outcomes["attempts"].tolist() == [2, 2]
+    by_audio = dict(zip(export.trace["audio_seconds"], export.outcomes["latency"]))
+    assert by_audio == pytest.approx({30.0: 3.0, 20.0: 4.0}, abs=1e-6)
+
+
+def test_between_two_requests_alike_the_timing_decides(tmp_path):
+    """Two requests the log cannot tell apart but by time: A's 429 says 5 s, B's 1 s.  Each retry goes to the
+    request whose expected retry time it hits, so each request keeps its own answer (and latency)."""
+    lines = [_line(0.0, 0.1, 429, 0, "a0", retry_after=5), _line(0.1, 0.2, 429, 0, "b0", retry_after=1),
+             _line(1.2, 1.5, 200, 1, "b1", usage=_usage(70, 7)), _line(5.1, 5.6, 200, 1, "a1", usage=_usage(90, 9))]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.trace[["prompt_tokens", "completion_tokens"]].values.tolist() == [[90, 9], [70, 7]]
+    assert export.outcomes["latency"].tolist() == pytest.approx([5.6, 1.4], abs=1e-6)
 
 
 @st.composite
@@ -118,3 +182,27 @@ def test_every_request_of_an_sdk_log_comes_back_whole(tmp_path, case):
     firsts = sorted(x["t_send"] - T0 for x in lines if x["retry_count"] == 0)
     assert export.trace["timestamp"].tolist() == [round(t - firsts[0], 6) for t in firsts]
     assert export.outcomes["answered"].sum() == sum(x["status"] == 200 for x in lines)
+
+
+def test_chunks_and_candidate_caps_change_nothing_but_memory(tmp_path, monkeypatch):
+    """The pairs are looked at a few retries at a time and capped per retry: on a dense log, two retries per
+    chunk and 8 candidates each give the same requests as one chunk and no cap."""
+    import sim.tracelog as tracelog
+    rng = np.random.default_rng(3)
+    lines = []
+    for r in range(40):
+        t = float(rng.uniform(0, 4))
+        for k in range(3):
+            rtt = float(rng.uniform(0.05, 0.3))
+            if k == 2:
+                lines.append(_line(t, t + rtt, 200, k, f"r{r}_{k}", usage=_usage(100 + r, 10 + r)))
+                break
+            ra = int(rng.integers(1, 4))
+            lines.append(_line(t, t + rtt, 429, k, f"r{r}_{k}", retry_after=ra))
+            t += rtt + ra + float(rng.uniform(0, 0.05))
+    path = _write(tmp_path, lines)
+    whole = log_to_trace(path)
+    monkeypatch.setattr(tracelog, "CHUNK_PAIRS", 2 * 40)  # two retries per chunk (40 failures a rank)
+    monkeypatch.setattr(tracelog, "CANDIDATES", 8)
+    parts = log_to_trace(path)
+    assert len(whole.trace) == 40 and parts.trace.equals(whole.trace) and parts.outcomes.equals(whole.outcomes)
