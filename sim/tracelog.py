@@ -11,7 +11,7 @@ Each row: ``timestamp`` = the first attempt's ``t_send`` in seconds from the log
 the answered attempt's ``usage``.  A chat request without usage (never answered, or answered without it):
 its prompt is ``Requested - max_tokens`` of a token-unit 429 (Groq charges prompt + max_tokens up front),
 else the model's median prompt; its completion the model's median completion (at most ``max_tokens``).  A
-transcription has no tokens: its sizes stay empty.  A request without ``max_tokens`` gets its completion as
+transcription has no tokens: its sizes are 0.  A request without ``max_tokens`` gets its completion as
 ``max_tokens``.  The imputations are counted in the notes.
 """
 from __future__ import annotations
@@ -217,6 +217,8 @@ def log_to_trace(path: str | Path) -> TraceExport:
     cap = max_tokens[impute]
     completion[impute] = np.where(np.isnan(cap), median, np.minimum(median, cap))  # NaN median stays NaN
     max_tokens = np.where(np.isnan(max_tokens), completion, max_tokens)
+    # a transcription has no tokens: zero, which the trace reader takes (an empty completion it refuses)
+    prompt[is_audio], max_tokens[is_audio], completion[is_audio] = 0.0, 0.0, 0.0
     t_send = df["t_send"].to_numpy(float)
     trace = pd.DataFrame({"timestamp": np.round(t_send[first] - t_send.min(), 6), "model": model,
                           "prompt_tokens": prompt, "max_tokens": max_tokens, "completion_tokens": completion,

@@ -9,6 +9,7 @@ from groq._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sim.trace import read_trace
 from sim.tracelog import SDK_INITIAL_DELAY, SDK_MAX_DELAY, log_to_trace, sdk_backoff
 
 MODEL = "llama-3.1-8b-instant"
@@ -91,7 +92,10 @@ def test_a_transcription_answered_is_answered(tmp_path):
     export = log_to_trace(_write(tmp_path, lines))
     assert export.trace["audio_seconds"].tolist() == [30.0, 12.0]
     assert export.outcomes["answered"].tolist() == [True, True] and export.outcomes["attempts"].tolist() == [1, 2]
-    assert export.trace[["prompt_tokens", "completion_tokens"]].isna().all().all()  # no tokens to impute
+    assert (export.trace[["prompt_tokens", "max_tokens", "completion_tokens"]] == 0).all().all()  # no tokens
+    out = tmp_path / "trace.csv"
+    export.trace.to_csv(out, index=False)
+    assert read_trace(out)["audio_seconds"].tolist() == [30.0, 12.0]  # replayable (an empty completion was not)
     assert not any("without usage" in n or "unknown" in n for n in export.notes), export.notes
 
 

@@ -73,7 +73,7 @@ def report_text(cal: Calibration) -> str:
                        f"{svc.prefill_fixed.value * 1000:.3g} ms (95% CI {svc.prefill_fixed.low * 1000:.3g}-"
                        f"{svc.prefill_fixed.high * 1000:.3g}); prefill_tps = {svc.prefill_tps or math.nan:.4g}")
         if svc.queue_median:
-            out.append(f"  queue_time       lognormal median {svc.queue_median.text('.4g', ' s')}, p95 "
+            out.append(f"  queue_time       lognormal median {svc.queue_median.text('.4g', ' s')}, p90 "
                        f"{svc.queue_p90:.4g} s, sigma {svc.queue_sigma:.3f}; Anderson-Darling "
                        f"{svc.queue_fit['statistic']:.2f}, p~{svc.queue_fit['p_value']:.3g}: "
                        f"{svc.queue_fit['verdict']}")
