@@ -232,7 +232,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
                      + (f", {int(impute.sum()) - never} answered without it" if never < impute.sum() else "")
                      + f"): completion set to the model's median (prompt imputed for {int(by_median.sum())} "
                      "of them, the rest from their 429's Requested)")
-    if trace[["prompt_tokens", "completion_tokens"]][~is_audio].isna().any().any():
+    if trace[["prompt_tokens", "completion_tokens"]].isna().any().any():  # (transcriptions are 0)
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")
     outcomes = pd.DataFrame({"answered": answered, "attempts": np.bincount(group, minlength=n_groups),
