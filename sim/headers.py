@@ -146,7 +146,14 @@ class Refusal:
 
 
 def refusal(limits: LimitSet, tokens: float, audio_seconds: float, now: float) -> Refusal | None:
-    """The binding refusal of a cost at ``now`` (changes nothing), or ``None`` if it would be admitted."""
+    """The binding refusal of a cost at ``now`` (changes nothing), or ``None`` if it would be admitted.
+
+    A limit set with ``scopes`` (a project's and its organization's, :class:`~sim.projects.ScopedLimits`)
+    is refused by the scope with the longer wait, the project's on a tie, as its ``acquire`` decides."""
+    scopes = getattr(limits, "scopes", None)
+    if scopes is not None:
+        found = [r for r in (refusal(s, tokens, audio_seconds, now) for s in scopes) if r is not None]
+        return max(found, key=lambda r: r.wait, default=None)
     amounts = {"requests": 1, "tokens": tokens, "audio_seconds": audio_seconds}
     best: Refusal | None = None
     for unit, lim in limits.units.items():

@@ -113,6 +113,11 @@ class ScopedLimits:
         self.binding: str | None = None
         self.binding_scope: str | None = None
 
+    @property
+    def scopes(self) -> tuple[LimitSet, LimitSet]:
+        """The project's limit set and the organization's, in the order a tie between their waits binds."""
+        return self.project, self.org
+
     def look(self, now: float) -> "ScopedLimits":
         """Point every unit's view at the scope with less remaining at ``now`` (what the headers show)."""
         for unit in self.units.values():

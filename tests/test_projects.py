@@ -10,7 +10,9 @@ from sim.catalog import Limits
 from sim.errors import ConfigError
 from sim.limiters import ALGORITHMS
 from sim.projects import Project, ScopedLimits, project_limits
-from sim.headers import parse_reset
+from sim.cli import main
+from sim.headers import parse_reset, rate_limit_error, refusal
+from sim.recorder import read_log
 
 ORG = Limits(rpm=30, rpd=1000, tpm=6000, tpd=100_000)
 PROJ = Limits(rpm=10, rpd=1000, tpm=3000, tpd=100_000)
@@ -68,6 +70,38 @@ def test_refusal_names_the_binding_scope_and_unit():
     scoped.org.acquire(5500, 0, 0.0)
     assert scoped.acquire(1000, 0, 0.0) == pytest.approx(10.0)
     assert (scoped.binding_scope, scoped.binding) == ("project", "tpm")
+
+
+def test_a_429_on_scoped_limits_states_the_binding_scopes_limit():
+    """The body's Limit/Used and the status follow the scope whose wait binds (the crash this replaced:
+    ``sim.headers.refusal`` read ``wait`` off a unit view that has none)."""
+    scoped = ScopedLimits(LimitSet(PROJ), LimitSet(ORG))
+    scoped.org.acquire(5000, 0, 0.0)  # other projects: org has 1000 of 6000 left, the project all 3000
+    wait = scoped.acquire(2000, 0, 0.0)
+    err = rate_limit_error(scoped, "m", "org_x", 2000, 0, 0.0, wait)
+    assert err.status == 429 and "Limit 6000, Used 5000, Requested 2000" in err.body["error"]["message"]
+    assert "try again in 10s" in err.body["error"]["message"]  # 1000 over at the org's 100 tokens/s
+    scoped = ScopedLimits(LimitSet(PROJ), LimitSet(ORG))
+    scoped.project.acquire(2500, 0, 0.0)
+    scoped.org.acquire(5500, 0, 0.0)  # both refuse 1000: project 500 over at 50/s, org 500 over at 100/s
+    wait = scoped.acquire(1000, 0, 0.0)
+    err = rate_limit_error(scoped, "m", "org_x", 1000, 0, 0.0, wait)
+    assert "Limit 3000, Used 2500, Requested 1000" in err.body["error"]["message"]
+    assert scoped.acquire(4000, 0, 0.0) == math.inf
+    err = rate_limit_error(scoped, "m", "org_x", 4000, 0, 0.0)
+    assert err.status == 413 and "Limit 3000, Requested 4000" in err.body["error"]["message"]
+    assert refusal(ScopedLimits(LimitSet(PROJ), LimitSet(ORG)), 100, 0, 0.0) is None
+
+
+def test_simlog_of_a_projects_scenario(tmp_path, capsys):
+    """``groqsim simlog`` on the shipped projects scenario (it crashed): the quota's 429s name the ETL
+    project's TPM, and only its requests get them."""
+    out = tmp_path / "p.jsonl"
+    assert main(["simlog", "scenarios/projects_noisy_neighbour.toml", "--point", "1", "--duration", "20m",
+                 "-o", str(out)]) == 0
+    refused = [x for x in read_log(out).records if x["status"] == 429]
+    assert refused and {x["label"] for x in refused} == {"etl"}
+    assert all("tokens per minute (TPM): Limit 120000," in x["error"]["message"] for x in refused)
 
 
 def test_headers_show_the_tighter_scope():
