@@ -223,17 +223,14 @@ def _simlog(args) -> int:
     from .scenario import load_scenario
     from .simlog import simulate_log
     scenario = load_scenario(args.scenario, {"seed": args.seed})
-    grid = scenario.grid()
-    if not 0 <= args.point < len(grid):
-        raise ConfigError(f"--point {args.point}: {args.scenario} has {len(grid)} grid point(s), numbered "
-                          f"0 to {len(grid) - 1} (groqsim check lists them)")
+    point = scenario.point(args.point, args.scenario)
     duration = _duration(args)
     _, requests = scenario.size(duration)
-    requests /= len(grid) * scenario.scenario.replications
+    requests /= len(scenario.grid()) * scenario.scenario.replications
     if requests > MAX_LOG_REQUESTS and not args.force:
         raise ConfigError(f"{args.scenario}: about {requests:,.0f} simulated requests is more than simlog writes "
                           f"without --force (limit {MAX_LOG_REQUESTS:,}); lower --duration or add --force")
-    log = simulate_log(scenario.spec(grid[args.point], duration=duration), scenario.seed(0))
+    log = simulate_log(scenario.spec(point, duration=duration), scenario.seed(0))
     log.write(args.output)
     refused = sum(x["status"] == 429 for x in log.lines)
     print(f"wrote {args.output}: {len(log.lines)} attempt(s) of {len(log.result.records)} request(s), "
@@ -262,16 +259,18 @@ def _serve(args) -> int:
     if not args.time_scale > 0:
         raise ConfigError(f"--time-scale must be > 0, got {args.time_scale}")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
-    emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed)
+    emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed, args.point)
     try:  # a port taken or not ours: one line now, not uvicorn's error after the address was announced
         with socket.create_server((args.host, args.port)):
             pass
     except OSError as exc:
         raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} "
                           f"({exc.strerror or exc}); choose a free port") from None
-    if emu.spec.org.project_quotas and any(p.limits for p in emu.spec.projects.values()):
-        print(f"note: {args.scenario}: the emulator applies the organization's limits to every key; the "
-              "[projects] limits are not enforced here (groqsim run applies them)", file=sys.stderr)
+    unkeyed = [name for name, p in emu.spec.projects.items() if p.limits and name not in emu.keys.values()]
+    if emu.spec.org.project_quotas and unkeyed:
+        print(f"note: {args.scenario}: no --key is labelled {' or '.join(unkeyed)}, so the project limits of "
+              f"[projects] apply to no request here (label a key with its project: --key KEY={unkeyed[0]})",
+              file=sys.stderr)
     print(f"groqsim serve: http://{args.host}:{args.port}/openai/v1 (tier {emu.spec.org.tier}, limiter "
           f"{emu.spec.org.limiter}, time scale {args.time_scale:g}); log {emu.log_path}", file=sys.stderr)
     serve(emu, args.host, args.port)
@@ -378,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.set_defaults(func=_simlog)
 
     srv = sub.add_parser("serve", help="a live Groq API emulator enforcing the scenario's limits (docs/emulator.md)")
-    srv.add_argument("scenario", help="scenario file (TOML); its first grid point gives org, tier and limits")
+    srv.add_argument("scenario", help="scenario file (TOML); a grid point of it gives org, tier and limits")
+    srv.add_argument("--point", type=int, default=0, help="grid point to serve (default 0; groqsim check lists them)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=_port, default=8000, help="port to listen on, 1-65535 (default 8000)")
     srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster")

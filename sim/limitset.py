@@ -62,6 +62,11 @@ class LimitSet:
                              for unit, lim in pairs if counts != "requests"]
             self.acquire = self._acquire_buckets
 
+    def look(self, now: float) -> "LimitSet":
+        """The set as headers read it at ``now``: itself (a :class:`~sim.projects.ScopedLimits` picks, per
+        unit, the scope with less remaining)."""
+        return self
+
     def _units_for(self, tokens: float, audio: float):
         """(unit, limiter, amount) for every unit this cost touches (zero amounts are always admitted)."""
         for group, amount in ((self._requests, 1), (self._tokens, tokens), (self._audio, audio)):

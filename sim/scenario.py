@@ -186,6 +186,14 @@ class Scenario(Strict):
         axes = list(self.compare)
         return [dict(zip(axes, combo)) for combo in itertools.product(*(self.compare[a] for a in axes))]
 
+    def point(self, index: int, source: str = "") -> dict[str, Any]:
+        """Grid point ``index`` (what ``--point`` selects); a ConfigError names the valid range."""
+        grid = self.grid()
+        if not 0 <= index < len(grid):
+            raise ConfigError(f"--point {index}: {source or 'the scenario'} has {len(grid)} grid point(s), "
+                              f"numbered 0 to {len(grid) - 1} (groqsim check lists them)")
+        return grid[index]
+
     def spec(self, point: dict[str, Any] | None = None, *, duration: float | None = None) -> RunSpec:
         """Resolve one grid point into a :class:`RunSpec`, checking every model, tier and policy name."""
         point = point or {}

@@ -22,6 +22,7 @@ import uvicorn
 
 import sim
 from sim.emulator import Emulator, build_app, parse_keys
+from sim.errors import ConfigError
 from sim.emulator.core import RECORD_COLUMNS
 from sim.scenario import scenario_from_dict
 
@@ -202,6 +203,54 @@ def test_429_body_and_headers_are_the_simulators(serve):
     assert 29 < wait <= 30 and h["retry-after"] == "30"  # 1 request / 30 s refill, whole seconds rounded up
     assert set(h) >= {"x-ratelimit-limit-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"}
     assert log_lines(emu)[-1]["error"]["type"] == "requests"
+
+
+def project_spec(quotas: bool = True):
+    """A tiny tier (RPM 5, TPM 6,000) shared by projects "a" (RPM 2 of its own) and "b" (TPM 300)."""
+    data = {"scenario": {"name": "emulator projects", "duration": "2m", "seed": 1},
+            "org": {"tier": "tiny", "project_quotas": quotas},
+            "tiers": {"tiny": {"base": "free", "overrides": {MODEL: {"rpm": 5, "tpm": 6000}}}},
+            "projects": {"a": {"limits": {MODEL: {"rpm": 2}}}, "b": {"limits": {MODEL: {"tpm": 300}}}},
+            "clients": [{"name": "app", "model": MODEL, "project": "a", "arrival": {"kind": "poisson", "rate": 1},
+                         "prompt_tokens": 20, "max_tokens": 32}]}
+    return scenario_from_dict(data, source="<test>").spec()
+
+
+def test_a_keys_project_limits_are_enforced_with_the_orgs(serve):
+    """A key labelled with a project passes the project's limits and the org's, all-or-nothing; its 429
+    states the binding scope's limit; its headers show, per unit, the scope with less left."""
+    url, emu = serve(project_spec(), time_scale=1, keys={"sk-a": "a", "sk-b": "b"})
+    a = groq.Groq(base_url=url, api_key="sk-a", max_retries=0)
+    b = openai.OpenAI(base_url=url + "/openai/v1", api_key="sk-b", max_retries=0)
+    for _ in range(2):
+        a.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    with pytest.raises(groq.RateLimitError) as e:  # project a's own RPM 2
+        a.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert "on requests per minute (RPM): Limit 2, Used 2, Requested 1." in body(e.value)["message"]
+    r = b.chat.completions.with_raw_response.create(model=MODEL, messages=msgs(), max_tokens=100)
+    r.parse()
+    # b's TPM 300 is below the org's 6,000: its tokens headers are the project's
+    assert r.headers["x-ratelimit-limit-tokens"] == "300"
+    assert int(r.headers["x-ratelimit-remaining-tokens"]) < 300 - 100
+    with pytest.raises(openai.RateLimitError) as e:  # b's own TPM: 300 - (prompt + 100) left, 250 asked
+        b.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=250)
+    assert "on tokens per minute (TPM): Limit 300, Used " in body(e.value)["message"]
+    b.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    b.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)  # the org's 5th request this minute
+    with pytest.raises(openai.RateLimitError) as e:  # b has room; the org's RPM 5 is spent (a 2, b 3)
+        b.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert "on requests per minute (RPM): Limit 5, Used 5, Requested 1." in body(e.value)["message"]
+    refused = [x for x in log_lines(emu) if x["status"] == 429]
+    assert [x["label"] for x in refused] == ["a", "b", "b"]
+
+
+def test_project_limits_off_and_unknown_project_labels(serve):
+    url, _ = serve(project_spec(quotas=False), time_scale=1, keys={"sk-a": "a"})
+    a = groq.Groq(base_url=url, api_key="sk-a", max_retries=0)
+    for _ in range(3):  # project_quotas = false: only the org's RPM 5 applies
+        a.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    with pytest.raises(ConfigError, match=r"--key KEY=aa: unknown project 'aa' \(did you mean 'a'"):
+        Emulator(project_spec(), keys={"sk": "aa"})
 
 
 def test_chat_413_is_not_retried_by_the_sdk(serve):
@@ -430,6 +479,12 @@ def test_serve_command_rejects_a_bad_scenario(capsys):
     assert main(["serve", "no/such/scenario.toml"]) == 2
     assert "cannot read scenario" in capsys.readouterr().err
     assert main(["serve", "scenarios/retry_policies_overload.toml", "--time-scale", "0"]) == 2
+    assert main(["serve", "scenarios/projects_noisy_neighbour.toml", "--point", "2"]) == 2
+    assert "--point 2: scenarios/projects_noisy_neighbour.toml has 2 grid point(s), numbered 0 to 1" in \
+        capsys.readouterr().err
+    assert main(["serve", "scenarios/projects_noisy_neighbour.toml", "--key", "sk=etl2"]) == 2
+    assert capsys.readouterr().err.endswith("--key KEY=etl2: unknown project 'etl2' (did you mean 'etl'? "
+                                            "allowed: support, etl)\n")
 
 
 def test_python_m_sim_serve_end_to_end(tmp_path):

@@ -26,12 +26,12 @@ def parse_keys(items: list[str] | None) -> dict[str, str]:
 
 
 def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict[str, str] | None = None,
-                           out: str | Path | None = None, seed: int | None = None) -> Emulator:
-    """An emulator for a scenario's first grid point, logging to ``out``/requests.jsonl and records.parquet."""
+                           out: str | Path | None = None, seed: int | None = None, point: int = 0) -> Emulator:
+    """An emulator for grid point ``point`` of a scenario, logging to ``out``/requests.jsonl and
+    records.parquet."""
     from ..scenario import load_scenario
     scenario = load_scenario(path)
-    grid = scenario.grid()
-    spec = scenario.spec(grid[0] if grid else None)
+    spec = scenario.spec(scenario.point(point, str(path)))
     out_dir = Path(out) if out is not None else None
     return Emulator(spec, time_scale=time_scale, seed=scenario.scenario.seed if seed is None else seed,
                     keys=keys or {}, log_path=out_dir / "requests.jsonl" if out_dir else None,

@@ -104,7 +104,7 @@ def build_app(emu: Emulator) -> Starlette:
         model's rate-limit headers, as every Groq response does."""
         sent = logged = {}
         if isinstance(model, str) and model in emu.tier_limits:
-            sent, logged = emu.headers_sent_and_logged(model)
+            sent, logged = emu.headers_sent_and_logged(model, project=label)
         emu.record(endpoint=endpoint, model=model if isinstance(model, str) else "", status=err.status,
                    t_send=t_send, label=label, headers={**logged, **err.headers}, error=err.error, **kw)
         return _error(err, sent)
@@ -135,7 +135,7 @@ def build_app(emu: Emulator) -> Starlette:
             return refuse(CHAT, model, t_send, label, invalid_request_error(
                 "'max_tokens' must be an integer >= 1", param="max_tokens"))
         prompt = approx_prompt_tokens(messages)
-        d = emu.decide(model, prompt, max_tokens)
+        d = emu.decide(model, prompt, max_tokens, project=label)
         headers = {**d.headers, "x-request-id": d.request_id}
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
         if d.error is not None:
@@ -153,7 +153,7 @@ def build_app(emu: Emulator) -> Starlette:
             return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw),
                                      media_type="text/event-stream", headers=headers)
         await _delay(d.delay / K)
-        emu.finish(model, d, max_tokens)
+        emu.finish(model, d, max_tokens, label)
         emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
                    usage=usage, **kw)
         return JSONResponse({**base, "object": "chat.completion", "choices": [{
@@ -181,7 +181,7 @@ def build_app(emu: Emulator) -> Starlette:
         if seconds is None:
             return refuse(AUDIO, model, t_send, label, invalid_request_error(
                 "could not read the audio length: send a WAV file, or a 'duration' field in seconds", param="file"))
-        d = emu.decide(model, 0, None, seconds)
+        d = emu.decide(model, 0, None, seconds, project=label)
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
         headers = {**d.headers, "x-request-id": d.request_id}
         if d.error is not None:
@@ -256,7 +256,7 @@ async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model:
     for k in range(n):
         await _delay(c / K / n)
         yield chunk({"content": words[bounds[k]:bounds[k + 1]]})
-    emu.finish(model, d, kw["max_tokens"])
+    emu.finish(model, d, kw["max_tokens"], label)
     yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})
     yield b"data: [DONE]\n\n"
     emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,

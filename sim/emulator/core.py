@@ -31,7 +31,9 @@ from ..catalog import UNITS
 from ..config import Dist
 from ..spec import RunSpec
 from ..headers import ErrorResponse, capacity_exceeded_error, rate_limit_error, rate_limit_headers, server_error
+from ..errors import ConfigError, did_you_mean
 from ..limitset import LimitSet
+from ..projects import ScopedLimits, project_limits
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
 
@@ -132,6 +134,11 @@ class Emulator:
         for c in self.spec.clients:  # answer lengths as the scenario's client groups describe them
             if c.completion_tokens is not None:
                 self._completion.setdefault(c.model, c.completion_tokens)
+        self._scoped: dict[tuple[str, str], ScopedLimits | None] = {}
+        projects = self.spec.projects
+        for label in dict.fromkeys(self.keys.values()):  # with [projects], a key's label names one of them
+            if projects and label not in projects:
+                raise ConfigError(f"--key KEY={label}: " + did_you_mean(label, projects, "project"))
         self.rows: list[tuple] = []
         self.counts: dict[tuple[str, str, str, int], int] = {}
         self._log: LogWriter | None = None
@@ -143,11 +150,21 @@ class Emulator:
     def is_audio(self, model: str) -> bool:
         return bool(self.spec.service[model].audio_speed_factor)
 
-    def limits(self, model: str) -> LimitSet:
+    def limits(self, model: str, project: str | None = None):
+        """The limits a request on ``model`` must pass: the organization's :class:`LimitSet`, or, for a key
+        labelled with a project of the scenario that lowers this model's limits (and ``project_quotas`` on),
+        a :class:`~sim.projects.ScopedLimits` charging the project's and the org's all-or-nothing."""
         ls = self.limitsets.get(model)
         if ls is None:
             ls = self.limitsets[model] = LimitSet(self.tier_limits[model], self.spec.org.limiter)
-        return ls
+        if project is None or not self.spec.org.project_quotas or project not in self.spec.projects:
+            return ls
+        found = self._scoped.get((model, project), False)
+        if found is False:
+            own = project_limits(project, self.spec.projects[project], model, ls.limits)
+            found = self._scoped[(model, project)] = (
+                None if own is None else ScopedLimits(LimitSet(own, self.spec.org.limiter), ls))
+        return ls if found is None else found
 
     def label(self, authorization: str | None) -> tuple[bool, str | None]:
         """(authorized, project label) from an ``Authorization: Bearer KEY`` header.  Without configured
@@ -157,30 +174,35 @@ class Emulator:
         key = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
         return key in self.keys, self.keys.get(key)
 
-    def headers_now(self, model: str, now: float | None = None, time_scale: float | None = None) -> dict[str, str]:
-        """The rate-limit headers at ``now``, durations in the client's seconds (``time_scale`` 1: limiter's)."""
-        return rate_limit_headers(self.limits(model), self.clock.now() if now is None else now,
+    def headers_now(self, model: str, now: float | None = None, time_scale: float | None = None,
+                    project: str | None = None) -> dict[str, str]:
+        """The rate-limit headers at ``now``, durations in the client's seconds (``time_scale`` 1: limiter's);
+        a project with its own limits sees, per unit, the scope with less remaining."""
+        now = self.clock.now() if now is None else now
+        return rate_limit_headers(self.limits(model, project).look(now), now,
                                   time_scale=self.time_scale if time_scale is None else time_scale)
 
-    def headers_sent_and_logged(self, model: str, now: float | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    def headers_sent_and_logged(self, model: str, now: float | None = None,
+                                project: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
         """The rate-limit headers of a response about ``model`` at ``now`` (default: now), and those its log
         line keeps (the same in limiter seconds)."""
         now = self.clock.now() if now is None else now
-        sent = self.headers_now(model, now)
-        return sent, sent if self.time_scale == 1 else self.headers_now(model, now, time_scale=1.0)
+        sent = self.headers_now(model, now, project=project)
+        return sent, sent if self.time_scale == 1 else self.headers_now(model, now, 1.0, project)
 
     # ---- admission -----------------------------------------------------------------------------------
-    def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0) -> Decision:
-        """Admit (and charge) or refuse one request, atomically (no await)."""
+    def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0,
+               project: str | None = None) -> Decision:
+        """Admit (and charge) or refuse one request of ``project`` (a key's label), atomically (no await)."""
         now = self.clock.now()
         self._n += 1
         rid = f"req_{self._id_prefix}{self._n:010x}"
-        org, ls = self.spec.org, self.limits(model)
+        org, ls = self.spec.org, self.limits(model, project)
         if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
             s = org.error_status  # Groq's body for its own statuses (5xx, 498 flex capacity), else ours
             err = server_error(s) if s >= 500 else capacity_exceeded_error(model) if s == 498 else ErrorResponse(
                 s, {}, {"error": {"message": f"injected error {s}", "type": "server_error", "code": "injected"}})
-            sent, logged = self.headers_sent_and_logged(model, now)
+            sent, logged = self.headers_sent_and_logged(model, now, project)
             return Decision(err.status, {**sent, **err.headers}, now, rid, err, log_headers={**logged, **err.headers})
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         dist = self._completion.get(model)
@@ -198,7 +220,7 @@ class Emulator:
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
                             log_headers=logged.headers, log_error=logged.error)
         times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
-        sent, logged = self.headers_sent_and_logged(model, now)
+        sent, logged = self.headers_sent_and_logged(model, now, project)
         return Decision(200, sent, now, rid, None, charged, completion, times, log_headers=logged)
 
     def _normal(self) -> float:
@@ -207,12 +229,12 @@ class Emulator:
         self._ni += 1
         return self._normals[self._ni - 1]
 
-    def finish(self, model: str, d: Decision, max_tokens: float | None) -> None:
+    def finish(self, model: str, d: Decision, max_tokens: float | None, project: str | None = None) -> None:
         """After an admitted answer completes: give back unused reserved tokens if the org refunds them."""
         acc = self.spec.org.accounting
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if acc.refund_unused and acc.charge == "max_tokens" and mt > d.completion:
-            self.limits(model).refund_tokens(mt - d.completion, d.now, self.clock.now())
+            self.limits(model, project).refund_tokens(mt - d.completion, d.now, self.clock.now())
 
     # ---- records ---------------------------------------------------------------------------------------
     def record(self, *, endpoint: str, model: str, status: int, t_send: float, label: str | None,
