@@ -52,7 +52,8 @@ import httpx
 
 from .errors import ConfigError
 
-ENDPOINTS = {"/chat/completions": "chat.completions", "/audio/transcriptions": "audio.transcriptions"}
+CHAT, TRANSCRIPTIONS = "chat.completions", "audio.transcriptions"  # the log's two endpoint names
+ENDPOINTS = {"/chat/completions": CHAT, "/audio/transcriptions": TRANSCRIPTIONS}
 #: every key of a log line, in the order written
 KEYS = ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
         "error", "label", "request_id")
@@ -200,7 +201,7 @@ def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | No
         return None
     facts = {"t_send": now, "endpoint": endpoint, "model": None, "max_tokens": None, "audio_seconds": None,
              "retry_count": _number(request.headers.get("x-stainless-retry-count"), int)}
-    if endpoint == "chat.completions":
+    if endpoint == CHAT:
         try:
             data = json.loads(body or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):

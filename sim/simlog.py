@@ -39,7 +39,7 @@ import numpy as np
 from .engine import Simulation
 from .errors import ConfigError
 from .headers import rate_limit_error, rate_limit_headers
-from .recorder import LogWriter
+from .recorder import CHAT, TRANSCRIPTIONS, LogWriter
 from .records import LANE_TIERS
 from .spec import RunSpec
 
@@ -138,7 +138,7 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
                          "completion_time": c, "total_tokens": prompt + completion, "total_time": p + c}
         lines.append({
             "t_send": t_send, "t_recv": t_recv, "status": int(status), "model": sim.model_names[m],
-            "endpoint": "audio.transcriptions" if a else "chat.completions",
+            "endpoint": TRANSCRIPTIONS if a else CHAT,
             "max_tokens": None if a else int(cols["max_tokens"][row]), "audio_seconds": a or None,
             "usage": usage, "headers": dict(headers),
             "error": None if error is None else {k2: error.get(k2) for k2 in ("type", "code", "message")},

@@ -165,6 +165,28 @@ def test_a_fixed_prefill_part_is_found_and_reported(tmp_path):
     assert svc.params()["prefill_fixed"] == pytest.approx(0.02 / (1 + svc.speed_cv ** 2), rel=0.25)
 
 
+def test_prefill_needs_two_prompt_sizes_and_says_so(tmp_path):
+    lines = synthesize(replace(TRUE, duration=1800.0), 4)
+    answered = [x for x in lines if x["usage"]]
+    for x in answered:
+        x["usage"]["prompt_tokens"] = 300
+    path = tmp_path / "one_size.jsonl"
+    write_log(lines, path)
+    svc = calibrate(path).service[TRUE.model]
+    assert svc.prefill_tps is None and "prefill_tps" not in svc.params()
+    assert (f"prefill: {len(answered)} usable sample(s) with 1 distinct prompt size(s); need 3 samples and 2 sizes"
+            in svc.notes)
+
+
+def test_the_docs_fragment_is_what_calibrate_writes_for_the_shipped_log():
+    """docs/calibration.md shows the fragment of scenarios/logs/example_groq_calls.jsonl; pasting it must work,
+    so it must be the real one (it once named keys that no longer exist)."""
+    doc = (ROOT / "docs" / "calibration.md").read_text()
+    shown = doc.split("The fragment, ready to paste")[1].split("```toml\n")[1].split("```")[0]
+    written = toml_fragment(calibrate(ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"))
+    assert shown.strip() == written.split("\n", 1)[1].strip()  # less its first line, a comment naming the log
+
+
 def test_a_queue_that_is_not_lognormal_is_flagged(tmp_path):
     lines = synthesize(replace(TRUE, duration=3600.0), 3)
     for k, x in enumerate(x for x in lines if x["usage"]):  # two far-apart modes: 20 ms and 400 ms
@@ -332,7 +354,7 @@ def bad_logs(tmp_path):
                            0, ["lack usage, label: used without them",
                                "service output_tps, prefill_tps, queue_median, rtt_median (kept at the simulator's "
                                "defaults)",
-                               "limiter replay skipped: 99 of 99 answered requests have no usage"]),
+                               "limiter replay skipped: 99 of 99 answered chat requests have no usage"]),
         "no usable line": (_write(tmp_path / "c.jsonl", [{k: v for k, v in x.items() if k != "t_recv"}
                                                          for x in good]),
                            2, ["lack t_recv: skipped", "nothing could be estimated"]),

@@ -11,7 +11,7 @@ import pytest
 
 from sim.calibrate import calibrate
 from sim.calibrate.evidence import parse_limit_message
-from sim.calibrate.output import toml_fragment
+from sim.calibrate.output import report_text, toml_fragment
 from sim.cli import main
 from sim.recorder import KEYS, read_log
 from sim.scenario import scenario_from_dict
@@ -203,3 +203,31 @@ def test_a_429_names_the_service_tier_whose_limits_refused(tmp_path):
     assert tiers[("flex", "flex")] > 0 and tiers[("flex", "on_demand")] == 0
     assert tiers[("auto", "flex")] > 0  # auto's 429 is flex's when flex's wait is the shorter
     assert all(x["status"] in (200, 429) for x in lines)
+
+
+@pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_log"])
+def test_a_transcription_log_calibrates_its_audio_speed_and_limiter(algorithm, tmp_path):
+    """Transcriptions carry no usage: the audio speed comes from response times against audio length, and
+    the limiter replay runs on their audio-seconds charges (it used to be skipped as "no usage")."""
+    whisper = "whisper-large-v3"
+    sc = scenario_from_dict({
+        "scenario": {"name": "stt", "seed": 2, "duration": 6 * 3600.0, "drain": 600},
+        "org": {"tier": "free", "limiter": algorithm},
+        "service": {whisper: {"audio_speed_factor": 120.0, "rtt_median": 0.08, "rtt_p90": 0.1}},
+        "clients": [{"name": "calls", "model": whisper, "arrival": {"kind": "poisson", "rate": "2/min"},
+                     "prompt_tokens": 0, "max_tokens": 0, "audio_seconds": {"dist": "uniform", "low": 30, "high": 360},
+                     "policy": "retry-after"}]}, source="<test>")
+    path = simulate_log(sc.spec(), 7).write(tmp_path / "stt.jsonl")
+    cal = calibrate(path)
+    svc = cal.service[whisper]
+    answered = sum(1 for x in read_log(path).records if x["status"] == 200)
+    assert svc.kind == "stt" and svc.n_answered == answered > 100
+    assert svc.audio_slope.low < (1 + 0.32 ** 2) / 120.0 < svc.audio_slope.high  # the default speed_cv, 0.32
+    assert svc.audio_speed_factor == pytest.approx(120.0, rel=0.15)
+    assert svc.rtt.value == pytest.approx(0.08, rel=0.1)  # from the 429s' own round trips
+    assert cal.best.algorithm == algorithm
+    assert not any("replay skipped" in u or "no rate-limit headers" in u for u in cal.unknown)
+    assert not any("output_tps" in u for u in cal.unknown)
+    fragment = tomllib.loads(toml_fragment(cal))
+    assert fragment["service"][whisper]["audio_speed_factor"] == round(svc.audio_speed_factor, 1)
+    assert f"{answered} answered transcription(s), no usage" in report_text(cal)

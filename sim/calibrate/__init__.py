@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Catalog, Limits
-from ..recorder import Log, read_log
+from ..recorder import CHAT, TRANSCRIPTIONS, Log, read_log
 from .evidence import evidence_table, successes
 from .limits_fit import LimitsFit, TierMatch, fit_limits, match_catalog
 from .replay import Hypothesis, rank_hypotheses
@@ -22,7 +22,7 @@ from .service_fit import ServiceFit, fit_service
 
 __all__ = ["Calibration", "calibrate", "calibrate_log"]
 
-GROQ_ENDPOINTS = ("chat.completions", "audio.transcriptions")
+GROQ_ENDPOINTS = (CHAT, TRANSCRIPTIONS)
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Calibration:
     hypotheses: list[Hypothesis] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)        # about the whole log
     unknown: list[str] = field(default_factory=list)      # what could not be estimated
+    replay_skipped: list[str] = field(default_factory=list)  # models whose answers' charges are unknown
 
     @property
     def models(self) -> list[str]:
@@ -95,10 +96,12 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
             continue
         svc = cal.service[model]
         ok = successes(rows)
-        answered = int((rows["status"] == 200).sum())
+        # a transcription's charge is its audio seconds (no tokens): it needs no usage
+        answered = int(((rows["status"] == 200) & (rows["endpoint"] != TRANSCRIPTIONS)).sum())
         if answered and len(ok) < 0.9 * answered:
             cal.unknown.append(f"{model}: limiter replay skipped: {answered - len(ok)} of {answered} answered "
-                               "requests have no usage, so what they were charged is unknown")
+                               "chat requests have no usage, so what they were charged is unknown")
+            cal.replay_skipped.append(model)
             continue
         one_way = (svc.rtt.value if svc.rtt else 0.0) / 2
         pm = float(np.nanmedian(ok["prompt_tokens"])) if len(ok) else 0.0
@@ -118,7 +121,9 @@ def _replay_limits(catalog: Catalog, base: str | None, model: str, fit: LimitsFi
 
 def _collect_unknowns(cal: Calibration) -> None:
     for model, svc in cal.service.items():
-        missing = [k for k in ("output_tps", "prefill_tps", "queue_median", "rtt_median") if k not in svc.params()]
+        wanted = ("audio_speed_factor", "rtt_median") if svc.kind == "stt" else (
+            "output_tps", "prefill_tps", "queue_median", "rtt_median")
+        missing = [k for k in wanted if k not in svc.params()]
         if missing:
             cal.unknown.append(f"{model}: service {', '.join(missing)} (kept at the simulator's defaults)")
     if cal.tier and cal.tier.base is None:
@@ -130,5 +135,5 @@ def _collect_unknowns(cal: Calibration) -> None:
     if not (cal.evidence["status"] == 429).any():
         cal.unknown.append("no 429 in the log: limits other than RPD and TPM unseen; the limiter ranking rests on "
                            "the headers alone")
-    if not cal.hypotheses:
+    if not cal.hypotheses and not cal.replay_skipped:
         cal.unknown.append("limiter algorithm and charging rule: no rate-limit headers or 429s to replay")

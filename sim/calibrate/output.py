@@ -49,9 +49,9 @@ def toml_fragment(cal: Calibration) -> str:
         if not params:
             continue
         lines += ["", f"[service.{_key(model)}]  # from {svc.n_answered} answered request(s)"]
-        fmt = {"output_tps": 1, "prefill_tps": 0, "speed_cv": 3}
+        rounded = {"output_tps": 1, "prefill_tps": 0, "speed_cv": 3, "audio_speed_factor": 1}
         for k, v in params.items():
-            lines.append(f"{k} = {round(v, fmt[k]) if k in ('output_tps', 'prefill_tps', 'speed_cv') else _g(v)}")
+            lines.append(f"{k} = {round(v, rounded[k]) if k in rounded else _g(v)}")
     return "\n".join(lines) + "\n"
 
 
@@ -61,8 +61,15 @@ def report_text(cal: Calibration) -> str:
     out = [f"calibration of {cal.log.path}: {cal.log.lines} line(s), {len(cal.log.records)} usable, {groq} from Groq"]
     out += [f"  note: {n}" for n in cal.notes]
     for model, svc in cal.service.items():
-        out.append(f"\n{model}: {svc.n_answered} answered, "
+        what = " transcription(s), no usage" if svc.kind == "stt" else ""
+        out.append(f"\n{model}: {svc.n_answered} answered{what}, "
                    f"{int(((cal.evidence['model'] == model) & (cal.evidence['status'] == 429)).sum())} refused (429)")
+        if svc.audio_slope:
+            out.append(f"  audio speed      {1 / svc.audio_slope.value:.4g}x real time from the slope "
+                       f"({svc.audio_slope.value * 1000:.3g} ms per audio second, 95% CI "
+                       f"{svc.audio_slope.low * 1000:.3g}-{svc.audio_slope.high * 1000:.3g}, n={svc.audio_slope.n}), "
+                       f"fixed part {svc.audio_fixed.value:.3g} s (95% CI {svc.audio_fixed.low:.3g}-"
+                       f"{svc.audio_fixed.high:.3g}); audio_speed_factor = {svc.audio_speed_factor or math.nan:.4g}")
         if svc.output_tps:
             out.append(f"  output speed     mean {svc.output_tps.text('.4g', ' t/s')}; median "
                        f"{svc.output_median.value:.4g} t/s, cv {svc.speed_cv:.3f}")
@@ -99,8 +106,9 @@ def report_text(cal: Calibration) -> str:
                  "429 decisions wrong", "vs best"]]
         for h in cal.hypotheses:
             c = h.components
-            rows.append([str(h.rank), h.algorithm, h.charge, f"{h.score:.4f}", _g(c["remaining_tokens"], 3),
-                         _g(c["reset_tokens"], 3), _g(c["remaining_requests"], 3), f"{c['decision']:.1%}"
+            shown = [_g(c[k], 3) if not math.isnan(c[k]) else "-"  # "-": the log has no such header
+                     for k in ("remaining_tokens", "reset_tokens", "remaining_requests")]
+            rows.append([str(h.rank), h.algorithm, h.charge, f"{h.score:.4f}", *shown, f"{c['decision']:.1%}"
                          if not math.isnan(c["decision"]) else "-",
                          "best" if h.rank == 1 else ("indistinguishable" if h.indistinguishable
                                                      else f"worse (p={h.p_value:.2g})")])
@@ -122,6 +130,19 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
     from scipy import stats
     files = []
     for k, (model, svc) in enumerate(cal.service.items()):
+        if len(svc.audio):
+            fig = Figure(figsize=(6, 3.6))
+            ax = fig.subplots()
+            ax.scatter(svc.audio, svc.response_time, s=6, alpha=0.5, label=f"observed (n={len(svc.audio)})")
+            x = np.linspace(0, svc.audio.max(), 50)
+            ax.plot(x, svc.audio_fixed.value + svc.audio_slope.value * x, color="C1", label="linear fit")
+            ax.set(xlabel="audio_seconds", ylabel="t_recv - t_send (s)", title=f"{model}: transcription time")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            path = out / f"service_{k}.png"
+            fig.savefig(path, dpi=90)
+            files.append(path)
+            continue
         if not len(svc.speeds) and not len(svc.queue):
             continue
         fig = Figure(figsize=(13, 3.6))

@@ -3,13 +3,19 @@
 * output speed: ``completion_tokens / completion_time`` per request; its mean is the simulator's
   ``output_tps`` (the speed factor has mean 1) and its lognormal shape gives ``speed_cv``;
 * prefill: ``prompt_time = fixed + prompt_tokens * slope`` by least squares weighted for noise proportional
-  to the time (a per-request speed factor); the simulator has no fixed part, so
-  ``prefill_tps = E[1/S] / slope`` (``E[1/S] = 1 + cv^2`` for its mean-1 lognormal speed factor ``S``) makes its
-  mean prompt time per token match the observed slope;
+  to the time (a per-request speed factor); the simulator's prompt time is
+  ``(prefill_fixed + prompt_tokens / prefill_tps) / S``, so ``prefill_tps = E[1/S] / slope`` and
+  ``prefill_fixed = fixed / E[1/S]`` (``E[1/S] = 1 + cv^2`` for its mean-1 lognormal speed factor ``S``) make
+  its mean prompt time match the observed line;
 * queue_time: lognormal by maximum likelihood (``loc = 0``); goodness of fit by Anderson-Darling on the logs
   (parameters estimated, so the plain KS table would be too lenient);
 * network round trip: ``(t_recv - t_send) - queue_time - total_time`` of answered requests (Groq's
-  ``total_time`` is prompt + completion; queue_time is apart), and ``t_recv - t_send`` of refused ones.
+  ``total_time`` is prompt + completion; queue_time is apart), and ``t_recv - t_send`` of refused ones;
+* speech-to-text (a model whose requests are all transcriptions, whose responses carry no usage): the
+  whole response time ``t_recv - t_send = fixed + audio_seconds * slope`` by the same weighted least squares;
+  the simulator's audio time is ``audio_seconds / (audio_speed_factor * S)``, so
+  ``audio_speed_factor = E[1/S] / slope`` with the model's configured ``speed_cv`` (a transcription shows no
+  per-request speed); the fixed part is network + queue + prefill, which such a log cannot tell apart.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..service import Z90
+from ..service import Z90, load_service_table, service_defaults
+from ..recorder import TRANSCRIPTIONS
 from .evidence import finite, successes
 
 
@@ -40,12 +47,16 @@ class Figure:
 class ServiceFit:
     model: str
     n_answered: int
+    kind: str = "chat"                        # "stt": fitted from transcriptions' response times
     output_tps: Figure | None = None
     output_median: Figure | None = None
     speed_cv: float | None = None
     prefill_slope: Figure | None = None       # seconds per prompt token
     prefill_fixed: Figure | None = None       # seconds
     prefill_tps: float | None = None          # what the simulator should use
+    audio_slope: Figure | None = None         # seconds of response per second of audio (transcriptions)
+    audio_fixed: Figure | None = None         # seconds: network + queue + prefill of a transcription
+    audio_speed_factor: float | None = None   # what the simulator should use
     queue_median: Figure | None = None
     queue_p90: float | None = None
     queue_sigma: float | None = None
@@ -58,12 +69,16 @@ class ServiceFit:
     queue: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     prompt: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     prompt_time: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    audio: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    response_time: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     def params(self) -> dict[str, float]:
         """The ``[service."MODEL"]`` keys that could be estimated (sim.service.ServiceParams names)."""
         out = {}
         if self.output_tps:
             out["output_tps"] = self.output_tps.value
+        if self.audio_speed_factor:
+            out["audio_speed_factor"] = self.audio_speed_factor
         if self.prefill_tps:
             out["prefill_tps"] = self.prefill_tps
             # the simulator divides the fixed part by the speed factor too: E[1/S] = 1 + cv^2
@@ -104,7 +119,52 @@ def _lognormal(x: np.ndarray) -> tuple[Figure, float]:
     return Figure(float(scale), float(scale * math.exp(-half)), float(scale * math.exp(half)), n), float(sigma)
 
 
+def _weighted_line(x: np.ndarray, y: np.ndarray) -> tuple[Figure, Figure]:
+    """(slope, fixed) of ``y = fixed + slope * x`` with 95 % CIs, for noise proportional to ``y`` (a
+    per-request speed factor): ordinary least squares of ``y/x`` on ``1/x``."""
+    reg = stats.linregress(1.0 / x, y / x)
+    t = stats.t.ppf(0.975, len(x) - 2)
+    return (Figure(reg.intercept, reg.intercept - t * reg.intercept_stderr, reg.intercept + t * reg.intercept_stderr,
+                   len(x)),
+            Figure(reg.slope, reg.slope - t * reg.stderr, reg.slope + t * reg.stderr, len(x)))
+
+
+def _fit_transcriptions(df: pd.DataFrame, model: str) -> ServiceFit:
+    """A speech-to-text model's fit from response times (module docstring)."""
+    answered = df[df["status"] == 200]
+    fit = ServiceFit(model, len(answered), kind="stt")
+    x = answered["audio_seconds"].to_numpy(float)
+    y = (answered["t_recv"] - answered["t_send"]).to_numpy(float)
+    use = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = x[use], y[use]
+    if len(x) >= 3 and len(np.unique(x)) >= 2:
+        fit.audio_slope, fit.audio_fixed = _weighted_line(x, y)
+        fit.audio, fit.response_time = x, y
+        params = load_service_table().get(model)
+        cv = params.speed_cv if params is not None else service_defaults()["speed_cv"]
+        if fit.audio_slope.value > 0:
+            fit.audio_speed_factor = float((1 + cv ** 2) / fit.audio_slope.value)
+            fit.notes.append(f"transcriptions carry no usage: audio_speed_factor from response times with speed_cv "
+                             f"{cv:g} assumed; queue and prefill are inside the fixed part, kept at defaults")
+        else:
+            fit.notes.append("response time does not grow with audio_seconds: audio speed not estimated")
+    else:
+        fit.notes.append(f"audio speed: {len(x)} answered transcription(s) with audio_seconds and "
+                         f"{len(np.unique(x))} distinct length(s); need 3 and 2")
+    refused = df[df["status"].isin([429, 413])]
+    rtts = finite((refused["t_recv"] - refused["t_send"]).to_numpy(float))
+    if len(rtts) >= 2:
+        fit.rtt = _median_ci(np.maximum(rtts, 0.0))
+        fit.rtt_p90 = float(np.percentile(np.maximum(rtts, 0.0), 90))
+    else:
+        fit.notes.append("network round trip: fewer than 2 refused requests (a transcription's own time "
+                         "includes its processing)")
+    return fit
+
+
 def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
+    if len(df) and ((df["endpoint"] == TRANSCRIPTIONS) | (df["audio_seconds"] > 0)).all():  # as sim.tracelog
+        return _fit_transcriptions(df, model)
     ok = successes(df)
     fit = ServiceFit(model, len(ok))
     if ok.empty:
@@ -123,13 +183,7 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
     pre = ok[(ok["prompt_time"] > 0) & (ok["prompt_tokens"] > 0)]
     if len(pre) >= 3 and pre["prompt_tokens"].nunique() >= 2:
         x, y = pre["prompt_tokens"].to_numpy(float), pre["prompt_time"].to_numpy(float)
-        # prompt_time = fixed + slope * tokens with noise proportional to it (a per-request speed factor):
-        # weighted least squares, i.e. ordinary least squares of time/token on 1/token
-        reg = stats.linregress(1.0 / x, y / x)
-        t = stats.t.ppf(0.975, len(pre) - 2)
-        fit.prefill_slope = Figure(reg.intercept, reg.intercept - t * reg.intercept_stderr,
-                                   reg.intercept + t * reg.intercept_stderr, len(pre))
-        fit.prefill_fixed = Figure(reg.slope, reg.slope - t * reg.stderr, reg.slope + t * reg.stderr, len(pre))
+        fit.prefill_slope, fit.prefill_fixed = _weighted_line(x, y)
         fit.prompt, fit.prompt_time = x, y
         if fit.prefill_slope.value > 0:
             fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / fit.prefill_slope.value)
@@ -139,7 +193,8 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         else:
             fit.notes.append("prompt_time does not grow with prompt_tokens: prefill speed not estimated")
     else:
-        fit.notes.append(f"prefill: {len(pre)} usable sample(s) with distinct prompt sizes, need 3")
+        fit.notes.append(f"prefill: {len(pre)} usable sample(s) with {pre['prompt_tokens'].nunique()} distinct "
+                         "prompt size(s); need 3 samples and 2 sizes")
 
     q = finite(ok["queue_time"])
     q = q[q > 0]

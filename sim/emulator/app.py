@@ -34,9 +34,9 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ..headers import ErrorResponse, invalid_request_error, server_error
+from ..recorder import CHAT, TRANSCRIPTIONS as AUDIO
 from .core import Emulator, approx_prompt_tokens
 
-CHAT, AUDIO = "chat.completions", "audio.transcriptions"
 _FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
 MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
