@@ -2,8 +2,8 @@
 
 A trace has a ``timestamp`` column (seconds from the start, or ISO date-times made relative to the first
 row) and optionally ``model``, ``prompt_tokens``, ``max_tokens``, ``completion_tokens``, ``audio_seconds``;
-absent columns (and empty cells of ``model``, ``prompt_tokens``, ``max_tokens``, ``audio_seconds``) fall
-back on the client group's distributions.
+absent columns and empty cells fall back on the client group's distributions (an empty
+``completion_tokens`` draws the client's, capped by the row's ``max_tokens``).
 
 Every cell is validated: a bad one is a :class:`~sim.errors.ConfigError` naming the file, the row (the line
 number in the file, header = line 1 for CSV) and the column.  Unsorted timestamps are **sorted, with a
@@ -28,7 +28,7 @@ from .errors import ConfigError, InputWarning
 
 TRACE_COLUMNS = ("timestamp", "model", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds")
 #: columns of whole numbers >= 0, and whether an empty cell is allowed (falls back on the client's sizes)
-_COUNTS = {"prompt_tokens": True, "max_tokens": True, "completion_tokens": False}
+_COUNTS = {"prompt_tokens": True, "max_tokens": True, "completion_tokens": True}
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:

@@ -51,15 +51,18 @@ def sizes(client: Client, rng: np.random.Generator, n: int) -> dict[str, np.ndar
 
 
 def trace_sizes(df: pd.DataFrame, client: Client, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Sizes from a trace, falling back on the client's distributions for absent columns."""
+    """Sizes from a trace, falling back on the client's distributions for absent columns and empty cells (an
+    empty ``completion_tokens`` draws the client's, capped by the row's ``max_tokens``)."""
     drawn = sizes(client, rng, len(df))
     out = {}
     for key, col in (("prompt", "prompt_tokens"), ("max_tokens", "max_tokens"), ("audio", "audio_seconds")):
         out[key] = df[col].fillna(pd.Series(drawn[key])).to_numpy(float) if col in df else drawn[key]
     if "completion_tokens" in df:
-        out["completion"] = df["completion_tokens"].to_numpy(float)
-        if "max_tokens" not in df:
-            out["max_tokens"] = out["completion"].copy()
+        completion = df["completion_tokens"].to_numpy(float)
+        empty = np.isnan(completion)
+        if "max_tokens" not in df:  # each answer used its whole max_tokens
+            out["max_tokens"] = np.where(empty, out["max_tokens"], completion)
+        out["completion"] = np.where(empty, np.minimum(drawn["completion"], out["max_tokens"]), completion)
     else:
         out["completion"] = np.minimum(drawn["completion"], out["max_tokens"])
     return out

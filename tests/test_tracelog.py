@@ -9,6 +9,8 @@ from groq._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sim.engine import Simulation
+from sim.scenario import scenario_from_dict
 from sim.trace import read_trace
 from sim.tracelog import SDK_INITIAL_DELAY, SDK_MAX_DELAY, log_to_trace, sdk_backoff
 
@@ -122,6 +124,16 @@ def test_imputed_sizes_and_what_the_notes_say(tmp_path):
         "model's median (prompt imputed for 3 of them, the rest from their 429's Requested)",
         "some sizes are unknown (a model with no answered request): left empty; the scenario's client "
         "distributions fill them"]
+    # as the note says: the trace reads back and runs, the client's completion filling the empty cell
+    out = tmp_path / "trace.csv"
+    export.trace.to_csv(out, index=False)
+    assert read_trace(out)["completion_tokens"].isna().tolist() == [False] * 4 + [True]
+    sc = scenario_from_dict({"scenario": {"name": "t", "duration": 60, "seed": 1}, "clients": [{
+        "name": "app", "model": MODEL, "arrival": {"kind": "trace", "file": str(out)}, "prompt_tokens": 300,
+        "max_tokens": 64, "completion_tokens": {"dist": "uniform", "low": 30, "high": 50}}]}, source="<test>")
+    rec = Simulation(sc.spec(), np.random.SeedSequence(0)).run().records.set_index("created")
+    assert rec.loc[5.0, ["prompt_tokens", "max_tokens"]].tolist() == [300, 256]  # its own max_tokens
+    assert 30 <= rec.loc[5.0, "completion_tokens"] <= 50 and rec.loc[1.0, "completion_tokens"] == 50
 
 
 def test_transcriptions_of_two_models_are_two_keys(tmp_path):

@@ -43,6 +43,28 @@ def test_trace_rows_keep_their_models_and_sizes(tmp_path):
     assert mix == {"m1": 2 / 40, "m2": 1 / 40, "llama-3.1-8b-instant": 1 / 40}
 
 
+def test_an_empty_completion_cell_draws_the_clients_capped_by_the_rows_max_tokens(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,max_tokens,completion_tokens\n" + "".join(
+        f"{k},{20 if k % 2 else ''},{'' if k % 4 < 2 else 5}\n" for k in range(400)))
+    c = _client(arrival=arrival(kind="trace", file=str(path)), max_tokens=64,
+                completion_tokens={"dist": "uniform", "low": 10, "high": 100})
+    _, sz, _ = open_loop(c, client_streams(np.random.SeedSequence(0)), 1000.0)
+    empty = np.arange(400) % 4 < 2
+    assert (sz["completion"][~empty] == 5).all()
+    assert (sz["max_tokens"] == np.where(np.arange(400) % 2, 20, 64)).all()  # empty max_tokens: the client's
+    drawn = sz["completion"][empty]
+    cap = sz["max_tokens"][empty]
+    assert (drawn <= cap).all() and (drawn >= 10).all() and len(np.unique(drawn[cap == 64])) > 20
+    assert (drawn[cap == 20] == 20).mean() > 0.8  # U(10, 100) capped at 20: mostly 20
+    no_max = tmp_path / "n.csv"  # without max_tokens every answer used its whole max_tokens; empty: the client's
+    no_max.write_text("timestamp,completion_tokens\n0,7\n1,\n")
+    _, sz, _ = open_loop(_client(arrival=arrival(kind="trace", file=str(no_max)), max_tokens=64,
+                                 completion_tokens={"dist": "uniform", "low": 10, "high": 30}),
+                         client_streams(np.random.SeedSequence(0)), 10.0)
+    assert list(sz["max_tokens"]) == [7, 64] and sz["completion"][0] == 7 and 10 <= sz["completion"][1] <= 30
+
+
 def test_request_mix_of_a_process_is_its_mean_rate_and_closed_loops_have_none():
     mix = list(request_mix(_client(arrival=arrival(kind="constant", rate="30/min")), 60.0, np.random.default_rng(0),
                            n=100))
