@@ -158,6 +158,15 @@ def example_spec() -> SynthSpec:
                      completion_median=200.0, completion_p95=480.0, label="support-bot")
 
 
-if __name__ == "__main__":  # python -m sim.synthlog OUT.jsonl: write the shipped example log
-    import sys
-    write_log(synthesize(example_spec(), seed=2026), sys.argv[1])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.synthlog OUT.jsonl``: write the shipped example log (scenarios/logs/example_groq_calls.jsonl)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m sim.synthlog", description="Write the shipped example recorder log "
+                                "(scenarios/logs/example_groq_calls.jsonl), generated from known truth.")
+    p.add_argument("out", help="log file to write (JSONL)")
+    write_log(synthesize(example_spec(), seed=2026), p.parse_args(argv).out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

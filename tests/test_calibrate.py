@@ -178,6 +178,16 @@ def test_prefill_needs_two_prompt_sizes_and_says_so(tmp_path):
             in svc.notes)
 
 
+def test_the_shipped_example_log_is_what_synthlog_writes(tmp_path, capsys):
+    from sim.synthlog import main as synthlog
+    assert synthlog([str(tmp_path / "ex.jsonl")]) == 0
+    shipped = ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"
+    assert (tmp_path / "ex.jsonl").read_bytes() == shipped.read_bytes()
+    with pytest.raises(SystemExit):
+        synthlog(["--help"])
+    assert "usage: python -m sim.synthlog" in capsys.readouterr().out and not (ROOT / "--help").exists()
+
+
 def test_the_docs_fragment_is_what_calibrate_writes_for_the_shipped_log():
     """docs/calibration.md shows the fragment of scenarios/logs/example_groq_calls.jsonl; pasting it must work,
     so it must be the real one (it once named keys that no longer exist)."""
