@@ -132,10 +132,20 @@ def _number(value, kind=float):
     return out if kind is int or math.isfinite(out) else None
 
 
+def _usable_usage(usage: dict) -> bool:
+    """Every usage figure present is a finite number >= 0 (a negative token count or time is not Groq's)."""
+    for k in USAGE_KEYS:
+        v = usage.get(k)
+        if v is not None and ((x := _number(v)) is None or x < 0):
+            return False
+    return True
+
+
 def read_log(path: str | Path) -> Log:
     """Read a JSONL log, keeping every usable line and noting each bad one with its line number.
-    Missing or mistyped optional fields become None (and are noted); a line without t_send, t_recv,
-    status or model is skipped."""
+    Missing, unreadable or negative optional fields become None (and are noted; a usage with a negative or
+    non-numeric figure is dropped whole); a line without a readable t_send, t_recv, status or model is
+    skipped."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -157,17 +167,27 @@ def read_log(path: str | Path) -> Log:
         rec = {k: raw.get(k) for k in (*KEYS, *OPTIONAL_KEYS)}
         rec["t_send"], rec["t_recv"] = _number(raw.get("t_send")), _number(raw.get("t_recv"))
         rec["status"] = _number(raw.get("status"), int)
-        absent = [k for k in REQUIRED if rec[k] is None or (k == "model" and not isinstance(rec[k], str))]
-        if absent:
-            log.problems.append((n, f"lack {', '.join(absent)}: skipped"))
+        absent = [k for k in REQUIRED if raw.get(k) is None]
+        bad = [k for k in REQUIRED if k not in absent
+               and (rec[k] is None or (k == "model" and not isinstance(rec[k], str)))]
+        if absent or bad:
+            why = [f"lack {', '.join(absent)}"] * bool(absent) + [f"have an unreadable {', '.join(bad)}"] * bool(bad)
+            log.problems.append((n, f"{', '.join(why)}: skipped"))
             continue
         missing = [k for k in KEYS if k not in raw]
         if missing:
             log.problems.append((n, f"lack {', '.join(missing)}: used without them"))
-        rec["max_tokens"] = _number(rec["max_tokens"], int)
-        rec["audio_seconds"] = _number(rec["audio_seconds"])
-        rec["retry_count"] = _number(rec["retry_count"], int)
-        if not isinstance(rec["usage"], dict):
+        for key, kind in (("max_tokens", int), ("audio_seconds", float), ("retry_count", int)):
+            rec[key] = _number(rec[key], kind)
+        mistyped = [k for k in ("max_tokens", "audio_seconds", "retry_count") if raw.get(k) is not None
+                    and (rec[k] is None or rec[k] < 0)]
+        for k in mistyped:
+            rec[k] = None
+        if isinstance(raw.get("usage"), dict) and not _usable_usage(raw["usage"]):
+            mistyped.append("usage")
+        if mistyped:
+            log.problems.append((n, f"have an unreadable or negative {', '.join(mistyped)}: used without it"))
+        if not isinstance(rec["usage"], dict) or "usage" in mistyped:
             rec["usage"] = None
         rec["headers"] = ({str(k).lower(): str(v) for k, v in rec["headers"].items()}
                           if isinstance(rec["headers"], dict) else {})
