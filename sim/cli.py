@@ -190,14 +190,15 @@ def _validate(args) -> int:
 def _calibrate(args) -> int:
     from .calibrate import calibrate
     from .calibrate.output import report_text, write_outputs
-    from .runner import prepare_out
+    from .runner import check_out, prepare_out
+    out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
+    check_out(out)  # before the work
     cal = calibrate(args.log)
     sys.stdout.write(report_text(cal))
     if not cal.estimated_anything:
         print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
-    prepare_out(out)  # a file or an unwritable place: one line, before anything is written
+    prepare_out(out)  # an unwritable place: one line, before anything is written (the report is shown above)
     files = write_outputs(cal, out, plots=not args.no_plots)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0

@@ -249,10 +249,15 @@ def _warm_compare() -> None:
     import scipy.special  # noqa: F401
 
 
-def prepare_out(out: Path) -> None:
-    """Create the output directory, or say in one line why it cannot be used (a file, not writable)."""
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is an existing file, before any work (creates nothing)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is an existing file, not a directory (give a directory to write into)")
+
+
+def prepare_out(out: Path) -> None:
+    """Create the output directory, or say in one line why it cannot be used (a file, not writable)."""
+    check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".groqsim-write-test"
