@@ -242,6 +242,10 @@ def test_a_keys_project_limits_are_enforced_with_the_orgs(serve):
     assert "on requests per minute (RPM): Limit 5, Used 5, Requested 1." in body(e.value)["message"]
     refused = [x for x in log_lines(emu) if x["status"] == 429]
     assert [x["label"] for x in refused] == ["a", "b", "b"]
+    metrics = httpx.get(url + "/metrics").text
+    rpm_a = re.search(r'groqsim_project_limit_utilisation\{model="%s",project="a",unit="rpm"\} (\S+)' % MODEL, metrics)
+    assert rpm_a and 0.95 < float(rpm_a.group(1)) <= 1.0  # 2 of 2, barely refilled
+    assert re.search(r'project="b",unit="tpm"\} 0\.[1-9]', metrics)  # b's own TPM 300, partly refilled
 
 
 def test_project_limits_off_and_unknown_project_labels(serve):

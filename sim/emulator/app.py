@@ -74,6 +74,11 @@ class _Metrics:
         for (model, unit), u in sorted(self.emu.utilisation().items()):
             g.add_metric([model, unit], u)
         yield g
+        g = GaugeMetricFamily("groqsim_project_limit_utilisation", "fraction of a project's own limit in use now "
+                              "(projects that lower a model's limits)", labels=["project", "model", "unit"])
+        for (project, model, unit), u in sorted(self.emu.project_utilisation().items()):
+            g.add_metric([project, model, unit], u)
+        yield g
 
 
 def build_app(emu: Emulator) -> Starlette:

@@ -290,3 +290,10 @@ class Emulator:
         now = self.clock.now()
         return {(m, u): 1.0 - lim.remaining(now) / lim.limit for m, ls in self.limitsets.items()
                 for u, lim in ls.units.items()}
+
+    def project_utilisation(self) -> dict[tuple[str, str, str], float]:
+        """(project, model, unit) -> fraction of the project's own limit in use now, for the projects with
+        their own limits on a model, seen so far."""
+        now = self.clock.now()
+        return {(p, m, u): 1.0 - lim.remaining(now) / lim.limit for (m, p), scoped in self._scoped.items()
+                if scoped is not None for u, lim in scoped.project.units.items()}
