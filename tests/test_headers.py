@@ -96,6 +96,16 @@ def test_rpd_binds_when_its_wait_is_longest():
     assert "on requests per day (RPD): Limit 3, Used 3, Requested 1. Please try again in 7h59m59s." in msg
 
 
+@pytest.mark.parametrize("tokens, unit, wait", [(100, "rpm", 30.0), (500, "tpm", 50.0), (300, "rpm", 30.0)])
+def test_of_several_refusing_units_the_longest_wait_binds_the_first_on_a_tie(tokens, unit, wait):
+    ls = LimitSet(Limits(rpm=2, tpm=600))  # both spent at 0: a request back every 30 s, 10 tokens a second
+    for _ in range(2):
+        assert ls.acquire(300, 0, 0.0) == 0.0
+    r = refusal(ls, tokens, 0, 0.0)
+    assert (r.unit, r.wait) == (unit, pytest.approx(wait))
+    assert ls.acquire(tokens, 0, 0.0) == pytest.approx(wait) and ls.binding == unit  # the limit set agrees
+
+
 def test_audio_units_wording():
     ls = LimitSet(CAT.limits("free", "whisper-large-v3"))  # ash 7200
     ls.acquire(0, 7000, 0.0)

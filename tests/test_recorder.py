@@ -3,6 +3,7 @@ that replies like Groq does (usage, x-ratelimit-* headers, 429 bodies).  What la
 import asyncio
 import io
 import json
+import math
 import wave
 
 import groq
@@ -182,22 +183,28 @@ def test_reader_reports_bad_lines_with_numbers(tmp_path):
 
 def test_reader_tells_unreadable_from_absent_and_drops_negative_figures(tmp_path):
     base = {k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.5, "status": 200, "model": "m", "headers": {}}
-    usage = {"prompt_tokens": 10, "completion_tokens": 5, "completion_time": 0.1, "queue_time": 0.01}
+    usage = {"prompt_tokens": 10, "completion_tokens": 0, "completion_time": 0.0, "queue_time": 0.01}  # 0 is fine
     lines = [base | {"status": "abc"}, base | {"model": 7, "t_send": "x"}, base | {"status": None},
              base | {"usage": usage | {"completion_tokens": -5}}, base | {"usage": usage | {"queue_time": "soon"}},
-             base | {"max_tokens": -1, "audio_seconds": "long", "retry_count": 2}, base | {"usage": usage}]
+             base | {"max_tokens": -1, "audio_seconds": "long", "retry_count": 2},
+             base | {"usage": usage, "max_tokens": 0, "retry_count": 0, "error": "oops"},
+             base | {"status": True, "t_recv": math.inf}]
     path = tmp_path / "log.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    path.write_text("\n".join(json.dumps(x) for x in lines[:3]) + "\n\n  \n"  # blank lines: not counted
+                    + "".join(json.dumps(x) + "\n" for x in lines[3:]))
     log = read_log(path)
+    assert log.lines == len(lines) and len(log.records) == 4
     assert log.problems == [(1, "have an unreadable status: skipped"),
                             (2, "have an unreadable t_send, model: skipped"),
                             (3, "lack status: skipped"),
-                            (4, "have an unreadable or negative usage: used without it"),
-                            (5, "have an unreadable or negative usage: used without it"),
-                            (6, "have an unreadable or negative max_tokens, audio_seconds: used without it")]
+                            (6, "have an unreadable or negative usage: used without it"),
+                            (7, "have an unreadable or negative usage: used without it"),
+                            (8, "have an unreadable or negative max_tokens, audio_seconds: used without it"),
+                            (10, "have an unreadable t_recv, status: skipped")]
     assert [r["usage"] for r in log.records] == [None, None, None, usage]
     assert (log.records[2]["max_tokens"], log.records[2]["audio_seconds"], log.records[2]["retry_count"]) == (
         None, None, 2)
+    assert (log.records[3]["max_tokens"], log.records[3]["retry_count"], log.records[3]["error"]) == (0, 0, None)
 
 
 def test_a_failing_log_never_breaks_the_call(tmp_path):

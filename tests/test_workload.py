@@ -36,6 +36,7 @@ def test_trace_rows_keep_their_models_and_sizes(tmp_path):
     created, sz, models = open_loop(c, client_streams(np.random.SeedSequence(0)), 20.0)
     assert list(created) == [0.0, 1.0, 5.0]  # sorted, inside the horizon
     assert list(sz["prompt"]) == [10, 30, 20] and list(sz["max_tokens"]) == [7, 7, 7]
+    assert list(sz["completion"]) == [7, 7, 7]  # no completion column, no distribution: the whole max_tokens
     assert models == ["m1", "m2", "llama-3.1-8b-instant"]
     faster, _, _ = open_loop(c, client_streams(np.random.SeedSequence(0)), 20.0, load=2.0)
     assert list(faster) == [0.0, 0.5, 2.5, 15.0]
