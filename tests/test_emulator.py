@@ -257,6 +257,23 @@ def test_project_limits_off_and_unknown_project_labels(serve):
         Emulator(project_spec(), keys={"sk": "aa"})
 
 
+def test_a_stream_the_client_abandons_is_still_logged_and_recorded(serve):
+    url, emu = serve(make_spec(), time_scale=1)
+    body = {"model": MODEL, "messages": msgs(), "max_tokens": 4000, "stream": True}  # seconds of answer
+    with httpx.Client() as c, c.stream("POST", url + "/openai/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        for k, _ in enumerate(r.iter_lines()):
+            if k >= 2:
+                break  # stop reading: the connection closes with the answer unfinished
+    deadline = time.monotonic() + 10
+    while not emu.rows:
+        assert time.monotonic() < deadline, "the abandoned stream was never recorded"
+        time.sleep(0.05)
+    (line,) = log_lines(emu)
+    assert line["status"] == 200 and line["usage"]["completion_tokens"] > 0 and line["max_tokens"] == 4000
+    assert emu.counts[("chat.completions", MODEL, "ok", 200)] == 1
+
+
 def test_chat_413_is_not_retried_by_the_sdk(serve):
     url, emu = serve(make_spec(), time_scale=10)
     client = groq.Groq(base_url=url, api_key="k")  # default: 2 retries
@@ -368,7 +385,7 @@ def test_concurrent_token_heavy_requests_never_overdraw_tpm(serve):
 
 # ---- bad requests, keys, faults ---------------------------------------------------------------------------
 
-def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch):
+def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch, capsys):
     url, emu = serve(make_spec(), time_scale=10, keys=parse_keys(["sk-a=team-a", "sk-b=team-b"]))
     chat = url + "/openai/v1/chat/completions"
     auth = {"Authorization": "Bearer sk-a"}
@@ -390,14 +407,59 @@ def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch)
     assert r.headers["x-ratelimit-limit-tokens"] == "6000" and "retry-after" not in r.headers
     assert log_lines(emu)[-1]["headers"]["x-ratelimit-remaining-requests"] == "14400"
     monkeypatch.setattr(emu, "decide", lambda *a, **k: 1 / 0)
+    before = len(emu.rows)
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers=auth)
     assert r.status_code == 500 and r.json()["error"]["type"] == "internal_server_error"
     assert "Traceback" not in r.text and "ZeroDivision" not in r.text
+    assert [row[4:6] for row in emu.rows[before:]] == [(500, "error")]  # recorded (and logged) too
+    assert "groqsim serve: 500 on POST /openai/v1/chat/completions: ZeroDivisionError" in capsys.readouterr().err
     monkeypatch.undo()
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers={"Authorization": "Bearer sk-b"})
     assert r.status_code == 200
     labels = [x["label"] for x in log_lines(emu)]
     assert labels[-1] == "team-b" and labels[0] is None and "team-a" in labels
+
+
+def test_what_real_clients_send_is_read_as_the_api_reads_it(serve):
+    """Nulls, malformed messages, keys on the model routes, unknown URLs, the client's clock, transcription
+    formats and WAV variants."""
+    url, emu = serve(make_spec(), time_scale=50, keys=parse_keys(["sk-a"]))
+    chat, auth = url + "/openai/v1/chat/completions", {"Authorization": "Bearer sk-a"}
+    # an explicit null max_completion_tokens leaves max_tokens in force (the openai SDK sends None as null)
+    r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), "max_completion_tokens": None, "max_tokens": 3},
+                   headers=auth)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 3
+    assert log_lines(emu)[-1]["max_tokens"] == 3
+    assert abs(r.json()["created"] - time.time()) < 5  # the client's clock, not the 50x limiter clock
+    r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), "max_completion_tokens": 0}, headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_completion_tokens"
+    for messages, where in (([{"role": "user", "content": [{"type": "text", "text": None}]}], "messages.0.content"),
+                            (["hi"], "messages.0"), ([{"role": "user", "content": 5}], "messages.0.content")):
+        r = httpx.post(chat, json={"model": MODEL, "messages": messages}, headers=auth)
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith(f"'{where}' :"), r.text
+    r = httpx.post(chat, json={"model": 5, "messages": msgs()}, headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "'model' : must be a string"
+    with pytest.raises(groq.AuthenticationError):
+        groq.Groq(base_url=url, api_key="wrong", max_retries=0).models.list()
+    with pytest.raises(groq.AuthenticationError):
+        groq.Groq(base_url=url, api_key="wrong", max_retries=0).models.retrieve(MODEL)
+    models = groq.Groq(base_url=url, api_key="sk-a", max_retries=0).models.list().data
+    assert MODEL in [m.id for m in models] and len({m.created for m in models}) == 1
+    r = httpx.post(url + "/openai/v1/audio/translations", headers=auth)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
+    stt = groq.Groq(base_url=url, api_key="sk-a", max_retries=0).audio.transcriptions
+    with pytest.raises(groq.BadRequestError) as e:
+        stt.create(file=("a.wav", wav_bytes(3)), model="whisper-large-v3", response_format="srt")
+    assert body(e.value)["param"] == "response_format"
+    with pytest.raises(groq.BadRequestError):
+        stt.create(file=("a.wav", wav_bytes(0)), model="whisper-large-v3")  # no audio: nothing to transcribe
+    # a 32-bit float WAV (format 3), which the stdlib's wave refuses before Python 3.12: 2 s at 8 kHz mono
+    data = b"\0" * (2 * 8000 * 4)
+    fmt = (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little") + \
+        (32000).to_bytes(4, "little") + (4).to_bytes(2, "little") + (32).to_bytes(2, "little")
+    riff = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt + b"data" + len(data).to_bytes(4, "little") + data
+    stt.create(file=("f.wav", b"RIFF" + len(riff).to_bytes(4, "little") + riff), model="whisper-large-v3")
+    assert log_lines(emu)[-1]["audio_seconds"] == 2.0
 
 
 def test_injected_faults_are_retried_by_the_sdk_and_charge_nothing(serve):

@@ -16,7 +16,7 @@ import asyncio
 import io
 import json
 import math
-import time
+import sys
 import wave
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -24,6 +24,7 @@ from functools import lru_cache
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
     JSONResponse,
@@ -38,6 +39,7 @@ from ..recorder import CHAT, TRANSCRIPTIONS as AUDIO
 from .core import Emulator, approx_prompt_tokens
 
 _FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
+RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
 MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
 
@@ -51,6 +53,21 @@ async def _delay(seconds: float) -> None:
 def filler(tokens: int) -> str:
     """Generated text of ``tokens`` words (about one token each)."""
     return "".join(_FILLER[k % len(_FILLER)] for k in range(tokens)).lstrip()
+
+
+def message_error(messages: list) -> str | None:
+    """Why chat ``messages`` are malformed (None: they are fine): each an object with a string ``role`` and
+    a ``content`` that is a string, null or a list of parts whose ``text`` (if any) is a string."""
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            return f"'messages.{k}' : must be an object with a string 'role'"
+        content = m.get("content")
+        if isinstance(content, list):
+            if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+                return f"'messages.{k}.content' : each part must be an object whose 'text' is a string"
+        elif content is not None and not isinstance(content, str):
+            return f"'messages.{k}.content' : must be a string or a list of content parts"
+    return None
 
 
 def _error(err: ErrorResponse, extra: dict[str, str] | None = None) -> JSONResponse:
@@ -86,6 +103,7 @@ def build_app(emu: Emulator) -> Starlette:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Metrics(emu))
     K = emu.time_scale
+    start = int(emu.clock.epoch0)  # the models' creation time: the server's start (wall clock)
 
     def auth(request: Request):
         ok, label = emu.label(request.headers.get("authorization"))
@@ -94,8 +112,10 @@ def build_app(emu: Emulator) -> Starlette:
         return label, None
 
     def model_error(model, want_audio: bool) -> ErrorResponse | None:
-        if not isinstance(model, str) or not model:
+        if model is None or model == "":
             return invalid_request_error("'model' : property 'model' is missing", param="model")
+        if not isinstance(model, str):
+            return invalid_request_error("'model' : must be a string", param="model")
         if model not in emu.tier_limits:
             return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
                                          404, code="model_not_found")
@@ -134,11 +154,15 @@ def build_app(emu: Emulator) -> Starlette:
         if not isinstance(messages, list) or not messages:
             return refuse(CHAT, model, t_send, label, invalid_request_error(
                 "'messages' : property 'messages' is missing or empty", param="messages"))
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if (bad := message_error(messages)) is not None:
+            return refuse(CHAT, model, t_send, label, invalid_request_error(bad, param="messages"))
+        # an explicit null is "not set" (the openai SDK sends max_completion_tokens=None as null)
+        key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        max_tokens = body.get(key)
         if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
                                        or max_tokens < 1):
             return refuse(CHAT, model, t_send, label, invalid_request_error(
-                "'max_tokens' must be an integer >= 1", param="max_tokens"))
+                f"'{key}' must be an integer >= 1", param=key))
         prompt = approx_prompt_tokens(messages)
         d = emu.decide(model, prompt, max_tokens, project=label)
         headers = {**d.headers, "x-request-id": d.request_id}
@@ -150,7 +174,7 @@ def build_app(emu: Emulator) -> Starlette:
         q, p, c = d.times
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
                  "completion_time": c, "total_tokens": prompt + d.completion, "total_time": p + c}
-        created = int(emu.clock.epoch(d.now))
+        created = int(emu.clock.wall(d.now))  # the client's own clock (the log keeps limiter epochs)
         cid = "chatcmpl-" + d.request_id[4:]
         finish = "length" if max_tokens is not None and d.completion >= max_tokens else "stop"
         base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim"}
@@ -182,10 +206,15 @@ def build_app(emu: Emulator) -> Starlette:
         if upload is None or isinstance(upload, str):
             return refuse(AUDIO, model, t_send, label, invalid_request_error(
                 "'file' : a file is required", param="file"))
+        fmt = form.get("response_format", "json")
+        if fmt not in RESPONSE_FORMATS:
+            return refuse(AUDIO, model, t_send, label, invalid_request_error(
+                f"'response_format' : must be one of {', '.join(RESPONSE_FORMATS)}", param="response_format"))
         seconds = audio_seconds(await upload.read(), form.get("duration"))
         if seconds is None:
             return refuse(AUDIO, model, t_send, label, invalid_request_error(
-                "could not read the audio length: send a WAV file, or a 'duration' field in seconds", param="file"))
+                "could not read the audio length, or it is 0: send a WAV file, or a 'duration' field in seconds",
+                param="file"))
         d = emu.decide(model, 0, None, seconds, project=label)
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
         headers = {**d.headers, "x-request-id": d.request_id}
@@ -196,7 +225,6 @@ def build_app(emu: Emulator) -> Starlette:
         await _delay(d.delay / K)
         emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers, **kw)
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
-        fmt = form.get("response_format", "json")
         if fmt == "text":
             return PlainTextResponse(text, headers=headers)
         out = {"text": text, "x_groq": {"id": d.request_id}}
@@ -206,14 +234,18 @@ def build_app(emu: Emulator) -> Starlette:
         return JSONResponse(out, headers=headers)
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [_model_obj(m) for m in emu.tier_limits]})
+        if (err := auth(request)[1]) is not None:
+            return _error(err)
+        return JSONResponse({"object": "list", "data": [_model_obj(m, start) for m in emu.tier_limits]})
 
     async def model_info(request: Request) -> Response:
+        if (err := auth(request)[1]) is not None:
+            return _error(err)
         m = request.path_params["model"]
         if m not in emu.tier_limits:
             return _error(invalid_request_error(f"The model `{m}` does not exist or you do not have access to it.",
                                                 404, code="model_not_found"))
-        return JSONResponse(_model_obj(m))
+        return JSONResponse(_model_obj(m, start))
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -226,57 +258,96 @@ def build_app(emu: Emulator) -> Starlette:
     async def on_error(request: Request, exc: Exception) -> Response:
         return _error(server_error(500))
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        return _error(invalid_request_error(f"Unknown request URL: {request.method} {request.url.path}.", status,
+                                            code="unknown_url"))
+
+    def guarded(endpoint: str, handler):
+        """``handler``, whose unexpected exception becomes a logged and recorded 500 with a one-line note on
+        stderr (Starlette's error middleware would print the traceback)."""
+        async def run(request: Request) -> Response:
+            t_send = emu.clock.now()
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - the server answers 500 and stays up
+                print(f"groqsim serve: 500 on {request.method} {request.url.path}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                err = server_error(500)
+                emu.record(endpoint=endpoint, model="", status=500, t_send=t_send, label=None, headers={},
+                           error=err.error)
+                return _error(err)
+        return run
+
     @asynccontextmanager
     async def lifespan(app):
         yield
         emu.close()
 
     return Starlette(routes=[
-        Route("/openai/v1/chat/completions", chat, methods=["POST"]),
-        Route("/openai/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/openai/v1/chat/completions", guarded(CHAT, chat), methods=["POST"]),
+        Route("/openai/v1/audio/transcriptions", guarded(AUDIO, transcriptions), methods=["POST"]),
         Route("/openai/v1/models", models, methods=["GET"]),
         Route("/openai/v1/models/{model:path}", model_info, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/groqsim/flush", flush, methods=["POST"]),
-    ], exception_handlers={Exception: on_error}, lifespan=lifespan)
+    ], exception_handlers={Exception: on_error, HTTPException: not_found}, lifespan=lifespan)
 
 
 async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model: str, t_send: float, label,
                   kw: dict):
     """SSE chunks: the role, the answer in up to 16 pieces spread over the completion time, then the
-    final chunk with ``finish_reason`` and ``x_groq.usage``, then ``[DONE]``."""
+    final chunk with ``finish_reason`` and ``x_groq.usage``, then ``[DONE]``.  Each chunk is due at its
+    own time from the start (sleep overheads do not add up).  The request is logged and recorded however
+    the stream ends: a client that stops reading was still charged (a stream it abandons is finished and
+    logged, with its usage, when the server lets go of it)."""
     K = emu.time_scale
     q, p, c = d.times
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def until(seconds: float) -> None:  # real seconds since the start
+        await _delay(start + seconds - loop.time())
 
     def chunk(delta: dict, finish_reason=None, **extra) -> bytes:
         obj = {**base, "object": "chat.completion.chunk",
                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
         return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
-    await _delay((q + p) / K)
-    yield chunk({"role": "assistant", "content": ""}, x_groq={"id": d.request_id})
-    n = min(MAX_STREAM_CHUNKS, d.completion)
-    words = filler(d.completion)
-    bounds = [round(len(words) * k / n) for k in range(n + 1)] if n else [0]
-    for k in range(n):
-        await _delay(c / K / n)
-        yield chunk({"content": words[bounds[k]:bounds[k + 1]]})
-    emu.finish(model, d, kw["max_tokens"], label)
-    yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})
-    yield b"data: [DONE]\n\n"
-    emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
-               usage=usage, **kw)
+    finished = False
+    try:
+        await until((q + p) / K)
+        yield chunk({"role": "assistant", "content": ""}, x_groq={"id": d.request_id})
+        n = min(MAX_STREAM_CHUNKS, d.completion)
+        words = filler(d.completion)
+        bounds = [round(len(words) * k / n) for k in range(n + 1)] if n else [0]
+        for k in range(n):
+            await until((q + p + c * (k + 1) / n) / K)
+            yield chunk({"content": words[bounds[k]:bounds[k + 1]]})
+        emu.finish(model, d, kw["max_tokens"], label)  # before the client can see the end and send again
+        finished = True
+        yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})
+        yield b"data: [DONE]\n\n"
+    finally:
+        if not finished:
+            emu.finish(model, d, kw["max_tokens"], label)
+        emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
+                   usage=usage, **kw)
 
 
 def audio_seconds(data: bytes, declared) -> float | None:
-    """Length of a WAV file from its header (``wave``), else the declared ``duration`` field, else None."""
+    """Length (> 0) of a WAV file from its header (``wave``; float and extensible WAVs, which ``wave`` refuses
+    before Python 3.12, from their RIFF chunks), else the declared ``duration`` field, else None."""
+    seconds = None
     try:
         with wave.open(io.BytesIO(data)) as w:
             rate = w.getframerate()
             if rate > 0:
-                return w.getnframes() / rate
+                seconds = w.getnframes() / rate
     except (wave.Error, EOFError):
-        pass
+        seconds = _riff_seconds(data)
+    if seconds is not None and seconds > 0:
+        return seconds
     try:
         value = float(declared) if declared is not None else None
     except (TypeError, ValueError):
@@ -284,5 +355,20 @@ def audio_seconds(data: bytes, declared) -> float | None:
     return value if value is not None and 0 < value < math.inf else None
 
 
-def _model_obj(model: str) -> dict:
-    return {"id": model, "object": "model", "created": int(time.time()), "owned_by": "groqsim", "active": True}
+def _riff_seconds(data: bytes) -> float | None:
+    """A WAV's length from its RIFF chunks: the ``data`` chunk's bytes over the ``fmt `` chunk's byte rate."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, rate = 12, 0
+    while pos + 8 <= len(data):
+        cid, n = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and n >= 12:
+            rate = int.from_bytes(data[pos + 16:pos + 20], "little")  # after format, channels, sample rate
+        elif cid == b"data":
+            return min(n, len(data) - pos - 8) / rate if rate else None
+        pos += 8 + n + (n & 1)  # chunks are padded to an even size
+    return None
+
+
+def _model_obj(model: str, created: int) -> dict:
+    return {"id": model, "object": "model", "created": created, "owned_by": "groqsim", "active": True}

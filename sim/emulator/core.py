@@ -81,6 +81,10 @@ class Clock:
         """A limiter time as epoch seconds (the log's clock)."""
         return self.origin + t
 
+    def wall(self, t: float) -> float:
+        """The wall-clock epoch seconds at which the limiter clock reads ``t`` (what a client is told)."""
+        return self.epoch0 + (t - self.start) / self.scale
+
 
 @dataclass
 class Decision:
