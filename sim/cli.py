@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import shutil
 import sys
 import warnings
@@ -257,16 +258,20 @@ def _serve(args) -> int:
     import socket
 
     from .emulator import emulator_from_scenario, parse_keys, serve
-    if not args.time_scale > 0:
-        raise ConfigError(f"--time-scale must be > 0, got {args.time_scale}")
+    from .runner import check_out
+    if not (args.time_scale > 0 and math.isfinite(args.time_scale)):
+        raise ConfigError(f"--time-scale {args.time_scale}: allowed: a finite number > 0 (e.g. 20)")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
-    emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed, args.point)
+    check_out(out)
     try:  # a port taken or not ours: one line now, not uvicorn's error after the address was announced
         with socket.create_server((args.host, args.port)):
             pass
     except OSError as exc:
         raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} "
                           f"({exc.strerror or exc}); choose a free port") from None
+    emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed, args.point)
+    for note in emu.notes:
+        print(f"groqsim serve: {note}", file=sys.stderr)
     unkeyed = [name for name, p in emu.spec.projects.items() if p.limits and name not in emu.keys.values()]
     if emu.spec.org.project_quotas and unkeyed:
         print(f"note: {args.scenario}: no --key is labelled {' or '.join(unkeyed)}, so the project limits of "

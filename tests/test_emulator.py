@@ -246,6 +246,7 @@ def test_a_keys_project_limits_are_enforced_with_the_orgs(serve):
     rpm_a = re.search(r'groqsim_project_limit_utilisation\{model="%s",project="a",unit="rpm"\} (\S+)' % MODEL, metrics)
     assert rpm_a and 0.95 < float(rpm_a.group(1)) <= 1.0  # 2 of 2, barely refilled
     assert re.search(r'project="b",unit="tpm"\} 0\.[1-9]', metrics)  # b's own TPM 300, partly refilled
+    assert 'project="b",unit="rpm"' not in metrics  # b lowers TPM only: its other units are the org's
 
 
 def test_project_limits_off_and_unknown_project_labels(serve):
@@ -551,6 +552,27 @@ def test_serve_command_rejects_a_bad_scenario(capsys):
     assert main(["serve", "scenarios/projects_noisy_neighbour.toml", "--key", "sk=etl2"]) == 2
     assert capsys.readouterr().err.endswith("--key KEY=etl2: unknown project 'etl2' (did you mean 'etl'? "
                                             "allowed: support, etl)\n")
+    assert main(["serve", "scenarios/projects_noisy_neighbour.toml", "--key", "sk-s"]) == 2
+    assert "--key sk-s: the scenario has [projects]: label each key with one, --key KEY=PROJECT (allowed: " \
+        "support, etl)" in capsys.readouterr().err
+    assert main(["serve", "scenarios/retry_policies_overload.toml", "--time-scale", "inf"]) == 2
+    err = capsys.readouterr().err
+    assert "--time-scale inf: allowed: a finite number > 0" in err and "Traceback" not in err
+    assert main(["serve", "scenarios/retry_policies_overload.toml", "--out", "README.md"]) == 2
+    assert "--out README.md: is an existing file" in capsys.readouterr().err
+
+
+def test_a_new_session_sets_the_last_ones_files_aside(tmp_path):
+    log, parquet = tmp_path / "requests.jsonl", tmp_path / "records.parquet"
+    for n in (1, 2):
+        log.write_text(f"session {n}\n")
+        parquet.write_bytes(b"PAR1")
+        emu = Emulator(make_spec(), log_path=log, parquet_path=parquet)
+        assert emu.notes == [f"an earlier session's requests.jsonl and records.parquet in {tmp_path} kept as "
+                             f"requests.{n}.jsonl and records.{n}.parquet"]
+        emu.close()
+        assert (tmp_path / f"requests.{n}.jsonl").read_text() == f"session {n}\n"
+    assert Emulator(make_spec(), log_path=tmp_path / "new" / "requests.jsonl").notes == []
 
 
 def test_python_m_sim_serve_end_to_end(tmp_path):
@@ -580,7 +602,9 @@ def test_python_m_sim_serve_end_to_end(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
-    assert "groqsim serve: http://127.0.0.1" in proc.stderr.read().decode()
+    err = proc.stderr.read().decode()
+    assert "groqsim serve: http://127.0.0.1" in err
+    assert "groqsim serve: warning: model 'llama-3.1-8b-instant' was shut down by Groq" in err  # as check/run say
     df = pd.read_parquet(tmp_path / "records.parquet")
     assert df["client"].tolist() == ["proj"] and df["status"].tolist() == [200]
     assert json.loads((tmp_path / "requests.jsonl").read_text())["label"] == "proj"

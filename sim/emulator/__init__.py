@@ -35,7 +35,7 @@ def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict
     out_dir = Path(out) if out is not None else None
     return Emulator(spec, time_scale=time_scale, seed=scenario.scenario.seed if seed is None else seed,
                     keys=keys or {}, log_path=out_dir / "requests.jsonl" if out_dir else None,
-                    parquet_path=out_dir / "records.parquet" if out_dir else None)
+                    parquet_path=out_dir / "records.parquet" if out_dir else None, notes=scenario.notes())
 
 
 def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:

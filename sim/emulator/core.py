@@ -124,6 +124,7 @@ class Emulator:
     org_id: str = "org_groqsim"
     log_path: Path | None = None
     parquet_path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # for the operator: files set aside, models shut down
 
     def __post_init__(self):
         org = self.spec.org
@@ -140,15 +141,39 @@ class Emulator:
                 self._completion.setdefault(c.model, c.completion_tokens)
         self._scoped: dict[tuple[str, str], ScopedLimits | None] = {}
         projects = self.spec.projects
-        for label in dict.fromkeys(self.keys.values()):  # with [projects], a key's label names one of them
+        for key, label in self.keys.items():  # with [projects], a key's label names one of them
             if projects and label not in projects:
+                if key == label:
+                    raise ConfigError(f"--key {key}: the scenario has [projects]: label each key with one, "
+                                      f"--key KEY=PROJECT (allowed: {', '.join(projects)})")
                 raise ConfigError(f"--key KEY={label}: " + did_you_mean(label, projects, "project"))
         self.rows: list[tuple] = []
         self.counts: dict[tuple[str, str, str, int], int] = {}
         self._log: LogWriter | None = None
         if self.log_path is not None:  # the calibration log format, written by its one writer
-            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
-            self._log = LogWriter(self.log_path)
+            try:
+                Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+                self._set_aside_earlier_session()
+                self._log = LogWriter(self.log_path)
+            except OSError as exc:
+                raise ConfigError(f"{self.log_path}: cannot write the log ({exc.strerror or exc}); choose a "
+                                  "writable --out directory") from None
+
+    def _set_aside_earlier_session(self) -> None:
+        """An earlier session's log and records at these paths are renamed ``requests.N.jsonl`` /
+        ``records.N.parquet`` (N the first free number): a session's two files describe that session only (its
+        limiter state started afresh), and nothing earlier is overwritten."""
+        earlier = [p for p in (Path(self.log_path), self.parquet_path and Path(self.parquet_path))
+                   if p is not None and p.exists()]
+        if not earlier:
+            return
+        n = 1
+        while any(p.with_name(f"{p.stem}.{n}{p.suffix}").exists() for p in earlier):
+            n += 1
+        for p in earlier:
+            p.rename(p.with_name(f"{p.stem}.{n}{p.suffix}"))
+        self.notes.append(f"an earlier session's {' and '.join(p.name for p in earlier)} in {earlier[0].parent} "
+                          f"kept as {' and '.join(f'{p.stem}.{n}{p.suffix}' for p in earlier)}")
 
     # ---- what the org serves -----------------------------------------------------------------------
     def is_audio(self, model: str) -> bool:
@@ -204,8 +229,13 @@ class Emulator:
         org, ls = self.spec.org, self.limits(model, project)
         if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
             s = org.error_status  # Groq's body for its own statuses (5xx, 498 flex capacity), else ours
-            err = server_error(s) if s >= 500 else capacity_exceeded_error(model) if s == 498 else ErrorResponse(
-                s, {}, {"error": {"message": f"injected error {s}", "type": "server_error", "code": "injected"}})
+            if s >= 500:
+                err = server_error(s)
+            elif s == 498:
+                err = capacity_exceeded_error(model, org.service_tier)
+            else:
+                err = ErrorResponse(s, {}, {"error": {"message": f"injected error {s}", "type": "server_error",
+                                                      "code": "injected"}})
             sent, logged = self.headers_sent_and_logged(model, now, project)
             return Decision(err.status, {**sent, **err.headers}, now, rid, err, log_headers={**logged, **err.headers})
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
@@ -296,8 +326,9 @@ class Emulator:
                 for u, lim in ls.units.items()}
 
     def project_utilisation(self) -> dict[tuple[str, str, str], float]:
-        """(project, model, unit) -> fraction of the project's own limit in use now, for the projects with
-        their own limits on a model, seen so far."""
+        """(project, model, unit) -> fraction of a project's own limit in use now, for the units the project
+        lowers (the rest of its set copies the org's), on the models seen so far."""
         now = self.clock.now()
         return {(p, m, u): 1.0 - lim.remaining(now) / lim.limit for (m, p), scoped in self._scoped.items()
-                if scoped is not None for u, lim in scoped.project.units.items()}
+                if scoped is not None for u, lim in scoped.project.units.items()
+                if u in self.spec.projects[p].limits.get(m, {})}
