@@ -400,6 +400,8 @@ def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch,
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
     r = httpx.post(chat, json={"model": "no-such-model", "messages": msgs()}, headers=auth)
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert ("chat.completions", "", "bad_request", 404) in emu.counts  # any name a client sends: one label
+    assert log_lines(emu)[-1]["model"] == "no-such-model"
     assert not any(h.startswith("x-ratelimit") for h in r.headers)  # no model: no limits to tell
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), "max_tokens": "lots"}, headers=auth)
     assert r.status_code == 400

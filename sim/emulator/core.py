@@ -280,7 +280,7 @@ class Emulator:
         outcome = ("ok" if status == 200 else "rate_limited" if status == 429 else "too_large" if status == 413
                    else "unauthorized" if status == 401 else "bad_request" if status < 500 and status != 498
                    else "error")
-        key = (endpoint, model, outcome, status)
+        key = (endpoint, model if model in self.tier_limits else "", outcome, status)  # bounded label values
         self.counts[key] = self.counts.get(key, 0) + 1
         if self._log is not None:
             err = {k: error.get(k) for k in ("type", "code", "message")} if error else None
