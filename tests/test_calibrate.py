@@ -463,3 +463,53 @@ def test_the_first_tpm_429_does_not_resync_a_wrong_hypothesis(algorithm, tmp_pat
     first = int((cal.evidence["msg_unit"] == "tpm").to_numpy().argmax())
     before, at = wrong.residuals["remaining_tokens"].iloc[[first - 1, first]]
     assert before > 500 and at > 0.5 * before  # actual charging keeps predicting more tokens left
+
+
+def _stt_fit(rows, model="whisper-large-v3"):
+    """fit_service over transcription lines (t_send, seconds taken, status, audio seconds)."""
+    from sim.calibrate.evidence import evidence_table
+    from sim.calibrate.service_fit import fit_service
+    from sim.recorder import Log
+    records = [{"t_send": 1000.0 + t, "t_recv": 1000.0 + t + took, "status": status, "model": model,
+                "endpoint": "audio.transcriptions", "max_tokens": None, "audio_seconds": audio, "usage": None,
+                "headers": {}, "error": None, "label": None, "request_id": None, "retry_count": None}
+               for t, took, status, audio in rows]
+    return fit_service(evidence_table(Log("<test>", records)), model)
+
+
+def test_transcription_speed_is_the_slope_of_response_time_over_audio_length():
+    """Noise-free times 0.2 s + audio / 150: the slope, the fixed part and audio_speed_factor = (1 + cv^2) x 150
+    with the table's speed_cv; refused requests (429 and 413) give the round trip; rows without audio or time
+    are left out of the line."""
+    from sim.service import load_service_table, service_defaults
+    answered = [(10.0 * k, 0.2 + a / 150, 200, a) for k, a in enumerate((30, 60, 90, 120, 240))]
+    refused = [(100.0, 0.04, 429, 60), (101.0, 0.06, 413, 9000), (102.0, 0.05, 429, 30)]
+    odd = [(103.0, 0.3, 200, None), (104.0, 0.0, 200, 50)]
+    fit = _stt_fit(answered + refused + odd)
+    cv = load_service_table()["whisper-large-v3"].speed_cv
+    assert fit.kind == "stt" and fit.n_answered == 7 and len(fit.audio) == len(fit.response_time) == 5
+    assert fit.audio_slope.value == pytest.approx(1 / 150) and fit.audio_fixed.value == pytest.approx(0.2)
+    assert fit.audio_speed_factor == pytest.approx((1 + cv ** 2) * 150)
+    assert fit.params() == {"audio_speed_factor": fit.audio_speed_factor, "rtt_median": pytest.approx(0.05),
+                            "rtt_p90": pytest.approx(0.058)}  # numpy's p90 of 0.04, 0.05, 0.06
+    assert fit.notes == [f"transcriptions carry no usage: audio_speed_factor from response times with speed_cv "
+                         f"{cv:g} assumed; queue and prefill are inside the fixed part, kept at defaults"]
+    custom = _stt_fit(answered, model="my-whisper")  # not in the table: the default speed_cv
+    assert custom.audio_speed_factor == pytest.approx((1 + service_defaults()["speed_cv"] ** 2) * 150)
+    assert custom.rtt is None and "network round trip: fewer than 2 refused requests" in custom.notes[-1]
+
+
+def test_transcription_logs_too_thin_or_flat_say_so():
+    two = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 2.0, 200, 120)])
+    assert two.audio_slope is None and two.audio_speed_factor is None
+    assert "audio speed: 2 answered transcription(s) with audio_seconds and 2 distinct length(s); need 3 and 2" \
+        in two.notes
+    one_length = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 1.2, 200, 60), (9.0, 0.9, 200, 60)])
+    assert one_length.audio_slope is None and "3 answered transcription(s) with audio_seconds and 1 distinct" \
+        in one_length.notes[0]
+    least = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 1.4, 200, 120), (9.0, 1.05, 200, 60),  # 3 answers, 2 lengths
+                      (20.0, 0.05, 429, 60), (21.0, 0.07, 429, 60)])  # and 2 refusals: enough for each
+    assert least.audio_speed_factor is not None and least.rtt.value == pytest.approx(0.06)
+    flat = _stt_fit([(0.0, 3.0, 200, 30), (5.0, 2.0, 200, 60), (9.0, 1.0, 200, 120)])  # longer audio, faster
+    assert flat.audio_speed_factor is None and "audio_speed_factor" not in flat.params()
+    assert "response time does not grow with audio_seconds: audio speed not estimated" in flat.notes
