@@ -359,11 +359,19 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
             raise stub.error(f"compare.{axis}", did_you_mean(axis, AXES, "compare axis"))
         if not isinstance(data["compare"][axis], list) or not data["compare"][axis]:
             raise stub.error(f"compare.{axis}", "must be a non-empty list of values")
+        values = data["compare"][axis]
+        if (twice := next((v for k, v in enumerate(values) if v in values[:k]), None)) is not None:
+            raise stub.error(f"compare.{axis}", f"{twice!r} is listed twice (each value of an axis once: a repeated "
+                             "one would be the same runs)")
         if axis == "load":
             for v in data["compare"][axis]:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
                     raise stub.error("compare.load", f"{v!r} is not allowed (a load multiplier is a number > 0, "
                                      "e.g. [0.5, 1, 2])")
+    names = [c.get("name") for c in data.get("clients", []) if isinstance(c, dict)]
+    if (twice := next((n for k, n in enumerate(names) if n is not None and n in names[:k]), None)) is not None:
+        raise stub.error(f"clients[{len(names) - 1 - names[::-1].index(twice)}].name",
+                         f"{twice!r} names two client groups (each group's name once: records and tables key on it)")
     try:
         scenario = Scenario(**data, source=source)
     except ValidationError as exc:
