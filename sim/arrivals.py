@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, TypeAdapter, model_validator
 
-from .fields import Duration, Rate, Strict
+from .fields import Duration, PositiveDuration, Rate, Strict
 from .trace import read_trace
 
 
@@ -134,7 +134,7 @@ class Piecewise(_Kind):
     """A rate schedule ``[[start, rate], ...]`` repeating every ``period`` (Poisson within each piece)."""
     kind: Literal["piecewise"]
     schedule: list[tuple[Duration, Rate]]
-    period: Duration = 86_400.0
+    period: PositiveDuration = 86_400.0
 
     @model_validator(mode="after")
     def _starts_at_zero(self):
@@ -158,7 +158,7 @@ class Diurnal(_Kind):
     """Poisson with rate ``rate * (1 + amplitude * cos(2 pi (t - peak) / period))``."""
     kind: Literal["diurnal"]
     rate: Rate
-    period: Duration = 86_400.0
+    period: PositiveDuration = 86_400.0
     amplitude: Annotated[float, Field(ge=0, le=1)] = 0.5
     peak: Duration = 14 * 3600.0
 

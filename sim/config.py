@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
@@ -92,12 +92,12 @@ class Policy(Strict):
     base: Duration = 0.5
     cap: Duration = 60.0
     jitter: Literal[tuple(JITTERS)] = "none"
-    honor_retry_after: bool = False
+    honor_retry_after: StrictBool = False
     retry_after_cap: Duration | None = None
-    retry_on: list[int] = [429, 500, 502, 503]
+    retry_on: list[Annotated[int, Field(ge=400, le=599)]] = [429, 500, 502, 503]  # HTTP error statuses
     deadline: Duration | None = None
     pacing: Annotated[float, Field(gt=0, le=1)] | None = None
-    adaptive: bool = False
+    adaptive: StrictBool = False
     cooldown: Literal["retry-after"] | Duration | None = None
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
     queue_size: Annotated[int, Field(ge=0)] | None = None
@@ -114,6 +114,13 @@ class Policy(Strict):
         if isinstance(data, dict) and data.get("retry") == "groq-sdk":
             data = {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, **data}
         return data
+
+    @model_validator(mode="after")
+    def _base_within_cap(self):
+        if self.base > self.cap:
+            raise ValueError(f"base {self.base:g} s is above cap {self.cap:g} s (the back-off starts at base and "
+                             "never exceeds cap)")
+        return self
 
 
 BUILTIN_POLICIES: dict[str, dict] = {
@@ -196,7 +203,7 @@ class Client(Strict):
 class Accounting(Strict):
     """What an admitted request is charged against TPM/TPD."""
     charge: Literal["max_tokens", "actual"] = "max_tokens"
-    refund_unused: bool = False
+    refund_unused: StrictBool = False
     cache_hit_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
 
     def charged(self, prompt, max_tokens, completion):
@@ -222,4 +229,4 @@ class Org(Strict):
     #: the Batch API lane's processing assumptions
     batch: BatchLane = BatchLane()
     #: apply the projects' own limits (false: every project inherits the org's, to see what quotas buy)
-    project_quotas: bool = True
+    project_quotas: StrictBool = True

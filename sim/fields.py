@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from .units import parse_duration, parse_rate
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 NonNeg = Annotated[float, Field(ge=0)]
 

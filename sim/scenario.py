@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationError, model_validator
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class TierDef(Strict):
     base: str
     scale: dict[str, Annotated[float, Field(gt=0)]] = {}
     overrides: dict[str, dict[str, Annotated[int, Field(gt=0)] | str]] = {}
-    billed: bool | None = None  # does the tier bill per token? (default: as its base; free does not)
+    billed: StrictBool | None = None  # does the tier bill per token? (default: as its base; free does not)
 
 
 class CapacityTarget(Strict):
@@ -158,7 +158,13 @@ class Scenario(Strict):
             raise self.error(f"service.{model}" if model else "service", str(exc)) from None
 
     def price_table(self):
-        """Groq's prices with the scenario's ``[prices.MODEL]`` overrides."""
+        """Groq's prices with the scenario's ``[prices.MODEL]`` overrides.  A priced model must be one the
+        limits or service tables know, or the scenario describes in ``[service.MODEL]`` (a typo would
+        otherwise price a model nobody uses, leaving the intended one at Groq's price)."""
+        known = set(self.catalog().models()) | set(self.service)
+        for model in self.prices:
+            if model not in known:
+                raise self.error(f"prices.{model}", did_you_mean(model, sorted(known), "model"))
         try:
             return price_table(self.prices)
         except ConfigError as exc:
@@ -246,6 +252,13 @@ class Scenario(Strict):
                 raise self.error(f"{where}.model", str(exc)) from None
             if c.model not in service:
                 raise self.error(f"{where}.model", did_you_mean(c.model, service, "model"))
+            if c.audio_seconds.mean() > 0 and service[c.model].kind != "stt":
+                raise self.error(f"clients[{k}].audio_seconds", f"{c.model!r} takes no audio: audio_seconds is for "
+                                 "speech-to-text models (whisper-large-v3, whisper-large-v3-turbo)")
+            if ("batch" in self.clients[k].model_fields_set  # as written, not as resolved
+                    and self.clients[k].lane != "batch" and "batch" not in self.compare.get("lane", [])):
+                raise self.error(f"clients[{k}].batch", 'batch settings need lane = "batch" (this group is served '
+                                 "on demand, so they would be ignored)")
             if c.policy not in policies:
                 where = f"clients[{k}]" if not point.get("policy") else "compare"
                 raise self.error(f"{where}.policy", did_you_mean(c.policy, policies, "policy"))
