@@ -82,9 +82,19 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
 
 def run_summary(scenario: Scenario, point: dict, replication: int, duration: float | None = None
                 ) -> tuple[float, float, float]:
-    """One replication of ``point``: (success ratio, p95 latency, cost per successful request in USD)."""
+    """One replication of ``point``: (success ratio, p95 latency, cost per successful request in USD).  The
+    success ratio leaves out requests too large for the tier (a 413: above a unit's whole limit): no load
+    makes them fit, and counting them made the target unreachable at every load, so the bisection ended on
+    whichever tiny load happened to draw none."""
     s = summarize(simulate(scenario.spec(point, duration=duration), scenario.seed(replication)))
-    return s["success_ratio"], s["latency_p95"], s["cost_per_success"]
+    fits = s["offered"] - s["too_large"]
+    return (s["ok"] / fits if fits else math.nan), s["latency_p95"], s["cost_per_success"]
+
+
+def held_axes(scenario: Scenario) -> dict:
+    """The ``[compare]`` axes other than tier, model and load, at the first value each: what capacity holds
+    fixed while it searches every tier x model."""
+    return {a: v[0] for a, v in scenario.compare.items() if a not in ("tier", "model", "load")}
 
 
 def verdict(scenario: Scenario, runs: list[tuple[float, float, float]]) -> tuple[bool, float, float, float]:
@@ -174,7 +184,7 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
 
     from tqdm import tqdm
     axes = {a: v for a, v in scenario.compare.items() if a in ("tier", "model")}
-    others = {a: v[0] for a, v in scenario.compare.items() if a not in ("tier", "model", "load")}
+    others = held_axes(scenario)
     tiers = axes.get("tier", [scenario.org.tier])
     models = axes.get("model", [None])
     points = [{**others, "tier": tier, **({"model": model} if model else {})} for tier in tiers for model in models]

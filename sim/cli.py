@@ -140,7 +140,7 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
 def _capacity(args) -> int:
     import json
 
-    from .capacity import capacity_table
+    from .capacity import capacity_table, held_axes
     from .report import jsonable
     scenario = _load(args)
     duration = _duration(args)
@@ -151,8 +151,12 @@ def _capacity(args) -> int:
         print(json.dumps(jsonable(rows), indent=2, allow_nan=False))
         return 0
     horizon = duration or scenario.scenario.duration
-    print(f"target: success >= {t.success:.0%}, p95 latency <= {t.p95:g} s over {horizon:g} s"
-          " simulated; ceilings are long-run (a shorter run also spends the daily units' initial budget)")
+    print(f"target: success >= {t.success:.0%} (of the requests that fit the tier: 413s left out), p95 latency "
+          f"<= {t.p95:g} s over {horizon:g} s simulated; ceilings are long-run (a shorter run also spends the "
+          "daily units' initial budget)")
+    if held := held_axes(scenario):
+        print("held at the first value of their [compare] axis: "
+              + ", ".join(f"{a} = {v if isinstance(v, str) else repr(v)}" for a, v in held.items()))
     header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
               "daily-units req/day", "simulated max req/min", "success", "p95 s", "$/1k ok"]
     lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.3g}", r["binding"],
