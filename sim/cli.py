@@ -63,8 +63,8 @@ def _work(args, scenario, duration: float | None, runs_factor: float = 1.0) -> N
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
                           f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
                           "add --force")
+    _notes(scenario)  # warnings: --quiet hides progress and the work estimate, not these
     if not getattr(args, "quiet", False):
-        _notes(scenario)
         print(f"groqsim: {what}", file=sys.stderr)
 
 
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     def work_args(sp):
         sp.add_argument("--force", action="store_true",
                         help=f"run even beyond {MAX_RUNS:,} runs or {MAX_REQUESTS:,} simulated requests")
-        sp.add_argument("--quiet", action="store_true", help="no progress, work estimate or file list on stderr")
+        sp.add_argument("--quiet", action="store_true",
+                        help="no progress, work estimate or file list on stderr (warnings stay)")
 
     run = sub.add_parser("run", help="run every grid point x replication of a scenario",
                          description="Run every grid point x replication of a scenario and compare them.")

@@ -180,6 +180,9 @@ class Scenario(Strict):
         """One-line warnings about what the scenario uses (models Groq has shut down)."""
         models = {c.model for c in self.clients} | set(self.compare.get("model", []))
         models |= {m for p in self.policy_table().values() for m in p.fallback}
+        for c in self.clients:  # a trace's rows may name models of their own
+            if c.arrival.kind == "trace" and self.path_of(c.arrival.file).exists():
+                models |= set(self._trace_models(self.path_of(c.arrival.file)))
         return [w for m in sorted(models) if (w := shutdown_warning(m))]
 
     def seed(self, replication: int) -> np.random.SeedSequence:
