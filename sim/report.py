@@ -352,7 +352,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         ax.set_ylim(bottom=0)
         if peak > 1.0:
             over_limit = True
-            ax.annotate("above 1: the bucket's initial\nfull budget being spent", xy=(0.02, 0.97),
+            ax.annotate("above 1: a full bucket's budget\n(at the start, or after a lull) spent", xy=(0.02, 0.97),
                         xycoords="axes fraction", va="top", fontsize=6, color="0.3")
         ax.set_title(_label(study, p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
         ax.set_xlabel(f"simulated time ({unit})")
@@ -363,8 +363,9 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     for r in range(rows):
         axes[r][0].set_ylabel("used / limit over\nthe unit's window", fontsize=8)
     fig.suptitle("Limit utilisation over time (replication 0)" + (
-        "; above 1 = more than the limit in one window: a token bucket starts full, so a run can spend its "
-        "initial budget on top of the refill" if over_limit else ""), fontsize=9 if over_limit else None)
+        "; above 1 = more than the limit in one window: a token bucket that is full (at the start, or after a "
+        "lull) lets one window spend its budget on top of the refill" if over_limit else ""),
+        fontsize=9 if over_limit else None)
     # room for a panel title above each panel, tick labels and an axis label below
     _margins(fig, left=0.75, right=0.15, bottom=0.5, top=0.75, wspace=0.06,
              hspace=0.85 / (fig.get_size_inches()[1] / rows - 0.85))

@@ -7,7 +7,8 @@ successful requests *finished* in that window per minute (what the org actually 
 (a batch job's are all late: its throughput in the window reads 0 though every request succeeds).  Utilisation of a
 unit is what was charged to it in the window divided by what the limit refills over the window
 (``limit x T / unit window``): 1.0 means the unit was used at exactly its sustainable rate; a token bucket
-can briefly exceed 1 by spending its initial full budget.  ``binding`` is the unit that refused most requests
+exceeds 1 by spending a full budget (the one it starts with, or one refilled during a lull) on top of the
+refill, which on a daily unit over a short run reads far above 1.  ``binding`` is the unit that refused most requests
 in the window (``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would
 bind first.  ``cost_usd`` is the bill of the window's requests (:mod:`sim.prices`: successes only, nothing on
 a tier that does not bill) and ``cost_per_success`` that bill over the successful requests.
