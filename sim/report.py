@@ -139,6 +139,12 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     if "wide_ci" in comp and (comp["wide_ci"].fillna("") != "").any():
         text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
                  "(raise --replications)\n")
+    unpriced = "cost_per_success_mean" in comp and any(
+        _num(r["success_ratio_mean"]) > 0 and not np.isfinite(_num(r["cost_per_success_mean"]))
+        for _, r in comp.iterrows())
+    if unpriced:
+        text += ("$/1k ok '-' = a model Groq publishes no price for was served: give it one in "
+                 "[prices.\"MODEL\"] (input_per_m, output_per_m)\n")
     return text + _late_note(comp, axes)
 
 

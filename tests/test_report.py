@@ -78,6 +78,15 @@ def test_intervals_wider_than_the_mean_are_flagged():
     assert "!" not in format_comparison(narrow, [])
 
 
+def test_a_dash_for_the_cost_of_served_requests_is_explained():
+    priced = compare(_summary({"cost_per_success": [0.001, 0.001]}), [])
+    unpriced = compare(_summary({"cost_per_success": [np.nan, np.nan]}), [])
+    nothing_served = compare(_summary({"cost_per_success": [np.nan, np.nan], "success_ratio": [0.0, 0.0]}), [])
+    note = "$/1k ok '-' = a model Groq publishes no price for was served"
+    assert note in format_comparison(unpriced, []).splitlines()[-1]
+    assert note not in format_comparison(priced, []) and note not in format_comparison(nothing_served, [])
+
+
 def test_successes_finished_after_the_window_are_footnoted_from_one_percent():
     rows = []
     for policy, late in (("held", 0.853), ("edge", LATE_NOTE), ("below", 0.0099), ("none", 0.0), ("nan", np.nan)):
