@@ -21,6 +21,7 @@ from .headers import RETRY_AFTER_ROUNDING
 from .limiters import ALGORITHMS
 from .policies import JITTERS, SCHEDULES
 from .service import lognormal_sigma
+from .units import parse_count
 
 __all__ = ["Dist", "Policy", "Client", "Accounting", "Org", "BUILTIN_POLICIES", "resolve_policy", "policy_table",
            "PolicyError",
@@ -42,6 +43,15 @@ class Dist(Strict):
     def _shorthand(cls, data):
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return {"dist": "fixed", "value": data}
+        if isinstance(data, str):  # a count as limits are written ("2K"), else what a size may be
+            try:
+                value = parse_count(data)
+            except ValueError:
+                value = None
+            if value is None:
+                raise ValueError(f"{data!r} is not a size (allowed: a number such as 200 or 2K, or a distribution "
+                                 "such as { dist = 'uniform', low = 100, high = 400 })")
+            return {"dist": "fixed", "value": value}
         return data
 
     @model_validator(mode="after")

@@ -381,3 +381,15 @@ def test_the_command_returns_mains_status_and_leaves_its_objects_frozen_for_a_qu
     finally:
         gc.unfreeze()
     assert "nope" in capsys.readouterr().err
+
+
+def test_a_size_may_be_written_as_a_count_and_a_word_says_what_is_allowed(tmp_path, capsys):
+    from sim.scenario import scenario_from_dict
+    client = {"name": "c", "model": "llama-3.1-8b-instant", "arrival": {"kind": "poisson", "rate": 1},
+              "max_tokens": "2K", "prompt_tokens": "1.5K"}
+    (c,) = scenario_from_dict({"scenario": {"duration": 60}, "clients": [client]}).clients
+    assert (c.max_tokens.dist, c.max_tokens.value, c.prompt_tokens.value) == ("fixed", 2000, 1500)
+    path = _write(tmp_path, {"s.toml": _with(client="max_tokens = 'lots'\n")})
+    assert main(["check", str(path)]) == 2
+    assert ("clients[0].max_tokens: 'lots': 'lots' is not a size (allowed: a number such as 200 or 2K, or a "
+            "distribution") in capsys.readouterr().err
