@@ -224,8 +224,9 @@ class Scenario(Strict):
         try:
             org_model = Org(**org)
             client_models = [Client(**c) for c in clients]
-        except ValidationError as exc:
-            raise _pydantic_error(self, exc, ("compare",)) from None
+        except ValidationError as exc:  # named by the axis the file wrote (flex_multiplier, not flex.multiplier)
+            axes = {tuple(AXES[a].split(".")[1:]): a for a in point if a != "load"}
+            raise _pydantic_error(self, exc, ("compare",), axes) from None
         catalog, policies = self.catalog(), self.policy_table()
         service = self.service_table()
         if org_model.tier not in catalog.tiers:
@@ -456,12 +457,19 @@ def _path(parts: tuple) -> str:
     return out
 
 
-def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple) -> ConfigError:
+def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
+                    axes: dict[tuple, str] | None = None) -> ConfigError:
+    """One line for pydantic's first error; ``axes`` maps a field's location to the ``[compare]`` axis that set
+    it (the key the file wrote)."""
     err = exc.errors()[0]
     # pydantic's names for the members of a union ("constrained-int", "function-after[...]") are not keys
     loc = tuple(p for k, p in enumerate(err["loc"])
                 if not (isinstance(p, str) and (p.startswith(("function-", "constrained-")) or "[" in p
                                                 or (p in KINDS and k and err["loc"][k - 1] == "arrival"))))
+    for field, axis in (axes or {}).items():
+        if loc[:len(field)] == field:
+            loc = (axis,)
+            break
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "union_tag_not_found":  # a table without its discriminator (an arrival's kind)
         key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")

@@ -107,6 +107,8 @@ SCENARIOS = [
      "policies.mine.retry_on[1]"),
     ("tier-billed-word", _with("[tiers.x]\nbase = 'free'\nbilled = 'yes'\n"), "tiers.x.billed: 'yes'"),
     ("compare-quotas-word", BASE + "[compare]\nproject_quotas = ['yes']\n", "compare.project_quotas: 'yes'"),
+    ("compare-flex-word", BASE + "[compare]\nflex_multiplier = ['x']\n", ":8: compare.flex_multiplier: 'x'"),
+    ("compare-charge-unknown", BASE + "[compare]\ncharge = ['both']\n", ":8: compare.charge: 'both'"),
     ("chat-client-audio", _with(client="audio_seconds = 30\n"), "clients[0].audio_seconds: 'llama-3.1-8b-instant' "
      "takes no audio"),
     ("batch-without-lane", _with(client="batch = { completion_window = '24h' }\n"),
