@@ -376,25 +376,29 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
             raise stub.error(f"compare.{axis}", did_you_mean(axis, AXES, "compare axis"))
         if not isinstance(data["compare"][axis], list) or not data["compare"][axis]:
             raise stub.error(f"compare.{axis}", "must be a non-empty list of values")
-        values = data["compare"][axis]
-        if (twice := next((v for k, v in enumerate(values) if v in values[:k]), None)) is not None:
-            raise stub.error(f"compare.{axis}", f"{twice!r} is listed twice (each value of an axis once: a repeated "
-                             "one would be the same runs)")
+        if (k := _first_repeat(data["compare"][axis])) is not None:
+            raise stub.error(f"compare.{axis}", f"{data['compare'][axis][k]!r} is listed twice (each value of an axis "
+                             "once: a repeated one would be the same runs)")
         if axis == "load":
             for v in data["compare"][axis]:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
                     raise stub.error("compare.load", f"{v!r} is not allowed (a load multiplier is a number > 0, "
                                      "e.g. [0.5, 1, 2])")
-    names = [c.get("name") for c in data.get("clients", []) if isinstance(c, dict)]
-    if (twice := next((n for k, n in enumerate(names) if n is not None and n in names[:k]), None)) is not None:
-        raise stub.error(f"clients[{len(names) - 1 - names[::-1].index(twice)}].name",
-                         f"{twice!r} names two client groups (each group's name once: records and tables key on it)")
+    names = [c.get("name") if isinstance(c, dict) else None for c in data.get("clients", [])]
+    if (k := _first_repeat(names)) is not None:
+        raise stub.error(f"clients[{k}].name", f"{names[k]!r} names two client groups (each group's name once: "
+                         "records and tables key on it)")
     try:
         scenario = Scenario(**data, source=source)
     except ValidationError as exc:
         raise _pydantic_error(stub, exc, ()) from None
     scenario.check()
     return scenario
+
+
+def _first_repeat(values: list) -> int | None:
+    """The index of the first value equal to an earlier one (``1 == 1.0``), ignoring None; None if all differ."""
+    return next((k for k, v in enumerate(values) if v is not None and v in values[:k]), None)
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:
