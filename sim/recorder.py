@@ -202,16 +202,34 @@ def read_log(path: str | Path) -> Log:
 _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')
 
 
+def wav_seconds(data: bytes) -> float | None:
+    """Length of the WAV file that starts ``data`` (None when it is none): from its header (``wave``), or for
+    float and extensible WAVs, which ``wave`` refuses before Python 3.12, from its RIFF chunks (the ``data``
+    chunk's bytes over the ``fmt `` chunk's byte rate)."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (wave.Error, EOFError, ZeroDivisionError):
+        pass
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, rate = 12, 0
+    while pos + 8 <= len(data):
+        cid, n = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and n >= 12:
+            rate = int.from_bytes(data[pos + 16:pos + 20], "little")  # after format, channels, sample rate
+        elif cid == b"data":
+            return min(n, len(data) - pos - 8) / rate if rate else None
+        pos += 8 + n + (n & 1)  # chunks are padded to an even size
+    return None
+
+
 def _wav_seconds(body: bytes) -> float | None:
     """Duration of the first WAV file inside a multipart body (None when there is none)."""
     start = body.find(b"RIFF")
     if start < 0 or body[start + 8:start + 12] != b"WAVE":
         return None
-    try:
-        with wave.open(io.BytesIO(body[start:]), "rb") as w:
-            return w.getnframes() / float(w.getframerate())
-    except (wave.Error, EOFError, ZeroDivisionError):
-        return None
+    return wav_seconds(body[start:])
 
 
 def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | None:

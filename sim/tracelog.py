@@ -217,7 +217,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
     cap = max_tokens[impute]
     completion[impute] = np.where(np.isnan(cap), median, np.minimum(median, cap))  # NaN median stays NaN
     max_tokens = np.where(np.isnan(max_tokens), completion, max_tokens)
-    # a transcription has no tokens: zero, which the trace reader takes (an empty completion it refuses)
+    # a transcription has no tokens: zero (an empty cell would take the replaying client's sizes)
     prompt[is_audio], max_tokens[is_audio], completion[is_audio] = 0.0, 0.0, 0.0
     t_send = df["t_send"].to_numpy(float)
     trace = pd.DataFrame({"timestamp": np.round(t_send[first] - t_send.min(), 6), "model": model,

@@ -2,8 +2,9 @@
 
 Routes (as Groq's, under ``/openai/v1``): ``POST chat/completions`` (JSON, or SSE with ``stream: true``
 whose last chunk carries ``x_groq.usage``), ``GET models``, ``GET models/{id}``, ``POST
-audio/transcriptions`` (multipart; the audio length is read from a WAV file's header with the stdlib
-``wave`` module, or from a ``duration`` form field in seconds for other formats).  Emulator routes:
+audio/transcriptions`` (multipart; the audio length is read from a WAV file's header
+(:func:`sim.recorder.wav_seconds`, the one reader the recorder uses too), or from a ``duration`` form field in
+seconds for other formats).  Emulator routes:
 ``GET /metrics`` (Prometheus text), ``POST /groqsim/flush`` (write the Parquet records now).
 
 Errors are the API's own JSON bodies (:mod:`sim.headers`): 400 invalid JSON / missing fields, 404 unknown
@@ -13,11 +14,9 @@ limits, injected 5xx; an unexpected exception becomes a 500 body, never a traceb
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import math
 import sys
-import wave
 from contextlib import asynccontextmanager
 from functools import lru_cache
 
@@ -35,7 +34,8 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ..headers import ErrorResponse, invalid_request_error, server_error
-from ..recorder import CHAT, TRANSCRIPTIONS as AUDIO
+from ..recorder import CHAT, wav_seconds
+from ..recorder import TRANSCRIPTIONS as AUDIO
 from .core import Emulator, approx_prompt_tokens
 
 _FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
@@ -336,16 +336,9 @@ async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model:
 
 
 def audio_seconds(data: bytes, declared) -> float | None:
-    """Length (> 0) of a WAV file from its header (``wave``; float and extensible WAVs, which ``wave`` refuses
-    before Python 3.12, from their RIFF chunks), else the declared ``duration`` field, else None."""
-    seconds = None
-    try:
-        with wave.open(io.BytesIO(data)) as w:
-            rate = w.getframerate()
-            if rate > 0:
-                seconds = w.getnframes() / rate
-    except (wave.Error, EOFError):
-        seconds = _riff_seconds(data)
+    """Length (> 0) of a WAV file (:func:`sim.recorder.wav_seconds`), else the declared ``duration`` field, else
+    None."""
+    seconds = wav_seconds(data)
     if seconds is not None and seconds > 0:
         return seconds
     try:
@@ -353,21 +346,6 @@ def audio_seconds(data: bytes, declared) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if value is not None and 0 < value < math.inf else None
-
-
-def _riff_seconds(data: bytes) -> float | None:
-    """A WAV's length from its RIFF chunks: the ``data`` chunk's bytes over the ``fmt `` chunk's byte rate."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, rate = 12, 0
-    while pos + 8 <= len(data):
-        cid, n = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        if cid == b"fmt " and n >= 12:
-            rate = int.from_bytes(data[pos + 16:pos + 20], "little")  # after format, channels, sample rate
-        elif cid == b"data":
-            return min(n, len(data) - pos - 8) / rate if rate else None
-        pos += 8 + n + (n & 1)  # chunks are padded to an even size
-    return None
 
 
 def _model_obj(model: str, created: int) -> dict:
