@@ -151,14 +151,8 @@ def _fit_transcriptions(df: pd.DataFrame, model: str) -> ServiceFit:
     else:
         fit.notes.append(f"audio speed: {len(x)} answered transcription(s) with audio_seconds and "
                          f"{len(np.unique(x))} distinct length(s); need 3 and 2")
-    refused = df[df["status"].isin([429, 413])]
-    rtts = finite((refused["t_recv"] - refused["t_send"]).to_numpy(float))
-    if len(rtts) >= 2:
-        fit.rtt = _median_ci(np.maximum(rtts, 0.0))
-        fit.rtt_p90 = float(np.percentile(np.maximum(rtts, 0.0), 90))
-    else:
-        fit.notes.append("network round trip: fewer than 2 refused requests (a transcription's own time "
-                         "includes its processing)")
+    _fit_rtt(fit, _refused_round_trips(df), "network round trip: fewer than 2 refused requests (a "
+             "transcription's own time includes its processing)")
     return fit
 
 
@@ -212,14 +206,25 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         fit.notes.append(f"queue_time: {len(q)} positive sample(s), need 8 for a lognormal fit")
 
     net = (ok["t_recv"] - ok["t_send"]) - ok["queue_time"] - ok["total_time"]
-    refused = df[df["status"].isin([429, 413])]
-    rtts = finite(np.concatenate([net.to_numpy(float), (refused["t_recv"] - refused["t_send"]).to_numpy(float)]))
-    if len(rtts) >= 2:
-        if (rtts < 0).mean() > 0.05:
-            fit.notes.append(f"{(rtts < 0).mean():.0%} of round trips are negative (clock or total_time "
-                             "inconsistent with the log's times)")
-        fit.rtt = _median_ci(np.maximum(rtts, 0.0))
-        fit.rtt_p90 = float(np.percentile(np.maximum(rtts, 0.0), 90))
-    else:
-        fit.notes.append("network round trip: fewer than 2 samples")
+    rtts = finite(np.concatenate([net.to_numpy(float), _refused_round_trips(df)]))
+    if len(rtts) >= 2 and (rtts < 0).mean() > 0.05:
+        fit.notes.append(f"{(rtts < 0).mean():.0%} of round trips are negative (clock or total_time "
+                         "inconsistent with the log's times)")
+    _fit_rtt(fit, rtts, "network round trip: fewer than 2 samples")
     return fit
+
+
+def _refused_round_trips(df: pd.DataFrame) -> np.ndarray:
+    """``t_recv - t_send`` of the refused requests (429, 413): nothing but the network in them."""
+    refused = df[df["status"].isin([429, 413])]
+    return (refused["t_recv"] - refused["t_send"]).to_numpy(float)
+
+
+def _fit_rtt(fit: ServiceFit, rtts: np.ndarray, too_few: str) -> None:
+    """The round trip's median (with its CI) and p90 from ``rtts``, or the note ``too_few``."""
+    rtts = np.maximum(finite(rtts), 0.0)
+    if len(rtts) >= 2:
+        fit.rtt = _median_ci(rtts)
+        fit.rtt_p90 = float(np.percentile(rtts, 90))
+    else:
+        fit.notes.append(too_few)
