@@ -243,7 +243,9 @@ def _few_values(table) -> list[str]:
 def _label(study, point: int) -> str:
     row = study.comparison.loc[study.comparison["point"] == point].iloc[0]
     axes = list(study.scenario.compare)
-    return ", ".join(f"{row[a]}" for a in axes) if axes else study.scenario.scenario.name
+    # a name (tier, policy) says what it is; a number or a flag needs its axis ("project_quotas=True", not "True")
+    return ", ".join(f"{row[a]}" if isinstance(row[a], str) else f"{a}={row[a]}" for a in axes) if axes \
+        else study.scenario.scenario.name
 
 
 def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str, np.ndarray]:
