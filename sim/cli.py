@@ -98,7 +98,7 @@ def _run(args) -> int:
 
 
 def _run_study(args, scenario, duration, out, created, pool) -> int:
-    from .report import comparison_json, format_comparison, start_early_figures, write_outputs
+    from .report import comparison_json, format_by_project, format_comparison, start_early_figures, write_outputs
     from .runner import run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     try:
@@ -128,6 +128,8 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         sys.stdout.write(format_comparison(study.comparison, axes))
     files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
                           early if study.complete else None)
+    if args.format == "table" and out / "by_project.csv" in files:  # written by this run, not an earlier one
+        sys.stdout.write(format_by_project(out / "by_project.csv", axes))
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     if not study.complete:

@@ -148,6 +148,23 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     return text + _late_note(comp, axes)
 
 
+def format_by_project(path: Path, axes: list[str]) -> str:
+    """The per-project means of ``by_project.csv`` (success %, p95 s) for each alternative, when a study has
+    two projects or more: the comparison table adds the projects up, which can hide what a quota buys one of
+    them.  Empty otherwise."""
+    if not Path(path).exists():
+        return ""
+    table = pd.read_csv(path)
+    if table["project"].nunique() < 2:
+        return ""
+    keys = [f"compare.{a}" for a in axes if f"compare.{a}" in table] + ["project"]
+    means = table.groupby(keys, sort=False)[["success_ratio", "latency_p95"]].mean().reset_index()
+    lines = [[*(k.removeprefix("compare.") for k in keys), "success %", "p95 s"]]
+    lines += [[*(str(r[k]) for k in keys), f"{100 * r['success_ratio']:.1f}", f"{r['latency_p95']:.2f}"]
+              for _, r in means.iterrows()]
+    return "per project (mean over replications; by_project.csv):\n" + align(lines, left=len(keys))
+
+
 def _late_note(comp: pd.DataFrame, axes: list[str]) -> str:
     """A footnote naming the alternatives whose successes finished after the window, while the run drained,
     for at least :data:`LATE_NOTE` of them: their req/min counts only those finished inside it (a batch job's

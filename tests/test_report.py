@@ -176,3 +176,35 @@ def test_capacity_says_which_axes_it_held(tmp_path, capsys):
                     "[compare]\ntier = ['free']\npolicy = ['no-retry', 'groq-sdk']\n")
     assert main(["capacity", str(path), "--replications", "1", "--quiet"]) == 0
     assert "held at the first value of their [compare] axis: policy = no-retry\n" in capsys.readouterr().out
+
+
+def test_the_table_adds_projects_up_and_the_per_project_means_follow(tmp_path):
+    """What a quota buys the project it protects shows per project (the comparison adds them up)."""
+    from sim.report import format_by_project
+    rows = [{"point": p, "compare.project_quotas": q, "replication": r, "project": name, "success_ratio": s,
+             "latency_p95": 1.0 + r} for p, q in ((0, False), (1, True)) for r in (0, 1)
+            for name, s in (("etl", 0.5 if q else 0.6), ("support", 1.0 if q else 0.8 + 0.02 * r))]
+    path = tmp_path / "by_project.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    lines = format_by_project(path, ["project_quotas"]).splitlines()
+    assert lines[0] == "per project (mean over replications; by_project.csv):"
+    assert [line.split() for line in lines[2:]] == [["False", "etl", "60.0", "1.50"], ["False", "support", "81.0",
+                                                     "1.50"], ["True", "etl", "50.0", "1.50"],
+                                                    ["True", "support", "100.0", "1.50"]]
+    pd.DataFrame([r for r in rows if r["project"] == "etl"]).to_csv(path, index=False)
+    assert format_by_project(path, ["project_quotas"]) == "" and format_by_project(tmp_path / "no.csv", []) == ""
+
+
+def test_run_prints_the_per_project_means_after_its_table(tmp_path, capsys):
+    from sim.cli import main
+    path = tmp_path / "p.toml"
+    path.write_text("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n"
+                    "[projects.a]\n[projects.b]\nlimits = { 'openai/gpt-oss-20b' = { rpm = 5 } }\n"
+                    "[[clients]]\nname = 'a'\nproject = 'a'\nmodel = 'openai/gpt-oss-20b'\n"
+                    "arrival = { kind = 'poisson', rate = '20/min' }\n"
+                    "[[clients]]\nname = 'b'\nproject = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
+                    "arrival = { kind = 'poisson', rate = '20/min' }\n[compare]\nproject_quotas = [false, true]\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1].splitlines()
+    assert [line.split()[:2] for line in out[1:]] == [["False", "a"], ["False", "b"], ["True", "a"], ["True", "b"]]
+    assert float(out[4].split()[2]) < 60  # b's own RPM 5 against 20/min, with the quota on
