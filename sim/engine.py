@@ -34,7 +34,7 @@ from . import kernel as fast_lane
 from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
-from .policies import ClientPolicy, client_policy
+from .policies import ClientPolicy, Pacer, client_policy
 from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
 from .service import ServiceModel
 from .spec import RunSpec
@@ -376,7 +376,17 @@ class Simulation:
             c.release_scratch()
         records, refusals = frames(self.clients, [x.name for x in self.spec.clients], self.model_names)
         jobs = self.lanes.job_table() if self.lanes is not None else None
-        return RunResult(records, refusals, self.spec, self.events, jobs)
+        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by())
+
+    def _paced_by(self) -> tuple[tuple[str, str], ...]:
+        """(model, unit) each pacer's limit set last waited on (its ``binding``), in client then model order."""
+        seen = []
+        for c in self.clients:
+            for gate in c.policy.gates if c.policy is not None else ():
+                for m, pacer in sorted(gate.pacers.items()) if isinstance(gate, Pacer) else ():
+                    if pacer.binding is not None and (self.model_names[m], pacer.binding) not in seen:
+                        seen.append((self.model_names[m], pacer.binding))
+        return tuple(seen)
 
 
 def _apply(fn, args) -> None:

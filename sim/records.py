@@ -199,3 +199,5 @@ class RunResult:
     #: batch jobs (one row per job: client, job, submitted, requests, bytes, started, speed, completed,
     #: failed, expired, finished, status, completion_time); None when no client group uses the batch lane
     jobs: pd.DataFrame | None = None
+    #: (model, unit) a pacing client's own limit set last waited on, one per paced model, in client order
+    paced_by: tuple[tuple[str, str], ...] = ()

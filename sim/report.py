@@ -38,8 +38,9 @@ OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadlin
 def run_binding(result: RunResult, summary: dict) -> str:
     """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
     refused requests as too large (413) or, when requests ended unfinished with a unit used up (>= 95 %
-    of what it refills over the run: a daily budget spent), that unit -- ``none`` only when no limit held
-    anything back."""
+    of what it refills over the run: a daily budget spent), that unit; else, when a pacing client held
+    successful requests back (their mean wait before admission > 0), the unit its own limit set last waited
+    on -- ``none`` only when no limit held anything back."""
     if summary["binding"] != "none":
         return summary["binding"]
     rec = result.records
@@ -52,6 +53,9 @@ def run_binding(result: RunResult, summary: dict) -> str:
         return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
     if summary.get("unfinished") and np.isfinite(summary.get("top_util", np.nan)) and summary["top_util"] >= 0.95:
         return f"{summary['top_unit']} (spent)"
+    if result.paced_by and summary.get("mean_wait", 0.0) > 0.0:
+        model, unit = result.paced_by[0]
+        return f"{model}:{unit} (paced)" if multi else f"{unit} (paced)"
     return "none"
 
 

@@ -51,6 +51,26 @@ def test_a_spent_daily_budget_binds_without_any_429(tmp_path, capsys):
     assert row["binding"] == "tpd (spent)"
 
 
+@pytest.mark.parametrize("limit, rate, unit", [("tpd = 25000", "10/min", "tpd"), ("rpm = 4", "10/min", "rpm"),
+                                               ("tpm = 1000", "10/min", "tpm")])
+def test_a_pacing_client_held_back_by_a_limit_names_it(tmp_path, capsys, limit, rate, unit):
+    # every request finishes (no 429, no 413, none unfinished), but only because the pacer held them back:
+    # the limit it waited on binds, not "none"
+    text = ("[scenario]\nduration = '10m'\ndrain = '12h'\n[tiers.mine]\nbase = 'free'\n"
+            f"[tiers.mine.overrides.'llama-3.1-8b-instant']\n{limit}\n[org]\ntier = 'mine'\n"
+            + CLIENT.format(prompt=200, policy="paced").replace("10/min", rate))
+    (row,) = _run(tmp_path, capsys, text, "--replications", "2")
+    assert row["n429_per_attempt_mean"] == 0.0 and row["success_ratio_mean"] == 1.0
+    assert row["mean_wait_mean"] > 0
+    assert row["binding"] == f"{unit} (paced)"
+
+
+def test_a_pacing_client_that_never_waited_has_no_binding(tmp_path, capsys):
+    text = "[scenario]\nduration = '5m'\n[org]\ntier = 'developer'\n" + CLIENT.format(prompt=100, policy="paced")
+    (row,) = _run(tmp_path, capsys, text, "--replications", "2")
+    assert row["mean_wait_mean"] == 0.0 and row["binding"] == "none"
+
+
 def test_unconstrained_run_has_no_binding_and_no_other_outcomes(tmp_path, capsys):
     (row,) = _run(tmp_path, capsys, "[scenario]\nduration = '3m'\n[org]\ntier = 'developer'\n"
                   + CLIENT.format(prompt=100, policy="no-retry"), "--replications", "2")
