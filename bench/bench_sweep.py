@@ -6,7 +6,7 @@
     python bench/bench_sweep.py --dask               # also 200 runs on a Dask LocalCluster of 1 and 2 workers
 
 What is timed is the command a user types, as a child process (Python start, imports, the runs, the comparison,
-every output file and plot): ``python -m sim run scenarios/retry_policies_overload.toml --replications 5
+every output file and plot): ``python -m sim run bench/sweep_65.toml --replications 5
 [--duration 6h] --out DIR --jobs J --fresh --quiet --format csv`` (13 policies x 5 replications = 65 runs),
 each time into an empty directory (deleting the last repeat's files is not timed).  Each repeat times --jobs 1
 then --jobs 2 back to back, so both see the same machine load; the speed-up of a repeat is their ratio,
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO = ROOT / "scenarios" / "retry_policies_overload.toml"
+SCENARIO = ROOT / "bench" / "sweep_65.toml"
 SWEEP_200 = ROOT / "bench" / "sweep_200.toml"
 #: name -> (scenario, replications, --duration or None, runs)
 SWEEPS = {"65": (SCENARIO, 5, None, 65), "65x6h": (SCENARIO, 5, "6h", 65)}
