@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = json.dumps({"model": "llama-3.1-8b-instant", "max_tokens": 16,
+BODY = json.dumps({"model": "openai/gpt-oss-20b", "max_tokens": 16,
                    "messages": [{"role": "user", "content": "Say hello in five words."}]}).encode()
 
 
