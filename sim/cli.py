@@ -36,9 +36,10 @@ def _load(args):
     return load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
 
 
-def _notes(scenario) -> None:
-    """One line per model the scenario uses that Groq has shut down (said once the input is known good)."""
-    for note in scenario.notes():
+def _notes(scenario, duration: float | None = None) -> None:
+    """One line per model the scenario uses that Groq has shut down, and per trace the horizon cuts (said
+    once the input is known good)."""
+    for note in scenario.notes() + scenario.trace_notes(duration):
         print(f"groqsim: {note}", file=sys.stderr)
 
 
@@ -63,7 +64,7 @@ def _work(args, scenario, duration: float | None, runs_factor: float = 1.0) -> N
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
                           f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
                           "add --force")
-    _notes(scenario)  # warnings: --quiet hides progress and the work estimate, not these
+    _notes(scenario, duration)  # warnings: --quiet hides progress and the work estimate, not these
     if not getattr(args, "quiet", False):
         print(f"groqsim: {what}", file=sys.stderr)
 
@@ -79,7 +80,7 @@ def _check(args) -> int:
           f"{requests:,.0f} simulated requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
-    _notes(scenario)
+    _notes(scenario, duration)
     return 0
 
 

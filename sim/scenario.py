@@ -30,6 +30,7 @@ from .projects import Project, project_limits
 from .service import SPEEDS, service_models
 from .spec import RunSpec
 from .trace import read_trace
+from .units import format_duration
 
 #: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
 #: multiplier).  The one table: validation, :meth:`Scenario.spec` and the docs all read it.
@@ -184,6 +185,32 @@ class Scenario(Strict):
             if c.arrival.kind == "trace" and self.path_of(c.arrival.file).exists():
                 models |= set(self._trace_models(self.path_of(c.arrival.file)))
         return [w for m in sorted(models) if (w := shutdown_warning(m))]
+
+    def trace_notes(self, duration: float | None = None) -> list[str]:
+        """One line per trace the horizon (``duration``, else the scenario's) does not replay whole at the
+        grid's lowest ``load``: rows at or after it are silently never sent, and a trace entirely after it
+        makes a run of nothing."""
+        horizon = duration if duration is not None else self.scenario.duration
+        load = min(float(v) for v in self.compare.get("load", [1.0]))
+        notes = []
+        for c in self.clients:
+            if c.arrival.kind != "trace" or not self.path_of(c.arrival.file).exists():
+                continue
+            ts = read_trace(self.path_of(c.arrival.file))["timestamp"].to_numpy(float) / load
+            inside = int((ts < horizon).sum())
+            if inside == len(ts):
+                continue
+            at = f" at load {load:g}" if "load" in self.compare else ""
+            run = f"a run of {format_duration(horizon)}{at}"
+            if inside == 0:
+                notes.append(f"warning: clients.{c.name}: none of the {len(ts):,} rows of {c.arrival.file} falls in "
+                             f"{run} (the first is at {format_duration(float(ts.min()))}): nothing is replayed; "
+                             "raise duration or shift the trace's timestamps")
+            else:
+                notes.append(f"note: clients.{c.name}: {run} replays {inside:,} of the {len(ts):,} rows of "
+                             f"{c.arrival.file} (the trace runs to {format_duration(float(ts.max()))}); the rest "
+                             "are not sent")
+        return notes
 
     def seed(self, replication: int) -> np.random.SeedSequence:
         """The seed of replication ``replication``: the same for every grid point (common random numbers),

@@ -69,3 +69,36 @@ def test_an_edited_trace_is_read_afresh(tmp_path):
     path.write_text("timestamp\n1\n2\n3\n")
     assert len(read_trace(path)) == 3 and file_digest(path) != before
     assert file_digest(tmp_path / "absent.csv") == "missing"
+
+
+def _trace_scenario(tmp_path, stamps, compare=""):
+    _write(tmp_path, "timestamp,prompt_tokens,max_tokens\n" + "".join(f"{t},10,5\n" for t in stamps))
+    return _write(tmp_path, "[scenario]\nduration = '30m'\n[[clients]]\nname = 'rec'\nmodel = 'openai/gpt-oss-20b'\n"
+                            "arrival = { kind = 'trace', file = 't.csv' }\n" + compare, name="s.toml")
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_trace_the_horizon_leaves_out_is_said(tmp_path, capsys, command):
+    from sim.cli import main
+    path = _trace_scenario(tmp_path, [4000, 4100])  # wholly after the 30 minutes: a run of nothing
+    extra = ["--replications", "1", "--out", str(tmp_path / "o"), "--quiet"] if command == "run" else []
+    assert main([command, str(path), *extra]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: clients.rec: none of the 2 rows of t.csv falls in a run of 30m (the first is at 1h6m40s): "
+            "nothing is replayed") in err
+
+
+def test_a_trace_the_horizon_cuts_is_said_at_the_lowest_load(tmp_path, capsys):
+    from sim.cli import main
+    path = _trace_scenario(tmp_path, [60, 1200, 2400, 3000], "[compare]\nload = [4, 2]\n")
+    assert main(["check", str(path)]) == 0  # at load 2, 3000 s -> 1500 s: all in
+    assert "the rest are not sent" not in capsys.readouterr().err
+    assert main(["check", str(path), "--duration", "20m"]) == 0  # at load 2: 30 s, 600 s in; 1200 s, 1500 s not
+    err = capsys.readouterr().err
+    assert "note: clients.rec: a run of 20m at load 2 replays 2 of the 4 rows of t.csv (the trace runs to 25m)" in err
+
+
+def test_a_trace_replayed_whole_is_not_noted(tmp_path, capsys):
+    from sim.cli import main
+    assert main(["check", str(_trace_scenario(tmp_path, [0, 60, 1799.5]))]) == 0
+    assert "clients.rec" not in capsys.readouterr().err
