@@ -120,7 +120,8 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         print(f"{meta.name}: {len(study.comparison)} alternative(s) x {meta.replications} replication(s) of "
               f"{format_duration(duration or meta.duration)} simulated; mean ±95% CI over replications; latencies "
               "of successful requests; binding = the limit that refused most, or whose budget ran out with "
-              "requests unfinished, or that a pacing client waited on (none: no limit held anything back)", file=sys.stderr)
+              "requests unfinished, or that a pacing client waited on (none: no limit held anything back)",
+              file=sys.stderr)
     if args.format == "json":
         sys.stdout.write(comparison_json(study.comparison))
     elif args.format == "csv":
