@@ -190,7 +190,7 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
     points = [{**others, "tier": tier, **({"model": model} if model else {})} for tier in tiers for model in models]
     ceilings = [analytic_ceiling(scenario, point) for point in points]
     rows = [{"tier": point["tier"],
-             "model": point.get("model") or ", ".join(sorted({x.model for x in scenario.clients})),
+             "model": point.get("model") or ", ".join(sorted(scenario.client_models())),
              "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
              "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
              "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding, "ceilings_rpm": c.per_unit}

@@ -177,13 +177,26 @@ class Scenario(Strict):
         path = Path(name)
         return path if path.is_absolute() else Path(self.source).parent / path
 
+    def client_models(self) -> set[str]:
+        """The models the client groups send to as written: a group's own, or for a trace the models its rows
+        name (and the group's for rows that name none)."""
+        models = set()
+        for c in self.clients:
+            path = self.path_of(c.arrival.file) if c.arrival.kind == "trace" else None
+            if path is None or not path.exists():
+                models.add(c.model)
+                continue
+            named = read_trace(path).get("model")
+            if named is None or named.isna().any():
+                models.add(c.model)
+            if named is not None:
+                models |= {m for m in named if isinstance(m, str)}
+        return models
+
     def notes(self) -> list[str]:
         """One-line warnings about what the scenario uses (models Groq has shut down)."""
-        models = {c.model for c in self.clients} | set(self.compare.get("model", []))
+        models = self.client_models() | set(self.compare.get("model", []))
         models |= {m for p in self.policy_table().values() for m in p.fallback}
-        for c in self.clients:  # a trace's rows may name models of their own
-            if c.arrival.kind == "trace" and self.path_of(c.arrival.file).exists():
-                models |= set(self._trace_models(self.path_of(c.arrival.file)))
         return [w for m in sorted(models) if (w := shutdown_warning(m))]
 
     def trace_notes(self, duration: float | None = None) -> list[str]:

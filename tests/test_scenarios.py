@@ -172,6 +172,22 @@ def test_capacity_of_a_trace_uses_its_rate_models_and_sizes(tmp_path):
     assert c.per_unit["llama-3.1-8b-instant TPM"] == pytest.approx(6000 / 150 * 45 / 30)
 
 
+def test_capacity_names_the_models_a_trace_sends_to(tmp_path, capsys):
+    from sim.cli import main
+    trace = tmp_path / "t.csv"
+    rows = ["timestamp,model,prompt_tokens,max_tokens"] + [f"{k},openai/gpt-oss-120b,100,50" for k in range(20)]
+    trace.write_text("\n".join(rows) + "\n")  # every row names its model: the group's own is never used
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nduration = '60s'\nreplications = 1\n[[clients]]\nname = 'r'\n"
+                    f"model = 'openai/gpt-oss-20b'\narrival = {{ kind = 'trace', file = '{trace}' }}\n")
+    assert main(["capacity", str(path), "--jobs", "1", "--format", "json"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["openai/gpt-oss-120b"]
+    trace.write_text("\n".join(rows + ["30,,100,50", "31,allam-2-7b,100,50"]) + "\n")  # an empty cell: the group's
+    assert main(["capacity", str(path), "--jobs", "1", "--format", "json"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == [
+        "allam-2-7b, openai/gpt-oss-120b, openai/gpt-oss-20b"]
+
+
 def test_check_states_the_duration_it_was_asked_for(capsys):
     from sim.cli import main
     path = str(ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
