@@ -557,6 +557,10 @@ def test_serve_command_rejects_a_bad_scenario(capsys):
     assert main(["serve", "scenarios/projects_noisy_neighbour.toml", "--key", "sk-s"]) == 2
     assert "--key sk-s: the scenario has [projects]: label each key with one, --key KEY=PROJECT (allowed: " \
         "support, etl)" in capsys.readouterr().err
+    assert main(["serve", "scenarios/projects_noisy_neighbour.toml", "--key", "sk=support", "--key", "sk=etl"]) == 2
+    assert capsys.readouterr().err.endswith("--key 'sk=etl': key 'sk' is already labelled 'support'; allowed: one "
+                                            "label per key\n")
+    assert parse_keys(["sk=support", "sk=support", "sk2"]) == {"sk": "support", "sk2": "sk2"}  # repeats agree
     assert main(["serve", "scenarios/retry_policies_overload.toml", "--time-scale", "inf"]) == 2
     err = capsys.readouterr().err
     assert "--time-scale inf: allowed: a finite number > 0" in err and "Traceback" not in err

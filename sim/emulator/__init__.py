@@ -21,7 +21,11 @@ def parse_keys(items: list[str] | None) -> dict[str, str]:
         key, _, label = item.partition("=")
         if not key.strip():
             raise ConfigError(f"--key {item!r}: allowed: KEY or KEY=LABEL")
-        out[key.strip()] = label.strip() or key.strip()
+        key, label = key.strip(), label.strip() or key.strip()
+        if out.get(key, label) != label:  # one key, two projects: which one the key's requests count to?
+            raise ConfigError(f"--key {item!r}: key {key!r} is already labelled {out[key]!r}; allowed: one label "
+                              "per key")
+        out[key] = label
     return out
 
 
