@@ -242,6 +242,9 @@ def test_a_keys_project_limits_are_enforced_with_the_orgs(serve):
     assert "on requests per minute (RPM): Limit 5, Used 5, Requested 1." in body(e.value)["message"]
     refused = [x for x in log_lines(emu) if x["status"] == 429]
     assert [x["label"] for x in refused] == ["a", "b", "b"]
+    rec = emu.records()  # which scope refused, as a simulated run with projects records it
+    assert rec.loc[rec["status"] == 429, "refused_scope"].tolist() == ["project", "project", "org"]
+    assert set(rec.loc[rec["status"] == 200, "refused_scope"]) == {""}
     metrics = httpx.get(url + "/metrics").text
     rpm_a = re.search(r'groqsim_project_limit_utilisation\{model="%s",project="a",unit="rpm"\} (\S+)' % MODEL, metrics)
     assert rpm_a and 0.95 < float(rpm_a.group(1)) <= 1.0  # 2 of 2, barely refilled
@@ -590,7 +593,10 @@ def test_python_m_sim_serve_end_to_end(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "sim", "serve", "scenarios/retry_policies_overload.toml", "--port",
+    scenario = tmp_path / "old.toml"  # on a model Groq shut down: serve warns as check and run do
+    scenario.write_text(f"[org]\ntier = 'free'\n[[clients]]\nname = 'c'\nmodel = '{MODEL}'\n"
+                        "arrival = { kind = 'poisson', rate = '10/min' }\n")
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "serve", str(scenario), "--port",
                              str(port), "--time-scale", "10", "--key", "sk-1=proj", "--out", str(tmp_path)],
                             env={**os.environ}, stderr=subprocess.PIPE)
     try:

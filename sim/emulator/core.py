@@ -33,7 +33,7 @@ from ..spec import RunSpec
 from ..headers import ErrorResponse, capacity_exceeded_error, rate_limit_error, rate_limit_headers, server_error
 from ..errors import ConfigError, did_you_mean
 from ..limitset import LimitSet
-from ..projects import ScopedLimits, project_limits
+from ..projects import ORG, SCOPES, ScopedLimits, project_limits
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
 
@@ -98,6 +98,8 @@ class Decision:
     completion: int = 0
     times: tuple[float, float, float] = (0.0, 0.0, 0.0)  # queue, prompt, completion (limiter seconds)
     refused_by: str = ""
+    #: a 429's binding scope: "project" or "org" (:data:`sim.projects.SCOPES`)
+    refused_scope: str = ""
     #: what the JSONL log keeps: the headers and error object in limiter seconds (as sent at K = 1)
     log_headers: dict[str, str] | None = None
     log_error: dict | None = None
@@ -252,6 +254,7 @@ class Emulator:
                 ls, model, self.org_id, charged, audio, now, wait, upgrade_hint=tier == "free",
                 rounding=org.retry_after_rounding)  # the same refusal in limiter seconds, for the log
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
+                            refused_scope=getattr(ls, "binding_scope", None) or ORG,
                             log_headers=logged.headers, log_error=logged.error)
         times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
         sent, logged = self.headers_sent_and_logged(model, now, project)
@@ -294,15 +297,20 @@ class Emulator:
         self.rows.append((len(self.rows), label, model, endpoint, status, outcome, d.refused_by if d else "",
                           t_send, t_recv, t_recv - t_send, t_send if status == 200 else math.nan, 1,
                           int(status == 429), prompt, max_tokens, d.completion if d else 0, audio_seconds or 0.0,
-                          d.charged if d else 0.0, q, p, c, p + c, request_id))  # total_time: queue apart
+                          d.charged if d else 0.0, q, p, c, p + c, request_id,
+                          d.refused_scope if d else ""))  # total_time: queue apart
 
     def records(self) -> pd.DataFrame:
         """The simulator's record columns, one row per HTTP request (an attempt: the server cannot see
         which attempts belong to one client request, so ``attempts`` is 1 and ``n429`` 0 or 1)."""
-        df = pd.DataFrame(self.rows, columns=list(RECORD_COLUMNS))
+        df = pd.DataFrame(self.rows, columns=[*RECORD_COLUMNS, "refused_scope"])
         for col in ("outcome", "model", "endpoint", "client"):
             df[col] = df[col].astype("category")
         df["refused_by"] = pd.Categorical(df["refused_by"], ("",) + UNITS)
+        if self.spec.projects:  # a 429's scope: as a simulated run with projects records it
+            df["refused_scope"] = pd.Categorical(df["refused_scope"], SCOPES)
+        else:
+            df = df.drop(columns="refused_scope")
         return df
 
     def flush(self) -> Path | None:
