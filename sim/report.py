@@ -32,7 +32,8 @@ LATE_NOTE = 0.01
 OTHER_OUTCOMES = OUTCOMES[1:]
 #: how the table names them when non-zero
 OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadline": "deadline",
-                  "dropped": "dropped", "error": "error", "unfinished": "unfinished"}
+                  "dropped": "dropped", "error": "error", "unfinished": "unfinished",
+                  "expired": "expired (batch window)"}
 
 
 def run_binding(result: RunResult, summary: dict) -> str:

@@ -71,6 +71,28 @@ def test_a_pacing_client_that_never_waited_has_no_binding(tmp_path, capsys):
     assert row["mean_wait_mean"] == 0.0 and row["binding"] == "none"
 
 
+def test_every_outcome_other_than_success_has_a_label():
+    from sim.records import OUTCOMES
+    from sim.report import OUTCOME_LABELS
+    assert set(OUTCOME_LABELS) == set(OUTCOMES) - {"ok"}
+
+
+def test_a_batch_that_misses_its_window_is_tabled(tmp_path, capsys):
+    # 60 requests of 2 000 s each at 0.5 tokens/s: 120 000 s of work in a 24 h window -> 17 expire (the table
+    # crashed on the "expired" outcome, losing the run's files)
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nduration = '2h'\nseed = 2\nreplications = 1\n[org]\ntier = 'developer'\n"
+                    "[org.batch]\nstart_median = '0s'\nstart_p95 = '0s'\nspeed_median = 0.5\nspeed_p05 = 0.5\n"
+                    "[[clients]]\nname = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
+                    "arrival = { kind = 'constant', rate = '1/min' }\n"
+                    "prompt_tokens = 800\nmax_tokens = 200\ncompletion_tokens = 200\nlane = 'batch'\n"
+                    "batch = { submit_at = '30m', submit_every = '1h', completion_window = '24h' }\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "expired (batch window) 14.2%" in out  # 17 of the 120 requests
+    assert (tmp_path / "out" / "requests.parquet").exists()
+
+
 def test_unconstrained_run_has_no_binding_and_no_other_outcomes(tmp_path, capsys):
     (row,) = _run(tmp_path, capsys, "[scenario]\nduration = '3m'\n[org]\ntier = 'developer'\n"
                   + CLIENT.format(prompt=100, policy="no-retry"), "--replications", "2")
