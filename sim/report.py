@@ -14,7 +14,7 @@ from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
 from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals, read_run_file, run_table
-from .summary import charged_by_model
+from .summary import limits_used, spent, usage_columns
 from .texttable import align
 
 #: metrics compared across grid points (mean and 95% CI over replications)
@@ -38,10 +38,11 @@ OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadlin
 
 def run_binding(result: RunResult, summary: dict) -> str:
     """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
-    refused requests as too large (413) or, when requests ended unfinished with a unit used up (>= 95 %
-    of what it refills over the run: a daily budget spent), that unit; else, when a pacing client held
-    successful requests back (their mean wait before admission > 0), the unit its own limit set last waited
-    on -- ``none`` only when no limit held anything back."""
+    refused requests as too large (413); else, when a pacing client held successful requests back (their
+    mean wait before admission > 0), the unit its own limit set last waited on; else, when requests ended
+    unfinished with a unit used up (>= 95 % of its full budget plus its refill over the run,
+    :func:`~sim.summary.spent`: a client holding on the headers), that unit -- ``none`` only when no limit
+    held anything back."""
     if summary["binding"] != "none":
         return summary["binding"]
     rec = result.records
@@ -52,11 +53,14 @@ def run_binding(result: RunResult, summary: dict) -> str:
         (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
                                key=lambda kv: kv[1])
         return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
-    if summary.get("unfinished") and np.isfinite(summary.get("top_util", np.nan)) and summary["top_util"] >= 0.95:
-        return f"{summary['top_unit']} (spent)"
     if result.paced_by and summary.get("mean_wait", 0.0) > 0.0:
         model, unit = result.paced_by[0]
         return f"{model}:{unit} (paced)" if multi else f"{unit} (paced)"
+    if summary.get("unfinished"):
+        used = spent(result)
+        top = max(used, key=used.get) if used else None
+        if top is not None and used[top] >= 0.95:
+            return f"{top[0]}:{top[1]} (spent)" if multi else f"{top[1]} (spent)"
     return "none"
 
 
@@ -271,16 +275,20 @@ def _label(study, point: int) -> str:
 
 
 def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str, np.ndarray]:
-    """For each unit of each model: the amount charged in the unit's trailing window ending at each of
-    ``times``, divided by the limit (1.0 = the limit is fully used)."""
+    """For each unit of each limit set the records charged (:func:`~sim.summary.limits_used`: per model,
+    and its flex limits in a flex run): the amount charged (less refunds given back) in the unit's trailing
+    window ending at each of ``times``, divided by the limit (1.0 = the limit is fully used)."""
     out = {}
-    for model, (t, amounts) in charged_by_model(records).items():
-        for unit, limit in spec.catalog.limits(spec.org.tier, model).items():
+    for label, limits, charges in limits_used(spec, records):
+        if charges is None:
+            continue
+        t, amounts = charges
+        for unit, limit in limits.items():
             window, counts = UNIT_SPEC[unit]
             cum = np.concatenate([[0.0], np.cumsum(amounts[counts])])
             hi = np.searchsorted(t, times, side="right")
             lo = np.searchsorted(t, times - window, side="right")
-            out[f"{model} {unit.upper()}"] = (cum[hi] - cum[lo]) / limit
+            out[f"{label} {unit.upper()}"] = (cum[hi] - cum[lo]) / limit
     return out
 
 
@@ -373,7 +381,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     for k, p in enumerate(points):
         ax = axes[k // cols][k % cols]
         spec = study.scenario.spec(study.point(p), duration=study.duration)
-        rec = load_records(study, p, 0, columns=["outcome", "admitted", "model", "charged_tokens", "audio_seconds"])
+        rec = load_records(study, p, 0, columns=usage_columns(spec))
         peak = 0.0
         for name, frac in usage_over_time(rec, spec, times).items():
             ax.plot(times / scale, frac, lw=1, label=name)

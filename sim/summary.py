@@ -4,14 +4,16 @@ Request counts, ratios and latencies are over the requests *created* in the meas
 ``[warmup, duration)``; every one of them has exactly one outcome (conservation).  Throughput is the
 successful requests *finished* in that window per minute (what the org actually got served);
 ``after_window_share`` is the share of the window's successes that finished after it, while the run drained
-(a batch job's are all late: its throughput in the window reads 0 though every request succeeds).  Utilisation of a
-unit is what was charged to it in the window divided by what the limit refills over the window
-(``limit x T / unit window``): 1.0 means the unit was used at exactly its sustainable rate; a token bucket
-exceeds 1 by spending a full budget (the one it starts with, or one refilled during a lull) on top of the
-refill, which on a daily unit over a short run reads far above 1.  ``binding`` is the unit that refused most requests
-in the window (``none`` without 429s); ``top_unit``/``top_util`` the most utilised unit, the one that would
-bind first.  ``cost_usd`` is the bill of the window's requests (:mod:`sim.prices`: successes only, nothing on
-a tier that does not bill) and ``cost_per_success`` that bill over the successful requests.
+(a batch job's are all late: its throughput in the window reads 0 though every request succeeds).
+Utilisation of a unit is what was charged to it in the window, less the unused tokens refunded in it
+(``refund_unused``), divided by what the limit refills over the window (``limit x T / unit window``); flex
+traffic is read against the flex limits.  1.0 means the unit was used at exactly its sustainable rate; a
+token bucket exceeds 1 by spending a full budget (the one it starts with, or one refilled during a lull) on
+top of the refill, which on a daily unit over a short run reads far above 1.  ``binding`` is the unit that
+refused most requests in the window (``none`` without 429s); ``top_unit``/``top_util`` the most utilised
+unit (against its refill: a daily unit reads high in a short run long before its budget runs out, see
+:func:`spent`).  ``cost_usd`` is the bill of the window's requests (:mod:`sim.prices`: successes only,
+nothing on a tier that does not bill) and ``cost_per_success`` that bill over the successful requests.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pandas as pd
 
 from .catalog import UNIT_SPEC
 from .batch import jobs_from_records
+from .lanes import uses_lanes
 from .cost import request_costs
 from .records import OUTCOMES, RunResult
 
@@ -154,40 +157,103 @@ def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def charged_by_model(records) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Per model (by name, in sorted order), the admitted requests' admission times (sorted; a tie in the
-    records' order) and what each charged, keyed by what the units count (``requests``, ``tokens``,
-    ``audio_seconds``): what utilisation is measured from.  Read on the columns as arrays: grouping the
-    frame cost a short run more than its whole summary."""
+def refunds_unused(spec) -> bool:
+    """Does the run give unused reserved tokens back when a response completes (``refund_unused``, charging
+    ``max_tokens``)?  The engine's rule (:class:`sim.engine.Simulation`)."""
+    acc = spec.org.accounting
+    return bool(acc.refund_unused and acc.charge == "max_tokens")
+
+
+def usage_columns(spec) -> list[str]:
+    """The record columns :func:`charged_by_model` reads for a run of ``spec``."""
+    cols = ["admitted", "model", "charged_tokens", "audio_seconds"]
+    if refunds_unused(spec):
+        cols += ["finished", "max_tokens", "completion_tokens"]
+    return cols + (["service_tier"] if uses_lanes(spec) else [])
+
+
+def charged_by_model(records, refund: bool = False, tier: str = "on_demand"
+                     ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per model (by name, in sorted order), what the limits of service tier ``tier`` (``on_demand`` or
+    ``flex``) were charged and when, keyed by what the units count (``requests``, ``tokens``,
+    ``audio_seconds``): each admission at its time, and with ``refund`` each unused reservation given back
+    (``max_tokens - completion``, negative, tokens only) when the response completed; times sorted (a tie in
+    the records' order, a charge before a refund).  What utilisation is measured from.  Read on the columns
+    as arrays: grouping the frame cost a short run more than its whole summary."""
     admitted = records["admitted"].to_numpy()
     keep = ~np.isnan(admitted)
-    if "service_tier" in records:  # a lane run: only what the on-demand limits admitted (not flex)
-        keep &= _is(records["service_tier"])("on_demand")
+    if "service_tier" in records:  # a lane run: only what this tier's limits admitted
+        keep &= _is(records["service_tier"])(tier)
+    elif tier != "on_demand":
+        keep[:] = False
     rows = np.flatnonzero(keep)
-    rows = rows[np.argsort(admitted[rows], kind="stable")]
     codes, names = _codes(records["model"])
     codes, names = codes[rows], [str(m) for m in names]
     name = lambda code: names[code] if code >= 0 else "nan"  # noqa: E731  (a missing model, as str() says)
-    tokens, audio = records["charged_tokens"].to_numpy(float), records["audio_seconds"].to_numpy(float)
+    tokens, audio = records["charged_tokens"].to_numpy(float)[rows], records["audio_seconds"].to_numpy(float)[rows]
+    times, requests = admitted[rows], np.ones(len(rows))
+    if refund:
+        unused = (records["max_tokens"].to_numpy(float) - records["completion_tokens"].to_numpy(float))[rows]
+        back = unused > 0
+        n = int(back.sum())
+        times = np.concatenate([times, records["finished"].to_numpy(float)[rows][back]])
+        codes = np.concatenate([codes, codes[back]])
+        tokens, audio = np.concatenate([tokens, -unused[back]]), np.concatenate([audio, np.zeros(n)])
+        requests = np.concatenate([requests, np.zeros(n)])
+    order = np.argsort(times, kind="stable")
+    times, codes, tokens, audio, requests = times[order], codes[order], tokens[order], audio[order], requests[order]
     out = {}
     for code in sorted(np.unique(codes).tolist(), key=name):
-        mine = rows[codes == code]
-        out[name(code)] = (admitted[mine], {"requests": np.ones(len(mine)), "tokens": tokens[mine],
-                                            "audio_seconds": audio[mine]})
+        mine = codes == code
+        out[name(code)] = (times[mine], {"requests": requests[mine], "tokens": tokens[mine],
+                                         "audio_seconds": audio[mine]})
+    return out
+
+
+def limits_used(spec, records) -> list[tuple[str, dict, tuple[np.ndarray, dict[str, np.ndarray]] | None]]:
+    """(label, limits, charges) of every org limit set a run's records charged: each model's on-demand
+    limits (label: the model) and, in a run with flex traffic, its flex limits (label ``model (flex)``: the
+    on-demand limits x ``[org.flex] multiplier``)."""
+    refund = refunds_unused(spec)
+    out = []
+    on_demand = charged_by_model(records, refund)
+    for model in records["model"].cat.categories:
+        out.append((model, spec.catalog.limits(spec.org.tier, model), on_demand.get(model)))
+    if "service_tier" in records:
+        scale = spec.org.flex.multiplier
+        for model, charges in charged_by_model(records, refund, "flex").items():
+            limits = spec.catalog.limits(spec.org.tier, model)
+            out.append((f"{model} (flex)", {u: v * scale for u, v in limits.items()}, charges))
+    return out
+
+
+def spent(result: RunResult) -> dict[tuple[str, str], float]:
+    """(limit set, unit) -> share of all a unit could give over the whole run that it gave: charges less
+    refunds from 0 to the run's end, over a full budget plus its refill (``limit x (1 + T / window)``, the
+    most a token bucket admits in T).  Near 1, the budget is spent: unlike utilisation, which a daily unit
+    exceeds in a short run long before its budget runs out."""
+    spec = result.spec
+    end = spec.duration + spec.drain
+    out = {}
+    for label, limits, charges in limits_used(spec, result.records):
+        for unit, limit in limits.items():
+            window, counts = UNIT_SPEC[unit]
+            used = float(charges[1][counts][charges[0] < end].sum()) if charges is not None else 0.0
+            out[(label, unit)] = used / (limit * (1.0 + end / window))
     return out
 
 
 def utilisation(result: RunResult) -> dict[tuple[str, str], float]:
-    """(model, unit) -> share of the unit's refill used by admissions in the measurement window."""
+    """(limit set, unit) -> share of the unit's refill used in the measurement window: what admissions in
+    the window charged less what completions in it gave back (``refund_unused``), per :func:`limits_used`."""
     spec, rec = result.spec, result.records
     t0, t1 = spec.warmup, spec.duration
-    charged = charged_by_model(rec)
     out = {}
-    for model in rec["model"].cat.categories:
-        times, amounts = charged.get(model, (np.empty(0), None))
+    for label, limits, charges in limits_used(spec, rec):
+        times, amounts = charges if charges is not None else (np.empty(0), None)
         in_window = (times >= t0) & (times < t1)
-        for unit, limit in spec.catalog.limits(spec.org.tier, model).items():
+        for unit, limit in limits.items():
             window, counts = UNIT_SPEC[unit]
             used = float(amounts[counts][in_window].sum()) if amounts else 0.0
-            out[(model, unit)] = used / (limit * (t1 - t0) / window)
+            out[(label, unit)] = used / (limit * (t1 - t0) / window)
     return out

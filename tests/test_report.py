@@ -41,14 +41,27 @@ def test_every_request_too_large_is_shown_with_its_binding_limit(tmp_path, capsy
 
 
 def test_a_spent_daily_budget_binds_without_any_429(tmp_path, capsys):
-    # a pacing client holds requests instead of collecting 429s; TPD 3000 = 10 requests, then nothing moves
+    # an adaptive client holds on the headers (RPD's remaining) instead of collecting 429s: RPD 20, then
+    # nothing moves
     text = ("[scenario]\nduration = '10m'\ndrain = '1m'\n[tiers.mine]\nbase = 'free'\n"
-            "[tiers.mine.overrides.'llama-3.1-8b-instant']\ntpd = 3000\n[org]\ntier = 'mine'\n"
-            + CLIENT.format(prompt=200, policy="paced"))
+            "[tiers.mine.overrides.'llama-3.1-8b-instant']\nrpd = 20\n[org]\ntier = 'mine'\n"
+            + CLIENT.format(prompt=200, policy="adaptive"))
     (row,) = _run(tmp_path, capsys, text, "--replications", "2")
     assert row["n429_per_attempt_mean"] == 0.0
     assert row["unfinished_share_mean"] > 0.5
-    assert row["binding"] == "tpd (spent)"
+    assert row["binding"] == "rpd (spent)"
+
+
+def test_a_daily_unit_read_high_in_a_short_run_is_not_called_spent(tmp_path, capsys):
+    # 40/min paced at 95 % of Free's RPM 30 for 30 minutes: ~900 of the day's 1 000 requests; RPD's
+    # utilisation (against its refill over the window) reads ~40, yet the budget is not spent: the pacer's
+    # RPM is what holds the unfinished requests
+    text = ("[scenario]\nduration = '30m'\nwarmup = '2m'\ndrain = '1m'\n[[clients]]\nname = 'c'\n"
+            "model = 'openai/gpt-oss-20b'\narrival = { kind = 'constant', rate = '40/min' }\nprompt_tokens = 50\n"
+            "max_tokens = 50\npolicy = 'paced'\n")
+    (row,) = _run(tmp_path, capsys, text, "--replications", "1")
+    assert pd.read_csv(tmp_path / "out" / "summary.csv")["util_rpd"].iloc[0] > 30
+    assert row["unfinished_share_mean"] > 0.2 and row["binding"] == "rpm (paced)"
 
 
 @pytest.mark.parametrize("limit, rate, unit", [("tpd = 25000", "10/min", "tpd"), ("rpm = 4", "10/min", "rpm"),
