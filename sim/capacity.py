@@ -12,10 +12,16 @@ Reported three ways: the long-run ceiling over all units (req/min), the ceiling 
 alone (req/min: what a run shorter than a day can sustain once its daily budget is still unspent) and of the
 daily units alone (req/day).
 
-Simulated: bisection over load multipliers for the highest load whose mean (over replications) success
-ratio and p95 latency meet ``[capacity]`` targets over the scenario's duration.  The bisections of every
-tier x model advance in lock step, each round's runs (every cell's next load x every replication) spread
-over the shared :class:`sim.pool.Pool`, as ``run`` spreads a study's runs.
+Charges are the long-run ones: with ``refund_unused`` a request costs its prompt and completion (the unused
+reservation comes back), a flex client group's requests pass the flex limits (x ``[org.flex] multiplier``;
+``auto`` the on-demand and flex limits together), a project's own lower limits are a limit set of their own
+(``project/model``), and the Batch lane passes none.
+
+Simulated: a search over load multipliers (doubling from twice the minute ceiling while the target holds,
+then bisection) for the highest load whose mean (over replications) success ratio and p95 latency meet
+``[capacity]`` targets over the scenario's duration; its rate is the one the window was offered (measured).
+The searches of every tier x model advance in lock step, each round's runs (every cell's next load x every
+replication) spread over the shared :class:`sim.pool.Pool`, as ``run`` spreads a study's runs.
 """
 from __future__ import annotations
 
@@ -30,7 +36,8 @@ from .catalog import UNIT_SPEC
 from .engine import simulate
 from .pool import Pool
 from .scenario import Scenario
-from .summary import summarize
+from .projects import project_limits
+from .summary import refunds_unused, summarize
 from .workload import request_mix
 
 
@@ -50,20 +57,24 @@ class Ceiling:
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     spec = scenario.spec(point)
     rng = np.random.default_rng(12345)  # fixed: the mean costs are a property of the mix, not of a run
-    use: dict[tuple[str, str], float] = {}  # (model, unit) -> units per second at load 1
+    use: dict[tuple[str, str], float] = {}  # (limit set, unit) -> units per second at load 1
+    limit_of: dict[tuple[str, str], float] = {}  # (limit set, unit) -> its limit
     base = 0.0
     for client in spec.clients:
         for model, rate, sz in request_mix(client, spec.duration, rng):
-            charged = spec.org.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"])
-            cost = {"requests": 1.0, "tokens": float(np.mean(charged)), "audio_seconds": float(np.mean(sz["audio"]))}
             base += rate
-            for unit, _ in spec.catalog.limits(spec.org.tier, model).items():
-                use[(model, unit)] = use.get((model, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
+            if client.lane == "batch":  # the Batch API's own lane: none of the per-model limits
+                continue
+            tokens = charged_tokens(spec, sz)
+            cost = {"requests": 1.0, "tokens": float(np.mean(tokens)), "audio_seconds": float(np.mean(sz["audio"]))}
+            for label, limits in limit_sets(spec, client, model):
+                for unit, limit in limits.items():
+                    use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
+                    limit_of[(label, unit)] = limit
     per_unit = {}
-    for (model, unit), per_s in use.items():
-        limit = getattr(spec.catalog.limits(spec.org.tier, model), unit)
-        load = (limit / UNIT_SPEC[unit][0]) / per_s if per_s > 0 else math.inf
-        per_unit[f"{model} {unit.upper()}"] = load * base * 60.0
+    for (label, unit), per_s in use.items():
+        load = (limit_of[(label, unit)] / UNIT_SPEC[unit][0]) / per_s if per_s > 0 else math.inf
+        per_unit[f"{label} {unit.upper()}"] = load * base * 60.0
 
     def smallest(daily: bool | None):
         units = {k: v for k, v in per_unit.items()
@@ -80,15 +91,46 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit)
 
 
+def charged_tokens(spec, sizes: dict) -> np.ndarray:
+    """What each sampled request costs the token units in the long run: its charge at admission, less the
+    unused reservation a completed response gives back when the org refunds it (``refund_unused``)."""
+    charged = np.asarray(spec.org.accounting.charged(sizes["prompt"], sizes["max_tokens"], sizes["completion"]),
+                         dtype=float)
+    if refunds_unused(spec):
+        charged = charged - np.maximum(np.asarray(sizes["max_tokens"], float) - sizes["completion"], 0.0)
+    return charged
+
+
+def limit_sets(spec, client, model: str) -> list[tuple[str, dict]]:
+    """(label, unit -> limit) of every limit set a client group's requests on ``model`` pass, as
+    :class:`sim.lanes.Lanes` routes them: the org's on-demand limits; on flex the org's x ``[org.flex]
+    multiplier`` (label ``model (flex)``); on ``auto`` both, as one set of their summed limits (on-demand
+    first, then flex); and a project's own lower limits (label ``project/model``), multiplied alike."""
+    org = spec.catalog.limits(spec.org.tier, model)
+    tier = client.service_tier or spec.org.service_tier
+    scale, label = {"on_demand": (1.0, model), "flex": (spec.org.flex.multiplier, f"{model} (flex)"),
+                    "auto": (1.0 + spec.org.flex.multiplier, f"{model} (on-demand + flex)")}[tier]
+    sets = [(label, {u: v * scale for u, v in org.items()})]
+    if client.project is not None and spec.org.project_quotas:
+        own = project_limits(client.project, spec.projects[client.project], model, org)
+        if own is not None:
+            sets.append((f"{client.project}/{model}", {u: v * scale for u, v in own.items()}))
+    return sets
+
+
 def run_summary(scenario: Scenario, point: dict, replication: int, duration: float | None = None
-                ) -> tuple[float, float, float]:
-    """One replication of ``point``: (success ratio, p95 latency, cost per successful request in USD).  The
-    success ratio leaves out requests too large for the tier (a 413: above a unit's whole limit): no load
-    makes them fit, and counting them made the target unreachable at every load, so the bisection ended on
-    whichever tiny load happened to draw none."""
-    s = summarize(simulate(scenario.spec(point, duration=duration), scenario.seed(replication)))
+                ) -> tuple[float, float, float, float]:
+    """One replication of ``point``: (success ratio, p95 latency, cost per successful request in USD,
+    requests offered per minute in the measurement window).  The success ratio leaves out requests too large
+    for the tier (a 413: above a unit's whole limit): no load makes them fit, and counting them made the
+    target unreachable at every load, so the bisection ended on whichever tiny load happened to draw none.
+    The offered rate is what the window really saw: a diurnal, piecewise, on/off or trace arrival's rate
+    over a run differs from its long-run mean."""
+    spec = scenario.spec(point, duration=duration)
+    s = summarize(simulate(spec, scenario.seed(replication)))
     fits = s["offered"] - s["too_large"]
-    return (s["ok"] / fits if fits else math.nan), s["latency_p95"], s["cost_per_success"]
+    minutes = (spec.duration - spec.warmup) / 60.0
+    return (s["ok"] / fits if fits else math.nan), s["latency_p95"], s["cost_per_success"], s["offered"] / minutes
 
 
 def held_axes(scenario: Scenario) -> dict:
@@ -97,20 +139,20 @@ def held_axes(scenario: Scenario) -> dict:
     return {a: v[0] for a, v in scenario.compare.items() if a not in ("tier", "model", "load")}
 
 
-def verdict(scenario: Scenario, runs: list[tuple[float, float, float]]) -> tuple[bool, float, float, float]:
-    """(meets target, mean success ratio, mean p95 latency, mean cost per success) of a load's replications,
-    in replication order."""
+def verdict(scenario: Scenario, runs: list[tuple[float, float, float, float]]
+            ) -> tuple[bool, float, float, float, float]:
+    """(meets target, mean success ratio, mean p95 latency, mean cost per success, mean offered req/min) of
+    a load's replications, in replication order."""
     target = scenario.capacity
-    succ, p95, cost = (np.array([r[k] for r in runs], dtype=float) for k in range(3))
+    succ, p95, cost, offered = (np.array([r[k] for r in runs], dtype=float) for k in range(4))
     ok_s, ok_p = float(np.nanmean(succ)), float(np.nanmean(p95)) if not np.all(np.isnan(p95)) else math.inf
     ok_c = float(np.nanmean(cost)) if not np.all(np.isnan(cost)) else math.nan
-    return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p, ok_c
+    return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p, ok_c, float(np.mean(offered))
 
 
 def meets_target(scenario: Scenario, point: dict, load: float, duration: float | None = None,
-                 pool: Pool | None = None) -> tuple[bool, float, float, float]:
-    """Simulate ``load`` (all replications, on ``pool`` if given); (meets target, mean success ratio, mean
-    p95 latency, mean cost per successful request in USD)."""
+                 pool: Pool | None = None) -> tuple[bool, float, float, float, float]:
+    """Simulate ``load`` (all replications, on ``pool`` if given): :func:`verdict`."""
     calls = [(scenario, {**point, "load": load}, rep, duration) for rep in range(scenario.scenario.replications)]
     return verdict(scenario, (pool or Pool(1)).map(run_summary, calls))
 
@@ -118,25 +160,34 @@ def meets_target(scenario: Scenario, point: dict, load: float, duration: float |
 def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, dict]:
     """The search for the highest load meeting the target (relative tolerance ``capacity.tolerance``), as a
     generator: it yields each load to try, is sent that load's :func:`verdict`, and returns the result row.
-    Driving it apart from simulating lets many searches share one pool (:func:`search`)."""
+    Driving it apart from simulating lets many searches share one pool (:func:`search`).  It starts at twice
+    the analytic minute ceiling (a run shorter than a day can spend the daily units' initial budget) and,
+    while that load still meets the target (the ceiling missed something: a refund, a lull), doubles it up
+    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``."""
     target = scenario.capacity
-    # a run shorter than a day can spend the daily units' initial budget: search up to 2x the minute ceiling
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
-    hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) else target.max_load
+    hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) and fastest > 0 else target.max_load
     lo = 0.0
-    ok, s, p, c = yield hi
-    best = (hi, s, p, c) if ok else (0.0, math.nan, math.nan, math.nan)
+    best = (0.0, math.nan, math.nan, math.nan, 0.0)
+    while True:
+        ok, s, p, c, r = yield hi
+        if not ok:
+            break
+        lo, best = hi, (hi, s, p, c, r)
+        if hi >= target.max_load:
+            break
+        hi = min(target.max_load, 2.0 * hi)
     if not ok:
         while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
             mid = (lo + hi) / 2
-            ok, s, p, c = yield mid
+            ok, s, p, c, r = yield mid
             if ok:
-                lo, best = mid, (mid, s, p, c)
+                lo, best = mid, (mid, s, p, c, r)
             else:
                 hi = mid
-    load, s, p, c = best
-    return {"sim_load": load, "sim_rpm": load * ceiling.base_rpm, "sim_success": s, "sim_p95": p,
-            "sim_cost_per_1k": 1000 * c}
+    load, s, p, c, r = best
+    return {"sim_load": load, "sim_rpm": r, "sim_success": s, "sim_p95": p, "sim_cost_per_1k": 1000 * c,
+            "sim_capped": bool(load >= target.max_load)}
 
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,

@@ -1,0 +1,88 @@
+"""`groqsim capacity`: the analytic ceiling charges what the limits really see (refunds, flex, auto, projects,
+the Batch lane), and the simulated search neither stops at its first guess nor reads the rate off the mean."""
+import math
+
+import pytest
+
+from sim.capacity import Ceiling, analytic_ceiling, bisection, capacity_table
+from sim.scenario import scenario_from_dict
+
+CHAT = {"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "constant", "rate": "100/min"},
+        "prompt_tokens": 100, "max_tokens": 4000, "completion_tokens": 100}
+
+
+def _scenario(org=None, client=None, **extra):
+    data = {"scenario": {"name": "cap", "duration": "5m", "replications": 1},
+            "org": {"tier": "developer", **(org or {})}, "clients": [{**CHAT, **(client or {})}], **extra}
+    return scenario_from_dict(data, source="<test>")
+
+
+def test_refunded_reservations_cost_only_what_was_used():
+    # Developer gpt-oss-20b: RPM 1 000, RPD 500 000, TPM 250 000.  Charged 4 100 a request, TPM binds at
+    # 61/min; with the 3 900 unused tokens given back, a request costs 200: of the minute units RPM binds at
+    # 1 000/min, and over a day RPD at 347/min
+    charged = analytic_ceiling(_scenario())
+    assert charged.rpm == pytest.approx(250_000 / 4100) and charged.binding == "openai/gpt-oss-20b TPM"
+    refunded = analytic_ceiling(_scenario({"accounting": {"refund_unused": True}}))
+    assert refunded.per_minute == pytest.approx(1000) and refunded.per_minute_binding == "openai/gpt-oss-20b RPM"
+    assert refunded.rpm == pytest.approx(500_000 / 1440) and refunded.binding == "openai/gpt-oss-20b RPD"
+    assert refunded.per_unit["openai/gpt-oss-20b TPM"] == pytest.approx(250_000 / 200)
+
+
+def test_flex_and_auto_pass_the_flex_limits_and_the_batch_lane_none():
+    flex = analytic_ceiling(_scenario(client={"service_tier": "flex"}))  # x10 by default
+    assert flex.rpm == pytest.approx(2_500_000 / 4100) and flex.binding == "openai/gpt-oss-20b (flex) TPM"
+    auto = analytic_ceiling(_scenario({"service_tier": "auto", "flex": {"multiplier": 4}}))
+    assert auto.rpm == pytest.approx(5 * 250_000 / 4100)  # on-demand first, then flex: both sets' limits
+    batch = analytic_ceiling(_scenario(client={"lane": "batch"}))
+    assert batch.per_unit == {} and math.isinf(batch.rpm) and batch.base_rpm == pytest.approx(100)
+
+
+def test_a_projects_own_lower_limit_is_a_ceiling_of_its_own():
+    projects = {"etl": {"limits": {"openai/gpt-oss-20b": {"tpm": 41_000}}}}
+    c = analytic_ceiling(_scenario(client={"project": "etl"}, projects=projects))
+    assert c.rpm == pytest.approx(10) and c.binding == "etl/openai/gpt-oss-20b TPM"
+    off = analytic_ceiling(_scenario({"project_quotas": False}, client={"project": "etl"}, projects=projects))
+    assert off.rpm == pytest.approx(250_000 / 4100)  # quotas off: only the org's limits
+
+
+def _drive(search, meets):
+    """Run a bisection generator, answering each load with ``meets(load)``; (loads tried, result)."""
+    tried, load = [], next(search)
+    while True:
+        tried.append(load)
+        try:
+            load = search.send((meets(load), 1.0, 1.0, 0.0, 10.0 * load))
+        except StopIteration as done:
+            return tried, done.value
+
+
+def _ceiling(per_minute):
+    return Ceiling(10.0, per_minute / 10.0, per_minute, "m RPM", per_minute, "m RPM", math.inf, "", {})
+
+
+def test_the_search_doubles_past_a_ceiling_that_was_too_low():
+    scenario = _scenario()
+    tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: load <= 7.0)  # starts at 2x = 2
+    assert tried[:3] == [2.0, 4.0, 8.0]  # doubled while the target held
+    assert 7.0 * (1 - scenario.capacity.tolerance) <= row["sim_load"] <= 7.0 and not row["sim_capped"]
+    assert row["sim_rpm"] == pytest.approx(10.0 * row["sim_load"])  # the rate the runs were offered
+
+
+def test_the_search_says_when_max_load_still_met_the_target():
+    scenario = _scenario()
+    tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: True)
+    assert tried == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0] and row["sim_load"] == 64.0 and row["sim_capped"]
+    tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: False)  # even the first load fails
+    assert row["sim_load"] == 0.0 and row["sim_rpm"] == 0.0 and not row["sim_capped"]
+
+
+def test_the_simulated_rate_is_the_one_the_window_was_offered():
+    # 30/min for the first 10 minutes of every hour: a long-run mean of 5/min, but a 10-minute run sees 30
+    data = {"scenario": {"name": "cap", "duration": "10m", "replications": 1}, "org": {"tier": "developer"},
+            "clients": [{**CHAT, "max_tokens": 200, "arrival": {"kind": "piecewise", "period": "1h",
+                                                                 "schedule": [["0m", "30/min"], ["10m", "0/min"]]}}]}
+    (row,) = capacity_table(scenario_from_dict(data, source="<test>"))
+    assert row["offered_rpm"] == pytest.approx(5.0)
+    assert row["sim_rpm"] == pytest.approx(30.0 * row["sim_load"], rel=0.05)
+    assert 500 < row["sim_rpm"] <= 1000  # RPM 1 000 binds what the window can be offered
