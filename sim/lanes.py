@@ -17,6 +17,8 @@ wait (the earliest either would admit).  A flex attempt first meets the capacity
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -162,7 +164,9 @@ class Route:
                     s, w, served = f, wf, FLEX
         extra["tier"][i] = served
         if w > 0.0:
-            extra["scope"][i] = _SCOPE[getattr(s, "binding_scope", None) or "org"]
+            scope = extra["scope"][i] = _SCOPE[getattr(s, "binding_scope", None) or "org"]
+            if scope == _SCOPE[PROJECT] and w != math.inf:  # a 429 (not a 413) by a project quota
+                extra["n429_project"][i] += 1
         return s, w
 
 

@@ -48,10 +48,12 @@ class Columns:
 
     def lane_columns(self, tier: int, project: str, lane: str) -> None:
         """Keep the lane columns too: the service tier each request was served on or last tried (``tier``
-        until then), its 498 count, the scope of its last refusal, its batch job (-1: none) and the job's
-        submission time; and the group's project and lane as labels."""
+        until then), its 498 count, the scope of its last refusal, how many of its 429s a project quota
+        gave, its batch job (-1: none) and the job's submission time; and the group's project and lane as
+        labels."""
         self.extra = {"tier": array("b", bytes([tier]) * self.n), "n498": array("h", bytes(2 * self.n)),
-                      "scope": array("b", bytes(self.n)), "job": array("i", [-1]) * self.n,
+                      "scope": array("b", bytes(self.n)), "n429_project": array("h", bytes(2 * self.n)),
+                      "job": array("i", [-1]) * self.n,
                       "submitted": array("d", [np.nan]) * self.n}
         self.labels, self._tier0 = {"project": project, "lane": lane}, tier
 
@@ -87,6 +89,7 @@ class Columns:
             x["tier"].frombytes(bytes([self._tier0]) * n)
             x["n498"].frombytes(bytes(2 * n))
             x["scope"].frombytes(bytes(n))
+            x["n429_project"].frombytes(bytes(2 * n))
             x["job"].extend(array("i", [-1]) * n)
             x["submitted"].extend(array("d", [np.nan]) * n)
         self.n += n
@@ -116,7 +119,8 @@ def _lane_columns(c: Columns) -> dict:
     """The lane columns of one group (see :meth:`Columns.lane_columns`); tiers and scopes as codes."""
     x = c.extra
     return {"service_tier": _col(x["tier"], np.int8), "n498": _col(x["n498"], np.int16),
-            "refused_scope": _col(x["scope"], np.int8), "job": _col(x["job"], np.int32),
+            "refused_scope": _col(x["scope"], np.int8), "n429_project": _col(x["n429_project"], np.int16),
+            "job": _col(x["job"], np.int32),
             "submitted": _col(x["submitted"]),
             "project": np.full(c.n, c.labels["project"], dtype=object),
             "lane": np.full(c.n, c.labels["lane"], dtype=object)}
@@ -168,9 +172,9 @@ def _categories(values: tuple) -> pd.CategoricalDtype:
 
 def frames(groups: list[Columns], client_names: list[str], model_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The request records (sorted by creation time, then client group) and the 429 log of a run.  A run
-    with lanes adds ``service_tier``, ``n498``, ``refused_scope``, ``job``, ``submitted``, ``project`` and
-    ``lane``.  A batch request is never ``admitted`` (no org limit sees it): its job's ``submitted`` time says
-    when it entered the lane."""
+    with lanes adds ``service_tier``, ``n498``, ``refused_scope``, ``n429_project``, ``job``, ``submitted``,
+    ``project`` and ``lane``.  A batch request is never ``admitted`` (no org limit sees it): its job's
+    ``submitted`` time says when it entered the lane."""
     lanes = any(c.extra is not None for c in groups)
     records = _merged([_group_columns(c, k, lanes) for k, c in enumerate(groups)], "created")
     rec = _frame(records, {"client": client_names, "model": model_names, "outcome": OUTCOMES,

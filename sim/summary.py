@@ -117,7 +117,7 @@ def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
     out["flex_share"] = float((window["service_tier"][ok] == "flex").mean()) if ok.any() else np.nan
     #: when the last successful request was answered (seconds from the start): when a job of requests is done
     out["done_by"] = float(window["finished"][ok].max()) if ok.any() else np.nan
-    out["project_refusals"] = int((window["refused_scope"] == "project").sum())
+    out["project_refusals"] = int(window["n429_project"].sum())
     batch = window[window["service_tier"] == "batch"]
     jobs = jobs_from_records(window)
     t = jobs["completion_time"].dropna().to_numpy(float)
