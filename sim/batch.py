@@ -34,7 +34,7 @@ from .fields import Duration, Strict
 from .units import format_duration
 
 MAX_REQUESTS = 50_000
-MAX_BYTES = 200 * 1024 * 1024
+MAX_BYTES = 200_000_000  # Groq's batch docs: "200 MB" a file (decimal megabytes, as written)
 MIN_WINDOW, MAX_WINDOW = 24 * 3600.0, 7 * 24 * 3600.0
 Z95 = 1.6448536269514722
 JOB_STATUS = ("completed", "expired")
