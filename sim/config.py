@@ -158,6 +158,9 @@ def resolve_policy(name: str, raw: dict) -> Policy:
     extends itself), so ``{"extends": "groq-sdk", "deadline": "30s"}`` is the SDK with a deadline."""
     raw = dict(raw)
     base = raw.pop("extends", name if name in BUILTIN_POLICIES else None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{base!r}: must be the name of a built-in policy (allowed: "
+                          f"{', '.join(BUILTIN_POLICIES)})")
     if base is not None and base not in BUILTIN_POLICIES:
         raise ConfigError(did_you_mean(base, BUILTIN_POLICIES, "built-in policy"))
     return Policy(**{**BUILTIN_POLICIES.get(base, {}), **raw})

@@ -24,7 +24,7 @@ from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
 from .config import Client, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, did_you_mean
-from .fields import Duration, Strict
+from .fields import Duration, PositiveDuration, Strict
 from .prices import price_table
 from .projects import Project, project_limits
 from .service import SPEEDS, service_models
@@ -74,10 +74,11 @@ class TierDef(Strict):
 
 
 class CapacityTarget(Strict):
-    p95: Duration = 10.0
+    p95: PositiveDuration = 10.0
     success: Annotated[float, Field(gt=0, le=1)] = 0.99
-    max_load: Annotated[float, Field(gt=0)] = 64.0
-    tolerance: Annotated[float, Field(gt=0)] = 0.05
+    max_load: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 64.0
+    #: the search stops when its bracket is narrower than this share of the load (0.05: 5 %)
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
 
 class RunSettings(Strict):
@@ -395,7 +396,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read scenario ({exc.strerror})") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the TOML
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a scenario: not UTF-8 text (byte {exc.start}); expected a TOML file") from None
     try:
@@ -407,9 +408,10 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
 
 def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[str, Any] | None = None) -> Scenario:
     data = dict(data)
+    stub = Scenario.model_construct(source=source)
+    _check_sections(stub, data)
     if overrides:
         data["scenario"] = {**data.get("scenario", {}), **{k: v for k, v in overrides.items() if v is not None}}
-    stub = Scenario.model_construct(source=source)
     _check_keys(stub, data, Scenario, ())
     for axis in data.get("compare", {}):
         if axis not in AXES:
@@ -434,6 +436,37 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
         raise _pydantic_error(stub, exc, ()) from None
     scenario.check()
     return scenario
+
+
+#: the scenario sections written as tables of named tables ([policies.NAME]) rather than one table
+_NAMED_TABLES = ("tiers", "service", "prices", "policies", "projects")
+
+
+def _check_sections(stub: Scenario, data: dict) -> None:
+    """Each top-level section has the shape its TOML form gives it (a table; ``clients`` a list of tables;
+    a named section's entries tables), before anything walks into it: a wrong one is one line, not a
+    traceback from deep inside."""
+    for key, value in data.items():
+        if key not in Scenario.model_fields or key == "source":
+            continue  # an unknown key: _check_keys names it
+        if key == "clients":
+            if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+                raise stub.error(key, f"{_shape(value)}: must be a list of tables, one [[clients]] per client group")
+            continue
+        if not isinstance(value, dict):
+            hint = f" ([{key}.NAME] for each one, not [[{key}]])" if key in _NAMED_TABLES else ""
+            raise stub.error(key, f"{_shape(value)}: must be a table [{key}]{hint}")
+        if key in _NAMED_TABLES:
+            for name, entry in value.items():
+                if not isinstance(entry, dict):
+                    raise stub.error(f"{key}.{name}", f"{_shape(entry)}: must be a table [{key}.{name}]")
+
+
+def _shape(value) -> str:
+    """How a TOML value reads, for an error: ``a list``, ``5``, ``'text'``."""
+    if isinstance(value, list):
+        return "a list" if not value or not isinstance(value[0], dict) else "a list of tables"
+    return "a table" if isinstance(value, dict) else repr(value)
 
 
 def _first_repeat(values: list) -> int | None:
@@ -519,7 +552,8 @@ def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
         key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
         allowed = f" (allowed: {', '.join(KINDS)})" if loc[-1:] == ("arrival",) else ""
         return stub.error(_path(prefix + loc + (key,)), f"Field required{allowed}")
-    if err.get("input") is not None and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+    if (err.get("input") is not None and err["type"] not in ("missing",) and not isinstance(err["input"], dict)
+            and not msg.startswith(repr(err["input"]))):  # (our own messages already start with the value)
         msg = f"{err['input']!r}: {msg}"
     return stub.error(_path(prefix + loc) or "scenario", msg)
 

@@ -36,8 +36,8 @@ def parse_count(text: str) -> int | None:
 def parse_duration(value: str | float) -> float:
     """Seconds from a number or a string such as ``90s``, ``15m``, ``2h``, ``1d``, ``2m59.56s``, ``500ms``.
     Every Go duration string (``1.5µs``, ``250ns``, ``2m52.8s``) is accepted too; ``d`` (days) is ours."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a duration (allowed: a number of seconds, or like 90s, 15m, 2h, 1d)")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -61,8 +61,8 @@ def parse_duration(value: str | float) -> float:
 
 def parse_rate(value: str | float) -> float:
     """Events per second from a number (per second) or ``20/min``, ``3.5/s``, ``1000/day``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a rate")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a rate (allowed: a number per second, or like 20/min, 3.5/s, 1000/day)")
     if isinstance(value, (int, float)):
         rate = float(value)
     else:

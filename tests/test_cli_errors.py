@@ -145,6 +145,23 @@ SCENARIOS = [
     ("toml-duplicate-key", "[scenario]\nduration = '2m'\nduration = '3m'\n" + CLIENT, "TOML"),
     ("binary-file", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe", "UTF-8"),
     ("latin-1-file", "# caf\xe9\n".encode("latin-1") + BASE.encode(), "UTF-8"),
+    # a section of the wrong shape: one line, not a traceback from deep inside
+    ("policies-as-array-of-tables", BASE + "[[policies]]\nname = 'p'\nextends = 'retry-after'\n",
+     "policies: a list of tables: must be a table [policies] ([policies.NAME] for each one, not [[policies]])"),
+    ("policies-a-number", "policies = 5\n" + BASE, "policies: 5: must be a table [policies]"),
+    ("policy-a-number", "policies = { p = 5 }\n" + BASE, "policies.p: 5: must be a table [policies.p]"),
+    ("compare-a-number", "compare = 5\n" + BASE, "compare: 5: must be a table [compare]"),
+    ("compare-a-list", "compare = [1]\n" + BASE, "compare: a list: must be a table [compare]"),
+    ("scenario-a-list", "scenario = [1]\n" + CLIENT, "scenario: a list: must be a table [scenario]"),
+    ("clients-a-number", "clients = 5\n", "clients: 5: must be a list of tables, one [[clients]] per client group"),
+    ("clients-a-table", "[clients]\nname = 'c'\n", "clients: a table: must be a list of tables"),
+    ("extends-a-number", BASE + "[policies.p]\nextends = 5\n",
+     "policies.p.extends: 5: must be the name of a built-in policy (allowed: no-retry,"),
+    ("duration-a-list", _with(scenario="duration = ['2m']\n"), "scenario.duration: ['2m'] is not a duration"),
+    ("rate-a-table", BASE.replace("rate = '10/min'", "rate = { a = 1 }"), "{'a': 1} is not a rate"),
+    ("capacity-tolerance-1", BASE + "[capacity]\ntolerance = 1\n",
+     "capacity.tolerance: 1: Input should be less than 1"),
+    ("capacity-p95-zero", BASE + "[capacity]\np95 = 0\n", "capacity.p95: 0: Input should be greater than 0"),
 ]
 
 TRACES = [
@@ -232,6 +249,11 @@ def test_malformed_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
         code = main(command)
         _expect_one_line_error(code, capsys.readouterr().err, fragment)
         assert not out.exists(), f"{name}: {command[0]} left {out}"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_toml(tmp_path, capsys):
+    scenario = _write(tmp_path, {"s.toml": b"\xef\xbb\xbf" + BASE.encode()})  # as Windows editors save UTF-8
+    assert main(["check", str(scenario)]) == 0, capsys.readouterr().err
 
 
 def test_scenario_errors_name_the_file_and_line(tmp_path, capsys):
@@ -393,5 +415,5 @@ def test_a_size_may_be_written_as_a_count_and_a_word_says_what_is_allowed(tmp_pa
     assert (c.max_tokens.dist, c.max_tokens.value, c.prompt_tokens.value) == ("fixed", 2000, 1500)
     path = _write(tmp_path, {"s.toml": _with(client="max_tokens = 'lots'\n")})
     assert main(["check", str(path)]) == 2
-    assert ("clients[0].max_tokens: 'lots': 'lots' is not a size (allowed: a number such as 200 or 2K, or a "
+    assert ("clients[0].max_tokens: 'lots' is not a size (allowed: a number such as 200 or 2K, or a "
             "distribution") in capsys.readouterr().err

@@ -117,7 +117,8 @@ def test_parse_rate_every_unit(text, per_second):
     assert parse_rate(text) == pytest.approx(per_second, rel=1e-15)
 
 
-@pytest.mark.parametrize("bad", ["20/fortnight", "fast", "-1/s", "inf/s", "nan", True, -0.5, float("inf")])
+@pytest.mark.parametrize("bad", ["20/fortnight", "fast", "-1/s", "inf/s", "nan", True, -0.5, float("inf"), [20],
+                                 {"a": 1}, None])
 def test_parse_rate_rejects(bad):
     with pytest.raises(ValueError):
         parse_rate(bad)
@@ -132,7 +133,8 @@ def test_parse_duration_every_unit(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds, rel=1e-15)
 
 
-@pytest.mark.parametrize("bad", [True, False, -1, -0.5, float("inf"), float("nan"), "5s-", "s5", "1x2s", "--1s"])
+@pytest.mark.parametrize("bad", [True, False, -1, -0.5, float("inf"), float("nan"), "5s-", "s5", "1x2s", "--1s",
+                                 ["2m"], {"m": 2}, None])
 def test_parse_duration_rejects_bools_negatives_and_junk(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
