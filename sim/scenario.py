@@ -290,7 +290,7 @@ class Scenario(Strict):
                 if fb not in service:
                     raise self.error(f"policies.{name}.fallback", did_you_mean(fb, service, "fallback model"))
         for k, c in enumerate(client_models):
-            where = f"clients[{k}]" if not point.get("model") else "compare.model"
+            where = f"clients[{k}]" if not point.get("model") else "compare"  # + ".model"
             try:
                 catalog.limits(org_model.tier, c.model)
             except ConfigError as exc:
@@ -300,6 +300,9 @@ class Scenario(Strict):
             if c.audio_seconds.mean() > 0 and service[c.model].kind != "stt":
                 raise self.error(f"clients[{k}].audio_seconds", f"{c.model!r} takes no audio: audio_seconds is for "
                                  "speech-to-text models (whisper-large-v3, whisper-large-v3-turbo)")
+            if service[c.model].kind == "stt" and c.arrival.kind != "trace" and not c.audio_seconds.mean() > 0:
+                raise self.error(f"{where}.model", f"{c.model!r} is speech-to-text: its requests are audio, so the "
+                                 "group needs audio_seconds > 0 (a text workload means nothing to it)")
             if ("batch" in self.clients[k].model_fields_set  # as written, not as resolved
                     and self.clients[k].lane != "batch" and "batch" not in self.compare.get("lane", [])):
                 raise self.error(f"clients[{k}].batch", 'batch settings need lane = "batch" (this group is served '
@@ -312,6 +315,10 @@ class Scenario(Strict):
                     catalog.limits(org_model.tier, fb)
                 except ConfigError as exc:
                     raise self.error(f"policies.{c.policy}.fallback", str(exc)) from None
+                if service[fb].kind != service[c.model].kind:
+                    raise self.error(f"policies.{c.policy}.fallback", f"{fb!r} ({service[fb].kind}) cannot answer "
+                                     f"{c.model!r}'s requests ({service[c.model].kind}): fall back to a model of "
+                                     "the same kind")
             if c.project is not None:
                 if c.project not in self.projects:
                     raise self.error(f"clients[{k}].project",

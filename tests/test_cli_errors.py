@@ -162,6 +162,10 @@ SCENARIOS = [
     ("capacity-tolerance-1", BASE + "[capacity]\ntolerance = 1\n",
      "capacity.tolerance: 1: Input should be less than 1"),
     ("capacity-p95-zero", BASE + "[capacity]\np95 = 0\n", "capacity.p95: 0: Input should be greater than 0"),
+    ("text-to-whisper", BASE + "[compare]\nmodel = ['llama-3.1-8b-instant', 'whisper-large-v3']\n",
+     "compare.model: 'whisper-large-v3' is speech-to-text: its requests are audio, so the group needs audio_seconds"),
+    ("fallback-to-whisper", _with(client="policy = 'p'\n", extra="[policies.p]\nfallback = ['whisper-large-v3']\n"),
+     "policies.p.fallback: 'whisper-large-v3' (stt) cannot answer 'llama-3.1-8b-instant''s requests (chat)"),
 ]
 
 TRACES = [
