@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .catalog import Catalog, format_rows
-from .errors import ConfigError
+from .errors import ConfigError, write_problems
 from .texttable import align
 from .units import format_duration, parse_duration
 
@@ -128,8 +128,9 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         sys.stdout.write(study.comparison.to_csv(index=False))
     else:
         sys.stdout.write(format_comparison(study.comparison, axes))
+    problems: list[str] = []
     files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
-                          early if study.complete else None)
+                          early if study.complete else None, errors=problems)
     if args.format == "table" and out / "by_project.csv" in files:  # written by this run, not an earlier one
         sys.stdout.write(format_by_project(out / "by_project.csv", axes))
     if not args.quiet:
@@ -138,6 +139,9 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         print(f"groqsim: interrupted: {len(study.summary)} run(s) finished and kept in {out}; "
               "run the same command again to resume", file=sys.stderr)
         return 130
+    if problems:  # the runs are kept in runs/: the same command, once the path is free, writes them
+        print(f"groqsim: error: {write_problems(problems)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -210,8 +214,12 @@ def _calibrate(args) -> int:
         print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
         return 2
     prepare_out(out)  # an unwritable place: one line, before anything is written (the report is shown above)
-    files = write_outputs(cal, out, plots=not args.no_plots)
+    problems: list[str] = []
+    files = write_outputs(cal, out, plots=not args.no_plots, errors=problems)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    if problems:
+        print(f"groqsim: error: {write_problems(problems)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -20,3 +20,19 @@ def did_you_mean(word: str, choices, what: str) -> str:
     close += [c for c in choices if word and word.lower() in c.lower() and c not in close][:3]
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     return f"unknown {what} {word!r} ({hint}allowed: {', '.join(choices)})"
+
+
+def writing(fn, *args) -> tuple[list, str | None]:
+    """``fn(*args)`` -> (the files it wrote, None), or ([], one line naming the file) when one could not be
+    written (an OSError: a directory in the way, no space, no permission): the command writes every other
+    output, then says which failed, and nothing already computed is lost."""
+    try:
+        return fn(*args), None
+    except OSError as exc:
+        return [], f"{exc.filename or getattr(fn, '__name__', fn)}: cannot write ({exc.strerror or exc})"
+
+
+def write_problems(errors: list[str]) -> str:
+    """The one line a command prints for the outputs it could not write."""
+    more = f" (and {len(errors) - 1} other file(s))" if len(errors) > 1 else ""
+    return f"{errors[0]}{more}; the other outputs were written"

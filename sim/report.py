@@ -12,6 +12,7 @@ import pandas as pd
 from .catalog import UNIT_SPEC
 from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
+from .errors import writing
 from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals, read_run_file, run_table
 from .summary import limits_used, spent, usage_columns
@@ -206,22 +207,33 @@ def comparison_json(comp: pd.DataFrame) -> str:
     return json.dumps(jsonable(comp.to_dict(orient="records")), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early: dict | None = None
-                  ) -> list[Path]:
+def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early: dict | None = None,
+                  errors: list[str] | None = None) -> list[Path]:
     """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots and the lane tables.
     With a ``pool`` the files other than the two tables are written by its workers, one task each, in
     parallel (a study held in memory is written here: its records are not sent to workers).  ``early``:
-    figures already started on the pool (figure function -> future, see :func:`start_early_figures`)."""
+    figures already started on the pool (figure function -> future, see :func:`start_early_figures`).  A
+    file that cannot be written does not stop the others: its line (:func:`sim.errors.writing`) goes to
+    ``errors``."""
     out.mkdir(parents=True, exist_ok=True)
-    study.summary.to_csv(out / "summary.csv", index=False)
-    study.comparison.to_csv(out / "comparison.csv", index=False)
     early = early or {}
     # the longest first, so that it does not start last
-    tasks = [(write_requests, study, out), *((fig, study, out) for fig in FIGURES if fig not in early),
-             (plot_lanes, study, out), (lane_tables, study, out)]
-    files = [f(*args) for f, *args in tasks] if pool is None or study.results else pool.map(call, tasks)
-    files += [future.result() for future in early.values()]
-    return [out / "summary.csv", out / "comparison.csv", *(f for group in files for f in group)]
+    tasks = [(writing, write_requests, study, out),
+             *((writing, fig, study, out) for fig in FIGURES if fig not in early),
+             (writing, plot_lanes, study, out), (writing, lane_tables, study, out)]
+    done = [writing(_csv, study.summary, out / "summary.csv"),
+            writing(_csv, study.comparison, out / "comparison.csv")]
+    done += [call(*task) for task in tasks] if pool is None or study.results else pool.map(call, tasks)
+    done += [future.result() for future in early.values()]
+    if errors is not None:
+        errors += [e for _, e in done if e]
+    return [f for files, _ in done for f in files]
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> list[Path]:
+    """One table as CSV (``summary.csv``: a row per run; ``comparison.csv``: a row per grid point)."""
+    frame.to_csv(path, index=False)
+    return [path]
 
 
 def write_requests(study: StudyResult, out: Path) -> list[Path]:
@@ -441,7 +453,7 @@ def start_early_figures(pool: Pool, study: StudyResult, out: Path, early: dict) 
     if study.results:  # a study held in memory is drawn at the end, in this process
         return
     for fig in FIRST_REPLICATION_FIGURES:
-        future = pool.submit(call, fig, study, out)
+        future = pool.submit(call, writing, fig, study, out)
         if future is not None:
             early[fig] = future
 

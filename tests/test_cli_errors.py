@@ -421,3 +421,31 @@ def test_a_size_may_be_written_as_a_count_and_a_word_says_what_is_allowed(tmp_pa
     assert main(["check", str(path)]) == 2
     assert ("clients[0].max_tokens: 'lots' is not a size (allowed: a number such as 200 or 2K, or a "
             "distribution") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_output_that_cannot_be_written_is_one_line_and_the_others_are_written(jobs, tmp_path, capsys):
+    scenario = _write(tmp_path, {"s.toml": BASE.replace("llama-3.1-8b-instant", "openai/gpt-oss-20b")})
+    out = tmp_path / "out"
+    (out / "latency_cdf.png").mkdir(parents=True)  # a directory where a figure goes
+    (out / "summary.csv").mkdir()
+    code = main(["run", str(scenario), "--out", str(out), "--jobs", jobs, "--quiet"])
+    err = capsys.readouterr().err
+    _expect_one_line_error(code, err, f"{out / 'summary.csv'}: cannot write (Is a directory) (and 1 other file(s)); "
+                                      "the other outputs were written")
+    for name in ("comparison.csv", "requests.parquet", "throughput_over_time.png", "utilisation_over_time.png",
+                 "attempts_per_success.png"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "runs").glob("*.json"))) == 1  # the run is kept: the same command resumes it
+
+
+def test_a_calibration_output_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    out = tmp_path / "cal"
+    (out / "calibrated.toml").mkdir(parents=True)
+    code = main(["calibrate", str(ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"), "--out", str(out),
+                 "--no-plots"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("groqsim")]
+    assert code == 2 and lines == [f"groqsim: error: {out / 'calibrated.toml'}: cannot write (Is a directory); "
+                                   "the other outputs were written"], err
+    assert (out / "report.txt").is_file() and "Traceback" not in err

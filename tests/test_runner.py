@@ -296,7 +296,7 @@ def test_the_output_stage_in_this_process_writes_and_lists_every_file(tmp_path):
     assert len(pd.read_parquet(tmp_path / "disk" / "requests.parquet")) == sum(
         len(r.records) for r in memory.results.values())
     drawn = Future()
-    drawn.set_result([tmp_path / "early" / "drawn-before.png"])
+    drawn.set_result(([tmp_path / "early" / "drawn-before.png"], None))  # as sim.errors.writing returns
     (tmp_path / "early").mkdir()  # the command line makes the directory first
     files = write_outputs(disk, tmp_path / "early", early={plot_utilisation: drawn})
     assert [f.name for f in files] == ["summary.csv", "comparison.csv", "requests.parquet", *figures[1:],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import writing
 from ..texttable import align
 from . import Calibration
 from .limits_fit import PUBLISHED_TIERS
@@ -195,12 +196,21 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
     return files
 
 
-def write_outputs(cal: Calibration, out: str | Path, plots: bool = True) -> list[Path]:
+def write_outputs(cal: Calibration, out: str | Path, plots: bool = True, errors: list[str] | None = None
+                  ) -> list[Path]:
+    """``calibrated.toml``, ``report.txt`` and (``plots``) the figures; a file that cannot be written does
+    not stop the others: its line goes to ``errors`` (:func:`sim.errors.writing`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "calibrated.toml", out / "report.txt"]
-    files[0].write_text(toml_fragment(cal))
-    files[1].write_text(report_text(cal))
+    done = [writing(_text, out / "calibrated.toml", toml_fragment(cal)), writing(_text, out / "report.txt",
+                                                                                 report_text(cal))]
     if plots:
-        files += write_plots(cal, out)
-    return files
+        done.append(writing(write_plots, cal, out))
+    if errors is not None:
+        errors += [e for _, e in done if e]
+    return [f for files, _ in done for f in files]
+
+
+def _text(path: Path, text: str) -> list[Path]:
+    path.write_text(text)
+    return [path]
