@@ -14,13 +14,14 @@ import csv
 import datetime
 import functools
 import io
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, KeyedError, did_you_mean
 from .texttable import align
 from .units import parse_count
 
@@ -48,8 +49,20 @@ class Limits:
         return [(u, getattr(self, u)) for u in UNITS if getattr(self, u) is not None]
 
     def scaled(self, factors: Mapping[str, float]) -> Limits:
-        return replace(self, **{u: None if getattr(self, u) is None else round(getattr(self, u) * f)
-                                for u, f in factors.items()})
+        """Each unit's limit x its factor, rounded; a result below 1 (or not finite) is a
+        :class:`~sim.errors.KeyedError` on ``scale.<unit>``: a limiter needs a positive limit."""
+        out = {}
+        for u, f in factors.items():
+            limit = getattr(self, u)
+            if limit is None:
+                out[u] = None
+                continue
+            value = limit * f
+            if not (math.isfinite(value) and round(value) >= 1):
+                raise KeyedError(f"scale.{u}", f"{limit} x {f:g} = {value:g}: a scaled limit must be a finite "
+                                 "number >= 1 (the limit would refuse everything, or nothing ever)")
+            out[u] = round(value)
+        return replace(self, **out)
 
 
 #: a limits file's column headers (lower case, runs of other characters as one space) -> field
@@ -179,12 +192,20 @@ class Catalog:
         It bills like ``base`` unless ``billed`` says otherwise."""
         for unit in (scale or {}):
             if unit not in UNITS:
-                raise ConfigError(did_you_mean(unit, UNITS, "limit unit"))
-        models = {m: lim.scaled(scale or {}) for m, lim in self.tier(base).items()}
+                raise KeyedError(f"scale.{unit}", did_you_mean(unit, UNITS, "limit unit"))
+        models = {}
+        for m, lim in self.tier(base).items():
+            try:
+                models[m] = lim.scaled(scale or {})
+            except KeyedError as exc:
+                raise KeyedError(exc.key, f"{m}'s {exc.message}") from None
         self.tiers[name] = models
         self.billed[name] = self.billed[base] if billed is None else bool(billed)
         for model, values in (overrides or {}).items():
-            self.override(name, model, **values)
+            try:
+                self.override(name, model, **values)
+            except KeyedError as exc:
+                raise KeyedError(f"overrides.{model}.{exc.key}", exc.message) from None
         return self
 
     def override(self, tier: str, model: str, **values: int | str | None) -> Catalog:
@@ -192,11 +213,11 @@ class Catalog:
         models = self.tier(tier)
         for unit, value in values.items():
             if unit not in UNITS:
-                raise ConfigError(did_you_mean(unit, UNITS, "limit unit"))
+                raise KeyedError(unit, did_you_mean(unit, UNITS, "limit unit"))
             if isinstance(value, str):
                 value = parse_count(value)
             if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"limit {tier}/{model}/{unit} must be a positive integer, got {value!r}")
+                raise KeyedError(unit, f"limit {tier}/{model}/{unit} must be a positive integer, got {value!r}")
             values[unit] = value
         models[model] = replace(models.get(model, Limits()), **values)
         return self

@@ -8,6 +8,15 @@ class ConfigError(ValueError):
     """Bad input from the user (scenario key, unknown model or tier, unparsable value)."""
 
 
+class KeyedError(ConfigError):
+    """A ConfigError about one key below whatever the caller read (``scale.rpm``): the caller names the rest
+    of the path (``tiers.mine.``) and the file's line."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 class InputWarning(UserWarning):
     """Input the simulator accepted after adjusting it (e.g. an unsorted trace it sorted): the CLI prints it as
     one line ``groqsim: warning: ...``; other libraries' warnings it does not show."""

@@ -30,7 +30,7 @@ CAPACITY_EXCEEDED = 498
 
 class Flex(Strict):
     """``[org.flex]``: the flex tier's limit multiplier and its capacity-shortage process (assumptions)."""
-    multiplier: Annotated[float, Field(gt=0)] = 10.0
+    multiplier: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     #: mean length of a calm period (flex capacity available)
     calm: Annotated[Duration, Field(gt=0)] = 3000.0
     #: mean length of a scarce period

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field, StrictBool, ValidationError, model_valida
 import numpy as np
 
 from .arrivals import KINDS
-from .catalog import Catalog, shutdown_warning
+from .catalog import UNITS, Catalog, shutdown_warning
 from .config import Client, Org, Policy, PolicyError, policy_table
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, KeyedError, did_you_mean
 from .fields import Duration, PositiveDuration, Strict
 from .prices import price_table
 from .projects import Project, project_limits
@@ -68,7 +68,7 @@ class Meta(Strict):
 
 class TierDef(Strict):
     base: str
-    scale: dict[str, Annotated[float, Field(gt=0)]] = {}
+    scale: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = {}
     overrides: dict[str, dict[str, Annotated[int, Field(gt=0)] | str]] = {}
     billed: StrictBool | None = None  # does the tier bill per token? (default: as its base; free does not)
 
@@ -132,6 +132,8 @@ class Scenario(Strict):
                                      f"its speeds in [service.{model}]")
             try:
                 cat.define_tier(name, t.base, t.scale, t.overrides, t.billed)
+            except KeyedError as exc:
+                raise self.error(f"tiers.{name}.{exc.key}", exc.message) from None
             except (ConfigError, ValueError) as exc:
                 raise self.error(f"tiers.{name}", str(exc)) from None
         return cat
@@ -334,6 +336,14 @@ class Scenario(Strict):
                     except ConfigError as exc:
                         raise ConfigError(f"{path}: column model: {exc}") from None
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
+        multiplier = org_model.flex.multiplier
+        for c in client_models:  # flex limits are the org's x the multiplier: each still >= 1
+            if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch":
+                try:
+                    catalog.limits(org_model.tier, c.model).scaled(dict.fromkeys(UNITS, multiplier))
+                except KeyedError as exc:
+                    where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
+                    raise self.error(where, f"{multiplier:g} makes {c.model}'s flex {exc.message}") from None
         for name, project in self.projects.items():
             for model in project.limits:
                 try:

@@ -162,6 +162,17 @@ SCENARIOS = [
     ("capacity-tolerance-1", BASE + "[capacity]\ntolerance = 1\n",
      "capacity.tolerance: 1: Input should be less than 1"),
     ("capacity-p95-zero", BASE + "[capacity]\np95 = 0\n", "capacity.p95: 0: Input should be greater than 0"),
+    ("scale-to-zero", BASE.replace("[scenario]", "[org]\ntier = 'ent'\n[scenario]")
+     + "[tiers.ent]\nbase = 'developer'\nscale = { rpm = 0.0001 }\n",
+     "tiers.ent.scale.rpm: allam-2-7b's 300 x 0.0001 = 0.03: a scaled limit must be a finite number >= 1"),
+    ("scale-to-inf", BASE + "[tiers.ent]\nbase = 'developer'\nscale = { tpm = inf }\n",
+     "tiers.ent.scale.tpm: inf: Input should be a finite number"),
+    ("override-unit-typo",
+     BASE + "[tiers.ent]\nbase = 'developer'\noverrides = { 'llama-3.1-8b-instant' = { rpdd = 5 } }\n",
+     "tiers.ent.overrides.llama-3.1-8b-instant.rpdd: unknown limit unit 'rpdd'"),
+    ("flex-multiplier-to-zero", BASE.replace("[scenario]", "[org]\ntier = 'developer'\nservice_tier = 'flex'\n"
+                                             "[org.flex]\nmultiplier = 0.0001\n[scenario]"),
+     "org.flex.multiplier: 0.0001 makes llama-3.1-8b-instant's flex"),
     ("text-to-whisper", BASE + "[compare]\nmodel = ['llama-3.1-8b-instant', 'whisper-large-v3']\n",
      "compare.model: 'whisper-large-v3' is speech-to-text: its requests are audio, so the group needs audio_seconds"),
     ("fallback-to-whisper", _with(client="policy = 'p'\n", extra="[policies.p]\nfallback = ['whisper-large-v3']\n"),
