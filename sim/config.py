@@ -15,7 +15,7 @@ from pydantic import Field, StrictBool, model_validator
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
 from .errors import ConfigError, did_you_mean
-from .fields import Duration, NonNeg, Strict
+from .fields import Duration, PositiveDuration, Strict
 from .flex import Flex, ServiceTier
 from .headers import RETRY_AFTER_ROUNDING
 from .limiters import ALGORITHMS
@@ -28,15 +28,23 @@ __all__ = ["Dist", "Policy", "Client", "Accounting", "Org", "BUILTIN_POLICIES", 
            "arrival", "Duration", "Strict"]
 
 
+#: the largest size a distribution may give (tokens or audio seconds): far above any context window, and
+#: within the 32-bit counts the records keep; a lognormal's tail is cut there
+MAX_SIZE = 10_000_000
+_Size = Annotated[float, Field(ge=0, le=MAX_SIZE, allow_inf_nan=False)]
+_PositiveSize = Annotated[float, Field(gt=0, le=MAX_SIZE, allow_inf_nan=False)]
+_NEEDS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"), "empirical": ("values",)}
+
+
 class Dist(Strict):
     """A size distribution: a plain number means ``fixed``."""
     dist: Literal["fixed", "uniform", "lognormal", "empirical"] = "fixed"
-    value: NonNeg | None = None
-    low: NonNeg | None = None
-    high: NonNeg | None = None
-    median: Annotated[float, Field(gt=0)] | None = None
-    p95: Annotated[float, Field(gt=0)] | None = None
-    values: list[NonNeg] | None = None
+    value: _Size | None = None
+    low: _Size | None = None
+    high: _Size | None = None
+    median: _PositiveSize | None = None
+    p95: _PositiveSize | None = None
+    values: list[_Size] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -56,11 +64,13 @@ class Dist(Strict):
 
     @model_validator(mode="after")
     def _complete(self):
-        need = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"),
-                "empirical": ("values",)}[self.dist]
+        need = _NEEDS[self.dist]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"dist '{self.dist}' needs {', '.join(need)} (missing: {', '.join(missing)})")
+        unused = [k for ks in _NEEDS.values() for k in ks if k not in need and getattr(self, k) is not None]
+        if unused:
+            raise ValueError(f"dist '{self.dist}' takes {', '.join(need)}; {', '.join(unused)} would be ignored")
         if self.dist == "uniform" and self.low > self.high:
             raise ValueError("uniform needs low <= high")
         if self.dist == "lognormal":
@@ -75,8 +85,19 @@ class Dist(Strict):
         if self.dist == "uniform":
             return rng.uniform(self.low, self.high, n)
         if self.dist == "lognormal":
-            return np.exp(np.log(self.median) + lognormal_sigma(self.median, self.p95) * rng.standard_normal(n))
+            x = np.exp(np.log(self.median) + lognormal_sigma(self.median, self.p95) * rng.standard_normal(n))
+            return np.minimum(x, MAX_SIZE, out=x)
         return rng.choice(np.asarray(self.values, dtype=float), n)
+
+    def bounds(self) -> tuple[float, float]:
+        """The smallest and largest value the distribution can give."""
+        if self.dist == "fixed":
+            return self.value, self.value
+        if self.dist == "uniform":
+            return self.low, self.high
+        if self.dist == "lognormal":
+            return 0.0, float(MAX_SIZE)
+        return min(self.values), max(self.values)
 
     def mean(self) -> float:
         if self.dist == "fixed":
@@ -105,7 +126,7 @@ class Policy(Strict):
     honor_retry_after: StrictBool = False
     retry_after_cap: Duration | None = None
     retry_on: list[Annotated[int, Field(ge=400, le=599)]] = [429, 500, 502, 503]  # HTTP error statuses
-    deadline: Duration | None = None
+    deadline: PositiveDuration | None = None
     pacing: Annotated[float, Field(gt=0, le=1)] | None = None
     adaptive: StrictBool = False
     cooldown: Literal["retry-after"] | Duration | None = None
@@ -204,6 +225,14 @@ class Client(Strict):
     service_tier: ServiceTier | None = None
     #: the project (``[projects.NAME]``) the group's API key belongs to (default: none, the org's limits)
     project: str | None = None
+
+    @model_validator(mode="after")
+    def _completions_fit(self):
+        if self.completion_tokens is not None and self.completion_tokens.bounds()[0] > self.max_tokens.bounds()[1]:
+            raise ValueError(f"completion_tokens (at least {self.completion_tokens.bounds()[0]:g}) is above "
+                             f"max_tokens (at most {self.max_tokens.bounds()[1]:g}): every answer would be cut to "
+                             "max_tokens; a completion never exceeds max_tokens")
+        return self
 
     @model_validator(mode="after")
     def _batch_lane(self):

@@ -79,3 +79,11 @@ def test_uniforms_come_from_the_stream_in_order():
     drawn = [u() for _ in range(5000)]
     rng = np.random.default_rng(3)
     assert drawn == rng.random(4096).tolist() + rng.random(4096).tolist()[:904]
+
+
+def test_a_lognormal_tail_is_cut_at_the_largest_size():
+    from sim.config import MAX_SIZE, Dist
+    wide = Dist(dist="lognormal", median=1, p95=MAX_SIZE)  # sigma ~ 9.8: its tail would overflow the records
+    x = wide.sample(np.random.default_rng(1), 200_000)
+    assert x.max() == MAX_SIZE and (x > 0).all()
+    assert np.median(x) == pytest.approx(1, rel=0.05)  # the body is untouched
