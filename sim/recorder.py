@@ -127,7 +127,7 @@ def _number(value, kind=float):
         return None
     try:
         out = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (int(1e400): JSON reads 1e400 as infinity)
         return None
     return out if kind is int or math.isfinite(out) else None
 

@@ -513,3 +513,26 @@ def test_transcription_logs_too_thin_or_flat_say_so():
     flat = _stt_fit([(0.0, 3.0, 200, 30), (5.0, 2.0, 200, 60), (9.0, 1.0, 200, 120)])  # longer audio, faster
     assert flat.audio_speed_factor is None and "audio_speed_factor" not in flat.params()
     assert "response time does not grow with audio_seconds: audio speed not estimated" in flat.notes
+
+
+def test_lines_with_impossible_values_are_set_aside_not_a_traceback(tmp_path, capsys):
+    """A message that is not text, a status or max_tokens of 1e400 (JSON's infinity), a limit header of -5 or
+    1e400: each crashed calibrate or trace; now each is an unusable field or line, noted."""
+    from sim.calibrate.evidence import _header_value
+    src = (Path(__file__).resolve().parents[1] / "scenarios" / "logs" / "example_groq_calls.jsonl").read_text()
+    lines = src.splitlines()
+    rows = [json.loads(x) for x in lines]
+    err = next(k for k, r in enumerate(rows) if r.get("error"))
+    rows[err]["error"]["message"] = 5
+    lines[err] = json.dumps(rows[err])
+    lines[3] = json.dumps(rows[3]).replace('"status": ' + str(rows[3]["status"]), '"status": 1e400')
+    log = tmp_path / "bad.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    for command in (["calibrate", str(log), "--out", str(tmp_path / "cal"), "--no-plots"],
+                    ["trace", str(log), "-o", str(tmp_path / "t.csv")]):
+        assert main(command) == 0, command
+        assert "Traceback" not in capsys.readouterr().err
+    assert parse_limit_message(5) is None
+    for text in ("-5", "1e400", "0", "nan", "x"):
+        assert math.isnan(_header_value("h_limit_tok", text)), text
+    assert _header_value("h_rem_tok", "0") == 0.0 and _header_value("h_limit_tok", "6000") == 6000.0

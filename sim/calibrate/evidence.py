@@ -72,7 +72,7 @@ class LimitMessage:
 
 def parse_limit_message(message: str | None) -> LimitMessage | None:
     """Groq's rate-limit message -> :class:`LimitMessage` (None if it is not one)."""
-    if not message:
+    if not message or not isinstance(message, str):
         return None
     unit_m, limit_m = _UNIT_RE.search(message), _LIMIT.search(message)
     if not unit_m or not limit_m:
@@ -91,12 +91,15 @@ def parse_limit_message(message: str | None) -> LimitMessage | None:
 
 
 def _header_value(col: str, text: str) -> float:
+    """A rate-limit header as a number; NaN (unknown) for one that is not a finite number >= 0, or a limit
+    that is not > 0: no real header says that, and a fit must not take it for a limit."""
     try:
-        if col in ("h_reset_req", "h_reset_tok"):
-            return parse_go_duration(text)
-        return float(text)
-    except (TypeError, ValueError):
+        value = parse_go_duration(text) if col in ("h_reset_req", "h_reset_tok") else float(text)
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and col in ("h_limit_req", "h_limit_tok")):
+        return math.nan
+    return value
 
 
 def evidence_table(log: Log) -> pd.DataFrame:
