@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import math
 import shutil
@@ -281,10 +282,18 @@ def _serve(args) -> int:
         raise ConfigError(f"--time-scale {args.time_scale}: allowed: a finite number > 0 (e.g. 20)")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
     check_out(out)
+    try:  # a host that is not an address of this machine: named as such, not blamed on the port
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"--host {args.host}: not an address to listen on ({getattr(exc, 'strerror', None) or exc}"
+                          "); allowed: an IP address or name of this machine, e.g. 127.0.0.1") from None
     try:  # a port taken or not ours: one line now, not uvicorn's error after the address was announced
         with socket.create_server((args.host, args.port)):
             pass
     except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"--host {args.host}: not an address of this machine ({exc.strerror}); allowed: "
+                              "one of its own addresses, e.g. 127.0.0.1") from None
         raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} "
                           f"({exc.strerror or exc}); choose a free port") from None
     emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed, args.point)

@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from .errors import ConfigError
 from .pool import Pool
 from .records import RunResult
 from .report import compare, jsonable, run_binding
-from .scenario import Scenario
+from .scenario import DASK_ALLOWED, DASK_ADDRESS, Scenario
 from .study import StudyResult, tagged, write_run_file
 from .summary import summarize
 from .spec import RunSpec
@@ -166,6 +165,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     keep = out is None if keep_results is None else keep_results
     results: dict[tuple[int, int], RunResult] = {}
     jobs = pool.jobs if pool is not None else jobs or scenario.run.jobs or os.cpu_count() or 1
+    flag = "--dask" if dask else f"{scenario.source}: run.dask"  # who asked for it, for an error
     dask = dask or scenario.run.dask
     bar = _progress(len(all_jobs), len(rows), progress)
     complete = True
@@ -198,7 +198,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     longest = LongestFirst(todo, rows)
     try:
         if dask and todo:
-            _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs)
+            _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs, flag)
         else:
             with Pool(jobs) if pool is None else nullcontext(pool) as runner:
                 # the comparison's t quantiles import scipy.special (~0.4 s): done while the workers run
@@ -270,18 +270,18 @@ def prepare_out(out: Path) -> None:
 
 #: how long to wait for a Dask scheduler to answer before giving up (Dask's own default is 30 s)
 DASK_CONNECT_TIMEOUT = "5s"
-_DASK_ADDRESS = re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://)?[\w.\-\[\]:]+:\d{1,5}$")
 
 
 def check_dask_address(address: str) -> None:
     """``local`` or ``[scheme://]host:port``; anything else is refused before any connection is tried."""
-    if address != "local" and not _DASK_ADDRESS.match(address):
-        raise ConfigError(f"--dask {address!r}: not a scheduler address (allowed: 'local', or host:port such as "
-                          "tcp://10.0.0.5:8786)")
+    if address != "local" and not DASK_ADDRESS.match(address):
+        raise ConfigError(f"--dask {address!r}: not a scheduler address (allowed: {DASK_ALLOWED})")
 
 
-def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, workers: int) -> None:
-    """Run on Dask with a short connection timeout; an unreachable scheduler is a one-line error."""
+def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, workers: int,
+             flag: str = "--dask") -> None:
+    """Run on Dask with a short connection timeout; an unreachable scheduler is a one-line error naming
+    ``flag``, where the address came from."""
     check_dask_address(address)
     import logging
 
@@ -305,7 +305,7 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
         with dask.config.set({"distributed.comm.timeouts.connect": DASK_CONNECT_TIMEOUT}):
             run_on_dask(address, execute, scenario, calls, collect, workers)
     except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"--dask {address}: cannot reach the scheduler within {DASK_CONNECT_TIMEOUT} "
+        raise ConfigError(f"{flag} {address}: cannot reach the scheduler within {DASK_CONNECT_TIMEOUT} "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
                           "is `dask scheduler` running there and the port open?") from None
     finally:

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, ValidationError, model_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator, model_validator
 
 import numpy as np
 
@@ -81,9 +81,21 @@ class CapacityTarget(Strict):
     tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
 
+#: a Dask scheduler address: ``[scheme://]host:port`` (``local`` starts a LocalCluster)
+DASK_ADDRESS = re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://)?[\w.\-\[\]:]+:\d{1,5}$")
+DASK_ALLOWED = "'local', or host:port such as tcp://10.0.0.5:8786"
+
+
 class RunSettings(Strict):
     jobs: Annotated[int, Field(ge=1)] | None = None
     dask: str | None = None
+
+    @field_validator("dask")
+    @classmethod
+    def _address(cls, value):
+        if value is not None and value != "local" and not DASK_ADDRESS.match(value):
+            raise ValueError(f"{value!r} is not a scheduler address (allowed: {DASK_ALLOWED})")
+        return value
 
 
 class Scenario(Strict):
