@@ -45,6 +45,7 @@ def _notes(scenario, duration: float | None = None) -> None:
 
 
 def _duration(args) -> float | None:
+    """``--duration`` in seconds (None: the scenario's; its warm-up is scaled alike, see Scenario.spec)."""
     if args.duration is None:
         return None
     try:

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator
 
 import numpy as np
 
@@ -49,7 +49,7 @@ LANE_AXES = ("service_tier", "lane", "flex_multiplier", "flex_failure", "project
 class Meta(Strict):
     name: str = "unnamed"
     description: str = ""
-    duration: Duration = 3600.0
+    duration: PositiveDuration = 3600.0
     warmup: Duration = 0.0
     drain: Duration = 3600.0
     seed: Annotated[int, Field(ge=0)] = 0
@@ -57,13 +57,13 @@ class Meta(Strict):
     speeds: Literal[SPEEDS] = "docs"  # Groq's published output speeds: the docs models page or the pricing page
 
 
-    @model_validator(mode="after")
-    def _window(self):
-        if not 0 < self.duration:
-            raise ValueError("duration must be > 0")
-        if self.warmup >= self.duration:
-            raise ValueError(f"warmup ({self.warmup:g} s) must be shorter than duration ({self.duration:g} s)")
-        return self
+    @field_validator("warmup")
+    @classmethod
+    def _window(cls, warmup, info):
+        duration = info.data.get("duration")  # (validated first; absent if it was wrong)
+        if duration is not None and warmup >= duration:
+            raise ValueError(f"warmup ({warmup:g} s) must be shorter than duration ({duration:g} s)")
+        return warmup
 
 
 class TierDef(Strict):
