@@ -198,7 +198,7 @@ class Scenario(Strict):
         models = set()
         for c in self.clients:
             path = self.path_of(c.arrival.file) if c.arrival.kind == "trace" else None
-            if path is None or not path.exists():
+            if path is None or not path.is_file():
                 models.add(c.model)
                 continue
             named = read_trace(path).get("model")
@@ -222,7 +222,7 @@ class Scenario(Strict):
         load = min(float(v) for v in self.compare.get("load", [1.0]))
         notes = []
         for c in self.clients:
-            if c.arrival.kind != "trace" or not self.path_of(c.arrival.file).exists():
+            if c.arrival.kind != "trace" or not self.path_of(c.arrival.file).is_file():
                 continue
             ts = read_trace(self.path_of(c.arrival.file))["timestamp"].to_numpy(float) / load
             inside = int((ts < horizon).sum())
@@ -340,8 +340,10 @@ class Scenario(Strict):
                                      else f"no project {c.project!r}: define it as [projects.{c.project}]")
             if c.arrival.kind == "trace":
                 path = self.path_of(c.arrival.file)
-                if not path.exists():
-                    raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} not found")
+                if not path.is_file():
+                    raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} "
+                                     + ("is a directory (allowed: a CSV or JSONL file)" if path.is_dir()
+                                        else "not found"))
                 for model in self._trace_models(path):
                     try:
                         catalog.limits(org_model.tier, model)
