@@ -45,7 +45,7 @@ class BatchJobs(Strict):
     #: first submission (default: the end of the horizon, one submission with everything)
     submit_at: Duration | None = None
     #: then one every so often (default: only ``submit_at``)
-    submit_every: Annotated[Duration, Field(gt=0)] | None = None
+    submit_every: Annotated[Duration, Field(ge=1)] | None = None  # (a file a second at most: a job per period)
     completion_window: Duration = MIN_WINDOW
     max_requests: Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = MAX_REQUESTS
     max_bytes: Annotated[int, Field(ge=1, le=MAX_BYTES)] = MAX_BYTES

@@ -20,7 +20,7 @@ import bisect
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .fields import Duration, Strict
 
@@ -32,12 +32,20 @@ class Flex(Strict):
     """``[org.flex]``: the flex tier's limit multiplier and its capacity-shortage process (assumptions)."""
     multiplier: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     #: mean length of a calm period (flex capacity available)
-    calm: Annotated[Duration, Field(gt=0)] = 3000.0
-    #: mean length of a scarce period
+    calm: Annotated[Duration, Field(ge=1)] = 3000.0  # (>= 1 s: the periods are drawn one by one)
+    #: mean length of a scarce period (0: never scarce; else >= 1 s)
     scarce: Annotated[Duration, Field(ge=0)] = 600.0
     #: probability that a flex attempt fails with 498 during a scarce period / during a calm one
     scarce_failure: Annotated[float, Field(ge=0, le=1)] = 0.5
     calm_failure: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    @field_validator("scarce")
+    @classmethod
+    def _scarce(cls, value):
+        if 0 < value < 1:
+            raise ValueError(f"{value:g} s: a scarce period is 0 (never) or at least 1 s (the periods are drawn "
+                             "one by one)")
+        return value
 
     def scarce_share(self) -> float:
         """Long-run share of time in scarce periods."""
