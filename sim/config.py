@@ -15,7 +15,7 @@ from pydantic import Field, StrictBool, model_validator
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
 from .errors import ConfigError, did_you_mean
-from .fields import Duration, PositiveDuration, Strict
+from .fields import MAX_SIZE, Duration, PositiveDuration, Strict
 from .flex import Flex, ServiceTier
 from .headers import RETRY_AFTER_ROUNDING
 from .limiters import ALGORITHMS
@@ -28,9 +28,6 @@ __all__ = ["Dist", "Policy", "Client", "Accounting", "Org", "BUILTIN_POLICIES", 
            "arrival", "Duration", "Strict"]
 
 
-#: the largest size a distribution may give (tokens or audio seconds): far above any context window, and
-#: within the 32-bit counts the records keep; a lognormal's tail is cut there
-MAX_SIZE = 10_000_000
 _Size = Annotated[float, Field(ge=0, le=MAX_SIZE, allow_inf_nan=False)]
 _PositiveSize = Annotated[float, Field(gt=0, le=MAX_SIZE, allow_inf_nan=False)]
 _NEEDS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"), "empirical": ("values",)}

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ConfigError, InputWarning
+from .fields import MAX_SIZE
 
 TRACE_COLUMNS = ("timestamp", "model", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds")
 #: columns of whole numbers >= 0, and whether an empty cell is allowed (falls back on the client's sizes)
@@ -155,13 +156,13 @@ def _timestamps(name: str, col: pd.Series, lines: list[int]) -> pd.Series:
 def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool, empty_ok: bool) -> pd.Series:
     cells = [_cell(v) for v in col]
     values = pd.to_numeric(pd.Series(cells).replace("", None), errors="coerce").astype(float)
-    allowed = "a whole number >= 0" if whole else "a number >= 0"
+    allowed = f"a whole number from 0 to {MAX_SIZE:,}" if whole else f"a number from 0 to {MAX_SIZE:,}"
     for k, c in enumerate(cells):
         v = values[k]
         if not c:
             if not empty_ok:
                 raise ConfigError(f"{name}:{lines[k]}: column {what}: empty (allowed: {allowed})")
             continue
-        if math.isnan(v) or not math.isfinite(v) or v < 0 or (whole and v != int(v)):
+        if math.isnan(v) or not math.isfinite(v) or v < 0 or v > MAX_SIZE or (whole and v != int(v)):
             raise ConfigError(f"{name}:{lines[k]}: column {what}: {c!r} is not allowed ({allowed})")
     return values

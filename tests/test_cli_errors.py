@@ -200,6 +200,8 @@ SCENARIOS = [
 ]
 
 TRACES = [
+    ("trace-size-beyond-the-records", _trace("timestamp,prompt_tokens\n0,3000000000\n"),
+     "t.csv:2: column prompt_tokens: '3000000000' is not allowed (a whole number from 0 to 10,000,000)"),
     ("trace-missing", {"s.toml": _trace("")["s.toml"]}, "not found"),
     ("trace-empty", _trace(""), "empty"),
     ("trace-header-only", _trace("timestamp,prompt_tokens\n"), "no rows"),
