@@ -213,8 +213,8 @@ def test_the_scenarios_run_settings_choose_the_workers_and_the_cluster(tmp_path,
             started.append(jobs)
             super().__init__(1)  # run here: the test looks only at what was asked for
 
-    def on_dask(address, scenario, calls, collect, workers):
-        clusters.append((address, workers, len(calls)))
+    def on_dask(address, scenario, calls, collect, workers, flag):
+        clusters.append((address, workers, len(calls), flag.rsplit(" ", 1)[-1]))  # who asked: an error names it
         for call in calls:
             collect(*runner.execute(scenario, *call))
 
@@ -228,10 +228,10 @@ def test_the_scenarios_run_settings_choose_the_workers_and_the_cluster(tmp_path,
         run_study(s, progress=False, pool=mine)
     assert started == [3, 2, 1]  # only the test's own pool
     study = run_study(small_scenario(run={"jobs": 3, "dask": "tcp://127.0.0.1:1"}), tmp_path, progress=False)
-    assert clusters == [("tcp://127.0.0.1:1", 3, 9)] and len(study.summary) == 9 and started == [3, 2, 1]
+    assert clusters == [("tcp://127.0.0.1:1", 3, 9, "run.dask")] and len(study.summary) == 9 and started == [3, 2, 1]
     run_study(small_scenario(run={"dask": "tcp://127.0.0.1:1"}), tmp_path / "b", dask="local", jobs=2,
               progress=False)
-    assert clusters[-1] == ("local", 2, 9)
+    assert clusters[-1] == ("local", 2, 9, "--dask")
 
 
 def test_an_interrupted_study_keeps_what_finished_and_says_it_is_incomplete(tmp_path, monkeypatch):
