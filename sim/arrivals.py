@@ -2,13 +2,14 @@
 
 Each kind owns its parameters, its validation, its sampling (``times``: every arrival in ``[0, duration)``
 at once, in vectors) and its long-run rate (``mean_rate``).  ``ArrivalSpec`` is the discriminated union a
-scenario's ``arrival = { kind = "...", ... }`` is validated into; :func:`arrival` builds one from keywords.
-To add a kind: one class here with ``kind: Literal["name"]``, ``times`` and ``mean_rate``, listed in
-``ArrivalSpec``, and its test in ``tests/test_arrivals.py``.
+scenario's ``arrival = { kind = "...", ... }`` is validated into, and the one list of kinds: ``KINDS`` (name
+-> class) is read from it.  :func:`arrival` builds one from keywords.  To add a kind: one class here with
+``kind: Literal["name"]``, its fields, ``times`` and ``mean_rate``, listed in ``ArrivalSpec``'s ``Union``, and
+its settings in ``tests/test_arrivals.py``'s ``RATE_CASES`` (the rate test; a test fails until both are done).
 """
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
@@ -198,9 +199,8 @@ class Closed(_Kind):
 ArrivalSpec = Annotated[Union[Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed],
                         Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(ArrivalSpec)
-#: kind name -> class
-KINDS = {cls.model_fields["kind"].annotation.__args__[0]: cls
-         for cls in (Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed)}
+#: kind name -> class, in ``ArrivalSpec``'s order (read from its union: the one list of kinds)
+KINDS = {get_args(cls.model_fields["kind"].annotation)[0]: cls for cls in get_args(get_args(ArrivalSpec)[0])}
 
 
 def arrival(**fields) -> _Kind:

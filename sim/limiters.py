@@ -1,14 +1,20 @@
 """Rate limiters: pure Python, no SimPy; the caller passes the time ``now`` (seconds, non-decreasing).
 
-Every limiter enforces ``limit`` units per ``window`` seconds and answers the same five questions:
+Every limiter enforces ``limit`` units per ``window`` seconds and answers the same questions, five of them
+written by each algorithm (``try_admit`` is :class:`Limiter`'s, composed of ``wait`` and ``admit``):
 
 * ``wait(amount, now)``   -- 0.0 if ``amount`` can be admitted now, ``inf`` if it never can
   (``amount > limit``), else the exact number of seconds until it could be if nothing else happens.
 * ``admit(amount, now)``  -- charge ``amount`` unconditionally (call after ``wait`` returned 0).
-* ``try_admit(amount, now)`` -- check and charge atomically; a refusal changes no observable state.
 * ``remaining(now)``      -- budget left now, in ``[0, limit]``.
 * ``reset(now)``          -- seconds until the budget is full again (0 when it is full).
 * ``refund(amount, charged_at, now)`` -- give back part of an earlier charge (unused token reservation).
+* ``try_admit(amount, now)`` -- (inherited) check and charge atomically; a refusal changes no observable state.
+
+A new algorithm: a subclass with ``kind = "name"`` and those five methods, listed in ``ALGORITHMS`` (then
+``[org] limiter``, the ``limiter`` axis, ``calibrate`` and ``validate`` use it; docs/architecture.md lists the
+tests that must learn of it).  Only :class:`TokenBucket` is written out for speed elsewhere
+(:class:`sim.limitset.LimitSet`'s inlined ``acquire``, :mod:`sim.kernel`'s loop); another algorithm is called.
 
 Exact semantics (the one place they are written down; docs/modelling.md points here):
 

@@ -9,16 +9,23 @@ validated :class:`sim.config.Policy`):
   zero-argument callable, called at most once and only by random schedules, so a deterministic schedule
   consumes no random numbers), ``prev`` this request's previous delay (None before the first retry; only
   schedules with ``memory = True`` read it).  Schedules are pure: check them directly,
-  ``FullJitter(base=1, cap=60).delay(3, None, lambda: 0.5) == 2.0``.
+  ``FullJitter(base=1, cap=60).delay(3, None, lambda: 0.5) == 2.0``.  :func:`schedule` builds the class
+  ``SCHEDULES[retry]`` names (``JITTERS[jitter]`` for the ``exponential`` family) with its ``from_policy``.
 * **gates** -- rules that hold requests in the client's own queue before they are sent.  Hooks the engine
-  calls (a gate defines those it needs): ``hold(i, model, now, first)`` -> 0.0 to let request ``i`` go, else
-  the time to look again (``inf``: when a request completes); ``blocks(now, first)`` the side-effect-free
-  part of ``hold`` a bounded queue asks; ``on_send(first)``, ``on_refused(t, retry_after, delay)``,
-  ``on_done(attempted)``, ``observe(model, limits, now)`` (every answer's rate-limit headers).
+  calls (a gate defines those it needs; docs/architecture.md says exactly when each fires):
+  ``hold(i, model, now, first)`` -> 0.0 to let request ``i`` go, else the time to look again (``inf``: when a
+  request completes, which a group hears only with a gate's ``on_done`` or a closed loop); ``blocks(now,
+  first)`` the side-effect-free part of ``hold`` a full bounded queue asks; ``on_send(first)``;
+  ``on_refused(t, retry_after, delay)`` (only for a refusal that will be retried); ``on_done(attempted)``;
+  ``observe(model, limits, now, i, wait, rtt)`` (every attempt that reached a limit set: ``wait`` 0.0
+  admitted, ``inf`` too large, else refused).  The engine asks the gates' ``hold`` in order and stops at the
+  first that holds; a gate whose ``hold`` charges something when it lets a request go (``charges = True``,
+  the pacer) is asked after every other.
 
 :class:`ClientPolicy` holds one client group's pieces for one run, plus the state they need.  To add a policy
 idea: a class here, its settings in :class:`sim.config.Policy`, a line in :func:`client_policy`, and tests in
-``tests/test_policies.py``; the engine does not change.
+``tests/test_policies.py`` (docs/architecture.md's recipe lists every test that must learn of it); the engine
+does not change.
 """
 from __future__ import annotations
 
@@ -46,12 +53,22 @@ class Schedule(ABC):
     def delay(self, attempt: int, retry_after: int | None, u: Uniform, prev: float | None = None) -> float:
         """Seconds to wait before the next attempt."""
 
+    @classmethod
+    def from_policy(cls, cfg) -> Schedule:
+        """This schedule from a :class:`sim.config.Policy`'s settings: ``cls(base, cap)``.  A schedule with
+        other parameters overrides it (:class:`FixedDelay` reads ``delay``)."""
+        return cls(cfg.base, cfg.cap)
+
 
 class FixedDelay(Schedule):
     """The same ``delay`` before every retry."""
 
     def __init__(self, delay: float):
         self.fixed = delay
+
+    @classmethod
+    def from_policy(cls, cfg) -> FixedDelay:
+        return cls(cfg.delay)
 
     def delay(self, attempt, retry_after, u, prev=None):
         return self.fixed
@@ -106,19 +123,22 @@ class GroqSDK(Exponential):
         return self.ceiling(attempt) * (1 - 0.25 * u())
 
 
-#: ``Policy.retry`` -> schedule (``none`` sends one attempt: it never asks for a delay)
+#: ``Policy.retry`` -> schedule class.  An entry of exactly :class:`Exponential` is the ``exponential`` family,
+#: whose class ``Policy.jitter`` picks from ``JITTERS`` (``none`` too: with ``max_attempts = 1``, its default,
+#: it never asks for a delay)
 SCHEDULES = {"none": Exponential, "fixed": FixedDelay, "exponential": Exponential, "groq-sdk": GroqSDK}
 #: ``Policy.jitter`` of an ``exponential`` schedule -> class
 JITTERS = {"none": Exponential, "full": FullJitter, "equal": EqualJitter, "decorrelated": DecorrelatedJitter}
 
 
 def schedule(cfg) -> Schedule:
-    """The retry schedule of a :class:`sim.config.Policy`."""
-    if cfg.retry == "fixed":
-        return FixedDelay(cfg.delay)
-    if cfg.retry == "groq-sdk":
-        return GroqSDK(cfg.base, cfg.cap)
-    return JITTERS[cfg.jitter](cfg.base, cfg.cap)
+    """The retry schedule of a :class:`sim.config.Policy`: the class ``SCHEDULES[cfg.retry]`` (or, for the
+    ``exponential`` family, ``JITTERS[cfg.jitter]``), built by its ``from_policy``.  Every registered class is
+    built as registered: nothing here names a schedule."""
+    cls = SCHEDULES[cfg.retry]
+    if cls is Exponential:  # (identity, not a subclass: GroqSDK or a new Exponential subclass is itself)
+        cls = JITTERS[cfg.jitter]
+    return cls.from_policy(cfg)
 
 
 # ---- gates ------------------------------------------------------------------------------------------
@@ -200,6 +220,9 @@ class Pacer:
     """A client-side token bucket per model at ``fraction`` of the org's rates (see
     :class:`sim.limitset.LimitSet`'s ``rate_fraction``): a request goes when the pacer admits it (and is
     charged then).  One larger than the org's limit is let through, for the org to answer 413."""
+    #: its ``hold`` charges the pacer for a request it lets go, so it must be the last gate asked: a gate
+    #: asked after it that then held the request would leave the pacer charged for an attempt not sent
+    charges = True
 
     def __init__(self, fraction: float, limits_of: Callable[[int], LimitSet], charge, audio):
         self.fraction, self.limits_of, self.charge, self.audio = fraction, limits_of, charge, audio
@@ -290,6 +313,10 @@ def client_policy(cfg, u: Uniform, charge, audio, limits_of: Callable[[int], Lim
         gates.append(Adaptive(charge, audio))
     if cfg.pacing:
         gates.append(Pacer(cfg.pacing, limits_of, charge, audio))
+    # the engine asks the gates in this order and stops at the first that holds: every gate that only looks
+    # first (in the order appended), then any whose hold charges (the pacer), so nothing is charged for a
+    # request another gate then holds
+    gates.sort(key=lambda gate: getattr(gate, "charges", False))
     return ClientPolicy(schedule(cfg), u=u, retry_on=cfg.retry_on, max_attempts=cfg.max_attempts,
                         honor_retry_after=cfg.honor_retry_after, retry_after_cap=cfg.retry_after_cap,
                         deadline=cfg.deadline, fallback=len(cfg.fallback), queue_size=cfg.queue_size, gates=gates)

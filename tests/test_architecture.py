@@ -1,11 +1,16 @@
-"""The house rules of docs/architecture.md, checked: the package's imports form no circle, and no function
-hides an import of the package's own modules (a lazy import is how a circle hides)."""
+"""The house rules of docs/architecture.md, checked: each module imports only modules on its own floor of the
+doc's module table or below (at module level or inside a function), every module has a floor, the package's
+imports form no circle, and no function hides an import of a module that imports it back (a lazy import is
+how a circle hides)."""
 import ast
+import re
 from pathlib import Path
 
 import sim
 
 PKG = Path(sim.__file__).parent
+DOC = PKG.parent / "docs" / "architecture.md"
+FRONT_DOOR = {"__init__", "__main__"}  # the package's own entry points: they import from every floor
 
 
 def _node(path: Path) -> str:
@@ -14,12 +19,20 @@ def _node(path: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else path.stem
 
 
-def _target(path: Path, node: ast.ImportFrom) -> str | None:
-    """The package-level node an own-package import reaches (None: inside the same subpackage)."""
+def _targets(path: Path, node: ast.ImportFrom) -> list[str]:
+    """The package-level nodes an own-package import reaches (none: inside the same subpackage, or not ours).
+    ``from .x import y`` reaches ``x``; ``from . import x, y`` reaches ``x`` and ``y``."""
     sub = len(path.relative_to(PKG).parts) > 1
-    if node.level == 1 and not sub or node.level == 2 and sub:
-        return (node.module or "").split(".")[0] or None
-    return None
+    if not (node.level == 1 and not sub or node.level == 2 and sub):
+        return []
+    if node.module:
+        return [node.module.split(".")[0]]
+    return [alias.name for alias in node.names]
+
+
+def _own_imports(tree: ast.AST):
+    """Every relative import in ``tree`` (``ast.walk``: module level and inside functions alike)."""
+    return (n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level)
 
 
 def _imports() -> dict[str, set[str]]:
@@ -29,10 +42,43 @@ def _imports() -> dict[str, set[str]]:
         deps = graph.setdefault(_node(path), set())
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.ImportFrom) and node.level:
-                target = _target(path, node)
-                if target and target != _node(path):
-                    deps.add(target)
+                deps.update(t for t in _targets(path, node) if t != _node(path))
     return graph
+
+
+def _floors() -> dict[str, int]:
+    """Module (or subpackage) -> its floor, read from the doc's table ``| floor | module | owns |``."""
+    floors = {}
+    for line in DOC.read_text().splitlines():
+        row = re.match(r"\| (\d+) \| ([^|]+) \|", line)
+        if row:
+            for name in re.findall(r"`(\w+)/?`", row.group(2)):
+                floors[name] = int(row.group(1))
+    return floors
+
+
+def test_every_module_has_a_floor_in_the_doc():
+    floors = _floors()
+    modules = {_node(path) for path in PKG.rglob("*.py")} - FRONT_DOOR
+    assert not modules - set(floors), (f"module(s) {sorted(modules - set(floors))} have no row in "
+                                       "docs/architecture.md's module table: give each a floor")
+    assert not set(floors) - modules, f"docs/architecture.md's table names no module {sorted(set(floors) - modules)}"
+
+
+def test_each_module_imports_only_its_own_floor_or_below():
+    floors = _floors()
+    up = []
+    for path in PKG.rglob("*.py"):
+        me = _node(path)
+        if me in FRONT_DOOR:
+            continue
+        for node in _own_imports(ast.parse(path.read_text())):
+            for target in _targets(path, node):
+                if target != me and floors.get(target, -1) > floors[me]:
+                    up.append(f"{path.relative_to(PKG)}:{node.lineno}: {me} (floor {floors[me]}) imports {target} "
+                              f"(floor {floors[target]})")
+    assert not up, "imports reaching up a floor (move the code, or the module's row in docs/architecture.md): " + \
+        "; ".join(up)
 
 
 def test_no_import_circles():
@@ -71,10 +117,10 @@ def test_no_lazy_import_hides_a_circle():
     for path in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for inner in ast.walk(node):
-                    if isinstance(inner, ast.ImportFrom) and inner.level and (target := _target(path, inner)):
-                        if _reaches(graph, target, _node(path)):
-                            hidden.append(f"{path.name}:{inner.lineno} imports {inner.module}, which imports it back")
+                for inner in _own_imports(node):
+                    for target in _targets(path, inner):
+                        if target != _node(path) and _reaches(graph, target, _node(path)):
+                            hidden.append(f"{path.name}:{inner.lineno} imports {target}, which imports it back")
     assert not hidden, hidden
 
 

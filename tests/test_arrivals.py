@@ -3,19 +3,26 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.arrivals import KINDS, ArrivalSpec, arrival
+from sim.arrivals import KINDS, ArrivalSpec, _Kind, arrival
 
 DURATION = 8 * 3600.0  # whole periods of every periodic kind below
-
-
-@pytest.mark.parametrize("settings", [
+#: one example of every kind with a rate of its own (a new kind: its line here); trace and closed have none
+RATE_CASES = [
     {"kind": "poisson", "rate": "30/min"},
     {"kind": "constant", "rate": "30/min"},
     {"kind": "bursty", "rate": "30/min", "burstiness": 3.0},
     {"kind": "onoff", "rate": "90/min", "on": "5m", "off": "10m"},
     {"kind": "piecewise", "schedule": [["0h", "10/min"], ["2h", "50/min"]], "period": "4h"},
     {"kind": "diurnal", "rate": "30/min", "period": "2h", "amplitude": 0.8},
-], ids=lambda s: s["kind"])
+]
+
+
+def test_the_rate_test_covers_every_kind():
+    missing = set(KINDS) - {"trace", "closed"} - {s["kind"] for s in RATE_CASES}
+    assert not missing, f"arrival kind(s) {sorted(missing)} not in RATE_CASES of tests/test_arrivals.py: add an example"
+
+
+@pytest.mark.parametrize("settings", RATE_CASES, ids=lambda s: s["kind"])
 def test_times_are_sorted_in_the_horizon_at_the_mean_rate(settings):
     proc = arrival(**settings)
     t = proc.times(np.random.default_rng(4), DURATION)
@@ -59,6 +66,13 @@ def test_each_kind_accepts_only_its_own_keys():
 
 
 def test_the_union_lists_every_kind():
+    """``KINDS`` is read from ``ArrivalSpec``'s union; a kind class left out of the union is no kind at all."""
     import typing
     union = typing.get_args(typing.get_args(ArrivalSpec)[0])
-    assert set(KINDS.values()) == set(union)
+    assert list(KINDS.values()) == list(union)
+    classes, todo = set(), [_Kind]
+    while todo:
+        todo += (sub := todo.pop()).__subclasses__()
+        classes.add(sub)
+    missing = classes - {_Kind} - set(union)
+    assert not missing, f"{sorted(c.__name__ for c in missing)}: add to ArrivalSpec's Union in sim/arrivals.py"

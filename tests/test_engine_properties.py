@@ -6,15 +6,20 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sim.records import OUTCOMES
 from sim.summary import summarize
-from sim.config import Accounting, Org, arrival
+from sim.config import Accounting, Org, Policy, arrival
+from sim.limiters import ALGORITHMS
+from sim.policies import JITTERS, SCHEDULES
 from tests.helpers import client, run
 
-policies = st.fixed_dictionaries({
-    "retry": st.sampled_from(["none", "fixed", "exponential", "groq-sdk"]),
+#: every policy setting, drawn (a new setting, a new gate's above all: its line in OPTIONAL, or the test below
+#: fails); schedules, jitters and limiters come from their registries, in a fixed order
+REQUIRED = {
+    "retry": st.sampled_from(sorted(SCHEDULES)),
     "max_attempts": st.integers(1, 8),
-    "jitter": st.sampled_from(["none", "full", "equal", "decorrelated"]),
+    "jitter": st.sampled_from(sorted(JITTERS)),
     "honor_retry_after": st.booleans(),
-}, optional={
+}
+OPTIONAL = {
     "deadline": st.sampled_from([2.0, 10.0, 60.0]),
     "pacing": st.sampled_from([0.5, 0.95]),
     "adaptive": st.booleans(),
@@ -22,17 +27,29 @@ policies = st.fixed_dictionaries({
     "max_in_flight": st.integers(1, 5),
     "queue_size": st.integers(0, 20),
     "fallback": st.just(["llama-3.1-8b-instant"]),
-})
+    "delay": st.sampled_from([0.5, 3.0]),
+    "base": st.sampled_from([0.25, 2.0]),
+    "cap": st.sampled_from([8.0, 30.0]),
+    "retry_after_cap": st.sampled_from([1.0, 5.0]),
+    "retry_on": st.sampled_from([[429], [429, 500, 502, 503]]),
+}
+policies = st.fixed_dictionaries(REQUIRED, optional=OPTIONAL)
 arrivals = st.sampled_from([
     arrival(kind="poisson", rate="80/min"), arrival(kind="bursty", rate="60/min", burstiness=3.0),
     arrival(kind="onoff", rate="200/min", on="20s", off="40s"), arrival(kind="closed", users=4, think="1s"),
     arrival(kind="diurnal", rate="50/min", period="5m"),
 ])
 orgs = st.builds(Org, tier=st.sampled_from(["free", "developer"]),
-                 limiter=st.sampled_from(["token_bucket", "fixed_window", "sliding_log", "sliding_window_counter"]),
+                 limiter=st.sampled_from(sorted(ALGORITHMS)),
                  accounting=st.builds(Accounting, charge=st.sampled_from(["max_tokens", "actual"]),
                                       refund_unused=st.booleans(), cache_hit_ratio=st.sampled_from([0.0, 0.5])),
                  error_rate=st.sampled_from([0.0, 0.1]))
+
+
+def test_every_policy_setting_is_drawn():
+    missing = set(Policy.model_fields) - set(REQUIRED) - set(OPTIONAL)
+    assert not missing, (f"Policy setting(s) {sorted(missing)} never drawn by tests/test_engine_properties.py: "
+                         "add each to OPTIONAL with a few values")
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])

@@ -5,7 +5,7 @@ import pytest
 
 from sim.catalog import Limits
 from sim.errors import ConfigError
-from sim.limiters import SlidingLog, TokenBucket, make_limiter
+from sim.limiters import ALGORITHMS, SlidingLog, TokenBucket, make_limiter
 from sim.limitset import LimitSet
 
 
@@ -48,7 +48,7 @@ def test_sliding_log_refund_walks_past_newer_small_entries():
     assert log.remaining(70.0) == 98  # the entry at 10 (2 left) is gone, the one at 11 (2) is not
 
 
-@pytest.mark.parametrize("algorithm", ["token_bucket", "fixed_window", "sliding_log", "sliding_window_counter"])
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_limit_set_attributes(algorithm):
     limits = Limits(rpm=2, rpd=100, tpm=1000)
     ls = LimitSet(limits, algorithm)

@@ -160,7 +160,8 @@ def test_token_bucket_matches_groq_header_example():
 # ---- stateful test against brute-force reference models ---------------------------------------------
 
 def reference_admits(kind, limit, window, admitted, now, amount):
-    """Decide by replaying the whole history, with none of the limiter's incremental state."""
+    """Decide by replaying the whole history, with none of the limiter's incremental state (one model per
+    algorithm of ``ALGORITHMS``: a new algorithm needs its own here)."""
     eps = 1e-9 * max(limit, 1.0)
     if amount > limit + eps:
         return False
@@ -176,11 +177,14 @@ def reference_admits(kind, limit, window, admitted, now, amount):
             last = t
         level = min(limit, level + (now - last) * limit / window)
         return amount <= level + 1e-6
-    k = math.floor((now + 1e-9) / window)
-    curr = sum(a for t, a in admitted if math.floor((t + 1e-9) / window) == k)
-    prev = sum(a for t, a in admitted if math.floor((t + 1e-9) / window) == k - 1)
-    frac = (now - k * window) / window
-    return prev * (1 - frac) + curr + amount <= limit + 1e-6
+    if kind == "sliding_window_counter":
+        k = math.floor((now + 1e-9) / window)
+        curr = sum(a for t, a in admitted if math.floor((t + 1e-9) / window) == k)
+        prev = sum(a for t, a in admitted if math.floor((t + 1e-9) / window) == k - 1)
+        frac = (now - k * window) / window
+        return prev * (1 - frac) + curr + amount <= limit + 1e-6
+    raise NotImplementedError(f"no brute-force reference for limiter {kind!r}: add one to reference_admits in "
+                              "tests/test_limiters.py (and to ref_used in tests/test_refund_reset.py)")
 
 
 class LimiterVsReference(RuleBasedStateMachine):

@@ -1,5 +1,6 @@
 """Client policies: each retry schedule's delay checked directly against its published definition (the groq
-SDK's own code for ``groq-sdk``), and each gate's hooks."""
+SDK's own code for ``groq-sdk``), every registered schedule built as registered, and each gate's hooks, the
+setting that builds it and its place in the order the engine asks them."""
 import math
 
 import httpx
@@ -68,6 +69,34 @@ def test_groq_sdk_delay_equals_the_real_sdk(monkeypatch, retry_after, remaining,
     assert ours == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_every_registered_schedule_is_the_one_built(name):
+    """``Policy.retry = name`` builds ``SCHEDULES[name]`` (and for the ``exponential`` family, whose entry is
+    ``Exponential``, the class ``jitter`` names); a schedule outside that family ignores ``jitter``.  A new
+    schedule must be registered, nothing more: ``schedule()`` names none."""
+    cls = SCHEDULES[name]
+    assert type(schedule(Policy(retry=name))) is cls, f"retry = {name!r} does not build {cls.__name__}"
+    for jitter, jittered in JITTERS.items():
+        built = type(schedule(Policy(retry=name, jitter=jitter)))
+        assert built is (jittered if cls is Exponential else cls), (name, jitter, built.__name__)
+
+
+def test_a_newly_registered_schedule_is_built_from_the_policy(monkeypatch):
+    """Registering is enough (schedule() special-cased ``fixed`` and ``groq-sdk`` and built everything else
+    from ``JITTERS``: a new ``linear`` ran as ``Exponential``), with the one constructor convention
+    ``from_policy`` (default ``cls(base, cap)``)."""
+    class Linear(Exponential):
+        def delay(self, attempt, retry_after, u, prev=None):
+            return min(self.cap, self.base * attempt)
+
+    monkeypatch.setitem(SCHEDULES, "linear", Linear)
+    cfg = Policy(base=2.0, cap=7.0).model_copy(update={"retry": "linear", "jitter": "full"})
+    built = schedule(cfg)
+    assert type(built) is Linear and (built.base, built.cap) == (2.0, 7.0)
+    assert [built.delay(a, None, fixed_u(0.5)) for a in (1, 2, 3, 4)] == [2.0, 4.0, 6.0, 7.0]
+    assert schedule(Policy(retry="fixed", delay=2.5)).fixed == 2.5  # FixedDelay.from_policy reads delay
+
+
 def test_groq_sdk_settings_match_the_sdk_constants():
     from groq import _constants
     pol = Policy(retry="groq-sdk")
@@ -79,6 +108,36 @@ def test_groq_sdk_settings_match_the_sdk_constants():
 def _policy(**settings):
     cfg = Policy(**settings)
     return client_policy(cfg, fixed_u(0.5), [100.0] * 10, [0.0] * 10, lambda m: LimitSet(Limits(rpm=60)))
+
+
+#: every gate class of sim/policies.py -> the settings that make client_policy build it (a new gate: its line
+#: here, with every setting it needs to be built, e.g. ``{"breaker_failures": 3, "breaker_open": 30.0}``)
+GATES = {Cooldown: {"cooldown": 2.0}, InFlightCap: {"max_in_flight": 3}, Adaptive: {"adaptive": True},
+         Pacer: {"pacing": 0.5}}
+
+
+def _gate_classes() -> set:
+    """The classes of sim/policies.py with a ``hold``: its gates."""
+    import inspect
+    import sim.policies as module
+    return {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == module.__name__ and hasattr(cls, "hold")}
+
+
+def test_every_gate_is_built_by_its_settings_and_asked_in_order():
+    """Each gate class is built by its settings alone, and with every gate on, the gates the engine asks
+    first only look: one whose ``hold`` charges (``charges = True``, the pacer) comes after every other."""
+    assert _gate_classes() == set(GATES), (
+        "a gate class of sim/policies.py is missing from GATES in tests/test_policies.py (or GATES names one "
+        "no longer there): add it with the settings that make client_policy build it")
+    for cls, settings in GATES.items():
+        p = _policy(**settings)
+        assert [type(g) for g in p.gates] == [cls] and p.gated, (cls.__name__, settings)
+    every = _policy(**{k: v for settings in GATES.values() for k, v in settings.items()})
+    assert {type(g) for g in every.gates} == set(GATES)
+    charges = [getattr(g, "charges", False) for g in every.gates]
+    assert charges == sorted(charges), [type(g).__name__ for g in every.gates]  # charging gates last
+    assert type(every.gates[-1]) is Pacer
 
 
 def test_retry_after_is_a_lower_bound_when_honoured_and_its_cap_applies():
@@ -164,10 +223,11 @@ def test_adaptive_reads_the_headers_the_limit_set_produces():
 
 
 def test_every_builtin_policy_assembles():
+    gate_settings = {k for settings in GATES.values() for k in settings}
     for name, cfg in policy_table().items():
         p = client_policy(cfg, fixed_u(0.5), [1.0], [0.0], lambda m: LimitSet(Limits(rpm=60)))
-        assert p.gated == bool(cfg.pacing or cfg.adaptive or cfg.cooldown is not None or cfg.max_in_flight
-                               or cfg.queue_size is not None), name
+        gated = any(getattr(cfg, k) != Policy.model_fields[k].default for k in gate_settings)
+        assert p.gated == (gated or cfg.queue_size is not None), name
         assert p.max_attempts == cfg.max_attempts and p.retry_on == frozenset(cfg.retry_on)
 
 
@@ -184,9 +244,10 @@ def test_groq_sdk_retries_exactly_what_the_real_sdk_retries(status):
 def test_a_schedules_obeys_is_what_its_delay_does(cls):
     """``Schedule.obeys`` (read by the engine's fast lane to skip the call) promises that every retry-after
     up to it is the delay itself, at any attempt and draw; the groq SDK's is 60 s, the others obey none."""
-    s = cls(2.5) if cls is FixedDelay else cls(1.0, 60.0)
+    s = cls.from_policy(Policy(delay=2.5, base=1.0, cap=60.0))
     for attempt in (1, 2, 5):
         for u in (0.0, 0.3, 0.6):
             for ra in range(1, s.obeys + 1):
                 assert s.delay(attempt, ra, lambda u=u: u, None) == float(ra), (cls.__name__, attempt, ra)
-    assert cls.obeys == (60 if cls is GroqSDK else 0)
+    shipped = {FixedDelay: 0, Exponential: 0, FullJitter: 0, EqualJitter: 0, DecorrelatedJitter: 0, GroqSDK: 60}
+    assert cls.obeys == shipped.get(cls, cls.obeys)  # (the shipped schedules' promises, pinned)
