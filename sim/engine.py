@@ -217,6 +217,11 @@ class Simulation:
             return
         c.queue.append(i)
         self._pump(c)
+        if size is not None and len(c.queue) > size and c.queue[-1] == i:
+            # still held, beyond the queue's room: a gate with no side-effect-free ``blocks`` (the pacer, the
+            # adaptive client: their hold depends on the request) held it where a full queue has no place
+            c.queue.pop()
+            self._finish(c, i, DROPPED, now)
 
     def _pump(self, c: _Group, _=None) -> None:
         """Send queued requests while the client's own rules allow; otherwise arrange to be woken.  (The

@@ -176,6 +176,23 @@ def test_bounded_queue_drops_when_full():
     assert (rec.loc[rec["outcome"] == "dropped", "attempts"] == 0).all()
 
 
+@pytest.mark.parametrize("gate", [{"pacing": 0.9}, {"adaptive": True}, {"max_in_flight": 1}])
+def test_a_queue_of_size_zero_sends_at_once_or_drops_whatever_the_gate(gate):
+    """queue_size = 0: no client queue, a request that cannot go at once is dropped.  The pacer's and the
+    adaptive client's hold depends on the request (no side-effect-free check), and such a request used to
+    wait in a queue of one."""
+    extra = {"q0": {"retry": "none", "queue_size": 0, **gate}, "q1": {"retry": "none", "queue_size": 1, **gate}}
+    runs = {name: run(client(rate="120/min", prompt_tokens=1000, max_tokens=500, policy=name), duration=300,
+                      extra_policies=extra).records for name in extra}
+    rec = runs["q0"]
+    sent = rec[rec["outcome"] != "dropped"]
+    assert (rec["outcome"] == "dropped").sum() > 0 and len(sent) > 0
+    assert (sent["admitted"].dropna() == sent["created"][sent["admitted"].notna()]).all()  # nobody waited
+    one = runs["q1"]
+    waited = one["admitted"] > one["created"]
+    assert waited.sum() > 0 and (one["outcome"] == "dropped").sum() < (rec["outcome"] == "dropped").sum()
+
+
 def test_deadline_ends_requests_at_created_plus_deadline():
     extra = {"d": {"retry": "fixed", "delay": 2.0, "max_attempts": 100, "deadline": 5.0}}
     rec = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="d"), duration=300,
