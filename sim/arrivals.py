@@ -93,7 +93,9 @@ class Bursty(_Kind):
     """A renewal process with gamma gaps whose coefficient of variation is ``burstiness`` (1 = Poisson)."""
     kind: Literal["bursty"]
     rate: Rate
-    burstiness: Annotated[float, Field(gt=0)] = 1.0
+    #: (at most 50: a coefficient of variation beyond that is one burst and silence, and its gamma gaps
+    #: underflow to zero)
+    burstiness: Annotated[float, Field(gt=0, le=50)] = 1.0
 
     def times(self, rng, duration, load=1.0):
         rate = self.rate * load
@@ -110,7 +112,7 @@ class OnOff(_Kind):
     """Exponential on and off periods (means ``on``, ``off``); Poisson at ``rate`` while on."""
     kind: Literal["onoff"]
     rate: Rate
-    on: Annotated[Duration, Field(gt=0)]
+    on: Annotated[Duration, Field(ge=1)]  # (>= 1 s: the periods are drawn one by one)
     off: Duration
 
     def times(self, rng, duration, load=1.0):
@@ -142,6 +144,14 @@ class Piecewise(_Kind):
         if not self.schedule or self.schedule[0][0] != 0:
             raise ValueError("piecewise schedule must start at time 0, like "
                              "[[\"0h\", \"10/min\"], [\"8h\", \"60/min\"]]")
+        starts = [s for s, _ in self.schedule]
+        for k in range(1, len(starts)):
+            if starts[k] <= starts[k - 1]:
+                raise ValueError(f"piecewise schedule: piece {k} starts at {starts[k]:g} s, not after piece "
+                                 f"{k - 1} ({starts[k - 1]:g} s): list the pieces in time order, each start once")
+        if starts[-1] >= self.period:
+            raise ValueError(f"piecewise schedule: piece {len(starts) - 1} starts at {starts[-1]:g} s, not within "
+                             f"the period ({self.period:g} s) it repeats every")
         return self
 
     def times(self, rng, duration, load=1.0):

@@ -193,6 +193,18 @@ SCENARIOS = [
     ("flex-scarce-1ns", BASE + "[org.flex]\nscarce = '1ns'\n", "org.flex.scarce: '1ns': 1e-09 s: a scarce period is 0"),
     ("batch-every-1ns", _with(client="lane = 'batch'\nbatch = { submit_at = 0, submit_every = '1ns' }\n"),
      "submit_every"),
+    ("piecewise-out-of-order",
+     BASE.replace("{ kind = 'poisson', rate = '10/min' }", "{ kind = 'piecewise', period = '3h', schedule = "
+                  "[['0h', '10/min'], ['2h', '5/min'], ['1h', '60/min']] }"),
+     "piece 2 starts at 3600 s, not after piece 1 (7200 s)"),
+    ("piecewise-beyond-period",
+     BASE.replace("{ kind = 'poisson', rate = '10/min' }", "{ kind = 'piecewise', schedule = "
+                  "[['0h', '10/min'], ['30h', '60/min']] }"),
+     "piece 1 starts at 108000 s, not within the period (86400 s)"),
+    ("bursty-burstiness-huge", BASE.replace("kind = 'poisson'", "kind = 'bursty', burstiness = 1e6"),
+     "clients[0].arrival.burstiness"),
+    ("onoff-on-1ns", BASE.replace("kind = 'poisson'", "kind = 'onoff', on = '1ns', off = '1ns'"),
+     "clients[0].arrival.on"),
     ("text-to-whisper", BASE + "[compare]\nmodel = ['llama-3.1-8b-instant', 'whisper-large-v3']\n",
      "compare.model: 'whisper-large-v3' is speech-to-text: its requests are audio, so the group needs audio_seconds"),
     ("fallback-to-whisper", _with(client="policy = 'p'\n", extra="[policies.p]\nfallback = ['whisper-large-v3']\n"),
