@@ -196,7 +196,8 @@ def rate_limit_message(r: Refusal, model: str, org_id: str, service_tier: str = 
     if r.too_large:
         return (f"Request too large for model `{model}` {head}, Requested {_num(math.ceil(r.requested))}, "
                 f"please reduce your message size and try again.{tail}")
-    return (f"Rate limit reached for model `{model}` {head}, Used {_num(r.used)}, "
+    # Used as the headers have it (limit - remaining rounded down): whole, and never below what refused it
+    return (f"Rate limit reached for model `{model}` {head}, Used {_num(math.ceil(r.used - 1e-9))}, "
             f"Requested {_num(math.ceil(r.requested))}. Please try again in {format_wait(r.wait / time_scale)}."
             f"{tail}")
 

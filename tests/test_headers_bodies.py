@@ -55,11 +55,13 @@ def test_no_refusal_for_a_cost_that_would_be_admitted():
 
 
 def test_message_defaults_and_whole_number_figures():
-    r = Refusal("tpm", 6000, 5034.47, 1443, 4.77)
+    r = Refusal("tpm", 6000, 5034.0, 1443, 4.77)  # the real capture: (5034 + 1443 - 6000) / 100 = 4.77
     assert rate_limit_message(r, "llama-3.1-8b-instant", ORG) == (
         "Rate limit reached for model `llama-3.1-8b-instant` in organization `org_01hq8xyz` service tier "
         "`on_demand` on tokens per minute (TPM): Limit 6000, Used 5034, Requested 1443. Please try again in 4.77s.")
-    assert "Used 5035," in rate_limit_message(Refusal("tpm", 6000, 5034.5, 1443, 4.77), "m", ORG)
+    # a fractional use is rounded up, as the headers round the remaining down (965.53 -> 965: 6000 - 965)
+    assert "Used 5035," in rate_limit_message(Refusal("tpm", 6000, 5034.47, 1443, 4.77), "m", ORG)
+    assert "Used 5034," in rate_limit_message(Refusal("tpm", 6000, 5034 + 1e-10, 1443, 4.77), "m", ORG)
     assert "try again in 2.385s." in rate_limit_message(r, "m", ORG, time_scale=2.0)
 
 
