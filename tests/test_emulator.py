@@ -11,6 +11,7 @@ import threading
 import time
 import wave
 from contextlib import contextmanager
+from dataclasses import replace
 
 import groq
 import httpx
@@ -28,7 +29,7 @@ from sim.scenario import scenario_from_dict
 
 MODEL = "llama-3.1-8b-instant"
 LOG_KEYS = {"t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
-            "error", "label", "request_id"}
+            "error", "label", "request_id", "retry_count"}  # the recorder's schema, its optional key included
 
 
 def make_spec(tier: str = "free", overrides: dict | None = None, rate: str = "45/min", **org):
@@ -158,8 +159,33 @@ def test_openai_sdk_async_success_and_stream_with_x_groq_usage(serve):
     assert usage["completion_tokens"] == len(text.split()) and usage["total_time"] == pytest.approx(
         usage["prompt_time"] + usage["completion_time"])
     assert len(chunks) >= 3 and all("usage" not in (c.model_extra.get("x_groq") or {}) for c in chunks[:-1])
+    assert all(c.usage is None for c in chunks)  # OpenAI's usage chunk only when asked for
     lines = log_lines(emu)
     assert [x["status"] for x in lines] == [200, 200] and lines[1]["usage"] == usage
+
+
+def test_stream_options_include_usage_n_and_the_sdks_retry_number(serve):
+    """``stream_options.include_usage`` adds OpenAI's usage chunk (no choices) that openai-SDK clients read;
+    n > 1 is a 400 (Groq supports only n = 1); the log keeps each request's SDK retry number, so a trace of
+    an emulator log folds retries into their request as one of the recorder's does."""
+    url, emu = serve(make_spec(), time_scale=10)
+    client = openai.OpenAI(base_url=url + "/openai/v1", api_key="k", max_retries=0)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=16, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == \
+        chunks[-2].model_extra["x_groq"]["usage"]["completion_tokens"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=16, n=2)
+    assert body(e.value)["param"] == "n"
+    httpx.post(url + "/openai/v1/chat/completions", headers={"x-stainless-retry-count": "2"},
+               json={"model": MODEL, "messages": msgs(), "max_tokens": 8})
+    assert [x["retry_count"] for x in log_lines(emu)] == [0, 0, 2]  # (the SDK sends 0 on a first attempt)
+    with pytest.raises(openai.BadRequestError) as e:  # flex is not emulated: said, not served as on-demand
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="flex")
+    assert body(e.value)["param"] == "service_tier"
+    flex = make_spec()
+    with pytest.raises(ConfigError, match="org.service_tier = 'flex': groqsim serve emulates the on-demand tier"):
+        Emulator(replace(flex, org=flex.org.model_copy(update={"service_tier": "flex", "tier": "developer"})))
 
 
 def test_groq_sdk_async_transcription_and_audio_413(serve):

@@ -14,6 +14,7 @@ limits, injected 5xx; an unexpected exception becomes a 500 body, never a traceb
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import sys
@@ -41,6 +42,8 @@ from .core import Emulator, approx_prompt_tokens
 _FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
+#: the request's SDK retry number (``x-stainless-retry-count``, as the recorder logs it), set per request
+_RETRY: contextvars.ContextVar[int | None] = contextvars.ContextVar("retry_count", default=None)
 MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
 
 
@@ -130,8 +133,8 @@ def build_app(emu: Emulator) -> Starlette:
         sent = logged = {}
         if isinstance(model, str) and model in emu.tier_limits:
             sent, logged = emu.headers_sent_and_logged(model, project=label)
-        emu.record(endpoint=endpoint, model=model if isinstance(model, str) else "", status=err.status,
-                   t_send=t_send, label=label, headers={**logged, **err.headers}, error=err.error, **kw)
+        _record(emu, endpoint=endpoint, model=model if isinstance(model, str) else "", status=err.status,
+                t_send=t_send, label=label, headers={**logged, **err.headers}, error=err.error, **kw)
         return _error(err, sent)
 
     async def chat(request: Request) -> Response:
@@ -156,6 +159,15 @@ def build_app(emu: Emulator) -> Starlette:
                 "'messages' : property 'messages' is missing or empty", param="messages"))
         if (bad := message_error(messages)) is not None:
             return refuse(CHAT, model, t_send, label, invalid_request_error(bad, param="messages"))
+        tier = body.get("service_tier")
+        if tier not in (None, "on_demand"):  # answered as on-demand, it would misstate what flex does
+            return refuse(CHAT, model, t_send, label, invalid_request_error(
+                f"'service_tier' : {tier!r} is not emulated: groqsim serve answers on_demand only",
+                param="service_tier"))
+        n = body.get("n")
+        if n is not None and n != 1:  # Groq's API reference: only n = 1 is supported, others are a 400
+            return refuse(CHAT, model, t_send, label, invalid_request_error(
+                "'n' : only n = 1 is supported", param="n"))
         # an explicit null is "not set" (the openai SDK sends max_completion_tokens=None as null)
         key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
         max_tokens = body.get(key)
@@ -168,8 +180,8 @@ def build_app(emu: Emulator) -> Starlette:
         headers = {**d.headers, "x-request-id": d.request_id}
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
         if d.error is not None:
-            emu.record(endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label, headers=d.log_headers,
-                       error=d.log_error, **kw)
+            _record(emu, endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label,
+                    headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)  # an injected fault's too carries the rate-limit headers
         q, p, c = d.times
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
@@ -179,12 +191,14 @@ def build_app(emu: Emulator) -> Starlette:
         finish = "length" if max_tokens is not None and d.completion >= max_tokens else "stop"
         base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim"}
         if body.get("stream"):
-            return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw),
+            options = body.get("stream_options")
+            kw_stream = {"include_usage": isinstance(options, dict) and options.get("include_usage") is True}
+            return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw, **kw_stream),
                                      media_type="text/event-stream", headers=headers)
         await _delay(d.delay / K)
         emu.finish(model, d, max_tokens, label)
-        emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
-                   usage=usage, **kw)
+        _record(emu, endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
+                usage=usage, **kw)
         return JSONResponse({**base, "object": "chat.completion", "choices": [{
             "index": 0, "message": {"role": "assistant", "content": filler(d.completion)}, "logprobs": None,
             "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
@@ -219,11 +233,11 @@ def build_app(emu: Emulator) -> Starlette:
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
         headers = {**d.headers, "x-request-id": d.request_id}
         if d.error is not None:
-            emu.record(endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label, headers=d.log_headers,
-                       error=d.log_error, **kw)
+            _record(emu, endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label,
+                    headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)
         await _delay(d.delay / K)
-        emu.record(endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers, **kw)
+        _record(emu, endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers, **kw)
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
         if fmt == "text":
             return PlainTextResponse(text, headers=headers)
@@ -268,14 +282,16 @@ def build_app(emu: Emulator) -> Starlette:
         stderr (Starlette's error middleware would print the traceback)."""
         async def run(request: Request) -> Response:
             t_send = emu.clock.now()
+            retries = request.headers.get("x-stainless-retry-count", "")
+            _RETRY.set(int(retries) if retries.isdigit() else None)
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - the server answers 500 and stays up
                 print(f"groqsim serve: 500 on {request.method} {request.url.path}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
                 err = server_error(500)
-                emu.record(endpoint=endpoint, model="", status=500, t_send=t_send, label=None, headers={},
-                           error=err.error)
+                _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=None, headers={},
+                        error=err.error)
                 return _error(err)
         return run
 
@@ -295,12 +311,13 @@ def build_app(emu: Emulator) -> Starlette:
 
 
 async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model: str, t_send: float, label,
-                  kw: dict):
+                  kw: dict, include_usage: bool = False):
     """SSE chunks: the role, the answer in up to 16 pieces spread over the completion time, then the
-    final chunk with ``finish_reason`` and ``x_groq.usage``, then ``[DONE]``.  Each chunk is due at its
-    own time from the start (sleep overheads do not add up).  The request is logged and recorded however
-    the stream ends: a client that stops reading was still charged (a stream it abandons is finished and
-    logged, with its usage, when the server lets go of it)."""
+    final chunk with ``finish_reason`` and ``x_groq.usage``, with ``stream_options.include_usage`` one more
+    with no choices and the ``usage`` (OpenAI's form, which the openai SDK's clients read), then ``[DONE]``.
+    Each chunk is due at its own time from the start (sleep overheads do not add up).  The request is logged
+    and recorded however the stream ends: a client that stops reading was still charged (a stream it
+    abandons is finished and logged, with its usage, when the server lets go of it)."""
     K = emu.time_scale
     q, p, c = d.times
     loop = asyncio.get_running_loop()
@@ -327,12 +344,21 @@ async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model:
         emu.finish(model, d, kw["max_tokens"], label)  # before the client can see the end and send again
         finished = True
         yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})
+        if include_usage:
+            yield b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
+                                          "usage": usage}).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
     finally:
         if not finished:
             emu.finish(model, d, kw["max_tokens"], label)
-        emu.record(endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
-                   usage=usage, **kw)
+        _record(emu, endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
+                usage=usage, **kw)
+
+
+def _record(emu: Emulator, **kw) -> None:
+    """:meth:`Emulator.record` with the request's SDK retry number, so a log of the emulator, like the
+    recorder's, lets ``groqsim trace`` fold retries into their request."""
+    emu.record(retry_count=_RETRY.get(), **kw)
 
 
 def audio_seconds(data: bytes, declared) -> float | None:

@@ -130,6 +130,9 @@ class Emulator:
 
     def __post_init__(self):
         org = self.spec.org
+        if org.service_tier != "on_demand":  # flex's limits x10 and 498s, auto's fallback: not emulated
+            raise ConfigError(f"org.service_tier = {org.service_tier!r}: groqsim serve emulates the on-demand tier "
+                              "only (allowed: 'on_demand'); study flex and auto with groqsim run")
         self.clock = Clock(self.time_scale)
         self.tier_limits = {m: lim for m, lim in self.spec.catalog.tier(org.tier).items() if m in self.spec.service}
         self.limitsets: dict[str, LimitSet] = {}
@@ -277,7 +280,7 @@ class Emulator:
     def record(self, *, endpoint: str, model: str, status: int, t_send: float, label: str | None,
                headers: dict[str, str], usage: dict | None = None, error: dict | None = None,
                max_tokens: int | None = None, audio_seconds: float | None = None, request_id: str | None = None,
-               prompt: float = 0, d: Decision | None = None) -> None:
+               prompt: float = 0, d: Decision | None = None, retry_count: int | None = None) -> None:
         """One JSONL line (the calibration format) and one records row per HTTP request."""
         t_recv = self.clock.now()
         outcome = ("ok" if status == 200 else "rate_limited" if status == 429 else "too_large" if status == 413
@@ -291,7 +294,7 @@ class Emulator:
                 "t_send": self.clock.epoch(t_send), "t_recv": self.clock.epoch(t_recv), "status": status,
                 "model": model, "endpoint": endpoint, "max_tokens": max_tokens, "audio_seconds": audio_seconds,
                 "usage": usage, "headers": kept_headers(headers), "error": err, "label": label,
-                "request_id": request_id})
+                "request_id": request_id, "retry_count": retry_count})
         q, p, c = d.times if d is not None and status == 200 else (math.nan,) * 3
         t_send, t_recv = t_send - self.clock.start, t_recv - self.clock.start  # records: since start
         self.rows.append((len(self.rows), label, model, endpoint, status, outcome, d.refused_by if d else "",
