@@ -239,6 +239,11 @@ class Client(Strict):
         return self
 
 
+#: tokens reserved for a request that sets no max_tokens (our choice: Groq does not document its default
+#: reservation); the emulator charges it and the calibration's replay assumes it
+DEFAULT_RESERVATION = 1024
+
+
 class Accounting(Strict):
     """What an admitted request is charged against TPM/TPD."""
     charge: Literal["max_tokens", "actual"] = "max_tokens"

@@ -536,3 +536,21 @@ def test_lines_with_impossible_values_are_set_aside_not_a_traceback(tmp_path, ca
     for text in ("-5", "1e400", "0", "nan", "x"):
         assert math.isnan(_header_value("h_limit_tok", text)), text
     assert _header_value("h_rem_tok", "0") == 0.0 and _header_value("h_limit_tok", "6000") == 6000.0
+
+
+def test_a_request_without_max_tokens_is_replayed_with_the_default_reservation():
+    """The emulator reserves DEFAULT_RESERVATION for a request that sets no max_tokens; the replay must charge
+    the same, or a log of such requests ranks the true token bucket / max_tokens hypothesis last."""
+    from types import SimpleNamespace
+
+    from sim.calibrate.replay import _tokens_cost
+    from sim.config import DEFAULT_RESERVATION
+    answered = SimpleNamespace(status=200, prompt_tokens=30.0, max_tokens=math.nan, completion_tokens=7.0,
+                               msg_unit=None, msg_requested=math.nan)
+    assert _tokens_cost(answered, "max_tokens", 100, 50) == 30 + DEFAULT_RESERVATION
+    assert _tokens_cost(answered, "actual", 100, 50) == 37
+    refused = SimpleNamespace(status=429, prompt_tokens=math.nan, max_tokens=math.nan, completion_tokens=math.nan,
+                              msg_unit="rpm", msg_requested=math.nan)
+    assert _tokens_cost(refused, "max_tokens", 100, 50) == 100 + DEFAULT_RESERVATION
+    assert _tokens_cost(SimpleNamespace(**{**vars(answered), "max_tokens": 64.0}),
+                        "max_tokens", 100, 50) == 94

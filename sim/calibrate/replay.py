@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from ..catalog import UNIT_SPEC, Limits
+from ..config import DEFAULT_RESERVATION
 from ..limiters import ALGORITHMS
 from ..limitset import LimitSet
 
@@ -64,13 +65,15 @@ class Hypothesis:
 
 
 def _tokens_cost(row, charge: str, prompt_median: float, completion_median: float) -> float:
+    """What a request charged the token units under ``charge``: with ``max_tokens``, its max_tokens, or
+    :data:`sim.config.DEFAULT_RESERVATION` when it set none (as the emulator charges); else its completion."""
+    reserved = row.max_tokens if not math.isnan(row.max_tokens) else DEFAULT_RESERVATION
     if row.status == 200 and not math.isnan(row.prompt_tokens):
-        extra = row.max_tokens if charge == "max_tokens" and not math.isnan(row.max_tokens) else row.completion_tokens
+        extra = reserved if charge == "max_tokens" else row.completion_tokens
         return row.prompt_tokens + (0.0 if math.isnan(extra) else extra)
     if row.msg_unit in ("tpm", "tpd") and not math.isnan(row.msg_requested):
         return row.msg_requested
-    extra = row.max_tokens if charge == "max_tokens" and not math.isnan(row.max_tokens) else completion_median
-    return prompt_median + extra
+    return prompt_median + (reserved if charge == "max_tokens" else completion_median)
 
 
 def own_one_way(df: pd.DataFrame, typical: float) -> np.ndarray:

@@ -31,14 +31,15 @@ from ..catalog import UNITS
 from ..config import Dist
 from ..spec import RunSpec
 from ..headers import ErrorResponse, capacity_exceeded_error, rate_limit_error, rate_limit_headers, server_error
+from ..config import DEFAULT_RESERVATION
 from ..errors import ConfigError, did_you_mean
 from ..limitset import LimitSet
 from ..projects import ORG, SCOPES, ScopedLimits, project_limits
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
 
-#: max_tokens charged when a request sets none (our choice; Groq does not document its default reservation)
-DEFAULT_MAX_TOKENS = 1024
+#: max_tokens charged when a request sets none (sim.config.DEFAULT_RESERVATION)
+DEFAULT_MAX_TOKENS = DEFAULT_RESERVATION
 #: prompt-token approximation (no tokenizer: they download vocabularies on first use): ~4 characters per
 #: token of message text, plus OpenAI's counting recipe of 3 tokens per message and 3 to prime the reply
 CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY = 4, 3, 3
