@@ -554,3 +554,13 @@ def test_a_request_without_max_tokens_is_replayed_with_the_default_reservation()
     assert _tokens_cost(refused, "max_tokens", 100, 50) == 100 + DEFAULT_RESERVATION
     assert _tokens_cost(SimpleNamespace(**{**vars(answered), "max_tokens": 64.0}),
                         "max_tokens", 100, 50) == 94
+
+
+def test_a_custom_tier_of_two_models_names_the_model_of_each_difference():
+    from sim.calibrate.limits_fit import LimitsFit, Observed, match_catalog
+    chat = LimitsFit("llama-3.1-8b-instant", {"rpd": Observed(1000, "headers", 9, 0)})
+    stt = LimitsFit("whisper-large-v3-turbo", {"rpd": Observed(400, "headers", 9, 0)})
+    m = match_catalog([chat, stt])
+    assert m.base == "free" and m.sentence == ("free, except llama-3.1-8b-instant RPD 0.0694x, "
+                                               "whisper-large-v3-turbo RPD 0.2x: a custom tier")
+    assert match_catalog([chat]).sentence == "free, except RPD 0.0694x: a custom tier"

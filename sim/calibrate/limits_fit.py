@@ -101,8 +101,9 @@ def match_catalog(fits: list[LimitsFit], catalog: Catalog | None = None) -> Tier
             published = getattr(limits, unit)
             if published != obs.value:
                 overrides.setdefault(fit.model, {})[unit] = obs.value
-                diffs.append(f"{unit.upper()} {_ratio_text(obs.value, published)}" if published
-                             else f"{unit.upper()} {obs.value} (not in the published {base} tier)")
+                where = f"{fit.model} " if len(fits) > 1 else ""  # two models' RPD would read alike
+                diffs.append(f"{where}{unit.upper()} {_ratio_text(obs.value, published)}" if published
+                             else f"{where}{unit.upper()} {obs.value} (not in the published {base} tier)")
         unknown[fit.model] = [u for u in UNITS if getattr(limits, u) is not None and u not in fit.observed]
     if not diffs:
         sentence = f"matches the published {base} tier on every observed limit"
