@@ -507,9 +507,12 @@ def test_transcription_logs_too_thin_or_flat_say_so():
     one_length = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 1.2, 200, 60), (9.0, 0.9, 200, 60)])
     assert one_length.audio_slope is None and "3 answered transcription(s) with audio_seconds and 1 distinct" \
         in one_length.notes[0]
-    least = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 1.4, 200, 120), (9.0, 1.05, 200, 60),  # 3 answers, 2 lengths
+    least = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 1.4, 200, 120), (9.0, 1.0, 200, 60),  # 3 answers, 2 lengths
                       (20.0, 0.05, 429, 60), (21.0, 0.07, 429, 60)])  # and 2 refusals: enough for each
     assert least.audio_speed_factor is not None and least.rtt.value == pytest.approx(0.06)
+    noisy = _stt_fit([(0.0, 1.0, 200, 60), (5.0, 1.3, 200, 120), (9.0, 1.3, 200, 60), (13.0, 1.05, 200, 120)])
+    assert noisy.audio_slope.value > 0 > noisy.audio_slope.low  # a slope the noise could have made
+    assert noisy.audio_speed_factor is None and any("too little to tell from noise" in n for n in noisy.notes)
     flat = _stt_fit([(0.0, 3.0, 200, 30), (5.0, 2.0, 200, 60), (9.0, 1.0, 200, 120)])  # longer audio, faster
     assert flat.audio_speed_factor is None and "audio_speed_factor" not in flat.params()
     assert "response time does not grow with audio_seconds: audio speed not estimated" in flat.notes

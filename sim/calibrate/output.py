@@ -70,7 +70,8 @@ def report_text(cal: Calibration) -> str:
                        f"({svc.audio_slope.value * 1000:.3g} ms per audio second, 95% CI "
                        f"{svc.audio_slope.low * 1000:.3g}-{svc.audio_slope.high * 1000:.3g}, n={svc.audio_slope.n}), "
                        f"fixed part {svc.audio_fixed.value:.3g} s (95% CI {svc.audio_fixed.low:.3g}-"
-                       f"{svc.audio_fixed.high:.3g}); audio_speed_factor = {svc.audio_speed_factor or math.nan:.4g}")
+                       f"{svc.audio_fixed.high:.3g}); audio_speed_factor = "
+                       + (f"{svc.audio_speed_factor:.4g}" if svc.audio_speed_factor else "not estimated (note below)"))
         if svc.output_tps:
             out.append(f"  output speed     mean {svc.output_tps.text('.4g', ' t/s')}; median "
                        f"{svc.output_median.value:.4g} t/s, cv {svc.speed_cv:.3f}")

@@ -142,10 +142,14 @@ def _fit_transcriptions(df: pd.DataFrame, model: str) -> ServiceFit:
         fit.audio, fit.response_time = x, y
         params = load_service_table().get(model)
         cv = params.speed_cv if params is not None else service_defaults()["speed_cv"]
-        if fit.audio_slope.value > 0:
+        if fit.audio_slope.low > 0:
             fit.audio_speed_factor = float((1 + cv ** 2) / fit.audio_slope.value)
             fit.notes.append(f"transcriptions carry no usage: audio_speed_factor from response times with speed_cv "
                              f"{cv:g} assumed; queue and prefill are inside the fixed part, kept at defaults")
+        elif fit.audio_slope.value > 0:  # a positive slope the noise could have made: a factor from it is noise
+            fit.notes.append(f"response time grows with audio_seconds by {fit.audio_slope.text('.3g', ' s/s')}, "
+                             "too little to tell from noise (the interval includes 0): audio speed not estimated "
+                             "(longer or more varied audio would tell)")
         else:
             fit.notes.append("response time does not grow with audio_seconds: audio speed not estimated")
     else:
