@@ -52,7 +52,7 @@ def _drive(search, meets):
     while True:
         tried.append(load)
         try:
-            load = search.send((meets(load), 1.0, 1.0, 0.0, 10.0 * load))
+            load = search.send((meets(load), 1.0, 1.0, 0.002 if meets(load) else 9.0, 10.0 * load))
         except StopIteration as done:
             return tried, done.value
 
@@ -86,3 +86,25 @@ def test_the_simulated_rate_is_the_one_the_window_was_offered():
     assert row["offered_rpm"] == pytest.approx(5.0)
     assert row["sim_rpm"] == pytest.approx(30.0 * row["sim_load"], rel=0.05)
     assert 500 < row["sim_rpm"] <= 1000  # RPM 1 000 binds what the window can be offered
+
+
+def test_the_search_starts_at_twice_the_faster_ceiling_and_reports_what_it_found():
+    scenario = _scenario()
+    # per-minute units allow 30/min, all units 12/min, 10/min offered: starts at 2 x 30 / 10 = 6
+    ceiling = Ceiling(10.0, 1.2, 12.0, "m RPD", 30.0, "m RPM", 17280.0, "m RPD", {})
+    search = bisection(scenario, ceiling)
+    assert next(search) == 6.0
+    tried, row = _drive(bisection(scenario, ceiling), lambda load: load <= 5.0)
+    assert tried[0] == 6.0 and tried[1] == 3.0  # failed at 6: bisect [0, 6]
+    assert 5.0 * (1 - scenario.capacity.tolerance) <= row["sim_load"] <= 5.0
+    assert row["sim_cost_per_1k"] == pytest.approx(2.0) and row["sim_success"] == 1.0 and row["sim_p95"] == 1.0
+    no_ceiling = Ceiling(10.0, math.inf, math.inf, "", math.inf, "", math.inf, "", {})  # the Batch lane only
+    assert next(bisection(scenario, no_ceiling)) == scenario.capacity.max_load
+    closed = Ceiling(0.0, math.nan, math.inf, "", math.inf, "", math.inf, "", {})  # no offered rate
+    assert next(bisection(scenario, closed)) == scenario.capacity.max_load
+
+
+def test_a_projects_limits_under_flex_are_multiplied_like_the_orgs():
+    projects = {"etl": {"limits": {"openai/gpt-oss-20b": {"tpm": 41_000}}}}
+    c = analytic_ceiling(_scenario(client={"project": "etl", "service_tier": "flex"}, projects=projects))
+    assert c.binding == "etl/openai/gpt-oss-20b TPM" and c.rpm == pytest.approx(10 * 41_000 / 4100)

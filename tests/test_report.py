@@ -78,6 +78,23 @@ def test_a_pacing_client_held_back_by_a_limit_names_it(tmp_path, capsys, limit, 
     assert row["binding"] == f"{unit} (paced)"
 
 
+def test_with_two_models_the_binding_names_its_model(tmp_path, capsys):
+    # a paced group held by its model's tiny TPD and a group on another model at twice its RPM: with 429s
+    # those bind (model named); when both are paced, the first paced group's limit binds, model named
+    paced = ("[[clients]]\nname = 'p'\nmodel = 'llama-3.1-8b-instant'\n"
+             "arrival = { kind = 'poisson', rate = '10/min' }\nprompt_tokens = 200\nmax_tokens = 100\n"
+             "policy = 'paced'\n")
+    other = ("[[clients]]\nname = 'o'\nmodel = 'openai/gpt-oss-20b'\n"
+             "arrival = { kind = 'constant', rate = '60/min' }\nprompt_tokens = 10\nmax_tokens = 10\n"
+             "policy = 'POLICY'\n")
+    head = ("[scenario]\nduration = '10m'\ndrain = '12h'\n[tiers.mine]\nbase = 'free'\n"
+            "[tiers.mine.overrides.'llama-3.1-8b-instant']\ntpd = 25000\n[org]\ntier = 'mine'\n")
+    (row,) = _run(tmp_path, capsys, head + paced + other.replace("POLICY", "no-retry"), "--replications", "1")
+    assert row["binding"] == "openai/gpt-oss-20b:rpm"
+    (row,) = _run(tmp_path, capsys, head + paced + other.replace("POLICY", "paced"), "--replications", "1", "--fresh")
+    assert row["binding"] == "llama-3.1-8b-instant:tpd (paced)"
+
+
 def test_a_pacing_client_that_never_waited_has_no_binding(tmp_path, capsys):
     text = "[scenario]\nduration = '5m'\n[org]\ntier = 'developer'\n" + CLIENT.format(prompt=100, policy="paced")
     (row,) = _run(tmp_path, capsys, text, "--replications", "2")

@@ -186,6 +186,12 @@ def test_lane_runs_count_only_what_the_on_demand_limits_admitted():
     assert util[(f"{MODEL} (flex)", "rpm")] == pytest.approx(0.03)
 
 
+def test_a_run_without_lanes_charged_no_flex_limits():
+    from sim.summary import charged_by_model
+    rec = _records([61.0, 62.0], [62.0, 63.0], ["ok"] * 2)
+    assert charged_by_model(rec, tier="flex") == {} and list(charged_by_model(rec)) == [MODEL]
+
+
 def test_utilisation_gives_back_what_completions_refunded():
     """With ``refund_unused`` (charging max_tokens), a completed response's unused reservation is given back
     when it finishes: the window's TPM use is the charges in it less the refunds in it."""
