@@ -37,7 +37,7 @@ from .engine import simulate
 from .pool import Pool
 from .scenario import Scenario
 from .projects import project_limits
-from .summary import refunds_unused, summarize
+from .summary import summarize
 from .workload import request_mix
 
 
@@ -96,7 +96,7 @@ def charged_tokens(spec, sizes: dict) -> np.ndarray:
     unused reservation a completed response gives back when the org refunds it (``refund_unused``)."""
     charged = np.asarray(spec.org.accounting.charged(sizes["prompt"], sizes["max_tokens"], sizes["completion"]),
                          dtype=float)
-    if refunds_unused(spec):
+    if spec.org.accounting.refunds:
         charged = charged - np.maximum(np.asarray(sizes["max_tokens"], float) - sizes["completion"], 0.0)
     return charged
 

@@ -255,6 +255,12 @@ class Accounting(Strict):
         uncached = prompt if not self.cache_hit_ratio else np.round(prompt * (1 - self.cache_hit_ratio))
         return uncached + (max_tokens if self.charge == "max_tokens" else completion)
 
+    @property
+    def refunds(self) -> bool:
+        """Is a reservation's unused part (``max_tokens - completion``) given back when the response completes?
+        Only when ``refund_unused`` and the reservation is charged (``charge = "max_tokens"``)."""
+        return self.refund_unused and self.charge == "max_tokens"
+
 
 class Org(Strict):
     """The organization: its tier (a built-in, a ``[tiers]`` one, or one from ``limits_file``), the limiter

@@ -119,7 +119,7 @@ class Simulation:
         seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         org = spec.org
         self.accounting = org.accounting
-        self.refund = org.accounting.refund_unused and org.accounting.charge == "max_tokens"
+        self.refund = org.accounting.refunds
         self.uncached = 1.0 - org.accounting.cache_hit_ratio  # cached prompt tokens skip prefill
         self.retry_after = retry_after_function(org.retry_after_rounding)
         self.error_rate, self.error_status = org.error_rate, org.error_status

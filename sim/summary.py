@@ -157,17 +157,10 @@ def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def refunds_unused(spec) -> bool:
-    """Does the run give unused reserved tokens back when a response completes (``refund_unused``, charging
-    ``max_tokens``)?  The engine's rule (:class:`sim.engine.Simulation`)."""
-    acc = spec.org.accounting
-    return bool(acc.refund_unused and acc.charge == "max_tokens")
-
-
 def usage_columns(spec) -> list[str]:
     """The record columns :func:`charged_by_model` reads for a run of ``spec``."""
     cols = ["admitted", "model", "charged_tokens", "audio_seconds"]
-    if refunds_unused(spec):
+    if spec.org.accounting.refunds:
         cols += ["finished", "max_tokens", "completion_tokens"]
     return cols + (["service_tier"] if uses_lanes(spec) else [])
 
@@ -214,7 +207,7 @@ def limits_used(spec, records) -> list[tuple[str, dict, tuple[np.ndarray, dict[s
     """(label, limits, charges) of every org limit set a run's records charged: each model's on-demand
     limits (label: the model) and, in a run with flex traffic, its flex limits (label ``model (flex)``: the
     on-demand limits x ``[org.flex] multiplier``)."""
-    refund = refunds_unused(spec)
+    refund = spec.org.accounting.refunds
     out = []
     on_demand = charged_by_model(records, refund)
     for model in records["model"].cat.categories:

@@ -274,7 +274,7 @@ class Emulator:
         """After an admitted answer completes: give back unused reserved tokens if the org refunds them."""
         acc = self.spec.org.accounting
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        if acc.refund_unused and acc.charge == "max_tokens" and mt > d.completion:
+        if acc.refunds and mt > d.completion:
             self.limits(model, project).refund_tokens(mt - d.completion, d.now, self.clock.now())
 
     # ---- records ---------------------------------------------------------------------------------------
