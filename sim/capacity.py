@@ -108,13 +108,21 @@ def limit_sets(spec, client, model: str) -> list[tuple[str, dict]]:
     first, then flex); and a project's own lower limits (label ``project/model``), multiplied alike."""
     org = spec.catalog.limits(spec.org.tier, model)
     tier = client.service_tier or spec.org.service_tier
-    scale, label = {"on_demand": (1.0, model), "flex": (spec.org.flex.multiplier, f"{model} (flex)"),
-                    "auto": (1.0 + spec.org.flex.multiplier, f"{model} (on-demand + flex)")}[tier]
-    sets = [(label, {u: v * scale for u, v in org.items()})]
+    flex = spec.org.flex.limits
+
+    def tiered(limits) -> dict:  # as the tier's requests see them
+        if tier == "on_demand":
+            return dict(limits.items())
+        if tier == "flex":
+            return dict(flex(limits).items())
+        return {u: v + getattr(flex(limits), u) for u, v in limits.items()}  # auto: both sets, summed
+
+    label = {"on_demand": model, "flex": f"{model} (flex)", "auto": f"{model} (on-demand + flex)"}[tier]
+    sets = [(label, tiered(org))]
     if client.project is not None and spec.org.project_quotas:
         own = project_limits(client.project, spec.projects[client.project], model, org)
         if own is not None:
-            sets.append((f"{client.project}/{model}", {u: v * scale for u, v in own.items()}))
+            sets.append((f"{client.project}/{model}", tiered(own)))
     return sets
 
 

@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from .catalog import UNITS, Limits
 from .fields import Duration, Strict
 
 SERVICE_TIERS = ("on_demand", "flex", "auto")
@@ -46,6 +47,11 @@ class Flex(Strict):
             raise ValueError(f"{value:g} s: a scarce period is 0 (never) or at least 1 s (the periods are drawn "
                              "one by one)")
         return value
+
+    def limits(self, on_demand: Limits) -> Limits:
+        """The flex tier's limits: the on-demand ones x ``multiplier``, rounded as any scaled limit (one below 1
+        is a :class:`~sim.errors.KeyedError`)."""
+        return on_demand.scaled(dict.fromkeys(UNITS, self.multiplier))
 
     def scarce_share(self) -> float:
         """Long-run share of time in scarce periods."""

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from . import batch
-from .catalog import UNITS
 from .errors import ConfigError, did_you_mean
 from .flex import CapacityProcess
 from .limitset import LimitSet
@@ -68,17 +67,16 @@ class Lanes:
         if found is not None:
             return found
         org = self.limitsets[m]
-        multiplier = self.spec.org.flex.multiplier if tier == FLEX else 1.0
+        flex = self.spec.org.flex
         if tier == FLEX:
             org = self._flex.get(m)
             if org is None:
-                org = self._flex[m] = LimitSet(self.limitsets[m].limits.scaled(dict.fromkeys(UNITS, multiplier)),
-                                               self.spec.org.limiter)
+                org = self._flex[m] = LimitSet(flex.limits(self.limitsets[m].limits), self.spec.org.limiter)
         found = org
         if project is not None and self.spec.org.project_quotas:
             own = project_limits(project, self.spec.projects[project], self.model_names[m], self.limitsets[m].limits)
             if own is not None:
-                found = ScopedLimits(LimitSet(own.scaled(dict.fromkeys(UNITS, multiplier)), self.spec.org.limiter), org)
+                found = ScopedLimits(LimitSet(flex.limits(own) if tier == FLEX else own, self.spec.org.limiter), org)
         self._scoped[key] = found
         return found
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, StrictBool, ValidationError, field_valida
 import numpy as np
 
 from .arrivals import KINDS
-from .catalog import UNITS, Catalog, shutdown_warning
+from .catalog import Catalog, shutdown_warning
 from .config import Client, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, KeyedError, did_you_mean
 from .fields import Duration, PositiveDuration, Strict
@@ -354,7 +354,7 @@ class Scenario(Strict):
         for c in client_models:  # flex limits are the org's x the multiplier: each still >= 1
             if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch":
                 try:
-                    catalog.limits(org_model.tier, c.model).scaled(dict.fromkeys(UNITS, multiplier))
+                    org_model.flex.limits(catalog.limits(org_model.tier, c.model))
                 except KeyedError as exc:
                     where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
                     raise self.error(where, f"{multiplier:g} makes {c.model}'s flex {exc.message}") from None

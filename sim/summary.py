@@ -213,10 +213,9 @@ def limits_used(spec, records) -> list[tuple[str, dict, tuple[np.ndarray, dict[s
     for model in records["model"].cat.categories:
         out.append((model, spec.catalog.limits(spec.org.tier, model), on_demand.get(model)))
     if "service_tier" in records:
-        scale = spec.org.flex.multiplier
         for model, charges in charged_by_model(records, refund, "flex").items():
-            limits = spec.catalog.limits(spec.org.tier, model)
-            out.append((f"{model} (flex)", {u: v * scale for u, v in limits.items()}, charges))
+            flex = spec.org.flex.limits(spec.catalog.limits(spec.org.tier, model))
+            out.append((f"{model} (flex)", dict(flex.items()), charges))
     return out
 
 
