@@ -2,7 +2,8 @@
 
 The engine hands an attempt of a routed client group to its :class:`Route` (client groups that use none
 of this keep the engine's direct path to the org's on-demand limit set) and a batch-lane group's requests
-to :meth:`Lanes.run_batch`.  The limit sets are org-level and shared:
+to :meth:`Lanes.run_batch`.  The limit sets are org-level and shared, kept in a
+:class:`~sim.limitbook.LimitBook` (the emulator keeps its own in one too):
 
 * on-demand: the engine's own limit set per model;
 * flex: one set per model at the on-demand limits x ``[org.flex] multiplier``, apart from on-demand;
@@ -25,15 +26,16 @@ import pandas as pd
 from . import batch
 from .errors import ConfigError, did_you_mean
 from .flex import CapacityProcess
+from .limitbook import FLEX, ON_DEMAND, LimitBook
 from .limitset import LimitSet
-from .projects import PROJECT, SCOPES, ScopedLimits, project_limits
+from .projects import PROJECT, SCOPES
 from .records import ERROR, EXPIRED, LANE_TIERS, OK
 from .spec import RunSpec
 from .workload import FAULTS, Uniforms
 
 #: the service tier a request was served on (or last tried), as kept in the records
 TIERS = LANE_TIERS
-ON_DEMAND, FLEX, BATCH = range(3)
+BATCH = 2  # after the limit book's ON_DEMAND and FLEX
 _AUTO = 3
 _MODES = {"on_demand": ON_DEMAND, "flex": FLEX, "auto": _AUTO}
 _SCOPE = {s: k for k, s in enumerate(SCOPES)}
@@ -56,29 +58,12 @@ class Lanes:
         timeline, draws = seed.spawn(2)
         self.capacity = CapacityProcess(spec.org.flex, np.random.default_rng(timeline), spec.duration + spec.drain)
         self.u = Uniforms(np.random.default_rng(draws))
-        self._flex: dict[int, LimitSet] = {}
-        self._scoped: dict[tuple[str, int, int], object] = {}
+        self.book = LimitBook(spec.org, spec.projects, limitsets.__getitem__, model_names.__getitem__)
         self.jobs: list = []
 
     def limits(self, project: str | None, tier: int, m: int):
         """The limits an attempt of ``project`` on tier ``tier`` and model index ``m`` must pass."""
-        key = (project, tier, m)
-        found = self._scoped.get(key)
-        if found is not None:
-            return found
-        org = self.limitsets[m]
-        flex = self.spec.org.flex
-        if tier == FLEX:
-            org = self._flex.get(m)
-            if org is None:
-                org = self._flex[m] = LimitSet(flex.limits(self.limitsets[m].limits), self.spec.org.limiter)
-        found = org
-        if project is not None and self.spec.org.project_quotas:
-            own = project_limits(project, self.spec.projects[project], self.model_names[m], self.limitsets[m].limits)
-            if own is not None:
-                found = ScopedLimits(LimitSet(flex.limits(own) if tier == FLEX else own, self.spec.org.limiter), org)
-        self._scoped[key] = found
-        return found
+        return self.book.limits(project, tier, m)
 
     def route(self, cfg) -> "Route | None":
         """A client group's route (None: the engine's direct on-demand path serves it unchanged)."""
