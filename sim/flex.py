@@ -64,19 +64,25 @@ class Flex(Strict):
 
 
 class CapacityProcess:
-    """One run's flex scarcity timeline over ``[0, horizon]``, and the 498 draw of an attempt."""
+    """One run's flex scarcity timeline over ``[0, horizon]`` (longer with :meth:`extend`), and the 498 draw
+    of an attempt."""
 
     def __init__(self, flex: Flex, rng: np.random.Generator, horizon: float):
-        self.flex = flex
+        self.flex, self._rng = flex, rng
         scarce = bool(flex.scarce) and rng.random() < flex.scarce_share()
-        t, switches, states = 0.0, [0.0], [scarce]
+        self.switches, self.states = [0.0], [scarce]
+        self._p = (flex.calm_failure, flex.scarce_failure)
+        self.extend(horizon)
+
+    def extend(self, horizon: float) -> None:
+        """Draw the timeline on until it covers ``horizon`` (an emulator's clock runs on without end)."""
+        flex, rng, switches, states = self.flex, self._rng, self.switches, self.states
+        t, scarce = switches[-1], states[-1]
         while t < horizon:
             t += rng.exponential(flex.scarce if scarce else flex.calm)
             scarce = not scarce if flex.scarce else False
             switches.append(t)
             states.append(scarce)
-        self.switches, self.states = switches, states
-        self._p = (flex.calm_failure, flex.scarce_failure)
 
     def scarce(self, t: float) -> bool:
         """Is flex capacity short at ``t``?"""

@@ -17,9 +17,12 @@ The log is the evidence ``groqsim calibrate`` and ``groqsim trace`` work from; t
     label         str|null   a project / API-key label chosen by the user
     request_id    str|null   ``x-request-id`` header, else the body's ``x_groq.id`` / ``id``
 
-Optional key (readers must not require it): ``retry_count`` (int|null), the SDK's
+Optional keys (readers must not require them): ``retry_count`` (int|null), the SDK's
 ``x-stainless-retry-count`` request header: 0 for a first attempt, k for its k-th retry.  It is what lets
-``groqsim trace`` fold retries back into one logical request.
+``groqsim trace`` fold retries back into one logical request.  ``service_tier`` (str|null): the tier that
+answered as the response names it (the body's ``service_tier``, or "service tier `flex`" in an error's
+message), else the one the request asked for; ``groqsim calibrate`` fits the on-demand limits only to lines
+that are on-demand (flex has its own limits).
 
 Nothing of the prompt, the audio or the completion is stored: only sizes, timings, headers and error text.
 
@@ -57,7 +60,7 @@ ENDPOINTS = {"/chat/completions": CHAT, "/audio/transcriptions": TRANSCRIPTIONS}
 #: every key of a log line, in the order written
 KEYS = ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
         "error", "label", "request_id")
-OPTIONAL_KEYS = ("retry_count",)
+OPTIONAL_KEYS = ("retry_count", "service_tier")
 #: a line without these cannot be used at all
 REQUIRED = ("t_send", "t_recv", "status", "model")
 USAGE_KEYS = ("queue_time", "prompt_tokens", "prompt_time", "completion_tokens", "completion_time",
@@ -193,12 +196,15 @@ def read_log(path: str | Path) -> Log:
                           if isinstance(rec["headers"], dict) else {})
         if not isinstance(rec["error"], dict):
             rec["error"] = None
+        if not isinstance(rec["service_tier"], str):
+            rec["service_tier"] = None
         log.records.append(rec)
     return log
 
 
 # ---- recording ----------------------------------------------------------------------------------------
 
+_SERVICE_TIER = re.compile(r"service tier `([a-z_]+)`")
 _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')
 
 
@@ -238,7 +244,7 @@ def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | No
     if endpoint is None:
         return None
     facts = {"t_send": now, "endpoint": endpoint, "model": None, "max_tokens": None, "audio_seconds": None,
-             "retry_count": _number(request.headers.get("x-stainless-retry-count"), int)}
+             "retry_count": _number(request.headers.get("x-stainless-retry-count"), int), "service_tier": None}
     if endpoint == CHAT:
         try:
             data = json.loads(body or b"{}")
@@ -247,6 +253,8 @@ def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | No
         if isinstance(data, dict):
             facts["model"] = data.get("model")
             facts["max_tokens"] = _number(data.get("max_completion_tokens", data.get("max_tokens")), int)
+            tier = data.get("service_tier")
+            facts["service_tier"] = tier if isinstance(tier, str) else None
     else:
         m = _MULTIPART_MODEL.search(body)
         facts["model"] = m.group(1).decode(errors="replace") if m else None
@@ -451,6 +459,11 @@ class Recorder:
             request_id = (x_groq.get("id") if isinstance(x_groq, dict) else None) or data.get("id")
         if request_id is None and scanner:
             request_id = scanner.request_id
+        tier = data.get("service_tier") if isinstance(data, dict) else None
+        if not isinstance(tier, str):  # the tier a 429 or 498 names, else the one asked for
+            message = (error or {}).get("message")
+            named = _SERVICE_TIER.search(message) if isinstance(message, str) else None
+            tier = named.group(1) if named else facts["service_tier"]
         audio = facts["audio_seconds"]
         if audio is None and isinstance(data, dict):
             audio = _number(data.get("duration"))
@@ -459,5 +472,5 @@ class Recorder:
             "model": facts["model"], "endpoint": facts["endpoint"], "max_tokens": facts["max_tokens"],
             "audio_seconds": audio, "usage": usage, "headers": kept_headers(response.headers), "error": error,
             "label": self.label, "request_id": request_id if isinstance(request_id, str) else None,
-            "retry_count": facts["retry_count"],
+            "retry_count": facts["retry_count"], "service_tier": tier,
         })

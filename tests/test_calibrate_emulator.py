@@ -68,3 +68,23 @@ def test_emulator_log_calibrates_back(algorithm, charge, tmp_path):
     assert cal.tier.base == "developer" and not cal.tier.overrides
     svc = cal.service[MODEL]
     assert svc.output_tps.value == pytest.approx(OUTPUT_TPS, rel=0.08)  # ~100-200 answers, speed cv 0.32
+
+
+def test_flex_lines_are_left_out_of_the_on_demand_limits(tmp_path):
+    """A log where flex answered most requests (headers of flex's 10x limits) still calibrates the on-demand
+    limits: lines of another tier are left out of the limits and the replay, and the report says so."""
+    from tests.test_emulator import flex_spec, msgs
+    emu = Emulator(flex_spec(), time_scale=1, log_path=tmp_path / "log.jsonl")
+    with running(emu) as url:
+        client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+        for tier in ["on_demand"] * 3 + ["flex"] * 6:
+            try:
+                client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier=tier)
+            except groq.RateLimitError:  # the third on-demand request: RPM 2
+                pass
+    emu.close()
+    cal = calibrate(tmp_path / "log.jsonl")
+    observed = {u: o.value for u, o in cal.limits[MODEL].observed.items()}
+    assert observed == {"rpd": 100, "tpm": 6000, "rpm": 2}  # not flex's 1,000 and 60,000
+    assert "6 line(s) of another service tier (flex: 6) left out of the limits" in " ".join(cal.notes)
+    assert len(cal.evidence) == 9  # the evidence (and the service fits) keep every line

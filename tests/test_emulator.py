@@ -11,7 +11,6 @@ import threading
 import time
 import wave
 from contextlib import contextmanager
-from dataclasses import replace
 
 import groq
 import httpx
@@ -19,17 +18,19 @@ import numpy as np
 import openai
 import pandas as pd
 import pytest
+import scipy.stats
 import uvicorn
 
 import sim
 from sim.emulator import Emulator, build_app, parse_keys
 from sim.errors import ConfigError
 from sim.emulator.core import RECORD_COLUMNS
+from sim.recorder import Recorder
 from sim.scenario import scenario_from_dict
 
 MODEL = "llama-3.1-8b-instant"
 LOG_KEYS = {"t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
-            "error", "label", "request_id", "retry_count"}  # the recorder's schema, its optional key included
+            "error", "label", "request_id", "retry_count", "service_tier"}  # the recorder's schema, optional keys too
 
 
 def make_spec(tier: str = "free", overrides: dict | None = None, rate: str = "45/min", **org):
@@ -180,12 +181,9 @@ def test_stream_options_include_usage_n_and_the_sdks_retry_number(serve):
     httpx.post(url + "/openai/v1/chat/completions", headers={"x-stainless-retry-count": "2"},
                json={"model": MODEL, "messages": msgs(), "max_tokens": 8})
     assert [x["retry_count"] for x in log_lines(emu)] == [0, 0, 2]  # (the SDK sends 0 on a first attempt)
-    with pytest.raises(openai.BadRequestError) as e:  # flex is not emulated: said, not served as on-demand
+    with pytest.raises(openai.BadRequestError) as e:  # flex is for paid plans: this org is on the free tier
         client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="flex")
-    assert body(e.value)["param"] == "service_tier"
-    flex = make_spec()
-    with pytest.raises(ConfigError, match="org.service_tier = 'flex': groqsim serve emulates the on-demand tier"):
-        Emulator(replace(flex, org=flex.org.model_copy(update={"service_tier": "flex", "tier": "developer"})))
+    assert body(e.value)["param"] == "service_tier" and "paid plans" in body(e.value)["message"]
 
 
 def test_groq_sdk_async_transcription_and_audio_413(serve):
@@ -272,10 +270,11 @@ def test_a_keys_project_limits_are_enforced_with_the_orgs(serve):
     assert rec.loc[rec["status"] == 429, "refused_scope"].tolist() == ["project", "project", "org"]
     assert set(rec.loc[rec["status"] == 200, "refused_scope"]) == {""}
     metrics = httpx.get(url + "/metrics").text
-    rpm_a = re.search(r'groqsim_project_limit_utilisation\{model="%s",project="a",unit="rpm"\} (\S+)' % MODEL, metrics)
+    gauge = r'groqsim_project_limit_utilisation\{model="%s",project="a",service_tier="on_demand",unit="rpm"\} (\S+)'
+    rpm_a = re.search(gauge % MODEL, metrics)
     assert rpm_a and 0.95 < float(rpm_a.group(1)) <= 1.0  # 2 of 2, barely refilled
-    assert re.search(r'project="b",unit="tpm"\} 0\.[1-9]', metrics)  # b's own TPM 300, partly refilled
-    assert 'project="b",unit="rpm"' not in metrics  # b lowers TPM only: its other units are the org's
+    assert re.search(r'project="b",service_tier="on_demand",unit="tpm"\} 0\.[1-9]', metrics)  # b's TPM 300, refilling
+    assert 'project="b",service_tier="on_demand",unit="rpm"' not in metrics  # b lowers TPM only
 
 
 def test_project_limits_off_and_unknown_project_labels(serve):
@@ -514,6 +513,172 @@ def test_an_injected_498_is_groqs_capacity_exceeded_and_the_sdk_does_not_retry_i
     assert [(x["status"], x["error"]["code"]) for x in log_lines(emu)] == [(498, "capacity_exceeded")]
 
 
+# ---- flex and auto -------------------------------------------------------------------------------------------
+
+def flex_spec(service_tier: str = "on_demand", tier: str = "developer", accounting: dict | None = None, **flex):
+    """A tiny paid tier (RPM 2, RPD 100, TPM 6,000 on demand; flex x10 of each), flex never scarce unless
+    ``flex`` says otherwise."""
+    data = {"scenario": {"name": "emulator flex", "duration": "2m", "seed": 1},
+            "org": {"tier": "tiny", "service_tier": service_tier, "accounting": accounting or {},
+                    "flex": {"scarce": 0, "calm_failure": 0.0, **flex}},
+            "tiers": {"tiny": {"base": tier, "overrides": {MODEL: {"rpm": 2, "rpd": 100, "tpm": 6000}}}},
+            "clients": [{"name": "app", "model": MODEL, "arrival": {"kind": "poisson", "rate": 1},
+                         "prompt_tokens": 20, "max_tokens": 32,
+                         "completion_tokens": {"dist": "uniform", "low": 5, "high": 32}}]}
+    return scenario_from_dict(data, source="<test>").spec()
+
+
+def test_flex_has_its_own_limits_ten_times_on_demand(serve):
+    """service_tier="flex" is served on its own limits, the on-demand ones x the multiplier, and says so in
+    the body, the headers and the records; on-demand traffic does not spend it, nor flex the on-demand."""
+    url, emu = serve(flex_spec(), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs(), max_tokens=8,
+                                                            service_tier="flex")
+    r, h = raw.parse(), raw.headers
+    assert r.service_tier == "flex"
+    assert h["x-ratelimit-limit-requests"] == "1000" and h["x-ratelimit-remaining-requests"] == "999"  # RPD 100 x 10
+    assert h["x-ratelimit-limit-tokens"] == "60000"  # TPM 6,000 x 10
+    od = client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert od.parse().service_tier == "on_demand"
+    assert od.headers["x-ratelimit-limit-requests"] == "100" and od.headers["x-ratelimit-remaining-requests"] == "99"
+    client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    with pytest.raises(groq.RateLimitError) as e:  # on demand: RPM 2 spent
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert "service tier `on_demand` on requests per minute (RPM): Limit 2, Used 2" in body(e.value)["message"]
+    for _ in range(5):  # flex RPM 20: untouched by the on-demand requests
+        assert client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8,
+                                              service_tier="flex").service_tier == "flex"
+    rec = emu.records()
+    assert rec["service_tier"].tolist() == ["flex", "on_demand", "on_demand", "on_demand"] + ["flex"] * 5
+    assert [x["service_tier"] for x in log_lines(emu)] == rec["service_tier"].tolist()
+    util = emu.utilisation()
+    assert 0.25 < util[("flex", MODEL, "rpm")] <= 6 / 20  # 6 of 20, refilling at 20 a minute since
+    assert 0.9 < util[("on_demand", MODEL, "rpm")] <= 1.0
+    metrics = httpx.get(url + "/metrics").text
+    flex = re.search(r'groqsim_limit_utilisation\{model="%s",service_tier="flex",unit="rpm"\} (\S+)' % MODEL, metrics)
+    assert flex and 0.2 < float(flex.group(1)) <= 0.3
+
+
+def test_flex_429_names_its_tier_and_a_flex_org_serves_flex_by_default(serve):
+    url, emu = serve(flex_spec(service_tier="flex", multiplier=1.5), time_scale=1)
+    client = openai.OpenAI(base_url=url + "/openai/v1", api_key="k", max_retries=0)
+    served = [client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8).service_tier
+              for _ in range(3)]  # no service_tier asked: the scenario's org.service_tier
+    assert served == ["flex"] * 3  # flex RPM: 2 x 1.5 = 3
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    assert "service tier `flex` on requests per minute (RPM): Limit 3, Used 3" in body(e.value)["message"]
+    assert e.value.response.headers["x-ratelimit-limit-requests"] == "150"
+    on_demand = client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="on_demand")
+    assert on_demand.service_tier == "on_demand"  # asked for explicitly
+
+
+def test_flex_capacity_shortage_is_a_fast_498_that_charges_nothing(serve):
+    """With flex capacity short (here: always), a flex request fails at once with Groq's 498
+    ``capacity_exceeded``; no limit is charged, and the SDKs do not retry it by themselves."""
+    url, emu = serve(flex_spec(calm_failure=1.0), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k")  # the SDK's default retries
+    with pytest.raises(groq.APIStatusError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="flex")
+    assert e.value.status_code == 498 and body(e.value)["code"] == "capacity_exceeded"
+    assert f"model `{MODEL}` on service tier `flex`" in body(e.value)["message"]
+    assert e.value.response.headers["x-ratelimit-remaining-requests"] == "1000"  # flex's, uncharged
+    assert emu.limits(MODEL, tier="flex").units["rpm"].remaining(emu.clock.now()) == pytest.approx(20, abs=0.01)
+    rec = emu.records()
+    assert rec["status"].tolist() == [498] and rec["outcome"].tolist() == ["error"]  # one attempt: no SDK retry
+    assert rec["service_tier"].tolist() == ["flex"] and rec["charged_tokens"].tolist() == [0.0]
+    assert log_lines(emu)[0]["error"]["code"] == "capacity_exceeded"
+
+
+def test_auto_uses_on_demand_first_then_flex(serve):
+    url, emu = serve(flex_spec(), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    raws = [client.chat.completions.with_raw_response.create(model=MODEL, messages=msgs(), max_tokens=8,
+                                                              service_tier="auto") for _ in range(4)]
+    assert [r.parse().service_tier for r in raws] == ["on_demand", "on_demand", "flex", "flex"]
+    assert [r.headers["x-ratelimit-limit-requests"] for r in raws] == ["100", "100", "1000", "1000"]
+
+
+def test_auto_falls_to_a_short_flex_as_the_simulator_does(tmp_path):
+    """auto with on-demand spent and flex capacity short is a 498; with both limit sets refusing, the 429
+    is the tier's whose wait is shorter (sim.lanes.Route's rule)."""
+    emu = Emulator(flex_spec(calm_failure=1.0), time_scale=1)
+    assert [emu.decide(MODEL, 20, 8, service_tier="auto").status for _ in range(3)] == [200, 200, 498]
+    emu = Emulator(flex_spec(multiplier=1.0), time_scale=1)  # flex's RPM 2, as on demand: both spent
+    decisions = [emu.decide(MODEL, 20, 8, service_tier="auto") for _ in range(5)]
+    assert [(d.status, d.service_tier) for d in decisions] == [
+        (200, "on_demand"), (200, "on_demand"), (200, "flex"), (200, "flex"), (429, "on_demand")]
+    # on demand, spent first, refills first: its wait is the shorter one, and the 429 names its tier
+    assert "service tier `on_demand`" in decisions[-1].error.error["message"]
+    emu = Emulator(flex_spec(multiplier=1.0), time_scale=1)  # flex spent first this time: its wait is shorter
+    assert [emu.decide(MODEL, 20, 8, service_tier=t).status for t in ("flex", "flex", None, None)] == [200] * 4
+    late = emu.decide(MODEL, 20, 8, service_tier="auto")
+    assert (late.status, late.service_tier) == (429, "flex") and "service tier `flex`" in late.error.error["message"]
+
+
+def test_flex_failures_follow_the_configured_probability():
+    """Never scarce, calm_failure 0.3: the share of 498s over 2,000 flex requests is 0.3 (binomial test).
+    The 498 draws are a stream of their own: whether flex had capacity moves no later answer's length."""
+    emu = Emulator(flex_spec(calm_failure=0.3, multiplier=1000), time_scale=1)
+    statuses = [emu.decide(MODEL, 20, 8, service_tier="flex").status for _ in range(2000)]
+    assert set(statuses) == {200, 498}
+    assert scipy.stats.binomtest(statuses.count(498), 2000, 0.3).pvalue > 1e-3, statuses.count(498)
+    lengths = []
+    for failure in (0.0, 0.5):
+        emu = Emulator(flex_spec(calm_failure=failure, multiplier=100), seed=3)
+        first = [emu.decide(MODEL, 20, 32, service_tier="flex").status for _ in range(10)]
+        assert (498 in first) == bool(failure)
+        lengths.append([emu.decide(MODEL, 20, 32).completion for _ in range(2)])  # on demand (RPM 2)
+    assert lengths[0] == lengths[1]
+
+
+def test_an_unused_reservation_goes_back_to_the_tier_that_served():
+    emu = Emulator(flex_spec(accounting={"refund_unused": True}), time_scale=1)
+    d = emu.decide(MODEL, 20, 1000, service_tier="flex")
+    assert d.status == 200 and d.completion <= 32
+    flex, on_demand = emu.limits(MODEL, tier="flex").units["tpm"], emu.limits(MODEL).units["tpm"]
+    assert flex.remaining(d.now) == pytest.approx(60_000 - 1020, abs=1)
+    emu.finish(MODEL, d, 1000)
+    assert flex.remaining(emu.clock.now()) == pytest.approx(60_000 - 20 - d.completion, abs=2)
+    assert on_demand.remaining(emu.clock.now()) == pytest.approx(6000, abs=0.01)  # never charged, never refunded
+
+
+def test_the_recorder_logs_the_tier_that_answered(serve, tmp_path):
+    """The recorder keeps the tier the response names (the body's service_tier, a 498's or 429's message),
+    else the one the request asked for (a stream: its chunks are not read for it)."""
+    url, _ = serve(flex_spec(calm_failure=1.0), time_scale=1)
+    rec = Recorder(tmp_path / "client.jsonl")
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0, http_client=rec.client())
+    client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+    client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="auto")
+    with pytest.raises(groq.APIStatusError):  # on demand spent: auto tries flex, which has no capacity
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="auto")
+    with pytest.raises(groq.APIStatusError):
+        list(client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="flex",
+                                            stream=True))
+    rec.close()
+    lines = [json.loads(x) for x in open(tmp_path / "client.jsonl")]
+    assert [(x["status"], x["service_tier"]) for x in lines] == [
+        (200, "on_demand"), (200, "on_demand"), (498, "flex"), (498, "flex")]
+
+
+def test_service_tier_the_org_cannot_use_is_a_400(serve):
+    url, _ = serve(flex_spec(), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    for tier, why in [("performance", "'performance' (provisioned capacity, enterprise) is not emulated"),
+                      ("fast", "'fast' is not a service tier")]:
+        with pytest.raises(groq.BadRequestError) as e:
+            client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier=tier)
+        assert body(e.value)["message"] == f"'service_tier' : {why} (allowed: on_demand, flex, auto)"
+    url, _ = serve(flex_spec(tier="free"), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    with pytest.raises(groq.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, service_tier="auto")
+    assert body(e.value)["message"] == ("'service_tier' : 'auto' is for paid plans; this organization is on the "
+                                        "tiny tier (allowed: on_demand)")
+
+
 # ---- records and metrics -----------------------------------------------------------------------------------
 
 def test_metrics_flush_and_parquet_on_shutdown(tmp_path):
@@ -523,7 +688,8 @@ def test_metrics_flush_and_parquet_on_shutdown(tmp_path):
         text = httpx.get(url + "/metrics").text
         assert ('groqsim_requests_total{endpoint="chat.completions",model="llama-3.1-8b-instant",outcome="ok",'
                 'status="200"} 1.0') in text
-        assert 'groqsim_limit_utilisation{model="llama-3.1-8b-instant",unit="rpm"}' in text
+        assert 'groqsim_limit_utilisation{model="llama-3.1-8b-instant",service_tier="on_demand",unit="rpm"}' in text
+        assert 'service_tier="flex"' not in text  # no flex set until a request asks for flex
         assert httpx.post(url + "/groqsim/flush").json()["records"] == 1
         httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs()})
     df = pd.read_parquet(tmp_path / "r.parquet")  # rewritten at shutdown with both requests

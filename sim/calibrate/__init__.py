@@ -81,14 +81,21 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
     if len(models) > 1:
         cal.notes.append(f"{len(models)} models in the log ({', '.join(models)}): each is calibrated on its own "
                          "rows; the limiter ranking uses them all (one organization, one limiter)")
+    # the limits are the on-demand tier's: a line flex (or auto) answered shows flex's own, larger limits
+    on_demand = df["service_tier"].isna() | (df["service_tier"] == "on_demand")
+    if not on_demand.all():
+        counts = df.loc[~on_demand, "service_tier"].value_counts().sort_index()
+        tiers = ", ".join(f"{t}: {n}" for t, n in counts.items())
+        cal.notes.append(f"{int((~on_demand).sum())} line(s) of another service tier ({tiers}) left out of the "
+                         "limits and the limiter replay, which are the on-demand tier's; kept for the service fits")
     for model in models:
         rows = df[df["model"] == model]
         cal.service[model] = fit_service(rows, model)
-        cal.limits[model] = fit_limits(rows, model)
+        cal.limits[model] = fit_limits(rows[on_demand[rows.index]], model)
     cal.tier = match_catalog(list(cal.limits.values()), catalog)
     per_model = []
     for model in models:
-        rows = df[(df["model"] == model) & df["status"].isin([200, 429, 413])]
+        rows = df[(df["model"] == model) & df["status"].isin([200, 429, 413]) & on_demand]
         limits = _replay_limits(catalog, cal.tier.base, model, cal.limits[model])
         cal.replay_limits[model] = limits
         has_headers = rows[["h_rem_tok", "h_rem_req"]].notna().any().any()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..recorder import USAGE_KEYS, Log
+from ..recorder import OPTIONAL_KEYS, USAGE_KEYS, Log
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -106,8 +106,8 @@ def evidence_table(log: Log) -> pd.DataFrame:
     """One row per usable log line, in arrival order at the client (``t_send``)."""
     rows = []
     for rec in log.records:
-        row = {k: rec[k] for k in ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens",
-                                   "audio_seconds", "label", "request_id", "retry_count")}
+        row = {k: rec.get(k) for k in ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens",
+                                       "audio_seconds", "label", "request_id", *OPTIONAL_KEYS)}
         usage = rec["usage"] or {}
         for k in USAGE_KEYS:
             v = usage.get(k)
@@ -122,7 +122,7 @@ def evidence_table(log: Log) -> pd.DataFrame:
         row["groq"] = bool(rec["usage"]) or any(h.startswith("x-ratelimit-") for h in rec["headers"]) or bool(msg)
         rows.append(row)
     cols = ["t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "label", "request_id",
-            "retry_count", *USAGE_KEYS, *HEADER_COLUMNS.values(), "msg_unit", "msg_limit", "msg_used",
+            *OPTIONAL_KEYS, *USAGE_KEYS, *HEADER_COLUMNS.values(), "msg_unit", "msg_limit", "msg_used",
             "msg_requested", "msg_wait", "msg_too_large", "groq"]
     df = pd.DataFrame(rows, columns=cols)
     for col in ("max_tokens", "audio_seconds", "retry_count"):

@@ -34,6 +34,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from ..flex import SERVICE_TIERS
 from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..recorder import CHAT, wav_seconds
 from ..recorder import TRANSCRIPTIONS as AUDIO
@@ -90,14 +91,15 @@ class _Metrics:
             c.add_metric([endpoint, model, outcome, str(status)], n)
         yield c
         g = GaugeMetricFamily("groqsim_limit_utilisation", "fraction of each limit in use now (1 - remaining/limit)",
-                              labels=["model", "unit"])
-        for (model, unit), u in sorted(self.emu.utilisation().items()):
-            g.add_metric([model, unit], u)
+                              labels=["model", "unit", "service_tier"])
+        for (tier, model, unit), u in sorted(self.emu.utilisation().items()):
+            g.add_metric([model, unit, tier], u)
         yield g
         g = GaugeMetricFamily("groqsim_project_limit_utilisation", "fraction of a project's own limit in use now "
-                              "(projects that lower a model's limits)", labels=["project", "model", "unit"])
-        for (project, model, unit), u in sorted(self.emu.project_utilisation().items()):
-            g.add_metric([project, model, unit], u)
+                              "(projects that lower a model's limits)",
+                              labels=["project", "model", "unit", "service_tier"])
+        for (project, tier, model, unit), u in sorted(self.emu.project_utilisation().items()):
+            g.add_metric([project, model, unit, tier], u)
         yield g
 
 
@@ -126,6 +128,20 @@ def build_app(emu: Emulator) -> Starlette:
             what = "audio transcriptions" if want_audio else "chat completions"
             return invalid_request_error(f"model `{model}` does not support {what}", param="model")
         return None
+
+    def tier_error(tier) -> ErrorResponse | None:
+        """Why a request's ``service_tier`` cannot be served (None: it can).  Our wording: Groq's own answer to
+        an unknown tier, or to flex on the free plan, is not on record."""
+        if tier in emu.service_tiers:
+            return None
+        if tier in SERVICE_TIERS:
+            why = f"{tier!r} is for paid plans; this organization is on the {emu.spec.org.tier} tier"
+        elif tier == "performance":
+            why = "'performance' (provisioned capacity, enterprise) is not emulated"
+        else:
+            why = f"{tier!r} is not a service tier"
+        return invalid_request_error(f"'service_tier' : {why} (allowed: {', '.join(emu.service_tiers)})",
+                                     param="service_tier")
 
     def refuse(endpoint, model, t_send, label, err, **kw) -> JSONResponse:
         """Answer ``err`` (a 4xx decided before the limits are asked); about a known model, it carries that
@@ -160,10 +176,8 @@ def build_app(emu: Emulator) -> Starlette:
         if (bad := message_error(messages)) is not None:
             return refuse(CHAT, model, t_send, label, invalid_request_error(bad, param="messages"))
         tier = body.get("service_tier")
-        if tier not in (None, "on_demand"):  # answered as on-demand, it would misstate what flex does
-            return refuse(CHAT, model, t_send, label, invalid_request_error(
-                f"'service_tier' : {tier!r} is not emulated: groqsim serve answers on_demand only",
-                param="service_tier"))
+        if tier is not None and (err := tier_error(tier)) is not None:
+            return refuse(CHAT, model, t_send, label, err)
         n = body.get("n")
         if n is not None and n != 1:  # Groq's API reference: only n = 1 is supported, others are a 400
             return refuse(CHAT, model, t_send, label, invalid_request_error(
@@ -176,7 +190,7 @@ def build_app(emu: Emulator) -> Starlette:
             return refuse(CHAT, model, t_send, label, invalid_request_error(
                 f"'{key}' must be an integer >= 1", param=key))
         prompt = approx_prompt_tokens(messages)
-        d = emu.decide(model, prompt, max_tokens, project=label)
+        d = emu.decide(model, prompt, max_tokens, project=label, service_tier=tier)
         headers = {**d.headers, "x-request-id": d.request_id}
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
         if d.error is not None:
@@ -202,7 +216,7 @@ def build_app(emu: Emulator) -> Starlette:
         return JSONResponse({**base, "object": "chat.completion", "choices": [{
             "index": 0, "message": {"role": "assistant", "content": filler(d.completion)}, "logprobs": None,
             "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
-            "x_groq": {"id": d.request_id}, "service_tier": "on_demand"}, headers=headers)
+            "x_groq": {"id": d.request_id}, "service_tier": d.service_tier}, headers=headers)
 
     async def transcriptions(request: Request) -> Response:
         t_send = emu.clock.now()

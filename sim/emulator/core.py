@@ -33,8 +33,11 @@ from ..spec import RunSpec
 from ..headers import ErrorResponse, capacity_exceeded_error, rate_limit_error, rate_limit_headers, server_error
 from ..config import DEFAULT_RESERVATION
 from ..errors import ConfigError, did_you_mean
+from ..flex import SERVICE_TIERS, CapacityProcess
+from ..limitbook import FLEX, ON_DEMAND, LimitBook
 from ..limitset import LimitSet
-from ..projects import ORG, SCOPES, ScopedLimits, project_limits
+from ..projects import ORG, SCOPES
+from ..records import LANE_TIERS
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
 
@@ -47,7 +50,9 @@ OUTCOMES = ("ok", "rate_limited", "too_large", "error", "bad_request", "unauthor
 RECORD_COLUMNS = ("id", "client", "model", "endpoint", "status", "outcome", "refused_by", "created", "finished",
                   "latency", "admitted", "attempts", "n429", "prompt_tokens", "max_tokens", "completion_tokens",
                   "audio_seconds", "charged_tokens", "queue_time", "prompt_time", "completion_time", "total_time",
-                  "request_id")
+                  "request_id", "service_tier")
+#: a service tier's code (the limit book's) from its name; ``auto`` tries on-demand, then flex
+TIER_CODES = {"on_demand": ON_DEMAND, "flex": FLEX}
 
 
 def approx_prompt_tokens(messages: list) -> int:
@@ -101,6 +106,8 @@ class Decision:
     refused_by: str = ""
     #: a 429's binding scope: "project" or "org" (:data:`sim.projects.SCOPES`)
     refused_scope: str = ""
+    #: the service tier that served, refused or (a 498) had no capacity: "on_demand" or "flex"
+    service_tier: str = "on_demand"
     #: what the JSONL log keeps: the headers and error object in limiter seconds (as sent at K = 1)
     log_headers: dict[str, str] | None = None
     log_error: dict | None = None
@@ -131,12 +138,17 @@ class Emulator:
 
     def __post_init__(self):
         org = self.spec.org
-        if org.service_tier != "on_demand":  # flex's limits x10 and 498s, auto's fallback: not emulated
-            raise ConfigError(f"org.service_tier = {org.service_tier!r}: groqsim serve emulates the on-demand tier "
-                              "only (allowed: 'on_demand'); study flex and auto with groqsim run")
         self.clock = Clock(self.time_scale)
         self.tier_limits = {m: lim for m, lim in self.spec.catalog.tier(org.tier).items() if m in self.spec.service}
-        self.limitsets: dict[str, LimitSet] = {}
+        self.limitsets: dict[str, LimitSet] = {}  # model -> the org's on-demand set
+        self.book = LimitBook(org, self.spec.projects, self._on_demand)
+        #: the service tiers a request may ask for: flex and auto on paid plans only (groq-real-responses.md §6)
+        self.service_tiers = SERVICE_TIERS if self.spec.catalog.bills(org.tier) else ("on_demand",)
+        # flex scarcity: one timeline (extended as the clock runs), drawn apart from the other draws, so flex
+        # traffic moves neither the answers' lengths nor the injected faults
+        timeline, draws = np.random.SeedSequence(self.seed).spawn(2)
+        self.capacity = CapacityProcess(org.flex, np.random.default_rng(timeline), self.clock.now())
+        self._flex_rng = np.random.default_rng(draws)
         self.services = {m: ServiceModel(m, self.spec.service[m]) for m in self.tier_limits}
         self.rng = np.random.default_rng(self.seed)
         self._normals, self._ni = np.empty(0), 0  # standard normals drawn a block at a time
@@ -145,7 +157,6 @@ class Emulator:
         for c in self.spec.clients:  # answer lengths as the scenario's client groups describe them
             if c.completion_tokens is not None:
                 self._completion.setdefault(c.model, c.completion_tokens)
-        self._scoped: dict[tuple[str, str], ScopedLimits | None] = {}
         projects = self.spec.projects
         for key, label in self.keys.items():  # with [projects], a key's label names one of them
             if projects and label not in projects:
@@ -185,21 +196,18 @@ class Emulator:
     def is_audio(self, model: str) -> bool:
         return bool(self.spec.service[model].audio_speed_factor)
 
-    def limits(self, model: str, project: str | None = None):
-        """The limits a request on ``model`` must pass: the organization's :class:`LimitSet`, or, for a key
-        labelled with a project of the scenario that lowers this model's limits (and ``project_quotas`` on),
-        a :class:`~sim.projects.ScopedLimits` charging the project's and the org's all-or-nothing."""
+    def _on_demand(self, model: str) -> LimitSet:
         ls = self.limitsets.get(model)
         if ls is None:
             ls = self.limitsets[model] = LimitSet(self.tier_limits[model], self.spec.org.limiter)
-        if project is None or not self.spec.org.project_quotas or project not in self.spec.projects:
-            return ls
-        found = self._scoped.get((model, project), False)
-        if found is False:
-            own = project_limits(project, self.spec.projects[project], model, ls.limits)
-            found = self._scoped[(model, project)] = (
-                None if own is None else ScopedLimits(LimitSet(own, self.spec.org.limiter), ls))
-        return ls if found is None else found
+        return ls
+
+    def limits(self, model: str, project: str | None = None, tier: str = "on_demand"):
+        """The limits a request on ``model`` and service ``tier`` ("on_demand" or "flex") must pass: the
+        organization's :class:`LimitSet` of that tier, or, for a key labelled with a project of the scenario
+        that lowers this model's limits (and ``project_quotas`` on), a :class:`~sim.projects.ScopedLimits`
+        charging the project's and the org's all-or-nothing (:class:`~sim.limitbook.LimitBook`)."""
+        return self.book.limits(project, TIER_CODES[tier], model)
 
     def label(self, authorization: str | None) -> tuple[bool, str | None]:
         """(authorized, project label) from an ``Authorization: Bearer KEY`` header.  Without configured
@@ -210,59 +218,83 @@ class Emulator:
         return key in self.keys, self.keys.get(key)
 
     def headers_now(self, model: str, now: float | None = None, time_scale: float | None = None,
-                    project: str | None = None) -> dict[str, str]:
-        """The rate-limit headers at ``now``, durations in the client's seconds (``time_scale`` 1: limiter's);
-        a project with its own limits sees, per unit, the scope with less remaining."""
+                    project: str | None = None, tier: str = "on_demand") -> dict[str, str]:
+        """The rate-limit headers of service ``tier``'s limits at ``now``, durations in the client's seconds
+        (``time_scale`` 1: limiter's); a project with its own limits sees, per unit, the scope with less
+        remaining."""
         now = self.clock.now() if now is None else now
-        return rate_limit_headers(self.limits(model, project).look(now), now,
+        return rate_limit_headers(self.limits(model, project, tier).look(now), now,
                                   time_scale=self.time_scale if time_scale is None else time_scale)
 
-    def headers_sent_and_logged(self, model: str, now: float | None = None,
-                                project: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
-        """The rate-limit headers of a response about ``model`` at ``now`` (default: now), and those its log
-        line keeps (the same in limiter seconds)."""
+    def headers_sent_and_logged(self, model: str, now: float | None = None, project: str | None = None,
+                                tier: str = "on_demand") -> tuple[dict[str, str], dict[str, str]]:
+        """The rate-limit headers of a response about ``model`` on ``tier`` at ``now`` (default: now), and
+        those its log line keeps (the same in limiter seconds)."""
         now = self.clock.now() if now is None else now
-        sent = self.headers_now(model, now, project=project)
-        return sent, sent if self.time_scale == 1 else self.headers_now(model, now, 1.0, project)
+        sent = self.headers_now(model, now, project=project, tier=tier)
+        return sent, sent if self.time_scale == 1 else self.headers_now(model, now, 1.0, project, tier)
 
     # ---- admission -----------------------------------------------------------------------------------
     def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0,
-               project: str | None = None) -> Decision:
-        """Admit (and charge) or refuse one request of ``project`` (a key's label), atomically (no await)."""
+               project: str | None = None, service_tier: str | None = None) -> Decision:
+        """Admit (and charge) or refuse one request of ``project`` (a key's label) on ``service_tier`` (one of
+        :attr:`service_tiers`; None: the scenario's ``org.service_tier``), atomically (no await).
+
+        As the simulator's lanes (:class:`sim.lanes.Route`): ``flex`` first meets the capacity process (a 498
+        charges nothing), then the flex limits; ``auto`` tries the on-demand limits and, if they refuse, flex;
+        refused by both, it reports the tier whose wait is shorter."""
         now = self.clock.now()
         self._n += 1
         rid = f"req_{self._id_prefix}{self._n:010x}"
-        org, ls = self.spec.org, self.limits(model, project)
+        org = self.spec.org
+        mode = service_tier or org.service_tier
+        first = "flex" if mode == "flex" else "on_demand"
         if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
             s = org.error_status  # Groq's body for its own statuses (5xx, 498 flex capacity), else ours
             if s >= 500:
                 err = server_error(s)
             elif s == 498:
-                err = capacity_exceeded_error(model, org.service_tier)
+                err = capacity_exceeded_error(model, mode)
             else:
                 err = ErrorResponse(s, {}, {"error": {"message": f"injected error {s}", "type": "server_error",
                                                       "code": "injected"}})
-            sent, logged = self.headers_sent_and_logged(model, now, project)
-            return Decision(err.status, {**sent, **err.headers}, now, rid, err, log_headers={**logged, **err.headers})
+            return self._refusal(err, model, now, rid, project, first)
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         dist = self._completion.get(model)
         completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
         charged = 0.0 if audio else float(org.accounting.charged(prompt, mt, completion))
-        wait = ls.acquire(charged, audio, now)
+        wait, served = 1.0, "on_demand"
+        if mode != "flex":
+            ls = self.limits(model, project)
+            wait = ls.acquire(charged, audio, now)
+        if wait > 0.0 and mode != "on_demand":  # flex, or auto refused on demand
+            self.capacity.extend(now)
+            if self.capacity.fails(now, self._flex_rng.random()):
+                return self._refusal(capacity_exceeded_error(model, "flex"), model, now, rid, project, "flex")
+            flex = self.limits(model, project, "flex")
+            wait_flex = flex.acquire(charged, audio, now)
+            if mode == "flex" or wait_flex <= wait:
+                ls, wait, served = flex, wait_flex, "flex"
         if wait > 0.0:
-            tier = org.tier
-            err = rate_limit_error(ls, model, self.org_id, charged, audio, now, wait,
-                                   upgrade_hint=tier == "free", rounding=org.retry_after_rounding,
-                                   time_scale=self.time_scale)
+            refusal = dict(upgrade_hint=org.tier == "free", rounding=org.retry_after_rounding, service_tier=served)
+            err = rate_limit_error(ls, model, self.org_id, charged, audio, now, wait, time_scale=self.time_scale,
+                                   **refusal)
             logged = err if self.time_scale == 1 else rate_limit_error(
-                ls, model, self.org_id, charged, audio, now, wait, upgrade_hint=tier == "free",
-                rounding=org.retry_after_rounding)  # the same refusal in limiter seconds, for the log
+                ls, model, self.org_id, charged, audio, now, wait, **refusal)  # in limiter seconds, for the log
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
-                            refused_scope=getattr(ls, "binding_scope", None) or ORG,
+                            refused_scope=getattr(ls, "binding_scope", None) or ORG, service_tier=served,
                             log_headers=logged.headers, log_error=logged.error)
         times = self.services[model].times(prompt, completion, audio, self._normal(), self._normal())
-        sent, logged = self.headers_sent_and_logged(model, now, project)
-        return Decision(200, sent, now, rid, None, charged, completion, times, log_headers=logged)
+        sent, logged = self.headers_sent_and_logged(model, now, project, served)
+        return Decision(200, sent, now, rid, None, charged, completion, times, service_tier=served,
+                        log_headers=logged)
+
+    def _refusal(self, err: ErrorResponse, model: str, now: float, rid: str, project: str | None,
+                 tier: str) -> Decision:
+        """A refusal decided before the limits (an injected fault, a 498), with ``tier``'s rate-limit headers."""
+        sent, logged = self.headers_sent_and_logged(model, now, project, tier)
+        return Decision(err.status, {**sent, **err.headers}, now, rid, err, service_tier=tier,
+                        log_headers={**logged, **err.headers})
 
     def _normal(self) -> float:
         if self._ni >= len(self._normals):
@@ -275,7 +307,7 @@ class Emulator:
         acc = self.spec.org.accounting
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if acc.refunds and mt > d.completion:
-            self.limits(model, project).refund_tokens(mt - d.completion, d.now, self.clock.now())
+            self.limits(model, project, d.service_tier).refund_tokens(mt - d.completion, d.now, self.clock.now())
 
     # ---- records ---------------------------------------------------------------------------------------
     def record(self, *, endpoint: str, model: str, status: int, t_send: float, label: str | None,
@@ -295,13 +327,15 @@ class Emulator:
                 "t_send": self.clock.epoch(t_send), "t_recv": self.clock.epoch(t_recv), "status": status,
                 "model": model, "endpoint": endpoint, "max_tokens": max_tokens, "audio_seconds": audio_seconds,
                 "usage": usage, "headers": kept_headers(headers), "error": err, "label": label,
-                "request_id": request_id, "retry_count": retry_count})
+                "request_id": request_id, "retry_count": retry_count,
+                "service_tier": d.service_tier if d is not None else None})
         q, p, c = d.times if d is not None and status == 200 else (math.nan,) * 3
         t_send, t_recv = t_send - self.clock.start, t_recv - self.clock.start  # records: since start
         self.rows.append((len(self.rows), label, model, endpoint, status, outcome, d.refused_by if d else "",
                           t_send, t_recv, t_recv - t_send, t_send if status == 200 else math.nan, 1,
                           int(status == 429), prompt, max_tokens, d.completion if d else 0, audio_seconds or 0.0,
                           d.charged if d else 0.0, q, p, c, p + c, request_id,
+                          d.service_tier if d else None,  # no tier for a request refused before the limits
                           d.refused_scope if d else ""))  # total_time: queue apart
 
     def records(self) -> pd.DataFrame:
@@ -311,6 +345,7 @@ class Emulator:
         for col in ("outcome", "model", "endpoint", "client"):
             df[col] = df[col].astype("category")
         df["refused_by"] = pd.Categorical(df["refused_by"], ("",) + UNITS)
+        df["service_tier"] = pd.Categorical(df["service_tier"], LANE_TIERS)  # as the simulator's lanes keep it
         if self.spec.projects:  # a 429's scope: as a simulated run with projects records it
             df["refused_scope"] = pd.Categorical(df["refused_scope"], SCOPES)
         else:
@@ -331,16 +366,18 @@ class Emulator:
             self._log.close()
             self._log = None
 
-    def utilisation(self) -> dict[tuple[str, str], float]:
-        """(model, unit) -> fraction of the limit in use now, for the models seen so far."""
+    def utilisation(self) -> dict[tuple[str, str, str], float]:
+        """(service tier, model, unit) -> fraction of the org's limit in use now, for the sets used so far."""
         now = self.clock.now()
-        return {(m, u): 1.0 - lim.remaining(now) / lim.limit for m, ls in self.limitsets.items()
-                for u, lim in ls.units.items()}
+        sets = [("on_demand", self.limitsets), ("flex", self.book.flex)]
+        return {(tier, m, u): 1.0 - lim.remaining(now) / lim.limit for tier, by_model in sets
+                for m, ls in by_model.items() for u, lim in ls.units.items()}
 
-    def project_utilisation(self) -> dict[tuple[str, str, str], float]:
-        """(project, model, unit) -> fraction of a project's own limit in use now, for the units the project
-        lowers (the rest of its set copies the org's), on the models seen so far."""
+    def project_utilisation(self) -> dict[tuple[str, str, str, str], float]:
+        """(project, service tier, model, unit) -> fraction of a project's own limit in use now, for the units
+        the project lowers (the rest of its set copies the org's), on the sets used so far."""
         now = self.clock.now()
-        return {(p, m, u): 1.0 - lim.remaining(now) / lim.limit for (m, p), scoped in self._scoped.items()
-                if scoped is not None for u, lim in scoped.project.units.items()
+        names = {code: name for name, code in TIER_CODES.items()}
+        return {(p, names[tier], m, u): 1.0 - lim.remaining(now) / lim.limit
+                for (p, tier, m), scoped in self.book.scoped.items() for u, lim in scoped.project.units.items()
                 if u in self.spec.projects[p].limits.get(m, {})}
