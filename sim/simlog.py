@@ -15,7 +15,8 @@ What a line holds, all from the simulator's own pieces:
 * ``usage`` of an admitted chat attempt: the records' ``queue_time``, ``prompt_time`` and ``completion_time``,
   ``total_time = prompt_time + completion_time`` (queue apart, as Groq reports it), prompt and completion
   tokens.  Transcriptions carry no ``usage`` (as the emulator's).
-* ``retry_count``: 0 for a request's first attempt, k for its k-th retry; ``label``: the client group's name;
+* ``retry_count``: 0 for a request's first attempt, k for its k-th retry; ``service_tier``: the tier whose
+  limits answered (``on_demand`` or ``flex``); ``label``: the client group's name;
   ``request_id``: ``req_sim_<group>_<row>_<attempt>``.  No text: the simulator has none.
 
 Times.  Simulation time 0 is ``start`` (a UTC midnight, default 2026-11-02), so the limiters' calendar windows
@@ -105,15 +106,16 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
         g = group.index
         k = attempts.get((g, i), 0)
         attempts[(g, i)] = k + 1
+        # the service tier whose limits answered (a routed group's lane columns say which it tried)
+        tier = LANE_TIERS[group.extra["tier"][i]] if group.extra is not None else "on_demand"
         if wait == 0.0:
-            seen.append((g, i, k, m, now, rtt, 200, rate_limit_headers(limits, now), None))
+            seen.append((g, i, k, m, now, rtt, 200, rate_limit_headers(limits, now), None, tier))
             return
         # the 429/413 is written now, while the limit set is in the refusal's state; it states the charge and
-        # names the service tier whose limits refused (a routed group's lane columns say which it tried)
-        tier = LANE_TIERS[group.extra["tier"][i]] if group.extra is not None else "on_demand"
+        # names the service tier whose limits refused
         err = rate_limit_error(limits, sim.model_names[m], ORG_ID, group.charge[i], group.audio[i], now, wait,
                                service_tier=tier, upgrade_hint=hint, rounding=org.retry_after_rounding)
-        seen.append((g, i, k, m, now, rtt, err.status, err.headers, err.error))
+        seen.append((g, i, k, m, now, rtt, err.status, err.headers, err.error, tier))
 
     sim = Simulation(spec, _copy_seed(seed), watch=watch)
     result = sim.run()
@@ -123,7 +125,7 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
     cols = {c: out[c].to_numpy() for c in ("prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds",
                                            "queue_time", "prompt_time", "completion_time")}
     lines = []
-    for g, i, k, m, now, rtt, status, headers, error in seen:
+    for g, i, k, m, now, rtt, status, headers, error, tier in seen:
         row = index[(g, i)]
         a = float(cols["audio_seconds"][row])
         t_send = epoch + now - rtt / 2
@@ -142,7 +144,7 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
             "max_tokens": None if a else int(cols["max_tokens"][row]), "audio_seconds": a or None,
             "usage": usage, "headers": dict(headers),
             "error": None if error is None else {k2: error.get(k2) for k2 in ("type", "code", "message")},
-            "label": names[g], "request_id": f"req_sim_{g}_{i}_{k}", "retry_count": k})
+            "label": names[g], "request_id": f"req_sim_{g}_{i}_{k}", "retry_count": k, "service_tier": tier})
     lines.sort(key=lambda x: x["t_recv"])
     unlogged = int(out["attempts"].sum()) - len(lines)
     return SimLog(lines, result, unlogged)

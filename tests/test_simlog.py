@@ -203,6 +203,12 @@ def test_a_429_names_the_service_tier_whose_limits_refused(tmp_path):
     assert tiers[("flex", "flex")] > 0 and tiers[("flex", "on_demand")] == 0
     assert tiers[("auto", "flex")] > 0  # auto's 429 is flex's when flex's wait is the shorter
     assert all(x["status"] in (200, 429) for x in lines)
+    served = Counter((x["label"], x["service_tier"]) for x in lines)  # every line names its tier, as the recorder's
+    assert served[("flex", "flex")] == sum(x["label"] == "flex" for x in lines)
+    assert served[("auto", "on_demand")] > 0 and served[("auto", "flex")] > 0
+    for x in lines:
+        if x["status"] == 429:
+            assert f"service tier `{x['service_tier']}`" in x["error"]["message"]
 
 
 @pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_log"])
