@@ -133,12 +133,39 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def finished_rows(out: Path, jobs: Iterable[Job]) -> dict[str, dict]:
+    """The summary rows of the runs already done under ``out/runs``, placed where the current plan puts them
+    (:func:`retag`).  A run whose files cannot be read (truncated, emptied, a directory in the way) is not
+    done: it runs again."""
     done = {}
     for job in jobs:
-        path = out / "runs" / f"{job.key}.json"
-        if path.exists():
-            done[job.key] = json.loads(path.read_text())
+        if (out / "runs" / f"{job.key}.json").exists():
+            row = _readable_run(out / "runs", job.key)
+            if row is not None:
+                done[job.key] = retag(row, job)
     return done
+
+
+def _readable_run(runs: Path, key: str) -> dict | None:
+    """A finished run's summary row, if its summary and both its Parquet files can be read (the footers)."""
+    import pyarrow.parquet as pq
+    try:
+        row = json.loads((runs / f"{key}.json").read_text())
+        for name in (f"{key}.parquet", f"{key}.refusals.parquet"):
+            pq.read_metadata(runs / name)
+    except (OSError, ValueError):  # (pyarrow's ArrowInvalid is a ValueError)
+        return None
+    return row if isinstance(row, dict) and {"point", "replication", "key"} <= row.keys() else None
+
+
+def retag(row: dict, job: Job) -> dict:
+    """A finished run's summary row as the current plan places it.  A run is reused by what it computes (its
+    key), while its grid point's number and axis values are those of the scenario it was written for: after
+    the ``[compare]`` grid changed (values reordered, an axis added), they are the current grid's.  The row's
+    axis values are the keys :func:`execute` wrote between ``point`` and ``replication``."""
+    keys = list(row)
+    written_axes = keys[keys.index("point") + 1:keys.index("replication")]
+    metrics = {k: v for k, v in row.items() if k not in ("point", "replication", "key", *written_axes)}
+    return {"point": job.point_index, **job.point, "replication": job.replication, "key": job.key, **metrics}
 
 
 def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | None = None,
@@ -158,8 +185,12 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     if out is not None:
         prepare_out(out)
         if not resume:
-            for f in (out / "runs").glob("*") if (out / "runs").exists() else []:
-                f.unlink()
+            for f in (out / "runs").glob("*"):
+                if not f.is_dir():  # (only run files live there)
+                    try:
+                        f.unlink()
+                    except OSError as exc:
+                        raise ConfigError(f"--fresh: cannot remove {f} ({exc.strerror or exc})") from None
         rows.update(finished_rows(out, all_jobs))
     todo = sorted((j for j in all_jobs if j.key not in rows), key=lambda j: j.replication > 0)  # stable
     keep = out is None if keep_results is None else keep_results
@@ -258,14 +289,15 @@ def check_out(out: Path) -> None:
 def prepare_out(out: Path) -> None:
     """Create the output directory, or say in one line why it cannot be used (a file, not writable)."""
     check_out(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".groqsim-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable "
-                          "directory") from None
+    for where in (out, out / "runs"):  # the run files go to runs/
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            probe = where / ".groqsim-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"--out {out}: cannot write to {where} ({exc.strerror or exc}); choose a writable "
+                              "directory") from None
 
 
 #: how long to wait for a Dask scheduler to answer before giving up (Dask's own default is 30 s)

@@ -48,6 +48,19 @@ def read_run_file(path: Path, columns: list[str] | None = None):
         return f.read(columns=columns, use_threads=False)
 
 
+def run_records(study, point: int, replication: int, key: str, columns: list[str] | None = None):
+    """A finished run's records from its run file (an Arrow table), its ``point`` and ``replication`` those of
+    the current plan: a run reused after the ``[compare]`` grid changed keeps in its file the grid point it
+    was written for (:func:`sim.runner.retag`)."""
+    import pyarrow as pa
+    table = read_run_file(study.out / "runs" / f"{key}.parquet", columns)
+    for name, value in (("point", point), ("replication", replication)):
+        k = table.schema.get_field_index(name)
+        if k >= 0 and table.num_rows and table.column(k)[0].as_py() != value:
+            table = table.set_column(k, name, pa.array(np.full(table.num_rows, value, dtype=np.int32)))
+    return table
+
+
 def tagged(records: pd.DataFrame, point: int, replication: int) -> pd.DataFrame:
     """A run's records with its grid point and replication as columns: what its run file holds."""
     return records.assign(point=np.int32(point), replication=np.int32(replication))
@@ -85,7 +98,7 @@ def load_records(study, point: int | None = None, replication: int | None = None
             frame = tagged(study.results[(p, rep)].records, p, rep)
             frames.append(frame if columns is None else frame[columns])
         elif study.out is not None:
-            frames.append(read_run_file(study.out / "runs" / f"{key}.parquet", columns).to_pandas())
+            frames.append(run_records(study, p, rep, key, columns).to_pandas())
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

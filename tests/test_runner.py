@@ -469,3 +469,86 @@ def test_cli_outputs_are_identical_with_one_or_two_jobs(tmp_path):
     # the figures of replication 0 are drawn while the other replications run with --jobs 2: the same image
     for name in ("utilisation_over_time.png", "throughput_over_time.png"):
         assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def _grid_scenario(path: Path, compare: str) -> Path:
+    path.write_text(
+        "[scenario]\nname = 'grid'\nduration = '5m'\nseed = 3\nreplications = 2\n[org]\ntier = 'free'\n"
+        "[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = '40/min' }\n"
+        f"prompt_tokens = 300\nmax_tokens = 200\n[compare]\n{compare}\n")
+    return path
+
+
+def test_a_changed_grid_reuses_finished_runs_where_the_new_grid_puts_them(tmp_path):
+    """Runs are reused by what they compute; their grid point, axis values and records' ``point`` are the
+    current grid's.  Values reordered, one added and a one-valued axis added: the outputs in the reused
+    directory are those of a fresh one, byte for byte (the utilisation figure reads each point's limits)."""
+    from sim.cli import main
+    first = _grid_scenario(tmp_path / "a.toml", "tier = ['free', 'developer']\npolicy = ['no-retry']")
+    reused, fresh = tmp_path / "reused", tmp_path / "fresh"
+    assert main(["run", str(first), "--out", str(reused), "--jobs", "1", "--quiet", "--format", "csv"]) == 0
+    then = {p.name: p.stat().st_mtime_ns for p in (reused / "runs").glob("*.json")}
+    second = _grid_scenario(tmp_path / "b.toml", "tier = ['developer', 'free']\npolicy = ['groq-sdk', 'no-retry']\n"
+                                                 "limiter = ['token_bucket']")
+    for out in (reused, fresh):
+        assert main(["run", str(second), "--out", str(out), "--jobs", "1", "--quiet", "--format", "csv"]) == 0
+    now = {p.name: p.stat().st_mtime_ns for p in (reused / "runs").glob("*.json")}
+    assert len(now) == 8 and all(now[name] == t for name, t in then.items())  # 4 reused, 4 new
+    for name in ("summary.csv", "comparison.csv", "utilisation_over_time.png", "throughput_over_time.png"):
+        assert (reused / name).read_bytes() == (fresh / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(reused / "requests.parquet"),
+                                  pd.read_parquet(fresh / "requests.parquet"))
+    summary = pd.read_csv(reused / "summary.csv")
+    assert summary[["point", "tier", "policy", "limiter"]].drop_duplicates().values.tolist() == [
+        [0, "developer", "groq-sdk", "token_bucket"], [1, "developer", "no-retry", "token_bucket"],
+        [2, "free", "groq-sdk", "token_bucket"], [3, "free", "no-retry", "token_bucket"]]
+
+
+def test_a_run_whose_files_cannot_be_read_runs_again(tmp_path):
+    s = small_scenario()
+    first = run_study(s, tmp_path, jobs=1, progress=False)
+    keys = first.summary["key"].tolist()
+    (tmp_path / "runs" / f"{keys[0]}.parquet").write_bytes(b"PAR1 truncated")
+    (tmp_path / "runs" / f"{keys[4]}.json").write_text("")
+    (tmp_path / "runs" / f"{keys[7]}.refusals.parquet").unlink()
+    again = []
+    second = run_study(s, tmp_path, jobs=1, progress=False, on_row=again.append)
+    assert sorted(row["key"] for row in again) == sorted([keys[0], keys[4], keys[7]])
+    pd.testing.assert_frame_equal(first.summary.drop(columns="events"), second.summary.drop(columns="events"))
+    assert len(second.records()) == len(first.records())
+
+
+def test_requests_parquet_is_replaced_only_when_whole(tmp_path, monkeypatch):
+    """Stopped while writing ``requests.parquet``, a command leaves the earlier file as it was and no partial."""
+    from sim import report
+    study = run_study(small_scenario(), tmp_path, jobs=1, progress=False)
+    report.write_requests(study, tmp_path)
+    before = (tmp_path / "requests.parquet").read_bytes()
+    calls = []
+    real = report.run_records
+
+    def stop_on_the_third(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    monkeypatch.setattr(report, "run_records", stop_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_requests(study, tmp_path)
+    assert (tmp_path / "requests.parquet").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["requests.parquet"]
+
+
+def test_runs_that_is_not_a_writable_directory_is_one_line(tmp_path, capsys):
+    from sim.cli import main
+    scenario = _grid_scenario(tmp_path / "a.toml", "policy = ['no-retry']")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs").write_text("not a directory")
+    assert main(["run", str(scenario), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write to {out / 'runs'}" in err and "Traceback" not in err
+    (out / "runs").unlink()
+    (out / "runs" / "kept").mkdir(parents=True)  # --fresh removes run files, and leaves a directory alone
+    assert main(["run", str(scenario), "--out", str(out), "--quiet", "--fresh", "--format", "csv"]) == 0
+    assert (out / "runs" / "kept").is_dir() and len(list((out / "runs").glob("*.json"))) == 2
