@@ -38,7 +38,9 @@ def writing(fn, *args) -> tuple[list, str | None]:
     try:
         return fn(*args), None
     except OSError as exc:
-        return [], f"{exc.filename or getattr(fn, '__name__', fn)}: cannot write ({exc.strerror or exc})"
+        # (a rename's filename2 is the file it was to become)
+        name = exc.filename2 or exc.filename or getattr(fn, "__name__", fn)
+        return [], f"{name}: cannot write ({exc.strerror or exc})"
 
 
 def write_problems(errors: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
 from .pool import Pool, call
-from .study import StudyResult, load_records, load_refusals, read_run_file, run_table
+from .study import StudyResult, load_records, load_refusals, run_records, run_table
 from .summary import limits_used, spent, usage_columns
 from .texttable import align
 
@@ -241,26 +242,33 @@ def write_requests(study: StudyResult, out: Path) -> list[Path]:
     than memory still writes.  Categorical columns are read back as plain strings (runs differ in their
     categories): written from their dictionaries as they are (one index type for all runs) without the Arrow
     schema, rather than turned into strings that the writer would then encode as a dictionary again (a fifth
-    of the file's time on the 6-hour 65-run sweep)."""
+    of the file's time on the 6-hour 65-run sweep).  It is written to ``requests.parquet.partial`` and renamed
+    when complete: a command interrupted while writing leaves the earlier file whole, not a shorter valid one."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    path, partial = out / "requests.parquet", out / "requests.parquet.partial"
     writer = None
     try:
         for _, r in study.summary.iterrows():
             if (r["point"], r["replication"]) in study.results:
                 table = run_table(load_records(study, r["point"], r["replication"]))
             else:
-                table = read_run_file(study.out / "runs" / f"{r['key']}.parquet")
+                table = run_records(study, r["point"], r["replication"], r["key"])
             table = table.cast(pa.schema([f.with_type(pa.dictionary(pa.int32(), pa.string()))
                                           if pa.types.is_dictionary(f.type) else f for f in table.schema]))
             if writer is None:
-                writer = pq.ParquetWriter(out / "requests.parquet", table.schema, store_schema=False,
+                writer = pq.ParquetWriter(partial, table.schema, store_schema=False,
                                           use_dictionary=_few_values(table))
             writer.write_table(table.select(writer.schema.names))
-    finally:
         if writer is not None:
+            writer, done = None, writer
+            done.close()
+            os.replace(partial, path)
+    finally:
+        if writer is not None:  # stopped part-way: no file, rather than a shorter one that reads as whole
             writer.close()
-    return [out / "requests.parquet"]
+            partial.unlink(missing_ok=True)
+    return [path]
 
 
 def _few_values(table) -> list[str]:
