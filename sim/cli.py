@@ -193,14 +193,14 @@ def _capacity_runs(scenario) -> float:
 
 def _validate(args) -> int:
     from .runner import prepare_out
-    from .validation import checks_markdown, format_checks, run_checks
+    from .validation import format_checks, run_checks, write_report
     out = Path(args.out) if args.out else None
     if out is not None:
         prepare_out(out)
-    checks = run_checks(short=args.short, out_dir=out, progress=False if args.quiet else None, jobs=args.jobs)
+    checks = run_checks(short=args.short, progress=False if args.quiet else None, jobs=args.jobs)
     sys.stdout.write(format_checks(checks))
-    if out is not None:
-        (out / "validation.md").write_text(checks_markdown(checks))
+    if out is not None and (errors := write_report(checks, out)):  # the results are printed whatever happens
+        raise ConfigError(write_problems(errors))
     return 0 if all(c.passed for c in checks) else 1
 
 

@@ -14,6 +14,7 @@ from scipy import stats
 
 from .catalog import Catalog, Limits
 from .checks import Check
+from .errors import writing
 from .validation_fidelity import fidelity_checks
 from .arrivals import arrival
 from .config import Client, Dist, Org, policy_table
@@ -191,8 +192,11 @@ def _max_in_interval(t: np.ndarray, length: float) -> int:
     return int((np.searchsorted(t, t + length, side="left") - np.arange(len(t))).max()) if len(t) else 0
 
 
-def check_windows_vs_bucket(out_dir: Path | None) -> list[Check]:
-    limit, window = 30, 60.0
+WINDOW_DEMO = (30, 60.0)  # the limit and window the algorithms are compared on (checks and figure)
+
+
+def check_windows_vs_bucket() -> list[Check]:
+    limit, window = WINDOW_DEMO
     res = []
     # demand starts 10 s before the first boundary: the first window's budget and the second's are
     # spent within seconds of each other
@@ -210,26 +214,48 @@ def check_windows_vs_bucket(out_dir: Path | None) -> list[Check]:
     log = _admissions("sliding_log", limit, window, 600, 0.05)
     res.append(Check("sliding log: ≤ limit in every window", "sliding-log definition", f"max in any 60 s = {limit}",
                      f"{_max_in_interval(log, window - 1e-6)}", _max_in_interval(log, window - 1e-6) == limit))
-    if out_dir is not None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for algorithm in ALGORITHMS:
-            t = _admissions(algorithm, limit, window, 240, 0.05, start=window - 10)
-            ax.step(t, np.arange(1, len(t) + 1), where="post", label=algorithm)
-        ax.plot([window - 10, 240], [limit, limit + rate * (250 - window)], "k--", lw=0.8,
-                label="capacity + rate·(t − start)")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("admitted (cumulative)")
-        ax.set_title(f"Saturating demand from t = {window - 10:g} s against {limit} per {window:g} s")
-        ax.legend(fontsize=8, loc="upper left")
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_dir / "windows_vs_bucket.png", dpi=110)
-        plt.close(fig)
     return res
+
+
+def plot_windows_vs_bucket(out_dir: Path) -> list[Path]:
+    """``windows_vs_bucket.png``: each algorithm's admissions under saturating demand from 10 s before a
+    window boundary."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    limit, window = WINDOW_DEMO
+    rate = limit / window
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for algorithm in ALGORITHMS:
+        t = _admissions(algorithm, limit, window, 240, 0.05, start=window - 10)
+        ax.step(t, np.arange(1, len(t) + 1), where="post", label=algorithm)
+    ax.plot([window - 10, 240], [limit, limit + rate * (250 - window)], "k--", lw=0.8,
+            label="capacity + rate·(t − start)")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("admitted (cumulative)")
+    ax.set_title(f"Saturating demand from t = {window - 10:g} s against {limit} per {window:g} s")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(out_dir / "windows_vs_bucket.png", dpi=110)
+    finally:
+        plt.close(fig)
+    return [out_dir / "windows_vs_bucket.png"]
+
+
+def write_report(checks: list[Check], out_dir: Path) -> list[str]:
+    """``validation.md`` (the checks' table) and the figure under ``out_dir``; returns one line per file that
+    could not be written (:func:`sim.errors.writing`), the other files written all the same."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = [writing(_write_text, out_dir / "validation.md", checks_markdown(checks)),
+            writing(plot_windows_vs_bucket, out_dir)]
+    return [e for _, e in done if e]
+
+
+def _write_text(path: Path, text: str) -> list[Path]:
+    path.write_text(text)
+    return [path]
 
 
 def check_service_speeds(hours: float) -> list[Check]:
@@ -252,12 +278,12 @@ def check_service_speeds(hours: float) -> list[Check]:
     return out
 
 
-def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | None = None,
-               progress: bool | None = False, jobs: int | None = 1, pool: Pool | None = None) -> list[Check]:
+def run_checks(short: bool = False, tmp: Path | None = None, progress: bool | None = False,
+               jobs: int | None = 1, pool: Pool | None = None) -> list[Check]:
     """Every check, in a fixed order whatever ran them; ``short`` uses horizons that keep the whole set to
-    seconds.  The independent groups (each ceiling a group of its own) run on ``pool``, or in ``jobs``
-    processes (None: one per core).  ``progress``: a bar over the groups on stderr (None: when stderr is a
-    terminal)."""
+    seconds (the report's files: :func:`write_report`).  The independent groups (each ceiling a group of its
+    own) run on ``pool``, or in ``jobs`` processes (None: one per core).  ``progress``: a bar over the groups on
+    stderr (None: when stderr is a terminal)."""
     import sys
     import tempfile
 
@@ -266,7 +292,7 @@ def run_checks(short: bool = False, out_dir: Path | None = None, tmp: Path | Non
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(tmp or scratch)
         tasks = [(check_reference_examples,), *_ceiling_tasks(hours), (check_queueing_laws, hours),
-                 (check_workloads, hours * 8), (check_trace, tmp), (check_windows_vs_bucket, out_dir),
+                 (check_workloads, hours * 8), (check_trace, tmp), (check_windows_vs_bucket,),
                  (check_service_speeds, hours / 3), (fidelity_checks, hours)]
         groups: list[list[Check]] = [[] for _ in tasks]
         with Pool(jobs) if pool is None else nullcontext(pool) as runner, \
