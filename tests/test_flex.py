@@ -34,6 +34,28 @@ def test_no_scarcity_never_fails():
     assert not any(proc.fails(t, 0.0) for t in np.linspace(0, 1e5, 1000))
 
 
+def test_a_process_extended_step_by_step_is_the_one_drawn_at_once():
+    """The emulator draws the timeline on as its clock runs: in steps it is the same timeline, in order."""
+    flex = Flex(calm=60, scarce=30)
+    whole = CapacityProcess(flex, np.random.default_rng(5), 5000)
+    steps = CapacityProcess(flex, np.random.default_rng(5), 10)
+    for horizon in (10, 700, 701, 2500, 4999.5, 5000):
+        steps.extend(horizon)
+        assert steps.switches[-1] >= horizon
+    assert steps.switches == whole.switches and steps.states == whole.states
+    assert steps.switches == sorted(steps.switches) and steps.switches[0] == 0.0
+
+
+def test_the_process_starts_in_its_stationary_state_and_never_scarce_stays_calm():
+    """The state at time 0 is scarce with probability scarce / (calm + scarce) (binomial test over seeds); with
+    ``scarce = 0`` every period is calm."""
+    flex = Flex(calm=300, scarce=100)
+    starts = [CapacityProcess(flex, np.random.default_rng(seed), 1.0).scarce(0.0) for seed in range(2000)]
+    assert stats.binomtest(sum(starts), 2000, 0.25).pvalue > 1e-3, sum(starts)
+    calm = CapacityProcess(Flex(scarce=0, calm=10), np.random.default_rng(2), 1000)
+    assert len(calm.switches) > 50 and not any(calm.states) and not calm.scarce(0.5)
+
+
 def _sdk_attempts(headers: dict) -> tuple[int, type]:
     """How many HTTP requests the real groq SDK makes for a chat completion answered 498, and what it raises."""
     calls = []

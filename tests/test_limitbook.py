@@ -1,0 +1,46 @@
+"""The limit book: which limit set a request passes by project, service tier and model."""
+from sim.limitbook import FLEX, ON_DEMAND, LimitBook
+from sim.limitset import LimitSet
+from sim.projects import ScopedLimits
+from sim.scenario import scenario_from_dict
+
+MODEL = "openai/gpt-oss-20b"
+
+
+def _book(quotas: bool = True) -> tuple[LimitBook, LimitSet]:
+    spec = scenario_from_dict({
+        "scenario": {"name": "book", "duration": "1m"},
+        "org": {"tier": "developer", "project_quotas": quotas, "flex": {"multiplier": 3}},
+        "projects": {"a": {"limits": {MODEL: {"rpm": 7}}}, "b": {}},
+        "clients": [{"name": "c", "model": MODEL, "arrival": {"kind": "poisson", "rate": 1}, "project": "a"}],
+    }, source="<test>").spec()
+    on_demand = LimitSet(spec.catalog.tier("developer")[MODEL], spec.org.limiter)
+    return LimitBook(spec.org, spec.projects, {MODEL: on_demand}.__getitem__), on_demand
+
+
+def test_each_tier_and_project_gets_its_set_and_shares_its_orgs():
+    book, on_demand = _book()
+    assert book.limits(None, ON_DEMAND, MODEL) is on_demand
+    flex = book.limits(None, FLEX, MODEL)
+    assert flex is book.flex[MODEL] and flex is not on_demand
+    assert (flex.limits.rpm, flex.limits.tpm) == (3 * on_demand.limits.rpm, 3 * on_demand.limits.tpm)
+    a_flex, a = book.limits("a", FLEX, MODEL), book.limits("a", ON_DEMAND, MODEL)
+    assert isinstance(a_flex, ScopedLimits) and isinstance(a, ScopedLimits)
+    assert a_flex.project.limits.rpm == 21 and a.project.limits.rpm == 7  # a project's own limit x 3 under flex
+    assert a_flex.org is flex and a.org is on_demand  # checked with its tier's org set, the one others use
+    assert book.limits("a", FLEX, MODEL) is a_flex  # kept: later requests see the state earlier ones left
+    assert book.limits("b", FLEX, MODEL) is flex  # a project that lowers nothing passes the org's set
+    assert set(book.scoped) == {("a", FLEX, MODEL), ("a", ON_DEMAND, MODEL)}
+
+
+def test_a_project_request_spends_the_orgs_flex_budget():
+    book, _ = _book()
+    flex = book.limits(None, FLEX, MODEL)
+    before = flex.units["rpm"].remaining(0.0)
+    assert book.limits("a", FLEX, MODEL).acquire(10, 0.0, 0.0) == 0.0
+    assert flex.units["rpm"].remaining(0.0) == before - 1
+
+
+def test_without_project_quotas_every_project_passes_the_orgs_sets():
+    book, on_demand = _book(quotas=False)
+    assert book.limits("a", ON_DEMAND, MODEL) is on_demand and book.limits("a", FLEX, MODEL) is book.flex[MODEL]
