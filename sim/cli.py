@@ -101,7 +101,8 @@ def _run(args) -> int:
 
 
 def _run_study(args, scenario, duration, out, created, pool) -> int:
-    from .report import comparison_json, format_by_project, format_comparison, start_early_figures, write_outputs
+    from .report import (comparison_json, format_by_project, format_comparison, remove_stale, start_early_figures,
+                         write_outputs)
     from .runner import run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     try:
@@ -135,8 +136,11 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
                           early if study.complete else None, errors=problems)
     if args.format == "table" and out / "by_project.csv" in files:  # written by this run, not an earlier one
         sys.stdout.write(format_by_project(out / "by_project.csv", axes))
+    stale = remove_stale(out, files) if study.complete and not problems else []
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+        if stale:
+            print(f"removed an earlier study's {', '.join(f.name for f in stale)} from {out}", file=sys.stderr)
     if not study.complete:
         print(f"groqsim: interrupted: {len(study.summary)} run(s) finished and kept in {out}; "
               "run the same command again to resume", file=sys.stderr)

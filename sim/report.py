@@ -449,6 +449,21 @@ def plot_attempts(study: StudyResult, out: Path) -> list[Path]:
 
 #: every study's figures, one function each (independent: a pool draws them in parallel), most costly first
 FIGURES = (plot_utilisation, plot_latency_cdf, plot_throughput, plot_attempts)
+#: every file :func:`write_outputs` can write in the output directory
+OUTPUT_FILES = ("summary.csv", "comparison.csv", "requests.parquet", "utilisation_over_time.png", "latency_cdf.png",
+                "throughput_over_time.png", "attempts_per_success.png", "lanes_cost_time.png", "batch_job_times.png",
+                "by_project.csv", "by_lane.csv", "by_service_tier.csv")
+
+
+def remove_stale(out: Path, written: list[Path]) -> list[Path]:
+    """Remove the output files (:data:`OUTPUT_FILES`) that an earlier study left in ``out`` and this one did not
+    write (its lane tables, say, in a directory a scenario without lanes now shares): next to this study's
+    files they would read as its own.  Returns what it removed."""
+    keep = {Path(f).name for f in written}
+    stale = [out / name for name in OUTPUT_FILES if name not in keep and (out / name).is_file()]
+    for path in stale:
+        path.unlink()
+    return stale
 
 #: the figures that read only replication 0: they can be drawn while the other replications run
 FIRST_REPLICATION_FIGURES = (plot_utilisation, plot_throughput)

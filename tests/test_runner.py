@@ -552,3 +552,23 @@ def test_runs_that_is_not_a_writable_directory_is_one_line(tmp_path, capsys):
     (out / "runs" / "kept").mkdir(parents=True)  # --fresh removes run files, and leaves a directory alone
     assert main(["run", str(scenario), "--out", str(out), "--quiet", "--fresh", "--format", "csv"]) == 0
     assert (out / "runs" / "kept").is_dir() and len(list((out / "runs").glob("*.json"))) == 2
+
+
+def test_an_earlier_studys_outputs_that_this_one_does_not_write_are_removed(tmp_path, capsys):
+    """A lane scenario's tables and figure, then a plain scenario into the same directory: only the plain
+    study's files remain (every file a study writes is one :data:`OUTPUT_FILES` names)."""
+    from sim.cli import main
+    from sim.report import OUTPUT_FILES
+    out = tmp_path / "out"
+    lanes = ROOT / "scenarios" / "projects_noisy_neighbour.toml"
+    assert main(["run", str(lanes), "--out", str(out), "--duration", "2m", "--replications", "1", "--quiet",
+                 "--format", "csv"]) == 0
+    first = {p.name for p in out.iterdir() if p.is_file()}
+    assert {"by_project.csv", "by_lane.csv", "lanes_cost_time.png"} <= first <= set(OUTPUT_FILES)
+    plain = _grid_scenario(tmp_path / "plain.toml", "policy = ['no-retry']")
+    capsys.readouterr()
+    assert main(["run", str(plain), "--out", str(out), "--format", "csv"]) == 0
+    second = {p.name for p in out.iterdir() if p.is_file()}
+    assert second == first - {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"}
+    assert f"removed an earlier study's {', '.join(sorted(first - second, key=OUTPUT_FILES.index))} from {out}" \
+        in capsys.readouterr().err
