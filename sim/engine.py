@@ -116,7 +116,7 @@ class Simulation:
         self.kernel = kernel
         self.env = Clock() if clock is None else clock
         self.events = 0
-        seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        seed = fresh_seed(seed)
         org = spec.org
         self.accounting = org.accounting
         self.refund = org.accounting.refunds
@@ -396,6 +396,15 @@ class Simulation:
 
 def _apply(fn, args) -> None:
     fn(*args)
+
+
+def fresh_seed(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    """The seed as a SeedSequence the run may spawn from: a caller's own is copied as it is (spawning changes
+    a SeedSequence), so one seed object given to two runs gives them the same random streams."""
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size,
+                                      n_children_spawned=seed.n_children_spawned)
+    return np.random.SeedSequence(seed)
 
 
 def simulate(spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None) -> RunResult:

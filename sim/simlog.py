@@ -86,14 +86,6 @@ def _row_index(records) -> dict[tuple[int, int], int]:
     return index
 
 
-def _copy_seed(seed):
-    """The seed as given, unused: a SeedSequence is consumed by spawning, so the caller's stays as it was."""
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size,
-                                      n_children_spawned=seed.n_children_spawned)
-    return seed
-
-
 def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: date | str = START) -> SimLog:
     """Run ``spec`` with ``seed`` and return its attempts as recorder log lines (see the module docstring)."""
     epoch = _epoch(start)
@@ -117,7 +109,7 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
                                service_tier=tier, upgrade_hint=hint, rounding=org.retry_after_rounding)
         seen.append((g, i, k, m, now, rtt, err.status, err.headers, err.error, tier))
 
-    sim = Simulation(spec, _copy_seed(seed), watch=watch)
+    sim = Simulation(spec, seed, watch=watch)  # (the run copies a SeedSequence it is given)
     result = sim.run()
     index = _row_index(result.records)
     out = result.records
