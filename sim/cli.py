@@ -132,8 +132,14 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
     else:
         sys.stdout.write(format_comparison(study.comparison, axes))
     problems: list[str] = []
-    files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
-                          early if study.complete else None, errors=problems)
+    kept = (f"groqsim: interrupted: {len(study.summary)} run(s) finished and kept in {out}; run the same command "
+            "again to resume")
+    try:
+        files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
+                              early if study.complete else None, errors=problems)
+    except KeyboardInterrupt:  # (a second Ctrl-C, or the first while the files are written): the runs are kept
+        print(kept.replace("interrupted:", "interrupted while writing the outputs:"), file=sys.stderr)
+        return 130
     if args.format == "table" and out / "by_project.csv" in files:  # written by this run, not an earlier one
         sys.stdout.write(format_by_project(out / "by_project.csv", axes))
     stale = remove_stale(out, files) if study.complete and not problems else []
@@ -142,8 +148,7 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         if stale:
             print(f"removed an earlier study's {', '.join(f.name for f in stale)} from {out}", file=sys.stderr)
     if not study.complete:
-        print(f"groqsim: interrupted: {len(study.summary)} run(s) finished and kept in {out}; "
-              "run the same command again to resume", file=sys.stderr)
+        print(kept, file=sys.stderr)
         return 130
     if problems:  # the runs are kept in runs/: the same command, once the path is free, writes them
         print(f"groqsim: error: {write_problems(problems)}", file=sys.stderr)

@@ -572,3 +572,18 @@ def test_an_earlier_studys_outputs_that_this_one_does_not_write_are_removed(tmp_
     assert second == first - {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"}
     assert f"removed an earlier study's {', '.join(sorted(first - second, key=OUTPUT_FILES.index))} from {out}" \
         in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_outputs_are_written_says_the_runs_are_kept(tmp_path, monkeypatch, capsys):
+    from sim import report
+    from sim.cli import main
+
+    def stopped(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(report, "write_outputs", stopped)
+    out = tmp_path / "out"
+    scenario = _grid_scenario(tmp_path / "a.toml", "policy = ['no-retry', 'groq-sdk']")
+    assert main(["run", str(scenario), "--out", str(out), "--jobs", "1", "--quiet", "--format", "csv"]) == 130
+    assert capsys.readouterr().err == (f"groqsim: interrupted while writing the outputs: 4 run(s) finished and kept "
+                                       f"in {out}; run the same command again to resume\n")
+    assert len(list((out / "runs").glob("*.json"))) == 4
