@@ -166,7 +166,7 @@ def jobs_from_records(records: pd.DataFrame) -> pd.DataFrame:
     """The batch jobs as the request records tell them (works on records read back from disk): per
     (client, job) the submission time, requests, completed / failed / expired counts, when it finished
     (the last answer, or the window's end for an expired job), its status and completion time (NaN when
-    expired)."""
+    expired).  Rows without a client (an emulator's batch without a labelled key) are a client of their own."""
     cols = ["client", "job", "submitted", "requests", "completed", "failed", "expired", "finished", "status",
             "completion_time"]
     if "job" not in records:
@@ -177,7 +177,7 @@ def jobs_from_records(records: pd.DataFrame) -> pd.DataFrame:
     outcome = rows["outcome"].astype(str)
     g = pd.DataFrame({"client": rows["client"].astype(str), "job": rows["job"], "submitted": rows["submitted"],
                       "finished": rows["finished"], "completed": outcome == "ok", "failed": outcome == "error",
-                      "expired": outcome == "expired"}).groupby(["client", "job"], sort=True)
+                      "expired": outcome == "expired"}).groupby(["client", "job"], sort=True, dropna=False)
     table = g.agg(submitted=("submitted", "first"), requests=("finished", "size"), completed=("completed", "sum"),
                   failed=("failed", "sum"), expired=("expired", "sum"), finished=("finished", "max")).reset_index()
     done = table["expired"].to_numpy() == 0

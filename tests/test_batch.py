@@ -2,6 +2,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
@@ -134,3 +135,13 @@ def test_jobs_from_records_agree_with_the_lane():
     for col in ("job", "submitted", "requests", "completed", "failed", "expired", "finished", "completion_time"):
         assert np.allclose(derived[col].to_numpy(float), lane[col].to_numpy(float), equal_nan=True), col
     assert (derived["status"] == lane["status"]).all()
+
+
+def test_the_job_table_keeps_requests_without_a_client():
+    """An emulator's batch sent without a labelled key has no client: its job is still in the table."""
+    rec = pd.DataFrame({"client": pd.Categorical([None, None, "a"]), "job": [0, 0, 1],
+                        "submitted": [1.0, 1.0, 5.0], "finished": [2.0, 3.0, 9.0],
+                        "outcome": pd.Categorical(["ok", "expired", "ok"])})
+    table = jobs_from_records(rec).sort_values("job")
+    assert table[["job", "requests", "completed", "expired"]].values.tolist() == [[0, 2, 1, 1], [1, 1, 1, 0]]
+    assert table["status"].astype(str).tolist() == ["expired", "completed"]

@@ -4,7 +4,9 @@ Routes (as Groq's, under ``/openai/v1``): ``POST chat/completions`` (JSON, or SS
 whose last chunk carries ``x_groq.usage``), ``GET models``, ``GET models/{id}``, ``POST
 audio/transcriptions`` (multipart; the audio length is read from a WAV file's header
 (:func:`sim.recorder.wav_seconds`, the one reader the recorder uses too), or from a ``duration`` form field in
-seconds for other formats).  Emulator routes:
+seconds for other formats), and the Batch API's ``files``, ``files/{id}``, ``files/{id}/content``,
+``batches``, ``batches/{id}``, ``batches/{id}/cancel`` (the state in :mod:`sim.emulator.batches`).  Emulator
+routes:
 ``GET /metrics`` (Prometheus text), ``POST /groqsim/flush`` (write the Parquet records now).
 
 Errors are the API's own JSON bodies (:mod:`sim.headers`): 400 invalid JSON / missing fields, 404 unknown
@@ -19,7 +21,6 @@ import json
 import math
 import sys
 from contextlib import asynccontextmanager
-from functools import lru_cache
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -34,13 +35,12 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from ..flex import SERVICE_TIERS
 from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..recorder import CHAT, wav_seconds
 from ..recorder import TRANSCRIPTIONS as AUDIO
-from .core import Emulator, approx_prompt_tokens
+from .batches import BatchError, Batches
+from .core import Emulator, approx_prompt_tokens, completion_cap, filler
 
-_FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
 #: the request's SDK retry number (``x-stainless-retry-count``, as the recorder logs it), set per request
@@ -51,27 +51,6 @@ MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not sl
 async def _delay(seconds: float) -> None:
     if seconds >= MIN_SLEEP:
         await asyncio.sleep(seconds)
-
-
-@lru_cache(maxsize=1024)
-def filler(tokens: int) -> str:
-    """Generated text of ``tokens`` words (about one token each)."""
-    return "".join(_FILLER[k % len(_FILLER)] for k in range(tokens)).lstrip()
-
-
-def message_error(messages: list) -> str | None:
-    """Why chat ``messages`` are malformed (None: they are fine): each an object with a string ``role`` and
-    a ``content`` that is a string, null or a list of parts whose ``text`` (if any) is a string."""
-    for k, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            return f"'messages.{k}' : must be an object with a string 'role'"
-        content = m.get("content")
-        if isinstance(content, list):
-            if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
-                return f"'messages.{k}.content' : each part must be an object whose 'text' is a string"
-        elif content is not None and not isinstance(content, str):
-            return f"'messages.{k}.content' : must be a string or a list of content parts"
-    return None
 
 
 def _error(err: ErrorResponse, extra: dict[str, str] | None = None) -> JSONResponse:
@@ -116,33 +95,6 @@ def build_app(emu: Emulator) -> Starlette:
             return None, invalid_request_error("Invalid API Key", 401, code="invalid_api_key")
         return label, None
 
-    def model_error(model, want_audio: bool) -> ErrorResponse | None:
-        if model is None or model == "":
-            return invalid_request_error("'model' : property 'model' is missing", param="model")
-        if not isinstance(model, str):
-            return invalid_request_error("'model' : must be a string", param="model")
-        if model not in emu.tier_limits:
-            return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
-                                         404, code="model_not_found")
-        if emu.is_audio(model) != want_audio:
-            what = "audio transcriptions" if want_audio else "chat completions"
-            return invalid_request_error(f"model `{model}` does not support {what}", param="model")
-        return None
-
-    def tier_error(tier) -> ErrorResponse | None:
-        """Why a request's ``service_tier`` cannot be served (None: it can).  Our wording: Groq's own answer to
-        an unknown tier, or to flex on the free plan, is not on record."""
-        if tier in emu.service_tiers:
-            return None
-        if tier in SERVICE_TIERS:
-            why = f"{tier!r} is for paid plans; this organization is on the {emu.spec.org.tier} tier"
-        elif tier == "performance":
-            why = "'performance' (provisioned capacity, enterprise) is not emulated"
-        else:
-            why = f"{tier!r} is not a service tier"
-        return invalid_request_error(f"'service_tier' : {why} (allowed: {', '.join(emu.service_tiers)})",
-                                     param="service_tier")
-
     def refuse(endpoint, model, t_send, label, err, **kw) -> JSONResponse:
         """Answer ``err`` (a 4xx decided before the limits are asked); about a known model, it carries that
         model's rate-limit headers, as every Groq response does."""
@@ -167,29 +119,10 @@ def build_app(emu: Emulator) -> Starlette:
         if not isinstance(body, dict):
             return refuse(CHAT, "", t_send, label, invalid_request_error("the request body must be a JSON object"))
         model = body.get("model")
-        if (err := model_error(model, want_audio=False)) is not None:
+        if (err := emu.chat_error(body)) is not None:  # model, messages, service_tier, n, max_tokens
             return refuse(CHAT, model, t_send, label, err)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return refuse(CHAT, model, t_send, label, invalid_request_error(
-                "'messages' : property 'messages' is missing or empty", param="messages"))
-        if (bad := message_error(messages)) is not None:
-            return refuse(CHAT, model, t_send, label, invalid_request_error(bad, param="messages"))
-        tier = body.get("service_tier")
-        if tier is not None and (err := tier_error(tier)) is not None:
-            return refuse(CHAT, model, t_send, label, err)
-        n = body.get("n")
-        if n is not None and n != 1:  # Groq's API reference: only n = 1 is supported, others are a 400
-            return refuse(CHAT, model, t_send, label, invalid_request_error(
-                "'n' : only n = 1 is supported", param="n"))
-        # an explicit null is "not set" (the openai SDK sends max_completion_tokens=None as null)
-        key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-        max_tokens = body.get(key)
-        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
-                                       or max_tokens < 1):
-            return refuse(CHAT, model, t_send, label, invalid_request_error(
-                f"'{key}' must be an integer >= 1", param=key))
-        prompt = approx_prompt_tokens(messages)
+        tier, max_tokens = body.get("service_tier"), completion_cap(body)[1]
+        prompt = approx_prompt_tokens(body["messages"])
         d = emu.decide(model, prompt, max_tokens, project=label, service_tier=tier)
         headers = {**d.headers, "x-request-id": d.request_id}
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
@@ -228,7 +161,7 @@ def build_app(emu: Emulator) -> Starlette:
         except Exception:  # noqa: BLE001 - any malformed multipart body is the client's 400
             return refuse(AUDIO, "", t_send, label, invalid_request_error("the body must be multipart/form-data"))
         model = form.get("model")
-        if (err := model_error(model, want_audio=True)) is not None:
+        if (err := emu.model_error(model, want_audio=True)) is not None:
             return refuse(AUDIO, model, t_send, label, err)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -291,9 +224,66 @@ def build_app(emu: Emulator) -> Starlette:
         return _error(invalid_request_error(f"Unknown request URL: {request.method} {request.url.path}.", status,
                                             code="unknown_url"))
 
-    def guarded(endpoint: str, handler):
-        """``handler``, whose unexpected exception becomes a logged and recorded 500 with a one-line note on
-        stderr (Starlette's error middleware would print the traceback)."""
+    # ---- the Batch API (sim/emulator/batches.py): not model requests, so neither logged nor recorded -----------
+    store = emu.batches if emu.batches is not None else Batches(emu)
+
+    def batch_api(handler):
+        """A files/batches route: the key checked first, a refusal of the store answered as its error body."""
+        async def run(request: Request) -> Response:
+            label, err = auth(request)
+            if err is not None:
+                return _error(err)
+            try:
+                return await handler(request, label)
+            except BatchError as exc:
+                return _error(exc.err)
+        return guarded(None, run)
+
+    async def files(request: Request, label) -> Response:
+        if request.method == "GET":
+            q = request.query_params
+            return JSONResponse(store.list_files(q.get("purpose"), q.get("order"), q.get("limit"), q.get("after")))
+        try:
+            form = await request.form()
+        except Exception:  # noqa: BLE001 - any malformed multipart body is the client's 400
+            return _error(invalid_request_error("the body must be multipart/form-data"))
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            return _error(invalid_request_error("'file' : a file is required", param="file"))
+        data = await upload.read(store.max_bytes + 1)  # one byte over the cap is enough to refuse it
+        return JSONResponse(store.upload(data, upload.filename, form.get("purpose")))
+
+    async def file_info(request: Request, label) -> Response:
+        file_id = request.path_params["file_id"]
+        if request.method == "DELETE":
+            return JSONResponse(store.delete(file_id))
+        return JSONResponse(store.file(file_id))
+
+    async def file_content(request: Request, label) -> Response:
+        return Response(store.content(request.path_params["file_id"]), media_type="application/octet-stream")
+
+    async def batches(request: Request, label) -> Response:
+        if request.method == "GET":
+            q = request.query_params
+            return JSONResponse(store.list_batches(q.get("limit"), q.get("after")))
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _error(invalid_request_error("the request body must be a JSON object"))
+        return JSONResponse(store.create(body.get("input_file_id"), body.get("endpoint"),
+                                         body.get("completion_window"), body.get("metadata"), label))
+
+    async def batch_info(request: Request, label) -> Response:
+        return JSONResponse(store.batch(request.path_params["batch_id"]))
+
+    async def batch_cancel(request: Request, label) -> Response:
+        return JSONResponse(store.cancel(request.path_params["batch_id"]))
+
+    def guarded(endpoint: str | None, handler):
+        """``handler``, whose unexpected exception becomes a 500 with a one-line note on stderr (Starlette's
+        error middleware would print the traceback), logged and recorded on a model ``endpoint``."""
         async def run(request: Request) -> Response:
             t_send = emu.clock.now()
             retries = request.headers.get("x-stainless-retry-count", "")
@@ -304,8 +294,9 @@ def build_app(emu: Emulator) -> Starlette:
                 print(f"groqsim serve: 500 on {request.method} {request.url.path}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
                 err = server_error(500)
-                _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=None, headers={},
-                        error=err.error)
+                if endpoint is not None:
+                    _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=None, headers={},
+                            error=err.error)
                 return _error(err)
         return run
 
@@ -319,6 +310,12 @@ def build_app(emu: Emulator) -> Starlette:
         Route("/openai/v1/audio/transcriptions", guarded(AUDIO, transcriptions), methods=["POST"]),
         Route("/openai/v1/models", models, methods=["GET"]),
         Route("/openai/v1/models/{model:path}", model_info, methods=["GET"]),
+        Route("/openai/v1/files", batch_api(files), methods=["GET", "POST"]),
+        Route("/openai/v1/files/{file_id}", batch_api(file_info), methods=["GET", "DELETE"]),
+        Route("/openai/v1/files/{file_id}/content", batch_api(file_content), methods=["GET"]),
+        Route("/openai/v1/batches", batch_api(batches), methods=["GET", "POST"]),
+        Route("/openai/v1/batches/{batch_id}", batch_api(batch_info), methods=["GET"]),
+        Route("/openai/v1/batches/{batch_id}/cancel", batch_api(batch_cancel), methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/groqsim/flush", flush, methods=["POST"]),
     ], exception_handlers={Exception: on_error, HTTPException: not_found}, lifespan=lifespan)

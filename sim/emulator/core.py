@@ -15,6 +15,11 @@ divided by K: they are the client's own seconds.  The log keeps them in limiter 
 and message Groq would have sent at K = 1), so a log recorded at any K reads like one recorded against the
 real API in real time and calibrates to the emulated org.  ``usage`` timings are limiter seconds everywhere,
 as Groq would report them.
+
+What a chat request body must hold (:meth:`Emulator.chat_error`), how its prompt is counted
+(:func:`approx_prompt_tokens`) and the answer's text (:func:`filler`) live here too: the chat route and a Batch API
+file's lines (:mod:`sim.emulator.batches`) share them.  The Batch API's state registers itself as
+:attr:`Emulator.batches`, and its requests that have ended appear in :meth:`Emulator.records`.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +36,14 @@ import pandas as pd
 from ..catalog import UNITS
 from ..config import Dist
 from ..spec import RunSpec
-from ..headers import ErrorResponse, capacity_exceeded_error, rate_limit_error, rate_limit_headers, server_error
+from ..headers import (
+    ErrorResponse,
+    capacity_exceeded_error,
+    invalid_request_error,
+    rate_limit_error,
+    rate_limit_headers,
+    server_error,
+)
 from ..config import DEFAULT_RESERVATION
 from ..errors import ConfigError, did_you_mean
 from ..flex import SERVICE_TIERS, CapacityProcess
@@ -46,13 +59,15 @@ DEFAULT_MAX_TOKENS = DEFAULT_RESERVATION
 #: prompt-token approximation (no tokenizer: they download vocabularies on first use): ~4 characters per
 #: token of message text, plus OpenAI's counting recipe of 3 tokens per message and 3 to prime the reply
 CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY = 4, 3, 3
-OUTCOMES = ("ok", "rate_limited", "too_large", "error", "bad_request", "unauthorized")
+#: a record's outcome; ``expired`` and ``cancelled`` are the Batch API's requests that never ran
+OUTCOMES = ("ok", "rate_limited", "too_large", "error", "bad_request", "unauthorized", "expired", "cancelled")
 RECORD_COLUMNS = ("id", "client", "model", "endpoint", "status", "outcome", "refused_by", "created", "finished",
                   "latency", "admitted", "attempts", "n429", "prompt_tokens", "max_tokens", "completion_tokens",
                   "audio_seconds", "charged_tokens", "queue_time", "prompt_time", "completion_time", "total_time",
                   "request_id", "service_tier")
 #: a service tier's code (the limit book's) from its name; ``auto`` tries on-demand, then flex
 TIER_CODES = {"on_demand": ON_DEMAND, "flex": FLEX}
+_FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
 
 
 def approx_prompt_tokens(messages: list) -> int:
@@ -65,6 +80,35 @@ def approx_prompt_tokens(messages: list) -> int:
         chars = len(content) if isinstance(content, str) else 0
         total += TOKENS_PER_MESSAGE + math.ceil(chars / CHARS_PER_TOKEN)
     return total
+
+
+@lru_cache(maxsize=1024)
+def filler(tokens: int) -> str:
+    """Generated text of ``tokens`` words (about one token each)."""
+    return "".join(_FILLER[k % len(_FILLER)] for k in range(tokens)).lstrip()
+
+
+def message_error(messages: list) -> str | None:
+    """Why chat ``messages`` are malformed (None: they are fine): each an object with a string ``role`` and
+    a ``content`` that is a string, null or a list of parts whose ``text`` (if any) is a string."""
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            return f"'messages.{k}' : must be an object with a string 'role'"
+        content = m.get("content")
+        if isinstance(content, list):
+            if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+                return f"'messages.{k}.content' : each part must be an object whose 'text' is a string"
+        elif content is not None and not isinstance(content, str):
+            return f"'messages.{k}.content' : must be a string or a list of content parts"
+    return None
+
+
+def completion_cap(body: dict) -> tuple[str, object]:
+    """The key and value of a chat body's completion cap: ``max_completion_tokens`` unless unset, else
+    ``max_tokens`` (an explicit null counts as unset: the openai SDK sends ``max_completion_tokens=None`` as
+    null)."""
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    return key, body.get(key)
 
 
 class Clock:
@@ -166,6 +210,8 @@ class Emulator:
                 raise ConfigError(f"--key KEY={label}: " + did_you_mean(label, projects, "project"))
         self.rows: list[tuple] = []
         self.counts: dict[tuple[str, str, str, int], int] = {}
+        #: the Batch API's files and jobs (:class:`sim.emulator.batches.Batches` registers itself here)
+        self.batches = None
         self._log: LogWriter | None = None
         if self.log_path is not None:  # the calibration log format, written by its one writer
             try:
@@ -195,6 +241,63 @@ class Emulator:
     # ---- what the org serves -----------------------------------------------------------------------
     def is_audio(self, model: str) -> bool:
         return bool(self.spec.service[model].audio_speed_factor)
+
+    def answer_lengths(self, model: str) -> Dist | None:
+        """The scenario's answer-length distribution for ``model`` (a client group's ``completion_tokens``);
+        None: answers are as long as their cap."""
+        return self._completion.get(model)
+
+    def model_error(self, model, want_audio: bool) -> ErrorResponse | None:
+        """Why a request cannot name ``model`` (None: it can): missing, not a string, not served by the tier
+        (404 ``model_not_found``, as Groq answers), or of the other kind (audio / chat)."""
+        if model is None or model == "":
+            return invalid_request_error("'model' : property 'model' is missing", param="model")
+        if not isinstance(model, str):
+            return invalid_request_error("'model' : must be a string", param="model")
+        if model not in self.tier_limits:
+            return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
+                                         404, code="model_not_found")
+        if self.is_audio(model) != want_audio:
+            what = "audio transcriptions" if want_audio else "chat completions"
+            return invalid_request_error(f"model `{model}` does not support {what}", param="model")
+        return None
+
+    def tier_error(self, tier) -> ErrorResponse | None:
+        """Why a request's ``service_tier`` cannot be served (None: it can).  Our wording: Groq's own answer to
+        an unknown tier, or to flex on the free plan, is not on record."""
+        if tier in self.service_tiers:
+            return None
+        if tier in SERVICE_TIERS:
+            why = f"{tier!r} is for paid plans; this organization is on the {self.spec.org.tier} tier"
+        elif tier == "performance":
+            why = "'performance' (provisioned capacity, enterprise) is not emulated"
+        else:
+            why = f"{tier!r} is not a service tier"
+        return invalid_request_error(f"'service_tier' : {why} (allowed: {', '.join(self.service_tiers)})",
+                                     param="service_tier")
+
+    def chat_error(self, body: dict, check_tier: bool = True) -> ErrorResponse | None:
+        """Why a chat completion body cannot be served (None: it can), checked in this order: the model, the
+        messages, the service tier (unless ``check_tier`` is false: a Batch API line's tier is the batch's),
+        ``n`` (Groq supports only 1) and the completion cap (an integer >= 1)."""
+        if (err := self.model_error(body.get("model"), want_audio=False)) is not None:
+            return err
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return invalid_request_error("'messages' : property 'messages' is missing or empty", param="messages")
+        if (bad := message_error(messages)) is not None:
+            return invalid_request_error(bad, param="messages")
+        tier = body.get("service_tier")
+        if check_tier and tier is not None and (err := self.tier_error(tier)) is not None:
+            return err
+        n = body.get("n")
+        if n is not None and n != 1:  # Groq's API reference: only n = 1 is supported, others are a 400
+            return invalid_request_error("'n' : only n = 1 is supported", param="n")
+        key, max_tokens = completion_cap(body)
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens < 1):
+            return invalid_request_error(f"'{key}' must be an integer >= 1", param=key)
+        return None
 
     def _on_demand(self, model: str) -> LimitSet:
         ls = self.limitsets.get(model)
@@ -340,8 +443,14 @@ class Emulator:
 
     def records(self) -> pd.DataFrame:
         """The simulator's record columns, one row per HTTP request (an attempt: the server cannot see
-        which attempts belong to one client request, so ``attempts`` is 1 and ``n429`` 0 or 1)."""
-        df = pd.DataFrame(self.rows, columns=[*RECORD_COLUMNS, "refused_scope"])
+        which attempts belong to one client request, so ``attempts`` is 1 and ``n429`` 0 or 1), then one per
+        Batch API request ended by now, with the simulator's batch columns ``submitted`` and ``job`` (NaN and
+        -1 on the other rows; the two columns only when there are such rows)."""
+        rows, columns = self.rows, [*RECORD_COLUMNS, "refused_scope"]
+        batch = self.batches.rows(self.clock.now(), len(rows)) if self.batches is not None else []
+        if batch:
+            rows, columns = [(*r, math.nan, -1) for r in rows] + batch, [*columns, "submitted", "job"]
+        df = pd.DataFrame(rows, columns=columns)
         for col in ("outcome", "model", "endpoint", "client"):
             df[col] = df[col].astype("category")
         df["refused_by"] = pd.Categorical(df["refused_by"], ("",) + UNITS)
