@@ -48,7 +48,9 @@ def make_spec(tier: str = "free", overrides: dict | None = None, rate: str = "45
 @contextmanager
 def running(emu: Emulator):
     """The real server (uvicorn) on a free loopback port, in a thread; stopped (and records written) on exit."""
-    sock = socket.socket()
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (a plain socket.socket()
+    # has proto 0), and without it Nagle's algorithm and the client's delayed ACK add ~40 ms to every answer
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(build_app(emu), log_level="warning", access_log=False, lifespan="on"))
