@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from .catalog import UNIT_SPEC
-from .records import OUTCOMES, RunResult
+from .records import OUTCOMES
 from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
 from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals, run_records, run_table
-from .summary import limits_used, spent, usage_columns
+from .summary import limits_used, usage_columns
 from .texttable import align
 
 #: metrics compared across grid points (mean and 95% CI over replications)
@@ -36,34 +36,6 @@ OTHER_OUTCOMES = OUTCOMES[1:]
 OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadline": "deadline",
                   "dropped": "dropped", "error": "error", "unfinished": "unfinished",
                   "expired": "expired (batch window)"}
-
-
-def run_binding(result: RunResult, summary: dict) -> str:
-    """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
-    refused requests as too large (413); else, when a pacing client held successful requests back (their
-    mean wait before admission > 0), the unit its own limit set last waited on; else, when requests ended
-    unfinished with a unit used up (>= 95 % of its full budget plus its refill over the run,
-    :func:`~sim.summary.spent`: a client holding on the headers), that unit -- ``none`` only when no limit
-    held anything back."""
-    if summary["binding"] != "none":
-        return summary["binding"]
-    rec = result.records
-    window = rec[(rec["created"] >= result.spec.warmup) & (rec["created"] < result.spec.duration)]
-    multi = len(rec["model"].cat.categories) > 1
-    large = window[window["outcome"] == "too_large"]
-    if len(large):
-        (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
-                               key=lambda kv: kv[1])
-        return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
-    if result.paced_by and summary.get("mean_wait", 0.0) > 0.0:
-        model, unit = result.paced_by[0]
-        return f"{model}:{unit} (paced)" if multi else f"{unit} (paced)"
-    if summary.get("unfinished"):
-        used = spent(result)
-        top = max(used, key=used.get) if used else None
-        if top is not None and used[top] >= 0.95:
-            return f"{top[0]}:{top[1]} (spent)" if multi else f"{top[1]} (spent)"
-    return "none"
 
 
 def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from .engine import simulate
 from .errors import ConfigError
 from .pool import Pool
 from .records import RunResult
-from .report import compare, jsonable, run_binding
+from .report import compare, jsonable
 from .scenario import DASK_ALLOWED, DASK_ADDRESS, Scenario
 from .study import StudyResult, tagged, write_run_file
 from .summary import summarize
@@ -103,7 +103,6 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
     row (point values, replication, key, metrics) and, if ``keep``, the full result."""
     result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
     summary = summarize(result)
-    summary["binding"] = run_binding(result, summary)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
            "replication": job.replication, "key": job.key, **summary, "events": result.events}
     if out is not None:

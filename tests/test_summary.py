@@ -28,7 +28,8 @@ def _result():
         "attempts": np.array([1, 1, 3, 2, 1, 1], np.int16), "n429": np.array([0, 0, 3, 1, 0, 0], np.int16),
         "outcome": pd.Categorical(outcome, categories=OUTCOMES),
         "prompt_tokens": [100] * 6, "completion_tokens": [50] * 6, "charged_tokens": [200.0] * 6,
-        "audio_seconds": [0.0] * 6})
+        "audio_seconds": [0.0] * 6,
+        "refused_by": pd.Categorical(["", "", "tpm", "tpm", "tpm", ""], categories=REFUSED_BY)})
     refusals = pd.DataFrame({"time": [62.0, 63.0, 63.5, 70.0, 5.0], "model": pd.Categorical([MODEL] * 5),
                              "unit": pd.Categorical(["tpm", "tpm", "rpm", "tpm", "rpm"], categories=REFUSED_BY)})
     return RunResult(rec, refusals, spec)
@@ -83,7 +84,8 @@ def test_binding_counts_refusals_per_model_and_unit_and_a_tie_goes_to_the_first_
     tie = [(61.0, "n", "rpm"), (62.0, MODEL, "tpm"), (63.0, "n", "rpm"), (64.0, MODEL, "tpm")]
     assert summarize(_two_models(tie))["binding"] == f"{MODEL}:tpm"
     assert summarize(_two_models(tie[:1] + tie[2:] + [(65.0, "n", "rpm")]))["binding"] == "n:rpm"
-    assert summarize(_two_models([(5.0, "n", "rpm")]))["binding"] == "none"  # before the window only
+    # 429s before the window only: the request refused as too large (413) in the window names its unit
+    assert summarize(_two_models([(5.0, "n", "rpm")]))["binding"] == "n:tpm (413)"
 
 
 def test_utilisation_per_model_whether_the_model_column_is_categorical_or_plain():
@@ -209,3 +211,20 @@ def test_utilisation_gives_back_what_completions_refunded():
     minutes = (spec.duration + spec.drain) / 60
     assert spent(RunResult(rec, pd.DataFrame(), refund))[(MODEL, "tpm")] == pytest.approx(360 / (1000 * (1 + minutes)))
     assert spent(RunResult(rec, pd.DataFrame(), spec))[(MODEL, "rpm")] == pytest.approx(3 / (10 * (1 + minutes)))
+
+
+def test_summarize_names_the_binding_as_the_study_does():
+    """``sim.summarize`` of a run gives the binding ``groqsim run`` reports: a pacing client held back by RPM
+    reads ``rpm (paced)``, not ``none`` (the rule used to live in the study runner only)."""
+    import sim
+    from sim.runner import run_study
+    from sim.scenario import scenario_from_dict
+    scenario = scenario_from_dict({
+        "scenario": {"name": "paced", "duration": "10m", "drain": "1h", "replications": 1},
+        "tiers": {"mine": {"base": "free", "overrides": {"llama-3.1-8b-instant": {"rpm": 4}}}},
+        "org": {"tier": "mine"},
+        "clients": [{"name": "c", "model": "llama-3.1-8b-instant", "arrival": {"kind": "poisson", "rate": "10/min"},
+                     "prompt_tokens": 200, "max_tokens": 100, "policy": "paced"}]}, source="<test>")
+    s = sim.summarize(sim.simulate(scenario.spec(), scenario.seed(0)))
+    assert s["n429"] == 0 and s["binding"] == "rpm (paced)"
+    assert run_study(scenario, jobs=1, progress=False).summary["binding"].tolist() == ["rpm (paced)"]
