@@ -30,7 +30,7 @@ from .projects import Project, project_limits
 from .service import SPEEDS, service_models
 from .spec import RunSpec
 from .trace import read_trace
-from .units import format_duration
+from .units import format_duration, parse_duration
 
 #: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
 #: multiplier).  The one table: validation, :meth:`Scenario.spec` and the docs all read it.
@@ -420,7 +420,8 @@ class Scenario(Strict):
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read and validate a scenario file.  ``overrides`` (e.g. ``{"duration": "90s"}``) replace
-    ``[scenario]`` settings, as the command line's ``--duration``/``--seed``/``--replications`` do."""
+    ``[scenario]`` settings, as the command line's ``--duration``/``--seed``/``--replications`` do: a new
+    ``duration`` keeps the warm-up's share of the run (unless ``warmup`` is overridden too)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -437,12 +438,27 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     return scenario_from_dict(data, source=str(path), overrides=overrides)
 
 
+def _scaled_warmup(meta: dict, duration):
+    """The file's warm-up for an overridden ``duration``: the same share of the run, as ``--duration`` keeps
+    it (:meth:`Scenario.spec`); the file's own value when either cannot be read (validation then says why)."""
+    try:
+        old, new = parse_duration(meta.get("duration", Meta().duration)), parse_duration(duration)
+        return parse_duration(meta["warmup"]) * new / old if old > 0 else meta["warmup"]
+    except ValueError:
+        return meta["warmup"]
+
+
 def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[str, Any] | None = None) -> Scenario:
+    """Validate a scenario given as the dict its TOML file parses to (errors name ``source`` and the key).
+    ``overrides`` replace ``[scenario]`` settings as :func:`load_scenario`'s do."""
     data = dict(data)
     stub = Scenario.model_construct(source=source)
     _check_sections(stub, data)
     if overrides:
-        data["scenario"] = {**data.get("scenario", {}), **{k: v for k, v in overrides.items() if v is not None}}
+        meta, given = data.get("scenario", {}), {k: v for k, v in overrides.items() if v is not None}
+        if "duration" in given and "warmup" not in given and isinstance(meta, dict) and meta.get("warmup"):
+            given["warmup"] = _scaled_warmup(meta, given["duration"])
+        data["scenario"] = {**meta, **given}
     _check_keys(stub, data, Scenario, ())
     for axis in data.get("compare", {}):
         if axis not in AXES:

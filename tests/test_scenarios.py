@@ -195,3 +195,20 @@ def test_check_states_the_duration_it_was_asked_for(capsys):
     assert "= 60 run(s) of 3600 s, about 72,000 simulated requests" in capsys.readouterr().out
     assert main(["check", path, "--duration", "2m"]) == 0  # the runs' length and their requests, both of 2 minutes
     assert "= 60 run(s) of 120 s, about 2,400 simulated requests" in capsys.readouterr().out
+
+
+def test_a_duration_override_keeps_the_warmups_share_as_the_command_line_does(tmp_path):
+    """``load_scenario(path, {"duration": ...})`` gives the runs ``groqsim run --duration`` gives: the warm-up
+    keeps its share of the run (2 m of 1 h -> 20 s of 10 m), and an override shorter than the file's warm-up
+    is accepted as on the command line."""
+    import sim
+    path = ROOT / "scenarios" / "chatbot_free_vs_developer.toml"
+    cli = sim.load_scenario(path)
+    api = sim.load_scenario(path, {"duration": "10m"})
+    assert api.scenario.warmup == cli.spec(duration=600.0).warmup == cli.scenario.warmup * 600 / cli.scenario.duration
+    point = cli.grid()[0]
+    a = sim.simulate(api.spec(point), api.seed(0)).records
+    b = sim.simulate(cli.spec(point, duration=600.0), cli.seed(0)).records
+    pd.testing.assert_frame_equal(a, b)
+    assert sim.load_scenario(path, {"duration": "90s"}).scenario.warmup == pytest.approx(3.0)
+    assert sim.load_scenario(path, {"duration": "90s", "warmup": "10s"}).scenario.warmup == 10.0
