@@ -4,7 +4,8 @@ Python API (data flows one way: scenario -> workload -> clients -> limiters/serv
 
     import sim
     scenario = sim.load_scenario("scenarios/chatbot_free_vs_developer.toml")
-    result = sim.simulate(scenario.spec({"tier": "free", "policy": "groq-sdk"}), seed=7)
+    point = {"tier": "free", "policy": "groq-sdk"}
+    result = sim.simulate(scenario.spec(point), scenario.seed(0))  # groqsim run's replication 0 of that point
     result.records           # one row per request (pandas DataFrame)
     sim.summarize(result)    # the run's metrics
     study = sim.run_study(scenario, jobs=2)   # every grid point x replication
