@@ -436,9 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _warnings() -> None:
     """Show the simulator's own :class:`InputWarning` as one line; silence other libraries' warnings
     (numpy, matplotlib, pandas), which say nothing a user can act on."""
-    from .errors import InputWarning
+    from .errors import InputWarning, ShutDownModelWarning
     warnings.simplefilter("ignore")
     warnings.simplefilter("always", InputWarning)
+    warnings.simplefilter("ignore", ShutDownModelWarning)  # said by the command itself (Scenario.notes)
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"groqsim: warning: {message}", file=sys.stderr)

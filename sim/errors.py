@@ -22,6 +22,11 @@ class InputWarning(UserWarning):
     one line ``groqsim: warning: ...``; other libraries' warnings it does not show."""
 
 
+class ShutDownModelWarning(InputWarning):
+    """A scenario uses a model Groq has shut down (or will).  Warned as a scenario is loaded through the
+    Python API; the command line says it in its own place, once the input is known good."""
+
+
 def did_you_mean(word: str, choices, what: str) -> str:
     """``unknown model 'x' (did you mean 'y'?; allowed: ...)`` with close matches first."""
     choices = list(choices)

@@ -13,6 +13,7 @@ import math
 import re
 import tomllib
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,7 @@ import numpy as np
 from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
 from .config import Client, Org, Policy, PolicyError, policy_table
-from .errors import ConfigError, KeyedError, did_you_mean
+from .errors import ConfigError, KeyedError, ShutDownModelWarning, did_you_mean
 from .fields import Duration, PositiveDuration, Strict
 from .prices import price_table
 from .projects import Project, project_limits
@@ -482,6 +483,8 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
     except ValidationError as exc:
         raise _pydantic_error(stub, exc, ()) from None
     scenario.check()
+    for note in scenario.notes():  # a model Groq shut down: said in a notebook as on the command line
+        warnings.warn(note.removeprefix("warning: "), ShutDownModelWarning, stacklevel=2)
     return scenario
 
 

@@ -212,3 +212,21 @@ def test_a_duration_override_keeps_the_warmups_share_as_the_command_line_does(tm
     pd.testing.assert_frame_equal(a, b)
     assert sim.load_scenario(path, {"duration": "90s"}).scenario.warmup == pytest.approx(3.0)
     assert sim.load_scenario(path, {"duration": "90s", "warmup": "10s"}).scenario.warmup == 10.0
+
+
+def test_a_model_groq_shut_down_is_warned_when_the_api_loads_the_scenario():
+    """A notebook user sees the warning ``groqsim run`` prints (as a ShutDownModelWarning, once per load)."""
+    import warnings
+
+    from sim.errors import InputWarning, ShutDownModelWarning
+    from sim.scenario import scenario_from_dict
+    data = {"scenario": {"duration": "10m"}, "org": {"tier": "developer"},
+            "clients": [{"name": "c", "model": "llama-3.3-70b-versatile", "arrival": {"kind": "poisson", "rate": 1}}]}
+    with pytest.warns(ShutDownModelWarning, match=r"^model 'llama-3.3-70b-versatile' was shut down by Groq on "
+                                                  r"2026-08-16") as caught:
+        scenario_from_dict(data, source="<test>")
+    assert len(caught) == 1 and issubclass(caught[0].category, InputWarning)
+    data["clients"][0]["model"] = "openai/gpt-oss-20b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scenario_from_dict(data, source="<test>")  # a model Groq serves: no warning
