@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .batch import jobs_from_records
+from .figures import save, subplots
 from .records import RunResult
 from .study import StudyResult, load_records
 from .summary import breakdown
@@ -36,14 +37,10 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     summary = study.summary
     if "done_by" not in summary:  # lane metrics: only studies that compare lanes have them
         return []
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     files = []
     points = sorted(summary["point"].unique())
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = subplots(figsize=(8, 5))
     for k, p in enumerate(points):
         runs = summary[summary["point"] == p]
         # a marker and size of its own, hollow: alternatives with identical runs (a batch job ignores the
@@ -55,11 +52,11 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     ax.set_title("Cost against time to done, one dot per run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    files.append(_save(fig, out / "lanes_cost_time.png"))
+    files.append(save(fig, out / "lanes_cost_time.png"))
 
     batch_points = [p for p in points if summary.loc[summary["point"] == p, "batch_jobs"].sum() > 0]
     if batch_points:
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = subplots(figsize=(8, 5))
         for p in batch_points:
             rec = load_records(study, p, columns=["client", "job", "submitted", "finished", "outcome", "replication"])
             run_client = rec["client"].astype(str) + "#" + rec["replication"].astype(str)  # jobs are per run
@@ -77,7 +74,7 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
         ax.set_title("Batch jobs: completion time (expired jobs never reach the top)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        files.append(_save(fig, out / "batch_job_times.png"))
+        files.append(save(fig, out / "batch_job_times.png"))
     return files
 
 
@@ -109,11 +106,3 @@ def lane_tables(study: StudyResult, out: Path) -> list[Path]:
         pd.concat(parts, ignore_index=True).to_csv(path, index=False)
         files.append(path)
     return files
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -14,6 +14,7 @@ from .catalog import UNIT_SPEC
 from .records import OUTCOMES
 from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
+from .figures import save, subplots
 from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals, run_records, run_table
 from .summary import limits_used, usage_columns
@@ -289,13 +290,6 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     return [f for fig in FIGURES for f in fig(study, out)]
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _time_axis(study: StudyResult) -> tuple[float, float, float, str]:
     """(duration, histogram bin s, time-axis scale, its unit): a day reads in hours."""
     duration = study.duration or study.scenario.scenario.duration
@@ -308,9 +302,8 @@ def _time_axis(study: StudyResult) -> tuple[float, float, float, str]:
 
 def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
     """``latency_cdf.png``: latency CDF of successful requests per alternative, all replications."""
-    plt = _plt()
     points = list(study.comparison["point"])
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = subplots(figsize=(8, 5))
     levels = np.linspace(0, 1, 1001)
     style = _styles(len(points))
     for k, p in enumerate(points):
@@ -326,16 +319,15 @@ def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     _margins(fig, left=0.75, right=0.2, bottom=0.55, top=0.4)
-    return [_save(fig, out / "latency_cdf.png", layout=False)]
+    return [save(fig, out / "latency_cdf.png", layout=False)]
 
 
 def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     """``throughput_over_time.png``: completed requests and 429s per minute over time (replication 0)."""
-    plt = _plt()
     points = list(study.comparison["point"])
     duration, bin_s, scale, unit = _time_axis(study)
     style = _styles(len(points))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(9, 6), sharex=True)
     edges = np.arange(0, duration + bin_s, bin_s)
     per = 60.0 / bin_s
     for k, p in enumerate(points):
@@ -355,19 +347,18 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     ax1.legend(fontsize=7, loc="upper right")
     for a in (ax1, ax2):
         a.grid(True, alpha=0.3)
-    return [_save(fig, out / "throughput_over_time.png")]
+    return [save(fig, out / "throughput_over_time.png")]
 
 
 def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     """``utilisation_over_time.png``: each limit's use over its window (replication 0), a panel per
     alternative."""
-    plt = _plt()
     points = list(study.comparison["point"])
     duration, _, scale, unit = _time_axis(study)
     n = len(points)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharey=True)
     times = np.linspace(0, duration, 400)
     over_limit = False
     for k, p in enumerate(points):
@@ -399,16 +390,15 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     # room for a panel title above each panel, tick labels and an axis label below
     _margins(fig, left=0.75, right=0.15, bottom=0.5, top=0.75, wspace=0.06,
              hspace=0.85 / (fig.get_size_inches()[1] / rows - 0.85))
-    return [_save(fig, out / "utilisation_over_time.png", layout=False)]
+    return [save(fig, out / "utilisation_over_time.png", layout=False)]
 
 
 def plot_attempts(study: StudyResult, out: Path) -> list[Path]:
     """``attempts_per_success.png``: attempts per successful request per alternative (mean, 95% CI)."""
-    plt = _plt()
     comp = study.comparison
     points = list(comp["point"])
     n = len(points)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = subplots(figsize=(8, 4.5))
     labels = [_label(study, p) for p in points]
     ax.bar(range(n), comp["attempts_per_success_mean"], yerr=comp["attempts_per_success_ci95"].fillna(0),
            capsize=3, color="tab:blue")
@@ -416,7 +406,7 @@ def plot_attempts(study: StudyResult, out: Path) -> list[Path]:
     ax.set_ylabel("attempts per successful request")
     ax.set_title("Attempts per success (mean, 95% CI)")
     ax.grid(True, axis="y", alpha=0.3)
-    return [_save(fig, out / "attempts_per_success.png")]
+    return [save(fig, out / "attempts_per_success.png")]
 
 
 #: every study's figures, one function each (independent: a pool draws them in parallel), most costly first
@@ -482,11 +472,3 @@ def _margins(fig, left: float, right: float, bottom: float, top: float, **spacin
                         **spacing)
 
 
-def _save(fig, path: Path, layout: bool = True) -> Path:
-    """Write ``fig`` as a PNG and free it; ``layout``: let tight_layout place the axes first."""
-    if layout:
-        fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-    return path

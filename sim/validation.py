@@ -15,6 +15,7 @@ from scipy import stats
 from .catalog import Catalog, Limits
 from .checks import Check
 from .errors import writing
+from .figures import save, subplots
 from .validation_fidelity import fidelity_checks
 from .arrivals import arrival
 from .config import Client, Dist, Org, policy_table
@@ -220,12 +221,9 @@ def check_windows_vs_bucket() -> list[Check]:
 def plot_windows_vs_bucket(out_dir: Path) -> list[Path]:
     """``windows_vs_bucket.png``: each algorithm's admissions under saturating demand from 10 s before a
     window boundary."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     limit, window = WINDOW_DEMO
     rate = limit / window
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = subplots(figsize=(8, 4.5))
     for algorithm in ALGORITHMS:
         t = _admissions(algorithm, limit, window, 240, 0.05, start=window - 10)
         ax.step(t, np.arange(1, len(t) + 1), where="post", label=algorithm)
@@ -236,12 +234,7 @@ def plot_windows_vs_bucket(out_dir: Path) -> list[Path]:
     ax.set_title(f"Saturating demand from t = {window - 10:g} s against {limit} per {window:g} s")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(out_dir / "windows_vs_bucket.png", dpi=110)
-    finally:
-        plt.close(fig)
-    return [out_dir / "windows_vs_bucket.png"]
+    return [save(fig, out_dir / "windows_vs_bucket.png")]
 
 
 def write_report(checks: list[Check], out_dir: Path) -> list[str]:

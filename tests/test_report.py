@@ -2,6 +2,7 @@
 intervals wider than the mean flagged, strict JSON everywhere."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,3 +281,23 @@ def test_run_prints_the_per_project_means_after_its_table(tmp_path, capsys):
     out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1].splitlines()
     assert [line.split()[:2] for line in out[1:]] == [["False", "a"], ["False", "b"], ["True", "a"], ["True", "b"]]
     assert float(out[4].split()[2]) < 60  # b's own RPM 5 against 20/min, with the quota on
+
+
+def test_writing_a_studys_plots_leaves_the_callers_backend_alone(tmp_path):
+    """A notebook's backend stays what it was after the package draws (figures without pyplot): it used to be
+    switched to Agg for the rest of the session, and plt.show() then displayed nothing."""
+    import subprocess
+    import sys
+    code = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "import sim, sys\n"
+        "from sim.report import plot_study\nfrom sim.lane_plots import plot_lanes\n"
+        "from sim.validation import plot_windows_vs_bucket\nfrom pathlib import Path\n"
+        "sc = sim.load_scenario('scenarios/projects_noisy_neighbour.toml', {'duration': '5m'})\n"
+        "st = sim.run_study(sc, jobs=1, progress=False)\nout = Path(sys.argv[1])\n"
+        "files = plot_study(st, out) + plot_lanes(st, out) + plot_windows_vs_bucket(out)\n"
+        "assert all(f.stat().st_size > 0 for f in files) and len(files) == 6, files\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.stdout.split() == ["svg", "False"], res.stdout + res.stderr

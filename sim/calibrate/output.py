@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import writing
+from ..figures import save, subplots
 from ..texttable import align
 from . import Calibration
 from .limits_fit import PUBLISHED_TIERS
@@ -127,28 +128,22 @@ def report_text(cal: Calibration) -> str:
 
 def write_plots(cal: Calibration, out: Path) -> list[Path]:
     """Fitted vs observed distributions per model, and header residuals per hypothesis."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
     from matplotlib.ticker import NullFormatter
     from scipy import stats
     files = []
     for k, (model, svc) in enumerate(cal.service.items()):
         if len(svc.audio):
-            fig = Figure(figsize=(6, 3.6))
-            ax = fig.subplots()
+            fig, ax = subplots(figsize=(6, 3.6))
             ax.scatter(svc.audio, svc.response_time, s=6, alpha=0.5, label=f"observed (n={len(svc.audio)})")
             x = np.linspace(0, svc.audio.max(), 50)
             ax.plot(x, svc.audio_fixed.value + svc.audio_slope.value * x, color="C1", label="linear fit")
             ax.set(xlabel="audio_seconds", ylabel="t_recv - t_send (s)", title=f"{model}: transcription time")
             ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = out / f"service_{k}.png"
-            fig.savefig(path, dpi=90)
-            files.append(path)
+            files.append(save(fig, out / f"service_{k}.png", dpi=90))
             continue
         if not len(svc.speeds) and not len(svc.queue):
             continue
-        fig = Figure(figsize=(13, 3.6))
-        axes = fig.subplots(1, 3)
+        fig, axes = subplots(1, 3, figsize=(13, 3.6))
         if len(svc.speeds):
             ax = axes[0]
             ax.hist(svc.speeds, bins=40, density=True, alpha=0.6, label=f"observed (n={len(svc.speeds)})")
@@ -174,13 +169,9 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.legend(fontsize=8)
         fig.suptitle(model)
-        fig.tight_layout()
-        path = out / f"service_{k}.png"
-        fig.savefig(path, dpi=90)
-        files.append(path)
+        files.append(save(fig, out / f"service_{k}.png", dpi=90))
     if cal.hypotheses:
-        fig = Figure(figsize=(13, 3.8))
-        axes = fig.subplots(1, 2)
+        fig, axes = subplots(1, 2, figsize=(13, 3.8))
         for k, h in enumerate(cal.hypotheses[:4]):
             r = h.residuals
             style = {"s": 5, "alpha": 0.6, "label": h.name, "color": f"C{k}"}
@@ -190,10 +181,7 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
         axes[1].set(xlabel="seconds into the log", ylabel="predicted - logged (s)", title="x-ratelimit-reset-tokens")
         axes[0].legend(fontsize=7, markerscale=3)
         fig.suptitle("header residuals of the four best hypotheses")
-        fig.tight_layout()
-        path = out / "header_residuals.png"
-        fig.savefig(path, dpi=90)
-        files.append(path)
+        files.append(save(fig, out / "header_residuals.png", dpi=90))
     return files
 
 
