@@ -414,4 +414,7 @@ def simulate(spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None) 
     the model tried, ``limits`` its limit set, ``i`` the request's row in the group, ``wait`` 0.0 admitted,
     > 0 refused with a 429, inf too large, ``rtt`` the attempt's network round trip.  How a run's attempts
     are exported (:mod:`sim.simlog`) without costing an unwatched run anything."""
+    if not isinstance(spec, RunSpec):
+        raise TypeError(f"simulate(spec, ...) takes a RunSpec, got {type(spec).__name__}: resolve a grid point "
+                        "first, scenario.spec(point)")
     return Simulation(spec, seed, watch).run()

@@ -179,6 +179,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     point is done (those runs go first), with the study so far: what reads only replication 0 (the figures
     over time) can start while the other replications run."""
     out = Path(out) if out is not None else None
+    duration = scenario.run_duration(duration)
     all_jobs = plan(scenario, duration)
     rows: dict[str, dict] = {}
     if out is not None:

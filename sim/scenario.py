@@ -259,15 +259,38 @@ class Scenario(Strict):
                               f"numbered 0 to {len(grid) - 1} (groqsim check lists them)")
         return grid[index]
 
-    def spec(self, point: dict[str, Any] | None = None, *, duration: float | None = None) -> RunSpec:
-        """Resolve one grid point into a :class:`RunSpec`, checking every model, tier and policy name."""
+    def run_duration(self, duration: float | str | None) -> float | None:
+        """A run length given in place of the scenario's (seconds, or ``"10m"``) in seconds; None stays None."""
+        if duration is None:
+            return None
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: duration: {exc}") from None
+        if not 0 < seconds < math.inf:
+            raise ConfigError(f"{self.source}: duration {duration!r}: must be > 0 seconds (e.g. 600 or '10m')")
+        return seconds
+
+    def spec(self, point: dict[str, Any] | None = None, *, duration: float | str | None = None) -> RunSpec:
+        """Resolve one grid point into a :class:`RunSpec`, checking every model, tier and policy name.
+        ``point``: axis -> value (as :meth:`grid` lists them; any axis of :data:`AXES`); ``duration``: the run's
+        length in seconds or as ``"10m"`` (the warm-up keeps its share of the run, as ``--duration`` does)."""
         point = point or {}
+        if not isinstance(point, dict):
+            raise ConfigError(f"{self.source}: spec({point!r}): a grid point is a dict of axis -> value, e.g. "
+                              f"{self.grid()[0] or {'tier': 'free'}}")
+        duration = self.run_duration(duration)
         org = self.org.model_dump()
         clients = [c.model_dump() for c in self.clients]
         load = 1.0
         for axis, value in point.items():
+            if axis not in AXES:
+                raise ConfigError(f"{self.source}: grid point: {did_you_mean(str(axis), AXES, 'compare axis')}")
             where, *path = AXES[axis].split(".")
             if where == "load":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                    raise ConfigError(f"{self.source}: grid point: load {value!r} is not allowed (a load "
+                                      "multiplier is a number > 0, e.g. 0.5 or 2)")
                 load = float(value)
             elif where == "clients":
                 for c in clients:

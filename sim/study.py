@@ -32,7 +32,15 @@ class StudyResult:
         return self.scenario.grid()[index]
 
     def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
-        """Request records with ``point`` and ``replication`` columns, from memory or from ``out``."""
+        """Request records with ``point`` and ``replication`` columns, from memory or from ``out``: all, or
+        those of one grid point (its number, as ``comparison["point"]`` lists them) and/or one replication;
+        one the study does not have is a ValueError naming those it has."""
+        for name, value in (("point", point_index), ("replication", replication)):
+            have = self.summary[name].unique().tolist() if len(self.summary) else []
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value not in have):
+                raise ValueError(f"records({name}={value!r}): no such {name} in this study (allowed: "
+                                 f"{', '.join(str(v) for v in sorted(have)) or 'none yet'})")
         return load_records(self, point_index, replication)
 
 

@@ -241,7 +241,7 @@ def limits_used(spec, records) -> list[tuple[str, dict, tuple[np.ndarray, dict[s
     refund = spec.org.accounting.refunds
     out = []
     on_demand = charged_by_model(records, refund)
-    for model in records["model"].cat.categories:
+    for model in _codes(records["model"])[1]:  # (a categorical's categories; the models of a read-back file)
         out.append((model, spec.catalog.limits(spec.org.tier, model), on_demand.get(model)))
     if "service_tier" in records:
         for model, charges in charged_by_model(records, refund, "flex").items():

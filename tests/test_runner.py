@@ -119,7 +119,7 @@ def test_replications_of_the_longest_points_go_first_once_replication_0_has_meas
 def test_records_and_refusals_of_a_point_or_replication_from_memory_or_disk(tmp_path):
     """``study.records(point, replication)`` and ``load_refusals``: exactly the runs asked for (a point, a
     replication, both, or all), tagged with their point and replication, the same from memory as from the run
-    files; a point the study does not have gives an empty frame."""
+    files; a point the study does not have is an error (and an empty frame for the figures' own reading)."""
     from sim.study import load_records, load_refusals
     s = small_scenario()
     memory = run_study(s, jobs=1, progress=False)
@@ -132,7 +132,9 @@ def test_records_and_refusals_of_a_point_or_replication_from_memory_or_disk(tmp_
             assert sorted(set(zip(got["point"], got["replication"]))) == runs
             first = got[(got["point"] == runs[0][0]) & (got["replication"] == runs[0][1])]
             assert first["latency"].tolist() == memory.results[runs[0]].records["latency"].tolist()
-        assert study.records(7).empty
+        with pytest.raises(ValueError, match=r"records\(point=7\): no such point in this study \(allowed: 0, 1, 2\)"):
+            study.records(7)
+        assert load_records(study, 7).empty  # (what the figures of an interrupted study read for a missing run)
         pd.testing.assert_frame_equal(load_refusals(study, 2, 1), memory.results[(2, 1)].refusals,
                                       check_exact=True, check_categorical=False)
     assert list(load_records(memory, 0, 0, columns=["latency", "outcome"]).columns) == ["latency", "outcome"]
@@ -587,3 +589,43 @@ def test_ctrl_c_while_the_outputs_are_written_says_the_runs_are_kept(tmp_path, m
     assert capsys.readouterr().err == (f"groqsim: interrupted while writing the outputs: 4 run(s) finished and kept "
                                        f"in {out}; run the same command again to resume\n")
     assert len(list((out / "runs").glob("*.json"))) == 4
+
+
+def test_the_python_api_says_what_is_wrong_with_its_arguments():
+    """Plausible mistakes in a notebook get one clear message, not a KeyError, a TypeError deep inside or an
+    empty result."""
+    from sim.engine import simulate
+    from sim.errors import ConfigError
+    s = small_scenario()
+    with pytest.raises(ConfigError, match=r"grid point: unknown compare axis 'polciy' \(did you mean 'policy'"):
+        s.spec({"polciy": "groq-sdk"})
+    for load in (-2, 0, "2x", float("nan")):
+        with pytest.raises(ConfigError, match="a load multiplier is a number > 0"):
+            s.spec({"load": load})
+    assert s.spec(duration="10m").duration == 600.0 == s.spec(duration=600).duration
+    assert s.spec(duration="10m").warmup == s.spec(duration=600.0).warmup
+    for bad in (0, -5, "soon"):
+        with pytest.raises(ConfigError, match="duration"):
+            s.spec(duration=bad)
+    with pytest.raises(TypeError, match="takes a RunSpec, got Scenario: resolve a grid point first"):
+        simulate(s)
+    study = run_study(s, jobs=1, progress=False, duration="1m")
+    assert study.duration == 60.0 and len(study.records(1, 0)) > 0
+    for point, rep in ((99, None), ("1", None), ({"policy": "groq-sdk"}, None), (None, 3)):
+        with pytest.raises(ValueError, match="no such (point|replication) in this study"):
+            study.records(point, rep)
+
+
+def test_usage_over_time_reads_the_saved_requests_file_as_the_records_in_memory(tmp_path):
+    """requests.parquet keeps strings, not categoricals: the public helpers read it as they read a study."""
+    from sim import report
+    s = small_scenario()
+    study = run_study(s, tmp_path, jobs=1, progress=False)
+    report.write_requests(study, tmp_path)
+    saved = pd.read_parquet(tmp_path / "requests.parquet")
+    saved = saved[(saved["point"] == 1) & (saved["replication"] == 0)]
+    assert not isinstance(saved["model"].dtype, pd.CategoricalDtype)
+    times, spec = np.linspace(0, 300, 7), s.spec(s.grid()[1])
+    a, b = report.usage_over_time(study.records(1, 0), spec, times), report.usage_over_time(saved, spec, times)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert max(v.max() for v in a.values()) > 0.1
