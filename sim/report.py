@@ -195,10 +195,13 @@ def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early
     tasks = [(writing, write_requests, study, out),
              *((writing, fig, study, out) for fig in FIGURES if fig not in early),
              (writing, plot_lanes, study, out), (writing, lane_tables, study, out)]
-    done = [writing(_csv, study.summary, out / "summary.csv"),
-            writing(_csv, study.comparison, out / "comparison.csv")]
-    done += [call(*task) for task in tasks] if pool is None or study.results else pool.map(call, tasks)
-    done += [future.result() for future in early.values()]
+    results = {"summary": writing(_csv, study.summary, out / "summary.csv"),
+               "comparison": writing(_csv, study.comparison, out / "comparison.csv")}
+    ran = [call(*task) for task in tasks] if pool is None or study.results else pool.map(call, tasks)
+    results.update(zip((task[1] for task in tasks), ran))
+    results.update((fig, future.result()) for fig, future in early.items())
+    # listed in one order whatever drew what when (the files written, the ones that could not be)
+    done = [results[k] for k in ("summary", "comparison", write_requests, *FIGURES, plot_lanes, lane_tables)]
     if errors is not None:
         errors += [e for _, e in done if e]
     return [f for files, _ in done for f in files]

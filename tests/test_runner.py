@@ -273,7 +273,7 @@ def test_an_interrupted_study_keeps_what_finished_and_says_it_is_incomplete(tmp_
 def test_the_output_stage_in_this_process_writes_and_lists_every_file(tmp_path):
     """``write_outputs`` without workers: the two tables, requests.parquet (complete and readable, from the
     run files or from memory alike) and the four figures, each listed once; a figure already started
-    (``early``) is not drawn again and its files are listed with the others."""
+    (``early``) is not drawn again and its files are listed in its place."""
     from concurrent.futures import Future
 
     from sim.report import plot_utilisation, write_outputs
@@ -301,8 +301,8 @@ def test_the_output_stage_in_this_process_writes_and_lists_every_file(tmp_path):
     drawn.set_result(([tmp_path / "early" / "drawn-before.png"], None))  # as sim.errors.writing returns
     (tmp_path / "early").mkdir()  # the command line makes the directory first
     files = write_outputs(disk, tmp_path / "early", early={plot_utilisation: drawn})
-    assert [f.name for f in files] == ["summary.csv", "comparison.csv", "requests.parquet", *figures[1:],
-                                       "drawn-before.png"]
+    assert [f.name for f in files] == ["summary.csv", "comparison.csv", "requests.parquet", "drawn-before.png",
+                                       *figures[1:]]  # in its place among the figures
     assert not (tmp_path / "early" / "utilisation_over_time.png").exists()
 
 
@@ -629,3 +629,17 @@ def test_usage_over_time_reads_the_saved_requests_file_as_the_records_in_memory(
     a, b = report.usage_over_time(study.records(1, 0), spec, times), report.usage_over_time(saved, spec, times)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert max(v.max() for v in a.values()) > 0.1
+
+
+def test_the_files_written_are_listed_in_one_order_whatever_the_jobs(tmp_path, capsys):
+    from sim.cli import main
+    scenario = _grid_scenario(tmp_path / "a.toml", "policy = ['no-retry', 'groq-sdk']")
+    listed = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        assert main(["run", str(scenario), "--out", str(out), "--jobs", jobs, "--format", "csv"]) == 0
+        wrote = [x for x in capsys.readouterr().err.splitlines() if x.startswith("wrote ")]
+        listed.append([line.replace(str(out), "OUT") for line in wrote])
+    assert listed[0] == listed[1] and len(listed[0]) == 1
+    assert listed[0][0].startswith("wrote OUT/summary.csv, OUT/comparison.csv, OUT/requests.parquet, "
+                                   "OUT/utilisation_over_time.png")
