@@ -54,3 +54,12 @@ def test_selection_runs_the_tests_that_execute_the_line_fastest_first_and_killer
     assert sel.for_mutant(m)[0] == ["t::slow", "t::fast"]
     cov["lines"][m.path] = {}
     assert Selection(cov).for_mutant(m) == ([], "warm")  # no test executes it: "no coverage"
+
+
+def test_a_class_attribute_read_through_getattr_selects_its_readers():
+    """``Pacer.charges`` is read only as ``getattr(gate, "charges", False)``: the line that reads it counts as a
+    reader, so the tests executing that line are the ones run against the attribute's mutants."""
+    m = _mutant("sim/policies.py", "`True` -> `False`", "charges = True")
+    sorts = next(n for n, line in enumerate((Path(mutation.ROOT) / "sim/policies.py").read_text().splitlines(), 1)
+                 if 'getattr(gate, "charges", False)' in line)
+    assert m.refs is not None and ("sim/policies.py", sorts) in m.refs

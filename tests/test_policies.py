@@ -251,3 +251,29 @@ def test_a_schedules_obeys_is_what_its_delay_does(cls):
                 assert s.delay(attempt, ra, lambda u=u: u, None) == float(ra), (cls.__name__, attempt, ra)
     shipped = {FixedDelay: 0, Exponential: 0, FullJitter: 0, EqualJitter: 0, DecorrelatedJitter: 0, GroqSDK: 60}
     assert cls.obeys == shipped.get(cls, cls.obeys)  # (the shipped schedules' promises, pinned)
+
+
+def test_a_gate_whose_hold_charges_is_asked_after_those_that_only_look(monkeypatch):
+    """``client_policy`` orders the gates so that one whose ``hold`` charges (``charges = True``: the pacer)
+    comes after every gate that only looks, whatever order they were appended in: a gate asked after it that
+    then held the request would leave it charged for an attempt not sent."""
+    import sim.policies as policies
+
+    class ChargingCooldown(Cooldown):  # a gate appended before another, that charges
+        charges = True
+    monkeypatch.setattr(policies, "Cooldown", ChargingCooldown)
+    cfg = Policy(retry="fixed", max_attempts=3, cooldown=5.0, max_in_flight=2, pacing=0.5)
+    gates = client_policy(cfg, fixed_u(0.5), [1.0], [0.0], lambda m: LimitSet(Limits(rpm=60))).gates
+    assert [type(g).__name__ for g in gates] == ["InFlightCap", "ChargingCooldown", "Pacer"]
+    assert [getattr(g, "charges", False) for g in gates] == [False, True, True]
+
+
+def test_the_pacer_keeps_one_limit_set_per_model():
+    """The pacer's set is made at its first use and kept: the kernel reads it through ``limits`` and the
+    general path charges it through ``hold``, so both must see one state."""
+    pacer = Pacer(0.5, lambda m: LimitSet(Limits(rpm=60)), [1.0] * 100, [0.0] * 100)
+    own = pacer.limits(0)
+    assert pacer.limits(0) is own and pacer.limits(1) is not own
+    holds = [pacer.hold(i, 0, 0.0, True) for i in range(31)]
+    assert holds[:30] == [0.0] * 30 and holds[30] == pytest.approx(2.0)  # 30 a minute: the next in 2 s
+    assert own.units["rpm"].remaining(0.0) == pytest.approx(0.0, abs=1e-9)  # what hold charged, limits shows

@@ -270,8 +270,8 @@ def list_mutants(paths: list[str], functions: set[str] | None = None) -> list[Mu
 
 
 def _readers() -> dict[str, set[tuple[str, int]]]:
-    """Every line of ``sim/`` that reads a name (``NAME`` or ``x.NAME``): who can see a module constant or
-    class attribute change (an over-approximation: any name alike counts)."""
+    """Every line of ``sim/`` that reads a name (``NAME``, ``x.NAME`` or ``getattr(x, "NAME", ...)``): who can
+    see a module constant or class attribute change (an over-approximation: any name alike counts)."""
     out: dict[str, set[tuple[str, int]]] = {}
     for f in sorted((ROOT / "sim").rglob("*.py")):
         rel = str(f.relative_to(ROOT))
@@ -280,7 +280,15 @@ def _readers() -> dict[str, set[tuple[str, int]]]:
                 out.setdefault(node.id, set()).add((rel, node.lineno))
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
                 out.setdefault(node.attr, set()).add((rel, node.lineno))
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in GETTERS
+                  and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+                  and isinstance(node.args[1].value, str)):
+                out.setdefault(node.args[1].value, set()).add((rel, node.lineno))
     return out
+
+
+#: built-ins that read an attribute named by a string
+GETTERS = ("getattr", "hasattr")
 
 
 def mutated_source(path: str, index_in_file: int) -> str:
