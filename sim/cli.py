@@ -6,6 +6,7 @@ import errno
 import gc
 import math
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -453,10 +454,16 @@ def console() -> int:
     otherwise run full collections over everything a command loaded (pandas, matplotlib, a study's frames),
     0.2-0.5 s after a sweep, only to free memory the process is about to give back.  Every file the command
     writes is closed before :func:`main` returns.  Not in :func:`main`, which tests and notebooks call in a
-    process that lives on."""
+    process that lives on.  ``SIGTERM`` (a scheduler's time limit, ``kill``) stops the command as Ctrl-C does:
+    finished runs are kept and said, and the same command resumes."""
+    signal.signal(signal.SIGTERM, _terminated)
     code = main()
     gc.freeze()
     return code
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -238,6 +238,8 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
                     collect(*done)
     except KeyboardInterrupt:
         complete = False
+        if pool is not None:  # (a pool of our own is closed on leaving its ``with``)
+            pool.close(cancel=True)  # the calls already handed out end first: then every run kept is counted
     finally:
         bar.close()
     if out is not None and not complete:

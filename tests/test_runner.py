@@ -643,3 +643,26 @@ def test_the_files_written_are_listed_in_one_order_whatever_the_jobs(tmp_path, c
     assert listed[0] == listed[1] and len(listed[0]) == 1
     assert listed[0][0].startswith("wrote OUT/summary.csv, OUT/comparison.csv, OUT/requests.parquet, "
                                    "OUT/utilisation_over_time.png")
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
+    """A scheduler's SIGTERM: the finished runs are kept and said, exit 130, no traceback; the same command
+    resumes to the result an uninterrupted run gives."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        "[scenario]\nduration = '2h'\nreplications = 30\n[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\n"
+        "arrival = { kind = 'poisson', rate = '300/min' }\nprompt_tokens = 50\nmax_tokens = 20\npolicy = 'groq-sdk'\n"
+        "[compare]\npolicy = ['no-retry', 'groq-sdk']\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--jobs", "2", "--out", str(out),
+                             "--quiet", "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again to resume" in err, err
+    kept = len(list((out / "runs").glob("*.json")))
+    assert 2 <= kept < 60 and f"{kept} run(s) finished and kept in {out}" in err, err
