@@ -392,7 +392,7 @@ class Scenario(Strict):
         meta = self.scenario
         warmup = meta.warmup
         if duration is not None and duration != meta.duration:
-            warmup = meta.warmup * duration / meta.duration  # a shorter run keeps the same warm-up share
+            warmup = scaled_warmup(meta.warmup, meta.duration, duration)
         return RunSpec(clients=client_models, policies=policies, org=org_model, catalog=catalog, service=service,
                        prices=self.price_table(), duration=duration if duration is not None else meta.duration,
                        warmup=warmup, drain=meta.drain, load=load, projects=dict(self.projects),
@@ -462,12 +462,18 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     return scenario_from_dict(data, source=str(path), overrides=overrides)
 
 
-def _scaled_warmup(meta: dict, duration):
-    """The file's warm-up for an overridden ``duration``: the same share of the run, as ``--duration`` keeps
-    it (:meth:`Scenario.spec`); the file's own value when either cannot be read (validation then says why)."""
+def scaled_warmup(warmup: float, duration: float, new_duration: float) -> float:
+    """The warm-up of a run made ``new_duration`` long instead of ``duration``: the same share of the run
+    (``--duration``, a ``duration`` override)."""
+    return warmup * new_duration / duration
+
+
+def _overridden_warmup(meta: dict, duration):
+    """The file's warm-up for an overridden ``duration`` (:func:`scaled_warmup`); the file's own value when
+    either cannot be read (validation then says why)."""
     try:
         old, new = parse_duration(meta.get("duration", Meta().duration)), parse_duration(duration)
-        return parse_duration(meta["warmup"]) * new / old if old > 0 else meta["warmup"]
+        return scaled_warmup(parse_duration(meta["warmup"]), old, new) if old > 0 else meta["warmup"]
     except ValueError:
         return meta["warmup"]
 
@@ -481,7 +487,7 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
     if overrides:
         meta, given = data.get("scenario", {}), {k: v for k, v in overrides.items() if v is not None}
         if "duration" in given and "warmup" not in given and isinstance(meta, dict) and meta.get("warmup"):
-            given["warmup"] = _scaled_warmup(meta, given["duration"])
+            given["warmup"] = _overridden_warmup(meta, given["duration"])
         data["scenario"] = {**meta, **given}
     _check_keys(stub, data, Scenario, ())
     for axis in data.get("compare", {}):
