@@ -272,22 +272,28 @@ def _usage_of(data) -> dict | None:
 
 
 class _SSEScanner:
-    """Finds the usage object in a server-sent-event stream as its bytes pass by."""
+    """Finds the usage object (and the service tier the chunks name) in a server-sent-event stream as its
+    bytes pass by."""
 
     def __init__(self):
-        self.buffer, self.usage, self.request_id = b"", None, None
+        self.buffer, self.usage, self.request_id, self.service_tier = b"", None, None, None
 
     def feed(self, chunk: bytes) -> None:
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            if line.startswith(b"data:") and b"usage" in line:
+            if line.startswith(b"data:") and (b"usage" in line or (self.service_tier is None
+                                                                    and b'"service_tier"' in line)):
                 try:
                     data = json.loads(line[5:].strip())
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     continue
+                if not isinstance(data, dict):
+                    continue
                 self.usage = _usage_of(data) or self.usage
                 self.request_id = self.request_id or (data.get("x_groq") or {}).get("id")
+                tier = data.get("service_tier")
+                self.service_tier = self.service_tier or (tier if isinstance(tier, str) else None)
 
 
 class _RecordingStream:
@@ -459,7 +465,7 @@ class Recorder:
             request_id = (x_groq.get("id") if isinstance(x_groq, dict) else None) or data.get("id")
         if request_id is None and scanner:
             request_id = scanner.request_id
-        tier = data.get("service_tier") if isinstance(data, dict) else None
+        tier = data.get("service_tier") if isinstance(data, dict) else scanner.service_tier if scanner else None
         if not isinstance(tier, str):  # the tier a 429 or 498 names, else the one asked for
             message = (error or {}).get("message")
             named = _SERVICE_TIER.search(message) if isinstance(message, str) else None

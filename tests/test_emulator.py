@@ -517,11 +517,12 @@ def test_an_injected_498_is_groqs_capacity_exceeded_and_the_sdk_does_not_retry_i
 
 # ---- flex and auto -------------------------------------------------------------------------------------------
 
-def flex_spec(service_tier: str = "on_demand", tier: str = "developer", accounting: dict | None = None, **flex):
+def flex_spec(service_tier: str = "on_demand", tier: str = "developer", accounting: dict | None = None,
+              org: dict | None = None, **flex):
     """A tiny paid tier (RPM 2, RPD 100, TPM 6,000 on demand; flex x10 of each), flex never scarce unless
-    ``flex`` says otherwise."""
+    ``flex`` says otherwise; ``org``: other [org] settings."""
     data = {"scenario": {"name": "emulator flex", "duration": "2m", "seed": 1},
-            "org": {"tier": "tiny", "service_tier": service_tier, "accounting": accounting or {},
+            "org": {"tier": "tiny", "service_tier": service_tier, "accounting": accounting or {}, **(org or {}),
                     "flex": {"scarce": 0, "calm_failure": 0.0, **flex}},
             "tiers": {"tiny": {"base": tier, "overrides": {MODEL: {"rpm": 2, "rpd": 100, "tpm": 6000}}}},
             "clients": [{"name": "app", "model": MODEL, "arrival": {"kind": "poisson", "rate": 1},
@@ -663,6 +664,42 @@ def test_the_recorder_logs_the_tier_that_answered(serve, tmp_path):
     lines = [json.loads(x) for x in open(tmp_path / "client.jsonl")]
     assert [(x["status"], x["service_tier"]) for x in lines] == [
         (200, "on_demand"), (200, "on_demand"), (498, "flex"), (498, "flex")]
+
+
+def test_a_stream_names_its_tier_and_the_recorder_keeps_it(serve, tmp_path):
+    """Every chunk of a streamed answer names the tier that served it (as OpenAI's chunks carry it), so a
+    recorded stream logs that tier: flex by the org's default, on-demand for an auto request it served, and
+    a calibration of the log reads the on-demand limits from the on-demand lines only."""
+    from sim.calibrate import calibrate
+    url, emu = serve(flex_spec(service_tier="flex"), time_scale=1)
+    rec = Recorder(tmp_path / "client.jsonl")
+    client = openai.OpenAI(base_url=url + "/openai/v1", api_key="k", max_retries=0, http_client=rec.client())
+    chunks = list(client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, stream=True))
+    assert len(chunks) >= 3 and {c.service_tier for c in chunks} == {"flex"}
+    for tier in ("auto", "on_demand"):  # (on demand: RPM 2)
+        list(client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8, stream=True,
+                                            service_tier=tier))
+    rec.close()
+    lines = [json.loads(x) for x in open(tmp_path / "client.jsonl")]
+    assert [x["service_tier"] for x in lines] == ["flex", "on_demand", "on_demand"]
+    assert [x["headers"]["x-ratelimit-limit-requests"] for x in lines] == ["1000", "100", "100"]
+    cal = calibrate(tmp_path / "client.jsonl")
+    assert cal.limits[MODEL].observed["rpd"].value == 100  # the on-demand RPD, not flex's 1 000
+
+
+def test_an_injected_498_and_a_400_speak_for_the_tier_asked(serve):
+    """An injected 498 (flex capacity) on an auto request names flex, in its message and its record; a 400 for
+    a flex request carries flex's rate-limit headers."""
+    emu = Emulator(flex_spec(org={"error_rate": 1.0, "error_status": 498}), time_scale=1)
+    d = emu.decide(MODEL, 20, 8, service_tier="auto")
+    assert d.status == 498 and d.service_tier == "flex" and "service tier `flex`" in d.error.error["message"]
+    assert d.headers["x-ratelimit-limit-requests"] == "1000"
+    url, _ = serve(flex_spec(), time_scale=1)
+    r = httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs(), "n": 2,
+                                                              "service_tier": "flex"})
+    assert r.status_code == 400 and r.headers["x-ratelimit-limit-requests"] == "1000"
+    r = httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs(), "n": 2})
+    assert r.status_code == 400 and r.headers["x-ratelimit-limit-requests"] == "100"
 
 
 def test_service_tier_the_org_cannot_use_is_a_400(serve):

@@ -418,6 +418,7 @@ def test_records_have_a_batch_requests_row_once_it_has_ended(tmp_path):
     _advance(emu, float(job.finish[-1]) + 1 - emu.clock.now())  # the records are written at the clock's now
     emu.flush()
     rec = pd.read_parquet(tmp_path / "records.parquet")
+    assert emu.flushed == len(rec) == 11  # what /groqsim/flush reports: the batch rows count too
     assert list(rec.columns) == [*RECORD_COLUMNS, "submitted", "job"]
     chat, batch = rec.iloc[0], rec.iloc[1:]
     assert chat["endpoint"] == "chat.completions" and chat["job"] == -1 and math.isnan(chat["submitted"])
@@ -425,3 +426,22 @@ def test_records_have_a_batch_requests_row_once_it_has_ended(tmp_path):
     assert (batch["submitted"] == now - emu.clock.start).all() and (batch["max_tokens"] == 20).all()
     assert np.allclose(batch["finished"], job.finish - emu.clock.start)
     assert (batch["prompt_tokens"] == job.prompt).all() and (batch["total_time"] > 0).all()
+
+
+def test_a_huge_max_tokens_is_a_400_and_a_bom_is_not_part_of_the_first_line(serve):
+    """A cap above 10 M tokens (the simulator's own size limit) is refused on chat and fails a batch line (it
+    made a 500, and a 2 KB batch file a 300 MB output); a JSONL file that starts with a byte-order mark reads."""
+    url, emu = serve(batch_spec(start_median=0, start_p95=0, speed_median=1e7, speed_p05=1e6), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    for cap in (10_000_001, 10 ** 400):
+        r = httpx.post(url + "/openai/v1/chat/completions",
+                       json={"model": MODEL, "messages": msgs(), "max_tokens": cap})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens", r.text
+        assert "an integer from 1 to 10,000,000" in r.json()["error"]["message"]
+    f = client.files.create(file=("big.jsonl", jsonl([line(0), line(1, max_tokens=3_000_000_000)])), purpose="batch")
+    b = client.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h")
+    assert b.status == "failed" and [(e.line, e.param) for e in b.errors.data] == [(2, "body.max_tokens")]
+    f = client.files.create(file=("bom.jsonl", b"\xef\xbb\xbf" + jsonl([line(0), line(1)])), purpose="batch")
+    b = poll(client.batches.retrieve, client.batches.create(input_file_id=f.id, endpoint=CHAT,
+                                                             completion_window="24h").id)[0]
+    assert b.status == "completed" and b.request_counts.completed == 2

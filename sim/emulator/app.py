@@ -95,12 +95,12 @@ def build_app(emu: Emulator) -> Starlette:
             return None, invalid_request_error("Invalid API Key", 401, code="invalid_api_key")
         return label, None
 
-    def refuse(endpoint, model, t_send, label, err, **kw) -> JSONResponse:
+    def refuse(endpoint, model, t_send, label, err, tier="on_demand", **kw) -> JSONResponse:
         """Answer ``err`` (a 4xx decided before the limits are asked); about a known model, it carries that
-        model's rate-limit headers, as every Groq response does."""
+        model's rate-limit headers (of the request's ``tier``), as every Groq response does."""
         sent = logged = {}
         if isinstance(model, str) and model in emu.tier_limits:
-            sent, logged = emu.headers_sent_and_logged(model, project=label)
+            sent, logged = emu.headers_sent_and_logged(model, project=label, tier=tier)
         _record(emu, endpoint=endpoint, model=model if isinstance(model, str) else "", status=err.status,
                 t_send=t_send, label=label, headers={**logged, **err.headers}, error=err.error, **kw)
         return _error(err, sent)
@@ -120,7 +120,7 @@ def build_app(emu: Emulator) -> Starlette:
             return refuse(CHAT, "", t_send, label, invalid_request_error("the request body must be a JSON object"))
         model = body.get("model")
         if (err := emu.chat_error(body)) is not None:  # model, messages, service_tier, n, max_tokens
-            return refuse(CHAT, model, t_send, label, err)
+            return refuse(CHAT, model, t_send, label, err, emu.first_tier(body.get("service_tier")))
         tier, max_tokens = body.get("service_tier"), completion_cap(body)[1]
         prompt = approx_prompt_tokens(body["messages"])
         d = emu.decide(model, prompt, max_tokens, project=label, service_tier=tier)
@@ -136,7 +136,9 @@ def build_app(emu: Emulator) -> Starlette:
         created = int(emu.clock.wall(d.now))  # the client's own clock (the log keeps limiter epochs)
         cid = "chatcmpl-" + d.request_id[4:]
         finish = "length" if max_tokens is not None and d.completion >= max_tokens else "stop"
-        base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim"}
+        # (every stream chunk names the tier too, as OpenAI's chunks carry service_tier)
+        base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim",
+                "service_tier": d.service_tier}
         if body.get("stream"):
             options = body.get("stream_options")
             kw_stream = {"include_usage": isinstance(options, dict) and options.get("include_usage") is True}
@@ -213,7 +215,8 @@ def build_app(emu: Emulator) -> Starlette:
 
     async def flush(request: Request) -> Response:
         path = emu.flush()
-        return JSONResponse({"records": len(emu.rows), "parquet": str(path) if path else None,
+        return JSONResponse({"records": emu.flushed if path else len(emu.records()),
+                             "parquet": str(path) if path else None,
                              "log": str(emu.log_path) if emu.log_path else None})
 
     async def on_error(request: Request, exc: Exception) -> Response:

@@ -217,10 +217,10 @@ class Batches:
         now = self._now(now)
         if purpose != INPUT:
             raise _bad(f"'purpose' : must be 'batch', got {purpose!r}", "purpose")
-        if len(data) > self.max_bytes:
-            raise _bad(f"the file is {len(data)} bytes; a batch file holds at most {self.max_bytes} bytes", "file")
+        if len(data) > self.max_bytes:  # (the app reads one byte past the cap: the size is not known)
+            raise _bad(f"the file is over {self.max_bytes:,} bytes, the most a batch file holds", "file")
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte-order mark (Windows tools) is not part of the first line
         except UnicodeDecodeError:
             raise _bad("the file is not JSONL: it is not UTF-8 text", "file") from None
         lines = [(k, line) for k, line in enumerate(text.split("\n"), 1) if line.strip()]

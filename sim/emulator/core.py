@@ -46,6 +46,7 @@ from ..headers import (
 )
 from ..config import DEFAULT_RESERVATION
 from ..errors import ConfigError, did_you_mean
+from ..fields import MAX_SIZE
 from ..flex import SERVICE_TIERS, CapacityProcess
 from ..limitbook import FLEX, ON_DEMAND, LimitBook
 from ..limitset import LimitSet
@@ -209,6 +210,7 @@ class Emulator:
                                       f"--key KEY=PROJECT (allowed: {', '.join(projects)})")
                 raise ConfigError(f"--key KEY={label}: " + did_you_mean(label, projects, "project"))
         self.rows: list[tuple] = []
+        self.flushed = 0  # rows the last flush wrote
         self.counts: dict[tuple[str, str, str, int], int] = {}
         #: the Batch API's files and jobs (:class:`sim.emulator.batches.Batches` registers itself here)
         self.batches = None
@@ -276,6 +278,12 @@ class Emulator:
         return invalid_request_error(f"'service_tier' : {why} (allowed: {', '.join(self.service_tiers)})",
                                      param="service_tier")
 
+    def first_tier(self, service_tier=None) -> str:
+        """The tier whose limits a request's answer describes before the limits decide (a 400, an injected
+        fault): flex for a request on flex, else on-demand (auto asks on-demand first)."""
+        mode = service_tier if service_tier in self.service_tiers else self.spec.org.service_tier
+        return "flex" if mode == "flex" else "on_demand"
+
     def chat_error(self, body: dict, check_tier: bool = True) -> ErrorResponse | None:
         """Why a chat completion body cannot be served (None: it can), checked in this order: the model, the
         messages, the service tier (unless ``check_tier`` is false: a Batch API line's tier is the batch's),
@@ -295,8 +303,8 @@ class Emulator:
             return invalid_request_error("'n' : only n = 1 is supported", param="n")
         key, max_tokens = completion_cap(body)
         if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
-                                       or max_tokens < 1):
-            return invalid_request_error(f"'{key}' must be an integer >= 1", param=key)
+                                       or not 1 <= max_tokens <= MAX_SIZE):
+            return invalid_request_error(f"'{key}' must be an integer from 1 to {MAX_SIZE:,}", param=key)
         return None
 
     def _on_demand(self, model: str) -> LimitSet:
@@ -351,13 +359,14 @@ class Emulator:
         rid = f"req_{self._id_prefix}{self._n:010x}"
         org = self.spec.org
         mode = service_tier or org.service_tier
-        first = "flex" if mode == "flex" else "on_demand"
+        first = self.first_tier(mode)
         if org.error_rate and self.rng.random() < org.error_rate:  # an injected fault charges nothing
             s = org.error_status  # Groq's body for its own statuses (5xx, 498 flex capacity), else ours
             if s >= 500:
                 err = server_error(s)
-            elif s == 498:
-                err = capacity_exceeded_error(model, mode)
+            elif s == 498:  # flex's capacity: under auto too (as a 498 of the capacity process)
+                first = "flex" if mode != "on_demand" else first
+                err = capacity_exceeded_error(model, first)
             else:
                 err = ErrorResponse(s, {}, {"error": {"message": f"injected error {s}", "type": "server_error",
                                                       "code": "injected"}})
@@ -462,11 +471,14 @@ class Emulator:
         return df
 
     def flush(self) -> Path | None:
-        """Flush the JSONL log and write the Parquet records (if a path is set); returns the Parquet path."""
+        """Flush the JSONL log and write the Parquet records (if a path is set); returns the Parquet path.
+        :attr:`flushed` is how many rows it wrote (the Batch API's ended requests included)."""
         if self.parquet_path is None:
             return None
         Path(self.parquet_path).parent.mkdir(parents=True, exist_ok=True)
-        self.records().to_parquet(self.parquet_path, index=False)
+        records = self.records()
+        records.to_parquet(self.parquet_path, index=False)
+        self.flushed = len(records)
         return Path(self.parquet_path)
 
     def close(self) -> None:
