@@ -241,9 +241,9 @@ def write_requests(study: StudyResult, out: Path) -> list[Path]:
             done.close()
             os.replace(partial, path)
     finally:
-        if writer is not None:  # stopped part-way: no file, rather than a shorter one that reads as whole
+        if writer is not None:
             writer.close()
-            partial.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)  # stopped or failed part-way: no file, rather than a shorter one
     return [path]
 
 

@@ -107,12 +107,16 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
            "replication": job.replication, "key": job.key, **summary, "events": result.events}
     if out is not None:
         runs = Path(out) / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        write_run_file(tagged(result.records, job.point_index, job.replication), runs / f"{job.key}.parquet")
-        write_run_file(result.refusals, runs / f"{job.key}.refusals.parquet")
-        tmp = runs / f"{job.key}.json.tmp"
-        tmp.write_text(json.dumps(jsonable(row), allow_nan=False))
-        os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"
+        try:
+            runs.mkdir(parents=True, exist_ok=True)
+            write_run_file(tagged(result.records, job.point_index, job.replication), runs / f"{job.key}.parquet")
+            write_run_file(result.refusals, runs / f"{job.key}.refusals.parquet")
+            tmp = runs / f"{job.key}.json.tmp"
+            tmp.write_text(json.dumps(jsonable(row), allow_nan=False))
+            os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"
+        except OSError as exc:  # (pyarrow's own error for a directory in the way is an OSError too)
+            raise ConfigError(f"{runs}: cannot write run {job.key} ({exc.strerror or exc}); move what is in the "
+                              "way, or run with --fresh") from None
     return row, (result if keep else None)
 
 
@@ -145,15 +149,25 @@ def finished_rows(out: Path, jobs: Iterable[Job]) -> dict[str, dict]:
 
 
 def _readable_run(runs: Path, key: str) -> dict | None:
-    """A finished run's summary row, if its summary and both its Parquet files can be read (the footers)."""
-    import pyarrow.parquet as pq
+    """A finished run's summary row, if its summary reads and both its Parquet files are whole (they begin and
+    end with Parquet's magic bytes: a truncated file lacks its footer)."""
     try:
         row = json.loads((runs / f"{key}.json").read_text())
-        for name in (f"{key}.parquet", f"{key}.refusals.parquet"):
-            pq.read_metadata(runs / name)
-    except (OSError, ValueError):  # (pyarrow's ArrowInvalid is a ValueError)
+        if not all(_whole_parquet(runs / name) for name in (f"{key}.parquet", f"{key}.refusals.parquet")):
+            return None
+    except (OSError, ValueError):
         return None
     return row if isinstance(row, dict) and {"point", "replication", "key"} <= row.keys() else None
+
+
+def _whole_parquet(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(0, os.SEEK_END)
+        if f.tell() < 12:
+            return False
+        f.seek(-4, os.SEEK_END)
+        return head == b"PAR1" and f.read(4) == b"PAR1"
 
 
 def retag(row: dict, job: Job) -> dict:
@@ -183,7 +197,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     all_jobs = plan(scenario, duration)
     rows: dict[str, dict] = {}
     if out is not None:
-        prepare_out(out)
+        prepare_out(out, runs=True)
         if not resume:
             for f in (out / "runs").glob("*"):
                 if not f.is_dir():  # (only run files live there)
@@ -288,10 +302,11 @@ def check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: is an existing file, not a directory (give a directory to write into)")
 
 
-def prepare_out(out: Path) -> None:
-    """Create the output directory, or say in one line why it cannot be used (a file, not writable)."""
+def prepare_out(out: Path, runs: bool = False) -> None:
+    """Create the output directory (and, for a study, its ``runs/``), or say in one line why it cannot be
+    used (a file, not writable)."""
     check_out(out)
-    for where in (out, out / "runs"):  # the run files go to runs/
+    for where in (out, out / "runs") if runs else (out,):
         try:
             where.mkdir(parents=True, exist_ok=True)
             probe = where / ".groqsim-write-test"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import re
 import tomllib
 import typing
@@ -263,6 +264,8 @@ class Scenario(Strict):
         """A run length given in place of the scenario's (seconds, or ``"10m"``) in seconds; None stays None."""
         if duration is None:
             return None
+        if isinstance(duration, numbers.Real) and not isinstance(duration, (bool, np.bool_)):
+            duration = float(duration)  # (numpy's numbers too)
         try:
             seconds = parse_duration(duration)
         except ValueError as exc:
@@ -288,7 +291,8 @@ class Scenario(Strict):
                 raise ConfigError(f"{self.source}: grid point: {did_you_mean(str(axis), AXES, 'compare axis')}")
             where, *path = AXES[axis].split(".")
             if where == "load":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                if not number or not 0 < value < math.inf:
                     raise ConfigError(f"{self.source}: grid point: load {value!r} is not allowed (a load "
                                       "multiplier is a number > 0, e.g. 0.5 or 2)")
                 load = float(value)

@@ -539,6 +539,12 @@ def test_requests_parquet_is_replaced_only_when_whole(tmp_path, monkeypatch):
         report.write_requests(study, tmp_path)
     assert (tmp_path / "requests.parquet").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["requests.parquet"]
+    monkeypatch.setattr(report, "run_records", real)
+    (tmp_path / "requests.parquet").unlink()
+    (tmp_path / "requests.parquet").mkdir()  # the rename fails: no partial file is left either
+    with pytest.raises(OSError):
+        report.write_requests(study, tmp_path)
+    assert not (tmp_path / "requests.parquet.partial").exists()
 
 
 def test_runs_that_is_not_a_writable_directory_is_one_line(tmp_path, capsys):
@@ -666,3 +672,28 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
     assert "Traceback" not in err and "run the same command again to resume" in err, err
     kept = len(list((out / "runs").glob("*.json")))
     assert 2 <= kept < 60 and f"{kept} run(s) finished and kept in {out}" in err, err
+
+
+def test_numpy_numbers_are_loads_and_durations_and_only_run_makes_runs(tmp_path, capsys):
+    """A notebook's numpy numbers (np.arange, a comparison column) are loads and durations as Python's are;
+    validate and calibrate leave no runs/ behind; a directory in the way of a run file is one line."""
+    from sim.cli import main
+    s = small_scenario()
+    assert s.spec({"load": np.int64(2)}).load == 2.0 and s.spec({"load": np.float32(0.5)}).load == 0.5
+    assert s.spec(duration=np.int64(600)).duration == 600.0
+    with pytest.raises(Exception, match="a load multiplier is a number > 0"):
+        s.spec({"load": np.bool_(True)})
+    out = tmp_path / "cal"
+    main(["calibrate", str(ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"), "--out", str(out), "--no-plots"])
+    assert not (out / "runs").exists()
+    scenario = _grid_scenario(tmp_path / "a.toml", "policy = ['no-retry']")
+    run_out = tmp_path / "run"
+    assert main(["run", str(scenario), "--out", str(run_out), "--quiet", "--format", "csv"]) == 0
+    capsys.readouterr()
+    key = sorted(p.stem for p in (run_out / "runs").glob("*.json"))[0]
+    (run_out / "runs" / f"{key}.json").unlink()
+    (run_out / "runs" / f"{key}.json").mkdir()  # the run is not done, and its summary cannot be written
+    for jobs in ("1", "2"):
+        assert main(["run", str(scenario), "--out", str(run_out), "--quiet", "--jobs", jobs]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write run {key}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
