@@ -426,6 +426,19 @@ def test_resume_reruns_runs_whose_policy_or_accounting_changed(tmp_path):
     assert len(_rerun(path, out, text.format(charge="actual", attempts=5))) == 2
 
 
+def _stopped_after_two_runs(sig, scenario, out, *args) -> tuple[int, str]:
+    """``groqsim run SCENARIO --out OUT ARGS`` in a child process, sent ``sig`` once two runs are kept:
+    (exit status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--out", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
 def test_ctrl_c_during_dask_local_is_one_line(tmp_path):
     pytest.importorskip("distributed")
     scenario = tmp_path / "s.toml"
@@ -434,15 +447,8 @@ def test_ctrl_c_during_dask_local_is_one_line(tmp_path):
         "arrival = { kind = 'poisson', rate = '300/min' }\nprompt_tokens = 50\nmax_tokens = 20\npolicy = 'groq-sdk'\n"
         "[compare]\npolicy = ['no-retry', 'groq-sdk', 'full-jitter']\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--dask", "local", "--jobs", "2",
-                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
-    deadline = time.time() + 90
-    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = _stopped_after_two_runs(signal.SIGINT, scenario, out, "--dask", "local", "--jobs", "2", "--quiet")
+    assert code == 130, err
     assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("groqsim: ")], err
     assert "Traceback" not in err and "interrupted" in err
 
@@ -660,15 +666,8 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
         "arrival = { kind = 'poisson', rate = '300/min' }\nprompt_tokens = 50\nmax_tokens = 20\npolicy = 'groq-sdk'\n"
         "[compare]\npolicy = ['no-retry', 'groq-sdk']\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--jobs", "2", "--out", str(out),
-                             "--quiet", "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
-    deadline = time.time() + 90
-    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = _stopped_after_two_runs(signal.SIGTERM, scenario, out, "--jobs", "2", "--quiet", "--format", "csv")
+    assert code == 130, err
     assert "Traceback" not in err and "run the same command again to resume" in err, err
     kept = len(list((out / "runs").glob("*.json")))
     assert 2 <= kept < 60 and f"{kept} run(s) finished and kept in {out}" in err, err
