@@ -658,8 +658,8 @@ def test_the_files_written_are_listed_in_one_order_whatever_the_jobs(tmp_path, c
 
 
 def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
-    """A scheduler's SIGTERM: the finished runs are kept and said, exit 130, no traceback; the same command
-    resumes to the result an uninterrupted run gives."""
+    """A scheduler's SIGTERM: the finished runs are kept and counted as they are on disk, exit 130, no
+    traceback (resuming them is test_interrupted_sweep_resumes_to_the_same_result's)."""
     scenario = tmp_path / "s.toml"
     scenario.write_text(
         "[scenario]\nduration = '2h'\nreplications = 30\n[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\n"
