@@ -26,7 +26,7 @@ import pandas as pd
 from . import batch
 from .errors import ConfigError, did_you_mean
 from .flex import CapacityProcess
-from .limitbook import FLEX, ON_DEMAND, LimitBook
+from .limitbook import FLEX, MODES, ON_DEMAND, LimitBook
 from .limitset import LimitSet
 from .projects import PROJECT, SCOPES
 from .records import ERROR, EXPIRED, LANE_TIERS, OK
@@ -36,8 +36,6 @@ from .workload import FAULTS, Uniforms
 #: the service tier a request was served on (or last tried), as kept in the records
 TIERS = LANE_TIERS
 BATCH = 2  # after the limit book's ON_DEMAND and FLEX
-_AUTO = 3
-_MODES = {"on_demand": ON_DEMAND, "flex": FLEX, "auto": _AUTO}
 _SCOPE = {s: k for k, s in enumerate(SCOPES)}
 
 
@@ -71,7 +69,7 @@ class Lanes:
             return None
         if cfg.project is not None and cfg.project not in self.spec.projects:
             raise ConfigError(did_you_mean(cfg.project, self.spec.projects, f"project of client {cfg.name!r}:"))
-        mode = _MODES[cfg.service_tier or self.spec.org.service_tier]
+        mode = MODES[cfg.service_tier or self.spec.org.service_tier]
         return Route(self, mode, cfg.project)
 
     def first_tier(self, cfg) -> int:
@@ -125,27 +123,13 @@ class Route:
         """Try request ``i`` of group ``c`` on model index ``m`` at ``now``: returns (limits that decided,
         wait as :meth:`LimitSet.acquire`), or (None, 0.0) for a 498 ``capacity_exceeded``.  Writes the
         tier tried, the refusing scope and the 498 count into the group's lane columns."""
-        extra, lanes = c.extra, self.lanes
-        tokens, audio = c.charge[i], c.audio[i]
-        mode = self.mode
-        if mode == ON_DEMAND:
-            s = lanes.limits(self.project, ON_DEMAND, m)
-            w, served = s.acquire(tokens, audio, now), ON_DEMAND
-        else:
-            w = 1.0
-            if mode == _AUTO:
-                s = lanes.limits(self.project, ON_DEMAND, m)
-                w, served = s.acquire(tokens, audio, now), ON_DEMAND
-            if w > 0.0:
-                if self.capacity.fails(now, self.u()):
-                    extra["n498"][i] += 1
-                    extra["tier"][i] = FLEX
-                    return None, 0.0
-                f = lanes.limits(self.project, FLEX, m)
-                wf = f.acquire(tokens, audio, now)
-                if mode == FLEX or wf <= w:
-                    s, w, served = f, wf, FLEX
+        extra = c.extra
+        s, w, served = self.lanes.book.admit(self.project, self.mode, m, c.charge[i], c.audio[i], now,
+                                             lambda: self.capacity.fails(now, self.u()))
         extra["tier"][i] = served
+        if s is None:  # flex capacity short: a 498
+            extra["n498"][i] += 1
+            return None, 0.0
         if w > 0.0:
             scope = extra["scope"][i] = _SCOPE[getattr(s, "binding_scope", None) or "org"]
             if scope == _SCOPE[PROJECT] and w != math.inf:  # a 429 (not a 413) by a project quota

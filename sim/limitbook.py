@@ -20,6 +20,9 @@ from .projects import ScopedLimits, project_limits
 
 #: service tier codes (the simulator's records keep them: ``sim.records.LANE_TIERS``)
 ON_DEMAND, FLEX = 0, 1
+#: a request's service-tier mode: a tier, or ``auto`` (on-demand first, then flex)
+AUTO = 3
+MODES = {"on_demand": ON_DEMAND, "flex": FLEX, "auto": AUTO}
 
 
 class LimitBook:
@@ -53,3 +56,27 @@ class LimitBook:
                 found = self.scoped[key] = ScopedLimits(LimitSet(own, self.org.limiter), org)
         self._sets[key] = found
         return found
+
+    def admit(self, project: str | None, mode: int, model: Hashable, tokens: float, audio: float, now: float,
+              short: Callable[[], bool]):
+        """Route one attempt by its service-tier ``mode`` (:data:`MODES`) and charge what admits it: (the
+        limits that decided, the wait as :meth:`LimitSet.acquire` gives it, the tier served), or
+        (None, 0.0, FLEX) when flex capacity is short (``short()``, asked only when flex is tried: Groq's 498,
+        nothing charged).  On-demand: its limits.  Flex: ``short()``, then flex's limits.  Auto: on-demand's,
+        and if they refuse, flex as above; refused by both, the tier whose wait is shorter (the earliest
+        either would admit).  The simulator's lanes and the emulator route by this one rule."""
+        if mode == ON_DEMAND:
+            s = self.limits(project, ON_DEMAND, model)
+            return s, s.acquire(tokens, audio, now), ON_DEMAND
+        s, w, served = None, 1.0, ON_DEMAND
+        if mode == AUTO:
+            s = self.limits(project, ON_DEMAND, model)
+            w = s.acquire(tokens, audio, now)
+        if w > 0.0:
+            if short():
+                return None, 0.0, FLEX
+            f = self.limits(project, FLEX, model)
+            wf = f.acquire(tokens, audio, now)
+            if mode == FLEX or wf <= w:
+                s, w, served = f, wf, FLEX
+        return s, w, served

@@ -48,7 +48,7 @@ from ..config import DEFAULT_RESERVATION
 from ..errors import ConfigError, did_you_mean
 from ..fields import MAX_SIZE
 from ..flex import SERVICE_TIERS, CapacityProcess
-from ..limitbook import FLEX, ON_DEMAND, LimitBook
+from ..limitbook import FLEX, MODES, ON_DEMAND, LimitBook
 from ..limitset import LimitSet
 from ..projects import ORG, SCOPES
 from ..records import LANE_TIERS
@@ -66,8 +66,9 @@ RECORD_COLUMNS = ("id", "client", "model", "endpoint", "status", "outcome", "ref
                   "latency", "admitted", "attempts", "n429", "prompt_tokens", "max_tokens", "completion_tokens",
                   "audio_seconds", "charged_tokens", "queue_time", "prompt_time", "completion_time", "total_time",
                   "request_id", "service_tier")
-#: a service tier's code (the limit book's) from its name; ``auto`` tries on-demand, then flex
+#: a service tier's code (the limit book's) from its name, and back
 TIER_CODES = {"on_demand": ON_DEMAND, "flex": FLEX}
+TIER_NAMES = {code: name for name, code in TIER_CODES.items()}
 _FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
 
 
@@ -375,18 +376,11 @@ class Emulator:
         dist = self._completion.get(model)
         completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
         charged = 0.0 if audio else float(org.accounting.charged(prompt, mt, completion))
-        wait, served = 1.0, "on_demand"
-        if mode != "flex":
-            ls = self.limits(model, project)
-            wait = ls.acquire(charged, audio, now)
-        if wait > 0.0 and mode != "on_demand":  # flex, or auto refused on demand
-            self.capacity.extend(now)
-            if self.capacity.fails(now, self._flex_rng.random()):
-                return self._refusal(capacity_exceeded_error(model, "flex"), model, now, rid, project, "flex")
-            flex = self.limits(model, project, "flex")
-            wait_flex = flex.acquire(charged, audio, now)
-            if mode == "flex" or wait_flex <= wait:
-                ls, wait, served = flex, wait_flex, "flex"
+        ls, wait, code = self.book.admit(project, MODES[mode], model, charged, audio, now,
+                                         lambda: self._flex_short(now))  # (as the simulator's lanes route)
+        served = TIER_NAMES[code]
+        if ls is None:
+            return self._refusal(capacity_exceeded_error(model, "flex"), model, now, rid, project, "flex")
         if wait > 0.0:
             refusal = dict(upgrade_hint=org.tier == "free", rounding=org.retry_after_rounding, service_tier=served)
             err = rate_limit_error(ls, model, self.org_id, charged, audio, now, wait, time_scale=self.time_scale,
@@ -400,6 +394,11 @@ class Emulator:
         sent, logged = self.headers_sent_and_logged(model, now, project, served)
         return Decision(200, sent, now, rid, None, charged, completion, times, service_tier=served,
                         log_headers=logged)
+
+    def _flex_short(self, now: float) -> bool:
+        """Is flex capacity short for an attempt at ``now`` (a 498)?  The timeline is drawn on as the clock runs."""
+        self.capacity.extend(now)
+        return self.capacity.fails(now, self._flex_rng.random())
 
     def _refusal(self, err: ErrorResponse, model: str, now: float, rid: str, project: str | None,
                  tier: str) -> Decision:
@@ -498,7 +497,6 @@ class Emulator:
         """(project, service tier, model, unit) -> fraction of a project's own limit in use now, for the units
         the project lowers (the rest of its set copies the org's), on the sets used so far."""
         now = self.clock.now()
-        names = {code: name for name, code in TIER_CODES.items()}
-        return {(p, names[tier], m, u): 1.0 - lim.remaining(now) / lim.limit
+        return {(p, TIER_NAMES[tier], m, u): 1.0 - lim.remaining(now) / lim.limit
                 for (p, tier, m), scoped in self.book.scoped.items() for u, lim in scoped.project.units.items()
                 if u in self.spec.projects[p].limits.get(m, {})}
