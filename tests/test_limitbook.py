@@ -44,3 +44,25 @@ def test_a_project_request_spends_the_orgs_flex_budget():
 def test_without_project_quotas_every_project_passes_the_orgs_sets():
     book, on_demand = _book(quotas=False)
     assert book.limits("a", ON_DEMAND, MODEL) is on_demand and book.limits("a", FLEX, MODEL) is book.flex[MODEL]
+
+
+def test_admit_routes_by_mode_and_a_tie_between_tiers_goes_to_flex():
+    """``admit``: on-demand never asks flex's capacity; flex asks it first (short: a 498, nothing charged);
+    auto falls to flex only when on-demand refuses, and when both refuse with the same wait (here a request
+    too large for either: a 413 on both) the 429/413 is flex's, as ``wf <= w`` says."""
+    from sim.limitbook import AUTO
+    book, on_demand = _book()
+    asked = []
+
+    def short():
+        asked.append(1)
+        return False
+    s, w, tier = book.admit(None, ON_DEMAND, MODEL, 10, 0.0, 0.0, short)
+    assert (s, w, tier, asked) == (on_demand, 0.0, ON_DEMAND, [])
+    assert book.admit(None, AUTO, MODEL, 10, 0.0, 0.0, short)[2] == ON_DEMAND and asked == []
+    huge = 10 * book.limits(None, FLEX, MODEL).limits.tpm
+    s, w, tier = book.admit(None, AUTO, MODEL, huge, 0.0, 0.0, short)
+    assert w == float("inf") and tier == FLEX and s is book.flex[MODEL] and asked == [1]
+    before = book.flex[MODEL].units["rpm"].remaining(0.0)
+    assert book.admit(None, FLEX, MODEL, 10, 0.0, 0.0, lambda: True) == (None, 0.0, FLEX)
+    assert book.flex[MODEL].units["rpm"].remaining(0.0) == before  # a 498 charges nothing
