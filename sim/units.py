@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 _SUFFIX = {"": 1, "K": 1_000, "M": 1_000_000}
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KM]?)\s*$", re.IGNORECASE)
@@ -27,10 +28,10 @@ def parse_count(text: str) -> int | None:
     m = _COUNT.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a count (allowed: 30, 14.4K, 1M, or - for no limit)")
-    value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
-    if value != round(value):
+    value = Decimal(m.group(1)) * _SUFFIX[m.group(2).upper()]  # exact: 16.1K is 16100, not 16100.000000000002
+    if value != value.to_integral_value():
         raise ValueError(f"{text!r} is not a whole number")
-    return int(round(value))
+    return int(value)
 
 
 def parse_duration(value: str | float) -> float:

@@ -1,5 +1,6 @@
 """Go ``time.Duration`` strings (Groq's reset headers and 429 waits) and the scenario duration parser."""
 import re
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -145,6 +146,19 @@ def test_parse_duration_rejects_bools_negatives_and_junk(bad):
                                         ("", None), ("-", None), ("  -  ", None)])
 def test_parse_count_exactly(text, count):
     assert parse_count(text) == count
+
+
+@given(st.integers(0, 10**7), st.integers(0, 4), st.sampled_from(["K", "M", "k", ""]))
+def test_parse_count_is_exact_for_every_decimal(digits, places, suffix):
+    # a console's table as typed: 16.1K, 4.1M, 2.01K (float arithmetic read 16.1K as 16100.000000000002 and
+    # refused it); the reference is exact rational arithmetic
+    text = f"{digits // 10**places}" + (f".{digits % 10**places:0{places}d}" if places else "") + suffix
+    value = Fraction(digits, 10**places) * {"K": 1000, "k": 1000, "M": 10**6, "": 1}[suffix]
+    if value.denominator == 1:
+        assert parse_count(text) == value
+    else:
+        with pytest.raises(ValueError, match="whole number"):
+            parse_count(text)
 
 
 @pytest.mark.parametrize("bad", ["1.5", "1.0001K", "K", "1G", "-3", "1e3"])
