@@ -24,7 +24,7 @@ import numpy as np
 
 from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
-from .config import Client, Org, Policy, PolicyError, policy_table
+from .config import Client, Dist, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, KeyedError, ShutDownModelWarning, did_you_mean
 from .fields import Duration, PositiveDuration, Strict
 from .prices import price_table
@@ -345,6 +345,14 @@ class Scenario(Strict):
             if service[c.model].kind == "stt" and c.arrival.kind != "trace" and not c.audio_seconds.mean() > 0:
                 raise self.error(f"{where}.model", f"{c.model!r} is speech-to-text: its requests are audio, so the "
                                  "group needs audio_seconds > 0 (a text workload means nothing to it)")
+            if service[c.model].kind == "tts":  # characters in, audio out: no completion tokens to reserve or count
+                written = self.clients[k].model_fields_set & {"max_tokens", "completion_tokens"}
+                if written:
+                    raise self.error(f"clients[{k}].{min(written)}", f"{c.model!r} is text-to-speech: its TPM/TPD "
+                                     "count the input characters (prompt_tokens) only, so a group on it sets no "
+                                     "max_tokens or completion_tokens")
+                client_models[k] = c = c.model_copy(update={"max_tokens": Dist(dist="fixed", value=0),
+                                                            "completion_tokens": None})
             if ("batch" in self.clients[k].model_fields_set  # as written, not as resolved
                     and self.clients[k].lane != "batch" and "batch" not in self.compare.get("lane", [])):
                 raise self.error(f"clients[{k}].batch", 'batch settings need lane = "batch" (this group is served '

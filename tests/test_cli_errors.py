@@ -207,6 +207,8 @@ SCENARIOS = [
      "clients[0].arrival.on"),
     ("text-to-whisper", BASE + "[compare]\nmodel = ['llama-3.1-8b-instant', 'whisper-large-v3']\n",
      "compare.model: 'whisper-large-v3' is speech-to-text: its requests are audio, so the group needs audio_seconds"),
+    ("tts-max-tokens", BASE.replace("llama-3.1-8b-instant", "playai-tts") + "max_tokens = 64\n",
+     "clients[0].max_tokens: 'playai-tts' is text-to-speech: its TPM/TPD count the input characters"),
     ("fallback-to-whisper", _with(client="policy = 'p'\n", extra="[policies.p]\nfallback = ['whisper-large-v3']\n"),
      "policies.p.fallback: 'whisper-large-v3' (stt) cannot answer 'llama-3.1-8b-instant''s requests (chat)"),
 ]

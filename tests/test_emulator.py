@@ -439,6 +439,10 @@ def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch,
     assert (r.headers["x-ratelimit-limit-requests"], r.headers["x-ratelimit-remaining-requests"]) == ("14400", "14400")
     assert r.headers["x-ratelimit-limit-tokens"] == "6000" and "retry-after" not in r.headers
     assert log_lines(emu)[-1]["headers"]["x-ratelimit-remaining-requests"] == "14400"
+    for model in ("playai-tts", "whisper-large-v3"):  # text-to-speech and speech-to-text are not chat models
+        r = httpx.post(chat, json={"model": model, "messages": msgs()}, headers=auth)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "model", model
+        assert r.json()["error"]["message"].startswith(f"model `{model}` does not support chat completions")
     monkeypatch.setattr(emu, "decide", lambda *a, **k: 1 / 0)
     before = len(emu.rows)
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers=auth)

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sim import scenario_from_dict, simulate
 from sim.config import Accounting, Org, arrival
 from sim.records import OUTCOMES
 from sim.service import service_models
@@ -263,6 +264,22 @@ def test_audio_is_charged_against_ash():
     # ASH 7 200 audio-seconds/hour = 120 one-minute files an hour = 2/min
     assert s["binding"] in ("ash", "asd")
     assert s["throughput_rpm"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_text_to_speech_is_charged_its_characters_only():
+    # playai-tts on free: TPM 1.2K, TPD 3.6K characters (docs/modelling.md: characters are its "tokens"); a
+    # 100-character request reserves no max_tokens, so TPD admits exactly 36 of them in 10 minutes (its
+    # refill, 25 characters, does not make a 37th); charging the 512-token chat default on top let in 5
+    sc = scenario_from_dict({"scenario": {"name": "tts", "duration": "10m", "seed": 1}, "clients": [
+        {"name": "voice", "model": "playai-tts", "arrival": {"kind": "poisson", "rate": "12/min"},
+         "prompt_tokens": {"dist": "fixed", "value": 100}}]})
+    rec = simulate(sc.spec(), sc.seed(0)).records  # (a model shut down on 2025-12-31: a warning, ignored here)
+    assert (rec["charged_tokens"] == 100).all() and (rec["max_tokens"] == 0).all()
+    ok = rec[rec["outcome"] == "ok"]
+    assert len(ok) == 36 and (ok["completion_tokens"] == 0).all() and (ok["completion_time"] == 0).all()
+    # synthesis at 140 characters/s (an assumption) divided by the request's speed factor S (lognormal, mean
+    # 1, sigma 0.3168): the median of 1/S is exp(sigma^2 / 2)
+    assert ok["prompt_time"].median() == pytest.approx((0.00505 + 100 / 140) * np.exp(0.3168**2 / 2), rel=0.15)
 
 
 def test_service_speeds_match_the_parameter_table():

@@ -260,8 +260,11 @@ class Emulator:
         if model not in self.tier_limits:
             return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
                                          404, code="model_not_found")
+        what = "audio transcriptions" if want_audio else "chat completions"
+        if self.spec.service[model].kind == "tts":  # its endpoint, /audio/speech, is not emulated (docs/emulator.md)
+            return invalid_request_error(f"model `{model}` does not support {what}: it is text-to-speech",
+                                         param="model")
         if self.is_audio(model) != want_audio:
-            what = "audio transcriptions" if want_audio else "chat completions"
             return invalid_request_error(f"model `{model}` does not support {what}", param="model")
         return None
 
