@@ -27,6 +27,7 @@ from sim.errors import ConfigError
 from sim.emulator.core import RECORD_COLUMNS
 from sim.recorder import Recorder
 from sim.scenario import scenario_from_dict
+from sim.service import service_models
 
 MODEL = "llama-3.1-8b-instant"
 LOG_KEYS = {"t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
@@ -649,6 +650,16 @@ def test_an_unused_reservation_goes_back_to_the_tier_that_served():
     emu.finish(MODEL, d, 1000)
     assert flex.remaining(emu.clock.now()) == pytest.approx(60_000 - 20 - d.completion, abs=2)
     assert on_demand.remaining(emu.clock.now()) == pytest.approx(6000, abs=0.01)  # never charged, never refunded
+
+
+def test_cached_prompt_tokens_skip_prefill_as_in_the_simulator():
+    # prompt_time = (prefill_fixed + uncached prompt / prefill_tps) / S, S drawn alike under one seed
+    params = service_models()[MODEL]
+    decided = [Emulator(flex_spec(accounting={"cache_hit_ratio": ratio}), time_scale=1).decide(MODEL, 4_000, 8)
+               for ratio in (0.0, 0.75)]
+    assert [d.status for d in decided] == [200, 200]
+    expected = (params.prefill_fixed + 1_000 / params.prefill_tps) / (params.prefill_fixed + 4_000 / params.prefill_tps)
+    assert decided[1].times[1] / decided[0].times[1] == pytest.approx(expected, rel=1e-9)
 
 
 def test_the_recorder_logs_the_tier_that_answered(serve, tmp_path):
