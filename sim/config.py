@@ -124,6 +124,9 @@ class Policy(Strict):
     retry_after_cap: Duration | None = None
     retry_on: list[Annotated[int, Field(ge=400, le=599)]] = [429, 500, 502, 503]  # HTTP error statuses
     deadline: PositiveDuration | None = None
+    #: how long the client waits for an attempt's answer (the SDK's read timeout) before it stops waiting and
+    #: retries (a timed-out attempt was admitted and charged; the server still does the work)
+    timeout: PositiveDuration | None = None
     pacing: Annotated[float, Field(gt=0, le=1)] | None = None
     adaptive: StrictBool = False
     cooldown: Literal["retry-after"] | Duration | None = None
@@ -138,9 +141,12 @@ class Policy(Strict):
         # DEFAULT_MAX_RETRIES = 2, backoff 0.5 s * 2^n capped at 8 s with jitter x(1 - 0.25 U),
         # retry-after honoured when 0 < value <= 60 s; _should_retry retries 408, 409, 429 and EVERY status
         # >= 500 (501, 505, 520, 529 too), not 498.  It also obeys an x-should-retry header, which Groq does
-        # not send and the simulator's answers never carry.
+        # not send and the simulator's answers never carry.  DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5):
+        # an answer that has not come 60 s after the request went is a timeout, retried with the same backoff
+        # (``except httpx.TimeoutException`` in ``request``) while retries remain.
         if isinstance(data, dict) and data.get("retry") == "groq-sdk":
-            data = {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, **data}
+            data = {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, "timeout": 60.0,
+                    **data}
         return data
 
     @model_validator(mode="after")

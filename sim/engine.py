@@ -34,7 +34,7 @@ from . import kernel as fast_lane
 from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
-from .policies import ClientPolicy, Pacer, client_policy
+from .policies import TIMED_OUT, ClientPolicy, Pacer, client_policy
 from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
 from .service import ServiceModel
 from .spec import RunSpec
@@ -67,7 +67,7 @@ class _Group(Columns):
     def setup(self, policy: ClientPolicy) -> None:
         self.policy = policy
         # the policy's parts read on every attempt, as plain attributes
-        self.gated, self.deadline = policy.gated, policy.deadline
+        self.gated, self.deadline, self.timeout = policy.gated, policy.deadline, policy.timeout
         self.retry_on, self.max_attempts = policy.retry_on, policy.max_attempts
         self.observers, self.on_refused = policy.observers, policy.on_refused
         self.notify = self.closed or bool(policy.on_done)
@@ -288,7 +288,9 @@ class Simulation:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
-            if c.plain:  # _finish, for a group with nothing more to do at a finish
+            if c.timeout is not None and fin - now > c.timeout:  # the client stops waiting; the server goes on
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            elif c.plain:  # _finish, for a group with nothing more to do at a finish
                 c.outcome[i] = OK
                 c.finished[i] = fin
             else:
@@ -306,8 +308,9 @@ class Simulation:
             self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
 
     def _refused(self, c: _Group, i: int, tries: int, t: float, status: int, retry_after: int | None) -> None:
-        """The client reads a 429, 498 or 5xx at time ``t``, after ``tries`` attempts: fall back, retry later,
-        or give up."""
+        """The client reads a 429, 498 or 5xx at time ``t``, or stops waiting for an answer (``TIMED_OUT``, retried
+        whatever ``retry_on`` says, as the SDK retries its timeouts), after ``tries`` attempts: fall back, retry
+        later, or give up (a last attempt that timed out ends the request as an ``error``)."""
         pol = c.policy
         nxt = 0
         if pol.fallback:
@@ -315,7 +318,7 @@ class Simulation:
         if nxt:
             delay = 0.0  # the fallback model, at once
         else:
-            if status not in c.retry_on or tries >= c.max_attempts:
+            if (status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts:
                 self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
             delay = pol.backoff(i, tries, retry_after)

@@ -41,7 +41,7 @@ import numpy as np
 from simpy.events import NORMAL, URGENT
 
 from .policies import Pacer
-from .records import GAVE_UP, OK, REFUSED_BY, TOO_LARGE, UNIT_INDEX
+from .records import ERROR, GAVE_UP, OK, REFUSED_BY, TOO_LARGE, UNIT_INDEX
 
 _ARRIVALS, _PUMP, _STOP = object(), object(), object()  # what a heap entry of this loop holds (else a group)
 
@@ -83,7 +83,7 @@ def _state(c) -> tuple:
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, c.svc0.coefficients(), not one_model,
             c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, obeys, pol.u, c.created, c.n,
-            c.gated, pol.holds, pace, c.queue)
+            c.gated, pol.holds, pace, c.queue, pol.timeout, c.max_attempts)
 
 
 def _buckets(ls) -> tuple | None:
@@ -228,7 +228,8 @@ def run(sim, until: float) -> None:
                         (attempts, model, charge, audio, prompt, completion, max_tokens, z_speed, z_queue, qt, pt,
                          ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0,
                          (s_nmu, s_sigma, q_mu, q_sigma, fixed, inv_pre, inv_out, inv_audio), mixed, max_tries,
-                         backoff, plain_delay, obeys, u, created, count, gated, holds, pace, fifo) = states[c]
+                         backoff, plain_delay, obeys, u, created, count, gated, holds, pace, fifo, timeout,
+                         max_attempts) = states[c]
                         mark = None if gated else c
                         m, svc = m0, svc0  # (a group of several models sets them per request)
                         if m != bound:  # the model's limit set in hand
@@ -363,6 +364,16 @@ def run(sim, until: float) -> None:
                     events += 1
                     push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
                                  ls.refund_tokens, (unused, now, fin)))
+            if timeout is not None and fin - now > timeout:  # Simulation._refused(..., TIMED_OUT, None)
+                t = now + timeout
+                if tries >= max_attempts:  # a timeout is retried whatever retry_on says, while attempts remain
+                    outcome[i] = ERROR
+                    finished[i] = t
+                    continue
+                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
+                events += 1
+                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+                continue
             outcome[i] = OK
             finished[i] = fin
         elif worst == inf:
@@ -370,7 +381,7 @@ def run(sim, until: float) -> None:
             outcome[i] = TOO_LARGE
             finished[i] = now + rtt
         else:
-            n429[i] = tries  # every earlier attempt was a 429 too: any other answer ends a plain request
+            n429[i] += 1
             refused[i] = k = binding
             log_t(now)
             log_code(m * 8 + k)

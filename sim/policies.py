@@ -246,17 +246,23 @@ class Pacer:
 
 # ---- one client group's policy ------------------------------------------------------------------------
 
+#: the status of an attempt the client stopped waiting for (its ``timeout``): no answer came, so no HTTP status
+TIMED_OUT = 0
+
+
 class ClientPolicy:
     """One client group's policy pieces for one run, and the per-request memory its schedule needs."""
 
     def __init__(self, schedule: Schedule, *, u: Uniform, retry_on=(), max_attempts: int = 1,
                  honor_retry_after: bool = False, retry_after_cap: float | None = None,
                  deadline: float | None = None, fallback: int = 0, queue_size: int | None = None,
-                 gates: list | None = None):
+                 gates: list | None = None, timeout: float | None = None):
         self.schedule, self.u = schedule, u
         self.retry_on, self.max_attempts = frozenset(retry_on), max_attempts
         self.honor, self.ra_cap = honor_retry_after, retry_after_cap
         self.deadline, self.fallback, self.queue_size = deadline, fallback, queue_size
+        #: seconds the client waits for an answer before it gives the attempt up as a timeout (None: for ever)
+        self.timeout = timeout
         self.gates = gates or []
         self._prev: dict[int, float] = {}
         # the hooks, prepared once: the engine loops over these lists on its hot path
@@ -319,4 +325,5 @@ def client_policy(cfg, u: Uniform, charge, audio, limits_of: Callable[[int], Lim
     gates.sort(key=lambda gate: getattr(gate, "charges", False))
     return ClientPolicy(schedule(cfg), u=u, retry_on=cfg.retry_on, max_attempts=cfg.max_attempts,
                         honor_retry_after=cfg.honor_retry_after, retry_after_cap=cfg.retry_after_cap,
-                        deadline=cfg.deadline, fallback=len(cfg.fallback), queue_size=cfg.queue_size, gates=gates)
+                        deadline=cfg.deadline, fallback=len(cfg.fallback), queue_size=cfg.queue_size, gates=gates,
+                        timeout=cfg.timeout)

@@ -21,6 +21,7 @@ REQUIRED = {
 }
 OPTIONAL = {
     "deadline": st.sampled_from([2.0, 10.0, 60.0]),
+    "timeout": st.sampled_from([0.5, 2.0]),  # answers take ~0.2-1.5 s here: some time out
     "pacing": st.sampled_from([0.5, 0.95]),
     "adaptive": st.booleans(),
     "cooldown": st.sampled_from(["retry-after", 3.0]),
@@ -77,6 +78,8 @@ def test_every_request_accounted_for_and_consistent(policy, arrival, org, seed):
     assert (wait > 0).all() and (wait < 5).all()
     if "deadline" in policy:
         assert (done["latency"] <= policy["deadline"] + 1e-6).all()
+    if "timeout" in policy:  # an answer is read only if it came within the timeout of its attempt's send
+        assert (ok["finished"] - ok["admitted"] <= policy["timeout"] + 1e-9).all()
     if policy.get("pacing") and not result.records["model"].astype(str).eq("llama-3.1-8b-instant").any() \
             and org.limiter == "token_bucket":
         # pacing mirrors the org's token buckets below their limits: the org never refuses a paced client

@@ -58,6 +58,8 @@ PLAIN_DRAWS = {
     "retry_on": st.sampled_from([[429, 503], [503]]),
 }
 PLAIN_OPTIONAL = {"retry_after_cap": st.sampled_from([1.0, 5.0]), "pacing": st.sampled_from([0.5, 0.95]),
+                  # answers take ~0.2-1.5 s here: a timeout of 0.3 s or 1 s cuts many, and retries them
+                  "timeout": st.sampled_from([0.3, 1.0]),
                   "delay": st.sampled_from([1.0, 3.0]), "base": st.sampled_from([0.5, 2.0]),
                   "cap": st.sampled_from([8.0, 30.0])}
 plain_policies = st.fixed_dictionaries(PLAIN_DRAWS, optional=PLAIN_OPTIONAL)
@@ -176,7 +178,7 @@ def test_kernel_keeps_the_peaks_a_refund_reads():
 #: group whose gates have on_send, on_refused, on_done or observe there; anything else must be excluded there)
 KERNEL_READS = {
     "Policy": {"retry", "base", "cap", "delay", "jitter", "max_attempts", "honor_retry_after", "retry_after_cap",
-               "retry_on", "pacing"},  # through the policy's backoff, retry_on and the pacer's hold
+               "retry_on", "pacing", "timeout"},  # through the policy's backoff, retry_on and the pacer's hold
     "Client": {"name", "model", "arrival", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds",
                "policy", "batch"},  # sampled before the loop (batch: only read for the batch lane)
     "Org": {"tier", "limits_file", "limiter", "accounting", "retry_after_rounding", "error_status", "flex",

@@ -102,6 +102,7 @@ def test_groq_sdk_settings_match_the_sdk_constants():
     pol = Policy(retry="groq-sdk")
     assert (pol.max_attempts, pol.base, pol.cap) == (_constants.DEFAULT_MAX_RETRIES + 1,
                                                      _constants.INITIAL_RETRY_DELAY, _constants.MAX_RETRY_DELAY)
+    assert pol.timeout == _constants.DEFAULT_TIMEOUT.read  # the wait for an answer (connect apart: no network)
     assert isinstance(schedule(pol), GroqSDK)
 
 

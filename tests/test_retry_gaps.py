@@ -15,8 +15,10 @@ import pytest
 from helpers import run
 from scipy import stats
 
+from sim import RunSpec, kernel
 from sim.catalog import Catalog
-from sim.config import Client, Org, arrival
+from sim.config import Client, Org, arrival, policy_table
+from sim.engine import Simulation
 from sim.service import service_models
 
 MODEL, SECOND = "llama-3.3-70b-versatile", "llama-3.1-8b-instant"
@@ -117,6 +119,33 @@ def test_groq_sdk_ignores_a_retry_after_above_60s(tmp_path):
     assert rec["outcome"] == "gave_up" and rec["attempts"] == 3
     d = delays(r)
     assert 0.375 <= d[0] <= 0.5 and 0.75 <= d[1] <= 1.0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_groq_sdk_times_out_at_60s_and_retries_with_its_backoff(tmp_path, fast):
+    # 60 000 tokens at ~280 tokens/s take minutes: the SDK's read timeout (60 s, groq/_constants.py) fires on
+    # each of its 3 attempts; each was admitted (charged), each timeout retried after the SDK's backoff
+    # (0.5 then 1 s, x(1 - 0.25 U)); the last one ends the request as an error 60 s after it went
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"timestamp": [0.0], "prompt_tokens": [10], "max_tokens": [60_000],
+                  "completion_tokens": [60_000]}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, "rpm": 1000})
+
+    def record(policy):
+        c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy=policy)
+        spec = RunSpec(clients=[c], policies=policy_table({"patient": {"extends": "groq-sdk", "timeout": "10m"}}),
+                       org=Org(tier="free"), duration=1.0, drain=900.0, catalog=catalog, service=CONST_NET)
+        sim = Simulation(spec, 1, kernel=fast)
+        assert kernel.usable(sim)  # (a plain group: the fast lane unless told otherwise)
+        return sim.run().records.iloc[0]
+
+    rec = record("groq-sdk")
+    assert rec["outcome"] == "error" and rec["attempts"] == 3 and rec["n429"] == 0
+    assert 120 + 0.375 + 0.75 <= rec["admitted"] <= 120 + 0.5 + 1.0  # sent at 0, 60 + d1, 120 + d1 + d2
+    assert rec["finished"] == pytest.approx(rec["admitted"] + 60.0)
+    assert rec["completion_time"] > 60.0  # what the server took, after the client had stopped waiting
+    waited = record("patient")  # the same request, waited for
+    assert waited["outcome"] == "ok" and waited["attempts"] == 1 and waited["finished"] > 60.0
 
 
 @pytest.mark.parametrize("rounding,t0,expected", [
