@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every grid point x replication of a scenario",
                          description="Run every grid point x replication of a scenario and compare them.")
     scenario_args(run)
-    run.add_argument("--out", help="output directory (default results/<scenario name>); must be a directory")
+    run.add_argument("--out", help="output directory (default results/<scenario file's stem>); must be a directory")
     run.add_argument("--format", choices=["table", "csv", "json"], default="table",
                      help="format of the comparison on stdout (default: table)")
     run.add_argument("--jobs", type=int, help="parallel processes (default: number of cores; 1 = in-process)")
@@ -429,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster")
     srv.add_argument("--key", action="append", help="accepted API key, KEY or KEY=PROJECT (repeatable)")
     srv.add_argument("--seed", type=int, help="seed of the service times and answer lengths (default: scenario's)")
-    srv.add_argument("--out", help="directory for requests.jsonl and records.parquet (default results/serve/<name>)")
+    srv.add_argument("--out", help="directory for requests.jsonl and records.parquet "
+                                   "(default results/serve/<scenario file's stem>)")
     srv.set_defaults(func=_serve)
     return p
 

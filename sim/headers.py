@@ -3,7 +3,7 @@
 The one producer for the simulator, validation and the live emulator (``groqsim serve``), all computed from
 a :class:`~sim.limitset.LimitSet`'s state.
 
-Headers (Groq's docs and a real capture, ``shared/reference``): ``x-ratelimit-*-requests`` always refer to
+Headers (Groq's docs and a real capture, ``docs/reference``): ``x-ratelimit-*-requests`` always refer to
 RPD and ``x-ratelimit-*-tokens`` to TPM; they are sent on every response; a model without an RPD (or TPM)
 limit gets no request (or token) headers.  Remaining budgets are rounded down to integers; resets are Go
 ``time.Duration`` strings rounded up to the millisecond (:func:`sim.units.format_reset`: ``547ms``,

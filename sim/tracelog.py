@@ -1,4 +1,4 @@
-"""A recorder log as a replayable trace (:func:`sim.workload.read_trace`'s format), one row per logical request.
+"""A recorder log as a replayable trace (:func:`sim.trace.read_trace`'s format), one row per logical request.
 
 SDK retries are folded back into the request they retry: a line with ``retry_count = k > 0`` (the SDK's
 ``x-stainless-retry-count`` header, kept by :mod:`sim.recorder`) is linked to a failed line with ``retry_count

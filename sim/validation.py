@@ -98,7 +98,7 @@ def check_reference_examples() -> list[Check]:
     refused_by = ls.check(100, 0, 0.6).refused
     tokens = 100 * admitted  # what the admitted requests charged TPM (the page: "only 5 000 tokens were used")
     out = [Check("page example: RPM binds first", "Groq rate-limits page", "50 admitted, then refused by rpm",
-                 f"{admitted} admitted, refused by {', '.join(refused_by)}; TPM used {tokens:,}".replace(",", " "),
+                 f"{admitted} admitted, refused by {', '.join(refused_by)}; TPM used {tokens:_}".replace("_", " "),
                  admitted == 50 and refused_by == ("rpm",) and tokens == 5_000)]
     ls = LimitSet(Limits(rpd=14_400, tpm=18_000))
     for _ in range(30):
