@@ -42,6 +42,11 @@ from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES,
                        open_loop, sizes)
 
 
+#: a closed-loop group whose users sent this many requests in a row that ended the instant they began, with no
+#: think time, would loop for ever at one instant of simulated time: the run stops with an error instead
+INSTANT_LOOP = 10_000
+
+
 class _Group(Columns):
     """One client group during a run: its request columns (inherited, so the hot path reads them as plain
     attributes), its policy, model chain, random streams and client-side queue."""
@@ -60,6 +65,7 @@ class _Group(Columns):
         self.wake_at = -1.0
         self._rtts = None  # the round-trip-only network stream, once made (round_trips)
         self.closed = not cfg.arrival.open_loop
+        self.instants = 0  # closed loop: requests in a row that ended the instant they began (see _completed)
         self._block: dict[str, np.ndarray] | None = None  # closed loop: sizes drawn a block at a time
         self._bi = 0
         self.think_u = Uniforms(self.rngs[ARRIVALS])  # closed loop: think times from buffered uniforms
@@ -356,7 +362,17 @@ class Simulation:
         for done in c.policy.on_done:
             done(attempted)
         if c.closed:
-            self._at(self.env.now + c.think(), self._start_closed, c)
+            think = c.think()
+            if think == 0.0 and c.finished[i] == c.created[i]:
+                c.instants += 1
+                if c.instants > INSTANT_LOOP:
+                    raise ConfigError(f"client {c.cfg.name!r}: arrival.think = 0 and its requests end the instant "
+                                      "they start (dropped by a full queue, or a 413 or error with no network round "
+                                      "trip): its users would send requests for ever with no time passing; give "
+                                      "arrival.think > 0")
+            else:
+                c.instants = 0
+            self._at(self.env.now + think, self._start_closed, c)
         if c.queue:
             self._pump(c)
 

@@ -101,7 +101,10 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
             keep: bool = False) -> tuple[dict, RunResult | None]:
     """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
     row (point values, replication, key, metrics) and, if ``keep``, the full result."""
-    result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
+    try:
+        result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
+    except ConfigError as exc:  # what only the run finds out (a closed loop that cannot advance): name the file
+        raise ConfigError(f"{scenario.source}: {exc}") from None
     summary = summarize(result)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
            "replication": job.replication, "key": job.key, **summary, "events": result.events}

@@ -306,6 +306,23 @@ def test_malformed_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
         assert not out.exists(), f"{name}: {command[0]} left {out}"
 
 
+def test_a_closed_loop_that_cannot_advance_is_one_line_not_a_hang(tmp_path, capsys):
+    # users with no think time whose requests a full queue drops at once: every request ends the instant it
+    # starts, so simulated time would never move (a run once looped for ever); only running finds that out
+    toml = BASE.replace("{ kind = 'poisson', rate = '10/min' }", "{ kind = 'closed', users = 2, think = 0 }\n"
+                        "policy = 'one'").replace("llama-3.1-8b-instant", "openai/gpt-oss-20b") \
+        + "[policies.one]\nmax_in_flight = 1\nqueue_size = 0\n"
+    scenario = _write(tmp_path, {"s.toml": toml})
+    for jobs in ("1", "2"):
+        code = main(["run", str(scenario), "--out", str(tmp_path / "out"), "--jobs", jobs, "--replications", "2",
+                     "--quiet"])
+        _expect_one_line_error(code, capsys.readouterr().err,
+                               f"{scenario}: client 'c': arrival.think = 0 and its requests end the instant")
+    _write(tmp_path, {"t.toml": toml.replace("think = 0", "think = '1ms'")})
+    thinking = tmp_path / "t.toml"
+    assert main(["run", str(thinking), "--out", str(tmp_path / "ok"), "--jobs", "1", "--quiet"]) == 0  # time passes
+
+
 def test_a_byte_order_mark_is_not_part_of_the_toml(tmp_path, capsys):
     scenario = _write(tmp_path, {"s.toml": b"\xef\xbb\xbf" + BASE.encode()})  # as Windows editors save UTF-8
     assert main(["check", str(scenario)]) == 0, capsys.readouterr().err
