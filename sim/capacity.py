@@ -188,6 +188,8 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     if not ok:
         while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
             mid = (lo + hi) / 2
+            if not lo < mid < hi:  # the bracket is as narrow as floating point goes
+                break
             ok, s, p, c, r = yield mid
             if ok:
                 lo, best = mid, (mid, s, p, c, r)

@@ -235,8 +235,16 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _not_the_input(output: str, given: str, what: str) -> None:
+    """Refuse ``-o`` naming the command's own input file: writing it would destroy what is being read."""
+    out, src = Path(output), Path(given)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise ConfigError(f"-o {output}: that is the {what} being read; write to another file")
+
+
 def _trace(args) -> int:
     from .tracelog import log_to_trace
+    _not_the_input(args.output, args.log, "log")
     export = log_to_trace(args.log)
     try:
         export.trace.to_csv(args.output, index=False)
@@ -254,6 +262,7 @@ def _simlog(args) -> int:
     """One grid point of a scenario simulated and written as a recorder log (sim.simlog)."""
     from .scenario import load_scenario
     from .simlog import simulate_log
+    _not_the_input(args.output, args.scenario, "scenario")
     scenario = load_scenario(args.scenario, {"seed": args.seed})
     point = scenario.point(args.point, args.scenario)
     duration = _duration(args)

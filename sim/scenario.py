@@ -79,8 +79,9 @@ class CapacityTarget(Strict):
     p95: PositiveDuration = 10.0
     success: Annotated[float, Field(gt=0, le=1)] = 0.99
     max_load: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 64.0
-    #: the search stops when its bracket is narrower than this share of the load (0.05: 5 %)
-    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    #: the search stops when its bracket is narrower than this share of the load (0.05: 5 %; at least 0.0001:
+    #: finer than a run's own noise, and each halving costs a simulation of every replication)
+    tolerance: Annotated[float, Field(ge=1e-4, lt=1)] = 0.05
 
 
 #: a Dask scheduler address: ``[scheme://]host:port`` (``local`` starts a LocalCluster)

@@ -69,6 +69,17 @@ def test_the_search_doubles_past_a_ceiling_that_was_too_low():
     assert row["sim_rpm"] == pytest.approx(10.0 * row["sim_load"])  # the rate the runs were offered
 
 
+def test_the_search_ends_at_the_finest_tolerance():
+    # at tolerance 1e-4 the bracket [lo, hi] around 7 halves ~15 times; the bracket cannot split below a
+    # float's spacing, so even a tolerance no float can meet ends (it once looped for ever)
+    scenario = _scenario(capacity={"tolerance": 1e-4})
+    tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: load <= 7.0)
+    assert 7.0 * (1 - 1e-4) <= row["sim_load"] <= 7.0 and len(tried) < 40
+    object.__setattr__(scenario.capacity, "tolerance", 1e-300)  # (below what a scenario may ask: as a guard)
+    tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: load <= 7.0)
+    assert row["sim_load"] <= 7.0 and len(tried) < 80
+
+
 def test_the_search_says_when_max_load_still_met_the_target():
     scenario = _scenario()
     tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: True)
