@@ -13,10 +13,12 @@ from typing import Callable
 from .errors import ConfigError
 
 
-def run_on_dask(address: str, fn: Callable, shared, calls: list[tuple], collect: Callable, workers: int) -> None:
+def run_on_dask(address: str, fn: Callable, shared, calls: list[tuple], collect: Callable, workers: int,
+                ready: Callable[[], None] | None = None) -> None:
     """Call ``fn(shared, *args)`` for every ``args`` in ``calls`` on Dask (``shared`` is sent to every
     worker once) and ``collect(*result)`` each result as it arrives.  ``address``: a scheduler address, or
-    ``local`` for a LocalCluster of ``workers`` single-threaded processes."""
+    ``local`` for a LocalCluster of ``workers`` single-threaded processes.  ``ready()``: called once connected,
+    before any work is sent (what may only be done once the work can run)."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:  # pragma: no cover - depends on the install
@@ -26,6 +28,8 @@ def run_on_dask(address: str, fn: Callable, shared, calls: list[tuple], collect:
         if address == "local" else None
     client = Client(cluster if cluster is not None else address)
     try:
+        if ready is not None:
+            ready()
         shared_future = client.scatter(shared, broadcast=True)
         futures = [client.submit(fn, shared_future, *args, key=f"groqsim-{getattr(args[0], 'key', n)}", pure=False)
                    for n, args in enumerate(calls)]

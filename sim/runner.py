@@ -201,14 +201,20 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     rows: dict[str, dict] = {}
     if out is not None:
         prepare_out(out, runs=True)
-        if not resume:
-            for f in (out / "runs").glob("*"):
-                if not f.is_dir():  # (only run files live there)
-                    try:
-                        f.unlink()
-                    except OSError as exc:
-                        raise ConfigError(f"--fresh: cannot remove {f} ({exc.strerror or exc})") from None
-        rows.update(finished_rows(out, all_jobs))
+        if resume:
+            rows.update(finished_rows(out, all_jobs))
+
+    def discard() -> None:
+        """``--fresh``: remove the finished runs, once the work can start (a Dask scheduler that cannot be
+        reached leaves them, and the directory, as they were)."""
+        if out is None or resume:
+            return
+        for f in (out / "runs").glob("*"):
+            if not f.is_dir():  # (only run files live there)
+                try:
+                    f.unlink()
+                except OSError as exc:
+                    raise ConfigError(f"--fresh: cannot remove {f} ({exc.strerror or exc})") from None
     todo = sorted((j for j in all_jobs if j.key not in rows), key=lambda j: j.replication > 0)  # stable
     keep = out is None if keep_results is None else keep_results
     results: dict[tuple[int, int], RunResult] = {}
@@ -246,8 +252,9 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     longest = LongestFirst(todo, rows)
     try:
         if dask and todo:
-            _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs, flag)
+            _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs, flag, ready=discard)
         else:
+            discard()
             with Pool(jobs) if pool is None else nullcontext(pool) as runner:
                 # the comparison's t quantiles import scipy.special (~0.4 s): done while the workers run
                 first_done()  # (resumed with replication 0 already done)
@@ -331,9 +338,9 @@ def check_dask_address(address: str) -> None:
 
 
 def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, workers: int,
-             flag: str = "--dask") -> None:
+             flag: str = "--dask", ready: Callable[[], None] | None = None) -> None:
     """Run on Dask with a short connection timeout; an unreachable scheduler is a one-line error naming
-    ``flag``, where the address came from."""
+    ``flag``, where the address came from (``ready``: called once connected, see :func:`run_on_dask`)."""
     check_dask_address(address)
     import logging
 
@@ -355,7 +362,7 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
     os.environ.update({k: v for k, v in quiet.items() if saved[k] is None})
     try:
         with dask.config.set({"distributed.comm.timeouts.connect": DASK_CONNECT_TIMEOUT}):
-            run_on_dask(address, execute, scenario, calls, collect, workers)
+            run_on_dask(address, execute, scenario, calls, collect, workers, ready)
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"{flag} {address}: cannot reach the scheduler within {DASK_CONNECT_TIMEOUT} "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "

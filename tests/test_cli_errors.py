@@ -395,6 +395,11 @@ def test_unreachable_dask_scheduler_is_refused_within_seconds(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert lines[-1].startswith("groqsim: error: --dask tcp://127.0.0.1:9: cannot reach") and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+    # --fresh removes a study's finished runs only once the work can start: not for a scheduler it cannot reach
+    assert main(["run", str(scenario), "--out", str(tmp_path / "done"), "--jobs", "1", "--quiet"]) == 0
+    before = sorted(p.name for p in (tmp_path / "done" / "runs").iterdir())
+    code = main(["run", str(scenario), "--dask", "tcp://127.0.0.1:9", "--fresh", "--out", str(tmp_path / "done")])
+    assert code == 2 and before and sorted(p.name for p in (tmp_path / "done" / "runs").iterdir()) == before
 
 
 def test_force_runs_beyond_the_limit(tmp_path, capsys, monkeypatch):
