@@ -34,6 +34,7 @@ import numpy as np
 
 from .catalog import UNIT_SPEC
 from .engine import simulate
+from .errors import ConfigError
 from .pool import Pool
 from .scenario import Scenario
 from .projects import project_limits
@@ -201,18 +202,30 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
 
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,
-           pool: Pool | None = None, step: Callable[[int, float, bool], None] | None = None) -> list[dict]:
+           pool: Pool | None = None, step: Callable[[int, float, bool], None] | None = None,
+           max_requests: float | None = None) -> list[dict]:
     """Run the bisections of several (point, ceiling) cells in lock step: each round simulates the next load
     of every unfinished cell, all replications, as one map on ``pool``.  Each cell sees the same loads and
     seeds as when searched alone, so the results do not depend on the pool.  ``step(cell, load, ok)`` is
-    told each load tried."""
+    told each load tried.  ``max_requests``: the most simulated requests one run may take (about: the
+    scenario's mean rates x the load x the horizon); a load beyond it is a :class:`ConfigError` naming
+    ``[capacity] max_load``, before it is simulated."""
     pool = pool or Pool(1)
     reps = scenario.scenario.replications
     searches = [bisection(scenario, ceiling) for _, ceiling in cells]
     loads = {n: next(g) for n, g in enumerate(searches)}
     results: list[dict] = [{} for _ in cells]
+    runs, requests = scenario.size(duration)
+    per_load = requests / runs / float(np.mean(scenario.compare.get("load", [1.0])))  # one run at load 1
     while loads:
         order = sorted(loads)
+        top = max(loads.values())
+        heaviest = top * per_load
+        if max_requests is not None and heaviest > max_requests:
+            raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, "
+                              f"about {heaviest:,.0f} simulated requests in one run, more than this command does "
+                              f"without --force ({max_requests:,.0f}); lower [capacity] max_load "
+                              f"({scenario.capacity.max_load:g}) or add --force")
         calls = [(scenario, {**cells[n][0], "load": loads[n]}, rep, duration) for n in order for rep in range(reps)]
         runs = pool.map(run_summary, calls)
         for k, n in enumerate(order):
@@ -236,11 +249,13 @@ def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, durati
 
 
 def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int | None = 1,
-                   progress: bool | None = False, pool: Pool | None = None) -> list[dict]:
+                   progress: bool | None = False, pool: Pool | None = None,
+                   max_requests: float | None = None) -> list[dict]:
     """One row per tier x model of the scenario's grid (other axes at their first value).  The rows'
     bisections run in lock step, the replications of every load tried in ``jobs`` processes (None: one per
     core; or on ``pool``); each run is seeded the same wherever it runs, so the table does not depend on
-    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal)."""
+    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal); ``max_requests``: see
+    :func:`search`."""
     import sys
 
     from tqdm import tqdm
@@ -264,7 +279,7 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
 
     try:
         with Pool(jobs) if pool is None else nullcontext(pool) as runner:
-            found = search(scenario, list(zip(points, ceilings)), duration, runner, step)
+            found = search(scenario, list(zip(points, ceilings)), duration, runner, step, max_requests)
     finally:
         bar.update(len(points))
         bar.close()

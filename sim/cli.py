@@ -165,7 +165,8 @@ def _capacity(args) -> int:
     scenario = _load(args)
     duration = _duration(args)
     _work(args, scenario, duration, runs_factor=_capacity_runs(scenario))
-    rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None)
+    rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None,
+                          max_requests=None if args.force else MAX_REQUESTS)
     t = scenario.capacity
     if args.format == "json":
         print(json.dumps(jsonable(rows), indent=2, allow_nan=False))

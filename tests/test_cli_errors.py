@@ -327,6 +327,20 @@ def test_a_closed_loop_that_cannot_advance_is_one_line_not_a_hang(tmp_path, caps
     assert main(["run", str(thinking), "--out", str(tmp_path / "ok"), "--jobs", "1", "--quiet"]) == 0  # time passes
 
 
+def test_capacity_refuses_a_search_beyond_its_work_limit_before_simulating_it(tmp_path, capsys):
+    # limits a million times Developer's: the search starts at twice the ceiling's load, ~1e8 x 20 requests a
+    # minute; it ran out of memory with a traceback before
+    toml = BASE.replace("llama-3.1-8b-instant", "openai/gpt-oss-20b") + (
+        "[org]\ntier = 'mine'\n[tiers.mine]\nbase = 'developer'\n"
+        "scale = { rpm = 1e6, rpd = 1e6, tpm = 1e6, tpd = 1e6 }\n"
+        "[capacity]\nmax_load = 1e9\n")
+    scenario = _write(tmp_path, {"s.toml": toml})
+    code = main(["capacity", str(scenario), "--jobs", "1", "--quiet"])
+    err = capsys.readouterr().err
+    _expect_one_line_error(code, err, f"{scenario}: capacity: the search would simulate load x")
+    assert "lower [capacity] max_load (1e+09) or add --force" in err
+
+
 def test_a_byte_order_mark_is_not_part_of_the_toml(tmp_path, capsys):
     scenario = _write(tmp_path, {"s.toml": b"\xef\xbb\xbf" + BASE.encode()})  # as Windows editors save UTF-8
     assert main(["check", str(scenario)]) == 0, capsys.readouterr().err
