@@ -136,7 +136,7 @@ class OnOff(_Kind):
 class Piecewise(_Kind):
     """A rate schedule ``[[start, rate], ...]`` repeating every ``period`` (Poisson within each piece)."""
     kind: Literal["piecewise"]
-    schedule: list[tuple[Duration, Rate]]
+    schedule: list[Annotated[tuple[Duration, Rate], Field(strict=False)]]  # (TOML writes each as a list)
     period: PositiveDuration = 86_400.0
 
     @model_validator(mode="after")
