@@ -17,7 +17,7 @@ NonNeg = Annotated[float, Field(ge=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 #: the largest size a request may have (tokens or audio seconds): far above any context window, and within
 #: the 32-bit counts the records keep (a distribution's lognormal tail is cut there; a trace's cell above is
