@@ -1,0 +1,136 @@
+"""The comparison table's numbers, read cell by cell: what `compare` averages and flags, how
+`format_comparison` scales and prints each cell (one replication, NaN, zero), strict JSON of numpy
+scalars, the limit usage over time and the plots' legend labels.  Expected values computed by hand."""
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.report import _label, compare, format_comparison, jsonable, usage_over_time
+from sim.scenario import scenario_from_dict
+
+#: t quantile 0.975 with 1 degree of freedom: the Cauchy distribution's, tan(pi (0.975 - 1/2)) = 12.706
+T1 = math.tan(math.pi * 0.475)
+
+
+def _summary(values: dict[str, list[float]]) -> pd.DataFrame:
+    """One grid point's summary rows: every key metric 1.0, 100 offered, none gave up, unless ``values``
+    says otherwise (one entry per replication)."""
+    n = len(next(iter(values.values())))
+    base = {"point": [0] * n, "offered": [100] * n, "binding": ["none"] * n, "gave_up": [0] * n}
+    metrics = {m: [1.0] * n for m in ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50",
+                                      "latency_p95", "latency_p99", "n429_per_attempt", "attempts_per_success",
+                                      "mean_wait")}
+    return pd.DataFrame({**base, **metrics, **values})
+
+
+def _cells(comp: pd.DataFrame) -> list[str]:
+    """The table's first data line, split into its cells (no axes: none has a space)."""
+    return format_comparison(comp, []).splitlines()[1].split()
+
+
+def test_a_metric_at_zero_in_every_replication_is_not_flagged():
+    # the commonest case (no 429, no wait): a zero interval is not wider than a zero mean
+    comp = compare(_summary({"n429_per_attempt": [0.0, 0.0]}), [])
+    assert comp.loc[0, "n429_per_attempt_mean"] == 0.0 and comp.loc[0, "n429_per_attempt_ci95"] == 0.0
+    assert comp.loc[0, "wide_ci"] == ""
+    text = format_comparison(comp, [])
+    assert _cells(comp)[10:12] == ["0.000", "±0.000"]  # 429/attempt, with no "!"
+    assert "!" not in text and "too few replications" not in text
+
+
+def test_one_replication_prints_the_mean_alone():
+    # --replications 1: no interval, so no "±nan"; no cost column: "$/1k ok" is "-"; nobody gave up: "-"
+    comp = compare(_summary({"latency_p95": [3.0]}), [])
+    assert comp.loc[0, "replications"] == 1 and math.isnan(comp.loc[0, "latency_p95_ci95"])
+    assert _cells(comp) == ["100.0", "1.0", "1.00", "3.00", "1.00", "1.000", "1.00", "-", "none", "-"]
+    assert "nan" not in format_comparison(comp, [])
+
+
+def test_a_metric_with_no_value_prints_a_dash():
+    comp = compare(_summary({"latency_p95": [math.nan, math.nan]}), [])
+    assert math.isnan(comp.loc[0, "latency_p95_mean"])
+    assert _cells(comp)[4:8] == ["1.00", "±0.00", "-", "1.00"]  # p50 ± its interval, p95, p99
+    assert "nan" not in format_comparison(comp, [])
+
+
+def test_replications_without_a_value_are_left_out_of_the_mean():
+    # a replication that served nothing has no p95: the mean is the other's, over one value (no interval)
+    row = compare(_summary({"latency_p95": [math.nan, 4.0]}), []).iloc[0]
+    assert row["latency_p95_mean"] == 4.0 and math.isnan(row["latency_p95_ci95"])
+
+
+def test_success_is_printed_in_percent_and_cost_per_thousand_successes():
+    # two replications: mean (a+b)/2, ci = t(1) * sd / sqrt(2) = t(1) * |a-b|/2
+    comp = compare(_summary({"success_ratio": [0.5, 1.0], "cost_per_success": [0.002, 0.004]}), [])
+    row = comp.iloc[0]
+    assert row["success_ratio_mean"] == pytest.approx(0.75)
+    assert row["success_ratio_ci95"] == pytest.approx(T1 * 0.25)
+    assert row["cost_per_success_ci95"] == pytest.approx(T1 * 0.001)
+    cells = _cells(comp)
+    assert cells[:2] == ["75.0", "±317.7!"]  # 100 x 0.75, 100 x 3.1766
+    assert cells[-4:-2] == ["3.000", "±12.706!"]  # 1000 x $0.003, 1000 x $0.0127
+    assert row["wide_ci"] == "success_ratio cost_per_success"
+
+
+def test_compare_leaves_the_callers_summary_alone():
+    summary = _summary({"latency_p95": [1.0, 2.0]})
+    before = summary.copy()
+    compare(summary, [])
+    assert list(summary.columns) == list(before.columns)  # no "gave_up_share" added to it
+    pd.testing.assert_frame_equal(summary, before)
+
+
+def test_offered_mean_is_the_mean_of_the_replications_offered():
+    # read by notebooks/tier_upgrade.ipynb ($/day)
+    summary = _summary({"latency_p95": [1.0, 1.0]}).assign(offered=[100, 50])
+    assert compare(summary, []).loc[0, "offered_mean"] == 75.0
+
+
+def test_an_outcome_share_with_a_single_request_offered():
+    # 1 offered, 1 gave up: a share of 1 (only 0 offered has no share)
+    comp = compare(_summary({"latency_p95": [1.0]}).assign(offered=[1], gave_up=[1]), [])
+    assert comp.loc[0, "gave_up_share_mean"] == 1.0
+    assert format_comparison(comp, []).splitlines()[1].endswith("gave up 100%")
+    nothing = compare(_summary({"latency_p95": [1.0]}).assign(offered=[0], gave_up=[0]), [])
+    assert math.isnan(nothing.loc[0, "gave_up_share_mean"])
+
+
+def test_numpy_integers_and_booleans_become_python_ones():
+    # else json.dumps(..., default=str) writes them as strings ("3", "True")
+    assert jsonable(np.int64(3)) == 3 and type(jsonable(np.int64(3))) is int
+    assert jsonable(np.bool_(True)) is True and jsonable(np.bool_(False)) is False
+    assert json.dumps(jsonable({"n": np.int32(7), "ok": np.bool_(True)})) == '{"n": 7, "ok": true}'
+
+
+def _tpm_1000():
+    """A spec whose llama-3.1-8b-instant allows 1 000 tokens a minute."""
+    return scenario_from_dict({
+        "scenario": {"name": "u", "duration": "5m"},
+        "tiers": {"mine": {"base": "free", "overrides": {"llama-3.1-8b-instant": {"tpm": 1000}}}},
+        "org": {"tier": "mine"},
+        "clients": [{"name": "c", "model": "llama-3.1-8b-instant", "arrival": {"kind": "constant", "rate": "1/min"},
+                     "prompt_tokens": 50, "max_tokens": 50}]}, source="<test>").spec()
+
+
+def test_usage_over_time_is_what_the_trailing_window_charged_over_the_limit():
+    # 100 tokens admitted at t = 0, 10 and 70; TPM's window ending at t is (t - 60, t]:
+    # t = 10 holds 0 and 10 (200 / 1000); t = 60 holds 10 (its left edge, 0, is out); t = 70 holds 70
+    records = pd.DataFrame({"model": ["llama-3.1-8b-instant"] * 3, "admitted": [0.0, 10.0, 70.0],
+                            "charged_tokens": [100.0] * 3, "audio_seconds": [0.0] * 3})
+    usage = usage_over_time(records, _tpm_1000(), np.array([10.0, 60.0, 70.0]))
+    assert usage["llama-3.1-8b-instant TPM"] == pytest.approx([0.2, 0.1, 0.1])
+
+
+def test_plot_labels_name_a_number_by_its_axis_and_a_name_alone():
+    comparison = pd.DataFrame({"point": [0, 1], "tier": ["free", "developer"], "project_quotas": [True, False]})
+    study = SimpleNamespace(comparison=comparison, scenario=SimpleNamespace(
+        compare={"tier": ["free", "developer"], "project_quotas": [True, False]},
+        scenario=SimpleNamespace(name="sweep")))
+    assert _label(study, 1) == "developer, project_quotas=False"
+    single = SimpleNamespace(comparison=comparison.iloc[:1],
+                             scenario=SimpleNamespace(compare={}, scenario=SimpleNamespace(name="sweep")))
+    assert _label(single, 0) == "sweep"  # no axes: the scenario's name
