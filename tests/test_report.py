@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sim.cli import main
+from tests.helpers import summary_rows
 from sim.report import LATE_NOTE, compare, comparison_json, format_comparison, jsonable
 
 CLIENT = ("[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\narrival = {{ kind = 'poisson', rate = '10/min' }}\n"
@@ -131,30 +132,23 @@ def test_unconstrained_run_has_no_binding_and_no_other_outcomes(tmp_path, capsys
     assert "-" == format_comparison(pd.DataFrame([row]), []).splitlines()[1].split()[-1]
 
 
-def _summary(values: dict[str, list[float]]) -> pd.DataFrame:
-    n = len(next(iter(values.values())))
-    base = {"point": [0] * n, "offered": [100] * n, "binding": ["none"] * n, "gave_up": [0] * n}
-    metrics = {m: [1.0] * n for m in ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50",
-                                      "latency_p95", "latency_p99", "n429_per_attempt", "attempts_per_success",
-                                      "mean_wait")}
-    return pd.DataFrame({**base, **metrics, **values})
 
 
 def test_intervals_wider_than_the_mean_are_flagged():
-    wide = compare(_summary({"latency_p99": [1.0, 60.0]}), [])  # two replications far apart
+    wide = compare(summary_rows({"latency_p99": [1.0, 60.0]}), [])  # two replications far apart
     assert wide.loc[0, "wide_ci"] == "latency_p99"
     assert wide.loc[0, "latency_p99_ci95"] > wide.loc[0, "latency_p99_mean"]
     text = format_comparison(wide, [])
     assert "!" in text.splitlines()[1] and "too few replications" in text.splitlines()[-1]
-    narrow = compare(_summary({"latency_p99": [10.0, 10.5, 9.5, 10.2]}), [])
+    narrow = compare(summary_rows({"latency_p99": [10.0, 10.5, 9.5, 10.2]}), [])
     assert narrow.loc[0, "wide_ci"] == ""
     assert "!" not in format_comparison(narrow, [])
 
 
 def test_a_dash_for_the_cost_of_served_requests_is_explained():
-    priced = compare(_summary({"cost_per_success": [0.001, 0.001]}), [])
-    unpriced = compare(_summary({"cost_per_success": [np.nan, np.nan]}), [])
-    nothing_served = compare(_summary({"cost_per_success": [np.nan, np.nan], "success_ratio": [0.0, 0.0]}), [])
+    priced = compare(summary_rows({"cost_per_success": [0.001, 0.001]}), [])
+    unpriced = compare(summary_rows({"cost_per_success": [np.nan, np.nan]}), [])
+    nothing_served = compare(summary_rows({"cost_per_success": [np.nan, np.nan], "success_ratio": [0.0, 0.0]}), [])
     note = "$/1k ok '-' = a model Groq publishes no price for was served"
     assert note in format_comparison(unpriced, []).splitlines()[-1]
     assert note not in format_comparison(priced, []) and note not in format_comparison(nothing_served, [])
@@ -163,23 +157,23 @@ def test_a_dash_for_the_cost_of_served_requests_is_explained():
 def test_successes_finished_after_the_window_are_footnoted_from_one_percent():
     rows = []
     for policy, late in (("held", 0.853), ("edge", LATE_NOTE), ("below", 0.0099), ("none", 0.0), ("nan", np.nan)):
-        comp = compare(_summary({"after_window_share": [late, late]}), [])
+        comp = compare(summary_rows({"after_window_share": [late, late]}), [])
         rows.append(comp.assign(tier="free", policy=policy))
     table = format_comparison(pd.concat(rows, ignore_index=True), ["tier", "policy"])
     *_, note = table.splitlines()
     assert note == ("req/min = successes finished inside the simulated window; finished after it, while the run "
                     "drained: free/held 85.3%, free/edge 1% of the successes")
-    quiet = compare(_summary({"after_window_share": [0.0, 0.002]}), [])
+    quiet = compare(summary_rows({"after_window_share": [0.0, 0.002]}), [])
     assert "drained" not in format_comparison(quiet, []) and quiet.loc[0, "after_window_share_mean"] == 0.001
     assert quiet.loc[0, "wide_ci"] == ""  # a share near 0 always has a wide interval: no "!" for it
-    alone = compare(_summary({"after_window_share": [1.0]}), [])  # no axes: a single alternative
+    alone = compare(summary_rows({"after_window_share": [1.0]}), [])  # no axes: a single alternative
     assert format_comparison(alone, []).splitlines()[-1].endswith("drained: the alternative 100% of the successes")
 
 
 def test_t_interval_matches_scipy():
     from scipy import stats
     values = [3.0, 5.0, 4.0, 8.0]
-    row = compare(_summary({"latency_p95": values}), []).iloc[0]
+    row = compare(summary_rows({"latency_p95": values}), []).iloc[0]
     lo, hi = stats.t.interval(0.95, len(values) - 1, loc=sum(values) / 4, scale=stats.sem(values))
     assert row["latency_p95_ci95"] == pytest.approx((hi - lo) / 2)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import summary_rows
 from sim.report import _label, compare, format_comparison, jsonable, usage_over_time
 from sim.scenario import scenario_from_dict
 
@@ -16,15 +17,6 @@ from sim.scenario import scenario_from_dict
 T1 = math.tan(math.pi * 0.475)
 
 
-def _summary(values: dict[str, list[float]]) -> pd.DataFrame:
-    """One grid point's summary rows: every key metric 1.0, 100 offered, none gave up, unless ``values``
-    says otherwise (one entry per replication)."""
-    n = len(next(iter(values.values())))
-    base = {"point": [0] * n, "offered": [100] * n, "binding": ["none"] * n, "gave_up": [0] * n}
-    metrics = {m: [1.0] * n for m in ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50",
-                                      "latency_p95", "latency_p99", "n429_per_attempt", "attempts_per_success",
-                                      "mean_wait")}
-    return pd.DataFrame({**base, **metrics, **values})
 
 
 def _cells(comp: pd.DataFrame) -> list[str]:
@@ -34,7 +26,7 @@ def _cells(comp: pd.DataFrame) -> list[str]:
 
 def test_a_metric_at_zero_in_every_replication_is_not_flagged():
     # the commonest case (no 429, no wait): a zero interval is not wider than a zero mean
-    comp = compare(_summary({"n429_per_attempt": [0.0, 0.0]}), [])
+    comp = compare(summary_rows({"n429_per_attempt": [0.0, 0.0]}), [])
     assert comp.loc[0, "n429_per_attempt_mean"] == 0.0 and comp.loc[0, "n429_per_attempt_ci95"] == 0.0
     assert comp.loc[0, "wide_ci"] == ""
     text = format_comparison(comp, [])
@@ -44,14 +36,14 @@ def test_a_metric_at_zero_in_every_replication_is_not_flagged():
 
 def test_one_replication_prints_the_mean_alone():
     # --replications 1: no interval, so no "±nan"; no cost column: "$/1k ok" is "-"; nobody gave up: "-"
-    comp = compare(_summary({"latency_p95": [3.0]}), [])
+    comp = compare(summary_rows({"latency_p95": [3.0]}), [])
     assert comp.loc[0, "replications"] == 1 and math.isnan(comp.loc[0, "latency_p95_ci95"])
     assert _cells(comp) == ["100.0", "1.0", "1.00", "3.00", "1.00", "1.000", "1.00", "-", "none", "-"]
     assert "nan" not in format_comparison(comp, [])
 
 
 def test_a_metric_with_no_value_prints_a_dash():
-    comp = compare(_summary({"latency_p95": [math.nan, math.nan]}), [])
+    comp = compare(summary_rows({"latency_p95": [math.nan, math.nan]}), [])
     assert math.isnan(comp.loc[0, "latency_p95_mean"])
     assert _cells(comp)[4:8] == ["1.00", "±0.00", "-", "1.00"]  # p50 ± its interval, p95, p99
     assert "nan" not in format_comparison(comp, [])
@@ -59,13 +51,13 @@ def test_a_metric_with_no_value_prints_a_dash():
 
 def test_replications_without_a_value_are_left_out_of_the_mean():
     # a replication that served nothing has no p95: the mean is the other's, over one value (no interval)
-    row = compare(_summary({"latency_p95": [math.nan, 4.0]}), []).iloc[0]
+    row = compare(summary_rows({"latency_p95": [math.nan, 4.0]}), []).iloc[0]
     assert row["latency_p95_mean"] == 4.0 and math.isnan(row["latency_p95_ci95"])
 
 
 def test_success_is_printed_in_percent_and_cost_per_thousand_successes():
     # two replications: mean (a+b)/2, ci = t(1) * sd / sqrt(2) = t(1) * |a-b|/2
-    comp = compare(_summary({"success_ratio": [0.5, 1.0], "cost_per_success": [0.002, 0.004]}), [])
+    comp = compare(summary_rows({"success_ratio": [0.5, 1.0], "cost_per_success": [0.002, 0.004]}), [])
     row = comp.iloc[0]
     assert row["success_ratio_mean"] == pytest.approx(0.75)
     assert row["success_ratio_ci95"] == pytest.approx(T1 * 0.25)
@@ -77,7 +69,7 @@ def test_success_is_printed_in_percent_and_cost_per_thousand_successes():
 
 
 def test_compare_leaves_the_callers_summary_alone():
-    summary = _summary({"latency_p95": [1.0, 2.0]})
+    summary = summary_rows({"latency_p95": [1.0, 2.0]})
     before = summary.copy()
     compare(summary, [])
     assert list(summary.columns) == list(before.columns)  # no "gave_up_share" added to it
@@ -86,16 +78,16 @@ def test_compare_leaves_the_callers_summary_alone():
 
 def test_offered_mean_is_the_mean_of_the_replications_offered():
     # read by notebooks/tier_upgrade.ipynb ($/day)
-    summary = _summary({"latency_p95": [1.0, 1.0]}).assign(offered=[100, 50])
+    summary = summary_rows({"latency_p95": [1.0, 1.0]}).assign(offered=[100, 50])
     assert compare(summary, []).loc[0, "offered_mean"] == 75.0
 
 
 def test_an_outcome_share_with_a_single_request_offered():
     # 1 offered, 1 gave up: a share of 1 (only 0 offered has no share)
-    comp = compare(_summary({"latency_p95": [1.0]}).assign(offered=[1], gave_up=[1]), [])
+    comp = compare(summary_rows({"latency_p95": [1.0]}).assign(offered=[1], gave_up=[1]), [])
     assert comp.loc[0, "gave_up_share_mean"] == 1.0
     assert format_comparison(comp, []).splitlines()[1].endswith("gave up 100%")
-    nothing = compare(_summary({"latency_p95": [1.0]}).assign(offered=[0], gave_up=[0]), [])
+    nothing = compare(summary_rows({"latency_p95": [1.0]}).assign(offered=[0], gave_up=[0]), [])
     assert math.isnan(nothing.loc[0, "gave_up_share_mean"])
 
 
