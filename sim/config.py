@@ -140,8 +140,8 @@ class Policy(Strict):
         # groq-sdk = the official Python SDK 1.7.0's defaults (groq/_constants.py, _base_client.py):
         # DEFAULT_MAX_RETRIES = 2, backoff 0.5 s * 2^n capped at 8 s with jitter x(1 - 0.25 U),
         # retry-after honoured when 0 < value <= 60 s; _should_retry retries 408, 409, 429 and EVERY status
-        # >= 500 (501, 505, 520, 529 too), not 498.  It also obeys an x-should-retry header, which Groq does
-        # not send and the simulator's answers never carry.  DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5):
+        # >= 500 (501, 505, 520, 529 too), not 498.  It also obeys an x-should-retry header, which no Groq
+        # response on record carries and the simulator's answers never carry.  DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5):
         # an answer that has not come 60 s after the request went is a timeout, retried with the same backoff
         # (``except httpx.TimeoutException`` in ``request``) while retries remain.
         if isinstance(data, dict) and data.get("retry") == "groq-sdk":

@@ -12,7 +12,7 @@ long-run share of failing attempts is :meth:`Flex.failure_share`.  One timeline 
 client group (scarcity is Groq's, not a client's); each attempt's failure is a draw against the
 probability of the period it falls in.  A 498 is decided before the limits and charges none of them (the
 request never ran).  The flex limits are the org's on-demand limits x ``multiplier``, a separate limit
-state per model (Groq's 429s name the service tier: its limits are counted per tier).
+state per model (inferred: Groq's 429s name the service tier, so its limits are taken as counted per tier).
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ Headers (Groq's docs and a real capture, ``docs/reference``): ``x-ratelimit-*-re
 RPD and ``x-ratelimit-*-tokens`` to TPM; they are sent on every response; a model without an RPD (or TPM)
 limit gets no request (or token) headers.  Remaining budgets are rounded down to integers; resets are Go
 ``time.Duration`` strings rounded up to the millisecond (:func:`sim.units.format_reset`: ``547ms``,
-``2m52.8s``).  ``retry-after`` (whole seconds) only on a 429.  Groq sends no ``retry-after-ms`` (which the
-groq SDK 1.7.0 would read first) and no ``x-should-retry``, so neither is produced here.
+``2m52.8s``).  ``retry-after`` (whole seconds) only on a 429.  No real response on record carries a
+``retry-after-ms`` (which the groq SDK 1.7.0 would read first) or an ``x-should-retry``, so neither is produced here.
 
 Error bodies are ``{"error": {"message", "type", "code"}}`` as Groq writes them:
 

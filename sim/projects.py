@@ -1,8 +1,8 @@
 """Projects: an organization's sub-divisions with per-model limits of their own, checked with the org's.
 
 Groq's organizations hold projects, each with its own API keys, usage and per-model limits, inherited from
-the organization unless overridden (only lower: a project cannot hold more than its organization).  A
-request from a project must pass the project's limits **and** the organization's: :class:`ScopedLimits`
+the organization unless overridden (only lower: a project cannot hold more than its organization; Groq's
+docs imply it without saying it, so it is our reading).  A request from a project must pass the project's limits **and** the organization's: :class:`ScopedLimits`
 asks both scopes first and charges both only if both admit, so a refusal charges neither.
 
 Headers (our choice, Groq does not document it): for each unit the ``x-ratelimit-*`` headers describe the
