@@ -141,9 +141,10 @@ class Policy(Strict):
         # DEFAULT_MAX_RETRIES = 2, backoff 0.5 s * 2^n capped at 8 s with jitter x(1 - 0.25 U),
         # retry-after honoured when 0 < value <= 60 s; _should_retry retries 408, 409, 429 and EVERY status
         # >= 500 (501, 505, 520, 529 too), not 498.  It also obeys an x-should-retry header, which no Groq
-        # response on record carries and the simulator's answers never carry.  DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5):
-        # an answer that has not come 60 s after the request went is a timeout, retried with the same backoff
-        # (``except httpx.TimeoutException`` in ``request``) while retries remain.
+        # response on record carries and the simulator's answers never carry.
+        # DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5): an answer that has not come 60 s after the request
+        # went is a timeout, retried with the same backoff (``except httpx.TimeoutException`` in ``request``)
+        # while retries remain.
         if isinstance(data, dict) and data.get("retry") == "groq-sdk":
             data = {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, "timeout": 60.0,
                     **data}

@@ -2,8 +2,9 @@
 
 Groq's organizations hold projects, each with its own API keys, usage and per-model limits, inherited from
 the organization unless overridden (only lower: a project cannot hold more than its organization; Groq's
-docs imply it without saying it, so it is our reading).  A request from a project must pass the project's limits **and** the organization's: :class:`ScopedLimits`
-asks both scopes first and charges both only if both admit, so a refusal charges neither.
+docs imply it without saying it, so it is our reading).  A request from a project must pass the project's
+limits **and** the organization's: :class:`ScopedLimits` asks both scopes first and charges both only if both
+admit, so a refusal charges neither.
 
 Headers (our choice, Groq does not document it): for each unit the ``x-ratelimit-*`` headers describe the
 scope with the smaller remaining budget at that moment -- the one that binds next -- so a client pacing on
