@@ -349,3 +349,11 @@ def test_one_seed_object_given_to_two_runs_gives_them_the_same_streams():
     pd.testing.assert_frame_equal(first.records, second.records)
     fresh = sim.simulate(scenario.spec(), scenario.seed(0))
     pd.testing.assert_frame_equal(first.records, fresh.records)
+    for bad in (-3, 1.5, "x", True, None):  # a clear error naming the seed, not numpy's
+        with pytest.raises(ValueError, match=r"seed .*: a seed is an integer >= 0 or a numpy SeedSequence"):
+            sim.simulate(scenario.spec(), bad)
+    pd.testing.assert_frame_equal(sim.simulate(scenario.spec(), np.int64(7)).records,
+                                  sim.simulate(scenario.spec(), 7).records)
+    for jobs in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="jobs is a number of processes >= 1"):
+            sim.run_study(scenario, jobs=jobs, progress=False)
