@@ -195,7 +195,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     for this study only.  ``on_first_replication(study)``: called once, as soon as replication 0 of every grid
     point is done (those runs go first), with the study so far: what reads only replication 0 (the figures
     over time) can start while the other replications run."""
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1):
         raise ValueError(f"run_study(jobs={jobs!r}): jobs is a number of processes >= 1 (None: one per core)")
     out = Path(out) if out is not None else None
     duration = scenario.run_duration(duration)
