@@ -360,6 +360,17 @@ def test_no_retry_due_exactly_at_the_deadline(tmp_path):
     assert rec["outcome"] == "deadline" and rec["finished"] == 1.12 and rec["attempts"] == 1
 
 
+def test_an_answer_exactly_at_the_deadline_is_not_a_miss(tmp_path):
+    # refused at 0, the 429 read one round trip later: with the deadline exactly then, the client read it in
+    # time (only an answer that comes later is a deadline miss, docs/modelling.md) and gives up on it; a
+    # deadline one float earlier makes it a miss
+    read = trace_run(tmp_path, [0.0, 0.0], {"rpd": 1}, {"max_attempts": 1}).records.iloc[1]["finished"]
+    assert read == pytest.approx(0.12)
+    for deadline, outcome in ((read, "gave_up"), (np.nextafter(read, 0.0), "deadline")):
+        rec = trace_run(tmp_path, [0.0, 0.0], {"rpd": 1}, {"max_attempts": 1, "deadline": float(deadline)}).records
+        assert rec.iloc[1]["outcome"] == outcome and rec.iloc[1]["finished"] == deadline
+
+
 def test_no_fallback_attempt_after_the_deadline(tmp_path):
     # the primary's 429 arrives at 0.12, after the 0.1 s deadline: the client has given up, so the fallback
     # model must not be tried (it once was, and the attempt took the fallback's only request of the day)
