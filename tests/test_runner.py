@@ -697,3 +697,51 @@ def test_numpy_numbers_are_loads_and_durations_and_only_run_makes_runs(tmp_path,
         assert main(["run", str(scenario), "--out", str(run_out), "--quiet", "--jobs", jobs]) == 2
         err = capsys.readouterr().err
         assert f"cannot write run {key}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_fresh_removes_the_finished_run_files_and_only_those(tmp_path):
+    """resume=False (``--fresh``): every file in runs/ goes before the work starts (a stale run of another
+    plan too), a directory there is left alone, and every run is done again."""
+    s = small_scenario(scenario={"replications": 1})
+    run_study(s, tmp_path, jobs=1, progress=False)
+    runs = tmp_path / "runs"
+    (runs / "stale.json").write_text("{}")
+    (runs / "a-folder").mkdir()
+    ran = []
+    run_study(s, tmp_path, jobs=1, progress=False, resume=False, on_row=ran.append)
+    assert len(ran) == 3 and not (runs / "stale.json").exists() and (runs / "a-folder").is_dir()
+    resumed = []
+    run_study(s, tmp_path, jobs=1, progress=False, on_row=resumed.append)
+    assert resumed == []  # and the runs just done are the finished ones now
+
+
+def test_a_file_where_runs_go_is_one_error_before_any_run(tmp_path):
+    from sim.errors import ConfigError
+    (tmp_path / "runs").write_text("not a directory")
+    ran = []
+    with pytest.raises(ConfigError, match=r"--out .*: cannot write to .*runs"):
+        run_study(small_scenario(), tmp_path, jobs=1, progress=False, on_row=ran.append)
+    assert ran == []
+
+
+def test_execute_makes_the_runs_directory_it_writes_to(tmp_path):
+    """A run executed where no study prepared the directory (a Dask worker's own view of the storage): its
+    files appear all the same."""
+    from sim.runner import execute
+    s = small_scenario()
+    job = plan(s)[0]
+    row, _ = execute(s, job, str(tmp_path / "fresh"))
+    names = sorted(p.name for p in (tmp_path / "fresh" / "runs").iterdir())
+    assert names == sorted(f"{job.key}{ext}" for ext in (".json", ".parquet", ".refusals.parquet"))
+    assert row["key"] == job.key
+
+
+def test_write_outputs_lists_the_files_it_could_not_write(tmp_path):
+    """A file that cannot be written does not stop the others: its line goes to ``errors``."""
+    from sim.report import write_outputs
+    study = run_study(small_scenario(scenario={"replications": 1}), tmp_path, jobs=1, progress=False)
+    (tmp_path / "latency_cdf.png").mkdir()  # a directory where the figure goes
+    problems: list[str] = []
+    files = write_outputs(study, tmp_path, errors=problems)
+    assert len(problems) == 1 and "latency_cdf.png" in problems[0]
+    assert tmp_path / "summary.csv" in files and tmp_path / "latency_cdf.png" not in files
