@@ -189,6 +189,10 @@ def _capacity(args) -> int:
                          f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}", f"{r['sim_cost_per_1k']:.3f}"]
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
+    if any(not r["offered_rpm"] for r in rows):
+        print("offered 0 req/min: no open-loop on-demand traffic to scale (a closed loop, the batch lane or zero "
+              "rates), so the ceilings do not apply; simulated max is the load multiplier (a closed loop's users x "
+              "load) that still meets the target")
     return 0
 
 

@@ -188,6 +188,25 @@ def test_capacity_names_the_models_a_trace_sends_to(tmp_path, capsys):
         "allam-2-7b, openai/gpt-oss-120b, openai/gpt-oss-20b"]
 
 
+def test_capacity_says_when_nothing_offered_can_be_scaled(tmp_path, capsys):
+    """A closed loop offers no rate to divide a limit by: the table's ceilings are not figures to trust, and
+    the command says so under the table (once), and what its simulated column holds instead."""
+    from sim.cli import main
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n[[clients]]\n"
+                    "name = 'u'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'closed', users = 2, think = '5s' }\n"
+                    "prompt_tokens = 100\nmax_tokens = 50\n[capacity]\nmax_load = 4\n")
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("offered 0 req/min: no open-loop on-demand traffic to scale") == 1
+    assert "load x" in out.splitlines()[-2]  # the row's simulated column: a load multiplier
+    open_loop = path.read_text().replace("{ kind = 'closed', users = 2, think = '5s' }",
+                                         "{ kind = 'poisson', rate = '10/min' }")
+    path.write_text(open_loop)
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
+    assert "offered 0 req/min" not in capsys.readouterr().out
+
+
 def test_check_states_the_duration_it_was_asked_for(capsys):
     from sim.cli import main
     path = str(ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
