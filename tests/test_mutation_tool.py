@@ -63,3 +63,12 @@ def test_a_class_attribute_read_through_getattr_selects_its_readers():
     sorts = next(n for n, line in enumerate((Path(mutation.ROOT) / "sim/policies.py").read_text().splitlines(), 1)
                  if 'getattr(gate, "charges", False)' in line)
     assert m.refs is not None and ("sim/policies.py", sorts) in m.refs
+
+
+def test_names_bound_together_select_the_readers_of_each():
+    """``_B1, _B2, _BT = 1, 6, 11``: a tuple of module constants; each mutant of the line runs against the lines
+    that read any of the names (the selection once found none and reported "no coverage")."""
+    m = _mutant("sim/kernel.py", "`6` -> `7`", "_B1, _B2, _BT = 1, 6, 11")
+    text = (Path(mutation.ROOT) / "sim/kernel.py").read_text().splitlines()
+    loads = {n for n, line in enumerate(text, 1) if "bk[_B1], bk[_B2], bk[_BT]" in line}
+    assert m.refs is not None and loads and {("sim/kernel.py", n) for n in loads} <= set(m.refs)

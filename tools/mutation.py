@@ -125,7 +125,10 @@ class _Sites(ast.NodeTransformer):
                 "names": {".".join(names[k:j]) for k in range(len(names)) for j in range(k + 1, len(names) + 1)}}
         stmts = self._stmts + [node] if isinstance(node, ast.stmt) else self._stmts
         top = stmts[1] if len(stmts) > 1 and isinstance(stmts[0], ast.ClassDef) else stmts[0] if stmts else node
-        assigned = [t.id for t in getattr(top, "targets", [getattr(top, "target", None)]) if isinstance(t, ast.Name)]
+        targets = getattr(top, "targets", [getattr(top, "target", None)])
+        # ``A = ...`` and ``A, B = ...`` alike: every name the statement binds
+        assigned = [n.id for t in targets for n in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])
+                    if isinstance(n, ast.Name)]
         site["assigns"] = assigned if isinstance(top, (ast.Assign, ast.AnnAssign)) and assigned else None
         for k, s in enumerate(self._scope):
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
