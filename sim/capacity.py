@@ -215,8 +215,8 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     searches = [bisection(scenario, ceiling) for _, ceiling in cells]
     loads = {n: next(g) for n, g in enumerate(searches)}
     results: list[dict] = [{} for _ in cells]
-    runs, requests = scenario.size(duration)
-    per_load = requests / runs / float(np.mean(scenario.compare.get("load", [1.0])))  # one run at load 1
+    planned, requests = scenario.size(duration)
+    per_load = requests / planned / float(np.mean(scenario.compare.get("load", [1.0])))  # one run at load 1
     while loads:
         order = sorted(loads)
         top = max(loads.values())

@@ -263,6 +263,11 @@ class Accounting(Strict):
         return uncached + (max_tokens if self.charge == "max_tokens" else completion)
 
     @property
+    def uncached(self) -> float:
+        """The share of a prompt that is prefilled: cached prompt tokens skip prefill (engine and emulator)."""
+        return 1.0 - self.cache_hit_ratio
+
+    @property
     def refunds(self) -> bool:
         """Is a reservation's unused part (``max_tokens - completion``) given back when the response completes?
         Only when ``refund_unused`` and the reservation is charged (``charge = "max_tokens"``)."""

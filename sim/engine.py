@@ -126,7 +126,7 @@ class Simulation:
         org = spec.org
         self.accounting = org.accounting
         self.refund = org.accounting.refunds
-        self.uncached = 1.0 - org.accounting.cache_hit_ratio  # cached prompt tokens skip prefill
+        self.uncached = org.accounting.uncached  # (read on every admission)
         self.retry_after = retry_after_function(org.retry_after_rounding)
         self.error_rate, self.error_status = org.error_rate, org.error_status
         self.model_names: list[str] = []

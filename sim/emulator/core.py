@@ -393,8 +393,8 @@ class Emulator:
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
                             refused_scope=getattr(ls, "binding_scope", None) or ORG, service_tier=served,
                             log_headers=logged.headers, log_error=logged.error)
-        uncached = 1.0 - org.accounting.cache_hit_ratio  # cached prompt tokens skip prefill, as in the simulator
-        times = self.services[model].times(prompt * uncached, completion, audio, self._normal(), self._normal())
+        times = self.services[model].times(prompt * org.accounting.uncached, completion, audio, self._normal(),
+                                           self._normal())
         sent, logged = self.headers_sent_and_logged(model, now, project, served)
         return Decision(200, sent, now, rid, None, charged, completion, times, service_tier=served,
                         log_headers=logged)
