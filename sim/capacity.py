@@ -61,8 +61,9 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     use: dict[tuple[str, str], float] = {}  # (limit set, unit) -> units per second at load 1
     limit_of: dict[tuple[str, str], float] = {}  # (limit set, unit) -> its limit
     base = 0.0
+    kinds = spec.kinds
     for client in spec.clients:
-        for model, rate, sz in request_mix(client, spec.duration, rng):
+        for model, rate, sz in request_mix(client, spec.duration, rng, kinds=kinds):
             base += rate
             if client.lane == "batch":  # the Batch API's own lane: none of the per-model limits
                 continue

@@ -166,7 +166,7 @@ class Simulation:
 
     def _generate(self, c: _Group) -> None:
         """Open loop: every arrival and size, sampled now in vectors."""
-        created, sz, names = open_loop(c.cfg, c.rngs, self.spec.duration, self.spec.load)
+        created, sz, names = open_loop(c.cfg, c.rngs, self.spec.duration, self.spec.load, self.spec.kinds)
         models = (np.full(len(created), c.chain[0]) if names is None
                   else np.array([self._model_index(m) for m in names], dtype=np.int64))
         charge = self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"])

@@ -31,7 +31,7 @@ from .prices import price_table
 from .projects import Project, project_limits
 from .service import SPEEDS, service_models
 from .spec import RunSpec
-from .trace import read_trace
+from .trace import check_kinds, read_trace
 from .units import format_duration, parse_duration
 
 #: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
@@ -346,14 +346,23 @@ class Scenario(Strict):
             if service[c.model].kind == "stt" and c.arrival.kind != "trace" and not c.audio_seconds.mean() > 0:
                 raise self.error(f"{where}.model", f"{c.model!r} is speech-to-text: its requests are audio, so the "
                                  "group needs audio_seconds > 0 (a text workload means nothing to it)")
-            if service[c.model].kind == "tts":  # characters in, audio out: no completion tokens to reserve or count
-                written = self.clients[k].model_fields_set & {"max_tokens", "completion_tokens"}
+            kind = service[c.model].kind
+            if kind != "chat":  # a request carries only what its model's kind takes (workload.CARRIES)
+                unused = {"tts": ("max_tokens", "completion_tokens"),
+                          "stt": ("prompt_tokens", "max_tokens", "completion_tokens")}[kind]
+                written = [f for f in unused if f in self.clients[k].model_fields_set
+                           and getattr(c, f) is not None and getattr(c, f).bounds()[1] > 0]
                 if written:
-                    raise self.error(f"clients[{k}].{min(written)}", f"{c.model!r} is text-to-speech: its TPM/TPD "
-                                     "count the input characters (prompt_tokens) only, so a group on it sets no "
-                                     "max_tokens or completion_tokens")
-                client_models[k] = c = c.model_copy(update={"max_tokens": Dist(dist="fixed", value=0),
-                                                            "completion_tokens": None})
+                    raise self.error(f"clients[{k}].{written[0]}", f"{c.model!r} is " + (
+                        "text-to-speech: its TPM/TPD count the input characters (prompt_tokens) only, so a group "
+                        "on it sets no max_tokens or completion_tokens" if kind == "tts" else
+                        "speech-to-text: its requests are audio (audio_seconds) and carry no tokens, so a group "
+                        "on it sets no prompt_tokens, max_tokens or completion_tokens"))
+                zero = Dist(dist="fixed", value=0)
+                update = {"max_tokens": zero, "completion_tokens": None}
+                if kind == "stt":
+                    update["prompt_tokens"] = zero
+                client_models[k] = c = c.model_copy(update=update)
             if ("batch" in self.clients[k].model_fields_set  # as written, not as resolved
                     and self.clients[k].lane != "batch" and "batch" not in self.compare.get("lane", [])):
                 raise self.error(f"clients[{k}].batch", 'batch settings need lane = "batch" (this group is served '
@@ -386,6 +395,11 @@ class Scenario(Strict):
                         catalog.limits(org_model.tier, model)
                     except ConfigError as exc:
                         raise ConfigError(f"{path}: column model: {exc}") from None
+                    if model not in service:
+                        raise ConfigError(f"{path}: column model: "
+                                          + did_you_mean(model, service, "model for the service table:"))
+                check_kinds(str(path), read_trace(path), {m: p.kind for m, p in service.items()}, c.model,
+                            c.audio_seconds.mean() > 0)
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
         multiplier = org_model.flex.multiplier
         for c in client_models:  # flex limits are the org's x the multiplier: each still >= 1

@@ -29,3 +29,8 @@ class RunSpec:
     #: keep the lane columns and metrics (cost, 498s, jobs) even if no group uses a lane: set when this run
     #: is one alternative of a comparison of lanes, so every row of the comparison has them
     lane_report: bool = False
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Each model's kind (``chat``, ``stt``, ``tts``): what its requests carry (:data:`sim.workload.CARRIES`)."""
+        return {model: params.kind for model, params in self.service.items()}

@@ -9,7 +9,8 @@ Every cell is validated: a bad one is a :class:`~sim.errors.ConfigError` naming 
 number in the file, header = line 1 for CSV) and the column.  Unsorted timestamps are **sorted, with a
 one-line warning** (:class:`~sim.errors.InputWarning`) naming the first row out of order: a trace merged
 from several logs (one per model, per host) is a normal thing to replay, and order of arrival is what the
-timestamps say, not the file's row order.
+timestamps say, not the file's row order.  :func:`check_kinds` then checks each row against its model's
+kind (no tokens to whisper, no audio to a chat model), once the scenario knows the models.
 """
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
     frame = pd.DataFrame(out)
     lines = [lines[k] for k in frame["timestamp"].argsort(kind="stable")]
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    frame.attrs["lines"] = lines  # each (sorted) row's line in the file, for errors found later
     if "completion_tokens" in frame and "max_tokens" in frame:
         over = frame.index[frame["completion_tokens"] > frame["max_tokens"]]
         if len(over):
@@ -166,3 +168,43 @@ def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool
         if math.isnan(v) or not math.isfinite(v) or v < 0 or v > MAX_SIZE or (whole and v != int(v)):
             raise ConfigError(f"{name}:{lines[k]}: column {what}: {c!r} is not allowed ({allowed})")
     return values
+
+
+#: what a row sent to a model of each kind cannot carry (see sim.workload.CARRIES): the columns, and why
+_NOT_CARRIED = {
+    "stt": (("prompt_tokens", "max_tokens", "completion_tokens"),
+            "is speech-to-text: its requests are audio and carry no tokens (leave the cell empty or 0)"),
+    "tts": (("max_tokens", "completion_tokens", "audio_seconds"),
+            "is text-to-speech: it is charged the input characters (prompt_tokens) only (leave the cell empty "
+            "or 0)"),
+    "chat": (("audio_seconds",), "takes no audio (audio_seconds is for speech-to-text models; leave the cell "
+             "empty or 0)"),
+}
+
+
+def check_kinds(name: str, df: pd.DataFrame, kinds: dict[str, str], model: str, audio: bool) -> None:
+    """Each row of a trace (as :func:`read_trace` returns it) against its model's kind (``kinds``: model ->
+    ``chat``/``stt``/``tts``; a row without a model is the client group's ``model``): a row may not carry
+    what its model does not take, and a speech-to-text row needs audio: its own ``audio_seconds`` > 0, or an
+    empty cell when the group draws audio (``audio``).  Raises a ConfigError naming the file, line and
+    column of the first bad row."""
+    lines = df.attrs.get("lines", list(range(2, len(df) + 2)))
+    models = df["model"].fillna(model) if "model" in df else pd.Series(model, index=df.index)
+    row_kinds = models.map(kinds)
+    for kind, (columns, why) in _NOT_CARRIED.items():
+        for col in columns:
+            if col in df:
+                bad = df.index[(row_kinds == kind) & (df[col] > 0)]
+                if len(bad):
+                    k = bad[0]
+                    raise ConfigError(f"{name}:{lines[k]}: column {col}: {df[col][k]:g} on a row for "
+                                      f"{models[k]!r}, which {why}")
+    stt = row_kinds == "stt"
+    cell = df["audio_seconds"] if "audio_seconds" in df else pd.Series(float("nan"), index=df.index)
+    bad = df.index[stt & ((cell == 0) | (cell.isna() & (not audio)))]
+    if len(bad):
+        k = bad[0]
+        raise ConfigError(f"{name}:{lines[k]}: column audio_seconds: "
+                          f"{'empty' if math.isnan(cell[k]) else repr(float(cell[k]))} on a row for {models[k]!r}, "
+                          "which is speech-to-text: each of its rows needs audio_seconds > 0 (or the client "
+                          "group's audio_seconds, on a speech-to-text model, for empty cells)")

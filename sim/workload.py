@@ -6,6 +6,8 @@ the run's seed, so two alternatives compared with the same seed see the same arr
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -50,9 +52,18 @@ def sizes(client: Client, rng: np.random.Generator, n: int) -> dict[str, np.ndar
     return {"prompt": prompt, "max_tokens": max_tokens, "completion": completion, "audio": audio}
 
 
-def trace_sizes(df: pd.DataFrame, client: Client, rng: np.random.Generator) -> dict[str, np.ndarray]:
+#: the sizes a request to a model of each kind carries (the others are 0): speech-to-text sends audio,
+#: text-to-speech characters (counted as prompt tokens), chat a prompt and an answer
+CARRIES = {"chat": ("prompt", "max_tokens", "completion"), "stt": ("audio",), "tts": ("prompt",)}
+
+
+def trace_sizes(df: pd.DataFrame, client: Client, rng: np.random.Generator,
+                kinds: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Sizes from a trace, falling back on the client's distributions for absent columns and empty cells (an
-    empty ``completion_tokens`` draws the client's, capped by the row's ``max_tokens``)."""
+    empty ``completion_tokens`` draws the client's, capped by the row's ``max_tokens``).  With ``kinds``
+    (model -> ``chat``/``stt``/``tts``), each row keeps only what its model's kind carries (``CARRIES``): a
+    trace mixing a chat group's text with whisper rows charges the whisper rows no tokens, however empty
+    cells were filled."""
     drawn = sizes(client, rng, len(df))
     out = {}
     for key, col in (("prompt", "prompt_tokens"), ("max_tokens", "max_tokens"), ("audio", "audio_seconds")):
@@ -65,6 +76,13 @@ def trace_sizes(df: pd.DataFrame, client: Client, rng: np.random.Generator) -> d
         out["completion"] = np.where(empty, np.minimum(drawn["completion"], out["max_tokens"]), completion)
     else:
         out["completion"] = np.minimum(drawn["completion"], out["max_tokens"])
+    if kinds is not None:
+        row_kinds = np.array([kinds[m] for m in _trace_models(df, client)])
+        for kind, carried in CARRIES.items():
+            rows = row_kinds == kind
+            if rows.any():
+                for key in out.keys() - set(carried):
+                    out[key] = np.where(rows, 0.0, out[key])
     return out
 
 
@@ -75,19 +93,21 @@ def _trace_models(df: pd.DataFrame, client: Client) -> list[str]:
     return [m if isinstance(m, str) else client.model for m in df["model"]]
 
 
-def open_loop(client: Client, streams: list[np.random.Generator], duration: float,
-              load: float = 1.0) -> tuple[np.ndarray, dict[str, np.ndarray], list[str] | None]:
+def open_loop(client: Client, streams: list[np.random.Generator], duration: float, load: float = 1.0,
+              kinds: Mapping[str, str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], list[str] | None]:
     """Every request of an open-loop client group in ``[0, duration)``: (arrival times, sizes, each
-    request's model name -- None when all use the client's model)."""
+    request's model name -- None when all use the client's model).  ``kinds``: see :func:`trace_sizes`."""
     arrival = client.arrival
     if arrival.kind == "trace":
         df = arrival.rows(duration, load)
-        return df["timestamp"].to_numpy(float), trace_sizes(df, client, streams[SIZES]), _trace_models(df, client)
+        return (df["timestamp"].to_numpy(float), trace_sizes(df, client, streams[SIZES], kinds),
+                _trace_models(df, client))
     created = arrival.times(streams[ARRIVALS], duration, load)
     return created, sizes(client, streams[SIZES], len(created)), None
 
 
-def request_mix(client: Client, duration: float, rng: np.random.Generator, n: int = 200_000):
+def request_mix(client: Client, duration: float, rng: np.random.Generator, n: int = 200_000,
+                kinds: Mapping[str, str] | None = None):
     """(model, requests per second at load 1, sample of sizes) of one client group: what its traffic costs
     on average.  A closed loop has no rate of its own (it depends on latency) and yields nothing; a trace
     yields one stream per model, at the trace's own rate over the horizon."""
@@ -100,4 +120,4 @@ def request_mix(client: Client, duration: float, rng: np.random.Generator, n: in
     df = arrival.rows(duration)
     models = pd.Series(_trace_models(df, client), index=df.index)
     for model, rows in df.groupby(models, sort=True):
-        yield model, len(rows) / duration, trace_sizes(rows.reset_index(drop=True), client, rng)
+        yield model, len(rows) / duration, trace_sizes(rows.reset_index(drop=True), client, rng, kinds)

@@ -224,6 +224,10 @@ SCENARIOS = [
      "clients[0].batch.bytes_per_token: inf: Input should be a finite number"),
     ("tts-max-tokens", BASE.replace("llama-3.1-8b-instant", "playai-tts") + "max_tokens = 64\n",
      "clients[0].max_tokens: 'playai-tts' is text-to-speech: its TPM/TPD count the input characters"),
+    ("stt-prompt-tokens", BASE.replace("llama-3.1-8b-instant", "whisper-large-v3")
+     + "audio_seconds = 30\nprompt_tokens = { dist = 'uniform', low = 0, high = 10 }\n",
+     "clients[0].prompt_tokens: 'whisper-large-v3' is speech-to-text: its requests are audio (audio_seconds) and "
+     "carry no tokens"),
     ("fallback-to-whisper", _with(client="policy = 'p'\n", extra="[policies.p]\nfallback = ['whisper-large-v3']\n"),
      "policies.p.fallback: 'whisper-large-v3' (stt) cannot answer 'llama-3.1-8b-instant''s requests (chat)"),
 ]
@@ -254,6 +258,22 @@ TRACES = [
     ("trace-jsonl-bad-json", _trace('{"timestamp": 1}\n{"timestamp": \n', "t.jsonl"), "t.jsonl:2"),
     ("trace-jsonl-not-object", _trace('{"timestamp": 1}\n[1, 2]\n', "t.jsonl"), "t.jsonl:2"),
     ("trace-jsonl-negative", _trace('{"timestamp": 1, "prompt_tokens": -2}\n', "t.jsonl"), "t.jsonl:1"),
+    # each row against its model's kind
+    ("trace-tokens-to-whisper", _trace("timestamp,model,prompt_tokens,audio_seconds\n1,whisper-large-v3,0,30\n"
+                                       "5,whisper-large-v3,40,30\n"),
+     "t.csv:3: column prompt_tokens: 40 on a row for 'whisper-large-v3', which is speech-to-text"),
+    ("trace-whisper-without-audio", _trace("timestamp,model,audio_seconds\n1,whisper-large-v3,30\n"
+                                           "2,whisper-large-v3,\n"),
+     "t.csv:3: column audio_seconds: empty on a row for 'whisper-large-v3', which is speech-to-text: each of its "
+     "rows needs audio_seconds > 0"),
+    ("trace-whisper-no-audio-column", _trace("timestamp,model\n1,whisper-large-v3\n"),
+     "t.csv:2: column audio_seconds: empty on a row for 'whisper-large-v3'"),
+    ("trace-whisper-zero-audio", _trace("timestamp,model,audio_seconds\n1,whisper-large-v3,0\n"),
+     "t.csv:2: column audio_seconds: 0.0 on a row"),
+    ("trace-audio-to-chat", _trace("timestamp,audio_seconds\n1,\n2,12\n"),
+     "t.csv:3: column audio_seconds: 12 on a row for 'llama-3.1-8b-instant', which takes no audio"),
+    ("trace-max-tokens-to-tts", _trace("timestamp,model,max_tokens\n1,playai-tts,64\n"),
+     "t.csv:2: column max_tokens: 64 on a row for 'playai-tts', which is text-to-speech"),
 ]
 
 COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output directory, {file} = an existing file)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from sim.errors import ConfigError, InputWarning
-from sim.trace import file_digest, read_trace
+from sim.trace import check_kinds, file_digest, read_trace
 
 
 def _write(tmp_path, body, name="t.csv"):
@@ -102,3 +102,20 @@ def test_a_trace_replayed_whole_is_not_noted(tmp_path, capsys):
     from sim.cli import main
     assert main(["check", str(_trace_scenario(tmp_path, [0, 60, 1799.5]))]) == 0
     assert "clients.rec" not in capsys.readouterr().err
+
+
+def test_a_rows_kind_error_names_its_line_in_the_file_even_after_sorting(tmp_path):
+    """Rows are replayed sorted by timestamp; an error found on a sorted row names the line it came from."""
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,model,prompt_tokens,audio_seconds\n9,m,5,\n1,w,0,30\n4,w,7,30\n")
+    with pytest.warns(InputWarning):
+        df = read_trace(path)
+    kinds = {"m": "chat", "w": "stt"}
+    with pytest.raises(ConfigError, match=r"t\.csv:4: column prompt_tokens: 7 on a row for 'w'"):
+        check_kinds(str(path), df, kinds, "m", audio=False)
+    check_kinds(str(path), df.drop(index=1).reset_index(drop=True), kinds, "m", audio=False)  # the bad row gone
+    empty = tmp_path / "e.csv"
+    empty.write_text("timestamp,audio_seconds\n0,30\n1,\n")
+    check_kinds(str(empty), read_trace(empty), kinds, "w", audio=True)  # empty cells: the group's own audio
+    with pytest.raises(ConfigError, match=r"e\.csv:3: column audio_seconds: empty"):
+        check_kinds(str(empty), read_trace(empty), kinds, "w", audio=False)

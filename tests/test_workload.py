@@ -87,3 +87,40 @@ def test_a_lognormal_tail_is_cut_at_the_largest_size():
     x = wide.sample(np.random.default_rng(1), 200_000)
     assert x.max() == MAX_SIZE and (x > 0).all()
     assert np.median(x) == pytest.approx(1, rel=0.05)  # the body is untouched
+
+
+def test_trace_rows_carry_only_what_their_models_kind_takes(tmp_path):
+    """A chat group's trace with whisper and TTS rows: empty cells draw the group's sizes, but a whisper row
+    is charged no tokens, a TTS row no answer, and a chat row no audio, whatever was drawn."""
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,model,prompt_tokens,max_tokens,audio_seconds\n"
+                    "0,whisper-large-v3,,,30\n1,playai-tts,80,,\n2,,,,\n3,whisper-large-v3,0,0,\n")
+    kinds = {"whisper-large-v3": "stt", "playai-tts": "tts", "llama-3.1-8b-instant": "chat"}
+    c = _client(arrival=arrival(kind="trace", file=str(path)), prompt_tokens=500, max_tokens=64)
+    _, sz, models = open_loop(c, client_streams(np.random.SeedSequence(0)), 10.0, kinds=kinds)
+    assert models == ["whisper-large-v3", "playai-tts", "llama-3.1-8b-instant", "whisper-large-v3"]
+    assert list(sz["prompt"]) == [0, 80, 500, 0] and list(sz["max_tokens"]) == [0, 0, 64, 0]
+    assert list(sz["completion"]) == [0, 0, 64, 0] and list(sz["audio"]) == [30, 0, 0, 0]
+    _, plain, _ = open_loop(c, client_streams(np.random.SeedSequence(0)), 10.0)  # without kinds: as filled
+    assert list(plain["prompt"]) == [500, 80, 500, 0] and list(plain["max_tokens"]) == [64, 64, 64, 0]
+    per_model = {m: sz for m, _, sz in request_mix(c, 10.0, np.random.default_rng(0), kinds=kinds)}
+    assert list(per_model["whisper-large-v3"]["prompt"]) == [0, 0]
+    assert list(per_model["playai-tts"]["completion"]) == [0]
+
+
+def test_a_speech_to_text_group_is_charged_no_tokens():
+    """A whisper group that leaves the sizes at their defaults (500-token prompts, 512 max_tokens) sends
+    audio only: the spec zeroes its token sizes, so it is charged no tokens and spends no prefill or
+    decode time."""
+    from sim.engine import simulate
+    from sim.scenario import Scenario
+    sc = Scenario.model_validate({
+        "scenario": {"duration": 600, "seed": 3},
+        "org": {"tier": "developer"},
+        "clients": [{"name": "calls", "model": "whisper-large-v3", "arrival": {"kind": "poisson", "rate": 0.1},
+                     "audio_seconds": 60}]})
+    rec = simulate(sc.spec(), seed=3).records
+    assert len(rec) > 20
+    assert (rec["prompt_tokens"] == 0).all() and (rec["max_tokens"] == 0).all()
+    assert (rec["charged_tokens"] == 0).all() and (rec["prompt_time"] == 0).all()
+    assert (rec["audio_seconds"] == 60).all()
