@@ -61,8 +61,18 @@ class _Kind(Strict):
         raise TypeError(f"arrival kind {self.kind!r} has no precomputed arrival times")
 
     def mean_rate(self) -> float | None:
-        """Long-run requests per second at load 1 (None when it depends on the run)."""
+        """Long-run requests per second at load 1: a number for every open-loop kind; None for a closed loop
+        (its rate depends on latency) and a trace (its rows are counted instead)."""
         return None
+
+    def long_run_rate(self) -> float:
+        """``mean_rate()``, refused when it is None: the capacity ceilings and the work check
+        (``Scenario.size``) scale an open-loop kind's rate, so a new kind that gives none is told so here."""
+        rate = self.mean_rate()
+        if rate is None:
+            raise TypeError(f"arrival kind {self.kind!r} gives no mean_rate(): an open-loop kind must return its "
+                            "long-run rate (requests per second at load 1)")
+        return rate
 
 
 class Poisson(_Kind):

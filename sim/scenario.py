@@ -444,7 +444,7 @@ class Scenario(Strict):
                     ts = read_trace(self._resolve(a.file))["timestamp"]
                     requests += float((ts / load < horizon).sum())
                 elif a.open_loop:
-                    requests += (a.mean_rate() or 0.0) * load * horizon
+                    requests += a.long_run_rate() * load * horizon
                 else:
                     requests += a.users * horizon / max(a.think, 1.0)
         grid = len(self.grid())

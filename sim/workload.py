@@ -115,7 +115,7 @@ def request_mix(client: Client, duration: float, rng: np.random.Generator, n: in
     if not arrival.open_loop:
         return
     if arrival.kind != "trace":
-        yield client.model, arrival.mean_rate(), sizes(client, rng, n)
+        yield client.model, arrival.long_run_rate(), sizes(client, rng, n)
         return
     df = arrival.rows(duration)
     models = pd.Series(_trace_models(df, client), index=df.index)

@@ -42,6 +42,15 @@ def test_mean_rates_follow_their_definitions():
     assert arrival(kind="closed", users=3, think="1s").mean_rate() is None
 
 
+def test_the_long_run_rate_is_the_mean_rate_and_none_is_refused_naming_the_kind():
+    """What the capacity ceilings and the work check scale: a kind whose mean_rate is None (as a new open-loop
+    kind might return) is told so, instead of a bare TypeError far away in the arithmetic."""
+    assert arrival(kind="onoff", rate="90/min", on="5m", off="10m").long_run_rate() == pytest.approx(0.5)
+    assert arrival(kind="poisson", rate="0/min").long_run_rate() == 0.0
+    with pytest.raises(TypeError, match="arrival kind 'closed' gives no mean_rate"):
+        arrival(kind="closed", users=3, think="1s").long_run_rate()
+
+
 def test_constant_is_exactly_evenly_spaced_from_zero():
     t = arrival(kind="constant", rate="2/s").times(np.random.default_rng(0), 10.0)
     assert np.array_equal(t, np.arange(0.0, 10.0, 0.5))
