@@ -7,7 +7,7 @@ The log is the evidence ``groqsim calibrate`` and ``groqsim trace`` work from; t
     t_recv        float   epoch seconds when the whole response had arrived
     status        int     HTTP status
     model         str     the request's ``model``
-    endpoint      str     "chat.completions" or "audio.transcriptions"
+    endpoint      str     "chat.completions", "audio.transcriptions" or "audio.translations"
     max_tokens    int|null  the request's max_completion_tokens / max_tokens
     audio_seconds float|null  length of the uploaded audio (WAV) or the response's ``duration``
     usage         dict|null  the response's usage object (queue_time, prompt_tokens, prompt_time,
@@ -55,8 +55,10 @@ import httpx
 
 from .errors import ConfigError
 
-CHAT, TRANSCRIPTIONS = "chat.completions", "audio.transcriptions"  # the log's two endpoint names
-ENDPOINTS = {"/chat/completions": CHAT, "/audio/transcriptions": TRANSCRIPTIONS}
+CHAT, TRANSCRIPTIONS, TRANSLATIONS = "chat.completions", "audio.transcriptions", "audio.translations"
+ENDPOINTS = {"/chat/completions": CHAT, "/audio/transcriptions": TRANSCRIPTIONS, "/audio/translations": TRANSLATIONS}
+#: the log's endpoints whose requests are audio (charged audio seconds, no tokens)
+AUDIO_ENDPOINTS = (TRANSCRIPTIONS, TRANSLATIONS)
 #: every key of a log line, in the order written
 KEYS = ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
         "error", "label", "request_id")
@@ -209,12 +211,15 @@ _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)
 
 
 def wav_seconds(data: bytes) -> float | None:
-    """Length of the WAV file that starts ``data`` (None when it is none): from its header (``wave``), or for
-    float and extensible WAVs, which ``wave`` refuses before Python 3.12, from its RIFF chunks (the ``data``
-    chunk's bytes over the ``fmt `` chunk's byte rate)."""
+    """Length of the WAV file that starts ``data`` (None when it is none): the frames present, by its header
+    (``wave``), or for float and extensible WAVs, which ``wave`` refuses before Python 3.12, from its RIFF
+    chunks (the ``data`` chunk's bytes over the ``fmt `` chunk's byte rate).  Either way only the bytes sent
+    count: an encoder writing to a pipe leaves the sizes at 0xFFFFFFFF, and a truncated file claims more than
+    it holds."""
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
-            return w.getnframes() / float(w.getframerate())
+            present = len(w.readframes(w.getnframes())) // (w.getsampwidth() * w.getnchannels())
+            return present / float(w.getframerate())
     except (wave.Error, EOFError, ZeroDivisionError):
         pass
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":

@@ -26,7 +26,7 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from .calibrate.evidence import evidence_table
 from .errors import ConfigError
-from .recorder import CHAT, TRANSCRIPTIONS, read_log
+from .recorder import AUDIO_ENDPOINTS, CHAT, read_log
 from .trace import TRACE_COLUMNS
 
 TOKEN_UNITS = ("tpm", "tpd")
@@ -178,7 +178,7 @@ def _last_per_group(rows: np.ndarray, group: np.ndarray, n_groups: int, first: b
 def log_to_trace(path: str | Path) -> TraceExport:
     log = read_log(path)
     df = evidence_table(log)
-    df = df[df["endpoint"].isna() | df["endpoint"].isin([CHAT, TRANSCRIPTIONS])]
+    df = df[df["endpoint"].isna() | df["endpoint"].isin([CHAT, *AUDIO_ENDPOINTS])]
     df = df.reset_index(drop=True)
     if df.empty:
         raise ConfigError(f"{path}: no usable request in the log" + (
@@ -203,7 +203,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
     model = df["model"].to_numpy(object)[first]
     max_tokens = df["max_tokens"].to_numpy(float)[first]
     audio = np.nan_to_num(df["audio_seconds"].to_numpy(float)[first])
-    is_audio = (df["endpoint"].to_numpy(object)[first] == TRANSCRIPTIONS) | (audio > 0)
+    is_audio = np.isin(df["endpoint"].to_numpy(object)[first], AUDIO_ENDPOINTS) | (audio > 0)
     # sizes from the answer's usage; a chat request without one is imputed (a transcription has no tokens)
     prompt = np.where(used >= 0, df["prompt_tokens"].to_numpy(float)[used], np.nan)
     completion = np.where(used >= 0, df["completion_tokens"].to_numpy(float)[used], np.nan)

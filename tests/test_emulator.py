@@ -483,9 +483,22 @@ def test_what_real_clients_send_is_read_as_the_api_reads_it(serve):
         groq.Groq(base_url=url, api_key="wrong", max_retries=0).models.retrieve(MODEL)
     models = groq.Groq(base_url=url, api_key="sk-a", max_retries=0).models.list().data
     assert MODEL in [m.id for m in models] and len({m.created for m in models}) == 1
-    r = httpx.post(url + "/openai/v1/audio/translations", headers=auth)
-    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
-    stt = groq.Groq(base_url=url, api_key="sk-a", max_retries=0).audio.transcriptions
+    for bad in ({"stream": "false"}, {"n": True}):  # a string is not false, nor true the number 1
+        r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), **bad}, headers=auth)
+        assert r.status_code == 400 and r.json()["error"]["param"] == next(iter(bad)), r.text
+    sdk = groq.Groq(base_url=url, api_key="sk-a", max_retries=0)
+    translated = sdk.audio.translations.with_raw_response.create(file=("a.wav", wav_bytes(4)), model="whisper-large-v3",
+                                                                 response_format="verbose_json")
+    assert translated.headers["x-ratelimit-limit-requests"] and translated.parse().text
+    assert translated.http_response.json()["task"] == "translate"
+    assert log_lines(emu)[-1]["endpoint"] == "audio.translations" and log_lines(emu)[-1]["audio_seconds"] == 4.0
+    by_url = sdk.audio.transcriptions.create(url="https://example.com/call.mp3", model="whisper-large-v3",
+                                             extra_body={"duration": 9})  # never fetched: its length is declared
+    assert by_url.text and log_lines(emu)[-1]["audio_seconds"] == 9.0
+    with pytest.raises(groq.BadRequestError) as e:
+        sdk.audio.transcriptions.create(url="https://example.com/call.mp3", model="whisper-large-v3")
+    assert body(e.value)["param"] == "url" and "'duration' field is required" in body(e.value)["message"]
+    stt = sdk.audio.transcriptions
     with pytest.raises(groq.BadRequestError) as e:
         stt.create(file=("a.wav", wav_bytes(3)), model="whisper-large-v3", response_format="srt")
     assert body(e.value)["param"] == "response_format"

@@ -12,7 +12,7 @@ import httpx2
 import openai
 import pytest
 
-from sim.recorder import KEYS, LogWriter, Recorder, read_log
+from sim.recorder import KEYS, LogWriter, Recorder, read_log, wav_seconds
 
 SECRET = "the quick brown secret prompt xyzzy"
 ANSWER = "plugh the completion text"
@@ -214,3 +214,29 @@ def test_a_failing_log_never_breaks_the_call(tmp_path):
     with pytest.warns(RuntimeWarning, match="could not log"):
         out = chat(client)
     assert out.choices[0].message.content == ANSWER
+
+
+def _pcm_wav(seconds, rate=16_000):
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * int(seconds * rate))
+    return buf.getvalue()
+
+
+def test_a_wavs_length_is_the_audio_sent_not_what_its_header_claims():
+    """A WAV's header can claim more than the file holds: an encoder writing to a pipe leaves the RIFF and
+    data sizes at 0xFFFFFFFF, and a truncated upload keeps its original header.  ASH/ASD count the audio
+    sent, so the length is capped at the frames present (16-bit PCM through ``wave``, as float WAVs are by
+    their chunks)."""
+    data = _pcm_wav(3.0)
+    assert wav_seconds(data) == 3.0
+    piped = bytearray(data)
+    piped[4:8] = b"\xff\xff\xff\xff"
+    at = piped.find(b"data") + 4
+    piped[at:at + 4] = b"\xff\xff\xff\xff"
+    assert wav_seconds(bytes(piped)) == 3.0  # not 134 217.7 s
+    assert wav_seconds(data[:44 + 32_000]) == 1.0  # truncated after 1 s of the 3 its header says
+    assert wav_seconds(b"not audio") is None

@@ -87,10 +87,11 @@ def test_a_client_that_obeys_a_long_retry_after_is_folded(tmp_path):
     assert export.trace["prompt_tokens"].tolist()[0] == 120
 
 
-def test_a_transcription_answered_is_answered(tmp_path):
-    lines = [_line(0.0, 2.0, 200, 0, "w0", endpoint="audio.transcriptions", audio=30.0),
-             _line(5.0, 5.1, 429, 0, "w1", retry_after=3, endpoint="audio.transcriptions", audio=12.0),
-             _line(8.1, 9.0, 200, 1, "w1b", endpoint="audio.transcriptions", audio=12.0)]
+@pytest.mark.parametrize("endpoint", ["audio.transcriptions", "audio.translations"])
+def test_a_transcription_answered_is_answered(tmp_path, endpoint):
+    lines = [_line(0.0, 2.0, 200, 0, "w0", endpoint=endpoint, audio=30.0),
+             _line(5.0, 5.1, 429, 0, "w1", retry_after=3, endpoint=endpoint, audio=12.0),
+             _line(8.1, 9.0, 200, 1, "w1b", endpoint=endpoint, audio=12.0)]
     export = log_to_trace(_write(tmp_path, lines))
     assert export.trace["audio_seconds"].tolist() == [30.0, 12.0]
     assert export.outcomes["answered"].tolist() == [True, True] and export.outcomes["attempts"].tolist() == [1, 2]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Catalog, Limits
-from ..recorder import CHAT, TRANSCRIPTIONS, Log, read_log
+from ..recorder import AUDIO_ENDPOINTS, CHAT, Log, read_log
 from .evidence import evidence_table, successes
 from .limits_fit import LimitsFit, TierMatch, fit_limits, match_catalog
 from .replay import Hypothesis, rank_hypotheses
@@ -22,7 +22,7 @@ from .service_fit import ServiceFit, fit_service
 
 __all__ = ["Calibration", "calibrate", "calibrate_log"]
 
-GROQ_ENDPOINTS = (CHAT, TRANSCRIPTIONS)
+GROQ_ENDPOINTS = (CHAT, *AUDIO_ENDPOINTS)
 
 
 @dataclass
@@ -104,7 +104,7 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
         svc = cal.service[model]
         ok = successes(rows)
         # a transcription's charge is its audio seconds (no tokens): it needs no usage
-        answered = int(((rows["status"] == 200) & (rows["endpoint"] != TRANSCRIPTIONS)).sum())
+        answered = int(((rows["status"] == 200) & ~rows["endpoint"].isin(AUDIO_ENDPOINTS)).sum())
         if answered and len(ok) < 0.9 * answered:
             cal.unknown.append(f"{model}: limiter replay skipped: {answered - len(ok)} of {answered} answered "
                                "chat requests have no usage, so what they were charged is unknown")

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from ..service import Z90, load_service_table, service_defaults
-from ..recorder import TRANSCRIPTIONS
+from ..recorder import AUDIO_ENDPOINTS
 from .evidence import finite, successes
 
 
@@ -161,7 +161,7 @@ def _fit_transcriptions(df: pd.DataFrame, model: str) -> ServiceFit:
 
 
 def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
-    if len(df) and ((df["endpoint"] == TRANSCRIPTIONS) | (df["audio_seconds"] > 0)).all():  # as sim.tracelog
+    if len(df) and (df["endpoint"].isin(AUDIO_ENDPOINTS) | (df["audio_seconds"] > 0)).all():  # as sim.tracelog
         return _fit_transcriptions(df, model)
     ok = successes(df)
     fit = ServiceFit(model, len(ok))

@@ -2,12 +2,12 @@
 
 Routes (as Groq's, under ``/openai/v1``): ``POST chat/completions`` (JSON, or SSE with ``stream: true``
 whose last chunk carries ``x_groq.usage``), ``GET models``, ``GET models/{id}``, ``POST
-audio/transcriptions`` (multipart; the audio length is read from a WAV file's header
-(:func:`sim.recorder.wav_seconds`, the one reader the recorder uses too), or from a ``duration`` form field in
-seconds for other formats), and the Batch API's ``files``, ``files/{id}``, ``files/{id}/content``,
-``batches``, ``batches/{id}``, ``batches/{id}/cancel`` (the state in :mod:`sim.emulator.batches`).  Emulator
-routes:
-``GET /metrics`` (Prometheus text), ``POST /groqsim/flush`` (write the Parquet records now).
+audio/transcriptions`` and ``audio/translations`` (multipart; the audio length is read from a WAV file's
+header (:func:`sim.recorder.wav_seconds`, the one reader the recorder uses too), or from a ``duration`` form field
+in seconds for other formats or a ``url``, which is never fetched), and the Batch API's ``files``, ``files/{id}``,
+``files/{id}/content``, ``batches``, ``batches/{id}``, ``batches/{id}/cancel`` (the state in
+:mod:`sim.emulator.batches`).  Emulator routes: ``GET /metrics`` (Prometheus text), ``POST /groqsim/flush``
+(write the Parquet records now).
 
 Errors are the API's own JSON bodies (:mod:`sim.headers`): 400 invalid JSON / missing fields, 404 unknown
 model (``model_not_found``, as Groq answers), 401 invalid key when keys are configured, 429/413 from the
@@ -21,6 +21,7 @@ import json
 import math
 import sys
 from contextlib import asynccontextmanager
+from functools import partial
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -36,7 +37,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ..headers import ErrorResponse, invalid_request_error, server_error
-from ..recorder import CHAT, wav_seconds
+from ..recorder import CHAT, TRANSLATIONS, wav_seconds
 from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
 from .core import Emulator, approx_prompt_tokens, completion_cap, filler
@@ -153,47 +154,52 @@ def build_app(emu: Emulator) -> Starlette:
             "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
             "x_groq": {"id": d.request_id}, "service_tier": d.service_tier}, headers=headers)
 
-    async def transcriptions(request: Request) -> Response:
+    async def speech_to_text(request: Request, endpoint: str, task: str) -> Response:
+        """A transcription or a translation (``task``: transcribe or translate; ``endpoint`` the log's name for
+        it): both are charged the audio's seconds against ASH/ASD."""
         t_send = emu.clock.now()
         label, err = auth(request)
         if err is not None:
-            return refuse(AUDIO, "", t_send, None, err)
+            return refuse(endpoint, "", t_send, None, err)
         try:
             form = await request.form()
         except Exception:  # noqa: BLE001 - any malformed multipart body is the client's 400
-            return refuse(AUDIO, "", t_send, label, invalid_request_error("the body must be multipart/form-data"))
+            return refuse(endpoint, "", t_send, label, invalid_request_error("the body must be multipart/form-data"))
         model = form.get("model")
         if (err := emu.model_error(model, want_audio=True)) is not None:
-            return refuse(AUDIO, model, t_send, label, err)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            return refuse(AUDIO, model, t_send, label, invalid_request_error(
-                "'file' : a file is required", param="file"))
+            return refuse(endpoint, model, t_send, label, err)
+        upload, url = form.get("file"), form.get("url")
+        if (upload is None or isinstance(upload, str)) and not (isinstance(url, str) and url):
+            return refuse(endpoint, model, t_send, label, invalid_request_error(
+                "'file' : a file or a url is required", param="file"))
         fmt = form.get("response_format", "json")
         if fmt not in RESPONSE_FORMATS:
-            return refuse(AUDIO, model, t_send, label, invalid_request_error(
+            return refuse(endpoint, model, t_send, label, invalid_request_error(
                 f"'response_format' : must be one of {', '.join(RESPONSE_FORMATS)}", param="response_format"))
-        seconds = audio_seconds(await upload.read(), form.get("duration"))
-        if seconds is None:
-            return refuse(AUDIO, model, t_send, label, invalid_request_error(
-                "could not read the audio length, or it is 0: send a WAV file, or a 'duration' field in seconds",
-                param="file"))
+        data = b"" if upload is None or isinstance(upload, str) else await upload.read()
+        seconds = audio_seconds(data, form.get("duration"))
+        if seconds is None:  # a url is never fetched (the emulator stays off the network): its length is declared
+            return refuse(endpoint, model, t_send, label, invalid_request_error(
+                "could not read the audio length, or it is 0: send a WAV file, or a 'duration' field in seconds "
+                "(with a url, which the emulator does not fetch, the 'duration' field is required)",
+                param="url" if not data else "file"))
         d = emu.decide(model, 0, None, seconds, project=label)
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
         headers = {**d.headers, "x-request-id": d.request_id}
         if d.error is not None:
-            _record(emu, endpoint=AUDIO, model=model, status=d.status, t_send=t_send, label=label,
+            _record(emu, endpoint=endpoint, model=model, status=d.status, t_send=t_send, label=label,
                     headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)
         await _delay(d.delay / K)
-        _record(emu, endpoint=AUDIO, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers, **kw)
+        _record(emu, endpoint=endpoint, model=model, status=200, t_send=t_send, label=label,
+                headers=d.log_headers, **kw)
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
         if fmt == "text":
             return PlainTextResponse(text, headers=headers)
         out = {"text": text, "x_groq": {"id": d.request_id}}
         if fmt == "verbose_json":
-            out = {"task": "transcribe", "language": form.get("language") or "english", "duration": seconds,
-                   "segments": [], **out}
+            language = "english" if task == "translate" else form.get("language") or "english"
+            out = {"task": task, "language": language, "duration": seconds, "segments": [], **out}
         return JSONResponse(out, headers=headers)
 
     async def models(request: Request) -> Response:
@@ -310,7 +316,10 @@ def build_app(emu: Emulator) -> Starlette:
 
     return Starlette(routes=[
         Route("/openai/v1/chat/completions", guarded(CHAT, chat), methods=["POST"]),
-        Route("/openai/v1/audio/transcriptions", guarded(AUDIO, transcriptions), methods=["POST"]),
+        Route("/openai/v1/audio/transcriptions", guarded(AUDIO, partial(speech_to_text, endpoint=AUDIO,
+                                                                        task="transcribe")), methods=["POST"]),
+        Route("/openai/v1/audio/translations", guarded(TRANSLATIONS, partial(speech_to_text, endpoint=TRANSLATIONS,
+                                                                            task="translate")), methods=["POST"]),
         Route("/openai/v1/models", models, methods=["GET"]),
         Route("/openai/v1/models/{model:path}", model_info, methods=["GET"]),
         Route("/openai/v1/files", batch_api(files), methods=["GET", "POST"]),

@@ -291,7 +291,8 @@ class Emulator:
     def chat_error(self, body: dict, check_tier: bool = True) -> ErrorResponse | None:
         """Why a chat completion body cannot be served (None: it can), checked in this order: the model, the
         messages, the service tier (unless ``check_tier`` is false: a Batch API line's tier is the batch's),
-        ``n`` (Groq supports only 1) and the completion cap (an integer >= 1)."""
+        ``n`` (Groq supports only 1), ``stream`` (a boolean: a string "false" is not false) and the completion
+        cap (an integer >= 1)."""
         if (err := self.model_error(body.get("model"), want_audio=False)) is not None:
             return err
         messages = body.get("messages")
@@ -303,8 +304,11 @@ class Emulator:
         if check_tier and tier is not None and (err := self.tier_error(tier)) is not None:
             return err
         n = body.get("n")
-        if n is not None and n != 1:  # Groq's API reference: only n = 1 is supported, others are a 400
+        if n is not None and (isinstance(n, bool) or n != 1):  # Groq's API reference: only n = 1 is supported
             return invalid_request_error("'n' : only n = 1 is supported", param="n")
+        stream = body.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            return invalid_request_error("'stream' : must be a boolean (true or false)", param="stream")
         key, max_tokens = completion_cap(body)
         if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
                                        or not 1 <= max_tokens <= MAX_SIZE):
