@@ -39,9 +39,9 @@ def _load(args):
 
 
 def _notes(scenario, duration: float | None = None) -> None:
-    """One line per model the scenario uses that Groq has shut down, and per trace the horizon cuts (said
-    once the input is known good)."""
-    for note in scenario.notes() + scenario.trace_notes(duration):
+    """One line per model the scenario uses that Groq has shut down, per setting that changes nothing, and per
+    trace the horizon cuts (said once the input is known good)."""
+    for note in scenario.notes() + scenario.setting_notes() + scenario.trace_notes(duration):
         print(f"groqsim: {note}", file=sys.stderr)
 
 
@@ -452,10 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _warnings() -> None:
     """Show the simulator's own :class:`InputWarning` as one line; silence other libraries' warnings
     (numpy, matplotlib, pandas), which say nothing a user can act on."""
-    from .errors import InputWarning, ShutDownModelWarning
+    from .errors import InertSettingWarning, InputWarning, ShutDownModelWarning
     warnings.simplefilter("ignore")
     warnings.simplefilter("always", InputWarning)
-    warnings.simplefilter("ignore", ShutDownModelWarning)  # said by the command itself (Scenario.notes)
+    for said in (ShutDownModelWarning, InertSettingWarning):  # said by the command itself (_notes)
+        warnings.simplefilter("ignore", said)
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"groqsim: warning: {message}", file=sys.stderr)

@@ -150,6 +150,27 @@ class Policy(Strict):
                     **data}
         return data
 
+    def inert(self, written: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """The settings that change nothing as combined here, each a phrase saying why.  Said as notes, not
+        refused: an ``extends`` or a built-in can bring a setting along that another one then overrides.
+        ``written``: the keys the user wrote (``delay``, ``base`` and ``cap`` are noted only when written,
+        since every policy has them)."""
+        out = []
+        if self.max_attempts == 1 and self.retry != "none" and not self.fallback:
+            out.append(f"retry {self.retry!r} never runs: max_attempts = 1 (set max_attempts above 1 to retry)")
+        if self.jitter != "none" and self.retry not in ("none", "exponential"):
+            out.append(f"jitter {self.jitter!r} has no effect with retry {self.retry!r} (jitter belongs to "
+                       "retry 'exponential')")
+        if self.retry_after_cap is not None and not self.honor_retry_after:
+            out.append("retry_after_cap has no effect without honor_retry_after = true")
+        if "delay" in written and self.retry != "fixed":
+            out.append(f"delay has no effect with retry {self.retry!r} (it is retry 'fixed''s)")
+        unused = sorted({"base", "cap"} & written) if self.retry == "fixed" else []
+        if unused:
+            out.append(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect with retry "
+                       "'fixed' (it waits delay)")
+        return out
+
     @model_validator(mode="after")
     def _base_within_cap(self):
         if self.base > self.cap:

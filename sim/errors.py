@@ -27,6 +27,12 @@ class ShutDownModelWarning(InputWarning):
     Python API; the command line says it in its own place, once the input is known good."""
 
 
+class InertSettingWarning(InputWarning):
+    """A scenario sets something that changes nothing in the combination it is in (a jitter on a fixed delay,
+    a retry schedule with one attempt).  Warned as a scenario is loaded through the Python API; the command
+    line says it in its own place, with the other notes."""
+
+
 def did_you_mean(word: str, choices, what: str) -> str:
     """``unknown model 'x' (did you mean 'y'?; allowed: ...)`` with close matches first."""
     choices = list(choices)

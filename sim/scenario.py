@@ -25,7 +25,7 @@ import numpy as np
 from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
 from .config import Client, Dist, Org, Policy, PolicyError, policy_table
-from .errors import ConfigError, KeyedError, ShutDownModelWarning, did_you_mean
+from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelWarning, did_you_mean
 from .fields import Duration, PositiveDuration, Strict
 from .prices import price_table
 from .projects import Project, project_limits
@@ -216,6 +216,18 @@ class Scenario(Strict):
         models = self.client_models() | set(self.compare.get("model", []))
         models |= {m for p in self.policy_table().values() for m in p.fallback}
         return [w for m in sorted(models) if (w := shutdown_warning(m))]
+
+    def setting_notes(self) -> list[str]:
+        """One line per setting that changes nothing as combined (:meth:`sim.config.Policy.inert`; a refund
+        with nothing reserved), named by its key."""
+        table = self.policy_table()
+        notes = [f"note: policies.{name}: {why}" for name, raw in self.policies.items()
+                 for why in table[name].inert(set(raw))]
+        acc = self.org.accounting
+        if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
+            notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '
+                         "reserved, so nothing is given back)")
+        return notes
 
     def trace_notes(self, duration: float | None = None) -> list[str]:
         """One line per trace the horizon (``duration``, else the scenario's) does not replay whole at the
@@ -541,6 +553,8 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
     scenario.check()
     for note in scenario.notes():  # a model Groq shut down: said in a notebook as on the command line
         warnings.warn(note.removeprefix("warning: "), ShutDownModelWarning, stacklevel=2)
+    for note in scenario.setting_notes():
+        warnings.warn(note.removeprefix("note: "), InertSettingWarning, stacklevel=2)
     return scenario
 
 

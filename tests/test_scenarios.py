@@ -249,3 +249,51 @@ def test_a_model_groq_shut_down_is_warned_when_the_api_loads_the_scenario():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scenario_from_dict(data, source="<test>")  # a model Groq serves: no warning
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"retry": "exponential"}, "retry 'exponential' never runs: max_attempts = 1"),
+    ({"extends": "full-jitter", "retry": "fixed"}, "jitter 'full' has no effect with retry 'fixed'"),
+    ({"extends": "groq-sdk", "jitter": "equal"}, "jitter 'equal' has no effect with retry 'groq-sdk'"),
+    ({"extends": "exponential", "retry_after_cap": 30}, "retry_after_cap has no effect without honor_retry_after"),
+    ({"extends": "exponential", "delay": 2}, "delay has no effect with retry 'exponential'"),
+    ({"extends": "fixed", "cap": 5}, "cap has no effect with retry 'fixed'"),
+    ({"extends": "fixed", "base": 1, "cap": 5}, "base and cap have no effect with retry 'fixed'"),
+])
+def test_a_setting_that_changes_nothing_is_said_naming_its_policy(settings, said):
+    """A setting whose combination makes it inert is a note (the command line) and an InertSettingWarning
+    (the Python API), not an error: an ``extends`` brings settings another then overrides."""
+    from sim.errors import InertSettingWarning
+    from sim.scenario import scenario_from_dict
+    data = {"scenario": {"duration": "10m"}, "policies": {"mine": settings},
+            "clients": [{"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": 1},
+                         "policy": "mine"}]}
+    with pytest.warns(InertSettingWarning, match=f"^policies.mine: {said}") as caught:
+        sc = scenario_from_dict(data, source="<test>")
+    assert len(caught) == 1 and sc.setting_notes() == [f"note: policies.mine: {str(caught[0].message)[15:]}"]
+
+
+@pytest.mark.parametrize("settings", [
+    {"extends": "exponential"}, {"extends": "groq-sdk"}, {"extends": "fixed", "delay": 3},
+    {"retry": "none"}, {"extends": "retry-after", "retry_after_cap": 30}, {"retry": "fixed", "max_attempts": 1,
+                                                                          "fallback": ["llama-3.1-8b-instant"]},
+])
+def test_settings_that_all_act_are_not_noted(settings):
+    from sim.scenario import scenario_from_dict
+    data = {"scenario": {"duration": "10m"}, "org": {"tier": "developer"}, "policies": {"mine": settings},
+            "clients": [{"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": 1},
+                         "policy": "mine"}]}
+    assert scenario_from_dict(data, source="<test>").setting_notes() == []
+
+
+def test_a_refund_with_nothing_reserved_is_noted_unless_the_grid_compares_them(tmp_path):
+    body = ("[scenario]\nduration = '2m'\n[org.accounting]\ncharge = 'actual'\nrefund_unused = true\n"
+            "[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = 1 }\n")
+    path = tmp_path / "s.toml"
+    path.write_text(body)
+    out = groqsim("check", path)
+    assert out.returncode == 0 and out.stderr.count("\n") == 1
+    assert out.stderr == ('groqsim: note: org.accounting.refund_unused has no effect with charge = "actual" '
+                          "(nothing is reserved, so nothing is given back)\n")
+    path.write_text(body + "[compare]\ncharge = ['actual', 'max_tokens']\n")
+    assert load_scenario(path).setting_notes() == []
