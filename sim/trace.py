@@ -188,7 +188,7 @@ def check_kinds(name: str, df: pd.DataFrame, kinds: dict[str, str], model: str, 
     what its model does not take, and a speech-to-text row needs audio: its own ``audio_seconds`` > 0, or an
     empty cell when the group draws audio (``audio``).  Raises a ConfigError naming the file, line and
     column of the first bad row."""
-    lines = df.attrs.get("lines", list(range(2, len(df) + 2)))
+    lines = df.attrs["lines"]
     models = df["model"].fillna(model) if "model" in df else pd.Series(model, index=df.index)
     row_kinds = models.map(kinds)
     for kind, (columns, why) in _NOT_CARRIED.items():

@@ -80,9 +80,8 @@ def trace_sizes(df: pd.DataFrame, client: Client, rng: np.random.Generator,
         row_kinds = np.array([kinds[m] for m in _trace_models(df, client)])
         for kind, carried in CARRIES.items():
             rows = row_kinds == kind
-            if rows.any():
-                for key in out.keys() - set(carried):
-                    out[key] = np.where(rows, 0.0, out[key])
+            for key in out.keys() - set(carried):
+                out[key] = np.where(rows, 0.0, out[key])
     return out
 
 

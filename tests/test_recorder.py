@@ -240,3 +240,54 @@ def test_a_wavs_length_is_the_audio_sent_not_what_its_header_claims():
     assert wav_seconds(bytes(piped)) == 3.0  # not 134 217.7 s
     assert wav_seconds(data[:44 + 32_000]) == 1.0  # truncated after 1 s of the 3 its header says
     assert wav_seconds(b"not audio") is None
+
+
+def _chunk(cid: bytes, payload: bytes, size: int | None = None) -> bytes:
+    """A RIFF chunk: id, size (its payload's unless given), payload, padded to an even length."""
+    n = len(payload) if size is None else size
+    return cid + n.to_bytes(4, "little") + payload + b"\0" * (len(payload) & 1)
+
+
+def _float_wav(chunks: list[bytes], riff=b"RIFF") -> bytes:
+    body = b"WAVE" + b"".join(chunks)
+    return riff + len(body).to_bytes(4, "little") + body
+
+
+#: a fmt chunk of a 32-bit float mono WAV at 8 kHz (format 3, which ``wave`` refuses before Python 3.12):
+#: 32 000 bytes a second
+FLOAT_FMT = _chunk(b"fmt ", (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
+                   + (32000).to_bytes(4, "little") + (4).to_bytes(2, "little") + (32).to_bytes(2, "little"))
+
+
+def test_a_float_wavs_length_is_read_from_its_chunks():
+    """Float and extensible WAVs are read chunk by chunk: the data chunk's bytes (never more than were sent)
+    over the fmt chunk's byte rate; chunks before the data (an odd-sized LIST among them, padded to an even
+    size) are skipped; what is not a RIFF/WAVE file, or has its data before its format, has no length."""
+    data = b"\0" * 64_000  # 2 s
+    assert wav_seconds(_float_wav([FLOAT_FMT, _chunk(b"data", data)])) == 2.0
+    assert wav_seconds(_float_wav([FLOAT_FMT, _chunk(b"LIST", b"INFOabc"), _chunk(b"data", data)])) == 2.0
+    assert wav_seconds(_float_wav([FLOAT_FMT, _chunk(b"data", data, size=0xFFFFFFFF)])) == 2.0  # piped
+    assert wav_seconds(_float_wav([FLOAT_FMT, _chunk(b"data", data[:16_000], size=64_000)])) == 0.5  # truncated
+    assert wav_seconds(_float_wav([FLOAT_FMT, _chunk(b"data", b"")])) == 0.0
+    short_fmt = _chunk(b"fmt ", FLOAT_FMT[8:20])  # a 12-byte fmt chunk still names its byte rate
+    assert wav_seconds(_float_wav([short_fmt, _chunk(b"data", data)])) == 2.0
+    assert wav_seconds(_float_wav([_chunk(b"data", data), FLOAT_FMT])) is None  # no rate before the data
+    assert wav_seconds(_float_wav([FLOAT_FMT, _chunk(b"data", data)], riff=b"RIFX")) is None  # big-endian: not read
+    assert wav_seconds(_float_wav([FLOAT_FMT])) is None  # no data chunk
+    assert wav_seconds(b"RIFF\0\0\0\0WAV") is None
+
+
+def test_a_pcm_wavs_length_counts_whole_frames_by_its_sample_rate():
+    """16-bit stereo: 4 bytes a frame.  A trailing partial frame is not audio; the header's byte-rate field,
+    which ``wave`` ignores, does not matter."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(1000)
+        w.writeframes(b"\0" * 4 * 1500)
+    data = bytearray(buf.getvalue())
+    assert wav_seconds(bytes(data)) == 1.5
+    data[28:32] = (12345).to_bytes(4, "little")  # a wrong byte rate
+    assert wav_seconds(bytes(data)) == 1.5
+    assert wav_seconds(bytes(data[:-2])) == 1.499  # the last frame cut in half

@@ -107,11 +107,11 @@ def test_a_trace_replayed_whole_is_not_noted(tmp_path, capsys):
 def test_a_rows_kind_error_names_its_line_in_the_file_even_after_sorting(tmp_path):
     """Rows are replayed sorted by timestamp; an error found on a sorted row names the line it came from."""
     path = tmp_path / "t.csv"
-    path.write_text("timestamp,model,prompt_tokens,audio_seconds\n9,m,5,\n1,w,0,30\n4,w,7,30\n")
+    path.write_text("timestamp,model,prompt_tokens,audio_seconds\n9,m,5,\n1,w,0,30\n4,w,1,30\n")
     with pytest.warns(InputWarning):
         df = read_trace(path)
     kinds = {"m": "chat", "w": "stt"}
-    with pytest.raises(ConfigError, match=r"t\.csv:4: column prompt_tokens: 7 on a row for 'w'"):
+    with pytest.raises(ConfigError, match=r"t\.csv:4: column prompt_tokens: 1 on a row for 'w'"):
         check_kinds(str(path), df, kinds, "m", audio=False)
     check_kinds(str(path), df.drop(index=1).reset_index(drop=True), kinds, "m", audio=False)  # the bad row gone
     empty = tmp_path / "e.csv"
