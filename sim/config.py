@@ -164,7 +164,7 @@ class Policy(Strict):
         if self.retry_after_cap is not None and not self.honor_retry_after:
             out.append("retry_after_cap has no effect without honor_retry_after = true")
         if "delay" in written and self.retry != "fixed":
-            out.append(f"delay has no effect with retry {self.retry!r} (it is retry 'fixed''s)")
+            out.append(f"delay has no effect with retry {self.retry!r} (only retry 'fixed' waits delay)")
         unused = sorted({"base", "cap"} & written) if self.retry == "fixed" else []
         if unused:
             out.append(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect with retry "
