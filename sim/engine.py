@@ -269,6 +269,8 @@ class Simulation:
         if svc is not c.svc0:
             rtt = svc.round_trip(z)
         if self.error_rate and c.fault() < self.error_rate:
+            if self.error_status == CAPACITY_EXCEEDED and c.route is not None:
+                c.route.capacity_exceeded(c, i)
             self._refused(c, i, tries, now + rtt, self.error_status, None)
             return
         audio = c.audio[i]

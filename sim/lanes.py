@@ -136,5 +136,12 @@ class Route:
                 extra["n429_project"][i] += 1
         return s, w
 
+    def capacity_exceeded(self, c, i: int) -> None:
+        """An injected 498 (``[org] error_status = 498``) on request ``i``: counted in its n498 and, unless the
+        group asks for on-demand only, marked as flex's (the emulator answers it so on auto too)."""
+        c.extra["n498"][i] += 1
+        if self.mode != ON_DEMAND:
+            c.extra["tier"][i] = FLEX
+
 
 __all__ = ["Lanes", "Route", "TIERS", "uses_lanes", "PROJECT"]

@@ -7,6 +7,7 @@ from scipy import stats
 from helpers import client, run
 from sim.config import BUILTIN_POLICIES, Org, resolve_policy
 from sim.flex import CapacityProcess, Flex
+from sim.projects import Project
 
 groq = pytest.importorskip("groq")
 
@@ -124,3 +125,19 @@ def test_auto_serves_on_demand_first_then_flex():
     assert (rest["service_tier"] == "flex").all()
     assert (rest["outcome"] == "ok").sum() > 0 and (rest["n498"] > 0).sum() > 0
     assert ((rest["n498"] > 0) == (rest["outcome"] == "error")).all()
+
+
+@pytest.mark.parametrize("tier, marked", [("auto", "flex"), ("flex", "flex"), ("on_demand", "on_demand")])
+def test_an_injected_498_is_counted_as_a_498(tier, marked):
+    """``error_status = 498`` injects what flex's capacity answers: each is counted in n498, like a 498 of the
+    capacity process, and marks the request as flex's unless the group is on-demand only (the emulator
+    answers an injected 498 on auto as flex's).  Every attempt is injected here (error_rate 1)."""
+    org = Org(tier="developer", service_tier=tier, error_rate=1.0, error_status=498, flex=Flex(scarce=0),
+              project_quotas=True)
+    extra = {"r": {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "retry_on": [498]}}
+    rec = run([client(model="llama-3.1-8b-instant", policy="r"), client(name="p", model="llama-3.1-8b-instant",
+                                                                      policy="r", project="a")],
+              duration=300, org=org, extra_policies=extra, projects={"a": Project()}).records
+    assert len(rec) > 400 and (rec["outcome"] == "error").all()
+    assert (rec["n498"] == 2).all() and (rec["attempts"] == 2).all()
+    assert (rec["service_tier"] == marked).all() and rec["admitted"].isna().all()
