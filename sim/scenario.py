@@ -421,13 +421,20 @@ class Scenario(Strict):
                 except KeyedError as exc:
                     where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
                     raise self.error(where, f"{multiplier:g} makes {c.model}'s flex {exc.message}") from None
+        on_flex = {c.project for c in client_models
+                   if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch"}
         for name, project in self.projects.items():
             for model in project.limits:
+                where = f"projects.{name}.limits.{model}"
                 try:
-                    project_limits(name, project, model, catalog.limits(org_model.tier, model))
+                    own = project_limits(name, project, model, catalog.limits(org_model.tier, model))
                 except ConfigError as exc:
-                    where = f"projects.{name}.limits.{model}"
                     raise self.error(where, str(exc)) from None
+                if own is not None and name in on_flex:  # its flex limits are its own x the multiplier too
+                    try:
+                        org_model.flex.limits(own)
+                    except KeyedError as exc:
+                        raise self.error(where, f"x flex multiplier {multiplier:g}: {exc.message}") from None
         meta = self.scenario
         warmup = meta.warmup
         if duration is not None and duration != meta.duration:

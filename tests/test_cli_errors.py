@@ -224,6 +224,10 @@ SCENARIOS = [
      "clients[0].batch.bytes_per_token: inf: Input should be a finite number"),
     ("tts-max-tokens", BASE.replace("llama-3.1-8b-instant", "playai-tts") + "max_tokens = 64\n",
      "clients[0].max_tokens: 'playai-tts' is text-to-speech: its TPM/TPD count the input characters"),
+    ("project-flex-below-1", _with(client="project = 'a'\n", extra="[org]\ntier = 'developer'\nservice_tier = 'flex'\n"
+                                   "[org.flex]\nmultiplier = 0.5\n[projects.a]\nlimits = { 'llama-3.1-8b-instant' "
+                                   "= { rpm = 1 } }\n"),
+     "projects.a.limits.llama-3.1-8b-instant: x flex multiplier 0.5: 1 x 0.5 = 0.5: a scaled limit must be"),
     ("stt-prompt-tokens", BASE.replace("llama-3.1-8b-instant", "whisper-large-v3")
      + "audio_seconds = 30\nprompt_tokens = { dist = 'uniform', low = 0, high = 10 }\n",
      "clients[0].prompt_tokens: 'whisper-large-v3' is speech-to-text: its requests are audio (audio_seconds) and "
