@@ -65,6 +65,10 @@ KEYS = ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_
 OPTIONAL_KEYS = ("retry_count", "service_tier")
 #: a line without these cannot be used at all
 REQUIRED = ("t_send", "t_recv", "status", "model")
+#: a t_send or t_recv above this (epoch seconds: the year ~5100) is in milliseconds (~1.7e12 today)
+MAX_EPOCH_SECONDS = 1e11
+#: what a log must be, for the one line that refuses a file that is none
+LOG_FORMAT = "expected a JSONL recorder log (sim.recorder): one JSON object per line, t_send/t_recv in epoch seconds"
 USAGE_KEYS = ("queue_time", "prompt_tokens", "prompt_time", "completion_tokens", "completion_time",
               "total_tokens", "total_time")
 _EXT = "groqsim_recorder"
@@ -149,14 +153,19 @@ def _usable_usage(usage: dict) -> bool:
 def read_log(path: str | Path) -> Log:
     """Read a JSONL log, keeping every usable line and noting each bad one with its line number.
     Missing, unreadable or negative optional fields become None (and are noted; a usage with a negative or
-    non-numeric figure is dropped whole); a line without a readable t_send, t_recv, status or model is
-    skipped."""
+    non-numeric figure is dropped whole); a line without a readable t_send, t_recv, status or model (a
+    non-empty string) is skipped, and a line that repeats an earlier one exactly (same request_id, same
+    content: a log appended twice) is dropped.  A file that is not such a log at all -- empty, no line a JSON
+    object, no line with a numeric t_send -- or whose times are in milliseconds raises :class:`ConfigError`
+    (one line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read log ({exc.strerror})") from None
     log = Log(str(path), [])
+    seen: set[str] = set()
+    objects = timed = 0
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -169,12 +178,23 @@ def read_log(path: str | Path) -> Log:
         if not isinstance(raw, dict):
             log.problems.append((n, "are not JSON objects: skipped"))
             continue
+        objects += 1
+        same = json.dumps(raw, sort_keys=True)  # the same request_id and content (or no request_id) as before
+        if same in seen:
+            log.problems.append((n, "repeat an earlier line exactly (the log appended twice?): dropped"))
+            continue
+        seen.add(same)
         rec = {k: raw.get(k) for k in (*KEYS, *OPTIONAL_KEYS)}
         rec["t_send"], rec["t_recv"] = _number(raw.get("t_send")), _number(raw.get("t_recv"))
+        for key in ("t_send", "t_recv"):
+            if rec[key] is not None and rec[key] > MAX_EPOCH_SECONDS:
+                value = f"{rec[key]:.3g}".replace("e+", "e")
+                raise ConfigError(f"{path}: {key} {value} (line {n}) looks like milliseconds (allowed: epoch seconds)")
+        timed += rec["t_send"] is not None
         rec["status"] = _number(raw.get("status"), int)
         absent = [k for k in REQUIRED if raw.get(k) is None]
         bad = [k for k in REQUIRED if k not in absent
-               and (rec[k] is None or (k == "model" and not isinstance(rec[k], str)))]
+               and (rec[k] is None or (k == "model" and (not isinstance(rec[k], str) or not rec[k].strip())))]
         if absent or bad:
             why = [f"lack {', '.join(absent)}"] * bool(absent) + [f"have an unreadable {', '.join(bad)}"] * bool(bad)
             log.problems.append((n, f"{', '.join(why)}: skipped"))
@@ -201,6 +221,10 @@ def read_log(path: str | Path) -> Log:
         if not isinstance(rec["service_tier"], str):
             rec["service_tier"] = None
         log.records.append(rec)
+    if not objects:
+        raise ConfigError(f"{path}: {'no line is a JSON object' if log.lines else 'empty file'}; {LOG_FORMAT}")
+    if not timed:
+        raise ConfigError(f"{path}: no line has a numeric t_send (an ISO date is not one); {LOG_FORMAT}")
     return log
 
 

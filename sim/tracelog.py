@@ -184,6 +184,9 @@ def log_to_trace(path: str | Path) -> TraceExport:
         raise ConfigError(f"{path}: no usable request in the log" + (
             f" ({'; '.join(log.problem_summary())})" if log.problems else ""))
     notes = list(log.problem_summary())
+    if df["impossible_usage"].any():
+        notes.append(f"{int(df['impossible_usage'].sum())} line(s) report more completion_tokens than their "
+                     "max_tokens (impossible): their usage is not used (sizes imputed as for a request without it)")
     if df["retry_count"].isna().all():
         notes.append("no retry_count in the log: every line is kept as a request of its own (retries not folded)")
     group = _fold(df)

@@ -376,7 +376,7 @@ def bad_logs(tmp_path):
         "no 429s at all": (_write(tmp_path / "g.jsonl", no429), 0, ["no 429 in the log", "RPM, TPD never shown"]),
         "no headers": (_write(tmp_path / "h.jsonl", [dict(x, headers={}) for x in no429]), 0,
                        ["limiter algorithm and charging rule: no rate-limit headers", "limits seen      none"]),
-        "empty file": (_write(tmp_path / "i.jsonl", []), 2, ["no usable line"]),
+        "empty file": (_write(tmp_path / "i.jsonl", []), 2, ["i.jsonl: empty file; expected a JSONL recorder log"]),
         "missing file": (tmp_path / "nope.jsonl", 2, ["cannot read log"]),
     }
 
@@ -418,8 +418,9 @@ def test_command_line_end_to_end(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "cannot read log" in bad.stderr
 
 
-@pytest.mark.parametrize("content,phrase", [(None, "cannot read log"), ("", "no usable request"),
-                                            ('{"t_send": 1\n', "not JSON (truncated?)")])
+@pytest.mark.parametrize("content,phrase", [(None, "cannot read log"), ("", "empty file"),
+                                            ('{"t_send": 1\n', "no line is a JSON object"),
+                                            ('{"t_recv": 1}\n', "no line has a numeric t_send")])
 def test_trace_of_a_bad_log_is_a_one_line_error(content, phrase, tmp_path, capsys):
     path = tmp_path / "log.jsonl"
     if content is not None:

@@ -57,13 +57,13 @@ def test_a_retry_that_fits_another_request_better_does_not_split_its_own(tmp_pat
     three requests out of two."""
     lines = [_line(0.0, 0.1, 429, 0, "a0", retry_after=2, requested=500),
              _line(0.5, 0.6, 429, 0, "b0", retry_after=1, requested=700),
-             _line(2.9, 3.4, 200, 1, "b1", usage=_usage(440, 260)),
+             _line(2.9, 3.4, 200, 1, "b1", usage=_usage(440, 250)),
              _line(3.0, 3.1, 429, 1, "a1", retry_after=3, requested=500)]
     export = log_to_trace(_write(tmp_path, lines))
     assert len(export.trace) == 2 and export.retries_folded == 2
     assert export.trace["timestamp"].tolist() == [0.0, 0.5]
     a, b = export.trace.iloc[0], export.trace.iloc[1]
-    assert (b["prompt_tokens"], b["completion_tokens"]) == (440, 260)  # B's own answer
+    assert (b["prompt_tokens"], b["completion_tokens"]) == (440, 250)  # B's own answer
     assert a["prompt_tokens"] == 500 - 256  # A never answered: its 429's Requested - max_tokens
     assert export.outcomes["attempts"].tolist() == [2, 2]
     assert export.outcomes["answered"].tolist() == [False, True]

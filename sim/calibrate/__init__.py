@@ -37,10 +37,16 @@ class Calibration:
     notes: list[str] = field(default_factory=list)        # about the whole log
     unknown: list[str] = field(default_factory=list)      # what could not be estimated
     replay_skipped: list[str] = field(default_factory=list)  # models whose answers' charges are unknown
+    new_models: list[str] = field(default_factory=list)   # in no published tier, no limit of theirs observed
 
     @property
     def models(self) -> list[str]:
         return list(self.service)
+
+    @property
+    def limits_observed(self) -> bool:
+        """Did the log show any limit (a header or a 429 naming one)?  If not, it cannot tell the tier."""
+        return any(f.observed for f in self.limits.values())
 
     @property
     def best(self) -> Hypothesis | None:
@@ -74,6 +80,10 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
     if len(other) and df["endpoint"].notna().any():
         cal.notes.append(f"{len(other)} response(s) of unknown endpoint kept as chat completions")
     df = df[df["groq"]]
+    impossible = int(df["impossible_usage"].sum())
+    if impossible:
+        cal.notes.append(f"{impossible} response(s) report more completion_tokens than their max_tokens (impossible): "
+                         "their usage is left out of the fits and the limiter replay")
     if df.empty:
         cal.unknown.append("everything: no response in the log comes from Groq")
         return cal
@@ -92,6 +102,11 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
         rows = df[df["model"] == model]
         cal.service[model] = fit_service(rows, model)
         cal.limits[model] = fit_limits(rows[on_demand[rows.index]], model)
+        if model not in catalog.models() and not cal.limits[model].observed:
+            cal.new_models.append(model)
+            cal.notes.append(f"{model} is in no published tier and the log shows none of its limits: its "
+                             "[service] section is written commented out, with a placeholder for the limits "
+                             "`groqsim run` needs for a new model (fill them in, then uncomment)")
     cal.tier = match_catalog(list(cal.limits.values()), catalog)
     per_model = []
     for model in models:
@@ -133,7 +148,10 @@ def _collect_unknowns(cal: Calibration) -> None:
         missing = [k for k in wanted if k not in svc.params()]
         if missing:
             cal.unknown.append(f"{model}: service {', '.join(missing)} (kept at the simulator's defaults)")
-    if cal.tier and cal.tier.base is None:
+    if cal.tier and not cal.limits_observed:
+        cal.unknown.append("tier: no limit was observed (no rate-limit header, no 429 naming one): the fragment "
+                           "sets no tier, so your scenario's own tier stays")
+    elif cal.tier and cal.tier.base is None:
         cal.unknown.append(f"tier: {cal.tier.sentence}")
     for model, units in (cal.tier.unknown if cal.tier else {}).items():
         if units:

@@ -103,7 +103,9 @@ def _header_value(col: str, text: str) -> float:
 
 
 def evidence_table(log: Log) -> pd.DataFrame:
-    """One row per usable log line, in arrival order at the client (``t_send``)."""
+    """One row per usable log line, in arrival order at the client (``t_send``).  A usage reporting more
+    ``completion_tokens`` than the request's ``max_tokens`` is impossible: its figures are left out (NaN) and
+    the row flagged ``impossible_usage``."""
     rows = []
     for rec in log.records:
         row = {k: rec.get(k) for k in ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens",
@@ -120,10 +122,15 @@ def evidence_table(log: Log) -> pd.DataFrame:
             row[f"msg_{f}"] = getattr(msg, f) if msg and getattr(msg, f) is not None else math.nan
         row["msg_too_large"] = bool(msg and msg.too_large)
         row["groq"] = bool(rec["usage"]) or any(h.startswith("x-ratelimit-") for h in rec["headers"]) or bool(msg)
+        # more completion tokens than the request allowed cannot be: the usage is corrupt, not evidence
+        max_tokens = rec["max_tokens"] if rec["max_tokens"] is not None else math.inf
+        row["impossible_usage"] = bool(row["completion_tokens"] > max_tokens)  # (NaN compares False)
+        if row["impossible_usage"]:
+            row.update(dict.fromkeys(USAGE_KEYS, math.nan))
         rows.append(row)
     cols = ["t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "label", "request_id",
             *OPTIONAL_KEYS, *USAGE_KEYS, *HEADER_COLUMNS.values(), "msg_unit", "msg_limit", "msg_used",
-            "msg_requested", "msg_wait", "msg_too_large", "groq"]
+            "msg_requested", "msg_wait", "msg_too_large", "groq", "impossible_usage"]
     df = pd.DataFrame(rows, columns=cols)
     for col in ("max_tokens", "audio_seconds", "retry_count"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import UNITS
 from ..errors import writing
 from ..figures import save, subplots
 from ..texttable import align
@@ -27,8 +28,12 @@ def toml_fragment(cal: Calibration) -> str:
     lines = [f"# groqsim calibrate {cal.log.path}: paste into a scenario (and set its clients)"]
     best = cal.best
     lines.append("[org]")
-    if cal.tier and (cal.tier.base or cal.tier.overrides):
+    # a log that shows no limit cannot tell the tier: the fragment then leaves the scenario's own alone
+    tiered = bool(cal.tier and cal.limits_observed and (cal.tier.base or cal.tier.overrides))
+    if tiered:
         lines.append('tier = "calibrated"')
+    elif cal.tier:
+        lines.append("# tier: not estimated (the log shows no limit: no rate-limit header, no 429 naming one)")
     if best:
         others = [h.name for h in cal.hypotheses[1:] if h.indistinguishable]
         why = f"ranked 1st of {len(cal.hypotheses)}" + (f"; the log cannot tell it from {', '.join(others)}"
@@ -37,7 +42,7 @@ def toml_fragment(cal: Calibration) -> str:
         lines.append(f'accounting = {{ charge = "{best.charge}" }}')
     else:
         lines.append("# limiter and accounting: not estimated (no headers or 429s to replay)")
-    if cal.tier and (cal.tier.base or cal.tier.overrides):
+    if tiered:
         base = cal.tier.base or PUBLISHED_TIERS[0]
         lines += ["", f"# {cal.tier.sentence}" + ("" if cal.tier.base else
                                                     f" (the base {base!r} only carries the limits below)"),
@@ -50,10 +55,20 @@ def toml_fragment(cal: Calibration) -> str:
         params = svc.params()
         if not params:
             continue
-        lines += ["", f"[service.{_key(model)}]  # from {svc.n_answered} answered request(s)"]
+        section = [f"[service.{_key(model)}]  # from {svc.n_answered} answered request(s)"]
         rounded = {"output_tps": 1, "prefill_tps": 0, "speed_cv": 3, "audio_speed_factor": 1}
         for k, v in params.items():
-            lines.append(f"{k} = {round(v, rounded[k]) if k in rounded else _g(v)}")
+            section.append(f"{k} = {round(v, rounded[k]) if k in rounded else _g(v)}")
+        if model in cal.new_models:  # `groqsim run` refuses a new model without limits: the user completes it
+            tier = "calibrated" if tiered else "NAME"
+            section = [f"[tiers.{tier}.overrides.{_key(model)}]", "rpm = RPM", "tpm = TPM", *section]
+            lines += ["", f"# {model}: in no published tier, and the log shows none of its limits, which",
+                      "# `groqsim run` needs for a new model. To use it, uncomment and replace RPM and TPM by its",
+                      f"# limits (units: {', '.join(UNITS)})" + ("" if tiered else
+                                                               ", NAME by a custom tier ([tiers.NAME], a base)"),
+                      *(f"# {x}" for x in section)]
+        else:
+            lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 
@@ -81,7 +96,8 @@ def report_text(cal: Calibration) -> str:
                        f"({svc.prefill_slope.value * 1e6:.3g} us/token, 95% CI {svc.prefill_slope.low * 1e6:.3g}-"
                        f"{svc.prefill_slope.high * 1e6:.3g}, n={svc.prefill_slope.n}), fixed part "
                        f"{svc.prefill_fixed.value * 1000:.3g} ms (95% CI {svc.prefill_fixed.low * 1000:.3g}-"
-                       f"{svc.prefill_fixed.high * 1000:.3g}); prefill_tps = {svc.prefill_tps or math.nan:.4g}")
+                       f"{svc.prefill_fixed.high * 1000:.3g}); prefill_tps = "
+                       + (f"{svc.prefill_tps:.4g}" if svc.prefill_tps else "not estimated (note below)"))
         if svc.queue_median:
             out.append(f"  queue_time       lognormal median {svc.queue_median.text('.4g', ' s')}, p90 "
                        f"{svc.queue_p90:.4g} s, sigma {svc.queue_sigma:.3f}; Anderson-Darling "
@@ -97,7 +113,10 @@ def report_text(cal: Calibration) -> str:
         elif lim:
             out.append("  limits seen      none")
         out += [f"  note: {n}" for n in (lim.notes if lim else [])]
-    if cal.tier:
+    if cal.tier and not cal.limits_observed:
+        out.append("\ntier: not estimated: the log shows no limit (no rate-limit header, no 429 naming one); the "
+                   "fragment sets no tier, so your scenario's own tier stays")
+    elif cal.tier:
         out.append(f"\ntier: {cal.tier.sentence}")
         if cal.tier.per_tier:
             out.append("  " + "; ".join(f"{t}: {m}/{c} observed limits equal"

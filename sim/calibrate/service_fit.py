@@ -33,13 +33,16 @@ from .evidence import finite, successes
 
 @dataclass
 class Figure:
-    """One estimated number: value, 95 % confidence interval, sample count."""
+    """One estimated number: value, 95 % confidence interval (NaN when the sample cannot give one), sample
+    count."""
     value: float
     low: float
     high: float
     n: int
 
     def text(self, fmt: str = ".4g", unit: str = "") -> str:
+        if math.isnan(self.low) or math.isnan(self.high):
+            return f"{self.value:{fmt}}{unit} (n={self.n}: too few for a 95% CI)"
         return f"{self.value:{fmt}}{unit} (95% CI {self.low:{fmt}}-{self.high:{fmt}}, n={self.n})"
 
 
@@ -95,11 +98,14 @@ class ServiceFit:
 
 
 def _median_ci(x: np.ndarray) -> Figure:
-    """The median with its distribution-free 95 % CI (order statistics of a binomial(n, 1/2))."""
+    """The median with its distribution-free 95 % CI (order statistics of a binomial(n, 1/2)); none (NaN) below
+    6 samples, where even the widest, min to max, covers the median with less than 95 % (1 - 2^(1-n))."""
     x = np.sort(x)
     n = len(x)
     lo, hi = (int(k) for k in stats.binom.interval(0.95, n, 0.5))
-    return Figure(float(np.median(x)), float(x[max(lo - 1, 0)]), float(x[min(hi, n - 1)]), n)
+    if lo < 1 or hi > n - 1:
+        return Figure(float(np.median(x)), math.nan, math.nan, n)
+    return Figure(float(np.median(x)), float(x[lo - 1]), float(x[hi]), n)
 
 
 def _mean_ci(x: np.ndarray) -> Figure:
@@ -183,11 +189,15 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         x, y = pre["prompt_tokens"].to_numpy(float), pre["prompt_time"].to_numpy(float)
         fit.prefill_slope, fit.prefill_fixed = _weighted_line(x, y)
         fit.prompt, fit.prompt_time = x, y
-        if fit.prefill_slope.value > 0:
+        if fit.prefill_slope.low > 0:
             fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / fit.prefill_slope.value)
             if fit.prefill_fixed.low > 0:
                 fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request "
                                  "(the fragment's prefill_fixed)")
+        elif fit.prefill_slope.value > 0:  # as for transcriptions: a speed from a slope the noise could have made
+            fit.notes.append(f"prompt_time grows with prompt_tokens by {fit.prefill_slope.text('.3g', ' s/token')}, "
+                             "too little to tell from noise (the interval includes 0): prefill speed not estimated "
+                             "(more answers or more varied prompt sizes would tell)")
         else:
             fit.notes.append("prompt_time does not grow with prompt_tokens: prefill speed not estimated")
     else:
@@ -210,11 +220,8 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         fit.notes.append(f"queue_time: {len(q)} positive sample(s), need 8 for a lognormal fit")
 
     net = (ok["t_recv"] - ok["t_send"]) - ok["queue_time"] - ok["total_time"]
-    rtts = finite(np.concatenate([net.to_numpy(float), _refused_round_trips(df)]))
-    if len(rtts) >= 2 and (rtts < 0).mean() > 0.05:
-        fit.notes.append(f"{(rtts < 0).mean():.0%} of round trips are negative (clock or total_time "
-                         "inconsistent with the log's times)")
-    _fit_rtt(fit, rtts, "network round trip: fewer than 2 samples")
+    _fit_rtt(fit, np.concatenate([net.to_numpy(float), _refused_round_trips(df)]),
+             "network round trip: fewer than 2 samples")
     return fit
 
 
@@ -225,8 +232,15 @@ def _refused_round_trips(df: pd.DataFrame) -> np.ndarray:
 
 
 def _fit_rtt(fit: ServiceFit, rtts: np.ndarray, too_few: str) -> None:
-    """The round trip's median (with its CI) and p90 from ``rtts``, or the note ``too_few``."""
-    rtts = np.maximum(finite(rtts), 0.0)
+    """The round trip's median (with its CI) and p90 from ``rtts``, or the note ``too_few``.  A negative round
+    trip (``t_recv`` before ``t_send``, or a response quicker than its own usage's times) is no network delay:
+    it is left out and counted, not taken as 0 (which would pull the median down)."""
+    rtts = finite(rtts)
+    negative = int((rtts < 0).sum())
+    if negative:
+        fit.notes.append(f"{negative} of {len(rtts)} round trip(s) are negative (t_recv before t_send, or a response "
+                         "quicker than its usage's times: clocks or times inconsistent): left out of the round trip")
+        rtts = rtts[rtts >= 0]
     if len(rtts) >= 2:
         fit.rtt = _median_ci(rtts)
         fit.rtt_p90 = float(np.percentile(rtts, 90))
