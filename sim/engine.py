@@ -402,7 +402,8 @@ class Simulation:
             c.release_scratch()
         records, refusals = frames(self.clients, [x.name for x in self.spec.clients], self.model_names)
         jobs = self.lanes.job_table() if self.lanes is not None else None
-        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by())
+        spilled = self.lanes.spilled_by() if self.lanes is not None else ()
+        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by(), spilled)
 
     def _paced_by(self) -> tuple[tuple[str, str], ...]:
         """(model, unit) each pacer's limit set last waited on (its ``binding``), in client then model order."""

@@ -26,7 +26,7 @@ import pandas as pd
 from . import batch
 from .errors import ConfigError, did_you_mean
 from .flex import CapacityProcess
-from .limitbook import FLEX, MODES, ON_DEMAND, LimitBook
+from .limitbook import AUTO, FLEX, MODES, ON_DEMAND, LimitBook
 from .limitset import LimitSet
 from .projects import PROJECT, SCOPES
 from .records import ERROR, EXPIRED, LANE_TIERS, OK
@@ -58,6 +58,14 @@ class Lanes:
         self.u = Uniforms(np.random.default_rng(draws))
         self.book = LimitBook(spec.org, spec.projects, limitsets.__getitem__, model_names.__getitem__)
         self.jobs: list = []
+        #: (model index, unit) of the on-demand limit that sent an ``auto`` attempt to flex, where flex's
+        #: capacity then answered 498 -> count (the limit that held those requests back: no 429 names it)
+        self.spilled: dict[tuple[int, str], int] = {}
+
+    def spilled_by(self) -> tuple[tuple[str, str], ...]:
+        """(model, unit) of the on-demand limits whose refusals ended in a 498 on ``auto``, most first."""
+        ranked = sorted(self.spilled.items(), key=lambda kv: (-kv[1], kv[0]))
+        return tuple((self.model_names[m], unit) for (m, unit), _ in ranked)
 
     def limits(self, project: str | None, tier: int, m: int):
         """The limits an attempt of ``project`` on tier ``tier`` and model index ``m`` must pass."""
@@ -129,6 +137,9 @@ class Route:
         extra["tier"][i] = served
         if s is None:  # flex capacity short: a 498
             extra["n498"][i] += 1
+            if self.mode == AUTO:  # on-demand refused first: its limit is what sent the request here
+                key = (m, self.lanes.book.limits(self.project, ON_DEMAND, m).binding)
+                self.lanes.spilled[key] = self.lanes.spilled.get(key, 0) + 1
             return None, 0.0
         if w > 0.0:
             scope = extra["scope"][i] = _SCOPE[getattr(s, "binding_scope", None) or "org"]

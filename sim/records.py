@@ -205,3 +205,5 @@ class RunResult:
     jobs: pd.DataFrame | None = None
     #: (model, unit) a pacing client's own limit set last waited on, one per paced model, in client order
     paced_by: tuple[tuple[str, str], ...] = ()
+    #: (model, unit) of the on-demand limits whose refusals sent ``auto`` attempts to a 498, most first
+    spilled_by: tuple[tuple[str, str], ...] = ()

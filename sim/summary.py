@@ -10,8 +10,9 @@ Utilisation of a unit is what was charged to it in the window, less the unused t
 traffic is read against the flex limits.  1.0 means the unit was used at exactly its sustainable rate; a
 token bucket exceeds 1 by spending a full budget (the one it starts with, or one refilled during a lull) on
 top of the refill, which on a daily unit over a short run reads far above 1.  ``binding`` is the unit that
-refused most requests in the window with 429s, else the limit that held requests back otherwise (a 413, a
-pacing client's wait, a budget spent with requests unfinished; ``none`` when none did: :func:`_binding`);
+refused most requests in the window with 429s, else the limit that held requests back otherwise (a 413, an
+on-demand limit sending ``auto``'s attempts to flex's 498s, a pacing client's wait, a budget spent with
+requests unfinished; ``none`` when none did: :func:`_binding`);
 ``top_unit``/``top_util`` the most utilised
 unit (against its refill: a daily unit reads high in a short run long before its budget runs out, see
 :func:`spent`).  ``cost_usd`` is the bill of the window's requests (:mod:`sim.prices`: successes only,
@@ -82,7 +83,9 @@ def summarize(result: RunResult) -> dict:
 
 def _binding(result: RunResult, summary: dict) -> str:
     """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
-    refused requests as too large (413); else, when a pacing client held successful requests back (their
+    refused requests as too large (413); else, on ``auto``, the on-demand unit whose refusals sent attempts
+    to flex where its capacity answered 498 (``spilled``); else, when a pacing client held successful requests
+    back (their
     mean wait before admission > 0), the unit its own limit set last waited on; else, when requests ended
     unfinished with a unit used up (>= 95 % of its full budget plus its refill over the run,
     :func:`spent`: a client holding on the headers), that unit -- ``none`` only when no limit
@@ -97,6 +100,9 @@ def _binding(result: RunResult, summary: dict) -> str:
         (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
                                key=lambda kv: kv[1])
         return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
+    if result.spilled_by:  # auto: on-demand refused, then flex's capacity answered 498 (no 429 names it)
+        model, unit = result.spilled_by[0]
+        return f"{model}:{unit} (spilled)" if multi else f"{unit} (spilled)"
     if result.paced_by and summary.get("mean_wait", 0.0) > 0.0:
         model, unit = result.paced_by[0]
         return f"{model}:{unit} (paced)" if multi else f"{unit} (paced)"

@@ -141,3 +141,19 @@ def test_an_injected_498_is_counted_as_a_498(tier, marked):
     assert len(rec) > 400 and (rec["outcome"] == "error").all()
     assert (rec["n498"] == 2).all() and (rec["attempts"] == 2).all()
     assert (rec["service_tier"] == marked).all() and rec["admitted"].isna().all()
+
+
+def test_auto_refused_on_demand_then_498_names_the_on_demand_limit_as_binding():
+    """On ``auto``, an attempt on-demand refuses goes to flex; when flex's capacity answers 498 no 429 names
+    the limit that held it back, yet it was on-demand's: the run's binding says so (``rpm (spilled)``), where
+    it had read ``none`` ("no limit held anything back") with 45 % of the requests failed."""
+    from sim.summary import summarize
+    c = client(model="llama-3.1-8b-instant", kind="constant", rate="2000/min", prompt_tokens=10, max_tokens=10)
+    short, calm = Flex(calm_failure=1.0, scarce=0), Flex(scarce=0)
+    spilled = run(c, duration=300, org=Org(tier="developer", service_tier="auto", flex=short))
+    s = summarize(spilled)
+    assert s["binding"] == "rpm (spilled)" and s["n429"] == 0 and s["success_ratio"] < 0.7
+    assert spilled.spilled_by == (("llama-3.1-8b-instant", "rpm"),)
+    absorbed = run(c, duration=300, org=Org(tier="developer", service_tier="auto", flex=calm))
+    assert summarize(absorbed)["binding"] == "none" and absorbed.spilled_by == ()  # flex took them all
+    assert summarize(run(c, duration=300, org=Org(tier="developer")))["binding"] == "rpm"  # on demand: 429s
