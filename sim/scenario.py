@@ -223,6 +223,17 @@ class Scenario(Strict):
         table = self.policy_table()
         notes = [f"note: policies.{name}: {why}" for name, raw in self.policies.items()
                  for why in table[name].inert(set(raw))]
+        batch_axis = "batch" in self.compare.get("lane", [])
+        for c in self.clients:
+            pol = table.get(c.policy)
+            if pol is None or not (c.lane == "batch" or batch_axis):
+                continue
+            applied = [k for k, v in (("retries", pol.max_attempts > 1), ("pacing", pol.pacing or pol.adaptive),
+                                      ("deadline", pol.deadline), ("timeout", pol.timeout)) if v]
+            if applied:
+                notes.append(f"note: clients.{c.name}: on the batch lane its policy {c.policy!r} does not apply "
+                             f"({', '.join(applied)}): a batch request is bounded by its job's completion_window "
+                             "alone (docs/lanes.md)")
         acc = self.org.accounting
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '

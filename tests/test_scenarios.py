@@ -297,3 +297,21 @@ def test_a_refund_with_nothing_reserved_is_noted_unless_the_grid_compares_them(t
                           "(nothing is reserved, so nothing is given back)\n")
     path.write_text(body + "[compare]\ncharge = ['actual', 'max_tokens']\n")
     assert load_scenario(path).setting_notes() == []
+
+
+def test_a_batch_lane_groups_policy_is_said_not_to_apply():
+    """The batch lane bounds a request by its job's window alone: a policy's retries, pacing, deadline or
+    timeout do not apply there, which the shipped nightly comparison (deadline 8 h) is told."""
+    notes = load_scenario(ROOT / "scenarios" / "nightly_batch_vs_flex.toml").setting_notes()
+    assert notes == ["note: clients.summaries: on the batch lane its policy 'nightly' does not apply (retries, "
+                     "pacing, deadline): a batch request is bounded by its job's completion_window alone "
+                     "(docs/lanes.md)"]
+    from sim.scenario import scenario_from_dict
+    data = {"scenario": {"duration": "10m"}, "org": {"tier": "developer"},
+            "clients": [{"name": "b", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": 1},
+                         "lane": "batch", "policy": "no-retry"}]}
+    assert scenario_from_dict(data, source="<t>").setting_notes() == []  # nothing that would not apply
+    data["clients"][0]["lane"] = "on_demand"
+    data["policies"] = {"p": {"extends": "groq-sdk"}}
+    data["clients"][0]["policy"] = "p"
+    assert scenario_from_dict(data, source="<t>").setting_notes() == []  # on demand it all applies
