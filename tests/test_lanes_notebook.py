@@ -1,6 +1,6 @@
 """The lanes notebook (on-demand upgrade vs Flex vs Batch API) runs top to bottom with a short horizon and is
-saved with its plots.  It lives in notebooks/lanes/ because tests/test_notebooks.py counts exactly three
-notebooks in notebooks/ (a file this branch does not own)."""
+saved with its plots.  It lives in notebooks/lanes/, apart from the four in notebooks/ that
+tests/test_notebooks.py counts and runs."""
 from pathlib import Path
 
 import pytest
