@@ -157,3 +157,25 @@ def test_auto_refused_on_demand_then_498_names_the_on_demand_limit_as_binding():
     absorbed = run(c, duration=300, org=Org(tier="developer", service_tier="auto", flex=calm))
     assert summarize(absorbed)["binding"] == "none" and absorbed.spilled_by == ()  # flex took them all
     assert summarize(run(c, duration=300, org=Org(tier="developer")))["binding"] == "rpm"  # on demand: 429s
+
+
+def test_spills_are_counted_only_on_auto_and_ranked_most_first():
+    """``spilled_by`` lists the on-demand limits that sent ``auto`` attempts to a 498, most first: a flex-only
+    group's 498s were sent by no on-demand limit, and two models' spills rank by their counts."""
+    from sim.summary import summarize
+    short = Flex(calm_failure=1.0, scarce=0)
+    flex_only = run(client(model="llama-3.1-8b-instant", kind="constant", rate="2000/min", prompt_tokens=10,
+                           max_tokens=10), duration=120, org=Org(tier="developer", service_tier="flex", flex=short))
+    assert flex_only.spilled_by == () and summarize(flex_only)["binding"] == "none"
+    assert (flex_only.records["n498"] == 1).all()
+    # two auto groups: the 8b model's RPM (1 000 on Developer) spills ~1 000 of 4 000, allam-2-7b's (300) ~100
+    # (the fewer spills on the first model seen, so that a rank by anything but the count would put it first)
+    both = run([client(name="d", model="allam-2-7b", kind="constant", rate="500/min", prompt_tokens=10,
+                       max_tokens=10),
+                client(model="llama-3.1-8b-instant", kind="constant", rate="2000/min", prompt_tokens=10,
+                       max_tokens=10)],
+               duration=120, org=Org(tier="developer", service_tier="auto", flex=short))
+    spilled = both.records[both.records["n498"] > 0].groupby("model", observed=True).size()
+    assert spilled["llama-3.1-8b-instant"] > spilled["allam-2-7b"] > 0
+    assert both.spilled_by == (("llama-3.1-8b-instant", "rpm"), ("allam-2-7b", "rpm"))
+    assert summarize(both)["binding"] == "llama-3.1-8b-instant:rpm (spilled)"

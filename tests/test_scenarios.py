@@ -275,8 +275,8 @@ def test_a_setting_that_changes_nothing_is_said_naming_its_policy(settings, said
 
 @pytest.mark.parametrize("settings", [
     {"extends": "exponential"}, {"extends": "groq-sdk"}, {"extends": "fixed", "delay": 3},
-    {"retry": "none"}, {"extends": "retry-after", "retry_after_cap": 30}, {"retry": "fixed", "max_attempts": 1,
-                                                                          "fallback": ["llama-3.1-8b-instant"]},
+    {"retry": "none"}, {"extends": "retry-after", "retry_after_cap": 30}, {"extends": "exponential", "cap": 30},
+    {"retry": "fixed", "max_attempts": 1, "fallback": ["llama-3.1-8b-instant"]},
 ])
 def test_settings_that_all_act_are_not_noted(settings):
     from sim.scenario import scenario_from_dict
@@ -290,6 +290,11 @@ def test_a_refund_with_nothing_reserved_is_noted_unless_the_grid_compares_them(t
     body = ("[scenario]\nduration = '2m'\n[org.accounting]\ncharge = 'actual'\nrefund_unused = true\n"
             "[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = 1 }\n")
     path = tmp_path / "s.toml"
+    path.write_text(body)
+    assert load_scenario(path).setting_notes() == ['note: org.accounting.refund_unused has no effect with charge = '
+                                                   '"actual" (nothing is reserved, so nothing is given back)']
+    path.write_text(body.replace("'actual'", "'max_tokens'"))
+    assert load_scenario(path).setting_notes() == []  # reserved, so refunded
     path.write_text(body)
     out = groqsim("check", path)
     assert out.returncode == 0 and out.stderr.count("\n") == 1
