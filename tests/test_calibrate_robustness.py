@@ -243,7 +243,7 @@ def test_a_new_model_without_limits_does_not_break_the_fragment(tmp_path):
     assert cal.new_models == [new] and any(new in n and "commented out" in n for n in cal.notes)
 
 
-def test_a_log_of_a_new_model_alone_leaves_a_completable_placeholder(tmp_path):
+def test_a_log_of_a_new_model_alone_leaves_limits_to_fill_in(tmp_path):
     new = "acme/finetune-1"
     lines = [dict(x, model=new, headers={}) for x in _lines(duration=900.0) if x["status"] == 200]
     cal = calibrate(_write(tmp_path / "log.jsonl", lines))

@@ -105,8 +105,8 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
         if model not in catalog.models() and not cal.limits[model].observed:
             cal.new_models.append(model)
             cal.notes.append(f"{model} is in no published tier and the log shows none of its limits: its "
-                             "[service] section is written commented out, with a placeholder for the limits "
-                             "`groqsim run` needs for a new model (fill them in, then uncomment)")
+                             "[service] section is written commented out, beside the limits "
+                             "`groqsim run` needs for a new model, left as RPM and TPM to fill in (then uncomment)")
     cal.tier = match_catalog(list(cal.limits.values()), catalog)
     per_model = []
     for model in models:
