@@ -107,8 +107,14 @@ class Dist(Strict):
         return float(np.mean(self.values))
 
 
-#: the statuses the groq SDK retries (``_base_client._should_retry``): 408, 409, 429 and every 5xx
+#: the statuses the groq SDK retries (``_base_client._should_retry``): 408, 409, 429 and every 5xx (the
+#: openai SDK's are the same)
 GROQ_SDK_RETRY_ON = [408, 409, 429, *range(500, 600)]
+#: ``retry = "groq-sdk"`` / ``"openai-sdk"``: the SDK's own defaults, under whatever the policy sets itself
+SDK_DEFAULTS = {
+    "groq-sdk": {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, "timeout": 60.0},
+    "openai-sdk": {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, "timeout": 600.0},
+}
 
 
 class Policy(Strict):
@@ -145,9 +151,12 @@ class Policy(Strict):
         # DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5): an answer that has not come 60 s after the request
         # went is a timeout, retried with the same backoff (``except httpx.TimeoutException`` in ``request``)
         # while retries remain.
-        if isinstance(data, dict) and data.get("retry") == "groq-sdk":
-            data = {"max_attempts": 3, "base": 0.5, "cap": 8.0, "retry_on": GROQ_SDK_RETRY_ON, "timeout": 60.0,
-                    **data}
+        # openai-sdk = the official openai Python SDK's (openai/_constants.py, _base_client.py), a client of
+        # Groq's OpenAI-compatible API: the same retries, backoff and statuses, a retry-after obeyed up to
+        # MAX_RETRY_AFTER_DELAY = 120 s and one above it not retried (schedule OpenAISDK), and
+        # DEFAULT_TIMEOUT = httpx.Timeout(timeout=600, connect=5.0).
+        if isinstance(data, dict) and data.get("retry") in SDK_DEFAULTS:
+            data = {**SDK_DEFAULTS[data["retry"]], **data}
         return data
 
     def inert(self, written: set[str] | frozenset[str] = frozenset()) -> list[str]:
@@ -182,6 +191,7 @@ class Policy(Strict):
 BUILTIN_POLICIES: dict[str, dict] = {
     "no-retry": {"retry": "none"},
     "groq-sdk": {"retry": "groq-sdk"},
+    "openai-sdk": {"retry": "openai-sdk"},
     "fixed": {"retry": "fixed", "delay": 1.0, "max_attempts": 5},
     "exponential": {"retry": "exponential", "base": 1.0, "cap": 60.0, "max_attempts": 6},
     "full-jitter": {"retry": "exponential", "jitter": "full", "base": 1.0, "cap": 60.0, "max_attempts": 6},

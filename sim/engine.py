@@ -326,7 +326,8 @@ class Simulation:
         if nxt:
             delay = 0.0  # the fallback model, at once
         else:
-            if (status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts:
+            if ((status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts
+                    or (retry_after is not None and retry_after > pol.gives_up)):
                 self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
             delay = pol.backoff(i, tries, retry_after)

@@ -83,7 +83,7 @@ def _state(c) -> tuple:
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, c.svc0.coefficients(), not one_model,
             c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, obeys, pol.u, c.created, c.n,
-            c.gated, pol.holds, pace, c.queue, pol.timeout, c.max_attempts)
+            c.gated, pol.holds, pace, c.queue, pol.timeout, c.max_attempts, pol.gives_up)
 
 
 def _buckets(ls) -> tuple | None:
@@ -229,7 +229,7 @@ def run(sim, until: float) -> None:
                          ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0,
                          (s_nmu, s_sigma, q_mu, q_sigma, fixed, inv_pre, inv_out, inv_audio), mixed, max_tries,
                          backoff, plain_delay, obeys, u, created, count, gated, holds, pace, fifo, timeout,
-                         max_attempts) = states[c]
+                         max_attempts, gives_up) = states[c]
                         mark = None if gated else c
                         m, svc = m0, svc0  # (a group of several models sets them per request)
                         if m != bound:  # the model's limit set in hand
@@ -396,6 +396,10 @@ def run(sim, until: float) -> None:
                     ra = 1
             else:
                 ra = retry_after(worst)
+            if ra > gives_up:  # a retry-after the client does not wait for (Schedule.gives_up_above)
+                outcome[i] = GAVE_UP
+                finished[i] = t
+                continue
             if 0 < ra <= obeys:  # (the schedule's delay is the retry-after itself)
                 delay = float(ra)
             elif plain_delay is None:

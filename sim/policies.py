@@ -48,6 +48,9 @@ class Schedule(ABC):
     #: a ``retry-after`` of ``0 < value <= obeys`` seconds is the delay itself, whatever else the schedule
     #: says (0: never); sim/kernel.py reads it to skip the call for such a retry
     obeys = 0
+    #: a ``retry-after`` above this many seconds is not waited for: the client gives up at once, attempts
+    #: left or not (the openai SDK's ``_should_retry``); ``inf``: never
+    gives_up_above = math.inf
 
     @abstractmethod
     def delay(self, attempt: int, retry_after: int | None, u: Uniform, prev: float | None = None) -> float:
@@ -123,10 +126,19 @@ class GroqSDK(Exponential):
         return self.ceiling(attempt) * (1 - 0.25 * u())
 
 
+class OpenAISDK(GroqSDK):
+    """The official openai Python SDK (``_base_client._calculate_retry_timeout`` and ``_should_retry``), as a
+    client of Groq's OpenAI-compatible API: the groq SDK's backoff, but a ``retry-after`` of up to 120 s
+    (``MAX_RETRY_AFTER_DELAY``) is obeyed, and one above it is not retried at all."""
+    obeys = 120
+    gives_up_above = 120
+
+
 #: ``Policy.retry`` -> schedule class.  An entry of exactly :class:`Exponential` is the ``exponential`` family,
 #: whose class ``Policy.jitter`` picks from ``JITTERS`` (``none`` too: with ``max_attempts = 1``, its default,
 #: it never asks for a delay)
-SCHEDULES = {"none": Exponential, "fixed": FixedDelay, "exponential": Exponential, "groq-sdk": GroqSDK}
+SCHEDULES = {"none": Exponential, "fixed": FixedDelay, "exponential": Exponential, "groq-sdk": GroqSDK,
+             "openai-sdk": OpenAISDK}
 #: ``Policy.jitter`` of an ``exponential`` schedule -> class
 JITTERS = {"none": Exponential, "full": FullJitter, "equal": EqualJitter, "decorrelated": DecorrelatedJitter}
 
@@ -259,6 +271,8 @@ class ClientPolicy:
                  gates: list | None = None, timeout: float | None = None):
         self.schedule, self.u = schedule, u
         self.retry_on, self.max_attempts = frozenset(retry_on), max_attempts
+        #: a retry-after above this ends the request (:attr:`Schedule.gives_up_above`)
+        self.gives_up = schedule.gives_up_above
         self.honor, self.ra_cap = honor_retry_after, retry_after_cap
         self.deadline, self.fallback, self.queue_size = deadline, fallback, queue_size
         #: seconds the client waits for an answer before it gives the attempt up as a timeout (None: for ever)

@@ -12,7 +12,8 @@ from sim.config import Policy, policy_table
 from sim.limitset import LimitSet
 from sim.catalog import Limits
 from sim.policies import (JITTERS, SCHEDULES, Adaptive, Cooldown, DecorrelatedJitter, EqualJitter, Exponential,
-                          FixedDelay, FullJitter, GroqSDK, InFlightCap, Pacer, client_policy, header_wait, schedule)
+                          FixedDelay, FullJitter, GroqSDK, InFlightCap, OpenAISDK, Pacer, client_policy, header_wait,
+                          schedule)
 
 
 def fixed_u(value):
@@ -250,7 +251,8 @@ def test_a_schedules_obeys_is_what_its_delay_does(cls):
         for u in (0.0, 0.3, 0.6):
             for ra in range(1, s.obeys + 1):
                 assert s.delay(attempt, ra, lambda u=u: u, None) == float(ra), (cls.__name__, attempt, ra)
-    shipped = {FixedDelay: 0, Exponential: 0, FullJitter: 0, EqualJitter: 0, DecorrelatedJitter: 0, GroqSDK: 60}
+    shipped = {FixedDelay: 0, Exponential: 0, FullJitter: 0, EqualJitter: 0, DecorrelatedJitter: 0, GroqSDK: 60,
+               OpenAISDK: 120}
     assert cls.obeys == shipped.get(cls, cls.obeys)  # (the shipped schedules' promises, pinned)
 
 
@@ -278,3 +280,50 @@ def test_the_pacer_keeps_one_limit_set_per_model():
     holds = [pacer.hold(i, 0, 0.0, True) for i in range(31)]
     assert holds[:30] == [0.0] * 30 and holds[30] == pytest.approx(2.0)  # 30 a minute: the next in 2 s
     assert own.units["rpm"].remaining(0.0) == pytest.approx(0.0, abs=1e-9)  # what hold charged, limits shows
+
+
+@pytest.mark.parametrize("retry_after", [None, 0, 1, 7, 60, 61, 120, 121, 3600])
+@pytest.mark.parametrize("remaining", [2, 1])
+@pytest.mark.parametrize("u", [0.0, 0.37, 0.999])
+def test_openai_sdk_delay_equals_the_real_sdk(monkeypatch, retry_after, remaining, u):
+    """A client of Groq's OpenAI-compatible API through the openai SDK: its own _calculate_retry_timeout is the
+    reference (a retry-after obeyed up to 120 s, else the groq SDK's backoff)."""
+    openai = pytest.importorskip("openai")
+    httpx2 = pytest.importorskip("httpx2")
+    from openai import _base_client
+    from openai._models import FinalRequestOptions
+    monkeypatch.setattr(_base_client, "random", lambda: u)
+    client = openai.OpenAI(api_key="test", max_retries=2)
+    headers = httpx2.Headers({} if retry_after is None else {"retry-after": str(retry_after)})
+    expected = client._calculate_retry_timeout(remaining, FinalRequestOptions.construct(method="post", url="/x"),
+                                               headers)
+    ours = schedule(Policy(retry="openai-sdk")).delay(2 - remaining + 1, retry_after, lambda: u)
+    assert ours == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("retry_after", [None, 1, 120, 121, 346])
+@pytest.mark.parametrize("status", [400, 408, 409, 413, 429, 498, 500, 503, 529])
+def test_openai_sdk_retries_exactly_what_the_real_sdk_retries(status, retry_after):
+    """The openai SDK's own _should_retry: the groq SDK's statuses, but never when the retry-after is above
+    120 s (a Groq 429 on RPD or TPD says minutes to hours): the request then ends at its first 429."""
+    openai = pytest.importorskip("openai")
+    httpx2 = pytest.importorskip("httpx2")
+    client = openai.OpenAI(api_key="test")
+    headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+    reference = client._should_retry(httpx2.Response(status, headers=headers,
+                                                     request=httpx2.Request("POST", "http://x")))
+    cfg = Policy(retry="openai-sdk")
+    p = client_policy(cfg, fixed_u(0.5), [1.0], [0.0], lambda m: None)
+    ours = status in p.retry_on and not (retry_after is not None and retry_after > p.gives_up)
+    assert ours == reference
+
+
+def test_openai_sdk_settings_match_the_sdk_constants():
+    openai = pytest.importorskip("openai")
+    from openai import _constants
+    pol = Policy(retry="openai-sdk")
+    assert (pol.max_attempts, pol.base, pol.cap) == (_constants.DEFAULT_MAX_RETRIES + 1,
+                                                     _constants.INITIAL_RETRY_DELAY, _constants.MAX_RETRY_DELAY)
+    assert pol.timeout == _constants.DEFAULT_TIMEOUT.read and openai is not None
+    assert OpenAISDK.obeys == OpenAISDK.gives_up_above == _constants.MAX_RETRY_AFTER_DELAY
+    assert isinstance(schedule(pol), OpenAISDK)

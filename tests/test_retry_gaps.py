@@ -122,6 +122,29 @@ def test_groq_sdk_ignores_a_retry_after_above_60s(tmp_path):
 
 
 @pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("rpd,retry_after,attempts", [(1417, 61, 2), (720, 120, 2), (719, 121, 1)])
+def test_openai_sdk_obeys_a_retry_after_up_to_120s_and_gives_up_above(tmp_path, fast, rpd, retry_after, attempts):
+    """The openai SDK as a client of Groq (openai/_base_client.py): a retry-after of up to 120 s is slept
+    exactly, one above it is not retried at all.  RPD emptied at t=0: the next request waits 86 400 / RPD,
+    retry-after 61 s (RPD 1417), 120 s (RPD 720) or 121 s (RPD 719); in both the fast lane and the general path."""
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"timestamp": [0.0] * (rpd + 1), "prompt_tokens": 10, "max_tokens": 10}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, "rpd": rpd})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="openai-sdk")
+    spec = RunSpec(clients=[c], policies=policy_table(), org=Org(tier="free"), duration=1.0, drain=600.0,
+                   catalog=catalog, service=CONST_NET)
+    sim = Simulation(spec, 1, kernel=fast)
+    assert kernel.usable(sim)
+    r = sim.run()
+    rec = r.records.iloc[-1]
+    assert math.ceil(86_400 / rpd) == retry_after and rec["attempts"] == attempts
+    if attempts == 1:  # above 120 s: the request ends at its first 429, with two attempts unused
+        assert rec["outcome"] == "gave_up" and rec["finished"] == pytest.approx(rtt(r))
+    else:  # the retry-after slept exactly, then admitted (the bucket holds one request again by then)
+        assert rec["outcome"] == "ok" and rec["admitted"] == pytest.approx(rtt(r) + retry_after)
+
+
+@pytest.mark.parametrize("fast", [True, False])
 def test_groq_sdk_times_out_at_60s_and_retries_with_its_backoff(tmp_path, fast):
     # 60 000 tokens at ~280 tokens/s take minutes: the SDK's read timeout (60 s, groq/_constants.py) fires on
     # each of its 3 attempts; each was admitted (charged), each timeout retried after the SDK's backoff
