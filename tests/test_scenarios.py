@@ -286,22 +286,32 @@ def test_settings_that_all_act_are_not_noted(settings):
     assert scenario_from_dict(data, source="<test>").setting_notes() == []
 
 
+#: a scenario whose refund_unused changes nothing (charge = "actual": nothing is reserved)
+REFUND_WITHOUT_RESERVATION = (
+    "[scenario]\nduration = '2m'\n[org.accounting]\ncharge = 'actual'\nrefund_unused = true\n"
+    "[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = 1 }\n")
+
+
 def test_a_refund_with_nothing_reserved_is_noted_unless_the_grid_compares_them(tmp_path):
-    body = ("[scenario]\nduration = '2m'\n[org.accounting]\ncharge = 'actual'\nrefund_unused = true\n"
-            "[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = 1 }\n")
+    body = REFUND_WITHOUT_RESERVATION
     path = tmp_path / "s.toml"
     path.write_text(body)
     assert load_scenario(path).setting_notes() == ['note: org.accounting.refund_unused has no effect with charge = '
                                                    '"actual" (nothing is reserved, so nothing is given back)']
     path.write_text(body.replace("'actual'", "'max_tokens'"))
     assert load_scenario(path).setting_notes() == []  # reserved, so refunded
+    path.write_text(body + "[compare]\ncharge = ['actual', 'max_tokens']\n")
+    assert load_scenario(path).setting_notes() == []
+
+
+def test_a_note_is_one_line_on_stderr_and_check_still_passes(tmp_path):
+    body = REFUND_WITHOUT_RESERVATION
+    path = tmp_path / "s.toml"
     path.write_text(body)
     out = groqsim("check", path)
     assert out.returncode == 0 and out.stderr.count("\n") == 1
     assert out.stderr == ('groqsim: note: org.accounting.refund_unused has no effect with charge = "actual" '
                           "(nothing is reserved, so nothing is given back)\n")
-    path.write_text(body + "[compare]\ncharge = ['actual', 'max_tokens']\n")
-    assert load_scenario(path).setting_notes() == []
 
 
 def test_a_batch_lane_groups_policy_is_said_not_to_apply():
