@@ -17,7 +17,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
@@ -35,6 +38,30 @@ def _context():
     return multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
 
 
+def _worker_signals() -> None:
+    """A worker's start: Ctrl-C is the parent's to handle, and SIGTERM ends the worker as the default does.
+    Forked, a worker would inherit the parent's handlers (Python's SIGINT, the command's SIGTERM, both raising
+    KeyboardInterrupt): a Ctrl-C or a ``timeout`` reaching the whole process group then interrupted a worker
+    inside the pool's queue lock, and the other worker and the parent waited on it for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def _signals_held(hold: bool):
+    """With ``hold`` (in the main thread), SIGINT and SIGTERM are ignored inside, their handlers restored
+    after: the command is already stopping."""
+    if not hold or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class Pool:
     """``jobs`` worker processes (None: one per core), started at first use, closed on leaving ``with``."""
 
@@ -49,9 +76,13 @@ class Pool:
         self.close(cancel=exc_type is not None)
 
     def close(self, cancel: bool = False) -> None:
-        """Stop the workers (after the calls under way; ``cancel``: drop the ones not started)."""
+        """Stop the workers (after the calls under way; ``cancel``: drop the ones not started).  Cancelled
+        (an interrupted command), the wait for the workers is not itself interrupted: a Ctrl-C or ``timeout``
+        signals the whole process group, often twice, and a second KeyboardInterrupt inside the executor's
+        shutdown left its threads half closed and the command hung at exit."""
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=cancel)
+            with _signals_held(cancel):
+                self._executor.shutdown(wait=True, cancel_futures=cancel)
             self._executor = None
 
     def imap(self, fn: Callable, calls: Iterable[tuple], meanwhile: Callable[[], Any] | None = None,
@@ -72,7 +103,8 @@ class Pool:
             return
         fresh = self._executor is None
         if fresh:  # no more workers than the first map has calls: they would only idle
-            self._executor = ProcessPoolExecutor(max_workers=min(self.jobs, len(calls)), mp_context=_context())
+            self._executor = ProcessPoolExecutor(max_workers=min(self.jobs, len(calls)), mp_context=_context(),
+                                                 initializer=_worker_signals)
         # calls are handed to the workers a few at a time, so that a :meth:`submit` made meanwhile (a file
         # whose inputs are ready) waits behind a few calls, not behind all of them
         ahead = 2 * self._executor._max_workers

@@ -183,3 +183,47 @@ def test_an_error_in_the_caller_drops_the_calls_not_started(tmp_path):
             pool.submit(_log_start, str(log), n)
         raise RuntimeError("stop")
     assert len(log.read_text().split()) < 10
+
+
+def _signal_handlers(_) -> tuple:
+    import signal
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+
+def test_workers_leave_ctrl_c_to_the_parent_and_die_of_sigterm():
+    """Forked workers do not keep the parent's handlers: SIGINT is ignored (the parent stops the work) and
+    SIGTERM ends a worker by default, so a signal to the whole process group never interrupts a worker
+    inside the pool's queue lock (which had left a sweep hung after a Ctrl-C, 2 times in 12)."""
+    import signal
+
+    from sim.cli import _terminated
+    previous = signal.signal(signal.SIGTERM, _terminated)  # as the groqsim command sets it
+    try:
+        with Pool(2) as pool:
+            seen = pool.map(_signal_handlers, [(0,), (1,)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [(signal.SIG_IGN, signal.SIG_DFL)] * 2
+
+
+def test_an_interrupted_close_is_not_itself_interrupted(monkeypatch):
+    """Cancelled (the command was interrupted), the wait for the workers ignores SIGINT and SIGTERM, which a
+    Ctrl-C or ``timeout`` often sends twice to the whole group: a second KeyboardInterrupt inside the
+    executor's shutdown left it half closed and the command hung at exit.  The handlers come back after."""
+    import signal
+    seen = []
+    with Pool(2) as pool:
+        pool.map(_signal_handlers, [(0,), (1,)])  # workers started
+        shutdown = pool._executor.shutdown
+        monkeypatch.setattr(pool._executor, "shutdown",
+                            lambda **kw: (seen.append(_signal_handlers(None)), shutdown(**kw)))
+        before = _signal_handlers(None)
+        pool.close(cancel=True)
+        assert seen == [(signal.SIG_IGN, signal.SIG_IGN)] and _signal_handlers(None) == before
+    with Pool(2) as pool:
+        pool.map(_signal_handlers, [(0,), (1,)])
+        shutdown = pool._executor.shutdown
+        monkeypatch.setattr(pool._executor, "shutdown",
+                            lambda **kw: (seen.append(_signal_handlers(None)), shutdown(**kw)))
+        pool.close()  # a normal end: a Ctrl-C still stops the wait
+        assert seen[-1] == before

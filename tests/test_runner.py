@@ -1,4 +1,5 @@
 """Parallel and resumable studies: identical results with 1 process, N processes or Dask."""
+import os
 import signal
 import subprocess
 import sys
@@ -427,16 +428,27 @@ def test_resume_reruns_runs_whose_policy_or_accounting_changed(tmp_path):
     assert len(_rerun(path, out, text.format(charge="actual", attempts=5))) == 2
 
 
-def _stopped_after_two_runs(sig, scenario, out, *args) -> tuple[int, str]:
-    """``groqsim run SCENARIO --out OUT ARGS`` in a child process, sent ``sig`` once two runs are kept:
-    (exit status, stderr)."""
+def _stopped_after_two_runs(sig, scenario, out, *args, group: bool = False) -> tuple[int, str]:
+    """``groqsim run SCENARIO --out OUT ARGS`` in a child process, sent ``sig`` once two runs are kept (with
+    ``group``, to its whole process group, twice, as a terminal's Ctrl-C and ``timeout`` reach the workers
+    too): (exit status, stderr)."""
     proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scenario), "--out", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=group)
     deadline = time.time() + 90
     while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 2:
         time.sleep(0.05)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    if group:
+        os.killpg(proc.pid, sig)
+        time.sleep(0.05)
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+        raise
     return proc.returncode, err
 
 
@@ -452,6 +464,22 @@ def test_ctrl_c_during_dask_local_is_one_line(tmp_path):
     assert code == 130, err
     assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("groqsim: ")], err
     assert "Traceback" not in err and "interrupted" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_process_group_twice_stops_the_sweep_cleanly(tmp_path, sig):
+    """A terminal's Ctrl-C and ``timeout`` signal every process of the group, the pool's workers included,
+    and ``timeout`` twice: exit 130 with one line, no traceback, and no hang (a second KeyboardInterrupt inside
+    the executor's shutdown had left the command waiting at exit for ever, 2 times in 12)."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        "[scenario]\nduration = '3h'\nreplications = 20\n[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
+        "arrival = { kind = 'poisson', rate = '300/min' }\nprompt_tokens = 50\nmax_tokens = 20\n"
+        "[compare]\npolicy = ['no-retry', 'groq-sdk']\n")
+    code, err = _stopped_after_two_runs(sig, scenario, tmp_path / "out", "--jobs", "2", "--quiet", group=True)
+    assert code == 130, err
+    assert "Traceback" not in err and "Exception" not in err, err
+    assert err.strip().splitlines()[-1].startswith("groqsim: interrupted"), err
 
 
 def test_cli_outputs_are_identical_with_one_or_two_jobs(tmp_path):
