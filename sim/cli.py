@@ -175,17 +175,20 @@ def _capacity(args) -> int:
     print(f"target: success >= {t.success:.0%} (of the requests that fit the tier: 413s left out), p95 latency "
           f"<= {t.p95:g} s over {horizon:g} s simulated; ceilings are long-run (a shorter run also spends the "
           "daily units' initial budget); simulated max = the rate offered in the window at the highest load "
-          f"meeting the target (≥: still met at [capacity] max_load = {t.max_load:g})")
+          f"meeting the target (≥: still met at [capacity] max_load = {t.max_load:g}), with that load: below "
+          "x1 the traffic as it is does not meet the target (offered is the long-run mean rate, which a "
+          "diurnal or trace window can exceed)")
     if held := held_axes(scenario):
         print("held at the first value of their [compare] axis: "
               + ", ".join(f"{a} = {v if isinstance(v, str) else repr(v)}" for a, v in held.items()))
     header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
               "daily-units req/day", "simulated max req/min", "success", "p95 s", "$/1k ok"]
-    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.1f}", f"{r['ceiling_rpm']:.3g}", r["binding"],
+    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.3g}", f"{r['ceiling_rpm']:.3g}", r["binding"],
                          f"{r['minute_ceiling_rpm']:.3g} ({r['minute_binding'].rsplit(' ', 1)[-1]})",
                          f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
                          ("≥ " if r["sim_capped"] else "")
-                         + (f"{r['sim_rpm']:.3g}" if r["offered_rpm"] else f"load x{r['sim_load']:.3g}"),
+                         + (f"{r['sim_rpm']:.3g} (load x{r['sim_load']:.3g})" if r["offered_rpm"]
+                            else f"load x{r['sim_load']:.3g}"),
                          f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}", f"{r['sim_cost_per_1k']:.3f}"]
                         for r in rows]
     sys.stdout.write(align(lines, left=2))

@@ -204,7 +204,12 @@ def test_capacity_says_when_nothing_offered_can_be_scaled(tmp_path, capsys):
                                          "{ kind = 'poisson', rate = '10/min' }")
     path.write_text(open_loop)
     assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
-    assert "offered 0 req/min" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "offered 0 req/min" not in out
+    # an open loop's simulated max carries the load it was found at: the headroom, whatever the window saw
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet", "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert f"{row['sim_rpm']:.3g} (load x{row['sim_load']:.3g})" in out.splitlines()[-1]
 
 
 def test_check_states_the_duration_it_was_asked_for(capsys):
