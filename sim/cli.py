@@ -89,7 +89,7 @@ def _check(args) -> int:
 
 def _run(args) -> int:
     from .pool import Pool
-    from .runner import check_dask_address, prepare_out
+    from .runner import check_dask_address, hold_out, prepare_out
     scenario = _load(args)
     duration = _duration(args)
     if args.dask:
@@ -97,7 +97,7 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
     created = not out.exists()
     prepare_out(out)
-    with Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: the runs, then the files
+    with hold_out(out), Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: runs, then files
         return _run_study(args, scenario, duration, out, created, pool)
 
 

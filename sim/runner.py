@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -327,6 +327,29 @@ def prepare_out(out: Path, runs: bool = False) -> None:
         except OSError as exc:
             raise ConfigError(f"--out {out}: cannot write to {where} ({exc.strerror or exc}); choose a writable "
                               "directory") from None
+
+
+@contextmanager
+def hold_out(out: Path):
+    """Hold ``out`` for this command alone (an exclusive ``flock`` on the directory, released when the
+    command ends, however it ends): a second command writing the same ``--out`` at once is refused in one
+    line.  Both used the same temporary names, so one of them failed half-way or wrote over the other.
+    Where ``flock`` does not exist (Windows) nothing is held."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"--out {out}: another groqsim command is writing there now; wait for it to end, "
+                              "or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 #: how long to wait for a Dask scheduler to answer before giving up (Dask's own default is 30 s)

@@ -773,3 +773,23 @@ def test_write_outputs_lists_the_files_it_could_not_write(tmp_path):
     files = write_outputs(study, tmp_path, errors=problems)
     assert len(problems) == 1 and "latency_cdf.png" in problems[0]
     assert tmp_path / "summary.csv" in files and tmp_path / "latency_cdf.png" not in files
+
+
+def test_a_second_command_writing_the_same_out_is_refused_in_one_line(tmp_path, capsys):
+    """Two commands on one --out used the same temporary names: one failed half-way. While a command holds
+    the directory, another is refused (exit 2, one line, nothing written); once it is released, it runs."""
+    from sim.cli import main
+    from sim.runner import hold_out
+    scenario = tmp_path / "s.toml"
+    scenario.write_text("[scenario]\nduration = '1m'\nreplications = 1\n[[clients]]\nname = 'c'\n"
+                        "model = 'llama-3.1-8b-instant'\narrival = { kind = 'poisson', rate = '10/min' }\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with hold_out(out):
+        assert main(["run", str(scenario), "--out", str(out), "--jobs", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"groqsim: error: --out {out}: another groqsim command is writing there now; wait for it to " \
+                      "end, or choose another --out\n"
+        assert list(out.iterdir()) == []
+    assert main(["run", str(scenario), "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+    assert (out / "summary.csv").is_file()
