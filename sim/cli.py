@@ -51,8 +51,8 @@ def _duration(args) -> float | None:
         return None
     try:
         value = parse_duration(args.duration)
-    except ValueError as exc:
-        raise ConfigError(f"--duration: {exc}") from None
+    except ValueError:
+        raise ConfigError(f"--duration {args.duration!r}: not a duration (allowed: > 0, e.g. 90s, 15m, 1d)") from None
     if value <= 0:
         raise ConfigError(f"--duration {args.duration!r}: must be > 0 (e.g. 90s, 15m, 1d)")
     return value
