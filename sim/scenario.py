@@ -29,7 +29,7 @@ from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelW
 from .fields import Duration, PositiveDuration, Strict
 from .prices import price_table
 from .projects import Project, project_limits
-from .service import SPEEDS, service_models
+from .service import SPEEDS, kinds, service_models
 from .spec import RunSpec
 from .trace import check_kinds, read_trace
 from .units import format_duration, parse_duration
@@ -421,8 +421,7 @@ class Scenario(Strict):
                     if model not in service:
                         raise ConfigError(f"{path}: column model: "
                                           + did_you_mean(model, service, "model for the service table:"))
-                check_kinds(str(path), read_trace(path), {m: p.kind for m, p in service.items()}, c.model,
-                            c.audio_seconds.mean() > 0)
+                check_kinds(str(path), read_trace(path), kinds(service), c.model, c.audio_seconds.mean() > 0)
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
         multiplier = org_model.flex.multiplier
         for c in client_models:  # flex limits are the org's x the multiplier: each still >= 1

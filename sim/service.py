@@ -155,6 +155,12 @@ def service_models(overrides: dict[str, dict] | None = None, speeds: str = "docs
     return table
 
 
+def kinds(service: dict[str, ServiceParams]) -> dict[str, str]:
+    """Each model's kind (``chat``, ``stt``, ``tts``) in a service table: what its requests carry
+    (:data:`sim.workload.CARRIES`, :func:`sim.trace.check_kinds`)."""
+    return {model: params.kind for model, params in service.items()}
+
+
 def lognormal_sigma(median: float, p95: float) -> float:
     """sigma of a lognormal with this median and 95th percentile."""
     return lognormal_sigma_q(median, p95, Z95)

@@ -8,6 +8,7 @@ from .config import Client, Org, Policy
 from .prices import Price, price_table
 from .projects import Project
 from .service import ServiceParams, service_models
+from .service import kinds as kinds_of
 
 
 @dataclass
@@ -33,4 +34,4 @@ class RunSpec:
     @property
     def kinds(self) -> dict[str, str]:
         """Each model's kind (``chat``, ``stt``, ``tts``): what its requests carry (:data:`sim.workload.CARRIES`)."""
-        return {model: params.kind for model, params in self.service.items()}
+        return kinds_of(self.service)
