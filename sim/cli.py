@@ -192,6 +192,11 @@ def _capacity(args) -> int:
                          f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}", f"{r['sim_cost_per_1k']:.3f}"]
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
+    for r in rows:
+        if r["sim_load"] == 0:  # the bisection found no load meeting the target, down to x0.001
+            print(f"{r['tier']} {r['model']}: no load met the target, down to x0.001 of the traffic: its success "
+                  f"or p95 target (p95 <= {t.p95:g} s) is out of reach at any load, e.g. below the service's own "
+                  "latency")
     if any(not r["offered_rpm"] for r in rows):
         print("offered 0 req/min: no open-loop on-demand traffic to scale (a closed loop, the batch lane or zero "
               "rates), so the ceilings do not apply; simulated max is the load multiplier (a closed loop's users x "

@@ -212,6 +212,22 @@ def test_capacity_says_when_nothing_offered_can_be_scaled(tmp_path, capsys):
     assert f"{row['sim_rpm']:.3g} (load x{row['sim_load']:.3g})" in out.splitlines()[-1]
 
 
+def test_capacity_says_when_no_load_meets_the_target(tmp_path, capsys):
+    """A p95 target below the service's own latency is met at no load: the row's simulated max reads 0 with
+    nan figures, and a line under the table says why instead of leaving the nans unexplained."""
+    from sim.cli import main
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n[[clients]]\n"
+                    "name = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = '10/min' }\n"
+                    "[capacity]\np95 = '0.01s'\n")
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("developer openai/gpt-oss-20b: no load met the target, down to x0.001")
+    path.write_text(path.read_text().replace("0.01s", "10s"))
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
+    assert "no load met the target" not in capsys.readouterr().out
+
+
 def test_check_states_the_duration_it_was_asked_for(capsys):
     from sim.cli import main
     path = str(ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
