@@ -121,7 +121,10 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
     axes = list(scenario.compare)
     if not args.quiet and args.format == "table":
         meta = scenario.scenario
-        print(f"{meta.name}: {len(study.comparison)} alternative(s) x {meta.replications} replication(s) of "
+        reps = (f"{meta.replications} replication(s)" if study.complete else
+                f"at most {meta.replications} replication(s) (interrupted: {len(study.summary)} of "
+                f"{len(scenario.grid()) * meta.replications} runs finished, so fewer for some)")
+        print(f"{meta.name}: {len(study.comparison)} alternative(s) x {reps} of "
               f"{format_duration(duration or meta.duration)} simulated; mean ±95% CI over replications; latencies "
               "of successful requests; binding = the limit that refused most, or whose budget ran out with "
               "requests unfinished, or that a pacing client waited on (none: no limit held anything back)",
