@@ -374,8 +374,12 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
         import distributed  # noqa: F401  -- delete a "distributed" section it had created, defaults and all
     except ImportError:  # pragma: no cover - run_on_dask says what to install
         pass
-    for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # no worker tracebacks on Ctrl-C
+    # no worker tracebacks on Ctrl-C; and none from the client's event loop (tornado.application), where a
+    # Ctrl-C landing inside distributed's own ``sync`` trips its cancel callback on an unassigned variable
+    # (NameError: free variable 'future', distributed/utils.py) and tornado logs it
+    for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler",
+                 "tornado.application"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if address != "local":
         print(f"groqsim: connecting to the Dask scheduler at {address} (waiting up to {DASK_CONNECT_TIMEOUT})",
               file=sys.stderr)
