@@ -41,7 +41,7 @@ def _load(args):
 def _notes(scenario, duration: float | None = None) -> None:
     """One line per model the scenario uses that Groq has shut down, per setting that changes nothing, and per
     trace the horizon cuts (said once the input is known good)."""
-    for note in scenario.notes() + scenario.setting_notes() + scenario.trace_notes(duration):
+    for note in scenario.notes() + scenario.setting_notes(duration) + scenario.trace_notes(duration):
         print(f"groqsim: {note}", file=sys.stderr)
 
 

@@ -217,9 +217,11 @@ class Scenario(Strict):
         models |= {m for p in self.policy_table().values() for m in p.fallback}
         return [w for m in sorted(models) if (w := shutdown_warning(m))]
 
-    def setting_notes(self) -> list[str]:
+    def setting_notes(self, duration: float | None = None) -> list[str]:
         """One line per setting that changes nothing as combined (:meth:`sim.config.Policy.inert`; a refund
-        with nothing reserved), named by its key."""
+        with nothing reserved; a batch group's policy), or that acts otherwise than it reads (a batch
+        submission at or after the end of a run of ``duration``, else the scenario's), named by its key."""
+        horizon = duration if duration is not None else self.scenario.duration
         table = self.policy_table()
         notes = [f"note: policies.{name}: {why}" for name, raw in self.policies.items()
                  for why in table[name].inert(set(raw))]
@@ -234,6 +236,14 @@ class Scenario(Strict):
                 notes.append(f"note: clients.{c.name}: on the batch lane its policy {c.policy!r} does not apply "
                              f"({', '.join(applied)}): a batch request is bounded by its job's completion_window "
                              "alone (docs/lanes.md)")
+            jobs = c.batch
+            if jobs.submit_at is not None and jobs.submit_at >= horizon:
+                notes.append(f"note: clients.{c.name}: batch.submit_at {format_duration(jobs.submit_at)} is at or "
+                             f"after the end of the run ({format_duration(horizon)}): everything goes in one "
+                             "submission then, while the run drains")
+            elif jobs.submit_every is not None and jobs.submit_at is None:
+                notes.append(f"note: clients.{c.name}: batch.submit_every has no effect without submit_at: "
+                             "everything goes in one submission at the end of the run")
         acc = self.org.accounting
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '

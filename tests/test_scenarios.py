@@ -351,3 +351,23 @@ def test_a_batch_lane_groups_policy_is_said_not_to_apply():
     data["policies"] = {"p": {"extends": "groq-sdk"}}
     data["clients"][0]["policy"] = "p"
     assert scenario_from_dict(data, source="<t>").setting_notes() == []  # on demand it all applies
+
+
+def test_a_batch_submission_that_reads_otherwise_than_it_acts_is_noted():
+    """``submit_at`` at or after the run's end puts everything in one submission then (during the drain), and
+    ``submit_every`` without ``submit_at`` does nothing: both are said, against the run's own length."""
+    from sim.scenario import scenario_from_dict
+
+    def notes(batch, duration=None):
+        data = {"scenario": {"duration": "10m"}, "org": {"tier": "developer"},
+                "clients": [{"name": "b", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": 1},
+                             "lane": "batch", "batch": batch}]}
+        return scenario_from_dict(data, source="<t>").setting_notes(duration)
+
+    assert notes({"submit_at": "2h"}) == ["note: clients.b: batch.submit_at 2h is at or after the end of the run "
+                                          "(10m): everything goes in one submission then, while the run drains"]
+    assert notes({"submit_at": "10m"})[0].startswith("note: clients.b: batch.submit_at 10m is at or after")
+    assert notes({"submit_at": "5m"}) == [] and notes({"submit_at": "2h"}, duration=3 * 3600.0) == []
+    assert notes({"submit_every": "1m"}) == ["note: clients.b: batch.submit_every has no effect without "
+                                             "submit_at: everything goes in one submission at the end of the run"]
+    assert notes({"submit_at": "1m", "submit_every": "1m"}) == []
