@@ -9,7 +9,7 @@ from sim import RunSpec
 from sim.catalog import Catalog, Limits
 from sim.config import Client, Org, arrival, policy_table
 from sim.records import OUTCOMES, REFUSED_BY, RunResult
-from sim.summary import summarize, utilisation
+from sim.summary import _binding, summarize, utilisation
 
 MODEL = "m"
 
@@ -228,3 +228,23 @@ def test_summarize_names_the_binding_as_the_study_does():
     s = sim.summarize(sim.simulate(scenario.spec(), scenario.seed(0)))
     assert s["n429"] == 0 and s["binding"] == "rpm (paced)"
     assert run_study(scenario, jobs=1, progress=False).summary["binding"].tolist() == ["rpm (paced)"]
+
+
+def test_a_413_binding_is_the_model_and_unit_that_refused_most_in_the_window():
+    """Without 429s in the window, the binding is the (model, unit) that refused the most requests as too large
+    among those created in ``[warmup, duration)`` -- a request created at the warm-up's end counts, one
+    created at the run's end does not -- a tie going to the first in (model, unit) order."""
+    r = _two_models([])
+    rec = r.records.copy()
+    rec["model"] = pd.Categorical([MODEL, MODEL, MODEL, "n", "n", "n"], categories=[MODEL, "n"])
+    rec["created"] = [10.0, 60.0, 70.0, 80.0, 119.0, 120.0]
+    rec["outcome"] = pd.Categorical(["too_large"] * 6, categories=OUTCOMES)
+    rec["refused_by"] = pd.Categorical(["tpm", "rpm", "rpm", "tpm", "tpm", "tpm"], categories=REFUSED_BY)
+    # in the window: MODEL rpm at 60 and 70, n tpm at 80 and 119 (120 is outside): a tie, MODEL first
+    assert _binding(RunResult(rec, r.refusals, r.spec), {"binding": "none"}) == f"{MODEL}:rpm (413)"
+    rec["refused_by"] = pd.Categorical(["tpm", "tpm", "rpm", "tpm", "tpm", "tpm"], categories=REFUSED_BY)
+    assert _binding(RunResult(rec, r.refusals, r.spec), {"binding": "none"}) == "n:tpm (413)"  # 2 against 1 + 1
+    one = rec[rec["model"] == MODEL].copy()
+    one["model"] = pd.Categorical([MODEL] * 3)
+    one["refused_by"] = pd.Categorical(["rpm", "tpm", "tpm"], categories=REFUSED_BY)
+    assert _binding(RunResult(one, r.refusals, r.spec), {"binding": "none"}) == "tpm (413)"  # one model: no name
