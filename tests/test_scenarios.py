@@ -188,14 +188,19 @@ def test_capacity_names_the_models_a_trace_sends_to(tmp_path, capsys):
         "allam-2-7b, openai/gpt-oss-120b, openai/gpt-oss-20b"]
 
 
+#: a two-minute, one-replication Developer scenario on gpt-oss-20b, for ``groqsim capacity``; its client's
+#: arrival and extra lines and the [capacity] table are the test's
+CAPACITY_BASE = ("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n[[clients]]\n"
+                 "name = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = {arrival}\n{rest}")
+
+
 def test_capacity_says_when_nothing_offered_can_be_scaled(tmp_path, capsys):
     """A closed loop offers no rate to divide a limit by: the table's ceilings are not figures to trust, and
     the command says so under the table (once), and what its simulated column holds instead."""
     from sim.cli import main
     path = tmp_path / "s.toml"
-    path.write_text("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n[[clients]]\n"
-                    "name = 'u'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'closed', users = 2, think = '5s' }\n"
-                    "prompt_tokens = 100\nmax_tokens = 50\n[capacity]\nmax_load = 4\n")
+    path.write_text(CAPACITY_BASE.format(arrival="{ kind = 'closed', users = 2, think = '5s' }",
+                                         rest="prompt_tokens = 100\nmax_tokens = 50\n[capacity]\nmax_load = 4\n"))
     assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.count("offered 0 req/min: no open-loop on-demand traffic to scale") == 1
@@ -217,9 +222,8 @@ def test_capacity_says_when_no_load_meets_the_target(tmp_path, capsys):
     nan figures, and a line under the table says why instead of leaving the nans unexplained."""
     from sim.cli import main
     path = tmp_path / "s.toml"
-    path.write_text("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n[[clients]]\n"
-                    "name = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = '10/min' }\n"
-                    "[capacity]\np95 = '0.01s'\n")
+    path.write_text(CAPACITY_BASE.format(arrival="{ kind = 'poisson', rate = '10/min' }",
+                                         rest="[capacity]\np95 = '0.01s'\n"))
     assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1].startswith("developer openai/gpt-oss-20b: no load met the target, down to x0.001")
