@@ -85,8 +85,7 @@ def _binding(result: RunResult, summary: dict) -> str:
     """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
     refused requests as too large (413); else, on ``auto``, the on-demand unit whose refusals sent attempts
     to flex where its capacity answered 498 (``spilled``); else, when a pacing client held successful requests
-    back (their
-    mean wait before admission > 0), the unit its own limit set last waited on; else, when requests ended
+    back (their mean wait before admission > 0), the unit its own limit set last waited on; else, when requests ended
     unfinished with a unit used up (>= 95 % of its full budget plus its refill over the run,
     :func:`spent`: a client holding on the headers), that unit -- ``none`` only when no limit
     held anything back."""
@@ -95,22 +94,24 @@ def _binding(result: RunResult, summary: dict) -> str:
     rec = result.records
     window = rec[(rec["created"] >= result.spec.warmup) & (rec["created"] < result.spec.duration)]
     multi = len(rec["model"].cat.categories) > 1
+
+    def named(model: str, unit: str, how: str) -> str:  # the model named only when the run has several
+        return f"{model}:{unit} ({how})" if multi else f"{unit} ({how})"
+
     large = window[window["outcome"] == "too_large"]
     if len(large):
         (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
                                key=lambda kv: kv[1])
-        return f"{model}:{unit} (413)" if multi else f"{unit} (413)"
+        return named(model, unit, "413")
     if result.spilled_by:  # auto: on-demand refused, then flex's capacity answered 498 (no 429 names it)
-        model, unit = result.spilled_by[0]
-        return f"{model}:{unit} (spilled)" if multi else f"{unit} (spilled)"
+        return named(*result.spilled_by[0], "spilled")
     if result.paced_by and summary.get("mean_wait", 0.0) > 0.0:
-        model, unit = result.paced_by[0]
-        return f"{model}:{unit} (paced)" if multi else f"{unit} (paced)"
+        return named(*result.paced_by[0], "paced")
     if summary.get("unfinished"):
         used = spent(result)
         top = max(used, key=used.get) if used else None
         if top is not None and used[top] >= 0.95:
-            return f"{top[0]}:{top[1]} (spent)" if multi else f"{top[1]} (spent)"
+            return named(*top, "spent")
     return "none"
 
 
