@@ -104,7 +104,7 @@ def _run(args) -> int:
 def _run_study(args, scenario, duration, out, created, pool) -> int:
     from .report import (comparison_json, format_by_project, format_comparison, remove_stale, start_early_figures,
                          write_outputs)
-    from .runner import run_study
+    from .runner import finished_rows, plan, run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     try:
         _work(args, scenario, duration)
@@ -115,15 +115,22 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         if created and not any(f.is_file() for f in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
         raise
+    except KeyboardInterrupt:  # a second signal while the first one's partial study was gathered
+        print(_kept(len(finished_rows(out, plan(scenario, duration))), out), file=sys.stderr)
+        return 130
     if not len(study.summary):
         print("groqsim: interrupted before any run finished", file=sys.stderr)
         return 130
     axes = list(scenario.compare)
+    meta = scenario.scenario
+    planned = len(scenario.grid()) * meta.replications
+    if study.reused and not args.quiet:
+        print(f"groqsim: resumed: {study.reused} of {planned} run(s) were already finished in {out / 'runs'} and "
+              "were read back, not run again (--fresh runs them all)", file=sys.stderr)
     if not args.quiet and args.format == "table":
-        meta = scenario.scenario
         reps = (f"{meta.replications} replication(s)" if study.complete else
                 f"at most {meta.replications} replication(s) (interrupted: {len(study.summary)} of "
-                f"{len(scenario.grid()) * meta.replications} runs finished, so fewer for some)")
+                f"{planned} runs finished, so fewer for some)")
         print(f"{meta.name}: {len(study.comparison)} alternative(s) x {reps} of "
               f"{format_duration(duration or meta.duration)} simulated; mean ±95% CI over replications; latencies "
               "of successful requests; binding = the limit that refused most, or whose budget ran out with "
@@ -136,8 +143,7 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
     else:
         sys.stdout.write(format_comparison(study.comparison, axes))
     problems: list[str] = []
-    kept = (f"groqsim: interrupted: {len(study.summary)} run(s) finished and kept in {out}; run the same command "
-            "again to resume")
+    kept = _kept(len(study.summary), out)
     try:
         files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
                               early if study.complete else None, errors=problems)
@@ -158,6 +164,11 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         print(f"groqsim: error: {write_problems(problems)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _kept(runs: int, out: Path) -> str:
+    """The line an interrupted ``run`` ends with."""
+    return f"groqsim: interrupted: {runs} run(s) finished and kept in {out}; run the same command again to resume"
 
 
 def _capacity(args) -> int:

@@ -205,6 +205,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         prepare_out(out, runs=True)
         if resume:
             rows.update(finished_rows(out, all_jobs))
+    reused = len(rows)
 
     def discard() -> None:
         """``--fresh``: remove the finished runs, once the work can start (a Dask scheduler that cannot be
@@ -232,7 +233,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     def study_so_far(done: bool) -> StudyResult:
         summary = _frame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
         return StudyResult(scenario, summary, compare(summary, list(scenario.compare)) if len(summary) else summary,
-                           out, results, done, duration)
+                           out, results, done, duration, reused)
 
     def first_done():
         nonlocal first

@@ -18,7 +18,8 @@ from .scenario import Scenario
 @dataclass
 class StudyResult:
     """Summaries of every run (``summary``), one row per grid point (``comparison``), and, for in-memory
-    studies, the request records of every run."""
+    studies, the request records of every run.  ``reused``: how many of the runs were read back from ``out``
+    (finished by an earlier command with the same inputs) rather than simulated."""
     scenario: Scenario
     summary: pd.DataFrame
     comparison: pd.DataFrame
@@ -26,6 +27,7 @@ class StudyResult:
     results: dict[tuple[int, int], RunResult] = field(default_factory=dict)
     complete: bool = True
     duration: float | None = None
+    reused: int = 0
 
     def point(self, index: int) -> dict:
         """The axis values of grid point ``index``."""

@@ -1,5 +1,6 @@
 """Parallel and resumable studies: identical results with 1 process, N processes or Dask."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,17 +321,39 @@ def test_resume_skips_finished_runs_and_reruns_only_changed_points(tmp_path):
     s = small_scenario()
     first = run_study(s, tmp_path, jobs=1, progress=False)
     files = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")}
-    assert len(files) == 9
+    assert len(files) == 9 and first.reused == 0
     again = run_study(s, tmp_path, jobs=1, progress=False)
     pd.testing.assert_frame_equal(first.summary, again.summary)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")} == files
+    assert again.reused == 9
     changed = small_scenario(compare={"policy": ["no-retry", "groq-sdk", "retry-after"]})
     done = []
-    run_study(changed, tmp_path, jobs=1, progress=False, on_row=done.append)
+    assert run_study(changed, tmp_path, jobs=1, progress=False, on_row=done.append).reused == 6
     assert {row["policy"] for row in done} == {"retry-after"} and len(done) == 3
     fresh = []
-    run_study(changed, tmp_path, jobs=1, progress=False, resume=False, on_row=fresh.append)
+    assert run_study(changed, tmp_path, jobs=1, progress=False, resume=False, on_row=fresh.append).reused == 0
     assert len(fresh) == 9
+
+
+def test_a_resumed_command_says_how_many_runs_it_read_back(tmp_path, capsys):
+    from sim.cli import main
+    path = tmp_path / "s.toml"
+    text = ("[scenario]\nduration = '2m'\nseed = 4\nreplications = {reps}\n[org]\ntier = 'developer'\n"
+            "[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\n"
+            "arrival = {{ kind = 'poisson', rate = '20/min' }}\nprompt_tokens = 50\nmax_tokens = 20\n"
+            "[compare]\npolicy = ['no-retry', 'groq-sdk']\n")
+    cmd = ["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--format", "csv"]
+    path.write_text(text.format(reps=2))
+    assert main(cmd) == 0
+    assert "groqsim: resumed" not in capsys.readouterr().err
+    path.write_text(text.format(reps=3))
+    assert main(cmd) == 0
+    err = capsys.readouterr().err
+    assert f"groqsim: resumed: 4 of 6 run(s) were already finished in {tmp_path / 'out' / 'runs'}" in err
+    assert main([*cmd, "--quiet"]) == 0  # all 6 read back, and --quiet does not say it
+    assert "groqsim: resumed" not in capsys.readouterr().err
+    assert main([*cmd, "--fresh"]) == 0
+    assert "groqsim: resumed" not in capsys.readouterr().err
 
 
 def test_keys_depend_on_configuration_not_on_names():
@@ -479,10 +502,14 @@ def test_a_signal_to_the_whole_process_group_twice_stops_the_sweep_cleanly(tmp_p
     code, err = _stopped_after_two_runs(sig, scenario, tmp_path / "out", "--jobs", "2", group=True)
     assert code == 130, err
     assert "Traceback" not in err and "Exception" not in err, err
-    assert err.strip().splitlines()[-1].startswith("groqsim: interrupted"), err
-    # the table's header does not claim the replications the interrupted study has not run
     kept = len(list((tmp_path / "out" / "runs").glob("*.json")))
-    assert f"alternative(s) x at most 20 replication(s) (interrupted: {kept} of 40 runs finished" in err, err
+    # the last line says what was kept, whether the second signal came before the partial table, after it or
+    # while the outputs were written
+    assert re.fullmatch(rf"groqsim: interrupted( while writing the outputs)?: {kept} run\(s\) finished and kept in "
+                        rf"{re.escape(str(tmp_path / 'out'))}; run the same command again to resume",
+                        err.strip().splitlines()[-1]), err
+    if "alternative(s) x" in err:  # the table's header does not claim the replications not run
+        assert f"alternative(s) x at most 20 replication(s) (interrupted: {kept} of 40 runs finished" in err, err
 
 
 def test_cli_outputs_are_identical_with_one_or_two_jobs(tmp_path):
