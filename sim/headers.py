@@ -16,9 +16,11 @@ Error bodies are ``{"error": {"message", "type", "code"}}`` as Groq writes them:
   `on_demand` on tokens per minute (TPM): Limit L, Used U, Requested R. Please try again in 4.77s." --
   ``type`` is what the binding unit counts (``requests``/``tokens``; ``audio_seconds`` for ASH/ASD, our
   choice: no real audio 429 is on record).  Used = limit − remaining of the binding unit at the refusal,
-  rounded to a whole number; Requested = the request's amount of that unit (1 for RPM/RPD); the wait is the
-  binding unit's exact wait at 1 ns precision -- for a token bucket (Used + Requested − Limit) ÷ (Limit /
-  window), Groq's rule.  Free-tier messages end "Need more tokens? Upgrade to Dev Tier today at …" as the
+  rounded up to a whole number; Requested = the request's amount of that unit (1 for RPM/RPD), rounded up;
+  the wait, at 1 ns precision, is for a token bucket (Used + Requested − Limit) ÷ (Limit / window) of the
+  figures shown, as every real message's is (never shorter than the exact wait, which ``retry-after`` and the
+  headers give; less than one unit's refill time longer, two for a fractional Requested), and the exact wait
+  for the window limiters.  Free-tier messages end "Need more tokens? Upgrade to Dev Tier today at …" as the
   real one does (our wording for requests/audio: "Need more requests?" / "Need more audio seconds?").
 * 413 ``rate_limit_exceeded`` (a request larger than a unit's whole limit): "Request too large for model
   `M` … on tokens per minute (TPM): Limit L, Requested R, please reduce your message size and try again. …".
@@ -32,6 +34,7 @@ import math
 from dataclasses import dataclass, field
 
 from .catalog import UNIT_SPEC
+from .limiters import TokenBucket
 from .limitset import LimitSet
 from .units import format_reset, format_wait, parse_duration
 
@@ -134,6 +137,8 @@ class Refusal:
     used: float
     requested: float
     wait: float
+    #: the unit's refill rate (limit / window, per second) when its limiter is a token bucket, else None
+    refill: float | None = None
 
     @property
     def too_large(self) -> bool:
@@ -162,7 +167,8 @@ def refusal(limits: LimitSet, tokens: float, audio_seconds: float, now: float) -
             continue
         w = lim.wait(amount, now)
         if w > 0 and (best is None or w > best.wait):
-            best = Refusal(unit, lim.limit, lim.limit - lim.remaining(now), amount, w)
+            best = Refusal(unit, lim.limit, lim.limit - lim.remaining(now), amount, w,
+                           lim.limit / lim.window if isinstance(lim, TokenBucket) else None)
     return best
 
 
@@ -197,9 +203,12 @@ def rate_limit_message(r: Refusal, model: str, org_id: str, service_tier: str = 
         return (f"Request too large for model `{model}` {head}, Requested {_num(math.ceil(r.requested))}, "
                 f"please reduce your message size and try again.{tail}")
     # Used as the headers have it (limit - remaining rounded down): whole, and never below what refused it
-    return (f"Rate limit reached for model `{model}` {head}, Used {_num(math.ceil(r.used - 1e-9))}, "
-            f"Requested {_num(math.ceil(r.requested))}. Please try again in {format_wait(r.wait / time_scale)}."
-            f"{tail}")
+    used, requested = math.ceil(r.used - 1e-9), math.ceil(r.requested)
+    # a token bucket's wait from the figures shown, as Groq's always are: (Used + Requested - Limit) / refill;
+    # at least the exact wait (Used and Requested are rounded up), less than a unit's refill time more for each
+    wait = max((used + requested - r.limit) / r.refill, r.wait) if r.refill else r.wait
+    return (f"Rate limit reached for model `{model}` {head}, Used {_num(used)}, Requested {_num(requested)}. "
+            f"Please try again in {format_wait(wait / time_scale)}.{tail}")
 
 
 def rate_limit_error(limits: LimitSet, model: str, org_id: str, tokens: float, audio_seconds: float,

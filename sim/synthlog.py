@@ -2,7 +2,9 @@
 
 A Poisson stream of chat requests for one model goes through a :class:`~sim.limitset.LimitSet` of a chosen
 algorithm and charge mode; admitted requests get service times from :class:`~sim.service.ServiceModel`,
-every response the headers of :func:`sim.headers.rate_limit_headers`, refusals Groq's 429 / 413 bodies.
+every response the headers of :func:`sim.headers.rate_limit_headers`, refusals Groq's 429 / 413 bodies
+(:func:`sim.headers.rate_limit_error`; a free tier's end "Need more tokens? Upgrade to Dev Tier…"), usage
+times at Groq's nanosecond precision.
 The client retries a 429 after ``retry-after`` seconds like the official SDK (at most ``max_retries``
 times; each attempt is a line of its own with its ``retry_count``).  Used to prove that ``groqsim
 calibrate`` recovers what went in, and to make the shipped example log.  It deliberately shares no code
@@ -22,15 +24,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from .catalog import Catalog, Limits
-from .headers import rate_limit_headers
+from .headers import rate_limit_error, rate_limit_headers
 from .limitset import LimitSet
 from .recorder import LogWriter
 from .service import ServiceModel, ServiceParams, lognormal_sigma
+from .units import ns
 
-UNIT_TEXT = {"rpm": "requests per minute (RPM)", "rpd": "requests per day (RPD)",
-             "tpm": "tokens per minute (TPM)", "tpd": "tokens per day (TPD)",
-             "ash": "audio seconds per hour (ASH)", "asd": "audio seconds per day (ASD)"}
-TOKEN_UNITS = ("tpm", "tpd")
 
 
 @dataclass
@@ -57,15 +56,6 @@ class SynthSpec:
 
     def resolved_limits(self) -> Limits:
         return self.limits or Catalog.published().limits(self.tier, self.model)
-
-
-def go_duration(seconds: float) -> str:
-    """A wait as Groq writes it in messages: ``4.77s``, ``9m38.016s``, ``547ms``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    minutes, secs = divmod(seconds, 60.0)
-    text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{int(minutes)}m{text}" if minutes >= 1 else text
 
 
 def _lognormal(rng, median, p95, n):
@@ -107,29 +97,15 @@ def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
         if wait == 0.0:
             q, pt, ct = svc.times(p, c, 0.0, float(z[i, 0]), float(z[i, 1]))
             line.update(status=200, t_recv=float(t_send + r + q + pt + ct), headers=rate_limit_headers(ls, now),
-                        usage={"queue_time": q, "prompt_tokens": int(p), "prompt_time": pt,
-                               "completion_tokens": int(c), "completion_time": ct, "total_tokens": int(p + c),
-                               "total_time": pt + ct})
+                        usage={"queue_time": ns(q), "prompt_tokens": int(p), "prompt_time": ns(pt),
+                               "completion_tokens": int(c), "completion_time": ns(ct), "total_tokens": int(p + c),
+                               "total_time": ns(pt + ct)})
         else:
-            unit = ls.binding
-            lim = ls.units[unit]
-            requested = int(tokens) if unit in TOKEN_UNITS else 1
-            where = (f"Rate limit reached for model `{spec.model}` in organization `org_synthetic` service tier "
-                     f"`on_demand` on {UNIT_TEXT[unit]}: Limit {int(lim.limit)}")
-            kind = "tokens" if unit in TOKEN_UNITS else "requests"
-            if math.isinf(wait):
-                message = (where.replace("Rate limit reached", "Request too large") + f", Requested {requested}, "
-                           "please reduce your message size and try again.")
-                line.update(status=413, t_recv=float(t_send + r), headers=rate_limit_headers(ls, now),
-                            error={"type": kind, "code": "rate_limit_exceeded", "message": message})
-            else:
-                used = int(lim.limit - math.floor(lim.remaining(now) + 1e-9))
-                message = (f"{where}, Used {used}, Requested {requested}. Please try again in {go_duration(wait)}. "
-                           "Need more tokens? Upgrade to Dev Tier today at https://console.groq.com/settings/billing")
-                headers = rate_limit_headers(ls, now, wait)
-                line.update(status=429, t_recv=float(t_send + r), headers=headers,
-                            error={"type": kind, "code": "rate_limit_exceeded", "message": message})
-                retry_after = float(headers["retry-after"])
+            err = rate_limit_error(ls, spec.model, "org_synthetic", tokens, 0.0, now, wait,
+                                   upgrade_hint=spec.tier == "free")
+            line.update(status=err.status, t_recv=float(t_send + r), headers=err.headers, error=err.error)
+            if err.status == 429:
+                retry_after = float(err.headers["retry-after"])
                 if attempt < spec.max_retries and retry_after <= 60:
                     t_next = line["t_recv"] + retry_after
                     r2 = rtt()

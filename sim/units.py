@@ -147,6 +147,12 @@ def parse_go_duration(text: str) -> int:
     return sign * total
 
 
+def ns(seconds: float) -> float:
+    """A time in ``usage`` as Groq reports it: seconds at nanosecond precision (``0.69108819``: at most 9
+    decimals written)."""
+    return round(seconds, 9)
+
+
 def seconds_to_ns(seconds: float, rounding: str = "nearest") -> int:
     """Float seconds to integer nanoseconds, ``nearest`` or ``ceil`` (``ceil`` ignores float noise below
     1e-6 ns, so 179.56 s stays 179560000000 ns)."""

@@ -5,6 +5,7 @@ import ast
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -21,7 +22,7 @@ from sim.calibrate import calibrate
 from sim.calibrate.evidence import parse_go_duration, parse_limit_message
 from sim.calibrate.output import report_text, toml_fragment, write_outputs
 from sim.calibrate.replay import starts_untouched
-from sim.catalog import Catalog
+from sim.catalog import Catalog, Limits
 from sim.cli import main
 from sim.headers import rate_limit_headers
 from sim.limitset import LimitSet
@@ -186,6 +187,30 @@ def test_the_shipped_example_log_is_what_synthlog_writes(tmp_path, capsys):
     with pytest.raises(SystemExit):
         synthlog(["--help"])
     assert "usage: python -m sim.synthlog" in capsys.readouterr().out and not (ROOT / "--help").exists()
+
+
+@pytest.mark.parametrize("tier", ["free", "developer"])
+def test_synthetic_refusals_are_groqs_own_messages(tier):
+    """Each 429 as the one producer (sim.headers) writes it: the wait at ns precision obeying Groq's identity
+    (Used + Requested - Limit) / (Limit / window), the upgrade hint only on the free tier; usage times at
+    Groq's 9 decimals at most."""
+    from sim.synthlog import SynthSpec, synthesize
+    from sim.units import parse_go_duration
+    lines = synthesize(SynthSpec(tier=tier, limits=Limits(tpm=3000, rpm=3), rate=0.5, duration=300), seed=4)
+    refused = [ln for ln in lines if ln["status"] == 429]
+    assert len(refused) > 20
+    for ln in refused:
+        msg = ln["error"]["message"]
+        m = re.search(r"on (\w+) per minute .*Limit (\d+), Used (\d+), Requested (\d+)\. Please try again in (\S+)\.",
+                      msg)
+        limit, used, requested = (int(g) for g in m.group(2, 3, 4))
+        assert parse_go_duration(m.group(5)) / 1e9 == pytest.approx((used + requested - limit) / (limit / 60), abs=1e-9)
+        assert ("Need more" in msg) == (tier == "free")
+        assert ln["error"]["type"] == ("tokens" if m.group(1) == "tokens" else "requests")
+    assert {m for ln in refused for m in re.findall(r"per minute \((\w+)\)", ln["error"]["message"])} == {"RPM", "TPM"}
+    for ln in lines:
+        if ln["usage"]:
+            assert all(len(repr(ln["usage"][k]).split(".")[-1]) <= 9 for k in ln["usage"] if k.endswith("_time"))
 
 
 def test_the_docs_fragment_is_what_calibrate_writes_for_the_shipped_log():

@@ -4,6 +4,7 @@ import math
 import re
 
 import pytest
+from hypothesis import assume, given, settings, strategies as st
 
 from sim.catalog import Catalog, Limits
 from sim.headers import (
@@ -57,6 +58,43 @@ def test_try_again_follows_groqs_rule(limit, used, requested):
     assert abs(parse_go_duration(wait) / 1e9 - expected) < 0.010
 
 
+@settings(max_examples=200, deadline=None)
+@given(unit=st.sampled_from(["rpm", "tpm", "tpd", "ash"]), limit=st.integers(1, 10**6),
+       used=st.floats(0.0, 1.0), requested=st.floats(0.001, 1.0), elapsed=st.floats(0.0, 120.0))
+def test_the_wait_shown_is_groqs_identity_of_the_figures_shown(unit, limit, used, requested, elapsed):
+    """Every real message's wait is (Used + Requested - Limit) / (Limit / window) of its own figures, to the
+    nanosecond; a bucket's use is fractional between refills, so the figures are rounded up and the wait
+    shown is never shorter than the exact one (what retry-after gives), and less than one unit's refill longer
+    for each of the two figures rounded (Requested is fractional only for audio seconds)."""
+    ls = LimitSet(Limits(**{unit: limit}))
+    ls.acquire(*_cost(unit, used * limit), 0.0)
+    amount = 1 if unit == "rpm" else max(requested * limit, 1e-3)
+    r = refusal(ls, *_cost(unit, amount), elapsed)
+    assume(r is not None and not r.too_large)
+    err = rate_limit_error(ls, "m", ORG, *_cost(unit, amount), elapsed)
+    L, U, R, shown = _TRY.search(err.error["message"]).groups()
+    window = {"rpm": 60, "tpm": 60, "tpd": 86_400, "ash": 3_600}[unit]
+    wait = parse_go_duration(shown) / 1e9
+    assert abs(wait - (int(U) + int(R) - int(L)) / (int(L) / window)) <= 1e-9 * max(1.0, wait)
+    assert r.wait - 1e-9 <= wait <= r.wait + 2 * window / limit + 1e-9
+    if float(R) == amount:  # a whole Requested: only Used was rounded
+        assert wait <= r.wait + window / limit + 1e-9
+    assert int(err.headers["retry-after"]) == max(math.ceil(r.wait - 1e-9), 1)  # from the exact wait
+
+
+def _cost(unit: str, amount: float) -> tuple[float, float]:
+    """(tokens, audio seconds) of a request costing ``amount`` of ``unit`` (requests cost 1 anyway)."""
+    return (0.0, amount) if unit == "ash" else (0.0 if unit == "rpm" else amount, 0.0)
+
+
+def test_a_window_limiters_message_gives_its_exact_wait():
+    ls = LimitSet(Limits(rpm=30), "fixed_window")
+    for _ in range(30):
+        ls.acquire(0, 0, 0.0)
+    err = rate_limit_error(ls, "m", ORG, 0, 0, 12.5)  # the window ends at 60 s, whatever the figures say
+    assert "Used 30, Requested 1. Please try again in 47.5s." in err.error["message"]
+
+
 def test_used_is_measured_at_the_refusal_time_after_refill():
     ls = LimitSet(Limits(tpm=6000))
     ls.acquire(6000, 0, 0.0)
@@ -93,7 +131,8 @@ def test_rpd_binds_when_its_wait_is_longest():
     r = refusal(ls, 0, 0, 1.0)
     assert r.unit == "rpd" and r.wait == pytest.approx(86_400 / 3 - 1.0)
     msg = rate_limit_error(ls, "m", ORG, 0, 0, 1.0).error["message"]
-    assert "on requests per day (RPD): Limit 3, Used 3, Requested 1. Please try again in 7h59m59s." in msg
+    # (3 + 1 - 3) / (3 / day) of the figures shown; the exact wait is 1 s shorter
+    assert "on requests per day (RPD): Limit 3, Used 3, Requested 1. Please try again in 8h0m0s." in msg
 
 
 @pytest.mark.parametrize("tokens, unit, wait", [(100, "rpm", 30.0), (500, "tpm", 50.0), (300, "rpm", 30.0)])

@@ -75,9 +75,9 @@ def test_explicit_wait_sets_retry_after_and_a_413_has_none():
 
 
 def test_body_json_keeps_non_ascii_as_groq_writes_it():
-    ls = LimitSet(Limits(rpm=30, rpd=14_400, tpm=6000, tpd=500_000))
-    assert ls.acquire(6000, 0, 0.0) == 0.0
-    err = rate_limit_error(ls, "m", ORG, 0.0001, 0, 0.0)  # a wait of 1 µs
+    ls = LimitSet(Limits(tpm=60_000_000))  # refills a million tokens a second
+    assert ls.acquire(60_000_000, 0, 0.0) == 0.0
+    err = rate_limit_error(ls, "m", ORG, 1, 0, 0.0)  # a wait of 1 µs
     assert "try again in 1µs." in err.json()
     assert json.loads(err.json()) == err.body
 
