@@ -59,21 +59,31 @@ def test_try_again_follows_groqs_rule(limit, used, requested):
 
 
 @settings(max_examples=200, deadline=None)
-@given(unit=st.sampled_from(["rpm", "tpm", "tpd", "ash"]), limit=st.integers(1, 10**6),
-       used=st.floats(0.0, 1.0), requested=st.floats(0.001, 1.0), elapsed=st.floats(0.0, 120.0))
-def test_the_wait_shown_is_groqs_identity_of_the_figures_shown(unit, limit, used, requested, elapsed):
+@given(unit=st.sampled_from(["rpm", "tpm", "tpd", "ash"]), limit=st.integers(1, 10**6), u=st.floats(0.01, 1.0),
+       e=st.floats(0.001, 1.0), f=st.floats(0.0, 0.99))
+def test_the_wait_shown_is_groqs_identity_of_the_figures_shown(unit, limit, u, e, f):
     """Every real message's wait is (Used + Requested - Limit) / (Limit / window) of its own figures, to the
     nanosecond; a bucket's use is fractional between refills, so the figures are rounded up and the wait
     shown is never shorter than the exact one (what retry-after gives), and less than one unit's refill longer
-    for each of the two figures rounded (Requested is fractional only for audio seconds)."""
+    for each of the two figures rounded (Requested is fractional only for audio seconds).  The state: a share
+    ``u`` of the bucket used, a request ``e`` of that share too large, refused ``f`` of the way to its turn."""
+    window = {"rpm": 60, "tpm": 60, "tpd": 86_400, "ash": 3_600}[unit]
     ls = LimitSet(Limits(**{unit: limit}))
-    ls.acquire(*_cost(unit, used * limit), 0.0)
-    amount = 1 if unit == "rpm" else max(requested * limit, 1e-3)
+    if unit == "rpm":
+        limit = min(limit, 1000)
+        ls = LimitSet(Limits(rpm=limit))
+        for _ in range(limit):
+            ls.acquire(0, 0, 0.0)
+        amount, extra = 1, 1.0
+    else:
+        ls.acquire(*_cost(unit, u * limit), 0.0)
+        extra = e * u * limit
+        amount = (1 - u) * limit + extra
+    elapsed = f * extra / (limit / window)
     r = refusal(ls, *_cost(unit, amount), elapsed)
     assume(r is not None and not r.too_large)
     err = rate_limit_error(ls, "m", ORG, *_cost(unit, amount), elapsed)
     L, U, R, shown = _TRY.search(err.error["message"]).groups()
-    window = {"rpm": 60, "tpm": 60, "tpd": 86_400, "ash": 3_600}[unit]
     wait = parse_go_duration(shown) / 1e9
     assert abs(wait - (int(U) + int(R) - int(L)) / (int(L) / window)) <= 1e-9 * max(1.0, wait)
     assert r.wait - 1e-9 <= wait <= r.wait + 2 * window / limit + 1e-9
@@ -93,6 +103,8 @@ def test_a_window_limiters_message_gives_its_exact_wait():
         ls.acquire(0, 0, 0.0)
     err = rate_limit_error(ls, "m", ORG, 0, 0, 12.5)  # the window ends at 60 s, whatever the figures say
     assert "Used 30, Requested 1. Please try again in 47.5s." in err.error["message"]
+    err = rate_limit_error(ls, "m", ORG, 0, 0, 59.5)  # shorter than a bucket's (30 + 1 - 30) / 0.5 = 2 s
+    assert "Used 30, Requested 1. Please try again in 500ms." in err.error["message"]
 
 
 def test_used_is_measured_at_the_refusal_time_after_refill():
