@@ -45,7 +45,7 @@ def test_validation_report_does_not_depend_on_jobs():
 
 
 def test_each_models_output_speed_is_checked_on_draws_of_its_own():
-    """One seed for every model made every relative error the same (+0.44 % for all 15): one check, not 15."""
+    """One seed for every model made every relative error the same (+0.44 % for all 16): one check, not 16."""
     from sim.validation import check_service_speeds
     checks = check_service_speeds(0.05)
     errors = [c.measured.split("(")[1] for c in checks]
