@@ -248,3 +248,45 @@ def test_a_413_binding_is_the_model_and_unit_that_refused_most_in_the_window():
     one["model"] = pd.Categorical([MODEL] * 3)
     one["refused_by"] = pd.Categorical(["rpm", "tpm", "tpm"], categories=REFUSED_BY)
     assert _binding(RunResult(one, r.refusals, r.spec), {"binding": "none"}) == "tpm (413)"  # one model: no name
+
+
+def _no_413(r: RunResult) -> RunResult:
+    """``r`` with no request too large in its window (so ``_binding`` reaches its later cases)."""
+    rec = r.records.copy()
+    rec["outcome"] = rec["outcome"].replace("too_large", "gave_up")
+    return replace(r, records=rec)
+
+
+def test_without_a_429_or_413_spilled_then_paced_then_spent_bind_in_that_order(monkeypatch):
+    """The cases after the 413, each reached only when those before it say nothing."""
+    import sim.summary as summary
+    r = _no_413(_result())
+    held = {"binding": "none", "mean_wait": 0.5, "unfinished": 3}
+    monkeypatch.setattr(summary, "spent", lambda result: {(MODEL, "rpd"): 0.95, (MODEL, "tpd"): 0.2})
+    assert _binding(r, held) == "rpd (spent)"  # 0.95 of the budget counts as spent
+    assert _binding(replace(r, paced_by=((MODEL, "tpm"),)), held) == "tpm (paced)"  # half a second's wait is one
+    both = replace(r, paced_by=((MODEL, "tpm"),), spilled_by=((MODEL, "rpm"), (MODEL, "tpd")))
+    assert _binding(both, held) == "rpm (spilled)"  # the first, the one that spilled most
+    assert _binding(both, {**held, "binding": "tpd"}) == "tpd"  # a 429's unit comes first of all
+
+
+def test_a_pacer_that_held_no_successful_request_back_does_not_bind(monkeypatch):
+    """paced_by says a pacing client's limit set waited at some point of the run; only a mean wait > 0 of the
+    window's successful requests makes it the binding (a wait only in the warm-up, say, does not)."""
+    import sim.summary as summary
+    monkeypatch.setattr(summary, "spent", lambda result: {})
+    r = replace(_no_413(_result()), paced_by=((MODEL, "tpm"),))
+    assert _binding(r, {"binding": "none", "mean_wait": 0.0, "unfinished": 0}) == "none"
+    assert _binding(r, {"binding": "none", "unfinished": 0}) == "none"  # no mean wait measured: none either
+
+
+@pytest.mark.parametrize("used, unfinished, expected", [
+    ({(MODEL, "rpd"): 0.97}, 0, "none"),          # spent, but every request finished: nothing held back
+    ({}, 2, "none"),                              # unfinished, and no limit to have spent (unlimited)
+    ({(MODEL, "rpd"): 0.94, (MODEL, "tpd"): 0.5}, 2, "none"),  # unfinished, but no budget near its end
+    ({(MODEL, "rpd"): 0.5, (MODEL, "tpd"): 0.99}, 2, "tpd (spent)"),  # the most spent unit
+])
+def test_spent_binds_only_unfinished_requests_with_a_unit_used_up(monkeypatch, used, unfinished, expected):
+    import sim.summary as summary
+    monkeypatch.setattr(summary, "spent", lambda result: used)
+    assert _binding(_no_413(_result()), {"binding": "none", "mean_wait": 0.0, "unfinished": unfinished}) == expected
