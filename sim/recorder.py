@@ -239,12 +239,14 @@ def wav_seconds(data: bytes) -> float | None:
     (``wave``), or for float and extensible WAVs, which ``wave`` refuses before Python 3.12, from its RIFF
     chunks (the ``data`` chunk's bytes over the ``fmt `` chunk's byte rate).  Either way only the bytes sent
     count: an encoder writing to a pipe leaves the sizes at 0xFFFFFFFF, and a truncated file claims more than
-    it holds."""
+    it holds.  It never raises: ``data`` is whatever a client uploads, and ``wave`` fails on corrupt headers with
+    more than ``wave.Error`` (Python 3.11's chunk reader raises a bare RuntimeError for a chunk that runs past
+    the RIFF's end); a file neither reading finds a length in has none (None)."""
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
             present = len(w.readframes(w.getnframes())) // (w.getsampwidth() * w.getnchannels())
             return present / float(w.getframerate())
-    except (wave.Error, EOFError, ZeroDivisionError):
+    except Exception:  # noqa: BLE001 - any failure of wave on untrusted bytes: read the chunks ourselves
         pass
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
@@ -277,7 +279,7 @@ def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | No
     if endpoint == CHAT:
         try:
             data = json.loads(body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser recurses
             data = {}
         if isinstance(data, dict):
             facts["model"] = data.get("model")
@@ -287,7 +289,10 @@ def _request_facts(request: httpx.Request, body: bytes, now: float) -> dict | No
     else:
         m = _MULTIPART_MODEL.search(body)
         facts["model"] = m.group(1).decode(errors="replace") if m else None
-        facts["audio_seconds"] = _wav_seconds(body)
+        try:
+            facts["audio_seconds"] = _wav_seconds(body)
+        except Exception as exc:  # noqa: BLE001 - an unreadable upload leaves its length unknown, never fails
+            warnings.warn(f"sim.recorder: could not read the audio's length: {exc!r}", RuntimeWarning, stacklevel=2)
     return facts
 
 
@@ -315,7 +320,7 @@ class _SSEScanner:
                                                                     and b'"service_tier"' in line)):
                 try:
                     data = json.loads(line[5:].strip())
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (ValueError, RecursionError):  # (a scanner must never break the stream it watches)
                     continue
                 if not isinstance(data, dict):
                     continue
@@ -404,14 +409,20 @@ class Recorder:
 
     # internals --------------------------------------------------------------------------------------
     def _on_request(self, request: httpx.Request) -> None:
-        body = request.read()
-        facts = _request_facts(request, body, self.clock())
-        if facts is not None:
-            request.extensions = {**request.extensions, _EXT: facts}
+        self._remember(request, request.read())
 
     async def _on_request_async(self, request: httpx.Request) -> None:
-        body = await request.aread()
-        facts = _request_facts(request, body, self.clock())
+        self._remember(request, await request.aread())
+
+    def _remember(self, request: httpx.Request, body: bytes) -> None:
+        """Keep what the log needs of ``request`` on it for the response hook.  A recorder must never break
+        the call it records: should reading the request fail anyway, it only warns and the exchange goes
+        unlogged."""
+        try:
+            facts = _request_facts(request, body, self.clock())
+        except Exception as exc:  # noqa: BLE001 - the user's request goes on, whatever its body holds
+            warnings.warn(f"sim.recorder: could not log a request: {exc!r}", RuntimeWarning, stacklevel=3)
+            return
         if facts is not None:
             request.extensions = {**request.extensions, _EXT: facts}
 

@@ -211,11 +211,15 @@ class Scenario(Strict):
                 models |= {m for m in named if isinstance(m, str)}
         return models
 
+    def used_models(self) -> set[str]:
+        """Every model a run of the scenario may send to: the client groups' (:meth:`client_models`), a
+        ``[compare] model`` axis's and the policies' fallbacks."""
+        return (self.client_models() | set(self.compare.get("model", []))
+                | {m for p in self.policy_table().values() for m in p.fallback})
+
     def notes(self) -> list[str]:
         """One-line warnings about what the scenario uses (models Groq has shut down)."""
-        models = self.client_models() | set(self.compare.get("model", []))
-        models |= {m for p in self.policy_table().values() for m in p.fallback}
-        return [w for m in sorted(models) if (w := shutdown_warning(m))]
+        return [w for m in sorted(self.used_models()) if (w := shutdown_warning(m))]
 
     def setting_notes(self, duration: float | None = None) -> list[str]:
         """One line per setting that changes nothing as combined (:meth:`sim.config.Policy.inert`; a refund

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import json
 import math
@@ -11,6 +12,7 @@ import threading
 import time
 import wave
 from contextlib import contextmanager
+from decimal import Decimal
 
 import groq
 import httpx
@@ -22,9 +24,10 @@ import scipy.stats
 import uvicorn
 
 import sim
+import sim.emulator.app
 from sim.emulator import Emulator, build_app, parse_keys
 from sim.errors import ConfigError
-from sim.emulator.core import RECORD_COLUMNS
+from sim.emulator.core import RECORD_COLUMNS, usage_times
 from sim.recorder import Recorder
 from sim.scenario import scenario_from_dict
 from sim.service import service_models
@@ -310,9 +313,9 @@ def test_chat_413_is_not_retried_by_the_sdk(serve):
     url, emu = serve(make_spec(), time_scale=10)
     client = groq.Groq(base_url=url, api_key="k")  # default: 2 retries
     with pytest.raises(groq.APIStatusError) as e:
-        client.chat.completions.create(model="llama-3.3-70b-versatile", messages=msgs(), max_tokens=14_000)
+        client.chat.completions.create(model="openai/gpt-oss-20b", messages=msgs(), max_tokens=14_000)
     assert e.value.status_code == 413
-    assert ("on tokens per minute (TPM): Limit 12000, Requested 14016, please reduce your message size"
+    assert ("on tokens per minute (TPM): Limit 8000, Requested 14016, please reduce your message size"
             in body(e.value)["message"])
     assert "retry-after" not in e.value.response.headers
     assert [x["status"] for x in log_lines(emu)] == [413]
@@ -440,10 +443,13 @@ def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch,
     assert (r.headers["x-ratelimit-limit-requests"], r.headers["x-ratelimit-remaining-requests"]) == ("14400", "14400")
     assert r.headers["x-ratelimit-limit-tokens"] == "6000" and "retry-after" not in r.headers
     assert log_lines(emu)[-1]["headers"]["x-ratelimit-remaining-requests"] == "14400"
-    for model in ("playai-tts", "whisper-large-v3"):  # text-to-speech and speech-to-text are not chat models
-        r = httpx.post(chat, json={"model": model, "messages": msgs()}, headers=auth)
-        assert r.status_code == 400 and r.json()["error"]["param"] == "model", model
-        assert r.json()["error"]["message"].startswith(f"model `{model}` does not support chat completions")
+    r = httpx.post(chat, json={"model": "whisper-large-v3", "messages": msgs()}, headers=auth)  # not a chat model
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    assert r.json()["error"]["message"].startswith("model `whisper-large-v3` does not support chat completions")
+    # text-to-speech neither, while Groq served it (playai-tts was shut down on 2025-12-31)
+    err = Emulator(make_spec(), today=datetime.date(2025, 6, 1)).model_error("playai-tts", want_audio=False)
+    assert err.error["param"] == "model" and err.error["message"].startswith(
+        "model `playai-tts` does not support chat completions: it is text-to-speech")
     monkeypatch.setattr(emu, "decide", lambda *a, **k: 1 / 0)
     before = len(emu.rows)
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers=auth)
@@ -835,12 +841,13 @@ def test_a_new_session_sets_the_last_ones_files_aside(tmp_path):
     for n in (1, 2):
         log.write_text(f"session {n}\n")
         parquet.write_bytes(b"PAR1")
-        emu = Emulator(make_spec(), log_path=log, parquet_path=parquet)
+        emu = Emulator(make_spec(), log_path=log, parquet_path=parquet, today=datetime.date(2025, 1, 1))
         assert emu.notes == [f"an earlier session's requests.jsonl and records.parquet in {tmp_path} kept as "
                              f"requests.{n}.jsonl and records.{n}.parquet"]
         emu.close()
         assert (tmp_path / f"requests.{n}.jsonl").read_text() == f"session {n}\n"
-    assert Emulator(make_spec(), log_path=tmp_path / "new" / "requests.jsonl").notes == []
+    assert Emulator(make_spec(), log_path=tmp_path / "new" / "requests.jsonl", today=datetime.date(2025, 1, 1)
+                    ).notes == []
 
 
 def test_python_m_sim_serve_end_to_end(tmp_path):
@@ -879,3 +886,168 @@ def test_python_m_sim_serve_end_to_end(tmp_path):
     df = pd.read_parquet(tmp_path / "records.parquet")
     assert df["client"].tolist() == ["proj"] and df["status"].tolist() == [200]
     assert json.loads((tmp_path / "requests.jsonl").read_text())["label"] == "proj"
+
+
+# ---- untrusted input, a failure's one record, models Groq shut down, usage precision ----------------------
+
+def corrupt_wav(seconds: int = 2) -> bytes:
+    """A WAV whose JUNK chunk (before ``fmt ``) claims more bytes than the RIFF holds: Python 3.11's ``wave``
+    raises a bare RuntimeError on it."""
+    good = wav_bytes(seconds)
+    chunks = b"JUNK" + (1 << 20).to_bytes(4, "little") + b"\0" * 4 + good[12:]
+    return b"RIFF" + (4 + len(chunks)).to_bytes(4, "little") + b"WAVE" + chunks
+
+
+def test_a_corrupt_wav_is_a_400_or_its_declared_duration_and_the_recorder_lets_it_go(serve, tmp_path):
+    """A WAV whose length cannot be read follows the documented rule (its ``duration`` field if sent, else a
+    400; it was a 500 either way), and the client's own recorder, which reads the same header, logs the
+    exchange with the length unknown instead of failing the request (APIConnectionError)."""
+    url, emu = serve(make_spec(), time_scale=10)
+    rec = Recorder(tmp_path / "client.jsonl", label="me")
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0,
+                       http_client=groq.DefaultHttpxClient(event_hooks=rec.event_hooks()))
+    with pytest.raises(groq.BadRequestError) as e:
+        client.audio.transcriptions.create(file=("a.wav", corrupt_wav()), model="whisper-large-v3")
+    assert body(e.value)["param"] == "file" and "could not read the audio length" in body(e.value)["message"]
+    t = client.audio.transcriptions.create(file=("a.wav", corrupt_wav()), model="whisper-large-v3",
+                                           extra_body={"duration": 2.5})
+    assert t.text
+    assert [(x["status"], x["audio_seconds"]) for x in log_lines(emu)] == [(400, None), (200, 2.5)]
+    rec.close()
+    got = [json.loads(line) for line in (tmp_path / "client.jsonl").read_text().splitlines()]
+    assert [(x["status"], x["audio_seconds"], x["label"]) for x in got] == [(400, None, "me"), (200, None, "me")]
+
+
+def test_a_form_field_sent_as_a_file_is_a_400_before_anything_is_charged(serve):
+    """Every transcription field but the audio is text: ``language`` (or ``model``) sent as a file part is a
+    400 naming it, charges nothing, and leaves one log line and one count (``language`` was admitted, charged,
+    logged as a 200 and then answered 500)."""
+    url, emu = serve(make_spec(), time_scale=10)
+    stt = url + "/openai/v1/audio/transcriptions"
+    fields = {"model": "whisper-large-v3", "duration": "3", "response_format": "verbose_json"}
+    r = httpx.post(stt, data=fields, files={"file": ("a.mp3", b"x"), "language": ("lang.txt", b"en")})
+    assert r.status_code == 400 and r.json()["error"] == {
+        "message": "'language' : must be a text field, not a file", "type": "invalid_request_error",
+        "param": "language"}
+    assert r.headers["x-ratelimit-remaining-requests"] == r.headers["x-ratelimit-limit-requests"]  # not charged
+    r = httpx.post(stt, data={k: v for k, v in fields.items() if k != "model"},
+                   files={"file": ("a.mp3", b"x"), "model": ("m.txt", b"whisper-large-v3")})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    r = httpx.post(stt, data={**fields, "language": "fr"}, files={"file": ("a.mp3", b"x")})
+    assert r.status_code == 200 and r.json()["language"] == "fr"
+    assert int(r.headers["x-ratelimit-remaining-requests"]) == int(r.headers["x-ratelimit-limit-requests"]) - 1
+    assert [x["status"] for x in log_lines(emu)] == [400, 400, 200]
+    assert sorted((k[2], k[3], n) for k, n in emu.counts.items()) == [("bad_request", 400, 1),
+                                                                      ("bad_request", 400, 1), ("ok", 200, 1)]
+
+
+def test_a_failure_building_an_answer_is_its_one_record_and_keeps_the_keys_label(serve, monkeypatch):
+    """A 200 is logged and recorded only once its body is built, so an answer that fails to build leaves one
+    line, the 500's; and that 500 carries the key's project label (``client`` in the records), as every
+    other answer to the key does."""
+    url, emu = serve(make_spec(), time_scale=10, keys=parse_keys(["sk-a=team-a"]))
+    auth = {"Authorization": "Bearer sk-a"}
+    monkeypatch.setattr(sim.emulator.app, "filler", lambda n: 1 / 0)  # the answer's text cannot be made
+    r = httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs(), "max_tokens": 8},
+                   headers=auth)
+    assert r.status_code == 500
+    r = httpx.post(url + "/openai/v1/audio/transcriptions", data={"model": "whisper-large-v3"},
+                   files={"file": ("a.wav", wav_bytes(1))}, headers=auth)
+    assert r.status_code == 500
+    assert [(x["status"], x["label"]) for x in log_lines(emu)] == [(500, "team-a")] * 2
+    assert sorted((k[2], k[3], n) for k, n in emu.counts.items()) == [("error", 500, 1)] * 2
+    assert list(emu.records()["client"]) == ["team-a"] * 2
+
+
+def test_json_nested_deeper_than_the_parser_recurses_is_a_400(serve):
+    """``json.loads`` raises RecursionError (not ValueError) on deep nesting: still unparsable JSON, a 400."""
+    url, emu = serve(make_spec(), time_scale=10)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = httpx.post(url + "/openai/v1/chat/completions", content=deep)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("We could not parse the JSON body")
+    r = httpx.post(url + "/openai/v1/batches", content=deep)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "the request body must be a JSON object"
+    assert [x["status"] for x in log_lines(emu)] == [400]  # (Batch API calls are not logged)
+
+
+#: what the tier table holds that Groq had shut down for the free tier by 2026-11-27 (groq-real-responses.md §7)
+SHUT_DOWN_FOR_FREE = {"moonshotai/kimi-k2-instruct", "playai-tts", "playai-tts-arabic", "meta-llama/llama-guard-4-12b",
+                      "meta-llama/llama-4-maverick-17b-128e-instruct", "moonshotai/kimi-k2-instruct-0905",
+                      "qwen/qwen3-32b", "meta-llama/llama-4-scout-17b-16e-instruct", "llama-3.1-8b-instant",
+                      "llama-3.3-70b-versatile", "groq/compound", "groq/compound-mini"}
+
+
+def test_models_groq_has_shut_down_are_answered_as_groq_does_unless_the_scenario_uses_them(serve, tmp_path):
+    """A model Groq has shut down for the org's tier by today, that the scenario does not use, is Groq's 400
+    ``model_decommissioned`` (its body word for word) and is not listed; the scenario's own model stays
+    served.  A shutdown counts from its date and for the tiers its scope names."""
+    today = datetime.date(2026, 11, 27)
+    url, emu = serve(make_spec(), time_scale=10, today=today)  # free tier; MODEL is shut down for it, but used
+    assert emu.decommissioned == SHUT_DOWN_FOR_FREE - {MODEL}
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    listed = {m.id for m in client.models.list().data}
+    assert not listed & SHUT_DOWN_FOR_FREE - {MODEL} and {MODEL, "openai/gpt-oss-20b", "whisper-large-v3"} <= listed
+    with pytest.raises(groq.BadRequestError) as e:
+        client.chat.completions.create(model="moonshotai/kimi-k2-instruct", messages=msgs())
+    assert e.value.body == {"error": {
+        "message": "The model `moonshotai/kimi-k2-instruct` has been decommissioned and is no longer supported. "
+                   "Please refer to https://console.groq.com/docs/deprecations for a recommendation on which model "
+                   "to use instead.", "type": "invalid_request_error", "code": "model_decommissioned"}}
+    with pytest.raises(groq.BadRequestError) as e:
+        client.models.retrieve("qwen/qwen3-32b")
+    assert body(e.value)["code"] == "model_decommissioned"
+    assert client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=4).choices
+    assert [(x["status"], (x["error"] or {}).get("code")) for x in log_lines(emu)] == [
+        (400, "model_decommissioned"), (200, None)]
+    # the date and the scope: maverick (all tiers, 2026-03-09) is gone on 2026-07-01, qwen3 (free and developer
+    # tiers, 2026-07-17) not yet; on a tier of the scenario's own only the all-tier shutdowns count
+    dev = Emulator(make_spec(tier="developer"), today=datetime.date(2026, 7, 1)).decommissioned
+    assert "meta-llama/llama-4-maverick-17b-128e-instruct" in dev and "qwen/qwen3-32b" not in dev
+    own = Emulator(make_spec(overrides={MODEL: {"rpm": 5}}), today=today).decommissioned
+    assert "groq/compound" in own and "qwen/qwen3-32b" not in own
+    # a scenario file's models: every grid point's (a [compare] model axis) stays served, as its warnings say
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f"""[scenario]\nname = "s"\nduration = "2m"\n[org]\ntier = "free"\n
+[[clients]]\nname = "app"\nmodel = "{MODEL}"\narrival = {{kind = "poisson", rate = "10/min"}}\nprompt_tokens = 20
+max_tokens = 32\n[compare]\nmodel = ["{MODEL}", "groq/compound"]\n""")
+    from_file = sim.emulator.emulator_from_scenario(scenario)
+    assert "groq/compound" in from_file.tier_limits and "groq/compound-mini" not in from_file.tier_limits
+
+
+def _decimals(x: Decimal) -> int:
+    return max(0, -x.as_tuple().exponent)
+
+
+def test_usage_times_are_to_the_nanosecond_and_total_is_prompt_plus_completion(serve):
+    """As Groq writes them (groq-real-responses.md §1): at most 9 decimals, and ``total_time`` exactly
+    ``prompt_time + completion_time`` as written, in a JSON answer, a stream's ``x_groq.usage`` and usage chunk,
+    and the records."""
+    url, emu = serve(make_spec(), time_scale=50)
+    chat = url + "/openai/v1/chat/completions"
+    usages = []
+    for _ in range(5):
+        r = httpx.post(chat, json={"model": MODEL, "messages": msgs(), "max_tokens": 16})
+        usages.append(json.loads(r.text, parse_float=Decimal)["usage"])
+    with httpx.stream("POST", chat, json={"model": MODEL, "messages": msgs(), "max_tokens": 16, "stream": True,
+                                          "stream_options": {"include_usage": True}}) as r:
+        events = [json.loads(line[6:], parse_float=Decimal) for line in r.iter_lines() if line.startswith("data: {")]
+    usages += [events[-2]["x_groq"]["usage"], events[-1]["usage"]]
+    for u in usages:
+        times = [u[k] for k in ("queue_time", "prompt_time", "completion_time", "total_time")]
+        assert all(isinstance(t, Decimal) and _decimals(t) <= 9 for t in times), u
+        assert u["total_time"] == u["prompt_time"] + u["completion_time"], u
+    rec = emu.records()
+    for col in ("queue_time", "prompt_time", "completion_time", "total_time"):
+        assert rec[col].tolist() == [float(u[col]) for u in usages[:6]]
+
+
+def test_usage_times_round_the_parts_and_sum_them():
+    """:func:`usage_times` on many draws: every figure has at most 9 decimals as written (``repr``), and the
+    total is the written sum of the written parts."""
+    rng = np.random.default_rng(7)
+    for q, p, c in rng.lognormal(-2, 2, (5000, 3)).tolist():
+        times = usage_times((q, p, c))
+        written = [Decimal(repr(t)) for t in times]
+        assert all(_decimals(t) <= 9 for t in written), times
+        assert written[3] == written[1] + written[2], times
+        assert abs(times[1] - p) <= 5e-10 and abs(times[3] - (p + c)) <= 1.5e-9

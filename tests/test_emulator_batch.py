@@ -2,10 +2,12 @@
 with the simulator's batch-lane semantics (sim.batch) on the emulator's scaled clock.  Each job's timing comes
 from the scenario's ``[org.batch]`` and the seed, so the HTTP tests pick settings and time scales that make a
 24 h job take about a second of real time."""
+import datetime
 import json
 import math
 import time
 from contextlib import ExitStack
+from decimal import Decimal
 
 import groq
 import httpx
@@ -445,3 +447,43 @@ def test_a_huge_max_tokens_is_a_400_and_a_bom_is_not_part_of_the_first_line(serv
     b = poll(client.batches.retrieve, client.batches.create(input_file_id=f.id, endpoint=CHAT,
                                                              completion_window="24h").id)[0]
     assert b.status == "completed" and b.request_counts.completed == 2
+
+
+def test_a_line_nested_deeper_than_the_parser_recurses_is_an_invalid_line_not_a_500(serve):
+    """``json.loads`` raises RecursionError on deep nesting: such a line is one that is not JSON (a file of
+    nothing else is a 400 at upload; among valid lines, the batch made of it fails naming its line)."""
+    url, emu = serve(batch_spec(start_median=0, start_p95=0, speed_median=1e7, speed_p05=1e6), time_scale=1)
+    client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(groq.BadRequestError) as e:
+        client.files.create(file=("a.jsonl", jsonl([deep])), purpose="batch")
+    assert e.value.body["error"]["param"] == "file"
+    f = client.files.create(file=("a.jsonl", jsonl([deep, line(1)])), purpose="batch")
+    b = client.batches.retrieve(client.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h").id)
+    assert b.status == "failed" and [(x.code, x.line) for x in b.errors.data] == [("invalid_json_line", 1)]
+
+
+def test_batch_answers_usage_times_are_to_the_nanosecond_and_add_up():
+    """A batch answer's ``usage`` is written as the chat route's: at most 9 decimals, and ``total_time`` the
+    written sum of ``prompt_time`` and ``completion_time``; the records hold the same figures."""
+    emu = _emu(5)
+    b, out, err = _run(emu, jsonl(line(i) for i in range(20)))
+    assert b["status"] == "completed" and len(out) == 20 and not err
+    written = [json.loads(json.dumps(x["response"]["body"]["usage"]), parse_float=Decimal) for x in out]
+    for u in written:
+        assert all(max(0, -u[k].as_tuple().exponent) <= 9 for k in ("queue_time", "prompt_time", "completion_time",
+                                                                      "total_time")), u
+        assert u["total_time"] == u["prompt_time"] + u["completion_time"], u
+    rec = emu.records()
+    assert rec.loc[rec.endpoint == "batch", "total_time"].tolist() == [float(u["total_time"]) for u in written]
+
+
+def test_a_line_naming_a_model_groq_has_shut_down_fails_the_batch_with_groqs_code():
+    """A line's body is checked as the chat route checks it: a model Groq has shut down (and the scenario does
+    not use) is ``model_decommissioned`` on ``body.model``."""
+    emu = Emulator(batch_spec(start_median="10m", start_p95="1h", speed_median=50, speed_p05=20),
+                   today=datetime.date(2026, 11, 27))
+    b, out, err = _run(emu, jsonl([line(0), line(1, model="moonshotai/kimi-k2-instruct")]))
+    assert b["status"] == "failed" and [(x["code"], x["line"], x["param"]) for x in b["errors"]["data"]] == [
+        ("model_decommissioned", 2, "body.model")]
+    assert "`moonshotai/kimi-k2-instruct` has been decommissioned" in b["errors"]["data"][0]["message"]

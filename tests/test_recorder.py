@@ -9,6 +9,7 @@ import wave
 import groq
 import httpx
 import httpx2
+import numpy as np
 import openai
 import pytest
 
@@ -291,3 +292,56 @@ def test_a_pcm_wavs_length_counts_whole_frames_by_its_sample_rate():
     data[28:32] = (12345).to_bytes(4, "little")  # a wrong byte rate
     assert wav_seconds(bytes(data)) == 1.5
     assert wav_seconds(bytes(data[:-2])) == 1.499  # the last frame cut in half
+
+
+def _corrupt_wav() -> bytes:
+    """A WAV whose JUNK chunk claims more bytes than the RIFF holds (Python 3.11's ``wave`` raises a bare
+    RuntimeError on it)."""
+    chunks = b"JUNK" + (1 << 20).to_bytes(4, "little") + b"\0" * 4 + _pcm_wav(1.0)[12:]
+    return b"RIFF" + (4 + len(chunks)).to_bytes(4, "little") + b"WAVE" + chunks
+
+
+def test_wav_seconds_never_raises_on_a_corrupt_header():
+    """``wav_seconds`` reads what clients upload: a corrupt header has no length (None), whatever ``wave``
+    raises on it; so do 3 000 random corruptions of a WAV's first 64 bytes (it returns a length or None)."""
+    assert wav_seconds(_corrupt_wav()) is None
+    rng = np.random.default_rng(3)
+    good = _pcm_wav(0.5)
+    for _ in range(3000):
+        data = bytearray(good)
+        at = rng.integers(0, 64, rng.integers(1, 6))
+        data[at[0]:at[0] + len(at)] = rng.integers(0, 256, len(at), dtype=np.uint8).tobytes()
+        seconds = wav_seconds(bytes(data))
+        assert seconds is None or seconds >= 0
+
+
+def test_an_upload_it_cannot_read_never_breaks_the_call(tmp_path, monkeypatch):
+    """A recorder must never break the request it records: a WAV whose header makes ``wave`` raise is logged
+    with its length unknown; a failure reading the upload anyway only warns (and the line is still written);
+    one reading the request at all warns and leaves the exchange unlogged.  The call succeeds every time."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    client = groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())))
+    stt = client.audio.transcriptions
+    assert stt.create(model="whisper-large-v3", file=("a.wav", _corrupt_wav())).text == ANSWER
+    monkeypatch.setattr("sim.recorder._wav_seconds", lambda body: 1 / 0)
+    with pytest.warns(RuntimeWarning, match="could not read the audio's length: ZeroDivisionError"):
+        assert stt.create(model="whisper-large-v3", file=("a.wav", _pcm_wav(1.0))).text == ANSWER
+    monkeypatch.setattr("sim.recorder._request_facts", lambda *a: [][1])
+    with pytest.warns(RuntimeWarning, match="could not log a request: IndexError"):
+        assert stt.create(model="whisper-large-v3", file=("a.wav", _pcm_wav(1.0))).text == ANSWER
+    rec.close()
+    assert [(x["status"], x["model"], x["audio_seconds"]) for x in lines(log)] == [
+        (200, "whisper-large-v3", None)] * 2
+
+
+def test_json_nested_too_deep_is_skipped_not_raised(tmp_path):
+    """``json.loads`` raises RecursionError on deep nesting: a chat body or a stream's event that deep is read
+    as no JSON (the request logged without its model; the event skipped), never an exception in the call."""
+    from sim.recorder import _request_facts, _SSEScanner
+    deep = b"[" * 100_000 + b"]" * 100_000
+    facts = _request_facts(httpx.Request("POST", "https://api.groq.com/openai/v1/chat/completions"), deep, 1.0)
+    assert facts["endpoint"] == "chat.completions" and facts["model"] is None
+    scanner = _SSEScanner()
+    scanner.feed(b'data: {"usage": ' + deep + b"}\n" + b"data: " + json.dumps({"usage": USAGE}).encode() + b"\n")
+    assert scanner.usage == USAGE

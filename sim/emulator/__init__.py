@@ -32,14 +32,17 @@ def parse_keys(items: list[str] | None) -> dict[str, str]:
 def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict[str, str] | None = None,
                            out: str | Path | None = None, seed: int | None = None, point: int = 0) -> Emulator:
     """An emulator for grid point ``point`` of a scenario, logging to ``out``/requests.jsonl and
-    records.parquet."""
+    records.parquet.  It serves every model the scenario uses (any grid point's, fallbacks included: those its
+    start-up warnings name), even one Groq has shut down; the tier's other shut-down models are answered as Groq
+    does (:attr:`Emulator.decommissioned`)."""
     from ..scenario import load_scenario
     scenario = load_scenario(path)
     spec = scenario.spec(scenario.point(point, str(path)))
     out_dir = Path(out) if out is not None else None
     return Emulator(spec, time_scale=time_scale, seed=scenario.scenario.seed if seed is None else seed,
                     keys=keys or {}, log_path=out_dir / "requests.jsonl" if out_dir else None,
-                    parquet_path=out_dir / "records.parquet" if out_dir else None, notes=scenario.notes())
+                    parquet_path=out_dir / "records.parquet" if out_dir else None, notes=scenario.notes(),
+                    scenario_models=frozenset(scenario.used_models()))
 
 
 def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:

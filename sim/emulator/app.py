@@ -9,9 +9,11 @@ in seconds for other formats or a ``url``, which is never fetched), and the Batc
 :mod:`sim.emulator.batches`).  Emulator routes: ``GET /metrics`` (Prometheus text), ``POST /groqsim/flush``
 (write the Parquet records now).
 
-Errors are the API's own JSON bodies (:mod:`sim.headers`): 400 invalid JSON / missing fields, 404 unknown
-model (``model_not_found``, as Groq answers), 401 invalid key when keys are configured, 429/413 from the
-limits, injected 5xx; an unexpected exception becomes a 500 body, never a traceback, and the server stays up.
+Errors are the API's own JSON bodies (:mod:`sim.headers`): 400 invalid JSON / missing fields, 400
+``model_decommissioned`` for a model Groq has shut down, 404 unknown model (``model_not_found``, as Groq
+answers), 401 invalid key when keys are configured, 429/413 from the limits, injected 5xx; an unexpected
+exception becomes a 500 body, never a traceback, and the server stays up.  A request is logged and recorded
+once: a 200 only after its body is built, so a failure building it leaves just the 500.
 """
 from __future__ import annotations
 
@@ -40,10 +42,12 @@ from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..recorder import CHAT, TRANSLATIONS, wav_seconds
 from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
-from .core import Emulator, approx_prompt_tokens, completion_cap, filler
+from .core import Emulator, approx_prompt_tokens, completion_cap, decommissioned_error, filler, usage_times
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
+#: parsing a request body that is not JSON, or is nested deeper than the parser recurses (a 400, not a 500)
+JSON_ERRORS = (ValueError, UnicodeDecodeError, RecursionError)
 #: the request's SDK retry number (``x-stainless-retry-count``, as the recorder logs it), set per request
 _RETRY: contextvars.ContextVar[int | None] = contextvars.ContextVar("retry_count", default=None)
 MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
@@ -113,7 +117,7 @@ def build_app(emu: Emulator) -> Starlette:
             return refuse(CHAT, "", t_send, None, err)
         try:
             body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
+        except JSON_ERRORS:
             return refuse(CHAT, "", t_send, label, invalid_request_error(
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
                 "your HTTP library correctly. The OpenAI API expects a JSON payload.)"))
@@ -131,9 +135,9 @@ def build_app(emu: Emulator) -> Starlette:
             _record(emu, endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label,
                     headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)  # an injected fault's too carries the rate-limit headers
-        q, p, c = d.times
+        q, p, c, total = usage_times(d.times)
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
-                 "completion_time": c, "total_tokens": prompt + d.completion, "total_time": p + c}
+                 "completion_time": c, "total_tokens": prompt + d.completion, "total_time": total}
         created = int(emu.clock.wall(d.now))  # the client's own clock (the log keeps limiter epochs)
         cid = "chatcmpl-" + d.request_id[4:]
         finish = "length" if max_tokens is not None and d.completion >= max_tokens else "stop"
@@ -147,12 +151,13 @@ def build_app(emu: Emulator) -> Starlette:
                                      media_type="text/event-stream", headers=headers)
         await _delay(d.delay / K)
         emu.finish(model, d, max_tokens, label)
-        _record(emu, endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
-                usage=usage, **kw)
-        return JSONResponse({**base, "object": "chat.completion", "choices": [{
+        response = JSONResponse({**base, "object": "chat.completion", "choices": [{
             "index": 0, "message": {"role": "assistant", "content": filler(d.completion)}, "logprobs": None,
             "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
             "x_groq": {"id": d.request_id}, "service_tier": d.service_tier}, headers=headers)
+        _record(emu, endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
+                usage=usage, **kw)  # once the body is built: a failure building it is the request's one record
+        return response
 
     async def speech_to_text(request: Request, endpoint: str, task: str) -> Response:
         """A transcription or a translation (``task``: transcribe or translate; ``endpoint`` the log's name for
@@ -166,6 +171,10 @@ def build_app(emu: Emulator) -> Starlette:
         except Exception:  # noqa: BLE001 - any malformed multipart body is the client's 400
             return refuse(endpoint, "", t_send, label, invalid_request_error("the body must be multipart/form-data"))
         model = form.get("model")
+        # every field but the audio is text: a file part in its place is refused before anything is charged
+        if (name := next((k for k, v in form.multi_items() if k != "file" and not isinstance(v, str)), None)):
+            return refuse(endpoint, model, t_send, label, invalid_request_error(
+                f"'{name}' : must be a text field, not a file", param=name))
         if (err := emu.model_error(model, want_audio=True)) is not None:
             return refuse(endpoint, model, t_send, label, err)
         upload, url = form.get("file"), form.get("url")
@@ -191,16 +200,18 @@ def build_app(emu: Emulator) -> Starlette:
                     headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)
         await _delay(d.delay / K)
-        _record(emu, endpoint=endpoint, model=model, status=200, t_send=t_send, label=label,
-                headers=d.log_headers, **kw)
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
         if fmt == "text":
-            return PlainTextResponse(text, headers=headers)
-        out = {"text": text, "x_groq": {"id": d.request_id}}
-        if fmt == "verbose_json":
-            language = "english" if task == "translate" else form.get("language") or "english"
-            out = {"task": task, "language": language, "duration": seconds, "segments": [], **out}
-        return JSONResponse(out, headers=headers)
+            response = PlainTextResponse(text, headers=headers)
+        else:
+            out = {"text": text, "x_groq": {"id": d.request_id}}
+            if fmt == "verbose_json":
+                language = "english" if task == "translate" else form.get("language") or "english"
+                out = {"task": task, "language": language, "duration": seconds, "segments": [], **out}
+            response = JSONResponse(out, headers=headers)
+        _record(emu, endpoint=endpoint, model=model, status=200, t_send=t_send, label=label,
+                headers=d.log_headers, **kw)  # once the body is built: a failure building it is the one record
+        return response
 
     async def models(request: Request) -> Response:
         if (err := auth(request)[1]) is not None:
@@ -211,6 +222,8 @@ def build_app(emu: Emulator) -> Starlette:
         if (err := auth(request)[1]) is not None:
             return _error(err)
         m = request.path_params["model"]
+        if m in emu.decommissioned:
+            return _error(decommissioned_error(m))
         if m not in emu.tier_limits:
             return _error(invalid_request_error(f"The model `{m}` does not exist or you do not have access to it.",
                                                 404, code="model_not_found"))
@@ -277,7 +290,7 @@ def build_app(emu: Emulator) -> Starlette:
             return JSONResponse(store.list_batches(q.get("limit"), q.get("after")))
         try:
             body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
+        except JSON_ERRORS:
             body = None
         if not isinstance(body, dict):
             return _error(invalid_request_error("the request body must be a JSON object"))
@@ -292,7 +305,8 @@ def build_app(emu: Emulator) -> Starlette:
 
     def guarded(endpoint: str | None, handler):
         """``handler``, whose unexpected exception becomes a 500 with a one-line note on stderr (Starlette's
-        error middleware would print the traceback), logged and recorded on a model ``endpoint``."""
+        error middleware would print the traceback), logged and recorded on a model ``endpoint`` with the key's
+        project label, as every other answer to that key is."""
         async def run(request: Request) -> Response:
             t_send = emu.clock.now()
             retries = request.headers.get("x-stainless-retry-count", "")
@@ -304,7 +318,8 @@ def build_app(emu: Emulator) -> Starlette:
                       file=sys.stderr)
                 err = server_error(500)
                 if endpoint is not None:
-                    _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=None, headers={},
+                    label = emu.label(request.headers.get("authorization"))[1]
+                    _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=label, headers={},
                             error=err.error)
                 return _error(err)
         return run

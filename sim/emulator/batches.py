@@ -34,11 +34,13 @@ import numpy as np
 from ..batch import MAX_BYTES, MAX_REQUESTS, MAX_WINDOW, MIN_WINDOW
 from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..units import format_duration, parse_duration
-from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap, filler
+from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap, filler, usage_times
 
 ENDPOINT = "/v1/chat/completions"  # the one endpoint Groq's Batch API serves
 INPUT, OUTPUT = "batch", "batch_output"  # file purposes
 #: the error-file entry of a request that never ran (OpenAI's codes; Groq's are not on record, the texts ours)
+#: the model errors whose body names no param (Groq's 404 and decommissioned 400): a line's error says "model"
+MODEL_CODES = ("model_not_found", "model_decommissioned")
 NOT_RUN = {"expired": {"code": "batch_expired", "message": "the batch's completion window ended before this "
                                                            "request was processed"},
            "cancelled": {"code": "batch_cancelled", "message": "the batch was cancelled before this request "
@@ -233,7 +235,7 @@ class Batches:
             try:
                 obj = json.loads(line)
                 parsed += 1
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser recurses
                 obj = None
             err = self._line_error(obj, seen)
             if err is None:
@@ -266,7 +268,7 @@ class Batches:
         err = self.emu.chat_error(body, check_tier=False)  # the chat route's checks, in its order
         if err is not None:
             # the param (a 404 for the model names none, as Groq's does: here it says which field)
-            param = err.error.get("param") or ("model" if err.error.get("code") == "model_not_found" else None)
+            param = err.error.get("param") or ("model" if err.error.get("code") in MODEL_CODES else None)
             return (err.error.get("code") or "invalid_request", err.error["message"],
                     f"body.{param}" if param else "body")
         return None
@@ -425,10 +427,10 @@ class Batches:
     def _answer(job: Job, i: int, rid: str, wall) -> dict:
         """Request ``i``'s chat.completion, as the chat route answers it (``service_tier`` null: Groq's value
         in a batch answer is not on record, and the SDKs' types allow no ``batch``)."""
-        q, p, c = job.times[i].tolist()
+        q, p, c, total = usage_times(job.times[i].tolist())
         prompt, completion, cap = int(job.prompt[i]), int(job.completion[i]), job.caps[i]
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": completion,
-                 "completion_time": c, "total_tokens": prompt + completion, "total_time": p + c}
+                 "completion_time": c, "total_tokens": prompt + completion, "total_time": total}
         return {"id": "chatcmpl-" + rid, "object": "chat.completion", "created": int(wall(float(job.finish[i]))),
                 "model": job.models[i], "system_fingerprint": "fp_groqsim", "choices": [{
                     "index": 0, "message": {"role": "assistant", "content": filler(completion)}, "logprobs": None,
@@ -450,11 +452,11 @@ class Batches:
                 ran = job.finish[i] <= end
                 ok = ran and not job.failed[i]
                 status, outcome = (200, "ok") if ok else (500, "error") if ran else (0, job.final)
-                q, p, c = job.times[i].tolist() if ok else (nan, nan, nan)
+                q, p, c, total = usage_times(job.times[i].tolist() if ok else (nan, nan, nan))
                 t = float(ends[i]) - t0
                 out.append((first_id + len(out), job.label, job.models[i], "batch", status, outcome, "", created, t,
                             t - created, nan, 1, 0, int(job.prompt[i]), job.caps[i],
-                            int(job.completion[i]) if ok else 0, 0.0, 0.0, q, p, c, p + c,
+                            int(job.completion[i]) if ok else 0, 0.0, 0.0, q, p, c, total,
                             "batch_req_" + self._id("req", job.first + i), "batch", "", created, job.number))
         return out
 

@@ -23,7 +23,9 @@ file's lines (:mod:`sim.emulator.batches`) share them.  The Batch API's state re
 """
 from __future__ import annotations
 
+import datetime
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import UNITS
+from ..catalog import UNITS, Shutdown, shutdowns
 from ..config import Dist
 from ..spec import RunSpec
 from ..headers import (
@@ -54,6 +56,7 @@ from ..projects import ORG, SCOPES
 from ..records import LANE_TIERS
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
+from ..units import ns
 
 #: max_tokens charged when a request sets none (sim.config.DEFAULT_RESERVATION)
 DEFAULT_MAX_TOKENS = DEFAULT_RESERVATION
@@ -103,6 +106,34 @@ def message_error(messages: list) -> str | None:
         elif content is not None and not isinstance(content, str):
             return f"'messages.{k}.content' : must be a string or a list of content parts"
     return None
+
+
+def usage_times(times) -> tuple[float, float, float, float]:
+    """(queue, prompt, completion, total) time of an answer's ``usage`` from its (queue, prompt, completion)
+    service times, as Groq reports them: to the nanosecond (at most 9 decimals, :func:`sim.units.ns`), and
+    ``total_time`` the sum of the rounded prompt and completion times, so it equals their sum as written
+    (groq-real-responses.md section 1)."""
+    q, p, c = (ns(float(t)) for t in times)
+    return q, p, c, ns(p + c)
+
+
+def shut_down_for(s: Shutdown, tier: str, today: datetime.date) -> bool:
+    """Has Groq shut ``s``'s model down for an organization on ``tier`` by ``today``?  Its scope
+    (``data/model_shutdowns.csv``) is "all tiers" or names the tiers it concerns before any ";" ("free and
+    developer tiers; Enterprise goes on"): a tier it does not name (enterprise, a scenario's own) keeps it."""
+    if s.date > today:
+        return False
+    named = set(re.findall(r"[a-z0-9_-]+", s.scope.split(";")[0].lower()))
+    return "all" in named or tier.lower() in named
+
+
+def decommissioned_error(model: str) -> ErrorResponse:
+    """Groq's answer to a request naming a model it has shut down: 400 ``model_decommissioned``, word for word
+    as real responses quote it (docs/emulator.md, "Models Groq has shut down")."""
+    return invalid_request_error(
+        f"The model `{model}` has been decommissioned and is no longer supported. Please refer to "
+        "https://console.groq.com/docs/deprecations for a recommendation on which model to use instead.",
+        code="model_decommissioned")
 
 
 def completion_cap(body: dict) -> tuple[str, object]:
@@ -181,11 +212,26 @@ class Emulator:
     log_path: Path | None = None
     parquet_path: Path | None = None
     notes: list[str] = field(default_factory=list)  # for the operator: files set aside, models shut down
+    #: the models the scenario uses (served even if Groq has shut them down); None: the spec's client groups'
+    #: models and their policies' fallbacks
+    scenario_models: frozenset[str] | None = None
+    #: the date models shut down are judged on (None: today's)
+    today: datetime.date | None = None
 
     def __post_init__(self):
         org = self.spec.org
         self.clock = Clock(self.time_scale)
-        self.tier_limits = {m: lim for m, lim in self.spec.catalog.tier(org.tier).items() if m in self.spec.service}
+        served = {m: lim for m, lim in self.spec.catalog.tier(org.tier).items() if m in self.spec.service}
+        used = self.scenario_models if self.scenario_models is not None else self._spec_models()
+        gone, today = shutdowns(), self.today or datetime.date.today()
+        #: models of the tier Groq has shut down for it, which the scenario does not use: answered 400
+        #: ``model_decommissioned`` (:func:`decommissioned_error`) and not listed
+        self.decommissioned = frozenset(m for m in served if m in gone and m not in used
+                                        and shut_down_for(gone[m], org.tier, today))
+        self.tier_limits = {m: lim for m, lim in served.items() if m not in self.decommissioned}
+        if self.decommissioned:
+            self.notes.append(f"not served, as Groq has shut them down for the {org.tier} tier (a request is "
+                              f"answered 400 model_decommissioned): {', '.join(sorted(self.decommissioned))}")
         self.limitsets: dict[str, LimitSet] = {}  # model -> the org's on-demand set
         self.book = LimitBook(org, self.spec.projects, self._on_demand)
         #: the service tiers a request may ask for: flex and auto on paid plans only (groq-real-responses.md §6)
@@ -241,6 +287,11 @@ class Emulator:
         self.notes.append(f"an earlier session's {' and '.join(p.name for p in earlier)} in {earlier[0].parent} "
                           f"kept as {' and '.join(f'{p.stem}.{n}{p.suffix}' for p in earlier)}")
 
+    def _spec_models(self) -> set[str]:
+        """The models the spec's client groups send to, their policies' fallbacks included."""
+        return ({c.model for c in self.spec.clients}
+                | {m for p in self.spec.policies.values() for m in p.fallback})
+
     # ---- what the org serves -----------------------------------------------------------------------
     def is_audio(self, model: str) -> bool:
         return bool(self.spec.service[model].audio_speed_factor)
@@ -251,12 +302,15 @@ class Emulator:
         return self._completion.get(model)
 
     def model_error(self, model, want_audio: bool) -> ErrorResponse | None:
-        """Why a request cannot name ``model`` (None: it can): missing, not a string, not served by the tier
-        (404 ``model_not_found``, as Groq answers), or of the other kind (audio / chat)."""
+        """Why a request cannot name ``model`` (None: it can): missing, not a string, shut down by Groq (400
+        ``model_decommissioned``, :attr:`decommissioned`), not served by the tier (404 ``model_not_found``, as
+        Groq answers), or of the other kind (audio / chat)."""
         if model is None or model == "":
             return invalid_request_error("'model' : property 'model' is missing", param="model")
         if not isinstance(model, str):
             return invalid_request_error("'model' : must be a string", param="model")
+        if model in self.decommissioned:
+            return decommissioned_error(model)
         if model not in self.tier_limits:
             return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
                                          404, code="model_not_found")
@@ -448,12 +502,12 @@ class Emulator:
                 "usage": usage, "headers": kept_headers(headers), "error": err, "label": label,
                 "request_id": request_id, "retry_count": retry_count,
                 "service_tier": d.service_tier if d is not None else None})
-        q, p, c = d.times if d is not None and status == 200 else (math.nan,) * 3
+        q, p, c, total = usage_times(d.times if d is not None and status == 200 else (math.nan,) * 3)
         t_send, t_recv = t_send - self.clock.start, t_recv - self.clock.start  # records: since start
         self.rows.append((len(self.rows), label, model, endpoint, status, outcome, d.refused_by if d else "",
                           t_send, t_recv, t_recv - t_send, t_send if status == 200 else math.nan, 1,
                           int(status == 429), prompt, max_tokens, d.completion if d else 0, audio_seconds or 0.0,
-                          d.charged if d else 0.0, q, p, c, p + c, request_id,
+                          d.charged if d else 0.0, q, p, c, total, request_id,
                           d.service_tier if d else None,  # no tier for a request refused before the limits
                           d.refused_scope if d else ""))  # total_time: queue apart
 
