@@ -420,14 +420,26 @@ OUTPUT_FILES = ("summary.csv", "comparison.csv", "requests.parquet", "utilisatio
                 "by_project.csv", "by_lane.csv", "by_service_tier.csv")
 
 
+#: the list, in the output directory, of the output files the last study wrote there (one name a line)
+MANIFEST = ".groqsim-outputs"
+
+
 def remove_stale(out: Path, written: list[Path]) -> list[Path]:
-    """Remove the output files (:data:`OUTPUT_FILES`) that an earlier study left in ``out`` and this one did not
-    write (its lane tables, say, in a directory a scenario without lanes now shares): next to this study's
-    files they would read as its own.  Returns what it removed."""
+    """Remove the output files (:data:`OUTPUT_FILES`) that an earlier study wrote in ``out`` and this one did
+    not (its lane tables, say, in a directory a scenario without lanes now shares): next to this study's files
+    they would read as its own.  Only files the earlier study listed in ``out``'s :data:`MANIFEST` go: a file of
+    the same name that someone else put there is left alone.  Then lists this study's files there.  Returns
+    what it removed."""
+    manifest = out / MANIFEST
+    try:
+        before = set(manifest.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError):
+        before = set()
     keep = {Path(f).name for f in written}
-    stale = [out / name for name in OUTPUT_FILES if name not in keep and (out / name).is_file()]
+    stale = [out / name for name in OUTPUT_FILES if name in before and name not in keep and (out / name).is_file()]
     for path in stale:
         path.unlink()
+    manifest.write_text("".join(f"{name}\n" for name in OUTPUT_FILES if name in keep), encoding="utf-8")
     return stale
 
 #: the figures that read only replication 0: they can be drawn while the other replications run

@@ -631,20 +631,37 @@ def test_an_earlier_studys_outputs_that_this_one_does_not_write_are_removed(tmp_
     """A lane scenario's tables and figure, then a plain scenario into the same directory: only the plain
     study's files remain (every file a study writes is one :data:`OUTPUT_FILES` names)."""
     from sim.cli import main
-    from sim.report import OUTPUT_FILES
+    from sim.report import MANIFEST, OUTPUT_FILES
     out = tmp_path / "out"
     lanes = ROOT / "scenarios" / "projects_noisy_neighbour.toml"
     assert main(["run", str(lanes), "--out", str(out), "--duration", "2m", "--replications", "1", "--quiet",
                  "--format", "csv"]) == 0
-    first = {p.name for p in out.iterdir() if p.is_file()}
+    first = {p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST}
     assert {"by_project.csv", "by_lane.csv", "lanes_cost_time.png"} <= first <= set(OUTPUT_FILES)
     plain = _grid_scenario(tmp_path / "plain.toml", "policy = ['no-retry']")
     capsys.readouterr()
     assert main(["run", str(plain), "--out", str(out), "--format", "csv"]) == 0
-    second = {p.name for p in out.iterdir() if p.is_file()}
+    second = {p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST}
     assert second == first - {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"}
     assert f"removed an earlier study's {', '.join(sorted(first - second, key=OUTPUT_FILES.index))} from {out}" \
         in capsys.readouterr().err
+
+
+def test_files_of_an_output_name_that_no_study_wrote_are_left_alone(tmp_path, capsys):
+    """A directory holding someone's own by_lane.csv and by_project.csv, never a study's: a run there writes
+    its files and removes nothing (they were said to be "an earlier study's" and deleted)."""
+    from sim.cli import main
+    from sim.report import MANIFEST
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in ("by_lane.csv", "by_project.csv"):
+        (out / name).write_text("my own table\n")
+    plain = _grid_scenario(tmp_path / "plain.toml", "policy = ['no-retry']")
+    assert main(["run", str(plain), "--out", str(out), "--format", "csv"]) == 0
+    assert "removed" not in capsys.readouterr().err
+    assert (out / "by_lane.csv").read_text() == (out / "by_project.csv").read_text() == "my own table\n"
+    assert "by_lane.csv" not in (out / MANIFEST).read_text().splitlines()
+    assert "summary.csv" in (out / MANIFEST).read_text().splitlines()
 
 
 def test_ctrl_c_while_the_outputs_are_written_says_the_runs_are_kept(tmp_path, monkeypatch, capsys):
