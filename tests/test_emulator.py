@@ -850,10 +850,10 @@ def test_a_new_session_sets_the_last_ones_files_aside(tmp_path):
                     ).notes == []
 
 
-def test_python_m_sim_serve_end_to_end(tmp_path):
-    """The real command in a child process: serves, then on SIGTERM writes its Parquet records and exits."""
+def _serve_child(tmp_path):
+    """``python -m sim serve`` of a one-client scenario in a child process on a free port, once it answers:
+    (process, base url)."""
     import os
-    import signal
     import subprocess
     import sys
     with socket.socket() as s:
@@ -865,16 +865,24 @@ def test_python_m_sim_serve_end_to_end(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sim", "serve", str(scenario), "--port",
                              str(port), "--time-scale", "10", "--key", "sk-1=proj", "--out", str(tmp_path)],
                             env={**os.environ}, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url + "/metrics", timeout=0.5)
+            return proc, url
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("server did not start") from None
+            time.sleep(0.1)
+
+
+def test_python_m_sim_serve_end_to_end(tmp_path):
+    """The real command in a child process: serves, then on SIGINT writes its Parquet records and exits."""
+    import signal
+    proc, url = _serve_child(tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/metrics", timeout=0.5)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
         client = groq.Groq(base_url=url, api_key="sk-1", max_retries=0)
         assert client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8).usage.total_tokens > 0
     finally:
@@ -886,6 +894,39 @@ def test_python_m_sim_serve_end_to_end(tmp_path):
     df = pd.read_parquet(tmp_path / "records.parquet")
     assert df["client"].tolist() == ["proj"] and df["status"].tolist() == [200]
     assert json.loads((tmp_path / "requests.jsonl").read_text())["label"] == "proj"
+
+
+def test_serve_keeps_its_records_when_their_path_is_taken(tmp_path):
+    """A directory where records.parquet goes: one error line, exit 2, and the records kept beside it (they
+    were lost, after a traceback and exit 0)."""
+    import signal
+    proc, url = _serve_child(tmp_path)
+    try:
+        client = groq.Groq(base_url=url, api_key="sk-1", max_retries=0)
+        client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=8)
+        (tmp_path / "records.parquet").mkdir()
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code = proc.wait(20)
+    err = proc.stderr.read().decode()
+    kept = tmp_path / "records.parquet.partial"
+    assert pd.read_parquet(kept)["status"].tolist() == [200]
+    assert code == 2 and err.splitlines()[-1] == (
+        f"groqsim: error: could not write the records to {tmp_path / 'records.parquet'} (Is a directory; the "
+        f"records are kept in {kept}); every request is also in the log {tmp_path / 'requests.jsonl'}"), err
+
+
+def test_serve_writes_the_records_when_uvicorn_quits_without_its_shutdown(tmp_path, monkeypatch):
+    """A second Ctrl-C makes uvicorn quit at once, skipping the app's shutdown: serve() writes the records."""
+    import uvicorn as uv
+
+    from sim.emulator import serve as serve_command
+    emu = Emulator(make_spec(), log_path=tmp_path / "requests.jsonl", parquet_path=tmp_path / "records.parquet")
+    emu.record(endpoint="chat.completions", model=MODEL, status=400, t_send=emu.clock.now(), label="c",
+               headers={}, error={"message": "m", "type": "invalid_request_error", "code": None})
+    monkeypatch.setattr(uv, "run", lambda *a, **k: None)  # returned, its lifespan's shutdown not run
+    serve_command(emu)
+    assert emu.closed and len(pd.read_parquet(tmp_path / "records.parquet")) == 1
 
 
 # ---- untrusted input, a failure's one record, models Groq shut down, usage precision ----------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ConfigError
 from .app import build_app
 from .core import Emulator
 
@@ -46,6 +47,18 @@ def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict
 
 
 def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
-    """Run the emulator on uvicorn until interrupted (Ctrl-C); records are written on shutdown."""
+    """Run the emulator on uvicorn until interrupted (Ctrl-C); records are written on shutdown.  Records that
+    could not be written then raise :class:`~sim.errors.ConfigError` (one line: where, why, and where they are
+    kept instead)."""
     import uvicorn
     uvicorn.run(build_app(emu), host=host, port=port, log_level=log_level, access_log=False)
+    if not emu.closed:  # a second Ctrl-C makes uvicorn quit without its shutdown: the records are written here
+        try:
+            emu.close()
+        except Exception as exc:  # noqa: BLE001 - said below, in one line
+            emu.close_error = exc
+    exc = emu.close_error
+    if exc is not None:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+        raise ConfigError(f"could not write the records to {getattr(exc, 'filename', None) or emu.parquet_path} "
+                          f"({why}); every request is also in the log {emu.log_path}")

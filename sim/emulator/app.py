@@ -233,7 +233,12 @@ def build_app(emu: Emulator) -> Starlette:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def flush(request: Request) -> Response:
-        path = emu.flush()
+        try:
+            path = emu.flush()
+        except OSError as exc:  # the operator's path, not the client's request: said, and the server goes on
+            return JSONResponse({"error": {"message": f"could not write the records to {exc.filename}: "
+                                           f"{exc.strerror}", "type": "server_error", "code": "records_not_written"}},
+                                status_code=500)
         return JSONResponse({"records": emu.flushed if path else len(emu.records()),
                              "parquet": str(path) if path else None,
                              "log": str(emu.log_path) if emu.log_path else None})
@@ -327,7 +332,10 @@ def build_app(emu: Emulator) -> Starlette:
     @asynccontextmanager
     async def lifespan(app):
         yield
-        emu.close()
+        try:
+            emu.close()
+        except Exception as exc:  # noqa: BLE001 - said by serve() once the server has stopped, not as a traceback
+            emu.close_error = exc
 
     return Starlette(routes=[
         Route("/openai/v1/chat/completions", guarded(CHAT, chat), methods=["POST"]),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import re
 import time
 import uuid
@@ -258,6 +259,8 @@ class Emulator:
                 raise ConfigError(f"--key KEY={label}: " + did_you_mean(label, projects, "project"))
         self.rows: list[tuple] = []
         self.flushed = 0  # rows the last flush wrote
+        self.close_error: Exception | None = None  # why the records could not be written at shutdown
+        self.closed = False
         self.counts: dict[tuple[str, str, str, int], int] = {}
         #: the Batch API's files and jobs (:class:`sim.emulator.batches.Batches` registers itself here)
         self.batches = None
@@ -533,20 +536,33 @@ class Emulator:
 
     def flush(self) -> Path | None:
         """Flush the JSONL log and write the Parquet records (if a path is set); returns the Parquet path.
-        :attr:`flushed` is how many rows it wrote (the Batch API's ended requests included)."""
+        :attr:`flushed` is how many rows it wrote (the Batch API's ended requests included).  The records are
+        written to ``records.parquet.partial`` and renamed: when the rename fails (a directory in the way, say)
+        the partial file keeps them and the :class:`OSError` says where they are."""
         if self.parquet_path is None:
             return None
-        Path(self.parquet_path).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(self.parquet_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         records = self.records()
-        records.to_parquet(self.parquet_path, index=False)
+        partial = path.with_name(path.name + ".partial")
+        records.to_parquet(partial, index=False)
+        try:
+            os.replace(partial, path)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{exc.strerror}; the records are kept in {partial}", str(path)) from None
         self.flushed = len(records)
-        return Path(self.parquet_path)
+        return path
 
     def close(self) -> None:
-        self.flush()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        """Write the records and close the log (closed even when the records cannot be written: the error is
+        raised after)."""
+        self.closed = True
+        try:
+            self.flush()
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     def utilisation(self) -> dict[tuple[str, str, str], float]:
         """(service tier, model, unit) -> fraction of the org's limit in use now, for the sets used so far."""
