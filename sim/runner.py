@@ -118,8 +118,9 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
             tmp.write_text(json.dumps(jsonable(row), allow_nan=False))
             os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"
         except OSError as exc:  # (pyarrow's own error for a directory in the way is an OSError too)
-            raise ConfigError(f"{runs}: cannot write run {job.key} ({exc.strerror or exc}); move what is in the "
-                              "way, or run with --fresh") from None
+            raise ConfigError(f"{runs}: cannot write run {job.key} ({exc.strerror or exc}); the runs already "
+                              "finished are kept: free the path (make it writable, or move what is in the way) and "
+                              "run the same command again to resume") from None
     return row, (result if keep else None)
 
 

@@ -772,6 +772,8 @@ def test_numpy_numbers_are_loads_and_durations_and_only_run_makes_runs(tmp_path,
         assert main(["run", str(scenario), "--out", str(run_out), "--quiet", "--jobs", jobs]) == 2
         err = capsys.readouterr().err
         assert f"cannot write run {key}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        # --fresh would delete the runs kept (and leaves a directory in the way where it is): not advised
+        assert "run the same command again to resume" in err and "--fresh" not in err
 
 
 def test_fresh_removes_the_finished_run_files_and_only_those(tmp_path):
