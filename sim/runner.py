@@ -256,7 +256,8 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     longest = LongestFirst(todo, rows)
     try:
         if dask and todo:
-            _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs, flag, ready=discard)
+            _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs, flag, ready=discard,
+                     say=progress is not False)
         else:
             discard()
             with Pool(jobs) if pool is None else nullcontext(pool) as runner:
@@ -365,9 +366,10 @@ def check_dask_address(address: str) -> None:
 
 
 def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, workers: int,
-             flag: str = "--dask", ready: Callable[[], None] | None = None) -> None:
+             flag: str = "--dask", ready: Callable[[], None] | None = None, say: bool = True) -> None:
     """Run on Dask with a short connection timeout; an unreachable scheduler is a one-line error naming
-    ``flag``, where the address came from (``ready``: called once connected, see :func:`run_on_dask`)."""
+    ``flag``, where the address came from (``ready``: called once connected, see :func:`run_on_dask`).
+    ``say``: tell stderr a remote scheduler is being reached (not under ``--quiet``)."""
     check_dask_address(address)
     import logging
 
@@ -382,7 +384,7 @@ def _on_dask(address: str, scenario: Scenario, calls: list[tuple], collect, work
     for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.scheduler",
                  "tornado.application"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    if address != "local":
+    if address != "local" and say:
         print(f"groqsim: connecting to the Dask scheduler at {address} (waiting up to {DASK_CONNECT_TIMEOUT})",
               file=sys.stderr)
     # worker processes read their logging level from the environment when they start: on Ctrl-C they

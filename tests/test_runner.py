@@ -842,3 +842,11 @@ def test_a_second_command_writing_the_same_out_is_refused_in_one_line(tmp_path, 
         assert list(out.iterdir()) == []
     assert main(["run", str(scenario), "--out", str(out), "--jobs", "1", "--quiet"]) == 0
     assert (out / "summary.csv").is_file()
+
+
+def test_quiet_says_nothing_but_the_error_when_the_dask_scheduler_is_unreachable(tmp_path, capsys):
+    from sim.cli import main
+    scenario = _grid_scenario(tmp_path / "a.toml", "policy = ['no-retry']")
+    code = main(["run", str(scenario), "--dask", "tcp://127.0.0.1:9", "--quiet", "--out", str(tmp_path / "out")])
+    said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("groqsim: warning:")]
+    assert code == 2 and len(said) == 1 and said[0].startswith("groqsim: error: --dask tcp://127.0.0.1:9: cannot"), said
