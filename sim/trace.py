@@ -62,6 +62,7 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
         raise ConfigError(f"{name}: trace is not UTF-8 text (byte {exc.start}); expected CSV or JSONL") from None
     if not text.strip():
         raise ConfigError(f"{name}: trace is empty (expected a header line with timestamp and at least one row)")
+    odd = None  # the line of the first column not a trace's (the header's, in a CSV)
     if name.endswith((".jsonl", ".ndjson")):
         rows, lines = [], []
         for n, line in enumerate(text.splitlines(), start=1):
@@ -73,9 +74,11 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
                 raise ConfigError(f"{name}:{n}: not a JSON object ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise ConfigError(f"{name}:{n}: each line must be a JSON object like {{\"timestamp\": 0.5}}")
-            rows.append(obj)
+            if odd is None and any(k not in TRACE_COLUMNS for k in obj):
+                odd = n
+            rows.append({k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in obj.items()})
             lines.append(n)
-        df = pd.DataFrame(rows).astype(object).where(lambda d: d.notna(), "")
+        df = pd.DataFrame(rows).astype(object).where(lambda d: d.notna(), "")  # (NaN is an absent key's)
     else:
         try:
             table = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text), skipinitialspace=True), start=1)
@@ -83,15 +86,21 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
         except csv.Error as exc:
             raise ConfigError(f"{name}: not a valid CSV trace ({exc})") from None
         header = [h.strip() for h in table[0][1]]
+        odd = table[0][0]
+        twice = [h for k, h in enumerate(header) if h in header[:k] and h]
+        if twice:
+            raise ConfigError(f"{name}:{table[0][0]}: column {twice[0]!r} appears twice in the header (each column "
+                              f"once, among {', '.join(TRACE_COLUMNS)})")
         for n, row in table[1:]:
             if len(row) != len(header):
                 raise ConfigError(f"{name}:{n}: {len(row)} field(s) where the header has {len(header)} "
                                   f"({', '.join(header)})")
         df = pd.DataFrame([row for _, row in table[1:]], columns=header, dtype=object)
         lines = [n for n, _ in table[1:]]
-    unknown = [str(c) for c in df.columns if c not in TRACE_COLUMNS]
+    unknown = [str(c) if str(c).strip() else "a column with no name" for c in df.columns if c not in TRACE_COLUMNS]
     if unknown or "timestamp" not in df.columns:
-        raise ConfigError(f"{name}: trace columns must include timestamp and be among {', '.join(TRACE_COLUMNS)}"
+        where = f"{name}:{odd}" if unknown else name
+        raise ConfigError(f"{where}: trace columns must include timestamp and be among {', '.join(TRACE_COLUMNS)}"
                           f" (unexpected: {', '.join(unknown) or 'none'})")
     if not len(df):
         raise ConfigError(f"{name}: trace has a header but no rows")
@@ -121,13 +130,18 @@ def _cell(value) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _is_nan(cell: str) -> bool:
+    """A cell spelling not-a-number (``NaN``, ``nan``, ``-nan``: what float() reads as NaN)."""
+    return cell.lower().lstrip("+-") == "nan"
+
+
 def _timestamps(name: str, col: pd.Series, lines: list[int]) -> pd.Series:
     """Seconds (float) from numbers, or from ISO date-times relative to the earliest; non-decreasing."""
     cells = [_cell(v) for v in col]
     for k, c in enumerate(cells):
-        if not c:
-            raise ConfigError(f"{name}:{lines[k]}: column timestamp: empty (allowed: seconds >= 0, or an ISO "
-                              "date-time)")
+        if not c or _is_nan(c):
+            raise ConfigError(f"{name}:{lines[k]}: column timestamp: {'NaN is not a number' if c else 'empty'} "
+                              "(allowed: seconds >= 0, or an ISO date-time)")
     numeric = pd.to_numeric(pd.Series(cells), errors="coerce")
     if numeric.notna().all():
         ts = numeric.astype(float)
@@ -165,6 +179,8 @@ def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool
             if not empty_ok:
                 raise ConfigError(f"{name}:{lines[k]}: column {what}: empty (allowed: {allowed})")
             continue
+        if _is_nan(c):
+            raise ConfigError(f"{name}:{lines[k]}: column {what}: NaN is not a number (allowed: {allowed})")
         if math.isnan(v) or not math.isfinite(v) or v < 0 or v > MAX_SIZE or (whole and v != int(v)):
             raise ConfigError(f"{name}:{lines[k]}: column {what}: {c!r} is not allowed ({allowed})")
     return values

@@ -119,3 +119,33 @@ def test_a_rows_kind_error_names_its_line_in_the_file_even_after_sorting(tmp_pat
     check_kinds(str(empty), read_trace(empty), kinds, "w", audio=True)  # empty cells: the group's own audio
     with pytest.raises(ConfigError, match=r"e\.csv:3: column audio_seconds: empty"):
         check_kinds(str(empty), read_trace(empty), kinds, "w", audio=False)
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("t.csv", "timestamp,timestamp\n1,2\n", "t.csv:1: column 'timestamp' appears twice in the header (each column "
+     "once, among timestamp, model, prompt_tokens, max_tokens, completion_tokens, audio_seconds)"),
+    ("t.csv", "\ntimestamp,prompt_tokens,prompt_tokens\n1,2,3\n", "t.csv:2: column 'prompt_tokens' appears twice"),
+    ("t.csv", "timestamp,\n1,\n", "t.csv:1: trace columns must include timestamp and be among timestamp, model, "
+     "prompt_tokens, max_tokens, completion_tokens, audio_seconds (unexpected: a column with no name)"),
+    ("t.jsonl", '{"timestamp": 1}\n{"timestamp": 2, "": 1}\n', "t.jsonl:2: trace columns must include timestamp "
+     "and be among timestamp, model, prompt_tokens, max_tokens, completion_tokens, audio_seconds (unexpected: a "
+     "column with no name)"),
+    ("t.jsonl", '{"timestamp": NaN}\n', "t.jsonl:1: column timestamp: NaN is not a number (allowed: seconds >= 0, "
+     "or an ISO date-time)"),
+    ("t.csv", "timestamp\n1\nnan\n", "t.csv:3: column timestamp: NaN is not a number (allowed: seconds >= 0, or "
+     "an ISO date-time)"),
+    ("t.jsonl", '{"timestamp": 1, "prompt_tokens": NaN}\n', "t.jsonl:1: column prompt_tokens: NaN is not a number "
+     "(allowed: a whole number from 0 to 10,000,000)"),
+], ids=["csv-duplicate", "csv-duplicate-after-a-blank-line", "csv-no-name", "jsonl-no-name", "jsonl-nan",
+        "csv-nan", "jsonl-nan-count"])
+def test_a_trace_message_says_what_is_wrong(tmp_path, capsys, name, body, message):
+    """What the message says is the problem: a column named twice (it said the second cell was no timestamp),
+    a column with no name (it said "unexpected: none"), NaN (a JSON NaN was taken for an empty cell: "empty"
+    for a timestamp, silently the client's size for a count)."""
+    from sim.cli import main
+    _write(tmp_path, body, name)
+    scenario = _write(tmp_path, "[scenario]\nduration = '2m'\n[[clients]]\nname = 'c'\nmodel = 'openai/gpt-oss-20b'\n"
+                                f"arrival = {{ kind = 'trace', file = '{name}' }}\n", name="s.toml")
+    assert main(["check", str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"groqsim: error: {tmp_path}/{message}") and err.count("\n") == 1, err

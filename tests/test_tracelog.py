@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from sim.engine import Simulation
 from sim.scenario import scenario_from_dict
 from sim.trace import read_trace
+from sim.cli import main
+from sim.errors import ConfigError
 from sim.tracelog import SDK_INITIAL_DELAY, SDK_MAX_DELAY, log_to_trace, sdk_backoff
 
 MODEL = "llama-3.1-8b-instant"
@@ -48,6 +50,7 @@ def test_backoff_is_the_groq_sdks():
     assert (SDK_INITIAL_DELAY, SDK_MAX_DELAY) == (INITIAL_RETRY_DELAY, MAX_RETRY_DELAY)
     assert sdk_backoff(1) == (0.5 * 0.875, 0.5 * 0.125) and sdk_backoff(3) == (2.0 * 0.875, 2.0 * 0.125)
     assert sdk_backoff(10) == (8.0 * 0.875, 1.0)  # capped at MAX_RETRY_DELAY
+    assert sdk_backoff(10**6) == sdk_backoff(10)  # (2 ** 999999 overflowed)
 
 
 def test_a_retry_that_fits_another_request_better_does_not_split_its_own(tmp_path):
@@ -121,6 +124,8 @@ def test_imputed_sizes_and_what_the_notes_say(tmp_path):
     assert rows.loc[3.0, ["prompt_tokens", "max_tokens", "completion_tokens"]].tolist() == [110, 256, 45]
     assert rows.loc[5.0, ["prompt_tokens", "completion_tokens"]].isna().all()
     assert export.notes == [
+        "1 line(s) have an endpoint the simulator does not model ('embeddings'; allowed: chat.completions, "
+        "audio.transcriptions, audio.translations): left out (line 5)",
         "3 chat request(s) without usage (2 never answered, 1 answered without it): completion set to the "
         "model's median (prompt imputed for 3 of them, the rest from their 429's Requested)",
         "some sizes are unknown (a model with no answered request): left empty; the scenario's client "
@@ -225,3 +230,49 @@ def test_chunks_and_candidate_caps_change_nothing_but_memory(tmp_path, monkeypat
     monkeypatch.setattr(tracelog, "CANDIDATES", 8)
     parts = log_to_trace(path)
     assert len(whole.trace) == 40 and parts.trace.equals(whole.trace) and parts.outcomes.equals(whole.outcomes)
+
+
+BIG = "above 10,000,000 (no request asks or is charged that much)"
+
+
+@pytest.mark.parametrize("change, note", [
+    ({"max_tokens": 1e20}, f"have a max_tokens {BIG}: used without it"),
+    ({"audio_seconds": 1e20}, f"have an audio_seconds {BIG}: used without it"),
+    ({"usage": _usage(10**20, 40)}, f"have a usage counting tokens {BIG}: used without it"),
+    ({"max_tokens": None, "usage": _usage(90, 10**20)}, f"have a usage counting tokens {BIG}: used without it"),
+    ({"label": ["a"]}, "have a label that is not a string: used without it"),
+    ({"retry_count": 1e308}, "have a retry_count above 1,000 (no SDK retries that often): used without it"),
+    ({"t_send": -1e308}, "have a negative t_send or t_recv (allowed: epoch seconds): left out"),
+], ids=["max_tokens", "audio_seconds", "usage", "usage-completion", "label", "retry_count", "t_send"])
+def test_a_value_no_log_holds_is_said_and_not_used(tmp_path, capsys, change, note):
+    """A count beyond any request's (or a retry count beyond any SDK's), a label that is not a string, a time
+    before 1970: the line is used without it (or left out), one note naming how many lines and which; the
+    trace written reads back (a traceback, or a trace that could not be replayed, before)."""
+    lines = [_line(0.0, 0.5, 200, 0, "a", usage=_usage(100, 40)), _line(1.0, 1.5, 200, 0, "b", usage=_usage(90, 30))]
+    lines[1].update(change)
+    log, out = _write(tmp_path, lines), tmp_path / "t.csv"
+    assert main(["trace", str(log), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: 1 line(s) {note} (line 2)\n" in err and "Traceback" not in err, err
+    assert len(read_trace(out)) == (1 if "left out" in note else 2)
+
+
+def test_a_line_of_an_endpoint_not_modelled_is_left_out_and_said(tmp_path, capsys):
+    """An endpoint the simulator does not model: its lines are left out, saying how many, which and what is
+    allowed; a log of nothing else is one error saying so (a bare "no usable request" before)."""
+    allowed = "allowed: chat.completions, audio.transcriptions, audio.translations"
+    chat = _line(0.0, 0.5, 200, 0, "a", usage=_usage(100, 40))
+    images = [_line(t, t + 0.5, 200, 0, f"i{t}", endpoint="images") for t in (1.0, 2.0)]
+    out = tmp_path / "t.csv"
+    assert main(["trace", str(_write(tmp_path, [chat, *images])), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: 2 line(s) have an endpoint the simulator does not model ('images'; {allowed}): left out "
+            "(line 2, 3)\n") in err
+    assert "wrote " + str(out) + ": 1 request(s) from 1 log line(s)" in err
+    log = _write(tmp_path, [*images, {**images[0], "endpoint": "embeddings", "t_send": T0 + 3.0}], "only.jsonl")
+    assert main(["trace", str(log), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"groqsim: error: {log}: no usable request in the log (3 line(s) have an endpoint the simulator does not "
+        f"model ('images', 'embeddings'; {allowed}): left out (line 1, 2, 3))\n")
+    with pytest.raises(ConfigError, match="no usable request"):
+        log_to_trace(log)
