@@ -260,6 +260,7 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
     import sys
 
     from tqdm import tqdm
+    no_traffic(scenario)
     axes = {a: v for a, v in scenario.compare.items() if a in ("tier", "model")}
     others = held_axes(scenario)
     tiers = axes.get("tier", [scenario.org.tier])
@@ -287,6 +288,15 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
     for row, sim in zip(rows, found):
         row.update(sim)
     return rows
+
+
+def no_traffic(scenario: Scenario) -> None:
+    """A :class:`ConfigError` when no load sends a request: every group open-loop (no trace) at rate 0."""
+    arrivals = [c.arrival for c in scenario.clients]
+    if all(a.open_loop and a.kind != "trace" and a.long_run_rate() == 0 for a in arrivals):
+        key = "clients[0].arrival" if len(arrivals) == 1 else "clients"
+        raise scenario.error(key, "capacity: no traffic to scale: every client group's arrival rate is 0, so no "
+                             "load multiplier sends a request (allowed: a rate > 0 in at least one group)")
 
 
 def knee(comparison, success: float = 0.99, p95: float = 10.0, by: str = "load"):

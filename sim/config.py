@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
@@ -160,11 +160,15 @@ class Policy(Strict):
         return data
 
     def inert(self, written: set[str] | frozenset[str] = frozenset()) -> list[str]:
-        """The settings that change nothing as combined here, each a phrase saying why.  Said as notes, not
-        refused: an ``extends`` or a built-in can bring a setting along that another one then overrides.
-        ``written``: the keys the user wrote (``delay``, ``base`` and ``cap`` are noted only when written,
-        since every policy has them)."""
+        """The settings that change nothing as combined here, or act otherwise than they read (retries without
+        a named schedule), each a phrase saying why.  Said as notes, not refused: an ``extends`` or a built-in
+        can bring a setting along that another one then overrides.  ``written``: the keys the user wrote
+        (``delay``, ``base`` and ``cap`` are noted only when written, since every policy has them)."""
         out = []
+        if self.max_attempts > 1 and self.retry == "none" and "retry" not in written:
+            out.append(f"no retry schedule is named (retry 'none'), yet max_attempts = {self.max_attempts}: the "
+                       f"retries back off as retry 'exponential' (base {self.base:g} s, cap {self.cap:g} s, jitter "
+                       f"{self.jitter!r}); name the schedule, e.g. retry = 'exponential'")
         if self.max_attempts == 1 and self.retry != "none" and not self.fallback:
             out.append(f"retry {self.retry!r} never runs: max_attempts = 1 (set max_attempts above 1 to retry)")
         if self.jitter != "none" and self.retry not in ("none", "exponential"):
@@ -261,6 +265,26 @@ class Client(Strict):
     #: the project (``[projects.NAME]``) the group's API key belongs to (default: none, the org's limits)
     project: str | None = None
 
+    @field_validator("prompt_tokens", "max_tokens", "completion_tokens")
+    @classmethod
+    def _whole_tokens(cls, dist):
+        """A token count is a whole number: a fixed value, a uniform's bounds, an empirical's values."""
+        if dist is not None:
+            counts = [dist.value, dist.low, dist.high, *(dist.values or [])]
+            bad = next((v for v in counts if v is not None and v != int(v)), None)
+            if bad is not None:
+                raise ValueError(f"{bad:g} is not a whole number of tokens (allowed: a whole number such as 512, "
+                                 "or a distribution)")
+        return dist
+
+    @field_validator("audio_seconds", mode="before")
+    @classmethod
+    def _seconds_not_text(cls, value):
+        if isinstance(value, str):  # ("2K" is a count, for tokens; seconds are numbers)
+            raise ValueError(f"{value!r} is not a number of seconds (allowed: a number such as 30, or a "
+                             "distribution such as { dist = 'uniform', low = 5, high = 60 })")
+        return value
+
     @model_validator(mode="after")
     def _completions_fit(self):
         if self.completion_tokens is not None and self.completion_tokens.bounds()[0] > self.max_tokens.bounds()[1]:
@@ -323,3 +347,11 @@ class Org(Strict):
     batch: BatchLane = BatchLane()
     #: apply the projects' own limits (false: every project inherits the org's, to see what quotas buy)
     project_quotas: StrictBool = True
+
+    @field_validator("limits_file")
+    @classmethod
+    def _named(cls, value):
+        if value is not None and not value.strip():
+            raise ValueError(f"{value!r} names no file (allowed: the path of a limits table, a CSV such as "
+                             "my_limits.csv, relative to the scenario's folder)")
+        return value

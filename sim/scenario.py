@@ -27,6 +27,7 @@ from .catalog import Catalog, shutdown_warning
 from .config import Client, Dist, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelWarning, did_you_mean
 from .fields import Duration, PositiveDuration, Strict
+from .policies import SCHEDULES
 from .prices import price_table
 from .projects import Project, project_limits
 from .service import SPEEDS, kinds, service_models
@@ -44,6 +45,8 @@ AXES = {
     "service_tier": "org.service_tier", "lane": "clients.lane", "flex_multiplier": "org.flex.multiplier",
     "flex_failure": "org.flex.scarce_failure", "project_quotas": "org.project_quotas",
 }
+#: the file names a trace is read by (sim/trace.py: JSONL by these; any other as CSV)
+TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 #: axes that compare ways of buying capacity: their runs all report lane metrics (cost, 498s, batch jobs)
 LANE_AXES = ("service_tier", "lane", "flex_multiplier", "flex_failure", "project_quotas")
 
@@ -136,7 +139,8 @@ class Scenario(Strict):
         published = Catalog.published()
         cat = self._base_catalog()
         known = set(cat.models()) | set(self.service)
-        for name, t in self.tiers.items():
+        for name in self._tier_order(cat):
+            t = self.tiers[name]
             if name in published.tiers:
                 raise self.error(f"tiers.{name}", f"{name!r} is a built-in tier; a custom tier needs its own name "
                                  f"(e.g. [tiers.{name}-custom] with base = {name!r})")
@@ -153,14 +157,40 @@ class Scenario(Strict):
                 raise self.error(f"tiers.{name}", str(exc)) from None
         return cat
 
+    def _tier_order(self, base: Catalog) -> list[str]:
+        """The ``[tiers]`` names in an order that defines each one's base first (file order where it already
+        does); a chain of bases that never reaches a tier of ``base`` is a cycle, an error."""
+        order, pending = [], list(self.tiers)
+        while pending:
+            ready = next((n for n in pending if self.tiers[n].base in base.tiers or self.tiers[n].base in order
+                          or self.tiers[n].base not in self.tiers), None)  # (an unknown base: define_tier says so)
+            if ready is None:
+                chain, name = [pending[0]], self.tiers[pending[0]].base
+                while name not in chain:
+                    chain.append(name)
+                    name = self.tiers[name].base
+                cycle = chain[chain.index(name):] + [name]
+                raise self.error(f"tiers.{cycle[0]}.base", f"{' -> '.join(map(repr, cycle))} is a cycle (allowed: a "
+                                 f"chain of bases that ends at a tier that exists: {', '.join(base.tiers)})")
+            order.append(ready)
+            pending.remove(ready)
+        return order
+
     def policy_table(self) -> dict[str, Policy]:
         """The built-in policies plus this scenario's ``[policies]`` (errors named by their key path)."""
         try:
-            return policy_table(self.policies)
+            table = policy_table(self.policies)
         except PolicyError as exc:
             if isinstance(exc.cause, ValidationError):
                 raise _pydantic_error(self, exc.cause, ("policies", exc.name)) from None
             raise self.error(f"policies.{exc.name}.extends", str(exc.cause)) from None
+        for name, raw in self.policies.items():  # "none" written, and retries allowed: they would back off
+            if raw.get("retry") == "none" and (attempts := table[name].max_attempts) > 1:
+                where = "" if "max_attempts" in raw else f" (from extends {raw.get('extends', name)!r})"
+                raise self.error(f"policies.{name}.retry", f"'none' makes one attempt, but max_attempts = {attempts}"
+                                 f"{where}: set max_attempts = 1, or name how the retries back off (allowed: "
+                                 f"{', '.join(s for s in SCHEDULES if s != 'none')})")
+        return table
 
     def service_table(self):
         """The service table (``[scenario] speeds``) with the scenario's ``[service.MODEL]`` overrides (each
@@ -252,7 +282,53 @@ class Scenario(Strict):
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '
                          "reserved, so nothing is given back)")
+        return notes + self._load_notes() + self._axis_notes()
+
+    def _load_notes(self) -> list[str]:
+        """One line per closed loop a ``[compare] load`` does not scale exactly: it runs whole users, at least
+        one (``max(1, round(users x load))``, as the engine does)."""
+        notes = []
+        for c in self.clients:
+            if c.arrival.open_loop or "load" not in self.compare:
+                continue
+            users, runs = c.arrival.users, {}
+            for load in self.compare["load"]:
+                n = max(1, round(users * load))
+                if n != users * load:
+                    runs.setdefault(n, []).append(f"{load:g}")
+            if runs:
+                said = "; ".join(f"load {', '.join(v)} {'run' if len(v) > 1 else 'runs'} {n} user{'s' * (n != 1)}"
+                                 + (" (the same runs)" if len(v) > 1 else "") for n, v in runs.items())
+                notes.append(f"note: clients.{c.name}: a closed loop runs whole users, at least one (users = {users} "
+                             f"x load, rounded): {said}")
         return notes
+
+    def _axis_notes(self) -> list[str]:
+        """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is."""
+        cmp, org = self.compare, self.org
+
+        def lanes(c):
+            return set(cmp["lane"]) if "lane" in cmp else {c.lane}
+
+        def tiers(c):
+            return {c.service_tier} if c.service_tier else set(cmp.get("service_tier", [org.service_tier]))
+
+        on_demand = [c for c in self.clients if "on_demand" in lanes(c)]  # (the batch lane has none of these)
+        on_flex = [c for c in on_demand if tiers(c) & {"flex", "auto"}]
+        why = {}
+        if not on_flex:
+            why["flex_multiplier"] = why["flex_failure"] = ("no client group is served on flex (service_tier "
+                                                            "'flex' or 'auto', off the batch lane)")
+        elif org.flex.scarce == 0:
+            why["flex_failure"] = "org.flex.scarce = 0: flex capacity is never scarce, so its failure never applies"
+        if not any(c.project in self.projects and self.projects[c.project].limits for c in on_demand):
+            why["project_quotas"] = "no client group belongs to a project with limits of its own ([projects.NAME])"
+        if all(c.service_tier for c in on_demand):
+            why["service_tier"] = "every client group sets its own service_tier or is on the batch lane"
+        if org.accounting.charge == "actual" and "charge" not in cmp:
+            why["refund_unused"] = 'with charge = "actual" nothing is reserved, so nothing is given back'
+        return [f"note: compare.{axis}: {why[axis]}: its values {_toml_list(cmp[axis])} give the same runs"
+                for axis in cmp if axis in why]
 
     def trace_notes(self, duration: float | None = None) -> list[str]:
         """One line per trace the horizon (``duration``, else the scenario's) does not replay whole at the
@@ -368,7 +444,8 @@ class Scenario(Strict):
         for name, pol in policies.items():
             for fb in pol.fallback:
                 if fb not in service:
-                    raise self.error(f"policies.{name}.fallback", did_you_mean(fb, service, "fallback model"))
+                    raise self.error(f"policies.{name}.fallback",
+                                     _unserved(fb, service, catalog, "fallback model"))
         for k, c in enumerate(client_models):
             where = f"clients[{k}]" if not point.get("model") else "compare"  # + ".model"
             try:
@@ -376,7 +453,7 @@ class Scenario(Strict):
             except ConfigError as exc:
                 raise self.error(f"{where}.model", str(exc)) from None
             if c.model not in service:
-                raise self.error(f"{where}.model", did_you_mean(c.model, service, "model"))
+                raise self.error(f"{where}.model", _unserved(c.model, service, catalog, "model"))
             if c.audio_seconds.mean() > 0 and service[c.model].kind != "stt":
                 raise self.error(f"clients[{k}].audio_seconds", f"{c.model!r} takes no audio: audio_seconds is for "
                                  "speech-to-text models (whisper-large-v3, whisper-large-v3-turbo)")
@@ -422,19 +499,29 @@ class Scenario(Strict):
                                      did_you_mean(c.project, self.projects, "project") if self.projects
                                      else f"no project {c.project!r}: define it as [projects.{c.project}]")
             if c.arrival.kind == "trace":
+                if not c.arrival.file.strip():
+                    raise self.error(f"clients[{k}].arrival.file", f"{c.arrival.file!r} names no file (allowed: "
+                                     "the path of a CSV or JSONL trace, relative to the scenario's folder)")
                 path = self.path_of(c.arrival.file)
                 if not path.is_file():
                     raise self.error(f"clients[{k}].arrival.file", f"trace file {str(path)!r} "
                                      + ("is a directory (allowed: a CSV or JSONL file)" if path.is_dir()
                                         else "not found"))
-                for model in self._trace_models(path):
+                try:
+                    trace_models = self._trace_models(path)
+                except ConfigError as exc:
+                    if path.suffix.lower() in TRACE_SUFFIXES:
+                        raise
+                    raise self.error(f"clients[{k}].arrival.file", f"{c.arrival.file!r} is not a trace (allowed: a "
+                                     f"CSV or JSONL trace, such as a .csv or .jsonl file): {exc}") from None
+                for model in trace_models:
                     try:
                         catalog.limits(org_model.tier, model)
                     except ConfigError as exc:
                         raise ConfigError(f"{path}: column model: {exc}") from None
                     if model not in service:
                         raise ConfigError(f"{path}: column model: "
-                                          + did_you_mean(model, service, "model for the service table:"))
+                                          + _unserved(model, service, catalog, "model for the service table:"))
                 check_kinds(str(path), read_trace(path), kinds(service), c.model, c.audio_seconds.mean() > 0)
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
         multiplier = org_model.flex.multiplier
@@ -620,6 +707,21 @@ def _shape(value) -> str:
     return "a table" if isinstance(value, dict) else repr(value)
 
 
+def _unserved(model: str, service: dict, catalog: Catalog, what: str) -> str:
+    """Why ``model`` is not in the service table: a new model's limits (``limits_file``, ``[tiers]``) without its
+    service figures, else an unknown name (with did-you-mean)."""
+    if model in catalog.models():
+        return (f"{model!r} has limits but no service figures: describe it in [service.\"{model}\"] (at least "
+                "output_tps)")
+    return did_you_mean(model, service, what)
+
+
+def _toml_list(values: list) -> str:
+    """A list of plain values as the file writes it: ``[true, false]``, ``[2, 10]``, ``["flex", "auto"]``."""
+    return "[" + ", ".join("true" if v is True else "false" if v is False else f'"{v}"' if isinstance(v, str)
+                           else f"{v:g}" if isinstance(v, float) else str(v) for v in values) + "]"
+
+
 def _first_repeat(values: list) -> int | None:
     """The index of the first value equal to an earlier one (``1 == 1.0``), ignoring None; None if all differ."""
     return next((k for k, v in enumerate(values) if v is not None and v in values[:k]), None)
@@ -709,11 +811,29 @@ def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
     return stub.error(_path(prefix + loc) or "scenario", msg)
 
 
+def _uncommented(line: str) -> str:
+    """A TOML line without its comment (a ``#`` outside quotes and what follows)."""
+    quote, escaped = None, False
+    for k, ch in enumerate(line):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote == '"':  # (a basic string's escape; a literal '...' has none)
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:k]
+    return line
+
+
 def _find_line(source: str, key: str) -> int | None:
     """Best-effort line number of a dotted key path in a TOML file (None if not found)."""
     try:
-        lines = Path(source).read_text().splitlines()
-    except OSError:
+        lines = [_uncommented(line) for line in Path(source).read_text().splitlines()]
+    except (OSError, UnicodeDecodeError):
         return None
     parts = [p for p in re.split(r"\.|\[|\]", key) if p]
     start, found = 0, None

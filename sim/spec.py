@@ -1,6 +1,7 @@
 """One simulation run, fully resolved: the engine's whole input (no grid, no replications)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .catalog import Catalog
@@ -30,6 +31,15 @@ class RunSpec:
     #: keep the lane columns and metrics (cost, 498s, jobs) even if no group uses a lane: set when this run
     #: is one alternative of a comparison of lanes, so every row of the comparison has them
     lane_report: bool = False
+
+    def __post_init__(self):
+        """The measured window must hold time: ``0 < duration``, ``0 <= warmup < duration`` (a scenario file
+        says so too), all finite."""
+        if not 0 < self.duration < math.inf:
+            raise ValueError(f"RunSpec: duration {self.duration!r} must be > 0 seconds (and finite)")
+        if not 0 <= self.warmup < self.duration:
+            raise ValueError(f"RunSpec: warmup {self.warmup!r} must be >= 0 and shorter than duration "
+                             f"({self.duration:g} s): the summaries measure [warmup, duration)")
 
     @property
     def kinds(self) -> dict[str, str]:

@@ -234,6 +234,37 @@ SCENARIOS = [
      "carry no tokens"),
     ("fallback-to-whisper", _with(client="policy = 'p'\n", extra="[policies.p]\nfallback = ['whisper-large-v3']\n"),
      "policies.p.fallback: 'whisper-large-v3' (stt) cannot answer 'llama-3.1-8b-instant''s requests (chat)"),
+    # retry = "none" written with retries allowed would back off as exponential: the two contradict each other
+    ("retry-none-with-attempts", _with("[policies.p]\nretry = 'none'\nmax_attempts = 5\n", "policy = 'p'\n"),
+     "s.toml:9: policies.p.retry: 'none' makes one attempt, but max_attempts = 5: set max_attempts = 1, or name how "
+     "the retries back off (allowed: fixed, exponential, groq-sdk, openai-sdk)"),
+    ("retry-none-extends-attempts", _with("[policies.p]\nextends = 'exponential'\nretry = 'none'\n",
+                                          "policy = 'p'\n"),
+     "policies.p.retry: 'none' makes one attempt, but max_attempts = 6 (from extends 'exponential')"),
+    ("trace-file-empty", {"s.toml": BASE.replace("{ kind = 'poisson', rate = '10/min' }",
+                                                 "{ kind = 'trace', file = '' }")},
+     "s.toml:6: clients[0].arrival.file: '' names no file (allowed: the path of a CSV or JSONL trace"),
+    ("trace-file-a-scenario", {"s.toml": BASE.replace("{ kind = 'poisson', rate = '10/min' }",
+                                                      "{ kind = 'trace', file = 'other.toml' }"), "other.toml": BASE},
+     "s.toml:6: clients[0].arrival.file: 'other.toml' is not a trace (allowed: a CSV or JSONL trace"),
+    ("limits-file-empty", _with("[org]\nlimits_file = ''\n"), "s.toml:8: org.limits_file: '' names no file"),
+    ("limits-file-new-model-unserved",
+     {"s.toml": BASE.replace("llama-3.1-8b-instant", "newmodel") + "[org]\ntier = 'mine'\nlimits_file = 'l.csv'\n",
+      "l.csv": "tier,model,rpm,rpd,tpm,tpd\nmine,newmodel,5,1K,1K,1K\n"},
+     "s.toml:5: clients[0].model: 'newmodel' has limits but no service figures: describe it in "
+     "[service.\"newmodel\"] (at least output_tps)"),
+    ("tier-base-cycle", BASE + "[tiers.a]\nbase = 'b'\n[tiers.b]\nbase = 'a'\n",
+     "s.toml:8: tiers.a.base: 'a' -> 'b' -> 'a' is a cycle (allowed: a chain of bases that ends at a tier that "
+     "exists: free, developer)"),
+    ("tier-base-self", BASE + "[tiers.a]\nbase = 'a'\n", "tiers.a.base: 'a' -> 'a' is a cycle"),
+    ("max-tokens-fraction", _with(client="max_tokens = 1.5\n"),
+     "clients[0].max_tokens: 1.5 is not a whole number of tokens (allowed: a whole number such as 512"),
+    ("prompt-tokens-fraction", _with(client="prompt_tokens = { dist = 'empirical', values = [100, 2.5] }\n"),
+     "clients[0].prompt_tokens: 2.5 is not a whole number of tokens"),
+    ("completion-tokens-fraction", _with(client="completion_tokens = { dist = 'uniform', low = 0.5, high = 9 }\n"),
+     "clients[0].completion_tokens: 0.5 is not a whole number of tokens"),
+    ("audio-seconds-quoted", BASE.replace("llama-3.1-8b-instant", "whisper-large-v3") + "audio_seconds = '30'\n",
+     "clients[0].audio_seconds: '30' is not a number of seconds"),
 ]
 
 TRACES = [
@@ -376,6 +407,38 @@ def test_capacity_refuses_a_search_beyond_its_work_limit_before_simulating_it(tm
     err = capsys.readouterr().err
     _expect_one_line_error(code, err, f"{scenario}: capacity: the search would simulate load x")
     assert "lower [capacity] max_load (1e+09) or add --force" in err
+
+
+def test_capacity_without_traffic_says_there_is_nothing_to_scale(tmp_path, capsys):
+    """Every group at rate 0: no load sends a request, so the search is refused, not reported as a target out
+    of reach at any load beside nan ceilings."""
+    scenario = _write(tmp_path, {"s.toml": BASE.replace("'10/min'", "0").replace("llama-3.1-8b-instant",
+                                                                                    "openai/gpt-oss-20b")})
+    code = main(["capacity", str(scenario), "--jobs", "1", "--quiet"])
+    _expect_one_line_error(code, capsys.readouterr().err, f"{scenario}:6: clients[0].arrival: capacity: no traffic to "
+                           "scale: every client group's arrival rate is 0")
+
+
+def test_an_error_line_skips_a_commented_out_key(tmp_path, capsys):
+    """The line number is the key's, not a comment's that names it (comment_line.toml of the audit)."""
+    toml = BASE.replace("[[clients]]\n", "[[clients]]\n# policy = 'zzz'\n") + "policy = 'nope'  # policy = 'x'\n"
+    scenario = _write(tmp_path, {"s.toml": toml})
+    assert main(["check", str(scenario)]) == 2
+    assert f"{scenario}:8: clients[0].policy: unknown policy 'nope'" in capsys.readouterr().err
+
+
+def test_custom_tiers_resolve_in_dependency_order(tmp_path, capsys):
+    """A tier may build on one defined further down the file; both orders give the same limits."""
+    from sim.scenario import load_scenario
+    tiers = {"a": "[tiers.a]\nbase = 'b'\nscale = { rpm = 2 }\n", "b": "[tiers.b]\nbase = 'developer'\n"
+                                                                      "scale = { rpm = 3 }\n"}
+    limits = []
+    for order in ("ab", "ba"):
+        scenario = _write(tmp_path, {"s.toml": BASE + "[org]\ntier = 'a'\n" + "".join(tiers[t] for t in order)})
+        assert main(["check", str(scenario)]) == 0, capsys.readouterr().err
+        limits.append(load_scenario(scenario).catalog().limits("a", "llama-3.1-8b-instant"))
+    assert limits[0] == limits[1] and limits[0].rpm == 6 * load_scenario(scenario).catalog().limits(
+        "developer", "llama-3.1-8b-instant").rpm
 
 
 def test_a_byte_order_mark_is_not_part_of_the_toml(tmp_path, capsys):

@@ -217,7 +217,7 @@ def test_the_scenarios_run_settings_choose_the_workers_and_the_cluster(tmp_path,
             started.append(jobs)
             super().__init__(1)  # run here: the test looks only at what was asked for
 
-    def on_dask(address, scenario, calls, collect, workers, flag, ready):
+    def on_dask(address, scenario, calls, collect, workers, flag, ready, say=True):
         clusters.append((address, workers, len(calls), flag.rsplit(" ", 1)[-1]))  # who asked: an error names it
         ready()
         for call in calls:

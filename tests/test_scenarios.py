@@ -375,3 +375,89 @@ def test_a_batch_submission_that_reads_otherwise_than_it_acts_is_noted():
     assert notes({"submit_every": "1m"}) == ["note: clients.b: batch.submit_every has no effect without "
                                              "submit_at: everything goes in one submission at the end of the run"]
     assert notes({"submit_at": "1m", "submit_every": "1m"}) == []
+
+
+def _notes(data: dict) -> list[str]:
+    from sim.scenario import scenario_from_dict
+    return scenario_from_dict({"scenario": {"duration": "10m"}, "org": {"tier": "developer"}, **data},
+                              source="<t>").setting_notes()
+
+
+CHAT_GROUP = {"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": 1}}
+
+
+@pytest.mark.parametrize("settings", [{"max_attempts": 3}, {"extends": "no-retry", "max_attempts": 3}])
+def test_retries_without_a_named_schedule_are_said_to_back_off_exponentially(settings):
+    """``retry`` left at 'none' (not written) with max_attempts > 1 retries as documented, with exponential
+    back-off: that is said; written as 'none' it is an error (tests/test_cli_errors.py)."""
+    from sim.errors import InertSettingWarning
+    with pytest.warns(InertSettingWarning, match="policies.p: no retry schedule is named"):
+        notes = _notes({"policies": {"p": settings}, "clients": [{**CHAT_GROUP, "policy": "p"}]})
+    assert notes == ["note: policies.p: no retry schedule is named (retry 'none'), yet max_attempts = 3: the retries "
+                     "back off as retry 'exponential' (base 0.5 s, cap 60 s, jitter 'none'); name the schedule, e.g. "
+                     "retry = 'exponential'"]
+    assert _notes({"policies": {"p": {"retry": "none", "max_attempts": 1}},
+                   "clients": [{**CHAT_GROUP, "policy": "p"}]}) == []
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+def test_a_closed_loop_load_that_is_not_whole_users_is_said():
+    """The engine runs max(1, round(users x load)) users: a load below one user is one user (identical rows)."""
+    closed = {**CHAT_GROUP, "arrival": {"kind": "closed", "users": 1, "think": "5s"}}
+    assert _notes({"clients": [closed], "compare": {"load": [0.1, 0.5, 2.7, 4]}}) == [
+        "note: clients.c: a closed loop runs whole users, at least one (users = 1 x load, rounded): load 0.1, 0.5 "
+        "run 1 user (the same runs); load 2.7 runs 3 users"]
+    assert _notes({"clients": [{**closed, "arrival": {**closed["arrival"], "users": 10}}],
+                   "compare": {"load": [0.5, 2]}}) == []  # whole users
+    assert _notes({"clients": [closed]}) == []  # no load axis: the users as written
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+@pytest.mark.parametrize("compare, extra, said", [
+    ({"flex_multiplier": [2, 10]}, {}, "compare.flex_multiplier: no client group is served on flex"),
+    ({"flex_failure": [0.1, 0.9]}, {}, "compare.flex_failure: no client group is served on flex"),
+    ({"flex_failure": [0.1, 0.9]}, {"org": {"tier": "developer", "service_tier": "flex", "flex": {"scarce": 0}}},
+     "compare.flex_failure: org.flex.scarce = 0"),
+    ({"flex_multiplier": [2, 10]}, {"group": {"lane": "batch"}, "org": {"tier": "developer", "service_tier": "flex"}},
+     "compare.flex_multiplier: no client group is served on flex"),
+    ({"project_quotas": [True, False]}, {}, "compare.project_quotas: no client group belongs to a project with "
+     "limits of its own ([projects.NAME]): its values [true, false] give the same runs"),
+    ({"service_tier": ["on_demand", "flex"]}, {"group": {"service_tier": "on_demand"}},
+     "compare.service_tier: every client group sets its own service_tier"),
+    ({"refund_unused": [True, False]}, {"org": {"tier": "developer", "accounting": {"charge": "actual"}}},
+     'compare.refund_unused: with charge = "actual" nothing is reserved'),
+])
+def test_a_compare_axis_that_changes_nothing_is_said(compare, extra, said):
+    notes = _notes({"clients": [{**CHAT_GROUP, **extra.get("group", {})}], "compare": compare,
+                    **({"org": extra["org"]} if "org" in extra else {})})
+    assert len(notes) == 1 and notes[0].startswith(f"note: {said}"), notes
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+@pytest.mark.parametrize("compare, extra", [
+    ({"flex_multiplier": [2, 10]}, {"group": {"service_tier": "flex"}}),
+    ({"flex_multiplier": [2, 10], "service_tier": ["on_demand", "auto"]}, {}),
+    ({"flex_failure": [0.1, 0.9]}, {"org": {"tier": "developer", "service_tier": "auto"}}),
+    ({"project_quotas": [True, False]}, {"group": {"project": "a"},
+                                         "projects": {"a": {"limits": {"openai/gpt-oss-20b": {"rpm": 10}}}}}),
+    ({"service_tier": ["on_demand", "flex"]}, {}),
+    ({"refund_unused": [True, False]}, {}),
+    ({"refund_unused": [True, False], "charge": ["actual", "max_tokens"]},
+     {"org": {"tier": "developer", "accounting": {"charge": "actual"}}}),
+])
+def test_a_compare_axis_that_acts_is_not_noted(compare, extra):
+    assert _notes({"clients": [{**CHAT_GROUP, **extra.get("group", {})}], "compare": compare,
+                   **{k: v for k, v in extra.items() if k != "group"}}) == []
+
+
+def test_a_run_spec_refuses_a_window_without_time():
+    """RunSpec (the Python API) refuses what the scenario loader refuses: warmup >= duration (summaries would
+    divide by zero or give -0.0), duration <= 0."""
+    from sim.config import Client, arrival, policy_table
+    from sim.spec import RunSpec
+    clients = [Client(name="c", model="openai/gpt-oss-20b", arrival=arrival(kind="poisson", rate=1.0))]
+    for duration, warmup in ((60.0, 60.0), (60.0, 90.0), (0.0, 0.0), (-5.0, 0.0), (60.0, -1.0),
+                             (float("nan"), 0.0), (float("inf"), 0.0)):
+        with pytest.raises(ValueError, match="RunSpec: (warmup|duration)"):
+            RunSpec(clients=clients, policies=policy_table(), duration=duration, warmup=warmup)
+    assert RunSpec(clients=clients, policies=policy_table(), duration=60.0, warmup=59.0).warmup == 59.0
