@@ -24,7 +24,7 @@ from .texttable import align
 KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
                "n429_per_attempt", "attempts_per_success", "mean_wait", "cost_usd", "cost_per_success")
 #: metrics only runs of a lane comparison have (sim.summary.lane_metrics), compared when present
-LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "expired_share", "job_time_p50",
+LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "batch_expired_share", "job_time_p50",
                 "job_time_p90")
 #: shares compared like the outcome shares, not flagged when their interval is wider than their mean (a share
 #: near 0 always is): the successes finished after the window (:func:`sim.summary.summarize`)
@@ -132,13 +132,20 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     return text + _late_note(comp, axes)
 
 
+#: how the per-project table names the traffic of client groups that belong to no project
+NO_PROJECT = "(no project)"
+
+
 def format_by_project(path: Path, axes: list[str]) -> str:
     """The per-project means of ``by_project.csv`` (success %, p95 s) for each alternative, when a study has
     two projects or more: the comparison table adds the projects up, which can hide what a quota buys one of
     them.  Empty otherwise."""
     if not Path(path).exists():
         return ""
-    table = pd.read_csv(path)
+    # the traffic of no project is the empty name: read as such (not as a missing value, which groupby drops)
+    columns = pd.read_csv(path, nrows=0).columns
+    table = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in columns if c != "project"})
+    table["project"] = table["project"].astype(str).replace("", NO_PROJECT)
     if table["project"].nunique() < 2:
         return ""
     keys = [f"compare.{a}" for a in axes if f"compare.{a}" in table] + ["project"]

@@ -61,7 +61,9 @@ def summarize(result: RunResult) -> dict:
     for p in PERCENTILES:
         out[f"latency_p{p}"] = float(np.percentile(lat, p)) if n_ok else np.nan
     out["latency_max"] = float(lat.max()) if n_ok else np.nan
-    out["mean_wait"] = float((rec["admitted"].to_numpy()[ok] - created[ok]).mean()) if n_ok else np.nan
+    waits = rec["admitted"].to_numpy()[ok] - created[ok]
+    waits = waits[~np.isnan(waits)]  # a batch success has no admission: its wait is its job's, not a limit's
+    out["mean_wait"] = float(waits.mean()) if len(waits) else np.nan
     out["cost_usd"] = float(request_costs(rec, spec)[window].sum())  # per row: the window's rows, in order
     out["cost_per_success"] = out["cost_usd"] / n_ok if n_ok else np.nan
     util = utilisation(result)
@@ -164,7 +166,8 @@ def lane_metrics(result: RunResult, window: pd.DataFrame) -> dict:
     for p in (50, 90):
         out[f"job_time_p{p}"] = float(np.percentile(t, p)) if len(t) else np.nan
     out["job_time_max"] = float(t.max()) if len(t) else np.nan
-    out["expired_share"] = float((batch["outcome"] == "expired").mean()) if len(batch) else np.nan
+    # of batch requests (``expired_share``, of every request, is the outcome's share that compare adds)
+    out["batch_expired_share"] = float((batch["outcome"] == "expired").mean()) if len(batch) else np.nan
     return out
 
 

@@ -157,3 +157,46 @@ def test_unknown_project_in_a_run_spec():
     from helpers import client, run
     with pytest.raises(ConfigError, match="unknown project of client 'c': 'nope'"):
         run(client(project="nope"), duration=60)
+
+
+def _live_and_batch(batch_rate: str = "60/min", speed: float = 5.0, live_policy: str = "no-retry") -> dict:
+    """An on-demand group and a batch group of 1 100-token requests; the batch lane at ``speed`` tokens/s."""
+    size = {"prompt_tokens": 1000, "max_tokens": 200, "completion_tokens": 100}
+    return {"scenario": {"duration": "10m", "drain": "1h", "seed": 3, "replications": 2},
+            "org": {"tier": "developer", "batch": {"start_median": 0, "start_p95": 0, "speed_median": speed,
+                                                   "speed_p05": speed}},
+            "clients": [{"name": "live", "model": "openai/gpt-oss-20b", "policy": live_policy,
+                         "arrival": {"kind": "constant", "rate": "60/min"}, **size},
+                        {"name": "nightly", "lane": "batch", "model": "openai/gpt-oss-20b",
+                         "arrival": {"kind": "constant", "rate": batch_rate}, **size,
+                         "batch": {"completion_window": "24h"}}],
+            "compare": {"project_quotas": [True]}}
+
+
+def test_the_batch_expired_share_is_of_batch_requests_and_the_outcome_share_of_all():
+    """86 400 s x 5 tokens/s / 1 100 tokens: 392 of the 600 batch requests finish in the window, 208 expire.
+    The lane metric is 208 / 600; the outcome's share in the comparison 208 / 1 200 (the comparison's
+    outcome share had overwritten the lane metric of the same name)."""
+    study = sim.run_study(sim.scenario_from_dict(_live_and_batch(), source="<test>"), jobs=1, progress=False)
+    row = study.summary.iloc[0]
+    assert row["expired"] == 208 and row["offered"] == 1200
+    assert row["batch_expired_share"] == pytest.approx(208 / 600)
+    comp = study.comparison.iloc[0]
+    assert comp["batch_expired_share_mean"] == pytest.approx(208 / 600)
+    assert comp["expired_share_mean"] == pytest.approx(208 / 1200)
+
+
+def test_a_batch_group_leaves_the_on_demand_wait_and_binding_as_they_are():
+    """A batch success has no admission (its wait is its job's): the mean wait is the on-demand successes',
+    and a pacing client held back by TPM still binds (a batch group made both NaN and 'none')."""
+    text = _live_and_batch(batch_rate="1/min", speed=5000.0, live_policy="paced")
+    text["clients"][0].update(model="openai/gpt-oss-120b", arrival={"kind": "constant", "rate": "500/min"},
+                              prompt_tokens=2500, max_tokens=400, completion_tokens=250)
+    text["scenario"].update(drain="12h", replications=1)
+    with_batch = sim.simulate(sim.scenario_from_dict(text, source="<test>").spec(), 0)
+    text["clients"] = text["clients"][:1]
+    alone = sim.simulate(sim.scenario_from_dict(text, source="<test>").spec(), 0)
+    got, ref = sim.summarize(with_batch), sim.summarize(alone)
+    assert ref["mean_wait"] > 100 and ref["binding"] == "tpm (paced)"
+    assert got["mean_wait"] == pytest.approx(ref["mean_wait"])
+    assert got["binding"] == "openai/gpt-oss-120b:tpm (paced)"  # (two models: the model is named)

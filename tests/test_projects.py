@@ -126,3 +126,22 @@ def test_project_limits_only_lower():
         project_limits("p", Project(limits={"m": {"ash": 40}}), "m", ORG)
     with pytest.raises(ValueError, match="unknown limit unit for 'm': 'rpn'"):
         Project(limits={"m": {"rpn": 4}})
+
+
+def test_the_per_project_table_shows_the_traffic_of_no_project(tmp_path, capsys):
+    """Two projects and a group of no project: the table printed after the comparison has all three (the group
+    of no project, written as an empty name in by_project.csv, was read back as missing and dropped); one
+    project and a group of no project are two groups, so the table is printed."""
+    group = ("[[clients]]\nname = '{n}'\n{p}model = 'openai/gpt-oss-20b'\narrival = {{ kind = 'constant', rate = "
+             "'60/min' }}\nprompt_tokens = 1000\nmax_tokens = 200\ncompletion_tokens = 100\n")
+    head = ("[scenario]\nduration = '5m'\nseed = 1\nreplications = 1\n[org]\ntier = 'developer'\n"
+            "[projects.a]\nlimits = { 'openai/gpt-oss-20b' = { rpm = 30 } }\n[projects.b]\n"
+            "[compare]\nproject_quotas = [true]\n")
+    for groups, shown in (([("ca", "a"), ("cb", "b"), ("loose", None)], {"a", "b", "(no project)"}),
+                          ([("ca", "a"), ("loose", None)], {"a", "(no project)"})):
+        path = tmp_path / "s.toml"
+        path.write_text(head + "".join(group.format(n=n, p=f"project = '{p}'\n" if p else "") for n, p in groups))
+        assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--fresh"]) == 0
+        table = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1]
+        lines = [line for line in table.splitlines()[1:] if line.strip()]
+        assert {line[len("True") :].rsplit(maxsplit=2)[0].strip() for line in lines} == shown, table
