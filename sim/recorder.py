@@ -4,8 +4,8 @@ The log is the evidence ``groqsim calibrate`` and ``groqsim trace`` work from; t
 (``groqsim serve``) writes the same format.  One line per HTTP exchange (an SDK retry is its own line)::
 
     t_send        float   epoch seconds when the request left the client
-    t_recv        float   epoch seconds when the whole response had arrived
-    status        int     HTTP status
+    t_recv        float   epoch seconds when the whole response had arrived (or the attempt failed)
+    status        int|null  HTTP status; null for an attempt that failed on the client (below)
     model         str     the request's ``model``
     endpoint      str     "chat.completions", "audio.transcriptions" or "audio.translations"
     max_tokens    int|null  the request's max_completion_tokens / max_tokens
@@ -13,7 +13,7 @@ The log is the evidence ``groqsim calibrate`` and ``groqsim trace`` work from; t
     usage         dict|null  the response's usage object (queue_time, prompt_tokens, prompt_time,
                              completion_tokens, completion_time, total_tokens, total_time)
     headers       dict    the response's lower-case ``x-ratelimit-*`` and ``retry-after`` headers (strings)
-    error         dict|null  {"type", "code", "message"} of an error body
+    error         dict|null  {"type", "code", "message"} of an error body, or of a failure on the client
     label         str|null   a project / API-key label chosen by the user
     request_id    str|null   ``x-request-id`` header, else the body's ``x_groq.id`` / ``id``
 
@@ -24,18 +24,36 @@ answered as the response names it (the body's ``service_tier``, or "service tier
 message), else the one the request asked for; ``groqsim calibrate`` fits the on-demand limits only to lines
 that are on-demand (flex has its own limits).
 
+An attempt that failed on the client -- the SDK's ``timeout`` fired (after which the SDK retries it), or the
+connection failed -- has no response: its line has ``status`` null, ``usage`` null, ``error`` ``{"type":
+"timeout", "code": "client_timeout", "message": "ReadTimeout: timed out"}`` (type "connection", code
+"client_connection_error" for any other transport error; the message is the exception's class and text, at
+most 500 characters), ``t_recv`` when the failure was raised, ``headers`` and ``request_id`` those of the
+response when its head had arrived before the body failed (else ``{}`` and null), and the request's facts
+(model, max_tokens, retry_count, ...) as any line.  :func:`read_log` keeps such a line (:func:`client_failure`
+names it); a line without a status that is not one is skipped as before.
+
 Nothing of the prompt, the audio or the completion is stored: only sizes, timings, headers and error text.
 
-Recording needs no monkey-patching: the official SDKs take an ``http_client`` and httpx runs event hooks::
+Recording needs no monkey-patching: the official SDKs take an ``http_client``; httpx runs event hooks for
+the exchanges, and a transport wrapped around the client's own sees the attempts that raise instead
+(:meth:`Recorder.attach` installs both on any client, of either httpx flavour)::
 
     from sim.recorder import Recorder
     rec = Recorder("groq_calls.jsonl", label="prod-key")
-    client = groq.Groq(http_client=groq.DefaultHttpxClient(event_hooks=rec.event_hooks()))
-    aclient = groq.AsyncGroq(http_client=groq.DefaultAsyncHttpxClient(event_hooks=rec.async_event_hooks()))
-    # openai.OpenAI(base_url="https://api.groq.com/openai/v1", http_client=openai.DefaultHttpxClient(...)) too
+    client = groq.Groq(http_client=rec.attach(groq.DefaultHttpxClient()))
+    aclient = groq.AsyncGroq(http_client=rec.attach(groq.DefaultAsyncHttpxClient()))
+    oclient = openai.OpenAI(base_url="https://api.groq.com/openai/v1",
+                            http_client=rec.attach(openai.DefaultHttpxClient()))   # (httpx2) too
+
+``rec.client(**kw)`` / ``rec.async_client(**kw)`` are ``rec.attach(httpx.Client(**kw))`` and its async twin.
+The hooks alone (``event_hooks=rec.event_hooks()``, as before) still log every exchange that has a response,
+but not the attempts that time out; ``rec.transport(inner)`` is the wrapping transport for a client built
+by hand (``httpx.Client(transport=rec.transport(httpx.HTTPTransport()), event_hooks=rec.event_hooks())``).
 
 Streaming responses are passed through untouched; their line is written when the stream ends, with the
-usage the last chunk carries (``x_groq.usage``).
+usage the last chunk carries (``x_groq.usage``).  A stream that fails part-way (a read timeout between
+chunks) is logged as a failed attempt with its response's headers.
 """
 from __future__ import annotations
 
@@ -63,8 +81,10 @@ AUDIO_ENDPOINTS = (TRANSCRIPTIONS, TRANSLATIONS)
 KEYS = ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
         "error", "label", "request_id")
 OPTIONAL_KEYS = ("retry_count", "service_tier")
-#: a line without these cannot be used at all
+#: a line without these cannot be used at all (but ``status``: null on an attempt that failed on the client)
 REQUIRED = ("t_send", "t_recv", "status", "model")
+#: a failure on the client (no response): the ``error`` type of its line -> that error's code
+CLIENT_ERRORS = {"timeout": "client_timeout", "connection": "client_connection_error"}
 #: a t_send or t_recv above this (epoch seconds: the year ~5100) is in milliseconds (~1.7e12 today)
 MAX_EPOCH_SECONDS = 1e11
 #: what a log must be, for the one line that refuses a file that is none
@@ -131,6 +151,15 @@ class Log:
         return out
 
 
+def client_failure(record: dict) -> str | None:
+    """The kind of client-side failure (``"timeout"`` or ``"connection"``, :data:`CLIENT_ERRORS`) a log line
+    records: no status and an ``error`` of such a type; None for any other line."""
+    error = record.get("error")
+    if record.get("status") is None and isinstance(error, dict) and error.get("type") in CLIENT_ERRORS:
+        return error["type"]
+    return None
+
+
 def _number(value, kind=float):
     if value is None or isinstance(value, bool):
         return None
@@ -154,9 +183,11 @@ def read_log(path: str | Path) -> Log:
     """Read a JSONL log, keeping every usable line and noting each bad one with its line number.
     Missing, unreadable or negative optional fields become None (and are noted; a usage with a negative or
     non-numeric figure is dropped whole); a line without a readable t_send, t_recv, status or model (a
-    non-empty string) is skipped, and a line that repeats an earlier one exactly (same request_id, same
-    content: a log appended twice) is dropped.  A file that is not such a log at all -- empty, no line a JSON
-    object, no line with a numeric t_send -- or whose times are in milliseconds raises :class:`ConfigError`
+    non-empty string) is skipped -- but an attempt that failed on the client (:func:`client_failure`: status
+    null, an error of type "timeout" or "connection") is kept with ``status`` None --, and a line that repeats
+    an earlier one exactly (same request_id, same content: a log appended twice) is dropped.  A file that is
+    not such a log at all -- empty, no line a JSON object, no line with a numeric t_send -- or whose times are
+    in milliseconds raises :class:`ConfigError`
     (one line)."""
     path = Path(path)
     try:
@@ -192,8 +223,9 @@ def read_log(path: str | Path) -> Log:
                 raise ConfigError(f"{path}: {key} {value} (line {n}) looks like milliseconds (allowed: epoch seconds)")
         timed += rec["t_send"] is not None
         rec["status"] = _number(raw.get("status"), int)
-        absent = [k for k in REQUIRED if raw.get(k) is None]
-        bad = [k for k in REQUIRED if k not in absent
+        required = [k for k in REQUIRED if k != "status" or client_failure(raw) is None]
+        absent = [k for k in required if raw.get(k) is None]
+        bad = [k for k in required if k not in absent
                and (rec[k] is None or (k == "model" and (not isinstance(rec[k], str) or not rec[k].strip())))]
         if absent or bad:
             why = [f"lack {', '.join(absent)}"] * bool(absent) + [f"have an unreadable {', '.join(bad)}"] * bool(bad)
@@ -378,31 +410,196 @@ def _stream_classes(response) -> tuple[type, type]:
     return _STREAM_CLASSES[name]
 
 
+#: the httpx flavours whose clients a recorder can attach to (the openai SDK's is ``httpx2``)
+FLAVOURS = ("httpx", "httpx2")
+
+
+def _flavour(obj):
+    """The httpx flavour (module ``httpx`` or ``httpx2``) ``obj``'s class comes from (its own or a base's);
+    ``httpx`` for a class of neither."""
+    for cls in type(obj).__mro__:
+        name = cls.__module__.split(".")[0]
+        if name in FLAVOURS and name in sys.modules:
+            return sys.modules[name]
+    return httpx
+
+
+def _flavour_classes(name: str) -> tuple[type, ...]:
+    """Exception class ``name`` (``TimeoutException``, ``TransportError``) of every httpx flavour loaded."""
+    return tuple(getattr(sys.modules[m], name) for m in FLAVOURS if m in sys.modules)
+
+
+def _failure_kind(exc: BaseException) -> str | None:
+    """What a transport's exception says of the attempt: "timeout" (the client's timeout fired), "connection"
+    (any other transport error, or an OS-level one such as TLS's), None (not a failure of the exchange: a
+    bug, a cancellation; not logged)."""
+    if isinstance(exc, _flavour_classes("TimeoutException")):
+        return "timeout"
+    if isinstance(exc, (*_flavour_classes("TransportError"), OSError)):
+        return "connection"
+    return None
+
+
+class _FailureStream:
+    """A response body (sync or async) that, should reading it raise (a read timeout between chunks, a
+    dropped connection), has the attempt logged as failed, then re-raises the exception unchanged."""
+
+    def __init__(self, inner, failed):
+        self._inner, self._failed = inner, failed
+
+    def __iter__(self):
+        try:
+            yield from self._inner
+        except Exception as exc:
+            self._failed(exc)
+            raise
+
+    async def __aiter__(self):
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except Exception as exc:
+            self._failed(exc)
+            raise
+
+    def close(self):
+        self._inner.close()
+
+    async def aclose(self):
+        await self._inner.aclose()
+
+
+class _RecordingTransport:
+    """Delegates every request to the client's own transport (``inner``); an attempt it raises on (the
+    client's timeout, a connection error), before the response or while its body is read, is logged as
+    failed by the recorder and the exception re-raised unchanged -- httpx's response hooks never see it."""
+
+    def __init__(self, inner, recorder: Recorder):
+        self._inner, self._recorder = inner, recorder
+
+    def handle_request(self, request):
+        try:
+            response = self._inner.handle_request(request)
+        except Exception as exc:
+            self._recorder._failed(request, None, exc)
+            raise
+        return self._recorder._watch(request, response)
+
+    async def handle_async_request(self, request):
+        try:
+            response = await self._inner.handle_async_request(request)
+        except Exception as exc:
+            self._recorder._failed(request, None, exc)
+            raise
+        return self._recorder._watch(request, response)
+
+    def close(self):
+        self._inner.close()
+
+    async def aclose(self):
+        await self._inner.aclose()
+
+    def __enter__(self):
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._inner.__exit__(*exc)
+
+    async def __aenter__(self):
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self._inner.__aexit__(*exc)
+
+    def __getattr__(self, name):  # anything else the inner transport offers
+        if name.startswith("__") or name in ("_inner", "_recorder"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+_TRANSPORT_CLASSES: dict[str, tuple[type, type]] = {}
+
+
+def _flavoured(pkg) -> tuple[type, type]:
+    """The recording transport and failure stream as subclasses of ``pkg``'s (httpx or httpx2) transport and
+    byte-stream bases, as its clients check."""
+    if pkg.__name__ not in _TRANSPORT_CLASSES:
+        _TRANSPORT_CLASSES[pkg.__name__] = (
+            type("RecordingTransport", (_RecordingTransport, pkg.BaseTransport, pkg.AsyncBaseTransport), {}),
+            type("FailureStream", (_FailureStream, pkg.SyncByteStream, pkg.AsyncByteStream), {}))
+    return _TRANSPORT_CLASSES[pkg.__name__]
+
+
+def _quiet_warning(message: str) -> None:
+    """Warn, even where warnings are errors never raise: this is said while the user's own exception is on its
+    way up, and must not replace it."""
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    except Exception:  # noqa: BLE001 - a warnings filter set to "error": the original exception goes on
+        pass
+
+
 class Recorder:
-    """httpx event hooks that log every chat-completion and transcription exchange to ``path``."""
+    """httpx event hooks that log every chat-completion and transcription exchange to ``path``, and a wrapping
+    transport that logs the attempts that fail on the client (:meth:`attach` installs both)."""
 
     def __init__(self, path: str | Path, label: str | None = None, clock=time.time):
         """``clock`` (epoch seconds) is only for tests that run on a virtual clock."""
         self.writer = LogWriter(path)
         self.label = label
         self.clock = clock
+        self._logged_lock = threading.Lock()
 
     # hooks ------------------------------------------------------------------------------------------
     def event_hooks(self) -> dict:
-        """For ``httpx.Client(event_hooks=...)`` (or the SDKs' ``DefaultHttpxClient``)."""
+        """For ``httpx.Client(event_hooks=...)`` (or the SDKs' ``DefaultHttpxClient``): every exchange that has a
+        response; an attempt that fails on the client needs :meth:`transport` too (:meth:`attach` adds both)."""
         return {"request": [self._on_request], "response": [self._on_response]}
 
     def async_event_hooks(self) -> dict:
         """For ``httpx.AsyncClient(event_hooks=...)`` (or ``DefaultAsyncHttpxClient``)."""
         return {"request": [self._on_request_async], "response": [self._on_response_async]}
 
+    def transport(self, inner):
+        """``inner`` (an httpx or httpx2 transport, sync or async) wrapped so that an attempt it raises on -- the
+        client's timeout, a connection error -- is logged (status null, error type "timeout" or "connection")
+        before the exception goes on unchanged.  It logs only requests the hooks saw: give the client
+        :meth:`event_hooks` too (or use :meth:`attach`, which does both)."""
+        if isinstance(inner, _RecordingTransport) and inner._recorder is self:
+            return inner
+        return _flavoured(_flavour(inner))[0](inner, self)
+
+    def attach(self, client):
+        """Install the recorder on ``client`` -- an ``httpx.Client`` or ``AsyncClient``, an ``httpx2`` one, or an
+        SDK's ``DefaultHttpxClient`` / ``DefaultAsyncHttpxClient`` (groq's: httpx; openai's: httpx2) -- and return
+        it: its event hooks get the recorder's (after its own), and its transports (the default one and any
+        mounted) are wrapped by :meth:`transport`, keeping the client's settings (limits, proxies, timeouts).
+        Attaching twice changes nothing.  Should the client not keep its transports where httpx does, the hooks
+        are still installed and a warning says that failed attempts will go unlogged."""
+        is_async = any(cls.__name__ == "AsyncClient" for cls in type(client).__mro__)
+        hooks = self.async_event_hooks() if is_async else self.event_hooks()
+        current = client.event_hooks
+        if hooks["request"][0] not in current.get("request", []):  # (bound methods compare by self and function)
+            client.event_hooks = {k: [*current.get(k, []), *hooks[k]] for k in ("request", "response")}
+        try:
+            client._transport = self.transport(client._transport)
+            client._mounts = {pattern: None if t is None else self.transport(t) for pattern, t in
+                              client._mounts.items()}
+        except AttributeError:
+            warnings.warn("sim.recorder: this client keeps no httpx transport to wrap: attempts that time out on "
+                          "the client will not be logged (the hooks log every response)", RuntimeWarning, stacklevel=2)
+        return client
+
     def client(self, **kwargs) -> httpx.Client:
-        """A plain ``httpx.Client`` with the hooks, for the groq SDK's ``http_client`` (the openai SDK wants its
-        own flavour: ``openai.DefaultHttpxClient(event_hooks=rec.event_hooks())``)."""
-        return httpx.Client(event_hooks=self.event_hooks(), **kwargs)
+        """A plain ``httpx.Client(**kwargs)`` with the recorder attached (:meth:`attach`), for the groq SDK's
+        ``http_client`` (for the openai SDK: ``rec.attach(openai.DefaultHttpxClient())``)."""
+        return self.attach(httpx.Client(**kwargs))
 
     def async_client(self, **kwargs) -> httpx.AsyncClient:
-        return httpx.AsyncClient(event_hooks=self.async_event_hooks(), **kwargs)
+        """``httpx.AsyncClient(**kwargs)`` with the recorder attached (:meth:`attach`)."""
+        return self.attach(httpx.AsyncClient(**kwargs))
 
     def close(self) -> None:
         self.writer.close()
@@ -478,12 +675,55 @@ class Recorder:
                 self._write(facts, response, None, scanner)
         return done
 
+    def _first(self, facts: dict) -> bool:
+        """True the first time an attempt's line is claimed: an attempt is one line, though a stream that
+        fails part-way is seen both by its failure and by its close."""
+        with self._logged_lock:
+            if facts.get("logged"):
+                return False
+            facts["logged"] = True
+            return True
+
     def _write(self, facts: dict, response: httpx.Response, content: bytes | None, scanner) -> None:
         """Write one line; a recorder must never break the call it records, so a failure only warns."""
         try:
-            self._write_line(facts, response, content, scanner)
+            if self._first(facts):
+                self._write_line(facts, response, content, scanner)
         except Exception as exc:  # noqa: BLE001 -- any failure (disk full, odd body) must not reach the caller
             warnings.warn(f"sim.recorder: could not log a response: {exc!r}", RuntimeWarning, stacklevel=2)
+
+    def _watch(self, request, response):
+        """The transport's ``response`` with its body watched for a failure while it is read (that too is a
+        failed attempt: the SDK retries a body that timed out).  Never raises."""
+        try:
+            if request.extensions.get(_EXT) is not None:
+                response.stream = _flavoured(_flavour(response))[1](
+                    response.stream, lambda exc: self._failed(request, response, exc))
+        except Exception as exc:  # noqa: BLE001 - the response goes on unwatched
+            _quiet_warning(f"sim.recorder: could not watch a response: {exc!r}")
+        return response
+
+    def _failed(self, request, response, exc: BaseException) -> None:
+        """Log the attempt of ``request`` that raised ``exc`` on the client (``response``: its head, when the
+        body failed).  Never raises: the caller re-raises ``exc``, which must reach the user unchanged."""
+        try:
+            facts = request.extensions.get(_EXT)
+            kind = _failure_kind(exc)
+            if facts is None or kind is None or not self._first(facts):
+                return
+            headers = response.headers if response is not None else {}
+            request_id = headers.get("x-request-id")
+            self.writer.write({
+                "t_send": facts["t_send"], "t_recv": self.clock(), "status": None, "model": facts["model"],
+                "endpoint": facts["endpoint"], "max_tokens": facts["max_tokens"],
+                "audio_seconds": facts["audio_seconds"], "usage": None, "headers": kept_headers(headers),
+                "error": {"type": kind, "code": CLIENT_ERRORS[kind],
+                          "message": (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]},
+                "label": self.label, "request_id": request_id if isinstance(request_id, str) else None,
+                "retry_count": facts["retry_count"], "service_tier": facts["service_tier"],
+            })
+        except Exception as err:  # noqa: BLE001 -- disk full, a closed log: the user's exception goes on
+            _quiet_warning(f"sim.recorder: could not log a failed attempt: {err!r}")
 
     def _write_line(self, facts: dict, response: httpx.Response, content: bytes | None, scanner) -> None:
         data = None

@@ -6,6 +6,9 @@ SDK retries are folded back into the request they retry: a line with ``retry_cou
 429 (if both have one) asked for the same tokens.  Each rank's links are one minimum-cost bipartite matching
 (:func:`_fold`): as many retries linked as possible, then the least distance from each retry's send to when
 its predecessor's client would have retried.  A log without ``retry_count`` keeps every line as a request.
+An attempt that failed on the client (the SDK's timeout fired, or the connection failed: a line with no status,
+:func:`~sim.recorder.client_failure`) is a failed attempt like a 429, its retry linked to it as to one (it has
+no ``retry-after``: the SDK's back-off places the retry); the notes count them.
 
 Each row: ``timestamp`` = the first attempt's ``t_send`` in seconds from the log's first request; sizes from
 the answered attempt's ``usage``.  A chat request without usage (never answered, or answered without it):
@@ -259,7 +262,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
     log = read_log(path)
     records, screened = _screen(log)
     notes = [*log.problem_summary(), *screened]
-    df = evidence_table(Log(log.path, records, log.problems, log.lines))
+    df = evidence_table(Log(log.path, records, log.problems, log.lines), failed_attempts=True)
     if df.empty:
         raise ConfigError(f"{path}: no usable request in the log" + (f" ({'; '.join(notes)})" if notes else ""))
     if df["impossible_usage"].any():
@@ -267,6 +270,12 @@ def log_to_trace(path: str | Path) -> TraceExport:
                      "max_tokens (impossible): their usage is not used (sizes imputed as for a request without it)")
     if df["retry_count"].isna().all():
         notes.append("no retry_count in the log: every line is kept as a request of its own (retries not folded)")
+    for kind, what in (("timeout", "timed out on the client (the SDK's timeout)"),
+                       ("connection", "failed on the client (a connection error)")):
+        n = int((df["client_error"] == kind).sum())
+        if n:
+            notes.append(f"{n} attempt(s) {what}: no response, so no usage or headers; kept as attempts of their "
+                         "requests (the server may still have served and charged them)")
     group = _fold(df)
     n_groups = int(group.max()) + 1
     order = np.lexsort((np.nan_to_num(df["retry_count"].to_numpy(float)), group))  # by request, attempts in order

@@ -1,6 +1,7 @@
 """The recorder with the REAL groq and openai SDK clients, their http_client answered by an httpx.MockTransport
 that replies like Groq does (usage, x-ratelimit-* headers, 429 bodies).  What lands in the log is asserted."""
 import asyncio
+import contextlib
 import io
 import json
 import math
@@ -345,3 +346,262 @@ def test_json_nested_too_deep_is_skipped_not_raised(tmp_path):
     scanner = _SSEScanner()
     scanner.feed(b'data: {"usage": ' + deep + b"}\n" + b"data: " + json.dumps({"usage": USAGE}).encode() + b"\n")
     assert scanner.usage == USAGE
+
+
+# ---- attempts that fail on the client (the SDK's timeout, a connection error) ----------------------------
+
+CHAT_URL = "https://api.groq.com/openai/v1/chat/completions"
+CHAT_BODY = {"model": "llama-3.1-8b-instant", "max_tokens": 300, "messages": [{"role": "user", "content": SECRET}]}
+
+
+def _raising(pkg, exc_factory, seen):
+    """A mock transport of httpx flavour ``pkg`` whose every request raises ``exc_factory(request)``; the
+    exceptions raised are kept in ``seen`` (so the caller's can be compared by identity)."""
+    def handler(request):
+        seen.append(exc_factory(request))
+        raise seen[-1]
+    return pkg.MockTransport(handler)
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+@pytest.mark.parametrize("kind", ["timeout", "connection", "bug"])
+def test_the_transport_logs_a_failed_attempt_and_re_raises_the_very_exception(flavour, kind, tmp_path):
+    """Sync and async, either httpx flavour: the exception the client's own transport raised reaches the
+    caller unchanged (the same object); a timeout or a connection error is logged first (status null, the
+    request's facts, error type "timeout" / "connection"); an exception that is no failure of the exchange (a
+    bug in a transport) is not a line."""
+    pkg = httpx if flavour == "httpx" else httpx2
+    make = {"timeout": lambda r: pkg.ReadTimeout("timed out", request=r),
+            "connection": lambda r: pkg.ConnectError("[Errno 111] Connection refused", request=r),
+            "bug": lambda r: ValueError("a bug")}[kind]
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log, label="lbl")
+    seen = []
+    client = rec.attach(pkg.Client(transport=_raising(pkg, make, seen)))
+    with pytest.raises(type(make(None) if kind == "bug" else make(pkg.Request("POST", CHAT_URL)))) as err:
+        client.post(CHAT_URL, json=CHAT_BODY, headers={"x-stainless-retry-count": "1"})
+    assert err.value is seen[-1]
+
+    async def go():
+        aclient = rec.attach(pkg.AsyncClient(transport=_raising(pkg, make, seen)))
+        with pytest.raises(type(seen[-1])) as aerr:
+            await aclient.post(CHAT_URL, json=CHAT_BODY)
+        assert aerr.value is seen[-1]
+
+    asyncio.run(go())
+    rec.close()
+    got = lines(log)
+    if kind == "bug":
+        assert got == []
+        return
+    assert len(got) == 2 and [g["retry_count"] for g in got] == [1, None]
+    code = {"timeout": "client_timeout", "connection": "client_connection_error"}[kind]
+    for g, exc in zip(got, seen):
+        assert list(g) == [*KEYS, "retry_count", "service_tier"]
+        assert g["status"] is None and g["usage"] is None and g["headers"] == {} and g["request_id"] is None
+        assert g["error"] == {"type": kind, "code": code, "message": f"{type(exc).__name__}: {exc}"}
+        assert (g["model"], g["endpoint"], g["max_tokens"], g["label"]) == (
+            "llama-3.1-8b-instant", "chat.completions", 300, "lbl")
+        assert g["t_send"] <= g["t_recv"]
+    back = read_log(log)
+    assert back.problems == [] and [r["status"] for r in back.records] == [None, None]
+
+
+def test_a_failure_logging_a_failed_attempt_never_reaches_the_caller(tmp_path, monkeypatch):
+    """A recorder must never break the call it records, least of all while the call's own exception is on its
+    way up: a log that cannot be written only warns, and the timeout still reaches the caller unchanged -- even
+    where warnings are errors, and whatever fails inside the recorder."""
+    import warnings
+    rec = Recorder(tmp_path / "log.jsonl")
+    rec.writer.close()  # writing now fails
+    seen = []
+    client = rec.client(transport=_raising(httpx, lambda r: httpx.ReadTimeout("timed out", request=r), seen))
+    with pytest.warns(RuntimeWarning, match="could not log a failed attempt"):
+        with pytest.raises(httpx.ReadTimeout) as err:
+            client.post(CHAT_URL, json=CHAT_BODY)
+    assert err.value is seen[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(httpx.ReadTimeout) as err:
+            client.post(CHAT_URL, json=CHAT_BODY)
+    assert err.value is seen[-1]
+    monkeypatch.setattr("sim.recorder._failure_kind", lambda exc: 1 / 0)
+    with pytest.warns(RuntimeWarning, match="could not log a failed attempt: ZeroDivisionError"):
+        with pytest.raises(httpx.ReadTimeout) as err:
+            client.post(CHAT_URL, json=CHAT_BODY)
+    assert err.value is seen[-1]
+    # and through the SDK: it retries the timeout it sees, then raises its own APITimeoutError from it
+    sdk = groq.Groq(api_key="k", max_retries=0, http_client=client)
+    with pytest.warns(RuntimeWarning), pytest.raises(groq.APITimeoutError) as err:
+        chat(sdk)
+    assert err.value.__cause__ is seen[-1]
+
+
+def test_attach_keeps_the_clients_own_hooks_and_transports_and_is_idempotent(tmp_path):
+    """``attach`` adds the recorder's hooks after the client's own and wraps its transports, the mounted ones
+    too; attaching again changes nothing (one line per exchange)."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    called = []
+    own, mounted = httpx.MockTransport(GroqLike()), httpx.MockTransport(GroqLike())
+    client = httpx.Client(transport=own, mounts={"https://other.example": mounted},
+                          event_hooks={"request": [lambda r: called.append("mine")]})
+    assert rec.attach(rec.attach(client)) is client
+    assert len(client.event_hooks["request"]) == 2 and len(client.event_hooks["response"]) == 1
+    assert client._transport._inner is own  # wrapped once
+    assert [t._inner for t in client._mounts.values()] == [mounted]
+    sdk = groq.Groq(api_key="k", http_client=client)
+    assert chat(sdk).choices[0].message.content == ANSWER
+    client.post("https://other.example/openai/v1/chat/completions", json=CHAT_BODY)
+    rec.close()
+    assert called == ["mine", "mine"] and [g["status"] for g in lines(log)] == [200, 200]
+
+
+def test_the_reader_keeps_a_failed_attempt_but_no_other_line_without_a_status(tmp_path):
+    base = {k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.2, "model": "m", "headers": {}, "retry_count": 0}
+    timeout = {"type": "timeout", "code": "client_timeout", "message": "ReadTimeout: timed out"}
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in [
+        base | {"error": timeout},
+        base | {"error": {"type": "connection", "code": "client_connection_error", "message": "ConnectError"},
+                "t_send": 2.0},
+        base | {"error": {"type": "tokens", "code": "rate_limit_exceeded", "message": "?"}, "t_send": 3.0},
+        base | {"error": timeout, "status": "abc", "t_send": 4.0}]))
+    log = read_log(path)
+    assert [r["t_send"] for r in log.records] == [1.0, 2.0]
+    assert [r["status"] for r in log.records] == [None, None] and log.records[0]["error"] == timeout
+    assert log.problems == [(3, "lack status: skipped"), (4, "have an unreadable status: skipped")]
+
+
+# ---- the same, driven by the real SDKs against the emulator (groqsim serve) on a loopback port -------------
+
+MODEL = "llama-3.1-8b-instant"
+#: the emulator's limiter clock this much slower than the wall: its answers (0.1-0.3 s of queue and service at
+#: K = 1, drawn in the same order on every run, seed 1) take 0.4-1.3 s, well beyond the client's timeout
+SLOW = 0.25
+CLIENT_TIMEOUT = 0.2
+
+
+@contextlib.contextmanager
+def _serving(tmp_path):
+    """``groqsim serve`` (uvicorn, in a thread) on a free loopback port, slowed by :data:`SLOW`."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from sim.emulator import Emulator, build_app
+    from sim.scenario import scenario_from_dict
+    spec = scenario_from_dict({
+        "scenario": {"name": "timeouts", "duration": "2m", "seed": 1}, "org": {"tier": "free"},
+        "clients": [{"name": "app", "model": MODEL, "arrival": {"kind": "poisson", "rate": "45/min"},
+                     "prompt_tokens": 20, "max_tokens": 32, "completion_tokens": {"dist": "uniform", "low": 5,
+                                                                                  "high": 32},
+                     "policy": "groq-sdk"}]}, source="<test>").spec()
+    emu = Emulator(spec, time_scale=SLOW, log_path=tmp_path / "requests.jsonl",
+                   parquet_path=tmp_path / "records.parquet")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build_app(emu), log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _messages():
+    return [{"role": "user", "content": "x" * 40}]
+
+
+@pytest.mark.parametrize("sdk", ["groq", "openai"])
+def test_attempts_that_hit_the_sdks_timeout_are_logged_read_and_traced(sdk, tmp_path, capsys):
+    """The real SDK, ``timeout=0.2, max_retries=1``, against a server slower than that: both attempts time out
+    (the SDK raises its APITimeoutError from the transport's own ReadTimeout) and both are lines -- status null,
+    error "timeout", retry_count 0 then 1, no usage, no headers.  A later call with a longer timeout is
+    answered.  ``read_log`` keeps all three lines, ``groqsim trace`` folds the two timeouts into one request
+    of two attempts and says so, and ``groqsim calibrate`` leaves them out of its evidence (no usage, no
+    headers: nothing of the service or the limits)."""
+    from sim.calibrate import calibrate
+    from sim.cli import main
+    from sim.tracelog import log_to_trace
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log, label="app")
+    with _serving(tmp_path) as url:
+        if sdk == "groq":
+            client = groq.Groq(base_url=url, api_key="k", http_client=rec.client(), timeout=CLIENT_TIMEOUT,
+                               max_retries=1)
+            timeout_error, read_timeout = groq.APITimeoutError, httpx.ReadTimeout
+        else:
+            client = openai.OpenAI(base_url=url + "/openai/v1", api_key="k", timeout=CLIENT_TIMEOUT, max_retries=1,
+                                   http_client=rec.attach(openai.DefaultHttpxClient()))
+            timeout_error, read_timeout = openai.APITimeoutError, httpx2.ReadTimeout
+        with pytest.raises(timeout_error) as err:
+            client.chat.completions.create(model=MODEL, messages=_messages(), max_tokens=32)
+        assert type(err.value.__cause__) is read_timeout  # the transport's exception, unchanged
+        answer = client.with_options(timeout=30).chat.completions.create(model=MODEL, messages=_messages(),
+                                                                          max_tokens=32)
+    rec.close()
+    got = lines(log)
+    assert [g["status"] for g in got] == [None, None, 200] and [g["retry_count"] for g in got] == [0, 1, 0]
+    for g in got[:2]:
+        assert g["error"] == {"type": "timeout", "code": "client_timeout", "message": "ReadTimeout: timed out"}
+        assert g["usage"] is None and g["headers"] == {} and g["request_id"] is None
+        assert (g["model"], g["max_tokens"], g["label"]) == (MODEL, 32, "app")
+        assert CLIENT_TIMEOUT * 0.9 <= g["t_recv"] - g["t_send"] < 5 * CLIENT_TIMEOUT
+    assert got[1]["t_send"] >= got[0]["t_recv"]  # the SDK's retry, after its back-off
+    assert got[2]["usage"]["completion_tokens"] == answer.usage.completion_tokens
+
+    back = read_log(log)
+    assert back.problems == [] and [r["status"] for r in back.records] == [None, None, 200]
+    export = log_to_trace(log)
+    assert len(export.trace) == 2 and export.retries_folded == 1
+    assert export.outcomes["attempts"].tolist() == [2, 1] and export.outcomes["answered"].tolist() == [False, True]
+    assert any(n.startswith("2 attempt(s) timed out on the client") for n in export.notes)
+    assert main(["trace", str(log), "-o", str(tmp_path / "trace.csv")]) == 0
+    err_text = capsys.readouterr().err
+    assert "note: 2 attempt(s) timed out on the client" in err_text
+    assert "2 request(s) from 3 log line(s) (1 SDK retry folded)" in err_text
+    cal = calibrate(log)
+    assert len(cal.evidence) == 1 and cal.evidence["status"].tolist() == [200]
+    assert not any("not from Groq" in n for n in cal.notes)
+
+
+def test_a_stream_that_times_out_part_way_and_an_async_client(tmp_path):
+    """A stream whose head has arrived but whose first chunk comes later than the timeout: the SDK hands the
+    ReadTimeout to the code reading the stream (it retries no stream once begun), and the attempt is one line --
+    status null, error "timeout", with the head's rate-limit headers and request id -- not a second one when
+    the stream is closed.  The async SDK's timed-out attempts are lines as the sync one's."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    with _serving(tmp_path) as url:
+        client = groq.Groq(base_url=url, api_key="k", http_client=rec.client(), timeout=CLIENT_TIMEOUT,
+                           max_retries=1)
+        with pytest.raises(httpx.ReadTimeout):
+            with client.chat.completions.create(model=MODEL, messages=_messages(), max_tokens=32,
+                                                stream=True) as stream:
+                for _ in stream:
+                    pass
+
+        async def go():
+            aclient = groq.AsyncGroq(base_url=url, api_key="k", http_client=rec.async_client(),
+                                     timeout=CLIENT_TIMEOUT, max_retries=1)
+            with pytest.raises(groq.APITimeoutError):
+                await aclient.chat.completions.create(model=MODEL, messages=_messages(), max_tokens=32)
+
+        asyncio.run(go())
+    rec.close()
+    got = lines(log)
+    assert [(g["status"], g["retry_count"], g["error"]["type"]) for g in got] == [
+        (None, 0, "timeout"), (None, 0, "timeout"), (None, 1, "timeout")]
+    assert got[0]["headers"]["x-ratelimit-limit-tokens"] == "6000" and got[0]["request_id"].startswith("req_")
+    assert got[1]["headers"] == {} and got[1]["request_id"] is None
+    assert [r["status"] for r in read_log(log).records] == [None] * 3

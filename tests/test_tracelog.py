@@ -276,3 +276,40 @@ def test_a_line_of_an_endpoint_not_modelled_is_left_out_and_said(tmp_path, capsy
         f"model ('images', 'embeddings'; {allowed}): left out (line 1, 2, 3))\n")
     with pytest.raises(ConfigError, match="no usable request"):
         log_to_trace(log)
+
+
+def _failed_on_client(t_send, t_recv, k, kind, label="app"):
+    """A recorder line of an attempt that failed on the client: no status, no usage, no headers."""
+    code, message = {"timeout": ("client_timeout", "ReadTimeout: timed out"),
+                     "connection": ("client_connection_error", "ConnectError: [Errno 111] Connection refused")}[kind]
+    return {**_line(t_send, t_recv, None, k, None, label=label),
+            "error": {"type": kind, "code": code, "message": message}}
+
+
+def test_attempts_that_failed_on_the_client_are_folded_into_their_requests(tmp_path, capsys):
+    """A times out (the SDK's timeout: status null), is refused, then answered; B's connection fails, then it is
+    answered.  Each failed attempt is an attempt of its request, its retry linked to it by the SDK's back-off
+    (no retry-after): two requests of 3 and 2 attempts, and the notes count the failures by kind.  A line
+    without a status that is no client failure is still skipped, and said."""
+    lines = [_failed_on_client(0.0, 0.2, 0, "timeout"),
+             _failed_on_client(0.1, 0.1, 0, "connection"),
+             _line(0.55, 0.9, 200, 1, "b1", usage=_usage(100, 40)),
+             _line(0.65, 0.7, 429, 1, "a1", retry_after=1),
+             _line(1.75, 2.1, 200, 2, "a2", usage=_usage(120, 50)),
+             {**_line(5.0, 5.1, None, 0, "x"), "error": {"type": "tokens", "code": "?", "message": "?"}}]
+    path = _write(tmp_path, lines)
+    export = log_to_trace(path)
+    assert export.trace["timestamp"].tolist() == [0.0, 0.1] and export.retries_folded == 3
+    assert export.outcomes["attempts"].tolist() == [3, 2]
+    assert export.outcomes["answered"].tolist() == [True, True]
+    assert export.trace["prompt_tokens"].tolist() == [120, 100]
+    assert export.outcomes["latency"].tolist() == pytest.approx([2.1, 0.8], abs=1e-6)
+    tail = "no response, so no usage or headers; kept as attempts of their requests (the server may still have " \
+           "served and charged them)"
+    assert export.notes == ["1 line(s) lack status: skipped (line 6)",
+                            f"1 attempt(s) timed out on the client (the SDK's timeout): {tail}",
+                            f"1 attempt(s) failed on the client (a connection error): {tail}"]
+    assert main(["trace", str(path), "-o", str(tmp_path / "t.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 attempt(s) timed out on the client" in err
+    assert "2 request(s) from 5 log line(s) (3 SDK retries folded)" in err

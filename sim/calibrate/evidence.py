@@ -1,4 +1,5 @@
 """A recorder log as a table of evidence: one row per response, headers and Groq's error text parsed.
+(An attempt that failed on the client has no response: it is a row only when asked for, as a trace asks.)
 
 Parses Groq's own spellings: reset headers are Go ``time.Duration`` strings (``547ms``, ``2m52.8s``,
 ``1h2m3.5s``, also ``µs``/``ns``); 429 messages say ``on tokens per minute (TPM): Limit L, Used U,
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..recorder import OPTIONAL_KEYS, USAGE_KEYS, Log
+from ..recorder import OPTIONAL_KEYS, USAGE_KEYS, Log, client_failure
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -102,14 +103,21 @@ def _header_value(col: str, text: str) -> float:
     return value
 
 
-def evidence_table(log: Log) -> pd.DataFrame:
+def evidence_table(log: Log, failed_attempts: bool = False) -> pd.DataFrame:
     """One row per usable log line, in arrival order at the client (``t_send``).  A usage reporting more
     ``completion_tokens`` than the request's ``max_tokens`` is impossible: its figures are left out (NaN) and
-    the row flagged ``impossible_usage``."""
+    the row flagged ``impossible_usage``.  An attempt that failed on the client (the SDK's timeout, a
+    connection error: :func:`~sim.recorder.client_failure`) has no response, so nothing of a limit or of the
+    service: it is left out, unless ``failed_attempts`` (a trace's attempts), when its row has ``status`` NaN
+    and ``client_error`` its kind ("timeout" or "connection"; None on every other row)."""
     rows = []
     for rec in log.records:
+        failure = client_failure(rec)
+        if failure is not None and not failed_attempts:
+            continue
         row = {k: rec.get(k) for k in ("t_send", "t_recv", "status", "model", "endpoint", "max_tokens",
                                        "audio_seconds", "label", "request_id", *OPTIONAL_KEYS)}
+        row["client_error"] = failure
         usage = rec["usage"] or {}
         for k in USAGE_KEYS:
             v = usage.get(k)
@@ -130,7 +138,7 @@ def evidence_table(log: Log) -> pd.DataFrame:
         rows.append(row)
     cols = ["t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "label", "request_id",
             *OPTIONAL_KEYS, *USAGE_KEYS, *HEADER_COLUMNS.values(), "msg_unit", "msg_limit", "msg_used",
-            "msg_requested", "msg_wait", "msg_too_large", "groq", "impossible_usage"]
+            "msg_requested", "msg_wait", "msg_too_large", "groq", "impossible_usage", "client_error"]
     df = pd.DataFrame(rows, columns=cols)
     for col in ("max_tokens", "audio_seconds", "retry_count"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
