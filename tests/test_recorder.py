@@ -605,3 +605,17 @@ def test_a_stream_that_times_out_part_way_and_an_async_client(tmp_path):
     assert got[0]["headers"]["x-ratelimit-limit-tokens"] == "6000" and got[0]["request_id"].startswith("req_")
     assert got[1]["headers"] == {} and got[1]["request_id"] is None
     assert [r["status"] for r in read_log(log).records] == [None] * 3
+
+
+def test_calibrate_says_how_many_attempts_failed_on_the_client(tmp_path):
+    from sim.calibrate import calibrate
+    base = {k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.2, "model": "m", "headers": {}, "retry_count": 0}
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in [
+        base | {"error": {"type": "timeout", "code": "client_timeout", "message": "ReadTimeout"}},
+        base | {"error": {"type": "timeout", "code": "client_timeout", "message": "ReadTimeout"}, "t_send": 2.0},
+        base | {"error": {"type": "connection", "code": "client_connection_error", "message": "x"}, "t_send": 3.0}]))
+    cal = calibrate(path)
+    assert "3 attempt(s) failed on the client (connection: 1, timeout: 2): no answer to fit, left out " \
+           "(groqsim trace counts them as attempts)" in cal.notes
+    assert cal.unknown == ["everything: the log has no usable line"]

@@ -7,6 +7,7 @@ a short report and plots.  Whatever cannot be estimated is said, never guessed s
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Catalog, Limits
-from ..recorder import AUDIO_ENDPOINTS, CHAT, Log, read_log
+from ..recorder import AUDIO_ENDPOINTS, CHAT, Log, client_failure, read_log
 from .evidence import evidence_table, successes
 from .limits_fit import LimitsFit, TierMatch, fit_limits, match_catalog
 from .replay import Hypothesis, rank_hypotheses
@@ -68,6 +69,11 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
     df = evidence_table(log)
     cal = Calibration(log, df)
     cal.notes += log.problem_summary()
+    failed = Counter(kind for r in log.records if (kind := client_failure(r)))
+    if failed:  # no answer: nothing to fit, and the server may or may not have admitted (and charged) them
+        cal.notes.append(f"{sum(failed.values())} attempt(s) failed on the client ("
+                         + ", ".join(f"{kind}: {n}" for kind, n in sorted(failed.items()))
+                         + "): no answer to fit, left out (groqsim trace counts them as attempts)")
     if df.empty:
         cal.unknown.append("everything: the log has no usable line")
         return cal
