@@ -1,4 +1,9 @@
 """Small builders shared by the tests."""
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
 import pandas as pd
 
 from sim.config import Client, Org, arrival, policy_table
@@ -25,3 +30,30 @@ def summary_rows(values: dict[str, list[float]]) -> pd.DataFrame:
                                       "latency_p95", "latency_p99", "n429_per_attempt", "attempts_per_success",
                                       "mean_wait")}
     return pd.DataFrame({**base, **metrics, **values})
+
+
+@contextmanager
+def running(emu):
+    """The emulator's real server (uvicorn) on a free loopback port, in a thread: its base URL; stopped (and
+    the records written) on exit."""
+    import uvicorn
+
+    from sim.emulator import build_app
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (a plain socket.socket()
+    # has proto 0), and without it Nagle's algorithm and the client's delayed ACK add ~40 ms to every answer
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(emu), log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

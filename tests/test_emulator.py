@@ -8,10 +8,8 @@ import json
 import math
 import re
 import socket
-import threading
 import time
 import wave
-from contextlib import contextmanager
 from decimal import Decimal
 
 import groq
@@ -21,16 +19,16 @@ import openai
 import pandas as pd
 import pytest
 import scipy.stats
-import uvicorn
 
 import sim
 import sim.emulator.app
-from sim.emulator import Emulator, build_app, parse_keys
+from sim.emulator import Emulator, parse_keys
 from sim.errors import ConfigError
 from sim.emulator.core import RECORD_COLUMNS, usage_times
 from sim.recorder import Recorder
 from sim.scenario import scenario_from_dict
 from sim.service import service_models
+from tests.helpers import running
 
 MODEL = "llama-3.1-8b-instant"
 LOG_KEYS = {"t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "usage", "headers",
@@ -47,29 +45,6 @@ def make_spec(tier: str = "free", overrides: dict | None = None, rate: str = "45
         data["tiers"] = {"tiny": {"base": "free", "overrides": overrides}}
         data["org"]["tier"] = "tiny"
     return scenario_from_dict(data, source="<test>").spec()
-
-
-@contextmanager
-def running(emu: Emulator):
-    """The real server (uvicorn) on a free loopback port, in a thread; stopped (and records written) on exit."""
-    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (a plain socket.socket()
-    # has proto 0), and without it Nagle's algorithm and the client's delayed ACK add ~40 ms to every answer
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(emu), log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

@@ -485,14 +485,9 @@ CLIENT_TIMEOUT = 0.2
 @contextlib.contextmanager
 def _serving(tmp_path):
     """``groqsim serve`` (uvicorn, in a thread) on a free loopback port, slowed by :data:`SLOW`."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from sim.emulator import Emulator, build_app
+    from sim.emulator import Emulator
     from sim.scenario import scenario_from_dict
+    from tests.helpers import running
     spec = scenario_from_dict({
         "scenario": {"name": "timeouts", "duration": "2m", "seed": 1}, "org": {"tier": "free"},
         "clients": [{"name": "app", "model": MODEL, "arrival": {"kind": "poisson", "rate": "45/min"},
@@ -501,21 +496,8 @@ def _serving(tmp_path):
                      "policy": "groq-sdk"}]}, source="<test>").spec()
     emu = Emulator(spec, time_scale=SLOW, log_path=tmp_path / "requests.jsonl",
                    parquet_path=tmp_path / "records.parquet")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build_app(emu), log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with running(emu) as url:
+        yield url
 
 
 def _messages():
