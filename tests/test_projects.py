@@ -2,6 +2,7 @@
 import copy
 import math
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -136,12 +137,18 @@ def test_the_per_project_table_shows_the_traffic_of_no_project(tmp_path, capsys)
              "'60/min' }}\nprompt_tokens = 1000\nmax_tokens = 200\ncompletion_tokens = 100\n")
     head = ("[scenario]\nduration = '5m'\nseed = 1\nreplications = 1\n[org]\ntier = 'developer'\n"
             "[projects.a]\nlimits = { 'openai/gpt-oss-20b' = { rpm = 30 } }\n[projects.b]\n"
-            "[compare]\nproject_quotas = [true]\n")
+            "[compare]\nproject_quotas = [true, false]\n")
     for groups, shown in (([("ca", "a"), ("cb", "b"), ("loose", None)], {"a", "b", "(no project)"}),
                           ([("ca", "a"), ("loose", None)], {"a", "(no project)"})):
         path = tmp_path / "s.toml"
         path.write_text(head + "".join(group.format(n=n, p=f"project = '{p}'\n" if p else "") for n, p in groups))
         assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--fresh"]) == 0
         table = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1]
-        lines = [line for line in table.splitlines()[1:] if line.strip()]
-        assert {line[len("True") :].rsplit(maxsplit=2)[0].strip() for line in lines} == shown, table
+        lines = [line.split(None, 1) for line in table.splitlines()[1:] if line.strip()]
+        listed = [rest.rsplit(maxsplit=2)[0].strip() for _, rest in lines]
+        assert set(listed) == shown, table
+        order = [p or "(no project)" for p in dict.fromkeys(
+            pd.read_csv(tmp_path / "out" / "by_project.csv", keep_default_na=False)["project"])]
+        # the grid's order (true first, as [compare] lists it), then the projects as by_project.csv lists them
+        assert [quotas for quotas, _ in lines] == ["True"] * len(order) + ["False"] * len(order), table
+        assert listed == order * 2, table

@@ -635,16 +635,32 @@ def test_an_earlier_studys_outputs_that_this_one_does_not_write_are_removed(tmp_
     out = tmp_path / "out"
     lanes = ROOT / "scenarios" / "projects_noisy_neighbour.toml"
     assert main(["run", str(lanes), "--out", str(out), "--duration", "2m", "--replications", "1", "--quiet",
-                 "--format", "csv"]) == 0
+                 "--format", "csv", "--jobs", "1"]) == 0
     first = {p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST}
     assert {"by_project.csv", "by_lane.csv", "lanes_cost_time.png"} <= first <= set(OUTPUT_FILES)
     plain = _grid_scenario(tmp_path / "plain.toml", "policy = ['no-retry']")
     capsys.readouterr()
-    assert main(["run", str(plain), "--out", str(out), "--format", "csv"]) == 0
+    assert main(["run", str(plain), "--out", str(out), "--format", "csv", "--jobs", "1"]) == 0
     second = {p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST}
     assert second == first - {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"}
     assert f"removed an earlier study's {', '.join(sorted(first - second, key=OUTPUT_FILES.index))} from {out}" \
         in capsys.readouterr().err
+
+
+def test_remove_stale_goes_by_the_last_studys_list_and_writes_this_ones(tmp_path):
+    from sim.report import MANIFEST, remove_stale
+    for name in ("summary.csv", "by_lane.csv", "by_project.csv", "latency_cdf.png"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / MANIFEST).write_text("summary.csv\nby_lane.csv\nlanes_cost_time.png\nlatency_cdf.png\n")
+    # listed and not written now: removed (lanes_cost_time.png is listed but gone: nothing to remove)
+    written = [tmp_path / "summary.csv", tmp_path / "latency_cdf.png"]
+    assert remove_stale(tmp_path, written) == [tmp_path / "by_lane.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "by_project.csv", "latency_cdf.png",
+                                                         "summary.csv"]
+    assert (tmp_path / MANIFEST).read_text() == "summary.csv\nlatency_cdf.png\n"  # in OUTPUT_FILES' order
+    (tmp_path / MANIFEST).write_bytes(b"\xff\xfe by_project.csv")  # unreadable: nothing is taken as listed
+    assert remove_stale(tmp_path, []) == [] and (tmp_path / "by_project.csv").exists()
+    assert (tmp_path / MANIFEST).read_text() == ""
 
 
 def test_files_of_an_output_name_that_no_study_wrote_are_left_alone(tmp_path, capsys):
