@@ -601,3 +601,23 @@ def test_calibrate_says_how_many_attempts_failed_on_the_client(tmp_path):
     assert "3 attempt(s) failed on the client (connection: 1, timeout: 2): no answer to fit, left out " \
            "(groqsim trace counts them as attempts)" in cal.notes
     assert cal.unknown == ["everything: the log has no usable line"]
+
+
+def test_a_failed_attempts_message_is_its_exception_cut_short_and_unseen_requests_are_no_line(tmp_path):
+    """The message is the exception's class and text (the class alone when it has no text), at most 500
+    characters; a failure of a request the recorder's hooks never saw (an endpoint it does not log) is no line
+    and no warning."""
+    import warnings
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    for make in (lambda r: httpx.ReadTimeout("", request=r), lambda r: httpx.ReadTimeout("x" * 900, request=r)):
+        with pytest.raises(httpx.ReadTimeout):
+            rec.client(transport=_raising(httpx, make, [])).post(CHAT_URL, json=CHAT_BODY)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(httpx.ReadTimeout):
+            rec.client(transport=_raising(httpx, lambda r: httpx.ReadTimeout("t", request=r), [])).post(
+                "https://api.groq.com/openai/v1/models", json={})
+    assert said == []
+    rec.close()
+    assert [g["error"]["message"] for g in lines(log)] == ["ReadTimeout", ("ReadTimeout: " + "x" * 900)[:500]]
