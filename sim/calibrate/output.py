@@ -147,7 +147,7 @@ def report_text(cal: Calibration) -> str:
 
 def write_plots(cal: Calibration, out: Path) -> list[Path]:
     """Fitted vs observed distributions per model, and header residuals per hypothesis."""
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     from scipy import stats
     files = []
     for k, (model, svc) in enumerate(cal.service.items()):
@@ -185,6 +185,9 @@ def write_plots(cal: Calibration, out: Path) -> list[Path]:
             ax.plot(bins, stats.lognorm.pdf(bins, svc.queue_sigma, scale=svc.queue_median.value),
                     label=f"lognormal fit ({svc.queue_fit['verdict']})")
             ax.set(xscale="log", xlabel="queue_time (s)", title="queue time")
+            # ticks at 1, 2 and 5 of each decade, as plain numbers: a range within one decade still gets some
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.legend(fontsize=8)
         fig.suptitle(model)
