@@ -46,6 +46,8 @@ class Dist(Strict):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data):
+        if isinstance(data, (np.integer, np.floating)):  # (numpy's numbers as Python's)
+            data = data.item()
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return {"dist": "fixed", "value": data}
         if isinstance(data, str):  # a count as limits are written ("2K"), else what a size may be

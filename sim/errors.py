@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import difflib
+import sys
+import warnings
 
 
 class ConfigError(ValueError):
@@ -31,6 +33,36 @@ class InertSettingWarning(InputWarning):
     """A scenario sets something that changes nothing in the combination it is in (a jitter on a fixed delay,
     a retry schedule with one attempt).  Warned as a scenario is loaded through the Python API; the command
     line says it in its own place, with the other notes."""
+
+
+#: the (category, message) pairs :func:`warn_once` has shown in this process
+_SAID: set[tuple[type, str]] = set()
+
+
+def warn_once(message: str, category: type[Warning]) -> None:
+    """Warn ``message`` once per process, attributed to the first caller outside this package.  Python's own
+    once-per-line memory is reset whenever anything (pandas, inside every run) changes the warning filters, so a
+    loop of loads and runs said each note again; this registry is not.  The filters still decide: ``"always"``
+    shows it every time, ``"error"`` raises, and an ignored warning is not counted as said."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] == __package__:
+        frame, level = frame.f_back, level + 1
+    action = _action(message, category, frame.f_globals.get("__name__", "<string>"), frame.f_lineno)
+    key = (category, message)
+    if action == "ignore" or (key in _SAID and action not in ("always", "error")):
+        return
+    warnings.warn(message, category, stacklevel=level)
+    _SAID.add(key)
+
+
+def _action(message: str, category: type[Warning], module: str, lineno: int) -> str:
+    """The action the warning filters take on this warning (the first filter that matches, as
+    :func:`warnings.warn_explicit` looks them up)."""
+    for action, msg, cat, mod, ln in warnings.filters:
+        if ((msg is None or msg.match(message)) and issubclass(category, cat)
+                and (mod is None or mod.match(module)) and (ln == 0 or ln == lineno)):
+            return action
+    return warnings.defaultaction
 
 
 def did_you_mean(word: str, choices, what: str) -> str:

@@ -14,18 +14,17 @@ import numbers
 import re
 import tomllib
 import typing
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, StrictBool, ValidationError, field_validator
 
 import numpy as np
 
 from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
 from .config import Client, Dist, Org, Policy, PolicyError, policy_table
-from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelWarning, did_you_mean
+from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelWarning, did_you_mean, warn_once
 from .fields import Duration, PositiveDuration, Strict
 from .policies import SCHEDULES
 from .prices import price_table
@@ -119,6 +118,8 @@ class Scenario(Strict):
 
     # set by load_scenario; not part of the file
     source: str = Field(default="<scenario>", exclude=True)
+    #: the keys (``scenario.duration``) load_scenario's ``overrides`` set: their errors are not the file's lines
+    _overridden: frozenset = PrivateAttr(default=frozenset())
 
     # ---- derived pieces -----------------------------------------------------------------------------
     def _base_catalog(self) -> Catalog:
@@ -357,9 +358,13 @@ class Scenario(Strict):
         return notes
 
     def seed(self, replication: int) -> np.random.SeedSequence:
-        """The seed of replication ``replication``: the same for every grid point (common random numbers),
-        independent across replications and of which worker runs it."""
-        return np.random.SeedSequence(self.scenario.seed, spawn_key=(replication,))
+        """The seed of replication ``replication`` (an integer >= 0): the same for every grid point (common
+        random numbers), independent across replications and of which worker runs it."""
+        if not _is_int(replication) or replication < 0:
+            kind = ValueError if _is_int(replication) else TypeError
+            raise kind(f"seed(replication={replication!r}): a replication is a whole number >= 0 (replication k of "
+                       f"`groqsim run` is seed(k); this scenario runs {self.scenario.replications})")
+        return np.random.SeedSequence(self.scenario.seed, spawn_key=(int(replication),))
 
     def grid(self) -> list[dict[str, Any]]:
         """The cross product of the ``[compare]`` axes, in file order ([{}] without a grid)."""
@@ -367,12 +372,18 @@ class Scenario(Strict):
         return [dict(zip(axes, combo)) for combo in itertools.product(*(self.compare[a] for a in axes))]
 
     def point(self, index: int, source: str = "") -> dict[str, Any]:
-        """Grid point ``index`` (what ``--point`` selects); a ConfigError names the valid range."""
+        """Grid point ``index``, numbered from 0 as :meth:`grid` lists them (no negative index); a ConfigError
+        names the valid range.  ``source`` (the command line's scenario argument): the error names ``--point``."""
         grid = self.grid()
+        if not _is_int(index):
+            raise TypeError(f"point({index!r}): a grid point's number is a whole number from 0 to {len(grid) - 1}, "
+                            f"not {type(index).__name__}")
         if not 0 <= index < len(grid):
-            raise ConfigError(f"--point {index}: {source or 'the scenario'} has {len(grid)} grid point(s), "
-                              f"numbered 0 to {len(grid) - 1} (groqsim check lists them)")
-        return grid[index]
+            said = f"--point {index}: {source}" if source else f"point({index!r}): {self.source}"
+            listed = "groqsim check" if source else "scenario.grid()"
+            raise ConfigError(f"{said} has {len(grid)} grid point(s), numbered 0 to {len(grid) - 1} ({listed} lists "
+                              "them)")
+        return grid[int(index)]
 
     def run_duration(self, duration: float | str | None) -> float | None:
         """A run length given in place of the scenario's (seconds, or ``"10m"``) in seconds; None stays None."""
@@ -390,12 +401,18 @@ class Scenario(Strict):
 
     def spec(self, point: dict[str, Any] | None = None, *, duration: float | str | None = None) -> RunSpec:
         """Resolve one grid point into a :class:`RunSpec`, checking every model, tier and policy name.
-        ``point``: axis -> value (as :meth:`grid` lists them; any axis of :data:`AXES`); ``duration``: the run's
+        ``point``: axis -> value (as :meth:`grid` lists them; any axis of :data:`AXES`), or its number in
+        :meth:`grid` (``spec(k) == spec(grid()[k])``); None: the file's settings alone; ``duration``: the run's
         length in seconds or as ``"10m"`` (the warm-up keeps its share of the run, as ``--duration`` does)."""
-        point = point or {}
-        if not isinstance(point, dict):
+        if point is None:
+            point = {}
+        elif _is_int(point):  # a grid point's number, as point() and comparison["point"] number them
+            point = self.point(point)
+        elif not isinstance(point, dict):
             raise ConfigError(f"{self.source}: spec({point!r}): a grid point is a dict of axis -> value, e.g. "
-                              f"{self.grid()[0] or {'tier': 'free'}}")
+                              f"{self.grid()[0] or {'tier': 'free'}}, or its number in grid() (0 to "
+                              f"{len(self.grid()) - 1})")
+        point = _plain(point)
         duration = self.run_duration(duration)
         org = self.org.model_dump()
         clients = [c.model_dump() for c in self.clients]
@@ -592,6 +609,10 @@ class Scenario(Strict):
         return grid
 
     def error(self, key: str, message: str) -> ConfigError:
+        """A ConfigError naming the file, its line of ``key`` where found, and ``key`` (a key the overrides set:
+        said so, with no line)."""
+        if key in self._overridden:
+            return ConfigError(f"{self.source}: {key} (from overrides, not the file): {message}")
         line = _find_line(self.source, key)
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {key}: {message}")
@@ -603,6 +624,15 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     """Read and validate a scenario file.  ``overrides`` (e.g. ``{"duration": "90s"}``) replace
     ``[scenario]`` settings, as the command line's ``--duration``/``--seed``/``--replications`` do: a new
     ``duration`` keeps the warm-up's share of the run (unless ``warmup`` is overridden too)."""
+    if isinstance(path, dict):
+        raise TypeError("load_scenario(path): takes the path of a TOML file, got a dict: for a scenario held as a "
+                        "dict, use sim.scenario_from_dict(data)")
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load_scenario(path): takes the path of a TOML file (a str or Path), got "
+                        f"{type(path).__name__} {path!r}")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise TypeError(f"load_scenario(overrides=...): a dict of [scenario] settings such as {{'duration': '90s'}}, "
+                        f"got {type(overrides).__name__}")
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -638,7 +668,17 @@ def _overridden_warmup(meta: dict, duration):
 def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[str, Any] | None = None) -> Scenario:
     """Validate a scenario given as the dict its TOML file parses to (errors name ``source`` and the key).
     ``overrides`` replace ``[scenario]`` settings as :func:`load_scenario`'s do."""
-    data = dict(data)
+    if not isinstance(data, dict):
+        hint = (": for a scenario file, use sim.load_scenario(path)" if isinstance(data, (str, Path)) else "")
+        raise TypeError(f"scenario_from_dict(data): takes a dict of the scenario's tables (as its TOML file parses "
+                        f"to), got {type(data).__name__}{hint}")
+    if not isinstance(source, str):
+        raise TypeError(f"scenario_from_dict(source=...): the name errors give the scenario, a str, got "
+                        f"{type(source).__name__} {source!r}")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise TypeError(f"scenario_from_dict(overrides=...): a dict of [scenario] settings such as "
+                        f"{{'duration': '90s'}}, got {type(overrides).__name__}")
+    data, overrides = _plain(data), _plain(overrides)
     stub = Scenario.model_construct(source=source)
     _check_sections(stub, data)
     if overrides:
@@ -646,6 +686,7 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
         if "duration" in given and "warmup" not in given and isinstance(meta, dict) and meta.get("warmup"):
             given["warmup"] = _overridden_warmup(meta, given["duration"])
         data["scenario"] = {**meta, **given}
+        stub._overridden = frozenset(f"scenario.{k}" for k in overrides if overrides[k] is not None)
     _check_keys(stub, data, Scenario, ())
     for axis in data.get("compare", {}):
         if axis not in AXES:
@@ -668,11 +709,12 @@ def scenario_from_dict(data: dict, source: str = "<scenario>", overrides: dict[s
         scenario = Scenario(**data, source=source)
     except ValidationError as exc:
         raise _pydantic_error(stub, exc, ()) from None
+    scenario._overridden = stub._overridden
     scenario.check()
     for note in scenario.notes():  # a model Groq shut down: said in a notebook as on the command line
-        warnings.warn(note.removeprefix("warning: "), ShutDownModelWarning, stacklevel=2)
+        warn_once(note.removeprefix("warning: "), ShutDownModelWarning)
     for note in scenario.setting_notes():
-        warnings.warn(note.removeprefix("note: "), InertSettingWarning, stacklevel=2)
+        warn_once(note.removeprefix("note: "), InertSettingWarning)
     return scenario
 
 
@@ -720,6 +762,21 @@ def _toml_list(values: list) -> str:
     """A list of plain values as the file writes it: ``[true, false]``, ``[2, 10]``, ``["flex", "auto"]``."""
     return "[" + ", ".join("true" if v is True else "false" if v is False else f'"{v}"' if isinstance(v, str)
                            else f"{v:g}" if isinstance(v, float) else str(v) for v in values) + "]"
+
+
+def _plain(value):
+    """``value`` with numpy scalars (``np.int64(3)``, ``np.float64(0.5)``, ``np.bool_``, ``np.str_``) as the
+    Python ones, through dicts and lists (a copy; sweep values from numpy or pandas read as written ones)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_int(value) -> bool:
+    """Is ``value`` a whole number (a Python or numpy integer; not a bool)?"""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _first_repeat(values: list) -> int | None:

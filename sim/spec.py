@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .catalog import Catalog
 from .config import Client, Org, Policy
@@ -33,13 +36,37 @@ class RunSpec:
     lane_report: bool = False
 
     def __post_init__(self):
-        """The measured window must hold time: ``0 < duration``, ``0 <= warmup < duration`` (a scenario file
-        says so too), all finite."""
+        """Checked once per run (a RunSpec built by hand, or changed with ``dataclasses.replace``): the measured
+        window must hold time (``0 < duration``, ``0 <= warmup < duration``, as a scenario file says too),
+        ``drain >= 0``, ``load > 0``, all finite numbers of seconds; ``clients`` a non-empty list of
+        :class:`~sim.config.Client`."""
+        for name in ("duration", "warmup", "drain", "load"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                hint = (f" (scenario.spec(point, duration={value!r}) reads one like {value!r})"
+                        if isinstance(value, str) and name == "duration" else "")
+                raise TypeError(f"RunSpec: {name} {value!r} is a {type(value).__name__}: it is a number "
+                                f"({'a multiplier' if name == 'load' else 'seconds'}){hint}")
         if not 0 < self.duration < math.inf:
             raise ValueError(f"RunSpec: duration {self.duration!r} must be > 0 seconds (and finite)")
         if not 0 <= self.warmup < self.duration:
             raise ValueError(f"RunSpec: warmup {self.warmup!r} must be >= 0 and shorter than duration "
                              f"({self.duration:g} s): the summaries measure [warmup, duration)")
+        if not 0 <= self.drain < math.inf:
+            raise ValueError(f"RunSpec: drain {self.drain!r} must be >= 0 seconds (and finite): how long the run "
+                             "goes on after duration to finish what is in flight")
+        if not 0 < self.load < math.inf:
+            raise ValueError(f"RunSpec: load {self.load!r} must be > 0 (and finite): the multiplier of every "
+                             "group's arrival rate (1: as written)")
+        if not isinstance(self.clients, (list, tuple)):
+            raise TypeError(f"RunSpec: clients is a list of Client, got {type(self.clients).__name__}"
+                            + (" (put it in a list: [client])" if isinstance(self.clients, Client) else ""))
+        if not self.clients:
+            raise ValueError("RunSpec: clients is empty: a run needs at least one client group (a Client)")
+        for k, c in enumerate(self.clients):
+            if not isinstance(c, Client):
+                hint = " (build one from a dict with sim.config.Client(**d))" if isinstance(c, dict) else ""
+                raise TypeError(f"RunSpec: clients[{k}] is a {type(c).__name__}, not a Client{hint}")
 
     @property
     def kinds(self) -> dict[str, str]:

@@ -30,8 +30,8 @@ class StudyResult:
     reused: int = 0
 
     def point(self, index: int) -> dict:
-        """The axis values of grid point ``index``."""
-        return self.scenario.grid()[index]
+        """The axis values of grid point ``index`` (numbered from 0, as ``comparison["point"]`` lists them)."""
+        return self.scenario.point(index)
 
     def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
         """Request records with ``point`` and ``replication`` columns, from memory or from ``out``: all, or

@@ -36,6 +36,12 @@ PERCENTILES = (50, 90, 95, 99)
 def summarize(result: RunResult) -> dict:
     """The run's metrics (see the module docstring), computed on the records' columns as arrays: a boolean
     mask per subset, no filtered copy of the frame (those copies took a quarter of a 30-minute run's time)."""
+    if not isinstance(result, RunResult):
+        hint = {"DataFrame": ": pass the RunResult itself, not its .records",
+                "StudyResult": ": a study's summaries are study.summary (each run) and study.comparison (each grid "
+                               "point)"}.get(type(result).__name__, "")
+        raise TypeError(f"summarize(result): takes the RunResult sim.simulate returns, got "
+                        f"{type(result).__name__}{hint}")
     spec, rec = result.spec, result.records
     t0, t1 = spec.warmup, spec.duration
     minutes = (t1 - t0) / 60.0
