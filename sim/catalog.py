@@ -265,6 +265,15 @@ class Shutdown:
     replacement: str
     source: str
 
+    def shut_down_for(self, tier: str, today: datetime.date) -> bool:
+        """Has Groq shut the model down for an organization on ``tier`` by ``today``?  The scope is "all
+        tiers" or names the tiers it concerns before any ";" ("free and developer tiers; Enterprise goes on"): a
+        tier it does not name (enterprise, a scenario's own) keeps the model."""
+        if self.date > today:
+            return False
+        named = set(re.findall(r"[a-z0-9_-]+", self.scope.split(";")[0].lower()))
+        return "all" in named or tier.lower() in named
+
 
 @functools.cache
 def _published() -> Catalog:

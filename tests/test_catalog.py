@@ -224,3 +224,16 @@ def test_published_is_parsed_once_and_each_caller_gets_its_own():
     assert "mine" not in again.tiers and "llama-3.1-8b-instant" in again.tiers["free"]
     assert again.billed["developer"] is True
     assert again.tiers == CAT.tiers and again.tiers["free"] is not first.tiers["free"]
+
+
+def test_a_shutdown_concerns_the_tiers_its_scope_names_from_its_date():
+    import datetime
+
+    from sim.catalog import shutdowns
+    gone = shutdowns()
+    day = datetime.date(2026, 8, 16)
+    llama = gone["llama-3.1-8b-instant"]  # "free and developer tiers; Enterprise goes on"
+    assert llama.shut_down_for("free", day) and llama.shut_down_for("Developer", day)
+    assert not llama.shut_down_for("enterprise", day) and not llama.shut_down_for("my-custom", day)
+    assert not llama.shut_down_for("free", day - datetime.timedelta(days=1))  # not yet
+    assert gone["groq/compound"].shut_down_for("my-custom", datetime.date(2026, 9, 21))  # "all tiers"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import UNITS, Shutdown, shutdowns
+from ..catalog import UNITS, shutdowns
 from ..config import Dist
 from ..spec import RunSpec
 from ..headers import (
@@ -116,16 +115,6 @@ def usage_times(times) -> tuple[float, float, float, float]:
     (groq-real-responses.md section 1)."""
     q, p, c = (ns(float(t)) for t in times)
     return q, p, c, ns(p + c)
-
-
-def shut_down_for(s: Shutdown, tier: str, today: datetime.date) -> bool:
-    """Has Groq shut ``s``'s model down for an organization on ``tier`` by ``today``?  Its scope
-    (``data/model_shutdowns.csv``) is "all tiers" or names the tiers it concerns before any ";" ("free and
-    developer tiers; Enterprise goes on"): a tier it does not name (enterprise, a scenario's own) keeps it."""
-    if s.date > today:
-        return False
-    named = set(re.findall(r"[a-z0-9_-]+", s.scope.split(";")[0].lower()))
-    return "all" in named or tier.lower() in named
 
 
 def decommissioned_error(model: str) -> ErrorResponse:
@@ -228,7 +217,7 @@ class Emulator:
         #: models of the tier Groq has shut down for it, which the scenario does not use: answered 400
         #: ``model_decommissioned`` (:func:`decommissioned_error`) and not listed
         self.decommissioned = frozenset(m for m in served if m in gone and m not in used
-                                        and shut_down_for(gone[m], org.tier, today))
+                                        and gone[m].shut_down_for(org.tier, today))
         self.tier_limits = {m: lim for m, lim in served.items() if m not in self.decommissioned}
         if self.decommissioned:
             self.notes.append(f"not served, as Groq has shut them down for the {org.tier} tier (a request is "
