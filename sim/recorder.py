@@ -72,6 +72,7 @@ from pathlib import Path
 import httpx
 
 from .errors import ConfigError
+from .fields import MAX_SIZE
 
 CHAT, TRANSCRIPTIONS, TRANSLATIONS = "chat.completions", "audio.transcriptions", "audio.translations"
 ENDPOINTS = {"/chat/completions": CHAT, "/audio/transcriptions": TRANSCRIPTIONS, "/audio/translations": TRANSLATIONS}
@@ -87,6 +88,10 @@ REQUIRED = ("t_send", "t_recv", "status", "model")
 CLIENT_ERRORS = {"timeout": "client_timeout", "connection": "client_connection_error"}
 #: a t_send or t_recv above this (epoch seconds: the year ~5100) is in milliseconds (~1.7e12 today)
 MAX_EPOCH_SECONDS = 1e11
+#: the most retries a line may count: no SDK retries a request this often (each waits up to 8 s; groq's default
+#: is 2)
+MAX_RETRY_COUNT = 1_000
+_BIG = f"above {MAX_SIZE:,} (no request asks or is charged that much)"
 #: what a log must be, for the one line that refuses a file that is none
 LOG_FORMAT = "expected a JSONL recorder log (sim.recorder): one JSON object per line, t_send/t_recv in epoch seconds"
 USAGE_KEYS = ("queue_time", "prompt_tokens", "prompt_time", "completion_tokens", "completion_time",
@@ -138,6 +143,7 @@ class Log:
     records: list[dict]
     problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
     lines: int = 0
+    numbers: list[int] = field(default_factory=list)  # each record's line number in the file
 
     def problem_summary(self, limit: int = 5) -> list[str]:
         """One line per problem kind: how many lines, the first line numbers."""
@@ -179,10 +185,35 @@ def _usable_usage(usage: dict) -> bool:
     return True
 
 
+def _impossible(rec: dict, raw: dict) -> list[str]:
+    """What no real log line holds, set to None in ``rec`` (the line is used without it), each said as a
+    phrase: a max_tokens, audio_seconds or usage token count above MAX_SIZE (a completion above a known
+    max_tokens is left to the calibration's evidence, which says so), a retry_count above MAX_RETRY_COUNT, a
+    label that is not a string."""
+    why = []
+    for key in ("max_tokens", "audio_seconds"):
+        if rec[key] is not None and rec[key] > MAX_SIZE:
+            rec[key] = None
+            why.append(f"{'an' if key[0] == 'a' else 'a'} {key} {_BIG}")
+    usage = rec["usage"]
+    counted = ("prompt_tokens",) if rec["max_tokens"] is not None else ("prompt_tokens", "completion_tokens")
+    if isinstance(usage, dict) and any((x := _number(usage.get(k))) is not None and x > MAX_SIZE for k in counted):
+        rec["usage"] = None
+        why.append(f"a usage counting tokens {_BIG}")
+    if rec["retry_count"] is not None and rec["retry_count"] > MAX_RETRY_COUNT:
+        rec["retry_count"] = None
+        why.append(f"a retry_count above {MAX_RETRY_COUNT:,} (no SDK retries that often)")
+    if raw.get("label") is not None and not isinstance(raw["label"], str):
+        rec["label"] = None
+        why.append("a label that is not a string")
+    return why
+
+
 def read_log(path: str | Path) -> Log:
     """Read a JSONL log, keeping every usable line and noting each bad one with its line number.
     Missing, unreadable or negative optional fields become None (and are noted; a usage with a negative or
-    non-numeric figure is dropped whole); a line without a readable t_send, t_recv, status or model (a
+    non-numeric figure is dropped whole), and so do values no real line holds (:func:`_impossible`); a line
+    with a negative time is left out; a line without a readable t_send, t_recv, status or model (a
     non-empty string) is skipped -- but an attempt that failed on the client (:func:`client_failure`: status
     null, an error of type "timeout" or "connection") is kept with ``status`` None --, and a line that repeats
     an earlier one exactly (same request_id, same content: a log appended twice) is dropped.  A file that is
@@ -246,6 +277,11 @@ def read_log(path: str | Path) -> Log:
             log.problems.append((n, f"have an unreadable or negative {', '.join(mistyped)}: used without it"))
         if not isinstance(rec["usage"], dict) or "usage" in mistyped:
             rec["usage"] = None
+        if rec["t_send"] < 0 or rec["t_recv"] < 0:
+            log.problems.append((n, "have a negative t_send or t_recv (allowed: epoch seconds): left out"))
+            continue
+        if impossible := _impossible(rec, raw):
+            log.problems.append((n, f"have {', '.join(impossible)}: used without it"))
         rec["headers"] = ({str(k).lower(): str(v) for k, v in rec["headers"].items()}
                           if isinstance(rec["headers"], dict) else {})
         if not isinstance(rec["error"], dict):
@@ -253,6 +289,7 @@ def read_log(path: str | Path) -> Log:
         if not isinstance(rec["service_tier"], str):
             rec["service_tier"] = None
         log.records.append(rec)
+        log.numbers.append(n)
     if not objects:
         raise ConfigError(f"{path}: {'no line is a JSON object' if log.lines else 'empty file'}; {LOG_FORMAT}")
     if not timed:

@@ -17,10 +17,10 @@ else the model's median prompt; its completion the model's median completion (at
 transcription has no tokens: its sizes are 0.  A request without ``max_tokens`` gets its completion as
 ``max_tokens``.  The imputations are counted in the notes.
 
-What a trace cannot carry is said in the notes, with its lines (:func:`_screen`): a line of an endpoint the
-simulator does not model is left out; a count no real log holds (max_tokens, audio_seconds or a usage's
-tokens above :data:`~sim.fields.MAX_SIZE`, a retry_count above :data:`MAX_RETRY_COUNT`) or a label that is
-not a string is dropped and the line used without it, as :func:`~sim.recorder.read_log` drops a negative one.
+What a trace cannot carry is said in the notes, with its lines: a line of an endpoint the simulator does not
+model is left out (:func:`_screen`); a value no real log holds (a count above :data:`~sim.fields.MAX_SIZE`,
+a retry_count beyond any SDK's, a label that is not a string) is set aside by :func:`~sim.recorder.read_log`,
+which says so, and the line used without it.
 """
 from __future__ import annotations
 
@@ -41,9 +41,6 @@ from .trace import TRACE_COLUMNS
 TOKEN_UNITS = ("tpm", "tpd")
 #: the endpoints the simulator models (a line without one is taken for chat)
 MODELLED = (CHAT, *AUDIO_ENDPOINTS)
-#: the most retries a line may count: no SDK retries a request this often (each waits up to 8 s; groq's
-#: default is 2)
-MAX_RETRY_COUNT = 1_000
 
 
 @dataclass
@@ -189,71 +186,19 @@ def _last_per_group(rows: np.ndarray, group: np.ndarray, n_groups: int, first: b
     return out
 
 
-def _record_lines(log: Log) -> list[int] | None:
-    """Each record's line in the file: the non-blank lines :func:`read_log` neither skipped nor dropped, in
-    order (a log appended to since keeps its first lines); None if the file is no longer the one read."""
-    gone = {n for n, msg in log.problems if msg.endswith((": skipped", ": dropped"))}
-    try:
-        text = Path(log.path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip() and n not in gone]
-    return lines[:len(log.records)] if len(lines) >= len(log.records) else None
-
-
-def _too_many_tokens(usage: dict, max_tokens: int | None) -> bool:
-    """A usage's prompt or completion above MAX_SIZE (a completion above a known max_tokens is left to
-    :func:`evidence_table`, which says so)."""
-    keys = ("prompt_tokens",) if max_tokens is not None else ("prompt_tokens", "completion_tokens")
-    return any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > MAX_SIZE
-               for v in (usage.get(k) for k in keys))
-
-
 def _screen(log: Log) -> tuple[list[dict], list[str]]:
-    """The records a trace can carry, and the notes on what it cannot (a line per kind: how many lines,
-    which).  A line of an endpoint the simulator does not model, or sent or answered before 1970, is left
-    out; a max_tokens, audio_seconds or usage token count above MAX_SIZE (no request asks or is charged that
-    much), a retry_count above MAX_RETRY_COUNT or a label that is not a string is dropped, the line used
-    without it."""
-    lines = _record_lines(log)
-    kinds: dict[str, list[int]] = {}
+    """The records a trace can carry, and a note on the lines it cannot: those of an endpoint the simulator
+    does not model are left out (how many, which, what is allowed).  What no real line holds is already said
+    and set aside by :func:`~sim.recorder.read_log`."""
     others = list(dict.fromkeys(repr(r["endpoint"])[:40] for r in log.records
                                 if r["endpoint"] is not None and r["endpoint"] not in MODELLED))
-    off_endpoint = (f"have an endpoint the simulator does not model ({', '.join(others[:3])}"
-                    f"{', ...' if len(others) > 3 else ''}; allowed: {', '.join(MODELLED)}): left out")
-    before_1970 = "have a negative t_send or t_recv (allowed: epoch seconds): left out"
-    big = f"above {MAX_SIZE:,} (no request asks or is charged that much)"
-    kept = []
-    for i, rec in enumerate(log.records):
-        why = []
-        if rec["endpoint"] is not None and rec["endpoint"] not in MODELLED:
-            kinds.setdefault(off_endpoint, []).append(lines[i] if lines else 0)
-            continue
-        if rec["t_send"] < 0 or rec["t_recv"] < 0:
-            kinds.setdefault(before_1970, []).append(lines[i] if lines else 0)
-            continue
-        rec = dict(rec)
-        for key in ("max_tokens", "audio_seconds"):
-            if rec[key] is not None and rec[key] > MAX_SIZE:
-                rec[key] = None
-                why.append(f"{'an' if key[0] == 'a' else 'a'} {key} {big}")
-        if isinstance(rec["usage"], dict) and _too_many_tokens(rec["usage"], rec["max_tokens"]):
-            rec["usage"] = None
-            why.append(f"a usage counting tokens {big}")
-        if rec["retry_count"] is not None and rec["retry_count"] > MAX_RETRY_COUNT:
-            rec["retry_count"] = None
-            why.append(f"a retry_count above {MAX_RETRY_COUNT:,} (no SDK retries that often)")
-        if rec["label"] is not None and not isinstance(rec["label"], str):
-            rec["label"] = None
-            why.append("a label that is not a string")
-        if why:
-            kinds.setdefault(f"have {', '.join(why)}: used without it", []).append(lines[i] if lines else 0)
-        kept.append(rec)
-    notes = []
-    for msg, nums in kinds.items():
-        where = (" (line " + ", ".join(map(str, nums[:5])) + (", ..." if len(nums) > 5 else "") + ")") * bool(lines)
-        notes.append(f"{len(nums)} line(s) {msg}{where}")
-    return kept, notes
+    if not others:
+        return log.records, []
+    off = [n for r, n in zip(log.records, log.numbers) if r["endpoint"] is not None and r["endpoint"] not in MODELLED]
+    where = ", ".join(map(str, off[:5])) + (", ..." if len(off) > 5 else "")
+    note = (f"{len(off)} line(s) have an endpoint the simulator does not model ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}; allowed: {', '.join(MODELLED)}): left out (line {where})")
+    return [r for r in log.records if r["endpoint"] is None or r["endpoint"] in MODELLED], [note]
 
 
 def log_to_trace(path: str | Path) -> TraceExport:

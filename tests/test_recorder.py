@@ -621,3 +621,29 @@ def test_a_failed_attempts_message_is_its_exception_cut_short_and_unseen_request
     assert said == []
     rec.close()
     assert [g["error"]["message"] for g in lines(log)] == ["ReadTimeout", ("ReadTimeout: " + "x" * 900)[:500]]
+
+
+def test_the_reader_sets_aside_what_no_real_line_holds_for_every_reader(tmp_path):
+    """A max_tokens or usage count above MAX_SIZE, a retry_count beyond any SDK's, a label that is not a
+    string: the line is kept without it and said (calibrate and trace read the same); a negative time is left
+    out.  Before, calibrate replayed a 1e20-token reservation."""
+    from sim.calibrate import calibrate
+    base = {k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.2, "status": 200, "model": "m", "headers": {},
+                                      "retry_count": 0, "max_tokens": 100}
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in [
+        base | {"max_tokens": 1e20, "retry_count": 1e308, "label": ["a"]},
+        base | {"t_send": 2.0, "usage": {"prompt_tokens": 2e7, "completion_tokens": 5}},
+        base | {"t_send": -3.0},
+        base | {"t_send": 4.0}]))
+    log = read_log(path)
+    assert [r["t_send"] for r in log.records] == [1.0, 2.0, 4.0] and log.numbers == [1, 2, 4]
+    first, second = log.records[0], log.records[1]
+    assert (first["max_tokens"], first["retry_count"], first["label"], second["usage"]) == (None, None, None, None)
+    big = "above 10,000,000 (no request asks or is charged that much)"
+    said = [f"1 line(s) have a max_tokens {big}, a retry_count above 1,000 (no SDK retries that often), a label "
+            "that is not a string: used without it (line 1)",
+            f"1 line(s) have a usage counting tokens {big}: used without it (line 2)",
+            "1 line(s) have a negative t_send or t_recv (allowed: epoch seconds): left out (line 3)"]
+    assert log.problem_summary() == said
+    assert all(note in calibrate(path).notes for note in said)
