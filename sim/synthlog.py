@@ -28,7 +28,7 @@ from .headers import rate_limit_error, rate_limit_headers
 from .limitset import LimitSet
 from .recorder import LogWriter
 from .service import ServiceModel, ServiceParams, lognormal_sigma
-from .units import ns
+from .units import usage_times
 
 
 
@@ -97,9 +97,7 @@ def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
         if wait == 0.0:
             q, pt, ct = svc.times(p, c, 0.0, float(z[i, 0]), float(z[i, 1]))
             line.update(status=200, t_recv=float(t_send + r + q + pt + ct), headers=rate_limit_headers(ls, now),
-                        usage={"queue_time": ns(q), "prompt_tokens": int(p), "prompt_time": ns(pt),
-                               "completion_tokens": int(c), "completion_time": ns(ct), "total_tokens": int(p + c),
-                               "total_time": ns(pt + ct)})
+                        usage=_usage(int(p), int(c), *usage_times((q, pt, ct))))
         else:
             err = rate_limit_error(ls, spec.model, "org_synthetic", tokens, 0.0, now, wait,
                                    upgrade_hint=spec.tier == "free")
@@ -113,6 +111,13 @@ def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
         lines.append(line)
     lines.sort(key=lambda x: x["t_recv"])
     return lines
+
+
+def _usage(prompt: int, completion: int, queue: float, prompt_time: float, completion_time: float,
+           total: float) -> dict:
+    """A ``usage`` object in the order Groq writes its fields (groq-real-responses.md section 1)."""
+    return {"queue_time": queue, "prompt_tokens": prompt, "prompt_time": prompt_time, "completion_tokens": completion,
+            "completion_time": completion_time, "total_tokens": prompt + completion, "total_time": total}
 
 
 def write_log(lines: list[dict], path) -> None:

@@ -153,6 +153,14 @@ def ns(seconds: float) -> float:
     return round(seconds, 9)
 
 
+def usage_times(times) -> tuple[float, float, float, float]:
+    """(queue, prompt, completion, total) time of an answer's ``usage`` from its (queue, prompt, completion)
+    service times, as Groq reports them: to the nanosecond (:func:`ns`), and ``total_time`` the sum of the
+    rounded prompt and completion times, so it equals their sum as written (groq-real-responses.md section 1)."""
+    q, p, c = (ns(float(t)) for t in times)
+    return q, p, c, ns(p + c)
+
+
 def seconds_to_ns(seconds: float, rounding: str = "nearest") -> int:
     """Float seconds to integer nanoseconds, ``nearest`` or ``ceil`` (``ceil`` ignores float noise below
     1e-6 ns, so 179.56 s stays 179560000000 ns)."""

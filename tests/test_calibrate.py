@@ -210,7 +210,9 @@ def test_synthetic_refusals_are_groqs_own_messages(tier):
     assert {m for ln in refused for m in re.findall(r"per minute \((\w+)\)", ln["error"]["message"])} == {"RPM", "TPM"}
     for ln in lines:
         if ln["usage"]:
-            assert all(len(repr(ln["usage"][k]).split(".")[-1]) <= 9 for k in ln["usage"] if k.endswith("_time"))
+            u = ln["usage"]
+            assert all(len(repr(u[k]).split(".")[-1]) <= 9 for k in u if k.endswith("_time"))
+            assert u["total_time"] == round(u["prompt_time"] + u["completion_time"], 9)  # as written, they add up
 
 
 def test_the_docs_fragment_is_what_calibrate_writes_for_the_shipped_log():

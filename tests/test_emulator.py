@@ -24,7 +24,8 @@ import sim
 import sim.emulator.app
 from sim.emulator import Emulator, parse_keys
 from sim.errors import ConfigError
-from sim.emulator.core import RECORD_COLUMNS, usage_times
+from sim.emulator.core import RECORD_COLUMNS
+from sim.units import usage_times
 from sim.recorder import Recorder
 from sim.scenario import scenario_from_dict
 from sim.service import service_models

@@ -42,7 +42,8 @@ from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..recorder import CHAT, TRANSLATIONS, wav_seconds
 from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
-from .core import Emulator, approx_prompt_tokens, completion_cap, decommissioned_error, filler, usage_times
+from ..units import usage_times
+from .core import Emulator, approx_prompt_tokens, completion_cap, decommissioned_error, filler
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks

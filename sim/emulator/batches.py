@@ -33,8 +33,8 @@ import numpy as np
 
 from ..batch import MAX_BYTES, MAX_REQUESTS, MAX_WINDOW, MIN_WINDOW
 from ..headers import ErrorResponse, invalid_request_error, server_error
-from ..units import format_duration, parse_duration
-from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap, filler, usage_times
+from ..units import format_duration, parse_duration, usage_times
+from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap, filler
 
 ENDPOINT = "/v1/chat/completions"  # the one endpoint Groq's Batch API serves
 INPUT, OUTPUT = "batch", "batch_output"  # file purposes

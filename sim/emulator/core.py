@@ -56,7 +56,7 @@ from ..projects import ORG, SCOPES
 from ..records import LANE_TIERS
 from ..recorder import LogWriter, kept_headers
 from ..service import ServiceModel
-from ..units import ns
+from ..units import usage_times
 
 #: max_tokens charged when a request sets none (sim.config.DEFAULT_RESERVATION)
 DEFAULT_MAX_TOKENS = DEFAULT_RESERVATION
@@ -106,15 +106,6 @@ def message_error(messages: list) -> str | None:
         elif content is not None and not isinstance(content, str):
             return f"'messages.{k}.content' : must be a string or a list of content parts"
     return None
-
-
-def usage_times(times) -> tuple[float, float, float, float]:
-    """(queue, prompt, completion, total) time of an answer's ``usage`` from its (queue, prompt, completion)
-    service times, as Groq reports them: to the nanosecond (at most 9 decimals, :func:`sim.units.ns`), and
-    ``total_time`` the sum of the rounded prompt and completion times, so it equals their sum as written
-    (groq-real-responses.md section 1)."""
-    q, p, c = (ns(float(t)) for t in times)
-    return q, p, c, ns(p + c)
 
 
 def decommissioned_error(model: str) -> ErrorResponse:
