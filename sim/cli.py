@@ -500,6 +500,11 @@ def console() -> int:
     return code
 
 
+#: what an option names, for the error of an empty one (default: a path)
+_NAMED = {"tier": "a tier name, e.g. free", "model": "a model name, e.g. openai/gpt-oss-20b",
+          "dask": "a scheduler address, e.g. tcp://host:8786, or local", "host": "an address, e.g. 127.0.0.1"}
+
+
 def _terminated(signum, frame):
     raise KeyboardInterrupt
 
@@ -509,6 +514,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors and --help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    for name in ("out", "output", "tier", "model", "file", "dask", "host"):  # paths and names: empty is no value
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            optional = "" if name == "output" else ", or leave the option out"  # (-o is required where it exists)
+            print(f"groqsim: error: --{name} {value!r}: empty (allowed: {_NAMED.get(name, 'a path')}{optional})",
+                  file=sys.stderr)
+            return 2
     for name in ("replications", "jobs"):
         value = getattr(args, name, None)
         if value is not None and value < 1:

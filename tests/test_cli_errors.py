@@ -640,3 +640,19 @@ def test_a_calibration_output_that_cannot_be_written_is_one_line(tmp_path, capsy
     assert code == 2 and lines == [f"groqsim: error: {out / 'calibrated.toml'}: cannot write (Is a directory); "
                                    "the other outputs were written"], err
     assert (out / "report.txt").is_file() and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["limits", "--tier", ""], "--tier '': empty (allowed: a tier name, e.g. free, or leave the option out)"),
+    (["limits", "--model", " "], "--model ' ': empty (allowed: a model name, e.g. openai/gpt-oss-20b, or leave the "
+                                 "option out)"),
+    (["run", "scenarios/chatbot_free_vs_developer.toml", "--out", ""],
+     "--out '': empty (allowed: a path, or leave the option out)"),
+    (["trace", "scenarios/logs/example_groq_calls.jsonl", "-o", ""], "--output '': empty (allowed: a path)"),
+    (["serve", "scenarios/chatbot_free_vs_developer.toml", "--host", ""],
+     "--host '': empty (allowed: an address, e.g. 127.0.0.1, or leave the option out)"),
+], ids=["tier", "model", "out", "output", "host"])
+def test_an_empty_option_is_refused_not_taken_for_its_default(argv, said, capsys):
+    """``--tier ''`` listed every tier and ``--out ''`` wrote to results/<stem>: an empty value is no value."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"groqsim: error: {said}\n"
