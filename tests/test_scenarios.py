@@ -444,6 +444,9 @@ def test_a_compare_axis_that_changes_nothing_is_said(compare, extra, said):
     ({"refund_unused": [True, False]}, {}),
     ({"refund_unused": [True, False], "charge": ["actual", "max_tokens"]},
      {"org": {"tier": "developer", "accounting": {"charge": "actual"}}}),
+    # a batch group that the lane axis also puts on demand, on flex: the multiplier acts there
+    ({"flex_multiplier": [2, 10], "lane": ["batch", "on_demand"]},
+     {"group": {"lane": "batch", "service_tier": "flex"}}),
 ])
 def test_a_compare_axis_that_acts_is_not_noted(compare, extra):
     assert _notes({"clients": [{**CHAT_GROUP, **extra.get("group", {})}], "compare": compare,
