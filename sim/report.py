@@ -120,7 +120,7 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
                           ".3f"),
                       str(r["binding"]), _other_outcomes(r)])
     text = align(lines, left=len(axes))
-    if "wide_ci" in comp and (comp["wide_ci"].fillna("") != "").any():
+    if any(cell.endswith("!") for line in lines[1:] for cell in line[len(axes):-2]):  # (a metric not shown: not)
         text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
                  "(raise --replications)\n")
     unpriced = "cost_per_success_mean" in comp and any(

@@ -143,6 +143,10 @@ def test_intervals_wider_than_the_mean_are_flagged():
     narrow = compare(summary_rows({"latency_p99": [10.0, 10.5, 9.5, 10.2]}), [])
     assert narrow.loc[0, "wide_ci"] == ""
     assert "!" not in format_comparison(narrow, [])
+    # a wide metric the table does not show (the mean wait): no cell marked, so no footnote either
+    hidden = compare(summary_rows({"mean_wait": [1.0, 60.0]}), [])
+    assert hidden.loc[0, "wide_ci"] == "mean_wait"
+    assert "!" not in format_comparison(hidden, [])
 
 
 def test_a_dash_for_the_cost_of_served_requests_is_explained():
