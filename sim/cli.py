@@ -83,6 +83,8 @@ def _check(args) -> int:
           f"{requests:,.0f} simulated requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
+    # every model a run may send to: a trace's rows can name others than its client group's
+    print(f"  models: {', '.join(sorted(scenario.used_models()))}")
     _notes(scenario, duration)
     return 0
 

@@ -656,3 +656,10 @@ def test_an_empty_option_is_refused_not_taken_for_its_default(argv, said, capsys
     """``--tier ''`` listed every tier and ``--out ''`` wrote to results/<stem>: an empty value is no value."""
     assert main(argv) == 2
     assert capsys.readouterr().err == f"groqsim: error: {said}\n"
+
+
+def test_check_lists_every_model_a_run_may_send_to(capsys):
+    """The trace's rows name gpt-oss-120b besides the client group's gpt-oss-20b (36 % of the rows): check says
+    so (it was visible only in a figure and in capacity's output)."""
+    assert main(["check", str(ROOT / "scenarios" / "trace_replay.toml")]) == 0
+    assert "\n  models: openai/gpt-oss-120b, openai/gpt-oss-20b\n" in capsys.readouterr().out
