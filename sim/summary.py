@@ -80,6 +80,8 @@ def summarize(result: RunResult) -> dict:
     name = lambda model, unit: f"{model}:{unit}" if multi else unit  # noqa: E731
     binding = _most_refused(result.refusals, t0, t1)
     out["binding"] = name(*binding) if binding else "none"
+    if binding and "n429_project" in rec and 2 * int(rec["n429_project"].to_numpy()[window].sum()) > n429:
+        out["binding"] += " (project quota)"  # most 429s came from a project's own limit, not the org's
     top = max(util, key=util.get) if util else None
     out["top_unit"] = name(*top) if top else ""
     out["top_util"] = util[top] if top else np.nan

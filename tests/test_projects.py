@@ -152,3 +152,17 @@ def test_the_per_project_table_shows_the_traffic_of_no_project(tmp_path, capsys)
         # the grid's order (true first, as [compare] lists it), then the projects as by_project.csv lists them
         assert [quotas for quotas, _ in lines] == ["True"] * len(order) + ["False"] * len(order), table
         assert listed == order * 2, table
+
+
+def test_a_binding_the_project_quota_gave_says_so():
+    """Project a's own RPM 30 refuses; the org's limits refuse nothing: the binding names the quota (it read a
+    bare "rpm", taken for the org's)."""
+    import sim
+    group = {"model": "openai/gpt-oss-20b", "arrival": {"kind": "constant", "rate": "60/min"},
+             "prompt_tokens": 1000, "max_tokens": 200, "completion_tokens": 100}
+    data = {"scenario": {"duration": "5m", "seed": 1, "replications": 1}, "org": {"tier": "developer"},
+            "projects": {"a": {"limits": {"openai/gpt-oss-20b": {"rpm": 30}}}},
+            "clients": [{"name": "ca", "project": "a", **group}, {"name": "loose", **group}],
+            "compare": {"project_quotas": [True, False]}}
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    assert study.summary["binding"].tolist() == ["rpm (project quota)", "none"]
