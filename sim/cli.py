@@ -58,11 +58,12 @@ def _duration(args) -> float | None:
     return value
 
 
-def _work(args, scenario, duration: float | None, runs_factor: float = 1.0) -> None:
-    """Say how much work the command is (runs, simulated requests) and refuse a huge one unless --force."""
+def _work(args, scenario, duration: float | None, runs_factor: float = 1.0, at: str = "") -> None:
+    """Say how much work the command is (runs, simulated requests) and refuse a huge one unless --force.
+    ``at``: what the request estimate assumes, when the command scales the traffic itself."""
     runs, requests = scenario.size(duration)
     runs, requests = int(runs * runs_factor), requests * runs_factor
-    what = f"{runs:,} run(s), about {requests:,.0f} simulated requests"
+    what = f"{runs:,} run(s), about {requests:,.0f} simulated requests{at}"
     if (runs > MAX_RUNS or requests > MAX_REQUESTS) and not args.force:
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
                           f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
@@ -180,7 +181,8 @@ def _capacity(args) -> int:
     from .report import jsonable
     scenario = _load(args)
     duration = _duration(args)
-    _work(args, scenario, duration, runs_factor=_capacity_runs(scenario))
+    _work(args, scenario, duration, runs_factor=_capacity_runs(scenario),
+          at=" at load x1 (the loads the search tries send more or fewer)")
     rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None,
                           max_requests=None if args.force else MAX_REQUESTS)
     t = scenario.capacity
@@ -188,8 +190,12 @@ def _capacity(args) -> int:
         print(json.dumps(jsonable(rows), indent=2, allow_nan=False))
         return 0
     horizon = duration or scenario.scenario.duration
+    written = t.model_fields_set & {"success", "p95"}  # (a default target may not suit the traffic: a batch's p95)
+    default = "" if written == {"success", "p95"} else (
+        " (the default target" + (f" for {', '.join(sorted({'success', 'p95'} - written))}" if written else "")
+        + ": set yours in [capacity] success / p95)")
     print(f"target: success >= {t.success:.0%} (of the requests that fit the tier: 413s left out), p95 latency "
-          f"<= {t.p95:g} s over {horizon:g} s simulated; ceilings are long-run (a shorter run also spends the "
+          f"<= {t.p95:g} s{default} over {horizon:g} s simulated; ceilings are long-run (a shorter run also spends the "
           "daily units' initial budget); simulated max = the rate offered in the window at the highest load "
           f"meeting the target (≥: still met at [capacity] max_load = {t.max_load:g}), with that load: below "
           "x1 the traffic as it is does not meet the target (offered is the long-run mean rate, which a "

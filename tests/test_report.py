@@ -249,6 +249,22 @@ def test_capacity_says_which_axes_it_held(tmp_path, capsys):
     assert "held at the first value of their [compare] axis: policy = no-retry\n" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("section, said", [
+    ("", "p95 latency <= 10 s (the default target: set yours in [capacity] success / p95) over"),
+    ("[capacity]\np95 = '1h'\n", "p95 latency <= 3600 s (the default target for success: set yours in [capacity] "
+                                  "success / p95) over"),
+    ("[capacity]\np95 = '1h'\nsuccess = 0.9\n", "p95 latency <= 3600 s over"),
+])
+def test_capacity_says_when_its_target_is_the_default(tmp_path, capsys, section, said):
+    """A planner reads the target as theirs; the default p95 of 10 s does not suit a nightly batch."""
+    from sim.cli import main
+    path = tmp_path / "cap.toml"
+    path.write_text("[scenario]\nname = 'cap'\nduration = '2m'\n[[clients]]\nname = 'c'\n"
+                    "model = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = '5/min' }\n" + section)
+    assert main(["capacity", str(path), "--replications", "1", "--quiet", "--jobs", "1"]) == 0
+    assert said in capsys.readouterr().out
+
+
 def test_the_table_adds_projects_up_and_the_per_project_means_follow(tmp_path):
     """What a quota buys the project it protects shows per project (the comparison adds them up)."""
     from sim.report import format_by_project
