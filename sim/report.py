@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -393,10 +394,11 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         fig.delaxes(axes[k // cols][k % cols])  # the last row's empty places: nothing to draw
     for r in range(rows):
         axes[r][0].set_ylabel("used / limit over\nthe unit's window", fontsize=8)
-    fig.suptitle("Limit utilisation over time (replication 0)" + (
+    title = "Limit utilisation over time (replication 0)" + (
         "; above 1 = more than the limit in one window: a token bucket that is full (at the start, or after a "
-        "lull) lets one window spend its budget on top of the refill" if over_limit else ""),
-        fontsize=9 if over_limit else None)
+        "lull) lets one window spend its budget on top of the refill" if over_limit else "")
+    # wrapped to the figure's width (about 14 characters an inch at 9 points): one or two panels cut it
+    fig.suptitle(textwrap.fill(title, int(14 * 5 * cols)), fontsize=9 if over_limit else None)
     # room for a panel title above each panel, tick labels and an axis label below
     _margins(fig, left=0.75, right=0.15, bottom=0.5, top=0.75, wspace=0.06,
              hspace=0.85 / (fig.get_size_inches()[1] / rows - 0.85))
