@@ -377,9 +377,14 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         spec = study.scenario.spec(study.point(p), duration=study.duration)
         rec = load_records(study, p, 0, columns=usage_columns(spec))
         peak = 0.0
-        for name, frac in usage_over_time(rec, spec, times).items():
+        used = usage_over_time(rec, spec, times)
+        for name, frac in used.items():
             ax.plot(times / scale, frac, lw=1, label=name)
             peak = max(peak, float(np.max(frac, initial=0.0)))
+        ax.set_xlim(0, duration / scale)
+        if not used:  # (the batch lane: its jobs charge none of the per-model limits)
+            ax.text(0.5, 0.25, "no limit charged here\n(the batch lane uses none of the per-model limits)",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylim(bottom=0)
         if peak > 1.0:
@@ -389,7 +394,8 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         ax.set_title(_label(study, p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
         ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6, loc="upper right")
+        if used:
+            ax.legend(fontsize=6, loc="upper right")
     for k in range(n, rows * cols):
         fig.delaxes(axes[k // cols][k % cols])  # the last row's empty places: nothing to draw
     for r in range(rows):

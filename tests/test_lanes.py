@@ -200,3 +200,24 @@ def test_a_batch_group_leaves_the_on_demand_wait_and_binding_as_they_are():
     assert ref["mean_wait"] > 100 and ref["binding"] == "tpm (paced)"
     assert got["mean_wait"] == pytest.approx(ref["mean_wait"])
     assert got["binding"] == "openai/gpt-oss-120b:tpm (paced)"  # (two models: the model is named)
+
+
+def test_a_batch_panel_of_the_utilisation_figure_says_why_it_is_empty(tmp_path, monkeypatch):
+    """The batch lane charges none of the per-model limits: its panel says so, over the run's time axis (it
+    was blank, on an axis of 0 to 1)."""
+    from matplotlib.figure import Figure
+
+    from sim import report
+    drawn = {}
+    monkeypatch.setattr(report, "save", lambda fig, path, **kw: drawn.setdefault("fig", fig) and path)
+    data = _live_and_batch(speed=5000.0)
+    data["compare"] = {"lane": ["on_demand", "batch"]}
+    data["clients"] = data["clients"][1:]
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    report.plot_utilisation(study, tmp_path)
+    fig: Figure = drawn["fig"]
+    on_demand, batch = fig.axes[:2]
+    assert on_demand.get_lines() and all("no limit charged" not in t.get_text() for t in on_demand.texts)
+    assert [t.get_text() for t in batch.texts] == ["no limit charged here\n(the batch lane uses none of the "
+                                                   "per-model limits)"]
+    assert batch.get_xlim() == (0.0, 10.0) and batch.get_legend() is None  # minutes of the 10-minute run
