@@ -29,6 +29,7 @@ from simpy.events import Timeout
 from .clock import Clock
 from .config import Client
 from .errors import ConfigError, did_you_mean
+from .fields import is_whole
 from .flex import CAPACITY_EXCEEDED
 from . import kernel as fast_lane
 from .headers import retry_after_function
@@ -427,7 +428,7 @@ def fresh_seed(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
     if isinstance(seed, np.random.SeedSequence):
         return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size,
                                       n_children_spawned=seed.n_children_spawned)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_whole(seed) or seed < 0:
         raise ValueError(f"seed {seed!r}: a seed is an integer >= 0 or a numpy SeedSequence "
                          "(scenario.seed(replication) gives the one `groqsim run` uses)")
     return np.random.SeedSequence(seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .units import parse_duration, parse_rate
@@ -23,3 +24,9 @@ class Strict(BaseModel):
 #: the 32-bit counts the records keep (a distribution's lognormal tail is cut there; a trace's cell above is
 #: an error)
 MAX_SIZE = 10_000_000
+
+
+def is_whole(value) -> bool:
+    """Is ``value`` an integer as the Python API takes one (a seed, an index, a count): a Python or numpy
+    integer, not a bool?"""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

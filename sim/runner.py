@@ -30,6 +30,7 @@ import pandas as pd
 from .cluster import run_on_dask
 from .engine import simulate
 from .errors import ConfigError
+from .fields import is_whole
 from .pool import Pool
 from .records import RunResult
 from .report import compare, jsonable
@@ -204,7 +205,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"run_study(out={out!r}): the output directory is a path (str or Path), or None for "
                         "in memory")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1):
+    if jobs is not None and (not is_whole(jobs) or jobs < 1):
         raise ValueError(f"run_study(jobs={jobs!r}): jobs is a number of processes >= 1 (None: one per core)")
     out = Path(out) if out is not None else None
     duration = scenario.run_duration(duration)

@@ -25,7 +25,7 @@ from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
 from .config import Client, Dist, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelWarning, did_you_mean, warn_once
-from .fields import Duration, PositiveDuration, Strict
+from .fields import Duration, PositiveDuration, Strict, is_whole
 from .policies import SCHEDULES
 from .prices import price_table
 from .projects import Project, project_limits
@@ -360,8 +360,8 @@ class Scenario(Strict):
     def seed(self, replication: int) -> np.random.SeedSequence:
         """The seed of replication ``replication`` (an integer >= 0): the same for every grid point (common
         random numbers), independent across replications and of which worker runs it."""
-        if not _is_int(replication) or replication < 0:
-            kind = ValueError if _is_int(replication) else TypeError
+        if not is_whole(replication) or replication < 0:
+            kind = ValueError if is_whole(replication) else TypeError
             raise kind(f"seed(replication={replication!r}): a replication is a whole number >= 0 (replication k of "
                        f"`groqsim run` is seed(k); this scenario runs {self.scenario.replications})")
         return np.random.SeedSequence(self.scenario.seed, spawn_key=(int(replication),))
@@ -375,7 +375,7 @@ class Scenario(Strict):
         """Grid point ``index``, numbered from 0 as :meth:`grid` lists them (no negative index); a ConfigError
         names the valid range.  ``source`` (the command line's scenario argument): the error names ``--point``."""
         grid = self.grid()
-        if not _is_int(index):
+        if not is_whole(index):
             raise TypeError(f"point({index!r}): a grid point's number is a whole number from 0 to {len(grid) - 1}, "
                             f"not {type(index).__name__}")
         if not 0 <= index < len(grid):
@@ -406,7 +406,7 @@ class Scenario(Strict):
         length in seconds or as ``"10m"`` (the warm-up keeps its share of the run, as ``--duration`` does)."""
         if point is None:
             point = {}
-        elif _is_int(point):  # a grid point's number, as point() and comparison["point"] number them
+        elif is_whole(point):  # a grid point's number, as point() and comparison["point"] number them
             point = self.point(point)
         elif not isinstance(point, dict):
             raise ConfigError(f"{self.source}: spec({point!r}): a grid point is a dict of axis -> value, e.g. "
@@ -774,9 +774,6 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _is_int(value) -> bool:
-    """Is ``value`` a whole number (a Python or numpy integer; not a bool)?"""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _first_repeat(values: list) -> int | None:

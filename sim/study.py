@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .fields import is_whole
 from .records import RunResult
 from .scenario import Scenario
 
@@ -39,8 +40,7 @@ class StudyResult:
         one the study does not have is a ValueError naming those it has."""
         for name, value in (("point", point_index), ("replication", replication)):
             have = self.summary[name].unique().tolist() if len(self.summary) else []
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value not in have):
+            if value is not None and (not is_whole(value) or value not in have):
                 raise ValueError(f"records({name}={value!r}): no such {name} in this study (allowed: "
                                  f"{', '.join(str(v) for v in sorted(have)) or 'none yet'})")
         return load_records(self, point_index, replication)
