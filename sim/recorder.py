@@ -433,20 +433,6 @@ class _AsyncRecordingStream:
             self._done()
 
 
-_STREAM_CLASSES: dict[str, tuple[type, type]] = {}
-
-
-def _stream_classes(response) -> tuple[type, type]:
-    """The recording streams as subclasses of the response's own httpx flavour's byte streams (the openai
-    SDK ships its own httpx fork, ``httpx2``, whose clients check for their own stream classes)."""
-    pkg = sys.modules[type(response).__module__.split(".")[0]]
-    name = pkg.__name__
-    if name not in _STREAM_CLASSES:
-        _STREAM_CLASSES[name] = (type("RecordingStream", (_RecordingStream, pkg.SyncByteStream), {}),
-                                 type("AsyncRecordingStream", (_AsyncRecordingStream, pkg.AsyncByteStream), {}))
-    return _STREAM_CLASSES[name]
-
-
 #: the httpx flavours whose clients a recorder can attach to (the openai SDK's is ``httpx2``)
 FLAVOURS = ("httpx", "httpx2")
 
@@ -556,17 +542,29 @@ class _RecordingTransport:
         return getattr(self._inner, name)
 
 
-_TRANSPORT_CLASSES: dict[str, tuple[type, type]] = {}
+@dataclass(frozen=True)
+class _Classes:
+    """The recorder's stream and transport classes for one httpx flavour, as subclasses of its own bases (the
+    openai SDK ships its own httpx fork, ``httpx2``, whose clients check for their own classes)."""
+    stream: type
+    async_stream: type
+    transport: type
+    failure_stream: type
 
 
-def _flavoured(pkg) -> tuple[type, type]:
-    """The recording transport and failure stream as subclasses of ``pkg``'s (httpx or httpx2) transport and
-    byte-stream bases, as its clients check."""
-    if pkg.__name__ not in _TRANSPORT_CLASSES:
-        _TRANSPORT_CLASSES[pkg.__name__] = (
+_CLASSES: dict[str, _Classes] = {}
+
+
+def _flavoured(obj) -> _Classes:
+    """The recorder's classes for the httpx flavour of ``obj`` (a response, a transport)."""
+    pkg = _flavour(obj)
+    if pkg.__name__ not in _CLASSES:
+        _CLASSES[pkg.__name__] = _Classes(
+            type("RecordingStream", (_RecordingStream, pkg.SyncByteStream), {}),
+            type("AsyncRecordingStream", (_AsyncRecordingStream, pkg.AsyncByteStream), {}),
             type("RecordingTransport", (_RecordingTransport, pkg.BaseTransport, pkg.AsyncBaseTransport), {}),
             type("FailureStream", (_FailureStream, pkg.SyncByteStream, pkg.AsyncByteStream), {}))
-    return _TRANSPORT_CLASSES[pkg.__name__]
+    return _CLASSES[pkg.__name__]
 
 
 def _quiet_warning(message: str) -> None:
@@ -606,7 +604,7 @@ class Recorder:
         :meth:`event_hooks` too (or use :meth:`attach`, which does both)."""
         if isinstance(inner, _RecordingTransport) and inner._recorder is self:
             return inner
-        return _flavoured(_flavour(inner))[0](inner, self)
+        return _flavoured(inner).transport(inner, self)
 
     def attach(self, client):
         """Install the recorder on ``client`` -- an ``httpx.Client`` or ``AsyncClient``, an ``httpx2`` one, or an
@@ -671,7 +669,7 @@ class Recorder:
             scanner = _SSEScanner()
             if self._preloaded(response, facts, scanner):
                 return
-            response.stream = _stream_classes(response)[0](response.stream, scanner,
+            response.stream = _flavoured(response).stream(response.stream, scanner,
                                                            self._once(facts, response, scanner))
             return
         response.read()
@@ -685,8 +683,8 @@ class Recorder:
             scanner = _SSEScanner()
             if self._preloaded(response, facts, scanner):
                 return
-            response.stream = _stream_classes(response)[1](response.stream, scanner,
-                                                           self._once(facts, response, scanner))
+            response.stream = _flavoured(response).async_stream(response.stream, scanner,
+                                                                 self._once(facts, response, scanner))
             return
         await response.aread()
         self._write(facts, response, response.content, None)
@@ -734,7 +732,7 @@ class Recorder:
         failed attempt: the SDK retries a body that timed out).  Never raises."""
         try:
             if request.extensions.get(_EXT) is not None:
-                response.stream = _flavoured(_flavour(response))[1](
+                response.stream = _flavoured(response).failure_stream(
                     response.stream, lambda exc: self._failed(request, response, exc))
         except Exception as exc:  # noqa: BLE001 - the response goes on unwatched
             _quiet_warning(f"sim.recorder: could not watch a response: {exc!r}")
