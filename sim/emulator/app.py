@@ -43,7 +43,7 @@ from ..recorder import CHAT, TRANSLATIONS, wav_seconds
 from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
 from ..units import usage_times
-from .core import Emulator, approx_prompt_tokens, completion_cap, decommissioned_error, filler
+from .core import Emulator, approx_prompt_tokens, completion_cap, filler
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
@@ -223,11 +223,8 @@ def build_app(emu: Emulator) -> Starlette:
         if (err := auth(request)[1]) is not None:
             return _error(err)
         m = request.path_params["model"]
-        if m in emu.decommissioned:
-            return _error(decommissioned_error(m))
-        if m not in emu.tier_limits:
-            return _error(invalid_request_error(f"The model `{m}` does not exist or you do not have access to it.",
-                                                404, code="model_not_found"))
+        if (err := emu.served_error(m)) is not None:
+            return _error(err)
         return JSONResponse(_model_obj(m, start))
 
     async def metrics(request: Request) -> Response:

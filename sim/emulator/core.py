@@ -284,19 +284,25 @@ class Emulator:
         None: answers are as long as their cap."""
         return self._completion.get(model)
 
-    def model_error(self, model, want_audio: bool) -> ErrorResponse | None:
-        """Why a request cannot name ``model`` (None: it can): missing, not a string, shut down by Groq (400
-        ``model_decommissioned``, :attr:`decommissioned`), not served by the tier (404 ``model_not_found``, as
-        Groq answers), or of the other kind (audio / chat)."""
-        if model is None or model == "":
-            return invalid_request_error("'model' : property 'model' is missing", param="model")
-        if not isinstance(model, str):
-            return invalid_request_error("'model' : must be a string", param="model")
+    def served_error(self, model: str) -> ErrorResponse | None:
+        """Why the org does not serve ``model`` (None: it does): shut down by Groq (400 ``model_decommissioned``,
+        :attr:`decommissioned`), or not served by the tier (404 ``model_not_found``, as Groq answers)."""
         if model in self.decommissioned:
             return decommissioned_error(model)
         if model not in self.tier_limits:
             return invalid_request_error(f"The model `{model}` does not exist or you do not have access to it.",
                                          404, code="model_not_found")
+        return None
+
+    def model_error(self, model, want_audio: bool) -> ErrorResponse | None:
+        """Why a request cannot name ``model`` (None: it can): missing, not a string, not served
+        (:meth:`served_error`), or of the other kind (audio / chat)."""
+        if model is None or model == "":
+            return invalid_request_error("'model' : property 'model' is missing", param="model")
+        if not isinstance(model, str):
+            return invalid_request_error("'model' : must be a string", param="model")
+        if (err := self.served_error(model)) is not None:
+            return err
         what = "audio transcriptions" if want_audio else "chat completions"
         if self.spec.service[model].kind == "tts":  # its endpoint, /audio/speech, is not emulated (docs/emulator.md)
             return invalid_request_error(f"model `{model}` does not support {what}: it is text-to-speech",
