@@ -31,7 +31,7 @@ from .prices import price_table
 from .projects import Project, project_limits
 from .service import SPEEDS, kinds, service_models
 from .spec import RunSpec
-from .trace import check_kinds, read_trace
+from .trace import TRACE_SUFFIXES, check_kinds, read_trace
 from .units import format_duration, parse_duration
 
 #: [compare] axis -> the field it sets (``clients.X``: every client group's ``X``; ``load``: the arrival-rate
@@ -44,8 +44,6 @@ AXES = {
     "service_tier": "org.service_tier", "lane": "clients.lane", "flex_multiplier": "org.flex.multiplier",
     "flex_failure": "org.flex.scarce_failure", "project_quotas": "org.project_quotas",
 }
-#: the file names a trace is read by (sim/trace.py: JSONL by these; any other as CSV)
-TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 #: axes that compare ways of buying capacity: their runs all report lane metrics (cost, 498s, batch jobs)
 LANE_AXES = ("service_tier", "lane", "flex_multiplier", "flex_failure", "project_quotas")
 

@@ -54,6 +54,11 @@ def file_digest(path: str | Path) -> str:
         return "missing"
 
 
+#: the file names a trace is read as JSONL by; any other is read as CSV (the names a trace usually has)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+TRACE_SUFFIXES = (".csv", *JSONL_SUFFIXES)
+
+
 @lru_cache(maxsize=32)
 def _parse(name: str, data: bytes) -> pd.DataFrame:
     try:
@@ -63,7 +68,7 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
     if not text.strip():
         raise ConfigError(f"{name}: trace is empty (expected a header line with timestamp and at least one row)")
     odd = None  # the line of the first column not a trace's (the header's, in a CSV)
-    if name.endswith((".jsonl", ".ndjson")):
+    if name.endswith(JSONL_SUFFIXES):
         rows, lines = [], []
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
