@@ -5,6 +5,7 @@ import argparse
 import errno
 import gc
 import math
+import os
 import shutil
 import signal
 import sys
@@ -494,6 +495,13 @@ def _warnings() -> None:
     warnings.showwarning = show
 
 
+#: the BLAS libraries' thread counts the command sets to one (a value the user set is kept): the command's
+#: parallelism is its worker processes, one per core, and a BLAS library loaded while they run (scipy's own
+#: OpenBLAS, when the comparison imports ``scipy.special``) would otherwise start helper threads that spin
+#: ~0.1 s each on the cores the workers use.  Dask's nanny sets the same three for its workers.
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+
 def console() -> int:
     """The ``groqsim`` command (and ``python -m sim``): :func:`main`, then a quick exit.  Before the interpreter
     exits, every object left is frozen out of the garbage collector (:func:`gc.freeze`): its exit would
@@ -501,8 +509,11 @@ def console() -> int:
     0.2-0.5 s after a sweep, only to free memory the process is about to give back.  Every file the command
     writes is closed before :func:`main` returns.  Not in :func:`main`, which tests and notebooks call in a
     process that lives on.  ``SIGTERM`` (a scheduler's time limit, ``kill``) stops the command as Ctrl-C does:
-    finished runs are kept and said, and the same command resumes."""
+    finished runs are kept and said, and the same command resumes.  BLAS libraries loaded from here on run on
+    one thread (:data:`BLAS_THREADS`)."""
     signal.signal(signal.SIGTERM, _terminated)
+    for name in BLAS_THREADS:
+        os.environ.setdefault(name, "1")
     code = main()
     gc.freeze()
     return code

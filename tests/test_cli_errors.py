@@ -2,6 +2,7 @@
 exit status 2 and one line on stderr naming the file (and line) or option and what is allowed: no
 traceback, nothing written to ``--out``.  Most cases run in-process through ``sim.cli.main`` (fast); a few
 run ``python -m sim`` in a subprocess to prove the real command behaves the same."""
+import gc
 import os
 import subprocess
 import sys
@@ -600,6 +601,43 @@ def test_the_command_returns_mains_status_and_leaves_its_objects_frozen_for_a_qu
     finally:
         gc.unfreeze()
     assert "nope" in capsys.readouterr().err
+
+
+def test_the_command_runs_blas_on_one_thread_unless_the_user_said_otherwise(monkeypatch, capsys):
+    from sim.cli import BLAS_THREADS, console
+    for name in BLAS_THREADS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    monkeypatch.setattr(sys, "argv", ["groqsim", "limits", "--tier", "nope"])
+    try:
+        assert console() == 2
+    finally:
+        gc.unfreeze()
+    assert [os.environ[name] for name in BLAS_THREADS] == ["1", "3", "1"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2,
+                    reason="counts the process's threads in /proc; OpenBLAS starts none on one core")
+def test_scipys_blas_loaded_while_the_command_runs_starts_no_spinning_threads():
+    """What the setting is for: scipy ships its own OpenBLAS, loaded when the comparison imports scipy.special
+    (while the workers run); with several cores it would start helper threads that spin on the workers'
+    cores.  Counted in a fresh interpreter (this one may have loaded scipy already)."""
+    code = textwrap.dedent("""
+        import os, sys
+        import sim.cli
+        def main(argv=None):
+            import scipy.special  # what the comparison imports
+            return 0
+        sim.cli.main = main
+        before = len(os.listdir("/proc/self/task"))
+        sim.cli.console()
+        print(before, len(os.listdir("/proc/self/task")))
+        """)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                                            "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    before, after = map(int, done.stdout.split())
+    assert after == before, done.stderr
 
 
 def test_a_size_may_be_written_as_a_count_and_a_word_says_what_is_allowed(tmp_path, capsys):
