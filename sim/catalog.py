@@ -151,6 +151,15 @@ class Catalog:
             raise ConfigError(f"limits file {path}: no rows after the header")
         return cls(tiers)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when every tier has the same models, limits and billing (two specs built from the same scenario
+        compare equal; a catalog is compared, never hashed)."""
+        if not isinstance(other, Catalog):
+            return NotImplemented
+        return self.tiers == other.tiers and self.billed == other.billed
+
+    __hash__ = None  # mutable (tiers can be added), so not a dict key
+
     def copy(self) -> Catalog:
         return Catalog({t: dict(m) for t, m in self.tiers.items()}, self.billed)
 

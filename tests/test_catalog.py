@@ -237,3 +237,19 @@ def test_a_shutdown_concerns_the_tiers_its_scope_names_from_its_date():
     assert not llama.shut_down_for("enterprise", day) and not llama.shut_down_for("my-custom", day)
     assert not llama.shut_down_for("free", day - datetime.timedelta(days=1))  # not yet
     assert gone["groq/compound"].shut_down_for("my-custom", datetime.date(2026, 9, 21))  # "all tiers"
+
+
+def test_catalogs_with_the_same_tiers_limits_and_billing_are_equal_and_so_are_the_specs_that_hold_them():
+    from sim.scenario import load_scenario
+    assert Catalog.published() == Catalog.published() and Catalog.published() is not Catalog.published()
+    assert CAT != Catalog.published().define_tier("mine", "developer", scale={"tpm": 2})
+    billed_free = Catalog(CAT.copy().tiers, {**CAT.billed, "free": True})
+    assert billed_free != CAT and CAT.copy() == CAT
+    one_limit_less = CAT.copy()
+    one_limit_less.tiers["free"] = dict(one_limit_less.tiers["free"])
+    one_limit_less.tiers["free"].pop(next(iter(one_limit_less.tiers["free"])))
+    assert one_limit_less != CAT
+    assert CAT != "free" and CAT.__eq__(CAT.tiers) is NotImplemented
+    scenario = load_scenario("scenarios/chatbot_free_vs_developer.toml")
+    assert scenario.spec(0) == scenario.spec(0)
+    assert scenario.spec(0) != scenario.spec(len(scenario.grid()) - 1)
