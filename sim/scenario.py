@@ -326,6 +326,11 @@ class Scenario(Strict):
             why["service_tier"] = "every client group sets its own service_tier or is on the batch lane"
         if org.accounting.charge == "actual" and "charge" not in cmp:
             why["refund_unused"] = 'with charge = "actual" nothing is reserved, so nothing is given back'
+        if not on_demand:  # the batch lane (sim.batch) has its own processing: no limit set, 429 or injected error
+            # (not charge: the records keep each request's charged_tokens, batch or not)
+            for axis in ("limiter", "refund_unused", "retry_after_rounding", "error_rate"):
+                why[axis] = ("every client group is on the batch lane, which meets none of the org's on-demand "
+                             "limits, 429s or injected errors")
         return [f"note: compare.{axis}: {why[axis]}: its values {_toml_list(cmp[axis])} give the same runs"
                 for axis in cmp if axis in why]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sim.errors import ConfigError
-from sim.scenario import load_scenario
+from sim.scenario import _toml_list, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
@@ -431,6 +431,31 @@ def test_a_compare_axis_that_changes_nothing_is_said(compare, extra, said):
     notes = _notes({"clients": [{**CHAT_GROUP, **extra.get("group", {})}], "compare": compare,
                     **({"org": extra["org"]} if "org" in extra else {})})
     assert len(notes) == 1 and notes[0].startswith(f"note: {said}"), notes
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+@pytest.mark.parametrize("axis, values", [("limiter", ["token_bucket", "fixed_window"]),
+                                          ("refund_unused", [True, False]),
+                                          ("retry_after_rounding", ["ceil", "round"]), ("error_rate", [0, 0.3])])
+def test_an_axis_of_the_on_demand_limits_is_said_to_change_nothing_when_every_group_is_on_the_batch_lane(axis,
+                                                                                                          values):
+    """And it does change nothing: both points' records are identical (and not when the group is on demand)."""
+    from sim.engine import simulate
+    from sim.scenario import scenario_from_dict
+    group = {**CHAT_GROUP, "arrival": {"kind": "poisson", "rate": 2}, "max_tokens": 200,
+             "completion_tokens": {"dist": "uniform", "low": 1, "high": 200}}
+    data = {"scenario": {"duration": "10m"}, "org": {"tier": "free"}, "compare": {axis: values}}
+    batch = scenario_from_dict({**data, "clients": [{**group, "lane": "batch"}]}, source="<t>")
+    assert batch.setting_notes() == [
+        f"note: compare.{axis}: every client group is on the batch lane, which meets none of the org's on-demand "
+        f"limits, 429s or injected errors: its values {_toml_list(values)} give the same runs"]
+    records = [simulate(batch.spec(k), batch.seed(0)).records for k in range(2)]
+    pd.testing.assert_frame_equal(records[0], records[1])
+    on_demand = scenario_from_dict({**data, "clients": [{**group, "arrival": {"kind": "poisson", "rate": 5},
+                                                         "policy": "retry-after"}]}, source="<t>")
+    assert on_demand.setting_notes() == []
+    records = [simulate(on_demand.spec(k), on_demand.seed(0)).records for k in range(2)]
+    assert not records[0].equals(records[1])
 
 
 @pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
