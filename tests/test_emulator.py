@@ -826,7 +826,7 @@ def test_a_new_session_sets_the_last_ones_files_aside(tmp_path):
                     ).notes == []
 
 
-def _serve_child(tmp_path):
+def _serve_child(tmp_path, time_scale: float = 10):
     """``python -m sim serve`` of a one-client scenario in a child process on a free port, once it answers:
     (process, base url)."""
     import os
@@ -839,7 +839,8 @@ def _serve_child(tmp_path):
     scenario.write_text(f"[org]\ntier = 'free'\n[[clients]]\nname = 'c'\nmodel = '{MODEL}'\n"
                         "arrival = { kind = 'poisson', rate = '10/min' }\n")
     proc = subprocess.Popen([sys.executable, "-m", "sim", "serve", str(scenario), "--port",
-                             str(port), "--time-scale", "10", "--key", "sk-1=proj", "--out", str(tmp_path)],
+                             str(port), "--time-scale", str(time_scale), "--key", "sk-1=proj", "--out",
+                             str(tmp_path)],
                             env={**os.environ}, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -892,6 +893,39 @@ def test_serve_keeps_its_records_when_their_path_is_taken(tmp_path):
         f"records are kept in {kept}); every request is also in the log {tmp_path / 'requests.jsonl'}"), err
 
 
+def test_a_second_ctrl_c_during_a_stream_quits_at_once_without_a_traceback_and_keeps_the_records(tmp_path):
+    """The first Ctrl-C waits for the answer in progress (a stream of minutes at this time scale); a second
+    quits at once, as uvicorn does, with every request recorded and no traceback (uvicorn logged the cancelled
+    lifespan as an "Exception in 'lifespan' protocol")."""
+    import signal
+    import threading
+    proc, url = _serve_child(tmp_path, time_scale=0.01)
+    client = groq.Groq(base_url=url, api_key="sk-1", max_retries=0, timeout=60)
+    assert client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=1).usage.completion_tokens == 1
+    started = threading.Event()
+
+    def stream():
+        try:
+            for _ in client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=500, stream=True):
+                started.set()
+        except Exception:  # noqa: BLE001 - the server quits in the middle of it: that is the test
+            pass
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(20)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # waiting for the stream
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code = proc.wait(20)
+    err = proc.stderr.read().decode()
+    assert code == 0 and "Traceback" not in err and "Exception in" not in err, err
+    assert err.splitlines()[-1] == "groqsim serve: quit at once (a second Ctrl-C): 1 answer in progress cut off"
+    assert pd.read_parquet(tmp_path / "records.parquet")["status"].tolist() == [200, 200]
+
+
 def test_serve_writes_the_records_when_uvicorn_quits_without_its_shutdown(tmp_path, monkeypatch):
     """A second Ctrl-C makes uvicorn quit at once, skipping the app's shutdown: serve() writes the records."""
     import uvicorn as uv
@@ -900,7 +934,7 @@ def test_serve_writes_the_records_when_uvicorn_quits_without_its_shutdown(tmp_pa
     emu = Emulator(make_spec(), log_path=tmp_path / "requests.jsonl", parquet_path=tmp_path / "records.parquet")
     emu.record(endpoint="chat.completions", model=MODEL, status=400, t_send=emu.clock.now(), label="c",
                headers={}, error={"message": "m", "type": "invalid_request_error", "code": None})
-    monkeypatch.setattr(uv, "run", lambda *a, **k: None)  # returned, its lifespan's shutdown not run
+    monkeypatch.setattr(uv.Server, "run", lambda self, sockets=None: None)  # returned, no shutdown run
     serve_command(emu)
     assert emu.closed and len(pd.read_parquet(tmp_path / "records.parquet")) == 1
 

@@ -5,6 +5,9 @@ the Starlette app; :func:`serve` runs it on uvicorn.  See docs/emulator.md.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -46,13 +49,43 @@ def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict
                     scenario_models=frozenset(scenario.used_models()))
 
 
+class _CutOff(logging.Filter):
+    """Drops uvicorn's tracebacks of what its forced quit cancels (``count``: the answers in progress)."""
+
+    def __init__(self, server):
+        super().__init__()
+        self.server, self.count = server, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.server.force_exit and record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            self.count += record.getMessage().startswith("Exception in ASGI application")
+            return False
+        return True
+
+
 def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     """Run the emulator on uvicorn until interrupted (Ctrl-C); records are written on shutdown.  Records that
     could not be written then raise :class:`~sim.errors.ConfigError` (one line: where, why, and where they are
     kept instead)."""
     import uvicorn
-    uvicorn.run(build_app(emu), host=host, port=port, log_level=log_level, access_log=False)
-    if not emu.closed:  # a second Ctrl-C makes uvicorn quit without its shutdown: the records are written here
+    # the records are written here once the server has stopped, not by the app's lifespan: a second Ctrl-C
+    # makes uvicorn quit at once, cancelling the lifespan and the answers in progress, each of which uvicorn
+    # logged as a traceback; they are counted instead, and said in one line
+    server = uvicorn.Server(uvicorn.Config(build_app(emu), host=host, port=port, log_level=log_level,
+                                           access_log=False, lifespan="off"))
+    cut = _CutOff(server)
+    log = logging.getLogger("uvicorn.error")
+    log.addFilter(cut)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # the Ctrl-C uvicorn re-raises once it has stopped (uvicorn.run ignores it too)
+        pass
+    finally:
+        log.removeFilter(cut)
+    if cut.count:
+        print(f"groqsim serve: quit at once (a second Ctrl-C): {cut.count} answer{'s' * (cut.count != 1)} in "
+              "progress cut off", file=sys.stderr)
+    if not emu.closed:
         try:
             emu.close()
         except Exception as exc:  # noqa: BLE001 - said below, in one line
