@@ -22,14 +22,6 @@ from .summary import breakdown
 BREAKDOWNS = ("project", "lane", "service_tier")
 
 
-def _label(study: StudyResult, point: int) -> str:
-    axes = list(study.scenario.compare)
-    if not axes:
-        return study.scenario.scenario.name
-    row = study.summary.loc[study.summary["point"] == point].iloc[0]
-    return ", ".join(f"{row[a]}" for a in axes)
-
-
 def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     """``lanes_cost_time.png`` (cost against when the last success came back, one dot a run) and, if any run
     used the batch lane, ``batch_job_times.png`` (completion-time CDF of the jobs that completed; the
@@ -46,7 +38,9 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
         # a marker and size of its own, hollow: alternatives with identical runs (a batch job ignores the
         # service tier) stay visible one inside the other instead of one hiding the other
         ax.scatter(runs["done_by"] / 3600, runs["cost_usd"], facecolors="none", edgecolors=f"C{k % 10}",
-                   marker="os^D<>pXh*"[k % 10], s=max(110 - 25 * k, 30), linewidths=1.5, label=_label(study, p))
+                   marker="os^D<>pXh*"[k % 10], s=max(110 - 25 * k, 30), linewidths=1.5, label=study.label(p))
+    ax.ticklabel_format(axis="x", useOffset=False)  # runs done within seconds of each other: "2.0005", not
+    # "0.0005" and a "+2.0" in the corner
     ax.set_xlabel("last success answered (hours from the start)")
     ax.set_ylabel("cost of the billed requests ($)")
     ax.set_title("Cost against time to done, one dot per run")
@@ -63,7 +57,7 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
             jobs = jobs_from_records(rec.assign(client=run_client))
             t = np.sort(jobs["completion_time"].dropna().to_numpy(float)) / 3600
             expired = (jobs["status"] == "expired").mean() if len(jobs) else np.nan
-            label = f"{_label(study, p)} ({len(jobs)} jobs, {100 * expired:.0f}% expired)"
+            label = f"{study.label(p)} ({len(jobs)} jobs, {100 * expired:.0f}% expired)"
             if len(t):
                 ax.step(np.concatenate([[0], t]), np.arange(len(t) + 1) / len(jobs), where="post", label=label)
             else:

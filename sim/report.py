@@ -271,11 +271,7 @@ def _few_values(table) -> list[str]:
 # ---- plots ------------------------------------------------------------------------------------------
 
 def _label(study, point: int) -> str:
-    row = study.comparison.loc[study.comparison["point"] == point].iloc[0]
-    axes = list(study.scenario.compare)
-    # a name (tier, policy) says what it is; a number or a flag needs its axis ("project_quotas=True", not "True")
-    return ", ".join(f"{row[a]}" if isinstance(row[a], str) else f"{a}={row[a]}" for a in axes) if axes \
-        else study.scenario.scenario.name
+    return study.label(point)
 
 
 def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str, np.ndarray]:
@@ -341,12 +337,14 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     fig, (ax1, ax2) = subplots(2, 1, figsize=(9, 6), sharex=True)
     edges = np.arange(0, duration + bin_s, bin_s)
     per = 60.0 / bin_s
+    refused = 0
     for k, p in enumerate(points):
         rec = load_records(study, p, 0, columns=["outcome", "finished"])
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
         ax1.plot(edges[:-1] / scale, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1,
                  **_marked(style[k], k, len(edges) - 1, len(points)))
         ref = load_refusals(study, p, 0)["time"].to_numpy()
+        refused += len(ref)
         ax2.plot(edges[:-1] / scale, np.histogram(ref, edges)[0] * per, lw=1,
                  **_marked(style[k], k, len(edges) - 1, len(points)))
     ax1.set_ylabel("completed req/min")
@@ -354,6 +352,9 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     ax2.set_xlabel(f"simulated time ({unit})")
     for a in (ax1, ax2):
         a.set_ylim(bottom=0)  # counts: an empty panel must not show a negative axis
+    if not refused:  # (a flat line at 0 on an axis of 0 to 0.05 read as a plotting fault)
+        ax2.text(0.5, 0.5, "no 429s in replication 0", transform=ax2.transAxes, ha="center", va="center",
+                 color="0.3")
     ax1.set_title("Throughput and 429s over time (replication 0)")
     ax1.legend(fontsize=7, loc="upper right")
     for a in (ax1, ax2):
@@ -387,10 +388,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
                     transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylim(bottom=0)
-        if peak > 1.0:
-            over_limit = True
-            ax.annotate("above 1: a full bucket's budget\n(at the start, or after a lull) spent", xy=(0.02, 0.97),
-                        xycoords="axes fraction", va="top", fontsize=6, color="0.3")
+        over_limit |= peak > 1.0  # (said once, in the title: a note in the panel sat on the curves' peaks)
         ax.set_title(_label(study, p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
         ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)

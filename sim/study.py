@@ -34,6 +34,15 @@ class StudyResult:
         """The axis values of grid point ``index`` (numbered from 0, as ``comparison["point"]`` lists them)."""
         return self.scenario.point(index)
 
+    def label(self, point: int) -> str:
+        """Grid point ``point`` as the figures and tables name it: its axis values, a flag or number with its
+        axis ("developer, project_quotas=True"); the scenario's name if nothing is compared."""
+        axes = list(self.scenario.compare)
+        if not axes:
+            return self.scenario.scenario.name
+        row = self.comparison.loc[self.comparison["point"] == point].iloc[0]
+        return ", ".join(f"{row[a]}" if isinstance(row[a], str) else f"{a}={row[a]}" for a in axes)
+
     def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
         """Request records with ``point`` and ``replication`` columns, from memory or from ``out``: all, or
         those of one grid point (its number, as ``comparison["point"]`` lists them) and/or one replication;

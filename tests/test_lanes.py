@@ -221,3 +221,52 @@ def test_a_batch_panel_of_the_utilisation_figure_says_why_it_is_empty(tmp_path, 
     assert [t.get_text() for t in batch.texts] == ["no limit charged here\n(the batch lane uses none of the "
                                                    "per-model limits)"]
     assert batch.get_xlim() == (0.0, 10.0) and batch.get_legend() is None  # minutes of the 10-minute run
+
+
+def test_the_cost_time_figure_names_each_alternative_by_its_axis_and_reads_its_hours_whole(tmp_path, monkeypatch):
+    """A flag axis is named with its value ("project_quotas=True", not "True", as every other figure does), and
+    runs done within seconds of each other read as hours, not as an offset ("+2.008") and ten-thousandths."""
+    from sim import lane_plots
+    drawn = []
+    monkeypatch.setattr(lane_plots, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    data = _live_and_batch(speed=5000.0)
+    data["clients"] = data["clients"][:1]
+    data["compare"] = {"project_quotas": [False, True]}
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    assert "done_by" in study.summary
+    lane_plots.plot_lanes(study, tmp_path)
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["project_quotas=False", "project_quotas=True"]
+    drawn[0].canvas.draw()
+    assert ax.xaxis.get_offset_text().get_text() == ""
+
+
+def test_the_utilisation_figure_says_above_one_once_in_its_title_not_over_the_curves(tmp_path, monkeypatch):
+    from sim import report
+    drawn = []
+    monkeypatch.setattr(report, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    data = _live_and_batch(speed=5000.0)
+    data["clients"] = data["clients"][:1]
+    data["org"]["tier"] = "free"  # TPM 8 000 against 66 000 tokens a minute
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    report.plot_utilisation(study, tmp_path)
+    (util,) = drawn
+    assert max(max(line.get_ydata()) for line in util.axes[0].get_lines()) > 1  # a full bucket at the start
+    assert "above 1 = more than the limit in one window" in util._suptitle.get_text().replace("\n", " ")
+    assert not util.axes[0].texts
+
+
+@pytest.mark.parametrize("tier, rate, refused", [("developer", "60/min", False), ("free", "120/min", True)])
+def test_a_429_panel_without_429s_says_so(tier, rate, refused, tmp_path, monkeypatch):
+    from sim import report
+    from sim.study import load_refusals
+    drawn = []
+    monkeypatch.setattr(report, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    data = _live_and_batch(speed=5000.0)
+    data["clients"] = data["clients"][:1]
+    data["clients"][0]["arrival"]["rate"] = rate
+    data["org"]["tier"] = tier
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    assert (len(load_refusals(study, 0, 0)) > 0) == refused
+    report.plot_throughput(study, tmp_path)
+    assert [t.get_text() for t in drawn[0].axes[1].texts] == ([] if refused else ["no 429s in replication 0"])

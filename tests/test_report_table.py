@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import summary_rows
 from sim.report import _label, compare, format_comparison, jsonable, usage_over_time
 from sim.scenario import scenario_from_dict
+from sim.study import StudyResult
 
 #: t quantile 0.975 with 1 degree of freedom: the Cauchy distribution's, tan(pi (0.975 - 1/2)) = 12.706
 T1 = math.tan(math.pi * 0.475)
@@ -119,10 +120,10 @@ def test_usage_over_time_is_what_the_trailing_window_charged_over_the_limit():
 
 def test_plot_labels_name_a_number_by_its_axis_and_a_name_alone():
     comparison = pd.DataFrame({"point": [0, 1], "tier": ["free", "developer"], "project_quotas": [True, False]})
-    study = SimpleNamespace(comparison=comparison, scenario=SimpleNamespace(
+    study = StudyResult(comparison=comparison, summary=pd.DataFrame(), scenario=SimpleNamespace(
         compare={"tier": ["free", "developer"], "project_quotas": [True, False]},
         scenario=SimpleNamespace(name="sweep")))
-    assert _label(study, 1) == "developer, project_quotas=False"
-    single = SimpleNamespace(comparison=comparison.iloc[:1],
-                             scenario=SimpleNamespace(compare={}, scenario=SimpleNamespace(name="sweep")))
-    assert _label(single, 0) == "sweep"  # no axes: the scenario's name
+    assert _label(study, 1) == study.label(1) == "developer, project_quotas=False"
+    single = StudyResult(comparison=comparison.iloc[:1], summary=pd.DataFrame(),
+                         scenario=SimpleNamespace(compare={}, scenario=SimpleNamespace(name="sweep")))
+    assert single.label(0) == "sweep"  # no axes: the scenario's name
