@@ -102,35 +102,62 @@ def _other_outcomes(r) -> str:
     return ", ".join(parts) or "-"
 
 
+#: the printed tables' metric columns: header -> (metric, scale, format) of its ``<metric>_mean`` ±``_ci95``
+COLUMNS = {"success %": ("success_ratio", 100, ".1f"), "req/min": ("throughput_rpm", 1, ".1f"),
+           "p50 s": ("latency_p50", 1, ".2f"), "p95 s": ("latency_p95", 1, ".2f"), "p99 s": ("latency_p99", 1, ".2f"),
+           "429/attempt": ("n429_per_attempt", 1, ".3f"), "attempts/ok": ("attempts_per_success", 1, ".2f"),
+           "$/1k ok": ("cost_per_success", 1000, ".3f"), "done by h": ("done_by", 1 / 3600, ".2f")}
+#: the comparison table's columns (``done by h`` added when a study uses the batch or flex lane)
+MAIN_COLUMNS = ("success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok")
+
+
+def _cell(r, header: str) -> str:
+    """One metric cell: mean ±CI (``!`` when the interval is wider than the mean)."""
+    metric, scale, fmt = COLUMNS[header]
+    return _pm(scale * _num(r.get(f"{metric}_mean")), scale * _num(r.get(f"{metric}_ci95")), fmt)
+
+
+def _uses_batch_or_flex(comp: pd.DataFrame) -> bool:
+    """Some alternative served requests on flex or sent them through the batch lane (lane metrics: the
+    question is then also when the work is done)."""
+    flex = comp.get("flex_share_mean", pd.Series(dtype=float)).astype(float)
+    batch = comp.get("batch_expired_share_mean", pd.Series(dtype=float)).astype(float)
+    return bool((flex > 0).any() or batch.notna().any())
+
+
+def _table(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The aligned rows of ``comp`` (``names``: its name columns, then ``columns``, ``done by h`` for a batch
+    or flex study, ``binding`` if ``comp`` has it, and the other outcomes) and the footnotes their marks
+    need, in order: ``!``, ``done by h``, the successes finished after the window."""
+    done = ("done by h",) if _uses_batch_or_flex(comp) else ()
+    binding = ["binding"] if "binding" in comp else []
+    lines = [[*names, *columns, *done, *binding, "not ok"]]
+    for _, r in comp.iterrows():
+        lines.append([*(str(r[a]) for a in names), *(_cell(r, h) for h in (*columns, *done)),
+                      *(str(r["binding"]) for _ in binding), _other_outcomes(r)])
+    notes = []
+    if any("!" in cell for line in lines[1:] for cell in line[len(names):-1 - len(binding)]):
+        notes.append("! = the 95% interval is wider than the mean: too few replications to tell these apart "
+                     "(raise --replications)")
+    if done:
+        notes.append("done by h = when the last successful request was answered, in hours from the start (the "
+                     "drain after the window included)")
+    return align(lines, left=len(names)), notes + _late_note(comp, names)
+
+
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     """An aligned text table, one line per grid point; an interval wider than its mean is marked ``!``
-    (too few replications to tell), with a footnote."""
-    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok",
-              "binding", "not ok"]
-    lines = [header]
-    for _, r in comp.iterrows():
-        lines.append([*(str(r[a]) for a in axes),
-                      _pm(100 * _num(r["success_ratio_mean"]), 100 * _num(r["success_ratio_ci95"]), ".1f"),
-                      _pm(r["throughput_rpm_mean"], r["throughput_rpm_ci95"], ".1f"),
-                      _pm(r["latency_p50_mean"], r["latency_p50_ci95"], ".2f"),
-                      _pm(r["latency_p95_mean"], r["latency_p95_ci95"], ".2f"),
-                      _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
-                      _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
-                      _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
-                      _pm(1000 * _num(r.get("cost_per_success_mean")), 1000 * _num(r.get("cost_per_success_ci95")),
-                          ".3f"),
-                      str(r["binding"]), _other_outcomes(r)])
-    text = align(lines, left=len(axes))
-    if any(cell.endswith("!") for line in lines[1:] for cell in line[len(axes):-2]):  # (a metric not shown: not)
-        text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
-                 "(raise --replications)\n")
+    (too few replications to tell), with a footnote; with the batch or flex lane, when the work was done
+    (``done by h``)."""
+    text, notes = _table(comp, axes, MAIN_COLUMNS)
     unpriced = "cost_per_success_mean" in comp and any(
         _num(r["success_ratio_mean"]) > 0 and not np.isfinite(_num(r["cost_per_success_mean"]))
         for _, r in comp.iterrows())
     if unpriced:
-        text += ("$/1k ok '-' = a model Groq publishes no price for was served: give it one in "
-                 "[prices.\"MODEL\"] (input_per_m, output_per_m)\n")
-    return text + _late_note(comp, axes)
+        notes.insert(1 if notes and notes[0].startswith("!") else 0,
+                     "$/1k ok '-' = a model Groq publishes no price for was served: give it one in "
+                     "[prices.\"MODEL\"] (input_per_m, output_per_m)")
+    return text + "".join(f"{n}\n" for n in notes)
 
 
 #: how the per-project table names the traffic of client groups that belong to no project
@@ -157,18 +184,18 @@ def format_by_project(path: Path, axes: list[str]) -> str:
     return "per project (mean over replications; by_project.csv):\n" + align(lines, left=len(keys))
 
 
-def _late_note(comp: pd.DataFrame, axes: list[str]) -> str:
+def _late_note(comp: pd.DataFrame, axes: list[str]) -> list[str]:
     """A footnote naming the alternatives whose successes finished after the window, while the run drained,
     for at least :data:`LATE_NOTE` of them: their req/min counts only those finished inside it (a batch job's
     reads 0 at 100 % success)."""
     if "after_window_share_mean" not in comp:
-        return ""
+        return []
     late = [f"{'/'.join(str(r[a]) for a in axes) or 'the alternative'} {100 * share:.3g}%"
             for _, r in comp.iterrows() if (share := _num(r["after_window_share_mean"])) >= LATE_NOTE]  # NaN: not
     if not late:
-        return ""
-    return ("req/min = successes finished inside the simulated window; finished after it, while the run "
-            f"drained: {', '.join(late)} of the successes\n")
+        return []
+    return ["req/min = successes finished inside the simulated window; finished after it, while the run "
+            f"drained: {', '.join(late)} of the successes"]
 
 
 def jsonable(value):

@@ -315,3 +315,39 @@ def test_writing_a_studys_plots_leaves_the_callers_backend_alone(tmp_path):
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert res.stdout.split() == ["svg", "False"], res.stdout + res.stderr
+
+
+def _lane_rows(**values) -> pd.DataFrame:
+    """Two replications of one alternative with lane metrics (none served on flex, no batch request unless
+    ``values`` says so) and its last success at 1 h and 2 h."""
+    base = {"flex_share": [0.0, 0.0], "batch_expired_share": [np.nan, np.nan], "done_by": [3600.0, 7200.0]}
+    return compare(summary_rows({**base, **values}), [])
+
+
+def test_when_the_work_is_done_is_a_column_of_a_batch_or_flex_study():
+    # mean 1.5 h; t(1) x |1 h - 2 h| / 2 = 6.353 h, wider than the mean
+    for lanes in ({"flex_share": [0.9, 0.95]}, {"batch_expired_share": [0.0, 0.0]}):
+        table = format_comparison(_lane_rows(**lanes), [])
+        header, row = table.splitlines()[:2]
+        assert header.split()[-6:] == ["done", "by", "h", "binding", "not", "ok"]
+        assert row.split()[-4:-2] == ["1.50", "±6.35!"]
+        assert "done by h = when the last successful request was answered, in hours from the start" in table
+    # lane metrics without the batch or flex lane (a projects study): no such column
+    assert "done by" not in format_comparison(_lane_rows(), [])
+    assert "done by" not in format_comparison(compare(summary_rows({"latency_p95": [1.0, 1.0]}), []), [])
+
+
+def test_the_nightly_scenario_prints_when_each_alternative_is_done(tmp_path, capsys):
+    """The printed done time of each alternative: the mean over replications of its last success's finish
+    (requests of the window), from requests.parquet."""
+    out = tmp_path / "out"
+    assert main(["run", str(Path(__file__).resolve().parents[1] / "scenarios" / "nightly_batch_vs_flex.toml"),
+                 "--out", str(out), "--duration", "5m", "--replications", "2", "--jobs", "1", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    end = lines[0].index("done by h") + len("done by h")  # the column's cells are right-aligned to its header
+    rec = pd.read_parquet(out / "requests.parquet")
+    ok = rec[(rec["outcome"] == "ok") & (rec["created"] < 300)]
+    done = ok.groupby(["point", "replication"])["finished"].max().groupby("point").mean() / 3600
+    assert len(done) == 4 and done.max() > 0.5  # the batch lane's jobs end hours after the 5-minute window
+    for point, line in enumerate(lines[1:5]):
+        assert line[:end].split()[-2] == f"{done.loc[point]:.2f}", line
