@@ -28,8 +28,9 @@ KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50
 LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "batch_expired_share", "job_time_p50",
                 "job_time_p90")
 #: shares compared like the outcome shares, not flagged when their interval is wider than their mean (a share
-#: near 0 always is): the successes finished after the window (:func:`sim.summary.summarize`)
-SHARE_METRICS = ("after_window_share",)
+#: near 0 always is): the successes finished after the window (:func:`sim.summary.summarize`), and the requests
+#: that succeeded by the window's end (``success_ratio x (1 - after_window_share)``, run by run)
+SHARE_METRICS = ("after_window_share", "success_in_window")
 #: the share of an alternative's successes finished after the window from which the table notes it
 LATE_NOTE = 0.01
 #: outcomes other than success, each compared as its share of the requests offered (``<outcome>_share``)
@@ -52,6 +53,8 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     for name in OTHER_OUTCOMES:
         if name in summary:
             summary[f"{name}_share"] = summary[name].astype(float) / summary["offered"].where(summary["offered"] > 0)
+    if "after_window_share" in summary:  # (no success: no late share, and none in the window either)
+        summary["success_in_window"] = summary["success_ratio"] * (1.0 - summary["after_window_share"].fillna(0.0))
     metrics = tuple(m for m in KEY_METRICS + LANE_METRICS if m in summary) + tuple(
         f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary) + tuple(
         m for m in SHARE_METRICS if m in summary)
@@ -109,12 +112,23 @@ COLUMNS = {"success %": ("success_ratio", 100, ".1f"), "req/min": ("throughput_r
            "$/1k ok": ("cost_per_success", 1000, ".3f"), "done by h": ("done_by", 1 / 3600, ".2f")}
 #: the comparison table's columns (``done by h`` added when a study uses the batch or flex lane)
 MAIN_COLUMNS = ("success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok")
+#: how the table marks a success that partly came after the window, while the run drained
+DRAIN_MARK = "*"
 
 
-def _cell(r, header: str) -> str:
-    """One metric cell: mean ±CI (``!`` when the interval is wider than the mean)."""
+def _cell(r, header: str, marks: bool = False) -> str:
+    """One metric cell: mean ±CI (``!`` when the interval is wider than the mean); with ``marks`` (some row is
+    marked), a success cell whose successes finished after the window for :data:`LATE_NOTE` of them or more
+    is marked :data:`DRAIN_MARK`, the others padded alike (their digits aligned)."""
     metric, scale, fmt = COLUMNS[header]
-    return _pm(scale * _num(r.get(f"{metric}_mean")), scale * _num(r.get(f"{metric}_ci95")), fmt)
+    cell = _pm(scale * _num(r.get(f"{metric}_mean")), scale * _num(r.get(f"{metric}_ci95")), fmt)
+    if metric == "success_ratio" and marks:
+        cell += DRAIN_MARK if _late(r) else " "
+    return cell
+
+
+def _late(r) -> bool:
+    return _num(r.get("after_window_share_mean")) >= LATE_NOTE  # (NaN: not)
 
 
 def _uses_batch_or_flex(comp: pd.DataFrame) -> bool:
@@ -128,12 +142,13 @@ def _uses_batch_or_flex(comp: pd.DataFrame) -> bool:
 def _table(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> tuple[str, list[str]]:
     """The aligned rows of ``comp`` (``names``: its name columns, then ``columns``, ``done by h`` for a batch
     or flex study, ``binding`` if ``comp`` has it, and the other outcomes) and the footnotes their marks
-    need, in order: ``!``, ``done by h``, the successes finished after the window."""
+    need, in order: ``!``, ``done by h``, :data:`DRAIN_MARK`."""
     done = ("done by h",) if _uses_batch_or_flex(comp) else ()
     binding = ["binding"] if "binding" in comp else []
     lines = [[*names, *columns, *done, *binding, "not ok"]]
+    marks = any(_late(r) for _, r in comp.iterrows())
     for _, r in comp.iterrows():
-        lines.append([*(str(r[a]) for a in names), *(_cell(r, h) for h in (*columns, *done)),
+        lines.append([*(str(r[a]) for a in names), *(_cell(r, h, marks) for h in (*columns, *done)),
                       *(str(r["binding"]) for _ in binding), _other_outcomes(r)])
     notes = []
     if any("!" in cell for line in lines[1:] for cell in line[len(names):-1 - len(binding)]):
@@ -147,8 +162,8 @@ def _table(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> tu
 
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     """An aligned text table, one line per grid point; an interval wider than its mean is marked ``!``
-    (too few replications to tell), with a footnote; with the batch or flex lane, when the work was done
-    (``done by h``)."""
+    (too few replications to tell), a success partly served after the window :data:`DRAIN_MARK`, each with a
+    footnote; with the batch or flex lane, when the work was done (``done by h``)."""
     text, notes = _table(comp, axes, MAIN_COLUMNS)
     unpriced = "cost_per_success_mean" in comp and any(
         _num(r["success_ratio_mean"]) > 0 and not np.isfinite(_num(r["cost_per_success_mean"]))
@@ -184,18 +199,21 @@ def format_by_project(path: Path, axes: list[str]) -> str:
     return "per project (mean over replications; by_project.csv):\n" + align(lines, left=len(keys))
 
 
-def _late_note(comp: pd.DataFrame, axes: list[str]) -> list[str]:
-    """A footnote naming the alternatives whose successes finished after the window, while the run drained,
-    for at least :data:`LATE_NOTE` of them: their req/min counts only those finished inside it (a batch job's
-    reads 0 at 100 % success)."""
+def _late_note(comp: pd.DataFrame, names: list[str]) -> list[str]:
+    """The footnote of the :data:`DRAIN_MARK` rows: the alternatives whose successes finished after the window,
+    while the run drained, for at least :data:`LATE_NOTE` of them, with that share and the share of requests
+    that succeeded by the window's end; their req/min counts only the window's (a batch job's reads 0 at
+    100 % success)."""
     if "after_window_share_mean" not in comp:
         return []
-    late = [f"{'/'.join(str(r[a]) for a in axes) or 'the alternative'} {100 * share:.3g}%"
-            for _, r in comp.iterrows() if (share := _num(r["after_window_share_mean"])) >= LATE_NOTE]  # NaN: not
+    late = [f"{'/'.join(str(r[a]) for a in names) or 'the alternative'} {100 * _num(r['after_window_share_mean']):.3g}%"
+            + (f" ({100 * ok:.3g}%)" if np.isfinite(ok := _num(r.get("success_in_window_mean"))) else "")
+            for _, r in comp.iterrows() if _late(r)]
     if not late:
         return []
-    return ["req/min = successes finished inside the simulated window; finished after it, while the run "
-            f"drained: {', '.join(late)} of the successes"]
+    return [f"{DRAIN_MARK} = success includes requests finished after the simulated window, while the run drained "
+            "(req/min counts only the window's): share of the successes finished after it (and success by the "
+            f"window's end): {', '.join(late)}"]
 
 
 def jsonable(value):
