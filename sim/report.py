@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from .catalog import UNIT_SPEC
-from .records import OUTCOMES
+from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
 from .figures import save, subplots
 from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals, run_records, run_table
+from .groups import client_summaries
 from .summary import limits_used, usage_columns
 from .texttable import align
 
@@ -41,11 +42,12 @@ OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadlin
                   "expired": "expired (batch window)"}
 
 
-def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per grid point: its axis values, the number of replications, and for each key metric, each
-    outcome share and each of :data:`SHARE_METRICS` ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the
-    t-interval; NaN with one replication), and ``wide_ci``: the key metrics whose interval is wider than their
-    mean."""
+def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per grid point (and, with ``by``, per value of those columns within it, in the order they first
+    appear: ``by=("client",)`` gives a row per grid point and client group): its axis values, the number of
+    replications, and for each key metric, each outcome share and each of :data:`SHARE_METRICS`
+    ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication), and
+    ``wide_ci``: the key metrics whose interval is wider than their mean."""
     # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
     # without importing scipy.stats (~1 s, ~60 MB)
     from scipy.special import stdtrit
@@ -61,12 +63,14 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     data = summary[list(metrics)].astype(float).to_numpy()  # one array, sliced per point: no Series per metric
     t975 = {}  # stdtrit(n - 1, 0.975) by n
     rows = []
-    at = summary.groupby("point", sort=True).indices  # point -> positions of its rows, in summary order
-    for point in sorted(at):
-        group = summary.iloc[at[point]]
-        row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
+    # point (or (point, *by)) -> positions of its rows, in summary order
+    at = summary.groupby(["point", *by] if by else "point", sort=False).indices
+    for key in sorted(at, key=lambda k: (k[0], at[k][0]) if by else k):
+        group = summary.iloc[at[key]]
+        row = {"point": int(group["point"].iloc[0]), **{a: group[a].iloc[0] for a in (*axes, *by)},
+               "replications": len(group)}
         wide = []
-        block = data[at[point]]
+        block = data[at[key]]
         for j, m in enumerate(metrics):
             values = block[:, j]
             values = values[~np.isnan(values)]
@@ -79,7 +83,8 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
                 wide.append(m)
         row["wide_ci"] = " ".join(wide)
         row["offered_mean"] = float(group["offered"].mean())
-        row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
+        if "binding" in group:  # (a client group's rows have none: the org's limits are not one group's)
+            row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -112,6 +117,8 @@ COLUMNS = {"success %": ("success_ratio", 100, ".1f"), "req/min": ("throughput_r
            "$/1k ok": ("cost_per_success", 1000, ".3f"), "done by h": ("done_by", 1 / 3600, ".2f")}
 #: the comparison table's columns (``done by h`` added when a study uses the batch or flex lane)
 MAIN_COLUMNS = ("success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok")
+#: the per-client-group section's columns (``done by h`` added alike)
+CLIENT_COLUMNS = ("success %", "req/min", "p95 s", "p99 s", "429/attempt", "$/1k ok")
 #: how the table marks a success that partly came after the window, while the run drained
 DRAIN_MARK = "*"
 
@@ -175,6 +182,41 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     return text + "".join(f"{n}\n" for n in notes)
 
 
+def client_table(study: StudyResult, out: Path) -> list[Path]:
+    """``by_client.csv`` when the scenario has two client groups or more (nothing otherwise): one row per grid
+    point and client group, in scenario order, with the mean and 95% CI over replications of each group's
+    run summary (:func:`sim.groups.client_summaries`; :func:`compare` with ``by=("client",)``)."""
+    clients = study.scenario.clients
+    if len(clients) < 2 or not len(study.summary):
+        return []
+    axes = list(study.scenario.compare)
+    rows = []
+    for _, run in study.summary.iterrows():
+        point, rep = int(run["point"]), int(run["replication"])
+        spec = study.scenario.spec(study.point(point), duration=study.duration)
+        result = RunResult(load_records(study, point, rep), load_refusals(study, point, rep), spec)
+        rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row}
+                 for row in client_summaries(result)]
+    path = Path(out) / "by_client.csv"
+    compare(pd.DataFrame(rows), axes, by=("client",)).to_csv(path, index=False)
+    return [path]
+
+
+def format_by_client(path: Path, axes: list[str]) -> str:
+    """The per-client-group section printed under the comparison table, from ``by_client.csv``: the table adds
+    the groups up, which can hide one app served far worse than the others.  Empty without the file."""
+    if not Path(path).exists():
+        return ""
+    keys = [*axes, "client"]
+    columns = pd.read_csv(path, nrows=0).columns
+    # names read as written (a tier "1", a flag "True"); a metric's empty cell is NaN
+    table = pd.read_csv(path, dtype={k: str for k in keys}, keep_default_na=False,
+                        na_values={c: [""] for c in columns if c not in keys})
+    text, notes = _table(table, keys, CLIENT_COLUMNS)
+    return ("per client group (mean ±95% CI over replications; by_client.csv):\n" + text
+            + "".join(f"{n}\n" for n in notes))
+
+
 #: how the per-project table names the traffic of client groups that belong to no project
 NO_PROJECT = "(no project)"
 
@@ -236,7 +278,8 @@ def comparison_json(comp: pd.DataFrame) -> str:
 
 def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early: dict | None = None,
                   errors: list[str] | None = None) -> list[Path]:
-    """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots and the lane tables.
+    """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots, the lane tables and the
+    per-client-group table.
     With a ``pool`` the files other than the two tables are written by its workers, one task each, in
     parallel (a study held in memory is written here: its records are not sent to workers).  ``early``:
     figures already started on the pool (figure function -> future, see :func:`start_early_figures`).  A
@@ -247,14 +290,15 @@ def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early
     # the longest first, so that it does not start last
     tasks = [(writing, write_requests, study, out),
              *((writing, fig, study, out) for fig in FIGURES if fig not in early),
-             (writing, plot_lanes, study, out), (writing, lane_tables, study, out)]
+             (writing, plot_lanes, study, out), (writing, lane_tables, study, out), (writing, client_table, study, out)]
     results = {"summary": writing(_csv, study.summary, out / "summary.csv"),
                "comparison": writing(_csv, study.comparison, out / "comparison.csv")}
     ran = [call(*task) for task in tasks] if pool is None or study.results else pool.map(call, tasks)
     results.update(zip((task[1] for task in tasks), ran))
     results.update((fig, future.result()) for fig, future in early.items())
     # listed in one order whatever drew what when (the files written, the ones that could not be)
-    done = [results[k] for k in ("summary", "comparison", write_requests, *FIGURES, plot_lanes, lane_tables)]
+    done = [results[k] for k in ("summary", "comparison", write_requests, *FIGURES, plot_lanes, lane_tables,
+                                 client_table)]
     if errors is not None:
         errors += [e for _, e in done if e]
     return [f for files, _ in done for f in files]
@@ -477,7 +521,7 @@ FIGURES = (plot_utilisation, plot_latency_cdf, plot_throughput, plot_attempts)
 #: every file :func:`write_outputs` can write in the output directory
 OUTPUT_FILES = ("summary.csv", "comparison.csv", "requests.parquet", "utilisation_over_time.png", "latency_cdf.png",
                 "throughput_over_time.png", "attempts_per_success.png", "lanes_cost_time.png", "batch_job_times.png",
-                "by_project.csv", "by_lane.csv", "by_service_tier.csv")
+                "by_project.csv", "by_lane.csv", "by_service_tier.csv", "by_client.csv")
 
 
 #: the list, in the output directory, of the output files the last study wrote there (one name a line)

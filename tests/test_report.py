@@ -334,7 +334,8 @@ def test_run_prints_the_per_project_means_after_its_table(tmp_path, capsys):
                     "[[clients]]\nname = 'b'\nproject = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
                     "arrival = { kind = 'poisson', rate = '20/min' }\n[compare]\nproject_quotas = [false, true]\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1"]) == 0
-    out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1].splitlines()
+    out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1]
+    out = out.split("per client group")[0].splitlines()  # (the per-client-group section follows)
     assert [line.split()[:2] for line in out[1:]] == [["False", "a"], ["False", "b"], ["True", "a"], ["True", "b"]]
     assert float(out[4].split()[2]) < 60  # b's own RPM 5 against 20/min, with the quota on
 
