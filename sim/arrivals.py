@@ -1,11 +1,13 @@
 """Arrival processes: how a client group's requests arrive, one validated class per ``kind``.
 
 Each kind owns its parameters, its validation, its sampling (``times``: every arrival in ``[0, duration)``
-at once, in vectors) and its long-run rate (``mean_rate``).  ``ArrivalSpec`` is the discriminated union a
-scenario's ``arrival = { kind = "...", ... }`` is validated into, and the one list of kinds: ``KINDS`` (name
--> class) is read from it.  :func:`arrival` builds one from keywords.  To add a kind: one class here with
-``kind: Literal["name"]``, its fields, ``times`` and ``mean_rate``, listed in ``ArrivalSpec``'s ``Union``, and
-its settings in ``tests/test_arrivals.py``'s ``RATE_CASES`` (the rate test; a test fails until both are done).
+at once, in vectors), its long-run rate (``mean_rate``) and its mean rate over a window from the start
+(``window_rate``: the long-run rate unless its rate changes with time, as a diurnal day's does).
+``ArrivalSpec`` is the discriminated union a scenario's ``arrival = { kind = "...", ... }`` is validated into,
+and the one list of kinds: ``KINDS`` (name -> class) is read from it.  :func:`arrival` builds one from
+keywords.  To add a kind: one class here with ``kind: Literal["name"]``, its fields, ``times`` and
+``mean_rate`` (and ``window_rate`` if its rate changes with time), listed in ``ArrivalSpec``'s ``Union``, and
+its settings in ``tests/test_arrivals.py``'s ``RATE_CASES`` (the rate tests; a test fails until both are done).
 """
 from __future__ import annotations
 
@@ -73,6 +75,12 @@ class _Kind(Strict):
             raise TypeError(f"arrival kind {self.kind!r} gives no mean_rate(): an open-loop kind must return its "
                             "long-run rate (requests per second at load 1)")
         return rate
+
+    def window_rate(self, duration: float) -> float:
+        """Mean requests per second over ``[0, duration)`` at load 1 (``times``' expected count / ``duration``):
+        the long-run rate, unless the kind's rate changes with time from the start (overridden there: a day's
+        first hours are not a diurnal day's mean).  What the work check (``Scenario.size``) counts."""
+        return self.long_run_rate()
 
 
 class Poisson(_Kind):
@@ -142,6 +150,14 @@ class OnOff(_Kind):
     def mean_rate(self):
         return self.rate * self.on / (self.on + self.off)
 
+    def window_rate(self, duration):
+        # the first period is on: P(on at t) = pi + (1 - pi) e^(-lambda t), lambda = 1/on + 1/off (a two-state
+        # Markov chain), averaged over [0, duration)
+        if self.off == 0:
+            return self.rate
+        pi, lam = self.on / (self.on + self.off), 1.0 / self.on + 1.0 / self.off
+        return self.rate * (pi + (1.0 - pi) * -np.expm1(-lam * duration) / (lam * duration))
+
 
 class Piecewise(_Kind):
     """A rate schedule ``[[start, rate], ...]`` repeating every ``period`` (Poisson within each piece)."""
@@ -171,8 +187,16 @@ class Piecewise(_Kind):
         return _thinned(rng, fn, rates.max(), duration) if rates.max() > 0 else np.empty(0)
 
     def mean_rate(self):
+        return self._requests(self.period) / self.period
+
+    def window_rate(self, duration):
+        whole, rest = divmod(duration, self.period)
+        return (whole * self._requests(self.period) + self._requests(rest)) / duration
+
+    def _requests(self, x: float) -> float:
+        """Expected requests in ``[0, x)`` at load 1, ``x`` at most one period."""
         starts = [s for s, _ in self.schedule] + [self.period]
-        return sum(r * (b - a) for (a, r), b in zip(self.schedule, starts[1:])) / self.period
+        return sum(r * (min(b, x) - min(a, x)) for (a, r), b in zip(self.schedule, starts[1:]))
 
 
 class Diurnal(_Kind):
@@ -190,6 +214,11 @@ class Diurnal(_Kind):
 
     def mean_rate(self):
         return self.rate
+
+    def window_rate(self, duration):
+        w = 2 * np.pi / self.period  # the integral of the cosine over [0, duration), over duration
+        swing = (np.sin(w * (duration - self.peak)) - np.sin(w * -self.peak)) / (w * duration)
+        return self.rate * (1.0 + self.amplitude * swing)
 
 
 class Trace(_Kind):

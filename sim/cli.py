@@ -106,8 +106,8 @@ def _run(args) -> int:
 
 
 def _run_study(args, scenario, duration, out, created, pool) -> int:
-    from .report import (comparison_json, format_by_project, format_comparison, remove_stale, start_early_figures,
-                         write_outputs)
+    from .report import (comparison_json, format_by_client, format_by_project, format_comparison, remove_stale,
+                         start_early_figures, write_outputs)
     from .runner import finished_rows, plan, run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     try:
@@ -156,6 +156,8 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         return 130
     if args.format == "table" and out / "by_project.csv" in files:  # written by this run, not an earlier one
         sys.stdout.write(format_by_project(out / "by_project.csv", axes))
+    if args.format == "table" and out / "by_client.csv" in files:  # (a study of two client groups or more)
+        sys.stdout.write(format_by_client(out / "by_client.csv", axes))
     stale = remove_stale(out, files) if study.complete and not problems else []
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)

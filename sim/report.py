@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from .catalog import UNIT_SPEC
-from .records import OUTCOMES
+from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
 from .figures import save, subplots
 from .pool import Pool, call
 from .study import StudyResult, load_records, load_refusals, run_records, run_table
+from .groups import client_summaries
 from .summary import limits_used, usage_columns
 from .texttable import align
 
@@ -28,8 +29,9 @@ KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50
 LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "batch_expired_share", "job_time_p50",
                 "job_time_p90")
 #: shares compared like the outcome shares, not flagged when their interval is wider than their mean (a share
-#: near 0 always is): the successes finished after the window (:func:`sim.summary.summarize`)
-SHARE_METRICS = ("after_window_share",)
+#: near 0 always is): the successes finished after the window (:func:`sim.summary.summarize`), and the requests
+#: that succeeded by the window's end (``success_ratio x (1 - after_window_share)``, run by run)
+SHARE_METRICS = ("after_window_share", "success_in_window")
 #: the share of an alternative's successes finished after the window from which the table notes it
 LATE_NOTE = 0.01
 #: outcomes other than success, each compared as its share of the requests offered (``<outcome>_share``)
@@ -40,11 +42,12 @@ OUTCOME_LABELS = {"gave_up": "gave up", "too_large": "too large (413)", "deadlin
                   "expired": "expired (batch window)"}
 
 
-def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """One row per grid point: its axis values, the number of replications, and for each key metric, each
-    outcome share and each of :data:`SHARE_METRICS` ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the
-    t-interval; NaN with one replication), and ``wide_ci``: the key metrics whose interval is wider than their
-    mean."""
+def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per grid point (and, with ``by``, per value of those columns within it, in the order they first
+    appear: ``by=("client",)`` gives a row per grid point and client group): its axis values, the number of
+    replications, and for each key metric, each outcome share and each of :data:`SHARE_METRICS`
+    ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication), and
+    ``wide_ci``: the key metrics whose interval is wider than their mean."""
     # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
     # without importing scipy.stats (~1 s, ~60 MB)
     from scipy.special import stdtrit
@@ -52,18 +55,22 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     for name in OTHER_OUTCOMES:
         if name in summary:
             summary[f"{name}_share"] = summary[name].astype(float) / summary["offered"].where(summary["offered"] > 0)
+    if "after_window_share" in summary:  # (no success: no late share, and none in the window either)
+        summary["success_in_window"] = summary["success_ratio"] * (1.0 - summary["after_window_share"].fillna(0.0))
     metrics = tuple(m for m in KEY_METRICS + LANE_METRICS if m in summary) + tuple(
         f"{o}_share" for o in OTHER_OUTCOMES if f"{o}_share" in summary) + tuple(
         m for m in SHARE_METRICS if m in summary)
     data = summary[list(metrics)].astype(float).to_numpy()  # one array, sliced per point: no Series per metric
     t975 = {}  # stdtrit(n - 1, 0.975) by n
     rows = []
-    at = summary.groupby("point", sort=True).indices  # point -> positions of its rows, in summary order
-    for point in sorted(at):
-        group = summary.iloc[at[point]]
-        row = {"point": int(point), **{a: group[a].iloc[0] for a in axes}, "replications": len(group)}
+    # point (or (point, *by)) -> positions of its rows, in summary order
+    at = summary.groupby(["point", *by] if by else "point", sort=False).indices
+    for key in sorted(at, key=lambda k: (k[0], at[k][0]) if by else k):
+        group = summary.iloc[at[key]]
+        row = {"point": int(group["point"].iloc[0]), **{a: group[a].iloc[0] for a in (*axes, *by)},
+               "replications": len(group)}
         wide = []
-        block = data[at[point]]
+        block = data[at[key]]
         for j, m in enumerate(metrics):
             values = block[:, j]
             values = values[~np.isnan(values)]
@@ -76,7 +83,8 @@ def compare(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
                 wide.append(m)
         row["wide_ci"] = " ".join(wide)
         row["offered_mean"] = float(group["offered"].mean())
-        row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
+        if "binding" in group:  # (a client group's rows have none: the org's limits are not one group's)
+            row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -102,35 +110,111 @@ def _other_outcomes(r) -> str:
     return ", ".join(parts) or "-"
 
 
+#: the printed tables' metric columns: header -> (metric, scale, format) of its ``<metric>_mean`` ±``_ci95``
+COLUMNS = {"success %": ("success_ratio", 100, ".1f"), "req/min": ("throughput_rpm", 1, ".1f"),
+           "p50 s": ("latency_p50", 1, ".2f"), "p95 s": ("latency_p95", 1, ".2f"), "p99 s": ("latency_p99", 1, ".2f"),
+           "429/attempt": ("n429_per_attempt", 1, ".3f"), "attempts/ok": ("attempts_per_success", 1, ".2f"),
+           "$/1k ok": ("cost_per_success", 1000, ".3f"), "done by h": ("done_by", 1 / 3600, ".2f")}
+#: the comparison table's columns (``done by h`` added when a study uses the batch or flex lane)
+MAIN_COLUMNS = ("success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok")
+#: the per-client-group section's columns (``done by h`` added alike)
+CLIENT_COLUMNS = ("success %", "req/min", "p95 s", "p99 s", "429/attempt", "$/1k ok")
+#: how the table marks a success that partly came after the window, while the run drained
+DRAIN_MARK = "*"
+
+
+def _cell(r, header: str, marks: bool = False) -> str:
+    """One metric cell: mean ±CI (``!`` when the interval is wider than the mean); with ``marks`` (some row is
+    marked), a success cell whose successes finished after the window for :data:`LATE_NOTE` of them or more
+    is marked :data:`DRAIN_MARK`, the others padded alike (their digits aligned)."""
+    metric, scale, fmt = COLUMNS[header]
+    cell = _pm(scale * _num(r.get(f"{metric}_mean")), scale * _num(r.get(f"{metric}_ci95")), fmt)
+    if metric == "success_ratio" and marks:
+        cell += DRAIN_MARK if _late(r) else " "
+    return cell
+
+
+def _late(r) -> bool:
+    return _num(r.get("after_window_share_mean")) >= LATE_NOTE  # (NaN: not)
+
+
+def _uses_batch_or_flex(comp: pd.DataFrame) -> bool:
+    """Some alternative served requests on flex or sent them through the batch lane (lane metrics: the
+    question is then also when the work is done)."""
+    flex = comp.get("flex_share_mean", pd.Series(dtype=float)).astype(float)
+    batch = comp.get("batch_expired_share_mean", pd.Series(dtype=float)).astype(float)
+    return bool((flex > 0).any() or batch.notna().any())
+
+
+def _table(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The aligned rows of ``comp`` (``names``: its name columns, then ``columns``, ``done by h`` for a batch
+    or flex study, ``binding`` if ``comp`` has it, and the other outcomes) and the footnotes their marks
+    need, in order: ``!``, ``done by h``, :data:`DRAIN_MARK`."""
+    done = ("done by h",) if _uses_batch_or_flex(comp) else ()
+    binding = ["binding"] if "binding" in comp else []
+    lines = [[*names, *columns, *done, *binding, "not ok"]]
+    marks = any(_late(r) for _, r in comp.iterrows())
+    for _, r in comp.iterrows():
+        lines.append([*(str(r[a]) for a in names), *(_cell(r, h, marks) for h in (*columns, *done)),
+                      *(str(r["binding"]) for _ in binding), _other_outcomes(r)])
+    notes = []
+    if any("!" in cell for line in lines[1:] for cell in line[len(names):-1 - len(binding)]):
+        notes.append("! = the 95% interval is wider than the mean: too few replications to tell these apart "
+                     "(raise --replications)")
+    if done:
+        notes.append("done by h = when the last successful request was answered, in hours from the start (the "
+                     "drain after the window included)")
+    return align(lines, left=len(names)), notes + _late_note(comp, names)
+
+
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     """An aligned text table, one line per grid point; an interval wider than its mean is marked ``!``
-    (too few replications to tell), with a footnote."""
-    header = [*axes, "success %", "req/min", "p50 s", "p95 s", "p99 s", "429/attempt", "attempts/ok", "$/1k ok",
-              "binding", "not ok"]
-    lines = [header]
-    for _, r in comp.iterrows():
-        lines.append([*(str(r[a]) for a in axes),
-                      _pm(100 * _num(r["success_ratio_mean"]), 100 * _num(r["success_ratio_ci95"]), ".1f"),
-                      _pm(r["throughput_rpm_mean"], r["throughput_rpm_ci95"], ".1f"),
-                      _pm(r["latency_p50_mean"], r["latency_p50_ci95"], ".2f"),
-                      _pm(r["latency_p95_mean"], r["latency_p95_ci95"], ".2f"),
-                      _pm(r["latency_p99_mean"], r["latency_p99_ci95"], ".2f"),
-                      _pm(r["n429_per_attempt_mean"], r["n429_per_attempt_ci95"], ".3f"),
-                      _pm(r["attempts_per_success_mean"], r["attempts_per_success_ci95"], ".2f"),
-                      _pm(1000 * _num(r.get("cost_per_success_mean")), 1000 * _num(r.get("cost_per_success_ci95")),
-                          ".3f"),
-                      str(r["binding"]), _other_outcomes(r)])
-    text = align(lines, left=len(axes))
-    if any(cell.endswith("!") for line in lines[1:] for cell in line[len(axes):-2]):  # (a metric not shown: not)
-        text += ("! = the 95% interval is wider than the mean: too few replications to tell these apart "
-                 "(raise --replications)\n")
+    (too few replications to tell), a success partly served after the window :data:`DRAIN_MARK`, each with a
+    footnote; with the batch or flex lane, when the work was done (``done by h``)."""
+    text, notes = _table(comp, axes, MAIN_COLUMNS)
     unpriced = "cost_per_success_mean" in comp and any(
         _num(r["success_ratio_mean"]) > 0 and not np.isfinite(_num(r["cost_per_success_mean"]))
         for _, r in comp.iterrows())
     if unpriced:
-        text += ("$/1k ok '-' = a model Groq publishes no price for was served: give it one in "
-                 "[prices.\"MODEL\"] (input_per_m, output_per_m)\n")
-    return text + _late_note(comp, axes)
+        notes.insert(1 if notes and notes[0].startswith("!") else 0,
+                     "$/1k ok '-' = a model Groq publishes no price for was served: give it one in "
+                     "[prices.\"MODEL\"] (input_per_m, output_per_m)")
+    return text + "".join(f"{n}\n" for n in notes)
+
+
+def client_table(study: StudyResult, out: Path) -> list[Path]:
+    """``by_client.csv`` when the scenario has two client groups or more (nothing otherwise): one row per grid
+    point and client group, in scenario order, with the mean and 95% CI over replications of each group's
+    run summary (:func:`sim.groups.client_summaries`; :func:`compare` with ``by=("client",)``)."""
+    clients = study.scenario.clients
+    if len(clients) < 2 or not len(study.summary):
+        return []
+    axes = list(study.scenario.compare)
+    rows = []
+    for _, run in study.summary.iterrows():
+        point, rep = int(run["point"]), int(run["replication"])
+        spec = study.scenario.spec(study.point(point), duration=study.duration)
+        result = RunResult(load_records(study, point, rep), load_refusals(study, point, rep), spec)
+        rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row}
+                 for row in client_summaries(result)]
+    path = Path(out) / "by_client.csv"
+    compare(pd.DataFrame(rows), axes, by=("client",)).to_csv(path, index=False)
+    return [path]
+
+
+def format_by_client(path: Path, axes: list[str]) -> str:
+    """The per-client-group section printed under the comparison table, from ``by_client.csv``: the table adds
+    the groups up, which can hide one app served far worse than the others.  Empty without the file."""
+    if not Path(path).exists():
+        return ""
+    keys = [*axes, "client"]
+    columns = pd.read_csv(path, nrows=0).columns
+    # names read as written (a tier "1", a flag "True"); a metric's empty cell is NaN
+    table = pd.read_csv(path, dtype={k: str for k in keys}, keep_default_na=False,
+                        na_values={c: [""] for c in columns if c not in keys})
+    text, notes = _table(table, keys, CLIENT_COLUMNS)
+    return ("per client group (mean ±95% CI over replications; by_client.csv):\n" + text
+            + "".join(f"{n}\n" for n in notes))
 
 
 #: how the per-project table names the traffic of client groups that belong to no project
@@ -157,18 +241,21 @@ def format_by_project(path: Path, axes: list[str]) -> str:
     return "per project (mean over replications; by_project.csv):\n" + align(lines, left=len(keys))
 
 
-def _late_note(comp: pd.DataFrame, axes: list[str]) -> str:
-    """A footnote naming the alternatives whose successes finished after the window, while the run drained,
-    for at least :data:`LATE_NOTE` of them: their req/min counts only those finished inside it (a batch job's
-    reads 0 at 100 % success)."""
+def _late_note(comp: pd.DataFrame, names: list[str]) -> list[str]:
+    """The footnote of the :data:`DRAIN_MARK` rows: the alternatives whose successes finished after the window,
+    while the run drained, for at least :data:`LATE_NOTE` of them, with that share and the share of requests
+    that succeeded by the window's end; their req/min counts only the window's (a batch job's reads 0 at
+    100 % success)."""
     if "after_window_share_mean" not in comp:
-        return ""
-    late = [f"{'/'.join(str(r[a]) for a in axes) or 'the alternative'} {100 * share:.3g}%"
-            for _, r in comp.iterrows() if (share := _num(r["after_window_share_mean"])) >= LATE_NOTE]  # NaN: not
+        return []
+    late = [f"{'/'.join(str(r[a]) for a in names) or 'the alternative'} {100 * _num(r['after_window_share_mean']):.3g}%"
+            + (f" ({100 * ok:.3g}%)" if np.isfinite(ok := _num(r.get("success_in_window_mean"))) else "")
+            for _, r in comp.iterrows() if _late(r)]
     if not late:
-        return ""
-    return ("req/min = successes finished inside the simulated window; finished after it, while the run "
-            f"drained: {', '.join(late)} of the successes\n")
+        return []
+    return [f"{DRAIN_MARK} = success includes requests finished after the simulated window, while the run drained "
+            "(req/min counts only the window's): share of the successes finished after it (and success by the "
+            f"window's end): {', '.join(late)}"]
 
 
 def jsonable(value):
@@ -191,7 +278,8 @@ def comparison_json(comp: pd.DataFrame) -> str:
 
 def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early: dict | None = None,
                   errors: list[str] | None = None) -> list[Path]:
-    """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots and the lane tables.
+    """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots, the lane tables and the
+    per-client-group table.
     With a ``pool`` the files other than the two tables are written by its workers, one task each, in
     parallel (a study held in memory is written here: its records are not sent to workers).  ``early``:
     figures already started on the pool (figure function -> future, see :func:`start_early_figures`).  A
@@ -202,14 +290,15 @@ def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early
     # the longest first, so that it does not start last
     tasks = [(writing, write_requests, study, out),
              *((writing, fig, study, out) for fig in FIGURES if fig not in early),
-             (writing, plot_lanes, study, out), (writing, lane_tables, study, out)]
+             (writing, plot_lanes, study, out), (writing, lane_tables, study, out), (writing, client_table, study, out)]
     results = {"summary": writing(_csv, study.summary, out / "summary.csv"),
                "comparison": writing(_csv, study.comparison, out / "comparison.csv")}
     ran = [call(*task) for task in tasks] if pool is None or study.results else pool.map(call, tasks)
     results.update(zip((task[1] for task in tasks), ran))
     results.update((fig, future.result()) for fig, future in early.items())
     # listed in one order whatever drew what when (the files written, the ones that could not be)
-    done = [results[k] for k in ("summary", "comparison", write_requests, *FIGURES, plot_lanes, lane_tables)]
+    done = [results[k] for k in ("summary", "comparison", write_requests, *FIGURES, plot_lanes, lane_tables,
+                                 client_table)]
     if errors is not None:
         errors += [e for _, e in done if e]
     return [f for files, _ in done for f in files]
@@ -430,7 +519,7 @@ FIGURES = (plot_utilisation, plot_latency_cdf, plot_throughput, plot_attempts)
 #: every file :func:`write_outputs` can write in the output directory
 OUTPUT_FILES = ("summary.csv", "comparison.csv", "requests.parquet", "utilisation_over_time.png", "latency_cdf.png",
                 "throughput_over_time.png", "attempts_per_success.png", "lanes_cost_time.png", "batch_job_times.png",
-                "by_project.csv", "by_lane.csv", "by_service_tier.csv")
+                "by_project.csv", "by_lane.csv", "by_service_tier.csv", "by_client.csv")
 
 
 #: the list, in the output directory, of the output files the last study wrote there (one name a line)

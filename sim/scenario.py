@@ -582,8 +582,9 @@ class Scenario(Strict):
 
     def size(self, duration: float | None = None) -> tuple[int, float]:
         """(runs, simulated requests) the study asks for: grid points x replications, and the sum over runs
-        of each open-loop client group's mean rate x load x horizon (a trace's rows in the horizon; a closed
-        loop at most one request per user per think time)."""
+        of each open-loop client group's mean rate over the horizon x load x horizon (``window_rate``: a
+        diurnal day's first hours are not its mean; a trace's rows in the horizon; a closed loop at most one
+        request per user per think time)."""
         horizon = duration if duration is not None else self.scenario.duration
         loads = [float(v) for v in self.compare.get("load", [1.0])]
         requests = 0.0
@@ -594,7 +595,7 @@ class Scenario(Strict):
                     ts = read_trace(self._resolve(a.file))["timestamp"]
                     requests += float((ts / load < horizon).sum())
                 elif a.open_loop:
-                    requests += a.long_run_rate() * load * horizon
+                    requests += a.window_rate(horizon) * load * horizon
                 else:
                     requests += a.users * horizon / max(a.think, 1.0)
         grid = len(self.grid())

@@ -1,4 +1,6 @@
-"""Arrival kinds: each samples inside the horizon, at its documented long-run rate."""
+"""Arrival kinds: each samples inside the horizon, at its documented long-run rate and mean rate over a window."""
+import math
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -33,6 +35,35 @@ def test_times_are_sorted_in_the_horizon_at_the_mean_rate(settings):
     assert abs(counts.mean() - expected) <= 4 * counts.std(ddof=1) / np.sqrt(30) + 1
     doubled = proc.times(np.random.default_rng(4), DURATION, load=2.0)
     assert abs(len(doubled) / len(t) - 2) < 0.15
+
+
+@pytest.mark.parametrize("window", [600.0, 3000.0, 2.5 * 3600], ids=["10m", "50m", "2.5h"])
+@pytest.mark.parametrize("settings", RATE_CASES, ids=lambda s: s["kind"])
+def test_the_window_rate_is_the_mean_count_over_a_window_from_the_start(settings, window):
+    """Windows that are no whole number of periods (a diurnal day's start, a piecewise schedule's first piece,
+    an on/off source's first on period): the count over 200 seeds is within 4 standard errors of
+    ``window_rate x T``."""
+    proc = arrival(**settings)
+    counts = np.array([len(proc.times(np.random.default_rng(seed), window)) for seed in range(200)])
+    assert abs(counts.mean() - proc.window_rate(window) * window) <= 4 * counts.std(ddof=1) / np.sqrt(200) + 1
+
+
+def test_window_rates_follow_their_definitions():
+    # diurnal 30/min, amplitude 0.8, period 2h, peak 14h (= 0 mod 2h): over [0, 30m) the cosine's mean is
+    # sin(pi/2) / (pi/2) = 2/pi, so 30 x (1 + 0.8 x 2/pi) a minute
+    diurnal = arrival(kind="diurnal", rate="30/min", period="2h", amplitude=0.8)
+    assert diurnal.window_rate(1800.0) * 60 == pytest.approx(30 * (1 + 0.8 * 2 / math.pi))
+    assert diurnal.window_rate(4 * 3600.0) == pytest.approx(diurnal.mean_rate())  # whole periods: the mean
+    # piecewise 10/min for 2h then 50/min for 2h: over 3h, (2 x 10 + 1 x 50) / 3 a minute; over 9h, two periods
+    # of 120 x 10 + 120 x 50 requests and 60 minutes at 10/min, over 540 minutes
+    pw = arrival(kind="piecewise", schedule=[["0h", "10/min"], ["2h", "50/min"]], period="4h")
+    assert pw.window_rate(3 * 3600.0) * 60 == pytest.approx(70 / 3)
+    assert pw.window_rate(9 * 3600.0) * 60 == pytest.approx((2 * (120 * 10 + 120 * 50) + 60 * 10) / 540)
+    # on/off starting on: over 10 minutes with on 5m and off 10m, on 1/3 + 2/3 x (1 - e^-3) / 3 of the time
+    onoff = arrival(kind="onoff", rate="90/min", on="5m", off="10m")
+    assert onoff.window_rate(600.0) == pytest.approx(1.5 * (1 / 3 + 2 / 3 * (1 - math.exp(-3)) / 3))
+    assert arrival(kind="onoff", rate="90/min", on="5m", off="0s").window_rate(600.0) == 1.5
+    assert arrival(kind="poisson", rate="30/min").window_rate(60.0) == 0.5
 
 
 def test_mean_rates_follow_their_definitions():

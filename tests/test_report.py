@@ -158,20 +158,62 @@ def test_a_dash_for_the_cost_of_served_requests_is_explained():
     assert note not in format_comparison(priced, []) and note not in format_comparison(nothing_served, [])
 
 
-def test_successes_finished_after_the_window_are_footnoted_from_one_percent():
+def test_a_success_partly_served_after_the_window_is_marked_in_its_cell_from_one_percent():
+    """The headline a drain makes (a backlog served after the arrivals stopped) is marked where it is read,
+    the success cell, and its footnote gives the late share and the success by the window's end."""
     rows = []
     for policy, late in (("held", 0.853), ("edge", LATE_NOTE), ("below", 0.0099), ("none", 0.0), ("nan", np.nan)):
         comp = compare(summary_rows({"after_window_share": [late, late]}), [])
         rows.append(comp.assign(tier="free", policy=policy))
     table = format_comparison(pd.concat(rows, ignore_index=True), ["tier", "policy"])
-    *_, note = table.splitlines()
-    assert note == ("req/min = successes finished inside the simulated window; finished after it, while the run "
-                    "drained: free/held 85.3%, free/edge 1% of the successes")
+    lines = table.splitlines()
+    success = {line.split()[1]: line.split()[2:4] for line in lines[1:6]}
+    assert success == {"held": ["100.0", "±0.0*"], "edge": ["100.0", "±0.0*"], "below": ["100.0", "±0.0"],
+                       "none": ["100.0", "±0.0"], "nan": ["100.0", "±0.0"]}
+    # success 1.0 in both replications: by the window's end 1 - 0.853 = 14.7 %, 1 - 0.01 = 99 %
+    assert lines[-1] == ("* = success includes requests finished after the simulated window, while the run drained "
+                         "(req/min counts only the window's): share of the successes finished after it (and success "
+                         "by the window's end): free/held 85.3% (14.7%), free/edge 1% (99%)")
     quiet = compare(summary_rows({"after_window_share": [0.0, 0.002]}), [])
     assert "drained" not in format_comparison(quiet, []) and quiet.loc[0, "after_window_share_mean"] == 0.001
+    assert "*" not in format_comparison(quiet, [])
     assert quiet.loc[0, "wide_ci"] == ""  # a share near 0 always has a wide interval: no "!" for it
     alone = compare(summary_rows({"after_window_share": [1.0]}), [])  # no axes: a single alternative
-    assert format_comparison(alone, []).splitlines()[-1].endswith("drained: the alternative 100% of the successes")
+    assert format_comparison(alone, []).splitlines()[-1].endswith("window's end): the alternative 100% (0%)")
+
+
+def test_the_success_by_the_windows_end_is_averaged_run_by_run():
+    # runs: success 0.8 with half late, 0.6 with a quarter late -> by the end 0.4 and 0.45: mean 0.425 (the
+    # product of the means, 0.7 x 0.625 = 0.4375, would not be a run's figure); t(1) x |0.4 - 0.45| / 2
+    comp = compare(summary_rows({"success_ratio": [0.8, 0.6], "after_window_share": [0.5, 0.25]}), [])
+    assert comp.loc[0, "success_in_window_mean"] == pytest.approx(0.425)
+    assert comp.loc[0, "success_in_window_ci95"] == pytest.approx(12.706204736 * 0.025)
+    assert format_comparison(comp, []).splitlines()[-1].endswith(": the alternative 37.5% (42.5%)")
+    # nothing served: no late share (NaN), and nothing served by the window's end either
+    none = compare(summary_rows({"success_ratio": [0.0, 0.0], "after_window_share": [np.nan, np.nan]}), [])
+    assert none.loc[0, "success_in_window_mean"] == 0.0
+
+
+def test_a_drained_backlog_is_marked_in_the_printed_table(tmp_path, capsys):
+    """paced at 95 % of Free's RPM 30 against 45 a minute: its queue is served after the window.  The mark and
+    the footnote's figures, against the late share computed from requests.parquet."""
+    path = tmp_path / "s.toml"
+    path.write_text("[scenario]\nduration = '10m'\nseed = 4\nreplications = 2\n[org]\ntier = 'free'\n"
+                    "[[clients]]\nname = 'api'\nmodel = 'allam-2-7b'\narrival = { kind = 'poisson', rate = '45/min' }\n"
+                    "prompt_tokens = 60\nmax_tokens = 30\n[compare]\npolicy = ['no-retry', 'paced']\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rec = pd.read_parquet(out / "requests.parquet")
+    ok = rec[(rec["outcome"] == "ok") & (rec["created"] < 600)]
+    late = ok.assign(late=ok["finished"] >= 600).groupby(["point", "replication"])["late"].mean()
+    offered = rec[rec["created"] < 600].groupby(["point", "replication"]).size()
+    served = ok[ok["finished"] < 600].groupby(["point", "replication"]).size()
+    paced_late, paced_served = late.loc[1].mean(), (served.loc[1] / offered.loc[1]).mean()
+    assert late.loc[0].mean() < LATE_NOTE and paced_late > 0.2  # no-retry serves at once; paced queues
+    assert [line.split()[0] for line in lines[1:3]] == ["no-retry", "paced"]
+    assert not lines[1].split()[2].endswith("*") and lines[2].split()[2].endswith("*")
+    assert lines[-1].endswith(f"paced {100 * paced_late:.3g}% ({100 * paced_served:.3g}%)")
 
 
 def test_t_interval_matches_scipy():
@@ -292,7 +334,8 @@ def test_run_prints_the_per_project_means_after_its_table(tmp_path, capsys):
                     "[[clients]]\nname = 'b'\nproject = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
                     "arrival = { kind = 'poisson', rate = '20/min' }\n[compare]\nproject_quotas = [false, true]\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1"]) == 0
-    out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1].splitlines()
+    out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1]
+    out = out.split("per client group")[0].splitlines()  # (the per-client-group section follows)
     assert [line.split()[:2] for line in out[1:]] == [["False", "a"], ["False", "b"], ["True", "a"], ["True", "b"]]
     assert float(out[4].split()[2]) < 60  # b's own RPM 5 against 20/min, with the quota on
 
@@ -315,3 +358,39 @@ def test_writing_a_studys_plots_leaves_the_callers_backend_alone(tmp_path):
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert res.stdout.split() == ["svg", "False"], res.stdout + res.stderr
+
+
+def _lane_rows(**values) -> pd.DataFrame:
+    """Two replications of one alternative with lane metrics (none served on flex, no batch request unless
+    ``values`` says so) and its last success at 1 h and 2 h."""
+    base = {"flex_share": [0.0, 0.0], "batch_expired_share": [np.nan, np.nan], "done_by": [3600.0, 7200.0]}
+    return compare(summary_rows({**base, **values}), [])
+
+
+def test_when_the_work_is_done_is_a_column_of_a_batch_or_flex_study():
+    # mean 1.5 h; t(1) x |1 h - 2 h| / 2 = 6.353 h, wider than the mean
+    for lanes in ({"flex_share": [0.9, 0.95]}, {"batch_expired_share": [0.0, 0.0]}):
+        table = format_comparison(_lane_rows(**lanes), [])
+        header, row = table.splitlines()[:2]
+        assert header.split()[-6:] == ["done", "by", "h", "binding", "not", "ok"]
+        assert row.split()[-4:-2] == ["1.50", "±6.35!"]
+        assert "done by h = when the last successful request was answered, in hours from the start" in table
+    # lane metrics without the batch or flex lane (a projects study): no such column
+    assert "done by" not in format_comparison(_lane_rows(), [])
+    assert "done by" not in format_comparison(compare(summary_rows({"latency_p95": [1.0, 1.0]}), []), [])
+
+
+def test_the_nightly_scenario_prints_when_each_alternative_is_done(tmp_path, capsys):
+    """The printed done time of each alternative: the mean over replications of its last success's finish
+    (requests of the window), from requests.parquet."""
+    out = tmp_path / "out"
+    assert main(["run", str(Path(__file__).resolve().parents[1] / "scenarios" / "nightly_batch_vs_flex.toml"),
+                 "--out", str(out), "--duration", "5m", "--replications", "2", "--jobs", "1", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    end = lines[0].index("done by h") + len("done by h")  # the column's cells are right-aligned to its header
+    rec = pd.read_parquet(out / "requests.parquet")
+    ok = rec[(rec["outcome"] == "ok") & (rec["created"] < 300)]
+    done = ok.groupby(["point", "replication"])["finished"].max().groupby("point").mean() / 3600
+    assert len(done) == 4 and done.max() > 0.5  # the batch lane's jobs end hours after the 5-minute window
+    for point, line in enumerate(lines[1:5]):
+        assert line[:end].split()[-2] == f"{done.loc[point]:.2f}", line

@@ -513,14 +513,16 @@ def test_a_signal_to_the_whole_process_group_twice_stops_the_sweep_cleanly(tmp_p
 
 
 def test_cli_outputs_are_identical_with_one_or_two_jobs(tmp_path):
-    """The output stage written by the pool's workers (records, plots) is the in-process one, byte for byte
-    in its tables; and the whole output set is the same."""
+    """The output stage written by the pool's workers (records, plots, the per-group table) is the in-process
+    one, byte for byte in its tables; and the whole output set is the same."""
     from sim.cli import main
     scenario = tmp_path / "s.toml"
     scenario.write_text(
         "[scenario]\nduration = '5m'\nseed = 2\nreplications = 3\n[org]\ntier = 'free'\n"
         "[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\narrival = { kind = 'bursty', rate = '45/min' }\n"
-        "prompt_tokens = 50\nmax_tokens = 20\n[compare]\npolicy = ['no-retry', 'groq-sdk', 'retry-after']\n")
+        "prompt_tokens = 50\nmax_tokens = 20\n"
+        "[[clients]]\nname = 'd'\nmodel = 'llama-3.1-8b-instant'\narrival = { kind = 'poisson', rate = '5/min' }\n"
+        "prompt_tokens = 500\nmax_tokens = 50\n[compare]\npolicy = ['no-retry', 'groq-sdk', 'retry-after']\n")
     outs = {}
     for jobs in ("1", "2"):
         out = tmp_path / f"out{jobs}"
@@ -528,7 +530,8 @@ def test_cli_outputs_are_identical_with_one_or_two_jobs(tmp_path):
         outs[jobs] = out
     one, two = outs["1"], outs["2"]
     assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
-    for name in ("summary.csv", "comparison.csv"):
+    assert (one / "by_client.csv").is_file()
+    for name in ("summary.csv", "comparison.csv", "by_client.csv"):
         assert (one / name).read_bytes() == (two / name).read_bytes()
     pd.testing.assert_frame_equal(pd.read_parquet(one / "requests.parquet"), pd.read_parquet(two / "requests.parquet"))
     for png in one.glob("*.png"):
@@ -642,7 +645,9 @@ def test_an_earlier_studys_outputs_that_this_one_does_not_write_are_removed(tmp_
     capsys.readouterr()
     assert main(["run", str(plain), "--out", str(out), "--format", "csv", "--jobs", "1"]) == 0
     second = {p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST}
-    assert second == first - {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"}
+    assert "by_client.csv" in first  # (two client groups)
+    assert second == first - {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png",
+                              "by_client.csv"}
     assert f"removed an earlier study's {', '.join(sorted(first - second, key=OUTPUT_FILES.index))} from {out}" \
         in capsys.readouterr().err
 
