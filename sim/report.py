@@ -17,7 +17,7 @@ from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
 from .figures import save, subplots
 from .pool import Pool, call
-from .study import StudyResult, load_records, load_refusals, run_records, run_table
+from .study import StudyResult, load_records, load_refusals, run_records, run_table, summary_frame
 from .groups import client_summaries
 from .summary import limits_used, usage_columns
 from .texttable import align
@@ -193,12 +193,14 @@ def client_table(study: StudyResult, out: Path) -> list[Path]:
     rows = []
     for _, run in study.summary.iterrows():
         point, rep = int(run["point"]), int(run["replication"])
-        spec = study.scenario.spec(study.point(point), duration=study.duration)
-        result = RunResult(load_records(study, point, rep), load_refusals(study, point, rep), spec)
-        rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row}
-                 for row in client_summaries(result)]
+        groups = study.by_client.get(run["key"])  # summarised by the run's worker
+        if groups is None:  # (a run an earlier version finished, resumed: summarised from its files)
+            spec = study.scenario.spec(study.point(point), duration=study.duration)
+            groups = client_summaries(RunResult(load_records(study, point, rep), load_refusals(study, point, rep),
+                                                spec))
+        rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row} for row in groups]
     path = Path(out) / "by_client.csv"
-    compare(pd.DataFrame(rows), axes, by=("client",)).to_csv(path, index=False)
+    compare(summary_frame(rows), axes, by=("client",)).to_csv(path, index=False)
     return [path]
 
 

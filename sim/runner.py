@@ -24,18 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
-import pandas as pd
 
 from .cluster import run_on_dask
 from .engine import simulate
 from .errors import ConfigError
 from .fields import is_whole
+from .groups import client_summaries
 from .pool import Pool
 from .records import RunResult
 from .report import compare, jsonable
 from .scenario import DASK_ALLOWED, DASK_ADDRESS, Scenario
-from .study import StudyResult, tagged, write_run_file
+from .study import StudyResult, summary_frame, tagged, write_run_file
 from .summary import summarize
 from .spec import RunSpec
 from .trace import file_digest, read_trace
@@ -98,6 +97,10 @@ def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
     return jobs
 
 
+#: the summary row's key of the run's per client group summaries (kept out of summary.csv)
+BY_CLIENT = "by_client"
+
+
 def execute(scenario: Scenario, job: Job, out: str | None = None, duration: float | None = None,
             keep: bool = False) -> tuple[dict, RunResult | None]:
     """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
@@ -109,6 +112,8 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
     summary = summarize(result)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
            "replication": job.replication, "key": job.key, **summary, "events": result.events}
+    if len(result.spec.clients) > 1:  # by_client.csv's rows: summarised here, while the records are in memory
+        row[BY_CLIENT] = client_summaries(result)
     if out is not None:
         runs = Path(out) / "runs"
         try:
@@ -123,21 +128,6 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
                               "finished are kept: free the path (make it writable, or move what is in the way) and "
                               "run the same command again to resume") from None
     return row, (result if keep else None)
-
-
-def _jsonable(row: dict) -> dict:
-    return {k: (None if isinstance(v, float) and np.isnan(v) else v.item() if isinstance(v, np.generic) else v)
-            for k, v in row.items()}
-
-
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    """Summary rows -> DataFrame with the same dtypes whether rows came from memory or from JSON files."""
-    frame = pd.DataFrame([_jsonable(r) for r in rows])
-    for col in frame.columns:
-        if frame[col].dtype == object and frame[col].map(lambda v: v is None or isinstance(v, (int, float))).all() \
-                and not frame[col].map(lambda v: isinstance(v, bool)).any():
-            frame[col] = frame[col].astype(float)
-    return frame
 
 
 def finished_rows(out: Path, jobs: Iterable[Job]) -> dict[str, dict]:
@@ -241,9 +231,11 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     order = {j.key: n for n, j in enumerate(all_jobs)}
 
     def study_so_far(done: bool) -> StudyResult:
-        summary = _frame(sorted(rows.values(), key=lambda r: order.get(r["key"], len(order))))
+        ordered = sorted(rows.values(), key=lambda r: order.get(r["key"], len(order)))
+        summary = summary_frame([{k: v for k, v in r.items() if k != BY_CLIENT} for r in ordered])
         return StudyResult(scenario, summary, compare(summary, list(scenario.compare)) if len(summary) else summary,
-                           out, results, done, duration, reused)
+                           out, results, done, duration, reused,
+                           {r["key"]: r[BY_CLIENT] for r in ordered if BY_CLIENT in r})
 
     def first_done():
         nonlocal first

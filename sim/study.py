@@ -29,6 +29,8 @@ class StudyResult:
     complete: bool = True
     duration: float | None = None
     reused: int = 0
+    #: each run's per client group summaries (run key -> one dict a group), for a scenario of two groups or more
+    by_client: dict[str, list[dict]] = field(default_factory=dict)
 
     def point(self, index: int) -> dict:
         """The axis values of grid point ``index`` (numbered from 0, as ``comparison["point"]`` lists them)."""
@@ -53,6 +55,18 @@ class StudyResult:
                 raise ValueError(f"records({name}={value!r}): no such {name} in this study (allowed: "
                                  f"{', '.join(str(v) for v in sorted(have)) or 'none yet'})")
         return load_records(self, point_index, replication)
+
+
+def summary_frame(rows: list[dict]) -> pd.DataFrame:
+    """Summary rows -> DataFrame with the same dtypes whether rows came from memory or from JSON files (where
+    NaN was written as null)."""
+    frame = pd.DataFrame([{k: (None if isinstance(v, float) and np.isnan(v) else v.item()
+                               if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows])
+    for col in frame.columns:
+        if frame[col].dtype == object and frame[col].map(lambda v: v is None or isinstance(v, (int, float))).all() \
+                and not frame[col].map(lambda v: isinstance(v, bool)).any():
+            frame[col] = frame[col].astype(float)
+    return frame
 
 
 def read_run_file(path: Path, columns: list[str] | None = None):

@@ -155,3 +155,36 @@ def test_a_single_group_study_has_no_per_group_table(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0
     assert "per client group" not in capsys.readouterr().out
     assert not (out / "by_client.csv").exists()
+
+
+def test_each_groups_summaries_are_made_by_the_runs_worker_and_a_resumed_older_run_is_read_from_its_files(
+        tmp_path, capsys, monkeypatch):
+    """The table reads no run's records (its rows come with the runs' summaries, kept in each run's JSON and
+    out of summary.csv); a run finished by a version that did not keep them is summarised from its files, to
+    the same bytes."""
+    import json
+
+    from sim import report
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0
+    first = (out / "by_client.csv").read_bytes()
+    assert "by_client" not in pd.read_csv(out / "summary.csv").columns
+    runs = sorted((out / "runs").glob("*.json"))
+    kept = json.loads(runs[0].read_text())["by_client"]
+    assert [g["client"] for g in kept] == ["steady", "greedy"] and {"success_ratio", "latency_p95"} <= kept[0].keys()
+
+    def no_summarising(*args, **kw):
+        raise AssertionError("the per-group table summarised a run's records again")
+    monkeypatch.setattr(report, "client_summaries", no_summarising)
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0  # resumed: every run read back
+    assert (out / "by_client.csv").read_bytes() == first
+    monkeypatch.undo()
+    for f in runs:  # as an earlier version wrote them
+        row = json.loads(f.read_text())
+        del row["by_client"]
+        f.write_text(json.dumps(row))
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0
+    assert (out / "by_client.csv").read_bytes() == first
+    capsys.readouterr()
