@@ -36,7 +36,8 @@ from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
 from .policies import TIMED_OUT, ClientPolicy, Pacer, client_policy
-from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
+from .records import (DEADLINE, DROPPED, ERROR, GAVE_UP, OK, PENDING, TOO_LARGE, UNIT_INDEX, Columns, RunResult,
+                      frames)
 from .service import ServiceModel
 from .spec import RunSpec
 from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Uniforms, client_streams,
@@ -229,6 +230,8 @@ class Simulation:
             # adaptive client: their hold depends on the request) held it where a full queue has no place
             c.queue.pop()
             self._finish(c, i, DROPPED, now)
+        elif c.deadline is not None and c.queue and c.queue[-1] == i:
+            self._at(c.created[i] + c.deadline, self._expire, c, i)  # held: it leaves the queue at its deadline
 
     def _pump(self, c: _Group, _=None) -> None:
         """Send queued requests while the client's own rules allow; otherwise arrange to be woken.  (The
@@ -344,10 +347,24 @@ class Simulation:
     def _on_retry(self, c: _Group, i: int) -> None:
         """Request ``i``'s next attempt is due: through the client's own queue if it keeps one."""
         if c.gated:
-            c.queue.appendleft(i)  # retries go first: they are the oldest requests
+            q = c.queue
+            q.appendleft(i)  # retries go first: they are the oldest requests
             self._pump(c)
+            if c.deadline is not None and q and q[0] == i:  # held: it leaves the queue at its deadline
+                self._at(c.created[i] + c.deadline, self._expire, c, i)
         else:
             self._send(c, i, self.env._now)
+
+    def _expire(self, c: _Group, i: int) -> None:
+        """Request ``i``'s deadline has come: if it is waiting in the client's own queue, it leaves it now (a
+        deadline miss), and its place is free for the next arrival."""
+        q = c.queue
+        if c.outcome[i] == PENDING and i in q:
+            head = q[0] == i
+            q.remove(i)
+            self._finish(c, i, DEADLINE, c.created[i] + c.deadline)
+            if head and q:  # a new head: the client's rules are asked about it
+                self._pump(c)
 
     def _finish(self, c: _Group, i: int, outcome: int, t: float) -> None:
         """Record request ``i``'s outcome at ``t``.  An answer that comes after the request's deadline is a

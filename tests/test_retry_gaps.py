@@ -234,6 +234,36 @@ def test_a_full_bounded_queue_drops_arrivals_during_a_cooldown(tmp_path):
     assert list(r.records["outcome"]) == ["ok", "ok", "dropped"]
 
 
+def test_a_request_whose_deadline_passes_in_a_bounded_queue_frees_its_place(tmp_path):
+    # RPM 1, a 30 s cooldown, a queue of 1, a 10 s deadline.  Request 0 (t=0) is served.  Request 1 (t=1) is
+    # refused, read at 1.12: cooldown until 31.12, its retry (due 2.12) waits in the queue; request 2 (t=3)
+    # finds the queue full: dropped.  Request 1's deadline (11) passes in the queue: it leaves it then, so
+    # request 3 (t=12) takes the free place, and leaves it in turn at its own deadline, 22
+    r = trace_run(tmp_path, [0.0, 1.0, 3.0, 12.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "cooldown": "30s", "queue_size": 1,
+                   "deadline": "10s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "deadline", "dropped", "deadline"]
+    assert rec["finished"].to_numpy()[1:] == pytest.approx([11.0, 3.0, 22.0])
+    assert list(rec["attempts"]) == [1, 1, 0, 0]
+
+
+def test_an_expired_first_attempt_leaves_the_queue_at_its_deadline(tmp_path):
+    # RPM 1, a fixed 20 s cooldown, a queue of 1, a 10 s deadline, retries 100 s apart (past any deadline).
+    # Request 1 (t=1) is refused, read at 1.12: cooldown until 21.12, and its retry would come after its
+    # deadline, so it ends at 11.  Request 2 (t=2) waits in the queue; request 3 (t=5) finds it full: dropped.
+    # Request 2 leaves the queue at its deadline, 12, so request 4 (t=13) finds room; the cooldown lets it go
+    # at 21.12, refused (RPM: 0.35 of a request back), and its retry would come after 23: it ends at 23
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0, 5.0, 13.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 100.0, "max_attempts": 2, "cooldown": "20s", "queue_size": 1,
+                   "deadline": "10s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "deadline", "deadline", "dropped", "deadline"]
+    assert rec["finished"].to_numpy()[1:] == pytest.approx([11.0, 12.0, 5.0, 23.0])
+    assert list(rec["attempts"]) == [1, 1, 0, 0, 1]
+    assert attempt_times(r) == pytest.approx([1.0, 21.12])
+
+
 # ---- adaptive pacing (reads x-ratelimit-* headers: RPD and TPM) --------------------------------------------
 
 ADAPTIVE = {"retry": "exponential", "base": 1.0, "max_attempts": 3, "adaptive": True}
