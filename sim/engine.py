@@ -322,12 +322,14 @@ class Simulation:
     def _refused(self, c: _Group, i: int, tries: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429, 498 or 5xx at time ``t``, or stops waiting for an answer (``TIMED_OUT``, retried
         whatever ``retry_on`` says, as the SDK retries its timeouts), after ``tries`` attempts: fall back, retry
-        later, or give up (a last attempt that timed out ends the request as an ``error``)."""
+        later, or give up (a last attempt that timed out ends the request as an ``error``).  ``max_attempts``
+        bounds every attempt of the request, on any model of its ``fallback`` chain: a 429 on the last allowed
+        attempt ends it, a hop left or not."""
         pol = c.policy
         nxt = 0
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
-        if nxt:
+        if nxt and tries < c.max_attempts:  # (max_attempts counts every model's attempts, a hop's too)
             delay = 0.0  # the fallback model, at once
         else:
             if ((status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts

@@ -8,7 +8,7 @@ from sim.config import Accounting, Org, arrival
 from sim.records import OUTCOMES
 from sim.service import service_models
 from sim.summary import summarize
-from tests.helpers import client, run
+from tests.helpers import ONE_HOP, client, run
 
 FREE_70B = "llama-3.3-70b-versatile"
 RTT = service_models()[FREE_70B].rtt_median
@@ -212,7 +212,7 @@ def test_request_too_large_is_413_not_retried():
 
 
 def test_fallback_sends_429s_to_the_second_model():
-    extra = {"fb": {"retry": "none", "fallback": ["llama-3.1-8b-instant"]}}
+    extra = {"fb": {**ONE_HOP, "fallback": ["llama-3.1-8b-instant"]}}
     rec = run(client(rate="90/min", prompt_tokens=100, max_tokens=100, policy="fb"), duration=300,
               extra_policies=extra).records
     ok = rec[rec["outcome"] == "ok"]

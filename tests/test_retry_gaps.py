@@ -320,6 +320,33 @@ def test_fallback_tries_the_next_model_at_once_then_starts_again_from_the_primar
     assert rec.loc[2, "attempts"] == 4 and rec.loc[2, "finished"] == pytest.approx(2.48)
 
 
+def test_max_attempts_counts_the_fallback_hops(tmp_path):
+    # as above with max_attempts 3: request 2's attempts are the primary at 1.0, the fallback at 1.12 and the
+    # primary again at 2.24 (1.12 + 0.12 + its 1 s delay); refused there, it has made its 3 attempts: it gives
+    # up when it reads that 429, at 2.36, without a fourth attempt on the fallback
+    r = trace_run(tmp_path, [0.0, 0.0, 1.0], {"rpd": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "fallback": [SECOND]},
+                  fallback_limits={"rpd": 1})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "ok", "gave_up"]
+    later = r.refusals[r.refusals["time"] >= 1.0]
+    assert later["time"].to_numpy() == pytest.approx([1.0, 1.12, 2.24])
+    assert list(later["model"].astype(str)) == [MODEL, SECOND, MODEL]
+    assert rec.loc[2, "attempts"] == 3 and rec.loc[2, "finished"] == pytest.approx(2.36)
+    assert rec.loc[2, "model"] == MODEL  # the model it last tried
+
+
+def test_one_attempt_allowed_leaves_no_hop_to_the_fallback(tmp_path):
+    # max_attempts 1 (retry "none"): the request refused by the primary has made its one attempt; it gives up
+    # at 1.12 and never tries the fallback (which would have admitted it)
+    from sim.config import resolve_policy
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1}, {"retry": "none", "fallback": [SECOND]})
+    assert list(r.records["outcome"]) == ["ok", "gave_up"]
+    assert list(r.records["attempts"]) == [1, 1] and r.records.loc[1, "finished"] == pytest.approx(1.12)
+    notes = resolve_policy("p", {"retry": "none", "fallback": [SECOND]}).inert()
+    assert any("never tried" in n and "max_attempts = 1" in n for n in notes)
+
+
 # ---- random delays: distributions --------------------------------------------------------------------------
 
 def spaced_run(tmp_path, policy, n=300, attempts=3, seed=3):
