@@ -324,16 +324,22 @@ class Simulation:
         whatever ``retry_on`` says, as the SDK retries its timeouts), after ``tries`` attempts: fall back, retry
         later, or give up (a last attempt that timed out ends the request as an ``error``).  ``max_attempts``
         bounds every attempt of the request, on any model of its ``fallback`` chain: a 429 on the last allowed
-        attempt ends it, a hop left or not."""
+        attempt ends it, a hop left or not.  The gates' ``on_refused`` hear every 429 (a hop and a last one
+        with ``delay`` None) and every other refusal that will be retried."""
         pol = c.policy
         nxt = 0
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
         if nxt and tries < c.max_attempts:  # (max_attempts counts every model's attempts, a hop's too)
             delay = 0.0  # the fallback model, at once
+            for refused in c.on_refused:  # every 429 the client reads starts a cooldown, a hop's too
+                refused(t, retry_after, None)
         else:
             if ((status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts
                     or (retry_after is not None and retry_after > pol.gives_up)):
+                if status == 429:  # a 429 that ends the request starts a cooldown too
+                    for refused in c.on_refused:
+                        refused(t, retry_after, None)
                 self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
             delay = pol.backoff(i, tries, retry_after)

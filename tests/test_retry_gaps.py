@@ -234,6 +234,37 @@ def test_a_full_bounded_queue_drops_arrivals_during_a_cooldown(tmp_path):
     assert list(r.records["outcome"]) == ["ok", "ok", "dropped"]
 
 
+def test_a_429_that_ends_its_request_starts_the_cooldown(tmp_path):
+    # retry "none": request 1 (t=1) is refused with retry-after 59 (RPM 1, one request back a minute after
+    # request 0) and gives up when it reads the 429 at 1.12; the cooldown holds request 2 (t=2) until
+    # 1.12 + 59 = 60.12, when the bucket has a whole request again: it is admitted then, no 429
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1}, {"retry": "none", "cooldown": "retry-after"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "gave_up", "ok"]
+    assert rec.loc[1, "finished"] == pytest.approx(1.12)
+    assert rec.loc[2, "admitted"] == pytest.approx(60.12)
+    assert attempt_times(r) == pytest.approx([1.0])
+
+
+def test_a_last_429_starts_a_fixed_cooldown(tmp_path):
+    # max_attempts 1 with a fixed 5 s cooldown: request 2 waits from 2 to 1.12 + 5 = 6.12, is refused then
+    # (RPM 1: 0.1 of a request back) and gives up at 6.24
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1}, {"retry": "none", "cooldown": "5s"})
+    assert attempt_times(r) == pytest.approx([1.0, 6.12])
+    assert list(r.records["outcome"]) == ["ok", "gave_up", "gave_up"]
+    assert r.records.loc[2, "finished"] == pytest.approx(6.24)
+
+
+def test_a_429_that_sends_a_request_to_its_fallback_starts_the_cooldown(tmp_path):
+    # request 1 (t=1) refused by the primary (RPM 1) is read at 1.12: the 5 s cooldown holds the whole group,
+    # its hop to the fallback model too, which goes at 6.12 and is admitted there
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "fallback": [SECOND], "cooldown": "5s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "ok"] and rec.loc[1, "model"] == SECOND
+    assert rec.loc[1, "admitted"] == pytest.approx(6.12) and rec.loc[1, "attempts"] == 2
+
+
 def test_a_request_whose_deadline_passes_in_a_bounded_queue_frees_its_place(tmp_path):
     # RPM 1, a 30 s cooldown, a queue of 1, a 10 s deadline.  Request 0 (t=0) is served.  Request 1 (t=1) is
     # refused, read at 1.12: cooldown until 31.12, its retry (due 2.12) waits in the queue; request 2 (t=3)
