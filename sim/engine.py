@@ -37,7 +37,7 @@ from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
 from .policies import TIMED_OUT, ClientPolicy, Pacer, client_policy
 from .records import (DEADLINE, DROPPED, ERROR, GAVE_UP, OK, PENDING, TOO_LARGE, UNIT_INDEX, Columns, RunResult,
-                      frames)
+                      earlier_admissions, frames)
 from .service import ServiceModel
 from .spec import RunSpec
 from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Uniforms, client_streams,
@@ -301,6 +301,7 @@ class Simulation:
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
             if c.timeout is not None and fin - now > c.timeout:  # the client stops waiting; the server goes on
+                c.timed_out(i, now, m, fin)  # (still charged: its admission is logged)
                 self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
             elif c.plain:  # _finish, for a group with nothing more to do at a finish
                 c.outcome[i] = OK
@@ -427,10 +428,12 @@ class Simulation:
     def result(self) -> RunResult:
         for c in self.clients:
             c.release_scratch()
-        records, refusals = frames(self.clients, [x.name for x in self.spec.clients], self.model_names)
+        names = [x.name for x in self.spec.clients]
+        records, refusals = frames(self.clients, names, self.model_names)
         jobs = self.lanes.job_table() if self.lanes is not None else None
         spilled = self.lanes.spilled_by() if self.lanes is not None else ()
-        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by(), spilled)
+        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by(), spilled,
+                         earlier_admissions(self.clients, names, self.model_names))
 
     def _paced_by(self) -> tuple[tuple[str, str], ...]:
         """(model, unit) each pacer's limit set last waited on (its ``binding``), in client then model order."""

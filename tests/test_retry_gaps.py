@@ -171,6 +171,32 @@ def test_groq_sdk_times_out_at_60s_and_retries_with_its_backoff(tmp_path, fast):
     assert waited["outcome"] == "ok" and waited["attempts"] == 1 and waited["finished"] > 60.0
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_utilisation_counts_every_admitted_attempt_timed_out_ones_too(tmp_path, fast):
+    # one output token a second: each attempt (10 completion tokens) takes over 10 s, past the 5 s timeout.
+    # Request 0 (t=0) is sent at 0, 6 and 12 (each timeout read 5 s after, then 1 s of delay), request 1
+    # (t=59) at 59, 65 and 71: every attempt admitted and charged 1 request and 10 + 10 tokens.  The window
+    # [0, 60) holds 4 of those admissions (0, 6, 12, 59): RPM 10 refills 10 in a minute, util_rpm 0.4; TPM
+    # 1 000, 80 tokens, util_tpm 0.08.  The records show only each request's last admission (12 and 71).
+    from sim.summary import summarize
+    path = tmp_path / "slow.csv"
+    pd.DataFrame({"timestamp": [0.0, 59.0], "prompt_tokens": 10, "max_tokens": 10}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, "rpm": 10, "tpm": 1000})
+    slow = service_models({MODEL: {"rtt_median": 0.12, "rtt_p90": 0.12, "output_tps": 1.0, "speed_cv": 0.0}})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
+    spec = RunSpec(clients=[c], policies=policy_table({"p": {"retry": "fixed", "delay": 1.0, "max_attempts": 3,
+                                                              "timeout": "5s"}}),
+                   org=Org(tier="free"), duration=60.0, drain=120.0, catalog=catalog, service=slow)
+    sim = Simulation(spec, 1, kernel=fast)
+    assert kernel.usable(sim)
+    r = sim.run()
+    assert list(r.records["outcome"]) == ["error", "error"] and list(r.records["attempts"]) == [3, 3]
+    assert r.records["admitted"].to_numpy() == pytest.approx([12.0, 71.0])
+    assert r.earlier_admissions["admitted"].to_numpy() == pytest.approx([0.0, 6.0, 59.0, 65.0])
+    s = summarize(r)
+    assert s["util_rpm"] == pytest.approx(0.4) and s["util_tpm"] == pytest.approx(0.08)
+
+
 @pytest.mark.parametrize("rounding,t0,expected", [
     ("ceil", 0.7, [60]), ("round", 0.7, [59, 1]), ("floor", 0.3, [59, 1]), ("round", 0.3, [60]),
     ("round", 0.53, [59, 1]),
