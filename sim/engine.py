@@ -326,32 +326,38 @@ class Simulation:
         later, or give up (a last attempt that timed out ends the request as an ``error``).  ``max_attempts``
         bounds every attempt of the request, on any model of its ``fallback`` chain: a 429 on the last allowed
         attempt ends it, a hop left or not.  The gates' ``on_refused`` hear every 429 (a hop and a last one
-        with ``delay`` None) and every other refusal that will be retried."""
+        with ``delay`` None) and every other refusal that will be retried, at ``t`` (:meth:`_heard`)."""
         pol = c.policy
         nxt = 0
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
         if nxt and tries < c.max_attempts:  # (max_attempts counts every model's attempts, a hop's too)
             delay = 0.0  # the fallback model, at once
-            for refused in c.on_refused:  # every 429 the client reads starts a cooldown, a hop's too
-                refused(t, retry_after, None)
+            if c.on_refused:  # every 429 the client reads starts a cooldown, a hop's too
+                self._at(t, self._heard, c, t, retry_after, None)
         else:
             if ((status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts
                     or (retry_after is not None and retry_after > pol.gives_up)):
-                if status == 429:  # a 429 that ends the request starts a cooldown too
-                    for refused in c.on_refused:
-                        refused(t, retry_after, None)
+                if status == 429 and c.on_refused:  # a 429 that ends the request starts a cooldown too
+                    self._at(t, self._heard, c, t, retry_after, None)
                 self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
             delay = pol.backoff(i, tries, retry_after)
-            for refused in c.on_refused:
-                refused(t, retry_after, delay)
+            if c.on_refused:
+                self._at(t, self._heard, c, t, retry_after, delay)
         deadline = c.deadline  # no attempt, retry or fallback, goes out once the client has given up
         if deadline is not None and t + delay >= c.created[i] + deadline:
             self._finish(c, i, DEADLINE, c.created[i] + deadline)
             return
         self.events += 1
         self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
+
+    def _heard(self, c: _Group, t: float, retry_after: int | None, delay: float | None) -> None:
+        """The client reads a refusal (or gives an attempt up) at ``t``, now: the gates' ``on_refused`` hear it
+        then, not when the attempt was sent (an event scheduled before the request's own retry or hop, so a
+        cooldown it starts holds that too)."""
+        for refused in c.on_refused:
+            refused(t, retry_after, delay)
 
     def _on_retry(self, c: _Group, i: int) -> None:
         """Request ``i``'s next attempt is due: through the client's own queue if it keeps one."""

@@ -16,9 +16,9 @@ validated :class:`sim.config.Policy`):
   ``hold(i, model, now, first)`` -> 0.0 to let request ``i`` go, else the time to look again (``inf``: when a
   request completes, which a group hears only with a gate's ``on_done`` or a closed loop); ``blocks(now,
   first)`` the side-effect-free part of ``hold`` a full bounded queue asks; ``on_send(first)``;
-  ``on_refused(t, retry_after, delay)`` (every 429 the client reads, ``delay`` None when it is not retried
-  after a back-off -- a fallback hop, or a 429 that ends the request --, and every other refusal that will be
-  retried); ``on_done(attempted)``;
+  ``on_refused(t, retry_after, delay)`` (at ``t``, when the client reads it: every 429, ``delay`` None when
+  it is not retried after a back-off -- a fallback hop, or a 429 that ends the request --, and every other
+  refusal that will be retried); ``on_done(attempted)``;
   ``observe(model, limits, now, i, wait, rtt)`` (every attempt that reached a limit set: ``wait`` 0.0
   admitted, ``inf`` too large, else refused).  The engine asks the gates' ``hold`` in order and stops at the
   first that holds; a gate whose ``hold`` charges something when it lets a request go (``charges = True``,

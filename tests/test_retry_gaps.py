@@ -291,6 +291,17 @@ def test_a_429_that_sends_a_request_to_its_fallback_starts_the_cooldown(tmp_path
     assert rec.loc[1, "admitted"] == pytest.approx(6.12) and rec.loc[1, "attempts"] == 2
 
 
+def test_the_cooldown_starts_when_the_client_reads_the_429(tmp_path):
+    # request 1 is sent at 1.0 and refused (RPM 1); the client reads the 429 at 1.12.  Request 2, arriving at
+    # 1.05 before that, is sent at once and refused too (retry-after 59: 0.0175 of a request back), read at
+    # 1.17; request 3, at 1.2, is held by the cooldown until the later end, 1.17 + 59 = 60.17, admitted then
+    r = trace_run(tmp_path, [0.0, 1.0, 1.05, 1.2], {"rpm": 1}, {"retry": "none", "cooldown": "retry-after"})
+    rec = r.records
+    assert attempt_times(r) == pytest.approx([1.0, 1.05])
+    assert list(rec["outcome"]) == ["ok", "gave_up", "gave_up", "ok"]
+    assert rec.loc[3, "admitted"] == pytest.approx(60.17)
+
+
 def test_a_request_whose_deadline_passes_in_a_bounded_queue_frees_its_place(tmp_path):
     # RPM 1, a 30 s cooldown, a queue of 1, a 10 s deadline.  Request 0 (t=0) is served.  Request 1 (t=1) is
     # refused, read at 1.12: cooldown until 31.12, its retry (due 2.12) waits in the queue; request 2 (t=3)
