@@ -272,10 +272,15 @@ class Simulation:
         z, rtt = next(c.net)
         if svc is not c.svc0:
             rtt = svc.round_trip(z)
+        # an answer that would come later than the client's timeout is not read: it gives the attempt up then
+        late = c.timeout is not None and rtt > c.timeout
         if self.error_rate and c.fault() < self.error_rate:
             if self.error_status == CAPACITY_EXCEEDED and c.route is not None:
                 c.route.capacity_exceeded(c, i)
-            self._refused(c, i, tries, now + rtt, self.error_status, None)
+            if late:
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            else:
+                self._refused(c, i, tries, now + rtt, self.error_status, None)
             return
         audio = c.audio[i]
         if c.route is None:
@@ -284,7 +289,10 @@ class Simulation:
         else:
             limits, wait = c.route.send(c, i, m, now)
             if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
-                self._refused(c, i, tries, now + rtt, CAPACITY_EXCEEDED, None)
+                if late:
+                    self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+                else:
+                    self._refused(c, i, tries, now + rtt, CAPACITY_EXCEEDED, None)
                 return
         for observe in c.observers:
             observe(m, limits, now, i, wait, rtt)
@@ -311,14 +319,20 @@ class Simulation:
         elif wait == math.inf:
             c.refused[i] = UNIT_INDEX[limits.binding]
             c.served[i] = m
-            self._finish(c, i, TOO_LARGE, now + rtt)
+            if late:  # the 413 comes too late: the client gives the attempt up and retries it
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            else:
+                self._finish(c, i, TOO_LARGE, now + rtt)
         else:
             c.n429[i] += 1
             c.refused[i] = k = UNIT_INDEX[limits.binding]
             c.refusal_t.append(now)
             c.refusal_code.append(m * 8 + k)
             c.served[i] = m
-            self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
+            if late:  # the server's 429, never read: a timeout (no retry-after, no fallback hop)
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            else:
+                self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
 
     def _refused(self, c: _Group, i: int, tries: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429, 498 or 5xx at time ``t``, or stops waiting for an answer (``TIMED_OUT``, retried

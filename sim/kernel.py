@@ -379,6 +379,16 @@ def run(sim, until: float) -> None:
             finished[i] = fin
         elif worst == inf:
             refused[i] = binding
+            if timeout is not None and rtt > timeout:  # the 413 comes too late: a timeout, retried (as above)
+                t = now + timeout
+                if tries >= max_attempts:
+                    outcome[i] = ERROR
+                    finished[i] = t
+                    continue
+                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
+                events += 1
+                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+                continue
             outcome[i] = TOO_LARGE
             finished[i] = now + rtt
         else:
@@ -386,6 +396,16 @@ def run(sim, until: float) -> None:
             refused[i] = k = binding
             log_t(now)
             log_code(m * 8 + k)
+            if timeout is not None and rtt > timeout:  # the 429 comes too late: a timeout, retried (as above)
+                t = now + timeout
+                if tries >= max_attempts:
+                    outcome[i] = ERROR
+                    finished[i] = t
+                    continue
+                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
+                events += 1
+                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+                continue
             t = now + rtt
             if tries >= max_tries:  # out of attempts, or a client that does not retry 429s
                 outcome[i] = GAVE_UP

@@ -171,6 +171,45 @@ def test_groq_sdk_times_out_at_60s_and_retries_with_its_backoff(tmp_path, fast):
     assert waited["outcome"] == "ok" and waited["attempts"] == 1 and waited["finished"] > 60.0
 
 
+def slow_network_run(tmp_path, times, limits, policy, fast):
+    """``trace_run``'s requests and limits on a constant 0.5 s network, in the fast lane or the general path."""
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"timestamp": times, "prompt_tokens": 10, "max_tokens": 10}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, **limits})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
+    spec = RunSpec(clients=[c], policies=policy_table({"p": policy}), org=Org(tier="free"), duration=max(times) + 1,
+                   catalog=catalog, service=service_models({MODEL: {"rtt_median": 0.5, "rtt_p90": 0.5}}))
+    sim = Simulation(spec, 1, kernel=fast)
+    assert kernel.usable(sim)
+    return sim.run()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_429_later_than_the_timeout_is_a_timeout(tmp_path, fast):
+    # a 0.3 s timeout on a 0.5 s network: no answer is ever read.  RPM 1.  Request 0 (t=0) is admitted, given
+    # up at 0.3, retried at 1.3 (1 s delay) and refused there, given up at 1.6: its last attempt, an error.
+    # Request 1 (t=1) is refused, its 429 never read: given up at 1.3, retried at 2.3, refused, an error at 2.6.
+    # No retry-after is read, so the delays are the schedule's 1 s
+    r = slow_network_run(tmp_path, [0.0, 1.0], {"rpm": 1},
+                         {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "timeout": "0.3s"}, fast)
+    rec = r.records
+    assert list(rec["outcome"]) == ["error", "error"]
+    assert rec["finished"].to_numpy() == pytest.approx([1.6, 2.6])
+    assert list(rec["attempts"]) == [2, 2] and list(rec["n429"]) == [1, 2]  # the server's 429s, unread
+    assert attempt_times(r) == pytest.approx([1.0, 1.3, 2.3])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_413_later_than_the_timeout_is_a_timeout_retried(tmp_path, fast):
+    # 20 tokens against a TPM of 10: a 413, but it would come back after 0.5 s and the client gives up at 0.3;
+    # it retries (a timeout is retried, a 413 never would be) at 1.3, gives up again at 1.6: an error
+    r = slow_network_run(tmp_path, [0.0], {"tpm": 10},
+                         {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "timeout": "0.3s"}, fast)
+    rec = r.records.iloc[0]
+    assert rec["outcome"] == "error" and rec["attempts"] == 2 and rec["refused_by"] == "tpm"
+    assert rec["finished"] == pytest.approx(1.6)
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_utilisation_counts_every_admitted_attempt_timed_out_ones_too(tmp_path, fast):
     # one output token a second: each attempt (10 completion tokens) takes over 10 s, past the 5 s timeout.
