@@ -171,8 +171,14 @@ class Policy(Strict):
             out.append(f"no retry schedule is named (retry 'none'), yet max_attempts = {self.max_attempts}: the "
                        f"retries back off as retry 'exponential' (base {self.base:g} s, cap {self.cap:g} s, jitter "
                        f"{self.jitter!r}); name the schedule, e.g. retry = 'exponential'")
-        if self.max_attempts == 1 and self.retry != "none" and not self.fallback:
+        if self.max_attempts == 1 and self.retry != "none":
             out.append(f"retry {self.retry!r} never runs: max_attempts = 1 (set max_attempts above 1 to retry)")
+        if self.fallback and self.max_attempts <= len(self.fallback):
+            never = self.fallback[self.max_attempts - 1:]
+            out.append(f"fallback model{'s' if len(never) > 1 else ''} {', '.join(map(repr, never))} never "
+                       f"tried: max_attempts = {self.max_attempts} counts every attempt, a fallback hop's too (set "
+                       f"max_attempts to at least {len(self.fallback) + 1} to try each model once, with retry "
+                       "'fixed' and retry_on = [] for no other retry)")
         if self.jitter != "none" and self.retry not in ("none", "exponential"):
             out.append(f"jitter {self.jitter!r} has no effect with retry {self.retry!r} (jitter belongs to "
                        "retry 'exponential')")

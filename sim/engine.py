@@ -36,7 +36,8 @@ from .headers import retry_after_function
 from .lanes import Lanes, uses_lanes
 from .limitset import LimitSet
 from .policies import TIMED_OUT, ClientPolicy, Pacer, client_policy
-from .records import DEADLINE, DROPPED, ERROR, GAVE_UP, OK, TOO_LARGE, UNIT_INDEX, Columns, RunResult, frames
+from .records import (DEADLINE, DROPPED, ERROR, GAVE_UP, OK, PENDING, TOO_LARGE, UNIT_INDEX, Columns, RunResult,
+                      earlier_admissions, frames)
 from .service import ServiceModel
 from .spec import RunSpec
 from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Uniforms, client_streams,
@@ -229,6 +230,8 @@ class Simulation:
             # adaptive client: their hold depends on the request) held it where a full queue has no place
             c.queue.pop()
             self._finish(c, i, DROPPED, now)
+        elif c.deadline is not None and c.queue and c.queue[-1] == i:
+            self._at(c.created[i] + c.deadline, self._expire, c, i)  # held: it leaves the queue at its deadline
 
     def _pump(self, c: _Group, _=None) -> None:
         """Send queued requests while the client's own rules allow; otherwise arrange to be woken.  (The
@@ -269,10 +272,15 @@ class Simulation:
         z, rtt = next(c.net)
         if svc is not c.svc0:
             rtt = svc.round_trip(z)
+        # an answer that would come later than the client's timeout is not read: it gives the attempt up then
+        late = c.timeout is not None and rtt > c.timeout
         if self.error_rate and c.fault() < self.error_rate:
             if self.error_status == CAPACITY_EXCEEDED and c.route is not None:
                 c.route.capacity_exceeded(c, i)
-            self._refused(c, i, tries, now + rtt, self.error_status, None)
+            if late:
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            else:
+                self._refused(c, i, tries, now + rtt, self.error_status, None)
             return
         audio = c.audio[i]
         if c.route is None:
@@ -281,7 +289,10 @@ class Simulation:
         else:
             limits, wait = c.route.send(c, i, m, now)
             if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
-                self._refused(c, i, tries, now + rtt, CAPACITY_EXCEEDED, None)
+                if late:
+                    self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+                else:
+                    self._refused(c, i, tries, now + rtt, CAPACITY_EXCEEDED, None)
                 return
         for observe in c.observers:
             observe(m, limits, now, i, wait, rtt)
@@ -298,6 +309,7 @@ class Simulation:
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
             if c.timeout is not None and fin - now > c.timeout:  # the client stops waiting; the server goes on
+                c.timed_out(i, now, m, fin)  # (still charged: its admission is logged)
                 self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
             elif c.plain:  # _finish, for a group with nothing more to do at a finish
                 c.outcome[i] = OK
@@ -307,33 +319,46 @@ class Simulation:
         elif wait == math.inf:
             c.refused[i] = UNIT_INDEX[limits.binding]
             c.served[i] = m
-            self._finish(c, i, TOO_LARGE, now + rtt)
+            if late:  # the 413 comes too late: the client gives the attempt up and retries it
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            else:
+                self._finish(c, i, TOO_LARGE, now + rtt)
         else:
             c.n429[i] += 1
             c.refused[i] = k = UNIT_INDEX[limits.binding]
             c.refusal_t.append(now)
             c.refusal_code.append(m * 8 + k)
             c.served[i] = m
-            self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
+            if late:  # the server's 429, never read: a timeout (no retry-after, no fallback hop)
+                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+            else:
+                self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
 
     def _refused(self, c: _Group, i: int, tries: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429, 498 or 5xx at time ``t``, or stops waiting for an answer (``TIMED_OUT``, retried
         whatever ``retry_on`` says, as the SDK retries its timeouts), after ``tries`` attempts: fall back, retry
-        later, or give up (a last attempt that timed out ends the request as an ``error``)."""
+        later, or give up (a last attempt that timed out ends the request as an ``error``).  ``max_attempts``
+        bounds every attempt of the request, on any model of its ``fallback`` chain: a 429 on the last allowed
+        attempt ends it, a hop left or not.  The gates' ``on_refused`` hear every 429 (a hop and a last one
+        with ``delay`` None) and every other refusal that will be retried, at ``t`` (:meth:`_heard`)."""
         pol = c.policy
         nxt = 0
         if pol.fallback:
             c.pos[i] = nxt = pol.next_model(c.pos[i], status)
-        if nxt:
+        if nxt and tries < c.max_attempts:  # (max_attempts counts every model's attempts, a hop's too)
             delay = 0.0  # the fallback model, at once
+            if c.on_refused:  # every 429 the client reads starts a cooldown, a hop's too
+                self._at(t, self._heard, c, t, retry_after, None)
         else:
             if ((status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts
                     or (retry_after is not None and retry_after > pol.gives_up)):
+                if status == 429 and c.on_refused:  # a 429 that ends the request starts a cooldown too
+                    self._at(t, self._heard, c, t, retry_after, None)
                 self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
             delay = pol.backoff(i, tries, retry_after)
-            for refused in c.on_refused:
-                refused(t, retry_after, delay)
+            if c.on_refused:
+                self._at(t, self._heard, c, t, retry_after, delay)
         deadline = c.deadline  # no attempt, retry or fallback, goes out once the client has given up
         if deadline is not None and t + delay >= c.created[i] + deadline:
             self._finish(c, i, DEADLINE, c.created[i] + deadline)
@@ -341,13 +366,34 @@ class Simulation:
         self.events += 1
         self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
 
+    def _heard(self, c: _Group, t: float, retry_after: int | None, delay: float | None) -> None:
+        """The client reads a refusal (or gives an attempt up) at ``t``, now: the gates' ``on_refused`` hear it
+        then, not when the attempt was sent (an event scheduled before the request's own retry or hop, so a
+        cooldown it starts holds that too)."""
+        for refused in c.on_refused:
+            refused(t, retry_after, delay)
+
     def _on_retry(self, c: _Group, i: int) -> None:
         """Request ``i``'s next attempt is due: through the client's own queue if it keeps one."""
         if c.gated:
-            c.queue.appendleft(i)  # retries go first: they are the oldest requests
+            q = c.queue
+            q.appendleft(i)  # retries go first: they are the oldest requests
             self._pump(c)
+            if c.deadline is not None and q and q[0] == i:  # held: it leaves the queue at its deadline
+                self._at(c.created[i] + c.deadline, self._expire, c, i)
         else:
             self._send(c, i, self.env._now)
+
+    def _expire(self, c: _Group, i: int) -> None:
+        """Request ``i``'s deadline has come: if it is waiting in the client's own queue, it leaves it now (a
+        deadline miss), and its place is free for the next arrival."""
+        q = c.queue
+        if c.outcome[i] == PENDING and i in q:
+            head = q[0] == i
+            q.remove(i)
+            self._finish(c, i, DEADLINE, c.created[i] + c.deadline)
+            if head and q:  # a new head: the client's rules are asked about it
+                self._pump(c)
 
     def _finish(self, c: _Group, i: int, outcome: int, t: float) -> None:
         """Record request ``i``'s outcome at ``t``.  An answer that comes after the request's deadline is a
@@ -402,10 +448,12 @@ class Simulation:
     def result(self) -> RunResult:
         for c in self.clients:
             c.release_scratch()
-        records, refusals = frames(self.clients, [x.name for x in self.spec.clients], self.model_names)
+        names = [x.name for x in self.spec.clients]
+        records, refusals = frames(self.clients, names, self.model_names)
         jobs = self.lanes.job_table() if self.lanes is not None else None
         spilled = self.lanes.spilled_by() if self.lanes is not None else ()
-        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by(), spilled)
+        return RunResult(records, refusals, self.spec, self.events, jobs, self._paced_by(), spilled,
+                         earlier_admissions(self.clients, names, self.model_names))
 
     def _paced_by(self) -> tuple[tuple[str, str], ...]:
         """(model, unit) each pacer's limit set last waited on (its ``binding``), in client then model order."""

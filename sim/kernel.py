@@ -83,7 +83,7 @@ def _state(c) -> tuple:
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, c.svc0.coefficients(), not one_model,
             c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, obeys, pol.u, c.created, c.n,
-            c.gated, pol.holds, pace, c.queue, pol.timeout, c.max_attempts, pol.gives_up)
+            c.gated, pol.holds, pace, c.queue, pol.timeout, c.max_attempts, pol.gives_up, c.timed_out)
 
 
 def _buckets(ls) -> tuple | None:
@@ -147,7 +147,7 @@ def run(sim, until: float) -> None:
     now = env._now
     pumping = False
     # the group's own, set when the loop turns to a group
-    attempts = model = holds = pace = fifo = gated = charge = audio = None
+    attempts = model = holds = pace = fifo = gated = charge = audio = log_timeout = None
     # the limit set in hand: its model, and for one the loop writes out (bk, see _buckets) its state in locals
     # (_load), written back (_spill) before anything else reads it and when the loop turns to another
     bound, ls, bk = -1, None, None
@@ -229,7 +229,7 @@ def run(sim, until: float) -> None:
                          ct_col, admitted, outcome, finished, n429, refused, log_t, log_code, net, m0, svc0,
                          (s_nmu, s_sigma, q_mu, q_sigma, fixed, inv_pre, inv_out, inv_audio), mixed, max_tries,
                          backoff, plain_delay, obeys, u, created, count, gated, holds, pace, fifo, timeout,
-                         max_attempts, gives_up) = states[c]
+                         max_attempts, gives_up, log_timeout) = states[c]
                         mark = None if gated else c
                         m, svc = m0, svc0  # (a group of several models sets them per request)
                         if m != bound:  # the model's limit set in hand
@@ -365,6 +365,7 @@ def run(sim, until: float) -> None:
                     push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
                                  ls.refund_tokens, (unused, now, fin)))
             if timeout is not None and fin - now > timeout:  # Simulation._refused(..., TIMED_OUT, None)
+                log_timeout(i, now, m, fin)  # (Columns.timed_out: still charged)
                 t = now + timeout
                 if tries >= max_attempts:  # a timeout is retried whatever retry_on says, while attempts remain
                     outcome[i] = ERROR
@@ -378,6 +379,16 @@ def run(sim, until: float) -> None:
             finished[i] = fin
         elif worst == inf:
             refused[i] = binding
+            if timeout is not None and rtt > timeout:  # the 413 comes too late: a timeout, retried (as above)
+                t = now + timeout
+                if tries >= max_attempts:
+                    outcome[i] = ERROR
+                    finished[i] = t
+                    continue
+                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
+                events += 1
+                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+                continue
             outcome[i] = TOO_LARGE
             finished[i] = now + rtt
         else:
@@ -385,6 +396,16 @@ def run(sim, until: float) -> None:
             refused[i] = k = binding
             log_t(now)
             log_code(m * 8 + k)
+            if timeout is not None and rtt > timeout:  # the 429 comes too late: a timeout, retried (as above)
+                t = now + timeout
+                if tries >= max_attempts:
+                    outcome[i] = ERROR
+                    finished[i] = t
+                    continue
+                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
+                events += 1
+                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+                continue
             t = now + rtt
             if tries >= max_tries:  # out of attempts, or a client that does not retry 429s
                 outcome[i] = GAVE_UP

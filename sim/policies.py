@@ -16,7 +16,9 @@ validated :class:`sim.config.Policy`):
   ``hold(i, model, now, first)`` -> 0.0 to let request ``i`` go, else the time to look again (``inf``: when a
   request completes, which a group hears only with a gate's ``on_done`` or a closed loop); ``blocks(now,
   first)`` the side-effect-free part of ``hold`` a full bounded queue asks; ``on_send(first)``;
-  ``on_refused(t, retry_after, delay)`` (only for a refusal that will be retried); ``on_done(attempted)``;
+  ``on_refused(t, retry_after, delay)`` (at ``t``, when the client reads it: every 429, ``delay`` None when
+  it is not retried after a back-off -- a fallback hop, or a 429 that ends the request --, and every other
+  refusal that will be retried); ``on_done(attempted)``;
   ``observe(model, limits, now, i, wait, rtt)`` (every attempt that reached a limit set: ``wait`` 0.0
   admitted, ``inf`` too large, else refused).  The engine asks the gates' ``hold`` in order and stops at the
   first that holds; a gate whose ``hold`` charges something when it lets a request go (``charges = True``,
@@ -156,8 +158,10 @@ def schedule(cfg) -> Schedule:
 # ---- gates ------------------------------------------------------------------------------------------
 
 class Cooldown:
-    """After a refusal, the whole client pauses: for the response's ``retry-after`` (or, without one, the
-    retry delay) when ``duration`` is None, else for ``duration`` seconds."""
+    """After a refusal (every 429 the client reads, whether retried, sent down the fallback chain or ending
+    its request; any other refusal that will be retried), the whole client pauses: for the response's
+    ``retry-after`` (or, without one, the retry delay) when ``duration`` is None, else for ``duration``
+    seconds."""
 
     def __init__(self, duration: float | None):
         self.duration = duration
@@ -170,7 +174,7 @@ class Cooldown:
         return now < self.until
 
     def on_refused(self, t, retry_after, delay):
-        cool = (retry_after or delay) if self.duration is None else self.duration
+        cool = (retry_after or delay or 0.0) if self.duration is None else self.duration
         self.until = max(self.until, t + cool)
 
 

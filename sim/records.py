@@ -41,6 +41,10 @@ class Columns:
         self.attempts, self.n429 = array("h"), array("h")
         self.outcome, self.refused = array("b"), array("b")
         self.refusal_t, self.refusal_code = d(), array("h")  # 429 log: time, model * 8 + unit index
+        #: log of the admitted attempts the client stopped waiting for (its ``timeout``): row, time sent, model,
+        #: when the server finished it (see :meth:`timed_out`)
+        self.to_row, self.to_t, self.to_model, self.to_end = array("i"), d(), array("b"), d()
+        self.to_tier = array("b")  # (a lane run: the service tier that admitted it)
         #: lane columns (see :meth:`lane_columns`), None for a run that uses no lanes
         self.extra: dict[str, array] | None = None
         self.labels: dict[str, str] = {}
@@ -93,6 +97,17 @@ class Columns:
             x["job"].extend(array("i", [-1]) * n)
             x["submitted"].extend(array("d", [np.nan]) * n)
         self.n += n
+
+    def timed_out(self, i: int, t: float, m: int, end: float) -> None:
+        """Request ``i``'s attempt sent at ``t`` to model index ``m`` was admitted (and charged), but the client
+        stopped waiting for it; the server finishes it at ``end``.  A later attempt overwrites the request's
+        ``admitted``: this log keeps the charge (:func:`earlier_admissions`)."""
+        self.to_row.append(i)
+        self.to_t.append(t)
+        self.to_model.append(m)
+        self.to_end.append(end)
+        if self.extra is not None:
+            self.to_tier.append(self.extra["tier"][i])
 
     def release_scratch(self) -> None:
         """Free the columns only the run itself needs (service draws, wanted model, chain position) before
@@ -193,6 +208,32 @@ def frames(groups: list[Columns], client_names: list[str], model_names: list[str
     return rec, ref
 
 
+def earlier_admissions(groups: list[Columns], client_names: list[str], model_names: list[str]) -> pd.DataFrame:
+    """The admissions the records do not show: a request's ``admitted`` is its last admission's time, and an
+    earlier attempt was admitted (and charged) only if the client then stopped waiting for it (its
+    ``timeout``) and tried again.  One row each, in the order they were sent: ``client``, ``model``,
+    ``admitted`` (when it was sent and charged), ``finished`` (when the server finished it: a refund of its
+    unused reservation comes then), and the request's ``charged_tokens``, ``audio_seconds``, ``max_tokens`` and
+    ``completion_tokens`` (and ``service_tier``, the tier that admitted it, in a lane run)."""
+    lanes = any(c.extra is not None for c in groups)
+    parts = []
+    for k, c in enumerate(groups):
+        rows, sent = _col(c.to_row, np.int32), _col(c.to_t)
+        keep = sent != _col(c.admitted)[rows]  # (the last admission is the record's own)
+        rows = rows[keep]
+        part = {"client": np.full(len(rows), k, np.int8), "model": _col(c.to_model, np.int8)[keep],
+                "admitted": sent[keep], "finished": _col(c.to_end)[keep],
+                "charged_tokens": _col(c.charge)[rows], "audio_seconds": _col(c.audio)[rows],
+                "max_tokens": _col(c.max_tokens, np.int32)[rows],
+                "completion_tokens": _col(c.completion, np.int32)[rows]}
+        if lanes:
+            part["service_tier"] = (_col(c.to_tier, np.int8)[keep] if c.extra is not None
+                                    else np.zeros(len(rows), np.int8))
+        parts.append(part)
+    return _frame(_merged(parts, "admitted"), {"client": client_names, "model": model_names,
+                                               "service_tier": LANE_TIERS})
+
+
 @dataclass
 class RunResult:
     """One run's request records (one row per request), 429 log, spec and event count."""
@@ -207,3 +248,6 @@ class RunResult:
     paced_by: tuple[tuple[str, str], ...] = ()
     #: (model, unit) of the on-demand limits whose refusals sent ``auto`` attempts to a 498, most first
     spilled_by: tuple[tuple[str, str], ...] = ()
+    #: the admissions the records do not show (:func:`earlier_admissions`: attempts admitted and charged, then
+    #: given up by the client's ``timeout`` and tried again); None for a result built from records alone
+    earlier_admissions: pd.DataFrame | None = None

@@ -17,7 +17,7 @@ from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
 from .figures import save, subplots
 from .pool import Pool, call
-from .study import StudyResult, load_records, load_refusals, run_records, run_table, summary_frame
+from .study import StudyResult, load_earlier, load_records, load_refusals, run_records, run_table, summary_frame
 from .groups import client_summaries
 from .summary import limits_used, usage_columns
 from .texttable import align
@@ -365,12 +365,13 @@ def _label(study, point: int) -> str:
     return study.label(point)
 
 
-def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray) -> dict[str, np.ndarray]:
-    """For each unit of each limit set the records charged (:func:`~sim.summary.limits_used`: per model,
-    and its flex limits in a flex run): the amount charged (less refunds given back) in the unit's trailing
-    window ending at each of ``times``, divided by the limit (1.0 = the limit is fully used)."""
+def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray, earlier=None) -> dict[str, np.ndarray]:
+    """For each unit of each limit set the records (and the ``earlier`` admissions they do not show) charged
+    (:func:`~sim.summary.limits_used`: per model, and its flex limits in a flex run): the amount charged (less
+    refunds given back) in the unit's trailing window ending at each of ``times``, divided by the limit (1.0 =
+    the limit is fully used)."""
     out = {}
-    for label, limits, charges in limits_used(spec, records):
+    for label, limits, charges in limits_used(spec, records, earlier):
         if charges is None:
             continue
         t, amounts = charges
@@ -469,7 +470,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         spec = study.scenario.spec(study.point(p), duration=study.duration)
         rec = load_records(study, p, 0, columns=usage_columns(spec))
         peak = 0.0
-        used = usage_over_time(rec, spec, times)
+        used = usage_over_time(rec, spec, times, load_earlier(study, p, 0))
         for name, frac in used.items():
             ax.plot(times / scale, frac, lw=1, label=name)
             peak = max(peak, float(np.max(frac, initial=0.0)))

@@ -120,6 +120,11 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
             runs.mkdir(parents=True, exist_ok=True)
             write_run_file(tagged(result.records, job.point_index, job.replication), runs / f"{job.key}.parquet")
             write_run_file(result.refusals, runs / f"{job.key}.refusals.parquet")
+            earlier = runs / f"{job.key}.earlier.parquet"
+            if result.earlier_admissions is not None and len(result.earlier_admissions):
+                write_run_file(result.earlier_admissions, earlier)
+            elif earlier.exists():  # (from a run of an older version under the same key)
+                earlier.unlink()
             tmp = runs / f"{job.key}.json.tmp"
             tmp.write_text(json.dumps(jsonable(row), allow_nan=False))
             os.replace(tmp, runs / f"{job.key}.json")  # the summary appears last: its presence means "done"

@@ -1,7 +1,9 @@
 """A study's results: its summaries, comparison and the request records of every run, in memory or on disk.
 
 Written by :func:`sim.runner.run_study`, read by reports, plots and notebooks.  On disk a run's records are
-``out/runs/<key>.parquet`` and its 429 log ``out/runs/<key>.refusals.parquet``.
+``out/runs/<key>.parquet``, its 429 log ``out/runs/<key>.refusals.parquet`` and, when its clients gave up
+admitted attempts by their ``timeout``, those admissions ``out/runs/<key>.earlier.parquet``
+(:func:`sim.records.earlier_admissions`).
 """
 from __future__ import annotations
 
@@ -140,3 +142,13 @@ def load_refusals(study, point: int, replication: int) -> pd.DataFrame:
         return study.results[(point, replication)].refusals
     key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
     return read_run_file(study.out / "runs" / f"{key.iloc[0]}.refusals.parquet").to_pandas()
+
+
+def load_earlier(study, point: int, replication: int) -> pd.DataFrame | None:
+    """A run's admissions its records do not show (:attr:`~sim.records.RunResult.earlier_admissions`), from
+    memory or its run file; None when there were none."""
+    if (point, replication) in study.results:
+        return study.results[(point, replication)].earlier_admissions
+    key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
+    path = study.out / "runs" / f"{key.iloc[0]}.earlier.parquet"
+    return read_run_file(path).to_pandas() if path.exists() else None

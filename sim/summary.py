@@ -214,14 +214,38 @@ def usage_columns(spec) -> list[str]:
     return cols + (["service_tier"] if uses_lanes(spec) else [])
 
 
-def charged_by_model(records, refund: bool = False, tier: str = "on_demand"
+def charged_by_model(records, refund: bool = False, tier: str = "on_demand", earlier=None
                      ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Per model (by name, in sorted order), what the limits of service tier ``tier`` (``on_demand`` or
     ``flex``) were charged and when, keyed by what the units count (``requests``, ``tokens``,
     ``audio_seconds``): each admission at its time, and with ``refund`` each unused reservation given back
     (``max_tokens - completion``, negative, tokens only) when the response completed; times sorted (a tie in
-    the records' order, a charge before a refund).  What utilisation is measured from.  Read on the columns
-    as arrays: grouping the frame cost a short run more than its whole summary."""
+    the records' order, a charge before a refund).  Every admitted attempt counts: the records' (each
+    request's last admission) and ``earlier``'s (a run's :attr:`~sim.records.RunResult.earlier_admissions`,
+    the attempts admitted and then given up by the client's ``timeout``; same columns).  What utilisation is
+    measured from.  Read on the columns as arrays: grouping the frame cost a short run more than its whole
+    summary."""
+    parts = [_charges(records, refund, tier)]
+    if earlier is not None and len(earlier):
+        parts.append(_charges(earlier, refund, tier))
+    names = sorted({n for part in parts for n in part[0]})
+    index = {n: k for k, n in enumerate(names)}
+    codes = np.concatenate([np.array([index[n] for n in part[0]], dtype=np.int64)[part[1]] for part in parts])
+    times, tokens, audio, requests = (np.concatenate([part[k] for part in parts]) for k in range(2, 6))
+    order = np.argsort(times, kind="stable")
+    times, codes, tokens, audio, requests = times[order], codes[order], tokens[order], audio[order], requests[order]
+    out = {}
+    for code in np.unique(codes).tolist():
+        mine = codes == code
+        out[names[code]] = (times[mine], {"requests": requests[mine], "tokens": tokens[mine],
+                                          "audio_seconds": audio[mine]})
+    return out
+
+
+def _charges(records, refund: bool, tier: str) -> tuple:
+    """One frame's admissions (and refunds) on ``tier``'s limits, for :func:`charged_by_model`: the model names
+    its codes stand for (a missing model as "nan", as str() says), each charge's model code, time, tokens,
+    audio seconds and requests."""
     admitted = records["admitted"].to_numpy()
     keep = ~np.isnan(admitted)
     if "service_tier" in records:  # a lane run: only what this tier's limits admitted
@@ -230,8 +254,9 @@ def charged_by_model(records, refund: bool = False, tier: str = "on_demand"
         keep[:] = False
     rows = np.flatnonzero(keep)
     codes, names = _codes(records["model"])
-    codes, names = codes[rows], [str(m) for m in names]
-    name = lambda code: names[code] if code >= 0 else "nan"  # noqa: E731  (a missing model, as str() says)
+    names = [str(m) for m in names] + ["nan"]
+    codes = codes[rows].astype(np.int64)
+    codes[codes < 0] = len(names) - 1  # (a missing model)
     tokens, audio = records["charged_tokens"].to_numpy(float)[rows], records["audio_seconds"].to_numpy(float)[rows]
     times, requests = admitted[rows], np.ones(len(rows))
     if refund:
@@ -242,27 +267,20 @@ def charged_by_model(records, refund: bool = False, tier: str = "on_demand"
         codes = np.concatenate([codes, codes[back]])
         tokens, audio = np.concatenate([tokens, -unused[back]]), np.concatenate([audio, np.zeros(n)])
         requests = np.concatenate([requests, np.zeros(n)])
-    order = np.argsort(times, kind="stable")
-    times, codes, tokens, audio, requests = times[order], codes[order], tokens[order], audio[order], requests[order]
-    out = {}
-    for code in sorted(np.unique(codes).tolist(), key=name):
-        mine = codes == code
-        out[name(code)] = (times[mine], {"requests": requests[mine], "tokens": tokens[mine],
-                                         "audio_seconds": audio[mine]})
-    return out
+    return names, codes, times, tokens, audio, requests
 
 
-def limits_used(spec, records) -> list[tuple[str, dict, tuple[np.ndarray, dict[str, np.ndarray]] | None]]:
-    """(label, limits, charges) of every org limit set a run's records charged: each model's on-demand
-    limits (label: the model) and, in a run with flex traffic, its flex limits (label ``model (flex)``: the
-    on-demand limits x ``[org.flex] multiplier``)."""
+def limits_used(spec, records, earlier=None) -> list[tuple[str, dict, tuple[np.ndarray, dict[str, np.ndarray]] | None]]:
+    """(label, limits, charges) of every org limit set a run's records (and ``earlier`` admissions, see
+    :func:`charged_by_model`) charged: each model's on-demand limits (label: the model) and, in a run with flex
+    traffic, its flex limits (label ``model (flex)``: the on-demand limits x ``[org.flex] multiplier``)."""
     refund = spec.org.accounting.refunds
     out = []
-    on_demand = charged_by_model(records, refund)
+    on_demand = charged_by_model(records, refund, earlier=earlier)
     for model in _codes(records["model"])[1]:  # (a categorical's categories; the models of a read-back file)
         out.append((model, spec.catalog.limits(spec.org.tier, model), on_demand.get(model)))
     if "service_tier" in records:
-        for model, charges in charged_by_model(records, refund, "flex").items():
+        for model, charges in charged_by_model(records, refund, "flex", earlier).items():
             flex = spec.org.flex.limits(spec.catalog.limits(spec.org.tier, model))
             out.append((f"{model} (flex)", dict(flex.items()), charges))
     return out
@@ -276,7 +294,7 @@ def spent(result: RunResult) -> dict[tuple[str, str], float]:
     spec = result.spec
     end = spec.duration + spec.drain
     out = {}
-    for label, limits, charges in limits_used(spec, result.records):
+    for label, limits, charges in limits_used(spec, result.records, result.earlier_admissions):
         for unit, limit in limits.items():
             window, counts = UNIT_SPEC[unit]
             used = float(charges[1][counts][charges[0] < end].sum()) if charges is not None else 0.0
@@ -286,11 +304,12 @@ def spent(result: RunResult) -> dict[tuple[str, str], float]:
 
 def utilisation(result: RunResult) -> dict[tuple[str, str], float]:
     """(limit set, unit) -> share of the unit's refill used in the measurement window: what admissions in
-    the window charged less what completions in it gave back (``refund_unused``), per :func:`limits_used`."""
+    the window charged (every admitted attempt, one the client's ``timeout`` gave up included) less what
+    completions in it gave back (``refund_unused``), per :func:`limits_used`."""
     spec, rec = result.spec, result.records
     t0, t1 = spec.warmup, spec.duration
     out = {}
-    for label, limits, charges in limits_used(spec, rec):
+    for label, limits, charges in limits_used(spec, rec, result.earlier_admissions):
         times, amounts = charges if charges is not None else (np.empty(0), None)
         in_window = (times >= t0) & (times < t1)
         for unit, limit in limits.items():

@@ -10,6 +10,11 @@ from sim.config import Client, Org, arrival, policy_table
 from sim import RunSpec, simulate
 
 
+#: a policy's settings for one attempt on the primary model and, after its 429, one on the fallback model
+#: (``max_attempts`` counts the hop's attempt too), nothing retried: add ``"fallback": [MODEL]``
+ONE_HOP = {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "retry_on": []}
+
+
 def client(name="c", model="llama-3.3-70b-versatile", rate="60/min", kind="poisson", policy="no-retry", **kw):
     process = kw.pop("arrival", None) or arrival(kind=kind, rate=rate)
     return Client(name=name, model=model, arrival=process, policy=policy, **kw)

@@ -8,7 +8,7 @@ from sim.config import Accounting, Org, arrival
 from sim.records import OUTCOMES
 from sim.service import service_models
 from sim.summary import summarize
-from tests.helpers import client, run
+from tests.helpers import ONE_HOP, client, run
 
 FREE_70B = "llama-3.3-70b-versatile"
 RTT = service_models()[FREE_70B].rtt_median
@@ -153,10 +153,18 @@ def test_adaptive_pacing_cuts_429s_on_a_token_bound_workload():
 
 
 def test_cooldown_pauses_the_whole_client():
-    base = summarize(run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="fixed"), duration=600))
-    cool = summarize(run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="cooldown"), duration=600))
-    assert cool["n429"] < 0.3 * base["n429"]
-    assert cool["ok"] > 2 * base["ok"]
+    """Nothing is sent while a cooldown holds: from when the client reads a 429 (sent + the round trip, a
+    constant 0.12 s here) for the cooldown's 5 s.  What goes out before the client has read it is not held."""
+    net = service_models({FREE_70B: {"rtt_median": 0.12, "rtt_p90": 0.12}})
+    r = run(client(rate="120/min", prompt_tokens=10, max_tokens=10, policy="cool"), duration=600, service=net,
+            extra_policies={"cool": {"extends": "cooldown", "cooldown": 5.0}})
+    refused = r.refusals["time"].to_numpy()
+    sent = np.sort(np.concatenate([refused, r.records["admitted"].dropna().to_numpy()]))
+    read = refused + 0.12
+    during = np.searchsorted(sent, read + 5.0 - 1e-9) - np.searchsorted(sent, read + 1e-9)
+    assert len(refused) > 100 and (during == 0).all()
+    before = np.searchsorted(sent, read - 1e-9) - np.searchsorted(sent, refused + 1e-9)  # sent, 429 unread
+    assert (before > 0).sum() > 10
 
 
 def test_in_flight_cap_serialises_requests():
@@ -212,7 +220,7 @@ def test_request_too_large_is_413_not_retried():
 
 
 def test_fallback_sends_429s_to_the_second_model():
-    extra = {"fb": {"retry": "none", "fallback": ["llama-3.1-8b-instant"]}}
+    extra = {"fb": {**ONE_HOP, "fallback": ["llama-3.1-8b-instant"]}}
     rec = run(client(rate="90/min", prompt_tokens=100, max_tokens=100, policy="fb"), duration=300,
               extra_policies=extra).records
     ok = rec[rec["outcome"] == "ok"]

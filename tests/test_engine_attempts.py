@@ -7,7 +7,7 @@ from sim.config import Accounting, Org
 from sim.flex import Flex
 from sim.limitset import LimitSet
 from sim.service import service_models
-from tests.helpers import client, run
+from tests.helpers import ONE_HOP, client, run
 
 BIG, SMALL = "llama-3.3-70b-versatile", "llama-3.1-8b-instant"
 
@@ -17,7 +17,7 @@ def test_a_fallback_attempt_takes_the_fallback_models_round_trip():
     by the fallback was refused by the primary (its 429 back after 0.05 s), then sent on at once, so its
     latency less service time is 0.05 + 2 s; one that kept the primary's round trip would show 0.1 s."""
     net = service_models({BIG: {"rtt_median": 0.05, "rtt_p90": 0.05}, SMALL: {"rtt_median": 2.0, "rtt_p90": 2.0}})
-    extra = {"fb": {"retry": "none", "fallback": [SMALL]}}
+    extra = {"fb": {**ONE_HOP, "fallback": [SMALL]}}
     rec = run(client(rate="90/min", prompt_tokens=100, max_tokens=100, policy="fb"), duration=300,
               extra_policies=extra, service=net).records
     ok = rec[rec["outcome"] == "ok"]
@@ -104,7 +104,7 @@ def test_an_in_flight_slot_is_freed_when_a_request_gives_up():
 def test_a_request_that_gives_up_on_the_fallback_is_recorded_on_the_fallback():
     """Both models saturated (free tier, RPM 30 each, 90 requests a minute): a request refused by the primary
     and then by its fallback gives up, and its record names the model it last tried."""
-    extra = {"fb": {"retry": "none", "fallback": [SMALL]}}
+    extra = {"fb": {**ONE_HOP, "fallback": [SMALL]}}
     rec = run(client(rate="90/min", prompt_tokens=100, max_tokens=100, policy="fb"), duration=300,
               extra_policies=extra).records
     both = rec[(rec["outcome"] == "gave_up") & (rec["attempts"] == 2)]
@@ -114,7 +114,7 @@ def test_a_request_that_gives_up_on_the_fallback_is_recorded_on_the_fallback():
 def test_a_request_too_large_for_its_fallback_is_a_413_of_the_fallback():
     """8 000 tokens fit the primary's free TPM (12 000) but not the fallback's (6 000): a request the
     primary refuses with a 429 goes to the fallback, which answers 413; the record names the fallback."""
-    extra = {"fb": {"retry": "none", "fallback": [SMALL]}}
+    extra = {"fb": {**ONE_HOP, "fallback": [SMALL]}}
     rec = run(client(rate="10/min", prompt_tokens=5000, max_tokens=3000, policy="fb"), duration=600,
               extra_policies=extra).records
     large = rec[rec["outcome"] == "too_large"]

@@ -1,5 +1,6 @@
-"""The engine's fast lane (sim/kernel.py) against the general path: identical records, refusals and event
-counts on random plain runs, and the lane taken exactly when every group is plain."""
+"""The engine's fast lane (sim/kernel.py) against the general path: identical records, refusals, earlier
+admissions (timed-out attempts) and event counts on random plain runs, and the lane taken exactly when every
+group is plain."""
 import hashlib
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ def assert_same(spec: RunSpec, seed: int) -> None:
     assert kernel.usable(ks)
     pd.testing.assert_frame_equal(g.records, k.records)
     pd.testing.assert_frame_equal(g.refusals, k.refusals)
+    pd.testing.assert_frame_equal(g.earlier_admissions, k.earlier_admissions)  # (the timed-out admissions)
     assert _digest(g.records) == _digest(k.records) and gs.events == ks.events
     for a, b in zip(gs.limitsets, ks.limitsets):  # the org's limits end in the same state too (the kernel
         # writes back what it keeps in locals: levels, times, the request units' refusal memory, the peaks)

@@ -171,6 +171,71 @@ def test_groq_sdk_times_out_at_60s_and_retries_with_its_backoff(tmp_path, fast):
     assert waited["outcome"] == "ok" and waited["attempts"] == 1 and waited["finished"] > 60.0
 
 
+def slow_network_run(tmp_path, times, limits, policy, fast):
+    """``trace_run``'s requests and limits on a constant 0.5 s network, in the fast lane or the general path."""
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"timestamp": times, "prompt_tokens": 10, "max_tokens": 10}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, **limits})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
+    spec = RunSpec(clients=[c], policies=policy_table({"p": policy}), org=Org(tier="free"), duration=max(times) + 1,
+                   catalog=catalog, service=service_models({MODEL: {"rtt_median": 0.5, "rtt_p90": 0.5}}))
+    sim = Simulation(spec, 1, kernel=fast)
+    assert kernel.usable(sim)
+    return sim.run()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_429_later_than_the_timeout_is_a_timeout(tmp_path, fast):
+    # a 0.3 s timeout on a 0.5 s network: no answer is ever read.  RPM 1.  Request 0 (t=0) is admitted, given
+    # up at 0.3, retried at 1.3 (1 s delay) and refused there, given up at 1.6: its last attempt, an error.
+    # Request 1 (t=1) is refused, its 429 never read: given up at 1.3, retried at 2.3, refused, an error at 2.6.
+    # No retry-after is read, so the delays are the schedule's 1 s
+    r = slow_network_run(tmp_path, [0.0, 1.0], {"rpm": 1},
+                         {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "timeout": "0.3s"}, fast)
+    rec = r.records
+    assert list(rec["outcome"]) == ["error", "error"]
+    assert rec["finished"].to_numpy() == pytest.approx([1.6, 2.6])
+    assert list(rec["attempts"]) == [2, 2] and list(rec["n429"]) == [1, 2]  # the server's 429s, unread
+    assert attempt_times(r) == pytest.approx([1.0, 1.3, 2.3])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_413_later_than_the_timeout_is_a_timeout_retried(tmp_path, fast):
+    # 20 tokens against a TPM of 10: a 413, but it would come back after 0.5 s and the client gives up at 0.3;
+    # it retries (a timeout is retried, a 413 never would be) at 1.3, gives up again at 1.6: an error
+    r = slow_network_run(tmp_path, [0.0], {"tpm": 10},
+                         {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "timeout": "0.3s"}, fast)
+    rec = r.records.iloc[0]
+    assert rec["outcome"] == "error" and rec["attempts"] == 2 and rec["refused_by"] == "tpm"
+    assert rec["finished"] == pytest.approx(1.6)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_utilisation_counts_every_admitted_attempt_timed_out_ones_too(tmp_path, fast):
+    # one output token a second: each attempt (10 completion tokens) takes over 10 s, past the 5 s timeout.
+    # Request 0 (t=0) is sent at 0, 6 and 12 (each timeout read 5 s after, then 1 s of delay), request 1
+    # (t=59) at 59, 65 and 71: every attempt admitted and charged 1 request and 10 + 10 tokens.  The window
+    # [0, 60) holds 4 of those admissions (0, 6, 12, 59): RPM 10 refills 10 in a minute, util_rpm 0.4; TPM
+    # 1 000, 80 tokens, util_tpm 0.08.  The records show only each request's last admission (12 and 71).
+    from sim.summary import summarize
+    path = tmp_path / "slow.csv"
+    pd.DataFrame({"timestamp": [0.0, 59.0], "prompt_tokens": 10, "max_tokens": 10}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, "rpm": 10, "tpm": 1000})
+    slow = service_models({MODEL: {"rtt_median": 0.12, "rtt_p90": 0.12, "output_tps": 1.0, "speed_cv": 0.0}})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
+    spec = RunSpec(clients=[c], policies=policy_table({"p": {"retry": "fixed", "delay": 1.0, "max_attempts": 3,
+                                                              "timeout": "5s"}}),
+                   org=Org(tier="free"), duration=60.0, drain=120.0, catalog=catalog, service=slow)
+    sim = Simulation(spec, 1, kernel=fast)
+    assert kernel.usable(sim)
+    r = sim.run()
+    assert list(r.records["outcome"]) == ["error", "error"] and list(r.records["attempts"]) == [3, 3]
+    assert r.records["admitted"].to_numpy() == pytest.approx([12.0, 71.0])
+    assert r.earlier_admissions["admitted"].to_numpy() == pytest.approx([0.0, 6.0, 59.0, 65.0])
+    s = summarize(r)
+    assert s["util_rpm"] == pytest.approx(0.4) and s["util_tpm"] == pytest.approx(0.08)
+
+
 @pytest.mark.parametrize("rounding,t0,expected", [
     ("ceil", 0.7, [60]), ("round", 0.7, [59, 1]), ("floor", 0.3, [59, 1]), ("round", 0.3, [60]),
     ("round", 0.53, [59, 1]),
@@ -234,6 +299,78 @@ def test_a_full_bounded_queue_drops_arrivals_during_a_cooldown(tmp_path):
     assert list(r.records["outcome"]) == ["ok", "ok", "dropped"]
 
 
+def test_a_429_that_ends_its_request_starts_the_cooldown(tmp_path):
+    # retry "none": request 1 (t=1) is refused with retry-after 59 (RPM 1, one request back a minute after
+    # request 0) and gives up when it reads the 429 at 1.12; the cooldown holds request 2 (t=2) until
+    # 1.12 + 59 = 60.12, when the bucket has a whole request again: it is admitted then, no 429
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1}, {"retry": "none", "cooldown": "retry-after"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "gave_up", "ok"]
+    assert rec.loc[1, "finished"] == pytest.approx(1.12)
+    assert rec.loc[2, "admitted"] == pytest.approx(60.12)
+    assert attempt_times(r) == pytest.approx([1.0])
+
+
+def test_a_last_429_starts_a_fixed_cooldown(tmp_path):
+    # max_attempts 1 with a fixed 5 s cooldown: request 2 waits from 2 to 1.12 + 5 = 6.12, is refused then
+    # (RPM 1: 0.1 of a request back) and gives up at 6.24
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0], {"rpm": 1}, {"retry": "none", "cooldown": "5s"})
+    assert attempt_times(r) == pytest.approx([1.0, 6.12])
+    assert list(r.records["outcome"]) == ["ok", "gave_up", "gave_up"]
+    assert r.records.loc[2, "finished"] == pytest.approx(6.24)
+
+
+def test_a_429_that_sends_a_request_to_its_fallback_starts_the_cooldown(tmp_path):
+    # request 1 (t=1) refused by the primary (RPM 1) is read at 1.12: the 5 s cooldown holds the whole group,
+    # its hop to the fallback model too, which goes at 6.12 and is admitted there
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "fallback": [SECOND], "cooldown": "5s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "ok"] and rec.loc[1, "model"] == SECOND
+    assert rec.loc[1, "admitted"] == pytest.approx(6.12) and rec.loc[1, "attempts"] == 2
+
+
+def test_the_cooldown_starts_when_the_client_reads_the_429(tmp_path):
+    # request 1 is sent at 1.0 and refused (RPM 1); the client reads the 429 at 1.12.  Request 2, arriving at
+    # 1.05 before that, is sent at once and refused too (retry-after 59: 0.0175 of a request back), read at
+    # 1.17; request 3, at 1.2, is held by the cooldown until the later end, 1.17 + 59 = 60.17, admitted then
+    r = trace_run(tmp_path, [0.0, 1.0, 1.05, 1.2], {"rpm": 1}, {"retry": "none", "cooldown": "retry-after"})
+    rec = r.records
+    assert attempt_times(r) == pytest.approx([1.0, 1.05])
+    assert list(rec["outcome"]) == ["ok", "gave_up", "gave_up", "ok"]
+    assert rec.loc[3, "admitted"] == pytest.approx(60.17)
+
+
+def test_a_request_whose_deadline_passes_in_a_bounded_queue_frees_its_place(tmp_path):
+    # RPM 1, a 30 s cooldown, a queue of 1, a 10 s deadline.  Request 0 (t=0) is served.  Request 1 (t=1) is
+    # refused, read at 1.12: cooldown until 31.12, its retry (due 2.12) waits in the queue; request 2 (t=3)
+    # finds the queue full: dropped.  Request 1's deadline (11) passes in the queue: it leaves it then, so
+    # request 3 (t=12) takes the free place, and leaves it in turn at its own deadline, 22
+    r = trace_run(tmp_path, [0.0, 1.0, 3.0, 12.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "cooldown": "30s", "queue_size": 1,
+                   "deadline": "10s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "deadline", "dropped", "deadline"]
+    assert rec["finished"].to_numpy()[1:] == pytest.approx([11.0, 3.0, 22.0])
+    assert list(rec["attempts"]) == [1, 1, 0, 0]
+
+
+def test_an_expired_first_attempt_leaves_the_queue_at_its_deadline(tmp_path):
+    # RPM 1, a fixed 20 s cooldown, a queue of 1, a 10 s deadline, retries 100 s apart (past any deadline).
+    # Request 1 (t=1) is refused, read at 1.12: cooldown until 21.12, and its retry would come after its
+    # deadline, so it ends at 11.  Request 2 (t=2) waits in the queue; request 3 (t=5) finds it full: dropped.
+    # Request 2 leaves the queue at its deadline, 12, so request 4 (t=13) finds room; the cooldown lets it go
+    # at 21.12, refused (RPM: 0.35 of a request back), and its retry would come after 23: it ends at 23
+    r = trace_run(tmp_path, [0.0, 1.0, 2.0, 5.0, 13.0], {"rpm": 1},
+                  {"retry": "fixed", "delay": 100.0, "max_attempts": 2, "cooldown": "20s", "queue_size": 1,
+                   "deadline": "10s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "deadline", "deadline", "dropped", "deadline"]
+    assert rec["finished"].to_numpy()[1:] == pytest.approx([11.0, 12.0, 5.0, 23.0])
+    assert list(rec["attempts"]) == [1, 1, 0, 0, 1]
+    assert attempt_times(r) == pytest.approx([1.0, 21.12])
+
+
 # ---- adaptive pacing (reads x-ratelimit-* headers: RPD and TPM) --------------------------------------------
 
 ADAPTIVE = {"retry": "exponential", "base": 1.0, "max_attempts": 3, "adaptive": True}
@@ -288,6 +425,33 @@ def test_fallback_tries_the_next_model_at_once_then_starts_again_from_the_primar
     assert later["time"].to_numpy() == pytest.approx([1.0, 1.12, 2.24, 2.36])
     assert list(later["model"].astype(str)) == [MODEL, SECOND, MODEL, SECOND]
     assert rec.loc[2, "attempts"] == 4 and rec.loc[2, "finished"] == pytest.approx(2.48)
+
+
+def test_max_attempts_counts_the_fallback_hops(tmp_path):
+    # as above with max_attempts 3: request 2's attempts are the primary at 1.0, the fallback at 1.12 and the
+    # primary again at 2.24 (1.12 + 0.12 + its 1 s delay); refused there, it has made its 3 attempts: it gives
+    # up when it reads that 429, at 2.36, without a fourth attempt on the fallback
+    r = trace_run(tmp_path, [0.0, 0.0, 1.0], {"rpd": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "fallback": [SECOND]},
+                  fallback_limits={"rpd": 1})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "ok", "gave_up"]
+    later = r.refusals[r.refusals["time"] >= 1.0]
+    assert later["time"].to_numpy() == pytest.approx([1.0, 1.12, 2.24])
+    assert list(later["model"].astype(str)) == [MODEL, SECOND, MODEL]
+    assert rec.loc[2, "attempts"] == 3 and rec.loc[2, "finished"] == pytest.approx(2.36)
+    assert rec.loc[2, "model"] == MODEL  # the model it last tried
+
+
+def test_one_attempt_allowed_leaves_no_hop_to_the_fallback(tmp_path):
+    # max_attempts 1 (retry "none"): the request refused by the primary has made its one attempt; it gives up
+    # at 1.12 and never tries the fallback (which would have admitted it)
+    from sim.config import resolve_policy
+    r = trace_run(tmp_path, [0.0, 1.0], {"rpm": 1}, {"retry": "none", "fallback": [SECOND]})
+    assert list(r.records["outcome"]) == ["ok", "gave_up"]
+    assert list(r.records["attempts"]) == [1, 1] and r.records.loc[1, "finished"] == pytest.approx(1.12)
+    notes = resolve_policy("p", {"retry": "none", "fallback": [SECOND]}).inert()
+    assert any("never tried" in n and "max_attempts = 1" in n for n in notes)
 
 
 # ---- random delays: distributions --------------------------------------------------------------------------

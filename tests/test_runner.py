@@ -871,3 +871,24 @@ def test_quiet_says_nothing_but_the_error_when_the_dask_scheduler_is_unreachable
     code = main(["run", str(scenario), "--dask", "tcp://127.0.0.1:9", "--quiet", "--out", str(tmp_path / "out")])
     said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("groqsim: warning:")]
     assert code == 2 and len(said) == 1 and said[0].startswith("groqsim: error: --dask tcp://127.0.0.1:9: cannot"), said
+
+
+def test_timed_out_admissions_are_kept_from_memory_or_disk_and_counted_in_the_utilisation(tmp_path):
+    """A run whose client gives up admitted attempts by its ``timeout`` keeps those admissions (the records
+    show each request's last one only) in ``<key>.earlier.parquet``, read back as the in-memory frame; a run
+    with none writes no file.  The utilisation figure's use of a limit counts them, as ``util_*`` does."""
+    from sim.report import usage_over_time
+    from sim.study import load_earlier, load_records
+    s = small_scenario(scenario={"replications": 1}, compare={"policy": ["no-retry", "slow"]},
+                       policies={"slow": {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "timeout": "0.2s"}})
+    memory = run_study(s, jobs=1, progress=False)
+    disk = run_study(s, tmp_path, jobs=1, progress=False)
+    earlier = memory.results[(1, 0)].earlier_admissions
+    assert len(earlier) > 10 and len(memory.results[(0, 0)].earlier_admissions) == 0
+    pd.testing.assert_frame_equal(load_earlier(disk, 1, 0), earlier, check_categorical=False)
+    assert load_earlier(disk, 0, 0) is None and len(list((tmp_path / "runs").glob("*.earlier.parquet"))) == 1
+    spec = s.spec(memory.point(1))
+    times = np.array([spec.duration])
+    rec = load_records(memory, 1, 0)
+    with_them, without = usage_over_time(rec, spec, times, earlier), usage_over_time(rec, spec, times)
+    assert with_them["llama-3.1-8b-instant RPM"][0] > without["llama-3.1-8b-instant RPM"][0]

@@ -284,6 +284,8 @@ def test_a_model_groq_shut_down_is_warned_when_the_api_loads_the_scenario():
     ({"extends": "exponential", "delay": 2}, "delay has no effect with retry 'exponential'"),
     ({"extends": "fixed", "cap": 5}, "cap has no effect with retry 'fixed'"),
     ({"extends": "fixed", "base": 1, "cap": 5}, "base and cap have no effect with retry 'fixed'"),
+    ({"retry": "none", "fallback": ["openai/gpt-oss-120b"]},
+     "fallback model 'openai/gpt-oss-120b' never tried: max_attempts = 1 counts every attempt"),
 ])
 def test_a_setting_that_changes_nothing_is_said_naming_its_policy(settings, said):
     """A setting whose combination makes it inert is a note (the command line) and an InertSettingWarning
@@ -301,7 +303,7 @@ def test_a_setting_that_changes_nothing_is_said_naming_its_policy(settings, said
 @pytest.mark.parametrize("settings", [
     {"extends": "exponential"}, {"extends": "groq-sdk"}, {"extends": "fixed", "delay": 3},
     {"retry": "none"}, {"extends": "retry-after", "retry_after_cap": 30}, {"extends": "exponential", "cap": 30},
-    {"retry": "fixed", "max_attempts": 1, "fallback": ["llama-3.1-8b-instant"]},
+    {"retry": "fixed", "max_attempts": 2, "fallback": ["llama-3.1-8b-instant"]},
 ])
 def test_settings_that_all_act_are_not_noted(settings):
     from sim.scenario import scenario_from_dict
