@@ -788,7 +788,15 @@ def test_simulator_and_emulator_agree_on_admitted_and_429_counts(serve):
 
 
 def test_serve_command_rejects_a_bad_scenario(capsys):
-    from sim.cli import main
+    """Each mistake is one line and exit 2, on a free port (the port is checked before the scenario is loaded:
+    port 8000, the default, may be taken on the machine running the tests)."""
+    from sim.cli import main as run_main
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+
+    def main(argv):
+        return run_main([*argv, "--port", port])
     assert main(["serve", "no/such/scenario.toml"]) == 2
     assert "cannot read scenario" in capsys.readouterr().err
     assert main(["serve", "scenarios/retry_policies_overload.toml", "--time-scale", "0"]) == 2
