@@ -7,6 +7,7 @@ from it, never retyped here.
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 import numpy as np
@@ -191,6 +192,16 @@ class Policy(Strict):
             out.append(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect with retry "
                        "'fixed' (it waits delay)")
         return out
+
+    def reads_retry_after(self) -> bool:
+        """Whether a client with this policy ever reads a 429's ``retry-after``: a cooldown as long as it says,
+        or, when it retries 429s, a schedule that obeys it or gives up above a value (``groq-sdk``,
+        ``openai-sdk``) or ``honor_retry_after``."""
+        if self.cooldown == "retry-after":
+            return True
+        schedule = SCHEDULES[self.retry]
+        return self.max_attempts > 1 and 429 in self.retry_on and (
+            self.honor_retry_after or schedule.obeys > 0 or schedule.gives_up_above < math.inf)
 
     @model_validator(mode="after")
     def _base_within_cap(self):

@@ -326,6 +326,11 @@ class Scenario(Strict):
             why["service_tier"] = "every client group sets its own service_tier or is on the batch lane"
         if org.accounting.charge == "actual" and "charge" not in cmp:
             why["refund_unused"] = 'with charge = "actual" nothing is reserved, so nothing is given back'
+        table = self.policy_table()
+        if not any(table[p].reads_retry_after() for c in on_demand
+                   for p in (cmp["policy"] if "policy" in cmp else [c.policy])):
+            why["retry_after_rounding"] = ("no client policy reads a 429's retry-after (a schedule that obeys it, "
+                                           "honor_retry_after, or cooldown = 'retry-after')")
         if not on_demand:  # the batch lane (sim.batch) has its own processing: no limit set, 429 or injected error
             # (not charge: the records keep each request's charged_tokens, batch or not)
             for axis in ("limiter", "refund_unused", "retry_after_rounding", "error_rate"):

@@ -461,6 +461,32 @@ def test_an_axis_of_the_on_demand_limits_is_said_to_change_nothing_when_every_gr
 
 
 @pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+@pytest.mark.parametrize("policy, reads", [
+    ("no-retry", False), ({"retry": "exponential", "max_attempts": 4}, False),
+    ({"retry": "fixed", "delay": 2, "max_attempts": 4}, False),
+    ({"extends": "groq-sdk", "retry_on": [500]}, False),  # retries, but not 429s
+    ("groq-sdk", True), ("openai-sdk", True), ("retry-after", True),
+    ({"retry": "exponential", "max_attempts": 4, "honor_retry_after": True}, True),
+    ({"cooldown": "retry-after"}, True)])
+def test_retry_after_rounding_is_said_to_change_nothing_when_no_policy_reads_retry_after(policy, reads):
+    """And it does change nothing then (identical records), while with a policy that reads it the records
+    differ: the runs are on the Free tier at four times its RPM."""
+    from sim.engine import simulate
+    from sim.scenario import scenario_from_dict
+    policies = {"p": policy} if isinstance(policy, dict) else {}
+    group = {**CHAT_GROUP, "arrival": {"kind": "poisson", "rate": 2}, "policy": "p" if policies else policy}
+    scenario = scenario_from_dict({"scenario": {"duration": "10m"}, "org": {"tier": "free"}, "policies": policies,
+                                   "clients": [group], "compare": {"retry_after_rounding": ["ceil", "round"]}},
+                                  source="<t>")
+    said = [n for n in scenario.setting_notes() if n.startswith("note: compare.retry_after_rounding")]
+    assert said == ([] if reads else [
+        "note: compare.retry_after_rounding: no client policy reads a 429's retry-after (a schedule that obeys it, "
+        "honor_retry_after, or cooldown = 'retry-after'): its values [\"ceil\", \"round\"] give the same runs"])
+    records = [simulate(scenario.spec(k), scenario.seed(0)).records for k in range(2)]
+    assert records[0].equals(records[1]) != reads
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
 @pytest.mark.parametrize("compare, extra", [
     ({"flex_multiplier": [2, 10]}, {"group": {"service_tier": "flex"}}),
     ({"flex_multiplier": [2, 10], "service_tier": ["on_demand", "auto"]}, {}),
