@@ -377,18 +377,23 @@ def run(sim, until: float) -> None:
                 continue
             outcome[i] = OK
             finished[i] = fin
+        elif timeout is not None and rtt > timeout:  # a 413 or 429 that comes too late: a timeout, retried
+            refused[i] = binding  # (as above; the server's refusal stays in the records and the 429 log)
+            if worst != inf:
+                n429[i] += 1
+                log_t(now)
+                log_code(m * 8 + binding)
+            t = now + timeout
+            if tries >= max_attempts:
+                outcome[i] = ERROR
+                finished[i] = t
+                continue
+            delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
+            events += 1
+            push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+            continue
         elif worst == inf:
             refused[i] = binding
-            if timeout is not None and rtt > timeout:  # the 413 comes too late: a timeout, retried (as above)
-                t = now + timeout
-                if tries >= max_attempts:
-                    outcome[i] = ERROR
-                    finished[i] = t
-                    continue
-                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
-                events += 1
-                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
-                continue
             outcome[i] = TOO_LARGE
             finished[i] = now + rtt
         else:
@@ -396,16 +401,6 @@ def run(sim, until: float) -> None:
             refused[i] = k = binding
             log_t(now)
             log_code(m * 8 + k)
-            if timeout is not None and rtt > timeout:  # the 429 comes too late: a timeout, retried (as above)
-                t = now + timeout
-                if tries >= max_attempts:
-                    outcome[i] = ERROR
-                    finished[i] = t
-                    continue
-                delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
-                events += 1
-                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
-                continue
             t = now + rtt
             if tries >= max_tries:  # out of attempts, or a client that does not retry 429s
                 outcome[i] = GAVE_UP
