@@ -127,3 +127,21 @@ def test_plot_labels_name_a_number_by_its_axis_and_a_name_alone():
     single = StudyResult(comparison=comparison.iloc[:1], summary=pd.DataFrame(),
                          scenario=SimpleNamespace(compare={}, scenario=SimpleNamespace(name="sweep")))
     assert single.label(0) == "sweep"  # no axes: the scenario's name
+
+
+def test_summary_rows_read_back_from_json_make_the_same_frame_as_in_memory():
+    """A run's summary row is kept as JSON (NaN written as null, numpy scalars as Python's): the frame built
+    from the rows read back has the same values and dtypes as the one built from the rows in memory."""
+    from sim.report import jsonable
+    from sim.study import summary_frame
+    rows = [{"point": 0, "policy": "a", "replication": 0, "key": "k0", "ok": np.int64(3), "latency_p95": np.nan,
+             "share": 0.5, "binding": "rpm", "flag": True},
+            {"point": 0, "policy": "a", "replication": 1, "key": "k1", "ok": np.int64(0), "latency_p95": 1.5,
+             "share": np.float64(np.nan), "binding": None, "flag": False}]
+    memory = summary_frame(rows)
+    back = summary_frame([json.loads(json.dumps(jsonable(r), allow_nan=False)) for r in rows])
+    pd.testing.assert_frame_equal(memory, back)
+    assert memory["latency_p95"].dtype == float and np.isnan(memory["latency_p95"][0])
+    assert memory["share"].tolist()[0] == 0.5 and np.isnan(memory["share"][1])
+    assert memory["ok"].tolist() == [3, 0] and memory["flag"].tolist() == [True, False]
+    assert memory["flag"].dtype == bool and memory["binding"].isna().tolist() == [False, True]

@@ -463,6 +463,7 @@ def test_an_axis_of_the_on_demand_limits_is_said_to_change_nothing_when_every_gr
 @pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
 @pytest.mark.parametrize("policy, reads", [
     ("no-retry", False), ({"retry": "exponential", "max_attempts": 4}, False),
+    ({"retry": "groq-sdk", "max_attempts": 1}, False),  # never retried: its retry-after is never read
     ({"retry": "fixed", "delay": 2, "max_attempts": 4}, False),
     ({"extends": "groq-sdk", "retry_on": [500]}, False),  # retries, but not 429s
     ("groq-sdk", True), ("openai-sdk", True), ("retry-after", True),
