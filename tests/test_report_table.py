@@ -135,9 +135,9 @@ def test_summary_rows_read_back_from_json_make_the_same_frame_as_in_memory():
     from sim.report import jsonable
     from sim.study import summary_frame
     rows = [{"point": 0, "policy": "a", "replication": 0, "key": "k0", "ok": np.int64(3), "latency_p95": np.nan,
-             "share": 0.5, "binding": "rpm", "flag": True},
+             "share": 0.5, "binding": "rpm", "flag": True, "never": np.nan, "maybe": True},
             {"point": 0, "policy": "a", "replication": 1, "key": "k1", "ok": np.int64(0), "latency_p95": 1.5,
-             "share": np.float64(np.nan), "binding": None, "flag": False}]
+             "share": np.float64(np.nan), "binding": None, "flag": False, "never": np.nan, "maybe": None}]
     memory = summary_frame(rows)
     back = summary_frame([json.loads(json.dumps(jsonable(r), allow_nan=False)) for r in rows])
     pd.testing.assert_frame_equal(memory, back)
@@ -145,3 +145,5 @@ def test_summary_rows_read_back_from_json_make_the_same_frame_as_in_memory():
     assert memory["share"].tolist()[0] == 0.5 and np.isnan(memory["share"][1])
     assert memory["ok"].tolist() == [3, 0] and memory["flag"].tolist() == [True, False]
     assert memory["flag"].dtype == bool and memory["binding"].isna().tolist() == [False, True]
+    assert memory["never"].dtype == float and memory["never"].isna().all()  # (NaN in every run: null in JSON)
+    assert memory["maybe"].tolist() == [True, None]  # a flag is not a number, though Python counts it one
