@@ -15,6 +15,7 @@ import pytest
 from helpers import run
 from scipy import stats
 
+import sim
 from sim import RunSpec, kernel
 from sim.catalog import Catalog
 from sim.config import Client, Org, arrival, policy_table
@@ -371,6 +372,41 @@ def test_an_expired_first_attempt_leaves_the_queue_at_its_deadline(tmp_path):
     assert attempt_times(r) == pytest.approx([1.0, 21.12])
 
 
+def test_a_request_whose_deadline_passes_behind_the_queues_head_leaves_it_too(tmp_path):
+    # RPM 1, a 30 s cooldown, a queue of 2, a 10 s deadline, a retry 1 s after a 429 is read.  Request 0 (t=0)
+    # is served.  Requests 1 (t=1) and 2 (t=1.05) go out before the first 429 is read (1.12) and are refused;
+    # their retries (2.12, then 2.17) wait in the queue, each put in front: [2, 1].  Request 1, behind the
+    # head, reaches its deadline at 11 and leaves: request 3 (t=11.02) finds a place (with request 1 still
+    # there it was dropped), and leaves at its own deadline, 21.02, after request 2 at 11.05
+    r = trace_run(tmp_path, [0.0, 1.0, 1.05, 11.02], {"rpm": 1},
+                  {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "cooldown": "30s", "queue_size": 2,
+                   "deadline": "10s"})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "deadline", "deadline", "deadline"]
+    assert rec["finished"].to_numpy()[1:] == pytest.approx([11.0, 11.05, 21.02])
+    assert list(rec["attempts"]) == [1, 1, 1, 0]
+    assert attempt_times(r) == pytest.approx([1.0, 1.05])
+
+
+def test_when_the_queues_head_leaves_at_its_deadline_the_next_request_is_asked_about_at_once(tmp_path):
+    # TPM 1 000 (16.7 tokens/s back), a pacer at 100 %, a 10 s deadline.  Request 0 (t=0, 700 tokens) goes at
+    # once (300 left); request 1 (t=1, 900) waits for its tokens until ~36 s; request 2 (t=1.1, 340 tokens)
+    # waits behind it.  Request 1 leaves the queue at its deadline, 11, and request 2, the new head, fits then
+    # (483 tokens back): it goes at 11, not never.  Its answer (a 0.12 s round trip at least) comes after its
+    # own deadline, 11.1: a deadline miss then, while it is in flight, out of the queue
+    path = tmp_path / "trace.csv"
+    pd.DataFrame({"timestamp": [0.0, 1.0, 1.1], "prompt_tokens": [690, 890, 40],
+                  "max_tokens": [10, 10, 300]}).to_csv(path, index=False)
+    catalog = Catalog.published().copy().override("free", MODEL, **{**NO_LIMITS, "tpm": 1000})
+    c = Client(name="c", model=MODEL, arrival=arrival(kind="trace", file=str(path)), policy="p")
+    r = run(c, duration=2.0, seed=1, org=Org(tier="free"), catalog=catalog, service=CONST_NET,
+            extra_policies={"p": {"pacing": 1.0, "deadline": "10s"}})
+    rec = r.records
+    assert list(rec["outcome"]) == ["ok", "deadline", "deadline"]
+    assert rec["admitted"].to_numpy()[[0, 2]] == pytest.approx([0.0, 11.0])
+    assert rec["finished"].to_numpy()[1:] == pytest.approx([11.0, 11.1])
+
+
 # ---- adaptive pacing (reads x-ratelimit-* headers: RPD and TPM) --------------------------------------------
 
 ADAPTIVE = {"retry": "exponential", "base": 1.0, "max_attempts": 3, "adaptive": True}
@@ -567,3 +603,23 @@ def test_no_fallback_attempt_after_the_deadline(tmp_path):
     rec = r.records.iloc[1]
     assert rec["outcome"] == "deadline" and rec["finished"] == 0.1
     assert rec["attempts"] == 1
+
+
+def test_attempts_given_up_by_the_timeout_on_flex_are_kept_as_flex_admissions():
+    """On Flex every admitted attempt is charged to the flex limits: the admissions a client's timeout gave up
+    (all but each request's last, none refused here) are kept with the tier that admitted them."""
+    import warnings
+    data = {"scenario": {"duration": "5m", "drain": "10m"},
+            "org": {"tier": "developer", "service_tier": "flex", "flex": {"scarce": 0}},
+            "policies": {"p": {"retry": "fixed", "delay": 0.5, "max_attempts": 3, "timeout": 1.0, "retry_on": [429]}},
+            "clients": [{"name": "c", "model": "openai/gpt-oss-20b", "policy": "p",
+                         "arrival": {"kind": "poisson", "rate": "20/min"}, "prompt_tokens": 100, "max_tokens": 2000,
+                         "completion_tokens": {"dist": "uniform", "low": 500, "high": 2000}}]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scenario = sim.scenario_from_dict(data, source="<test>")
+    r = sim.simulate(scenario.spec(), scenario.seed(0))
+    rec, earlier = r.records, r.earlier_admissions
+    assert (rec["n429"] == 0).all() and (rec["outcome"] == "error").sum() > 10  # three timeouts each
+    assert len(earlier) == (rec["attempts"] - 1).sum() > 0
+    assert set(earlier["service_tier"]) == {"flex"} and set(rec["service_tier"]) == {"flex"}
