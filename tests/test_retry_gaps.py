@@ -233,6 +233,7 @@ def test_utilisation_counts_every_admitted_attempt_timed_out_ones_too(tmp_path, 
     assert list(r.records["outcome"]) == ["error", "error"] and list(r.records["attempts"]) == [3, 3]
     assert r.records["admitted"].to_numpy() == pytest.approx([12.0, 71.0])
     assert r.earlier_admissions["admitted"].to_numpy() == pytest.approx([0.0, 6.0, 59.0, 65.0])
+    assert "service_tier" not in r.earlier_admissions and "service_tier" not in r.records  # (no lanes)
     s = summarize(r)
     assert s["util_rpm"] == pytest.approx(0.4) and s["util_tpm"] == pytest.approx(0.08)
 
