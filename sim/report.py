@@ -361,10 +361,6 @@ def _few_values(table) -> list[str]:
 
 # ---- plots ------------------------------------------------------------------------------------------
 
-def _label(study, point: int) -> str:
-    return study.label(point)
-
-
 def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray, earlier=None) -> dict[str, np.ndarray]:
     """For each unit of each limit set the records (and the ``earlier`` admissions they do not show) charged
     (:func:`~sim.summary.limits_used`: per model, and its flex limits in a flex run): the amount charged (less
@@ -409,7 +405,7 @@ def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
         rec = load_records(study, p, columns=["outcome", "latency"])
         lat = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
         if len(lat):
-            ax.plot(np.quantile(lat, levels), levels, label=_label(study, p), lw=1.2,
+            ax.plot(np.quantile(lat, levels), levels, label=study.label(p), lw=1.2,
                     **_marked(style[k], k, len(levels), len(points)))
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
@@ -433,7 +429,7 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     for k, p in enumerate(points):
         rec = load_records(study, p, 0, columns=["outcome", "finished"])
         ok = rec.loc[rec["outcome"] == "ok", "finished"].to_numpy()
-        ax1.plot(edges[:-1] / scale, np.histogram(ok, edges)[0] * per, label=_label(study, p), lw=1,
+        ax1.plot(edges[:-1] / scale, np.histogram(ok, edges)[0] * per, label=study.label(p), lw=1,
                  **_marked(style[k], k, len(edges) - 1, len(points)))
         ref = load_refusals(study, p, 0)["time"].to_numpy()
         refused += len(ref)
@@ -481,7 +477,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylim(bottom=0)
         over_limit |= peak > 1.0  # (said once, in the title: a note in the panel sat on the curves' peaks)
-        ax.set_title(_label(study, p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
+        ax.set_title(study.label(p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
         ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)
         if used:
@@ -507,7 +503,7 @@ def plot_attempts(study: StudyResult, out: Path) -> list[Path]:
     points = list(comp["point"])
     n = len(points)
     fig, ax = subplots(figsize=(8, 4.5))
-    labels = [_label(study, p) for p in points]
+    labels = [study.label(p) for p in points]
     ax.bar(range(n), comp["attempts_per_success_mean"], yerr=comp["attempts_per_success_ci95"].fillna(0),
            capsize=3, color="tab:blue")
     ax.set_xticks(range(n), labels, rotation=30, ha="right", fontsize=7)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import summary_rows
-from sim.report import _label, compare, format_comparison, jsonable, usage_over_time
+from sim.report import compare, format_comparison, jsonable, usage_over_time
 from sim.scenario import scenario_from_dict
 from sim.study import StudyResult
 
@@ -123,7 +123,7 @@ def test_plot_labels_name_a_number_by_its_axis_and_a_name_alone():
     study = StudyResult(comparison=comparison, summary=pd.DataFrame(), scenario=SimpleNamespace(
         compare={"tier": ["free", "developer"], "project_quotas": [True, False]},
         scenario=SimpleNamespace(name="sweep")))
-    assert _label(study, 1) == study.label(1) == "developer, project_quotas=False"
+    assert study.label(1) == "developer, project_quotas=False"
     single = StudyResult(comparison=comparison.iloc[:1], summary=pd.DataFrame(),
                          scenario=SimpleNamespace(compare={}, scenario=SimpleNamespace(name="sweep")))
     assert single.label(0) == "sweep"  # no axes: the scenario's name
