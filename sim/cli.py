@@ -154,10 +154,15 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
     except KeyboardInterrupt:  # (a second Ctrl-C, or the first while the files are written): the runs are kept
         print(kept.replace("interrupted:", "interrupted while writing the outputs:"), file=sys.stderr)
         return 130
-    if args.format == "table" and out / "by_project.csv" in files:  # written by this run, not an earlier one
-        sys.stdout.write(format_by_project(out / "by_project.csv", axes))
-    if args.format == "table" and out / "by_client.csv" in files:  # (a study of two client groups or more)
-        sys.stdout.write(format_by_client(out / "by_client.csv", axes))
+    # each group its own project: the per-group section (more figures) says what the per-project one would,
+    # with the project named beside its group
+    own = {c.name: c.project for c in scenario.clients}
+    one_each = all(own.values()) and len(set(own.values())) == len(own)
+    by_client = args.format == "table" and out / "by_client.csv" in files  # (a study of two groups or more)
+    if args.format == "table" and out / "by_project.csv" in files and not (by_client and one_each):
+        sys.stdout.write(format_by_project(out / "by_project.csv", axes))  # (written by this run: listed)
+    if by_client:
+        sys.stdout.write(format_by_client(out / "by_client.csv", axes, own if one_each else None))
     stale = remove_stale(out, files) if study.complete and not problems else []
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)

@@ -204,9 +204,11 @@ def client_table(study: StudyResult, out: Path) -> list[Path]:
     return [path]
 
 
-def format_by_client(path: Path, axes: list[str]) -> str:
+def format_by_client(path: Path, axes: list[str], projects: dict[str, str] | None = None) -> str:
     """The per-client-group section printed under the comparison table, from ``by_client.csv``: the table adds
-    the groups up, which can hide one app served far worse than the others.  Empty without the file."""
+    the groups up, which can hide one app served far worse than the others.  ``projects`` (group -> its
+    project, each group a project of its own): a project column beside the group, the section then standing
+    for the per-project one too.  Empty without the file."""
     if not Path(path).exists():
         return ""
     keys = [*axes, "client"]
@@ -214,9 +216,13 @@ def format_by_client(path: Path, axes: list[str]) -> str:
     # names read as written (a tier "1", a flag "True"); a metric's empty cell is NaN
     table = pd.read_csv(path, dtype={k: str for k in keys}, keep_default_na=False,
                         na_values={c: [""] for c in columns if c not in keys})
+    if projects:
+        table.insert(table.columns.get_loc("client") + 1, "project", table["client"].map(projects))
+        keys.append("project")
     text, notes = _table(table, keys, CLIENT_COLUMNS)
-    return ("per client group (mean ±95% CI over replications; by_client.csv):\n" + text
-            + "".join(f"{n}\n" for n in notes))
+    title = ("per client group and its project (mean ±95% CI over replications; by_client.csv, by_project.csv)"
+             if projects else "per client group (mean ±95% CI over replications; by_client.csv)")
+    return f"{title}:\n" + text + "".join(f"{n}\n" for n in notes)
 
 
 #: how the per-project table names the traffic of client groups that belong to no project

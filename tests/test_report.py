@@ -324,20 +324,47 @@ def test_the_table_adds_projects_up_and_the_per_project_means_follow(tmp_path):
     assert format_by_project(path, ["project_quotas"]) == "" and format_by_project(tmp_path / "no.csv", []) == ""
 
 
+PROJECTS = ("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n"
+            "[projects.a]\n[projects.b]\nlimits = { 'openai/gpt-oss-20b' = { rpm = 5 } }\n"
+            "[[clients]]\nname = 'a'\nproject = 'a'\nmodel = 'openai/gpt-oss-20b'\n"
+            "arrival = { kind = 'poisson', rate = '20/min' }\n"
+            "[[clients]]\nname = 'b'\nproject = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
+            "arrival = { kind = 'poisson', rate = '20/min' }\n"
+            "[[clients]]\nname = 'b2'\nproject = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
+            "arrival = { kind = 'poisson', rate = '1/min' }\n[compare]\nproject_quotas = [false, true]\n")
+
+
 def test_run_prints_the_per_project_means_after_its_table(tmp_path, capsys):
+    """Two groups share project b: the projects' means (b's both groups together), then each group's."""
     from sim.cli import main
     path = tmp_path / "p.toml"
-    path.write_text("[scenario]\nduration = '2m'\nreplications = 1\n[org]\ntier = 'developer'\n"
-                    "[projects.a]\n[projects.b]\nlimits = { 'openai/gpt-oss-20b' = { rpm = 5 } }\n"
-                    "[[clients]]\nname = 'a'\nproject = 'a'\nmodel = 'openai/gpt-oss-20b'\n"
-                    "arrival = { kind = 'poisson', rate = '20/min' }\n"
-                    "[[clients]]\nname = 'b'\nproject = 'b'\nmodel = 'openai/gpt-oss-20b'\n"
-                    "arrival = { kind = 'poisson', rate = '20/min' }\n[compare]\nproject_quotas = [false, true]\n")
+    path.write_text(PROJECTS)
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1"]) == 0
-    out = capsys.readouterr().out.split("per project (mean over replications; by_project.csv):\n")[1]
+    printed = capsys.readouterr().out
+    out = printed.split("per project (mean over replications; by_project.csv):\n")[1]
     out = out.split("per client group")[0].splitlines()  # (the per-client-group section follows)
     assert [line.split()[:2] for line in out[1:]] == [["False", "a"], ["False", "b"], ["True", "a"], ["True", "b"]]
     assert float(out[4].split()[2]) < 60  # b's own RPM 5 against 20/min, with the quota on
+    assert "per client group (mean ±95% CI over replications; by_client.csv):\n" in printed
+
+
+def test_with_each_group_its_own_project_the_per_group_section_names_the_project_and_stands_alone(tmp_path,
+                                                                                                capsys):
+    """The per-project section would repeat the per-group one (fewer figures, the same runs): one section,
+    each group's project beside it; by_project.csv is written all the same."""
+    from sim.cli import main
+    path = tmp_path / "p.toml"
+    path.write_text(PROJECTS.replace("name = 'b2'\nproject = 'b'", "name = 'b2'\nproject = 'a2'")
+                    .replace("[projects.a]\n", "[projects.a]\n[projects.a2]\n"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "per project" not in printed and (tmp_path / "out" / "by_project.csv").exists()
+    out = printed.split("per client group and its project (mean ±95% CI over replications; by_client.csv, "
+                        "by_project.csv):\n")[1].splitlines()
+    assert out[0].split()[:4] == ["project_quotas", "client", "project", "success"]
+    assert [line.split()[:3] for line in out[1:7]] == [
+        ["False", "a", "a"], ["False", "b", "b"], ["False", "b2", "a2"],
+        ["True", "a", "a"], ["True", "b", "b"], ["True", "b2", "a2"]]
 
 
 def test_writing_a_studys_plots_leaves_the_callers_backend_alone(tmp_path):
