@@ -123,7 +123,7 @@ CLIENT_COLUMNS = ("success %", "req/min", "p95 s", "p99 s", "429/attempt", "$/1k
 DRAIN_MARK = "*"
 
 
-def _cell(r, header: str, marks: bool = False) -> str:
+def _cell(r, header: str, marks: bool) -> str:
     """One metric cell: mean ±CI (``!`` when the interval is wider than the mean); with ``marks`` (some row is
     marked), a success cell whose successes finished after the window for :data:`LATE_NOTE` of them or more
     is marked :data:`DRAIN_MARK`, the others padded alike (their digits aligned)."""
@@ -208,17 +208,15 @@ def format_by_client(path: Path, axes: list[str], projects: dict[str, str] | Non
     """The per-client-group section printed under the comparison table, from ``by_client.csv``: the table adds
     the groups up, which can hide one app served far worse than the others.  ``projects`` (group -> its
     project, each group a project of its own): a project column beside the group, the section then standing
-    for the per-project one too.  Empty without the file."""
-    if not Path(path).exists():
-        return ""
+    for the per-project one too."""
     keys = [*axes, "client"]
     columns = pd.read_csv(path, nrows=0).columns
     # names read as written (a tier "1", a flag "True"); a metric's empty cell is NaN
     table = pd.read_csv(path, dtype={k: str for k in keys}, keep_default_na=False,
                         na_values={c: [""] for c in columns if c not in keys})
     if projects:
-        table.insert(table.columns.get_loc("client") + 1, "project", table["client"].map(projects))
-        keys.append("project")
+        table["project"] = table["client"].map(projects)
+        keys.append("project")  # (printed after the group: the names print in this order)
     text, notes = _table(table, keys, CLIENT_COLUMNS)
     title = ("per client group and its project (mean ±95% CI over replications; by_client.csv, by_project.csv)"
              if projects else "per client group (mean ±95% CI over replications; by_client.csv)")
@@ -254,8 +252,6 @@ def _late_note(comp: pd.DataFrame, names: list[str]) -> list[str]:
     while the run drained, for at least :data:`LATE_NOTE` of them, with that share and the share of requests
     that succeeded by the window's end; their req/min counts only the window's (a batch job's reads 0 at
     100 % success)."""
-    if "after_window_share_mean" not in comp:
-        return []
     late = [f"{'/'.join(str(r[a]) for a in names) or 'the alternative'} {100 * _num(r['after_window_share_mean']):.3g}%"
             + (f" ({100 * ok:.3g}%)" if np.isfinite(ok := _num(r.get("success_in_window_mean"))) else "")
             for _, r in comp.iterrows() if _late(r)]

@@ -119,6 +119,7 @@ def test_a_multi_group_study_writes_and_prints_each_groups_figures(tmp_path, cap
         printed = capsys.readouterr().out
     assert (outs["1"] / "by_client.csv").read_bytes() == (outs["2"] / "by_client.csv").read_bytes()
     table = pd.read_csv(outs["1"] / "by_client.csv")
+    assert list(table.columns[:4]) == ["point", "policy", "client", "replications"]  # (no index column)
     rec = pd.read_parquet(outs["1"] / "requests.parquet")
     rec = rec[rec["created"] < 300]
     expected = []
@@ -188,3 +189,16 @@ def test_each_groups_summaries_are_made_by_the_runs_worker_and_a_resumed_older_r
     assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0
     assert (out / "by_client.csv").read_bytes() == first
     capsys.readouterr()
+
+
+def test_the_per_group_section_prints_group_and_axis_names_as_written(tmp_path):
+    """A group named "NA" or an axis value "None" is a name, not a missing value (pandas reads both as NaN by
+    default); each group's project is printed beside it when it is given."""
+    from sim.report import format_by_client
+    rows = pd.DataFrame({"point": [0, 0], "tier": ["None", "None"], "client": ["NA", "b"], "replications": [2, 2],
+                         "success_ratio_mean": [0.5, 1.0], "success_ratio_ci95": [0.1, 0.0]})
+    rows.to_csv(tmp_path / "by_client.csv", index=False)
+    lines = format_by_client(tmp_path / "by_client.csv", ["tier"], {"NA": "p1", "b": "p2"}).splitlines()
+    assert lines[0].startswith("per client group and its project")
+    assert [line.split()[:5] for line in lines[2:]] == [["None", "NA", "p1", "50.0", "±10.0"],
+                                                        ["None", "b", "p2", "100.0", "±0.0"]]

@@ -170,6 +170,7 @@ def test_a_success_partly_served_after_the_window_is_marked_in_its_cell_from_one
     success = {line.split()[1]: line.split()[2:4] for line in lines[1:6]}
     assert success == {"held": ["100.0", "±0.0*"], "edge": ["100.0", "±0.0*"], "below": ["100.0", "±0.0"],
                        "none": ["100.0", "±0.0"], "nan": ["100.0", "±0.0"]}
+    assert all("*" not in cell for line in lines[1:6] for cell in line.split()[4:])  # the success cell alone
     # success 1.0 in both replications: by the window's end 1 - 0.853 = 14.7 %, 1 - 0.01 = 99 %
     assert lines[-1] == ("* = success includes requests finished after the simulated window, while the run drained "
                          "(req/min counts only the window's): share of the successes finished after it (and success "
@@ -177,6 +178,8 @@ def test_a_success_partly_served_after_the_window_is_marked_in_its_cell_from_one
     quiet = compare(summary_rows({"after_window_share": [0.0, 0.002]}), [])
     assert "drained" not in format_comparison(quiet, []) and quiet.loc[0, "after_window_share_mean"] == 0.001
     assert "*" not in format_comparison(quiet, [])
+    header, row = format_comparison(quiet, []).splitlines()[:2]  # no mark, no pad: the digits end under "%"
+    assert header.index("success %") + len("success %") == row.index("±0.0") + len("±0.0")
     assert quiet.loc[0, "wide_ci"] == ""  # a share near 0 always has a wide interval: no "!" for it
     alone = compare(summary_rows({"after_window_share": [1.0]}), [])  # no axes: a single alternative
     assert format_comparison(alone, []).splitlines()[-1].endswith("window's end): the alternative 100% (0%)")
