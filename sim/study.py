@@ -137,11 +137,17 @@ def load_records(study, point: int | None = None, replication: int | None = None
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _run_file(study, point: int, replication: int, suffix: str) -> Path:
+    """The path of a finished run's file ``runs/<key><suffix>`` (its key read from the study's summary)."""
+    summary = study.summary
+    key = summary.loc[(summary["point"] == point) & (summary["replication"] == replication), "key"].iloc[0]
+    return study.out / "runs" / f"{key}{suffix}"
+
+
 def load_refusals(study, point: int, replication: int) -> pd.DataFrame:
     if (point, replication) in study.results:
         return study.results[(point, replication)].refusals
-    key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
-    return read_run_file(study.out / "runs" / f"{key.iloc[0]}.refusals.parquet").to_pandas()
+    return read_run_file(_run_file(study, point, replication, ".refusals.parquet")).to_pandas()
 
 
 def load_earlier(study, point: int, replication: int) -> pd.DataFrame | None:
@@ -149,6 +155,5 @@ def load_earlier(study, point: int, replication: int) -> pd.DataFrame | None:
     memory or its run file; None when there were none."""
     if (point, replication) in study.results:
         return study.results[(point, replication)].earlier_admissions
-    key = study.summary.loc[(study.summary["point"] == point) & (study.summary["replication"] == replication), "key"]
-    path = study.out / "runs" / f"{key.iloc[0]}.earlier.parquet"
+    path = _run_file(study, point, replication, ".earlier.parquet")
     return read_run_file(path).to_pandas() if path.exists() else None
