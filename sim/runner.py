@@ -153,7 +153,9 @@ def _readable_run(runs: Path, key: str) -> dict | None:
     end with Parquet's magic bytes: a truncated file lacks its footer)."""
     try:
         row = json.loads((runs / f"{key}.json").read_text())
-        if not all(_whole_parquet(runs / name) for name in (f"{key}.parquet", f"{key}.refusals.parquet")):
+        earlier = runs / f"{key}.earlier.parquet"  # (only a run whose client timed out admitted attempts has one)
+        names = (f"{key}.parquet", f"{key}.refusals.parquet", *([earlier.name] if earlier.exists() else []))
+        if not all(_whole_parquet(runs / name) for name in names):
             return None
     except (OSError, ValueError):
         return None

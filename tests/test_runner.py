@@ -892,3 +892,10 @@ def test_timed_out_admissions_are_kept_from_memory_or_disk_and_counted_in_the_ut
     rec = load_records(memory, 1, 0)
     with_them, without = usage_over_time(rec, spec, times, earlier), usage_over_time(rec, spec, times)
     assert with_them["llama-3.1-8b-instant RPM"][0] > without["llama-3.1-8b-instant RPM"][0]
+    # that file cut short (a kill while it was written): the run is not done, and runs again
+    (path,) = (tmp_path / "runs").glob("*.earlier.parquet")
+    path.write_bytes(path.read_bytes()[:100])
+    again = []
+    resumed = run_study(s, tmp_path, jobs=1, progress=False, on_row=again.append)
+    assert [row["point"] for row in again] == [1]
+    pd.testing.assert_frame_equal(load_earlier(resumed, 1, 0), earlier, check_categorical=False)
