@@ -272,15 +272,10 @@ class Simulation:
         z, rtt = next(c.net)
         if svc is not c.svc0:
             rtt = svc.round_trip(z)
-        # an answer that would come later than the client's timeout is not read: it gives the attempt up then
-        late = c.timeout is not None and rtt > c.timeout
         if self.error_rate and c.fault() < self.error_rate:
             if self.error_status == CAPACITY_EXCEEDED and c.route is not None:
                 c.route.capacity_exceeded(c, i)
-            if late:
-                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
-            else:
-                self._refused(c, i, tries, now + rtt, self.error_status, None)
+            self._answer(c, i, tries, now, rtt, self.error_status)
             return
         audio = c.audio[i]
         if c.route is None:
@@ -289,10 +284,7 @@ class Simulation:
         else:
             limits, wait = c.route.send(c, i, m, now)
             if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
-                if late:
-                    self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
-                else:
-                    self._refused(c, i, tries, now + rtt, CAPACITY_EXCEEDED, None)
+                self._answer(c, i, tries, now, rtt, CAPACITY_EXCEEDED)
                 return
         for observe in c.observers:
             observe(m, limits, now, i, wait, rtt)
@@ -319,7 +311,7 @@ class Simulation:
         elif wait == math.inf:
             c.refused[i] = UNIT_INDEX[limits.binding]
             c.served[i] = m
-            if late:  # the 413 comes too late: the client gives the attempt up and retries it
+            if c.timeout is not None and rtt > c.timeout:  # the 413 comes too late: given up, and retried
                 self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
             else:
                 self._finish(c, i, TOO_LARGE, now + rtt)
@@ -329,10 +321,17 @@ class Simulation:
             c.refusal_t.append(now)
             c.refusal_code.append(m * 8 + k)
             c.served[i] = m
-            if late:  # the server's 429, never read: a timeout (no retry-after, no fallback hop)
-                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
-            else:
-                self._refused(c, i, tries, now + rtt, 429, self.retry_after(wait))
+            self._answer(c, i, tries, now, rtt, 429, wait)
+
+    def _answer(self, c: _Group, i: int, tries: int, now: float, rtt: float, status: int,
+                wait: float | None = None) -> None:
+        """A refusal (``status``; a 429's limit ``wait``) for the attempt sent at ``now``, read a round trip later
+        -- unless the client's ``timeout`` is shorter: it has given the attempt up by then, a timeout retried as
+        one (no retry-after read, no fallback hop)."""
+        if c.timeout is not None and rtt > c.timeout:
+            self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+        else:
+            self._refused(c, i, tries, now + rtt, status, None if wait is None else self.retry_after(wait))
 
     def _refused(self, c: _Group, i: int, tries: int, t: float, status: int, retry_after: int | None) -> None:
         """The client reads a 429, 498 or 5xx at time ``t``, or stops waiting for an answer (``TIMED_OUT``, retried
