@@ -452,17 +452,28 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     return [save(fig, out / "throughput_over_time.png")]
 
 
+#: a limit's unit -> its colour in the utilisation figure, the same in every panel (the line style tells the
+#: limit sets apart: a model, its flex limits, a fallback model)
+UNIT_COLORS = {"RPM": "tab:blue", "RPD": "tab:orange", "TPM": "tab:green", "TPD": "tab:red", "ASH": "tab:purple",
+               "ASD": "tab:brown"}
+_SET_STYLES = ("-", "--", ":", "-.")
+
+
 def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     """``utilisation_over_time.png``: each limit's use over its window (replication 0), a panel per
-    alternative."""
+    alternative.  One legend for the figure, in the grid's empty places or above the panels: a colour per
+    unit and a line style per limit set, the same in every panel (a legend in each panel hid the curves, and
+    colours taken in turn gave one limit different colours in panels that charge different limit sets)."""
     points = list(study.comparison["point"])
     duration, _, scale, unit = _time_axis(study)
     n = len(points)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharex=True, sharey=True)
     times = np.linspace(0, duration, 400)
     over_limit = False
+    lines: dict[str, object] = {}  # legend entry -> its first line
+    sets: dict[str, str] = {}  # limit set -> its line style
     for k, p in enumerate(points):
         ax = axes[k // cols][k % cols]
         spec = study.scenario.spec(study.point(p), duration=study.duration)
@@ -470,32 +481,51 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
         peak = 0.0
         used = usage_over_time(rec, spec, times, load_earlier(study, p, 0))
         for name, frac in used.items():
-            ax.plot(times / scale, frac, lw=1, label=name)
+            limit_set, unit_name = name.rsplit(" ", 1)
+            style = sets.setdefault(limit_set, _SET_STYLES[len(sets) % len(_SET_STYLES)])
+            line, = ax.plot(times / scale, frac, lw=1, color=UNIT_COLORS.get(unit_name), linestyle=style)
+            lines.setdefault(name, line)
             peak = max(peak, float(np.max(frac, initial=0.0)))
-        ax.set_xlim(0, duration / scale)
         if not used:  # (the batch lane: its jobs charge none of the per-model limits)
             ax.text(0.5, 0.25, "no limit charged here\n(the batch lane uses none of the per-model limits)",
                     transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set_ylim(bottom=0)
         over_limit |= peak > 1.0  # (said once, in the title: a note in the panel sat on the curves' peaks)
         ax.set_title(study.label(p), fontsize=8, y=1.0)  # placed, not searched for: nothing above a panel
-        ax.set_xlabel(f"simulated time ({unit})")
         ax.grid(True, alpha=0.3)
-        if used:
-            ax.legend(fontsize=6, loc="upper right")
+        if k + cols >= n:  # nothing below it: the column's time axis is read here
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel(f"simulated time ({unit})")
+    axes[0][0].set_xlim(0, duration / scale)  # (shared: every panel)
+    axes[0][0].set_ylim(bottom=0)
+    empty = rows * cols - n
     for k in range(n, rows * cols):
-        fig.delaxes(axes[k // cols][k % cols])  # the last row's empty places: nothing to draw
+        fig.delaxes(axes[k // cols][k % cols])  # the last row's empty places: the legend goes there
     for r in range(rows):
         axes[r][0].set_ylabel("used / limit over\nthe unit's window", fontsize=8)
     title = "Limit utilisation over time (replication 0)" + (
         "; above 1 = more than the limit in one window: a token bucket that is full (at the start, or after a "
         "lull) lets one window spend its budget on top of the refill" if over_limit else "")
     # wrapped to the figure's width (about 14 characters an inch at 9 points): one or two panels cut it
-    fig.suptitle(textwrap.fill(title, int(14 * 5 * cols)), fontsize=9 if over_limit else None)
-    # room for a panel title above each panel, tick labels and an axis label below
-    _margins(fig, left=0.75, right=0.15, bottom=0.5, top=0.75, wspace=0.06,
-             hspace=0.85 / (fig.get_size_inches()[1] / rows - 0.85))
+    title = textwrap.fill(title, int(14 * 5 * cols))
+    fig.suptitle(title, fontsize=9 if over_limit else None)
+    width, height = fig.get_size_inches()
+    # entries side by side as many as the width holds (about 17 characters an inch at 7 points, and the key)
+    ncols = max(1, min(len(lines), int(width // (max(map(len, lines), default=0) / 17 + 0.6))))
+    legend_rows = 0 if empty or not lines else math.ceil(len(lines) / ncols)
+    # room for the title, a legend above the panels when no place is empty, and a panel title above each panel;
+    # below the last row, tick labels and an axis label; between rows, a panel title
+    top = 0.45 + 0.2 * title.count("\n") + 0.2 * legend_rows + 0.3
+    _margins(fig, left=0.75, right=0.15, bottom=0.5, top=top, wspace=0.06,
+             hspace=0.35 / ((height - top - 0.5) / rows - 0.35))
+    if lines:
+        if empty:  # centred in the empty places of the last row
+            first = axes[rows - 1][n % cols].get_subplotspec().get_position(fig)
+            box = (first.x0, first.y0, 1 - 0.15 / width - first.x0, first.height)
+            fig.legend(lines.values(), lines.keys(), loc="center", bbox_to_anchor=box, fontsize=8, frameon=False)
+        else:  # under the title
+            fig.legend(lines.values(), lines.keys(), loc="upper center", ncols=ncols, fontsize=7, frameon=False,
+                       bbox_to_anchor=(0.5, 1 - (0.45 + 0.2 * title.count("\n")) / height))
     return [save(fig, out / "utilisation_over_time.png", layout=False)]
 
 

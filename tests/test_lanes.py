@@ -270,3 +270,48 @@ def test_a_429_panel_without_429s_says_so(tier, rate, refused, tmp_path, monkeyp
     assert (len(load_refusals(study, 0, 0)) > 0) == refused
     report.plot_throughput(study, tmp_path)
     assert [t.get_text() for t in drawn[0].axes[1].texts] == ([] if refused else ["no 429s in replication 0"])
+
+
+@pytest.mark.parametrize("policies", [["no-retry", "fb"], ["no-retry", "fb", "groq-sdk", "fixed"]])
+def test_the_utilisation_figure_has_one_legend_a_colour_per_unit_and_a_line_style_per_limit_set(
+        policies, tmp_path, monkeypatch):
+    """One legend for the figure, each limit of each limit set once (a legend in each panel hid the curves); a
+    unit keeps its colour in every panel and the fallback model's limits are drawn dashed (colours taken in
+    turn gave the fallback panel's RPM another colour than the others'); the shared y axis reaches the highest
+    curve of any panel (set per panel, it froze at the first panels' range and cut the fallback's peaks); with
+    an empty place in the grid, the legend sits there, below every panel above it."""
+    from sim import report
+    drawn = []
+    monkeypatch.setattr(report, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    data = {"scenario": {"duration": "4m", "seed": 5, "replications": 1},
+            "org": {"tier": "free"},
+            "clients": [{"name": "api", "model": "openai/gpt-oss-20b", "prompt_tokens": 50, "max_tokens": 20,
+                         "arrival": {"kind": "constant", "rate": "90/min"}, "completion_tokens": 20}],
+            "policies": {"fb": {"retry": "groq-sdk", "fallback": ["qwen/qwen3-32b"]}},
+            "compare": {"policy": policies}}
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    report.plot_utilisation(study, tmp_path)
+    (fig,) = drawn
+    panels = fig.axes
+    assert len(panels) == len(policies) and all(ax.get_legend() is None for ax in panels)
+    (legend,) = fig.legends
+    names = [t.get_text() for t in legend.get_texts()]
+    units = ["RPM", "RPD", "TPM", "TPD"]
+    assert names == [f"openai/gpt-oss-20b {u}" for u in units] + [f"qwen/qwen3-32b {u}" for u in units]
+    curves = [[line for line in ax.get_lines() if line.get_color() != "k"] for ax in panels]  # (not y = 1)
+    assert [len(c) for c in curves] == [4, 8] + [4] * (len(policies) - 2)  # the fallback panel: both limit sets
+    colours = [report.UNIT_COLORS[u] for u in units]
+    for k, panel in enumerate(curves):
+        assert [line.get_color() for line in panel] == colours * (2 if k == 1 else 1)
+        assert [line.get_linestyle() for line in panel] == ["-"] * 4 + (["--"] * 4 if k == 1 else [])
+    lines = [line for panel in curves for line in panel]
+    top = max(max(line.get_ydata()) for line in lines)
+    assert top > 1.0 and all(ax.get_ylim()[1] >= top for ax in panels)
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    if len(policies) == 4:  # two places empty in the second row: the legend is there
+        assert box.y1 < min(ax.get_window_extent().y0 for ax in panels[:3])
+        assert box.x0 > panels[3].get_window_extent().x1
+    else:  # none empty: above the panels, under the title
+        assert box.y0 > max(ax.get_window_extent().y1 for ax in panels)
+        assert box.y1 < fig._suptitle.get_window_extent().y0
