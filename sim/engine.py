@@ -151,7 +151,7 @@ class Simulation:
                 limits_of = c.route.limits_of if c.route else limits_of
             c.setup(client_policy(pol, Uniforms(c.rngs[POLICY]), c.charge, c.audio, limits_of))
             if watch is not None:
-                c.observers = [*c.observers, partial(watch, c)]
+                c.observers = [*c.observers, partial(_watching, watch, c)]
             self.clients.append(c)
 
     # ---- set-up -----------------------------------------------------------------------------------------
@@ -286,8 +286,8 @@ class Simulation:
             if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
                 self._answer(c, i, tries, now, rtt, CAPACITY_EXCEEDED)
                 return
-        for observe in c.observers:
-            observe(m, limits, now, i, wait, rtt)
+        if c.observers:
+            self._observe(c, m, limits, now, i, wait, rtt, svc)
         if wait == 0.0:
             q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
             c.qt[i] = q
@@ -322,6 +322,22 @@ class Simulation:
             c.refusal_code.append(m * 8 + k)
             c.served[i] = m
             self._answer(c, i, tries, now, rtt, 429, wait)
+
+    def _observe(self, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, svc) -> None:
+        """The observers of the attempt of request ``i`` sent at ``now`` (a gate's ``observe`` hook, a ``watch``),
+        told after its charge was decided; also ``read``, when the client reads the answer and its headers: a
+        refusal a round trip after the send, an admitted attempt when its answer has been served (its finish,
+        as :meth:`_send` computes it), ``inf`` if the client's ``timeout`` gives the attempt up before."""
+        if wait == 0.0:
+            q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], c.audio[i], c.z_speed[i], c.z_queue[i])
+            read = now + rtt + q + p + ct
+            late = read - now
+        else:
+            read, late = now + rtt, rtt
+        if c.timeout is not None and late > c.timeout:
+            read = math.inf
+        for observe in c.observers:
+            observe(m, limits, now, i, wait, rtt, read)
 
     def _answer(self, c: _Group, i: int, tries: int, now: float, rtt: float, status: int,
                 wait: float | None = None) -> None:
@@ -479,6 +495,11 @@ def fresh_seed(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
         raise ValueError(f"seed {seed!r}: a seed is an integer >= 0 or a numpy SeedSequence "
                          "(scenario.seed(replication) gives the one `groqsim run` uses)")
     return np.random.SeedSequence(seed)
+
+
+def _watching(watch, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, read: float) -> None:
+    """A :func:`simulate` ``watch`` as an observer: told what its contract names (not the gates' ``read``)."""
+    watch(c, m, limits, now, i, wait, rtt)
 
 
 def simulate(spec: RunSpec, seed: int | np.random.SeedSequence = 0, watch=None) -> RunResult:

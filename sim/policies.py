@@ -19,8 +19,9 @@ validated :class:`sim.config.Policy`):
   ``on_refused(t, retry_after, delay)`` (at ``t``, when the client reads it: every 429, ``delay`` None when
   it is not retried after a back-off -- a fallback hop, or a 429 that ends the request --, and every other
   refusal that will be retried); ``on_done(attempted)``;
-  ``observe(model, limits, now, i, wait, rtt)`` (every attempt that reached a limit set: ``wait`` 0.0
-  admitted, ``inf`` too large, else refused).  The engine asks the gates' ``hold`` in order and stops at the
+  ``observe(model, limits, now, i, wait, rtt, read)`` (every attempt that reached a limit set, as its charge
+  is decided: ``wait`` 0.0 admitted, ``inf`` too large, else refused; ``read`` when the client reads the
+  answer, ``inf`` never).  The engine asks the gates' ``hold`` in order and stops at the
   first that holds; a gate whose ``hold`` charges something when it lets a request go (``charges = True``,
   the pacer) is asked after every other.
 
@@ -31,8 +32,11 @@ does not change.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from abc import ABC, abstractmethod
+from collections import deque
 from typing import Callable
 
 from .headers import observe
@@ -215,17 +219,60 @@ def header_wait(obs: tuple, tokens: float, now: float) -> float:
 class Adaptive:
     """Reads every answer's rate-limit headers (RPD and TPM only: that is all Groq sends) and holds a request
     until, by :func:`header_wait`, the budget it saw would cover it.  Checked before a pacer, so a held
-    request charges the pacer nothing."""
+    request charges the pacer nothing.
+
+    The headers are those of the limit set's state when the server decided the attempt, and the client reads
+    them with the answer (``read``: a refusal a round trip later, a success when it has been served; never, an
+    answer its ``timeout`` gave up on).  It goes by the answer to its latest attempt read so far (an answer to an
+    earlier attempt, read later, is older news), counts the ``reset`` durations from when it read them (it
+    cannot know when the server wrote them), and takes off the remaining budget what it has sent since that
+    attempt: one request and its tokens each, which those headers cannot show yet.  Without that, every request
+    sent before the first answer came back, or let go together when a wait ended, went on the same figures."""
 
     def __init__(self, charge, audio):
-        self.charge, self.obs = charge, {}
+        self.charge = charge
+        self.obs: dict = {}  # model -> the headers it goes by, their time the time it read them
+        self.seen: dict = {}  # model -> the sequence number of the attempt those headers answered
+        self.sent: dict = {}  # model -> deque of (sequence, tokens) of its attempts after that one
+        self.since: dict = {}  # model -> [requests, tokens] of those attempts
+        self.unread: list = []  # heap of (read at, sequence, model, headers) of answers on their way back
+        self._seq = itertools.count()
 
-    def observe(self, model, limits, now, i, wait, rtt):
-        self.obs[model] = observe(limits, now)
+    def observe(self, model, limits, now, i, wait, rtt, read):
+        seq = next(self._seq)
+        tokens = self.charge[i]
+        sent = self.sent.get(model)
+        if sent is None:
+            sent = self.sent[model] = deque()
+            self.since[model] = [0, 0.0]
+        sent.append((seq, tokens))
+        since = self.since[model]
+        since[0] += 1
+        since[1] += tokens
+        if read != _INF:
+            heapq.heappush(self.unread, (read, seq, model, observe(limits, now)))
+
+    def _read(self, now: float) -> None:
+        """Take in the answers read by ``now``, in the order they were read."""
+        unread = self.unread
+        while unread and unread[0][0] <= now:
+            read, seq, model, obs = heapq.heappop(unread)
+            if seq <= self.seen.get(model, -1):
+                continue  # an answer to an earlier attempt than the one it goes by
+            self.obs[model] = (read, *obs[1:])
+            self.seen[model] = seq
+            sent, since = self.sent[model], self.since[model]
+            while sent and sent[0][0] <= seq:  # in these headers now (or refused: never charged)
+                since[0] -= 1
+                since[1] -= sent.popleft()[1]
 
     def hold(self, i, model, now, first):
+        self._read(now)
         obs = self.obs.get(model)
         if obs is not None:
+            requests, tokens = self.since[model]
+            if requests:
+                obs = (obs[0], obs[1] - requests, obs[2], obs[3], obs[4] - tokens, obs[5], obs[6])
             wait = header_wait(obs, self.charge[i], now)
             if wait > 0.0:
                 return now + wait

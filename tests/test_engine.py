@@ -365,3 +365,36 @@ def test_one_seed_object_given_to_two_runs_gives_them_the_same_streams():
     for jobs in (0, -1, 1.5):
         with pytest.raises(ValueError, match="jobs is a number of processes >= 1"):
             sim.run_study(scenario, jobs=jobs, progress=False)
+
+
+@pytest.mark.parametrize("timeout", [None, 0.9, 0.12])
+def test_observers_are_told_when_the_client_reads_each_answer(timeout):
+    """A gate's ``observe`` gets ``read``: a refusal a round trip after its send, a success at its finish (the
+    very float the records hold), ``inf`` for an admitted attempt its client's timeout gave up on (one of the
+    run's earlier admissions) and for a refusal that came back too late."""
+    from sim.engine import Simulation
+    from sim.spec import RunSpec
+    from sim.config import policy_table
+    pol = {"p": {"retry": "fixed", "delay": 2.0, "max_attempts": 3, "adaptive": True, "timeout": timeout}}
+    spec = RunSpec(clients=[client(rate="90/min", prompt_tokens=400, max_tokens=300, policy="p")],
+                   policies=policy_table(pol), org=Org(), duration=600.0)
+    sim = Simulation(spec, 4)
+    seen = []
+    sim.clients[0].observers.append(lambda m, limits, now, i, wait, rtt, read: seen.append((i, now, wait, rtt, read)))
+    result = sim.run()
+    rec = result.records
+    seen = pd.DataFrame(seen, columns=["i", "now", "wait", "rtt", "read"])
+    refused, admitted = seen[seen["wait"] > 0], seen[seen["wait"] == 0]
+    assert len(refused) > 20 and len(admitted) > 20
+    late = refused["rtt"] > (timeout or np.inf)
+    assert late.any() == (timeout == 0.12)  # (a timeout shorter than some round trips)
+    assert (refused.loc[~late, "read"] == refused.loc[~late, "now"] + refused.loc[~late, "rtt"]).all()
+    assert np.isinf(refused.loc[late, "read"]).all()
+    heard = admitted[np.isfinite(admitted["read"])]
+    assert (heard["read"].to_numpy() == rec["finished"].to_numpy()[heard["i"]]).all()
+    assert (rec["outcome"].to_numpy()[heard["i"]] == "ok").all()
+    given_up = admitted.loc[np.isinf(admitted["read"]), "now"].to_numpy()
+    assert np.array_equal(given_up, np.asarray(sim.clients[0].to_t))  # (every admission its timeout gave up)
+    if timeout is not None:
+        assert len(given_up) > 10 and len(result.earlier_admissions) > 0
+        assert (heard["read"] - heard["now"] <= timeout).all()

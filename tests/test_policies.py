@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sim.config import Policy, policy_table
 from sim.limitset import LimitSet
+from sim.headers import observe as observe_headers
 from sim.catalog import Limits
 from sim.policies import (JITTERS, SCHEDULES, Adaptive, Cooldown, DecorrelatedJitter, EqualJitter, Exponential,
                           FixedDelay, FullJitter, GroqSDK, InFlightCap, OpenAISDK, Pacer, client_policy, header_wait,
@@ -220,8 +221,67 @@ def test_adaptive_reads_the_headers_the_limit_set_produces():
         limits.acquire(10, 0, 0.0)
     gate = Adaptive([10.0], [0.0])
     assert gate.hold(0, 0, 0.0, True) == 0.0  # nothing seen yet
-    gate.observe(0, limits, 0.0, 0, 0.0, 0.0)
+    gate.observe(0, limits, 0.0, 0, 0.0, 0.0, 0.0)
     assert gate.hold(0, 0, 0.0, True) == pytest.approx(86_400 / 10)  # one request's refill of RPD
+
+
+def test_adaptive_reads_the_headers_when_the_answer_arrives_and_counts_their_reset_from_then():
+    """Headers written at 0 s and read at 2 s: before 2 s the client knows nothing (it lets the request go);
+    from 2 s it waits one request's refill of RPD counted from 2 s (8 640 s later), not from 0 s.  An answer
+    never read (``read`` inf: the client's timeout gave it up) tells it nothing; a request of another model is
+    not held by this model's headers."""
+    spent = LimitSet(Limits(rpd=10, tpm=1000))
+    for _ in range(10):
+        spent.acquire(10, 0, 0.0)
+    gate = Adaptive([10.0], [0.0])
+    gate.observe(0, spent, 0.0, 0, 0.0, 0.1, 2.0)
+    assert gate.hold(0, 0, 1.999, True) == 0.0
+    assert gate.hold(0, 0, 2.0, True) == pytest.approx(2.0 + 86_400 / 10)
+    assert gate.hold(0, 1, 2.0, True) == 0.0  # (model 1: no headers of its own yet)
+    never = Adaptive([10.0], [0.0])
+    never.observe(0, spent, 0.0, 0, 0.0, 0.1, math.inf)
+    assert never.hold(0, 0, 1e9, True) == 0.0
+
+
+def test_adaptive_takes_what_it_sent_since_the_headers_off_their_budget():
+    """RPD 3.  Attempt 0 (0 s, read at 1 s) leaves 2 requests; attempt 1 goes at 0.5 s.  At 1 s the client reads
+    "2 left" and knows one of them went at 0.5 s: one left, so request 2 goes.  At 1.2 s "2 left" less two
+    sent is none: request 3 waits, by the headers of 0 s counted from 1 s.  Taken at face value (the old
+    reading) "2 left" let both go, and every request queued behind a wait went on the same figures."""
+    limits = LimitSet(Limits(rpd=3, tpm=1000))
+    gate = Adaptive([10.0] * 4, [0.0] * 4)
+    limits.acquire(10, 0, 0.0)
+    first = observe_headers(limits, 0.0)
+    gate.observe(0, limits, 0.0, 0, 0.0, 0.1, 1.0)
+    limits.acquire(10, 0, 0.5)
+    second = observe_headers(limits, 0.5)
+    gate.observe(0, limits, 0.5, 1, 0.0, 0.1, 1.5)
+    assert first[1] == 2 and gate.hold(2, 0, 1.0, True) == 0.0
+    limits.acquire(10, 0, 1.0)
+    gate.observe(0, limits, 1.0, 2, 0.0, 0.1, 2.0)
+    estimate = (1.0, first[1] - 2, first[2], first[3], first[4] - 20.0, first[5], first[6])
+    assert header_wait(estimate, 10.0, 1.2) > 1000  # (RPD: a day's third to refill one request)
+    assert gate.hold(3, 0, 1.2, True) == pytest.approx(1.2 + header_wait(estimate, 10.0, 1.2))
+    # at 1.5 s the answer to attempt 1 (about 1 left at 0.5 s) less attempt 2, counted from 1.5 s
+    newer = (1.5, second[1] - 1, second[2], second[3], second[4] - 10.0, second[5], second[6])
+    assert gate.hold(3, 0, 1.5, True) == pytest.approx(1.5 + header_wait(newer, 10.0, 1.5))
+    assert gate.hold(3, 0, 1.5, True) > 1.2 + header_wait(estimate, 10.0, 1.2) + 9000  # (two of three used)
+
+
+def test_adaptive_goes_by_its_latest_attempt_answered_not_the_last_answer_read():
+    """A long success sent at 0 s (headers: RPD full but one) is read at 5 s, after the quick 429 of an attempt
+    sent at 1 s (RPD spent) was read at 1.1 s: the 429 is the newer news, and the client keeps going by it."""
+    full, spent = LimitSet(Limits(rpd=10)), LimitSet(Limits(rpd=10))
+    full.acquire(10, 0, 0.0)
+    for _ in range(10):
+        spent.acquire(10, 0, 0.0)
+    gate = Adaptive([10.0] * 3, [0.0] * 3)
+    gate.observe(0, full, 0.0, 0, 0.0, 0.1, 5.0)
+    gate.observe(0, spent, 1.0, 1, 40.0, 0.1, 1.1)
+    held = gate.hold(2, 0, 1.1, True)
+    assert held == pytest.approx(1.1 + header_wait((1.1, *observe_headers(spent, 1.0)[1:]), 10.0, 1.1))
+    assert held > 1.1 + 8000  # (a tenth of a day: one request's refill)
+    assert gate.hold(2, 0, 5.0, True) == held  # (the older answer, read at 5 s, changes nothing)
 
 
 def test_every_builtin_policy_assembles():

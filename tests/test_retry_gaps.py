@@ -413,27 +413,59 @@ def test_when_the_queues_head_leaves_at_its_deadline_the_next_request_is_asked_a
 ADAPTIVE = {"retry": "exponential", "base": 1.0, "max_attempts": 3, "adaptive": True}
 
 
+# The client reads an attempt's headers with its answer (a success: when it has been served, its ``finished``)
+# and counts their reset from then: each wait below ends when the bucket admits the request plus that lag.
+
 def test_adaptive_waits_for_the_rpd_the_headers_announce(tmp_path):
-    # RPD 3 (one request back every 28 800 s): after three requests the headers announce 0.00007 left; the
-    # fourth waits until one whole request has refilled since t=0, exactly when the bucket admits it: no 429
+    # RPD 3 (one request back every 28 800 s): after three requests the headers written at 2 s announce
+    # 0.00007 left; the fourth waits until one whole request has refilled since t=0 (when the bucket admits
+    # it), counted from when the third's answer was read: no 429
     r = trace_run(tmp_path, [0.0, 1.0, 2.0, 3.0], {"rpd": 3}, ADAPTIVE, drain=90_000.0)
     assert len(r.refusals) == 0
-    assert r.records.loc[3, "admitted"] == pytest.approx(86_400 / 3, abs=0.01)
+    rec = r.records
+    assert 2.0 < rec.loc[2, "finished"] < 3.0  # (read before the fourth arrived)
+    assert rec.loc[3, "admitted"] == pytest.approx(86_400 / 3 + rec.loc[2, "finished"] - 2.0, abs=0.01)
 
 
 def test_adaptive_waits_for_a_whole_tpm_budget(tmp_path):
-    # each request costs 20 tokens = the whole TPM: the second waits until the bucket is full again
+    # each request costs 20 tokens = the whole TPM: the second waits until the bucket is full again (60 s after
+    # the first was charged), counted from the first's answer
     r = trace_run(tmp_path, [0.0, 1.0], {"tpm": 20}, ADAPTIVE)
     assert len(r.refusals) == 0
-    assert r.records.loc[1, "admitted"] == pytest.approx(60.0)
+    assert r.records.loc[1, "admitted"] == pytest.approx(60.0 + r.records.loc[0, "finished"])
 
 
 def test_adaptive_holds_even_a_short_wait(tmp_path):
     # TPM 1200 emptied by 60 requests of 20 tokens at t=0 refills 20 tokens a second: the one at 0.5 s waits
-    # until 1 s
+    # 1 s from the answer of the last of them sent (the latest news, whichever answer came back last)
     r = trace_run(tmp_path, [0.0] * 60 + [0.5], {"tpm": 1200}, ADAPTIVE)
     assert len(r.refusals) == 0
-    assert r.records.loc[60, "admitted"] == pytest.approx(1.0)
+    rec = r.records
+    assert rec.loc[59, "finished"] < 0.5 < rec["finished"][:60].max()  # (some answers still out at 0.5 s)
+    assert rec.loc[60, "admitted"] == pytest.approx(1.0 + rec.loc[59, "finished"])
+
+
+def test_adaptive_sent_before_the_first_answer_knows_nothing_yet(tmp_path):
+    # TPM 20 (one request's tokens): the second goes at 0.1 s, before the first's answer is back, and is
+    # refused; the third, at 1 s, waits on what the client read: the headers instantly read (the old model)
+    # held the second too
+    r = trace_run(tmp_path, [0.0, 0.1, 1.0], {"tpm": 20}, {**ADAPTIVE, "max_attempts": 1})
+    rec = r.records
+    assert rec.loc[0, "finished"] > 0.1
+    assert list(rec["outcome"]) == ["ok", "gave_up", "ok"] and len(r.refusals) == 1
+    assert rec.loc[2, "admitted"] > 59.0
+
+
+def test_adaptive_requests_let_go_together_take_each_other_off_the_budget(tmp_path):
+    # TPM 40 (two requests): two at 0 s empty it; four queued at 5 s all wait on the same headers (nothing
+    # left, a request's 20 tokens back every 30 s).  When the wait ends, the first goes and the client counts
+    # it: the next waits another 30 s, and so on; none is refused.  Without that count, the four went together
+    # and three came back 429.
+    r = trace_run(tmp_path, [0.0, 0.0, 5.0, 5.0, 5.0, 5.0], {"tpm": 40}, ADAPTIVE, drain=600.0)
+    assert len(r.refusals) == 0
+    admitted = np.sort(r.records["admitted"].to_numpy()[2:])
+    assert 30.0 < admitted[0] < 31.0
+    assert (np.diff(admitted) > 29.0).all() and (np.diff(admitted) < 31.0).all()
 
 
 def test_client_policy_defaults_retry_nothing():
