@@ -231,7 +231,7 @@ class Adaptive:
 
     def __init__(self, charge, audio):
         self.charge = charge
-        self.obs: dict = {}  # model -> the headers it goes by, their time the time it read them
+        self.obs: dict = {}  # model -> the headers it goes by (as observe() gives them, timed when it read them)
         self.seen: dict = {}  # model -> the sequence number of the attempt those headers answered
         self.sent: dict = {}  # model -> deque of (sequence, tokens) of its attempts after that one
         self.since: dict = {}  # model -> [requests, tokens] of those attempts

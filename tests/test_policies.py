@@ -268,6 +268,25 @@ def test_adaptive_takes_what_it_sent_since_the_headers_off_their_budget():
     assert gate.hold(3, 0, 1.5, True) > 1.2 + header_wait(estimate, 10.0, 1.2) + 9000  # (two of three used)
 
 
+def test_adaptive_takes_the_tokens_it_sent_since_off_the_tpm_budget():
+    """TPM 100, 30 tokens a request: the headers of attempt 0 say 70 left; with attempt 1 (30) out, 40 are left
+    and request 2 goes; with attempts 1 and 2 out, 10: request 3 waits until the 30 it needs would have
+    refilled, counted from when it read the headers."""
+    limits = LimitSet(Limits(tpm=100))
+    gate = Adaptive([30.0] * 4, [0.0] * 4)
+    limits.acquire(30, 0, 0.0)
+    first = observe_headers(limits, 0.0)
+    gate.observe(0, limits, 0.0, 0, 0.0, 0.1, 1.0)
+    limits.acquire(30, 0, 0.5)
+    gate.observe(0, limits, 0.5, 1, 0.0, 0.1, 5.0)
+    assert first[4] == 70 and gate.hold(2, 0, 1.0, True) == 0.0
+    limits.acquire(30, 0, 1.0)
+    gate.observe(0, limits, 1.0, 2, 0.0, 0.1, 5.0)
+    estimate = (1.0, *first[1:4], 10.0, 100, first[6])
+    assert 0.0 < header_wait(estimate, 30.0, 1.1) < 60.0
+    assert gate.hold(3, 0, 1.1, True) == 1.1 + header_wait(estimate, 30.0, 1.1)
+
+
 def test_adaptive_goes_by_its_latest_attempt_answered_not_the_last_answer_read():
     """A long success sent at 0 s (headers: RPD full but one) is read at 5 s, after the quick 429 of an attempt
     sent at 1 s (RPD spent) was read at 1.1 s: the 429 is the newer news, and the client keeps going by it."""
