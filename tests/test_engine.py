@@ -367,17 +367,19 @@ def test_one_seed_object_given_to_two_runs_gives_them_the_same_streams():
             sim.run_study(scenario, jobs=jobs, progress=False)
 
 
-@pytest.mark.parametrize("timeout", [None, 0.9, 0.12])
-def test_observers_are_told_when_the_client_reads_each_answer(timeout):
+@pytest.mark.parametrize("timeout, cached", [(None, 0.5), (0.9, 0.0), (0.12, 0.0)])
+def test_observers_are_told_when_the_client_reads_each_answer(timeout, cached):
     """A gate's ``observe`` gets ``read``: a refusal a round trip after its send, a success at its finish (the
-    very float the records hold), ``inf`` for an admitted attempt its client's timeout gave up on (one of the
-    run's earlier admissions) and for a refusal that came back too late."""
+    very float the records hold, cached prompt tokens skipping prefill), ``inf`` for an admitted attempt its
+    client's timeout gave up on (one of the run's earlier admissions) and for a refusal that came back too
+    late."""
     from sim.engine import Simulation
     from sim.spec import RunSpec
     from sim.config import policy_table
     pol = {"p": {"retry": "fixed", "delay": 2.0, "max_attempts": 3, "adaptive": True, "timeout": timeout}}
     spec = RunSpec(clients=[client(rate="90/min", prompt_tokens=400, max_tokens=300, policy="p")],
-                   policies=policy_table(pol), org=Org(), duration=600.0)
+                   policies=policy_table(pol), org=Org(accounting=Accounting(cache_hit_ratio=cached)),
+                   duration=600.0)
     sim = Simulation(spec, 4)
     seen = []
     sim.clients[0].observers.append(lambda m, limits, now, i, wait, rtt, read: seen.append((i, now, wait, rtt, read)))
