@@ -1,0 +1,173 @@
+"""The study figures read well: every text drawn inside the figure, no two texts on top of each other, a legend
+beside the panels rather than over them, and each figure's own contract (what the utilisation figure draws in
+every panel, where its time axes and legend go).  Checked on the figures as they are saved, for grids of 1, 2,
+4 and 13 alternatives (one panel; a full row; a row with empty places; the retry-policy sweep)."""
+import itertools
+import math
+
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+import sim
+from sim import figures, report
+
+#: pixels a text may stick out or two texts may touch (anti-aliasing, rounding of extents)
+SLACK = 1.0
+
+
+def _drawn_texts(fig):
+    """(renderer, every non-empty text the figure draws): titles, axis labels, annotations, legend entries and
+    the labels of the ticks inside each axis's view (matplotlib makes ticks beyond it, and does not draw them)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    texts = [*fig.texts, *(t for legend in fig.legends for t in legend.get_texts())]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle)
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+        for axis, view in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = sorted(view)
+            texts += [axis.label, axis.get_offset_text()]
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                loc = tick.get_loc()
+                if loc is not None and lo - 1e-9 * max(1.0, abs(hi)) <= loc <= hi + 1e-9 * max(1.0, abs(hi)):
+                    texts += [tick.label1, tick.label2]
+    unique = {id(t): t for t in texts}  # (the suptitle is also one of fig.texts)
+    return canvas.get_renderer(), [t for t in unique.values() if t.get_visible() and t.get_text().strip()]
+
+
+def assert_readable(fig, name: str) -> None:
+    """Every text inside the figure; no two overlapping (two rotated tick labels of one axis are compared by
+    their anchors' spacing: their upright boxes overlap while the slanted glyphs do not); no two panels
+    overlapping; a figure legend on none of the panels."""
+    renderer, texts = _drawn_texts(fig)
+    page = fig.bbox.padded(SLACK)
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        assert page.contains(box.x0, box.y0) and page.contains(box.x1, box.y1), (
+            f"{name}: {t.get_text()!r} sticks out of the figure ({box} in {fig.bbox})")
+    for a, b in itertools.combinations(texts, 2):
+        if a.get_rotation() % 90 and b.get_rotation() % 90:
+            continue  # (slanted labels: their upright boxes overlap by design)
+        box_a, box_b = a.get_window_extent(renderer).padded(-SLACK), b.get_window_extent(renderer).padded(-SLACK)
+        assert not box_a.overlaps(box_b), f"{name}: {a.get_text()!r} overlaps {b.get_text()!r}"
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    for a, b in itertools.combinations(panels, 2):
+        assert not a.bbox.padded(-SLACK).overlaps(b.bbox), f"{name}: two panels overlap"
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer).padded(-SLACK)
+        assert not any(box.overlaps(ax.bbox) for ax in panels), f"{name}: the legend lies on a panel"
+
+
+def _study(policies: list[str], tier: str = "free"):
+    """A 6-minute study of one client group at 90 requests a minute on gpt-oss-20b, one replication per
+    policy; ``fb`` falls back to qwen3-32b (a second limit set in its panel)."""
+    data = {"scenario": {"duration": "6m", "seed": 5, "replications": 1},
+            "org": {"tier": tier},
+            "clients": [{"name": "api", "model": "openai/gpt-oss-20b", "prompt_tokens": 50, "max_tokens": 20,
+                         "arrival": {"kind": "constant", "rate": "90/min"}, "completion_tokens": 20}],
+            "policies": {"fb": {"retry": "groq-sdk", "fallback": ["qwen/qwen3-32b"]}},
+            "compare": {"policy": policies} if len(policies) > 1 else {}}
+    if len(policies) == 1:
+        data["clients"][0]["policy"] = policies[0]
+    return sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+
+
+THIRTEEN = ["no-retry", "fixed", "exponential", "full-jitter", "equal-jitter", "decorrelated-jitter", "groq-sdk",
+            "retry-after", "paced", "adaptive", "cooldown", "fb", "openai-sdk"]
+GRIDS = {1: ["fb"], 2: ["no-retry", "fb"], 4: ["no-retry", "fb", "groq-sdk", "fixed"], 13: THIRTEEN}
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """grid size -> (study, {file name: the figure as saved})."""
+    out = {}
+    for n, policies in GRIDS.items():
+        study = _study(policies)
+        saved = {}
+
+        def keep(fig, path, _saved=saved, **kw):
+            _saved[path.name] = fig
+            return figures.save(fig, path, **kw)
+
+        patch = pytest.MonkeyPatch()
+        patch.setattr(report, "save", keep)
+        try:
+            report.plot_study(study, tmp_path_factory.mktemp(f"figures{n}"))
+        finally:
+            patch.undo()
+        out[n] = (study, saved)
+    return out
+
+
+@pytest.mark.parametrize("n", sorted(GRIDS))
+@pytest.mark.parametrize("name", ["utilisation_over_time.png", "latency_cdf.png", "throughput_over_time.png",
+                                  "attempts_per_success.png"])
+def test_every_study_figure_is_readable(drawn, n, name):
+    _, saved = drawn[n]
+    assert_readable(saved[name], f"{name} ({n} alternatives)")
+
+
+@pytest.mark.parametrize("n", sorted(GRIDS))
+def test_the_utilisation_figure_draws_each_panel_whole(drawn, n):
+    """Each panel: its alternative's name above it; every limit's curve over the whole run (from 0 to the
+    run's end on the shared time axis, a visible line); the limit as a dashed black line at 1; a grid; counts
+    from 0.  The time axis is numbered and named under each column's last panel only (the others share it), the
+    y axis named on the first column only."""
+    study, saved = drawn[n]
+    fig = saved["utilisation_over_time.png"]
+    panels = fig.axes
+    cols = min(n, 3)
+    minutes = study.scenario.scenario.duration / 60
+    assert [ax.get_title() for ax in panels] == [study.label(p) for p in study.comparison["point"]]
+    for k, ax in enumerate(panels):
+        curves = [line for line in ax.get_lines() if line.get_color() != "k"]
+        (limit,) = [line for line in ax.get_lines() if line.get_color() == "k"]
+        assert curves and all(line.get_linewidth() > 0 for line in curves)
+        assert all(line.get_xdata()[0] == 0 and line.get_xdata()[-1] == pytest.approx(minutes) for line in curves)
+        assert list(limit.get_ydata()) == [1, 1] and limit.get_linestyle() == "--"
+        assert all(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+        assert ax.get_xlim() == pytest.approx((0, minutes)) and ax.get_ylim()[0] == 0
+        assert ax.get_ylim()[1] >= max(max(line.get_ydata()) for line in curves)
+        last = k + cols >= n  # nothing below it
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        assert bool(labels) == last and (ax.get_xlabel() == "simulated time (min)") == last, k
+        assert (ax.get_ylabel() != "") == (k % cols == 0), k
+
+
+@pytest.mark.parametrize("n", sorted(GRIDS))
+def test_the_utilisation_legend_lists_each_limit_once_beside_the_panels(drawn, n):
+    """One legend, each limit set's units once; in the last row's empty places when there are some, else above
+    the panels under the title, its entries side by side as many as the width holds (two rows for eight
+    entries on two panels, one on three)."""
+    _, saved = drawn[n]
+    fig = saved["utilisation_over_time.png"]
+    (legend,) = fig.legends
+    names = [t.get_text() for t in legend.get_texts()]
+    assert len(names) == len(set(names)) == 8  # (gpt-oss-20b and the fallback's qwen3-32b: RPM, RPD, TPM, TPD)
+    renderer, _ = _drawn_texts(fig)
+    box = legend.get_window_extent(renderer)
+    panels = [ax.bbox for ax in fig.axes]
+    cols = min(n, 3)
+    if n % cols:  # empty places in the last row: the legend is there, right of the last panel, below the others
+        assert box.x0 > panels[-1].x1 and box.y1 < min(p.y0 for p in panels[:-(n % cols)])
+    else:
+        assert box.y0 > max(p.y1 for p in panels) and box.y1 < fig._suptitle.get_window_extent(renderer).y0
+        line = legend.get_texts()[0].get_window_extent(renderer).height
+        rows = {1: 8, 2: 2, 3: 1}[cols] if n > 1 else 8
+        assert box.height < (rows + 1) * line * 1.6
+
+
+@pytest.mark.parametrize("tier, above", [("free", True), ("developer", False)])
+def test_the_utilisation_title_explains_above_one_only_when_a_curve_goes_above(tier, above, tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(report, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    study = _study(["no-retry", "groq-sdk"], tier=tier)
+    report.plot_utilisation(study, tmp_path)
+    (fig,) = drawn
+    peak = max(max(line.get_ydata()) for ax in fig.axes for line in ax.get_lines() if line.get_color() != "k")
+    assert (peak > 1) == above
+    assert ("above 1 = more than the limit" in fig._suptitle.get_text().replace("\n", " ")) == above
+    assert math.isclose(fig._suptitle.get_fontsize(), 9) == above
