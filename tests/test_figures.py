@@ -5,6 +5,8 @@ every panel, where its time axes and legend go).  Checked on the figures as they
 import itertools
 import math
 
+import numpy as np
+
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -81,43 +83,44 @@ GRIDS = {1: ["fb"], 2: ["no-retry", "fb"], 4: ["no-retry", "fb", "groq-sdk", "fi
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory):
-    """grid size -> (study, {file name: the figure as saved})."""
-    out = {}
-    for n, policies in GRIDS.items():
-        study = _study(policies)
-        saved = {}
-
-        def keep(fig, path, _saved=saved, **kw):
-            _saved[path.name] = fig
-            return figures.save(fig, path, **kw)
-
-        patch = pytest.MonkeyPatch()
-        patch.setattr(report, "save", keep)
-        try:
-            report.plot_study(study, tmp_path_factory.mktemp(f"figures{n}"))
-        finally:
-            patch.undo()
-        out[n] = (study, saved)
-    return out
+def studies():
+    """grid size -> its study (run once: the figures are drawn by each test, so that each test runs the drawing
+    code it checks)."""
+    return {n: _study(policies) for n, policies in GRIDS.items()}
 
 
-@pytest.mark.parametrize("n", sorted(GRIDS))
-@pytest.mark.parametrize("name", ["utilisation_over_time.png", "latency_cdf.png", "throughput_over_time.png",
-                                  "attempts_per_success.png"])
-def test_every_study_figure_is_readable(drawn, n, name):
-    _, saved = drawn[n]
-    assert_readable(saved[name], f"{name} ({n} alternatives)")
+def _draw(study, figure, out) -> dict:
+    """{file name: figure} of what ``figure(study, out)`` saved (written and laid out as the command does)."""
+    saved = {}
+
+    def keep(fig, path, **kw):
+        saved[path.name] = fig
+        return figures.save(fig, path, **kw)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(report, "save", keep)
+    try:
+        figure(study, out)
+    finally:
+        patch.undo()
+    return saved
 
 
 @pytest.mark.parametrize("n", sorted(GRIDS))
-def test_the_utilisation_figure_draws_each_panel_whole(drawn, n):
+@pytest.mark.parametrize("figure", report.FIGURES, ids=lambda f: f.__name__)
+def test_every_study_figure_is_readable(studies, n, figure, tmp_path):
+    ((name, fig),) = _draw(studies[n], figure, tmp_path).items()
+    assert_readable(fig, f"{name} ({n} alternatives)")
+
+
+@pytest.mark.parametrize("n", sorted(GRIDS))
+def test_the_utilisation_figure_draws_each_panel_whole(studies, n, tmp_path):
     """Each panel: its alternative's name above it; every limit's curve over the whole run (from 0 to the
     run's end on the shared time axis, a visible line); the limit as a dashed black line at 1; a grid; counts
     from 0.  The time axis is numbered and named under each column's last panel only (the others share it), the
     y axis named on the first column only."""
-    study, saved = drawn[n]
-    fig = saved["utilisation_over_time.png"]
+    study = studies[n]
+    fig = _draw(study, report.plot_utilisation, tmp_path)["utilisation_over_time.png"]
     panels = fig.axes
     cols = min(n, 3)
     minutes = study.scenario.scenario.duration / 60
@@ -138,12 +141,11 @@ def test_the_utilisation_figure_draws_each_panel_whole(drawn, n):
 
 
 @pytest.mark.parametrize("n", sorted(GRIDS))
-def test_the_utilisation_legend_lists_each_limit_once_beside_the_panels(drawn, n):
+def test_the_utilisation_legend_lists_each_limit_once_beside_the_panels(studies, n, tmp_path):
     """One legend, each limit set's units once; in the last row's empty places when there are some, else above
     the panels under the title, its entries side by side as many as the width holds (two rows for eight
     entries on two panels, one on three)."""
-    _, saved = drawn[n]
-    fig = saved["utilisation_over_time.png"]
+    fig = _draw(studies[n], report.plot_utilisation, tmp_path)["utilisation_over_time.png"]
     (legend,) = fig.legends
     names = [t.get_text() for t in legend.get_texts()]
     assert len(names) == len(set(names)) == 8  # (gpt-oss-20b and the fallback's qwen3-32b: RPM, RPD, TPM, TPD)
@@ -171,3 +173,28 @@ def test_the_utilisation_title_explains_above_one_only_when_a_curve_goes_above(t
     assert (peak > 1) == above
     assert ("above 1 = more than the limit" in fig._suptitle.get_text().replace("\n", " ")) == above
     assert math.isclose(fig._suptitle.get_fontsize(), 9) == above
+
+
+@pytest.mark.parametrize("peak, above", [(1.0, False), (1.04, True)])
+def test_the_utilisation_title_says_above_one_for_any_curve_above_the_limit(peak, above, studies, tmp_path,
+                                                                            monkeypatch):
+    """The note is about any excess: a curve at 1.04 gets it, one that reaches the limit exactly does not."""
+    def usage(records, spec, times, earlier=None):
+        return {"m RPM": np.minimum(times / times[-1] * 2 * peak, peak)}
+
+    monkeypatch.setattr(report, "usage_over_time", usage)
+    fig = _draw(studies[2], report.plot_utilisation, tmp_path)["utilisation_over_time.png"]
+    assert ("above 1 = more than the limit" in fig._suptitle.get_text().replace("\n", " ")) == above
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_the_utilisation_title_is_wrapped_to_the_figure_width_not_narrower(n, studies, tmp_path):
+    """A long title breaks where the figure's width ends: on one panel into about three lines, on three
+    panels' width into one; each line but the last fills most of the width."""
+    fig = _draw(studies[n], report.plot_utilisation, tmp_path)["utilisation_over_time.png"]
+    title = fig._suptitle
+    lines = title.get_text().split("\n")
+    assert "above 1" in title.get_text() and len(lines) == {1: 3, 2: 2, 4: 1}[n]
+    renderer, _ = _drawn_texts(fig)
+    if len(lines) > 1:
+        assert title.get_window_extent(renderer).width > 0.7 * fig.bbox.width
