@@ -6,7 +6,6 @@ import itertools
 import math
 
 import numpy as np
-
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
