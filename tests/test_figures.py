@@ -64,12 +64,12 @@ def assert_readable(fig, name: str) -> None:
 
 def _study(policies: list[str], tier: str = "free"):
     """A 6-minute study of one client group at 90 requests a minute on gpt-oss-20b, one replication per
-    policy; ``fb`` falls back to qwen3-32b (a second limit set in its panel)."""
+    policy; ``fb`` falls back to gpt-oss-120b (a second limit set in its panel)."""
     data = {"scenario": {"duration": "6m", "seed": 5, "replications": 1},
             "org": {"tier": tier},
             "clients": [{"name": "api", "model": "openai/gpt-oss-20b", "prompt_tokens": 50, "max_tokens": 20,
                          "arrival": {"kind": "constant", "rate": "90/min"}, "completion_tokens": 20}],
-            "policies": {"fb": {"retry": "groq-sdk", "fallback": ["qwen/qwen3-32b"]}},
+            "policies": {"fb": {"retry": "groq-sdk", "fallback": ["openai/gpt-oss-120b"]}},
             "compare": {"policy": policies} if len(policies) > 1 else {}}
     if len(policies) == 1:
         data["clients"][0]["policy"] = policies[0]
@@ -147,7 +147,7 @@ def test_the_utilisation_legend_lists_each_limit_once_beside_the_panels(studies,
     fig = _draw(studies[n], report.plot_utilisation, tmp_path)["utilisation_over_time.png"]
     (legend,) = fig.legends
     names = [t.get_text() for t in legend.get_texts()]
-    assert len(names) == len(set(names)) == 8  # (gpt-oss-20b and the fallback's qwen3-32b: RPM, RPD, TPM, TPD)
+    assert len(names) == len(set(names)) == 8  # (gpt-oss-20b and the fallback gpt-oss-120b: RPM, RPD, TPM, TPD)
     renderer, _ = _drawn_texts(fig)
     box = legend.get_window_extent(renderer)
     panels = [ax.bbox for ax in fig.axes]

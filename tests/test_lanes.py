@@ -287,7 +287,7 @@ def test_the_utilisation_figure_has_one_legend_a_colour_per_unit_and_a_line_styl
             "org": {"tier": "free"},
             "clients": [{"name": "api", "model": "openai/gpt-oss-20b", "prompt_tokens": 50, "max_tokens": 20,
                          "arrival": {"kind": "constant", "rate": "90/min"}, "completion_tokens": 20}],
-            "policies": {"fb": {"retry": "groq-sdk", "fallback": ["qwen/qwen3-32b"]}},
+            "policies": {"fb": {"retry": "groq-sdk", "fallback": ["openai/gpt-oss-120b"]}},
             "compare": {"policy": policies}}
     study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
     report.plot_utilisation(study, tmp_path)
@@ -297,7 +297,7 @@ def test_the_utilisation_figure_has_one_legend_a_colour_per_unit_and_a_line_styl
     (legend,) = fig.legends
     names = [t.get_text() for t in legend.get_texts()]
     units = ["RPM", "RPD", "TPM", "TPD"]
-    assert names == [f"openai/gpt-oss-20b {u}" for u in units] + [f"qwen/qwen3-32b {u}" for u in units]
+    assert names == [f"openai/gpt-oss-20b {u}" for u in units] + [f"openai/gpt-oss-120b {u}" for u in units]
     curves = [[line for line in ax.get_lines() if line.get_color() != "k"] for ax in panels]  # (not y = 1)
     assert [len(c) for c in curves] == [4, 8] + [4] * (len(policies) - 2)  # the fallback panel: both limit sets
     colours = [report.UNIT_COLORS[u] for u in units]
