@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.container import BarContainer
 
 import sim
 from sim import figures, report
@@ -197,3 +198,98 @@ def test_the_utilisation_title_is_wrapped_to_the_figure_width_not_narrower(n, st
     renderer, _ = _drawn_texts(fig)
     if len(lines) > 1:
         assert title.get_window_extent(renderer).width > 0.7 * fig.bbox.width
+
+
+# ---- the other figures' contracts -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("duration, bin_s, unit", [(600, 10, "min"), (601, 60, "min"), (6 * 3600, 60, "min"),
+                                                   (6 * 3600 + 1, 300, "h"), (2 * 86400, 300, "h"),
+                                                   (2 * 86400 + 1, 900, "h")])
+def test_the_time_axis_reads_in_minutes_up_to_six_hours_then_in_hours(duration, bin_s, unit):
+    """Bins of 10 s up to ten minutes, a minute up to six hours, 5 minutes up to two days, 15 beyond; the axis
+    in minutes up to six hours, then hours."""
+    from types import SimpleNamespace
+    got = report._time_axis(SimpleNamespace(duration=float(duration), scenario=None))
+    assert got == (duration, bin_s, {"min": 60.0, "h": 3600.0}[unit], unit)
+
+
+def test_the_latency_cdf_draws_each_alternatives_successes_over_every_replication(tmp_path):
+    """A line per alternative with successes: the quantiles of its successful requests' latencies over all
+    replications at 1 001 levels from 0 to 1, named by the alternative, on a log time axis; an alternative
+    with none (every prompt too large for Free's TPM: all 413) draws no line and has no legend entry."""
+    data = {"scenario": {"duration": "4m", "seed": 2, "replications": 2},
+            "clients": [{"name": "api", "model": "openai/gpt-oss-20b", "prompt_tokens": 9000, "max_tokens": 20,
+                         "arrival": {"kind": "constant", "rate": "6/min"}, "completion_tokens": 20}],
+            "compare": {"tier": ["free", "developer"]}}
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    fig = _draw(study, report.plot_latency_cdf, tmp_path)["latency_cdf.png"]
+    (ax,) = fig.axes
+    rec = study.records(1)
+    ok = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
+    assert (study.records(0)["outcome"] == "too_large").all() and len(ok) == 48  # (2 replications x 24)
+    (line,) = ax.get_lines()
+    levels = np.linspace(0, 1, 1001)
+    assert np.array_equal(line.get_xdata(), np.quantile(ok, levels)) and np.array_equal(line.get_ydata(), levels)
+    assert line.get_label() == "developer" and line.get_linewidth() > 0
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["developer"]
+    assert ax.get_xscale() == "log" and "latency" in ax.get_xlabel() and ax.get_ylabel() == "fraction of requests"
+    assert ax.get_title() == "Latency CDF per alternative" and ax.xaxis.get_gridlines()[0].get_visible()
+
+
+def test_the_throughput_figure_counts_completions_and_429s_per_minute(studies, tmp_path):
+    """Top: each alternative's completions (replication 0) per minute in 10 s bins, named in the legend;
+    bottom: its 429s the same way; both from 0, over the run's time in minutes."""
+    study = studies[2]
+    fig = _draw(study, report.plot_throughput, tmp_path)["throughput_over_time.png"]
+    top, bottom = fig.axes
+    edges = np.arange(0, 360 + 10, 10.0)
+    for k, p in enumerate(study.comparison["point"]):
+        rec = study.records(p, 0)
+        done = np.histogram(rec.loc[rec["outcome"] == "ok", "finished"], edges)[0] * 6.0
+        refused = np.histogram(sim.study.load_refusals(study, p, 0)["time"], edges)[0] * 6.0
+        for ax, counts in ((top, done), (bottom, refused)):
+            line = ax.get_lines()[k]
+            assert np.array_equal(line.get_xdata(), edges[:-1] / 60) and np.array_equal(line.get_ydata(), counts)
+            assert line.get_linewidth() > 0
+        assert refused.sum() > 0
+    assert [t.get_text() for t in top.get_legend().get_texts()] == [study.label(p) for p in study.comparison["point"]]
+    assert top.get_ylabel() == "completed req/min" and bottom.get_ylabel() == "429s per min"
+    assert bottom.get_xlabel() == "simulated time (min)" and top.get_ylim()[0] == bottom.get_ylim()[0] == 0
+    assert top.get_title() == "Throughput and 429s over time (replication 0)" and not bottom.texts
+    assert top.xaxis.get_gridlines()[0].get_visible() and bottom.yaxis.get_gridlines()[0].get_visible()
+    assert not any(t.get_visible() and t.get_text() for t in top.get_xticklabels())  # (shared with the bottom)
+
+
+def test_the_attempts_figure_draws_each_alternatives_mean_and_interval(studies, tmp_path):
+    study = studies[4]
+    fig = _draw(study, report.plot_attempts, tmp_path)["attempts_per_success.png"]
+    (ax,) = fig.axes
+    comp = study.comparison
+    assert [bar.get_height() for bar in ax.patches] == list(comp["attempts_per_success_mean"])
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)][0]
+    errors = bars.errorbar  # (the error bars ``bar(yerr=...)`` drew: vertical segments from mean - ci to mean + ci)
+    low = [segment[0][1] for segment in errors.lines[2][0].get_segments()]
+    assert low == pytest.approx(list(comp["attempts_per_success_mean"] - comp["attempts_per_success_ci95"].fillna(0)))
+    labels = ax.get_xticklabels()
+    assert [t.get_text() for t in labels] == [study.label(p) for p in comp["point"]]
+    assert all(t.get_rotation() == 30 for t in labels)
+    assert ax.get_ylabel() == "attempts per successful request"
+    assert ax.get_title() == "Attempts per success (mean, 95% CI)" and ax.yaxis.get_gridlines()[0].get_visible()
+
+
+@pytest.mark.parametrize("n", [1, 10, 11, 20, 25])
+def test_alternatives_get_distinct_styles_and_markers_placed_apart(n):
+    """Every alternative its own colour and line style (ten colours up to ten alternatives, twenty beyond, then
+    the line style changes), marker, and marker offset: identical curves still show both."""
+    import matplotlib
+    styles = report._styles(n)
+    assert len({(s["color"], s["linestyle"]) for s in styles}) == n
+    palette = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    assert [s["color"] for s in styles[:min(n, len(palette))]] == list(palette[:min(n, len(palette))])
+    assert [s["linestyle"] for s in styles] == [["-", "--"][k // len(palette)] for k in range(n)]
+    marked = [report._marked(s, k, 1001, n) for k, s in enumerate(styles)]
+    assert len({m["marker"] for m in marked}) == min(n, 11)
+    every = {m["markevery"][1] for m in marked}
+    assert every == {125}
+    assert len({m["markevery"][0] for m in marked}) == n and all(0 <= m["markevery"][0] < 125 for m in marked)
+    assert all(m["markersize"] == 4 for m in marked)
