@@ -293,3 +293,4 @@ def test_alternatives_get_distinct_styles_and_markers_placed_apart(n):
     assert every == {125}
     assert len({m["markevery"][0] for m in marked}) == n and all(0 <= m["markevery"][0] < 125 for m in marked)
     assert all(m["markersize"] == 4 for m in marked)
+    assert report._marked(styles[0], 0, 5, n)["markevery"] == (0, 1)  # (a run of a few bins: a marker on each)
