@@ -39,7 +39,8 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import Callable
 
-from .headers import observe
+from .catalog import UNIT_SPEC
+from .headers import HEADER_UNITS, observe
 from .limitset import LimitSet
 
 Uniform = Callable[[], float]
@@ -203,16 +204,30 @@ class InFlightCap:
             self.in_flight -= 1
 
 
-def header_wait(obs: tuple, tokens: float, now: float) -> float:
-    """Header-aware pacing: assume each budget refills linearly to full by its reset time and wait until
-    the last-seen remaining budget (``obs`` from :func:`sim.headers.observe`) covers one request and its
-    tokens."""
+#: the window of each unit the headers describe (RPD, TPM): its limit refills over it
+_HEADER_WINDOWS = tuple(UNIT_SPEC[unit][0] for unit, _ in HEADER_UNITS)
+
+
+def header_wait(obs: tuple, tokens: float, now: float, sent=()) -> float:
+    """Header-aware pacing: the seconds from ``now`` until the budget the headers showed (``obs`` from
+    :func:`sim.headers.observe`, its first field when they were read) covers one request and its tokens,
+    assuming each budget refills linearly to full by its reset time.  ``sent``: the ``(time, tokens)`` of each
+    attempt the client sent after the one those headers answered, in order, which they cannot show: the client
+    follows its budget from the headers as a token bucket would, taking one request and its tokens for each
+    when it went (or when it read the headers, if it went before) and refilling it up to the limit, at the rate
+    the headers imply (a full budget's headers, reset 0, imply none: then the limit over its window)."""
     t0, wait = obs[0], 0.0
-    for rem, limit, reset, need in ((obs[1], obs[2], obs[3], 1.0), (obs[4], obs[5], obs[6], tokens)):
-        if rem >= need or need > limit:
+    for k, (rem, limit, reset, need) in enumerate(((obs[1], obs[2], obs[3], 1.0), (obs[4], obs[5], obs[6], tokens))):
+        if need > limit or limit == _INF:  # (too large: the org answers 413; no such limit)
             continue
-        ready = t0 + reset * (need - rem) / (limit - rem)
-        wait = max(wait, ready - now)
+        per = reset / (limit - rem) if limit > rem and reset > 0 else _HEADER_WINDOWS[k] / limit  # s per unit
+        level, t = rem, t0
+        for when, charge in sent:
+            if when > t:
+                level, t = min(limit, level + (when - t) / per), when
+            level -= 1.0 if k == 0 else charge
+        if level < need:
+            wait = max(wait, t + per * (need - level) - now)
     return wait
 
 
@@ -225,30 +240,24 @@ class Adaptive:
     them with the answer (``read``: a refusal a round trip later, a success when it has been served; never, an
     answer its ``timeout`` gave up on).  It goes by the answer to its latest attempt read so far (an answer to an
     earlier attempt, read later, is older news), counts the ``reset`` durations from when it read them (it
-    cannot know when the server wrote them), and takes off the remaining budget what it has sent since that
-    attempt: one request and its tokens each, which those headers cannot show yet.  Without that, every request
-    sent before the first answer came back, or let go together when a wait ended, went on the same figures."""
+    cannot know when the server wrote them), and follows its budget from there with what it has sent since
+    that attempt, which those headers cannot show yet.  Without that, every request sent before the first
+    answer came back, or let go together when a wait ended, went on the same figures."""
 
     def __init__(self, charge, audio):
         self.charge = charge
         self.obs: dict = {}  # model -> the headers it goes by (as observe() gives them, timed when it read them)
         self.seen: dict = {}  # model -> the sequence number of the attempt those headers answered
-        self.sent: dict = {}  # model -> deque of (sequence, tokens) of its attempts after that one
-        self.since: dict = {}  # model -> [requests, tokens] of those attempts
+        self.sent: dict = {}  # model -> deque of (sequence, (time, tokens)) of its attempts after that one
         self.unread: list = []  # heap of (read at, sequence, model, headers) of answers on their way back
         self._seq = itertools.count()
 
     def observe(self, model, limits, now, i, wait, rtt, read):
         seq = next(self._seq)
-        tokens = self.charge[i]
         sent = self.sent.get(model)
         if sent is None:
             sent = self.sent[model] = deque()
-            self.since[model] = [0, 0.0]
-        sent.append((seq, tokens))
-        since = self.since[model]
-        since[0] += 1
-        since[1] += tokens
+        sent.append((seq, (now, self.charge[i])))
         if read != _INF:
             heapq.heappush(self.unread, (read, seq, model, observe(limits, now)))
 
@@ -261,19 +270,15 @@ class Adaptive:
                 continue  # an answer to an earlier attempt than the one it goes by
             self.obs[model] = (read, *obs[1:])
             self.seen[model] = seq
-            sent, since = self.sent[model], self.since[model]
+            sent = self.sent[model]
             while sent and sent[0][0] <= seq:  # in these headers now (or refused: never charged)
-                since[0] -= 1
-                since[1] -= sent.popleft()[1]
+                sent.popleft()
 
     def hold(self, i, model, now, first):
         self._read(now)
         obs = self.obs.get(model)
         if obs is not None:
-            requests, tokens = self.since[model]
-            if requests:
-                obs = (obs[0], obs[1] - requests, obs[2], obs[3], obs[4] - tokens, obs[5], obs[6])
-            wait = header_wait(obs, self.charge[i], now)
+            wait = header_wait(obs, self.charge[i], now, [s for _, s in self.sent[model]])
             if wait > 0.0:
                 return now + wait
         return 0.0

@@ -86,3 +86,37 @@ def test_every_request_accounted_for_and_consistent(policy, arrival, org, seed):
         assert (rec["n429"] == 0).all()
     again = run(c, duration=300, seed=seed, org=org, extra_policies={"p": policy}, drain=600)
     pd.testing.assert_frame_equal(rec, again.records)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(rate=st.integers(5, 300), tpm=st.integers(500, 20_000),
+       rpd=st.one_of(st.integers(20, 500), st.integers(5_000, 100_000)),
+       prompt=st.integers(10, 3000), kind=st.sampled_from(["poisson", "bursty", "constant", "onoff"]),
+       in_flight=st.sampled_from([None, 1, 4]), timeout=st.sampled_from([None, 0.3]), seed=st.integers(0, 10**6))
+def test_an_adaptive_client_alone_is_refused_only_before_it_has_read_an_answer(rate, tpm, rpd, prompt, kind,
+                                                                               in_flight, timeout, seed):
+    """Alone on token-bucket limits of RPD and TPM only (what the headers describe), an adaptive client that
+    follows its budget from the last headers it read, with what it sent since, gets a 429 only for what it sent
+    blind, before its first answer came back: its view is late, but never above the bucket's level."""
+    import math
+
+    from sim.catalog import Catalog
+    from sim.config import policy_table
+    from sim.engine import Simulation
+    from sim.spec import RunSpec
+    model = "openai/gpt-oss-20b"
+    catalog = Catalog.published().copy().override("free", model, rpm=None, rpd=rpd, tpm=tpm, tpd=None)
+    process = {"kind": kind, "rate": f"{rate}/min", **{"bursty": {"burstiness": 2.5},
+                                                         "onoff": {"on": "1m", "off": "2m"}}.get(kind, {})}
+    settings_ = {"retry": "none", "adaptive": True, "timeout": timeout,
+                 **({"max_in_flight": in_flight} if in_flight else {})}
+    spec = RunSpec(clients=[client(model=model, arrival=arrival(**process), prompt_tokens=prompt, max_tokens=50,
+                                   completion_tokens=50, policy="p")],
+                   policies=policy_table({"p": settings_}), org=Org(tier="free"), catalog=catalog, duration=900.0)
+    sim = Simulation(spec, seed)
+    seen = []
+    sim.clients[0].observers.append(lambda m, limits, now, i, wait, rtt, read: seen.append((now, wait, read)))
+    sim.run()
+    first_read = min((read for _, _, read in seen), default=math.inf)
+    refused_after = [now for now, wait, _ in seen if 0 < wait < math.inf and now >= first_read]
+    assert not refused_after

@@ -243,11 +243,12 @@ def test_adaptive_reads_the_headers_when_the_answer_arrives_and_counts_their_res
     assert never.hold(0, 0, 1e9, True) == 0.0
 
 
-def test_adaptive_takes_what_it_sent_since_the_headers_off_their_budget():
-    """RPD 3.  Attempt 0 (0 s, read at 1 s) leaves 2 requests; attempt 1 goes at 0.5 s.  At 1 s the client reads
-    "2 left" and knows one of them went at 0.5 s: one left, so request 2 goes.  At 1.2 s "2 left" less two
-    sent is none: request 3 waits, by the headers of 0 s counted from 1 s.  Taken at face value (the old
-    reading) "2 left" let both go, and every request queued behind a wait went on the same figures."""
+def test_adaptive_counts_what_it_sent_since_the_headers_against_their_budget():
+    """RPD 3 (a request back every 28 800 s).  Attempt 0 (0 s, read at 1 s) leaves 2 requests; attempt 1 goes
+    at 0.5 s.  At 1 s the client reads "2 left" and knows one of them went at 0.5 s: one left, so request 2
+    goes.  At 1.2 s "2 left" less two sent is none: request 3 waits for one request's refill, 28 800 s from the
+    headers (read at 1 s).  Taken at face value (the old reading) "2 left" let both go, and every request
+    queued behind a wait went on the same figures."""
     limits = LimitSet(Limits(rpd=3, tpm=1000))
     gate = Adaptive([10.0] * 4, [0.0] * 4)
     limits.acquire(10, 0, 0.0)
@@ -256,22 +257,21 @@ def test_adaptive_takes_what_it_sent_since_the_headers_off_their_budget():
     limits.acquire(10, 0, 0.5)
     second = observe_headers(limits, 0.5)
     gate.observe(0, limits, 0.5, 1, 0.0, 0.1, 1.5)
-    assert first[1] == 2 and gate.hold(2, 0, 1.0, True) == 0.0
+    assert first[1] == 2 and first[3] == pytest.approx(28_800) and gate.hold(2, 0, 1.0, True) == 0.0
     limits.acquire(10, 0, 1.0)
     gate.observe(0, limits, 1.0, 2, 0.0, 0.1, 2.0)
-    estimate = (1.0, first[1] - 2, first[2], first[3], first[4] - 20.0, first[5], first[6])
-    assert header_wait(estimate, 10.0, 1.2) > 1000  # (RPD: a day's third to refill one request)
-    assert gate.hold(3, 0, 1.2, True) == pytest.approx(1.2 + header_wait(estimate, 10.0, 1.2))
-    # at 1.5 s the answer to attempt 1 (about 1 left at 0.5 s) less attempt 2, counted from 1.5 s
-    newer = (1.5, second[1] - 1, second[2], second[3], second[4] - 10.0, second[5], second[6])
-    assert gate.hold(3, 0, 1.5, True) == pytest.approx(1.5 + header_wait(newer, 10.0, 1.5))
-    assert gate.hold(3, 0, 1.5, True) > 1.2 + header_wait(estimate, 10.0, 1.2) + 9000  # (two of three used)
+    assert gate.hold(3, 0, 1.2, True) == pytest.approx(1.0 + 28_800)
+    # at 1.5 s the answer to attempt 1 (1 left at 0.5 s, less a 28 800th of a request refilled) less attempt 2,
+    # counted from 1.5 s: again one request's refill, less what had refilled by 0.5 s
+    assert second[1] == pytest.approx(1 + 0.5 / 28_800)
+    assert gate.hold(3, 0, 1.5, True) == pytest.approx(1.5 + 28_800 - 0.5)
+    assert gate.hold(3, 0, 1.5, True) == pytest.approx(1.5 + header_wait((1.5, *second[1:]), 10.0, 1.5, [(1.0, 10.0)]))
 
 
-def test_adaptive_takes_the_tokens_it_sent_since_off_the_tpm_budget():
-    """TPM 100, 30 tokens a request: the headers of attempt 0 say 70 left; with attempt 1 (30) out, 40 are left
-    and request 2 goes; with attempts 1 and 2 out, 10: request 3 waits until the 30 it needs would have
-    refilled, counted from when it read the headers."""
+def test_adaptive_counts_the_tokens_it_sent_since_against_the_tpm_budget():
+    """TPM 100 (100 tokens back a minute), 30 tokens a request: the headers of attempt 0 say 70 left; with
+    attempt 1 (30) out, 40 are left and request 2 goes; with attempts 1 and 2 out, 10: request 3 waits until 20
+    more tokens have come back, 12 s after the headers were read."""
     limits = LimitSet(Limits(tpm=100))
     gate = Adaptive([30.0] * 4, [0.0] * 4)
     limits.acquire(30, 0, 0.0)
@@ -282,9 +282,29 @@ def test_adaptive_takes_the_tokens_it_sent_since_off_the_tpm_budget():
     assert first[4] == 70 and gate.hold(2, 0, 1.0, True) == 0.0
     limits.acquire(30, 0, 1.0)
     gate.observe(0, limits, 1.0, 2, 0.0, 0.1, 5.0)
-    estimate = (1.0, *first[1:4], 10.0, 100, first[6])
-    assert 0.0 < header_wait(estimate, 30.0, 1.1) < 60.0
-    assert gate.hold(3, 0, 1.1, True) == 1.1 + header_wait(estimate, 30.0, 1.1)
+    assert gate.hold(3, 0, 1.1, True) == pytest.approx(1.0 + 12.0)
+
+
+def test_header_wait_follows_the_budget_with_what_was_sent_since_as_a_token_bucket():
+    """``sent`` (time, tokens) refills at the rate the headers imply (here 10 tokens a second: 540 back in
+    54 s), one request and its tokens taken at each send (or when the headers were read, if it went before);
+    the budget refills no higher than its limit, so a burst after a long lull finds the limit, not the lull's
+    refill on top; headers of a full budget (reset 0) imply no rate: the limit over its minute then."""
+    tpm = (0.0, math.inf, math.inf, 0.0, 60.0, 600.0, 54.0)
+    assert header_wait(tpm, 100, 0.0) == pytest.approx(4.0)
+    assert header_wait(tpm, 100, 0.0, [(0.0, 50.0)]) == pytest.approx(9.0)
+    assert header_wait(tpm, 100, 2.0, [(0.0, 50.0)]) == pytest.approx(7.0)  # (RPD not limited)
+    assert header_wait(tpm, 100, 2.0, [(1.0, 50.0)]) == pytest.approx(7.0)  # (not full by 1 s: the same)
+    read_later = (5.0, *tpm[1:])
+    assert header_wait(read_later, 100, 5.0, [(3.0, 50.0)]) == pytest.approx(9.0)  # (sent before: at 5 s)
+    # a lull of 100 s fills it (600); two sends of 500 then leave -400: 500 tokens to come back, 50 s
+    assert header_wait(tpm, 100, 100.0, [(100.0, 500.0), (100.0, 500.0)]) == pytest.approx(50.0)
+    full = (0.0, math.inf, math.inf, 0.0, 600.0, 600.0, 0.0)
+    assert header_wait(full, 100, 0.0, [(0.0, 550.0)]) == pytest.approx(5.0)
+    assert header_wait(full, 100, 0.0, [(0.0, 500.0)]) == 0.0
+    rpd = (0.0, 0.5, 10.0, 4320.0, math.inf, math.inf, 0.0)  # half a request left, full in 4 320 s
+    assert header_wait(rpd, 10, 0.0, [(0.0, 20.0), (0.0, 20.0)]) == pytest.approx(4320.0 * 2.5 / 9.5)
+    assert header_wait(tpm, 700, 0.0, [(0.0, 50.0)]) == 0.0  # above the limit: let the org answer 413
 
 
 def test_adaptive_goes_by_its_latest_attempt_answered_not_the_last_answer_read():
