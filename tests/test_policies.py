@@ -305,6 +305,12 @@ def test_header_wait_follows_the_budget_with_what_was_sent_since_as_a_token_buck
     rpd = (0.0, 0.5, 10.0, 4320.0, math.inf, math.inf, 0.0)  # half a request left, full in 4 320 s
     assert header_wait(rpd, 10, 0.0, [(0.0, 20.0), (0.0, 20.0)]) == pytest.approx(4320.0 * 2.5 / 9.5)
     assert header_wait(tpm, 700, 0.0, [(0.0, 50.0)]) == 0.0  # above the limit: let the org answer 413
+    # a window limiter's headers: the reset is the window's end, not the refill of what is used
+    untouched = (0.0, math.inf, math.inf, 0.0, 600.0, 600.0, 30.0)  # (nothing used, the window ends in 30 s)
+    assert header_wait(untouched, 100, 0.0, [(0.0, 650.0)]) == pytest.approx(15.0)  # (the limit a minute)
+    ending = (0.0, math.inf, math.inf, 0.0, 590.0, 600.0, 0.0)  # (a window ending now)
+    assert header_wait(ending, 600, 0.0) == pytest.approx(1.0)
+    assert header_wait((0.0, math.inf, math.inf, 0.0, 590.0, 600.0, 0.5), 600, 0.0) == pytest.approx(0.5)
 
 
 def test_adaptive_goes_by_its_latest_attempt_answered_not_the_last_answer_read():
