@@ -294,3 +294,53 @@ def test_alternatives_get_distinct_styles_and_markers_placed_apart(n):
     assert len({m["markevery"][0] for m in marked}) == n and all(0 <= m["markevery"][0] < 125 for m in marked)
     assert all(m["markersize"] == 4 for m in marked)
     assert report._marked(styles[0], 0, 5, n)["markevery"] == (0, 1)  # (a run of a few bins: a marker on each)
+
+
+# ---- the other commands' figures ----------------------------------------------------------------------------
+
+def _saved(monkeypatch, module) -> dict:
+    """{file name: figure} of every figure ``module`` saves from now on (written and laid out as it does)."""
+    saved = {}
+
+    def keep(fig, path, **kw):
+        saved[path.name] = fig
+        return figures.save(fig, path, **kw)
+
+    monkeypatch.setattr(module, "save", keep)
+    return saved
+
+
+def test_the_lane_figures_are_readable(tmp_path, monkeypatch):
+    """``lanes_cost_time.png`` and ``batch_job_times.png`` of a study comparing on-demand and batch lanes."""
+    from sim import lane_plots
+    from tests.test_lanes import _live_and_batch
+    data = _live_and_batch(speed=5000.0)
+    data["compare"] = {"lane": ["on_demand", "batch"]}
+    data["clients"] = data["clients"][1:]
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    saved = _saved(monkeypatch, lane_plots)
+    lane_plots.plot_lanes(study, tmp_path)
+    assert set(saved) == {"lanes_cost_time.png", "batch_job_times.png"}
+    for name, fig in saved.items():
+        assert_readable(fig, name)
+
+
+def test_the_validation_figure_is_readable(tmp_path, monkeypatch):
+    from sim import validation
+    saved = _saved(monkeypatch, validation)
+    validation.plot_windows_vs_bucket(tmp_path)
+    assert_readable(saved["windows_vs_bucket.png"], "windows_vs_bucket.png")
+
+
+def test_the_calibration_figures_are_readable(tmp_path, monkeypatch):
+    """``service_*.png`` and ``header_residuals.png`` of the shipped example log's calibration."""
+    from pathlib import Path
+
+    from sim.calibrate import calibrate
+    from sim.calibrate import output
+    saved = _saved(monkeypatch, output)
+    log = Path(__file__).resolve().parents[1] / "scenarios" / "logs" / "example_groq_calls.jsonl"
+    output.write_plots(calibrate(log), tmp_path)
+    assert "header_residuals.png" in saved and any(name.startswith("service_") for name in saved)
+    for name, fig in saved.items():
+        assert_readable(fig, name)
