@@ -286,16 +286,16 @@ class Simulation:
             if limits is None:  # flex capacity short: 498 capacity_exceeded, fast, nothing charged
                 self._answer(c, i, tries, now, rtt, CAPACITY_EXCEEDED)
                 return
-        if c.observers:
-            self._observe(c, m, limits, now, i, wait, rtt, svc)
         if wait == 0.0:
             q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
+            fin = now + rtt + q + p + ct
+            if c.observers:  # (read with the answer, when served)
+                self._observe(c, m, limits, now, i, wait, rtt, fin, fin - now)
             c.qt[i] = q
             c.pt[i] = p
             c.ct[i] = ct
             c.admitted[i] = now
             c.served[i] = m
-            fin = now + rtt + q + p + ct
             if self.refund:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
@@ -308,32 +308,30 @@ class Simulation:
                 c.finished[i] = fin
             else:
                 self._finish(c, i, OK, fin)
-        elif wait == math.inf:
-            c.refused[i] = UNIT_INDEX[limits.binding]
-            c.served[i] = m
-            if c.timeout is not None and rtt > c.timeout:  # the 413 comes too late: given up, and retried
-                self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+        else:
+            if c.observers:  # (read a round trip after the send)
+                self._observe(c, m, limits, now, i, wait, rtt, now + rtt, rtt)
+            if wait == math.inf:
+                c.refused[i] = UNIT_INDEX[limits.binding]
+                c.served[i] = m
+                if c.timeout is not None and rtt > c.timeout:  # the 413 comes too late: given up, and retried
+                    self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
+                else:
+                    self._finish(c, i, TOO_LARGE, now + rtt)
             else:
-                self._finish(c, i, TOO_LARGE, now + rtt)
-        else:
-            c.n429[i] += 1
-            c.refused[i] = k = UNIT_INDEX[limits.binding]
-            c.refusal_t.append(now)
-            c.refusal_code.append(m * 8 + k)
-            c.served[i] = m
-            self._answer(c, i, tries, now, rtt, 429, wait)
+                c.n429[i] += 1
+                c.refused[i] = k = UNIT_INDEX[limits.binding]
+                c.refusal_t.append(now)
+                c.refusal_code.append(m * 8 + k)
+                c.served[i] = m
+                self._answer(c, i, tries, now, rtt, 429, wait)
 
-    def _observe(self, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, svc) -> None:
+    def _observe(self, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, read: float,
+                 late: float) -> None:
         """The observers of the attempt of request ``i`` sent at ``now`` (a gate's ``observe`` hook, a ``watch``),
-        told after its charge was decided; also ``read``, when the client reads the answer and its headers: a
-        refusal a round trip after the send, an admitted attempt when its answer has been served (its finish,
-        as :meth:`_send` computes it), ``inf`` if the client's ``timeout`` gives the attempt up before."""
-        if wait == 0.0:
-            q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], c.audio[i], c.z_speed[i], c.z_queue[i])
-            read = now + rtt + q + p + ct
-            late = read - now
-        else:
-            read, late = now + rtt, rtt
+        told after its charge was decided; also ``read``, when the client reads the answer and its headers
+        (``late`` seconds after the send: a refusal's round trip, a success's finish), ``inf`` if the client's
+        ``timeout`` gives the attempt up before (as :meth:`_send` decides it)."""
         if c.timeout is not None and late > c.timeout:
             read = math.inf
         for observe in c.observers:
