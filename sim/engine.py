@@ -289,8 +289,9 @@ class Simulation:
         if wait == 0.0:
             q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
             fin = now + rtt + q + p + ct
+            given_up = c.timeout is not None and fin - now > c.timeout  # the client stops waiting; the server goes on
             if c.observers:  # (read with the answer, when served)
-                self._observe(c, m, limits, now, i, wait, rtt, fin, fin - now)
+                self._observe(c, m, limits, now, i, wait, rtt, math.inf if given_up else fin)
             c.qt[i] = q
             c.pt[i] = p
             c.ct[i] = ct
@@ -300,7 +301,7 @@ class Simulation:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
                     self._at(fin, limits.refund_tokens, unused, now, fin)
-            if c.timeout is not None and fin - now > c.timeout:  # the client stops waiting; the server goes on
+            if given_up:
                 c.timed_out(i, now, m, fin)  # (still charged: its admission is logged)
                 self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
             elif c.plain:  # _finish, for a group with nothing more to do at a finish
@@ -309,8 +310,9 @@ class Simulation:
             else:
                 self._finish(c, i, OK, fin)
         else:
-            if c.observers:  # (read a round trip after the send)
-                self._observe(c, m, limits, now, i, wait, rtt, now + rtt, rtt)
+            if c.observers:  # (read a round trip after the send, as _answer and the 413 below decide it)
+                self._observe(c, m, limits, now, i, wait, rtt,
+                              math.inf if c.timeout is not None and rtt > c.timeout else now + rtt)
             if wait == math.inf:
                 c.refused[i] = UNIT_INDEX[limits.binding]
                 c.served[i] = m
@@ -326,14 +328,11 @@ class Simulation:
                 c.served[i] = m
                 self._answer(c, i, tries, now, rtt, 429, wait)
 
-    def _observe(self, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, read: float,
-                 late: float) -> None:
+    def _observe(self, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, read: float) -> None:
         """The observers of the attempt of request ``i`` sent at ``now`` (a gate's ``observe`` hook, a ``watch``),
-        told after its charge was decided; also ``read``, when the client reads the answer and its headers
-        (``late`` seconds after the send: a refusal's round trip, a success's finish), ``inf`` if the client's
-        ``timeout`` gives the attempt up before (as :meth:`_send` decides it)."""
-        if c.timeout is not None and late > c.timeout:
-            read = math.inf
+        told after its charge was decided; also ``read``, when the client reads the answer and its headers (a
+        refusal a round trip after the send, a success when served), ``inf`` if the client's ``timeout`` gives
+        the attempt up before."""
         for observe in c.observers:
             observe(m, limits, now, i, wait, rtt, read)
 

@@ -515,7 +515,8 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     legend_rows = 0 if empty or not lines else math.ceil(len(lines) / ncols)
     # room for the title, a legend above the panels when no place is empty, and a panel title above each panel;
     # below the last row, tick labels and an axis label; between rows, a panel title
-    top = 0.45 + 0.2 * title.count("\n") + 0.2 * legend_rows + 0.3
+    title_height = 0.45 + 0.2 * title.count("\n")
+    top = title_height + 0.2 * legend_rows + 0.3
     _margins(fig, left=0.75, right=0.15, bottom=0.5, top=top, wspace=0.06,
              hspace=0.35 / ((height - top - 0.5) / rows - 0.35))
     if lines:
@@ -525,7 +526,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
             fig.legend(lines.values(), lines.keys(), loc="center", bbox_to_anchor=box, fontsize=8, frameon=False)
         else:  # under the title
             fig.legend(lines.values(), lines.keys(), loc="upper center", ncols=ncols, fontsize=7, frameon=False,
-                       bbox_to_anchor=(0.5, 1 - (0.45 + 0.2 * title.count("\n")) / height))
+                       bbox_to_anchor=(0.5, 1 - title_height / height))
     return [save(fig, out / "utilisation_over_time.png", layout=False)]
 
 

@@ -89,20 +89,21 @@ def studies():
     return {n: _study(policies) for n, policies in GRIDS.items()}
 
 
-def _draw(study, figure, out) -> dict:
-    """{file name: figure} of what ``figure(study, out)`` saved (written and laid out as the command does)."""
-    saved = {}
-
+def _keeper(saved: dict):
+    """A stand-in for ``save`` that writes and lays out the figure as the command does, and keeps it in
+    ``saved`` under its file name."""
     def keep(fig, path, **kw):
         saved[path.name] = fig
         return figures.save(fig, path, **kw)
+    return keep
 
-    patch = pytest.MonkeyPatch()
-    patch.setattr(report, "save", keep)
-    try:
+
+def _draw(study, figure, out) -> dict:
+    """{file name: figure} of what ``figure(study, out)`` saved."""
+    saved = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "save", _keeper(saved))
         figure(study, out)
-    finally:
-        patch.undo()
     return saved
 
 
@@ -299,14 +300,9 @@ def test_alternatives_get_distinct_styles_and_markers_placed_apart(n):
 # ---- the other commands' figures ----------------------------------------------------------------------------
 
 def _saved(monkeypatch, module) -> dict:
-    """{file name: figure} of every figure ``module`` saves from now on (written and laid out as it does)."""
+    """{file name: figure} of every figure ``module`` saves from now on."""
     saved = {}
-
-    def keep(fig, path, **kw):
-        saved[path.name] = fig
-        return figures.save(fig, path, **kw)
-
-    monkeypatch.setattr(module, "save", keep)
+    monkeypatch.setattr(module, "save", _keeper(saved))
     return saved
 
 
