@@ -181,7 +181,6 @@ class ServiceModel:
     """
 
     def __init__(self, model: str, params: ServiceParams):
-        self.model, self.params = model, params
         p = params.check(model)
         s_sigma = math.sqrt(math.log1p(p.speed_cv ** 2))
         self._s_sigma, self._s_nmu = s_sigma, s_sigma ** 2 / 2  # S = exp(-sigma^2/2 + sigma z): E[S] = 1

@@ -1,5 +1,6 @@
 """Prices and the cost of a run, checked by hand against Groq's pricing page (groq-real-responses.md section 5)."""
 import csv
+import dataclasses
 import io
 import math
 from importlib import resources
@@ -52,6 +53,22 @@ def test_cost_of_a_hand_checked_frame():
     assert b.by_model["whisper-large-v3-turbo"] == pytest.approx(0.04) and b.unpriced == ()
     assert "too_large" not in b.by_model and set(b.by_model) == {m for m, o in zip(SMALL["model"], SMALL["outcome"])
                                                                    if o == "ok"}
+
+
+def test_short_clips_a_single_row_and_no_success():
+    # a clip shorter than a second is billed the 10-s minimum too; one longer than the minimum, its length
+    clips = frame([("whisper-large-v3", "ok", 0, 0, 0.5), ("whisper-large-v3", "ok", 0, 0, 12.5)])
+    assert request_costs(clips, PRICES) == pytest.approx([10 / 3600 * 0.111, 12.5 / 3600 * 0.111])
+    assert request_costs(SMALL.iloc[:1], PRICES) == pytest.approx(SMALL_USD[:1])  # a frame of one request
+    none = bill(SMALL.iloc[[1, 3]], PRICES)  # no success: nothing to pay, no cost per success
+    assert none.usd == 0.0 and none.successes == 0 and math.isnan(none.per_success) and none.by_model == {}
+
+
+def test_a_fully_cached_prompt():
+    # cache_hit_ratio 1 is allowed: every prompt token at the cached price
+    c = request_costs(SMALL, PRICES, cache_hit_ratio=1.0)
+    assert c[2] == pytest.approx((2000 * 0.075 + 1000 * 0.60) / 1e6)
+    assert c[0] == pytest.approx((1000 * 0.295 + 500 * 0.79) / 1e6)
 
 
 def test_categorical_columns_like_the_engine_writes():
@@ -111,6 +128,8 @@ def test_overrides_are_validated():
         price_table({"new-model": {"input_per_m": 1.0}})
     with pytest.raises(ConfigError, match="needs input_per_m"):
         price_table({"new-model": {"audio_per_hour": 1.0, "cached_input_per_m": 0.1}})
+    with pytest.raises(ConfigError, match="needs input_per_m and output_per_m, audio_per_hour or characters_per_m"):
+        price_table({"new-model": {"audio_min_seconds": 10.0}})  # no price to bill by
     assert "source" not in PRICE_KEYS and "audio_min_seconds" in PRICE_KEYS
 
 
@@ -121,3 +140,5 @@ def test_each_caller_gets_a_price_table_of_its_own():
     assert load_prices() == PRICES and "qwen/qwen3-32b" in load_prices()
     assert price_table({"qwen/qwen3-32b": {"input_per_m": 9.0}})["qwen/qwen3-32b"].input_per_m == 9.0
     assert load_prices()["qwen/qwen3-32b"].input_per_m == 0.29
+    with pytest.raises(dataclasses.FrozenInstanceError):  # the rows are shared: changed only by replacing them
+        load_prices()["qwen/qwen3-32b"].input_per_m = 9.0

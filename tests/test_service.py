@@ -1,7 +1,9 @@
 """The service timing model against the real usage samples of groq-real-responses.md."""
 import csv
+import dataclasses
 import io
 import math
+import re
 from dataclasses import fields, replace
 from importlib import resources
 
@@ -17,6 +19,8 @@ from sim.service import (
     ServiceModel,
     ServiceParams,
     fit_prefill,
+    lognormal_sigma,
+    lognormal_sigma_q,
     load_service_table,
     service_defaults,
     service_models,
@@ -93,6 +97,12 @@ def test_prefill_fit_ignores_the_retired_model_and_counts_only_uncached_tokens()
                {"model": "b", "prompt_tokens": "5", "cached_tokens": "0", "prompt_time": "0.001", "used_in_fit": "no"}]
     fixed, rates, default = fit_prefill(samples)
     assert fixed == 0.01 and rates == {"a": pytest.approx(200 / 0.02)} and default == pytest.approx(10_000)
+    # a sample without cached tokens (empty, or no column) has none: all its prompt tokens need prefill
+    bare = [{"model": "a", "prompt_tokens": "100", "prompt_time": "0.02"},
+            {"model": "b", "prompt_tokens": "100", "cached_tokens": "", "prompt_time": "0.03"}]
+    fixed, rates, default = fit_prefill(bare)
+    assert fixed == 0.01 and rates == pytest.approx({"a": 100 / 0.01, "b": 100 / 0.02}, rel=1e-12)
+    assert default == pytest.approx(7500.0, rel=1e-12)
 
 
 def test_total_time_is_prompt_plus_completion_and_queue_is_apart():
@@ -182,6 +192,66 @@ def test_overrides_are_applied_and_validated():
     with pytest.raises(ConfigError, match="give at least its output_tps"):
         service_models({"unknown-model": {"prefill_tps": 3}})
     assert "kind" not in SERVICE_KEYS and "source" not in SERVICE_KEYS and "rtt_p90" in SERVICE_KEYS
+
+
+def test_check_allows_each_edge_and_refuses_one_step_past_it():
+    """ServiceParams.check, kind by kind (a data row or a scenario's ``[service."MODEL"]``): a figure at the edge
+    of what is allowed passes, one just past it is refused, the error naming the model, the key and the rule."""
+    chat, stt, tts = TABLE["llama-3.3-70b-versatile"], TABLE["whisper-large-v3"], TABLE["playai-tts"]
+    allowed = [(chat, {"output_tps": 0.5}), (chat, {"prefill_tps": 0.5}), (chat, {"prefill_fixed": 0.0}),
+               (chat, {"speed_cv": 0.0}), (chat, {"speed_cv": 3.0}), (chat, {"queue_p90": chat.queue_median}),
+               (chat, {"rtt_p90": chat.rtt_median}), (chat, {"rtt_median": 0.0, "rtt_p90": 0.0}),
+               (stt, {"output_tps": 0.0}), (stt, {"prefill_tps": 0.0}), (stt, {"prefill_tps": 0.5}),
+               (stt, {"audio_speed_factor": 0.5}), (tts, {"output_tps": 0.0})]
+    for base, values in allowed:
+        params = replace(base, **values)
+        assert params.check("m") is params, values
+    refused = [(chat, {"kind": "video"}, "kind", "one of chat, stt, tts"),
+               (chat, {"prefill_fixed": math.inf}, "prefill_fixed", "a finite number"),
+               (chat, {"speed_cv": True}, "speed_cv", "a finite number"),
+               (chat, {"queue_median": "0.1"}, "queue_median", "a finite number"),
+               (chat, {"output_tps": 0.0}, "output_tps", "> 0 tokens/s"),
+               (stt, {"output_tps": -1.0}, "output_tps", ">= 0 tokens/s"),
+               (chat, {"prefill_tps": 0.0}, "prefill_tps", "> 0 tokens/s"),
+               (tts, {"prefill_tps": 0.0}, "prefill_tps", "> 0 tokens/s"),
+               (stt, {"prefill_tps": -1.0}, "prefill_tps", ">= 0"),
+               (stt, {"audio_speed_factor": 0.0}, "audio_speed_factor", "> 0"),
+               (stt, {"audio_speed_factor": None}, "audio_speed_factor", "> 0"),
+               (chat, {"speed_cv": 3.01}, "speed_cv", "between 0 and 3"),
+               (chat, {"speed_cv": -0.01}, "speed_cv", "between 0 and 3"),
+               (chat, {"queue_p90": chat.queue_median * 0.99}, "queue_p90", ">= queue_median"),
+               (chat, {"rtt_median": -0.01}, "rtt_median", ">= 0 seconds"),
+               (chat, {"rtt_p90": chat.rtt_median * 0.99}, "rtt_p90", ">= rtt_median")]
+    for base, values, key, rule in refused:
+        with pytest.raises(ConfigError, match=rf"^service parameter 'm'\.{key} = .*: must be {re.escape(rule)}"):
+            replace(base, **values).check("m")
+
+
+def test_service_tables_cannot_be_changed_in_place():
+    """The package table is parsed once per process and its rows are shared by every caller's copy: a row is
+    frozen, so a caller changes its own table only by putting a new row in it (as overrides do)."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        load_service_table()["llama-3.3-70b-versatile"].output_tps = 1.0
+    assert load_service_table()["llama-3.3-70b-versatile"].output_tps == 280
+
+
+def test_a_speech_to_text_model_without_prefill_times_only_its_audio():
+    """prefill_tps = 0 is allowed for speech-to-text (its requests carry no prompt tokens): the prompt time is
+    the fixed part, the completion time the audio at its speed."""
+    p = replace(TABLE["whisper-large-v3"], prefill_tps=0.0)
+    q, pt, ct = ServiceModel("w", p).times(0, 0, 30.0, 0.0, 0.0)
+    inv_s = math.exp(math.log1p(p.speed_cv ** 2) / 2)
+    assert q == pytest.approx(p.queue_median) and pt == pytest.approx(p.prefill_fixed * inv_s)
+    assert ct == pytest.approx(30.0 / p.audio_speed_factor * inv_s)
+
+
+def test_lognormal_sigma_from_a_median_and_an_upper_quantile():
+    assert lognormal_sigma(0.1, 0.2) == pytest.approx(math.log(2) / stats.norm.ppf(0.95))
+    assert stats.lognorm(s=lognormal_sigma_q(0.1, 0.3, Z90), scale=0.1).ppf(0.90) == pytest.approx(0.3)
+    assert lognormal_sigma_q(0.1, 0.1, Z90) == 0.0  # no spread
+    for median, value in ((0.0, 0.1), (-0.1, 0.1), (0.2, 0.1)):
+        with pytest.raises(ConfigError, match="0 < median <= upper quantile"):
+            lognormal_sigma_q(median, value, Z90)
 
 
 def test_speed_spread_is_estimated_from_the_real_llama_samples():
