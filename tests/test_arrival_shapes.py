@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.arrivals import arrival
+from sim.arrivals import arrival, poisson_times
 from sim.config import Client
 from sim.workload import sizes
 
@@ -111,27 +111,56 @@ def test_a_trace_row_at_the_horizon_is_not_sent(tmp_path):
 
 class _MeanDraws:
     """A generator stand-in whose exponential and gamma draws are ``fraction`` of their means (on/off: every on
-    period lasts ``on``, every off period ``off``, every Poisson gap 1/rate), so times can be written by hand."""
+    period lasts ``on``, every off period ``off``, every Poisson gap 1/rate) and whose uniforms are ``uniform``,
+    so times can be written by hand."""
 
-    def __init__(self, fraction: float = 1.0):
-        self.fraction = fraction
+    def __init__(self, fraction: float = 1.0, uniform: float = 0.5):
+        self.fraction, self.uniform = fraction, uniform
 
     def exponential(self, scale, size):
         return np.full(size, self.fraction * scale)
 
-    def gamma(self, shape, scale, size):
-        return np.full(size, self.fraction * shape * scale)
+    def gamma(self, shape, scale, size=None):
+        return self.fraction * shape * scale if size is None else np.full(size, self.fraction * shape * scale)
+
+    def random(self, size=None):
+        return self.uniform if size is None else np.full(size, self.uniform)
 
 
-@pytest.mark.parametrize("settings", [{"kind": "poisson", "rate": "60/min"},
-                                      {"kind": "bursty", "rate": "60/min", "burstiness": 2.0}],
-                         ids=lambda s: s["kind"])
-def test_gaps_are_summed_from_zero_over_as_many_blocks_as_the_horizon_takes(settings):
+@pytest.mark.parametrize("settings, first", [({"kind": "poisson", "rate": "60/min"}, 0.25),
+                                             ({"kind": "bursty", "rate": "60/min", "burstiness": 2.0}, 0.625)],
+                         ids=lambda s: s["kind"] if isinstance(s, dict) else "")
+def test_gaps_are_summed_from_zero_over_as_many_blocks_as_the_horizon_takes(settings, first):
     # gaps of a quarter of the mean (0.25 s at 1/s): the first block (sized for mean gaps, 221 gaps for
-    # Poisson, 121 for bursty over 100 s) ends far before the horizon; every later block must be kept, and
-    # the clock starts at 0: arrivals at 0.25, 0.5, ..., 99.75
+    # Poisson, 121 for bursty over 100 s) ends far before the horizon; every later block must be kept.
+    # Poisson's clock starts at 0 (its first arrival a gap after it); bursty's first arrival is its
+    # forward-recurrence time, uniform (here 1/2) x a gamma of shape 1/b^2 + 1 (here 1/4 of its mean, 5 s)
     t = arrival(**settings).times(_MeanDraws(0.25), 100.0)
-    assert t.tolist() == [0.25 * k for k in range(1, 400)]
+    assert t.tolist() == [first + 0.25 * k for k in range(0, int((100 - first) / 0.25) + 1)
+                          if first + 0.25 * k < 100]
+
+
+def test_bursty_traffic_is_stationary_from_the_start():
+    """A bursty source is already running when the horizon starts (a stationary renewal process): its first
+    arrival comes after the mean forward-recurrence time E[X^2] / 2E[X] = (1 + b^2) / (2 rate) (Cox, Renewal
+    Theory, 1962), not after a whole gap, and any window holds rate x length arrivals on average.  Starting
+    with a whole gap would add (b^2 - 1) / 2 = 12 arrivals at b = 5 to the 6 of the minute below."""
+    b, rate = 5.0, 0.1  # 6/min
+    proc = arrival(kind="bursty", rate="6/min", burstiness=b)
+    firsts = [proc.times(np.random.default_rng(seed), 1e4)[0] for seed in range(2000)]
+    assert np.mean(firsts) == pytest.approx((1 + b * b) / (2 * rate), rel=0.1)  # 130 s (a whole gap: 10 s)
+    counts = [proc.times(np.random.default_rng(seed), 60.0).size for seed in range(2000)]
+    assert np.mean(counts) == pytest.approx(6.0, abs=1.0)
+
+
+def test_a_horizon_of_a_few_arrivals_and_an_empty_one():
+    # bursty over a horizon that expects 3 arrivals: one block of gaps (its size has a floor) covers it, and
+    # the count is right on average (400 seeds: the standard error of the mean is ~0.15 at CV 2)
+    proc = arrival(kind="bursty", rate="3/min", burstiness=2.0)
+    counts = [proc.times(np.random.default_rng(seed), 60.0).size for seed in range(400)]
+    assert np.mean(counts) == pytest.approx(3.0, abs=0.6)
+    # an empty horizon has no arrival, whatever the rate
+    assert poisson_times(np.random.default_rng(0), 5.0, 0.0).size == 0
 
 
 def test_arrivals_start_at_zero_even_within_a_one_second_horizon():
