@@ -89,6 +89,8 @@ class Mutant:
     killer: str = ""           # the test that failed
     note: str = ""             # "no coverage", or how the mutant was run
     refs: list | None = None   # a module constant's or class attribute's readers: [(file, line)]
+    field: bool = False        # an annotated name in a class body: a dataclass or pydantic field, used whenever
+    #                            the class is built or validated, not only where the name is read
 
 
 class _Sites(ast.NodeTransformer):
@@ -130,6 +132,7 @@ class _Sites(ast.NodeTransformer):
         assigned = [n.id for t in targets for n in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])
                     if isinstance(n, ast.Name)]
         site["assigns"] = assigned if isinstance(top, (ast.Assign, ast.AnnAssign)) and assigned else None
+        site["field"] = isinstance(top, ast.AnnAssign) and bool(stmts) and isinstance(stmts[0], ast.ClassDef)
         for k, s in enumerate(self._scope):
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = (s.body[0].lineno, s.end_lineno)
@@ -266,7 +269,7 @@ def list_mutants(paths: list[str], functions: set[str] | None = None) -> list[Mu
             mutants.append(Mutant(len(mutants), path, w["line"], w["op"], w["change"], src,
                                   key=f"{path} | {src} | {w['change']} | #{occurrence}", site=site,
                                   lo=w["lo"], hi=w["hi"], stmt_line=w["stmt_line"], func=w["func"],
-                                  header=w["header"], body=w["body"], scope=w["scope"]))
+                                  header=w["header"], body=w["body"], scope=w["scope"], field=w["field"]))
             if w["assigns"] and not w["func"] and not w["header"]:
                 mutants[-1].refs = sorted(set().union(*(readers.get(n, set()) for n in w["assigns"])))
     return mutants

@@ -123,6 +123,8 @@ class Selection:
             for path, line in m.refs:  # (read at import, e.g. in a class body: whoever uses that file)
                 imported_there = line in self._import_lines.get(path, ())
                 tests |= self._file_tests.get(path, set()) if imported_there else self.tests_of_lines(path, (line,))
+            if m.field:  # a field's default or constraint acts wherever its class is built: whoever uses its file
+                tests |= self._file_tests.get(m.path, set())
             mode = "cold"
         else:
             if imported:
