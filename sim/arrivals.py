@@ -113,8 +113,8 @@ class Bursty(_Kind):
     (1 = Poisson): the traffic of a source already running when the horizon starts, ``rate`` requests per
     second on average over any window.  The first arrival comes after the equilibrium forward-recurrence
     time, ``U x G`` with ``U`` uniform and ``G`` gamma of shape ``1 / burstiness^2 + 1`` (a gap drawn in
-    proportion to its length, cut at a uniform point), the others a gap apart (Cox, *Renewal Theory*, 1962,
-    sections 2.2 and 4.3).  Starting with a whole gap instead (an ordinary renewal process) would add
+    proportion to its length, cut at a uniform point), the others a gap apart: Cox's equilibrium renewal
+    process (*Renewal Theory*, 1962).  Starting with a whole gap instead (an ordinary renewal process) adds
     ``(burstiness^2 - 1) / 2`` arrivals on average, 1 250 at burstiness 50, mostly in a burst at the start."""
     kind: Literal["bursty"]
     rate: Rate
