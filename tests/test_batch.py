@@ -1,5 +1,7 @@
 """The Batch API lane: jobs cut by Groq's caps, the completion window, conservation, its own limits, cost."""
+import tomllib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -147,3 +149,52 @@ def test_the_job_table_keeps_requests_without_a_client():
     table = jobs_from_records(rec).sort_values("job")
     assert table[["job", "requests", "completed", "expired"]].values.tolist() == [[0, 2, 1, 1], [1, 1, 1, 0]]
     assert table["status"].astype(str).tolist() == ["expired", "completed"]
+
+
+def _lanes_doc_block(header: str) -> dict:
+    """The settings docs/lanes.md shows under ``header`` in its indented TOML examples."""
+    lines = (Path(__file__).resolve().parents[1] / "docs" / "lanes.md").read_text(encoding="utf-8").splitlines()
+    k = next(n for n, line in enumerate(lines) if line.startswith(f"    {header}"))
+    block = []
+    for line in lines[k + 1:]:
+        if not line.startswith("    "):
+            break
+        block.append(line.strip())
+    return tomllib.loads("\n".join(block))
+
+
+def test_the_lanes_defaults_are_the_ones_docs_lanes_md_states():
+    """What a scenario gets without setting the lanes' assumptions is what docs/lanes.md shows and its table
+    states (start delay median 15 min, p95 3 h; 5 000 tokens/s per job, 5 % below 1 000; a request line 300 B
+    + 4 B per prompt token; files of at most 50 000 requests and 200 MB; flex at 10x, calm 50 min, scarce
+    10 min, failing half the attempts when scarce)."""
+    from sim.flex import Flex
+    batch, flex = _lanes_doc_block("[org.batch]"), _lanes_doc_block("[org.flex]")
+    assert {"start_median", "start_p95", "speed_median", "speed_p05"} <= batch.keys()
+    assert {"multiplier", "calm", "scarce", "scarce_failure"} <= flex.keys()
+    assert BatchLane() == BatchLane(**batch) and Flex() == Flex(**flex)
+    jobs = BatchJobs()
+    assert (jobs.line_overhead, jobs.bytes_per_token) == (300.0, 4.0)
+    assert (jobs.max_requests, jobs.max_bytes) == (50_000, 200_000_000) == (MAX_REQUESTS, MAX_BYTES)
+    assert jobs.completion_window == 24 * 3600.0
+
+
+def test_the_completion_window_is_what_groq_accepts():
+    """Groq's batch docs: a completion_window from 24 h to 7 d."""
+    for ok in ("24h", "3d", "7d"):
+        BatchJobs(completion_window=ok)
+    for bad in ("23h59m", "7d1s"):
+        with pytest.raises(ValidationError, match="24h to 7d"):
+            BatchJobs(completion_window=bad)
+
+
+def test_start_delays_and_speeds_are_lognormal_with_the_quantiles_asked():
+    lane = BatchLane(start_median="20m", start_p95="2h", speed_median=4000, speed_p05=500)
+    delays = lane.start_delays(np.random.default_rng(1), 200_000)
+    assert np.median(delays) == pytest.approx(1200.0, rel=0.01)
+    assert np.percentile(delays, 95) == pytest.approx(7200.0, rel=0.02)
+    speeds = lane.speeds(np.random.default_rng(2), 200_000)
+    assert np.median(speeds) == pytest.approx(4000.0, rel=0.01)
+    assert np.percentile(speeds, 5) == pytest.approx(500.0, rel=0.02)
+    # a start median of 0: every job starts at once
+    assert not BatchLane(start_median=0, start_p95="1h").start_delays(np.random.default_rng(3), 100).any()
