@@ -10,6 +10,7 @@ from sim import LimitSet, rate_limit_headers
 from sim.catalog import Limits
 from sim.errors import ConfigError
 from sim.limiters import ALGORITHMS
+from sim import projects
 from sim.projects import Project, ScopedLimits, project_limits
 from sim.cli import main
 from sim.headers import parse_reset, rate_limit_error, refusal
@@ -167,3 +168,88 @@ def test_a_binding_the_project_quota_gave_says_so():
             "compare": {"project_quotas": [True, False]}}
     study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
     assert study.summary["binding"].tolist() == ["rpm (project quota)", "none"]
+
+
+def test_scoped_limits_charge_both_or_neither_and_name_what_binds():
+    """ScopedLimits directly: a project (RPM 3, TPM 1 000) under its org (RPM 10, TPM 6 000, RPD 100), both
+    token buckets.  Admitted requests charge both scopes; a refused one charges neither; the longer wait binds
+    (the project's on a tie), its scope and its unit named; the headers' view reads the scope with less left."""
+    project, org = LimitSet(Limits(rpm=3, tpm=1000)), LimitSet(Limits(rpm=10, tpm=6000, rpd=100))
+    s = ScopedLimits(project, org)
+    assert set(s.units) == {"rpm", "rpd", "tpm"}  # every unit of either scope
+    assert (s.limits.rpm, s.limits.tpm, s.limits.rpd) == (3, 1000, 100)  # the lower of the two per unit
+    for _ in range(3):
+        assert s.acquire(tokens=100, now=0.0) == 0.0
+    assert project.remaining("rpm", 0.0) == 0 and org.remaining("rpm", 0.0) == 7  # both charged
+    assert org.remaining("tpm", 0.0) == 5700 and org.remaining("rpd", 0.0) == 97
+    wait = s.acquire(tokens=100, now=0.0)  # the project's RPM: one request back in 60 / 3 = 20 s
+    assert wait == pytest.approx(20.0) and (s.binding_scope, s.binding) == (projects.PROJECT, "rpm")
+    assert org.remaining("rpm", 0.0) == 7 and org.remaining("tpm", 0.0) == 5700  # refused: nothing charged
+    assert s.remaining("rpm", 0.0) == 0 and s.remaining("rpd", 0.0) == 97  # the lower, or the only one
+    assert s.remaining("ash", 0.0) is None
+    # the headers' view follows every acquire (no look() needed): the project has less RPM left
+    assert s.units["rpm"].remaining(0.0) == 0 and s.units["rpm"].limit == 3
+    assert s.units["rpd"].limit == 100 and s.units["tpm"].window == 60.0
+    # a tie between the scopes' waits binds the project (it is listed first in ``scopes``)
+    tie = ScopedLimits(LimitSet(Limits(rpm=3)), LimitSet(Limits(rpm=3)))
+    assert tie.binding is None and tie.binding_scope is None  # nothing refused yet
+    for _ in range(3):
+        tie.acquire(now=0.0)
+    assert tie.acquire(now=0.0) == pytest.approx(20.0) and tie.binding_scope == projects.PROJECT
+    # within the binding scope, the unit with the longest wait for this request's own amount of it binds:
+    # RPM (one request back in 6 s) and TPM (200 tokens back in 12 s) both refuse; TPM binds
+    two = ScopedLimits(LimitSet(Limits(rpm=100)), LimitSet(Limits(rpm=10, tpm=1000)))
+    for _ in range(10):
+        assert two.acquire(tokens=100, now=0.0) == 0.0
+    assert two.acquire(tokens=200, now=0.0) == pytest.approx(12.0)
+    assert (two.binding_scope, two.binding) == (projects.ORG, "tpm")
+    assert two.acquire(tokens=50, now=0.0) == pytest.approx(6.0) and two.binding == "rpm"  # (TPM: 3 s)
+    assert two.units["rpm"].limit == 10  # the org has less left: the view moved to it
+    assert two.acquire(tokens=105, now=0.0) == pytest.approx(6.3) and two.binding == "tpm"  # (RPM: 6 s)
+    # audio units are weighed by the request's audio seconds: ASH (1 s back in 36 s) binds, not RPM (6 s)
+    audio = ScopedLimits(LimitSet(Limits(rpm=100)), LimitSet(Limits(rpm=10, ash=100)))
+    for _ in range(10):
+        assert audio.acquire(audio_seconds=10, now=0.0) == 0.0
+    assert audio.acquire(audio_seconds=1, now=0.0) == pytest.approx(36.0) and audio.binding == "ash"
+    # a project whose two units refuse: its own units rank them (RPM 20 s, TPM 200 tokens at 5/s: 40 s)
+    own = ScopedLimits(LimitSet(Limits(rpm=3, tpm=300)), LimitSet(Limits(rpm=10, tpm=6000)))
+    for _ in range(3):
+        assert own.acquire(tokens=100, now=0.0) == 0.0
+    assert own.units["rpm"].limit == 3  # admitted only: the view already follows the project
+    assert own.acquire(tokens=200, now=0.0) == pytest.approx(40.0)
+    assert (own.binding_scope, own.binding) == (projects.PROJECT, "tpm")
+    # acquire()'s defaults: no tokens, no audio, at time 0
+    assert own.acquire() == pytest.approx(20.0) and own.binding == "rpm"
+    fresh = ScopedLimits(LimitSet(Limits(tpm=10, ash=10)), LimitSet(Limits(tpm=10, ash=10)))
+    assert fresh.acquire() == 0.0 and fresh.remaining("tpm", 0.0) == 10 and fresh.remaining("ash", 0.0) == 10
+    # with as much left in both scopes, the view is the org's (the project shows only when it has less)
+    even = ScopedLimits(LimitSet(Limits(rpm=5)), LimitSet(Limits(rpm=10)))
+    even.org.acquire(now=0.0)
+    for _ in range(4):
+        even.org.acquire(now=0.0)
+    assert even.look(0.0).units["rpm"].limit == 10 and even.units["rpm"].remaining(0.0) == 5
+    # the org's tokens bind when the request is too large for what it has left and the project has room
+    big = ScopedLimits(LimitSet(Limits(tpm=5000)), LimitSet(Limits(tpm=6000, rpm=10)))
+    assert big.acquire(tokens=4000, now=0.0) == 0.0
+    big.org.acquire(tokens=1500, now=0.0)  # another project's traffic on the same org
+    wait = big.acquire(tokens=900, now=0.0)  # project 1 000 left, org 500 left: 400 tokens at 100/s
+    assert wait == pytest.approx(4.0) and (big.binding_scope, big.binding) == (projects.ORG, "tpm")
+    assert big.units["tpm"].limit == 6000  # the org has less left: its view
+    # refunds go back to both scopes
+    big.refund_tokens(300, 0.0, 0.0)
+    assert big.project.remaining("tpm", 0.0) == pytest.approx(1300) and big.org.remaining("tpm", 0.0) == 800
+
+
+def test_a_project_limit_is_a_positive_count_at_most_the_orgs():
+    assert Project(limits={"m": {"rpm": "1K", "rpd": "1"}}).limits == {"m": {"rpm": 1000, "rpd": 1}}
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="greater than 0"):
+            Project(limits={"m": {"rpm": bad}})
+    for bad in ("0", "-"):  # (a count written as text is checked once parsed; "-", no limit, is none)
+        with pytest.raises(ValueError, match="a project limit must be a positive count"):
+            Project(limits={"m": {"rpm": bad}})
+    with pytest.raises(ValueError, match="is not a count"):
+        Project(limits={"m": {"rpm": "lots"}})
+    assert project_limits("p", Project(limits={"m": {"rpm": 30}}), "m", ORG).rpm == 30  # the org's own: allowed
+    with pytest.raises(ConfigError, match="above the organization's rpm limit"):
+        project_limits("p", Project(limits={"m": {"rpm": 31}}), "m", ORG)
