@@ -198,3 +198,76 @@ def test_start_delays_and_speeds_are_lognormal_with_the_quantiles_asked():
     assert np.percentile(speeds, 5) == pytest.approx(500.0, rel=0.02)
     # a start median of 0: every job starts at once
     assert not BatchLane(start_median=0, start_p95="1h").start_delays(np.random.default_rng(3), 100).any()
+
+
+#: a lane without randomness: jobs start when submitted and run at 100 tokens/s
+STEADY = BatchLane(start_median=0, start_p95=0, speed_median=100, speed_p05=100)
+
+
+def test_process_by_hand():
+    """Five requests of 100 + 100 tokens (a 700-byte line each: 300 B + 4 B x 100 prompt tokens), one
+    submission at the horizon, files of at most 2 requests: jobs [0, 0, 1, 1, 2], each request done 2 s after
+    the one before it in its file, a job's first 2 s after its start."""
+    created = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+    tokens = np.full(5, 100.0)
+    per, table = process(created, tokens, tokens, BatchJobs(max_requests=2), STEADY, np.random.default_rng(0), 3600.0)
+    assert per["job"].tolist() == [0, 0, 1, 1, 2] and (per["submitted"] == 3600.0).all()
+    assert per["finished"].tolist() == [3602.0, 3604.0, 3602.0, 3604.0, 3602.0] and not per["status"].any()
+    assert table["requests"].tolist() == [2, 2, 1] and table["bytes"].tolist() == [1400.0, 1400.0, 700.0]
+    assert table["completion_time"].tolist() == [4.0, 4.0, 2.0]
+    # the same files cut by size: 1 400 bytes hold two of these lines
+    per, _ = process(created, tokens, tokens, BatchJobs(max_bytes=1400), STEADY, np.random.default_rng(0), 3600.0)
+    assert per["job"].tolist() == [0, 0, 1, 1, 2]
+    # a job that cannot finish in its window: its requests end expired at the window's end
+    slow = BatchLane(start_median=0, start_p95=0, speed_median=1, speed_p05=1)
+    big = np.full(2, 50_000.0)
+    per, table = process(created[:2], big, big, BatchJobs(), slow, np.random.default_rng(0), 3600.0)
+    assert per["status"].tolist() == [1, 1] and (per["finished"] == 3600.0 + 86_400).all()
+    assert table["status"].tolist() == ["expired"] and np.isnan(table["completion_time"][0])
+    # nothing created: nothing submitted
+    per, table = process(np.empty(0), np.empty(0), np.empty(0), BatchJobs(), STEADY, np.random.default_rng(0), 60.0)
+    assert all(v.size == 0 for v in per.values()) and table.empty and "completion_time" in table
+
+
+def test_submissions_and_files():
+    hour = 3600.0
+    every = BatchJobs(submit_at="1h", submit_every="2h")
+    assert (every.submissions(10 * hour, 8 * hour) / hour).tolist() == [1, 3, 5, 7, 9]
+    assert (every.submissions(10 * hour, 9 * hour) / hour).tolist() == [1, 3, 5, 7, 9]  # the last one takes it
+    assert (every.submissions(10 * hour, 9.5 * hour) / hour).tolist() == [1, 3, 5, 7, 9, 10]  # one more at the end
+    at_end = BatchJobs(submit_at="10h", submit_every="2h")
+    assert (at_end.submissions(10 * hour, 9 * hour) / hour).tolist() == [10]  # at the horizon: one, in the drain
+    # a new file at each new submission, at max_requests, and before a line that would pass max_bytes
+    sub = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    assert cut_jobs(sub, np.full(7, 10.0), 2, 1e9).tolist() == [0, 0, 1, 2, 2, 3, 3]
+    assert cut_jobs(sub, np.array([5.0, 5.0, 1.0, 20.0, 1.0, 9.0, 1.0]), 100, 10).tolist() == [0, 0, 1, 2, 3, 3, 4]
+
+
+def test_settings_at_their_edges():
+    from sim.flex import Flex
+    for ok in ({"submit_every": "1s"}, {"max_requests": 1}, {"max_bytes": 1}, {"bytes_per_token": 0.5},
+               {"line_overhead": 0}, {"submit_at": 0}):
+        BatchJobs(**ok)
+    for bad in ({"submit_every": "0.5s"}, {"max_requests": 0}, {"max_bytes": 0}, {"bytes_per_token": 0},
+                {"line_overhead": -1}, {"submit_at": -1}, {"max_requests": MAX_REQUESTS + 1}):
+        with pytest.raises(ValidationError):
+            BatchJobs(**bad)
+    with pytest.raises(ValidationError, match="start_p95 must be >= start_median"):
+        BatchLane(start_median="1h", start_p95="30m")
+    for ok in ({"multiplier": 0.5}, {"calm": "1s"}, {"scarce": 0}, {"scarce": "1s"}):
+        Flex(**ok)
+    for bad in ({"multiplier": 0}, {"multiplier": float("inf")}, {"calm": "0.5s"}, {"scarce": "0.5s"}):
+        with pytest.raises(ValidationError):
+            Flex(**bad)
+
+
+def test_jobs_from_records_without_batch_rows_and_in_client_order():
+    assert jobs_from_records(pd.DataFrame({"client": ["a"], "outcome": ["ok"]})).empty
+    assert jobs_from_records(pd.DataFrame({"client": ["a"], "job": [-1], "outcome": ["ok"], "submitted": [0.0],
+                                           "finished": [1.0]})).empty
+    rec = pd.DataFrame({"client": ["b", "a", "b"], "job": [0, 0, 1], "outcome": ["ok", "expired", "ok"],
+                        "submitted": [10.0, 10.0, 20.0], "finished": [12.0, 86_410.0, 25.0]})
+    table = jobs_from_records(rec)
+    assert list(zip(table["client"], table["job"])) == [("a", 0), ("b", 0), ("b", 1)]
+    assert table["status"].tolist() == ["expired", "completed", "completed"]
+    assert table["completion_time"].tolist()[1:] == [2.0, 5.0] and np.isnan(table["completion_time"][0])

@@ -179,3 +179,16 @@ def test_spills_are_counted_only_on_auto_and_ranked_most_first():
     assert spilled["llama-3.1-8b-instant"] > spilled["allam-2-7b"] > 0
     assert both.spilled_by == (("llama-3.1-8b-instant", "rpm"), ("allam-2-7b", "rpm"))
     assert summarize(both)["binding"] == "llama-3.1-8b-instant:rpm (spilled)"
+
+
+def test_scarce_time_and_failure_probability_read_the_timeline():
+    """``scarce_time`` against a fine grid of ``scarce(t)``, and the failure probability of each period."""
+    flex = Flex(calm="5m", scarce="2m", scarce_failure=0.7, calm_failure=0.1)
+    proc = CapacityProcess(flex, np.random.default_rng(11), 3600.0)
+    grid = np.arange(600.0, 3000.0, 0.5)
+    scarce = np.array([proc.scarce(t) for t in grid])
+    assert 0 < scarce.mean() < 1  # both kinds of period in the window
+    assert proc.scarce_time(600.0, 3000.0) == pytest.approx(scarce.sum() * 0.5, abs=2 * 0.5 * len(proc.switches))
+    assert proc.scarce_time(600.0, 600.0) == 0.0 and proc.scarce_time(1000.0, 900.0) == 0.0
+    assert {proc.failure_probability(t) for t in grid[scarce]} == {0.7}
+    assert {proc.failure_probability(t) for t in grid[~scarce]} == {0.1}

@@ -1,4 +1,6 @@
 """The limit book: which limit set a request passes by project, service tier and model."""
+import pytest
+
 from sim.limitbook import FLEX, ON_DEMAND, LimitBook
 from sim.limitset import LimitSet
 from sim.projects import ScopedLimits
@@ -66,3 +68,20 @@ def test_admit_routes_by_mode_and_a_tie_between_tiers_goes_to_flex():
     before = book.flex[MODEL].units["rpm"].remaining(0.0)
     assert book.admit(None, FLEX, MODEL, 10, 0.0, 0.0, lambda: True) == (None, 0.0, FLEX)
     assert book.flex[MODEL].units["rpm"].remaining(0.0) == before  # a 498 charges nothing
+
+
+def test_auto_refused_by_both_tiers_waits_for_the_sooner_one():
+    """auto, on-demand and flex both refusing: the attempt waits for the tier that admits it sooner.  Here
+    on-demand's RPM is spent (one request back in 60 / RPM s) and flex's TPM is spent (the request's tokens
+    back in twice that), so on-demand's refusal stands."""
+    from sim.limitbook import AUTO
+    book, on_demand = _book()
+    flex = book.limits(None, FLEX, MODEL)
+    for _ in range(on_demand.limits.rpm):
+        assert on_demand.acquire(1, 0.0, 0.0) == 0.0
+    assert flex.acquire(flex.limits.tpm, 0.0, 0.0) == 0.0
+    tokens = 2 * flex.limits.tpm / on_demand.limits.rpm
+    w_on, w_flex = on_demand.check(tokens, 0.0, 0.0).wait, flex.check(tokens, 0.0, 0.0).wait
+    assert w_on == pytest.approx(60 / on_demand.limits.rpm) and w_flex == pytest.approx(2 * w_on)
+    s, w, tier = book.admit(None, AUTO, MODEL, tokens, 0.0, 0.0, lambda: False)
+    assert (s, w, tier) == (on_demand, w_on, ON_DEMAND)
