@@ -59,13 +59,6 @@ class BatchJobs(Strict):
             raise ValueError(f"outside what Groq accepts (24h to 7d), got {format_duration(value)}")
         return value
 
-    @field_validator("submit_at")
-    @classmethod
-    def _not_negative(cls, value):
-        if value is not None and value < 0:
-            raise ValueError("must be >= 0")
-        return value
-
     def submissions(self, horizon: float, last_created: float) -> np.ndarray:
         """The submission times: ``submit_at + k x submit_every`` before the horizon, plus one at the
         horizon for requests created after the last of them."""
