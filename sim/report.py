@@ -446,7 +446,8 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
         ax2.text(0.5, 0.5, "no 429s in replication 0", transform=ax2.transAxes, ha="center", va="center",
                  color="0.3")
     ax1.set_title("Throughput and 429s over time (replication 0)")
-    ax1.legend(fontsize=7, loc="upper right")
+    # beside the panels, not on them: inside, it hid the peaks of whichever alternative ran highest
+    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     for a in (ax1, ax2):
         a.grid(True, alpha=0.3)
     return [save(fig, out / "throughput_over_time.png")]

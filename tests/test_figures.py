@@ -254,6 +254,9 @@ def test_the_throughput_figure_counts_completions_and_429s_per_minute(studies, t
             assert line.get_linewidth() > 0
         assert refused.sum() > 0
     assert [t.get_text() for t in top.get_legend().get_texts()] == [study.label(p) for p in study.comparison["point"]]
+    renderer, _ = _drawn_texts(fig)  # the legend beside the panels, on none of their curves
+    box = top.get_legend().get_window_extent(renderer).padded(-SLACK)
+    assert not box.overlaps(top.bbox) and not box.overlaps(bottom.bbox)
     assert top.get_ylabel() == "completed req/min" and bottom.get_ylabel() == "429s per min"
     assert bottom.get_xlabel() == "simulated time (min)" and top.get_ylim()[0] == bottom.get_ylim()[0] == 0
     assert top.get_title() == "Throughput and 429s over time (replication 0)" and not bottom.texts
