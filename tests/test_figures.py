@@ -233,6 +233,9 @@ def test_the_latency_cdf_draws_each_alternatives_successes_over_every_replicatio
     assert np.array_equal(line.get_xdata(), np.quantile(ok, levels)) and np.array_equal(line.get_ydata(), levels)
     assert line.get_label() == "developer" and line.get_linewidth() > 0
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["developer"]
+    renderer, _ = _drawn_texts(fig)  # the legend beside the axes, on none of the curves, inside the figure
+    box = ax.get_legend().get_window_extent(renderer).padded(-SLACK)
+    assert not box.overlaps(ax.bbox) and fig.bbox.contains(box.x1, box.y1)
     assert ax.get_xscale() == "log" and "latency" in ax.get_xlabel() and ax.get_ylabel() == "fraction of requests"
     assert ax.get_title() == "Latency CDF per alternative" and ax.xaxis.get_gridlines()[0].get_visible()
 
