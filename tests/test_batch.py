@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from helpers import client, run
 from sim.batch import MAX_BYTES, MAX_REQUESTS, BatchJobs, BatchLane, cut_jobs, jobs_from_records, process
 from sim.config import Accounting, Org
+from sim.flex import Flex
 from sim.cost import request_costs
 from sim.prices import BATCH_DISCOUNT
 from sim.engine import Simulation
@@ -168,7 +169,6 @@ def test_the_lanes_defaults_are_the_ones_docs_lanes_md_states():
     states (start delay median 15 min, p95 3 h; 5 000 tokens/s per job, 5 % below 1 000; a request line 300 B
     + 4 B per prompt token; files of at most 50 000 requests and 200 MB; flex at 10x, calm 50 min, scarce
     10 min, failing half the attempts when scarce)."""
-    from sim.flex import Flex
     batch, flex = _lanes_doc_block("[org.batch]"), _lanes_doc_block("[org.flex]")
     assert {"start_median", "start_p95", "speed_median", "speed_p05"} <= batch.keys()
     assert {"multiplier", "calm", "scarce", "scarce_failure"} <= flex.keys()
@@ -244,7 +244,6 @@ def test_submissions_and_files():
 
 
 def test_settings_at_their_edges():
-    from sim.flex import Flex
     for ok in ({"submit_every": "1s"}, {"max_requests": 1}, {"max_bytes": 1}, {"bytes_per_token": 0.5},
                {"line_overhead": 0}, {"submit_at": 0}):
         BatchJobs(**ok)

@@ -224,8 +224,7 @@ def test_scoped_limits_charge_both_or_neither_and_name_what_binds():
     assert fresh.acquire() == 0.0 and fresh.remaining("tpm", 0.0) == 10 and fresh.remaining("ash", 0.0) == 10
     # with as much left in both scopes, the view is the org's (the project shows only when it has less)
     even = ScopedLimits(LimitSet(Limits(rpm=5)), LimitSet(Limits(rpm=10)))
-    even.org.acquire(now=0.0)
-    for _ in range(4):
+    for _ in range(5):
         even.org.acquire(now=0.0)
     assert even.look(0.0).units["rpm"].limit == 10 and even.units["rpm"].remaining(0.0) == 5
     # the org's tokens bind when the request is too large for what it has left and the project has room
