@@ -152,19 +152,18 @@ def held_axes(scenario: Scenario) -> dict:
 def verdict(scenario: Scenario, runs: list[tuple[float, float, float, float]]
             ) -> tuple[bool, float, float, float, float]:
     """(meets target, mean success ratio, mean p95 latency, mean cost per success, mean offered req/min) of
-    a load's replications, in replication order."""
+    a load's replications, in replication order.
+    A replication with no success ratio (every request too large for the tier), p95 (no success) or cost
+    is left out of its mean; none at all gives a success ratio and cost that are not a number and a p95 of
+    infinity (numpy's nanmean would warn of an empty slice)."""
     target = scenario.capacity
     succ, p95, cost, offered = (np.array([r[k] for r in runs], dtype=float) for k in range(4))
-    ok_s, ok_p = float(np.nanmean(succ)), float(np.nanmean(p95)) if not np.all(np.isnan(p95)) else math.inf
-    ok_c = float(np.nanmean(cost)) if not np.all(np.isnan(cost)) else math.nan
+
+    def mean(values, empty):
+        return float(np.nanmean(values)) if not np.all(np.isnan(values)) else empty
+
+    ok_s, ok_p, ok_c = mean(succ, math.nan), mean(p95, math.inf), mean(cost, math.nan)
     return (ok_s >= target.success and ok_p <= target.p95), ok_s, ok_p, ok_c, float(np.mean(offered))
-
-
-def meets_target(scenario: Scenario, point: dict, load: float, duration: float | None = None,
-                 pool: Pool | None = None) -> tuple[bool, float, float, float, float]:
-    """Simulate ``load`` (all replications, on ``pool`` if given): :func:`verdict`."""
-    calls = [(scenario, {**point, "load": load}, rep, duration) for rep in range(scenario.scenario.replications)]
-    return verdict(scenario, (pool or Pool(1)).map(run_summary, calls))
 
 
 def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, dict]:
@@ -173,14 +172,17 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     Driving it apart from simulating lets many searches share one pool (:func:`search`).  It starts at twice
     the analytic minute ceiling (a run shorter than a day can spend the daily units' initial budget) and,
     while that load still meets the target (the ceiling missed something: a refund, a lull), doubles it up
-    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``."""
+    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``, and
+    ``sim_too_large`` that no load tried had a success ratio: every request was too large for the tier."""
     target = scenario.capacity
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) and fastest > 0 else target.max_load
     lo = 0.0
     best = (0.0, math.nan, math.nan, math.nan, 0.0)
+    fitted = False  # some load tried had a request that fits the tier
     while True:
         ok, s, p, c, r = yield hi
+        fitted = fitted or not math.isnan(s)
         if not ok:
             break
         lo, best = hi, (hi, s, p, c, r)
@@ -193,13 +195,14 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
             if not lo < mid < hi:  # the bracket is as narrow as floating point goes
                 break
             ok, s, p, c, r = yield mid
+            fitted = fitted or not math.isnan(s)
             if ok:
                 lo, best = mid, (mid, s, p, c, r)
             else:
                 hi = mid
     load, s, p, c, r = best
     return {"sim_load": load, "sim_rpm": r, "sim_success": s, "sim_p95": p, "sim_cost_per_1k": 1000 * c,
-            "sim_capped": bool(load >= target.max_load)}
+            "sim_capped": bool(load >= target.max_load), "sim_too_large": not fitted}
 
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,

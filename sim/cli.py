@@ -223,7 +223,11 @@ def _capacity(args) -> int:
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
     for r in rows:
-        if r["sim_load"] == 0:  # the bisection found no load meeting the target, down to x0.001
+        if r["sim_load"] == 0 and r["sim_too_large"]:
+            print(f"{r['tier']} {r['model']}: no load met the target: every request sent, at every load tried, was "
+                  "too large for the tier (a 413: above a unit's whole limit), so there is no success ratio to "
+                  "meet at any load: the requests must be smaller or the tier's limits larger")
+        elif r["sim_load"] == 0:  # the bisection found no load meeting the target, down to x0.001
             print(f"{r['tier']} {r['model']}: no load met the target, down to x0.001 of the traffic: its success "
                   f"or p95 target (p95 <= {t.p95:g} s) is out of reach at any load, e.g. below the service's own "
                   "latency")

@@ -3,11 +3,17 @@ the target's boundaries, the bisection's exact loads and stopping rule, the rate
 offered, the analytic ceiling's load and its edges (a project lowering nothing, a unit nothing costs, no
 offered rate, refunds of nothing)."""
 import math
+import sys
+import warnings
 
 import pandas as pd
 import pytest
 
-from sim.capacity import Ceiling, analytic_ceiling, bisection, knee, run_summary, verdict
+from sim import capacity
+from sim.capacity import (Ceiling, analytic_ceiling, bisection, capacity_table, knee, no_traffic, run_summary, search,
+                          simulated_capacity, verdict)
+from sim.errors import ConfigError
+from sim.pool import Pool
 from sim.scenario import scenario_from_dict
 
 CHAT = {"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "constant", "rate": "100/min"},
@@ -112,3 +118,182 @@ def test_a_unit_nothing_costs_never_binds_and_no_rate_has_no_load():
     # a closed loop offers no rate of its own: nothing to scale, the load is not a number
     closed = analytic_ceiling(_scenario(client={"arrival": {"kind": "closed", "users": 2, "think": "1s"}}))
     assert closed.base_rpm == 0.0 and math.isnan(closed.load) and closed.per_unit == {}
+
+
+def test_a_load_with_nothing_to_average_has_no_mean_and_no_warning():
+    # every request too large (no success ratio), none succeeded (no p95, no cost): the success ratio and cost
+    # are not numbers and the p95 is infinite, quietly; a replication with numbers is averaged alone
+    scenario = _scenario()
+    nan = math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok, s, p, c, r = verdict(scenario, [(nan, nan, nan, 4.0), (nan, nan, nan, 6.0)])
+        assert not ok and math.isnan(s) and p == math.inf and math.isnan(c) and r == 5.0
+        assert verdict(scenario, [(1.0, nan, nan, 4.0)])[1:4][1] == math.inf
+        assert verdict(scenario, [(nan, 2.0, 0.01, 4.0), (1.0, 4.0, nan, 4.0)])[:4] == (True, 1.0, 3.0, 0.01)
+
+
+def test_a_search_where_no_request_ever_fits_says_so():
+    ceiling = Ceiling(10.0, 1.0, 10.0, "m TPM", 10.0, "m TPM", math.inf, "", {})
+    search, load = bisection(_scenario(), ceiling), None
+    load = next(search)
+    try:
+        while True:
+            load = search.send((False, math.nan, math.nan, math.nan, 10.0 * load))
+    except StopIteration as done:
+        assert done.value["sim_too_large"] and done.value["sim_load"] == 0.0
+    # one load with a request that fits (a success ratio, however low) is enough to say otherwise: the first
+    # load tried, or one of the bisection's
+    for fits in (0, 1):
+        search = bisection(_scenario(), ceiling)
+        load = next(search)
+        answers = iter([(False, math.nan, math.nan, math.nan, 20.0)] * fits + [(False, 0.5, 1.0, 0.01, 20.0)])
+        try:
+            while True:
+                load = search.send(next(answers, (False, math.nan, math.nan, math.nan, 10.0 * load)))
+        except StopIteration as done:
+            assert not done.value["sim_too_large"]
+
+
+def test_a_unit_that_allows_nothing_starts_the_search_at_max_load():
+    # a ceiling of 0 req/min (a limit of 0): twice it is no load to start from, so the search starts at the top
+    zero = Ceiling(10.0, 0.0, 0.0, "m RPM", 0.0, "m RPM", 0.0, "m RPD", {})
+    assert next(bisection(_scenario(), zero)) == 64.0
+
+
+def test_the_search_stops_when_the_bracket_is_exactly_the_tolerance():
+    # tolerance 0.5, starts at 2 (twice a ceiling of the offered rate): 2 misses, 1 meets; [1, 2] is 1 wide,
+    # exactly 0.5 x 2: narrow enough, so 1.5 is not tried
+    tried, row = _drive(bisection(_scenario(capacity={"tolerance": 0.5}), Ceiling(
+        10.0, 1.0, 10.0, "m RPM", 10.0, "m RPM", math.inf, "", {})), lambda load: load <= 1.0)
+    assert tried == [2.0, 1.0] and row["sim_load"] == 1.0
+
+
+@pytest.mark.parametrize("fastest, tried", [(0.001, [0.002, 0.001]), (0.00105, [0.0021, 0.00105, 0.000525])])
+def test_a_target_no_load_meets_ends_the_search_below_a_thousandth(fastest, tried):
+    # nothing meets the target: the search halves its top until it is at most x0.001 of the traffic
+    ceiling = Ceiling(1.0, fastest, fastest, "m RPM", fastest, "m RPM", math.inf, "", {})
+    got, row = _drive(bisection(_scenario(), ceiling), lambda load: False)
+    assert got == tried and row["sim_load"] == 0.0
+
+
+def test_the_bracket_also_ends_when_its_midpoint_rounds_up_to_its_top():
+    # the limit is just below 7.0 (load < 7 meets): at a tolerance below a float's spacing the bracket closes
+    # on [7 - ulp, 7], whose midpoint rounds to 7 itself; trying 7 again would loop for ever
+    scenario = _scenario()
+    object.__setattr__(scenario.capacity, "tolerance", 1e-300)  # (below what a scenario may ask: as a guard)
+    ceiling = Ceiling(10.0, 1.0, 10.0, "m RPM", 10.0, "m RPM", math.inf, "", {})
+    tried = []
+    search, load = bisection(scenario, ceiling), None
+    load = next(search)
+    with pytest.raises(StopIteration) as done:
+        while len(tried) < 200:
+            tried.append(load)
+            load = search.send((load < 7.0, 1.0, 1.0, 0.002, 10.0 * load))
+    assert done.value.value["sim_load"] == math.nextafter(7.0, 0.0) and len(tried) < 80
+
+
+def _cells(*fastest):
+    return [({}, Ceiling(100.0, f, 100.0 * f, "m RPM", 100.0 * f, "m RPM", math.inf, "", {})) for f in fastest]
+
+
+@pytest.mark.parametrize("compare, replications", [({}, 1), ({}, 2), ({"load": [1, 3]}, 2)])
+def test_the_work_limit_is_the_heaviest_runs_requests_before_it_is_simulated(compare, replications):
+    # 100 req/min for 5 minutes: 500 requests a run at load 1, however many runs or loads the grid holds; the
+    # first round tries load 2 (twice a ceiling at the offered rate): 1 000 requests, allowed at exactly 1 000;
+    # 200/min of 4 100 tokens miss the target (TPM binds at 61/min), so the search goes no higher
+    scenario = _scenario(scenario={"replications": replications, "duration": "5m"}, compare=compare)
+    rows = search(scenario, _cells(1.0), max_requests=1000)
+    assert rows[0]["sim_load"] > 0
+    with pytest.raises(ConfigError, match=r"load x2, about 1,000 simulated requests in one run.*\(999\)"):
+        search(scenario, _cells(1.0), max_requests=999)
+
+
+def test_the_work_limit_weighs_the_heaviest_cell_of_a_round():
+    # cells starting at loads 2 and 4: the round's heaviest run is load 4's, 2 000 requests
+    scenario = _scenario()
+    with pytest.raises(ConfigError, match=r"load x4, about 2,000"):
+        search(scenario, _cells(1.0, 2.0), max_requests=1500)
+
+
+class _SpyPool(Pool):
+    """A pool that runs in this process and says how many processes it was asked for and how many maps ran."""
+    made: list = []
+
+    def __init__(self, jobs=None):
+        _SpyPool.made.append(jobs)
+        super().__init__(1)
+        self.maps = 0
+
+    def map(self, fn, calls):
+        self.maps += 1
+        return super().map(fn, calls)
+
+
+def test_each_load_tried_is_told_with_its_verdict_and_the_cells_alone_give_the_same_rows(monkeypatch):
+    # two cells searched in lock step: every load each tried is told once, in its own order, with a bool
+    # verdict; the highest load that met the target is the row's; each cell searched alone gives its row,
+    # without a pool in this one process
+    monkeypatch.setattr(capacity, "Pool", _SpyPool)
+    _SpyPool.made = []
+    scenario = _scenario(scenario={"duration": "2m"}, client={"max_tokens": 200})
+    told = []
+    rows = search(scenario, _cells(0.3, 0.6), step=lambda n, load, ok: told.append((n, load, ok)))
+    for n, row in enumerate(rows):
+        mine = [(load, ok) for cell, load, ok in told if cell == n]
+        assert all(type(ok) is bool for _, ok in mine) and len({load for load, _ in mine}) == len(mine)
+        assert row["sim_load"] == max([load for load, ok in mine if ok], default=0.0)
+        alone = []
+        assert simulated_capacity(scenario, *_cells(0.3, 0.6)[n], step=lambda load, ok, into=alone: into.append(
+            (load, ok))) == row
+        assert alone == mine
+    assert simulated_capacity(scenario, *_cells(0.3)[0]) == rows[0]
+    assert _SpyPool.made == [1] * 4
+
+
+TWO_BY_TWO = {"tier": ["free", "developer"], "model": ["openai/gpt-oss-20b", "llama-3.1-8b-instant"]}
+
+
+def test_the_capacity_table_has_a_row_per_tier_and_model_in_grid_order(monkeypatch, capsys):
+    monkeypatch.setattr(capacity, "Pool", _SpyPool)
+    _SpyPool.made = []
+    scenario = _scenario(scenario={"duration": "1m"}, client={"max_tokens": 200,
+                                                              "arrival": {"kind": "constant", "rate": "20/min"}},
+                         compare=TWO_BY_TWO)
+    rows = capacity_table(scenario)
+    assert [(r["tier"], r["model"]) for r in rows] == [(t, m) for t in TWO_BY_TWO["tier"] for m in TWO_BY_TWO["model"]]
+    assert [r["binding"].split(" ")[0] for r in rows] == [r["model"] for r in rows]  # each row its model's limits
+    assert rows[0]["ceiling_rpm"] != rows[2]["ceiling_rpm"]  # and its tier's
+    assert _SpyPool.made == [1] and capsys.readouterr().err == ""  # one process and no bar by default
+    # a pool given is the one used; jobs says how many processes otherwise
+    given = _SpyPool(1)
+    _SpyPool.made = []
+    assert capacity_table(scenario, pool=given) == rows and given.maps > 0 and _SpyPool.made == []
+    capacity_table(scenario, jobs=3)
+    assert _SpyPool.made == [3]
+
+
+def test_the_capacity_bar_shows_each_load_and_ends_full(monkeypatch, capsys):
+    monkeypatch.setattr(capacity, "Pool", _SpyPool)
+    scenario = _scenario(scenario={"duration": "1m"}, client={"max_tokens": 200})
+    capacity_table(scenario, progress=True)
+    err = capsys.readouterr().err
+    assert "capacity: 100%" in err and "1/1" in err and "developer openai/gpt-oss-20b load x" in err
+    assert err.endswith("\n") and ": ok" in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    capacity_table(scenario, progress=None)  # None: a bar only on a terminal
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    capacity_table(scenario, progress=None)
+    assert "1/1" in capsys.readouterr().err
+
+
+def test_no_traffic_names_the_groups():
+    quiet = {**CHAT, "arrival": {"kind": "poisson", "rate": 0}}
+    one = _scenario(client={"arrival": {"kind": "poisson", "rate": 0}})
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.arrival: capacity: no traffic"):
+        no_traffic(one)
+    two = scenario_from_dict({"scenario": {"name": "cap", "duration": "5m"}, "org": {"tier": "developer"},
+                              "clients": [quiet, {**quiet, "name": "d"}]}, source="<test>")
+    with pytest.raises(ConfigError, match=r"<test>: clients: capacity: no traffic"):
+        no_traffic(two)

@@ -284,6 +284,26 @@ def test_capacity_leaves_requests_too_large_for_the_tier_out_of_its_success_targ
 
 
 
+def test_capacity_says_when_no_request_fits_the_tier_at_all(tmp_path, capsys):
+    """Every request above Free's whole TPM: no load has a success ratio.  It said the target was out of reach
+    "e.g. below the service's own latency", which sent a planner looking at the wrong number."""
+    from sim.cli import main
+    path = tmp_path / "cap.toml"
+    body = ("[scenario]\nname = 'cap'\nduration = '2m'\nreplications = 1\n[org]\ntier = 'free'\n[[clients]]\n"
+            "name = 'c'\nmodel = 'openai/gpt-oss-20b'\narrival = { kind = 'poisson', rate = '5/min' }\n"
+            "prompt_tokens = 300000\nmax_tokens = 100\n")
+    path.write_text(body)
+    assert main(["capacity", str(path), "--quiet", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ("free openai/gpt-oss-20b: no load met the target: every request sent, at every load tried, was too large "
+            "for the tier (a 413") in out and "service's own latency" not in out
+    path.write_text(body.replace("300000", "300"))  # fits, but a p95 of 1 ms is below the service's own latency
+    path.write_text(path.read_text() + "[capacity]\np95 = '1ms'\n")
+    assert main(["capacity", str(path), "--quiet", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "out of reach at any load, e.g. below the service's own latency" in out and "too large" not in out
+
+
 def test_capacity_says_which_axes_it_held(tmp_path, capsys):
     from sim.cli import main
     path = tmp_path / "cap.toml"
