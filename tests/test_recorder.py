@@ -14,6 +14,7 @@ import numpy as np
 import openai
 import pytest
 
+from sim.errors import ConfigError
 from sim.recorder import KEYS, LogWriter, Recorder, read_log, wav_seconds
 
 SECRET = "the quick brown secret prompt xyzzy"
@@ -531,6 +532,7 @@ def test_attempts_that_hit_the_sdks_timeout_are_logged_read_and_traced(sdk, tmp_
         assert type(err.value.__cause__) is read_timeout  # the transport's exception, unchanged
         answer = client.with_options(timeout=30).chat.completions.create(model=MODEL, messages=_messages(),
                                                                           max_tokens=32)
+        client.close()  # (its pooled connection, else a ResourceWarning in some later test)
     rec.close()
     got = lines(log)
     assert [g["status"] for g in got] == [None, None, 200] and [g["retry_count"] for g in got] == [0, 1, 0]
@@ -647,3 +649,468 @@ def test_the_reader_sets_aside_what_no_real_line_holds_for_every_reader(tmp_path
             "1 line(s) have a negative t_send or t_recv (allowed: epoch seconds): left out (line 3)"]
     assert log.problem_summary() == said
     assert all(note in calibrate(path).notes for note in said)
+
+
+# ---- the log file: written as it goes, closed when done; the reader's edges ------------------------------
+
+def _line(**kw):
+    return {k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.5, "status": 200, "model": "m", "headers": {}} | kw
+
+
+def _write_lines(path, records):
+    path.write_text("".join(json.dumps(x) + "\n" for x in records))
+    return path
+
+
+def test_each_line_is_in_the_file_at_once_and_a_closed_recorder_writes_none(tmp_path):
+    """A log is read while the program runs (``groqsim trace`` on a live log): every line is on disk as soon as
+    its exchange ends, not when the recorder closes.  Closing the writer (its ``with`` block, or
+    ``Recorder.close``) closes the file: a later line is refused (the writer raises; the recorder only warns and
+    the call goes on) and the file keeps the lines it had."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    client = groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())))
+    chat(client)
+    assert [g["status"] for g in lines(log)] == [200]  # before rec.close()
+    rec.close()
+    with pytest.warns(RuntimeWarning, match="could not log a response"):
+        assert chat(client).choices[0].message.content == ANSWER
+    assert len(lines(log)) == 1
+    with LogWriter(tmp_path / "w.jsonl", "w") as w:
+        w.write(_line())
+    with pytest.raises(ValueError):  # (I/O on a closed file)
+        w.write(_line(t_send=2.0))
+    assert len(lines(tmp_path / "w.jsonl")) == 1
+
+
+def test_the_problem_summary_names_the_first_five_line_numbers():
+    from sim.recorder import Log
+    six = Log("p", [], problems=[(n, "x") for n in range(1, 7)] + [(9, "y")])
+    assert six.problem_summary() == ["6 line(s) x (line 1, 2, 3, 4, 5, ...)", "1 line(s) y (line 9)"]
+    five = Log("p", [], problems=[(n, "x") for n in range(1, 6)])
+    assert five.problem_summary() == ["5 line(s) x (line 1, 2, 3, 4, 5)"]
+    assert five.problem_summary(limit=2) == ["5 line(s) x (line 1, 2, ...)"]
+
+
+def test_the_readers_bounds_are_inclusive_where_the_schema_says_above(tmp_path):
+    """A value AT a bound is real: max_tokens, audio_seconds and a prompt's tokens of exactly 10,000,000, a
+    retry_count of 1,000, times of 0 (a virtual clock starts there: ``Recorder(clock=...)``), a t_send of 1e11.
+    A completion above 10,000,000 tokens is set aside only when the request's max_tokens is unknown (against a
+    known one the calibration weighs it).  A service_tier that is not a string is none."""
+    big = {"prompt_tokens": 10_000_000, "completion_tokens": 20_000_000}
+    path = _write_lines(tmp_path / "log.jsonl", [
+        _line(max_tokens=10_000_000, audio_seconds=10_000_000, retry_count=1_000, service_tier="flex"),
+        _line(t_send=0.0, t_recv=0.5, max_tokens=100, usage=big),
+        _line(t_send=0.0, t_recv=0.0, usage=big, service_tier=5),
+        _line(t_send=1e11, t_recv=1e11)])
+    log = read_log(path)
+    assert log.numbers == [1, 2, 3, 4]
+    first, second, third, _ = log.records
+    assert (first["max_tokens"], first["audio_seconds"], first["retry_count"]) == (10_000_000, 10_000_000, 1_000)
+    assert (first["service_tier"], third["service_tier"]) == ("flex", None)
+    assert second["usage"] == big and third["usage"] is None
+    assert log.problems == [(3, "have a usage counting tokens above 10,000,000 (no request asks or is charged that "
+                                "much): used without it")]
+
+
+@pytest.mark.parametrize("key", ["t_send", "t_recv"])
+def test_times_above_1e11_are_milliseconds_and_refused(key, tmp_path):
+    path = _write_lines(tmp_path / "log.jsonl", [_line(), _line(t_send=1e11, t_recv=1e11) | {key: 1.05e11}])
+    with pytest.raises(ConfigError, match=rf"log.jsonl: {key} 1.05e11 \(line 2\) looks like milliseconds"):
+        read_log(path)
+
+
+def test_a_file_that_is_no_log_is_refused_and_a_repeated_line_dropped(tmp_path):
+    """A file that is empty (blank lines only), holds no JSON object, or no numeric t_send is no log (one line
+    saying what a log is); a missing file cannot be read.  A line that repeats an earlier one -- the same
+    object, whatever its keys' order -- is dropped and said; one differing in its request_id is kept."""
+    fmt = "expected a JSONL recorder log (sim.recorder): one JSON object per line, t_send/t_recv in epoch seconds"
+    cases = {"empty file": "\n  \n", "no line is a JSON object": '[1]\n"x"\n',
+             "no line has a numeric t_send (an ISO date is not one)": json.dumps(_line(t_send="2025-01-01")) + "\n"}
+    for said, text in cases.items():
+        path = tmp_path / "bad.jsonl"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            read_log(path)
+        assert str(err.value) == f"{path}: {said}; {fmt}"
+    with pytest.raises(ConfigError, match="cannot read log"):
+        read_log(tmp_path / "absent.jsonl")
+    one = _line(request_id="req_1")
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps(one) + "\n" + json.dumps(one) + "\n" + json.dumps(dict(reversed(one.items())))
+                    + "\n" + json.dumps(one | {"request_id": "req_2"}) + "\n")
+    log = read_log(path)
+    assert [r["request_id"] for r in log.records] == ["req_1", "req_2"] and log.numbers == [1, 4]
+    assert log.problems == [(n, "repeat an earlier line exactly (the log appended twice?): dropped") for n in (2, 3)]
+
+
+# ---- what a line says of odd requests and answers -----------------------------------------------------------
+
+def _recorded(tmp_path, handler, send):
+    """``send(client)`` through a recorder's httpx client answered by ``handler``, with warnings as errors (the
+    recorder must not warn on any of these); the lines written."""
+    import warnings
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        send(rec.client(transport=httpx.MockTransport(handler)))
+    rec.close()
+    return lines(log)
+
+
+def test_the_tier_a_line_names_is_the_answers_else_the_one_its_error_names_else_the_one_asked_for(tmp_path):
+    """The tier that answered, as the response names it (the body's ``service_tier``), wins over the one the
+    request asked for; a 429 or 498 names its tier in its message ("service tier `flex`"); an answer naming no
+    tier leaves the one asked for; a request's tier that is not a string is none."""
+    def handler(request):
+        asked = json.loads(request.content).get("service_tier")
+        if asked == "auto":
+            return httpx.Response(200, json={"service_tier": "flex", "usage": USAGE})
+        if asked == "on_demand":
+            return httpx.Response(429, json={"error": {"message": MSG_429.replace("`on_demand`", "`flex`"),
+                                                       "type": "tokens", "code": "rate_limit_exceeded"}})
+        return httpx.Response(500, json={"error": {"message": "internal", "type": "internal_server_error"}})
+
+    def send(client):
+        for tier in ("auto", "on_demand", "flex", 7):
+            client.post(CHAT_URL, json=CHAT_BODY | {"service_tier": tier})
+
+    got = _recorded(tmp_path, handler, send)
+    assert [g["service_tier"] for g in got] == ["flex", "flex", "flex", None]
+    assert [g["status"] for g in got] == [200, 429, 500, 500]
+
+
+def test_a_body_that_is_no_json_object_is_still_a_line(tmp_path):
+    """A chat request whose body is JSON but no object is logged without its model; an answer that is not JSON
+    (a proxy's HTML page) is a line with no usage, and, at 400 or above, an error of unknown type, code and
+    message; a 200 that is not JSON has no error."""
+    def handler(request):
+        if request.url.params.get("ok"):
+            return httpx.Response(200, text="fine")
+        return httpx.Response(400, headers={"content-type": "text/html"}, text="<html>Bad Request</html>")
+
+    def send(client):
+        client.post(CHAT_URL, json=[1, 2])
+        client.post(CHAT_URL, json=CHAT_BODY, params={"ok": 1})
+
+    got = _recorded(tmp_path, handler, send)
+    assert [(g["status"], g["model"], g["usage"], g["error"]) for g in got] == [
+        (400, None, None, {"type": None, "code": None, "message": None}),
+        (200, "llama-3.1-8b-instant", None, None)]
+
+
+def test_without_an_x_request_id_header_the_request_id_is_the_bodys(tmp_path):
+    """No ``x-request-id`` header: the body's ``x_groq.id``, else its ``id`` (an ``x_groq`` that is not an object
+    is ignored), and never a value that is not a string."""
+    bodies = [{"id": "chatcmpl-1", "x_groq": {"id": "req_x", "usage": USAGE}},
+              {"id": "chatcmpl-2", "x_groq": "weird"},
+              {"id": 12345, "usage": USAGE}]
+
+    def handler(request):
+        return httpx.Response(200, json=bodies[int(request.url.params["k"])])
+
+    got = _recorded(tmp_path, handler, lambda c: [c.post(CHAT_URL, json=CHAT_BODY, params={"k": k})
+                                                  for k in range(3)])
+    assert [g["request_id"] for g in got] == ["req_x", "chatcmpl-2", None]
+    assert [g["usage"] for g in got] == [USAGE, None, USAGE]  # x_groq.usage when the body has none of its own
+
+
+def test_audio_seconds_are_the_uploads_else_the_answers_duration_and_a_model_may_be_absent(tmp_path):
+    """A WAV upload's length is measured (also when the body is the bare WAV, no multipart form); an upload
+    that is no WAV (an mp3) takes the answer's ``duration`` (verbose_json); a form without a model is logged
+    without one."""
+    url = "https://api.groq.com/openai/v1/audio/transcriptions"
+
+    def handler(request):
+        return httpx.Response(200, json={"text": ANSWER, "duration": 12.5})
+
+    def send(client):
+        client.post(url, files={"file": ("a.wav", _pcm_wav(2.0))}, data={"model": "whisper-large-v3"})
+        client.post(url, files={"file": ("a.mp3", b"ID3\x04\x00" + b"\xff" * 400)}, data={"model": "whisper-large-v3"})
+        client.post(url, content=_pcm_wav(1.5), headers={"content-type": "audio/wav"})
+        client.post(url, files={"file": ("a.mp3", b"ID3" + b"\0" * 100)})
+
+    got = _recorded(tmp_path, handler, send)
+    assert [(g["model"], g["audio_seconds"]) for g in got] == [
+        ("whisper-large-v3", 2.0), ("whisper-large-v3", 12.5), (None, 1.5), (None, 12.5)]
+
+
+def test_a_wav_whose_data_chunk_header_is_cut_short_has_no_length():
+    """A float WAV (read chunk by chunk) cut inside its data chunk's 8-byte header: no data chunk was sent."""
+    for cut in range(1, 8):
+        assert wav_seconds(_float_wav([FLOAT_FMT, b"data\x10\x00\x00\x00"[:cut]])) is None
+
+
+def test_requests_to_endpoints_it_does_not_log_are_neither_read_nor_lines(tmp_path):
+    """``/models`` and the like pass through untouched: no line, no warning (sync and async)."""
+    def handler(request):
+        return httpx.Response(200, json={"data": []})
+
+    def send(client):
+        assert client.get("https://api.groq.com/openai/v1/models").json() == {"data": []}
+        rec = Recorder(tmp_path / "async.jsonl")
+
+        async def go():
+            async with rec.async_client(transport=httpx.MockTransport(handler)) as aclient:
+                assert (await aclient.get("https://api.groq.com/openai/v1/models")).json() == {"data": []}
+
+        asyncio.run(go())
+        rec.close()
+        assert (tmp_path / "async.jsonl").read_text() == ""
+
+    assert _recorded(tmp_path, handler, send) == []
+
+
+# ---- streams: sync and async, whole, closed early, failing part-way ---------------------------------------
+
+class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that arrives in ``pieces`` (sync or async), as from the network; remembers how many
+    pieces were produced and whether it was closed.  ``fail``: raise it after the first piece."""
+
+    def __init__(self, pieces, fail=None):
+        self.pieces, self.fail, self.produced, self.closed = pieces, fail, 0, False
+
+    def __iter__(self):
+        for piece in self.pieces:
+            self.produced += 1
+            yield piece
+            if self.fail:
+                raise self.fail
+
+    async def __aiter__(self):
+        for piece in self.__iter__():
+            yield piece
+
+    def close(self):
+        self.closed = True
+
+    async def aclose(self):
+        self.closed = True
+
+
+def _sse(events, sep=b"data: "):
+    return [sep + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n" for e in events]
+
+
+#: a stream naming its tier in a chunk without usage (after one whose tier is no string), with a line that is JSON
+#: but no object, its usage and request id in the last chunk
+ODD_STREAM = [{"choices": [], "service_tier": 7}, {"choices": [], "service_tier": "flex"}, b'[1, "usage"]',
+              {"choices": [], "x_groq": {"id": "req_stream", "usage": USAGE}}, b"[DONE]"]
+SSE = {"content-type": "text/event-stream"}
+
+
+@pytest.mark.parametrize("sep", [b"data: ", b"data:"])
+def test_a_sync_stream_is_logged_when_it_ends_with_what_its_chunks_say(sep, tmp_path):
+    """A stream read through (``data:`` with or without its space, as SSE allows) is one line when it ends:
+    the usage, the request id (no header names it) and the tier its chunks carry; lines that are JSON but no
+    object are skipped.  A body already in memory (a test transport's) is logged at once, the same."""
+    pieces = b"".join(_sse(ODD_STREAM, sep))
+    bodies = [_Body([pieces[k:k + 40] for k in range(0, len(pieces), 40)]), pieces]
+
+    def handler(request):
+        body = bodies.pop(0)
+        return httpx.Response(200, headers=SSE, **({"stream": body} if isinstance(body, _Body) else {"content": body}))
+
+    def send(client):
+        for _ in range(2):
+            with client.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
+                assert b"".join(response.iter_bytes()) == pieces
+
+    got = _recorded(tmp_path, handler, send)
+    assert [(g["usage"], g["request_id"], g["service_tier"]) for g in got] == [(USAGE, "req_stream", "flex")] * 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_closed_early_is_one_line_and_its_body_is_closed(mode, tmp_path):
+    """A client that stops reading a stream and closes it (``break`` out of the SDK's stream) still has its
+    line -- answered, no usage yet -- and the network body under it is closed (its connection released)."""
+    body = _Body(_sse(ODD_STREAM))
+
+    def handler(request):
+        return httpx.Response(200, headers={**HEADERS, **SSE}, stream=body)
+
+    def send(client):
+        if mode == "sync":
+            with client.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
+                next(response.iter_bytes())
+            return
+        rec = Recorder(tmp_path / "async.jsonl")
+
+        async def go():
+            async with rec.async_client(transport=httpx.MockTransport(handler)) as aclient:
+                async with aclient.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
+                    await response.aiter_bytes().__anext__()
+
+        asyncio.run(go())
+        rec.close()
+        assert [(g["status"], g["usage"]) for g in lines(tmp_path / "async.jsonl")] == [(200, None)]
+
+    got = _recorded(tmp_path, handler, send)
+    assert body.closed and body.produced < len(ODD_STREAM)
+    if mode == "sync":
+        assert [(g["status"], g["usage"], g["request_id"]) for g in got] == [(200, None, HEADERS["x-request-id"])]
+
+
+def test_an_async_client_streams_logs_and_reads_through_the_recorders_transport(tmp_path):
+    """Through ``async_client`` (hooks and transport): an answer whose body arrives in pieces is a line with
+    its usage; a stream reaches the caller before its body has arrived (the recorder reads nothing ahead) and
+    is a line when it ends; a stream failing part-way (a read timeout between chunks) is one failed attempt
+    with its head's headers, the timeout reaching the caller."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    stream = _Body(_sse(ODD_STREAM))
+    timeout = httpx.ReadTimeout("timed out")
+    answers = [lambda: httpx.Response(200, headers=HEADERS, stream=_Body([json.dumps(completion_body("m")).encode()])),
+               lambda: httpx.Response(200, headers=SSE, stream=stream),
+               lambda: httpx.Response(200, headers={**HEADERS, **SSE}, stream=_Body(_sse(ODD_STREAM), fail=timeout))]
+
+    async def go():
+        async with rec.async_client(transport=httpx.MockTransport(lambda r: answers.pop(0)())) as aclient:
+            assert (await aclient.post(CHAT_URL, json=CHAT_BODY)).json()["usage"] == USAGE
+            async with aclient.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
+                assert stream.produced == 0  # the head only, so far
+                got = [piece async for piece in response.aiter_bytes()]
+            assert b"".join(got) == b"".join(_sse(ODD_STREAM))
+            with pytest.raises(httpx.ReadTimeout) as err:
+                async with aclient.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
+                    async for _ in response.aiter_bytes():
+                        pass
+            assert err.value is timeout
+
+    asyncio.run(go())
+    rec.close()
+    got = lines(log)
+    assert [(g["status"], g["usage"], g["request_id"]) for g in got] == [
+        (200, USAGE, HEADERS["x-request-id"]), (200, USAGE, "req_stream"), (None, None, HEADERS["x-request-id"])]
+    assert got[2]["error"] == {"type": "timeout", "code": "client_timeout", "message": "ReadTimeout: timed out"}
+    assert got[2]["headers"]["x-ratelimit-limit-tokens"] == "8000"
+
+
+# ---- attach: whatever transport the client has ------------------------------------------------------------
+
+class _OwnTransport(httpx.MockTransport):
+    """A transport class of the user's own (not httpx's module): remembers how the client drove it."""
+
+    def __init__(self, handler):
+        super().__init__(handler)
+        self.calls = []
+
+    def __enter__(self):
+        self.calls.append("enter")
+        return self
+
+    def __exit__(self, *exc):
+        self.calls.append("exit")
+
+    def close(self):
+        self.calls.append("close")
+
+    async def __aenter__(self):
+        self.calls.append("aenter")
+        return self
+
+    async def __aexit__(self, *exc):
+        self.calls.append("aexit")
+
+    async def aclose(self):
+        self.calls.append("aclose")
+
+
+class _DuckTransport:
+    """No httpx class at all: only ``handle_request``."""
+
+    def __init__(self, fail=None):
+        self.fail = fail
+
+    def handle_request(self, request):
+        if self.fail:
+            raise self.fail
+        return httpx.Response(200, json=completion_body("m"))
+
+
+def test_attach_wraps_a_transport_of_the_users_own_class_and_passes_the_clients_lifecycle_through(tmp_path):
+    """A transport subclassed outside httpx, or only duck-typed like one, is wrapped as httpx's (no warning):
+    answers and failures are logged.  Opening and closing the client opens and closes the transport under the
+    recorder's (sync and async), and whatever else the inner transport offers is reached through the wrapper
+    (its dunders excepted); a copy of the wrapper wraps the same transport."""
+    import copy
+    import warnings
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    own = _OwnTransport(GroqLike())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with rec.attach(httpx.Client(transport=own)) as client:
+            client.post(CHAT_URL, json=CHAT_BODY)
+        rec.attach(httpx.Client(transport=own)).close()  # (closing a client closed by its `with` does nothing)
+        duck = rec.attach(httpx.Client(transport=_DuckTransport()))
+        duck.post(CHAT_URL, json=CHAT_BODY)
+        failing = rec.attach(httpx.Client(transport=_DuckTransport(fail=httpx.ConnectError("refused"))))
+        with pytest.raises(httpx.ConnectError):
+            failing.post(CHAT_URL, json=CHAT_BODY)
+        aown = _OwnTransport(GroqLike())
+
+        async def go():
+            async with rec.attach(httpx.AsyncClient(transport=aown)) as aclient:
+                await aclient.post(CHAT_URL, json=CHAT_BODY)
+            await rec.attach(httpx.AsyncClient(transport=aown)).aclose()
+
+        asyncio.run(go())
+    assert own.calls == ["enter", "exit", "close"] and aown.calls == ["aenter", "aexit", "aclose"]
+    wrapped = client._transport
+    assert wrapped.handler is own.handler and wrapped.calls is own.calls  # (any attribute, through)
+    own.__custom__ = 1
+    assert not hasattr(wrapped, "__custom__")
+    twin = copy.copy(wrapped)
+    assert twin._inner is own and twin is not wrapped
+    with wrapped as entered:  # a transport used by hand (`with rec.transport(...) as t`) is itself
+        assert entered is wrapped
+
+    awrapped = rec.transport(aown)
+
+    async def enter():
+        async with awrapped as aentered:
+            return aentered
+
+    assert asyncio.run(enter()) is awrapped
+    rec.close()
+    got = lines(log)
+    assert [g["status"] for g in got] == [200, 200, None, 200]
+    assert got[2]["error"]["type"] == "connection"
+
+
+def test_attach_leaves_a_mount_of_none_to_the_default_transport_and_warns_where_it_cannot_wrap(tmp_path):
+    """A mount of None (httpx: "the default transport for these URLs") stays None, so those requests take the
+    wrapped default transport and are logged.  A client keeping no transport where httpx does gets the hooks and
+    a warning pointing at the caller's own line."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    client = rec.attach(httpx.Client(transport=httpx.MockTransport(GroqLike()),
+                                     mounts={"https://api.groq.com": None}))
+    assert list(client._mounts.values()) == [None]
+    client.post(CHAT_URL, json=CHAT_BODY)
+    rec.close()
+    assert [g["status"] for g in lines(log)] == [200]
+
+    class Odd:  # an SDK client of some other make: hooks, no _transport
+        event_hooks: dict = {}
+
+    odd = Odd()
+    with pytest.warns(RuntimeWarning, match="keeps no httpx transport to wrap") as said:
+        assert rec.attach(odd) is odd
+    assert said[0].filename == __file__
+    assert odd.event_hooks["request"] == [rec._on_request] and odd.event_hooks["response"] == [rec._on_response]
+
+
+def test_a_response_the_recorder_cannot_watch_is_still_answered_and_logged(tmp_path, monkeypatch):
+    """Should wrapping an answer's body fail, the recorder only warns: the caller has its answer and the hooks
+    their line (only a failure of that body would go unlogged)."""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log)
+    client = rec.client(transport=httpx.MockTransport(GroqLike()))
+    monkeypatch.setattr("sim.recorder._flavoured", lambda obj: 1 / 0)
+    with pytest.warns(RuntimeWarning, match="could not watch a response: ZeroDivisionError"):
+        assert client.post(CHAT_URL, json=CHAT_BODY).json()["usage"] == USAGE
+    rec.close()
+    assert [(g["status"], g["usage"]) for g in lines(log)] == [(200, USAGE)]
