@@ -179,7 +179,8 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
 
 def rank_hypotheses(per_model: list[tuple[pd.DataFrame, Limits, float, float, float]]) -> list[Hypothesis]:
     """Score every algorithm x charge over all models' rows (the org has one limiter) and rank them.
-    ``per_model`` items: (rows, limits, one-way delay, median prompt, median completion)."""
+    ``per_model`` items (at least one, each with rows): (rows, limits, one-way delay, median prompt, median
+    completion)."""
     hyps = []
     for algorithm in ALGORITHMS:
         for charge in CHARGES:
@@ -188,15 +189,14 @@ def rank_hypotheses(per_model: list[tuple[pd.DataFrame, Limits, float, float, fl
                 e, r = replay(rows, limits, algorithm, charge, one_way, pm, cm)
                 errs.append(e)
                 resid.append(r)
-            errors = np.concatenate(errs) if errs else np.empty(0)
-            residuals = pd.concat(resid, ignore_index=True) if resid else pd.DataFrame()
+            errors = np.concatenate(errs)
+            residuals = pd.concat(resid, ignore_index=True)
             comps = {}
             for comp in COMPONENTS:
-                v = residuals[comp].to_numpy(float) if comp in residuals else np.empty(0)
+                v = residuals[comp].to_numpy(float)
                 v = v[np.isfinite(v)]
                 comps[comp] = float(np.mean(np.abs(v))) if len(v) else math.nan
-            hyps.append(Hypothesis(algorithm, charge, float(np.mean(errors)) if len(errors) else math.nan,
-                                   comps, errors, residuals))
+            hyps.append(Hypothesis(algorithm, charge, float(np.mean(errors)), comps, errors, residuals))
     hyps.sort(key=lambda h: (h.score, h.algorithm != "token_bucket", h.charge != "max_tokens"))
     best = hyps[0]
     for k, h in enumerate(hyps):
