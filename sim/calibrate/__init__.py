@@ -33,7 +33,6 @@ class Calibration:
     service: dict[str, ServiceFit] = field(default_factory=dict)
     limits: dict[str, LimitsFit] = field(default_factory=dict)
     tier: TierMatch | None = None
-    replay_limits: dict[str, Limits] = field(default_factory=dict)
     hypotheses: list[Hypothesis] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)        # about the whole log
     unknown: list[str] = field(default_factory=list)      # what could not be estimated
@@ -118,7 +117,6 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
     for model in models:
         rows = df[(df["model"] == model) & df["status"].isin([200, 429, 413]) & on_demand]
         limits = _replay_limits(catalog, cal.tier.base, model, cal.limits[model])
-        cal.replay_limits[model] = limits
         has_headers = rows[["h_rem_tok", "h_rem_req"]].notna().any().any()
         if rows.empty or not limits.items() or not (has_headers or (rows["status"] == 429).any()):
             continue

@@ -170,9 +170,11 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
         if comp.endswith("requests") and np.isfinite(r).any():
             r = r - np.nanmedian(r)
         parts.append(np.abs(r) / s)
-    with np.errstate(all="ignore"):
-        header = np.nanmean(np.vstack(parts), axis=0) if parts else np.full(len(res), np.nan)
-    header = np.where(np.isnan(header), 0.0, header)
+    # the mean of each response's observed residuals (nanmean's sum over its count), 0 where none is: a log with
+    # 429s but no headers has none, and nanmean would warn of empty slices
+    stacked = np.vstack(parts)
+    seen = np.count_nonzero(~np.isnan(stacked), axis=0)
+    header = np.where(seen > 0, np.nansum(stacked, axis=0) / np.maximum(seen, 1), 0.0)
     errors = header + np.nan_to_num(res["decision"].to_numpy(float), nan=0.0)
     return errors, res
 
