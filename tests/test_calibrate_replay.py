@@ -1,6 +1,7 @@
 """The replay's pieces by hand: where each response is placed at the server (its own round trip, when
 plausible), when a log starts on an untouched budget, and how the hypotheses are ranked and told apart
 (a paired one-sided t-test against the best, ties broken towards the simulator's defaults)."""
+import json
 import math
 import warnings
 
@@ -156,3 +157,50 @@ def test_worse_by_the_same_on_every_response_is_told_apart_unless_there_is_one(m
     assert last.indistinguishable is not told_apart and (last.p_value < 1e-6 if told_apart else last.p_value == 1.0)
     assert all(h.indistinguishable and h.p_value == 1.0 for h in hyps[1:-1])
     assert all(math.isnan(v) for v in last.components.values())
+
+
+def _answer(t, prompt, max_tokens, completion, rem_tok, reset_tok, rem_req=86_399, reset_req="1s"):
+    return {"t_send": t, "t_recv": t + 0.5, "status": 200, "model": "llama-3.1-8b-instant",
+            "endpoint": "chat.completions", "max_tokens": max_tokens, "audio_seconds": None,
+            "usage": {"queue_time": 0.1, "prompt_tokens": prompt, "prompt_time": 0.01, "completion_tokens": completion,
+                      "completion_time": 0.39, "total_tokens": prompt + completion, "total_time": 0.4},
+            "headers": {"x-ratelimit-limit-requests": "86400", "x-ratelimit-remaining-requests": str(rem_req),
+                        "x-ratelimit-reset-requests": reset_req, "x-ratelimit-limit-tokens": "600",
+                        "x-ratelimit-remaining-tokens": str(rem_tok), "x-ratelimit-reset-tokens": reset_tok},
+            "error": None, "label": None, "request_id": f"req_{t}"}
+
+
+def test_a_log_a_token_bucket_charging_max_tokens_wrote_replays_with_no_error(tmp_path):
+    """Four responses of an org with TPM 600 (10 tokens a second back) and RPD 86 400 (one a second), written as
+    a token bucket charging prompt + max_tokens: 300 tokens at t0 (300 left, full in 30 s), 300 more at t0 + 6
+    (60 left, 54 s), a 429 at t0 + 7 for 400 (70 there), 200 at t0 + 60 (full again: 400 left, 20 s).
+
+    That hypothesis replays with no error at all.  Charging prompt + completion instead (150, 150, 120 tokens)
+    leaves after the sync on the first header (which sets 300 left either way) 210 instead of 60 at t0 + 6
+    (+150 tokens, 39 s instead of 54: 0.25 and 0.25 of TPM and of a minute, with the RPD residuals at 0: error
+    0.125) and 480 instead of 400 at t0 + 60 (+80 tokens, 12 s instead of 20: 0.1333 each, error 0.0667); its
+    decisions are all right.  A fixed window resets on the minute: 60 s where the log says 30 s at t0."""
+    from sim.calibrate import calibrate
+    t0 = 1_800_000_000 - 1_800_000_000 % 86_400 + 3_600.0  # 01:00 UTC: a minute window starts at t0
+    refusal = {**_answer(t0 + 7, 100, 300, 0, 0, "0s"), "t_recv": t0 + 7, "usage": None, "headers": {},
+               "error": {"message": "Rate limit reached for model `llama-3.1-8b-instant` in organization `org_1` "
+                                    "service tier `on_demand` on tokens per minute (TPM): Limit 600, Used 530, "
+                                    "Requested 400. Please try again in 33s.", "type": "tokens",
+                         "code": "rate_limit_exceeded"}, "status": 429}
+    lines = [_answer(t0, 100, 200, 50, 300, "30s"), _answer(t0 + 6, 100, 200, 50, 60, "54s"), refusal,
+             _answer(t0 + 60, 100, 100, 20, 400, "20s")]
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cal = calibrate(path)
+    by = {(h.algorithm, h.charge): h for h in cal.hypotheses}
+    best = by[("token_bucket", "max_tokens")]
+    assert cal.best is best and best.errors.tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert best.residuals["t"].tolist() == [0.0, 6.0, 7.0, 60.0]
+    assert best.residuals["decision"].tolist() == [0.0, 0.0, 0.0, 0.0]
+    actual = by[("token_bucket", "actual")]
+    assert actual.errors == pytest.approx([0.0, 0.125, 0.0, 0.2 / 3], abs=1e-9)
+    assert actual.residuals["remaining_tokens"].tolist()[:2] == [0.0, 150.0]
+    assert actual.residuals["reset_tokens"].tolist()[:2] == pytest.approx([0.0, -15.0])
+    assert actual.residuals["remaining_tokens"].iloc[3] == 80.0 and math.isnan(actual.residuals["remaining_tokens"][2])
+    window = by[("fixed_window", "max_tokens")]
+    assert window.residuals["reset_tokens"].iloc[0] == pytest.approx(30.0) and window.score > actual.score > 0
