@@ -173,16 +173,17 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     the analytic minute ceiling (a run shorter than a day can spend the daily units' initial budget) and,
     while that load still meets the target (the ceiling missed something: a refund, a lull), doubles it up
     to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``, and
-    ``sim_too_large`` that no load tried had a success ratio: every request was too large for the tier."""
+    ``sim_too_large`` that loads tried sent requests but none had a success ratio: every request was too large
+    for the tier."""
     target = scenario.capacity
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) and fastest > 0 else target.max_load
     lo = 0.0
     best = (0.0, math.nan, math.nan, math.nan, 0.0)
-    fitted = False  # some load tried had a request that fits the tier
+    fitted = sent = False  # some load tried had a request that fits the tier; sent any request
     while True:
         ok, s, p, c, r = yield hi
-        fitted = fitted or not math.isnan(s)
+        fitted, sent = fitted or not math.isnan(s), sent or r > 0
         if not ok:
             break
         lo, best = hi, (hi, s, p, c, r)
@@ -195,14 +196,14 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
             if not lo < mid < hi:  # the bracket is as narrow as floating point goes
                 break
             ok, s, p, c, r = yield mid
-            fitted = fitted or not math.isnan(s)
+            fitted, sent = fitted or not math.isnan(s), sent or r > 0
             if ok:
                 lo, best = mid, (mid, s, p, c, r)
             else:
                 hi = mid
     load, s, p, c, r = best
     return {"sim_load": load, "sim_rpm": r, "sim_success": s, "sim_p95": p, "sim_cost_per_1k": 1000 * c,
-            "sim_capped": bool(load >= target.max_load), "sim_too_large": not fitted}
+            "sim_capped": bool(load >= target.max_load), "sim_too_large": sent and not fitted}
 
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,

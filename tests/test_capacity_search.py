@@ -142,6 +142,14 @@ def test_a_search_where_no_request_ever_fits_says_so():
             load = search.send((False, math.nan, math.nan, math.nan, 10.0 * load))
     except StopIteration as done:
         assert done.value["sim_too_large"] and done.value["sim_load"] == 0.0
+    # no load sent a request (a window of no traffic): nothing was too large either
+    search = bisection(_scenario(), ceiling)
+    next(search)
+    try:
+        while True:
+            search.send((False, math.nan, math.nan, math.nan, 0.0))
+    except StopIteration as done:
+        assert not done.value["sim_too_large"] and done.value["sim_load"] == 0.0
     # one load with a request that fits (a success ratio, however low) is enough to say otherwise: the first
     # load tried, or one of the bisection's
     for fits in (0, 1):
