@@ -53,6 +53,7 @@ class Ceiling:
     per_day: float           # req/day allowed by the daily units alone (RPD, TPD, ASD)
     per_day_binding: str
     per_unit: dict           # "model UNIT" -> ceiling of the whole mix in requests/min
+    too_large: float = 0.0   # share of the mix's requests above a unit's whole limit: a 413 at any load
 
 
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
@@ -60,7 +61,7 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     rng = np.random.default_rng(12345)  # fixed: the mean costs are a property of the mix, not of a run
     use: dict[tuple[str, str], float] = {}  # (limit set, unit) -> units per second at load 1
     limit_of: dict[tuple[str, str], float] = {}  # (limit set, unit) -> its limit
-    base = 0.0
+    base = limited = too_large = 0.0  # req/s: all, through the per-model limits, above a unit's whole limit
     kinds = spec.kinds
     for client in spec.clients:
         for model, rate, sz in request_mix(client, spec.duration, rng, kinds=kinds):
@@ -69,10 +70,19 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
                 continue
             tokens = charged_tokens(spec, sz)
             cost = {"requests": 1.0, "tokens": float(np.mean(tokens)), "audio_seconds": float(np.mean(sz["audio"]))}
+            # what admission charges (the whole reservation): above a unit's whole limit, a request never fits
+            admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
+                sz["prompt"], sz["max_tokens"], sz["completion"]), float), np.asarray(sz["audio"], float))
+            never = np.zeros(admitted.shape, bool)
             for label, limits in limit_sets(spec, client, model):
                 for unit, limit in limits.items():
                     use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
                     limit_of[(label, unit)] = limit
+                    kind = UNIT_SPEC[unit][1]
+                    if kind != "requests":
+                        never |= (audio if kind == "audio_seconds" else admitted) > limit
+            limited += rate
+            too_large += rate * float(np.mean(never))
     per_unit = {}
     for (label, unit), per_s in use.items():
         load = (limit_of[(label, unit)] / UNIT_SPEC[unit][0]) / per_s if per_s > 0 else math.inf
@@ -90,7 +100,8 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     minute, minute_binding = smallest(False)
     day, day_binding = smallest(True)
     load = rpm / (base * 60.0) if base else math.nan
-    return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit)
+    return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit,
+                   too_large / limited if limited else 0.0)
 
 
 def charged_tokens(spec, sizes: dict) -> np.ndarray:
@@ -172,18 +183,14 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     Driving it apart from simulating lets many searches share one pool (:func:`search`).  It starts at twice
     the analytic minute ceiling (a run shorter than a day can spend the daily units' initial budget) and,
     while that load still meets the target (the ceiling missed something: a refund, a lull), doubles it up
-    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``, and
-    ``sim_too_large`` that loads tried sent requests but none had a success ratio: every request was too large
-    for the tier."""
+    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``."""
     target = scenario.capacity
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) and fastest > 0 else target.max_load
     lo = 0.0
     best = (0.0, math.nan, math.nan, math.nan, 0.0)
-    fitted = sent = False  # some load tried had a request that fits the tier; sent any request
     while True:
         ok, s, p, c, r = yield hi
-        fitted, sent = fitted or not math.isnan(s), sent or r > 0
         if not ok:
             break
         lo, best = hi, (hi, s, p, c, r)
@@ -196,14 +203,13 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
             if not lo < mid < hi:  # the bracket is as narrow as floating point goes
                 break
             ok, s, p, c, r = yield mid
-            fitted, sent = fitted or not math.isnan(s), sent or r > 0
             if ok:
                 lo, best = mid, (mid, s, p, c, r)
             else:
                 hi = mid
     load, s, p, c, r = best
     return {"sim_load": load, "sim_rpm": r, "sim_success": s, "sim_p95": p, "sim_cost_per_1k": 1000 * c,
-            "sim_capped": bool(load >= target.max_load), "sim_too_large": sent and not fitted}
+            "sim_capped": bool(load >= target.max_load)}
 
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,
@@ -275,7 +281,8 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
              "model": point.get("model") or ", ".join(sorted(scenario.client_models())),
              "offered_rpm": c.base_rpm, "ceiling_rpm": c.rpm, "binding": c.binding,
              "minute_ceiling_rpm": c.per_minute, "minute_binding": c.per_minute_binding,
-             "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding, "ceilings_rpm": c.per_unit}
+             "daily_ceiling_per_day": c.per_day, "daily_binding": c.per_day_binding, "ceilings_rpm": c.per_unit,
+             "too_large_share": c.too_large}
             for point, c in zip(points, ceilings)]
     bar = tqdm(total=len(points), desc="capacity", unit="tier x model", file=sys.stderr,
                disable=not (sys.stderr.isatty() if progress is None else progress))

@@ -223,10 +223,10 @@ def _capacity(args) -> int:
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
     for r in rows:
-        if r["sim_load"] == 0 and r["sim_too_large"]:
-            print(f"{r['tier']} {r['model']}: no load met the target: every request sent, at every load tried, was "
-                  "too large for the tier (a 413: above a unit's whole limit), so there is no success ratio to "
-                  "meet at any load: the requests must be smaller or the tier's limits larger")
+        if r["sim_load"] == 0 and r["too_large_share"] >= 1.0:
+            print(f"{r['tier']} {r['model']}: no load met the target: every request of the mix is larger than a "
+                  "unit's whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
+                  "requests must be smaller or the tier's limits larger")
         elif r["sim_load"] == 0:  # the bisection found no load meeting the target, down to x0.001
             print(f"{r['tier']} {r['model']}: no load met the target, down to x0.001 of the traffic: its success "
                   f"or p95 target (p95 <= {t.p95:g} s) is out of reach at any load, e.g. below the service's own "

@@ -133,34 +133,25 @@ def test_a_load_with_nothing_to_average_has_no_mean_and_no_warning():
         assert verdict(scenario, [(nan, 2.0, 0.01, 4.0), (1.0, 4.0, nan, 4.0)])[:4] == (True, 1.0, 3.0, 0.01)
 
 
-def test_a_search_where_no_request_ever_fits_says_so():
-    ceiling = Ceiling(10.0, 1.0, 10.0, "m TPM", 10.0, "m TPM", math.inf, "", {})
-    search, load = bisection(_scenario(), ceiling), None
-    load = next(search)
-    try:
-        while True:
-            load = search.send((False, math.nan, math.nan, math.nan, 10.0 * load))
-    except StopIteration as done:
-        assert done.value["sim_too_large"] and done.value["sim_load"] == 0.0
-    # no load sent a request (a window of no traffic): nothing was too large either
-    search = bisection(_scenario(), ceiling)
-    next(search)
-    try:
-        while True:
-            search.send((False, math.nan, math.nan, math.nan, 0.0))
-    except StopIteration as done:
-        assert not done.value["sim_too_large"] and done.value["sim_load"] == 0.0
-    # one load with a request that fits (a success ratio, however low) is enough to say otherwise: the first
-    # load tried, or one of the bisection's
-    for fits in (0, 1):
-        search = bisection(_scenario(), ceiling)
-        load = next(search)
-        answers = iter([(False, math.nan, math.nan, math.nan, 20.0)] * fits + [(False, 0.5, 1.0, 0.01, 20.0)])
-        try:
-            while True:
-                load = search.send(next(answers, (False, math.nan, math.nan, math.nan, 10.0 * load)))
-        except StopIteration as done:
-            assert not done.value["sim_too_large"]
+def test_the_ceiling_says_what_share_of_the_mix_no_load_can_fit():
+    # Free gpt-oss-20b: TPM 8 000.  Admission charges prompt + max_tokens: 7 900 + 100 fits exactly, 7 901 + 100
+    # never does (a 413 at any load), whatever a refund would give back later
+    free = {"tier": "free"}
+    assert analytic_ceiling(_scenario(free, {"prompt_tokens": 7900, "max_tokens": 100})).too_large == 0.0
+    assert analytic_ceiling(_scenario(free, {"prompt_tokens": 7901, "max_tokens": 100})).too_large == 1.0
+    refunded = _scenario({**free, "accounting": {"refund_unused": True}}, {"prompt_tokens": 7901, "max_tokens": 100})
+    assert analytic_ceiling(refunded).too_large == 1.0
+    # a tenth of the prompts too large, in a group sending a quarter of the traffic; the Batch lane passes no
+    # per-model limit and counts in neither
+    big = {"dist": "empirical", "values": [300] * 9 + [9000]}
+    mix = scenario_from_dict({"scenario": {"name": "cap", "duration": "1h"}, "org": free, "clients": [
+        {**CHAT, "name": "a", "max_tokens": 100, "arrival": {"kind": "poisson", "rate": "30/min"}},
+        {**CHAT, "name": "b", "max_tokens": 100, "prompt_tokens": big,
+         "arrival": {"kind": "poisson", "rate": "10/min"}},
+        {**CHAT, "name": "c", "lane": "batch", "prompt_tokens": 99_999, "arrival": {"kind": "poisson",
+                                                                                     "rate": "60/min"}}]},
+        source="<test>")
+    assert analytic_ceiling(mix).too_large == pytest.approx(0.25 * 0.1, abs=0.01)
 
 
 def test_a_unit_that_allows_nothing_starts_the_search_at_max_load():

@@ -295,8 +295,8 @@ def test_capacity_says_when_no_request_fits_the_tier_at_all(tmp_path, capsys):
     path.write_text(body)
     assert main(["capacity", str(path), "--quiet", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
-    assert ("free openai/gpt-oss-20b: no load met the target: every request sent, at every load tried, was too large "
-            "for the tier (a 413") in out and "service's own latency" not in out
+    assert ("free openai/gpt-oss-20b: no load met the target: every request of the mix is larger than a unit's "
+            "whole limit of the tier (a 413 at any load)") in out and "service's own latency" not in out
     path.write_text(body.replace("300000", "300"))  # fits, but a p95 of 1 ms is below the service's own latency
     path.write_text(path.read_text() + "[capacity]\np95 = '1ms'\n")
     assert main(["capacity", str(path), "--quiet", "--jobs", "1"]) == 0
