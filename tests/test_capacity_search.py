@@ -152,6 +152,15 @@ def test_the_ceiling_says_what_share_of_the_mix_no_load_can_fit():
                                                                                      "rate": "60/min"}}]},
         source="<test>")
     assert analytic_ceiling(mix).too_large == pytest.approx(0.25 * 0.1, abs=0.01)
+    # audio against the audio units: Free whisper-large-v3 allows 7 200 audio seconds an hour (ASH)
+    for seconds, share in ((7200, 0.0), (7201, 1.0)):
+        audio = _scenario(free, {"model": "whisper-large-v3", "audio_seconds": seconds, "prompt_tokens": 0,
+                                 "max_tokens": 0, "completion_tokens": None})
+        assert analytic_ceiling(audio).too_large == share
+    # the Batch lane alone: nothing passes a per-model limit, nothing is too large for one
+    assert analytic_ceiling(_scenario(client={"lane": "batch", "prompt_tokens": 99_999})).too_large == 0.0
+    with pytest.raises(ConfigError, match="capacity: no traffic to scale"):
+        capacity_table(_scenario(client={"arrival": {"kind": "poisson", "rate": 0}}))
 
 
 def test_a_unit_that_allows_nothing_starts_the_search_at_max_load():
