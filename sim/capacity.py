@@ -68,17 +68,17 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
             base += rate
             if client.lane == "batch":  # the Batch API's own lane: none of the per-model limits
                 continue
-            tokens = charged_tokens(spec, sz)
-            cost = {"requests": 1.0, "tokens": float(np.mean(tokens)), "audio_seconds": float(np.mean(sz["audio"]))}
             # what admission charges (the whole reservation): above a unit's whole limit, a request never fits
             admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
                 sz["prompt"], sz["max_tokens"], sz["completion"]), float), np.asarray(sz["audio"], float))
+            tokens = long_run_tokens(spec, sz, admitted)
+            cost = {"requests": 1.0, "tokens": float(np.mean(tokens)), "audio_seconds": float(np.mean(sz["audio"]))}
             never = np.zeros(admitted.shape, bool)
             for label, limits in limit_sets(spec, client, model):
                 for unit, limit in limits.items():
-                    use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
-                    limit_of[(label, unit)] = limit
                     kind = UNIT_SPEC[unit][1]
+                    use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[kind]
+                    limit_of[(label, unit)] = limit
                     if kind != "requests":
                         never |= (audio if kind == "audio_seconds" else admitted) > limit
             limited += rate
@@ -104,14 +104,13 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
                    too_large / limited if limited else 0.0)
 
 
-def charged_tokens(spec, sizes: dict) -> np.ndarray:
-    """What each sampled request costs the token units in the long run: its charge at admission, less the
-    unused reservation a completed response gives back when the org refunds it (``refund_unused``)."""
-    charged = np.asarray(spec.org.accounting.charged(sizes["prompt"], sizes["max_tokens"], sizes["completion"]),
-                         dtype=float)
+def long_run_tokens(spec, sizes: dict, admitted: np.ndarray) -> np.ndarray:
+    """What each sampled request costs the token units in the long run: its charge at admission
+    (``admitted``), less the unused reservation a completed response gives back when the org refunds it
+    (``refund_unused``)."""
     if spec.org.accounting.refunds:
-        charged = charged - np.maximum(np.asarray(sizes["max_tokens"], float) - sizes["completion"], 0.0)
-    return charged
+        return admitted - np.maximum(np.asarray(sizes["max_tokens"], float) - sizes["completion"], 0.0)
+    return admitted
 
 
 def limit_sets(spec, client, model: str) -> list[tuple[str, dict]]:
