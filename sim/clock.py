@@ -80,17 +80,22 @@ class Clock(simpy.Environment):
             exc.__cause__ = event._value
             raise exc
 
-    def run(self, until: float | None = None):
-        """Run until time ``until`` (or until nothing is left): SimPy's semantics, with light calls made in
-        a tight loop instead of one :meth:`step` call each."""
+    def run(self, until=None):
+        """:meth:`simpy.Environment.run`, with light calls made in a tight loop instead of one :meth:`step`
+        call each: ``until`` a number (run until the clock reaches it), an event (run until it has been
+        processed and return its value; a :exc:`RuntimeError` if nothing is left to do before) or None (run
+        until nothing is left)."""
         if until is not None:
-            at = float(until)
-            if at <= self._now:
-                raise ValueError(f"until ({at}) must be greater than the current simulation time")
-            stop = Event(self)
-            stop._ok, stop._value = True, None
-            self.schedule(stop, URGENT, at - self._now)
-            stop.callbacks.append(StopSimulation.callback)
+            if not isinstance(until, Event):
+                at = until if isinstance(until, int) else float(until)
+                if at <= self._now:
+                    raise ValueError(f"until ({at}) must be greater than the current simulation time")
+                until = Event(self)
+                until._ok, until._value = True, None
+                self.schedule(until, URGENT, at - self._now)
+            elif until.callbacks is None:  # processed already
+                return until.value
+            until.callbacks.append(StopSimulation.callback)
         queue, pop, fire = self._queue, heappop, self._fire
         try:
             while queue:
@@ -101,4 +106,6 @@ class Clock(simpy.Environment):
                     fire(event)
         except StopSimulation as exc:
             return exc.args[0]
+        if until is not None:
+            raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}')
         return None
