@@ -29,8 +29,8 @@ from .errors import ConfigError, InputWarning
 from .fields import MAX_SIZE
 
 TRACE_COLUMNS = ("timestamp", "model", "prompt_tokens", "max_tokens", "completion_tokens", "audio_seconds")
-#: columns of whole numbers >= 0, and whether an empty cell is allowed (falls back on the client's sizes)
-_COUNTS = {"prompt_tokens": True, "max_tokens": True, "completion_tokens": True}
+#: the columns of whole numbers >= 0 (an empty cell falls back on the client's sizes)
+_COUNTS = ("prompt_tokens", "max_tokens", "completion_tokens")
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
@@ -110,13 +110,13 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
     if not len(df):
         raise ConfigError(f"{name}: trace has a header but no rows")
     out = {"timestamp": _timestamps(name, df["timestamp"], lines)}
-    for col, empty_ok in _COUNTS.items():
+    for col in _COUNTS:
         if col in df:
-            out[col] = _numbers(name, df[col], lines, col, whole=True, empty_ok=empty_ok)
+            out[col] = _numbers(name, df[col], lines, col, whole=True)
     if "audio_seconds" in df:
-        out["audio_seconds"] = _numbers(name, df["audio_seconds"], lines, "audio_seconds", whole=False, empty_ok=True)
+        out["audio_seconds"] = _numbers(name, df["audio_seconds"], lines, "audio_seconds", whole=False)
     if "model" in df:
-        models = [str(v).strip() if v is not None else "" for v in df["model"]]
+        models = [_cell(v) for v in df["model"]]
         out["model"] = [m if m else None for m in models]
     frame = pd.DataFrame(out)
     lines = [lines[k] for k in frame["timestamp"].argsort(kind="stable")]
@@ -132,7 +132,8 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
 
 
 def _cell(value) -> str:
-    return "" if value is None else str(value).strip()
+    """A cell as text (a CSV's cells are text already; a JSONL value's absence or null is "" by then)."""
+    return str(value).strip()
 
 
 def _is_nan(cell: str) -> bool:
@@ -174,15 +175,14 @@ def _timestamps(name: str, col: pd.Series, lines: list[int]) -> pd.Series:
     return ts
 
 
-def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool, empty_ok: bool) -> pd.Series:
+def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool) -> pd.Series:
+    """A column of sizes (``whole``: token counts), NaN for an empty cell (the client's distribution then)."""
     cells = [_cell(v) for v in col]
     values = pd.to_numeric(pd.Series(cells).replace("", None), errors="coerce").astype(float)
     allowed = f"a whole number from 0 to {MAX_SIZE:,}" if whole else f"a number from 0 to {MAX_SIZE:,}"
     for k, c in enumerate(cells):
         v = values[k]
         if not c:
-            if not empty_ok:
-                raise ConfigError(f"{name}:{lines[k]}: column {what}: empty (allowed: {allowed})")
             continue
         if _is_nan(c):
             raise ConfigError(f"{name}:{lines[k]}: column {what}: NaN is not a number (allowed: {allowed})")

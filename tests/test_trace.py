@@ -149,3 +149,95 @@ def test_a_trace_message_says_what_is_wrong(tmp_path, capsys, name, body, messag
     assert main(["check", str(scenario)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"groqsim: error: {tmp_path}/{message}") and err.count("\n") == 1, err
+
+
+# --- each check at its edge, read directly (sim.trace.read_trace / check_kinds) ------------------------------
+
+def _fails(tmp_path, body, name="t.csv"):
+    """The message of the ConfigError reading ``body`` raises, with the file's path taken off."""
+    path = _write(tmp_path, body, name)
+    with pytest.raises(ConfigError) as err:
+        read_trace(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    return message[len(str(path)):]
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("t.csv", "", ": trace is empty (expected a header line with timestamp and at least one row)"),
+    ("t.csv", " \n\n", ": trace is empty (expected a header line with timestamp and at least one row)"),
+    ("t.jsonl", "\n", ": trace is empty (expected a header line with timestamp and at least one row)"),
+    ("t.csv", "timestamp,prompt_tokens\n", ": trace has a header but no rows"),
+    ("t.csv", "timestamp,prompt_tokens\n1,2\n3,4,5\n", ":3: 3 field(s) where the header has 2 (timestamp, "
+     "prompt_tokens)"),
+    ("t.csv", "timestamp,prompt,tokens\n1,2,3\n", ":1: trace columns must include timestamp and be among "
+     "timestamp, model, prompt_tokens, max_tokens, completion_tokens, audio_seconds (unexpected: prompt, tokens)"),
+    ("t.csv", "model,prompt_tokens\nm,2\n", ": trace columns must include timestamp and be among timestamp, model, "
+     "prompt_tokens, max_tokens, completion_tokens, audio_seconds (unexpected: none)"),
+    ("t.jsonl", '{"timestamp": 1}\n[1, 2]\n', ':2: each line must be a JSON object like {"timestamp": 0.5}'),
+    ("t.jsonl", '{"timestamp": 1}\n{"timestamp": 2, "user": "x"}\n{"timestamp": 3, "host": "y"}\n',
+     ":2: trace columns must include timestamp and be among timestamp, model, prompt_tokens, max_tokens, "
+     "completion_tokens, audio_seconds (unexpected: user, host)"),
+    ("t.jsonl", '{"timestamp": 1}\n{"timestamp": 2,\n', ":2: not a JSON object (Expecting property name enclosed "
+     "in double quotes)"),
+    ("t.csv", "timestamp\n1\n2\n-0.5\n3\n", ":4: column timestamp: '-0.5' is not allowed (seconds must be finite "
+     "and >= 0)"),
+    ("t.csv", "timestamp\n2025-03-01T12:00:00Z\nyesterday\nlater\n", ":3: column timestamp: 'yesterday' is not a "
+     "timestamp (allowed: seconds >= 0, or an ISO date-time like 2025-03-01T12:00:00Z)"),
+    ("t.csv", "timestamp\n1.5\n2025-03-01T12:00:00Z\nsoon\n", ":3: column timestamp: '2025-03-01T12:00:00Z' is not "
+     "a number (the column holds seconds; allowed: seconds >= 0 on every row, or ISO date-times on every row)"),
+    ("t.csv", "timestamp\n1\n\n", None),  # (a blank line is no row: read, not refused)
+    ("t.csv", "timestamp,prompt_tokens\n1,10000001\n", ":2: column prompt_tokens: '10000001' is not allowed (a whole "
+     "number from 0 to 10,000,000)"),
+    ("t.csv", "timestamp,max_tokens\n1,2.5\n", ":2: column max_tokens: '2.5' is not allowed (a whole number from 0 "
+     "to 10,000,000)"),
+    ("t.csv", "timestamp,audio_seconds\n1,-2.5\n", ":2: column audio_seconds: '-2.5' is not allowed (a number from "
+     "0 to 10,000,000)"),
+    ("t.csv", "timestamp,audio_seconds\n1,inf\n", ":2: column audio_seconds: 'inf' is not allowed (a number from "
+     "0 to 10,000,000)"),
+], ids=["empty", "blank", "jsonl-blank", "no-rows", "row-too-long", "named-unknown", "no-timestamp",
+        "jsonl-not-object", "jsonl-unknown-line", "jsonl-bad-json", "negative-first-bad-row", "iso-bad",
+        "mixed-first-text-row", "blank-line", "count-over-max", "count-not-whole", "audio-negative", "audio-inf"])
+def test_each_check_names_the_file_line_and_what_is_allowed(tmp_path, name, body, message):
+    if message is None:
+        assert read_trace(_write(tmp_path, body, name))["timestamp"].tolist() == [1.0]
+    else:
+        assert _fails(tmp_path, body, name) == message
+
+
+def test_what_a_trace_may_hold_at_the_edges(tmp_path):
+    """The largest size, fractional audio, spaces after the commas (quoted cells too), string cells in JSONL,
+    equal timestamps (in order: no warning), and no columns but the trace's."""
+    body = ('timestamp, model, prompt_tokens, audio_seconds\n0.5, "openai/gpt-oss-20b", 10000000, 2.5\n'
+            '0.5, "a, b", 0, \n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = read_trace(_write(tmp_path, body))
+        jl = read_trace(_write(tmp_path, '{"timestamp": "2", "model": "m", "prompt_tokens": "7"}\n'
+                                         '{"timestamp": 2, "model": null}\n', "t.jsonl"))
+    assert list(df.columns) == ["timestamp", "prompt_tokens", "audio_seconds", "model"]
+    assert df["model"].tolist() == ["openai/gpt-oss-20b", "a, b"]
+    assert df["prompt_tokens"].tolist() == [10_000_000, 0]
+    assert df["audio_seconds"].iloc[0] == 2.5 and pd.isna(df["audio_seconds"].iloc[1])
+    assert jl["timestamp"].tolist() == [2.0, 2.0] and jl["model"].iloc[0] == "m" and pd.isna(jl["model"].iloc[1])
+    assert jl["prompt_tokens"].iloc[0] == 7 and pd.isna(jl["prompt_tokens"].iloc[1])
+
+
+def test_a_timestamp_going_back_warns_once_naming_the_first_row_out_of_order(tmp_path):
+    path = _write(tmp_path, "timestamp\n0\n0.25\n0.25\n0.5\n0.3\n0.1\n")
+    with pytest.warns(InputWarning) as caught:
+        df = read_trace(path)
+    assert [str(w.message) for w in caught] == [f"{path}:6: timestamps are not in order (0.3 after 0.5); "
+                                               "replaying the trace sorted by timestamp"]
+    assert df["timestamp"].tolist() == [0.0, 0.1, 0.25, 0.25, 0.3, 0.5]
+    assert df.attrs["lines"] == [2, 7, 3, 4, 6, 5]  # each sorted row's line in the file (ties keep file order)
+
+
+def test_a_speech_to_text_row_needs_audio_above_zero(tmp_path):
+    kinds = {"w": "stt"}
+    path = _write(tmp_path, "timestamp,audio_seconds\n0,1\n1,0.001\n")
+    check_kinds(str(path), read_trace(path), kinds, "w", audio=False)  # every row has audio: fine
+    zero = _write(tmp_path, "timestamp,audio_seconds\n0,1\n1,0\n", "z.csv")
+    with pytest.raises(ConfigError, match=r"z\.csv:3: column audio_seconds: 0\.0 on a row for 'w', which is "
+                                          "speech-to-text: each of its rows needs audio_seconds > 0"):
+        check_kinds(str(zero), read_trace(zero), kinds, "w", audio=True)  # 0 is not an empty cell
