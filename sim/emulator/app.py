@@ -325,6 +325,8 @@ def build_app(emu: Emulator) -> Starlette:
                     _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=label, headers={},
                             error=err.error)
                 return _error(err)
+            finally:  # a multipart body's uploads (temporary files), which Starlette leaves to the garbage collector
+                await request.close()
         return run
 
     @asynccontextmanager
