@@ -69,6 +69,7 @@ def test_no_limit_observed_or_no_known_model_leaves_the_tier_unknown():
     (12_000, 6000, "2x"),         # whole
     (20_040, 10_000, "2x"),       # within 0.5 % of a whole number: that number
     (20_080, 10_000, "2.01x"),    # 0.8 % off: not
+    (10_052, 10_000, "1.01x"),    # 0.52 % off: just past the 0.5 % that counts as whole
     (6_000_000, 6000, "1000x"),   # a huge whole ratio printed whole ("1e+03x" with 3 significant digits)
     (1, 1000, "0.001x"),          # tiny: never rounded to "0x"
     (5990, 6000, "0.998x"),       # below 1: never rounded, however close to 1

@@ -41,6 +41,8 @@ def parse_go_duration(text: str) -> float:
         raise ValueError("empty duration")
     sign = -1.0 if s.startswith("-") else 1.0
     s = s.lstrip("+-")
+    if not s:  # a sign alone is no duration (Go: invalid), not 0
+        raise ValueError(f"{text!r} is not a Go duration (like 547ms, 2m52.8s, 1h2m3.5s)")
     pos, total = 0, 0.0
     for m in _GO_PART.finditer(s):
         if m.start() != pos:
@@ -109,7 +111,7 @@ def evidence_table(log: Log, failed_attempts: bool = False) -> pd.DataFrame:
     the row flagged ``impossible_usage``.  An attempt that failed on the client (the SDK's timeout, a
     connection error: :func:`~sim.recorder.client_failure`) has no response, so nothing of a limit or of the
     service: it is left out, unless ``failed_attempts`` (a trace's attempts), when its row has ``status`` NaN
-    and ``client_error`` its kind ("timeout" or "connection"; None on every other row)."""
+    and ``client_error`` its kind ("timeout" or "connection"; missing, NA, on every other row)."""
     rows = []
     for rec in log.records:
         failure = client_failure(rec)
