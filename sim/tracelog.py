@@ -62,7 +62,7 @@ RECENT = 120.0
 #: ... and among those whose retry-after (any length: other clients may obey a longer one) ends within this
 #: of the retry's send (s)
 NEAR = 60.0
-#: candidates kept per retry (the least missed) when more qualify
+#: candidates kept per retry (the least missed) in a chunk of retries whose pairs outnumber this many per retry
 CANDIDATES = 64
 #: candidate pairs looked at in one go
 CHUNK_PAIRS = 4_000_000
@@ -113,8 +113,9 @@ def _candidates(s_key, s_send, p_key, p_recv, p_due_after, p_due_backoff):
     """Pairs ``(i, j, miss)``: retry i (key, send time) and failure j of the same key answered before it, either
     at most :data:`RECENT` before or with its retry-after ending within :data:`NEAR` of the send; ``miss``:
     the distance from the retry's send to the nearer of the failure's two expected retry times (after its
-    retry-after, after the SDK's mean back-off).  At most :data:`CANDIDATES` per retry, the least missed; a
-    few retries at a time, so that a dense log never holds every pair at once."""
+    retry-after, after the SDK's mean back-off).  A few retries at a time, so that a dense log never holds every
+    pair at once; a chunk with more than :data:`CANDIDATES` pairs per retry on average keeps each retry's
+    :data:`CANDIDATES` least missed (a chunk within that budget keeps them all)."""
     after = np.flatnonzero(np.isfinite(p_due_after))
     out_i, out_j, out_miss = [], [], []
     step = max(1, CHUNK_PAIRS // max(len(p_key), 1))
