@@ -237,3 +237,31 @@ def test_a_transcription_log_calibrates_its_audio_speed_and_limiter(algorithm, t
     fragment = tomllib.loads(toml_fragment(cal))
     assert fragment["service"][whisper]["audio_speed_factor"] == round(svc.audio_speed_factor, 1)
     assert f"{answered} answered transcription(s), no usage" in report_text(cal)
+
+
+def test_the_server_decides_in_the_middle_of_each_round_trip_from_the_given_days_midnight(tmp_path):
+    """A line's send is half its network round trip before the server's decision (the simulator's one-way
+    time): for a success, that decision is the record's ``admitted``; time 0 is the start day's UTC midnight
+    (a date or its ISO text alike), and the default seed is 0."""
+    from datetime import date, datetime
+    spec = scenario(duration=900.0).spec()
+    log = simulate_log(spec, start=date(2026, 1, 2))
+    assert log.lines == simulate_log(spec, 0, start="2026-01-02").lines
+    assert log.lines == simulate_log(spec, 0, start=datetime(2026, 1, 2, 15, 30)).lines  # (its day's midnight)
+    t0 = 1767312000.0  # 2026-01-02 00:00 UTC
+    rec = log.result.records
+    rows = rec.set_index(["client", rec.groupby("client", observed=True).cumcount()])
+    checked = 0
+    for x in log.lines:
+        if x["status"] != 200:
+            continue
+        u = x["usage"]
+        rtt = x["t_recv"] - x["t_send"] - (u["queue_time"] + u["prompt_time"] + u["completion_time"])
+        r = rows.loc[(x["label"], int(x["request_id"].split("_")[3]))]
+        assert x["t_send"] + rtt / 2 - t0 == pytest.approx(r["admitted"], abs=1e-6)
+        checked += 1
+    assert checked > 50
+    with pytest.raises(Exception, match=r"start '2026-13-01': allowed: a date like 2026-11-02"):
+        simulate_log(spec, start="2026-13-01")
+    written = log.write(str(tmp_path / "log.jsonl"))  # a path given as text
+    assert written == tmp_path / "log.jsonl" and len(read_log(written).records) == len(log.lines)
