@@ -62,3 +62,54 @@ def running(emu):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+#: epoch seconds of 2026-11-02 00:00 UTC, where the tests' recorder logs start, and their model
+LOG_T0 = 1_793_577_600.0
+LOG_MODEL = "llama-3.1-8b-instant"
+
+
+def log_line(t_send, t_recv, status, k, rid, retry_after=None, requested=None, usage=None, label="app",
+             endpoint="chat.completions", audio=None, max_tokens=256):
+    """A recorder log line (sim/recorder.py's format) of :data:`LOG_MODEL`, times in seconds from
+    :data:`LOG_T0`: a 429 is Groq's on TPM with its ``Requested`` when ``requested`` is given, else on RPM;
+    ``audio``: a transcription's seconds (no ``max_tokens``); ``k`` None: a line without ``retry_count``."""
+    headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+    error = None
+    if status == 429:
+        unit = "tokens per minute (TPM)" if requested else "requests per minute (RPM)"
+        error = {"type": "tokens" if requested else "requests", "code": "rate_limit_exceeded",
+                 "message": f"Rate limit reached for model `{LOG_MODEL}` in organization `org_x` service tier "
+                            f"`on_demand` on {unit}: Limit 6000, Used 5000, Requested {requested or 1}. "
+                            f"Please try again in {retry_after or 1}s."}
+    line = {"t_send": LOG_T0 + t_send, "t_recv": LOG_T0 + t_recv, "status": status, "model": LOG_MODEL,
+            "endpoint": endpoint, "max_tokens": None if audio else max_tokens, "audio_seconds": audio,
+            "usage": usage, "headers": headers, "error": error, "label": label, "request_id": rid}
+    if k is not None:
+        line["retry_count"] = k
+    return line
+
+
+def log_usage(prompt, completion):
+    """A success's ``usage`` (Groq's fields) for ``prompt`` and ``completion`` tokens."""
+    return {"queue_time": 0.01, "prompt_tokens": prompt, "prompt_time": 0.01, "completion_tokens": completion,
+            "completion_time": 0.1, "total_tokens": prompt + completion, "total_time": 0.11}
+
+
+def dense_sdk_log(n, seed):
+    """``n`` requests started in the same 4 s, each refused twice on RPM and retried after its retry-after (1-3 s)
+    plus a little, then answered: many failures a retry could be paired with (``log_line`` lines)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    lines = []
+    for r in range(n):
+        t = float(rng.uniform(0, 4))
+        for k in range(3):
+            rtt = float(rng.uniform(0.05, 0.3))
+            if k == 2:
+                lines.append(log_line(t, t + rtt, 200, k, f"r{r}_{k}", usage=log_usage(100 + r, 10 + r)))
+                break
+            ra = int(rng.integers(1, 4))
+            lines.append(log_line(t, t + rtt, 429, k, f"r{r}_{k}", retry_after=ra))
+            t += rtt + ra + float(rng.uniform(0, 0.05))
+    return lines

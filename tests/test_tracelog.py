@@ -15,29 +15,7 @@ from sim.trace import read_trace
 from sim.cli import main
 from sim.errors import ConfigError
 from sim.tracelog import SDK_INITIAL_DELAY, SDK_MAX_DELAY, log_to_trace, sdk_backoff
-
-MODEL = "llama-3.1-8b-instant"
-T0 = 1_793_577_600.0
-
-
-def _line(t_send, t_recv, status, k, rid, retry_after=None, requested=None, usage=None, label="app",
-          endpoint="chat.completions", audio=None):
-    headers = {} if retry_after is None else {"retry-after": str(retry_after)}
-    error = None
-    if status == 429:
-        unit = "tokens per minute (TPM)" if requested else "requests per minute (RPM)"
-        error = {"type": "tokens" if requested else "requests", "code": "rate_limit_exceeded",
-                 "message": f"Rate limit reached for model `{MODEL}` in organization `org_x` service tier "
-                            f"`on_demand` on {unit}: Limit 6000, Used 5000, Requested {requested or 1}. "
-                            f"Please try again in {retry_after or 1}s."}
-    return {"t_send": T0 + t_send, "t_recv": T0 + t_recv, "status": status, "model": MODEL, "endpoint": endpoint,
-            "max_tokens": None if audio else 256, "audio_seconds": audio, "usage": usage, "headers": headers,
-            "error": error, "label": label, "request_id": rid, "retry_count": k}
-
-
-def _usage(prompt, completion):
-    return {"queue_time": 0.01, "prompt_tokens": prompt, "prompt_time": 0.01, "completion_tokens": completion,
-            "completion_time": 0.1, "total_tokens": prompt + completion, "total_time": 0.11}
+from tests.helpers import LOG_MODEL as MODEL, LOG_T0 as T0, dense_sdk_log, log_line as _line, log_usage as _usage
 
 
 def _write(tmp_path, lines, name="log.jsonl"):
@@ -212,18 +190,7 @@ def test_chunks_and_candidate_caps_change_nothing_but_memory(tmp_path, monkeypat
     """The pairs are looked at a few retries at a time and capped per retry: on a dense log, two retries per
     chunk and 8 candidates each give the same requests as one chunk and no cap."""
     import sim.tracelog as tracelog
-    rng = np.random.default_rng(3)
-    lines = []
-    for r in range(40):
-        t = float(rng.uniform(0, 4))
-        for k in range(3):
-            rtt = float(rng.uniform(0.05, 0.3))
-            if k == 2:
-                lines.append(_line(t, t + rtt, 200, k, f"r{r}_{k}", usage=_usage(100 + r, 10 + r)))
-                break
-            ra = int(rng.integers(1, 4))
-            lines.append(_line(t, t + rtt, 429, k, f"r{r}_{k}", retry_after=ra))
-            t += rtt + ra + float(rng.uniform(0, 0.05))
+    lines = dense_sdk_log(40, 3)
     path = _write(tmp_path, lines)
     whole = log_to_trace(path)
     monkeypatch.setattr(tracelog, "CHUNK_PAIRS", 2 * 40)  # two retries per chunk (40 failures a rank)

@@ -20,34 +20,9 @@ from hypothesis import strategies as st
 import sim.tracelog as tracelog
 from sim.fields import MAX_SIZE
 from sim.tracelog import NEAR, RECENT, _candidates, _match, _pairs, log_to_trace, sdk_backoff
+from tests.helpers import dense_sdk_log, log_line as _line, log_usage as _usage
 
-MODEL = "llama-3.1-8b-instant"
-T0 = 1_793_577_600.0  # 2026-11: epoch seconds, as the recorder writes them
 ALLOWED = "allowed: chat.completions, audio.transcriptions, audio.translations"
-
-
-def _line(t_send, t_recv, status, k, rid, retry_after=None, requested=None, usage=None, max_tokens=256,
-          endpoint="chat.completions", audio=None):
-    """A recorder line (sim/recorder.py's format); a 429 names tokens (TPM, ``Requested``) when ``requested``."""
-    headers = {} if retry_after is None else {"retry-after": str(retry_after)}
-    error = None
-    if status == 429:
-        unit = "tokens per minute (TPM)" if requested else "requests per minute (RPM)"
-        error = {"type": "tokens" if requested else "requests", "code": "rate_limit_exceeded",
-                 "message": f"Rate limit reached for model `{MODEL}` in organization `org_x` service tier "
-                            f"`on_demand` on {unit}: Limit 6000, Used 5000, Requested {requested or 1}. "
-                            f"Please try again in {retry_after or 1}s."}
-    line = {"t_send": T0 + t_send, "t_recv": T0 + t_recv, "status": status, "model": MODEL, "endpoint": endpoint,
-            "max_tokens": max_tokens, "audio_seconds": audio, "usage": usage, "headers": headers, "error": error,
-            "label": "app", "request_id": rid}
-    if k is not None:
-        line["retry_count"] = k
-    return line
-
-
-def _usage(prompt, completion):
-    return {"queue_time": 0.01, "prompt_tokens": prompt, "prompt_time": 0.01, "completion_tokens": completion,
-            "completion_time": 0.1, "total_tokens": prompt + completion, "total_time": 0.11}
 
 
 def _trace(tmp_path, lines):
@@ -352,19 +327,7 @@ def test_candidates_of_no_failure_are_none():
 
 
 def _dense_log(n=30):
-    rng = np.random.default_rng(7)
-    lines = []
-    for r in range(n):
-        t = float(rng.uniform(0, 4))
-        for k in range(3):
-            rtt = float(rng.uniform(0.05, 0.3))
-            if k == 2:
-                lines.append(_line(t, t + rtt, 200, k, f"r{r}_{k}", usage=_usage(100 + r, 10 + r)))
-                break
-            ra = int(rng.integers(1, 4))
-            lines.append(_line(t, t + rtt, 429, k, f"r{r}_{k}", retry_after=ra))
-            t += rtt + ra + float(rng.uniform(0, 0.05))
-    return lines
+    return dense_sdk_log(n, 7)
 
 
 @pytest.mark.parametrize("chunk", [1, 2 * 30, 7 * 30])
