@@ -51,16 +51,18 @@ class Dist(Strict):
             data = data.item()
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return {"dist": "fixed", "value": data}
+        value = None
         if isinstance(data, str):  # a count as limits are written ("2K"), else what a size may be
             try:
                 value = parse_count(data)
             except ValueError:
-                value = None
-            if value is None:
-                raise ValueError(f"{data!r} is not a size (allowed: a number such as 200 or 2K, or a distribution "
-                                 "such as { dist = 'uniform', low = 100, high = 400 })")
-            return {"dist": "fixed", "value": value}
-        return data
+                pass
+        elif isinstance(data, (dict, Dist)):
+            return data
+        if value is None:  # text that is no count, a bool, a list: not pydantic's "instance of Dist"
+            raise ValueError(f"{data!r} is not a size (allowed: a number such as 200 or 2K, or a distribution "
+                             "such as { dist = 'uniform', low = 100, high = 400 })")
+        return {"dist": "fixed", "value": value}
 
     @model_validator(mode="after")
     def _complete(self):
@@ -299,7 +301,7 @@ class Client(Strict):
     @field_validator("audio_seconds", mode="before")
     @classmethod
     def _seconds_not_text(cls, value):
-        if isinstance(value, str):  # ("2K" is a count, for tokens; seconds are numbers)
+        if isinstance(value, (str, bool, list)):  # ("2K" is a count, for tokens; seconds are numbers)
             raise ValueError(f"{value!r} is not a number of seconds (allowed: a number such as 30, or a "
                              "distribution such as { dist = 'uniform', low = 5, high = 60 })")
         return value

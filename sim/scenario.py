@@ -754,7 +754,7 @@ def _check_sections(stub: Scenario, data: dict) -> None:
 def _shape(value) -> str:
     """How a TOML value reads, for an error: ``a list``, ``5``, ``'text'``."""
     if isinstance(value, list):
-        return "a list" if not value or not isinstance(value[0], dict) else "a list of tables"
+        return "a list of tables" if value and all(isinstance(v, dict) for v in value) else "a list"
     return "a table" if isinstance(value, dict) else repr(value)
 
 
