@@ -75,7 +75,8 @@ def test_the_search_ends_at_the_finest_tolerance():
     scenario = _scenario(capacity={"tolerance": 1e-4})
     tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: load <= 7.0)
     assert 7.0 * (1 - 1e-4) <= row["sim_load"] <= 7.0 and len(tried) < 40
-    object.__setattr__(scenario.capacity, "tolerance", 1e-300)  # (below what a scenario may ask: as a guard)
+    # below what a scenario may ask, as a guard; on a copy: a frozen default may be shared by every scenario
+    object.__setattr__(scenario, "capacity", scenario.capacity.model_copy(update={"tolerance": 1e-300}))
     tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: load <= 7.0)
     assert row["sim_load"] <= 7.0 and len(tried) < 80
 

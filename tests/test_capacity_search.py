@@ -189,7 +189,8 @@ def test_the_bracket_also_ends_when_its_midpoint_rounds_up_to_its_top():
     # the limit is just below 7.0 (load < 7 meets): at a tolerance below a float's spacing the bracket closes
     # on [7 - ulp, 7], whose midpoint rounds to 7 itself; trying 7 again would loop for ever
     scenario = _scenario()
-    object.__setattr__(scenario.capacity, "tolerance", 1e-300)  # (below what a scenario may ask: as a guard)
+    # below what a scenario may ask, as a guard; on a copy: a frozen default may be shared by every scenario
+    object.__setattr__(scenario, "capacity", scenario.capacity.model_copy(update={"tolerance": 1e-300}))
     ceiling = Ceiling(10.0, 1.0, 10.0, "m RPM", 10.0, "m RPM", math.inf, "", {})
     tried = []
     search, load = bisection(scenario, ceiling), None
@@ -268,6 +269,7 @@ def test_the_capacity_table_has_a_row_per_tier_and_model_in_grid_order(monkeypat
     scenario = _scenario(scenario={"duration": "1m"}, client={"max_tokens": 200,
                                                               "arrival": {"kind": "constant", "rate": "20/min"}},
                          compare=TWO_BY_TWO)
+    capsys.readouterr()  # (what reading the scenario said: llama-3.1-8b-instant's shutdown, the first time only)
     rows = capacity_table(scenario)
     assert [(r["tier"], r["model"]) for r in rows] == [(t, m) for t in TWO_BY_TWO["tier"] for m in TWO_BY_TWO["model"]]
     assert [r["binding"].split(" ")[0] for r in rows] == [r["model"] for r in rows]  # each row its model's limits
