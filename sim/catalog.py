@@ -54,8 +54,7 @@ class Limits:
         out = {}
         for u, f in factors.items():
             limit = getattr(self, u)
-            if limit is None:
-                out[u] = None
+            if limit is None:  # (no limit of that unit: none to scale)
                 continue
             value = limit * f
             if not (math.isfinite(value) and round(value) >= 1):
@@ -256,7 +255,7 @@ def format_rows(rows: Iterable[dict], fmt: str) -> str:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
         for r in rows:
-            w.writerow(["" if r[k] is None else r[k] for k in header])
+            w.writerow([r[k] for k in header])  # (csv writes None as an empty field)
         return buf.getvalue()
     if fmt == "json":
         import json
