@@ -113,3 +113,10 @@ def dense_sdk_log(n, seed):
             lines.append(log_line(t, t + rtt, 429, k, f"r{r}_{k}", retry_after=ra))
             t += rtt + ra + float(rng.uniform(0, 0.05))
     return lines
+
+
+def answer_text(tokens: int) -> str:
+    """The emulator's answer of ``tokens`` tokens as its docs describe it: one word a token, the pangram "The
+    quick brown fox jumps over the lazy dog." over and over."""
+    words = "The quick brown fox jumps over the lazy dog.".split()
+    return " ".join(words[k % len(words)] for k in range(tokens))

@@ -28,6 +28,7 @@ import sim.emulator.app as app_mod
 from sim.emulator import Emulator, build_app, parse_keys
 from sim.emulator.app import audio_seconds
 from tests.test_emulator import MODEL, flex_spec, make_spec, msgs, project_spec, wav_bytes
+from tests.helpers import answer_text as text_of
 
 OSS = "openai/gpt-oss-20b"  # no client group of make_spec's answers with it: its answers are as long as their cap
 WHISPER = "whisper-large-v3"
@@ -36,12 +37,6 @@ STT = "/openai/v1/audio/transcriptions"
 STT_EN = "/openai/v1/audio/translations"
 RID = re.compile(r"^req_[0-9a-f]{26}$")
 BILLING = "https://console.groq.com/settings/billing"
-#: filler text: one word a token, the pangram over and over
-WORDS = "The quick brown fox jumps over the lazy dog.".split()
-
-
-def text_of(tokens: int) -> str:
-    return " ".join(WORDS[k % 9] for k in range(tokens))
 
 
 class Frozen:

@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 from sim.emulator import Emulator, build_app, parse_keys
 from sim.emulator.batches import BatchError, Batches
 from sim.scenario import scenario_from_dict
+from tests.helpers import answer_text as text_of
 
 FIXED = "openai/gpt-oss-20b"  # answers of exactly 7 tokens (a fixed completion_tokens), capped by max_tokens
 EMPTY = "openai/gpt-oss-120b"  # answers of 0 tokens
@@ -34,11 +35,6 @@ CAPPED = "openai/gpt-oss-safeguard-20b"  # no answer lengths in the scenario: an
 CHAT = "/v1/chat/completions"
 ID = re.compile(r"^(file|batch|batch_req|req|chatcmpl)[_-]?[0-9a-f]{26}$")
 DAY = 86_400.0
-WORDS = "The quick brown fox jumps over the lazy dog.".split()
-
-
-def text_of(tokens: int) -> str:
-    return " ".join(WORDS[k % 9] for k in range(tokens))
 
 
 def lane_spec(start="10m", speed=10.0, failure=0.0):
