@@ -148,7 +148,8 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
         if unit in ls.units and unit not in done and not math.isnan(row.msg_used):
             done.add(unit)
             lim = ls.units[unit]
-            unknown = row.msg_used - (lim.limit - lim.remaining(now))
+            # "Used" is limit - remaining as the headers round it (down): a fraction it rounds up is no usage
+            unknown = row.msg_used - (lim.limit - math.floor(lim.remaining(now) + 1e-9))
             if unknown > 0:
                 lim.admit(min(unknown, lim.limit), now)
         burn_in = row.t_server - t0 < burn
