@@ -245,7 +245,7 @@ def _capacity_runs(scenario) -> float:
     rows = 1
     for a in axes:
         rows *= len(scenario.compare[a])
-    return 12.0 * rows / max(len(scenario.grid()), 1)
+    return 12.0 * rows / len(scenario.grid())  # (a grid has at least one point)
 
 
 def _validate(args) -> int:
@@ -313,7 +313,7 @@ def _simlog(args) -> int:
     scenario = load_scenario(args.scenario, {"seed": args.seed})
     point = scenario.point(args.point, args.scenario)
     duration = _duration(args)
-    _, requests = scenario.size(duration)
+    _, requests = scenario.size(duration, point.get("load"))  # the point's own load, not the grid's mean
     requests /= len(scenario.grid()) * scenario.scenario.replications
     if requests > MAX_LOG_REQUESTS and not args.force:
         raise ConfigError(f"{args.scenario}: about {requests:,.0f} simulated requests is more than simlog writes "
@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors and --help
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        return exc.code  # argparse exits with an int: 0 after --help, 2 for a usage error
     for name in ("out", "output", "tier", "model", "file", "dask", "host"):  # paths and names: empty is no value
         value = getattr(args, name, None)
         if isinstance(value, str) and not value.strip():

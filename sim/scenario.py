@@ -585,13 +585,14 @@ class Scenario(Strict):
         df = read_trace(path)
         return sorted({m for m in df["model"] if isinstance(m, str)}) if "model" in df else []
 
-    def size(self, duration: float | None = None) -> tuple[int, float]:
+    def size(self, duration: float | None = None, load: float | None = None) -> tuple[int, float]:
         """(runs, simulated requests) the study asks for: grid points x replications, and the sum over runs
         of each open-loop client group's mean rate over the horizon x load x horizon (``window_rate``: a
         diurnal day's first hours are not its mean; a trace's rows in the horizon; a closed loop at most one
-        request per user per think time)."""
+        request per user per think time).  ``load``: as if every grid point ran at that load (one point's
+        requests: divide by the runs)."""
         horizon = duration if duration is not None else self.scenario.duration
-        loads = [float(v) for v in self.compare.get("load", [1.0])]
+        loads = [float(v) for v in self.compare.get("load", [1.0])] if load is None else [float(load)]
         requests = 0.0
         for load in loads:
             for c in self.clients:
