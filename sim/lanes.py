@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import batch
+from .catalog import UNITS
 from .errors import ConfigError, did_you_mean
 from .flex import CapacityProcess
 from .limitbook import AUTO, FLEX, MODES, ON_DEMAND, LimitBook
@@ -63,8 +64,9 @@ class Lanes:
         self.spilled: dict[tuple[int, str], int] = {}
 
     def spilled_by(self) -> tuple[tuple[str, str], ...]:
-        """(model, unit) of the on-demand limits whose refusals ended in a 498 on ``auto``, most first."""
-        ranked = sorted(self.spilled.items(), key=lambda kv: (-kv[1], kv[0]))
+        """(model, unit) of the on-demand limits whose refusals ended in a 498 on ``auto``, most first; on a tie
+        in the run's model order, then the catalog's unit order (RPM, RPD, TPM, ...), as the 429s' binding."""
+        ranked = sorted(self.spilled.items(), key=lambda kv: (-kv[1], kv[0][0], UNITS.index(kv[0][1])))
         return tuple((self.model_names[m], unit) for (m, unit), _ in ranked)
 
     def limits(self, project: str | None, tier: int, m: int):
@@ -72,11 +74,12 @@ class Lanes:
         return self.book.limits(project, tier, m)
 
     def route(self, cfg) -> "Route | None":
-        """A client group's route (None: the engine's direct on-demand path serves it unchanged)."""
+        """A client group's route (None for a batch-lane group: :meth:`run_batch` serves it).  Its project, if
+        any, must be one of the run's, whatever its lane."""
+        if cfg.project is not None and cfg.project not in self.spec.projects:  # (a batch group's too)
+            raise ConfigError(did_you_mean(cfg.project, self.spec.projects, f"project of client {cfg.name!r}:"))
         if cfg.lane == "batch":
             return None
-        if cfg.project is not None and cfg.project not in self.spec.projects:
-            raise ConfigError(did_you_mean(cfg.project, self.spec.projects, f"project of client {cfg.name!r}:"))
         mode = MODES[cfg.service_tier or self.spec.org.service_tier]
         return Route(self, mode, cfg.project)
 
@@ -109,7 +112,6 @@ class Lanes:
         np.frombuffer(extra["submitted"], dtype=float)[:] = per["submitted"]
         np.frombuffer(c.attempts, dtype=np.int16)[:] = 1
         np.frombuffer(extra["job"], dtype=np.int32)[:] = per["job"] + sum(len(t) for t in self.jobs)
-        np.frombuffer(extra["tier"], dtype=np.int8)[:] = BATCH
         table["job"] += sum(len(t) for t in self.jobs)
         table.insert(0, "client", c.cfg.name)
         self.jobs.append(table)
