@@ -66,10 +66,11 @@ def _action(message: str, category: type[Warning], module: str, lineno: int) -> 
 
 
 def did_you_mean(word: str, choices, what: str) -> str:
-    """``unknown model 'x' (did you mean 'y'?; allowed: ...)`` with close matches first."""
+    """``unknown model 'x' (did you mean 'y'? allowed: ...)``: close matches first, then names containing the word."""
     choices = list(choices)
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
-    close += [c for c in choices if word and word.lower() in c.lower() and c not in close][:3]
+    text = word if isinstance(word, str) else ""  # (a Python API caller's dict key may be no string: no hint)
+    close = difflib.get_close_matches(text, choices, n=3, cutoff=0.5)
+    close += [c for c in choices if text and text.lower() in c.lower() and c not in close][:3]
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     return f"unknown {what} {word!r} ({hint}allowed: {', '.join(choices)})"
 

@@ -14,7 +14,6 @@ from .units import parse_duration, parse_rate
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Rate = Annotated[float, BeforeValidator(parse_rate)]
-NonNeg = Annotated[float, Field(ge=0)]
 
 
 class Strict(BaseModel):

@@ -66,7 +66,12 @@ class _CutOff(logging.Filter):
 def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     """Run the emulator on uvicorn until interrupted (Ctrl-C); records are written on shutdown.  Records that
     could not be written then raise :class:`~sim.errors.ConfigError` (one line: where, why, and where they are
-    kept instead)."""
+    kept instead).  A closed emulator (one that served a session already) is refused: its log is closed and its
+    records written, so a second session's requests would be kept nowhere."""
+    if emu.closed:
+        raise ConfigError("serve(emu): the emulator is closed (it served a session already: its log is closed and "
+                          "its records written); allowed: a new Emulator for each session "
+                          "(sim.emulator.emulator_from_scenario)")
     import uvicorn
     # the records are written here once the server has stopped, not by the app's lifespan: a second Ctrl-C
     # makes uvicorn quit at once, cancelling the lifespan and the answers in progress, each of which uvicorn
@@ -85,11 +90,10 @@ def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 8000, log_level: s
     if cut.count:
         print(f"groqsim serve: quit at once (a second Ctrl-C): {cut.count} answer{'s' * (cut.count != 1)} in "
               "progress cut off", file=sys.stderr)
-    if not emu.closed:
-        try:
-            emu.close()
-        except Exception as exc:  # noqa: BLE001 - said below, in one line
-            emu.close_error = exc
+    try:  # (nothing closed it while serving: the app's lifespan, which would, is off)
+        emu.close()
+    except Exception as exc:  # noqa: BLE001 - said below, in one line
+        emu.close_error = exc
     exc = emu.close_error
     if exc is not None:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
