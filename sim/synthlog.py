@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from .catalog import Catalog, Limits
+from .errors import ConfigError, did_you_mean
 from .headers import rate_limit_error, rate_limit_headers
 from .limitset import LimitSet
 from .recorder import LogWriter
@@ -64,6 +65,8 @@ def _lognormal(rng, median, p95, n):
 
 def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
     """The log lines of one synthetic run, in the order the responses arrived."""
+    if spec.charge not in ("max_tokens", "actual"):  # (any other word charged the actual tokens, silently)
+        raise ConfigError(did_you_mean(spec.charge, ("max_tokens", "actual"), "SynthSpec charge"))
     rng = np.random.default_rng(seed)
     limits = spec.resolved_limits()
     ls = LimitSet(limits, spec.algorithm)

@@ -19,6 +19,7 @@ from groq._constants import DEFAULT_MAX_RETRIES, INITIAL_RETRY_DELAY, MAX_RETRY_
 from scipy import stats
 
 from sim.catalog import Catalog, Limits
+from sim.errors import ConfigError
 from sim.recorder import read_log
 from sim.service import ServiceParams
 from sim.synthlog import SynthSpec, example_spec, main, synthesize, write_log
@@ -361,3 +362,10 @@ def test_the_default_client_is_the_sdks():
         "llama-3.1-8b-instant", "free", None, "token_bucket", "max_tokens")
     assert spec.max_retries == DEFAULT_MAX_RETRIES
     assert spec.service.output_tps == 560.0
+
+
+def test_an_unknown_charge_is_refused_not_taken_for_actual():
+    """Only ``max_tokens`` and ``actual`` are charging rules; any other word charged the actual tokens."""
+    with pytest.raises(ConfigError, match=r"^unknown SynthSpec charge 'max-tokens' \(did you mean 'max_tokens'\? "
+                                          r"allowed: max_tokens, actual\)$"):
+        synthesize(replace(SynthSpec(), charge="max-tokens"))
