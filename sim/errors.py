@@ -59,10 +59,17 @@ def _action(message: str, category: type[Warning], module: str, lineno: int) -> 
     """The action the warning filters take on this warning (the first filter that matches, as
     :func:`warnings.warn_explicit` looks them up)."""
     for action, msg, cat, mod, ln in warnings.filters:
-        if ((msg is None or msg.match(message)) and issubclass(category, cat)
-                and (mod is None or mod.match(module)) and (ln == 0 or ln == lineno)):
+        if (_matches(msg, message) and issubclass(category, cat) and _matches(mod, module)
+                and (ln == 0 or ln == lineno)):
             return action
     return warnings.defaultaction
+
+
+def _matches(pattern, text: str) -> bool:
+    """A filter's message or module pattern against ``text`` as CPython's ``_warnings`` matches it: None matches
+    everything, a plain string (Python's own default filters hold ``'__main__'``) only itself, a regex from
+    its start."""
+    return pattern is None or (pattern == text if isinstance(pattern, str) else bool(pattern.match(text)))
 
 
 def did_you_mean(word: str, choices, what: str) -> str:

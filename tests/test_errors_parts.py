@@ -184,6 +184,18 @@ def test_an_ignored_note_is_not_counted_as_said():
         warn_once(note, InputWarning)
         warn_once(note, InputWarning)
     assert [str(w.message) for w in got] == [note]
+    # ignored by a filter naming its text or its caller's module (patterns, as -W and filterwarnings make them)
+    for field in ("message", "module"):
+        note = _note()
+        pattern = re.escape(note if field == "message" else __name__)
+        with warnings.catch_warnings(record=True) as got:
+            warnings.filterwarnings("ignore", category=InputWarning, **{field: pattern})
+            warn_once(note, InputWarning)
+        assert got == []
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("default")
+            warn_once(note, InputWarning)
+        assert [str(w.message) for w in got] == [note], field
 
 
 def _said(note: str, *filters: dict, line: int | None = None) -> int:
@@ -216,6 +228,23 @@ def test_the_first_filter_that_matches_decides():
     assert _said(note, {"action": "ignore", "module": re.escape(__name__)}) == 0
     assert _said(note, {"action": "ignore", "category": InputWarning},
                  {"action": "always", "category": InputWarning}) == 3  # the later filter is in front
+
+
+def test_a_plain_string_filter_as_pythons_own_defaults_matches_only_itself():
+    """Python's default filters hold plain strings (``('default', None, DeprecationWarning, '__main__', 0)``),
+    which CPython's ``_warnings`` compares exactly; ``warn_once`` decides as ``warnings.warn`` does."""
+    note = _note()
+    for module, message, said in ((__name__, None, 0), (__name__[:-1], None, 3), (None, note, 0),
+                                  (None, note[:-1], 3)):
+        counts = []
+        for say in (lambda: warn_once(note, InputWarning), lambda: warnings.warn(note, InputWarning, stacklevel=1)):
+            with warnings.catch_warnings(record=True) as got:
+                warnings.simplefilter("always")
+                warnings.filters.insert(0, ("ignore", message, InputWarning, module, 0))
+                for _ in range(3):
+                    say()
+            counts.append(len(got))
+        assert counts == [said, said], (module, message, counts)
 
 
 def test_a_filter_on_a_line_applies_to_that_line_only():
