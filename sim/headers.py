@@ -86,12 +86,19 @@ def rate_limit_headers(limits: LimitSet, now: float, wait: float | None = None,
         if lim is None:
             continue
         h[f"x-ratelimit-limit-{suffix}"] = str(int(lim.limit))
-        h[f"x-ratelimit-remaining-{suffix}"] = str(math.floor(lim.remaining(now) + 1e-9))
+        h[f"x-ratelimit-remaining-{suffix}"] = str(shown_remaining(lim, now))
         h[f"x-ratelimit-reset-{suffix}"] = format_reset(lim.reset(now) / time_scale)
     if wait is not None and math.isfinite(wait):
         seconds = retry_after_seconds(wait, rounding)
         h["retry-after"] = str(seconds) if time_scale == 1 else _decimal(seconds / time_scale)
     return h
+
+
+def shown_remaining(lim, now: float) -> int:
+    """What ``x-ratelimit-remaining-*`` shows of a limiter at ``now``: whole units, rounded down (never more than
+    is left), a float's round-off just under a whole number not taken for a unit less (1e-9).  A 429's "Used"
+    is the limit minus this.  The calibration's replay reads its hypotheses through the same rounding."""
+    return math.floor(lim.remaining(now) + 1e-9)
 
 
 def _decimal(x: float) -> str:

@@ -39,6 +39,7 @@ from scipy import stats
 
 from ..catalog import UNIT_SPEC, Limits
 from ..config import DEFAULT_RESERVATION
+from ..headers import shown_remaining
 from ..limiters import ALGORITHMS
 from ..limitset import LimitSet
 
@@ -140,7 +141,7 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
         for lim, logged, synced in ((tpm, row.h_rem_tok, "tpm"), (rpd, row.h_rem_req, "rpd")):
             if lim is not None and synced not in done and not math.isnan(logged):
                 done.add(synced)
-                unknown = math.floor(lim.remaining(now) + 1e-9) - logged
+                unknown = shown_remaining(lim, now) - logged
                 if unknown > 0:
                     lim.admit(unknown, now)
         unit = row.msg_unit  # other units (RPD and TPM are synced from their headers above): the first 429
@@ -148,8 +149,8 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
         if unit in ls.units and unit not in done and not math.isnan(row.msg_used):
             done.add(unit)
             lim = ls.units[unit]
-            # "Used" is limit - remaining as the headers round it (down): a fraction it rounds up is no usage
-            unknown = row.msg_used - (lim.limit - math.floor(lim.remaining(now) + 1e-9))
+            # "Used" is the limit less what the headers show left: a fraction it rounds up is no usage
+            unknown = row.msg_used - (lim.limit - shown_remaining(lim, now))
             if unknown > 0:
                 lim.admit(min(unknown, lim.limit), now)
         burn_in = row.t_server - t0 < burn
@@ -157,10 +158,10 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
         out["status"].append(row.status)
         out["decision"].append(math.nan if burn_in else decision)
         out["remaining_tokens"].append(math.nan if tpm is None or burn_in else
-                                       math.floor(tpm.remaining(now) + 1e-9) - row.h_rem_tok)
+                                       shown_remaining(tpm, now) - row.h_rem_tok)
         out["reset_tokens"].append(math.nan if tpm is None or burn_in else tpm.reset(now) - row.h_reset_tok)
         out["remaining_requests"].append(math.nan if rpd is None else
-                                         math.floor(rpd.remaining(now) + 1e-9) - row.h_rem_req)
+                                         shown_remaining(rpd, now) - row.h_rem_req)
         out["reset_requests"].append(math.nan if rpd is None else rpd.reset(now) - row.h_reset_req)
     res = pd.DataFrame(out)
     scale = {"remaining_tokens": limits.tpm or 1.0, "reset_tokens": 60.0,
