@@ -5,9 +5,9 @@ algorithm and charge mode; admitted requests get service times from :class:`~sim
 every response the headers of :func:`sim.headers.rate_limit_headers`, refusals Groq's 429 / 413 bodies
 (:func:`sim.headers.rate_limit_error`; a free tier's end "Need more tokens? Upgrade to Dev Tier…"), usage
 times at Groq's nanosecond precision.
-The client retries a 429 like the official SDK: after ``retry-after`` seconds when 0 < s <= 60, else after
-the SDK's own backoff, min(0.5 x 2^n, 8) s x (1 - 0.25 U) (at most ``max_retries`` times; each attempt is a
-line of its own with its ``retry_count``).  Used to prove that ``groqsim calibrate`` recovers what went in,
+The client retries a 429 like the official SDK (the simulator's ``groq-sdk`` schedule): after ``retry-after``
+seconds when 0 < s <= 60, else after the SDK's own backoff, min(0.5 x 2^n, 8) s x (1 - 0.25 U) (at most
+``max_retries`` times; each attempt is a line of its own with its ``retry_count``).  Used to prove that ``groqsim calibrate`` recovers what went in,
 and to make the shipped example log.  It deliberately shares no code with :mod:`sim.calibrate`.
 
 Conventions: the limiters' clock starts at the UTC midnight before the first request (calendar-aligned
@@ -24,9 +24,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from .catalog import Catalog, Limits
+from .config import SDK_DEFAULTS
 from .errors import ConfigError, did_you_mean
 from .headers import rate_limit_error, rate_limit_headers
 from .limitset import LimitSet
+from .policies import GroqSDK
 from .recorder import LogWriter
 from .service import ServiceModel, ServiceParams, lognormal_sigma
 from .units import usage_times
@@ -57,6 +59,10 @@ class SynthSpec:
 
     def resolved_limits(self) -> Limits:
         return self.limits or Catalog.published().limits(self.tier, self.model)
+
+
+#: the groq SDK's wait before a retry (the simulator's ``groq-sdk`` schedule, with the SDK's own base and cap)
+SDK_BACKOFF = GroqSDK(SDK_DEFAULTS["groq-sdk"]["base"], SDK_DEFAULTS["groq-sdk"]["cap"])
 
 
 def _lognormal(rng, median, p95, n):
@@ -105,12 +111,8 @@ def synthesize(spec: SynthSpec, seed: int = 0) -> list[dict]:
             err = rate_limit_error(ls, spec.model, "org_synthetic", tokens, 0.0, now, wait,
                                    upgrade_hint=spec.tier == "free")
             line.update(status=err.status, t_recv=float(t_send + r), headers=err.headers, error=err.error)
-            if err.status == 429 and attempt < spec.max_retries:
-                # the SDK obeys a retry-after of 0 < s <= 60; a longer one gets its own backoff
-                retry_after = float(err.headers["retry-after"])
-                if not 0 < retry_after <= 60:
-                    retry_after = min(0.5 * 2.0 ** attempt, 8.0) * (1 - 0.25 * rng.random())
-                t_next = line["t_recv"] + retry_after
+            if err.status == 429 and attempt < spec.max_retries:  # retry number attempt + 1, as the SDK waits
+                t_next = line["t_recv"] + SDK_BACKOFF.delay(attempt + 1, float(err.headers["retry-after"]), rng.random)
                 r2 = rtt()
                 heapq.heappush(events, (t_next + r2 / 2, i, attempt + 1, t_next, r2))
         lines.append(line)
