@@ -7,8 +7,9 @@ every response the headers of :func:`sim.headers.rate_limit_headers`, refusals G
 times at Groq's nanosecond precision.
 The client retries a 429 like the official SDK (the simulator's ``groq-sdk`` schedule): after ``retry-after``
 seconds when 0 < s <= 60, else after the SDK's own backoff, min(0.5 x 2^n, 8) s x (1 - 0.25 U) (at most
-``max_retries`` times; each attempt is a line of its own with its ``retry_count``).  Used to prove that ``groqsim calibrate`` recovers what went in,
-and to make the shipped example log.  It deliberately shares no code with :mod:`sim.calibrate`.
+``max_retries`` times; each attempt is a line of its own with its ``retry_count``).  Used to prove that
+``groqsim calibrate`` recovers what went in, and to make the shipped example log.  It deliberately shares no
+code with :mod:`sim.calibrate`.
 
 Conventions: the limiters' clock starts at the UTC midnight before the first request (calendar-aligned
 windows); a request reaches the server half its round trip after it was sent; ``total_time =
