@@ -594,14 +594,14 @@ class Scenario(Strict):
         horizon = duration if duration is not None else self.scenario.duration
         loads = [float(v) for v in self.compare.get("load", [1.0])] if load is None else [float(load)]
         requests = 0.0
-        for load in loads:
+        for x in loads:
             for c in self.clients:
                 a = c.arrival
                 if a.kind == "trace":
                     ts = read_trace(self._resolve(a.file))["timestamp"]
-                    requests += float((ts / load < horizon).sum())
+                    requests += float((ts / x < horizon).sum())
                 elif a.open_loop:
-                    requests += a.window_rate(horizon) * load * horizon
+                    requests += a.window_rate(horizon) * x * horizon
                 else:
                     requests += a.users * horizon / max(a.think, 1.0)
         grid = len(self.grid())
