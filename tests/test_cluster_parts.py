@@ -95,17 +95,21 @@ def test_no_client_is_left_behind(cluster):
     assert set(cluster.scheduler.clients) == {"fire-and-forget"}
 
 
-def test_an_error_while_collecting_stops_the_calls_not_started(cluster):
+def test_an_error_while_collecting_stops_the_calls_not_started():
     """A result that cannot be collected (or Ctrl-C) ends the run: it is raised, and the calls still waiting
-    are cancelled (one worker thread, calls of 0.2 s: at most the one running when it stopped runs on)."""
+    are dropped (one worker thread, 8 calls of 0.2 s: the one running when it stopped, and on a busy machine
+    one or two the worker took before the cancel reached it, run on; not the rest)."""
     def collect(x):
         raise KeyError(x)
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as one:
         with pytest.raises(KeyError):
             run_on_dask(one.scheduler_address, _slow, None, [(x,) for x in range(8)], collect, 1)
-        time.sleep(0.6)
-        assert 1 <= len(RAN) <= 2 and not one.scheduler.tasks
+        deadline = time.monotonic() + 10
+        while one.scheduler.tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # what the worker still runs, ends
+        assert not one.scheduler.tasks and 1 <= len(RAN) <= 4, RAN
 
 
 def test_local_runs_the_calls_in_single_threaded_worker_processes_and_stops_them():
