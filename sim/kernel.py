@@ -79,11 +79,13 @@ def _state(c) -> tuple:
     pace = gates[0].limits(m0).acquire if one_model and len(gates) == 1 and type(gates[0]) is Pacer else None
     # a retry-after the schedule takes as its delay (Schedule.obeys), when the policy adds nothing to the schedule
     obeys = pol.schedule.obeys if pol.plain_delay is not None else 0
+    # no timeout: inf, so that the loop tests a round trip against it in one comparison (never true)
     return (c.attempts, c.model, c.charge, c.audio, c.prompt, c.completion, c.max_tokens, c.z_speed, c.z_queue,
             c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished, c.n429, c.refused, c.refusal_t.append,
             c.refusal_code.append, net, m0, c.svc0, c.svc0.coefficients(), not one_model,
             c.max_attempts if 429 in c.retry_on else 0, pol.backoff, pol.plain_delay, obeys, pol.u, c.created, c.n,
-            c.gated, pol.holds, pace, c.queue, pol.timeout, c.max_attempts, pol.gives_up, c.timed_out)
+            c.gated, pol.holds, pace, c.queue, inf if pol.timeout is None else pol.timeout, c.max_attempts,
+            pol.gives_up, c.timed_out)
 
 
 def _buckets(ls) -> tuple | None:
@@ -281,7 +283,10 @@ def run(sim, until: float) -> None:
                 level = l1 + dt * r1 if dt > 0 else l1
                 seen1 = level = level if level < cap1 else cap1  # noqa: FURB136
                 short = 1 - level
-                worst, binding = (short / r1, u1) if short > eps1 else (0.0, None)
+                if short > eps1:
+                    worst, binding = short / r1, u1
+                else:
+                    worst, binding = 0.0, None
                 dt = now - t2
                 level = l2 + dt * r2 if dt > 0 else l2
                 seen2 = level = level if level < cap2 else cap2  # noqa: FURB136
@@ -303,17 +308,18 @@ def run(sim, until: float) -> None:
                     w = 0.0 if short <= epst else short / rt
                 if w > worst:
                     worst, binding = w, ut
-                for unit, b, most, rate, cap, eps, _ in amounts:  # (empty for most models)
-                    if tokens > most:
-                        w = inf
-                    else:
-                        dt = now - b._t
-                        level = b._level + dt * rate if dt > 0 else b._level
-                        b._seen = level = level if level < cap else cap  # noqa: FURB136
-                        short = tokens - level
-                        w = 0.0 if short <= eps else short / rate
-                    if w > worst:
-                        worst, binding = w, unit
+                if amounts:  # (empty for most models: no iterator made for nothing)
+                    for unit, b, most, rate, cap, eps, _ in amounts:
+                        if tokens > most:
+                            w = inf
+                        else:
+                            dt = now - b._t
+                            level = b._level + dt * rate if dt > 0 else b._level
+                            b._seen = level = level if level < cap else cap  # noqa: FURB136
+                            short = tokens - level
+                            w = 0.0 if short <= eps else short / rate
+                        if w > worst:
+                            worst, binding = w, unit
         else:
             worst = ls.acquire(charge[i], audio[i], now)
             if worst:
@@ -338,14 +344,15 @@ def run(sim, until: float) -> None:
                         lt = level if level > 0.0 else 0.0  # noqa: FURB136
                         if now > tt:
                             tt = now
-                    for _, b, _, _, _, _, peaks in amounts:
-                        if peaks:
-                            b.admit(tokens, now)  # a refundable bucket keeps its peaks
-                            continue
-                        level = b._seen - tokens
-                        b._level = level if level > 0.0 else 0.0  # noqa: FURB136
-                        if now > b._t:
-                            b._t = now
+                    if amounts:
+                        for _, b, _, _, _, _, peaks in amounts:
+                            if peaks:
+                                b.admit(tokens, now)  # a refundable bucket keeps its peaks
+                                continue
+                            level = b._seen - tokens
+                            b._level = level if level > 0.0 else 0.0  # noqa: FURB136
+                            if now > b._t:
+                                b._t = now
             if mixed:
                 q, p, ctime = svc.times(prompt[i] * uncached, completion[i], audio[i], z_speed[i], z_queue[i])
             else:  # ServiceModel.times, with its coefficients() as locals
@@ -364,7 +371,7 @@ def run(sim, until: float) -> None:
                     events += 1
                     push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
                                  ls.refund_tokens, (unused, now, fin)))
-            if timeout is not None and fin - now > timeout:  # Simulation._refused(..., TIMED_OUT, None)
+            if fin - now > timeout:  # Simulation._refused(..., TIMED_OUT, None) (no timeout: inf)
                 log_timeout(i, now, m, fin)  # (Columns.timed_out: still charged)
                 t = now + timeout
                 if tries >= max_attempts:  # a timeout is retried whatever retry_on says, while attempts remain
@@ -377,7 +384,7 @@ def run(sim, until: float) -> None:
                 continue
             outcome[i] = OK
             finished[i] = fin
-        elif timeout is not None and rtt > timeout:  # a 413 or 429 that comes too late: a timeout, retried
+        elif rtt > timeout:  # a 413 or 429 that comes too late: a timeout, retried
             refused[i] = binding  # (as above; the server's refusal stays in the records and the 429 log)
             if worst != inf:
                 n429[i] += 1
