@@ -24,8 +24,10 @@ def run_on_dask(address: str, fn: Callable, shared, calls: list[tuple], collect:
     except ImportError:  # pragma: no cover - depends on the install
         raise ConfigError("--dask needs Dask distributed: pip install 'groqsim[dask]'") from None
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \
-        if address == "local" else None
+    # the scheduler serves HTTP (its metrics) whatever ``dashboard_address`` says, on 8787 by default, which
+    # another cluster or a notebook's may hold (then a warning): on a free port of the loopback address instead
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address="127.0.0.1:0") if address == "local" else None
     client = Client(cluster if cluster is not None else address)
     try:
         if ready is not None:

@@ -127,6 +127,43 @@ def test_local_runs_the_calls_in_single_threaded_worker_processes_and_stops_them
     assert not any(map(psutil.pid_exists, workers))
 
 
+def test_local_leaves_port_8787_alone_and_serves_http_on_loopback_only():
+    """``local``'s scheduler serves its HTTP on a free loopback port: with 8787 held (by another cluster, a
+    notebook's), no warning about it, and nothing listens beyond this machine."""
+    pytest.importorskip("psutil")
+    import socket
+    import warnings
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 8787))
+        held.listen()
+    except OSError:
+        pass  # (held already: as good)
+    seen = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_on_dask("local", _http, None, [(0,)], lambda *r: seen.append(r), 1)
+    held.close()
+    assert not [w for w in caught if "8787" in str(w.message)], [str(w.message) for w in caught]
+    (ips, port), = seen
+    assert ips == {"127.0.0.1"} and port != 8787
+
+
+def _http(shared, x):
+    """The address and port the scheduler's HTTP server listens on (read in the scheduler's process)."""
+    from distributed import get_client
+    client = get_client()
+    port = client.scheduler_info()["services"]["dashboard"]
+    return client.run_on_scheduler(_listening, port)
+
+
+def _listening(port, dask_scheduler=None):
+    import psutil
+    ips = {c.laddr.ip for c in psutil.Process().net_connections("tcp")
+           if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return ips, port
+
+
 def _where(shared, x):
     """(x, shared factor x x, pid, the worker's threads, the cluster's workers)."""
     from distributed import get_client
