@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .batch import jobs_from_records
-from .figures import save, subplots
+from .figures import dot_styles, line_styles, save, subplots
 from .records import RunResult
 from .study import StudyResult, load_records
 from .summary import breakdown
@@ -33,12 +33,12 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     files = []
     points = sorted(summary["point"].unique())
     fig, ax = subplots(figsize=(8, 5))
-    for k, p in enumerate(points):
+    for k, (p, style) in enumerate(zip(points, dot_styles(len(points)))):
         runs = summary[summary["point"] == p]
-        # a marker and size of its own, hollow: alternatives with identical runs (a batch job ignores the
-        # service tier) stay visible one inside the other instead of one hiding the other
-        ax.scatter(runs["done_by"] / 3600, runs["cost_usd"], facecolors="none", edgecolors=f"C{k % 10}",
-                   marker="os^D<>pXh*"[k % 10], s=max(110 - 25 * k, 30), linewidths=1.5, label=study.label(p))
+        # a colour, marker and size of its own, hollow: alternatives with identical runs (a batch job ignores
+        # the service tier) stay visible one inside the other instead of one hiding the other
+        ax.scatter(runs["done_by"] / 3600, runs["cost_usd"], facecolors="none", edgecolors=[style["color"]],
+                   marker=style["marker"], s=max(110 - 25 * k, 30), linewidths=1.5, label=study.label(p))
     ax.ticklabel_format(axis="x", useOffset=False)  # runs done within seconds of each other: "2.0005", not
     # "0.0005" and a "+2.0" in the corner
     ax.set_xlabel("last success answered (hours from the start)")
@@ -51,7 +51,7 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     batch_points = [p for p in points if summary.loc[summary["point"] == p, "batch_jobs"].sum() > 0]
     if batch_points:
         fig, ax = subplots(figsize=(8, 5))
-        for p in batch_points:
+        for p, style in zip(batch_points, line_styles(len(batch_points))):
             rec = load_records(study, p, columns=["client", "job", "submitted", "finished", "outcome", "replication"])
             run_client = rec["client"].astype(str) + "#" + rec["replication"].astype(str)  # jobs are per run
             jobs = jobs_from_records(rec.assign(client=run_client))
@@ -59,9 +59,10 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
             expired = (jobs["status"] == "expired").mean() if len(jobs) else np.nan
             label = f"{study.label(p)} ({len(jobs)} jobs, {100 * expired:.0f}% expired)"
             if len(t):
-                ax.step(np.concatenate([[0], t]), np.arange(len(t) + 1) / len(jobs), where="post", label=label)
+                ax.step(np.concatenate([[0], t]), np.arange(len(t) + 1) / len(jobs), where="post", label=label,
+                        **style)
             else:
-                ax.plot([], [], label=label)
+                ax.plot([], [], label=label, **style)
         ax.set_xlabel("job completion time (hours from submission)")
         ax.set_ylabel("share of jobs completed")
         ax.set_ylim(0, 1)

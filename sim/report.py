@@ -15,7 +15,7 @@ from .catalog import UNIT_SPEC
 from .records import OUTCOMES, RunResult
 from .lane_plots import lane_tables, plot_lanes
 from .errors import writing
-from .figures import save, subplots
+from .figures import line_styles, save, subplots
 from .pool import Pool, call
 from .study import StudyResult, load_earlier, load_records, load_refusals, run_records, run_table, summary_frame
 from .groups import client_summaries
@@ -405,7 +405,7 @@ def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
     legend_w = 0.55 + 0.06 * max((len(study.label(p)) for p in points), default=0)
     fig, ax = subplots(figsize=(8 + legend_w, 5))
     levels = np.linspace(0, 1, 1001)
-    style = _styles(len(points))
+    style = line_styles(len(points))
     for k, p in enumerate(points):
         rec = load_records(study, p, columns=["outcome", "latency"])
         lat = rec.loc[rec["outcome"] == "ok", "latency"].to_numpy()
@@ -426,7 +426,7 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
     """``throughput_over_time.png``: completed requests and 429s per minute over time (replication 0)."""
     points = list(study.comparison["point"])
     duration, bin_s, scale, unit = _time_axis(study)
-    style = _styles(len(points))
+    style = line_styles(len(points))
     fig, (ax1, ax2) = subplots(2, 1, figsize=(9, 6), sharex=True)
     edges = np.arange(0, duration + bin_s, bin_s)
     per = 60.0 / bin_s
@@ -594,16 +594,6 @@ def start_early_figures(pool: Pool, study: StudyResult, out: Path, early: dict) 
         future = pool.submit(call, writing, fig, study, out)
         if future is not None:
             early[fig] = future
-
-
-def _styles(n: int) -> list[dict]:
-    """A distinct colour and line style per alternative: matplotlib's 10-colour cycle repeats after ten,
-    which would draw two alternatives alike."""
-    import matplotlib
-    colors = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
-    dashes = ["-", "--", ":", "-."]
-    return [{"color": colors[k % len(colors)], "linestyle": dashes[(k // len(colors)) % len(dashes)]}
-            for k in range(n)]
 
 
 def _marked(style: dict, k: int, points: int, n: int) -> dict:

@@ -289,7 +289,7 @@ def test_alternatives_get_distinct_styles_and_markers_placed_apart(n):
     """Every alternative its own colour and line style (ten colours up to ten alternatives, twenty beyond, then
     the line style changes), marker, and marker offset: identical curves still show both."""
     import matplotlib
-    styles = report._styles(n)
+    styles = figures.line_styles(n)
     assert len({(s["color"], s["linestyle"]) for s in styles}) == n
     palette = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
     assert [s["color"] for s in styles[:min(n, len(palette))]] == list(palette[:min(n, len(palette))])
@@ -301,6 +301,22 @@ def test_alternatives_get_distinct_styles_and_markers_placed_apart(n):
     assert len({m["markevery"][0] for m in marked}) == n and all(0 <= m["markevery"][0] < 125 for m in marked)
     assert all(m["markersize"] == 4 for m in marked)
     assert report._marked(styles[0], 0, 5, n)["markevery"] == (0, 1)  # (a run of a few bins: a marker on each)
+
+
+@pytest.mark.parametrize("n", [1, 10, 11, 20, 21, 25, 40, 60])
+def test_alternatives_drawn_as_dots_get_a_colour_and_marker_pair_of_their_own(n):
+    """Dots: no two alternatives share both colour and marker, however many; the first ten take matplotlib's
+    own colour cycle and the markers in order, as the lane figure always drew them."""
+    import matplotlib
+    styles = figures.dot_styles(n)
+    assert len({(s["color"], s["marker"]) for s in styles}) == n
+    palette = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    assert [s["color"] for s in styles] == [palette[k % len(palette)] for k in range(n)]
+    if n <= 10:
+        assert "".join(s["marker"] for s in styles) == figures.MARKERS[:n]
+    # the alternative that takes a colour again takes the marker after that of the colour's first alternative
+    index = [figures.MARKERS.index(s["marker"]) for s in styles]
+    assert all((index[k + len(palette)] - index[k]) % len(figures.MARKERS) == 1 for k in range(n - len(palette)))
 
 
 # ---- the other commands' figures ----------------------------------------------------------------------------

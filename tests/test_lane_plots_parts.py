@@ -139,6 +139,19 @@ def test_thirteen_alternatives_draw_a_visible_series_each_told_apart(tmp_path, d
     assert len(looks) == 13
 
 
+def test_twenty_five_alternatives_each_look_their_own_in_both_figures(tmp_path, drawn):
+    """Beyond the markers and the colours (25 alternatives, each with a batch job): no two alternatives'
+    dots share colour and marker, and no two batch lines share colour and line style."""
+    n = 25
+    job = _records([("nightly", 0, 0.0, 3600.0, "ok")])
+    study = _study({(k, 0): (H * (k + 1), float(k), 1, job) for k in range(n)}, [f"alt{k}" for k in range(n)])
+    lane_plots.plot_lanes(study, tmp_path)
+    dots = drawn["lanes_cost_time.png"].axes[0].collections
+    assert len({(c.get_paths()[0].vertices.tobytes(), tuple(c.get_edgecolor()[0])) for c in dots}) == n
+    lines = drawn["batch_job_times.png"].axes[0].get_lines()
+    assert len(lines) == n and len({(line.get_color(), line.get_linestyle()) for line in lines}) == n
+
+
 def test_the_figures_are_written_where_asked(tmp_path):
     files = lane_plots.plot_lanes(_lane_study(), str(tmp_path))
     assert files == [tmp_path / "lanes_cost_time.png", tmp_path / "batch_job_times.png"]
