@@ -404,3 +404,28 @@ def test_kernel_edge_both_request_units_short_and_rpm_the_longer_wait(tmp_path):
     g = _outcomes(_edge({M: {**BIG, "rpm": 1, "rpd": 2}}, [c], duration=43_300.0))
     assert list(g["refused_by"].astype(str)) == ["", "", "rpm"] and list(g["outcome"]) == ["ok"] * 3
     assert g["finished"].iloc[2] - g["created"].iloc[2] > 59  # waited RPM's 59 s, not RPD's 29
+
+
+def test_kernel_edge_a_refusal_that_comes_back_after_the_timeout():
+    """A 429 whose round trip is longer than the client's timeout is a timeout (retried whatever retry_on
+    says, while attempts remain): round trips slowed to ~0.2-0.5 s, a 0.3 s timeout, 429s not retried.
+    A 413 that comes back late is retried too, and counts no 429.  The random runs' timeouts are longer than
+    their round trips, so only this run reaches that branch."""
+    pol = {"slow": {"retry": "fixed", "delay": 1.0, "max_attempts": 2, "retry_on": [503], "timeout": 0.3}}
+    service = service_models()
+    service[M] = replace(service[M], rtt_median=0.25, rtt_p90=0.5)
+    c = client(model=M, rate="600/min", policy="slow", prompt_tokens=100, max_tokens=50, completion_tokens=20)
+    big = client(name="big", model=M, rate="10/min", policy="slow", prompt_tokens=9000, max_tokens=50)  # > TPM
+    spec = RunSpec(clients=[c, big], policies=policy_table(pol), org=Org(tier="free"), duration=120.0,
+                   drain=60.0, service=service)
+    every = _outcomes(spec)
+    late_413 = every[every["client"] == "big"]  # a 413 is no 429, whenever it comes back; a late one is retried
+    assert late_413["n429"].eq(0).all() and late_413["attempts"].eq(2).any()
+    assert set(late_413["outcome"]) == {"too_large", "error"}
+    rec = every[every["client"] == "c"]
+    # a refused first attempt that came back in time gives up (429 not retried); one that came back late
+    # was retried: its second attempt was sent, and a late refusal of that one ends as an error
+    refused_first = rec["n429"].gt(0) & rec["attempts"].eq(1)
+    assert (rec.loc[refused_first, "outcome"] == "gave_up").any()
+    assert (rec["attempts"].eq(2) & rec["n429"].ge(1)).any()
+    assert (rec["outcome"] == "error").any()
