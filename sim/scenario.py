@@ -466,6 +466,10 @@ class Scenario(Strict):
         for k, c in enumerate(self.clients):  # a name the grid replaces must still refer to something
             if c.policy not in policies:
                 raise self.error(f"clients[{k}].policy", did_you_mean(c.policy, policies, "policy"))
+            if "model" in point and c.model not in service:
+                raise self.error(f"clients[{k}].model", _unserved(c.model, service, catalog, "model"))
+        if self.org.tier not in catalog.tiers:  # (replaced by the grid's tier axis; else refused above)
+            raise self.error("org.tier", did_you_mean(self.org.tier, catalog.tiers, "tier"))
         for name, pol in policies.items():
             for fb in pol.fallback:
                 if fb not in service:

@@ -1006,6 +1006,12 @@ EDGE_REFUSED = [
      f"clients[0].policy: unknown policy 'nope' (did you mean 'no-retry'? allowed: {POLICIES}, p)"),
     ({"clients": [C], "compare": {"limiter": ["token_bucket"], "error_rate": [0.5, 2]}},
      "compare.error_rate: 2: Input should be less than or equal to 1"),
+    # a tier or model the grid replaces must still be a real name (as a policy: a misspelling is a mistake)
+    ({"org": {"tier": "pro"}, "clients": [C], "compare": {"tier": ["free", "developer"]}},
+     "org.tier: unknown tier 'pro' (allowed: free, developer)"),
+    ({"clients": [{**C, "model": "openai/gpt-oss-2b"}], "compare": {"model": ["openai/gpt-oss-20b"]}},
+     "clients[0].model: unknown model 'openai/gpt-oss-2b' (did you mean 'openai/gpt-oss-20b', 'openai/gpt-oss-120b', "
+     f"'openai/gpt-oss-safeguard-20b'? allowed: {MODELS})"),
 ]
 
 
