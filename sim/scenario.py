@@ -616,7 +616,12 @@ class Scenario(Strict):
         return path if path.is_absolute() else Path(self.source).parent / path
 
     def check(self) -> list[dict[str, Any]]:
-        """Resolve every grid point (raises on the first bad one); returns the grid."""
+        """Resolve every grid point (raises on the first bad one); returns the grid.  A grid of more than
+        :data:`MAX_GRID` points is refused at once (resolving them all would itself take minutes)."""
+        sizes = [len(self.compare[a]) for a in self.compare]
+        if math.prod(sizes) > MAX_GRID:
+            raise self.error("compare", f"{math.prod(sizes):,} grid points ({' x '.join(map(str, sizes))} values); "
+                                        f"a study takes at most {MAX_GRID:,}: split it, or give the axes fewer values")
         grid = self.grid()
         for point in grid:
             self.spec(point)
@@ -630,6 +635,10 @@ class Scenario(Strict):
         line = _find_line(self.source, key)
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {key}: {message}")
+
+
+#: the most grid points a scenario's [compare] may cross (each is resolved and checked when it is loaded)
+MAX_GRID = 100_000
 
 
 # ---- loading ----------------------------------------------------------------------------------------

@@ -1224,3 +1224,20 @@ def test_a_request_that_set_no_max_tokens_is_charged_the_default_reservation():
                           msg_unit="", msg_requested=float("nan"))
     assert _tokens_cost(row, "max_tokens", 0.0, 0.0) == 100 + 1024  # (DEFAULT_RESERVATION: Groq documents none)
     assert _tokens_cost(row, "actual", 0.0, 0.0) == 130
+
+
+def test_a_grid_larger_than_the_limit_is_refused_at_once_naming_its_size(monkeypatch):
+    """A cross product past MAX_GRID is refused before any point is resolved (1e6 points took 161 s to
+    resolve before the work limit could say no); one at the limit is taken."""
+    import sim.scenario as scenario_module
+    monkeypatch.setattr(scenario_module, "MAX_GRID", 4)
+    resolved = []
+    monkeypatch.setattr(scenario_module.Scenario, "spec", lambda self, point=None, **kw: resolved.append(point))
+    data = {"clients": [C], "compare": {"load": [1, 2], "error_rate": [0.0, 0.1]}}
+    assert len(scenario_from_dict(data, source=SRC).grid()) == 4 and len(resolved) == 4
+    resolved.clear()
+    with pytest.raises(ConfigError) as caught:
+        scenario_from_dict({**data, "compare": {"load": [1, 2], "error_rate": [0.0, 0.1, 0.2]}}, source=SRC)
+    assert str(caught.value) == (f"{SRC}: compare: 6 grid points (2 x 3 values); a study takes at most 4: split "
+                                 "it, or give the axes fewer values")
+    assert resolved == []
