@@ -387,12 +387,19 @@ def plot_study(study: StudyResult, out: Path) -> list[Path]:
     return [f for fig in FIGURES for f in fig(study, out)]
 
 
+#: the most bins a figure over time draws (a long run's bins widen instead)
+MAX_BINS = 2000
+
+
 def _time_axis(study: StudyResult) -> tuple[float, float, float, str]:
-    """(duration, histogram bin s, time-axis scale, its unit): a day reads in hours."""
+    """(duration, histogram bin s, time-axis scale, its unit): a day reads in hours.  Past 2 000 bins of 15
+    minutes (about three weeks), the bins widen by whole quarter hours to stay within 2 000."""
     duration = study.duration or study.scenario.scenario.duration
     bin_s = 60.0 if duration > 600 else 10.0
     if duration > 6 * 3600:
         bin_s = 900.0 if duration > 2 * 86400 else 300.0
+    if duration > MAX_BINS * 900.0:
+        bin_s = 900.0 * math.ceil(duration / (MAX_BINS * 900.0))
     scale, unit = (3600.0, "h") if duration > 6 * 3600 else (60.0, "min")
     return duration, bin_s, scale, unit
 

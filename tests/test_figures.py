@@ -205,10 +205,12 @@ def test_the_utilisation_title_is_wrapped_to_the_figure_width_not_narrower(n, st
 
 @pytest.mark.parametrize("duration, bin_s, unit", [(600, 10, "min"), (601, 60, "min"), (6 * 3600, 60, "min"),
                                                    (6 * 3600 + 1, 300, "h"), (2 * 86400, 300, "h"),
-                                                   (2 * 86400 + 1, 900, "h")])
+                                                   (2 * 86400 + 1, 900, "h"), (2000 * 900, 900, "h"),
+                                                   (2000 * 900 + 1, 1800, "h"), (1e8 * 86400, 4.32e9, "h")])
 def test_the_time_axis_reads_in_minutes_up_to_six_hours_then_in_hours(duration, bin_s, unit):
-    """Bins of 10 s up to ten minutes, a minute up to six hours, 5 minutes up to two days, 15 beyond; the axis
-    in minutes up to six hours, then hours."""
+    """Bins of 10 s up to ten minutes, a minute up to six hours, 5 minutes up to two days, 15 beyond, wider by
+    quarter hours past 2 000 of them (a run of 10^8 days drew a 71 GiB histogram); the axis in minutes up to six
+    hours, then hours."""
     from types import SimpleNamespace
     got = report._time_axis(SimpleNamespace(duration=float(duration), scenario=None))
     assert got == (duration, bin_s, {"min": 60.0, "h": 3600.0}[unit], unit)
