@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import errno
 import gc
-import math
 import os
 import shutil
 import signal
@@ -344,9 +343,11 @@ def _serve(args) -> int:
     import socket
 
     from .emulator import emulator_from_scenario, parse_keys, serve
+    from .emulator.core import MAX_TIME_SCALE
     from .runner import check_out
-    if not (args.time_scale > 0 and math.isfinite(args.time_scale)):
-        raise ConfigError(f"--time-scale {args.time_scale}: allowed: a finite number > 0 (e.g. 20)")
+    if not 0 < args.time_scale <= MAX_TIME_SCALE:
+        raise ConfigError(f"--time-scale {args.time_scale}: allowed: a number > 0 and at most {MAX_TIME_SCALE:g} "
+                          "(e.g. 20)")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
     check_out(out)
     try:  # a host that is not an address of this machine: named as such, not blamed on the port
@@ -482,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--point", type=int, default=0, help="grid point to serve (default 0; groqsim check lists them)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=_port, default=8000, help="port to listen on, 1-65535 (default 8000)")
-    srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster")
+    srv.add_argument("--time-scale", type=float, default=1.0, help="limiter clock runs K times faster (at most 1e6)")
     srv.add_argument("--key", action="append", help="accepted API key, KEY or KEY=PROJECT (repeatable)")
     srv.add_argument("--seed", type=int, help="seed of the service times and answer lengths (default: scenario's)")
     srv.add_argument("--out", help="directory for requests.jsonl and records.parquet "

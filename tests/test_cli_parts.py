@@ -643,16 +643,16 @@ def test_serve_says_when_no_key_carries_a_projects_limits(tmp_path, served, caps
 
 
 @pytest.mark.parametrize("scale, allowed", [("0", False), ("-2", False), ("nan", False), ("inf", False),
-                                            ("0.001", True), ("1e6", True)])
-def test_serves_time_scale_is_a_finite_number_above_0(scale, allowed, tmp_path, served, capsys):
+                                            ("0.001", True), ("1e6", True), ("1.000001e6", False), ("1e16", False)])
+def test_serves_time_scale_is_a_number_above_0_and_at_most_a_million(scale, allowed, tmp_path, served, capsys):
     path = _scenario(tmp_path)
     code = main(["serve", str(path), "--port", str(_free_port()), "--out", str(tmp_path / "o"), "--time-scale", scale])
     if allowed:
         assert code == 0 and len(served) == 1
         capsys.readouterr()
     else:
-        assert _one_error(capsys, code) == (f"groqsim: error: --time-scale {float(scale)}: allowed: a finite number "
-                                            "> 0 (e.g. 20)")
+        assert _one_error(capsys, code) == (f"groqsim: error: --time-scale {float(scale)}: allowed: a number > 0 and "
+                                            "at most 1e+06 (e.g. 20)")
         assert not served and not (tmp_path / "o").exists()
 
 

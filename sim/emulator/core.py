@@ -125,14 +125,20 @@ def completion_cap(body: dict) -> tuple[str, object]:
     return key, body.get(key)
 
 
+#: the fastest the emulator's limiter clock may run: a simulated day in under 0.1 s of wall time.  The Flex
+#: capacity timeline and the limiters are drawn up to the limiter's time, which a larger factor throws years
+#: ahead at start (10^16 hung the server while it drew them)
+MAX_TIME_SCALE = 1e6
+
+
 class Clock:
     """Limiter seconds since the UTC midnight before the server started; from the start on it runs ``scale``
     times faster than the wall clock.  Counting from a UTC midnight puts the limiters' windows (a fixed
     window's minutes and days) on the calendar, as a calibration replaying the log assumes."""
 
     def __init__(self, scale: float = 1.0):
-        if not scale > 0 or not math.isfinite(scale):
-            raise ValueError(f"time scale must be > 0, got {scale!r}")
+        if not 0 < scale <= MAX_TIME_SCALE:
+            raise ValueError(f"time scale must be > 0 and at most {MAX_TIME_SCALE:g}, got {scale!r}")
         self.scale = scale
         self._mono0, self.epoch0 = time.monotonic(), time.time()
         self.origin = math.floor(self.epoch0 / 86_400.0) * 86_400.0  # the UTC midnight: limiter time 0
