@@ -592,9 +592,9 @@ class Scenario(Strict):
     def size(self, duration: float | None = None, load: float | None = None) -> tuple[int, float]:
         """(runs, simulated requests) the study asks for: grid points x replications, and the sum over runs
         of each open-loop client group's mean rate over the horizon x load x horizon (``window_rate``: a
-        diurnal day's first hours are not its mean; a trace's rows in the horizon; a closed loop at most one
-        request per user per think time).  ``load``: as if every grid point ran at that load (one point's
-        requests: divide by the runs)."""
+        diurnal day's first hours are not its mean; a trace's rows in the horizon; a closed loop's users x load,
+        each at most one request per think time and quickest answer, :data:`QUICKEST_ANSWER`).  Retries are not
+        counted.  ``load``: as if every grid point ran at that load (one point's requests: divide by the runs)."""
         horizon = duration if duration is not None else self.scenario.duration
         loads = [float(v) for v in self.compare.get("load", [1.0])] if load is None else [float(load)]
         requests = 0.0
@@ -606,8 +606,10 @@ class Scenario(Strict):
                     requests += float((ts / x < horizon).sum())
                 elif a.open_loop:
                     requests += a.window_rate(horizon) * x * horizon
-                else:
-                    requests += a.users * horizon / max(a.think, 1.0)
+                else:  # as many users as the engine starts at this load, each at most one request per think
+                    # time and quickest answer (a refusal a round trip away), and each one process at least
+                    users = max(1, round(a.users * x))
+                    requests += users * (1 + horizon / (a.think + QUICKEST_ANSWER))
         grid = len(self.grid())
         return grid * self.scenario.replications, requests * grid / len(loads) * self.scenario.replications
 
@@ -636,6 +638,10 @@ class Scenario(Strict):
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {key}: {message}")
 
+
+#: the quickest answer a closed loop's user can get, in s, when sizing a study: a refusal one round trip away
+#: (the service's default median round trip, 0.05 s); a think time of 0 sends again as soon as it comes
+QUICKEST_ANSWER = 0.05
 
 #: the most grid points a scenario's [compare] may cross (each is resolved and checked when it is loaded)
 MAX_GRID = 100_000
