@@ -270,7 +270,7 @@ def policy_table(extra: dict[str, dict] | None = None) -> dict[str, Policy]:
 
 class Client(Strict):
     """A group of requests with one model, size distributions, arrival process and policy."""
-    name: str
+    name: Annotated[str, Field(min_length=1)]  # (a blank name reads back from the CSV tables as NaN)
     model: str
     arrival: ArrivalSpec
     prompt_tokens: Dist = Dist(dist="fixed", value=500)

@@ -1010,6 +1010,7 @@ EDGE_REFUSED = [
      f"clients[0].policy: unknown policy 'nope' (did you mean 'no-retry'? allowed: {POLICIES}, p)"),
     ({"clients": [C], "compare": {"limiter": ["token_bucket"], "error_rate": [0.5, 2]}},
      "compare.error_rate: 2: Input should be less than or equal to 1"),
+    ({"clients": [{**C, "name": ""}]}, "clients[0].name: '': String should have at least 1 character"),
     # a tier or model the grid replaces must still be a real name (as a policy: a misspelling is a mistake)
     ({"org": {"tier": "pro"}, "clients": [C], "compare": {"tier": ["free", "developer"]}},
      "org.tier: unknown tier 'pro' (allowed: free, developer)"),
@@ -1080,7 +1081,6 @@ def test_an_overridden_key_is_said_so_by_every_later_error(tmp_path):
     # a comment after a closed string is cut (its words are no key), in basic and literal strings
     ("[[clients]]\nname = 'c' # prompt_tokens = 1\n", 5),
     ("[[clients]]\nname = \"c\" # prompt_tokens = 1\n", 5),
-    ("[[clients]]\nname = \"\" # prompt_tokens = 1\n", 5),
     ("[[clients]]\nname = \"c\\\"\" # prompt_tokens = 1\n", 5),
     ("[[clients]]\nname = \"c\\\"d\" # prompt_tokens = 1\n", 5),
     ("[[clients]]\nname = 'c\\' # prompt_tokens = 1\n", 5),
