@@ -12,13 +12,15 @@ import warnings
 from pathlib import Path
 
 from .catalog import Catalog, format_rows
-from .errors import ConfigError, write_problems
+from .errors import ConfigError, did_you_mean, write_problems
 from .texttable import align
 from .units import format_duration, parse_duration
 
 
 def _limits(args) -> int:
     cat = Catalog.from_file(args.file) if args.file else Catalog.published()
+    if args.tier is not None and args.tier not in cat.tiers:
+        raise ConfigError(f"--tier {args.tier}: {did_you_mean(args.tier, cat.tiers, 'tier')}")
     sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
     if args.format == "table":
         print("groqsim: '-' = no published limit of that unit for that model on that tier (nothing enforced)",

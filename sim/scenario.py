@@ -543,13 +543,13 @@ class Scenario(Strict):
                         raise
                     raise self.error(f"clients[{k}].arrival.file", f"{c.arrival.file!r} is not a trace (allowed: a "
                                      f"CSV or JSONL trace, such as a .csv or .jsonl file): {exc}") from None
-                for model in trace_models:
+                for model, line in trace_models.items():
                     try:
                         catalog.limits(org_model.tier, model)
                     except ConfigError as exc:
-                        raise ConfigError(f"{path}: column model: {exc}") from None
+                        raise ConfigError(f"{path}:{line}: column model: {exc}") from None
                     if model not in service:
-                        raise ConfigError(f"{path}: column model: "
+                        raise ConfigError(f"{path}:{line}: column model: "
                                           + _unserved(model, service, catalog, "model for the service table:"))
                 check_kinds(str(path), read_trace(path), kinds(service), c.model, c.audio_seconds.mean() > 0)
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
@@ -584,10 +584,17 @@ class Scenario(Strict):
                        warmup=warmup, drain=meta.drain, load=load, projects=dict(self.projects),
                        lane_report=any(a in self.compare for a in LANE_AXES))
 
-    def _trace_models(self, path: Path) -> list[str]:
-        """The models a trace names (reading it validates every row: errors name file, row and column)."""
+    def _trace_models(self, path: Path) -> dict[str, int]:
+        """The models a trace names, each with the line of its first row in the file, in name order (reading it
+        validates every row: errors name file, row and column)."""
         df = read_trace(path)
-        return sorted({m for m in df["model"] if isinstance(m, str)}) if "model" in df else []
+        if "model" not in df:
+            return {}
+        first: dict[str, int] = {}
+        for m, line in zip(df["model"], df.attrs["lines"]):
+            if isinstance(m, str) and (m not in first or line < first[m]):
+                first[m] = line
+        return dict(sorted(first.items()))
 
     def size(self, duration: float | None = None, load: float | None = None) -> tuple[int, float]:
         """(runs, simulated requests) the study asks for: grid points x replications, and the sum over runs

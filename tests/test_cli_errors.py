@@ -343,7 +343,7 @@ COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output direct
     ("capacity-duration-0", ["capacity", "{s}", "--duration", "0"], "--duration"),
     ("capacity-jobs-0", ["capacity", "{s}", "--jobs", "0"], "--jobs"),
     ("capacity-huge", ["capacity", "{s}", "--duration", "1000000d"], "--force"),
-    ("limits-tier-unknown", ["limits", "--tier", "gold"], "gold"),
+    ("limits-tier-unknown", ["limits", "--tier", "gold"], "--tier gold: unknown tier 'gold'"),
     ("limits-model-unknown", ["limits", "--model", "llama-9"], "unknown model 'llama-9' (did you mean"),
     ("validate-out-is-a-file", ["validate", "--short", "--out", "{file}"], "--out"),
     ("serve-port-too-large", ["serve", "{s}", "--port", "99999", "--out", "{out}"], "--port"),

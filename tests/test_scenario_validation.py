@@ -805,11 +805,13 @@ def test_a_trace_whose_models_are_all_named_does_not_add_the_groups(tmp_path):
     assert s.client_models() == {MODEL}
 
 
-def test_a_traces_unknown_model_is_named_by_its_file_and_column(tmp_path):
-    write(tmp_path, "timestamp,model\n1,llama-3.1-8b-instan\n", "t.csv")
+def test_a_traces_unknown_model_is_named_by_its_file_line_and_column(tmp_path):
+    """The line is that of the model's first row in the file (line 2 here, though line 3's row comes first in time)."""
+    write(tmp_path, "timestamp,model\n5,llama-3.1-8b-instan\n1,llama-3.1-8b-instan\n2,llama-3.1-8b-instant\n",
+          "t.csv")
     path = write(tmp_path, "[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\n"
                            "arrival = { kind = 'trace', file = 't.csv' }\n")
-    assert load_refused(path) == (f"{tmp_path / 't.csv'}: column model: unknown model on tier 'free': "
+    assert load_refused(path) == (f"{tmp_path / 't.csv'}:2: column model: unknown model on tier 'free': "
                                   "'llama-3.1-8b-instan' (did you mean 'llama-3.1-8b-instant', "
                                   f"'llama-3.3-70b-versatile'? allowed: {MODELS})")
 
@@ -1216,7 +1218,7 @@ def test_a_traces_model_with_limits_but_no_speeds_is_told_to_describe_them(tmp_p
                            "model = 'llama-3.1-8b-instant'\narrival = { kind = 'trace', file = 't.csv' }\n")
     with pytest.raises(ConfigError) as caught:
         load_scenario(path)
-    assert str(caught.value) == (f"{tmp_path / 't.csv'}: column model: 'newmodel' has limits but no service figures: "
+    assert str(caught.value) == (f"{tmp_path / 't.csv'}:2: column model: 'newmodel' has limits but no service figures: "
                                  "describe it in [service.\"newmodel\"] (at least output_tps)")
 
 
