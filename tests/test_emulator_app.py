@@ -292,7 +292,7 @@ def test_a_stream_read_to_its_end_sends_no_usage_chunk_unless_asked():
 
     async def read_all(**extra):
         gen = app_mod._stream(emu, d, {"id": "x"}, {"total_tokens": 18}, "length", OSS, emu.clock.now(), None, kw,
-                              **extra)
+                              app_mod.filler(2), **extra)
         return [chunk async for chunk in gen]
     plain, asked = asyncio.run(read_all()), asyncio.run(read_all(include_usage=True))
     assert len(plain) == 1 + 2 + 1 + 1 and plain[-1] == b"data: [DONE]\n\n"
@@ -307,7 +307,8 @@ def test_a_stream_the_client_abandons_is_finished_refunded_and_recorded_once():
     kw = {"max_tokens": 100, "request_id": d.request_id, "prompt": 16, "d": d}
 
     async def read_one_chunk():
-        gen = app_mod._stream(emu, d, {"id": "x"}, {"prompt_tokens": 16}, "stop", MODEL, clock.t, None, kw)
+        gen = app_mod._stream(emu, d, {"id": "x"}, {"prompt_tokens": 16}, "stop", MODEL, clock.t, None, kw,
+                              app_mod.filler(100))
         first = await gen.__anext__()
         assert emu.rows == []  # not recorded while it runs
         await gen.aclose()

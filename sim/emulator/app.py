@@ -44,6 +44,7 @@ from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
 from ..units import usage_times
 from .core import Emulator, approx_prompt_tokens, completion_cap, filler
+from .shapes import answer, shape_error, tool_tokens, wants_json
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
@@ -125,10 +126,11 @@ def build_app(emu: Emulator) -> Starlette:
         if not isinstance(body, dict):
             return refuse(CHAT, "", t_send, label, invalid_request_error("the request body must be a JSON object"))
         model = body.get("model")
-        if (err := emu.chat_error(body)) is not None:  # model, messages, service_tier, n, max_tokens
+        if (err := emu.chat_error(body) or shape_error(body)) is not None:  # model, messages, service_tier, n,
+            # max_tokens; then tools, tool_choice, response_format
             return refuse(CHAT, model, t_send, label, err, emu.first_tier(body.get("service_tier")))
         tier, max_tokens = body.get("service_tier"), completion_cap(body)[1]
-        prompt = approx_prompt_tokens(body["messages"])
+        prompt = approx_prompt_tokens(body["messages"]) + tool_tokens(body)
         d = emu.decide(model, prompt, max_tokens, project=label, service_tier=tier)
         headers = {**d.headers, "x-request-id": d.request_id}
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
@@ -141,19 +143,23 @@ def build_app(emu: Emulator) -> Starlette:
                  "completion_time": c, "total_tokens": prompt + d.completion, "total_time": total}
         created = int(emu.clock.wall(d.now))  # the client's own clock (the log keeps limiter epochs)
         cid = "chatcmpl-" + d.request_id[4:]
-        finish = "length" if max_tokens is not None and d.completion >= max_tokens else "stop"
+        content, call = answer(body, d.completion, "call_" + d.request_id[4:])
+        finish = ("tool_calls" if call is not None else "stop" if wants_json(body)  # (a whole JSON value)
+                  else "length" if max_tokens is not None and d.completion >= max_tokens else "stop")
         # (every stream chunk names the tier too, as OpenAI's chunks carry service_tier)
         base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim",
                 "service_tier": d.service_tier}
         if body.get("stream"):
             options = body.get("stream_options")
             kw_stream = {"include_usage": isinstance(options, dict) and options.get("include_usage") is True}
-            return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw, **kw_stream),
+            return StreamingResponse(_stream(emu, d, base, usage, finish, model, t_send, label, kw, content, call,
+                                             **kw_stream),
                                      media_type="text/event-stream", headers=headers)
         await _delay(d.delay / K)
         emu.finish(model, d, max_tokens, label)
         response = JSONResponse({**base, "object": "chat.completion", "choices": [{
-            "index": 0, "message": {"role": "assistant", "content": filler(d.completion)}, "logprobs": None,
+            "index": 0, "message": {"role": "assistant", "content": content,
+                                    **({"tool_calls": [call]} if call is not None else {})}, "logprobs": None,
             "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
             "x_groq": {"id": d.request_id}, "service_tier": d.service_tier}, headers=headers)
         _record(emu, endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
@@ -357,8 +363,9 @@ def build_app(emu: Emulator) -> Starlette:
 
 
 async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model: str, t_send: float, label,
-                  kw: dict, include_usage: bool = False):
-    """SSE chunks: the role, the answer in up to 16 pieces spread over the completion time, then the
+                  kw: dict, content: str | None, call: dict | None = None, include_usage: bool = False):
+    """SSE chunks: the role, the answer (``content``; a tool ``call``: its id and name, then its arguments) in
+    up to 16 pieces spread over the completion time, then the
     final chunk with ``finish_reason`` and ``x_groq.usage``, with ``stream_options.include_usage`` one more
     with no choices and the ``usage`` (OpenAI's form, which the openai SDK's clients read), then ``[DONE]``.
     Each chunk is due at its own time from the start (sleep overheads do not add up).  The request is logged
@@ -381,12 +388,17 @@ async def _stream(emu: Emulator, d, base: dict, usage: dict, finish: str, model:
     try:
         await until((q + p) / K)
         yield chunk({"role": "assistant", "content": ""}, x_groq={"id": d.request_id})
-        n = min(MAX_STREAM_CHUNKS, d.completion)
-        words = filler(d.completion)
+        words = content if call is None else call["function"]["arguments"]
+        n = min(MAX_STREAM_CHUNKS, d.completion) or (1 if words else 0)  # (a JSON value even of 0 tokens)
         bounds = [round(len(words) * k / n) for k in range(n + 1)] if n else [0]
+        if call is not None:  # OpenAI's form: the call's id, type and name first, then its arguments in pieces
+            yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                         "function": {"name": call["function"]["name"], "arguments": ""}}]})
         for k in range(n):
             await until((q + p + c * (k + 1) / n) / K)
-            yield chunk({"content": words[bounds[k]:bounds[k + 1]]})
+            piece = words[bounds[k]:bounds[k + 1]]
+            yield chunk({"content": piece} if call is None else
+                        {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         emu.finish(model, d, kw["max_tokens"], label)  # before the client can see the end and send again
         finished = True
         yield chunk({}, finish, x_groq={"id": d.request_id, "usage": usage})

@@ -1,0 +1,170 @@
+"""The shape of a chat answer the request asks for: plain text, a JSON object (``response_format`` of type
+``json_object``), an instance of a JSON schema (``json_schema``), or a call of one of the request's ``tools``
+(``tool_choice`` ``"required"`` or naming a function).
+
+The emulator has no model: it answers with filler words (:func:`~sim.emulator.core.filler`), and for a
+structured request with the simplest value its schema allows, strings holding the filler.  That is enough for
+a client that parses what it asked for (the openai SDK's ``.parse``, a structured-output library, an agent
+loop that runs a tool and asks again) to go on as it would against Groq, so its traffic is what is measured.
+``usage`` still comes from the service model (the sampled completion length), whatever the content's own
+length.  A request that leaves the choice to the model (``tool_choice`` ``"auto"`` or absent) gets text.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+from ..headers import invalid_request_error
+from .core import CHARS_PER_TOKEN, filler
+
+#: formats a string may declare, with a value of that format
+_FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "time": "00:00:00Z",
+            "email": "user@example.com", "uri": "https://example.com", "uuid": "00000000-0000-4000-8000-000000000000"}
+
+
+def shape_error(body: dict):
+    """Why ``tools``, ``tool_choice`` or ``response_format`` cannot be served (an ErrorResponse; None: fine):
+    tools a list of functions with names, a choice naming one of them, a format of a known type."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(_function(t) is not None for t in tools):
+            return invalid_request_error("'tools' : each tool is an object {\"type\": \"function\", \"function\": "
+                                         "{\"name\": ...}}", param="tools")
+    choice = body.get("tool_choice")
+    names = [_function(t)["name"] for t in tools or []]
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
+        if name not in names:
+            return invalid_request_error(f"'tool_choice' : names no function of 'tools' ({', '.join(names) or 'none'})",
+                                         param="tool_choice")
+    elif choice is not None and choice not in ("none", "auto", "required"):
+        return invalid_request_error("'tool_choice' : must be one of none, auto, required or a function",
+                                     param="tool_choice")
+    elif choice == "required" and not names:
+        return invalid_request_error("'tool_choice' : required, but no 'tools' given", param="tool_choice")
+    fmt = body.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
+            return invalid_request_error("'response_format.type' : must be one of text, json_object, json_schema",
+                                         param="response_format")
+        if kind == "json_schema" and not isinstance((fmt.get("json_schema") or {}).get("schema"), dict):
+            return invalid_request_error("'response_format.json_schema.schema' : a JSON schema object is required",
+                                         param="response_format")
+    return None
+
+
+def tool_tokens(body: dict) -> int:
+    """Prompt tokens the request's tool definitions add (their JSON, ~4 characters a token; Groq counts them)."""
+    tools = body.get("tools")
+    return math.ceil(len(json.dumps(tools)) / CHARS_PER_TOKEN) if tools else 0
+
+
+def wants_json(body: dict) -> bool:
+    """Does the request ask for JSON content (``response_format`` of type ``json_object`` or ``json_schema``)?"""
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+
+
+def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | None]:
+    """(content, tool call) of the answer to ``body`` (checked by :func:`shape_error`) with ``tokens`` words of
+    filler: a tool call (content None) when the request requires one, else text or JSON as it asks."""
+    choice, tools = body.get("tool_choice"), body.get("tools") or []
+    if tools and (choice == "required" or isinstance(choice, dict)):
+        functions = [_function(t) for t in tools]
+        chosen = functions[0] if choice == "required" else next(
+            f for f in functions if f["name"] == choice["function"]["name"])
+        arguments = instance(chosen.get("parameters") or {"type": "object"}, tokens)
+        return None, {"id": call_id, "type": "function",
+                      "function": {"name": chosen["name"], "arguments": json.dumps(arguments)}}
+    fmt = body.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return json.dumps({"text": filler(tokens)}), None
+    if kind == "json_schema":
+        return json.dumps(instance(fmt["json_schema"]["schema"], tokens)), None
+    return filler(tokens), None
+
+
+def instance(schema: dict, tokens: int, root: dict | None = None):
+    """The simplest value ``schema`` allows (its ``$ref``s resolved against ``root``), its free strings holding
+    filler words (``tokens`` shared among them, at least one each)."""
+    value = _value(schema, schema if root is None else root, set())
+    return _fill(value, max(1, tokens // max(1, _holes(value))))
+
+
+class _Words:
+    """A free string of the value being built, filled once the number of them is known."""
+
+    def __init__(self, least: int):
+        self.least = least
+
+
+def _holes(value) -> int:
+    if isinstance(value, _Words):
+        return 1
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return sum(_holes(v) for v in items)
+
+
+def _fill(value, words: int):
+    if isinstance(value, _Words):
+        return filler(max(words, value.least))
+    if isinstance(value, dict):
+        return {k: _fill(v, words) for k, v in value.items()}
+    return [_fill(v, words) for v in value] if isinstance(value, list) else value
+
+
+def _value(schema, root: dict, seen: set):
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if ref in seen:  # a recursive type: stop at its simplest
+            return None
+        return _value(_resolve(ref, root), root, seen | {ref})
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            options = [s for s in schema[key] if not (isinstance(s, dict) and s.get("type") == "null")]
+            return _value((options or schema[key])[0], root, seen)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: _value(props.get(name, {}), root, seen) for name in schema.get("required", list(props))}
+    if kind == "array":
+        return [_value(schema.get("items", {}), root, seen) for _ in range(max(1, schema.get("minItems", 1)))]
+    if kind == "integer":
+        return int(math.ceil(schema.get("minimum", 0)))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    if schema.get("format") in _FORMATS:
+        return _FORMATS[schema["format"]]
+    return _Words(schema.get("minLength", 1))
+
+
+def _resolve(ref: str, root: dict) -> dict:
+    """The schema a local ``$ref`` (``#/$defs/Name``, ``#/definitions/Name``) points at; {} for any other."""
+    if not ref.startswith("#/"):
+        return {}
+    node = root
+    for part in ref[2:].split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+def _function(tool) -> dict | None:
+    """A tool's ``function`` object, if the tool is a function with a string name."""
+    if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+        return None
+    fn = tool.get("function")
+    return fn if isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"] else None

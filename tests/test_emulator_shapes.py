@@ -1,0 +1,130 @@
+"""The emulator's structured answers (sim/emulator/shapes.py), driven by the real openai and groq SDKs: a
+``response_format`` JSON object or schema that the openai SDK's ``.parse`` validates into the caller's pydantic
+model, tool calls a client can run (streamed too), tool definitions counted in the prompt, and bad tools
+refused as the API refuses them."""
+from __future__ import annotations
+
+import json
+from typing import Literal, Optional
+
+import groq
+import openai
+import pytest
+from pydantic import BaseModel
+
+from sim.emulator import Emulator
+from sim.emulator.shapes import instance
+from tests.helpers import running
+from tests.test_emulator import MODEL, make_spec, msgs
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+    "required": ["city", "days"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string", "enum": ["UTC", "CET"]}}, "required": ["zone"]}}}
+
+
+class Inner(BaseModel):
+    count: int
+    tags: list[str]
+
+
+class Answer(BaseModel):
+    answer: str
+    score: float
+    ok: bool
+    kind: Literal["short", "long"]
+    inner: Inner
+    note: Optional[str] = None
+    when: str
+
+
+@pytest.fixture
+def url(tmp_path):
+    emu = Emulator(make_spec(), time_scale=10, log_path=tmp_path / "log.jsonl", parquet_path=tmp_path / "r.parquet")
+    with running(emu) as base:
+        yield base + "/openai/v1"
+
+
+def test_the_openai_sdks_parse_validates_a_json_schema_answer_into_the_callers_model(url):
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Answer, max_tokens=8)
+    parsed = r.choices[0].message.parsed
+    assert isinstance(parsed, Answer) and parsed.answer.strip() and parsed.inner.tags[0].strip()
+    assert parsed.kind == "short" and r.choices[0].finish_reason == "stop"  # (a whole value, even at max_tokens)
+    assert r.usage.completion_tokens <= 8  # (usage: the service model's sampled length, as for text)
+
+
+def test_a_json_object_answer_is_a_json_object_streamed_or_not(url):
+    client = groq.Groq(base_url=url.removesuffix("/openai/v1"), api_key="k", max_retries=0)
+    r = client.chat.completions.create(model=MODEL, messages=msgs(), response_format={"type": "json_object"})
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=msgs(), stream=True,
+                                                 response_format={"type": "json_object"}))
+    assert isinstance(json.loads("".join(c.choices[0].delta.content or "" for c in chunks)), dict)
+
+
+def test_a_required_or_named_tool_is_called_with_arguments_its_schema_takes(url):
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    r = client.chat.completions.create(model=MODEL, messages=msgs(), tools=[WEATHER, TIME], tool_choice="required")
+    call, = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+    assert call.function.name == "get_weather" and call.id.startswith("call_")
+    args = json.loads(call.function.arguments)
+    assert set(args) == {"city", "days"} and args["city"].strip() and args["days"] == 1
+    r = client.chat.completions.create(model=MODEL, messages=msgs(), tools=[WEATHER, TIME],
+                                       tool_choice={"type": "function", "function": {"name": "get_time"}})
+    assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"zone": "UTC"}
+    auto = client.chat.completions.create(model=MODEL, messages=msgs(), tools=[WEATHER])  # (the model's choice)
+    assert auto.choices[0].message.tool_calls is None and auto.choices[0].message.content
+
+
+def test_a_streamed_tool_call_comes_as_openais_deltas(url):
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=msgs(), tools=[WEATHER],
+                                                 tool_choice="required", stream=True))
+    deltas = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert deltas[0].id.startswith("call_") and deltas[0].function.name == "get_weather"
+    arguments = "".join(d.function.arguments or "" for d in deltas)
+    assert set(json.loads(arguments)) == {"city", "days"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_tool_definitions_count_in_the_prompt(url):
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    plain = client.chat.completions.create(model=MODEL, messages=msgs()).usage.prompt_tokens
+    tooled = client.chat.completions.create(model=MODEL, messages=msgs(), tools=[WEATHER, TIME]).usage.prompt_tokens
+    assert tooled - plain == -(-len(json.dumps([WEATHER, TIME])) // 4)
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools"),
+    ({"tools": "get_weather"}, "tools"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": [WEATHER], "tool_choice": "always"}, "tool_choice"),
+    ({"response_format": {"type": "yaml"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
+])
+def test_bad_tools_and_formats_are_400s_naming_the_parameter(url, extra, param):
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=msgs(), **extra)
+    assert caught.value.body["param"] == param and caught.value.body["type"] == "invalid_request_error"
+
+
+def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
+    schema = {"$defs": {"Node": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                  "child": {"anyOf": [{"$ref": "#/$defs/Node"},
+                                                                                      {"type": "null"}]}},
+                                 "required": ["name", "child"]}},
+              "type": "object", "properties": {"root": {"$ref": "#/$defs/Node"},
+                                               "at": {"type": "string", "format": "date-time"},
+                                               "n": {"type": ["null", "number"], "minimum": 2.5},
+                                               "pair": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                                               "fixed": {"const": 7}}}
+    value = instance(schema, 12)
+    assert value["root"]["child"] is None  # (a recursive type stops where it would loop: null, which it allows)
+    assert value["at"] == "2026-01-01T00:00:00Z" and value["n"] == 2.5 and value["fixed"] == 7
+    words = [value["root"]["name"], *value["pair"]]
+    assert [len(w.split()) for w in words] == [4, 4, 4]  # 12 words shared by the 3 free strings
