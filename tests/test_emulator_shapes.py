@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from sim.emulator import Emulator
-from sim.emulator.shapes import instance
+from sim.emulator.shapes import instance, shape_error
 from tests.helpers import running
 from tests.test_emulator import MODEL, make_spec, msgs
 
@@ -128,3 +128,52 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     assert value["at"] == "2026-01-01T00:00:00Z" and value["n"] == 2.5 and value["fixed"] == 7
     words = [value["root"]["name"], *value["pair"]]
     assert [len(w.split()) for w in words] == [4, 4, 4]  # 12 words shared by the 3 free strings
+
+
+@pytest.mark.parametrize("schema, tokens, value", [
+    ({"type": "boolean"}, 3, False),
+    ({"type": "null"}, 3, None),
+    ({"type": "integer"}, 3, 0),
+    ({"type": "integer", "minimum": 2.2}, 3, 3),
+    ({"type": "number"}, 3, 0.0),
+    ({"type": "number", "minimum": 1.5}, 3, 1.5),
+    ({"type": "array", "items": {"type": "integer"}, "minItems": 0}, 3, [0]),  # (one item to show, at least)
+    ({"type": "array", "items": True}, 3, [None]),  # (a boolean schema: anything)
+    ({"properties": {"a": {"type": "integer"}}}, 3, {"a": 0}),  # (properties without a type: an object)
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}}}, 3,
+     {"a": 0, "b": False}),  # (no required list: every property)
+    ({"anyOf": [{"type": "null"}, {"type": "integer"}]}, 3, 0),  # (the first option that is not null)
+    ({"oneOf": [{"type": "null"}]}, 3, None),  # (null when it is all there is)
+    ({"allOf": [{"type": "integer", "minimum": 4}]}, 3, 4),
+    ({"type": ["null", "boolean"]}, 3, False),
+    ({"type": "string", "format": "email"}, 3, "user@example.com"),
+    ({"enum": ["b", "a"]}, 3, "b"),
+    ({}, 2, "The quick"),  # (no type at all: a string)
+    ({"type": "string", "minLength": 4}, 2, "The quick brown fox"),  # (at least the words it must hold)
+    ({"type": "string", "minLength": 0}, 0, "The"),  # (a free string holds a word, at least)
+    ({"$ref": "#/$defs/missing", "$defs": {}}, 1, "The"),  # (a reference to nothing: any value, a string)
+    ({"$ref": "other.json#/Thing"}, 1, "The"),  # (a reference outside the schema: not followed)
+    ({"$ref": "#/$defs/N/deeper", "$defs": {"N": 5}}, 1, "The"),  # (a path through a non-object)
+])
+def test_the_simplest_instance_of_each_kind_of_schema(schema, tokens, value):
+    assert instance(schema, tokens) == value
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"tools": [5]}, "tools"),
+    ({"tools": [{"type": "code_interpreter"}]}, "tools"),  # (only functions)
+    ({"tools": [{"type": "function", "function": {"name": ""}}]}, "tools"),
+    ({"tools": [{"type": "function", "function": "get_weather"}]}, "tools"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice"),
+    ({"response_format": "json"}, "response_format"),
+])
+def test_shape_errors_name_the_parameter(body, param):
+    err = shape_error(body)
+    assert err.status == 400 and err.body["error"]["param"] == param
+
+
+def test_well_formed_tools_and_formats_pass():
+    for body in ({}, {"tools": [WEATHER, {"function": TIME["function"]}], "tool_choice": "auto"},
+                 {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+                 {"response_format": {"type": "text"}}, {"tool_choice": "none"}):
+        assert shape_error(body) is None, body

@@ -86,10 +86,10 @@ def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | No
     return filler(tokens), None
 
 
-def instance(schema: dict, tokens: int, root: dict | None = None):
-    """The simplest value ``schema`` allows (its ``$ref``s resolved against ``root``), its free strings holding
-    filler words (``tokens`` shared among them, at least one each)."""
-    value = _value(schema, schema if root is None else root, set())
+def instance(schema: dict, tokens: int):
+    """The simplest value ``schema`` allows (its local ``$ref``s resolved), its free strings holding filler
+    words (``tokens`` shared among them, at least one each)."""
+    value = _value(schema, schema, set())
     return _fill(value, max(1, tokens // max(1, _holes(value))))
 
 
