@@ -223,7 +223,10 @@ class Catalog:
             if unit not in UNITS:
                 raise KeyedError(unit, did_you_mean(unit, UNITS, "limit unit"))
             if isinstance(value, str):
-                value = parse_count(value)
+                try:
+                    value = parse_count(value)
+                except ValueError as exc:
+                    raise KeyedError(unit, str(exc)) from None
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise KeyedError(unit, f"limit {tier}/{model}/{unit} must be a positive integer, got {value!r}")
             values[unit] = value

@@ -30,7 +30,7 @@ def parse_count(text: str) -> int | None:
         raise ValueError(f"{text!r} is not a count (allowed: 30, 14.4K, 1M, or - for no limit)")
     value = Decimal(m.group(1)) * _SUFFIX[m.group(2).upper()]  # exact: 16.1K is 16100, not 16100.000000000002
     if value != value.to_integral_value():
-        raise ValueError(f"{text!r} is not a whole number")
+        raise ValueError(f"{text!r} is not a whole number (allowed: 30, 14.4K, 1M, or - for no limit)")
     return int(value)
 
 

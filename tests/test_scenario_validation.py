@@ -199,6 +199,11 @@ REFUSED = [
      "than 0"),
     ({"tiers": {"x": {"base": "developer", "overrides": {MODEL: {"rpm": 0}}}}},
      "tiers.x.overrides.llama-3.1-8b-instant.rpm: 0: Input should be greater than 0"),
+    ({"tiers": {"x": {"base": "developer", "overrides": {MODEL: {"rpd": "abc"}}}}},
+     "tiers.x.overrides.llama-3.1-8b-instant.rpd: 'abc' is not a count (allowed: 30, 14.4K, 1M, or - for no limit)"),
+    ({"tiers": {"x": {"base": "developer", "overrides": {MODEL: {"rpd": "1.5"}}}}},
+     "tiers.x.overrides.llama-3.1-8b-instant.rpd: '1.5' is not a whole number (allowed: 30, 14.4K, 1M, or - for no "
+     "limit)"),
     ({"tiers": {"developer": {"base": "free"}}}, "tiers.developer: 'developer' is a built-in tier; a custom tier "
      "needs its own name (e.g. [tiers.developer-custom] with base = 'developer')"),
     ({"tiers": {"a": {"base": "b"}, "b": {"base": "a"}}}, "tiers.a.base: 'a' -> 'b' -> 'a' is a cycle (allowed: a "
