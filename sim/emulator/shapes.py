@@ -33,8 +33,8 @@ def shape_error(body: dict):
     choice = body.get("tool_choice")
     names = [_function(t)["name"] for t in tools or []]
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
-        if name not in names:
+        fn = choice.get("function")
+        if not isinstance(fn, dict) or fn.get("name") not in names:
             return invalid_request_error(f"'tool_choice' : names no function of 'tools' ({', '.join(names) or 'none'})",
                                          param="tool_choice")
     elif choice is not None and choice not in ("none", "auto", "required"):
