@@ -29,7 +29,7 @@ from .fields import Duration, PositiveDuration, Strict, is_whole
 from .policies import SCHEDULES
 from .prices import price_table
 from .projects import Project, project_limits
-from .service import SPEEDS, kinds, service_models
+from .service import SPEEDS, ServiceParams, kinds, service_models
 from .spec import RunSpec
 from .trace import TRACE_SUFFIXES, check_kinds, read_trace
 from .units import format_duration, parse_duration
@@ -628,8 +628,8 @@ class Scenario(Strict):
         """Resolve every grid point (raises on the first bad one); returns the grid.  A grid of more than
         :data:`MAX_GRID` points is refused at once (resolving them all would itself take minutes)."""
         sizes = [len(self.compare[a]) for a in self.compare]
-        if math.prod(sizes) > MAX_GRID:
-            raise self.error("compare", f"{math.prod(sizes):,} grid points ({' x '.join(map(str, sizes))} values); "
+        if (points := math.prod(sizes)) > MAX_GRID:
+            raise self.error("compare", f"{points:,} grid points ({' x '.join(map(str, sizes))} values); "
                                         f"a study takes at most {MAX_GRID:,}: split it, or give the axes fewer values")
         grid = self.grid()
         for point in grid:
@@ -647,8 +647,8 @@ class Scenario(Strict):
 
 
 #: the quickest answer a closed loop's user can get, in s, when sizing a study: a refusal one round trip away
-#: (the service's default median round trip, 0.05 s); a think time of 0 sends again as soon as it comes
-QUICKEST_ANSWER = 0.05
+#: (the service's default median round trip); a think time of 0 sends again as soon as it comes
+QUICKEST_ANSWER = ServiceParams.rtt_median
 
 #: the most grid points a scenario's [compare] may cross (each is resolved and checked when it is loaded)
 MAX_GRID = 100_000

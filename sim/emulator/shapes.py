@@ -44,7 +44,7 @@ def shape_error(body: dict):
         return invalid_request_error("'tool_choice' : required, but no 'tools' given", param="tool_choice")
     fmt = body.get("response_format")
     if fmt is not None:
-        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        kind = _format(body)
         if kind not in ("text", "json_object", "json_schema"):
             return invalid_request_error("'response_format.type' : must be one of text, json_object, json_schema",
                                          param="response_format")
@@ -62,8 +62,7 @@ def tool_tokens(body: dict) -> int:
 
 def wants_json(body: dict) -> bool:
     """Does the request ask for JSON content (``response_format`` of type ``json_object`` or ``json_schema``)?"""
-    fmt = body.get("response_format")
-    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+    return _format(body) in ("json_object", "json_schema")
 
 
 def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | None]:
@@ -77,12 +76,11 @@ def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | No
         arguments = instance(chosen.get("parameters") or {"type": "object"}, tokens)
         return None, {"id": call_id, "type": "function",
                       "function": {"name": chosen["name"], "arguments": json.dumps(arguments)}}
-    fmt = body.get("response_format")
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    kind = _format(body)
     if kind == "json_object":
         return json.dumps({"text": filler(tokens)}), None
     if kind == "json_schema":
-        return json.dumps(instance(fmt["json_schema"]["schema"], tokens)), None
+        return json.dumps(instance(body["response_format"]["json_schema"]["schema"], tokens)), None
     return filler(tokens), None
 
 
@@ -150,6 +148,12 @@ def _value(schema, root: dict, seen: set):
     if schema.get("format") in _FORMATS:
         return _FORMATS[schema["format"]]
     return _Words(schema.get("minLength", 1))
+
+
+def _format(body: dict) -> str | None:
+    """The ``response_format`` type the request names (None: no format, or one that is not an object)."""
+    fmt = body.get("response_format")
+    return fmt.get("type") if isinstance(fmt, dict) else None
 
 
 def _resolve(ref: str, root: dict) -> dict:
