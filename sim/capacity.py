@@ -182,12 +182,13 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     Driving it apart from simulating lets many searches share one pool (:func:`search`).  It starts at twice
     the analytic minute ceiling (a run shorter than a day can spend the daily units' initial budget) and,
     while that load still meets the target (the ceiling missed something: a refund, a lull), doubles it up
-    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``."""
+    to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``,
+    ``sim_missed_load`` is the lowest load tried that missed it (NaN when capped: none did)."""
     target = scenario.capacity
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) and fastest > 0 else target.max_load
     lo = 0.0
-    best = (0.0, math.nan, math.nan, math.nan, 0.0)
+    best = _NONE_MET
     while True:
         ok, s, p, c, r = yield hi
         if not ok:
@@ -206,9 +207,20 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
                 lo, best = mid, (mid, s, p, c, r)
             else:
                 hi = mid
+    return _row(best, hi if best[0] < target.max_load else math.nan, target.max_load, True)  # (below: hi missed)
+
+
+#: a cell's best so far before any load tried met the target
+_NONE_MET = (0.0, math.nan, math.nan, math.nan, 0.0)
+
+
+def _row(best: tuple, missed: float, max_load: float, finished: bool) -> dict:
+    """A cell's result: ``best`` = (load, success, p95, cost per request, offered req/min) of the highest load
+    that met the target, ``missed`` the lowest load that missed it (NaN: none), ``finished``: the search ran
+    to its end (False: stopped, the answer lies between the two loads)."""
     load, s, p, c, r = best
     return {"sim_load": load, "sim_rpm": r, "sim_success": s, "sim_p95": p, "sim_cost_per_1k": 1000 * c,
-            "sim_capped": bool(load >= target.max_load)}
+            "sim_capped": bool(finished and load >= max_load), "sim_missed_load": missed, "sim_finished": finished}
 
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,
@@ -219,34 +231,46 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     seeds as when searched alone, so the results do not depend on the pool.  ``step(cell, load, ok)`` is
     told each load tried.  ``max_requests``: the most simulated requests one run may take (about: the
     scenario's mean rates x the load x the horizon); a load beyond it is a :class:`ConfigError` naming
-    ``[capacity] max_load``, before it is simulated."""
+    ``[capacity] max_load``, before it is simulated.  Stopped after a round (Ctrl-C, or that error), the
+    exception raised carries ``capacity_rows``: every cell's row as far as it went (:func:`_row`; a cell not
+    finished has ``sim_finished`` False and lies between its ``sim_load`` and ``sim_missed_load``), so a
+    caller loses none of the runs done."""
     pool = pool or Pool(1)
-    reps = scenario.scenario.replications
     searches = [bisection(scenario, ceiling) for _, ceiling in cells]
     loads = {n: next(g) for n, g in enumerate(searches)}
     results: list[dict] = [{} for _ in cells]
     planned, requests = scenario.size(duration)
     per_load = requests / planned / float(np.mean(scenario.compare.get("load", [1.0])))  # one run at load 1
-    while loads:
-        order = sorted(loads)
-        top = max(loads.values())
-        heaviest = top * per_load
-        if max_requests is not None and heaviest > max_requests:
-            raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, "
-                              f"about {heaviest:,.0f} simulated requests in one run, more than this command does "
-                              f"without --force ({max_requests:,.0f}); lower [capacity] max_load "
-                              f"({scenario.capacity.max_load:g}) or add --force")
-        calls = [(scenario, {**cells[n][0], "load": loads[n]}, rep, duration) for n in order for rep in range(reps)]
-        runs = pool.map(run_summary, calls)
-        for k, n in enumerate(order):
-            answer = verdict(scenario, runs[k * reps:(k + 1) * reps])
-            if step is not None:
-                step(n, loads[n], answer[0])
-            try:
-                loads[n] = searches[n].send(answer)
-            except StopIteration as done:
-                results[n] = done.value
-                del loads[n]
+    known: dict[int, tuple] = {}  # cell -> (best so far, lowest load missed): loads met rise, loads missed fall
+    reps = scenario.scenario.replications
+    try:
+        while loads:
+            order = sorted(loads)
+            top = max(loads.values())
+            heaviest = top * per_load
+            if max_requests is not None and heaviest > max_requests:
+                raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, "
+                                  f"about {heaviest:,.0f} simulated requests in one run, more than this command does "
+                                  f"without --force ({max_requests:,.0f}); lower [capacity] max_load "
+                                  f"({scenario.capacity.max_load:g}) or add --force")
+            calls = [(scenario, {**cells[n][0], "load": loads[n]}, rep, duration) for n in order for rep in range(reps)]
+            runs = pool.map(run_summary, calls)
+            for k, n in enumerate(order):
+                answer = verdict(scenario, runs[k * reps:(k + 1) * reps])
+                best, missed = known.get(n, (_NONE_MET, math.nan))
+                known[n] = ((loads[n], *answer[1:]), missed) if answer[0] else (best, loads[n])
+                if step is not None:
+                    step(n, loads[n], answer[0])
+                try:
+                    loads[n] = searches[n].send(answer)
+                except StopIteration as done:
+                    results[n] = done.value
+                    del loads[n]
+    except (KeyboardInterrupt, ConfigError) as exc:
+        if known:  # at least one round ran: what it found is the caller's
+            exc.capacity_rows = [r or _row(*known[n], scenario.capacity.max_load, False)
+                                 for n, r in enumerate(results)]
+        raise
     return results
 
 
@@ -264,8 +288,8 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
     """One row per tier x model of the scenario's grid (other axes at their first value).  The rows'
     bisections run in lock step, the replications of every load tried in ``jobs`` processes (None: one per
     core; or on ``pool``); each run is seeded the same wherever it runs, so the table does not depend on
-    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal); ``max_requests``: see
-    :func:`search`."""
+    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal); ``max_requests`` and a search
+    stopped half way (the exception's ``capacity_rows``: these rows as far as they went): see :func:`search`."""
     import sys
 
     from tqdm import tqdm
@@ -292,12 +316,14 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
     try:
         with Pool(jobs) if pool is None else nullcontext(pool) as runner:
             found = search(scenario, list(zip(points, ceilings)), duration, runner, step, max_requests)
-    finally:
         bar.update(len(points))
+    except (KeyboardInterrupt, ConfigError) as exc:
+        if hasattr(exc, "capacity_rows"):  # the table as far as it went (see search)
+            exc.capacity_rows = [{**row, **sim} for row, sim in zip(rows, exc.capacity_rows)]
+        raise
+    finally:
         bar.close()
-    for row, sim in zip(rows, found):
-        row.update(sim)
-    return rows
+    return [{**row, **sim} for row, sim in zip(rows, found)]
 
 
 def no_traffic(scenario: Scenario) -> None:

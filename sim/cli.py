@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import errno
 import gc
+import math
 import os
 import shutil
 import signal
@@ -184,16 +185,33 @@ def _kept(runs: int, out: Path) -> str:
 
 
 def _capacity(args) -> int:
-    import json
-
-    from .capacity import capacity_table, held_axes
-    from .report import jsonable
+    from .capacity import capacity_table
     scenario = _load(args)
     duration = _duration(args)
     _work(args, scenario, duration, runs_factor=_capacity_runs(scenario),
           at=" at load x1 (the loads the search tries send more or fewer)")
-    rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None,
-                          max_requests=None if args.force else MAX_REQUESTS)
+    try:
+        rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None,
+                              max_requests=None if args.force else MAX_REQUESTS)
+    except (KeyboardInterrupt, ConfigError) as exc:
+        if not hasattr(exc, "capacity_rows"):  # stopped before any load was simulated
+            raise
+        _capacity_rows(args, scenario, duration, exc.capacity_rows)  # what the search found, then why it stopped
+        if isinstance(exc, ConfigError):
+            print(f"groqsim: error: {exc}", file=sys.stderr)
+            return 2
+        print("groqsim: interrupted: the rows marked 'unfinished' are as far as their search went (the highest "
+              "load that met the target so far, and the lowest that missed it)", file=sys.stderr)
+        return 130
+    return _capacity_rows(args, scenario, duration, rows)
+
+
+def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
+    """Print ``capacity``'s table (or its JSON rows), a search stopped half way included."""
+    import json
+
+    from .capacity import held_axes
+    from .report import jsonable
     t = scenario.capacity
     if args.format == "json":
         print(json.dumps(jsonable(rows), indent=2, allow_nan=False))
@@ -217,13 +235,13 @@ def _capacity(args) -> int:
     lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.3g}", f"{r['ceiling_rpm']:.3g}", r["binding"],
                          f"{r['minute_ceiling_rpm']:.3g} ({r['minute_binding'].rsplit(' ', 1)[-1]})",
                          f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
-                         ("≥ " if r["sim_capped"] else "")
-                         + (f"{r['sim_rpm']:.3g} (load x{r['sim_load']:.3g})" if r["offered_rpm"]
-                            else f"load x{r['sim_load']:.3g}"),
+                         _simulated_max(r),
                          f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}", f"{r['sim_cost_per_1k']:.3f}"]
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
     for r in rows:
+        if not r["sim_finished"]:
+            continue
         if r["sim_load"] == 0 and r["too_large_share"] >= 1.0:
             print(f"{r['tier']} {r['model']}: no load met the target: every request of the mix is larger than a "
                   "unit's whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
@@ -237,6 +255,19 @@ def _capacity(args) -> int:
               "rates), so the ceilings do not apply; simulated max is the load multiplier (a closed loop's users x "
               "load) that still meets the target")
     return 0
+
+
+def _simulated_max(r: dict) -> str:
+    """A row's "simulated max" cell: the rate offered at the highest load that met the target (≥: still met
+    at max_load); for a search stopped half way, the bracket it had narrowed the answer to."""
+    load, rpm = f"x{r['sim_load']:.3g}", f"{r['sim_rpm']:.3g}"
+    if r["sim_finished"]:
+        return ("≥ " if r["sim_capped"] else "") + (f"{rpm} (load {load})" if r["offered_rpm"] else f"load {load}")
+    if r["sim_load"] == 0:  # (every cell had a verdict, so one that met nothing has missed a load)
+        return f"< load x{r['sim_missed_load']:.3g} (unfinished, none met yet)"
+    missed = f"x{r['sim_missed_load']:.3g} missed" if math.isfinite(r["sim_missed_load"]) else "none missed yet"
+    return (f"≥ {rpm} (load {load}; unfinished, {missed})" if r["offered_rpm"]
+            else f"≥ load {load} (unfinished, {missed})")
 
 
 def _capacity_runs(scenario) -> float:

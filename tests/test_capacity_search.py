@@ -66,6 +66,7 @@ def test_the_bisection_tries_these_loads_and_stops_at_its_tolerance():
     tried, row = _drive(bisection(_scenario(), ceiling), lambda load: load <= 7.0)
     assert tried == [2.0, 4.0, 8.0, 6.0, 7.0, 7.5, 7.25]
     assert row["sim_load"] == 7.0 and row["sim_rpm"] == 70.0 and not row["sim_capped"]
+    assert row["sim_missed_load"] == 7.25 and row["sim_finished"] is True  # the bracket it closed: [7, 7.25)
 
 
 def test_the_offered_rate_is_counted_over_the_window_after_the_warm_up():
@@ -307,3 +308,59 @@ def test_no_traffic_names_the_groups():
                               "clients": [quiet, {**quiet, "name": "d"}]}, source="<test>")
     with pytest.raises(ConfigError, match=r"<test>: clients: capacity: no traffic"):
         no_traffic(two)
+
+
+def _fake_runs(monkeypatch, threshold: dict, stop_at: int | None = None):
+    """Runs that meet the target while load < ``threshold[tier]`` (the tier names a cell), each at 10 req/min
+    x load; the ``stop_at``-th run (from 1) is a Ctrl-C."""
+    calls = []
+
+    def run(scenario, point, replication, duration=None):
+        calls.append(point["load"])
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return (1.0 if point["load"] < threshold[point["tier"]] else 0.5), 1.0, 0.002, 10.0 * point["load"]
+    monkeypatch.setattr(capacity, "run_summary", run)
+    return calls
+
+
+def _tier_cells(*tiers):
+    return [({"tier": t}, Ceiling(10.0, 1.0, 10.0, "m RPM", 10.0, "m RPM", math.inf, "", {})) for t in tiers]
+
+
+def test_a_search_stopped_after_a_round_keeps_every_cells_bracket(monkeypatch):
+    # cell 0 meets below 3: 2 ok, 4 missed, then 3 missed, 2.5 ok...; cell 1 meets below 100: 2, 4, 8... ok.
+    # Ctrl-C in round 3 (the 5th run): rounds 1-2 are kept: cell 0 between 2 (met) and 4 (missed), cell 1
+    # met 4 and has missed nothing yet; neither finished
+    calls = _fake_runs(monkeypatch, {"free": 3.0, "developer": 100.0}, stop_at=5)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        search(_scenario(), _tier_cells("free", "developer"))
+    assert calls == [2.0, 2.0, 4.0, 4.0, 3.0]
+    first, second = stopped.value.capacity_rows
+    assert (first["sim_load"], first["sim_missed_load"], first["sim_rpm"]) == (2.0, 4.0, 20.0)
+    assert (second["sim_load"], second["sim_rpm"]) == (4.0, 40.0) and math.isnan(second["sim_missed_load"])
+    assert not first["sim_finished"] and not second["sim_finished"] and not second["sim_capped"]
+
+
+def test_a_cell_finished_before_the_stop_keeps_its_row_and_one_that_met_nothing_its_lowest_miss(monkeypatch):
+    # cell 0 meets below 3: 2 ok, 4 missed, 3 missed, 2.5 ok, 2.75 ok, 2.875 ok: finished after round 6
+    # ([2.875, 3] within 5 % of 3); cell 1 (below 1000) meets 2, 4, ... 64; round 7 would try x128, 6 400
+    # requests a run (10/min x 5 min x 128), one more than the work limit: refused before it runs
+    _fake_runs(monkeypatch, {"free": 3.0, "developer": 1000.0})
+    scenario = _scenario(client={"arrival": {"kind": "constant", "rate": "10/min"}}, capacity={"max_load": 1000})
+    with pytest.raises(ConfigError, match=r"load x128, about 6,400 ") as refused:
+        search(scenario, _tier_cells("free", "developer"), max_requests=6399)
+    first, second = refused.value.capacity_rows
+    assert (first["sim_load"], first["sim_missed_load"], first["sim_finished"]) == (2.875, 3.0, True)
+    assert (second["sim_load"], second["sim_finished"]) == (64.0, False) and math.isnan(second["sim_missed_load"])
+    # a cell that met no load so far: its lowest miss (2, then 1: round 3's x0.5 / x8 refused)
+    _fake_runs(monkeypatch, {"free": 0.0, "developer": 1000.0})
+    with pytest.raises(ConfigError, match=r"load x8, ") as refused:
+        search(scenario, _tier_cells("free", "developer"), max_requests=399)
+    first, second = refused.value.capacity_rows
+    assert (first["sim_load"], first["sim_missed_load"], first["sim_finished"]) == (0.0, 1.0, False)
+    assert math.isnan(first["sim_success"]) and first["sim_rpm"] == 0.0 and second["sim_load"] == 4.0
+    # a search stopped before its first round carries no rows: nothing was simulated
+    with pytest.raises(ConfigError) as refused:
+        search(scenario, _tier_cells("free", "developer"), max_requests=50)
+    assert not hasattr(refused.value, "capacity_rows")

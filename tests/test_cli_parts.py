@@ -13,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import sim.capacity
 import sim.cli
 from sim.cli import build_parser, main
+from sim.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"
@@ -843,6 +845,44 @@ def test_capacitys_search_limit_and_force(tmp_path, monkeypatch, capsys):
         "run, more than this command does without --force (150); lower [capacity] max_load (64) or add --force")
     assert main(["capacity", str(path), "--jobs", "1", "--quiet", "--force", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["sim_capped"] is True
+
+
+def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the third round (the 5th run): the table as far as the two searches went, then the reason;
+    a later round over the work limit alike, with its error and exit status 2."""
+    path = _scenario(tmp_path, "[compare]\ntier = ['free', 'developer']\n")
+    real, calls = sim.capacity.run_summary, []
+
+    def run(*args):
+        calls.append(args[1]["load"])
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(sim.capacity, "run_summary", run)
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 130
+    out, err = capsys.readouterr()
+    # free: x6 met, x12 missed, then x9 missed, and x7.5 was the round stopped; developer: x64 met, capped
+    assert calls == [6.0, 64.0, 12.0, 9.0, 7.5]
+    free, developer = (_cells(line) for line in out.splitlines()[2:4])
+    assert free[7] == "≥ 59 (load x6; unfinished, x9 missed)" and developer[7] == "≥ 624 (load x64)"
+    assert free[8:10] == ["1.000", "0.42"]  # the success and p95 of the load that met it
+    assert err == ("groqsim: interrupted: the rows marked 'unfinished' are as far as their search went (the "
+                   "highest load that met the target so far, and the lowest that missed it)\n")
+    # a refusal after a round (as the work limit's, see tests/test_capacity_search.py): the rows, then the error
+    calls.clear()
+
+    def refused(*args):
+        calls.append(args[1]["load"])
+        if len(calls) == 3:
+            raise ConfigError(f"{path}: capacity: refused")
+        return real(*args)
+    monkeypatch.setattr(sim.capacity, "run_summary", refused)
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet", "--format", "json"]) == 2
+    out, err = capsys.readouterr()
+    free, developer = json.loads(out)
+    assert (free["sim_load"], free["sim_finished"], developer["sim_finished"]) == (6.0, False, True)
+    assert free["sim_missed_load"] is None and free["sim_success"] == 1.0  # (no load missed yet: JSON's null)
+    assert err == f"groqsim: error: {path}: capacity: refused\n"
 
 
 def test_capacitys_figures_are_right_aligned_under_their_headers(tmp_path, capsys):
