@@ -85,8 +85,10 @@ def test_the_search_says_when_max_load_still_met_the_target():
     scenario = _scenario()
     tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: True)
     assert tried == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0] and row["sim_load"] == 64.0 and row["sim_capped"]
+    assert math.isnan(row["sim_missed_load"])  # no load missed
     tried, row = _drive(bisection(scenario, _ceiling(10.0)), lambda load: False)  # even the first load fails
     assert row["sim_load"] == 0.0 and row["sim_rpm"] == 0.0 and not row["sim_capped"]
+    assert row["sim_missed_load"] == tried[-1] < 1e-3 and row["sim_finished"]
 
 
 def test_the_simulated_rate_is_the_one_the_window_was_offered():

@@ -885,6 +885,36 @@ def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkey
     assert err == f"groqsim: error: {path}: capacity: refused\n"
 
 
+@pytest.mark.parametrize("row, cell", [
+    ({"sim_finished": True, "sim_capped": False}, "59 (load x6)"),
+    ({"sim_finished": True, "sim_capped": True}, "≥ 59 (load x6)"),
+    ({"sim_finished": True, "sim_capped": True, "offered_rpm": 0.0}, "≥ load x6"),  # a closed loop: no rate
+    ({"sim_missed_load": 9.0}, "≥ 59 (load x6; unfinished, x9 missed)"),
+    ({"sim_missed_load": float("nan")}, "≥ 59 (load x6; unfinished, none missed yet)"),
+    ({"sim_missed_load": 9.0, "offered_rpm": 0.0}, "≥ load x6 (unfinished, x9 missed)"),
+    ({"sim_load": 0.0, "sim_rpm": 0.0, "sim_missed_load": 0.5}, "< load x0.5 (unfinished, none met yet)"),
+])
+def test_capacitys_simulated_max_reads_a_finished_search_or_its_bracket(row, cell):
+    base = {"sim_load": 6.0, "sim_rpm": 59.0, "offered_rpm": 10.0, "sim_finished": False, "sim_capped": False,
+            "sim_missed_load": float("nan")}
+    assert sim.cli._simulated_max({**base, **row}) == cell
+
+
+def test_an_unfinished_row_that_met_nothing_yet_gets_no_out_of_reach_note(tmp_path, capsys):
+    scenario = sim.cli._load(build_parser().parse_args(["capacity", str(_scenario(tmp_path))]))
+    args = build_parser().parse_args(["capacity", "s.toml"])
+    row = {"tier": "free", "model": MODEL, "offered_rpm": 10.0, "ceiling_rpm": 1.0, "binding": f"{MODEL} RPD",
+           "minute_ceiling_rpm": 30.0, "minute_binding": f"{MODEL} RPM", "daily_ceiling_per_day": 1000.0,
+           "daily_binding": f"{MODEL} RPD", "too_large_share": 0.0, "sim_load": 0.0, "sim_rpm": 0.0,
+           "sim_success": float("nan"), "sim_p95": float("nan"), "sim_cost_per_1k": float("nan"),
+           "sim_capped": False, "sim_missed_load": 0.5, "sim_finished": False}
+    assert sim.cli._capacity_rows(args, scenario, None, [row]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "unfinished" in lines[2]  # the target, the header, the row: no note under it
+    assert sim.cli._capacity_rows(args, scenario, None, [{**row, "sim_finished": True}]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"free {MODEL}: no load met the target")
+
+
 def test_capacitys_figures_are_right_aligned_under_their_headers(tmp_path, capsys):
     assert main(["capacity", str(_scenario(tmp_path)), "--jobs", "1", "--quiet", "--duration", "20s"]) == 0
     header, row = capsys.readouterr().out.splitlines()[1:3]
