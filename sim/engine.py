@@ -28,7 +28,7 @@ from simpy.events import Timeout
 
 from .clock import Clock
 from .config import Client
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, KeyedError, did_you_mean
 from .fields import is_whole
 from .flex import CAPACITY_EXCEEDED
 from . import kernel as fast_lane
@@ -428,10 +428,11 @@ class Simulation:
             if think == 0.0 and c.finished[i] == c.created[i]:
                 c.instants += 1
                 if c.instants > INSTANT_LOOP:
-                    raise ConfigError(f"client {c.cfg.name!r}: arrival.think = 0 and its requests end the instant "
-                                      "they start (dropped by a full queue, or a 413 or error with no network round "
-                                      "trip): its users would send requests for ever with no time passing; give "
-                                      "arrival.think > 0")
+                    raise KeyedError(f"clients[{c.index}].arrival.think",
+                                     f"client {c.cfg.name!r}: a think time of 0 and requests that end the instant "
+                                     "they start (dropped by a full queue, or a 413 or error with no network round "
+                                     "trip): its users would send requests for ever with no time passing; give "
+                                     "arrival.think > 0")
             else:
                 c.instants = 0
             self._at(self.env.now + think, self._start_closed, c)

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 from .cluster import run_on_dask
 from .engine import simulate
-from .errors import ConfigError
+from .errors import ConfigError, KeyedError
 from .fields import is_whole
 from .groups import client_summaries
 from .pool import Pool
@@ -105,10 +105,16 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
             keep: bool = False) -> tuple[dict, RunResult | None]:
     """Run one job; with ``out``, write its records and summary under ``out/runs``.  Returns the summary
     row (point values, replication, key, metrics) and, if ``keep``, the full result."""
+    spec = scenario.spec(job.point, duration=duration)  # (its errors name the file and line themselves)
     try:
-        result = simulate(scenario.spec(job.point, duration=duration), scenario.seed(job.replication))
-    except ConfigError as exc:  # what only the run finds out (a closed loop that cannot advance): name the file
-        raise ConfigError(f"{scenario.source}: {exc}") from None
+        result = simulate(spec, scenario.seed(job.replication))
+    except ConfigError as exc:  # what only the run finds out (a closed loop that cannot advance): name the file,
+        # the key's line and the grid point (the file may be fine at its other points)
+        axes = ", ".join(f"{a} = {job.point[a]!r}" for a in scenario.compare)
+        where = f" (at grid point {job.point_index}: {axes})" if axes else ""
+        if isinstance(exc, KeyedError):
+            raise scenario.error(exc.key, exc.message + where) from None
+        raise ConfigError(f"{scenario.source}: {exc}{where}") from None
     summary = summarize(result)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
            "replication": job.replication, "key": job.key, **summary, "events": result.events}

@@ -522,6 +522,7 @@ class Scenario(Strict):
                     raise self.error(f"policies.{c.policy}.fallback", f"{fb!r} ({service[fb].kind}) cannot answer "
                                      f"{c.model!r}'s requests ({service[c.model].kind}): fall back to a model of "
                                      "the same kind")
+            _instant_loop(self, k, c, policies[c.policy], load, point)
             if c.project is not None:
                 if c.project not in self.projects:
                     raise self.error(f"clients[{k}].project",
@@ -644,6 +645,26 @@ class Scenario(Strict):
         line = _find_line(self.source, key)
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {key}: {message}")
+
+
+def _instant_loop(scenario: Scenario, k: int, c: Client, policy, load: float, point: dict) -> None:
+    """Refuse a closed loop certain to stop time: users with a think time of 0, more of them than the policy's
+    in-flight cap and queue hold.  At the start every user sends; the one the full queue drops (whatever other
+    gates say: the cap holds it first) ends the instant it began and, thinking 0 s, sends again at that same
+    instant, to be dropped again: simulated time never moves (the engine stops such a loop after
+    :data:`sim.engine.INSTANT_LOOP` requests; caught here, ``check`` finds it and no run starts).  A queue that
+    fills only later (a cooldown after a 429) is found by the run."""
+    a = c.arrival
+    if a.open_loop or a.think != 0 or c.lane == "batch" or policy.queue_size is None or not policy.max_in_flight:
+        return
+    users, room = max(1, round(a.users * load)), policy.max_in_flight + policy.queue_size
+    if users > room:
+        at = f" (at grid point {', '.join(f'{x} = {v!r}' for x, v in point.items())})" if point else ""
+        raise scenario.error(f"clients[{k}].arrival.think", f"0 for {users} users with policy {c.policy!r} "
+                             f"(max_in_flight = {policy.max_in_flight}, queue_size = {policy.queue_size}){at}: the "
+                             "client's queue is full at the start, and a user whose request it drops sends again at "
+                             "the same instant, for ever, with no time passing (allowed: think > 0, or at most "
+                             f"{room} user(s))")
 
 
 #: the quickest answer a closed loop's user can get, in s, when sizing a study: a refusal one round trip away

@@ -379,21 +379,57 @@ def test_malformed_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
         assert not out.exists(), f"{name}: {command[0]} left {out}"
 
 
-def test_a_closed_loop_that_cannot_advance_is_one_line_not_a_hang(tmp_path, capsys):
-    # users with no think time whose requests a full queue drops at once: every request ends the instant it
-    # starts, so simulated time would never move (a run once looped for ever); only running finds that out
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_closed_loop_that_cannot_advance_is_one_line_not_a_hang(jobs, tmp_path, capsys):
+    # users with no think time whose requests a full queue may drop at once: a dropped request ends the
+    # instant it starts, and its user sends again at that instant, so simulated time would never move (a run
+    # once looped for ever). With a cooldown the queue is full only after a 429, which only running finds:
+    # the run stops with one line naming the key's line and the grid point (Developer's runs are fine)
     toml = BASE.replace("{ kind = 'poisson', rate = '10/min' }", "{ kind = 'closed', users = 2, think = 0 }\n"
                         "policy = 'one'").replace("llama-3.1-8b-instant", "openai/gpt-oss-20b") \
-        + "[policies.one]\nmax_in_flight = 1\nqueue_size = 0\n"
+        + "[policies.one]\ncooldown = '10s'\nqueue_size = 0\n[compare]\ntier = ['developer', 'free']\n"
     scenario = _write(tmp_path, {"s.toml": toml})
-    for jobs in ("1", "2"):
-        code = main(["run", str(scenario), "--out", str(tmp_path / "out"), "--jobs", jobs, "--replications", "2",
-                     "--quiet"])
-        _expect_one_line_error(code, capsys.readouterr().err,
-                               f"{scenario}: client 'c': arrival.think = 0 and its requests end the instant")
+    assert main(["check", str(scenario)]) == 0
+    capsys.readouterr()
+    code = main(["run", str(scenario), "--out", str(tmp_path / "out"), "--jobs", jobs, "--replications", "2",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    _expect_one_line_error(code, err, f"{scenario}:6: clients[0].arrival.think: client 'c': a think time of 0 "
+                                      "and requests that end the instant they start")
+    assert err.endswith("give arrival.think > 0 (at grid point 1: tier = 'free')\n")
     _write(tmp_path, {"t.toml": toml.replace("think = 0", "think = '1ms'")})
     thinking = tmp_path / "t.toml"
     assert main(["run", str(thinking), "--out", str(tmp_path / "ok"), "--jobs", "1", "--quiet"]) == 0  # time passes
+
+
+def test_a_closed_loop_certain_to_stop_time_is_refused_by_check(tmp_path, capsys):
+    # an in-flight cap of 1 and no queue for 2 users who never think: the second user's request is dropped at
+    # once, for ever; check (and run, before any run) says so, naming the grid point that does it
+    toml = BASE.replace("{ kind = 'poisson', rate = '10/min' }", "{ kind = 'closed', users = 2, think = 0 }") \
+        .replace("llama-3.1-8b-instant", "openai/gpt-oss-20b") \
+        + "[policies.one]\nmax_in_flight = 1\nqueue_size = 0\n[compare]\npolicy = ['no-retry', 'one']\n"
+    scenario = _write(tmp_path, {"s.toml": toml})
+    for command in (["check", str(scenario)], ["run", str(scenario), "--out", str(tmp_path / "out"), "--jobs", "1"]):
+        _expect_one_line_error(main(command), capsys.readouterr().err, (
+            f"{scenario}:6: clients[0].arrival.think: 0 for 2 users with policy 'one' (max_in_flight = 1, "
+            "queue_size = 0) (at grid point policy = 'one'): the client's queue is full at the start"))
+        assert not (tmp_path / "out").exists()
+    # room for every user (1 in flight + 1 queued), or a load that leaves one user: fine; load x1.5: 3 users
+    for fixed in ("queue_size = 1", "load = [0.5]\npolicy = ['one']\n"):
+        edited = toml.replace("queue_size = 0", fixed) if fixed.startswith("queue") else toml.replace(
+            "policy = ['no-retry', 'one']\n", fixed)
+        _write(tmp_path, {"s.toml": edited})
+        assert main(["check", str(scenario)]) == 0, capsys.readouterr().err
+    _write(tmp_path, {"s.toml": toml.replace("queue_size = 0", "queue_size = 1").replace(
+        "policy = ['no-retry', 'one']", "policy = ['one']\nload = [1, 1.5]")})
+    _expect_one_line_error(main(["check", str(scenario)]), capsys.readouterr().err,
+                           "0 for 3 users with policy 'one' (max_in_flight = 1, queue_size = 1) (at grid point "
+                           "policy = 'one', load = 1.5)")
+    # the file's own policy, nothing compared: no grid point to name; a cooldown beside the cap changes nothing
+    _write(tmp_path, {"s.toml": toml.replace("[compare]\npolicy = ['no-retry', 'one']\n", "").replace(
+        "think = 0 }", "think = 0 }\npolicy = 'one'").replace("queue_size = 0", "queue_size = 0\ncooldown = '5s'")})
+    _expect_one_line_error(main(["check", str(scenario)]), capsys.readouterr().err,
+                           "0 for 2 users with policy 'one' (max_in_flight = 1, queue_size = 0): the client's queue")
 
 
 def test_capacity_refuses_a_search_beyond_its_work_limit_before_simulating_it(tmp_path, capsys):

@@ -899,3 +899,25 @@ def test_timed_out_admissions_are_kept_from_memory_or_disk_and_counted_in_the_ut
     resumed = run_study(s, tmp_path, jobs=1, progress=False, on_row=again.append)
     assert [row["point"] for row in again] == [1]
     pd.testing.assert_frame_equal(load_earlier(resumed, 1, 0), earlier, check_categorical=False)
+
+
+def test_an_error_only_the_run_finds_names_the_file_and_the_grid_point(monkeypatch):
+    # a keyed error (the engine's closed loop that cannot advance) gets the key's line from the scenario; any
+    # other the file; both the grid point, as the file may be fine at its other points
+    import sim.runner as runner
+    from sim.errors import ConfigError, KeyedError
+    scenario = small_scenario()
+    job = plan(scenario)[3]  # replication 0 of point 1, groq-sdk (replication 0 of every point first)
+    for raised, said in ((ConfigError("boom"), "<scenario>: boom (at grid point 1: policy = 'groq-sdk')"),
+                         (KeyedError("clients[0].arrival.think", "stuck"),
+                          "<scenario>: clients[0].arrival.think: stuck (at grid point 1: policy = 'groq-sdk')")):
+        def fails(*args, error=raised):
+            raise error
+        monkeypatch.setattr(runner, "simulate", fails)
+        with pytest.raises(ConfigError) as caught:
+            runner.execute(scenario, job)
+        assert str(caught.value) == said and not isinstance(caught.value, KeyedError)
+    alone = scenario_from_dict({"scenario": {"duration": "1m"}, "clients": [
+        {"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": "5/min"}}]})
+    with pytest.raises(ConfigError, match=r"^<scenario>: clients\[0\]\.arrival\.think: stuck$"):  # no grid to name
+        runner.execute(alone, plan(alone)[0])
