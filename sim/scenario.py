@@ -258,6 +258,13 @@ class Scenario(Strict):
         table = self.policy_table()
         notes = [f"note: policies.{name}: {why}" for name, raw in self.policies.items()
                  for why in table[name].inert(set(raw))]
+        for c in self.clients:  # a fallback to the model the group sends: a hop to the same limits
+            for name in self.compare.get("policy", [c.policy]):
+                own = sorted(set(table[name].fallback) & set(self.compare.get("model", [c.model])))
+                if own:
+                    notes.append(f"note: clients.{c.name}: policy {name!r} falls back to {', '.join(map(repr, own))}, "
+                                 "a model the group itself sends: that hop asks the same model's limits again at "
+                                 "once (an attempt with no back-off), not another model's")
         batch_axis = "batch" in self.compare.get("lane", [])
         for c in self.clients:
             pol = table.get(c.policy)
@@ -302,6 +309,17 @@ class Scenario(Strict):
                              f"x load, rounded): {said}")
         return notes
 
+    def _sends(self, c: Client) -> set[str]:
+        """The models client group ``c`` can send to: its own (or the model axis's), its policies' fallbacks,
+        and for a trace every model a project limits (its rows may name any)."""
+        if c.arrival.kind == "trace":
+            return {m for p in self.projects.values() for m in p.limits}
+        policies = self.policy_table()
+        sent = set(self.compare.get("model", [c.model]))
+        for p in self.compare.get("policy", [c.policy]):
+            sent.update(policies[p].fallback)  # (every policy named is in the table: loading checks them)
+        return sent
+
     def _axis_notes(self) -> list[str]:
         """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is."""
         cmp, org = self.compare, self.org
@@ -322,6 +340,10 @@ class Scenario(Strict):
             why["flex_failure"] = "org.flex.scarce = 0: flex capacity is never scarce, so its failure never applies"
         if not any(c.project in self.projects and self.projects[c.project].limits for c in on_demand):
             why["project_quotas"] = "no client group belongs to a project with limits of its own ([projects.NAME])"
+        elif not any(self._sends(c) & set(self.projects[c.project].limits) for c in on_demand
+                     if c.project in self.projects):
+            why["project_quotas"] = ("no client group's project has limits on a model the group sends (its model, "
+                                     "the model axis, its policies' fallbacks)")
         if all(c.service_tier for c in on_demand):
             why["service_tier"] = "every client group sets its own service_tier or is on the batch lane"
         if org.accounting.charge == "actual" and "charge" not in cmp:

@@ -540,3 +540,51 @@ def test_checks_request_estimate_for_a_diurnal_window_is_what_a_run_makes(tmp_pa
     made = pd.read_parquet(tmp_path / "out" / "requests.parquet").groupby("replication").size()
     assert len(made) == 3 and abs(estimate - made.sum()) <= 0.02 * made.sum(), (estimate, made.tolist())
     assert estimate == round(3 * 240 * 60 * (1 + 0.8 * math.sin(math.pi / 6) / (math.pi / 6)))
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+def test_project_quotas_on_models_no_group_sends_are_said_to_change_nothing(tmp_path):
+    """The project's limits are on gpt-oss-120b and its group sends gpt-oss-20b: the axis is inert (said, and
+    both points' records are identical); a group that can send the model (its model axis, a fallback, a
+    trace whose rows may name it) makes it count."""
+    from sim.engine import simulate
+    from sim.scenario import scenario_from_dict
+    other = "openai/gpt-oss-120b"
+    data = {"scenario": {"duration": "10m"}, "org": {"tier": "developer"},
+            "projects": {"etl": {"limits": {other: {"rpm": 1}}}},
+            "clients": [{**CHAT_GROUP, "project": "etl", "arrival": {"kind": "poisson", "rate": "30/min"}}],
+            "compare": {"project_quotas": [False, True]}}
+    inert = scenario_from_dict(data, source="<t>")
+    assert inert.setting_notes() == [
+        "note: compare.project_quotas: no client group's project has limits on a model the group sends (its model, "
+        "the model axis, its policies' fallbacks): its values [false, true] give the same runs"]
+    pd.testing.assert_frame_equal(*(simulate(inert.spec(k), inert.seed(0)).records for k in range(2)))
+    for change in ({"compare": {**data["compare"], "model": [CHAT_GROUP["model"], other]}},
+                   {"policies": {"fb": {"extends": "groq-sdk", "fallback": [other]}},
+                    "clients": [{**data["clients"][0], "policy": "fb"}]},
+                   {"compare": {**data["compare"], "policy": ["no-retry", "fb"]},
+                    "policies": {"fb": {"extends": "groq-sdk", "fallback": [other]}}}):
+        notes = scenario_from_dict({**data, **change}, source="<t>").setting_notes()
+        assert not any("project_quotas" in note for note in notes), (change, notes)
+    trace = tmp_path / "t.csv"
+    trace.write_text(f"timestamp,model\n1,{other}\n")
+    replay = {**data["clients"][0], "arrival": {"kind": "trace", "file": str(trace)}}
+    assert not any("project_quotas" in n for n in scenario_from_dict({**data, "clients": [replay]},
+                                                                    source="<t>").setting_notes())
+
+
+@pytest.mark.filterwarnings("ignore::sim.errors.InertSettingWarning")
+@pytest.mark.parametrize("group_model, compare, said", [
+    ("openai/gpt-oss-20b", {}, "'openai/gpt-oss-20b'"),
+    ("openai/gpt-oss-120b", {}, None),
+    ("openai/gpt-oss-120b", {"model": ["openai/gpt-oss-120b", "openai/gpt-oss-20b"]}, "'openai/gpt-oss-20b'"),
+    ("openai/gpt-oss-20b", {"policy": ["no-retry", "fb"]}, "'openai/gpt-oss-20b'"),
+    ("openai/gpt-oss-20b", {"policy": ["no-retry", "groq-sdk"]}, None),
+])
+def test_a_fallback_to_the_model_the_group_sends_is_said(group_model, compare, said):
+    notes = _notes({"policies": {"fb": {"extends": "groq-sdk", "fallback": ["openai/gpt-oss-20b"]}},
+                    "clients": [{**CHAT_GROUP, "model": group_model, "policy": "fb"}], "compare": compare})
+    own = [n for n in notes if "falls back" in n]
+    assert own == ([] if said is None else [
+        f"note: clients.c: policy 'fb' falls back to {said}, a model the group itself sends: that hop asks the same "
+        "model's limits again at once (an attempt with no back-off), not another model's"])
