@@ -32,6 +32,9 @@ def _limits(args) -> int:
 #: work a command does without ``--force``: beyond either, it says how much and refuses
 MAX_RUNS = 20_000
 MAX_REQUESTS = 50_000_000
+#: closed-loop users one run starts without ``--force``: each is a simulated process holding ~0.8 KB (400 000
+#: users took 514 MB against 273 MB for 100 000), so a few million exhaust a laptop before a request is sent
+MAX_USERS = 1_000_000
 #: simulated requests ``simlog`` writes without ``--force`` (about 500 bytes of log each)
 MAX_LOG_REQUESTS = 2_000_000
 
@@ -71,6 +74,10 @@ def _work(args, scenario, duration: float | None, runs_factor: float = 1.0, at: 
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
                           f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
                           "add --force")
+    if (users := scenario.users()) > MAX_USERS and not args.force:
+        raise ConfigError(f"{args.scenario}: {users:,} closed-loop users in one run (users x load, summed over the "
+                          f"groups) is more than this command starts without --force (limit {MAX_USERS:,}; each "
+                          "holds about 1 KB of memory); lower arrival.users or add --force")
     _notes(scenario, duration)  # warnings: --quiet hides progress and the work estimate, not these
     if not getattr(args, "quiet", False):
         print(f"groqsim: {what}", file=sys.stderr)
@@ -445,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def work_args(sp):
         sp.add_argument("--force", action="store_true",
-                        help=f"run even beyond {MAX_RUNS:,} runs or {MAX_REQUESTS:,} simulated requests")
+                        help=f"run even beyond {MAX_RUNS:,} runs, {MAX_REQUESTS:,} simulated requests or "
+                             f"{MAX_USERS:,} closed-loop users in one run")
         sp.add_argument("--quiet", action="store_true",
                         help="no progress, work estimate or file list on stderr (warnings stay)")
 

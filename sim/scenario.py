@@ -643,6 +643,12 @@ class Scenario(Strict):
         grid = len(self.grid())
         return grid * self.scenario.replications, requests * grid / len(loads) * self.scenario.replications
 
+    def users(self) -> int:
+        """The most closed-loop users one run starts: at each load of the grid, every closed group's users x load
+        (rounded, at least one, as the engine starts them), summed over the groups."""
+        closed = [c.arrival.users for c in self.clients if not c.arrival.open_loop]
+        return max(sum(max(1, round(u * float(x))) for u in closed) for x in self.compare.get("load", [1.0]))
+
     def _resolve(self, file: str) -> Path:
         path = Path(file)
         return path if path.is_absolute() else Path(self.source).parent / path

@@ -361,6 +361,50 @@ def test_the_work_limits_are_inclusive(limit, runs, requests, tmp_path, monkeypa
     assert _err_lines(capsys)[0] == "groqsim: 3 run(s), about 30 simulated requests"
 
 
+def test_the_closed_loop_users_of_one_run_are_limited_too(tmp_path, monkeypatch, capsys):
+    """Users x load at the grid's heaviest load, summed over the groups (two groups, 2 and 1 users; load 1.5: 3
+    and 2 after rounding, 5 in all): exactly at the limit runs, one more is refused, and --force runs it."""
+    group = CLIENT.replace("kind = 'poisson', rate = '{rate}'", "kind = 'closed', users = {rate}, think = '30s'")
+    path = _scenario(tmp_path, "[compare]\nload = [0.5, 1.5]\n", head="duration = '10s'\n",
+                     clients=group.format(name="a", rate=2) + group.format(name="b", rate=1))
+    out = str(tmp_path / "out")
+    monkeypatch.setattr(sim.cli, "MAX_USERS", 5)
+    assert main(["run", str(path), "--out", out, "--jobs", "1", "--quiet", "--format", "csv"]) == 0
+    capsys.readouterr()  # (the note that load 0.5 and 1.5 round b's 1 user to 1 and 2)
+    monkeypatch.setattr(sim.cli, "MAX_USERS", 4)
+    assert _one_error(capsys, main(["run", str(path), "--out", out, "--jobs", "1", "--quiet"])) == (
+        f"groqsim: error: {path}: 5 closed-loop users in one run (users x load, summed over the groups) is more than "
+        "this command starts without --force (limit 4; each holds about 1 KB of memory); lower arrival.users or add "
+        "--force")
+    assert main(["run", str(path), "--out", out, "--jobs", "1", "--quiet", "--format", "csv", "--force"]) == 0
+    capsys.readouterr()
+    # no load axis: the users as written; a load that rounds a group to no user still starts one
+    for users, compare, said in ((5, "", 5), (1, "[compare]\nload = [0.2]\n", 1)):
+        monkeypatch.setattr(sim.cli, "MAX_USERS", said - 1)
+        lone = _scenario(tmp_path, compare, head="duration = '10s'\n", name="lone.toml",
+                         clients=group.format(name="a", rate=users))
+        assert _one_error(capsys, main(["run", str(lone), "--out", out, "--quiet"])).startswith(
+            f"groqsim: error: {lone}: {said} closed-loop users in one run")
+    # an open loop has no users: nothing to limit
+    monkeypatch.setattr(sim.cli, "MAX_USERS", 0)
+    assert main(["run", str(_scenario(tmp_path, name="o.toml")), "--out", str(tmp_path / "o"), "--jobs", "1",
+                 "--quiet", "--format", "csv"]) == 0
+
+
+def test_a_million_users_pass_the_limit_and_one_more_does_not(tmp_path, monkeypatch, capsys):
+    """The limit as shipped (stopped just after the check: the million users are not simulated here)."""
+    import sim.runner as runner
+
+    def stopped(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runner, "run_study", stopped)
+    group = CLIENT.replace("kind = 'poisson', rate = '{rate}'", "kind = 'closed', users = {rate}, think = '1d'")
+    for users, code in ((1_000_000, 130), (1_000_001, 2)):
+        path = _scenario(tmp_path, head="duration = '10s'\n", clients=group.format(name="a", rate=users))
+        assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == code
+        assert ("closed-loop users" in capsys.readouterr().err) is (code == 2)
+
+
 def _projects(tmp_path, y: str | None, name="p.toml") -> Path:
     """Groups x (project a) and y (project ``y``, or none) on Developer, which has two projects a and b."""
     text = ("[org]\ntier = 'developer'\n[projects.a]\n[projects.b]\n" + CLIENT.format(name="x", rate="10/min")
