@@ -230,8 +230,9 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     of every unfinished cell, all replications, as one map on ``pool``.  Each cell sees the same loads and
     seeds as when searched alone, so the results do not depend on the pool.  ``step(cell, load, ok)`` is
     told each load tried.  ``max_requests``: the most simulated requests one run may take (about: the
-    scenario's mean rates x the load x the horizon); a load beyond it is a :class:`ConfigError` naming
-    ``[capacity] max_load``, before it is simulated.  Stopped after a round (Ctrl-C, or that error), the
+    scenario's mean rates x the load x the horizon); a cell whose next load is beyond it stops there, before
+    simulating it, the others run to their end, and then a :class:`ConfigError` names the heaviest such load
+    and ``[capacity] max_load``.  Stopped after a round (Ctrl-C, or that error), the
     exception raised carries ``capacity_rows``: every cell's row as far as it went (:func:`_row`; a cell not
     finished has ``sim_finished`` False and lies between its ``sim_load`` and ``sim_missed_load``), so a
     caller loses none of the runs done."""
@@ -243,16 +244,15 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     per_load = requests / planned / float(np.mean(scenario.compare.get("load", [1.0])))  # one run at load 1
     known: dict[int, tuple] = {}  # cell -> (best so far, lowest load missed): loads met rise, loads missed fall
     reps = scenario.scenario.replications
+    refused: dict[int, float] = {}  # cell -> the load it would try next, beyond the work limit
     try:
         while loads:
+            if max_requests is not None:  # a cell whose next load is too heavy stops; the others go on
+                refused.update({n: load for n, load in loads.items() if load * per_load > max_requests})
+                loads = {n: load for n, load in loads.items() if n not in refused}
+                if not loads:
+                    break
             order = sorted(loads)
-            top = max(loads.values())
-            heaviest = top * per_load
-            if max_requests is not None and heaviest > max_requests:
-                raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, "
-                                  f"about {heaviest:,.0f} simulated requests in one run, more than this command does "
-                                  f"without --force ({max_requests:,.0f}); lower [capacity] max_load "
-                                  f"({scenario.capacity.max_load:g}) or add --force")
             calls = [(scenario, {**cells[n][0], "load": loads[n]}, rep, duration) for n in order for rep in range(reps)]
             runs = pool.map(run_summary, calls)
             for k, n in enumerate(order):
@@ -266,9 +266,15 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
                 except StopIteration as done:
                     results[n] = done.value
                     del loads[n]
+        if refused:
+            top = max(refused.values())
+            raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, about "
+                              f"{top * per_load:,.0f} simulated requests in one run, more than this command does "
+                              f"without --force ({max_requests:,.0f}); lower [capacity] max_load "
+                              f"({scenario.capacity.max_load:g}) or add --force")
     except (KeyboardInterrupt, ConfigError) as exc:
         if known:  # at least one round ran: what it found is the caller's
-            exc.capacity_rows = [r or _row(*known[n], scenario.capacity.max_load, False)
+            exc.capacity_rows = [r or _row(*known.get(n, (_NONE_MET, math.nan)), scenario.capacity.max_load, False)
                                  for n, r in enumerate(results)]
         raise
     return results

@@ -270,8 +270,9 @@ def _simulated_max(r: dict) -> str:
     load, rpm = f"x{r['sim_load']:.3g}", f"{r['sim_rpm']:.3g}"
     if r["sim_finished"]:
         return ("≥ " if r["sim_capped"] else "") + (f"{rpm} (load {load})" if r["offered_rpm"] else f"load {load}")
-    if r["sim_load"] == 0:  # (every cell had a verdict, so one that met nothing has missed a load)
-        return f"< load x{r['sim_missed_load']:.3g} (unfinished, none met yet)"
+    if r["sim_load"] == 0:
+        return (f"< load x{r['sim_missed_load']:.3g} (unfinished, none met yet)" if math.isfinite(r["sim_missed_load"])
+                else "unfinished: no load simulated")  # (its first load was beyond the work limit)
     missed = f"x{r['sim_missed_load']:.3g} missed" if math.isfinite(r["sim_missed_load"]) else "none missed yet"
     return (f"≥ {rpm} (load {load}; unfinished, {missed})" if r["offered_rpm"]
             else f"≥ load {load} (unfinished, {missed})")

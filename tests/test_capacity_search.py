@@ -224,6 +224,9 @@ def test_the_work_limit_weighs_the_heaviest_cell_of_a_round():
     scenario = _scenario()
     with pytest.raises(ConfigError, match=r"load x4, about 2,000"):
         search(scenario, _cells(1.0, 2.0), max_requests=1500)
+    with pytest.raises(ConfigError, match=r"load x4, about 2,000") as both:  # both refused: the heavier named
+        search(scenario, _cells(1.0, 2.0), max_requests=999)
+    assert not hasattr(both.value, "capacity_rows")  # neither simulated a load
 
 
 class _SpyPool(Pool):
@@ -353,13 +356,24 @@ def test_a_cell_finished_before_the_stop_keeps_its_row_and_one_that_met_nothing_
     first, second = refused.value.capacity_rows
     assert (first["sim_load"], first["sim_missed_load"], first["sim_finished"]) == (2.875, 3.0, True)
     assert (second["sim_load"], second["sim_finished"]) == (64.0, False) and math.isnan(second["sim_missed_load"])
-    # a cell that met no load so far: its lowest miss (2, then 1: round 3's x0.5 / x8 refused)
-    _fake_runs(monkeypatch, {"free": 0.0, "developer": 1000.0})
+    # a cell refused goes no further while the others run to their end: cell 1 stops before x8 (400 requests),
+    # cell 0, which meets no load, halves down to x0.001 and finishes; the error comes after it
+    calls = _fake_runs(monkeypatch, {"free": 0.0, "developer": 1000.0})
     with pytest.raises(ConfigError, match=r"load x8, ") as refused:
         search(scenario, _tier_cells("free", "developer"), max_requests=399)
     first, second = refused.value.capacity_rows
-    assert (first["sim_load"], first["sim_missed_load"], first["sim_finished"]) == (0.0, 1.0, False)
-    assert math.isnan(first["sim_success"]) and first["sim_rpm"] == 0.0 and second["sim_load"] == 4.0
+    assert (first["sim_load"], first["sim_finished"]) == (0.0, True) and first["sim_missed_load"] < 1e-3
+    assert (second["sim_load"], second["sim_finished"]) == (4.0, False) and math.isnan(second["sim_missed_load"])
+    assert 8.0 not in calls and calls.count(4.0) == 1 and len(calls) == 2 + 12  # x2 and x4, then cell 0 alone
+    # a cell refused before its first load: no row of its own to keep, the other's whole
+    _fake_runs(monkeypatch, {"free": 3.0, "developer": 1000.0})
+    with pytest.raises(ConfigError, match=r"load x640, ") as refused:
+        search(scenario, [_tier_cells("free")[0], ({"tier": "developer"}, Ceiling(10.0, 320.0, 3200.0, "m RPM",
+                                                                                  3200.0, "m RPM", math.inf, "", {}))],
+               max_requests=6000)
+    first, second = refused.value.capacity_rows
+    assert (first["sim_load"], first["sim_finished"]) == (2.875, True)
+    assert (second["sim_load"], second["sim_finished"]) == (0.0, False) and math.isnan(second["sim_missed_load"])
     # a search stopped before its first round carries no rows: nothing was simulated
     with pytest.raises(ConfigError) as refused:
         search(scenario, _tier_cells("free", "developer"), max_requests=50)

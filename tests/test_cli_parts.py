@@ -889,6 +889,19 @@ def test_capacitys_search_limit_and_force(tmp_path, monkeypatch, capsys):
         "run, more than this command does without --force (150); lower [capacity] max_load (64) or add --force")
     assert main(["capacity", str(path), "--jobs", "1", "--quiet", "--force", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["sim_capped"] is True
+    # beside Free, whose loads stay within the limit (x6 then x12, ...): Free's search runs to its end and its
+    # row is printed, Developer's says it simulated nothing, then the error
+    both = _scenario(tmp_path, "[compare]\ntier = ['free', 'developer']\n", name="both.toml")
+    monkeypatch.setattr(sim.cli, "MAX_REQUESTS", 250)  # above the estimate for two searches (2 x 120)
+    assert main(["capacity", str(both), "--jobs", "1", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    free, developer = (_cells(line) for line in out.splitlines()[2:4])
+    assert developer[7:9] == ["unfinished: no load simulated", "nan"]
+    assert main(["capacity", str(_scenario(tmp_path, name="free.toml")), "--jobs", "1", "--quiet"]) == 0
+    assert free == _cells(capsys.readouterr().out.splitlines()[2])  # as searched alone, to its end
+    assert err == (f"groqsim: error: {both}: capacity: the search would simulate load x64, about 640 simulated "
+                   "requests in one run, more than this command does without --force (250); lower [capacity] "
+                   "max_load (64) or add --force\n")
 
 
 def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkeypatch, capsys):
@@ -937,6 +950,7 @@ def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkey
     ({"sim_missed_load": float("nan")}, "≥ 59 (load x6; unfinished, none missed yet)"),
     ({"sim_missed_load": 9.0, "offered_rpm": 0.0}, "≥ load x6 (unfinished, x9 missed)"),
     ({"sim_load": 0.0, "sim_rpm": 0.0, "sim_missed_load": 0.5}, "< load x0.5 (unfinished, none met yet)"),
+    ({"sim_load": 0.0, "sim_rpm": 0.0}, "unfinished: no load simulated"),
 ])
 def test_capacitys_simulated_max_reads_a_finished_search_or_its_bracket(row, cell):
     base = {"sim_load": 6.0, "sim_rpm": 59.0, "offered_rpm": 10.0, "sim_finished": False, "sim_capped": False,
