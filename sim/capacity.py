@@ -210,8 +210,9 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     return _row(best, hi if best[0] < target.max_load else math.nan, target.max_load, True)  # (below: hi missed)
 
 
-#: a cell's best so far before any load tried met the target
+#: a cell's best so far before any load tried met the target, and what a cell knows before any load is tried
 _NONE_MET = (0.0, math.nan, math.nan, math.nan, 0.0)
+_UNTRIED = (_NONE_MET, math.nan)
 
 
 def _row(best: tuple, missed: float, max_load: float, finished: bool) -> dict:
@@ -257,7 +258,7 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
             runs = pool.map(run_summary, calls)
             for k, n in enumerate(order):
                 answer = verdict(scenario, runs[k * reps:(k + 1) * reps])
-                best, missed = known.get(n, (_NONE_MET, math.nan))
+                best, missed = known.get(n, _UNTRIED)
                 known[n] = ((loads[n], *answer[1:]), missed) if answer[0] else (best, loads[n])
                 if step is not None:
                     step(n, loads[n], answer[0])
@@ -274,7 +275,7 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
                               f"({scenario.capacity.max_load:g}) or add --force")
     except (KeyboardInterrupt, ConfigError) as exc:
         if known:  # at least one round ran: what it found is the caller's
-            exc.capacity_rows = [r or _row(*known.get(n, (_NONE_MET, math.nan)), scenario.capacity.max_load, False)
+            exc.capacity_rows = [r or _row(*known.get(n, _UNTRIED), scenario.capacity.max_load, False)
                                  for n, r in enumerate(results)]
         raise
     return results

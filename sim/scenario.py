@@ -260,7 +260,7 @@ class Scenario(Strict):
                  for why in table[name].inert(set(raw))]
         for c in self.clients:  # a fallback to the model the group sends: a hop to the same limits
             for name in self.compare.get("policy", [c.policy]):
-                own = sorted(set(table[name].fallback) & set(self.compare.get("model", [c.model])))
+                own = sorted(set(table[name].fallback) & self._own_models(c))
                 if own:
                     notes.append(f"note: clients.{c.name}: policy {name!r} falls back to {', '.join(map(repr, own))}, "
                                  "a model the group itself sends: that hop asks the same model's limits again at "
@@ -309,13 +309,17 @@ class Scenario(Strict):
                              f"x load, rounded): {said}")
         return notes
 
+    def _own_models(self, c: Client) -> set[str]:
+        """The models client group ``c`` sends as its own: its model, or the model axis's values."""
+        return set(self.compare.get("model", [c.model]))
+
     def _sends(self, c: Client) -> set[str]:
         """The models client group ``c`` can send to: its own (or the model axis's), its policies' fallbacks,
         and for a trace every model a project limits (its rows may name any)."""
         if c.arrival.kind == "trace":
             return {m for p in self.projects.values() for m in p.limits}
         policies = self.policy_table()
-        sent = set(self.compare.get("model", [c.model]))
+        sent = self._own_models(c)
         for p in self.compare.get("policy", [c.policy]):
             sent.update(policies[p].fallback)  # (every policy named is in the table: loading checks them)
         return sent
