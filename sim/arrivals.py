@@ -253,6 +253,10 @@ class Closed(_Kind):
     users: Annotated[int, Field(ge=1)]
     think: Duration
 
+    def users_at(self, load: float) -> int:
+        """The users a run at ``load`` starts: whole users, at least one (``max(1, round(users x load))``)."""
+        return max(1, round(self.users * float(load)))
+
 
 ArrivalSpec = Annotated[Union[Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed],
                         Field(discriminator="kind")]

@@ -447,7 +447,7 @@ class Simulation:
                 self._generate(c)
                 self.lanes.run_batch(c, self.spec.duration)
             elif c.closed:
-                for _ in range(max(1, round(c.cfg.arrival.users * self.spec.load))):
+                for _ in range(c.cfg.arrival.users_at(self.spec.load)):
                     self.env.process(self._closed_user(c))
             else:
                 self._generate(c)

@@ -292,14 +292,14 @@ class Scenario(Strict):
 
     def _load_notes(self) -> list[str]:
         """One line per closed loop a ``[compare] load`` does not scale exactly: it runs whole users, at least
-        one (``max(1, round(users x load))``, as the engine does)."""
+        one (:meth:`sim.arrivals.Closed.users_at`, as the engine does)."""
         notes = []
         for c in self.clients:
             if c.arrival.open_loop or "load" not in self.compare:
                 continue
             users, runs = c.arrival.users, {}
             for load in self.compare["load"]:
-                n = max(1, round(users * load))
+                n = c.arrival.users_at(load)
                 if n != users * load:
                     runs.setdefault(n, []).append(f"{load:g}")
             if runs:
@@ -642,16 +642,15 @@ class Scenario(Strict):
                     requests += a.window_rate(horizon) * x * horizon
                 else:  # as many users as the engine starts at this load, each at most one request per think
                     # time and quickest answer (a refusal a round trip away), and each one process at least
-                    users = max(1, round(a.users * x))
-                    requests += users * (1 + horizon / (a.think + QUICKEST_ANSWER))
+                    requests += a.users_at(x) * (1 + horizon / (a.think + QUICKEST_ANSWER))
         grid = len(self.grid())
         return grid * self.scenario.replications, requests * grid / len(loads) * self.scenario.replications
 
     def users(self) -> int:
         """The most closed-loop users one run starts: at each load of the grid, every closed group's users x load
         (rounded, at least one, as the engine starts them), summed over the groups."""
-        closed = [c.arrival.users for c in self.clients if not c.arrival.open_loop]
-        return max(sum(max(1, round(u * float(x))) for u in closed) for x in self.compare.get("load", [1.0]))
+        closed = [c.arrival for c in self.clients if not c.arrival.open_loop]
+        return max(sum(a.users_at(x) for a in closed) for x in self.compare.get("load", [1.0]))
 
     def _resolve(self, file: str) -> Path:
         path = Path(file)
@@ -689,7 +688,7 @@ def _instant_loop(scenario: Scenario, k: int, c: Client, policy, load: float, po
     a = c.arrival
     if a.open_loop or a.think != 0 or c.lane == "batch" or policy.queue_size is None or not policy.max_in_flight:
         return
-    users, room = max(1, round(a.users * load)), policy.max_in_flight + policy.queue_size
+    users, room = a.users_at(load), policy.max_in_flight + policy.queue_size
     if users > room:
         at = f" (at grid point {', '.join(f'{x} = {v!r}' for x, v in point.items())})" if point else ""
         raise scenario.error(f"clients[{k}].arrival.think", f"0 for {users} users with policy {c.policy!r} "
