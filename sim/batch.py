@@ -12,6 +12,9 @@ What we assume (Groq publishes no processing speeds; every number is in :class:`
   ``speed_median`` and a slow tail: 5 % of jobs run slower than ``speed_p05``;
 * a job's requests complete one after another in file order, so request ``k`` finishes at
   ``start + (tokens of requests 1..k) / speed``;
+* a speech-to-text request (no tokens) takes its audio seconds at the model's published speed (x real time,
+  as on demand), scaled by the job's speed against the median: ``audio / speed_factor x speed_median / speed``
+  more (Groq publishes no batch speed for audio either; a job of audio hours can so miss its window);
 * each processed request fails with probability ``request_failure`` (outcome ``error``, not billed);
 * jobs run independently of each other (no cap on concurrent jobs is published).
 
@@ -113,10 +116,19 @@ def cut_jobs(submission: np.ndarray, request_bytes: np.ndarray, max_requests: in
     return job
 
 
+def _so_far(x: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Running sum of ``x`` within each job (jobs are runs of requests starting at the indices ``first``)."""
+    total = np.cumsum(x)
+    return total - np.repeat(total[first] - x[first], np.diff(np.append(first, len(x))))
+
+
 def process(created: np.ndarray, prompt: np.ndarray, completion: np.ndarray, jobs: BatchJobs, lane: BatchLane,
-            rng: np.random.Generator, horizon: float) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Run one client group's batch lane.  ``created`` must be sorted.  Returns per-request arrays
-    (``job``, ``submitted``, ``finished``, ``status``: 0 completed, 1 expired, 2 failed) and the job table."""
+            rng: np.random.Generator, horizon: float,
+            audio_time: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Run one client group's batch lane.  ``created`` must be sorted; ``audio_time``: each request's audio
+    seconds over its model's speed factor (its processing time at the median job speed; None: no audio).
+    Returns per-request arrays (``job``, ``submitted``, ``finished``, ``status``: 0 completed, 1 expired,
+    2 failed) and the job table."""
     n = len(created)
     if n == 0:
         return ({k: np.empty(0) for k in ("job", "submitted", "finished", "status")},
@@ -131,9 +143,9 @@ def process(created: np.ndarray, prompt: np.ndarray, completion: np.ndarray, job
     job_submitted = submitted[first]
     start = job_submitted + lane.start_delays(rng, n_jobs)
     speed = lane.speeds(rng, n_jobs)
-    work = prompt + completion
-    done_work = np.cumsum(work) - np.repeat(np.cumsum(work)[first] - work[first], np.diff(np.append(first, n)))
-    finish = start[job] + done_work / speed[job]
+    finish = start[job] + _so_far(prompt + completion, first) / speed[job]
+    if audio_time is not None and audio_time.any():  # (else nothing to add: a chat job's times stay as they were)
+        finish = finish + _so_far(audio_time, first) * (lane.speed_median / speed[job])
     deadline = job_submitted[job] + jobs.completion_window
     failed = rng.random(n) < lane.request_failure
     expired = finish > deadline

@@ -445,7 +445,7 @@ class Simulation:
         for c in self.clients:
             if c.cfg.lane == "batch":  # to the Batch API: its own lane, no on-demand limits, no events
                 self._generate(c)
-                self.lanes.run_batch(c, self.spec.duration)
+                self.lanes.run_batch(c, self.spec.duration, self.services)
             elif c.closed:
                 for _ in range(c.cfg.arrival.users_at(self.spec.load)):
                     self.env.process(self._closed_user(c))

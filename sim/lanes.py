@@ -95,15 +95,23 @@ class Lanes:
             return None
         return pd.concat(self.jobs, ignore_index=True)
 
-    def run_batch(self, c, horizon: float) -> None:
+    def run_batch(self, c, horizon: float, services: list) -> None:
         """Process a batch-lane client group's requests (already generated in its columns) as batch jobs,
-        writing their outcomes.  Touches no on-demand or flex limit set."""
+        writing their outcomes; ``services``: the run's service models by model index (a speech-to-text
+        request's time comes from its model's speed).  Touches no on-demand or flex limit set."""
         n = c.n
         created = np.frombuffer(c.created, dtype=float)
+        audio = np.frombuffer(c.audio, dtype=float)[:n]
+        audio_time = None
+        if audio.any():
+            model = np.frombuffer(c.model, dtype=np.int8)[:n]
+            audio_time = np.zeros(n)
+            for m in np.unique(model[audio > 0]).tolist():
+                audio_time[model == m] = services[m].audio_time(audio[model == m])
         per, table = batch.process(created, np.frombuffer(c.prompt, dtype=np.int32)[:n].astype(float),
                                    np.frombuffer(c.completion, dtype=np.int32)[:n].astype(float),
                                    c.cfg.batch, self.spec.org.batch,
-                                   c.rngs[FAULTS], horizon)
+                                   c.rngs[FAULTS], horizon, audio_time)
         if not n:
             return
         extra = c.extra

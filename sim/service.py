@@ -207,6 +207,10 @@ class ServiceModel:
                 (self._fixed + prompt * self._inv_pre) * inv_s,
                 (completion * self._inv_out + audio * self._inv_audio) * inv_s)
 
+    def audio_time(self, audio: np.ndarray) -> np.ndarray:
+        """Seconds to transcribe ``audio`` seconds at the model's published speed (x real time), no spread."""
+        return audio * self._inv_audio
+
     def round_trip(self, z: float) -> float:
         """The network round trip (seconds) for a standard-normal draw ``z``."""
         return math.exp(self._r_mu + self._r_sigma * z)

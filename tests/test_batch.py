@@ -16,7 +16,7 @@ from sim.flex import Flex
 from sim.cost import request_costs
 from sim.prices import BATCH_DISCOUNT
 from sim.engine import Simulation
-from sim import RunSpec
+from sim import RunSpec, scenario_from_dict, simulate
 from sim.config import policy_table
 from sim.projects import Project
 
@@ -270,3 +270,49 @@ def test_jobs_from_records_without_batch_rows_and_in_client_order():
     assert list(zip(table["client"], table["job"])) == [("a", 0), ("b", 0), ("b", 1)]
     assert table["status"].tolist() == ["expired", "completed", "completed"]
     assert table["completion_time"].tolist()[1:] == [2.0, 5.0] and np.isnan(table["completion_time"][0])
+
+
+def test_audio_takes_its_time_scaled_by_the_jobs_speed():
+    """A speech-to-text request has no tokens: its time in a job is its audio over the model's speed factor,
+    times median / the job's speed.  A chat request's time is unchanged by an all-zero audio column."""
+    rng = np.random.default_rng(4)
+    n = 40
+    created = np.sort(rng.uniform(0, 3600, n))
+    tokens, audio_time = rng.integers(0, 500, n).astype(float), rng.uniform(0, 30, n)
+    lane = BatchLane(speed_median=200, speed_p05=40)
+    jobs = BatchJobs(max_requests=7)
+    per, table = process(created, tokens, tokens, jobs, lane, np.random.default_rng(9), 3600.0, audio_time)
+    job = per["job"]
+    speed, start = table["speed"].to_numpy()[job], table["started"].to_numpy()[job]
+    first = np.searchsorted(job, job)  # each request's job's first request
+    so_far = np.array([(2 * tokens[f:i + 1]).sum() / s + audio_time[f:i + 1].sum() * 200 / s
+                       for i, (f, s) in enumerate(zip(first, speed))])
+    done = per["status"] != 1
+    assert done.all() and np.allclose(per["finished"], start + so_far, rtol=1e-12)
+    assert len(set(speed.tolist())) > 1  # (the jobs' speeds differ: the scaling is seen)
+    plain, _ = process(created, tokens, tokens, jobs, lane, np.random.default_rng(9), 3600.0)
+    zero, _ = process(created, tokens, tokens, jobs, lane, np.random.default_rng(9), 3600.0, np.zeros(n))
+    assert (plain["finished"] == zero["finished"]).all()
+    assert (per["finished"] > plain["finished"]).all()
+
+
+def test_a_whisper_batch_is_as_slow_as_its_audio():
+    """An hour of whisper-large-v3 audio a request (189x real time, docs): at a fixed job speed equal to the
+    median, request k of the one job ends k x 3600 / 189 s after the job starts, and what is not done within
+    the 24 h window expires (86 400 / (3600 / 189) = 4 536 requests fit)."""
+    scenario = scenario_from_dict({
+        "scenario": {"name": "stt", "duration": "1h"},
+        "org": {"tier": "developer", "batch": {"start_median": 0, "start_p95": 0, "speed_median": 5000,
+                                               "speed_p05": 5000}},
+        "clients": [{"name": "stt", "model": "whisper-large-v3", "lane": "batch",
+                     "arrival": {"kind": "constant", "rate": "100/min"},
+                     "audio_seconds": {"dist": "fixed", "value": 3600}}]})
+    res = simulate(scenario.spec({}), scenario.seed(0))
+    rec = res.records
+    assert len(rec) == 6000 and (rec["job"] == 0).all() and not rec["prompt_tokens"].any()
+    k = np.arange(1, 6001)
+    ok = rec["outcome"].astype(str).to_numpy() == "ok"
+    assert ok.sum() == 4536 and ok[:4536].all()
+    assert np.allclose(rec["finished"].to_numpy()[ok], 3600 + k[ok] * 3600 / 189, rtol=1e-12)
+    assert (rec["finished"][~ok] == 3600 + 86_400).all()
+    assert res.jobs["status"].tolist() == ["expired"]
