@@ -175,12 +175,21 @@ def check_error_examples() -> list[Check]:
     ok = err.status == 413 and "Limit 12000, Requested 14137, please reduce your message size" in text
     out.append(Check("413 request too large", "reference §3 (Limit 12000, Requested 14137)",
                       "413, 'Limit 12000, Requested 14137, please reduce…'", f"{err.status}: {text[:60]}…", ok))
+    # the §4 capture's state: 2 requests of the day's 1 000 and 72.93 tokens of the minute's 8 000 in use (what
+    # its 547ms and 7 927 remaining imply: 0.547 s x 8 000 / 60 tokens/s), i.e. 73 tokens charged 0.5 ms before
     rpd = LimitSet(Limits(rpd=1000, tpm=8000))
     rpd.acquire(73, 0, 0.0)
     rpd.acquire(0, 0, 0.0)
-    h = rate_limit_headers(rpd, 0.0)
-    formats = (format_reset(0.547), format_reset(172.8), format_reset(3723.5))
-    ok = formats == ("547ms", "2m52.8s", "1h2m3.5s") and h["x-ratelimit-remaining-requests"] == "998"
-    out.append(Check("reset headers as Go durations", "reference §4 capture", "547ms, 2m52.8s, 1h2m3.5s; "
-                      "remaining-requests 998", f"{', '.join(formats)}; {h['x-ratelimit-remaining-requests']}", ok))
+    h = rate_limit_headers(rpd, 0.0005)
+    capture = {"x-ratelimit-limit-requests": "1000", "x-ratelimit-limit-tokens": "8000",
+               "x-ratelimit-remaining-requests": "998", "x-ratelimit-remaining-tokens": "7927",
+               "x-ratelimit-reset-requests": "2m52.8s", "x-ratelimit-reset-tokens": "547ms"}
+    got = {k: h.get(k) for k in capture}
+    hour = format_reset(3723.5)
+    ok = got == capture and hour == "1h2m3.5s"
+    out.append(Check("reset headers as Go durations", "reference §4 capture",
+                     "requests 1000/998/2m52.8s, tokens 8000/7927/547ms; 1h2m3.5s",
+                     f"requests {got['x-ratelimit-limit-requests']}/{got['x-ratelimit-remaining-requests']}/"
+                     f"{got['x-ratelimit-reset-requests']}, tokens {got['x-ratelimit-limit-tokens']}/"
+                     f"{got['x-ratelimit-remaining-tokens']}/{got['x-ratelimit-reset-tokens']}; {hour}", ok))
     return out

@@ -796,26 +796,35 @@ def test_the_413_needs_the_status_and_the_message(monkeypatch, status, text, pas
 
 
 def test_the_header_example_is_the_captures_state(monkeypatch):
-    """The §4 capture: remaining-requests 998 and remaining-tokens 7 927 (of 8 000 after 73 tokens)."""
+    """The §4 capture: remaining-requests 998 and remaining-tokens 7 927 (of 8 000 after 73 tokens), and its
+    resets read from that state: 2 of 1 000 requests a day back in 2 x 86.4 s, 72.93 of 8 000 tokens a minute
+    back in 547 ms."""
     made = []
     real = fidelity.LimitSet
     monkeypatch.setattr(fidelity, "LimitSet", lambda limits: made.append(real(limits)) or made[-1])
     fidelity.check_error_examples()
     h = fidelity.rate_limit_headers(made[-1], 0.0)
     assert h["x-ratelimit-remaining-requests"] == "998" and h["x-ratelimit-remaining-tokens"] == "7927"
+    h = fidelity.rate_limit_headers(made[-1], 0.0005)
+    assert (h["x-ratelimit-reset-requests"], h["x-ratelimit-reset-tokens"]) == ("2m52.8s", "547ms")
     assert made[0].limits.tpm == 6000 and fidelity.rate_limit_headers(made[0], 0.0)[
         "x-ratelimit-remaining-tokens"] == str(6000 - 5034)
 
 
-@pytest.mark.parametrize("broken", ["format", "remaining"])
+@pytest.mark.parametrize("broken", ["format", "remaining", "reset", "hour"])
 def test_a_wrong_go_duration_or_count_fails_the_header_check(monkeypatch, broken):
-    if broken == "format":
+    if broken == "format":  # the headers' own durations rounded to whole seconds
+        import sim.headers
+        real = sim.headers.format_reset
+        monkeypatch.setattr(sim.headers, "format_reset", lambda s: real(math.ceil(s)))
+    elif broken == "hour":
         real = fidelity.format_reset
-        monkeypatch.setattr(fidelity, "format_reset", lambda s: real(math.ceil(s)))  # rounded to whole seconds
+        monkeypatch.setattr(fidelity, "format_reset", lambda s: real(math.ceil(s)))
     else:
         real = fidelity.rate_limit_headers
-        monkeypatch.setattr(fidelity, "rate_limit_headers", lambda ls, now: {
-            **real(ls, now), "x-ratelimit-remaining-requests": "999"})
+        key, value = {"remaining": ("x-ratelimit-remaining-requests", "999"),
+                      "reset": ("x-ratelimit-reset-tokens", "548ms")}[broken]
+        monkeypatch.setattr(fidelity, "rate_limit_headers", lambda ls, now: {**real(ls, now), key: value})
     only_failed(fidelity.check_error_examples(), ERROR_CHECKS[2])
 
 
