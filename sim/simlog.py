@@ -43,6 +43,7 @@ from .headers import rate_limit_error, rate_limit_headers
 from .recorder import CHAT, TRANSCRIPTIONS, LogWriter
 from .records import LANE_TIERS
 from .spec import RunSpec
+from .units import usage_times
 
 #: the default day whose UTC midnight is simulation time 0
 START = date(2026, 11, 2)
@@ -124,12 +125,13 @@ def simulate_log(spec: RunSpec, seed: int | np.random.SeedSequence = 0, start: d
         t_recv = t_send + rtt
         usage = None
         if status == 200:
-            q, p, c = (float(cols[x][row]) for x in ("queue_time", "prompt_time", "completion_time"))
-            t_recv += q + p + c
-            if not a:
+            times = [float(cols[x][row]) for x in ("queue_time", "prompt_time", "completion_time")]
+            t_recv += sum(times)
+            if not a:  # the times as Groq writes them: to the nanosecond, total = prompt + completion as written
+                q, p, c, total = usage_times(times)
                 prompt, completion = int(cols["prompt_tokens"][row]), int(cols["completion_tokens"][row])
                 usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": completion,
-                         "completion_time": c, "total_tokens": prompt + completion, "total_time": p + c}
+                         "completion_time": c, "total_tokens": prompt + completion, "total_time": total}
         lines.append({
             "t_send": t_send, "t_recv": t_recv, "status": int(status), "model": sim.model_names[m],
             "endpoint": TRANSCRIPTIONS if a else CHAT,
