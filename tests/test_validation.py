@@ -66,3 +66,23 @@ def test_an_output_speed_off_by_a_tenth_fails_its_check(monkeypatch):
     checks = validation.check_service_speeds(0.3)  # n ~ 1 800: a tolerance of ~3 %
     assert checks and not any(c.passed for c in checks), [c.measured for c in checks if c.passed]
 
+
+
+def test_the_docs_tables_are_the_reports():
+    """docs/validation.md pastes docs/validation/validation.md's table, and the rows that do not depend on the
+    horizon (Groq's real error and header examples) are what the checks measure today: a check changed without
+    regenerating the report (``groqsim validate --out docs/validation``) fails here."""
+    from pathlib import Path
+
+    from sim import validation_fidelity as fidelity
+    from sim.validation import checks_markdown
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    pasted = [line for line in (docs / "validation.md").read_text().splitlines() if line.startswith("|")]
+    report = [line for line in (docs / "validation" / "validation.md").read_text().splitlines()
+              if line.startswith("|")]
+    assert pasted == report
+    rows = [line for line in checks_markdown(fidelity.check_error_examples()).splitlines() if line.startswith("| ")]
+    assert len(rows) == 5  # the header, its rule and the three checks
+    for row in rows:
+        assert row in report
