@@ -15,7 +15,9 @@ daily units alone (req/day).
 Charges are the long-run ones: with ``refund_unused`` a request costs its prompt and completion (the unused
 reservation comes back), a flex client group's requests pass the flex limits (x ``[org.flex] multiplier``;
 ``auto`` the on-demand and flex limits together), a project's own lower limits are a limit set of their own
-(``project/model``), and the Batch lane passes none.
+(``project/model``), and the Batch lane passes none.  A request larger than a unit's whole limit is a 413,
+refused: it charges no unit (the others carry the limits alone), and a mix where every request is one has
+no ceiling (0, binding ``none fits (413)``).
 
 Simulated: a search over load multipliers (doubling from twice the minute ceiling while the target holds,
 then bisection) for the highest load whose mean (over replications) success ratio and p95 latency meet
@@ -40,6 +42,10 @@ from .scenario import Scenario
 from .projects import project_limits
 from .summary import summarize
 from .workload import request_mix
+
+
+#: the binding of a mix whose every request is larger than a unit's whole limit (a 413 at any load)
+NONE_FITS = "none fits (413)"
 
 
 @dataclass
@@ -71,16 +77,22 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
             # what admission charges (the whole reservation): above a unit's whole limit, a request never fits
             admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
                 sz["prompt"], sz["max_tokens"], sz["completion"]), float), np.asarray(sz["audio"], float))
-            tokens = long_run_tokens(spec, sz, admitted)
-            cost = {"requests": 1.0, "tokens": float(np.mean(tokens)), "audio_seconds": float(np.mean(sz["audio"]))}
+            sets = limit_sets(spec, client, model)
             never = np.zeros(admitted.shape, bool)
-            for label, limits in limit_sets(spec, client, model):
+            for _, limits in sets:
                 for unit, limit in limits.items():
                     kind = UNIT_SPEC[unit][1]
-                    use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[kind]
-                    limit_of[(label, unit)] = limit
                     if kind != "requests":
                         never |= (audio if kind == "audio_seconds" else admitted) > limit
+            # a request that never fits is refused and charges nothing: the units carry the others alone
+            fits = ~never
+            cost = {"requests": float(np.mean(fits)),
+                    "tokens": float(np.mean(np.where(fits, long_run_tokens(spec, sz, admitted), 0.0))),
+                    "audio_seconds": float(np.mean(np.where(fits, audio, 0.0)))}
+            for label, limits in sets:
+                for unit, limit in limits.items():
+                    use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
+                    limit_of[(label, unit)] = limit
             limited += rate
             too_large += rate * float(np.mean(never))
     per_unit = {}
@@ -99,6 +111,9 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     rpm, binding = smallest(None)
     minute, minute_binding = smallest(False)
     day, day_binding = smallest(True)
+    if limited and too_large >= limited:  # every request through the limits is a 413: none is ever served
+        rpm = minute = day = 0.0
+        binding = minute_binding = day_binding = NONE_FITS
     load = rpm / (base * 60.0) if base else math.nan
     return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit,
                    too_large / limited if limited else 0.0)

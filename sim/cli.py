@@ -217,7 +217,7 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
     """Print ``capacity``'s table (or its JSON rows), a search stopped half way included."""
     import json
 
-    from .capacity import held_axes
+    from .capacity import NONE_FITS, held_axes
     from .report import jsonable
     t = scenario.capacity
     if args.format == "json":
@@ -239,11 +239,18 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
               + ", ".join(f"{a} = {v if isinstance(v, str) else repr(v)}" for a, v in held.items()))
     header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
               "daily-units req/day", "simulated max req/min", "success", "p95 s", "$/1k ok"]
+
+    def unit(binding: str) -> str:  # "model TPM" -> "TPM"
+        return "none fits" if binding == NONE_FITS else binding.rsplit(" ", 1)[-1]
+
+    def num(value: float, spec: str) -> str:  # no figure (no success at any load tried): "-", as `run` prints
+        return f"{value:{spec}}" if math.isfinite(value) else "-"
+
     lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.3g}", f"{r['ceiling_rpm']:.3g}", r["binding"],
-                         f"{r['minute_ceiling_rpm']:.3g} ({r['minute_binding'].rsplit(' ', 1)[-1]})",
-                         f"{r['daily_ceiling_per_day']:.0f} ({r['daily_binding'].rsplit(' ', 1)[-1]})",
+                         f"{r['minute_ceiling_rpm']:.3g} ({unit(r['minute_binding'])})",
+                         f"{r['daily_ceiling_per_day']:.0f} ({unit(r['daily_binding'])})",
                          _simulated_max(r),
-                         f"{r['sim_success']:.3f}", f"{r['sim_p95']:.2f}", f"{r['sim_cost_per_1k']:.3f}"]
+                         num(r["sim_success"], ".3f"), num(r["sim_p95"], ".2f"), num(r["sim_cost_per_1k"], ".3f")]
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
     for r in rows:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sim.capacity import Ceiling, analytic_ceiling, bisection, capacity_table
+from sim.capacity import NONE_FITS, Ceiling, analytic_ceiling, bisection, capacity_table
 from sim.scenario import scenario_from_dict
 
 CHAT = {"name": "c", "model": "openai/gpt-oss-20b", "arrival": {"kind": "constant", "rate": "100/min"},
@@ -44,6 +44,29 @@ def test_a_projects_own_lower_limit_is_a_ceiling_of_its_own():
     assert c.rpm == pytest.approx(10) and c.binding == "etl/openai/gpt-oss-20b TPM"
     off = analytic_ceiling(_scenario({"project_quotas": False}, client={"project": "etl"}, projects=projects))
     assert off.rpm == pytest.approx(250_000 / 4100)  # quotas off: only the org's limits
+
+
+def test_requests_that_never_fit_charge_no_unit():
+    """Half the mix is larger than Free's whole TPM (8 000 on gpt-oss-120b): a 413, refused, charged nothing.
+    The units carry the other half alone: 100 req/min of the mix, 50 of them fitting at 4 100 tokens each,
+    so TPM allows x8 000 / 205 000 of it (3.9 req/min of the mix; it read 1.95, charging the refused half
+    too), RPM 30 / 50 (60 req/min) and over a day TPD 200 000 / (50 x 4 100 x 1 440).  With every request
+    too large no request is ever served: no ceiling, the binding says why."""
+    two = [{**CHAT, "model": "openai/gpt-oss-120b", "name": f"c{k}",
+            "arrival": {"kind": "constant", "rate": "50/min"}} for k in range(2)]
+    two[1]["prompt_tokens"] = 9000
+    data = {"scenario": {"name": "cap", "duration": "5m", "replications": 1}, "org": {"tier": "free"},
+            "clients": two}
+    c = analytic_ceiling(scenario_from_dict(data, source="<test>"))
+    assert c.base_rpm == pytest.approx(100) and c.too_large == pytest.approx(0.5)
+    assert c.per_unit["openai/gpt-oss-120b RPM"] == pytest.approx(30 / 50 * 100)
+    assert c.per_minute == pytest.approx(8000 / (50 * 4100) * 100)
+    assert c.per_minute_binding == "openai/gpt-oss-120b TPM"
+    assert c.rpm == pytest.approx(200_000 / (50 * 4100 * 1440) * 100) and c.binding == "openai/gpt-oss-120b TPD"
+    two[0]["prompt_tokens"] = 9000
+    none = analytic_ceiling(scenario_from_dict(data, source="<test>"))
+    assert none.too_large == 1.0 and (none.rpm, none.per_minute, none.per_day) == (0, 0, 0)
+    assert none.binding == none.per_minute_binding == none.per_day_binding == NONE_FITS
 
 
 def _drive(search, meets):
