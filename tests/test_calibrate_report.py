@@ -170,3 +170,15 @@ def test_the_outputs_go_to_a_new_folder_and_a_file_that_cannot_be_written_is_sai
     (out / "report.txt").unlink()
     files = write_outputs(cal, out, plots=False, errors=errors)
     assert files == [out / "report.txt"] and len(errors) == 1 and "calibrated.toml" in errors[0]
+
+
+def test_the_report_counts_every_status_of_a_model():
+    """Every line of a model is counted: a 413 (too large) and any other status next to the 429s (the report
+    said "206 answered, 1238 refused (429)" of a log of 1 445 lines, leaving out its one 413)."""
+    cal = _full()
+    cal.evidence = pd.DataFrame({"model": [CHAT] * 8 + [STT],
+                                 "status": [200, 200, 429, 413, 413, 498, 500, 498, 200], "groq": [True] * 9})
+    text = report_text(cal)
+    assert (f"\n{CHAT}: 2 answered, 1 refused (429), 2 too large (413), other statuses: 2 x 498, 1 x 500\n"
+            in text)
+    assert f"\n{STT}: 1 answered transcription(s), no usage, 0 refused (429)\n" in text

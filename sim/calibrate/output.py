@@ -79,8 +79,13 @@ def report_text(cal: Calibration) -> str:
     out += [f"  note: {n}" for n in cal.notes]
     for model, svc in cal.service.items():
         what = " transcription(s), no usage" if svc.kind == "stt" else ""
-        out.append(f"\n{model}: {svc.n_answered} answered{what}, "
-                   f"{int(((cal.evidence['model'] == model) & (cal.evidence['status'] == 429)).sum())} refused (429)")
+        status = cal.evidence["status"][cal.evidence["model"] == model].to_numpy() if len(cal.evidence) else []
+        codes, counts = np.unique(np.asarray(status, dtype=int), return_counts=True)
+        seen = dict(zip(codes.tolist(), counts.tolist()))
+        others = ", ".join(f"{n} x {code}" for code, n in seen.items() if code not in (200, 429, 413))
+        out.append(f"\n{model}: {svc.n_answered} answered{what}, {seen.get(429, 0)} refused (429)"
+                   + (f", {seen[413]} too large (413)" if 413 in seen else "")
+                   + (f", other statuses: {others}" if others else ""))
         if svc.audio_slope:
             out.append(f"  audio speed      {1 / svc.audio_slope.value:.4g}x real time from the slope "
                        f"({svc.audio_slope.value * 1000:.3g} ms per audio second, 95% CI "
