@@ -589,9 +589,25 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt
 
 
+#: options whose value may start with "-" (a negative number or duration: refused with its own message)
+_SIGNED = ("--duration", "--seed", "--jobs", "--replications", "--point", "--time-scale", "--port")
+
+
+def _signed_values(argv: list[str]) -> list[str]:
+    """``--duration -5m`` as ``--duration=-5m``: argparse reads a value starting with "-" as an option unless it
+    looks like a plain negative number, and ``-5m`` got only "expected one argument", not what is allowed."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in _SIGNED and token[:1] == "-" and token[1:2] in tuple("0123456789."):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_signed_values(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # usage errors and --help
         return exc.code  # argparse exits with an int: 0 after --help, 2 for a usage error
     for name in ("out", "output", "tier", "model", "file", "dask", "host"):  # paths and names: empty is no value

@@ -126,6 +126,16 @@ def test_duration_boundaries(tmp_path, capsys):
         "groqsim: error: --duration '0s': must be > 0 (e.g. 90s, 15m, 1d)")
     assert _one_error(capsys, main(["check", str(path), "--duration=-1m"])) == (
         "groqsim: error: --duration '-1m': not a duration (allowed: > 0, e.g. 90s, 15m, 1d)")
+    # written with a space, as the other options are: argparse alone said "expected one argument"
+    assert _one_error(capsys, main(["check", str(path), "--duration", "-1m"])) == (
+        "groqsim: error: --duration '-1m': not a duration (allowed: > 0, e.g. 90s, 15m, 1d)")
+    assert _one_error(capsys, main(["check", str(path), "--duration", "-.5h"])) == (
+        "groqsim: error: --duration '-.5h': not a duration (allowed: > 0, e.g. 90s, 15m, 1d)")
+    assert _one_error(capsys, main(["run", str(path), "--seed", "-3", "--quiet"])) == (
+        "groqsim: error: --seed must be >= 0, got -3")
+    from sim.cli import _signed_values  # only a value option's next word, and only a number's shape
+    assert _signed_values(["run", "f", "--duration", "-5m", "--out", "-5", "--quiet", "-1", "--jobs", "-x"]) == [
+        "run", "f", "--duration=-5m", "--out", "-5", "--quiet", "-1", "--jobs", "-x"]
     assert _one_error(capsys, main(["check", str(path), "--duration", "soon"])) == (
         "groqsim: error: --duration 'soon': not a duration (allowed: > 0, e.g. 90s, 15m, 1d)")
 
