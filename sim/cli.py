@@ -88,14 +88,19 @@ def _check(args) -> int:
     grid = scenario.check()
     meta = scenario.scenario
     duration = _duration(args)
-    _, requests = scenario.size(duration)
+    runs, requests = scenario.size(duration)
     print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
-          f" = {len(grid) * meta.replications} run(s) of {duration or meta.duration:g} s, about "
+          f" = {len(grid) * meta.replications} run(s) of {format_duration(duration or meta.duration)}, about "
           f"{requests:,.0f} simulated requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
     # every model a run may send to: a trace's rows can name others than its client group's
     print(f"  models: {', '.join(sorted(scenario.used_models()))}")
+    over = [f"{value:,.0f} {what} (limit {limit:,})" for what, value, limit in (
+        ("runs", runs, MAX_RUNS), ("simulated requests", requests, MAX_REQUESTS),
+        ("closed-loop users in one run", scenario.users(), MAX_USERS)) if value > limit]
+    if over:  # valid, but `run` would stop at it: said now, not after the user has planned the study
+        print(f"  note: `groqsim run` refuses this without --force: {', '.join(over)}")
     _notes(scenario, duration)
     return 0
 

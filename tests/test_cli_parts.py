@@ -119,9 +119,9 @@ def test_duration_boundaries(tmp_path, capsys):
     """Any duration > 0 is a duration, below a second too; 0 and negative ones are refused naming --duration."""
     path = _scenario(tmp_path)
     assert main(["check", str(path), "--duration", "500ms"]) == 0
-    assert " run(s) of 0.5 s, about 0 simulated requests" in capsys.readouterr().out
+    assert " run(s) of 0.5s, about 0 simulated requests" in capsys.readouterr().out
     assert main(["check", str(path), "--duration", "1s"]) == 0
-    assert " run(s) of 1 s," in capsys.readouterr().out
+    assert " run(s) of 1s," in capsys.readouterr().out
     assert _one_error(capsys, main(["check", str(path), "--duration", "0s"])) == (
         "groqsim: error: --duration '0s': must be > 0 (e.g. 90s, 15m, 1d)")
     assert _one_error(capsys, main(["check", str(path), "--duration=-1m"])) == (
@@ -181,18 +181,26 @@ def test_a_closed_pipe_ends_the_command_quietly(monkeypatch):
 # ---- check
 
 
-def test_check_prints_the_grid_and_models(tmp_path, capsys):
+def test_check_prints_the_grid_and_models(tmp_path, capsys, monkeypatch):
     path = _scenario(tmp_path, "[compare]\npolicy = ['no-retry', 'groq-sdk']\ntier = ['free']\n",
                      head="name = 'two'\nduration = '2m'\nreplications = 3\n")
     assert main(["check", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out == (f"{path}: ok: 'two', 2 grid point(s) x 3 replication(s) = 6 run(s) of 120 s, about 120 "
+    assert out == (f"{path}: ok: 'two', 2 grid point(s) x 3 replication(s) = 6 run(s) of 2m, about 120 "
                    "simulated requests\n"
                    "  [0] policy=no-retry, tier=free\n  [1] policy=groq-sdk, tier=free\n"
                    f"  models: {MODEL}\n") and err == ""
     assert main(["check", str(path), "--duration", "1m", "--replications", "1"]) == 0
     assert capsys.readouterr().out.startswith(f"{path}: ok: 'two', 2 grid point(s) x 1 replication(s) = 2 run(s) "
-                                              "of 60 s, about 20 simulated requests\n")
+                                              "of 1m, about 20 simulated requests\n")
+    # valid, but more than `run` does without --force: said by check too (it said "ok" and nothing more)
+    monkeypatch.setattr(sim.cli, "MAX_REQUESTS", 100)
+    monkeypatch.setattr(sim.cli, "MAX_RUNS", 5)
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  note: `groqsim run` refuses this without --force: 6 runs (limit 5), 120 simulated requests (limit 100)")
+    assert main(["run", str(path), "--quiet", "--out", str(tmp_path / "o")]) == 2
+    assert "more than this command does without --force" in capsys.readouterr().err
 
 
 def test_check_without_compare_axes_and_with_a_shut_down_model(tmp_path, capsys):

@@ -236,9 +236,9 @@ def test_check_states_the_duration_it_was_asked_for(capsys):
     from sim.cli import main
     path = str(ROOT / "scenarios" / "chatbot_free_vs_developer.toml")
     assert main(["check", path]) == 0
-    assert "= 60 run(s) of 3600 s, about 72,000 simulated requests" in capsys.readouterr().out
+    assert "= 60 run(s) of 1h, about 72,000 simulated requests" in capsys.readouterr().out
     assert main(["check", path, "--duration", "2m"]) == 0  # the runs' length and their requests, both of 2 minutes
-    assert "= 60 run(s) of 120 s, about 2,400 simulated requests" in capsys.readouterr().out
+    assert "= 60 run(s) of 2m, about 2,400 simulated requests" in capsys.readouterr().out
 
 
 def test_a_duration_override_keeps_the_warmups_share_as_the_command_line_does(tmp_path):
