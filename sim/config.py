@@ -11,7 +11,7 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_validator
 
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
@@ -29,8 +29,21 @@ __all__ = ["Dist", "Policy", "Client", "Accounting", "Org", "BUILTIN_POLICIES", 
            "arrival", "Duration", "Strict"]
 
 
-_Size = Annotated[float, Field(ge=0, le=MAX_SIZE, allow_inf_nan=False)]
-_PositiveSize = Annotated[float, Field(gt=0, le=MAX_SIZE, allow_inf_nan=False)]
+def _count_text(value):
+    """A size inside a distribution may be text as Groq writes counts (``"2K"``), as a size written alone may."""
+    if not isinstance(value, str):
+        return value
+    try:
+        count = parse_count(value)
+    except ValueError:
+        count = None
+    if count is None:
+        raise ValueError(f"{value!r} is not a size (allowed: a number such as 200, or a count such as 2K or 1.5M)")
+    return count
+
+
+_Size = Annotated[float, BeforeValidator(_count_text), Field(ge=0, le=MAX_SIZE, allow_inf_nan=False)]
+_PositiveSize = Annotated[float, BeforeValidator(_count_text), Field(gt=0, le=MAX_SIZE, allow_inf_nan=False)]
 _NEEDS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"), "empirical": ("values",)}
 
 

@@ -949,7 +949,8 @@ def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
         return stub.error(_path(prefix + loc + (key,)), f"Field required{allowed}")
     if (err.get("input") is not None and err["type"] not in ("missing",) and not isinstance(err["input"], dict)
             and not msg.startswith(repr(err["input"]))):  # (our own messages already start with the value)
-        msg = f"{err['input']!r}: {msg}"
+        value = err["input"]  # as the file wrote it: TOML's true/false, not Python's
+        msg = f"{str(value).lower() if isinstance(value, bool) else repr(value)}: {msg}"
     return stub.error(_path(prefix + loc) or "scenario", msg)
 
 

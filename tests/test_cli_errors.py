@@ -212,7 +212,7 @@ SCENARIOS = [
      "compare.model: 'whisper-large-v3' is speech-to-text: its requests are audio, so the group needs audio_seconds"),
     # a TOML boolean or a quoted number where a number goes is refused, not read as 1, 0 or the number
     ("error-rate-true", _with(extra="[org]\nerror_rate = true\n"),
-     "org.error_rate: True: Input should be a valid number"),
+     "org.error_rate: true: Input should be a valid number"),
     ("replications-quoted", _with(scenario="duration = '2m'\nreplications = '3'\n"),
      "scenario.replications: '3': Input should be a valid integer"),
     ("output-tps-true", _with(extra="[service.'llama-3.1-8b-instant']\noutput_tps = true\n"), "output_tps"),

@@ -1,6 +1,7 @@
 """Scenario validation at its edges, in process: every refusal is ONE line naming the file, the key and what
 is allowed (the whole line is asserted), every edge value just inside is accepted, and what each key becomes
 in the engine's RunSpec is checked against values computed by hand from the scenario."""
+import re
 import warnings
 
 import numpy as np
@@ -438,6 +439,19 @@ def test_a_size_is_a_number_a_count_or_a_distribution():
     for bad in (True, None, [1]):
         with pytest.raises(ValueError):
             Dist.model_validate(bad)
+    # the same counts inside a distribution, as the README allows "in a token size" (they were refused there)
+    assert Dist.model_validate({"dist": "fixed", "value": "2K"}) == Dist(value=2000.0)
+    assert Dist.model_validate({"dist": "uniform", "low": "1K", "high": "1.5K"}) == Dist(dist="uniform", low=1000,
+                                                                                         high=1500)
+    assert Dist.model_validate({"dist": "lognormal", "median": "2K", "p95": "5K"}) == Dist(dist="lognormal",
+                                                                                           median=2000, p95=5000)
+    assert Dist.model_validate({"dist": "empirical", "values": ["1K", 300]}).values == [1000, 300]
+    for bad in ("2X", "-", "", "1.5"):  # not a count; no limit is no size; a count is whole
+        with pytest.raises(ValueError, match=rf"{re.escape(repr(bad))} is not a size \(allowed: a number such as "
+                                             r"200, or a count such as 2K or 1.5M\)"):
+            Dist.model_validate({"dist": "fixed", "value": bad})
+    with pytest.raises(ValueError, match="greater than 0"):
+        Dist.model_validate({"dist": "lognormal", "median": "0", "p95": "5K"})
 
 
 def test_a_distributions_bounds_and_mean():
