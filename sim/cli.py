@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"run even beyond {MAX_RUNS:,} runs, {MAX_REQUESTS:,} simulated requests or "
                              f"{MAX_USERS:,} closed-loop users in one run")
         sp.add_argument("--quiet", action="store_true",
-                        help="no progress, work estimate or file list on stderr (warnings stay)")
+                        help="no progress, work estimate, file list or (run) table caption on stderr (warnings stay)")
 
     run = sub.add_parser("run", help="run every grid point x replication of a scenario",
                          description="Run every grid point x replication of a scenario and compare them.")
