@@ -36,6 +36,7 @@ def test_flex_and_auto_pass_the_flex_limits_and_the_batch_lane_none():
     assert auto.rpm == pytest.approx(5 * 250_000 / 4100)  # on-demand first, then flex: both sets' limits
     batch = analytic_ceiling(_scenario(client={"lane": "batch"}))
     assert batch.per_unit == {} and math.isinf(batch.rpm) and batch.base_rpm == pytest.approx(100)
+    assert batch.too_large == 0  # (nothing passes the limits: no share of it is too large)
 
 
 def test_a_projects_own_lower_limit_is_a_ceiling_of_its_own():
@@ -63,10 +64,29 @@ def test_requests_that_never_fit_charge_no_unit():
     assert c.per_minute == pytest.approx(8000 / (50 * 4100) * 100)
     assert c.per_minute_binding == "openai/gpt-oss-120b TPM"
     assert c.rpm == pytest.approx(200_000 / (50 * 4100 * 1440) * 100) and c.binding == "openai/gpt-oss-120b TPD"
+    assert c.load == pytest.approx(c.rpm / 100)
+    assert c.per_day == pytest.approx(200_000 / 4100 * 2) and c.per_day_binding == "openai/gpt-oss-120b TPD"
+    two[1]["prompt_tokens"] = 4000  # 4 000 + 4 000 = the whole TPM: fits (a full bucket holds it)
+    assert analytic_ceiling(scenario_from_dict(data, source="<test>")).too_large == 0
+    two[1]["prompt_tokens"] = 4001
+    assert analytic_ceiling(scenario_from_dict(data, source="<test>")).too_large == pytest.approx(0.5)
     two[0]["prompt_tokens"] = 9000
     none = analytic_ceiling(scenario_from_dict(data, source="<test>"))
     assert none.too_large == 1.0 and (none.rpm, none.per_minute, none.per_day) == (0, 0, 0)
     assert none.binding == none.per_minute_binding == none.per_day_binding == NONE_FITS
+
+
+def test_audio_that_never_fits_charges_no_audio_unit():
+    """Free whisper-large-v3: ASH 7 200 s, RPM 20.  Half the mix is a file of 7 300 s (a 413), half a minute of
+    audio: 2 req/min of the mix carry 60 audio-s a minute, so ASH allows x2 (4 req/min), RPM x20 (40)."""
+    stt = [{"name": f"s{k}", "model": "whisper-large-v3", "arrival": {"kind": "constant", "rate": "1/min"},
+            "audio_seconds": seconds} for k, seconds in enumerate((7300, 60))]
+    data = {"scenario": {"name": "cap", "duration": "5m", "replications": 1}, "org": {"tier": "free"},
+            "clients": stt}
+    c = analytic_ceiling(scenario_from_dict(data, source="<test>"))
+    assert c.too_large == pytest.approx(0.5) and c.base_rpm == pytest.approx(2)
+    assert c.per_unit["whisper-large-v3 ASH"] == pytest.approx(4) and c.per_minute_binding == "whisper-large-v3 ASH"
+    assert c.per_unit["whisper-large-v3 RPM"] == pytest.approx(40)
 
 
 def _drive(search, meets):

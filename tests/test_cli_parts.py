@@ -201,6 +201,10 @@ def test_check_prints_the_grid_and_models(tmp_path, capsys, monkeypatch):
         "  note: `groqsim run` refuses this without --force: 6 runs (limit 5), 120 simulated requests (limit 100)")
     assert main(["run", str(path), "--quiet", "--out", str(tmp_path / "o")]) == 2
     assert "more than this command does without --force" in capsys.readouterr().err
+    monkeypatch.setattr(sim.cli, "MAX_REQUESTS", 10**9)
+    monkeypatch.setattr(sim.cli, "MAX_RUNS", 6)  # at the limit is within it, as for run
+    assert main(["check", str(path)]) == 0
+    assert "note:" not in capsys.readouterr().out
 
 
 def test_check_without_compare_axes_and_with_a_shut_down_model(tmp_path, capsys):

@@ -79,8 +79,8 @@ def report_text(cal: Calibration) -> str:
     out += [f"  note: {n}" for n in cal.notes]
     for model, svc in cal.service.items():
         what = " transcription(s), no usage" if svc.kind == "stt" else ""
-        status = cal.evidence["status"][cal.evidence["model"] == model].to_numpy() if len(cal.evidence) else []
-        codes, counts = np.unique(np.asarray(status, dtype=int), return_counts=True)
+        status = cal.evidence["status"][cal.evidence["model"] == model].to_numpy(dtype=int)
+        codes, counts = np.unique(status, return_counts=True)
         seen = dict(zip(codes.tolist(), counts.tolist()))
         others = ", ".join(f"{n} x {code}" for code, n in seen.items() if code not in (200, 429, 413))
         out.append(f"\n{model}: {svc.n_answered} answered{what}, {seen.get(429, 0)} refused (429)"
