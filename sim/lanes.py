@@ -101,13 +101,10 @@ class Lanes:
         request's time comes from its model's speed).  Touches no on-demand or flex limit set."""
         n = c.n
         created = np.frombuffer(c.created, dtype=float)
-        audio = np.frombuffer(c.audio, dtype=float)[:n]
-        audio_time = None
-        if audio.any():
-            model = np.frombuffer(c.model, dtype=np.int8)[:n]
-            audio_time = np.zeros(n)
-            for m in np.unique(model[audio > 0]).tolist():
-                audio_time[model == m] = services[m].audio_time(audio[model == m])
+        audio, model = np.frombuffer(c.audio, dtype=float)[:n], np.frombuffer(c.model, dtype=np.int8)[:n]
+        audio_time = np.zeros(n)
+        for m in np.unique(model).tolist():  # (a chat model's audio is 0: so is its time)
+            audio_time[model == m] = services[m].audio_time(audio[model == m])
         per, table = batch.process(created, np.frombuffer(c.prompt, dtype=np.int32)[:n].astype(float),
                                    np.frombuffer(c.completion, dtype=np.int32)[:n].astype(float),
                                    c.cfg.batch, self.spec.org.batch,
