@@ -161,9 +161,14 @@ def test_an_answer_shorter_than_its_cap_stops_and_no_cap_is_not_a_length_stop(ap
 
 
 def test_at_a_time_scale_the_client_is_told_its_own_seconds_and_the_log_the_limiters(app, delays, tmp_path):
-    tc, emu, _ = app(make_spec(), time_scale=4, log_path=tmp_path / "r.jsonl")
+    tc, emu, clock = app(make_spec(), time_scale=4, log_path=tmp_path / "r.jsonl")
+    clock.advance(1000.0)  # 1 000 limiter seconds after the start: 250 of the client's
     r = chat(tc, max_tokens=10)
     u = r.json()["usage"]
+    # `created` is the client's clock (the limiter's would read 750 s later)
+    assert r.json()["created"] == int(emu.clock.wall(clock.t))
+    assert emu.clock.wall(clock.t) - emu.clock.epoch0 == pytest.approx(250.0, abs=0.01)
+    assert emu.clock.epoch(clock.t) - emu.clock.wall(clock.t) == pytest.approx(750.0, abs=0.01)
     assert [s for s, _ in delays] == [pytest.approx((u["queue_time"] + u["prompt_time"] + u["completion_time"]) / 4,
                                                     abs=3e-9)]
     assert (r.headers["x-ratelimit-reset-requests"], r.headers["x-ratelimit-reset-tokens"]) == ("21.6s", "49ms")

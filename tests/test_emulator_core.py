@@ -119,7 +119,9 @@ def _chat(**kw):
     (_chat(model=""), 400, "model", "'model' : property 'model' is missing"),
     (_chat(model=7), 400, "model", "'model' : must be a string"),
     (_chat(messages=[]), 400, "messages", "'messages' : property 'messages' is missing or empty"),
-    (_chat(messages="hi"), 400, "messages", "'messages' : property 'messages' is missing or empty"),
+    (_chat(messages="hi"), 400, "messages", "'messages' : must be an array of messages"),  # (there, not a list)
+    (_chat(messages={"role": "user"}), 400, "messages", "'messages' : must be an array of messages"),
+    (_chat(messages=None), 400, "messages", "'messages' : property 'messages' is missing or empty"),
     (_chat(messages=[{"content": "hi"}]), 400, "messages", "'messages.0' : must be an object"),
     (_chat(n=2), 400, "n", "only n = 1 is supported"),
     (_chat(n=True), 400, "n", "only n = 1 is supported"),  # a JSON true is not the number 1
@@ -547,3 +549,22 @@ def test_the_sent_and_logged_headers_describe_one_instant(monkeypatch):
     sent, logged = emu.headers_sent_and_logged(MODEL)
     assert sent["x-ratelimit-remaining-tokens"] == logged["x-ratelimit-remaining-tokens"]
     assert sent["x-ratelimit-remaining-requests"] == logged["x-ratelimit-remaining-requests"]
+
+
+def test_the_docs_client_examples_name_models_the_docs_server_serves():
+    """docs/emulator.md's client snippets against its own `groqsim serve` command: a model Groq has shut down for
+    the tier (llama-3.1-8b-instant, since 2026-08-16) answered 400 model_decommissioned to the first thing a
+    reader tries."""
+    from pathlib import Path
+
+    from sim.emulator import emulator_from_scenario
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "emulator.md").read_text()
+    scenario = re.search(r"groqsim serve (scenarios/\S+\.toml)", doc).group(1)
+    clients = doc[doc.index("## Clients"):doc.index("## Routes")]
+    models = re.findall(r'model="([^"]+)"', clients)
+    assert len(models) >= 3
+    emu = emulator_from_scenario(str(root / scenario))
+    for model in models:
+        assert emu.served_error(model) is None, model
+    assert emu.served_error("llama-3.1-8b-instant") is not None  # (what the snippets named before)

@@ -345,7 +345,9 @@ class Emulator:
         if (err := self.model_error(body.get("model"), want_audio=False)) is not None:
             return err
         messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
+        if messages is not None and not isinstance(messages, list):
+            return invalid_request_error("'messages' : must be an array of messages", param="messages")
+        if not messages:
             return invalid_request_error("'messages' : property 'messages' is missing or empty", param="messages")
         if (bad := message_error(messages)) is not None:
             return invalid_request_error(bad, param="messages")
