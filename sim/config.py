@@ -67,7 +67,7 @@ class Dist(Strict):
         value = None
         if isinstance(data, str):  # a count as limits are written ("2K"), else what a size may be
             try:
-                value = parse_count(data)
+                value = _count_text(data)
             except ValueError:
                 pass
         elif isinstance(data, (dict, Dist)):
