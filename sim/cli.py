@@ -64,17 +64,31 @@ def _duration(args) -> float | None:
     return value
 
 
+#: the work limit on closed-loop users, as named in messages
+USERS = "closed-loop users in one run"
+
+
+def _over_limits(scenario, runs: int, requests: float) -> dict[str, tuple[float, int]]:
+    """What is over the work limits a command keeps to without --force (runs, simulated requests, closed-loop
+    users in one run), as (size, limit): the one place those limits are compared."""
+    sizes = {"runs": (runs, MAX_RUNS), "simulated requests": (requests, MAX_REQUESTS),
+             USERS: (scenario.users(), MAX_USERS)}
+    return {what: (size, limit) for what, (size, limit) in sizes.items() if size > limit}
+
+
 def _work(args, scenario, duration: float | None, runs_factor: float = 1.0, at: str = "") -> None:
     """Say how much work the command is (runs, simulated requests) and refuse a huge one unless --force.
     ``at``: what the request estimate assumes, when the command scales the traffic itself."""
     runs, requests = scenario.size(duration)
     runs, requests = int(runs * runs_factor), requests * runs_factor
     what = f"{runs:,} run(s), about {requests:,.0f} simulated requests{at}"
-    if (runs > MAX_RUNS or requests > MAX_REQUESTS) and not args.force:
+    over = _over_limits(scenario, runs, requests)
+    if ({"runs", "simulated requests"} & over.keys()) and not args.force:
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
                           f"{MAX_RUNS:,} runs, {MAX_REQUESTS:,} requests); lower --replications/--duration or "
                           "add --force")
-    if (users := scenario.users()) > MAX_USERS and not args.force:
+    if USERS in over and not args.force:
+        users = over[USERS][0]
         raise ConfigError(f"{args.scenario}: {users:,} closed-loop users in one run (users x load, summed over the "
                           f"groups) is more than this command starts without --force (limit {MAX_USERS:,}; each "
                           "holds about 1 KB of memory); lower arrival.users or add --force")
@@ -96,11 +110,9 @@ def _check(args) -> int:
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
     # every model a run may send to: a trace's rows can name others than its client group's
     print(f"  models: {', '.join(sorted(scenario.used_models()))}")
-    over = [f"{value:,.0f} {what} (limit {limit:,})" for what, value, limit in (
-        ("runs", runs, MAX_RUNS), ("simulated requests", requests, MAX_REQUESTS),
-        ("closed-loop users in one run", scenario.users(), MAX_USERS)) if value > limit]
-    if over:  # valid, but `run` would stop at it: said now, not after the user has planned the study
-        print(f"  note: `groqsim run` refuses this without --force: {', '.join(over)}")
+    if over := _over_limits(scenario, runs, requests):  # valid, but `run` would stop at it: said now
+        print("  note: `groqsim run` refuses this without --force: "
+              + ", ".join(f"{size:,.0f} {what} (limit {limit:,})" for what, (size, limit) in over.items()))
     _notes(scenario, duration)
     return 0
 
