@@ -11,7 +11,7 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_validator
+from pydantic import BeforeValidator, Field, StrictBool, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
@@ -42,8 +42,21 @@ def _count_text(value):
     return count
 
 
-_Size = Annotated[float, BeforeValidator(_count_text), Field(ge=0, le=MAX_SIZE, allow_inf_nan=False)]
+_SIZE_RANGE = Field(ge=0, le=MAX_SIZE, allow_inf_nan=False)
+_Size = Annotated[float, BeforeValidator(_count_text), _SIZE_RANGE]
 _PositiveSize = Annotated[float, BeforeValidator(_count_text), Field(gt=0, le=MAX_SIZE, allow_inf_nan=False)]
+_SIZE = TypeAdapter(Annotated[float, _SIZE_RANGE])  # (the number _count_text read, or the file's)
+
+
+def _bare_size(value: float) -> float:
+    """A size written alone, checked as itself: its error names the key the file wrote (``max_tokens``), not
+    the ``value`` of the fixed distribution it stands for, a key the file does not have."""
+    try:
+        return _SIZE.validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"]) from None
+
+
 _NEEDS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"), "empirical": ("values",)}
 
 
@@ -63,7 +76,7 @@ class Dist(Strict):
         if isinstance(data, (np.integer, np.floating)):  # (numpy's numbers as Python's)
             data = data.item()
         if isinstance(data, (int, float)) and not isinstance(data, bool):
-            return {"dist": "fixed", "value": data}
+            return {"dist": "fixed", "value": _bare_size(data)}
         value = None
         if isinstance(data, str):  # a count as limits are written ("2K"), else what a size may be
             try:
@@ -75,7 +88,7 @@ class Dist(Strict):
         if value is None:  # text that is no count, a bool, a list: not pydantic's "instance of Dist"
             raise ValueError(f"{data!r} is not a size (allowed: a number such as 200 or 2K, or a distribution "
                              "such as { dist = 'uniform', low = 100, high = 400 })")
-        return {"dist": "fixed", "value": value}
+        return {"dist": "fixed", "value": _bare_size(value)}
 
     @model_validator(mode="after")
     def _complete(self):

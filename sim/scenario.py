@@ -947,10 +947,12 @@ def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
         key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
         allowed = f" (allowed: {', '.join(KINDS)})" if loc[-1:] == ("arrival",) else ""
         return stub.error(_path(prefix + loc + (key,)), f"Field required{allowed}")
-    if (err.get("input") is not None and err["type"] not in ("missing",) and not isinstance(err["input"], dict)
-            and not msg.startswith(repr(err["input"]))):  # (our own messages already start with the value)
-        value = err["input"]  # as the file wrote it: TOML's true/false, not Python's
-        msg = f"{str(value).lower() if isinstance(value, bool) else repr(value)}: {msg}"
+    value = err.get("input")
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as the file wrote it: TOML's true
+    if msg.startswith(repr(value)):  # (our own messages already start with the value, Python's way)
+        msg = shown + msg[len(repr(value)):]
+    elif value is not None and err["type"] not in ("missing",) and not isinstance(value, dict):
+        msg = f"{shown}: {msg}"
     return stub.error(_path(prefix + loc) or "scenario", msg)
 
 

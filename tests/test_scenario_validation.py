@@ -129,15 +129,18 @@ REFUSED = [
     (pol(retry="fixed", max_attempts=2, fallback=["whisper-large-v3"]), "policies.p.fallback: 'whisper-large-v3' "
      "(stt) cannot answer 'llama-3.1-8b-instant''s requests (chat): fall back to a model of the same kind"),
     # [[clients]] sizes
-    ({"client": {"prompt_tokens": -1}}, "clients[0].prompt_tokens.value: -1: Input should be greater than or equal "
-     "to 0"),
-    ({"client": {"prompt_tokens": 10_000_001}}, "clients[0].prompt_tokens.value: 10000001: Input should be less "
+    ({"client": {"prompt_tokens": -1}}, "clients[0].prompt_tokens: -1: Input should be greater than or equal to 0"),
+    # (a size written alone is named by its own key, not the fixed distribution's "value" it stands for;
+    # written as a table, "value" is the file's own key)
+    ({"client": {"prompt_tokens": {"dist": "fixed", "value": -1}}}, "clients[0].prompt_tokens.value: -1: Input "
+     "should be greater than or equal to 0"),
+    ({"client": {"prompt_tokens": 10_000_001}}, "clients[0].prompt_tokens: 10000001: Input should be less "
      "than or equal to 10000000"),
     ({"client": {"prompt_tokens": {"dist": "lognormal", "median": 0, "p95": 5}}},
      "clients[0].prompt_tokens.median: 0: Input should be greater than 0"),
     ({"client": {"prompt_tokens": {"dist": "lognormal", "median": 100, "p95": 10_000_001}}},
      "clients[0].prompt_tokens.p95: 10000001: Input should be less than or equal to 10000000"),
-    ({"client": {"prompt_tokens": float("nan")}}, "clients[0].prompt_tokens.value: nan: Input should be a finite "
+    ({"client": {"prompt_tokens": float("nan")}}, "clients[0].prompt_tokens: nan: Input should be a finite "
      "number"),
     ({"client": {"prompt_tokens": "lots"}}, "clients[0].prompt_tokens: 'lots' is not a size (allowed: a number "
      "such as 200 or 2K, or a distribution such as { dist = 'uniform', low = 100, high = 400 })"),
@@ -1015,7 +1018,7 @@ EDGE_REFUSED = [
      "tiers.x.scale.tpm: inf: Input should be a finite number"),
     ({"clients": [{**C, "prompt_tokens": {"dist": "lognormal", "median": float("nan"), "p95": 5}}]},
      "clients[0].prompt_tokens.median: nan: Input should be a finite number"),
-    ({"clients": [{**C, "prompt_tokens": float("inf")}]}, "clients[0].prompt_tokens.value: inf: Input should be a "
+    ({"clients": [{**C, "prompt_tokens": float("inf")}]}, "clients[0].prompt_tokens: inf: Input should be a "
      "finite number"),
     ({"clients": [{**C, "audio_seconds": 0.5}]}, "clients[0].audio_seconds: 'llama-3.1-8b-instant' takes no audio: "
      "audio_seconds is for speech-to-text models (whisper-large-v3, whisper-large-v3-turbo)"),
@@ -1109,14 +1112,14 @@ def test_an_overridden_key_is_said_so_by_every_later_error(tmp_path):
 def test_a_keys_line_skips_comments_but_not_a_hash_in_a_string(tmp_path, text, line):
     path = write(tmp_path, text + "model = 'llama-3.1-8b-instant'\narrival = { kind = 'poisson', rate = 1 }\n"
                  "prompt_tokens = -1\n")
-    assert load_refused(path).startswith(f"{path}:{line}: clients[0].prompt_tokens.value: -1: ")
+    assert load_refused(path).startswith(f"{path}:{line}: clients[0].prompt_tokens: -1: ")
 
 
 def test_a_hash_inside_a_string_is_no_comment(tmp_path):
     for name in ('"x#"', "'x#'", '"x\\"#"'):
         path = write(tmp_path, "clients = [\n  { name = " + name + ", model = 'llama-3.1-8b-instant', arrival = "
                      "{ kind = 'poisson', rate = 1 }, prompt_tokens = -1 },\n]\n")
-        assert load_refused(path).startswith(f"{path}:2: clients[0].prompt_tokens.value: -1: "), name
+        assert load_refused(path).startswith(f"{path}:2: clients[0].prompt_tokens: -1: "), name
 
 
 def test_the_line_of_a_key_on_the_first_line_and_of_the_second_group(tmp_path):
@@ -1177,11 +1180,11 @@ def test_building_every_shape_in_python_warns_nothing():
 
 
 @pytest.mark.parametrize("client, said", [
-    ({"prompt_tokens": True}, "clients[0].prompt_tokens: True is not a size (allowed: a number such as 200 or 2K, "
+    ({"prompt_tokens": True}, "clients[0].prompt_tokens: true is not a size (allowed: a number such as 200 or 2K, "
      "or a distribution such as { dist = 'uniform', low = 100, high = 400 })"),
     ({"max_tokens": [1, 2]}, "clients[0].max_tokens: [1, 2] is not a size (allowed: a number such as 200 or 2K, or "
      "a distribution such as { dist = 'uniform', low = 100, high = 400 })"),
-    ({"audio_seconds": True}, "clients[0].audio_seconds: True is not a number of seconds (allowed: a number such as "
+    ({"audio_seconds": True}, "clients[0].audio_seconds: true is not a number of seconds (allowed: a number such as "
      "30, or a distribution such as { dist = 'uniform', low = 5, high = 60 })"),
 ])
 def test_a_size_that_is_neither_a_number_nor_a_table_says_what_a_size_may_be(client, said):
