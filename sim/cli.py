@@ -254,8 +254,8 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
     if held := held_axes(scenario):
         print("held at the first value of their [compare] axis: "
               + ", ".join(f"{a} = {v if isinstance(v, str) else repr(v)}" for a, v in held.items()))
-    header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute-units req/min",
-              "daily-units req/day", "simulated max req/min", "success", "p95 s", "$/1k ok"]
+    header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute/hour-units req/min",
+              "daily-units req/day", "simulated max req/min", "success %", "p95 s", "$/1k ok"]
 
     def unit(binding: str) -> str:  # "model TPM" -> "TPM"
         return "none fits" if binding == NONE_FITS else binding.rsplit(" ", 1)[-1]
@@ -267,10 +267,15 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
                          f"{r['minute_ceiling_rpm']:.3g} ({unit(r['minute_binding'])})",
                          f"{r['daily_ceiling_per_day']:.0f} ({unit(r['daily_binding'])})",
                          _simulated_max(r),
-                         num(r["sim_success"], ".3f"), num(r["sim_p95"], ".2f"), num(r["sim_cost_per_1k"], ".3f")]
+                         num(100 * r["sim_success"], ".1f"), num(r["sim_p95"], ".2f"),
+                         num(r["sim_cost_per_1k"], ".3f")]
                         for r in rows]
     sys.stdout.write(align(lines, left=2))
     for r in rows:
+        if 0 < r["too_large_share"] < 1:  # (success counts the others: said, or "fits" would hide them)
+            print(f"{r['tier']} {r['model']}: {r['too_large_share']:.1%} of the requests are larger than a unit's "
+                  "whole limit of the tier (a 413 at any load): they never succeed there; success counts the "
+                  "others, and the ceilings are rates of the whole mix, 413s included")
         if not r["sim_finished"]:
             continue
         if r["sim_load"] == 0 and r["too_large_share"] >= 1.0:

@@ -542,6 +542,22 @@ def test_capacity_explains_a_target_no_load_meets(tmp_path, capsys):
         "0.01 s) is out of reach at any load, e.g. below the service's own latency")
 
 
+def test_capacity_says_what_share_of_the_mix_never_fits_the_tier(tmp_path, capsys):
+    # half the prompts above Free's TPM (a 413 at any load): "success 100 %" alone read as "Free fits"
+    half = _scenario(tmp_path, "[compare]\ntier = ['free', 'developer']\n", clients=CLIENT.format(
+        name="c", rate="10/min").replace("prompt_tokens = 50", "prompt_tokens = { dist = 'empirical', values = [50, "
+                                         "9000] }"))
+    assert main(["capacity", str(half), "--jobs", "1", "--quiet", "--duration", "20s"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-6:] == ["success", "%", "p95", "s", "$/1k", "ok"]
+    share = float(lines[-1].split(": ")[1].split("%")[0])
+    assert 45 < share < 55  # (the mean of the 200 000 sizes drawn for the ceiling)
+    assert lines[-1] == (f"free {MODEL}: {share:.1f}% of the requests are larger than a unit's whole limit of the "
+                         "tier (a 413 at any load): they never succeed there; success counts the others, and the "
+                         "ceilings are rates of the whole mix, 413s included")
+    assert _cells(lines[2])[8] == "100.0" and len(lines) == 5  # (developer: all fit, no line)
+
+
 def test_capacity_of_a_closed_loop_reports_the_load_multiplier(tmp_path, capsys):
     closed = _scenario(tmp_path, clients=CLIENT.format(name="c", rate="x").replace(
         "kind = 'poisson', rate = 'x'", "kind = 'closed', users = 2, think = '10s'"))
@@ -947,7 +963,7 @@ def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkey
     assert calls == [6.0, 64.0, 12.0, 9.0, 7.5]
     free, developer = (_cells(line) for line in out.splitlines()[2:4])
     assert free[7] == "≥ 59 (load x6; unfinished, x9 missed)" and developer[7] == "≥ 624 (load x64)"
-    assert free[8:10] == ["1.000", "0.42"]  # the success and p95 of the load that met it
+    assert free[8:10] == ["100.0", "0.42"]  # the success (%, as `run` prints it) and p95 of the load that met it
     assert err == ("groqsim: interrupted: the rows marked 'unfinished' are as far as their search went (the "
                    "highest load that met the target so far, and the lowest that missed it)\n")
     # a refusal after a round (as the work limit's, see tests/test_capacity_search.py): the rows, then the error
