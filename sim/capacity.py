@@ -8,6 +8,11 @@ seconds).  Unit ``u`` of a model sustains ``limit_u / window_u`` per second, so 
 ceiling and its unit the binding one.  It is the long-run (steady-state) answer: a token bucket starts
 full, so a short run can briefly do better, and daily units only bite over a day.
 
+A policy's ``fallback`` chain lets a stream's 429s spill onto other models: the ceiling is then the largest
+load whose requests can be split over their chains' models with every unit within its limit (a linear
+programme, :func:`_fluid_ceiling`), and its binding names every unit that holds it back
+(``"a RPM + b RPD"``).
+
 Reported three ways: the long-run ceiling over all units (req/min), the ceiling of the minute/hour units
 alone (req/min: what a run shorter than a day can sustain once its daily budget is still unspent) and of the
 daily units alone (req/day).
@@ -58,18 +63,22 @@ class Ceiling:
     per_minute_binding: str
     per_day: float           # req/day allowed by the daily units alone (RPD, TPD, ASD)
     per_day_binding: str
-    per_unit: dict           # "model UNIT" -> ceiling of the whole mix in requests/min
+    per_unit: dict           # "model UNIT" -> ceiling of the whole mix in requests/min (that unit alone: with a
+    #                          fallback chain, infinite for a unit whose requests can all go elsewhere)
     too_large: float = 0.0   # share of the mix's requests above a unit's whole limit: a 413 at any load
 
 
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     spec = scenario.spec(point)
     rng = np.random.default_rng(12345)  # fixed: the mean costs are a property of the mix, not of a run
-    use: dict[tuple[str, str], float] = {}  # (limit set, unit) -> units per second at load 1
+    # a stream of requests (one client group's, on one model) and, for each model it may be served by (its own,
+    # then its policy's fallback chain), the units it charges there: (limit set, unit) -> charge per request
+    streams: list[tuple[float, list[dict[tuple[str, str], float]]]] = []
     limit_of: dict[tuple[str, str], float] = {}  # (limit set, unit) -> its limit
     base = limited = too_large = 0.0  # req/s: all, through the per-model limits, above a unit's whole limit
     kinds = spec.kinds
     for client in spec.clients:
+        fallback = spec.policies[client.policy].fallback
         for model, rate, sz in request_mix(client, spec.duration, rng, kinds=kinds):
             base += rate
             if client.lane == "batch":  # the Batch API's own lane: none of the per-model limits
@@ -84,29 +93,34 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
                     kind = UNIT_SPEC[unit][1]
                     if kind != "requests":
                         never |= (audio if kind == "audio_seconds" else admitted) > limit
-            # a request that never fits is refused and charges nothing: the units carry the others alone
+            # a request that never fits is refused and charges nothing: the units carry the others alone (a 413
+            # ends the request: it takes no fallback hop)
             fits = ~never
             cost = {"requests": float(np.mean(fits)),
                     "tokens": float(np.mean(np.where(fits, long_run_tokens(spec, sz, admitted), 0.0))),
                     "audio_seconds": float(np.mean(np.where(fits, audio, 0.0)))}
-            for label, limits in sets:
-                for unit, limit in limits.items():
-                    use[(label, unit)] = use.get((label, unit), 0.0) + rate * cost[UNIT_SPEC[unit][1]]
-                    limit_of[(label, unit)] = limit
+            hops = []
+            for served_by in [model, *(fallback if model == client.model else [])]:
+                charges = {}
+                for label, limits in limit_sets(spec, client, served_by):
+                    for unit, limit in limits.items():
+                        charges[(label, unit)] = cost[UNIT_SPEC[unit][1]]
+                        limit_of[(label, unit)] = limit
+                hops.append(charges)
+            streams.append((rate, hops))
             limited += rate
             too_large += rate * float(np.mean(never))
+    ceiling = _fluid_ceiling if any(len(hops) > 1 for _, hops in streams) else _one_model_ceiling
+    capacity = {key: limit / UNIT_SPEC[key[1]][0] for key, limit in limit_of.items()}  # units per second
     per_unit = {}
-    for (label, unit), per_s in use.items():
-        load = (limit_of[(label, unit)] / UNIT_SPEC[unit][0]) / per_s if per_s > 0 else math.inf
-        per_unit[f"{label} {unit.upper()}"] = load * base * 60.0
+    for key in limit_of:
+        load, _ = ceiling(streams, {key: capacity[key]})
+        per_unit[_unit_name(key)] = load * base * 60.0
 
-    def smallest(daily: bool | None):
-        units = {k: v for k, v in per_unit.items()
-                 if daily is None or (UNIT_SPEC[k.rsplit(" ", 1)[1].lower()][0] == 86_400.0) == daily}
-        if not units:
-            return math.inf, ""
-        key = min(units, key=units.get)
-        return units[key], key
+    def smallest(daily: bool | None) -> tuple[float, str]:
+        units = {k: v for k, v in capacity.items() if daily is None or (UNIT_SPEC[k[1]][0] == 86_400.0) == daily}
+        load, binding = ceiling(streams, units)
+        return load * base * 60.0, binding
 
     rpm, binding = smallest(None)
     minute, minute_binding = smallest(False)
@@ -117,6 +131,59 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     load = rpm / (base * 60.0) if base else math.nan
     return Ceiling(base * 60.0, load, rpm, binding, minute, minute_binding, day * 1440.0, day_binding, per_unit,
                    too_large / limited if limited else 0.0)
+
+
+def _unit_name(key: tuple[str, str]) -> str:
+    """(limit set, unit) as the tables name it: ``"openai/gpt-oss-20b TPM"``."""
+    return f"{key[0]} {key[1].upper()}"
+
+
+def _one_model_ceiling(streams: list, capacity: dict) -> tuple[float, str]:
+    """(highest load multiplier, binding unit) when every stream is served by its own model alone: each unit
+    ``u`` holds while ``load * use_u <= capacity_u``, so the ceiling is the smallest ``capacity_u / use_u``
+    (infinite, binding "", when no unit is charged)."""
+    use: dict = {}
+    for rate, (charges,) in streams:
+        for key, charge in charges.items():
+            if key in capacity:
+                use[key] = use.get(key, 0.0) + rate * charge
+    loads = {key: capacity[key] / per_s if per_s > 0 else math.inf for key, per_s in use.items()}
+    if not loads:
+        return math.inf, ""
+    key = min(loads, key=loads.get)
+    return loads[key], _unit_name(key)
+
+
+def _fluid_ceiling(streams: list, capacity: dict) -> tuple[float, str]:
+    """(highest load multiplier, binding units) when some streams may also be served by fallback models: the
+    largest ``load`` for which the streams' requests can be split over their models (flows ``x >= 0``, each
+    stream's summing to ``load * rate``) with every unit within its capacity -- a linear programme (scipy's
+    HiGHS).  It is the fluid limit of a fallback chain: the primary model takes what it can and its 429s
+    spill, at once, onto the next model; a request charges a fallback model what it charges its own (one too
+    large for the fallback alone is counted as fitting it).  The binding units are the ones whose capacity
+    holds the load back (a shadow price), joined by " + " ("model A RPM + model B RPD")."""
+    from scipy.optimize import linprog
+    keys = list(capacity)
+    flows = [(s, charges) for s, (_, hops) in enumerate(streams) for charges in hops]
+    # variables: [load, x_1 .. x_F]; maximise load
+    a_ub = np.zeros((len(keys), 1 + len(flows)))
+    for f, (_, charges) in enumerate(flows):
+        for row, key in enumerate(keys):
+            a_ub[row, 1 + f] = charges.get(key, 0.0)
+    a_eq = np.zeros((len(streams), 1 + len(flows)))
+    for f, (s, _) in enumerate(flows):
+        a_eq[s, 1 + f] = 1.0
+    a_eq[:, 0] = [-rate for rate, _ in streams]
+    c = np.zeros(1 + len(flows))
+    c[0] = -1.0
+    res = linprog(c, A_ub=a_ub if keys else None, b_ub=[capacity[k] for k in keys] if keys else None, A_eq=a_eq,
+                  b_eq=np.zeros(len(streams)), bounds=[(0, None)] * (1 + len(flows)), method="highs")
+    if res.status == 3:  # unbounded: every stream can be served by models none of these units limit
+        return math.inf, ""
+    if res.status != 0:  # pragma: no cover - a feasible, bounded programme (load 0 always fits) solves
+        raise RuntimeError(f"capacity: the fallback ceiling's linear programme failed: {res.message}")
+    binding = [_unit_name(k) for k, price in zip(keys, res.ineqlin.marginals) if price < -1e-12]
+    return float(res.x[0]), " + ".join(binding)
 
 
 def long_run_tokens(spec, sizes: dict, admitted: np.ndarray) -> np.ndarray:

@@ -257,8 +257,10 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
     header = ["tier", "model", "offered req/min", "ceiling req/min", "binding", "minute/hour-units req/min",
               "daily-units req/day", "simulated max req/min", "success %", "p95 s", "$/1k ok"]
 
-    def unit(binding: str) -> str:  # "model TPM" -> "TPM"
-        return "none fits" if binding == NONE_FITS else binding.rsplit(" ", 1)[-1]
+    def unit(binding: str) -> str:  # "model TPM" -> "TPM"; a fallback chain's "a RPM + b TPM" -> "RPM + TPM"
+        if binding == NONE_FITS:
+            return "none fits"
+        return " + ".join(dict.fromkeys(b.rsplit(" ", 1)[-1] for b in binding.split(" + ")))
 
     def num(value: float, spec: str) -> str:  # no figure (no success at any load tried): "-", as `run` prints
         return f"{value:{spec}}" if math.isfinite(value) else "-"

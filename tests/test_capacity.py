@@ -165,3 +165,60 @@ def test_a_projects_limits_under_flex_are_multiplied_like_the_orgs():
     projects = {"etl": {"limits": {"openai/gpt-oss-20b": {"tpm": 41_000}}}}
     c = analytic_ceiling(_scenario(client={"project": "etl", "service_tier": "flex"}, projects=projects))
     assert c.binding == "etl/openai/gpt-oss-20b TPM" and c.rpm == pytest.approx(10 * 41_000 / 4100)
+
+
+SMALL = {"small": {"base": "developer", "overrides": {"openai/gpt-oss-20b": {"rpm": 30}}}}
+TINY = {**CHAT, "prompt_tokens": 100, "max_tokens": 50, "completion_tokens": 20}
+
+
+def _fallback(clients, policies=None) -> Ceiling:
+    data = {"scenario": {"name": "cap", "duration": "5m", "replications": 1}, "org": {"tier": "small"},
+            "tiers": SMALL, "clients": clients,
+            "policies": policies or {"fb": {"retry": "groq-sdk", "fallback": ["openai/gpt-oss-120b"]}}}
+    return analytic_ceiling(scenario_from_dict(data, source="<test>"))
+
+
+def test_a_fallback_chain_adds_its_models_limits_to_the_ceiling():
+    """gpt-oss-20b at RPM 30, falling back to gpt-oss-120b (Developer: RPM 1 000, RPD 500 000; each request 150
+    tokens, far inside both TPMs): per minute 30 + 1 000 req/min; over a day 20b's RPM (30/min, below its RPD's
+    347) plus 120b's RPD (347/min).  The ceiling counted the primary alone: 30 req/min, 35x below what a run
+    reaches (the simulated search found 1 050)."""
+    c = _fallback([{**TINY, "arrival": {"kind": "poisson", "rate": "45/min"}, "policy": "fb"}])
+    assert c.per_minute == pytest.approx(1030)
+    assert c.per_minute_binding == "openai/gpt-oss-20b RPM + openai/gpt-oss-120b RPM"
+    assert c.rpm == pytest.approx(30 + 500_000 / 1440) and c.load == pytest.approx(c.rpm / 45)
+    assert c.binding == "openai/gpt-oss-20b RPM + openai/gpt-oss-120b RPD"
+    assert c.per_day == pytest.approx(1_000_000) and c.per_day_binding == ("openai/gpt-oss-20b RPD + "
+                                                                           "openai/gpt-oss-120b RPD")
+    assert math.isinf(c.per_unit["openai/gpt-oss-20b RPM"])  # (alone, it holds nothing back: the rest spills)
+    # without the fallback, the primary alone, as before
+    alone = _fallback([{**TINY, "arrival": {"kind": "poisson", "rate": "45/min"}}])
+    assert alone.per_minute == pytest.approx(30) and alone.per_minute_binding == "openai/gpt-oss-20b RPM"
+
+
+def test_a_fallback_model_shared_with_another_group_carries_both():
+    """Group a (40/min on gpt-oss-20b, falling back to gpt-oss-120b) and group b (500/min on gpt-oss-120b): at load
+    m, a's 40m - 30 that 20b refuses and b's 500m share 120b's RPM 1 000, so m = 1 030 / 540 (of the mix's 540
+    req/min: 1 030 req/min)."""
+    c = _fallback([{**TINY, "name": "a", "arrival": {"kind": "constant", "rate": "40/min"}, "policy": "fb"},
+                   {**TINY, "name": "b", "model": "openai/gpt-oss-120b",
+                    "arrival": {"kind": "constant", "rate": "500/min"}}])
+    assert c.base_rpm == pytest.approx(540) and c.per_minute == pytest.approx(1030)
+    assert c.per_minute_binding == "openai/gpt-oss-20b RPM + openai/gpt-oss-120b RPM"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_fallback_programme_agrees_with_the_closed_form_when_no_stream_has_a_choice(seed):
+    """With one model a stream, the linear programme's answer is the closed form's, min over units of capacity
+    over use, binding unit included: checked on random mixes of streams and units."""
+    import numpy as np
+
+    from sim.capacity import _fluid_ceiling, _one_model_ceiling
+    rng = np.random.default_rng(seed)
+    keys = [(f"m{k}", u) for k in range(3) for u in ("rpm", "tpm", "rpd")]
+    streams = [(float(rng.uniform(0.1, 5)), [{key: float(rng.uniform(1, 3000)) if key[1] != "rpm" else 1.0
+                                              for key in keys if rng.random() < 0.4}]) for _ in range(4)]
+    capacity = {key: float(rng.uniform(10, 1e5)) for key in keys}
+    load, binding = _one_model_ceiling(streams, capacity)
+    fluid, fluid_binding = _fluid_ceiling(streams, capacity)
+    assert fluid == pytest.approx(load, rel=1e-7) and fluid_binding == binding

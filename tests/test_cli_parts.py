@@ -558,6 +558,17 @@ def test_capacity_says_what_share_of_the_mix_never_fits_the_tier(tmp_path, capsy
     assert _cells(lines[2])[8] == "100.0" and len(lines) == 5  # (developer: all fit, no line)
 
 
+def test_capacity_names_every_unit_a_fallback_chains_ceiling_rests_on(tmp_path, capsys):
+    chain = _scenario(tmp_path, "[org]\ntier = 'small'\n[tiers.small]\nbase = 'developer'\noverrides = { "
+                      f"'{MODEL}' = {{ rpm = 30 }} }}\n[policies.fb]\nretry = 'groq-sdk'\n"
+                      "fallback = ['openai/gpt-oss-120b']\n", clients=CLIENT.format(name="c", rate="45/min")
+                      + "policy = 'fb'\n")
+    assert main(["capacity", str(chain), "--jobs", "1", "--quiet", "--duration", "20s"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert _cells(row)[3:7] == ["377", f"{MODEL} RPM + openai/gpt-oss-120b RPD", "1.03e+03 (RPM)",
+                                "1000000 (RPD)"], row
+
+
 def test_capacity_of_a_closed_loop_reports_the_load_multiplier(tmp_path, capsys):
     closed = _scenario(tmp_path, clients=CLIENT.format(name="c", rate="x").replace(
         "kind = 'poisson', rate = 'x'", "kind = 'closed', users = 2, think = '10s'"))
