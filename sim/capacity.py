@@ -100,7 +100,7 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
                     "tokens": float(np.mean(np.where(fits, long_run_tokens(spec, sz, admitted), 0.0))),
                     "audio_seconds": float(np.mean(np.where(fits, audio, 0.0)))}
             hops = []
-            for served_by in [model, *(fallback if model == client.model else [])]:
+            for served_by in [model, *fallback]:  # (a trace's row on another model takes the chain too)
                 charges = {}
                 for label, limits in limit_sets(spec, client, served_by):
                     for unit, limit in limits.items():

@@ -222,3 +222,26 @@ def test_the_fallback_programme_agrees_with_the_closed_form_when_no_stream_has_a
     load, binding = _one_model_ceiling(streams, capacity)
     fluid, fluid_binding = _fluid_ceiling(streams, capacity)
     assert fluid == pytest.approx(load, rel=1e-7) and fluid_binding == binding
+
+
+def test_a_trace_row_on_another_model_falls_back_through_the_chain_too(tmp_path):
+    """The engine sends a 429 of any request, a trace's row naming another model included, down the policy's
+    chain: 60 rows a minute on gpt-oss-20b (RPM 30) from a group whose policy falls back to gpt-oss-120b (RPM
+    1 000): 30 + 1 000 req/min (it read 30, the row's own model alone)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,model\n" + "".join(f"{k},openai/gpt-oss-20b\n" for k in range(300)))
+    c = _fallback([{**TINY, "model": "openai/gpt-oss-120b", "arrival": {"kind": "trace", "file": str(trace)},
+                    "policy": "fb"}])
+    assert c.per_minute == pytest.approx(1030)
+
+
+def test_without_a_fallback_the_closed_form_is_used_not_the_programme(monkeypatch):
+    """(The programme gives the same ceilings up to its round-off; the closed form keeps them exact, and spares
+    the scipy.optimize import.)"""
+    import sim.capacity
+
+    def refused(*_):
+        raise AssertionError("the linear programme ran for a mix without a fallback")
+    monkeypatch.setattr(sim.capacity, "_fluid_ceiling", refused)
+    alone = _fallback([{**TINY, "arrival": {"kind": "poisson", "rate": "45/min"}}])
+    assert alone.per_minute == pytest.approx(30)
