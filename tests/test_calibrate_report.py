@@ -23,7 +23,7 @@ def _evidence():
                          "groq": [True, True, True, True, False]})
 
 
-def _hyp(algorithm, charge, score, rank, indist=False, p=math.nan, decision=0.25):
+def _hyp(algorithm, charge, score, rank, indist=False, p=math.nan, decision=0.025):
     comps = {"remaining_tokens": 12.345, "reset_tokens": math.nan, "remaining_requests": 0.5, "reset_requests": 1.0,
              "decision": decision}
     return Hypothesis(algorithm, charge, score, comps, np.zeros(2), pd.DataFrame(), rank, indist, p)
@@ -75,9 +75,9 @@ def test_the_report_prints_each_estimate_as_given():
     assert ("\nlimiter x charge, replayed (error per response: header residuals / limit or window + 1 per wrong 429 "
             "decision; lower is better)\n") in text
     rows = [x.split() for x in lines if x.split()[:1] in (["1"], ["2"], ["3"])]
-    assert rows == [["1", "token_bucket", "max_tokens", "0.1234", "12.3", "-", "0.5", "25.0%", "best"],
+    assert rows == [["1", "token_bucket", "max_tokens", "0.1234", "12.3", "-", "0.5", "2.5%", "best"],
                     ["2", "fixed_window", "max_tokens", "0.1300", "12.3", "-", "0.5", "-", "indistinguishable"],
-                    ["3", "sliding_log", "actual", "0.9000", "12.3", "-", "0.5", "25.0%", "worse", "(p=0.0012)"]]
+                    ["3", "sliding_log", "actual", "0.9000", "12.3", "-", "0.5", "2.5%", "worse", "(p=0.0012)"]]
     assert "sliding_log       actual  0.9000" in text  # rank and algorithm left-aligned, the rest right
     assert ("  best: token_bucket / charge max_tokens; the log cannot tell it from fixed_window / charge "
             "max_tokens") in lines
@@ -124,6 +124,30 @@ def test_the_fragment_sets_the_tier_limiter_and_service_the_log_supports():
     text = toml_fragment(cal)
     assert "# tier: not estimated (the log shows no limit" in text and "tiers" not in tomllib.loads(text)
     assert "# limiter and accounting: not estimated (no headers or 429s to replay)" in text
+
+
+def test_a_best_that_misses_too_many_decisions_is_no_finding():
+    """The best hypothesis missing more than 5 % of its 429 decisions explains nothing (a clock step, lines lost,
+    another key's traffic): the report says so and why, and the fragment keeps the defaults (it wrote the best,
+    a window limiter, 'ranked 1st' with every other 'significantly worse')."""
+    cal = _full()
+    cal.hypotheses = [_hyp("sliding_log", "actual", 0.12, 1, decision=0.051),
+                      _hyp("token_bucket", "max_tokens", 0.19, 2, False, 0.0005, decision=0.18)]
+    lines = report_text(cal).splitlines()
+    assert ("  no hypothesis explains this log: the best, sliding_log / charge actual, misses 5.1% of its 429 "
+            "decisions (one of a log that the limits alone made misses at most 5%).  Usual causes: a step in the "
+            "client's clock, lines missing (streams not read to the end, a process that died), or other keys of "
+            "the organization spending the same limits.  The fragment keeps the default token bucket") in lines
+    assert not any(line.startswith("  best:") for line in lines)
+    text = toml_fragment(cal)
+    assert tomllib.loads(text)["org"] == {"tier": "calibrated", "limiter": "token_bucket",
+                                          "accounting": {"charge": "max_tokens"}}
+    assert ('limiter = "token_bucket"  # the default: no hypothesis explains the log (the best, sliding_log / '
+            'charge actual, misses 5.1% of its 429 decisions; see the report)') in text
+    cal.hypotheses[0].components["decision"] = 0.05  # at the bound: a finding
+    assert 'limiter = "sliding_log"  # ranked 1st of 2' in toml_fragment(cal)
+    cal.hypotheses[0].components["decision"] = math.nan  # no decision scored (all in the burn-in): a finding
+    assert 'limiter = "sliding_log"' in toml_fragment(cal) and "  best: sliding_log" in report_text(cal)
 
 
 def test_the_fragment_without_a_published_base_or_overrides_and_with_a_new_model():

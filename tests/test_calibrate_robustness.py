@@ -254,3 +254,28 @@ def test_a_log_of_a_new_model_alone_leaves_limits_to_fill_in(tmp_path):
     data["org"]["tier"] = "mine"
     data["clients"] = [{"name": "c", "model": new, "arrival": {"kind": "poisson", "rate": "1/min"}}]
     assert scenario_from_dict(data).spec().catalog.limits("mine", new).items() == [("rpm", 30), ("tpm", 6000)]
+
+
+def test_a_clock_step_in_the_log_is_said_to_leave_no_limiter_finding(tmp_path):
+    """The shipped example log with the client's clock stepped 10 s forward from its 150th line: no hypothesis
+    replays it (the token bucket, its truth, then misses 15.9 % of its 429 decisions), so the report says that
+    and the fragment keeps the defaults; stepped 2 s, the bucket misses 3.9 % and is still the finding."""
+    from pathlib import Path
+    lines = Path(__file__).resolve().parents[1].joinpath("scenarios", "logs", "example_groq_calls.jsonl") \
+        .read_text().splitlines()
+
+    def stepped(seconds):
+        rows = [json.loads(x) for x in lines]
+        for r in rows[150:]:
+            r["t_send"] += seconds
+            r["t_recv"] += seconds
+        return calibrate(_write(tmp_path / f"step{seconds}.jsonl", rows))
+    far = stepped(10)
+    assert far.best.name == "token_bucket / charge max_tokens" and not far.best.explains
+    assert far.best.components["decision"] == pytest.approx(0.159, abs=0.001)
+    assert "  no hypothesis explains this log: the best, token_bucket / charge max_tokens, misses 15.9% " in \
+        report_text(far)
+    assert 'limiter = "token_bucket"  # the default: no hypothesis explains the log' in toml_fragment(far)
+    near = stepped(2)
+    assert near.best.explains and near.best.components["decision"] == pytest.approx(0.039, abs=0.001)
+    assert 'limiter = "token_bucket"  # ranked 1st of 8' in toml_fragment(near)

@@ -13,6 +13,7 @@ from ..figures import save, subplots
 from ..texttable import align
 from . import Calibration
 from .limits_fit import PUBLISHED_TIERS
+from .replay import EXPLAINS
 
 
 def _g(x: float, digits: int = 4) -> str:
@@ -34,7 +35,11 @@ def toml_fragment(cal: Calibration) -> str:
         lines.append('tier = "calibrated"')
     elif cal.tier:
         lines.append("# tier: not estimated (the log shows no limit: no rate-limit header, no 429 naming one)")
-    if best:
+    if best and not best.explains:  # no finding: the simulator's defaults, the reference's token bucket
+        lines.append(f'limiter = "token_bucket"  # the default: no hypothesis explains the log (the best, '
+                     f'{best.name}, misses {best.components["decision"]:.1%} of its 429 decisions; see the report)')
+        lines.append('accounting = { charge = "max_tokens" }  # the default, likewise')
+    elif best:
         others = [h.name for h in cal.hypotheses[1:] if h.indistinguishable]
         why = f"ranked 1st of {len(cal.hypotheses)}" + (f"; the log cannot tell it from {', '.join(others)}"
                                                           if others else "")
@@ -142,8 +147,15 @@ def report_text(cal: Calibration) -> str:
         out.append(align(rows, left=2).rstrip("\n"))
         best = cal.best
         ties = [h.name for h in cal.hypotheses[1:] if h.indistinguishable]
-        out.append(f"  best: {best.name}" + (f"; the log cannot tell it from {', '.join(ties)}" if ties else
-                                              "; every other hypothesis fits significantly worse"))
+        if not best.explains:
+            out.append(f"  no hypothesis explains this log: the best, {best.name}, misses "
+                       f"{best.components['decision']:.1%} of its 429 decisions (one of a log that the limits alone "
+                       f"made misses at most {EXPLAINS:.0%}).  Usual causes: a step in the client's clock, lines "
+                       "missing (streams not read to the end, a process that died), or other keys of the "
+                       "organization spending the same limits.  The fragment keeps the default token bucket")
+        else:
+            out.append(f"  best: {best.name}" + (f"; the log cannot tell it from {', '.join(ties)}" if ties else
+                                                  "; every other hypothesis fits significantly worse"))
     if cal.unknown:
         out.append("\nnot estimated:")
         out += [f"  - {u}" for u in cal.unknown]
