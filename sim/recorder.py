@@ -580,10 +580,16 @@ class Recorder:
     """httpx event hooks that log every chat-completion and transcription exchange to ``path``, and a wrapping
     transport that logs the attempts that fail on the client (:meth:`attach` installs both)."""
 
-    def __init__(self, path: str | Path, label: str | None = None, clock=time.time):
-        """``clock`` (epoch seconds) is only for tests that run on a virtual clock."""
+    def __init__(self, path: str | Path, label: str | None = None, clock=None):
+        """Times are the wall clock when the recorder starts plus a monotonic clock's time since: a step of the
+        system clock while it records (NTP, a manual change) moves no later line, and no round trip (one
+        moved the rest of the log, and calibrate's replay, synced once, then missed a decision in five).
+        ``clock`` (epoch seconds) is only for tests that run on a virtual clock."""
         self.writer = LogWriter(path)
         self.label = label
+        if clock is None:
+            offset = time.time() - time.monotonic()
+            clock = lambda: offset + time.monotonic()  # noqa: E731
         self.clock = clock
         self._logged_lock = threading.Lock()
 

@@ -210,6 +210,29 @@ def test_reader_tells_unreadable_from_absent_and_drops_negative_figures(tmp_path
     assert (log.records[3]["max_tokens"], log.records[3]["retry_count"], log.records[3]["error"]) == (0, 0, None)
 
 
+def test_a_step_of_the_system_clock_while_recording_moves_no_line(tmp_path, monkeypatch):
+    """The wall clock read once, at the start, then a monotonic clock: an NTP step or a manual change of the
+    system clock between two calls (here an hour back) moves neither the later lines nor their round trips."""
+    import time
+    from types import SimpleNamespace
+
+    import sim.recorder
+    step = [0.0]  # the system clock's step so far (the recorder's module reads this one)
+    monkeypatch.setattr(sim.recorder, "time", SimpleNamespace(time=lambda: time.time() + step[0],
+                                                              monotonic=time.monotonic))
+    log = tmp_path / "log.jsonl"
+    started = time.time()
+    rec = Recorder(log)
+    client = groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())),
+                       max_retries=0)
+    chat(client)
+    step[0] = -3600.0
+    chat(client)
+    first, second = (json.loads(x) for x in log.read_text().splitlines())
+    assert started <= first["t_send"] <= first["t_recv"] <= second["t_send"] <= second["t_recv"]
+    assert second["t_recv"] - started < 60 and second["t_recv"] - second["t_send"] < 10
+
+
 def test_a_failing_log_never_breaks_the_call(tmp_path):
     rec = Recorder(tmp_path / "log.jsonl")
     rec.writer.close()  # writing now fails
