@@ -126,6 +126,16 @@ def test_the_mean_interval_is_students():
     assert (_mean_ci(np.array(x)).low, _mean_ci(np.array(x)).high) == pytest.approx(_t_interval(x), rel=1e-12)
 
 
+def test_a_speeds_interval_stops_at_zero():
+    """Two speeds far apart: Student's interval reaches below 0 (250 - 12.7 x 150 x 1.41 / 1.41 = -1 656), where
+    no speed is; a speed's is cut there.  The high end is Student's."""
+    x = np.array([100.0, 400.0])
+    f = _mean_ci(x, floor=0.0)
+    assert f.low == 0.0 and f.high == pytest.approx(_t_interval(list(x))[1], rel=1e-12) and f.value == 250.0
+    assert _mean_ci(x).low < 0  # (the default: no floor)
+    assert _mean_ci(np.array([3.0, 5.0, 4.0]), floor=0.0).low == pytest.approx(_t_interval([3.0, 5.0, 4.0])[0])
+
+
 def test_one_sample_has_a_mean_but_no_interval_and_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (numpy warns of a standard deviation of one sample)
@@ -184,7 +194,8 @@ def test_output_speed_mean_median_and_shape():
                 _answer(30, ct=5, ctime=0.0)])
     assert fit.n_answered == 4 and fit.kind == "chat" and fit.speeds.tolist() == [100.0, 400.0]
     assert fit.output_tps.value == 250.0 and fit.output_tps.n == 2
-    assert (fit.output_tps.low, fit.output_tps.high) == pytest.approx(_t_interval([100, 400]), rel=1e-12)
+    # Student's interval, cut at 0 (its low end is -1 656 t/s)
+    assert (fit.output_tps.low, fit.output_tps.high) == pytest.approx((0.0, _t_interval([100, 400])[1]), rel=1e-12)
     # the lognormal: logs ln 100 +- ln 2, so median 200 (the geometric mean) and sigma ln 2
     assert fit.output_median.value == pytest.approx(200.0, rel=1e-6)
     s = stats.lognorm(LN2)

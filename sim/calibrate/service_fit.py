@@ -108,13 +108,15 @@ def _median_ci(x: np.ndarray) -> Figure:
     return Figure(float(np.median(x)), float(x[lo - 1]), float(x[hi]), n)
 
 
-def _mean_ci(x: np.ndarray) -> Figure:
+def _mean_ci(x: np.ndarray, floor: float = -math.inf) -> Figure:
+    """The mean with Student's 95 % interval, its low end at least ``floor`` (a speed's, 0: two samples' interval
+    reached -694 t/s, a speed no server has)."""
     n = len(x)
     m = float(np.mean(x))
     if n < 2:
         return Figure(m, math.nan, math.nan, n)
     half = stats.t.ppf(0.975, n - 1) * float(np.std(x, ddof=1)) / math.sqrt(n)
-    return Figure(m, m - half, m + half, n)
+    return Figure(m, max(m - half, floor), m + half, n)
 
 
 def _lognormal(x: np.ndarray) -> tuple[Figure, float]:
@@ -178,7 +180,7 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
     speeds = finite(good["completion_tokens"] / good["completion_time"])
     if len(speeds) >= 2:
         fit.speeds = speeds
-        fit.output_tps = _mean_ci(speeds)
+        fit.output_tps = _mean_ci(speeds, floor=0.0)
         fit.output_median, sigma = _lognormal(speeds)
         fit.speed_cv = float(math.sqrt(math.expm1(sigma ** 2)))
     else:
