@@ -229,10 +229,22 @@ def run_summary(scenario: Scenario, point: dict, replication: int, duration: flo
     The offered rate is what the window really saw: a diurnal, piecewise, on/off or trace arrival's rate
     over a run differs from its long-run mean."""
     spec = scenario.spec(point, duration=duration)
-    s = summarize(simulate(spec, scenario.seed(replication)))
+    try:
+        s = summarize(simulate(spec, scenario.seed(replication)))
+    except ConfigError as exc:  # what only a run finds out (a closed loop that cannot advance), as `run` says it
+        raise scenario.run_error(exc, point) from None
     fits = s["offered"] - s["too_large"]
     minutes = (spec.duration - spec.warmup) / 60.0
     return (s["ok"] / fits if fits else math.nan), s["latency_p95"], s["cost_per_success"], s["offered"] / minutes
+
+
+def _summary_or_error(*args) -> tuple | ConfigError:
+    """:func:`run_summary`, or the error a run found, returned: one cell's fault stops that cell's search, not
+    the round's other cells."""
+    try:
+        return run_summary(*args)
+    except ConfigError as exc:
+        return exc
 
 
 def held_axes(scenario: Scenario) -> dict:
@@ -315,7 +327,9 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     told each load tried.  ``max_requests``: the most simulated requests one run may take (about: the
     scenario's mean rates x the load x the horizon); a cell whose next load is beyond it stops there, before
     simulating it, the others run to their end, and then a :class:`ConfigError` names the heaviest such load
-    and ``[capacity] max_load``.  Stopped after a round (Ctrl-C, or that error), the
+    and ``[capacity] max_load``.  A cell whose run finds an error (a closed loop that cannot advance) stops
+    there too, the others run to their end, and then that error is raised.  Stopped after a round (Ctrl-C, or
+    either error), the
     exception raised carries ``capacity_rows``: every cell's row as far as it went (:func:`_row`; a cell not
     finished has ``sim_finished`` False and lies between its ``sim_load`` and ``sim_missed_load``), so a
     caller loses none of the runs done."""
@@ -328,6 +342,7 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     known: dict[int, tuple] = {}  # cell -> (best so far, lowest load missed): loads met rise, loads missed fall
     reps = scenario.scenario.replications
     refused: dict[int, float] = {}  # cell -> the load it would try next, beyond the work limit
+    errors: dict[int, ConfigError] = {}  # cell -> what a run of it found (a closed loop that cannot advance)
     try:
         while loads:
             if max_requests is not None:  # a cell whose next load is too heavy stops; the others go on
@@ -337,9 +352,14 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
                     break
             order = sorted(loads)
             calls = [(scenario, {**cells[n][0], "load": loads[n]}, rep, duration) for n in order for rep in range(reps)]
-            runs = pool.map(run_summary, calls)
+            runs = pool.map(_summary_or_error, calls)
             for k, n in enumerate(order):
-                answer = verdict(scenario, runs[k * reps:(k + 1) * reps])
+                mine = runs[k * reps:(k + 1) * reps]
+                if failed := [r for r in mine if isinstance(r, ConfigError)]:  # this cell stops; the others go on
+                    errors[n] = failed[0]
+                    del loads[n]
+                    continue
+                answer = verdict(scenario, mine)
                 best, missed = known.get(n, _UNTRIED)
                 known[n] = ((loads[n], *answer[1:]), missed) if answer[0] else (best, loads[n])
                 if step is not None:
@@ -349,6 +369,8 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
                 except StopIteration as done:
                     results[n] = done.value
                     del loads[n]
+        if errors:  # (the first cell's, in table order; the rows say how far each search went)
+            raise errors[min(errors)]
         if refused:
             top = max(refused.values())
             raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, about "

@@ -265,9 +265,12 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
     def num(value: float, spec: str) -> str:  # no figure (no success at any load tried): "-", as `run` prints
         return f"{value:{spec}}" if math.isfinite(value) else "-"
 
-    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.3g}", f"{r['ceiling_rpm']:.3g}", r["binding"],
-                         f"{r['minute_ceiling_rpm']:.3g} ({unit(r['minute_binding'])})",
-                         f"{r['daily_ceiling_per_day']:.0f} ({unit(r['daily_binding'])})",
+    def ceiling(value: float, spec: str, binding: str) -> str:  # no ceiling (no rate to scale): "-"
+        return f"{value:{spec}} ({unit(binding)})" if binding else num(value, spec)
+
+    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.3g}", num(r["ceiling_rpm"], ".3g"), r["binding"],
+                         ceiling(r["minute_ceiling_rpm"], ".3g", r["minute_binding"]),
+                         ceiling(r["daily_ceiling_per_day"], ".0f", r["daily_binding"]),
                          _simulated_max(r),
                          num(100 * r["sim_success"], ".1f"), num(r["sim_p95"], ".2f"),
                          num(r["sim_cost_per_1k"], ".3f")]
@@ -389,7 +392,10 @@ def _simlog(args) -> int:
     if requests > MAX_LOG_REQUESTS and not args.force:
         raise ConfigError(f"{args.scenario}: about {requests:,.0f} simulated requests is more than simlog writes "
                           f"without --force (limit {MAX_LOG_REQUESTS:,}); lower --duration or add --force")
-    log = simulate_log(scenario.spec(point, duration=duration), scenario.seed(0))
+    try:
+        log = simulate_log(scenario.spec(point, duration=duration), scenario.seed(0))
+    except ConfigError as exc:  # what only a run finds out (a closed loop that cannot advance), as `run` says it
+        raise scenario.run_error(exc, point, args.point) from None
     log.write(args.output)
     refused = sum(x["status"] == 429 for x in log.lines)
     print(f"wrote {args.output}: {len(log.lines)} attempt(s) of {len(log.result.records)} request(s), "

@@ -18,6 +18,11 @@ class KeyedError(ConfigError):
         super().__init__(f"{key}: {message}")
         self.key, self.message = key, message
 
+    def __reduce__(self):
+        """Pickled with both its arguments: a worker process's error reaches the parent (an exception is
+        rebuilt from ``args``, here the one joined text, which broke the pool: BrokenProcessPool)."""
+        return type(self), (self.key, self.message)
+
 
 class InputWarning(UserWarning):
     """Input the simulator accepted after adjusting it (e.g. an unsorted trace it sorted): the CLI prints it as

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 from .cluster import run_on_dask
 from .engine import simulate
-from .errors import ConfigError, KeyedError
+from .errors import ConfigError
 from .fields import is_whole
 from .groups import client_summaries
 from .pool import Pool
@@ -108,13 +108,8 @@ def execute(scenario: Scenario, job: Job, out: str | None = None, duration: floa
     spec = scenario.spec(job.point, duration=duration)  # (its errors name the file and line themselves)
     try:
         result = simulate(spec, scenario.seed(job.replication))
-    except ConfigError as exc:  # what only the run finds out (a closed loop that cannot advance): name the file,
-        # the key's line and the grid point (the file may be fine at its other points)
-        axes = ", ".join(f"{a} = {job.point[a]!r}" for a in scenario.compare)
-        where = f" (at grid point {job.point_index}: {axes})" if axes else ""
-        if isinstance(exc, KeyedError):
-            raise scenario.error(exc.key, exc.message + where) from None
-        raise ConfigError(f"{scenario.source}: {exc}{where}") from None
+    except ConfigError as exc:  # what only the run finds out (a closed loop that cannot advance)
+        raise scenario.run_error(exc, {a: job.point[a] for a in scenario.compare}, job.point_index) from None
     summary = summarize(result)
     row = {"point": job.point_index, **{f"{k}": v for k, v in job.point.items()},
            "replication": job.replication, "key": job.key, **summary, "events": result.events}

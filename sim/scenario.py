@@ -668,6 +668,16 @@ class Scenario(Strict):
             self.spec(point)
         return grid
 
+    def run_error(self, exc: ConfigError, point: dict, index: int | None = None) -> ConfigError:
+        """What only a run of ``point`` finds (a closed loop that cannot advance), as one line naming the file,
+        the key's line and the point (its number ``index`` in :meth:`grid` when it is one; the file may be fine
+        at its other points)."""
+        axes = ", ".join(f"{a} = {v!r}" for a, v in point.items())
+        where = (f" (at grid point {index}: {axes})" if index is not None else f" (at {axes})") if axes else ""
+        if isinstance(exc, KeyedError):
+            return self.error(exc.key, exc.message + where)
+        return ConfigError(f"{self.source}: {exc}{where}")
+
     def error(self, key: str, message: str) -> ConfigError:
         """A ConfigError naming the file, its line of ``key`` where found, and ``key`` (a key the overrides set:
         said so, with no line)."""

@@ -569,6 +569,43 @@ def test_capacity_names_every_unit_a_fallback_chains_ceiling_rests_on(tmp_path, 
                                 "1000000 (RPD)"], row
 
 
+STUCK = ("[scenario]\nduration = '1m'\nreplications = 2\n[service.'openai/gpt-oss-20b']\nrtt_median = 0\n"
+         "rtt_p90 = 0\n[[clients]]\nname = 'chat'\nmodel = 'openai/gpt-oss-120b'\n"
+         "arrival = { kind = 'closed', users = 2, think = '0s' }\nprompt_tokens = 10000\nmax_tokens = 100\n"
+         "policy = 'no-retry'\n")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_error_only_a_capacity_run_finds_is_one_line_after_every_row(tmp_path, capsys, jobs):
+    """A closed loop that cannot advance (think 0, every request a 413 with no round trip) on gpt-oss-20b only:
+    its search stops with the line `run` gives (the file's line, the point), the other model's runs to its end,
+    and every row is printed first.  It was a traceback (the error could not be pickled back from a worker:
+    BrokenProcessPool, exit 1), and in one process a line naming no file, with no row."""
+    path = tmp_path / "stuck.toml"
+    path.write_text(STUCK + "[compare]\nmodel = ['openai/gpt-oss-120b', 'openai/gpt-oss-20b']\n")
+    assert main(["capacity", str(path), "--jobs", jobs, "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"groqsim: error: {path}:10: clients[0].arrival.think: client 'chat': a think time of 0 and "
+                   "requests that end the instant they start (dropped by a full queue, or a 413 or error with no "
+                   "network round trip): its users would send requests for ever with no time passing; give "
+                   "arrival.think > 0 (at tier = 'free', model = 'openai/gpt-oss-20b', load = 64.0)\n")
+    rows = [_cells(line) for line in out.splitlines()[2:4]]
+    assert [r[:2] for r in rows] == [["free", "openai/gpt-oss-120b"], ["free", "openai/gpt-oss-20b"]]
+    # no ceiling (a closed loop has no rate to scale: "-", not "nan ()"); the 120b search ran to its end
+    assert rows[0][2:] == ["0", "-", "-", "-", "load x0", "-", "-", "-"]
+    assert rows[1][2:] == ["0", "-", "-", "-", "unfinished: no load simulated", "-", "-", "-"]
+
+
+def test_simlog_names_the_file_of_an_error_only_the_run_finds(tmp_path, capsys):
+    path = tmp_path / "stuck.toml"
+    path.write_text(STUCK.replace("openai/gpt-oss-120b", "openai/gpt-oss-20b") + "[compare]\nload = [1, 2]\n")
+    assert _one_error(capsys, main(["simlog", str(path), "-o", str(tmp_path / "l.jsonl"), "--point", "1"])) == (
+        f"groqsim: error: {path}:10: clients[0].arrival.think: client 'chat': a think time of 0 and requests that "
+        "end the instant they start (dropped by a full queue, or a 413 or error with no network round trip): its "
+        "users would send requests for ever with no time passing; give arrival.think > 0 (at grid point 1: load "
+        "= 2)")
+
+
 def test_capacity_of_a_closed_loop_reports_the_load_multiplier(tmp_path, capsys):
     closed = _scenario(tmp_path, clients=CLIENT.format(name="c", rate="x").replace(
         "kind = 'poisson', rate = 'x'", "kind = 'closed', users = 2, think = '10s'"))

@@ -45,6 +45,15 @@ def test_a_keyed_error_is_one_line_key_first_and_keeps_its_parts():
         Catalog.published().define_tier("none", "free", scale={"rpm": 0})
 
 
+def test_a_keyed_error_crosses_a_process_boundary_whole():
+    """A worker's error reaches the parent pickled: rebuilt from its key and message (pickle rebuilt it from
+    the joined text alone, a TypeError in the pool's thread, and the command died of BrokenProcessPool)."""
+    import pickle
+    back = pickle.loads(pickle.dumps(KeyedError("clients[0].arrival.think", "stuck")))
+    assert type(back) is KeyedError and (back.key, back.message) == ("clients[0].arrival.think", "stuck")
+    assert str(back) == "clients[0].arrival.think: stuck"
+
+
 def test_the_warning_classes_are_input_warnings_the_filters_can_name():
     assert issubclass(InputWarning, UserWarning)
     assert issubclass(ShutDownModelWarning, InputWarning) and issubclass(InertSettingWarning, InputWarning)
