@@ -420,9 +420,8 @@ def _port(text: str) -> int:
 def _serve(args) -> int:
     import socket
 
-    from .emulator import emulator_from_scenario, parse_keys, serve
     from .emulator.core import MAX_TIME_SCALE
-    from .runner import check_out
+    from .runner import check_out, hold_out, prepare_out
     if not 0 < args.time_scale <= MAX_TIME_SCALE:
         raise ConfigError(f"--time-scale {args.time_scale}: allowed: a number > 0 and at most {MAX_TIME_SCALE:g} "
                           "(e.g. 20)")
@@ -442,6 +441,19 @@ def _serve(args) -> int:
                               "one of its own addresses, e.g. 127.0.0.1") from None
         raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} "
                           f"({exc.strerror or exc}); choose a free port") from None
+    created = not out.exists()
+    prepare_out(out)
+    try:  # one emulator a directory: a second one would set this one's files aside and write over its records
+        with hold_out(out):
+            return _serving(args, out)
+    except ConfigError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind a command that did nothing
+        raise
+
+
+def _serving(args, out: Path) -> int:
+    from .emulator import emulator_from_scenario, parse_keys, serve
     emu = emulator_from_scenario(args.scenario, args.time_scale, parse_keys(args.key), out, args.seed, args.point)
     for note in emu.notes:
         print(f"groqsim serve: {note}", file=sys.stderr)

@@ -758,6 +758,26 @@ def test_serve_announces_its_address_and_serves_the_point_asked(tmp_path, monkey
     assert _err_lines(capsys)[-1].endswith(f"time scale 1); log {tmp_path / 'o' / 'requests.jsonl'}")
 
 
+def test_a_second_serve_on_the_same_out_is_refused(tmp_path, served, capsys):
+    """Two emulators on one --out (the default one of two points of a scenario) wrote over each other's
+    records, the second setting aside the first's log while it still wrote there: the second is refused, as a
+    second `run` is; a serve that fails to start leaves no directory it made."""
+    from sim.runner import hold_out
+    path = _scenario(tmp_path, name="emu.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+    with hold_out(out):  # another groqsim command serving there
+        assert _one_error(capsys, main(["serve", str(path), "--port", str(_free_port()), "--out", str(out)])) == (
+            f"groqsim: error: --out {out}: another groqsim command is writing there now; wait for it to end, or "
+            "choose another --out")
+    assert served == [] and list(out.iterdir()) == []
+    assert main(["serve", str(path), "--port", str(_free_port()), "--out", str(out)]) == 0 and len(served) == 1
+    bad = _scenario(tmp_path, "[org]\ntier = 'gold'\n", name="bad.toml")
+    fresh = tmp_path / "fresh"
+    assert main(["serve", str(bad), "--port", str(_free_port()), "--out", str(fresh)]) == 2
+    assert not fresh.exists() and len(served) == 1
+
+
 def test_serve_says_when_no_key_carries_a_projects_limits(tmp_path, served, capsys):
     org = ("[org]\ntier = 'developer'\n[projects.etl]\nlimits = { '" + MODEL + "' = { rpm = 5 } }\n[projects.web]\n"
            + CLIENT.format(name="c", rate="10/min") + "project = 'etl'\n")
