@@ -22,7 +22,7 @@ from .headers import RETRY_AFTER_ROUNDING
 from .limiters import ALGORITHMS
 from .policies import JITTERS, SCHEDULES
 from .service import lognormal_sigma
-from .units import parse_count
+from .units import parse_count, parse_duration
 
 __all__ = ["Dist", "Policy", "Client", "Accounting", "Org", "BUILTIN_POLICIES", "resolve_policy", "policy_table",
            "PolicyError",
@@ -170,6 +170,19 @@ class Policy(Strict):
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
     queue_size: Annotated[int, Field(ge=0)] | None = None
     fallback: list[str] = []
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, value):
+        """'retry-after' or a duration; anything else said so (pydantic's union said only "Input should be
+        'retry-after'", hiding that a duration is allowed)."""
+        if value is None or value == "retry-after":
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a cooldown (allowed: 'retry-after', or a duration such as 5s, 30 "
+                             "or 0)") from None
 
     @model_validator(mode="before")
     @classmethod

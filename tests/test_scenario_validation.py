@@ -128,6 +128,13 @@ REFUSED = [
      f"{MODELS})"),
     (pol(retry="fixed", max_attempts=2, fallback=["whisper-large-v3"]), "policies.p.fallback: 'whisper-large-v3' "
      "(stt) cannot answer 'llama-3.1-8b-instant''s requests (chat): fall back to a model of the same kind"),
+    # a cooldown: 'retry-after' or a duration (it said only "Input should be 'retry-after'")
+    (pol(cooldown="-5s"), "policies.p.cooldown: '-5s' is not a cooldown (allowed: 'retry-after', or a duration "
+     "such as 5s, 30 or 0)"),
+    (pol(cooldown="retry_after"), "policies.p.cooldown: 'retry_after' is not a cooldown (allowed: 'retry-after', "
+     "or a duration such as 5s, 30 or 0)"),
+    (pol(cooldown=True), "policies.p.cooldown: true is not a cooldown (allowed: 'retry-after', or a duration such "
+     "as 5s, 30 or 0)"),
     # [[clients]] sizes
     ({"client": {"prompt_tokens": -1}}, "clients[0].prompt_tokens: -1: Input should be greater than or equal to 0"),
     # (a size written alone is named by its own key, not the fixed distribution's "value" it stands for;
