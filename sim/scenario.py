@@ -553,7 +553,9 @@ class Scenario(Strict):
                 if c.project not in self.projects:
                     raise self.error(f"clients[{k}].project",
                                      did_you_mean(c.project, self.projects, "project") if self.projects
-                                     else f"no project {c.project!r}: define it as [projects.{c.project}]")
+                                     else f"no project {c.project!r}: define it as [projects.{c.project}]"
+                                     if c.project.strip() else f"{c.project!r} names no project (allowed: leave "
+                                     "project out, or name a [projects.NAME] table)")
             if c.arrival.kind == "trace":
                 if not c.arrival.file.strip():
                     raise self.error(f"clients[{k}].arrival.file", f"{c.arrival.file!r} names no file (allowed: "

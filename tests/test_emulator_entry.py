@@ -59,7 +59,8 @@ def test_keys_are_labelled_by_their_project_or_by_themselves():
 def test_a_key_must_be_named(item):
     with pytest.raises(ConfigError) as e:
         parse_keys(["sk-ok", item])
-    assert str(e.value) == f"--key {item!r}: allowed: KEY or KEY=LABEL"
+    assert str(e.value) == (f"--key {item!r}: no key (allowed: KEY, or KEY=PROJECT to count its requests to a "
+                            "project)")
 
 
 def test_one_key_has_one_label():

@@ -135,6 +135,8 @@ REFUSED = [
      "or a duration such as 5s, 30 or 0)"),
     (pol(cooldown=True), "policies.p.cooldown: true is not a cooldown (allowed: 'retry-after', or a duration such "
      "as 5s, 30 or 0)"),
+    ({"client": {"project": ""}}, "clients[0].project: '' names no project (allowed: leave project out, or name a "
+     "[projects.NAME] table)"),
     # [[clients]] sizes
     ({"client": {"prompt_tokens": -1}}, "clients[0].prompt_tokens: -1: Input should be greater than or equal to 0"),
     # (a size written alone is named by its own key, not the fixed distribution's "value" it stands for;

@@ -24,7 +24,8 @@ def parse_keys(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, _, label = item.partition("=")
         if not key.strip():
-            raise ConfigError(f"--key {item!r}: allowed: KEY or KEY=LABEL")
+            raise ConfigError(f"--key {item!r}: no key (allowed: KEY, or KEY=PROJECT to count its requests to a "
+                              "project)")
         key, label = key.strip(), label.strip() or key.strip()
         if out.get(key, label) != label:  # one key, two projects: which one the key's requests count to?
             raise ConfigError(f"--key {item!r}: key {key!r} is already labelled {out[key]!r}; allowed: one label "
