@@ -136,14 +136,20 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
                          start_early_figures, write_outputs)
     from .runner import finished_rows, plan, run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
+    started = False
     try:
         _work(args, scenario, duration)
+        started = True
         study = run_study(scenario, out, dask=args.dask, resume=not args.fresh, duration=duration,
                           progress=False if args.quiet else None, pool=pool,
                           on_first_replication=lambda s: start_early_figures(pool, s, out, early))
-    except ConfigError:
+    except ConfigError as exc:
         if created and not any(f.is_file() for f in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
+        kept = len(finished_rows(out, plan(scenario, duration))) if started and (out / "runs").is_dir() else 0
+        if kept:  # (an error only a run finds: the runs finished before it are not lost)
+            raise ConfigError(f"{exc}; the {kept} run(s) finished are kept in {out / 'runs'}: the same command, "
+                              "once that is fixed, reuses them") from None
         raise
     except KeyboardInterrupt:  # a second signal while the first one's partial study was gathered
         print(_kept(len(finished_rows(out, plan(scenario, duration))), out), file=sys.stderr)

@@ -596,6 +596,20 @@ def test_an_error_only_a_capacity_run_finds_is_one_line_after_every_row(tmp_path
     assert rows[1][2:] == ["0", "-", "-", "-", "unfinished: no load simulated", "-", "-", "-"]
 
 
+def test_an_error_only_a_run_finds_says_the_finished_runs_are_kept(tmp_path, capsys):
+    path = tmp_path / "stuck.toml"
+    path.write_text(STUCK + "[compare]\nmodel = ['openai/gpt-oss-120b', 'openai/gpt-oss-20b']\n")
+    out = tmp_path / "out"
+    err = _one_error(capsys, main(["run", str(path), "--jobs", "1", "--quiet", "--out", str(out)]))
+    # replication 0 of each point first: 120b's ran, then 20b's found the error
+    assert err.endswith("give arrival.think > 0 (at grid point 1: model = 'openai/gpt-oss-20b'); the 1 run(s) "
+                        f"finished are kept in {out / 'runs'}: the same command, once that is fixed, reuses them")
+    assert len(list((out / "runs").glob("*.json"))) == 1
+    bad = tmp_path / "bad.toml"  # refused before any run: nothing said of runs
+    bad.write_text(STUCK.replace("duration = '1m'", "duration = '1m'\nbogus = 1"))
+    assert "kept" not in _one_error(capsys, main(["run", str(bad), "--quiet", "--out", str(out)]))
+
+
 def test_simlog_names_the_file_of_an_error_only_the_run_finds(tmp_path, capsys):
     path = tmp_path / "stuck.toml"
     path.write_text(STUCK.replace("openai/gpt-oss-120b", "openai/gpt-oss-20b") + "[compare]\nload = [1, 2]\n")
