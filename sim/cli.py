@@ -680,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"groqsim: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:  # (only past the work limits: --force) one line, as for too much work asked without it
+        print("groqsim: error: out of memory: the work asked for more than this machine holds; lower the rate, "
+              "--duration, [compare] load or the replications", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("groqsim: interrupted", file=sys.stderr)
         return 130

@@ -610,6 +610,19 @@ def test_an_error_only_a_run_finds_says_the_finished_runs_are_kept(tmp_path, cap
     assert "kept" not in _one_error(capsys, main(["run", str(bad), "--quiet", "--out", str(out)]))
 
 
+def test_running_out_of_memory_past_the_work_limits_is_one_line(tmp_path, monkeypatch, capsys):
+    """With --force the work limits are off: a rate of 1e12/min then asked numpy for 15 TiB, a traceback."""
+    import sim.runner
+
+    def huge(*_, **__):
+        raise MemoryError("Unable to allocate 15.3 TiB for an array")
+    monkeypatch.setattr(sim.runner, "simulate", huge)
+    assert _one_error(capsys, main(["run", str(_scenario(tmp_path)), "--jobs", "1", "--quiet", "--force",
+                                    "--out", str(tmp_path / "o")])) == (
+        "groqsim: error: out of memory: the work asked for more than this machine holds; lower the rate, "
+        "--duration, [compare] load or the replications")
+
+
 def test_simlog_names_the_file_of_an_error_only_the_run_finds(tmp_path, capsys):
     path = tmp_path / "stuck.toml"
     path.write_text(STUCK.replace("openai/gpt-oss-120b", "openai/gpt-oss-20b") + "[compare]\nload = [1, 2]\n")
