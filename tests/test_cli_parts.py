@@ -539,7 +539,8 @@ def test_capacity_explains_a_target_no_load_meets(tmp_path, capsys):
     assert main(["capacity", str(fast), "--jobs", "1", "--quiet"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"free {MODEL}: no load met the target, down to x0.001 of the traffic: its success or p95 target (p95 <= "
-        "0.01 s) is out of reach at any load, e.g. below the service's own latency")
+        "0.01 s) is out of reach at any load, e.g. below the service's own latency, or the window (60 s after the "
+        "warm-up) too short for a request to finish in")
 
 
 def test_capacity_says_what_share_of_the_mix_never_fits_the_tier(tmp_path, capsys):
