@@ -145,9 +145,19 @@ def test_a_best_that_misses_too_many_decisions_is_no_finding():
     assert ('limiter = "token_bucket"  # the default: no hypothesis explains the log (the best, sliding_log / '
             'charge actual, misses 5.1% of its 429 decisions; see the report)') in text
     cal.hypotheses[0].components["decision"] = 0.05  # at the bound: a finding
-    assert 'limiter = "sliding_log"  # ranked 1st of 2' in toml_fragment(cal)
+    assert 'limiter = "sliding_log"  # ranked 1st of 2' in toml_fragment(cal).splitlines()
     cal.hypotheses[0].components["decision"] = math.nan  # no decision scored (all in the burn-in): a finding
     assert 'limiter = "sliding_log"' in toml_fragment(cal) and "  best: sliding_log" in report_text(cal)
+
+
+def test_the_fragment_rounds_each_figure_to_what_the_log_can_tell():
+    """speed_cv to 3 decimals, prefill_tps to a whole token a second, output_tps to one decimal."""
+    cal = _full()
+    chat = cal.service[CHAT]
+    chat.speed_cv, chat.prefill_tps = 0.12345, 5000.46
+    chat.output_tps = Figure(412.3456, 400.0, 424.0, 30)
+    service = tomllib.loads(toml_fragment(cal))["service"][CHAT]
+    assert (service["speed_cv"], service["prefill_tps"], service["output_tps"]) == (0.123, 5000.0, 412.3)
 
 
 def test_the_fragment_without_a_published_base_or_overrides_and_with_a_new_model():

@@ -597,6 +597,15 @@ def test_an_error_only_a_capacity_run_finds_is_one_line_after_every_row(tmp_path
     assert rows[1][2:] == ["0", "-", "-", "-", "unfinished: no load simulated", "-", "-", "-"]
 
 
+def test_when_two_capacity_cells_find_an_error_the_first_rows_is_said(tmp_path, capsys):
+    both = STUCK.replace("rtt_p90 = 0\n", "rtt_p90 = 0\n[service.'openai/gpt-oss-120b']\nrtt_median = 0\n"
+                         "rtt_p90 = 0\n")
+    path = tmp_path / "both.toml"
+    path.write_text(both + "[compare]\nmodel = ['openai/gpt-oss-20b', 'openai/gpt-oss-120b']\n")
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 2
+    assert capsys.readouterr().err.endswith("(at tier = 'free', model = 'openai/gpt-oss-20b', load = 64.0)\n")
+
+
 def test_an_error_only_a_run_finds_says_the_finished_runs_are_kept(tmp_path, capsys):
     path = tmp_path / "stuck.toml"
     path.write_text(STUCK + "[compare]\nmodel = ['openai/gpt-oss-120b', 'openai/gpt-oss-20b']\n")

@@ -233,6 +233,15 @@ def test_a_step_of_the_system_clock_while_recording_moves_no_line(tmp_path, monk
     assert second["t_recv"] - started < 60 and second["t_recv"] - second["t_send"] < 10
 
 
+def test_a_clock_given_is_the_one_read(tmp_path):
+    """(For tests on a virtual clock: ``clock`` replaces the anchored wall clock.)"""
+    log = tmp_path / "log.jsonl"
+    rec = Recorder(log, clock=lambda: 1234.5)
+    chat(groq.Groq(api_key="k", http_client=rec.client(transport=httpx.MockTransport(GroqLike())), max_retries=0))
+    line = json.loads(log.read_text().splitlines()[0])
+    assert (line["t_send"], line["t_recv"]) == (1234.5, 1234.5)
+
+
 def test_a_failing_log_never_breaks_the_call(tmp_path):
     rec = Recorder(tmp_path / "log.jsonl")
     rec.writer.close()  # writing now fails
