@@ -430,12 +430,11 @@ def _serve(args) -> int:
     import socket
 
     from .emulator.core import MAX_TIME_SCALE
-    from .runner import check_out, hold_out, prepare_out
+    from .runner import hold_out, prepare_out
     if not 0 < args.time_scale <= MAX_TIME_SCALE:
         raise ConfigError(f"--time-scale {args.time_scale}: allowed: a number > 0 and at most {MAX_TIME_SCALE:g} "
                           "(e.g. 20)")
     out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
-    check_out(out)
     try:  # a host that is not an address of this machine: named as such, not blamed on the port
         socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:

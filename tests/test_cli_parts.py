@@ -499,6 +499,7 @@ def test_capacity_table_with_held_axes_and_a_target_half_written(tmp_path, capsy
     free, developer = (_cells(line) for line in lines[3:5])
     assert free[:5] == ["free", MODEL, "10", "0.694", f"{MODEL} RPD"] and developer[:3] == ["developer", MODEL, "10"]
     assert developer[7] == "≥ 624 (load x64)" and free[7].endswith(" (load x6.38)") and "≥" not in free[7]
+    assert free[8] == "90.8" and developer[8] == "100.0"  # success in %, as `run` prints it (a mean of 0.908)
     assert len(lines) == 5
 
 
@@ -535,6 +536,11 @@ def test_capacity_explains_a_target_no_load_meets(tmp_path, capsys):
     assert lines[-1] == (f"free {MODEL}: no load met the target: every request of the mix is larger than a unit's "
                          "whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
                          "requests must be smaller or the tier's limits larger")
+    short = _scenario(tmp_path, head="duration = '10m'\nwarmup = '1m'\n", name="short.toml")
+    assert main(["capacity", str(short), "--jobs", "1", "--quiet", "--duration", "1s"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(  # (--duration keeps the warm-up's share: 0.1 s)
+        "e.g. below the service's own latency, or the window (0.9 s after the warm-up) too short for a request to "
+        "finish in")
     fast = _scenario(tmp_path, "[capacity]\np95 = 0.01\n", name="fast.toml")
     assert main(["capacity", str(fast), "--jobs", "1", "--quiet"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
