@@ -536,7 +536,8 @@ def test_capacity_explains_a_target_no_load_meets(tmp_path, capsys):
     assert lines[-1] == (f"free {MODEL}: no load met the target: every request of the mix is larger than a unit's "
                          "whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
                          "requests must be smaller or the tier's limits larger")
-    short = _scenario(tmp_path, head="duration = '10m'\nwarmup = '1m'\n", name="short.toml")
+    short = _scenario(tmp_path, head="duration = '10m'\nwarmup = '1m'\n", name="short.toml", clients=CLIENT.format(
+        name="c", rate="10/min").replace("prompt_tokens = 50\nmax_tokens = 20\n", ""))  # (answers of ~1 s)
     assert main(["capacity", str(short), "--jobs", "1", "--quiet", "--duration", "1s"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].endswith(  # (--duration keeps the warm-up's share: 0.1 s)
         "e.g. below the service's own latency, or the window (0.9 s after the warm-up) too short for a request to "
