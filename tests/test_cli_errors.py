@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.policies import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,7 +240,7 @@ SCENARIOS = [
     # retry = "none" written with retries allowed would back off as exponential: the two contradict each other
     ("retry-none-with-attempts", _with("[policies.p]\nretry = 'none'\nmax_attempts = 5\n", "policy = 'p'\n"),
      "s.toml:9: policies.p.retry: 'none' makes one attempt, but max_attempts = 5: set max_attempts = 1, or name how "
-     "the retries back off (allowed: fixed, exponential, groq-sdk, openai-sdk)"),
+     "the retries back off (allowed: " + ", ".join(s for s in SCHEDULES if s != "none") + ")"),
     ("retry-none-extends-attempts", _with("[policies.p]\nextends = 'exponential'\nretry = 'none'\n",
                                           "policy = 'p'\n"),
      "policies.p.retry: 'none' makes one attempt, but max_attempts = 6 (from extends 'exponential')"),

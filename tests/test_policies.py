@@ -86,13 +86,15 @@ def test_every_registered_schedule_is_the_one_built(name):
 def test_a_newly_registered_schedule_is_built_from_the_policy(monkeypatch):
     """Registering is enough (schedule() special-cased ``fixed`` and ``groq-sdk`` and built everything else
     from ``JITTERS``: a new ``linear`` ran as ``Exponential``), with the one constructor convention
-    ``from_policy`` (default ``cls(base, cap)``)."""
+    ``from_policy`` (default ``cls(base, cap)``).  (Registered under a name no real schedule will take: a
+    newcomer who adds a ``linear`` of their own must not find this test replacing it.)"""
     class Linear(Exponential):
         def delay(self, attempt, retry_after, u, prev=None):
             return min(self.cap, self.base * attempt)
 
-    monkeypatch.setitem(SCHEDULES, "linear", Linear)
-    cfg = Policy(base=2.0, cap=7.0).model_copy(update={"retry": "linear", "jitter": "full"})
+    assert "test-only-linear" not in SCHEDULES
+    monkeypatch.setitem(SCHEDULES, "test-only-linear", Linear)
+    cfg = Policy(base=2.0, cap=7.0).model_copy(update={"retry": "test-only-linear", "jitter": "full"})
     built = schedule(cfg)
     assert type(built) is Linear and (built.base, built.cap) == (2.0, 7.0)
     assert [built.delay(a, None, fixed_u(0.5)) for a in (1, 2, 3, 4)] == [2.0, 4.0, 6.0, 7.0]
