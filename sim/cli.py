@@ -247,8 +247,6 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
         print(json.dumps(jsonable(rows), indent=2, allow_nan=False))
         return 0
     horizon = duration or scenario.scenario.duration
-    spec = scenario.spec(scenario.grid()[0], duration=duration)  # (a --duration keeps the warm-up's share)
-    window = spec.duration - spec.warmup
     written = t.model_fields_set & {"success", "p95"}  # (a default target may not suit the traffic: a batch's p95)
     default = "" if written == {"success", "p95"} else (
         " (the default target" + (f" for {', '.join(sorted({'success', 'p95'} - written))}" if written else "")
@@ -296,6 +294,8 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
                   "unit's whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
                   "requests must be smaller or the tier's limits larger")
         elif r["sim_load"] == 0:  # the bisection found no load meeting the target, down to x0.001
+            spec = scenario.spec(scenario.grid()[0], duration=duration)  # (a --duration keeps the warm-up's share)
+            window = spec.duration - spec.warmup
             print(f"{r['tier']} {r['model']}: no load met the target, down to x0.001 of the traffic: its success "
                   f"or p95 target (p95 <= {t.p95:g} s) is out of reach at any load, e.g. below the service's own "
                   f"latency, or the window ({window:g} s after the warm-up) too short "
