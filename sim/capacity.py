@@ -43,7 +43,7 @@ from .catalog import UNIT_SPEC
 from .engine import simulate
 from .errors import ConfigError
 from .pool import Pool
-from .scenario import Scenario
+from .scenario import Scenario, require_scenario
 from .projects import project_limits
 from .summary import summarize
 from .workload import request_mix
@@ -69,6 +69,7 @@ class Ceiling:
 
 
 def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
+    require_scenario(scenario, "analytic_ceiling(scenario)")
     spec = scenario.spec(point)
     rng = np.random.default_rng(12345)  # fixed: the mean costs are a property of the mix, not of a run
     # a stream of requests (one client group's, on one model) and, for each model it may be served by (its own,
@@ -404,6 +405,7 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
     import sys
 
     from tqdm import tqdm
+    require_scenario(scenario, "capacity_table(scenario)")
     no_traffic(scenario)
     axes = {a: v for a, v in scenario.compare.items() if a in ("tier", "model")}
     others = held_axes(scenario)
@@ -449,6 +451,12 @@ def no_traffic(scenario: Scenario) -> None:
 def knee(comparison, success: float = 0.99, p95: float = 10.0, by: str = "load"):
     """The highest value of ``by`` in a sweep's comparison rows whose mean success ratio and mean p95
     latency meet the targets, assuming service gets worse with load (None if even the lowest fails)."""
+    if not hasattr(comparison, "sort_values"):
+        raise TypeError(f"knee(comparison): takes a comparison frame (study.comparison), got "
+                        f"{type(comparison).__name__}")
+    if by not in comparison:
+        raise ValueError(f"knee(by={by!r}): the comparison has no such column (a [compare] axis of the sweep; "
+                         f"it has: {', '.join(c for c in comparison.columns if not c.endswith(('_mean', '_ci95')))})")
     rows = comparison.sort_values(by)
     ok = (rows["success_ratio_mean"] >= success) & (rows["latency_p95_mean"] <= p95)
     best = None

@@ -288,7 +288,8 @@ def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early
     parallel (a study held in memory is written here: its records are not sent to workers).  ``early``:
     figures already started on the pool (figure function -> future, see :func:`start_early_figures`).  A
     file that cannot be written does not stop the others: its line (:func:`sim.errors.writing`) goes to
-    ``errors``."""
+    ``errors``.  ``out``: a str or Path, as :func:`sim.run_study` takes it."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     early = early or {}
     # the longest first, so that it does not start last
@@ -383,8 +384,8 @@ def usage_over_time(records: pd.DataFrame, spec, times: np.ndarray, earlier=None
 
 
 def plot_study(study: StudyResult, out: Path) -> list[Path]:
-    """The study's four figures (:data:`FIGURES`), drawn here one after the other."""
-    return [f for fig in FIGURES for f in fig(study, out)]
+    """The study's four figures (:data:`FIGURES`), drawn here one after the other (``out``: a str or Path)."""
+    return [f for fig in FIGURES for f in fig(study, Path(out))]
 
 
 #: the most bins a figure over time draws (a long run's bins widen instead)

@@ -33,7 +33,7 @@ from .groups import client_summaries
 from .pool import Pool
 from .records import RunResult
 from .report import compare, jsonable
-from .scenario import DASK_ALLOWED, DASK_ADDRESS, Scenario
+from .scenario import DASK_ALLOWED, DASK_ADDRESS, Scenario, require_scenario
 from .study import StudyResult, summary_frame, tagged, write_run_file
 from .summary import summarize
 from .spec import RunSpec
@@ -195,11 +195,7 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
     for this study only.  ``on_first_replication(study)``: called once, as soon as replication 0 of every grid
     point is done (those runs go first), with the study so far: what reads only replication 0 (the figures
     over time) can start while the other replications run."""
-    if not isinstance(scenario, Scenario):
-        hint = (": load the file first, sim.load_scenario(path)" if isinstance(scenario, (str, os.PathLike)) else
-                ": validate it first, sim.scenario_from_dict(data)" if isinstance(scenario, dict) else
-                ": a RunSpec is one run, sim.simulate(spec, seed)" if isinstance(scenario, RunSpec) else "")
-        raise TypeError(f"run_study(scenario): takes a Scenario, got {type(scenario).__name__}{hint}")
+    require_scenario(scenario, "run_study(scenario)")
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"run_study(out={out!r}): the output directory is a path (str or Path), or None for "
                         "in memory")

@@ -15,6 +15,7 @@ import re
 import tomllib
 import typing
 from pathlib import Path
+from os import PathLike
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, StrictBool, ValidationError, field_validator
@@ -688,6 +689,17 @@ class Scenario(Strict):
         line = _find_line(self.source, key)
         where = f"{self.source}:{line}" if line else self.source
         return ConfigError(f"{where}: {key}: {message}")
+
+
+def require_scenario(value, call: str) -> None:
+    """A TypeError unless ``value`` is a :class:`Scenario`, saying how to make one of what was passed
+    (``call``: the function and argument, as the user wrote them: ``"run_study(scenario)"``)."""
+    if isinstance(value, Scenario):
+        return
+    hint = (": load the file first, sim.load_scenario(path)" if isinstance(value, (str, PathLike)) else
+            ": validate it first, sim.scenario_from_dict(data)" if isinstance(value, dict) else
+            ": a RunSpec is one run, sim.simulate(spec, seed)" if isinstance(value, RunSpec) else "")
+    raise TypeError(f"{call}: takes a Scenario, got {type(value).__name__}{hint}")
 
 
 def _instant_loop(scenario: Scenario, k: int, c: Client, policy, load: float, point: dict) -> None:

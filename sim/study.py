@@ -44,17 +44,21 @@ class StudyResult:
         axes = list(self.scenario.compare)
         if not axes:
             return self.scenario.scenario.name
-        row = self.comparison.loc[self.comparison["point"] == point].iloc[0]
+        rows = self.comparison.loc[self.comparison["point"] == point]
+        if not is_whole(point) or rows.empty:
+            raise ValueError(f"label({point!r}): no such point in this study (allowed: "
+                             f"{', '.join(str(v) for v in self.comparison['point']) or 'none yet'})")
+        row = rows.iloc[0]
         return ", ".join(f"{row[a]}" if isinstance(row[a], str) else f"{a}={row[a]}" for a in axes)
 
     def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
         """Request records with ``point`` and ``replication`` columns, from memory or from ``out``: all, or
         those of one grid point (its number, as ``comparison["point"]`` lists them) and/or one replication;
         one the study does not have is a ValueError naming those it has."""
-        for name, value in (("point", point_index), ("replication", replication)):
+        for name, arg, value in (("point", "point_index", point_index), ("replication", "replication", replication)):
             have = self.summary[name].unique().tolist() if len(self.summary) else []
             if value is not None and (not is_whole(value) or value not in have):
-                raise ValueError(f"records({name}={value!r}): no such {name} in this study (allowed: "
+                raise ValueError(f"records({arg}={value!r}): no such {name} in this study (allowed: "
                                  f"{', '.join(str(v) for v in sorted(have)) or 'none yet'})")
         return load_records(self, point_index, replication)
 

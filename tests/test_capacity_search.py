@@ -378,3 +378,14 @@ def test_a_cell_finished_before_the_stop_keeps_its_row_and_one_that_met_nothing_
     with pytest.raises(ConfigError) as refused:
         search(scenario, _tier_cells("free", "developer"), max_requests=50)
     assert not hasattr(refused.value, "capacity_rows")
+
+
+def test_knee_names_the_column_it_lacks():
+    """A sweep compared on something other than load: knee's default ``by`` is missing, said with the columns the
+    comparison has (a bare pandas KeyError: 'load')."""
+    import pandas as pd
+    comp = pd.DataFrame({"point": [0], "tier": ["free"], "success_ratio_mean": [1.0], "latency_p95_mean": [1.0]})
+    with pytest.raises(ValueError, match=r"^knee\(by='load'\): the comparison has no such column \(a \[compare\] axis "
+                                         r"of the sweep; it has: point, tier\)$"):
+        knee(comp)
+    assert knee(comp, by="tier") == "free"

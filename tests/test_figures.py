@@ -369,3 +369,16 @@ def test_the_calibration_figures_are_readable(tmp_path, monkeypatch):
     assert "header_residuals.png" in saved and any(name.startswith("service_") for name in saved)
     for name, fig in saved.items():
         assert_readable(fig, name)
+
+
+def test_the_figures_take_a_str_directory_as_run_study_does(tmp_path):
+    """(A notebook passes the ``out`` it gave run_study, a str: it was a TypeError, 'str' / 'str'.)"""
+    data = {"scenario": {"duration": "1m", "seed": 2, "replications": 1},
+            "clients": [{"name": "api", "model": "openai/gpt-oss-20b",
+                         "arrival": {"kind": "constant", "rate": "6/min"}}]}
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    (tmp_path / "figs").mkdir()
+    drawn = report.plot_study(study, str(tmp_path / "figs"))
+    assert len(drawn) == len(report.FIGURES) and all(p.is_file() and p.parent == tmp_path / "figs" for p in drawn)
+    written = report.write_outputs(study, str(tmp_path / "all"))
+    assert (tmp_path / "all" / "summary.csv") in written and all(p.is_file() for p in written)

@@ -11,6 +11,7 @@ import pytest
 import sim
 from sim import errors
 from sim.errors import ConfigError, InertSettingWarning, ShutDownModelWarning
+from sim.capacity import analytic_ceiling, capacity_table, knee
 from sim.runner import run_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,6 +146,12 @@ def test_the_filters_still_decide(fresh):
     (lambda s: sim.run_study(str(CHATBOT)), r"run_study\(scenario\): takes a Scenario, got str: load the file "
                                             r"first, sim.load_scenario\(path\)"),
     (lambda s: sim.run_study(SMALL), r"got dict: validate it first, sim.scenario_from_dict"),
+    # the capacity functions a notebook calls (an AttributeError from deep inside: 'str' has no 'spec')
+    (lambda s: analytic_ceiling(str(CHATBOT)), r"analytic_ceiling\(scenario\): takes a Scenario, got str: load the "
+                                               r"file first"),
+    (lambda s: analytic_ceiling(s.spec(s.point(0))), r"got RunSpec: a RunSpec is one run, sim.simulate"),
+    (lambda s: capacity_table(str(CHATBOT)), r"capacity_table\(scenario\): takes a Scenario, got str"),
+    (lambda s: knee(s), r"knee\(comparison\): takes a comparison frame \(study.comparison\), got Scenario"),
     (lambda s: sim.run_study(s, out=123), r"run_study\(out=123\): the output directory is a path"),
     (lambda s: sim.load_scenario(SMALL), r"load_scenario\(path\): .*got a dict: .*sim.scenario_from_dict"),
     (lambda s: sim.load_scenario(None), r"load_scenario\(path\): takes the path of a TOML file .*got NoneType"),

@@ -134,8 +134,12 @@ def test_records_and_refusals_of_a_point_or_replication_from_memory_or_disk(tmp_
             assert sorted(set(zip(got["point"], got["replication"]))) == runs
             first = got[(got["point"] == runs[0][0]) & (got["replication"] == runs[0][1])]
             assert first["latency"].tolist() == memory.results[runs[0]].records["latency"].tolist()
-        with pytest.raises(ValueError, match=r"records\(point=7\): no such point in this study \(allowed: 0, 1, 2\)"):
+        # (named as the argument is: records(point=7) would be a TypeError)
+        with pytest.raises(ValueError, match=r"records\(point_index=7\): no such point in this study \(allowed: 0, 1, "
+                                             r"2\)"):
             study.records(7)
+        with pytest.raises(ValueError, match=r"^label\(7\): no such point in this study \(allowed: 0, 1, 2\)$"):
+            study.label(7)  # (a pandas IndexError)
         assert load_records(study, 7).empty  # (what the figures of an interrupted study read for a missing run)
         pd.testing.assert_frame_equal(load_refusals(study, 2, 1), memory.results[(2, 1)].refusals,
                                       check_exact=True, check_categorical=False)
