@@ -100,10 +100,10 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
             cost = {"requests": float(np.mean(fits)),
                     "tokens": float(np.mean(np.where(fits, long_run_tokens(spec, sz, admitted), 0.0))),
                     "audio_seconds": float(np.mean(np.where(fits, audio, 0.0)))}
-            hops = []
-            for served_by in [model, *fallback]:  # (a trace's row on another model takes the chain too)
+            hops = []  # (a trace's row on another model takes the chain too)
+            for chain_sets in [sets, *(limit_sets(spec, client, m) for m in fallback)]:
                 charges = {}
-                for label, limits in limit_sets(spec, client, served_by):
+                for label, limits in chain_sets:
                     for unit, limit in limits.items():
                         charges[(label, unit)] = cost[UNIT_SPEC[unit][1]]
                         limit_of[(label, unit)] = limit

@@ -86,7 +86,7 @@ def lane_tables(study: StudyResult, out: Path) -> list[Path]:
     for _, run in summary.iterrows():
         point, rep = int(run["point"]), int(run["replication"])
         records = load_records(study, point, rep)
-        spec = study.scenario.spec(study.point(point), duration=study.duration)
+        spec = study.spec(point)
         result = RunResult(records, pd.DataFrame(), spec)
         for by in BREAKDOWNS:
             table = breakdown(result, by)

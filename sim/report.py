@@ -195,7 +195,7 @@ def client_table(study: StudyResult, out: Path) -> list[Path]:
         point, rep = int(run["point"]), int(run["replication"])
         groups = study.by_client.get(run["key"])  # summarised by the run's worker
         if groups is None:  # (a run an earlier version finished, resumed: summarised from its files)
-            spec = study.scenario.spec(study.point(point), duration=study.duration)
+            spec = study.spec(point)
             groups = client_summaries(RunResult(load_records(study, point, rep), load_refusals(study, point, rep),
                                                 spec))
         rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row} for row in groups]
@@ -418,7 +418,7 @@ def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
     for k, p in enumerate(points):
         # the table's percentiles' requests: successes created in the measurement window (a warm-up that
         # spent a daily budget would otherwise add a fast share the steady state does not have)
-        spec = study.scenario.spec(study.point(p), duration=study.duration)
+        spec = study.spec(p)
         rec = load_records(study, p, columns=["outcome", "latency", "created"])
         measured = (rec["outcome"] == "ok") & (rec["created"] >= spec.warmup) & (rec["created"] < spec.duration)
         lat = rec.loc[measured, "latency"].to_numpy()
@@ -493,7 +493,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     sets: dict[str, str] = {}  # limit set -> its line style
     for k, p in enumerate(points):
         ax = axes[k // cols][k % cols]
-        spec = study.scenario.spec(study.point(p), duration=study.duration)
+        spec = study.spec(p)
         rec = load_records(study, p, 0, columns=usage_columns(spec))
         peak = 0.0
         used = usage_over_time(rec, spec, times, load_earlier(study, p, 0))

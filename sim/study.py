@@ -38,6 +38,10 @@ class StudyResult:
         """The axis values of grid point ``index`` (numbered from 0, as ``comparison["point"]`` lists them)."""
         return self.scenario.point(index)
 
+    def spec(self, index: int):
+        """Grid point ``index`` resolved as its runs were, at the study's duration (a ``RunSpec``)."""
+        return self.scenario.spec(self.point(index), duration=self.duration)
+
     def label(self, point: int) -> str:
         """Grid point ``point`` as the figures and tables name it: its axis values, a flag or number with its
         axis ("developer, project_quotas=True"); the scenario's name if nothing is compared."""
