@@ -37,6 +37,14 @@ MAX_REQUESTS = 50_000_000
 MAX_USERS = 1_000_000
 #: simulated requests ``simlog`` writes without ``--force`` (about 500 bytes of log each)
 MAX_LOG_REQUESTS = 2_000_000
+#: simulated requests no command starts even with ``--force``: at ~100 bytes of records each, 10**12 need
+#: 100 TB, and past 2**63 numpy cannot even size the arrays (a ValueError, not a MemoryError)
+MAX_EVER = 10**12
+
+
+def count(n: float) -> str:
+    """A count for a message: with thousands separators, or as 2.4e+303 when that would be a wall of digits."""
+    return f"{n:,.0f}" if n < 1e15 else f"{n:.2g}"
 
 
 def _load(args):
@@ -81,7 +89,11 @@ def _work(args, scenario, duration: float | None, runs_factor: float = 1.0, at: 
     ``at``: what the request estimate assumes, when the command scales the traffic itself."""
     runs, requests = scenario.size(duration)
     runs, requests = int(runs * runs_factor), requests * runs_factor
-    what = f"{runs:,} run(s), about {requests:,.0f} simulated requests{at}"
+    what = f"{count(runs)} run(s), about {count(requests)} simulated requests{at}"
+    if requests > MAX_EVER:
+        raise ConfigError(f"{args.scenario}: {what} is more than any machine holds, even with --force (limit "
+                          f"{MAX_EVER:.0e} requests, ~100 bytes of records each); lower the rate, --duration, "
+                          "[compare] load or --replications")
     over = _over_limits(scenario, runs, requests)
     if ({"runs", "simulated requests"} & over.keys()) and not args.force:
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
@@ -105,14 +117,14 @@ def _check(args) -> int:
     runs, requests = scenario.size(duration)
     print(f"{args.scenario}: ok: {meta.name!r}, {len(grid)} grid point(s) x {meta.replications} replication(s)"
           f" = {len(grid) * meta.replications} run(s) of {format_duration(duration or meta.duration)}, about "
-          f"{requests:,.0f} simulated requests")
+          f"{count(requests)} simulated requests")
     for k, point in enumerate(grid):
         print(f"  [{k}] " + (", ".join(f"{a}={v}" for a, v in point.items()) or "(no [compare] axes)"))
     # every model a run may send to: a trace's rows can name others than its client group's
     print(f"  models: {', '.join(sorted(scenario.used_models()))}")
     if over := _over_limits(scenario, runs, requests):  # valid, but `run` would stop at it: said now
         print("  note: `groqsim run` refuses this without --force: "
-              + ", ".join(f"{size:,.0f} {what} (limit {limit:,})" for what, (size, limit) in over.items()))
+              + ", ".join(f"{count(size)} {what} (limit {limit:,})" for what, (size, limit) in over.items()))
     _notes(scenario, duration)
     return 0
 
@@ -398,8 +410,11 @@ def _simlog(args) -> int:
     duration = _duration(args)
     _, requests = scenario.size(duration, point.get("load"))  # the point's own load, not the grid's mean
     requests /= len(scenario.grid()) * scenario.scenario.replications
+    if requests > MAX_EVER:
+        raise ConfigError(f"{args.scenario}: about {count(requests)} simulated requests is more than any machine "
+                          f"holds, even with --force (limit {MAX_EVER:.0e}); lower the rate or --duration")
     if requests > MAX_LOG_REQUESTS and not args.force:
-        raise ConfigError(f"{args.scenario}: about {requests:,.0f} simulated requests is more than simlog writes "
+        raise ConfigError(f"{args.scenario}: about {count(requests)} simulated requests is more than simlog writes "
                           f"without --force (limit {MAX_LOG_REQUESTS:,}); lower --duration or add --force")
     try:
         log = simulate_log(scenario.spec(point, duration=duration), scenario.seed(0))

@@ -333,6 +333,12 @@ COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output direct
      "--host 192.0.2.1: not an address of this machine"),
     ("huge-replications", ["run", "{s}", "--replications", "10000000", "--out", "{out}"], "--force"),
     ("huge-duration", ["run", "{s}", "--duration", "100000d", "--out", "{out}"], "--force"),
+    # beyond any machine: refused with --force too (numpy could not even size the arrays), the count readable
+    ("beyond-any-machine", ["run", "{s}", "--duration", "1000000000000000d", "--force", "--out", "{out}"],
+     "about 1.4e+19 simulated requests is more than any machine holds, even with --force (limit 1e+12"),
+    ("simlog-beyond-any-machine",
+     ["simlog", "{s}", "--duration", "1000000000000000d", "--force", "-o", "{out}/log.jsonl"],
+     "about 1.4e+19 simulated requests is more than any machine holds, even with --force (limit 1e+12"),
     ("scenario-missing", ["run", "{out}/nothing.toml", "--out", "{out}"], "nothing.toml"),
     ("scenario-directory", ["check", "{dir}"], "cannot read"),
     ("simlog-over-its-scenario", ["simlog", "{s}", "-o", "{s}"], "that is the scenario being read"),
