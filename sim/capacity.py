@@ -87,30 +87,38 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
             # what admission charges (the whole reservation): above a unit's whole limit, a request never fits
             admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
                 sz["prompt"], sz["max_tokens"], sz["completion"]), float), np.asarray(sz["audio"], float))
-            sets = limit_sets(spec, client, model)
-            never = np.zeros(admitted.shape, bool)
-            for _, limits in sets:
-                for unit, limit in limits.items():
-                    kind = UNIT_SPEC[unit][1]
-                    if kind != "requests":
-                        never |= (audio if kind == "audio_seconds" else admitted) > limit
-            # a request that never fits is refused and charges nothing: the units carry the others alone (a 413
-            # ends the request: it takes no fallback hop)
-            fits = ~never
-            cost = {"requests": float(np.mean(fits)),
-                    "tokens": float(np.mean(np.where(fits, long_run_tokens(spec, sz, admitted), 0.0))),
-                    "audio_seconds": float(np.mean(np.where(fits, audio, 0.0)))}
-            hops = []  # (a trace's row on another model takes the chain too)
-            for chain_sets in [sets, *(limit_sets(spec, client, m) for m in fallback)]:
-                charges = {}
-                for label, limits in chain_sets:
+            chain = [limit_sets(spec, client, m) for m in [model, *fallback]]  # (a trace's row takes it too)
+            # a request larger than a unit's whole limit on a model is a 413 there, which ends it (no fallback
+            # hop): it can be served by the chain's models before the first it does not fit, by none when that
+            # is its own (refused: it charges nothing, the units carry the others alone)
+            fits = np.ones((len(chain), admitted.size), bool)
+            for k, sets in enumerate(chain):
+                for label, limits in sets:
                     for unit, limit in limits.items():
-                        charges[(label, unit)] = cost[UNIT_SPEC[unit][1]]
                         limit_of[(label, unit)] = limit
-                hops.append(charges)
-            streams.append((rate, hops))
+                        kind = UNIT_SPEC[unit][1]
+                        if kind != "requests":
+                            fits[k] &= (audio if kind == "audio_seconds" else admitted) <= limit
+            reach = np.cumprod(fits, axis=0).sum(axis=0)  # how many of the chain's models each request may use
+            tokens = long_run_tokens(spec, sz, admitted)
+            for j in range(1, len(chain) + 1):  # one stream per reach: its requests' flows over the first j models
+                members = reach == j
+                if not members.any():
+                    continue
+                # charges per request of the group's (members' share folded in, so all streams share ``rate``)
+                cost = {"requests": float(np.mean(members)),
+                        "tokens": float(np.mean(np.where(members, tokens, 0.0))),
+                        "audio_seconds": float(np.mean(np.where(members, audio, 0.0)))}
+                hops = []
+                for sets in chain[:j]:
+                    charges = {}
+                    for label, limits in sets:
+                        for unit in limits:
+                            charges[(label, unit)] = cost[UNIT_SPEC[unit][1]]
+                    hops.append(charges)
+                streams.append((rate, hops))
             limited += rate
-            too_large += rate * float(np.mean(never))
+            too_large += rate * float(np.mean(reach == 0))
     ceiling = _fluid_ceiling if any(len(hops) > 1 for _, hops in streams) else _one_model_ceiling
     capacity = {key: limit / UNIT_SPEC[key[1]][0] for key, limit in limit_of.items()}  # units per second
     per_unit = {}
@@ -160,8 +168,9 @@ def _fluid_ceiling(streams: list, capacity: dict) -> tuple[float, str]:
     largest ``load`` for which the streams' requests can be split over their models (flows ``x >= 0``, each
     stream's summing to ``load * rate``) with every unit within its capacity -- a linear programme (scipy's
     HiGHS).  It is the fluid limit of a fallback chain: the primary model takes what it can and its 429s
-    spill, at once, onto the next model; a request charges a fallback model what it charges its own (one too
-    large for the fallback alone is counted as fitting it).  The binding units are the ones whose capacity
+    spill, at once, onto the next model; a request charges a fallback model what it charges its own, and
+    one too large for a model of the chain (a 413 there ends it) is a stream of its own, served by the models
+    before that one.  The binding units are the ones whose capacity
     holds the load back (a shadow price), joined by " + " ("model A RPM + model B RPD")."""
     from scipy.optimize import linprog
     keys = list(capacity)

@@ -235,6 +235,29 @@ def test_a_trace_row_on_another_model_falls_back_through_the_chain_too(tmp_path)
     assert c.per_minute == pytest.approx(1030)
 
 
+def test_a_request_too_large_for_a_fallback_is_served_by_the_models_before_it():
+    """The engine ends a request at a 413 on any model of its chain, a fallback's too.  Group a (40/min of 150
+    tokens) and group b (40/min of 7 050 tokens) on gpt-oss-20b (RPM 30), falling back to gpt-oss-120b with TPM
+    6 000: b's requests never fit 120b, so at load m b's 40m must all go to 20b: m = 30 / 40 (60 req/min of the
+    mix's 80), whatever 120b has left.  Counting b's requests as fitting 120b let its TPM carry 6 000 / 7 050 of
+    one more a minute: 60.41 req/min."""
+    tiers = {"small": {"base": "developer", "overrides": {"openai/gpt-oss-20b": {"rpm": 30},
+                                                          "openai/gpt-oss-120b": {"tpm": 6_000}}}}
+    data = {"scenario": {"name": "cap", "duration": "5m", "replications": 1}, "org": {"tier": "small"},
+            "tiers": tiers, "policies": {"fb": {"retry": "groq-sdk", "fallback": ["openai/gpt-oss-120b"]}},
+            "clients": [{**TINY, "name": "a", "arrival": {"kind": "constant", "rate": "40/min"}, "policy": "fb"},
+                        {**TINY, "name": "b", "prompt_tokens": 7_000, "arrival": {"kind": "constant", "rate": "40/min"},
+                         "policy": "fb"}]}
+    c = analytic_ceiling(scenario_from_dict(data, source="<test>"))
+    assert c.base_rpm == pytest.approx(80) and c.per_minute == pytest.approx(60, rel=1e-9)
+    assert c.per_minute_binding == "openai/gpt-oss-20b RPM"
+    assert c.too_large == 0.0  # (every request fits its own model: none is a 413 at the ceiling)
+    # a model further down the chain is out of reach too, once one before it is too small: 120b, then 20b again
+    data["policies"]["fb"]["fallback"] = ["openai/gpt-oss-120b", "llama-3.1-8b-instant"]
+    c3 = analytic_ceiling(scenario_from_dict(data, source="<test>"))
+    assert c3.per_minute == pytest.approx(60, rel=1e-9)
+
+
 def test_without_a_fallback_the_closed_form_is_used_not_the_programme(monkeypatch):
     """(The programme gives the same ceilings up to its round-off; the closed form keeps them exact, and spares
     the scipy.optimize import.)"""
