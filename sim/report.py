@@ -182,13 +182,13 @@ def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:
     return text + "".join(f"{n}\n" for n in notes)
 
 
-def client_table(study: StudyResult, out: Path) -> list[Path]:
-    """``by_client.csv`` when the scenario has two client groups or more (nothing otherwise): one row per grid
-    point and client group, in scenario order, with the mean and 95% CI over replications of each group's
-    run summary (:func:`sim.groups.client_summaries`; :func:`compare` with ``by=("client",)``)."""
+def client_comparison(study: StudyResult) -> pd.DataFrame:
+    """One row per grid point and client group, in scenario order, with the mean and 95% CI over replications
+    of each group's run summary (:func:`sim.groups.client_summaries`; :func:`compare` with ``by=("client",)``):
+    what ``by_client.csv`` holds.  Empty for a scenario of one group (its comparison says it all)."""
     clients = study.scenario.clients
     if len(clients) < 2 or not len(study.summary):
-        return []
+        return pd.DataFrame()
     axes = list(study.scenario.compare)
     rows = []
     for _, run in study.summary.iterrows():
@@ -199,8 +199,17 @@ def client_table(study: StudyResult, out: Path) -> list[Path]:
             groups = client_summaries(RunResult(load_records(study, point, rep), load_refusals(study, point, rep),
                                                 spec))
         rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row} for row in groups]
+    return compare(summary_frame(rows), axes, by=("client",))
+
+
+def client_table(study: StudyResult, out: Path) -> list[Path]:
+    """``by_client.csv`` (:func:`client_comparison`) when the scenario has two client groups or more (nothing
+    otherwise)."""
+    frame = client_comparison(study)
+    if frame.empty:
+        return []
     path = Path(out) / "by_client.csv"
-    compare(summary_frame(rows), axes, by=("client",)).to_csv(path, index=False)
+    frame.to_csv(path, index=False)
     return [path]
 
 
