@@ -10,7 +10,7 @@ from typing import Literal, Optional
 import groq
 import openai
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sim.emulator import Emulator
 from sim.emulator.shapes import instance, shape_error
@@ -154,6 +154,24 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"$ref": "#/$defs/missing", "$defs": {}}, 1, "The"),  # (a reference to nothing: any value, a string)
     ({"$ref": "other.json#/Thing"}, 1, "The"),  # (a reference outside the schema: not followed)
     ({"$ref": "#/$defs/N/deeper", "$defs": {"N": 5}}, 1, "The"),  # (a path through a non-object)
+    # bounds, as pydantic writes gt / ge / lt / le / multiple_of / max_length (and draft 4's flags)
+    ({"type": "integer", "exclusiveMinimum": 0}, 3, 1),
+    ({"type": "integer", "exclusiveMinimum": 2.5}, 3, 3),
+    ({"type": "integer", "maximum": -3}, 3, -3),
+    ({"type": "integer", "exclusiveMaximum": -3}, 3, -4),
+    ({"type": "integer", "minimum": 7, "multipleOf": 5}, 3, 10),
+    ({"type": "integer", "exclusiveMinimum": 10, "multipleOf": 5}, 3, 15),
+    ({"type": "integer", "minimum": 0, "exclusiveMinimum": True}, 3, 1),
+    ({"type": "integer", "minimum": -5, "maximum": 5}, 3, 0),  # (0 when the bounds allow it)
+    ({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, 3, 0.5),
+    ({"type": "number", "exclusiveMinimum": 0}, 3, 1.0),
+    ({"type": "number", "exclusiveMaximum": 0}, 3, -1.0),
+    ({"type": "number", "maximum": -0.5, "minimum": -2}, 3, -0.5),
+    ({"type": "number", "exclusiveMaximum": -1, "minimum": -2}, 3, -1.5),
+    ({"type": "number", "minimum": 0.3, "multipleOf": 0.25}, 3, 0.5),
+    ({"type": "string", "maxLength": 9}, 5, "The quick"),  # (cut to the length it allows)
+    ({"type": "string", "maxLength": 4}, 5, "The"),  # (not ending on a space)
+    ({"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 0}, 3, []),
 ])
 def test_the_simplest_instance_of_each_kind_of_schema(schema, tokens, value):
     assert instance(schema, tokens) == value
@@ -161,7 +179,7 @@ def test_the_simplest_instance_of_each_kind_of_schema(schema, tokens, value):
 
 @pytest.mark.parametrize("body, param", [
     ({"tools": [5]}, "tools"),
-    ({"tools": [{"type": "code_interpreter"}]}, "tools"),  # (only functions)
+    ({"tools": [{"type": "web_search"}]}, "tools"),  # (functions and Groq's two built-in tools)
     ({"tools": [{"type": "function", "function": {"name": ""}}]}, "tools"),
     ({"tools": [{"type": "function", "function": "get_weather"}]}, "tools"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice"),
@@ -175,5 +193,39 @@ def test_shape_errors_name_the_parameter(body, param):
 def test_well_formed_tools_and_formats_pass():
     for body in ({}, {"tools": [WEATHER, {"function": TIME["function"]}], "tool_choice": "auto"},
                  {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
-                 {"response_format": {"type": "text"}}, {"tool_choice": "none"}):
+                 {"response_format": {"type": "text"}}, {"tool_choice": "none"},
+                 {"tools": [{"type": "browser_search"}, {"type": "code_interpreter"}, WEATHER]}):
         assert shape_error(body) is None, body
+
+
+class Bounded(BaseModel):
+    title: str = Field(max_length=40)
+    n: int = Field(gt=0)
+    score: float = Field(gt=0, lt=1)
+    below: int = Field(lt=-2)
+    step: int = Field(ge=7, multiple_of=5)
+    few: list[int] = Field(max_length=0)
+
+
+def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
+    """pydantic's everyday limits (max_length, gt, lt, ge, multiple_of) are in the schema the SDK sends: the
+    simplest instance must respect them, or ``.parse`` raises where Groq's answer would validate."""
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Bounded, max_tokens=64)
+    parsed = r.choices[0].message.parsed
+    assert isinstance(parsed, Bounded) and 0 < len(parsed.title) <= 40
+    assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few) == (1, 0.5, -3, 10, [])
+
+
+def test_groqs_built_in_tools_are_answered_with_text(url):
+    """browser_search and code_interpreter (the groq SDK's tool types besides function) run on Groq's side: the
+    answer is the model's text, no tool call for the client to run, even with tool_choice required."""
+    client = groq.Groq(base_url=url.removesuffix("/openai/v1"), api_key="k", max_retries=0)
+    for tools in ([{"type": "browser_search"}], [{"type": "code_interpreter"}]):
+        r = client.chat.completions.create(model=MODEL, messages=msgs(), tools=tools, tool_choice="required")
+        assert r.choices[0].message.content and r.choices[0].message.tool_calls is None
+        assert r.choices[0].finish_reason == "stop"
+    # beside a function, a required call is the function's
+    r = client.chat.completions.create(model=MODEL, messages=msgs(), tools=[{"type": "browser_search"}, WEATHER],
+                                       tool_choice="required")
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather"

@@ -1,6 +1,8 @@
 """The shape of a chat answer the request asks for: plain text, a JSON object (``response_format`` of type
 ``json_object``), an instance of a JSON schema (``json_schema``), or a call of one of the request's ``tools``
-(``tool_choice`` ``"required"`` or naming a function).
+(``tool_choice`` ``"required"`` or naming a function).  Groq's built-in tools (``browser_search``,
+``code_interpreter``: run by Groq, not by the client) are accepted and answered with text, as a model that used
+them answers (the ``executed_tools`` Groq lists beside it are not emulated).
 
 The emulator has no model: it answers with filler words (:func:`~sim.emulator.core.filler`), and for a
 structured request with the simplest value its schema allows, strings holding the filler.  That is enough for
@@ -27,11 +29,12 @@ def shape_error(body: dict):
     tools a list of functions with names, a choice naming one of them, a format of a known type."""
     tools = body.get("tools")
     if tools is not None:
-        if not isinstance(tools, list) or not all(_function(t) is not None for t in tools):
+        if not isinstance(tools, list) or not all(_function(t) is not None or _builtin(t) for t in tools):
             return invalid_request_error("'tools' : each tool is an object {\"type\": \"function\", \"function\": "
-                                         "{\"name\": ...}}", param="tools")
+                                         "{\"name\": ...}} or a built-in tool {\"type\": \"browser_search\"} or "
+                                         "{\"type\": \"code_interpreter\"}", param="tools")
     choice = body.get("tool_choice")
-    names = [_function(t)["name"] for t in tools or []]
+    names = [f["name"] for f in _functions(tools or [])]
     if isinstance(choice, dict):
         fn = choice.get("function")
         if not isinstance(fn, dict) or fn.get("name") not in names:
@@ -40,7 +43,7 @@ def shape_error(body: dict):
     elif choice is not None and choice not in ("none", "auto", "required"):
         return invalid_request_error("'tool_choice' : must be one of none, auto, required or a function",
                                      param="tool_choice")
-    elif choice == "required" and not names:
+    elif choice == "required" and not tools:
         return invalid_request_error("'tool_choice' : required, but no 'tools' given", param="tool_choice")
     fmt = body.get("response_format")
     if fmt is not None:
@@ -68,9 +71,8 @@ def wants_json(body: dict) -> bool:
 def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | None]:
     """(content, tool call) of the answer to ``body`` (checked by :func:`shape_error`) with ``tokens`` words of
     filler: a tool call (content None) when the request requires one, else text or JSON as it asks."""
-    choice, tools = body.get("tool_choice"), body.get("tools") or []
-    if tools and (choice == "required" or isinstance(choice, dict)):
-        functions = [_function(t) for t in tools]
+    choice, functions = body.get("tool_choice"), _functions(body.get("tools") or [])
+    if functions and (choice == "required" or isinstance(choice, dict)):  # (built-in tools alone: text)
         chosen = functions[0] if choice == "required" else next(
             f for f in functions if f["name"] == choice["function"]["name"])
         arguments = instance(chosen.get("parameters") or {"type": "object"}, tokens)
@@ -92,10 +94,11 @@ def instance(schema: dict, tokens: int):
 
 
 class _Words:
-    """A free string of the value being built, filled once the number of them is known."""
+    """A free string of the value being built, filled once the number of them is known: at least ``least``
+    words, cut to ``most`` characters (a schema's ``maxLength``)."""
 
-    def __init__(self, least: int):
-        self.least = least
+    def __init__(self, least: int, most: int | None = None):
+        self.least, self.most = least, most
 
 
 def _holes(value) -> int:
@@ -107,7 +110,8 @@ def _holes(value) -> int:
 
 def _fill(value, words: int):
     if isinstance(value, _Words):
-        return filler(max(words, value.least))
+        text = filler(max(words, value.least))
+        return text if value.most is None else text[:value.most].rstrip() or text[:value.most]
     if isinstance(value, dict):
         return {k: _fill(v, words) for k, v in value.items()}
     return [_fill(v, words) for v in value] if isinstance(value, list) else value
@@ -136,18 +140,62 @@ def _value(schema, root: dict, seen: set):
         props = schema.get("properties") or {}
         return {name: _value(props.get(name, {}), root, seen) for name in schema.get("required", list(props))}
     if kind == "array":
-        return [_value(schema.get("items", {}), root, seen) for _ in range(max(1, schema.get("minItems", 1)))]
-    if kind == "integer":
-        return int(math.ceil(schema.get("minimum", 0)))
-    if kind == "number":
-        return float(schema.get("minimum", 0))
+        count = min(max(1, schema.get("minItems", 1)), schema.get("maxItems", math.inf))
+        return [_value(schema.get("items", {}), root, seen) for _ in range(count)]
+    if kind in ("integer", "number"):
+        return _number(schema, kind == "integer")
     if kind == "boolean":
         return False
     if kind == "null":
         return None
     if schema.get("format") in _FORMATS:
         return _FORMATS[schema["format"]]
-    return _Words(schema.get("minLength", 1))
+    return _Words(schema.get("minLength", 1), schema.get("maxLength"))
+
+
+def _number(schema: dict, integer: bool):
+    """The simplest number ``schema`` allows: 0 when its bounds do, else the one nearest 0 (``minimum`` /
+    ``maximum``, ``exclusiveMinimum`` / ``exclusiveMaximum`` as numbers or, in draft 4, as flags on them),
+    a multiple of its ``multipleOf``: pydantic's ``gt``, ``ge``, ``lt``, ``le`` and ``multiple_of``."""
+    low, high = schema.get("minimum"), schema.get("maximum")
+    low_open, high_open = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    if isinstance(low_open, bool):  # draft 4: a flag on minimum
+        low_open = low if low_open else None
+    if isinstance(high_open, bool):
+        high_open = high if high_open else None
+    if low_open is not None and (low is None or low_open >= low):
+        low, low_strict = low_open, True
+    else:
+        low_strict = False
+    if high_open is not None and (high is None or high_open <= high):
+        high, high_strict = high_open, True
+    else:
+        high_strict = False
+    step = schema.get("multipleOf") or (1 if integer else None)
+
+    def allowed(v) -> bool:
+        return ((low is None or v > low or (v == low and not low_strict))
+                and (high is None or v < high or (v == high and not high_strict)))
+
+    if allowed(0):
+        return 0 if integer else 0.0
+    if low is not None and (low > 0 or (low == 0 and low_strict)):  # 0 is below: the least value above low
+        if integer:
+            value = math.floor(low) + 1 if low_strict else math.ceil(low)
+        else:
+            value = low if not low_strict else (low + high) / 2 if high is not None else low + 1
+        if step:
+            value = math.ceil(value / step) * step
+            value = value + step if not allowed(value) else value
+    else:  # 0 is above: the greatest value below high
+        if integer:
+            value = math.ceil(high) - 1 if high_strict else math.floor(high)
+        else:
+            value = high if not high_strict else (low + high) / 2 if low is not None else high - 1
+        if step:
+            value = math.floor(value / step) * step
+            value = value - step if not allowed(value) else value
+    return int(value) if integer else float(value)
 
 
 def _format(body: dict) -> str | None:
@@ -164,6 +212,17 @@ def _resolve(ref: str, root: dict) -> dict:
     for part in ref[2:].split("/"):
         node = node.get(part) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else {}
+
+
+def _builtin(tool) -> bool:
+    """Is the tool one of Groq's built-in ones (run on Groq's side: the groq SDK's tool types besides
+    ``function``)?"""
+    return isinstance(tool, dict) and tool.get("type") in ("browser_search", "code_interpreter")
+
+
+def _functions(tools: list) -> list[dict]:
+    """The ``function`` objects of the request's function tools, in order (built-in tools left out)."""
+    return [f for f in map(_function, tools) if f is not None]
 
 
 def _function(tool) -> dict | None:
