@@ -87,6 +87,9 @@ class BatchLane(Strict):
     def _order(self):
         if self.start_p95 < self.start_median:
             raise ValueError("start_p95 must be >= start_median")
+        if self.start_median == 0 and self.start_p95 > 0 and "start_p95" in self.model_fields_set:
+            raise ValueError("start_p95 has no effect with start_median = 0 (every job starts at once): leave it "
+                             "out, or give start_median > 0 for a lognormal start delay")
         if self.speed_p05 > self.speed_median:
             raise ValueError("speed_p05 (the slow 5 % of jobs) must be <= speed_median")
         return self

@@ -25,7 +25,8 @@ BREAKDOWNS = ("project", "lane", "service_tier")
 def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
     """``lanes_cost_time.png`` (cost against when the last success came back, one dot a run) and, if any run
     used the batch lane, ``batch_job_times.png`` (completion-time CDF of the jobs that completed; the
-    legend gives the share of jobs that expired)."""
+    legend gives the share of jobs that expired): the jobs of the requests created in the measurement window,
+    the ones ``summary.csv``'s ``batch_jobs`` and job times count."""
     summary = study.summary
     if "done_by" not in summary:  # lane metrics: only studies that compare lanes have them
         return []
@@ -50,9 +51,13 @@ def plot_lanes(study: StudyResult, out: Path) -> list[Path]:
 
     batch_points = [p for p in points if summary.loc[summary["point"] == p, "batch_jobs"].sum() > 0]
     if batch_points:
+        window = study.spec(points[0])  # (no axis moves the measurement window)
         fig, ax = subplots(figsize=(8, 5))
         for p, style in zip(batch_points, line_styles(len(batch_points))):
-            rec = load_records(study, p, columns=["client", "job", "submitted", "finished", "outcome", "replication"])
+            rec = load_records(study, p, columns=["client", "job", "submitted", "finished", "outcome", "replication",
+                                                  "created"])
+            # the jobs of the measurement window's requests, as summary.csv's batch_jobs
+            rec = rec[((rec["created"] >= window.warmup) & (rec["created"] < window.duration)).to_numpy()]
             run_client = rec["client"].astype(str) + "#" + rec["replication"].astype(str)  # jobs are per run
             jobs = jobs_from_records(rec.assign(client=run_client))
             t = np.sort(jobs["completion_time"].dropna().to_numpy(float)) / 3600

@@ -285,6 +285,17 @@ class Scenario(Strict):
             elif jobs.submit_every is not None and jobs.submit_at is None:
                 notes.append(f"note: clients.{c.name}: batch.submit_every has no effect without submit_at: "
                              "everything goes in one submission at the end of the run")
+        lanes = set(self.compare["lane"]) if "lane" in self.compare else None  # (the axis sets every group's)
+        all_batch = all((lanes or {c.lane}) == {"batch"} for c in self.clients)
+        for c in self.clients:
+            if c.service_tier and (lanes or {c.lane}) == {"batch"}:
+                notes.append(f"note: clients.{c.name}: on the batch lane its service_tier {c.service_tier!r} does "
+                             "not apply: a batch job is processed by the Batch API whatever the tier (docs/lanes.md)")
+        if all_batch:  # what the org's on-demand side sets, when no group meets it (a [compare] axis: said below)
+            for key in ("limiter", "retry_after_rounding", "error_rate", "error_status"):
+                if key in self.org.model_fields_set and key not in self.compare:
+                    notes.append(f"note: org.{key}: every client group is on the batch lane, which meets none of "
+                                 "the org's on-demand limits, 429s or injected errors: it has no effect")
         acc = self.org.accounting
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '

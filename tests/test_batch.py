@@ -196,8 +196,8 @@ def test_start_delays_and_speeds_are_lognormal_with_the_quantiles_asked():
     speeds = lane.speeds(np.random.default_rng(2), 200_000)
     assert np.median(speeds) == pytest.approx(4000.0, rel=0.01)
     assert np.percentile(speeds, 5) == pytest.approx(500.0, rel=0.02)
-    # a start median of 0: every job starts at once
-    assert not BatchLane(start_median=0, start_p95="1h").start_delays(np.random.default_rng(3), 100).any()
+    # a start median of 0: every job starts at once (the default p95 unused; one given is refused, below)
+    assert not BatchLane(start_median=0).start_delays(np.random.default_rng(3), 100).any()
 
 
 #: a lane without randomness: jobs start when submitted and run at 100 tokens/s
@@ -253,6 +253,9 @@ def test_settings_at_their_edges():
             BatchJobs(**bad)
     with pytest.raises(ValidationError, match="start_p95 must be >= start_median"):
         BatchLane(start_median="1h", start_p95="30m")
+    with pytest.raises(ValidationError, match="start_p95 has no effect with start_median = 0"):
+        BatchLane(start_median=0, start_p95="5h")  # (it would be silently ignored)
+    BatchLane(start_median=0, start_p95=0)
     for ok in ({"multiplier": 0.5}, {"calm": "1s"}, {"scarce": 0}, {"scarce": "1s"}):
         Flex(**ok)
     for bad in ({"multiplier": 0}, {"multiplier": float("inf")}, {"calm": "0.5s"}, {"scarce": "0.5s"}):

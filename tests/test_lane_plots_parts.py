@@ -15,10 +15,11 @@ from sim.study import StudyResult
 H = 3600.0
 
 
-def _scenario(labels):
-    """A scenario comparing ``lane`` (only its compare axes are read: the figures' labels)."""
+def _scenario(labels, warmup: str = "0s"):
+    """A scenario comparing ``lane`` (only its compare axes are read: the figures' labels; and its measurement
+    window)."""
     return sim.scenario_from_dict({
-        "scenario": {"duration": "10m", "replications": 2},
+        "scenario": {"duration": "10m", "warmup": warmup, "replications": 2},
         "org": {"tier": "developer"},
         "clients": [{"name": "nightly", "lane": "batch", "model": "openai/gpt-oss-20b",
                      "arrival": {"kind": "constant", "rate": "1/min"}, "prompt_tokens": 100, "max_tokens": 10,
@@ -26,9 +27,10 @@ def _scenario(labels):
         "compare": {"lane": ["on_demand", "batch"]}}, source="<test>")
 
 
-def _records(rows):
-    """Request records of one run: (client, job, submitted, finished, outcome) per request."""
-    return pd.DataFrame(rows, columns=["client", "job", "submitted", "finished", "outcome"])
+def _records(rows, created: float = 300.0):
+    """Request records of one run: (client, job, submitted, finished, outcome) per request, each created at
+    ``created`` (inside the measurement window of the 10-minute runs)."""
+    return pd.DataFrame(rows, columns=["client", "job", "submitted", "finished", "outcome"]).assign(created=created)
 
 
 LIVE = _records([("live", -1, 0.0, 1.0, "ok"), ("live", -1, 5.0, 6.0, "ok")])
@@ -97,6 +99,22 @@ def test_the_batch_figure_is_the_completion_time_cdf_of_each_alternatives_jobs(t
     assert ax.get_xlabel() == "job completion time (hours from submission)"
     assert ax.get_ylabel() == "share of jobs completed"
     assert ax.get_title() == "Batch jobs: completion time (expired jobs never reach the top)"
+
+
+def test_the_batch_figure_counts_the_jobs_of_the_measurement_windows_requests(tmp_path, drawn):
+    """As summary.csv's batch_jobs and job times: a job of requests created in the warm-up (before 1 minute) or
+    after the run's 10 minutes is not drawn; the jobs of the window's requests are."""
+    scenario = _scenario(["on_demand", "batch"], warmup="1m")
+    window = _records([("nightly", 0, 0.0, 3600.0, "ok")], created=60.0)
+    early = _records([("nightly", 1, 0.0, 7200.0, "ok")], created=59.9)
+    late = _records([("nightly", 2, 0.0, 10800.0, "expired")], created=600.0)
+    study = _study({(0, 0): (7200.0, 1.0, 0, LIVE), (1, 0): (3600.0, 0.5, 1, pd.concat([window, early, late]))},
+                   ["on_demand", "batch"])
+    study.scenario = scenario
+    lane_plots.plot_lanes(study, tmp_path)
+    line, = drawn["batch_job_times.png"].axes[0].get_lines()
+    assert line.get_label() == "batch (1 jobs, 0% expired)"
+    np.testing.assert_allclose(line.get_xdata(), [0.0, 1.0], rtol=1e-12)
 
 
 def test_without_batch_jobs_only_the_cost_time_figure(tmp_path, drawn):

@@ -1281,3 +1281,27 @@ def test_a_grid_larger_than_the_limit_is_refused_at_once_naming_its_size(monkeyp
     assert str(caught.value) == (f"{SRC}: compare: 6 grid points (2 x 3 values); a study takes at most 4: split "
                                  "it, or give the axes fewer values")
     assert resolved == []
+
+
+def test_what_the_batch_lane_ignores_is_noted_when_every_group_is_on_it():
+    """A batch group's own service_tier, and the org's on-demand settings (limiter, retry-after rounding,
+    injected errors) when every group is on the batch lane, change nothing: said, as their [compare] axes are.
+    Set but met by an on-demand group, or not set at all, nothing is said."""
+    batch = {"lane": "batch", "policy": "no-retry"}
+    s = sc(org={"tier": "developer", "error_rate": 0.3, "limiter": "sliding_log"},
+           client={**batch, "service_tier": "flex"})
+    assert s.setting_notes() == [
+        "note: clients.c: on the batch lane its service_tier 'flex' does not apply: a batch job is processed by "
+        "the Batch API whatever the tier (docs/lanes.md)",
+        "note: org.limiter: every client group is on the batch lane, which meets none of the org's on-demand "
+        "limits, 429s or injected errors: it has no effect",
+        "note: org.error_rate: every client group is on the batch lane, which meets none of the org's on-demand "
+        "limits, 429s or injected errors: it has no effect"]
+    assert sc(**DEV, client=batch).setting_notes() == []  # (nothing set that the lane ignores)
+    assert sc(org={"tier": "developer", "error_rate": 0.3}, client={"policy": "no-retry"}).setting_notes() == []
+    # the lane axis decides: on both lanes the settings act on the on-demand runs
+    both = sc(org={"tier": "developer", "error_rate": 0.3}, client={"policy": "no-retry", "service_tier": "flex"},
+              compare={"lane": ["on_demand", "batch"]})
+    assert both.setting_notes() == []
+    only = sc(org={"tier": "developer", "error_rate": 0.3}, client={"policy": "no-retry"}, compare={"lane": ["batch"]})
+    assert [n.split(":")[1] for n in only.setting_notes()] == [" org.error_rate"]
