@@ -47,7 +47,8 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
     appear: ``by=("client",)`` gives a row per grid point and client group): its axis values, the number of
     replications, and for each key metric, each outcome share and each of :data:`SHARE_METRICS`
     ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication), and
-    ``wide_ci``: the key metrics whose interval is wider than their mean."""
+    ``wide_ci``: the key metrics whose interval is wider than their mean; ``binding`` (when the runs have one):
+    the one most replications name (:func:`_most_often`)."""
     # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
     # without importing scipy.stats (~1 s, ~60 MB)
     from scipy.special import stdtrit
@@ -84,9 +85,19 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
         row["wide_ci"] = " ".join(wide)
         row["offered_mean"] = float(group["offered"].mean())
         if "binding" in group:  # (a client group's rows have none: the org's limits are not one group's)
-            row["binding"] = group["binding"].mode().iloc[0] if group["binding"].notna().any() else ""
+            row["binding"] = _most_often(group["binding"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _most_often(bindings: pd.Series) -> str:
+    """The binding named by most replications; on a tie a limit rather than ``none`` (half the runs held back
+    by a limit is worth naming), then the one of the earliest replication ("" when none is named)."""
+    counts = bindings.dropna().value_counts(sort=False)  # (in order of first appearance)
+    if counts.empty:
+        return ""
+    top = counts[counts == counts.max()].index
+    return next((b for b in top if b != "none"), top[0])
 
 
 def _num(value) -> float:

@@ -147,3 +147,16 @@ def test_summary_rows_read_back_from_json_make_the_same_frame_as_in_memory():
     assert memory["flag"].dtype == bool and memory["binding"].isna().tolist() == [False, True]
     assert memory["never"].dtype == float and memory["never"].isna().all()  # (NaN in every run: null in JSON)
     assert memory["maybe"].tolist() == [True, None]  # a flag is not a number, though Python counts it one
+
+
+@pytest.mark.parametrize("bindings, named", [
+    (["tpm (paced)", "none"], "tpm (paced)"),  # a tie: the limit, not "none" (it held back half the runs)
+    (["none", "tpm (paced)"], "tpm (paced)"),
+    (["rpm", "none", "none"], "none"),  # most replications decide
+    (["tpm", "rpm"], "tpm"),  # a tie of limits: the earliest replication's, not the alphabetical first
+    (["rpd", "tpm", "tpm", "rpd"], "rpd"),
+    ([None, None], ""),
+])
+def test_the_binding_is_the_one_most_replications_name(bindings, named):
+    summary = summary_rows({"latency_p95": [1.0] * len(bindings)}).assign(binding=bindings)
+    assert compare(summary, []).loc[0, "binding"] == named
