@@ -55,13 +55,6 @@ class StudyResult:
         row = rows.iloc[0]
         return ", ".join(f"{row[a]}" if isinstance(row[a], str) else f"{a}={row[a]}" for a in axes)
 
-    def client_comparison(self) -> pd.DataFrame:
-        """One row per grid point and client group: the mean and 95% CI over replications of each group's
-        summary, as ``by_client.csv`` and the per-group table of ``groqsim run`` show them (empty for a
-        scenario of one group)."""
-        from .report import client_comparison  # (the summaries' module imports this one)
-        return client_comparison(self)
-
     def records(self, point_index: int | None = None, replication: int | None = None) -> pd.DataFrame:
         """Request records with ``point`` and ``replication`` columns, from memory or from ``out``: all, or
         those of one grid point (its number, as ``comparison["point"]`` lists them) and/or one replication;

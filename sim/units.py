@@ -12,8 +12,9 @@ import re
 from decimal import Decimal
 
 _SUFFIX = {"": 1, "K": 1_000, "M": 1_000_000}
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KM]?)\s*$", re.IGNORECASE)
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|d|h|m|s)")
+# (re.ASCII: \d is 0-9 only, not every script's digits, which float() would read: "٣s" is not 3 s)
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KM]?)\s*$", re.IGNORECASE | re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|d|h|m|s)", re.ASCII)
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0,
                  "h": 3600.0, "d": 86400.0}
 _RATE_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "m": 60.0,
@@ -51,6 +52,8 @@ def parse_duration(value: str | float) -> float:
             pos = m.end()
         if pos != len(text) or not text:
             try:
+                if not text.isascii():  # (float() reads every script's digits: "٣" would be 3 s)
+                    raise ValueError
                 seconds = float(text)
             except ValueError:
                 raise ValueError(f"{value!r} is not a duration (allowed: a number of seconds, or like "
@@ -80,7 +83,7 @@ def parse_rate(value: str | float) -> float:
 # --- Go ``time.Duration`` strings (Groq's reset headers and "Please try again in ..." waits) -------------
 _NS_PER = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
            "m": 60_000_000_000, "h": 3_600_000_000_000}
-_GO_PART = re.compile(r"(\d*)(?:\.(\d*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_GO_PART = re.compile(r"(\d*)(?:\.(\d*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)", re.ASCII)
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -190,8 +193,12 @@ def format_wait(seconds: float) -> str:
 
 
 def _format_hms(seconds: float) -> str:
-    """Scenario style below a minute multiple: ``1m30s``, ``0.5s`` (to 0.01 s)."""
-    centis = math.ceil(round(max(seconds, 0.0) * 100, 6))
+    """Scenario style below a minute multiple: ``1m30s``, ``0.5s`` (to 0.01 s, rounded up); below 0.01 s in
+    ``ms`` or ``us`` (3 digits: ``4ms``, not a horizon shown 0.01 s long)."""
+    seconds = max(seconds, 0.0)
+    if 0 < seconds < 0.01:
+        return f"{seconds * 1e3:.3g}ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g}us"
+    centis = math.ceil(round(seconds * 100, 6))
     hours, centis = divmod(centis, 360_000)
     minutes, centis = divmod(centis, 6_000)
     secs = f"{centis / 100:.2f}".rstrip("0").rstrip(".")
@@ -203,7 +210,10 @@ def _format_hms(seconds: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration as a scenario would write it: ``1d``, ``6h``, ``15m``, else like ``2m59.56s``."""
+    """A duration as a scenario would write it: ``1d``, ``6h``, ``15m``, else like ``2m59.56s``; from a trillion
+    days on ``1.16e+303d`` (a wall of digits reads as nothing; infinity as ``infd``)."""
+    if seconds >= 86_400e12:
+        return f"{seconds / 86_400:.3g}d"
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"

@@ -150,18 +150,19 @@ def test_a_multi_group_study_writes_and_prints_each_groups_figures(tmp_path, cap
 
 
 def test_the_python_api_gives_the_per_group_table_as_a_frame(tmp_path):
-    """``StudyResult.client_comparison()``: what by_client.csv holds, for an in-memory study (no ``out``) as for
+    """``sim.report.client_comparison(study)``: what by_client.csv holds, for an in-memory study (no ``out``) as for
     one written to disk; empty for a scenario of one group."""
     from sim import load_scenario, run_study
+    from sim.report import client_comparison
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO)
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet"]) == 0
-    frame = run_study(load_scenario(path), jobs=1, progress=False).client_comparison()
+    frame = client_comparison(run_study(load_scenario(path), jobs=1, progress=False))
     assert list(frame["client"]) == ["steady", "greedy", "steady", "greedy"]
     assert frame.to_csv(index=False) == (tmp_path / "out" / "by_client.csv").read_text()
     one = tmp_path / "one.toml"
     one.write_text(SCENARIO.split("[[clients]]\nname = 'greedy'")[0] + "[compare]\npolicy = ['no-retry']\n")
-    assert run_study(load_scenario(one), jobs=1, progress=False).client_comparison().empty
+    assert client_comparison(run_study(load_scenario(one), jobs=1, progress=False)).empty
 
 
 def test_a_single_group_study_has_no_per_group_table(tmp_path, capsys):

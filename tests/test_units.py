@@ -1,4 +1,5 @@
 """Go ``time.Duration`` strings (Groq's reset headers and 429 waits) and the scenario duration parser."""
+import math
 import re
 from fractions import Fraction
 
@@ -179,11 +180,25 @@ def test_seconds_to_ns_roundings():
 @pytest.mark.parametrize("seconds,text", [
     (86_400, "1d"), (172_800, "2d"), (7_200, "2h"), (3_600, "1h"), (900, "15m"), (60, "1m"), (90, "1m30s"),
     (0.5, "0.5s"), (0, "0s"), (59.99, "59.99s"), (3_601, "1h0m1s"), (86_460, "1441m"),
-    (90_061.5, "25h1m1.5s"), (0.004, "0.01s"), (12.345, "12.35s"), (61.1, "1m1.1s"),
+    (90_061.5, "25h1m1.5s"), (0.004, "4ms"), (12.345, "12.35s"), (61.1, "1m1.1s"), (0.001, "1ms"),
+    (0.0123, "0.02s"), (2.5e-6, "2.5us"), (86_400e6, "1000000d"),
 ])
 def test_format_duration_as_a_scenario_writes_it(seconds, text):
     assert format_duration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds, abs=0.01)
+
+
+def test_a_duration_past_a_trillion_days_is_short_and_never_an_overflow():
+    """(A duration near the float maximum crashed `check` with an OverflowError: ceil of infinity.)"""
+    assert format_duration(1.7976931348623157e308) == "2.08e+303d"
+    assert format_duration(math.inf) == "infd"
+
+
+@pytest.mark.parametrize("text", ["\u0663s", "\u0663", "1\u0660m", "\uff15s"])
+def test_a_duration_is_written_in_ascii_digits(text):
+    """(Python's \\d and float() read Arabic-Indic or full-width digits: "٣s" was 3 s.)"""
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
 
 
 @pytest.mark.parametrize("seconds,text", [(-1.0, "0s"), (0.0, "0s"), (1e-9, "1ms"), (0.001, "1ms"),
