@@ -176,6 +176,15 @@ def _number(value, kind=float):
     return out if kind is int or math.isfinite(out) else None
 
 
+def _status(value) -> int | None:
+    """An HTTP status: a whole number from 100 to 599 (``200`` or ``200.0``); None for anything else (``200.5``,
+    ``999``, ``-1``, ``10**30``: no server answered that, and a C long could not even hold the last)."""
+    number = _number(value)
+    if number is None or not number.is_integer() or not 100 <= number <= 599:
+        return None
+    return int(number)
+
+
 def _usable_usage(usage: dict) -> bool:
     """Every usage figure present is a finite number >= 0 (a negative token count or time is not Groq's)."""
     for k in USAGE_KEYS:
@@ -253,7 +262,7 @@ def read_log(path: str | Path) -> Log:
                 value = f"{rec[key]:.3g}".replace("e+", "e")
                 raise ConfigError(f"{path}: {key} {value} (line {n}) looks like milliseconds (allowed: epoch seconds)")
         timed += rec["t_send"] is not None
-        rec["status"] = _number(raw.get("status"), int)
+        rec["status"] = _status(raw.get("status"))
         required = [k for k in REQUIRED if k != "status" or client_failure(raw) is None]
         absent = [k for k in required if raw.get(k) is None]
         bad = [k for k in required if k not in absent

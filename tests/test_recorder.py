@@ -1146,3 +1146,18 @@ def test_a_response_the_recorder_cannot_watch_is_still_answered_and_logged(tmp_p
         assert client.post(CHAT_URL, json=CHAT_BODY).json()["usage"] == USAGE
     rec.close()
     assert [(g["status"], g["usage"]) for g in lines(log)] == [(200, USAGE)]
+
+
+@pytest.mark.parametrize("status, kept", [(200, 200), (429.0, 429), ("413", 413), (200.5, None), (999, None),
+                                          (-1, None), (99, None), (10**30, None), (2**63, None)])
+def test_a_status_is_a_whole_http_status(tmp_path, status, kept):
+    """No server answers 200.5, 999, -1 or 10**30 (which overflowed a C long in calibrate's tables, and 2**63
+    wrapped to a negative status): such a line is skipped as unreadable, not counted as answered."""
+    line = {k: None for k in KEYS} | {"t_send": 1.0, "t_recv": 1.5, "status": status, "model": "m", "headers": {}}
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    log = read_log(path)
+    if kept is None:
+        assert log.problems == [(1, "have an unreadable status: skipped")] and not log.records
+    else:
+        assert [r["status"] for r in log.records] == [kept] and isinstance(log.records[0]["status"], int)
