@@ -112,6 +112,18 @@ class _Group(Columns):
         self.add(block, model)
 
 
+
+def _cut_at(c, end: float) -> None:
+    """The run ends at ``end`` (``duration + drain``): a success whose answer reaches the client later is still
+    in flight then, ``unfinished`` (the engine knows a success's finish as soon as it is admitted, and records
+    it at once)."""
+    outcome = np.frombuffer(c.outcome, np.int8) if len(c.outcome) else np.empty(0, np.int8)
+    finished = np.frombuffer(c.finished) if len(c.finished) else np.empty(0)
+    late = (outcome == OK) & (finished > end)
+    if late.any():
+        outcome[late] = PENDING
+        finished[late] = np.nan
+
 class Simulation:
     """Build with a :class:`RunSpec` and a seed, call :meth:`run`, read :meth:`result`."""
 
@@ -459,8 +471,11 @@ class Simulation:
         return self.result()
 
     def result(self) -> RunResult:
+        end = self.spec.duration + self.spec.drain
         for c in self.clients:
             c.release_scratch()
+            if c.cfg.lane != "batch":  # (a batch job is not cut by the drain: it runs to its own window)
+                _cut_at(c, end)
         names = [x.name for x in self.spec.clients]
         records, refusals = frames(self.clients, names, self.model_names)
         jobs = self.lanes.job_table() if self.lanes is not None else None
