@@ -286,16 +286,10 @@ class Scenario(Strict):
                 notes.append(f"note: clients.{c.name}: batch.submit_every has no effect without submit_at: "
                              "everything goes in one submission at the end of the run")
         lanes = set(self.compare["lane"]) if "lane" in self.compare else None  # (the axis sets every group's)
-        all_batch = all((lanes or {c.lane}) == {"batch"} for c in self.clients)
         for c in self.clients:
             if c.service_tier and (lanes or {c.lane}) == {"batch"}:
                 notes.append(f"note: clients.{c.name}: on the batch lane its service_tier {c.service_tier!r} does "
                              "not apply: a batch job is processed by the Batch API whatever the tier (docs/lanes.md)")
-        if all_batch:  # what the org's on-demand side sets, when no group meets it (a [compare] axis: said below)
-            for key in ("limiter", "retry_after_rounding", "error_rate", "error_status"):
-                if key in self.org.model_fields_set and key not in self.compare:
-                    notes.append(f"note: org.{key}: every client group is on the batch lane, which meets none of "
-                                 "the org's on-demand limits, 429s or injected errors: it has no effect")
         acc = self.org.accounting
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '
@@ -336,8 +330,31 @@ class Scenario(Strict):
             sent.update(policies[p].fallback)  # (every policy named is in the table: loading checks them)
         return sent
 
+    #: the ``[org]`` setting each axis of :meth:`_inert` compares: (table path in the file, field path on Org)
+    _ORG_SETTINGS = {"limiter": ("org.limiter", "limiter"), "error_rate": ("org.error_rate", "error_rate"),
+                     "error_status": ("org.error_status", "error_status"),
+                     "retry_after_rounding": ("org.retry_after_rounding", "retry_after_rounding"),
+                     "service_tier": ("org.service_tier", "service_tier"),
+                     "flex_multiplier": ("org.flex.multiplier", "flex.multiplier"),
+                     "flex_failure": ("org.flex.scarce_failure", "flex.scarce_failure"),
+                     "project_quotas": ("org.project_quotas", "project_quotas")}
+
     def _axis_notes(self) -> list[str]:
-        """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is."""
+        """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is,
+        and per ``[org]`` setting written in the file (not compared) that changes nothing, for the same reason."""
+        why, cmp = self._inert(), self.compare
+        notes = [f"note: compare.{axis}: {why[axis]}: its values {_toml_list(cmp[axis])} give the same runs"
+                 for axis in cmp if axis in why]
+        for axis, (key, field) in self._ORG_SETTINGS.items():
+            *outer, name = field.split(".")
+            table = getattr(self.org, outer[0]) if outer else self.org
+            if axis in why and axis not in cmp and name in table.model_fields_set:
+                notes.append(f"note: {key}: {why[axis]}: it changes nothing")
+        return notes
+
+    def _inert(self) -> dict[str, str]:
+        """Axis -> why its values would all give the same runs, for each axis (or the ``[org]`` setting it
+        compares) that acts on nothing here."""
         cmp, org = self.compare, self.org
 
         def lanes(c):
@@ -369,13 +386,14 @@ class Scenario(Strict):
                    for p in (cmp["policy"] if "policy" in cmp else [c.policy])):
             why["retry_after_rounding"] = ("no client policy reads a 429's retry-after (a schedule that obeys it, "
                                            "honor_retry_after, or cooldown = 'retry-after')")
+        if org.error_rate == 0 and "error_rate" not in cmp:
+            why["error_status"] = "error_rate is 0: no error is injected"
         if not on_demand:  # the batch lane (sim.batch) has its own processing: no limit set, 429 or injected error
             # (not charge: the records keep each request's charged_tokens, batch or not)
-            for axis in ("limiter", "refund_unused", "retry_after_rounding", "error_rate"):
+            for axis in ("limiter", "refund_unused", "retry_after_rounding", "error_rate", "error_status"):
                 why[axis] = ("every client group is on the batch lane, which meets none of the org's on-demand "
                              "limits, 429s or injected errors")
-        return [f"note: compare.{axis}: {why[axis]}: its values {_toml_list(cmp[axis])} give the same runs"
-                for axis in cmp if axis in why]
+        return why
 
     def trace_notes(self, duration: float | None = None) -> list[str]:
         """One line per trace the horizon (``duration``, else the scenario's) does not replay whole at the

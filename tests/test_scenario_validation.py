@@ -1294,9 +1294,9 @@ def test_what_the_batch_lane_ignores_is_noted_when_every_group_is_on_it():
         "note: clients.c: on the batch lane its service_tier 'flex' does not apply: a batch job is processed by "
         "the Batch API whatever the tier (docs/lanes.md)",
         "note: org.limiter: every client group is on the batch lane, which meets none of the org's on-demand "
-        "limits, 429s or injected errors: it has no effect",
+        "limits, 429s or injected errors: it changes nothing",
         "note: org.error_rate: every client group is on the batch lane, which meets none of the org's on-demand "
-        "limits, 429s or injected errors: it has no effect"]
+        "limits, 429s or injected errors: it changes nothing"]
     assert sc(**DEV, client=batch).setting_notes() == []  # (nothing set that the lane ignores)
     assert sc(org={"tier": "developer", "error_rate": 0.3}, client={"policy": "no-retry"}).setting_notes() == []
     # the lane axis decides: on both lanes the settings act on the on-demand runs
@@ -1305,3 +1305,22 @@ def test_what_the_batch_lane_ignores_is_noted_when_every_group_is_on_it():
     assert both.setting_notes() == []
     only = sc(org={"tier": "developer", "error_rate": 0.3}, client={"policy": "no-retry"}, compare={"lane": ["batch"]})
     assert [n.split(":")[1] for n in only.setting_notes()] == [" org.error_rate"]
+
+
+@pytest.mark.parametrize("org, said", [
+    ({"error_status": 500}, "note: org.error_status: error_rate is 0: no error is injected: it changes nothing"),
+    ({"retry_after_rounding": "floor"}, "note: org.retry_after_rounding: no client policy reads a 429's retry-after"),
+    ({"flex": {"multiplier": 5}}, "note: org.flex.multiplier: no client group is served on flex"),
+    ({"project_quotas": False}, "note: org.project_quotas: no client group belongs to a project"),
+])
+def test_an_org_setting_that_changes_nothing_is_said_as_its_axis_is(org, said):
+    """(The same settings as [compare] axes were said; written once in [org], nothing was.)"""
+    notes = sc(org={"tier": "developer", **org}, client={"policy": "no-retry"}).setting_notes()
+    assert len(notes) == 1 and notes[0].startswith(said), notes
+    # acting, or not written (a default), nothing is said
+    acting = {"error_status": {"error_rate": 0.1}, "retry_after_rounding": {}, "flex": {"service_tier": "flex"},
+              "project_quotas": {}}[next(iter(org))]
+    policy = "groq-sdk" if "retry_after_rounding" in org else "no-retry"
+    if "project_quotas" not in org:
+        assert sc(org={"tier": "developer", **org, **acting}, client={"policy": policy}).setting_notes() == []
+    assert sc(org={"tier": "developer"}, client={"policy": "no-retry"}).setting_notes() == []
