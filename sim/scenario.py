@@ -999,8 +999,15 @@ def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
     if err["type"] == "union_tag_not_found":  # a table without its discriminator (an arrival's kind)
         key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
         allowed = f" (allowed: {', '.join(KINDS)})" if loc[-1:] == ("arrival",) else ""
-        return stub.error(_path(prefix + loc + (key,)), f"Field required{allowed}")
+        return stub.error(_path(prefix + loc + (key,)), f"required, and missing{allowed}")
     value = err.get("input")
+    if loc == ("clients",) and err["type"] in ("missing", "too_short"):  # (pydantic: "Field required")
+        return stub.error(_path(prefix + loc), f"{'[]: ' if err['type'] == 'too_short' else ''}a scenario needs at "
+                          "least one [[clients]] group (name, model, arrival, prompt_tokens, ...; see README)")
+    if err["type"] == "missing":
+        msg = "required, and missing"
+    elif err["type"] == "too_short":
+        msg = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
     shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as the file wrote it: TOML's true
     if msg.startswith(repr(value)):  # (our own messages already start with the value, Python's way)
         msg = shown + msg[len(repr(value)):]

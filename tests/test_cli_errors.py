@@ -67,7 +67,7 @@ SCENARIOS = [
     ("model-number", CLIENT.replace("'llama-3.1-8b-instant'", "3"), "model"),
     ("arrival-kind-unknown", CLIENT.replace("poisson", "poison"), "kind"),
     ("arrival-no-kind", CLIENT.replace("kind = 'poisson', ", ""),
-     "clients[0].arrival.kind: Field required (allowed: poisson, constant,"),
+     "clients[0].arrival.kind: required, and missing (allowed: poisson, constant,"),
     ("arrival-rate-negative", CLIENT.replace("10/min", "-10/min"), "rate"),
     ("arrival-rate-word", CLIENT.replace("10/min", "lots"), "rate"),
     ("arrival-rate-unit", CLIENT.replace("10/min", "10/fortnight"), "rate"),

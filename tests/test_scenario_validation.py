@@ -188,7 +188,8 @@ REFUSED = [
      "each answer): not 'closed'"),
     ({"client": {"arrival": {"kind": "poison", "rate": 1}}}, "clients[0].arrival.kind: unknown kind 'poison' (did "
      f"you mean 'poisson'? allowed: {ARRIVAL_KINDS})"),
-    ({"client": {"arrival": {"rate": 1}}}, f"clients[0].arrival.kind: Field required (allowed: {ARRIVAL_KINDS})"),
+    ({"client": {"arrival": {"rate": 1}}},
+     f"clients[0].arrival.kind: required, and missing (allowed: {ARRIVAL_KINDS})"),
     ({"client": {"audio_seconds": 5}}, "clients[0].audio_seconds: 'llama-3.1-8b-instant' takes no audio: "
      "audio_seconds is for speech-to-text models (whisper-large-v3, whisper-large-v3-turbo)"),
     ({"client": {"model": "whisper-large-v3"}}, "clients[0].model: 'whisper-large-v3' is speech-to-text: its "
@@ -708,7 +709,8 @@ def test_an_error_in_a_file_names_its_line(tmp_path, text, line, said):
 
 def test_a_key_not_found_in_the_file_is_named_without_a_line(tmp_path):
     path = write(tmp_path, "[scenario]\nduration = '10m'\n")  # (no client: 'clients' is nowhere)
-    assert load_refused(path) == f"{path}: clients: Field required"
+    assert load_refused(path) == (f"{path}: clients: a scenario needs at least one [[clients]] group (name, "
+                                     "model, arrival, prompt_tokens, ...; see README)")
 
 
 def test_a_file_that_is_not_a_scenario_is_one_line(tmp_path):
@@ -1021,7 +1023,8 @@ EDGE_REFUSED = [
     ({"clients": [1]}, "clients: a list: must be a list of tables, one [[clients]] per client group"),
     ({"clients": [C, 5]}, "clients: a list: must be a list of tables, one [[clients]] per client group"),  # (not
     # "a list of tables: must be a list of tables", as it said when only the first entry was looked at)
-    ({"clients": []}, "clients: []: List should have at least 1 item after validation, not 0"),
+    ({"clients": []}, "clients: []: a scenario needs at least one [[clients]] group (name, model, arrival, "
+                      "prompt_tokens, ...; see README)"),
     ({"clients": [C, {**C, "model": "openai/gpt-oss-20b"}]}, "clients[1].name: 'c' names two client groups (each "
      "group's name once: records and tables key on it)"),
     ({"clients": [{**C, "arrival": {"kind": "poisson", "rate": 1}}], "capacity": {"max_load": float("inf")}},
