@@ -22,7 +22,11 @@ def _limits(args) -> int:
     cat = Catalog.from_file(args.file) if args.file else Catalog.published()
     if args.tier is not None and args.tier not in cat.tiers:
         raise ConfigError(f"--tier {args.tier}: {did_you_mean(args.tier, cat.tiers, 'tier')}")
-    sys.stdout.write(format_rows(cat.rows(args.tier, args.model), args.format))
+    try:
+        rows = cat.rows(args.tier, args.model)
+    except ConfigError as exc:  # (only --model can be unknown here: --tier is checked above)
+        raise ConfigError(f"--model {args.model}: {exc}") from None
+    sys.stdout.write(format_rows(rows, args.format))
     if args.format == "table":
         print("groqsim: '-' = no published limit of that unit for that model on that tier (nothing enforced)",
               file=sys.stderr)

@@ -774,6 +774,9 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     if overrides is not None and not isinstance(overrides, dict):
         raise TypeError(f"load_scenario(overrides=...): a dict of [scenario] settings such as {{'duration': '90s'}}, "
                         f"got {type(overrides).__name__}")
+    if not str(path).strip():  # (Path("") is ".", the current directory: "cannot read ." said nothing)
+        raise ConfigError(f"{str(path)!r}: no scenario file named (an empty path; e.g. "
+                          "scenarios/chatbot_free_vs_developer.toml)")
     path = Path(path)
     try:
         raw = path.read_bytes()
