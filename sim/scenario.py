@@ -348,7 +348,9 @@ class Scenario(Strict):
         for axis, (key, field) in self._ORG_SETTINGS.items():
             *outer, name = field.split(".")
             table = getattr(self.org, outer[0]) if outer else self.org
-            if axis in why and axis not in cmp and name in table.model_fields_set:
+            # (written, and not as its default: a model_dump round trip writes every field)
+            if (axis in why and axis not in cmp and name in table.model_fields_set
+                    and getattr(table, name) != type(table).model_fields[name].default):
                 notes.append(f"note: {key}: {why[axis]}: it changes nothing")
         return notes
 

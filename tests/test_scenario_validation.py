@@ -1327,3 +1327,12 @@ def test_an_org_setting_that_changes_nothing_is_said_as_its_axis_is(org, said):
     if "project_quotas" not in org:
         assert sc(org={"tier": "developer", **org, **acting}, client={"policy": policy}).setting_notes() == []
     assert sc(org={"tier": "developer"}, client={"policy": "no-retry"}).setting_notes() == []
+
+
+def test_an_org_dumped_whole_is_not_said_to_set_its_defaults():
+    """A notebook builds scenarios from ``model_dump()`` of another's org (every field written): a default,
+    written, changes nothing and is not said (nor is a batch lane's default start_p95 beside start_median 0)."""
+    org = sc(**DEV).org.model_dump()
+    org["batch"]["start_median"] = 0
+    assert sc(org=org, client={"policy": "no-retry"}).setting_notes() == []
+    assert sc(org=org, client={"policy": "no-retry", "lane": "batch"}).setting_notes() == []
