@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, StrictBool, TypeAdapter, Validation
 from .arrivals import ArrivalSpec, arrival
 from .batch import BatchJobs, BatchLane
 from .errors import ConfigError, did_you_mean
-from .fields import MAX_SIZE, Duration, PositiveDuration, Strict
+from .fields import BOUNDS, MAX_SIZE, Duration, PositiveDuration, Strict, bound_message
 from .flex import Flex, ServiceTier
 from .headers import RETRY_AFTER_ROUNDING
 from .limiters import ALGORITHMS
@@ -54,7 +54,8 @@ def _bare_size(value: float) -> float:
     try:
         return _SIZE.validate_python(value)
     except ValidationError as exc:
-        raise ValueError(exc.errors()[0]["msg"]) from None
+        err = exc.errors()[0]
+        raise ValueError(bound_message(err) if err["type"] in BOUNDS else err["msg"]) from None
 
 
 _NEEDS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("median", "p95"), "empirical": ("values",)}

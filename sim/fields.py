@@ -29,3 +29,29 @@ def is_whole(value) -> bool:
     """Is ``value`` an integer as the Python API takes one (a seed, an index, a count): a Python or numpy
     integer, not a bool?"""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+#: pydantic's bound errors: (operator, its ctx key)
+BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+          "less_than": ("<", "lt")}
+
+
+def bound_message(err: dict) -> str:
+    """pydantic's bound error (``err``, one of :data:`BOUNDS`' types) as a setting's message: ``must be >= 1``,
+    ``must be > 0 s`` for a duration written as one ("0s"; its bound is in seconds)."""
+    op, key = BOUNDS[err["type"]]
+    limit = err.get("ctx", {}).get(key)
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # (pydantic's ctx holds floats: 0.0 for a bound written 0)
+    return f"must be {op} {limit}" + (" s" if _written_duration(err.get("input")) else "")
+
+
+def _written_duration(value) -> bool:
+    """Is ``value`` a duration as a file writes one ("0s", "5m"; not a bare number)?"""
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_duration(value)
+    except ValueError:
+        return False
+    return not value.strip().replace(".", "", 1).isdigit()

@@ -26,7 +26,7 @@ from .arrivals import KINDS
 from .catalog import Catalog, shutdown_warning
 from .config import Client, Dist, Org, Policy, PolicyError, policy_table
 from .errors import ConfigError, InertSettingWarning, KeyedError, ShutDownModelWarning, did_you_mean, warn_once
-from .fields import Duration, PositiveDuration, Strict, is_whole
+from .fields import BOUNDS, Duration, PositiveDuration, Strict, bound_message, is_whole
 from .policies import SCHEDULES
 from .prices import price_table
 from .projects import Project, project_limits
@@ -1013,6 +1013,8 @@ def _pydantic_error(stub: Scenario, exc: ValidationError, prefix: tuple,
         msg = "required, and missing"
     elif err["type"] == "too_short":
         msg = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
+    elif err["type"] in BOUNDS:  # (pydantic: "Input should be greater than or equal to 1")
+        msg = bound_message(err)
     shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as the file wrote it: TOML's true
     if msg.startswith(repr(value)):  # (our own messages already start with the value, Python's way)
         msg = shown + msg[len(repr(value)):]

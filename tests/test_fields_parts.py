@@ -62,7 +62,7 @@ def test_a_positive_duration_is_above_zero():
     with pytest.raises(ValidationError) as e:
         Timing(first=0)
     assert _error(e) == ("greater_than", "Input should be greater than 0")
-    with pytest.raises(ConfigError, match=r"scenario\.duration: '0s': Input should be greater than 0"):
+    with pytest.raises(ConfigError, match=r"scenario\.duration: '0s': must be > 0 s"):
         sim.scenario_from_dict({"scenario": {"duration": "0s"}})
 
 
@@ -172,3 +172,15 @@ def test_a_size_is_at_most_max_size():
 def test_is_whole_is_an_integer_but_not_a_bool():
     assert all(is_whole(v) for v in (0, 3, -2, np.int64(7), np.uint8(1), 10**30))
     assert not any(is_whole(v) for v in (True, np.bool_(False), 3.0, np.float64(2), "3", None))
+
+
+@pytest.mark.parametrize("err, said", [
+    ({"type": "greater_than_equal", "ctx": {"ge": 1.0}, "input": "0s"}, "must be >= 1 s"),  # a duration: seconds
+    ({"type": "greater_than", "ctx": {"gt": 0.0}, "input": 0}, "must be > 0"),  # (a bare number: no unit)
+    ({"type": "less_than", "ctx": {"lt": 1.0}, "input": 1.5}, "must be < 1"),
+    ({"type": "less_than_equal", "ctx": {"le": 0.5}, "input": "2K"}, "must be <= 0.5"),  # (a count, not seconds)
+    ({"type": "greater_than_equal", "ctx": {"ge": 0.0001}, "input": 1e-5}, "must be >= 0.0001"),
+])
+def test_a_bound_is_said_with_its_operator_and_a_durations_unit(err, said):
+    from sim.fields import bound_message
+    assert bound_message(err) == said

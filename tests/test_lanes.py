@@ -38,7 +38,7 @@ BAD = {
     "compare value": (BASE.replace('project_quotas = [false, true]', 'service_tier = ["flex", "batch"]'),
                       r":48: compare.service_tier: 'batch': Input should be 'on_demand', 'flex' or 'auto'$"),
     "flex": (BASE.replace('tier = "developer"', 'tier = "developer"\nflex = { multiplier = 0 }'),
-             r"org.flex.multiplier: 0: Input should be greater than 0$"),
+             r"org.flex.multiplier: 0: must be > 0$"),
     # flex (and auto) are for paid plans: not on a tier that bills nothing, wherever the tier is asked for
     "flex on free": (BASE.replace('tier = "developer"', 'tier = "free"\nservice_tier = "auto"'),
                      r":15: org.service_tier: service tier 'auto' is for paid plans, and tier 'free' bills nothing: "

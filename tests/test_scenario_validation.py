@@ -72,18 +72,18 @@ REFUSED = [
      "'description'? allowed: name, description, duration, warmup, drain, seed, replications, speeds)"),
     ({"scenario": {"warmup": 10, "duration": 10}}, "scenario.warmup: 10: warmup (10 s) must be shorter than "
      "duration (10 s)"),
-    ({"scenario": {"duration": 0}}, "scenario.duration: 0: Input should be greater than 0"),
-    ({"scenario": {"seed": -1}}, "scenario.seed: -1: Input should be greater than or equal to 0"),
-    ({"scenario": {"replications": 0}}, "scenario.replications: 0: Input should be greater than or equal to 1"),
+    ({"scenario": {"duration": 0}}, "scenario.duration: 0: must be > 0"),
+    ({"scenario": {"seed": -1}}, "scenario.seed: -1: must be >= 0"),
+    ({"scenario": {"replications": 0}}, "scenario.replications: 0: must be >= 1"),
     # [org]
-    ({"org": {"error_rate": 1.1}}, "org.error_rate: 1.1: Input should be less than or equal to 1"),
-    ({"org": {"error_rate": -0.1}}, "org.error_rate: -0.1: Input should be greater than or equal to 0"),
-    ({"org": {"error_status": 399}}, "org.error_status: 399: Input should be greater than or equal to 400"),
-    ({"org": {"error_status": 600}}, "org.error_status: 600: Input should be less than or equal to 599"),
+    ({"org": {"error_rate": 1.1}}, "org.error_rate: 1.1: must be <= 1"),
+    ({"org": {"error_rate": -0.1}}, "org.error_rate: -0.1: must be >= 0"),
+    ({"org": {"error_status": 399}}, "org.error_status: 399: must be >= 400"),
+    ({"org": {"error_status": 600}}, "org.error_status: 600: must be <= 599"),
     ({"org": {"accounting": {"cache_hit_ratio": -0.1}}},
-     "org.accounting.cache_hit_ratio: -0.1: Input should be greater than or equal to 0"),
+     "org.accounting.cache_hit_ratio: -0.1: must be >= 0"),
     ({"org": {"accounting": {"cache_hit_ratio": 1.5}}},
-     "org.accounting.cache_hit_ratio: 1.5: Input should be less than or equal to 1"),
+     "org.accounting.cache_hit_ratio: 1.5: must be <= 1"),
     ({"org": {"limits_file": "  "}}, "org.limits_file: '  ' names no file (allowed: the path of a limits table, "
      "a CSV such as my_limits.csv, relative to the scenario's folder)"),
     ({"org": {"tier": "fre"}}, "org.tier: unknown tier 'fre' (did you mean 'free'? allowed: free, developer)"),
@@ -91,28 +91,26 @@ REFUSED = [
     ({"client": {"service_tier": "auto"}}, f"clients[0].service_tier: service tier 'auto' {PAID}"),
     ({"compare": {"service_tier": ["on_demand", "flex"]}}, f"compare.service_tier: service tier 'flex' {PAID}"),
     # [capacity], [run]
-    ({"capacity": {"success": 0}}, "capacity.success: 0: Input should be greater than 0"),
-    ({"capacity": {"success": 1.01}}, "capacity.success: 1.01: Input should be less than or equal to 1"),
-    ({"capacity": {"max_load": 0}}, "capacity.max_load: 0: Input should be greater than 0"),
-    ({"capacity": {"tolerance": 1}}, "capacity.tolerance: 1: Input should be less than 1"),
-    ({"capacity": {"tolerance": 0.00009}}, "capacity.tolerance: 9e-05: Input should be greater than or equal to "
-     "0.0001"),
-    ({"capacity": {"p95": 0}}, "capacity.p95: 0: Input should be greater than 0"),
-    ({"run": {"jobs": 0}}, "run.jobs: 0: Input should be greater than or equal to 1"),
+    ({"capacity": {"success": 0}}, "capacity.success: 0: must be > 0"),
+    ({"capacity": {"success": 1.01}}, "capacity.success: 1.01: must be <= 1"),
+    ({"capacity": {"max_load": 0}}, "capacity.max_load: 0: must be > 0"),
+    ({"capacity": {"tolerance": 1}}, "capacity.tolerance: 1: must be < 1"),
+    ({"capacity": {"tolerance": 0.00009}}, "capacity.tolerance: 9e-05: must be >= 0.0001"),
+    ({"capacity": {"p95": 0}}, "capacity.p95: 0: must be > 0"),
+    ({"run": {"jobs": 0}}, "run.jobs: 0: must be >= 1"),
     ({"run": {"dask": "h:123456"}}, "run.dask: 'h:123456' is not a scheduler address (allowed: 'local', or "
      "host:port such as tcp://10.0.0.5:8786)"),
     # [policies]
-    (pol(max_attempts=0), "policies.p.max_attempts: 0: Input should be greater than or equal to 1"),
-    (pol(retry="fixed", max_attempts=10001), "policies.p.max_attempts: 10001: Input should be less than or equal "
-     "to 10000"),
-    (pol(retry_on=[399]), "policies.p.retry_on[0]: 399: Input should be greater than or equal to 400"),
-    (pol(retry_on=[600]), "policies.p.retry_on[0]: 600: Input should be less than or equal to 599"),
-    (pol(pacing=0), "policies.p.pacing: 0: Input should be greater than 0"),
-    (pol(pacing=1.01), "policies.p.pacing: 1.01: Input should be less than or equal to 1"),
-    (pol(max_in_flight=0), "policies.p.max_in_flight: 0: Input should be greater than or equal to 1"),
-    (pol(queue_size=-1), "policies.p.queue_size: -1: Input should be greater than or equal to 0"),
-    (pol(deadline="0s"), "policies.p.deadline: '0s': Input should be greater than 0"),
-    (pol(timeout=0), "policies.p.timeout: 0: Input should be greater than 0"),
+    (pol(max_attempts=0), "policies.p.max_attempts: 0: must be >= 1"),
+    (pol(retry="fixed", max_attempts=10001), "policies.p.max_attempts: 10001: must be <= 10000"),
+    (pol(retry_on=[399]), "policies.p.retry_on[0]: 399: must be >= 400"),
+    (pol(retry_on=[600]), "policies.p.retry_on[0]: 600: must be <= 599"),
+    (pol(pacing=0), "policies.p.pacing: 0: must be > 0"),
+    (pol(pacing=1.01), "policies.p.pacing: 1.01: must be <= 1"),
+    (pol(max_in_flight=0), "policies.p.max_in_flight: 0: must be >= 1"),
+    (pol(queue_size=-1), "policies.p.queue_size: -1: must be >= 0"),
+    (pol(deadline="0s"), "policies.p.deadline: '0s': must be > 0 s"),
+    (pol(timeout=0), "policies.p.timeout: 0: must be > 0"),
     (pol(base=2, cap=1), "policies.p: base 2 s is above cap 1 s (the back-off starts at base and never exceeds "
      "cap)"),
     (pol(extends="groq-sd"), f"policies.p.extends: unknown built-in policy 'groq-sd' (did you mean 'groq-sdk'? "
@@ -143,17 +141,15 @@ REFUSED = [
     ({"client": {"project": ""}}, "clients[0].project: '' names no project (allowed: leave project out, or name a "
      "[projects.NAME] table)"),
     # [[clients]] sizes
-    ({"client": {"prompt_tokens": -1}}, "clients[0].prompt_tokens: -1: Input should be greater than or equal to 0"),
+    ({"client": {"prompt_tokens": -1}}, "clients[0].prompt_tokens: -1: must be >= 0"),
     # (a size written alone is named by its own key, not the fixed distribution's "value" it stands for;
     # written as a table, "value" is the file's own key)
-    ({"client": {"prompt_tokens": {"dist": "fixed", "value": -1}}}, "clients[0].prompt_tokens.value: -1: Input "
-     "should be greater than or equal to 0"),
-    ({"client": {"prompt_tokens": 10_000_001}}, "clients[0].prompt_tokens: 10000001: Input should be less "
-     "than or equal to 10000000"),
+    ({"client": {"prompt_tokens": {"dist": "fixed", "value": -1}}}, "clients[0].prompt_tokens.value: -1: must be >= 0"),
+    ({"client": {"prompt_tokens": 10_000_001}}, "clients[0].prompt_tokens: 10000001: must be <= 10000000"),
     ({"client": {"prompt_tokens": {"dist": "lognormal", "median": 0, "p95": 5}}},
-     "clients[0].prompt_tokens.median: 0: Input should be greater than 0"),
+     "clients[0].prompt_tokens.median: 0: must be > 0"),
     ({"client": {"prompt_tokens": {"dist": "lognormal", "median": 100, "p95": 10_000_001}}},
-     "clients[0].prompt_tokens.p95: 10000001: Input should be less than or equal to 10000000"),
+     "clients[0].prompt_tokens.p95: 10000001: must be <= 10000000"),
     ({"client": {"prompt_tokens": float("nan")}}, "clients[0].prompt_tokens: nan: Input should be a finite "
      "number"),
     ({"client": {"prompt_tokens": "lots"}}, "clients[0].prompt_tokens: 'lots' is not a size (allowed: a number "
@@ -213,10 +209,9 @@ REFUSED = [
      "'llama-3.1-8b-instan' (did you mean 'llama-3.1-8b-instant', 'llama-3.3-70b-versatile'? allowed: "
      f"{MODELS})"),
     # [tiers], [service], [prices], [projects]
-    ({"tiers": {"x": {"base": "developer", "scale": {"tpm": 0}}}}, "tiers.x.scale.tpm: 0: Input should be greater "
-     "than 0"),
+    ({"tiers": {"x": {"base": "developer", "scale": {"tpm": 0}}}}, "tiers.x.scale.tpm: 0: must be > 0"),
     ({"tiers": {"x": {"base": "developer", "overrides": {MODEL: {"rpm": 0}}}}},
-     "tiers.x.overrides.llama-3.1-8b-instant.rpm: 0: Input should be greater than 0"),
+     "tiers.x.overrides.llama-3.1-8b-instant.rpm: 0: must be > 0"),
     ({"tiers": {"x": {"base": "developer", "overrides": {MODEL: {"rpd": "abc"}}}}},
      "tiers.x.overrides.llama-3.1-8b-instant.rpd: 'abc' is not a count (allowed: 30, 14.4K, 1M, or - for no limit)"),
     ({"tiers": {"x": {"base": "developer", "overrides": {MODEL: {"rpd": "1.5"}}}}},
@@ -272,8 +267,8 @@ REFUSED = [
      f"{MODELS})"),
     ({"compare": {"limiter": ["leaky"]}}, "compare.limiter: 'leaky': Input should be 'token_bucket', "
      "'fixed_window', 'sliding_log' or 'sliding_window_counter'"),
-    ({"compare": {"flex_multiplier": [-1]}}, "compare.flex_multiplier: -1: Input should be greater than 0"),
-    ({"compare": {"error_rate": [0.5, 2]}}, "compare.error_rate: 2: Input should be less than or equal to 1"),
+    ({"compare": {"flex_multiplier": [-1]}}, "compare.flex_multiplier: -1: must be > 0"),
+    ({"compare": {"error_rate": [0.5, 2]}}, "compare.error_rate: 2: must be <= 1"),
 ]
 
 
@@ -691,7 +686,7 @@ def load_refused(path, overrides=None) -> str:
      "clients[1].prompt_tokens: 'lots' is not a size (allowed: a number such as 200 or 2K, or a distribution such "
      "as { dist = 'uniform', low = 100, high = 400 })"),
     (CLIENT_TOML + "[policies.mine]\nextends = 'fixed'\nmax_attempts = 0\n", 7,
-     "policies.mine.max_attempts: 0: Input should be greater than or equal to 1"),
+     "policies.mine.max_attempts: 0: must be >= 1"),
     (CLIENT_TOML + "[org.accounting]\ncharge = 'all'\n", 6,
      "org.accounting.charge: 'all': Input should be 'max_tokens' or 'actual'"),
     ("[scenario]\nname = \"say \\\"#\\\" \" # x\nduraton = 5\n" + CLIENT_TOML, 3,
@@ -774,13 +769,12 @@ def test_an_overridden_keys_error_says_it_came_from_the_overrides(tmp_path):
         f"{path}: scenario.duration (from overrides, not the file): 'x' is not a duration (allowed: a number of "
         "seconds, or like 90s, 15m, 2h, 1d, 2m59.56s, 500ms)")
     assert load_refused(path, {"seed": -1, "duration": None}) == (
-        f"{path}: scenario.seed (from overrides, not the file): -1: Input should be greater than or equal to 0")
+        f"{path}: scenario.seed (from overrides, not the file): -1: must be >= 0")
     assert load_refused(path, {"warmup": "20m"}) == (
         f"{path}: scenario.warmup (from overrides, not the file): '20m': warmup (1200 s) must be shorter than "
         "duration (600 s)")
     assert load_refused(path, {"duration": None, "warmup": None, "replications": 0}) == (
-        f"{path}: scenario.replications (from overrides, not the file): 0: Input should be greater than or equal "
-        "to 1")
+        f"{path}: scenario.replications (from overrides, not the file): 0: must be >= 1")
 
 
 @pytest.mark.parametrize("text, said", [
@@ -1048,7 +1042,7 @@ EDGE_REFUSED = [
       "policies": {"p": {"retry": "fixed", "max_attempts": 2, "fallback": ["zzz"]}}},
      f"clients[0].policy: unknown policy 'nope' (did you mean 'no-retry'? allowed: {POLICIES}, p)"),
     ({"clients": [C], "compare": {"limiter": ["token_bucket"], "error_rate": [0.5, 2]}},
-     "compare.error_rate: 2: Input should be less than or equal to 1"),
+     "compare.error_rate: 2: must be <= 1"),
     ({"clients": [{**C, "name": ""}]}, "clients[0].name: '': String should have at least 1 character"),
     # a tier or model the grid replaces must still be a real name (as a policy: a misspelling is a mistake)
     ({"org": {"tier": "pro"}, "clients": [C], "compare": {"tier": ["free", "developer"]}},
