@@ -511,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="groqsim", description="Capacity simulator for the Groq API's rate limits.",
                 epilog="Bad input is reported as one line naming the file, line and key, with exit status 2.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.commands = sub  # (main names a command's own mistakes by it)
     lim = sub.add_parser("limits", help="list Groq's published rate limits", epilog=LIMITS_EPILOG,
                          description="Groq's published rate limits per tier and model.")
     lim.add_argument("--file", help="your own limits CSV to check and list (groq_rate_limits.csv's shape or the "
@@ -676,7 +677,10 @@ def _signed_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(_signed_values(sys.argv[1:] if argv is None else list(argv)))
+        parser = build_parser()
+        args, extra = parser.parse_known_args(_signed_values(sys.argv[1:] if argv is None else list(argv)))
+        if extra:  # named by the command they were given to ("groqsim check: error: ...", see its --help)
+            parser.commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # usage errors and --help
         return exc.code  # argparse exits with an int: 0 after --help, 2 for a usage error
     for name in ("out", "output", "tier", "model", "file", "dask", "host"):  # paths and names: empty is no value

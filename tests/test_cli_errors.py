@@ -347,6 +347,8 @@ COMMANDS = [  # (id, argv with {s} = a valid scenario, {out} = the output direct
     ("unknown-command", ["simulate", "{s}"], "simulate"),
     ("no-scenario", ["run"], "scenario"),
     ("unknown-option", ["run", "{s}", "--colour", "red", "--out", "{out}"], "--colour"),
+    ("option-of-another-command", ["check", "{s}", "--format", "json"],
+     "groqsim check: error: unrecognized arguments: --format json (see groqsim check --help)"),
     ("check-replications-negative", ["check", "{s}", "--replications=-1"], "--replications"),
     ("capacity-duration-0", ["capacity", "{s}", "--duration", "0"], "--duration"),
     ("capacity-jobs-0", ["capacity", "{s}", "--jobs", "0"], "--jobs"),
