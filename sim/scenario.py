@@ -14,6 +14,7 @@ import numbers
 import re
 import tomllib
 import typing
+from dataclasses import replace
 from pathlib import Path
 from os import PathLike
 from typing import Annotated, Any, Literal
@@ -290,6 +291,15 @@ class Scenario(Strict):
             if c.service_tier and (lanes or {c.lane}) == {"batch"}:
                 notes.append(f"note: clients.{c.name}: on the batch lane its service_tier {c.service_tier!r} does "
                              "not apply: a batch job is processed by the Batch API whatever the tier (docs/lanes.md)")
+        if self.scenario.speeds != "docs":  # the two published sets agree on some models
+            docs, chosen = service_models(self.service, "docs"), self.service_table()
+
+            def same(m):  # (their sources differ: the page each speed is from)
+                a, b = docs.get(m), chosen.get(m)
+                return a == b or (a is not None and b is not None and replace(a, source="") == replace(b, source=""))
+            if all(same(m) for m in self.used_models()):
+                notes.append(f"note: scenario.speeds: {self.scenario.speeds!r} gives every model sent here the same "
+                             "output speed as 'docs' (Groq's two published sets agree on these): it changes nothing")
         acc = self.org.accounting
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '

@@ -1330,3 +1330,19 @@ def test_an_org_dumped_whole_is_not_said_to_set_its_defaults():
     org["batch"]["start_median"] = 0
     assert sc(org=org, client={"policy": "no-retry"}).setting_notes() == []
     assert sc(org=org, client={"policy": "no-retry", "lane": "batch"}).setting_notes() == []
+
+
+def test_pricing_speeds_that_equal_the_docs_for_every_model_sent_are_said():
+    """gpt-oss-120b reads 500 t/s on both of Groq's pages: speeds = 'pricing' changes nothing there (said);
+    llama-3.3-70b reads 280 and 394: it acts (nothing said)."""
+    same = sc(scenario={"speeds": "pricing"}, client={"model": "openai/gpt-oss-120b", "policy": "no-retry"}, **DEV)
+    assert same.setting_notes() == [
+        "note: scenario.speeds: 'pricing' gives every model sent here the same output speed as 'docs' (Groq's two "
+        "published sets agree on these): it changes nothing"]
+    differs = sc(scenario={"speeds": "pricing"}, client={"model": "llama-3.3-70b-versatile", "policy": "no-retry"},
+                 **DEV)
+    assert differs.setting_notes() == []
+    # one model that differs among those sent (a compared one too) is enough
+    both = sc(scenario={"speeds": "pricing"}, client={"model": "openai/gpt-oss-120b", "policy": "no-retry"},
+              compare={"model": ["openai/gpt-oss-120b", "llama-3.3-70b-versatile"]}, **DEV)
+    assert both.setting_notes() == []
