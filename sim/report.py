@@ -25,6 +25,8 @@ from .texttable import align
 #: metrics compared across grid points (mean and 95% CI over replications)
 KEY_METRICS = ("success_ratio", "throughput_rpm", "tokens_per_min", "latency_p50", "latency_p95", "latency_p99",
                "n429_per_attempt", "attempts_per_success", "mean_wait", "cost_usd", "cost_per_success")
+#: the metrics of the bill: unknown for a point when any replication's is (``cost_usd`` NaN)
+BILL_METRICS = ("cost_usd", "cost_per_success")
 #: metrics only runs of a lane comparison have (sim.summary.lane_metrics), compared when present
 LANE_METRICS = ("n498", "flex_share", "done_by", "project_refusals", "batch_expired_share", "job_time_p50",
                 "job_time_p90")
@@ -47,7 +49,9 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
     appear: ``by=("client",)`` gives a row per grid point and client group): its axis values, the number of
     replications, and for each key metric, each outcome share and each of :data:`SHARE_METRICS`
     ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication), and
-    ``wide_ci``: the key metrics whose interval is wider than their mean; ``binding`` (when the runs have one):
+    ``wide_ci``: the key metrics whose interval is wider than their mean; the :data:`BILL_METRICS` NaN when
+    any replication's bill is unknown (an unpriced model served), a metric's other NaNs (no success: no
+    latency) left out of its mean; ``binding`` (when the runs have one):
     the one most replications name (:func:`_most_often`)."""
     # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
     # without importing scipy.stats (~1 s, ~60 MB)
@@ -72,9 +76,12 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
                "replications": len(group)}
         wide = []
         block = data[at[key]]
+        # a replication's bill unknown (a success on a model Groq publishes no price for): the point's is too,
+        # not the mean of the replications that happened to serve none there
+        unknown_bill = "cost_usd" in metrics and np.isnan(block[:, metrics.index("cost_usd")]).any()
         for j, m in enumerate(metrics):
             values = block[:, j]
-            values = values[~np.isnan(values)]
+            values = values[~np.isnan(values)] if not (unknown_bill and m in BILL_METRICS) else values[:0]
             n = len(values)
             row[f"{m}_mean"] = float(values.mean()) if n else math.nan
             if n > 1 and n not in t975:
@@ -426,8 +433,9 @@ def _time_axis(study: StudyResult) -> tuple[float, float, float, str]:
 
 
 def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
-    """``latency_cdf.png``: latency CDF of successful requests per alternative, all replications: those created
-    in the measurement window ``[warmup, duration)``, the requests of the table's latency percentiles."""
+    """``latency_cdf.png``: latency CDF of successful requests per alternative, all replications pooled: those
+    created in the measurement window ``[warmup, duration)``, the requests of the table's latency percentiles
+    (which average each replication's own: the pooled quantiles differ from them)."""
     points = list(study.comparison["point"])
     # the legend goes beside the axes (inside, it hid whichever curves ran under it), in a margin sized for
     # a line sample and the longest label at 7 pt (about 0.06 in a character)
@@ -450,7 +458,8 @@ def plot_latency_cdf(study: StudyResult, out: Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency of successful requests (s, log scale)")
     ax.set_ylabel("fraction of successful requests")
-    ax.set_title("Latency CDF per alternative (the measurement window, as the table's percentiles)")
+    # (the table's percentiles are each replication's, averaged: the pooled CDF's quantiles differ from them)
+    ax.set_title("Latency CDF per alternative (successes of the measurement window, replications pooled)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _margins(fig, left=0.75, right=0.2 + legend_w, bottom=0.55, top=0.4)

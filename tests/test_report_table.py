@@ -160,3 +160,19 @@ def test_summary_rows_read_back_from_json_make_the_same_frame_as_in_memory():
 def test_the_binding_is_the_one_most_replications_name(bindings, named):
     summary = summary_rows({"latency_p95": [1.0] * len(bindings)}).assign(binding=bindings)
     assert compare(summary, []).loc[0, "binding"] == named
+
+
+def test_a_bill_unknown_in_one_replication_is_unknown_for_the_point():
+    """A success on an unpriced model makes a run's bill NaN; the point's mean was the other replications'
+    (one of three: $0.218 per 1k with no footnote).  Unknown in any: NaN, so the table says '-' with its
+    footnote; a latency NaN (a replication with no success) is still left out of its own mean."""
+    summary = summary_rows({"cost_usd": [0.5, np.nan, 0.7], "cost_per_success": [0.001, np.nan, 0.002],
+                            "latency_p95": [1.0, np.nan, 3.0], "success_ratio": [1.0, 0.5, 1.0]})
+    row = compare(summary, []).iloc[0]
+    assert np.isnan(row["cost_usd_mean"]) and np.isnan(row["cost_per_success_mean"])
+    assert np.isnan(row["cost_per_success_ci95"])
+    assert row["latency_p95_mean"] == 2.0
+    text = format_comparison(compare(summary, []), [])
+    assert "$/1k ok '-' = a model Groq publishes no price for was served" in text
+    priced = summary_rows({"cost_usd": [0.5, 0.7], "cost_per_success": [0.001, 0.002], "success_ratio": [1.0, 1.0]})
+    assert compare(priced, []).loc[0, "cost_per_success_mean"] == pytest.approx(0.0015)
