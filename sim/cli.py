@@ -211,7 +211,7 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         sys.stdout.write(format_by_project(out / "by_project.csv", axes))  # (written by this run: listed)
     if by_client:
         sys.stdout.write(format_by_client(out / "by_client.csv", axes, own if one_each else None))
-    stale = remove_stale(out, files) if study.complete and not problems else []
+    stale = remove_stale(out, files, remove=study.complete and not problems)
     if not args.quiet:
         print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
         if stale:

@@ -606,18 +606,21 @@ OUTPUT_FILES = ("summary.csv", "comparison.csv", "requests.parquet", "utilisatio
 MANIFEST = ".groqsim-outputs"
 
 
-def remove_stale(out: Path, written: list[Path]) -> list[Path]:
+def remove_stale(out: Path, written: list[Path], remove: bool = True) -> list[Path]:
     """Remove the output files (:data:`OUTPUT_FILES`) that an earlier study wrote in ``out`` and this one did
     not (its lane tables, say, in a directory a scenario without lanes now shares): next to this study's files
     they would read as its own.  Only files the earlier study listed in ``out``'s :data:`MANIFEST` go: a file of
     the same name that someone else put there is left alone.  Then lists this study's files there.  Returns
-    what it removed."""
+    what it removed.  ``remove`` False (an interrupted study, or one whose files were not all written): nothing
+    goes, and its files join the list, so the next complete study removes those it does not write."""
     manifest = out / MANIFEST
     try:
         before = set(manifest.read_text(encoding="utf-8").splitlines())
     except (OSError, UnicodeDecodeError):
         before = set()
     keep = {Path(f).name for f in written}
+    if not remove:
+        keep |= before
     stale = [out / name for name in OUTPUT_FILES if name in before and name not in keep and (out / name).is_file()]
     for path in stale:
         path.unlink()

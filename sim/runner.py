@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -84,15 +85,34 @@ def run_inputs(spec: RunSpec) -> dict:
             "duration": spec.duration, "warmup": spec.warmup, "drain": spec.drain, "load": spec.load}
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the package's own files (its code and data tables): part of every run's key, so that a run
+    finished by other code (a fix that changes results, with the version number unchanged) is run again, not
+    reused beside runs that would come out differently.  Any edit counts, a comment's too: a needless re-run
+    costs time, a wrong reuse a wrong answer."""
+    return files_fingerprint(Path(__file__).resolve().parent)
+
+
+def files_fingerprint(root: Path) -> str:
+    """A hash of the ``.py`` and ``.csv`` files under ``root`` (their paths and bytes; caches left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".csv") and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def plan(scenario: Scenario, duration: float | None = None) -> list[Job]:
     """Every (grid point, replication) with its resumption key: a hash of everything the run reads
-    (:func:`run_inputs`), the scenario's seed, the replication and the simulator's version."""
+    (:func:`run_inputs`), the scenario's seed, the replication, the simulator's version and its code
+    (:func:`code_fingerprint`)."""
     jobs = []
+    code = code_fingerprint()
     for p, point in enumerate(scenario.grid()):
         inputs = run_inputs(scenario.spec(point, duration=duration))
         for rep in range(scenario.scenario.replications):
-            blob = json.dumps({"v": __version__, "inputs": inputs, "seed": scenario.scenario.seed, "rep": rep},
-                              sort_keys=True, default=str)
+            blob = json.dumps({"v": __version__, "code": code, "inputs": inputs, "seed": scenario.scenario.seed,
+                               "rep": rep}, sort_keys=True, default=str)
             jobs.append(Job(p, point, rep, hashlib.sha256(blob.encode()).hexdigest()[:20]))
     return jobs
 

@@ -339,6 +339,36 @@ def test_resume_skips_finished_runs_and_reruns_only_changed_points(tmp_path):
     assert len(fresh) == 9
 
 
+def test_runs_finished_by_other_code_are_run_again(tmp_path, monkeypatch):
+    """The version number stayed 0.4.0 across fixes that changed results (a success answered after the run's
+    end): runs are keyed by the package's code too, so a resume never mixes in runs other code computed."""
+    import sim.runner
+    s = small_scenario()
+    assert run_study(s, tmp_path, jobs=1, progress=False).reused == 0
+    assert run_study(s, tmp_path, jobs=1, progress=False).reused == 9
+    monkeypatch.setattr(sim.runner, "code_fingerprint", lambda: "other code")
+    assert run_study(s, tmp_path, jobs=1, progress=False).reused == 0
+
+
+def test_the_code_fingerprint_follows_the_packages_files(tmp_path):
+    """Every .py and .csv file's path and bytes count; caches (__pycache__) and other files do not."""
+    from sim.runner import code_fingerprint, files_fingerprint
+    (tmp_path / "data").mkdir()
+    (tmp_path / "engine.py").write_text("x = 1\n")
+    (tmp_path / "data" / "limits.csv").write_text("a,b\n")
+    first = files_fingerprint(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "engine.cpython-311.py").write_text("cache")
+    (tmp_path / "notes.txt").write_text("not code")
+    assert files_fingerprint(tmp_path) == first
+    (tmp_path / "data" / "limits.csv").write_text("a,b\n1,2\n")
+    second = files_fingerprint(tmp_path)
+    assert second != first
+    (tmp_path / "engine.py").rename(tmp_path / "kernel.py")  # (the same bytes under another name)
+    assert files_fingerprint(tmp_path) not in (first, second)
+    assert len(code_fingerprint()) == 16 and code_fingerprint() == code_fingerprint()
+
+
 def test_a_resumed_command_says_how_many_runs_it_read_back(tmp_path, capsys):
     from sim.cli import main
     path = tmp_path / "s.toml"
@@ -670,6 +700,46 @@ def test_remove_stale_goes_by_the_last_studys_list_and_writes_this_ones(tmp_path
     (tmp_path / MANIFEST).write_bytes(b"\xff\xfe by_project.csv")  # unreadable: nothing is taken as listed
     assert remove_stale(tmp_path, []) == [] and (tmp_path / "by_project.csv").exists()
     assert (tmp_path / MANIFEST).read_text() == ""
+
+
+def test_an_interrupted_studys_outputs_are_listed_and_removed_by_the_next_complete_one(tmp_path):
+    """An interrupted study writes its tables too but removes nothing: its files join the list (they were
+    never listed, so no later study removed them, and a plain study's summary sat beside a lane study's
+    by_lane.csv)."""
+    from sim.report import MANIFEST, remove_stale
+    for name in ("summary.csv", "by_lane.csv", "lanes_cost_time.png"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / MANIFEST).write_text("summary.csv\nlatency_cdf.png\n")  # a complete study's, earlier
+    assert remove_stale(tmp_path, [tmp_path / "summary.csv", tmp_path / "by_lane.csv",
+                                   tmp_path / "lanes_cost_time.png"], remove=False) == []
+    assert (tmp_path / MANIFEST).read_text() == ("summary.csv\nlatency_cdf.png\nlanes_cost_time.png\n"
+                                                 "by_lane.csv\n")  # (both studies', in OUTPUT_FILES' order)
+    # the next complete study, writing only its summary: the interrupted one's lane files go
+    assert remove_stale(tmp_path, [tmp_path / "summary.csv"]) == [tmp_path / "lanes_cost_time.png",
+                                                                  tmp_path / "by_lane.csv"]
+
+
+def test_an_interrupted_run_leaves_nothing_a_later_study_mistakes_for_its_own(tmp_path, capsys, monkeypatch):
+    """End to end: a lane study stopped after its runs (the study incomplete) writes its lane tables; the
+    plain study run next in the same directory removes them."""
+    import sim.runner
+    from sim.cli import main
+    out = tmp_path / "out"
+    lanes = ROOT / "scenarios" / "projects_noisy_neighbour.toml"
+    real = sim.runner.run_study
+
+    def interrupted(*args, **kw):
+        study = real(*args, **kw)
+        study.complete = False  # as Ctrl-C leaves it: the runs done kept, the outputs written
+        return study
+    monkeypatch.setattr(sim.runner, "run_study", interrupted)
+    assert main(["run", str(lanes), "--out", str(out), "--duration", "2m", "--replications", "1", "--quiet",
+                 "--format", "csv", "--jobs", "1"]) == 130
+    assert (out / "by_lane.csv").is_file()
+    monkeypatch.setattr(sim.runner, "run_study", real)
+    plain = _grid_scenario(tmp_path / "plain.toml", "policy = ['no-retry']")
+    assert main(["run", str(plain), "--out", str(out), "--format", "csv", "--jobs", "1", "--quiet"]) == 0
+    assert not (out / "by_lane.csv").exists() and not (out / "lanes_cost_time.png").exists()
 
 
 def test_files_of_an_output_name_that_no_study_wrote_are_left_alone(tmp_path, capsys):
