@@ -117,12 +117,10 @@ def _cut_at(c, end: float) -> None:
     """The run ends at ``end`` (``duration + drain``): a success whose answer reaches the client later is still
     in flight then, ``unfinished`` (the engine knows a success's finish as soon as it is admitted, and records
     it at once)."""
-    outcome = np.frombuffer(c.outcome, np.int8) if len(c.outcome) else np.empty(0, np.int8)
-    finished = np.frombuffer(c.finished) if len(c.finished) else np.empty(0)
+    outcome, finished = np.frombuffer(c.outcome, np.int8), np.frombuffer(c.finished)  # (views: written through)
     late = (outcome == OK) & (finished > end)
-    if late.any():
-        outcome[late] = PENDING
-        finished[late] = np.nan
+    outcome[late] = PENDING
+    finished[late] = np.nan
 
 class Simulation:
     """Build with a :class:`RunSpec` and a seed, call :meth:`run`, read :meth:`result`."""

@@ -172,9 +172,18 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"type": "string", "maxLength": 9}, 5, "The quick"),  # (cut to the length it allows)
     ({"type": "string", "maxLength": 4}, 5, "The"),  # (not ending on a space)
     ({"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 0}, 3, []),
+    ({"type": "integer", "exclusiveMinimum": 3}, 3, 4),  # (above a whole bound: the next whole number)
+    ({"type": "integer", "minimum": 1, "exclusiveMinimum": False}, 3, 1),  # (draft 4's flag, off)
+    ({"type": "integer", "maximum": -3, "exclusiveMaximum": True}, 3, -4),  # (draft 4's flag, on)
+    ({"type": "integer", "maximum": -3, "exclusiveMaximum": False}, 3, -3),
+    ({"type": "number", "maximum": -1, "exclusiveMaximum": -1}, 3, -2.0),  # (both: the stricter)
+    ({"type": "number", "minimum": 1, "exclusiveMinimum": 1}, 3, 2.0),
+    ({"type": "integer", "maximum": -7, "multipleOf": 5}, 3, -10),
+    ({"type": "number", "maximum": -0.3, "multipleOf": 0.25}, 3, -0.5),
 ])
 def test_the_simplest_instance_of_each_kind_of_schema(schema, tokens, value):
-    assert instance(schema, tokens) == value
+    got = instance(schema, tokens)
+    assert got == value and type(got) is type(value)  # (an integer's 0, not 0.0: JSON writes them apart)
 
 
 @pytest.mark.parametrize("body, param", [

@@ -180,6 +180,7 @@ def test_is_whole_is_an_integer_but_not_a_bool():
     ({"type": "less_than", "ctx": {"lt": 1.0}, "input": 1.5}, "must be < 1"),
     ({"type": "less_than_equal", "ctx": {"le": 0.5}, "input": "2K"}, "must be <= 0.5"),  # (a count, not seconds)
     ({"type": "greater_than_equal", "ctx": {"ge": 0.0001}, "input": 1e-5}, "must be >= 0.0001"),
+    ({"type": "greater_than", "ctx": {"gt": 0.0}, "input": "0.0"}, "must be > 0"),  # (a number quoted: no unit)
 ])
 def test_a_bound_is_said_with_its_operator_and_a_durations_unit(err, said):
     from sim.fields import bound_message

@@ -1148,8 +1148,9 @@ def test_a_response_the_recorder_cannot_watch_is_still_answered_and_logged(tmp_p
     assert [(g["status"], g["usage"]) for g in lines(log)] == [(200, USAGE)]
 
 
-@pytest.mark.parametrize("status, kept", [(200, 200), (429.0, 429), ("413", 413), (200.5, None), (999, None),
-                                          (-1, None), (99, None), (10**30, None), (2**63, None)])
+@pytest.mark.parametrize("status, kept", [(200, 200), (429.0, 429), ("413", 413), (100, 100), (599, 599),
+                                          (200.5, None), (999, None), (600, None), (-1, None), (99, None),
+                                          (10**30, None), (2**63, None)])
 def test_a_status_is_a_whole_http_status(tmp_path, status, kept):
     """No server answers 200.5, 999, -1 or 10**30 (which overflowed a C long in calibrate's tables, and 2**63
     wrapped to a negative status): such a line is skipped as unreadable, not counted as answered."""

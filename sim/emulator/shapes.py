@@ -171,7 +171,7 @@ def _number(schema: dict, integer: bool):
         high, high_strict = high_open, True
     else:
         high_strict = False
-    step = schema.get("multipleOf") or (1 if integer else None)
+    step = schema.get("multipleOf")
 
     def allowed(v) -> bool:
         return ((low is None or v > low or (v == low and not low_strict))
@@ -179,22 +179,18 @@ def _number(schema: dict, integer: bool):
 
     if allowed(0):
         return 0 if integer else 0.0
-    if low is not None and (low > 0 or (low == 0 and low_strict)):  # 0 is below: the least value above low
+    if low is not None and low >= 0:  # 0 is below the bounds: the least value above low
         if integer:
             value = math.floor(low) + 1 if low_strict else math.ceil(low)
         else:
             value = low if not low_strict else (low + high) / 2 if high is not None else low + 1
-        if step:
-            value = math.ceil(value / step) * step
-            value = value + step if not allowed(value) else value
+        value = math.ceil(value / step) * step if step else value  # (still above low: rounded up)
     else:  # 0 is above: the greatest value below high
         if integer:
             value = math.ceil(high) - 1 if high_strict else math.floor(high)
         else:
             value = high if not high_strict else (low + high) / 2 if low is not None else high - 1
-        if step:
-            value = math.floor(value / step) * step
-            value = value - step if not allowed(value) else value
+        value = math.floor(value / step) * step if step else value
     return int(value) if integer else float(value)
 
 
