@@ -340,14 +340,11 @@ class Scenario(Strict):
             sent.update(policies[p].fallback)  # (every policy named is in the table: loading checks them)
         return sent
 
-    #: the ``[org]`` setting each axis of :meth:`_inert` compares: (table path in the file, field path on Org)
-    _ORG_SETTINGS = {"limiter": ("org.limiter", "limiter"), "error_rate": ("org.error_rate", "error_rate"),
-                     "error_status": ("org.error_status", "error_status"),
-                     "retry_after_rounding": ("org.retry_after_rounding", "retry_after_rounding"),
-                     "service_tier": ("org.service_tier", "service_tier"),
-                     "flex_multiplier": ("org.flex.multiplier", "flex.multiplier"),
-                     "flex_failure": ("org.flex.scarce_failure", "flex.scarce_failure"),
-                     "project_quotas": ("org.project_quotas", "project_quotas")}
+    #: the ``[org]`` setting each axis of :meth:`_inert` compares (its path under ``org``)
+    _ORG_SETTINGS = {"limiter": "limiter", "error_rate": "error_rate", "error_status": "error_status",
+                     "retry_after_rounding": "retry_after_rounding", "service_tier": "service_tier",
+                     "flex_multiplier": "flex.multiplier", "flex_failure": "flex.scarce_failure",
+                     "project_quotas": "project_quotas"}
 
     def _axis_notes(self) -> list[str]:
         """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is,
@@ -355,13 +352,13 @@ class Scenario(Strict):
         why, cmp = self._inert(), self.compare
         notes = [f"note: compare.{axis}: {why[axis]}: its values {_toml_list(cmp[axis])} give the same runs"
                  for axis in cmp if axis in why]
-        for axis, (key, field) in self._ORG_SETTINGS.items():
+        for axis, field in self._ORG_SETTINGS.items():
             *outer, name = field.split(".")
             table = getattr(self.org, outer[0]) if outer else self.org
             # (written, and not as its default: a model_dump round trip writes every field)
             if (axis in why and axis not in cmp and name in table.model_fields_set
                     and getattr(table, name) != type(table).model_fields[name].default):
-                notes.append(f"note: {key}: {why[axis]}: it changes nothing")
+                notes.append(f"note: org.{field}: {why[axis]}: it changes nothing")
         return notes
 
     def _inert(self) -> dict[str, str]:
