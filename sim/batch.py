@@ -87,8 +87,7 @@ class BatchLane(Strict):
     def _order(self):
         if self.start_p95 < self.start_median:
             raise ValueError("start_p95 must be >= start_median")
-        default = type(self).model_fields["start_p95"].default  # (a model_dump round trip writes it: not refused)
-        if self.start_median == 0 and self.start_p95 not in (0, default) and "start_p95" in self.model_fields_set:
+        if self.start_median == 0 and self.start_p95 != 0 and self.written("start_p95"):
             raise ValueError("start_p95 has no effect with start_median = 0 (every job starts at once): leave it "
                              "out, or give start_median > 0 for a lognormal start delay")
         if self.speed_p05 > self.speed_median:

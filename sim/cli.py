@@ -51,6 +51,15 @@ def count(n: float) -> str:
     return f"{n:,.0f}" if n < 1e15 else f"{n:.2g}"
 
 
+def _within_any_machine(args, requests: float, what: str, also: str) -> None:
+    """Refuse, even with --force, work past :data:`MAX_EVER` simulated requests (``what`` says how much; ``also``:
+    the command's other ways to ask for less)."""
+    if requests > MAX_EVER:
+        raise ConfigError(f"{args.scenario}: {what} is more than any machine holds, even with --force (limit "
+                          f"{MAX_EVER:.0e} requests, ~100 bytes of records each); lower the rate, --duration"
+                          + (f", {also}" if also else ""))
+
+
 def _load(args):
     from .scenario import load_scenario
     return load_scenario(args.scenario, {"seed": args.seed, "replications": args.replications})
@@ -94,10 +103,7 @@ def _work(args, scenario, duration: float | None, runs_factor: float = 1.0, at: 
     runs, requests = scenario.size(duration)
     runs, requests = int(runs * runs_factor), requests * runs_factor
     what = f"{count(runs)} run(s), about {count(requests)} simulated requests{at}"
-    if requests > MAX_EVER:
-        raise ConfigError(f"{args.scenario}: {what} is more than any machine holds, even with --force (limit "
-                          f"{MAX_EVER:.0e} requests, ~100 bytes of records each); lower the rate, --duration, "
-                          "[compare] load or --replications")
+    _within_any_machine(args, requests, what, "[compare] load or --replications")
     over = _over_limits(scenario, runs, requests)
     if ({"runs", "simulated requests"} & over.keys()) and not args.force:
         raise ConfigError(f"{args.scenario}: {what} is more than this command does without --force (limits: "
@@ -414,9 +420,7 @@ def _simlog(args) -> int:
     duration = _duration(args)
     _, requests = scenario.size(duration, point.get("load"))  # the point's own load, not the grid's mean
     requests /= len(scenario.grid()) * scenario.scenario.replications
-    if requests > MAX_EVER:
-        raise ConfigError(f"{args.scenario}: about {count(requests)} simulated requests is more than any machine "
-                          f"holds, even with --force (limit {MAX_EVER:.0e}); lower the rate or --duration")
+    _within_any_machine(args, requests, f"about {count(requests)} simulated requests", "")
     if requests > MAX_LOG_REQUESTS and not args.force:
         raise ConfigError(f"{args.scenario}: about {count(requests)} simulated requests is more than simlog writes "
                           f"without --force (limit {MAX_LOG_REQUESTS:,}); lower --duration or add --force")

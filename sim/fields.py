@@ -19,6 +19,11 @@ Rate = Annotated[float, BeforeValidator(parse_rate)]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
+    def written(self, name: str) -> bool:
+        """Was field ``name`` given, and not as its default?  (A ``model_dump`` round trip gives every field:
+        a default given changes nothing, and is not taken as the file's choice.)"""
+        return name in self.model_fields_set and getattr(self, name) != type(self).model_fields[name].default
+
 #: the largest size a request may have (tokens or audio seconds): far above any context window, and within
 #: the 32-bit counts the records keep (a distribution's lognormal tail is cut there; a trace's cell above is
 #: an error)

@@ -355,9 +355,7 @@ class Scenario(Strict):
         for axis, field in self._ORG_SETTINGS.items():
             *outer, name = field.split(".")
             table = getattr(self.org, outer[0]) if outer else self.org
-            # (written, and not as its default: a model_dump round trip writes every field)
-            if (axis in why and axis not in cmp and name in table.model_fields_set
-                    and getattr(table, name) != type(table).model_fields[name].default):
+            if axis in why and axis not in cmp and table.written(name):
                 notes.append(f"note: org.{field}: {why[axis]}: it changes nothing")
         return notes
 
