@@ -130,3 +130,30 @@ def test_low_modules_do_not_reach_up():
                 "trace", "arrivals", "records", "spec", "policies"):
         assert not graph[low] & {"engine", "runner", "report", "scenario", "summary", "cli", "capacity",
                                  "validation", "study"}, low
+
+
+def test_the_recipes_breaker_has_the_hooks_the_engine_calls():
+    """docs/architecture.md's example gate, pasted as it is: each hook takes what the engine passes a built-in
+    gate's hook of that name, and it opens from the moment the client reads its third 429."""
+    import inspect
+    import math
+    import re
+    import textwrap
+
+    from sim import policies
+
+    text = DOC.read_text()
+    block = re.search(r"\n((    class Breaker:\n)(    .*\n|\n)+)", text).group(1)
+    namespace = {"math": math}
+    exec(textwrap.dedent(block), namespace)
+    breaker_cls = namespace["Breaker"]
+    builtin = {"observe": policies.Adaptive, "hold": policies.Cooldown, "blocks": policies.Cooldown}
+    for hook, cls in builtin.items():
+        assert list(inspect.signature(getattr(breaker_cls, hook)).parameters) == \
+            list(inspect.signature(getattr(cls, hook)).parameters), f"the recipe's Breaker.{hook}"
+    gate = breaker_cls(failures=3, open_for=30.0)
+    for k, now in enumerate((1.0, 2.0, 3.0)):
+        gate.observe(0, None, now, k, 5.0, 0.2, now + 0.2)
+    assert gate.until == 3.2 + 30.0 and gate.blocks(10.0, True) and not gate.blocks(33.3, True)
+    gate.observe(0, None, 40.0, 4, 5.0, 0.2, math.inf)  # a 429 given up before it was read: not counted
+    assert gate.run == 0

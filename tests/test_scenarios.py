@@ -591,3 +591,15 @@ def test_a_fallback_to_the_model_the_group_sends_is_said(group_model, compare, s
     assert own == ([] if said is None else [
         f"note: clients.c: policy 'fb' falls back to {said}, a model the group itself sends: that hop asks the same "
         "model's limits again at once (an attempt with no back-off), not another model's"])
+
+
+def test_the_readmes_scenario_example_passes_check_on_a_model_still_served(tmp_path):
+    """The README's scenario format is the template users copy: with every commented option left as it is, it
+    passes ``check`` and sends to no model Groq shut down."""
+    text = (ROOT / "README.md").read_text()
+    example = text.split("## Scenario format", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.toml"
+    path.write_text(example)
+    res = groqsim("check", path)
+    assert res.returncode == 0, res.stderr
+    assert load_scenario(path).notes() == []
