@@ -79,7 +79,9 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     base = limited = too_large = 0.0  # req/s: all, through the per-model limits, above a unit's whole limit
     kinds = spec.kinds
     for client in spec.clients:
-        fallback = spec.policies[client.policy].fallback
+        policy = spec.policies[client.policy]
+        # the models a request may reach: a hop is an attempt, so only the first max_attempts of the chain
+        hops = [client.model, *policy.fallback][:policy.max_attempts]
         for model, rate, sz in request_mix(client, spec.duration, rng, kinds=kinds):
             base += rate
             if client.lane == "batch":  # the Batch API's own lane: none of the per-model limits
@@ -87,7 +89,7 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
             # what admission charges (the whole reservation): above a unit's whole limit, a request never fits
             admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
                 sz["prompt"], sz["max_tokens"], sz["completion"]), float), np.asarray(sz["audio"], float))
-            chain = [limit_sets(spec, client, m) for m in [model, *fallback]]  # (a trace's row takes it too)
+            chain = [limit_sets(spec, client, m) for m in [model, *hops[1:]]]  # (a trace's row takes it too)
             # a request larger than a unit's whole limit on a model is a 413 there, which ends it (no fallback
             # hop): it can be served by the chain's models before the first it does not fit, by none when that
             # is its own (refused: it charges nothing, the units carry the others alone)
@@ -287,10 +289,15 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
     the analytic minute ceiling (a run shorter than a day can spend the daily units' initial budget) and,
     while that load still meets the target (the ceiling missed something: a refund, a lull), doubles it up
     to ``capacity.max_load`` before bisecting; ``sim_capped`` says the target was met at ``max_load``,
-    ``sim_missed_load`` is the lowest load tried that missed it (NaN when capped: none did)."""
+    ``sim_missed_load`` is the lowest load tried that missed it (NaN when capped: none did).  When no load
+    meets the target, the halving stops at x0.001 of the traffic, or at a thousandth of the first load tried
+    when that is below x1."""
     target = scenario.capacity
     fastest = max(ceiling.per_minute, ceiling.rpm) / ceiling.base_rpm if ceiling.base_rpm else math.inf
     hi = min(target.max_load, 2.0 * fastest) if math.isfinite(fastest) and fastest > 0 else target.max_load
+    # a target no load meets ends the search a thousandth below the traffic, or below the first load tried
+    # when that is already less (a traffic thousands of times the tier's: its ceiling is there)
+    floor = 1e-3 * min(1.0, hi)
     lo = 0.0
     best = _NONE_MET
     while True:
@@ -302,7 +309,7 @@ def bisection(scenario: Scenario, ceiling: Ceiling) -> Generator[float, tuple, d
             break
         hi = min(target.max_load, 2.0 * hi)
     if not ok:
-        while hi - lo > target.tolerance * max(hi, 1e-9) and hi > 1e-3:
+        while hi - lo > target.tolerance * max(hi, 1e-9) and hi > floor:
             mid = (lo + hi) / 2
             if not lo < mid < hi:  # the bracket is as narrow as floating point goes
                 break
@@ -330,19 +337,19 @@ def _row(best: tuple, missed: float, max_load: float, finished: bool) -> dict:
 
 def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: float | None = None,
            pool: Pool | None = None, step: Callable[[int, float, bool], None] | None = None,
-           max_requests: float | None = None) -> list[dict]:
+           max_requests: float | None = None, max_users: int | None = None) -> list[dict]:
     """Run the bisections of several (point, ceiling) cells in lock step: each round simulates the next load
     of every unfinished cell, all replications, as one map on ``pool``.  Each cell sees the same loads and
     seeds as when searched alone, so the results do not depend on the pool.  ``step(cell, load, ok)`` is
     told each load tried.  ``max_requests``: the most simulated requests one run may take (about: the
     scenario's mean rates x the load x the horizon); a cell whose next load is beyond it stops there, before
     simulating it, the others run to their end, and then a :class:`ConfigError` names the heaviest such load
-    and ``[capacity] max_load``.  A cell whose run finds an error (a closed loop that cannot advance) stops
-    there too, the others run to their end, and then that error is raised.  Stopped after a round (Ctrl-C, or
-    either error), the
-    exception raised carries ``capacity_rows``: every cell's row as far as it went (:func:`_row`; a cell not
-    finished has ``sim_finished`` False and lies between its ``sim_load`` and ``sim_missed_load``), so a
-    caller loses none of the runs done."""
+    and ``[capacity] max_load``; ``max_users``: the same for the closed-loop users one run starts.  A cell
+    whose run finds an error (a closed loop that cannot advance) stops there too, the others run to their end,
+    and then that error is raised.  Stopped after a round (Ctrl-C, or either error), the exception raised
+    carries ``capacity_rows``: every cell's row as far as it went (:func:`_row`; a cell not finished has
+    ``sim_finished`` False and lies between its ``sim_load`` and ``sim_missed_load``), so a caller loses none
+    of the runs done."""
     pool = pool or Pool(1)
     searches = [bisection(scenario, ceiling) for _, ceiling in cells]
     loads = {n: next(g) for n, g in enumerate(searches)}
@@ -355,8 +362,10 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
     errors: dict[int, ConfigError] = {}  # cell -> what a run of it found (a closed loop that cannot advance)
     try:
         while loads:
-            if max_requests is not None:  # a cell whose next load is too heavy stops; the others go on
-                refused.update({n: load for n, load in loads.items() if load * per_load > max_requests})
+            if max_requests is not None or max_users is not None:  # a cell whose next load is too heavy stops
+                refused.update({n: load for n, load in loads.items()  # (the others go on)
+                                if max_requests is not None and load * per_load > max_requests
+                                or max_users is not None and scenario.users(load) > max_users})
                 loads = {n: load for n, load in loads.items() if n not in refused}
                 if not loads:
                     break
@@ -383,6 +392,12 @@ def search(scenario: Scenario, cells: list[tuple[dict, Ceiling]], duration: floa
             raise errors[min(errors)]
         if refused:
             top = max(refused.values())
+            if max_users is not None and (users := scenario.users(top)) > max_users:
+                raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, "
+                                  f"{users:,} closed-loop users in one run (users x load, summed over the groups), "
+                                  f"more than this command starts without --force ({max_users:,}; each holds about "
+                                  f"1 KB of memory); lower [capacity] max_load ({scenario.capacity.max_load:g}) "
+                                  "or add --force")
             raise ConfigError(f"{scenario.source}: capacity: the search would simulate load x{top:.3g}, about "
                               f"{top * per_load:,.0f} simulated requests in one run, more than this command does "
                               f"without --force ({max_requests:,.0f}); lower [capacity] max_load "
@@ -405,11 +420,11 @@ def simulated_capacity(scenario: Scenario, point: dict, ceiling: Ceiling, durati
 
 def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int | None = 1,
                    progress: bool | None = False, pool: Pool | None = None,
-                   max_requests: float | None = None) -> list[dict]:
+                   max_requests: float | None = None, max_users: int | None = None) -> list[dict]:
     """One row per tier x model of the scenario's grid (other axes at their first value).  The rows'
     bisections run in lock step, the replications of every load tried in ``jobs`` processes (None: one per
     core; or on ``pool``); each run is seeded the same wherever it runs, so the table does not depend on
-    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal); ``max_requests`` and a search
+    ``jobs``.  ``progress``: a bar on stderr (None: when it is a terminal); ``max_requests``, ``max_users`` and a search
     stopped half way (the exception's ``capacity_rows``: these rows as far as they went): see :func:`search`."""
     import sys
 
@@ -437,7 +452,7 @@ def capacity_table(scenario: Scenario, duration: float | None = None, jobs: int 
 
     try:
         with Pool(jobs) if pool is None else nullcontext(pool) as runner:
-            found = search(scenario, list(zip(points, ceilings)), duration, runner, step, max_requests)
+            found = search(scenario, list(zip(points, ceilings)), duration, runner, step, max_requests, max_users)
         bar.update(len(points))
     except (KeyboardInterrupt, ConfigError) as exc:
         if hasattr(exc, "capacity_rows"):  # the table as far as it went (see search)

@@ -243,8 +243,10 @@ def _capacity(args) -> int:
     _work(args, scenario, duration, runs_factor=_capacity_runs(scenario),
           at=" at load x1 (the loads the search tries send more or fewer)")
     try:
-        rows = capacity_table(scenario, duration, jobs=args.jobs, progress=False if args.quiet else None,
-                              max_requests=None if args.force else MAX_REQUESTS)
+        rows = capacity_table(scenario, duration, jobs=args.jobs or scenario.run.jobs,
+                              progress=False if args.quiet else None,
+                              max_requests=None if args.force else MAX_REQUESTS,
+                              max_users=None if args.force else MAX_USERS)
     except (KeyboardInterrupt, ConfigError) as exc:
         if not hasattr(exc, "capacity_rows"):  # stopped before any load was simulated
             raise
@@ -315,10 +317,11 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
             print(f"{r['tier']} {r['model']}: no load met the target: every request of the mix is larger than a "
                   "unit's whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
                   "requests must be smaller or the tier's limits larger")
-        elif r["sim_load"] == 0:  # the bisection found no load meeting the target, down to x0.001
+        elif r["sim_load"] == 0:  # the bisection found no load meeting the target, down to its floor
             spec = scenario.spec(scenario.grid()[0], duration=duration)  # (a --duration keeps the warm-up's share)
             window = spec.duration - spec.warmup
-            print(f"{r['tier']} {r['model']}: no load met the target, down to x0.001 of the traffic: its success "
+            print(f"{r['tier']} {r['model']}: no load met the target, down to x{r['sim_missed_load']:.3g} of the "
+                  "traffic: its success "
                   f"or p95 target (p95 <= {t.p95:g} s) is out of reach at any load, e.g. below the service's own "
                   f"latency, or the window ({window:g} s after the warm-up) too short "
                   "for a request to finish in")

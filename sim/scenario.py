@@ -685,11 +685,12 @@ class Scenario(Strict):
         grid = len(self.grid())
         return grid * self.scenario.replications, requests * grid / len(loads) * self.scenario.replications
 
-    def users(self) -> int:
-        """The most closed-loop users one run starts: at each load of the grid, every closed group's users x load
-        (rounded, at least one, as the engine starts them), summed over the groups."""
+    def users(self, load: float | None = None) -> int:
+        """The most closed-loop users one run starts: at each load of the grid (or at ``load``), every closed
+        group's users x load (rounded, at least one, as the engine starts them), summed over the groups."""
         closed = [c.arrival for c in self.clients if not c.arrival.open_loop]
-        return max(sum(a.users_at(x) for a in closed) for x in self.compare.get("load", [1.0]))
+        loads = self.compare.get("load", [1.0]) if load is None else [load]
+        return max(sum(a.users_at(x) for a in closed) for x in loads)
 
     def _resolve(self, file: str) -> Path:
         path = Path(file)

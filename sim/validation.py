@@ -318,7 +318,10 @@ def format_checks(checks: list[Check]) -> str:
 
 
 def checks_markdown(checks: list[Check]) -> str:
+    """The checks as a Markdown table; a ``|`` inside a cell (``|z| <= 2.58``) is escaped, or it would split it."""
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|")
     lines = ["| check | source | expected | measured | result |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {c.name} | {c.source} | {c.expected} | {c.measured} | {'pass' if c.passed else 'FAIL'} |"
-              for c in checks]
+    lines += [f"| {cell(c.name)} | {cell(c.source)} | {cell(c.expected)} | {cell(c.measured)} | "
+              f"{'pass' if c.passed else 'FAIL'} |" for c in checks]
     return "\n".join(lines) + "\n"

@@ -196,6 +196,20 @@ def test_a_fallback_chain_adds_its_models_limits_to_the_ceiling():
     assert alone.per_minute == pytest.approx(30) and alone.per_minute_binding == "openai/gpt-oss-20b RPM"
 
 
+def test_a_fallback_the_policys_attempts_never_reach_adds_nothing():
+    """A hop is an attempt: with max_attempts = 1 the fallback is never tried (the ceiling had counted it:
+    1 030 req/min where runs reach 30); with 2, only the chain's first fallback model is."""
+    clients = [{**TINY, "arrival": {"kind": "poisson", "rate": "45/min"}, "policy": "fb"}]
+    one = _fallback(clients, {"fb": {"retry": "none", "fallback": ["openai/gpt-oss-120b"]}})
+    assert one.per_minute == pytest.approx(30) and one.per_minute_binding == "openai/gpt-oss-20b RPM"
+    chain = ["openai/gpt-oss-120b", "llama-3.1-8b-instant"]
+    two = _fallback(clients, {"fb": {"retry": "fixed", "max_attempts": 2, "fallback": chain}})
+    assert two.per_minute == pytest.approx(1030)
+    assert two.per_minute_binding == "openai/gpt-oss-20b RPM + openai/gpt-oss-120b RPM"
+    three = _fallback(clients, {"fb": {"retry": "fixed", "max_attempts": 3, "fallback": chain}})
+    assert three.per_minute > 1030 and "llama-3.1-8b-instant" in three.per_minute_binding
+
+
 def test_a_fallback_model_shared_with_another_group_carries_both():
     """Group a (40/min on gpt-oss-20b, falling back to gpt-oss-120b) and group b (500/min on gpt-oss-120b): at load
     m, a's 40m - 30 that 20b refuses and b's 500m share 120b's RPM 1 000, so m = 1 030 / 540 (of the mix's 540

@@ -178,12 +178,27 @@ def test_the_search_stops_when_the_bracket_is_exactly_the_tolerance():
     assert tried == [2.0, 1.0] and row["sim_load"] == 1.0
 
 
-@pytest.mark.parametrize("fastest, tried", [(0.001, [0.002, 0.001]), (0.00105, [0.0021, 0.00105, 0.000525])])
+@pytest.mark.parametrize("fastest, tried", [(0.5, [1.0 / 2 ** k for k in range(11)]),  # 1/1024 <= 0.001
+                                             (0.55, [1.1 / 2 ** k for k in range(12)]),  # 1.1/1024 > 0.001
+                                             (0.001, [0.002 / 2 ** k for k in range(11)]),  # a 1000th of 0.002
+                                             (0.00105, [0.0021 / 2 ** k for k in range(11)])])
 def test_a_target_no_load_meets_ends_the_search_below_a_thousandth(fastest, tried):
-    # nothing meets the target: the search halves its top until it is at most x0.001 of the traffic
+    # nothing meets the target: the search halves its top until it is at most x0.001 of the traffic, or a
+    # thousandth of its first load when that is below x1
     ceiling = Ceiling(1.0, fastest, fastest, "m RPM", fastest, "m RPM", math.inf, "", {})
     got, row = _drive(bisection(_scenario(), ceiling), lambda load: False)
-    assert got == tried and row["sim_load"] == 0.0
+    assert got == pytest.approx(tried, rel=1e-12) and row["sim_load"] == 0.0
+    assert row["sim_missed_load"] == got[-1]
+
+
+def test_a_traffic_thousands_of_times_the_tiers_finds_its_ceiling():
+    # offered 4 000 x the ceiling: the first load tried is x0.0005, and x0.00025 meets the target; the old
+    # floor at x0.001 of the traffic ended the search after one load with "no load met the target"
+    fastest = 0.00025
+    ceiling = Ceiling(4000.0, 1.0, 1.0, "m RPM", 1.0, "m RPM", math.inf, "", {})
+    got, row = _drive(bisection(_scenario(), ceiling), lambda load: load <= fastest * 1.01)
+    assert got[0] == 2 * fastest and len(got) > 2
+    assert fastest * 0.95 <= row["sim_load"] <= fastest * 1.01
 
 
 def test_the_bracket_also_ends_when_its_midpoint_rounds_up_to_its_top():

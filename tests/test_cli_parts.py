@@ -413,6 +413,32 @@ def test_the_closed_loop_users_of_one_run_are_limited_too(tmp_path, monkeypatch,
                  "--quiet", "--format", "csv"]) == 0
 
 
+def test_capacitys_search_is_held_to_the_closed_loop_users_limit_too(tmp_path, monkeypatch, capsys):
+    """A closed loop's search starts at max_load: 2 users x 64 = 128 in one run, which ``run`` would refuse
+    above the limit; ``capacity`` started them whatever the limit (1.28 million users from 20 000)."""
+    group = CLIENT.replace("kind = 'poisson', rate = '{rate}'", "kind = 'closed', users = {rate}, think = '30s'")
+    path = _scenario(tmp_path, head="duration = '10s'\n", clients=group.format(name="a", rate=2))
+    monkeypatch.setattr(sim.cli, "MAX_USERS", 127)
+    assert _one_error(capsys, main(["capacity", str(path), "--jobs", "1", "--quiet"])) == (
+        f"groqsim: error: {path}: capacity: the search would simulate load x64, 128 closed-loop users in one run "
+        "(users x load, summed over the groups), more than this command starts without --force (127; each holds "
+        "about 1 KB of memory); lower [capacity] max_load (64) or add --force")
+    monkeypatch.setattr(sim.cli, "MAX_USERS", 128)
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet", "--format", "json"]) == 0
+    monkeypatch.setattr(sim.cli, "MAX_USERS", 127)
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet", "--format", "json", "--force"]) == 0
+
+
+def test_capacity_takes_its_default_jobs_from_the_scenarios_run_table(tmp_path, monkeypatch, capsys):
+    import sim.capacity
+    seen = []
+    monkeypatch.setattr(sim.capacity, "capacity_table", lambda *a, **kw: seen.append(kw["jobs"]) or [])
+    path = _scenario(tmp_path, "[run]\njobs = 3\n")
+    for flags, jobs in (([], 3), (["--jobs", "1"], 1)):
+        main(["capacity", str(path), "--quiet", "--format", "json", *flags])
+        assert seen.pop() == jobs
+
+
 def test_a_million_users_pass_the_limit_and_one_more_does_not(tmp_path, monkeypatch, capsys):
     """The limit as shipped (stopped just after the check: the million users are not simulated here)."""
     import sim.runner as runner
@@ -545,7 +571,7 @@ def test_capacity_explains_a_target_no_load_meets(tmp_path, capsys):
     fast = _scenario(tmp_path, "[capacity]\np95 = 0.01\n", name="fast.toml")
     assert main(["capacity", str(fast), "--jobs", "1", "--quiet"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"free {MODEL}: no load met the target, down to x0.001 of the traffic: its success or p95 target (p95 <= "
+        f"free {MODEL}: no load met the target, down to x0.000732 of the traffic: its success or p95 target (p95 <= "
         "0.01 s) is out of reach at any load, e.g. below the service's own latency, or the window (60 s after the "
         "warm-up) too short for a request to finish in")
 

@@ -86,3 +86,22 @@ def test_the_docs_tables_are_the_reports():
     assert len(rows) == 5  # the header, its rule and the three checks
     for row in rows:
         assert row in report
+
+
+def test_a_bar_inside_a_cell_does_not_split_the_markdown_row():
+    """``|z| <= 2.58`` had split its row: the result column then showed text and the ``pass`` fell off."""
+    import re
+    from pathlib import Path
+
+    from sim.validation import Check, checks_markdown
+
+    def cells(row: str) -> list[str]:
+        return [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+
+    check = Check("speeds", "ref |1|", "|z| <= 2.58", "max |d| = 0", True)
+    row = checks_markdown([check]).splitlines()[2]
+    assert cells(row) == ["speeds", "ref \\|1\\|", "\\|z\\| <= 2.58", "max \\|d\\| = 0", "pass"]
+    report = Path(__file__).resolve().parents[1] / "docs" / "validation" / "validation.md"
+    rows = [line for line in report.read_text().splitlines() if line.startswith("|")]
+    assert rows and all(len(cells(line)) == 5 and cells(line)[-1] in ("pass", "FAIL", "result", "---")
+                        for line in rows)
