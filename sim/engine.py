@@ -114,11 +114,12 @@ class _Group(Columns):
 
 
 def _cut_at(c, end: float) -> None:
-    """The run ends at ``end`` (``duration + drain``): a success whose answer reaches the client later is still
-    in flight then, ``unfinished`` (the engine knows a success's finish as soon as it is admitted, and records
-    it at once)."""
+    """The run ends at ``end`` (``duration + drain``): a request whose end comes later is still in flight then,
+    ``unfinished``, whatever its outcome would be: the engine knows an outcome as soon as it is decided and
+    records it at once (a success when admitted, a timeout when the attempt is sent, a 429, 413 or 5xx one
+    round trip before the client reads it, a deadline miss when the deadline is set)."""
     outcome, finished = np.frombuffer(c.outcome, np.int8), np.frombuffer(c.finished)  # (views: written through)
-    late = (outcome == OK) & (finished > end)
+    late = finished > end  # (an unfinished request's finish is NaN: never later)
     outcome[late] = PENDING
     finished[late] = np.nan
 

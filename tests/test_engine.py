@@ -427,3 +427,31 @@ def test_a_success_answered_after_the_run_ends_is_unfinished(policies, drain):
         cut += len(unfinished)
     if drain == "0s":  # (with 2 s of drain every ~0.7 s answer comes back)
         assert cut > 0
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["fast-lane", "event-loop"])
+def test_no_outcome_ends_after_the_run_unless_unfinished(kernel):
+    """Every outcome is recorded when decided: a timeout when its attempt goes (read ``timeout`` later), a 429 or
+    413 one round trip before the client reads it.  With drain = 0, a timeout read at 302 s of a 300 s run was
+    an ``error``, and a 429 read after the end ``gave_up``: both still in flight at the end, ``unfinished``."""
+    from sim.config import policy_table
+    from sim.engine import Simulation
+    from sim.spec import RunSpec
+    policies = policy_table({"to": {"retry": "none", "timeout": "5s"}})
+    model = "openai/gpt-oss-20b"
+    groups = [client(name="a", model=model, arrival=arrival(kind="poisson", rate="6000/min"), policy="no-retry",
+                     prompt_tokens=500, max_tokens=512),  # (over Developer's RPM: 429s to the end)
+              client(name="b", model="openai/gpt-oss-120b", arrival=arrival(kind="constant", rate="20/min"),
+                     policy="to", prompt_tokens=100, max_tokens=8000, completion_tokens=8000)]  # (> 5 s: timeouts)
+    late = {"error": 0, "gave_up": 0}
+    for seed in range(2):
+        spec = RunSpec(clients=groups, policies=policies, org=Org(tier="developer"), duration=300.0, drain=0.0)
+        rec = Simulation(spec, seed, kernel=kernel).run().records
+        done = rec[rec["outcome"] != "unfinished"]
+        assert (done["finished"] <= 300.0).all()
+        unfinished = rec[rec["outcome"] == "unfinished"]
+        assert unfinished["finished"].isna().all()
+        # what the cut turned: b's last timeouts (sent in the run's last 5 s), a's 429s sent at its very end
+        late["error"] += int(((unfinished["client"] == "b") & (unfinished["attempts"] > 0)).sum())
+        late["gave_up"] += int(((unfinished["client"] == "a") & (unfinished["n429"] > 0)).sum())
+    assert late["error"] > 0 and late["gave_up"] > 0
