@@ -87,6 +87,20 @@ def test_constant_is_exactly_evenly_spaced_from_zero():
     assert np.array_equal(t, np.arange(0.0, 10.0, 0.5))
 
 
+def test_constant_makes_rate_times_duration_arrivals_whatever_the_rates_binary_rounding():
+    """13/min is 13/60 per second, inexact in binary: np.arange alone made 781 arrivals in an hour, the last at
+    3599.99999999999; 14 of the rates 1..199/min were off by one that way."""
+    rng = np.random.default_rng(0)
+    for k in range(1, 200):
+        assert len(arrival(kind="constant", rate=f"{k}/min").times(rng, 3600.0)) == 60 * k, k
+    assert len(arrival(kind="constant", rate="13/min").times(rng, 60.0)) == 13
+    # a product with a fraction still rounds up: the arrival at 60 x 0.4 = 24 s is inside 25 s
+    assert len(arrival(kind="constant", rate="0.4/s").times(rng, 25.0)) == 10
+    assert len(arrival(kind="constant", rate="0.4/s").times(rng, 25.1)) == 11
+    # the load scales the rate before the count
+    assert len(arrival(kind="constant", rate="13/min").times(rng, 3600.0, load=2.0)) == 1560
+
+
 def test_closed_loop_has_no_precomputed_times():
     closed = arrival(kind="closed", users=2, think="3s")
     assert not closed.open_loop
