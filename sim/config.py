@@ -118,6 +118,16 @@ class Dist(Strict):
             return np.minimum(x, MAX_SIZE, out=x)
         return rng.choice(np.asarray(self.values, dtype=float), n)
 
+    def sample_whole(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` whole numbers (token counts): a ``uniform`` gives each whole number from ``low`` to ``high`` the
+        same chance (one uniform draw each, as :meth:`sample`), the others are rounded to the nearest.  Rounding
+        a continuous uniform gave its two end values half the chance of the others (``low = 0, high = 2``:
+        0, 1, 2 a quarter, a half, a quarter)."""
+        if self.dist == "uniform":  # (a token size's bounds are whole numbers: the scenario checks them)
+            x = np.floor(rng.uniform(self.low, self.high + 1, n))  # (numpy's U may round up to its top: capped)
+            return np.minimum(x, self.high, out=x)
+        return np.rint(self.sample(rng, n))
+
     def bounds(self) -> tuple[float, float]:
         """The smallest and largest value the distribution can give."""
         if self.dist == "fixed":

@@ -42,12 +42,12 @@ class Uniforms:
 def sizes(client: Client, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """prompt, max_tokens, completion (capped by max_tokens) and audio seconds for ``n`` requests.
     Without a ``completion_tokens`` distribution every answer uses its whole ``max_tokens``."""
-    prompt = np.maximum(np.rint(client.prompt_tokens.sample(rng, n)), 0)
-    max_tokens = np.maximum(np.rint(client.max_tokens.sample(rng, n)), 0)
+    prompt = np.maximum(client.prompt_tokens.sample_whole(rng, n), 0)
+    max_tokens = np.maximum(client.max_tokens.sample_whole(rng, n), 0)
     if client.completion_tokens is None:
         completion = max_tokens.copy()
     else:
-        completion = np.minimum(np.rint(client.completion_tokens.sample(rng, n)), max_tokens)
+        completion = np.minimum(client.completion_tokens.sample_whole(rng, n), max_tokens)
     audio = client.audio_seconds.sample(rng, n)
     return {"prompt": prompt, "max_tokens": max_tokens, "completion": completion, "audio": audio}
 

@@ -124,3 +124,19 @@ def test_a_speech_to_text_group_is_charged_no_tokens():
     assert (rec["prompt_tokens"] == 0).all() and (rec["max_tokens"] == 0).all()
     assert (rec["charged_tokens"] == 0).all() and (rec["prompt_time"] == 0).all()
     assert (rec["audio_seconds"] == 60).all()
+
+
+def test_a_uniform_token_size_gives_every_whole_number_between_its_bounds_the_same_chance():
+    """Rounding U(low, high) gave the ends half the chance of the others; a chi-square test against the
+    discrete uniform on {low..high} (scipy), and the ends' shares directly."""
+    from scipy import stats
+    rng = np.random.default_rng(1)
+    n = 200_000
+    prompt = sizes(_client(prompt_tokens={"dist": "uniform", "low": 100, "high": 110}), rng, n)["prompt"]
+    values, counts = np.unique(prompt, return_counts=True)
+    assert values.tolist() == list(range(100, 111))
+    assert stats.chisquare(counts).pvalue > 1e-3
+    assert abs(counts[0] / n - 1 / 11) < 0.005 and abs(counts[-1] / n - 1 / 11) < 0.005
+    # (a token size's bounds are whole numbers: the scenario refuses others); low = high is that size
+    same = sizes(_client(prompt_tokens={"dist": "uniform", "low": 7, "high": 7}), rng, 100)["prompt"]
+    assert (same == 7.0).all()
