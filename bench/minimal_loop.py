@@ -56,7 +56,7 @@ def run(sim: Simulation):
     zsp, zqu = c.z_speed, c.z_queue
     qt, pt, ctc, admitted, outcome, finished = c.qt, c.pt, c.ct, c.admitted, c.outcome, c.finished
     n429, refused, log_t, log_code = c.n429, c.refused, c.refusal_t.append, c.refusal_code.append
-    uncached = sim.uncached
+    uncached = sim.prefilled[c.chain[0]]  # (one model: its prompt share prefilled)
     code = 8 * c.chain[0]  # the refusal log's model * 8 + unit
     max_attempts = c.policy.max_attempts
     sched, u = c.policy.schedule, c.policy.u

@@ -88,7 +88,8 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
                 continue
             # what admission charges (the whole reservation): above a unit's whole limit, a request never fits
             admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
-                sz["prompt"], sz["max_tokens"], sz["completion"]), float), np.asarray(sz["audio"], float))
+                sz["prompt"], sz["max_tokens"], sz["completion"], kinds.get(model) != "tts"), float),
+                np.asarray(sz["audio"], float))
             chain = [limit_sets(spec, client, m) for m in [model, *hops[1:]]]  # (a trace's row takes it too)
             # a request larger than a unit's whole limit on a model is a 413 there, which ends it (no fallback
             # hop): it can be served by the chain's models before the first it does not fit, by none when that

@@ -383,15 +383,22 @@ class Accounting(Strict):
     refund_unused: StrictBool = False
     cache_hit_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
 
-    def charged(self, prompt, max_tokens, completion):
-        """Tokens charged (works on scalars and numpy arrays): uncached prompt + max_tokens or actual."""
-        uncached = prompt if not self.cache_hit_ratio else np.round(prompt * (1 - self.cache_hit_ratio))
+    def charged(self, prompt, max_tokens, completion, cacheable=True):
+        """Tokens charged (works on scalars and numpy arrays): uncached prompt + max_tokens or actual.
+        ``cacheable`` (a bool or an array of them): is the prompt a chat prompt, whose cached part does not
+        count?  A text-to-speech request's characters (its "prompt") are not cached: all count."""
+        if not self.cache_hit_ratio:
+            uncached = prompt
+        else:
+            uncached = np.round(prompt * (1 - self.cache_hit_ratio))
+            if cacheable is not True:
+                uncached = np.where(cacheable, uncached, prompt)
         return uncached + (max_tokens if self.charge == "max_tokens" else completion)
 
-    @property
-    def uncached(self) -> float:
-        """The share of a prompt that is prefilled: cached prompt tokens skip prefill (engine and emulator)."""
-        return 1.0 - self.cache_hit_ratio
+    def prefilled(self, kind: str) -> float:
+        """The share of a prompt that is prefilled on a model of this kind (engine and emulator): a chat
+        prompt's cached tokens skip prefill; a text-to-speech request's characters are all synthesised."""
+        return 1.0 - self.cache_hit_ratio if kind == "chat" else 1.0
 
     @property
     def refunds(self) -> bool:

@@ -139,7 +139,7 @@ class Simulation:
         org = spec.org
         self.accounting = org.accounting
         self.refund = org.accounting.refunds
-        self.uncached = org.accounting.uncached  # (read on every admission)
+        self.prefilled: list[float] = []  # by model index: the share of a prompt prefilled (read on every admission)
         self.retry_after = retry_after_function(org.retry_after_rounding)
         self.error_rate, self.error_status = org.error_rate, org.error_status
         self.model_names: list[str] = []
@@ -175,14 +175,23 @@ class Simulation:
         self.model_names.append(model)
         self.limitsets.append(LimitSet(limits, self.spec.org.limiter, refunds=self.refund))
         self.services.append(ServiceModel(model, self.spec.service[model]))
+        self.prefilled.append(self.accounting.prefilled(self.services[-1].kind))
         return len(self.model_names) - 1
+
+    def _cacheable(self, models: np.ndarray, one: int):
+        """Are these requests' prompts chat prompts (a cached part not charged)?  ``one``: the model of them
+        all, or -1 when they name several (a trace)."""
+        if one >= 0:
+            return self.services[one].kind != "tts"
+        return np.array([s.kind != "tts" for s in self.services], bool)[models]
 
     def _generate(self, c: _Group) -> None:
         """Open loop: every arrival and size, sampled now in vectors."""
         created, sz, names = open_loop(c.cfg, c.rngs, self.spec.duration, self.spec.load, self.spec.kinds)
         models = (np.full(len(created), c.chain[0]) if names is None
                   else np.array([self._model_index(m) for m in names], dtype=np.int64))
-        charge = self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"])
+        charge = self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"],
+                                         self._cacheable(models, c.chain[0] if names is None else -1))
         block = {"created": created, **sz, "charge": charge}
         del created, sz, charge  # the block owns them now: add() drops each once copied
         c.append(block, models)
@@ -197,7 +206,8 @@ class Simulation:
         c._bi += 1
         one = {k: v[j:j + 1] for k, v in b.items()}
         one["created"] = np.array([now])
-        one["charge"] = self.accounting.charged(one["prompt"], one["max_tokens"], one["completion"])
+        one["charge"] = self.accounting.charged(one["prompt"], one["max_tokens"], one["completion"],
+                                                self._cacheable(None, c.chain[0]))
         c.append(one, np.array([c.chain[0]]))
         return c.n - 1
 
@@ -298,7 +308,7 @@ class Simulation:
                 self._answer(c, i, tries, now, rtt, CAPACITY_EXCEEDED)
                 return
         if wait == 0.0:
-            q, p, ct = svc.times(c.prompt[i] * self.uncached, c.completion[i], audio, c.z_speed[i], c.z_queue[i])
+            q, p, ct = svc.times(c.prompt[i] * self.prefilled[m], c.completion[i], audio, c.z_speed[i], c.z_queue[i])
             fin = now + rtt + q + p + ct
             given_up = c.timeout is not None and fin - now > c.timeout  # the client stops waiting; the server goes on
             if c.observers:  # (read with the answer, when served)

@@ -136,7 +136,7 @@ def run(sim, until: float) -> None:
     limitsets, services = sim.limitsets, sim.services
     buckets = [_buckets(ls) for ls in limitsets]
     states = {c: _state(c) for c in sim.clients}
-    uncached, retry_after, refund = sim.uncached, sim.retry_after, sim.refund
+    prefilled, retry_after, refund = sim.prefilled, sim.retry_after, sim.refund
     ceil_rounding = sim.spec.org.retry_after_rounding == "ceil"
     events = sim.events
     unit_index = UNIT_INDEX
@@ -354,11 +354,11 @@ def run(sim, until: float) -> None:
                             if now > b._t:
                                 b._t = now
             if mixed:
-                q, p, ctime = svc.times(prompt[i] * uncached, completion[i], audio[i], z_speed[i], z_queue[i])
+                q, p, ctime = svc.times(prompt[i] * prefilled[m], completion[i], audio[i], z_speed[i], z_queue[i])
             else:  # ServiceModel.times, with its coefficients() as locals
                 inv_s = exp(s_nmu - s_sigma * z_speed[i])
                 q = exp(q_mu + q_sigma * z_queue[i])
-                p = (fixed + prompt[i] * uncached * inv_pre) * inv_s
+                p = (fixed + prompt[i] * prefilled[m] * inv_pre) * inv_s
                 ctime = (completion[i] * inv_out + audio[i] * inv_audio) * inv_s
             qt[i] = q
             pt[i] = p

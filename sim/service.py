@@ -187,6 +187,7 @@ class ServiceModel:
         self._q_mu = math.log(p.queue_median)
         self._q_sigma = lognormal_sigma_q(p.queue_median, p.queue_p90, Z90)
         self.rtt = p.rtt_median
+        self.kind = p.kind
         self._r_mu = math.log(p.rtt_median) if p.rtt_median > 0 else -math.inf
         self._r_sigma = lognormal_sigma_q(p.rtt_median, p.rtt_p90, Z90) if p.rtt_median > 0 else 0.0
         self._fixed = p.prefill_fixed

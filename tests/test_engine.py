@@ -455,3 +455,27 @@ def test_no_outcome_ends_after_the_run_unless_unfinished(kernel):
         late["error"] += int(((unfinished["client"] == "b") & (unfinished["attempts"] > 0)).sum())
         late["gave_up"] += int(((unfinished["client"] == "a") & (unfinished["n429"] > 0)).sum())
     assert late["error"] > 0 and late["gave_up"] > 0
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["fast-lane", "event-loop"])
+def test_a_cache_hit_ratio_spares_chat_prompts_not_text_to_speech_characters(kernel):
+    """Prompt caching is of chat prompts (groq-rate-limits.md: cached prompt tokens do not count): a TTS
+    request's characters all count against TPM and are all synthesised.  At cache 0.5 a TTS request of 1 000
+    characters had been charged 500 and synthesised in half the time, while its bill still counted 1 000."""
+    from sim.config import policy_table
+    from sim.engine import Simulation
+    from sim.spec import RunSpec
+
+    def one(model, ratio):
+        spec = RunSpec(clients=[client(name="c", model=model, arrival=arrival(kind="constant", rate="6/min"),
+                                       prompt_tokens=1000, max_tokens=0 if model == "playai-tts" else 100,
+                                       completion_tokens=0 if model == "playai-tts" else 100)],
+                       policies=policy_table(), org=Org(tier="developer", accounting=Accounting(cache_hit_ratio=ratio)),
+                       duration=300.0)
+        rec = Simulation(spec, 3, kernel=kernel).run().records
+        return rec["charged_tokens"].to_numpy(), rec["prompt_time"].to_numpy()
+
+    tts0, tts5 = one("playai-tts", 0.0), one("playai-tts", 0.5)
+    assert (tts5[0] == 1000).all() and np.array_equal(tts5[1], tts0[1])
+    chat0, chat5 = one("openai/gpt-oss-20b", 0.0), one("openai/gpt-oss-20b", 0.5)
+    assert (chat5[0] == 600).all() and (chat0[0] == 1100).all() and (chat5[1] < chat0[1]).all()

@@ -491,8 +491,13 @@ def test_what_an_admitted_request_is_charged():
     assert Accounting(charge="actual").charged(100, 50, 20) == 120
     assert Accounting(cache_hit_ratio=0.25).charged(101, 50, 20) == 76 + 50  # 75.75 uncached, rounded
     assert Accounting(cache_hit_ratio=1.0).charged(100, 50, 20) == 50
-    assert Accounting(cache_hit_ratio=0.25).uncached == 0.75
-    assert Accounting().uncached == 1.0
+    assert Accounting(cache_hit_ratio=0.25).prefilled("chat") == 0.75
+    assert Accounting().prefilled("chat") == 1.0
+    # a text-to-speech request's characters are not a cached prompt: all charged, all synthesised
+    assert Accounting(cache_hit_ratio=0.5).charged(1000, 0, 0, False) == 1000
+    assert Accounting(cache_hit_ratio=0.5).prefilled("tts") == 1.0
+    mixed = Accounting(cache_hit_ratio=0.5).charged(np.array([1000, 1000]), 0, 0, np.array([True, False]))
+    assert mixed.tolist() == [500, 1000]
     assert (Accounting(refund_unused=True).refunds, Accounting(refund_unused=True, charge="actual").refunds,
             Accounting().refunds, Accounting(charge="actual").refunds) == (True, False, False, False)
 

@@ -433,7 +433,8 @@ class Emulator:
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         dist = self._completion.get(model)
         completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
-        charged = 0.0 if audio else float(org.accounting.charged(prompt, mt, completion))
+        charged = 0.0 if audio else float(org.accounting.charged(prompt, mt, completion,
+                                                                 self.services[model].kind != "tts"))
         ls, wait, code = self.book.admit(project, MODES[mode], model, charged, audio, now,
                                          lambda: self._flex_short(now))  # (as the simulator's lanes route)
         served = TIER_NAMES[code]
@@ -448,8 +449,9 @@ class Emulator:
             return Decision(err.status, err.headers, now, rid, err, charged, refused_by=ls.binding or "",
                             refused_scope=getattr(ls, "binding_scope", None) or ORG, service_tier=served,
                             log_headers=logged.headers, log_error=logged.error)
-        times = self.services[model].times(prompt * org.accounting.uncached, completion, audio, self._normal(),
-                                           self._normal())
+        svc = self.services[model]
+        times = svc.times(prompt * org.accounting.prefilled(svc.kind), completion, audio, self._normal(),
+                          self._normal())
         sent, logged = self.headers_sent_and_logged(model, now, project, served)
         return Decision(200, sent, now, rid, None, charged, completion, times, service_tier=served,
                         log_headers=logged)
