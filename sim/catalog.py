@@ -16,7 +16,7 @@ import functools
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -49,7 +49,8 @@ class Limits:
         return [(u, getattr(self, u)) for u in UNITS if getattr(self, u) is not None]
 
     def scaled(self, factors: Mapping[str, float]) -> Limits:
-        """Each unit's limit x its factor, rounded; a result below 1 (or not finite) is a
+        """Each unit's limit x its factor, rounded to the nearest whole number, halves up (Python's ``round``
+        would take 2.5 to 2 and 3.5 to 4); a result below 1 (or not finite) is a
         :class:`~sim.errors.KeyedError` on ``scale.<unit>``: a limiter needs a positive limit."""
         out = {}
         for u, f in factors.items():
@@ -57,10 +58,10 @@ class Limits:
             if limit is None:  # (no limit of that unit: none to scale)
                 continue
             value = limit * f
-            if not (math.isfinite(value) and round(value) >= 1):
+            if not (math.isfinite(value) and math.floor(value + 0.5) >= 1):
                 raise KeyedError(f"scale.{u}", f"{limit} x {f:g} = {value:g}: a scaled limit must be a finite "
                                  "number >= 1 (the limit would refuse everything, or nothing ever)")
-            out[u] = round(value)
+            out[u] = math.floor(value + 0.5)
         return replace(self, **out)
 
 
@@ -194,10 +195,12 @@ class Catalog:
 
     def define_tier(self, name: str, base: str, scale: Mapping[str, float] | None = None,
                     overrides: Mapping[str, Mapping[str, int | str | None]] | None = None,
-                    billed: bool | None = None) -> Catalog:
+                    billed: bool | None = None, needed: Collection[str] | None = None) -> Catalog:
         """Add tier ``name`` = ``base`` with every limit of a unit multiplied (``{"tpm": 4}``) and then
         single limits set by hand (``{"llama-3.1-8b-instant": {"rpd": 20000}}``; ``None`` removes a limit).
-        It bills like ``base`` unless ``billed`` says otherwise."""
+        It bills like ``base`` unless ``billed`` says otherwise.  A limit the multiplier takes below 1 is an
+        error, unless ``needed`` (the models a scenario may send) leaves its model out: that model is then
+        left out of the tier, so that a multiplier fit for the models sent is not refused for one never sent."""
         for unit in (scale or {}):
             if unit not in UNITS:
                 raise KeyedError(f"scale.{unit}", did_you_mean(unit, UNITS, "limit unit"))
@@ -206,6 +209,8 @@ class Catalog:
             try:
                 models[m] = lim.scaled(scale or {})
             except KeyedError as exc:
+                if needed is not None and m not in needed:
+                    continue
                 raise KeyedError(exc.key, f"{m}'s {exc.message}") from None
         self.tiers[name] = models
         self.billed[name] = self.billed[base] if billed is None else bool(billed)

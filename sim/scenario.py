@@ -140,6 +140,7 @@ class Scenario(Strict):
         published = Catalog.published()
         cat = self._base_catalog()
         known = set(cat.models()) | set(self.service)
+        needed = self._needed() if any(t.scale for t in self.tiers.values()) else None
         for name in self._tier_order(cat):
             t = self.tiers[name]
             if name in published.tiers:
@@ -151,7 +152,7 @@ class Scenario(Strict):
                                      did_you_mean(model, sorted(known), "model") + "; a new model also needs "
                                      f"its speeds in [service.{model}]")
             try:
-                cat.define_tier(name, t.base, t.scale, t.overrides, t.billed)
+                cat.define_tier(name, t.base, t.scale, t.overrides, t.billed, needed=needed)
             except KeyedError as exc:
                 raise self.error(f"tiers.{name}.{exc.key}", exc.message) from None
             except (ConfigError, ValueError) as exc:
@@ -241,6 +242,14 @@ class Scenario(Strict):
             if named is not None:
                 models |= {m for m in named if isinstance(m, str)}
         return models
+
+    def _needed(self) -> set[str] | None:
+        """The models a custom tier's multiplier must keep at a limit of 1 or more (:meth:`used_models`); None
+        (every model) when they cannot be read yet (a bad trace file: its own check says why, later)."""
+        try:
+            return self.used_models()
+        except ConfigError:
+            return None
 
     def used_models(self) -> set[str]:
         """Every model a run of the scenario may send to: the client groups' (:meth:`client_models`), a

@@ -22,10 +22,27 @@ def test_a_scaled_limit_rounds_and_must_stay_at_least_one():
     with pytest.raises(dataclasses.FrozenInstanceError):
         lim.rpm = 5  # (a tier's limits are shared by every spec built from the catalog)
     assert lim.scaled({"rpm": 1 / 30, "tpm": 0.5, "ash": 4}) == Limits(rpm=1, tpm=3000)  # no ash: none scaled
-    with pytest.raises(KeyedError, match=r"30 x 0\.0166667 = 0\.5: a scaled limit must be a finite number >= 1"):
-        lim.scaled({"rpm": 1 / 60})
+    # halves round up (Python's round took 2.5 to 2 and 3.5 to 4: equal fractions, unequal limits)
+    assert [Limits(rpm=10).scaled({"rpm": f}).rpm for f in (0.05, 0.25, 0.35, 0.24)] == [1, 3, 4, 2]
+    with pytest.raises(KeyedError, match=r"30 x 0\.0163934 = 0\.491803: a scaled limit must be a finite number >= 1"):
+        lim.scaled({"rpm": 1 / 61})
     with pytest.raises(KeyedError):
         lim.scaled({"tpm": float("inf")})
+
+
+def test_a_multiplier_that_takes_an_unsent_models_limit_below_one_leaves_that_model_out():
+    """``scale = { rpm = 0.04 }`` on Free: gpt-oss-120b's 30 RPM becomes 1 (1.2), playai-tts's 10 becomes 0.4,
+    which refused the whole tier even for a scenario that never sends to playai-tts."""
+    from sim.catalog import Catalog
+    cat = Catalog.published().copy().define_tier("h", "free", scale={"rpm": 0.04},
+                                                 needed={"openai/gpt-oss-120b"})
+    assert cat.limits("h", "openai/gpt-oss-120b").rpm == 1
+    assert "playai-tts" not in cat.tier("h") and "openai/gpt-oss-20b" in cat.tier("h")
+    with pytest.raises(KeyedError, match=r"^scale\.rpm: playai-tts's 10 x 0\.04 = 0\.4"):
+        Catalog.published().copy().define_tier("h", "free", scale={"rpm": 0.04},
+                                               needed={"openai/gpt-oss-120b", "playai-tts"})
+    with pytest.raises(KeyedError):  # (no needed: every model must keep a limit)
+        Catalog.published().copy().define_tier("h", "free", scale={"rpm": 0.04})
 
 
 def _file(tmp_path, text):

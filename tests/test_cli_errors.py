@@ -171,7 +171,7 @@ SCENARIOS = [
     ("capacity-p95-zero", BASE + "[capacity]\np95 = 0\n", "capacity.p95: 0: must be > 0"),
     ("scale-to-zero", BASE.replace("[scenario]", "[org]\ntier = 'ent'\n[scenario]")
      + "[tiers.ent]\nbase = 'developer'\nscale = { rpm = 0.0001 }\n",
-     "tiers.ent.scale.rpm: allam-2-7b's 300 x 0.0001 = 0.03: a scaled limit must be a finite number >= 1"),
+     "tiers.ent.scale.rpm: llama-3.1-8b-instant's 1000 x 0.0001 = 0.1: a scaled limit must be a finite number >= 1"),
     ("scale-to-inf", BASE + "[tiers.ent]\nbase = 'developer'\nscale = { tpm = inf }\n",
      "tiers.ent.scale.tpm: inf: Input should be a finite number"),
     ("override-unit-typo",
@@ -228,9 +228,9 @@ SCENARIOS = [
     ("tts-max-tokens", BASE.replace("llama-3.1-8b-instant", "playai-tts") + "max_tokens = 64\n",
      "clients[0].max_tokens: 'playai-tts' is text-to-speech: its TPM/TPD count the input characters"),
     ("project-flex-below-1", _with(client="project = 'a'\n", extra="[org]\ntier = 'developer'\nservice_tier = 'flex'\n"
-                                   "[org.flex]\nmultiplier = 0.5\n[projects.a]\nlimits = { 'llama-3.1-8b-instant' "
+                                   "[org.flex]\nmultiplier = 0.4\n[projects.a]\nlimits = { 'llama-3.1-8b-instant' "
                                    "= { rpm = 1 } }\n"),
-     "projects.a.limits.llama-3.1-8b-instant: x flex multiplier 0.5: 1 x 0.5 = 0.5: a scaled limit must be"),
+     "projects.a.limits.llama-3.1-8b-instant: x flex multiplier 0.4: 1 x 0.4 = 0.4: a scaled limit must be"),
     ("stt-prompt-tokens", BASE.replace("llama-3.1-8b-instant", "whisper-large-v3")
      + "audio_seconds = 30\nprompt_tokens = { dist = 'uniform', low = 0, high = 10 }\n",
      "clients[0].prompt_tokens: 'whisper-large-v3' is speech-to-text: its requests are audio (audio_seconds) and "

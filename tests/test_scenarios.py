@@ -133,6 +133,18 @@ def test_custom_tier_in_scenario(tmp_path):
     assert (lim.tpm, lim.rpd, lim.rpm) == (1_200_000, 1_000_000, 1000)
 
 
+def test_a_custom_tiers_multiplier_is_checked_on_the_models_the_scenario_sends(tmp_path):
+    # rpm x 0.04 on Free: 30 -> 1 on gpt-oss-120b (sent), 10 -> 0.4 on playai-tts (never sent: left out)
+    path = tmp_path / "t.toml"
+    path.write_text("[org]\ntier = 'slow'\n[tiers.slow]\nbase = 'free'\nscale = { rpm = 0.04 }\n"
+                    + _client().replace("llama-3.3-70b-versatile", "openai/gpt-oss-120b"))
+    spec = load_scenario(path).spec()
+    assert spec.catalog.limits("slow", "openai/gpt-oss-120b").rpm == 1
+    path.write_text(path.read_text().replace("openai/gpt-oss-120b", "playai-tts"))
+    with pytest.raises(ConfigError, match=r"tiers\.slow\.scale\.rpm: playai-tts's 10 x 0\.04 = 0\.4"):
+        load_scenario(path).spec()
+
+
 def test_capacity_command(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[scenario]\nduration = '10m'\n[capacity]\np95 = '5s'\nsuccess = 0.99\n"
