@@ -189,11 +189,11 @@ def _client(**kw):
 
 
 def test_zero_prompt_and_max_tokens_stay_zero():
-    """Sizes are rounded and floored at 0, not at 1: a prompt of 0 tokens stays 0, and max_tokens U(0, 2)
-    rounds to 0 for draws below 0.5 (a quarter of them; 4 000 draws: sd 0.007, tolerance 0.05)."""
+    """Sizes are whole and floored at 0, not at 1: a prompt of 0 tokens stays 0, and max_tokens uniform on
+    {0, 1, 2} is 0 a third of the time (4 000 draws: sd 0.007, tolerance 0.05)."""
     sz = sizes(_client(prompt_tokens=0, max_tokens={"dist": "uniform", "low": 0, "high": 2}),
                np.random.default_rng(2), 4000)
     assert (sz["prompt"] == 0).all()
-    assert (sz["max_tokens"] == 0).mean() == pytest.approx(0.25, abs=0.05)
+    assert (sz["max_tokens"] == 0).mean() == pytest.approx(1 / 3, abs=0.05)
     assert set(np.unique(sz["max_tokens"])) == {0.0, 1.0, 2.0}
     assert ((sz["completion"] == 0) == (sz["max_tokens"] == 0)).all()  # the whole max_tokens, 0 included
