@@ -14,8 +14,9 @@ Each row: ``timestamp`` = the first attempt's ``t_send`` in seconds from the log
 the answered attempt's ``usage``.  A chat request without usage (never answered, or answered without it):
 its prompt is ``Requested - max_tokens`` of a token-unit 429 (Groq charges prompt + max_tokens up front),
 else the model's median prompt; its completion the model's median completion (at most ``max_tokens``).  A
-transcription has no tokens: its sizes are 0.  A request without ``max_tokens`` gets its completion as
-``max_tokens``.  The imputations are counted in the notes.
+transcription has no tokens: its sizes are 0; its audio_seconds is the first attempt's that knows it, else
+empty (the replaying client's fills it).  A request without ``max_tokens`` gets its completion as
+``max_tokens``.  The imputations and the unknown lengths are counted in the notes.
 
 What a trace cannot carry is said in the notes, with its lines: a line of an endpoint the simulator does not
 model is left out (:func:`_screen`); a value no real log holds (a count above :data:`~sim.fields.MAX_SIZE`,
@@ -238,8 +239,13 @@ def log_to_trace(path: str | Path) -> TraceExport:
     med_completion = ok.groupby("model")["completion_tokens"].median()
     model = df["model"].to_numpy(object)[first]
     max_tokens = df["max_tokens"].to_numpy(float)[first]
-    audio = np.nan_to_num(df["audio_seconds"].to_numpy(float)[first])
+    # a request's audio length: its first attempt's that knows it (an mp3 upload's is known only from a
+    # verbose_json answer's duration); unknown stays NaN, an empty cell the replaying client's audio fills
+    seconds = df["audio_seconds"].to_numpy(float)
+    told = _last_per_group(order[np.isfinite(seconds)[order]], group, n_groups, first=True)
+    audio = np.where(told >= 0, seconds[told], np.nan)
     is_audio = np.isin(df["endpoint"].to_numpy(object)[first], AUDIO_ENDPOINTS) | (audio > 0)
+    audio[~is_audio] = 0.0  # a chat request carries no audio
     # sizes from the answer's usage; a chat request without one is imputed (a transcription has no tokens)
     prompt = np.where(used >= 0, df["prompt_tokens"].to_numpy(float)[used], np.nan)
     completion = np.where(used >= 0, df["completion_tokens"].to_numpy(float)[used], np.nan)
@@ -268,6 +274,11 @@ def log_to_trace(path: str | Path) -> TraceExport:
                      + (f", {int(impute.sum()) - never} answered without it" if never < impute.sum() else "")
                      + f"): completion set to the model's median (prompt imputed for {int(by_median.sum())} "
                      "of them, the rest from their 429's Requested)")
+    unknown = int(np.isnan(audio).sum())
+    if unknown:
+        notes.append(f"{unknown} transcription(s) of unknown length (the recorder reads only WAV lengths, and only "
+                     "a verbose_json answer has a duration): audio_seconds left empty: the replaying client "
+                     "group's audio_seconds fills them (give it one)")
     if trace[["prompt_tokens", "completion_tokens"]].isna().any().any():  # (transcriptions are 0)
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")

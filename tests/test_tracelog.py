@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sim.engine import Simulation
 from sim.scenario import scenario_from_dict
-from sim.trace import read_trace
+from sim.trace import check_kinds, read_trace
 from sim.cli import main
 from sim.errors import ConfigError
 from sim.tracelog import SDK_INITIAL_DELAY, SDK_MAX_DELAY, log_to_trace, sdk_backoff
@@ -81,6 +81,29 @@ def test_a_transcription_answered_is_answered(tmp_path, endpoint):
     export.trace.to_csv(out, index=False)
     assert read_trace(out)["audio_seconds"].tolist() == [30.0, 12.0]  # replayable (an empty completion was not)
     assert not any("without usage" in n or "unknown" in n for n in export.notes), export.notes
+
+
+def test_a_transcription_of_unknown_length_is_left_empty_and_said(tmp_path):
+    """An mp3 upload's length is unknown to the recorder (and a json answer has no duration): its cell is left
+    empty, for the replaying client's audio to fill, with a note -- not 0 s, which ``groqsim check`` rejects
+    for a speech-to-text model.  A request whose refused first attempt did not know it takes its answer's."""
+    w = "audio.transcriptions"
+    lines = [{**_line(0.0, 2.0, 200, 0, "w0", endpoint=w), "max_tokens": None},
+             {**_line(5.0, 5.1, 429, 0, "w1", retry_after=3, endpoint=w), "max_tokens": None},
+             _line(8.1, 9.0, 200, 1, "w1b", endpoint=w, audio=12.0),
+             _line(10.0, 10.5, 200, 0, "c", usage=_usage(100, 40))]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.trace["audio_seconds"].tolist() == pytest.approx([np.nan, 12.0, 0.0], nan_ok=True)
+    assert export.notes == ["1 transcription(s) of unknown length (the recorder reads only WAV lengths, and only a "
+                            "verbose_json answer has a duration): audio_seconds left empty: the replaying client "
+                            "group's audio_seconds fills them (give it one)"]
+    out = tmp_path / "trace.csv"
+    export.trace.to_csv(out, index=False)
+    df = read_trace(out)
+    kinds = {MODEL: "stt"}  # (the log_line model stands for a whisper model here)
+    check_kinds(str(out), df.iloc[:2], kinds, MODEL, audio=True)  # the client's audio fills the empty cell
+    with pytest.raises(ConfigError, match="trace.csv:2: column audio_seconds: empty on a row"):
+        check_kinds(str(out), df.iloc[:2], kinds, MODEL, audio=False)
 
 
 def test_imputed_sizes_and_what_the_notes_say(tmp_path):
