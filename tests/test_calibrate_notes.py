@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from sim.calibrate import calibrate
+from sim.calibrate.output import toml_fragment
 from sim.recorder import KEYS, OPTIONAL_KEYS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "scenarios" / "logs" / "example_groq_calls.jsonl"
@@ -75,6 +76,28 @@ def test_the_replay_needs_usage_on_nine_answers_in_ten(tmp_path):
         assert bool(cal.hypotheses) is not skipped
         # a skipped replay is said once, not again as "no headers or 429s to replay"
         assert not any(u.startswith("limiter algorithm and charging rule") for u in cal.unknown)
+
+
+def test_the_replay_needs_the_length_of_nine_transcriptions_in_ten(tmp_path):
+    """A transcription is charged its audio seconds: one of unknown length (an mp3 upload answered in json) is an
+    unknown charge, like a chat answer without usage.  Charged 0 s instead, a log whose 429s the audio limit
+    made was "explained by no hypothesis"; past a tenth unknown the replay is skipped, saying why."""
+    whisper, t0 = "whisper-large-v3", 1_793_577_600.0 + 3600
+    headers = {"x-ratelimit-limit-requests": "2000", "x-ratelimit-reset-requests": "43.2s"}
+    lines = [{"t_send": t0 + 10 * k, "t_recv": t0 + 10 * k + 1, "status": 200, "model": whisper,
+              "endpoint": "audio.transcriptions", "max_tokens": None, "audio_seconds": 30.0, "usage": None,
+              "headers": {**headers, "x-ratelimit-remaining-requests": str(1999 - k)}, "error": None,
+              "label": "app", "request_id": f"w{k}"} for k in range(20)]
+    for unknown, skipped in ((2, False), (3, True)):
+        cut = [dict(r, audio_seconds=None) if k < unknown else r for k, r in enumerate(lines)]
+        cal = calibrate(_write(tmp_path, cut, f"w{unknown}.jsonl"))
+        said = (f"{whisper}: limiter replay skipped: {unknown} of 20 answered transcriptions have no audio_seconds "
+                "(no WAV upload, no duration answered), so what they were charged is unknown")
+        assert (said in cal.unknown) is skipped and (cal.replay_skipped == [whisper]) is skipped
+        assert bool(cal.hypotheses) is not skipped
+        assert not any(u.startswith("limiter algorithm and charging rule") for u in cal.unknown)
+    assert ("# limiter and accounting: not estimated (replay skipped: what the answers were charged is unknown; see "
+            "the report)") in toml_fragment(cal)
 
 
 def test_a_log_with_nothing_to_calibrate_says_so(tmp_path):

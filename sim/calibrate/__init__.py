@@ -122,11 +122,16 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
             continue
         svc = cal.service[model]
         ok = successes(rows)
-        # a transcription's charge is its audio seconds (no tokens): it needs no usage
-        answered = int(((rows["status"] == 200) & ~rows["endpoint"].isin(AUDIO_ENDPOINTS)).sum())
-        if answered and len(ok) < 0.9 * answered:
-            cal.unknown.append(f"{model}: limiter replay skipped: {answered - len(ok)} of {answered} answered "
-                               "chat requests have no usage, so what they were charged is unknown")
+        # what an answer was charged: a chat answer's from its usage, a transcription's its audio seconds (no
+        # tokens; unknown for an upload the recorder cannot measure, such as an mp3 answered in json)
+        done, audio = rows["status"] == 200, rows["endpoint"].isin(AUDIO_ENDPOINTS)
+        chat, speech = int((done & ~audio).sum()), int((done & audio).sum())
+        no_length = int((done & audio & rows["audio_seconds"].isna()).sum())
+        lacking = {"chat requests have no usage": (chat - len(ok), chat),
+                   "transcriptions have no audio_seconds (no WAV upload, no duration answered)": (no_length, speech)}
+        if sum(n for n, _ in lacking.values()) > 0.1 * (chat + speech):
+            why = " and ".join(f"{n} of {of} answered {what}" for what, (n, of) in lacking.items() if n)
+            cal.unknown.append(f"{model}: limiter replay skipped: {why}, so what they were charged is unknown")
             cal.replay_skipped.append(model)
             continue
         one_way = (svc.rtt.value if svc.rtt else 0.0) / 2

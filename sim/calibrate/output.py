@@ -45,6 +45,9 @@ def toml_fragment(cal: Calibration) -> str:
                                                           if others else "")
         lines.append(f'limiter = "{best.algorithm}"  # {why}')
         lines.append(f'accounting = {{ charge = "{best.charge}" }}')
+    elif cal.replay_skipped:
+        lines.append("# limiter and accounting: not estimated (replay skipped: what the answers were charged is "
+                     "unknown; see the report)")
     else:
         lines.append("# limiter and accounting: not estimated (no headers or 429s to replay)")
     if tiered:
