@@ -391,6 +391,34 @@ def test_a_round_trip_of_zero_is_kept_a_negative_one_left_out_and_counted():
     assert fit.rtt is None and fit.notes[-1] == "too few" and len(fit.notes) == 2
 
 
+def test_a_zero_median_round_trip_with_a_positive_p90_is_not_estimated():
+    """A zero median is no network at all, which the scenario loader allows only with a zero p90: a fit of
+    median 0 and p90 0.35 s (too coarse a clock) would write a fragment ``groqsim check`` rejects."""
+    fit = ServiceFit(MODEL, 0)
+    _fit_rtt(fit, np.array([0.0, 0.0, 0.0, 0.5]), "too few")
+    assert fit.rtt is None and fit.rtt_p90 is None and "rtt_median" not in fit.params()
+    assert fit.notes == ["network round trip: median 0 s but p90 0.35 s (times too coarse to measure it?): not "
+                         "estimated, as a zero median means no network at all"]
+    fit = ServiceFit(MODEL, 0)
+    _fit_rtt(fit, np.array([0.0, 0.0]), "too few")  # no network: what the loader allows
+    assert (fit.rtt.value, fit.rtt_p90, fit.notes) == (0.0, 0.0, [])
+
+
+def test_whole_second_times_measure_no_round_trip():
+    """Every t_send and t_recv a whole second: round trips read as 0 or 1 s, so none is estimated (the fit had
+    median 0 and p90 1 s, a fragment the loader rejects), and a note says why; the usage's figures stay."""
+    rows = [_answer(10 * k, rtt=0.375) for k in range(4)] + [_refusal(50 + k, float(k % 2)) for k in range(6)]
+    assert all(r["t_send"] % 1 == 0 and r["t_recv"] % 1 == 0 for r in rows)
+    fit = _fit(rows)
+    assert fit.rtt is None and not {"rtt_median", "rtt_p90"} & fit.params().keys() and fit.output_tps.value == 400
+    assert fit.notes[-1] == ("every t_send and t_recv is a whole second: round trips cannot be measured on such a "
+                             "clock, so the network round trip is not estimated (log sub-second times, as time.time())")
+    replace(load_service_table()[MODEL], **fit.params()).check(MODEL)  # what the fragment writes loads
+    whisper = _stt([(10.0 * k, 2.0, 200, 30.0 * (k + 1)) for k in range(3)] + [(40.0, 0.0, 429, None),
+                                                                            (50.0, 1.0, 429, None)])
+    assert whisper.rtt is None and whisper.notes[-1].startswith("every t_send and t_recv is a whole second")
+
+
 def test_an_answer_quicker_than_its_own_usage_is_a_negative_round_trip():
     fit = _fit([_answer(0, rtt=0.0625), _answer(10, rtt=0.125), _answer(20, rtt=-0.25)])
     assert fit.rtt.value == pytest.approx(0.09375, abs=1e-9) and fit.rtt.n == 2

@@ -10,7 +10,8 @@
 * queue_time: lognormal by maximum likelihood (``loc = 0``); goodness of fit by Anderson-Darling on the logs
   (parameters estimated, so the plain KS table would be too lenient);
 * network round trip: ``(t_recv - t_send) - queue_time - total_time`` of answered requests (Groq's
-  ``total_time`` is prompt + completion; queue_time is apart), and ``t_recv - t_send`` of refused ones;
+  ``total_time`` is prompt + completion; queue_time is apart), and ``t_recv - t_send`` of refused ones (not
+  estimated on whole-second times, or with a zero median and a positive p90: :func:`_fit_rtt`);
 * speech-to-text (a model whose requests are all transcriptions, whose responses carry no usage): the
   whole response time ``t_recv - t_send = fixed + audio_seconds * slope`` by the same weighted least squares;
   the simulator's audio time is ``audio_seconds / (audio_speed_factor * S)``, so
@@ -164,7 +165,7 @@ def _fit_transcriptions(df: pd.DataFrame, model: str) -> ServiceFit:
         fit.notes.append(f"audio speed: {len(x)} answered transcription(s) with audio_seconds and "
                          f"{len(np.unique(x))} distinct length(s); need 3 and 2")
     _fit_rtt(fit, _refused_round_trips(df), "network round trip: fewer than 2 refused requests (a "
-             "transcription's own time includes its processing)")
+             "transcription's own time includes its processing)", _whole_seconds(df))
     return fit
 
 
@@ -223,7 +224,7 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
 
     net = (ok["t_recv"] - ok["t_send"]) - ok["queue_time"] - ok["total_time"]
     _fit_rtt(fit, np.concatenate([net.to_numpy(float), _refused_round_trips(df)]),
-             "network round trip: fewer than 2 samples")
+             "network round trip: fewer than 2 samples", _whole_seconds(df))
     return fit
 
 
@@ -233,18 +234,33 @@ def _refused_round_trips(df: pd.DataFrame) -> np.ndarray:
     return (refused["t_recv"] - refused["t_send"]).to_numpy(float)
 
 
-def _fit_rtt(fit: ServiceFit, rtts: np.ndarray, too_few: str) -> None:
+def _whole_seconds(df: pd.DataFrame) -> bool:
+    """Is every ``t_send`` and ``t_recv`` of ``df`` a whole second (a clock too coarse for a round trip)?"""
+    t = finite(df[["t_send", "t_recv"]].to_numpy(float).ravel())
+    return len(t) > 0 and bool(np.all(t == np.floor(t)))
+
+
+def _fit_rtt(fit: ServiceFit, rtts: np.ndarray, too_few: str, whole_seconds: bool = False) -> None:
     """The round trip's median (with its CI) and p90 from ``rtts``, or the note ``too_few``.  A negative round
     trip (``t_recv`` before ``t_send``, or a response quicker than its own usage's times) is no network delay:
-    it is left out and counted, not taken as 0 (which would pull the median down)."""
+    it is left out and counted, not taken as 0 (which would pull the median down).  Not estimated, with a note,
+    when the times are all whole seconds (a round trip of tens of ms reads as 0 or 1 s) or the median is 0 while
+    the p90 is not: a zero median is no network at all, which ``sim.service`` allows only with a zero p90."""
+    if whole_seconds:
+        fit.notes.append("every t_send and t_recv is a whole second: round trips cannot be measured on such a "
+                         "clock, so the network round trip is not estimated (log sub-second times, as time.time())")
+        return
     rtts = finite(rtts)
     negative = int((rtts < 0).sum())
     if negative:
         fit.notes.append(f"{negative} of {len(rtts)} round trip(s) are negative (t_recv before t_send, or a response "
                          "quicker than its usage's times: clocks or times inconsistent): left out of the round trip")
         rtts = rtts[rtts >= 0]
-    if len(rtts) >= 2:
+    if len(rtts) < 2:
+        fit.notes.append(too_few)
+    elif np.median(rtts) == 0 and np.percentile(rtts, 90) > 0:
+        fit.notes.append(f"network round trip: median 0 s but p90 {np.percentile(rtts, 90):.4g} s (times too coarse "
+                         "to measure it?): not estimated, as a zero median means no network at all")
+    else:
         fit.rtt = _median_ci(rtts)
         fit.rtt_p90 = float(np.percentile(rtts, 90))
-    else:
-        fit.notes.append(too_few)
