@@ -34,6 +34,8 @@ Z95 = 1.6448536269514722  # standard normal 95th percentile
 Z90 = 1.2815515655446004  # standard normal 90th percentile
 SPEEDS = ("docs", "pricing")
 KINDS = ("chat", "stt", "tts")
+#: the largest speed_cv a scenario may set (a lognormal of cv 3 already has sigma 1.5)
+SPEED_CV_MAX = 3.0
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ class ServiceParams:
             raise bad("audio_speed_factor", "empty for a model that takes no audio")
         if self.prefill_fixed < 0:
             raise bad("prefill_fixed", ">= 0 seconds")
-        if not 0 <= self.speed_cv <= 3:
-            raise bad("speed_cv", "between 0 and 3")
+        if not 0 <= self.speed_cv <= SPEED_CV_MAX:
+            raise bad("speed_cv", f"between 0 and {SPEED_CV_MAX:g}")
         if not self.queue_median > 0:
             raise bad("queue_median", "> 0 seconds")
         if not self.queue_p90 >= self.queue_median:

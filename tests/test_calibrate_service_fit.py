@@ -203,6 +203,18 @@ def test_output_speed_mean_median_and_shape():
     assert fit.params()["output_tps"] == 250.0 and fit.params()["speed_cv"] == fit.speed_cv
 
 
+def test_a_speed_spread_beyond_the_simulators_is_written_at_its_bound():
+    """Speeds alternating 10 and 10 000 t/s fit a lognormal of cv 389 (sigma ln 1000 / 2); a scenario allows
+    speed_cv up to 3, so the fragment writes 3 with a note (4.8 was written, and ``groqsim check`` rejected the
+    fragment), and the prefill speed is the one for that cv (its E[1/S] = 1 + cv^2)."""
+    fit = _fit(_prefill_rows([100, 200, 400, 800], [0.012, 0.022, 0.042, 0.082], speeds=((100, 10.0), (1000, 0.1))))
+    assert fit.speed_cv == 3.0 and fit.params()["speed_cv"] == 3.0
+    assert fit.notes[0] == ("output speed's spread (lognormal cv 389) is beyond the simulator's largest "
+                            "speed_cv: written as 3 (a few answers of implausible speed?)")
+    assert fit.prefill_tps == pytest.approx((1 + 3.0 ** 2) * 10_000, rel=1e-6)
+    replace(load_service_table()[MODEL], **fit.params()).check(MODEL)  # what the fragment writes loads
+
+
 def test_a_one_token_answer_is_a_speed_sample():
     fit = _fit([_answer(0, ct=1, ctime=0.01), _answer(10, ct=200, ctime=0.5)])
     assert fit.speeds.tolist() == pytest.approx([100.0, 400.0]) and fit.output_tps.value == pytest.approx(250.0)

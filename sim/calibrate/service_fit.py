@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..service import Z90, load_service_table, service_defaults
+from ..service import SPEED_CV_MAX, Z90, load_service_table, service_defaults
 from ..recorder import AUDIO_ENDPOINTS
 from .evidence import finite, successes
 
@@ -184,6 +184,10 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         fit.output_tps = _mean_ci(speeds, floor=0.0)
         fit.output_median, sigma = _lognormal(speeds)
         fit.speed_cv = float(math.sqrt(math.expm1(sigma ** 2)))
+        if fit.speed_cv > SPEED_CV_MAX:  # a scenario may not set more: the simulator's spread at its widest
+            fit.notes.append(f"output speed's spread (lognormal cv {fit.speed_cv:.3g}) is beyond the simulator's "
+                             f"largest speed_cv: written as {SPEED_CV_MAX:g} (a few answers of implausible speed?)")
+            fit.speed_cv = SPEED_CV_MAX
     else:
         fit.notes.append(f"output speed: {len(speeds)} usable sample(s), need 2")
 
