@@ -15,8 +15,9 @@ the answered attempt's ``usage``.  A chat request without usage (never answered,
 its prompt is ``Requested - max_tokens`` of a token-unit 429 (Groq charges prompt + max_tokens up front),
 else the model's median prompt; its completion the model's median completion (at most ``max_tokens``).  A
 transcription has no tokens: its sizes are 0; its audio_seconds is the first attempt's that knows it, else
-empty (the replaying client's fills it).  A request without ``max_tokens`` gets its completion as
-``max_tokens``.  The imputations and the unknown lengths are counted in the notes.
+empty (the replaying client's fills it).  A chat request without ``max_tokens`` gets
+:data:`~sim.config.DEFAULT_RESERVATION` (or its completion, where longer) as ``max_tokens``, as the calibration's
+replay charges it.  The imputations, the unknown lengths and the unset max_tokens are counted in the notes.
 
 What a trace cannot carry is said in the notes, with its lines: a line of an endpoint the simulator does not
 model is left out (:func:`_screen`); a value no real log holds (a count above :data:`~sim.fields.MAX_SIZE`,
@@ -34,6 +35,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from .calibrate.evidence import evidence_table
+from .config import DEFAULT_RESERVATION
 from .errors import ConfigError
 from .fields import MAX_SIZE
 from .recorder import AUDIO_ENDPOINTS, CHAT, Log, read_log
@@ -258,7 +260,10 @@ def log_to_trace(path: str | Path) -> TraceExport:
     median = np.array([med_completion.get(m, np.nan) for m in model[impute]], float)
     cap = max_tokens[impute]
     completion[impute] = np.where(np.isnan(cap), median, np.minimum(median, cap))  # NaN median stays NaN
-    max_tokens = np.where(np.isnan(max_tokens), completion, max_tokens)
+    # a chat request that set no max_tokens reserved sim.config.DEFAULT_RESERVATION (as the emulator charges and
+    # the calibration's replay assumes), or its completion where longer (a trace's completion never exceeds it)
+    unset = np.isnan(max_tokens) & ~is_audio
+    max_tokens = np.where(unset, np.fmax(DEFAULT_RESERVATION, completion), max_tokens)
     # a transcription has no tokens: zero (an empty cell would take the replaying client's sizes)
     prompt[is_audio], max_tokens[is_audio], completion[is_audio] = 0.0, 0.0, 0.0
     t_send = df["t_send"].to_numpy(float)
@@ -279,6 +284,10 @@ def log_to_trace(path: str | Path) -> TraceExport:
         notes.append(f"{unknown} transcription(s) of unknown length (the recorder reads only WAV lengths, and only "
                      "a verbose_json answer has a duration): audio_seconds left empty: the replaying client "
                      "group's audio_seconds fills them (give it one)")
+    if unset.any():
+        notes.append(f"{int(unset.sum())} chat request(s) set no max_tokens: max_tokens written as "
+                     f"{DEFAULT_RESERVATION} (what the emulator and the calibration's replay take such a request to "
+                     "reserve), or the completion where longer")
     if trace[["prompt_tokens", "completion_tokens"]].isna().any().any():  # (transcriptions are 0)
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")

@@ -13,6 +13,7 @@ from sim.engine import Simulation
 from sim.scenario import scenario_from_dict
 from sim.trace import check_kinds, read_trace
 from sim.cli import main
+from sim.config import DEFAULT_RESERVATION
 from sim.errors import ConfigError
 from sim.tracelog import SDK_INITIAL_DELAY, SDK_MAX_DELAY, log_to_trace, sdk_backoff
 from tests.helpers import LOG_MODEL as MODEL, LOG_T0 as T0, dense_sdk_log, log_line as _line, log_usage as _usage
@@ -106,9 +107,24 @@ def test_a_transcription_of_unknown_length_is_left_empty_and_said(tmp_path):
         check_kinds(str(out), df.iloc[:2], kinds, MODEL, audio=False)
 
 
+def test_a_request_without_max_tokens_reserves_what_the_replay_charges(tmp_path):
+    """A chat request that set no max_tokens is charged DEFAULT_RESERVATION (1 024) by the emulator and the
+    calibration's replay: the trace says the same (it wrote the completion, 40, so a replay of the trace under
+    max_tokens charging reserved 40 where the calibration had charged 1 024), or the completion where longer."""
+    lines = [_line(0.0, 0.5, 200, 0, "a", usage=_usage(100, 40), max_tokens=None),
+             _line(1.0, 1.5, 200, 0, "b", usage=_usage(100, 3000), max_tokens=None),
+             _line(2.0, 2.5, 200, 0, "c", usage=_usage(100, 40), max_tokens=64)]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert DEFAULT_RESERVATION == 1024
+    assert export.trace["max_tokens"].tolist() == [1024, 3000, 64]
+    assert export.trace["completion_tokens"].tolist() == [40, 3000, 40]
+    assert export.notes == ["2 chat request(s) set no max_tokens: max_tokens written as 1024 (what the emulator and "
+                            "the calibration's replay take such a request to reserve), or the completion where longer"]
+
+
 def test_imputed_sizes_and_what_the_notes_say(tmp_path):
     """Two answered requests give the model's medians (prompt 110, completion 45).  A request refused on
-    requests (no tokens named) and without max_tokens gets both medians and max_tokens = its completion; a
+    requests (no tokens named) and without max_tokens gets both medians and max_tokens 1 024; a
     200 without usage is imputed too and said so; a line of another endpoint is left out; a model with no
     answered request leaves its sizes empty, with a note."""
     def chat(t, status, rid, usage=None, model=MODEL, max_tokens=256):
@@ -121,7 +137,7 @@ def test_imputed_sizes_and_what_the_notes_say(tmp_path):
     export = log_to_trace(_write(tmp_path, lines))
     assert export.lines == 5 and export.trace["timestamp"].tolist() == [0.0, 1.0, 2.0, 3.0, 5.0]
     rows = export.trace.set_index("timestamp")
-    assert rows.loc[2.0, ["prompt_tokens", "max_tokens", "completion_tokens"]].tolist() == [110, 45, 45]
+    assert rows.loc[2.0, ["prompt_tokens", "max_tokens", "completion_tokens"]].tolist() == [110, 1024, 45]
     assert rows.loc[3.0, ["prompt_tokens", "max_tokens", "completion_tokens"]].tolist() == [110, 256, 45]
     assert rows.loc[5.0, ["prompt_tokens", "completion_tokens"]].isna().all()
     assert export.notes == [
@@ -129,6 +145,8 @@ def test_imputed_sizes_and_what_the_notes_say(tmp_path):
         "audio.transcriptions, audio.translations): left out (line 5)",
         "3 chat request(s) without usage (2 never answered, 1 answered without it): completion set to the "
         "model's median (prompt imputed for 3 of them, the rest from their 429's Requested)",
+        "1 chat request(s) set no max_tokens: max_tokens written as 1024 (what the emulator and the calibration's "
+        "replay take such a request to reserve), or the completion where longer",
         "some sizes are unknown (a model with no answered request): left empty; the scenario's client "
         "distributions fill them"]
     # as the note says: the trace reads back and runs, the client's completion filling the empty cell
