@@ -53,8 +53,11 @@ def _headed(rows):
     # the first answer with TPM headers used no more than its own prompt + max_tokens (+ 1): untouched
     ([(1.0, 200, 100, 50, 20, 6000, 6000 - 151)], True),
     ([(1.0, 200, 100, 50, 20, 6000, 6000 - 152)], False),       # one token more: usage before the log
-    ([(1.0, 200, 100, nan, 20, 6000, 6000 - 121)], True),       # no max_tokens: its completion is the bound
-    ([(1.0, 200, 100, nan, 20, 6000, 6000 - 122)], False),
+    # no max_tokens: the replay charges it DEFAULT_RESERVATION (1 024), or its completion charged actual
+    ([(1.0, 200, 100, nan, 20, 6000, 6000 - 1125)], True),
+    ([(1.0, 200, 100, nan, 20, 6000, 6000 - 1126)], False),
+    ([(1.0, 200, 100, nan, 2000, 6000, 6000 - 2101)], True),
+    ([(1.0, 200, 100, nan, 2000, 6000, 6000 - 2102)], False),
     ([(1.0, 429, nan, 50, nan, 6000, 6000)], False),            # the first headers are a refusal's: unknown
     ([(1.0, 429, 100, 50, 20, 6000, 6000 - 150)], False),       # (even were its sizes known)
     ([(1.0, 200, nan, 50, nan, 6000, 6000)], False),            # an answer without usage: unknown

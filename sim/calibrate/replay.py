@@ -101,16 +101,18 @@ def own_one_way(df: pd.DataFrame, typical: float) -> np.ndarray:
 
 def starts_untouched(df: pd.DataFrame) -> bool:
     """Does the log start on an untouched TPM budget?  Its first response with TPM headers is an answer whose
-    tokens used (limit - remaining) are at most that request's own prompt + ``max_tokens`` (+ 1 for rounding):
-    then no usage before the log is hidden, under any hypothesis (decided from the log alone, so every
-    hypothesis is scored on the same rows)."""
+    tokens used (limit - remaining) are at most that request's own prompt + ``max_tokens`` (+ 1 for rounding),
+    :data:`~sim.config.DEFAULT_RESERVATION` for a request that set none (what the replay charges it), or + its
+    completion where longer (charged actual): then no usage before the log is hidden, under any hypothesis
+    (decided from the log alone, so every hypothesis is scored on the same rows)."""
     rows = df[df["h_rem_tok"].notna() & df["h_limit_tok"].notna()]
     if rows.empty:
         return False
     first = rows.loc[rows["t_send"].idxmin()]
-    reserve = first["max_tokens"] if not math.isnan(first["max_tokens"]) else first["completion_tokens"]
-    if first["status"] != 200 or math.isnan(first["prompt_tokens"]) or math.isnan(reserve):
+    if first["status"] != 200 or math.isnan(first["prompt_tokens"]):
         return False
+    reserve = first["max_tokens"] if not math.isnan(first["max_tokens"]) else DEFAULT_RESERVATION
+    reserve = max(reserve, 0.0 if math.isnan(first["completion_tokens"]) else first["completion_tokens"])
     return first["h_limit_tok"] - first["h_rem_tok"] <= first["prompt_tokens"] + reserve + 1
 
 
