@@ -4,6 +4,7 @@ and its small helpers.  Expected values are by hand from the texts in docs/refer
 (a 429 on "tokens per minute (TPM): Limit 6000, Used 5034, Requested 1443. Please try again in 4.77s", a 413
 with no "Used" nor wait, reset headers like ``2m52.8s`` and ``547ms``, ``retry-after`` in whole seconds)."""
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from sim.calibrate.evidence import (HEADER_COLUMNS, LimitMessage, _header_value, _num, evidence_table, finite,
                                     mode_value, parse_go_duration, parse_limit_message, successes)
-from sim.recorder import OPTIONAL_KEYS, USAGE_KEYS, Log
+from sim.recorder import OPTIONAL_KEYS, USAGE_KEYS, Log, read_log
 
 nan = math.nan
 MODEL = "llama-3.1-8b-instant"
@@ -231,12 +232,25 @@ def test_a_usage_with_more_completion_tokens_than_max_tokens_is_set_aside(comple
 
 
 def test_usage_figures_that_are_not_numbers_are_unknown():
-    u = {"queue_time": True, "prompt_tokens": "50", "prompt_time": None, "completion_tokens": 3,
-         "completion_time": 0.5}
+    u = {"queue_time": True, "prompt_tokens": "fifty", "prompt_time": None, "completion_tokens": 3,
+         "completion_time": 0.5, "total_time": "inf"}
     row = _table([_rec(1.0, usage=u)]).iloc[0]
     assert math.isnan(row.queue_time) and math.isnan(row.prompt_tokens) and math.isnan(row.prompt_time)
-    assert math.isnan(row.total_tokens)  # absent
+    assert math.isnan(row.total_tokens) and math.isnan(row.total_time)  # absent, not finite
     assert (row.completion_tokens, row.completion_time) == (3.0, 0.5)
+
+
+def test_usage_numbers_written_as_strings_are_read_as_read_log_reads_them(tmp_path):
+    """read_log keeps a usage whose figures are numbers in strings ("50"); the evidence reads them the same way,
+    so its answers keep their usage (it took them for unknown, and a log of such lines had no answer to fit)."""
+    u = _usage(completion_tokens="20", prompt_tokens="50", queue_time=" 0.1", total_time="5e-2")
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps(_rec(1.0, usage=u)) + "\n")
+    log = read_log(path)
+    assert log.records[0]["usage"] == u and not log.problems
+    row = evidence_table(log).iloc[0]
+    assert (row.prompt_tokens, row.completion_tokens, row.queue_time, row.total_time) == (50.0, 20.0, 0.1, 0.05)
+    assert len(successes(evidence_table(log))) == 1
 
 
 def test_an_error_without_a_message_and_a_message_that_is_no_limit():

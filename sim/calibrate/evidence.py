@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..recorder import OPTIONAL_KEYS, USAGE_KEYS, Log, client_failure
+from ..recorder import OPTIONAL_KEYS, USAGE_KEYS, Log, _number, client_failure
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -121,9 +121,9 @@ def evidence_table(log: Log, failed_attempts: bool = False) -> pd.DataFrame:
                                        "audio_seconds", "label", "request_id", *OPTIONAL_KEYS)}
         row["client_error"] = failure
         usage = rec["usage"] or {}
-        for k in USAGE_KEYS:
-            v = usage.get(k)
-            row[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+        for k in USAGE_KEYS:  # read as read_log checked them ("123" is 123), so no usage it kept is lost here
+            v = _number(usage.get(k))
+            row[k] = math.nan if v is None else v
         for header, col in HEADER_COLUMNS.items():
             row[col] = _header_value(col, rec["headers"][header]) if header in rec["headers"] else math.nan
         msg = parse_limit_message((rec["error"] or {}).get("message"))
