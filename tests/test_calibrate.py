@@ -1,5 +1,5 @@
 """groqsim calibrate / trace: Groq's text parsed exactly; synthetic logs with KNOWN parameters (made by
-sim.synthlog from the simulator's LimitSet, headers and ServiceModel, sharing no code with sim.calibrate) are
+sim.synthlog from the simulator's LimitSet, headers and ServiceModel, importing nothing of sim.calibrate) are
 calibrated back; bad logs give a message, never a traceback."""
 import ast
 import json
@@ -296,7 +296,9 @@ def test_trace_folds_sdk_retries(tmp_path):
     assert len(plain.trace) == len(lines) and any("not folded" in n for n in plain.notes)
 
 
-def test_generator_shares_no_code_with_the_calibrator():
+def test_generator_imports_nothing_of_the_calibrator():
+    """sim.synthlog builds its logs without the calibrator's fits, parsing or replay (it does share LimitSet and
+    the header arithmetic, which tests/test_headers.py checks against the reference's worked example)."""
     tree = ast.parse((ROOT / "sim" / "synthlog.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
