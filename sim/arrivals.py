@@ -259,8 +259,9 @@ class Closed(_Kind):
     think: Duration
 
     def users_at(self, load: float) -> int:
-        """The users a run at ``load`` starts: whole users, at least one (``max(1, round(users x load))``)."""
-        return max(1, round(self.users * float(load)))
+        """The users a run at ``load`` starts: whole users, the nearest to ``users x load`` (halves up: Python's
+        ``round`` took 2.5 to 2 and 3.5 to 4, so 5 and 7 users at load 0.5 became 2 and 4), at least one."""
+        return max(1, math.floor(self.users * float(load) + 0.5))
 
 
 ArrivalSpec = Annotated[Union[Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed],

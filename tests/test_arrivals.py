@@ -101,6 +101,15 @@ def test_constant_makes_rate_times_duration_arrivals_whatever_the_rates_binary_r
     assert len(arrival(kind="constant", rate="13/min").times(rng, 3600.0, load=2.0)) == 1560
 
 
+def test_a_closed_loops_load_rounds_its_users_halves_up():
+    """users x load to the nearest whole user, halves up, at least one: at load 0.5, 3, 5, 7 and 9 users
+    start 2, 3, 4 and 5 (round() gave 2, 2, 4, 4: the same load scaled groups by different fractions)."""
+    starts = [arrival(kind="closed", users=u, think="3s").users_at(0.5) for u in (3, 5, 7, 9)]
+    assert starts == [2, 3, 4, 5]
+    assert arrival(kind="closed", users=10, think="3s").users_at(0.24) == 2  # 2.4
+    assert arrival(kind="closed", users=1, think="3s").users_at(0.1) == 1  # at least one
+
+
 def test_closed_loop_has_no_precomputed_times():
     closed = arrival(kind="closed", users=2, think="3s")
     assert not closed.open_loop
