@@ -390,9 +390,7 @@ class Accounting(Strict):
         if not self.cache_hit_ratio:
             uncached = prompt
         else:
-            uncached = np.round(prompt * (1 - self.cache_hit_ratio))
-            if cacheable is not True:
-                uncached = np.where(cacheable, uncached, prompt)
+            uncached = np.where(cacheable, np.round(prompt * (1 - self.cache_hit_ratio)), prompt)
         return uncached + (max_tokens if self.charge == "max_tokens" else completion)
 
     def prefilled(self, kind: str) -> float:

@@ -178,11 +178,9 @@ class Simulation:
         self.prefilled.append(self.accounting.prefilled(self.services[-1].kind))
         return len(self.model_names) - 1
 
-    def _cacheable(self, models: np.ndarray, one: int):
-        """Are these requests' prompts chat prompts (a cached part not charged)?  ``one``: the model of them
-        all, or -1 when they name several (a trace)."""
-        if one >= 0:
-            return self.services[one].kind != "tts"
+    def _cacheable(self, models: np.ndarray) -> np.ndarray:
+        """Are the prompts of requests to these models (indices) chat prompts, whose cached part is not
+        charged?  A text-to-speech request's characters are not."""
         return np.array([s.kind != "tts" for s in self.services], bool)[models]
 
     def _generate(self, c: _Group) -> None:
@@ -191,7 +189,7 @@ class Simulation:
         models = (np.full(len(created), c.chain[0]) if names is None
                   else np.array([self._model_index(m) for m in names], dtype=np.int64))
         charge = self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"],
-                                         self._cacheable(models, c.chain[0] if names is None else -1))
+                                         self._cacheable(models))
         block = {"created": created, **sz, "charge": charge}
         del created, sz, charge  # the block owns them now: add() drops each once copied
         c.append(block, models)
@@ -207,7 +205,7 @@ class Simulation:
         one = {k: v[j:j + 1] for k, v in b.items()}
         one["created"] = np.array([now])
         one["charge"] = self.accounting.charged(one["prompt"], one["max_tokens"], one["completion"],
-                                                self._cacheable(None, c.chain[0]))
+                                                self._cacheable(np.array([c.chain[0]])))
         c.append(one, np.array([c.chain[0]]))
         return c.n - 1
 

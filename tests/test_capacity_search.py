@@ -180,6 +180,7 @@ def test_the_search_stops_when_the_bracket_is_exactly_the_tolerance():
 
 @pytest.mark.parametrize("fastest, tried", [(0.5, [1.0 / 2 ** k for k in range(11)]),  # 1/1024 <= 0.001
                                              (0.55, [1.1 / 2 ** k for k in range(12)]),  # 1.1/1024 > 0.001
+                                             (0.512, [1.024 / 2 ** k for k in range(11)]),  # 1.024/1024 == 0.001
                                              (0.001, [0.002 / 2 ** k for k in range(11)]),  # a 1000th of 0.002
                                              (0.00105, [0.0021 / 2 ** k for k in range(11)])])
 def test_a_target_no_load_meets_ends_the_search_below_a_thousandth(fastest, tried):

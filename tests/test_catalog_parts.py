@@ -23,7 +23,7 @@ def test_a_scaled_limit_rounds_and_must_stay_at_least_one():
         lim.rpm = 5  # (a tier's limits are shared by every spec built from the catalog)
     assert lim.scaled({"rpm": 1 / 30, "tpm": 0.5, "ash": 4}) == Limits(rpm=1, tpm=3000)  # no ash: none scaled
     # halves round up (Python's round took 2.5 to 2 and 3.5 to 4: equal fractions, unequal limits)
-    assert [Limits(rpm=10).scaled({"rpm": f}).rpm for f in (0.05, 0.25, 0.35, 0.24)] == [1, 3, 4, 2]
+    assert [Limits(rpm=10).scaled({"rpm": f}).rpm for f in (0.05, 0.25, 0.35, 0.247)] == [1, 3, 4, 2]
     with pytest.raises(KeyedError, match=r"30 x 0\.0163934 = 0\.491803: a scaled limit must be a finite number >= 1"):
         lim.scaled({"rpm": 1 / 61})
     with pytest.raises(KeyedError):

@@ -616,3 +616,15 @@ def test_the_readmes_scenario_example_passes_check_on_a_model_still_served(tmp_p
     res = groqsim("check", path)
     assert res.returncode == 0, res.stderr
     assert load_scenario(path).notes() == []
+
+
+def test_a_bad_trace_beside_a_tier_multiplier_is_said_as_a_bad_trace(tmp_path):
+    # the multiplier asks which models the scenario sends, which reads the trace: a file that is no trace is
+    # then the trace's own error, not one of reading it for the tier
+    (tmp_path / "other.toml").write_text("[scenario]\nname = 'x'\n")
+    path = tmp_path / "t.toml"
+    path.write_text("[org]\ntier = 'slow'\n[tiers.slow]\nbase = 'free'\nscale = { rpm = 0.5 }\n"
+                    + _client().replace("{ kind = 'poisson', rate = '10/min' }",
+                                        "{ kind = 'trace', file = 'other.toml' }"))
+    with pytest.raises(ConfigError, match="'other.toml' is not a trace"):
+        load_scenario(path).check()
