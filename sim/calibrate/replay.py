@@ -111,8 +111,8 @@ def starts_untouched(df: pd.DataFrame) -> bool:
     first = rows.loc[rows["t_send"].idxmin()]
     if first["status"] != 200 or math.isnan(first["prompt_tokens"]):
         return False
-    reserve = first["max_tokens"] if not math.isnan(first["max_tokens"]) else DEFAULT_RESERVATION
-    reserve = max(reserve, 0.0 if math.isnan(first["completion_tokens"]) else first["completion_tokens"])
+    reserve = DEFAULT_RESERVATION if math.isnan(first["max_tokens"]) else first["max_tokens"]
+    reserve = np.fmax(reserve, first["completion_tokens"])  # (fmax: an unknown completion leaves it)
     return first["h_limit_tok"] - first["h_rem_tok"] <= first["prompt_tokens"] + reserve + 1
 
 
