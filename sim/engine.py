@@ -287,6 +287,7 @@ class Simulation:
         c.attempts[i] = tries = c.attempts[i] + 1
         pos = c.pos[i]
         m = c.chain[pos] if pos else c.model[i]
+        c.served[i] = m  # (the model it was last sent to, whatever answers: a 5xx or 498 before any limit too)
         svc = self.services[m]
         z, rtt = next(c.net)
         if svc is not c.svc0:
@@ -315,7 +316,6 @@ class Simulation:
             c.pt[i] = p
             c.ct[i] = ct
             c.admitted[i] = now
-            c.served[i] = m
             if self.refund:
                 unused = c.max_tokens[i] - c.completion[i]
                 if unused > 0:
@@ -334,7 +334,6 @@ class Simulation:
                               math.inf if c.timeout is not None and rtt > c.timeout else now + rtt)
             if wait == math.inf:
                 c.refused[i] = UNIT_INDEX[limits.binding]
-                c.served[i] = m
                 if c.timeout is not None and rtt > c.timeout:  # the 413 comes too late: given up, and retried
                     self._refused(c, i, tries, now + c.timeout, TIMED_OUT, None)
                 else:
@@ -344,14 +343,15 @@ class Simulation:
                 c.refused[i] = k = UNIT_INDEX[limits.binding]
                 c.refusal_t.append(now)
                 c.refusal_code.append(m * 8 + k)
-                c.served[i] = m
                 self._answer(c, i, tries, now, rtt, 429, wait)
 
     def _observe(self, c: _Group, m: int, limits, now: float, i: int, wait: float, rtt: float, read: float) -> None:
         """The observers of the attempt of request ``i`` sent at ``now`` (a gate's ``observe`` hook, a ``watch``),
         told after its charge was decided; also ``read``, when the client reads the answer and its headers (a
         refusal a round trip after the send, a success when served), ``inf`` if the client's ``timeout`` gives
-        the attempt up before."""
+        the attempt up before, or its ``deadline`` comes first: the client has stopped waiting, as for a timeout."""
+        if c.deadline is not None and read > c.created[i] + c.deadline:
+            read = math.inf
         for observe in c.observers:
             observe(m, limits, now, i, wait, rtt, read)
 
@@ -371,7 +371,12 @@ class Simulation:
         later, or give up (a last attempt that timed out ends the request as an ``error``).  ``max_attempts``
         bounds every attempt of the request, on any model of its ``fallback`` chain: a 429 on the last allowed
         attempt ends it, a hop left or not.  The gates' ``on_refused`` hear every 429 (a hop and a last one
-        with ``delay`` None) and every other refusal that will be retried, at ``t`` (:meth:`_heard`)."""
+        with ``delay`` None) and every other refusal that will be retried, at ``t`` (:meth:`_heard`).  A refusal
+        that comes after the request's deadline is not read: the client gave the request up at the deadline (a
+        deadline miss then), so no gate hears it (a cooldown would pause the group for an answer nobody saw)."""
+        if c.deadline is not None and t > c.created[i] + c.deadline:
+            self._finish(c, i, DEADLINE, c.created[i] + c.deadline)
+            return
         pol = c.policy
         nxt = 0
         if pol.fallback:

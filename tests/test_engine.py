@@ -1,4 +1,6 @@
 """The simulation engine: reproducibility, conservation, every policy path, faithful limits."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -479,3 +481,59 @@ def test_a_cache_hit_ratio_spares_chat_prompts_not_text_to_speech_characters(ker
     assert (tts5[0] == 1000).all() and np.array_equal(tts5[1], tts0[1])
     chat0, chat5 = one("openai/gpt-oss-20b", 0.0), one("openai/gpt-oss-20b", 0.5)
     assert (chat5[0] == 600).all() and (chat0[0] == 1100).all() and (chat5[1] < chat0[1]).all()
+
+
+def _tiny(clients, policies, org=None, service=None, duration=60):
+    """A run on a tier of 1 RPM on gpt-oss-20b (its fallback gpt-oss-120b as on Developer), with exact times
+    (no spread in the service or the network) where ``service`` says so."""
+    data = {"scenario": {"name": "t", "duration": duration, "drain": 600, "seed": 1},
+            "org": {"tier": "tiny", **(org or {})},
+            "tiers": {"tiny": {"base": "developer", "overrides": {"openai/gpt-oss-20b": {"rpm": 1}}}},
+            "service": service or {}, "clients": clients, "policies": policies}
+    return scenario_from_dict(data, source="<test>").spec()
+
+
+def test_the_model_column_names_a_fallback_hop_that_failed_with_a_server_error():
+    """The records' ``model`` is the model the request was last sent to: a hop after a 429 whose attempt met
+    an injected 503 (before any limit) had kept the primary's name."""
+    spec = _tiny([{"name": "a", "model": "openai/gpt-oss-20b", "arrival": {"kind": "constant", "rate": "30/min"},
+                   "prompt_tokens": 10, "max_tokens": 10, "policy": "p"}],
+                 {"p": {"retry": "fixed", "max_attempts": 2, "retry_on": [], "fallback": ["openai/gpt-oss-120b"]}},
+                 org={"error_rate": 0.5})
+    hops = 0
+    for seed in range(3):
+        rec = simulate(spec, seed).records
+        hopped = rec[(rec["attempts"] == 2) & (rec["n429"] == 1) & (rec["outcome"] == "error")]
+        assert (hopped["model"] == "openai/gpt-oss-120b").all()
+        hops += len(hopped)
+    assert hops > 0
+
+
+def test_a_refusal_read_after_the_deadline_is_not_heard(monkeypatch):
+    """A 429 read after the request's deadline comes to a client that gave the request up at its deadline: it
+    starts no cooldown (it had paused the group at 20.3 s for a request missed at 20 s) and the adaptive gate
+    does not read its headers (read = inf), as with a timeout.  Round trips of exactly 0.5 s; a retry 9.3 s
+    after the first 429 is read (10.5 s) goes at 19.8 s, and its 429 comes at 20.3 s, past the deadline."""
+    import sim.policies
+    heard, read = [], []
+    cooldown, adaptive = sim.policies.Cooldown.on_refused, sim.policies.Adaptive.observe
+    monkeypatch.setattr(sim.policies.Cooldown, "on_refused",
+                        lambda self, t, ra, delay: heard.append(t) or cooldown(self, t, ra, delay))
+    monkeypatch.setattr(sim.policies.Adaptive, "observe", lambda self, m, limits, now, i, wait, rtt, when:
+                        read.append((i, when)) or adaptive(self, m, limits, now, i, wait, rtt, when))
+    exact = {"rtt_median": 0.5, "rtt_p90": 0.5, "queue_median": 0.1, "queue_p90": 0.1, "speed_cv": 0.0}
+    spec = _tiny([{"name": "a", "model": "openai/gpt-oss-20b", "arrival": {"kind": "constant", "rate": "6/min"},
+                   "prompt_tokens": 10, "max_tokens": 10, "policy": "p"}],
+                 {"p": {"retry": "fixed", "delay": 9.3, "max_attempts": 5, "deadline": "10s", "cooldown": "5s",
+                        "retry_on": [429], "adaptive": True}}, service={"openai/gpt-oss-20b": exact}, duration=15)
+    rec = simulate(spec, 1).records
+    deadline = (rec["created"] + 10.0).to_numpy()
+    assert (rec["outcome"] == "deadline").any() and heard and read
+    last = {}
+    for i, when in read:
+        last[i] = when
+        assert when == math.inf or when <= deadline[i], (i, when)
+    assert math.inf in last.values()  # (an answer came after some deadline: unread)
+    # every cooldown started from a 429 read before the deadline of the request it answered
+    assert max(heard) <= deadline.max()
+    assert heard == [10.5]  # request 1's first 429 (sent at 10 s); its second, sent at 19.8 s, is read at 20.3 s
