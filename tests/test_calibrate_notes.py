@@ -61,6 +61,14 @@ def test_lines_left_out_are_counted_and_said(tmp_path):
                                                           "models in the log", "another service tier"))
 
 
+def _skipped_as_said(cal, model: str, said: str, skipped: bool) -> None:
+    """The replay of ``model`` skipped (or not) and said (or not) with ``said``; a skipped replay is said once,
+    not again as "no headers or 429s to replay", and scores no hypothesis."""
+    assert (said in cal.unknown) is skipped and (cal.replay_skipped == [model]) is skipped
+    assert bool(cal.hypotheses) is not skipped
+    assert not any(u.startswith("limiter algorithm and charging rule") for u in cal.unknown)
+
+
 def test_the_replay_needs_usage_on_nine_answers_in_ten(tmp_path):
     lines = _example()
     answered = [k for k, r in enumerate(lines) if r["status"] == 200 and r["endpoint"] == "chat.completions"]
@@ -72,10 +80,7 @@ def test_the_replay_needs_usage_on_nine_answers_in_ten(tmp_path):
         cal = calibrate(_write(tmp_path, cut, f"log{drop}.jsonl"))
         said = (f"{MODEL}: limiter replay skipped: {drop} of {len(answered)} answered chat requests have no usage, so "
                 "what they were charged is unknown")
-        assert (said in cal.unknown) is skipped and (cal.replay_skipped == [MODEL]) is skipped
-        assert bool(cal.hypotheses) is not skipped
-        # a skipped replay is said once, not again as "no headers or 429s to replay"
-        assert not any(u.startswith("limiter algorithm and charging rule") for u in cal.unknown)
+        _skipped_as_said(cal, MODEL, said, skipped)
 
 
 def test_the_replay_needs_the_length_of_nine_transcriptions_in_ten(tmp_path):
@@ -93,9 +98,7 @@ def test_the_replay_needs_the_length_of_nine_transcriptions_in_ten(tmp_path):
         cal = calibrate(_write(tmp_path, cut, f"w{unknown}.jsonl"))
         said = (f"{whisper}: limiter replay skipped: {unknown} of 20 answered transcriptions have no audio_seconds "
                 "(no WAV upload, no duration answered), so what they were charged is unknown")
-        assert (said in cal.unknown) is skipped and (cal.replay_skipped == [whisper]) is skipped
-        assert bool(cal.hypotheses) is not skipped
-        assert not any(u.startswith("limiter algorithm and charging rule") for u in cal.unknown)
+        _skipped_as_said(cal, whisper, said, skipped)
     assert ("# limiter and accounting: not estimated (replay skipped: what the answers were charged is unknown; see "
             "the report)") in toml_fragment(cal)
 
