@@ -20,6 +20,7 @@ from pydantic import Field, TypeAdapter, model_validator
 
 from .fields import Duration, PositiveDuration, Rate, Strict
 from .trace import read_trace
+from .units import half_up
 
 
 def poisson_times(rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
@@ -261,7 +262,7 @@ class Closed(_Kind):
     def users_at(self, load: float) -> int:
         """The users a run at ``load`` starts: whole users, the nearest to ``users x load`` (halves up: Python's
         ``round`` took 2.5 to 2 and 3.5 to 4, so 5 and 7 users at load 0.5 became 2 and 4), at least one."""
-        return max(1, math.floor(self.users * float(load) + 0.5))
+        return max(1, half_up(self.users * float(load)))
 
 
 ArrivalSpec = Annotated[Union[Poisson, Constant, Bursty, OnOff, Piecewise, Diurnal, Trace, Closed],

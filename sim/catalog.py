@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import ConfigError, KeyedError, did_you_mean
 from .texttable import align
-from .units import parse_count
+from .units import half_up, parse_count
 
 UNITS = ("rpm", "rpd", "tpm", "tpd", "ash", "asd")
 #: unit -> (window in seconds, what it counts)
@@ -58,10 +58,10 @@ class Limits:
             if limit is None:  # (no limit of that unit: none to scale)
                 continue
             value = limit * f
-            if not (math.isfinite(value) and math.floor(value + 0.5) >= 1):
+            if not (math.isfinite(value) and half_up(value) >= 1):
                 raise KeyedError(f"scale.{u}", f"{limit} x {f:g} = {value:g}: a scaled limit must be a finite "
                                  "number >= 1 (the limit would refuse everything, or nothing ever)")
-            out[u] = math.floor(value + 0.5)
+            out[u] = half_up(value)
         return replace(self, **out)
 
 

@@ -140,6 +140,7 @@ class Simulation:
         self.accounting = org.accounting
         self.refund = org.accounting.refunds
         self.prefilled: list[float] = []  # by model index: the share of a prompt prefilled (read on every admission)
+        self.cacheable: list[bool] = []  # by model index: is a prompt's cached part spared its charge?
         self.retry_after = retry_after_function(org.retry_after_rounding)
         self.error_rate, self.error_status = org.error_rate, org.error_status
         self.model_names: list[str] = []
@@ -176,12 +177,8 @@ class Simulation:
         self.limitsets.append(LimitSet(limits, self.spec.org.limiter, refunds=self.refund))
         self.services.append(ServiceModel(model, self.spec.service[model]))
         self.prefilled.append(self.accounting.prefilled(self.services[-1].kind))
+        self.cacheable.append(self.services[-1].kind != "tts")  # (a TTS request's characters are all charged)
         return len(self.model_names) - 1
-
-    def _cacheable(self, models: np.ndarray) -> np.ndarray:
-        """Are the prompts of requests to these models (indices) chat prompts, whose cached part is not
-        charged?  A text-to-speech request's characters are not."""
-        return np.array([s.kind != "tts" for s in self.services], bool)[models]
 
     def _generate(self, c: _Group) -> None:
         """Open loop: every arrival and size, sampled now in vectors."""
@@ -189,7 +186,7 @@ class Simulation:
         models = (np.full(len(created), c.chain[0]) if names is None
                   else np.array([self._model_index(m) for m in names], dtype=np.int64))
         charge = self.accounting.charged(sz["prompt"], sz["max_tokens"], sz["completion"],
-                                         self._cacheable(models))
+                                         np.asarray(self.cacheable)[models])
         block = {"created": created, **sz, "charge": charge}
         del created, sz, charge  # the block owns them now: add() drops each once copied
         c.append(block, models)
@@ -205,7 +202,7 @@ class Simulation:
         one = {k: v[j:j + 1] for k, v in b.items()}
         one["created"] = np.array([now])
         one["charge"] = self.accounting.charged(one["prompt"], one["max_tokens"], one["completion"],
-                                                self._cacheable(np.array([c.chain[0]])))
+                                                self.cacheable[c.chain[0]])
         c.append(one, np.array([c.chain[0]]))
         return c.n - 1
 

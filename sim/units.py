@@ -21,6 +21,12 @@ _RATE_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "
              "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 
 
+def half_up(value: float) -> int:
+    """The whole number nearest ``value``, halves up: a scaled limit, a closed loop's users at a load (Python's
+    ``round`` takes halves to even: 2.5 to 2, 3.5 to 4, so equal fractions gave unequal results)."""
+    return math.floor(value + 0.5)
+
+
 def parse_count(text: str) -> int | None:
     """``14.4K`` -> 14400, ``1M`` -> 1000000, ``-`` or empty -> None (no limit)."""
     text = text.strip()
