@@ -8,6 +8,7 @@ import pandas as pd
 
 from sim.config import Client, Org, arrival, policy_table
 from sim import RunSpec, simulate
+from sim.engine import Simulation
 
 
 #: a policy's settings for one attempt on the primary model and, after its 429, one on the fallback model
@@ -20,10 +21,11 @@ def client(name="c", model="llama-3.3-70b-versatile", rate="60/min", kind="poiss
     return Client(name=name, model=model, arrival=process, policy=policy, **kw)
 
 
-def run(clients, duration=600.0, seed=1, org=None, extra_policies=None, **kw):
+def run(clients, duration=600.0, seed=1, org=None, extra_policies=None, kernel=True, **kw):
+    """One run of these client groups; ``kernel=False``: on the general path even where the fast lane could."""
     spec = RunSpec(clients=clients if isinstance(clients, list) else [clients], policies=policy_table(extra_policies),
                    org=org or Org(), duration=duration, **kw)
-    return simulate(spec, seed)
+    return simulate(spec, seed) if kernel else Simulation(spec, seed, kernel=False).run()
 
 
 def summary_rows(values: dict[str, list[float]]) -> pd.DataFrame:

@@ -436,10 +436,7 @@ def test_no_outcome_ends_after_the_run_unless_unfinished(kernel):
     """Every outcome is recorded when decided: a timeout when its attempt goes (read ``timeout`` later), a 429 or
     413 one round trip before the client reads it.  With drain = 0, a timeout read at 302 s of a 300 s run was
     an ``error``, and a 429 read after the end ``gave_up``: both still in flight at the end, ``unfinished``."""
-    from sim.config import policy_table
-    from sim.engine import Simulation
-    from sim.spec import RunSpec
-    policies = policy_table({"to": {"retry": "none", "timeout": "5s"}})
+    policies = {"to": {"retry": "none", "timeout": "5s"}}
     model = "openai/gpt-oss-20b"
     groups = [client(name="a", model=model, arrival=arrival(kind="poisson", rate="6000/min"), policy="no-retry",
                      prompt_tokens=500, max_tokens=512),  # (over Developer's RPM: 429s to the end)
@@ -447,8 +444,7 @@ def test_no_outcome_ends_after_the_run_unless_unfinished(kernel):
                      policy="to", prompt_tokens=100, max_tokens=8000, completion_tokens=8000)]  # (> 5 s: timeouts)
     late = {"error": 0, "gave_up": 0}
     for seed in range(2):
-        spec = RunSpec(clients=groups, policies=policies, org=Org(tier="developer"), duration=300.0, drain=0.0)
-        rec = Simulation(spec, seed, kernel=kernel).run().records
+        rec = run(groups, 300.0, seed, Org(tier="developer"), policies, kernel, drain=0.0).records
         done = rec[rec["outcome"] != "unfinished"]
         assert (done["finished"] <= 300.0).all()
         unfinished = rec[rec["outcome"] == "unfinished"]
@@ -464,17 +460,12 @@ def test_a_cache_hit_ratio_spares_chat_prompts_not_text_to_speech_characters(ker
     """Prompt caching is of chat prompts (groq-rate-limits.md: cached prompt tokens do not count): a TTS
     request's characters all count against TPM and are all synthesised.  At cache 0.5 a TTS request of 1 000
     characters had been charged 500 and synthesised in half the time, while its bill still counted 1 000."""
-    from sim.config import policy_table
-    from sim.engine import Simulation
-    from sim.spec import RunSpec
-
     def one(model, ratio):
-        spec = RunSpec(clients=[client(name="c", model=model, arrival=arrival(kind="constant", rate="6/min"),
-                                       prompt_tokens=1000, max_tokens=0 if model == "playai-tts" else 100,
-                                       completion_tokens=0 if model == "playai-tts" else 100)],
-                       policies=policy_table(), org=Org(tier="developer", accounting=Accounting(cache_hit_ratio=ratio)),
-                       duration=300.0)
-        rec = Simulation(spec, 3, kernel=kernel).run().records
+        group = client(name="c", model=model, arrival=arrival(kind="constant", rate="6/min"), prompt_tokens=1000,
+                       max_tokens=0 if model == "playai-tts" else 100,
+                       completion_tokens=0 if model == "playai-tts" else 100)
+        rec = run(group, 300.0, 3, Org(tier="developer", accounting=Accounting(cache_hit_ratio=ratio)),
+                  kernel=kernel).records
         return rec["charged_tokens"].to_numpy(), rec["prompt_time"].to_numpy()
 
     tts0, tts5 = one("playai-tts", 0.0), one("playai-tts", 0.5)
