@@ -63,8 +63,12 @@ class _Group(Columns):
         self.svc0 = None  # the primary model's service
         self.policy: ClientPolicy | None = None
         self.route = None  # a sim.lanes.Route when the group uses a service tier or project
+        #: the client's own queue (a gated group): its first ``retrying`` entries are retries, in the order they
+        #: fell due, then new requests in arrival order
         self.queue: deque[int] = deque()
+        self.retrying = 0
         self.wake_at = -1.0
+        self.pump_due = -1.0  # the instant a pump is scheduled at for the retries that fell due then (_on_retry)
         self._rtts = None  # the round-trip-only network stream, once made (round_trips)
         self.closed = not cfg.arrival.open_loop
         self.instants = 0  # closed loop: requests in a row that ended the instant they began (see _completed)
@@ -258,6 +262,8 @@ class Simulation:
             i = q[0]
             if deadline is not None and now >= c.created[i] + deadline:
                 q.popleft()
+                if c.retrying:
+                    c.retrying -= 1
                 self._finish(c, i, DEADLINE, c.created[i] + deadline)
                 continue
             first = c.attempts[i] == 0
@@ -269,6 +275,8 @@ class Simulation:
                         self._wake(c, until)
                     return
             q.popleft()
+            if c.retrying:
+                c.retrying -= 1
             for sent in pol.on_send:
                 sent(first)
             self._send(c, i, now)
@@ -407,23 +415,39 @@ class Simulation:
             refused(t, retry_after, delay)
 
     def _on_retry(self, c: _Group, i: int) -> None:
-        """Request ``i``'s next attempt is due: through the client's own queue if it keeps one."""
+        """Request ``i``'s next attempt is due: through the client's own queue if it keeps one.  There it goes
+        ahead of the new requests (retries are the oldest requests) and behind the retries already waiting: they
+        leave in the order they fell due.  The queue is pumped by a call at the same instant, after every event
+        already scheduled for it: the retries that fall due together are all in before any of them goes, and no
+        new request goes out between them."""
         if c.gated:
-            q = c.queue
-            q.appendleft(i)  # retries go first: they are the oldest requests
-            self._pump(c)
-            if c.deadline is not None and q and q[0] == i:  # held: it leaves the queue at its deadline
+            c.queue.insert(c.retrying, i)
+            c.retrying += 1
+            now = self.env._now
+            if c.pump_due != now:
+                c.pump_due = now
+                self.events += 1
+                self.env.call_at(now, self._pump_due, c, None)
+            if c.deadline is not None:  # if still held then, it leaves the queue at its deadline
                 self._at(c.created[i] + c.deadline, self._expire, c, i)
         else:
             self._send(c, i, self.env._now)
+
+    def _pump_due(self, c: _Group, _=None) -> None:
+        """The pump after the retries that fell due at this instant (:meth:`_on_retry`)."""
+        c.pump_due = -1.0
+        self._pump(c)
 
     def _expire(self, c: _Group, i: int) -> None:
         """Request ``i``'s deadline has come: if it is waiting in the client's own queue, it leaves it now (a
         deadline miss), and its place is free for the next arrival."""
         q = c.queue
         if c.outcome[i] == PENDING and i in q:
-            head = q[0] == i
-            q.remove(i)
+            at = q.index(i)
+            if at < c.retrying:
+                c.retrying -= 1
+            del q[at]
+            head = at == 0
             self._finish(c, i, DEADLINE, c.created[i] + c.deadline)
             if head and q:  # a new head: the client's rules are asked about it
                 self._pump(c)

@@ -43,7 +43,8 @@ from simpy.events import NORMAL, URGENT
 from .policies import Pacer
 from .records import ERROR, GAVE_UP, OK, REFUSED_BY, TOO_LARGE, UNIT_INDEX
 
-_ARRIVALS, _PUMP, _STOP = object(), object(), object()  # what a heap entry of this loop holds (else a group)
+# what a heap entry of this loop holds (else a group)
+_ARRIVALS, _PUMP, _PUMP_DUE, _STOP = object(), object(), object(), object()
 
 
 def plain_group(sim, c) -> bool:
@@ -181,6 +182,8 @@ def run(sim, until: float) -> None:
                     push(queue, (now + (until - now if until > now else 0.0), NORMAL, next(eid), _PUMP, group))
                 continue
             fifo.popleft()
+            if group.retrying:
+                group.retrying -= 1
         else:
             if ta is None:  # Clock.merge: the merged group's next arrival gets its time and event id
                 j += 1
@@ -205,7 +208,7 @@ def run(sim, until: float) -> None:
                         c = kind
                     elif kind is _ARRIVALS:
                         c, i = i
-                    elif kind is _PUMP:
+                    elif kind is _PUMP or kind is _PUMP_DUE:
                         c = i
                     elif kind is _STOP:
                         if ta != inf:  # the waiting arrival into the heap, where the clock keeps it
@@ -251,9 +254,17 @@ def run(sim, until: float) -> None:
                     elif kind is _PUMP:  # a wake-up of the group's queue (Simulation._wake)
                         pumping = True
                         continue
-                    elif gated:  # a retry (Simulation._on_retry): through the group's queue, first in line
-                        fifo.appendleft(i)
+                    elif kind is _PUMP_DUE:  # Simulation._pump_due
+                        group.pump_due = -1.0
                         pumping = True
+                        continue
+                    elif gated:  # a retry (Simulation._on_retry): behind the retries waiting, pumped after
+                        fifo.insert(group.retrying, i)
+                        group.retrying += 1
+                        if group.pump_due != now:
+                            group.pump_due = now
+                            events += 1
+                            push(queue, (now, NORMAL, next(eid), _PUMP_DUE, group))
                         continue
         # ---- one attempt of request i (Simulation._send, _refused, _finish; a plain group's requests are
         # served by the model they want, which the records' "model" column already holds)

@@ -1,0 +1,75 @@
+"""A gated client's queue: retries first, in the order they fell due, and before any new request
+(``Simulation._on_retry``; the fast lane's copy is compared with it in tests/test_kernel.py)."""
+import numpy as np
+import pytest
+
+from sim.engine import Simulation
+from sim.service import service_models
+from tests.helpers import client, run
+
+
+def _net(rtt: float):
+    """A constant round trip: requests sent together are refused together, and their retries fall due together."""
+    return service_models({"llama-3.3-70b-versatile": {"rtt_median": rtt, "rtt_p90": rtt}})
+
+
+def _sends(monkeypatch, policy, extra, rate="300/min", kind="poisson", **kw):
+    """Every attempt group 0 sends, ``(time, request, attempts before)``, in send order, and when each retry
+    fell due, ``(request, attempts before) -> time``."""
+    sent, due = [], {}
+    send, on_retry = Simulation._send, Simulation._on_retry
+
+    def spy_send(self, c, i, now):
+        if c.index == 0:
+            sent.append((now, i, int(c.attempts[i])))
+        return send(self, c, i, now)
+
+    def spy_retry(self, c, i):
+        if c.index == 0:
+            due[(i, int(c.attempts[i]))] = self.env.now
+        return on_retry(self, c, i)
+
+    monkeypatch.setattr(Simulation, "_send", spy_send)
+    monkeypatch.setattr(Simulation, "_on_retry", spy_retry)
+    # (a second group, not paced, takes a share of the limits: the pacer, which paces to them alone, meets 429s)
+    run([client("gated", rate=rate, kind=kind, prompt_tokens=10, max_tokens=10, policy=policy),
+         client("other", rate="20/min", prompt_tokens=10, max_tokens=10, policy="no-retry")],
+        duration=300, kernel=False, extra_policies=extra, **kw)
+    return sent, due
+
+
+def _assert_retries_first(sent, due, least=20):
+    retries = [due[(i, a)] for _, i, a in sent if a > 0]
+    assert len(retries) > least
+    # in send order, the retries' due times never go down: the first due goes first
+    assert (np.diff(retries) >= 0).all(), f"{(np.diff(retries) < 0).sum()} retries overtook an earlier one"
+    # a new request never goes out while a retry already due waits
+    k = 0
+    for t, _, a in sent:
+        if a > 0:
+            k += 1
+        else:
+            assert not (k < len(retries) and retries[k] <= t), f"a new request went out at {t} before a retry due"
+
+
+@pytest.mark.parametrize("policy,extra", [
+    ("cooldown", None), ("paced", None), ("adaptive", None),
+    ("cool", {"cool": {"retry": "fixed", "delay": 2.0, "max_attempts": 8, "cooldown": "5s"}}),
+    # a retry due the instant the cooldown ends, as the cooldown policy's (both its refusal's retry-after)
+    ("cool", {"cool": {"retry": "fixed", "delay": 5.0, "max_attempts": 8, "cooldown": "5s"}}),
+])
+@pytest.mark.parametrize("rtt", [None, 0.12], ids=["network", "constant-rtt"])
+def test_retries_leave_in_the_order_they_fell_due_and_before_new_requests(monkeypatch, policy, extra, rtt):
+    sent, due = _sends(monkeypatch, policy, extra, **({} if rtt is None else {"service": _net(rtt)}))
+    _assert_retries_first(sent, due)
+
+
+def test_a_retry_goes_before_an_arrival_due_the_same_instant(monkeypatch):
+    """Arrivals every 0.5 s, a round trip of 0.25 s and a retry 0.25 s after a 429: each retry falls due the
+    instant a later request arrives, whose event was scheduled first (as the arrival before it went); the
+    retry still goes first, as a retry is due ahead of everything else at its instant."""
+    tie = {"tie": {"retry": "fixed", "delay": 0.25, "max_attempts": 3, "max_in_flight": 1000}}
+    sent, due = _sends(monkeypatch, "tie", tie, rate="120/min", kind="constant", service=_net(0.25))
+    arrivals = {t for t, _, a in sent if a == 0}
+    assert sum(due[(i, a)] in arrivals for _, i, a in sent if a > 0) > 20  # the ties this test is about
+    _assert_retries_first(sent, due)
