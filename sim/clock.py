@@ -32,6 +32,11 @@ class Clock(simpy.Environment):
         """Call ``fn(a, b)`` after ``delay`` seconds (>= 0)."""
         heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), (fn, a, b)))
 
+    def call_first_after(self, delay: float, fn, a, b) -> None:
+        """Call ``fn(a, b)`` after ``delay`` seconds (>= 0), ahead of every ordinary entry due at that instant
+        (SimPy's ``URGENT`` priority; among such calls, in the order they were scheduled)."""
+        heappush(self._queue, (self._now + delay, URGENT, next(self._eid), (fn, a, b)))
+
     def merge(self, stream: tuple, i: int) -> None:
         """Merge a pre-sorted stream ``(times, fn, a)`` with the queue from item ``i``, which is due now: call
         ``fn(a, j, now)`` for item ``j`` with the clock at ``times[j]``, for ``j = i, i + 1, ...`` as long as

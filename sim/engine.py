@@ -68,7 +68,6 @@ class _Group(Columns):
         self.queue: deque[int] = deque()
         self.retrying = 0
         self.wake_at = -1.0
-        self.pump_due = -1.0  # the instant a pump is scheduled at for the retries that fell due then (_on_retry)
         self._rtts = None  # the round-trip-only network stream, once made (round_trips)
         self.closed = not cfg.arrival.open_loop
         self.instants = 0  # closed loop: requests in a row that ended the instant they began (see _completed)
@@ -253,12 +252,15 @@ class Simulation:
         elif c.deadline is not None and c.queue and c.queue[-1] == i:
             self._at(c.created[i] + c.deadline, self._expire, c, i)  # held: it leaves the queue at its deadline
 
-    def _pump(self, c: _Group, _=None) -> None:
-        """Send queued requests while the client's own rules allow; otherwise arrange to be woken.  (The
-        second argument makes it a light call of the clock, which passes two.)"""
+    def _pump(self, c: _Group, retries_only=None) -> None:
+        """Send queued requests while the client's own rules allow; otherwise arrange to be woken.
+        ``retries_only``: stop at the first new request (:meth:`_on_retry`).  (The second argument also makes it
+        a light call of the clock, which passes two: None.)"""
         now, q, pol = self.env._now, c.queue, c.policy
         deadline = pol.deadline
         while q:
+            if retries_only and not c.retrying:
+                return
             i = q[0]
             if deadline is not None and now >= c.created[i] + deadline:
                 q.popleft()
@@ -389,23 +391,32 @@ class Simulation:
         if nxt and tries < c.max_attempts:  # (max_attempts counts every model's attempts, a hop's too)
             delay = 0.0  # the fallback model, at once
             if c.on_refused:  # every 429 the client reads starts a cooldown, a hop's too
-                self._at(t, self._heard, c, t, retry_after, None)
+                self._hear(c, t, retry_after, None)
         else:
             if ((status not in c.retry_on and status != TIMED_OUT) or tries >= c.max_attempts
                     or (retry_after is not None and retry_after > pol.gives_up)):
                 if status == 429 and c.on_refused:  # a 429 that ends the request starts a cooldown too
-                    self._at(t, self._heard, c, t, retry_after, None)
+                    self._hear(c, t, retry_after, None)
                 self._finish(c, i, GAVE_UP if status == 429 else ERROR, t)
                 return
             delay = pol.backoff(i, tries, retry_after)
             if c.on_refused:
-                self._at(t, self._heard, c, t, retry_after, delay)
+                self._hear(c, t, retry_after, delay)
         deadline = c.deadline  # no attempt, retry or fallback, goes out once the client has given up
         if deadline is not None and t + delay >= c.created[i] + deadline:
             self._finish(c, i, DEADLINE, c.created[i] + deadline)
             return
         self.events += 1
-        self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
+        if c.gated:  # due ahead of everything else at its instant (see _on_retry)
+            self.env.call_first_after(t + delay - self.env._now, self._on_retry, c, i)
+        else:
+            self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
+
+    def _hear(self, c: _Group, t: float, retry_after: int | None, delay: float | None) -> None:
+        """Schedule :meth:`_heard` at ``t`` (>= now), ahead of everything else at that instant: a retry or hop
+        due then (also ahead of the rest, scheduled after this) is held by the cooldown it starts."""
+        self.events += 1
+        self.env.call_first_after(t - self.env._now, _apply, self._heard, (c, t, retry_after, delay))
 
     def _heard(self, c: _Group, t: float, retry_after: int | None, delay: float | None) -> None:
         """The client reads a refusal (or gives an attempt up) at ``t``, now: the gates' ``on_refused`` hear it
@@ -417,26 +428,18 @@ class Simulation:
     def _on_retry(self, c: _Group, i: int) -> None:
         """Request ``i``'s next attempt is due: through the client's own queue if it keeps one.  There it goes
         ahead of the new requests (retries are the oldest requests) and behind the retries already waiting: they
-        leave in the order they fell due.  The queue is pumped by a call at the same instant, after every event
-        already scheduled for it: the retries that fall due together are all in before any of them goes, and no
-        new request goes out between them."""
+        leave in the order they fell due.  A gated group's retries are due ahead of everything else at their
+        instant (SimPy's ``URGENT`` priority, :meth:`Clock.call_first_after`) and send only retries: every
+        retry due at an instant is queued before a new request can go then."""
         if c.gated:
-            c.queue.insert(c.retrying, i)
+            q = c.queue
+            q.insert(c.retrying, i)
             c.retrying += 1
-            now = self.env._now
-            if c.pump_due != now:
-                c.pump_due = now
-                self.events += 1
-                self.env.call_at(now, self._pump_due, c, None)
-            if c.deadline is not None:  # if still held then, it leaves the queue at its deadline
-                self._at(c.created[i] + c.deadline, self._expire, c, i)
+            self._pump(c, True)
+            if c.deadline is not None and c.retrying:  # held (with the retries before it): it leaves the queue
+                self._at(c.created[i] + c.deadline, self._expire, c, i)  # at its deadline
         else:
             self._send(c, i, self.env._now)
-
-    def _pump_due(self, c: _Group, _=None) -> None:
-        """The pump after the retries that fell due at this instant (:meth:`_on_retry`)."""
-        c.pump_due = -1.0
-        self._pump(c)
 
     def _expire(self, c: _Group, i: int) -> None:
         """Request ``i``'s deadline has come: if it is waiting in the client's own queue, it leaves it now (a

@@ -43,8 +43,7 @@ from simpy.events import NORMAL, URGENT
 from .policies import Pacer
 from .records import ERROR, GAVE_UP, OK, REFUSED_BY, TOO_LARGE, UNIT_INDEX
 
-# what a heap entry of this loop holds (else a group)
-_ARRIVALS, _PUMP, _PUMP_DUE, _STOP = object(), object(), object(), object()
+_ARRIVALS, _PUMP, _STOP = object(), object(), object()  # what a heap entry of this loop holds (else a group)
 
 
 def plain_group(sim, c) -> bool:
@@ -148,7 +147,7 @@ def run(sim, until: float) -> None:
     ta, ea = inf, 0  # the merged group's next arrival: its time and event id (None: not given yet; inf: none)
     mark = None  # the group in hand when it sends its retries at once (no queue of its own)
     now = env._now
-    pumping = False
+    pumping = retries_only = False
     # the group's own, set when the loop turns to a group
     attempts = model = holds = pace = fifo = gated = charge = audio = log_timeout = None
     # the limit set in hand: its model, and for one the loop writes out (bk, see _buckets) its state in locals
@@ -159,7 +158,7 @@ def run(sim, until: float) -> None:
         # ---- the next attempt: the head of a group's own queue, a group's next arrival (merged), or the
         # heap's first entry
         if pumping:  # Simulation._pump: send queued requests while the group's gates let them go
-            if not fifo:
+            if not fifo or retries_only and not group.retrying:
                 pumping = False
                 continue
             i = fifo[0]
@@ -199,7 +198,7 @@ def run(sim, until: float) -> None:
                 now, i, ta = ta, j, None
                 if gated:  # Simulation._arrive: into the group's own queue
                     fifo.append(i)
-                    pumping = True
+                    pumping, retries_only = True, False
                     continue
             else:
                 now, _, _, kind, i = pop(queue)
@@ -208,7 +207,7 @@ def run(sim, until: float) -> None:
                         c = kind
                     elif kind is _ARRIVALS:
                         c, i = i
-                    elif kind is _PUMP or kind is _PUMP_DUE:
+                    elif kind is _PUMP:
                         c = i
                     elif kind is _STOP:
                         if ta != inf:  # the waiting arrival into the heap, where the clock keeps it
@@ -249,22 +248,15 @@ def run(sim, until: float) -> None:
                         times, n, j, ta = created, count, i, None
                         if gated:  # Simulation._arrive: into the group's own queue
                             fifo.append(i)
-                            pumping = True
+                            pumping, retries_only = True, False
                             continue
                     elif kind is _PUMP:  # a wake-up of the group's queue (Simulation._wake)
-                        pumping = True
+                        pumping, retries_only = True, False
                         continue
-                    elif kind is _PUMP_DUE:  # Simulation._pump_due
-                        group.pump_due = -1.0
-                        pumping = True
-                        continue
-                    elif gated:  # a retry (Simulation._on_retry): behind the retries waiting, pumped after
+                    elif gated:  # a retry (Simulation._on_retry): behind the retries waiting; only retries go
                         fifo.insert(group.retrying, i)
                         group.retrying += 1
-                        if group.pump_due != now:
-                            group.pump_due = now
-                            events += 1
-                            push(queue, (now, NORMAL, next(eid), _PUMP_DUE, group))
+                        pumping = retries_only = True
                         continue
         # ---- one attempt of request i (Simulation._send, _refused, _finish; a plain group's requests are
         # served by the model they want, which the records' "model" column already holds)
@@ -391,7 +383,7 @@ def run(sim, until: float) -> None:
                     continue
                 delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
                 events += 1
-                push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+                push(queue, (now + (t + delay - now), URGENT if gated else NORMAL, next(eid), group, i))
                 continue
             outcome[i] = OK
             finished[i] = fin
@@ -408,7 +400,7 @@ def run(sim, until: float) -> None:
                 continue
             delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
             events += 1
-            push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))
+            push(queue, (now + (t + delay - now), URGENT if gated else NORMAL, next(eid), group, i))
             continue
         elif worst == inf:
             refused[i] = binding
@@ -440,8 +432,8 @@ def run(sim, until: float) -> None:
                 delay = backoff(i, tries, ra)
             else:
                 delay = plain_delay(tries, ra, u)
-            events += 1
-            push(queue, (now + (t + delay - now), NORMAL, next(eid), group, i))  # (an attempt: its group, its row)
+            events += 1  # (an attempt: its group, its row; a gated group's retry first at its instant)
+            push(queue, (now + (t + delay - now), URGENT if gated else NORMAL, next(eid), group, i))
     env._now = now
     sim.events = events
 

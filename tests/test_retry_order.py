@@ -57,6 +57,8 @@ def _assert_retries_first(sent, due, least=20):
     ("cool", {"cool": {"retry": "fixed", "delay": 2.0, "max_attempts": 8, "cooldown": "5s"}}),
     # a retry due the instant the cooldown ends, as the cooldown policy's (both its refusal's retry-after)
     ("cool", {"cool": {"retry": "fixed", "delay": 5.0, "max_attempts": 8, "cooldown": "5s"}}),
+    # retries leaving the queue at their deadline, from anywhere in it
+    ("cool", {"cool": {"retry": "fixed", "delay": 2.0, "max_attempts": 8, "cooldown": "5s", "deadline": "9s"}}),
 ])
 @pytest.mark.parametrize("rtt", [None, 0.12], ids=["network", "constant-rtt"])
 def test_retries_leave_in_the_order_they_fell_due_and_before_new_requests(monkeypatch, policy, extra, rtt):
@@ -65,11 +67,24 @@ def test_retries_leave_in_the_order_they_fell_due_and_before_new_requests(monkey
 
 
 def test_a_retry_goes_before_an_arrival_due_the_same_instant(monkeypatch):
-    """Arrivals every 0.5 s, a round trip of 0.25 s and a retry 0.25 s after a 429: each retry falls due the
-    instant a later request arrives, whose event was scheduled first (as the arrival before it went); the
-    retry still goes first, as a retry is due ahead of everything else at its instant."""
-    tie = {"tie": {"retry": "fixed", "delay": 0.25, "max_attempts": 3, "max_in_flight": 1000}}
-    sent, due = _sends(monkeypatch, "tie", tie, rate="120/min", kind="constant", service=_net(0.25))
+    """Arrivals every 0.5 s, a round trip of 0.125 s and a retry 0.25 s after its 429 is read: a retry sent
+    at t falls due at t + 0.375, and its next attempt's at t + 0.75, the instant of an arrival whose event
+    was scheduled before that retry's (as the arrival before it went).  The retry still goes first: a gated
+    group's retry is due ahead of everything else at its instant."""
+    tie = {"tie": {"retry": "fixed", "delay": 0.25, "max_attempts": 5, "max_in_flight": 1000}}
+    sent, due = _sends(monkeypatch, "tie", tie, rate="120/min", kind="constant", service=_net(0.125))
     arrivals = {t for t, _, a in sent if a == 0}
     assert sum(due[(i, a)] in arrivals for _, i, a in sent if a > 0) > 20  # the ties this test is about
+    _assert_retries_first(sent, due)
+
+
+@pytest.mark.parametrize("size", [0, 1])
+def test_a_retry_due_with_an_arrival_takes_no_room_in_a_bounded_queue(monkeypatch, size):
+    """queue_size and no rule holding anything: a retry due the instant a request arrives goes out at once,
+    and the arrival is never dropped for it."""
+    bounded = {"q": {"retry": "fixed", "delay": 0.75, "max_attempts": 5, "queue_size": size}}
+    sent, due = _sends(monkeypatch, "q", bounded, rate="120/min", kind="constant", service=_net(0.25))
+    arrivals = {t for t, _, a in sent if a == 0}
+    assert sum(due[(i, a)] in arrivals for _, i, a in sent if a > 0) > 20
+    assert len(arrivals) == 600  # every arrival of the 300 s went out: none dropped
     _assert_retries_first(sent, due)
