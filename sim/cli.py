@@ -266,6 +266,7 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
 
     from .capacity import NONE_FITS, held_axes
     from .report import jsonable
+    from .units import format_duration
     t = scenario.capacity
     if args.format == "json":
         print(json.dumps(jsonable(rows), indent=2, allow_nan=False))
@@ -313,6 +314,12 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
                   "others, and the ceilings are rates of the whole mix, 413s included")
         if not r["sim_finished"]:
             continue
+        daily = r["ceiling_rpm"] < r["minute_ceiling_rpm"]  # (the long-run ceiling is a daily unit's)
+        if daily and r["sim_load"] > 0 and r["sim_rpm"] > 1.05 * r["ceiling_rpm"]:
+            print(f"{r['tier']} {r['model']}: the simulated max ({r['sim_rpm']:.3g} req/min) is above the long-run "
+                  f"ceiling ({r['ceiling_rpm']:.3g} req/min, {unit(r['binding'])}): the {format_duration(horizon)} "
+                  "simulated spend the daily budget a run starts with; day after day the traffic fits only up to "
+                  "the ceiling")
         if r["sim_load"] == 0 and r["too_large_share"] >= 1.0:
             print(f"{r['tier']} {r['model']}: no load met the target: every request of the mix is larger than a "
                   "unit's whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
@@ -533,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("scenario", help="scenario file (TOML)")
         sp.add_argument("--seed", type=int, help="override [scenario] seed (an integer >= 0)")
         sp.add_argument("--replications", type=int, help="override [scenario] replications (an integer >= 1)")
-        sp.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d (> 0)")
+        sp.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d (> 0); the warm-up "
+                                           "keeps its share of it")
 
     def work_args(sp):
         sp.add_argument("--force", action="store_true",
@@ -600,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("-o", "--output", required=True, help="log file to write (JSONL)")
     sl.add_argument("--point", type=int, default=0, help="grid point to simulate (default 0; groqsim check lists them)")
     sl.add_argument("--seed", type=int, help="override [scenario] seed (an integer >= 0)")
-    sl.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d (> 0)")
+    sl.add_argument("--duration", help="override the simulated duration, e.g. 90s, 15m, 1d (> 0); the warm-up "
+                                       "keeps its share of it")
     sl.add_argument("--force", action="store_true", help=f"write even beyond {MAX_LOG_REQUESTS:,} simulated requests")
     sl.set_defaults(func=_simlog)
 

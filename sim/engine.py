@@ -262,23 +262,22 @@ class Simulation:
             if retries_only and not c.retrying:
                 return
             i = q[0]
-            if deadline is not None and now >= c.created[i] + deadline:
-                q.popleft()
-                if c.retrying:
-                    c.retrying -= 1
+            expired = deadline is not None and now >= c.created[i] + deadline
+            first = c.attempts[i] == 0
+            if not expired:
+                m = c.chain[c.pos[i]] if c.pos[i] else c.model[i]
+                for hold in pol.holds:
+                    until = hold(i, m, now, first)
+                    if until:
+                        if until != math.inf:  # inf: a completion will pump again
+                            self._wake(c, until)
+                        return
+            q.popleft()
+            if c.retrying:  # (the retries are the queue's first entries)
+                c.retrying -= 1
+            if expired:  # its deadline came as the queue was pumped: a deadline miss, not sent
                 self._finish(c, i, DEADLINE, c.created[i] + deadline)
                 continue
-            first = c.attempts[i] == 0
-            m = c.chain[c.pos[i]] if c.pos[i] else c.model[i]
-            for hold in pol.holds:
-                until = hold(i, m, now, first)
-                if until:
-                    if until != math.inf:  # inf: a completion will pump again
-                        self._wake(c, until)
-                    return
-            q.popleft()
-            if c.retrying:
-                c.retrying -= 1
             for sent in pol.on_send:
                 sent(first)
             self._send(c, i, now)

@@ -113,9 +113,13 @@ def _num(value) -> float:
 
 
 def _pm(mean: float, ci: float, fmt: str) -> str:
+    """``mean ±ci`` in ``fmt``; a mean other than 0 that ``fmt`` would round to zero (0.04 req/min at ``.1f``,
+    read as none served) is written with two significant digits, its interval alike."""
     mean, ci = _num(mean), _num(ci)
     if not np.isfinite(mean):
         return "-"
+    if mean and float(format(mean, fmt)) == 0:
+        fmt = ".2g"
     if not np.isfinite(ci):
         return format(mean, fmt)
     return format(mean, fmt) + " ±" + format(ci, fmt) + ("!" if ci > abs(mean) else "")

@@ -309,6 +309,12 @@ class Scenario(Strict):
             if all(same(m) for m in self.used_models()):
                 notes.append(f"note: scenario.speeds: {self.scenario.speeds!r} gives every model sent here the same "
                              "output speed as 'docs' (Groq's two published sets agree on these): it changes nothing")
+        meta = self.scenario
+        if duration is not None and duration != meta.duration and meta.warmup > 0:
+            scaled = scaled_warmup(meta.warmup, meta.duration, duration)
+            notes.append(f"note: scenario.warmup: {format_duration(meta.warmup)} of the file's "
+                         f"{format_duration(meta.duration)} keeps its share of --duration {format_duration(duration)}: "
+                         f"a warm-up of {format_duration(scaled)}")
         acc = self.org.accounting
         if acc.refund_unused and acc.charge == "actual" and not {"charge", "refund_unused"} & set(self.compare):
             notes.append('note: org.accounting.refund_unused has no effect with charge = "actual" (nothing is '

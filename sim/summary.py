@@ -92,13 +92,15 @@ def summarize(result: RunResult) -> dict:
 
 
 def _binding(result: RunResult, summary: dict) -> str:
-    """The limit that bound a run: the unit that refused most with 429s; without 429s, the unit that
-    refused requests as too large (413); else, on ``auto``, the on-demand unit whose refusals sent attempts
-    to flex where its capacity answered 498 (``spilled``); else, when a pacing client held successful requests
-    back (their mean wait before admission > 0), the unit its own limit set last waited on; else, when requests ended
-    unfinished with a unit used up (>= 95 % of its full budget plus its refill over the run,
-    :func:`spent`: a client holding on the headers), that unit -- ``none`` only when no limit
-    held anything back."""
+    """The limit that bound a run: the unit that refused most with 429s; without 429s, on ``auto``, the
+    on-demand unit whose refusals sent attempts to flex where its capacity answered 498 (``spilled``); else,
+    when a pacing client held successful requests back (their mean wait before admission > 0), the unit its own
+    limit set last waited on; else, when requests ended unfinished with a unit used up (>= 95 % of its full
+    budget plus its refill over the run, :func:`spent`: a client holding on the headers), that unit; else the
+    unit that refused requests as too large (413) -- ``none`` only when no limit held anything back.  A 413
+    comes last: it stops only the requests too large for a unit (their share is a column of its own), while
+    the others name what held the rest of the traffic back (one 413 in 50 000 requests named the run's
+    binding limit TPM while the day's TPD was spent)."""
     if summary["binding"] != "none":
         return summary["binding"]
     rec = result.records
@@ -108,11 +110,6 @@ def _binding(result: RunResult, summary: dict) -> str:
     def named(model: str, unit: str, how: str) -> str:  # the model named only when the run has several
         return f"{model}:{unit} ({how})" if multi else f"{unit} ({how})"
 
-    large = window[window["outcome"] == "too_large"]
-    if len(large):
-        (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
-                               key=lambda kv: kv[1])
-        return named(model, unit, "413")
     if result.spilled_by:  # auto: on-demand refused, then flex's capacity answered 498 (no 429 names it)
         return named(*result.spilled_by[0], "spilled")
     if result.paced_by and summary.get("mean_wait", 0.0) > 0.0:
@@ -122,6 +119,11 @@ def _binding(result: RunResult, summary: dict) -> str:
         top = max(used, key=used.get) if used else None
         if top is not None and used[top] >= 0.95:
             return named(*top, "spent")
+    large = window[window["outcome"] == "too_large"]
+    if len(large):
+        (model, unit), _ = max(large.groupby(["model", "refused_by"], observed=True).size().items(),
+                               key=lambda kv: kv[1])
+        return named(model, unit, "413")
     return "none"
 
 

@@ -526,7 +526,9 @@ def test_capacity_table_with_held_axes_and_a_target_half_written(tmp_path, capsy
     assert free[:5] == ["free", MODEL, "10", "0.694", f"{MODEL} RPD"] and developer[:3] == ["developer", MODEL, "10"]
     assert developer[7] == "≥ 624 (load x64)" and free[7].endswith(" (load x6.38)") and "≥" not in free[7]
     assert free[8] == "90.8" and developer[8] == "100.0"  # success in %, as `run` prints it (a mean of 0.908)
-    assert len(lines) == 5
+    # a minute's run spends the day's RPD budget it starts with: both rows read above their long-run ceiling
+    assert len(lines) == 7 and [line.split(":")[0] for line in lines[5:]] == [f"free {MODEL}", f"developer {MODEL}"]
+    assert all("is above the long-run ceiling" in line for line in lines[5:])
 
 
 def test_capacity_says_which_targets_are_defaults(tmp_path, capsys):
@@ -584,12 +586,37 @@ def test_capacity_says_what_share_of_the_mix_never_fits_the_tier(tmp_path, capsy
     assert main(["capacity", str(half), "--jobs", "1", "--quiet", "--duration", "20s"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[-6:] == ["success", "%", "p95", "s", "$/1k", "ok"]
-    share = float(lines[-1].split(": ")[1].split("%")[0])
+    notes = [line for line in lines[4:] if "is above the long-run ceiling" not in line]  # (20 s beat the RPDs)
+    share = float(notes[0].split(": ")[1].split("%")[0])
     assert 45 < share < 55  # (the mean of the 200 000 sizes drawn for the ceiling)
-    assert lines[-1] == (f"free {MODEL}: {share:.1f}% of the requests are larger than a unit's whole limit of the "
-                         "tier (a 413 at any load): they never succeed there; success counts the others, and the "
-                         "ceilings are rates of the whole mix, 413s included")
-    assert _cells(lines[2])[8] == "100.0" and len(lines) == 5  # (developer: all fit, no line)
+    assert notes == [f"free {MODEL}: {share:.1f}% of the requests are larger than a unit's whole limit of the "
+                     "tier (a 413 at any load): they never succeed there; success counts the others, and the "
+                     "ceilings are rates of the whole mix, 413s included"]  # (developer: all fit, no line)
+    assert _cells(lines[2])[8] == "100.0"
+
+
+def test_capacity_says_when_a_short_run_beat_a_daily_ceiling(tmp_path, capsys):
+    """RPD 144 (0.1 req/min for ever) against 10 req/min: a minute's run serves them all from the day's budget,
+    and its simulated max reads far above the ceiling; a line says why (Developer's RPD ceiling, 347 req/min, is
+    beaten too at the search's highest load; a minute unit's ceiling would not be said)."""
+    daily = _scenario(tmp_path, "[capacity]\np95 = 10\nsuccess = 0.99\n[tiers.small]\nbase = 'developer'\n"
+                      f"overrides = {{ '{MODEL}' = {{ rpd = 144 }} }}\n[compare]\ntier = ['small', 'developer']\n")
+    assert main(["capacity", str(daily), "--jobs", "1", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6, lines
+    for row, line in zip(lines[2:4], lines[4:]):
+        tier, ceiling, sim_max = _cells(row)[0], _cells(row)[3], _cells(row)[7].split()
+        sim_max = sim_max[1] if sim_max[0] == "≥" else sim_max[0]
+        assert float(sim_max) > 1.05 * float(ceiling)
+        assert line == (f"{tier} {MODEL}: the simulated max ({sim_max} req/min) is above the long-run ceiling "
+                        f"({ceiling} req/min, RPD): the 1m simulated spend the daily budget a run starts with; "
+                        "day after day the traffic fits only up to the ceiling")
+    assert _cells(lines[2])[3] == "0.1"
+    slow = _scenario(tmp_path, "[capacity]\np95 = 10\nsuccess = 0.99\n[tiers.small]\nbase = 'developer'\n"
+                     f"overrides = {{ '{MODEL}' = {{ rpm = 5, rpd = 144000 }} }}\n[org]\ntier = 'small'\n")
+    assert main(["capacity", str(slow), "--jobs", "1", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert _cells(lines[2])[3:5] == ["5", f"{MODEL} RPM"] and len(lines) == 3, lines  # a minute unit: no line
 
 
 def test_capacity_names_every_unit_a_fallback_chains_ceiling_rests_on(tmp_path, capsys):

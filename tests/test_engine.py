@@ -528,3 +528,19 @@ def test_a_refusal_read_after_the_deadline_is_not_heard(monkeypatch):
     # every cooldown started from a 429 read before the deadline of the request it answered
     assert max(heard) <= deadline.max()
     assert heard == [10.5]  # request 1's first 429 (sent at 10 s); its second, sent at 19.8 s, is read at 20.3 s
+
+
+@pytest.mark.parametrize("policy", ["no-retry", "groq-sdk", "cooldown", "adaptive", "paced"])
+def test_the_event_count_is_every_entry_a_run_scheduled(policy):
+    """``events`` (a run's cost, by which a study hands out its longest runs first) counts each arrival, retry,
+    wake-up, refusal heard and completion the run put on the clock's heap: the event ids it drew, less the two
+    SimPy draws for the run's end (its stop event, scheduled again as SimPy stops on it)."""
+    from sim.config import policy_table
+    from sim.engine import Simulation
+    from sim.spec import RunSpec
+    spec = RunSpec(clients=[client(rate="300/min", prompt_tokens=10, max_tokens=10, policy=policy)],
+                   policies=policy_table(), duration=300.0)
+    sim = Simulation(spec, 1, kernel=False)
+    result = sim.run()
+    assert policy == "paced" or result.records["n429"].sum() > 0
+    assert next(sim.env._eid) == result.events + 2

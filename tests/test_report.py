@@ -149,6 +149,17 @@ def test_intervals_wider_than_the_mean_are_flagged():
     assert "!" not in format_comparison(hidden, [])
 
 
+def test_a_rate_the_format_would_round_to_zero_keeps_two_significant_digits():
+    """0.04 req/min served read "0.0 ±0.0", as if nothing were: a mean other than 0 that its column's format
+    rounds to zero is written with two significant digits (its interval too); 0 and larger means as before."""
+    low = format_comparison(compare(summary_rows({"throughput_rpm": [0.04, 0.05, 0.03]}), []), [])
+    assert "0.04 ±0.025" in low.splitlines()[1], low
+    none = format_comparison(compare(summary_rows({"throughput_rpm": [0.0, 0.0, 0.0]}), []), [])
+    assert "0.0 ±0.0" in none.splitlines()[1]
+    some = format_comparison(compare(summary_rows({"throughput_rpm": [0.4, 0.5, 0.3]}), []), [])
+    assert "0.4 ±0.2" in some.splitlines()[1], some
+
+
 def test_a_dash_for_the_cost_of_served_requests_is_explained():
     priced = compare(summary_rows({"cost_per_success": [0.001, 0.001]}), [])
     unpriced = compare(summary_rows({"cost_per_success": [np.nan, np.nan]}), [])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sim.engine import Simulation
+from sim.records import DEADLINE
 from sim.service import service_models
 from tests.helpers import client, run
 
@@ -59,6 +60,8 @@ def _assert_retries_first(sent, due, least=20):
     ("cool", {"cool": {"retry": "fixed", "delay": 5.0, "max_attempts": 8, "cooldown": "5s"}}),
     # retries leaving the queue at their deadline, from anywhere in it
     ("cool", {"cool": {"retry": "fixed", "delay": 2.0, "max_attempts": 8, "cooldown": "5s", "deadline": "9s"}}),
+    # new requests leaving it at their deadline too (the retries before them gone: their deadlines came first)
+    ("cool", {"cool": {"extends": "cooldown", "deadline": "2s"}}),
 ])
 @pytest.mark.parametrize("rtt", [None, 0.12], ids=["network", "constant-rtt"])
 def test_retries_leave_in_the_order_they_fell_due_and_before_new_requests(monkeypatch, policy, extra, rtt):
@@ -88,3 +91,68 @@ def test_a_retry_due_with_an_arrival_takes_no_room_in_a_bounded_queue(monkeypatc
     assert sum(due[(i, a)] in arrivals for _, i, a in sent if a > 0) > 20
     assert len(arrivals) == 600  # every arrival of the 300 s went out: none dropped
     _assert_retries_first(sent, due)
+
+
+def test_no_attempt_goes_out_at_its_requests_deadline(monkeypatch):
+    """Arrivals every 0.5 s, a round trip of 0.5 s, a 5 s cooldown and a 5 s deadline: a request that arrives
+    the instant a 429 is read is held until the cooldown ends, its deadline; the queue's wake-up then comes
+    before the request's own expiry (scheduled after it), and the pump ends it as a deadline miss instead of
+    sending an attempt the client has given up on."""
+    sent, ended, expiring = [], [], []
+    send, finish, expire = Simulation._send, Simulation._finish, Simulation._expire
+
+    def spy_send(self, c, i, now):
+        sent.append(now - c.created[i])
+        return send(self, c, i, now)
+
+    def spy_expire(self, c, i):
+        expiring.append(i)
+        expire(self, c, i)
+        expiring.pop()
+
+    def spy_finish(self, c, i, outcome, t):
+        if outcome == DEADLINE and self.env.now == t and not expiring:
+            ended.append(i)  # a deadline miss the pump decided (not the request's own expiry)
+        return finish(self, c, i, outcome, t)
+
+    monkeypatch.setattr(Simulation, "_send", spy_send)
+    monkeypatch.setattr(Simulation, "_expire", spy_expire)
+    monkeypatch.setattr(Simulation, "_finish", spy_finish)
+    run([client("gated", rate="120/min", kind="constant", prompt_tokens=10, max_tokens=10, policy="cool")],
+        duration=300, kernel=False, service=_net(0.5),
+        extra_policies={"cool": {"retry": "none", "cooldown": "5s", "deadline": "5s"}})
+    assert len(ended) > 10 and len(sent) > 100
+    assert max(sent) < 5.0  # every attempt went out before its request's deadline
+
+
+@pytest.mark.parametrize("policy", [
+    {"extends": "cooldown", "deadline": "2s"},
+    {"retry": "fixed", "delay": 1.0, "max_attempts": 8, "cooldown": "5s", "deadline": "9s", "queue_size": 3},
+    # a retry at the head of the queue at its deadline, the instant the cooldown ends: the wake-up, scheduled
+    # first, finds it there (a round trip of 0.5 s: each 429 is read as the next request arrives)
+    {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "cooldown": "4.5s", "deadline": "5s", "max_in_flight": 1},
+    {"extends": "paced", "deadline": "20s"},
+])
+def test_the_queue_counts_the_retries_at_its_front(monkeypatch, policy):
+    """After every step of a gated group's queue, its first ``retrying`` entries are retries and the rest new
+    requests: the count every insertion and removal keeps (the order tests above rest on it)."""
+    wrong = []
+
+    def checked(name):
+        step = getattr(Simulation, name)
+
+        def wrapper(self, c, *args):
+            out = step(self, c, *args)
+            if c.gated:
+                q = list(c.queue)
+                if not (0 <= c.retrying <= len(q) and all(c.attempts[i] > 0 for i in q[:c.retrying])
+                        and all(c.attempts[i] == 0 for i in q[c.retrying:])):
+                    wrong.append((name, self.env.now))
+            return out
+        monkeypatch.setattr(Simulation, name, wrapper)
+
+    for name in ("_pump", "_expire", "_on_retry", "_arrive", "_completed"):
+        checked(name)
+    sent, _ = _sends(monkeypatch, "p", {"p": policy}, rate="120/min", kind="constant", service=_net(0.5))
+    assert sum(a > 0 for _, _, a in sent) + sum(a == 0 for _, _, a in sent) > 100
+    assert not wrong, wrong[:3]

@@ -156,6 +156,13 @@ REFUSED = [
      "such as 200 or 2K, or a distribution such as { dist = 'uniform', low = 100, high = 400 })"),
     ({"client": {"prompt_tokens": {"dist": "fixed", "value": 1, "low": 3}}},
      "clients[0].prompt_tokens: dist 'fixed' takes value; low would be ignored"),
+    # (arrivals are "constant", sizes "fixed": the word an arrival takes is said to be the wrong one here)
+    ({"client": {"prompt_tokens": {"dist": "constant", "value": 100}}},
+     "clients[0].prompt_tokens: unknown size distribution 'constant' (allowed: fixed, uniform, lognormal, "
+     "empirical); a constant size is dist = 'fixed', value = N (or just N)"),
+    ({"client": {"max_tokens": {"dist": "lognormall", "median": 100, "p95": 200}}},
+     "clients[0].max_tokens: unknown size distribution 'lognormall' (did you mean 'lognormal'? allowed: fixed, "
+     "uniform, lognormal, empirical)"),
     ({"client": {"prompt_tokens": {"dist": "uniform", "low": 1}}},
      "clients[0].prompt_tokens: dist 'uniform' needs low, high (missing: high)"),
     ({"client": {"prompt_tokens": {"dist": "uniform", "low": 5, "high": 4}}},
@@ -877,6 +884,17 @@ def test_a_closed_loop_that_a_load_does_not_scale_exactly_is_noted():
                                  "(the same runs)"]
     assert sc(client={"arrival": {"kind": "closed", "users": 4, "think": "10s"}},
               compare={"load": [0.5, 0.25, 2]}).setting_notes() == []
+
+
+def test_a_duration_given_on_the_command_line_says_what_the_warm_up_becomes():
+    """--duration scales the warm-up with it (its share of the run kept): said, as the file's own values
+    would read otherwise (a 2 m warm-up and a 1 m duration in the file are refused)."""
+    s = sc(scenario={"duration": "30m", "warmup": "2m"})
+    assert s.setting_notes(60.0) == ["note: scenario.warmup: 2m of the file's 30m keeps its share of --duration 1m: "
+                                     "a warm-up of 4s"]
+    assert s.spec(s.grid()[0], duration=60.0).warmup == 4.0
+    assert s.setting_notes() == s.setting_notes(1800.0) == []  # the file's own duration: nothing scaled
+    assert sc(scenario={"duration": "30m"}).setting_notes(60.0) == []  # no warm-up to scale
 
 
 def test_replication_seeds_are_the_scenarios_seed_spawned_by_replication():

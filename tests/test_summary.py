@@ -257,8 +257,8 @@ def _no_413(r: RunResult) -> RunResult:
     return replace(r, records=rec)
 
 
-def test_without_a_429_or_413_spilled_then_paced_then_spent_bind_in_that_order(monkeypatch):
-    """The cases after the 413, each reached only when those before it say nothing."""
+def test_without_a_429_spilled_then_paced_then_spent_bind_in_that_order(monkeypatch):
+    """The cases after the 429s, each reached only when those before it say nothing."""
     import sim.summary as summary
     r = _no_413(_result())
     held = {"binding": "none", "mean_wait": 0.5, "unfinished": 3}
@@ -268,6 +268,18 @@ def test_without_a_429_or_413_spilled_then_paced_then_spent_bind_in_that_order(m
     both = replace(r, paced_by=((MODEL, "tpm"),), spilled_by=((MODEL, "rpm"), (MODEL, "tpd")))
     assert _binding(both, held) == "rpm (spilled)"  # the first, the one that spilled most
     assert _binding(both, {**held, "binding": "tpd"}) == "tpd"  # a 429's unit comes first of all
+
+
+def test_a_413_binds_only_when_nothing_held_the_rest_of_the_traffic_back(monkeypatch):
+    """A request too large for a unit (one 413 in the window here) names the binding only when no spill, pacer or
+    spent budget held the rest back: one 413 in 50 000 requests named TPM while the day's TPD ran out."""
+    import sim.summary as summary
+    r = _result()
+    monkeypatch.setattr(summary, "spent", lambda result: {(MODEL, "tpd"): 0.99})
+    assert _binding(r, {"binding": "none", "mean_wait": 0.0, "unfinished": 3}) == "tpd (spent)"
+    assert _binding(replace(r, paced_by=((MODEL, "rpm"),)), {"binding": "none", "mean_wait": 0.5}) == "rpm (paced)"
+    assert _binding(replace(r, spilled_by=((MODEL, "rpd"),)), {"binding": "none"}) == "rpd (spilled)"
+    assert _binding(r, {"binding": "none", "mean_wait": 0.0, "unfinished": 0}) == "tpm (413)"
 
 
 def test_a_pacer_that_held_no_successful_request_back_does_not_bind(monkeypatch):
