@@ -84,14 +84,12 @@ class Dist(Strict):
                 value = _count_text(data)
             except ValueError:
                 pass
-        elif isinstance(data, dict):
-            kind = data.get("dist", "fixed")
+        elif isinstance(data, (dict, Dist)):
+            kind = data.get("dist") if isinstance(data, dict) else None
             if isinstance(kind, str) and kind not in _NEEDS:  # (arrivals say "constant": sizes say "fixed")
                 hint = "; a constant size is dist = 'fixed', value = N (or just N)" if kind in ("constant", "const") \
                     else ""
                 raise ValueError(did_you_mean(kind, _NEEDS, "size distribution") + hint)
-            return data
-        elif isinstance(data, Dist):
             return data
         if value is None:  # text that is no count, a bool, a list: not pydantic's "instance of Dist"
             raise ValueError(f"{data!r} is not a size (allowed: a number such as 200 or 2K, or a distribution "

@@ -895,6 +895,8 @@ def test_a_duration_given_on_the_command_line_says_what_the_warm_up_becomes():
     assert s.spec(s.grid()[0], duration=60.0).warmup == 4.0
     assert s.setting_notes() == s.setting_notes(1800.0) == []  # the file's own duration: nothing scaled
     assert sc(scenario={"duration": "30m"}).setting_notes(60.0) == []  # no warm-up to scale
+    [short] = sc(scenario={"duration": "30m", "warmup": "0.5s"}).setting_notes(900.0)  # (below a second too)
+    assert short.endswith("a warm-up of 0.25s")
 
 
 def test_replication_seeds_are_the_scenarios_seed_spawned_by_replication():
