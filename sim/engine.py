@@ -68,6 +68,9 @@ class _Group(Columns):
         self.queue: deque[int] = deque()
         self.retrying = 0
         self.wake_at = -1.0
+        #: set by a send whose refusal the client reads at once (no round trip): what that refusal starts is due
+        #: now, ahead of the rest of the queue (:meth:`_pump`)
+        self.stalled = False
         self._rtts = None  # the round-trip-only network stream, once made (round_trips)
         self.closed = not cfg.arrival.open_loop
         self.instants = 0  # closed loop: requests in a row that ended the instant they began (see _completed)
@@ -280,7 +283,12 @@ class Simulation:
                 continue
             for sent in pol.on_send:
                 sent(first)
+            c.stalled = False
             self._send(c, i, now)
+            if c.stalled:  # its refusal is read now (no round trip): the cooldown it starts, the retry or hop due
+                self.events += 1  # now go first; the pump goes on after them, at this instant
+                self.env.call_at(now, self._pump, c, retries_only)
+                return
 
     def _wake(self, c: _Group, t: float) -> None:
         if self.env._now < c.wake_at <= t:
@@ -407,7 +415,10 @@ class Simulation:
             return
         self.events += 1
         if c.gated:  # due ahead of everything else at its instant (see _on_retry)
-            self.env.call_first_after(t + delay - self.env._now, self._on_retry, c, i)
+            now = self.env._now
+            if t + delay <= now:  # (no round trip and no delay: see _pump)
+                c.stalled = True
+            self.env.call_first_after(t + delay - now, self._on_retry, c, i)
         else:
             self.env.call_after(t + delay - self.env._now, self._on_retry, c, i)
 
@@ -415,7 +426,10 @@ class Simulation:
         """Schedule :meth:`_heard` at ``t`` (>= now), ahead of everything else at that instant: a retry or hop
         due then (also ahead of the rest, scheduled after this) is held by the cooldown it starts."""
         self.events += 1
-        self.env.call_first_after(t - self.env._now, _apply, self._heard, (c, t, retry_after, delay))
+        now = self.env._now
+        if t <= now:  # (no round trip: see _pump)
+            c.stalled = True
+        self.env.call_first_after(t - now, _apply, self._heard, (c, t, retry_after, delay))
 
     def _heard(self, c: _Group, t: float, retry_after: int | None, delay: float | None) -> None:
         """The client reads a refusal (or gives an attempt up) at ``t``, now: the gates' ``on_refused`` hear it

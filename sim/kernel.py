@@ -4,9 +4,11 @@ written out inside the loop.
 A plain group (:func:`plain_group`) sends its open-loop arrivals and its retries to the org's limits with no
 fallback model, deadline, observer, lane or project, and the org injects no server errors; its only gates,
 if any, are ones that just hold the head of its queue (a pacer): none that counts sends, refusals or
-completions, and no bound on the queue.  Most capacity questions are of that shape (the four benchmark days
-are), and for them the general engine's per-attempt method calls (arrive, pump, send, refusal, retry, finish)
-and its limit set's call were most of the time.  :func:`run` is the same simulation with those calls unrolled
+completions, and no bound on the queue (nor, for a gated group, a model with no network round trip: a
+refusal read as its attempt goes out stops the general path's pump, which this loop does not copy).  Most
+capacity questions are of that shape (the four benchmark days are), and for them the general engine's
+per-attempt method calls (arrive, pump, send, refusal, retry, finish) and its limit set's call were most of
+the time.  :func:`run` is the same simulation with those calls unrolled
 into one loop: same random draws in the same order, same float operations, same event ids on the same SimPy
 heap, so the records are identical bit for bit (``tests/test_kernel.py`` compares it with the general path on
 random runs; ``Simulation(..., kernel=False)`` forces the general path).  Anything else (a closed loop, a
@@ -50,7 +52,9 @@ def plain_group(sim, c) -> bool:
     """Can group ``c`` of ``sim`` run in this loop?  (See the module docstring.)"""
     pol = c.policy
     return (not c.closed and c.route is None and c.plain and not pol.fallback and not c.observers
-            and not c.on_refused and not pol.on_send and pol.queue_size is None and not sim.error_rate)
+            and not c.on_refused and not pol.on_send and pol.queue_size is None and not sim.error_rate
+            # a gated group with no network: a refusal read as it is sent stops its pump (Simulation._pump)
+            and not (c.gated and any(svc.rtt == 0 for svc in sim.services)))
 
 
 def usable(sim) -> bool:

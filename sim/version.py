@@ -1,2 +1,2 @@
 """The package version, in a module of its own so that any module can read it without importing the package."""
-__version__ = "0.4.2"
+__version__ = "0.4.3"

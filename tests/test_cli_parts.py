@@ -642,8 +642,9 @@ def test_an_error_only_a_capacity_run_finds_is_one_line_after_every_row(tmp_path
     its search stops with the line `run` gives (the file's line, the point), the other model's runs to its end,
     and every row is printed first.  It was a traceback (the error could not be pickled back from a worker:
     BrokenProcessPool, exit 1), and in one process a line naming no file, with no row."""
-    path = tmp_path / "stuck.toml"
-    path.write_text(STUCK + "[compare]\nmodel = ['openai/gpt-oss-120b', 'openai/gpt-oss-20b']\n")
+    path = tmp_path / "stuck.toml"  # (10-second runs: with 1-minute ones the 120b search took 20 s)
+    path.write_text(STUCK.replace("duration = '1m'", "duration = '10s'")
+                    + "[compare]\nmodel = ['openai/gpt-oss-120b', 'openai/gpt-oss-20b']\n")
     assert main(["capacity", str(path), "--jobs", jobs, "--quiet"]) == 2
     out, err = capsys.readouterr()
     assert err == (f"groqsim: error: {path}:10: clients[0].arrival.think: client 'chat': a think time of 0 and "

@@ -902,12 +902,12 @@ def test_serve_keeps_its_records_when_their_path_is_taken(tmp_path):
 
 
 def test_a_second_ctrl_c_during_a_stream_quits_at_once_without_a_traceback_and_keeps_the_records(tmp_path):
-    """The first Ctrl-C waits for the answer in progress (a stream of minutes at this time scale); a second
+    """The first Ctrl-C waits for the answer in progress (a stream of several seconds at this time scale); a second
     quits at once, as uvicorn does, with every request recorded and no traceback (uvicorn logged the cancelled
     lifespan as an "Exception in 'lifespan' protocol")."""
     import signal
     import threading
-    proc, url = _serve_child(tmp_path, time_scale=0.01)
+    proc, url = _serve_child(tmp_path, time_scale=0.1)
     client = groq.Groq(base_url=url, api_key="sk-1", max_retries=0, timeout=60)
     assert client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=1).usage.completion_tokens == 1
     started = threading.Event()

@@ -401,7 +401,7 @@ def test_keys_depend_on_configuration_not_on_names():
 def test_interrupted_sweep_resumes_to_the_same_result(tmp_path):
     scenario = tmp_path / "s.toml"
     scenario.write_text(
-        "[scenario]\nduration = '60m'\nseed = 4\nreplications = 4\n[org]\ntier = 'free'\n"
+        "[scenario]\nduration = '20m'\nseed = 4\nreplications = 4\n[org]\ntier = 'free'\n"
         "[[clients]]\nname = 'c'\nmodel = 'llama-3.1-8b-instant'\narrival = { kind = 'poisson', rate = '200/min' }\n"
         "prompt_tokens = 50\nmax_tokens = 20\npolicy = 'groq-sdk'\n"
         "[compare]\npolicy = ['no-retry', 'groq-sdk', 'full-jitter', 'retry-after', 'fixed']\n")
