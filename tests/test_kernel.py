@@ -68,6 +68,7 @@ plain_policies = st.fixed_dictionaries(PLAIN_DRAWS, optional=PLAIN_OPTIONAL)
 arrivals = st.sampled_from([
     arrival(kind="poisson", rate="400/min"), arrival(kind="bursty", rate="300/min", burstiness=3.0),
     arrival(kind="onoff", rate="900/min", on="20s", off="40s"), arrival(kind="diurnal", rate="200/min", period="5m"),
+    arrival(kind="constant", rate="240/min"),
 ])
 orgs = st.builds(Org, tier=st.sampled_from(["free", "developer"]),
                  # every algorithm, the token bucket (the one the kernel writes out) twice as often
@@ -80,13 +81,18 @@ models = st.sampled_from(["llama-3.1-8b-instant", "llama-3.3-70b-versatile", "op
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pols=st.lists(plain_policies, min_size=1, max_size=3), arrival=arrivals, org=orgs,
-       model_list=st.lists(models, min_size=3, max_size=3), seed=st.integers(0, 2**32 - 1))
-def test_kernel_gives_the_general_paths_records_on_random_plain_runs(pols, arrival, org, model_list, seed):
+       model_list=st.lists(models, min_size=3, max_size=3), seed=st.integers(0, 2**32 - 1),
+       rtt=st.sampled_from([None, 0.25, 0.5]))
+def test_kernel_gives_the_general_paths_records_on_random_plain_runs(pols, arrival, org, model_list, seed, rtt):
+    """(``rtt``: a constant round trip, so that with constant arrivals retries and arrivals fall due together:
+    the ties a gated group's URGENT retries order.)"""
     clients = [client(name=f"g{k}", model=model_list[k], arrival=arrival, policy=f"p{k}",
                       prompt_tokens={"dist": "lognormal", "median": 300, "p95": 3000}, max_tokens=256,
                       completion_tokens={"dist": "uniform", "low": 0, "high": 300}) for k in range(len(pols))]
     spec = RunSpec(clients=clients, policies=policy_table({f"p{k}": p for k, p in enumerate(pols)}), org=org,
-                   duration=240.0, drain=300.0)
+                   duration=240.0, drain=300.0,
+                   **({} if rtt is None else {"service": service_models(
+                       {m: {"rtt_median": rtt, "rtt_p90": rtt} for m in set(model_list)})}))
     assert_same(spec, seed)
 
 

@@ -129,6 +129,25 @@ def test_a_retry_due_with_an_arrival_takes_no_room_in_a_bounded_queue(monkeypatc
     _assert_retries_first(sent, due)
 
 
+def test_retries_count_toward_queue_size_but_are_never_dropped(monkeypatch):
+    """``queue_size`` 1 and a 5 s cooldown: retries held by the pause fill the queue past its bound (a retry is
+    never dropped), new requests arriving to it are dropped, and every dropped request is a new one."""
+    longest, on_retry = [0], Simulation._on_retry
+
+    def spy(self, c, i):
+        on_retry(self, c, i)
+        longest[0] = max(longest[0], len(c.queue))
+
+    monkeypatch.setattr(Simulation, "_on_retry", spy)
+    res = run(client("g", rate="120/min", kind="constant", prompt_tokens=10, max_tokens=10, policy="q"),
+              duration=300, kernel=False, service=_net(0.5),
+              extra_policies={"q": {"retry": "fixed", "delay": 1.0, "max_attempts": 8, "cooldown": "5s",
+                                    "queue_size": 1}})
+    dropped = res.records[res.records["outcome"] == "dropped"]
+    assert longest[0] > 1 and len(dropped) > 10
+    assert (dropped["attempts"] == 0).all()
+
+
 def test_no_attempt_goes_out_at_its_requests_deadline(monkeypatch):
     """Arrivals every 0.5 s, a round trip of 0.5 s, a 5 s cooldown and a 5 s deadline: a request that arrives
     the instant a 429 is read is held until the cooldown ends, its deadline; the queue's wake-up then comes
