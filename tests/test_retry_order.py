@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from sim.config import Org, policy_table
 from sim.engine import Simulation
 from sim.records import DEADLINE
 from sim.service import service_models
+from sim.spec import RunSpec
 from tests.helpers import client, run
 
 
@@ -71,38 +73,55 @@ def test_retries_leave_in_the_order_they_fell_due_and_before_new_requests(monkey
     _assert_retries_first(sent, due, least=0 if rtt == 0.0 and "deadline" in (extra or {}).get("cool", {}) else 20)
 
 
-def test_with_no_network_a_refusal_read_as_it_is_sent_holds_the_rest_of_its_instant(monkeypatch):
-    """No round trip (``rtt_median = 0``): a 429 is read the instant its attempt goes out.  The cooldown it
-    starts pauses the whole group from then, so nothing more goes out at that instant (the queue went on
-    sending every new request queued then, each refused in turn), and when the pause ends the request's
-    fallback hop, due since the 429, goes first."""
+NO_NETWORK = {
+    # a cooldown and a fallback hop (due at once)
+    "hop": {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "cooldown": 2.0, "fallback": ["llama-3.1-8b-instant"]},
+    # a cooldown alone: the retry falls due a second later, inside the pause
+    "cooldown": {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "cooldown": 2.0},
+    # no pause: a retry due at once, in a queue that two in-flight slots keep full
+    "at-once": {"retry": "fixed", "delay": 0.0, "honor_retry_after": False, "max_attempts": 3, "max_in_flight": 2},
+}
+
+
+@pytest.mark.parametrize("name", list(NO_NETWORK))
+def test_with_no_network_a_refusal_read_as_it_is_sent_holds_the_rest_of_its_instant(monkeypatch, name):
+    """No round trip (``rtt_median = 0``): a 429 is read the instant its attempt goes out, and what it starts
+    comes before the queue's next send.  With a cooldown the whole group pauses from then, so nothing more goes
+    out at that instant (the queue went on sending every new request queued then, each refused in turn), and
+    when the pause ends a retry or hop goes first; with a retry due at once, that retry is the next send."""
     models = ("llama-3.3-70b-versatile", "llama-3.1-8b-instant")
-    events = []  # ("send", time, attempts before) and ("429", time) in the order they happened
+    events = []  # ("send", time, request, attempts before) and ("429", time, request, tries) in their order
     send, refused = Simulation._send, Simulation._refused
 
     def spy_send(self, c, i, now):
-        events.append(("send", now, int(c.attempts[i])))
+        events.append(("send", now, int(i), int(c.attempts[i])))
         return send(self, c, i, now)
 
     def spy_refused(self, c, i, tries, t, status, retry_after):
         if status == 429:
-            events.append(("429", t))
+            events.append(("429", t, int(i), tries))
         return refused(self, c, i, tries, t, status, retry_after)
 
     monkeypatch.setattr(Simulation, "_send", spy_send)
     monkeypatch.setattr(Simulation, "_refused", spy_refused)
-    run(client("g", model=models[0], rate="600/min", kind="constant", prompt_tokens=10, max_tokens=10,
-               completion_tokens=5, policy="cf"), duration=60, kernel=False,
-        service=service_models({m: {"rtt_median": 0, "rtt_p90": 0} for m in models}),
-        extra_policies={"cf": {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "cooldown": 2.0,
-                               "fallback": [models[1]]}})
-    reads = [k for k, e in enumerate(events) if e[0] == "429"]
+    spec = RunSpec(clients=[client("g", model=models[0], rate="600/min", kind="constant", prompt_tokens=10,
+                                   max_tokens=10, completion_tokens=5, policy="p")],
+                   policies=policy_table({"p": NO_NETWORK[name]}), org=Org(), duration=60.0,
+                   service=service_models({m: {"rtt_median": 0, "rtt_p90": 0} for m in models}))
+    sim = Simulation(spec, 1, kernel=False)
+    result = sim.run()
+    assert next(sim.env._eid) == result.events + 2  # every entry the run scheduled counted (a pump resumed too)
+    reads = [k for k, e in enumerate(events) if e[0] == "429" and e[3] < 3]  # (refusals that are retried)
     assert len(reads) > 10
     for k in reads:
-        t = events[k][1]
+        _, t, i, _ = events[k]
         nxt = next((e for e in events[k + 1:] if e[0] == "send"), None)
-        if nxt is not None:  # the next attempt waits out the 2 s cooldown, and it is a hop or retry
-            assert nxt[1] >= t + 2.0 and nxt[2] > 0, (t, nxt)
+        if nxt is None:
+            continue
+        if name == "at-once":  # the request's own retry, at once
+            assert nxt[1:3] == (t, i), (t, i, nxt)
+        else:  # the next attempt waits out the 2 s cooldown, and it is a hop or retry
+            assert nxt[1] >= t + 2.0 and nxt[3] > 0, (t, nxt)
 
 
 def test_a_retry_goes_before_an_arrival_due_the_same_instant(monkeypatch):
