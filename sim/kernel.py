@@ -153,7 +153,7 @@ def run(sim, until: float) -> None:
     now = env._now
     pumping = retries_only = False
     # the group's own, set when the loop turns to a group
-    attempts = model = holds = pace = fifo = gated = charge = audio = log_timeout = None
+    attempts = model = holds = pace = fifo = gated = charge = audio = log_timeout = prio = None
     # the limit set in hand: its model, and for one the loop writes out (bk, see _buckets) its state in locals
     # (_load), written back (_spill) before anything else reads it and when the loop turns to another
     bound, ls, bk = -1, None, None
@@ -239,6 +239,7 @@ def run(sim, until: float) -> None:
                          backoff, plain_delay, obeys, u, created, count, gated, holds, pace, fifo, timeout,
                          max_attempts, gives_up, log_timeout) = states[c]
                         mark = None if gated else c
+                        prio = URGENT if gated else NORMAL  # a retry's: a gated group's go first at their instant
                         m, svc = m0, svc0  # (a group of several models sets them per request)
                         if m != bound:  # the model's limit set in hand
                             if bk is not None:  # (the state of the limit set in hand back to its buckets)
@@ -387,7 +388,7 @@ def run(sim, until: float) -> None:
                     continue
                 delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
                 events += 1
-                push(queue, (now + (t + delay - now), URGENT if gated else NORMAL, next(eid), group, i))
+                push(queue, (now + (t + delay - now), prio, next(eid), group, i))
                 continue
             outcome[i] = OK
             finished[i] = fin
@@ -404,7 +405,7 @@ def run(sim, until: float) -> None:
                 continue
             delay = backoff(i, tries, None) if plain_delay is None else plain_delay(tries, None, u)
             events += 1
-            push(queue, (now + (t + delay - now), URGENT if gated else NORMAL, next(eid), group, i))
+            push(queue, (now + (t + delay - now), prio, next(eid), group, i))
             continue
         elif worst == inf:
             refused[i] = binding
@@ -436,8 +437,8 @@ def run(sim, until: float) -> None:
                 delay = backoff(i, tries, ra)
             else:
                 delay = plain_delay(tries, ra, u)
-            events += 1  # (an attempt: its group, its row; a gated group's retry first at its instant)
-            push(queue, (now + (t + delay - now), URGENT if gated else NORMAL, next(eid), group, i))
+            events += 1  # (an attempt: its group, its row)
+            push(queue, (now + (t + delay - now), prio, next(eid), group, i))
     env._now = now
     sim.events = events
 
