@@ -154,8 +154,7 @@ def _run(args) -> int:
 
 
 def _run_study(args, scenario, duration, out, created, pool) -> int:
-    from .report import (comparison_json, format_by_client, format_by_project, format_comparison, remove_stale,
-                         start_early_figures, write_outputs)
+    from .report import start_early_figures
     from .runner import finished_rows, plan, run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     started = False
@@ -176,6 +175,18 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
     except KeyboardInterrupt:  # a second signal while the first one's partial study was gathered
         print(_kept(len(finished_rows(out, plan(scenario, duration))), out), file=sys.stderr)
         return 130
+    try:
+        return _report_study(args, scenario, duration, out, pool, study, early)
+    except KeyboardInterrupt:  # (a second signal while the table was printed or the files listed): runs are kept
+        print(_kept(len(study.summary), out), file=sys.stderr)
+        return 130
+
+
+def _report_study(args, scenario, duration, out, pool, study, early) -> int:
+    """The end of ``run``: the comparison printed, the output files written and listed; 130 after an
+    interrupted study (its partial table and files), 2 when a file could not be written."""
+    from .report import (comparison_json, format_by_client, format_by_project, format_comparison, remove_stale,
+                         write_outputs)
     if not len(study.summary):
         print("groqsim: interrupted before any run finished", file=sys.stderr)
         return 130

@@ -338,6 +338,25 @@ def test_a_second_ctrl_c_while_the_study_is_gathered_counts_the_runs_kept(tmp_pa
                                    "command again to resume\n")
 
 
+@pytest.mark.parametrize("where", ["format_comparison", "remove_stale"])
+def test_a_second_ctrl_c_while_the_table_is_printed_or_the_files_listed_counts_the_runs_kept(
+        tmp_path, monkeypatch, capsys, where):
+    """Ctrl-C and ``timeout`` often signal twice: a second signal landing after the study was gathered, while
+    its table is printed or its files are listed, still ends on the line that says what was kept (it ended on a
+    bare "interrupted", seen under load in the process-group test of test_runner.py)."""
+    import sim.report as report
+
+    def stopped(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(report, where, stopped)
+    path = _scenario(tmp_path, head="duration = '1m'\nreplications = 2\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"groqsim: interrupted: 2 run(s) finished and kept in {out}; run the same command again to resume"
+    assert len(list((out / "runs").glob("*.json"))) == 2
+
+
 def test_the_jobs_asked_are_the_pools(tmp_path, monkeypatch, capsys):
     """--jobs, else the scenario's [run] jobs, else one per core (None); the command stopped once it is made."""
     import sim.pool
