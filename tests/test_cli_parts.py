@@ -357,6 +357,25 @@ def test_a_second_ctrl_c_while_the_table_is_printed_or_the_files_listed_counts_t
     assert len(list((out / "runs").glob("*.json"))) == 2
 
 
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2_and_the_same_command_then_writes_it(
+        tmp_path, capsys):
+    """A blocked output file does not stop the others; the runs stay in runs/, so the same command, once the
+    path is free, writes it without running them again."""
+    path = _scenario(tmp_path, head="duration = '1m'\nreplications = 2\n")
+    out = tmp_path / "out"
+    (out / "summary.csv").mkdir(parents=True)
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"groqsim: error: {out / 'summary.csv'}: cannot write (Is a directory); the other outputs "
+                       "were written")
+    assert (out / "comparison.csv").is_file() and (out / "latency_cdf.png").is_file()
+    assert len(list((out / "runs").glob("*.json"))) == 2
+    (out / "summary.csv").rmdir()
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1"]) == 0
+    assert "resumed: 2 of 2 run(s) were already finished" in capsys.readouterr().err
+    assert (out / "summary.csv").is_file()
+
+
 def test_the_jobs_asked_are_the_pools(tmp_path, monkeypatch, capsys):
     """--jobs, else the scenario's [run] jobs, else one per core (None); the command stopped once it is made."""
     import sim.pool
