@@ -2,8 +2,9 @@
 (the replications of each bisection step) and ``validate`` (its groups of checks).
 
 Same ``--jobs`` semantics everywhere: ``jobs=1`` runs in this process, in order; ``jobs=N`` in N worker
-processes started at the first map and kept warm for every later map of the same :class:`Pool` (the runs and
-then the plots of a study share one set of workers).  Workers are forked from the parent (on Linux; with
+processes started at the first map and kept warm for every later map of the same :class:`Pool` until it is
+closed (``run`` closes it between a study's runs and its files: the workers that draw are then forked with
+matplotlib, imported meanwhile, already loaded).  Workers are forked from the parent (on Linux; with
 the fork start method asked for explicitly, as Python 3.14 made ``forkserver`` the default there), so the
 modules it has imported are already loaded in them; the parent's objects are frozen out of the workers' garbage
 collections (:func:`gc.freeze` around the fork, as Python's documentation advises), so a worker does not
@@ -62,12 +63,39 @@ def _signals_held(hold: bool):
             signal.signal(sig, handler)
 
 
+@contextmanager
+def _signals_deferred():
+    """Inside (in the main thread), SIGINT and SIGTERM are noted, not acted on; on leaving, their handlers
+    are restored and the first one noted is raised again, so a Ctrl-C lands after the work inside, not in
+    the middle of it: an import stopped half-way leaves its modules half made for the rest of the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if noted:
+            signal.raise_signal(noted[0])
+
+
 class Pool:
     """``jobs`` worker processes (None: one per core), started at first use, closed on leaving ``with``."""
 
     def __init__(self, jobs: int | None = None):
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def forks(self) -> bool:
+        """Whether workers are forked from this process (on Linux), starting with the modules it has loaded;
+        elsewhere each worker starts a fresh interpreter."""
+        context = _context()
+        return context is not None and context.get_start_method() == "fork"
 
     def __enter__(self) -> Pool:
         return self
@@ -89,15 +117,17 @@ class Pool:
              order: Callable[[list[int]], list[int]] | None = None) -> Iterator[tuple[int, Any]]:
         """``(n, fn(*calls[n]))`` for every call, as each finishes (in call order in-process).  ``meanwhile``
         is called once after the calls are handed out: parent-side work (an import the end needs) that then
-        overlaps the workers instead of adding to the time.  ``order(remaining)``: called before each
-        hand-out with the indices of the calls not handed out yet (in the order they will go), returns them
-        in the order they should go; what the caller learns from results can so put the longest calls
-        first, and the last calls, short, leave no worker idle long while another finishes.  An exception in
+        overlaps the workers instead of adding to the time; a Ctrl-C during it is raised when it returns.
+        ``order(remaining)``: called before each hand-out with the indices of the calls not handed out yet
+        (in the order they will go), returns them in the order they should go; what the caller learns from
+        results can so put the longest calls first, and the last calls, short, leave no worker idle long
+        while another finishes.  An exception in
         a call cancels the calls not started and is raised here."""
         calls = list(calls)
         if self.jobs <= 1 or len(calls) <= 1:
             if meanwhile is not None:
-                meanwhile()
+                with _signals_deferred():
+                    meanwhile()
             for n, args in enumerate(calls):
                 yield n, fn(*args)
             return
@@ -136,7 +166,8 @@ class Pool:
             top_up()
         try:
             if meanwhile is not None:
-                meanwhile()
+                with _signals_deferred():
+                    meanwhile()
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 top_up()

@@ -2,6 +2,7 @@
 same in-process and in workers, errors raised in the caller, workers kept for the next map."""
 import gc
 import os
+import sys
 import time
 
 import pytest
@@ -227,3 +228,52 @@ def test_an_interrupted_close_is_not_itself_interrupted(monkeypatch):
                             lambda **kw: (seen.append(_signal_handlers(None)), shutdown(**kw)))
         pool.close()  # a normal end: a Ctrl-C still stops the wait
         assert seen[-1] == before
+
+
+_MARK: list = []
+
+
+def _read_mark(_):
+    return list(_MARK)
+
+
+def test_a_forking_pool_says_so_and_its_workers_start_with_what_this_process_holds():
+    """``forks`` (Linux): workers forked at the first map start with this process's memory, what it set or
+    imported after the pool was made included (``run`` relies on it for matplotlib)."""
+    pool = Pool(2)
+    assert pool.forks is sys.platform.startswith("linux")
+    if not pool.forks:
+        return
+    _MARK.append("set after the pool was made")
+    try:
+        with pool:
+            assert pool.map(_read_mark, [(0,), (1,)]) == [["set after the pool was made"]] * 2
+    finally:
+        _MARK.clear()
+
+
+def test_a_ctrl_c_during_meanwhile_is_raised_once_it_has_finished():
+    """``meanwhile`` (an import, in ``run``) is not stopped half-way by a Ctrl-C or SIGTERM: the signal is
+    raised as KeyboardInterrupt when it returns, and the handlers are as they were after."""
+    import signal
+
+    def interrupt_then_finish(done, sig):
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # the signal has arrived: without the deferral it is raised here
+        done.append("finished")
+
+    def as_ctrl_c(signum, frame):
+        raise KeyboardInterrupt
+    before = signal.signal(signal.SIGTERM, as_ctrl_c)  # as the command's console() sets it
+    try:
+        for jobs in (1, 2):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                done: list = []
+                with Pool(jobs) as pool, pytest.raises(KeyboardInterrupt):
+                    list(pool.imap(_slow_square, [(0.01,), (0.01,)],
+                                   meanwhile=lambda done=done, sig=sig: interrupt_then_finish(done, sig)))
+                assert done == ["finished"], (jobs, sig)
+                assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+                assert signal.getsignal(signal.SIGTERM) is as_ctrl_c
+    finally:
+        signal.signal(signal.SIGTERM, before)
