@@ -149,20 +149,21 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
     created = not out.exists()
     prepare_out(out)
-    with hold_out(out), Pool(args.jobs or scenario.run.jobs) as pool:  # the runs, then the files
+    with hold_out(out), Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: runs, then files
         return _run_study(args, scenario, duration, out, created, pool)
 
 
 def _run_study(args, scenario, duration, out, created, pool) -> int:
-    from .figures import preload
+    from .report import start_early_figures
     from .runner import finished_rows, plan, run_study
+    early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     started = False
     try:
         _work(args, scenario, duration)
         started = True
-        # matplotlib is imported here while the workers run; they are replaced before the files are written
         study = run_study(scenario, out, dask=args.dask, resume=not args.fresh, duration=duration,
-                          progress=False if args.quiet else None, pool=pool, meanwhile=preload)
+                          progress=False if args.quiet else None, pool=pool,
+                          on_first_replication=lambda s: start_early_figures(pool, s, out, early))
     except ConfigError as exc:
         if created and not any(f.is_file() for f in out.rglob("*")):
             shutil.rmtree(out, ignore_errors=True)  # leave nothing behind a command that did nothing
@@ -175,13 +176,13 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         print(_kept(len(finished_rows(out, plan(scenario, duration))), out), file=sys.stderr)
         return 130
     try:
-        return _report_study(args, scenario, duration, out, pool, study)
+        return _report_study(args, scenario, duration, out, pool, study, early)
     except KeyboardInterrupt:  # (a second signal while the table was printed or the files listed): runs are kept
         print(_kept(len(study.summary), out), file=sys.stderr)
         return 130
 
 
-def _report_study(args, scenario, duration, out, pool, study) -> int:
+def _report_study(args, scenario, duration, out, pool, study, early) -> int:
     """The end of ``run``: the comparison printed, the output files written and listed; 130 after an
     interrupted study (its partial table and files), 2 when a file could not be written."""
     from .report import (comparison_json, format_by_client, format_by_project, format_comparison, remove_stale,
@@ -212,11 +213,9 @@ def _report_study(args, scenario, duration, out, pool, study) -> int:
         sys.stdout.write(format_comparison(study.comparison, axes))
     problems: list[str] = []
     kept = _kept(len(study.summary), out)
-    if pool.forks:  # the files are then written by workers forked from this process with matplotlib loaded
-        pool.close()  # (imported while the runs ran): imported once, not again in each worker that draws
     try:
         files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
-                              errors=problems)
+                              early if study.complete else None, errors=problems)
     except KeyboardInterrupt:  # (a second Ctrl-C, or the first while the files are written): the runs are kept
         print(kept.replace("interrupted:", "interrupted while writing the outputs:"), file=sys.stderr)
         return 130

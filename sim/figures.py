@@ -10,14 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def preload() -> None:
-    """Import what drawing needs (matplotlib's figure and its Agg canvas, ~0.3-0.5 s) now.  ``run`` calls it
-    while its workers simulate: the workers that then draw are forked from this process with it loaded, so
-    it is imported once, not once per worker."""
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-
-
 def subplots(*args, figsize: tuple[float, float], **kw):
     """A figure and its axes (:meth:`Figure.subplots`'s arguments)."""
     from matplotlib.figure import Figure

@@ -311,23 +311,27 @@ def comparison_json(comp: pd.DataFrame) -> str:
     return json.dumps(jsonable(comp.to_dict(orient="records")), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None,
+def write_outputs(study: StudyResult, out: Path, pool: Pool | None = None, early: dict | None = None,
                   errors: list[str] | None = None) -> list[Path]:
     """summary.csv, comparison.csv, requests.parquet (streamed run by run), the plots, the lane tables and the
     per-client-group table.
     With a ``pool`` the files other than the two tables are written by its workers, one task each, in
-    parallel (a study held in memory is written here: its records are not sent to workers).  A
+    parallel (a study held in memory is written here: its records are not sent to workers).  ``early``:
+    figures already started on the pool (figure function -> future, see :func:`start_early_figures`).  A
     file that cannot be written does not stop the others: its line (:func:`sim.errors.writing`) goes to
     ``errors``.  ``out``: a str or Path, as :func:`sim.run_study` takes it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    early = early or {}
     # the longest first, so that it does not start last
-    tasks = [(writing, write_requests, study, out), *((writing, fig, study, out) for fig in FIGURES),
+    tasks = [(writing, write_requests, study, out),
+             *((writing, fig, study, out) for fig in FIGURES if fig not in early),
              (writing, plot_lanes, study, out), (writing, lane_tables, study, out), (writing, client_table, study, out)]
     results = {"summary": writing(_csv, study.summary, out / "summary.csv"),
                "comparison": writing(_csv, study.comparison, out / "comparison.csv")}
     ran = [call(*task) for task in tasks] if pool is None or study.results else pool.map(call, tasks)
     results.update(zip((task[1] for task in tasks), ran))
+    results.update((fig, future.result()) for fig, future in early.items())
     # listed in one order whatever drew what when (the files written, the ones that could not be)
     done = [results[k] for k in ("summary", "comparison", write_requests, *FIGURES, plot_lanes, lane_tables,
                                  client_table)]
@@ -626,6 +630,22 @@ def remove_stale(out: Path, written: list[Path], remove: bool = True) -> list[Pa
         path.unlink()
     manifest.write_text("".join(f"{name}\n" for name in OUTPUT_FILES if name in keep), encoding="utf-8")
     return stale
+
+#: the figures that read only replication 0: they can be drawn while the other replications run
+FIRST_REPLICATION_FIGURES = (plot_utilisation, plot_throughput)
+
+
+def start_early_figures(pool: Pool, study: StudyResult, out: Path, early: dict) -> None:
+    """Start the :data:`FIRST_REPLICATION_FIGURES` of ``study`` (its replication 0 done) on ``pool``'s
+    workers, recording their futures in ``early`` for :func:`write_outputs`; nothing without workers.  The
+    figures come out the same as at the end: they read only what is already done."""
+    if study.results:  # a study held in memory is drawn at the end, in this process
+        return
+    for fig in FIRST_REPLICATION_FIGURES:
+        future = pool.submit(call, writing, fig, study, out)
+        if future is not None:
+            early[fig] = future
+
 
 def _marked(style: dict, k: int, points: int, n: int) -> dict:
     """``style`` plus a marker of its own, placed at offsets that differ per alternative: two alternatives

@@ -208,16 +208,13 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
               dask: str | None = None, resume: bool = True, duration: float | None = None,
               progress: bool | None = None, keep_results: bool | None = None,
               on_row: Callable[[dict], None] | None = None, pool: Pool | None = None,
-              on_first_replication: Callable[[StudyResult], None] | None = None,
-              meanwhile: Callable[[], object] | None = None) -> StudyResult:
+              on_first_replication: Callable[[StudyResult], None] | None = None) -> StudyResult:
     """Run every grid point x replication and summarise.  Ctrl-C stops cleanly: runs already finished
     are kept (on disk with ``out``) and the partial result is returned with ``complete=False``.  ``pool``:
     workers to run on (kept warm for the caller's next map, e.g. the plots); by default ``jobs`` of them
     for this study only.  ``on_first_replication(study)``: called once, as soon as replication 0 of every grid
     point is done (those runs go first), with the study so far: what reads only replication 0 (the figures
-    over time) can start while the other replications run.  ``meanwhile()``: called once in this process, while
-    a local pool's workers run (before the runs in-process, after them on Dask): work the caller needs after
-    the study, an import say, that then overlaps the runs."""
+    over time) can start while the other replications run."""
     require_scenario(scenario, "run_study(scenario)")
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"run_study(out={out!r}): the output directory is a path (str or Path), or None for "
@@ -286,14 +283,12 @@ def run_study(scenario: Scenario, out: str | Path | None = None, *, jobs: int | 
         if dask and todo:
             _on_dask(dask, scenario, [c[1:] for c in calls], collect, jobs, flag, ready=discard,
                      say=progress is not False)
-            if meanwhile is not None:
-                meanwhile()
         else:
             discard()
             with Pool(jobs) if pool is None else nullcontext(pool) as runner:
+                # the comparison's t quantiles import scipy.special (~0.4 s): done while the workers run
                 first_done()  # (resumed with replication 0 already done)
-                for _, done in runner.imap(execute, calls, meanwhile=functools.partial(_warm_up, meanwhile),
-                                           order=longest):
+                for _, done in runner.imap(execute, calls, meanwhile=_warm_compare, order=longest):
                     collect(*done)
     except KeyboardInterrupt:
         complete = False
@@ -337,12 +332,8 @@ class LongestFirst:
                                                 if self.jobs[n].replication > 0 else 0))
 
 
-def _warm_up(meanwhile: Callable[[], object] | None) -> None:
-    """Done while the workers run: the comparison's t quantiles import scipy.special (~0.1-0.4 s), then the
-    caller's ``meanwhile``."""
+def _warm_compare() -> None:
     import scipy.special  # noqa: F401
-    if meanwhile is not None:
-        meanwhile()
 
 
 def check_out(out: Path) -> None:

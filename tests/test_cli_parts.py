@@ -6,9 +6,7 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -1255,44 +1253,22 @@ def test_serve_refuses_an_out_that_is_a_file_and_takes_a_seed(tmp_path, served, 
     capsys.readouterr()
 
 
-def test_the_files_are_written_by_workers_forked_with_matplotlib_already_loaded(tmp_path):
-    """``run --jobs 2``: matplotlib is imported in the command's process while the workers run; the workers
-    that then write the files are new ones, forked with it loaded (imported once, not in each worker that
-    draws), and every figure is saved by one of them.  In a process of its own: a test process may have
-    loaded matplotlib already."""
-    log, out = tmp_path / "log", tmp_path / "out"
+def test_figures_started_early_then_cancelled_by_ctrl_c_are_drawn_at_the_end(tmp_path, monkeypatch, capsys):
+    """With workers, the figures of replication 0 start while the other replications run; a Ctrl-C cancels those
+    not started.  The interrupted command draws them itself and ends with its line, not a CancelledError."""
+    from concurrent.futures import Future
+
+    from sim import report
+
+    def started(pool, study, out, early):
+        for fig in report.FIRST_REPLICATION_FIGURES:
+            early[fig] = Future()
+            early[fig].cancel()
+    monkeypatch.setattr(report, "start_early_figures", started)
+    _interrupt_at(monkeypatch, 2)
+    out = tmp_path / "out"
     path = _scenario(tmp_path, head="duration = '1m'\nreplications = 2\n")
-    code = textwrap.dedent(f"""
-        import os, sys
-        import sim.pool, sim.report
-        from sim.cli import console
-
-        def note(text):
-            with open({str(log)!r}, "a") as f:
-                f.write(text + " " + str(os.getpid()) + "\\n")
-
-        start, save = sim.pool._worker_signals, sim.report.save
-
-        def worker_start():
-            note("drawing-ready" if "matplotlib.figure" in sys.modules else "bare")
-            start()
-
-        def saved(*args, **kwargs):
-            note("saved")
-            return save(*args, **kwargs)
-
-        sim.pool._worker_signals, sim.report.save = worker_start, saved
-        sys.argv = ["groqsim", "run", {str(path)!r}, "--out", {str(out)!r}, "--jobs", "2", "--quiet",
-                    "--format", "csv"]
-        raise SystemExit(console())
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = [line.split() for line in log.read_text().splitlines()]
-    starts = [what for what, _ in lines if what != "saved"]
-    assert starts == ["bare", "bare", "drawing-ready", "drawing-ready"], lines  # the runs', then the files'
-    ready = {pid for what, pid in lines if what == "drawing-ready"}
-    saved = [pid for what, pid in lines if what == "saved"]
-    assert len(saved) == 4 and set(saved) <= ready, lines  # the study's four figures
-    assert all((out / name).stat().st_size > 0 for name in ("utilisation_over_time.png", "latency_cdf.png",
-                                                            "throughput_over_time.png", "attempts_per_success.png"))
+    assert main(["run", str(path), "--out", str(out), "--jobs", "1", "--quiet", "--format", "csv"]) == 130
+    assert capsys.readouterr().err == (f"groqsim: interrupted: 1 run(s) finished and kept in {out}; run the same "
+                                       "command again to resume\n")
+    assert (out / "utilisation_over_time.png").stat().st_size > 0 and (out / "throughput_over_time.png").is_file()
