@@ -2,9 +2,8 @@
 (the replications of each bisection step) and ``validate`` (its groups of checks).
 
 Same ``--jobs`` semantics everywhere: ``jobs=1`` runs in this process, in order; ``jobs=N`` in N worker
-processes started at the first map and kept warm for every later map of the same :class:`Pool` until it is
-closed (``run`` closes it between a study's runs and its files: the workers that draw are then forked with
-matplotlib, imported meanwhile, already loaded).  Workers are forked from the parent (on Linux; with
+processes started at the first map and kept warm for every later map of the same :class:`Pool` (the runs and
+then the plots of a study share one set of workers).  Workers are forked from the parent (on Linux; with
 the fork start method asked for explicitly, as Python 3.14 made ``forkserver`` the default there), so the
 modules it has imported are already loaded in them; the parent's objects are frozen out of the workers' garbage
 collections (:func:`gc.freeze` around the fork, as Python's documentation advises), so a worker does not
@@ -90,13 +89,6 @@ class Pool:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self._executor: ProcessPoolExecutor | None = None
 
-    @property
-    def forks(self) -> bool:
-        """Whether workers are forked from this process (on Linux), starting with the modules it has loaded;
-        elsewhere each worker starts a fresh interpreter."""
-        context = _context()
-        return context is not None and context.get_start_method() == "fork"
-
     def __enter__(self) -> Pool:
         return self
 
@@ -121,8 +113,7 @@ class Pool:
         ``order(remaining)``: called before each hand-out with the indices of the calls not handed out yet
         (in the order they will go), returns them in the order they should go; what the caller learns from
         results can so put the longest calls first, and the last calls, short, leave no worker idle long
-        while another finishes.  An exception in
-        a call cancels the calls not started and is raised here."""
+        while another finishes.  An exception in a call cancels the calls not started and is raised here."""
         calls = list(calls)
         if self.jobs <= 1 or len(calls) <= 1:
             if meanwhile is not None:

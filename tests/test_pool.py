@@ -2,7 +2,6 @@
 same in-process and in workers, errors raised in the caller, workers kept for the next map."""
 import gc
 import os
-import sys
 import time
 
 import pytest
@@ -228,28 +227,6 @@ def test_an_interrupted_close_is_not_itself_interrupted(monkeypatch):
                             lambda **kw: (seen.append(_signal_handlers(None)), shutdown(**kw)))
         pool.close()  # a normal end: a Ctrl-C still stops the wait
         assert seen[-1] == before
-
-
-_MARK: list = []
-
-
-def _read_mark(_):
-    return list(_MARK)
-
-
-def test_a_forking_pool_says_so_and_its_workers_start_with_what_this_process_holds():
-    """``forks`` (Linux): workers forked at the first map start with this process's memory, what it set or
-    imported after the pool was made included (``run`` relies on it for matplotlib)."""
-    pool = Pool(2)
-    assert pool.forks is sys.platform.startswith("linux")
-    if not pool.forks:
-        return
-    _MARK.append("set after the pool was made")
-    try:
-        with pool:
-            assert pool.map(_read_mark, [(0,), (1,)]) == [["set after the pool was made"]] * 2
-    finally:
-        _MARK.clear()
 
 
 def test_a_ctrl_c_during_meanwhile_is_raised_once_it_has_finished():
