@@ -1149,6 +1149,31 @@ def test_capacitys_search_limit_and_force(tmp_path, monkeypatch, capsys):
                    "max_load (64) or add --force\n")
 
 
+@pytest.mark.parametrize("first", ["interrupt", "refusal"])
+def test_a_second_ctrl_c_while_capacitys_partial_table_is_printed_ends_on_the_unfinished_rows_line(
+        tmp_path, monkeypatch, capsys, first):
+    """Ctrl-C and ``timeout`` often signal twice: a second signal while the partial table is printed (after a
+    Ctrl-C, or after a refusal by the work limit) still ends on the line that says what the rows marked
+    'unfinished' mean, with 130 (it ended on a bare "interrupted")."""
+    path = _scenario(tmp_path, "[compare]\ntier = ['free', 'developer']\n")
+    real, calls = sim.capacity.run_summary, []
+
+    def run(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt if first == "interrupt" else ConfigError(f"{path}: capacity: refused")
+        return real(*args)
+
+    def printing(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sim.capacity, "run_summary", run)
+    monkeypatch.setattr(sim.cli, "align", printing)
+    assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 130
+    assert capsys.readouterr().err == ("groqsim: interrupted: the rows marked 'unfinished' are as far as their search "
+                                       "went (the highest load that met the target so far, and the lowest that "
+                                       "missed it)\n")
+
+
 def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the third round (the 5th run): the table as far as the two searches went, then the reason;
     a later round over the work limit alike, with its error and exit status 2."""
