@@ -261,17 +261,17 @@ def _capacity(args) -> int:
     except (KeyboardInterrupt, ConfigError) as exc:
         if not hasattr(exc, "capacity_rows"):  # stopped before any load was simulated
             raise
-        stopped = ("groqsim: interrupted: the rows marked 'unfinished' are as far as their search went (the "
-                   "highest load that met the target so far, and the lowest that missed it)")
+        interrupted = isinstance(exc, KeyboardInterrupt)
         try:
             _capacity_rows(args, scenario, duration, exc.capacity_rows)  # what the search found, then why it stopped
-        except KeyboardInterrupt:  # a second Ctrl-C (a terminal's or `timeout`'s often come twice) while printed
-            print(stopped, file=sys.stderr)
-            return 130
+        except KeyboardInterrupt:  # (a Ctrl-C while they are printed; a terminal's or `timeout`'s often come twice)
+            interrupted = True
         if isinstance(exc, ConfigError):
             print(f"groqsim: error: {exc}", file=sys.stderr)
+        if not interrupted:
             return 2
-        print(stopped, file=sys.stderr)
+        print("groqsim: interrupted: the rows marked 'unfinished' are as far as their search went (the highest "
+              "load that met the target so far, and the lowest that missed it)", file=sys.stderr)
         return 130
     return _capacity_rows(args, scenario, duration, rows)
 

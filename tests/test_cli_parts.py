@@ -1153,8 +1153,8 @@ def test_capacitys_search_limit_and_force(tmp_path, monkeypatch, capsys):
 def test_a_second_ctrl_c_while_capacitys_partial_table_is_printed_ends_on_the_unfinished_rows_line(
         tmp_path, monkeypatch, capsys, first):
     """Ctrl-C and ``timeout`` often signal twice: a second signal while the partial table is printed (after a
-    Ctrl-C, or after a refusal by the work limit) still ends on the line that says what the rows marked
-    'unfinished' mean, with 130 (it ended on a bare "interrupted")."""
+    Ctrl-C, or after a refusal by the work limit, whose error is still said) ends on the line that says what
+    the rows marked 'unfinished' mean, with 130 (it ended on a bare "interrupted")."""
     path = _scenario(tmp_path, "[compare]\ntier = ['free', 'developer']\n")
     real, calls = sim.capacity.run_summary, []
 
@@ -1169,9 +1169,10 @@ def test_a_second_ctrl_c_while_capacitys_partial_table_is_printed_ends_on_the_un
     monkeypatch.setattr(sim.capacity, "run_summary", run)
     monkeypatch.setattr(sim.cli, "align", printing)
     assert main(["capacity", str(path), "--jobs", "1", "--quiet"]) == 130
-    assert capsys.readouterr().err == ("groqsim: interrupted: the rows marked 'unfinished' are as far as their search "
-                                       "went (the highest load that met the target so far, and the lowest that "
-                                       "missed it)\n")
+    refused = f"groqsim: error: {path}: capacity: refused\n" if first == "refusal" else ""
+    assert capsys.readouterr().err == refused + (
+        "groqsim: interrupted: the rows marked 'unfinished' are as far as their search went (the highest load that "
+        "met the target so far, and the lowest that missed it)\n")
 
 
 def test_capacity_stopped_half_way_prints_what_its_search_found(tmp_path, monkeypatch, capsys):
