@@ -254,3 +254,23 @@ def test_a_ctrl_c_during_meanwhile_is_raised_once_it_has_finished():
                 assert signal.getsignal(signal.SIGTERM) is as_ctrl_c
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_map_with_meanwhile_runs_in_a_thread_other_than_the_main_one():
+    """Signal handlers can be set only from the main thread: elsewhere (a notebook's or a server's worker
+    thread) ``meanwhile`` runs without the deferral, instead of failing."""
+    import threading
+
+    seen: list = []
+
+    def mapping():
+        try:
+            with Pool(1) as pool:
+                seen.append([r for _, r in pool.imap(_slow_square, [(0.0,), (0.01,)],
+                                                     meanwhile=lambda: seen.append("meanwhile"))])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            seen.append(exc)
+    thread = threading.Thread(target=mapping)
+    thread.start()
+    thread.join(timeout=30)
+    assert seen == ["meanwhile", [(0.0, os.getpid()), (0.0001, os.getpid())]]
