@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
@@ -48,36 +48,38 @@ def _worker_signals() -> None:
 
 
 @contextmanager
-def _signals_held(hold: bool):
-    """With ``hold`` (in the main thread), SIGINT and SIGTERM are ignored inside, their handlers restored
-    after: the command is already stopping."""
-    if not hold or threading.current_thread() is not threading.main_thread():
+def _signals_to(handler):
+    """Inside, SIGINT and SIGTERM go to ``handler``, their handlers restored after; in the main thread only
+    (elsewhere Python cannot set them, and they are left as they are)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, before in previous.items():  # (None: a handler Python did not install)
+            signal.signal(sig, signal.SIG_DFL if before is None else before)
+
+
+@contextmanager
+def _signals_held(hold: bool):
+    """With ``hold``, SIGINT and SIGTERM are ignored inside (:func:`_signals_to`): the command is already
+    stopping."""
+    with _signals_to(signal.SIG_IGN) if hold else nullcontext():
+        yield
 
 
 @contextmanager
 def _signals_deferred():
-    """Inside (in the main thread), SIGINT and SIGTERM are noted, not acted on; on leaving, their handlers
-    are restored and the first one noted is raised again, so a Ctrl-C lands after the work inside, not in
-    the middle of it: an import stopped half-way leaves its modules half made for the rest of the process."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """Inside, SIGINT and SIGTERM are noted, not acted on (:func:`_signals_to`); on leaving, the first one
+    noted is raised again, so a Ctrl-C lands after the work inside, not in the middle of it: an import
+    stopped half-way leaves its modules half made for the rest of the process."""
     noted: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with _signals_to(lambda signum, frame: noted.append(signum)):
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         if noted:
             signal.raise_signal(noted[0])
 
