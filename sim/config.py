@@ -383,10 +383,13 @@ DEFAULT_RESERVATION = 1024
 
 
 class Accounting(Strict):
-    """What an admitted request is charged against TPM/TPD."""
+    """What an admitted request is charged against TPM/TPD, and what is billed."""
     charge: Literal["max_tokens", "actual"] = "max_tokens"
     refund_unused: StrictBool = False
     cache_hit_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: is an attempt the client's ``timeout`` gave up on billed (the server still finished it)?  Nothing on
+    #: record says: False (the default) makes costs a lower bound, True an upper one (docs/modelling.md)
+    bill_timed_out: StrictBool = False
 
     def charged(self, prompt, max_tokens, completion, cacheable=True):
         """Tokens charged (works on scalars and numpy arrays): uncached prompt + max_tokens or actual.

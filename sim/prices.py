@@ -4,7 +4,8 @@ Billing rules (Groq's pricing and batch pages, groq-real-responses.md sections 5
 
 * only successful requests are billed (a 429, 413, 5xx, deadline miss or drop costs nothing); an attempt the
   client's timeout gave up on is not billed either, although the server finished it: an assumption, since
-  nothing on record says whether Groq bills it (docs/modelling.md, "Prices");
+  nothing on record says whether Groq bills it (docs/modelling.md, "Prices"; ``org.accounting.bill_timed_out``
+  bills it, :func:`sim.cost.timed_out_cost`);
 * chat models: prompt tokens at the input price, completion tokens at the output price; cached prompt tokens
   (a share ``cache_hit_ratio`` of the prompt, rounded as the limits round it) at the cached-input price, or
   50 % of the input price where the table gives none;

@@ -167,8 +167,13 @@ def _merged(parts: list[dict[str, np.ndarray]], key: str) -> dict[str, np.ndarra
     order one at a time (never a second copy of the whole table)."""
     if len(parts) == 1:
         return parts[0]
-    order = np.argsort(np.concatenate([p[key] for p in parts]), kind="stable")
+    order = _order([p[key] for p in parts])
     return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
+
+
+def _order(keys: list[np.ndarray]) -> np.ndarray:
+    """The order that merges the groups' ``keys`` (each sorted), ties in group order."""
+    return np.argsort(np.concatenate(keys), kind="stable")
 
 
 def _frame(data: dict[str, np.ndarray], categories: dict[str, tuple]) -> pd.DataFrame:
@@ -213,19 +218,25 @@ def earlier_admissions(groups: list[Columns], client_names: list[str], model_nam
     earlier attempt was admitted (and charged) only if the client then stopped waiting for it (its
     ``timeout``) and tried again.  One row each, in the order they were sent: ``client``, ``model``,
     ``admitted`` (when it was sent and charged), ``finished`` (when the server finished it: a refund of its
-    unused reservation comes then), and the request's ``charged_tokens``, ``audio_seconds``, ``max_tokens`` and
-    ``completion_tokens`` (and ``service_tier``, the tier that admitted it, in a lane run)."""
+    unused reservation comes then), ``request`` (its request's ``id`` in the records, :func:`frames`), and the
+    request's ``charged_tokens``, ``audio_seconds``, ``prompt_tokens``, ``max_tokens`` and ``completion_tokens``
+    (and ``service_tier``, the tier that admitted it, in a lane run)."""
     lanes = any(c.extra is not None for c in groups)
+    created = [_col(c.created) for c in groups]
+    ids = np.empty(sum(map(len, created)), np.int64)  # a group's row -> its record's id (position in frames)
+    ids[_order(created)] = np.arange(len(ids))
     parts = []
+    first = 0  # the group's first row among all the groups' rows
     for k, c in enumerate(groups):
         rows, sent = _col(c.to_row, np.int32), _col(c.to_t)
         keep = sent != _col(c.admitted)[rows]  # (the last admission is the record's own)
         rows = rows[keep]
         part = {"client": np.full(len(rows), k, np.int8), "model": _col(c.to_model, np.int8)[keep],
-                "admitted": sent[keep], "finished": _col(c.to_end)[keep],
+                "admitted": sent[keep], "finished": _col(c.to_end)[keep], "request": ids[first + rows],
                 "charged_tokens": _col(c.charge)[rows], "audio_seconds": _col(c.audio)[rows],
-                "max_tokens": _col(c.max_tokens, np.int32)[rows],
+                "prompt_tokens": _col(c.prompt, np.int32)[rows], "max_tokens": _col(c.max_tokens, np.int32)[rows],
                 "completion_tokens": _col(c.completion, np.int32)[rows]}
+        first += len(created[k])
         if lanes:
             part["service_tier"] = (_col(c.to_tier, np.int8)[keep] if c.extra is not None
                                     else np.zeros(len(rows), np.int8))

@@ -41,6 +41,7 @@ from .units import format_duration, parse_duration
 AXES = {
     "tier": "org.tier", "limiter": "org.limiter", "charge": "org.accounting.charge",
     "refund_unused": "org.accounting.refund_unused", "cache_hit_ratio": "org.accounting.cache_hit_ratio",
+    "bill_timed_out": "org.accounting.bill_timed_out",
     "error_rate": "org.error_rate", "retry_after_rounding": "org.retry_after_rounding",
     "model": "clients.model", "policy": "clients.policy", "load": "load",
     "service_tier": "org.service_tier", "lane": "clients.lane", "flex_multiplier": "org.flex.multiplier",
@@ -359,7 +360,7 @@ class Scenario(Strict):
     _ORG_SETTINGS = {"limiter": "limiter", "error_rate": "error_rate", "error_status": "error_status",
                      "retry_after_rounding": "retry_after_rounding", "service_tier": "service_tier",
                      "flex_multiplier": "flex.multiplier", "flex_failure": "flex.scarce_failure",
-                     "project_quotas": "project_quotas"}
+                     "project_quotas": "project_quotas", "bill_timed_out": "accounting.bill_timed_out"}
 
     def _axis_notes(self) -> list[str]:
         """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is,
@@ -404,6 +405,11 @@ class Scenario(Strict):
         if org.accounting.charge == "actual" and "charge" not in cmp:
             why["refund_unused"] = 'with charge = "actual" nothing is reserved, so nothing is given back'
         table = self.policy_table()
+        if not any(table[p].timeout is not None for c in on_demand
+                   for p in (cmp["policy"] if "policy" in cmp else [c.policy])):
+            why["bill_timed_out"] = "no client policy has a timeout, so no attempt is given up"
+        elif not any(self.catalog().bills(t) for t in cmp.get("tier", [org.tier])):
+            why["bill_timed_out"] = "the tier does not bill"
         if not any(table[p].reads_retry_after() for c in on_demand
                    for p in (cmp["policy"] if "policy" in cmp else [c.policy])):
             why["retry_after_rounding"] = ("no client policy reads a 429's retry-after (a schedule that obeys it, "

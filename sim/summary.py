@@ -16,7 +16,8 @@ requests unfinished; ``none`` when none did: :func:`_binding`);
 ``top_unit``/``top_util`` the most utilised
 unit (against its refill: a daily unit reads high in a short run long before its budget runs out, see
 :func:`spent`).  ``cost_usd`` is the bill of the window's requests (:mod:`sim.prices`: successes only,
-nothing on a tier that does not bill) and ``cost_per_success`` that bill over the successful requests.
+nothing on a tier that does not bill; with ``org.accounting.bill_timed_out``, also the attempts their clients'
+timeouts gave up on) and ``cost_per_success`` that bill over the successful requests.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import pandas as pd
 from .catalog import UNIT_SPEC
 from .batch import jobs_from_records
 from .lanes import uses_lanes
-from .cost import request_costs
+from .cost import request_costs, timed_out_cost
 from .records import OUTCOMES, RunResult
 
 PERCENTILES = (50, 90, 95, 99)
@@ -70,7 +71,9 @@ def summarize(result: RunResult) -> dict:
     waits = rec["admitted"].to_numpy()[ok] - created[ok]
     waits = waits[~np.isnan(waits)]  # a batch success has no admission: its wait is its job's, not a limit's
     out["mean_wait"] = float(waits.mean()) if len(waits) else np.nan
-    out["cost_usd"] = float(request_costs(rec, spec)[window].sum())  # per row: the window's rows, in order
+    # per row: the window's rows, in order; and the attempts their clients' timeouts gave up on, if billed
+    out["cost_usd"] = (float(request_costs(rec, spec)[window].sum())
+                       + timed_out_cost(spec, rec, result.earlier_admissions, window))
     out["cost_per_success"] = out["cost_usd"] / n_ok if n_ok else np.nan
     util = utilisation(result)
     for unit in UNIT_SPEC:
@@ -190,7 +193,8 @@ def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
     if by not in rec:
         allowed = [c for c in ("project", "lane", "service_tier", "client", "model") if c in rec]
         raise ValueError(f"no column {by!r} to break down by (allowed: {', '.join(allowed)})")
-    window = rec[(rec["created"] >= spec.warmup) & (rec["created"] < spec.duration)]
+    in_window = ((rec["created"] >= spec.warmup) & (rec["created"] < spec.duration)).to_numpy()
+    window = rec[in_window]
     cost = request_costs(window, spec)
     rows = []
     for key, g in window.groupby(by, observed=True, sort=True):
@@ -204,7 +208,8 @@ def breakdown(result: RunResult, by: str = "project") -> pd.DataFrame:
         lat = ok["latency"].to_numpy()
         for p in (50, 95):
             row[f"latency_p{p}"] = float(np.percentile(lat, p)) if len(lat) else np.nan
-        row["cost_usd"] = float(cost[(window[by] == key).to_numpy()].sum())
+        row["cost_usd"] = float(cost[(window[by] == key).to_numpy()].sum()) + timed_out_cost(
+            spec, rec, result.earlier_admissions, in_window & (rec[by] == key).to_numpy())
         rows.append(row)
     return pd.DataFrame(rows)
 

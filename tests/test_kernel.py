@@ -191,7 +191,8 @@ KERNEL_READS = {
                "policy", "batch"},  # sampled before the loop (batch: only read for the batch lane)
     "Org": {"tier", "limits_file", "limiter", "accounting", "retry_after_rounding", "error_status", "flex",
             "batch", "project_quotas"},  # limits and charges; flex, batch, quotas only with lanes (excluded)
-    "Accounting": {"charge", "refund_unused", "cache_hit_ratio"},
+    "Accounting": {"charge", "refund_unused", "cache_hit_ratio",
+                   "bill_timed_out"},  # (read by the summary from the run's records, as the general path's)
 }
 KERNEL_EXCLUDES = {  # a run using any of these takes the general path
     "Policy": {"deadline", "fallback", "adaptive", "cooldown", "max_in_flight", "queue_size"},

@@ -101,6 +101,11 @@ def test_earlier_admissions_keep_the_timed_out_attempts_but_not_the_records_own(
     assert earlier["charged_tokens"].tolist() == [110.0, 110.0, 112.0]
     assert earlier["max_tokens"].tolist() == [100, 100, 101] and earlier["completion_tokens"].tolist() == [5, 5, 6]
     assert "service_tier" not in earlier
+    records, _ = frames([a, b], ["alpha", "beta"], MODELS)  # ids by creation, ties in group order: a0, a1, b0
+    assert earlier["request"].tolist() == [0, 2, 1]
+    mine = records.set_index("id").loc[earlier["request"]]
+    assert mine["client"].tolist() == earlier["client"].tolist()
+    assert mine["prompt_tokens"].tolist() == earlier["prompt_tokens"].tolist() == [1, 1, 11]
 
 
 def test_earlier_admissions_of_a_lane_run_name_the_tier_that_admitted_them():

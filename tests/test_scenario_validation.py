@@ -254,8 +254,8 @@ REFUSED = [
      "service, prices, clients, policies, compare, projects, capacity, run)"),
     # [compare]
     ({"compare": {"tiers": ["free"]}}, "compare.tiers: unknown compare axis 'tiers' (did you mean 'tier', 'limiter'? "
-     "allowed: tier, limiter, charge, refund_unused, cache_hit_ratio, error_rate, retry_after_rounding, model, "
-     "policy, load, service_tier, lane, flex_multiplier, flex_failure, project_quotas)"),
+     "allowed: tier, limiter, charge, refund_unused, cache_hit_ratio, bill_timed_out, error_rate, "
+     "retry_after_rounding, model, policy, load, service_tier, lane, flex_multiplier, flex_failure, project_quotas)"),
     ({"compare": {"load": []}}, "compare.load: must be a non-empty list of values"),
     ({"compare": {"tier": "free"}}, "compare.tier: must be a non-empty list of values"),
     ({"compare": {"load": [1, 2, 1.0]}}, "compare.load: 1.0 is listed twice (each value of an axis once: a repeated "
@@ -323,7 +323,7 @@ def test_a_scenario_of_one_group_has_the_documented_defaults():
     assert {k: org[k] for k in ("tier", "limits_file", "limiter", "accounting", "retry_after_rounding",
                                 "error_rate", "error_status", "service_tier", "project_quotas")} == {
         "tier": "free", "limits_file": None, "limiter": "token_bucket",
-        "accounting": {"charge": "max_tokens", "refund_unused": False, "cache_hit_ratio": 0.0},
+        "accounting": {"charge": "max_tokens", "refund_unused": False, "cache_hit_ratio": 0.0, "bill_timed_out": False},
         "retry_after_rounding": "ceil", "error_rate": 0.0, "error_status": 503, "service_tier": "on_demand",
         "project_quotas": True}
     client = s.clients[0]
@@ -599,8 +599,8 @@ def test_a_grid_point_is_the_cross_product_in_file_order_and_its_number_is_its_s
     ({"load": True}, "load True is not allowed (a load multiplier is a number > 0, e.g. 0.5 or 2)"),
     ({"load": "2"}, "load '2' is not allowed (a load multiplier is a number > 0, e.g. 0.5 or 2)"),
     ({"tiers": "free"}, "unknown compare axis 'tiers' (did you mean 'tier', 'limiter'? allowed: tier, limiter, "
-     "charge, refund_unused, cache_hit_ratio, error_rate, retry_after_rounding, model, policy, load, service_tier, "
-     "lane, flex_multiplier, flex_failure, project_quotas)"),
+     "charge, refund_unused, cache_hit_ratio, bill_timed_out, error_rate, retry_after_rounding, model, policy, load, "
+     "service_tier, lane, flex_multiplier, flex_failure, project_quotas)"),
 ])
 def test_a_bad_grid_point_given_to_spec_is_one_line(point, said):
     with pytest.raises(ConfigError) as caught:
@@ -1346,6 +1346,28 @@ def test_an_org_setting_that_changes_nothing_is_said_as_its_axis_is(org, said):
     if "project_quotas" not in org:
         assert sc(org={"tier": "developer", **org, **acting}, client={"policy": policy}).setting_notes() == []
     assert sc(org={"tier": "developer"}, client={"policy": "no-retry"}).setting_notes() == []
+
+
+def test_billing_timed_out_attempts_is_said_to_change_nothing_without_a_timeout_or_a_bill():
+    """``org.accounting.bill_timed_out`` (and its ``[compare]`` axis) acts only where a client policy gives an
+    attempt up (a ``timeout``: groq-sdk's is 60 s, no-retry has none) on a tier that bills."""
+    on = {"accounting": {"bill_timed_out": True}}
+    assert sc(org={"tier": "developer", **on}, client={"policy": "groq-sdk"}).setting_notes() == []
+    assert sc(org={"tier": "developer", **on}, client={"policy": "no-retry"}).setting_notes() == [
+        "note: org.accounting.bill_timed_out: no client policy has a timeout, so no attempt is given up: it changes "
+        "nothing"]
+    assert sc(org={"tier": "free", **on}, client={"policy": "groq-sdk"}).setting_notes() == [
+        "note: org.accounting.bill_timed_out: the tier does not bill: it changes nothing"]
+    axis = {"bill_timed_out": [False, True]}
+    free = sc(org={"tier": "free"}, client={"policy": "groq-sdk"}, compare=axis)
+    assert [n for n in free.setting_notes() if "bill_timed_out" in n] == [
+        "note: compare.bill_timed_out: the tier does not bill: its values [false, true] give the same runs"]
+    both = sc(org={"tier": "free"}, client={"policy": "groq-sdk"}, compare={**axis, "tier": ["free", "developer"]})
+    assert both.setting_notes() == [] and len(both.grid()) == 4
+    policies = sc(org={"tier": "developer"}, client={"policy": "no-retry"},
+                  compare={**axis, "policy": ["no-retry", "groq-sdk"]})
+    assert policies.setting_notes() == []
+    assert [p["bill_timed_out"] for p in policies.grid()] == [False, False, True, True]
 
 
 def test_an_org_dumped_whole_is_not_said_to_set_its_defaults():

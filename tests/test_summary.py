@@ -302,3 +302,53 @@ def test_spent_binds_only_unfinished_requests_with_a_unit_used_up(monkeypatch, u
     import sim.summary as summary
     monkeypatch.setattr(summary, "spent", lambda result: used)
     assert _binding(_no_413(_result()), {"binding": "none", "mean_wait": 0.0, "unfinished": unfinished}) == expected
+
+
+def _impatient(bill: bool, tier: str = "developer") -> RunResult:
+    """Two groups whose policy gives an attempt up after 0.4 s (shorter than most answers): many attempts are
+    admitted, charged and finished by the server, then tried again; some of them belong to warm-up requests."""
+    from sim import scenario_from_dict, simulate
+    s = scenario_from_dict({
+        "scenario": {"duration": "10m", "warmup": "1m", "seed": 3},
+        "org": {"tier": tier, "accounting": {"bill_timed_out": bill}},
+        "policies": {"impatient": {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "timeout": 0.4}},
+        "clients": [{"name": "a", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": "30/min"},
+                     "prompt_tokens": 2000, "max_tokens": 400, "policy": "impatient"},
+                    {"name": "b", "model": "openai/gpt-oss-20b", "arrival": {"kind": "poisson", "rate": "20/min"},
+                     "prompt_tokens": 500, "max_tokens": 100, "policy": "impatient"}]})
+    return simulate(s.spec(s.grid()[0]), seed=s.seed(0))
+
+
+def test_timed_out_attempts_are_billed_only_when_asked_at_the_published_prices():
+    """``org.accounting.bill_timed_out``: an attempt the client's timeout gave up on (the server finished it)
+    is billed as a success of its model with its request's tokens, for the window's requests; off (the
+    default) it costs nothing.  The difference is counted by hand at gpt-oss-20b's published prices ($0.075 /
+    $0.30 per 1M input / output tokens); the run and every other metric are the same.  Per client group and
+    broken down by client, each group's own attempts are in its own cost."""
+    from sim.groups import client_summaries
+    from sim.summary import breakdown
+    off, on = _impatient(False), _impatient(True)
+    pd.testing.assert_frame_equal(off.records, on.records)
+    early = on.earlier_admissions
+    mine = on.records.set_index("id").loc[early["request"]]
+    assert (mine["client"].to_numpy() == early["client"].to_numpy()).all()
+    created = mine["created"].to_numpy()
+    in_window = (created >= 60.0) & (created < 600.0)
+    assert in_window.sum() > 50 and (~in_window).sum() > 0  # some are warm-up requests' attempts: not counted
+    dollars = ((early["prompt_tokens"] * 0.075 + early["completion_tokens"] * 0.30) / 1e6).to_numpy()
+    a, b = summarize(off), summarize(on)
+    assert b["cost_usd"] - a["cost_usd"] == pytest.approx(dollars[in_window].sum(), rel=1e-9)
+    assert b["cost_per_success"] == pytest.approx(b["cost_usd"] / b["ok"], rel=1e-12)
+    costs = ["cost_usd", "cost_per_success"]
+    assert pd.Series(a).drop(costs).equals(pd.Series(b).drop(costs))
+    for by_group in (client_summaries, lambda r: breakdown(r, "client").to_dict("records")):
+        before, after = ({g["client"]: g["cost_usd"] for g in by_group(r)} for r in (off, on))
+        assert sum(after.values()) == pytest.approx(b["cost_usd"], rel=1e-9)
+        for name in ("a", "b"):
+            theirs = in_window & (early["client"] == name).to_numpy()
+            assert theirs.sum() > 10
+            assert after[name] - before[name] == pytest.approx(dollars[theirs].sum(), rel=1e-9)
+    from sim.errors import InertSettingWarning
+    with pytest.warns(InertSettingWarning, match="bill_timed_out: the tier does not bill"):
+        free = _impatient(True, tier="free")
+    assert len(free.earlier_admissions) > 5 and summarize(free)["cost_usd"] == 0.0
