@@ -222,9 +222,11 @@ def earlier_admissions(groups: list[Columns], client_names: list[str], model_nam
     request's ``charged_tokens``, ``audio_seconds``, ``prompt_tokens``, ``max_tokens`` and ``completion_tokens``
     (and ``service_tier``, the tier that admitted it, in a lane run)."""
     lanes = any(c.extra is not None for c in groups)
-    created = [_col(c.created) for c in groups]
-    ids = np.empty(sum(map(len, created)), np.int64)  # a group's row -> its record's id (position in frames)
-    ids[_order(created)] = np.arange(len(ids))
+    sizes = [len(c.created) for c in groups]
+    ids = None  # a group's row -> its record's id (its position in frames): one group's are its rows
+    if len(groups) > 1 and any(len(c.to_row) for c in groups):  # (most runs time nothing out: no sort then)
+        ids = np.empty(sum(sizes), np.int64)
+        ids[_order([_col(c.created) for c in groups])] = np.arange(len(ids))
     parts = []
     first = 0  # the group's first row among all the groups' rows
     for k, c in enumerate(groups):
@@ -232,11 +234,12 @@ def earlier_admissions(groups: list[Columns], client_names: list[str], model_nam
         keep = sent != _col(c.admitted)[rows]  # (the last admission is the record's own)
         rows = rows[keep]
         part = {"client": np.full(len(rows), k, np.int8), "model": _col(c.to_model, np.int8)[keep],
-                "admitted": sent[keep], "finished": _col(c.to_end)[keep], "request": ids[first + rows],
+                "admitted": sent[keep], "finished": _col(c.to_end)[keep],
+                "request": (rows if ids is None else ids[first + rows]).astype(np.int64),
                 "charged_tokens": _col(c.charge)[rows], "audio_seconds": _col(c.audio)[rows],
                 "prompt_tokens": _col(c.prompt, np.int32)[rows], "max_tokens": _col(c.max_tokens, np.int32)[rows],
                 "completion_tokens": _col(c.completion, np.int32)[rows]}
-        first += len(created[k])
+        first += sizes[k]
         if lanes:
             part["service_tier"] = (_col(c.to_tier, np.int8)[keep] if c.extra is not None
                                     else np.zeros(len(rows), np.int8))

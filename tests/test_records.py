@@ -103,6 +103,8 @@ def test_earlier_admissions_keep_the_timed_out_attempts_but_not_the_records_own(
     assert "service_tier" not in earlier
     records, _ = frames([a, b], ["alpha", "beta"], MODELS)  # ids by creation, ties in group order: a0, a1, b0
     assert earlier["request"].tolist() == [0, 2, 1]
+    assert earlier_admissions([a], ["alpha"], MODELS)["request"].tolist() == [0, 1]  # (one group: its rows)
+    assert earlier_admissions([b, a], ["beta", "alpha"], MODELS)["request"].tolist() == [0, 2, 1]  # (by creation)
     mine = records.set_index("id").loc[earlier["request"]]
     assert mine["client"].tolist() == earlier["client"].tolist()
     assert mine["prompt_tokens"].tolist() == earlier["prompt_tokens"].tolist() == [1, 1, 11]
