@@ -165,10 +165,14 @@ def test_at_a_time_scale_the_client_is_told_its_own_seconds_and_the_log_the_limi
     clock.advance(1000.0)  # 1 000 limiter seconds after the start: 250 of the client's
     r = chat(tc, max_tokens=10)
     u = r.json()["usage"]
-    # `created` is the client's clock (the limiter's would read 750 s later)
+    # `created` is the client's clock (the limiter's would read 750 s later).  Counted from the limiter's
+    # start: the clock was frozen a little after it (the emulator's construction, x4; 10 ms on a loaded
+    # machine made it 750.03)
+    ahead = clock.t - emu.clock.start
+    assert 1000.0 <= ahead < 1001.0
     assert r.json()["created"] == int(emu.clock.wall(clock.t))
-    assert emu.clock.wall(clock.t) - emu.clock.epoch0 == pytest.approx(250.0, abs=0.01)
-    assert emu.clock.epoch(clock.t) - emu.clock.wall(clock.t) == pytest.approx(750.0, abs=0.01)
+    assert emu.clock.wall(clock.t) - emu.clock.epoch0 == pytest.approx(ahead / 4, abs=1e-5)
+    assert emu.clock.epoch(clock.t) - emu.clock.wall(clock.t) == pytest.approx(ahead * 3 / 4, abs=1e-5)
     assert [s for s, _ in delays] == [pytest.approx((u["queue_time"] + u["prompt_time"] + u["completion_time"]) / 4,
                                                     abs=3e-9)]
     assert (r.headers["x-ratelimit-reset-requests"], r.headers["x-ratelimit-reset-tokens"]) == ("21.6s", "49ms")
