@@ -405,13 +405,13 @@ class Scenario(Strict):
         if org.accounting.charge == "actual" and "charge" not in cmp:
             why["refund_unused"] = 'with charge = "actual" nothing is reserved, so nothing is given back'
         table = self.policy_table()
-        if not any(table[p].timeout is not None for c in on_demand
-                   for p in (cmp["policy"] if "policy" in cmp else [c.policy])):
+        # the policies the on-demand groups may run (the policy axis's, else each group's own)
+        used = [table[p] for c in on_demand for p in (cmp["policy"] if "policy" in cmp else [c.policy])]
+        if not any(pol.timeout is not None for pol in used):
             why["bill_timed_out"] = "no client policy has a timeout, so no attempt is given up"
         elif not any(self.catalog().bills(t) for t in cmp.get("tier", [org.tier])):
             why["bill_timed_out"] = "the tier does not bill"
-        if not any(table[p].reads_retry_after() for c in on_demand
-                   for p in (cmp["policy"] if "policy" in cmp else [c.policy])):
+        if not any(pol.reads_retry_after() for pol in used):
             why["retry_after_rounding"] = ("no client policy reads a 429's retry-after (a schedule that obeys it, "
                                            "honor_retry_after, or cooldown = 'retry-after')")
         if org.error_rate == 0 and "error_rate" not in cmp:
