@@ -11,6 +11,7 @@ import json
 import math
 import re
 import time
+import tracemalloc
 
 import pandas as pd
 import pytest
@@ -77,7 +78,24 @@ def test_the_answer_text_has_one_word_per_token_and_wraps_around_the_sentence():
     assert filler(0) == ""
     assert filler(3) == "The quick brown"
     assert filler(11) == "The quick brown fox jumps over the lazy dog. The quick"
+    assert filler(18) == "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog."
     assert len(filler(1000).split()) == 1000
+    sentence = "The quick brown fox jumps over the lazy dog.".split()
+    for n in range(-1, 30):  # every place in the sentence, across the wrap-arounds
+        assert filler(n).split() == (sentence * 4)[:max(n, 0)], n
+
+
+def test_long_answers_are_not_kept_after_they_are_sent():
+    """Answers of a million words (max_tokens that high, against high limits) each ~5 MB: none stays in
+    memory once the caller drops it (a cache of them grew the server by a gigabyte)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(10**6, 10**6 + 5):
+            assert len(filler(n)) > 4 * n
+        assert tracemalloc.get_traced_memory()[0] - before < 100_000
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("messages,problem", [

@@ -105,12 +105,26 @@ def test_tool_definitions_count_in_the_prompt(url):
     ({"tools": [WEATHER], "tool_choice": "always"}, "tool_choice"),
     ({"response_format": {"type": "yaml"}}, "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format"),
+    # schemas with a keyword of the wrong type: refused before the limits take them (they failed the answer with
+    # a 500 after the charge, which the SDKs retried and paid for again)
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "array", "minItems": "2"}}}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": [1]}}}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"type": "string", "maxLength": "3"}}}}}}, "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "required": 5}}}],
+      "tool_choice": "required"}, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}, "tools"),
 ])
 def test_bad_tools_and_formats_are_400s_naming_the_parameter(url, extra, param):
-    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=2)  # (a 400 is not retried; a 500 would be)
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=msgs(), **extra)
     assert caught.value.body["param"] == param and caught.value.body["type"] == "invalid_request_error"
+    h = caught.value.response.headers  # charged nothing: every request of the limit is left
+    assert h["x-ratelimit-remaining-requests"] == h["x-ratelimit-limit-requests"]
 
 
 def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
@@ -199,11 +213,37 @@ def test_shape_errors_name_the_parameter(body, param):
     assert err.status == 400 and err.body["error"]["param"] == param
 
 
+@pytest.mark.parametrize("schema, says", [
+    ({"type": "array", "minItems": "2"}, "not a valid JSON schema: '2' is not of type 'integer' (at 'minItems')"),
+    ({"properties": {"a": {"type": "integer", "minimum": "a"}}},
+     "not a valid JSON schema: 'a' is not of type 'number' (at 'properties/a/minimum')"),
+    ({"type": "strin"}, "not a valid JSON schema"),  # (not one of the seven types)
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "exclusiveMinimum": 3},
+     "not a valid JSON schema: 3 is not of type 'boolean' (at 'exclusiveMinimum')"),  # (draft 4's flag)
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "exclusiveMinimum": True},
+     "not a valid JSON schema: 'minimum' is a dependency of 'exclusiveMinimum'\""),  # (at its root: no place)
+    ({"type": "integer", "minimum": float("inf")},  # (Python's json reads Infinity): valid, yet no value has it
+     "no value can be built of this schema (OverflowError: cannot convert float infinity to integer)"),
+    ([], "a JSON schema object is required"),
+    (None, "a JSON schema object is required"),
+])
+def test_a_schema_that_is_not_one_is_refused_saying_where(schema, says):
+    err = shape_error({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})
+    assert err.status == 400 and (err.body["error"]["message"] + '"').startswith(
+        f"'response_format.json_schema.schema' : {says}")  # (a closing quote marks where the message ends)
+
+
 def test_well_formed_tools_and_formats_pass():
     for body in ({}, {"tools": [WEATHER, {"function": TIME["function"]}], "tool_choice": "auto"},
                  {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
                  {"response_format": {"type": "text"}}, {"tool_choice": "none"},
-                 {"tools": [{"type": "browser_search"}, {"type": "code_interpreter"}, WEATHER]}):
+                 {"tools": [{"type": "browser_search"}, {"type": "code_interpreter"}, WEATHER]},
+                 {"tools": [{"type": "function", "function": {"name": "f", "parameters": None}}]},
+                 {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {
+                     "$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "minimum": 0,
+                     "exclusiveMinimum": True}}}},
+                 {"response_format": {"type": "json_schema", "json_schema": {
+                     "name": "b", "schema": Answer.model_json_schema()}}}):
         assert shape_error(body) is None, body
 
 

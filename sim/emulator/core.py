@@ -24,12 +24,12 @@ file's lines (:mod:`sim.emulator.batches`) share them.  The Batch API's state re
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,8 @@ RECORD_COLUMNS = ("id", "client", "model", "endpoint", "status", "outcome", "ref
 TIER_CODES = {"on_demand": ON_DEMAND, "flex": FLEX}
 TIER_NAMES = {code: name for name, code in TIER_CODES.items()}
 _FILLER = (" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.")
+_PERIOD = "".join(_FILLER)
+_ENDS = tuple(itertools.accumulate(map(len, _FILLER)))  # the characters of the first 1, 2, ... words
 
 
 def approx_prompt_tokens(messages: list) -> int:
@@ -87,10 +89,11 @@ def approx_prompt_tokens(messages: list) -> int:
     return total
 
 
-@lru_cache(maxsize=1024)
 def filler(tokens: int) -> str:
-    """Generated text of ``tokens`` words (about one token each)."""
-    return "".join(_FILLER[k % len(_FILLER)] for k in range(tokens)).lstrip()
+    """Generated text of ``tokens`` words (about one token each): :data:`_FILLER` repeated, built by string
+    repetition (no cache: an answer of a million words would stay in memory with it)."""
+    whole, part = divmod(max(tokens, 0), len(_FILLER))
+    return (_PERIOD * whole + _PERIOD[:_ENDS[part - 1] if part else 0]).lstrip()
 
 
 def message_error(messages: list) -> str | None:

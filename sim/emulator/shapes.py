@@ -51,9 +51,36 @@ def shape_error(body: dict):
         if kind not in ("text", "json_object", "json_schema"):
             return invalid_request_error("'response_format.type' : must be one of text, json_object, json_schema",
                                          param="response_format")
-        if kind == "json_schema" and not isinstance((fmt.get("json_schema") or {}).get("schema"), dict):
-            return invalid_request_error("'response_format.json_schema.schema' : a JSON schema object is required",
-                                         param="response_format")
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            if (why := _unanswerable(spec.get("schema") if isinstance(spec, dict) else None)) is not None:
+                return invalid_request_error(f"'response_format.json_schema.schema' : {why}",
+                                             param="response_format")
+    for fn in _functions(tools or []):
+        if fn.get("parameters") is not None and (why := _unanswerable(fn["parameters"])) is not None:
+            return invalid_request_error(f"'tools' : the parameters of function '{fn['name']}': {why}",
+                                         param="tools")
+    return None
+
+
+def _unanswerable(schema) -> str | None:
+    """Why ``schema`` cannot be answered (None: it can), found before the request is charged: not a valid JSON
+    Schema by its metaschema (``jsonschema``; the draft its ``$schema`` names, else 2020-12), or one no value
+    can be built of.  Without this a keyword of the wrong type (``"minItems": "2"``) failed the answer after
+    the limits took the request: a 500 that the SDKs retry and pay for again."""
+    import jsonschema  # (here: only a structured request needs it)
+
+    if not isinstance(schema, dict):
+        return "a JSON schema object is required"
+    try:
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(map(str, exc.path))
+        return f"not a valid JSON schema: {exc.message}" + (f" (at '{where}')" if where else "")
+    try:
+        instance(schema, 1)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        return f"no value can be built of this schema ({type(exc).__name__}: {exc})"
     return None
 
 
