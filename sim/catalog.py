@@ -255,7 +255,9 @@ class Catalog:
 
 
 def format_rows(rows: Iterable[dict], fmt: str) -> str:
-    """Render :meth:`Catalog.rows` as ``csv`` (empty field = no limit), ``json`` or an aligned ``table``."""
+    """Render :meth:`Catalog.rows` as ``csv`` (empty field = no limit), ``json`` or an aligned ``table``.  Rows
+    marked by :func:`with_shutdowns` add a ``shut_down`` column to the table and key to the JSON; the CSV keeps
+    the limits file's own shape (``groqsim limits --file`` reads it back)."""
     rows = list(rows)
     header = ["tier", "model", *UNITS]
     if fmt == "csv":
@@ -268,7 +270,18 @@ def format_rows(rows: Iterable[dict], fmt: str) -> str:
     if fmt == "json":
         import json
         return json.dumps(rows, indent=2) + "\n"
-    return align([header] + [[str(r[k]) if r[k] is not None else "-" for k in header] for r in rows], left=2)
+    cells = [[str(r[k]) if r[k] is not None else "-" for k in header] for r in rows]
+    if any(r.get("shut_down") for r in rows):
+        header, cells = [*header, "shut_down"], [c + [r["shut_down"] or ""] for c, r in zip(cells, rows)]
+    return align([header] + cells, left=2)
+
+
+def with_shutdowns(rows: Iterable[dict], today: datetime.date) -> list[dict]:
+    """``rows`` of :meth:`Catalog.rows`, each with ``shut_down``: the day Groq stopped serving its model on its
+    tier by ``today`` (ISO), or None (:data:`data/model_shutdowns.csv`; the limits table still lists them)."""
+    gone = shutdowns()
+    return [{**r, "shut_down": s.date.isoformat() if (s := gone.get(r["model"])) is not None
+             and s.shut_down_for(r["tier"], today) else None} for r in rows]
 
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import gc
 import math
@@ -12,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .catalog import Catalog, format_rows
+from .catalog import Catalog, format_rows, with_shutdowns
 from .errors import ConfigError, did_you_mean, write_problems
 from .texttable import align
 from .units import format_duration, parse_duration
@@ -26,10 +27,12 @@ def _limits(args) -> int:
         rows = cat.rows(args.tier, args.model)
     except ConfigError as exc:  # (only --model can be unknown here: --tier is checked above)
         raise ConfigError(f"--model {args.model}: {exc}") from None
+    rows = with_shutdowns(rows, datetime.date.today())
     sys.stdout.write(format_rows(rows, args.format))
     if args.format == "table":
-        print("groqsim: '-' = no published limit of that unit for that model on that tier (nothing enforced)",
-              file=sys.stderr)
+        print("groqsim: '-' = no published limit of that unit for that model on that tier (nothing enforced)"
+              + ("; shut_down = the day Groq stopped serving the model on that tier (a scenario sending it is "
+                 "warned)" if any(r["shut_down"] for r in rows) else ""), file=sys.stderr)
     return 0
 
 
@@ -534,7 +537,9 @@ class _Parser(argparse.ArgumentParser):
 
 LIMITS_EPILOG = ("In the table, '-' means Groq publishes no limit of that unit for that model on that tier "
                  "(e.g. no audio-seconds limit for a text model): nothing is enforced there.  Units: RPM/RPD "
-                 "requests per minute/day, TPM/TPD tokens per minute/day, ASH/ASD audio seconds per hour/day.")
+                 "requests per minute/day, TPM/TPD tokens per minute/day, ASH/ASD audio seconds per hour/day.  "
+                 "shut_down (table and JSON): the day Groq stopped serving that model on that tier, which the "
+                 "table of limits still lists (sim/data/model_shutdowns.csv).")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,7 +77,8 @@ def test_limits_filters_and_json():
     out = groqsim("limits", "--tier", "developer", "--model", "qwen/qwen3-32b", "--format", "json")
     assert out.returncode == 0
     assert json.loads(out.stdout) == [{"tier": "developer", "model": "qwen/qwen3-32b", "rpm": 1000,
-                                       "rpd": 500000, "tpm": 300000, "tpd": None, "ash": None, "asd": None}]
+                                       "rpd": 500000, "tpm": 300000, "tpd": None, "ash": None, "asd": None,
+                                       "shut_down": "2026-07-17"}]  # (on free and developer)
     table = groqsim("limits", "--tier", "free")
     assert table.returncode == 0 and len(table.stdout.splitlines()) == 21  # header and 20 models
     assert "no published limit" in table.stderr  # the note on - goes to stderr
@@ -140,7 +141,7 @@ def test_limits_file_with_console_column_names(tmp_path):
     out = groqsim("limits", "--file", str(f), "--format", "json")
     assert out.returncode == 0 and json.loads(out.stdout)[1] == {
         "tier": "console", "model": "openai/gpt-oss-120b", "rpm": 1000, "rpd": 500000, "tpm": 250000, "tpd": None,
-        "ash": None, "asd": None}
+        "ash": None, "asd": None, "shut_down": None}
 
 
 def test_a_model_on_one_tier_of_a_file_is_listed_without_tier(tmp_path):

@@ -112,8 +112,11 @@ def test_the_table_as_csv_json_and_text():
 def test_the_shutdown_warning_on_the_day_before_and_the_day_itself():
     day = datetime.date(2025, 10, 10)  # moonshotai/kimi-k2-instruct's (data/model_shutdowns.csv)
     assert shutdown_warning("moonshotai/kimi-k2-instruct", day) == (
-        "warning: model 'moonshotai/kimi-k2-instruct' was shut down by Groq on 2025-10-10 (all tiers); "
-        "replacement: moonshotai/kimi-k2-instruct-0905")
+        "warning: model 'moonshotai/kimi-k2-instruct' was shut down by Groq on 2025-10-10 (all tiers)")
+    # (the reference names no replacement for it; for playai-tts it names Orpheus's voices)
+    assert shutdown_warning("playai-tts", datetime.date(2026, 1, 1)) == (
+        "warning: model 'playai-tts' was shut down by Groq on 2025-12-31 (all tiers); replacement: Orpheus "
+        "voices (100 characters/s; $22 per 1M characters)")
     assert "will be shut down by Groq on 2025-10-10" in shutdown_warning("moonshotai/kimi-k2-instruct",
                                                                         day - datetime.timedelta(days=1))
     assert shutdown_warning("openai/gpt-oss-20b", day) is None

@@ -157,7 +157,27 @@ def test_limits_from_a_file_in_each_format(tmp_path, capsys):
     assert main(["limits", "--file", str(csv), "--format", "json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out) == [{"tier": "mine", "model": MODEL, "rpm": 5, "rpd": 1000, "tpm": 2000, "tpd": 3000,
-                                "ash": None, "asd": None}] and err == ""
+                                "ash": None, "asd": None, "shut_down": None}] and err == ""
+
+
+def test_limits_mark_the_models_groq_no_longer_serves_on_each_tier(tmp_path, capsys):
+    """The limits table (Groq's page, captured before) still lists models Groq has shut down since: the table
+    and the JSON say when, per tier (llama-3.1-8b-instant: free and developer only); the CSV keeps its shape."""
+    assert main(["limits", "--tier", "free"]) == 0
+    out, err = capsys.readouterr()
+    lines = {line.split()[1]: line.split()[2:] for line in out.splitlines()[1:]}
+    assert out.split()[:9] == ["tier", "model", "rpm", "rpd", "tpm", "tpd", "ash", "asd", "shut_down"]
+    assert lines["moonshotai/kimi-k2-instruct"][-1] == "2025-10-10"
+    assert lines["llama-3.1-8b-instant"][-1] == "2026-08-16"
+    assert lines[MODEL][-1] == "-"  # (its asd: no date after it)
+    assert err.endswith("; shut_down = the day Groq stopped serving the model on that tier (a scenario sending "
+                        "it is warned)\n")
+    csv = tmp_path / "l.csv"
+    csv.write_text("tier,model,rpm\nenterprise,llama-3.1-8b-instant,5\nfree,llama-3.1-8b-instant,5\n")
+    assert main(["limits", "--file", str(csv), "--format", "json"]) == 0
+    assert [r["shut_down"] for r in json.loads(capsys.readouterr().out)] == [None, "2026-08-16"]
+    assert main(["limits", "--tier", "free", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "tier,model,rpm,rpd,tpm,tpd,ash,asd"
 
 
 def test_limits_without_a_file_are_groqs_published_ones(capsys):
