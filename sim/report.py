@@ -113,13 +113,10 @@ def _num(value) -> float:
 
 
 def _pm(mean: float, ci: float, fmt: str) -> str:
-    """``mean ±ci`` in ``fmt``; a mean other than 0 that ``fmt`` would round to zero (0.04 req/min at ``.1f``,
-    read as none served) is written with two significant digits, its interval alike."""
+    """``mean ±ci`` in ``fmt`` (the column's: :func:`_column_format`)."""
     mean, ci = _num(mean), _num(ci)
     if not np.isfinite(mean):
         return "-"
-    if mean and float(format(mean, fmt)) == 0:
-        fmt = ".2g"
     if not np.isfinite(ci):
         return format(mean, fmt)
     return format(mean, fmt) + " ±" + format(ci, fmt) + ("!" if ci > abs(mean) else "")
@@ -145,11 +142,23 @@ CLIENT_COLUMNS = ("success %", "req/min", "p95 s", "p99 s", "429/attempt", "$/1k
 DRAIN_MARK = "*"
 
 
-def _cell(r, header: str, marks: bool) -> str:
-    """One metric cell: mean ±CI (``!`` when the interval is wider than the mean); with ``marks`` (some row is
-    marked), a success cell whose successes finished after the window for :data:`LATE_NOTE` of them or more
-    is marked :data:`DRAIN_MARK`, the others padded alike (their digits aligned)."""
+def _column_format(comp: pd.DataFrame, header: str) -> str:
+    """The format of a column's cells: :data:`COLUMNS`'s, or, when it would round a mean other than 0 to
+    zero (0.04 req/min at ``.1f``, read as none served), as many decimals as give the smallest such mean two
+    significant digits, for every cell of the column (one precision a column: 0.044 beside 0.084, not 0.1)."""
     metric, scale, fmt = COLUMNS[header]
+    means = scale * pd.to_numeric(comp.get(f"{metric}_mean", pd.Series(dtype=float)), errors="coerce")
+    tiny = [abs(m) for m in means if np.isfinite(m) and m and float(format(m, fmt)) == 0]
+    if not tiny:
+        return fmt
+    return f".{1 - math.floor(math.log10(min(tiny)))}f"
+
+
+def _cell(r, header: str, fmt: str, marks: bool) -> str:
+    """One metric cell, in ``fmt``: mean ±CI (``!`` when the interval is wider than the mean); with ``marks``
+    (some row is marked), a success cell whose successes finished after the window for :data:`LATE_NOTE` of
+    them or more is marked :data:`DRAIN_MARK`, the others padded alike (their digits aligned)."""
+    metric, scale, _ = COLUMNS[header]
     cell = _pm(scale * _num(r.get(f"{metric}_mean")), scale * _num(r.get(f"{metric}_ci95")), fmt)
     if metric == "success_ratio" and marks:
         cell += DRAIN_MARK if _late(r) else " "
@@ -176,8 +185,9 @@ def _table(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> tu
     binding = ["binding"] if "binding" in comp else []
     lines = [[*names, *columns, *done, *binding, "not ok"]]
     marks = any(_late(r) for _, r in comp.iterrows())
+    formats = {h: _column_format(comp, h) for h in (*columns, *done)}
     for _, r in comp.iterrows():
-        lines.append([*(str(r[a]) for a in names), *(_cell(r, h, marks) for h in (*columns, *done)),
+        lines.append([*(str(r[a]) for a in names), *(_cell(r, h, formats[h], marks) for h in (*columns, *done)),
                       *(str(r["binding"]) for _ in binding), _other_outcomes(r)])
     notes = []
     if any("!" in cell for line in lines[1:] for cell in line[len(names):-1 - len(binding)]):
@@ -283,7 +293,7 @@ def _late_note(comp: pd.DataFrame, names: list[str]) -> list[str]:
     while the run drained, for at least :data:`LATE_NOTE` of them, with that share and the share of requests
     that succeeded by the window's end; their req/min counts only the window's (a batch job's reads 0 at
     100 % success)."""
-    late = [f"{'/'.join(str(r[a]) for a in names) or 'the alternative'} {100 * _num(r['after_window_share_mean']):.3g}%"
+    late = [f"{_label(r, names)} {100 * _num(r['after_window_share_mean']):.3g}%"
             + (f" ({100 * ok:.3g}%)" if np.isfinite(ok := _num(r.get("success_in_window_mean"))) else "")
             for _, r in comp.iterrows() if _late(r)]
     if not late:
@@ -291,6 +301,13 @@ def _late_note(comp: pd.DataFrame, names: list[str]) -> list[str]:
     return [f"{DRAIN_MARK} = success includes requests finished after the simulated window, while the run drained "
             "(req/min counts only the window's): share of the successes finished after it (and success by the "
             f"window's end): {', '.join(late)}"]
+
+
+def _label(r, names: list[str]) -> str:
+    """An alternative named in a footnote: its axis values joined by "/", a number with its axis (``load=2``:
+    a bare 2 beside the shares reads as one of them)."""
+    return "/".join(f"{a}={r[a]}" if isinstance(r[a], (int, float, np.number)) and not isinstance(r[a], bool)
+                    else str(r[a]) for a in names) or "the alternative"
 
 
 def jsonable(value):

@@ -254,7 +254,9 @@ def test_prefill_speed_and_fixed_part_from_a_noise_free_line():
     assert fit.speed_cv ** 2 == pytest.approx(e_inv - 1, rel=1e-6)
     assert fit.prefill_tps == pytest.approx(e_inv * 10_000, rel=1e-6)
     assert fit.params()["prefill_fixed"] == pytest.approx(0.002 / e_inv, rel=1e-6)
-    assert "prefill has a fixed part of 2.0 ms per request (the fragment's prefill_fixed)" in fit.notes
+    # the note gives the fitted part and the value written (the two differ by E[1/S]: 1.237 ms, not 2.0)
+    assert ("prefill has a fixed part of 2.0 ms per request, written as prefill_fixed = 0.001237 s (divided by "
+            "1 + speed_cv^2: the simulator divides it by each request's speed factor)") in fit.notes
 
 
 def test_without_a_speed_shape_prefill_speed_is_the_slopes_inverse():

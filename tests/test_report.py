@@ -151,9 +151,16 @@ def test_intervals_wider_than_the_mean_are_flagged():
 
 def test_a_rate_the_format_would_round_to_zero_keeps_two_significant_digits():
     """0.04 req/min served read "0.0 ±0.0", as if nothing were: a mean other than 0 that its column's format
-    rounds to zero is written with two significant digits (its interval too); 0 and larger means as before."""
+    rounds to zero gets two significant digits (its interval the same decimals); 0 and larger means as before."""
     low = format_comparison(compare(summary_rows({"throughput_rpm": [0.04, 0.05, 0.03]}), []), [])
-    assert "0.04 ±0.025" in low.splitlines()[1], low
+    assert "0.040 ±0.025" in low.splitlines()[1], low
+    tiny = format_comparison(compare(summary_rows({"throughput_rpm": [0.00012, 0.00012]}), []), [])
+    assert "0.00012 ±0.00000" in tiny.splitlines()[1], tiny
+    # one precision a column: 0.0836 beside 0.0443 is 0.084, not 0.1 (read as 2.3x the other, not 1.9x)
+    mixed = pd.concat([compare(summary_rows({"throughput_rpm": [x, x]}), []).assign(model=m)
+                       for m, x in (("a", 0.0443), ("b", 0.0836), ("c", 12.5))], ignore_index=True)
+    rpm = {line.split()[0]: line.split()[3] for line in format_comparison(mixed, ["model"]).splitlines()[1:4]}
+    assert rpm == {"a": "0.044", "b": "0.084", "c": "12.500"}, rpm
     none = format_comparison(compare(summary_rows({"throughput_rpm": [0.0, 0.0, 0.0]}), []), [])
     assert "0.0 ±0.0" in none.splitlines()[1]
     some = format_comparison(compare(summary_rows({"throughput_rpm": [0.4, 0.5, 0.3]}), []), [])
@@ -186,6 +193,11 @@ def test_a_success_partly_served_after_the_window_is_marked_in_its_cell_from_one
     assert lines[-1] == ("* = success includes requests finished after the simulated window, while the run drained "
                          "(req/min counts only the window's): share of the successes finished after it (and success "
                          "by the window's end): free/held 85.3% (14.7%), free/edge 1% (99%)")
+    # a numeric axis value is named with its axis: a bare "2" beside the shares reads as one of them
+    loads = pd.concat([compare(summary_rows({"after_window_share": [0.0175, 0.0175]}), []).assign(
+        policy="held", load=x) for x in (2, 3)], ignore_index=True)
+    assert format_comparison(loads, ["policy", "load"]).splitlines()[-1].endswith(
+        "by the window's end): held/load=2 1.75% (98.2%), held/load=3 1.75% (98.2%)")
     quiet = compare(summary_rows({"after_window_share": [0.0, 0.002]}), [])
     assert "drained" not in format_comparison(quiet, []) and quiet.loc[0, "after_window_share_mean"] == 0.001
     assert "*" not in format_comparison(quiet, [])

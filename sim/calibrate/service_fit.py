@@ -199,8 +199,9 @@ def fit_service(df: pd.DataFrame, model: str) -> ServiceFit:
         if fit.prefill_slope.low > 0:
             fit.prefill_tps = float((1 + (fit.speed_cv or 0.0) ** 2) / fit.prefill_slope.value)
             if fit.prefill_fixed.low > 0:
-                fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request "
-                                 "(the fragment's prefill_fixed)")
+                fit.notes.append(f"prefill has a fixed part of {fit.prefill_fixed.value * 1000:.1f} ms per request, "
+                                 f"written as prefill_fixed = {fit.params()['prefill_fixed']:.4g} s (divided by 1 + "
+                                 "speed_cv^2: the simulator divides it by each request's speed factor)")
         elif fit.prefill_slope.value > 0:  # as for transcriptions: a speed from a slope the noise could have made
             fit.notes.append(f"prompt_time grows with prompt_tokens by {fit.prefill_slope.text('.3g', ' s/token')}, "
                              "too little to tell from noise (the interval includes 0): prefill speed not estimated "
