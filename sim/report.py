@@ -114,7 +114,6 @@ def _num(value) -> float:
 
 def _pm(mean: float, ci: float, fmt: str) -> str:
     """``mean ±ci`` in ``fmt`` (the column's: :func:`_column_format`)."""
-    mean, ci = _num(mean), _num(ci)
     if not np.isfinite(mean):
         return "-"
     if not np.isfinite(ci):
