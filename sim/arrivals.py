@@ -125,8 +125,9 @@ class Bursty(_Kind):
     kind: Literal["bursty"]
     rate: Rate
     #: (at most 50: a coefficient of variation beyond that is one burst and silence, and its gamma gaps
-    #: underflow to zero)
-    burstiness: Annotated[float, Field(gt=0, le=50)] = 1.0
+    #: underflow to zero; at least 0.001: gaps equal to a thousandth are ``constant``'s, and below ~1e-154
+    #: the gamma's shape 1 / burstiness^2 overflows)
+    burstiness: Annotated[float, Field(ge=0.001, le=50)] = 1.0
 
     def times(self, rng, duration, load=1.0):
         rate = self.rate * load

@@ -105,7 +105,10 @@ class Catalog:
             text = Path(path).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"limits file {path}: cannot read it ({exc})") from None
-        rows = list(csv.reader(io.StringIO(text)))
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:  # (a field past the csv module's limit: an unclosed quote swallows the file)
+            raise ConfigError(f"limits file {path}: not a CSV table ({exc}; an unclosed quote?)") from None
         while rows and not any(c.strip() for c in rows[-1]):
             rows.pop()
         if not rows:

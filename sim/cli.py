@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from .catalog import Catalog, format_rows, with_shutdowns
-from .errors import ConfigError, did_you_mean, write_problems
+from .errors import ConfigError, did_you_mean, printable, write_problems
 from .texttable import align
 from .units import format_duration, parse_duration
 
@@ -34,6 +34,17 @@ def _limits(args) -> int:
               + ("; shut_down = the day Groq stopped serving the model on that tier (a scenario sending it is "
                  "warned)" if any(r["shut_down"] for r in rows) else ""), file=sys.stderr)
     return 0
+
+
+def _utf8(out: Path) -> Path:
+    """``out``, the directory a command writes Parquet files in, if its name is UTF-8 text: pyarrow's writer
+    takes no other name (bytes such as 0xff, which Linux allows, failed the run after its first simulation)."""
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"--out {printable(out)}: the path is not UTF-8 text (the Parquet writer takes no other; "
+                          "allowed: a directory whose name is UTF-8)") from None
+    return out
 
 
 #: work a command does without ``--force``: beyond either, it says how much and refuses
@@ -149,7 +160,7 @@ def _run(args) -> int:
     duration = _duration(args)
     if args.dask:
         check_dask_address(args.dask)
-    out = Path(args.out) if args.out else Path("results") / Path(args.scenario).stem
+    out = _utf8(Path(args.out) if args.out else Path("results") / Path(args.scenario).stem)
     created = not out.exists()
     prepare_out(out)
     with hold_out(out), Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: runs, then files
@@ -486,7 +497,7 @@ def _serve(args) -> int:
     if not 0 < args.time_scale <= MAX_TIME_SCALE:
         raise ConfigError(f"--time-scale {args.time_scale}: allowed: a number > 0 and at most {MAX_TIME_SCALE:g} "
                           "(e.g. 20)")
-    out = Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem
+    out = _utf8(Path(args.out) if args.out else Path("results") / "serve" / Path(args.scenario).stem)
     try:  # a host that is not an address of this machine: named as such, not blamed on the port
         socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:

@@ -200,6 +200,16 @@ class Policy(Strict):
             raise ValueError(f"{value!r} is not a cooldown (allowed: 'retry-after', or a duration such as 5s, 30 "
                              "or 0)") from None
 
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_once(cls, value: list[str]) -> list[str]:
+        """Each fallback model once: a second hop to a model asks its limits again at once, no other model's."""
+        twice = sorted({m for m in value if value.count(m) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} listed more than once (allowed: each model once; a "
+                             "hop to the same model again asks its limits again at once, with no back-off)")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _sdk_defaults(cls, data):

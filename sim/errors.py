@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 import warnings
 
@@ -85,6 +86,12 @@ def did_you_mean(word: str, choices, what: str) -> str:
     close += [c for c in choices if text and text.lower() in c.lower() and c not in close][:3]
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     return f"unknown {what} {word!r} ({hint}allowed: {', '.join(choices)})"
+
+
+def printable(path) -> str:
+    """A path as text any output takes: a byte of its name that is not UTF-8 (Linux allows 0xff) as ``\\xff``,
+    not as Python holds it, a lone surrogate, which a UTF-8 stdout or file refuses."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def writing(fn, *args) -> tuple[list, str | None]:

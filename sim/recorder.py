@@ -243,7 +243,7 @@ def read_log(path: str | Path) -> Log:
         log.lines += 1
         try:
             raw = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # (JSONDecodeError, and a number of 5 000 digits, nesting too deep)
             log.problems.append((n, "are not JSON (truncated?): skipped"))
             continue
         if not isinstance(raw, dict):

@@ -12,6 +12,7 @@ import itertools
 import math
 import numbers
 import re
+import sys
 import tomllib
 import typing
 from dataclasses import replace
@@ -135,17 +136,20 @@ class Scenario(Strict):
 
     def catalog(self) -> Catalog:
         """The published limits, plus the tiers of ``[org] limits_file``, plus this scenario's ``[tiers.NAME]``.
-        A custom tier may not take a built-in tier's name (it would silently replace Groq's figures), and its
+        A custom tier may not take a built-in tier's name or one of ``limits_file`` (it would silently replace
+        Groq's figures or the user's own), and its
         overrides may name only known models or models the scenario describes in ``[service.MODEL]`` (a typo
         would otherwise add a model)."""
         published = Catalog.published()
         cat = self._base_catalog()
         known = set(cat.models()) | set(self.service)
+        from_file = set(cat.tiers)  # (the published ones and those of limits_file)
         needed = self._needed() if any(t.scale for t in self.tiers.values()) else None
         for name in self._tier_order(cat):
             t = self.tiers[name]
-            if name in published.tiers:
-                raise self.error(f"tiers.{name}", f"{name!r} is a built-in tier; a custom tier needs its own name "
+            if name in from_file:
+                what = "a built-in tier" if name in published.tiers else f"a tier of limits_file {self.org.limits_file}"
+                raise self.error(f"tiers.{name}", f"{name!r} is {what}; a custom tier needs its own name "
                                  f"(e.g. [tiers.{name}-custom] with base = {name!r})")
             for model in t.overrides:
                 if model not in known:
@@ -819,6 +823,11 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # (arrays or tables nested thousands deep)
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
+    except ValueError:  # (the one ValueError tomllib lets through: an integer past Python's limit on int(str))
+        raise ConfigError(f"{path}: not valid TOML: an integer of more than {sys.get_int_max_str_digits()} "
+                          "digits") from None
     return scenario_from_dict(data, source=str(path), overrides=overrides)
 
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -75,8 +76,11 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{name}:{n}: not a JSON object ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # (also a number of 5 000 digits, nesting too deep)
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+                    "nested too deep" if isinstance(exc, RecursionError)
+                    else f"an integer of more than {sys.get_int_max_str_digits()} digits")
+                raise ConfigError(f"{name}:{n}: not a JSON object ({why})") from None
             if not isinstance(obj, dict):
                 raise ConfigError(f"{name}:{n}: each line must be a JSON object like {{\"timestamp\": 0.5}}")
             if odd is None and any(k not in TRACE_COLUMNS for k in obj):

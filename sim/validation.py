@@ -249,7 +249,7 @@ def write_report(checks: list[Check], out_dir: Path) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> list[Path]:
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return [path]
 
 

@@ -171,6 +171,8 @@ def test_a_model_on_one_tier_of_a_file_is_listed_without_tier(tmp_path):
     ("tier,model,rpm\nfree,,30\n", r"row 2, column 'model': empty"),
     ("model,rpm,RPM\nm,1,2\n", "two columns mean 'rpm'"),
     ("tier,model,rpm\n", "no rows after the header"),
+    ('"tier,model,rpm\n' + "free,m,1\n" * 20_000, r"not a CSV table \(field larger than field limit \(131072\); "
+     r"an unclosed quote\?\)"),
 ])
 def test_limits_file_errors_name_file_row_and_column(tmp_path, text, match):
     f = tmp_path / "bad.csv"

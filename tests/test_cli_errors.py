@@ -94,6 +94,11 @@ SCENARIOS = [
     ("policy-deadline-word", _with("[policies.mine]\ndeadline = 'soon'\n", "policy = 'mine'\n"), "deadline"),
     ("policy-fallback-unknown", _with("[policies.mine]\nfallback = ['llama-9']\n", "policy = 'mine'\n"), "fallback"),
     ("unused-policy-fallback-unknown", _with("[policies.spare]\nfallback = ['llama-9']\n"), "fallback"),
+    ("policy-fallback-twice", _with("[policies.mine]\nmax_attempts = 3\nfallback = ['openai/gpt-oss-20b', "
+                                    "'llama-3.3-70b-versatile', 'openai/gpt-oss-20b']\n", "policy = 'mine'\n"),
+     "s.toml:10: policies.mine.fallback: ['openai/gpt-oss-20b', 'llama-3.3-70b-versatile', 'openai/gpt-oss-20b']: "
+     "'openai/gpt-oss-20b' listed more than once (allowed: each model once; a hop to the same model again asks "
+     "its limits again at once, with no back-off)"),
     ("compare-axis-unknown", BASE + "[compare]\ntiers = ['free']\n", "tiers"),
     ("compare-empty-list", BASE + "[compare]\ntier = []\n", "compare.tier"),
     ("compare-not-list", BASE + "[compare]\ntier = 'free'\n", "compare.tier"),
@@ -256,6 +261,11 @@ SCENARIOS = [
       "l.csv": "tier,model,rpm,rpd,tpm,tpd\nmine,newmodel,5,1K,1K,1K\n"},
      "s.toml:5: clients[0].model: 'newmodel' has limits but no service figures: describe it in "
      "[service.\"newmodel\"] (at least output_tps)"),
+    ("tier-of-the-limits-file-redefined",  # (it silently replaced the file's figures by developer's)
+     {"s.toml": BASE + "[org]\ntier = 'ent'\nlimits_file = 'l.csv'\n[tiers.ent]\nbase = 'developer'\n",
+      "l.csv": "tier,model,rpm,rpd,tpm,tpd\nent,llama-3.1-8b-instant,5,100,1000,10000\n"},
+     "s.toml:10: tiers.ent: 'ent' is a tier of limits_file l.csv; a custom tier needs its own name (e.g. "
+     "[tiers.ent-custom] with base = 'ent')"),
     ("tier-base-cycle", BASE + "[tiers.a]\nbase = 'b'\n[tiers.b]\nbase = 'a'\n",
      "s.toml:8: tiers.a.base: 'a' -> 'b' -> 'a' is a cycle (allowed: a chain of bases that ends at a tier that "
      "exists: free, developer)"),

@@ -140,6 +140,28 @@ def test_duration_boundaries(tmp_path, capsys):
         "groqsim: error: --duration 'soon': not a duration (allowed: > 0, e.g. 90s, 15m, 1d)")
 
 
+# ---- paths
+
+
+def test_a_path_that_is_not_utf8_is_refused_where_parquet_goes_and_kept_in_text(tmp_path, capsys):
+    """Linux lets a name hold any bytes (0xff here, a surrogate in Python's str): pyarrow's writer refuses
+    them, so ``run --out`` says so first, in one line, with nothing run; a log with such a name is calibrated,
+    its name written escaped (it failed the report, and left an empty calibrated.toml)."""
+    out = tmp_path / "o\udcff"
+    assert main(["run", str(ROOT / "scenarios/chatbot_free_vs_developer.toml"), "--out", str(out), "--quiet"]) == 2
+    shown = str(tmp_path) + "/o\\xff"
+    assert capsys.readouterr().err == (f"groqsim: error: --out {shown}: the path is not UTF-8 text (the Parquet writer "
+                                       "takes no other; allowed: a directory whose name is UTF-8)\n")
+    assert not out.exists()
+    log = tmp_path / "log\udcff.jsonl"
+    log.write_bytes((ROOT / "scenarios/logs/example_groq_calls.jsonl").read_bytes())
+    assert main(["calibrate", str(log), "--no-plots", "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c/calibrated.toml").read_text(encoding="utf-8").startswith(
+        f"# groqsim calibrate {tmp_path}/log\\xff.jsonl: ")
+    assert f"calibration of {tmp_path}/log\\xff.jsonl: " in (tmp_path / "c/report.txt").read_text(encoding="utf-8")
+    assert f"calibration of {tmp_path}/log\\xff.jsonl: " in capsys.readouterr().out  # (a UTF-8 stdout took it)
+
+
 # ---- limits
 
 

@@ -75,10 +75,10 @@ def test_names_bound_together_select_the_readers_of_each():
 
 
 def test_a_fields_constraint_selects_every_test_of_its_file():
-    """``burstiness: Annotated[float, Field(gt=0, le=50)]``: pydantic checks it whenever an arrival is built,
+    """``burstiness: Annotated[float, Field(ge=0.001, le=50)]``: pydantic checks it whenever an arrival is built,
     where no line reads ``burstiness``; its mutants run against every test that uses sim/arrivals.py (the
     selection once ran only the readers of the name, and a constraint tested by a validation test survived)."""
-    m = _mutant("sim/arrivals.py", "`50` -> `51`", "burstiness: Annotated[float, Field(gt=0, le=50)]")
+    m = _mutant("sim/arrivals.py", "`50` -> `51`", "burstiness: Annotated[float, Field(ge=0.001, le=50)]")
     assert m.field and m.refs is not None and not _mutant("sim/arrivals.py", "`0` -> `1`", "KINDS = {").field
     lines: dict = {m.path: {"26": ["t::builds"]}}  # (poisson_times: built and sampled, the name never read)
     for path, line in m.refs:

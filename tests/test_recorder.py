@@ -175,13 +175,15 @@ def test_reader_reports_bad_lines_with_numbers(tmp_path):
         f.write('{"t_send": 2.0, "t_recv": 2.1, "status": 429, "model": "m"}\n')
         f.write('{"t_send": 3.0, "status": 200, "model": "m"}\n')
         f.write("[1, 2]\n")
+        f.write('{"t_send": 1' + "0" * 5000 + '}\n')  # (past int()'s digits: a ValueError, not a JSONDecodeError)
+        f.write("[" * 100_000 + "]" * 100_000 + "\n")  # (past the decoder's recursion)
         f.write('{"t_send": 4.0, "t_recv": 4.1, "sta')
     log = read_log(path)
-    assert len(log.records) == 2 and log.lines == 5
+    assert len(log.records) == 2 and log.lines == 7
     assert log.records[0]["headers"] == {"x-ratelimit-limit-tokens": "6000"}
     assert log.records[1]["usage"] is None and log.records[1]["headers"] == {}
-    assert [n for n, _ in log.problems] == [2, 3, 4, 5]
-    assert "t_recv" in log.problems[1][1] and "truncated" in log.problems[3][1]
+    assert [n for n, _ in log.problems] == [2, 3, 4, 5, 6, 7]
+    assert "t_recv" in log.problems[1][1] and all("truncated" in why for _, why in log.problems[3:])
 
 
 def test_reader_tells_unreadable_from_absent_and_drops_negative_figures(tmp_path):

@@ -728,6 +728,12 @@ def test_a_file_that_is_not_a_scenario_is_one_line(tmp_path):
     path = write(tmp_path, "[scenario\n")
     assert load_refused(path) == (f"{path}: not valid TOML: Expected ']' at the end of a table declaration (at line "
                                   "1, column 10)")
+    # what tomllib lets through as Python errors: an integer past int()'s digits, nesting past the recursion
+    path = write(tmp_path, "[scenario]\nseed = 1" + "0" * 5000 + "\n")
+    assert load_refused(path) == f"{path}: not valid TOML: an integer of more than 4300 digits"
+    for deep in ("x = " + "[" * 5000 + "]" * 5000, "x = " + "{a=" * 5000 + "1" + "}" * 5000):
+        path = write(tmp_path, "[scenario]\n" + deep + "\n")
+        assert load_refused(path) == f"{path}: not valid TOML: arrays or tables nested too deep"
     bom = write(tmp_path, b"\xef\xbb\xbf[scenario]\nduration = '10m'\n" + CLIENT_TOML.encode(), "bom.toml")
     assert load_scenario(bom).scenario.duration == 600.0
     assert load_scenario(str(bom)).source == str(bom)

@@ -180,6 +180,9 @@ def _fails(tmp_path, body, name="t.csv"):
      "completion_tokens, audio_seconds (unexpected: user, host)"),
     ("t.jsonl", '{"timestamp": 1}\n{"timestamp": 2,\n', ":2: not a JSON object (Expecting property name enclosed "
      "in double quotes)"),
+    ("t.jsonl", '{"timestamp": 1}\n{"timestamp": 1' + "0" * 5000 + '}\n', ":2: not a JSON object (an integer of more "
+     "than 4300 digits)"),
+    ("t.jsonl", '{"timestamp": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n", ":2: not a JSON object (nested too deep)"),
     ("t.csv", "timestamp\n1\n2\n-0.5\n3\n", ":4: column timestamp: '-0.5' is not allowed (seconds must be finite "
      "and >= 0)"),
     ("t.csv", "timestamp\n2025-03-01T12:00:00Z\nyesterday\nlater\n", ":3: column timestamp: 'yesterday' is not a "
@@ -196,7 +199,8 @@ def _fails(tmp_path, body, name="t.csv"):
     ("t.csv", "timestamp,audio_seconds\n1,inf\n", ":2: column audio_seconds: 'inf' is not allowed (a number from "
      "0 to 10,000,000)"),
 ], ids=["empty", "blank", "jsonl-blank", "no-rows", "row-too-long", "named-unknown", "no-timestamp",
-        "jsonl-not-object", "jsonl-unknown-line", "jsonl-bad-json", "negative-first-bad-row", "iso-bad",
+        "jsonl-not-object", "jsonl-unknown-line", "jsonl-bad-json", "jsonl-long-integer",
+        "jsonl-deep", "negative-first-bad-row", "iso-bad",
         "mixed-first-text-row", "blank-line", "count-over-max", "count-not-whole", "audio-negative", "audio-inf"])
 def test_each_check_names_the_file_line_and_what_is_allowed(tmp_path, name, body, message):
     if message is None:

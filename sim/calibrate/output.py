@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import UNITS
-from ..errors import writing
+from ..errors import printable, writing
 from ..figures import save, subplots
 from ..texttable import align
 from . import Calibration
@@ -26,7 +26,7 @@ def _key(name: str) -> str:
 
 def toml_fragment(cal: Calibration) -> str:
     """``[org]``, ``[tiers.calibrated]`` and ``[service."MODEL"]`` tables in the scenario format."""
-    lines = [f"# groqsim calibrate {cal.log.path}: paste into a scenario (and set its clients)"]
+    lines = [f"# groqsim calibrate {printable(cal.log.path)}: paste into a scenario (and set its clients)"]
     best = cal.best
     lines.append("[org]")
     # a log that shows no limit cannot tell the tier: the fragment then leaves the scenario's own alone
@@ -83,7 +83,8 @@ def toml_fragment(cal: Calibration) -> str:
 def report_text(cal: Calibration) -> str:
     """The short human report: what the log shows, with sample counts and 95 % CIs, and what it does not."""
     groq = int(cal.evidence["groq"].sum()) if len(cal.evidence) else 0
-    out = [f"calibration of {cal.log.path}: {cal.log.lines} line(s), {len(cal.log.records)} usable, {groq} from Groq"]
+    out = [f"calibration of {printable(cal.log.path)}: {cal.log.lines} line(s), {len(cal.log.records)} usable, "
+           f"{groq} from Groq"]
     out += [f"  note: {n}" for n in cal.notes]
     for model, svc in cal.service.items():
         what = " transcription(s), no usage" if svc.kind == "stt" else ""
@@ -243,5 +244,5 @@ def write_outputs(cal: Calibration, out: str | Path, plots: bool = True, errors:
 
 
 def _text(path: Path, text: str) -> list[Path]:
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return [path]
