@@ -142,15 +142,17 @@ DRAIN_MARK = "*"
 
 
 def _column_format(comp: pd.DataFrame, header: str) -> str:
-    """The format of a column's cells: :data:`COLUMNS`'s, or, when it would round a mean other than 0 to
-    zero (0.04 req/min at ``.1f``, read as none served), as many decimals as give the smallest such mean two
-    significant digits, for every cell of the column (one precision a column: 0.044 beside 0.084, not 0.1)."""
+    """The format of a column's cells: :data:`COLUMNS`'s, or, when it would round a mean onto a bound the mean
+    does not reach, 0 (0.04 req/min at ``.1f``, read as none served) or a success of 100 % (99.97, read as
+    all), as many decimals as give the smallest such gap two significant digits, for every cell of the column
+    (one precision a column: 0.044 beside 0.084, not 0.1)."""
     metric, scale, fmt = COLUMNS[header]
     means = scale * pd.to_numeric(comp.get(f"{metric}_mean", pd.Series(dtype=float)), errors="coerce")
-    tiny = [abs(m) for m in means if np.isfinite(m) and m and float(format(m, fmt)) == 0]
-    if not tiny:
+    bounds = (0.0, 100.0) if metric == "success_ratio" else (0.0,)
+    gaps = [abs(m - b) for m in means if np.isfinite(m) for b in bounds if m != b and float(format(m, fmt)) == b]
+    if not gaps:
         return fmt
-    return f".{1 - math.floor(math.log10(min(tiny)))}f"
+    return f".{1 - math.floor(math.log10(min(gaps)))}f"
 
 
 def _cell(r, header: str, fmt: str, marks: bool) -> str:

@@ -161,6 +161,13 @@ def test_a_rate_the_format_would_round_to_zero_keeps_two_significant_digits():
                        for m, x in (("a", 0.0443), ("b", 0.0836), ("c", 12.5))], ignore_index=True)
     rpm = {line.split()[0]: line.split()[3] for line in format_comparison(mixed, ["model"]).splitlines()[1:4]}
     assert rpm == {"a": "0.044", "b": "0.084", "c": "12.500"}, rpm
+    # the other bound a success reads wrongly at: 99.97 % is not all (an error share 0.03 % beside "100.0")
+    near = pd.concat([compare(summary_rows({"success_ratio": [x, x]}), []).assign(lane=m)
+                      for m, x in (("a", 0.99972), ("b", 1.0), ("c", 0.5))], ignore_index=True)
+    ok = {line.split()[0]: line.split()[1] for line in format_comparison(near, ["lane"]).splitlines()[1:4]}
+    assert ok == {"a": "99.972", "b": "100.000", "c": "50.000"}, ok
+    whole = compare(summary_rows({"success_ratio": [1.0, 1.0]}), [])  # (exactly all: as before)
+    assert format_comparison(whole, []).splitlines()[1].split()[0] == "100.0"
     none = format_comparison(compare(summary_rows({"throughput_rpm": [0.0, 0.0, 0.0]}), []), [])
     assert "0.0 ±0.0" in none.splitlines()[1]
     some = format_comparison(compare(summary_rows({"throughput_rpm": [0.4, 0.5, 0.3]}), []), [])
