@@ -168,6 +168,10 @@ def test_a_rate_the_format_would_round_to_zero_keeps_two_significant_digits():
     assert ok == {"a": "99.972", "b": "100.000", "c": "50.000"}, ok
     whole = compare(summary_rows({"success_ratio": [1.0, 1.0]}), [])  # (exactly all: as before)
     assert format_comparison(whole, []).splitlines()[1].split()[0] == "100.0"
+    hardly = compare(summary_rows({"success_ratio": [0.0004, 0.0004]}), [])  # (a success near none: as any column)
+    assert format_comparison(hardly, []).splitlines()[1].split()[0] == "0.040"
+    busy = compare(summary_rows({"throughput_rpm": [99.97, 99.97]}), [])  # (100 is a bound of success only)
+    assert format_comparison(busy, []).splitlines()[1].split()[2] == "100.0"
     none = format_comparison(compare(summary_rows({"throughput_rpm": [0.0, 0.0, 0.0]}), []), [])
     assert "0.0 ±0.0" in none.splitlines()[1]
     some = format_comparison(compare(summary_rows({"throughput_rpm": [0.4, 0.5, 0.3]}), []), [])
