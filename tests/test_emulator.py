@@ -432,6 +432,7 @@ def test_bad_requests_get_api_errors_and_the_server_stays_up(serve, monkeypatch,
     assert r.status_code == 500 and r.json()["error"]["type"] == "internal_server_error"
     assert "Traceback" not in r.text and "ZeroDivision" not in r.text
     assert [row[4:6] for row in emu.rows[before:]] == [(500, "error")]  # recorded (and logged) too
+    assert emu.records()["model"].iloc[-1] == "" and emu.records()["charged_tokens"].iloc[-1] == 0  # (not admitted)
     assert "groqsim serve: 500 on POST /openai/v1/chat/completions: ZeroDivisionError" in capsys.readouterr().err
     monkeypatch.undo()
     r = httpx.post(chat, json={"model": MODEL, "messages": msgs()}, headers={"Authorization": "Bearer sk-b"})
@@ -1016,7 +1017,13 @@ def test_a_failure_building_an_answer_is_its_one_record_and_keeps_the_keys_label
     assert r.status_code == 500
     assert [(x["status"], x["label"]) for x in log_lines(emu)] == [(500, "team-a")] * 2
     assert sorted((k[2], k[3], n) for k, n in emu.counts.items()) == [("error", 500, 1)] * 2
-    assert list(emu.records()["client"]) == ["team-a"] * 2
+    records = emu.records()
+    assert list(records["client"]) == ["team-a"] * 2
+    # both were admitted and charged before the answer failed: the records say so, with the model, as the
+    # limits saw it (a 500 on model "" charging 0 hid what left the budget)
+    assert list(records["model"]) == [MODEL, "whisper-large-v3"]
+    assert records["charged_tokens"][0] == records["prompt_tokens"][0] + 8 and records["audio_seconds"][1] == 1.0
+    assert [x["model"] for x in log_lines(emu)] == [MODEL, "whisper-large-v3"]
 
 
 def test_json_nested_deeper_than_the_parser_recurses_is_a_400(serve):

@@ -52,6 +52,9 @@ MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content
 JSON_ERRORS = (ValueError, UnicodeDecodeError, RecursionError)
 #: the request's SDK retry number (``x-stainless-retry-count``, as the recorder logs it), set per request
 _RETRY: contextvars.ContextVar[int | None] = contextvars.ContextVar("retry_count", default=None)
+#: what the limits charged the request being answered (its record's model and figures), set once admitted: a
+#: failure after the charge is recorded with them, so the records show what left the budget
+_ADMITTED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("admitted", default=None)
 MIN_SLEEP = 50e-6  # response delays shorter than this (real seconds) are not slept: a timer costs more
 
 
@@ -138,6 +141,7 @@ def build_app(emu: Emulator) -> Starlette:
             _record(emu, endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label,
                     headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)  # an injected fault's too carries the rate-limit headers
+        _ADMITTED.set({"model": model, **kw})
         q, p, c, total = usage_times(d.times)
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
                  "completion_time": c, "total_tokens": prompt + d.completion, "total_time": total}
@@ -206,6 +210,7 @@ def build_app(emu: Emulator) -> Starlette:
             _record(emu, endpoint=endpoint, model=model, status=d.status, t_send=t_send, label=label,
                     headers=d.log_headers, error=d.log_error, **kw)
             return _error(d.error, headers)
+        _ADMITTED.set({"model": model, **kw})
         await _delay(d.delay / K)
         text = filler(max(1, round(seconds * 2.5)))  # about 150 spoken words a minute
         if fmt == "text":
@@ -320,16 +325,17 @@ def build_app(emu: Emulator) -> Starlette:
             t_send = emu.clock.now()
             retries = request.headers.get("x-stainless-retry-count", "")
             _RETRY.set(int(retries) if retries.isdigit() else None)
+            _ADMITTED.set(None)  # (per request, as the retry number: whatever context the server runs it in)
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - the server answers 500 and stays up
                 print(f"groqsim serve: 500 on {request.method} {request.url.path}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
                 err = server_error(500)
-                if endpoint is not None:
+                if endpoint is not None:  # (admitted: with the model and what its limits charged)
                     label = emu.label(request.headers.get("authorization"))[1]
-                    _record(emu, endpoint=endpoint, model="", status=500, t_send=t_send, label=label, headers={},
-                            error=err.error)
+                    _record(emu, endpoint=endpoint, status=500, t_send=t_send, label=label, headers={},
+                            error=err.error, **(_ADMITTED.get() or {"model": ""}))
                 return _error(err)
             finally:  # a multipart body's uploads (temporary files), which Starlette leaves to the garbage collector
                 await request.close()
