@@ -15,7 +15,7 @@ import pandas as pd
 from .batch import jobs_from_records
 from .figures import dot_styles, line_styles, save, subplots
 from .records import RunResult
-from .study import StudyResult, load_records
+from .study import StudyResult, load_earlier, load_records
 from .summary import breakdown
 
 #: the records columns a lane study is broken down by, one CSV each (``by_project.csv`` ...)
@@ -92,7 +92,8 @@ def lane_tables(study: StudyResult, out: Path) -> list[Path]:
         point, rep = int(run["point"]), int(run["replication"])
         records = load_records(study, point, rep)
         spec = study.spec(point)
-        result = RunResult(records, pd.DataFrame(), spec)
+        # (with the attempts a timeout gave up: billed with [org] accounting.bill_timed_out, as in the summary)
+        result = RunResult(records, pd.DataFrame(), spec, earlier_admissions=load_earlier(study, point, rep))
         for by in BREAKDOWNS:
             table = breakdown(result, by)
             labels = [("point", point), *((f"compare.{a}", v) for a, v in study.point(point).items()),

@@ -230,7 +230,7 @@ def client_comparison(study: StudyResult) -> pd.DataFrame:
         if groups is None:  # (a run an earlier version finished, resumed: summarised from its files)
             spec = study.spec(point)
             groups = client_summaries(RunResult(load_records(study, point, rep), load_refusals(study, point, rep),
-                                                spec))
+                                                spec, earlier_admissions=load_earlier(study, point, rep)))
         rows += [{"point": point, **{a: run[a] for a in axes}, "replication": rep, **row} for row in groups]
     return compare(summary_frame(rows), axes, by=("client",))
 

@@ -205,3 +205,24 @@ def test_the_lane_tables_hold_every_run_and_group(tmp_path):
         assert sorted(set(zip(table["point"], table["compare.lane"]))) == [(0, "on_demand"), (1, "batch")]
     by_lane = pd.read_csv(files[1])
     assert (by_lane["lane"] == by_lane["compare.lane"]).all() and len(by_lane) == 4
+
+
+def test_the_lane_tables_bill_timed_out_attempts_as_the_summary_does(tmp_path):
+    """With ``[org] accounting.bill_timed_out``, an attempt a client's timeout gave up on is billed: every
+    breakdown's cost of a run adds up to the run's summary cost, which holds them (the tables were built from
+    the records alone and left them out: 0.0168 against 0.503 $)."""
+    data = {"scenario": {"duration": "5m", "seed": 5},
+            "org": {"tier": "developer", "accounting": {"bill_timed_out": True}},
+            "policies": {"impatient": {"retry": "fixed", "delay": 1.0, "max_attempts": 3, "timeout": "2s"}},
+            "clients": [{"name": "c", "model": "openai/gpt-oss-120b", "arrival": {"kind": "constant",
+                                                                                   "rate": "30/min"},
+                         "prompt_tokens": 1000, "max_tokens": 2000, "completion_tokens": 1500,
+                         "policy": "impatient"}],
+            "compare": {"service_tier": ["on_demand", "flex"]}}
+    study = sim.run_study(sim.scenario_from_dict(data, source="<test>"), jobs=1, progress=False)
+    files = lane_plots.lane_tables(study, str(tmp_path))
+    cost = study.summary.sort_values("point").set_index("point")["cost_usd"]
+    assert (cost > 0.1).all()  # (mostly timed-out attempts: 1 500 tokens at ~500 t/s take longer than 2 s)
+    for path in files:
+        per_run = pd.read_csv(path).groupby("point")["cost_usd"].sum()
+        assert per_run.to_numpy() == pytest.approx(cost.to_numpy(), rel=1e-9), path
