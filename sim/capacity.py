@@ -81,7 +81,7 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
     for client in spec.clients:
         policy = spec.policies[client.policy]
         # the models a request may reach: a hop is an attempt, so only the first max_attempts of the chain
-        hops = [client.model, *policy.fallback][:policy.max_attempts]
+        reachable = [client.model, *policy.fallback][:policy.max_attempts]
         for model, rate, sz in request_mix(client, spec.duration, rng, kinds=kinds):
             base += rate
             if client.lane == "batch":  # the Batch API's own lane: none of the per-model limits
@@ -90,7 +90,7 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
             admitted, audio = np.broadcast_arrays(np.asarray(spec.org.accounting.charged(
                 sz["prompt"], sz["max_tokens"], sz["completion"], kinds.get(model) != "tts"), float),
                 np.asarray(sz["audio"], float))
-            chain = [limit_sets(spec, client, m) for m in [model, *hops[1:]]]  # (a trace's row takes it too)
+            chain = [limit_sets(spec, client, m) for m in [model, *reachable[1:]]]  # (a trace's row's model too)
             # a request larger than a unit's whole limit on a model is a 413 there, which ends it (no fallback
             # hop): it can be served by the chain's models before the first it does not fit, by none when that
             # is its own (refused: it charges nothing, the units carry the others alone)
@@ -112,14 +112,8 @@ def analytic_ceiling(scenario: Scenario, point: dict | None = None) -> Ceiling:
                 cost = {"requests": float(np.mean(members)),
                         "tokens": float(np.mean(np.where(members, tokens, 0.0))),
                         "audio_seconds": float(np.mean(np.where(members, audio, 0.0)))}
-                hops = []
-                for sets in chain[:j]:
-                    charges = {}
-                    for label, limits in sets:
-                        for unit in limits:
-                            charges[(label, unit)] = cost[UNIT_SPEC[unit][1]]
-                    hops.append(charges)
-                streams.append((rate, hops))
+                streams.append((rate, [{(label, unit): cost[UNIT_SPEC[unit][1]]
+                                        for label, limits in sets for unit in limits} for sets in chain[:j]]))
             limited += rate
             too_large += rate * float(np.mean(reach == 0))
     ceiling = _fluid_ceiling if any(len(hops) > 1 for _, hops in streams) else _one_model_ceiling

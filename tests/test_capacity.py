@@ -249,6 +249,24 @@ def test_a_trace_row_on_another_model_falls_back_through_the_chain_too(tmp_path)
     assert c.per_minute == pytest.approx(1030)
 
 
+def test_a_trace_of_two_models_falls_back_as_two_groups_of_one_would(tmp_path):
+    """Each of a trace's models goes down the whole chain: the ceiling of one group whose rows name
+    gpt-oss-20b and allam-2-7b is that of the same rows in two groups, one a model (the chain was lost after
+    the first model: a traceback, or that model's fallback silently dropped)."""
+    rows = [(k, "openai/gpt-oss-20b" if k % 3 else "allam-2-7b") for k in range(300)]
+    files = {}
+    for name, keep in (("both", None), ("20b", "openai/gpt-oss-20b"), ("allam", "allam-2-7b")):
+        files[name] = tmp_path / f"{name}.csv"
+        files[name].write_text("timestamp,model\n" + "".join(f"{t},{m}\n" for t, m in rows if keep in (None, m)))
+    group = {**TINY, "model": "openai/gpt-oss-120b", "policy": "fb"}
+    one = _fallback([{**group, "arrival": {"kind": "trace", "file": str(files["both"])}}])
+    two = _fallback([{**group, "name": name, "arrival": {"kind": "trace", "file": str(files[name])}}
+                     for name in ("20b", "allam")])
+    assert one.base_rpm == pytest.approx(two.base_rpm) and one.per_minute == pytest.approx(two.per_minute, rel=1e-9)
+    assert set(one.per_minute_binding.split(" + ")) == set(two.per_minute_binding.split(" + ")) == {
+        "openai/gpt-oss-20b RPM", "openai/gpt-oss-120b RPM", "allam-2-7b RPM"}  # (the order: first met)
+
+
 def test_a_request_too_large_for_a_fallback_is_served_by_the_models_before_it():
     """The engine ends a request at a 413 on any model of its chain, a fallback's too.  Group a (40/min of 150
     tokens) and group b (40/min of 7 050 tokens) on gpt-oss-20b (RPM 30), falling back to gpt-oss-120b with TPM
