@@ -563,6 +563,8 @@ class Scenario(Strict):
                 if fb not in service:
                     raise self.error(f"policies.{name}.fallback",
                                      _unserved(fb, service, catalog, "fallback model"))
+        sent = [{c.model, *policies[c.policy].fallback} if c.policy in policies else {c.model}
+                for c in client_models]  # the models each group's requests may reach (a trace's rows: below)
         for k, c in enumerate(client_models):
             where = f"clients[{k}]" if not point.get("model") else "compare"  # + ".model"
             try:
@@ -629,6 +631,7 @@ class Scenario(Strict):
                                         else "not found"))
                 try:
                     trace_models = self._trace_models(path)
+                    sent[k].update(trace_models)
                 except ConfigError as exc:
                     if path.suffix.lower() in TRACE_SUFFIXES:
                         raise
@@ -645,13 +648,14 @@ class Scenario(Strict):
                 check_kinds(str(path), read_trace(path), kinds(service), c.model, c.audio_seconds.mean() > 0)
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
         multiplier = org_model.flex.multiplier
-        for c in client_models:  # flex limits are the org's x the multiplier: each still >= 1
+        for c, models in zip(client_models, sent):  # flex limits are the org's x the multiplier: each still >= 1
             if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch":
-                try:
-                    org_model.flex.limits(catalog.limits(org_model.tier, c.model))
-                except KeyedError as exc:
-                    where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
-                    raise self.error(where, f"{multiplier:g} makes {c.model}'s flex {exc.message}") from None
+                for model in sorted(models):  # (its own, its fallbacks', its trace's rows')
+                    try:
+                        org_model.flex.limits(catalog.limits(org_model.tier, model))
+                    except KeyedError as exc:
+                        where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
+                        raise self.error(where, f"{multiplier:g} makes {model}'s flex {exc.message}") from None
         on_flex = {c.project for c in client_models
                    if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch"}
         for name, project in self.projects.items():

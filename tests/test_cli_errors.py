@@ -94,6 +94,11 @@ SCENARIOS = [
     ("policy-deadline-word", _with("[policies.mine]\ndeadline = 'soon'\n", "policy = 'mine'\n"), "deadline"),
     ("policy-fallback-unknown", _with("[policies.mine]\nfallback = ['llama-9']\n", "policy = 'mine'\n"), "fallback"),
     ("unused-policy-fallback-unknown", _with("[policies.spare]\nfallback = ['llama-9']\n"), "fallback"),
+    ("flex-multiplier-zeroes-a-fallback",  # (its own model's flex limits were checked, not its fallback's)
+     _with("[org]\ntier = 'developer'\nservice_tier = 'flex'\n[org.flex]\nmultiplier = 0.0015\n"
+           "[policies.fb]\nretry = 'fixed'\nmax_attempts = 2\nfallback = ['allam-2-7b']\n",
+           "policy = 'fb'\n").replace("llama-3.1-8b-instant", "openai/gpt-oss-120b"),
+     "s.toml:12: org.flex.multiplier: 0.0015 makes allam-2-7b's flex 300 x 0.0015 = 0.45: a scaled limit must be"),
     ("policy-fallback-twice", _with("[policies.mine]\nmax_attempts = 3\nfallback = ['openai/gpt-oss-20b', "
                                     "'llama-3.3-70b-versatile', 'openai/gpt-oss-20b']\n", "policy = 'mine'\n"),
      "s.toml:10: policies.mine.fallback: ['openai/gpt-oss-20b', 'llama-3.3-70b-versatile', 'openai/gpt-oss-20b']: "

@@ -267,3 +267,20 @@ def test_the_package_exports_its_entry_points():
     names: dict = {}
     exec("from sim.emulator import *", names)
     assert set(names) - {"__builtins__"} == {"Emulator", "build_app", "emulator_from_scenario", "parse_keys", "serve"}
+
+
+def test_a_flex_multiplier_that_zeroes_a_served_models_limit_is_named_before_serving(tmp_path):
+    """The emulator serves every model of the tier on flex, not only the scenario's: a multiplier that scales
+    one of them below 1 is refused at start, naming the file's line (a request to that model was a 500)."""
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO.replace('tier = "developer"\n', 'tier = "developer"\n[org.flex]\nmultiplier = 0.004\n', 1)
+                    .replace('[compare]\ntier = ["developer", "free"]\n', ""))
+    assert sim.load_scenario(path).spec()  # (the scenario's own model, 20b, keeps flex limits >= 1)
+    with pytest.raises(ConfigError) as caught:
+        emulator_from_scenario(path)
+    assert str(caught.value) == (
+        f"{path}:8: org.flex.multiplier: 0.004 makes meta-llama/llama-prompt-guard-2-22m's flex 100 x 0.004 = 0.4: "
+        "a scaled limit must be a finite number >= 1 (the limit would refuse everything, or nothing ever) (the "
+        "emulator serves every model of the tier on flex: raise the multiplier)")
+    path.write_text(path.read_text().replace("0.004", "0.01"))  # (RPM 100 x 0.01 = 1: the least allowed)
+    assert emulator_from_scenario(path).tier_limits

@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, KeyedError
 from .app import build_app
 from .core import Emulator
 
@@ -44,10 +44,13 @@ def emulator_from_scenario(path: str | Path, time_scale: float = 1.0, keys: dict
     scenario = load_scenario(path)
     spec = scenario.spec(scenario.point(point, str(path)))
     out_dir = Path(out) if out is not None else None
-    return Emulator(spec, time_scale=time_scale, seed=scenario.scenario.seed if seed is None else seed,
-                    keys=keys or {}, log_path=out_dir / "requests.jsonl" if out_dir else None,
-                    parquet_path=out_dir / "records.parquet" if out_dir else None, notes=scenario.notes(),
-                    scenario_models=frozenset(scenario.used_models()))
+    try:
+        return Emulator(spec, time_scale=time_scale, seed=scenario.scenario.seed if seed is None else seed,
+                        keys=keys or {}, log_path=out_dir / "requests.jsonl" if out_dir else None,
+                        parquet_path=out_dir / "records.parquet" if out_dir else None, notes=scenario.notes(),
+                        scenario_models=frozenset(scenario.used_models()))
+    except KeyedError as exc:  # (a setting of the file that only serving finds wrong: named with its line)
+        raise scenario.error(exc.key, exc.message) from None
 
 
 class _CutOff(logging.Filter):

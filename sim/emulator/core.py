@@ -47,7 +47,7 @@ from ..headers import (
     server_error,
 )
 from ..config import DEFAULT_RESERVATION
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError, KeyedError, did_you_mean
 from ..fields import MAX_SIZE
 from ..flex import SERVICE_TIERS, CapacityProcess
 from ..limitbook import FLEX, MODES, ON_DEMAND, LimitBook
@@ -226,6 +226,14 @@ class Emulator:
         self.book = LimitBook(org, self.spec.projects, self._on_demand)
         #: the service tiers a request may ask for: flex and auto on paid plans only (groq-real-responses.md §6)
         self.service_tiers = SERVICE_TIERS if self.spec.catalog.bills(org.tier) else ("on_demand",)
+        if "flex" in self.service_tiers:  # any model may be asked for on flex: each one's flex limits >= 1
+            for m, lim in sorted(self.tier_limits.items()):
+                try:
+                    org.flex.limits(lim)
+                except KeyedError as exc:  # (named with its file and line by emulator_from_scenario)
+                    raise KeyedError("org.flex.multiplier", f"{org.flex.multiplier:g} makes {m}'s flex "
+                                     f"{exc.message} (the emulator serves every model of the tier on flex: raise the "
+                                     "multiplier)") from None
         # flex scarcity: one timeline (extended as the clock runs), drawn apart from the other draws, so flex
         # traffic moves neither the answers' lengths nor the injected faults
         timeline, draws = np.random.SeedSequence(self.seed).spawn(2)
