@@ -307,8 +307,8 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
         " (the default target" + (f" for {', '.join(sorted({'success', 'p95'} - written))}" if written else "")
         + ": set yours in [capacity] success / p95)")
     print(f"target: success >= {t.success:.0%} (of the requests that fit the tier: 413s left out), p95 latency "
-          f"<= {t.p95:g} s{default} over {horizon:g} s simulated; ceilings are long-run (a shorter run also spends the "
-          "daily units' initial budget); simulated max = the rate offered in the window at the highest load "
+          f"<= {t.p95:g} s{default} over {horizon:g} s simulated; ceilings are long-run (a run also spends the budget "
+          "each limit starts with); simulated max = the rate offered in the window at the highest load "
           f"meeting the target (≥: still met at [capacity] max_load = {t.max_load:g}), with that load: below "
           "x1 the traffic as it is does not meet the target (offered is the long-run mean rate, which a "
           "diurnal or trace window can exceed)")
@@ -324,12 +324,12 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
         return " + ".join(dict.fromkeys(b.rsplit(" ", 1)[-1] for b in binding.split(" + ")))
 
     def num(value: float, spec: str) -> str:  # no figure (no success at any load tried): "-", as `run` prints
-        return f"{value:{spec}}" if math.isfinite(value) else "-"
+        return (_rate(value) if spec == ".3g" else f"{value:{spec}}") if math.isfinite(value) else "-"
 
     def ceiling(value: float, spec: str, binding: str) -> str:  # no ceiling (no rate to scale): "-"
-        return f"{value:{spec}} ({unit(binding)})" if binding else num(value, spec)
+        return f"{num(value, spec)} ({unit(binding)})" if binding else num(value, spec)
 
-    lines = [header] + [[r["tier"], r["model"], f"{r['offered_rpm']:.3g}", num(r["ceiling_rpm"], ".3g"), r["binding"],
+    lines = [header] + [[r["tier"], r["model"], _rate(r["offered_rpm"]), num(r["ceiling_rpm"], ".3g"), r["binding"],
                          ceiling(r["minute_ceiling_rpm"], ".3g", r["minute_binding"]),
                          ceiling(r["daily_ceiling_per_day"], ".0f", r["daily_binding"]),
                          _simulated_max(r),
@@ -344,12 +344,11 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
                   "others, and the ceilings are rates of the whole mix, 413s included")
         if not r["sim_finished"]:
             continue
-        daily = r["ceiling_rpm"] < r["minute_ceiling_rpm"]  # (the long-run ceiling is a daily unit's)
-        if daily and r["sim_load"] > 0 and r["sim_rpm"] > 1.05 * r["ceiling_rpm"]:
-            print(f"{r['tier']} {r['model']}: the simulated max ({r['sim_rpm']:.3g} req/min) is above the long-run "
-                  f"ceiling ({r['ceiling_rpm']:.3g} req/min, {unit(r['binding'])}): the {format_duration(horizon)} "
-                  "simulated spend the daily budget a run starts with; day after day the traffic fits only up to "
-                  "the ceiling")
+        if r["sim_load"] > 0 and r["sim_rpm"] > 1.05 * r["ceiling_rpm"]:  # (a minute's, an hour's or a day's)
+            print(f"{r['tier']} {r['model']}: the simulated max ({_rate(r['sim_rpm'])} req/min) is above the long-run "
+                  f"ceiling ({_rate(r['ceiling_rpm'])} req/min, {unit(r['binding'])}): a limit starts with its whole "
+                  f"budget (a token bucket starts full), which the {format_duration(horizon)} simulated spend on top "
+                  "of what refills; day after day the traffic fits only up to the ceiling")
         if r["sim_load"] == 0 and r["too_large_share"] >= 1.0:
             print(f"{r['tier']} {r['model']}: no load met the target: every request of the mix is larger than a "
                   "unit's whole limit of the tier (a 413 at any load), so there is no success ratio to meet: the "
@@ -369,10 +368,16 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
     return 0
 
 
+def _rate(value: float) -> str:
+    """A rate in the capacity table: three significant digits, a whole number from 1 000 on (1030, not
+    1.03e+03)."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def _simulated_max(r: dict) -> str:
     """A row's "simulated max" cell: the rate offered at the highest load that met the target (≥: still met
     at max_load); for a search stopped half way, the bracket it had narrowed the answer to."""
-    load, rpm = f"x{r['sim_load']:.3g}", f"{r['sim_rpm']:.3g}"
+    load, rpm = f"x{r['sim_load']:.3g}", _rate(r["sim_rpm"])
     if r["sim_finished"]:
         return ("≥ " if r["sim_capped"] else "") + (f"{rpm} (load {load})" if r["offered_rpm"] else f"load {load}")
     if r["sim_load"] == 0:

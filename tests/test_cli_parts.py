@@ -15,7 +15,7 @@ import pytest
 
 import sim.capacity
 import sim.cli
-from sim.cli import build_parser, main
+from sim.cli import _rate, build_parser, main
 from sim.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -675,10 +675,11 @@ def test_capacity_says_what_share_of_the_mix_never_fits_the_tier(tmp_path, capsy
     assert _cells(lines[2])[8] == "100.0"
 
 
-def test_capacity_says_when_a_short_run_beat_a_daily_ceiling(tmp_path, capsys):
+def test_capacity_says_when_a_short_run_beat_a_ceiling(tmp_path, capsys):
     """RPD 144 (0.1 req/min for ever) against 10 req/min: a minute's run serves them all from the day's budget,
     and its simulated max reads far above the ceiling; a line says why (Developer's RPD ceiling, 347 req/min, is
-    beaten too at the search's highest load; a minute unit's ceiling would not be said)."""
+    beaten too at the search's highest load).  A minute unit's too: RPM 5 starts with 5 requests to spend, and a
+    minute's run served 9 a minute (the line blamed a daily budget, and was not said for a minute unit)."""
     daily = _scenario(tmp_path, "[capacity]\np95 = 10\nsuccess = 0.99\n[tiers.small]\nbase = 'developer'\n"
                       f"overrides = {{ '{MODEL}' = {{ rpd = 144 }} }}\n[compare]\ntier = ['small', 'developer']\n")
     assert main(["capacity", str(daily), "--jobs", "1", "--quiet"]) == 0
@@ -689,14 +690,21 @@ def test_capacity_says_when_a_short_run_beat_a_daily_ceiling(tmp_path, capsys):
         sim_max = sim_max[1] if sim_max[0] == "≥" else sim_max[0]
         assert float(sim_max) > 1.05 * float(ceiling)
         assert line == (f"{tier} {MODEL}: the simulated max ({sim_max} req/min) is above the long-run ceiling "
-                        f"({ceiling} req/min, RPD): the 1m simulated spend the daily budget a run starts with; "
-                        "day after day the traffic fits only up to the ceiling")
+                        f"({ceiling} req/min, RPD): a limit starts with its whole budget (a token bucket starts full), "
+                        "which the 1m simulated spend on top of what refills; day after day the traffic fits only up "
+                        "to the ceiling")
     assert _cells(lines[2])[3] == "0.1"
     slow = _scenario(tmp_path, "[capacity]\np95 = 10\nsuccess = 0.99\n[tiers.small]\nbase = 'developer'\n"
                      f"overrides = {{ '{MODEL}' = {{ rpm = 5, rpd = 144000 }} }}\n[org]\ntier = 'small'\n")
     assert main(["capacity", str(slow), "--jobs", "1", "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert _cells(lines[2])[3:5] == ["5", f"{MODEL} RPM"] and len(lines) == 3, lines  # a minute unit: no line
+    assert _cells(lines[2])[3:5] == ["5", f"{MODEL} RPM"] and len(lines) == 4, lines
+    sim_max = _cells(lines[2])[7].split()[0]
+    assert float(sim_max) > 1.05 * 5 and lines[3] == (
+        f"small {MODEL}: the simulated max ({sim_max} req/min) is above the long-run ceiling (5 req/min, RPM): a "
+        "limit starts with its whole budget (a token bucket starts full), which the 1m simulated spend on top of "
+        "what refills; day after day the traffic fits only up to the ceiling")
+    assert _rate(999.4) == "999" and _rate(1030.4) == "1030" and _rate(0.0444) == "0.0444"
 
 
 def test_capacity_names_every_unit_a_fallback_chains_ceiling_rests_on(tmp_path, capsys):
@@ -706,7 +714,7 @@ def test_capacity_names_every_unit_a_fallback_chains_ceiling_rests_on(tmp_path, 
                       + "policy = 'fb'\n")
     assert main(["capacity", str(chain), "--jobs", "1", "--quiet", "--duration", "20s"]) == 0
     row = capsys.readouterr().out.splitlines()[2]
-    assert _cells(row)[3:7] == ["377", f"{MODEL} RPM + openai/gpt-oss-120b RPD", "1.03e+03 (RPM)",
+    assert _cells(row)[3:7] == ["377", f"{MODEL} RPM + openai/gpt-oss-120b RPD", "1030 (RPM)",
                                 "1000000 (RPD)"], row
 
 
