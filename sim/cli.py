@@ -369,9 +369,9 @@ def _capacity_rows(args, scenario, duration, rows: list[dict]) -> int:
 
 
 def _rate(value: float) -> str:
-    """A rate in the capacity table: three significant digits, a whole number from 1 000 on (1030, not
-    1.03e+03)."""
-    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    """A rate in the capacity table: three significant digits, a whole number from what they round to 1 000 on
+    (1030, not 1.03e+03; 999.7 is 1000, not 1e+03)."""
+    return f"{value:.0f}" if abs(value) >= 999.5 else f"{value:.3g}"
 
 
 def _simulated_max(r: dict) -> str:

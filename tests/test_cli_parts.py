@@ -705,6 +705,7 @@ def test_capacity_says_when_a_short_run_beat_a_ceiling(tmp_path, capsys):
         "limit starts with its whole budget (a token bucket starts full), which the 1m simulated spend on top of "
         "what refills; day after day the traffic fits only up to the ceiling")
     assert _rate(999.4) == "999" and _rate(1030.4) == "1030" and _rate(0.0444) == "0.0444"
+    assert _rate(999.5) == _rate(1000) == "1000" and _rate(999.49) == "999"  # (never 1e+03)
 
 
 def test_capacity_names_every_unit_a_fallback_chains_ceiling_rests_on(tmp_path, capsys):
