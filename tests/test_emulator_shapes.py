@@ -233,6 +233,20 @@ def test_a_schema_that_is_not_one_is_refused_saying_where(schema, says):
         f"'response_format.json_schema.schema' : {says}")  # (a closing quote marks where the message ends)
 
 
+def test_a_schema_nested_past_the_writers_recursion_is_refused_and_a_verdict_is_kept_per_schema():
+    deep = {}
+    node = deep
+    for _ in range(5000):  # (built in Python: json.loads would refuse it as unparsable JSON first)
+        node["items"] = node = {}
+    err = shape_error({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": deep}}})
+    assert err.status == 400 and err.body["error"]["message"].endswith("not a valid JSON schema: nested too deep")
+    from sim.emulator import shapes
+    shapes._verdict.cache_clear()
+    for _ in range(3):  # the same tools with every request: checked once
+        assert shape_error({"tools": [WEATHER, TIME]}) is None
+    assert shapes._verdict.cache_info().misses == 2 and shapes._verdict.cache_info().hits == 4
+
+
 def test_well_formed_tools_and_formats_pass():
     for body in ({}, {"tools": [WEATHER, {"function": TIME["function"]}], "tool_choice": "auto"},
                  {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},

@@ -13,6 +13,7 @@ length.  A request that leaves the choice to the model (``tool_choice`` ``"auto"
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -67,11 +68,23 @@ def _unanswerable(schema) -> str | None:
     """Why ``schema`` cannot be answered (None: it can), found before the request is charged: not a valid JSON
     Schema by its metaschema (``jsonschema``; the draft its ``$schema`` names, else 2020-12), or one no value
     can be built of.  Without this a keyword of the wrong type (``"minItems": "2"``) failed the answer after
-    the limits took the request: a 500 that the SDKs retry and pay for again."""
-    import jsonschema  # (here: only a structured request needs it)
-
+    the limits took the request: a 500 that the SDKs retry and pay for again.  The verdict is kept per schema
+    text: a client sends the same tools with every request, and checking them took ~2 ms a tool."""
     if not isinstance(schema, dict):
         return "a JSON schema object is required"
+    try:
+        text = json.dumps(schema, sort_keys=True)
+    except RecursionError:  # (parsed, yet nested deeper than it is written back)
+        return "not a valid JSON schema: nested too deep"
+    return _verdict(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _verdict(text: str) -> str | None:
+    """:func:`_unanswerable` of the schema written as ``text`` (JSON, keys sorted)."""
+    import jsonschema  # (here: only a structured request needs it)
+
+    schema = json.loads(text)
     try:
         jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
     except jsonschema.SchemaError as exc:
