@@ -40,8 +40,8 @@ from .records import (DEADLINE, DROPPED, ERROR, GAVE_UP, OK, PENDING, TOO_LARGE,
                       earlier_admissions, frames)
 from .service import ServiceModel
 from .spec import RunSpec
-from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, SERVICE, SIZES, Uniforms, client_streams,
-                       open_loop, sizes)
+from .workload import (ARRIVALS, BLOCK, FAULTS, NETWORK, POLICY, RESERVICE, SERVICE, SIZES, Normals, Uniforms,
+                       client_streams, open_loop, sizes)
 
 
 #: a closed-loop group whose users sent this many requests in a row that ended the instant they began, with no
@@ -77,6 +77,7 @@ class _Group(Columns):
         self._block: dict[str, np.ndarray] | None = None  # closed loop: sizes drawn a block at a time
         self._bi = 0
         self.think_u = Uniforms(self.rngs[ARRIVALS])  # closed loop: think times from buffered uniforms
+        self.redraw = Normals(self.rngs[RESERVICE])  # the service draws of a request sent again after a timeout
 
     def setup(self, policy: ClientPolicy) -> None:
         self.policy = policy
@@ -108,6 +109,14 @@ class _Group(Columns):
         """An exponential think time (closed loop), by inversion of a buffered uniform."""
         mean = self.cfg.arrival.think
         return -mean * math.log1p(-self.think_u()) if mean else 0.0
+
+    def timed_out(self, i: int, t: float, m: int, end: float) -> None:
+        """:meth:`Columns.timed_out`, and request ``i``'s service draws drawn again (speed, then queue): an
+        attempt sent after this one is a new request to the server, served in its own time, not a replay of
+        the one given up.  Kept, a slow draw timed out every retry of it (docs/modelling.md, "Timeouts")."""
+        super().timed_out(i, t, m, end)
+        self.z_speed[i] = self.redraw()
+        self.z_queue[i] = self.redraw()
 
     def append(self, block: dict, model) -> None:
         """Add requests (see :meth:`Columns.add`); the service's standard-normal draws come from the service

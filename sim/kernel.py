@@ -380,7 +380,7 @@ def run(sim, until: float) -> None:
                     push(queue, (now + (fin - now if fin > now else 0.0), NORMAL, next(eid),
                                  ls.refund_tokens, (unused, now, fin)))
             if fin - now > timeout:  # Simulation._refused(..., TIMED_OUT, None) (no timeout: inf)
-                log_timeout(i, now, m, fin)  # (Columns.timed_out: still charged)
+                log_timeout(i, now, m, fin)  # (_Group.timed_out: still charged; the request's service drawn again)
                 t = now + timeout
                 if tries >= max_attempts:  # a timeout is retried whatever retry_on says, while attempts remain
                     outcome[i] = ERROR

@@ -13,14 +13,16 @@ import pandas as pd
 
 from .config import Client
 
-#: the independent random streams of one client group, by purpose
-ARRIVALS, SIZES, SERVICE, POLICY, FAULTS, NETWORK = range(6)
+#: the independent random streams of one client group, by purpose (``RESERVICE``: the service draws of an
+#: attempt sent again after its client gave up waiting on an admitted one)
+ARRIVALS, SIZES, SERVICE, POLICY, FAULTS, NETWORK, RESERVICE = range(7)
 BLOCK = 4096
 
 
 def client_streams(seed: np.random.SeedSequence) -> list[np.random.Generator]:
-    """One generator per purpose (``ARRIVALS`` ... ``NETWORK``) for one client group."""
-    return [np.random.default_rng(s) for s in seed.spawn(6)]
+    """One generator per purpose (``ARRIVALS`` ... ``RESERVICE``) for one client group.  (A stream added at the
+    end leaves the others as they were: ``spawn(n)``'s first children do not depend on ``n``.)"""
+    return [np.random.default_rng(s) for s in seed.spawn(7)]
 
 
 class Uniforms:
@@ -37,6 +39,13 @@ class Uniforms:
 
     def _block(self) -> list[float]:
         return self.rng.random(BLOCK).tolist()
+
+
+class Normals(Uniforms):
+    """Standard normal numbers drawn a block at a time from one stream."""
+
+    def _block(self) -> list[float]:
+        return self.rng.standard_normal(BLOCK).tolist()
 
 
 def sizes(client: Client, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

@@ -544,3 +544,28 @@ def test_the_event_count_is_every_entry_a_run_scheduled(policy):
     result = sim.run()
     assert policy == "paced" or result.records["n429"].sum() > 0
     assert next(sim.env._eid) == result.events + 2
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["fast-lane", "event-loop"])
+def test_an_attempt_sent_again_after_a_timeout_is_served_anew(kernel):
+    """A retry after a timeout is a new request to the server: its queue time and speed are drawn again, so
+    whether it times out too does not depend on the attempt it follows.  The draws were made once per request:
+    a request whose first attempt drew a slow answer timed out on every retry (the SDK's three attempts all
+    timing out for 0.51 of the requests, where independent attempts give about p³ = 0.14)."""
+    from sim.catalog import Catalog
+    model = "openai/gpt-oss-20b"
+    catalog = Catalog.published().copy().define_tier(
+        "open", "developer", overrides={model: {"rpm": None, "rpd": None, "tpm": None, "tpd": None}})
+    group = client(name="c", model=model, arrival=arrival(kind="poisson", rate="60/min"), policy="short",
+                   prompt_tokens=500, max_tokens=1000)
+    result = run(group, 3600.0, 7, Org(tier="open"), {"short": {"extends": "groq-sdk", "timeout": 1.25}}, kernel,
+                 catalog=catalog, drain=600.0)
+    rec = result.records
+    assert (rec["n429"] == 0).all()  # (no limits: an attempt after the first follows a timeout)
+    p = (rec["attempts"] > 1).mean()  # the first attempt timed out
+    assert 0.4 < p < 0.6
+    assert abs((rec["outcome"] == "error").mean() - p ** 3) < 0.03  # all three timed out
+    # a request's attempts are not one answer replayed: after an attempt that took more than 1.25 s, most
+    # retries are served within it
+    again = rec[rec["attempts"] > 1]
+    assert (again["outcome"] == "ok").mean() > 0.4
