@@ -527,6 +527,8 @@ def plot_throughput(study: StudyResult, out: Path) -> list[Path]:
 UNIT_COLORS = {"RPM": "tab:blue", "RPD": "tab:orange", "TPM": "tab:green", "TPD": "tab:red", "ASH": "tab:purple",
                "ASD": "tab:brown"}
 _SET_STYLES = ("-", "--", ":", "-.")
+#: the least height of a utilisation panel (inches), whatever the legend above it takes
+PANEL_MIN = 1.8
 
 
 def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
@@ -587,6 +589,10 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     # below the last row, tick labels and an axis label; between rows, a panel title
     title_height = 0.45 + 0.2 * title.count("\n")
     top = title_height + 0.2 * legend_rows + 0.3
+    # a legend above the panels grows the figure, not into the panels: a single panel of four models' limits had
+    # 19 entries in 10 rows, taller than the figure (matplotlib refused its margins, and the run its figures)
+    height = max(height, top + 0.5 + rows * PANEL_MIN + (rows - 1) * 0.35)
+    fig.set_size_inches(width, height)
     _margins(fig, left=0.75, right=0.15, bottom=0.5, top=top, wspace=0.06,
              hspace=0.35 / ((height - top - 0.5) / rows - 0.35))
     if lines:

@@ -163,6 +163,23 @@ def test_the_utilisation_legend_lists_each_limit_once_beside_the_panels(studies,
         assert box.height < (rows + 1) * line * 1.6
 
 
+def test_a_legend_of_many_limit_sets_above_one_panel_grows_the_figure_not_into_the_panel(tmp_path):
+    """One alternative charging four models' limits: 16 legend entries above a single panel.  The figure was
+    3.2 in tall whatever the legend took, the legend needed more than that, and matplotlib refused the margins
+    (``bottom cannot be >= top``): ``groqsim run`` ended in a traceback with no figure written."""
+    clients = [{"name": m, "model": m, "arrival": {"kind": "poisson", "rate": "10/min"}, "prompt_tokens": 500,
+                "max_tokens": 256} for m in ("openai/gpt-oss-120b", "openai/gpt-oss-20b", "allam-2-7b")]
+    clients.append({"name": "voice", "model": "whisper-large-v3-turbo", "audio_seconds": 10,
+                    "arrival": {"kind": "poisson", "rate": "5/min"}})
+    study = sim.run_study(sim.scenario_from_dict({"scenario": {"duration": "5m", "seed": 1}, "org": {"tier": "free"},
+                                                  "clients": clients}, source="<test>"), jobs=1, progress=False)
+    fig = _draw(study, report.plot_utilisation, tmp_path)["utilisation_over_time.png"]
+    assert len(fig.legends[0].get_texts()) == 16  # (3 x RPM, RPD, TPM, TPD; whisper's RPM, RPD, ASH, ASD)
+    assert_readable(fig, "four models' limits, one panel")
+    (panel,) = fig.axes
+    assert panel.get_position().height * fig.get_size_inches()[1] >= report.PANEL_MIN - 1e-9
+
+
 @pytest.mark.parametrize("tier, above", [("free", True), ("developer", False)])
 def test_the_utilisation_title_explains_above_one_only_when_a_curve_goes_above(tier, above, tmp_path, monkeypatch):
     drawn = []
