@@ -253,8 +253,11 @@ def log_to_trace(path: str | Path) -> TraceExport:
     completion = np.where(used >= 0, df["completion_tokens"].to_numpy(float)[used], np.nan)
     impute = (used < 0) & ~is_audio
     requested = np.where(asked >= 0, df["msg_requested"].to_numpy(float)[asked], np.nan)
-    from_429 = impute & (requested > max_tokens) & (requested - max_tokens <= MAX_SIZE)  # NaN compares False
-    prompt[from_429] = (requested - max_tokens)[from_429]
+    # what the 429's Requested holds beside the prompt: the max_tokens the request set, or the reservation of one
+    # that set none (as the emulator charges it)
+    reserved = np.where(np.isnan(max_tokens), DEFAULT_RESERVATION, max_tokens)
+    from_429 = impute & (requested > reserved) & (requested - reserved <= MAX_SIZE)  # NaN compares False
+    prompt[from_429] = (requested - reserved)[from_429]
     by_median = impute & ~from_429
     prompt[by_median] = [med_prompt.get(m, np.nan) for m in model[by_median]]
     median = np.array([med_completion.get(m, np.nan) for m in model[impute]], float)

@@ -122,6 +122,19 @@ def test_a_request_without_max_tokens_reserves_what_the_replay_charges(tmp_path)
                             "the calibration's replay take such a request to reserve), or the completion where longer"]
 
 
+def test_a_refused_request_without_max_tokens_takes_its_prompt_from_requested_less_the_reservation(tmp_path):
+    """A request that set no max_tokens and was only ever refused on TPM: its 429's Requested is its prompt plus
+    the reservation (1 024).  The split needed a max_tokens, so such a request took the model's median prompt
+    (100 here, for 4 000): a replay of the trace then charged far less than Groq had refused."""
+    lines = [_line(0.0, 0.5, 200, 0, "a", usage=_usage(100, 40)),
+             _line(1.0, 1.1, 429, 0, "b", retry_after=20, requested=4000 + 256),
+             _line(2.0, 2.1, 429, 0, "c", retry_after=20, requested=4000 + 1024, max_tokens=None)]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.trace["prompt_tokens"].tolist() == [100, 4000, 4000]
+    assert export.trace["max_tokens"].tolist() == [256, 256, 1024]
+    assert export.notes[0].endswith("(prompt imputed for 0 of them, the rest from their 429's Requested)")
+
+
 def test_imputed_sizes_and_what_the_notes_say(tmp_path):
     """Two answered requests give the model's medians (prompt 110, completion 45).  A request refused on
     requests (no tokens named) and without max_tokens gets both medians and max_tokens 1 024; a
