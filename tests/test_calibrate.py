@@ -478,7 +478,20 @@ def test_a_log_that_starts_mid_traffic_is_not_taken_for_an_untouched_one(tmp_pat
     lines = synthesize(replace(TRUE, duration=1200.0, rate=0.2), 4)
     path = tmp_path / "mid.jsonl"
     write_log([x for x in lines if x["t_send"] > lines[0]["t_send"] + 600], path)
-    assert not starts_untouched(calibrate(path).evidence)
+    cal = calibrate(path)
+    assert not starts_untouched(cal.evidence)
+    assert not any("starts on a TPM budget already in use" in u for u in cal.unknown)  # (600 s: scored after 120)
+
+
+def test_a_short_log_that_starts_mid_traffic_says_nothing_of_tpm_was_scored(tmp_path):
+    """Under the burn-in from start to end, on a budget in use: every TPM residual and decision is left out,
+    and the report says so (it showed only dashes, and a ranking by the request units read as a verdict)."""
+    lines = synthesize(replace(TRUE, duration=1200.0, rate=0.5), 4)
+    path = tmp_path / "mid.jsonl"
+    write_log([x for x in lines if 600 < x["t_send"] - lines[0]["t_send"] < 690], path)
+    cal = calibrate(path)
+    (said,) = [u for u in cal.unknown if "starts on a TPM budget already in use" in u]
+    assert said.startswith(f"{TRUE.model}: ") and "no TPM residual or 429 decision is scored" in said
 
 
 @pytest.mark.parametrize("algorithm", ["token_bucket", "fixed_window", "sliding_log"])

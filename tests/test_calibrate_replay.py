@@ -72,6 +72,21 @@ def test_a_log_starts_untouched_when_its_first_tpm_header_shows_only_its_own_req
     assert bool(starts_untouched(_headed(rows))) is untouched
 
 
+@pytest.mark.parametrize("b_sent, untouched", [
+    (1.1, True),    # b went before any answer came back: the server charged it first, and it shows its own alone
+    (1.6, False),   # b went after a's answer (1.5): a's header, 300 used for its own 150, is the start
+])
+def test_of_requests_sent_at_once_the_one_the_server_charged_first_decides(b_sent, untouched):
+    """Concurrent clients on a fresh budget: the earliest stamped request need not be the first charged, and its
+    header then shows the others' tokens too.  A fresh emulator under 24 clients was taken for a log that starts
+    mid-traffic, and its every decision left out as burn-in."""
+    df = pd.DataFrame([(1.0, 1.5, 200, 100, 50, 20, 6000, 6000 - 300), (b_sent, 1.4 + b_sent, 200, 100, 50, 20,
+                                                                         6000, 6000 - 150)],
+                      columns=["t_send", "t_recv", "status", "prompt_tokens", "max_tokens", "completion_tokens",
+                               "h_limit_tok", "h_rem_tok"])
+    assert starts_untouched(df) is untouched
+
+
 BEST = [0.1, 0.2, 0.3, 0.4]
 ERRORS = {  # (algorithm, charge) -> per-response errors the replay gives
     ("token_bucket", "max_tokens"): BEST,

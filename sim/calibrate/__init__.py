@@ -18,7 +18,7 @@ from ..catalog import Catalog, Limits
 from ..recorder import AUDIO_ENDPOINTS, CHAT, Log, client_failure, read_log
 from .evidence import evidence_table, successes
 from .limits_fit import LimitsFit, TierMatch, fit_limits, match_catalog
-from .replay import Hypothesis, rank_hypotheses
+from .replay import BURN_IN, Hypothesis, rank_hypotheses, starts_untouched
 from .service_fit import ServiceFit, fit_service
 
 __all__ = ["Calibration", "calibrate", "calibrate_log"]
@@ -134,6 +134,12 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
             cal.unknown.append(f"{model}: limiter replay skipped: {why}, so what they were charged is unknown")
             cal.replay_skipped.append(model)
             continue
+        span = float(rows["t_send"].max() - rows["t_send"].min())
+        if span < BURN_IN and not starts_untouched(rows):
+            cal.unknown.append(f"{model}: the log starts on a TPM budget already in use (its first answers show "
+                               f"more tokens used than their own) and spans {span:.0f} s, all within the first "
+                               f"{BURN_IN:.0f} s that usage from before it may still fill: no TPM residual or 429 "
+                               "decision is scored, so its limiter ranking rests on the request units alone")
         one_way = (svc.rtt.value if svc.rtt else 0.0) / 2
         pm = float(np.nanmedian(ok["prompt_tokens"])) if len(ok) else 0.0
         cm = float(np.nanmedian(ok["completion_tokens"])) if len(ok) else 0.0
