@@ -13,6 +13,7 @@ import httpx2
 import numpy as np
 import openai
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from sim.errors import ConfigError
 from sim.recorder import KEYS, LogWriter, Recorder, read_log, wav_seconds
@@ -1164,3 +1165,24 @@ def test_a_status_is_a_whole_http_status(tmp_path, status, kept):
         assert log.problems == [(1, "have an unreadable status: skipped")] and not log.records
     else:
         assert [r["status"] for r in log.records] == [kept] and isinstance(log.records[0]["status"], int)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet="ab{}\"", max_size=6),
+                          st.sampled_from(["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85",
+                                           "\u2028", "\u2029", ""])), max_size=12))
+def test_a_log_read_a_line_at_a_time_is_split_as_its_whole_text_was(pieces):
+    """read_log reads the file a line at a time (the whole text and its lines held a 34 MB log as 380 MB): its
+    lines, and so the line numbers its notes give, are still those of ``str.splitlines`` on the whole text."""
+    from sim.recorder import _split
+    text = "".join(a + b for a, b in pieces)
+    assert list(_split(io.StringIO(text, newline=""))) == text.splitlines()
+
+
+def test_a_log_read_from_disk_gives_its_lines_numbers_across_odd_line_ends(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    good = [json.dumps({"t_send": 1.0 + k, "t_recv": 1.5 + k, "status": 200, "model": "m"}) for k in range(3)]
+    path.write_bytes(f"{good[0]}\r\nnot json\u2028{good[1]}\r{good[2]}\n".encode())
+    log = read_log(path)
+    assert log.lines == 4 and log.numbers == [1, 3, 4]
+    assert [n for n, why in log.problems if why.startswith("are not JSON")] == [2]
