@@ -172,6 +172,7 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
     from .runner import finished_rows, plan, run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     started = False
+    mark = _mark(out)  # output files changed after this are this command's (see _interrupted)
     try:
         _work(args, scenario, duration)
         started = True
@@ -187,16 +188,43 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
                               "once that is fixed, reuses them") from None
         raise
     except KeyboardInterrupt:  # a second signal while the first one's partial study was gathered
+        _interrupted(out, mark, pool)
         print(_kept(len(finished_rows(out, plan(scenario, duration))), out), file=sys.stderr)
         return 130
     try:
-        return _report_study(args, scenario, duration, out, pool, study, early)
+        return _report_study(args, scenario, duration, out, pool, study, early, mark)
     except KeyboardInterrupt:  # (a second signal while the table was printed or the files listed): runs are kept
+        _interrupted(out, mark, pool)
         print(_kept(len(study.summary), out), file=sys.stderr)
         return 130
 
 
-def _report_study(args, scenario, duration, out, pool, study, early) -> int:
+def _mark(out: Path) -> int:
+    """The file system's time now, as it stamps files (its clock may lag ``time.time``): a file changed later has
+    an ``st_mtime_ns`` of at least this."""
+    probe = out / ".groqsim-mark"
+    probe.write_bytes(b"")
+    try:
+        return probe.stat().st_mtime_ns
+    finally:
+        probe.unlink()
+
+
+def _interrupted(out: Path, mark: int, pool) -> None:
+    """After a Ctrl-C that stopped the command's own part of the output stage: the workers end the files they
+    had started (the signals held meanwhile: a second Ctrl-C inside the executor's shutdown left the command
+    waiting for them for ever), and every output file changed since ``mark`` is listed in the manifest, so that
+    the next complete study removes the ones it does not write (:func:`sim.report.remove_stale`)."""
+    from .pool import signals_held
+    from .report import OUTPUT_FILES, remove_stale
+    with signals_held():  # (a further Ctrl-C: the command is already stopping)
+        pool.close(cancel=True)
+        written = [out / name for name in OUTPUT_FILES
+                   if (out / name).is_file() and (out / name).stat().st_mtime_ns >= mark]
+        remove_stale(out, written, remove=False)
+
+
+def _report_study(args, scenario, duration, out, pool, study, early, mark: int) -> int:
     """The end of ``run``: the comparison printed, the output files written and listed; 130 after an
     interrupted study (its partial table and files), 2 when a file could not be written."""
     from .report import (comparison_json, format_by_client, format_by_project, format_comparison, remove_stale,
@@ -231,6 +259,7 @@ def _report_study(args, scenario, duration, out, pool, study, early) -> int:
         files = write_outputs(study, out, pool if study.complete else None,  # Ctrl-C also stopped the workers
                               early if study.complete else None, errors=problems)
     except KeyboardInterrupt:  # (a second Ctrl-C, or the first while the files are written): the runs are kept
+        _interrupted(out, mark, pool)
         print(kept.replace("interrupted:", "interrupted while writing the outputs:"), file=sys.stderr)
         return 130
     # each group its own project: the per-group section (more figures) says what the per-project one would,

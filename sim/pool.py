@@ -63,7 +63,7 @@ def _signals_to(handler):
 
 
 @contextmanager
-def _signals_held(hold: bool):
+def signals_held(hold: bool = True):
     """With ``hold``, SIGINT and SIGTERM are ignored inside (:func:`_signals_to`): the command is already
     stopping."""
     with _signals_to(signal.SIG_IGN) if hold else nullcontext():
@@ -103,7 +103,7 @@ class Pool:
         signals the whole process group, often twice, and a second KeyboardInterrupt inside the executor's
         shutdown left its threads half closed and the command hung at exit."""
         if self._executor is not None:
-            with _signals_held(cancel):
+            with signals_held(cancel):
                 self._executor.shutdown(wait=True, cancel_futures=cancel)
             self._executor = None
 

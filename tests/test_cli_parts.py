@@ -388,8 +388,13 @@ def test_a_second_ctrl_c_while_the_table_is_printed_or_the_files_listed_counts_t
     bare "interrupted", seen under load in the process-group test of test_runner.py)."""
     import sim.report as report
 
-    def stopped(*args, **kw):
-        raise KeyboardInterrupt
+    real, calls = getattr(report, where), []
+
+    def stopped(*args, **kw):  # (the signal lands in the first call; the command's own later calls go on)
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
     monkeypatch.setattr(report, where, stopped)
     path = _scenario(tmp_path, head="duration = '1m'\nreplications = 2\n")
     out = tmp_path / "out"

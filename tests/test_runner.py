@@ -685,6 +685,69 @@ def test_an_earlier_studys_outputs_that_this_one_does_not_write_are_removed(tmp_
         in capsys.readouterr().err
 
 
+def test_outputs_written_before_a_ctrl_c_are_listed_so_that_the_next_study_removes_them(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """A Ctrl-C while the output files are written (here in the last of them) left the ones already written out
+    of the manifest: a later study into the same directory never removed them, and a lane study's tables stayed
+    beside a plain study's files as if they were its.  A file of an output's name put there before the command
+    is not the command's, and is not listed."""
+    import sim.report as report
+    from sim.cli import main
+    from sim.report import MANIFEST
+    out = tmp_path / "out"
+    plain = _grid_scenario(tmp_path / "plain.toml", "policy = ['no-retry']")
+    assert main(["run", str(plain), "--out", str(out), "--format", "csv", "--jobs", "1", "--quiet"]) == 0
+    mine = out / "batch_job_times.png"  # (a name the lane study below does not write)
+    mine.write_bytes(b"the user's own")
+    os.utime(mine, ns=(0, 0))
+
+    def stopped(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(report, "client_table", stopped)  # (the last output task)
+    lanes = ROOT / "scenarios" / "projects_noisy_neighbour.toml"
+    assert main(["run", str(lanes), "--out", str(out), "--duration", "2m", "--replications", "1", "--quiet",
+                 "--format", "csv", "--jobs", "1"]) == 130
+    listed = (out / MANIFEST).read_text().split()
+    assert {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"} <= set(listed)
+    assert "batch_job_times.png" not in listed
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["run", str(plain), "--out", str(out), "--format", "csv", "--jobs", "1"]) == 0
+    left = {p.name for p in out.iterdir() if p.is_file()}
+    assert not left & {"by_project.csv", "by_lane.csv", "by_service_tier.csv", "lanes_cost_time.png"}
+    assert mine.read_bytes() == b"the user's own"
+
+
+def test_two_ctrl_c_while_the_workers_write_the_outputs_end_the_command(tmp_path):
+    """Ctrl-C twice (or ``timeout``, which signals the process and then its group) while a ``--jobs 2`` run's
+    workers write the output files: the command printed its last line and then waited for ever at exit for
+    workers no one had told to stop (the pool was closed without the signals held, and the second signal broke
+    its shutdown half-way)."""
+    scenario, out = ROOT / "scenarios" / "projects_noisy_neighbour.toml", tmp_path / "out"
+    args = [sys.executable, "-m", "sim", "run", str(scenario), "--out", str(out), "--jobs", "2", "--replications",
+            "2", "--duration", "30m"]
+    subprocess.run([*args, "--quiet"], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    (out / "summary.csv").unlink()  # the second command has only the outputs to write
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "summary.csv").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("groqsim: interrupted while writing the outputs: 4 run(s)"), err
+
+
 def test_remove_stale_goes_by_the_last_studys_list_and_writes_this_ones(tmp_path):
     from sim.report import MANIFEST, remove_stale
     for name in ("summary.csv", "by_lane.csv", "by_project.csv", "latency_cdf.png"):
