@@ -15,6 +15,7 @@ import datetime
 import functools
 import io
 import math
+import numbers
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -43,6 +44,17 @@ class Limits:
     tpd: int | None = None
     ash: int | None = None
     asd: int | None = None
+
+    def __post_init__(self):
+        for unit in UNITS:
+            value = getattr(self, unit)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"Limits({unit}={value!r}): a number of {UNIT_SPEC[unit][1]} or None (a count such "
+                                "as '14.4K' is the scenario file's way to write one: here 14400)")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"Limits({unit}={value!r}): a limit is a positive finite number, or None for none")
 
     def items(self):
         """(unit, limit) for the units that exist."""

@@ -41,6 +41,7 @@ previous window the 1e-9 x limit tolerance can admit up to ``1e-9 x limit x W / 
 from __future__ import annotations
 
 import math
+import numbers
 from bisect import bisect_right
 from collections import deque
 
@@ -56,6 +57,10 @@ class Limiter:
     kind = "abstract"
 
     def __init__(self, limit: float, window: float):
+        for name, value in (("limit", limit), ("window", window)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{type(self).__name__}({name}={value!r}): a number (a count such as '14.4K' or a "
+                                "duration such as '1m' is the scenario file's way to write one: here 14400, 60.0)")
         if not limit > 0 or not window > 0 or not math.isfinite(limit) or not math.isfinite(window):
             raise ValueError(f"limit and window must be positive and finite, got {limit!r}, {window!r}")
         self.limit = limit
@@ -63,6 +68,8 @@ class Limiter:
         self._eps = 1e-9 * max(limit, 1.0)
 
     def try_admit(self, amount: float, now: float) -> bool:
+        if not amount >= 0:  # (NaN too) a negative charge would add to the budget: 20 admitted under a limit of 10
+            raise ValueError(f"{type(self).__name__}.try_admit(amount={amount!r}): an amount is >= 0")
         if self.wait(amount, now) == 0.0:
             self.admit(amount, now)
             return True

@@ -236,3 +236,27 @@ def test_a_file_error_keeps_its_line_with_overrides(tmp_path):
     path.write_text(CHATBOT.read_text().replace("[scenario]", "[scenario]\nspeedz = 1", 1))
     with pytest.raises(ConfigError, match=rf"^{path}:\d+: scenario.speedz: unknown key"):
         sim.load_scenario(path, overrides={"seed": 3})
+
+
+@pytest.mark.parametrize("make, error, says", [
+    (lambda: sim.FixedWindow(10, 60).try_admit(-100, now=0.0), ValueError, "an amount is >= 0"),
+    (lambda: sim.TokenBucket(10, 60).try_admit(float("nan"), now=0.0), ValueError, "an amount is >= 0"),
+    (lambda: sim.TokenBucket(limit="14.4K", window=60), TypeError, "here 14400"),
+    (lambda: sim.SlidingLog(10, "1m"), TypeError, "(window='1m'): a number"),
+    (lambda: sim.Limits(rpm=-30), ValueError, "Limits(rpm=-30): a limit is a positive finite number"),
+    (lambda: sim.Limits(tpm="30"), TypeError, "Limits(tpm='30'): a number of tokens or None"),
+    (lambda: sim.Limits(rpd=True), TypeError, "Limits(rpd=True)"),
+])
+def test_the_exported_limiters_and_limits_refuse_what_they_cannot_mean_in_one_line(make, error, says):
+    """A negative amount added to a window limiter's budget (``try_admit(-100)`` then admitted 20 requests under
+    a limit of 10), and a text limit failed deep inside with a bare comparison error."""
+    with pytest.raises(error) as info:
+        make()
+    assert says in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_refused_amount_leaves_the_limiter_as_it_was():
+    lim = sim.FixedWindow(10, 60)
+    with pytest.raises(ValueError):
+        lim.try_admit(-100, now=0.0)
+    assert sum(lim.try_admit(1, now=0.0) for _ in range(20)) == 10
