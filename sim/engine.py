@@ -113,7 +113,7 @@ class _Group(Columns):
     def timed_out(self, i: int, t: float, m: int, end: float) -> None:
         """:meth:`Columns.timed_out`, and request ``i``'s service draws drawn again (speed, then queue): an
         attempt sent after this one is a new request to the server, served in its own time, not a replay of
-        the one given up.  Kept, a slow draw timed out every retry of it (docs/modelling.md, "Timeouts")."""
+        the one given up.  Kept, a slow draw timed out every retry of it (docs/modelling.md: `timeout`)."""
         super().timed_out(i, t, m, end)
         self.z_speed[i] = self.redraw()
         self.z_queue[i] = self.redraw()

@@ -590,7 +590,7 @@ def plot_utilisation(study: StudyResult, out: Path) -> list[Path]:
     title_height = 0.45 + 0.2 * title.count("\n")
     top = title_height + 0.2 * legend_rows + 0.3
     # a legend above the panels grows the figure, not into the panels: a single panel of four models' limits had
-    # 19 entries in 10 rows, taller than the figure (matplotlib refused its margins, and the run its figures)
+    # 16 entries in 8 rows, taller than the figure (matplotlib refused its margins, and the run its figures)
     height = max(height, top + 0.5 + rows * PANEL_MIN + (rows - 1) * 0.35)
     fig.set_size_inches(width, height)
     _margins(fig, left=0.75, right=0.15, bottom=0.5, top=top, wspace=0.06,
