@@ -136,8 +136,10 @@ def test_a_best_that_misses_too_many_decisions_is_no_finding():
     lines = report_text(cal).splitlines()
     assert ("  no hypothesis explains this log: the best, sliding_log / charge actual, misses 5.1% of its 429 "
             "decisions (one of a log that the limits alone made misses at most 5%).  Usual causes: a step in the "
-            "client's clock, lines missing (streams not read to the end, a process that died), or other keys of "
-            "the organization spending the same limits.  The fragment keeps the default token bucket") in lines
+            "client's clock, lines missing (streams not read to the end, a process that died), other keys of "
+            "the organization spending the same limits, or a client's log of `groqsim serve --time-scale K` with "
+            "K != 1 (its times are real seconds, not the limiter's: calibrate the server's own requests.jsonl).  "
+            "The fragment keeps the default token bucket") in lines
     assert not any(line.startswith("  best:") for line in lines)
     text = toml_fragment(cal)
     assert tomllib.loads(text)["org"] == {"tier": "calibrated", "limiter": "token_bucket",

@@ -155,8 +155,10 @@ def report_text(cal: Calibration) -> str:
             out.append(f"  no hypothesis explains this log: the best, {best.name}, misses "
                        f"{best.components['decision']:.1%} of its 429 decisions (one of a log that the limits alone "
                        f"made misses at most {EXPLAINS:.0%}).  Usual causes: a step in the client's clock, lines "
-                       "missing (streams not read to the end, a process that died), or other keys of the "
-                       "organization spending the same limits.  The fragment keeps the default token bucket")
+                       "missing (streams not read to the end, a process that died), other keys of the "
+                       "organization spending the same limits, or a client's log of `groqsim serve --time-scale "
+                       "K` with K != 1 (its times are real seconds, not the limiter's: calibrate the server's own "
+                       "requests.jsonl).  The fragment keeps the default token bucket")
         else:
             out.append(f"  best: {best.name}" + (f"; the log cannot tell it from {', '.join(ties)}" if ties else
                                                   "; every other hypothesis fits significantly worse"))
