@@ -569,3 +569,13 @@ def test_an_attempt_sent_again_after_a_timeout_is_served_anew(kernel):
     # retries are served within it
     again = rec[rec["attempts"] > 1]
     assert (again["outcome"] == "ok").mean() > 0.4
+    # the same traffic with no timeout: a request sent once is served as there, one sent again on new draws of
+    # both its queue time and its speed (its prompt time)
+    patient = run(group, 3600.0, 7, Org(tier="open"), {"short": {"extends": "groq-sdk"}}, kernel,
+                  catalog=catalog, drain=600.0).records
+    assert (patient["attempts"] == 1).all() and len(patient) == len(rec)
+    once = (rec["attempts"] == 1).to_numpy()
+    for col in ("queue_time", "prompt_time"):
+        first, served = patient[col].to_numpy(), rec[col].to_numpy()
+        assert np.array_equal(first[once], served[once])
+        assert (first[~once] != served[~once]).all()

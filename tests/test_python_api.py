@@ -246,6 +246,12 @@ def test_a_file_error_keeps_its_line_with_overrides(tmp_path):
     (lambda: sim.Limits(rpm=-30), ValueError, "Limits(rpm=-30): a limit is a positive finite number"),
     (lambda: sim.Limits(tpm="30"), TypeError, "Limits(tpm='30'): a number of tokens or None"),
     (lambda: sim.Limits(rpd=True), TypeError, "Limits(rpd=True)"),
+    (lambda: sim.Limits(rpm=0), ValueError, "Limits(rpm=0): a limit is a positive finite number"),
+    (lambda: sim.Limits(tpd=float("inf")), ValueError, "Limits(tpd=inf)"),
+    (lambda: sim.TokenBucket(0, 60), ValueError, "limit and window must be positive and finite, got 0, 60"),
+    (lambda: sim.TokenBucket(10, 0), ValueError, "got 10, 0"),
+    (lambda: sim.FixedWindow(float("inf"), 60), ValueError, "got inf, 60"),
+    (lambda: sim.SlidingLog(10, float("nan")), ValueError, "got 10, nan"),
 ])
 def test_the_exported_limiters_and_limits_refuse_what_they_cannot_mean_in_one_line(make, error, says):
     """A negative amount added to a window limiter's budget (``try_admit(-100)`` then admitted 20 requests under
@@ -253,6 +259,11 @@ def test_the_exported_limiters_and_limits_refuse_what_they_cannot_mean_in_one_li
     with pytest.raises(error) as info:
         make()
     assert says in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_smallest_limits_are_accepted():
+    assert sim.Limits(rpm=1, tpm=0.5).items() == [("rpm", 1), ("tpm", 0.5)]
+    assert sim.TokenBucket(1, 1e-9).limit == 1
 
 
 def test_a_refused_amount_leaves_the_limiter_as_it_was():

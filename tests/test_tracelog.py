@@ -135,6 +135,18 @@ def test_a_refused_request_without_max_tokens_takes_its_prompt_from_requested_le
     assert export.notes[0].endswith("(prompt imputed for 0 of them, the rest from their 429's Requested)")
 
 
+@pytest.mark.parametrize("prompt, taken", [(0, False), (1, True), (10_000_000, True), (10_000_001, False)])
+def test_a_429s_requested_gives_a_prompt_of_1_to_max_size_tokens(tmp_path, prompt, taken):
+    """Requested less the reservation is the prompt when it is 1 to MAX_SIZE (10 M) tokens; none (Requested no
+    more than the reservation) or more than any request holds, and the prompt is the model's median (100)."""
+    from sim.fields import MAX_SIZE
+    assert MAX_SIZE == 10_000_000
+    lines = [_line(0.0, 0.5, 200, 0, "a", usage=_usage(100, 40)),
+             _line(1.0, 1.1, 429, 0, "b", retry_after=20, requested=prompt + 256)]
+    export = log_to_trace(_write(tmp_path, lines))
+    assert export.trace["prompt_tokens"].tolist() == [100, prompt if taken else 100]
+
+
 def test_imputed_sizes_and_what_the_notes_say(tmp_path):
     """Two answered requests give the model's medians (prompt 110, completion 45).  A request refused on
     requests (no tokens named) and without max_tokens gets both medians and max_tokens 1 024; a

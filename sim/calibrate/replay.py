@@ -110,9 +110,7 @@ def starts_untouched(df: pd.DataFrame) -> bool:
     the server charges one first, and it need not be the first stamped: 24 clients starting at once on a fresh
     emulator had their earliest line show 4 433 tokens used for its own 1 185."""
     rows = df[df["h_rem_tok"].notna() & df["h_limit_tok"].notna()]
-    if rows.empty:
-        return False
-    start = rows["t_send"].min()
+    start = rows["t_send"].min()  # (none: NaN, and so no early answer)
     back = rows["t_recv"].min() if "t_recv" in rows else math.nan
     early = rows[rows["t_send"] <= (back if back > start else start)]  # (NaN compares False: the first only)
     early = early[(early["status"] == 200) & early["prompt_tokens"].notna()]
