@@ -162,17 +162,16 @@ def _run(args) -> int:
         check_dask_address(args.dask)
     out = _utf8(Path(args.out) if args.out else Path("results") / Path(args.scenario).stem)
     created = not out.exists()
-    prepare_out(out)
+    mark = prepare_out(out)  # output files changed after this are this command's (see _interrupted)
     with hold_out(out), Pool(args.jobs or scenario.run.jobs) as pool:  # one set of workers: runs, then files
-        return _run_study(args, scenario, duration, out, created, pool)
+        return _run_study(args, scenario, duration, out, created, pool, mark)
 
 
-def _run_study(args, scenario, duration, out, created, pool) -> int:
+def _run_study(args, scenario, duration, out, created, pool, mark: int) -> int:
     from .report import start_early_figures
     from .runner import finished_rows, plan, run_study
     early: dict = {}  # figures of replication 0, drawn by the workers while the other replications run
     started = False
-    mark = _mark(out)  # output files changed after this are this command's (see _interrupted)
     try:
         _work(args, scenario, duration)
         started = True
@@ -199,22 +198,12 @@ def _run_study(args, scenario, duration, out, created, pool) -> int:
         return 130
 
 
-def _mark(out: Path) -> int:
-    """The file system's time now, as it stamps files (its clock may lag ``time.time``): a file changed later has
-    an ``st_mtime_ns`` of at least this."""
-    probe = out / ".groqsim-mark"
-    probe.write_bytes(b"")
-    try:
-        return probe.stat().st_mtime_ns
-    finally:
-        probe.unlink()
-
-
 def _interrupted(out: Path, mark: int, pool) -> None:
     """After a Ctrl-C that stopped the command's own part of the output stage: the workers end the files they
     had started (the signals held meanwhile: a second Ctrl-C inside the executor's shutdown left the command
-    waiting for them for ever), and every output file changed since ``mark`` is listed in the manifest, so that
-    the next complete study removes the ones it does not write (:func:`sim.report.remove_stale`)."""
+    waiting for them for ever), and every output file changed since ``mark`` (:func:`sim.runner.prepare_out`'s)
+    is listed in the manifest, so that the next complete study removes the ones it does not write
+    (:func:`sim.report.remove_stale`)."""
     from .pool import signals_held
     from .report import OUTPUT_FILES, remove_stale
     with signals_held():  # (a further Ctrl-C: the command is already stopping)

@@ -342,19 +342,23 @@ def check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: is an existing file, not a directory (give a directory to write into)")
 
 
-def prepare_out(out: Path, runs: bool = False) -> None:
+def prepare_out(out: Path, runs: bool = False) -> int:
     """Create the output directory (and, for a study, its ``runs/``), or say in one line why it cannot be
-    used (a file, not writable)."""
+    used (a file, not writable).  Returns the file system's time then, as it stamps files (its clock may lag
+    ``time.time``): a file changed later has an ``st_mtime_ns`` of at least this."""
     check_out(out)
+    stamps = []
     for where in (out, out / "runs") if runs else (out,):
         try:
             where.mkdir(parents=True, exist_ok=True)
             probe = where / ".groqsim-write-test"
             probe.write_bytes(b"")
+            stamps.append(probe.stat().st_mtime_ns)
             probe.unlink()
         except OSError as exc:
             raise ConfigError(f"--out {out}: cannot write to {where} ({exc.strerror or exc}); choose a writable "
                               "directory") from None
+    return stamps[0]
 
 
 @contextmanager
