@@ -17,12 +17,14 @@ state per model (inferred: Groq's 429s name the service tier, so its limits are 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from .catalog import UNITS, Limits
+from .errors import KeyedError
 from .fields import Duration, Strict
 
 SERVICE_TIERS = ("on_demand", "flex", "auto")
@@ -52,6 +54,16 @@ class Flex(Strict):
         """The flex tier's limits: the on-demand ones x ``multiplier``, rounded as any scaled limit (one below 1
         is a :class:`~sim.errors.KeyedError`)."""
         return on_demand.scaled(dict.fromkeys(UNITS, self.multiplier))
+
+    def check(self, models: Iterable[tuple[str, Limits]]) -> None:
+        """Each ``(model, on-demand limits)``'s flex limits (:meth:`limits`) are 1 or more: else a
+        :class:`~sim.errors.KeyedError` on ``org.flex.multiplier`` naming the first model that falls below."""
+        for model, on_demand in models:
+            try:
+                self.limits(on_demand)
+            except KeyedError as exc:
+                raise KeyedError("org.flex.multiplier",
+                                 f"{self.multiplier:g} makes {model}'s flex {exc.message}") from None
 
     def scarce_share(self) -> float:
         """Long-run share of time in scarce periods."""

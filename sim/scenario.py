@@ -647,15 +647,13 @@ class Scenario(Strict):
                                           + _unserved(model, service, catalog, "model for the service table:"))
                 check_kinds(str(path), read_trace(path), kinds(service), c.model, c.audio_seconds.mean() > 0)
                 client_models[k] = c.model_copy(update={"arrival": c.arrival.model_copy(update={"file": str(path)})})
-        multiplier = org_model.flex.multiplier
         for c, models in zip(client_models, sent):  # flex limits are the org's x the multiplier: each still >= 1
             if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch":
-                for model in sorted(models):  # (its own, its fallbacks', its trace's rows')
-                    try:
-                        org_model.flex.limits(catalog.limits(org_model.tier, model))
-                    except KeyedError as exc:
-                        where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
-                        raise self.error(where, f"{multiplier:g} makes {model}'s flex {exc.message}") from None
+                try:  # (its own model, its fallbacks', its trace's rows')
+                    org_model.flex.check((m, catalog.limits(org_model.tier, m)) for m in sorted(models))
+                except KeyedError as exc:
+                    where = "compare.flex_multiplier" if "flex_multiplier" in point else "org.flex.multiplier"
+                    raise self.error(where, exc.message) from None
         on_flex = {c.project for c in client_models
                    if (c.service_tier or org_model.service_tier) in ("flex", "auto") and c.lane != "batch"}
         for name, project in self.projects.items():
@@ -669,7 +667,8 @@ class Scenario(Strict):
                     try:
                         org_model.flex.limits(own)
                     except KeyedError as exc:
-                        raise self.error(where, f"x flex multiplier {multiplier:g}: {exc.message}") from None
+                        raise self.error(where, f"x flex multiplier {org_model.flex.multiplier:g}: "
+                                         f"{exc.message}") from None
         meta = self.scenario
         warmup = meta.warmup
         if duration is not None and duration != meta.duration:

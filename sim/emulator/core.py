@@ -227,13 +227,11 @@ class Emulator:
         #: the service tiers a request may ask for: flex and auto on paid plans only (groq-real-responses.md §6)
         self.service_tiers = SERVICE_TIERS if self.spec.catalog.bills(org.tier) else ("on_demand",)
         if "flex" in self.service_tiers:  # any model may be asked for on flex: each one's flex limits >= 1
-            for m, lim in sorted(self.tier_limits.items()):
-                try:
-                    org.flex.limits(lim)
-                except KeyedError as exc:  # (named with its file and line by emulator_from_scenario)
-                    raise KeyedError("org.flex.multiplier", f"{org.flex.multiplier:g} makes {m}'s flex "
-                                     f"{exc.message} (the emulator serves every model of the tier on flex: raise the "
-                                     "multiplier)") from None
+            try:
+                org.flex.check(sorted(self.tier_limits.items()))
+            except KeyedError as exc:  # (named with its file and line by emulator_from_scenario)
+                raise KeyedError(exc.key, f"{exc.message} (the emulator serves every model of the tier on flex: "
+                                 "raise the multiplier)") from None
         # flex scarcity: one timeline (extended as the clock runs), drawn apart from the other draws, so flex
         # traffic moves neither the answers' lengths nor the injected faults
         timeline, draws = np.random.SeedSequence(self.seed).spawn(2)
