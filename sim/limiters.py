@@ -1,7 +1,7 @@
 """Rate limiters: pure Python, no SimPy; the caller passes the time ``now`` (seconds, non-decreasing).
 
 Every limiter enforces ``limit`` units per ``window`` seconds and answers the same questions, five of them
-written by each algorithm (``try_admit`` is :class:`Limiter`'s, composed of ``wait`` and ``admit``):
+written by each algorithm (``try_admit`` and ``fits`` are :class:`Limiter`'s, composed of ``wait`` and ``admit``):
 
 * ``wait(amount, now)``   -- 0.0 if ``amount`` can be admitted now, ``inf`` if it never can
   (``amount > limit``), else the exact number of seconds until it could be if nothing else happens.
@@ -10,6 +10,8 @@ written by each algorithm (``try_admit`` is :class:`Limiter`'s, composed of ``wa
 * ``reset(now)``          -- seconds until the budget is full again (0 when it is full).
 * ``refund(amount, charged_at, now)`` -- give back part of an earlier charge (unused token reservation).
 * ``try_admit(amount, now)`` -- (inherited) check and charge atomically; a refusal changes no observable state.
+* ``fits(amount, now)``   -- (inherited) ``wait(amount, now) == 0``; an algorithm whose wait searches
+  (:class:`SlidingLog`'s, through its log) answers it without the search.
 
 A new algorithm: a subclass with ``kind = "name"`` and those five methods, listed in ``ALGORITHMS`` (then
 ``[org] limiter``, the ``limiter`` axis, ``calibrate`` and ``validate`` use it; docs/architecture.md lists the
@@ -70,10 +72,15 @@ class Limiter:
     def try_admit(self, amount: float, now: float) -> bool:
         if not amount >= 0:  # (NaN too) a negative charge would add to the budget: 20 admitted under a limit of 10
             raise ValueError(f"{type(self).__name__}.try_admit(amount={amount!r}): an amount is >= 0")
-        if self.wait(amount, now) == 0.0:
+        if self.fits(amount, now):
             self.admit(amount, now)
             return True
         return False
+
+    def fits(self, amount: float, now: float) -> bool:
+        """Would ``amount`` be admitted now (``wait(amount, now) == 0``)?  A refusal's wait is not needed to
+        know it: the calibration's replay asks only this, of every logged response under every hypothesis."""
+        return self.wait(amount, now) == 0.0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(limit={self.limit}, window={self.window})"
@@ -223,6 +230,14 @@ class SlidingLog(Limiter):
             if freed >= need - self._eps:
                 return max(t + self.window - now, 0.0)
         return INF  # unreachable: amount <= limit
+
+    def fits(self, amount: float, now: float) -> bool:
+        # (wait's first answer: a refusal's wait, the search through the log, is never 0, since every entry
+        # left after _expire leaves the window more than _T_EPS from now)
+        if amount > self.limit + self._eps:
+            return False
+        self._expire(now)
+        return self._total + amount - self.limit <= self._eps
 
     def admit(self, amount: float, now: float) -> None:
         if amount <= 0:

@@ -245,3 +245,22 @@ def test_a_bucket_without_refunds_charges_exactly_like_one_with_them():
         assert kept.remaining(now) == lean.remaining(now) and kept.reset(now) == lean.reset(now)
     with pytest.raises(ValueError, match="refunds=False"):
         lean.refund(10, now, now)
+
+
+@pytest.mark.parametrize("cls", ALGS)
+@given(h=histories(), probe=st.floats(0, 1.2))
+def test_fits_is_whether_the_wait_is_zero_and_changes_nothing(cls, h, probe):
+    """``fits`` answers ``wait(...) == 0`` (SlidingLog's without the search through its log) at every step of a
+    history, for amounts below, at and above the limit; asked, it changes nothing observable."""
+    limit, window, steps = h
+    lim = cls(limit, window)
+    now = 0.0
+    for dt, amount in steps:
+        now += dt
+        for a in (amount, probe * limit, float(limit), limit + 1e-3, 1.0, 0.0):
+            assert lim.fits(a, now) == (lim.wait(a, now) == 0.0), (a, now)
+        lim.try_admit(amount, now)
+    before = copy.deepcopy(lim)
+    for a in (probe * limit, float(limit), 2.0 * limit):
+        lim.fits(a, now)
+    assert observe(lim, now) == observe(before, now)
