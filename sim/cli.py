@@ -435,7 +435,7 @@ def _calibrate(args) -> int:
     from .runner import check_out, prepare_out
     out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
     check_out(out)  # before the work
-    cal = calibrate(args.log)
+    cal = calibrate(args.log, jobs=args.jobs)
     sys.stdout.write(report_text(cal))
     if not cal.estimated_anything:
         print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
@@ -649,6 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("log", help="JSONL log written by sim.recorder or the emulator")
     cal.add_argument("--out", help="output directory (default results/calibration/<log name>)")
     cal.add_argument("--no-plots", action="store_true", help="write the TOML fragment and report only")
+    cal.add_argument("--jobs", type=int, help="limiter hypotheses replayed in parallel (default: number of cores); "
+                                              "the results do not depend on it")
     cal.set_defaults(func=_calibrate)
 
     tr = sub.add_parser("trace", help="turn a recorded log into a replayable trace (CSV)")

@@ -584,24 +584,6 @@ def test_lines_with_impossible_values_are_set_aside_not_a_traceback(tmp_path, ca
     assert _header_value("h_rem_tok", "0") == 0.0 and _header_value("h_limit_tok", "6000") == 6000.0
 
 
-def test_a_request_without_max_tokens_is_replayed_with_the_default_reservation():
-    """The emulator reserves DEFAULT_RESERVATION for a request that sets no max_tokens; the replay must charge
-    the same, or a log of such requests ranks the true token bucket / max_tokens hypothesis last."""
-    from types import SimpleNamespace
-
-    from sim.calibrate.replay import _tokens_cost
-    from sim.config import DEFAULT_RESERVATION
-    answered = SimpleNamespace(status=200, prompt_tokens=30.0, max_tokens=math.nan, completion_tokens=7.0,
-                               msg_unit=None, msg_requested=math.nan)
-    assert _tokens_cost(answered, "max_tokens", 100, 50) == 30 + DEFAULT_RESERVATION
-    assert _tokens_cost(answered, "actual", 100, 50) == 37
-    refused = SimpleNamespace(status=429, prompt_tokens=math.nan, max_tokens=math.nan, completion_tokens=math.nan,
-                              msg_unit="rpm", msg_requested=math.nan)
-    assert _tokens_cost(refused, "max_tokens", 100, 50) == 100 + DEFAULT_RESERVATION
-    assert _tokens_cost(SimpleNamespace(**{**vars(answered), "max_tokens": 64.0}),
-                        "max_tokens", 100, 50) == 94
-
-
 def test_a_custom_tier_of_two_models_names_the_model_of_each_difference():
     from sim.calibrate.limits_fit import LimitsFit, Observed, match_catalog
     chat = LimitsFit("llama-3.1-8b-instant", {"rpd": Observed(1000, "headers", 9, 0)})
@@ -610,3 +592,36 @@ def test_a_custom_tier_of_two_models_names_the_model_of_each_difference():
     assert m.base == "free" and m.sentence == ("free, except llama-3.1-8b-instant RPD 0.0694x, "
                                                "whisper-large-v3-turbo RPD 0.2x: a custom tier")
     assert match_catalog([chat]).sentence == "free, except RPD 0.0694x: a custom tier"
+
+
+def test_the_hypotheses_are_replayed_on_jobs_processes_with_the_same_result(monkeypatch, tmp_path, capsys):
+    """``jobs`` processes replay the eight hypotheses, each on its own: the ranking, every error and residual, the
+    report and the fragment are those of one process."""
+    import functools
+
+    from sim.calibrate import replay as replay_mod
+    log = ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"
+    score = replay_mod._score
+
+    @functools.wraps(score)  # (a worker finds it by its name: the same function there, forked after the patch)
+    def where(*call):
+        errors, residuals = score(*call)
+        return errors, residuals.assign(pid=os.getpid())
+    monkeypatch.setattr(replay_mod, "_score", where)
+    one, two = calibrate(log, jobs=1), calibrate(log, jobs=2)
+    assert {h.residuals["pid"].iloc[0] for h in one.hypotheses} == {os.getpid()}
+    assert os.getpid() not in {h.residuals["pid"].iloc[0] for h in two.hypotheses}
+    assert [h.name for h in two.hypotheses] == [h.name for h in one.hypotheses] and len(one.hypotheses) == 8
+    for a, b in zip(one.hypotheses, two.hypotheses):
+        assert np.array_equal(a.errors, b.errors) and a.components == b.components
+        assert (a.rank, a.score, a.p_value, a.indistinguishable) == (b.rank, b.score, b.p_value, b.indistinguishable)
+        pd.testing.assert_frame_equal(a.residuals.drop(columns="pid"), b.residuals.drop(columns="pid"))
+    monkeypatch.undo()
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["calibrate", str(log), "--out", str(tmp_path / jobs), "--no-plots", "--jobs", jobs]) == 0
+        outputs.append((capsys.readouterr().out, (tmp_path / jobs / "calibrated.toml").read_text(),
+                        (tmp_path / jobs / "report.txt").read_text()))
+    assert outputs[0] == outputs[1] and "token_bucket" in outputs[0][0]
+    with pytest.raises(ValueError, match=r"calibrate\(jobs=0\): jobs is a number of processes >= 1"):
+        calibrate(log, jobs=0)

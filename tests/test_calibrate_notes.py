@@ -119,7 +119,7 @@ def test_the_replay_is_given_half_the_median_round_trip_and_the_median_sizes(mon
 
     import sim.calibrate as cal_mod
     seen = []
-    monkeypatch.setattr(cal_mod, "rank_hypotheses", lambda per_model: seen.extend(per_model) or [])
+    monkeypatch.setattr(cal_mod, "rank_hypotheses", lambda per_model, pool: seen.extend(per_model) or [])
     cal = calibrate(EXAMPLE)
     ((rows, limits, one_way, pm, cm),) = seen
     ok = rows[rows["status"] == 200]
@@ -133,7 +133,7 @@ def test_the_replay_is_given_half_the_median_round_trip_and_the_median_sizes(mon
 def test_the_replay_takes_each_models_on_demand_answers_refusals_and_413s(monkeypatch, tmp_path):
     import sim.calibrate as cal_mod
     seen = []
-    monkeypatch.setattr(cal_mod, "rank_hypotheses", lambda per_model: seen.extend(per_model) or [])
+    monkeypatch.setattr(cal_mod, "rank_hypotheses", lambda per_model, pool: seen.extend(per_model) or [])
     lines = _example()
     first, t = lines[0], lines[-1]["t_send"]
     too_large = {"message": "Request too large for model `llama-3.1-8b-instant` in organization `org_1` service "

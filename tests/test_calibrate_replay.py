@@ -103,10 +103,11 @@ ERRORS = {  # (algorithm, charge) -> per-response errors the replay gives
 def _ranked(monkeypatch, errors, residuals=None, strict=True):
     """rank_hypotheses over one model's rows, each hypothesis' replay giving ``errors[(algorithm, charge)]``
     (and ``residuals``, else none observed); ``strict``: warnings are errors."""
-    def fake(rows, limits, algorithm, charge, one_way, pm, cm):
+    def fake(rows, algorithm, charge):
         e = np.array(errors[(algorithm, charge)])
         return e, (residuals(e) if residuals else pd.DataFrame({c: [nan] * len(e) for c in COMPONENTS}))
-    monkeypatch.setattr(replay_mod, "replay", fake)
+    monkeypatch.setattr(replay_mod, "replay_rows", fake)
+    monkeypatch.setattr(replay_mod, "ServerOrder", lambda *model: None)  # (no rows to prepare)
     assert set(errors) == {(a, c) for a in replay_mod.ALGORITHMS for c in replay_mod.CHARGES}
     with warnings.catch_warnings():
         warnings.simplefilter("error" if strict else "ignore")

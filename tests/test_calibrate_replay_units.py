@@ -222,8 +222,9 @@ _Row = namedtuple("_Row", "status max_tokens prompt_tokens completion_tokens msg
     (_Row(429, nan, nan, nan, None, nan), 100.0 + DEFAULT_RESERVATION, 130.0),
 ])
 def test_a_requests_token_charge_under_each_rule(row, max_tokens, actual):
-    assert _tokens_cost(row, "max_tokens", 100.0, 30.0) == max_tokens
-    assert _tokens_cost(row, "actual", 100.0, 30.0) == actual
+    rows = pd.DataFrame([row._asdict(), _Row(200, 10.0, 5.0, 1.0, None, nan)._asdict()])  # (each row its own)
+    assert _tokens_cost(rows, "max_tokens", 100.0, 30.0).tolist() == [max_tokens, 15.0]
+    assert _tokens_cost(rows, "actual", 100.0, 30.0).tolist() == [actual, 6.0]
 
 
 def test_a_refusals_own_round_trip_places_it():

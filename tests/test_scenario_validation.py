@@ -1284,16 +1284,6 @@ def test_a_traces_model_with_limits_but_no_speeds_is_told_to_describe_them(tmp_p
                                  "describe it in [service.\"newmodel\"] (at least output_tps)")
 
 
-def test_a_request_that_set_no_max_tokens_is_charged_the_default_reservation():
-    from types import SimpleNamespace
-
-    from sim.calibrate.replay import _tokens_cost
-    row = SimpleNamespace(max_tokens=float("nan"), status=200, prompt_tokens=100.0, completion_tokens=30.0,
-                          msg_unit="", msg_requested=float("nan"))
-    assert _tokens_cost(row, "max_tokens", 0.0, 0.0) == 100 + 1024  # (DEFAULT_RESERVATION: Groq documents none)
-    assert _tokens_cost(row, "actual", 0.0, 0.0) == 130
-
-
 def test_a_grid_larger_than_the_limit_is_refused_at_once_naming_its_size(monkeypatch):
     """A cross product past MAX_GRID is refused before any point is resolved (1e6 points took 161 s to
     resolve before the work limit could say no); one at the limit is taken."""

@@ -8,6 +8,7 @@ a short report and plots.  Whatever cannot be estimated is said, never guessed s
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import Catalog, Limits
+from ..fields import is_whole
+from ..pool import Pool
 from ..recorder import AUDIO_ENDPOINTS, CHAT, Log, client_failure, read_log
 from .evidence import evidence_table, successes
 from .limits_fit import LimitsFit, TierMatch, fit_limits, match_catalog
@@ -58,12 +61,19 @@ class Calibration:
                     or self.hypotheses)
 
 
-def calibrate(path: str | Path, catalog: Catalog | None = None) -> Calibration:
+def calibrate(path: str | Path, catalog: Catalog | None = None, jobs: int | None = 1,
+              pool: Pool | None = None) -> Calibration:
     """Read a log file and calibrate (see :func:`calibrate_log`)."""
-    return calibrate_log(read_log(path), catalog)
+    return calibrate_log(read_log(path), catalog, jobs, pool)
 
 
-def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
+def calibrate_log(log: Log, catalog: Catalog | None = None, jobs: int | None = 1,
+                  pool: Pool | None = None) -> Calibration:
+    """Fit the service and the limits to a log, and rank the limiter hypotheses by how well each replays it.
+    ``jobs``: processes that replay the hypotheses (None: one per core; or on ``pool``); the result does not
+    depend on it."""
+    if jobs is not None and (not is_whole(jobs) or jobs < 1):
+        raise ValueError(f"calibrate(jobs={jobs!r}): jobs is a number of processes >= 1 (None: one per core)")
     catalog = catalog or Catalog.published()
     df = evidence_table(log)
     cal = Calibration(log, df)
@@ -145,7 +155,8 @@ def calibrate_log(log: Log, catalog: Catalog | None = None) -> Calibration:
         cm = float(np.nanmedian(ok["completion_tokens"])) if len(ok) else 0.0
         per_model.append((rows, limits, max(one_way, 0.0), pm, cm))
     if per_model:
-        cal.hypotheses = rank_hypotheses(per_model)
+        with Pool(jobs) if pool is None else nullcontext(pool) as runner:
+            cal.hypotheses = rank_hypotheses(per_model, runner)
     _collect_unknowns(cal)
     return cal
 

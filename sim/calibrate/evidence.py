@@ -7,6 +7,7 @@ Requested R. Please try again in 4.77s``; 413 messages ``Request too large ... L
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ HEADER_COLUMNS = {"x-ratelimit-limit-requests": "h_limit_req", "x-ratelimit-rema
 
 def parse_go_duration(text: str) -> float:
     """Seconds from a Go duration string (``547ms``, ``2m52.8s``, ``1h2m3.5s``, ``850µs``, ``0s``)."""
-    s = str(text).strip()
+    return _go_seconds(str(text).strip())
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _go_seconds(s: str) -> float:
+    """:func:`parse_go_duration` of a stripped text, remembered: a log's reset headers repeat (a 429's
+    ``0s``, a retry-after's whole seconds), two thirds of a long log's three per line."""
+    text = s
     if not s:
         raise ValueError("empty duration")
     sign = -1.0 if s.startswith("-") else 1.0

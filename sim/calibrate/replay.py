@@ -43,6 +43,7 @@ from ..config import DEFAULT_RESERVATION
 from ..headers import shown_remaining
 from ..limiters import ALGORITHMS
 from ..limitset import LimitSet
+from ..pool import Pool
 
 CHARGES = ("max_tokens", "actual")
 #: the share of its scored 429 decisions a hypothesis may miss and still explain the log.  On logs that Groq's
@@ -78,16 +79,19 @@ class Hypothesis:
         return math.isnan(wrong) or wrong <= EXPLAINS
 
 
-def _tokens_cost(row, charge: str, prompt_median: float, completion_median: float) -> float:
-    """What a request charged the token units under ``charge``: with ``max_tokens``, its max_tokens, or
-    :data:`sim.config.DEFAULT_RESERVATION` when it set none (as the emulator charges); else its completion."""
-    reserved = row.max_tokens if not math.isnan(row.max_tokens) else DEFAULT_RESERVATION
-    if row.status == 200 and not math.isnan(row.prompt_tokens):
-        extra = reserved if charge == "max_tokens" else row.completion_tokens
-        return row.prompt_tokens + (0.0 if math.isnan(extra) else extra)
-    if row.msg_unit in ("tpm", "tpd") and not math.isnan(row.msg_requested):
-        return row.msg_requested
-    return prompt_median + (reserved if charge == "max_tokens" else completion_median)
+def _tokens_cost(rows: pd.DataFrame, charge: str, prompt_median: float, completion_median: float) -> np.ndarray:
+    """What each request charged the token units under ``charge``: with ``max_tokens``, its max_tokens, or
+    :data:`sim.config.DEFAULT_RESERVATION` when it set none (as the emulator charges); else its completion.
+    An answer with its usage: its prompt + that; a refusal naming a token unit: its ``Requested``; any other
+    row: the median prompt + its max_tokens (or the median completion)."""
+    reserved = rows["max_tokens"].fillna(DEFAULT_RESERVATION).to_numpy(float)
+    prompt = rows["prompt_tokens"].to_numpy(float)
+    extra = reserved if charge == "max_tokens" else rows["completion_tokens"].to_numpy(float)
+    answered = (rows["status"] == 200).to_numpy() & ~np.isnan(prompt)
+    requested = rows["msg_requested"].to_numpy(float)
+    named = rows["msg_unit"].isin(["tpm", "tpd"]).to_numpy() & ~np.isnan(requested)
+    guessed = prompt_median + (reserved if charge == "max_tokens" else completion_median)
+    return np.where(answered, prompt + np.where(np.isnan(extra), 0.0, extra), np.where(named, requested, guessed))
 
 
 def own_one_way(df: pd.DataFrame, typical: float) -> np.ndarray:
@@ -119,68 +123,97 @@ def starts_untouched(df: pd.DataFrame) -> bool:
     return bool((early["h_limit_tok"] - early["h_rem_tok"] <= early["prompt_tokens"] + reserve + 1).any())
 
 
+class ServerOrder:
+    """One model's rows as every hypothesis replays them, prepared once: in the order they reached the server,
+    each column a plain list (a row at a time from a frame costs more than the limiters' own work)."""
+
+    def __init__(self, df: pd.DataFrame, limits: Limits, one_way: float, prompt_median: float,
+                 completion_median: float):
+        df = df.assign(t_server=df["t_send"] + own_one_way(df, one_way)).sort_values("t_server", kind="stable")
+        self.limits = limits
+        t_server = df["t_server"].to_numpy(float)
+        origin = math.floor(t_server[0] / 86_400.0) * 86_400.0
+        self.now = (t_server - origin).tolist()
+        self.t = (t_server - t_server[0]).tolist()
+        burn = 0.0 if starts_untouched(df) else BURN_IN
+        self.burn_in = (t_server - t_server[0] < burn).tolist()
+        self.status = df["status"].tolist()
+        self.tokens = {charge: _tokens_cost(df, charge, prompt_median, completion_median).tolist()
+                       for charge in CHARGES}
+        self.audio = df["audio_seconds"].fillna(0.0).to_numpy(float).tolist()
+        self.logged = {c: df[c].to_numpy(float).tolist() for c in ("h_rem_tok", "h_reset_tok", "h_rem_req",
+                                                                      "h_reset_req", "msg_used")}
+        self.msg_unit = df["msg_unit"].astype(object).where(df["msg_unit"].notna(), None).tolist()
+
+
 def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_way: float,
            prompt_median: float, completion_median: float) -> tuple[np.ndarray, pd.DataFrame]:
     """Per-response errors and residuals of one hypothesis over one model's rows."""
-    df = df.assign(t_server=df["t_send"] + own_one_way(df, one_way)).sort_values("t_server", kind="stable")
-    origin = math.floor(df["t_server"].iloc[0] / 86_400.0) * 86_400.0
-    t0 = df["t_server"].iloc[0]
+    return replay_rows(ServerOrder(df, limits, one_way, prompt_median, completion_median), algorithm, charge)
+
+
+def replay_rows(rows: ServerOrder, algorithm: str, charge: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """:func:`replay` of rows prepared once for every hypothesis."""
+    limits = rows.limits
     ls = LimitSet(limits, algorithm)
-    tok_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "tokens"]
-    req_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "requests"]
-    audio_units = [(u, lim) for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "audio_seconds"]
+    tok_units = [lim for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "tokens"]
+    req_units = [lim for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "requests"]
+    audio_units = [lim for u, lim in ls.units.items() if UNIT_SPEC[u][1] == "audio_seconds"]
     rpd, tpm = ls.units.get("rpd"), ls.units.get("tpm")
     done: set[str] = set()
-    burn = 0.0 if starts_untouched(df) else BURN_IN
-    out = {c: [] for c in ("t", "status", "remaining_tokens", "reset_tokens", "remaining_requests",
-                           "reset_requests", "decision")}
-    for row in df.itertuples(index=False):
-        now = row.t_server - origin
-        tokens = _tokens_cost(row, charge, prompt_median, completion_median)
-        audio = 0.0 if math.isnan(row.audio_seconds) else row.audio_seconds
-        decision = math.nan
-        if row.status in (200, 429):
-            refused = (any(lim.wait(1, now) > 0 for _, lim in req_units)
-                       or (tokens > 0 and any(lim.wait(tokens, now) > 0 for _, lim in tok_units))
-                       or (audio > 0 and any(lim.wait(audio, now) > 0 for _, lim in audio_units)))
-            decision = float(refused != (row.status == 429))
-        if row.status == 200:
-            for _, lim in req_units:
+    nan = math.nan
+    decisions, rem_tok, reset_tok, rem_req, reset_req = [], [], [], [], []
+    h_rem_tok, h_reset_tok = rows.logged["h_rem_tok"], rows.logged["h_reset_tok"]
+    h_rem_req, h_reset_req, msg_used = rows.logged["h_rem_req"], rows.logged["h_reset_req"], rows.logged["msg_used"]
+    for i, (now, status, tokens, audio, unit, burn_in) in enumerate(zip(
+            rows.now, rows.status, rows.tokens[charge], rows.audio, rows.msg_unit, rows.burn_in)):
+        decision = nan
+        if status == 200 or status == 429:
+            refused = (not all(lim.fits(1, now) for lim in req_units)
+                       or (tokens > 0 and not all(lim.fits(tokens, now) for lim in tok_units))
+                       or (audio > 0 and not all(lim.fits(audio, now) for lim in audio_units)))
+            decision = float(refused != (status == 429))
+        if status == 200:
+            for lim in req_units:
                 lim.admit(1, now)
             if tokens > 0:
-                for _, lim in tok_units:
+                for lim in tok_units:
                     lim.admit(tokens, now)
             if audio > 0:
-                for _, lim in audio_units:
+                for lim in audio_units:
                     lim.admit(audio, now)
         # usage before the log is unknown: at the first header of each unit, charge what the header says is
         # already used (exact for a bucket and a fixed window; a window log forgets it within one window)
-        for lim, logged, synced in ((tpm, row.h_rem_tok, "tpm"), (rpd, row.h_rem_req, "rpd")):
+        for lim, logged, synced in ((tpm, h_rem_tok[i], "tpm"), (rpd, h_rem_req[i], "rpd")):
             if lim is not None and synced not in done and not math.isnan(logged):
                 done.add(synced)
                 unknown = shown_remaining(lim, now) - logged
                 if unknown > 0:
                     lim.admit(unknown, now)
-        unit = row.msg_unit  # other units (RPD and TPM are synced from their headers above): the first 429
-        # naming them says how much was "Used"
-        if unit in ls.units and unit not in done and not math.isnan(row.msg_used):
+        # other units (RPD and TPM are synced from their headers above): the first 429 naming them says how
+        # much was "Used"
+        if unit is not None and unit in ls.units and unit not in done and not math.isnan(msg_used[i]):
             done.add(unit)
             lim = ls.units[unit]
             # "Used" is the limit less what the headers show left: a fraction it rounds up is no usage
-            unknown = row.msg_used - (lim.limit - shown_remaining(lim, now))
+            unknown = msg_used[i] - (lim.limit - shown_remaining(lim, now))
             if unknown > 0:
                 lim.admit(min(unknown, lim.limit), now)
-        burn_in = row.t_server - t0 < burn
-        out["t"].append(row.t_server - t0)
-        out["status"].append(row.status)
-        out["decision"].append(math.nan if burn_in else decision)
-        out["remaining_tokens"].append(math.nan if tpm is None or burn_in else
-                                       shown_remaining(tpm, now) - row.h_rem_tok)
-        out["reset_tokens"].append(math.nan if tpm is None or burn_in else tpm.reset(now) - row.h_reset_tok)
-        out["remaining_requests"].append(math.nan if rpd is None else
-                                         shown_remaining(rpd, now) - row.h_rem_req)
-        out["reset_requests"].append(math.nan if rpd is None else rpd.reset(now) - row.h_reset_req)
-    res = pd.DataFrame(out)
+        decisions.append(nan if burn_in else decision)
+        if tpm is not None and not burn_in:
+            rem_tok.append(shown_remaining(tpm, now) - h_rem_tok[i])
+            reset_tok.append(tpm.reset(now) - h_reset_tok[i])
+        else:
+            rem_tok.append(nan)
+            reset_tok.append(nan)
+        if rpd is not None:
+            rem_req.append(shown_remaining(rpd, now) - h_rem_req[i])
+            reset_req.append(rpd.reset(now) - h_reset_req[i])
+        else:
+            rem_req.append(nan)
+            reset_req.append(nan)
+    res = pd.DataFrame({"t": rows.t, "status": rows.status, "remaining_tokens": rem_tok, "reset_tokens": reset_tok,
+                        "remaining_requests": rem_req, "reset_requests": reset_req, "decision": decisions})
     scale = {"remaining_tokens": limits.tpm or 1.0, "reset_tokens": 60.0,
              "remaining_requests": limits.rpd or 1.0, "reset_requests": 86_400.0}
     parts = []
@@ -198,26 +231,29 @@ def replay(df: pd.DataFrame, limits: Limits, algorithm: str, charge: str, one_wa
     return errors, res
 
 
-def rank_hypotheses(per_model: list[tuple[pd.DataFrame, Limits, float, float, float]]) -> list[Hypothesis]:
+def _score(prepared: list[ServerOrder], algorithm: str, charge: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """One hypothesis over every model's rows, one model after another: its errors and its residuals."""
+    errs, resid = zip(*(replay_rows(rows, algorithm, charge) for rows in prepared))
+    return np.concatenate(errs), pd.concat(resid, ignore_index=True)
+
+
+def rank_hypotheses(per_model: list[tuple[pd.DataFrame, Limits, float, float, float]],
+                    pool: Pool | None = None) -> list[Hypothesis]:
     """Score every algorithm x charge over all models' rows (the org has one limiter) and rank them.
     ``per_model`` items (at least one, each with rows): (rows, limits, one-way delay, median prompt, median
-    completion)."""
+    completion).  ``pool``: workers that replay the hypotheses side by side (each replay is independent of the
+    others: the same ranking whatever the number of workers); None: one after another here."""
+    prepared = [ServerOrder(*model) for model in per_model]
+    calls = [(prepared, algorithm, charge) for algorithm in ALGORITHMS for charge in CHARGES]
+    scored = (pool or Pool(1)).map(_score, calls)
     hyps = []
-    for algorithm in ALGORITHMS:
-        for charge in CHARGES:
-            errs, resid = [], []
-            for rows, limits, one_way, pm, cm in per_model:
-                e, r = replay(rows, limits, algorithm, charge, one_way, pm, cm)
-                errs.append(e)
-                resid.append(r)
-            errors = np.concatenate(errs)
-            residuals = pd.concat(resid, ignore_index=True)
-            comps = {}
-            for comp in COMPONENTS:
-                v = residuals[comp].to_numpy(float)
-                v = v[np.isfinite(v)]
-                comps[comp] = float(np.mean(np.abs(v))) if len(v) else math.nan
-            hyps.append(Hypothesis(algorithm, charge, float(np.mean(errors)), comps, errors, residuals))
+    for (_, algorithm, charge), (errors, residuals) in zip(calls, scored):
+        comps = {}
+        for comp in COMPONENTS:
+            v = residuals[comp].to_numpy(float)
+            v = v[np.isfinite(v)]
+            comps[comp] = float(np.mean(np.abs(v))) if len(v) else math.nan
+        hyps.append(Hypothesis(algorithm, charge, float(np.mean(errors)), comps, errors, residuals))
     hyps.sort(key=lambda h: (h.score, h.algorithm != "token_bucket", h.charge != "max_tokens"))
     best = hyps[0]
     for k, h in enumerate(hyps):
