@@ -432,22 +432,52 @@ def _validate(args) -> int:
 def _calibrate(args) -> int:
     from .calibrate import calibrate
     from .calibrate.output import report_text, write_outputs
+    from .pool import Pool
     from .runner import check_out, prepare_out
     out = Path(args.out) if args.out else Path("results") / "calibration" / Path(args.log).stem
     check_out(out)  # before the work
-    cal = calibrate(args.log, jobs=args.jobs)
-    sys.stdout.write(report_text(cal))
-    if not cal.estimated_anything:
-        print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
-        return 2
-    prepare_out(out)  # an unwritable place: one line, before anything is written (the report is shown above)
-    problems: list[str] = []
-    files = write_outputs(cal, out, plots=not args.no_plots, errors=problems)
+    with Pool(args.jobs) as pool:  # one set of workers: the hypotheses' replays, then the check's runs
+        cal = calibrate(args.log, pool=pool)
+        sys.stdout.write(report_text(cal))
+        if not cal.estimated_anything:
+            print(f"groqsim: error: {args.log}: nothing could be estimated (see above)", file=sys.stderr)
+            return 2
+        prepare_out(out)  # an unwritable place: one line, before anything is written (the report is shown above)
+        problems: list[str] = []
+        files = write_outputs(cal, out, plots=not args.no_plots, errors=problems)
+        if not args.no_check:
+            files += _check_calibration(cal, out, pool, problems)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     if problems:
         print(f"groqsim: error: {write_problems(problems)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_calibration(cal, out: Path, pool, problems: list[str]) -> list[Path]:
+    """The log's attempts simulated on the calibrated scenario (sim.calibrate.check): printed, added to
+    report.txt and written as check.csv; a fragment that cannot run alone is said, not checked."""
+    from .calibrate.check import CHECK_REPLICATIONS, check_calibration, check_text, why_not
+    reason = why_not(cal)
+    files: list[Path] = []
+    if reason:
+        text = f"check: not made: {reason}\n"
+    else:
+        try:
+            check = check_calibration(cal, out, CHECK_REPLICATIONS, pool)
+            check.table.to_csv(out / "check.csv", index=False)
+        except OSError as exc:
+            problems.append(f"{exc.filename or out}: cannot write the check ({exc.strerror or exc})")
+            return files
+        text = check_text(check)
+        files = [*check.files, out / "check.csv"]
+    sys.stdout.write("\n" + text)
+    try:
+        with open(out / "report.txt", "a", encoding="utf-8") as f:
+            f.write("\n" + text)
+    except OSError as exc:
+        problems.append(f"{out / 'report.txt'}: cannot add the check ({exc.strerror or exc})")
+    return files
 
 
 def _not_the_input(output: str, given: str, what: str) -> None:
@@ -649,8 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("log", help="JSONL log written by sim.recorder or the emulator")
     cal.add_argument("--out", help="output directory (default results/calibration/<log name>)")
     cal.add_argument("--no-plots", action="store_true", help="write the TOML fragment and report only")
-    cal.add_argument("--jobs", type=int, help="limiter hypotheses replayed in parallel (default: number of cores); "
-                                              "the results do not depend on it")
+    cal.add_argument("--no-check", action="store_true",
+                     help="skip the check (the log's attempts simulated on the calibrated scenario)")
+    cal.add_argument("--jobs", type=int, help="processes for the hypotheses' replays and the check's runs (default: "
+                                              "number of cores); the results do not depend on it")
     cal.set_defaults(func=_calibrate)
 
     tr = sub.add_parser("trace", help="turn a recorded log into a replayable trace (CSV)")

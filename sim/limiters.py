@@ -233,9 +233,8 @@ class SlidingLog(Limiter):
 
     def fits(self, amount: float, now: float) -> bool:
         # (wait's first answer: a refusal's wait, the search through the log, is never 0, since every entry
-        # left after _expire leaves the window more than _T_EPS from now)
-        if amount > self.limit + self._eps:
-            return False
+        # left after _expire leaves the window more than _T_EPS from now; an amount above the limit needs no
+        # test of its own: the log's total is >= 0)
         self._expire(now)
         return self._total + amount - self.limit <= self._eps
 

@@ -52,7 +52,8 @@ class TraceExport:
     lines: int                      # log lines used
     retries_folded: int
     notes: list[str] = field(default_factory=list)
-    #: per trace row, what happened in the log: answered (bool), attempts, latency (first send to last answer)
+    #: per trace row, what happened in the log: answered (bool), attempts, n429 (its attempts answered 429),
+    #: latency (first send to last answer)
     outcomes: pd.DataFrame | None = None
 
 
@@ -208,7 +209,13 @@ def _screen(log: Log) -> tuple[list[dict], list[str]]:
 def log_to_trace(path: str | Path) -> TraceExport:
     """The trace of the recorder log at ``path`` (see the module's docstring); :class:`ConfigError` if no
     line of it makes a request, naming why lines were left out."""
-    log = read_log(path)
+    return trace_of_log(read_log(path))
+
+
+def trace_of_log(log: Log, fold: bool = True) -> TraceExport:
+    """:func:`log_to_trace` of a log already read (:func:`~sim.recorder.read_log`); ``fold`` False: every
+    attempt a request of its own, its sizes its own line's (imputed as for a request without usage)."""
+    path = log.path
     records, screened = _screen(log)
     notes = [*log.problem_summary(), *screened]
     df = evidence_table(Log(log.path, records, log.problems, log.lines), failed_attempts=True)
@@ -217,7 +224,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
     if df["impossible_usage"].any():
         notes.append(f"{int(df['impossible_usage'].sum())} line(s) report more completion_tokens than their "
                      "max_tokens (impossible): their usage is not used (sizes imputed as for a request without it)")
-    if df["retry_count"].isna().all():
+    if fold and df["retry_count"].isna().all():
         notes.append("no retry_count in the log: every line is kept as a request of its own (retries not folded)")
     for kind, what in (("timeout", "timed out on the client (the SDK's timeout)"),
                        ("connection", "failed on the client (a connection error)")):
@@ -225,7 +232,7 @@ def log_to_trace(path: str | Path) -> TraceExport:
         if n:
             notes.append(f"{n} attempt(s) {what}: no response, so no usage or headers; kept as attempts of their "
                          "requests (the server may still have served and charged them)")
-    group = _fold(df)
+    group = _fold(df) if fold else np.arange(len(df))
     n_groups = int(group.max()) + 1
     order = np.lexsort((np.nan_to_num(df["retry_count"].to_numpy(float)), group))  # by request, attempts in order
     first = _last_per_group(order, group, n_groups, first=True)
@@ -295,5 +302,6 @@ def log_to_trace(path: str | Path) -> TraceExport:
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")
     outcomes = pd.DataFrame({"answered": answered, "attempts": np.bincount(group, minlength=n_groups),
+                             "n429": np.bincount(group[status == 429], minlength=n_groups),
                              "latency": df["t_recv"].to_numpy(float)[last] - t_send[first]})
     return TraceExport(trace, len(df), folded, notes, outcomes)

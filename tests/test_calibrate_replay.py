@@ -223,3 +223,21 @@ def test_a_log_a_token_bucket_charging_max_tokens_wrote_replays_with_no_error(tm
     assert actual.residuals["remaining_tokens"].iloc[3] == 80.0 and math.isnan(actual.residuals["remaining_tokens"][2])
     window = by[("fixed_window", "max_tokens")]
     assert window.residuals["reset_tokens"].iloc[0] == pytest.approx(30.0) and window.score > actual.score > 0
+    # and its day starts at UTC midnight: at 01:00 the RPD window resets in 23 h, where the log says 1 s
+    assert window.residuals["reset_requests"].iloc[0] == pytest.approx(23 * 3_600.0 - 1.0)
+
+
+def test_the_residuals_of_several_models_are_one_frame_numbered_from_0(monkeypatch):
+    """Each hypothesis replays every model's rows, one model after another: its errors and residuals are the
+    models' in turn, in one frame numbered 0 to n - 1 (each model's own frame starts at 0)."""
+    def fake(rows, algorithm, charge):
+        n = rows
+        return np.full(n, float(n)), pd.DataFrame({c: [float(n)] * n for c in ("t", *COMPONENTS)})
+    monkeypatch.setattr(replay_mod, "replay_rows", fake)
+    monkeypatch.setattr(replay_mod, "ServerOrder", lambda rows, *model: rows)  # (each model: its number of rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (every hypothesis fits alike: the t-test has no variance)
+        hyps = rank_hypotheses([(2, Limits(), 0.0, 0.0, 0.0), (3, Limits(), 0.0, 0.0, 0.0)])
+    for h in hyps:
+        assert h.errors.tolist() == [2.0, 2.0, 3.0, 3.0, 3.0]
+        assert h.residuals.index.tolist() == [0, 1, 2, 3, 4] and h.residuals["t"].tolist() == h.errors.tolist()

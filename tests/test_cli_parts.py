@@ -888,13 +888,20 @@ def test_simlogs_limit_is_one_runs_requests_and_inclusive(tmp_path, monkeypatch,
 
 
 def test_calibrate_writes_to_results_calibration_and_the_logs_stem_by_default(tmp_path, monkeypatch, capsys):
+    """... with the check beside them (the log's attempts simulated on the calibration: printed, and added to
+    the report), or without it (--no-check)."""
     monkeypatch.chdir(tmp_path)
     assert main(["calibrate", str(LOG), "--no-plots"]) == 0
     report, err = capsys.readouterr()
     out = Path("results") / "calibration" / "example_groq_calls"
-    assert err == f"wrote {out / 'calibrated.toml'}, {out / 'report.txt'}\n"
-    assert report == (tmp_path / out / "report.txt").read_text()
-    assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["calibrated.toml", "report.txt"]  # no figures
+    files = ["calibrated.toml", "report.txt", "check_attempts.csv", "check.toml", "check.csv"]
+    assert err == f"wrote {', '.join(str(out / f) for f in files)}\n"
+    assert report == (tmp_path / out / "report.txt").read_text() and "\ncheck: the log's 333 attempt(s)" in report
+    assert sorted(p.name for p in (tmp_path / out).iterdir()) == sorted(files)  # no figures
+    assert main(["calibrate", str(LOG), "--no-plots", "--no-check", "--out", "bare"]) == 0
+    report, err = capsys.readouterr()
+    assert err == "wrote bare/calibrated.toml, bare/report.txt\n" and "check" not in report
+    assert sorted(p.name for p in Path("bare").iterdir()) == ["calibrated.toml", "report.txt"]
 
 
 def test_calibrate_of_a_log_it_can_estimate_nothing_from_writes_nothing(tmp_path, capsys):
@@ -1318,7 +1325,7 @@ def test_validate_refuses_an_out_that_is_a_file_before_any_check(tmp_path, check
 
 def test_calibrate_writes_where_asked(tmp_path, capsys):
     out = tmp_path / "cal"
-    assert main(["calibrate", str(LOG), "--out", str(out), "--no-plots"]) == 0
+    assert main(["calibrate", str(LOG), "--out", str(out), "--no-plots", "--no-check"]) == 0
     assert capsys.readouterr().err == f"wrote {out / 'calibrated.toml'}, {out / 'report.txt'}\n"
 
 

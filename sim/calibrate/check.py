@@ -1,0 +1,142 @@
+"""Does the calibrated scenario reproduce the log?  The log's attempts, simulated on it, beside the log.
+
+Every attempt of the log, SDK retries included, becomes a request of a trace (:func:`sim.tracelog.trace_of_log`
+with ``fold=False``: sent when the log sent it, its sizes its own line's), and the trace a client group that
+never retries, in a scenario made of the calibration's fragment (:func:`~sim.calibrate.output.toml_fragment`):
+``check.toml`` beside ``check_attempts.csv`` in the output directory.  So what is checked is what the
+calibration estimated -- the limits, the limiter and its charging, the service and network times -- and not
+the client's retry policy, which a log does not say.  The scenario is simulated ``replications`` times (seeds
+0, 1, ...), and each figure is set beside the log's: the share of attempts answered, 429s per attempt, and
+the latency percentiles of the answered ones (send to whole response, as the log's client saw it).
+
+Some gap is expected where the log holds what no calibration sees: a budget already in use when the log starts
+(the simulation starts every limit full), other keys of the organization spending the same limits, a step in
+the client's clock.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import printable
+from ..pool import Pool
+from ..recorder import Log, client_failure
+from ..scenario import Scenario, load_scenario
+from ..summary import summarize
+from ..tracelog import TraceExport, trace_of_log
+from . import Calibration
+from .output import toml_fragment
+
+#: runs of the check's scenario (its seeds 0, 1, 2): the latency percentiles' 95 % intervals from three
+CHECK_REPLICATIONS = 3
+#: (label, the simulated summary's key) of each figure compared
+FIGURES = (("share answered", "success_ratio"), ("429s per attempt", "n429_per_attempt"),
+           ("latency p50 (s)", "latency_p50"), ("latency p95 (s)", "latency_p95"), ("latency p99 (s)", "latency_p99"))
+
+
+@dataclass
+class LogCheck:
+    """The check's table (a row per figure: logged, simulated mean, its 95 % interval's half-width, and
+    simulated / logged) and what it rests on."""
+    table: pd.DataFrame
+    replications: int
+    attempts: int
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def why_not(cal: Calibration) -> str | None:
+    """Why the fragment cannot be simulated on its own (None: it can)."""
+    if cal.new_models:
+        return (f"{', '.join(cal.new_models)}: in no published tier and no limit of its shown, so the fragment "
+                "cannot run it (its limits are left to fill in)")
+    if not (cal.tier and cal.limits_observed):
+        return "the log shows no limit, so the fragment sets no tier to simulate it on"
+    return None
+
+
+def logged_figures(export: TraceExport) -> dict[str, float]:
+    """What the log shows of its attempts (the unfolded trace's rows), under :data:`FIGURES`' keys."""
+    o = export.outcomes
+    answered = o.loc[o["answered"], "latency"].to_numpy(float)
+    out = {"success_ratio": len(answered) / len(o), "n429_per_attempt": int(o["n429"].sum()) / len(o)}
+    for p in (50, 95, 99):
+        out[f"latency_p{p}"] = float(np.percentile(answered, p)) if len(answered) else math.nan
+    return out
+
+
+def check_toml(cal: Calibration, export: TraceExport, trace_file: str, replications: int) -> str:
+    """The check's scenario: the fragment, a run as long as the trace (and a day to finish), and one client
+    group sending the trace without retries."""
+    span = float(export.trace["timestamp"].max())
+    return (f"# the attempts of {printable(cal.log.path)} on the calibrated model (groqsim calibrate's check)\n"
+            f"[scenario]\nname = \"check of {_quoted(printable(Path(cal.log.path).name))}\"\n"
+            f"duration = \"{math.floor(span) + 1}s\"\nwarmup = \"0s\"\ndrain = \"1d\"\nseed = 0\n"
+            f"replications = {replications}\n\n{toml_fragment(cal)}\n"
+            f"[[clients]]\nname = \"log\"\nmodel = \"{_quoted(export.trace['model'].iloc[0])}\"\n"
+            f"arrival = {{ kind = \"trace\", file = \"{trace_file}\" }}\npolicy = \"no-retry\"\n")
+
+
+def _quoted(text: str) -> str:
+    """``text`` inside a TOML basic string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _simulated(scenario: Scenario, replication: int) -> dict:
+    from ..engine import simulate
+    s = summarize(simulate(scenario.spec(), scenario.seed(replication)))
+    return {key: s[key] for _, key in FIGURES}
+
+
+def check_calibration(cal: Calibration, out: str | Path, replications: int = CHECK_REPLICATIONS,
+                      pool: Pool | None = None) -> LogCheck:
+    """Write ``check_attempts.csv`` and ``check.toml`` in ``out``, simulate the scenario ``replications`` times
+    (on ``pool``'s workers, or here) and set each figure beside the log's.  :class:`ValueError` when
+    :func:`why_not` says the fragment cannot be simulated."""
+    reason = why_not(cal)
+    if reason:
+        raise ValueError(f"check_calibration: {reason}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # an attempt that failed on the client (its timeout, the connection) has no answer to compare
+    log = cal.log
+    kept = [r for r in log.records if client_failure(r) is None]
+    export = trace_of_log(Log(log.path, kept, log.problems, log.lines), fold=False)
+    if len(kept) < len(log.records):
+        export.notes.append(f"{len(log.records) - len(kept)} attempt(s) that failed on the client (no answer) "
+                            "left out of the check")
+    trace, scenario_file = out / "check_attempts.csv", out / "check.toml"
+    export.trace.to_csv(trace, index=False)
+    scenario_file.write_text(check_toml(cal, export, trace.name, replications), encoding="utf-8")
+    scenario = load_scenario(scenario_file)
+    runs = pd.DataFrame((pool or Pool(1)).map(_simulated, [(scenario, r) for r in range(replications)]))
+    logged = logged_figures(export)
+    rows = []
+    for label, key in FIGURES:
+        values = runs[key].to_numpy(float)
+        values = values[np.isfinite(values)]
+        mean = float(values.mean()) if len(values) else math.nan
+        spread = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        if spread <= 1e-12 * max(abs(mean), 1.0):  # the same in every run, but for the last bit of a float
+            spread = 0.0
+        half = float(stats.t.ppf(0.975, len(values) - 1)) * spread / math.sqrt(len(values)) if len(values) > 1 \
+            else math.nan
+        rows.append({"figure": label, "logged": logged[key], "simulated": mean, "ci95": half,
+                     "ratio": mean / logged[key] if logged[key] else math.nan})
+    return LogCheck(pd.DataFrame(rows), replications, len(export.trace), [trace, scenario_file], list(export.notes))
+
+
+def check_text(check: LogCheck) -> str:
+    """The check as the report shows it."""
+    lines = [f"check: the log's {check.attempts} attempt(s), each sent when the log sent it and never retried, "
+             f"simulated on the calibrated scenario ({check.replications} replications)",
+             f"  {'':22s} {'logged':>10s} {'simulated':>10s} {'±95%':>8s} {'sim/log':>8s}"]
+    for r in check.table.itertuples():
+        lines.append(f"  {r.figure:22s} {r.logged:10.4g} {r.simulated:10.4g} {r.ci95:8.2g} {r.ratio:8.3f}")
+    lines += [f"  note: {n}" for n in check.notes]
+    return "\n".join(lines) + "\n"

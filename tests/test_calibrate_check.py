@@ -1,0 +1,108 @@
+"""The calibration's check: the log's attempts simulated on the calibrated scenario, beside the log.  The log's
+figures are counted here from the JSONL lines themselves, not through the package; a calibration made wrong
+on purpose shows in the check; a fragment that cannot run alone is said, not checked."""
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.calibrate import calibrate
+from sim.calibrate.check import CHECK_REPLICATIONS, check_calibration, check_text, why_not
+from sim.cli import main
+from sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG = ROOT / "scenarios" / "logs" / "example_groq_calls.jsonl"
+MODEL = "llama-3.1-8b-instant"
+
+
+@pytest.fixture(scope="module")
+def cal():
+    return calibrate(LOG)
+
+
+def _by_figure(check) -> dict:
+    return {r.figure: r for r in check.table.itertuples()}
+
+
+def test_the_example_logs_attempts_replay_on_its_calibration(cal, tmp_path):
+    """The shipped log (a token bucket charging max_tokens, Free with TPM 2x, known service figures): its 333
+    attempts, sent as logged and never retried, are refused as often on the calibrated scenario as in the log --
+    the same attempts, to the last one -- and answered about as fast (p50 and p95 within 10 %)."""
+    lines = [json.loads(x) for x in LOG.read_text().splitlines()]
+    ok = [x["t_recv"] - x["t_send"] for x in lines if x["status"] == 200]
+    refused = sum(x["status"] == 429 for x in lines)
+    check = check_calibration(cal, tmp_path)
+    got = _by_figure(check)
+    assert check.attempts == len(lines) == 333 and check.replications == CHECK_REPLICATIONS == 3
+    assert got["share answered"].logged == len(ok) / len(lines)
+    assert got["429s per attempt"].logged == refused / len(lines)
+    for p in (50, 95, 99):
+        assert got[f"latency p{p} (s)"].logged == pytest.approx(np.percentile(ok, p))
+    assert got["share answered"].simulated == pytest.approx(len(ok) / len(lines), abs=1e-12)
+    assert got["429s per attempt"].simulated == pytest.approx(refused / len(lines), abs=1e-12)
+    assert got["429s per attempt"].ci95 == 0.0  # (the same in every run: the limits decide, not the draws)
+    for p in (50, 95):
+        assert 0.9 < got[f"latency p{p} (s)"].ratio < 1.1
+        assert got[f"latency p{p} (s)"].ci95 > 0  # (the service times are drawn: runs differ)
+    assert [f.name for f in check.files] == ["check_attempts.csv", "check.toml"]
+    scenario = load_scenario(tmp_path / "check.toml")
+    assert scenario.org.tier == "calibrated" and scenario.scenario.replications == 3
+    (client,) = scenario.clients
+    assert client.policy == "no-retry" and client.arrival.kind == "trace"
+    assert scenario.spec().service[MODEL].output_tps == round(cal.service[MODEL].params()["output_tps"], 1)
+    text = check_text(check)
+    assert text.startswith("check: the log's 333 attempt(s), each sent when the log sent it and never retried")
+    assert "  429s per attempt           0.3904     0.3904        0    1.000\n" in text
+
+
+def test_a_calibration_made_wrong_shows_in_the_check(cal, tmp_path):
+    """Half the TPM the log showed: the simulated attempts are refused more often than the logged ones; a
+    slower output speed: the answers take longer."""
+    tier = cal.tier
+    halved = replace(cal, tier=replace(tier, overrides={MODEL: {**tier.overrides[MODEL], "tpm": 6000}}))
+    got = _by_figure(check_calibration(halved, tmp_path / "tpm"))
+    assert got["429s per attempt"].ratio > 1.2 and got["share answered"].ratio < 0.9
+    service = cal.service[MODEL]
+    slow = replace(cal, service={MODEL: replace(service, output_tps=replace(service.output_tps,
+                                                                             value=service.output_tps.value / 4))})
+    got = _by_figure(check_calibration(slow, tmp_path / "slow"))
+    assert got["latency p50 (s)"].ratio > 1.1 and got["latency p95 (s)"].ratio > 1.3
+
+
+def test_a_fragment_that_cannot_run_alone_is_said_not_checked(cal, tmp_path, capsys):
+    assert why_not(cal) is None
+    assert why_not(replace(cal, new_models=["mine/new"])) == (
+        "mine/new: in no published tier and no limit of its shown, so the fragment cannot run it (its limits are "
+        "left to fill in)")
+    blind = replace(cal, limits={m: replace(f, observed={}) for m, f in cal.limits.items()})
+    assert why_not(blind) == "the log shows no limit, so the fragment sets no tier to simulate it on"
+    with pytest.raises(ValueError, match="check_calibration: the log shows no limit"):
+        check_calibration(blind, tmp_path)
+    # on the command line: a log without headers or 429s is calibrated, and its check said not to be made
+    log = tmp_path / "bare.jsonl"
+    answers = [x for x in map(json.loads, LOG.read_text().splitlines()) if x["status"] == 200]
+    log.write_text("".join(json.dumps({**x, "headers": {}}) + "\n" for x in answers))
+    assert main(["calibrate", str(log), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("\ncheck: not made: the log shows no limit, so the fragment sets no tier to simulate it on\n")
+    assert (tmp_path / "out" / "report.txt").read_text().endswith(out[out.rindex("\ncheck:"):])
+    assert not (tmp_path / "out" / "check.toml").exists()
+
+
+def test_attempts_that_failed_on_the_client_are_left_out_of_the_check(cal, tmp_path):
+    """A line of a timed-out attempt (no status, an error of type timeout) has no answer to compare: the check
+    leaves it out and says how many."""
+    lines = LOG.read_text().splitlines()
+    first = json.loads(lines[0])
+    timed_out = {**first, "status": None, "usage": None, "headers": {}, "request_id": None,
+                 "error": {"type": "timeout", "message": "Request timed out."}}
+    log = tmp_path / "with_timeout.jsonl"
+    log.write_text("\n".join([*lines, json.dumps(timed_out)]) + "\n")
+    check = check_calibration(calibrate(log), tmp_path / "out")
+    assert check.attempts == 333
+    assert "1 attempt(s) that failed on the client (no answer) left out of the check" in check.notes
+    assert not math.isnan(_by_figure(check)["latency p99 (s)"].simulated)
