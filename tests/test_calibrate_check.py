@@ -3,14 +3,17 @@ figures are counted here from the JSONL lines themselves, not through the packag
 on purpose shows in the check; a fragment that cannot run alone is said, not checked."""
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 from sim.calibrate import calibrate
-from sim.calibrate.check import CHECK_REPLICATIONS, check_calibration, check_text, why_not
+from sim.calibrate.check import CHECK_REPLICATIONS, FIGURES, check_calibration, check_text, logged_figures, why_not
 from sim.cli import main
 from sim.scenario import load_scenario
 
@@ -35,8 +38,16 @@ def test_the_example_logs_attempts_replay_on_its_calibration(cal, tmp_path):
     lines = [json.loads(x) for x in LOG.read_text().splitlines()]
     ok = [x["t_recv"] - x["t_send"] for x in lines if x["status"] == 200]
     refused = sum(x["status"] == 429 for x in lines)
-    check = check_calibration(cal, tmp_path)
+    check_calibration(cal, str(tmp_path))  # (a path as text; the check made again into the same directory)
+    check = check_calibration(cal, str(tmp_path))
     got = _by_figure(check)
+    assert not any("failed on the client" in n for n in check.notes)
+    for label, key in FIGURES:  # mean and 95 % interval (Student's t) over the replications' own figures
+        runs = check.runs[key].to_numpy(float)
+        assert got[label].simulated == pytest.approx(runs.mean())
+        if np.ptp(runs) > 0:
+            lo, hi = stats.t.interval(0.95, len(runs) - 1, loc=runs.mean(), scale=stats.sem(runs))
+            assert got[label].ci95 == pytest.approx((hi - lo) / 2)
     assert check.attempts == len(lines) == 333 and check.replications == CHECK_REPLICATIONS == 3
     assert got["share answered"].logged == len(ok) / len(lines)
     assert got["429s per attempt"].logged == refused / len(lines)
@@ -105,4 +116,27 @@ def test_attempts_that_failed_on_the_client_are_left_out_of_the_check(cal, tmp_p
     check = check_calibration(calibrate(log), tmp_path / "out")
     assert check.attempts == 333
     assert "1 attempt(s) that failed on the client (no answer) left out of the check" in check.notes
+    assert "\n  note: 1 attempt(s) that failed on the client (no answer) left out of the check\n" in check_text(check)
     assert not math.isnan(_by_figure(check)["latency p99 (s)"].simulated)
+
+
+def test_one_replication_has_no_interval_and_a_log_without_429s_no_ratio_of_them(cal, tmp_path):
+    one = check_calibration(cal, tmp_path / "one", replications=1)
+    assert one.table["ci95"].isna().all() and len(one.runs) == 1
+    assert "  share answered             0.6096     0.6096      nan    1.000\n" in check_text(one)
+    log = tmp_path / "answers.jsonl"  # the answers alone, headers kept: limits seen, no 429
+    log.write_text("".join(x + "\n" for x in LOG.read_text().splitlines() if json.loads(x)["status"] == 200))
+    got = _by_figure(check_calibration(calibrate(log), tmp_path / "answers"))
+    assert got["429s per attempt"].logged == 0.0 and math.isnan(got["429s per attempt"].ratio)
+    assert got["share answered"].logged == 1.0
+
+
+def test_a_log_with_no_answer_has_no_latency_to_show():
+    from sim.tracelog import TraceExport
+    refused = TraceExport(pd.DataFrame(), 2, 0, outcomes=pd.DataFrame({"answered": [False, False], "attempts": [1, 1],
+                                                                      "n429": [1, 0], "latency": [0.3, 0.4]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = logged_figures(refused)
+    assert got["success_ratio"] == 0.0 and got["n429_per_attempt"] == 0.5
+    assert all(math.isnan(got[f"latency_p{p}"]) for p in (50, 95, 99))

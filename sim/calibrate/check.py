@@ -46,6 +46,7 @@ class LogCheck:
     table: pd.DataFrame
     replications: int
     attempts: int
+    runs: pd.DataFrame                     # each replication's figures (a row each, :data:`FIGURES`' keys)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -57,7 +58,6 @@ def why_not(cal: Calibration) -> str | None:
                 "cannot run it (its limits are left to fill in)")
     if not (cal.tier and cal.limits_observed):
         return "the log shows no limit, so the fragment sets no tier to simulate it on"
-    return None
 
 
 def logged_figures(export: TraceExport) -> dict[str, float]:
@@ -121,14 +121,16 @@ def check_calibration(cal: Calibration, out: str | Path, replications: int = CHE
         values = runs[key].to_numpy(float)
         values = values[np.isfinite(values)]
         mean = float(values.mean()) if len(values) else math.nan
-        spread = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        if spread <= 1e-12 * max(abs(mean), 1.0):  # the same in every run, but for the last bit of a float
-            spread = 0.0
-        half = float(stats.t.ppf(0.975, len(values) - 1)) * spread / math.sqrt(len(values)) if len(values) > 1 \
-            else math.nan
+        if len(values) < 2:
+            half = math.nan
+        elif np.allclose(values, mean, rtol=1e-9, atol=0.0):  # the same in every run, but for a float's last bits
+            half = 0.0
+        else:
+            half = float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
         rows.append({"figure": label, "logged": logged[key], "simulated": mean, "ci95": half,
                      "ratio": mean / logged[key] if logged[key] else math.nan})
-    return LogCheck(pd.DataFrame(rows), replications, len(export.trace), [trace, scenario_file], list(export.notes))
+    return LogCheck(pd.DataFrame(rows), replications, len(export.trace), runs, [trace, scenario_file],
+                    list(export.notes))
 
 
 def check_text(check: LogCheck) -> str:
