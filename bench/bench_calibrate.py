@@ -7,8 +7,9 @@ The log is simulated, not shipped: ``groqsim simlog`` of ``bench/sweep_65.toml``
 retries against the Free tier's RPM, so nearly every line after the first minutes is a 429 or its retry) for
 ``--duration`` of simulated traffic, written to a temporary file once.  Each repeat then times, in this
 process: reading it (``read_log``), the evidence table, and ``calibrate_log`` with ``jobs`` 1 and 2 (the
-service and limit fits, then the eight limiter hypotheses replayed, side by side on two processes); minimum,
-median and maximum over the repeats.  The two calibrations must agree: every hypothesis' errors, bit for bit.
+service and limit fits, then the eight limiter hypotheses replayed, side by side on two processes), and the
+check (the log's attempts simulated three times on the calibrated scenario, on two processes); minimum, median
+and maximum over the repeats.  The two calibrations must agree: every hypothesis' errors, bit for bit.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.calibrate import calibrate_log  # noqa: E402
+from sim.calibrate.check import check_calibration  # noqa: E402
 from sim.calibrate.evidence import evidence_table  # noqa: E402
+from sim.pool import Pool  # noqa: E402
 from sim.recorder import read_log  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
 from sim.simlog import simulate_log  # noqa: E402
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         simulate_log(spec, scenario.seed(0)).write(path)
         size = path.stat().st_size
         times: dict[str, list[float]] = {"read_log": [], "evidence_table": [], "calibrate_log jobs 1": [],
-                                         "calibrate_log jobs 2": []}
+                                         "calibrate_log jobs 2": [], "check_calibration jobs 2": []}
         for _ in range(args.repeat):
             log, t = _timed(read_log, path)
             times["read_log"].append(t)
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             times["calibrate_log jobs 1"].append(t)
             two, t = _timed(calibrate_log, log, jobs=2)
             times["calibrate_log jobs 2"].append(t)
+            with Pool(2) as pool:
+                times["check_calibration jobs 2"].append(_timed(check_calibration, two, Path(tmp) / "check",
+                                                                pool=pool)[1])
             pairs = zip(one.hypotheses, two.hypotheses)
             if not all(a.name == b.name and (a.errors == b.errors).all() for a, b in pairs):
                 print("error: jobs 1 and jobs 2 ranked the hypotheses differently", file=sys.stderr)
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {}
     for phase, values in times.items():
         figures[phase] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
-        print(f"  {phase:22s} median {figures[phase]['median']:6.2f} s  (min {min(values):.2f}, max {max(values):.2f})")
+        print(f"  {phase:25s} median {figures[phase]['median']:6.2f} s  (min {min(values):.2f}, max {max(values):.2f})")
     if args.json:
         Path(args.json).write_text(json.dumps({"lines": log.lines, "bytes": size, "duration": args.duration,
                                                "repeat": args.repeat, "seconds": figures}, indent=1) + "\n")

@@ -24,6 +24,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, InputWarning
@@ -125,7 +126,9 @@ def _parse(name: str, data: bytes) -> pd.DataFrame:
     frame = pd.DataFrame(out)
     lines = [lines[k] for k in frame["timestamp"].argsort(kind="stable")]
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    frame.attrs["lines"] = lines  # each (sorted) row's line in the file, for errors found later
+    # each (sorted) row's line in the file, for errors found later: an array, which pandas copies (as it copies
+    # attrs at each operation on the frame) at the cost of one memcpy, where a list of 89 000 took 10 ms a copy
+    frame.attrs["lines"] = np.asarray(lines, dtype=np.int64)
     if "completion_tokens" in frame and "max_tokens" in frame:
         over = frame.index[frame["completion_tokens"] > frame["max_tokens"]]
         if len(over):
@@ -184,14 +187,16 @@ def _numbers(name: str, col: pd.Series, lines: list[int], what: str, whole: bool
     cells = [_cell(v) for v in col]
     values = pd.to_numeric(pd.Series(cells).replace("", None), errors="coerce").astype(float)
     allowed = f"a whole number from 0 to {MAX_SIZE:,}" if whole else f"a number from 0 to {MAX_SIZE:,}"
-    for k, c in enumerate(cells):
-        v = values[k]
-        if not c:
-            continue
-        if _is_nan(c):
+    v = values.to_numpy()
+    # the first filled cell that is no number, or none allowed (a whole column at once: a row at a time through
+    # the Series took 4 s for a trace of 89 000 rows)
+    filled = np.fromiter((bool(c) for c in cells), bool, len(cells))
+    bad = filled & (~np.isfinite(v) | (v < 0) | (v > MAX_SIZE) | (whole & (v != np.floor(v))))
+    if bad.any():
+        k = int(np.argmax(bad))
+        if _is_nan(cells[k]):
             raise ConfigError(f"{name}:{lines[k]}: column {what}: NaN is not a number (allowed: {allowed})")
-        if math.isnan(v) or not math.isfinite(v) or v < 0 or v > MAX_SIZE or (whole and v != int(v)):
-            raise ConfigError(f"{name}:{lines[k]}: column {what}: {c!r} is not allowed ({allowed})")
+        raise ConfigError(f"{name}:{lines[k]}: column {what}: {cells[k]!r} is not allowed ({allowed})")
     return values
 
 

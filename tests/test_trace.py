@@ -234,7 +234,7 @@ def test_a_timestamp_going_back_warns_once_naming_the_first_row_out_of_order(tmp
     assert [str(w.message) for w in caught] == [f"{path}:6: timestamps are not in order (0.3 after 0.5); "
                                                "replaying the trace sorted by timestamp"]
     assert df["timestamp"].tolist() == [0.0, 0.1, 0.25, 0.25, 0.3, 0.5]
-    assert df.attrs["lines"] == [2, 7, 3, 4, 6, 5]  # each sorted row's line in the file (ties keep file order)
+    assert df.attrs["lines"].tolist() == [2, 7, 3, 4, 6, 5]  # each sorted row's line in the file (ties keep file order)
 
 
 def test_a_speech_to_text_row_needs_audio_above_zero(tmp_path):
