@@ -445,8 +445,7 @@ def _calibrate(args) -> int:
         prepare_out(out)  # an unwritable place: one line, before anything is written (the report is shown above)
         problems: list[str] = []
         files = write_outputs(cal, out, plots=not args.no_plots, errors=problems)
-        if not args.no_check:
-            files += _check_calibration(cal, out, pool, problems)
+        files += _check_calibration(cal, out, pool, problems, made=not args.no_check)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     if problems:
         print(f"groqsim: error: {write_problems(problems)}", file=sys.stderr)
@@ -454,12 +453,20 @@ def _calibrate(args) -> int:
     return 0
 
 
-def _check_calibration(cal, out: Path, pool, problems: list[str]) -> list[Path]:
+def _check_calibration(cal, out: Path, pool, problems: list[str], made: bool = True) -> list[Path]:
     """The log's attempts simulated on the calibrated scenario (sim.calibrate.check): printed, added to
-    report.txt and written as check.csv; a fragment that cannot run alone is said, not checked."""
-    from .calibrate.check import CHECK_REPLICATIONS, check_calibration, check_text, why_not
+    report.txt and written as check.csv; a fragment that cannot run alone is said, not checked.  Not ``made``
+    (--no-check), or not possible: an earlier check's files in ``out`` are removed."""
+    from .calibrate.check import CHECK_REPLICATIONS, check_calibration, check_text, remove_earlier, why_not
     reason = why_not(cal)
     files: list[Path] = []
+    if not made or reason:
+        try:
+            remove_earlier(out)
+        except OSError as exc:
+            problems.append(f"{exc.filename or out}: cannot remove an earlier check ({exc.strerror or exc})")
+    if not made:
+        return files
     if reason:
         text = f"check: not made: {reason}\n"
     else:

@@ -902,6 +902,15 @@ def test_calibrate_writes_to_results_calibration_and_the_logs_stem_by_default(tm
     report, err = capsys.readouterr()
     assert err == "wrote bare/calibrated.toml, bare/report.txt\n" and "check" not in report
     assert sorted(p.name for p in Path("bare").iterdir()) == ["calibrated.toml", "report.txt"]
+    # again into the first directory, without the check: the earlier check's files go with it; a user's
+    # check.csv beside no check.toml of ours stays
+    assert main(["calibrate", str(LOG), "--no-plots", "--no-check", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["calibrated.toml", "report.txt"]
+    (tmp_path / out / "check.csv").write_text("mine\n")
+    assert main(["calibrate", str(LOG), "--no-plots", "--no-check", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert (tmp_path / out / "check.csv").read_text() == "mine\n"
 
 
 def test_calibrate_of_a_log_it_can_estimate_nothing_from_writes_nothing(tmp_path, capsys):

@@ -34,6 +34,10 @@ from .output import toml_fragment
 
 #: runs of the check's scenario (its seeds 0, 1, 2): the latency percentiles' 95 % intervals from three
 CHECK_REPLICATIONS = 3
+#: the files a check writes in the output directory (its table, check.csv, is the command line's)
+CHECK_FILES = ("check_attempts.csv", "check.toml", "check.csv")
+#: how check.toml ends its first line: what tells a check's files from a user's of the same names
+MARK = "(groqsim calibrate's check)"
 #: (label, the simulated summary's key) of each figure compared
 FIGURES = (("share answered", "success_ratio"), ("429s per attempt", "n429_per_attempt"),
            ("latency p50 (s)", "latency_p50"), ("latency p95 (s)", "latency_p95"), ("latency p99 (s)", "latency_p99"))
@@ -74,7 +78,7 @@ def check_toml(cal: Calibration, export: TraceExport, trace_file: str, replicati
     """The check's scenario: the fragment, a run as long as the trace (and a day to finish), and one client
     group sending the trace without retries."""
     span = float(export.trace["timestamp"].max())
-    return (f"# the attempts of {printable(cal.log.path)} on the calibrated model (groqsim calibrate's check)\n"
+    return (f"# the attempts of {printable(cal.log.path)} on the calibrated model {MARK}\n"
             f"[scenario]\nname = \"check of {_quoted(printable(Path(cal.log.path).name))}\"\n"
             f"duration = \"{math.floor(span) + 1}s\"\nwarmup = \"0s\"\ndrain = \"1d\"\nseed = 0\n"
             f"replications = {replications}\n\n{toml_fragment(cal)}\n"
@@ -131,6 +135,21 @@ def check_calibration(cal: Calibration, out: str | Path, replications: int = CHE
                      "ratio": mean / logged[key] if logged[key] else math.nan})
     return LogCheck(pd.DataFrame(rows), replications, len(export.trace), runs, [trace, scenario_file],
                     list(export.notes))
+
+
+def remove_earlier(out: str | Path) -> list[Path]:
+    """Remove the files of an earlier check in ``out`` (a calibration without one must not leave them beside its
+    report, read as its own); only when ``check.toml`` is a check's (:data:`MARK`).  Returns what it removed."""
+    out = Path(out)
+    try:
+        with open(out / "check.toml", encoding="utf-8", errors="replace") as f:
+            ours = f.readline().rstrip("\n").endswith(MARK)
+    except OSError:
+        return []
+    gone = [out / name for name in CHECK_FILES if ours and (out / name).is_file()]
+    for path in gone:
+        path.unlink()
+    return gone
 
 
 def check_text(check: LogCheck) -> str:
