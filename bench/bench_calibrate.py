@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.calibrate import calibrate_log  # noqa: E402
-from sim.calibrate.check import check_calibration  # noqa: E402
+from sim.calibration_check import check_calibration  # noqa: E402
 from sim.calibrate.evidence import evidence_table  # noqa: E402
 from sim.pool import Pool  # noqa: E402
 from sim.recorder import read_log  # noqa: E402

@@ -454,10 +454,10 @@ def _calibrate(args) -> int:
 
 
 def _check_calibration(cal, out: Path, pool, problems: list[str], made: bool = True) -> list[Path]:
-    """The log's attempts simulated on the calibrated scenario (sim.calibrate.check): printed, added to
+    """The log's attempts simulated on the calibrated scenario (sim.calibration_check): printed, added to
     report.txt and written as check.csv; a fragment that cannot run alone is said, not checked.  Not ``made``
     (--no-check), or not possible: an earlier check's files in ``out`` are removed."""
-    from .calibrate.check import CHECK_REPLICATIONS, check_calibration, check_text, remove_earlier, why_not
+    from .calibration_check import CHECK_REPLICATIONS, check_calibration, check_text, remove_earlier, why_not
     reason = why_not(cal)
     files: list[Path] = []
     if not made or reason:

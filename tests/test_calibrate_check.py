@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from sim.calibrate import calibrate
-from sim.calibrate.check import CHECK_REPLICATIONS, FIGURES, check_calibration, check_text, logged_figures, why_not
+from sim.calibration_check import CHECK_REPLICATIONS, FIGURES, check_calibration, check_text, logged_figures, why_not
 from sim.cli import main
 from sim.scenario import load_scenario
 

@@ -1,4 +1,4 @@
-"""Does the calibrated scenario reproduce the log?  The log's attempts, simulated on it, beside the log.
+"""A calibration checked against its log: the log's attempts simulated on the calibrated scenario, beside the log.
 
 Every attempt of the log, SDK retries included, becomes a request of a trace (:func:`sim.tracelog.trace_of_log`
 with ``fold=False``: sent when the log sent it, its sizes its own line's), and the trace a client group that
@@ -23,14 +23,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import printable
-from ..pool import Pool
-from ..recorder import Log, client_failure
-from ..scenario import Scenario, load_scenario
-from ..summary import summarize
-from ..tracelog import TraceExport, trace_of_log
-from . import Calibration
-from .output import toml_fragment
+from .calibrate import Calibration
+from .calibrate.output import toml_fragment
+from .engine import simulate
+from .errors import printable
+from .pool import Pool
+from .recorder import Log, client_failure
+from .scenario import Scenario, load_scenario
+from .summary import summarize
+from .tracelog import TraceExport, trace_of_log
 
 #: runs of the check's scenario (its seeds 0, 1, 2): the latency percentiles' 95 % intervals from three
 CHECK_REPLICATIONS = 3
@@ -92,7 +93,6 @@ def _quoted(text: str) -> str:
 
 
 def _simulated(scenario: Scenario, replication: int) -> dict:
-    from ..engine import simulate
     s = summarize(simulate(scenario.spec(), scenario.seed(replication)))
     return {key: s[key] for _, key in FIGURES}
 
