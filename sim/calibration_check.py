@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .calibrate import Calibration
 from .calibrate.output import toml_fragment
@@ -29,6 +28,7 @@ from .engine import simulate
 from .errors import printable
 from .pool import Pool
 from .recorder import Log, client_failure
+from .report import compare
 from .scenario import Scenario, load_scenario
 from .summary import summarize
 from .tracelog import TraceExport, trace_of_log
@@ -51,7 +51,7 @@ class LogCheck:
     table: pd.DataFrame
     replications: int
     attempts: int
-    runs: pd.DataFrame                     # each replication's figures (a row each, :data:`FIGURES`' keys)
+    runs: pd.DataFrame                     # each replication's summary (sim.summarize), a row each
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -93,8 +93,8 @@ def _quoted(text: str) -> str:
 
 
 def _simulated(scenario: Scenario, replication: int) -> dict:
-    s = summarize(simulate(scenario.spec(), scenario.seed(replication)))
-    return {key: s[key] for _, key in FIGURES}
+    return {"point": 0, "replication": replication,
+            **summarize(simulate(scenario.spec(), scenario.seed(replication)))}
 
 
 def check_calibration(cal: Calibration, out: str | Path, replications: int = CHECK_REPLICATIONS,
@@ -119,18 +119,14 @@ def check_calibration(cal: Calibration, out: str | Path, replications: int = CHE
     scenario_file.write_text(check_toml(cal, export, trace.name, replications), encoding="utf-8")
     scenario = load_scenario(scenario_file)
     runs = pd.DataFrame((pool or Pool(1)).map(_simulated, [(scenario, r) for r in range(replications)]))
+    simulated = compare(runs, []).iloc[0]  # mean and 95 % interval over the replications, as a study's table
     logged = logged_figures(export)
     rows = []
     for label, key in FIGURES:
-        values = runs[key].to_numpy(float)
-        values = values[np.isfinite(values)]
-        mean = float(values.mean()) if len(values) else math.nan
-        if len(values) < 2:
-            half = math.nan
-        elif np.allclose(values, mean, rtol=1e-9, atol=0.0):  # the same in every run, but for a float's last bits
+        mean, half = simulated[f"{key}_mean"], simulated[f"{key}_ci95"]
+        values = runs[key].dropna()
+        if len(values) > 1 and values.nunique() == 1:  # the same in every run: no interval, not a mean's round-off
             half = 0.0
-        else:
-            half = float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
         rows.append({"figure": label, "logged": logged[key], "simulated": mean, "ci95": half,
                      "ratio": mean / logged[key] if logged[key] else math.nan})
     return LogCheck(pd.DataFrame(rows), replications, len(export.trace), runs, [trace, scenario_file],
