@@ -192,7 +192,7 @@ def replay_rows(rows: ServerOrder, algorithm: str, charge: str) -> tuple[np.ndar
                     lim.admit(unknown, now)
         # other units (RPD and TPM are synced from their headers above): the first 429 naming them says how
         # much was "Used"
-        if unit is not None and unit in ls.units and unit not in done and not math.isnan(msg_used[i]):
+        if unit in ls.units and unit not in done and not math.isnan(msg_used[i]):
             done.add(unit)
             lim = ls.units[unit]
             # "Used" is the limit less what the headers show left: a fraction it rounds up is no usage
