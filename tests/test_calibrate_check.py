@@ -13,7 +13,8 @@ import pytest
 from scipy import stats
 
 from sim.calibrate import calibrate
-from sim.calibration_check import CHECK_REPLICATIONS, FIGURES, check_calibration, check_text, logged_figures, why_not
+from sim.calibration_check import (CHECK_FILES, CHECK_REPLICATIONS, FIGURES, check_calibration, check_text,
+                                  logged_figures, remove_earlier, why_not)
 from sim.cli import main
 from sim.scenario import load_scenario
 
@@ -126,7 +127,9 @@ def test_one_replication_has_no_interval_and_a_log_without_429s_no_ratio_of_them
     assert "  share answered             0.6096     0.6096      nan    1.000\n" in check_text(one)
     log = tmp_path / "answers.jsonl"  # the answers alone, headers kept: limits seen, no 429
     log.write_text("".join(x + "\n" for x in LOG.read_text().splitlines() if json.loads(x)["status"] == 200))
-    got = _by_figure(check_calibration(calibrate(log), tmp_path / "answers"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (no division by the log's 0)
+        got = _by_figure(check_calibration(calibrate(log), tmp_path / "answers"))
     assert got["429s per attempt"].logged == 0.0 and math.isnan(got["429s per attempt"].ratio)
     assert got["share answered"].logged == 1.0
 
@@ -140,3 +143,16 @@ def test_a_log_with_no_answer_has_no_latency_to_show():
         got = logged_figures(refused)
     assert got["success_ratio"] == 0.0 and got["n429_per_attempt"] == 0.5
     assert all(math.isnan(got[f"latency_p{p}"]) for p in (50, 95, 99))
+
+
+def test_an_earlier_checks_files_are_removed_only_when_check_toml_is_a_checks(cal, tmp_path):
+    made = check_calibration(cal, tmp_path / "made")
+    (tmp_path / "made" / "check.csv").write_text("figure\n")  # (the command line writes it)
+    assert sorted(remove_earlier(str(tmp_path / "made"))) == sorted(tmp_path / "made" / f for f in CHECK_FILES)
+    assert not any(f.exists() for f in made.files) and not (tmp_path / "made" / "check.csv").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in CHECK_FILES:
+        (mine / name).write_text("# my own check\n")
+    assert remove_earlier(mine) == [] and all((mine / f).exists() for f in CHECK_FILES)
+    assert remove_earlier(tmp_path / "absent") == []
