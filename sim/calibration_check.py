@@ -27,7 +27,7 @@ from .calibrate.output import toml_fragment
 from .engine import simulate
 from .errors import printable
 from .pool import Pool
-from .recorder import Log, client_failure
+from .recorder import client_failure
 from .report import compare
 from .scenario import Scenario, load_scenario
 from .summary import summarize
@@ -107,13 +107,12 @@ def check_calibration(cal: Calibration, out: str | Path, replications: int = CHE
         raise ValueError(f"check_calibration: {reason}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # an attempt that failed on the client (its timeout, the connection) has no answer to compare
-    log = cal.log
-    kept = [r for r in log.records if client_failure(r) is None]
-    export = trace_of_log(Log(log.path, kept, log.problems, log.lines), fold=False)
-    if len(kept) < len(log.records):
-        export.notes.append(f"{len(log.records) - len(kept)} attempt(s) that failed on the client (no answer) "
-                            "left out of the check")
+    # the calibration's evidence: without the attempts that failed on the client (their timeout, the
+    # connection), which have no answer to compare
+    export = trace_of_log(cal.log, fold=False, evidence=cal.evidence)
+    failed = sum(client_failure(r) is not None for r in cal.log.records)
+    if failed:
+        export.notes.append(f"{failed} attempt(s) that failed on the client (no answer) left out of the check")
     trace, scenario_file = out / "check_attempts.csv", out / "check.toml"
     export.trace.to_csv(trace, index=False)
     scenario_file.write_text(check_toml(cal, export, trace.name, replications), encoding="utf-8")

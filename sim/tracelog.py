@@ -212,13 +212,18 @@ def log_to_trace(path: str | Path) -> TraceExport:
     return trace_of_log(read_log(path))
 
 
-def trace_of_log(log: Log, fold: bool = True) -> TraceExport:
+def trace_of_log(log: Log, fold: bool = True, evidence: pd.DataFrame | None = None) -> TraceExport:
     """:func:`log_to_trace` of a log already read (:func:`~sim.recorder.read_log`); ``fold`` False: every
-    attempt a request of its own, its sizes its own line's (imputed as for a request without usage)."""
+    attempt a request of its own, its sizes its own line's (imputed as for a request without usage).
+    ``evidence``: the log's :func:`~sim.calibrate.evidence.evidence_table` when already built (a calibration's:
+    without the attempts that failed on the client), not built again."""
     path = log.path
     records, screened = _screen(log)
     notes = [*log.problem_summary(), *screened]
-    df = evidence_table(Log(log.path, records, log.problems, log.lines), failed_attempts=True)
+    if evidence is None:
+        df = evidence_table(Log(log.path, records, log.problems, log.lines), failed_attempts=True)
+    else:  # the same screen: the lines of an endpoint the simulator models
+        df = evidence[evidence["endpoint"].isna() | evidence["endpoint"].isin(MODELLED)].reset_index(drop=True)
     if df.empty:
         raise ConfigError(f"{path}: no usable request in the log" + (f" ({'; '.join(notes)})" if notes else ""))
     if df["impossible_usage"].any():

@@ -107,16 +107,19 @@ def test_a_fragment_that_cannot_run_alone_is_said_not_checked(cal, tmp_path, cap
 
 def test_attempts_that_failed_on_the_client_are_left_out_of_the_check(cal, tmp_path):
     """A line of a timed-out attempt (no status, an error of type timeout) has no answer to compare: the check
-    leaves it out and says how many."""
+    leaves it out and says how many; a line of an endpoint the simulator does not model is named by its line."""
     lines = LOG.read_text().splitlines()
     first = json.loads(lines[0])
     timed_out = {**first, "status": None, "usage": None, "headers": {}, "request_id": None,
                  "error": {"type": "timeout", "message": "Request timed out."}}
+    embedding = {**json.loads(lines[1]), "endpoint": "embeddings", "request_id": "emb_1"}  # (not modelled)
     log = tmp_path / "with_timeout.jsonl"
-    log.write_text("\n".join([*lines, json.dumps(timed_out)]) + "\n")
+    log.write_text("\n".join([*lines, json.dumps(timed_out), json.dumps(embedding)]) + "\n")
     check = check_calibration(calibrate(log), tmp_path / "out")
     assert check.attempts == 333
     assert "1 attempt(s) that failed on the client (no answer) left out of the check" in check.notes
+    assert ("1 line(s) have an endpoint the simulator does not model ('embeddings'; allowed: chat.completions, "
+            "audio.transcriptions, audio.translations): left out (line 335)") in check.notes
     assert "\n  note: 1 attempt(s) that failed on the client (no answer) left out of the check\n" in check_text(check)
     assert not math.isnan(_by_figure(check)["latency p99 (s)"].simulated)
 
