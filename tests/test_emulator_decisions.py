@@ -57,11 +57,13 @@ def test_a_transcription_charges_audio_not_tokens():
 
 def test_a_request_without_max_tokens_gets_back_the_unused_default_reservation():
     """refund_unused: a request that sets no max_tokens reserves prompt + DEFAULT_RESERVATION (1 024) and,
-    once answered, gets back 1 024 - completion (on-demand TPM 6 000 here; the clock runs, hence abs 2)."""
+    once answered, gets back 1 024 - completion (on-demand TPM 6 000 here; the clock stopped)."""
     emu = Emulator(flex_spec(accounting={"refund_unused": True}), time_scale=1)
+    t = emu.clock.now()
+    emu.clock.now = lambda: t
     tpm = emu.limits(MODEL).units["tpm"]
     d = emu.decide(MODEL, 20, None)
     assert d.status == 200 and d.charged == 20 + DEFAULT_RESERVATION and 5 <= d.completion <= 32
-    assert tpm.remaining(d.now) == pytest.approx(6000 - 20 - DEFAULT_RESERVATION, abs=2)
+    assert tpm.remaining(t) == pytest.approx(6000 - 20 - DEFAULT_RESERVATION, abs=1e-6)
     emu.finish(MODEL, d, None)
-    assert tpm.remaining(emu.clock.now()) == pytest.approx(6000 - 20 - d.completion, abs=2)
+    assert tpm.remaining(t) == pytest.approx(6000 - 20 - d.completion, abs=1e-6)
