@@ -160,6 +160,46 @@ def test_an_answer_shorter_than_its_cap_stops_and_no_cap_is_not_a_length_stop(ap
     assert r.json()["usage"]["completion_tokens"] == 3 and r.json()["choices"][0]["finish_reason"] == "length"
 
 
+def test_a_value_the_cap_cuts_short_is_groqs_400_sent_after_the_caps_tokens_and_charged(app, delays, tmp_path):
+    """A JSON value needing more tokens than the cap (100 items > 12): the model writes to its cap, and Groq's
+    validation fails the unfinished value: a 400 ``json_validate_failed`` (a tool call's: ``tool_use_failed``)
+    holding what was written, after the 12 tokens' time, charged as an answer of 12 tokens, with the headers of
+    that charge; streamed, one ``event: error`` frame."""
+    tc, emu, clock = app(make_spec(), log_path=tmp_path / "r.jsonl")
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "array", "items": {"type": "integer"}, "minItems": 100}}}
+    r = chat(tc, max_tokens=12, response_format=fmt)
+    failed = {"message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' for more "
+                         "details.", "type": "invalid_request_error", "code": "json_validate_failed",
+              "failed_generation": ("[" + "0, " * 100)[:48]}  # (12 tokens' worth of characters, ~4 a token)
+    assert r.status_code == 400 and r.json() == {"error": failed}
+    # 16 + 12 = 28 tokens of TPM 8 000 come back in 28 / (8000 / 60) = 0.21 s
+    assert {k: v for k, v in r.headers.items() if k.startswith("x-ratelimit")} == {
+        "x-ratelimit-limit-requests": "1000", "x-ratelimit-remaining-requests": "999",
+        "x-ratelimit-reset-requests": "1m26.4s", "x-ratelimit-limit-tokens": "8000",
+        "x-ratelimit-remaining-tokens": "7972", "x-ratelimit-reset-tokens": "210ms"}
+    assert len(delays) == 1 and delays[0][0] > 0  # (sent once the 12 tokens are written)
+    s = chat(tc, max_tokens=12, response_format=fmt, stream=True)
+    assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+    assert s.text == "event: error\ndata: " + json.dumps({"error": {**failed, "status_code": 400}}) + "\n\n"
+    assert s.headers["x-ratelimit-remaining-tokens"] == "7944"
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "xs": {"type": "array", "items": {"type": "string", "minLength": 5}, "minItems": 3}}}}}  # 1 + 15 tokens
+    t = chat(tc, max_tokens=15, tools=[tool], tool_choice="required")
+    assert t.status_code == 400 and err_of(t)["code"] == "tool_use_failed" and err_of(t)["message"] == (
+        "Failed to call a function. Please adjust your prompt. See 'failed_generation' for more details.")
+    assert err_of(t)["failed_generation"] == '{"xs": ["The quick brown fox jumps", "The quick brown fox jumps", '[:60]
+    assert chat(tc, max_tokens=16, tools=[tool], tool_choice="required").status_code == 200  # (16 fits)
+    lines = log_lines(emu)
+    assert [(x["status"], (x["error"] or {}).get("code"), x["usage"] is None) for x in lines] == [
+        (400, "json_validate_failed", True), (400, "json_validate_failed", True), (400, "tool_use_failed", True),
+        (200, None, False)]
+    assert lines[0]["headers"]["x-ratelimit-remaining-tokens"] == "7972"
+    rec = emu.records()
+    assert rec["completion_tokens"].tolist() == [12, 12, 15, 16] and rec["charged_tokens"].tolist()[:2] == [28, 28]
+    assert rec["outcome"].tolist() == ["bad_request"] * 3 + ["ok"]
+
+
 def test_at_a_time_scale_the_client_is_told_its_own_seconds_and_the_log_the_limiters(app, delays, tmp_path):
     tc, emu, clock = app(make_spec(), time_scale=4, log_path=tmp_path / "r.jsonl")
     clock.advance(1000.0)  # 1 000 limiter seconds after the start: 250 of the client's

@@ -4,7 +4,9 @@ model, tool calls a client can run (streamed too), tool definitions counted in t
 refused as the API refuses them."""
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from typing import Literal, Optional
 
 import groq
@@ -13,7 +15,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from sim.emulator import Emulator
-from sim.emulator.shapes import instance, shape_error
+from sim.emulator.shapes import cut_short, instance, least_tokens, shape_error
 from tests.helpers import running
 from tests.test_emulator import MODEL, make_spec, msgs
 
@@ -48,11 +50,13 @@ def url(tmp_path):
 
 def test_the_openai_sdks_parse_validates_a_json_schema_answer_into_the_callers_model(url):
     client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
-    r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Answer, max_tokens=8)
+    r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Answer, max_tokens=18)
     parsed = r.choices[0].message.parsed
     assert isinstance(parsed, Answer) and parsed.answer.strip() and parsed.inner.tags[0].strip()
     assert parsed.kind == "short" and r.choices[0].finish_reason == "stop"  # (a whole value, even at max_tokens)
-    assert r.usage.completion_tokens <= 8  # (usage: the service model's sampled length, as for text)
+    # usage: the service model's sampled length, but no fewer than the value's 17 tokens (7 keys, the SDK's
+    # strict schema requiring note too, 6 values, and inner's 2 keys, count and one tag), and no more than the cap
+    assert 17 <= r.usage.completion_tokens <= 18
 
 
 def test_a_json_object_answer_is_a_json_object_streamed_or_not(url):
@@ -286,9 +290,126 @@ def test_groqs_built_in_tools_are_answered_with_text(url):
     client = groq.Groq(base_url=url.removesuffix("/openai/v1"), api_key="k", max_retries=0)
     for tools in ([{"type": "browser_search"}], [{"type": "code_interpreter"}]):
         r = client.chat.completions.create(model=MODEL, messages=msgs(), tools=tools, tool_choice="required")
-        assert r.choices[0].message.content and r.choices[0].message.tool_calls is None
+        assert r.choices[0].message.content.startswith("The quick") and r.choices[0].message.tool_calls is None
         assert r.choices[0].finish_reason == "stop"
     # beside a function, a required call is the function's
     r = client.chat.completions.create(model=MODEL, messages=msgs(), tools=[{"type": "browser_search"}, WEATHER],
                                        tool_choice="required")
     assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+BIG = {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "integer"}, "minItems": 10**9},
+                                        "note": {"type": "string", "minLength": 10**9}}}
+
+
+@contextlib.contextmanager
+def within(seconds: float):
+    """Fail (not hang) if the block takes longer: a schema asking for a billion items must not be built."""
+    def late(*_):
+        raise TimeoutError(f"took more than {seconds} s")
+    old = signal.signal(signal.SIGALRM, late)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _schema_body(schema: dict, **extra) -> dict:
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}, **extra}
+
+
+def test_the_least_an_answer_takes_is_counted_without_writing_it():
+    """A billion items (or a string of a billion characters) is a valid schema: it is sized, not built."""
+    with within(5):
+        assert shape_error(_schema_body(BIG)) is None
+        assert least_tokens(_schema_body(BIG)) == 2 + 10**9 + 10**9  # (two keys, the items, the words)
+        err = cut_short(_schema_body(BIG), 50)
+    assert least_tokens({}) == 0 and least_tokens({"response_format": {"type": "json_object"}}) == 0
+    tool = {"type": "function", "function": {"name": "f", "parameters": BIG}}
+    assert least_tokens({"tools": [tool], "tool_choice": "auto"}) == 0  # (the model may answer with text)
+    assert least_tokens({"tools": [tool], "tool_choice": "required"}) == 2 + 2 * 10**9
+    assert err.status == 400 and err.error["code"] == "json_validate_failed" and err.error["type"] == (
+        "invalid_request_error")
+    # what was written: the start of the value, cut to 50 tokens' characters
+    assert err.error["failed_generation"] == ('{"rows": [' + "0, " * 200)[:200]
+    first = {"type": "object", "properties": {"a": {"type": "string", "minLength": 0}, "b": BIG}}
+    assert cut_short(_schema_body(first), 10).error["failed_generation"] == (
+        '{"a": "The", "b": {"rows": [' + "0, " * 40)[:40]
+    long_items = {"type": "array", "items": {"type": "string", "minLength": 100}, "minItems": 10**9}
+    assert cut_short(_schema_body(long_items), 5).error["failed_generation"] == '["The quick brown fo'  # (one item)
+
+
+@pytest.mark.parametrize("schema, least", [
+    ({"type": "integer"}, 1),
+    ({"type": "string", "minLength": 0}, 1),  # (a free string holds a word)
+    ({"type": "string", "minLength": 0, "maxLength": 5}, 1),
+    ({"const": [1, 2, 3]}, 3),
+    ({"const": {"a": 1, "b": [2, 2]}}, 5),
+    ({"type": "string", "minLength": 7}, 7),
+    ({"type": "string", "minLength": 7, "maxLength": 3}, 3),  # (cut to what it allows)
+    ({"type": "array", "items": {"type": "string", "minLength": 3}, "minItems": 4}, 12),
+    ({"type": "array", "items": {"type": "object"}, "minItems": 5}, 5),  # (an empty object is a token too)
+    ({"type": "array", "items": {"type": "integer"}, "maxItems": 0}, 1),  # ([] is one)
+    ({"type": "object", "properties": {"a": {"type": "array", "items": {
+        "type": "array", "items": {"type": "boolean"}, "minItems": 3}, "minItems": 2}}}, 7),
+])
+def test_the_least_tokens_of_a_value(schema, least):
+    assert least_tokens(_schema_body(schema)) == least
+
+
+@pytest.fixture
+def emu_url(tmp_path):
+    emu = Emulator(make_spec(), time_scale=10, log_path=tmp_path / "log.jsonl", parquet_path=tmp_path / "r.parquet")
+    with running(emu) as base:
+        yield emu, base + "/openai/v1"
+
+
+def test_an_answer_the_cap_cuts_short_is_groqs_400_charged_with_the_rate_limit_headers(emu_url, tmp_path):
+    """A value that needs more tokens than max_tokens allows: the model stops at the cap with the value
+    unfinished and Groq's validation fails it, a 400 ``json_validate_failed`` (``tool_use_failed`` for a tool
+    call) with ``failed_generation``, after the request was charged, so the rate-limit headers come with it.
+    Streamed, the SDKs raise it from the stream's ``event: error``."""
+    emu, url = emu_url
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    with within(20):
+        with pytest.raises(openai.BadRequestError) as cut:
+            client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Answer, max_tokens=8)
+    body, headers = cut.value.body, cut.value.response.headers
+    assert body["code"] == "json_validate_failed" and body["message"].startswith("Failed to generate JSON.")
+    assert body["failed_generation"].startswith('{"answer": "The') and len(body["failed_generation"]) == 8 * 4
+    assert headers["x-ratelimit-remaining-requests"] == "14399"  # (the free tier's RPD, one taken)
+    g = groq.Groq(base_url=url.removesuffix("/openai/v1"), api_key="k", max_retries=0)
+    tool = {"type": "function", "function": {"name": "f", "parameters": BIG}}
+    with within(20):
+        with pytest.raises(groq.BadRequestError) as called:
+            g.chat.completions.create(model=MODEL, messages=msgs(), tools=[tool], tool_choice="required", max_tokens=9)
+        with pytest.raises(openai.APIError, match="Failed to generate JSON") as streamed:
+            for _ in client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=5, stream=True,
+                                                    **_schema_body(BIG)):
+                pass
+    assert called.value.body["error"]["code"] == "tool_use_failed"  # (the groq SDK keeps the whole body)
+    assert len(called.value.body["error"]["failed_generation"]) == 9 * 4
+    assert called.value.response.headers["x-ratelimit-remaining-requests"] == "14398"
+    assert streamed.value.body["code"] == "json_validate_failed" and streamed.value.body["status_code"] == 400
+    rec = emu.records()
+    assert rec["status"].tolist() == [400, 400, 400] and set(rec["outcome"]) == {"bad_request"}
+    assert rec["completion_tokens"].tolist() == [8, 9, 5]  # the model wrote to its cap
+    assert (rec["charged_tokens"] == rec["prompt_tokens"] + rec["max_tokens"]).all()
+    emu.flush()
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [x["error"]["code"] for x in logged] == ["json_validate_failed", "tool_use_failed",
+                                                    "json_validate_failed"]
+    assert all(x["headers"]["x-ratelimit-remaining-requests"] for x in logged)
+
+
+def test_a_value_that_fits_is_answered_with_at_least_its_tokens(emu_url):
+    """The sampled length is raised to what the value needs (the spec samples 5 to 32 tokens): ten items of
+    three words each take 30 tokens, and the answer shows all ten."""
+    emu, url = emu_url
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    schema = {"type": "array", "items": {"type": "string", "minLength": 3}, "minItems": 10}
+    for _ in range(3):
+        r = client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=31, **_schema_body(schema))
+        assert r.usage.completion_tokens in (30, 31) and len(json.loads(r.choices[0].message.content)) == 10

@@ -415,9 +415,11 @@ class Emulator:
 
     # ---- admission -----------------------------------------------------------------------------------
     def decide(self, model: str, prompt: float, max_tokens: float | None, audio: float = 0.0,
-               project: str | None = None, service_tier: str | None = None) -> Decision:
+               project: str | None = None, service_tier: str | None = None, least: int = 0) -> Decision:
         """Admit (and charge) or refuse one request of ``project`` (a key's label) on ``service_tier`` (one of
-        :attr:`service_tiers`; None: the scenario's ``org.service_tier``), atomically (no await).
+        :attr:`service_tiers`; None: the scenario's ``org.service_tier``), atomically (no await).  Its
+        completion is the model's sampled length, but at least ``least`` tokens (a structured answer's
+        fewest), and at most the request's cap.
 
         As the simulator's lanes (:class:`sim.lanes.Route`): ``flex`` first meets the capacity process (a 498
         charges nothing), then the flex limits; ``auto`` tries the on-demand limits and, if they refuse, flex;
@@ -441,7 +443,7 @@ class Emulator:
             return self._refusal(err, model, now, rid, project, first)
         mt = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         dist = self._completion.get(model)
-        completion = 0 if audio else int(min(mt, max(0, round(dist.sample(self.rng, 1)[0])) if dist else mt))
+        completion = 0 if audio else int(min(mt, max(least, round(dist.sample(self.rng, 1)[0])) if dist else mt))
         charged = 0.0 if audio else float(org.accounting.charged(prompt, mt, completion,
                                                                  self.services[model].kind != "tts"))
         ls, wait, code = self.book.admit(project, MODES[mode], model, charged, audio, now,

@@ -8,8 +8,9 @@ The emulator has no model: it answers with filler words (:func:`~sim.emulator.co
 structured request with the simplest value its schema allows, strings holding the filler.  That is enough for
 a client that parses what it asked for (the openai SDK's ``.parse``, a structured-output library, an agent
 loop that runs a tool and asks again) to go on as it would against Groq, so its traffic is what is measured.
-``usage`` still comes from the service model (the sampled completion length), whatever the content's own
-length.  A request that leaves the choice to the model (``tool_choice`` ``"auto"`` or absent) gets text.
+``usage`` still comes from the service model (the sampled completion length), raised to the fewest tokens the
+value can be written in; a value that needs more than the request's cap is Groq's 400 (:func:`cut_short`).  A
+request that leaves the choice to the model (``tool_choice`` ``"auto"`` or absent) gets text.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import functools
 import json
 import math
 
-from ..headers import invalid_request_error
+from ..headers import ErrorResponse, invalid_request_error
 from .core import CHARS_PER_TOKEN, filler
 
 #: formats a string may declare, with a value of that format
@@ -91,7 +92,7 @@ def _verdict(text: str) -> str | None:
         where = "/".join(map(str, exc.path))
         return f"not a valid JSON schema: {exc.message}" + (f" (at '{where}')" if where else "")
     try:
-        instance(schema, 1)
+        _value(schema, schema, set())  # (not filled: a huge minItems or minLength is not written out here)
     except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
         return f"no value can be built of this schema ({type(exc).__name__}: {exc})"
     return None
@@ -111,24 +112,60 @@ def wants_json(body: dict) -> bool:
 def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | None]:
     """(content, tool call) of the answer to ``body`` (checked by :func:`shape_error`) with ``tokens`` words of
     filler: a tool call (content None) when the request requires one, else text or JSON as it asks."""
+    chosen, schema = _structure(body)
+    if chosen is not None:
+        return None, {"id": call_id, "type": "function",
+                      "function": {"name": chosen["name"], "arguments": json.dumps(instance(schema, tokens))}}
+    if schema is not None:
+        return json.dumps(instance(schema, tokens)), None
+    if _format(body) == "json_object":
+        return json.dumps({"text": filler(tokens)}), None
+    return filler(tokens), None
+
+
+def least_tokens(body: dict) -> int:
+    """The fewest completion tokens the answer ``body`` asks for can be written in: 0 for text, else its JSON
+    value's (:func:`_least`).  A model cut off by the request's cap before the value is whole fails it
+    (:func:`cut_short`)."""
+    schema = _structure(body)[1]
+    return 0 if schema is None else _least(_value(schema, schema, set()))
+
+
+def cut_short(body: dict, tokens: int) -> ErrorResponse:
+    """Groq's 400 for an answer whose JSON value needs more than the ``tokens`` the request allows: the model
+    stopped at its cap with the value unfinished, so the validation that runs before Groq returns it fails:
+    ``tool_use_failed`` for a tool call, ``json_validate_failed`` for a ``json_schema`` format (the messages
+    and codes as real responses show them).  ``failed_generation`` holds what was written: the value's JSON
+    cut to ``tokens`` tokens' worth of characters."""
+    chosen, schema = _structure(body)
+    value = _value(schema, schema, set())
+    chars = tokens * CHARS_PER_TOKEN  # (and as many tokens: each is a character at least, so enough is written)
+    text = json.dumps(_fill(value, 1, cap=chars))[:chars]
+    what, code = (("Failed to call a function", "tool_use_failed") if chosen is not None
+                  else ("Failed to generate JSON", "json_validate_failed"))
+    err = invalid_request_error(f"{what}. Please adjust your prompt. See 'failed_generation' for more details.",
+                                code=code)
+    err.error["failed_generation"] = text
+    return err
+
+
+def _structure(body: dict) -> tuple[dict | None, dict | None]:
+    """(the function the request makes the model call, else None; the JSON schema its answer follows, else
+    None): a required or named tool's parameters, else a ``json_schema`` format's schema."""
     choice, functions = body.get("tool_choice"), _functions(body.get("tools") or [])
     if functions and (choice == "required" or isinstance(choice, dict)):  # (built-in tools alone: text)
         chosen = functions[0] if choice == "required" else next(
             f for f in functions if f["name"] == choice["function"]["name"])
-        arguments = instance(chosen.get("parameters") or {"type": "object"}, tokens)
-        return None, {"id": call_id, "type": "function",
-                      "function": {"name": chosen["name"], "arguments": json.dumps(arguments)}}
-    kind = _format(body)
-    if kind == "json_object":
-        return json.dumps({"text": filler(tokens)}), None
-    if kind == "json_schema":
-        return json.dumps(instance(body["response_format"]["json_schema"]["schema"], tokens)), None
-    return filler(tokens), None
+        return chosen, chosen.get("parameters") or {"type": "object"}
+    if _format(body) == "json_schema":
+        return None, body["response_format"]["json_schema"]["schema"]
+    return None, None
 
 
 def instance(schema: dict, tokens: int):
     """The simplest value ``schema`` allows (its local ``$ref``s resolved), its free strings holding filler
-    words (``tokens`` shared among them, at least one each)."""
+    words (``tokens`` shared among them, at least one each).  It has :func:`_least` tokens at least, which
+    the caller bounds (a schema may ask for a billion items)."""
     value = _value(schema, schema, set())
     return _fill(value, max(1, tokens // max(1, _holes(value))))
 
@@ -141,20 +178,43 @@ class _Words:
         self.least, self.most = least, most
 
 
+class _Repeat:
+    """An array of ``count`` copies of ``item`` in the value being built, written out only when filled: its
+    size is known before (a ``minItems`` of a billion is refused, not built)."""
+
+    def __init__(self, item, count: int):
+        self.item, self.count = item, count
+
+
 def _holes(value) -> int:
     if isinstance(value, _Words):
         return 1
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return sum(_holes(v) for v in items)
+    if isinstance(value, _Repeat):
+        return value.count * _holes(value.item)
+    return sum(map(_holes, value.values())) if isinstance(value, dict) else 0  # (other lists: consts)
 
 
-def _fill(value, words: int):
+def _least(value) -> int:
+    """The fewest tokens ``value`` (built, not filled) can be written in, at least one: a free string its
+    least words (cut to its ``maxLength``), an object's key one more per property, any other value one."""
     if isinstance(value, _Words):
-        text = filler(max(words, value.least))
-        return text if value.most is None else text[:value.most].rstrip() or text[:value.most]
+        return min(max(1, value.least), value.most) if value.most else max(1, value.least)
+    if isinstance(value, _Repeat):
+        return value.count * _least(value.item)
     if isinstance(value, dict):
-        return {k: _fill(v, words) for k, v in value.items()}
-    return [_fill(v, words) for v in value] if isinstance(value, list) else value
+        return max(1, sum(1 + _least(v) for v in value.values()))
+    return max(1, sum(_least(v) for v in value)) if isinstance(value, list) else 1
+
+
+def _fill(value, words: int, cap: float = math.inf):
+    """``value`` written out with ``words`` filler words in each free string; with a ``cap``, only as much of
+    it as ``cap`` tokens reach (the start of a value too long to write whole)."""
+    if isinstance(value, _Words):
+        text = filler(min(max(words, value.least), cap))
+        return text if value.most is None else text[:value.most].rstrip() or text[:value.most]
+    if isinstance(value, _Repeat):  # (capped: the items whose least tokens reach past the cap, no more)
+        return [_fill(value.item, words, cap) for _ in range(min(value.count, cap // _least(value.item) + 1))]
+    return {k: _fill(v, words, cap) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _value(schema, root: dict, seen: set):
@@ -181,7 +241,7 @@ def _value(schema, root: dict, seen: set):
         return {name: _value(props.get(name, {}), root, seen) for name in schema.get("required", list(props))}
     if kind == "array":
         count = min(max(1, schema.get("minItems", 1)), schema.get("maxItems", math.inf))
-        return [_value(schema.get("items", {}), root, seen) for _ in range(count)]
+        return _Repeat(_value(schema.get("items", {}), root, seen), count) if count else []
     if kind in ("integer", "number"):
         return _number(schema, kind == "integer")
     if kind == "boolean":
