@@ -88,3 +88,27 @@ def test_flex_lines_are_left_out_of_the_on_demand_limits(tmp_path):
     assert observed == {"rpd": 100, "tpm": 6000, "rpm": 2}  # not flex's 1,000 and 60,000
     assert "6 line(s) of another service tier (flex: 6) left out of the limits" in " ".join(cal.notes)
     assert len(cal.evidence) == 9  # the evidence (and the service fits) keep every line
+
+
+def test_structured_answers_the_cap_cut_short_are_replayed_as_charged(tmp_path):
+    """The emulator answers a JSON value longer than the cap with Groq's 400 ``json_validate_failed``, after
+    charging it (as Groq's own such 400s count).  Calibrating its log, the replay charges those lines too: the
+    true hypothesis then follows every header exactly (equal prompts, so the median prompt a line without
+    usage is charged is its own).  Left out, each would leave one request and 16 + 32 tokens unaccounted."""
+    from tests.test_emulator import make_spec, msgs
+    emu = Emulator(make_spec(), time_scale=1, log_path=tmp_path / "log.jsonl")
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "array", "items": {"type": "integer"}, "minItems": 100}}}
+    with running(emu) as url:
+        client = groq.Groq(base_url=url, api_key="k", max_retries=0)
+        for i in range(24):
+            try:
+                client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=32,
+                                               **({"response_format": fmt} if i % 3 == 1 else {}))
+            except groq.BadRequestError as e:
+                assert e.body["error"]["code"] == "json_validate_failed"
+    emu.close()
+    cal = calibrate(tmp_path / "log.jsonl", jobs=1)
+    assert cal.evidence["status"].tolist().count(400) == 8 and cal.evidence["charged_failure"].sum() == 8
+    assert (cal.best.algorithm, cal.best.charge) == ("token_bucket", "max_tokens")
+    assert cal.best.components["remaining_requests"] == 0 and cal.best.components["remaining_tokens"] < 2

@@ -385,3 +385,19 @@ def test_a_calibration_estimated_anything_when_it_has_a_service_figure_a_limit_o
     cal = Calibration(Log("x.jsonl", []), pd.DataFrame(), service={"m": SimpleNamespace(params=lambda: params)},
                       limits={"m": SimpleNamespace(observed=observed)}, hypotheses=hypotheses)
     assert cal.estimated_anything is anything
+
+
+def test_a_structured_answer_that_failed_its_validation_was_admitted_and_is_charged():
+    """Groq sends ``json_validate_failed`` / ``tool_use_failed`` (400) after the model wrote its answer: the
+    request went through the limits and counts (groq/groq-typescript#28: its headers show it counted).  RPM 3,
+    a token bucket: answers at 200 s and 201 s and such a 400 at 201.5 s leave nothing for 202 s, which the
+    log shows refused.  A 400 of a malformed request (no code of those) is refused before the limits: the
+    same 429 would then be a wrong guess."""
+    failed = {"message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' for more "
+                         "details.", "type": "invalid_request_error", "code": "json_validate_failed"}
+    refused = _refusal(RPM, 3, 3, 1, "20s", model=LOG_MODEL)
+    for code, wrong in (("json_validate_failed", 0.0), ("tool_use_failed", 0.0), (None, 1.0)):
+        lines = [_chat(0), _chat(200), _chat(201), _chat(201.5, 400, failed | {"code": code}), _chat(202, 429, refused)]
+        assert _same(_replay(lines, Limits(rpm=3))[0], [nan, 0.0, 0.0, nan if code is None else 0.0, wrong]), code
+    table = evidence_table(Log("units.jsonl", lines[:3] + [_chat(201.5, 400, failed)]))
+    assert table["charged_failure"].tolist() == [False, False, False, True]

@@ -124,8 +124,9 @@ def calibrate_log(log: Log, catalog: Catalog | None = None, jobs: int | None = 1
                              "`groqsim run` needs for a new model, left as RPM and TPM to fill in (then uncomment)")
     cal.tier = match_catalog(list(cal.limits.values()), catalog)
     per_model = []
+    replayed = df["status"].isin([200, 429, 413]) | df["charged_failure"]  # (a 400 of a written answer too)
     for model in models:
-        rows = df[(df["model"] == model) & df["status"].isin([200, 429, 413]) & on_demand]
+        rows = df[(df["model"] == model) & replayed & on_demand]
         limits = _replay_limits(catalog, cal.tier.base, model, cal.limits[model])
         has_headers = rows[["h_rem_tok", "h_rem_req"]].notna().any().any()
         if rows.empty or not limits.items() or not (has_headers or (rows["status"] == 429).any()):

@@ -33,6 +33,10 @@ HEADER_COLUMNS = {"x-ratelimit-limit-requests": "h_limit_req", "x-ratelimit-rema
                   "x-ratelimit-reset-requests": "h_reset_req", "x-ratelimit-limit-tokens": "h_limit_tok",
                   "x-ratelimit-remaining-tokens": "h_rem_tok", "x-ratelimit-reset-tokens": "h_reset_tok",
                   "retry-after": "h_retry_after"}
+#: the codes of a 400 Groq sends after the model has written its answer, when the validation of a structured
+#: answer fails it: the request was admitted and charged (groq/groq-typescript#28 shows a ``tool_use_failed``
+#: whose headers count it), so the limiter replay charges it like an answer (docs/calibration.md)
+CHARGED_FAILURES = ("json_validate_failed", "tool_use_failed")
 
 
 def parse_go_duration(text: str) -> float:
@@ -119,7 +123,8 @@ def evidence_table(log: Log, failed_attempts: bool = False) -> pd.DataFrame:
     the row flagged ``impossible_usage``.  An attempt that failed on the client (the SDK's timeout, a
     connection error: :func:`~sim.recorder.client_failure`) has no response, so nothing of a limit or of the
     service: it is left out, unless ``failed_attempts`` (a trace's attempts), when its row has ``status`` NaN
-    and ``client_error`` its kind ("timeout" or "connection"; missing, NA, on every other row)."""
+    and ``client_error`` its kind ("timeout" or "connection"; missing, NA, on every other row).
+    ``charged_failure`` flags a 400 of :data:`CHARGED_FAILURES`: admitted and charged, with no usage."""
     rows = []
     for rec in log.records:
         failure = client_failure(rec)
@@ -139,6 +144,8 @@ def evidence_table(log: Log, failed_attempts: bool = False) -> pd.DataFrame:
         for f in ("limit", "used", "requested", "wait"):
             row[f"msg_{f}"] = getattr(msg, f) if msg and getattr(msg, f) is not None else math.nan
         row["msg_too_large"] = bool(msg and msg.too_large)
+        code = (rec["error"] or {}).get("code")
+        row["charged_failure"] = rec["status"] == 400 and code in CHARGED_FAILURES
         row["groq"] = bool(rec["usage"]) or any(h.startswith("x-ratelimit-") for h in rec["headers"]) or bool(msg)
         # more completion tokens than the request allowed cannot be: the usage is corrupt, not evidence
         max_tokens = rec["max_tokens"] if rec["max_tokens"] is not None else math.inf
@@ -148,7 +155,8 @@ def evidence_table(log: Log, failed_attempts: bool = False) -> pd.DataFrame:
         rows.append(row)
     cols = ["t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "audio_seconds", "label", "request_id",
             *OPTIONAL_KEYS, *USAGE_KEYS, *HEADER_COLUMNS.values(), "msg_unit", "msg_limit", "msg_used",
-            "msg_requested", "msg_wait", "msg_too_large", "groq", "impossible_usage", "client_error"]
+            "msg_requested", "msg_wait", "msg_too_large", "charged_failure", "groq", "impossible_usage",
+            "client_error"]
     df = pd.DataFrame(rows, columns=cols)
     for col in ("max_tokens", "audio_seconds", "retry_count"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)

@@ -7,10 +7,12 @@ clock that starts at the UTC midnight before the log (so window algorithms have 
 For each response:
 
 1. decision: would the hypothesis have refused it (any unit's ``wait > 0``)?  Compared with the logged
-   status (200 vs 429; a 413 is too large under every hypothesis and is not scored);
-2. the log's truth is then applied (teacher forcing): an answered request is charged 1 request and its
-   tokens -- ``prompt_tokens + max_tokens`` or ``prompt_tokens + completion_tokens`` (the simulator's
-   accounting, charged at admission) -- so one wrong guess does not derail the rest;
+   status (200, or a 400 Groq sends after the answer was written, vs 429; a 413 is too large under every
+   hypothesis and is not scored);
+2. the log's truth is then applied (teacher forcing): an admitted request -- answered, or failed after its
+   answer was written (a structured answer's validation: :data:`~.evidence.CHARGED_FAILURES`) -- is charged
+   1 request and its tokens -- ``prompt_tokens + max_tokens`` or ``prompt_tokens + completion_tokens`` (the
+   simulator's accounting, charged at admission) -- so one wrong guess does not derail the rest;
 3. the hypothesis' ``remaining``/``reset`` of RPD and TPM are compared with the logged headers.
 
 Usage before the log is unknown: at the first response carrying RPD (TPM) headers, each hypothesis is
@@ -27,7 +29,8 @@ mean error; a hypothesis is *indistinguishable* from the best when a paired one-
 per-response errors gives p > 0.05 (or both fit to within 1e-6).
 
 A refused request's token cost is the ``Requested`` of its token-unit 429 message when there is one, else
-the median prompt of answered requests + its ``max_tokens`` (or the median completion).
+the median prompt of answered requests + its ``max_tokens`` (or the median completion); so is a failed
+admitted request's, which has no usage.
 """
 from __future__ import annotations
 
@@ -138,6 +141,7 @@ class ServerOrder:
         burn = 0.0 if starts_untouched(df) else BURN_IN
         self.burn_in = (t_server - t_server[0] < burn).tolist()
         self.status = df["status"].tolist()
+        self.admitted = ((df["status"] == 200) | df["charged_failure"]).tolist()
         self.tokens = {charge: _tokens_cost(df, charge, prompt_median, completion_median).tolist()
                        for charge in CHARGES}
         self.audio = df["audio_seconds"].fillna(0.0).to_numpy(float).tolist()
@@ -165,15 +169,15 @@ def replay_rows(rows: ServerOrder, algorithm: str, charge: str) -> tuple[np.ndar
     decisions, rem_tok, reset_tok, rem_req, reset_req = [], [], [], [], []
     h_rem_tok, h_reset_tok = rows.logged["h_rem_tok"], rows.logged["h_reset_tok"]
     h_rem_req, h_reset_req, msg_used = rows.logged["h_rem_req"], rows.logged["h_reset_req"], rows.logged["msg_used"]
-    for i, (now, status, tokens, audio, unit, burn_in) in enumerate(zip(
-            rows.now, rows.status, rows.tokens[charge], rows.audio, rows.msg_unit, rows.burn_in)):
+    for i, (now, status, admitted, tokens, audio, unit, burn_in) in enumerate(zip(
+            rows.now, rows.status, rows.admitted, rows.tokens[charge], rows.audio, rows.msg_unit, rows.burn_in)):
         decision = nan
-        if status == 200 or status == 429:
+        if admitted or status == 429:
             refused = (not all(lim.fits(1, now) for lim in req_units)
                        or (tokens > 0 and not all(lim.fits(tokens, now) for lim in tok_units))
                        or (audio > 0 and not all(lim.fits(audio, now) for lim in audio_units)))
             decision = float(refused != (status == 429))
-        if status == 200:
+        if admitted:
             for lim in req_units:
                 lim.admit(1, now)
             if tokens > 0:

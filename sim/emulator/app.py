@@ -44,7 +44,7 @@ from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
 from ..units import usage_times
 from .core import Emulator, approx_prompt_tokens, completion_cap, filler
-from .shapes import answer, cut_short, least_tokens, shape_error, tool_tokens, wants_json
+from .shapes import answer, cut_short, least_tokens, shape_error, tool_tokens, wants_json, warm
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
@@ -346,6 +346,7 @@ def build_app(emu: Emulator) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app):
+        warm()
         yield
         try:
             emu.close()
