@@ -1015,11 +1015,15 @@ def test_a_failure_building_an_answer_is_its_one_record_and_keeps_the_keys_label
     monkeypatch.setattr(sim.emulator.app, "filler", lambda n: 1 / 0)
     r = httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs(), "max_tokens": 8},
                    headers=auth)
-    assert r.status_code == 500
+    # admitted, it carries the headers of its charge (as every response about a model does), sent and logged
+    assert r.status_code == 500 and r.headers["x-ratelimit-remaining-requests"] == "14399"
+    assert r.headers["x-request-id"].startswith("req_")
+    tokens = r.headers["x-ratelimit-remaining-tokens"]
     r = httpx.post(url + "/openai/v1/audio/transcriptions", data={"model": "whisper-large-v3"},
                    files={"file": ("a.wav", wav_bytes(1))}, headers=auth)
-    assert r.status_code == 500
+    assert r.status_code == 500 and r.headers["x-ratelimit-remaining-requests"] == "1999"
     assert [(x["status"], x["label"]) for x in log_lines(emu)] == [(500, "team-a")] * 2
+    assert log_lines(emu)[0]["headers"]["x-ratelimit-remaining-tokens"] == tokens
     assert sorted((k[2], k[3], n) for k, n in emu.counts.items()) == [("error", 500, 1)] * 2
     records = emu.records()
     assert list(records["client"]) == ["team-a"] * 2

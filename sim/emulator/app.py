@@ -334,12 +334,13 @@ def build_app(emu: Emulator) -> Starlette:
             except Exception as exc:  # noqa: BLE001 - the server answers 500 and stays up
                 print(f"groqsim serve: 500 on {request.method} {request.url.path}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
-                err = server_error(500)
-                if endpoint is not None:  # (admitted: with the model and what its limits charged)
+                err, admitted = server_error(500), _ADMITTED.get()
+                d = admitted["d"] if admitted else None  # (admitted: the model, its charge and its headers)
+                if endpoint is not None:
                     label = emu.label(request.headers.get("authorization"))[1]
-                    _record(emu, endpoint=endpoint, status=500, t_send=t_send, label=label, headers={},
-                            error=err.error, **(_ADMITTED.get() or {"model": ""}))
-                return _error(err)
+                    _record(emu, endpoint=endpoint, status=500, t_send=t_send, label=label,
+                            headers=d.log_headers if d else {}, error=err.error, **(admitted or {"model": ""}))
+                return _error(err, {**d.headers, "x-request-id": d.request_id} if d else None)
             finally:  # a multipart body's uploads (temporary files), which Starlette leaves to the garbage collector
                 await request.close()
         return run
