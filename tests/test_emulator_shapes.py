@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import subprocess
+import sys
 from typing import Literal, Optional
 
 import groq
@@ -190,6 +192,17 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"type": "string", "maxLength": 9}, 5, "The quick"),  # (cut to the length it allows)
     ({"type": "string", "maxLength": 4}, 5, "The"),  # (not ending on a space)
     ({"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 0}, 3, []),
+    # tuples: prefixItems (2020-12), or items as a list with additionalItems (drafts 4 to 2019-09)
+    ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "minItems": 2, "maxItems": 2}, 3,
+     [0, False]),
+    ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}]}, 3, [0, False]),  # (all shown)
+    ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "maxItems": 1}, 3, [0]),
+    ({"type": "array", "prefixItems": [{"type": "integer"}], "items": {"type": "boolean"}, "minItems": 3}, 3,
+     [0, False, False]),
+    ({"type": "array", "prefixItems": [{"type": "integer"}], "items": False, "minItems": 3}, 3, [0]),  # (closed)
+    ({"type": "array", "items": [{"type": "integer"}, {"type": "boolean"}], "additionalItems": False}, 3, [0, False]),
+    ({"type": "array", "items": [{"type": "integer"}], "additionalItems": {"type": "null"}, "minItems": 2}, 3,
+     [0, None]),
     ({"type": "integer", "exclusiveMinimum": 3}, 3, 4),  # (above a whole bound: the next whole number)
     ({"type": "integer", "minimum": 1, "exclusiveMinimum": False}, 3, 1),  # (draft 4's flag, off)
     ({"type": "integer", "maximum": -3, "exclusiveMaximum": True}, 3, -4),  # (draft 4's flag, on)
@@ -272,6 +285,7 @@ class Bounded(BaseModel):
     below: int = Field(lt=-2)
     step: int = Field(ge=7, multiple_of=5)
     few: list[int] = Field(max_length=0)
+    pair: tuple[int, bool]  # (a tuple: prefixItems)
 
 
 def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
@@ -281,7 +295,8 @@ def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
     r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Bounded, max_tokens=64)
     parsed = r.choices[0].message.parsed
     assert isinstance(parsed, Bounded) and 0 < len(parsed.title) <= 40
-    assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few) == (1, 0.5, -3, 10, [])
+    assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few, parsed.pair) == (1, 0.5, -3, 10, [],
+                                                                                            (0, False))
 
 
 def test_groqs_built_in_tools_are_answered_with_text(url):
@@ -352,6 +367,7 @@ def test_the_least_an_answer_takes_is_counted_without_writing_it():
     ({"type": "array", "items": {"type": "string", "minLength": 3}, "minItems": 4}, 12),
     ({"type": "array", "items": {"type": "object"}, "minItems": 5}, 5),  # (an empty object is a token too)
     ({"type": "array", "items": {"type": "integer"}, "maxItems": 0}, 1),  # ([] is one)
+    ({"type": "array", "prefixItems": [{"type": "string", "minLength": 4}, {"type": "integer"}], "minItems": 4}, 7),
     ({"type": "object", "properties": {"a": {"type": "array", "items": {
         "type": "array", "items": {"type": "boolean"}, "minItems": 3}, "minItems": 2}}}, 7),
 ])
@@ -413,3 +429,10 @@ def test_a_value_that_fits_is_answered_with_at_least_its_tokens(emu_url):
     for _ in range(3):
         r = client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=31, **_schema_body(schema))
         assert r.usage.completion_tokens in (30, 31) and len(json.loads(r.choices[0].message.content)) == 10
+
+
+def test_warm_loads_the_schema_checker_which_a_plain_import_leaves_to_the_first_structured_request():
+    code = ("import sys; from sim.emulator import shapes; before = 'jsonschema' in sys.modules; shapes.warm(); "
+            "print(before, 'jsonschema' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "False True\n"

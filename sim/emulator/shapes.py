@@ -184,19 +184,20 @@ class _Words:
         self.least, self.most = least, most
 
 
-class _Repeat:
-    """An array of ``count`` copies of ``item`` in the value being built, written out only when filled: its
-    size is known before (a ``minItems`` of a billion is refused, not built)."""
+class _Array:
+    """An array in the value being built: the values of its ``head`` (a tuple's ``prefixItems``), then
+    ``count`` copies of ``item``, written out only when filled: its size is known before (a ``minItems`` of a
+    billion is refused, not built)."""
 
-    def __init__(self, item, count: int):
-        self.item, self.count = item, count
+    def __init__(self, head: list, item, count: int):
+        self.head, self.item, self.count = head, item, count
 
 
 def _holes(value) -> int:
     if isinstance(value, _Words):
         return 1
-    if isinstance(value, _Repeat):
-        return value.count * _holes(value.item)
+    if isinstance(value, _Array):
+        return sum(map(_holes, value.head)) + value.count * _holes(value.item)
     return sum(map(_holes, value.values())) if isinstance(value, dict) else 0  # (other lists: consts)
 
 
@@ -205,8 +206,8 @@ def _least(value) -> int:
     least words (cut to its ``maxLength``), an object's key one more per property, any other value one."""
     if isinstance(value, _Words):
         return min(max(1, value.least), value.most) if value.most else max(1, value.least)
-    if isinstance(value, _Repeat):
-        return value.count * _least(value.item)
+    if isinstance(value, _Array):
+        return max(1, sum(map(_least, value.head)) + value.count * _least(value.item))
     if isinstance(value, dict):
         return max(1, sum(1 + _least(v) for v in value.values()))
     return max(1, sum(_least(v) for v in value)) if isinstance(value, list) else 1
@@ -218,8 +219,9 @@ def _fill(value, words: int, cap: float = math.inf):
     if isinstance(value, _Words):
         text = filler(min(max(words, value.least), cap))
         return text if value.most is None else text[:value.most].rstrip() or text[:value.most]
-    if isinstance(value, _Repeat):  # (capped: the items whose least tokens reach past the cap, no more)
-        return [_fill(value.item, words, cap) for _ in range(min(value.count, cap // _least(value.item) + 1))]
+    if isinstance(value, _Array):  # (capped: the items whose least tokens reach past the cap, no more)
+        return ([_fill(v, words, cap) for v in value.head]
+                + [_fill(value.item, words, cap) for _ in range(min(value.count, cap // _least(value.item) + 1))])
     return {k: _fill(v, words, cap) for k, v in value.items()} if isinstance(value, dict) else value
 
 
@@ -245,9 +247,14 @@ def _value(schema, root: dict, seen: set):
     if kind == "object":
         props = schema.get("properties") or {}
         return {name: _value(props.get(name, {}), root, seen) for name in schema.get("required", list(props))}
-    if kind == "array":
-        count = min(max(1, schema.get("minItems", 1)), schema.get("maxItems", math.inf))
-        return _Repeat(_value(schema.get("items", {}), root, seen), count) if count else []
+    if kind == "array":  # a tuple's items first (prefixItems; in drafts 4 to 2019-09, items as a list)
+        head, rest = schema.get("prefixItems") or [], schema.get("items", {})
+        if not head and isinstance(rest, list):
+            head, rest = rest, schema.get("additionalItems", {})
+        count = min(max(1, len(head), schema.get("minItems", 0)), schema.get("maxItems", math.inf),
+                    len(head) if rest is False else math.inf)  # (items false: nothing after the tuple)
+        head = [_value(s, root, seen) for s in head[:count]]
+        return _Array(head, _value(rest, root, seen), count - len(head))
     if kind in ("integer", "number"):
         return _number(schema, kind == "integer")
     if kind == "boolean":
