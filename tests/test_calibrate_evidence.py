@@ -140,7 +140,7 @@ COLUMNS = ["t_send", "t_recv", "status", "model", "endpoint", "max_tokens", "aud
            "retry_count", "service_tier", "queue_time", "prompt_tokens", "prompt_time", "completion_tokens",
            "completion_time", "total_tokens", "total_time", "h_limit_req", "h_rem_req", "h_reset_req", "h_limit_tok",
            "h_rem_tok", "h_reset_tok", "h_retry_after", "msg_unit", "msg_limit", "msg_used", "msg_requested",
-           "msg_wait", "msg_too_large", "groq", "impossible_usage", "client_error"]
+           "msg_wait", "msg_too_large", "charged_failure", "groq", "impossible_usage", "client_error"]
 
 
 def _rec(t, status=200, *, usage=None, headers=None, error=None, max_tokens=100, **kw):
