@@ -52,8 +52,10 @@ but not the attempts that time out; ``rec.transport(inner)`` is the wrapping tra
 by hand (``httpx.Client(transport=rec.transport(httpx.HTTPTransport()), event_hooks=rec.event_hooks())``).
 
 Streaming responses are passed through untouched; their line is written when the stream ends, with the
-usage the last chunk carries (``x_groq.usage``).  A stream that fails part-way (a read timeout between
-chunks) is logged as a failed attempt with its response's headers.
+usage the last chunk carries (``x_groq.usage``).  A stream that carries an error instead (Groq's SSE ``event:
+error`` frame, ``{"error": {..., "status_code": 400}}``, which the SDKs raise) is logged with that error and
+its ``status_code`` as the status: what the caller got was that error, not an answer.  A stream that fails
+part-way (a read timeout between chunks) is logged as a failed attempt with its response's headers.
 """
 from __future__ import annotations
 
@@ -402,23 +404,30 @@ def _usage_of(data) -> dict | None:
 
 class _SSEScanner:
     """Finds the usage object (and the service tier the chunks name) in a server-sent-event stream as its
-    bytes pass by."""
+    bytes pass by, and an error frame's error and status (``{"error": {..., "status_code": 400}}``)."""
 
     def __init__(self):
         self.buffer, self.usage, self.request_id, self.service_tier = b"", None, None, None
+        self.error, self.status = None, None
 
     def feed(self, chunk: bytes) -> None:
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            if line.startswith(b"data:") and (b"usage" in line or (self.service_tier is None
-                                                                    and b'"service_tier"' in line)):
+            if line.startswith(b"data:") and (b"usage" in line or b'"error"' in line
+                                              or (self.service_tier is None and b'"service_tier"' in line)):
                 try:
                     data = json.loads(line[5:].strip())
                 except (ValueError, RecursionError):  # (a scanner must never break the stream it watches)
                     continue
                 if not isinstance(data, dict):
                     continue
+                if isinstance(data.get("error"), dict):
+                    e = data["error"]
+                    self.error = {"type": e.get("type"), "code": e.get("code"), "message": e.get("message")}
+                    code = e.get("status_code")
+                    self.status = code if isinstance(code, int) and not isinstance(code, bool) and (
+                        400 <= code <= 599) else self.status
                 self.usage = _usage_of(data) or self.usage
                 self.request_id = self.request_id or (data.get("x_groq") or {}).get("id")
                 tier = data.get("service_tier")
@@ -804,6 +813,8 @@ class Recorder:
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             e = data["error"]
             error = {"type": e.get("type"), "code": e.get("code"), "message": e.get("message")}
+        elif scanner and scanner.error:
+            error = scanner.error
         elif response.status_code >= 400:
             error = {"type": None, "code": None, "message": None}
         request_id = response.headers.get("x-request-id")
@@ -821,7 +832,8 @@ class Recorder:
         if audio is None and isinstance(data, dict):
             audio = _number(data.get("duration"))
         self.writer.write({
-            "t_send": facts["t_send"], "t_recv": self.clock(), "status": response.status_code,
+            "t_send": facts["t_send"], "t_recv": self.clock(),
+            "status": scanner.status if scanner and scanner.status else response.status_code,
             "model": facts["model"], "endpoint": facts["endpoint"], "max_tokens": facts["max_tokens"],
             "audio_seconds": audio, "usage": usage, "headers": kept_headers(response.headers), "error": error,
             "label": self.label, "request_id": request_id if isinstance(request_id, str) else None,

@@ -12,6 +12,7 @@ import sys
 from typing import Literal, Optional
 
 import groq
+import httpx
 import openai
 import pytest
 from pydantic import BaseModel, Field
@@ -436,3 +437,20 @@ def test_warm_loads_the_schema_checker_which_a_plain_import_leaves_to_the_first_
             "print(before, 'jsonschema' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "False True\n"
+
+
+def test_the_recorder_logs_a_streamed_cut_short_answer_as_its_400(emu_url, tmp_path):
+    """Recorded on the client, the stream's ``event: error`` is the line's error and status, as the emulator's
+    own log has it, so a calibration of either log charges it alike."""
+    from sim.recorder import Recorder, read_log
+    emu, url = emu_url
+    rec = Recorder(tmp_path / "client.jsonl")
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0, http_client=rec.attach(httpx.Client()))
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(model=MODEL, messages=msgs(), max_tokens=5, stream=True,
+                                                **_schema_body(BIG)):
+            pass
+    client.close()
+    [line] = read_log(tmp_path / "client.jsonl").records
+    assert (line["status"], line["error"]["code"], line["usage"]) == (400, "json_validate_failed", None)
+    assert line["headers"]["x-ratelimit-remaining-requests"] == "14399"

@@ -956,6 +956,32 @@ def test_a_sync_stream_is_logged_when_it_ends_with_what_its_chunks_say(sep, tmp_
     assert [(g["usage"], g["request_id"], g["service_tier"]) for g in got] == [(USAGE, "req_stream", "flex")] * 2
 
 
+def test_a_stream_that_carries_an_error_frame_is_logged_as_that_error(tmp_path):
+    """Groq sends an error in a stream as an SSE ``event: error`` frame (a structured answer that failed its
+    validation: ``{"error": {..., "code": "json_validate_failed", "status_code": 400}}``), which the SDKs
+    raise: the line has that error and its status_code, not a 200 with no usage.  A frame whose status_code is
+    no HTTP error status (or none) keeps the response's own status."""
+    failed = {"message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' for more "
+                         "details.", "type": "invalid_request_error", "code": "json_validate_failed",
+              "failed_generation": "[0, 0"}
+    bodies = [b"event: error\n" + _sse([{"error": failed | {"status_code": status}}])[0]
+              for status in (400, 200, "400", True)]
+
+    def handler(request):
+        return httpx.Response(200, headers={**SSE, "x-ratelimit-remaining-requests": "999"},
+                              stream=_Body([bodies.pop(0)]))
+
+    def send(client):
+        for _ in range(4):
+            with client.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
+                response.read()
+
+    got = _recorded(tmp_path, handler, send)
+    assert [g["status"] for g in got] == [400, 200, 200, 200] and all(g["usage"] is None for g in got)
+    assert all(g["error"] == {k: failed[k] for k in ("type", "code", "message")} for g in got)
+    assert got[0]["headers"] == {"x-ratelimit-remaining-requests": "999"}
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_stream_closed_early_is_one_line_and_its_body_is_closed(mode, tmp_path):
     """A client that stops reading a stream and closes it (``break`` out of the SDK's stream) still has its
