@@ -5,6 +5,7 @@ refused as the API refuses them."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import signal
 import subprocess
@@ -168,6 +169,15 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"allOf": [{"type": "integer", "minimum": 4}]}, 3, 4),
     ({"type": ["null", "boolean"]}, 3, False),
     ({"type": "string", "format": "email"}, 3, "user@example.com"),
+    ({"type": "string", "format": "duration"}, 3, "PT0S"),  # (pydantic's timedelta)
+    ({"type": "string", "format": "ipv4"}, 3, "192.0.2.1"),
+    ({"type": "string", "format": "ipv6"}, 3, "2001:db8::1"),
+    # a recursive type stops where it would loop: no item in an array that may be empty, else null
+    ({"$defs": {"N": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"}}},
+                      "required": ["kids"]}}, "$ref": "#/$defs/N"}, 3, {"kids": []}),
+    ({"$defs": {"N": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"},
+                                                                "minItems": 1}}, "required": ["kids"]}},
+      "$ref": "#/$defs/N"}, 3, {"kids": [None]}),
     ({"enum": ["b", "a"]}, 3, "b"),
     ({}, 2, "The quick"),  # (no type at all: a string)
     ({"type": "string", "minLength": 4}, 2, "The quick brown fox"),  # (at least the words it must hold)
@@ -298,6 +308,23 @@ def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
     assert isinstance(parsed, Bounded) and 0 < len(parsed.title) <= 40
     assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few, parsed.pair) == (1, 0.5, -3, 10, [],
                                                                                             (0, False))
+
+
+class Tree(BaseModel):
+    name: str
+    children: list["Tree"]
+    after: datetime.timedelta
+
+
+def test_the_openai_sdks_parse_validates_a_recursive_model_with_a_duration(url):
+    """The SDK's strict schema requires every field, a recursive list too: the answer stops the recursion
+    where the type comes round again with an empty list (not [null], which ``.parse`` refuses), and a
+    timedelta is an ISO 8601 duration."""
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Tree, max_tokens=32)
+    parsed = r.choices[0].message.parsed
+    [child] = parsed.children  # (the root is the schema itself; the recursion stops at its first $ref)
+    assert child.children == [] and child.after == parsed.after == datetime.timedelta(0)
 
 
 def test_groqs_built_in_tools_are_answered_with_text(url):

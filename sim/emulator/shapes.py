@@ -22,8 +22,20 @@ from ..headers import ErrorResponse, invalid_request_error
 from .core import CHARS_PER_TOKEN, filler
 
 #: formats a string may declare, with a value of that format
-_FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "time": "00:00:00Z",
-            "email": "user@example.com", "uri": "https://example.com", "uuid": "00000000-0000-4000-8000-000000000000"}
+_FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "time": "00:00:00Z", "duration": "PT0S",
+            "email": "user@example.com", "idn-email": "user@example.com", "hostname": "example.com",
+            "idn-hostname": "example.com", "ipv4": "192.0.2.1", "ipv6": "2001:db8::1", "uri": "https://example.com",
+            "uri-reference": "https://example.com", "iri": "https://example.com", "iri-reference": "https://example.com",
+            "uri-template": "https://example.com", "json-pointer": "/a", "relative-json-pointer": "0", "regex": ".*",
+            "uuid": "00000000-0000-4000-8000-000000000000"}
+
+
+class _Cut:
+    """Where a recursive type would loop, in the value being built: written as null, or as no item in an
+    array that may be empty."""
+
+
+_CUT = _Cut()
 
 
 def shape_error(body: dict):
@@ -222,7 +234,9 @@ def _fill(value, words: int, cap: float = math.inf):
     if isinstance(value, _Array):  # (capped: the items whose least tokens reach past the cap, no more)
         return ([_fill(v, words, cap) for v in value.head]
                 + [_fill(value.item, words, cap) for _ in range(min(value.count, cap // _least(value.item) + 1))])
-    return {k: _fill(v, words, cap) for k, v in value.items()} if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return {k: _fill(v, words, cap) for k, v in value.items()}
+    return None if value is _CUT else value
 
 
 def _value(schema, root: dict, seen: set):
@@ -231,7 +245,7 @@ def _value(schema, root: dict, seen: set):
     if "$ref" in schema:
         ref = schema["$ref"]
         if ref in seen:  # a recursive type: stop at its simplest
-            return None
+            return _CUT
         return _value(_resolve(ref, root), root, seen | {ref})
     if "const" in schema:
         return schema["const"]
@@ -253,8 +267,10 @@ def _value(schema, root: dict, seen: set):
             head, rest = rest, schema.get("additionalItems", {})
         count = min(max(1, len(head), schema.get("minItems", 0)), schema.get("maxItems", math.inf),
                     len(head) if rest is False else math.inf)  # (items false: nothing after the tuple)
+        item = _value(rest, root, seen)
+        count = 0 if item is _CUT and not head and not schema.get("minItems") else count
         head = [_value(s, root, seen) for s in head[:count]]
-        return _Array(head, _value(rest, root, seen), count - len(head))
+        return _Array(head, item, count - len(head))
     if kind in ("integer", "number"):
         return _number(schema, kind == "integer")
     if kind == "boolean":
