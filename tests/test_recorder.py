@@ -965,19 +965,19 @@ def test_a_stream_that_carries_an_error_frame_is_logged_as_that_error(tmp_path):
                          "details.", "type": "invalid_request_error", "code": "json_validate_failed",
               "failed_generation": "[0, 0"}
     bodies = [b"event: error\n" + _sse([{"error": failed | {"status_code": status}}])[0]
-              for status in (400, 200, "400", True)]
+              for status in (400, 200, "400", True, 599, 600)]
 
     def handler(request):
         return httpx.Response(200, headers={**SSE, "x-ratelimit-remaining-requests": "999"},
                               stream=_Body([bodies.pop(0)]))
 
     def send(client):
-        for _ in range(4):
+        for _ in range(6):
             with client.stream("POST", CHAT_URL, json=CHAT_BODY) as response:
                 response.read()
 
     got = _recorded(tmp_path, handler, send)
-    assert [g["status"] for g in got] == [400, 200, 200, 200] and all(g["usage"] is None for g in got)
+    assert [g["status"] for g in got] == [400, 200, 200, 200, 599, 200] and all(g["usage"] is None for g in got)
     assert all(g["error"] == {k: failed[k] for k in ("type", "code", "message")} for g in got)
     assert got[0]["headers"] == {"x-ratelimit-remaining-requests": "999"}
 
