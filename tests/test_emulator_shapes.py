@@ -203,6 +203,37 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"type": "string", "maxLength": 9}, 5, "The quick"),  # (cut to the length it allows)
     ({"type": "string", "maxLength": 4}, 5, "The"),  # (not ending on a space)
     ({"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 0}, 3, []),
+    # uniqueItems: the k-th item is the item's k-th variant (the next number within the bounds, else below the
+    # simplest; the next enum value or boolean; a string starting with k; an object's first property varied)
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True, "minItems": 3}, 3, [0, 1, 2]),
+    ({"type": "array", "items": {"type": "integer", "minimum": 5, "maximum": 6}, "uniqueItems": True,
+      "minItems": 2}, 3, [5, 6]),
+    ({"type": "array", "items": {"type": "integer", "maximum": -2}, "uniqueItems": True, "minItems": 2}, 3, [-2, -3]),
+    ({"type": "array", "items": {"type": "integer", "minimum": 0, "exclusiveMaximum": 1}, "uniqueItems": True,
+      "minItems": 2}, 3, [0, 0]),  # (no second value: the first again)
+    ({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "multipleOf": 0.5}, "uniqueItems": True,
+      "minItems": 2}, 3, [1.0, 1.5]),
+    ({"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True, "minItems": 3}, 3, ["a", "b", "a"]),
+    ({"type": "array", "items": {"type": "boolean"}, "uniqueItems": True, "minItems": 3}, 3, [False, True, False]),
+    ({"type": "array", "items": {"type": "integer", "maximum": -1, "multipleOf": 2}, "uniqueItems": True,
+      "minItems": 2}, 3, [-2, -4]),
+    ({"type": "array", "items": {"type": "integer", "minimum": -1, "maximum": 0}, "uniqueItems": True,
+      "minItems": 2}, 3, [0, -1]),  # (the bounds themselves are within)
+    # (draft 4's flags: the bound itself is out, or, with the flag false, in)
+    ({"type": "array", "items": {"type": "integer", "minimum": -1, "exclusiveMinimum": False, "maximum": 0},
+      "uniqueItems": True, "minItems": 2}, 3, [0, -1]),
+    ({"type": "array", "items": {"type": "integer", "maximum": 1, "exclusiveMaximum": False, "minimum": 0},
+      "uniqueItems": True, "minItems": 2}, 3, [0, 1]),
+    ({"type": "array", "items": {"type": "integer", "minimum": 5, "exclusiveMinimum": True, "maximum": 6},
+      "uniqueItems": True, "minItems": 2}, 3, [6, 6]),
+    ({"type": "array", "items": {"type": "integer", "maximum": -5, "exclusiveMaximum": True, "minimum": -6},
+      "uniqueItems": True, "minItems": 2}, 3, [-6, -6]),
+    ({"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": True, "minItems": 2}, 2,
+     ["The", "1 T"]),
+    ({"type": "array", "items": {"$ref": "#/$defs/P"}, "uniqueItems": True, "minItems": 2,
+      "$defs": {"P": {"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string"}}}}}, 4,
+     [{"n": 0, "s": "The quick"}, {"n": 1, "s": "The quick"}]),
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": False, "minItems": 2}, 3, [0, 0]),
     # tuples: prefixItems (2020-12), or items as a list with additionalItems (drafts 4 to 2019-09)
     ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "minItems": 2, "maxItems": 2}, 3,
      [0, False]),
@@ -225,7 +256,8 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
 ])
 def test_the_simplest_instance_of_each_kind_of_schema(schema, tokens, value):
     got = instance(schema, tokens)
-    assert got == value and type(got) is type(value)  # (an integer's 0, not 0.0: JSON writes them apart)
+    # (an integer's 0, not 0.0, at any depth: JSON writes them apart)
+    assert got == value and json.dumps(got) == json.dumps(value)
 
 
 @pytest.mark.parametrize("body, param", [
@@ -297,6 +329,7 @@ class Bounded(BaseModel):
     step: int = Field(ge=7, multiple_of=5)
     few: list[int] = Field(max_length=0)
     pair: tuple[int, bool]  # (a tuple: prefixItems)
+    ids: set[int] = Field(min_length=3)  # (uniqueItems)
 
 
 def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
@@ -306,8 +339,8 @@ def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
     r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Bounded, max_tokens=64)
     parsed = r.choices[0].message.parsed
     assert isinstance(parsed, Bounded) and 0 < len(parsed.title) <= 40
-    assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few, parsed.pair) == (1, 0.5, -3, 10, [],
-                                                                                            (0, False))
+    assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few, parsed.pair, parsed.ids) == (
+        1, 0.5, -3, 10, [], (0, False), {0, 1, 2})
 
 
 class Tree(BaseModel):

@@ -190,19 +190,21 @@ def instance(schema: dict, tokens: int):
 
 class _Words:
     """A free string of the value being built, filled once the number of them is known: at least ``least``
-    words, cut to ``most`` characters (a schema's ``maxLength``)."""
+    words, cut to ``most`` characters (a schema's ``maxLength``); the ``k``-th variant of it starts with
+    ``k`` (the items of a ``uniqueItems`` array differ)."""
 
-    def __init__(self, least: int, most: int | None = None):
-        self.least, self.most = least, most
+    def __init__(self, least: int, most: int | None = None, k: int = 0):
+        self.least, self.most, self.k = least, most, k
 
 
 class _Array:
     """An array in the value being built: the values of its ``head`` (a tuple's ``prefixItems``), then
     ``count`` copies of ``item``, written out only when filled: its size is known before (a ``minItems`` of a
-    billion is refused, not built)."""
+    billion is refused, not built).  With ``vary`` (``uniqueItems``), the k-th copy is ``vary(k)``, the
+    item's k-th variant."""
 
-    def __init__(self, head: list, item, count: int):
-        self.head, self.item, self.count = head, item, count
+    def __init__(self, head: list, item, count: int, vary=None):
+        self.head, self.item, self.count, self.vary = head, item, count, vary
 
 
 def _holes(value) -> int:
@@ -230,37 +232,43 @@ def _fill(value, words: int, cap: float = math.inf):
     it as ``cap`` tokens reach (the start of a value too long to write whole)."""
     if isinstance(value, _Words):
         text = filler(min(max(words, value.least), cap))
+        text = f"{value.k} {text}" if value.k else text
         return text if value.most is None else text[:value.most].rstrip() or text[:value.most]
     if isinstance(value, _Array):  # (capped: the items whose least tokens reach past the cap, no more)
-        return ([_fill(v, words, cap) for v in value.head]
-                + [_fill(value.item, words, cap) for _ in range(min(value.count, cap // _least(value.item) + 1))])
+        n = min(value.count, cap // _least(value.item) + 1)
+        items = [value.item] * n if value.vary is None else [value.item, *map(value.vary, range(1, n))]
+        return [_fill(v, words, cap) for v in value.head] + [_fill(v, words, cap) for v in items]
     if isinstance(value, dict):
         return {k: _fill(v, words, cap) for k, v in value.items()}
     return None if value is _CUT else value
 
 
-def _value(schema, root: dict, seen: set):
+def _value(schema, root: dict, seen: set, k: int = 0):
+    """The simplest value ``schema`` allows, built (free strings and arrays still to be written out: see
+    :func:`_fill`); with ``k``, its k-th variant, which differs from the others where the schema lets it: the
+    next enum value, number or boolean, a string starting with ``k``, an object's first property varied."""
     if not isinstance(schema, dict):
         return None
     if "$ref" in schema:
         ref = schema["$ref"]
         if ref in seen:  # a recursive type: stop at its simplest
             return _CUT
-        return _value(_resolve(ref, root), root, seen | {ref})
+        return _value(_resolve(ref, root), root, seen | {ref}, k)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
-        return schema["enum"][0]
+        return schema["enum"][k % len(schema["enum"])]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
             options = [s for s in schema[key] if not (isinstance(s, dict) and s.get("type") == "null")]
-            return _value((options or schema[key])[0], root, seen)
+            return _value((options or schema[key])[0], root, seen, k)
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
+        kind = next((t for t in kind if t != "null"), "null")
     if kind == "object":
         props = schema.get("properties") or {}
-        return {name: _value(props.get(name, {}), root, seen) for name in schema.get("required", list(props))}
+        names = schema.get("required", list(props))
+        return {name: _value(props.get(name, {}), root, seen, k if i == 0 else 0) for i, name in enumerate(names)}
     if kind == "array":  # a tuple's items first (prefixItems; in drafts 4 to 2019-09, items as a list)
         head, rest = schema.get("prefixItems") or [], schema.get("items", {})
         if not head and isinstance(rest, list):
@@ -270,22 +278,44 @@ def _value(schema, root: dict, seen: set):
         item = _value(rest, root, seen)
         count = 0 if item is _CUT and not head and not schema.get("minItems") else count
         head = [_value(s, root, seen) for s in head[:count]]
-        return _Array(head, item, count - len(head))
+        vary = functools.partial(_value, rest, root, seen) if schema.get("uniqueItems") is True else None
+        return _Array(head, item, count - len(head), vary)
     if kind in ("integer", "number"):
-        return _number(schema, kind == "integer")
+        return _number(schema, kind == "integer", k)
     if kind == "boolean":
-        return False
+        return bool(k % 2)
     if kind == "null":
         return None
     if schema.get("format") in _FORMATS:
         return _FORMATS[schema["format"]]
-    return _Words(schema.get("minLength", 1), schema.get("maxLength"))
+    return _Words(schema.get("minLength", 1), schema.get("maxLength"), k)
 
 
-def _number(schema: dict, integer: bool):
+def _number(schema: dict, integer: bool, k: int):
     """The simplest number ``schema`` allows: 0 when its bounds do, else the one nearest 0 (``minimum`` /
     ``maximum``, ``exclusiveMinimum`` / ``exclusiveMaximum`` as numbers or, in draft 4, as flags on them),
-    a multiple of its ``multipleOf``: pydantic's ``gt``, ``ge``, ``lt``, ``le`` and ``multiple_of``."""
+    a multiple of its ``multipleOf``: pydantic's ``gt``, ``ge``, ``lt``, ``le`` and ``multiple_of``.  Its
+    ``k``-th variant is ``k`` steps (``multipleOf``, else 1) above it, else below it, within the bounds."""
+    value = _simplest_number(schema, integer)
+    step = schema.get("multipleOf") or 1
+    value = next((v for v in (value + k * step, value - k * step) if _within(schema, v)), value)  # (k = 0: itself)
+    return int(value) if integer else float(value)
+
+
+def _within(schema: dict, v) -> bool:
+    """Is ``v`` within ``schema``'s bounds?"""
+    low, high = schema.get("minimum"), schema.get("maximum")
+    low_open, high_open = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    if isinstance(low_open, bool):  # draft 4: a flag on minimum
+        low_open = low if low_open else None
+    if isinstance(high_open, bool):
+        high_open = high if high_open else None
+    return ((low is None or v >= low) and (high is None or v <= high)
+            and (low_open is None or v > low_open) and (high_open is None or v < high_open))
+
+
+def _simplest_number(schema: dict, integer: bool):
+    """:func:`_number`'s simplest one (an int or a float either way: :func:`_number` makes it the kind)."""
     low, high = schema.get("minimum"), schema.get("maximum")
     low_open, high_open = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
     if isinstance(low_open, bool):  # draft 4: a flag on minimum
@@ -301,13 +331,8 @@ def _number(schema: dict, integer: bool):
     else:
         high_strict = False
     step = schema.get("multipleOf")
-
-    def allowed(v) -> bool:
-        return ((low is None or v > low or (v == low and not low_strict))
-                and (high is None or v < high or (v == high and not high_strict)))
-
-    if allowed(0):
-        return 0 if integer else 0.0
+    if _within(schema, 0):
+        return 0
     if low is not None and low >= 0:  # 0 is below the bounds: the least value above low
         if integer:
             value = math.floor(low) + 1 if low_strict else math.ceil(low)
@@ -320,7 +345,7 @@ def _number(schema: dict, integer: bool):
         else:
             value = high if not high_strict else (low + high) / 2 if low is not None else high - 1
         value = math.floor(value / step) * step if step else value
-    return int(value) if integer else float(value)
+    return value
 
 
 def _format(body: dict) -> str | None:
