@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import ipaddress
 import json
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import groq
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ByteSize, Field
 
 from sim.emulator import Emulator
 from sim.emulator.shapes import cut_short, instance, least_tokens, shape_error
@@ -172,6 +173,10 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"type": "string", "format": "duration"}, 3, "PT0S"),  # (pydantic's timedelta)
     ({"type": "string", "format": "ipv4"}, 3, "192.0.2.1"),
     ({"type": "string", "format": "ipv6"}, 3, "2001:db8::1"),
+    ({"type": "string", "format": "ipv4network"}, 3, "192.0.2.0/24"),  # (pydantic's own formats)
+    # a union's first option that is neither null nor a string with a pattern (the answer follows none)
+    ({"anyOf": [{"type": "string", "pattern": "^x$"}, {"type": "integer", "minimum": 2}]}, 3, 2),
+    ({"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^x$"}]}, 3, "The quick brown"),  # (all: first)
     # a recursive type stops where it would loop: no item in an array that may be empty, else null
     ({"$defs": {"N": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"}}},
                       "required": ["kids"]}}, "$ref": "#/$defs/N"}, 3, {"kids": []}),
@@ -330,6 +335,8 @@ class Bounded(BaseModel):
     few: list[int] = Field(max_length=0)
     pair: tuple[int, bool]  # (a tuple: prefixItems)
     ids: set[int] = Field(min_length=3)  # (uniqueItems)
+    net: ipaddress.IPv4Network  # (a format of pydantic's own)
+    size: ByteSize  # (a union of a string with a pattern and an integer)
 
 
 def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
@@ -341,6 +348,7 @@ def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
     assert isinstance(parsed, Bounded) and 0 < len(parsed.title) <= 40
     assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few, parsed.pair, parsed.ids) == (
         1, 0.5, -3, 10, [], (0, False), {0, 1, 2})
+    assert (parsed.net, parsed.size) == (ipaddress.IPv4Network("192.0.2.0/24"), 0)
 
 
 class Tree(BaseModel):

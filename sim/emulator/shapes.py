@@ -27,7 +27,11 @@ _FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "time": "
             "idn-hostname": "example.com", "ipv4": "192.0.2.1", "ipv6": "2001:db8::1", "uri": "https://example.com",
             "uri-reference": "https://example.com", "iri": "https://example.com", "iri-reference": "https://example.com",
             "uri-template": "https://example.com", "json-pointer": "/a", "relative-json-pointer": "0", "regex": ".*",
-            "uuid": "00000000-0000-4000-8000-000000000000"}
+            "uuid": "00000000-0000-4000-8000-000000000000",
+            # pydantic's own (its ipaddress types)
+            "ipvanyaddress": "192.0.2.1", "ipv4network": "192.0.2.0/24", "ipv6network": "2001:db8::/32",
+            "ipvanynetwork": "192.0.2.0/24", "ipv4interface": "192.0.2.1/24", "ipv6interface": "2001:db8::1/32",
+            "ipvanyinterface": "192.0.2.1/24"}
 
 
 class _Cut:
@@ -260,8 +264,10 @@ def _value(schema, root: dict, seen: set, k: int = 0):
         return schema["enum"][k % len(schema["enum"])]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
+            # the first option that is not null, nor a string with a pattern (which the answer does not follow)
             options = [s for s in schema[key] if not (isinstance(s, dict) and s.get("type") == "null")]
-            return _value((options or schema[key])[0], root, seen, k)
+            plain = [s for s in options if not (isinstance(s, dict) and "pattern" in s)]
+            return _value((plain or options or schema[key])[0], root, seen, k)
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((t for t in kind if t != "null"), "null")
