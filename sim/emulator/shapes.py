@@ -114,7 +114,7 @@ def _verdict(text: str) -> str | None:
         where = "/".join(map(str, exc.path))
         return f"not a valid JSON schema: {exc.message}" + (f" (at '{where}')" if where else "")
     try:
-        _value(schema, schema, set())  # (not filled: a huge minItems or minLength is not written out here)
+        _built(schema)  # (not filled: a huge minItems or minLength is not written out here)
     except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
         return f"no value can be built of this schema ({type(exc).__name__}: {exc})"
     return None
@@ -150,7 +150,7 @@ def least_tokens(body: dict) -> int:
     value's (:func:`_least`).  A model cut off by the request's cap before the value is whole fails it
     (:func:`cut_short`)."""
     schema = _structure(body)[1]
-    return 0 if schema is None else _least(_value(schema, schema, set()))
+    return 0 if schema is None else _least(_built(schema))
 
 
 def cut_short(body: dict, tokens: int) -> ErrorResponse:
@@ -160,7 +160,7 @@ def cut_short(body: dict, tokens: int) -> ErrorResponse:
     and codes as real responses show them).  ``failed_generation`` holds what was written: the value's JSON
     cut to ``tokens`` tokens' worth of characters."""
     chosen, schema = _structure(body)
-    value = _value(schema, schema, set())
+    value = _built(schema)
     chars = tokens * CHARS_PER_TOKEN  # (and as many tokens: each is a character at least, so enough is written)
     text = json.dumps(_fill(value, 1, cap=chars))[:chars]
     what, code = (("Failed to call a function", "tool_use_failed") if chosen is not None
@@ -188,8 +188,13 @@ def instance(schema: dict, tokens: int):
     """The simplest value ``schema`` allows (its local ``$ref``s resolved), its free strings holding filler
     words (``tokens`` shared among them, at least one each).  It has :func:`_least` tokens at least, which
     the caller bounds (a schema may ask for a billion items)."""
-    value = _value(schema, schema, set())
+    value = _built(schema)
     return _fill(value, max(1, tokens // max(1, _holes(value))))
+
+
+def _built(schema: dict):
+    """``schema``'s simplest value, built (:func:`_value` from its root), not yet written out."""
+    return _value(schema, schema, set())
 
 
 class _Words:
