@@ -239,6 +239,7 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
       "$defs": {"P": {"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string"}}}}}, 4,
      [{"n": 0, "s": "The quick"}, {"n": 1, "s": "The quick"}]),
     ({"type": "array", "items": {"type": "integer"}, "uniqueItems": False, "minItems": 2}, 3, [0, 0]),
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True, "maxItems": 0}, 3, []),
     # tuples: prefixItems (2020-12), or items as a list with additionalItems (drafts 4 to 2019-09)
     ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "minItems": 2, "maxItems": 2}, 3,
      [0, False]),

@@ -245,7 +245,7 @@ def _fill(value, words: int, cap: float = math.inf):
         return text if value.most is None else text[:value.most].rstrip() or text[:value.most]
     if isinstance(value, _Array):  # (capped: the items whose least tokens reach past the cap, no more)
         n = min(value.count, cap // _least(value.item) + 1)
-        items = [value.item] * n if value.vary is None else [value.item, *map(value.vary, range(1, n))]
+        items = [value.item] * n if value.vary is None else [value.item, *map(value.vary, range(1, n))][:n]
         return [_fill(v, words, cap) for v in value.head] + [_fill(v, words, cap) for v in items]
     if isinstance(value, dict):
         return {k: _fill(v, words, cap) for k, v in value.items()}
