@@ -313,26 +313,28 @@ def _number(schema: dict, integer: bool, k: int):
     return int(value) if integer else float(value)
 
 
-def _within(schema: dict, v) -> bool:
-    """Is ``v`` within ``schema``'s bounds?"""
+def _bounds(schema: dict) -> tuple:
+    """``schema``'s (minimum, maximum, exclusiveMinimum, exclusiveMaximum), each None where unset; draft 4's
+    flags read as the bound they make exclusive."""
     low, high = schema.get("minimum"), schema.get("maximum")
     low_open, high_open = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
     if isinstance(low_open, bool):  # draft 4: a flag on minimum
         low_open = low if low_open else None
     if isinstance(high_open, bool):
         high_open = high if high_open else None
+    return low, high, low_open, high_open
+
+
+def _within(schema: dict, v) -> bool:
+    """Is ``v`` within ``schema``'s bounds?"""
+    low, high, low_open, high_open = _bounds(schema)
     return ((low is None or v >= low) and (high is None or v <= high)
             and (low_open is None or v > low_open) and (high_open is None or v < high_open))
 
 
 def _simplest_number(schema: dict, integer: bool):
     """:func:`_number`'s simplest one (an int or a float either way: :func:`_number` makes it the kind)."""
-    low, high = schema.get("minimum"), schema.get("maximum")
-    low_open, high_open = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if isinstance(low_open, bool):  # draft 4: a flag on minimum
-        low_open = low if low_open else None
-    if isinstance(high_open, bool):
-        high_open = high if high_open else None
+    low, high, low_open, high_open = _bounds(schema)
     if low_open is not None and (low is None or low_open >= low):
         low, low_strict = low_open, True
     else:
