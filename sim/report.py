@@ -51,7 +51,8 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
     ``<metric>_mean`` and ``<metric>_ci95`` (half-width of the t-interval; NaN with one replication), and
     ``wide_ci``: the key metrics whose interval is wider than their mean; the :data:`BILL_METRICS` NaN when
     any replication's bill is unknown (an unpriced model served), a metric's other NaNs (no success: no
-    latency) left out of its mean; ``binding`` (when the runs have one):
+    latency) left out of its mean, and ``partial`` says so: ``metric:n`` for each key metric whose mean is of
+    n replications, fewer than the point has (and more than none); ``binding`` (when the runs have one):
     the one most replications name (:func:`_most_often`)."""
     # here, not at import: workers need none of it; scipy.special's stdtrit is what scipy.stats.t.ppf computes,
     # without importing scipy.stats (~1 s, ~60 MB)
@@ -74,7 +75,7 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
         group = summary.iloc[at[key]]
         row = {"point": int(group["point"].iloc[0]), **{a: group[a].iloc[0] for a in (*axes, *by)},
                "replications": len(group)}
-        wide = []
+        wide, partial = [], []
         block = data[at[key]]
         # a replication's bill unknown (a success on a model Groq publishes no price for): the point's is too,
         # not the mean of the replications that happened to serve none there
@@ -89,7 +90,10 @@ def compare(summary: pd.DataFrame, axes: list[str], by: tuple[str, ...] = ()) ->
             row[f"{m}_ci95"] = float(t975[n] * values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
             if m in KEY_METRICS and np.isfinite(row[f"{m}_ci95"]) and row[f"{m}_ci95"] > abs(row[f"{m}_mean"]):
                 wide.append(m)
+            if m in KEY_METRICS and 0 < n < len(group):
+                partial.append(f"{m}:{n}")
         row["wide_ci"] = " ".join(wide)
+        row["partial"] = " ".join(partial)
         row["offered_mean"] = float(group["offered"].mean())
         if "binding" in group:  # (a client group's rows have none: the org's limits are not one group's)
             row["binding"] = _most_often(group["binding"])
@@ -197,7 +201,28 @@ def _table(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> tu
     if done:
         notes.append("done by h = when the last successful request was answered, in hours from the start (the "
                      "drain after the window included)")
-    return align(lines, left=len(names)), notes + _late_note(comp, names)
+    return align(lines, left=len(names)), notes + _partial_note(comp, names, columns) + _late_note(comp, names)
+
+
+def _partial_note(comp: pd.DataFrame, names: list[str], columns: tuple[str, ...]) -> list[str]:
+    """The footnote of the alternatives whose shown columns are means of fewer replications than they ran
+    (compare's ``partial``: a replication with no success has no latency, attempts or cost per success to
+    average), with how many: a mean of the lucky replications is not the alternative's mean."""
+    header = {COLUMNS[h][0]: h for h in columns}
+    said = []
+    for _, r in comp.iterrows():
+        given = r.get("partial")
+        counts = dict(item.split(":") for item in given.split()) if isinstance(given, str) else {}  # (NaN: none)
+        by_n: dict[str, list[str]] = {}
+        for metric, n in counts.items():
+            if metric in header:
+                by_n.setdefault(n, []).append(header[metric])
+        said += [f"{_label(r, names)}: {', '.join(hs)} over {n} of {int(r['replications'])}"
+                 for n, hs in by_n.items()]
+    if not said:
+        return []
+    return ["some means are over fewer replications than ran, those with a success to measure (a mean of the "
+            "lucky ones, not of the alternative): " + "; ".join(said)]
 
 
 def format_comparison(comp: pd.DataFrame, axes: list[str]) -> str:

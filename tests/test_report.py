@@ -134,6 +134,28 @@ def test_unconstrained_run_has_no_binding_and_no_other_outcomes(tmp_path, capsys
 
 
 
+def test_means_over_fewer_replications_than_ran_are_said_with_their_counts():
+    """A replication with no success has no latency (nor attempts per success) to average: the mean is of the
+    others, which ``partial`` records and the table's footnote names, per alternative and count."""
+    nan = float("nan")
+    comp = compare(summary_rows({"success_ratio": [0.0, 0.5, 0.4, 0.0], "latency_p50": [nan, 1.0, 2.0, nan],
+                                 "latency_p99": [nan, 1.0, 3.0, nan], "attempts_per_success": [nan, 2.0, 2.0, nan],
+                                 "mean_wait": [nan, 1.0, 1.0, 1.0]}), [])
+    assert comp.loc[0, "partial"] == "latency_p50:2 latency_p99:2 attempts_per_success:2 mean_wait:3"
+    assert comp.loc[0, "latency_p50_mean"] == 1.5 and comp.loc[0, "replications"] == 4
+    assert format_comparison(comp, []).splitlines()[-1] == (
+        "some means are over fewer replications than ran, those with a success to measure (a mean of the lucky "
+        "ones, not of the alternative): the alternative: p50 s, p99 s, attempts/ok over 2 of 4")
+    # every replication has it, or none does (no mean at all): nothing to say
+    whole = compare(summary_rows({"latency_p50": [1.0, 2.0]}), [])
+    none = compare(summary_rows({"latency_p50": [nan, nan]}), [])
+    assert whole.loc[0, "partial"] == none.loc[0, "partial"] == ""
+    assert "fewer replications" not in format_comparison(whole, []) + format_comparison(none, [])
+    # a metric the table does not show (the mean wait): recorded, not footnoted
+    hidden = compare(summary_rows({"mean_wait": [nan, 1.0]}), [])
+    assert hidden.loc[0, "partial"] == "mean_wait:1" and "fewer replications" not in format_comparison(hidden, [])
+
+
 def test_intervals_wider_than_the_mean_are_flagged():
     wide = compare(summary_rows({"latency_p99": [1.0, 60.0]}), [])  # two replications far apart
     assert wide.loc[0, "wide_ci"] == "latency_p99"
