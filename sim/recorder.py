@@ -402,6 +402,11 @@ def _usage_of(data) -> dict | None:
     return {k: usage.get(k) for k in USAGE_KEYS if k in usage} if isinstance(usage, dict) else None
 
 
+def error_fields(error: dict) -> dict:
+    """What the log keeps of an error object: its ``type``, ``code`` and ``message`` (None where absent)."""
+    return {"type": error.get("type"), "code": error.get("code"), "message": error.get("message")}
+
+
 class _SSEScanner:
     """Finds the usage object (and the service tier the chunks name) in a server-sent-event stream as its
     bytes pass by, and an error frame's error and status (``{"error": {..., "status_code": 400}}``)."""
@@ -424,7 +429,7 @@ class _SSEScanner:
                     continue
                 if isinstance(data.get("error"), dict):
                     e = data["error"]
-                    self.error = {"type": e.get("type"), "code": e.get("code"), "message": e.get("message")}
+                    self.error = error_fields(e)
                     code = e.get("status_code")
                     self.status = code if isinstance(code, int) and not isinstance(code, bool) and (
                         400 <= code <= 599) else self.status
@@ -812,7 +817,7 @@ class Recorder:
         error = None
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             e = data["error"]
-            error = {"type": e.get("type"), "code": e.get("code"), "message": e.get("message")}
+            error = error_fields(e)
         elif scanner and scanner.error:
             error = scanner.error
         elif response.status_code >= 400:

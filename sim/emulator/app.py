@@ -136,7 +136,7 @@ def build_app(emu: Emulator) -> Starlette:
         prompt = approx_prompt_tokens(body["messages"]) + tool_tokens(body)
         least = least_tokens(body)
         d = emu.decide(model, prompt, max_tokens, project=label, service_tier=tier, least=least)
-        headers = {**d.headers, "x-request-id": d.request_id}
+        headers = d.sent_headers
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
         if d.error is not None:
             _record(emu, endpoint=CHAT, model=model, status=d.status, t_send=t_send, label=label,
@@ -208,7 +208,7 @@ def build_app(emu: Emulator) -> Starlette:
                 param="url" if not data else "file"))
         d = emu.decide(model, 0, None, seconds, project=label)
         kw = {"audio_seconds": seconds, "request_id": d.request_id, "d": d}
-        headers = {**d.headers, "x-request-id": d.request_id}
+        headers = d.sent_headers
         if d.error is not None:
             _record(emu, endpoint=endpoint, model=model, status=d.status, t_send=t_send, label=label,
                     headers=d.log_headers, error=d.log_error, **kw)
@@ -340,7 +340,7 @@ def build_app(emu: Emulator) -> Starlette:
                     label = emu.label(request.headers.get("authorization"))[1]
                     _record(emu, endpoint=endpoint, status=500, t_send=t_send, label=label,
                             headers=d.log_headers if d else {}, error=err.error, **(admitted or {"model": ""}))
-                return _error(err, {**d.headers, "x-request-id": d.request_id} if d else None)
+                return _error(err, d.sent_headers if d else None)
             finally:  # a multipart body's uploads (temporary files), which Starlette leaves to the garbage collector
                 await request.close()
         return run

@@ -54,7 +54,7 @@ from ..limitbook import FLEX, MODES, ON_DEMAND, LimitBook
 from ..limitset import LimitSet
 from ..projects import ORG, SCOPES
 from ..records import LANE_TIERS
-from ..recorder import LogWriter, kept_headers
+from ..recorder import LogWriter, error_fields, kept_headers
 from ..service import ServiceModel
 from ..units import usage_times
 
@@ -189,6 +189,11 @@ class Decision:
     def delay(self) -> float:
         """Limiter seconds until the answer is complete (queue + prompt + completion time)."""
         return sum(self.times)
+
+    @property
+    def sent_headers(self) -> dict[str, str]:
+        """The response's headers: the rate-limit headers and the request's ``x-request-id``."""
+        return {**self.headers, "x-request-id": self.request_id}
 
 
 @dataclass
@@ -505,7 +510,7 @@ class Emulator:
         key = (endpoint, model if model in self.tier_limits else "", outcome, status)  # bounded label values
         self.counts[key] = self.counts.get(key, 0) + 1
         if self._log is not None:
-            err = {k: error.get(k) for k in ("type", "code", "message")} if error else None
+            err = error_fields(error) if error else None
             self._log.write({
                 "t_send": self.clock.epoch(t_send), "t_recv": self.clock.epoch(t_recv), "status": status,
                 "model": model, "endpoint": endpoint, "max_tokens": max_tokens, "audio_seconds": audio_seconds,
