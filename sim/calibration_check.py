@@ -7,7 +7,9 @@ never retries, in a scenario made of the calibration's fragment (:func:`~sim.cal
 calibration estimated -- the limits, the limiter and its charging, the service and network times -- and not
 the client's retry policy, which a log does not say.  The scenario is simulated ``replications`` times (seeds
 0, 1, ...), and each figure is set beside the log's: the share of attempts answered, 429s per attempt, and
-the latency percentiles of the answered ones (send to whole response, as the log's client saw it).
+the latency percentiles of the answered ones (send to whole response, as the log's client saw it).  A 400 Groq
+charged (:data:`~sim.calibrate.evidence.CHARGED_FAILURES`: a structured answer written, then failed its
+validation) counts as answered: the simulation, which writes no answers, serves it.
 
 Some gap is expected where the log holds what no calibration sees: a budget already in use when the log starts
 (the simulation starts every limit full), other keys of the organization spending the same limits, a step in
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .calibrate import Calibration
+from .calibrate.evidence import CHARGED_FAILURES
 from .calibrate.output import toml_fragment
 from .engine import simulate
 from .errors import printable
@@ -68,7 +71,8 @@ def why_not(cal: Calibration) -> str | None:
 def logged_figures(export: TraceExport) -> dict[str, float]:
     """What the log shows of its attempts (the unfolded trace's rows), under :data:`FIGURES`' keys."""
     o = export.outcomes
-    answered = o.loc[o["answered"], "latency"].to_numpy(float)
+    # answered: served, a 400 Groq charged too (the simulation, which writes no answers, serves it)
+    answered = o.loc[o["served"], "latency"].to_numpy(float)
     out = {"success_ratio": len(answered) / len(o), "n429_per_attempt": int(o["n429"].sum()) / len(o)}
     for p in (50, 95, 99):
         out[f"latency_p{p}"] = float(np.percentile(answered, p)) if len(answered) else math.nan
@@ -113,6 +117,11 @@ def check_calibration(cal: Calibration, out: str | Path, replications: int = CHE
     failed = sum(client_failure(r) is not None for r in cal.log.records)
     if failed:
         export.notes.append(f"{failed} attempt(s) that failed on the client (no answer) left out of the check")
+    charged = int((export.outcomes["served"] & ~export.outcomes["answered"]).sum())
+    if charged:
+        export.notes.append(f"{charged} attempt(s) answered a 400 Groq charged ({' or '.join(CHARGED_FAILURES)}: a "
+                            "structured answer written, then failed) counted as answered, with their latency: the "
+                            "simulation, which writes no answers, serves them")
     trace, scenario_file = out / "check_attempts.csv", out / "check.toml"
     export.trace.to_csv(trace, index=False)
     scenario_file.write_text(check_toml(cal, export, trace.name, replications), encoding="utf-8")

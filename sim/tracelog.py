@@ -52,8 +52,9 @@ class TraceExport:
     lines: int                      # log lines used
     retries_folded: int
     notes: list[str] = field(default_factory=list)
-    #: per trace row, what happened in the log: answered (bool), attempts, n429 (its attempts answered 429),
-    #: latency (first send to last answer)
+    #: per trace row, what happened in the log: answered (bool: a 200), served (bool: a 200 or a 400 Groq charged,
+    #: :data:`~sim.calibrate.evidence.CHARGED_FAILURES`), attempts, n429 (its attempts answered 429), latency
+    #: (first send to last answer)
     outcomes: pd.DataFrame | None = None
 
 
@@ -247,6 +248,8 @@ def trace_of_log(log: Log, fold: bool = True, evidence: pd.DataFrame | None = No
     asked = df["msg_unit"].isin(TOKEN_UNITS).to_numpy() & df["msg_requested"].notna().to_numpy()
     asked = _last_per_group(order[asked[order]], group, n_groups, first=True)
     answered = np.bincount(group[status == 200], minlength=n_groups) > 0
+    # ... or answered a 400 Groq charged (a structured answer written, then failed: the service served it)
+    served = answered | (np.bincount(group[df["charged_failure"].to_numpy(bool)], minlength=n_groups) > 0)
 
     ok = df[df["status"] == 200]
     med_prompt = ok.groupby("model")["prompt_tokens"].median()
@@ -306,7 +309,8 @@ def trace_of_log(log: Log, fold: bool = True, evidence: pd.DataFrame | None = No
     if trace[["prompt_tokens", "completion_tokens"]].isna().any().any():  # (transcriptions are 0)
         notes.append("some sizes are unknown (a model with no answered request): left empty; the scenario's "
                      "client distributions fill them")
-    outcomes = pd.DataFrame({"answered": answered, "attempts": np.bincount(group, minlength=n_groups),
+    outcomes = pd.DataFrame({"answered": answered, "served": served,
+                             "attempts": np.bincount(group, minlength=n_groups),
                              "n429": np.bincount(group[status == 429], minlength=n_groups),
                              "latency": df["t_recv"].to_numpy(float)[last] - t_send[first]})
     return TraceExport(trace, len(df), folded, notes, outcomes)

@@ -139,8 +139,9 @@ def test_one_replication_has_no_interval_and_a_log_without_429s_no_ratio_of_them
 
 def test_a_log_with_no_answer_has_no_latency_to_show():
     from sim.tracelog import TraceExport
-    refused = TraceExport(pd.DataFrame(), 2, 0, outcomes=pd.DataFrame({"answered": [False, False], "attempts": [1, 1],
-                                                                      "n429": [1, 0], "latency": [0.3, 0.4]}))
+    outcomes = pd.DataFrame({"answered": [False, False], "served": [False, False], "attempts": [1, 1],
+                             "n429": [1, 0], "latency": [0.3, 0.4]})
+    refused = TraceExport(pd.DataFrame(), 2, 0, outcomes=outcomes)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = logged_figures(refused)
@@ -159,3 +160,35 @@ def test_an_earlier_checks_files_are_removed_only_when_check_toml_is_a_checks(ca
         (mine / name).write_text("# my own check\n")
     assert remove_earlier(mine) == [] and all((mine / f).exists() for f in CHECK_FILES)
     assert remove_earlier(tmp_path / "absent") == []
+
+
+def test_a_400_groq_charged_counts_as_answered_and_a_malformed_requests_400_does_not(tmp_path):
+    """A 400 ``json_validate_failed`` / ``tool_use_failed`` comes after the model wrote its answer: the service
+    served it (and the limits charged it), as the simulation serves every admitted attempt.  The check's logged
+    figures count it answered, with its latency, and say how many; a 400 without such a code (a malformed
+    request, refused before the limits) is not answered.  Counted here from the lines themselves."""
+    lines = [json.loads(x) for x in LOG.read_text().splitlines()]
+    failed = {"message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' for more "
+                         "details.", "type": "invalid_request_error", "code": "json_validate_failed",
+              "failed_generation": "{\"a\": ["}
+    answers = [i for i, x in enumerate(lines) if x["status"] == 200]
+    charged, malformed = answers[10:40:3], answers[50:53]
+    for k, i in enumerate(charged):
+        lines[i] = {**lines[i], "status": 400, "usage": None,
+                    "error": failed | ({"code": "tool_use_failed"} if k % 2 else {})}
+    bad = {"message": "'messages' : property 'messages' is missing", "type": "invalid_request_error"}
+    for i in malformed:
+        lines[i] = {**lines[i], "status": 400, "usage": None, "error": bad}
+    log = tmp_path / "charged.jsonl"
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    check = check_calibration(calibrate(log), tmp_path / "out")
+    got = _by_figure(check)
+    served = [x["t_recv"] - x["t_send"] for i, x in enumerate(lines) if x["status"] == 200 or i in charged]
+    assert len(served) == len(answers) - len(malformed) and len(charged) == 10
+    assert got["share answered"].logged == len(served) / 333
+    for p in (50, 95, 99):
+        assert got[f"latency p{p} (s)"].logged == pytest.approx(np.percentile(served, p))
+    assert got["429s per attempt"].logged == sum(x["status"] == 429 for x in lines) / 333
+    assert ("10 attempt(s) answered a 400 Groq charged (json_validate_failed or tool_use_failed: a structured answer "
+            "written, then failed) counted as answered, with their latency: the simulation, which writes no answers, "
+            "serves them") in check.notes
