@@ -11,13 +11,13 @@ import json
 import signal
 import subprocess
 import sys
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import groq
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel, ByteSize, Field
+from pydantic import BaseModel, ByteSize, Field, StringConstraints
 
 from sim.emulator import Emulator
 from sim.emulator.shapes import cut_short, instance, least_tokens, shape_error
@@ -174,9 +174,12 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"type": "string", "format": "ipv4"}, 3, "192.0.2.1"),
     ({"type": "string", "format": "ipv6"}, 3, "2001:db8::1"),
     ({"type": "string", "format": "ipv4network"}, 3, "192.0.2.0/24"),  # (pydantic's own formats)
-    # a union's first option that is neither null nor a string with a pattern (the answer follows none)
+    # a union's first option that is neither null nor a string with a pattern (a pattern may not be written)
     ({"anyOf": [{"type": "string", "pattern": "^x$"}, {"type": "integer", "minimum": 2}]}, 3, 2),
-    ({"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^x$"}]}, 3, "The quick brown"),  # (all: first)
+    ({"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^x$"}]}, 3, "x"),  # (all: first)
+    ({"type": "string", "pattern": "^(?=y)y$"}, 3, "The quick brown"),  # (a lookahead: not written, filler)
+    ({"type": "string", "pattern": "^[A-Z]{2}-\\d+$", "minLength": 5}, 3, "AA-00"),
+    ({"type": "string", "format": "email", "pattern": "@example\\.org$"}, 3, "@example.org"),  # (pattern first)
     # a recursive type stops where it would loop: no item in an array that may be empty, else null
     ({"$defs": {"N": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"}}},
                       "required": ["kids"]}}, "$ref": "#/$defs/N"}, 3, {"kids": []}),
@@ -350,6 +353,24 @@ def test_the_openai_sdks_parse_validates_a_schema_with_bounds(url):
     assert (parsed.n, parsed.score, parsed.below, parsed.step, parsed.few, parsed.pair, parsed.ids) == (
         1, 0.5, -3, 10, [], (0, False), {0, 1, 2})
     assert (parsed.net, parsed.size) == (ipaddress.IPv4Network("192.0.2.0/24"), 0)
+
+
+class Patterned(BaseModel):
+    phone: str = Field(pattern=r"^\+?[1-9]\d{1,14}$")
+    code: str = Field(pattern=r"^[A-Z]{3}-\d{4}$")
+    slug: str = Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", min_length=12)
+    tags: set[Annotated[str, StringConstraints(pattern=r"^#[a-z]{2}$")]] = Field(min_length=3)
+    colour: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+
+
+def test_the_openai_sdks_parse_validates_strings_with_patterns(url):
+    """pydantic's ``Field(pattern=...)`` is validated by ``.parse`` with pydantic's own engine: the answer's
+    strings follow their patterns (and lengths), and a set of them holds different strings, as Groq's would."""
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    r = client.chat.completions.parse(model=MODEL, messages=msgs(), response_format=Patterned, max_tokens=64)
+    parsed = r.choices[0].message.parsed
+    assert (parsed.phone, parsed.code, parsed.slug, parsed.colour) == ("10", "AAA-0000", "aaaaaaaaaaaa", "#aaaaaa")
+    assert parsed.tags == {"#aa", "#ba", "#ca"}
 
 
 class Tree(BaseModel):

@@ -20,6 +20,7 @@ import math
 
 from ..headers import ErrorResponse, invalid_request_error
 from .core import CHARS_PER_TOKEN, filler
+from .patterns import simplest
 
 #: formats a string may declare, with a value of that format
 _FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "time": "00:00:00Z", "duration": "PT0S",
@@ -269,7 +270,7 @@ def _value(schema, root: dict, seen: set, k: int = 0):
         return schema["enum"][k % len(schema["enum"])]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
-            # the first option that is not null, nor a string with a pattern (which the answer does not follow)
+            # the first option that is not null, nor a string with a pattern (which the answer may not follow)
             options = [s for s in schema[key] if not (isinstance(s, dict) and s.get("type") == "null")]
             plain = [s for s in options if not (isinstance(s, dict) and "pattern" in s)]
             return _value((plain or options or schema[key])[0], root, seen, k)
@@ -297,6 +298,10 @@ def _value(schema, root: dict, seen: set, k: int = 0):
         return bool(k % 2)
     if kind == "null":
         return None
+    if isinstance(schema.get("pattern"), str):  # (its k-th variant; None: one this cannot write, so filler)
+        text = simplest(schema["pattern"], k, schema.get("minLength", 0), schema.get("maxLength"))
+        if text is not None:
+            return text
     if schema.get("format") in _FORMATS:
         return _FORMATS[schema["format"]]
     return _Words(schema.get("minLength", 1), schema.get("maxLength"), k)
