@@ -66,6 +66,33 @@ def test_the_simplest_match_its_lengths_and_what_is_not_written(pattern, least, 
     assert simplest(pattern, 0, least, most) == expected
 
 
+@pytest.mark.parametrize("pattern, ks, expected", [
+    (r"^[b-d]$", range(4), ["b", "c", "d", "b"]),  # (a class's members in turn, its last one included)
+    (r"^[α-γ]$", range(4), ["α", "β", "γ", "α"]),  # (a range outside the alphabet: its own characters)
+    (r"^\w$", [61, 62], ["9", "_"]),  # (\w: letters, digits, then the underscore)
+    (r"^[^a]$", [0], ["b"]), (r"[^\s\S]", [0], [None]),  # (a class with no member: none)
+    (r"^[ab]*$", range(4), ["", "b", "ab", "bba"]),  # (past the choices, more copies, themselves varied)
+    (r"^a?$", [0], [""]),
+    (r"^(?<year>\d{4})-(?<month>\d{2})$", [0, 1], ["0000-00", "1000-00"]),  # (ECMA-262's named groups)
+    (r"^(?>ab)c$", [0], [None]), (r"^a\Z$", [0], [None]),  # (pydantic's engine refuses them: not written)
+])
+def test_the_variants_of_a_pattern(pattern, ks, expected):
+    assert [simplest(pattern, k) for k in ks] == expected
+
+
+@pytest.mark.parametrize("pattern, least, most, expected", [
+    (r"(a?)*", 3, None, "aaa"),  # (one repetition's copies are empty: every repetition repeated)
+    (r"^(ab)+$", 10, None, "ababababab"),  # (a copy of two characters: four more)
+    (r"^(ab?)*c$", 3, None, "abc"),  # (the repetition inside the copy takes the extra one)
+    (r"^a{1,2}b*$", 4, None, "abbb"),  # (the first repetition with room for all three)
+    (r"^a+b+$", 5, None, "aaaab"),
+    (r"^a?b?c?$", 2, None, "abc"),  # (no repetition with room for two: every one, once)
+    (r"^\w+$", 0, 1, "a"), (r"^\w+$", 2, 2, "aa"),  # (exactly as long as allowed)
+])
+def test_a_min_length_is_reached_by_more_repetitions(pattern, least, most, expected):
+    assert simplest(pattern, 0, least, most) == expected
+
+
 def test_a_match_too_long_to_write_is_refused_at_once_and_a_check_cannot_backtrack_for_ever():
     """``a{100000}``, a repetition of a repetition, or a minLength of a billion: None, not a string built for
     seconds (the caller writes filler, sized without being written).  ``^(a+)+\\bb$`` written 30 long is 29

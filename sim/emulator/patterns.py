@@ -45,6 +45,8 @@ class _Unwritable(Exception):
     """The expression holds what is not written out (a lookaround, a conditional), or more than LONGEST."""
 
 
+#: ECMA-262's (and pydantic's engine's) ``(?<name>``, which Python's parser reads only as ``(?P<name>``
+_NAMED = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
 #: why an expression is not written: not one (re.error), or one with what is not written out
 _FAILURES = (re.error, _Unwritable, RecursionError, OverflowError, ValueError, TypeError)
 
@@ -54,7 +56,7 @@ def simplest(pattern: str, k: int = 0, least: int = 0, most: int | None = None) 
     ``most`` characters long; None when there is none this module can write (see the module's docstring)."""
     matches = _matcher(pattern)
     try:
-        tree = _parser.parse(pattern)
+        tree = _parser.parse(_NAMED.sub("(?P<", pattern))  # (ECMA-262's named group, in Python's spelling)
         writer = _Writer(k, 0)
         writer.seq(tree)
     except _FAILURES:
@@ -136,8 +138,6 @@ class _Writer:
             return self.seq(branches[self.choose(len(branches))])
         if op is C.SUBPATTERN:
             return self.seq(av[3])
-        if op is C.ATOMIC_GROUP:
-            return self.seq(av)
         if op in _REPEATS:
             return self.repeat(*av)
         if op is C.AT:  # anchors and word boundaries: the simplest text at them is no text
