@@ -1011,7 +1011,7 @@ def test_a_failure_building_an_answer_is_its_one_record_and_keeps_the_keys_label
     other answer to the key does."""
     url, emu = serve(make_spec(), time_scale=10, keys=parse_keys(["sk-a=team-a"]))
     auth = {"Authorization": "Bearer sk-a"}
-    monkeypatch.setattr(sim.emulator.app, "answer", lambda *a: 1 / 0)  # the answers' text cannot be made
+    monkeypatch.setattr(sim.emulator.app, "reply", lambda *a: 1 / 0)  # the answers' text cannot be made
     monkeypatch.setattr(sim.emulator.app, "filler", lambda n: 1 / 0)
     r = httpx.post(url + "/openai/v1/chat/completions", json={"model": MODEL, "messages": msgs(), "max_tokens": 8},
                    headers=auth)

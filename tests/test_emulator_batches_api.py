@@ -181,6 +181,57 @@ def test_answers_are_the_scenarios_lengths_capped_by_each_lines_max_tokens():
     assert caps[0] == 5 and math.isnan(caps[1]) and caps[2] == 9  # a line without max_tokens: none recorded
 
 
+def test_a_line_gets_the_shape_it_asks_for_and_a_value_its_cap_cuts_short_is_groqs_400():
+    """As the chat route answers: a ``json_schema`` line a JSON value of its schema (its pattern followed), at
+    least as many tokens as the value needs (a list of 12 integers: 12 > the 7 FIXED answers); a line that
+    requires a tool a call of it, its tools counted in the prompt; text otherwise.  A value that needs more
+    than the line's cap is processed to the cap and fails: Groq's 400 ``json_validate_failed`` in the error
+    file, a ``bad_request`` record of the cap's tokens, counted failed."""
+    import jsonschema
+    schema = {"type": "object", "required": ["code", "ns"], "additionalProperties": False, "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+        "ns": {"type": "array", "items": {"type": "integer"}, "minItems": 12}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    org = Org(speed=1e6)
+    b = org.batch([line(0, response_format=fmt), line(1, tools=[tool], tool_choice="required"), line(2),
+                   line(3, max_tokens=10, response_format=fmt)])
+    done = org.get(b, DAY)
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 4, "completed": 3, "failed": 1}
+    out = {x["custom_id"]: x["response"]["body"] for x in lines_of(
+        org.store.content(done["output_file_id"], now=org.t0 + DAY))}
+    value = json.loads(out["r0"]["choices"][0]["message"]["content"])
+    jsonschema.validate(value, schema)
+    assert value["code"] == "AA-000" and out["r0"]["choices"][0]["finish_reason"] == "stop"
+    assert out["r0"]["usage"]["completion_tokens"] == 1 + 1 + 1 + 12  # (a key, a string; a key, 12 numbers)
+    call = out["r1"]["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "lookup" and json.loads(call["function"]["arguments"])["city"]
+    assert out["r1"]["choices"][0]["finish_reason"] == "tool_calls"
+    assert out["r1"]["choices"][0]["message"]["content"] is None
+    assert out["r1"]["usage"]["prompt_tokens"] > out["r2"]["usage"]["prompt_tokens"] == 13  # (the tool counted)
+    assert out["r2"]["choices"][0]["message"]["content"] == text_of(7)
+    [cut] = lines_of(org.store.content(done["error_file_id"], now=org.t0 + DAY))
+    assert cut["custom_id"] == "r3" and cut["response"]["status_code"] == 400 and cut["error"] is None
+    err = cut["response"]["body"]["error"]
+    assert (err["type"], err["code"]) == ("invalid_request_error", "json_validate_failed")
+    assert err["message"] == ("Failed to generate JSON. Please adjust your prompt. See 'failed_generation' for "
+                              "more details.") and err["failed_generation"].startswith('{"code": "AA-000", "ns": [')
+    org.now = org.t0 + DAY
+    rec = org.emu.records().set_index("request_id")
+    row = rec.loc[cut["id"]]
+    assert (row["status"], row["outcome"], row["completion_tokens"]) == (400, "bad_request", 10)
+    assert math.isnan(row["total_time"])
+
+
+def test_a_line_with_a_malformed_tool_fails_the_batch_as_the_chat_route_refuses_it():
+    org = Org()
+    b = org.batch([line(0), line(1, tools="lookup")])
+    assert b["status"] == "failed"
+    [e] = b["errors"]["data"]
+    assert (e["line"], e["param"]) == (2, "body.tools") and e["message"].startswith("'tools' : each tool is")
+
+
 def test_a_batch_that_misses_its_window_expires_with_the_requests_done_by_then():
     """20 000 s a request (20 tokens at 0.001/s) from +600 s: 4 done (+80 600 s) in the 24 h window, 2 expired."""
     org = Org(speed=0.001)

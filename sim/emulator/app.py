@@ -44,7 +44,7 @@ from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
 from ..units import usage_times
 from .core import Emulator, approx_prompt_tokens, completion_cap, filler
-from .shapes import answer, cut_short, least_tokens, shape_error, tool_tokens, wants_json, warm
+from .shapes import cut_short, least_tokens, reply, shape_error, tool_tokens, warm
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
@@ -150,9 +150,8 @@ def build_app(emu: Emulator) -> Starlette:
                  "completion_time": c, "total_tokens": prompt + d.completion, "total_time": total}
         created = int(emu.clock.wall(d.now))  # the client's own clock (the log keeps limiter epochs)
         cid = "chatcmpl-" + d.request_id[4:]
-        content, call = answer(body, d.completion, "call_" + d.request_id[4:])
-        finish = ("tool_calls" if call is not None else "stop" if wants_json(body)  # (a whole JSON value)
-                  else "length" if max_tokens is not None and d.completion >= max_tokens else "stop")
+        message, finish = reply(body, d.completion, "call_" + d.request_id[4:], max_tokens)
+        content, call = message["content"], (message.get("tool_calls") or [None])[0]
         # (every stream chunk names the tier too, as OpenAI's chunks carry service_tier)
         base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim",
                 "service_tier": d.service_tier}
@@ -165,10 +164,8 @@ def build_app(emu: Emulator) -> Starlette:
         await _delay(d.delay / K)
         emu.finish(model, d, max_tokens, label)
         response = JSONResponse({**base, "object": "chat.completion", "choices": [{
-            "index": 0, "message": {"role": "assistant", "content": content,
-                                    **({"tool_calls": [call]} if call is not None else {})}, "logprobs": None,
-            "finish_reason": finish}], "usage": usage, "usage_breakdown": None,
-            "x_groq": {"id": d.request_id}, "service_tier": d.service_tier}, headers=headers)
+            "index": 0, "message": message, "logprobs": None, "finish_reason": finish}], "usage": usage,
+            "usage_breakdown": None, "x_groq": {"id": d.request_id}, "service_tier": d.service_tier}, headers=headers)
         _record(emu, endpoint=CHAT, model=model, status=200, t_send=t_send, label=label, headers=d.log_headers,
                 usage=usage, **kw)  # once the body is built: a failure building it is the request's one record
         return response

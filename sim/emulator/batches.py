@@ -10,9 +10,12 @@ drawn in full when a batch is created, from a random stream of its own (batch tr
 the job starts after a start delay, then runs at its own speed in tokens per second; its requests complete one
 after another in file order (request ``k`` at ``start + tokens(1..k) / speed``, tokens = prompt + completion);
 each fails with probability ``request_failure``; one not done by ``created + completion_window`` is expired.
-Answers are as the chat route's: prompt tokens counted the same way, completion tokens from the scenario's
-answer lengths for the model capped by the line's ``max_tokens`` (default 1 024), ``usage`` times from the
-service model.
+Answers are as the chat route's: prompt tokens counted the same way (tools included), completion tokens from
+the scenario's answer lengths for the model, raised to a structured answer's fewest and capped by the line's
+``max_tokens`` (default 1 024), ``usage`` times from the service model; the answer shaped as the line asks
+(:func:`~sim.emulator.shapes.reply`: text, a JSON value, a tool call).  A line whose JSON value needs more than
+its cap is processed to its cap and fails, as the chat route's does: a 400 ``json_validate_failed`` or
+``tool_use_failed`` in the error file (how Groq's batch reports it is not on record: this is its chat answer).
 
 A batch's status is read off the clock (limiter seconds, :class:`~sim.emulator.core.Clock`): ``validating``
 until the job starts, ``in_progress`` until its last request is done (then ``completed``; finalizing takes no
@@ -34,7 +37,8 @@ import numpy as np
 from ..batch import MAX_BYTES, MAX_REQUESTS, MAX_WINDOW, MIN_WINDOW
 from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..units import format_duration, parse_duration, usage_times
-from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap, filler
+from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap
+from .shapes import cut_short, least_tokens, reply, shape_error, tool_tokens
 
 ENDPOINT = "/v1/chat/completions"  # the one endpoint Groq's Batch API serves
 INPUT, OUTPUT = "batch", "batch_output"  # file purposes
@@ -118,9 +122,11 @@ class Job:
     caps: list  # each line's completion cap (None: unset)
     prompt: np.ndarray
     completion: np.ndarray
+    bodies: list  # each line's request (what its answer is shaped as)
     start: float = math.inf
     finish: np.ndarray | None = None  # when each request is done
     failed: np.ndarray | None = None  # processed, but failed (request_failure)
+    cut: np.ndarray | None = None  # processed, but its JSON value needs more than its cap: Groq's 400
     times: np.ndarray | None = None  # (queue, prompt, completion time) of each answer, as usage reports them
     cancelling: float | None = None  # when a cancel was asked
     cancelled: float | None = None  # when it took effect
@@ -162,9 +168,9 @@ class Job:
         (expired and cancelled ones too), so completed + failed = total."""
         if self.errors:
             return {"total": 0, "completed": 0, "failed": 0}
-        done = self.finish <= min(now, self.end)
-        completed = int((done & ~self.failed).sum())
-        failed = int((done & self.failed).sum()) + (int((self.finish > self.end).sum()) if now >= self.end else 0)
+        done, bad = self.finish <= min(now, self.end), self.failed | self.cut
+        completed = int((done & ~bad).sum())
+        failed = int((done & bad).sum()) + (int((self.finish > self.end).sum()) if now >= self.end else 0)
         return {"total": len(self.custom_ids), "completed": completed, "failed": failed}
 
     def view(self, emu: Emulator, now: float) -> dict:
@@ -265,7 +271,7 @@ class Batches:
         body = obj.get("body")
         if not isinstance(body, dict):
             return "invalid_request", "'body' : must be a chat completion request object", "body"
-        err = self.emu.chat_error(body, check_tier=False)  # the chat route's checks, in its order
+        err = self.emu.chat_error(body, check_tier=False) or shape_error(body)  # the chat route's, in its order
         if err is not None:
             # the param (a 404 for the model names none, as Groq's does: here it says which field)
             param = err.error.get("param") or ("model" if err.error.get("code") in MODEL_CODES else None)
@@ -330,7 +336,8 @@ class Batches:
         job = Job("batch_" + self._id("batch"), len(self.jobs), f.id, window, seconds, metadata, label, now,
                   self._n["req"], list(f.errors), [c for c, _ in requests], [b["model"] for b in bodies],
                   [completion_cap(b)[1] for b in bodies],
-                  np.array([approx_prompt_tokens(b["messages"]) for b in bodies], dtype=float), np.empty(0))
+                  np.array([approx_prompt_tokens(b["messages"]) + tool_tokens(b) for b in bodies], dtype=float),
+                  np.empty(0), bodies)
         self._n["req"] += len(requests)
         if f.errors:
             job.settled = True  # failed: nothing runs, no files
@@ -347,12 +354,15 @@ class Batches:
         speed = float(lane.speeds(rng, 1)[0])
         cap = np.array([DEFAULT_MAX_TOKENS if c is None else c for c in job.caps], dtype=float)
         job.completion = cap.copy()
+        least = np.array([least_tokens(b) for b in job.bodies], dtype=float)  # (a structured answer's fewest)
         models = np.array(job.models)
         for m in dict.fromkeys(job.models):  # as chat answers: the scenario's lengths for the model, capped
             dist = self.emu.answer_lengths(m)
             if dist is not None:
                 at = np.flatnonzero(models == m)
-                job.completion[at] = np.minimum(cap[at], np.maximum(0, np.round(dist.sample(rng, len(at)))))
+                sampled = np.maximum(least[at], np.maximum(0, np.round(dist.sample(rng, len(at)))))
+                job.completion[at] = np.minimum(cap[at], sampled)
+        job.cut = least > job.completion  # (written to its cap, unfinished: Groq's validation fails it)
         job.finish = job.start + np.cumsum(job.prompt + job.completion) / speed
         job.failed = rng.random(n) < lane.request_failure
         z = rng.standard_normal((n, 2)).tolist()
@@ -415,9 +425,10 @@ class Batches:
             line = {"id": "batch_req_" + rid, "custom_id": cid}
             if job.finish[i] > end:
                 err.append(_jsonl({**line, "response": None, "error": NOT_RUN[job.final]}))
-            elif job.failed[i]:
-                err.append(_jsonl({**line, "response": {"status_code": 500, "request_id": "req_" + rid,
-                                                        "body": failure}, "error": None}))
+            elif job.failed[i] or job.cut[i]:
+                body = failure if job.failed[i] else cut_short(job.bodies[i], int(job.completion[i])).body
+                err.append(_jsonl({**line, "response": {"status_code": 500 if job.failed[i] else 400,
+                                                        "request_id": "req_" + rid, "body": body}, "error": None}))
             else:
                 out.append(_jsonl({**line, "response": {"status_code": 200, "request_id": "req_" + rid,
                                                         "body": self._answer(job, i, rid, wall)}, "error": None}))
@@ -431,17 +442,18 @@ class Batches:
         prompt, completion, cap = int(job.prompt[i]), int(job.completion[i]), job.caps[i]
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": completion,
                  "completion_time": c, "total_tokens": prompt + completion, "total_time": total}
+        message, finish = reply(job.bodies[i], completion, "call_" + rid, cap)
         return {"id": "chatcmpl-" + rid, "object": "chat.completion", "created": int(wall(float(job.finish[i]))),
                 "model": job.models[i], "system_fingerprint": "fp_groqsim", "choices": [{
-                    "index": 0, "message": {"role": "assistant", "content": filler(completion)}, "logprobs": None,
-                    "finish_reason": "length" if cap is not None and completion >= cap else "stop"}],
+                    "index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage, "usage_breakdown": None, "x_groq": {"id": "req_" + rid}, "service_tier": None}
 
     def rows(self, now: float, first_id: int = 0) -> list[tuple]:
         """Records rows (the emulator's columns, then ``submitted`` and ``job``) of the batch requests ended by
-        ``now``: status 200 ``ok``, 500 ``error`` (request_failure), or 0 (no answer) ``expired`` /
-        ``cancelled``; ``created`` and ``submitted`` the batch's creation, ``finished`` the request's end, times
-        since the emulator's start; no limit charged, so ``admitted`` NaN and ``charged_tokens`` 0."""
+        ``now``: status 200 ``ok``, 500 ``error`` (request_failure), 400 ``bad_request`` (a JSON value its cap
+        cut short, with the cap's completion tokens), or 0 (no answer) ``expired`` / ``cancelled``; ``created``
+        and ``submitted`` the batch's creation, ``finished`` the request's end, times since the emulator's
+        start; no limit charged, so ``admitted`` NaN and ``charged_tokens`` 0."""
         out, t0, nan = [], self.emu.clock.start, math.nan
         for job in self.jobs.values():
             if job.errors:
@@ -450,13 +462,15 @@ class Batches:
             ends = np.minimum(job.finish, end)
             for i in np.flatnonzero(ends <= now).tolist():
                 ran = job.finish[i] <= end
-                ok = ran and not job.failed[i]
-                status, outcome = (200, "ok") if ok else (500, "error") if ran else (0, job.final)
+                cut = ran and not job.failed[i] and job.cut[i]  # (written to its cap, as the chat route records it)
+                ok = ran and not job.failed[i] and not cut
+                status, outcome = ((200, "ok") if ok else (400, "bad_request") if cut else (500, "error") if ran
+                                   else (0, job.final))
                 q, p, c, total = usage_times(job.times[i].tolist() if ok else (nan, nan, nan))
                 t = float(ends[i]) - t0
                 out.append((first_id + len(out), job.label, job.models[i], "batch", status, outcome, "", created, t,
                             t - created, nan, 1, 0, int(job.prompt[i]), job.caps[i],
-                            int(job.completion[i]) if ok else 0, 0.0, 0.0, q, p, c, total,
+                            int(job.completion[i]) if ok or cut else 0, 0.0, 0.0, q, p, c, total,
                             "batch_req_" + self._id("req", job.first + i), "batch", "", created, job.number))
         return out
 

@@ -146,6 +146,16 @@ def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | No
     return filler(tokens), None
 
 
+def reply(body: dict, tokens: int, call_id: str, cap: int | None) -> tuple[dict, str]:
+    """(the assistant message, its ``finish_reason``) answering ``body`` with ``tokens`` completion tokens
+    under the request's ``cap``: a tool call (``tool_calls``), a whole JSON value (``stop``), or text cut at
+    the cap (``length``)."""
+    content, call = answer(body, tokens, call_id)
+    finish = ("tool_calls" if call is not None else "stop" if wants_json(body)  # (a whole JSON value)
+              else "length" if cap is not None and tokens >= cap else "stop")
+    return {"role": "assistant", "content": content, **({"tool_calls": [call]} if call is not None else {})}, finish
+
+
 def least_tokens(body: dict) -> int:
     """The fewest completion tokens the answer ``body`` asks for can be written in: 0 for text, else its JSON
     value's (:func:`_least`).  A model cut off by the request's cap before the value is whole fails it
