@@ -360,11 +360,14 @@ class Scenario(Strict):
             sent.update(policies[p].fallback)  # (every policy named is in the table: loading checks them)
         return sent
 
-    #: the ``[org]`` setting each axis of :meth:`_inert` compares (its path under ``org``)
+    #: the ``[org]`` setting each axis of :meth:`_inert` compares (its path under ``org``), then the settings
+    #: no axis compares that :meth:`_inert` judges too
     _ORG_SETTINGS = {"limiter": "limiter", "error_rate": "error_rate", "error_status": "error_status",
                      "retry_after_rounding": "retry_after_rounding", "service_tier": "service_tier",
                      "flex_multiplier": "flex.multiplier", "flex_failure": "flex.scarce_failure",
-                     "project_quotas": "project_quotas", "bill_timed_out": "accounting.bill_timed_out"}
+                     "project_quotas": "project_quotas", "bill_timed_out": "accounting.bill_timed_out",
+                     "flex_calm": "flex.calm", "flex_scarce": "flex.scarce", "flex_calm_failure": "flex.calm_failure",
+                     "batch": "batch"}
 
     def _axis_notes(self) -> list[str]:
         """One line per ``[compare]`` axis whose values all give the same runs, as the rest of the file is,
@@ -376,7 +379,8 @@ class Scenario(Strict):
             *outer, name = field.split(".")
             table = getattr(self.org, outer[0]) if outer else self.org
             if axis in why and axis not in cmp and table.written(name):
-                notes.append(f"note: org.{field}: {why[axis]}: it changes nothing")
+                notes.append(f"note: org.{field}: {why[axis]}: it changes nothing"
+                             + (" in a run (groqsim serve's Batch API uses it)" if axis == "batch" else ""))
         return notes
 
     def _inert(self) -> dict[str, str]:
@@ -394,10 +398,13 @@ class Scenario(Strict):
         on_flex = [c for c in on_demand if tiers(c) & {"flex", "auto"}]
         why = {}
         if not on_flex:
-            why["flex_multiplier"] = why["flex_failure"] = ("no client group is served on flex (service_tier "
-                                                            "'flex' or 'auto', off the batch lane)")
+            for axis in ("flex_multiplier", "flex_failure", "flex_calm", "flex_scarce", "flex_calm_failure"):
+                why[axis] = "no client group is served on flex (service_tier 'flex' or 'auto', off the batch lane)"
         elif org.flex.scarce == 0:
             why["flex_failure"] = "org.flex.scarce = 0: flex capacity is never scarce, so its failure never applies"
+            why["flex_calm"] = "org.flex.scarce = 0: flex capacity is never scarce, so a calm period never ends"
+        if not any("batch" in lanes(c) for c in self.clients):
+            why["batch"] = "no client group is on the batch lane (lane = 'batch', or a [compare] lane axis with it)"
         if not any(c.project in self.projects and self.projects[c.project].limits for c in on_demand):
             why["project_quotas"] = "no client group belongs to a project with limits of its own ([projects.NAME])"
         elif not any(self._sends(c) & set(self.projects[c.project].limits) for c in on_demand

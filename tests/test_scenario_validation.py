@@ -1344,6 +1344,39 @@ def test_an_org_setting_that_changes_nothing_is_said_as_its_axis_is(org, said):
     assert sc(org={"tier": "developer"}, client={"policy": "no-retry"}).setting_notes() == []
 
 
+@pytest.mark.parametrize("flex", [{"calm": "10m"}, {"scarce": "0s"}, {"calm_failure": 0.1},
+                                  {"calm": "10m", "scarce_failure": 0.9}])
+def test_the_flex_capacity_process_changes_nothing_without_a_group_on_flex(flex):
+    """Every setting of ``[org.flex]``'s capacity process (calm and scarce periods, each one's failure) acts on
+    flex requests only: without a group on flex each is said, by its key; with one, none is, but a calm
+    period's length when capacity is never scarce (``scarce = 0``)."""
+    notes = sc(org={"tier": "developer", "flex": flex}, client={"policy": "no-retry"}).setting_notes()
+    assert notes == [f"note: org.flex.{k}: no client group is served on flex (service_tier 'flex' or 'auto', off "
+                     "the batch lane): it changes nothing" for k in ("scarce_failure", "calm", "scarce", "calm_failure")
+                     if k in flex]
+    on_flex = sc(org={"tier": "developer", "flex": flex}, client={"policy": "no-retry", "service_tier": "flex"})
+    said = [n.split(":")[1].strip() for n in on_flex.setting_notes()]
+    assert said == (["org.flex.calm"] if flex.get("scarce") == "0s" and "calm" in flex else [])
+    never = sc(org={"tier": "developer", "flex": {"calm": "10m", "scarce": "0s"}},
+               client={"policy": "no-retry", "service_tier": "auto"})
+    assert never.setting_notes() == [
+        "note: org.flex.calm: org.flex.scarce = 0: flex capacity is never scarce, so a calm period never ends: it "
+        "changes nothing"]
+
+
+def test_a_batch_lane_with_no_group_on_it_changes_nothing_in_a_run():
+    """``[org.batch]`` shapes the batch lane's jobs (and the emulator's Batch API): a run without a group on the
+    batch lane (its own lane, or a lane axis with it) is not changed by it, and says so."""
+    lane = {"batch": {"start_median": "5m"}}
+    assert sc(org={"tier": "developer", **lane}, client={"policy": "no-retry"}).setting_notes() == [
+        "note: org.batch: no client group is on the batch lane (lane = 'batch', or a [compare] lane axis with it): "
+        "it changes nothing in a run (groqsim serve's Batch API uses it)"]
+    assert sc(org={"tier": "developer", **lane}, client={"policy": "no-retry", "lane": "batch"}).setting_notes() == []
+    assert sc(org={"tier": "developer", **lane}, client={"policy": "no-retry"},
+              compare={"lane": ["on_demand", "batch"]}).setting_notes() == []
+    assert sc(org={"tier": "developer"}, client={"policy": "no-retry"}).setting_notes() == []  # (not written)
+
+
 def test_billing_timed_out_attempts_is_said_to_change_nothing_without_a_timeout_or_a_bill():
     """``org.accounting.bill_timed_out`` (and its ``[compare]`` axis) acts only where a client policy gives an
     attempt up (a ``timeout``: groq-sdk's is 60 s, no-retry has none) on a tier that bills."""
