@@ -1403,8 +1403,9 @@ def test_an_org_dumped_whole_is_not_said_to_set_its_defaults():
     """A notebook builds scenarios from ``model_dump()`` of another's org (every field written): a default,
     written, changes nothing and is not said (nor is a batch lane's default start_p95 beside start_median 0)."""
     org = sc(**DEV).org.model_dump()
-    org["batch"]["start_median"] = 0
     assert sc(org=org, client={"policy": "no-retry"}).setting_notes() == []
+    org["batch"]["start_median"] = 0  # (not a default: said where no group is on the batch lane, which it shapes)
+    assert [n.split(":")[1] for n in sc(org=org, client={"policy": "no-retry"}).setting_notes()] == [" org.batch"]
     assert sc(org=org, client={"policy": "no-retry", "lane": "batch"}).setting_notes() == []
 
 
