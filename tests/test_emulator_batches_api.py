@@ -187,7 +187,7 @@ def test_a_line_gets_the_shape_it_asks_for_and_a_value_its_cap_cuts_short_is_gro
     requires a tool a call of it, its tools counted in the prompt; text otherwise.  A value that needs more
     than the line's cap is processed to the cap and fails: Groq's 400 ``json_validate_failed`` in the error
     file, a ``bad_request`` record of the cap's tokens, counted failed."""
-    import jsonschema
+    import jsonschema  # (here: the emulator loads it lazily too)
     schema = {"type": "object", "required": ["code", "ns"], "additionalProperties": False, "properties": {
         "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
         "ns": {"type": "array", "items": {"type": "integer"}, "minItems": 12}}}
@@ -211,6 +211,11 @@ def test_a_line_gets_the_shape_it_asks_for_and_a_value_its_cap_cuts_short_is_gro
     assert out["r1"]["choices"][0]["message"]["content"] is None
     assert out["r1"]["usage"]["prompt_tokens"] > out["r2"]["usage"]["prompt_tokens"] == 13  # (the tool counted)
     assert out["r2"]["choices"][0]["message"]["content"] == text_of(7)
+    from groq.types.chat import ChatCompletion as GroqCompletion
+    from openai.types.chat import ChatCompletion as OpenAICompletion
+    for body in out.values():  # (each parses as both SDKs' ChatCompletion, its tool call too)
+        assert OpenAICompletion.model_validate(body).id == body["id"]
+        assert GroqCompletion.model_validate(body).choices[0].finish_reason in ("stop", "tool_calls")
     [cut] = lines_of(org.store.content(done["error_file_id"], now=org.t0 + DAY))
     assert cut["custom_id"] == "r3" and cut["response"]["status_code"] == 400 and cut["error"] is None
     err = cut["response"]["body"]["error"]
