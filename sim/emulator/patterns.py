@@ -51,17 +51,19 @@ _NAMED = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
 _FAILURES = (re.error, _Unwritable, RecursionError, OverflowError, ValueError, TypeError)
 
 
+@functools.lru_cache(maxsize=1024)
 def simplest(pattern: str, k: int = 0, least: int = 0, most: int | None = None) -> str | None:
-    """The simplest string ``pattern`` matches (``re.search``), its ``k``-th variant, between ``least`` and
-    ``most`` characters long; None when there is none this module can write (see the module's docstring)."""
+    """The simplest string ``pattern`` matches (anywhere in it), its ``k``-th variant, between ``least`` and
+    ``most`` characters long; None when there is none this module can write (see the module's docstring).
+    Kept per arguments: a client sends the same schema with every request."""
     matches = _matcher(pattern)
+    if matches is None:
+        return None
     try:
         tree = _parser.parse(_NAMED.sub("(?P<", pattern))  # (ECMA-262's named group, in Python's spelling)
         writer = _Writer(k, 0)
         writer.seq(tree)
     except _FAILURES:
-        return None
-    if matches is None:
         return None
     # more copies of one repetition (what is left of k first); else of every open one, from none: ``(a?)*``
     for extra, every in ((writer.k, False), (0, True)):
