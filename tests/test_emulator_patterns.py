@@ -73,6 +73,7 @@ def test_the_simplest_match_its_lengths_and_what_is_not_written(pattern, least, 
     (r"^[^a]$", [0], ["b"]), (r"[^\s\S]", [0], [None]),  # (a class with no member: none)
     (r"^[ab]*$", range(4), ["", "b", "ab", "bba"]),  # (past the choices, more copies, themselves varied)
     (r"^a?$", [0], [""]),
+    (r"^a*$", [20_000], [""]),  # (k past the choices asks more copies than LONGEST: the simplest instead)
     (r"^(?<year>\d{4})-(?<month>\d{2})$", [0, 1], ["0000-00", "1000-00"]),  # (ECMA-262's named groups)
     (r"^(?>ab)c$", [0], [None]), (r"^a\Z$", [0], [None]),  # (pydantic's engine refuses them: not written)
 ])
@@ -87,6 +88,7 @@ def test_the_variants_of_a_pattern(pattern, ks, expected):
     (r"^a{1,2}b*$", 4, None, "abbb"),  # (the first repetition with room for all three)
     (r"^a+b+$", 5, None, "aaaab"),
     (r"^a?b?c?$", 2, None, "abc"),  # (no repetition with room for two: every one, once)
+    (r"^(ab?)*d*$", 2, None, "ab"),  # (the copy that took the extra one inside it is kept)
     (r"^\w+$", 0, 1, "a"), (r"^\w+$", 2, 2, "aa"),  # (exactly as long as allowed)
 ])
 def test_a_min_length_is_reached_by_more_repetitions(pattern, least, most, expected):

@@ -178,6 +178,7 @@ def test_a_schema_instance_follows_refs_unions_formats_and_shares_the_words():
     ({"anyOf": [{"type": "string", "pattern": "^x$"}, {"type": "integer", "minimum": 2}]}, 3, 2),
     ({"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^x$"}]}, 3, "x"),  # (all: first)
     ({"type": "string", "pattern": "^(?=y)y$"}, 3, "The quick brown"),  # (a lookahead: not written, filler)
+    ({"type": "string", "pattern": "^a?$"}, 3, ""),  # (no minLength: the empty match is the simplest)
     ({"type": "string", "pattern": "^[A-Z]{2}-\\d+$", "minLength": 5}, 3, "AA-00"),
     ({"type": "string", "format": "email", "pattern": "@example\\.org$"}, 3, "@example.org"),  # (pattern first)
     # a recursive type stops where it would loop: no item in an array that may be empty, else null
