@@ -44,7 +44,7 @@ from ..recorder import TRANSCRIPTIONS as AUDIO
 from .batches import BatchError, Batches
 from ..units import usage_times
 from .core import Emulator, approx_prompt_tokens, completion_cap, filler
-from .shapes import cut_short, least_tokens, reply, shape_error, tool_tokens, warm
+from .shapes import Shape, cut_short, least_tokens, reply, shape_error, tool_tokens, warm
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json")  # a transcription's formats on Groq
 MAX_STREAM_CHUNKS = 16  # a stream sends the answer in at most this many content chunks
@@ -134,7 +134,8 @@ def build_app(emu: Emulator) -> Starlette:
             return refuse(CHAT, model, t_send, label, err, emu.first_tier(body.get("service_tier")))
         tier, max_tokens = body.get("service_tier"), completion_cap(body)[1]
         prompt = approx_prompt_tokens(body["messages"]) + tool_tokens(body)
-        least = least_tokens(body)
+        shape = Shape(body)  # (its JSON value built once: sized, then written or cut short)
+        least = least_tokens(shape)
         d = emu.decide(model, prompt, max_tokens, project=label, service_tier=tier, least=least)
         headers = d.sent_headers
         kw = {"max_tokens": max_tokens, "request_id": d.request_id, "prompt": prompt, "d": d}
@@ -144,13 +145,13 @@ def build_app(emu: Emulator) -> Starlette:
             return _error(d.error, headers)  # an injected fault's too carries the rate-limit headers
         _ADMITTED.set({"model": model, **kw})
         if least > d.completion:  # the cap came first: the value is unfinished, and Groq's validation fails it
-            return await _cut_short(emu, d, body, model, t_send, label, headers, kw)
+            return await _cut_short(emu, d, shape, model, t_send, label, headers, kw)
         q, p, c, total = usage_times(d.times)
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": d.completion,
                  "completion_time": c, "total_tokens": prompt + d.completion, "total_time": total}
         created = int(emu.clock.wall(d.now))  # the client's own clock (the log keeps limiter epochs)
         cid = "chatcmpl-" + d.request_id[4:]
-        message, finish = reply(body, d.completion, "call_" + d.request_id[4:], max_tokens)
+        message, finish = reply(shape, d.completion, "call_" + d.request_id[4:], max_tokens)
         content, call = message["content"], (message.get("tool_calls") or [None])[0]
         # (every stream chunk names the tier too, as OpenAI's chunks carry service_tier)
         base = {"id": cid, "created": created, "model": model, "system_fingerprint": "fp_groqsim",
@@ -370,17 +371,17 @@ def build_app(emu: Emulator) -> Starlette:
     ], exception_handlers={Exception: on_error, HTTPException: not_found}, lifespan=lifespan)
 
 
-async def _cut_short(emu: Emulator, d, body: dict, model: str, t_send: float, label, headers: dict,
+async def _cut_short(emu: Emulator, d, shape: Shape, model: str, t_send: float, label, headers: dict,
                      kw: dict) -> Response:
     """The 400 of an admitted answer whose JSON value the cap cut short (:func:`~.shapes.cut_short`), sent
     once the model has written to its cap: charged as the request was, with the rate-limit headers (real
     ``tool_use_failed`` responses carry them).  Streamed, it is an SSE ``event: error`` frame, as Groq sends
     it in a stream (the SDKs raise it as an ``APIError``)."""
-    err = cut_short(body, d.completion)
+    err = cut_short(shape, d.completion)
     await _delay(d.delay / emu.time_scale)  # (no refund to give: the model wrote to its cap)
     _record(emu, endpoint=CHAT, model=model, status=err.status, t_send=t_send, label=label, headers=d.log_headers,
             error=err.error, **kw)
-    if body.get("stream"):
+    if shape.body.get("stream"):
         frame = {"error": {**err.error, "status_code": err.status}}
         return Response(b"event: error\ndata: " + json.dumps(frame).encode() + b"\n\n",
                         media_type="text/event-stream", headers=headers)

@@ -38,7 +38,7 @@ from ..batch import MAX_BYTES, MAX_REQUESTS, MAX_WINDOW, MIN_WINDOW
 from ..headers import ErrorResponse, invalid_request_error, server_error
 from ..units import format_duration, parse_duration, usage_times
 from .core import DEFAULT_MAX_TOKENS, Emulator, approx_prompt_tokens, completion_cap
-from .shapes import cut_short, least_tokens, reply, shape_error, tool_tokens
+from .shapes import Shape, cut_short, least_tokens, reply, shape_error, tool_tokens
 
 ENDPOINT = "/v1/chat/completions"  # the one endpoint Groq's Batch API serves
 INPUT, OUTPUT = "batch", "batch_output"  # file purposes
@@ -122,7 +122,7 @@ class Job:
     caps: list  # each line's completion cap (None: unset)
     prompt: np.ndarray
     completion: np.ndarray
-    bodies: list  # each line's request (what its answer is shaped as)
+    shapes: list[Shape]  # what each line's answer is shaped as (its JSON value built once)
     start: float = math.inf
     finish: np.ndarray | None = None  # when each request is done
     failed: np.ndarray | None = None  # processed, but failed (request_failure)
@@ -337,7 +337,7 @@ class Batches:
                   self._n["req"], list(f.errors), [c for c, _ in requests], [b["model"] for b in bodies],
                   [completion_cap(b)[1] for b in bodies],
                   np.array([approx_prompt_tokens(b["messages"]) + tool_tokens(b) for b in bodies], dtype=float),
-                  np.empty(0), bodies)
+                  np.empty(0), [Shape(b) for b in bodies])
         self._n["req"] += len(requests)
         if f.errors:
             job.settled = True  # failed: nothing runs, no files
@@ -354,7 +354,7 @@ class Batches:
         speed = float(lane.speeds(rng, 1)[0])
         cap = np.array([DEFAULT_MAX_TOKENS if c is None else c for c in job.caps], dtype=float)
         job.completion = cap.copy()
-        least = np.array([least_tokens(b) for b in job.bodies], dtype=float)  # (a structured answer's fewest)
+        least = np.array([least_tokens(s) for s in job.shapes], dtype=float)  # (a structured answer's fewest)
         models = np.array(job.models)
         for m in dict.fromkeys(job.models):  # as chat answers: the scenario's lengths for the model, capped
             dist = self.emu.answer_lengths(m)
@@ -426,7 +426,7 @@ class Batches:
             if job.finish[i] > end:
                 err.append(_jsonl({**line, "response": None, "error": NOT_RUN[job.final]}))
             elif job.failed[i] or job.cut[i]:
-                body = failure if job.failed[i] else cut_short(job.bodies[i], int(job.completion[i])).body
+                body = failure if job.failed[i] else cut_short(job.shapes[i], int(job.completion[i])).body
                 err.append(_jsonl({**line, "response": {"status_code": 500 if job.failed[i] else 400,
                                                         "request_id": "req_" + rid, "body": body}, "error": None}))
             else:
@@ -442,7 +442,7 @@ class Batches:
         prompt, completion, cap = int(job.prompt[i]), int(job.completion[i]), job.caps[i]
         usage = {"queue_time": q, "prompt_tokens": prompt, "prompt_time": p, "completion_tokens": completion,
                  "completion_time": c, "total_tokens": prompt + completion, "total_time": total}
-        message, finish = reply(job.bodies[i], completion, "call_" + rid, cap)
+        message, finish = reply(job.shapes[i], completion, "call_" + rid, cap)
         return {"id": "chatcmpl-" + rid, "object": "chat.completion", "created": int(wall(float(job.finish[i]))),
                 "model": job.models[i], "system_fingerprint": "fp_groqsim", "choices": [{
                     "index": 0, "message": message, "logprobs": None, "finish_reason": finish}],

@@ -132,49 +132,65 @@ def wants_json(body: dict) -> bool:
     return _format(body) in ("json_object", "json_schema")
 
 
-def answer(body: dict, tokens: int, call_id: str) -> tuple[str | None, dict | None]:
-    """(content, tool call) of the answer to ``body`` (checked by :func:`shape_error`) with ``tokens`` words of
-    filler: a tool call (content None) when the request requires one, else text or JSON as it asks."""
-    chosen, schema = _structure(body)
-    if chosen is not None:
-        return None, {"id": call_id, "type": "function",
-                      "function": {"name": chosen["name"], "arguments": json.dumps(instance(schema, tokens))}}
-    if schema is not None:
-        return json.dumps(instance(schema, tokens)), None
-    if _format(body) == "json_object":
+class Shape:
+    """What a request (checked by :func:`shape_error`) asks its answer to be, worked out once per request: the
+    function it makes the model call (None: none), and its JSON schema's simplest value, built (None: text or
+    a ``json_object``).  Sizing the answer, writing it and cutting it short all read the one built value."""
+
+    def __init__(self, body: dict):
+        self.body = body
+        self.chosen, schema = _structure(body)
+        self.value = None if schema is None else _built(schema)
+
+    @classmethod
+    def of(cls, request) -> Shape:
+        """``request`` itself if it is a Shape, else the Shape of that request body."""
+        return request if isinstance(request, Shape) else cls(request)
+
+
+def answer(request: dict | Shape, tokens: int, call_id: str) -> tuple[str | None, dict | None]:
+    """(content, tool call) of the answer to ``request`` (a body, or its :class:`Shape`) with ``tokens`` words
+    of filler: a tool call (content None) when the request requires one, else text or JSON as it asks."""
+    shape = Shape.of(request)
+    if shape.chosen is not None:
+        return None, {"id": call_id, "type": "function", "function": {
+            "name": shape.chosen["name"], "arguments": json.dumps(_filled(shape.value, tokens))}}
+    if shape.value is not None:
+        return json.dumps(_filled(shape.value, tokens)), None
+    if _format(shape.body) == "json_object":
         return json.dumps({"text": filler(tokens)}), None
     return filler(tokens), None
 
 
-def reply(body: dict, tokens: int, call_id: str, cap: int | None) -> tuple[dict, str]:
-    """(the assistant message, its ``finish_reason``) answering ``body`` with ``tokens`` completion tokens
-    under the request's ``cap``: a tool call (``tool_calls``), a whole JSON value (``stop``), or text cut at
-    the cap (``length``)."""
-    content, call = answer(body, tokens, call_id)
-    finish = ("tool_calls" if call is not None else "stop" if wants_json(body)  # (a whole JSON value)
+def reply(request: dict | Shape, tokens: int, call_id: str, cap: int | None) -> tuple[dict, str]:
+    """(the assistant message, its ``finish_reason``) answering ``request`` (a body, or its :class:`Shape`)
+    with ``tokens`` completion tokens under the request's ``cap``: a tool call (``tool_calls``), a whole JSON
+    value (``stop``), or text cut at the cap (``length``)."""
+    shape = Shape.of(request)
+    content, call = answer(shape, tokens, call_id)
+    finish = ("tool_calls" if call is not None else "stop" if wants_json(shape.body)  # (a whole JSON value)
               else "length" if cap is not None and tokens >= cap else "stop")
     return {"role": "assistant", "content": content, **({"tool_calls": [call]} if call is not None else {})}, finish
 
 
-def least_tokens(body: dict) -> int:
-    """The fewest completion tokens the answer ``body`` asks for can be written in: 0 for text, else its JSON
-    value's (:func:`_least`).  A model cut off by the request's cap before the value is whole fails it
-    (:func:`cut_short`)."""
-    schema = _structure(body)[1]
-    return 0 if schema is None else _least(_built(schema))
+def least_tokens(request: dict | Shape) -> int:
+    """The fewest completion tokens the answer ``request`` (a body, or its :class:`Shape`) asks for can be
+    written in: 0 for text, else its JSON value's (:func:`_least`).  A model cut off by the request's cap
+    before the value is whole fails it (:func:`cut_short`)."""
+    value = Shape.of(request).value
+    return 0 if value is None else _least(value)
 
 
-def cut_short(body: dict, tokens: int) -> ErrorResponse:
-    """Groq's 400 for an answer whose JSON value needs more than the ``tokens`` the request allows: the model
-    stopped at its cap with the value unfinished, so the validation that runs before Groq returns it fails:
-    ``tool_use_failed`` for a tool call, ``json_validate_failed`` for a ``json_schema`` format (the messages
-    and codes as real responses show them).  ``failed_generation`` holds what was written: the value's JSON
-    cut to ``tokens`` tokens' worth of characters."""
-    chosen, schema = _structure(body)
-    value = _built(schema)
+def cut_short(request: dict | Shape, tokens: int) -> ErrorResponse:
+    """Groq's 400 for an answer whose JSON value needs more than the ``tokens`` the request (a body, or its
+    :class:`Shape`) allows: the model stopped at its cap with the value unfinished, so the validation that
+    runs before Groq returns it fails: ``tool_use_failed`` for a tool call, ``json_validate_failed`` for a
+    ``json_schema`` format (the messages and codes as real responses show them).  ``failed_generation`` holds
+    what was written: the value's JSON cut to ``tokens`` tokens' worth of characters."""
+    shape = Shape.of(request)
     chars = tokens * CHARS_PER_TOKEN  # (and as many tokens: each is a character at least, so enough is written)
-    text = json.dumps(_fill(value, 1, cap=chars))[:chars]
-    what, code = (("Failed to call a function", "tool_use_failed") if chosen is not None
+    text = json.dumps(_fill(shape.value, 1, cap=chars))[:chars]
+    what, code = (("Failed to call a function", "tool_use_failed") if shape.chosen is not None
                   else ("Failed to generate JSON", "json_validate_failed"))
     err = invalid_request_error(f"{what}. Please adjust your prompt. See 'failed_generation' for more details.",
                                 code=code)
@@ -199,7 +215,11 @@ def instance(schema: dict, tokens: int):
     """The simplest value ``schema`` allows (its local ``$ref``s resolved), its free strings holding filler
     words (``tokens`` shared among them, at least one each).  It has :func:`_least` tokens at least, which
     the caller bounds (a schema may ask for a billion items)."""
-    value = _built(schema)
+    return _filled(_built(schema), tokens)
+
+
+def _filled(value, tokens: int):
+    """A built value written out, ``tokens`` filler words shared among its free strings (one each at least)."""
     return _fill(value, max(1, tokens // max(1, _holes(value))))
 
 
